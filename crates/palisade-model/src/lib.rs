@@ -1,1 +1,77 @@
-//! palisade-model
+//! Palisade's view of a Kubernetes cluster: the objects we read, loaded from manifests (multi-document
+//! YAML or JSON, `kind: List`, workloads whose pod templates stand in for missing pods), validated with
+//! field paths, and indexed into one [`ClusterState`].
+//!
+//! Kubernetes types come from `k8s-openapi` (feature `v1_34`, the API version Palisade targets). YAML is
+//! read with `serde_yaml_ng`, the maintained fork of `serde_yaml` with the same error locations; typed
+//! decoding goes through `serde_path_to_error` so a wrong field type is reported with its path.
+//! This crate knows nothing of policy semantics.
+
+mod diagnostic;
+mod document;
+mod loader;
+mod objects;
+pub mod selector;
+mod state;
+pub mod validate;
+mod workload;
+
+pub use diagnostic::{Diagnostic, FieldIssue, Origin, Severity};
+pub use loader::{Loader, DEFAULT_POD_CIDR};
+pub use state::{
+    ClusterState, ContainerPortInfo, NamespaceInfo, OwnerRef, PodInfo, PolicyInfo, ServiceInfo,
+    ServicePortInfo,
+};
+
+use std::fmt;
+
+/// The transport protocols Kubernetes port specifications know, plus ICMP for flows that have no port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    /// TCP (the Kubernetes default).
+    Tcp,
+    /// UDP.
+    Udp,
+    /// SCTP.
+    Sctp,
+    /// ICMP / ICMPv6: never matched by a port rule; only rules without `ports` allow it.
+    Icmp,
+}
+
+impl Protocol {
+    /// The three protocols a Kubernetes port may name.
+    pub const PORTED: [Protocol; 3] = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp];
+
+    /// The Kubernetes spelling (`TCP`, `UDP`, `SCTP`, `ICMP`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+            Protocol::Sctp => "SCTP",
+            Protocol::Icmp => "ICMP",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = String;
+
+    /// Parses a protocol name, case-insensitively (command-line convenience).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_uppercase().as_str() {
+            "TCP" => Ok(Protocol::Tcp),
+            "UDP" => Ok(Protocol::Udp),
+            "SCTP" => Ok(Protocol::Sctp),
+            "ICMP" => Ok(Protocol::Icmp),
+            _ => Err(format!(
+                "unknown protocol {s:?}; valid: TCP, UDP, SCTP, ICMP"
+            )),
+        }
+    }
+}

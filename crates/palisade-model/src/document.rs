@@ -1,0 +1,178 @@
+//! Reading manifest text into JSON values, one per document, with the line each document starts on.
+//! YAML streams (`---` separated, `...` terminated) and JSON (one or more concatenated values) are both
+//! accepted; a syntax error is reported with its absolute file line and the other documents still load.
+
+use crate::diagnostic::{Diagnostic, Origin, Severity};
+
+/// One parsed document: its value and where it starts.
+#[derive(Debug)]
+pub struct Document {
+    /// The document as a JSON value (`null` documents are dropped before this point).
+    pub value: serde_json::Value,
+    /// File and first line of the document.
+    pub origin: Origin,
+}
+
+/// Splits `text` (the contents of `file`) into documents. Errors become diagnostics; parsing
+/// continues with the next document.
+pub fn parse(file: &str, text: &str, diagnostics: &mut Vec<Diagnostic>) -> Vec<Document> {
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        parse_json(file, text, diagnostics)
+    } else {
+        parse_yaml(file, text, diagnostics)
+    }
+}
+
+fn parse_json(file: &str, text: &str, diagnostics: &mut Vec<Diagnostic>) -> Vec<Document> {
+    let mut docs = Vec::new();
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>();
+    loop {
+        let start = stream.byte_offset();
+        match stream.next() {
+            None => break,
+            Some(Ok(value)) => {
+                let skipped = text[start..].len() - text[start..].trim_start().len();
+                let line = line_of(text, start + skipped);
+                if !value.is_null() {
+                    docs.push(Document {
+                        value,
+                        origin: Origin {
+                            file: file.to_string(),
+                            line: Some(line),
+                        },
+                    });
+                }
+            }
+            Some(Err(e)) => {
+                let origin = Origin {
+                    file: file.to_string(),
+                    line: Some(e.line()),
+                };
+                let message = format!("invalid JSON: {}", strip_position(&e.to_string()));
+                diagnostics.push(Diagnostic::new(Severity::Error, origin, message));
+                break; // the stream cannot resynchronise after a syntax error
+            }
+        }
+    }
+    docs
+}
+
+fn line_of(text: &str, byte: usize) -> usize {
+    text[..byte.min(text.len())].matches('\n').count() + 1
+}
+
+/// Removes serde's trailing " at line L column C" (we report absolute lines ourselves).
+fn strip_position(message: &str) -> &str {
+    match message.rfind(" at line ") {
+        Some(i) => &message[..i],
+        None => message,
+    }
+}
+
+/// The YAML documents in `text`, each with the line of its first content line.
+fn split_yaml(text: &str) -> Vec<(usize, String)> {
+    let mut docs = Vec::new();
+    let mut start_line = 1;
+    let mut current = String::new();
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let bare = line.trim_end_matches(['\n', '\r']);
+        let is_start = bare == "---" || bare.starts_with("--- ") || bare.starts_with("---\t");
+        let is_end = bare == "..." || bare.starts_with("... ");
+        if is_start || is_end {
+            docs.push((start_line, std::mem::take(&mut current)));
+            start_line = i + 2;
+            // Content after `--- ` on the same line belongs to the new document.
+            let rest = bare[3..].trim_start();
+            if is_start && !rest.is_empty() && !rest.starts_with('#') {
+                current.push_str(rest);
+                current.push('\n');
+                start_line = i + 1;
+            }
+        } else if current.is_empty()
+            && (bare.trim().is_empty() || bare.trim_start().starts_with('#'))
+        {
+            start_line = i + 2; // report the first line with content
+        } else {
+            current.push_str(line);
+        }
+    }
+    docs.push((start_line, current));
+    docs.retain(|(_, doc)| !doc.trim().is_empty());
+    docs
+}
+
+fn parse_yaml(file: &str, text: &str, diagnostics: &mut Vec<Diagnostic>) -> Vec<Document> {
+    let mut out = Vec::new();
+    for (first_line, doc) in split_yaml(text) {
+        match serde_yaml_ng::from_str::<serde_json::Value>(&doc) {
+            Ok(serde_json::Value::Null) => {}
+            Ok(value) => out.push(Document {
+                value,
+                origin: Origin {
+                    file: file.to_string(),
+                    line: Some(first_line),
+                },
+            }),
+            Err(e) => {
+                let line = e
+                    .location()
+                    .map_or(first_line, |l| first_line + l.line() - 1);
+                let origin = Origin {
+                    file: file.to_string(),
+                    line: Some(line),
+                };
+                let message = format!("invalid YAML: {}", strip_position(&e.to_string()));
+                diagnostics.push(Diagnostic::new(Severity::Error, origin, message));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(file_text: &str) -> (Vec<usize>, Vec<Diagnostic>) {
+        let mut diags = Vec::new();
+        let docs = parse("f.yaml", file_text, &mut diags);
+        (docs.iter().map(|d| d.origin.line.unwrap()).collect(), diags)
+    }
+
+    #[test]
+    fn yaml_documents_and_their_lines() {
+        let text = "# comment\n\napiVersion: v1\nkind: A\n---\n---\n# c\nkind: B\n...\nkind: C\n";
+        let (l, d) = lines(text);
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(l, vec![3, 8, 10]);
+    }
+
+    #[test]
+    fn yaml_error_has_absolute_line_and_other_documents_survive() {
+        let text = "kind: A\n---\nkind: B\nmetadata:\n  name: [x\n---\nkind: C\n";
+        let (l, d) = lines(text);
+        assert_eq!(l, vec![1, 7]);
+        assert_eq!(d.len(), 1);
+        assert!(d[0].message.starts_with("invalid YAML"), "{}", d[0]);
+        let line = d[0].origin.line.unwrap();
+        assert!((5..=6).contains(&line), "reported line {line}");
+    }
+
+    #[test]
+    fn json_values_concatenated() {
+        let (l, d) = lines("{\"kind\": \"A\"}\n\n{\"kind\":\n \"B\"}");
+        assert!(d.is_empty());
+        assert_eq!(l, vec![1, 3]);
+        let (_, d) = lines("{\"kind\": \"A\"}\n{\"kind\": }");
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].origin.line, Some(2));
+    }
+
+    #[test]
+    fn document_marker_with_inline_content() {
+        let (l, d) = lines("--- {kind: A}\n--- # comment\nkind: B\n");
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(l, vec![1, 3]);
+    }
+}

@@ -1,0 +1,291 @@
+//! Loading manifests from files, folders and standard input into a [`ClusterState`].
+
+use crate::diagnostic::{Diagnostic, Origin, Severity};
+use crate::objects::{labels_of, object_id, Loaded, Objects};
+use crate::state::{
+    ClusterState, ContainerPortInfo, NamespaceInfo, OwnerRef, PodInfo, PolicyInfo, ServiceInfo,
+    ServicePortInfo,
+};
+use crate::{document, validate, workload, Protocol};
+use ipnet::IpNet;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use std::collections::HashSet;
+use std::io::Read;
+use std::net::IpAddr;
+use std::path::Path;
+
+/// The range pod IPs are allocated from when a manifest gives none.
+pub const DEFAULT_POD_CIDR: &str = "10.244.0.0/16";
+
+/// Reads manifests and builds a [`ClusterState`]. Problems are collected as diagnostics; a rejected
+/// object never stops the others from loading.
+pub struct Loader {
+    objects: Objects,
+    diagnostics: Vec<Diagnostic>,
+    pod_cidr: IpNet,
+}
+
+impl Default for Loader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Loader {
+    /// A loader with the default pod CIDR that rejects duplicate objects.
+    pub fn new() -> Self {
+        Loader {
+            objects: Objects::default(),
+            diagnostics: Vec::new(),
+            pod_cidr: DEFAULT_POD_CIDR.parse().expect("valid constant"),
+        }
+    }
+
+    /// Later definitions of an object (same kind, namespace and name) replace earlier ones, as
+    /// `kubectl apply` of a second file would, instead of being rejected.
+    pub fn replace_duplicates(mut self, replace: bool) -> Self {
+        self.objects.replace_duplicates = replace;
+        self
+    }
+
+    /// Sets the range allocated pod IPs come from.
+    pub fn pod_cidr(mut self, cidr: IpNet) -> Self {
+        self.pod_cidr = cidr;
+        self
+    }
+
+    /// Loads a file, a folder (recursively: `*.yaml`, `*.yml`, `*.json`, in name order) or `-` (stdin).
+    pub fn load_path(&mut self, path: &Path) {
+        if path == Path::new("-") {
+            let mut text = String::new();
+            match std::io::stdin().read_to_string(&mut text) {
+                Ok(_) => self.load_str("-", &text),
+                Err(e) => self.io_error("-", &e),
+            }
+            return;
+        }
+        let display = path.display().to_string();
+        match std::fs::metadata(path) {
+            Err(e) => self.io_error(&display, &e),
+            Ok(meta) if meta.is_dir() => self.load_dir(path),
+            Ok(_) => match std::fs::read_to_string(path) {
+                Ok(text) => self.load_str(&display, &text),
+                Err(e) => self.io_error(&display, &e),
+            },
+        }
+    }
+
+    fn load_dir(&mut self, dir: &Path) {
+        let mut entries = match std::fs::read_dir(dir) {
+            Ok(rd) => rd
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .collect::<Vec<_>>(),
+            Err(e) => return self.io_error(&dir.display().to_string(), &e),
+        };
+        entries.sort();
+        for path in entries {
+            let hidden = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'));
+            let manifest = matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml" | "json")
+            );
+            if hidden {
+                continue;
+            }
+            if path.is_dir() {
+                self.load_dir(&path);
+            } else if manifest {
+                self.load_path(&path);
+            }
+        }
+    }
+
+    fn io_error(&mut self, file: &str, e: &std::io::Error) {
+        self.diagnostics.push(Diagnostic::new(
+            Severity::Error,
+            Origin {
+                file: file.to_string(),
+                line: None,
+            },
+            format!("cannot read: {e}"),
+        ));
+    }
+
+    /// Loads manifest text; `file` names it in diagnostics.
+    pub fn load_str(&mut self, file: &str, text: &str) {
+        for doc in document::parse(file, text, &mut self.diagnostics) {
+            self.objects.ingest(doc, &mut self.diagnostics);
+        }
+    }
+
+    /// Expands workload templates, allocates missing pod IPs and returns the snapshot and every
+    /// diagnostic collected.
+    pub fn finish(mut self) -> (ClusterState, Vec<Diagnostic>) {
+        let objects = std::mem::take(&mut self.objects);
+        let mut pods: Vec<PodInfo> = objects.pods.iter().map(|p| pod_info(p, false)).collect();
+        let explicit: HashSet<(String, String)> = pods
+            .iter()
+            .map(|p| (p.namespace.clone(), p.name.clone()))
+            .collect();
+        for p in workload::expand(&objects.workloads, &objects.pods) {
+            let info = pod_info(&p, true);
+            if explicit.contains(&(info.namespace.clone(), info.name.clone())) {
+                continue;
+            }
+            pods.push(info);
+        }
+        self.allocate_ips(&mut pods);
+        let namespaces = objects
+            .namespaces
+            .iter()
+            .map(|n| NamespaceInfo {
+                name: n.object.metadata.name.clone().unwrap_or_default(),
+                labels: labels_of(&n.object.metadata),
+                annotations: n.object.metadata.annotations.clone().unwrap_or_default(),
+                origin: Some(n.origin.clone()),
+            })
+            .collect();
+        let services = objects.services.iter().map(service_info).collect();
+        let policies = objects
+            .policies
+            .iter()
+            .map(|p| PolicyInfo {
+                namespace: p.object.metadata.namespace.clone().unwrap_or_default(),
+                name: p.object.metadata.name.clone().unwrap_or_default(),
+                policy: p.object.clone(),
+                origin: p.origin.clone(),
+            })
+            .collect();
+        let state = ClusterState::new(namespaces, pods, services, policies);
+        (state, self.diagnostics)
+    }
+
+    /// Gives every non-hostNetwork pod without an IP a stable address: a hash of `ns/name` into the pod
+    /// CIDR, probing forward on collision, so adding a pod does not move the others.
+    fn allocate_ips(&mut self, pods: &mut [PodInfo]) {
+        let mut used: HashSet<IpAddr> = pods.iter().filter_map(|p| p.ip).collect();
+        let (base, size) = match self.pod_cidr {
+            IpNet::V4(n) => (
+                u32::from(n.network()) as u128,
+                1u128 << (32 - n.prefix_len()),
+            ),
+            IpNet::V6(n) => (
+                u128::from(n.network()),
+                1u128
+                    .checked_shl(128 - n.prefix_len() as u32)
+                    .unwrap_or(u128::MAX),
+            ),
+        };
+        let to_ip = |offset: u128| -> IpAddr {
+            match self.pod_cidr {
+                IpNet::V4(_) => IpAddr::V4(((base + offset) as u32).into()),
+                IpNet::V6(_) => IpAddr::V6((base + offset).into()),
+            }
+        };
+        // Skip the network address and the first few (gateway-style) addresses and the last one.
+        let usable = size.saturating_sub(11);
+        for pod in pods
+            .iter_mut()
+            .filter(|p| p.ip.is_none() && !p.host_network)
+        {
+            if usable == 0 {
+                break;
+            }
+            let start = crate::workload::fnv1a(&[&pod.namespace, &pod.name]) as u128 % usable;
+            let free = (0..usable.min(used.len() as u128 + 1))
+                .map(|i| to_ip(10 + (start + i) % usable))
+                .find(|ip| !used.contains(ip));
+            match free {
+                Some(ip) => {
+                    used.insert(ip);
+                    pod.ip = Some(ip);
+                    pod.ip_allocated = true;
+                }
+                None => self.diagnostics.push(Diagnostic {
+                    object: Some(object_id("Pod", Some(&pod.namespace), &pod.name)),
+                    ..Diagnostic::new(
+                        Severity::Error,
+                        pod.origin.clone(),
+                        format!("no free address left in pod CIDR {}", self.pod_cidr),
+                    )
+                }),
+            }
+        }
+    }
+}
+
+fn parse_protocol(p: Option<&str>) -> Protocol {
+    validate::protocol(p).unwrap_or(Protocol::Tcp) // validated before; never falls back in practice
+}
+
+fn pod_info(loaded: &Loaded<Pod>, from_template: bool) -> PodInfo {
+    let pod = &loaded.object;
+    let spec = pod.spec.as_ref();
+    let host_network = spec.and_then(|s| s.host_network).unwrap_or(false);
+    let status = pod.status.as_ref();
+    let ip_text = if host_network {
+        status.and_then(|s| s.host_ip.as_ref().or(s.pod_ip.as_ref()))
+    } else {
+        status.and_then(|s| s.pod_ip.as_ref())
+    };
+    let ports = spec
+        .into_iter()
+        .flat_map(|s| s.containers.iter())
+        .flat_map(|c| c.ports.iter().flatten())
+        .map(|p| ContainerPortInfo {
+            name: p.name.clone(),
+            port: p.container_port as u16,
+            protocol: parse_protocol(p.protocol.as_deref()),
+        })
+        .collect();
+    PodInfo {
+        namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        labels: labels_of(&pod.metadata),
+        ip: ip_text.and_then(|ip| ip.parse().ok()),
+        ip_allocated: false,
+        host_network,
+        node_name: spec.and_then(|s| s.node_name.clone()),
+        ports,
+        owner: pod
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .next()
+            .map(|o| OwnerRef {
+                kind: o.kind.clone(),
+                name: o.name.clone(),
+            }),
+        from_template,
+        origin: loaded.origin.clone(),
+    }
+}
+
+fn service_info(loaded: &Loaded<Service>) -> ServiceInfo {
+    let svc = &loaded.object;
+    let spec = svc.spec.clone().unwrap_or_default();
+    ServiceInfo {
+        namespace: svc.metadata.namespace.clone().unwrap_or_default(),
+        name: svc.metadata.name.clone().unwrap_or_default(),
+        selector: spec.selector,
+        cluster_ip: spec.cluster_ip,
+        ports: spec
+            .ports
+            .into_iter()
+            .flatten()
+            .map(|p| ServicePortInfo {
+                name: p.name,
+                port: p.port as u16,
+                protocol: parse_protocol(p.protocol.as_deref()),
+                target_port: p.target_port.unwrap_or(IntOrString::Int(p.port)),
+            })
+            .collect(),
+        origin: loaded.origin.clone(),
+    }
+}

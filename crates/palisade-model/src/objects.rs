@@ -1,0 +1,524 @@
+//! From parsed documents to typed, validated Kubernetes objects: kind dispatch, `List` expansion,
+//! typed decoding with field paths, per-kind validation and duplicate detection.
+
+use crate::diagnostic::{Diagnostic, Origin, Severity};
+use crate::document::Document;
+use crate::validate::{self, Issues};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{Namespace, Pod, PodSpec, PodTemplateSpec, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// A typed object and where it was read.
+#[derive(Clone, Debug)]
+pub(crate) struct Loaded<T> {
+    pub object: T,
+    pub origin: Origin,
+}
+
+/// The workload kinds whose pod templates can stand in for pods.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WorkloadKind {
+    Deployment,
+    ReplicaSet,
+    StatefulSet,
+    DaemonSet,
+    Job,
+    CronJob,
+}
+
+impl WorkloadKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment => "Deployment",
+            WorkloadKind::ReplicaSet => "ReplicaSet",
+            WorkloadKind::StatefulSet => "StatefulSet",
+            WorkloadKind::DaemonSet => "DaemonSet",
+            WorkloadKind::Job => "Job",
+            WorkloadKind::CronJob => "CronJob",
+        }
+    }
+}
+
+/// A workload reduced to what template expansion needs.
+#[derive(Clone, Debug)]
+pub(crate) struct Workload {
+    pub kind: WorkloadKind,
+    pub metadata: ObjectMeta,
+    pub selector: Option<LabelSelector>,
+    pub template: PodTemplateSpec,
+    pub replicas: usize,
+}
+
+impl Workload {
+    pub fn namespace(&self) -> &str {
+        self.metadata.namespace.as_deref().unwrap_or("default")
+    }
+
+    pub fn name(&self) -> &str {
+        self.metadata.name.as_deref().unwrap_or_default()
+    }
+}
+
+/// Every object read so far, by kind, in reading order.
+#[derive(Default)]
+pub(crate) struct Objects {
+    pub namespaces: Vec<Loaded<Namespace>>,
+    pub pods: Vec<Loaded<Pod>>,
+    pub services: Vec<Loaded<Service>>,
+    pub policies: Vec<Loaded<NetworkPolicy>>,
+    pub workloads: Vec<Loaded<Workload>>,
+    /// `Kind ns/name` → index in its vector.
+    seen: HashMap<String, usize>,
+    /// Later definitions replace earlier ones instead of being rejected.
+    pub replace_duplicates: bool,
+}
+
+fn str_at<'a>(value: &'a serde_json::Value, path: &[&str]) -> Option<&'a str> {
+    path.iter()
+        .try_fold(value, |v, key| v.get(key))
+        .and_then(|v| v.as_str())
+}
+
+/// `Kind ns/name`, or `Kind name` for cluster-scoped kinds.
+pub(crate) fn object_id(kind: &str, namespace: Option<&str>, name: &str) -> String {
+    match namespace {
+        Some(ns) => format!("{kind} {ns}/{name}"),
+        None => format!("{kind} {name}"),
+    }
+}
+
+impl Objects {
+    /// Adds one document (recursing into `List`s). Problems become diagnostics.
+    pub fn ingest(&mut self, doc: Document, diags: &mut Vec<Diagnostic>) {
+        let Document { value, origin } = doc;
+        let error = |message: String| Diagnostic::new(Severity::Error, origin.clone(), message);
+        if !value.is_object() {
+            diags.push(error(
+                "expected a Kubernetes object: a mapping with apiVersion, kind and metadata".into(),
+            ));
+            return;
+        }
+        let (Some(api_version), Some(kind)) =
+            (str_at(&value, &["apiVersion"]), str_at(&value, &["kind"]))
+        else {
+            diags.push(error(
+                "object has no apiVersion or kind; every document must be a Kubernetes object"
+                    .into(),
+            ));
+            return;
+        };
+        let (api_version, kind) = (api_version.to_string(), kind.to_string());
+        if kind.ends_with("List") {
+            return self.ingest_list(value, &kind, origin, diags);
+        }
+        let expected = match kind.as_str() {
+            "Namespace" | "Pod" | "Service" => "v1",
+            "NetworkPolicy" => "networking.k8s.io/v1",
+            "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => "apps/v1",
+            "Job" | "CronJob" => "batch/v1",
+            _ => {
+                diags.push(Diagnostic::new(
+                    Severity::Info,
+                    origin,
+                    format!("skipped {api_version} {kind}: not a kind Palisade reads"),
+                ));
+                return;
+            }
+        };
+        let name = str_at(&value, &["metadata", "name"]).unwrap_or("<unnamed>");
+        let namespaced = kind != "Namespace";
+        let namespace =
+            namespaced.then(|| str_at(&value, &["metadata", "namespace"]).unwrap_or("default"));
+        let id = object_id(&kind, namespace, name);
+        if api_version != expected {
+            diags.push(Diagnostic {
+                object: Some(id),
+                field: Some("apiVersion".into()),
+                ..error(format!(
+                    "{api_version} is not supported for {kind}; use {expected}"
+                ))
+            });
+            return;
+        }
+        let mut ctx = Ctx { origin, id, diags };
+        match kind.as_str() {
+            "Namespace" => {
+                if let Some(ns) = ctx.decode::<Namespace>(value) {
+                    let mut issues = Issues::default();
+                    meta(&ns.metadata, validate::dns1123_label, &mut issues);
+                    ctx.add(
+                        &mut self.seen,
+                        &mut self.namespaces,
+                        ns,
+                        issues,
+                        self.replace_duplicates,
+                    );
+                }
+            }
+            "Pod" => {
+                if let Some(mut pod) = ctx.decode::<Pod>(value) {
+                    default_namespace(&mut pod.metadata);
+                    let mut issues = Issues::default();
+                    meta(&pod.metadata, validate::dns1123_subdomain, &mut issues);
+                    if let Some(spec) = &pod.spec {
+                        pod_spec(spec, "spec", &mut issues);
+                    }
+                    pod_status(&pod, &mut issues);
+                    ctx.add(
+                        &mut self.seen,
+                        &mut self.pods,
+                        pod,
+                        issues,
+                        self.replace_duplicates,
+                    );
+                }
+            }
+            "Service" => {
+                if let Some(mut svc) = ctx.decode::<Service>(value) {
+                    default_namespace(&mut svc.metadata);
+                    let mut issues = Issues::default();
+                    meta(&svc.metadata, validate::dns1123_label, &mut issues);
+                    service(&svc, &mut issues);
+                    ctx.add(
+                        &mut self.seen,
+                        &mut self.services,
+                        svc,
+                        issues,
+                        self.replace_duplicates,
+                    );
+                }
+            }
+            "NetworkPolicy" => {
+                if let Some(mut np) = ctx.decode::<NetworkPolicy>(value) {
+                    default_namespace(&mut np.metadata);
+                    let issues = validate::network_policy(&np);
+                    ctx.add(
+                        &mut self.seen,
+                        &mut self.policies,
+                        np,
+                        issues,
+                        self.replace_duplicates,
+                    );
+                }
+            }
+            _ => {
+                if let Some(workload) = ctx.decode_workload(&kind, value) {
+                    let mut issues = Issues::default();
+                    meta(&workload.metadata, validate::dns1123_subdomain, &mut issues);
+                    if let Some(labels) = &workload
+                        .template
+                        .metadata
+                        .as_ref()
+                        .and_then(|m| m.labels.clone())
+                    {
+                        validate::labels(labels, "spec.template.metadata.labels", &mut issues);
+                    }
+                    if let Some(sel) = &workload.selector {
+                        validate::selector(sel, "spec.selector", &mut issues);
+                    }
+                    if let Some(spec) = &workload.template.spec {
+                        pod_spec(spec, "spec.template.spec", &mut issues);
+                    }
+                    ctx.add(
+                        &mut self.seen,
+                        &mut self.workloads,
+                        workload,
+                        issues,
+                        self.replace_duplicates,
+                    );
+                }
+            }
+        }
+    }
+
+    fn ingest_list(
+        &mut self,
+        mut value: serde_json::Value,
+        kind: &str,
+        origin: Origin,
+        diags: &mut Vec<Diagnostic>,
+    ) {
+        match value.get_mut("items").map(serde_json::Value::take) {
+            Some(serde_json::Value::Array(items)) => {
+                for item in items {
+                    self.ingest(
+                        Document {
+                            value: item,
+                            origin: origin.clone(),
+                        },
+                        diags,
+                    );
+                }
+            }
+            Some(serde_json::Value::Null) | None => {}
+            Some(_) => diags.push(Diagnostic {
+                field: Some("items".into()),
+                ..Diagnostic::new(
+                    Severity::Error,
+                    origin,
+                    format!("{kind}.items must be a list of objects"),
+                )
+            }),
+        }
+    }
+}
+
+fn default_namespace(meta: &mut ObjectMeta) {
+    if meta.namespace.is_none() {
+        meta.namespace = Some("default".into());
+    }
+}
+
+/// Decoding and reporting context for one object.
+struct Ctx<'a> {
+    origin: Origin,
+    id: String,
+    diags: &'a mut Vec<Diagnostic>,
+}
+
+impl Ctx<'_> {
+    fn report(&mut self, severity: Severity, field: Option<String>, message: String) {
+        self.diags.push(Diagnostic {
+            severity,
+            origin: self.origin.clone(),
+            object: Some(self.id.clone()),
+            field,
+            message,
+        });
+    }
+
+    fn decode<T: DeserializeOwned>(&mut self, value: serde_json::Value) -> Option<T> {
+        match serde_path_to_error::deserialize::<_, T>(value) {
+            Ok(object) => Some(object),
+            Err(e) => {
+                let path = e.path().to_string();
+                let field = (path != ".").then_some(path);
+                self.report(Severity::Error, field, e.into_inner().to_string());
+                None
+            }
+        }
+    }
+
+    fn decode_workload(&mut self, kind: &str, value: serde_json::Value) -> Option<Workload> {
+        let replicas = |r: Option<i32>| r.unwrap_or(1).max(0) as usize;
+        let w = match kind {
+            "Deployment" => {
+                let d: Deployment = self.decode(value)?;
+                let spec = d.spec.unwrap_or_default();
+                Workload {
+                    kind: WorkloadKind::Deployment,
+                    metadata: d.metadata,
+                    selector: Some(spec.selector),
+                    template: spec.template,
+                    replicas: replicas(spec.replicas),
+                }
+            }
+            "ReplicaSet" => {
+                let d: ReplicaSet = self.decode(value)?;
+                let spec = d.spec.unwrap_or_default();
+                Workload {
+                    kind: WorkloadKind::ReplicaSet,
+                    metadata: d.metadata,
+                    selector: Some(spec.selector),
+                    template: spec.template.unwrap_or_default(),
+                    replicas: replicas(spec.replicas),
+                }
+            }
+            "StatefulSet" => {
+                let d: StatefulSet = self.decode(value)?;
+                let spec = d.spec.unwrap_or_default();
+                Workload {
+                    kind: WorkloadKind::StatefulSet,
+                    metadata: d.metadata,
+                    selector: Some(spec.selector),
+                    template: spec.template,
+                    replicas: replicas(spec.replicas),
+                }
+            }
+            "DaemonSet" => {
+                let d: DaemonSet = self.decode(value)?;
+                let spec = d.spec.unwrap_or_default();
+                Workload {
+                    kind: WorkloadKind::DaemonSet,
+                    metadata: d.metadata,
+                    selector: Some(spec.selector),
+                    template: spec.template,
+                    replicas: 1, // one node offline
+                }
+            }
+            "Job" => {
+                let d: Job = self.decode(value)?;
+                let spec = d.spec.unwrap_or_default();
+                Workload {
+                    kind: WorkloadKind::Job,
+                    metadata: d.metadata,
+                    selector: spec.selector,
+                    template: spec.template,
+                    replicas: replicas(spec.parallelism),
+                }
+            }
+            _ => {
+                let d: CronJob = self.decode(value)?;
+                let spec = d
+                    .spec
+                    .unwrap_or_default()
+                    .job_template
+                    .spec
+                    .unwrap_or_default();
+                Workload {
+                    kind: WorkloadKind::CronJob,
+                    metadata: d.metadata,
+                    selector: spec.selector,
+                    template: spec.template,
+                    replicas: replicas(spec.parallelism),
+                }
+            }
+        };
+        let mut w = w;
+        default_namespace(&mut w.metadata);
+        Some(w)
+    }
+
+    /// Reports `issues`; adds the object unless an issue is an error or it is a duplicate.
+    fn add<T>(
+        &mut self,
+        seen: &mut HashMap<String, usize>,
+        list: &mut Vec<Loaded<T>>,
+        object: T,
+        issues: Issues,
+        replace: bool,
+    ) {
+        let rejected = issues.has_errors();
+        for issue in issues.0 {
+            self.report(issue.severity, Some(issue.field), issue.message);
+        }
+        if rejected {
+            self.report(
+                Severity::Error,
+                None,
+                "object rejected; the other objects are still used".into(),
+            );
+            return;
+        }
+        let loaded = Loaded {
+            object,
+            origin: self.origin.clone(),
+        };
+        match seen.get(&self.id) {
+            Some(&i) if replace => list[i] = loaded,
+            Some(&i) => {
+                let first = list[i].origin.to_string();
+                self.report(
+                    Severity::Error,
+                    None,
+                    format!("defined twice; the first definition at {first} is used"),
+                );
+            }
+            None => {
+                seen.insert(self.id.clone(), list.len());
+                list.push(loaded);
+            }
+        }
+    }
+}
+
+fn meta(meta: &ObjectMeta, name_rule: fn(&str) -> Result<(), String>, issues: &mut Issues) {
+    match meta.name.as_deref() {
+        None => issues.error("metadata.name", "a name is required"),
+        Some(name) => {
+            if let Err(e) = name_rule(name) {
+                issues.error("metadata.name", e);
+            }
+        }
+    }
+    if let Some(ns) = meta.namespace.as_deref() {
+        if let Err(e) = validate::dns1123_label(ns) {
+            issues.error("metadata.namespace", e);
+        }
+    }
+    if let Some(labels) = &meta.labels {
+        validate::labels(labels, "metadata.labels", issues);
+    }
+}
+
+fn pod_spec(spec: &PodSpec, path: &str, issues: &mut Issues) {
+    let mut names = HashSet::new();
+    for (i, c) in spec.containers.iter().enumerate() {
+        for (j, p) in c.ports.iter().flatten().enumerate() {
+            let at = format!("{path}.containers[{i}].ports[{j}]");
+            if let Err(e) = validate::port_number(p.container_port) {
+                issues.error(format!("{at}.containerPort"), e);
+            }
+            if let Err(e) = validate::protocol(p.protocol.as_deref()) {
+                issues.error(format!("{at}.protocol"), e);
+            }
+            if let Some(name) = &p.name {
+                if let Err(e) = validate::port_name(name) {
+                    issues.error(format!("{at}.name"), e);
+                } else if !names.insert(name.clone()) {
+                    issues.error(
+                        format!("{at}.name"),
+                        format!(
+                            "port name {name:?} is used twice in this pod; names must be unique"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn pod_status(pod: &Pod, issues: &mut Issues) {
+    let status = pod.status.as_ref();
+    let ips = status
+        .and_then(|s| s.pod_ip.as_ref())
+        .map(|ip| ("status.podIP".to_string(), ip))
+        .into_iter()
+        .chain(
+            status
+                .and_then(|s| s.host_ip.as_ref())
+                .map(|ip| ("status.hostIP".to_string(), ip)),
+        );
+    for (field, ip) in ips {
+        if ip.parse::<std::net::IpAddr>().is_err() {
+            issues.error(
+                field,
+                format!("{ip:?} is not an IP address (e.g. '10.244.1.5')"),
+            );
+        }
+    }
+}
+
+fn service(svc: &Service, issues: &mut Issues) {
+    let Some(spec) = &svc.spec else { return };
+    if let Some(sel) = &spec.selector {
+        validate::labels(sel, "spec.selector", issues);
+    }
+    for (i, p) in spec.ports.iter().flatten().enumerate() {
+        let at = format!("spec.ports[{i}]");
+        if let Err(e) = validate::port_number(p.port) {
+            issues.error(format!("{at}.port"), e);
+        }
+        if let Err(e) = validate::protocol(p.protocol.as_deref()) {
+            issues.error(format!("{at}.protocol"), e);
+        }
+        let target = match &p.target_port {
+            Some(IntOrString::Int(n)) => validate::port_number(*n).map(|_| ()),
+            Some(IntOrString::String(name)) => validate::port_name(name),
+            None => Ok(()),
+        };
+        if let Err(e) = target {
+            issues.error(format!("{at}.targetPort"), e);
+        }
+    }
+}
+
+/// Labels of an object's metadata, or an empty map.
+pub(crate) fn labels_of(meta: &ObjectMeta) -> BTreeMap<String, String> {
+    meta.labels.clone().unwrap_or_default()
+}

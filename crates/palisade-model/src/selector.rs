@@ -1,0 +1,78 @@
+//! Plain label-selector matching (Kubernetes semantics), used where clarity beats speed: workload
+//! selectors when expanding templates, and as the reference the policy engine's compiled matcher is
+//! tested against.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use std::collections::BTreeMap;
+
+/// True if `labels` satisfy `selector`: every `matchLabels` pair AND every `matchExpressions` term.
+/// `NotIn` and `DoesNotExist` match objects without the key; an empty selector matches everything.
+/// Unknown operators match nothing (validation rejects them before this is reached).
+pub fn matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    let labels_ok = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    labels_ok
+        && selector.match_expressions.iter().flatten().all(|e| {
+            let values = e.values.as_deref().unwrap_or_default();
+            let value = labels.get(&e.key);
+            match e.operator.as_str() {
+                "In" => value.is_some_and(|v| values.contains(v)),
+                "NotIn" => value.is_none_or(|v| !values.contains(v)),
+                "Exists" => value.is_some(),
+                "DoesNotExist" => value.is_none(),
+                _ => false,
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sel(v: serde_json::Value) -> LabelSelector {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn empty_selector_matches_everything() {
+        assert!(matches(&sel(json!({})), &labels(&[])));
+        assert!(matches(&sel(json!({})), &labels(&[("a", "b")])));
+    }
+
+    #[test]
+    fn match_labels_and_expressions_are_anded() {
+        let s = sel(json!({"matchLabels": {"app": "web"},
+            "matchExpressions": [{"key": "tier", "operator": "In", "values": ["fe", "be"]}]}));
+        assert!(matches(&s, &labels(&[("app", "web"), ("tier", "fe")])));
+        assert!(!matches(&s, &labels(&[("app", "web"), ("tier", "db")])));
+        assert!(!matches(&s, &labels(&[("app", "web")])));
+        assert!(!matches(&s, &labels(&[("app", "api"), ("tier", "fe")])));
+    }
+
+    #[test]
+    fn not_in_and_does_not_exist_match_missing_keys() {
+        let not_in = sel(
+            json!({"matchExpressions": [{"key": "env", "operator": "NotIn", "values": ["prod"]}]}),
+        );
+        assert!(matches(&not_in, &labels(&[])));
+        assert!(matches(&not_in, &labels(&[("env", "dev")])));
+        assert!(!matches(&not_in, &labels(&[("env", "prod")])));
+        let dne = sel(json!({"matchExpressions": [{"key": "env", "operator": "DoesNotExist"}]}));
+        assert!(matches(&dne, &labels(&[("app", "x")])));
+        assert!(!matches(&dne, &labels(&[("env", "")])));
+        let exists = sel(json!({"matchExpressions": [{"key": "env", "operator": "Exists"}]}));
+        assert!(matches(&exists, &labels(&[("env", "")])));
+        assert!(!matches(&exists, &labels(&[])));
+    }
+}

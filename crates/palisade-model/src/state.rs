@@ -1,0 +1,242 @@
+//! The indexed cluster snapshot every other part of Palisade reads.
+
+use crate::diagnostic::Origin;
+use crate::Protocol;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+/// The label the apiserver sets on every namespace.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// A namespace with its labels (always including `kubernetes.io/metadata.name`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamespaceInfo {
+    /// Namespace name.
+    pub name: String,
+    /// Labels, including `kubernetes.io/metadata.name: <name>`.
+    pub labels: BTreeMap<String, String>,
+    /// Annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// Where it was declared; `None` when it exists only because objects live in it.
+    pub origin: Option<Origin>,
+}
+
+/// A container port of a pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerPortInfo {
+    /// The port name, if any (IANA_SVC_NAME).
+    pub name: Option<String>,
+    /// Port number.
+    pub port: u16,
+    /// Protocol (TCP, UDP or SCTP).
+    pub protocol: Protocol,
+}
+
+/// The controller that owns a pod (its first owner reference).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnerRef {
+    /// Kind, e.g. `ReplicaSet`.
+    pub kind: String,
+    /// Name, e.g. `web-6d9c7b5f4`.
+    pub name: String,
+}
+
+/// A pod as policy sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodInfo {
+    /// Namespace.
+    pub namespace: String,
+    /// Pod name.
+    pub name: String,
+    /// Pod labels.
+    pub labels: BTreeMap<String, String>,
+    /// Pod IP (`status.podIP`, or allocated from the pod CIDR); for `hostNetwork` pods the node's IP
+    /// when the manifest gives one.
+    pub ip: Option<IpAddr>,
+    /// True when `ip` was allocated by Palisade rather than read from `status.podIP`.
+    pub ip_allocated: bool,
+    /// `spec.hostNetwork`: such pods are never selected by policies.
+    pub host_network: bool,
+    /// `spec.nodeName`, if set.
+    pub node_name: Option<String>,
+    /// Container ports.
+    pub ports: Vec<ContainerPortInfo>,
+    /// First owner reference (workload kind and name).
+    pub owner: Option<OwnerRef>,
+    /// True when the pod was made from a workload template (no Pod object was given).
+    pub from_template: bool,
+    /// Where it was read (the workload's document for template pods).
+    pub origin: Origin,
+}
+
+impl PodInfo {
+    /// `namespace/name`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// Resolves a named port for `protocol` on this pod.
+    pub fn named_port(&self, name: &str, protocol: Protocol) -> Option<u16> {
+        self.ports
+            .iter()
+            .find(|p| p.protocol == protocol && p.name.as_deref() == Some(name))
+            .map(|p| p.port)
+    }
+}
+
+/// A Service port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServicePortInfo {
+    /// Port name.
+    pub name: Option<String>,
+    /// The Service's port (what clients dial on the ClusterIP).
+    pub port: u16,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// `targetPort` (number or container port name); defaults to `port`.
+    pub target_port: IntOrString,
+}
+
+/// A Service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceInfo {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Pod selector; `None` for selector-less Services.
+    pub selector: Option<BTreeMap<String, String>>,
+    /// `spec.clusterIP`, if given.
+    pub cluster_ip: Option<String>,
+    /// Ports.
+    pub ports: Vec<ServicePortInfo>,
+    /// Where it was read.
+    pub origin: Origin,
+}
+
+/// A validated NetworkPolicy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolicyInfo {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// The object as read (valid per `validate::network_policy`).
+    pub policy: NetworkPolicy,
+    /// Where it was read.
+    pub origin: Origin,
+}
+
+impl PolicyInfo {
+    /// `namespace/name`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// One consistent snapshot of the cluster: namespaces, pods, services and policies, each sorted by
+/// namespace then name, with indexes by name and by pod IP.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterState {
+    /// Namespaces sorted by name.
+    pub namespaces: Vec<NamespaceInfo>,
+    /// Pods sorted by namespace, then name.
+    pub pods: Vec<PodInfo>,
+    /// Services sorted by namespace, then name.
+    pub services: Vec<ServiceInfo>,
+    /// NetworkPolicies sorted by namespace, then name.
+    pub policies: Vec<PolicyInfo>,
+    namespace_index: HashMap<String, usize>,
+    pod_index: HashMap<(String, String), usize>,
+    ip_index: HashMap<IpAddr, usize>,
+}
+
+impl ClusterState {
+    /// Builds the snapshot: sorts, adds implicit namespaces and the name label, and indexes.
+    pub fn new(
+        mut namespaces: Vec<NamespaceInfo>,
+        mut pods: Vec<PodInfo>,
+        mut services: Vec<ServiceInfo>,
+        mut policies: Vec<PolicyInfo>,
+    ) -> Self {
+        let mut known: HashMap<String, usize> = HashMap::new();
+        for ns in &namespaces {
+            known.insert(ns.name.clone(), 0);
+        }
+        let referenced = pods
+            .iter()
+            .map(|p| &p.namespace)
+            .chain(services.iter().map(|s| &s.namespace))
+            .chain(policies.iter().map(|p| &p.namespace))
+            .cloned()
+            .collect::<Vec<_>>();
+        for name in referenced {
+            if !known.contains_key(&name) {
+                known.insert(name.clone(), 0);
+                namespaces.push(NamespaceInfo {
+                    name,
+                    labels: BTreeMap::new(),
+                    annotations: BTreeMap::new(),
+                    origin: None,
+                });
+            }
+        }
+        for ns in &mut namespaces {
+            ns.labels
+                .insert(NAMESPACE_NAME_LABEL.to_string(), ns.name.clone());
+        }
+        namespaces.sort_by(|a, b| a.name.cmp(&b.name));
+        pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        services.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        policies.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        let namespace_index = namespaces
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.clone(), i))
+            .collect();
+        let pod_index = pods
+            .iter()
+            .enumerate()
+            .map(|(i, p)| ((p.namespace.clone(), p.name.clone()), i))
+            .collect();
+        let ip_index = pods
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !p.host_network)
+            .filter_map(|(i, p)| p.ip.map(|ip| (ip, i)))
+            .collect();
+        ClusterState {
+            namespaces,
+            pods,
+            services,
+            policies,
+            namespace_index,
+            pod_index,
+            ip_index,
+        }
+    }
+
+    /// The namespace called `name`.
+    pub fn namespace(&self, name: &str) -> Option<&NamespaceInfo> {
+        self.namespace_index.get(name).map(|&i| &self.namespaces[i])
+    }
+
+    /// Index of the namespace called `name` in [`ClusterState::namespaces`].
+    pub fn namespace_idx(&self, name: &str) -> Option<usize> {
+        self.namespace_index.get(name).copied()
+    }
+
+    /// Index of pod `namespace/name` in [`ClusterState::pods`].
+    pub fn pod_idx(&self, namespace: &str, name: &str) -> Option<usize> {
+        self.pod_index
+            .get(&(namespace.to_string(), name.to_string()))
+            .copied()
+    }
+
+    /// Index of the (non-hostNetwork) pod that has `ip`.
+    pub fn pod_by_ip(&self, ip: IpAddr) -> Option<usize> {
+        self.ip_index.get(&ip).copied()
+    }
+}

@@ -1,0 +1,147 @@
+//! Pods from workload templates: when a folder holds a Deployment (or ReplicaSet, StatefulSet,
+//! DaemonSet, Job, CronJob) but none of its pods, the template stands in for them, with deterministic
+//! names in the controllers' style and the owner recorded, so analysis sees what the cluster would run.
+
+use crate::objects::{Loaded, Workload, WorkloadKind};
+use crate::selector;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+
+/// The alphabet Kubernetes uses for generated name suffixes (no vowels, no look-alikes).
+const SAFE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// FNV-1a, 64 bit: small, stable across platforms and releases.
+pub(crate) fn fnv1a(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for part in parts {
+        for b in part.bytes().chain([0u8]) {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x100000001b3);
+        }
+    }
+    h
+}
+
+fn safe_suffix(mut h: u64, len: usize) -> String {
+    (0..len)
+        .map(|_| {
+            let c = SAFE_ALPHABET[(h % SAFE_ALPHABET.len() as u64) as usize] as char;
+            h /= SAFE_ALPHABET.len() as u64;
+            c
+        })
+        .collect()
+}
+
+/// Expands the workloads that have no pods among `pods` into template pods.
+pub(crate) fn expand(workloads: &[Loaded<Workload>], pods: &[Loaded<Pod>]) -> Vec<Loaded<Pod>> {
+    let mut out = Vec::new();
+    for w in workloads {
+        let wl = &w.object;
+        let owned_by_loaded = |other: &Loaded<Workload>| {
+            other.object.namespace() == wl.namespace()
+                && other
+                    .object
+                    .metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|o| o.kind == wl.kind.as_str() && o.name == wl.name())
+        };
+        // A loaded ReplicaSet or Job owned by this workload expands instead (it has the real names).
+        if workloads.iter().any(owned_by_loaded) {
+            continue;
+        }
+        let has_pods = wl.selector.as_ref().is_some_and(|sel| {
+            !sel.match_labels.as_ref().is_none_or(|m| m.is_empty())
+                || !sel.match_expressions.as_ref().is_none_or(|m| m.is_empty())
+        }) && pods.iter().any(|p| {
+            p.object.metadata.namespace.as_deref() == Some(wl.namespace())
+                && selector::matches(
+                    wl.selector.as_ref().expect("checked above"),
+                    &p.object.metadata.labels.clone().unwrap_or_default(),
+                )
+        });
+        if has_pods {
+            continue;
+        }
+        out.extend((0..wl.replicas).map(|i| Loaded {
+            object: template_pod(wl, i),
+            origin: w.origin.clone(),
+        }));
+    }
+    out
+}
+
+fn template_pod(wl: &Workload, index: usize) -> Pod {
+    let ns = wl.namespace();
+    let name = wl.name();
+    let template_meta = wl.template.metadata.clone().unwrap_or_default();
+    let mut labels = template_meta.labels.clone().unwrap_or_default();
+    let h = fnv1a(&[ns, wl.kind.as_str(), name]);
+    let idx = index.to_string();
+    let random = safe_suffix(fnv1a(&[ns, name, &idx]), 5);
+    let (pod_name, owner_kind, owner_name) = match wl.kind {
+        WorkloadKind::Deployment => {
+            let hash = safe_suffix(h, 9);
+            labels.insert("pod-template-hash".into(), hash.clone());
+            let rs = format!("{name}-{hash}");
+            (format!("{rs}-{random}"), "ReplicaSet", rs)
+        }
+        WorkloadKind::StatefulSet => {
+            let pod = format!("{name}-{index}");
+            labels.insert("statefulset.kubernetes.io/pod-name".into(), pod.clone());
+            (pod, "StatefulSet", name.to_string())
+        }
+        WorkloadKind::CronJob => {
+            let job = format!("{name}-{}", 29_000_000 + h % 1_000_000);
+            labels.insert("job-name".into(), job.clone());
+            (format!("{job}-{random}"), "Job", job)
+        }
+        WorkloadKind::Job => {
+            labels.insert("job-name".into(), name.to_string());
+            (format!("{name}-{random}"), "Job", name.to_string())
+        }
+        WorkloadKind::ReplicaSet | WorkloadKind::DaemonSet => (
+            format!("{name}-{random}"),
+            wl.kind.as_str(),
+            name.to_string(),
+        ),
+    };
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(pod_name),
+            namespace: Some(ns.to_string()),
+            labels: Some(labels),
+            annotations: template_meta.annotations,
+            owner_references: Some(vec![OwnerReference {
+                api_version: if owner_kind == "Job" {
+                    "batch/v1"
+                } else {
+                    "apps/v1"
+                }
+                .into(),
+                kind: owner_kind.into(),
+                name: owner_name,
+                controller: Some(true),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        },
+        spec: wl.template.spec.clone(),
+        status: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suffixes_are_stable_and_safe() {
+        let a = safe_suffix(fnv1a(&["default", "web", "0"]), 5);
+        assert_eq!(a, safe_suffix(fnv1a(&["default", "web", "0"]), 5));
+        assert_ne!(a, safe_suffix(fnv1a(&["default", "web", "1"]), 5));
+        assert!(a.bytes().all(|b| SAFE_ALPHABET.contains(&b)));
+        assert_eq!(a.len(), 5);
+    }
+}
