@@ -1,1 +1,28 @@
-//! palisade-policy
+//! The NetworkPolicy engine (networking.k8s.io/v1), pure: no I/O, no async.
+//!
+//! [`Engine::new`] compiles a `ClusterState` once: labels are interned, selectors compiled, pods
+//! grouped into endpoint equivalence classes, and every rule's peers resolved to class sets. Then
+//! [`Engine::reach`] answers a whole probe (port, protocol) for all class pairs with bit sets, and
+//! [`Engine::verdict`] explains one flow: which rules allowed it, or why each isolating policy did not.
+//! The semantics are those of `shared/reference/networkpolicy.md` §1–4; the choices it leaves open:
+//! - `ipBlock` peers match pod IPs too (the upstream e2e suite relies on it);
+//! - `hostNetwork` pods are never selected and are matched as peers only by `ipBlock` (their address is
+//!   the node's);
+//! - a named port in an egress rule resolves on the destination pod when a selector peer (or an empty
+//!   `to`) matches it, and never matches an `ipBlock` destination.
+
+mod bitset;
+mod classes;
+mod engine;
+mod policy;
+mod ports;
+mod selector;
+mod verdict;
+
+pub use bitset::BitSet;
+pub use engine::{Engine, Reach};
+pub use policy::{effective_types, Direction};
+pub use ports::{PortMatch, PortSpec};
+pub use verdict::{
+    Decision, Endpoint, Flow, PolicyMiss, PolicyRef, RuleMiss, RuleRef, Side, Verdict,
+};

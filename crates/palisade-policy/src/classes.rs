@@ -1,0 +1,105 @@
+//! Endpoint equivalence classes: pods with the same namespace, labels, named ports, host-network flag
+//! and ipBlock membership are indistinguishable to every policy, so selection, matrices and
+//! compilation work on classes and expand to pods only for output.
+
+use crate::bitset::BitSet;
+use crate::policy::IpBlock;
+use crate::selector::{Interner, LabelSet};
+use palisade_model::{ClusterState, Protocol};
+use std::collections::HashMap;
+
+/// A named container port: `(name, protocol, number)`.
+pub type NamedPort = (String, Protocol, u16);
+
+/// A set of pods that every policy treats alike.
+#[derive(Clone, Debug)]
+pub struct Class {
+    /// Namespace index.
+    pub namespace: usize,
+    /// Interned pod labels.
+    pub labels: LabelSet,
+    /// Named ports, sorted.
+    pub named_ports: Vec<NamedPort>,
+    /// `hostNetwork` pods are never selected, and are peers only through ipBlocks.
+    pub host_network: bool,
+    /// Which of the engine's distinct ipBlocks contain the pods' IP.
+    pub blocks: BitSet,
+    /// Member pods (indexes into `ClusterState::pods`), in state order.
+    pub pods: Vec<usize>,
+}
+
+impl Class {
+    /// The port `name` resolves to for `protocol` on this class's pods.
+    pub fn named_port(&self, name: &str, protocol: Protocol) -> Option<u16> {
+        self.named_ports
+            .iter()
+            .find(|(n, p, _)| n == name && *p == protocol)
+            .map(|(_, _, port)| *port)
+    }
+}
+
+/// The partition of all pods into classes.
+#[derive(Clone, Debug, Default)]
+pub struct Classes {
+    /// The classes, in order of their first pod.
+    pub list: Vec<Class>,
+    /// Pod index → class index.
+    pub of_pod: Vec<usize>,
+    /// Namespace index → its classes.
+    pub by_namespace: Vec<Vec<usize>>,
+}
+
+impl Classes {
+    /// Partitions the pods of `state`.
+    pub fn build(state: &ClusterState, interner: &mut Interner, blocks: &[IpBlock]) -> Classes {
+        type Key = (usize, LabelSet, Vec<NamedPort>, bool, BitSet);
+        let mut index: HashMap<Key, usize> = HashMap::new();
+        let mut classes = Classes {
+            list: Vec::new(),
+            of_pod: Vec::with_capacity(state.pods.len()),
+            by_namespace: vec![Vec::new(); state.namespaces.len()],
+        };
+        for (pi, pod) in state.pods.iter().enumerate() {
+            let namespace = state
+                .namespace_idx(&pod.namespace)
+                .expect("every pod's namespace exists in the state");
+            let labels = interner.labels(&pod.labels);
+            let mut named_ports: Vec<NamedPort> = pod
+                .ports
+                .iter()
+                .filter_map(|p| p.name.clone().map(|n| (n, p.protocol, p.port)))
+                .collect();
+            named_ports.sort();
+            let mut sig = BitSet::new(blocks.len());
+            if let Some(ip) = pod.ip {
+                for (bi, b) in blocks.iter().enumerate() {
+                    if b.contains(ip) {
+                        sig.insert(bi);
+                    }
+                }
+            }
+            let key = (namespace, labels, named_ports, pod.host_network, sig);
+            let ci = match index.get(&key) {
+                Some(&ci) => ci,
+                None => {
+                    let ci = classes.list.len();
+                    let (namespace, labels, named_ports, host_network, blocks) = key.clone();
+                    classes.list.push(Class {
+                        namespace,
+                        labels,
+                        named_ports,
+                        host_network,
+                        blocks,
+                        pods: Vec::new(),
+                    });
+                    classes.by_namespace[namespace].push(ci);
+                    index.insert(key, ci);
+                    ci
+                }
+            };
+            classes.list[ci].pods.push(pi);
+            classes.of_pod.push(ci);
+        }
+        classes
+    }
+}
