@@ -1,1 +1,11 @@
-//! palisade-analyze
+//! Analysis on top of the policy engine: connectivity matrices and their renderers, and plain-words
+//! explanations of single flows. Nothing here touches the kernel.
+
+pub mod explain;
+pub mod matrix;
+pub mod probe;
+pub mod render;
+
+pub use matrix::{Matrix, Scope};
+pub use probe::{default_probes, Probe};
+pub use render::Format;

@@ -26,7 +26,8 @@ pub use state::{
 use std::fmt;
 
 /// The transport protocols Kubernetes port specifications know, plus ICMP for flows that have no port.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum Protocol {
     /// TCP (the Kubernetes default).
     Tcp,

@@ -1,0 +1,195 @@
+//! `explain`: resolve the endpoints a user names, evaluate the flow and say why, in words.
+
+use palisade_model::{ClusterState, Protocol};
+use palisade_policy::{Decision, Direction, Endpoint, Engine, Flow, Side, Verdict};
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+/// Resolves `ns/pod`, `ns/workload` (its first pod) or an IP address. `default_ns` applies to a
+/// bare name.
+pub fn resolve_endpoint(
+    state: &ClusterState,
+    text: &str,
+    default_ns: &str,
+) -> Result<Endpoint, String> {
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(state.pod_by_ip(ip).map_or(Endpoint::Ip(ip), Endpoint::Pod));
+    }
+    let (ns, name) = text.split_once('/').unwrap_or((default_ns, text));
+    if let Some(i) = state.pod_idx(ns, name) {
+        return Ok(Endpoint::Pod(i));
+    }
+    // A workload name: the pods it owns (directly, or through a ReplicaSet/Job named after it).
+    let owned = state.pods.iter().position(|p| {
+        p.namespace == ns
+            && p.owner.as_ref().is_some_and(|o| {
+                o.name == name
+                    || (o.name.starts_with(name)
+                        && o.name[name.len()..].starts_with('-')
+                        && matches!(o.kind.as_str(), "ReplicaSet" | "Job")
+                        && !o.name[name.len() + 1..].contains('-'))
+            })
+    });
+    owned.map(Endpoint::Pod).ok_or_else(|| {
+        if state.namespace(ns).is_none() {
+            format!("{text:?}: namespace {ns:?} not found")
+        } else {
+            format!("{text:?}: no pod or workload named {name:?} in namespace {ns:?}; use ns/pod or an IP address")
+        }
+    })
+}
+
+/// Resolves a port argument: a number, or a named container port of the destination pod.
+pub fn resolve_port(
+    state: &ClusterState,
+    dst: Endpoint,
+    port: &str,
+    protocol: Protocol,
+) -> Result<u16, String> {
+    if let Ok(n) = port.parse::<u16>() {
+        return if n > 0 || protocol == Protocol::Icmp {
+            Ok(n)
+        } else {
+            Err("port must be 1-65535".into())
+        };
+    }
+    let Endpoint::Pod(i) = dst else {
+        return Err(format!("named port {port:?} needs a destination pod"));
+    };
+    let pod = &state.pods[i];
+    pod.named_port(port, protocol)
+        .ok_or_else(|| format!("pod {} has no {protocol} port named {port:?}", pod.key()))
+}
+
+/// The explanation of one flow, as printed by `explain -o json`.
+#[derive(Serialize)]
+pub struct Explanation {
+    /// Source, as `pod ns/name (ip)` or an address.
+    pub from: String,
+    /// Destination.
+    pub to: String,
+    /// Destination port.
+    pub port: u16,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// The verdict with reasons.
+    #[serde(flatten)]
+    pub verdict: Verdict,
+}
+
+fn describe(state: &ClusterState, e: Endpoint) -> String {
+    match e {
+        Endpoint::Pod(i) => {
+            let p = &state.pods[i];
+            match p.ip {
+                Some(ip) => format!("pod {} ({ip})", p.key()),
+                None => format!("pod {}", p.key()),
+            }
+        }
+        Endpoint::Ip(ip) => ip.to_string(),
+    }
+}
+
+/// Evaluates `flow` and packages the answer.
+pub fn explain(engine: &Engine, flow: Flow) -> Explanation {
+    let state = engine.state();
+    Explanation {
+        from: describe(state, flow.src),
+        to: describe(state, flow.dst),
+        port: flow.port,
+        protocol: flow.protocol,
+        verdict: engine.verdict(&flow),
+    }
+}
+
+fn rule_field(direction: Direction, rule: usize) -> String {
+    format!("spec.{}[{rule}]", direction.as_str())
+}
+
+fn side_text(side: &Side, out: &mut String) {
+    let title = match side.direction {
+        Direction::Egress => "Egress",
+        Direction::Ingress => "Ingress",
+    };
+    let on = side
+        .pod
+        .as_deref()
+        .map(|p| format!(" of {p}"))
+        .unwrap_or_default();
+    match &side.decision {
+        Decision::Unenforced { reason } => {
+            let _ = writeln!(out, "{title}{on}: allowed ({reason})");
+        }
+        Decision::NotIsolated => {
+            let _ = writeln!(
+                out,
+                "{title}{on}: allowed (no NetworkPolicy selects the pod for {}: not isolated)",
+                side.direction.as_str()
+            );
+        }
+        Decision::Allowed { by } => {
+            let _ = writeln!(out, "{title}{on}: allowed by");
+            for r in by {
+                let _ = writeln!(
+                    out,
+                    "  - NetworkPolicy {}/{} {}",
+                    r.policy.namespace,
+                    r.policy.name,
+                    rule_field(side.direction, r.rule)
+                );
+            }
+        }
+        Decision::Denied { isolating } => {
+            let _ = writeln!(
+                out,
+                "{title}{on}: DENIED (isolated for {} by {} {}; no rule allows this flow)",
+                side.direction.as_str(),
+                isolating.len(),
+                if isolating.len() == 1 {
+                    "policy"
+                } else {
+                    "policies"
+                }
+            );
+            for miss in isolating {
+                let _ = writeln!(
+                    out,
+                    "  - NetworkPolicy {}/{}",
+                    miss.policy.namespace, miss.policy.name
+                );
+                if miss.rules.is_empty() {
+                    let _ = writeln!(
+                        out,
+                        "      has no {} rules: it allows no {} traffic",
+                        side.direction.as_str(),
+                        side.direction.as_str()
+                    );
+                }
+                for rule in &miss.rules {
+                    for reason in &rule.reasons {
+                        let _ = writeln!(out, "      rule {}: {reason}", rule.rule);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The plain-words explanation.
+pub fn to_text(e: &Explanation) -> String {
+    let mut out = String::new();
+    let verdict = if e.verdict.allowed {
+        "ALLOWED"
+    } else {
+        "DENIED"
+    };
+    let _ = writeln!(
+        out,
+        "{} -> {} {} {}: {verdict}",
+        e.from, e.to, e.protocol, e.port
+    );
+    side_text(&e.verdict.egress, &mut out);
+    side_text(&e.verdict.ingress, &mut out);
+    out
+}

@@ -1,0 +1,110 @@
+//! The connectivity matrix: for each probe, may pod i open a connection to pod j? Computed on endpoint
+//! classes ([`palisade_policy::Engine::reach`]) and expanded to pods row by row only when rendered.
+
+use crate::probe::Probe;
+use palisade_policy::{BitSet, Engine, Reach};
+
+/// Which pods a matrix covers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Scope {
+    /// Every pod.
+    #[default]
+    All,
+    /// The pods of these namespaces.
+    Namespaces(Vec<String>),
+}
+
+/// A computed matrix: pods (sorted by namespace, then name) × pods, per probe.
+pub struct Matrix<'e> {
+    engine: &'e Engine,
+    /// Pod indexes (into `ClusterState::pods`) of rows and columns.
+    pub pods: Vec<usize>,
+    /// The probes, in order, with their class-level reachability.
+    pub probes: Vec<(Probe, Reach)>,
+    /// Class of each covered pod, by position.
+    classes: Vec<usize>,
+}
+
+impl<'e> Matrix<'e> {
+    /// The pods of `scope`, in state order (namespace, then name).
+    pub fn pods_in(engine: &Engine, scope: &Scope) -> Vec<usize> {
+        let state = engine.state();
+        (0..state.pods.len())
+            .filter(|&i| match scope {
+                Scope::All => true,
+                Scope::Namespaces(nss) => nss.iter().any(|n| *n == state.pods[i].namespace),
+            })
+            .collect()
+    }
+
+    /// Computes the matrix of `pods` for `probes`.
+    pub fn compute(engine: &'e Engine, pods: Vec<usize>, probes: &[Probe]) -> Matrix<'e> {
+        let probes = probes
+            .iter()
+            .map(|p| (*p, engine.reach(p.port, p.protocol)))
+            .collect();
+        let classes = pods.iter().map(|&p| engine.class_of(p)).collect();
+        Matrix {
+            engine,
+            pods,
+            probes,
+            classes,
+        }
+    }
+
+    /// The engine the matrix was computed with.
+    pub fn engine(&self) -> &Engine {
+        self.engine
+    }
+
+    /// `ns/name` of the pod at position `i`.
+    pub fn pod_name(&self, i: usize) -> String {
+        self.engine.state().pods[self.pods[i]].key()
+    }
+
+    /// May the pod at position `src` connect to the pod at position `dst` for probe `probe`?
+    pub fn allowed(&self, probe: usize, src: usize, dst: usize) -> bool {
+        src == dst
+            || self.probes[probe]
+                .1
+                .allowed(self.classes[src], self.classes[dst])
+    }
+
+    /// The row of pod position `src` for probe `probe`: one bool per column.
+    pub fn row(&self, probe: usize, src: usize) -> Row<'_> {
+        let reach = &self.probes[probe].1;
+        let n = self.engine.class_count();
+        let sc = self.classes[src];
+        let mut dst_classes = BitSet::new(n);
+        for dc in 0..n {
+            if reach.allowed(sc, dc) {
+                dst_classes.insert(dc);
+            }
+        }
+        Row {
+            dst_classes,
+            classes: &self.classes,
+            src,
+        }
+    }
+}
+
+/// One expanded row of a matrix.
+pub struct Row<'m> {
+    dst_classes: BitSet,
+    classes: &'m [usize],
+    src: usize,
+}
+
+impl Row<'_> {
+    /// Is the column at position `dst` allowed?
+    #[inline]
+    pub fn get(&self, dst: usize) -> bool {
+        dst == self.src || self.dst_classes.contains(self.classes[dst])
+    }
+
+    /// Every cell, left to right.
+    pub fn cells(&self) -> impl Iterator<Item = bool> + '_ {
+        (0..self.classes.len()).map(|j| self.get(j))
+    }
+}

@@ -1,0 +1,79 @@
+//! `palisade matrix`.
+
+use crate::exit;
+use crate::input::{self, Inputs};
+use palisade_analyze::{default_probes, render, Format, Matrix, Probe, Scope};
+use palisade_policy::Engine;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Arguments of `palisade matrix`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    inputs: Inputs,
+    /// Port and protocol to evaluate, e.g. 80/TCP or 53/UDP (repeatable). Default: every distinct
+    /// container port of the selected pods.
+    #[arg(long = "probe", value_name = "PORT/PROTO")]
+    probes: Vec<Probe>,
+    /// Only pods of this namespace (repeatable).
+    #[arg(short = 'n', long = "namespace", conflicts_with = "all_namespaces")]
+    namespaces: Vec<String>,
+    /// Pods of all namespaces (the default).
+    #[arg(short = 'A', long = "all-namespaces")]
+    all_namespaces: bool,
+    /// Output format: txt, json, csv, md or dot.
+    #[arg(short = 'o', long = "output", default_value = "txt")]
+    output: Format,
+}
+
+/// Runs the command; returns the exit code.
+pub fn run(args: Args, verbose: u8) -> u8 {
+    let loaded = input::load(&args.inputs, verbose);
+    for ns in &args.namespaces {
+        if loaded.state.namespace(ns).is_none() {
+            eprintln!("error: namespace {ns:?} not found in the manifests");
+            return exit::INVALID;
+        }
+    }
+    let started = Instant::now();
+    let engine = Engine::new(Arc::new(loaded.state));
+    tracing::info!(
+        classes = engine.class_count(),
+        elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+        "policies compiled"
+    );
+    let scope = if args.namespaces.is_empty() {
+        Scope::All
+    } else {
+        Scope::Namespaces(args.namespaces)
+    };
+    let pods = Matrix::pods_in(&engine, &scope);
+    let probes = if args.probes.is_empty() {
+        default_probes(engine.state(), &pods)
+    } else {
+        args.probes
+    };
+    let started = Instant::now();
+    let matrix = Matrix::compute(&engine, pods, &probes);
+    tracing::info!(
+        probes = probes.len(),
+        elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+        "reachability computed"
+    );
+    let stdout = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout);
+    let written = render::write(&matrix, args.output, &mut out).and_then(|_| out.flush());
+    if let Err(e) = written {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: writing output: {e}");
+            return exit::INVALID;
+        }
+    }
+    if loaded.rejected {
+        exit::INVALID
+    } else {
+        exit::OK
+    }
+}

@@ -1,0 +1,201 @@
+//! End-to-end tests of the `palisade` binary: output formats, exit codes, errors.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+const CLUSTER: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: vamp, labels: {role: core}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: tenant-a, labels: {role: tenant}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: es, namespace: vamp, labels: {app: elasticsearch}}
+spec:
+  containers:
+  - name: es
+    image: es
+    ports: [{containerPort: 9200, name: http}, {containerPort: 9300, name: transport}]
+status: {podIP: 10.1.0.10}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: agent, namespace: tenant-a, labels: {io.vamp: release-agent}}
+spec: {containers: [{name: a, image: a}]}
+status: {podIP: 10.1.0.20}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: app, namespace: tenant-a, labels: {app: trial}}
+spec: {containers: [{name: a, image: a, ports: [{containerPort: 8080, protocol: TCP}]}]}
+status: {podIP: 10.1.0.30}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: es-from-agents, namespace: vamp}
+spec:
+  podSelector: {matchLabels: {app: elasticsearch}}
+  ingress:
+  - from:
+    - namespaceSelector: {matchLabels: {role: tenant}}
+      podSelector: {matchLabels: {io.vamp: release-agent}}
+    ports: [{port: 9200}]
+"#;
+
+const BROKEN_POLICY: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: broken, namespace: vamp}
+spec:
+  podSelector: {}
+  ingress:
+  - from:
+    - ipBlock: {cidr: 10.0.0.0/16, except: [10.1.0.0/24]}
+"#;
+
+fn palisade(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run palisade");
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+#[test]
+fn matrix_txt_from_stdin() {
+    let o = palisade(&["matrix", "-f", "-", "--probe", "9200/TCP"], Some(CLUSTER));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "# probe 9200 TCP");
+    let header: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(header, vec!["-", "tenant-a/agent", "tenant-a/app", "vamp/es"]);
+    let rows: Vec<Vec<&str>> = lines[2..].iter().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], vec!["tenant-a/agent", ".", ".", "."]);
+    assert_eq!(rows[1], vec!["tenant-a/app", ".", ".", "X"]);
+    assert_eq!(rows[2], vec!["vamp/es", ".", ".", "."]);
+}
+
+#[test]
+fn matrix_json_shape_and_default_probes() {
+    let o = palisade(&["matrix", "-f", "-", "-o", "json"], Some(CLUSTER));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["pods"], serde_json::json!(["tenant-a/agent", "tenant-a/app", "vamp/es"]));
+    let probes = v["probes"].as_array().unwrap();
+    let ports: Vec<(u64, &str)> = probes
+        .iter()
+        .map(|p| (p["port"].as_u64().unwrap(), p["protocol"].as_str().unwrap()))
+        .collect();
+    assert_eq!(ports, vec![(8080, "TCP"), (9200, "TCP"), (9300, "TCP")]);
+    // 9300: only es itself reaches es; agent -> es denied.
+    assert_eq!(probes[2]["allowed"][0], serde_json::json!([true, true, false]));
+    assert_eq!(probes[2]["allowed"][2], serde_json::json!([true, true, true]));
+}
+
+#[test]
+fn matrix_namespace_filter_and_other_formats() {
+    let o = palisade(&["matrix", "-f", "-", "-n", "tenant-a", "--probe", "80", "-o", "csv"], Some(CLUSTER));
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(
+        stdout(&o),
+        "port,protocol,source,tenant-a/agent,tenant-a/app\n80,TCP,tenant-a/agent,1,1\n80,TCP,tenant-a/app,1,1\n"
+    );
+    let o = palisade(&["matrix", "-f", "-", "--probe", "9200", "-o", "md"], Some(CLUSTER));
+    assert!(stdout(&o).contains("| **tenant-a/app** | ✓ | ✓ | ✗ |"), "{}", stdout(&o));
+    let o = palisade(&["matrix", "-f", "-", "--probe", "9200", "-o", "dot"], Some(CLUSTER));
+    let dot = stdout(&o);
+    assert!(dot.starts_with("digraph"));
+    assert!(dot.contains("\"tenant-a/agent\" -> \"vamp/es\" [label=\"9200/TCP\"]"));
+    assert!(!dot.contains("\"tenant-a/app\" -> \"vamp/es\""));
+    let o = palisade(&["matrix", "-f", "-", "-n", "nope"], Some(CLUSTER));
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn explain_denied_says_why_and_exits_1() {
+    let o = palisade(
+        &["explain", "-f", "-", "--from", "tenant-a/app", "--to", "vamp/es", "--port", "9200"],
+        Some(CLUSTER),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("DENIED"), "{text}");
+    assert!(text.contains("NetworkPolicy vamp/es-from-agents"), "{text}");
+    assert!(
+        text.contains("podSelector needs io.vamp=release-agent; pod tenant-a/app has no such label"),
+        "{text}"
+    );
+    let o = palisade(
+        &["explain", "-f", "-", "--from", "tenant-a/agent", "--to", "vamp/es", "--port", "transport"],
+        Some(CLUSTER),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("rule 0: allows TCP 9200 only"), "{}", stdout(&o));
+}
+
+#[test]
+fn explain_allowed_json_by_ip() {
+    let o = palisade(
+        &["explain", "-f", "-", "--from", "10.1.0.20", "--to", "vamp/es", "--port", "9200/TCP", "-o", "json"],
+        Some(CLUSTER),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["allowed"], true);
+    assert_eq!(v["egress"]["decision"], "not_isolated");
+    assert_eq!(v["ingress"]["decision"], "allowed");
+    assert_eq!(v["ingress"]["by"][0]["policy"]["name"], "es-from-agents");
+    assert_eq!(v["ingress"]["by"][0]["rule"], 0);
+}
+
+#[test]
+fn invalid_policy_is_reported_with_location_and_the_rest_still_analyzed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cluster.yaml"), CLUSTER).unwrap();
+    std::fs::write(dir.path().join("broken.yaml"), BROKEN_POLICY).unwrap();
+    let path = dir.path().to_str().unwrap();
+    let o = palisade(&["matrix", "-f", path, "--probe", "9200"], None);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("broken.yaml:2: error: NetworkPolicy vamp/broken: spec.ingress[0].from[0].ipBlock.except[0]"),
+        "{err}"
+    );
+    // The valid policy still applies.
+    assert!(stdout(&o).contains("tenant-a/app   .              .              X"), "{}", stdout(&o));
+}
+
+#[test]
+fn malformed_yaml_and_missing_files_are_errors_not_panics() {
+    let o = palisade(&["matrix", "-f", "-"], Some("kind: Pod\nmetadata: [\n"));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("-:"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("invalid YAML"), "{}", stderr(&o));
+    let o = palisade(&["matrix", "-f", "/nonexistent/palisade"], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("/nonexistent/palisade: error: cannot read"), "{}", stderr(&o));
+    let o = palisade(&["matrix"], None);
+    assert_eq!(o.status.code(), Some(2), "usage errors exit 2");
+    let o = palisade(&["matrix", "-f", "-", "--probe", "80/XTP"], Some(CLUSTER));
+    assert_eq!(o.status.code(), Some(2));
+}
