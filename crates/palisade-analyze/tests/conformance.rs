@@ -3,7 +3,7 @@
 
 use palisade_analyze::{Matrix, Probe, Scope};
 use palisade_model::{Loader, Protocol};
-use palisade_policy::Engine;
+use palisade_policy::{AddrCache, Direction, Engine};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -117,6 +117,43 @@ fn run_step(base: &Path, step: &Path) -> Vec<String> {
             .unwrap_or_else(|| panic!("{}: unknown pod {name}", step.display()))
     };
     let mut mismatches = Vec::new();
+    // What the dataplane compiles must decide exactly like the matrix, pair by pair.
+    let mut cache = AddrCache::default();
+    let compiled: Vec<_> = (0..engine.class_count())
+        .map(|c| engine.compile_class(c, &mut cache))
+        .collect();
+    let state = engine.state();
+    for (pi, table) in tables.iter().enumerate() {
+        let (port, protocol) = (table.probe.port, table.probe.protocol);
+        for (i, &src) in matrix.pods.iter().enumerate() {
+            for (j, &dst) in matrix.pods.iter().enumerate() {
+                if i == j {
+                    continue;
+                }
+                let egress = compiled[engine.class_of(src)].allows(
+                    Direction::Egress,
+                    state.pods[dst].ip,
+                    port,
+                    protocol,
+                );
+                let ingress = compiled[engine.class_of(dst)].allows(
+                    Direction::Ingress,
+                    state.pods[src].ip,
+                    port,
+                    protocol,
+                );
+                if (egress && ingress) != matrix.allowed(pi, i, j) {
+                    mismatches.push(format!(
+                        "{}: probe {}: {} -> {}: compiled rules disagree with the matrix",
+                        step.display(),
+                        table.probe,
+                        names[i],
+                        names[j]
+                    ));
+                }
+            }
+        }
+    }
     for (pi, table) in tables.iter().enumerate() {
         assert_eq!(
             table.rows.len(),

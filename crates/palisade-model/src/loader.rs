@@ -55,7 +55,8 @@ impl Loader {
         self
     }
 
-    /// Loads a file, a folder (recursively: `*.yaml`, `*.yml`, `*.json`, in name order) or `-` (stdin).
+    /// Loads a file, a folder (recursively: `*.yaml`, `*.yml`, `*.json`, in name order; hidden entries
+    /// and symlinked sub-folders are skipped) or `-` (stdin).
     pub fn load_path(&mut self, path: &Path) {
         if path == Path::new("-") {
             let mut text = String::new();
@@ -98,7 +99,10 @@ impl Loader {
                 continue;
             }
             if path.is_dir() {
-                self.load_dir(&path);
+                // Symlinked folders are not followed: a link cycle must not recurse forever.
+                if !path.is_symlink() {
+                    self.load_dir(&path);
+                }
             } else if manifest {
                 self.load_path(&path);
             }

@@ -13,6 +13,7 @@
 
 mod bitset;
 mod classes;
+mod compile;
 mod engine;
 mod policy;
 mod ports;
@@ -20,6 +21,7 @@ mod selector;
 mod verdict;
 
 pub use bitset::BitSet;
+pub use compile::{AddrCache, AddrRange, AddrSet, Allow, ClassRules, Peers, PortRange};
 pub use engine::{Engine, Reach};
 pub use policy::{effective_types, Direction};
 pub use ports::{PortMatch, PortSpec};

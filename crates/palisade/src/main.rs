@@ -1,1 +1,63 @@
-fn main() {}
+//! The `palisade` command line: argument parsing and output only; the logic lives in the library
+//! crates.
+
+mod explain;
+mod input;
+mod matrix;
+mod synth;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Exit codes scripts can trust.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// The command reports findings (e.g. `explain`: the flow is denied).
+    pub const FINDINGS: u8 = 1;
+    /// Invalid input (some objects were rejected) or usage error.
+    pub const INVALID: u8 = 2;
+}
+
+/// Palisade: Kubernetes NetworkPolicy enforced faithfully, logged, and easy to debug.
+#[derive(Parser)]
+#[command(name = "palisade", version, about, propagate_version = true)]
+struct Cli {
+    /// More output: -v shows skipped objects and timings, -vv debug logs.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Connectivity matrix of every pod pair, computed from manifests.
+    Matrix(matrix::Args),
+    /// Why is a connection allowed or denied? Both directions, every policy and rule.
+    Explain(explain::Args),
+    /// Write a synthetic cluster (namespaces, workloads, services, policies) for benchmarks.
+    Gen(synth::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let code = match cli.command {
+        Command::Matrix(args) => matrix::run(args, cli.verbose),
+        Command::Explain(args) => explain::run(args, cli.verbose),
+        Command::Gen(args) => synth::run(args),
+    };
+    ExitCode::from(code)
+}

@@ -66,7 +66,12 @@ fn palisade(args: &[&str], stdin: Option<&str>) -> Output {
         .spawn()
         .expect("run palisade");
     if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     }
     drop(child.stdin.take());
     child.wait_with_output().unwrap()
@@ -88,8 +93,14 @@ fn matrix_txt_from_stdin() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "# probe 9200 TCP");
     let header: Vec<&str> = lines[1].split_whitespace().collect();
-    assert_eq!(header, vec!["-", "tenant-a/agent", "tenant-a/app", "vamp/es"]);
-    let rows: Vec<Vec<&str>> = lines[2..].iter().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(
+        header,
+        vec!["-", "tenant-a/agent", "tenant-a/app", "vamp/es"]
+    );
+    let rows: Vec<Vec<&str>> = lines[2..]
+        .iter()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     assert_eq!(rows[0], vec!["tenant-a/agent", ".", ".", "."]);
     assert_eq!(rows[1], vec!["tenant-a/app", ".", ".", "X"]);
     assert_eq!(rows[2], vec!["vamp/es", ".", ".", "."]);
@@ -100,7 +111,10 @@ fn matrix_json_shape_and_default_probes() {
     let o = palisade(&["matrix", "-f", "-", "-o", "json"], Some(CLUSTER));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(v["pods"], serde_json::json!(["tenant-a/agent", "tenant-a/app", "vamp/es"]));
+    assert_eq!(
+        v["pods"],
+        serde_json::json!(["tenant-a/agent", "tenant-a/app", "vamp/es"])
+    );
     let probes = v["probes"].as_array().unwrap();
     let ports: Vec<(u64, &str)> = probes
         .iter()
@@ -108,21 +122,42 @@ fn matrix_json_shape_and_default_probes() {
         .collect();
     assert_eq!(ports, vec![(8080, "TCP"), (9200, "TCP"), (9300, "TCP")]);
     // 9300: only es itself reaches es; agent -> es denied.
-    assert_eq!(probes[2]["allowed"][0], serde_json::json!([true, true, false]));
-    assert_eq!(probes[2]["allowed"][2], serde_json::json!([true, true, true]));
+    assert_eq!(
+        probes[2]["allowed"][0],
+        serde_json::json!([true, true, false])
+    );
+    assert_eq!(
+        probes[2]["allowed"][2],
+        serde_json::json!([true, true, true])
+    );
 }
 
 #[test]
 fn matrix_namespace_filter_and_other_formats() {
-    let o = palisade(&["matrix", "-f", "-", "-n", "tenant-a", "--probe", "80", "-o", "csv"], Some(CLUSTER));
+    let o = palisade(
+        &[
+            "matrix", "-f", "-", "-n", "tenant-a", "--probe", "80", "-o", "csv",
+        ],
+        Some(CLUSTER),
+    );
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(
         stdout(&o),
         "port,protocol,source,tenant-a/agent,tenant-a/app\n80,TCP,tenant-a/agent,1,1\n80,TCP,tenant-a/app,1,1\n"
     );
-    let o = palisade(&["matrix", "-f", "-", "--probe", "9200", "-o", "md"], Some(CLUSTER));
-    assert!(stdout(&o).contains("| **tenant-a/app** | ✓ | ✓ | ✗ |"), "{}", stdout(&o));
-    let o = palisade(&["matrix", "-f", "-", "--probe", "9200", "-o", "dot"], Some(CLUSTER));
+    let o = palisade(
+        &["matrix", "-f", "-", "--probe", "9200", "-o", "md"],
+        Some(CLUSTER),
+    );
+    assert!(
+        stdout(&o).contains("| **tenant-a/app** | ✓ | ✓ | ✗ |"),
+        "{}",
+        stdout(&o)
+    );
+    let o = palisade(
+        &["matrix", "-f", "-", "--probe", "9200", "-o", "dot"],
+        Some(CLUSTER),
+    );
     let dot = stdout(&o);
     assert!(dot.starts_with("digraph"));
     assert!(dot.contains("\"tenant-a/agent\" -> \"vamp/es\" [label=\"9200/TCP\"]"));
@@ -134,7 +169,17 @@ fn matrix_namespace_filter_and_other_formats() {
 #[test]
 fn explain_denied_says_why_and_exits_1() {
     let o = palisade(
-        &["explain", "-f", "-", "--from", "tenant-a/app", "--to", "vamp/es", "--port", "9200"],
+        &[
+            "explain",
+            "-f",
+            "-",
+            "--from",
+            "tenant-a/app",
+            "--to",
+            "vamp/es",
+            "--port",
+            "9200",
+        ],
         Some(CLUSTER),
     );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
@@ -142,21 +187,49 @@ fn explain_denied_says_why_and_exits_1() {
     assert!(text.contains("DENIED"), "{text}");
     assert!(text.contains("NetworkPolicy vamp/es-from-agents"), "{text}");
     assert!(
-        text.contains("podSelector needs io.vamp=release-agent; pod tenant-a/app has no such label"),
+        text.contains(
+            "podSelector needs io.vamp=release-agent; pod tenant-a/app has no such label"
+        ),
         "{text}"
     );
     let o = palisade(
-        &["explain", "-f", "-", "--from", "tenant-a/agent", "--to", "vamp/es", "--port", "transport"],
+        &[
+            "explain",
+            "-f",
+            "-",
+            "--from",
+            "tenant-a/agent",
+            "--to",
+            "vamp/es",
+            "--port",
+            "transport",
+        ],
         Some(CLUSTER),
     );
     assert_eq!(o.status.code(), Some(1));
-    assert!(stdout(&o).contains("rule 0: allows TCP 9200 only"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("rule 0: allows TCP 9200 only"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
 fn explain_allowed_json_by_ip() {
     let o = palisade(
-        &["explain", "-f", "-", "--from", "10.1.0.20", "--to", "vamp/es", "--port", "9200/TCP", "-o", "json"],
+        &[
+            "explain",
+            "-f",
+            "-",
+            "--from",
+            "10.1.0.20",
+            "--to",
+            "vamp/es",
+            "--port",
+            "9200/TCP",
+            "-o",
+            "json",
+        ],
         Some(CLUSTER),
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -182,7 +255,11 @@ fn invalid_policy_is_reported_with_location_and_the_rest_still_analyzed() {
         "{err}"
     );
     // The valid policy still applies.
-    assert!(stdout(&o).contains("tenant-a/app   .              .              X"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("tenant-a/app   .              .              X"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
@@ -193,7 +270,11 @@ fn malformed_yaml_and_missing_files_are_errors_not_panics() {
     assert!(stderr(&o).contains("invalid YAML"), "{}", stderr(&o));
     let o = palisade(&["matrix", "-f", "/nonexistent/palisade"], None);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("/nonexistent/palisade: error: cannot read"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("/nonexistent/palisade: error: cannot read"),
+        "{}",
+        stderr(&o)
+    );
     let o = palisade(&["matrix"], None);
     assert_eq!(o.status.code(), Some(2), "usage errors exit 2");
     let o = palisade(&["matrix", "-f", "-", "--probe", "80/XTP"], Some(CLUSTER));

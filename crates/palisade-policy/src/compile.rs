@@ -1,0 +1,427 @@
+//! Compilation for the dataplane: per endpoint class and direction, the allowed (peer addresses,
+//! ports) pairs, with peers as shared sets of disjoint address ranges (pod IPs of the matched classes,
+//! and ipBlocks with their `except` subtracted) — so a kernel lookup is set membership, never a walk
+//! over rules.
+
+use crate::bitset::BitSet;
+use crate::engine::{Engine, RuleClasses};
+use crate::policy::{Direction, IpBlock, Peer, Rule};
+use crate::ports::PortMatch;
+use palisade_model::Protocol;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// An inclusive range of addresses of one family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AddrRange {
+    /// First address.
+    pub first: IpAddr,
+    /// Last address (same family as `first`).
+    pub last: IpAddr,
+}
+
+/// A set of addresses as sorted, disjoint, non-adjacent ranges.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AddrSet {
+    /// The ranges, IPv4 before IPv6, ascending.
+    pub ranges: Vec<AddrRange>,
+}
+
+fn to_u128(ip: IpAddr) -> (bool, u128) {
+    match ip {
+        IpAddr::V4(a) => (false, u32::from(a) as u128),
+        IpAddr::V6(a) => (true, u128::from(a)),
+    }
+}
+
+fn from_u128(v6: bool, v: u128) -> IpAddr {
+    if v6 {
+        IpAddr::V6(v.into())
+    } else {
+        IpAddr::V4((v as u32).into())
+    }
+}
+
+impl AddrSet {
+    /// Builds a set from possibly overlapping ranges: sorts and merges.
+    pub fn from_ranges(mut raw: Vec<(bool, u128, u128)>) -> AddrSet {
+        raw.sort_unstable();
+        let mut merged: Vec<(bool, u128, u128)> = Vec::with_capacity(raw.len());
+        for (v6, lo, hi) in raw {
+            match merged.last_mut() {
+                Some((lv6, _, lhi)) if *lv6 == v6 && lo <= lhi.saturating_add(1) => {
+                    *lhi = (*lhi).max(hi);
+                }
+                _ => merged.push((v6, lo, hi)),
+            }
+        }
+        AddrSet {
+            ranges: merged
+                .into_iter()
+                .map(|(v6, lo, hi)| AddrRange {
+                    first: from_u128(v6, lo),
+                    last: from_u128(v6, hi),
+                })
+                .collect(),
+        }
+    }
+
+    /// True if `ip` is in the set.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.ranges.iter().any(|r| {
+            let (f6, lo) = to_u128(r.first);
+            let (_, hi) = to_u128(r.last);
+            let (v6, v) = to_u128(ip);
+            f6 == v6 && (lo..=hi).contains(&v)
+        })
+    }
+
+    /// True if empty.
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+}
+
+/// The ranges of an ipBlock: `cidr` minus every `except`.
+fn block_ranges(block: &IpBlock) -> Vec<(bool, u128, u128)> {
+    let bounds = |net: &ipnet::IpNet| {
+        let (v6, lo) = to_u128(net.network());
+        let (_, hi) = to_u128(net.broadcast());
+        (v6, lo, hi)
+    };
+    let (v6, lo, hi) = bounds(&block.cidr);
+    let mut holes: Vec<(u128, u128)> = block
+        .except
+        .iter()
+        .map(bounds)
+        .filter(|(ev6, _, _)| *ev6 == v6)
+        .map(|(_, l, h)| (l, h))
+        .collect();
+    holes.sort_unstable();
+    let mut out = Vec::new();
+    let mut next = lo;
+    for (hl, hh) in holes {
+        if hl > next {
+            out.push((v6, next, hl - 1));
+        }
+        next = next.max(hh.saturating_add(1));
+        if hh == u128::MAX {
+            return out;
+        }
+    }
+    if next <= hi {
+        out.push((v6, next, hi));
+    }
+    out
+}
+
+/// Which peers an allow entry admits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Peers {
+    /// Every address (`from`/`to` missing or empty).
+    Any,
+    /// These addresses (shared between entries that have the same peers).
+    Addrs(Arc<AddrSet>),
+}
+
+/// Ports of one protocol, inclusive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortRange {
+    /// Protocol.
+    pub protocol: Protocol,
+    /// First port.
+    pub first: u16,
+    /// Last port.
+    pub last: u16,
+}
+
+/// One way a flow is allowed: peers × ports, from a rule of a policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Allow {
+    /// Allowed peers.
+    pub peers: Peers,
+    /// Allowed ports; `None`: every port of every protocol (ICMP included).
+    pub ports: Option<Vec<PortRange>>,
+    /// Index of the policy in `ClusterState::policies`.
+    pub policy: usize,
+    /// Index of the rule in the direction's list.
+    pub rule: usize,
+}
+
+/// What the dataplane enforces for one class.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClassRules {
+    /// `None`: not isolated for ingress; otherwise the union of these entries is allowed.
+    pub ingress: Option<Vec<Allow>>,
+    /// `None`: not isolated for egress.
+    pub egress: Option<Vec<Allow>>,
+}
+
+impl Allow {
+    /// True if this entry admits `peer` (its address, if known) on `port`/`protocol`.
+    pub fn admits(&self, peer: Option<IpAddr>, port: u16, protocol: Protocol) -> bool {
+        let peer_ok = match &self.peers {
+            Peers::Any => true,
+            Peers::Addrs(set) => peer.is_some_and(|ip| set.contains(ip)),
+        };
+        peer_ok
+            && self.ports.as_ref().is_none_or(|ports| {
+                ports
+                    .iter()
+                    .any(|r| r.protocol == protocol && (r.first..=r.last).contains(&port))
+            })
+    }
+}
+
+impl ClassRules {
+    /// What the kernel rules decide for one direction: allowed if not isolated, or if an entry
+    /// admits the peer. The dataplane renders exactly this.
+    pub fn allows(
+        &self,
+        direction: Direction,
+        peer: Option<IpAddr>,
+        port: u16,
+        protocol: Protocol,
+    ) -> bool {
+        let entries = match direction {
+            Direction::Ingress => &self.ingress,
+            Direction::Egress => &self.egress,
+        };
+        entries
+            .as_ref()
+            .is_none_or(|e| e.iter().any(|a| a.admits(peer, port, protocol)))
+    }
+}
+
+/// Shared peer address sets, built once per compile.
+#[derive(Default)]
+pub struct AddrCache {
+    by_classes: HashMap<BitSet, Arc<AddrSet>>,
+}
+
+impl Engine {
+    fn class_ranges(&self, classes: &BitSet) -> Vec<(bool, u128, u128)> {
+        let state = self.state();
+        classes
+            .iter()
+            .flat_map(|c| self.class_pods(c).iter())
+            .filter_map(|&p| state.pods[p].ip)
+            .map(|ip| {
+                let (v6, v) = to_u128(ip);
+                (v6, v, v)
+            })
+            .collect()
+    }
+
+    fn peer_addrs(&self, rule: &Rule, classes: &BitSet, cache: &mut AddrCache) -> Arc<AddrSet> {
+        let blocks: Vec<&IpBlock> = rule
+            .peers
+            .iter()
+            .flatten()
+            .filter_map(|p| match p {
+                Peer::Block { block, .. } => Some(block),
+                Peer::Pods { .. } => None,
+            })
+            .collect();
+        if blocks.is_empty() {
+            if let Some(set) = cache.by_classes.get(classes) {
+                return set.clone();
+            }
+        }
+        let mut raw = self.class_ranges(classes);
+        for b in blocks.iter() {
+            raw.extend(block_ranges(b));
+        }
+        let set = Arc::new(AddrSet::from_ranges(raw));
+        if blocks.is_empty() {
+            cache.by_classes.insert(classes.clone(), set.clone());
+        }
+        set
+    }
+
+    /// Compiles what the dataplane enforces for class `class`. Named ports resolve on the class
+    /// (ingress) or on each destination class (egress); `cache` shares peer sets across classes.
+    pub fn compile_class(&self, class: usize, cache: &mut AddrCache) -> ClassRules {
+        let compile = |direction: Direction, cache: &mut AddrCache| -> Option<Vec<Allow>> {
+            let selecting = self.selecting(class, direction);
+            if selecting.is_empty() {
+                return None;
+            }
+            let d = crate::engine::dir_index(direction);
+            let mut out = Vec::new();
+            for &pi in selecting {
+                let policy = &self.policies[pi];
+                for (ri, rule) in policy
+                    .rules(direction)
+                    .unwrap_or_default()
+                    .iter()
+                    .enumerate()
+                {
+                    let rc = &self.rule_classes[pi][d][ri];
+                    self.compile_rule(
+                        direction,
+                        class,
+                        policy.index,
+                        ri,
+                        rule,
+                        rc,
+                        cache,
+                        &mut out,
+                    );
+                }
+            }
+            Some(out)
+        };
+        ClassRules {
+            ingress: compile(Direction::Ingress, cache),
+            egress: compile(Direction::Egress, cache),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn compile_rule(
+        &self,
+        direction: Direction,
+        class: usize,
+        policy: usize,
+        rule_index: usize,
+        rule: &Rule,
+        rc: &RuleClasses,
+        cache: &mut AddrCache,
+        out: &mut Vec<Allow>,
+    ) {
+        let n = self.class_count();
+        let all_peers = |cache: &mut AddrCache| {
+            if rc.any {
+                Peers::Any
+            } else {
+                // Selected pods' IPs plus the ipBlock ranges (which hold any pod IPs they match).
+                Peers::Addrs(self.peer_addrs(rule, &rc.selected, cache))
+            }
+        };
+        let entry = |peers, ports| Allow {
+            peers,
+            ports,
+            policy,
+            rule: rule_index,
+        };
+        let Some(specs) = &rule.ports else {
+            out.push(entry(all_peers(cache), None));
+            return;
+        };
+        let mut numeric = Vec::new();
+        // Egress named ports: destination classes grouped by (protocol, resolved port).
+        let mut named: BTreeMap<(Protocol, u16), BitSet> = BTreeMap::new();
+        for s in specs {
+            match &s.port {
+                PortMatch::Any => numeric.push(PortRange {
+                    protocol: s.protocol,
+                    first: 1,
+                    last: 65535,
+                }),
+                PortMatch::Range(lo, hi) => numeric.push(PortRange {
+                    protocol: s.protocol,
+                    first: *lo,
+                    last: *hi,
+                }),
+                PortMatch::Named(name) => match direction {
+                    Direction::Ingress => {
+                        if let Some(p) = self.classes.list[class].named_port(name, s.protocol) {
+                            numeric.push(PortRange {
+                                protocol: s.protocol,
+                                first: p,
+                                last: p,
+                            });
+                        }
+                    }
+                    Direction::Egress => {
+                        let candidates = if rc.any {
+                            BitSet::full(n)
+                        } else {
+                            rc.selected.clone()
+                        };
+                        for c in candidates.iter() {
+                            if let Some(p) = self.classes.list[c].named_port(name, s.protocol) {
+                                named
+                                    .entry((s.protocol, p))
+                                    .or_insert_with(|| BitSet::new(n))
+                                    .insert(c);
+                            }
+                        }
+                    }
+                },
+            }
+        }
+        if !numeric.is_empty() {
+            numeric.sort_unstable();
+            numeric.dedup();
+            out.push(entry(all_peers(cache), Some(numeric)));
+        }
+        for ((protocol, port), classes) in named {
+            let set = match cache.by_classes.get(&classes) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = Arc::new(AddrSet::from_ranges(self.class_ranges(&classes)));
+                    cache.by_classes.insert(classes, s.clone());
+                    s
+                }
+            };
+            out.push(entry(
+                Peers::Addrs(set),
+                Some(vec![PortRange {
+                    protocol,
+                    first: port,
+                    last: port,
+                }]),
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(cidr: &str, except: &[&str]) -> IpBlock {
+        IpBlock {
+            cidr: cidr.parse().unwrap(),
+            except: except.iter().map(|e| e.parse().unwrap()).collect(),
+        }
+    }
+
+    #[test]
+    fn block_minus_except_gives_disjoint_ranges() {
+        let set = AddrSet::from_ranges(block_ranges(&block(
+            "10.0.0.0/24",
+            &["10.0.0.64/26", "10.0.0.0/30"],
+        )));
+        let text: Vec<String> = set
+            .ranges
+            .iter()
+            .map(|r| format!("{}-{}", r.first, r.last))
+            .collect();
+        assert_eq!(text, vec!["10.0.0.4-10.0.0.63", "10.0.0.128-10.0.0.255"]);
+        assert!(set.contains("10.0.0.200".parse().unwrap()));
+        assert!(!set.contains("10.0.0.70".parse().unwrap()));
+        let all = AddrSet::from_ranges(block_ranges(&block("0.0.0.0/0", &["10.0.0.0/8"])));
+        assert_eq!(all.ranges.len(), 2);
+        assert!(!all.contains("10.1.2.3".parse().unwrap()));
+        assert!(all.contains("11.0.0.0".parse().unwrap()));
+        let v6 = AddrSet::from_ranges(block_ranges(&block("::/0", &["fd00::/8"])));
+        assert!(v6.contains("2001:db8::1".parse().unwrap()));
+        assert!(!v6.contains("fd00::1".parse().unwrap()));
+        assert!(!v6.contains("10.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn adjacent_single_addresses_merge() {
+        let set = AddrSet::from_ranges(vec![
+            (false, 5, 5),
+            (false, 6, 6),
+            (false, 8, 8),
+            (true, 1, 1),
+        ]);
+        assert_eq!(set.ranges.len(), 3);
+    }
+}
