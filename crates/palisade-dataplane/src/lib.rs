@@ -1,0 +1,17 @@
+//! Kernel enforcement: the policy engine's per-class rule sets rendered into one `inet palisade`
+//! nftables table and applied in one atomic transaction.
+//!
+//! The table hooks `forward` after DNAT (so Services are already translated to pod IP and
+//! targetPort), accepts `established,related` first, then sends new connections through verdict maps
+//! keyed by pod IP: `egress4/6` on the source address, `ingress4/6` on the destination, each jumping to
+//! the chain of the pod's endpoint class. A class chain holds one rule per allowing policy rule, with
+//! peers as named interval sets of addresses and ports as an anonymous `l4proto . port` set — never one
+//! rule per peer. Traffic between a pod and its own node uses the input/output hooks and is never
+//! touched; a pod talking to itself never leaves its namespace.
+
+mod apply;
+pub mod lab;
+mod nft;
+
+pub use apply::{apply, ApplyError};
+pub use nft::{render, TABLE};

@@ -1,0 +1,106 @@
+//! Real packets against real kernel rules: the conformance suite's pods run as network namespaces
+//! behind a node namespace; for every step the rendered table is applied there and every pod tries
+//! every other pod on each TCP and UDP probe. The kernel must agree with the engine's matrix, cell by
+//! cell. Needs root, `ip` and `nft` (scripts/test installs them). SCTP tables are not probed here:
+//! Rust's standard library has no SCTP sockets.
+
+#[path = "../../../tests/conformance/support.rs"]
+mod support;
+
+use palisade_analyze::{Matrix, Scope};
+use palisade_dataplane::lab::{self, Lab, Transport};
+use palisade_dataplane::{apply, render};
+use palisade_model::Protocol;
+use palisade_policy::Engine;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Removes the lab when the test ends, passed or panicked.
+struct Teardown(String);
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        if let Err(e) = Lab::down(&self.0) {
+            eprintln!("lab teardown: {e}");
+        }
+    }
+}
+
+#[test]
+fn kernel_enforces_exactly_the_engine_matrix() {
+    lab::require_root().expect("the kernel tests run as root");
+    let name = format!("t{}", std::process::id());
+    let _ = Lab::down(&name);
+    let _teardown = Teardown(name.clone());
+    let steps = support::steps();
+    let base = support::load_step(&steps[0]);
+    let pods: Vec<(String, std::net::IpAddr)> = base
+        .pods
+        .iter()
+        .map(|p| (p.key(), p.ip.expect("conformance pods have IPs")))
+        .collect();
+    let lab = Lab::up(&name, &pods).expect("lab up");
+    for pod in &lab.pods {
+        lab::serve(&pod.netns, &[80, 81], &[80, 81]).expect("responders");
+    }
+    let timeout = Duration::from_millis(250);
+    let mut mismatches = Vec::new();
+    let mut cells = 0;
+    for step in &steps {
+        let engine = Engine::new(Arc::new(support::load_step(step)));
+        apply(&render(&engine), Some(&lab.node))
+            .unwrap_or_else(|e| panic!("{}: {e}", step.display()));
+        let probes: Vec<_> = support::expected(step)
+            .iter()
+            .map(|t| t.probe)
+            .filter(|p| p.protocol != Protocol::Sctp)
+            .collect();
+        let matrix = Matrix::compute(&engine, Matrix::pods_in(&engine, &Scope::All), &probes);
+        let state = engine.state();
+        for (pi, probe) in probes.iter().enumerate() {
+            let transport = match probe.protocol {
+                Protocol::Udp => Transport::Udp,
+                _ => Transport::Tcp,
+            };
+            let attempts: Vec<_> = (0..matrix.pods.len())
+                .flat_map(|i| (0..matrix.pods.len()).map(move |j| (i, j)))
+                .filter(|(i, j)| i != j)
+                .map(|(i, j)| {
+                    let src = lab
+                        .pods
+                        .iter()
+                        .find(|p| p.key == matrix.pod_name(i))
+                        .expect("pod in lab");
+                    let dst: SocketAddr =
+                        (state.pods[matrix.pods[j]].ip.unwrap(), probe.port).into();
+                    let netns = src.netns.clone();
+                    let handle =
+                        std::thread::spawn(move || lab::probe(&netns, dst, transport, timeout));
+                    (i, j, handle)
+                })
+                .collect();
+            for (i, j, handle) in attempts {
+                let kernel = handle.join().expect("probe thread").expect("probe");
+                cells += 1;
+                if kernel != matrix.allowed(pi, i, j) {
+                    mismatches.push(format!(
+                        "{}: probe {probe}: {} -> {}: engine {}, kernel {}",
+                        step.display(),
+                        matrix.pod_name(i),
+                        matrix.pod_name(j),
+                        matrix.allowed(pi, i, j),
+                        kernel
+                    ));
+                }
+            }
+        }
+    }
+    assert!(cells > 5000, "probed only {cells} cells");
+    assert!(
+        mismatches.is_empty(),
+        "{} of {cells} cells differ:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+}
