@@ -8,4 +8,4 @@ pub mod render;
 
 pub use matrix::{Matrix, Scope};
 pub use probe::{default_probes, Probe};
-pub use render::Format;
+pub use render::{Format, Grid};

@@ -2,6 +2,7 @@
 //! classes ([`palisade_policy::Engine::reach`]) and expanded to pods row by row only when rendered.
 
 use crate::probe::Probe;
+use crate::render::Grid;
 use palisade_policy::{BitSet, Engine, Reach};
 
 /// Which pods a matrix covers.
@@ -69,9 +70,18 @@ impl<'e> Matrix<'e> {
                 .1
                 .allowed(self.classes[src], self.classes[dst])
     }
+}
 
-    /// The row of pod position `src` for probe `probe`: one bool per column.
-    pub fn row(&self, probe: usize, src: usize) -> Row<'_> {
+impl Grid for Matrix<'_> {
+    fn names(&self) -> Vec<String> {
+        (0..self.pods.len()).map(|i| self.pod_name(i)).collect()
+    }
+
+    fn probes(&self) -> Vec<Probe> {
+        self.probes.iter().map(|(p, _)| *p).collect()
+    }
+
+    fn row_into(&self, probe: usize, src: usize, out: &mut Vec<bool>) {
         let reach = &self.probes[probe].1;
         let n = self.engine.class_count();
         let sc = self.classes[src];
@@ -81,30 +91,12 @@ impl<'e> Matrix<'e> {
                 dst_classes.insert(dc);
             }
         }
-        Row {
-            dst_classes,
-            classes: &self.classes,
-            src,
-        }
-    }
-}
-
-/// One expanded row of a matrix.
-pub struct Row<'m> {
-    dst_classes: BitSet,
-    classes: &'m [usize],
-    src: usize,
-}
-
-impl Row<'_> {
-    /// Is the column at position `dst` allowed?
-    #[inline]
-    pub fn get(&self, dst: usize) -> bool {
-        dst == self.src || self.dst_classes.contains(self.classes[dst])
-    }
-
-    /// Every cell, left to right.
-    pub fn cells(&self) -> impl Iterator<Item = bool> + '_ {
-        (0..self.classes.len()).map(|j| self.get(j))
+        out.clear();
+        out.extend(
+            self.classes
+                .iter()
+                .enumerate()
+                .map(|(j, &c)| j == src || dst_classes.contains(c)),
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! Matrix renderers: `txt` truth tables, `json`, `csv`, `md` and `dot`. All stream row by row, so a
 //! 10,000-pod matrix never exists in memory as pods × pods.
 
-use crate::matrix::Matrix;
+use crate::probe::Probe;
 use std::io::{self, Write};
 use std::str::FromStr;
 
@@ -37,8 +37,19 @@ impl FromStr for Format {
     }
 }
 
+/// Truth tables over one list of pods, one per probe: what the renderers draw. The engine's
+/// [`crate::Matrix`] is one; the lab's measured probes are another.
+pub trait Grid {
+    /// `ns/name` of every pod, for rows and columns alike.
+    fn names(&self) -> Vec<String>;
+    /// The probes, in order.
+    fn probes(&self) -> Vec<Probe>;
+    /// Fills `out` with row `src` of probe `probe`, one cell per column.
+    fn row_into(&self, probe: usize, src: usize, out: &mut Vec<bool>);
+}
+
 /// Writes `matrix` in `format`.
-pub fn write(matrix: &Matrix, format: Format, out: &mut dyn Write) -> io::Result<()> {
+pub fn write(matrix: &dyn Grid, format: Format, out: &mut dyn Write) -> io::Result<()> {
     match format {
         Format::Txt => txt(matrix, out),
         Format::Json => json(matrix, out),
@@ -48,15 +59,12 @@ pub fn write(matrix: &Matrix, format: Format, out: &mut dyn Write) -> io::Result
     }
 }
 
-fn names(matrix: &Matrix) -> Vec<String> {
-    (0..matrix.pods.len()).map(|i| matrix.pod_name(i)).collect()
-}
-
-fn txt(matrix: &Matrix, out: &mut dyn Write) -> io::Result<()> {
-    let names = names(matrix);
+fn txt(matrix: &dyn Grid, out: &mut dyn Write) -> io::Result<()> {
+    let names = matrix.names();
+    let mut row = Vec::new();
     let width = names.iter().map(|n| n.len()).max().unwrap_or(1).max(1);
     let mut line = Vec::new();
-    for (pi, (probe, _)) in matrix.probes.iter().enumerate() {
+    for (pi, probe) in matrix.probes().iter().enumerate() {
         writeln!(out, "# probe {} {}", probe.port, probe.protocol)?;
         line.clear();
         line.extend_from_slice(format!("{:width$}", "-").as_bytes());
@@ -70,8 +78,8 @@ fn txt(matrix: &Matrix, out: &mut dyn Write) -> io::Result<()> {
         for (i, src) in names.iter().enumerate() {
             line.clear();
             line.extend_from_slice(format!("{src:width$}").as_bytes());
-            let row = matrix.row(pi, i);
-            for cell in row.cells() {
+            matrix.row_into(pi, i, &mut row);
+            for &cell in &row {
                 line.push(b' ');
                 line.push(if cell { b'.' } else { b'X' });
                 line.resize(line.len() + width - 1, b' ');
@@ -90,13 +98,14 @@ fn trim_end(line: &mut Vec<u8>) {
     }
 }
 
-fn json(matrix: &Matrix, out: &mut dyn Write) -> io::Result<()> {
-    let names = names(matrix);
+fn json(matrix: &dyn Grid, out: &mut dyn Write) -> io::Result<()> {
+    let names = matrix.names();
+    let mut row = Vec::new();
     out.write_all(b"{\"pods\":")?;
     serde_json::to_writer(&mut *out, &names)?;
     out.write_all(b",\"probes\":[")?;
     let mut line = Vec::new();
-    for (pi, (probe, _)) in matrix.probes.iter().enumerate() {
+    for (pi, probe) in matrix.probes().iter().enumerate() {
         if pi > 0 {
             out.write_all(b",")?;
         }
@@ -111,7 +120,8 @@ fn json(matrix: &Matrix, out: &mut dyn Write) -> io::Result<()> {
                 line.push(b',');
             }
             line.push(b'[');
-            for (j, cell) in matrix.row(pi, i).cells().enumerate() {
+            matrix.row_into(pi, i, &mut row);
+            for (j, &cell) in row.iter().enumerate() {
                 if j > 0 {
                     line.push(b',');
                 }
@@ -133,8 +143,9 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-fn csv(matrix: &Matrix, out: &mut dyn Write) -> io::Result<()> {
-    let names = names(matrix);
+fn csv(matrix: &dyn Grid, out: &mut dyn Write) -> io::Result<()> {
+    let names = matrix.names();
+    let mut row = Vec::new();
     let mut line = Vec::new();
     line.extend_from_slice(b"port,protocol,source");
     for n in &names {
@@ -143,13 +154,14 @@ fn csv(matrix: &Matrix, out: &mut dyn Write) -> io::Result<()> {
     }
     line.push(b'\n');
     out.write_all(&line)?;
-    for (pi, (probe, _)) in matrix.probes.iter().enumerate() {
+    for (pi, probe) in matrix.probes().iter().enumerate() {
         for (i, src) in names.iter().enumerate() {
             line.clear();
             line.extend_from_slice(
                 format!("{},{},{}", probe.port, probe.protocol, csv_field(src)).as_bytes(),
             );
-            for cell in matrix.row(pi, i).cells() {
+            matrix.row_into(pi, i, &mut row);
+            for &cell in &row {
                 line.extend_from_slice(if cell { b",1" } else { b",0" });
             }
             line.push(b'\n');
@@ -159,9 +171,10 @@ fn csv(matrix: &Matrix, out: &mut dyn Write) -> io::Result<()> {
     Ok(())
 }
 
-fn md(matrix: &Matrix, out: &mut dyn Write) -> io::Result<()> {
-    let names = names(matrix);
-    for (pi, (probe, _)) in matrix.probes.iter().enumerate() {
+fn md(matrix: &dyn Grid, out: &mut dyn Write) -> io::Result<()> {
+    let names = matrix.names();
+    let mut row = Vec::new();
+    for (pi, probe) in matrix.probes().iter().enumerate() {
         if pi > 0 {
             writeln!(out)?;
         }
@@ -169,25 +182,25 @@ fn md(matrix: &Matrix, out: &mut dyn Write) -> io::Result<()> {
         writeln!(out, "| from \\ to | {} |", names.join(" | "))?;
         writeln!(out, "|---|{}", "---|".repeat(names.len()))?;
         for (i, src) in names.iter().enumerate() {
-            let cells: Vec<&str> = matrix
-                .row(pi, i)
-                .cells()
-                .map(|c| if c { "✓" } else { "✗" })
-                .collect();
+            matrix.row_into(pi, i, &mut row);
+            let cells: Vec<&str> = row.iter().map(|&c| if c { "✓" } else { "✗" }).collect();
             writeln!(out, "| **{src}** | {} |", cells.join(" | "))?;
         }
     }
     Ok(())
 }
 
-fn dot(matrix: &Matrix, out: &mut dyn Write) -> io::Result<()> {
-    let names = names(matrix);
-    let state = matrix.engine().state();
+fn dot(matrix: &dyn Grid, out: &mut dyn Write) -> io::Result<()> {
+    let names = matrix.names();
+    let probes = matrix.probes();
     writeln!(out, "digraph connectivity {{")?;
     writeln!(out, "  rankdir=LR;\n  node [shape=box, style=rounded];")?;
-    let mut by_ns: Vec<(&str, Vec<usize>)> = Vec::new();
-    for (i, &p) in matrix.pods.iter().enumerate() {
-        let ns = state.pods[p].namespace.as_str();
+    fn split(name: &str) -> (&str, &str) {
+        name.split_once('/').unwrap_or(("", name))
+    }
+    let mut by_ns: Vec<(String, Vec<usize>)> = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let ns = split(name).0.to_string();
         match by_ns.last_mut() {
             Some((n, v)) if *n == ns => v.push(i),
             _ => by_ns.push((ns, vec![i])),
@@ -196,28 +209,31 @@ fn dot(matrix: &Matrix, out: &mut dyn Write) -> io::Result<()> {
     for (ci, (ns, members)) in by_ns.iter().enumerate() {
         writeln!(out, "  subgraph cluster_{ci} {{\n    label={ns:?};")?;
         for &i in members {
-            writeln!(
-                out,
-                "    {:?} [label={:?}];",
-                names[i], state.pods[matrix.pods[i]].name
-            )?;
+            writeln!(out, "    {:?} [label={:?}];", names[i], split(&names[i]).1)?;
         }
         writeln!(out, "  }}")?;
     }
-    let rows: Vec<Vec<_>> = (0..matrix.probes.len())
-        .map(|pi| (0..names.len()).map(|i| matrix.row(pi, i)).collect())
+    let rows: Vec<Vec<Vec<bool>>> = (0..probes.len())
+        .map(|pi| {
+            (0..names.len())
+                .map(|i| {
+                    let mut row = Vec::new();
+                    matrix.row_into(pi, i, &mut row);
+                    row
+                })
+                .collect()
+        })
         .collect();
     for i in 0..names.len() {
         for j in 0..names.len() {
             if i == j {
                 continue;
             }
-            let labels: Vec<String> = matrix
-                .probes
+            let labels: Vec<String> = probes
                 .iter()
                 .enumerate()
-                .filter(|(pi, _)| rows[*pi][i].get(j))
-                .map(|(_, (p, _))| p.to_string())
+                .filter(|(pi, _)| rows[*pi][i][j])
+                .map(|(_, p)| p.to_string())
                 .collect();
             if !labels.is_empty() {
                 writeln!(
