@@ -1,0 +1,520 @@
+//! Property tests on random small clusters: the class-based reachability, the per-flow verdict and
+//! the rule sets compiled for the dataplane all equal a naive per-pair evaluation written here
+//! directly from `shared/reference/networkpolicy.md`, on the raw Kubernetes objects.
+//!
+//! Clusters are generated from a proptest-chosen seed (reported on failure) so a failing case can be
+//! replayed exactly.
+
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use palisade_model::selector::matches;
+use palisade_model::{
+    ClusterState, ContainerPortInfo, NamespaceInfo, Origin, PodInfo, PolicyInfo, Protocol,
+};
+use palisade_policy::{AddrCache, Decision, Direction, Endpoint, Engine, Flow};
+use proptest::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+const KEYS: [&str; 3] = ["app", "tier", "env"];
+const VALUES: [&str; 3] = ["a", "b", "c"];
+const NAMES: [&str; 3] = ["http", "dns", "metrics"];
+const PORTS: [u16; 4] = [53, 80, 81, 8080];
+const PROTOS: [Protocol; 3] = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp];
+
+fn pick<T: Clone>(rng: &mut ChaCha8Rng, items: &[T]) -> T {
+    items[rng.random_range(0..items.len())].clone()
+}
+
+fn labels(rng: &mut ChaCha8Rng) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for k in KEYS {
+        if rng.random_bool(0.6) {
+            out.insert(k.to_string(), pick(rng, &VALUES).to_string());
+        }
+    }
+    out
+}
+
+fn selector(rng: &mut ChaCha8Rng) -> Value {
+    let mut sel = json!({});
+    if rng.random_bool(0.5) {
+        sel["matchLabels"] = json!({pick(rng, &KEYS): pick(rng, &VALUES)});
+    }
+    if rng.random_bool(0.4) {
+        let op = pick(rng, &["In", "NotIn", "Exists", "DoesNotExist"]);
+        let mut e = json!({"key": pick(rng, &KEYS), "operator": op});
+        if op == "In" || op == "NotIn" {
+            e["values"] = json!([pick(rng, &VALUES), pick(rng, &VALUES)]);
+        }
+        sel["matchExpressions"] = json!([e]);
+    }
+    sel
+}
+
+fn peer(rng: &mut ChaCha8Rng, namespaces: &[String]) -> Value {
+    match rng.random_range(0..5) {
+        0 => json!({"podSelector": selector(rng)}),
+        1 => json!({"namespaceSelector": selector(rng)}),
+        2 => {
+            // Namespace selection by the automatic name label, AND a pod selector.
+            let ns = pick(rng, namespaces);
+            json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}, "podSelector": selector(rng)})
+        }
+        3 => json!({"namespaceSelector": selector(rng), "podSelector": selector(rng)}),
+        _ => {
+            let (cidr, except) = match rng.random_range(0..4) {
+                0 => ("10.0.0.0/24", vec!["10.0.0.0/28"]),
+                1 => ("10.0.0.0/16", vec![]),
+                2 => ("10.0.0.8/29", vec!["10.0.0.12/30"]),
+                _ => ("fd00::/64", vec!["fd00::/120"]),
+            };
+            json!({"ipBlock": {"cidr": cidr, "except": except}})
+        }
+    }
+}
+
+fn ports(rng: &mut ChaCha8Rng) -> Value {
+    let n = rng.random_range(0..3);
+    let list: Vec<Value> = (0..n)
+        .map(|_| {
+            let proto = pick(rng, &PROTOS).as_str();
+            match rng.random_range(0..4) {
+                0 => json!({"protocol": proto}),
+                1 => json!({"port": pick(rng, &PORTS), "protocol": proto}),
+                2 => {
+                    let lo = pick(rng, &PORTS);
+                    json!({"port": lo, "endPort": lo + rng.random_range(0..30), "protocol": proto})
+                }
+                _ => json!({"port": pick(rng, &NAMES), "protocol": proto}),
+            }
+        })
+        .collect();
+    json!(list)
+}
+
+fn rules(rng: &mut ChaCha8Rng, namespaces: &[String], field: &str) -> Value {
+    let n = rng.random_range(0..3);
+    let list: Vec<Value> = (0..n)
+        .map(|_| {
+            let mut r = json!({});
+            match rng.random_range(0..4) {
+                0 => {}
+                1 => r[field] = json!([]),
+                _ => {
+                    let peers: Vec<Value> = (0..rng.random_range(1..3))
+                        .map(|_| peer(rng, namespaces))
+                        .collect();
+                    r[field] = json!(peers);
+                }
+            }
+            if rng.random_bool(0.7) {
+                r["ports"] = ports(rng);
+            }
+            r
+        })
+        .collect();
+    json!(list)
+}
+
+fn cluster(seed: u64) -> ClusterState {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let namespaces: Vec<String> = (0..rng.random_range(1..4))
+        .map(|i| format!("ns{i}"))
+        .collect();
+    let ns_infos = namespaces
+        .iter()
+        .map(|n| NamespaceInfo {
+            name: n.clone(),
+            labels: labels(&mut rng),
+            annotations: BTreeMap::new(),
+            origin: None,
+        })
+        .collect();
+    let pods = (0..rng.random_range(1..11))
+        .map(|i| {
+            let ip: IpAddr = if rng.random_bool(0.15) {
+                format!("fd00::{}", rng.random_range(1..400))
+                    .parse()
+                    .unwrap()
+            } else {
+                format!(
+                    "10.0.{}.{}",
+                    rng.random_range(0..2),
+                    rng.random_range(1..32)
+                )
+                .parse()
+                .unwrap()
+            };
+            let mut ports: Vec<ContainerPortInfo> = Vec::new();
+            for name in NAMES {
+                if rng.random_bool(0.5) {
+                    ports.push(ContainerPortInfo {
+                        name: Some(name.into()),
+                        port: pick(&mut rng, &PORTS),
+                        protocol: pick(&mut rng, &PROTOS),
+                    });
+                }
+            }
+            PodInfo {
+                namespace: pick(&mut rng, &namespaces),
+                name: format!("p{i}"),
+                labels: labels(&mut rng),
+                ip: Some(ip),
+                ip_allocated: false,
+                host_network: rng.random_bool(0.1),
+                node_name: None,
+                ports,
+                owner: None,
+                from_template: false,
+                origin: Origin::default(),
+            }
+        })
+        .collect::<Vec<_>>();
+    // Distinct IPs, as in a real cluster.
+    let mut seen = std::collections::HashSet::new();
+    let pods: Vec<PodInfo> = pods.into_iter().filter(|p| seen.insert(p.ip)).collect();
+    let policies = (0..rng.random_range(0..7))
+        .map(|i| {
+            let mut spec = json!({"podSelector": selector(&mut rng)});
+            match rng.random_range(0..4) {
+                0 => {}
+                1 => spec["policyTypes"] = json!(["Ingress"]),
+                2 => spec["policyTypes"] = json!(["Egress"]),
+                _ => spec["policyTypes"] = json!(["Ingress", "Egress"]),
+            }
+            if rng.random_bool(0.7) {
+                spec["ingress"] = rules(&mut rng, &namespaces, "from");
+            }
+            if rng.random_bool(0.6) {
+                spec["egress"] = rules(&mut rng, &namespaces, "to");
+            }
+            let ns = pick(&mut rng, &namespaces);
+            let policy: NetworkPolicy = serde_json::from_value(json!({
+                "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                "metadata": {"name": format!("np{i}"), "namespace": ns}, "spec": spec
+            }))
+            .unwrap();
+            assert!(!palisade_model::validate::network_policy(&policy).has_errors());
+            PolicyInfo {
+                namespace: ns,
+                name: format!("np{i}"),
+                policy,
+                origin: Origin::default(),
+            }
+        })
+        .collect();
+    ClusterState::new(ns_infos, pods, Vec::new(), policies)
+}
+
+// ---- The naive evaluator: the reference, statement by statement. ----
+
+fn types(p: &NetworkPolicy) -> (bool, bool) {
+    let spec = p.spec.clone().unwrap_or_default();
+    match spec.policy_types.filter(|t| !t.is_empty()) {
+        Some(t) => (
+            t.iter().any(|x| x == "Ingress"),
+            t.iter().any(|x| x == "Egress"),
+        ),
+        None => (true, spec.egress.is_some_and(|e| !e.is_empty())),
+    }
+}
+
+fn selects(state: &ClusterState, p: &PolicyInfo, pod: &PodInfo, direction: Direction) -> bool {
+    let (ing, eg) = types(&p.policy);
+    let governs = match direction {
+        Direction::Ingress => ing,
+        Direction::Egress => eg,
+    };
+    let _ = state;
+    governs
+        && !pod.host_network
+        && p.namespace == pod.namespace
+        && matches(
+            &p.policy
+                .spec
+                .clone()
+                .unwrap_or_default()
+                .pod_selector
+                .unwrap_or_default(),
+            &pod.labels,
+        )
+}
+
+fn in_block(peer: &NetworkPolicyPeer, ip: Option<IpAddr>) -> bool {
+    let Some(b) = &peer.ip_block else {
+        return false;
+    };
+    let Some(ip) = ip else { return false };
+    let net: ipnet::IpNet = b.cidr.parse().unwrap();
+    net.contains(&ip)
+        && !b
+            .except
+            .iter()
+            .flatten()
+            .any(|e| e.parse::<ipnet::IpNet>().unwrap().contains(&ip))
+}
+
+fn by_selector(
+    state: &ClusterState,
+    policy: &PolicyInfo,
+    peer: &NetworkPolicyPeer,
+    pod: &PodInfo,
+) -> bool {
+    if peer.ip_block.is_some() || pod.host_network {
+        return false;
+    }
+    let ns_ok = match &peer.namespace_selector {
+        Some(sel) => matches(sel, &state.namespace(&pod.namespace).unwrap().labels),
+        None => pod.namespace == policy.namespace,
+    };
+    ns_ok && matches(&peer.pod_selector.clone().unwrap_or_default(), &pod.labels)
+}
+
+fn port_ok(
+    spec: &NetworkPolicyPort,
+    port: u16,
+    protocol: Protocol,
+    named_on: Option<&PodInfo>,
+) -> bool {
+    let proto = spec.protocol.as_deref().unwrap_or("TCP");
+    if proto != protocol.as_str() {
+        return false;
+    }
+    match &spec.port {
+        None => true,
+        Some(IntOrString::Int(n)) => (*n..=spec.end_port.unwrap_or(*n)).contains(&(port as i32)),
+        Some(IntOrString::String(name)) => {
+            named_on.and_then(|p| p.named_port(name, protocol)) == Some(port)
+        }
+    }
+}
+
+/// Does rule (peers, ports) of `policy` allow `peer` for the enforcing pod `me`?
+#[allow(clippy::too_many_arguments)]
+fn rule_allows(
+    state: &ClusterState,
+    policy: &PolicyInfo,
+    peers: Option<&Vec<NetworkPolicyPeer>>,
+    ports: Option<&Vec<NetworkPolicyPort>>,
+    direction: Direction,
+    me: &PodInfo,
+    other: &PodInfo,
+    port: u16,
+    protocol: Protocol,
+) -> bool {
+    let peers = peers.filter(|p| !p.is_empty());
+    let sel = peers.is_none_or(|ps| ps.iter().any(|p| by_selector(state, policy, p, other)));
+    let blk = peers.is_none_or(|ps| ps.iter().any(|p| in_block(p, other.ip)));
+    let Some(ports) = ports.filter(|p| !p.is_empty()) else {
+        return sel || blk;
+    };
+    ports.iter().any(|spec| {
+        let named = spec
+            .port
+            .as_ref()
+            .is_some_and(|p| matches!(p, IntOrString::String(_)));
+        match direction {
+            Direction::Ingress => (sel || blk) && port_ok(spec, port, protocol, Some(me)),
+            Direction::Egress if named => sel && port_ok(spec, port, protocol, Some(other)),
+            Direction::Egress => (sel || blk) && port_ok(spec, port, protocol, None),
+        }
+    })
+}
+
+fn side_allows(
+    state: &ClusterState,
+    direction: Direction,
+    me: &PodInfo,
+    other: &PodInfo,
+    port: u16,
+    protocol: Protocol,
+) -> bool {
+    let selecting: Vec<&PolicyInfo> = state
+        .policies
+        .iter()
+        .filter(|p| selects(state, p, me, direction))
+        .collect();
+    selecting.is_empty()
+        || selecting.iter().any(|p| {
+            let spec = p.policy.spec.clone().unwrap_or_default();
+            match direction {
+                Direction::Ingress => spec.ingress.iter().flatten().any(|r| {
+                    rule_allows(
+                        state,
+                        p,
+                        r.from.as_ref(),
+                        r.ports.as_ref(),
+                        direction,
+                        me,
+                        other,
+                        port,
+                        protocol,
+                    )
+                }),
+                Direction::Egress => spec.egress.iter().flatten().any(|r| {
+                    rule_allows(
+                        state,
+                        p,
+                        r.to.as_ref(),
+                        r.ports.as_ref(),
+                        direction,
+                        me,
+                        other,
+                        port,
+                        protocol,
+                    )
+                }),
+            }
+        })
+}
+
+fn naive(state: &ClusterState, src: usize, dst: usize, port: u16, protocol: Protocol) -> bool {
+    let (s, d) = (&state.pods[src], &state.pods[dst]);
+    src == dst
+        || (side_allows(state, Direction::Egress, s, d, port, protocol)
+            && side_allows(state, Direction::Ingress, d, s, port, protocol))
+}
+
+fn check(seed: u64) -> Result<(), TestCaseError> {
+    let state = cluster(seed);
+    let engine = Engine::new(Arc::new(state.clone()));
+    let mut cache = AddrCache::default();
+    let compiled: Vec<_> = (0..engine.class_count())
+        .map(|c| engine.compile_class(c, &mut cache))
+        .collect();
+    let n = state.pods.len();
+    for protocol in [Protocol::Tcp, Protocol::Udp, Protocol::Sctp, Protocol::Icmp] {
+        for port in [53u16, 80, 81, 90, 8080] {
+            let reach = engine.reach(port, protocol);
+            for src in 0..n {
+                for dst in 0..n {
+                    let expected = naive(&state, src, dst, port, protocol);
+                    let what = format!(
+                        "seed {seed}: {} -> {} {protocol} {port}",
+                        state.pods[src].key(),
+                        state.pods[dst].key()
+                    );
+                    let class_level =
+                        src == dst || reach.allowed(engine.class_of(src), engine.class_of(dst));
+                    prop_assert_eq!(class_level, expected, "class reach, {}", what);
+                    let verdict = engine.verdict(&Flow {
+                        src: Endpoint::Pod(src),
+                        dst: Endpoint::Pod(dst),
+                        port,
+                        protocol,
+                    });
+                    prop_assert_eq!(verdict.allowed, expected, "verdict, {}", what);
+                    if src != dst {
+                        let (s, d) = (&state.pods[src], &state.pods[dst]);
+                        let kernel = compiled[engine.class_of(src)].allows(
+                            Direction::Egress,
+                            d.ip,
+                            port,
+                            protocol,
+                        ) && compiled[engine.class_of(dst)].allows(
+                            Direction::Ingress,
+                            s.ip,
+                            port,
+                            protocol,
+                        );
+                        prop_assert_eq!(kernel, expected, "compiled rules, {}", what);
+                        for (side, me, other) in [(&verdict.egress, s, d), (&verdict.ingress, d, s)]
+                        {
+                            let selecting: Vec<String> = state
+                                .policies
+                                .iter()
+                                .filter(|p| selects(&state, p, me, side.direction))
+                                .map(|p| p.key())
+                                .collect();
+                            match &side.decision {
+                                Decision::Allowed { by } => {
+                                    for r in by {
+                                        let p = state
+                                            .policies
+                                            .iter()
+                                            .find(|p| {
+                                                p.name == r.policy.name
+                                                    && p.namespace == r.policy.namespace
+                                            })
+                                            .unwrap();
+                                        let spec = p.policy.spec.clone().unwrap_or_default();
+                                        let ok = match side.direction {
+                                            Direction::Ingress => {
+                                                let rule = &spec.ingress.as_ref().unwrap()[r.rule];
+                                                rule_allows(
+                                                    &state,
+                                                    p,
+                                                    rule.from.as_ref(),
+                                                    rule.ports.as_ref(),
+                                                    side.direction,
+                                                    me,
+                                                    other,
+                                                    port,
+                                                    protocol,
+                                                )
+                                            }
+                                            Direction::Egress => {
+                                                let rule = &spec.egress.as_ref().unwrap()[r.rule];
+                                                rule_allows(
+                                                    &state,
+                                                    p,
+                                                    rule.to.as_ref(),
+                                                    rule.ports.as_ref(),
+                                                    side.direction,
+                                                    me,
+                                                    other,
+                                                    port,
+                                                    protocol,
+                                                )
+                                            }
+                                        };
+                                        prop_assert!(
+                                            ok,
+                                            "listed rule {:?} does not allow, {}",
+                                            r,
+                                            what
+                                        );
+                                    }
+                                }
+                                Decision::Denied { isolating } => {
+                                    let listed: Vec<String> = isolating
+                                        .iter()
+                                        .map(|m| {
+                                            format!("{}/{}", m.policy.namespace, m.policy.name)
+                                        })
+                                        .collect();
+                                    prop_assert_eq!(
+                                        listed,
+                                        selecting,
+                                        "isolating policies, {}",
+                                        what
+                                    );
+                                }
+                                Decision::NotIsolated => {
+                                    prop_assert!(selecting.is_empty(), "not isolated, {}", what)
+                                }
+                                Decision::Unenforced { .. } => {
+                                    prop_assert!(me.host_network, "unenforced, {}", what)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+    #[test]
+    fn engine_equals_naive_evaluation(seed in any::<u64>()) {
+        check(seed)?;
+    }
+}
