@@ -159,11 +159,11 @@ pub(crate) fn namespaces(count: usize, rng: &mut ChaCha8Rng) -> Vec<Namespace> {
 
 /// Builds one workload of a tenant namespace for `tier`.
 fn tenant_workload(ns: &Namespace, tier: &'static str, rng: &mut ChaCha8Rng) -> Workload {
-    let http = || pick_u16(&[8080, 9090, 3000, 8000]);
+    let http = |rng: &mut ChaCha8Rng| pick(rng, &[8080u16, 9090, 3000, 8000]);
     let (name, kind, containers, headless): (&str, &str, Vec<Container>, bool) = match tier {
         "frontend" => {
             let name = pick(rng, &["web", "storefront", "portal", "dashboard"]);
-            let mut ports = vec![tcp("http", http()(rng))];
+            let mut ports = vec![tcp("http", http(rng))];
             if rng.random_bool(0.7) {
                 ports.push(tcp("metrics", 9100));
             }
@@ -171,7 +171,7 @@ fn tenant_workload(ns: &Namespace, tier: &'static str, rng: &mut ChaCha8Rng) -> 
         }
         "api" => {
             let name = pick(rng, &["api", "orders", "catalog", "accounts", "checkout"]);
-            let mut ports = vec![tcp("http", http()(rng))];
+            let mut ports = vec![tcp("http", http(rng))];
             if rng.random_bool(0.6) {
                 ports.push(tcp("grpc", pick(rng, &[50051, 9000])));
             }
@@ -246,11 +246,6 @@ fn tenant_workload(ns: &Namespace, tier: &'static str, rng: &mut ChaCha8Rng) -> 
         service: name.to_string(),
         headless,
     }
-}
-
-/// `pick` for a closure-friendly port list.
-fn pick_u16(items: &'static [u16]) -> impl Fn(&mut ChaCha8Rng) -> u16 {
-    move |rng| pick(rng, items)
 }
 
 fn container(name: &str, ports: Vec<Port>) -> Container {
