@@ -4,6 +4,7 @@
 use crate::probe::Probe;
 use crate::render::Grid;
 use palisade_policy::{BitSet, Engine, Reach};
+use std::collections::HashSet;
 
 /// Which pods a matrix covers.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -24,6 +25,8 @@ pub struct Matrix<'e> {
     pub probes: Vec<(Probe, Reach)>,
     /// Class of each covered pod, by position.
     classes: Vec<usize>,
+    /// Pairs of positions (besides the diagonal) always allowed: a pod and its node.
+    always: HashSet<(usize, usize)>,
 }
 
 impl<'e> Matrix<'e> {
@@ -45,11 +48,26 @@ impl<'e> Matrix<'e> {
             .map(|p| (*p, engine.reach(p.port, p.protocol)))
             .collect();
         let classes = pods.iter().map(|&p| engine.class_of(p)).collect();
+        let state = engine.state();
+        let mut always = HashSet::new();
+        for (h, &hp) in pods
+            .iter()
+            .enumerate()
+            .filter(|(_, &p)| state.pods[p].host_network)
+        {
+            for (p, &pp) in pods.iter().enumerate() {
+                if h != p && engine.always_allowed(hp, pp) {
+                    always.insert((h, p));
+                    always.insert((p, h));
+                }
+            }
+        }
         Matrix {
             engine,
             pods,
             probes,
             classes,
+            always,
         }
     }
 
@@ -66,6 +84,7 @@ impl<'e> Matrix<'e> {
     /// May the pod at position `src` connect to the pod at position `dst` for probe `probe`?
     pub fn allowed(&self, probe: usize, src: usize, dst: usize) -> bool {
         src == dst
+            || self.always.contains(&(src, dst))
             || self.probes[probe]
                 .1
                 .allowed(self.classes[src], self.classes[dst])
@@ -98,5 +117,8 @@ impl Grid for Matrix<'_> {
                 .enumerate()
                 .map(|(j, &c)| j == src || dst_classes.contains(c)),
         );
+        for &(_, j) in self.always.iter().filter(|(i, _)| *i == src) {
+            out[j] = true;
+        }
     }
 }

@@ -34,15 +34,11 @@ fn kernel_enforces_exactly_the_engine_matrix() {
     let _ = Lab::down(&name);
     let _teardown = Teardown(name.clone());
     let steps = support::steps();
-    let base = support::load_step(&steps[0]);
-    let pods: Vec<(String, std::net::IpAddr)> = base
-        .pods
-        .iter()
-        .map(|p| (p.key(), p.ip.expect("conformance pods have IPs")))
-        .collect();
-    let lab = Lab::up(&name, &pods).expect("lab up");
+    let lab = Lab::plan(&name, &support::load_step(&steps[0]));
+    assert_eq!(lab.pods.len(), 9);
+    lab.create().expect("lab up");
     for pod in &lab.pods {
-        lab::serve(&pod.netns, &[80, 81], &[80, 81]).expect("responders");
+        lab::serve(&pod.netns, &pod.tcp, &pod.udp).expect("responders");
     }
     let timeout = Duration::from_millis(250);
     let mut mismatches = Vec::new();

@@ -132,19 +132,20 @@ impl Loader {
     pub fn finish(mut self) -> (ClusterState, Vec<Diagnostic>) {
         let objects = std::mem::take(&mut self.objects);
         let mut pods: Vec<PodInfo> = objects.pods.iter().map(|p| pod_info(p, false)).collect();
-        let explicit: HashSet<(String, String)> = pods
+        // Pod names taken so far: a template pod never replaces a Pod object, nor another template pod.
+        let mut taken: HashSet<(String, String)> = pods
             .iter()
             .map(|p| (p.namespace.clone(), p.name.clone()))
             .collect();
         for p in workload::expand(&objects.workloads, &objects.pods) {
             let info = pod_info(&p, true);
-            if explicit.contains(&(info.namespace.clone(), info.name.clone())) {
+            if !taken.insert((info.namespace.clone(), info.name.clone())) {
                 continue;
             }
             pods.push(info);
         }
         self.allocate_ips(&mut pods);
-        let namespaces = objects
+        let mut namespaces: Vec<NamespaceInfo> = objects
             .namespaces
             .iter()
             .map(|n| NamespaceInfo {
@@ -154,6 +155,18 @@ impl Loader {
                 origin: Some(n.origin.clone()),
             })
             .collect();
+        // A workload's namespace exists even when the workload has no pods (`replicas: 0`).
+        for w in &objects.workloads {
+            let ns = w.object.namespace();
+            if !namespaces.iter().any(|n| n.name == ns) {
+                namespaces.push(NamespaceInfo {
+                    name: ns.to_string(),
+                    labels: Default::default(),
+                    annotations: Default::default(),
+                    origin: None,
+                });
+            }
+        }
         let services = objects.services.iter().map(service_info).collect();
         let policies = objects
             .policies
@@ -197,10 +210,9 @@ impl Loader {
             .iter_mut()
             .filter(|p| p.ip.is_none() && !p.host_network)
         {
-            if usable == 0 {
-                break;
-            }
-            let start = crate::workload::fnv1a(&[&pod.namespace, &pod.name]) as u128 % usable;
+            // A CIDR with no usable address reports every pod below, like a full one.
+            let start =
+                crate::workload::fnv1a(&[&pod.namespace, &pod.name]) as u128 % usable.max(1);
             let free = (0..usable.min(used.len() as u128 + 1))
                 .map(|i| to_ip(10 + (start + i) % usable))
                 .find(|ip| !used.contains(ip));
@@ -254,6 +266,7 @@ fn pod_info(loaded: &Loaded<Pod>, from_template: bool) -> PodInfo {
         ip: ip_text.and_then(|ip| ip.parse().ok()),
         ip_allocated: false,
         host_network,
+        host_ip: status.and_then(|s| s.host_ip.as_ref()?.parse().ok()),
         node_name: spec.and_then(|s| s.node_name.clone()),
         ports,
         owner: pod

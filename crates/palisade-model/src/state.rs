@@ -59,6 +59,8 @@ pub struct PodInfo {
     pub ip_allocated: bool,
     /// `spec.hostNetwork`: such pods are never selected by policies.
     pub host_network: bool,
+    /// `status.hostIP`: the address of the node the pod runs on, if known.
+    pub host_ip: Option<IpAddr>,
     /// `spec.nodeName`, if set.
     pub node_name: Option<String>,
     /// Container ports.

@@ -139,7 +139,34 @@ impl Resolved<'_> {
     }
 }
 
+/// If `a` is a pod and `b` is the node it runs on (its address, or a hostNetwork pod there), why that
+/// traffic is always allowed.
+fn node_local(a: &Resolved, b: &Resolved) -> Option<String> {
+    let (_, pod) = a.selectable()?;
+    let host = pod.host_ip?;
+    let b_is_node = b.ip == Some(host) && b.pod.is_none_or(|(_, p)| p.host_network);
+    b_is_node.then(|| {
+        format!(
+            "traffic between pod {} and its node ({host}) is always allowed",
+            pod.key()
+        )
+    })
+}
+
 impl Engine {
+    /// True for pod pairs whose traffic no policy governs: a pod and itself, and a pod and a
+    /// hostNetwork pod on its node (which has the node's address).
+    pub fn always_allowed(&self, src: usize, dst: usize) -> bool {
+        let pods = &self.state().pods;
+        let on_node_of = |h: usize, p: usize| {
+            pods[h].host_network
+                && !pods[p].host_network
+                && pods[p].host_ip.is_some()
+                && pods[h].ip == pods[p].host_ip
+        };
+        src == dst || on_node_of(src, dst) || on_node_of(dst, src)
+    }
+
     fn resolve(&self, e: Endpoint) -> Resolved<'_> {
         let state = self.state();
         let pod = match e {
@@ -159,11 +186,16 @@ impl Engine {
         let src = self.resolve(flow.src);
         let dst = self.resolve(flow.dst);
         let same_pod = matches!((src.pod, dst.pod), (Some((a, _)), Some((b, _))) if a == b);
+        let node = node_local(&src, &dst).or_else(|| node_local(&dst, &src));
         let side = |direction, enforcing: &Resolved, peer: &Resolved| {
             let pod = enforcing.pod.map(|(_, p)| p.key());
             let decision = if same_pod {
                 Decision::Unenforced {
                     reason: "a pod may always reach itself".into(),
+                }
+            } else if let Some(reason) = &node {
+                Decision::Unenforced {
+                    reason: reason.clone(),
                 }
             } else {
                 self.decide(direction, enforcing, peer, flow.port, flow.protocol)

@@ -167,6 +167,7 @@ fn cluster(seed: u64) -> ClusterState {
                 ip: Some(ip),
                 ip_allocated: false,
                 host_network: rng.random_bool(0.1),
+                host_ip: None,
                 node_name: None,
                 ports,
                 owner: None,

@@ -22,9 +22,14 @@ pub struct Loaded {
 
 /// Loads every input; prints errors and warnings (and skipped kinds with `-v`) to stderr.
 pub fn load(inputs: &Inputs, verbose: u8) -> Loaded {
+    load_paths(&inputs.files, verbose)
+}
+
+/// Loads `paths` (files, folders or `-`), reporting like [`load`].
+pub fn load_paths(paths: &[PathBuf], verbose: u8) -> Loaded {
     let started = Instant::now();
     let mut loader = Loader::new();
-    for path in &inputs.files {
+    for path in paths {
         loader.load_path(path);
     }
     let (state, diagnostics) = loader.finish();

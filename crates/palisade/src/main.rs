@@ -1,8 +1,10 @@
 //! The `palisade` command line: argument parsing and output only; the logic lives in the library
 //! crates.
 
+mod agent;
 mod explain;
 mod input;
+mod lab;
 mod matrix;
 mod synth;
 
@@ -36,6 +38,10 @@ enum Command {
     Matrix(matrix::Args),
     /// Why is a connection allowed or denied? Both directions, every policy and rule.
     Explain(explain::Args),
+    /// Enforce a manifests folder in the kernel (nftables), re-applying on every change.
+    Agent(agent::Args),
+    /// Pods as network namespaces on this machine, with the agent enforcing (root only).
+    Lab(lab::Args),
     /// Write a synthetic cluster (namespaces, workloads, services, policies) for benchmarks.
     Gen(synth::Args),
 }
@@ -58,6 +64,8 @@ fn main() -> ExitCode {
         Command::Matrix(args) => matrix::run(args, cli.verbose),
         Command::Explain(args) => explain::run(args, cli.verbose),
         Command::Gen(args) => synth::run(args),
+        Command::Agent(args) => agent::run(args),
+        Command::Lab(args) => lab::run(args, cli.verbose),
     };
     ExitCode::from(code)
 }

@@ -4,15 +4,23 @@
 //! Layout for a lab named `L`: namespace `pal-L-node`, and per pod `pal-L-p<i>` joined to the node by a
 //! veth (`eth0` in the pod, `pl<i>` in the node) with the pod's IP as a /32, a default route via a
 //! link-local gateway with a permanent neighbour entry (proxy ARP is unreliable here), and a /32 route
-//! back in the node (Calico style). Everything the lab creates carries the `pal-L-` prefix and is
-//! recorded in a state file, so `down` removes exactly that, even after a crash.
+//! back in the node (Calico style). Services get a ClusterIP with DNAT in the node and their names in
+//! each pod's `/etc/netns/<ns>/hosts` (which `ip netns exec` mounts over `/etc/hosts`). Everything the
+//! lab creates carries the `pal-L-` prefix, and the processes it starts are recorded in a state file,
+//! so `down` removes exactly that, even after a crash.
 
+mod net;
+mod services;
+
+pub use net::{in_netns, probe, probe_matrix, serve, Transport};
+pub use services::{plan_services, render_services, ServicePlan};
+
+use palisade_model::{ClusterState, Protocol};
 use serde::{Deserialize, Serialize};
-use std::fs::File;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::PathBuf;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The pods' default gateway, on every pod's veth.
 const GATEWAY: &str = "169.254.1.1";
@@ -40,9 +48,13 @@ pub struct LabPod {
     pub netns: String,
     /// Its address.
     pub ip: IpAddr,
+    /// TCP container ports its responder serves.
+    pub tcp: Vec<u16>,
+    /// UDP container ports its responder serves.
+    pub udp: Vec<u16>,
 }
 
-/// A running lab, as recorded on disk.
+/// A lab, as recorded on disk.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lab {
     /// Lab name (namespaces are `pal-<name>-...`).
@@ -51,9 +63,13 @@ pub struct Lab {
     pub node: String,
     /// The pods.
     pub pods: Vec<LabPod>,
+    /// The manifests folder the lab was built from (what the agent watches).
+    pub manifests: Option<PathBuf>,
+    /// Processes the lab started (responders, agent), by PID.
+    pub processes: Vec<u32>,
 }
 
-fn run(args: &[&str]) -> Result<()> {
+pub(crate) fn run(args: &[&str]) -> Result<()> {
     let out = Command::new(args[0])
         .args(&args[1..])
         .output()
@@ -69,7 +85,8 @@ fn run(args: &[&str]) -> Result<()> {
     }
 }
 
-fn state_dir() -> PathBuf {
+/// Where lab state and logs live.
+pub fn state_dir() -> PathBuf {
     PathBuf::from("/run/palisade")
 }
 
@@ -89,38 +106,68 @@ pub fn require_root() -> Result<()> {
 }
 
 impl Lab {
-    /// Creates the node and one namespace per pod (`(ns/name, ip)`, IPv4). On failure, removes what it
-    /// created.
-    pub fn up(name: &str, pods: &[(String, IpAddr)]) -> Result<Lab> {
-        require_root()?;
-        if state_file(name).exists() {
-            return Err(LabError(format!(
-                "lab {name:?} is already up; run `palisade lab down` first"
-            )));
-        }
-        let lab = Lab {
+    /// Plans a lab for the IPv4, non-hostNetwork pods of `state`. Nothing is created yet.
+    pub fn plan(name: &str, state: &ClusterState) -> Lab {
+        let pods = state
+            .pods
+            .iter()
+            .filter(|p| !p.host_network)
+            .filter_map(|p| p.ip.filter(IpAddr::is_ipv4).map(|ip| (p, ip)))
+            .enumerate()
+            .map(|(i, (p, ip))| {
+                let ports = |proto| {
+                    let mut v: Vec<u16> = p
+                        .ports
+                        .iter()
+                        .filter(|c| c.protocol == proto)
+                        .map(|c| c.port)
+                        .collect();
+                    v.sort_unstable();
+                    v.dedup();
+                    v
+                };
+                LabPod {
+                    key: p.key(),
+                    netns: format!("pal-{name}-p{i}"),
+                    ip,
+                    tcp: ports(Protocol::Tcp),
+                    udp: ports(Protocol::Udp),
+                }
+            })
+            .collect();
+        Lab {
             name: name.to_string(),
             node: format!("pal-{name}-node"),
-            pods: pods
-                .iter()
-                .enumerate()
-                .map(|(i, (key, ip))| LabPod {
-                    key: key.clone(),
-                    netns: format!("pal-{name}-p{i}"),
-                    ip: *ip,
-                })
-                .collect(),
-        };
-        std::fs::create_dir_all(state_dir())
-            .map_err(|e| LabError(format!("cannot create {}: {e}", state_dir().display())))?;
-        let json = serde_json::to_string_pretty(&lab).expect("lab state serialises");
-        std::fs::write(state_file(name), json)
-            .map_err(|e| LabError(format!("cannot record lab state: {e}")))?;
-        if let Err(e) = lab.build() {
-            let _ = Lab::down(name);
+            pods,
+            manifests: None,
+            processes: Vec::new(),
+        }
+    }
+
+    /// Records the state, then creates the node and pod namespaces. On failure removes what it made.
+    pub fn create(&self) -> Result<()> {
+        require_root()?;
+        if state_file(&self.name).exists() {
+            return Err(LabError(format!(
+                "lab {:?} is already up; run `palisade lab down` first",
+                self.name
+            )));
+        }
+        self.save()?;
+        if let Err(e) = self.build() {
+            let _ = Lab::down(&self.name);
             return Err(e);
         }
-        Ok(lab)
+        Ok(())
+    }
+
+    /// Writes the state file.
+    pub fn save(&self) -> Result<()> {
+        std::fs::create_dir_all(state_dir())
+            .map_err(|e| LabError(format!("cannot create {}: {e}", state_dir().display())))?;
+        let json = serde_json::to_string_pretty(self).expect("lab state serialises");
+        std::fs::write(state_file(&self.name), json)
+            .map_err(|e| LabError(format!("cannot record lab state: {e}")))
     }
 
     fn build(&self) -> Result<()> {
@@ -143,12 +190,6 @@ impl Lab {
             ])?;
         }
         for (i, pod) in self.pods.iter().enumerate() {
-            let IpAddr::V4(ip) = pod.ip else {
-                return Err(LabError(format!(
-                    "pod {}: the lab supports IPv4 pods only",
-                    pod.key
-                )));
-            };
             let ns = pod.netns.as_str();
             let host_if = format!("pl{i}");
             run(&["ip", "netns", "add", ns])?;
@@ -163,7 +204,7 @@ impl Lab {
                 ns,
                 "addr",
                 "add",
-                &format!("{ip}/32"),
+                &format!("{}/32", pod.ip),
                 "dev",
                 "eth0",
             ])?;
@@ -175,9 +216,7 @@ impl Lab {
             run(&[
                 "ip", "-n", ns, "route", "add", "default", "via", GATEWAY, "dev", "eth0",
             ])?;
-            let mac = std::fs::read_to_string(format!("/sys/class/net/{host_if}/address"))
-                .ok()
-                .or_else(|| link_mac(node, &host_if))
+            let mac = link_mac(node, &host_if)
                 .ok_or_else(|| LabError(format!("cannot read the MAC of {host_if}")))?;
             run(&[
                 "ip",
@@ -187,7 +226,7 @@ impl Lab {
                 "add",
                 GATEWAY,
                 "lladdr",
-                mac.trim(),
+                &mac,
                 "dev",
                 "eth0",
                 "nud",
@@ -199,10 +238,36 @@ impl Lab {
                 node,
                 "route",
                 "add",
-                &format!("{ip}/32"),
+                &format!("{}/32", pod.ip),
                 "dev",
                 &host_if,
             ])?;
+        }
+        Ok(())
+    }
+
+    /// Installs Services: DNAT in the node, and every pod's hosts file with the Service names.
+    pub fn install_services(&self, services: &[ServicePlan]) -> Result<()> {
+        crate::apply(&render_services(services), Some(&self.node))
+            .map_err(|e| LabError(format!("services: {e}")))?;
+        for pod in &self.pods {
+            let namespace = pod.key.split('/').next().unwrap_or_default();
+            let mut hosts = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost\n");
+            hosts.push_str(&format!("{}\t{}\n", pod.ip, pod.key.replace('/', ".")));
+            for s in services {
+                let mut names = format!(
+                    "{0}.{1}.svc.cluster.local {0}.{1}.svc {0}.{1}",
+                    s.name, s.namespace
+                );
+                if s.namespace == namespace {
+                    names = format!("{names} {}", s.name);
+                }
+                hosts.push_str(&format!("{}\t{names}\n", s.cluster_ip));
+            }
+            let dir = Path::new("/etc/netns").join(&pod.netns);
+            std::fs::create_dir_all(&dir)
+                .and_then(|_| std::fs::write(dir.join("hosts"), hosts))
+                .map_err(|e| LabError(format!("cannot write {}: {e}", dir.display())))?;
         }
         Ok(())
     }
@@ -214,9 +279,18 @@ impl Lab {
         serde_json::from_str(&text).map_err(|e| LabError(format!("corrupt lab state: {e}")))
     }
 
-    /// Removes every namespace of lab `name` (by its `pal-<name>-` prefix) and its state file.
+    /// The pod with key `ns/name`.
+    pub fn pod(&self, key: &str) -> Option<&LabPod> {
+        self.pods.iter().find(|p| p.key == key)
+    }
+
+    /// Stops the recorded processes, removes every namespace of lab `name` (by its `pal-<name>-`
+    /// prefix), their `/etc/netns` folders and the state file.
     pub fn down(name: &str) -> Result<()> {
         require_root()?;
+        if let Ok(lab) = Lab::load(name) {
+            stop(&lab.processes);
+        }
         let prefix = format!("pal-{name}-");
         let out = Command::new("ip")
             .args(["netns", "list"])
@@ -231,12 +305,40 @@ impl Lab {
                 }
             }
         }
+        if let Ok(entries) = std::fs::read_dir("/etc/netns") {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
         let _ = std::fs::remove_file(state_file(name));
         if errors.is_empty() {
             Ok(())
         } else {
             Err(LabError(errors.join("; ")))
         }
+    }
+}
+
+/// True if process `pid` exists.
+pub fn alive(pid: u32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
+}
+
+/// Sends SIGTERM to each process, then SIGKILL to those still there after a second.
+fn stop(pids: &[u32]) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    for &pid in pids {
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while pids.iter().any(|&p| alive(p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for &pid in pids.iter().filter(|&&p| alive(p)) {
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
     }
 }
 
@@ -248,83 +350,4 @@ fn link_mac(netns: &str, link: &str) -> Option<String> {
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let after = text.split("link/ether ").nth(1)?;
     after.split_whitespace().next().map(str::to_string)
-}
-
-/// Runs `f` on a new thread inside network namespace `netns`.
-pub fn in_netns<T: Send + 'static>(
-    netns: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> std::thread::JoinHandle<std::io::Result<T>> {
-    let path = format!("/var/run/netns/{netns}");
-    std::thread::spawn(move || {
-        let file = File::open(&path)?;
-        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(std::io::Error::from)?;
-        Ok(f())
-    })
-}
-
-/// Serves TCP (accept, then close) and UDP (echo) on `ports` of the pod's namespace, forever, on
-/// background threads.
-pub fn serve(netns: &str, tcp: &[u16], udp: &[u16]) -> std::io::Result<()> {
-    for &port in tcp {
-        let ready = in_netns(netns, move || -> std::io::Result<()> {
-            let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port))?;
-            std::thread::spawn(move || {
-                for stream in listener.incoming().flatten() {
-                    drop(stream);
-                }
-            });
-            Ok(())
-        });
-        ready.join().expect("responder thread")??;
-    }
-    for &port in udp {
-        let ready = in_netns(netns, move || -> std::io::Result<()> {
-            let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port))?;
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 512];
-                while let Ok((n, from)) = socket.recv_from(&mut buf) {
-                    let _ = socket.send_to(&buf[..n], from);
-                }
-            });
-            Ok(())
-        });
-        ready.join().expect("responder thread")??;
-    }
-    Ok(())
-}
-
-/// Transport of a probe.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    /// A TCP connect.
-    Tcp,
-    /// A UDP request that the responder echoes.
-    Udp,
-}
-
-/// Tries one connection from inside `netns` to `dst`; true if it got through within `timeout`.
-pub fn probe(
-    netns: &str,
-    dst: SocketAddr,
-    transport: Transport,
-    timeout: Duration,
-) -> std::io::Result<bool> {
-    in_netns(netns, move || match transport {
-        Transport::Tcp => TcpStream::connect_timeout(&dst, timeout).is_ok(),
-        Transport::Udp => {
-            let attempt = || -> std::io::Result<bool> {
-                let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
-                socket.set_read_timeout(Some(timeout))?;
-                socket.connect(dst)?;
-                socket.send(b"palisade-probe")?;
-                let mut buf = [0u8; 64];
-                Ok(socket.recv(&mut buf).is_ok())
-            };
-            attempt().unwrap_or(false)
-        }
-    })
-    .join()
-    .expect("probe thread")
 }

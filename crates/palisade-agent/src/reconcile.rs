@@ -1,0 +1,93 @@
+//! One reconcile pass: manifests → cluster state → engine → ruleset → kernel.
+
+use palisade_model::{Loader, Severity};
+use palisade_policy::Engine;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What a pass did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new ruleset is in the kernel.
+    Applied {
+        /// Objects rejected as invalid (the rest was applied).
+        rejected: usize,
+        /// Time from reading the manifests to the kernel holding the new rules.
+        elapsed: Duration,
+    },
+    /// The ruleset did not change: nothing was sent to the kernel.
+    Unchanged,
+    /// The new ruleset could not be applied; the kernel keeps the previous one.
+    Failed(String),
+}
+
+/// Keeps one network namespace's `inet palisade` table in step with a manifests folder.
+pub struct Reconciler {
+    manifests: PathBuf,
+    netns: Option<String>,
+    applied: Option<String>,
+}
+
+impl Reconciler {
+    /// A reconciler for `manifests`, enforcing in `netns` (or the current namespace).
+    pub fn new(manifests: PathBuf, netns: Option<String>) -> Self {
+        Reconciler {
+            manifests,
+            netns,
+            applied: None,
+        }
+    }
+
+    /// Reads, compiles and applies. Invalid objects are logged and left out; an apply failure is
+    /// logged as an error and the previous kernel state stays.
+    pub fn reconcile(&mut self) -> Outcome {
+        let started = Instant::now();
+        let mut loader = Loader::new();
+        loader.load_path(&self.manifests);
+        let (state, diagnostics) = loader.finish();
+        let mut rejected = 0;
+        for d in &diagnostics {
+            match d.severity {
+                Severity::Error => {
+                    rejected += 1;
+                    tracing::warn!("{d}");
+                }
+                Severity::Warning => tracing::warn!("{d}"),
+                Severity::Info => tracing::debug!("{d}"),
+            }
+        }
+        if rejected > 0 && state.pods.is_empty() && state.policies.is_empty() {
+            let reason = format!(
+                "{}: nothing could be read ({rejected} errors); keeping the previous ruleset",
+                self.manifests.display()
+            );
+            tracing::error!("{reason}");
+            return Outcome::Failed(reason);
+        }
+        let engine = Engine::new(Arc::new(state));
+        let script = palisade_dataplane::render(&engine);
+        if self.applied.as_deref() == Some(script.as_str()) {
+            return Outcome::Unchanged;
+        }
+        match palisade_dataplane::apply(&script, self.netns.as_deref()) {
+            Ok(()) => {
+                let elapsed = started.elapsed();
+                tracing::info!(
+                    pods = engine.state().pods.len(),
+                    policies = engine.state().policies.len(),
+                    classes = engine.class_count(),
+                    rejected,
+                    elapsed_ms = elapsed.as_secs_f64() * 1e3,
+                    "ruleset applied"
+                );
+                self.applied = Some(script);
+                Outcome::Applied { rejected, elapsed }
+            }
+            Err(e) => {
+                tracing::error!("{e}; the kernel keeps the previous ruleset");
+                Outcome::Failed(e.to_string())
+            }
+        }
+    }
+}

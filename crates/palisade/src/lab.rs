@@ -1,0 +1,378 @@
+//! `palisade lab`: pods as network namespaces, real packets, the agent enforcing.
+
+use crate::exit;
+use crate::input;
+use palisade_analyze::{default_probes, render, Format, Grid, Matrix, Probe};
+use palisade_dataplane::lab::{self, Lab, Transport};
+use palisade_model::Protocol;
+use palisade_policy::Engine;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Arguments of `palisade lab`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Lab name: several labs can run side by side.
+    #[arg(long, default_value = "lab", global = true)]
+    name: String,
+    #[command(subcommand)]
+    command: LabCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum LabCommand {
+    /// Build the lab from a manifests folder and start the agent enforcing it.
+    Up {
+        /// Manifests folder (watched by the agent: edit a policy, the kernel follows).
+        #[arg(short = 'f', long = "filename", value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Remove everything the lab created (namespaces, links, processes), and nothing else.
+    Down,
+    /// Show the lab's pods, addresses and processes.
+    Status,
+    /// Run a command inside a pod: `palisade lab exec ns/pod -- CMD ...`.
+    Exec {
+        /// The pod, `ns/name`.
+        pod: String,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Real connection attempts from every pod to every pod.
+    Probe {
+        /// Port and protocol (TCP or UDP), repeatable. Default: every container port of the pods.
+        #[arg(long = "probe", value_name = "PORT/PROTO")]
+        probes: Vec<Probe>,
+        /// Output format: txt, json, csv, md or dot.
+        #[arg(short = 'o', long = "output", default_value = "txt")]
+        output: Format,
+        /// Print only the cells where the kernel and the engine disagree; exit 1 if any.
+        #[arg(long)]
+        compare: bool,
+        /// How long a connection attempt may take before it counts as dropped, in milliseconds.
+        #[arg(long, default_value_t = 300)]
+        timeout_ms: u64,
+    },
+    /// (internal) Serve every pod's container ports; started by `up`.
+    #[command(hide = true)]
+    Serve,
+}
+
+/// Runs a lab command.
+pub fn run(args: Args, verbose: u8) -> u8 {
+    if let Err(e) = lab::require_root() {
+        eprintln!("error: {e}");
+        return exit::INVALID;
+    }
+    let result = match args.command {
+        LabCommand::Up { dir } => up(&args.name, &dir, verbose),
+        LabCommand::Down => Lab::down(&args.name).map(|_| {
+            println!("lab {} removed", args.name);
+            exit::OK
+        }),
+        LabCommand::Status => status(&args.name),
+        LabCommand::Exec { pod, command } => exec(&args.name, &pod, &command),
+        LabCommand::Probe {
+            probes,
+            output,
+            compare,
+            timeout_ms,
+        } => probe(
+            &args.name,
+            probes,
+            output,
+            compare,
+            Duration::from_millis(timeout_ms),
+        ),
+        LabCommand::Serve => serve(&args.name),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        exit::INVALID
+    })
+}
+
+type Result<T> = std::result::Result<T, lab::LabError>;
+
+fn err(e: impl std::fmt::Display) -> lab::LabError {
+    lab::LabError(e.to_string())
+}
+
+/// Starts this binary with `args` in the background, detached from the terminal, logging to `log`.
+fn spawn_background(args: &[&str], log: &Path) -> Result<u32> {
+    let file = std::fs::File::create(log).map_err(|e| err(format!("{}: {e}", log.display())))?;
+    let exe = std::env::current_exe().map_err(err)?;
+    let child = Command::new(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().map_err(err)?)
+        .stderr(file)
+        .process_group(0)
+        .spawn()
+        .map_err(err)?;
+    Ok(child.id())
+}
+
+fn up(name: &str, dir: &Path, verbose: u8) -> Result<u8> {
+    let dir = std::fs::canonicalize(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
+    let loaded = input::load_paths(std::slice::from_ref(&dir), verbose);
+    let mut lab = Lab::plan(name, &loaded.state);
+    lab.manifests = Some(dir.clone());
+    lab.create()?;
+    let services = lab::plan_services(&loaded.state);
+    let started = (|| -> Result<()> {
+        lab.install_services(&services)?;
+        let logs = lab::state_dir();
+        let serve_log = logs.join(format!("lab-{name}-serve.log"));
+        lab.processes.push(spawn_background(
+            &["lab", "--name", name, "serve"],
+            &serve_log,
+        )?);
+        lab.save()?;
+        let agent_log = logs.join(format!("lab-{name}-agent.log"));
+        let dir_text = dir.to_string_lossy().to_string();
+        lab.processes.push(spawn_background(
+            &[
+                "-v",
+                "agent",
+                "--manifests",
+                &dir_text,
+                "--netns",
+                &lab.node,
+            ],
+            &agent_log,
+        )?);
+        lab.save()?;
+        wait_for_table(&lab.node, Duration::from_secs(10))
+    })();
+    if let Err(e) = started {
+        let _ = Lab::down(name);
+        return Err(e);
+    }
+    println!(
+        "lab {name} is up: {} pods, {} services; the agent enforces {}",
+        lab.pods.len(),
+        services.len(),
+        dir.display()
+    );
+    for p in &lab.pods {
+        println!("  {:<40} {:<16} {}", p.key, p.ip.to_string(), p.netns);
+    }
+    for s in &services {
+        let ports: Vec<String> = s
+            .ports
+            .iter()
+            .map(|p| format!("{}/{}", p.port, p.protocol))
+            .collect();
+        println!(
+            "  service {}/{} {} {}",
+            s.namespace,
+            s.name,
+            s.cluster_ip,
+            ports.join(",")
+        );
+    }
+    println!("logs: {}/lab-{name}-*.log", lab::state_dir().display());
+    if loaded.rejected {
+        Ok(exit::INVALID)
+    } else {
+        Ok(exit::OK)
+    }
+}
+
+/// Waits until the agent has put the `inet palisade` table into the node namespace.
+fn wait_for_table(node: &str, limit: Duration) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let ok = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                node,
+                "nft",
+                "list",
+                "table",
+                "inet",
+                palisade_dataplane::TABLE,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(err(
+                "the agent did not apply a ruleset in time; see its log",
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn status(name: &str) -> Result<u8> {
+    let lab = Lab::load(name)?;
+    println!(
+        "lab {name}: node {}, manifests {}",
+        lab.node,
+        lab.manifests
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    );
+    for pid in &lab.processes {
+        println!(
+            "  process {pid}: {}",
+            if lab::alive(*pid) { "running" } else { "gone" }
+        );
+    }
+    for p in &lab.pods {
+        println!(
+            "  {:<40} {:<16} {:<16} tcp {:?} udp {:?}",
+            p.key,
+            p.ip.to_string(),
+            p.netns,
+            p.tcp,
+            p.udp
+        );
+    }
+    Ok(exit::OK)
+}
+
+fn exec(name: &str, pod: &str, command: &[String]) -> Result<u8> {
+    let lab = Lab::load(name)?;
+    let p = lab.pod(pod).ok_or_else(|| {
+        err(format!(
+            "no pod {pod:?} in lab {name}; see `palisade lab status`"
+        ))
+    })?;
+    let status = Command::new("ip")
+        .args(["netns", "exec", &p.netns])
+        .args(command)
+        .status()
+        .map_err(err)?;
+    Ok(status.code().unwrap_or(1).clamp(0, 255) as u8)
+}
+
+fn serve(name: &str) -> Result<u8> {
+    let lab = Lab::load(name)?;
+    for p in &lab.pods {
+        lab::serve(&p.netns, &p.tcp, &p.udp).map_err(|e| err(format!("{}: {e}", p.key)))?;
+    }
+    tracing::info!(pods = lab.pods.len(), "responders serving");
+    loop {
+        std::thread::park();
+    }
+}
+
+/// Measured connectivity, drawable by the matrix renderers.
+struct Measured {
+    names: Vec<String>,
+    probes: Vec<Probe>,
+    cells: Vec<Vec<Vec<bool>>>,
+}
+
+impl Grid for Measured {
+    fn names(&self) -> Vec<String> {
+        self.names.clone()
+    }
+
+    fn probes(&self) -> Vec<Probe> {
+        self.probes.clone()
+    }
+
+    fn row_into(&self, probe: usize, src: usize, out: &mut Vec<bool>) {
+        out.clear();
+        out.extend_from_slice(&self.cells[probe][src]);
+    }
+}
+
+fn probe(
+    name: &str,
+    probes: Vec<Probe>,
+    output: Format,
+    compare: bool,
+    timeout: Duration,
+) -> Result<u8> {
+    let lab = Lab::load(name)?;
+    let dir = lab
+        .manifests
+        .clone()
+        .ok_or_else(|| err("lab has no manifests"))?;
+    let loaded = input::load_paths(&[dir], 0);
+    let engine = Engine::new(Arc::new(loaded.state));
+    let state = engine.state();
+    // The lab's pods, in the engine's order (namespace, then name).
+    let pods: Vec<usize> = (0..state.pods.len())
+        .filter(|&i| lab.pod(&state.pods[i].key()).is_some())
+        .collect();
+    let probes = if probes.is_empty() {
+        default_probes(state, &pods)
+    } else {
+        probes
+    };
+    let (probes, skipped): (Vec<Probe>, Vec<Probe>) = probes
+        .into_iter()
+        .partition(|p| matches!(p.protocol, Protocol::Tcp | Protocol::Udp));
+    for p in skipped {
+        eprintln!("warning: probe {p} skipped: the lab probes TCP and UDP only");
+    }
+    let targets: Vec<(String, std::net::IpAddr)> = pods
+        .iter()
+        .map(|&i| {
+            let p = lab.pod(&state.pods[i].key()).expect("filtered above");
+            (p.netns.clone(), p.ip)
+        })
+        .collect();
+    let transports: Vec<(u16, Transport)> = probes
+        .iter()
+        .map(|p| {
+            (
+                p.port,
+                if p.protocol == Protocol::Udp {
+                    Transport::Udp
+                } else {
+                    Transport::Tcp
+                },
+            )
+        })
+        .collect();
+    let cells = lab::probe_matrix(&targets, &transports, timeout).map_err(err)?;
+    let measured = Measured {
+        names: pods.iter().map(|&i| state.pods[i].key()).collect(),
+        probes: probes.clone(),
+        cells,
+    };
+    let mut out = std::io::stdout().lock();
+    if !compare {
+        render::write(&measured, output, &mut out).map_err(err)?;
+        return Ok(exit::OK);
+    }
+    let matrix = Matrix::compute(&engine, pods, &probes);
+    let mut differ = 0;
+    for (pi, probe) in probes.iter().enumerate() {
+        for i in 0..measured.names.len() {
+            for j in 0..measured.names.len() {
+                let (kernel, predicted) = (measured.cells[pi][i][j], matrix.allowed(pi, i, j));
+                if kernel != predicted {
+                    differ += 1;
+                    println!(
+                        "probe {probe}: {} -> {}: kernel {}, engine {}",
+                        measured.names[i],
+                        measured.names[j],
+                        if kernel { "allowed" } else { "denied" },
+                        if predicted { "allowed" } else { "denied" }
+                    );
+                }
+            }
+        }
+    }
+    let cells = probes.len() * measured.names.len() * measured.names.len();
+    println!("{differ} of {cells} cells differ between the kernel and the engine");
+    Ok(if differ > 0 { exit::FINDINGS } else { exit::OK })
+}
