@@ -147,7 +147,12 @@ fn up(name: &str, dir: &Path, verbose: u8) -> Result<u8> {
             &agent_log,
         )?);
         lab.save()?;
-        wait_for_table(&lab.node, Duration::from_secs(10))
+        wait_for(Duration::from_secs(10), "the agent's first ruleset", || {
+            table_present(&lab.node)
+        })?;
+        wait_for(Duration::from_secs(10), "the responders", || {
+            lab::ready_file(name).exists()
+        })
     })();
     if let Err(e) = started {
         let _ = Lab::down(name);
@@ -184,35 +189,38 @@ fn up(name: &str, dir: &Path, verbose: u8) -> Result<u8> {
     }
 }
 
-/// Waits until the agent has put the `inet palisade` table into the node namespace.
-fn wait_for_table(node: &str, limit: Duration) -> Result<()> {
+/// True once the agent has put the `inet palisade` table into the node namespace.
+fn table_present(node: &str) -> bool {
+    Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            node,
+            "nft",
+            "list",
+            "table",
+            "inet",
+            palisade_dataplane::TABLE,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Polls `ready` until it holds, or fails after `limit` naming `what` it waited for.
+fn wait_for(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) -> Result<()> {
     let deadline = Instant::now() + limit;
-    loop {
-        let ok = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                node,
-                "nft",
-                "list",
-                "table",
-                "inet",
-                palisade_dataplane::TABLE,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            return Ok(());
-        }
+    while !ready() {
         if Instant::now() > deadline {
-            return Err(err(
-                "the agent did not apply a ruleset in time; see its log",
-            ));
+            return Err(err(format!(
+                "timed out waiting for {what}; see the logs in {}",
+                lab::state_dir().display()
+            )));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
+    Ok(())
 }
 
 fn status(name: &str) -> Result<u8> {
@@ -264,6 +272,7 @@ fn serve(name: &str) -> Result<u8> {
     for p in &lab.pods {
         lab::serve(&p.netns, &p.tcp, &p.udp).map_err(|e| err(format!("{}: {e}", p.key)))?;
     }
+    std::fs::write(lab::ready_file(name), b"").map_err(err)?;
     tracing::info!(pods = lab.pods.len(), "responders serving");
     loop {
         std::thread::park();

@@ -94,6 +94,11 @@ fn state_file(name: &str) -> PathBuf {
     state_dir().join(format!("lab-{name}.json"))
 }
 
+/// The file the lab's responder process creates once every port is bound.
+pub fn ready_file(name: &str) -> PathBuf {
+    state_dir().join(format!("lab-{name}.ready"))
+}
+
 /// Fails with a clear message unless running as root.
 pub fn require_root() -> Result<()> {
     if nix::unistd::Uid::effective().is_root() {
@@ -161,12 +166,15 @@ impl Lab {
         Ok(())
     }
 
-    /// Writes the state file.
+    /// Writes the state file (atomically: other lab processes may be reading it).
     pub fn save(&self) -> Result<()> {
         std::fs::create_dir_all(state_dir())
             .map_err(|e| LabError(format!("cannot create {}: {e}", state_dir().display())))?;
         let json = serde_json::to_string_pretty(self).expect("lab state serialises");
-        std::fs::write(state_file(&self.name), json)
+        let path = state_file(&self.name);
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, json)
+            .and_then(|_| std::fs::rename(&tmp, &path))
             .map_err(|e| LabError(format!("cannot record lab state: {e}")))
     }
 
@@ -312,7 +320,19 @@ impl Lab {
                 }
             }
         }
-        let _ = std::fs::remove_file(state_file(name));
+        // State, readiness and log files: `lab-<name>.json`, `lab-<name>.ready`, `lab-<name>-*.log`.
+        if let Ok(entries) = std::fs::read_dir(state_dir()) {
+            let own = |f: &str| {
+                f == format!("lab-{name}.json")
+                    || f == format!("lab-{name}.ready")
+                    || (f.starts_with(&format!("lab-{name}-")) && f.ends_with(".log"))
+            };
+            for e in entries.flatten() {
+                if own(&e.file_name().to_string_lossy()) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
         if errors.is_empty() {
             Ok(())
         } else {
@@ -321,9 +341,15 @@ impl Lab {
     }
 }
 
-/// True if process `pid` exists.
+/// True if process `pid` exists and has not exited (a zombie waiting to be reaped counts as gone).
 pub fn alive(pid: u32) -> bool {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
 }
 
 /// Sends SIGTERM to each process, then SIGKILL to those still there after a second.
