@@ -18,7 +18,19 @@ pub struct Document {
 pub fn parse(file: &str, text: &str, diagnostics: &mut Vec<Diagnostic>) -> Vec<Document> {
     let trimmed = text.trim_start();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        parse_json(file, text, diagnostics)
+        let mut json_diagnostics = Vec::new();
+        let docs = parse_json(file, text, &mut json_diagnostics);
+        if json_diagnostics.is_empty() {
+            return docs;
+        }
+        // YAML in flow style (`{kind: Pod, ...}`) starts like JSON: use it if it reads as YAML.
+        let mut yaml_diagnostics = Vec::new();
+        let yaml_docs = parse_yaml(file, text, &mut yaml_diagnostics);
+        if yaml_diagnostics.is_empty() {
+            return yaml_docs;
+        }
+        diagnostics.extend(json_diagnostics);
+        docs
     } else {
         parse_yaml(file, text, diagnostics)
     }
@@ -62,12 +74,30 @@ fn line_of(text: &str, byte: usize) -> usize {
     text[..byte.min(text.len())].matches('\n').count() + 1
 }
 
-/// Removes serde's trailing " at line L column C" (we report absolute lines ourselves).
-fn strip_position(message: &str) -> &str {
-    match message.rfind(" at line ") {
-        Some(i) => &message[..i],
-        None => message,
+/// Removes every " at line L column C" from a parser message: those lines are relative to the
+/// document, and we report the absolute line ourselves. (YAML messages may hold two, e.g.
+/// "did not find expected ',' at line 5 column 9, while parsing a flow sequence at line 4 column 9".)
+fn strip_position(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(i) = rest.find(" at line ") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + " at line ".len()..];
+        let digits = after.len() - after.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let tail = &after[digits..];
+        match tail.strip_prefix(" column ") {
+            Some(col) if digits > 0 => {
+                rest = col.trim_start_matches(|c: char| c.is_ascii_digit());
+            }
+            _ => {
+                // Not a position after all: keep the text.
+                out.push_str(" at line ");
+                rest = after;
+            }
+        }
     }
+    out.push_str(rest);
+    out
 }
 
 /// The YAML documents in `text`, each with the line of its first content line.

@@ -114,7 +114,7 @@ impl Objects {
         };
         let (api_version, kind) = (api_version.to_string(), kind.to_string());
         if kind.ends_with("List") {
-            return self.ingest_list(value, &kind, origin, diags);
+            return self.ingest_list(value, &api_version, &kind, origin, diags);
         }
         let expected = match kind.as_str() {
             "Namespace" | "Pod" | "Service" => "v1",
@@ -132,8 +132,11 @@ impl Objects {
         };
         let name = str_at(&value, &["metadata", "name"]).unwrap_or("<unnamed>");
         let namespaced = kind != "Namespace";
-        let namespace =
-            namespaced.then(|| str_at(&value, &["metadata", "namespace"]).unwrap_or("default"));
+        let namespace = namespaced.then(|| {
+            str_at(&value, &["metadata", "namespace"])
+                .filter(|ns| !ns.is_empty())
+                .unwrap_or("default")
+        });
         let id = object_id(&kind, namespace, name);
         if api_version != expected {
             diags.push(Diagnostic {
@@ -236,16 +239,26 @@ impl Objects {
         }
     }
 
+    /// `kind: List` items carry their own apiVersion and kind; the items of a typed list (`PodList`,
+    /// as the API server returns it) may not, and take them from the list.
     fn ingest_list(
         &mut self,
         mut value: serde_json::Value,
+        api_version: &str,
         kind: &str,
         origin: Origin,
         diags: &mut Vec<Diagnostic>,
     ) {
+        let item_kind = kind.strip_suffix("List").filter(|k| !k.is_empty());
         match value.get_mut("items").map(serde_json::Value::take) {
             Some(serde_json::Value::Array(items)) => {
-                for item in items {
+                for mut item in items {
+                    if let (Some(item_kind), Some(fields)) = (item_kind, item.as_object_mut()) {
+                        fields
+                            .entry("apiVersion")
+                            .or_insert_with(|| api_version.into());
+                        fields.entry("kind").or_insert_with(|| item_kind.into());
+                    }
                     self.ingest(
                         Document {
                             value: item,
@@ -255,6 +268,12 @@ impl Objects {
                     );
                 }
             }
+            // A kind that merely ends in "List" (a custom resource) is not a list.
+            None if item_kind.is_some() => diags.push(Diagnostic::new(
+                Severity::Info,
+                origin,
+                format!("skipped {api_version} {kind}: no items, and not a kind Palisade reads"),
+            )),
             Some(serde_json::Value::Null) | None => {}
             Some(_) => diags.push(Diagnostic {
                 field: Some("items".into()),
@@ -268,8 +287,9 @@ impl Objects {
     }
 }
 
+/// An absent or empty `metadata.namespace` means `default`, as for `kubectl apply`.
 fn default_namespace(meta: &mut ObjectMeta) {
-    if meta.namespace.is_none() {
+    if meta.namespace.as_deref().is_none_or(str::is_empty) {
         meta.namespace = Some("default".into());
     }
 }
@@ -447,8 +467,11 @@ fn meta(meta: &ObjectMeta, name_rule: fn(&str) -> Result<(), String>, issues: &m
 }
 
 fn pod_spec(spec: &PodSpec, path: &str, issues: &mut Issues) {
-    let mut names = HashSet::new();
+    // Port names are unique per container (as the API server checks); the same name in two
+    // containers is valid but ambiguous for named-port resolution, which uses the first.
+    let mut pod_names = HashSet::new();
     for (i, c) in spec.containers.iter().enumerate() {
+        let mut names = HashSet::new();
         for (j, p) in c.ports.iter().flatten().enumerate() {
             let at = format!("{path}.containers[{i}].ports[{j}]");
             if let Err(e) = validate::port_number(p.container_port) {
@@ -464,7 +487,14 @@ fn pod_spec(spec: &PodSpec, path: &str, issues: &mut Issues) {
                     issues.error(
                         format!("{at}.name"),
                         format!(
-                            "port name {name:?} is used twice in this pod; names must be unique"
+                            "port name {name:?} is used twice in this container; names must be unique"
+                        ),
+                    );
+                } else if !pod_names.insert(name.clone()) {
+                    issues.warning(
+                        format!("{at}.name"),
+                        format!(
+                            "port name {name:?} is also used by an earlier container; the named port resolves to the first"
                         ),
                     );
                 }

@@ -334,6 +334,14 @@ pub fn network_policy(np: &NetworkPolicy) -> Issues {
             }
         }
     }
+    if let Some(ns) = np.metadata.namespace.as_deref() {
+        if let Err(e) = dns1123_label(ns) {
+            issues.error("metadata.namespace", e);
+        }
+    }
+    if let Some(map) = &np.metadata.labels {
+        labels(map, "metadata.labels", &mut issues);
+    }
     let Some(spec) = &np.spec else {
         issues.error(
             "spec",

@@ -5,7 +5,7 @@
 use crate::objects::{Loaded, Workload, WorkloadKind};
 use crate::selector;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 
 /// The alphabet Kubernetes uses for generated name suffixes (no vowels, no look-alikes).
 const SAFE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -51,15 +51,31 @@ pub(crate) fn expand(workloads: &[Loaded<Workload>], pods: &[Loaded<Pod>]) -> Ve
         if workloads.iter().any(owned_by_loaded) {
             continue;
         }
-        let has_pods = wl.selector.as_ref().is_some_and(|sel| {
+        // The workload's pods are those its selector matches, or (Jobs usually give no selector:
+        // the API server generates one) those carrying its template labels or owned by it.
+        let non_empty = |sel: &&LabelSelector| {
             !sel.match_labels.as_ref().is_none_or(|m| m.is_empty())
                 || !sel.match_expressions.as_ref().is_none_or(|m| m.is_empty())
-        }) && pods.iter().any(|p| {
-            p.object.metadata.namespace.as_deref() == Some(wl.namespace())
-                && selector::matches(
-                    wl.selector.as_ref().expect("checked above"),
-                    &p.object.metadata.labels.clone().unwrap_or_default(),
-                )
+        };
+        let template_selector = LabelSelector {
+            match_labels: wl.template.metadata.as_ref().and_then(|m| m.labels.clone()),
+            ..Default::default()
+        };
+        let sel = wl
+            .selector
+            .as_ref()
+            .filter(non_empty)
+            .or(Some(&template_selector).filter(non_empty));
+        let has_pods = pods.iter().any(|p| {
+            let meta = &p.object.metadata;
+            meta.namespace.as_deref() == Some(wl.namespace())
+                && (sel.is_some_and(|sel| {
+                    selector::matches(sel, &meta.labels.clone().unwrap_or_default())
+                }) || meta
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|o| o.kind == wl.kind.as_str() && o.name == wl.name()))
         });
         if has_pods {
             continue;
@@ -79,7 +95,9 @@ fn template_pod(wl: &Workload, index: usize) -> Pod {
     let mut labels = template_meta.labels.clone().unwrap_or_default();
     let h = fnv1a(&[ns, wl.kind.as_str(), name]);
     let idx = index.to_string();
-    let random = safe_suffix(fnv1a(&[ns, name, &idx]), 5);
+    // The kind is hashed too: a ReplicaSet, a DaemonSet and a Job of the same name must not make
+    // pods of the same name.
+    let random = safe_suffix(fnv1a(&[ns, wl.kind.as_str(), name, &idx]), 5);
     let (pod_name, owner_kind, owner_name) = match wl.kind {
         WorkloadKind::Deployment => {
             let hash = safe_suffix(h, 9);
