@@ -127,11 +127,11 @@ pub(crate) fn namespaces(count: usize, rng: &mut ChaCha8Rng) -> Vec<Namespace> {
                 _ => {}
             }
             let team = pick(rng, &TEAMS);
-            let env = match rng.random_range(0..10) {
-                0..=4 => "prod",
-                5..=7 => "staging",
-                _ => "dev",
-            };
+            let env = ENVS[match rng.random_range(0..10) {
+                0..=4 => 0,
+                5..=7 => 1,
+                _ => 2,
+            }];
             let role = match rng.random_range(0..10) {
                 0 => "core",
                 1 | 2 => "shared",
@@ -183,10 +183,7 @@ fn tenant_workload(ns: &Namespace, tier: &'static str, rng: &mut ChaCha8Rng) -> 
         }
         "worker" => {
             let name = pick(rng, &["worker", "indexer", "mailer", "scheduler"]);
-            let ports = vec![
-                tcp("metrics", pick(rng, &[9100, 9102])),
-                tcp("admin", 8081),
-            ];
+            let ports = vec![tcp("metrics", pick(rng, &[9100, 9102])), tcp("admin", 8081)];
             (name, "Deployment", vec![container(name, ports)], false)
         }
         "db" => {

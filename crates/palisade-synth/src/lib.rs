@@ -1,16 +1,44 @@
-//! Deterministic synthetic Kubernetes clusters for benchmarks and tests of the policy engine.
+//! Deterministic synthetic Kubernetes clusters, for benchmarks and tests of the policy engine.
 //!
-//! [`generate`] writes namespaces with team/env/role labels, workloads (Deployments and StatefulSets
-//! whose replicas add up to exactly `namespaces × pods_per_ns` pods), a Service per workload, and a
-//! realistic mix of NetworkPolicies: default-deny ingress, default-deny egress with a DNS exception,
-//! same-namespace allows, tier-to-tier allows with named ports that resolve differently per workload,
-//! cross-namespace peers (namespaceSelector AND podSelector, matchExpressions), `endPort` ranges,
-//! `ipBlock` with `except`, and UDP rules. Same configuration and seed ⇒ byte-identical output
-//! (ChaCha8 seeded from the seed; no hash-map iteration anywhere).
+//! Real clusters cannot be shipped with the project, and hand-written fixtures are too small to show
+//! how the engine scales (the target is 10,000 pods, 2,000 policies, 500 namespaces). [`generate`]
+//! writes manifests that look like a real multi-tenant cluster, so the engine meets the shapes it will
+//! meet in production:
+//!
+//! - **Namespaces** labelled `team`, `env` (`prod`/`staging`/`dev`) and `role`
+//!   (`tenant`/`shared`/`core`), some with `compliance: pci` or `istio-injection: enabled`.
+//!   The first is always `kube-system` with CoreDNS (`k8s-app: kube-dns`, `dns` 53/UDP and `dns-tcp`
+//!   53/TCP, Service `kube-dns`); from 6 namespaces on there are also `monitoring` (Prometheus,
+//!   Grafana, Alertmanager, a statsd exporter) and `ingress-nginx`.
+//! - **Workloads**: Deployments and StatefulSets (no DaemonSets: every pod is counted by `replicas`),
+//!   3–6 application tiers per tenant namespace (`frontend`, `api`, `worker`, `db`, `cache`, `batch`)
+//!   with pod labels `app`, `tier`, `team`, `version` (and sometimes `canary`). Replicas add up to
+//!   exactly `namespaces × pods_per_ns`; the loader expands the templates into pods.
+//! - **Named ports that differ per workload**: `http` is 8080, 9090, 3000 or 8000, `metrics` 9100,
+//!   9102, 9153, 9187…, `db` 5432 or 3306, `cache` 6379 or 11211; UDP ports (`dns`, `statsd`,
+//!   `cache-udp`, `mesh-udp`).
+//! - **A Service per workload**, `targetPort` named or numeric at random, headless for databases.
+//! - **NetworkPolicies** (`networking.k8s.io/v1`), exactly as many as asked, spread unevenly over the
+//!   namespaces: default-deny ingress, default-deny egress with a DNS exception (or default-deny-all),
+//!   then a weighted mix of tier-to-tier allows (`matchLabels`, `In`/`NotIn`/`Exists`/`DoesNotExist`),
+//!   cross-namespace peers (`namespaceSelector` alone, AND-ed with a `podSelector` in one peer, OR-ed as
+//!   two peers), named and numeric ports, `endPort` ranges, `ipBlock` with `except` (IPv4 and IPv6),
+//!   UDP and SCTP rules, policies for both directions, with `policyTypes` explicit or defaulted. Every
+//!   object is valid under the reference's validation rules.
+//!
+//! The same [`SynthConfig`] (seed included) gives byte-identical output: randomness comes from ChaCha8
+//! seeded with the seed, and nothing iterates a hash map. Namespaces, workloads and policies draw from
+//! separate ChaCha streams, so changing the policy count leaves namespaces, workloads and services
+//! unchanged.
 
-use rand::{Rng, SeedableRng};
+mod cluster;
+mod policies;
+#[cfg(test)]
+mod tests;
+
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::path::Path;
 
 /// What to generate.
@@ -22,16 +50,16 @@ pub struct SynthConfig {
     pub pods_per_ns: usize,
     /// Number of NetworkPolicies.
     pub policies: usize,
-    /// Random seed.
+    /// Random seed: the same configuration and seed give byte-identical output.
     pub seed: u64,
 }
 
 /// One generated manifest file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SynthFile {
-    /// File name, relative to the output folder.
+    /// File name, relative to the output folder (`namespaces.yaml`, `workloads-0001.yaml`, …).
     pub name: String,
-    /// Multi-document YAML.
+    /// Multi-document YAML, each document introduced by `---`.
     pub contents: String,
 }
 
@@ -50,19 +78,45 @@ pub struct SynthSummary {
     pub policies: usize,
 }
 
-/// A generated cluster.
+/// A generated cluster: the manifest files and what they hold.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SynthCluster {
-    /// The manifest files.
+    /// The manifest files, in the order [`generate`] documents.
     pub files: Vec<SynthFile>,
     /// What they contain.
     pub summary: SynthSummary,
 }
 
+/// Namespaces per `workloads-`, `services-` and `policies-` file.
+const CHUNK: usize = 50;
+
+/// The file name prefixes of chunked files.
+const CHUNK_PREFIXES: [&str; 3] = ["workloads-", "services-", "policies-"];
+
+/// ChaCha streams, one per independent part of the cluster.
+const STREAM_NAMESPACES: u64 = 0;
+const STREAM_WORKLOADS: u64 = 1;
+const STREAM_POLICIES: u64 = 2;
+const STREAM_SERVICES: u64 = 3;
+
 impl SynthCluster {
-    /// Creates `dir` (and parents) and writes every file into it.
+    /// Creates `dir` (and its parents) and writes every file into it.
+    ///
+    /// Files a previous run left there under the generator's own names (`namespaces.yaml`,
+    /// `workloads-NNNN.yaml`, `services-NNNN.yaml`, `policies-NNNN.yaml`) that are not part of this
+    /// cluster are removed, so that loading the folder gives exactly this cluster. Other files are left
+    /// alone.
     pub fn write_to(&self, dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let ours = self.files.iter().any(|f| f.name == name);
+            if !ours && is_generated_name(name) && entry.file_type()?.is_file() {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
         for f in &self.files {
             std::fs::write(dir.join(&f.name), &f.contents)?;
         }
@@ -70,288 +124,33 @@ impl SynthCluster {
     }
 }
 
-const TEAMS: [&str; 8] = [
-    "payments", "shop", "search", "data", "platform", "ml", "identity", "media",
-];
-const ENVS: [&str; 3] = ["prod", "staging", "dev"];
-const TIERS: [&str; 6] = ["frontend", "api", "worker", "db", "cache", "batch"];
-/// Namespaces per generated file.
-const CHUNK: usize = 50;
-
-struct Namespace {
-    name: String,
-    team: &'static str,
-    env: &'static str,
-    role: &'static str,
-    /// Tiers of the workloads it runs.
-    tiers: Vec<&'static str>,
+/// Whether `name` is one the generator writes: `namespaces.yaml` or `<prefix>NNNN.yaml`.
+fn is_generated_name(name: &str) -> bool {
+    if name == "namespaces.yaml" {
+        return true;
+    }
+    CHUNK_PREFIXES.iter().any(|prefix| {
+        name.strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix(".yaml"))
+            .is_some_and(|n| n.len() >= 4 && n.bytes().all(|b| b.is_ascii_digit()))
+    })
 }
 
-fn pick<T: Copy>(rng: &mut ChaCha8Rng, items: &[T]) -> T {
+/// A uniformly random element of a non-empty slice.
+pub(crate) fn pick<T: Copy>(rng: &mut ChaCha8Rng, items: &[T]) -> T {
+    use rand::Rng;
     items[rng.random_range(0..items.len())]
 }
 
-fn namespaces(config: &SynthConfig, rng: &mut ChaCha8Rng) -> Vec<Namespace> {
-    (0..config.namespaces)
-        .map(|i| {
-            if i == 0 {
-                return Namespace {
-                    name: "kube-system".into(),
-                    team: "platform",
-                    env: "prod",
-                    role: "core",
-                    tiers: vec!["dns"],
-                };
-            }
-            let team = pick(rng, &TEAMS);
-            let env = pick(rng, &ENVS);
-            let role = match rng.random_range(0..10) {
-                0 => "core",
-                1 | 2 => "shared",
-                _ => "tenant",
-            };
-            let count = rng.random_range(3..=6).min(config.pods_per_ns.max(1));
-            let mut tiers: Vec<&'static str> = TIERS.to_vec();
-            while tiers.len() > count {
-                tiers.remove(rng.random_range(0..tiers.len()));
-            }
-            Namespace {
-                name: format!("{team}-{env}-{i:04}"),
-                team,
-                env,
-                role,
-                tiers,
-            }
-        })
-        .collect()
+fn stream(seed: u64, stream: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream);
+    rng
 }
 
-/// Container ports of a tier; the port behind a name differs between workloads.
-fn ports(tier: &str, rng: &mut ChaCha8Rng) -> Vec<Value> {
-    let http = pick(rng, &[8080, 9090, 3000]);
-    match tier {
-        "dns" => vec![
-            json!({"name": "dns", "containerPort": 53, "protocol": "UDP"}),
-            json!({"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"}),
-        ],
-        "frontend" => vec![
-            json!({"name": "http", "containerPort": http}),
-            json!({"name": "metrics", "containerPort": 9100}),
-        ],
-        "api" => {
-            let mut p = vec![
-                json!({"name": "http", "containerPort": http}),
-                json!({"name": "grpc", "containerPort": 50051}),
-                json!({"name": "metrics", "containerPort": 9100}),
-            ];
-            if rng.random_bool(0.3) {
-                p.push(json!({"name": "statsd", "containerPort": 8125, "protocol": "UDP"}));
-            }
-            p
-        }
-        "worker" => vec![json!({"name": "metrics", "containerPort": pick(rng, &[9100, 9102])})],
-        "db" => vec![json!({"name": "db", "containerPort": pick(rng, &[5432, 3306])})],
-        "cache" => vec![json!({"name": "redis", "containerPort": 6379})],
-        _ => vec![],
-    }
-}
-
-/// Splits `total` into `parts` positive-ish random shares (zeros only when total < parts).
-fn split(total: usize, parts: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
-    let mut shares = vec![0; parts];
-    for (i, s) in shares.iter_mut().enumerate() {
-        if i < total {
-            *s = 1;
-        }
-    }
-    for _ in parts.min(total)..total {
-        shares[rng.random_range(0..parts)] += 1;
-    }
-    shares
-}
-
-fn workload(ns: &Namespace, tier: &str, replicas: usize, rng: &mut ChaCha8Rng) -> (Value, Value) {
-    let name = if tier == "dns" { "coredns" } else { tier };
-    let app_label = if tier == "dns" { "kube-dns" } else { tier };
-    let mut labels = json!({"app": app_label, "tier": tier, "team": ns.team, "version": format!("v{}", rng.random_range(1..=3))});
-    if tier == "dns" {
-        labels = json!({"k8s-app": "kube-dns", "tier": "dns"});
-    }
-    let selector = if tier == "dns" {
-        json!({"k8s-app": "kube-dns"})
-    } else {
-        json!({"app": app_label})
-    };
-    let container_ports = ports(tier, rng);
-    let kind = if tier == "db" {
-        "StatefulSet"
-    } else {
-        "Deployment"
-    };
-    let mut spec = json!({
-        "replicas": replicas,
-        "selector": {"matchLabels": selector},
-        "template": {
-            "metadata": {"labels": labels},
-            "spec": {"containers": [{"name": name, "image": format!("registry.example/{name}:1.0"), "ports": container_ports}]}
-        }
-    });
-    if kind == "StatefulSet" {
-        spec["serviceName"] = json!(name);
-    }
-    let workload = json!({
-        "apiVersion": "apps/v1", "kind": kind,
-        "metadata": {"name": name, "namespace": ns.name, "labels": {"app": app_label}},
-        "spec": spec
-    });
-    let service_ports: Vec<Value> = container_ports
-        .iter()
-        .map(|p| {
-            let name = p["name"].as_str().unwrap_or("port");
-            let named_target = rng.random_bool(0.5);
-            json!({
-                "name": name,
-                "port": if name == "http" { json!(80) } else { p["containerPort"].clone() },
-                "targetPort": if named_target { json!(name) } else { p["containerPort"].clone() },
-                "protocol": p.get("protocol").cloned().unwrap_or(json!("TCP")),
-            })
-        })
-        .collect();
-    let service = json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": name, "namespace": ns.name},
-        "spec": {"selector": selector, "ports": service_ports}
-    });
-    (workload, service)
-}
-
-fn dns_egress_rule() -> Value {
-    json!({
-        "to": [{
-            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
-            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}
-        }],
-        "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]
-    })
-}
-
-/// The `t`-th policy template of namespace `ns` (templates cycle when `t` exceeds their number).
-fn policy(ns: &Namespace, t: usize, rng: &mut ChaCha8Rng) -> Value {
-    let tier = |rng: &mut ChaCha8Rng| pick(rng, &ns.tiers);
-    let (name, spec) = match t % 12 {
-        0 => (
-            "default-deny-ingress",
-            json!({"podSelector": {}, "policyTypes": ["Ingress"]}),
-        ),
-        1 => (
-            "default-deny-egress-allow-dns",
-            json!({"podSelector": {}, "policyTypes": ["Egress"], "egress": [dns_egress_rule()]}),
-        ),
-        2 => (
-            "allow-same-namespace",
-            json!({"podSelector": {}, "ingress": [{"from": [{"podSelector": {}}]}]}),
-        ),
-        3 => (
-            "allow-api-from-frontend",
-            json!({
-                "podSelector": {"matchLabels": {"tier": "api"}},
-                "ingress": [{"from": [{"podSelector": {"matchLabels": {"tier": "frontend"}}}], "ports": [{"port": "http"}, {"port": "grpc"}]}]
-            }),
-        ),
-        4 => (
-            "allow-db-from-backends",
-            json!({
-                "podSelector": {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["db", "cache"]}]},
-                "ingress": [{"from": [{"podSelector": {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["api", "worker"]}]}}],
-                             "ports": [{"port": "db"}, {"port": "redis"}, {"port": 5432, "endPort": 5440}]}]
-            }),
-        ),
-        5 => (
-            "allow-from-team-namespaces",
-            json!({
-                "podSelector": {"matchLabels": {"tier": tier(rng)}},
-                "ingress": [{"from": [{
-                    "namespaceSelector": {"matchExpressions": [
-                        {"key": "team", "operator": "In", "values": [pick(rng, &TEAMS), ns.team]},
-                        {"key": "env", "operator": "NotIn", "values": ["dev"]}]},
-                    "podSelector": {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["frontend", "api"]}]}
-                }], "ports": [{"port": 8080, "endPort": 8090}, {"port": "grpc"}]}]
-            }),
-        ),
-        6 => (
-            "allow-egress-internet-https",
-            json!({
-                "podSelector": {"matchLabels": {"tier": tier(rng)}},
-                "policyTypes": ["Egress"],
-                "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16"]}}],
-                            "ports": [{"port": 443}]}, dns_egress_rule()]
-            }),
-        ),
-        7 => (
-            "allow-metrics-scrape",
-            json!({
-                "podSelector": {"matchExpressions": [{"key": "tier", "operator": "Exists"}]},
-                "ingress": [
-                    {"from": [{"ipBlock": {"cidr": "10.244.0.0/16", "except": [format!("10.244.{}.0/24", rng.random_range(0..256))]}}],
-                     "ports": [{"port": "metrics"}]},
-                    {"from": [{"namespaceSelector": {"matchLabels": {"role": "core"}}}], "ports": [{"port": 9100, "endPort": 9102}]}
-                ]
-            }),
-        ),
-        8 => (
-            "allow-egress-to-shared",
-            json!({
-                "podSelector": {"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["db"]}]},
-                "policyTypes": ["Egress"],
-                "egress": [
-                    {"to": [{"namespaceSelector": {"matchLabels": {"role": "shared"}}, "podSelector": {"matchLabels": {"tier": "api"}}}],
-                     "ports": [{"port": "http"}, {"port": "grpc"}]},
-                    {"to": [{"namespaceSelector": {"matchLabels": {"role": "core"}}}], "ports": [{"port": 8125, "protocol": "UDP"}]},
-                    {"to": [{"podSelector": {}}]}
-                ]
-            }),
-        ),
-        9 => (
-            "allow-frontend-from-anywhere",
-            json!({
-                "podSelector": {"matchLabels": {"tier": "frontend"}},
-                "ingress": [{"ports": [{"port": "http"}, {"port": 80}, {"port": 443}]}]
-            }),
-        ),
-        10 => (
-            "deny-batch-ingress",
-            json!({
-                "podSelector": {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["batch"]}, {"key": "canary", "operator": "DoesNotExist"}]},
-                "policyTypes": ["Ingress", "Egress"],
-                "ingress": [],
-                "egress": [dns_egress_rule(), {"to": [{"namespaceSelector": {"matchLabels": {"team": ns.team}}}]}]
-            }),
-        ),
-        _ => (
-            "allow-partner-cidr",
-            json!({
-                "podSelector": {"matchLabels": {"tier": tier(rng)}},
-                "ingress": [{"from": [
-                    {"ipBlock": {"cidr": format!("192.0.2.{}/28", 16 * rng.random_range(0..16)), "except": []}},
-                    {"ipBlock": {"cidr": "2001:db8::/32", "except": ["2001:db8:1::/48"]}}
-                ], "ports": [{"port": 443}, {"port": 8443, "protocol": "TCP"}]}]
-            }),
-        ),
-    };
-    let name = if t < 12 {
-        name.to_string()
-    } else {
-        format!("{name}-{}", t / 12)
-    };
-    json!({
-        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-        "metadata": {"name": name, "namespace": ns.name},
-        "spec": spec
-    })
-}
-
+/// Multi-document YAML: `---` before each document.
 fn yaml_docs(docs: &[Value]) -> String {
-    let mut out = String::new();
+    let mut out = String::with_capacity(docs.len() * 600);
     for d in docs {
         out.push_str("---\n");
         out.push_str(&serde_yaml_ng::to_string(d).expect("JSON values always serialise to YAML"));
@@ -359,57 +158,60 @@ fn yaml_docs(docs: &[Value]) -> String {
     out
 }
 
-/// Generates a cluster.
+/// Generates a cluster (see the crate documentation for what it holds).
+///
+/// Files: `namespaces.yaml`, then for every group of 50 namespaces (in order, `kube-system` first)
+/// `workloads-NNNN.yaml` and `services-NNNN.yaml`, and `policies-NNNN.yaml` when the group has
+/// policies; `NNNN` counts groups from `0001`. Never panics, whatever the counts (zero included): with
+/// one namespace, `kube-system` holds every pod and every policy; with zero, the files are empty.
 pub fn generate(config: &SynthConfig) -> SynthCluster {
-    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    let nss = namespaces(config, &mut rng);
+    let mut nss = cluster::namespaces(
+        config.namespaces,
+        &mut stream(config.seed, STREAM_NAMESPACES),
+    );
+    cluster::populate(
+        &mut nss,
+        config.pods_per_ns,
+        &mut stream(config.seed, STREAM_WORKLOADS),
+    );
+
+    // Policies go to every namespace but kube-system, unless kube-system is all there is.
+    let mut policy_rng = stream(config.seed, STREAM_POLICIES);
+    let first_policy_ns = usize::from(nss.len() > 1);
+    let counts = policies::allocate(
+        config.policies,
+        nss.len() - first_policy_ns,
+        &mut policy_rng,
+    );
+    let mut per_ns: Vec<Vec<Value>> = vec![Vec::new(); nss.len()];
+    for (offset, &count) in counts.iter().enumerate() {
+        let i = first_policy_ns + offset;
+        per_ns[i] = policies::namespace_policies(&nss[i], count, &mut policy_rng);
+    }
+
     let mut summary = SynthSummary {
         namespaces: nss.len(),
         ..Default::default()
     };
-    let ns_docs: Vec<Value> = nss
-        .iter()
-        .map(|ns| {
-            json!({"apiVersion": "v1", "kind": "Namespace",
-                   "metadata": {"name": ns.name, "labels": {"team": ns.team, "env": ns.env, "role": ns.role}}})
-        })
-        .collect();
+    let ns_docs: Vec<Value> = nss.iter().map(cluster::namespace_doc).collect();
     let mut files = vec![SynthFile {
         name: "namespaces.yaml".into(),
         contents: yaml_docs(&ns_docs),
     }];
-    // Policies: template t for every namespace before template t + 1, until the count is reached.
-    let mut per_ns_policies: Vec<Vec<Value>> = vec![Vec::new(); nss.len()];
-    let app_namespaces: Vec<usize> = if nss.len() > 1 {
-        (1..nss.len()).collect()
-    } else {
-        (0..nss.len()).collect()
-    };
-    let mut t = 0;
-    while summary.policies < config.policies && !app_namespaces.is_empty() {
-        for &i in &app_namespaces {
-            if summary.policies == config.policies {
-                break;
-            }
-            per_ns_policies[i].push(policy(&nss[i], t, &mut rng));
-            summary.policies += 1;
-        }
-        t += 1;
-    }
+    let mut service_rng = stream(config.seed, STREAM_SERVICES);
     for (chunk_index, chunk) in nss.chunks(CHUNK).enumerate() {
         let (mut workloads, mut services, mut policies) = (Vec::new(), Vec::new(), Vec::new());
         for (offset, ns) in chunk.iter().enumerate() {
-            let replicas = split(config.pods_per_ns, ns.tiers.len(), &mut rng);
-            for (tier, r) in ns.tiers.iter().zip(replicas) {
-                let (w, s) = workload(ns, tier, r, &mut rng);
-                workloads.push(w);
-                services.push(s);
-                summary.pods += r;
+            for w in &ns.workloads {
+                workloads.push(cluster::workload_doc(ns, w));
+                services.push(cluster::service_doc(ns, w, &mut service_rng));
+                summary.pods += w.replicas;
             }
-            policies.append(&mut per_ns_policies[chunk_index * CHUNK + offset]);
+            policies.append(&mut per_ns[chunk_index * CHUNK + offset]);
         }
         summary.workloads += workloads.len();
         summary.services += services.len();
+        summary.policies += policies.len();
         let n = chunk_index + 1;
         files.push(SynthFile {
             name: format!("workloads-{n:04}.yaml"),
@@ -427,115 +229,4 @@ pub fn generate(config: &SynthConfig) -> SynthCluster {
         }
     }
     SynthCluster { files, summary }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn docs(cluster: &SynthCluster) -> Vec<Value> {
-        cluster
-            .files
-            .iter()
-            .flat_map(|f| {
-                serde_yaml_ng::Deserializer::from_str(&f.contents)
-                    .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
-                    .collect::<Vec<_>>()
-            })
-            .filter(|v| !v.is_null())
-            .collect()
-    }
-
-    fn config(namespaces: usize, pods_per_ns: usize, policies: usize, seed: u64) -> SynthConfig {
-        SynthConfig {
-            namespaces,
-            pods_per_ns,
-            policies,
-            seed,
-        }
-    }
-
-    #[test]
-    fn same_seed_same_bytes_other_seed_differs() {
-        let a = generate(&config(20, 10, 60, 7));
-        assert_eq!(a, generate(&config(20, 10, 60, 7)));
-        assert_ne!(a.files, generate(&config(20, 10, 60, 8)).files);
-    }
-
-    #[test]
-    fn counts_are_exact() {
-        for (n, p, k) in [
-            (20, 10, 60),
-            (120, 7, 500),
-            (3, 1, 0),
-            (1, 1, 5),
-            (1, 4, 0),
-            (60, 20, 1000),
-        ] {
-            let cluster = generate(&config(n, p, k, 1));
-            let docs = docs(&cluster);
-            let kind = |k: &str| docs.iter().filter(|d| d["kind"] == k).count();
-            assert_eq!(kind("Namespace"), n);
-            assert_eq!(kind("NetworkPolicy"), k);
-            let replicas: u64 = docs
-                .iter()
-                .filter(|d| d["kind"] == "Deployment" || d["kind"] == "StatefulSet")
-                .map(|d| d["spec"]["replicas"].as_u64().unwrap())
-                .sum();
-            assert_eq!(replicas as usize, n * p, "{n} {p} {k}");
-            assert_eq!(cluster.summary.pods, n * p);
-            assert_eq!(cluster.summary.policies, k);
-            assert_eq!(cluster.summary.services, kind("Service"));
-            // Policy names are unique per namespace.
-            let mut keys: Vec<String> = docs
-                .iter()
-                .filter(|d| d["kind"] == "NetworkPolicy")
-                .map(|d| format!("{}/{}", d["metadata"]["namespace"], d["metadata"]["name"]))
-                .collect();
-            let total = keys.len();
-            keys.sort();
-            keys.dedup();
-            assert_eq!(keys.len(), total);
-        }
-    }
-
-    #[test]
-    fn every_except_is_inside_its_cidr() {
-        let cluster = generate(&config(60, 5, 720, 3));
-        let mut blocks = 0;
-        for d in docs(&cluster)
-            .iter()
-            .filter(|d| d["kind"] == "NetworkPolicy")
-        {
-            let text = d.to_string();
-            for (pos, _) in text.match_indices("\"ipBlock\"") {
-                let rest = &text[pos..];
-                let v: Value =
-                    serde_json::from_str(&rest[10..rest.find('}').unwrap() + 1]).unwrap();
-                let cidr: ipnet::IpNet = v["cidr"].as_str().unwrap().parse().unwrap();
-                for e in v["except"].as_array().unwrap() {
-                    let e: ipnet::IpNet = e.as_str().unwrap().parse().unwrap();
-                    assert!(
-                        cidr.contains(&e) && e.prefix_len() > cidr.prefix_len(),
-                        "{e} in {cidr}"
-                    );
-                }
-                blocks += 1;
-            }
-        }
-        assert!(blocks > 0);
-    }
-
-    #[test]
-    fn write_to_creates_the_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let cluster = generate(&config(5, 3, 10, 1));
-        cluster.write_to(&dir.path().join("out")).unwrap();
-        for f in &cluster.files {
-            assert_eq!(
-                std::fs::read_to_string(dir.path().join("out").join(&f.name)).unwrap(),
-                f.contents
-            );
-        }
-    }
 }
