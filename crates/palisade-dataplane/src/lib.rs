@@ -7,9 +7,11 @@
 //! the chain of the pod's endpoint class. A class chain holds one rule per allowing policy rule, with
 //! peers as named interval sets of addresses and ports as an anonymous `l4proto . port` set — never one
 //! rule per peer. Traffic between a pod and its own node uses the input/output hooks and is never
-//! touched; a pod talking to itself never leaves its namespace.
+//! touched; a pod talking to itself never leaves its namespace. Every decision on a new connection is
+//! also copied to NFLOG ([`events`]), the verdict stream logging is built on.
 
 mod apply;
+pub mod events;
 pub mod lab;
 mod nft;
 

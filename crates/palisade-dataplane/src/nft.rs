@@ -1,6 +1,7 @@
 //! Rendering the `inet palisade` table as an `nft -f` script.
 
-use palisade_policy::{AddrCache, AddrSet, Allow, ClassRules, Engine, Peers};
+use crate::events::log_statement;
+use palisade_policy::{AddrCache, AddrSet, Allow, ClassRules, Direction, Engine, Peers};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -128,14 +129,15 @@ pub fn render(engine: &Engine) -> String {
             continue;
         }
         for (direction, entries, field, verdict, map_base) in [
-            ("ingress", &rules.ingress, "saddr", "accept", 0),
-            ("egress", &rules.egress, "daddr", "return", 2),
+            (Direction::Ingress, &rules.ingress, "saddr", "accept", 0),
+            (Direction::Egress, &rules.egress, "daddr", "return", 2),
         ] {
             let Some(entries) = entries else { continue };
-            let chain = format!("{direction}_{class}");
+            let chain = format!("{}_{class}", direction.as_str());
             let _ = writeln!(chains, "  chain {chain} {{");
-            chain_rules(entries, field, verdict, &mut sets, &mut chains);
-            let _ = writeln!(chains, "    drop\n  }}");
+            let verdict = format!("{} {verdict}", log_statement(direction, true));
+            chain_rules(entries, field, &verdict, &mut sets, &mut chains);
+            let _ = writeln!(chains, "    {} drop\n  }}", log_statement(direction, false));
             for ip in &ips {
                 maps[map_base + usize::from(ip.is_ipv6())].push(format!("{ip} : jump {chain}"));
             }

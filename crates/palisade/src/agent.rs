@@ -20,6 +20,10 @@ pub struct Args {
     /// Print the nftables ruleset instead of applying it.
     #[arg(long)]
     dry_run: bool,
+    /// Print every verdict event (first packet of each new connection at an isolated pod, allowed or
+    /// dropped) to stdout as a JSON line.
+    #[arg(long)]
+    events: bool,
 }
 
 /// Runs the agent. Exit 2 if the first ruleset cannot be applied with `--once`.
@@ -30,12 +34,18 @@ pub fn run(args: Args) -> u8 {
         print!("{}", palisade_dataplane::render(&engine));
         return exit::OK;
     }
-    let mut reconciler = Reconciler::new(args.manifests.clone(), args.netns);
+    let mut reconciler = Reconciler::new(args.manifests.clone(), args.netns.clone());
     if args.once {
         return match reconciler.reconcile() {
             Outcome::Failed(_) => exit::INVALID,
             _ => exit::OK,
         };
+    }
+    if args.events {
+        if let Err(e) = print_events(args.netns.clone()) {
+            eprintln!("error: reading verdict events: {e}");
+            return exit::INVALID;
+        }
     }
     let stop = AtomicBool::new(false);
     match palisade_agent::run(&mut reconciler, &args.manifests, &stop) {
@@ -45,4 +55,33 @@ pub fn run(args: Args) -> u8 {
             exit::INVALID
         }
     }
+}
+
+/// Starts a thread that prints verdict events as JSON lines.
+fn print_events(netns: Option<String>) -> std::io::Result<()> {
+    use palisade_dataplane::events::EventReader;
+    let mut reader = match &netns {
+        Some(ns) => palisade_dataplane::lab::in_netns(ns, EventReader::open)
+            .join()
+            .map_err(|_| std::io::Error::other("event reader thread panicked"))???,
+        None => EventReader::open()?,
+    };
+    std::thread::spawn(move || {
+        while let Ok(e) = reader.next_event() {
+            let time = e
+                .time
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            let line = serde_json::json!({
+                "time_unix_ns": time.as_nanos() as u64,
+                "direction": e.direction.as_str(),
+                "disposition": if e.allowed { "allow" } else { "deny" },
+                "protocol": e.protocol.as_str().to_ascii_lowercase(),
+                "src_ip": e.src, "src_port": e.src_port,
+                "dest_ip": e.dst, "dest_port": e.dst_port,
+            });
+            println!("{line}");
+        }
+    });
+    Ok(())
 }

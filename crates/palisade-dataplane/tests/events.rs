@@ -1,0 +1,111 @@
+//! Verdict events from the kernel: allowed and dropped first packets reach an NFLOG reader in the
+//! node namespace with direction, verdict, addresses and ports. Needs root, `ip` and `nft`.
+
+use palisade_dataplane::events::EventReader;
+use palisade_dataplane::lab::{self, in_netns, Lab, Transport};
+use palisade_dataplane::{apply, render};
+use palisade_model::{Loader, Protocol};
+use palisade_policy::{Direction, Engine};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+const CLUSTER: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: ev, labels: {app: client}}
+spec: {containers: [{name: c, image: i, ports: [{containerPort: 80}]}]}
+status: {podIP: 10.77.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: server, namespace: ev, labels: {app: server}}
+spec: {containers: [{name: c, image: i, ports: [{containerPort: 80}]}]}
+status: {podIP: 10.77.0.2}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: server-from-client, namespace: ev}
+spec:
+  podSelector: {}
+  ingress: [{from: [{podSelector: {matchLabels: {app: client}}}], ports: [{port: 80}]}]
+"#;
+
+struct Teardown(String);
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        let _ = Lab::down(&self.0);
+    }
+}
+
+#[test]
+fn allowed_and_dropped_first_packets_are_reported() {
+    lab::require_root().expect("the kernel tests run as root");
+    let name = format!("v{}", std::process::id());
+    let _teardown = Teardown(name.clone());
+    let mut loader = Loader::new();
+    loader.load_str("events.yaml", CLUSTER);
+    let engine = Engine::new(Arc::new(loader.finish().0));
+    let lab = Lab::plan(&name, engine.state());
+    lab.create().expect("lab up");
+    for p in &lab.pods {
+        lab::serve(&p.netns, &p.tcp, &p.udp).unwrap();
+    }
+    apply(&render(&engine), Some(&lab.node)).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = in_netns(&lab.node, EventReader::open)
+        .join()
+        .unwrap()
+        .unwrap()
+        .expect("NFLOG bind");
+    std::thread::spawn(move || {
+        let mut reader = reader;
+        while let Ok(e) = reader.next_event() {
+            if tx.send(e).is_err() {
+                break;
+            }
+        }
+    });
+    let (client, server) = (&lab.pods[0], &lab.pods[1]);
+    assert_eq!(client.key, "ev/client");
+    let t = Duration::from_millis(300);
+    assert!(lab::probe(
+        &client.netns,
+        SocketAddr::new(server.ip, 80),
+        Transport::Tcp,
+        t
+    )
+    .unwrap());
+    assert!(!lab::probe(
+        &server.netns,
+        SocketAddr::new(client.ip, 80),
+        Transport::Tcp,
+        t
+    )
+    .unwrap());
+    let mut events = Vec::new();
+    while let Ok(e) = rx.recv_timeout(Duration::from_millis(500)) {
+        events.push(e);
+    }
+    let allowed = events
+        .iter()
+        .find(|e| e.allowed)
+        .unwrap_or_else(|| panic!("no allow event in {events:?}"));
+    assert_eq!(allowed.direction, Direction::Ingress);
+    assert_eq!((allowed.src, allowed.dst), (client.ip, server.ip));
+    assert_eq!((allowed.protocol, allowed.dst_port), (Protocol::Tcp, 80));
+    assert_eq!(allowed.enforcing(), server.ip);
+    assert_eq!(
+        events.iter().filter(|e| e.allowed).count(),
+        1,
+        "only the first packet of a connection: {events:?}"
+    );
+    let dropped: Vec<_> = events.iter().filter(|e| !e.allowed).collect();
+    assert!(!dropped.is_empty(), "no drop event in {events:?}");
+    assert!(dropped.iter().all(|e| e.direction == Direction::Ingress
+        && e.src == server.ip
+        && e.dst == client.ip
+        && e.dst_port == 80));
+    assert!(dropped[0].src_port > 0);
+}
