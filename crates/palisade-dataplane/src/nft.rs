@@ -10,21 +10,21 @@ use std::sync::Arc;
 /// The table Palisade owns: `inet palisade`.
 pub const TABLE: &str = "palisade";
 
-/// Names the shared peer sets, one per distinct address set and family.
+/// Names the shared peer sets, one per distinct address set (by content) and family.
 #[derive(Default)]
 struct Sets {
-    names: HashMap<*const AddrSet, usize>,
+    names: HashMap<Arc<AddrSet>, usize>,
     defs: String,
 }
 
 impl Sets {
     /// The set names (IPv4, IPv6) for `set`; `None` for a family it has no address of.
     fn name(&mut self, set: &Arc<AddrSet>) -> (Option<String>, Option<String>) {
-        let id = match self.names.get(&Arc::as_ptr(set)) {
+        let id = match self.names.get(set) {
             Some(&id) => id,
             None => {
                 let id = self.names.len();
-                self.names.insert(Arc::as_ptr(set), id);
+                self.names.insert(set.clone(), id);
                 for (family, v6) in [("ipv4_addr", false), ("ipv6_addr", true)] {
                     let elements: Vec<String> = set
                         .ranges
@@ -59,53 +59,63 @@ impl Sets {
     }
 }
 
-/// The match on ports of an entry: empty for every port of every protocol.
-fn ports_match(allow: &Allow) -> String {
-    match &allow.ports {
-        None => String::new(),
-        Some(ports) => {
-            let elements: Vec<String> = ports
-                .iter()
-                .map(|p| {
-                    let proto = p.protocol.as_str().to_ascii_lowercase();
-                    if p.first == p.last {
-                        format!("{proto} . {}", p.first)
-                    } else {
-                        format!("{proto} . {}-{}", p.first, p.last)
-                    }
-                })
-                .collect();
-            format!(" meta l4proto . th dport {{ {} }}", elements.join(", "))
-        }
+/// The port matches of an entry, one per protocol (a rule is emitted for each); a single empty match
+/// for every port of every protocol. Each is a one-dimension match (`meta l4proto tcp th dport
+/// { 80, 8000-8080 }`): concatenated `l4proto . port` interval sets cost the kernel seconds to build
+/// at this scale (measured: 20 s for 10,000 of them, against 2 s for the per-protocol form).
+fn ports_matches(allow: &Allow) -> Vec<String> {
+    let Some(ports) = &allow.ports else {
+        return vec![String::new()];
+    };
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < ports.len() {
+        let protocol = ports[i].protocol;
+        let same: Vec<String> = ports[i..]
+            .iter()
+            .take_while(|p| p.protocol == protocol)
+            .map(|p| {
+                if p.first == p.last {
+                    p.first.to_string()
+                } else {
+                    format!("{}-{}", p.first, p.last)
+                }
+            })
+            .collect();
+        i += same.len();
+        let proto = protocol.as_str().to_ascii_lowercase();
+        let ports = if same.len() == 1 {
+            same[0].clone()
+        } else {
+            format!("{{ {} }}", same.join(", "))
+        };
+        out.push(format!(" meta l4proto {proto} th dport {ports}"));
     }
+    out
 }
 
-/// Rules of one direction's chain; `peer_field` is `saddr` (ingress) or `daddr` (egress).
-fn chain_rules(
-    entries: &[Allow],
-    peer_field: &str,
-    verdict: &str,
-    sets: &mut Sets,
-    out: &mut String,
-) {
+/// The body of one direction's chain; `peer_field` is `saddr` (ingress) or `daddr` (egress).
+fn chain_body(entries: &[Allow], peer_field: &str, verdict: &str, sets: &mut Sets) -> String {
+    let mut out = String::new();
     for allow in entries {
-        let ports = ports_match(allow);
         let comment = format!(" comment \"policy {} rule {}\"", allow.policy, allow.rule);
-        match &allow.peers {
-            Peers::Any => {
-                let _ = writeln!(out, "   {ports} {verdict}{comment}");
-            }
+        let peers: Vec<String> = match &allow.peers {
+            Peers::Any => vec![String::new()],
             Peers::Addrs(set) => {
                 let (v4, v6) = sets.name(set);
-                if let Some(v4) = v4 {
-                    let _ = writeln!(out, "    ip {peer_field} {v4}{ports} {verdict}{comment}");
-                }
-                if let Some(v6) = v6 {
-                    let _ = writeln!(out, "    ip6 {peer_field} {v6}{ports} {verdict}{comment}");
-                }
+                v4.map(|n| format!(" ip {peer_field} {n}"))
+                    .into_iter()
+                    .chain(v6.map(|n| format!(" ip6 {peer_field} {n}")))
+                    .collect()
+            }
+        };
+        for peer in &peers {
+            for ports in ports_matches(allow) {
+                let _ = writeln!(out, "   {peer}{ports} {verdict}{comment}");
             }
         }
     }
+    out
 }
 
 /// Renders the whole table for `engine`'s state as one `nft -f` script that replaces any previous
@@ -115,6 +125,8 @@ pub fn render(engine: &Engine) -> String {
     let mut cache = AddrCache::default();
     let mut sets = Sets::default();
     let mut chains = String::new();
+    // Classes with the same rules share one chain (labels no policy reads split classes, not rules).
+    let mut chain_of_body: HashMap<String, String> = HashMap::new();
     // pod IP → verdict per map.
     let mut maps: [Vec<String>; 4] = Default::default(); // ingress4, ingress6, egress4, egress6
     for class in 0..engine.class_count() {
@@ -133,11 +145,18 @@ pub fn render(engine: &Engine) -> String {
             (Direction::Egress, &rules.egress, "daddr", "return", 2),
         ] {
             let Some(entries) = entries else { continue };
-            let chain = format!("{}_{class}", direction.as_str());
-            let _ = writeln!(chains, "  chain {chain} {{");
             let verdict = format!("{} {verdict}", log_statement(direction, true));
-            chain_rules(entries, field, &verdict, &mut sets, &mut chains);
-            let _ = writeln!(chains, "    {} drop\n  }}", log_statement(direction, false));
+            let mut body = chain_body(entries, field, &verdict, &mut sets);
+            let _ = writeln!(body, "    {} drop", log_statement(direction, false));
+            let next = chain_of_body.len();
+            let chain = chain_of_body
+                .entry(body)
+                .or_insert_with_key(|body| {
+                    let name = format!("{}_{next}", direction.as_str());
+                    let _ = write!(chains, "  chain {name} {{\n{body}  }}\n");
+                    name
+                })
+                .clone();
             for ip in &ips {
                 maps[map_base + usize::from(ip.is_ipv6())].push(format!("{ip} : jump {chain}"));
             }

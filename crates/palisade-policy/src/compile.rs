@@ -194,6 +194,22 @@ impl ClassRules {
     }
 }
 
+/// Sorts port ranges and merges those of a protocol that overlap or touch: kernel interval sets
+/// reject overlapping elements.
+fn merge_ports(mut ports: Vec<PortRange>) -> Vec<PortRange> {
+    ports.sort_unstable();
+    let mut out: Vec<PortRange> = Vec::with_capacity(ports.len());
+    for p in ports {
+        match out.last_mut() {
+            Some(last) if last.protocol == p.protocol && p.first <= last.last.saturating_add(1) => {
+                last.last = last.last.max(p.last);
+            }
+            _ => out.push(p),
+        }
+    }
+    out
+}
+
 /// Shared peer address sets, built once per compile.
 #[derive(Default)]
 pub struct AddrCache {
@@ -354,9 +370,7 @@ impl Engine {
             }
         }
         if !numeric.is_empty() {
-            numeric.sort_unstable();
-            numeric.dedup();
-            out.push(entry(all_peers(cache), Some(numeric)));
+            out.push(entry(all_peers(cache), Some(merge_ports(numeric))));
         }
         for ((protocol, port), classes) in named {
             let set = match cache.by_classes.get(&classes) {
@@ -412,6 +426,31 @@ mod tests {
         assert!(v6.contains("2001:db8::1".parse().unwrap()));
         assert!(!v6.contains("fd00::1".parse().unwrap()));
         assert!(!v6.contains("10.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn overlapping_and_touching_port_ranges_merge_per_protocol() {
+        let r = |protocol, first, last| PortRange {
+            protocol,
+            first,
+            last,
+        };
+        let merged = merge_ports(vec![
+            r(Protocol::Tcp, 9102, 9102),
+            r(Protocol::Tcp, 9100, 9199),
+            r(Protocol::Udp, 53, 53),
+            r(Protocol::Tcp, 9200, 9300),
+            r(Protocol::Tcp, 80, 80),
+            r(Protocol::Udp, 54, 60),
+        ]);
+        assert_eq!(
+            merged,
+            vec![
+                r(Protocol::Tcp, 80, 80),
+                r(Protocol::Tcp, 9100, 9300),
+                r(Protocol::Udp, 53, 60)
+            ]
+        );
     }
 
     #[test]

@@ -1,0 +1,307 @@
+//! Dataplane benchmarks, side by side in one run (root only):
+//! - build (render) and apply the full ruleset of 10,000 pods / 2,000 policies;
+//! - short-connection rate and bulk TCP throughput between two lab pods, with no ruleset and with that
+//!   full ruleset in force (the two pods are pods of the synthetic cluster, so their packets go through
+//!   the verdict maps, their class chains and peer sets);
+//! - a label change to kernel state: one reconcile pass (read, compile, render, apply) after a label edit.
+//!
+//! Run: `cargo bench -p palisade-agent --bench dataplane`.
+
+use palisade_agent::{Outcome, Reconciler};
+use palisade_dataplane::lab::{self, in_netns, Lab};
+use palisade_dataplane::{apply, render};
+use palisade_model::{ClusterState, Loader, Protocol};
+use palisade_policy::{Direction, Engine};
+use palisade_synth::{generate, SynthConfig};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SECONDS: f64 = 2.0;
+/// Interleaved rounds per traffic scenario; the median is reported.
+const ROUNDS: usize = 5;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// A pair of pods (src, dst) and a port such that both are isolated in the relevant direction and
+/// policy allows src -> dst on that TCP port.
+fn enforced_pair(engine: &Engine) -> (usize, usize, u16) {
+    let state = engine.state();
+    for (dst, d) in state.pods.iter().enumerate() {
+        for port in d
+            .ports
+            .iter()
+            .filter(|p| p.protocol == Protocol::Tcp)
+            .map(|p| p.port)
+        {
+            let reach = engine.reach(port, Protocol::Tcp);
+            if !reach.isolated(engine.class_of(dst), Direction::Ingress) {
+                continue;
+            }
+            for src in 0..state.pods.len() {
+                let (sc, dc) = (engine.class_of(src), engine.class_of(dst));
+                if src != dst
+                    && reach.isolated(sc, Direction::Egress)
+                    && reach.allowed(sc, dc)
+                    && state.pods[src].ip.is_some()
+                {
+                    return (src, dst, port);
+                }
+            }
+        }
+    }
+    panic!("the synthetic cluster has no enforced, allowed pair");
+}
+
+/// Makes the close send a reset: no TIME_WAIT, so the client's ports can be reused at once (otherwise
+/// a few seconds of connections exhaust the ephemeral range).
+fn abort(s: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on a valid socket with a correctly sized value.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_LINGER");
+}
+
+fn conn_rate(client: &str, server: SocketAddr) -> f64 {
+    in_netns(client, move || {
+        let start = Instant::now();
+        let mut n = 0u64;
+        while start.elapsed().as_secs_f64() < SECONDS {
+            // A short request/response connection: connect, one byte each way, close.
+            let mut s = match TcpStream::connect_timeout(&server, Duration::from_secs(1)) {
+                Ok(s) => s,
+                Err(e) => panic!("connect #{n} after {:?}: {e}", start.elapsed()),
+            };
+            let mut byte = [0u8; 1];
+            s.write_all(b"x")
+                .and_then(|_| s.read_exact(&mut byte))
+                .expect("echo");
+            abort(&s);
+            drop(s);
+            n += 1;
+        }
+        n as f64 / start.elapsed().as_secs_f64()
+    })
+    .join()
+    .unwrap()
+    .unwrap()
+}
+
+fn throughput_gbit(client: &str, server: SocketAddr) -> f64 {
+    in_netns(client, move || {
+        let mut s = TcpStream::connect_timeout(&server, Duration::from_secs(1)).expect("connect");
+        let buf = vec![0u8; 1 << 16];
+        let start = Instant::now();
+        let mut bytes = 0u64;
+        while start.elapsed().as_secs_f64() < SECONDS {
+            s.write_all(&buf).unwrap();
+            bytes += buf.len() as u64;
+        }
+        bytes as f64 * 8.0 / start.elapsed().as_secs_f64() / 1e9
+    })
+    .join()
+    .unwrap()
+    .unwrap()
+}
+
+/// The server pod: echoes what each connection sends (reading in 64 KiB chunks, so bulk senders are
+/// limited by the network path, not by the echo).
+fn serve_echo(netns: &str, port: u16) {
+    in_netns(netns, move || {
+        let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut s = stream;
+                    let mut buf = vec![0u8; 1 << 16];
+                    // Echo the first chunk (the short-connection byte), discard the rest.
+                    if let Ok(n) = s.read(&mut buf) {
+                        if n > 0 && s.write_all(&buf[..1]).is_ok() {
+                            while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+                        }
+                    }
+                });
+            }
+        });
+    })
+    .join()
+    .unwrap()
+    .unwrap();
+}
+
+/// Removes the lab when the benchmark ends, finished or panicked.
+struct Teardown(String);
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        let _ = Lab::down(&self.0);
+    }
+}
+
+fn main() {
+    if lab::require_root().is_err() {
+        eprintln!("the dataplane benchmarks need root (network namespaces, nftables)");
+        std::process::exit(2);
+    }
+    let cluster = generate(&SynthConfig {
+        namespaces: 500,
+        pods_per_ns: 20,
+        policies: 2000,
+        seed: 1,
+    });
+    let dir = std::env::temp_dir().join(format!("palisade-bench-{}", std::process::id()));
+    cluster.write_to(&dir).unwrap();
+    let load = || -> ClusterState {
+        let mut l = Loader::new();
+        l.load_path(&dir);
+        l.finish().0
+    };
+    let engine = Engine::new(Arc::new(load()));
+    let name = format!("b{}", std::process::id());
+    let _teardown = Teardown(name.clone());
+
+    // Two synthetic pods that policy isolates and allows, as lab pods.
+    let (src, dst, port) = enforced_pair(&engine);
+    let state = engine.state();
+    let pair = ClusterState::new(
+        Vec::new(),
+        vec![state.pods[src].clone(), state.pods[dst].clone()],
+        Vec::new(),
+        Vec::new(),
+    );
+    let lab = Lab::plan(&name, &pair);
+    lab.create().expect("lab");
+    let client = lab
+        .pods
+        .iter()
+        .find(|p| p.key == state.pods[src].key())
+        .unwrap()
+        .netns
+        .clone();
+    let server_pod = lab
+        .pods
+        .iter()
+        .find(|p| p.key == state.pods[dst].key())
+        .unwrap();
+    let server = SocketAddr::new(server_pod.ip, port);
+    serve_echo(&server_pod.netns, port);
+
+    // Build and apply the full ruleset.
+    let mut renders = Vec::new();
+    let mut applies = Vec::new();
+    let mut script = String::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        script = render(&engine);
+        renders.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        apply(&script, Some(&lab.node)).expect("apply");
+        applies.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let (render_ms, apply_ms) = (median(renders), median(applies));
+    let reached = lab::probe(
+        &client,
+        server,
+        lab::Transport::Tcp,
+        Duration::from_millis(500),
+    )
+    .unwrap();
+    assert!(
+        reached,
+        "{} -> {} port {port}: the engine allows it, the kernel must too",
+        state.pods[src].key(),
+        state.pods[dst].key()
+    );
+
+    // Traffic with no table at all, with Palisade's table but no policy (conntrack on, maps empty),
+    // and with the full ruleset; interleaved rounds, medians reported (this machine is noisy: single
+    // runs vary by ±20%).
+    let empty = format!(
+        "table inet {0}\ndelete table inet {0}\n",
+        palisade_dataplane::TABLE
+    );
+    let no_policy = render(&Engine::new(Arc::new(ClusterState::new(
+        Vec::new(),
+        state.pods.clone(),
+        Vec::new(),
+        Vec::new(),
+    ))));
+    let scenarios = [
+        ("no table", &empty),
+        ("no policy", &no_policy),
+        ("full ruleset", &script),
+    ];
+    let mut samples: [(Vec<f64>, Vec<f64>); 3] = Default::default();
+    for _ in 0..ROUNDS {
+        for (i, (_, rules)) in scenarios.iter().enumerate() {
+            apply(rules, Some(&lab.node)).unwrap();
+            samples[i].0.push(conn_rate(&client, server));
+            samples[i].1.push(throughput_gbit(&client, server));
+        }
+    }
+    let best: Vec<(f64, f64)> = samples
+        .into_iter()
+        .map(|(r, t)| (median(r), median(t)))
+        .collect();
+
+    // A label change: edit one workload's template labels, then one reconcile pass.
+    let mut reconciler = Reconciler::new(dir.clone(), Some(lab.node.clone()));
+    assert!(matches!(reconciler.reconcile(), Outcome::Applied { .. }));
+    let file = dir.join("workloads-0001.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    // Relabel the pods of the first api Deployment (its template; selectors use `app`).
+    let mut docs: Vec<String> = text.split("---\n").map(str::to_string).collect();
+    let api = docs
+        .iter()
+        .position(|d| d.contains("kind: Deployment") && d.contains("tier: api"))
+        .expect("the synthetic cluster has an api Deployment");
+    docs[api] = docs[api].replace("tier: api", "tier: api-v2");
+    let edited = docs.join("---\n");
+    std::fs::write(&file, edited).unwrap();
+    let t = Instant::now();
+    let outcome = reconciler.reconcile();
+    let label_ms = t.elapsed().as_secs_f64() * 1e3;
+    assert!(
+        matches!(outcome, Outcome::Applied { .. }),
+        "the relabel must change the ruleset: {outcome:?}"
+    );
+
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "dataplane, 10,000 pods / 2,000 policies / 500 namespaces ({} classes, ruleset {:.1} MB):",
+        engine.class_count(),
+        script.len() as f64 / 1e6
+    );
+    println!("  render ruleset (median of 5)          {render_ms:8.1} ms");
+    println!("  apply with nft -f (median of 5)       {apply_ms:8.1} ms");
+    println!(
+        "  build + apply                         {:8.1} ms",
+        render_ms + apply_ms
+    );
+    for (i, (what, _)) in scenarios.iter().enumerate() {
+        println!(
+            "  {what:<13} short connections/s {:7.0} (ratio to no policy {:.2})   bulk TCP {:6.2} Gbit/s (ratio {:.2})",
+            best[i].0,
+            best[i].0 / best[1].0,
+            best[i].1,
+            best[i].1 / best[1].1
+        );
+    }
+    println!("  label change -> kernel (one pass)     {label_ms:8.1} ms");
+}
