@@ -36,7 +36,7 @@ enum LabCommand {
     Status,
     /// Run a command inside a pod: `palisade lab exec ns/pod -- CMD ...`.
     Exec {
-        /// The pod, `ns/name`.
+        /// The pod: `ns/name`, or `ns/workload` for its first pod.
         pod: String,
         /// The command and its arguments.
         #[arg(last = true, required = true)]
@@ -254,11 +254,19 @@ fn status(name: &str) -> Result<u8> {
 
 fn exec(name: &str, pod: &str, command: &[String]) -> Result<u8> {
     let lab = Lab::load(name)?;
-    let p = lab.pod(pod).ok_or_else(|| {
-        err(format!(
-            "no pod {pod:?} in lab {name}; see `palisade lab status`"
-        ))
-    })?;
+    // `ns/pod`, or `ns/workload` for the first pod whose name is the workload's plus a suffix.
+    let p = lab
+        .pod(pod)
+        .or_else(|| {
+            lab.pods
+                .iter()
+                .find(|p| p.key.starts_with(&format!("{pod}-")))
+        })
+        .ok_or_else(|| {
+            err(format!(
+                "no pod {pod:?} in lab {name}; see `palisade lab status`"
+            ))
+        })?;
     let status = Command::new("ip")
         .args(["netns", "exec", &p.netns])
         .args(command)
