@@ -225,13 +225,36 @@ fn types(p: &NetworkPolicy) -> (bool, bool) {
     }
 }
 
-fn selects(state: &ClusterState, p: &PolicyInfo, pod: &PodInfo, direction: Direction) -> bool {
+/// The (peers, ports) of every rule of `p` for `direction`.
+type RuleParts = (
+    Option<Vec<NetworkPolicyPeer>>,
+    Option<Vec<NetworkPolicyPort>>,
+);
+
+fn rule_parts(p: &PolicyInfo, direction: Direction) -> Vec<RuleParts> {
+    let spec = p.policy.spec.clone().unwrap_or_default();
+    match direction {
+        Direction::Ingress => spec
+            .ingress
+            .into_iter()
+            .flatten()
+            .map(|r| (r.from, r.ports))
+            .collect(),
+        Direction::Egress => spec
+            .egress
+            .into_iter()
+            .flatten()
+            .map(|r| (r.to, r.ports))
+            .collect(),
+    }
+}
+
+fn selects(p: &PolicyInfo, pod: &PodInfo, direction: Direction) -> bool {
     let (ing, eg) = types(&p.policy);
     let governs = match direction {
         Direction::Ingress => ing,
         Direction::Egress => eg,
     };
-    let _ = state;
     governs
         && !pod.host_network
         && p.namespace == pod.namespace
@@ -338,39 +361,23 @@ fn side_allows(
     let selecting: Vec<&PolicyInfo> = state
         .policies
         .iter()
-        .filter(|p| selects(state, p, me, direction))
+        .filter(|p| selects(p, me, direction))
         .collect();
     selecting.is_empty()
         || selecting.iter().any(|p| {
-            let spec = p.policy.spec.clone().unwrap_or_default();
-            match direction {
-                Direction::Ingress => spec.ingress.iter().flatten().any(|r| {
-                    rule_allows(
-                        state,
-                        p,
-                        r.from.as_ref(),
-                        r.ports.as_ref(),
-                        direction,
-                        me,
-                        other,
-                        port,
-                        protocol,
-                    )
-                }),
-                Direction::Egress => spec.egress.iter().flatten().any(|r| {
-                    rule_allows(
-                        state,
-                        p,
-                        r.to.as_ref(),
-                        r.ports.as_ref(),
-                        direction,
-                        me,
-                        other,
-                        port,
-                        protocol,
-                    )
-                }),
-            }
+            rule_parts(p, direction).iter().any(|(peers, ports)| {
+                rule_allows(
+                    state,
+                    p,
+                    peers.as_ref(),
+                    ports.as_ref(),
+                    direction,
+                    me,
+                    other,
+                    port,
+                    protocol,
+                )
+            })
         })
 }
 
@@ -429,7 +436,7 @@ fn check(seed: u64) -> Result<(), TestCaseError> {
                             let selecting: Vec<String> = state
                                 .policies
                                 .iter()
-                                .filter(|p| selects(&state, p, me, side.direction))
+                                .filter(|p| selects(p, me, side.direction))
                                 .map(|p| p.key())
                                 .collect();
                             match &side.decision {
@@ -443,37 +450,18 @@ fn check(seed: u64) -> Result<(), TestCaseError> {
                                                     && p.namespace == r.policy.namespace
                                             })
                                             .unwrap();
-                                        let spec = p.policy.spec.clone().unwrap_or_default();
-                                        let ok = match side.direction {
-                                            Direction::Ingress => {
-                                                let rule = &spec.ingress.as_ref().unwrap()[r.rule];
-                                                rule_allows(
-                                                    &state,
-                                                    p,
-                                                    rule.from.as_ref(),
-                                                    rule.ports.as_ref(),
-                                                    side.direction,
-                                                    me,
-                                                    other,
-                                                    port,
-                                                    protocol,
-                                                )
-                                            }
-                                            Direction::Egress => {
-                                                let rule = &spec.egress.as_ref().unwrap()[r.rule];
-                                                rule_allows(
-                                                    &state,
-                                                    p,
-                                                    rule.to.as_ref(),
-                                                    rule.ports.as_ref(),
-                                                    side.direction,
-                                                    me,
-                                                    other,
-                                                    port,
-                                                    protocol,
-                                                )
-                                            }
-                                        };
+                                        let (peers, ports) = &rule_parts(p, side.direction)[r.rule];
+                                        let ok = rule_allows(
+                                            &state,
+                                            p,
+                                            peers.as_ref(),
+                                            ports.as_ref(),
+                                            side.direction,
+                                            me,
+                                            other,
+                                            port,
+                                            protocol,
+                                        );
                                         prop_assert!(
                                             ok,
                                             "listed rule {:?} does not allow, {}",
