@@ -288,6 +288,38 @@ impl Objects {
 }
 
 /// An absent or empty `metadata.namespace` means `default`, as for `kubectl apply`.
+/// Paths of the keys of `input` that the typed object `known` (its serialisation) does not have.
+fn unknown_fields(
+    input: &serde_json::Value,
+    known: &serde_json::Value,
+    path: &str,
+    out: &mut Vec<String>,
+) {
+    use serde_json::Value;
+    match (input, known) {
+        (Value::Object(i), Value::Object(k)) => {
+            for (key, value) in i {
+                let at = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                match k.get(key) {
+                    Some(kv) => unknown_fields(value, kv, &at, out),
+                    None if !value.is_null() => out.push(at),
+                    None => {}
+                }
+            }
+        }
+        (Value::Array(i), Value::Array(k)) => {
+            for (n, (iv, kv)) in i.iter().zip(k).enumerate() {
+                unknown_fields(iv, kv, &format!("{path}[{n}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
 fn default_namespace(meta: &mut ObjectMeta) {
     if meta.namespace.as_deref().is_none_or(str::is_empty) {
         meta.namespace = Some("default".into());
@@ -312,9 +344,27 @@ impl Ctx<'_> {
         });
     }
 
-    fn decode<T: DeserializeOwned>(&mut self, value: serde_json::Value) -> Option<T> {
+    fn decode<T: DeserializeOwned + serde::Serialize>(
+        &mut self,
+        value: serde_json::Value,
+    ) -> Option<T> {
+        // Kept to find fields the typed decoder ignored (kubectl's strict field validation).
+        let input = value.clone();
         match serde_path_to_error::deserialize::<_, T>(value) {
-            Ok(object) => Some(object),
+            Ok(object) => {
+                if let Ok(known) = serde_json::to_value(&object) {
+                    let mut unknown = Vec::new();
+                    unknown_fields(&input, &known, "", &mut unknown);
+                    for field in unknown {
+                        self.report(
+                            Severity::Warning,
+                            Some(field),
+                            "unknown field, ignored; check its spelling and indentation".into(),
+                        );
+                    }
+                }
+                Some(object)
+            }
             Err(e) => {
                 let path = e.path().to_string();
                 let field = (path != ".").then_some(path);

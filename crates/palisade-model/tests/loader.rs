@@ -1779,3 +1779,31 @@ fn pathological_yaml_is_bounded() {
     let (state, _) = loader.finish();
     assert!(state.namespace("deep").is_some());
 }
+
+#[test]
+fn unknown_fields_are_warned_about_with_their_path() {
+    let text = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: x, creationTimestamp: null}\nspec:\n  podSelector: {}\n  ingress:\n  - from:\n    - podSelector: {matchLabels: {app: a}}\n      matchExpressions: [{key: tier, operator: In, values: [fe]}]\n    port: [{port: 80}]\n";
+    let mut loader = Loader::new();
+    loader.load_str("np.yaml", text);
+    let (state, diags) = loader.finish();
+    assert_eq!(
+        state.policies.len(),
+        1,
+        "a warning does not reject the object"
+    );
+    let warned: Vec<_> = diags
+        .iter()
+        .filter(|d| d.severity == palisade_model::Severity::Warning)
+        .map(|d| d.field.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        warned,
+        vec![
+            "spec.ingress[0].from[0].matchExpressions",
+            "spec.ingress[0].port"
+        ]
+    );
+    assert!(diags
+        .iter()
+        .all(|d| d.severity != palisade_model::Severity::Error));
+}
