@@ -33,35 +33,33 @@ fn is_alnum(c: char) -> bool {
     c.is_ascii_lowercase() || c.is_ascii_digit()
 }
 
+/// Lowercase alphanumerics or '-', starting and ending with an alphanumeric.
+fn label_chars(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars().all(|c| is_alnum(c) || c == '-')
+        && s.starts_with(is_alnum)
+        && s.ends_with(is_alnum)
+}
+
 /// DNS-1123 label: at most 63 lowercase alphanumerics or '-', starting and ending alphanumeric.
 pub fn dns1123_label(s: &str) -> Result<(), String> {
-    if s.is_empty() || s.len() > 63 {
-        return Err(format!("{s:?} must be 1-63 characters (DNS-1123 label)"));
-    }
-    let ok = s.chars().all(|c| is_alnum(c) || c == '-')
-        && s.starts_with(is_alnum)
-        && s.ends_with(is_alnum);
-    if ok {
+    if s.len() <= 63 && label_chars(s) {
         Ok(())
     } else {
         Err(format!(
-            "{s:?} is not a DNS-1123 label: lowercase letters, digits and '-', starting and ending with a letter or digit (e.g. 'my-name')"
+            "{s:?} is not a DNS-1123 label: 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit (e.g. 'my-name')"
         ))
     }
 }
 
-/// DNS-1123 subdomain: at most 253 characters, dot-separated DNS-1123 labels.
+/// DNS-1123 subdomain: at most 253 characters, dot-separated parts that each start and end with a
+/// lowercase alphanumeric.
 pub fn dns1123_subdomain(s: &str) -> Result<(), String> {
-    let ok = !s.is_empty()
-        && s.len() <= 253
-        && s.chars().all(|c| is_alnum(c) || c == '-' || c == '.')
-        && s.starts_with(is_alnum)
-        && s.ends_with(is_alnum);
-    if ok {
+    if s.len() <= 253 && s.split('.').all(label_chars) {
         Ok(())
     } else {
         Err(format!(
-            "{s:?} is not a DNS-1123 subdomain: at most 253 lowercase letters, digits, '-' or '.', starting and ending with a letter or digit (e.g. 'example.com')"
+            "{s:?} is not a DNS-1123 subdomain: at most 253 lowercase letters, digits, '-' or '.', each dot-separated part starting and ending with a letter or digit (e.g. 'example.com')"
         ))
     }
 }
@@ -529,6 +527,11 @@ mod tests {
         assert!(label_value("v1.2_x-Y").is_ok());
         assert!(label_value("-x").is_err());
         assert!(dns1123_label("x").is_ok());
+        assert!(dns1123_subdomain("a.b-c.d").is_ok());
+        assert!(dns1123_subdomain("a..b").is_err());
+        assert!(dns1123_subdomain("a.-b").is_err());
+        assert!(dns1123_subdomain("").is_err());
+        assert!(dns1123_subdomain(&"a".repeat(254)).is_err());
         assert!(dns1123_label("x.y").is_err());
         assert!(port_name("serve-80-tcp").is_ok());
         assert!(port_name(&"a".repeat(16)).is_err());
