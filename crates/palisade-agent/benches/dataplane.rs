@@ -145,15 +145,6 @@ fn serve_echo(netns: &str, port: u16) {
     .unwrap();
 }
 
-/// Removes the lab when the benchmark ends, finished or panicked.
-struct Teardown(String);
-
-impl Drop for Teardown {
-    fn drop(&mut self) {
-        let _ = Lab::down(&self.0);
-    }
-}
-
 fn main() {
     if lab::require_root().is_err() {
         eprintln!("the dataplane benchmarks need root (network namespaces, nftables)");
@@ -174,7 +165,7 @@ fn main() {
     };
     let engine = Engine::new(Arc::new(load()));
     let name = format!("b{}", std::process::id());
-    let _teardown = Teardown(name.clone());
+    let _teardown = lab::DownOnDrop(name.clone());
 
     // Two synthetic pods that policy isolates and allows, as lab pods.
     let (src, dst, port) = enforced_pair(&engine);

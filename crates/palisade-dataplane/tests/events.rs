@@ -31,19 +31,11 @@ spec:
   ingress: [{from: [{podSelector: {matchLabels: {app: client}}}], ports: [{port: 80}]}]
 "#;
 
-struct Teardown(String);
-
-impl Drop for Teardown {
-    fn drop(&mut self) {
-        let _ = Lab::down(&self.0);
-    }
-}
-
 #[test]
 fn allowed_and_dropped_first_packets_are_reported() {
     lab::require_root().expect("the kernel tests run as root");
     let name = format!("v{}", std::process::id());
-    let _teardown = Teardown(name.clone());
+    let _teardown = lab::DownOnDrop(name.clone());
     let mut loader = Loader::new();
     loader.load_str("events.yaml", CLUSTER);
     let engine = Engine::new(Arc::new(loader.finish().0));

@@ -16,23 +16,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Removes the lab when the test ends, passed or panicked.
-struct Teardown(String);
-
-impl Drop for Teardown {
-    fn drop(&mut self) {
-        if let Err(e) = Lab::down(&self.0) {
-            eprintln!("lab teardown: {e}");
-        }
-    }
-}
-
 #[test]
 fn kernel_enforces_exactly_the_engine_matrix() {
     lab::require_root().expect("the kernel tests run as root");
     let name = format!("t{}", std::process::id());
     let _ = Lab::down(&name);
-    let _teardown = Teardown(name.clone());
+    let _teardown = lab::DownOnDrop(name.clone());
     let steps = support::steps();
     let lab = Lab::plan(&name, &support::load_step(&steps[0]));
     assert_eq!(lab.pods.len(), 9);

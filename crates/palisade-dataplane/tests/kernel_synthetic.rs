@@ -11,14 +11,6 @@ use palisade_synth::{generate, SynthConfig};
 use std::process::Command;
 use std::sync::Arc;
 
-struct Teardown(String);
-
-impl Drop for Teardown {
-    fn drop(&mut self) {
-        let _ = Lab::down(&self.0);
-    }
-}
-
 fn cluster(seed: u64) -> ClusterState {
     let synth = generate(&SynthConfig {
         namespaces: 40,
@@ -39,7 +31,7 @@ fn cluster(seed: u64) -> ClusterState {
 fn synthetic_rulesets_apply_and_replace_atomically() {
     lab::require_root().expect("the kernel tests run as root");
     let name = format!("s{}", std::process::id());
-    let _teardown = Teardown(name.clone());
+    let _teardown = lab::DownOnDrop(name.clone());
     let node = Lab::plan(&name, &ClusterState::default());
     node.create().expect("node namespace");
     let mut last = String::new();

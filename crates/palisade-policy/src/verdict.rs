@@ -157,14 +157,11 @@ impl Engine {
     /// True for pod pairs whose traffic no policy governs: a pod and itself, and a pod and a
     /// hostNetwork pod on its node (which has the node's address).
     pub fn always_allowed(&self, src: usize, dst: usize) -> bool {
-        let pods = &self.state().pods;
-        let on_node_of = |h: usize, p: usize| {
-            pods[h].host_network
-                && !pods[p].host_network
-                && pods[p].host_ip.is_some()
-                && pods[h].ip == pods[p].host_ip
-        };
-        src == dst || on_node_of(src, dst) || on_node_of(dst, src)
+        let (a, b) = (
+            self.resolve(Endpoint::Pod(src)),
+            self.resolve(Endpoint::Pod(dst)),
+        );
+        src == dst || node_local(&a, &b).is_some() || node_local(&b, &a).is_some()
     }
 
     fn resolve(&self, e: Endpoint) -> Resolved<'_> {

@@ -2,7 +2,7 @@
 //! the rogue pod blocked, policy edits enforced within a second, established connections kept across
 //! re-applies, enforcement surviving the agent, and `lab down` leaving nothing behind.
 
-use palisade_dataplane::lab::{in_netns, Lab};
+use palisade_dataplane::lab::{self, in_netns, Lab};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -14,15 +14,6 @@ fn palisade(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run palisade")
-}
-
-/// Runs `lab down` when the test ends, passed or failed.
-struct Teardown(String);
-
-impl Drop for Teardown {
-    fn drop(&mut self) {
-        let _ = palisade(&["lab", "--name", &self.0, "down"]);
-    }
 }
 
 /// Can `pod` open a TCP connection to `target` (a name resolved in the pod, or an address)?
@@ -58,7 +49,7 @@ fn copy_dir(from: &Path, to: &Path) {
 fn lab_end_to_end() {
     palisade_dataplane::lab::require_root().expect("the lab tests run as root");
     let name = format!("e{}", std::process::id());
-    let _teardown = Teardown(name.clone());
+    let _teardown = lab::DownOnDrop(name.clone());
     let dir = tempfile::tempdir().unwrap();
     let manifests = dir.path().join("demo");
     copy_dir(

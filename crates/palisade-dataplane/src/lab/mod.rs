@@ -341,6 +341,17 @@ impl Lab {
     }
 }
 
+/// Removes lab `.0` when dropped, so a test or benchmark that fails still leaves nothing behind.
+pub struct DownOnDrop(pub String);
+
+impl Drop for DownOnDrop {
+    fn drop(&mut self) {
+        if let Err(e) = Lab::down(&self.0) {
+            eprintln!("lab {} teardown: {e}", self.0);
+        }
+    }
+}
+
 /// True if process `pid` exists and has not exited (a zombie waiting to be reaped counts as gone).
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
