@@ -10,6 +10,7 @@
 mod diagnostic;
 mod document;
 mod loader;
+pub mod logging;
 mod objects;
 pub mod selector;
 mod state;

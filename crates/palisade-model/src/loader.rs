@@ -1,6 +1,7 @@
 //! Loading manifests from files, folders and standard input into a [`ClusterState`].
 
 use crate::diagnostic::{Diagnostic, Origin, Severity};
+use crate::logging::LoggingConfig;
 use crate::objects::{labels_of, object_id, Loaded, Objects};
 use crate::state::{
     ClusterState, ContainerPortInfo, NamespaceInfo, OwnerRef, PodInfo, PolicyInfo, ServiceInfo,
@@ -178,7 +179,16 @@ impl Loader {
                 origin: p.origin.clone(),
             })
             .collect();
-        let state = ClusterState::new(namespaces, pods, services, policies);
+        let mut state = ClusterState::new(namespaces, pods, services, policies);
+        state.network_logging = match (
+            objects.network_logging.first(),
+            objects.invalid_network_logging,
+        ) {
+            // A valid `default` wins over rejected objects of other names.
+            (Some(nl), _) => LoggingConfig::Valid(nl.object.spec.cluster),
+            (None, Some(reason)) => LoggingConfig::Invalid(reason),
+            (None, None) => LoggingConfig::Absent,
+        };
         (state, self.diagnostics)
     }
 

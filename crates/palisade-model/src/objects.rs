@@ -3,6 +3,7 @@
 
 use crate::diagnostic::{Diagnostic, Origin, Severity};
 use crate::document::Document;
+use crate::logging::{self, NetworkLogging};
 use crate::validate::{self, Issues};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
@@ -72,6 +73,10 @@ pub(crate) struct Objects {
     pub services: Vec<Loaded<Service>>,
     pub policies: Vec<Loaded<NetworkPolicy>>,
     pub workloads: Vec<Loaded<Workload>>,
+    /// Valid `NetworkLogging` objects (at most one: `default`).
+    pub network_logging: Vec<Loaded<NetworkLogging>>,
+    /// Why the first rejected `NetworkLogging` was rejected, with its place.
+    pub invalid_network_logging: Option<String>,
     /// `Kind ns/name` → index in its vector.
     seen: HashMap<String, usize>,
     /// Later definitions replace earlier ones instead of being rejected.
@@ -121,6 +126,7 @@ impl Objects {
             "NetworkPolicy" => "networking.k8s.io/v1",
             "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => "apps/v1",
             "Job" | "CronJob" => "batch/v1",
+            "NetworkLogging" => logging::API_VERSION,
             _ => {
                 diags.push(Diagnostic::new(
                     Severity::Info,
@@ -131,7 +137,7 @@ impl Objects {
             }
         };
         let name = str_at(&value, &["metadata", "name"]).unwrap_or("<unnamed>");
-        let namespaced = kind != "Namespace";
+        let namespaced = !matches!(kind.as_str(), "Namespace" | "NetworkLogging");
         let namespace = namespaced.then(|| {
             str_at(&value, &["metadata", "namespace"])
                 .filter(|ns| !ns.is_empty())
@@ -149,6 +155,30 @@ impl Objects {
             return;
         }
         let mut ctx = Ctx { origin, id, diags };
+        if kind == "NetworkLogging" {
+            let Some(nl) = ctx.decode::<NetworkLogging>(value) else {
+                self.invalid_network_logging.get_or_insert_with(|| {
+                    format!("{} at {}: cannot be decoded", ctx.id, ctx.origin)
+                });
+                return;
+            };
+            let issues = logging::validate(&nl);
+            if let Some(issue) = issues.0.iter().find(|i| i.severity == Severity::Error) {
+                self.invalid_network_logging.get_or_insert_with(|| {
+                    format!(
+                        "{} at {}: {}: {}",
+                        ctx.id, ctx.origin, issue.field, issue.message
+                    )
+                });
+            }
+            return ctx.add(
+                &mut self.seen,
+                &mut self.network_logging,
+                nl,
+                issues,
+                self.replace_duplicates,
+            );
+        }
         match kind.as_str() {
             "Namespace" => {
                 if let Some(ns) = ctx.decode::<Namespace>(value) {

@@ -1,6 +1,7 @@
 //! The indexed cluster snapshot every other part of Palisade reads.
 
 use crate::diagnostic::Origin;
+use crate::logging::LoggingConfig;
 use crate::Protocol;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -150,6 +151,8 @@ pub struct ClusterState {
     pub services: Vec<ServiceInfo>,
     /// NetworkPolicies sorted by namespace, then name.
     pub policies: Vec<PolicyInfo>,
+    /// The `NetworkLogging` configuration.
+    pub network_logging: LoggingConfig,
     namespace_index: HashMap<String, usize>,
     pod_index: HashMap<(String, String), usize>,
     ip_index: HashMap<IpAddr, usize>,
@@ -214,6 +217,7 @@ impl ClusterState {
             pods,
             services,
             policies,
+            network_logging: LoggingConfig::Absent,
             namespace_index,
             pod_index,
             ip_index,

@@ -1807,3 +1807,92 @@ fn unknown_fields_are_warned_about_with_their_path() {
         .iter()
         .all(|d| d.severity != palisade_model::Severity::Error));
 }
+
+// ---------------------------------------------------------------------------------------------
+// NetworkLogging
+
+fn network_logging(name: &str, allow: &str, deny: &str) -> String {
+    format!(
+        "apiVersion: networking.gke.io/v1alpha1\nkind: NetworkLogging\nmetadata: {{name: {name}}}\n\
+         spec:\n  cluster:\n    allow: {allow}\n    deny: {deny}\n"
+    )
+}
+
+#[test]
+fn network_logging_absent_valid_and_invalid() {
+    use palisade_model::logging::{LogAction, LoggingConfig, LoggingSwitches};
+    assert_eq!(load_ok("").network_logging, LoggingConfig::Absent);
+    let on = network_logging(
+        "default",
+        "{log: true, delegate: true}",
+        "{log: true, delegate: false}",
+    );
+    assert_eq!(
+        load_ok(&on).network_logging,
+        LoggingConfig::Valid(LoggingSwitches {
+            allow: LogAction {
+                log: true,
+                delegate: true
+            },
+            deny: LogAction {
+                log: true,
+                delegate: false
+            },
+        })
+    );
+    // Unknown extra fields are accepted (and pointed out).
+    let extra = format!("{on}  extra: {{x: 1}}\n");
+    let (state, diags) = load(&extra);
+    assert!(matches!(state.network_logging, LoggingConfig::Valid(_)));
+    assert!(errors(&diags).is_empty(), "{diags:#?}");
+
+    let cases = [
+        (
+            network_logging("other", "{log: true}", "{log: true}"),
+            "metadata.name",
+        ),
+        (
+            network_logging("default", "{log: false, delegate: true}", "{log: true}"),
+            "spec.cluster.allow.delegate",
+        ),
+        (
+            network_logging("default", "{log: \"yes\"}", "{log: true}"),
+            "spec.cluster.allow.log",
+        ),
+        (
+            "apiVersion: networking.gke.io/v1\nkind: NetworkLogging\nmetadata: {name: default}\n"
+                .into(),
+            "apiVersion",
+        ),
+    ];
+    for (text, field) in cases {
+        let (state, diags) = load(&text);
+        let errs = errors(&diags);
+        assert!(
+            errs.iter().any(|d| d.field.as_deref() == Some(field)
+                && d.object.as_deref()
+                    == Some(if field == "metadata.name" {
+                        "NetworkLogging other"
+                    } else {
+                        "NetworkLogging default"
+                    })),
+            "{field}: {errs:#?}"
+        );
+        if field != "apiVersion" {
+            assert!(
+                matches!(&state.network_logging, LoggingConfig::Invalid(r) if r.contains("t.yaml")),
+                "{field}: {:?}",
+                state.network_logging
+            );
+        }
+    }
+    // A valid default wins over a misnamed one.
+    let both = format!(
+        "{}---\n{on}",
+        network_logging("other", "{log: true}", "{log: true}")
+    );
+    assert!(matches!(
+        load(&both).0.network_logging,
+        LoggingConfig::Valid(s) if s.allow.delegate
+    ));
+}

@@ -1,0 +1,152 @@
+//! The `NetworkLogging` object of GKE Dataplane V2 (`networking.gke.io/v1alpha1`, cluster-scoped,
+//! exactly one, named `default`): the cluster-wide switches of policy action logging, and the two
+//! delegation annotations. Not part of the Kubernetes API, so the type is defined here, shaped like the
+//! CRD; unknown extra fields are accepted and ignored (reported as warnings, like other kinds).
+
+use crate::validate::Issues;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The `apiVersion` of `NetworkLogging`.
+pub const API_VERSION: &str = "networking.gke.io/v1alpha1";
+/// The only name a `NetworkLogging` may have.
+pub const NAME: &str = "default";
+/// Policy annotation that opts a policy's allowed connections into logging when `allow.delegate`.
+pub const POLICY_ANNOTATION: &str = "policy.network.gke.io/enable-logging";
+/// Namespace annotation that opts its pods' denied connections into logging when `deny.delegate`.
+pub const NAMESPACE_ANNOTATION: &str = "policy.network.gke.io/enable-deny-logging";
+
+/// True when `annotations` holds `key` with exactly the value `"true"` (the only value that counts).
+pub fn annotation_enabled(annotations: &BTreeMap<String, String>, key: &str) -> bool {
+    annotations.get(key).is_some_and(|v| v == "true")
+}
+
+/// A `NetworkLogging` object.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+pub struct NetworkLogging {
+    /// `networking.gke.io/v1alpha1`.
+    #[serde(rename = "apiVersion", default)]
+    pub api_version: String,
+    /// `NetworkLogging`.
+    #[serde(default)]
+    pub kind: String,
+    /// Standard object metadata; the name must be `default`.
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    /// The switches.
+    #[serde(default)]
+    pub spec: NetworkLoggingSpec,
+}
+
+/// `spec` of a `NetworkLogging`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct NetworkLoggingSpec {
+    /// Cluster-wide switches.
+    #[serde(default)]
+    pub cluster: LoggingSwitches,
+}
+
+/// `spec.cluster`: what to log for allowed and for denied connections.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct LoggingSwitches {
+    /// Allowed connections.
+    #[serde(default)]
+    pub allow: LogAction,
+    /// Denied connections.
+    #[serde(default)]
+    pub deny: LogAction,
+}
+
+/// One disposition's switches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct LogAction {
+    /// Log connections of this disposition.
+    #[serde(default)]
+    pub log: bool,
+    /// Log only those the delegation annotations opt in (needs `log: true`).
+    #[serde(default)]
+    pub delegate: bool,
+}
+
+/// The cluster's logging configuration as read from the manifests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum LoggingConfig {
+    /// No `NetworkLogging`: all logging off.
+    #[default]
+    Absent,
+    /// A valid `NetworkLogging default`.
+    Valid(LoggingSwitches),
+    /// A `NetworkLogging` was given but is invalid: consumers keep their previous configuration.
+    Invalid(String),
+}
+
+/// Checks a `NetworkLogging`: the name is `default`; `delegate: true` needs `log: true`.
+pub fn validate(nl: &NetworkLogging) -> Issues {
+    let mut issues = Issues::default();
+    let name = nl.metadata.name.as_deref().unwrap_or_default();
+    if name != NAME {
+        issues.error(
+            "metadata.name",
+            format!("a NetworkLogging must be named {NAME:?}, not {name:?}; there is exactly one per cluster"),
+        );
+    }
+    let switches = &nl.spec.cluster;
+    for (field, action) in [("allow", switches.allow), ("deny", switches.deny)] {
+        if action.delegate && !action.log {
+            issues.error(
+                format!("spec.cluster.{field}.delegate"),
+                "delegate: true needs log: true (delegation narrows logging that is on); set log: true, or delegate: false to log nothing",
+            );
+        }
+    }
+    issues
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(name: &str, allow: (bool, bool), deny: (bool, bool)) -> NetworkLogging {
+        let action = |(log, delegate)| LogAction { log, delegate };
+        NetworkLogging {
+            api_version: API_VERSION.into(),
+            kind: "NetworkLogging".into(),
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            spec: NetworkLoggingSpec {
+                cluster: LoggingSwitches {
+                    allow: action(allow),
+                    deny: action(deny),
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn the_four_combinations_and_the_name() {
+        for (allow, deny, errors) in [
+            ((false, false), (false, false), 0),
+            ((true, false), (true, true), 0),
+            ((false, true), (true, false), 1),
+            ((false, true), (false, true), 2),
+        ] {
+            let issues = validate(&object("default", allow, deny));
+            assert_eq!(issues.0.len(), errors, "{allow:?} {deny:?}: {issues:?}");
+        }
+        let issues = validate(&object("other", (true, false), (true, false)));
+        assert_eq!(issues.0[0].field, "metadata.name");
+    }
+
+    #[test]
+    fn only_exactly_true_counts() {
+        let mut a = BTreeMap::new();
+        for (value, on) in [("true", true), ("True", false), ("yes", false), ("", false)] {
+            a.insert(POLICY_ANNOTATION.to_string(), value.to_string());
+            assert_eq!(annotation_enabled(&a, POLICY_ANNOTATION), on, "{value}");
+        }
+        assert!(!annotation_enabled(&BTreeMap::new(), POLICY_ANNOTATION));
+    }
+}
