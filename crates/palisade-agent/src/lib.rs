@@ -2,6 +2,8 @@
 //! compiles it with the policy engine and keeps the kernel in step — one atomic ruleset replacement per
 //! change, and the last good state kept whenever a new one cannot be built or applied.
 
+pub mod metrics;
+pub mod policy_log;
 mod reconcile;
 mod watch;
 

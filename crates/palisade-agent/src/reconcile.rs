@@ -1,9 +1,11 @@
 //! One reconcile pass: manifests → cluster state → engine → ruleset → kernel.
 
+use crate::metrics::Metrics;
+use crate::policy_log::PolicyLogger;
 use palisade_model::{Loader, Severity};
 use palisade_policy::Engine;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// What a pass did.
@@ -27,6 +29,8 @@ pub struct Reconciler {
     manifests: PathBuf,
     netns: Option<String>,
     applied: Option<String>,
+    logger: Option<Arc<Mutex<PolicyLogger>>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Reconciler {
@@ -36,6 +40,28 @@ impl Reconciler {
             manifests,
             netns,
             applied: None,
+            logger: None,
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+
+    /// Records apply latency and failures in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Hands every engine whose ruleset the kernel holds (and its `NetworkLogging` configuration)
+    /// to `logger`, which attributes verdict events with it.
+    pub fn with_logger(mut self, logger: Arc<Mutex<PolicyLogger>>) -> Self {
+        self.logger = Some(logger);
+        self
+    }
+
+    fn publish(&self, engine: &Arc<Engine>) {
+        if let Some(logger) = &self.logger {
+            let mut logger = logger.lock().unwrap_or_else(|e| e.into_inner());
+            logger.set_engine(engine.clone());
         }
     }
 
@@ -63,11 +89,14 @@ impl Reconciler {
                 self.manifests.display()
             );
             tracing::error!("{reason}");
+            self.metrics.apply_failures.inc();
             return Outcome::Failed(reason);
         }
-        let engine = Engine::new(Arc::new(state));
+        let engine = Arc::new(Engine::new(Arc::new(state)));
         let script = palisade_dataplane::render(&engine);
         if self.applied.as_deref() == Some(script.as_str()) {
+            // Annotations and NetworkLogging do not change the ruleset but may change logging.
+            self.publish(&engine);
             return Outcome::Unchanged;
         }
         match palisade_dataplane::apply(&script, self.netns.as_deref()) {
@@ -82,10 +111,13 @@ impl Reconciler {
                     "ruleset applied"
                 );
                 self.applied = Some(script);
+                self.metrics.apply_seconds.observe(elapsed.as_secs_f64());
+                self.publish(&engine);
                 Outcome::Applied { rejected, elapsed }
             }
             Err(e) => {
                 tracing::error!("{e}; the kernel keeps the previous ruleset");
+                self.metrics.apply_failures.inc();
                 Outcome::Failed(e.to_string())
             }
         }

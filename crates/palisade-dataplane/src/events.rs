@@ -10,7 +10,7 @@ use palisade_policy::Direction;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// The NFLOG group the rules log to.
 pub const NFLOG_GROUP: u16 = 100;
@@ -134,6 +134,7 @@ pub struct EventReader {
     fd: OwnedFd,
     buf: Vec<u8>,
     pending: std::collections::VecDeque<VerdictEvent>,
+    overruns: u64,
 }
 
 fn attr(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {
@@ -164,7 +165,9 @@ impl EventReader {
             fd,
             buf: vec![0; 1 << 16],
             pending: Default::default(),
+            overruns: 0,
         };
+        reader.grow_buffer();
         reader.config(&[(NFULA_CFG_CMD, vec![NFULNL_CFG_CMD_BIND])])?;
         let mut mode = 128u32.to_be_bytes().to_vec(); // copy the first 128 bytes of each packet
         mode.extend_from_slice(&[NFULNL_COPY_PACKET, 0]);
@@ -223,15 +226,63 @@ impl EventReader {
         }
     }
 
-    /// Blocks until the next verdict event.
-    pub fn next_event(&mut self) -> io::Result<VerdictEvent> {
+    /// Asks for a 4 MiB receive buffer so that bursts are not lost (beyond `rmem_max` when allowed).
+    fn grow_buffer(&self) {
+        let size: libc::c_int = 4 << 20;
+        for option in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+            // SAFETY: setsockopt with a pointer to a live c_int and its size.
+            let rc = unsafe {
+                libc::setsockopt(
+                    self.fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    option,
+                    (&size as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if rc == 0 {
+                return;
+            }
+        }
+    }
+
+    /// The next verdict event; `None` when `timeout` passes first (`None` timeout: wait forever).
+    /// When the kernel had to drop events because the socket buffer was full, reading goes on and
+    /// [`EventReader::overruns`] counts it.
+    pub fn next_event(&mut self, timeout: Option<Duration>) -> io::Result<Option<VerdictEvent>> {
         loop {
             if let Some(e) = self.pending.pop_front() {
-                return Ok(e);
+                return Ok(Some(e));
             }
-            let n = self.recv()?;
-            self.parse(n);
+            let mut poll = libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
+            // SAFETY: poll on one valid, live pollfd.
+            match unsafe { libc::poll(&mut poll, 1, ms) } {
+                0 => return Ok(None),
+                n if n < 0 => {
+                    let e = io::Error::last_os_error();
+                    if e.kind() == io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    return Err(e);
+                }
+                _ => {}
+            }
+            match self.recv() {
+                Ok(n) => self.parse(n),
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => self.overruns += 1,
+                Err(e) => return Err(e),
+            }
         }
+    }
+
+    /// How many times the kernel dropped events because they were not read fast enough.
+    pub fn overruns(&self) -> u64 {
+        self.overruns
     }
 
     fn parse(&mut self, n: usize) {

@@ -53,7 +53,7 @@ fn allowed_and_dropped_first_packets_are_reported() {
         .expect("NFLOG bind");
     std::thread::spawn(move || {
         let mut reader = reader;
-        while let Ok(e) = reader.next_event() {
+        while let Ok(Some(e)) = reader.next_event(None) {
             if tx.send(e).is_err() {
                 break;
             }

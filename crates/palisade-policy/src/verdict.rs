@@ -180,35 +180,38 @@ impl Engine {
 
     /// The verdict for `flow`, with reasons for both directions.
     pub fn verdict(&self, flow: &Flow) -> Verdict {
-        let src = self.resolve(flow.src);
-        let dst = self.resolve(flow.dst);
-        let same_pod = matches!((src.pod, dst.pod), (Some((a, _)), Some((b, _))) if a == b);
-        let node = node_local(&src, &dst).or_else(|| node_local(&dst, &src));
-        let side = |direction, enforcing: &Resolved, peer: &Resolved| {
-            let pod = enforcing.pod.map(|(_, p)| p.key());
-            let decision = if same_pod {
-                Decision::Unenforced {
-                    reason: "a pod may always reach itself".into(),
-                }
-            } else if let Some(reason) = &node {
-                Decision::Unenforced {
-                    reason: reason.clone(),
-                }
-            } else {
-                self.decide(direction, enforcing, peer, flow.port, flow.protocol)
-            };
-            Side {
-                direction,
-                pod,
-                decision,
-            }
-        };
-        let egress = side(Direction::Egress, &src, &dst);
-        let ingress = side(Direction::Ingress, &dst, &src);
+        let egress = self.side(Direction::Egress, flow);
+        let ingress = self.side(Direction::Ingress, flow);
         Verdict {
             allowed: egress.decision.allows() && ingress.decision.allows(),
             egress,
             ingress,
+        }
+    }
+
+    /// One direction's side of the verdict for `flow`: the source's egress or the destination's
+    /// ingress (what a verdict event from that side is attributed to).
+    pub fn side(&self, direction: Direction, flow: &Flow) -> Side {
+        let src = self.resolve(flow.src);
+        let dst = self.resolve(flow.dst);
+        let (enforcing, peer) = match direction {
+            Direction::Egress => (&src, &dst),
+            Direction::Ingress => (&dst, &src),
+        };
+        let same_pod = matches!((src.pod, dst.pod), (Some((a, _)), Some((b, _))) if a == b);
+        let decision = if same_pod {
+            Decision::Unenforced {
+                reason: "a pod may always reach itself".into(),
+            }
+        } else if let Some(reason) = node_local(&src, &dst).or_else(|| node_local(&dst, &src)) {
+            Decision::Unenforced { reason }
+        } else {
+            self.decide(direction, enforcing, peer, flow.port, flow.protocol)
+        };
+        Side {
+            direction,
+            pod: enforcing.pod.map(|(_, p)| p.key()),
+            decision,
         }
     }
 

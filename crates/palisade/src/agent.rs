@@ -1,9 +1,15 @@
 //! `palisade agent`.
 
 use crate::exit;
+use palisade_agent::metrics::Metrics;
+use palisade_agent::policy_log::{self, Limits, PolicyLogger};
 use palisade_agent::{Outcome, Reconciler};
+use palisade_dataplane::events::EventReader;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Arguments of `palisade agent`.
 #[derive(clap::Args, Debug)]
@@ -14,39 +20,175 @@ pub struct Args {
     /// Network namespace to enforce in (default: the agent's own).
     #[arg(long, value_name = "NAME")]
     netns: Option<String>,
-    /// Apply once and exit (no watching).
+    /// Apply once and exit (no watching, no logging).
     #[arg(long)]
     once: bool,
     /// Print the nftables ruleset instead of applying it.
     #[arg(long)]
     dry_run: bool,
-    /// Print every verdict event (first packet of each new connection at an isolated pod, allowed or
-    /// dropped) to stdout as a JSON line.
-    #[arg(long)]
-    events: bool,
+    #[command(flatten)]
+    logging: LogArgs,
 }
 
-/// Runs the agent. Exit 2 if the first ruleset cannot be applied with `--once`.
+/// Policy action logging and metrics options, shared by `agent` and `lab up`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LogArgs {
+    /// The policy action log (JSON lines); default /var/log/network/policy_action.log (for a lab:
+    /// in its state folder).
+    #[arg(long, value_name = "PATH")]
+    pub policy_log: Option<PathBuf>,
+    /// The node name written into records (default: the host name).
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9090).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Deny aggregation window (e.g. 5s, 500ms, 1m).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub deny_aggregation_window: Duration,
+    /// Deny aggregation keys open at most; denials of new flows beyond are dropped and counted.
+    #[arg(long, value_name = "N", default_value_t = 3000)]
+    pub deny_aggregation_max_keys: usize,
+    /// Records written per second at most; the excess is dropped and counted.
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    pub policy_log_rate: u32,
+    /// Records written at once at most (token bucket size).
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    pub policy_log_burst: u32,
+    /// Rotate the log when it reaches this size (e.g. 10MiB, 500k, 1048576).
+    #[arg(long, value_name = "SIZE", default_value = "10MiB", value_parser = parse_size)]
+    pub policy_log_max_size: u64,
+    /// Rotated log files kept.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub policy_log_max_files: usize,
+}
+
+impl LogArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            aggregation_window: self.deny_aggregation_window,
+            max_open_keys: self.deny_aggregation_max_keys,
+            records_per_second: self.policy_log_rate,
+            burst: self.policy_log_burst,
+            max_file_bytes: self.policy_log_max_size,
+            max_files: self.policy_log_max_files,
+        }
+    }
+
+    /// The same options as command-line arguments, to start an agent with them.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(p) = &self.policy_log {
+            out.extend(["--policy-log".into(), p.display().to_string()]);
+        }
+        if let Some(n) = &self.node_name {
+            out.extend(["--node-name".into(), n.clone()]);
+        }
+        if let Some(a) = &self.metrics_addr {
+            out.extend(["--metrics-addr".into(), a.to_string()]);
+        }
+        out.extend([
+            "--deny-aggregation-window".into(),
+            format!("{}ms", self.deny_aggregation_window.as_millis()),
+            "--deny-aggregation-max-keys".into(),
+            self.deny_aggregation_max_keys.to_string(),
+            "--policy-log-rate".into(),
+            self.policy_log_rate.to_string(),
+            "--policy-log-burst".into(),
+            self.policy_log_burst.to_string(),
+            "--policy-log-max-size".into(),
+            self.policy_log_max_size.to_string(),
+            "--policy-log-max-files".into(),
+            self.policy_log_max_files.to_string(),
+        ]);
+        out
+    }
+}
+
+/// `5s`, `500ms`, `1m`, `2h`, or plain seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration; use e.g. 5s, 500ms, 1m"))?;
+    let ms = match unit {
+        "ms" => n,
+        "" | "s" => n * 1000,
+        "m" => n * 60_000,
+        "h" => n * 3_600_000,
+        _ => return Err(format!("unknown unit in {s:?}; use ms, s, m or h")),
+    };
+    if ms == 0 {
+        return Err("must be longer than 0".into());
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+/// Bytes, with an optional `k`/`KiB`, `M`/`MiB` or `G`/`GiB` suffix (powers of 1024).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size; use e.g. 10MiB, 500k, 1048576"))?;
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" | "kb" => 10,
+        "m" | "mib" | "mb" => 20,
+        "g" | "gib" | "gb" => 30,
+        _ => return Err(format!("unknown unit in {s:?}; use k, MiB or GiB")),
+    };
+    match n.checked_shl(shift) {
+        Some(bytes) if bytes > 0 && bytes >> shift == n => Ok(bytes),
+        _ => Err(format!("{s:?} is out of range")),
+    }
+}
+
+/// The host name (for records' `node_name`).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Runs the agent. Exit 2 if the first ruleset cannot be applied with `--once`, or if logging or
+/// metrics cannot be set up.
 pub fn run(args: Args) -> u8 {
     if args.dry_run {
         let loaded = crate::input::load_paths(std::slice::from_ref(&args.manifests), 0);
-        let engine = palisade_policy::Engine::new(std::sync::Arc::new(loaded.state));
+        let engine = palisade_policy::Engine::new(Arc::new(loaded.state));
         print!("{}", palisade_dataplane::render(&engine));
         return exit::OK;
     }
-    let mut reconciler = Reconciler::new(args.manifests.clone(), args.netns.clone());
+    let metrics = Arc::new(Metrics::new());
+    let mut reconciler =
+        Reconciler::new(args.manifests.clone(), args.netns.clone()).with_metrics(metrics.clone());
     if args.once {
         return match reconciler.reconcile() {
             Outcome::Failed(_) => exit::INVALID,
             _ => exit::OK,
         };
     }
-    if args.events {
-        if let Err(e) = print_events(args.netns.clone()) {
-            eprintln!("error: reading verdict events: {e}");
-            return exit::INVALID;
+    if let Some(addr) = args.logging.metrics_addr {
+        match palisade_agent::metrics::serve(addr, metrics.clone()) {
+            Ok(bound) => tracing::info!("metrics at http://{bound}/metrics"),
+            Err(e) => {
+                eprintln!("error: serving metrics on {addr}: {e}");
+                return exit::INVALID;
+            }
         }
     }
+    let logger = match start_logging(&args, metrics.clone()) {
+        Ok(logger) => logger,
+        Err(e) => {
+            eprintln!("error: policy action logging: {e}");
+            return exit::INVALID;
+        }
+    };
+    let mut reconciler = reconciler.with_logger(logger);
     let stop = AtomicBool::new(false);
     match palisade_agent::run(&mut reconciler, &args.manifests, &stop) {
         Ok(()) => exit::OK,
@@ -57,31 +199,52 @@ pub fn run(args: Args) -> u8 {
     }
 }
 
-/// Starts a thread that prints verdict events as JSON lines.
-fn print_events(netns: Option<String>) -> std::io::Result<()> {
-    use palisade_dataplane::events::EventReader;
-    let mut reader = match &netns {
+/// Opens the policy action log and starts the thread that feeds it from the kernel's verdict events.
+fn start_logging(args: &Args, metrics: Arc<Metrics>) -> std::io::Result<Arc<Mutex<PolicyLogger>>> {
+    let opts = &args.logging;
+    let path = opts
+        .policy_log
+        .clone()
+        .unwrap_or_else(|| policy_log::DEFAULT_PATH.into());
+    let node = opts.node_name.clone().unwrap_or_else(host_name);
+    let logger = PolicyLogger::new(&path, &node, &opts.limits(), metrics.clone())
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    tracing::info!(path = %path.display(), node, "policy action log");
+    let logger = Arc::new(Mutex::new(logger));
+    let reader = match &args.netns {
         Some(ns) => palisade_dataplane::lab::in_netns(ns, EventReader::open)
             .join()
             .map_err(|_| std::io::Error::other("event reader thread panicked"))???,
         None => EventReader::open()?,
     };
+    let shared = logger.clone();
     std::thread::spawn(move || {
-        while let Ok(e) = reader.next_event() {
-            let time = e
-                .time
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
-            let line = serde_json::json!({
-                "time_unix_ns": time.as_nanos() as u64,
-                "direction": e.direction.as_str(),
-                "disposition": if e.allowed { "allow" } else { "deny" },
-                "protocol": e.protocol.as_str().to_ascii_lowercase(),
-                "src_ip": e.src, "src_port": e.src_port,
-                "dest_ip": e.dst, "dest_port": e.dst_port,
-            });
-            println!("{line}");
+        let stop = AtomicBool::new(false);
+        if let Err(e) = policy_log::run(reader, &shared, &metrics, &stop) {
+            tracing::error!("reading verdict events: {e}; policy action logging stopped");
         }
     });
-    Ok(())
+    Ok(logger)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5 s").is_err());
+        assert!(parse_duration("fast").is_err());
+        assert_eq!(parse_size("10MiB"), Ok(10 << 20));
+        assert_eq!(parse_size("500k"), Ok(500 << 10));
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("10TB").is_err());
+        assert!(parse_size("99999999999999G").is_err());
+    }
 }

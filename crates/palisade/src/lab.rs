@@ -1,5 +1,6 @@
 //! `palisade lab`: pods as network namespaces, real packets, the agent enforcing.
 
+use crate::agent::LogArgs;
 use crate::exit;
 use crate::input;
 use palisade_analyze::{default_probes, render, Format, Grid, Matrix, Probe};
@@ -29,6 +30,8 @@ enum LabCommand {
         /// Manifests folder (watched by the agent: edit a policy, the kernel follows).
         #[arg(short = 'f', long = "filename", value_name = "DIR")]
         dir: PathBuf,
+        #[command(flatten)]
+        logging: LogArgs,
     },
     /// Remove everything the lab created (namespaces, links, processes), and nothing else.
     Down,
@@ -69,7 +72,7 @@ pub fn run(args: Args, verbose: u8) -> u8 {
         return exit::INVALID;
     }
     let result = match args.command {
-        LabCommand::Up { dir } => up(&args.name, &dir, verbose),
+        LabCommand::Up { dir, logging } => up(&args.name, &dir, logging, verbose),
         LabCommand::Down => Lab::down(&args.name).map(|_| {
             println!("lab {} removed", args.name);
             exit::OK
@@ -117,13 +120,23 @@ fn spawn_background(args: &[&str], log: &Path) -> Result<u32> {
     Ok(child.id())
 }
 
-fn up(name: &str, dir: &Path, verbose: u8) -> Result<u8> {
+/// The lab's policy action log unless `--policy-log` says otherwise: beside its other logs, so that
+/// `lab down` removes it with them.
+pub fn default_policy_log(name: &str) -> PathBuf {
+    lab::state_dir().join(format!("lab-{name}-policy_action.log"))
+}
+
+fn up(name: &str, dir: &Path, mut logging: LogArgs, verbose: u8) -> Result<u8> {
     let dir = std::fs::canonicalize(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
     let loaded = input::load_paths(std::slice::from_ref(&dir), verbose);
     let mut lab = Lab::plan(name, &loaded.state);
     lab.manifests = Some(dir.clone());
     lab.create()?;
     let services = lab::plan_services(&loaded.state);
+    logging
+        .policy_log
+        .get_or_insert_with(|| default_policy_log(name));
+    logging.node_name.get_or_insert_with(|| lab.node.clone());
     let started = (|| -> Result<()> {
         lab.install_services(&services)?;
         let logs = lab::state_dir();
@@ -135,17 +148,19 @@ fn up(name: &str, dir: &Path, verbose: u8) -> Result<u8> {
         lab.save()?;
         let agent_log = logs.join(format!("lab-{name}-agent.log"));
         let dir_text = dir.to_string_lossy().to_string();
-        lab.processes.push(spawn_background(
-            &[
-                "-v",
-                "agent",
-                "--manifests",
-                &dir_text,
-                "--netns",
-                &lab.node,
-            ],
-            &agent_log,
-        )?);
+        let mut args: Vec<String> = [
+            "-v",
+            "agent",
+            "--manifests",
+            &dir_text,
+            "--netns",
+            &lab.node,
+        ]
+        .map(String::from)
+        .into();
+        args.extend(logging.to_args());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        lab.processes.push(spawn_background(&args, &agent_log)?);
         lab.save()?;
         wait_for(Duration::from_secs(10), "the agent's first ruleset", || {
             table_present(&lab.node)
@@ -182,6 +197,12 @@ fn up(name: &str, dir: &Path, verbose: u8) -> Result<u8> {
         );
     }
     println!("logs: {}/lab-{name}-*.log", lab::state_dir().display());
+    if let Some(path) = &logging.policy_log {
+        println!("policy action log: {}", path.display());
+    }
+    if let Some(addr) = &logging.metrics_addr {
+        println!("metrics: http://{addr}/metrics");
+    }
     if loaded.rejected {
         Ok(exit::INVALID)
     } else {

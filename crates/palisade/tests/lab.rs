@@ -6,44 +6,12 @@ use palisade_dataplane::lab::{self, in_netns, Lab};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-fn palisade(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(args)
-        .output()
-        .expect("run palisade")
-}
+mod support;
 
-/// Can `pod` open a TCP connection to `target` (a name resolved in the pod, or an address)?
-fn connects(lab: &str, pod: &str, target: &str, port: u16) -> bool {
-    let script = format!("echo > /dev/tcp/{target}/{port}");
-    let out = palisade(&[
-        "lab", "--name", lab, "exec", pod, "--", "timeout", "0.3", "bash", "-c", &script,
-    ]);
-    out.status.success()
-}
-
-/// Polls `f` every 20 ms for up to `limit`; returns how long it took to become true.
-fn within(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f() {
-            return Some(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
-}
+use support::{connects, demo_copy, palisade, pod, within};
 
 #[test]
 fn lab_end_to_end() {
@@ -51,14 +19,7 @@ fn lab_end_to_end() {
     let name = format!("e{}", std::process::id());
     let _teardown = lab::DownOnDrop(name.clone());
     let dir = tempfile::tempdir().unwrap();
-    let manifests = dir.path().join("demo");
-    copy_dir(
-        Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../examples/microservices-demo"
-        )),
-        &manifests,
-    );
+    let manifests = demo_copy(dir.path());
     let up = palisade(&[
         "lab",
         "--name",
@@ -73,17 +34,10 @@ fn lab_end_to_end() {
         String::from_utf8_lossy(&up.stderr)
     );
     let lab = Lab::load(&name).unwrap();
-    let pod = |prefix: &str| {
-        lab.pods
-            .iter()
-            .find(|p| p.key.starts_with(prefix))
-            .unwrap()
-            .clone()
-    };
     let (cart, rogue, redis) = (
-        pod("default/cartservice-"),
-        pod("default/rogue"),
-        pod("default/redis-cart-"),
+        pod(&lab, "default/cartservice-"),
+        pod(&lab, "default/rogue"),
+        pod(&lab, "default/redis-cart-"),
     );
 
     // Through the Service name (DNAT to the backend pod, policed on its IP and targetPort).

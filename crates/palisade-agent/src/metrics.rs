@@ -1,0 +1,167 @@
+//! The agent's Prometheus metrics (`prometheus-client`, OpenMetrics text) and the `/metrics` endpoint.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Labels of a verdict: the enforcing side, the outcome and the policy it is attributed to (empty
+/// for denials, which no single policy owns).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabels {
+    /// `ingress` or `egress`.
+    pub direction: String,
+    /// `allow` or `deny`.
+    pub disposition: String,
+    /// The enforcing pod's namespace.
+    pub namespace: String,
+    /// `namespace/name` of an allowing policy; empty for denials.
+    pub policy: String,
+}
+
+/// A single `reason` (or `event`) label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Why.
+    pub reason: String,
+}
+
+/// A `disposition` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DispositionLabel {
+    /// `allow` or `deny`.
+    pub disposition: String,
+}
+
+/// Every metric the agent exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Verdict events by direction, disposition, namespace and policy.
+    pub verdicts: Family<VerdictLabels, Counter>,
+    /// Records written to the policy action log, by disposition.
+    pub records: Family<DispositionLabel, Counter>,
+    /// Records not written: `rate_limit`, `aggregation_full`, `write_error`.
+    pub dropped: Family<ReasonLabel, Counter>,
+    /// Deny aggregation windows currently open.
+    pub open_keys: Gauge,
+    /// Times the kernel dropped verdict events the agent did not read fast enough.
+    pub events_lost: Counter,
+    /// `NetworkLogging` changes: `UpdateNetworkLogging` or `InvalidNetworkLogging`.
+    pub logging_config: Family<ReasonLabel, Counter>,
+    /// Seconds from reading the manifests to the kernel holding the new ruleset.
+    pub apply_seconds: Histogram,
+    /// Rulesets that could not be built or applied (the kernel kept the previous one).
+    pub apply_failures: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut m = Metrics {
+            registry: Registry::with_prefix("palisade"),
+            verdicts: Family::default(),
+            records: Family::default(),
+            dropped: Family::default(),
+            open_keys: Gauge::default(),
+            events_lost: Counter::default(),
+            logging_config: Family::default(),
+            apply_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            apply_failures: Counter::default(),
+        };
+        let registry = &mut m.registry;
+        registry.register(
+            "policy_verdicts",
+            "Verdict events (first packet of each new connection at an isolated pod)",
+            m.verdicts.clone(),
+        );
+        registry.register(
+            "policy_log_records",
+            "Records written to the policy action log",
+            m.records.clone(),
+        );
+        registry.register(
+            "policy_log_dropped",
+            "Policy action records dropped, by reason",
+            m.dropped.clone(),
+        );
+        registry.register(
+            "policy_log_open_aggregation_keys",
+            "Deny aggregation windows open",
+            m.open_keys.clone(),
+        );
+        registry.register(
+            "verdict_events_lost",
+            "Times the kernel dropped verdict events because the agent read too slowly",
+            m.events_lost.clone(),
+        );
+        registry.register(
+            "network_logging_config",
+            "NetworkLogging configuration events",
+            m.logging_config.clone(),
+        );
+        registry.register(
+            "ruleset_apply_seconds",
+            "Time from reading the cluster state to the kernel holding the new ruleset",
+            m.apply_seconds.clone(),
+        );
+        registry.register(
+            "ruleset_apply_failures",
+            "Rulesets that could not be built or applied",
+            m.apply_failures.clone(),
+        );
+        m
+    }
+
+    /// Counts one record `reason` in `family`.
+    pub fn inc(family: &Family<ReasonLabel, Counter>, reason: &str) {
+        family
+            .get_or_create(&ReasonLabel {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    /// The metrics in OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// Serves `GET /metrics` on `addr` from a background thread; returns the bound address.
+pub fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<SocketAddr> {
+    let server = tiny_http::Server::http(addr).map_err(std::io::Error::other)?;
+    let bound = server
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| std::io::Error::other("metrics server is not on an IP address"))?;
+    std::thread::spawn(move || {
+        for request in server.incoming_requests() {
+            let response = if request.url() == "/metrics" {
+                let header = tiny_http::Header::from_bytes(
+                    "Content-Type",
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )
+                .expect("valid header");
+                tiny_http::Response::from_string(metrics.encode()).with_header(header)
+            } else {
+                tiny_http::Response::from_string("not found; metrics are at /metrics\n")
+                    .with_status_code(404)
+            };
+            let _ = request.respond(response);
+        }
+    });
+    Ok(bound)
+}

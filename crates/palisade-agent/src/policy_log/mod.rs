@@ -1,0 +1,376 @@
+//! Policy action logging, compatible with GKE Dataplane V2: verdict events from the kernel are decided
+//! on with the `NetworkLogging` switches and the delegation annotations, attributed to policies by the
+//! engine, deny-aggregated, rate-limited and written as JSON lines to a size-rotated file.
+//!
+//! Data flow per event: [`PolicyLogger::handle`] → (allow) record, or (deny) [`aggregate`] window →
+//! [`PolicyLogger::flush_due`] → [`bucket`] → [`rotate`] file. Everything dropped is counted in
+//! [`Metrics`].
+
+pub mod aggregate;
+pub mod bucket;
+pub mod record;
+pub mod rotate;
+
+use crate::metrics::{DispositionLabel, Metrics, VerdictLabels};
+use aggregate::{Added, DenyAggregator};
+use bucket::TokenBucket;
+use palisade_dataplane::events::{EventReader, VerdictEvent};
+use palisade_model::logging::{self, LoggingConfig, LoggingSwitches};
+use palisade_model::ClusterState;
+use palisade_policy::{Decision, Endpoint, Engine, Flow};
+use record::{Connection, Disposition, PolicyName, Record};
+use rotate::RotatingFile;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// The default policy action log.
+pub const DEFAULT_PATH: &str = "/var/log/network/policy_action.log";
+
+/// The pipeline's limits; the defaults are GKE's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Deny aggregation window.
+    pub aggregation_window: Duration,
+    /// Open deny aggregation keys at most; events for new keys beyond are dropped.
+    pub max_open_keys: usize,
+    /// Records written per second at most (token bucket rate).
+    pub records_per_second: u32,
+    /// Records written at once at most (token bucket size).
+    pub burst: u32,
+    /// Size at which the log file is rotated.
+    pub max_file_bytes: u64,
+    /// Rotated files kept.
+    pub max_files: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            aggregation_window: Duration::from_secs(5),
+            max_open_keys: 3000,
+            records_per_second: 500,
+            burst: 500,
+            max_file_bytes: 10 << 20,
+            max_files: 5,
+        }
+    }
+}
+
+/// What a new `NetworkLogging` configuration did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigChange {
+    /// Now in effect (`UpdateNetworkLogging`); a missing object turns everything off.
+    Updated(LoggingSwitches),
+    /// Rejected (`InvalidNetworkLogging`); the previous configuration stays.
+    Invalid(String),
+    /// Same as before.
+    Unchanged,
+}
+
+/// Node addresses by IP, from the pods' `status.hostIP` and `spec.nodeName`.
+fn node_index(state: &ClusterState) -> HashMap<IpAddr, String> {
+    state
+        .pods
+        .iter()
+        .filter_map(|p| Some((p.host_ip?, p.node_name.clone().unwrap_or_default())))
+        .collect()
+}
+
+/// Turns verdict events into policy action records.
+pub struct PolicyLogger {
+    node_name: String,
+    switches: LoggingSwitches,
+    engine: Option<Arc<Engine>>,
+    nodes: HashMap<IpAddr, String>,
+    aggregator: DenyAggregator,
+    bucket: TokenBucket,
+    file: RotatingFile,
+    write_failing: bool,
+    metrics: Arc<Metrics>,
+}
+
+impl PolicyLogger {
+    /// A logger writing to `path` as node `node_name`; all logging is off until a configuration
+    /// arrives with [`PolicyLogger::set_engine`].
+    pub fn new(
+        path: &Path,
+        node_name: &str,
+        limits: &Limits,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Self> {
+        Ok(PolicyLogger {
+            node_name: node_name.to_string(),
+            switches: LoggingSwitches::default(),
+            engine: None,
+            nodes: HashMap::new(),
+            aggregator: DenyAggregator::new(limits.aggregation_window, limits.max_open_keys),
+            bucket: TokenBucket::new(limits.records_per_second, limits.burst),
+            file: RotatingFile::open(path, limits.max_file_bytes, limits.max_files)?,
+            write_failing: false,
+            metrics,
+        })
+    }
+
+    /// The log file.
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    /// The switches in effect.
+    pub fn switches(&self) -> LoggingSwitches {
+        self.switches
+    }
+
+    /// Attributes later events with `engine` (the one whose ruleset the kernel holds) and applies its
+    /// `NetworkLogging` configuration.
+    pub fn set_engine(&mut self, engine: Arc<Engine>) -> ConfigChange {
+        self.nodes = node_index(engine.state());
+        let change = self.configure(&engine.state().network_logging);
+        self.engine = Some(engine);
+        change
+    }
+
+    fn configure(&mut self, config: &LoggingConfig) -> ConfigChange {
+        let switches = match config {
+            LoggingConfig::Absent => LoggingSwitches::default(),
+            LoggingConfig::Valid(s) => *s,
+            LoggingConfig::Invalid(reason) => {
+                Metrics::inc(&self.metrics.logging_config, "InvalidNetworkLogging");
+                tracing::error!(
+                    event = "InvalidNetworkLogging",
+                    "{reason}; the previous logging configuration stays in effect"
+                );
+                return ConfigChange::Invalid(reason.clone());
+            }
+        };
+        if switches == self.switches {
+            return ConfigChange::Unchanged;
+        }
+        self.switches = switches;
+        Metrics::inc(&self.metrics.logging_config, "UpdateNetworkLogging");
+        tracing::info!(
+            event = "UpdateNetworkLogging",
+            allow.log = switches.allow.log,
+            allow.delegate = switches.allow.delegate,
+            deny.log = switches.deny.log,
+            deny.delegate = switches.deny.delegate,
+            "policy action logging configured"
+        );
+        ConfigChange::Updated(switches)
+    }
+
+    /// Takes one verdict event: counts it, and logs it when the configuration says so (allow
+    /// records at once, denials into their aggregation window).
+    pub fn handle(&mut self, event: &VerdictEvent) {
+        let Some(engine) = self.engine.clone() else {
+            return;
+        };
+        let state = engine.state();
+        // Events for addresses that are not (or no longer) pods have nothing to attribute.
+        let Some(pod) = state.pod_by_ip(event.enforcing()).map(|i| &state.pods[i]) else {
+            return;
+        };
+        let labels = |disposition: Disposition, policy: String| VerdictLabels {
+            direction: event.direction.as_str().into(),
+            disposition: disposition.as_str().into(),
+            namespace: pod.namespace.clone(),
+            policy,
+        };
+        if event.allowed {
+            let flow = Flow {
+                src: Endpoint::Ip(event.src),
+                dst: Endpoint::Ip(event.dst),
+                port: event.dst_port,
+                protocol: event.protocol,
+            };
+            // Allowed because the pod is not isolated (or by a race with a new ruleset): no record.
+            let Decision::Allowed { by } = engine.side(event.direction, &flow).decision else {
+                return;
+            };
+            let mut policies: Vec<_> = by.into_iter().map(|r| r.policy).collect();
+            policies.dedup();
+            for p in &policies {
+                let policy = format!("{}/{}", p.namespace, p.name);
+                let counter = self
+                    .metrics
+                    .verdicts
+                    .get_or_create(&labels(Disposition::Allow, policy));
+                counter.inc();
+            }
+            let allow = self.switches.allow;
+            if !allow.log {
+                return;
+            }
+            if allow.delegate {
+                policies.retain(|p| {
+                    let i = state.policies.binary_search_by(|q| {
+                        (q.namespace.as_str(), q.name.as_str())
+                            .cmp(&(p.namespace.as_str(), p.name.as_str()))
+                    });
+                    i.ok().is_some_and(|i| {
+                        let annotations = &state.policies[i].policy.metadata.annotations;
+                        annotations.as_ref().is_some_and(|a| {
+                            logging::annotation_enabled(a, logging::POLICY_ANNOTATION)
+                        })
+                    })
+                });
+            }
+            if policies.is_empty() {
+                return;
+            }
+            let policies = policies
+                .into_iter()
+                .map(|p| PolicyName {
+                    name: p.name,
+                    namespace: p.namespace,
+                    kind: "NetworkPolicy",
+                })
+                .collect();
+            let record = self.record(state, event, Disposition::Allow, policies);
+            self.emit(record, event.time);
+        } else {
+            let counter = self
+                .metrics
+                .verdicts
+                .get_or_create(&labels(Disposition::Deny, String::new()));
+            counter.inc();
+            let deny = self.switches.deny;
+            let delegated = || {
+                state.namespace(&pod.namespace).is_some_and(|ns| {
+                    logging::annotation_enabled(&ns.annotations, logging::NAMESPACE_ANNOTATION)
+                })
+            };
+            if !deny.log || (deny.delegate && !delegated()) {
+                return;
+            }
+            let record = self.record(state, event, Disposition::Deny, Vec::new());
+            if self.aggregator.add(record) == Added::Full {
+                Metrics::inc(&self.metrics.dropped, "aggregation_full");
+            }
+            self.metrics
+                .open_keys
+                .set(self.aggregator.open_keys() as i64);
+        }
+    }
+
+    fn record(
+        &self,
+        state: &ClusterState,
+        event: &VerdictEvent,
+        disposition: Disposition,
+        policies: Vec<PolicyName>,
+    ) -> Record {
+        Record {
+            connection: Connection {
+                src_ip: event.src,
+                dest_ip: event.dst,
+                src_port: event.src_port,
+                dest_port: event.dst_port,
+                protocol: event.protocol,
+                direction: event.direction,
+            },
+            disposition,
+            policies,
+            src: record::peer(state, &self.nodes, event.src),
+            dest: record::peer(state, &self.nodes, event.dst),
+            count: 1,
+            node_name: self.node_name.clone(),
+            timestamp: event.time,
+            audit: false,
+        }
+    }
+
+    /// Writes the deny aggregates whose window has ended by `now`.
+    pub fn flush_due(&mut self, now: SystemTime) {
+        for record in self.aggregator.due(now) {
+            self.emit(record, now);
+        }
+        self.metrics
+            .open_keys
+            .set(self.aggregator.open_keys() as i64);
+    }
+
+    /// Writes every open deny aggregate now (at shutdown).
+    pub fn flush_all(&mut self) {
+        let now = SystemTime::now();
+        for record in self.aggregator.drain() {
+            self.emit(record, now);
+        }
+        self.metrics.open_keys.set(0);
+    }
+
+    /// When the next deny window closes.
+    pub fn next_due(&self) -> Option<SystemTime> {
+        self.aggregator.next_due()
+    }
+
+    fn emit(&mut self, record: Record, now: SystemTime) {
+        if !self.bucket.take(now) {
+            Metrics::inc(&self.metrics.dropped, "rate_limit");
+            return;
+        }
+        match self.file.write_line(&record.to_line()) {
+            Ok(()) => {
+                self.write_failing = false;
+                let label = DispositionLabel {
+                    disposition: record.disposition.as_str().into(),
+                };
+                self.metrics.records.get_or_create(&label).inc();
+            }
+            Err(e) => {
+                Metrics::inc(&self.metrics.dropped, "write_error");
+                if !self.write_failing {
+                    tracing::error!(
+                        "writing {}: {e}; records are dropped",
+                        self.path().display()
+                    );
+                }
+                self.write_failing = true;
+            }
+        }
+    }
+}
+
+/// Feeds `logger` from `reader` until `stop` is set or reading fails, closing deny windows on time;
+/// open windows are written out at the end.
+pub fn run(
+    mut reader: EventReader,
+    logger: &Mutex<PolicyLogger>,
+    metrics: &Metrics,
+    stop: &AtomicBool,
+) -> std::io::Result<()> {
+    let lock = || logger.lock().unwrap_or_else(|e| e.into_inner());
+    let mut lost = 0;
+    let result = loop {
+        if stop.load(Ordering::Relaxed) {
+            break Ok(());
+        }
+        let now = SystemTime::now();
+        let wait = lock()
+            .next_due()
+            .map_or(Duration::from_millis(200), |due| {
+                due.duration_since(now).unwrap_or(Duration::ZERO)
+            })
+            .min(Duration::from_millis(200));
+        match reader.next_event(Some(wait)) {
+            Ok(Some(event)) => lock().handle(&event),
+            Ok(None) => {}
+            Err(e) => break Err(e),
+        }
+        lock().flush_due(SystemTime::now());
+        if reader.overruns() > lost {
+            metrics.events_lost.inc_by(reader.overruns() - lost);
+            tracing::warn!(
+                "verdict events were lost: the kernel's buffer overflowed ({} times so far)",
+                reader.overruns()
+            );
+            lost = reader.overruns();
+        }
+    };
+    lock().flush_all();
+    result
+}

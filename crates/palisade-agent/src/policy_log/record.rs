@@ -1,0 +1,269 @@
+//! One line of `policy_action.log`, in GKE Dataplane V2's format: field order and omission rules as in
+//! `shared/reference/logging.md` §2.
+
+use palisade_model::{ClusterState, Protocol};
+use palisade_policy::Direction;
+use serde::{Serialize, Serializer};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::SystemTime;
+use time::format_description::FormatItem;
+use time::macros::format_description;
+use time::OffsetDateTime;
+
+/// RFC 3339, UTC, always nine fractional digits.
+const TIMESTAMP: &[FormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:9]Z");
+
+/// `time` as an RFC 3339 UTC timestamp with nanoseconds.
+pub fn timestamp(time: SystemTime) -> String {
+    OffsetDateTime::from(time)
+        .format(TIMESTAMP)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00.000000000Z".into())
+}
+
+fn is_zero(port: &u16) -> bool {
+    *port == 0
+}
+
+fn lowercase<S: Serializer>(p: &Protocol, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&p.as_str().to_ascii_lowercase())
+}
+
+fn rfc3339<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&timestamp(*t))
+}
+
+/// `connection`: the 5-tuple after Service translation, and the enforcing side.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Connection {
+    /// Source address.
+    pub src_ip: IpAddr,
+    /// Destination address (the backend pod for a Service).
+    pub dest_ip: IpAddr,
+    /// Source port; omitted when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub src_port: u16,
+    /// Destination port (the targetPort for a Service); omitted when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dest_port: u16,
+    /// `tcp`, `udp`, `sctp` or `icmp`.
+    #[serde(serialize_with = "lowercase")]
+    pub protocol: Protocol,
+    /// `ingress` (enforced at the destination) or `egress` (at the source).
+    pub direction: Direction,
+}
+
+/// `allow` or `deny`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Disposition {
+    /// The connection was allowed.
+    Allow,
+    /// The connection was denied (or, in audit mode, would have been).
+    Deny,
+}
+
+impl Disposition {
+    /// `allow` or `deny`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::Allow => "allow",
+            Disposition::Deny => "deny",
+        }
+    }
+}
+
+/// A policy that allowed the connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PolicyName {
+    /// Name.
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Always `NetworkPolicy` for now (the admin tiers will add their kinds).
+    pub kind: &'static str,
+}
+
+fn is_empty(s: &str) -> bool {
+    s.is_empty()
+}
+
+/// `src` / `dest`: a pod, a node, or an address outside the cluster; empty fields are omitted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Peer {
+    /// A pod; `pod_namespace` repeats `namespace` for older consumers.
+    Pod {
+        /// Pod name.
+        #[serde(skip_serializing_if = "is_empty")]
+        pod_name: String,
+        /// Kind of the pod's first owner (ReplicaSet, StatefulSet, DaemonSet, Job…).
+        #[serde(skip_serializing_if = "is_empty")]
+        workload_kind: String,
+        /// Name of the pod's first owner.
+        #[serde(skip_serializing_if = "is_empty")]
+        workload_name: String,
+        /// Namespace (again).
+        #[serde(skip_serializing_if = "is_empty")]
+        pod_namespace: String,
+        /// Namespace.
+        #[serde(skip_serializing_if = "is_empty")]
+        namespace: String,
+    },
+    /// A node (its address is a pod's `status.hostIP`).
+    Node {
+        /// Node name.
+        #[serde(skip_serializing_if = "is_empty")]
+        node_name: String,
+        /// Always `Node`.
+        workload_kind: &'static str,
+    },
+    /// Anything else.
+    External {
+        /// The address.
+        instance: String,
+    },
+}
+
+/// The record peer that has `ip`: a pod of `state`, a node of `nodes` (by address), or external.
+pub fn peer(state: &ClusterState, nodes: &HashMap<IpAddr, String>, ip: IpAddr) -> Peer {
+    if let Some(i) = state.pod_by_ip(ip) {
+        let pod = &state.pods[i];
+        let (workload_kind, workload_name) = pod
+            .owner
+            .as_ref()
+            .map(|o| (o.kind.clone(), o.name.clone()))
+            .unwrap_or_default();
+        return Peer::Pod {
+            pod_name: pod.name.clone(),
+            workload_kind,
+            workload_name,
+            pod_namespace: pod.namespace.clone(),
+            namespace: pod.namespace.clone(),
+        };
+    }
+    match nodes.get(&ip) {
+        Some(name) => Peer::Node {
+            node_name: name.clone(),
+            workload_kind: "Node",
+        },
+        None => Peer::External {
+            instance: ip.to_string(),
+        },
+    }
+}
+
+/// One policy action record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Record {
+    /// The connection.
+    pub connection: Connection,
+    /// Allowed or denied.
+    pub disposition: Disposition,
+    /// Allow records: every permitting policy of the enforcing pod (deduplicated); omitted when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<PolicyName>,
+    /// The source.
+    pub src: Peer,
+    /// The destination.
+    pub dest: Peer,
+    /// 1 for allow; the number of aggregated attempts for deny.
+    pub count: u64,
+    /// The node that wrote the record.
+    pub node_name: String,
+    /// Time of the (first) event.
+    #[serde(serialize_with = "rfc3339")]
+    pub timestamp: SystemTime,
+    /// Audit mode: the connection was let through but policy would have denied it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub audit: bool,
+}
+
+impl Record {
+    /// The record as one JSON line (with the trailing newline).
+    pub fn to_line(&self) -> String {
+        let mut line = serde_json::to_string(self).expect("records always serialize");
+        line.push('\n');
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn timestamps_are_utc_with_nanoseconds() {
+        let t = UNIX_EPOCH + Duration::new(1_795_341_600, 123_456_789);
+        assert_eq!(timestamp(t), "2026-11-22T10:00:00.123456789Z");
+        assert_eq!(timestamp(UNIX_EPOCH), "1970-01-01T00:00:00.000000000Z");
+    }
+
+    #[test]
+    fn field_order_and_omissions_match_the_reference() {
+        let record = Record {
+            connection: Connection {
+                src_ip: "10.8.1.20".parse().unwrap(),
+                dest_ip: "10.8.0.7".parse().unwrap(),
+                src_port: 40312,
+                dest_port: 6379,
+                protocol: Protocol::Tcp,
+                direction: Direction::Ingress,
+            },
+            disposition: Disposition::Deny,
+            policies: vec![],
+            src: Peer::Pod {
+                pod_name: "rogue-1".into(),
+                workload_kind: String::new(),
+                workload_name: String::new(),
+                pod_namespace: "default".into(),
+                namespace: "default".into(),
+            },
+            dest: Peer::Pod {
+                pod_name: "redis-cart-6d9c7b5f4-x2kqp".into(),
+                workload_kind: "ReplicaSet".into(),
+                workload_name: "redis-cart-6d9c7b5f4".into(),
+                pod_namespace: "default".into(),
+                namespace: "default".into(),
+            },
+            count: 3,
+            node_name: "node-a".into(),
+            timestamp: UNIX_EPOCH + Duration::new(1_795_341_600, 123_456_789),
+            audit: false,
+        };
+        assert_eq!(
+            record.to_line(),
+            r#"{"connection":{"src_ip":"10.8.1.20","dest_ip":"10.8.0.7","src_port":40312,"dest_port":6379,"protocol":"tcp","direction":"ingress"},"disposition":"deny","src":{"pod_name":"rogue-1","pod_namespace":"default","namespace":"default"},"dest":{"pod_name":"redis-cart-6d9c7b5f4-x2kqp","workload_kind":"ReplicaSet","workload_name":"redis-cart-6d9c7b5f4","pod_namespace":"default","namespace":"default"},"count":3,"node_name":"node-a","timestamp":"2026-11-22T10:00:00.123456789Z"}"#.to_owned() + "\n"
+        );
+        let icmp = Record {
+            connection: Connection {
+                src_port: 0,
+                dest_port: 0,
+                protocol: Protocol::Icmp,
+                direction: Direction::Egress,
+                ..record.connection.clone()
+            },
+            disposition: Disposition::Allow,
+            policies: vec![PolicyName {
+                name: "p".into(),
+                namespace: "default".into(),
+                kind: "NetworkPolicy",
+            }],
+            dest: Peer::External {
+                instance: "192.0.2.1".into(),
+            },
+            src: Peer::Node {
+                node_name: "node-a".into(),
+                workload_kind: "Node",
+            },
+            audit: true,
+            count: 1,
+            ..record
+        };
+        let line = icmp.to_line();
+        assert!(line.starts_with(r#"{"connection":{"src_ip":"10.8.1.20","dest_ip":"10.8.0.7","protocol":"icmp","direction":"egress"},"disposition":"allow","policies":[{"name":"p","namespace":"default","kind":"NetworkPolicy"}],"src":{"node_name":"node-a","workload_kind":"Node"},"dest":{"instance":"192.0.2.1"},"count":1,"#), "{line}");
+        assert!(line.trim_end().ends_with(r#","audit":true}"#), "{line}");
+    }
+}

@@ -1,0 +1,342 @@
+//! Policy action logging in the lab, end to end, as root: real packets, the kernel's verdict events,
+//! the agent's records in `policy_action.log`. The rogue pod → redis-cart walkthrough (deny logging,
+//! aggregation, deny delegation), allow records and their delegation, an invalid NetworkLogging, and a
+//! flood of denials bounded by the key and rate limits, with rotation.
+
+mod support;
+
+use palisade_dataplane::lab::{self, in_netns, Lab};
+use serde_json::Value;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::time::{Duration, Instant};
+use support::{connects, demo_copy, palisade, pod, records, sample, scrape, within};
+
+fn network_logging(allow: &str, deny: &str) -> String {
+    format!(
+        "apiVersion: networking.gke.io/v1alpha1\nkind: NetworkLogging\nmetadata: {{name: default}}\n\
+         spec: {{cluster: {{allow: {allow}, deny: {deny}}}}}\n"
+    )
+}
+
+/// Brings lab `name` up on `manifests` with `extra` options; returns the lab.
+fn up(name: &str, manifests: &Path, extra: &[&str]) -> Lab {
+    let mut args = vec![
+        "lab",
+        "--name",
+        name,
+        "up",
+        "-f",
+        manifests.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = palisade(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Lab::load(name).unwrap()
+}
+
+/// Waits until the agent has taken `n` NetworkLogging configuration events of `reason`.
+fn wait_config(metrics: &str, reason: &str, n: f64) {
+    let line = format!("palisade_network_logging_config_total{{reason=\"{reason}\"}}");
+    assert!(
+        within(Duration::from_secs(3), || sample(&scrape(metrics), &line)
+            >= n)
+        .is_some(),
+        "the agent did not take {reason} #{n}:\n{}",
+        scrape(metrics)
+    );
+}
+
+fn of(records: &[Value], disposition: &str) -> Vec<Value> {
+    records
+        .iter()
+        .filter(|r| r["disposition"] == disposition)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn rogue_to_redis_walkthrough() {
+    lab::require_root().expect("the lab tests run as root");
+    let name = format!("l{}", std::process::id());
+    let _teardown = lab::DownOnDrop(name.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = demo_copy(dir.path());
+    let logging = manifests.join("zz-logging.yaml");
+    std::fs::write(&logging, network_logging("{log: false}", "{log: true}")).unwrap();
+    let log = dir.path().join("log/policy_action.log");
+    let metrics = format!("127.0.0.1:{}", support::free_port());
+    let lab = up(
+        &name,
+        &manifests,
+        &[
+            "--policy-log",
+            log.to_str().unwrap(),
+            "--node-name",
+            "node-a",
+            "--metrics-addr",
+            &metrics,
+        ],
+    );
+    let (cart, rogue, redis) = (
+        pod(&lab, "default/cartservice-"),
+        pod(&lab, "default/rogue"),
+        pod(&lab, "default/redis-cart-"),
+    );
+
+    // Deny logging: 4 attempts within 5 s through the Service → one record, count 4, addresses
+    // after Service translation.
+    let first = Instant::now();
+    for _ in 0..4 {
+        assert!(!connects(&name, &rogue.key, "redis-cart", 6379));
+    }
+    assert!(first.elapsed() < Duration::from_secs(4));
+    assert!(
+        within(Duration::from_secs(8), || !records(&log).is_empty()).is_some(),
+        "no deny record within the 5 s window"
+    );
+    let r = records(&log);
+    assert_eq!(r.len(), 1, "{r:#?}");
+    let d = &r[0];
+    let (redis_name, redis_workload) = {
+        let n = redis.key.strip_prefix("default/").unwrap();
+        (n.to_string(), n.rsplit_once('-').unwrap().0.to_string())
+    };
+    assert_eq!(d["connection"]["src_ip"], rogue.ip.to_string());
+    assert_eq!(d["connection"]["dest_ip"], redis.ip.to_string());
+    assert_eq!(d["connection"]["dest_port"], 6379);
+    assert!(d["connection"]["src_port"].as_u64().unwrap() > 1024);
+    assert_eq!(d["connection"]["protocol"], "tcp");
+    assert_eq!(d["connection"]["direction"], "ingress");
+    assert_eq!(d["disposition"], "deny");
+    assert!(d.get("policies").is_none());
+    assert_eq!(
+        d["src"],
+        serde_json::json!({"pod_name": "rogue", "pod_namespace": "default", "namespace": "default"})
+    );
+    assert_eq!(
+        d["dest"],
+        serde_json::json!({"pod_name": redis_name, "workload_kind": "ReplicaSet",
+            "workload_name": redis_workload, "pod_namespace": "default", "namespace": "default"})
+    );
+    assert_eq!(d["count"], 4);
+    assert_eq!(d["node_name"], "node-a");
+    assert!(d["timestamp"].as_str().unwrap().ends_with('Z'));
+
+    // Allow logging on, deny delegated: the allowed connection is recorded with its policy; the
+    // rogue pod is not, until its namespace (the enforcing pod's, redis-cart's) is annotated.
+    std::fs::write(
+        &logging,
+        network_logging("{log: true}", "{log: true, delegate: true}"),
+    )
+    .unwrap();
+    wait_config(&metrics, "UpdateNetworkLogging", 2.0);
+    assert!(connects(&name, &cart.key, "redis-cart", 6379));
+    assert!(!connects(&name, &rogue.key, "redis-cart", 6379));
+    assert!(
+        within(Duration::from_secs(2), || of(&records(&log), "allow").len()
+            == 1)
+        .is_some()
+    );
+    let a = &of(&records(&log), "allow")[0];
+    assert_eq!(
+        a["policies"],
+        serde_json::json!([{"name": "redis-cart-allow-cartservice", "namespace": "default", "kind": "NetworkPolicy"}])
+    );
+    assert_eq!(
+        (&a["count"], &a["connection"]["dest_port"]),
+        (&1.into(), &6379.into())
+    );
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(
+        of(&records(&log), "deny").len(),
+        1,
+        "delegated, not annotated"
+    );
+    std::fs::write(
+        manifests.join("zz-namespace.yaml"),
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: default\n  annotations: {policy.network.gke.io/enable-deny-logging: \"true\"}\n",
+    )
+    .unwrap();
+    // Annotations do not change the ruleset; wait until the agent has read the file.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!connects(&name, &rogue.key, "redis-cart", 6379));
+    assert!(
+        within(Duration::from_secs(8), || of(&records(&log), "deny").len()
+            == 2)
+        .is_some(),
+        "annotated namespace: the denial is recorded"
+    );
+
+    // Allow delegated: only annotated policies count, so nothing until the policy is annotated.
+    std::fs::write(
+        &logging,
+        network_logging("{log: true, delegate: true}", "{log: true}"),
+    )
+    .unwrap();
+    wait_config(&metrics, "UpdateNetworkLogging", 3.0);
+    assert!(connects(&name, &cart.key, "redis-cart", 6379));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(of(&records(&log), "allow").len(), 1, "policy not annotated");
+    let policy = manifests.join("redis-cart-policy.yaml");
+    let text = std::fs::read_to_string(&policy).unwrap().replace(
+        "  namespace: default\n",
+        "  namespace: default\n  annotations: {policy.network.gke.io/enable-logging: \"true\"}\n",
+    );
+    std::fs::write(&policy, text).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(connects(&name, &cart.key, "redis-cart", 6379));
+    assert!(
+        within(Duration::from_secs(2), || of(&records(&log), "allow").len()
+            == 2)
+        .is_some()
+    );
+
+    // An invalid NetworkLogging keeps the previous configuration.
+    std::fs::write(
+        &logging,
+        network_logging("{log: false, delegate: true}", "{log: true}"),
+    )
+    .unwrap();
+    wait_config(&metrics, "InvalidNetworkLogging", 1.0);
+    assert!(connects(&name, &cart.key, "redis-cart", 6379));
+    assert!(
+        within(Duration::from_secs(2), || of(&records(&log), "allow").len()
+            == 3)
+        .is_some(),
+        "the previous configuration (allow logging, delegated) stays"
+    );
+    let m = scrape(&metrics);
+    assert!(
+        sample(
+            &m,
+            r#"palisade_policy_verdicts_total{direction="ingress",disposition="deny",namespace="default",policy=""}"#
+        ) >= 6.0,
+        "{m}"
+    );
+}
+
+#[test]
+fn a_flood_of_denials_is_rate_limited_counted_and_rotated() {
+    lab::require_root().expect("the lab tests run as root");
+    let name = format!("f{}", std::process::id());
+    let _teardown = lab::DownOnDrop(name.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = demo_copy(dir.path());
+    std::fs::write(
+        manifests.join("zz-logging.yaml"),
+        network_logging("{log: false}", "{log: true}"),
+    )
+    .unwrap();
+    let log = dir.path().join("policy_action.log");
+    let metrics = format!("127.0.0.1:{}", support::free_port());
+    let lab = up(
+        &name,
+        &manifests,
+        &[
+            "--policy-log",
+            log.to_str().unwrap(),
+            "--policy-log-max-size",
+            "16k",
+            "--metrics-addr",
+            &metrics,
+        ],
+    );
+    let agent = *lab.processes.last().unwrap();
+    let rss = || -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{agent}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let (rogue, redis) = (pod(&lab, "default/rogue"), pod(&lab, "default/redis-cart-"));
+    let rss_before = rss();
+
+    // 5,000 denied attempts in one second: UDP datagrams to redis-cart, each to another port, so
+    // each is a flow of its own.
+    let target = redis.ip;
+    in_netns(&rogue.netns, move || {
+        let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+        let start = Instant::now();
+        for i in 0..5000u32 {
+            let due = start + Duration::from_micros(200 * i as u64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let _ = socket.send_to(b"x", SocketAddr::new(target, 20000 + i as u16));
+        }
+    })
+    .join()
+    .unwrap()
+    .expect("entering the rogue pod's namespace");
+    let m = scrape(&metrics);
+    let open = sample(&m, "palisade_policy_log_open_aggregation_keys");
+    assert!(open <= 3000.0, "open keys bounded: {open}");
+    // The windows close 5 s after they opened; wait for all of them.
+    assert!(
+        within(Duration::from_secs(10), || {
+            sample(
+                &scrape(&metrics),
+                "palisade_policy_log_open_aggregation_keys",
+            ) == 0.0
+        })
+        .is_some(),
+        "windows never closed"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let m = scrape(&metrics);
+    let verdicts = sample(
+        &m,
+        r#"palisade_policy_verdicts_total{direction="ingress",disposition="deny",namespace="default",policy=""}"#,
+    );
+    let lost = sample(&m, "palisade_verdict_events_lost_total");
+    let written = sample(
+        &m,
+        r#"palisade_policy_log_records_total{disposition="deny"}"#,
+    );
+    let full = sample(
+        &m,
+        r#"palisade_policy_log_dropped_total{reason="aggregation_full"}"#,
+    );
+    let limited = sample(
+        &m,
+        r#"palisade_policy_log_dropped_total{reason="rate_limit"}"#,
+    );
+    eprintln!(
+        "flood: {verdicts} denials read, {lost} overruns, {written} written, {full} over the key limit, {limited} over the rate limit, RSS {} -> {} KiB",
+        rss_before,
+        rss()
+    );
+    assert!(
+        verdicts >= 4500.0,
+        "most of the flood reached the agent: {m}"
+    );
+    assert!(full >= verdicts - 3000.0, "keys beyond 3000 dropped: {m}");
+    // The 3,000 windows close within about a second: the burst of 500 plus the refill.
+    assert!(
+        (500.0..=1000.0).contains(&written),
+        "{written} records: {m}"
+    );
+    assert_eq!(
+        written + limited + full,
+        verdicts,
+        "every denial accounted for: {m}"
+    );
+    assert!(rss() < rss_before + 64 * 1024, "memory stays bounded");
+
+    // The records went through rotation at 16 KiB: exactly 5 rotated files remain.
+    let mut rotated: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("policy_action-") && n.ends_with(".log"))
+        .collect();
+    rotated.sort();
+    assert_eq!(rotated.len(), 5, "{rotated:?}");
+    for f in &rotated {
+        let size = std::fs::metadata(dir.path().join(f)).unwrap().len();
+        assert!(size <= 16 << 10, "{f}: {size}");
+    }
+}

@@ -1,0 +1,102 @@
+//! Helpers of the lab tests: running the binary, connecting from inside pods, polling, copying the
+//! example manifests, reading metrics and records.
+#![allow(dead_code)] // each test binary uses a part
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+pub fn palisade(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(args)
+        .output()
+        .expect("run palisade")
+}
+
+/// Can `pod` open a TCP connection to `target` (a name resolved in the pod, or an address)?
+pub fn connects(lab: &str, pod: &str, target: &str, port: u16) -> bool {
+    let script = format!("echo > /dev/tcp/{target}/{port}");
+    let out = palisade(&[
+        "lab", "--name", lab, "exec", pod, "--", "timeout", "0.3", "bash", "-c", &script,
+    ]);
+    out.status.success()
+}
+
+/// Polls `f` every 20 ms for up to `limit`; returns how long it took to become true.
+pub fn within(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+/// Copies the microservices demo into `dir/demo` and returns that folder.
+pub fn demo_copy(dir: &Path) -> std::path::PathBuf {
+    let manifests = dir.join("demo");
+    copy_dir(
+        Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/microservices-demo"
+        )),
+        &manifests,
+    );
+    manifests
+}
+
+/// The lab pod whose `ns/name` starts with `prefix`.
+pub fn pod(lab: &palisade_dataplane::lab::Lab, prefix: &str) -> palisade_dataplane::lab::LabPod {
+    lab.pods
+        .iter()
+        .find(|p| p.key.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no pod {prefix} in the lab"))
+        .clone()
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The text of `http://addr/metrics`.
+pub fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint");
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text
+}
+
+/// The value of the first sample line starting with `prefix` (0 when absent).
+pub fn sample(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
+/// The records of a policy action log (none when it does not exist yet).
+pub fn records(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
