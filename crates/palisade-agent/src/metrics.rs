@@ -42,6 +42,8 @@ pub struct Metrics {
     registry: Registry,
     /// Verdict events by direction, disposition, namespace and policy.
     pub verdicts: Family<VerdictLabels, Counter>,
+    /// Would-be denials audit mode let through, by direction and namespace.
+    pub audited: Family<VerdictLabels, Counter>,
     /// Records written to the policy action log, by disposition.
     pub records: Family<DispositionLabel, Counter>,
     /// Records not written: `rate_limit`, `aggregation_full`, `write_error`.
@@ -70,6 +72,7 @@ impl Metrics {
         let mut m = Metrics {
             registry: Registry::with_prefix("palisade"),
             verdicts: Family::default(),
+            audited: Family::default(),
             records: Family::default(),
             dropped: Family::default(),
             open_keys: Gauge::default(),
@@ -83,6 +86,11 @@ impl Metrics {
             "policy_verdicts",
             "Verdict events (first packet of each new connection at an isolated pod)",
             m.verdicts.clone(),
+        );
+        registry.register(
+            "policy_audit_verdicts",
+            "Connections policy would deny that audit mode let through",
+            m.audited.clone(),
         );
         registry.register(
             "policy_log_records",

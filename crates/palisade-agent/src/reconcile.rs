@@ -2,6 +2,7 @@
 
 use crate::metrics::Metrics;
 use crate::policy_log::PolicyLogger;
+use palisade_dataplane::Audit;
 use palisade_model::{Loader, Severity};
 use palisade_policy::Engine;
 use std::path::PathBuf;
@@ -31,6 +32,7 @@ pub struct Reconciler {
     applied: Option<String>,
     logger: Option<Arc<Mutex<PolicyLogger>>>,
     metrics: Arc<Metrics>,
+    audit: Audit,
 }
 
 impl Reconciler {
@@ -42,7 +44,14 @@ impl Reconciler {
             applied: None,
             logger: None,
             metrics: Arc::new(Metrics::new()),
+            audit: Audit::Annotated,
         }
+    }
+
+    /// Where audit mode applies (default: annotated namespaces only).
+    pub fn with_audit(mut self, audit: Audit) -> Self {
+        self.audit = audit;
+        self
     }
 
     /// Records apply latency and failures in `metrics`.
@@ -93,7 +102,7 @@ impl Reconciler {
             return Outcome::Failed(reason);
         }
         let engine = Arc::new(Engine::new(Arc::new(state)));
-        let script = palisade_dataplane::render(&engine);
+        let script = palisade_dataplane::render_with(&engine, self.audit);
         if self.applied.as_deref() == Some(script.as_str()) {
             // Annotations and NetworkLogging do not change the ruleset but may change logging.
             self.publish(&engine);

@@ -4,7 +4,7 @@
 
 use palisade_agent::metrics::Metrics;
 use palisade_agent::policy_log::{ConfigChange, Limits, PolicyLogger};
-use palisade_dataplane::events::VerdictEvent;
+use palisade_dataplane::events::{Action, VerdictEvent};
 use palisade_model::{Loader, Protocol};
 use palisade_policy::{Direction, Engine};
 use serde_json::Value;
@@ -131,7 +131,7 @@ fn at(ms: u64) -> SystemTime {
 fn to_redis(engine: &Engine, from: &str, port: u16, allowed: bool, ms: u64) -> VerdictEvent {
     VerdictEvent {
         direction: Direction::Ingress,
-        allowed,
+        action: if allowed { Action::Allow } else { Action::Deny },
         src: ip_of(engine, from),
         dst: ip_of(engine, "redis-cart"),
         protocol: Protocol::Tcp,
@@ -362,5 +362,39 @@ fn a_flood_is_bounded_by_the_key_limit_and_the_rate_limit() {
     assert_eq!(
         metric(&f.metrics, "palisade_policy_log_open_aggregation_keys"),
         0.0
+    );
+}
+
+#[test]
+fn audit_events_are_deny_records_marked_audit_and_aggregated_apart() {
+    let mut f = fixture(Limits::default());
+    let e = engine(&format!(
+        "{}{APP}{}",
+        namespace(false),
+        logging("{log: false}", "{log: true}")
+    ));
+    f.logger.set_engine(e.clone());
+    let mut audited = to_redis(&e, "rogue", 6379, false, 0);
+    audited.action = Action::Audit;
+    f.logger.handle(&audited);
+    f.logger.handle(&audited);
+    f.logger.handle(&to_redis(&e, "rogue", 6379, false, 1));
+    f.logger.flush_due(at(5001));
+    let r = records(&f.path);
+    assert_eq!(r.len(), 2, "{r:#?}");
+    assert_eq!(
+        (&r[0]["audit"], &r[0]["count"], &r[0]["disposition"]),
+        (&true.into(), &2.into(), &"deny".into())
+    );
+    assert!(
+        r[1].get("audit").is_none(),
+        "a real denial carries no audit field"
+    );
+    assert_eq!(
+        metric(
+            &f.metrics,
+            r#"palisade_policy_audit_verdicts_total{direction="ingress",disposition="deny",namespace="shop",policy=""}"#
+        ),
+        2.0
     );
 }

@@ -32,13 +32,35 @@ const NLMSG_ERROR: u16 = 2;
 const NLMSG_HDRLEN: usize = 16;
 const NFGEN_HDRLEN: usize = 4;
 
+/// What the kernel did with a new connection attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// A policy rule allowed it.
+    Allow,
+    /// No rule allowed it: dropped.
+    Deny,
+    /// No rule allowed it, but audit mode let it through.
+    Audit,
+}
+
+impl Action {
+    /// The letter in the log prefix.
+    fn letter(self) -> &'static str {
+        match self {
+            Action::Allow => "A",
+            Action::Deny => "D",
+            Action::Audit => "U",
+        }
+    }
+}
+
 /// One verdict the kernel took on a new connection attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerdictEvent {
     /// Which side decided: egress (enforced on the source pod) or ingress (on the destination).
     pub direction: Direction,
-    /// True if the connection was allowed, false if dropped.
-    pub allowed: bool,
+    /// Allowed, dropped, or let through by audit mode.
+    pub action: Action,
     /// Source address (after Service translation).
     pub src: IpAddr,
     /// Destination address (after Service translation: the backend pod).
@@ -63,17 +85,17 @@ impl VerdictEvent {
     }
 }
 
-/// The `log` statement a rule carries for `direction` and `allowed`.
-pub fn log_statement(direction: Direction, allowed: bool) -> String {
+/// The `log` statement a rule carries for `direction` and `action`.
+pub fn log_statement(direction: Direction, action: Action) -> String {
     let d = match direction {
         Direction::Ingress => "I",
         Direction::Egress => "E",
     };
-    let v = if allowed { "A" } else { "D" };
+    let v = action.letter();
     format!("log prefix \"{PREFIX} {d} {v}\" group {NFLOG_GROUP}")
 }
 
-fn parse_prefix(prefix: &[u8]) -> Option<(Direction, bool)> {
+fn parse_prefix(prefix: &[u8]) -> Option<(Direction, Action)> {
     let text = std::str::from_utf8(prefix).ok()?.trim_end_matches('\0');
     let mut parts = text.split(' ');
     if parts.next()? != PREFIX {
@@ -84,12 +106,11 @@ fn parse_prefix(prefix: &[u8]) -> Option<(Direction, bool)> {
         "E" => Direction::Egress,
         _ => return None,
     };
-    let allowed = match parts.next()? {
-        "A" => true,
-        "D" => false,
-        _ => return None,
-    };
-    Some((direction, allowed))
+    let letter = parts.next()?;
+    let action = [Action::Allow, Action::Deny, Action::Audit]
+        .into_iter()
+        .find(|a| a.letter() == letter)?;
+    Some((direction, action))
 }
 
 /// Addresses, protocol and ports from the start of an IP packet.
@@ -319,11 +340,11 @@ fn event(mut attrs: &[u8]) -> Option<VerdictEvent> {
         }
         attrs = &attrs[(len.div_ceil(4) * 4).min(attrs.len())..];
     }
-    let (direction, allowed) = parse_prefix(prefix?)?;
+    let (direction, action) = parse_prefix(prefix?)?;
     let (src, dst, protocol, src_port, dst_port) = parse_packet(payload?)?;
     Some(VerdictEvent {
         direction,
-        allowed,
+        action,
         src,
         dst,
         protocol,
@@ -340,7 +361,7 @@ mod tests {
     #[test]
     fn prefixes_round_trip() {
         for d in [Direction::Ingress, Direction::Egress] {
-            for a in [true, false] {
+            for a in [Action::Allow, Action::Deny, Action::Audit] {
                 let stmt = log_statement(d, a);
                 let prefix = stmt.split('"').nth(1).unwrap();
                 assert_eq!(parse_prefix(prefix.as_bytes()), Some((d, a)));

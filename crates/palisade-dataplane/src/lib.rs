@@ -16,4 +16,4 @@ pub mod lab;
 mod nft;
 
 pub use apply::{apply, ApplyError};
-pub use nft::{render, TABLE};
+pub use nft::{render, render_with, Audit, TABLE};

@@ -1,6 +1,7 @@
 //! Rendering the `inet palisade` table as an `nft -f` script.
 
-use crate::events::log_statement;
+use crate::events::{log_statement, Action};
+use palisade_model::logging::{annotation_enabled, AUDIT_ANNOTATION};
 use palisade_policy::{AddrCache, AddrSet, Allow, ClassRules, Direction, Engine, Peers};
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -118,9 +119,25 @@ fn chain_body(entries: &[Allow], peer_field: &str, verdict: &str, sets: &mut Set
     out
 }
 
+/// Where audit mode applies: for those pods nothing is dropped; what policy would deny is let through
+/// and logged as an audit event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Audit {
+    /// Only in namespaces annotated `policy.palisade.dev/audit-mode: "true"`.
+    #[default]
+    Annotated,
+    /// Everywhere on this node (`--policy-audit-mode`).
+    All,
+}
+
 /// Renders the whole table for `engine`'s state as one `nft -f` script that replaces any previous
-/// `inet palisade` table atomically.
+/// `inet palisade` table atomically; audit mode only in annotated namespaces.
 pub fn render(engine: &Engine) -> String {
+    render_with(engine, Audit::Annotated)
+}
+
+/// [`render`] with audit mode applied as `audit` says.
+pub fn render_with(engine: &Engine, audit: Audit) -> String {
     let state = engine.state();
     let mut cache = AddrCache::default();
     let mut sets = Sets::default();
@@ -140,14 +157,26 @@ pub fn render(engine: &Engine) -> String {
         if ips.is_empty() {
             continue;
         }
+        // A class never spans namespaces, so one pod's namespace decides for all.
+        let namespace = &state.pods[engine.class_pods(class)[0]].namespace;
+        let audited = audit == Audit::All
+            || state
+                .namespace(namespace)
+                .is_some_and(|ns| annotation_enabled(&ns.annotations, AUDIT_ANNOTATION));
         for (direction, entries, field, verdict, map_base) in [
             (Direction::Ingress, &rules.ingress, "saddr", "accept", 0),
             (Direction::Egress, &rules.egress, "daddr", "return", 2),
         ] {
             let Some(entries) = entries else { continue };
-            let verdict = format!("{} {verdict}", log_statement(direction, true));
+            let verdict = format!("{} {verdict}", log_statement(direction, Action::Allow));
             let mut body = chain_body(entries, field, &verdict, &mut sets);
-            let _ = writeln!(body, "    {} drop", log_statement(direction, false));
+            let (action, last) = match (audited, direction) {
+                (false, _) => (Action::Deny, "drop"),
+                (true, Direction::Ingress) => (Action::Audit, "accept"),
+                // Audited egress returns, so that the destination's ingress is still evaluated.
+                (true, Direction::Egress) => (Action::Audit, "return"),
+            };
+            let _ = writeln!(body, "    {} {last}", log_statement(direction, action));
             let next = chain_of_body.len();
             let chain = chain_of_body
                 .entry(body)

@@ -1,9 +1,10 @@
 //! Verdict events from the kernel: allowed and dropped first packets reach an NFLOG reader in the
-//! node namespace with direction, verdict, addresses and ports. Needs root, `ip` and `nft`.
+//! node namespace with direction, verdict, addresses and ports; audit mode lets would-be denials
+//! through and reports them. Needs root, `ip` and `nft`.
 
-use palisade_dataplane::events::EventReader;
+use palisade_dataplane::events::{Action, EventReader};
 use palisade_dataplane::lab::{self, in_netns, Lab, Transport};
-use palisade_dataplane::{apply, render};
+use palisade_dataplane::{apply, render, render_with, Audit};
 use palisade_model::{Loader, Protocol};
 use palisade_policy::{Direction, Engine};
 use std::net::SocketAddr;
@@ -82,22 +83,41 @@ fn allowed_and_dropped_first_packets_are_reported() {
     }
     let allowed = events
         .iter()
-        .find(|e| e.allowed)
+        .find(|e| e.action == Action::Allow)
         .unwrap_or_else(|| panic!("no allow event in {events:?}"));
     assert_eq!(allowed.direction, Direction::Ingress);
     assert_eq!((allowed.src, allowed.dst), (client.ip, server.ip));
     assert_eq!((allowed.protocol, allowed.dst_port), (Protocol::Tcp, 80));
     assert_eq!(allowed.enforcing(), server.ip);
     assert_eq!(
-        events.iter().filter(|e| e.allowed).count(),
+        events.iter().filter(|e| e.action == Action::Allow).count(),
         1,
         "only the first packet of a connection: {events:?}"
     );
-    let dropped: Vec<_> = events.iter().filter(|e| !e.allowed).collect();
+    let dropped: Vec<_> = events.iter().filter(|e| e.action == Action::Deny).collect();
     assert!(!dropped.is_empty(), "no drop event in {events:?}");
     assert!(dropped.iter().all(|e| e.direction == Direction::Ingress
         && e.src == server.ip
         && e.dst == client.ip
         && e.dst_port == 80));
     assert!(dropped[0].src_port > 0);
+
+    // Audit mode: the same attempt passes, and is reported as an audit event.
+    apply(&render_with(&engine, Audit::All), Some(&lab.node)).unwrap();
+    assert!(lab::probe(
+        &server.netns,
+        SocketAddr::new(client.ip, 80),
+        Transport::Tcp,
+        t
+    )
+    .unwrap());
+    let mut events = Vec::new();
+    while let Ok(e) = rx.recv_timeout(Duration::from_millis(500)) {
+        events.push(e);
+    }
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        (events[0].action, events[0].direction, events[0].dst),
+        (Action::Audit, Direction::Ingress, client.ip)
+    );
 }

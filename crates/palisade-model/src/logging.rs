@@ -17,6 +17,10 @@ pub const POLICY_ANNOTATION: &str = "policy.network.gke.io/enable-logging";
 /// Namespace annotation that opts its pods' denied connections into logging when `deny.delegate`.
 pub const NAMESPACE_ANNOTATION: &str = "policy.network.gke.io/enable-deny-logging";
 
+/// Namespace annotation that puts its pods in audit mode: nothing is dropped, would-be denials are
+/// logged (Palisade's own, like Cilium's policy audit mode).
+pub const AUDIT_ANNOTATION: &str = "policy.palisade.dev/audit-mode";
+
 /// True when `annotations` holds `key` with exactly the value `"true"` (the only value that counts).
 pub fn annotation_enabled(annotations: &BTreeMap<String, String>, key: &str) -> bool {
     annotations.get(key).is_some_and(|v| v == "true")

@@ -5,6 +5,7 @@ use palisade_agent::metrics::Metrics;
 use palisade_agent::policy_log::{self, Limits, PolicyLogger};
 use palisade_agent::{Outcome, Reconciler};
 use palisade_dataplane::events::EventReader;
+use palisade_dataplane::Audit;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -30,7 +31,7 @@ pub struct Args {
     logging: LogArgs,
 }
 
-/// Policy action logging and metrics options, shared by `agent` and `lab up`.
+/// Policy action logging, audit mode and metrics options, shared by `agent` and `lab up`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct LogArgs {
     /// The policy action log (JSON lines); default /var/log/network/policy_action.log (for a lab:
@@ -61,9 +62,21 @@ pub struct LogArgs {
     /// Rotated log files kept.
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub policy_log_max_files: usize,
+    /// Audit mode on this node: drop nothing, log what policy would deny (`"audit": true`). Per
+    /// namespace: annotate it `policy.palisade.dev/audit-mode: "true"`.
+    #[arg(long)]
+    pub policy_audit_mode: bool,
 }
 
 impl LogArgs {
+    fn audit(&self) -> Audit {
+        if self.policy_audit_mode {
+            Audit::All
+        } else {
+            Audit::Annotated
+        }
+    }
+
     fn limits(&self) -> Limits {
         Limits {
             aggregation_window: self.deny_aggregation_window,
@@ -86,6 +99,9 @@ impl LogArgs {
         }
         if let Some(a) = &self.metrics_addr {
             out.extend(["--metrics-addr".into(), a.to_string()]);
+        }
+        if self.policy_audit_mode {
+            out.push("--policy-audit-mode".into());
         }
         out.extend([
             "--deny-aggregation-window".into(),
@@ -160,12 +176,16 @@ pub fn run(args: Args) -> u8 {
     if args.dry_run {
         let loaded = crate::input::load_paths(std::slice::from_ref(&args.manifests), 0);
         let engine = palisade_policy::Engine::new(Arc::new(loaded.state));
-        print!("{}", palisade_dataplane::render(&engine));
+        print!(
+            "{}",
+            palisade_dataplane::render_with(&engine, args.logging.audit())
+        );
         return exit::OK;
     }
     let metrics = Arc::new(Metrics::new());
-    let mut reconciler =
-        Reconciler::new(args.manifests.clone(), args.netns.clone()).with_metrics(metrics.clone());
+    let mut reconciler = Reconciler::new(args.manifests.clone(), args.netns.clone())
+        .with_metrics(metrics.clone())
+        .with_audit(args.logging.audit());
     if args.once {
         return match reconciler.reconcile() {
             Outcome::Failed(_) => exit::INVALID,

@@ -218,6 +218,87 @@ fn rogue_to_redis_walkthrough() {
         ) >= 6.0,
         "{m}"
     );
+
+    // Audit mode for the namespace: the rogue pod gets through, and the attempt is logged.
+    std::fs::write(
+        manifests.join("zz-namespace.yaml"),
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: default\n  annotations: {policy.palisade.dev/audit-mode: \"true\"}\n",
+    )
+    .unwrap();
+    assert!(
+        within(Duration::from_secs(1), || connects(
+            &name,
+            &rogue.key,
+            "redis-cart",
+            6379
+        ))
+        .is_some(),
+        "audit mode lets the rogue pod through"
+    );
+    assert!(
+        within(Duration::from_secs(8), || {
+            records(&log).iter().any(|r| r["audit"] == true)
+        })
+        .is_some(),
+        "the audited attempt is logged"
+    );
+    let audited: Vec<_> = records(&log)
+        .into_iter()
+        .filter(|r| r["audit"] == true)
+        .collect();
+    assert_eq!(audited[0]["disposition"], "deny");
+    assert_eq!(audited[0]["connection"]["dest_ip"], redis.ip.to_string());
+}
+
+#[test]
+fn audit_mode_on_the_node_drops_nothing_and_logs_would_be_denials() {
+    lab::require_root().expect("the lab tests run as root");
+    let name = format!("a{}", std::process::id());
+    let _teardown = lab::DownOnDrop(name.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = demo_copy(dir.path());
+    std::fs::write(
+        manifests.join("zz-logging.yaml"),
+        network_logging("{log: true}", "{log: true}"),
+    )
+    .unwrap();
+    let log = dir.path().join("policy_action.log");
+    let lab = up(
+        &name,
+        &manifests,
+        &[
+            "--policy-log",
+            log.to_str().unwrap(),
+            "--policy-audit-mode",
+            "--deny-aggregation-window",
+            "1s",
+        ],
+    );
+    let (cart, rogue) = (
+        pod(&lab, "default/cartservice-"),
+        pod(&lab, "default/rogue"),
+    );
+    assert!(
+        connects(&name, &rogue.key, "redis-cart", 6379),
+        "nothing is dropped"
+    );
+    assert!(connects(&name, &cart.key, "redis-cart", 6379));
+    assert!(
+        within(Duration::from_secs(3), || records(&log).len() == 2).is_some(),
+        "{:#?}",
+        records(&log)
+    );
+    let r = records(&log);
+    let audit = of(&r, "deny");
+    assert_eq!(audit.len(), 1, "{r:#?}");
+    assert_eq!(
+        (&audit[0]["audit"], &audit[0]["count"]),
+        (&true.into(), &1.into())
+    );
+    assert_eq!(audit[0]["src"]["pod_name"], "rogue");
+    let allow = of(&r, "allow");
+    assert_eq!(allow.len(), 1, "{r:#?}");
+    assert!(allow[0].get("audit").is_none());
 }
 
 #[test]

@@ -12,11 +12,19 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
-type Key = (IpAddr, IpAddr, u16, Protocol, Direction);
+/// The flow, and whether it was audited (audited and dropped attempts are reported apart).
+type Key = (IpAddr, IpAddr, u16, Protocol, Direction, bool);
 
 fn key(r: &Record) -> Key {
     let c = &r.connection;
-    (c.src_ip, c.dest_ip, c.dest_port, c.protocol, c.direction)
+    (
+        c.src_ip,
+        c.dest_ip,
+        c.dest_port,
+        c.protocol,
+        c.direction,
+        r.audit,
+    )
 }
 
 /// What [`DenyAggregator::add`] did with a record.

@@ -14,7 +14,7 @@ pub mod rotate;
 use crate::metrics::{DispositionLabel, Metrics, VerdictLabels};
 use aggregate::{Added, DenyAggregator};
 use bucket::TokenBucket;
-use palisade_dataplane::events::{EventReader, VerdictEvent};
+use palisade_dataplane::events::{Action, EventReader, VerdictEvent};
 use palisade_model::logging::{self, LoggingConfig, LoggingSwitches};
 use palisade_model::ClusterState;
 use palisade_policy::{Decision, Endpoint, Engine, Flow};
@@ -80,7 +80,8 @@ fn node_index(state: &ClusterState) -> HashMap<IpAddr, String> {
         .collect()
 }
 
-/// Turns verdict events into policy action records.
+/// Turns verdict events into policy action records. Audit events (policy denied, audit mode let
+/// the connection through) are deny records with `"audit": true`.
 pub struct PolicyLogger {
     node_name: String,
     switches: LoggingSwitches,
@@ -180,7 +181,7 @@ impl PolicyLogger {
             namespace: pod.namespace.clone(),
             policy,
         };
-        if event.allowed {
+        if event.action == Action::Allow {
             let flow = Flow {
                 src: Endpoint::Ip(event.src),
                 dst: Endpoint::Ip(event.dst),
@@ -233,11 +234,12 @@ impl PolicyLogger {
             let record = self.record(state, event, Disposition::Allow, policies);
             self.emit(record, event.time);
         } else {
-            let counter = self
-                .metrics
-                .verdicts
-                .get_or_create(&labels(Disposition::Deny, String::new()));
-            counter.inc();
+            let audit = event.action == Action::Audit;
+            let deny = labels(Disposition::Deny, String::new());
+            self.metrics.verdicts.get_or_create(&deny).inc();
+            if audit {
+                self.metrics.audited.get_or_create(&deny).inc();
+            }
             let deny = self.switches.deny;
             let delegated = || {
                 state.namespace(&pod.namespace).is_some_and(|ns| {
@@ -247,7 +249,8 @@ impl PolicyLogger {
             if !deny.log || (deny.delegate && !delegated()) {
                 return;
             }
-            let record = self.record(state, event, Disposition::Deny, Vec::new());
+            let mut record = self.record(state, event, Disposition::Deny, Vec::new());
+            record.audit = audit;
             if self.aggregator.add(record) == Added::Full {
                 Metrics::inc(&self.metrics.dropped, "aggregation_full");
             }
