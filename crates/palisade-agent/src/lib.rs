@@ -3,6 +3,7 @@
 //! change, and the last good state kept whenever a new one cannot be built or applied.
 
 pub mod metrics;
+pub mod observe;
 pub mod policy_log;
 mod reconcile;
 mod watch;

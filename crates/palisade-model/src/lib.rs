@@ -27,7 +27,9 @@ pub use state::{
 use std::fmt;
 
 /// The transport protocols Kubernetes port specifications know, plus ICMP for flows that have no port.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Protocol {
     /// TCP (the Kubernetes default).

@@ -9,7 +9,7 @@ use serde::Serialize;
 use std::net::IpAddr;
 
 /// Traffic direction, seen from the pod a policy selects.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     /// Traffic into the selected pod.

@@ -2,6 +2,7 @@
 
 use crate::exit;
 use palisade_agent::metrics::Metrics;
+use palisade_agent::observe::{self, Hub};
 use palisade_agent::policy_log::{self, Limits, PolicyLogger};
 use palisade_agent::{Outcome, Reconciler};
 use palisade_dataplane::events::EventReader;
@@ -31,7 +32,7 @@ pub struct Args {
     logging: LogArgs,
 }
 
-/// Policy action logging, audit mode and metrics options, shared by `agent` and `lab up`.
+/// Policy action logging, audit mode, live view and metrics options, shared by `agent` and `lab up`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct LogArgs {
     /// The policy action log (JSON lines); default /var/log/network/policy_action.log (for a lab:
@@ -41,6 +42,10 @@ pub struct LogArgs {
     /// The node name written into records (default: the host name).
     #[arg(long, value_name = "NAME")]
     pub node_name: Option<String>,
+    /// Serve the live view for `palisade observe` on this Unix socket (default
+    /// /run/palisade/observe.sock; for a lab: in its state folder).
+    #[arg(long, value_name = "PATH")]
+    pub observe_socket: Option<PathBuf>,
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9090).
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<SocketAddr>,
@@ -96,6 +101,9 @@ impl LogArgs {
         }
         if let Some(n) = &self.node_name {
             out.extend(["--node-name".into(), n.clone()]);
+        }
+        if let Some(p) = &self.observe_socket {
+            out.extend(["--observe-socket".into(), p.display().to_string()]);
         }
         if let Some(a) = &self.metrics_addr {
             out.extend(["--metrics-addr".into(), a.to_string()]);
@@ -227,9 +235,17 @@ fn start_logging(args: &Args, metrics: Arc<Metrics>) -> std::io::Result<Arc<Mute
         .clone()
         .unwrap_or_else(|| policy_log::DEFAULT_PATH.into());
     let node = opts.node_name.clone().unwrap_or_else(host_name);
+    let hub = Arc::new(Hub::default());
+    let socket = opts
+        .observe_socket
+        .clone()
+        .unwrap_or_else(|| observe::DEFAULT_SOCKET.into());
+    observe::hub::serve(&socket, hub.clone())
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", socket.display())))?;
     let logger = PolicyLogger::new(&path, &node, &opts.limits(), metrics.clone())
-        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-    tracing::info!(path = %path.display(), node, "policy action log");
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?
+        .with_hub(hub);
+    tracing::info!(path = %path.display(), node, socket = %socket.display(), "policy action log and live view");
     let logger = Arc::new(Mutex::new(logger));
     let reader = match &args.netns {
         Some(ns) => palisade_dataplane::lab::in_netns(ns, EventReader::open)

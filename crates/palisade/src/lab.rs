@@ -122,8 +122,13 @@ fn spawn_background(args: &[&str], log: &Path) -> Result<u32> {
 
 /// The lab's policy action log unless `--policy-log` says otherwise: beside its other logs, so that
 /// `lab down` removes it with them.
-pub fn default_policy_log(name: &str) -> PathBuf {
+fn default_policy_log(name: &str) -> PathBuf {
     lab::state_dir().join(format!("lab-{name}-policy_action.log"))
+}
+
+/// The lab's observe socket unless `--observe-socket` says otherwise.
+pub fn observe_socket(name: &str) -> PathBuf {
+    lab::state_dir().join(format!("lab-{name}-observe.sock"))
 }
 
 fn up(name: &str, dir: &Path, mut logging: LogArgs, verbose: u8) -> Result<u8> {
@@ -137,6 +142,9 @@ fn up(name: &str, dir: &Path, mut logging: LogArgs, verbose: u8) -> Result<u8> {
         .policy_log
         .get_or_insert_with(|| default_policy_log(name));
     logging.node_name.get_or_insert_with(|| lab.node.clone());
+    logging
+        .observe_socket
+        .get_or_insert_with(|| observe_socket(name));
     let started = (|| -> Result<()> {
         lab.install_services(&services)?;
         let logs = lab::state_dir();
@@ -200,6 +208,7 @@ fn up(name: &str, dir: &Path, mut logging: LogArgs, verbose: u8) -> Result<u8> {
     if let Some(path) = &logging.policy_log {
         println!("policy action log: {}", path.display());
     }
+    println!("live view: palisade observe --lab {name} --follow");
     if let Some(addr) = &logging.metrics_addr {
         println!("metrics: http://{addr}/metrics");
     }

@@ -6,6 +6,7 @@ mod explain;
 mod input;
 mod lab;
 mod matrix;
+mod observe;
 mod synth;
 
 use clap::{Parser, Subcommand};
@@ -40,6 +41,8 @@ enum Command {
     Explain(explain::Args),
     /// Enforce a manifests folder in the kernel (nftables), re-applying on every change.
     Agent(agent::Args),
+    /// Verdict events live from a running agent, or from policy action log files, filtered.
+    Observe(observe::Args),
     /// Pods as network namespaces on this machine, with the agent enforcing (root only).
     Lab(lab::Args),
     /// Write a synthetic cluster (namespaces, workloads, services, policies) for benchmarks.
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => explain::run(args, cli.verbose),
         Command::Gen(args) => synth::run(args),
         Command::Agent(args) => agent::run(args),
+        Command::Observe(args) => observe::run(args),
         Command::Lab(args) => lab::run(args, cli.verbose),
     };
     ExitCode::from(code)

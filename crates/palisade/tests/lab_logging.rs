@@ -127,6 +127,82 @@ fn rogue_to_redis_walkthrough() {
     assert_eq!(d["node_name"], "node-a");
     assert!(d["timestamp"].as_str().unwrap().ends_with('Z'));
 
+    // The live view: every attempt, unaggregated, filtered like Hubble; and the file, filtered.
+    let live = palisade(&[
+        "observe",
+        "--lab",
+        &name,
+        "-o",
+        "json",
+        "--verdict",
+        "denied",
+        "--from-pod",
+        "rogue",
+        "--to-pod",
+        "default/redis-cart",
+        "--port",
+        "6379",
+        "--protocol",
+        "tcp",
+    ]);
+    let text = String::from_utf8_lossy(&live.stdout);
+    assert!(
+        live.status.success(),
+        "{}",
+        String::from_utf8_lossy(&live.stderr)
+    );
+    let events: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 4, "{text}");
+    assert!(events
+        .iter()
+        .all(|e| e["count"] == 1 && e["disposition"] == "deny"));
+    let none = palisade(&["observe", "--lab", &name, "--verdict", "allowed"]);
+    assert!(
+        none.status.success() && none.stdout.is_empty(),
+        "no allowed flows yet"
+    );
+    let file = palisade(&["observe", "--file", log.to_str().unwrap(), "-o", "table"]);
+    let table = String::from_utf8_lossy(&file.stdout);
+    assert!(table.starts_with("TIME "), "{table}");
+    assert!(table.lines().nth(1).unwrap().contains("DENIED"), "{table}");
+    assert_eq!(table.lines().count(), 2, "{table}");
+    let mut follow = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args([
+            "observe",
+            "--lab",
+            &name,
+            "--follow",
+            "--to-pod",
+            "default/redis-cart",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+        let _ = tx.send(line);
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(connects(&name, &cart.key, "redis-cart", 6379));
+    let line = rx.recv_timeout(Duration::from_secs(3));
+    follow.kill().unwrap();
+    follow.wait().unwrap();
+    let line = line.expect("a followed flow within 3 s");
+    assert!(
+        line.contains(&format!(
+            "default/{}",
+            cart.key.strip_prefix("default/").unwrap()
+        )) && line.contains("-> default/redis-cart-")
+            && line.contains("ingress ALLOWED by default/redis-cart-allow-cartservice"),
+        "{line}"
+    );
+
     // Allow logging on, deny delegated: the allowed connection is recorded with its policy; the
     // rogue pod is not, until its namespace (the enforcing pod's, redis-cart's) is annotated.
     std::fs::write(

@@ -12,6 +12,7 @@ pub mod record;
 pub mod rotate;
 
 use crate::metrics::{DispositionLabel, Metrics, VerdictLabels};
+use crate::observe::Hub;
 use aggregate::{Added, DenyAggregator};
 use bucket::TokenBucket;
 use palisade_dataplane::events::{Action, EventReader, VerdictEvent};
@@ -92,6 +93,7 @@ pub struct PolicyLogger {
     file: RotatingFile,
     write_failing: bool,
     metrics: Arc<Metrics>,
+    hub: Option<Arc<Hub>>,
 }
 
 impl PolicyLogger {
@@ -113,7 +115,14 @@ impl PolicyLogger {
             file: RotatingFile::open(path, limits.max_file_bytes, limits.max_files)?,
             write_failing: false,
             metrics,
+            hub: None,
         })
+    }
+
+    /// Also shows every verdict event, as a record, to `observe` clients through `hub`.
+    pub fn with_hub(mut self, hub: Arc<Hub>) -> Self {
+        self.hub = Some(hub);
+        self
     }
 
     /// The log file.
@@ -164,8 +173,8 @@ impl PolicyLogger {
         ConfigChange::Updated(switches)
     }
 
-    /// Takes one verdict event: counts it, and logs it when the configuration says so (allow
-    /// records at once, denials into their aggregation window).
+    /// Takes one verdict event: counts it, shows it to `observe` clients, and logs it when the
+    /// configuration says so (allow records at once, denials into their aggregation window).
     pub fn handle(&mut self, event: &VerdictEvent) {
         let Some(engine) = self.engine.clone() else {
             return;
@@ -181,7 +190,7 @@ impl PolicyLogger {
             namespace: pod.namespace.clone(),
             policy,
         };
-        if event.action == Action::Allow {
+        let mut record = if event.action == Action::Allow {
             let flow = Flow {
                 src: Endpoint::Ip(event.src),
                 dst: Endpoint::Ip(event.dst),
@@ -202,61 +211,70 @@ impl PolicyLogger {
                     .get_or_create(&labels(Disposition::Allow, policy));
                 counter.inc();
             }
-            let allow = self.switches.allow;
-            if !allow.log {
-                return;
-            }
-            if allow.delegate {
-                policies.retain(|p| {
-                    let i = state.policies.binary_search_by(|q| {
-                        (q.namespace.as_str(), q.name.as_str())
-                            .cmp(&(p.namespace.as_str(), p.name.as_str()))
-                    });
-                    i.ok().is_some_and(|i| {
-                        let annotations = &state.policies[i].policy.metadata.annotations;
-                        annotations.as_ref().is_some_and(|a| {
-                            logging::annotation_enabled(a, logging::POLICY_ANNOTATION)
-                        })
-                    })
-                });
-            }
-            if policies.is_empty() {
-                return;
-            }
             let policies = policies
                 .into_iter()
                 .map(|p| PolicyName {
                     name: p.name,
                     namespace: p.namespace,
-                    kind: "NetworkPolicy",
+                    kind: "NetworkPolicy".into(),
                 })
                 .collect();
-            let record = self.record(state, event, Disposition::Allow, policies);
-            self.emit(record, event.time);
+            self.record(state, event, Disposition::Allow, policies)
         } else {
-            let audit = event.action == Action::Audit;
             let deny = labels(Disposition::Deny, String::new());
             self.metrics.verdicts.get_or_create(&deny).inc();
-            if audit {
-                self.metrics.audited.get_or_create(&deny).inc();
-            }
-            let deny = self.switches.deny;
-            let delegated = || {
-                state.namespace(&pod.namespace).is_some_and(|ns| {
-                    logging::annotation_enabled(&ns.annotations, logging::NAMESPACE_ANNOTATION)
-                })
-            };
-            if !deny.log || (deny.delegate && !delegated()) {
-                return;
-            }
             let mut record = self.record(state, event, Disposition::Deny, Vec::new());
-            record.audit = audit;
-            if self.aggregator.add(record) == Added::Full {
-                Metrics::inc(&self.metrics.dropped, "aggregation_full");
+            if event.action == Action::Audit {
+                self.metrics.audited.get_or_create(&deny).inc();
+                record.audit = true;
             }
-            self.metrics
-                .open_keys
-                .set(self.aggregator.open_keys() as i64);
+            record
+        };
+        if let Some(hub) = &self.hub {
+            hub.publish(record.clone());
+        }
+        match record.disposition {
+            Disposition::Allow => {
+                let allow = self.switches.allow;
+                if !allow.log {
+                    return;
+                }
+                if allow.delegate {
+                    record.policies.retain(|p| {
+                        let i = state.policies.binary_search_by(|q| {
+                            (q.namespace.as_str(), q.name.as_str())
+                                .cmp(&(p.namespace.as_str(), p.name.as_str()))
+                        });
+                        i.ok().is_some_and(|i| {
+                            let annotations = &state.policies[i].policy.metadata.annotations;
+                            annotations.as_ref().is_some_and(|a| {
+                                logging::annotation_enabled(a, logging::POLICY_ANNOTATION)
+                            })
+                        })
+                    });
+                    if record.policies.is_empty() {
+                        return;
+                    }
+                }
+                self.emit(record, event.time);
+            }
+            Disposition::Deny => {
+                let deny = self.switches.deny;
+                let delegated = || {
+                    state.namespace(&pod.namespace).is_some_and(|ns| {
+                        logging::annotation_enabled(&ns.annotations, logging::NAMESPACE_ANNOTATION)
+                    })
+                };
+                if !deny.log || (deny.delegate && !delegated()) {
+                    return;
+                }
+                if self.aggregator.add(record) == Added::Full {
+                    Metrics::inc(&self.metrics.dropped, "aggregation_full");
+                }
+                self.metrics
+                    .open_keys
+                    .set(self.aggregator.open_keys() as i64);
+            }
         }
     }
 

@@ -3,7 +3,7 @@
 
 use palisade_model::{ClusterState, Protocol};
 use palisade_policy::Direction;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::SystemTime;
@@ -22,6 +22,23 @@ pub fn timestamp(time: SystemTime) -> String {
         .unwrap_or_else(|_| "1970-01-01T00:00:00.000000000Z".into())
 }
 
+fn parse_timestamp<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+    let text = String::deserialize(d)?;
+    OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+        .map(SystemTime::from)
+        .map_err(|e| serde::de::Error::custom(format!("timestamp {text:?}: {e}")))
+}
+
+fn parse_protocol<'de, D: Deserializer<'de>>(d: D) -> Result<Protocol, D::Error> {
+    String::deserialize(d)?
+        .parse()
+        .map_err(serde::de::Error::custom)
+}
+
+fn one() -> u64 {
+    1
+}
+
 fn is_zero(port: &u16) -> bool {
     *port == 0
 }
@@ -35,27 +52,27 @@ fn rfc3339<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
 }
 
 /// `connection`: the 5-tuple after Service translation, and the enforcing side.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Connection {
     /// Source address.
     pub src_ip: IpAddr,
     /// Destination address (the backend pod for a Service).
     pub dest_ip: IpAddr,
     /// Source port; omitted when 0.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub src_port: u16,
     /// Destination port (the targetPort for a Service); omitted when 0.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub dest_port: u16,
     /// `tcp`, `udp`, `sctp` or `icmp`.
-    #[serde(serialize_with = "lowercase")]
+    #[serde(serialize_with = "lowercase", deserialize_with = "parse_protocol")]
     pub protocol: Protocol,
     /// `ingress` (enforced at the destination) or `egress` (at the source).
     pub direction: Direction,
 }
 
 /// `allow` or `deny`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Disposition {
     /// The connection was allowed.
@@ -75,14 +92,14 @@ impl Disposition {
 }
 
 /// A policy that allowed the connection.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyName {
     /// Name.
     pub name: String,
     /// Namespace.
     pub namespace: String,
     /// Always `NetworkPolicy` for now (the admin tiers will add their kinds).
-    pub kind: &'static str,
+    pub kind: String,
 }
 
 fn is_empty(s: &str) -> bool {
@@ -90,8 +107,8 @@ fn is_empty(s: &str) -> bool {
 }
 
 /// `src` / `dest`: a pod, a node, or an address outside the cluster; empty fields are omitted.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(untagged)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged, from = "PeerFields")]
 pub enum Peer {
     /// A pod; `pod_namespace` repeats `namespace` for older consumers.
     Pod {
@@ -117,13 +134,60 @@ pub enum Peer {
         #[serde(skip_serializing_if = "is_empty")]
         node_name: String,
         /// Always `Node`.
-        workload_kind: &'static str,
+        workload_kind: String,
     },
     /// Anything else.
     External {
         /// The address.
         instance: String,
     },
+}
+
+/// Every field a peer may have, for reading records back.
+#[derive(Deserialize)]
+struct PeerFields {
+    #[serde(default)]
+    pod_name: String,
+    #[serde(default)]
+    workload_kind: String,
+    #[serde(default)]
+    workload_name: String,
+    #[serde(default)]
+    pod_namespace: String,
+    #[serde(default)]
+    namespace: String,
+    #[serde(default)]
+    node_name: String,
+    #[serde(default)]
+    instance: String,
+}
+
+impl From<PeerFields> for Peer {
+    fn from(f: PeerFields) -> Peer {
+        if !f.instance.is_empty() {
+            Peer::External {
+                instance: f.instance,
+            }
+        } else if f.workload_kind == "Node" {
+            Peer::Node {
+                node_name: f.node_name,
+                workload_kind: f.workload_kind,
+            }
+        } else {
+            let namespace = if f.namespace.is_empty() {
+                f.pod_namespace.clone()
+            } else {
+                f.namespace
+            };
+            Peer::Pod {
+                pod_name: f.pod_name,
+                workload_kind: f.workload_kind,
+                workload_name: f.workload_name,
+                pod_namespace: f.pod_namespace,
+                namespace,
+            }
+        }
+    }
 }
 
 /// The record peer that has `ip`: a pod of `state`, a node of `nodes` (by address), or external.
@@ -146,7 +210,7 @@ pub fn peer(state: &ClusterState, nodes: &HashMap<IpAddr, String>, ip: IpAddr) -
     match nodes.get(&ip) {
         Some(name) => Peer::Node {
             node_name: name.clone(),
-            workload_kind: "Node",
+            workload_kind: "Node".into(),
         },
         None => Peer::External {
             instance: ip.to_string(),
@@ -155,28 +219,30 @@ pub fn peer(state: &ClusterState, nodes: &HashMap<IpAddr, String>, ip: IpAddr) -
 }
 
 /// One policy action record.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     /// The connection.
     pub connection: Connection,
     /// Allowed or denied.
     pub disposition: Disposition,
     /// Allow records: every permitting policy of the enforcing pod (deduplicated); omitted when empty.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<PolicyName>,
     /// The source.
     pub src: Peer,
     /// The destination.
     pub dest: Peer,
     /// 1 for allow; the number of aggregated attempts for deny.
+    #[serde(default = "one")]
     pub count: u64,
     /// The node that wrote the record.
+    #[serde(default)]
     pub node_name: String,
     /// Time of the (first) event.
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(serialize_with = "rfc3339", deserialize_with = "parse_timestamp")]
     pub timestamp: SystemTime,
     /// Audit mode: the connection was let through but policy would have denied it.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub audit: bool,
 }
 
@@ -249,21 +315,26 @@ mod tests {
             policies: vec![PolicyName {
                 name: "p".into(),
                 namespace: "default".into(),
-                kind: "NetworkPolicy",
+                kind: "NetworkPolicy".into(),
             }],
             dest: Peer::External {
                 instance: "192.0.2.1".into(),
             },
             src: Peer::Node {
                 node_name: "node-a".into(),
-                workload_kind: "Node",
+                workload_kind: "Node".into(),
             },
             audit: true,
             count: 1,
-            ..record
+            ..record.clone()
         };
         let line = icmp.to_line();
         assert!(line.starts_with(r#"{"connection":{"src_ip":"10.8.1.20","dest_ip":"10.8.0.7","protocol":"icmp","direction":"egress"},"disposition":"allow","policies":[{"name":"p","namespace":"default","kind":"NetworkPolicy"}],"src":{"node_name":"node-a","workload_kind":"Node"},"dest":{"instance":"192.0.2.1"},"count":1,"#), "{line}");
         assert!(line.trim_end().ends_with(r#","audit":true}"#), "{line}");
+        // Records read back equal what was written.
+        for r in [&record, &icmp] {
+            let back: Record = serde_json::from_str(&r.to_line()).unwrap();
+            assert_eq!(&back, r);
+        }
     }
 }

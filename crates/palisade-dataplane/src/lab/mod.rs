@@ -320,12 +320,14 @@ impl Lab {
                 }
             }
         }
-        // State, readiness and log files: `lab-<name>.json`, `lab-<name>.ready`, `lab-<name>-*.log`.
+        // State, readiness, log and socket files: `lab-<name>.json`, `lab-<name>.ready`,
+        // `lab-<name>-*.log`, `lab-<name>-*.sock`.
         if let Ok(entries) = std::fs::read_dir(state_dir()) {
             let own = |f: &str| {
                 f == format!("lab-{name}.json")
                     || f == format!("lab-{name}.ready")
-                    || (f.starts_with(&format!("lab-{name}-")) && f.ends_with(".log"))
+                    || (f.starts_with(&format!("lab-{name}-"))
+                        && (f.ends_with(".log") || f.ends_with(".sock")))
             };
             for e in entries.flatten() {
                 if own(&e.file_name().to_string_lossy()) {

@@ -1,0 +1,135 @@
+//! Reading and following `policy_action.log` files for `observe --file`.
+
+use crate::policy_log::record::Record;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// One line of a log: a record, or why it is not one (`file:line: reason`).
+pub type Line = Result<Record, String>;
+
+fn parse(path: &Path, number: usize, text: &str) -> Line {
+    serde_json::from_str(text).map_err(|e| {
+        format!(
+            "{}:{number}: not a policy action record: {e}",
+            path.display()
+        )
+    })
+}
+
+/// Follows a log file as it grows, from its start; after rotation (the path now names another file,
+/// or the file shrank) it continues at the start of the new file.
+pub struct Tail {
+    path: PathBuf,
+    reader: Option<BufReader<File>>,
+    inode: u64,
+    offset: u64,
+    line: usize,
+    partial: String,
+}
+
+impl Tail {
+    /// Opens `path`; a missing file is an error.
+    pub fn open(path: &Path) -> io::Result<Tail> {
+        let mut tail = Tail {
+            path: path.to_path_buf(),
+            reader: None,
+            inode: 0,
+            offset: 0,
+            line: 0,
+            partial: String::new(),
+        };
+        tail.reopen()?;
+        Ok(tail)
+    }
+
+    fn reopen(&mut self) -> io::Result<()> {
+        let file = File::open(&self.path)?;
+        self.inode = file.metadata()?.ino();
+        self.reader = Some(BufReader::new(file));
+        (self.offset, self.line) = (0, 0);
+        self.partial.clear();
+        Ok(())
+    }
+
+    /// Every complete line appended since the last call.
+    pub fn read_new(&mut self) -> io::Result<Vec<Line>> {
+        if let Ok(meta) = std::fs::metadata(&self.path) {
+            if meta.ino() != self.inode || meta.len() < self.offset {
+                // Drain what the old file still holds before switching.
+                let mut out = self.read_available()?;
+                self.reopen()?;
+                out.extend(self.read_available()?);
+                return Ok(out);
+            }
+        }
+        self.read_available()
+    }
+
+    fn read_available(&mut self) -> io::Result<Vec<Line>> {
+        let mut out = Vec::new();
+        let Some(reader) = self.reader.as_mut() else {
+            return Ok(out);
+        };
+        reader.seek(SeekFrom::Start(self.offset))?;
+        loop {
+            let n = reader.read_line(&mut self.partial)?;
+            if n == 0 || !self.partial.ends_with('\n') {
+                // An incomplete last line is kept and finished on the next call.
+                self.offset += n as u64;
+                break;
+            }
+            self.offset += n as u64;
+            self.line += 1;
+            let text = std::mem::take(&mut self.partial);
+            if !text.trim().is_empty() {
+                out.push(parse(&self.path, self.line, text.trim_end()));
+            }
+        }
+        // Re-read the partial line from its start next time.
+        self.offset -= self.partial.len() as u64;
+        self.partial.clear();
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    const RECORD: &str = r#"{"connection":{"src_ip":"10.0.0.1","dest_ip":"10.0.0.2","dest_port":80,"protocol":"tcp","direction":"ingress"},"disposition":"deny","src":{"instance":"10.0.0.1"},"dest":{"instance":"10.0.0.2"},"count":2,"node_name":"n","timestamp":"2026-11-22T10:00:00.000000001Z"}"#;
+
+    #[test]
+    fn follows_appends_partial_lines_and_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy_action.log");
+        let mut f = File::create(&path).unwrap();
+        writeln!(f, "{RECORD}\nnot json").unwrap();
+        let mut tail = Tail::open(&path).unwrap();
+        let lines = tail.read_new().unwrap();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].as_ref().unwrap().count, 2);
+        assert!(lines[1]
+            .as_ref()
+            .unwrap_err()
+            .contains("policy_action.log:2: not a policy action record"));
+        // Half a line, then the rest.
+        write!(f, "{}", &RECORD[..40]).unwrap();
+        assert!(tail.read_new().unwrap().is_empty());
+        writeln!(f, "{}", &RECORD[40..]).unwrap();
+        assert_eq!(tail.read_new().unwrap().len(), 1);
+        // Rotation: the file is renamed away and a new one starts.
+        std::fs::rename(&path, dir.path().join("policy_action-1.log")).unwrap();
+        writeln!(f, "{RECORD}").unwrap(); // late write to the old file
+        let mut g = File::create(&path).unwrap();
+        writeln!(g, "{RECORD}").unwrap();
+        assert_eq!(
+            tail.read_new().unwrap().len(),
+            2,
+            "old file's tail, then the new file"
+        );
+        assert!(tail.read_new().unwrap().is_empty());
+    }
+}

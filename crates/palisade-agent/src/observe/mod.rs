@@ -1,0 +1,13 @@
+//! `palisade observe`: the live stream of verdict events from a running agent ([`hub`]), or the
+//! records of `policy_action.log` files ([`file`]), filtered ([`filter`]) and printed ([`format`]).
+
+pub mod file;
+pub mod filter;
+pub mod format;
+pub mod hub;
+
+pub use filter::{Filter, PodPattern, VerdictFilter};
+pub use hub::{Hub, Request};
+
+/// The agent's default observe socket.
+pub const DEFAULT_SOCKET: &str = "/run/palisade/observe.sock";

@@ -1,0 +1,201 @@
+//! `palisade observe`: verdict events live from an agent, or records from `policy_action.log` files.
+
+use crate::exit;
+use palisade_agent::observe::file::{Line, Tail};
+use palisade_agent::observe::format::{align, compact, table_row, TABLE_HEADER};
+use palisade_agent::observe::{self, Filter, PodPattern, Request, VerdictFilter};
+use palisade_agent::policy_log::record::Record;
+use palisade_model::Protocol;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Output formats of `observe`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Output {
+    /// One line per flow.
+    Compact,
+    /// The records as JSON lines (the `policy_action.log` format).
+    Json,
+    /// Aligned columns.
+    Table,
+}
+
+/// Arguments of `palisade observe`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The agent's observe socket.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["lab", "file"])]
+    socket: Option<PathBuf>,
+    /// Observe the agent of this lab.
+    #[arg(long, value_name = "NAME", conflicts_with = "file")]
+    lab: Option<String>,
+    /// Read records from policy action log files instead of a running agent (repeatable).
+    #[arg(long, value_name = "PATH")]
+    file: Vec<PathBuf>,
+    /// Flows from these pods: [namespace/]name-prefix (namespace default when omitted).
+    #[arg(long, value_name = "POD")]
+    from_pod: Vec<PodPattern>,
+    /// Flows to these pods.
+    #[arg(long, value_name = "POD")]
+    to_pod: Vec<PodPattern>,
+    /// Flows from or to these pods.
+    #[arg(long, value_name = "POD")]
+    pod: Vec<PodPattern>,
+    /// Flows with an end in these namespaces.
+    #[arg(short = 'n', long, value_name = "NS")]
+    namespace: Vec<String>,
+    /// Flows with this verdict: allowed, denied (including audited), audit.
+    #[arg(long, value_name = "VERDICT")]
+    verdict: Vec<VerdictFilter>,
+    /// Flows with this source or destination port.
+    #[arg(long, value_name = "PORT")]
+    port: Vec<u16>,
+    /// Flows of this protocol: tcp, udp, sctp, icmp.
+    #[arg(long, value_name = "PROTO")]
+    protocol: Vec<Protocol>,
+    /// Keep printing new flows as they happen.
+    #[arg(short = 'f', long)]
+    follow: bool,
+    /// Start with the last N matching flows (default: 20 from an agent, every record of --file
+    /// files; 0 with --follow).
+    #[arg(long, value_name = "N")]
+    last: Option<usize>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "compact")]
+    output: Output,
+}
+
+/// Prints records in the chosen format; the table is aligned over what it has seen so far.
+struct Printer {
+    output: Output,
+    widths: Vec<usize>,
+    header_done: bool,
+}
+
+impl Printer {
+    fn new(output: Output) -> Self {
+        Printer {
+            output,
+            widths: TABLE_HEADER.iter().map(|h| h.len()).collect(),
+            header_done: false,
+        }
+    }
+
+    fn print(&mut self, records: &[Record]) -> std::io::Result<()> {
+        let mut out = std::io::stdout().lock();
+        match self.output {
+            Output::Json => {
+                for r in records {
+                    out.write_all(r.to_line().as_bytes())?;
+                }
+            }
+            Output::Compact => {
+                for r in records {
+                    writeln!(out, "{}", compact(r))?;
+                }
+            }
+            Output::Table => {
+                let rows: Vec<[String; 8]> = records.iter().map(table_row).collect();
+                for row in &rows {
+                    for (w, cell) in self.widths.iter_mut().zip(row) {
+                        *w = (*w).max(cell.len());
+                    }
+                }
+                if !self.header_done {
+                    let header = TABLE_HEADER.map(String::from);
+                    writeln!(out, "{}", align(&header, &self.widths))?;
+                    self.header_done = true;
+                }
+                for row in &rows {
+                    writeln!(out, "{}", align(row, &self.widths))?;
+                }
+            }
+        }
+        out.flush()
+    }
+}
+
+/// Runs `observe`. Exit 2 when the agent or a file cannot be read.
+pub fn run(args: Args) -> u8 {
+    let filter = Filter {
+        from_pods: args.from_pod.clone(),
+        to_pods: args.to_pod.clone(),
+        pods: args.pod.clone(),
+        namespaces: args.namespace.clone(),
+        verdicts: args.verdict.clone(),
+        ports: args.port.clone(),
+        protocols: args.protocol.clone(),
+    };
+    let last = args.last.unwrap_or(if args.follow { 0 } else { 20 });
+    let mut printer = Printer::new(args.output);
+    let result = if args.file.is_empty() {
+        live(&args, filter, last, &mut printer)
+    } else {
+        files(&args, &filter, last, &mut printer)
+    };
+    match result {
+        Ok(()) => exit::OK,
+        // The reader went away (e.g. `| head`): not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::INVALID
+        }
+    }
+}
+
+fn live(args: &Args, filter: Filter, last: usize, printer: &mut Printer) -> std::io::Result<()> {
+    let socket = match (&args.socket, &args.lab) {
+        (Some(path), _) => path.clone(),
+        (None, Some(lab)) => crate::lab::observe_socket(lab),
+        (None, None) => observe::DEFAULT_SOCKET.into(),
+    };
+    let request = Request {
+        filter,
+        last: Some(last),
+        follow: args.follow,
+    };
+    for record in observe::hub::connect(&socket, &request)? {
+        printer.print(&[record?])?;
+    }
+    Ok(())
+}
+
+fn report(lines: Vec<Line>) -> Vec<Record> {
+    lines
+        .into_iter()
+        .filter_map(|l| l.map_err(|e| eprintln!("warning: {e}")).ok())
+        .collect()
+}
+
+fn files(args: &Args, filter: &Filter, last: usize, printer: &mut Printer) -> std::io::Result<()> {
+    let mut tails = Vec::new();
+    let mut records = Vec::new();
+    for path in &args.file {
+        let mut tail = Tail::open(path)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        records.extend(report(tail.read_new()?));
+        tails.push(tail);
+    }
+    // Several files (e.g. rotated ones) interleave by time.
+    records.sort_by_key(|r| r.timestamp);
+    records.retain(|r| filter.matches(r));
+    let skip = if args.follow || args.last.is_some() {
+        records.len().saturating_sub(last)
+    } else {
+        0 // without --follow or --last, a file is printed whole
+    };
+    printer.print(&records[skip..])?;
+    if !args.follow {
+        return Ok(());
+    }
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        for tail in &mut tails {
+            let mut new = report(tail.read_new()?);
+            new.retain(|r| filter.matches(r));
+            printer.print(&new)?;
+        }
+    }
+}
