@@ -105,6 +105,18 @@ fn fixture(limits: Limits) -> Fixture {
     }
 }
 
+/// A logger with default limits, configured with `allow`/`deny` switches on the shop cluster.
+fn configured(allow: &str, deny: &str) -> (Fixture, Arc<Engine>) {
+    let mut f = fixture(Limits::default());
+    let e = engine(&format!(
+        "{}{APP}{}",
+        namespace(false),
+        logging(allow, deny)
+    ));
+    f.logger.set_engine(e.clone());
+    (f, e)
+}
+
 fn records(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap()
@@ -167,13 +179,8 @@ fn nothing_is_logged_without_a_network_logging() {
 
 #[test]
 fn denials_are_aggregated_per_flow_for_five_seconds() {
-    let mut f = fixture(Limits::default());
-    let e = engine(&format!(
-        "{}{APP}{}",
-        namespace(false),
-        logging("{log: false}", "{log: true}")
-    ));
-    assert!(matches!(f.logger.set_engine(e.clone()), ConfigChange::Updated(s) if s.deny.log));
+    let (mut f, e) = configured("{log: false}", "{log: true}");
+    assert!(f.logger.switches().deny.log && !f.logger.switches().allow.log);
     for ms in [0, 1000, 2000, 4000] {
         f.logger.handle(&to_redis(&e, "rogue", 6379, false, ms));
     }
@@ -229,13 +236,7 @@ fn deny_delegation_follows_the_enforcing_namespace_annotation() {
 
 #[test]
 fn allow_records_list_every_permitting_policy_or_only_the_annotated_ones() {
-    let mut f = fixture(Limits::default());
-    let e = engine(&format!(
-        "{}{APP}{}",
-        namespace(false),
-        logging("{log: true}", "{log: false}")
-    ));
-    f.logger.set_engine(e.clone());
+    let (mut f, e) = configured("{log: true}", "{log: false}");
     f.logger.handle(&to_redis(&e, "cartservice", 6379, true, 0));
     // 6380 is allowed by one policy only.
     f.logger.handle(&to_redis(&e, "cartservice", 6380, true, 1));
@@ -322,13 +323,7 @@ fn an_invalid_network_logging_keeps_the_previous_configuration() {
 
 #[test]
 fn a_flood_is_bounded_by_the_key_limit_and_the_rate_limit() {
-    let mut f = fixture(Limits::default());
-    let e = engine(&format!(
-        "{}{APP}{}",
-        namespace(false),
-        logging("{log: false}", "{log: true}")
-    ));
-    f.logger.set_engine(e.clone());
+    let (mut f, e) = configured("{log: false}", "{log: true}");
     // 5,000 denied attempts in one second, each to another port: 5,000 keys.
     for i in 0..5000u64 {
         f.logger
@@ -367,13 +362,7 @@ fn a_flood_is_bounded_by_the_key_limit_and_the_rate_limit() {
 
 #[test]
 fn audit_events_are_deny_records_marked_audit_and_aggregated_apart() {
-    let mut f = fixture(Limits::default());
-    let e = engine(&format!(
-        "{}{APP}{}",
-        namespace(false),
-        logging("{log: false}", "{log: true}")
-    ));
-    f.logger.set_engine(e.clone());
+    let (mut f, e) = configured("{log: false}", "{log: true}");
     let mut audited = to_redis(&e, "rogue", 6379, false, 0);
     audited.action = Action::Audit;
     f.logger.handle(&audited);

@@ -62,25 +62,17 @@ fn allowed_and_dropped_first_packets_are_reported() {
     });
     let (client, server) = (&lab.pods[0], &lab.pods[1]);
     assert_eq!(client.key, "ev/client");
-    let t = Duration::from_millis(300);
-    assert!(lab::probe(
-        &client.netns,
-        SocketAddr::new(server.ip, 80),
-        Transport::Tcp,
-        t
-    )
-    .unwrap());
-    assert!(!lab::probe(
-        &server.netns,
-        SocketAddr::new(client.ip, 80),
-        Transport::Tcp,
-        t
-    )
-    .unwrap());
-    let mut events = Vec::new();
-    while let Ok(e) = rx.recv_timeout(Duration::from_millis(500)) {
-        events.push(e);
-    }
+    let connects = |from: &lab::LabPod, to: &lab::LabPod| {
+        let to = SocketAddr::new(to.ip, 80);
+        lab::probe(&from.netns, to, Transport::Tcp, Duration::from_millis(300)).unwrap()
+    };
+    // Every event until none has come for half a second.
+    let drain = || -> Vec<_> {
+        std::iter::from_fn(|| rx.recv_timeout(Duration::from_millis(500)).ok()).collect()
+    };
+    assert!(connects(client, server));
+    assert!(!connects(server, client));
+    let events = drain();
     let allowed = events
         .iter()
         .find(|e| e.action == Action::Allow)
@@ -104,17 +96,8 @@ fn allowed_and_dropped_first_packets_are_reported() {
 
     // Audit mode: the same attempt passes, and is reported as an audit event.
     apply(&render_with(&engine, Audit::All), Some(&lab.node)).unwrap();
-    assert!(lab::probe(
-        &server.netns,
-        SocketAddr::new(client.ip, 80),
-        Transport::Tcp,
-        t
-    )
-    .unwrap());
-    let mut events = Vec::new();
-    while let Ok(e) = rx.recv_timeout(Duration::from_millis(500)) {
-        events.push(e);
-    }
+    assert!(connects(server, client));
+    let events = drain();
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(
         (events[0].action, events[0].direction, events[0].dst),

@@ -129,13 +129,17 @@ impl LogArgs {
     }
 }
 
-/// `5s`, `500ms`, `1m`, `2h`, or plain seconds.
-fn parse_duration(s: &str) -> Result<Duration, String> {
+/// A leading number and the unit after it (`"10MiB"` → `(10, "MiB")`).
+fn number_and_unit(s: &str) -> Option<(u64, &str)> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration; use e.g. 5s, 500ms, 1m"))?;
+    Some((number.parse().ok()?, unit))
+}
+
+/// `5s`, `500ms`, `1m`, `2h`, or plain seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (n, unit) = number_and_unit(s)
+        .ok_or_else(|| format!("{s:?} is not a duration; use e.g. 5s, 500ms, 1m"))?;
     let ms = match unit {
         "ms" => n,
         "" | "s" => n * 1000,
@@ -151,11 +155,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Bytes, with an optional `k`/`KiB`, `M`/`MiB` or `G`/`GiB` suffix (powers of 1024).
 fn parse_size(s: &str) -> Result<u64, String> {
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size; use e.g. 10MiB, 500k, 1048576"))?;
+    let (n, unit) = number_and_unit(s)
+        .ok_or_else(|| format!("{s:?} is not a size; use e.g. 10MiB, 500k, 1048576"))?;
     let shift = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 0,
         "k" | "kib" | "kb" => 10,

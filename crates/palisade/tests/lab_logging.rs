@@ -8,7 +8,7 @@ mod support;
 use palisade_dataplane::lab::{self, in_netns, Lab};
 use serde_json::Value;
 use std::net::{SocketAddr, UdpSocket};
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use support::{connects, demo_copy, palisade, pod, records, sample, scrape, within};
 
@@ -19,16 +19,39 @@ fn network_logging(allow: &str, deny: &str) -> String {
     )
 }
 
-/// Brings lab `name` up on `manifests` with `extra` options; returns the lab.
-fn up(name: &str, manifests: &Path, extra: &[&str]) -> Lab {
+/// A lab on a copy of the microservices demo with a NetworkLogging, logging to a file of its own.
+/// Fields drop in order: the lab goes down before its folder is removed.
+struct Setup {
+    _teardown: lab::DownOnDrop,
+    name: String,
+    manifests: PathBuf,
+    log: PathBuf,
+    lab: Lab,
+    _dir: tempfile::TempDir,
+}
+
+/// Brings lab `<prefix><pid>` up with `NetworkLogging` switches `allow`/`deny` and `extra` options.
+fn up(prefix: &str, allow: &str, deny: &str, extra: &[&str]) -> Setup {
+    lab::require_root().expect("the lab tests run as root");
+    let name = format!("{prefix}{}", std::process::id());
+    let teardown = lab::DownOnDrop(name.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = demo_copy(dir.path());
+    std::fs::write(
+        manifests.join("zz-logging.yaml"),
+        network_logging(allow, deny),
+    )
+    .unwrap();
+    let log = dir.path().join("log/policy_action.log");
     let mut args = vec![
         "lab",
         "--name",
-        name,
+        &name,
         "up",
         "-f",
         manifests.to_str().unwrap(),
     ];
+    args.extend_from_slice(&["--policy-log", log.to_str().unwrap()]);
     args.extend_from_slice(extra);
     let out = palisade(&args);
     assert!(
@@ -36,7 +59,14 @@ fn up(name: &str, manifests: &Path, extra: &[&str]) -> Lab {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    Lab::load(name).unwrap()
+    Setup {
+        _teardown: teardown,
+        lab: Lab::load(&name).unwrap(),
+        name,
+        manifests,
+        log,
+        _dir: dir,
+    }
 }
 
 /// Waits until the agent has taken `n` NetworkLogging configuration events of `reason`.
@@ -61,45 +91,39 @@ fn of(records: &[Value], disposition: &str) -> Vec<Value> {
 
 #[test]
 fn rogue_to_redis_walkthrough() {
-    lab::require_root().expect("the lab tests run as root");
-    let name = format!("l{}", std::process::id());
-    let _teardown = lab::DownOnDrop(name.clone());
-    let dir = tempfile::tempdir().unwrap();
-    let manifests = demo_copy(dir.path());
-    let logging = manifests.join("zz-logging.yaml");
-    std::fs::write(&logging, network_logging("{log: false}", "{log: true}")).unwrap();
-    let log = dir.path().join("log/policy_action.log");
     let metrics = format!("127.0.0.1:{}", support::free_port());
-    let lab = up(
-        &name,
-        &manifests,
-        &[
-            "--policy-log",
-            log.to_str().unwrap(),
-            "--node-name",
-            "node-a",
-            "--metrics-addr",
-            &metrics,
-        ],
+    let setup = up(
+        "l",
+        "{log: false}",
+        "{log: true}",
+        &["--node-name", "node-a", "--metrics-addr", &metrics],
     );
+    let Setup {
+        name,
+        manifests,
+        log,
+        lab,
+        ..
+    } = &setup;
+    let logging = manifests.join("zz-logging.yaml");
     let (cart, rogue, redis) = (
-        pod(&lab, "default/cartservice-"),
-        pod(&lab, "default/rogue"),
-        pod(&lab, "default/redis-cart-"),
+        pod(lab, "default/cartservice-"),
+        pod(lab, "default/rogue"),
+        pod(lab, "default/redis-cart-"),
     );
 
     // Deny logging: 4 attempts within 5 s through the Service → one record, count 4, addresses
     // after Service translation.
     let first = Instant::now();
     for _ in 0..4 {
-        assert!(!connects(&name, &rogue.key, "redis-cart", 6379));
+        assert!(!connects(name, &rogue.key, "redis-cart", 6379));
     }
     assert!(first.elapsed() < Duration::from_secs(4));
     assert!(
-        within(Duration::from_secs(8), || !records(&log).is_empty()).is_some(),
+        within(Duration::from_secs(8), || !records(log).is_empty()).is_some(),
         "no deny record within the 5 s window"
     );
-    let r = records(&log);
+    let r = records(log);
     assert_eq!(r.len(), 1, "{r:#?}");
     let d = &r[0];
     let (redis_name, redis_workload) = {
@@ -131,7 +155,7 @@ fn rogue_to_redis_walkthrough() {
     let live = palisade(&[
         "observe",
         "--lab",
-        &name,
+        name,
         "-o",
         "json",
         "--verdict",
@@ -159,7 +183,7 @@ fn rogue_to_redis_walkthrough() {
     assert!(events
         .iter()
         .all(|e| e["count"] == 1 && e["disposition"] == "deny"));
-    let none = palisade(&["observe", "--lab", &name, "--verdict", "allowed"]);
+    let none = palisade(&["observe", "--lab", name, "--verdict", "allowed"]);
     assert!(
         none.status.success() && none.stdout.is_empty(),
         "no allowed flows yet"
@@ -173,7 +197,7 @@ fn rogue_to_redis_walkthrough() {
         .args([
             "observe",
             "--lab",
-            &name,
+            name,
             "--follow",
             "--to-pod",
             "default/redis-cart",
@@ -189,7 +213,7 @@ fn rogue_to_redis_walkthrough() {
         let _ = tx.send(line);
     });
     std::thread::sleep(Duration::from_millis(200));
-    assert!(connects(&name, &cart.key, "redis-cart", 6379));
+    assert!(connects(name, &cart.key, "redis-cart", 6379));
     let line = rx.recv_timeout(Duration::from_secs(3));
     follow.kill().unwrap();
     follow.wait().unwrap();
@@ -211,14 +235,14 @@ fn rogue_to_redis_walkthrough() {
     )
     .unwrap();
     wait_config(&metrics, "UpdateNetworkLogging", 2.0);
-    assert!(connects(&name, &cart.key, "redis-cart", 6379));
-    assert!(!connects(&name, &rogue.key, "redis-cart", 6379));
+    assert!(connects(name, &cart.key, "redis-cart", 6379));
+    assert!(!connects(name, &rogue.key, "redis-cart", 6379));
     assert!(
-        within(Duration::from_secs(2), || of(&records(&log), "allow").len()
+        within(Duration::from_secs(2), || of(&records(log), "allow").len()
             == 1)
         .is_some()
     );
-    let a = &of(&records(&log), "allow")[0];
+    let a = &of(&records(log), "allow")[0];
     assert_eq!(
         a["policies"],
         serde_json::json!([{"name": "redis-cart-allow-cartservice", "namespace": "default", "kind": "NetworkPolicy"}])
@@ -229,7 +253,7 @@ fn rogue_to_redis_walkthrough() {
     );
     std::thread::sleep(Duration::from_secs(6));
     assert_eq!(
-        of(&records(&log), "deny").len(),
+        of(&records(log), "deny").len(),
         1,
         "delegated, not annotated"
     );
@@ -240,9 +264,9 @@ fn rogue_to_redis_walkthrough() {
     .unwrap();
     // Annotations do not change the ruleset; wait until the agent has read the file.
     std::thread::sleep(Duration::from_millis(500));
-    assert!(!connects(&name, &rogue.key, "redis-cart", 6379));
+    assert!(!connects(name, &rogue.key, "redis-cart", 6379));
     assert!(
-        within(Duration::from_secs(8), || of(&records(&log), "deny").len()
+        within(Duration::from_secs(8), || of(&records(log), "deny").len()
             == 2)
         .is_some(),
         "annotated namespace: the denial is recorded"
@@ -255,9 +279,9 @@ fn rogue_to_redis_walkthrough() {
     )
     .unwrap();
     wait_config(&metrics, "UpdateNetworkLogging", 3.0);
-    assert!(connects(&name, &cart.key, "redis-cart", 6379));
+    assert!(connects(name, &cart.key, "redis-cart", 6379));
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(of(&records(&log), "allow").len(), 1, "policy not annotated");
+    assert_eq!(of(&records(log), "allow").len(), 1, "policy not annotated");
     let policy = manifests.join("redis-cart-policy.yaml");
     let text = std::fs::read_to_string(&policy).unwrap().replace(
         "  namespace: default\n",
@@ -265,9 +289,9 @@ fn rogue_to_redis_walkthrough() {
     );
     std::fs::write(&policy, text).unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    assert!(connects(&name, &cart.key, "redis-cart", 6379));
+    assert!(connects(name, &cart.key, "redis-cart", 6379));
     assert!(
-        within(Duration::from_secs(2), || of(&records(&log), "allow").len()
+        within(Duration::from_secs(2), || of(&records(log), "allow").len()
             == 2)
         .is_some()
     );
@@ -279,9 +303,9 @@ fn rogue_to_redis_walkthrough() {
     )
     .unwrap();
     wait_config(&metrics, "InvalidNetworkLogging", 1.0);
-    assert!(connects(&name, &cart.key, "redis-cart", 6379));
+    assert!(connects(name, &cart.key, "redis-cart", 6379));
     assert!(
-        within(Duration::from_secs(2), || of(&records(&log), "allow").len()
+        within(Duration::from_secs(2), || of(&records(log), "allow").len()
             == 3)
         .is_some(),
         "the previous configuration (allow logging, delegated) stays"
@@ -303,7 +327,7 @@ fn rogue_to_redis_walkthrough() {
     .unwrap();
     assert!(
         within(Duration::from_secs(1), || connects(
-            &name,
+            name,
             &rogue.key,
             "redis-cart",
             6379
@@ -313,12 +337,12 @@ fn rogue_to_redis_walkthrough() {
     );
     assert!(
         within(Duration::from_secs(8), || {
-            records(&log).iter().any(|r| r["audit"] == true)
+            records(log).iter().any(|r| r["audit"] == true)
         })
         .is_some(),
         "the audited attempt is logged"
     );
-    let audited: Vec<_> = records(&log)
+    let audited: Vec<_> = records(log)
         .into_iter()
         .filter(|r| r["audit"] == true)
         .collect();
@@ -328,43 +352,25 @@ fn rogue_to_redis_walkthrough() {
 
 #[test]
 fn audit_mode_on_the_node_drops_nothing_and_logs_would_be_denials() {
-    lab::require_root().expect("the lab tests run as root");
-    let name = format!("a{}", std::process::id());
-    let _teardown = lab::DownOnDrop(name.clone());
-    let dir = tempfile::tempdir().unwrap();
-    let manifests = demo_copy(dir.path());
-    std::fs::write(
-        manifests.join("zz-logging.yaml"),
-        network_logging("{log: true}", "{log: true}"),
-    )
-    .unwrap();
-    let log = dir.path().join("policy_action.log");
-    let lab = up(
-        &name,
-        &manifests,
-        &[
-            "--policy-log",
-            log.to_str().unwrap(),
-            "--policy-audit-mode",
-            "--deny-aggregation-window",
-            "1s",
-        ],
+    let setup = up(
+        "a",
+        "{log: true}",
+        "{log: true}",
+        &["--policy-audit-mode", "--deny-aggregation-window", "1s"],
     );
-    let (cart, rogue) = (
-        pod(&lab, "default/cartservice-"),
-        pod(&lab, "default/rogue"),
-    );
+    let Setup { name, log, lab, .. } = &setup;
+    let (cart, rogue) = (pod(lab, "default/cartservice-"), pod(lab, "default/rogue"));
     assert!(
-        connects(&name, &rogue.key, "redis-cart", 6379),
+        connects(name, &rogue.key, "redis-cart", 6379),
         "nothing is dropped"
     );
-    assert!(connects(&name, &cart.key, "redis-cart", 6379));
+    assert!(connects(name, &cart.key, "redis-cart", 6379));
     assert!(
-        within(Duration::from_secs(3), || records(&log).len() == 2).is_some(),
+        within(Duration::from_secs(3), || records(log).len() == 2).is_some(),
         "{:#?}",
-        records(&log)
+        records(log)
     );
-    let r = records(&log);
+    let r = records(log);
     let audit = of(&r, "deny");
     assert_eq!(audit.len(), 1, "{r:#?}");
     assert_eq!(
@@ -379,37 +385,22 @@ fn audit_mode_on_the_node_drops_nothing_and_logs_would_be_denials() {
 
 #[test]
 fn a_flood_of_denials_is_rate_limited_counted_and_rotated() {
-    lab::require_root().expect("the lab tests run as root");
-    let name = format!("f{}", std::process::id());
-    let _teardown = lab::DownOnDrop(name.clone());
-    let dir = tempfile::tempdir().unwrap();
-    let manifests = demo_copy(dir.path());
-    std::fs::write(
-        manifests.join("zz-logging.yaml"),
-        network_logging("{log: false}", "{log: true}"),
-    )
-    .unwrap();
-    let log = dir.path().join("policy_action.log");
     let metrics = format!("127.0.0.1:{}", support::free_port());
-    let lab = up(
-        &name,
-        &manifests,
-        &[
-            "--policy-log",
-            log.to_str().unwrap(),
-            "--policy-log-max-size",
-            "16k",
-            "--metrics-addr",
-            &metrics,
-        ],
+    let setup = up(
+        "f",
+        "{log: false}",
+        "{log: true}",
+        &["--policy-log-max-size", "16k", "--metrics-addr", &metrics],
     );
+    let Setup { log, lab, .. } = &setup;
+    let log_dir = log.parent().unwrap();
     let agent = *lab.processes.last().unwrap();
     let rss = || -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{agent}/status")).unwrap();
         let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     };
-    let (rogue, redis) = (pod(&lab, "default/rogue"), pod(&lab, "default/redis-cart-"));
+    let (rogue, redis) = (pod(lab, "default/rogue"), pod(lab, "default/redis-cart-"));
     let rss_before = rss();
 
     // 5,000 denied attempts in one second: UDP datagrams to redis-cart, each to another port, so
@@ -485,7 +476,7 @@ fn a_flood_of_denials_is_rate_limited_counted_and_rotated() {
     assert!(rss() < rss_before + 64 * 1024, "memory stays bounded");
 
     // The records went through rotation at 16 KiB: exactly 5 rotated files remain.
-    let mut rotated: Vec<_> = std::fs::read_dir(dir.path())
+    let mut rotated: Vec<_> = std::fs::read_dir(log_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with("policy_action-") && n.ends_with(".log"))
@@ -493,7 +484,7 @@ fn a_flood_of_denials_is_rate_limited_counted_and_rotated() {
     rotated.sort();
     assert_eq!(rotated.len(), 5, "{rotated:?}");
     for f in &rotated {
-        let size = std::fs::metadata(dir.path().join(f)).unwrap().len();
+        let size = std::fs::metadata(log_dir.join(f)).unwrap().len();
         assert!(size <= 16 << 10, "{f}: {size}");
     }
 }
