@@ -9,8 +9,9 @@ use palisade_dataplane::events::EventReader;
 use palisade_dataplane::Audit;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Arguments of `palisade agent`.
@@ -210,26 +211,43 @@ pub fn run(args: Args) -> u8 {
             }
         }
     }
-    let logger = match start_logging(&args, metrics.clone()) {
-        Ok(logger) => logger,
+    // SIGTERM and SIGINT stop the agent cleanly: open deny windows are written out; the kernel
+    // keeps enforcing the last ruleset.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
+            eprintln!("error: handling signal {signal}: {e}");
+            return exit::INVALID;
+        }
+    }
+    let (logger, logging) = match start_logging(&args, metrics.clone(), stop.clone()) {
+        Ok(started) => started,
         Err(e) => {
             eprintln!("error: policy action logging: {e}");
             return exit::INVALID;
         }
     };
     let mut reconciler = reconciler.with_logger(logger);
-    let stop = AtomicBool::new(false);
-    match palisade_agent::run(&mut reconciler, &args.manifests, &stop) {
+    let code = match palisade_agent::run(&mut reconciler, &args.manifests, &stop) {
         Ok(()) => exit::OK,
         Err(e) => {
             eprintln!("error: watching {}: {e}", args.manifests.display());
             exit::INVALID
         }
-    }
+    };
+    stop.store(true, Ordering::Relaxed);
+    let _ = logging.join();
+    tracing::info!("agent stopped; the kernel keeps the last ruleset");
+    code
 }
 
-/// Opens the policy action log and starts the thread that feeds it from the kernel's verdict events.
-fn start_logging(args: &Args, metrics: Arc<Metrics>) -> std::io::Result<Arc<Mutex<PolicyLogger>>> {
+/// Opens the policy action log and starts the thread that feeds it from the kernel's verdict events
+/// until `stop` is set.
+fn start_logging(
+    args: &Args,
+    metrics: Arc<Metrics>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<(Arc<Mutex<PolicyLogger>>, JoinHandle<()>)> {
     let opts = &args.logging;
     let path = opts
         .policy_log
@@ -255,13 +273,12 @@ fn start_logging(args: &Args, metrics: Arc<Metrics>) -> std::io::Result<Arc<Mute
         None => EventReader::open()?,
     };
     let shared = logger.clone();
-    std::thread::spawn(move || {
-        let stop = AtomicBool::new(false);
+    let thread = std::thread::spawn(move || {
         if let Err(e) = policy_log::run(reader, &shared, &metrics, &stop) {
             tracing::error!("reading verdict events: {e}; policy action logging stopped");
         }
     });
-    Ok(logger)
+    Ok((logger, thread))
 }
 
 #[cfg(test)]

@@ -348,6 +348,18 @@ fn rogue_to_redis_walkthrough() {
         .collect();
     assert_eq!(audited[0]["disposition"], "deny");
     assert_eq!(audited[0]["connection"]["dest_ip"], redis.ip.to_string());
+
+    // Stopping the agent writes out the windows still open.
+    let before = records(log).len();
+    assert!(connects(name, &rogue.key, "redis-cart", 6379));
+    std::thread::sleep(Duration::from_millis(300));
+    let down = palisade(&["lab", "--name", name, "down"]);
+    assert!(down.status.success());
+    assert_eq!(
+        records(log).len(),
+        before + 1,
+        "the open window was written at shutdown"
+    );
 }
 
 #[test]
