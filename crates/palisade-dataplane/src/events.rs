@@ -280,7 +280,10 @@ impl EventReader {
                 events: libc::POLLIN,
                 revents: 0,
             };
-            let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
+            // Rounded up: a timeout below 1 ms must not become 0 (a busy loop).
+            let ms = timeout.map_or(-1, |t| {
+                t.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
+            });
             // SAFETY: poll on one valid, live pollfd.
             match unsafe { libc::poll(&mut poll, 1, ms) } {
                 0 => return Ok(None),
