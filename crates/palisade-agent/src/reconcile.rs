@@ -2,7 +2,7 @@
 
 use crate::metrics::Metrics;
 use crate::policy_log::PolicyLogger;
-use palisade_dataplane::Audit;
+use palisade_dataplane::{Audit, Ruleset};
 use palisade_model::{Loader, Severity};
 use palisade_policy::Engine;
 use std::path::PathBuf;
@@ -29,7 +29,7 @@ pub enum Outcome {
 pub struct Reconciler {
     manifests: PathBuf,
     netns: Option<String>,
-    applied: Option<String>,
+    applied: Option<Ruleset>,
     logger: Option<Arc<Mutex<PolicyLogger>>>,
     metrics: Arc<Metrics>,
     audit: Audit,
@@ -102,13 +102,25 @@ impl Reconciler {
             return Outcome::Failed(reason);
         }
         let engine = Arc::new(Engine::new(Arc::new(state)));
-        let script = palisade_dataplane::render_with(&engine, self.audit);
-        if self.applied.as_deref() == Some(script.as_str()) {
+        let ruleset = palisade_dataplane::build(&engine, self.audit, self.applied.as_ref());
+        if self.applied.as_ref() == Some(&ruleset) {
             // Annotations and NetworkLogging do not change the ruleset but may change logging.
             self.publish(&engine);
             return Outcome::Unchanged;
         }
-        match palisade_dataplane::apply(&script, self.netns.as_deref()) {
+        let netns = self.netns.as_deref();
+        // Only what changed, when the kernel holds what was last applied; the whole table (replaced
+        // atomically) the first time, and whenever an update is refused (say, the table was altered
+        // behind the agent's back).
+        let incremental = self.applied.as_ref().map(|old| ruleset.update_from(old));
+        let result = match incremental {
+            Some(update) => palisade_dataplane::apply(&update, netns).or_else(|e| {
+                tracing::warn!("{e}; replacing the whole table instead");
+                palisade_dataplane::apply(&ruleset.script(), netns)
+            }),
+            None => palisade_dataplane::apply(&ruleset.script(), netns),
+        };
+        match result {
             Ok(()) => {
                 let elapsed = started.elapsed();
                 tracing::info!(
@@ -119,7 +131,7 @@ impl Reconciler {
                     elapsed_ms = elapsed.as_secs_f64() * 1e3,
                     "ruleset applied"
                 );
-                self.applied = Some(script);
+                self.applied = Some(ruleset);
                 self.metrics.apply_seconds.observe(elapsed.as_secs_f64());
                 self.publish(&engine);
                 Outcome::Applied { rejected, elapsed }

@@ -4,11 +4,14 @@
 //! The table hooks `forward` after DNAT (so Services are already translated to pod IP and
 //! targetPort), accepts `established,related` first, then sends new connections through verdict maps
 //! keyed by pod IP: `egress4/6` on the source address, `ingress4/6` on the destination, each jumping to
-//! the chain of the pod's endpoint class. A class chain holds one rule per allowing policy rule, with
-//! peers as named interval sets of addresses and ports as an anonymous `l4proto . port` set — never one
-//! rule per peer. Traffic between a pod and its own node uses the input/output hooks and is never
-//! touched; a pod talking to itself never leaves its namespace. Every decision on a new connection is
-//! also copied to NFLOG ([`events`]), the verdict stream logging is built on.
+//! the chain of the pod's endpoint class. A class chain holds one rule per allowing policy rule and
+//! protocol, with peers as named interval sets of addresses and ports as a per-protocol port set —
+//! never one rule per peer. Traffic between a pod and its own node uses the input/output hooks and is
+//! never touched; a pod talking to itself never leaves its namespace. Every decision on a new
+//! connection is also copied to NFLOG ([`events`]), the verdict stream logging is built on.
+//!
+//! The table is first applied whole; later changes go in as one transaction that edits only what
+//! differs ([`Ruleset::update_from`]): set members, verdict-map elements, new and unused chains.
 
 mod apply;
 pub mod events;
@@ -16,4 +19,4 @@ pub mod lab;
 mod nft;
 
 pub use apply::{apply, ApplyError};
-pub use nft::{render, render_with, Audit, TABLE};
+pub use nft::{build, render, render_with, Audit, Ruleset, TABLE};

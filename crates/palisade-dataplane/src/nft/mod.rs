@@ -1,63 +1,37 @@
-//! Rendering the `inet palisade` table as an `nft -f` script.
+//! Building the `inet palisade` table from the engine's per-class rule sets ([`build`]), as a whole
+//! `nft -f` script or as an update from the table the kernel holds ([`Ruleset`]).
+
+mod ruleset;
+mod sets;
+
+pub use ruleset::Ruleset;
 
 use crate::events::{log_statement, Action};
 use palisade_model::logging::{annotation_enabled, AUDIT_ANNOTATION};
-use palisade_policy::{AddrCache, AddrSet, Allow, ClassRules, Direction, Engine, Peers};
-use std::collections::HashMap;
+use palisade_model::ClusterState;
+use palisade_policy::{AddrCache, Allow, ClassRules, Direction, Engine, Peers};
+use sets::{resolve, PeerSets};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
-use std::sync::Arc;
 
 /// The table Palisade owns: `inet palisade`.
 pub const TABLE: &str = "palisade";
 
-/// Names the shared peer sets, one per distinct address set (by content) and family.
-#[derive(Default)]
-struct Sets {
-    names: HashMap<Arc<AddrSet>, usize>,
-    defs: String,
-}
-
-impl Sets {
-    /// The set names (IPv4, IPv6) for `set`; `None` for a family it has no address of.
-    fn name(&mut self, set: &Arc<AddrSet>) -> (Option<String>, Option<String>) {
-        let id = match self.names.get(set) {
-            Some(&id) => id,
-            None => {
-                let id = self.names.len();
-                self.names.insert(set.clone(), id);
-                for (family, v6) in [("ipv4_addr", false), ("ipv6_addr", true)] {
-                    let elements: Vec<String> = set
-                        .ranges
-                        .iter()
-                        .filter(|r| r.first.is_ipv6() == v6)
-                        .map(|r| {
-                            if r.first == r.last {
-                                r.first.to_string()
-                            } else {
-                                format!("{}-{}", r.first, r.last)
-                            }
-                        })
-                        .collect();
-                    if elements.is_empty() {
-                        continue;
-                    }
-                    let tag = if v6 { 6 } else { 4 };
-                    let _ = writeln!(
-                        self.defs,
-                        "  set peers{tag}_{id} {{\n    type {family}; flags interval; auto-merge;\n    elements = {{ {} }}\n  }}",
-                        elements.join(", ")
-                    );
-                }
-                id
-            }
-        };
-        let has = |v6: bool| set.ranges.iter().any(|r| r.first.is_ipv6() == v6);
-        (
-            has(false).then(|| format!("@peers4_{id}")),
-            has(true).then(|| format!("@peers6_{id}")),
-        )
+/// A chain's name: its direction and a 64-bit hash of its body, so that the same chain keeps its name
+/// from one ruleset to the next. A hash collision within one ruleset gets a suffix.
+fn chain_name(direction: Direction, body: &str, chains: &BTreeMap<String, String>) -> String {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut hasher);
+    let base = format!("{}_{:016x}", direction.as_str(), hasher.finish());
+    let mut name = base.clone();
+    let mut n = 1;
+    while chains.get(&name).is_some_and(|b| b != body) {
+        name = format!("{base}_{n}");
+        n += 1;
     }
+    name
 }
 
 /// The port matches of an entry, one per protocol (a rule is emitted for each); a single empty match
@@ -95,15 +69,27 @@ fn ports_matches(allow: &Allow) -> Vec<String> {
     out
 }
 
-/// The body of one direction's chain; `peer_field` is `saddr` (ingress) or `daddr` (egress).
-fn chain_body(entries: &[Allow], peer_field: &str, verdict: &str, sets: &mut Sets) -> String {
+/// The body of one direction's chain, with references to the (not yet named) peer sets.
+fn chain_body(
+    state: &ClusterState,
+    direction: Direction,
+    entries: &[Allow],
+    verdict: &str,
+    sets: &mut PeerSets,
+) -> String {
+    let peer_field = match direction {
+        Direction::Ingress => "saddr",
+        Direction::Egress => "daddr",
+    };
     let mut out = String::new();
     for allow in entries {
         let comment = format!(" comment \"policy {} rule {}\"", allow.policy, allow.rule);
         let peers: Vec<String> = match &allow.peers {
             Peers::Any => vec![String::new()],
             Peers::Addrs(set) => {
-                let (v4, v6) = sets.name(set);
+                let policy = &state.policies[allow.policy];
+                let key = format!("{} {} {}", policy.key(), direction.as_str(), allow.rule);
+                let [v4, v6] = sets.refer(set, &key);
                 v4.map(|n| format!(" ip {peer_field} {n}"))
                     .into_iter()
                     .chain(v6.map(|n| format!(" ip6 {peer_field} {n}")))
@@ -130,22 +116,31 @@ pub enum Audit {
     All,
 }
 
+/// A chain before its peer sets are named: direction, body, and (map, pod IP) elements jumping to it.
+type ChainDraft = (Direction, String, Vec<(usize, IpAddr)>);
+
 /// Renders the whole table for `engine`'s state as one `nft -f` script that replaces any previous
 /// `inet palisade` table atomically; audit mode only in annotated namespaces.
 pub fn render(engine: &Engine) -> String {
-    render_with(engine, Audit::Annotated)
+    build(engine, Audit::Annotated, None).script()
 }
 
 /// [`render`] with audit mode applied as `audit` says.
 pub fn render_with(engine: &Engine, audit: Audit) -> String {
+    build(engine, audit, None).script()
+}
+
+/// The table for `engine`'s state, with audit mode applied as `audit` says. Peer sets reuse the
+/// names they have in `previous` (the ruleset the kernel holds), so that
+/// [`Ruleset::update_from`]`(previous)` edits set members instead of replacing sets and chains.
+pub fn build(engine: &Engine, audit: Audit, previous: Option<&Ruleset>) -> Ruleset {
     let state = engine.state();
     let mut cache = AddrCache::default();
-    let mut sets = Sets::default();
-    let mut chains = String::new();
-    // Classes with the same rules share one chain (labels no policy reads split classes, not rules).
-    let mut chain_of_body: HashMap<String, String> = HashMap::new();
-    // pod IP → verdict per map.
-    let mut maps: [Vec<String>; 4] = Default::default(); // ingress4, ingress6, egress4, egress6
+    let mut sets = PeerSets::default();
+    // Classes with the same rules share one chain (labels no policy reads split classes, not rules):
+    // the distinct bodies, with their direction and the pod IPs per map that jump to them.
+    let mut bodies: HashMap<String, usize> = HashMap::new();
+    let mut chains: Vec<ChainDraft> = Vec::new();
     for class in 0..engine.class_count() {
         let rules: ClassRules = engine.compile_class(class, &mut cache);
         let ips: Vec<IpAddr> = engine
@@ -163,13 +158,13 @@ pub fn render_with(engine: &Engine, audit: Audit) -> String {
             || state
                 .namespace(namespace)
                 .is_some_and(|ns| annotation_enabled(&ns.annotations, AUDIT_ANNOTATION));
-        for (direction, entries, field, verdict, map_base) in [
-            (Direction::Ingress, &rules.ingress, "saddr", "accept", 0),
-            (Direction::Egress, &rules.egress, "daddr", "return", 2),
+        for (direction, entries, verdict, map_base) in [
+            (Direction::Ingress, &rules.ingress, "accept", 0),
+            (Direction::Egress, &rules.egress, "return", 2),
         ] {
             let Some(entries) = entries else { continue };
             let verdict = format!("{} {verdict}", log_statement(direction, Action::Allow));
-            let mut body = chain_body(entries, field, &verdict, &mut sets);
+            let mut body = chain_body(state, direction, entries, &verdict, &mut sets);
             let (action, last) = match (audited, direction) {
                 (false, _) => (Action::Deny, "drop"),
                 (true, Direction::Ingress) => (Action::Audit, "accept"),
@@ -177,44 +172,30 @@ pub fn render_with(engine: &Engine, audit: Audit) -> String {
                 (true, Direction::Egress) => (Action::Audit, "return"),
             };
             let _ = writeln!(body, "    {} {last}", log_statement(direction, action));
-            let next = chain_of_body.len();
-            let chain = chain_of_body
-                .entry(body)
-                .or_insert_with_key(|body| {
-                    let name = format!("{}_{next}", direction.as_str());
-                    let _ = write!(chains, "  chain {name} {{\n{body}  }}\n");
-                    name
-                })
-                .clone();
-            for ip in &ips {
-                maps[map_base + usize::from(ip.is_ipv6())].push(format!("{ip} : jump {chain}"));
-            }
+            let next = chains.len();
+            let i = *bodies.entry(body).or_insert_with_key(|body| {
+                chains.push((direction, body.clone(), Vec::new()));
+                next
+            });
+            let elements = ips
+                .iter()
+                .map(|ip| (map_base + usize::from(ip.is_ipv6()), *ip));
+            chains[i].2.extend(elements);
         }
     }
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "table inet {TABLE}\ndelete table inet {TABLE}\ntable inet {TABLE} {{"
-    );
-    out.push_str(&sets.defs);
-    for (i, (name, key)) in [
-        ("ingress4", "ipv4_addr"),
-        ("ingress6", "ipv6_addr"),
-        ("egress4", "ipv4_addr"),
-        ("egress6", "ipv6_addr"),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let _ = write!(out, "  map {name} {{\n    type {key} : verdict;\n");
-        if !maps[i].is_empty() {
-            let _ = writeln!(out, "    elements = {{ {} }}", maps[i].join(", "));
-        }
-        let _ = writeln!(out, "  }}");
+    let names = sets.names(previous);
+    let mut ruleset = Ruleset::default();
+    for (id, (def, key)) in sets.defs.into_iter().enumerate() {
+        ruleset.set_keys.insert(names[id].clone(), key);
+        ruleset.sets.insert(names[id].clone(), def);
     }
-    out.push_str(&chains);
-    out.push_str(
-        "  chain forward {\n    type filter hook forward priority filter; policy accept;\n    ct state established,related accept\n    ct state invalid drop\n    ip saddr vmap @egress4\n    ip6 saddr vmap @egress6\n    ip daddr vmap @ingress4\n    ip6 daddr vmap @ingress6\n  }\n}\n",
-    );
-    out
+    for (direction, body, elements) in chains {
+        let body = resolve(&body, &names);
+        let name = chain_name(direction, &body, &ruleset.chains);
+        for (map, ip) in elements {
+            ruleset.maps[map].insert(ip, name.clone());
+        }
+        ruleset.chains.insert(name, body);
+    }
+    ruleset
 }

@@ -1,0 +1,147 @@
+//! Peer sets: one named interval set per distinct address content and family, shared by every rule
+//! that needs it. Names are given after the whole ruleset is known, reusing the names of the ruleset
+//! the kernel holds — first for a set with the same content, then for the set with the same stable key
+//! (the first policy rule that uses it) — so that a membership change edits the elements of an existing
+//! set instead of replacing the set and every chain that refers to it.
+
+use super::ruleset::Ruleset;
+use palisade_policy::AddrSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// A peer set's content: its address family and its elements (sorted, disjoint, non-adjacent ranges,
+/// as nft text), exactly what the kernel holds for it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct SetDef {
+    pub v6: bool,
+    pub elements: Vec<String>,
+}
+
+impl SetDef {
+    /// The set's declaration inside a `table` block.
+    pub fn declaration(&self, name: &str) -> String {
+        let family = if self.v6 { "ipv6_addr" } else { "ipv4_addr" };
+        format!(
+            "  set {name} {{\n    type {family}; flags interval;\n    elements = {{ {} }}\n  }}\n",
+            self.elements.join(", ")
+        )
+    }
+}
+
+/// Marks a reference to set `id` in a chain body until the set is named.
+const MARK: char = '\u{1}';
+
+/// The peer sets of a ruleset being built, not yet named.
+#[derive(Default)]
+pub(crate) struct PeerSets {
+    by_addrs: HashMap<Arc<AddrSet>, [Option<usize>; 2]>,
+    by_content: HashMap<SetDef, usize>,
+    /// Content and stable key of each set, by id.
+    pub defs: Vec<(SetDef, String)>,
+}
+
+impl PeerSets {
+    /// References (IPv4, IPv6) to the sets holding `set`, to be resolved by [`resolve`]; `None` for a
+    /// family it has no address of. `key` names the rule that asks, for new sets.
+    pub fn refer(&mut self, set: &Arc<AddrSet>, key: &str) -> [Option<String>; 2] {
+        let ids = match self.by_addrs.get(set) {
+            Some(ids) => *ids,
+            None => {
+                let ids = [false, true].map(|v6| self.add(set, v6, key));
+                self.by_addrs.insert(set.clone(), ids);
+                ids
+            }
+        };
+        ids.map(|id| id.map(|id| format!("@{MARK}{id}{MARK}")))
+    }
+
+    fn add(&mut self, set: &AddrSet, v6: bool, key: &str) -> Option<usize> {
+        let elements: Vec<String> = set
+            .ranges
+            .iter()
+            .filter(|r| r.first.is_ipv6() == v6)
+            .map(|r| {
+                if r.first == r.last {
+                    r.first.to_string()
+                } else {
+                    format!("{}-{}", r.first, r.last)
+                }
+            })
+            .collect();
+        if elements.is_empty() {
+            return None;
+        }
+        let def = SetDef { v6, elements };
+        let next = self.defs.len();
+        let id = *self.by_content.entry(def.clone()).or_insert(next);
+        if id == next {
+            let family = if v6 { "ip6" } else { "ip" };
+            self.defs.push((def, format!("{key} {family}")));
+        }
+        Some(id)
+    }
+
+    /// A name for every set (by id), reusing `previous`'s names where it can; never a name
+    /// `previous` has for another content, so that adding and deleting sets in one transaction
+    /// cannot collide.
+    pub fn names(&self, previous: Option<&Ruleset>) -> Vec<String> {
+        let mut names: Vec<Option<String>> = vec![None; self.defs.len()];
+        let mut taken: HashSet<String> = HashSet::new();
+        if let Some(prev) = previous {
+            let by_content: HashMap<&SetDef, &String> =
+                prev.sets.iter().map(|(n, d)| (d, n)).collect();
+            for (slot, (def, _)) in names.iter_mut().zip(&self.defs) {
+                if let Some(&name) = by_content.get(def) {
+                    if taken.insert(name.clone()) {
+                        *slot = Some(name.clone());
+                    }
+                }
+            }
+            let by_key: HashMap<&String, &String> =
+                prev.set_keys.iter().map(|(n, k)| (k, n)).collect();
+            for (slot, (def, key)) in names.iter_mut().zip(&self.defs) {
+                if slot.is_some() {
+                    continue;
+                }
+                if let Some(&name) = by_key.get(key) {
+                    if prev.sets[name].v6 == def.v6 && taken.insert(name.clone()) {
+                        *slot = Some(name.clone());
+                    }
+                }
+            }
+        }
+        let used =
+            |n: &String| taken.contains(n) || previous.is_some_and(|p| p.sets.contains_key(n));
+        let mut counter = 0;
+        for (slot, (def, _)) in names.iter_mut().zip(&self.defs) {
+            if slot.is_none() {
+                let tag = if def.v6 { 6 } else { 4 };
+                let name = loop {
+                    let name = format!("peers{tag}_{counter}");
+                    counter += 1;
+                    if !used(&name) {
+                        break name;
+                    }
+                };
+                *slot = Some(name);
+            }
+        }
+        names
+            .into_iter()
+            .map(|n| n.expect("every set named"))
+            .collect()
+    }
+}
+
+/// `body` with its set references replaced by the sets' names.
+pub(crate) fn resolve(body: &str, names: &[String]) -> String {
+    let mut out = String::with_capacity(body.len());
+    for (i, part) in body.split(MARK).enumerate() {
+        if i % 2 == 1 {
+            out.push_str(&names[part.parse::<usize>().expect("a set id")]);
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
+}
