@@ -294,7 +294,7 @@ fn main() {
         // pass below still has the change to make.
         let update = ruleset.update_from(&previous);
         let t = Instant::now();
-        apply(&update, Some(&scratch.node)).expect("update");
+        update.apply(Some(&scratch.node)).expect("update");
         steps[3].push(ms(t));
         let t = Instant::now();
         let outcome = reconciler.reconcile();

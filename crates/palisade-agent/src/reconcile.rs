@@ -114,7 +114,7 @@ impl Reconciler {
         // behind the agent's back).
         let incremental = self.applied.as_ref().map(|old| ruleset.update_from(old));
         let result = match incremental {
-            Some(update) => palisade_dataplane::apply(&update, netns).or_else(|e| {
+            Some(update) => update.apply(netns).or_else(|e| {
                 tracing::warn!("{e}; replacing the whole table instead");
                 palisade_dataplane::apply(&ruleset.script(), netns)
             }),

@@ -2,14 +2,13 @@
 //! dropped, is copied by the kernel rules to an NFLOG group (`log group N prefix "pal <dir> <verdict>"`);
 //! [`EventReader`] reads them from netlink as a typed stream.
 //!
-//! The NFLOG protocol is small and stable (`linux/netfilter/nfnetlink_log.h`), so it is spoken here
-//! directly over a raw netlink socket rather than through a crate.
+//! The NFLOG protocol (`linux/netfilter/nfnetlink_log.h`) is spoken directly ([`crate::netlink`]).
 
+use crate::netlink::{attr, error_code, message, messages, Socket, NFGEN_HDRLEN, NLMSG_ERROR};
 use palisade_model::Protocol;
 use palisade_policy::Direction;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, SystemTime};
 
 /// The NFLOG group the rules log to.
@@ -28,9 +27,6 @@ const NFULNL_CFG_CMD_BIND: u8 = 1;
 const NFULNL_COPY_PACKET: u8 = 2;
 const NFULA_PAYLOAD: u16 = 9;
 const NFULA_PREFIX: u16 = 10;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_HDRLEN: usize = 16;
-const NFGEN_HDRLEN: usize = 4;
 
 /// What the kernel did with a new connection attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -152,43 +148,29 @@ fn parse_packet(p: &[u8]) -> Option<(IpAddr, IpAddr, Protocol, u16, u16)> {
 
 /// Reads verdict events from the NFLOG group of the network namespace it was opened in.
 pub struct EventReader {
-    fd: OwnedFd,
-    buf: Vec<u8>,
+    socket: Socket,
     pending: std::collections::VecDeque<VerdictEvent>,
     overruns: u64,
-}
-
-fn attr(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {
-    let len = 4 + payload.len();
-    out.extend_from_slice(&(len as u16).to_ne_bytes());
-    out.extend_from_slice(&kind.to_ne_bytes());
-    out.extend_from_slice(payload);
-    out.resize(out.len().div_ceil(4) * 4, 0);
 }
 
 impl EventReader {
     /// Binds to [`NFLOG_GROUP`] in the calling thread's network namespace.
     pub fn open() -> io::Result<EventReader> {
-        // SAFETY: plain socket(2); the descriptor is owned by the returned OwnedFd.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_NETFILTER,
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a fresh, valid descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let mut reader = EventReader {
-            fd,
-            buf: vec![0; 1 << 16],
+            socket: Socket::open()?,
             pending: Default::default(),
             overruns: 0,
         };
-        reader.grow_buffer();
+        // A 4 MiB receive buffer so that bursts are not lost (beyond `rmem_max` when allowed).
+        let size = 4 << 20;
+        if !reader
+            .socket
+            .set_option(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, size)
+        {
+            reader
+                .socket
+                .set_option(libc::SOL_SOCKET, libc::SO_RCVBUF, size);
+        }
         reader.config(&[(NFULA_CFG_CMD, vec![NFULNL_CFG_CMD_BIND])])?;
         let mut mode = 128u32.to_be_bytes().to_vec(); // copy the first 128 bytes of each packet
         mode.extend_from_slice(&[NFULNL_COPY_PACKET, 0]);
@@ -202,69 +184,34 @@ impl EventReader {
     }
 
     fn config(&mut self, attrs: &[(u16, Vec<u8>)]) -> io::Result<()> {
-        let mut body = vec![libc::AF_UNSPEC as u8, 0];
-        body.extend_from_slice(&NFLOG_GROUP.to_be_bytes());
+        let mut body = Vec::new();
         for (kind, payload) in attrs {
             attr(&mut body, *kind, payload);
         }
-        let mut msg = Vec::with_capacity(NLMSG_HDRLEN + body.len());
-        msg.extend_from_slice(&((NLMSG_HDRLEN + body.len()) as u32).to_ne_bytes());
-        msg.extend_from_slice(&((NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_CONFIG).to_ne_bytes());
-        msg.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16).to_ne_bytes());
-        msg.extend_from_slice(&1u32.to_ne_bytes()); // sequence
-        msg.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel
-        msg.extend_from_slice(&body);
-        // SAFETY: sending an initialised buffer on a valid socket.
-        let sent = unsafe { libc::send(self.fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
-        if sent < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let mut msg = Vec::new();
+        let kind = (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_CONFIG;
+        let flags = (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16;
+        message(
+            &mut msg,
+            kind,
+            flags,
+            1,
+            libc::AF_UNSPEC as u8,
+            NFLOG_GROUP,
+            &body,
+        );
+        self.socket.send(&msg)?;
         // The acknowledgement: an NLMSG_ERROR carrying 0, or the error.
-        let n = self.recv()?;
-        if n >= NLMSG_HDRLEN + 4 && u16::from_ne_bytes([self.buf[4], self.buf[5]]) == NLMSG_ERROR {
-            let code = i32::from_ne_bytes(self.buf[16..20].try_into().expect("4 bytes"));
-            if code != 0 {
-                return Err(io::Error::from_raw_os_error(-code));
+        let reply = self.socket.recv()?;
+        for (kind, _, payload) in messages(reply) {
+            match error_code(payload) {
+                Some(code) if kind == NLMSG_ERROR && code != 0 => {
+                    return Err(io::Error::from_raw_os_error(-code))
+                }
+                _ => {}
             }
         }
         Ok(())
-    }
-
-    fn recv(&mut self) -> io::Result<usize> {
-        // SAFETY: receiving into an owned, initialised buffer of the given length.
-        let n = unsafe {
-            libc::recv(
-                self.fd.as_raw_fd(),
-                self.buf.as_mut_ptr().cast(),
-                self.buf.len(),
-                0,
-            )
-        };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n as usize)
-        }
-    }
-
-    /// Asks for a 4 MiB receive buffer so that bursts are not lost (beyond `rmem_max` when allowed).
-    fn grow_buffer(&self) {
-        let size: libc::c_int = 4 << 20;
-        for option in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
-            // SAFETY: setsockopt with a pointer to a live c_int and its size.
-            let rc = unsafe {
-                libc::setsockopt(
-                    self.fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    option,
-                    (&size as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            if rc == 0 {
-                return;
-            }
-        }
     }
 
     /// The next verdict event; `None` when `timeout` passes first (`None` timeout: wait forever).
@@ -276,7 +223,7 @@ impl EventReader {
                 return Ok(Some(e));
             }
             let mut poll = libc::pollfd {
-                fd: self.fd.as_raw_fd(),
+                fd: self.socket.raw_fd(),
                 events: libc::POLLIN,
                 revents: 0,
             };
@@ -296,8 +243,14 @@ impl EventReader {
                 }
                 _ => {}
             }
-            match self.recv() {
-                Ok(n) => self.parse(n),
+            match self.socket.recv() {
+                Ok(data) => {
+                    let packet = (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET;
+                    let events = messages(data)
+                        .filter(|(kind, _, _)| *kind == packet)
+                        .filter_map(|(_, _, payload)| event(payload.get(NFGEN_HDRLEN..)?));
+                    self.pending.extend(events);
+                }
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => self.overruns += 1,
                 Err(e) => return Err(e),
             }
@@ -307,24 +260,6 @@ impl EventReader {
     /// How many times the kernel dropped events because they were not read fast enough.
     pub fn overruns(&self) -> u64 {
         self.overruns
-    }
-
-    fn parse(&mut self, n: usize) {
-        let mut off = 0;
-        while off + NLMSG_HDRLEN <= n {
-            let b = &self.buf[off..n];
-            let len = u32::from_ne_bytes(b[0..4].try_into().expect("4 bytes")) as usize;
-            let kind = u16::from_ne_bytes([b[4], b[5]]);
-            if len < NLMSG_HDRLEN || len > b.len() {
-                break;
-            }
-            if kind == (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET {
-                if let Some(e) = event(&b[NLMSG_HDRLEN + NFGEN_HDRLEN..len]) {
-                    self.pending.push_back(e);
-                }
-            }
-            off += len.div_ceil(4) * 4;
-        }
     }
 }
 

@@ -16,7 +16,8 @@
 mod apply;
 pub mod events;
 pub mod lab;
+mod netlink;
 mod nft;
 
 pub use apply::{apply, ApplyError};
-pub use nft::{build, render, render_with, Audit, Ruleset, TABLE};
+pub use nft::{build, render, render_with, Audit, Ruleset, Update, TABLE};

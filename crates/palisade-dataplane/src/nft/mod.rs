@@ -1,10 +1,11 @@
 //! Building the `inet palisade` table from the engine's per-class rule sets ([`build`]), as a whole
 //! `nft -f` script or as an update from the table the kernel holds ([`Ruleset`]).
 
+mod elements;
 mod ruleset;
 mod sets;
 
-pub use ruleset::Ruleset;
+pub use ruleset::{Ruleset, Update};
 
 use crate::events::{log_statement, Action};
 use palisade_model::logging::{annotation_enabled, AUDIT_ANNOTATION};

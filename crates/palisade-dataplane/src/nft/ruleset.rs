@@ -1,8 +1,10 @@
 //! The `inet palisade` table as data, the script that replaces it whole, and the script that turns
 //! one ruleset into another touching only what differs.
 
+use super::elements::{parse_range, ElementBatch};
 use super::sets::SetDef;
 use super::TABLE;
+use crate::{apply, ApplyError};
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -80,12 +82,11 @@ impl Ruleset {
         out
     }
 
-    /// An `nft -f` script that turns the table from `old` (what the kernel holds) into this one in
-    /// one transaction, touching only what differs: new sets and chains are added, the elements of
-    /// sets whose members changed are edited, changed verdict-map elements replaced, and chains and
-    /// sets no longer used deleted. Empty when nothing differs.
-    pub fn update_from(&self, old: &Ruleset) -> String {
-        let mut out = String::new();
+    /// What turns the table from `old` (what the kernel holds) into this one, touching only what
+    /// differs: new sets and chains, the members of sets that changed, changed verdict-map elements,
+    /// and the chains and sets no longer used.
+    pub fn update_from(&self, old: &Ruleset) -> Update {
+        let mut update = Update::default();
         let new_sets: Vec<_> = self
             .sets
             .iter()
@@ -97,14 +98,15 @@ impl Ruleset {
             .filter(|(n, _)| !old.chains.contains_key(*n))
             .collect();
         if !new_sets.is_empty() || !new_chains.is_empty() {
-            let _ = writeln!(out, "table inet {TABLE} {{");
+            let adds = &mut update.adds;
+            let _ = writeln!(adds, "table inet {TABLE} {{");
             for (name, def) in new_sets {
-                out.push_str(&def.declaration(name));
+                adds.push_str(&def.declaration(name));
             }
             for (name, body) in new_chains {
-                let _ = write!(out, "  chain {name} {{\n{body}  }}\n");
+                let _ = write!(adds, "  chain {name} {{\n{body}  }}\n");
             }
-            let _ = writeln!(out, "}}");
+            let _ = writeln!(adds, "}}");
         }
         for (name, def) in &self.sets {
             let Some(before) = old.sets.get(name).filter(|b| *b != def) else {
@@ -114,64 +116,113 @@ impl Ruleset {
                 def.elements.iter().collect(),
                 before.elements.iter().collect(),
             );
-            let gone: Vec<&str> = before
+            let gone: Vec<&String> = before
                 .elements
                 .iter()
                 .filter(|e| !now.contains(e))
-                .map(String::as_str)
                 .collect();
-            let added: Vec<&str> = def
-                .elements
-                .iter()
-                .filter(|e| !was.contains(e))
-                .map(String::as_str)
-                .collect();
-            if !gone.is_empty() {
+            let added: Vec<&String> = def.elements.iter().filter(|e| !was.contains(e)).collect();
+            for (add, elements) in [(false, gone), (true, added)] {
+                if elements.is_empty() {
+                    continue;
+                }
+                let ranges: Vec<_> = elements.iter().filter_map(|e| parse_range(e)).collect();
+                update.elements.ranges(add, TABLE, name, &ranges);
+                let verb = if add { "add" } else { "delete" };
+                let list = elements.iter().map(|e| e.as_str()).collect::<Vec<_>>();
                 let _ = writeln!(
-                    out,
-                    "delete element inet {TABLE} {name} {{ {} }}",
-                    gone.join(", ")
-                );
-            }
-            if !added.is_empty() {
-                let _ = writeln!(
-                    out,
-                    "add element inet {TABLE} {name} {{ {} }}",
-                    added.join(", ")
+                    update.text,
+                    "{verb} element inet {TABLE} {name} {{ {} }}",
+                    list.join(", ")
                 );
             }
         }
         for ((map, _), (new, old)) in MAPS.iter().zip(self.maps.iter().zip(&old.maps)) {
-            let stale: Vec<String> = old
+            let stale: Vec<IpAddr> = old
                 .iter()
                 .filter(|(ip, chain)| new.get(ip) != Some(chain))
-                .map(|(ip, _)| ip.to_string())
+                .map(|(ip, _)| *ip)
                 .collect();
             if !stale.is_empty() {
+                update.elements.delete_keys(TABLE, map, &stale);
+                let list: Vec<String> = stale.iter().map(|ip| ip.to_string()).collect();
                 let _ = writeln!(
-                    out,
+                    update.text,
                     "delete element inet {TABLE} {map} {{ {} }}",
-                    stale.join(", ")
+                    list.join(", ")
                 );
             }
-            let mut fresh = new
+            let fresh: Vec<(&IpAddr, &String)> = new
                 .iter()
                 .filter(|(ip, chain)| old.get(ip) != Some(chain))
-                .peekable();
-            if fresh.peek().is_some() {
+                .collect();
+            if !fresh.is_empty() {
+                let jumps: Vec<(IpAddr, &str)> =
+                    fresh.iter().map(|(ip, c)| (**ip, c.as_str())).collect();
+                update.elements.add_jumps(TABLE, map, &jumps);
                 let _ = writeln!(
-                    out,
+                    update.text,
                     "add element inet {TABLE} {map} {{ {} }}",
-                    map_elements(fresh)
+                    map_elements(fresh.into_iter())
                 );
             }
         }
         for name in old.chains.keys().filter(|n| !self.chains.contains_key(*n)) {
-            let _ = writeln!(out, "delete chain inet {TABLE} {name}");
+            let _ = writeln!(update.deletes, "delete chain inet {TABLE} {name}");
         }
         for name in old.sets.keys().filter(|n| !self.sets.contains_key(*n)) {
-            let _ = writeln!(out, "delete set inet {TABLE} {name}");
+            let _ = writeln!(update.deletes, "delete set inet {TABLE} {name}");
         }
-        out
+        update
+    }
+}
+
+/// The change from one ruleset to another, in three steps: `nft` adds the new sets and chains
+/// (unused yet, so nothing changes); one netlink batch edits set members and verdict-map elements —
+/// the moment the new policy takes effect, atomically; `nft` deletes what is no longer used.
+#[derive(Clone, Default)]
+pub struct Update {
+    adds: String,
+    elements: ElementBatch,
+    deletes: String,
+    /// The element edits in nft syntax, for reading.
+    text: String,
+}
+
+impl Update {
+    /// True when the two rulesets are the same.
+    pub fn is_empty(&self) -> bool {
+        self.adds.is_empty() && self.elements.is_empty() && self.deletes.is_empty()
+    }
+
+    /// Applies the update in network namespace `netns` (or the current one). On an error the kernel
+    /// holds the old policy (or, after the switch, the new one with unused chains left over); a
+    /// whole replacement of the table repairs either.
+    pub fn apply(&self, netns: Option<&str>) -> Result<(), ApplyError> {
+        if !self.adds.is_empty() {
+            apply(&self.adds, netns)?;
+        }
+        if !self.elements.is_empty() {
+            let batch = self.elements.clone();
+            let committed = match netns {
+                Some(ns) => crate::lab::in_netns(ns, move || batch.commit())
+                    .join()
+                    .map_err(|_| std::io::Error::other("netlink thread panicked"))
+                    .and_then(|r| r.and_then(|r| r)),
+                None => batch.commit(),
+            };
+            committed.map_err(|e| ApplyError::Rejected(e.to_string()))?;
+        }
+        if !self.deletes.is_empty() {
+            apply(&self.deletes, netns)?;
+        }
+        Ok(())
+    }
+}
+
+/// The update in nft syntax (element edits included), for logs.
+impl std::fmt::Display for Update {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}{}", self.adds, self.text, self.deletes)
     }
 }

@@ -1,0 +1,181 @@
+//! A raw netfilter netlink socket and message building, shared by the verdict event reader (NFLOG)
+//! and the element updates (nf_tables). Both protocols are small and stable kernel ABIs
+//! (`linux/netfilter/nfnetlink_log.h`, `linux/netfilter/nf_tables.h`), spoken directly rather than
+//! through crates.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+/// Length of a netlink message header.
+pub(crate) const NLMSG_HDRLEN: usize = 16;
+/// Length of the netfilter generic header that follows it.
+pub(crate) const NFGEN_HDRLEN: usize = 4;
+/// `NLMSG_ERROR`: an error or (code 0) an acknowledgement.
+pub(crate) const NLMSG_ERROR: u16 = 2;
+/// Set on attributes that hold attributes.
+pub(crate) const NLA_F_NESTED: u16 = 0x8000;
+
+/// A `NETLINK_NETFILTER` socket of the calling thread's network namespace.
+pub(crate) struct Socket {
+    fd: OwnedFd,
+    buf: Vec<u8>,
+}
+
+impl Socket {
+    /// Opens the socket.
+    pub fn open() -> io::Result<Socket> {
+        // SAFETY: plain socket(2); the descriptor is owned by the returned OwnedFd.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_NETFILTER,
+            )
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Socket {
+            // SAFETY: `raw` is a fresh, valid descriptor that nothing else owns.
+            fd: unsafe { OwnedFd::from_raw_fd(raw) },
+            buf: vec![0; 1 << 16],
+        })
+    }
+
+    /// The descriptor (for `poll`).
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Sets a socket option to an integer value; false if the kernel refused.
+    pub fn set_option(&self, level: libc::c_int, option: libc::c_int, value: libc::c_int) -> bool {
+        // SAFETY: setsockopt with a pointer to a live c_int and its size.
+        unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                level,
+                option,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            ) == 0
+        }
+    }
+
+    /// Makes `recv` fail with `WouldBlock` after `timeout`.
+    pub fn set_receive_timeout(&self, timeout: Duration) -> io::Result<()> {
+        let tv = libc::timeval {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+        };
+        // SAFETY: setsockopt with a pointer to a live timeval and its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    /// Sends one buffer (one or more messages) to the kernel.
+    pub fn send(&self, msg: &[u8]) -> io::Result<()> {
+        // SAFETY: sending an initialised buffer on a valid socket.
+        let sent = unsafe { libc::send(self.fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
+        if sent < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Receives one datagram (one or more messages).
+    pub fn recv(&mut self) -> io::Result<&[u8]> {
+        // SAFETY: receiving into an owned, initialised buffer of the given length.
+        let n = unsafe {
+            libc::recv(
+                self.fd.as_raw_fd(),
+                self.buf.as_mut_ptr().cast(),
+                self.buf.len(),
+                0,
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(&self.buf[..n as usize])
+        }
+    }
+}
+
+/// Appends attribute `kind` holding `payload`, padded to 4 bytes.
+pub(crate) fn attr(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {
+    let len = 4 + payload.len();
+    out.extend_from_slice(&(len as u16).to_ne_bytes());
+    out.extend_from_slice(&kind.to_ne_bytes());
+    out.extend_from_slice(payload);
+    out.resize(out.len().div_ceil(4) * 4, 0);
+}
+
+/// Appends a nested attribute `kind` whose attributes `fill` writes.
+pub(crate) fn nest(out: &mut Vec<u8>, kind: u16, fill: impl FnOnce(&mut Vec<u8>)) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    fill(out);
+    let len = (out.len() - start) as u16;
+    out[start..start + 2].copy_from_slice(&len.to_ne_bytes());
+    out[start + 2..start + 4].copy_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
+}
+
+/// Appends a netfilter message: netlink header, generic header (`family`, version 0, `res_id`) and
+/// `body` (its attributes).
+pub(crate) fn message(
+    out: &mut Vec<u8>,
+    kind: u16,
+    flags: u16,
+    seq: u32,
+    family: u8,
+    res_id: u16,
+    body: &[u8],
+) {
+    let len = NLMSG_HDRLEN + NFGEN_HDRLEN + body.len();
+    out.extend_from_slice(&(len as u32).to_ne_bytes());
+    out.extend_from_slice(&kind.to_ne_bytes());
+    out.extend_from_slice(&flags.to_ne_bytes());
+    out.extend_from_slice(&seq.to_ne_bytes());
+    out.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel
+    out.extend_from_slice(&[family, 0]);
+    out.extend_from_slice(&res_id.to_be_bytes());
+    out.extend_from_slice(body);
+    out.resize(out.len().div_ceil(4) * 4, 0);
+}
+
+/// The messages in a received datagram: (type, sequence, payload after the netlink header).
+pub(crate) fn messages(mut data: &[u8]) -> impl Iterator<Item = (u16, u32, &[u8])> {
+    std::iter::from_fn(move || {
+        if data.len() < NLMSG_HDRLEN {
+            return None;
+        }
+        let len = u32::from_ne_bytes(data[0..4].try_into().expect("4 bytes")) as usize;
+        if len < NLMSG_HDRLEN || len > data.len() {
+            return None;
+        }
+        let kind = u16::from_ne_bytes([data[4], data[5]]);
+        let seq = u32::from_ne_bytes(data[8..12].try_into().expect("4 bytes"));
+        let payload = &data[NLMSG_HDRLEN..len];
+        data = &data[len.div_ceil(4).saturating_mul(4).min(data.len())..];
+        Some((kind, seq, payload))
+    })
+}
+
+/// The error code of an `NLMSG_ERROR` payload (0: acknowledgement).
+pub(crate) fn error_code(payload: &[u8]) -> Option<i32> {
+    Some(i32::from_ne_bytes(payload.get(0..4)?.try_into().ok()?))
+}
