@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 
 /// The pods' default gateway, on every pod's veth.
 const GATEWAY: &str = "169.254.1.1";
+/// The IPv6 gateway of every pod: a link-local address answered by the node's end of the veth.
+const GATEWAY6: &str = "fe80::1";
 
 /// Why a lab operation failed.
 #[derive(Debug)]
@@ -111,13 +113,14 @@ pub fn require_root() -> Result<()> {
 }
 
 impl Lab {
-    /// Plans a lab for the IPv4, non-hostNetwork pods of `state`. Nothing is created yet.
+    /// Plans a lab for the non-hostNetwork pods of `state` that have an address (IPv4 or IPv6).
+    /// Nothing is created yet.
     pub fn plan(name: &str, state: &ClusterState) -> Lab {
         let pods = state
             .pods
             .iter()
             .filter(|p| !p.host_network)
-            .filter_map(|p| p.ip.filter(IpAddr::is_ipv4).map(|ip| (p, ip)))
+            .filter_map(|p| p.ip.map(|ip| (p, ip)))
             .enumerate()
             .map(|(i, (p, ip))| {
                 let ports = |proto| {
@@ -186,6 +189,10 @@ impl Lab {
             ("net.ipv4.ip_forward", "1"),
             ("net.ipv4.conf.all.rp_filter", "0"),
             ("net.ipv4.conf.default.rp_filter", "0"),
+            ("net.ipv6.conf.all.forwarding", "1"),
+            // No duplicate address detection: the node's veth ends must answer at once.
+            ("net.ipv6.conf.all.accept_dad", "0"),
+            ("net.ipv6.conf.default.accept_dad", "0"),
         ] {
             run(&[
                 "ip",
@@ -206,23 +213,23 @@ impl Lab {
                 "eth0", "netns", ns,
             ])?;
             run(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
-            run(&[
-                "ip",
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{}/32", pod.ip),
-                "dev",
-                "eth0",
-            ])?;
+            let (prefix, gateway, family) = match pod.ip {
+                IpAddr::V4(_) => (32, GATEWAY, "-4"),
+                IpAddr::V6(_) => (128, GATEWAY6, "-6"),
+            };
+            let address = format!("{}/{prefix}", pod.ip);
+            let mut add = vec!["ip", "-n", ns, "addr", "add", &address, "dev", "eth0"];
+            if pod.ip.is_ipv6() {
+                add.push("nodad"); // usable at once, no duplicate address detection
+            }
+            run(&add)?;
             run(&["ip", "-n", ns, "link", "set", "eth0", "up"])?;
             run(&["ip", "-n", node, "link", "set", &host_if, "up"])?;
             run(&[
-                "ip", "-n", ns, "route", "add", GATEWAY, "dev", "eth0", "scope", "link",
+                "ip", "-n", ns, family, "route", "add", gateway, "dev", "eth0", "scope", "link",
             ])?;
             run(&[
-                "ip", "-n", ns, "route", "add", "default", "via", GATEWAY, "dev", "eth0",
+                "ip", "-n", ns, family, "route", "add", "default", "via", gateway, "dev", "eth0",
             ])?;
             let mac = link_mac(node, &host_if)
                 .ok_or_else(|| LabError(format!("cannot read the MAC of {host_if}")))?;
@@ -232,7 +239,7 @@ impl Lab {
                 ns,
                 "neigh",
                 "add",
-                GATEWAY,
+                gateway,
                 "lladdr",
                 &mac,
                 "dev",
@@ -240,16 +247,7 @@ impl Lab {
                 "nud",
                 "permanent",
             ])?;
-            run(&[
-                "ip",
-                "-n",
-                node,
-                "route",
-                "add",
-                &format!("{}/32", pod.ip),
-                "dev",
-                &host_if,
-            ])?;
+            run(&["ip", "-n", node, "route", "add", &address, "dev", &host_if])?;
         }
         Ok(())
     }

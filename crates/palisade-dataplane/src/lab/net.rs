@@ -2,7 +2,7 @@
 //! probe.
 
 use std::fs::File;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::time::Duration;
 
 /// Runs `f` on a new thread inside network namespace `netns`.
@@ -19,11 +19,12 @@ pub fn in_netns<T: Send + 'static>(
     })
 }
 
-/// Serves TCP and UDP echo on `ports` of the pod's namespace, forever, on background threads.
+/// Serves TCP and UDP echo on `ports` of the pod's namespace, forever, on background threads; the
+/// sockets are dual-stack (`[::]`), so IPv4 and IPv6 pods are served alike.
 pub fn serve(netns: &str, tcp: &[u16], udp: &[u16]) -> std::io::Result<()> {
     for &port in tcp {
         let ready = in_netns(netns, move || -> std::io::Result<()> {
-            let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port))?;
+            let listener = TcpListener::bind((Ipv6Addr::UNSPECIFIED, port))?;
             std::thread::spawn(move || {
                 for stream in listener.incoming().flatten() {
                     std::thread::spawn(move || {
@@ -37,7 +38,7 @@ pub fn serve(netns: &str, tcp: &[u16], udp: &[u16]) -> std::io::Result<()> {
     }
     for &port in udp {
         let ready = in_netns(netns, move || -> std::io::Result<()> {
-            let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port))?;
+            let socket = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, port))?;
             std::thread::spawn(move || {
                 let mut buf = [0u8; 512];
                 while let Ok((n, from)) = socket.recv_from(&mut buf) {
@@ -77,7 +78,11 @@ pub fn probe(
         Transport::Tcp => reached(TcpStream::connect_timeout(&dst, timeout).map(drop)),
         Transport::Udp => {
             let attempt = || -> std::io::Result<()> {
-                let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+                let any = match dst.ip() {
+                    IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                };
+                let socket = UdpSocket::bind((any, 0))?;
                 socket.set_read_timeout(Some(timeout))?;
                 socket.connect(dst)?;
                 socket.send(b"palisade-probe")?;
@@ -92,7 +97,8 @@ pub fn probe(
 }
 
 /// Probes every ordered pair of different `pods` (namespace, address) for every probe, in parallel;
-/// `result[probe][src][dst]`, with a pod always reaching itself.
+/// `result[probe][src][dst]`, with a pod always reaching itself. Pairs of different address families
+/// (an IPv4 and an IPv6 pod) cannot talk at all: they are not tried and count as blocked.
 pub fn probe_matrix(
     pods: &[(String, std::net::IpAddr)],
     probes: &[(u16, Transport)],
@@ -102,9 +108,17 @@ pub fn probe_matrix(
     let mut result = vec![vec![vec![true; n]; n]; probes.len()];
     let pairs: Vec<(usize, usize)> = (0..n)
         .flat_map(|i| (0..n).map(move |j| (i, j)))
-        .filter(|(i, j)| i != j)
+        .filter(|&(i, j)| i != j)
         .collect();
     for (pi, &(port, transport)) in probes.iter().enumerate() {
+        for &(i, j) in &pairs {
+            result[pi][i][j] = pods[i].1.is_ipv6() == pods[j].1.is_ipv6();
+        }
+        let pairs: Vec<(usize, usize)> = pairs
+            .iter()
+            .copied()
+            .filter(|&(i, j)| pods[i].1.is_ipv6() == pods[j].1.is_ipv6())
+            .collect();
         // Bounded parallelism: a denied attempt costs the whole timeout.
         for batch in pairs.chunks(256) {
             let attempts: Vec<_> = batch

@@ -83,7 +83,8 @@ pub fn plan_services(state: &ClusterState) -> Vec<ServicePlan> {
                             IntOrString::Int(n) => u16::try_from(*n).ok(),
                             IntOrString::String(name) => p.named_port(name, sp.protocol),
                         };
-                        Some((p.ip?, target?))
+                        // The lab's ClusterIPs are IPv4: IPv6 pods are reached on their own address.
+                        Some((p.ip.filter(IpAddr::is_ipv4)?, target?))
                     })
                     .collect(),
             })
