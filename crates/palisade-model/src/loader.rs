@@ -11,7 +11,7 @@ use crate::{document, validate, workload, Protocol};
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::net::IpAddr;
 use std::path::Path;
@@ -145,6 +145,7 @@ impl Loader {
             }
             pods.push(info);
         }
+        self.reject_duplicate_ips(&mut pods);
         self.allocate_ips(&mut pods);
         let mut namespaces: Vec<NamespaceInfo> = objects
             .namespaces
@@ -190,6 +191,38 @@ impl Loader {
             (None, None) => LoggingConfig::Absent,
         };
         (state, self.diagnostics)
+    }
+
+    /// Two pods cannot have one address (`status.podIP`): the later one is reported and left out, so
+    /// that what is enforced for that address is never a silent pick.
+    fn reject_duplicate_ips(&mut self, pods: &mut Vec<PodInfo>) {
+        let mut owner: HashMap<IpAddr, (String, Origin)> = HashMap::new();
+        let diagnostics = &mut self.diagnostics;
+        pods.retain(|pod| {
+            let Some(ip) = pod.ip.filter(|_| !pod.host_network) else {
+                return true;
+            };
+            match owner.get(&ip) {
+                None => {
+                    owner.insert(ip, (pod.key(), pod.origin.clone()));
+                    true
+                }
+                Some((first, origin)) => {
+                    diagnostics.push(Diagnostic {
+                        object: Some(object_id("Pod", Some(&pod.namespace), &pod.name)),
+                        field: Some("status.podIP".into()),
+                        ..Diagnostic::new(
+                            Severity::Error,
+                            pod.origin.clone(),
+                            format!(
+                                "{ip} is already the address of pod {first} ({origin}); pod addresses are unique, so this pod is left out"
+                            ),
+                        )
+                    });
+                    false
+                }
+            }
+        });
     }
 
     /// Gives every non-hostNetwork pod without an IP a stable address: a hash of `ns/name` into the pod

@@ -1896,3 +1896,26 @@ fn network_logging_absent_valid_and_invalid() {
         LoggingConfig::Valid(s) if s.allow.delegate
     ));
 }
+
+#[test]
+fn a_pod_ip_taken_twice_is_reported_and_the_later_pod_left_out() {
+    let text = format!(
+        "{}{}{}",
+        pod_yaml("a", "first", "{}", Some("10.244.0.10")),
+        pod_yaml("b", "second", "{}", Some("10.244.0.10")),
+        pod_yaml("b", "third", "{}", Some("10.244.0.11")),
+    );
+    let (state, diags) = load(&text);
+    assert_eq!(pod_keys(&state), ["a/first", "b/third"]);
+    let errs = errors(&diags);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert_eq!(errs[0].object.as_deref(), Some("Pod b/second"));
+    assert_eq!(errs[0].field.as_deref(), Some("status.podIP"));
+    assert!(
+        errs[0]
+            .message
+            .contains("already the address of pod a/first (t.yaml:1)"),
+        "{}",
+        errs[0].message
+    );
+}
