@@ -3,7 +3,7 @@
 use crate::metrics::Metrics;
 use crate::policy_log::PolicyLogger;
 use palisade_dataplane::{Audit, Ruleset};
-use palisade_model::{Loader, Severity};
+use palisade_model::{DocumentCache, Loader, Severity};
 use palisade_policy::Engine;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -30,6 +30,7 @@ pub struct Reconciler {
     manifests: PathBuf,
     netns: Option<String>,
     applied: Option<Ruleset>,
+    documents: DocumentCache,
     logger: Option<Arc<Mutex<PolicyLogger>>>,
     metrics: Arc<Metrics>,
     audit: Audit,
@@ -42,6 +43,7 @@ impl Reconciler {
             manifests,
             netns,
             applied: None,
+            documents: DocumentCache::default(),
             logger: None,
             metrics: Arc::new(Metrics::new()),
             audit: Audit::Annotated,
@@ -78,8 +80,9 @@ impl Reconciler {
     /// logged as an error and the previous kernel state stays.
     pub fn reconcile(&mut self) -> Outcome {
         let started = Instant::now();
-        let mut loader = Loader::new();
+        let mut loader = Loader::new().with_documents(std::mem::take(&mut self.documents));
         loader.load_path(&self.manifests);
+        self.documents = loader.take_documents();
         let (state, diagnostics) = loader.finish();
         let mut rejected = 0;
         for d in &diagnostics {

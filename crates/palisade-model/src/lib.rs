@@ -18,7 +18,7 @@ pub mod validate;
 mod workload;
 
 pub use diagnostic::{Diagnostic, FieldIssue, Origin, Severity};
-pub use loader::{Loader, DEFAULT_POD_CIDR};
+pub use loader::{DocumentCache, Loader, DEFAULT_POD_CIDR};
 pub use state::{
     ClusterState, ContainerPortInfo, NamespaceInfo, OwnerRef, PodInfo, PolicyInfo, ServiceInfo,
     ServicePortInfo,

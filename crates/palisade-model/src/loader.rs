@@ -1,6 +1,7 @@
 //! Loading manifests from files, folders and standard input into a [`ClusterState`].
 
 use crate::diagnostic::{Diagnostic, Origin, Severity};
+use crate::document::Document;
 use crate::logging::LoggingConfig;
 use crate::objects::{labels_of, object_id, Loaded, Objects};
 use crate::state::{
@@ -14,10 +15,26 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The range pod IPs are allocated from when a manifest gives none.
 pub const DEFAULT_POD_CIDR: &str = "10.244.0.0/16";
+
+/// Parsed manifest files, kept from one load to the next: a file whose inode, length and
+/// modification time are unchanged is not read or parsed again (the agent re-reads its whole folder
+/// on every change, and parsing is about half the cost of a load).
+#[derive(Default)]
+pub struct DocumentCache {
+    files: HashMap<PathBuf, CachedFile>,
+}
+
+type Stamp = (u64, u64, Option<std::time::SystemTime>);
+
+struct CachedFile {
+    stamp: Stamp,
+    documents: Vec<Document>,
+    diagnostics: Vec<Diagnostic>,
+}
 
 /// Reads manifests and builds a [`ClusterState`]. Problems are collected as diagnostics; a rejected
 /// object never stops the others from loading.
@@ -25,6 +42,10 @@ pub struct Loader {
     objects: Objects,
     diagnostics: Vec<Diagnostic>,
     pod_cidr: IpNet,
+    /// Files parsed by earlier loads, taken from as files are read again.
+    documents: DocumentCache,
+    /// Files read by this load.
+    visited: DocumentCache,
 }
 
 impl Default for Loader {
@@ -40,7 +61,15 @@ impl Loader {
             objects: Objects::default(),
             diagnostics: Vec::new(),
             pod_cidr: DEFAULT_POD_CIDR.parse().expect("valid constant"),
+            documents: DocumentCache::default(),
+            visited: DocumentCache::default(),
         }
+    }
+
+    /// Reuses the files parsed by an earlier load ([`Loader::take_documents`]).
+    pub fn with_documents(mut self, cache: DocumentCache) -> Self {
+        self.documents = cache;
+        self
     }
 
     /// Later definitions of an object (same kind, namespace and name) replace earlier ones, as
@@ -71,10 +100,7 @@ impl Loader {
         match std::fs::metadata(path) {
             Err(e) => self.io_error(&display, &e),
             Ok(meta) if meta.is_dir() => self.load_dir(path),
-            Ok(_) => match std::fs::read_to_string(path) {
-                Ok(text) => self.load_str(&display, &text),
-                Err(e) => self.io_error(&display, &e),
-            },
+            Ok(meta) => self.load_file(path, &meta),
         }
     }
 
@@ -124,8 +150,46 @@ impl Loader {
     /// Loads manifest text; `file` names it in diagnostics.
     pub fn load_str(&mut self, file: &str, text: &str) {
         for doc in document::parse(file, text, &mut self.diagnostics) {
+            self.objects.ingest(&doc, &mut self.diagnostics);
+        }
+    }
+
+    /// Loads a file through the document cache: parsed again only when it changed.
+    fn load_file(&mut self, path: &Path, meta: &std::fs::Metadata) {
+        use std::os::unix::fs::MetadataExt;
+        let display = path.display().to_string();
+        let stamp = (meta.ino(), meta.len(), meta.modified().ok());
+        let cached = self
+            .documents
+            .files
+            .remove(path)
+            .filter(|f| f.stamp == stamp);
+        let file = match cached {
+            Some(file) => file,
+            None => {
+                let text = match std::fs::read_to_string(path) {
+                    Ok(text) => text,
+                    Err(e) => return self.io_error(&display, &e),
+                };
+                let mut diagnostics = Vec::new();
+                let documents = document::parse(&display, &text, &mut diagnostics);
+                CachedFile {
+                    stamp,
+                    documents,
+                    diagnostics,
+                }
+            }
+        };
+        self.diagnostics.extend(file.diagnostics.iter().cloned());
+        for doc in &file.documents {
             self.objects.ingest(doc, &mut self.diagnostics);
         }
+        self.visited.files.insert(path.to_path_buf(), file);
+    }
+
+    /// Hands back the document cache for the next load: the files read by this one.
+    pub fn take_documents(&mut self) -> DocumentCache {
+        std::mem::take(&mut self.visited)
     }
 
     /// Expands workload templates, allocates missing pod IPs and returns the snapshot and every

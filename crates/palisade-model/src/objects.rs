@@ -99,8 +99,8 @@ pub(crate) fn object_id(kind: &str, namespace: Option<&str>, name: &str) -> Stri
 
 impl Objects {
     /// Adds one document (recursing into `List`s). Problems become diagnostics.
-    pub fn ingest(&mut self, doc: Document, diags: &mut Vec<Diagnostic>) {
-        let Document { value, origin } = doc;
+    pub fn ingest(&mut self, doc: &Document, diags: &mut Vec<Diagnostic>) {
+        let (value, origin) = (&doc.value, &doc.origin);
         let error = |message: String| Diagnostic::new(Severity::Error, origin.clone(), message);
         if !value.is_object() {
             diags.push(error(
@@ -109,7 +109,7 @@ impl Objects {
             return;
         }
         let (Some(api_version), Some(kind)) =
-            (str_at(&value, &["apiVersion"]), str_at(&value, &["kind"]))
+            (str_at(value, &["apiVersion"]), str_at(value, &["kind"]))
         else {
             diags.push(error(
                 "object has no apiVersion or kind; every document must be a Kubernetes object"
@@ -119,7 +119,7 @@ impl Objects {
         };
         let (api_version, kind) = (api_version.to_string(), kind.to_string());
         if kind.ends_with("List") {
-            return self.ingest_list(value, &api_version, &kind, origin, diags);
+            return self.ingest_list(value.clone(), &api_version, &kind, origin.clone(), diags);
         }
         let expected = match kind.as_str() {
             "Namespace" | "Pod" | "Service" => "v1",
@@ -130,7 +130,7 @@ impl Objects {
             _ => {
                 diags.push(Diagnostic::new(
                     Severity::Info,
-                    origin,
+                    origin.clone(),
                     format!("skipped {api_version} {kind}: not a kind Palisade reads"),
                 ));
                 return;
@@ -154,7 +154,11 @@ impl Objects {
             });
             return;
         }
-        let mut ctx = Ctx { origin, id, diags };
+        let mut ctx = Ctx {
+            origin: origin.clone(),
+            id,
+            diags,
+        };
         if kind == "NetworkLogging" {
             let Some(nl) = ctx.decode::<NetworkLogging>(value) else {
                 self.invalid_network_logging.get_or_insert_with(|| {
@@ -289,13 +293,11 @@ impl Objects {
                             .or_insert_with(|| api_version.into());
                         fields.entry("kind").or_insert_with(|| item_kind.into());
                     }
-                    self.ingest(
-                        Document {
-                            value: item,
-                            origin: origin.clone(),
-                        },
-                        diags,
-                    );
+                    let item = Document {
+                        value: item,
+                        origin: origin.clone(),
+                    };
+                    self.ingest(&item, diags);
                 }
             }
             // A kind that merely ends in "List" (a custom resource) is not a list.
@@ -374,17 +376,17 @@ impl Ctx<'_> {
         });
     }
 
+    /// Decodes `value` as a `T`; fields the typed decoder ignored are reported as unknown
+    /// (kubectl's strict field validation).
     fn decode<T: DeserializeOwned + serde::Serialize>(
         &mut self,
-        value: serde_json::Value,
+        value: &serde_json::Value,
     ) -> Option<T> {
-        // Kept to find fields the typed decoder ignored (kubectl's strict field validation).
-        let input = value.clone();
         match serde_path_to_error::deserialize::<_, T>(value) {
             Ok(object) => {
                 if let Ok(known) = serde_json::to_value(&object) {
                     let mut unknown = Vec::new();
-                    unknown_fields(&input, &known, "", &mut unknown);
+                    unknown_fields(value, &known, "", &mut unknown);
                     for field in unknown {
                         self.report(
                             Severity::Warning,
@@ -404,7 +406,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn decode_workload(&mut self, kind: &str, value: serde_json::Value) -> Option<Workload> {
+    fn decode_workload(&mut self, kind: &str, value: &serde_json::Value) -> Option<Workload> {
         let replicas = |r: Option<i32>| r.unwrap_or(1).max(0) as usize;
         let w = match kind {
             "Deployment" => {

@@ -1919,3 +1919,41 @@ fn a_pod_ip_taken_twice_is_reported_and_the_later_pod_left_out() {
         errs[0].message
     );
 }
+
+#[test]
+fn the_document_cache_rereads_changed_files_only_and_forgets_removed_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.yaml"), dir.path().join("b.yaml"));
+    std::fs::write(&a, pod_yaml("x", "one", "{app: one}", None)).unwrap();
+    // A warning (unknown field) that must be reported on every load, cached or not.
+    std::fs::write(
+        &b,
+        pod_yaml("x", "two", "{app: two}", None).replace("spec:", "specc: {}\nspec:"),
+    )
+    .unwrap();
+    let load = |cache| {
+        let mut loader = Loader::new().with_documents(cache);
+        loader.load_path(dir.path());
+        let cache = loader.take_documents();
+        let (state, diags) = loader.finish();
+        (state, diags, cache)
+    };
+    let (state, diags, cache) = load(Default::default());
+    assert_eq!(pod_keys(&state), ["x/one", "x/two"]);
+    let warnings = |d: &[Diagnostic]| d.iter().filter(|d| d.severity == Severity::Warning).count();
+    assert_eq!(warnings(&diags), 1);
+    // Same again from the cache.
+    let (state, diags, cache) = load(cache);
+    assert_eq!(pod_keys(&state), ["x/one", "x/two"]);
+    assert_eq!(warnings(&diags), 1);
+    // An edit of the same length is seen (the modification time changes).
+    std::thread::sleep(std::time::Duration::from_millis(10));
+    std::fs::write(&a, pod_yaml("x", "one", "{app: uno}", None)).unwrap();
+    let (state, _, cache) = load(cache);
+    assert_eq!(pod(&state, "x", "one").labels["app"], "uno");
+    // A removed file is gone, from the state and from the cache.
+    std::fs::remove_file(&b).unwrap();
+    let (state, diags, _) = load(cache);
+    assert_eq!(pod_keys(&state), ["x/one"]);
+    assert_eq!(warnings(&diags), 0);
+}
