@@ -136,10 +136,10 @@ impl Objects {
                 return;
             }
         };
-        let name = str_at(&value, &["metadata", "name"]).unwrap_or("<unnamed>");
+        let name = str_at(value, &["metadata", "name"]).unwrap_or("<unnamed>");
         let namespaced = !matches!(kind.as_str(), "Namespace" | "NetworkLogging");
         let namespace = namespaced.then(|| {
-            str_at(&value, &["metadata", "namespace"])
+            str_at(value, &["metadata", "namespace"])
                 .filter(|ns| !ns.is_empty())
                 .unwrap_or("default")
         });
