@@ -8,6 +8,10 @@
 //!
 //! Run: `cargo bench -p palisade-agent --bench dataplane`.
 
+/// The allocator of the `palisade` binary, so that the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use palisade_agent::{Outcome, Reconciler};
 use palisade_dataplane::lab::{self, in_netns, Lab};
 use palisade_dataplane::{apply, build, render, Audit};

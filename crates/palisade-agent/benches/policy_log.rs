@@ -10,6 +10,10 @@
 //!
 //! Run: `cargo bench -p palisade-agent --bench policy_log`.
 
+/// The allocator of the `palisade` binary, so that the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use palisade_agent::metrics::Metrics;
 use palisade_agent::observe::Hub;
 use palisade_agent::policy_log::{self, Limits, PolicyLogger};

@@ -1,6 +1,10 @@
 //! Matrix benchmarks on synthetic clusters: load, compile, one-probe reachability, and the full
 //! rendered JSON matrix. Run: `cargo bench -p palisade-analyze --bench matrix`.
 
+/// The allocator of the `palisade` binary, so that the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use palisade_analyze::{render, Format, Matrix, Probe, Scope};
 use palisade_model::{ClusterState, Loader, Protocol};

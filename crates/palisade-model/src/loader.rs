@@ -9,10 +9,10 @@ use crate::state::{
     ServicePortInfo,
 };
 use crate::{document, validate, workload, Protocol};
+use foldhash::{HashMap, HashMapExt, HashSet};
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

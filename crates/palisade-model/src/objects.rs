@@ -5,6 +5,7 @@ use crate::diagnostic::{Diagnostic, Origin, Severity};
 use crate::document::Document;
 use crate::logging::{self, NetworkLogging};
 use crate::validate::{self, Issues};
+use foldhash::{HashMap, HashSet, HashSetExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Namespace, Pod, PodSpec, PodTemplateSpec, Service};
@@ -12,7 +13,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::de::DeserializeOwned;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 
 /// A typed object and where it was read.
 #[derive(Clone, Debug)]

@@ -3,9 +3,10 @@
 use crate::diagnostic::Origin;
 use crate::logging::LoggingConfig;
 use crate::Protocol;
+use foldhash::{HashMap, HashMapExt};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 /// The label the apiserver sets on every namespace.

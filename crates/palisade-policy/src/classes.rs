@@ -5,8 +5,8 @@
 use crate::bitset::BitSet;
 use crate::policy::IpBlock;
 use crate::selector::{Interner, LabelSet};
+use foldhash::{HashMap, HashMapExt};
 use palisade_model::{ClusterState, Protocol};
-use std::collections::HashMap;
 
 /// A named container port: `(name, protocol, number)`.
 pub type NamedPort = (String, Protocol, u16);

@@ -7,8 +7,9 @@ use crate::bitset::BitSet;
 use crate::engine::{Engine, RuleClasses};
 use crate::policy::{Direction, IpBlock, Peer, Rule};
 use crate::ports::PortMatch;
+use foldhash::HashMap;
 use palisade_model::Protocol;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 

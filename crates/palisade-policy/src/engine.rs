@@ -5,8 +5,8 @@ use crate::bitset::BitSet;
 use crate::classes::Classes;
 use crate::policy::{CompiledPolicy, Compiler, Direction, IpBlock, NamespaceScope, Peer, Rule};
 use crate::selector::{Interner, LabelSet, Selector};
+use foldhash::{HashMap, HashMapExt};
 use palisade_model::{ClusterState, Protocol};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The classes a rule's peers match, computed once per engine.

@@ -1,8 +1,9 @@
 //! Label selectors compiled against interned labels: matching is a few integer comparisons, and an
 //! unmet selector can say in plain words which requirement failed.
 
+use foldhash::HashMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// An id for a label key or value never seen on any object: it matches nothing.

@@ -8,11 +8,12 @@ mod sets;
 pub use ruleset::{Ruleset, Update};
 
 use crate::events::{log_statement, Action};
+use foldhash::{HashMap, HashMapExt};
 use palisade_model::logging::{annotation_enabled, AUDIT_ANNOTATION};
 use palisade_model::ClusterState;
 use palisade_policy::{AddrCache, Allow, ClassRules, Direction, Engine, Peers};
 use sets::{resolve, PeerSets};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;

@@ -5,7 +5,8 @@ use super::elements::{parse_range, ElementBatch};
 use super::sets::SetDef;
 use super::TABLE;
 use crate::{apply, ApplyError};
-use std::collections::{BTreeMap, HashSet};
+use foldhash::HashSet;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 

@@ -5,8 +5,8 @@
 //! set instead of replacing the set and every chain that refers to it.
 
 use super::ruleset::Ruleset;
+use foldhash::{HashMap, HashSet, HashSetExt};
 use palisade_policy::AddrSet;
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// A peer set's content: its address family and its elements (sorted, disjoint, non-adjacent ranges,
