@@ -120,17 +120,6 @@ fn spawn_background(args: &[&str], log: &Path) -> Result<u32> {
     Ok(child.id())
 }
 
-/// The lab's policy action log unless `--policy-log` says otherwise: beside its other logs, so that
-/// `lab down` removes it with them.
-fn default_policy_log(name: &str) -> PathBuf {
-    lab::state_dir().join(format!("lab-{name}-policy_action.log"))
-}
-
-/// The lab's observe socket unless `--observe-socket` says otherwise.
-pub fn observe_socket(name: &str) -> PathBuf {
-    lab::state_dir().join(format!("lab-{name}-observe.sock"))
-}
-
 fn up(name: &str, dir: &Path, mut logging: LogArgs, verbose: u8) -> Result<u8> {
     let dir = std::fs::canonicalize(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
     let loaded = input::load_paths(std::slice::from_ref(&dir), verbose);
@@ -140,21 +129,20 @@ fn up(name: &str, dir: &Path, mut logging: LogArgs, verbose: u8) -> Result<u8> {
     let services = lab::plan_services(&loaded.state);
     logging
         .policy_log
-        .get_or_insert_with(|| default_policy_log(name));
+        .get_or_insert_with(|| lab::policy_log(name));
     logging.node_name.get_or_insert_with(|| lab.node.clone());
     logging
         .observe_socket
-        .get_or_insert_with(|| observe_socket(name));
+        .get_or_insert_with(|| lab::observe_socket(name));
     let started = (|| -> Result<()> {
         lab.install_services(&services)?;
-        let logs = lab::state_dir();
-        let serve_log = logs.join(format!("lab-{name}-serve.log"));
+        let serve_log = lab::process_log(name, "serve");
         lab.processes.push(spawn_background(
             &["lab", "--name", name, "serve"],
             &serve_log,
         )?);
         lab.save()?;
-        let agent_log = logs.join(format!("lab-{name}-agent.log"));
+        let agent_log = lab::process_log(name, "agent");
         let dir_text = dir.to_string_lossy().to_string();
         let mut args: Vec<String> = [
             "-v",

@@ -101,6 +101,53 @@ pub fn ready_file(name: &str) -> PathBuf {
     state_dir().join(format!("lab-{name}.ready"))
 }
 
+/// The log of lab `name`'s background `process` (`agent` or `serve`).
+pub fn process_log(name: &str, process: &str) -> PathBuf {
+    state_dir().join(format!("lab-{name}-{process}.log"))
+}
+
+/// Lab `name`'s policy action log unless `--policy-log` says otherwise (removed by `lab down`).
+pub fn policy_log(name: &str) -> PathBuf {
+    state_dir().join(format!("lab-{name}-policy_action.log"))
+}
+
+/// Lab `name`'s observe socket unless `--observe-socket` says otherwise.
+pub fn observe_socket(name: &str) -> PathBuf {
+    state_dir().join(format!("lab-{name}-observe.sock"))
+}
+
+/// True for the network namespaces (and `/etc/netns` folders) lab `name` creates: `pal-<name>-node`
+/// and `pal-<name>-p<N>` — and not those of a lab whose name merely starts with `<name>-`.
+fn owns_netns(name: &str, ns: &str) -> bool {
+    ns.strip_prefix(&format!("pal-{name}-"))
+        .is_some_and(|rest| {
+            rest == "node"
+                || rest
+                    .strip_prefix('p')
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+}
+
+/// True for the files of lab `name` in the state folder: its state and readiness files, the logs
+/// of its processes, its policy action log (rotated ones too) and its observe socket.
+fn owns_file(name: &str, file: &str) -> bool {
+    let Some(rest) = file.strip_prefix(&format!("lab-{name}")) else {
+        return false;
+    };
+    matches!(
+        rest,
+        ".json"
+            | ".json.tmp"
+            | ".ready"
+            | "-agent.log"
+            | "-serve.log"
+            | "-observe.sock"
+            | "-policy_action.log"
+    ) || rest
+        .strip_prefix("-policy_action-")
+        .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()) && r.ends_with(".log"))
+}
+
 /// Fails with a clear message unless running as root.
 pub fn require_root() -> Result<()> {
     if nix::unistd::Uid::effective().is_root() {
@@ -297,7 +344,6 @@ impl Lab {
         if let Ok(lab) = Lab::load(name) {
             stop(&lab.processes);
         }
-        let prefix = format!("pal-{name}-");
         let out = Command::new("ip")
             .args(["netns", "list"])
             .output()
@@ -305,7 +351,7 @@ impl Lab {
         let mut errors = Vec::new();
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             let ns = line.split_whitespace().next().unwrap_or_default();
-            if ns.starts_with(&prefix) {
+            if owns_netns(name, ns) {
                 if let Err(e) = run(&["ip", "netns", "del", ns]) {
                     errors.push(e.0);
                 }
@@ -313,22 +359,14 @@ impl Lab {
         }
         if let Ok(entries) = std::fs::read_dir("/etc/netns") {
             for e in entries.flatten() {
-                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                if owns_netns(name, &e.file_name().to_string_lossy()) {
                     let _ = std::fs::remove_dir_all(e.path());
                 }
             }
         }
-        // State, readiness, log and socket files: `lab-<name>.json`, `lab-<name>.ready`,
-        // `lab-<name>-*.log`, `lab-<name>-*.sock`.
         if let Ok(entries) = std::fs::read_dir(state_dir()) {
-            let own = |f: &str| {
-                f == format!("lab-{name}.json")
-                    || f == format!("lab-{name}.ready")
-                    || (f.starts_with(&format!("lab-{name}-"))
-                        && (f.ends_with(".log") || f.ends_with(".sock")))
-            };
             for e in entries.flatten() {
-                if own(&e.file_name().to_string_lossy()) {
+                if owns_file(name, &e.file_name().to_string_lossy()) {
                     let _ = std::fs::remove_file(e.path());
                 }
             }
@@ -387,4 +425,46 @@ fn link_mac(netns: &str, link: &str) -> Option<String> {
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let after = text.split("link/ether ").nth(1)?;
     after.split_whitespace().next().map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lab_owns_its_names_and_not_those_of_a_lab_named_like_it() {
+        for ns in ["pal-a-node", "pal-a-p0", "pal-a-p12"] {
+            assert!(owns_netns("a", ns), "{ns}");
+        }
+        for ns in [
+            "pal-a-b-node",
+            "pal-a-b-p0",
+            "pal-a-p",
+            "pal-a-px",
+            "pal-ab-node",
+            "other",
+        ] {
+            assert!(!owns_netns("a", ns), "{ns}");
+        }
+        for f in [
+            "lab-a.json",
+            "lab-a.ready",
+            "lab-a-agent.log",
+            "lab-a-serve.log",
+            "lab-a-observe.sock",
+            "lab-a-policy_action.log",
+            "lab-a-policy_action-2026-11-30T10-00-00.123.log",
+        ] {
+            assert!(owns_file("a", f), "{f}");
+        }
+        for f in [
+            "lab-a-b.json",
+            "lab-a-b-agent.log",
+            "lab-a-b-policy_action.log",
+            "lab-ab.json",
+            "lab-a-notes.log",
+        ] {
+            assert!(!owns_file("a", f), "{f}");
+        }
+    }
 }
