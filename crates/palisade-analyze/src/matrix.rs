@@ -4,7 +4,6 @@
 use crate::probe::Probe;
 use crate::render::Grid;
 use palisade_policy::{BitSet, Engine, Reach};
-use std::collections::HashSet;
 
 /// Which pods a matrix covers.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -25,8 +24,8 @@ pub struct Matrix<'e> {
     pub probes: Vec<(Probe, Reach)>,
     /// Class of each covered pod, by position.
     classes: Vec<usize>,
-    /// Pairs of positions (besides the diagonal) always allowed: a pod and its node.
-    always: HashSet<(usize, usize)>,
+    /// Per position, the other positions it is always allowed with: a pod and its node (both ways).
+    always: Vec<Vec<usize>>,
 }
 
 impl<'e> Matrix<'e> {
@@ -49,7 +48,7 @@ impl<'e> Matrix<'e> {
             .collect();
         let classes = pods.iter().map(|&p| engine.class_of(p)).collect();
         let state = engine.state();
-        let mut always = HashSet::new();
+        let mut always = vec![Vec::new(); pods.len()];
         for (h, &hp) in pods
             .iter()
             .enumerate()
@@ -57,8 +56,8 @@ impl<'e> Matrix<'e> {
         {
             for (p, &pp) in pods.iter().enumerate() {
                 if h != p && engine.always_allowed(hp, pp) {
-                    always.insert((h, p));
-                    always.insert((p, h));
+                    always[h].push(p);
+                    always[p].push(h);
                 }
             }
         }
@@ -84,7 +83,7 @@ impl<'e> Matrix<'e> {
     /// May the pod at position `src` connect to the pod at position `dst` for probe `probe`?
     pub fn allowed(&self, probe: usize, src: usize, dst: usize) -> bool {
         src == dst
-            || self.always.contains(&(src, dst))
+            || self.always[src].contains(&dst)
             || self.probes[probe]
                 .1
                 .allowed(self.classes[src], self.classes[dst])
@@ -117,7 +116,7 @@ impl Grid for Matrix<'_> {
                 .enumerate()
                 .map(|(j, &c)| j == src || dst_classes.contains(c)),
         );
-        for &(_, j) in self.always.iter().filter(|(i, _)| *i == src) {
+        for &j in &self.always[src] {
             out[j] = true;
         }
     }
