@@ -1,9 +1,8 @@
 //! Loading manifests from files, folders and standard input into a [`ClusterState`].
 
 use crate::diagnostic::{Diagnostic, Origin, Severity};
-use crate::document::Document;
 use crate::logging::LoggingConfig;
-use crate::objects::{labels_of, object_id, Loaded, Objects};
+use crate::objects::{self, labels_of, object_id, Decoded, Loaded, Objects};
 use crate::state::{
     ClusterState, ContainerPortInfo, NamespaceInfo, OwnerRef, PodInfo, PolicyInfo, ServiceInfo,
     ServicePortInfo,
@@ -20,9 +19,9 @@ use std::path::{Path, PathBuf};
 /// The range pod IPs are allocated from when a manifest gives none.
 pub const DEFAULT_POD_CIDR: &str = "10.244.0.0/16";
 
-/// Parsed manifest files, kept from one load to the next: a file whose inode, length and
-/// modification time are unchanged is not read or parsed again (the agent re-reads its whole folder
-/// on every change, and parsing is about half the cost of a load).
+/// Decoded manifest files, kept from one load to the next: a file whose inode, length and
+/// modification time are unchanged is not read, parsed or decoded again (the agent re-reads its
+/// whole folder on every change; only duplicate detection, which needs every file, runs again).
 #[derive(Default)]
 pub struct DocumentCache {
     files: HashMap<PathBuf, CachedFile>,
@@ -32,8 +31,10 @@ type Stamp = (u64, u64, Option<std::time::SystemTime>);
 
 struct CachedFile {
     stamp: Stamp,
-    documents: Vec<Document>,
+    /// Diagnostics of parsing the file.
     diagnostics: Vec<Diagnostic>,
+    /// Its documents, decoded and validated.
+    decoded: Vec<Decoded>,
 }
 
 /// Reads manifests and builds a [`ClusterState`]. Problems are collected as diagnostics; a rejected
@@ -154,7 +155,7 @@ impl Loader {
         }
     }
 
-    /// Loads a file through the document cache: parsed again only when it changed.
+    /// Loads a file through the document cache: read and decoded again only when it changed.
     fn load_file(&mut self, path: &Path, meta: &std::fs::Metadata) {
         use std::os::unix::fs::MetadataExt;
         let display = path.display().to_string();
@@ -172,17 +173,20 @@ impl Loader {
                     Err(e) => return self.io_error(&display, &e),
                 };
                 let mut diagnostics = Vec::new();
-                let documents = document::parse(&display, &text, &mut diagnostics);
+                let decoded = document::parse(&display, &text, &mut diagnostics)
+                    .iter()
+                    .flat_map(objects::decode)
+                    .collect();
                 CachedFile {
                     stamp,
-                    documents,
                     diagnostics,
+                    decoded,
                 }
             }
         };
         self.diagnostics.extend(file.diagnostics.iter().cloned());
-        for doc in &file.documents {
-            self.objects.ingest(doc, &mut self.diagnostics);
+        for d in &file.decoded {
+            self.objects.add(d, &mut self.diagnostics);
         }
         self.visited.files.insert(path.to_path_buf(), file);
     }

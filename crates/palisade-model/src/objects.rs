@@ -98,224 +98,295 @@ pub(crate) fn object_id(kind: &str, namespace: Option<&str>, name: &str) -> Stri
     }
 }
 
-impl Objects {
-    /// Adds one document (recursing into `List`s). Problems become diagnostics.
-    pub fn ingest(&mut self, doc: &Document, diags: &mut Vec<Diagnostic>) {
-        let (value, origin) = (&doc.value, &doc.origin);
-        let error = |message: String| Diagnostic::new(Severity::Error, origin.clone(), message);
-        if !value.is_object() {
-            diags.push(error(
-                "expected a Kubernetes object: a mapping with apiVersion, kind and metadata".into(),
-            ));
-            return;
-        }
-        let (Some(api_version), Some(kind)) =
-            (str_at(value, &["apiVersion"]), str_at(value, &["kind"]))
-        else {
-            diags.push(error(
-                "object has no apiVersion or kind; every document must be a Kubernetes object"
-                    .into(),
-            ));
-            return;
-        };
-        let (api_version, kind) = (api_version.to_string(), kind.to_string());
-        if kind.ends_with("List") {
-            return self.ingest_list(value.clone(), &api_version, &kind, origin.clone(), diags);
-        }
-        let expected = match kind.as_str() {
-            "Namespace" | "Pod" | "Service" => "v1",
-            "NetworkPolicy" => "networking.k8s.io/v1",
-            "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => "apps/v1",
-            "Job" | "CronJob" => "batch/v1",
-            "NetworkLogging" => logging::API_VERSION,
-            _ => {
-                diags.push(Diagnostic::new(
-                    Severity::Info,
-                    origin.clone(),
-                    format!("skipped {api_version} {kind}: not a kind Palisade reads"),
-                ));
-                return;
-            }
-        };
-        let name = str_at(value, &["metadata", "name"]).unwrap_or("<unnamed>");
-        let namespaced = !matches!(kind.as_str(), "Namespace" | "NetworkLogging");
-        let namespace = namespaced.then(|| {
-            str_at(value, &["metadata", "namespace"])
-                .filter(|ns| !ns.is_empty())
-                .unwrap_or("default")
-        });
-        let id = object_id(&kind, namespace, name);
-        if api_version != expected {
-            diags.push(Diagnostic {
-                object: Some(id),
-                field: Some("apiVersion".into()),
-                ..error(format!(
-                    "{api_version} is not supported for {kind}; use {expected}"
-                ))
-            });
-            return;
-        }
-        let mut ctx = Ctx {
-            origin: origin.clone(),
-            id,
-            diags,
-        };
-        if kind == "NetworkLogging" {
-            let Some(nl) = ctx.decode::<NetworkLogging>(value) else {
-                self.invalid_network_logging.get_or_insert_with(|| {
-                    format!("{} at {}: cannot be decoded", ctx.id, ctx.origin)
-                });
-                return;
-            };
-            let issues = logging::validate(&nl);
-            if let Some(issue) = issues.0.iter().find(|i| i.severity == Severity::Error) {
-                self.invalid_network_logging.get_or_insert_with(|| {
-                    format!(
-                        "{} at {}: {}: {}",
-                        ctx.id, ctx.origin, issue.field, issue.message
-                    )
-                });
-            }
-            return ctx.add(
-                &mut self.seen,
-                &mut self.network_logging,
-                nl,
-                issues,
-                self.replace_duplicates,
-            );
-        }
-        match kind.as_str() {
-            "Namespace" => {
-                if let Some(ns) = ctx.decode::<Namespace>(value) {
-                    let mut issues = Issues::default();
-                    meta(&ns.metadata, validate::dns1123_label, &mut issues);
-                    ctx.add(
-                        &mut self.seen,
-                        &mut self.namespaces,
-                        ns,
-                        issues,
-                        self.replace_duplicates,
-                    );
-                }
-            }
-            "Pod" => {
-                if let Some(mut pod) = ctx.decode::<Pod>(value) {
-                    default_namespace(&mut pod.metadata);
-                    let mut issues = Issues::default();
-                    meta(&pod.metadata, validate::dns1123_subdomain, &mut issues);
-                    if let Some(spec) = &pod.spec {
-                        pod_spec(spec, "spec", &mut issues);
-                    }
-                    pod_status(&pod, &mut issues);
-                    ctx.add(
-                        &mut self.seen,
-                        &mut self.pods,
-                        pod,
-                        issues,
-                        self.replace_duplicates,
-                    );
-                }
-            }
-            "Service" => {
-                if let Some(mut svc) = ctx.decode::<Service>(value) {
-                    default_namespace(&mut svc.metadata);
-                    let mut issues = Issues::default();
-                    meta(&svc.metadata, validate::dns1123_label, &mut issues);
-                    service(&svc, &mut issues);
-                    ctx.add(
-                        &mut self.seen,
-                        &mut self.services,
-                        svc,
-                        issues,
-                        self.replace_duplicates,
-                    );
-                }
-            }
-            "NetworkPolicy" => {
-                if let Some(mut np) = ctx.decode::<NetworkPolicy>(value) {
-                    default_namespace(&mut np.metadata);
-                    let issues = validate::network_policy(&np);
-                    ctx.add(
-                        &mut self.seen,
-                        &mut self.policies,
-                        np,
-                        issues,
-                        self.replace_duplicates,
-                    );
-                }
-            }
-            _ => {
-                if let Some(workload) = ctx.decode_workload(&kind, value) {
-                    let mut issues = Issues::default();
-                    meta(&workload.metadata, validate::dns1123_subdomain, &mut issues);
-                    if let Some(labels) = &workload
-                        .template
-                        .metadata
-                        .as_ref()
-                        .and_then(|m| m.labels.clone())
-                    {
-                        validate::labels(labels, "spec.template.metadata.labels", &mut issues);
-                    }
-                    if let Some(sel) = &workload.selector {
-                        validate::selector(sel, "spec.selector", &mut issues);
-                    }
-                    if let Some(spec) = &workload.template.spec {
-                        pod_spec(spec, "spec.template.spec", &mut issues);
-                    }
-                    ctx.add(
-                        &mut self.seen,
-                        &mut self.workloads,
-                        workload,
-                        issues,
-                        self.replace_duplicates,
-                    );
-                }
+/// A typed object that passed decoding and validation, before duplicates are looked for (which
+/// needs every other object).
+#[derive(Clone)]
+pub(crate) enum Typed {
+    Namespace(Namespace),
+    Pod(Pod),
+    Service(Service),
+    Policy(NetworkPolicy),
+    Workload(Workload),
+    NetworkLogging(NetworkLogging),
+}
+
+/// What one document (or one item of a list) decodes to: its diagnostics in order, the object when
+/// it was accepted, and why a `NetworkLogging` was rejected. Depends on the document alone, so a
+/// loader can keep it for a file that has not changed.
+#[derive(Clone, Default)]
+pub(crate) struct Decoded {
+    diagnostics: Vec<Diagnostic>,
+    accepted: Option<Box<(String, Origin, Typed)>>,
+    invalid_network_logging: Option<String>,
+}
+
+/// Decodes and validates one document (every item of a `List`, in order).
+pub(crate) fn decode(doc: &Document) -> Vec<Decoded> {
+    let mut out = Vec::new();
+    // Lists are expanded with a stack, not recursion: a document may nest them deeply.
+    let mut pending = vec![std::borrow::Cow::Borrowed(&doc.value)];
+    while let Some(value) = pending.pop() {
+        match decode_one(&value, &doc.origin) {
+            Step::Done(d) => out.push(d),
+            Step::List(items) => {
+                pending.extend(items.into_iter().rev().map(std::borrow::Cow::Owned))
             }
         }
     }
+    out
+}
 
-    /// `kind: List` items carry their own apiVersion and kind; the items of a typed list (`PodList`,
-    /// as the API server returns it) may not, and take them from the list.
-    fn ingest_list(
-        &mut self,
-        mut value: serde_json::Value,
-        api_version: &str,
-        kind: &str,
-        origin: Origin,
-        diags: &mut Vec<Diagnostic>,
-    ) {
-        let item_kind = kind.strip_suffix("List").filter(|k| !k.is_empty());
-        match value.get_mut("items").map(serde_json::Value::take) {
-            Some(serde_json::Value::Array(items)) => {
-                for mut item in items {
-                    if let (Some(item_kind), Some(fields)) = (item_kind, item.as_object_mut()) {
-                        fields
-                            .entry("apiVersion")
-                            .or_insert_with(|| api_version.into());
-                        fields.entry("kind").or_insert_with(|| item_kind.into());
-                    }
-                    let item = Document {
-                        value: item,
-                        origin: origin.clone(),
-                    };
-                    self.ingest(&item, diags);
+/// What decoding one value gave: a result, or the items of a list to decode next.
+enum Step {
+    Done(Decoded),
+    List(Vec<serde_json::Value>),
+}
+
+fn decode_one(value: &serde_json::Value, origin: &Origin) -> Step {
+    let mut d = Decoded::default();
+    let error = |message: String| Diagnostic::new(Severity::Error, origin.clone(), message);
+    if !value.is_object() {
+        d.diagnostics.push(error(
+            "expected a Kubernetes object: a mapping with apiVersion, kind and metadata".into(),
+        ));
+        return Step::Done(d);
+    }
+    let (Some(api_version), Some(kind)) =
+        (str_at(value, &["apiVersion"]), str_at(value, &["kind"]))
+    else {
+        d.diagnostics.push(error(
+            "object has no apiVersion or kind; every document must be a Kubernetes object".into(),
+        ));
+        return Step::Done(d);
+    };
+    let (api_version, kind) = (api_version.to_string(), kind.to_string());
+    if kind.ends_with("List") {
+        return list_items(value.clone(), &api_version, &kind, origin);
+    }
+    let expected = match kind.as_str() {
+        "Namespace" | "Pod" | "Service" => "v1",
+        "NetworkPolicy" => "networking.k8s.io/v1",
+        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => "apps/v1",
+        "Job" | "CronJob" => "batch/v1",
+        "NetworkLogging" => logging::API_VERSION,
+        _ => {
+            d.diagnostics.push(Diagnostic::new(
+                Severity::Info,
+                origin.clone(),
+                format!("skipped {api_version} {kind}: not a kind Palisade reads"),
+            ));
+            return Step::Done(d);
+        }
+    };
+    let name = str_at(value, &["metadata", "name"]).unwrap_or("<unnamed>");
+    let namespaced = !matches!(kind.as_str(), "Namespace" | "NetworkLogging");
+    let namespace = namespaced.then(|| {
+        str_at(value, &["metadata", "namespace"])
+            .filter(|ns| !ns.is_empty())
+            .unwrap_or("default")
+    });
+    let id = object_id(&kind, namespace, name);
+    if api_version != expected {
+        d.diagnostics.push(Diagnostic {
+            object: Some(id),
+            field: Some("apiVersion".into()),
+            ..error(format!(
+                "{api_version} is not supported for {kind}; use {expected}"
+            ))
+        });
+        return Step::Done(d);
+    }
+    let mut ctx = Ctx {
+        origin: origin.clone(),
+        id,
+        diags: &mut d.diagnostics,
+    };
+    let accepted = match kind.as_str() {
+        "NetworkLogging" => match ctx.decode::<NetworkLogging>(value) {
+            None => {
+                d.invalid_network_logging =
+                    Some(format!("{} at {}: cannot be decoded", ctx.id, ctx.origin));
+                None
+            }
+            Some(nl) => {
+                let issues = logging::validate(&nl);
+                if let Some(issue) = issues.0.iter().find(|i| i.severity == Severity::Error) {
+                    d.invalid_network_logging = Some(format!(
+                        "{} at {}: {}: {}",
+                        ctx.id, ctx.origin, issue.field, issue.message
+                    ));
+                }
+                ctx.accept(Typed::NetworkLogging(nl), issues)
+            }
+        },
+        "Namespace" => ctx.decode::<Namespace>(value).and_then(|ns| {
+            let mut issues = Issues::default();
+            meta(&ns.metadata, validate::dns1123_label, &mut issues);
+            ctx.accept(Typed::Namespace(ns), issues)
+        }),
+        "Pod" => ctx.decode::<Pod>(value).and_then(|mut pod| {
+            default_namespace(&mut pod.metadata);
+            let mut issues = Issues::default();
+            meta(&pod.metadata, validate::dns1123_subdomain, &mut issues);
+            if let Some(spec) = &pod.spec {
+                pod_spec(spec, "spec", &mut issues);
+            }
+            pod_status(&pod, &mut issues);
+            ctx.accept(Typed::Pod(pod), issues)
+        }),
+        "Service" => ctx.decode::<Service>(value).and_then(|mut svc| {
+            default_namespace(&mut svc.metadata);
+            let mut issues = Issues::default();
+            meta(&svc.metadata, validate::dns1123_label, &mut issues);
+            service(&svc, &mut issues);
+            ctx.accept(Typed::Service(svc), issues)
+        }),
+        "NetworkPolicy" => ctx.decode::<NetworkPolicy>(value).and_then(|mut np| {
+            default_namespace(&mut np.metadata);
+            let issues = validate::network_policy(&np);
+            ctx.accept(Typed::Policy(np), issues)
+        }),
+        _ => ctx.decode_workload(&kind, value).and_then(|workload| {
+            let mut issues = Issues::default();
+            meta(&workload.metadata, validate::dns1123_subdomain, &mut issues);
+            if let Some(labels) = &workload
+                .template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.labels.clone())
+            {
+                validate::labels(labels, "spec.template.metadata.labels", &mut issues);
+            }
+            if let Some(sel) = &workload.selector {
+                validate::selector(sel, "spec.selector", &mut issues);
+            }
+            if let Some(spec) = &workload.template.spec {
+                pod_spec(spec, "spec.template.spec", &mut issues);
+            }
+            ctx.accept(Typed::Workload(workload), issues)
+        }),
+    };
+    d.accepted = accepted;
+    Step::Done(d)
+}
+
+/// `kind: List` items carry their own apiVersion and kind; the items of a typed list (`PodList`,
+/// as the API server returns it) may not, and take them from the list.
+fn list_items(
+    mut value: serde_json::Value,
+    api_version: &str,
+    kind: &str,
+    origin: &Origin,
+) -> Step {
+    let item_kind = kind.strip_suffix("List").filter(|k| !k.is_empty());
+    let diagnostic = match value.get_mut("items").map(serde_json::Value::take) {
+        Some(serde_json::Value::Array(mut items)) => {
+            for item in &mut items {
+                if let (Some(item_kind), Some(fields)) = (item_kind, item.as_object_mut()) {
+                    fields
+                        .entry("apiVersion")
+                        .or_insert_with(|| api_version.into());
+                    fields.entry("kind").or_insert_with(|| item_kind.into());
                 }
             }
-            // A kind that merely ends in "List" (a custom resource) is not a list.
-            None if item_kind.is_some() => diags.push(Diagnostic::new(
-                Severity::Info,
-                origin,
-                format!("skipped {api_version} {kind}: no items, and not a kind Palisade reads"),
-            )),
-            Some(serde_json::Value::Null) | None => {}
-            Some(_) => diags.push(Diagnostic {
-                field: Some("items".into()),
+            return Step::List(items);
+        }
+        // A kind that merely ends in "List" (a custom resource) is not a list.
+        None if item_kind.is_some() => Diagnostic::new(
+            Severity::Info,
+            origin.clone(),
+            format!("skipped {api_version} {kind}: no items, and not a kind Palisade reads"),
+        ),
+        Some(serde_json::Value::Null) | None => return Step::Done(Decoded::default()),
+        Some(_) => Diagnostic {
+            field: Some("items".into()),
+            ..Diagnostic::new(
+                Severity::Error,
+                origin.clone(),
+                format!("{kind}.items must be a list of objects"),
+            )
+        },
+    };
+    Step::Done(Decoded {
+        diagnostics: vec![diagnostic],
+        ..Decoded::default()
+    })
+}
+
+/// Adds `loaded` under `id` unless an object with that id is already there (then reported as a
+/// duplicate, or replaced when `replace`).
+fn insert<T>(
+    seen: &mut HashMap<String, usize>,
+    list: &mut Vec<Loaded<T>>,
+    id: &str,
+    loaded: Loaded<T>,
+    replace: bool,
+    diags: &mut Vec<Diagnostic>,
+) {
+    match seen.get(id) {
+        Some(&i) if replace => list[i] = loaded,
+        Some(&i) => {
+            let first = list[i].origin.to_string();
+            diags.push(Diagnostic {
+                object: Some(id.to_string()),
                 ..Diagnostic::new(
                     Severity::Error,
-                    origin,
-                    format!("{kind}.items must be a list of objects"),
+                    loaded.origin,
+                    format!("defined twice; the first definition at {first} is used"),
                 )
-            }),
+            });
+        }
+        None => {
+            seen.insert(id.to_string(), list.len());
+            list.push(loaded);
+        }
+    }
+}
+
+impl Objects {
+    /// Adds one document (every item of a `List`). Problems become diagnostics.
+    pub fn ingest(&mut self, doc: &Document, diags: &mut Vec<Diagnostic>) {
+        for d in decode(doc) {
+            self.add(&d, diags);
+        }
+    }
+
+    /// Adds a decoded document: its diagnostics, and its object unless it duplicates one already
+    /// there.
+    pub fn add(&mut self, d: &Decoded, diags: &mut Vec<Diagnostic>) {
+        diags.extend(d.diagnostics.iter().cloned());
+        if self.invalid_network_logging.is_none() {
+            self.invalid_network_logging = d.invalid_network_logging.clone();
+        }
+        let Some((id, origin, object)) = d.accepted.as_deref() else {
+            return;
+        };
+        let (seen, replace) = (&mut self.seen, self.replace_duplicates);
+        fn loaded<T>(object: T, origin: &Origin) -> Loaded<T> {
+            Loaded {
+                object,
+                origin: origin.clone(),
+            }
+        }
+        let o = origin;
+        match object.clone() {
+            Typed::Namespace(x) => {
+                insert(seen, &mut self.namespaces, id, loaded(x, o), replace, diags)
+            }
+            Typed::Pod(x) => insert(seen, &mut self.pods, id, loaded(x, o), replace, diags),
+            Typed::Service(x) => insert(seen, &mut self.services, id, loaded(x, o), replace, diags),
+            Typed::Policy(x) => insert(seen, &mut self.policies, id, loaded(x, o), replace, diags),
+            Typed::Workload(x) => {
+                insert(seen, &mut self.workloads, id, loaded(x, o), replace, diags)
+            }
+            Typed::NetworkLogging(x) => insert(
+                seen,
+                &mut self.network_logging,
+                id,
+                loaded(x, o),
+                replace,
+                diags,
+            ),
         }
     }
 }
@@ -487,15 +558,8 @@ impl Ctx<'_> {
         Some(w)
     }
 
-    /// Reports `issues`; adds the object unless an issue is an error or it is a duplicate.
-    fn add<T>(
-        &mut self,
-        seen: &mut HashMap<String, usize>,
-        list: &mut Vec<Loaded<T>>,
-        object: T,
-        issues: Issues,
-        replace: bool,
-    ) {
+    /// Reports `issues`; the object is accepted unless one of them is an error.
+    fn accept(&mut self, object: Typed, issues: Issues) -> Option<Box<(String, Origin, Typed)>> {
         let rejected = issues.has_errors();
         for issue in issues.0 {
             self.report(issue.severity, Some(issue.field), issue.message);
@@ -506,27 +570,9 @@ impl Ctx<'_> {
                 None,
                 "object rejected; the other objects are still used".into(),
             );
-            return;
+            return None;
         }
-        let loaded = Loaded {
-            object,
-            origin: self.origin.clone(),
-        };
-        match seen.get(&self.id) {
-            Some(&i) if replace => list[i] = loaded,
-            Some(&i) => {
-                let first = list[i].origin.to_string();
-                self.report(
-                    Severity::Error,
-                    None,
-                    format!("defined twice; the first definition at {first} is used"),
-                );
-            }
-            None => {
-                seen.insert(self.id.clone(), list.len());
-                list.push(loaded);
-            }
-        }
+        Some(Box::new((self.id.clone(), self.origin.clone(), object)))
     }
 }
 
