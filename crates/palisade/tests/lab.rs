@@ -2,7 +2,7 @@
 //! the rogue pod blocked, policy edits enforced within a second, established connections kept across
 //! re-applies, enforcement surviving the agent, and `lab down` leaving nothing behind.
 
-use palisade_dataplane::lab::{self, in_netns, Lab};
+use palisade_dataplane::lab::{self, in_netns};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 mod support;
 
-use support::{connects, demo_copy, palisade, pod, within};
+use support::{connects, demo_copy, lab_up, palisade, pod, within};
 
 #[test]
 fn lab_end_to_end() {
@@ -20,20 +20,7 @@ fn lab_end_to_end() {
     let _teardown = lab::DownOnDrop(name.clone());
     let dir = tempfile::tempdir().unwrap();
     let manifests = demo_copy(dir.path());
-    let up = palisade(&[
-        "lab",
-        "--name",
-        &name,
-        "up",
-        "-f",
-        manifests.to_str().unwrap(),
-    ]);
-    assert!(
-        up.status.success(),
-        "{}",
-        String::from_utf8_lossy(&up.stderr)
-    );
-    let lab = Lab::load(&name).unwrap();
+    let lab = lab_up(&name, &manifests, &[]);
     let (cart, rogue, redis) = (
         pod(&lab, "default/cartservice-"),
         pod(&lab, "default/rogue"),

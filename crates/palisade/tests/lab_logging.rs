@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use support::{connects, demo_copy, palisade, pod, records, sample, scrape, within};
+use support::{connects, demo_copy, lab_up, palisade, pod, records, sample, scrape, within};
 
 fn network_logging(allow: &str, deny: &str) -> String {
     format!(
@@ -43,25 +43,11 @@ fn up(prefix: &str, allow: &str, deny: &str, extra: &[&str]) -> Setup {
     )
     .unwrap();
     let log = dir.path().join("log/policy_action.log");
-    let mut args = vec![
-        "lab",
-        "--name",
-        &name,
-        "up",
-        "-f",
-        manifests.to_str().unwrap(),
-    ];
-    args.extend_from_slice(&["--policy-log", log.to_str().unwrap()]);
+    let mut args = vec!["--policy-log", log.to_str().unwrap()];
     args.extend_from_slice(extra);
-    let out = palisade(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     Setup {
         _teardown: teardown,
-        lab: Lab::load(&name).unwrap(),
+        lab: lab_up(&name, &manifests, &args),
         name,
         manifests,
         log,

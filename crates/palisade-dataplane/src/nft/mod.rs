@@ -36,6 +36,15 @@ fn chain_name(direction: Direction, body: &str, chains: &BTreeMap<String, String
     name
 }
 
+/// An nft interval element: `first`, or `first-last`.
+fn range_text<T: std::fmt::Display + PartialEq>(first: T, last: T) -> String {
+    if first == last {
+        first.to_string()
+    } else {
+        format!("{first}-{last}")
+    }
+}
+
 /// The port matches of an entry, one per protocol (a rule is emitted for each); a single empty match
 /// for every port of every protocol. Each is a one-dimension match (`meta l4proto tcp th dport
 /// { 80, 8000-8080 }`): concatenated `l4proto . port` interval sets cost the kernel seconds to build
@@ -51,13 +60,7 @@ fn ports_matches(allow: &Allow) -> Vec<String> {
         let same: Vec<String> = ports[i..]
             .iter()
             .take_while(|p| p.protocol == protocol)
-            .map(|p| {
-                if p.first == p.last {
-                    p.first.to_string()
-                } else {
-                    format!("{}-{}", p.first, p.last)
-                }
-            })
+            .map(|p| range_text(p.first, p.last))
             .collect();
         i += same.len();
         let proto = protocol.as_str().to_ascii_lowercase();

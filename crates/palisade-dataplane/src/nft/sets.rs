@@ -60,13 +60,7 @@ impl PeerSets {
             .ranges
             .iter()
             .filter(|r| r.first.is_ipv6() == v6)
-            .map(|r| {
-                if r.first == r.last {
-                    r.first.to_string()
-                } else {
-                    format!("{}-{}", r.first, r.last)
-                }
-            })
+            .map(|r| super::range_text(r.first, r.last))
             .collect();
         if elements.is_empty() {
             return None;

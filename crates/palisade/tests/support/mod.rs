@@ -100,3 +100,23 @@ pub fn records(path: &Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect()
 }
+
+/// `palisade lab --name NAME up -f MANIFESTS EXTRA...`, which must succeed; the lab's recorded state.
+pub fn lab_up(name: &str, manifests: &Path, extra: &[&str]) -> palisade_dataplane::lab::Lab {
+    let mut args = vec![
+        "lab",
+        "--name",
+        name,
+        "up",
+        "-f",
+        manifests.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = palisade(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    palisade_dataplane::lab::Lab::load(name).unwrap()
+}
