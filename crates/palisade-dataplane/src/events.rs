@@ -25,6 +25,7 @@ const NFULA_CFG_TIMEOUT: u16 = 4;
 const NFULA_CFG_QTHRESH: u16 = 5;
 const NFULNL_CFG_CMD_BIND: u8 = 1;
 const NFULNL_COPY_PACKET: u8 = 2;
+const NFULA_TIMESTAMP: u16 = 3;
 const NFULA_PAYLOAD: u16 = 9;
 const NFULA_PREFIX: u16 = 10;
 
@@ -67,7 +68,8 @@ pub struct VerdictEvent {
     pub src_port: u16,
     /// Destination port (0 for ICMP).
     pub dst_port: u16,
-    /// When the event was read.
+    /// When the packet arrived (the kernel's receive timestamp), or when the event was read if the
+    /// packet carried none.
     pub time: SystemTime,
 }
 
@@ -146,9 +148,31 @@ fn parse_packet(p: &[u8]) -> Option<(IpAddr, IpAddr, Protocol, u16, u16)> {
     Some((src, dst, protocol, ports.0, ports.1))
 }
 
+/// A UDP socket with `SO_TIMESTAMP` on, which turns on packet timestamping in the kernel.
+fn stamping_socket() -> Option<std::net::UdpSocket> {
+    use std::os::fd::AsRawFd;
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").ok()?;
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt on a valid socket with a pointer to a live c_int and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMP,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    (rc == 0).then_some(socket)
+}
+
 /// Reads verdict events from the NFLOG group of the network namespace it was opened in.
 pub struct EventReader {
     socket: Socket,
+    /// A socket that asks for receive timestamps: while one exists, the kernel stamps every packet
+    /// on arrival, and NFLOG passes the stamp on (otherwise events carry the time they were read,
+    /// up to one NFLOG batch — 10 ms — later).
+    _stamps: Option<std::net::UdpSocket>,
     pending: std::collections::VecDeque<VerdictEvent>,
     overruns: u64,
 }
@@ -158,6 +182,7 @@ impl EventReader {
     pub fn open() -> io::Result<EventReader> {
         let mut reader = EventReader {
             socket: Socket::open()?,
+            _stamps: stamping_socket(),
             pending: Default::default(),
             overruns: 0,
         };
@@ -263,8 +288,16 @@ impl EventReader {
     }
 }
 
+/// The packet's arrival time from `NFULA_TIMESTAMP` (seconds and microseconds, big-endian).
+fn timestamp(payload: &[u8]) -> Option<SystemTime> {
+    let sec = u64::from_be_bytes(payload.get(0..8)?.try_into().ok()?);
+    let usec = u64::from_be_bytes(payload.get(8..16)?.try_into().ok()?);
+    (sec > 0)
+        .then(|| std::time::UNIX_EPOCH + Duration::from_secs(sec) + Duration::from_micros(usec))
+}
+
 fn event(mut attrs: &[u8]) -> Option<VerdictEvent> {
-    let (mut prefix, mut payload) = (None, None);
+    let (mut prefix, mut payload, mut stamp) = (None, None, None);
     while attrs.len() >= 4 {
         let len = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
         let kind = u16::from_ne_bytes([attrs[2], attrs[3]]) & 0x7fff;
@@ -274,6 +307,7 @@ fn event(mut attrs: &[u8]) -> Option<VerdictEvent> {
         match kind {
             NFULA_PREFIX => prefix = Some(&attrs[4..len]),
             NFULA_PAYLOAD => payload = Some(&attrs[4..len]),
+            NFULA_TIMESTAMP => stamp = timestamp(&attrs[4..len]),
             _ => {}
         }
         attrs = &attrs[(len.div_ceil(4) * 4).min(attrs.len())..];
@@ -288,7 +322,7 @@ fn event(mut attrs: &[u8]) -> Option<VerdictEvent> {
         protocol,
         src_port,
         dst_port,
-        time: SystemTime::now(),
+        time: stamp.unwrap_or_else(SystemTime::now),
     })
 }
 
@@ -306,6 +340,17 @@ mod tests {
             }
         }
         assert_eq!(parse_prefix(b"other I A"), None);
+    }
+
+    #[test]
+    fn kernel_timestamps_are_read() {
+        let mut p = 1_800_000_000u64.to_be_bytes().to_vec();
+        p.extend_from_slice(&250_000u64.to_be_bytes());
+        let t = timestamp(&p).unwrap();
+        let since = t.duration_since(std::time::UNIX_EPOCH).unwrap();
+        assert_eq!(since, Duration::new(1_800_000_000, 250_000_000));
+        assert_eq!(timestamp(&[0; 16]), None, "no stamp on the packet");
+        assert_eq!(timestamp(&p[..12]), None);
     }
 
     #[test]

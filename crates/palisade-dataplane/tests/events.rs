@@ -94,6 +94,29 @@ fn allowed_and_dropped_first_packets_are_reported() {
         && e.dst_port == 80));
     assert!(dropped[0].src_port > 0);
 
+    // Events carry the packets' arrival times, not the time their NFLOG batch (up to 10 ms) was
+    // read: two datagrams 3 ms apart, dropped, are 3 ms apart in their events.
+    let target = client.ip;
+    in_netns(&server.netns, move || {
+        let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        socket.send_to(b"1", SocketAddr::new(target, 9001)).unwrap();
+        std::thread::sleep(Duration::from_millis(3));
+        socket.send_to(b"2", SocketAddr::new(target, 9002)).unwrap();
+    })
+    .join()
+    .unwrap()
+    .unwrap();
+    let events = drain();
+    let at = |port| {
+        events
+            .iter()
+            .find(|e| e.dst_port == port)
+            .unwrap_or_else(|| panic!("no event for port {port}: {events:?}"))
+            .time
+    };
+    let gap = at(9002).duration_since(at(9001)).unwrap_or_default();
+    assert!(gap >= Duration::from_micros(2500), "{gap:?}: {events:?}");
+
     // Audit mode: the same attempt passes, and is reported as an audit event.
     apply(&render_with(&engine, Audit::All), Some(&lab.node)).unwrap();
     assert!(connects(server, client));
