@@ -196,7 +196,18 @@ impl EventReader {
                 .socket
                 .set_option(libc::SOL_SOCKET, libc::SO_RCVBUF, size);
         }
-        reader.config(&[(NFULA_CFG_CMD, vec![NFULNL_CFG_CMD_BIND])])?;
+        reader
+            .config(&[(NFULA_CFG_CMD, vec![NFULNL_CFG_CMD_BIND])])
+            .map_err(|e| match e.raw_os_error() {
+                // EPERM both without CAP_NET_ADMIN and when another socket holds the group.
+                Some(libc::EPERM | libc::EBUSY) => io::Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot bind NFLOG group {NFLOG_GROUP} ({e}): it needs root (CAP_NET_ADMIN), and no other process in this network namespace may hold it (another palisade agent?)"
+                    ),
+                ),
+                _ => e,
+            })?;
         let mut mode = 128u32.to_be_bytes().to_vec(); // copy the first 128 bytes of each packet
         mode.extend_from_slice(&[NFULNL_COPY_PACKET, 0]);
         reader.config(&[(NFULA_CFG_MODE, mode)])?;
