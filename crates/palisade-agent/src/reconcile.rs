@@ -5,6 +5,7 @@ use crate::policy_log::PolicyLogger;
 use palisade_dataplane::{Audit, Ruleset};
 use palisade_model::{DocumentCache, Loader, Severity};
 use palisade_policy::Engine;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,6 +32,7 @@ pub struct Reconciler {
     netns: Option<String>,
     applied: Option<Ruleset>,
     documents: DocumentCache,
+    pinned: Vec<(String, IpAddr)>,
     logger: Option<Arc<Mutex<PolicyLogger>>>,
     metrics: Arc<Metrics>,
     audit: Audit,
@@ -44,6 +46,7 @@ impl Reconciler {
             netns,
             applied: None,
             documents: DocumentCache::default(),
+            pinned: Vec::new(),
             logger: None,
             metrics: Arc::new(Metrics::new()),
             audit: Audit::Annotated,
@@ -53,6 +56,13 @@ impl Reconciler {
     /// Where audit mode applies (default: annotated namespaces only).
     pub fn with_audit(mut self, audit: Audit) -> Self {
         self.audit = audit;
+        self
+    }
+
+    /// Gives these pods (by `ns/name`) these addresses when the manifests give none
+    /// ([`Loader::pin_ips`]).
+    pub fn with_pinned_ips(mut self, pinned: Vec<(String, IpAddr)>) -> Self {
+        self.pinned = pinned;
         self
     }
 
@@ -80,7 +90,9 @@ impl Reconciler {
     /// logged as an error and the previous kernel state stays.
     pub fn reconcile(&mut self) -> Outcome {
         let started = Instant::now();
-        let mut loader = Loader::new().with_documents(std::mem::take(&mut self.documents));
+        let mut loader = Loader::new()
+            .with_documents(std::mem::take(&mut self.documents))
+            .pin_ips(self.pinned.iter().cloned());
         loader.load_path(&self.manifests);
         self.documents = loader.take_documents();
         let (state, diagnostics) = loader.finish();

@@ -47,6 +47,8 @@ pub struct Loader {
     documents: DocumentCache,
     /// Files read by this load.
     visited: DocumentCache,
+    /// Addresses to give pods without `status.podIP`, by `ns/name`, before allocating.
+    pinned: HashMap<String, IpAddr>,
 }
 
 impl Default for Loader {
@@ -64,7 +66,16 @@ impl Loader {
             pod_cidr: DEFAULT_POD_CIDR.parse().expect("valid constant"),
             documents: DocumentCache::default(),
             visited: DocumentCache::default(),
+            pinned: HashMap::new(),
         }
+    }
+
+    /// Gives these pods (by `ns/name`) these addresses when they have no `status.podIP`, instead of
+    /// allocating: a running lab pins the addresses its pods were created with, so that pods added
+    /// to the manifests later cannot move them.
+    pub fn pin_ips(mut self, pinned: impl IntoIterator<Item = (String, IpAddr)>) -> Self {
+        self.pinned = pinned.into_iter().collect();
+        self
     }
 
     /// Reuses the files parsed by an earlier load ([`Loader::take_documents`]).
@@ -315,6 +326,17 @@ impl Loader {
                 IpNet::V6(_) => IpAddr::V6((base + offset).into()),
             }
         };
+        for pod in pods
+            .iter_mut()
+            .filter(|p| p.ip.is_none() && !p.host_network)
+        {
+            if let Some(&ip) = self.pinned.get(&pod.key()) {
+                if used.insert(ip) {
+                    pod.ip = Some(ip);
+                    pod.ip_allocated = true;
+                }
+            }
+        }
         // Skip the network address and the first few (gateway-style) addresses and the last one.
         let usable = size.saturating_sub(11);
         for pod in pods

@@ -1957,3 +1957,35 @@ fn the_document_cache_rereads_changed_files_only_and_forgets_removed_ones() {
     assert_eq!(pod_keys(&state), ["x/one"]);
     assert_eq!(warnings(&diags), 0);
 }
+
+#[test]
+fn pinned_addresses_keep_pods_in_place_when_others_are_added() {
+    // A small pod CIDR makes collisions common: find a new pod that moves an existing one.
+    let cidr: ipnet::IpNet = "10.9.0.0/27".parse().unwrap();
+    let base: String = (0..8)
+        .map(|i| pod_yaml("x", &format!("p{i}"), "{}", None))
+        .collect();
+    let load = |text: &str, pins: Vec<(String, IpAddr)>| {
+        let mut loader = Loader::new().pod_cidr(cidr).pin_ips(pins);
+        loader.load_str("t.yaml", text);
+        ips(&loader.finish().0)
+    };
+    let before = load(&base, vec![]);
+    let mover = (0..500)
+        .map(|i| pod_yaml("a", &format!("new{i}"), "{}", None))
+        .find(|new| {
+            let after = load(&format!("{new}{base}"), vec![]);
+            before.iter().any(|(k, ip)| after[k] != *ip)
+        })
+        .expect("some new pod takes an existing pod's address");
+    let pins: Vec<(String, IpAddr)> = before
+        .iter()
+        .map(|(k, ip)| (k.clone(), ip.unwrap()))
+        .collect();
+    let after = load(&format!("{mover}{base}"), pins);
+    for (k, ip) in &before {
+        assert_eq!(after[k], *ip, "{k} moved");
+    }
+    assert_eq!(after.len(), before.len() + 1);
+    assert!(after.values().all(Option::is_some));
+}

@@ -29,6 +29,9 @@ pub struct Args {
     /// Print the nftables ruleset instead of applying it.
     #[arg(long)]
     dry_run: bool,
+    /// (internal) Keep the pod addresses lab NAME was built with; set by `lab up`.
+    #[arg(long, value_name = "NAME", hide = true)]
+    lab: Option<String>,
     #[command(flatten)]
     logging: LogArgs,
 }
@@ -193,7 +196,18 @@ pub fn run(args: Args) -> u8 {
         return exit::OK;
     }
     let metrics = Arc::new(Metrics::new());
+    let pinned = match &args.lab {
+        Some(name) => match palisade_dataplane::lab::Lab::load(name) {
+            Ok(lab) => lab.pinned_ips(),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::INVALID;
+            }
+        },
+        None => Vec::new(),
+    };
     let mut reconciler = Reconciler::new(args.manifests.clone(), args.netns.clone())
+        .with_pinned_ips(pinned)
         .with_metrics(metrics.clone())
         .with_audit(args.logging.audit());
     if args.once {

@@ -27,8 +27,12 @@ pub fn load(inputs: &Inputs, verbose: u8) -> Loaded {
 
 /// Loads `paths` (files, folders or `-`), reporting like [`load`].
 pub fn load_paths(paths: &[PathBuf], verbose: u8) -> Loaded {
+    load_with(Loader::new(), paths, verbose)
+}
+
+/// [`load_paths`] with a configured `loader`.
+pub fn load_with(mut loader: Loader, paths: &[PathBuf], verbose: u8) -> Loaded {
     let started = Instant::now();
-    let mut loader = Loader::new();
     for path in paths {
         loader.load_path(path);
     }

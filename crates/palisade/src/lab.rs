@@ -5,7 +5,7 @@ use crate::exit;
 use crate::input;
 use palisade_analyze::{default_probes, render, Format, Grid, Matrix, Probe};
 use palisade_dataplane::lab::{self, Lab, Transport};
-use palisade_model::Protocol;
+use palisade_model::{Loader, Protocol};
 use palisade_policy::Engine;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -151,6 +151,8 @@ fn up(name: &str, dir: &Path, mut logging: LogArgs, verbose: u8) -> Result<u8> {
             &dir_text,
             "--netns",
             &lab.node,
+            "--lab",
+            name,
         ]
         .map(String::from)
         .into();
@@ -339,7 +341,7 @@ fn probe(
         .manifests
         .clone()
         .ok_or_else(|| err("lab has no manifests"))?;
-    let loaded = input::load_paths(&[dir], 0);
+    let loaded = input::load_with(Loader::new().pin_ips(lab.pinned_ips()), &[dir], 0);
     let engine = Engine::new(Arc::new(loaded.state));
     let state = engine.state();
     // The lab's pods, in the engine's order (namespace, then name).

@@ -332,6 +332,12 @@ impl Lab {
         serde_json::from_str(&text).map_err(|e| LabError(format!("corrupt lab state: {e}")))
     }
 
+    /// Every pod's address by `ns/name`, for [`palisade_model::Loader::pin_ips`]: what the agent
+    /// and the engine read from the manifests must keep the addresses the lab was built with.
+    pub fn pinned_ips(&self) -> Vec<(String, IpAddr)> {
+        self.pods.iter().map(|p| (p.key.clone(), p.ip)).collect()
+    }
+
     /// The pod with key `ns/name`.
     pub fn pod(&self, key: &str) -> Option<&LabPod> {
         self.pods.iter().find(|p| p.key == key)
