@@ -213,17 +213,6 @@ fn cstr(s: &str) -> Vec<u8> {
     v
 }
 
-/// Parses an element as [`super::sets::SetDef`] holds it: `a` or `a-b`.
-pub(crate) fn parse_range(element: &str) -> Option<(IpAddr, IpAddr)> {
-    match element.split_once('-') {
-        Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
-        None => {
-            let ip = element.parse().ok()?;
-            Some((ip, ip))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,11 +237,5 @@ mod tests {
             keys("255.255.255.0", "255.255.255.255"),
             [("255.255.255.0".into(), false)]
         );
-        assert_eq!(
-            parse_range("10.0.0.1-10.0.0.9"),
-            Some((v4("10.0.0.1"), v4("10.0.0.9")))
-        );
-        assert_eq!(parse_range("fd00::1"), Some((v4("fd00::1"), v4("fd00::1"))));
-        assert_eq!(parse_range("nonsense"), None);
     }
 }

@@ -15,7 +15,7 @@ use palisade_policy::{AddrCache, Allow, ClassRules, Direction, Engine, Peers};
 use sets::{resolve, PeerSets};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 
 /// The table Palisade owns: `inet palisade`.
@@ -24,9 +24,9 @@ pub const TABLE: &str = "palisade";
 /// A chain's name: its direction and a 64-bit hash of its body, so that the same chain keeps its name
 /// from one ruleset to the next. A hash collision within one ruleset gets a suffix.
 fn chain_name(direction: Direction, body: &str, chains: &BTreeMap<String, String>) -> String {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    body.hash(&mut hasher);
-    let base = format!("{}_{:016x}", direction.as_str(), hasher.finish());
+    // A fixed seed: the same body gets the same name for the life of the agent.
+    let hash = foldhash::fast::FixedState::with_seed(0).hash_one(body);
+    let base = format!("{}_{hash:016x}", direction.as_str());
     let mut name = base.clone();
     let mut n = 1;
     while chains.get(&name).is_some_and(|b| b != body) {

@@ -1,8 +1,8 @@
 //! The `inet palisade` table as data, the script that replaces it whole, and the script that turns
 //! one ruleset into another touching only what differs.
 
-use super::elements::{parse_range, ElementBatch};
-use super::sets::SetDef;
+use super::elements::ElementBatch;
+use super::sets::{elements_text, SetDef};
 use super::TABLE;
 use crate::{apply, ApplyError};
 use foldhash::HashSet;
@@ -113,28 +113,32 @@ impl Ruleset {
             let Some(before) = old.sets.get(name).filter(|b| *b != def) else {
                 continue;
             };
-            let (now, was): (HashSet<&String>, HashSet<&String>) = (
+            let (now, was): (HashSet<_>, HashSet<_>) = (
                 def.elements.iter().collect(),
                 before.elements.iter().collect(),
             );
-            let gone: Vec<&String> = before
+            let gone: Vec<_> = before
                 .elements
                 .iter()
+                .copied()
                 .filter(|e| !now.contains(e))
                 .collect();
-            let added: Vec<&String> = def.elements.iter().filter(|e| !was.contains(e)).collect();
-            for (add, elements) in [(false, gone), (true, added)] {
-                if elements.is_empty() {
+            let added: Vec<_> = def
+                .elements
+                .iter()
+                .copied()
+                .filter(|e| !was.contains(e))
+                .collect();
+            for (add, ranges) in [(false, gone), (true, added)] {
+                if ranges.is_empty() {
                     continue;
                 }
-                let ranges: Vec<_> = elements.iter().filter_map(|e| parse_range(e)).collect();
                 update.elements.ranges(add, TABLE, name, &ranges);
                 let verb = if add { "add" } else { "delete" };
-                let list = elements.iter().map(|e| e.as_str()).collect::<Vec<_>>();
                 let _ = writeln!(
                     update.text,
                     "{verb} element inet {TABLE} {name} {{ {} }}",
-                    list.join(", ")
+                    elements_text(&ranges)
                 );
             }
         }

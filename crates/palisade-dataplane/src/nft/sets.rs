@@ -7,14 +7,24 @@
 use super::ruleset::Ruleset;
 use foldhash::{HashMap, HashSet, HashSetExt};
 use palisade_policy::AddrSet;
+use std::net::IpAddr;
 use std::sync::Arc;
 
-/// A peer set's content: its address family and its elements (sorted, disjoint, non-adjacent ranges,
-/// as nft text), exactly what the kernel holds for it.
+/// A peer set's content: its address family and its elements (sorted, disjoint, non-adjacent
+/// ranges `first..=last`), exactly what the kernel holds for it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct SetDef {
     pub v6: bool,
-    pub elements: Vec<String>,
+    pub elements: Vec<(IpAddr, IpAddr)>,
+}
+
+/// Elements as nft text: `a, b-c, ...`.
+pub(crate) fn elements_text(elements: &[(IpAddr, IpAddr)]) -> String {
+    let text: Vec<String> = elements
+        .iter()
+        .map(|&(first, last)| super::range_text(first, last))
+        .collect();
+    text.join(", ")
 }
 
 impl SetDef {
@@ -23,7 +33,7 @@ impl SetDef {
         let family = if self.v6 { "ipv6_addr" } else { "ipv4_addr" };
         format!(
             "  set {name} {{\n    type {family}; flags interval;\n    elements = {{ {} }}\n  }}\n",
-            self.elements.join(", ")
+            elements_text(&self.elements)
         )
     }
 }
@@ -56,11 +66,11 @@ impl PeerSets {
     }
 
     fn add(&mut self, set: &AddrSet, v6: bool, key: &str) -> Option<usize> {
-        let elements: Vec<String> = set
+        let elements: Vec<(IpAddr, IpAddr)> = set
             .ranges
             .iter()
             .filter(|r| r.first.is_ipv6() == v6)
-            .map(|r| super::range_text(r.first, r.last))
+            .map(|r| (r.first, r.last))
             .collect();
         if elements.is_empty() {
             return None;
