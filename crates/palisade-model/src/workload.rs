@@ -4,8 +4,10 @@
 
 use crate::objects::{Loaded, Workload, WorkloadKind};
 use crate::selector;
+use foldhash::{HashMap, HashMapExt, HashSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use std::collections::BTreeMap;
 
 /// The alphabet Kubernetes uses for generated name suffixes (no vowels, no look-alikes).
 const SAFE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -32,23 +34,37 @@ fn safe_suffix(mut h: u64, len: usize) -> String {
         .collect()
 }
 
-/// Expands the workloads that have no pods among `pods` into template pods.
+/// `(namespace, owner kind, owner name)` of every owner reference of `metas`.
+fn owners<'a>(metas: impl Iterator<Item = &'a ObjectMeta>) -> HashSet<(&'a str, &'a str, &'a str)> {
+    metas
+        .flat_map(|m| {
+            let ns = m.namespace.as_deref().unwrap_or("default");
+            m.owner_references
+                .iter()
+                .flatten()
+                .map(move |o| (ns, o.kind.as_str(), o.name.as_str()))
+        })
+        .collect()
+}
+
+/// Expands the workloads that have no pods among `pods` into template pods. Linear in workloads
+/// and pods: owners and pods are indexed first (a `kubectl get -A` dump holds thousands of both).
 pub(crate) fn expand(workloads: &[Loaded<Workload>], pods: &[Loaded<Pod>]) -> Vec<Loaded<Pod>> {
+    let owning_workloads = owners(workloads.iter().map(|w| &w.object.metadata));
+    let owning_pods = owners(pods.iter().map(|p| &p.object.metadata));
+    let mut pods_by_namespace: HashMap<&str, Vec<&ObjectMeta>> = HashMap::new();
+    for p in pods {
+        let meta = &p.object.metadata;
+        let ns = meta.namespace.as_deref().unwrap_or("default");
+        pods_by_namespace.entry(ns).or_default().push(meta);
+    }
+    let no_labels = BTreeMap::new();
     let mut out = Vec::new();
     for w in workloads {
         let wl = &w.object;
-        let owned_by_loaded = |other: &Loaded<Workload>| {
-            other.object.namespace() == wl.namespace()
-                && other
-                    .object
-                    .metadata
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .any(|o| o.kind == wl.kind.as_str() && o.name == wl.name())
-        };
+        let me = (wl.namespace(), wl.kind.as_str(), wl.name());
         // A loaded ReplicaSet or Job owned by this workload expands instead (it has the real names).
-        if workloads.iter().any(owned_by_loaded) {
+        if owning_workloads.contains(&me) {
             continue;
         }
         // The workload's pods are those its selector matches, or (Jobs usually give no selector:
@@ -66,17 +82,14 @@ pub(crate) fn expand(workloads: &[Loaded<Workload>], pods: &[Loaded<Pod>]) -> Ve
             .as_ref()
             .filter(non_empty)
             .or(Some(&template_selector).filter(non_empty));
-        let has_pods = pods.iter().any(|p| {
-            let meta = &p.object.metadata;
-            meta.namespace.as_deref() == Some(wl.namespace())
-                && (sel.is_some_and(|sel| {
-                    selector::matches(sel, &meta.labels.clone().unwrap_or_default())
-                }) || meta
-                    .owner_references
-                    .iter()
+        let has_pods = owning_pods.contains(&me)
+            || sel.is_some_and(|sel| {
+                pods_by_namespace
+                    .get(wl.namespace())
+                    .into_iter()
                     .flatten()
-                    .any(|o| o.kind == wl.kind.as_str() && o.name == wl.name()))
-        });
+                    .any(|meta| selector::matches(sel, meta.labels.as_ref().unwrap_or(&no_labels)))
+            });
         if has_pods {
             continue;
         }
