@@ -255,7 +255,7 @@ impl Loader {
             .map(|p| PolicyInfo {
                 namespace: p.object.metadata.namespace.clone().unwrap_or_default(),
                 name: p.object.metadata.name.clone().unwrap_or_default(),
-                policy: p.object.clone(),
+                policy: (*p.object).clone(),
                 origin: p.origin.clone(),
             })
             .collect();

@@ -14,11 +14,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// A typed object and where it was read.
 #[derive(Clone, Debug)]
 pub(crate) struct Loaded<T> {
-    pub object: T,
+    /// Shared with the loader's document cache: a cached file's objects are not copied on reuse.
+    pub object: Arc<T>,
     pub origin: Origin,
 }
 
@@ -102,12 +104,12 @@ pub(crate) fn object_id(kind: &str, namespace: Option<&str>, name: &str) -> Stri
 /// needs every other object).
 #[derive(Clone)]
 pub(crate) enum Typed {
-    Namespace(Namespace),
-    Pod(Pod),
-    Service(Service),
-    Policy(NetworkPolicy),
-    Workload(Workload),
-    NetworkLogging(NetworkLogging),
+    Namespace(Arc<Namespace>),
+    Pod(Arc<Pod>),
+    Service(Arc<Service>),
+    Policy(Arc<NetworkPolicy>),
+    Workload(Arc<Workload>),
+    NetworkLogging(Arc<NetworkLogging>),
 }
 
 /// What one document (or one item of a list) decodes to: its diagnostics in order, the object when
@@ -216,13 +218,13 @@ fn decode_one(value: &serde_json::Value, origin: &Origin) -> Step {
                         ctx.id, ctx.origin, issue.field, issue.message
                     ));
                 }
-                ctx.accept(Typed::NetworkLogging(nl), issues)
+                ctx.accept(Typed::NetworkLogging(Arc::new(nl)), issues)
             }
         },
         "Namespace" => ctx.decode::<Namespace>(value).and_then(|ns| {
             let mut issues = Issues::default();
             meta(&ns.metadata, validate::dns1123_label, &mut issues);
-            ctx.accept(Typed::Namespace(ns), issues)
+            ctx.accept(Typed::Namespace(Arc::new(ns)), issues)
         }),
         "Pod" => ctx.decode::<Pod>(value).and_then(|mut pod| {
             default_namespace(&mut pod.metadata);
@@ -232,19 +234,19 @@ fn decode_one(value: &serde_json::Value, origin: &Origin) -> Step {
                 pod_spec(spec, "spec", &mut issues);
             }
             pod_status(&pod, &mut issues);
-            ctx.accept(Typed::Pod(pod), issues)
+            ctx.accept(Typed::Pod(Arc::new(pod)), issues)
         }),
         "Service" => ctx.decode::<Service>(value).and_then(|mut svc| {
             default_namespace(&mut svc.metadata);
             let mut issues = Issues::default();
             meta(&svc.metadata, validate::dns1123_label, &mut issues);
             service(&svc, &mut issues);
-            ctx.accept(Typed::Service(svc), issues)
+            ctx.accept(Typed::Service(Arc::new(svc)), issues)
         }),
         "NetworkPolicy" => ctx.decode::<NetworkPolicy>(value).and_then(|mut np| {
             default_namespace(&mut np.metadata);
             let issues = validate::network_policy(&np);
-            ctx.accept(Typed::Policy(np), issues)
+            ctx.accept(Typed::Policy(Arc::new(np)), issues)
         }),
         _ => ctx.decode_workload(&kind, value).and_then(|workload| {
             let mut issues = Issues::default();
@@ -263,7 +265,7 @@ fn decode_one(value: &serde_json::Value, origin: &Origin) -> Step {
             if let Some(spec) = &workload.template.spec {
                 pod_spec(spec, "spec.template.spec", &mut issues);
             }
-            ctx.accept(Typed::Workload(workload), issues)
+            ctx.accept(Typed::Workload(Arc::new(workload)), issues)
         }),
     };
     d.accepted = accepted;
@@ -362,7 +364,7 @@ impl Objects {
             return;
         };
         let (seen, replace) = (&mut self.seen, self.replace_duplicates);
-        fn loaded<T>(object: T, origin: &Origin) -> Loaded<T> {
+        fn loaded<T>(object: Arc<T>, origin: &Origin) -> Loaded<T> {
             Loaded {
                 object,
                 origin: origin.clone(),

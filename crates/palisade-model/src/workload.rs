@@ -94,7 +94,7 @@ pub(crate) fn expand(workloads: &[Loaded<Workload>], pods: &[Loaded<Pod>]) -> Ve
             continue;
         }
         out.extend((0..wl.replicas).map(|i| Loaded {
-            object: template_pod(wl, i),
+            object: std::sync::Arc::new(template_pod(wl, i)),
             origin: w.origin.clone(),
         }));
     }
