@@ -136,11 +136,7 @@ fn main() {
             .with_hub(Arc::new(Hub::default()));
         logger.set_engine(engine.clone());
         let logger = Arc::new(Mutex::new(logger));
-        let reader = in_netns(&lab.node, EventReader::open)
-            .join()
-            .unwrap()
-            .unwrap()
-            .expect("NFLOG bind");
+        let reader = lab::within_netns(Some(&lab.node), EventReader::open).expect("NFLOG bind");
         let stop = Arc::new(AtomicBool::new(false));
         let pipeline = {
             let (logger, metrics, stop) = (logger.clone(), metrics.clone(), stop.clone());

@@ -47,11 +47,7 @@ fn allowed_and_dropped_first_packets_are_reported() {
     }
     apply(&render(&engine), Some(&lab.node)).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
-    let reader = in_netns(&lab.node, EventReader::open)
-        .join()
-        .unwrap()
-        .unwrap()
-        .expect("NFLOG bind");
+    let reader = lab::within_netns(Some(&lab.node), EventReader::open).expect("NFLOG bind");
     std::thread::spawn(move || {
         let mut reader = reader;
         while let Ok(Some(e)) = reader.next_event(None) {

@@ -280,12 +280,7 @@ fn start_logging(
         .with_hub(hub);
     tracing::info!(path = %path.display(), node, socket = %socket.display(), "policy action log and live view");
     let logger = Arc::new(Mutex::new(logger));
-    let reader = match &args.netns {
-        Some(ns) => palisade_dataplane::lab::in_netns(ns, EventReader::open)
-            .join()
-            .map_err(|_| std::io::Error::other("event reader thread panicked"))???,
-        None => EventReader::open()?,
-    };
+    let reader = palisade_dataplane::lab::within_netns(args.netns.as_deref(), EventReader::open)?;
     let shared = logger.clone();
     let thread = std::thread::spawn(move || {
         if let Err(e) = policy_log::run(reader, &shared, &metrics, &stop) {

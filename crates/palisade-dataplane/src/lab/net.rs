@@ -19,6 +19,23 @@ pub fn in_netns<T: Send + 'static>(
     })
 }
 
+/// Runs `f` inside network namespace `netns` (on a thread that enters it), or right here when
+/// `None`, and returns its result.
+pub fn within_netns<T: Send + 'static>(
+    netns: Option<&str>,
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    match netns {
+        Some(ns) => in_netns(ns, f)
+            .join()
+            .map_err(|_| {
+                std::io::Error::other(format!("thread in network namespace {ns} panicked"))
+            })?
+            .and_then(|r| r),
+        None => f(),
+    }
+}
+
 /// Serves TCP and UDP echo on `ports` of the pod's namespace, forever, on background threads; the
 /// sockets are dual-stack (`[::]`), so IPv4 and IPv6 pods are served alike.
 pub fn serve(netns: &str, tcp: &[u16], udp: &[u16]) -> std::io::Result<()> {

@@ -69,7 +69,7 @@ fn interval(first: IpAddr, last: IpAddr) -> impl Iterator<Item = Element<'static
 }
 
 /// Element edits applied together, atomically.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub(crate) struct ElementBatch {
     body: Vec<u8>,
     seq: u32,

@@ -117,30 +117,13 @@ impl Ruleset {
                 def.elements.iter().collect(),
                 before.elements.iter().collect(),
             );
-            let gone: Vec<_> = before
-                .elements
-                .iter()
-                .copied()
-                .filter(|e| !now.contains(e))
-                .collect();
-            let added: Vec<_> = def
-                .elements
-                .iter()
-                .copied()
-                .filter(|e| !was.contains(e))
-                .collect();
-            for (add, ranges) in [(false, gone), (true, added)] {
-                if ranges.is_empty() {
-                    continue;
-                }
-                update.elements.ranges(add, TABLE, name, &ranges);
-                let verb = if add { "add" } else { "delete" };
-                let _ = writeln!(
-                    update.text,
-                    "{verb} element inet {TABLE} {name} {{ {} }}",
-                    elements_text(&ranges)
-                );
-            }
+            let gone = before.elements.iter().copied().filter(|e| !now.contains(e));
+            let added = def.elements.iter().copied().filter(|e| !was.contains(e));
+            update.members.push(MemberEdit {
+                set: name.clone(),
+                gone: gone.collect(),
+                added: added.collect(),
+            });
         }
         for ((map, _), (new, old)) in MAPS.iter().zip(self.maps.iter().zip(&old.maps)) {
             let stale: Vec<IpAddr> = old
@@ -148,28 +131,13 @@ impl Ruleset {
                 .filter(|(ip, chain)| new.get(ip) != Some(chain))
                 .map(|(ip, _)| *ip)
                 .collect();
-            if !stale.is_empty() {
-                update.elements.delete_keys(TABLE, map, &stale);
-                let list: Vec<String> = stale.iter().map(|ip| ip.to_string()).collect();
-                let _ = writeln!(
-                    update.text,
-                    "delete element inet {TABLE} {map} {{ {} }}",
-                    list.join(", ")
-                );
-            }
-            let fresh: Vec<(&IpAddr, &String)> = new
+            let fresh: Vec<(IpAddr, String)> = new
                 .iter()
                 .filter(|(ip, chain)| old.get(ip) != Some(chain))
+                .map(|(ip, chain)| (*ip, chain.clone()))
                 .collect();
-            if !fresh.is_empty() {
-                let jumps: Vec<(IpAddr, &str)> =
-                    fresh.iter().map(|(ip, c)| (**ip, c.as_str())).collect();
-                update.elements.add_jumps(TABLE, map, &jumps);
-                let _ = writeln!(
-                    update.text,
-                    "add element inet {TABLE} {map} {{ {} }}",
-                    map_elements(fresh.into_iter())
-                );
+            if !stale.is_empty() || !fresh.is_empty() {
+                update.jumps.push(MapEdit { map, stale, fresh });
             }
         }
         for name in old.chains.keys().filter(|n| !self.chains.contains_key(*n)) {
@@ -182,22 +150,60 @@ impl Ruleset {
     }
 }
 
+/// The ranges a set that stays loses and gains.
+#[derive(Clone)]
+struct MemberEdit {
+    set: String,
+    gone: Vec<(IpAddr, IpAddr)>,
+    added: Vec<(IpAddr, IpAddr)>,
+}
+
+/// The keys whose element a verdict map loses, and the `key : jump chain` elements it gains.
+#[derive(Clone)]
+struct MapEdit {
+    map: &'static str,
+    stale: Vec<IpAddr>,
+    fresh: Vec<(IpAddr, String)>,
+}
+
 /// The change from one ruleset to another, in three steps: `nft` adds the new sets and chains
 /// (unused yet, so nothing changes); one netlink batch edits set members and verdict-map elements —
 /// the moment the new policy takes effect, atomically; `nft` deletes what is no longer used.
 #[derive(Clone, Default)]
 pub struct Update {
+    /// New sets and chains, as an nft script.
     adds: String,
-    elements: ElementBatch,
+    /// Sets that stay, with members that change.
+    members: Vec<MemberEdit>,
+    /// Verdict maps whose elements change.
+    jumps: Vec<MapEdit>,
+    /// Chains and sets no longer used, as an nft script.
     deletes: String,
-    /// The element edits in nft syntax, for reading.
-    text: String,
 }
 
 impl Update {
     /// True when the two rulesets are the same.
     pub fn is_empty(&self) -> bool {
-        self.adds.is_empty() && self.elements.is_empty() && self.deletes.is_empty()
+        self.adds.is_empty()
+            && self.members.is_empty()
+            && self.jumps.is_empty()
+            && self.deletes.is_empty()
+    }
+
+    /// The member and map edits as one batch.
+    fn batch(&self) -> ElementBatch {
+        let mut batch = ElementBatch::default();
+        for MemberEdit { set, gone, added } in &self.members {
+            batch.ranges(false, TABLE, set, gone);
+            batch.ranges(true, TABLE, set, added);
+        }
+        for MapEdit { map, stale, fresh } in &self.jumps {
+            batch.delete_keys(TABLE, map, stale);
+            let fresh: Vec<(IpAddr, &str)> =
+                fresh.iter().map(|(ip, c)| (*ip, c.as_str())).collect();
+            batch.add_jumps(TABLE, map, &fresh);
+        }
+        batch
     }
 
     /// Applies the update in network namespace `netns` (or the current one). On an error the kernel
@@ -207,16 +213,10 @@ impl Update {
         if !self.adds.is_empty() {
             apply(&self.adds, netns)?;
         }
-        if !self.elements.is_empty() {
-            let batch = self.elements.clone();
-            let committed = match netns {
-                Some(ns) => crate::lab::in_netns(ns, move || batch.commit())
-                    .join()
-                    .map_err(|_| std::io::Error::other("netlink thread panicked"))
-                    .and_then(|r| r.and_then(|r| r)),
-                None => batch.commit(),
-            };
-            committed.map_err(|e| ApplyError::Rejected(e.to_string()))?;
+        let batch = self.batch();
+        if !batch.is_empty() {
+            crate::lab::within_netns(netns, move || batch.commit())
+                .map_err(|e| ApplyError::Rejected(e.to_string()))?;
         }
         if !self.deletes.is_empty() {
             apply(&self.deletes, netns)?;
@@ -225,9 +225,32 @@ impl Update {
     }
 }
 
-/// The update in nft syntax (element edits included), for logs.
+/// The update in nft syntax (element edits included), for reading.
 impl std::fmt::Display for Update {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}{}{}", self.adds, self.text, self.deletes)
+        f.write_str(&self.adds)?;
+        for MemberEdit { set, gone, added } in &self.members {
+            for (verb, ranges) in [("delete", gone), ("add", added)] {
+                if !ranges.is_empty() {
+                    let text = elements_text(ranges);
+                    writeln!(f, "{verb} element inet {TABLE} {set} {{ {text} }}")?;
+                }
+            }
+        }
+        for MapEdit { map, stale, fresh } in &self.jumps {
+            if !stale.is_empty() {
+                let keys: Vec<String> = stale.iter().map(IpAddr::to_string).collect();
+                writeln!(
+                    f,
+                    "delete element inet {TABLE} {map} {{ {} }}",
+                    keys.join(", ")
+                )?;
+            }
+            if !fresh.is_empty() {
+                let elements = map_elements(fresh.iter().map(|(ip, chain)| (ip, chain)));
+                writeln!(f, "add element inet {TABLE} {map} {{ {elements} }}")?;
+            }
+        }
+        f.write_str(&self.deletes)
     }
 }
