@@ -20,4 +20,4 @@ mod netlink;
 mod nft;
 
 pub use apply::{apply, ApplyError};
-pub use nft::{build, render, render_with, Audit, Ruleset, Update, TABLE};
+pub use nft::{build, render, Audit, Ruleset, Update, TABLE};

@@ -4,7 +4,7 @@
 
 use palisade_dataplane::events::{Action, EventReader};
 use palisade_dataplane::lab::{self, in_netns, Lab, Transport};
-use palisade_dataplane::{apply, render, render_with, Audit};
+use palisade_dataplane::{apply, build, render, Audit};
 use palisade_model::{Loader, Protocol};
 use palisade_policy::{Direction, Engine};
 use std::net::SocketAddr;
@@ -114,7 +114,7 @@ fn allowed_and_dropped_first_packets_are_reported() {
     assert!(gap >= Duration::from_micros(2500), "{gap:?}: {events:?}");
 
     // Audit mode: the same attempt passes, and is reported as an audit event.
-    apply(&render_with(&engine, Audit::All), Some(&lab.node)).unwrap();
+    apply(&build(&engine, Audit::All, None).script(), Some(&lab.node)).unwrap();
     assert!(connects(server, client));
     let events = drain();
     assert_eq!(events.len(), 1, "{events:?}");

@@ -191,7 +191,7 @@ pub fn run(args: Args) -> u8 {
         let engine = palisade_policy::Engine::new(Arc::new(loaded.state));
         print!(
             "{}",
-            palisade_dataplane::render_with(&engine, args.logging.audit())
+            palisade_dataplane::build(&engine, args.logging.audit(), None).script()
         );
         return exit::OK;
     }

@@ -130,11 +130,6 @@ pub fn render(engine: &Engine) -> String {
     build(engine, Audit::Annotated, None).script()
 }
 
-/// [`render`] with audit mode applied as `audit` says.
-pub fn render_with(engine: &Engine, audit: Audit) -> String {
-    build(engine, audit, None).script()
-}
-
 /// The table for `engine`'s state, with audit mode applied as `audit` says. Peer sets reuse the
 /// names they have in `previous` (the ruleset the kernel holds), so that
 /// [`Ruleset::update_from`]`(previous)` edits set members instead of replacing sets and chains.
