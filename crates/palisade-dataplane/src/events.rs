@@ -4,7 +4,9 @@
 //!
 //! The NFLOG protocol (`linux/netfilter/nfnetlink_log.h`) is spoken directly ([`crate::netlink`]).
 
-use crate::netlink::{attr, error_code, message, messages, Socket, NFGEN_HDRLEN, NLMSG_ERROR};
+use crate::netlink::{
+    attr, error_code, message, messages, set_int_option, Socket, NFGEN_HDRLEN, NLMSG_ERROR,
+};
 use palisade_model::Protocol;
 use palisade_policy::Direction;
 use std::io;
@@ -152,18 +154,7 @@ fn parse_packet(p: &[u8]) -> Option<(IpAddr, IpAddr, Protocol, u16, u16)> {
 fn stamping_socket() -> Option<std::net::UdpSocket> {
     use std::os::fd::AsRawFd;
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").ok()?;
-    let on: libc::c_int = 1;
-    // SAFETY: setsockopt on a valid socket with a pointer to a live c_int and its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMP,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    (rc == 0).then_some(socket)
+    set_int_option(socket.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMP, 1).then_some(socket)
 }
 
 /// Reads verdict events from the NFLOG group of the network namespace it was opened in.

@@ -50,16 +50,7 @@ impl Socket {
 
     /// Sets a socket option to an integer value; false if the kernel refused.
     pub fn set_option(&self, level: libc::c_int, option: libc::c_int, value: libc::c_int) -> bool {
-        // SAFETY: setsockopt with a pointer to a live c_int and its size.
-        unsafe {
-            libc::setsockopt(
-                self.fd.as_raw_fd(),
-                level,
-                option,
-                (&value as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            ) == 0
-        }
+        set_int_option(self.fd.as_raw_fd(), level, option, value)
     }
 
     /// Makes `recv` fail with `WouldBlock` after `timeout`.
@@ -112,6 +103,25 @@ impl Socket {
         } else {
             Ok(&self.buf[..n as usize])
         }
+    }
+}
+
+/// Sets an integer socket option on any socket; false if the kernel refused.
+pub(crate) fn set_int_option(
+    fd: RawFd,
+    level: libc::c_int,
+    option: libc::c_int,
+    value: libc::c_int,
+) -> bool {
+    // SAFETY: setsockopt with a pointer to a live c_int and its size.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            option,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ) == 0
     }
 }
 
