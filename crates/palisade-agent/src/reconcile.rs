@@ -131,9 +131,9 @@ impl Reconciler {
         let result = match incremental {
             Some(update) => update.apply(netns).or_else(|e| {
                 tracing::warn!("{e}; replacing the whole table instead");
-                palisade_dataplane::apply(&ruleset.script(), netns)
+                ruleset.apply(netns)
             }),
-            None => palisade_dataplane::apply(&ruleset.script(), netns),
+            None => ruleset.apply(netns),
         };
         match result {
             Ok(()) => {

@@ -1,16 +1,19 @@
-//! Applying a rendered table with `nft -f -`, optionally inside a named network namespace. The
-//! script replaces the table in one transaction: the kernel holds either the old rules or the new.
+//! Applying an nft script with `nft -f -`, optionally inside a named network namespace (the lab's
+//! Service NAT table; tests that compare with nft's own reading of a ruleset), and the error of any
+//! apply. A script is one transaction: the kernel holds either the old rules or the new.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-/// Why a ruleset could not be applied. The previous kernel state is untouched.
+/// Why a ruleset (or script) could not be applied. The previous kernel state is untouched.
 #[derive(Debug)]
 pub enum ApplyError {
     /// `nft` (or `ip`) could not be run.
     Spawn(std::io::Error),
     /// `nft` rejected the script.
     Rejected(String),
+    /// The kernel refused the transaction (or could not be reached in the namespace).
+    Kernel(std::io::Error),
 }
 
 impl std::fmt::Display for ApplyError {
@@ -18,6 +21,7 @@ impl std::fmt::Display for ApplyError {
         match self {
             ApplyError::Spawn(e) => write!(f, "cannot run nft: {e} (install the nftables package)"),
             ApplyError::Rejected(msg) => write!(f, "nft rejected the ruleset: {msg}"),
+            ApplyError::Kernel(e) => write!(f, "the kernel refused the ruleset: {e}"),
         }
     }
 }

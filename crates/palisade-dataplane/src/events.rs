@@ -2,7 +2,7 @@
 //! dropped, is copied by the kernel rules to an NFLOG group (`log group N prefix "pal <dir> <verdict>"`);
 //! [`EventReader`] reads them from netlink as a typed stream.
 //!
-//! The NFLOG protocol (`linux/netfilter/nfnetlink_log.h`) is spoken directly ([`crate::netlink`]).
+//! The NFLOG protocol (`linux/netfilter/nfnetlink_log.h`) is spoken directly, over the crate's raw netfilter socket.
 
 use crate::netlink::{
     attr, error_code, message, messages, set_int_option, Socket, NFGEN_HDRLEN, NLMSG_ERROR,
@@ -85,14 +85,14 @@ impl VerdictEvent {
     }
 }
 
-/// The `log` statement a rule carries for `direction` and `action`.
-pub fn log_statement(direction: Direction, action: Action) -> String {
+/// The NFLOG prefix a rule logs with for `direction` and `action` (in group [`NFLOG_GROUP`]).
+pub fn log_prefix(direction: Direction, action: Action) -> String {
     let d = match direction {
         Direction::Ingress => "I",
         Direction::Egress => "E",
     };
     let v = action.letter();
-    format!("log prefix \"{PREFIX} {d} {v}\" group {NFLOG_GROUP}")
+    format!("{PREFIX} {d} {v}")
 }
 
 fn parse_prefix(prefix: &[u8]) -> Option<(Direction, Action)> {
@@ -336,8 +336,7 @@ mod tests {
     fn prefixes_round_trip() {
         for d in [Direction::Ingress, Direction::Egress] {
             for a in [Action::Allow, Action::Deny, Action::Audit] {
-                let stmt = log_statement(d, a);
-                let prefix = stmt.split('"').nth(1).unwrap();
+                let prefix = log_prefix(d, a);
                 assert_eq!(parse_prefix(prefix.as_bytes()), Some((d, a)));
             }
         }

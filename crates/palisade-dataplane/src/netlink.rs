@@ -167,6 +167,14 @@ pub(crate) fn message(
     out.resize(out.len().div_ceil(4) * 4, 0);
 }
 
+/// `s` as a NUL-terminated string attribute value.
+pub(crate) fn cstr(s: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(s.len() + 1);
+    v.extend_from_slice(s.as_bytes());
+    v.push(0);
+    v
+}
+
 /// The messages in a received datagram: (type, sequence, payload after the netlink header).
 pub(crate) fn messages(mut data: &[u8]) -> impl Iterator<Item = (u16, u32, &[u8])> {
     std::iter::from_fn(move || {

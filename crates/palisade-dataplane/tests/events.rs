@@ -4,7 +4,7 @@
 
 use palisade_dataplane::events::{Action, EventReader};
 use palisade_dataplane::lab::{self, in_netns, Lab, Transport};
-use palisade_dataplane::{apply, build, render, Audit};
+use palisade_dataplane::{build, Audit};
 use palisade_model::{Loader, Protocol};
 use palisade_policy::{Direction, Engine};
 use std::net::SocketAddr;
@@ -45,7 +45,9 @@ fn allowed_and_dropped_first_packets_are_reported() {
     for p in &lab.pods {
         lab::serve(&p.netns, &p.tcp, &p.udp).unwrap();
     }
-    apply(&render(&engine), Some(&lab.node)).unwrap();
+    build(&engine, Audit::Annotated, None)
+        .apply(Some(&lab.node))
+        .unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let reader = lab::within_netns(Some(&lab.node), EventReader::open).expect("NFLOG bind");
     std::thread::spawn(move || {
@@ -114,7 +116,9 @@ fn allowed_and_dropped_first_packets_are_reported() {
     assert!(gap >= Duration::from_micros(2500), "{gap:?}: {events:?}");
 
     // Audit mode: the same attempt passes, and is reported as an audit event.
-    apply(&build(&engine, Audit::All, None).script(), Some(&lab.node)).unwrap();
+    build(&engine, Audit::All, None)
+        .apply(Some(&lab.node))
+        .unwrap();
     assert!(connects(server, client));
     let events = drain();
     assert_eq!(events.len(), 1, "{events:?}");

@@ -9,7 +9,7 @@ mod support;
 
 use palisade_analyze::{Matrix, Scope};
 use palisade_dataplane::lab::{self, Lab, Transport};
-use palisade_dataplane::{apply, render};
+use palisade_dataplane::{build, Audit};
 use palisade_model::Protocol;
 use palisade_policy::Engine;
 use std::net::SocketAddr;
@@ -34,7 +34,8 @@ fn kernel_enforces_exactly_the_engine_matrix() {
     let mut cells = 0;
     for step in &steps {
         let engine = Engine::new(Arc::new(support::load_step(step)));
-        apply(&render(&engine), Some(&lab.node))
+        build(&engine, Audit::Annotated, None)
+            .apply(Some(&lab.node))
             .unwrap_or_else(|e| panic!("{}: {e}", step.display()));
         let probes: Vec<_> = support::expected(step)
             .iter()

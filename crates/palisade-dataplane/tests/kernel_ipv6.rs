@@ -3,7 +3,7 @@
 //! Needs root, `ip` and `nft`.
 
 use palisade_dataplane::lab::{self, Lab, Transport};
-use palisade_dataplane::{apply, render};
+use palisade_dataplane::{build, Audit};
 use palisade_model::{Loader, Protocol};
 use palisade_policy::{Endpoint, Engine, Flow};
 use std::net::SocketAddr;
@@ -84,7 +84,9 @@ fn ipv6_pods_are_enforced_as_the_engine_predicts() {
     for pod in &lab.pods {
         lab::serve(&pod.netns, &pod.tcp, &pod.udp).expect("responders");
     }
-    apply(&render(&engine), Some(&lab.node)).expect("ruleset");
+    build(&engine, Audit::Annotated, None)
+        .apply(Some(&lab.node))
+        .expect("ruleset");
     let state = engine.state();
     let mut checked = 0;
     let mut mismatches = Vec::new();

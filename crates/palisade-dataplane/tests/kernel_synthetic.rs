@@ -5,7 +5,7 @@
 //! and `nft`.
 
 use palisade_dataplane::lab::{self, Lab};
-use palisade_dataplane::{apply, build, render, Audit};
+use palisade_dataplane::{apply, build, Audit, Ruleset};
 use palisade_model::{ClusterState, Loader};
 use palisade_policy::Engine;
 use palisade_synth::{generate, SynthConfig};
@@ -35,11 +35,19 @@ fn synthetic_rulesets_apply_and_replace_atomically() {
     let _teardown = lab::DownOnDrop(name.clone());
     let node = Lab::plan(&name, &ClusterState::default());
     node.create().expect("node namespace");
-    let mut last = String::new();
-    for seed in 1..=4 {
-        let script = render(&Engine::new(Arc::new(cluster(seed))));
-        apply(&script, Some(&node.node)).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
-        last = script;
+    let rulesets: Vec<Ruleset> = (1..=4)
+        .map(|seed| {
+            build(
+                &Engine::new(Arc::new(cluster(seed))),
+                Audit::Annotated,
+                None,
+            )
+        })
+        .collect();
+    for (seed, ruleset) in rulesets.iter().enumerate() {
+        ruleset
+            .apply(Some(&node.node))
+            .unwrap_or_else(|e| panic!("seed {}: {e}", seed + 1));
     }
     let listed = Command::new("ip")
         .args([
@@ -49,9 +57,23 @@ fn synthetic_rulesets_apply_and_replace_atomically() {
         .unwrap();
     let listed = String::from_utf8_lossy(&listed.stdout);
     // Every pod of the last cluster, and only those, is in the ingress map.
-    let expected = last.matches(": jump ingress_").count();
+    let expected = rulesets[3].script().matches(": jump ingress_").count();
     assert!(expected > 100);
     assert_eq!(listed.matches(": jump ingress_").count(), expected);
+
+    // An update made for another table is refused as a whole: the kernel keeps the table it holds,
+    // and the error names the change it refused.
+    let before = listing(&node.node);
+    let wrong = rulesets[1].update_from(&rulesets[0]);
+    let err = wrong
+        .apply(Some(&node.node))
+        .expect_err("an update for another table must be refused")
+        .to_string();
+    assert!(err.contains("nf_tables refused change"), "{err}");
+    assert!(
+        listing(&node.node) == before,
+        "a refused update changed the table"
+    );
 }
 
 /// The table in `netns` as canonical JSON: handles dropped, set and map elements sorted, objects
@@ -168,14 +190,14 @@ fn incremental_updates_leave_the_table_a_full_apply_would() {
                 update_text = update.to_string();
                 update.apply(Some(&node_a.node))
             }
-            None => apply(&ruleset.script(), Some(&node_a.node)),
+            None => ruleset.apply(Some(&node_a.node)),
         };
         applied.unwrap_or_else(|e| panic!("{what}: {e}"));
         apply(&ruleset.script(), Some(&node_b.node)).unwrap_or_else(|e| panic!("{what}: {e}"));
         let (incremental, full) = (listing(&node_a.node), listing(&node_b.node));
         assert!(
             incremental == full,
-            "{what}: the incrementally updated table differs"
+            "{what}: the table sent over netlink differs from nft's reading of the script"
         );
         if what == "five pods relabelled" {
             assert!(

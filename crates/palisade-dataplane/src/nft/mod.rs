@@ -1,35 +1,41 @@
-//! Building the `inet palisade` table from the engine's per-class rule sets ([`build`]), as a whole
-//! `nft -f` script or as an update from the table the kernel holds ([`Ruleset`]).
+//! Building the `inet palisade` table from the engine's per-class rule sets ([`build`]) as data
+//! ([`Ruleset`]): sent to the kernel whole or as an update from the table it holds, over nf_tables
+//! netlink ([`batch`], [`expr`]); written as an `nft -f` script for reading.
 
-mod elements;
+mod batch;
+mod expr;
+mod rule;
 mod ruleset;
 mod sets;
 
 pub use ruleset::{Ruleset, Update};
 
-use crate::events::{log_statement, Action};
+use crate::events::Action;
 use foldhash::{HashMap, HashMapExt};
 use palisade_model::logging::{annotation_enabled, AUDIT_ANNOTATION};
-use palisade_model::ClusterState;
 use palisade_policy::{AddrCache, Allow, ClassRules, Direction, Engine, Peers};
-use sets::{resolve, PeerSets};
+use rule::{PeerMatch, PortsMatch, Rule, Verdict};
+use sets::PeerSets;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 
 /// The table Palisade owns: `inet palisade`.
 pub const TABLE: &str = "palisade";
 
-/// A chain's name: its direction and a 64-bit hash of its body, so that the same chain keeps its name
-/// from one ruleset to the next. A hash collision within one ruleset gets a suffix.
-fn chain_name(direction: Direction, body: &str, chains: &BTreeMap<String, String>) -> String {
-    // A fixed seed: the same body gets the same name for the life of the agent.
-    let hash = foldhash::fast::FixedState::with_seed(0).hash_one(body);
+/// A chain's name: its direction and a 64-bit hash of its rules, so that the same chain keeps its
+/// name from one ruleset to the next. A hash collision within one ruleset gets a suffix.
+fn chain_name(
+    direction: Direction,
+    rules: &[Rule],
+    chains: &BTreeMap<String, Vec<Rule>>,
+) -> String {
+    // A fixed seed: the same rules get the same name for the life of the agent.
+    let hash = foldhash::fast::FixedState::with_seed(0).hash_one(rules);
     let base = format!("{}_{hash:016x}", direction.as_str());
     let mut name = base.clone();
     let mut n = 1;
-    while chains.get(&name).is_some_and(|b| b != body) {
+    while chains.get(&name).is_some_and(|b| b != rules) {
         name = format!("{base}_{n}");
         n += 1;
     }
@@ -45,65 +51,61 @@ fn range_text<T: std::fmt::Display + PartialEq>(first: T, last: T) -> String {
     }
 }
 
-/// The port matches of an entry, one per protocol (a rule is emitted for each); a single empty match
-/// for every port of every protocol. Each is a one-dimension match (`meta l4proto tcp th dport
-/// { 80, 8000-8080 }`): concatenated `l4proto . port` interval sets cost the kernel seconds to build
-/// at this scale (measured: 20 s for 10,000 of them, against 2 s for the per-protocol form).
-fn ports_matches(allow: &Allow) -> Vec<String> {
+/// The port matches of an entry, one per protocol (a rule is emitted for each); a single `None` for
+/// every port of every protocol. Each is a one-dimension match (`meta l4proto tcp th dport { 80,
+/// 8000-8080 }`): concatenated `l4proto . port` interval sets cost the kernel seconds to build at
+/// this scale (measured: 20 s for 10,000 of them, against 2 s for the per-protocol form).
+fn ports_matches(allow: &Allow) -> Vec<Option<PortsMatch>> {
     let Some(ports) = &allow.ports else {
-        return vec![String::new()];
+        return vec![None];
     };
-    let mut out: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < ports.len() {
-        let protocol = ports[i].protocol;
-        let same: Vec<String> = ports[i..]
-            .iter()
-            .take_while(|p| p.protocol == protocol)
-            .map(|p| range_text(p.first, p.last))
-            .collect();
-        i += same.len();
-        let proto = protocol.as_str().to_ascii_lowercase();
-        let ports = if same.len() == 1 {
-            same[0].clone()
-        } else {
-            format!("{{ {} }}", same.join(", "))
-        };
-        out.push(format!(" meta l4proto {proto} th dport {ports}"));
+    let mut out = Vec::new();
+    for p in ports {
+        match out.last_mut() {
+            Some(Some(PortsMatch { protocol, ranges })) if *protocol == p.protocol => {
+                ranges.push((p.first, p.last))
+            }
+            _ => out.push(Some(PortsMatch {
+                protocol: p.protocol,
+                ranges: vec![(p.first, p.last)],
+            })),
+        }
     }
     out
 }
 
-/// The body of one direction's chain, with references to the (not yet named) peer sets.
-fn chain_body(
-    state: &ClusterState,
+/// The allow rules of one direction's chain, with peer sets by id (named later).
+fn allow_rules(
+    engine: &Engine,
     direction: Direction,
     entries: &[Allow],
-    verdict: &str,
+    verdict: Verdict,
     sets: &mut PeerSets,
-) -> String {
-    let peer_field = match direction {
-        Direction::Ingress => "saddr",
-        Direction::Egress => "daddr",
-    };
-    let mut out = String::new();
+) -> Vec<Rule<usize>> {
+    let state = engine.state();
+    let mut out = Vec::new();
     for allow in entries {
-        let comment = format!(" comment \"policy {} rule {}\"", allow.policy, allow.rule);
-        let peers: Vec<String> = match &allow.peers {
-            Peers::Any => vec![String::new()],
+        let peers: Vec<Option<PeerMatch<usize>>> = match &allow.peers {
+            Peers::Any => vec![None],
             Peers::Addrs(set) => {
                 let policy = &state.policies[allow.policy];
                 let key = format!("{} {} {}", policy.key(), direction.as_str(), allow.rule);
                 let [v4, v6] = sets.refer(set, &key);
-                v4.map(|n| format!(" ip {peer_field} {n}"))
-                    .into_iter()
-                    .chain(v6.map(|n| format!(" ip6 {peer_field} {n}")))
-                    .collect()
+                let v4 = v4.map(|set| PeerMatch { v6: false, set });
+                let v6 = v6.map(|set| PeerMatch { v6: true, set });
+                v4.into_iter().chain(v6).map(Some).collect()
             }
         };
         for peer in &peers {
             for ports in ports_matches(allow) {
-                let _ = writeln!(out, "   {peer}{ports} {verdict}{comment}");
+                out.push(Rule {
+                    direction,
+                    peer: peer.clone(),
+                    ports,
+                    action: Action::Allow,
+                    verdict,
+                    origin: Some((allow.policy, allow.rule)),
+                });
             }
         }
     }
@@ -121,8 +123,8 @@ pub enum Audit {
     All,
 }
 
-/// A chain before its peer sets are named: direction, body, and (map, pod IP) elements jumping to it.
-type ChainDraft = (Direction, String, Vec<(usize, IpAddr)>);
+/// A chain before its peer sets are named: its rules, and the (map, pod IP) elements jumping to it.
+type ChainDraft = (Vec<Rule<usize>>, Vec<(usize, IpAddr)>);
 
 /// Renders the whole table for `engine`'s state as one `nft -f` script that replaces any previous
 /// `inet palisade` table atomically; audit mode only in annotated namespaces.
@@ -139,7 +141,7 @@ pub fn build(engine: &Engine, audit: Audit, previous: Option<&Ruleset>) -> Rules
     let mut sets = PeerSets::default();
     // Classes with the same rules share one chain (labels no policy reads split classes, not rules):
     // the distinct bodies, with their direction and the pod IPs per map that jump to them.
-    let mut bodies: HashMap<String, usize> = HashMap::new();
+    let mut bodies: HashMap<Vec<Rule<usize>>, usize> = HashMap::new();
     let mut chains: Vec<ChainDraft> = Vec::new();
     for class in 0..engine.class_count() {
         let rules: ClassRules = engine.compile_class(class, &mut cache);
@@ -159,28 +161,34 @@ pub fn build(engine: &Engine, audit: Audit, previous: Option<&Ruleset>) -> Rules
                 .namespace(namespace)
                 .is_some_and(|ns| annotation_enabled(&ns.annotations, AUDIT_ANNOTATION));
         for (direction, entries, verdict, map_base) in [
-            (Direction::Ingress, &rules.ingress, "accept", 0),
-            (Direction::Egress, &rules.egress, "return", 2),
+            (Direction::Ingress, &rules.ingress, Verdict::Accept, 0),
+            (Direction::Egress, &rules.egress, Verdict::Return, 2),
         ] {
             let Some(entries) = entries else { continue };
-            let verdict = format!("{} {verdict}", log_statement(direction, Action::Allow));
-            let mut body = chain_body(state, direction, entries, &verdict, &mut sets);
-            let (action, last) = match (audited, direction) {
-                (false, _) => (Action::Deny, "drop"),
-                (true, Direction::Ingress) => (Action::Audit, "accept"),
+            let mut body = allow_rules(engine, direction, entries, verdict, &mut sets);
+            let (action, verdict) = match (audited, direction) {
+                (false, _) => (Action::Deny, Verdict::Drop),
+                (true, Direction::Ingress) => (Action::Audit, Verdict::Accept),
                 // Audited egress returns, so that the destination's ingress is still evaluated.
-                (true, Direction::Egress) => (Action::Audit, "return"),
+                (true, Direction::Egress) => (Action::Audit, Verdict::Return),
             };
-            let _ = writeln!(body, "    {} {last}", log_statement(direction, action));
+            body.push(Rule {
+                direction,
+                peer: None,
+                ports: None,
+                action,
+                verdict,
+                origin: None,
+            });
             let next = chains.len();
             let i = *bodies.entry(body).or_insert_with_key(|body| {
-                chains.push((direction, body.clone(), Vec::new()));
+                chains.push((body.clone(), Vec::new()));
                 next
             });
             let elements = ips
                 .iter()
                 .map(|ip| (map_base + usize::from(ip.is_ipv6()), *ip));
-            chains[i].2.extend(elements);
+            chains[i].1.extend(elements);
         }
     }
     let names = sets.names(previous);
@@ -189,8 +197,12 @@ pub fn build(engine: &Engine, audit: Audit, previous: Option<&Ruleset>) -> Rules
         ruleset.set_keys.insert(names[id].clone(), key);
         ruleset.sets.insert(names[id].clone(), def);
     }
-    for (direction, body, elements) in chains {
-        let body = resolve(&body, &names);
+    for (body, elements) in chains {
+        let direction = body[0].direction;
+        let body: Vec<Rule> = body
+            .into_iter()
+            .map(|rule| rule.named(|id| names[id].clone()))
+            .collect();
         let name = chain_name(direction, &body, &ruleset.chains);
         for (map, ip) in elements {
             ruleset.maps[map].insert(ip, name.clone());

@@ -1,10 +1,12 @@
-//! The `inet palisade` table as data, the script that replaces it whole, and the script that turns
-//! one ruleset into another touching only what differs.
+//! The `inet palisade` table as data; the transaction that replaces it whole, and the one that turns
+//! one ruleset into another touching only what differs; both also as nft text, for reading.
 
-use super::elements::ElementBatch;
+use super::batch::Batch;
+use super::expr;
+use super::rule::Rule;
 use super::sets::{elements_text, SetDef};
 use super::TABLE;
-use crate::{apply, ApplyError};
+use crate::ApplyError;
 use foldhash::HashSet;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -18,9 +20,62 @@ pub(crate) const MAPS: [(&str, &str); 4] = [
     ("egress6", "ipv6_addr"),
 ];
 
-/// The base chain: conntrack first, then the verdict maps (egress of the source, then ingress of
-/// the destination).
-const FORWARD: &str = "  chain forward {\n    type filter hook forward priority filter; policy accept;\n    ct state established,related accept\n    ct state invalid drop\n    ip saddr vmap @egress4\n    ip6 saddr vmap @egress6\n    ip daddr vmap @ingress4\n    ip6 daddr vmap @ingress6\n  }\n";
+/// The base chain's name.
+const FORWARD: &str = "forward";
+
+/// The base chain as nft text: conntrack first, then the verdict maps (egress of the source, then
+/// ingress of the destination).
+const FORWARD_TEXT: &str = "  chain forward {\n    type filter hook forward priority filter; policy accept;\n    ct state established,related accept\n    ct state invalid drop\n    ip saddr vmap @egress4\n    ip6 saddr vmap @egress6\n    ip daddr vmap @ingress4\n    ip6 daddr vmap @ingress6\n  }\n";
+
+/// Adds the base chain, exactly as [`FORWARD_TEXT`] says.
+fn add_forward(batch: &mut Batch) {
+    const INVALID: u32 = 1;
+    const ESTABLISHED: u32 = 2;
+    const RELATED: u32 = 4;
+    batch.add_forward_chain(FORWARD);
+    for (states, verdict) in [
+        (ESTABLISHED | RELATED, expr::NF_ACCEPT),
+        (INVALID, expr::NF_DROP),
+    ] {
+        let mut rule = Vec::new();
+        expr::ct_state_any(&mut rule, states);
+        expr::verdict(&mut rule, verdict);
+        batch.add_expressions(FORWARD, &rule, None);
+    }
+    for (map, v6, source) in [
+        ("egress4", false, true),
+        ("egress6", true, true),
+        ("ingress4", false, false),
+        ("ingress6", true, false),
+    ] {
+        let mut rule = Vec::new();
+        expr::address(&mut rule, v6, source);
+        expr::lookup(&mut rule, map, None, true);
+        batch.add_expressions(FORWARD, &rule, None);
+    }
+}
+
+/// Chain `name` with `rules` as an nft block.
+fn chain_text(name: &str, rules: &[Rule]) -> String {
+    let mut out = format!("  chain {name} {{\n");
+    for rule in rules {
+        let _ = write!(out, "{rule}");
+    }
+    out.push_str("  }\n");
+    out
+}
+
+fn add_chain(batch: &mut Batch, name: &str, rules: &[Rule]) {
+    batch.add_chain(name);
+    for rule in rules {
+        batch.add_rule(name, rule);
+    }
+}
+
+fn add_set(batch: &mut Batch, name: &str, def: &SetDef) {
+    batch.add_peer_set(name, def.v6);
+    batch.ranges(true, name, &def.elements);
+}
 
 /// The `inet palisade` table as data: exactly what the kernel holds once it is applied. Chains are
 /// named after their content and peer sets keep the names of the ruleset they were built against, so
@@ -31,7 +86,7 @@ pub struct Ruleset {
     pub(crate) sets: BTreeMap<String, SetDef>,
     /// Set name → the stable key it was made for (the first rule that used it).
     pub(crate) set_keys: BTreeMap<String, String>,
-    pub(crate) chains: BTreeMap<String, String>,
+    pub(crate) chains: BTreeMap<String, Vec<Rule>>,
     /// Pod IP → chain, per map of [`MAPS`].
     pub(crate) maps: [BTreeMap<IpAddr, String>; 4],
 }
@@ -75,10 +130,10 @@ impl Ruleset {
             }
             let _ = writeln!(out, "  }}");
         }
-        for (name, body) in &self.chains {
-            let _ = write!(out, "  chain {name} {{\n{body}  }}\n");
+        for (name, rules) in &self.chains {
+            out.push_str(&chain_text(name, rules));
         }
-        out.push_str(FORWARD);
+        out.push_str(FORWARD_TEXT);
         out.push_str("}\n");
         out
     }
@@ -98,17 +153,14 @@ impl Ruleset {
             .iter()
             .filter(|(n, _)| !old.chains.contains_key(*n))
             .collect();
-        if !new_sets.is_empty() || !new_chains.is_empty() {
-            let adds = &mut update.adds;
-            let _ = writeln!(adds, "table inet {TABLE} {{");
-            for (name, def) in new_sets {
-                adds.push_str(&def.declaration(name));
-            }
-            for (name, body) in new_chains {
-                let _ = write!(adds, "  chain {name} {{\n{body}  }}\n");
-            }
-            let _ = writeln!(adds, "}}");
-        }
+        update.new_sets = new_sets
+            .into_iter()
+            .map(|(n, d)| (n.clone(), d.clone()))
+            .collect();
+        update.new_chains = new_chains
+            .into_iter()
+            .map(|(n, r)| (n.clone(), r.clone()))
+            .collect();
         for (name, def) in &self.sets {
             let Some(before) = old.sets.get(name).filter(|b| *b != def) else {
                 continue;
@@ -140,14 +192,44 @@ impl Ruleset {
                 update.jumps.push(MapEdit { map, stale, fresh });
             }
         }
-        for name in old.chains.keys().filter(|n| !self.chains.contains_key(*n)) {
-            let _ = writeln!(update.deletes, "delete chain inet {TABLE} {name}");
-        }
-        for name in old.sets.keys().filter(|n| !self.sets.contains_key(*n)) {
-            let _ = writeln!(update.deletes, "delete set inet {TABLE} {name}");
-        }
+        update.old_chains = gone(&old.chains, &self.chains);
+        update.old_sets = gone(&old.sets, &self.sets);
         update
     }
+
+    /// Replaces the table in network namespace `netns` (or the current one) with this one, in one
+    /// transaction: the kernel holds either the old table or this one.
+    pub fn apply(&self, netns: Option<&str>) -> Result<(), ApplyError> {
+        let mut batch = Batch::default();
+        batch.replace_table();
+        for (name, def) in &self.sets {
+            add_set(&mut batch, name, def);
+        }
+        for (name, rules) in &self.chains {
+            add_chain(&mut batch, name, rules);
+        }
+        for ((map, key), jumps) in MAPS.iter().zip(&self.maps) {
+            batch.add_verdict_map(map, *key == "ipv6_addr");
+            let jumps: Vec<(IpAddr, &str)> =
+                jumps.iter().map(|(ip, c)| (*ip, c.as_str())).collect();
+            batch.add_jumps(map, &jumps);
+        }
+        add_forward(&mut batch);
+        commit(batch, netns)
+    }
+}
+
+/// The names `old` has and `new` does not.
+fn gone<T>(old: &BTreeMap<String, T>, new: &BTreeMap<String, T>) -> Vec<String> {
+    old.keys()
+        .filter(|n| !new.contains_key(*n))
+        .cloned()
+        .collect()
+}
+
+/// Commits `batch` in network namespace `netns` (or the current one).
+fn commit(batch: Batch, netns: Option<&str>) -> Result<(), ApplyError> {
+    crate::lab::within_netns(netns, move || batch.commit()).map_err(ApplyError::Kernel)
 }
 
 /// The ranges a set that stays loses and gains.
@@ -166,69 +248,89 @@ struct MapEdit {
     fresh: Vec<(IpAddr, String)>,
 }
 
-/// The change from one ruleset to another, in three steps: `nft` adds the new sets and chains
-/// (unused yet, so nothing changes); one netlink batch edits set members and verdict-map elements —
-/// the moment the new policy takes effect, atomically; `nft` deletes what is no longer used.
+/// The change from one ruleset to another, as one transaction: new sets and chains are added, set
+/// members and verdict-map elements edited — the switch to the new policy — and the chains and
+/// sets no longer used deleted. The kernel holds either the old table or the new one.
 #[derive(Clone, Default)]
 pub struct Update {
-    /// New sets and chains, as an nft script.
-    adds: String,
+    /// New sets.
+    new_sets: Vec<(String, SetDef)>,
+    /// New chains.
+    new_chains: Vec<(String, Vec<Rule>)>,
     /// Sets that stay, with members that change.
     members: Vec<MemberEdit>,
     /// Verdict maps whose elements change.
     jumps: Vec<MapEdit>,
-    /// Chains and sets no longer used, as an nft script.
-    deletes: String,
+    /// Chains no longer used.
+    old_chains: Vec<String>,
+    /// Sets no longer used.
+    old_sets: Vec<String>,
 }
 
 impl Update {
     /// True when the two rulesets are the same.
     pub fn is_empty(&self) -> bool {
-        self.adds.is_empty()
+        self.new_sets.is_empty()
+            && self.new_chains.is_empty()
             && self.members.is_empty()
             && self.jumps.is_empty()
-            && self.deletes.is_empty()
+            && self.old_chains.is_empty()
+            && self.old_sets.is_empty()
     }
 
-    /// The member and map edits as one batch.
-    fn batch(&self) -> ElementBatch {
-        let mut batch = ElementBatch::default();
+    /// The update as one batch, in an order the kernel accepts: what is added before what uses it,
+    /// what is deleted after what used it.
+    fn batch(&self) -> Batch {
+        let mut batch = Batch::default();
+        for (name, def) in &self.new_sets {
+            add_set(&mut batch, name, def);
+        }
+        for (name, rules) in &self.new_chains {
+            add_chain(&mut batch, name, rules);
+        }
         for MemberEdit { set, gone, added } in &self.members {
-            batch.ranges(false, TABLE, set, gone);
-            batch.ranges(true, TABLE, set, added);
+            batch.ranges(false, set, gone);
+            batch.ranges(true, set, added);
         }
         for MapEdit { map, stale, fresh } in &self.jumps {
-            batch.delete_keys(TABLE, map, stale);
+            batch.delete_keys(map, stale);
             let fresh: Vec<(IpAddr, &str)> =
                 fresh.iter().map(|(ip, c)| (*ip, c.as_str())).collect();
-            batch.add_jumps(TABLE, map, &fresh);
+            batch.add_jumps(map, &fresh);
+        }
+        for name in &self.old_chains {
+            batch.delete_chain(name);
+        }
+        for name in &self.old_sets {
+            batch.delete_set(name);
         }
         batch
     }
 
-    /// Applies the update in network namespace `netns` (or the current one). On an error the kernel
-    /// holds the old policy (or, after the switch, the new one with unused chains left over); a
-    /// whole replacement of the table repairs either.
+    /// Applies the update in network namespace `netns` (or the current one), in one transaction. On
+    /// an error the kernel holds the old table; a whole replacement repairs a table that was altered
+    /// behind the agent's back.
     pub fn apply(&self, netns: Option<&str>) -> Result<(), ApplyError> {
-        if !self.adds.is_empty() {
-            apply(&self.adds, netns)?;
+        if self.is_empty() {
+            return Ok(());
         }
-        let batch = self.batch();
-        if !batch.is_empty() {
-            crate::lab::within_netns(netns, move || batch.commit())
-                .map_err(|e| ApplyError::Rejected(e.to_string()))?;
-        }
-        if !self.deletes.is_empty() {
-            apply(&self.deletes, netns)?;
-        }
-        Ok(())
+        commit(self.batch(), netns)
     }
 }
 
 /// The update in nft syntax (element edits included), for reading.
 impl std::fmt::Display for Update {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.adds)?;
+        if !self.new_sets.is_empty() || !self.new_chains.is_empty() {
+            writeln!(f, "table inet {TABLE} {{")?;
+            for (name, def) in &self.new_sets {
+                f.write_str(&def.declaration(name))?;
+            }
+            for (name, rules) in &self.new_chains {
+                f.write_str(&chain_text(name, rules))?;
+            }
+            writeln!(f, "}}")?;
+        }
         for MemberEdit { set, gone, added } in &self.members {
             for (verb, ranges) in [("delete", gone), ("add", added)] {
                 if !ranges.is_empty() {
@@ -251,6 +353,12 @@ impl std::fmt::Display for Update {
                 writeln!(f, "add element inet {TABLE} {map} {{ {elements} }}")?;
             }
         }
-        f.write_str(&self.deletes)
+        for name in &self.old_chains {
+            writeln!(f, "delete chain inet {TABLE} {name}")?;
+        }
+        for name in &self.old_sets {
+            writeln!(f, "delete set inet {TABLE} {name}")?;
+        }
+        Ok(())
     }
 }

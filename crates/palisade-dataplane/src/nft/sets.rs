@@ -38,9 +38,6 @@ impl SetDef {
     }
 }
 
-/// Marks a reference to set `id` in a chain body until the set is named.
-const MARK: char = '\u{1}';
-
 /// The peer sets of a ruleset being built, not yet named.
 #[derive(Default)]
 pub(crate) struct PeerSets {
@@ -51,18 +48,15 @@ pub(crate) struct PeerSets {
 }
 
 impl PeerSets {
-    /// References (IPv4, IPv6) to the sets holding `set`, to be resolved by [`resolve`]; `None` for a
-    /// family it has no address of. `key` names the rule that asks, for new sets.
-    pub fn refer(&mut self, set: &Arc<AddrSet>, key: &str) -> [Option<String>; 2] {
-        let ids = match self.by_addrs.get(set) {
-            Some(ids) => *ids,
-            None => {
-                let ids = [false, true].map(|v6| self.add(set, v6, key));
-                self.by_addrs.insert(set.clone(), ids);
-                ids
-            }
-        };
-        ids.map(|id| id.map(|id| format!("@{MARK}{id}{MARK}")))
+    /// The ids (IPv4, IPv6) of the sets holding `set`, to be named by [`PeerSets::names`]; `None`
+    /// for a family it has no address of. `key` names the rule that asks, for new sets.
+    pub fn refer(&mut self, set: &Arc<AddrSet>, key: &str) -> [Option<usize>; 2] {
+        if let Some(ids) = self.by_addrs.get(set) {
+            return *ids;
+        }
+        let ids = [false, true].map(|v6| self.add(set, v6, key));
+        self.by_addrs.insert(set.clone(), ids);
+        ids
     }
 
     fn add(&mut self, set: &AddrSet, v6: bool, key: &str) -> Option<usize> {
@@ -135,17 +129,4 @@ impl PeerSets {
             .map(|n| n.expect("every set named"))
             .collect()
     }
-}
-
-/// `body` with its set references replaced by the sets' names.
-pub(crate) fn resolve(body: &str, names: &[String]) -> String {
-    let mut out = String::with_capacity(body.len());
-    for (i, part) in body.split(MARK).enumerate() {
-        if i % 2 == 1 {
-            out.push_str(&names[part.parse::<usize>().expect("a set id")]);
-        } else {
-            out.push_str(part);
-        }
-    }
-    out
 }
