@@ -10,7 +10,8 @@ use crate::state::{
 use crate::{document, validate, workload, Protocol};
 use foldhash::{HashMap, HashMapExt, HashSet};
 use ipnet::IpNet;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Pod, PodSpec, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::io::Read;
 use std::net::IpAddr;
@@ -211,19 +212,18 @@ impl Loader {
     /// diagnostic collected.
     pub fn finish(mut self) -> (ClusterState, Vec<Diagnostic>) {
         let objects = std::mem::take(&mut self.objects);
-        let mut pods: Vec<PodInfo> = objects.pods.iter().map(|p| pod_info(p, false)).collect();
-        // Pod names taken so far: a template pod never replaces a Pod object, nor another template pod.
-        let mut taken: HashSet<(String, String)> = pods
+        let mut pods: Vec<PodInfo> = objects.pods.iter().map(pod_info).collect();
+        pods.extend(workload::expand(&objects.workloads, &objects.pods));
+        // The first pod of a name wins: a template pod never replaces a Pod object, nor another
+        // template pod.
+        let mut taken: HashSet<(&str, &str)> = HashSet::default();
+        let first: Vec<bool> = pods
             .iter()
-            .map(|p| (p.namespace.clone(), p.name.clone()))
+            .map(|p| taken.insert((&p.namespace, &p.name)))
             .collect();
-        for p in workload::expand(&objects.workloads, &objects.pods) {
-            let info = pod_info(&p, true);
-            if !taken.insert((info.namespace.clone(), info.name.clone())) {
-                continue;
-            }
-            pods.push(info);
-        }
+        drop(taken);
+        let mut first = first.into_iter();
+        pods.retain(|_| first.next().unwrap_or(true));
         self.reject_duplicate_ips(&mut pods);
         self.allocate_ips(&mut pods);
         let mut namespaces: Vec<NamespaceInfo> = objects
@@ -237,9 +237,10 @@ impl Loader {
             })
             .collect();
         // A workload's namespace exists even when the workload has no pods (`replicas: 0`).
+        let mut known: HashSet<String> = namespaces.iter().map(|n| n.name.clone()).collect();
         for w in &objects.workloads {
             let ns = w.object.namespace();
-            if !namespaces.iter().any(|n| n.name == ns) {
+            if known.insert(ns.to_string()) {
                 namespaces.push(NamespaceInfo {
                     name: ns.to_string(),
                     labels: Default::default(),
@@ -255,7 +256,7 @@ impl Loader {
             .map(|p| PolicyInfo {
                 namespace: p.object.metadata.namespace.clone().unwrap_or_default(),
                 name: p.object.metadata.name.clone().unwrap_or_default(),
-                policy: (*p.object).clone(),
+                policy: p.object.clone(),
                 origin: p.origin.clone(),
             })
             .collect();
@@ -372,16 +373,22 @@ fn parse_protocol(p: Option<&str>) -> Protocol {
     validate::protocol(p).unwrap_or(Protocol::Tcp) // validated before; never falls back in practice
 }
 
-fn pod_info(loaded: &Loaded<Pod>, from_template: bool) -> PodInfo {
+fn pod_info(loaded: &Loaded<Pod>) -> PodInfo {
     let pod = &loaded.object;
-    let spec = pod.spec.as_ref();
-    let host_network = spec.and_then(|s| s.host_network).unwrap_or(false);
+    let mut info = pod_info_of(&pod.metadata, pod.spec.as_ref(), &loaded.origin);
     let status = pod.status.as_ref();
-    let ip_text = if host_network {
+    let ip_text = if info.host_network {
         status.and_then(|s| s.host_ip.as_ref().or(s.pod_ip.as_ref()))
     } else {
         status.and_then(|s| s.pod_ip.as_ref())
     };
+    info.ip = ip_text.and_then(|ip| ip.parse().ok());
+    info.host_ip = status.and_then(|s| s.host_ip.as_ref()?.parse().ok());
+    info
+}
+
+/// What a pod's metadata and spec say of it (no status: no addresses), as read from `origin`.
+pub(crate) fn pod_info_of(meta: &ObjectMeta, spec: Option<&PodSpec>, origin: &Origin) -> PodInfo {
     let ports = spec
         .into_iter()
         .flat_map(|s| s.containers.iter())
@@ -393,17 +400,16 @@ fn pod_info(loaded: &Loaded<Pod>, from_template: bool) -> PodInfo {
         })
         .collect();
     PodInfo {
-        namespace: pod.metadata.namespace.clone().unwrap_or_default(),
-        name: pod.metadata.name.clone().unwrap_or_default(),
-        labels: labels_of(&pod.metadata),
-        ip: ip_text.and_then(|ip| ip.parse().ok()),
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
+        labels: labels_of(meta),
+        ip: None,
         ip_allocated: false,
-        host_network,
-        host_ip: status.and_then(|s| s.host_ip.as_ref()?.parse().ok()),
+        host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
+        host_ip: None,
         node_name: spec.and_then(|s| s.node_name.clone()),
         ports,
-        owner: pod
-            .metadata
+        owner: meta
             .owner_references
             .iter()
             .flatten()
@@ -412,8 +418,8 @@ fn pod_info(loaded: &Loaded<Pod>, from_template: bool) -> PodInfo {
                 kind: o.kind.clone(),
                 name: o.name.clone(),
             }),
-        from_template,
-        origin: loaded.origin.clone(),
+        from_template: false,
+        origin: origin.clone(),
     }
 }
 

@@ -8,6 +8,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// The label the apiserver sets on every namespace.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
@@ -127,8 +128,8 @@ pub struct PolicyInfo {
     pub namespace: String,
     /// Name.
     pub name: String,
-    /// The object as read (valid per `validate::network_policy`).
-    pub policy: NetworkPolicy,
+    /// The object as read (valid per `validate::network_policy`), shared with the loader's cache.
+    pub policy: Arc<NetworkPolicy>,
     /// Where it was read.
     pub origin: Origin,
 }
@@ -155,7 +156,6 @@ pub struct ClusterState {
     /// The `NetworkLogging` configuration.
     pub network_logging: LoggingConfig,
     namespace_index: HashMap<String, usize>,
-    pod_index: HashMap<(String, String), usize>,
     ip_index: HashMap<IpAddr, usize>,
 }
 
@@ -175,14 +175,12 @@ impl ClusterState {
             .iter()
             .map(|p| &p.namespace)
             .chain(services.iter().map(|s| &s.namespace))
-            .chain(policies.iter().map(|p| &p.namespace))
-            .cloned()
-            .collect::<Vec<_>>();
+            .chain(policies.iter().map(|p| &p.namespace));
         for name in referenced {
-            if !known.contains_key(&name) {
+            if !known.contains_key(name) {
                 known.insert(name.clone(), 0);
                 namespaces.push(NamespaceInfo {
-                    name,
+                    name: name.clone(),
                     labels: BTreeMap::new(),
                     annotations: BTreeMap::new(),
                     origin: None,
@@ -202,11 +200,6 @@ impl ClusterState {
             .enumerate()
             .map(|(i, n)| (n.name.clone(), i))
             .collect();
-        let pod_index = pods
-            .iter()
-            .enumerate()
-            .map(|(i, p)| ((p.namespace.clone(), p.name.clone()), i))
-            .collect();
         let ip_index = pods
             .iter()
             .enumerate()
@@ -220,7 +213,6 @@ impl ClusterState {
             policies,
             network_logging: LoggingConfig::Absent,
             namespace_index,
-            pod_index,
             ip_index,
         }
     }
@@ -237,9 +229,10 @@ impl ClusterState {
 
     /// Index of pod `namespace/name` in [`ClusterState::pods`].
     pub fn pod_idx(&self, namespace: &str, name: &str) -> Option<usize> {
-        self.pod_index
-            .get(&(namespace.to_string(), name.to_string()))
-            .copied()
+        // Pods are sorted by namespace, then name.
+        self.pods
+            .binary_search_by(|p| (p.namespace.as_str(), p.name.as_str()).cmp(&(namespace, name)))
+            .ok()
     }
 
     /// Index of the (non-hostNetwork) pod that has `ip`.

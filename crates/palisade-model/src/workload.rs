@@ -2,11 +2,13 @@
 //! DaemonSet, Job, CronJob) but none of its pods, the template stands in for them, with deterministic
 //! names in the controllers' style and the owner recorded, so analysis sees what the cluster would run.
 
+use crate::loader::pod_info_of;
 use crate::objects::{Loaded, Workload, WorkloadKind};
 use crate::selector;
+use crate::state::{OwnerRef, PodInfo};
 use foldhash::{HashMap, HashMapExt, HashSet};
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use std::collections::BTreeMap;
 
 /// The alphabet Kubernetes uses for generated name suffixes (no vowels, no look-alikes).
@@ -49,7 +51,7 @@ fn owners<'a>(metas: impl Iterator<Item = &'a ObjectMeta>) -> HashSet<(&'a str, 
 
 /// Expands the workloads that have no pods among `pods` into template pods. Linear in workloads
 /// and pods: owners and pods are indexed first (a `kubectl get -A` dump holds thousands of both).
-pub(crate) fn expand(workloads: &[Loaded<Workload>], pods: &[Loaded<Pod>]) -> Vec<Loaded<Pod>> {
+pub(crate) fn expand(workloads: &[Loaded<Workload>], pods: &[Loaded<Pod>]) -> Vec<PodInfo> {
     let owning_workloads = owners(workloads.iter().map(|w| &w.object.metadata));
     let owning_pods = owners(pods.iter().map(|p| &p.object.metadata));
     let mut pods_by_namespace: HashMap<&str, Vec<&ObjectMeta>> = HashMap::new();
@@ -93,74 +95,90 @@ pub(crate) fn expand(workloads: &[Loaded<Workload>], pods: &[Loaded<Pod>]) -> Ve
         if has_pods {
             continue;
         }
-        out.extend((0..wl.replicas).map(|i| Loaded {
-            object: std::sync::Arc::new(template_pod(wl, i)),
-            origin: w.origin.clone(),
-        }));
+        out.extend(template_pods(w));
     }
     out
 }
 
-fn template_pod(wl: &Workload, index: usize) -> Pod {
+/// The name of a template pod, the label its controller adds (if any), and its owner `(kind, name)`.
+struct Generated {
+    name: String,
+    label: Option<(&'static str, String)>,
+    owner: (&'static str, String),
+}
+
+fn generated(wl: &Workload, index: usize) -> Generated {
     let ns = wl.namespace();
     let name = wl.name();
-    let template_meta = wl.template.metadata.clone().unwrap_or_default();
-    let mut labels = template_meta.labels.clone().unwrap_or_default();
     let h = fnv1a(&[ns, wl.kind.as_str(), name]);
     let idx = index.to_string();
     // The kind is hashed too: a ReplicaSet, a DaemonSet and a Job of the same name must not make
     // pods of the same name.
     let random = safe_suffix(fnv1a(&[ns, wl.kind.as_str(), name, &idx]), 5);
-    let (pod_name, owner_kind, owner_name) = match wl.kind {
+    match wl.kind {
         WorkloadKind::Deployment => {
             let hash = safe_suffix(h, 9);
-            labels.insert("pod-template-hash".into(), hash.clone());
             let rs = format!("{name}-{hash}");
-            (format!("{rs}-{random}"), "ReplicaSet", rs)
+            Generated {
+                name: format!("{rs}-{random}"),
+                label: Some(("pod-template-hash", hash)),
+                owner: ("ReplicaSet", rs),
+            }
         }
         WorkloadKind::StatefulSet => {
             let pod = format!("{name}-{index}");
-            labels.insert("statefulset.kubernetes.io/pod-name".into(), pod.clone());
-            (pod, "StatefulSet", name.to_string())
+            Generated {
+                name: pod.clone(),
+                label: Some(("statefulset.kubernetes.io/pod-name", pod)),
+                owner: ("StatefulSet", name.to_string()),
+            }
         }
         WorkloadKind::CronJob => {
             let job = format!("{name}-{}", 29_000_000 + h % 1_000_000);
-            labels.insert("job-name".into(), job.clone());
-            (format!("{job}-{random}"), "Job", job)
+            Generated {
+                name: format!("{job}-{random}"),
+                label: Some(("job-name", job.clone())),
+                owner: ("Job", job),
+            }
         }
-        WorkloadKind::Job => {
-            labels.insert("job-name".into(), name.to_string());
-            (format!("{name}-{random}"), "Job", name.to_string())
-        }
-        WorkloadKind::ReplicaSet | WorkloadKind::DaemonSet => (
-            format!("{name}-{random}"),
-            wl.kind.as_str(),
-            name.to_string(),
-        ),
-    };
-    Pod {
-        metadata: ObjectMeta {
-            name: Some(pod_name),
-            namespace: Some(ns.to_string()),
-            labels: Some(labels),
-            annotations: template_meta.annotations,
-            owner_references: Some(vec![OwnerReference {
-                api_version: if owner_kind == "Job" {
-                    "batch/v1"
-                } else {
-                    "apps/v1"
-                }
-                .into(),
-                kind: owner_kind.into(),
-                name: owner_name,
-                controller: Some(true),
-                ..Default::default()
-            }]),
-            ..Default::default()
+        WorkloadKind::Job => Generated {
+            name: format!("{name}-{random}"),
+            label: Some(("job-name", name.to_string())),
+            owner: ("Job", name.to_string()),
         },
-        spec: wl.template.spec.clone(),
-        status: None,
+        WorkloadKind::ReplicaSet | WorkloadKind::DaemonSet => Generated {
+            name: format!("{name}-{random}"),
+            label: None,
+            owner: (wl.kind.as_str(), name.to_string()),
+        },
     }
+}
+
+/// The pods of a workload's template: what the template says once, then each replica's name, label
+/// and owner.
+fn template_pods(w: &Loaded<Workload>) -> impl Iterator<Item = PodInfo> + '_ {
+    let wl = &w.object;
+    let meta = ObjectMeta {
+        namespace: Some(wl.namespace().to_string()),
+        labels: wl.template.metadata.as_ref().and_then(|m| m.labels.clone()),
+        ..Default::default()
+    };
+    let mut template = pod_info_of(&meta, wl.template.spec.as_ref(), &w.origin);
+    template.from_template = true;
+    (0..wl.replicas).map(move |i| {
+        let generated = generated(wl, i);
+        let mut pod = template.clone();
+        pod.name = generated.name;
+        if let Some((key, value)) = generated.label {
+            pod.labels.insert(key.to_string(), value);
+        }
+        let (kind, name) = generated.owner;
+        pod.owner = Some(OwnerRef {
+            kind: kind.to_string(),
+            name,
+        });
+        pod
+    })
 }
 
 #[cfg(test)]

@@ -4,9 +4,11 @@
 
 use crate::bitset::BitSet;
 use crate::policy::IpBlock;
-use crate::selector::{Interner, LabelSet};
+use crate::selector::LabelSet;
 use foldhash::{HashMap, HashMapExt};
+use ipnet::IpNet;
 use palisade_model::{ClusterState, Protocol};
+use std::net::IpAddr;
 
 /// A named container port: `(name, protocol, number)`.
 pub type NamedPort = (String, Protocol, u16);
@@ -50,8 +52,8 @@ pub struct Classes {
 }
 
 impl Classes {
-    /// Partitions the pods of `state`.
-    pub fn build(state: &ClusterState, interner: &mut Interner, blocks: &[IpBlock]) -> Classes {
+    /// Partitions the pods of `state`, whose interned labels are `pod_labels` (in pod order).
+    pub fn build(state: &ClusterState, pod_labels: Vec<LabelSet>, blocks: &[IpBlock]) -> Classes {
         type Key = (usize, LabelSet, Vec<NamedPort>, bool, BitSet);
         let mut index: HashMap<Key, usize> = HashMap::new();
         let mut classes = Classes {
@@ -59,11 +61,20 @@ impl Classes {
             of_pod: Vec::with_capacity(state.pods.len()),
             by_namespace: vec![Vec::new(); state.namespaces.len()],
         };
-        for (pi, pod) in state.pods.iter().enumerate() {
+        // Only blocks that overlap the pods' address range can hold a pod.
+        let span = address_span(state);
+        let candidates: Vec<(usize, &IpBlock)> = blocks
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| {
+                span.iter()
+                    .any(|&(first, last)| overlaps(&b.cidr, first, last))
+            })
+            .collect();
+        for ((pi, pod), labels) in state.pods.iter().enumerate().zip(pod_labels) {
             let namespace = state
                 .namespace_idx(&pod.namespace)
                 .expect("every pod's namespace exists in the state");
-            let labels = interner.labels(&pod.labels);
             let mut named_ports: Vec<NamedPort> = pod
                 .ports
                 .iter()
@@ -72,7 +83,7 @@ impl Classes {
             named_ports.sort();
             let mut sig = BitSet::new(blocks.len());
             if let Some(ip) = pod.ip {
-                for (bi, b) in blocks.iter().enumerate() {
+                for &(bi, b) in &candidates {
                     if b.contains(ip) {
                         sig.insert(bi);
                     }
@@ -102,4 +113,19 @@ impl Classes {
         }
         classes
     }
+}
+
+/// The lowest and highest pod address of each family (IPv4, IPv6), where there is one.
+fn address_span(state: &ClusterState) -> Vec<(IpAddr, IpAddr)> {
+    let mut spans: [Option<(IpAddr, IpAddr)>; 2] = [None, None];
+    for ip in state.pods.iter().filter_map(|p| p.ip) {
+        let span = &mut spans[usize::from(ip.is_ipv6())];
+        *span = Some(span.map_or((ip, ip), |(lo, hi)| (lo.min(ip), hi.max(ip))));
+    }
+    spans.into_iter().flatten().collect()
+}
+
+/// True if `net` holds an address of `first..=last` (same family).
+fn overlaps(net: &IpNet, first: IpAddr, last: IpAddr) -> bool {
+    first.is_ipv6() == net.network().is_ipv6() && net.network() <= last && first <= net.broadcast()
 }

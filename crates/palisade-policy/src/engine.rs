@@ -49,9 +49,11 @@ impl Engine {
             .iter()
             .map(|n| interner.labels(&n.labels))
             .collect();
-        for pod in &state.pods {
-            interner.labels(&pod.labels);
-        }
+        let pod_labels: Vec<LabelSet> = state
+            .pods
+            .iter()
+            .map(|p| interner.labels(&p.labels))
+            .collect();
         let ns_idx = |name: &str| state.namespace_idx(name);
         let mut compiler = Compiler {
             interner: &interner,
@@ -65,7 +67,7 @@ impl Engine {
             .filter_map(|(i, p)| compiler.policy(i, p))
             .collect();
         let blocks = compiler.blocks;
-        let classes = Classes::build(&state, &mut interner, &blocks);
+        let classes = Classes::build(&state, pod_labels, &blocks);
         let mut engine = Engine {
             state,
             namespace_labels,

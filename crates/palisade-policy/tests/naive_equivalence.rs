@@ -204,7 +204,7 @@ fn cluster(seed: u64) -> ClusterState {
             PolicyInfo {
                 namespace: ns,
                 name: format!("np{i}"),
-                policy,
+                policy: policy.into(),
                 origin: Origin::default(),
             }
         })

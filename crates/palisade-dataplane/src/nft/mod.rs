@@ -89,8 +89,8 @@ fn allow_rules(
             Peers::Any => vec![None],
             Peers::Addrs(set) => {
                 let policy = &state.policies[allow.policy];
-                let key = format!("{} {} {}", policy.key(), direction.as_str(), allow.rule);
-                let [v4, v6] = sets.refer(set, &key);
+                let key = || format!("{} {} {}", policy.key(), direction.as_str(), allow.rule);
+                let [v4, v6] = sets.refer(set, key);
                 let v4 = v4.map(|set| PeerMatch { v6: false, set });
                 let v6 = v6.map(|set| PeerMatch { v6: true, set });
                 v4.into_iter().chain(v6).map(Some).collect()

@@ -38,10 +38,30 @@ impl SetDef {
     }
 }
 
+/// An address set known by its allocation. The map that keys on it holds the `Arc`, so the
+/// allocation cannot be freed and reused for another set while the key lives.
+struct Shared(Arc<AddrSet>);
+
+impl PartialEq for Shared {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Shared {}
+
+impl std::hash::Hash for Shared {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.0).hash(state)
+    }
+}
+
 /// The peer sets of a ruleset being built, not yet named.
 #[derive(Default)]
 pub(crate) struct PeerSets {
-    by_addrs: HashMap<Arc<AddrSet>, [Option<usize>; 2]>,
+    /// Sets already referred to, by allocation (the engine shares one `Arc` between the rules with
+    /// the same peers): their content is hashed once, not once per rule.
+    by_addrs: HashMap<Shared, [Option<usize>; 2]>,
     by_content: HashMap<SetDef, usize>,
     /// Content and stable key of each set, by id.
     pub defs: Vec<(SetDef, String)>,
@@ -50,12 +70,18 @@ pub(crate) struct PeerSets {
 impl PeerSets {
     /// The ids (IPv4, IPv6) of the sets holding `set`, to be named by [`PeerSets::names`]; `None`
     /// for a family it has no address of. `key` names the rule that asks, for new sets.
-    pub fn refer(&mut self, set: &Arc<AddrSet>, key: &str) -> [Option<usize>; 2] {
-        if let Some(ids) = self.by_addrs.get(set) {
+    pub fn refer(
+        &mut self,
+        set: &Arc<AddrSet>,
+        key: impl FnOnce() -> String,
+    ) -> [Option<usize>; 2] {
+        let shared = Shared(set.clone());
+        if let Some(ids) = self.by_addrs.get(&shared) {
             return *ids;
         }
-        let ids = [false, true].map(|v6| self.add(set, v6, key));
-        self.by_addrs.insert(set.clone(), ids);
+        let key = key();
+        let ids = [false, true].map(|v6| self.add(set, v6, &key));
+        self.by_addrs.insert(shared, ids);
         ids
     }
 
