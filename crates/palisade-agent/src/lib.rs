@@ -10,3 +10,13 @@ mod watch;
 
 pub use reconcile::{Outcome, Reconciler};
 pub use watch::run;
+
+/// Drops `value` on a short-lived thread: freeing a 10,000-pod engine or ruleset takes milliseconds
+/// that a reconcile pass (or the logger, under its lock) need not wait for.
+pub(crate) fn drop_later<T: Send + 'static>(value: T) {
+    let spawned = std::thread::Builder::new()
+        .name("drop".into())
+        .spawn(move || drop(value));
+    // Without a thread, the value was dropped in place: no harm but the wait.
+    let _ = spawned;
+}

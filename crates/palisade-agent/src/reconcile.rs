@@ -146,7 +146,7 @@ impl Reconciler {
                     elapsed_ms = elapsed.as_secs_f64() * 1e3,
                     "ruleset applied"
                 );
-                self.applied = Some(ruleset);
+                crate::drop_later(self.applied.replace(ruleset));
                 self.metrics.apply_seconds.observe(elapsed.as_secs_f64());
                 self.publish(&engine);
                 Outcome::Applied { rejected, elapsed }

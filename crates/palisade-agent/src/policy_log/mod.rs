@@ -140,7 +140,7 @@ impl PolicyLogger {
     pub fn set_engine(&mut self, engine: Arc<Engine>) -> ConfigChange {
         self.nodes = node_index(engine.state());
         let change = self.configure(&engine.state().network_logging);
-        self.engine = Some(engine);
+        crate::drop_later(self.engine.replace(engine));
         change
     }
 
