@@ -68,7 +68,7 @@ const CHUNK: usize = 256;
 
 /// The key type of a set, as nft names it (so that `nft list` shows it as nft would have made it).
 #[derive(Clone, Copy)]
-pub(crate) enum KeyType {
+enum KeyType {
     /// `ipv4_addr`.
     Ipv4,
     /// `ipv6_addr`.
@@ -88,7 +88,7 @@ impl KeyType {
     }
 
     /// The type of addresses of one family.
-    pub fn address(v6: bool) -> KeyType {
+    fn address(v6: bool) -> KeyType {
         if v6 {
             KeyType::Ipv6
         } else {
@@ -169,6 +169,16 @@ enum SetRef<'a> {
     Anonymous(u32),
 }
 
+impl SetRef<'_> {
+    /// The name to send (the kernel names an anonymous set from the pattern).
+    fn name(&self) -> &str {
+        match self {
+            SetRef::Named(name) => name,
+            SetRef::Anonymous(_) => ANONYMOUS_SET,
+        }
+    }
+}
+
 /// An nf_tables transaction on the `inet palisade` table.
 #[derive(Default)]
 pub(crate) struct Batch {
@@ -182,8 +192,8 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
-    fn push(&mut self, kind: u16, flags: i32, body: &[u8], what: impl FnOnce() -> String) {
-        self.what.push(what());
+    fn push(&mut self, kind: u16, flags: i32, body: &[u8], what: String) {
+        self.what.push(what);
         let seq = self.what.len() as u32;
         let flags = (libc::NLM_F_REQUEST | flags) as u16;
         let kind = (NFNL_SUBSYS_NFTABLES << 8) | kind;
@@ -196,25 +206,31 @@ impl Batch {
         let mut body = Vec::new();
         attr(&mut body, NFTA_TABLE_NAME, &cstr(TABLE));
         let create = libc::NLM_F_CREATE;
-        self.push(NFT_MSG_NEWTABLE, create, &body, || {
-            format!("add table inet {TABLE}")
-        });
-        self.push(NFT_MSG_DELTABLE, 0, &body, || {
-            format!("delete table inet {TABLE}")
-        });
-        self.push(NFT_MSG_NEWTABLE, create, &body, || {
-            format!("add table inet {TABLE}")
-        });
+        self.push(
+            NFT_MSG_NEWTABLE,
+            create,
+            &body,
+            format!("add table inet {TABLE}"),
+        );
+        self.push(
+            NFT_MSG_DELTABLE,
+            0,
+            &body,
+            format!("delete table inet {TABLE}"),
+        );
+        self.push(
+            NFT_MSG_NEWTABLE,
+            create,
+            &body,
+            format!("add table inet {TABLE}"),
+        );
     }
 
     fn set(&mut self, set: SetRef, key: KeyType, flags: u32) {
         let mut body = Vec::new();
         let (key_type, key_len) = key.nft_type();
         attr(&mut body, NFTA_SET_TABLE, &cstr(TABLE));
-        let name = match set {
-            SetRef::Named(name) => name,
-            SetRef::Anonymous(_) => ANONYMOUS_SET,
-        };
+        let name = set.name();
         attr(&mut body, NFTA_SET_NAME, &cstr(name));
         be32(&mut body, NFTA_SET_FLAGS, flags);
         be32(&mut body, NFTA_SET_KEY_TYPE, key_type);
@@ -228,9 +244,12 @@ impl Batch {
             SetRef::Named(_) => self.next_set_id(),
         };
         be32(&mut body, NFTA_SET_ID, id);
-        self.push(NFT_MSG_NEWSET, libc::NLM_F_CREATE, &body, || {
-            format!("add set inet {TABLE} {name}")
-        });
+        self.push(
+            NFT_MSG_NEWSET,
+            libc::NLM_F_CREATE,
+            &body,
+            format!("add set inet {TABLE} {name}"),
+        );
     }
 
     fn next_set_id(&mut self) -> u32 {
@@ -252,10 +271,7 @@ impl Batch {
         for chunk in elements.chunks(CHUNK) {
             let mut body = Vec::with_capacity(64 + chunk.len() * 48);
             attr(&mut body, NFTA_SET_ELEM_LIST_TABLE, &cstr(TABLE));
-            let name = match set {
-                SetRef::Named(name) => name,
-                SetRef::Anonymous(_) => ANONYMOUS_SET,
-            };
+            let name = set.name();
             attr(&mut body, NFTA_SET_ELEM_LIST_SET, &cstr(name));
             if let SetRef::Anonymous(id) = set {
                 be32(&mut body, NFTA_SET_ELEM_LIST_SET_ID, id);
@@ -279,9 +295,12 @@ impl Batch {
             } else {
                 (NFT_MSG_DELSETELEM, 0, "delete")
             };
-            self.push(kind, flags, &body, || {
-                format!("{verb} {} elements of set {name}", chunk.len())
-            });
+            self.push(
+                kind,
+                flags,
+                &body,
+                format!("{verb} {} elements of set {name}", chunk.len()),
+            );
         }
     }
 
@@ -325,9 +344,12 @@ impl Batch {
         let mut body = Vec::new();
         attr(&mut body, NFTA_CHAIN_TABLE, &cstr(TABLE));
         attr(&mut body, NFTA_CHAIN_NAME, &cstr(name));
-        self.push(NFT_MSG_NEWCHAIN, libc::NLM_F_CREATE, &body, || {
-            format!("add chain inet {TABLE} {name}")
-        });
+        self.push(
+            NFT_MSG_NEWCHAIN,
+            libc::NLM_F_CREATE,
+            &body,
+            format!("add chain inet {TABLE} {name}"),
+        );
     }
 
     /// Adds base chain `name`: `type filter hook forward priority filter; policy accept;`.
@@ -342,9 +364,12 @@ impl Batch {
         });
         be32(&mut body, NFTA_CHAIN_POLICY, expr::NF_ACCEPT as u32);
         attr(&mut body, NFTA_CHAIN_TYPE, &cstr("filter"));
-        self.push(NFT_MSG_NEWCHAIN, libc::NLM_F_CREATE, &body, || {
-            format!("add chain inet {TABLE} {name} (hook forward)")
-        });
+        self.push(
+            NFT_MSG_NEWCHAIN,
+            libc::NLM_F_CREATE,
+            &body,
+            format!("add chain inet {TABLE} {name} (hook forward)"),
+        );
     }
 
     /// Appends a rule of `expressions` (see [`expr`]) with an optional comment to chain `chain`.
@@ -362,9 +387,12 @@ impl Batch {
             attr(&mut body, NFTA_RULE_USERDATA, &udata);
         }
         let flags = libc::NLM_F_CREATE | libc::NLM_F_APPEND;
-        self.push(NFT_MSG_NEWRULE, flags, &body, || {
-            format!("add rule inet {TABLE} {chain}")
-        });
+        self.push(
+            NFT_MSG_NEWRULE,
+            flags,
+            &body,
+            format!("add rule inet {TABLE} {chain}"),
+        );
     }
 
     /// Appends `rule` to chain `chain`, with the anonymous set its port list needs.
@@ -397,9 +425,12 @@ impl Batch {
         let mut body = Vec::new();
         attr(&mut body, NFTA_CHAIN_TABLE, &cstr(TABLE));
         attr(&mut body, NFTA_CHAIN_NAME, &cstr(name));
-        self.push(NFT_MSG_DELCHAIN, 0, &body, || {
-            format!("delete chain inet {TABLE} {name}")
-        });
+        self.push(
+            NFT_MSG_DELCHAIN,
+            0,
+            &body,
+            format!("delete chain inet {TABLE} {name}"),
+        );
     }
 
     /// Deletes set `name` (unused by then).
@@ -407,9 +438,12 @@ impl Batch {
         let mut body = Vec::new();
         attr(&mut body, NFTA_SET_TABLE, &cstr(TABLE));
         attr(&mut body, NFTA_SET_NAME, &cstr(name));
-        self.push(NFT_MSG_DELSET, 0, &body, || {
-            format!("delete set inet {TABLE} {name}")
-        });
+        self.push(
+            NFT_MSG_DELSET,
+            0,
+            &body,
+            format!("delete set inet {TABLE} {name}"),
+        );
     }
 
     /// The changes between batch begin and end messages. Only the last change asks for an
