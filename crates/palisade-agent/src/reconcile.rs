@@ -31,6 +31,8 @@ pub struct Reconciler {
     manifests: PathBuf,
     netns: Option<String>,
     applied: Option<Ruleset>,
+    /// The engine of the last pass, which the next one compiles from ([`Engine::new_from`]).
+    compiled: Option<Arc<Engine>>,
     documents: DocumentCache,
     pinned: Vec<(String, IpAddr)>,
     logger: Option<Arc<Mutex<PolicyLogger>>>,
@@ -45,6 +47,7 @@ impl Reconciler {
             manifests,
             netns,
             applied: None,
+            compiled: None,
             documents: DocumentCache::default(),
             pinned: Vec::new(),
             logger: None,
@@ -116,7 +119,12 @@ impl Reconciler {
             self.metrics.apply_failures.inc();
             return Outcome::Failed(reason);
         }
-        let engine = Arc::new(Engine::new(Arc::new(state)));
+        let state = Arc::new(state);
+        let engine = Arc::new(match &self.compiled {
+            Some(previous) => Engine::new_from(previous, state),
+            None => Engine::new(state),
+        });
+        crate::drop_later(self.compiled.replace(engine.clone()));
         let ruleset = palisade_dataplane::build(&engine, self.audit, self.applied.as_ref());
         if self.applied.as_ref() == Some(&ruleset) {
             // Annotations and NetworkLogging do not change the ruleset but may change logging.

@@ -4,10 +4,10 @@
 
 use crate::bitset::BitSet;
 use crate::policy::IpBlock;
-use crate::selector::LabelSet;
+use crate::selector::{Interner, LabelSet};
 use foldhash::{HashMap, HashMapExt};
 use ipnet::IpNet;
-use palisade_model::{ClusterState, Protocol};
+use palisade_model::{ClusterState, PodInfo, Protocol};
 use std::net::IpAddr;
 
 /// A named container port: `(name, protocol, number)`.
@@ -51,19 +51,22 @@ pub struct Classes {
     pub by_namespace: Vec<Vec<usize>>,
 }
 
-impl Classes {
-    /// Partitions the pods of `state`, whose interned labels are `pod_labels` (in pod order).
-    pub fn build(state: &ClusterState, pod_labels: Vec<LabelSet>, blocks: &[IpBlock]) -> Classes {
-        type Key = (usize, LabelSet, Vec<NamedPort>, bool, BitSet);
-        let mut index: HashMap<Key, usize> = HashMap::new();
-        let mut classes = Classes {
-            list: Vec::new(),
-            of_pod: Vec::with_capacity(state.pods.len()),
-            by_namespace: vec![Vec::new(); state.namespaces.len()],
-        };
-        // Only blocks that overlap the pods' address range can hold a pod.
+/// What makes two pods alike: namespace index, interned labels, named ports, `hostNetwork`, and the
+/// ipBlocks holding the pod's address.
+type Key = (usize, LabelSet, Vec<NamedPort>, bool, BitSet);
+
+/// The key of one pod, given its interned labels.
+struct Keys<'a> {
+    state: &'a ClusterState,
+    width: usize,
+    /// Only blocks that overlap the pods' address range can hold a pod.
+    candidates: Vec<(usize, &'a IpBlock)>,
+}
+
+impl<'a> Keys<'a> {
+    fn new(state: &'a ClusterState, blocks: &'a [IpBlock]) -> Keys<'a> {
         let span = address_span(state);
-        let candidates: Vec<(usize, &IpBlock)> = blocks
+        let candidates = blocks
             .iter()
             .enumerate()
             .filter(|(_, b)| {
@@ -71,47 +74,156 @@ impl Classes {
                     .any(|&(first, last)| overlaps(&b.cidr, first, last))
             })
             .collect();
-        for ((pi, pod), labels) in state.pods.iter().enumerate().zip(pod_labels) {
-            let namespace = state
-                .namespace_idx(&pod.namespace)
-                .expect("every pod's namespace exists in the state");
-            let mut named_ports: Vec<NamedPort> = pod
-                .ports
-                .iter()
-                .filter_map(|p| p.name.clone().map(|n| (n, p.protocol, p.port)))
-                .collect();
-            named_ports.sort();
-            let mut sig = BitSet::new(blocks.len());
-            if let Some(ip) = pod.ip {
-                for &(bi, b) in &candidates {
-                    if b.contains(ip) {
-                        sig.insert(bi);
-                    }
+        Keys {
+            state,
+            width: blocks.len(),
+            candidates,
+        }
+    }
+
+    fn key(&self, pod: &PodInfo, labels: LabelSet) -> Key {
+        let namespace = self
+            .state
+            .namespace_idx(&pod.namespace)
+            .expect("every pod's namespace exists in the state");
+        let mut named_ports: Vec<NamedPort> = pod
+            .ports
+            .iter()
+            .filter_map(|p| p.name.clone().map(|n| (n, p.protocol, p.port)))
+            .collect();
+        named_ports.sort();
+        let mut sig = BitSet::new(self.width);
+        if let Some(ip) = pod.ip {
+            for &(bi, b) in &self.candidates {
+                if b.contains(ip) {
+                    sig.insert(bi);
                 }
             }
-            let key = (namespace, labels, named_ports, pod.host_network, sig);
-            let ci = match index.get(&key) {
-                Some(&ci) => ci,
-                None => {
-                    let ci = classes.list.len();
-                    let (namespace, labels, named_ports, host_network, blocks) = key.clone();
-                    classes.list.push(Class {
-                        namespace,
-                        labels,
-                        named_ports,
-                        host_network,
-                        blocks,
-                        pods: Vec::new(),
-                    });
-                    classes.by_namespace[namespace].push(ci);
-                    index.insert(key, ci);
-                    ci
+        }
+        (namespace, labels, named_ports, pod.host_network, sig)
+    }
+}
+
+/// True when `a` and `b` (pods of the same name, in states with the same namespaces and policies)
+/// fall in the same class.
+fn alike(a: &PodInfo, b: &PodInfo) -> bool {
+    a.labels == b.labels && a.ports == b.ports && a.host_network == b.host_network && a.ip == b.ip
+}
+
+/// A pod's key: that of a class of the previous partition, or a key of its own.
+enum PodKey {
+    Previous(usize),
+    Own(Key),
+}
+
+impl Classes {
+    /// Partitions the pods of `state`, whose interned labels are `pod_labels` (in pod order).
+    pub fn build(state: &ClusterState, pod_labels: Vec<LabelSet>, blocks: &[IpBlock]) -> Classes {
+        let keys = Keys::new(state, blocks);
+        let pod_keys = state
+            .pods
+            .iter()
+            .zip(pod_labels)
+            .map(|(pod, labels)| PodKey::Own(keys.key(pod, labels)));
+        Classes::assign(state, None, pod_keys)
+    }
+
+    /// Partitions the pods of `state` like [`Classes::build`], with the same result, taking the
+    /// class of every pod that is alike in `old` (whose classes are `previous`) from there: only new
+    /// and changed pods have their labels interned and their ipBlocks looked up. Both states must
+    /// have the same namespaces and policies.
+    pub fn rebuild(
+        previous: &Classes,
+        old: &ClusterState,
+        state: &ClusterState,
+        interner: &mut Interner,
+        blocks: &[IpBlock],
+    ) -> Classes {
+        let keys = Keys::new(state, blocks);
+        // Both pod lists are sorted by namespace, then name: one walk pairs them.
+        let mut j = 0;
+        let pod_keys = state.pods.iter().map(|pod| {
+            let name = (pod.namespace.as_str(), pod.name.as_str());
+            while old
+                .pods
+                .get(j)
+                .is_some_and(|o| (o.namespace.as_str(), o.name.as_str()) < name)
+            {
+                j += 1;
+            }
+            match old.pods.get(j) {
+                Some(o) if (o.namespace.as_str(), o.name.as_str()) == name && alike(o, pod) => {
+                    PodKey::Previous(previous.of_pod[j])
                 }
+                _ => PodKey::Own(keys.key(pod, interner.labels(&pod.labels))),
+            }
+        });
+        Classes::assign(state, Some(previous), pod_keys)
+    }
+
+    /// The key of class `ci`.
+    fn key(&self, ci: usize) -> Key {
+        let c = &self.list[ci];
+        (
+            c.namespace,
+            c.labels.clone(),
+            c.named_ports.clone(),
+            c.host_network,
+            c.blocks.clone(),
+        )
+    }
+
+    /// Classes in order of their first pod, from every pod's key (in pod order); keys of
+    /// `previous` classes are looked up once per class, not once per pod.
+    fn assign(
+        state: &ClusterState,
+        previous: Option<&Classes>,
+        pod_keys: impl Iterator<Item = PodKey>,
+    ) -> Classes {
+        let mut index: HashMap<Key, usize> = HashMap::new();
+        let mut classes = Classes {
+            list: Vec::new(),
+            of_pod: Vec::with_capacity(state.pods.len()),
+            by_namespace: vec![Vec::new(); state.namespaces.len()],
+        };
+        let mut renumbered: Vec<Option<usize>> = vec![None; previous.map_or(0, |p| p.list.len())];
+        for (pi, pod_key) in pod_keys.enumerate() {
+            let ci = match pod_key {
+                PodKey::Own(key) => classes.class_of_key(&mut index, key),
+                PodKey::Previous(old) => match renumbered[old] {
+                    Some(ci) => ci,
+                    None => {
+                        let key = previous.expect("a previous partition").key(old);
+                        let ci = classes.class_of_key(&mut index, key);
+                        renumbered[old] = Some(ci);
+                        ci
+                    }
+                },
             };
             classes.list[ci].pods.push(pi);
             classes.of_pod.push(ci);
         }
         classes
+    }
+
+    /// The class with `key`, added (without pods) if there is none yet.
+    fn class_of_key(&mut self, index: &mut HashMap<Key, usize>, key: Key) -> usize {
+        if let Some(&ci) = index.get(&key) {
+            return ci;
+        }
+        let ci = self.list.len();
+        let (namespace, labels, named_ports, host_network, blocks) = key.clone();
+        self.list.push(Class {
+            namespace,
+            labels,
+            named_ports,
+            host_network,
+            blocks,
+            pods: Vec::new(),
+        });
+        self.by_namespace[namespace].push(ci);
+        index.insert(key, ci);
+        ci
     }
 }
 

@@ -23,8 +23,10 @@ pub(crate) struct RuleClasses {
 /// A compiled cluster: policies, classes and the per-rule peer sets.
 pub struct Engine {
     state: Arc<ClusterState>,
+    /// The label ids of this engine (kept for [`Engine::new_from`]).
+    interner: Interner,
     pub(crate) namespace_labels: Vec<LabelSet>,
-    pub(crate) policies: Vec<CompiledPolicy>,
+    pub(crate) policies: Arc<[CompiledPolicy]>,
     pub(crate) blocks: Vec<IpBlock>,
     pub(crate) classes: Classes,
     /// Class → policies (indexes into `policies`) that select it and govern ingress / egress.
@@ -56,11 +58,11 @@ impl Engine {
             .collect();
         let ns_idx = |name: &str| state.namespace_idx(name);
         let mut compiler = Compiler {
-            interner: &interner,
+            interner: &mut interner,
             blocks: Vec::new(),
             namespace_idx: &ns_idx,
         };
-        let policies: Vec<CompiledPolicy> = state
+        let policies: Arc<[CompiledPolicy]> = state
             .policies
             .iter()
             .enumerate()
@@ -68,8 +70,61 @@ impl Engine {
             .collect();
         let blocks = compiler.blocks;
         let classes = Classes::build(&state, pod_labels, &blocks);
+        Engine::assemble(state, interner, namespace_labels, policies, blocks, classes)
+    }
+
+    /// Compiles `state` like [`Engine::new`], with the same result, reusing the work of `previous`
+    /// (an engine of an earlier state) when both states have the same namespaces and policies — as
+    /// after pods were added, removed or relabelled: the compiled policies are kept, and so are the
+    /// classes of the pods that did not change. Otherwise it is [`Engine::new`].
+    pub fn new_from(previous: &Engine, state: Arc<ClusterState>) -> Engine {
+        if !previous.same_namespaces_and_policies(&state) {
+            return Engine::new(state);
+        }
+        let mut interner = previous.interner.clone();
+        let classes = Classes::rebuild(
+            &previous.classes,
+            previous.state(),
+            &state,
+            &mut interner,
+            &previous.blocks,
+        );
+        Engine::assemble(
+            state,
+            interner,
+            previous.namespace_labels.clone(),
+            previous.policies.clone(),
+            previous.blocks.clone(),
+            classes,
+        )
+    }
+
+    /// True if `state` has this engine's namespaces (names and labels) and policies.
+    fn same_namespaces_and_policies(&self, state: &ClusterState) -> bool {
+        let old = self.state();
+        let namespaces = old.namespaces.len() == state.namespaces.len()
+            && (old.namespaces.iter().zip(&state.namespaces))
+                .all(|(a, b)| a.name == b.name && a.labels == b.labels);
+        let policies = old.policies.len() == state.policies.len()
+            && (old.policies.iter().zip(&state.policies)).all(|(a, b)| {
+                a.namespace == b.namespace
+                    && a.name == b.name
+                    && (Arc::ptr_eq(&a.policy, &b.policy) || a.policy == b.policy)
+            });
+        namespaces && policies
+    }
+
+    fn assemble(
+        state: Arc<ClusterState>,
+        interner: Interner,
+        namespace_labels: Vec<LabelSet>,
+        policies: Arc<[CompiledPolicy]>,
+        blocks: Vec<IpBlock>,
+        classes: Classes,
+    ) -> Engine {
         let mut engine = Engine {
             state,
+            interner,
             namespace_labels,
             policies,
             blocks,
@@ -142,7 +197,7 @@ impl Engine {
         let mut ns_cache: HashMap<&Selector, BitSet> = HashMap::new();
         let mut peer_cache: HashMap<&Peer, BitSet> = HashMap::new();
         let mut out = Vec::with_capacity(self.policies.len());
-        for p in &self.policies {
+        for p in self.policies.iter() {
             let mut per_dir = [Vec::new(), Vec::new()];
             for (d, rules) in [(0, &p.ingress), (1, &p.egress)] {
                 for rule in rules.iter().flatten() {
@@ -334,7 +389,7 @@ impl Engine {
 
 /// Which classes may talk to which for one probe: per destination class the allowed source classes
 /// (`None`: not isolated for ingress) and per source class the allowed destination classes.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reach {
     ingress: Vec<Option<BitSet>>,
     egress: Vec<Option<BitSet>>,

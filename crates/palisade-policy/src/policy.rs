@@ -126,7 +126,7 @@ pub fn effective_types(info: &PolicyInfo) -> (bool, bool) {
 
 /// Compiles policies; `blocks` collects the distinct ipBlocks (their index is `Peer::Block::id`).
 pub(crate) struct Compiler<'a> {
-    pub interner: &'a Interner,
+    pub interner: &'a mut Interner,
     pub blocks: Vec<IpBlock>,
     pub namespace_idx: &'a dyn Fn(&str) -> Option<usize>,
 }

@@ -6,11 +6,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// An id for a label key or value never seen on any object: it matches nothing.
-const UNKNOWN: u32 = u32::MAX;
-
-/// Interns label keys and values seen on pods and namespaces.
-#[derive(Default, Debug)]
+/// Interns label keys and values seen on pods and namespaces, and those selectors ask for. Ids are
+/// only ever added, so a selector compiled earlier stays valid for objects interned later (an
+/// engine compiled from the previous one reuses its compiled policies).
+#[derive(Clone, Default, Debug)]
 pub struct Interner {
     keys: HashMap<String, u32>,
     values: HashMap<String, u32>,
@@ -55,16 +54,16 @@ impl Interner {
         LabelSet(set)
     }
 
-    fn key(&self, k: &str) -> u32 {
-        self.keys.get(k).copied().unwrap_or(UNKNOWN)
+    fn key(&mut self, k: &str) -> u32 {
+        Self::intern(&mut self.keys, k)
     }
 
-    fn value(&self, v: &str) -> u32 {
-        self.values.get(v).copied().unwrap_or(UNKNOWN)
+    fn value(&mut self, v: &str) -> u32 {
+        Self::intern(&mut self.values, v)
     }
 
-    /// Compiles a selector. Keys and values no object carries compile to ids that match nothing.
-    pub fn selector(&self, sel: &LabelSelector) -> Selector {
+    /// Compiles a selector.
+    pub fn selector(&mut self, sel: &LabelSelector) -> Selector {
         let mut reqs = Vec::new();
         for (k, v) in sel.match_labels.iter().flatten() {
             reqs.push(Requirement {

@@ -121,6 +121,47 @@ fn rules(rng: &mut ChaCha8Rng, namespaces: &[String], field: &str) -> Value {
     json!(list)
 }
 
+/// A random pod called `p{i}` in one of `namespaces`.
+fn pod(rng: &mut ChaCha8Rng, i: usize, namespaces: &[String]) -> PodInfo {
+    let ip: IpAddr = if rng.random_bool(0.15) {
+        format!("fd00::{}", rng.random_range(1..400))
+            .parse()
+            .unwrap()
+    } else {
+        format!(
+            "10.0.{}.{}",
+            rng.random_range(0..2),
+            rng.random_range(1..32)
+        )
+        .parse()
+        .unwrap()
+    };
+    let mut ports: Vec<ContainerPortInfo> = Vec::new();
+    for name in NAMES {
+        if rng.random_bool(0.5) {
+            ports.push(ContainerPortInfo {
+                name: Some(name.into()),
+                port: pick(rng, &PORTS),
+                protocol: pick(rng, &PROTOS),
+            });
+        }
+    }
+    PodInfo {
+        namespace: pick(rng, namespaces),
+        name: format!("p{i}"),
+        labels: labels(rng),
+        ip: Some(ip),
+        ip_allocated: false,
+        host_network: rng.random_bool(0.1),
+        host_ip: None,
+        node_name: None,
+        ports,
+        owner: None,
+        from_template: false,
+        origin: Origin::default(),
+    }
+}
+
 fn cluster(seed: u64) -> ClusterState {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let namespaces: Vec<String> = (0..rng.random_range(1..4))
@@ -136,45 +177,7 @@ fn cluster(seed: u64) -> ClusterState {
         })
         .collect();
     let pods = (0..rng.random_range(1..11))
-        .map(|i| {
-            let ip: IpAddr = if rng.random_bool(0.15) {
-                format!("fd00::{}", rng.random_range(1..400))
-                    .parse()
-                    .unwrap()
-            } else {
-                format!(
-                    "10.0.{}.{}",
-                    rng.random_range(0..2),
-                    rng.random_range(1..32)
-                )
-                .parse()
-                .unwrap()
-            };
-            let mut ports: Vec<ContainerPortInfo> = Vec::new();
-            for name in NAMES {
-                if rng.random_bool(0.5) {
-                    ports.push(ContainerPortInfo {
-                        name: Some(name.into()),
-                        port: pick(&mut rng, &PORTS),
-                        protocol: pick(&mut rng, &PROTOS),
-                    });
-                }
-            }
-            PodInfo {
-                namespace: pick(&mut rng, &namespaces),
-                name: format!("p{i}"),
-                labels: labels(&mut rng),
-                ip: Some(ip),
-                ip_allocated: false,
-                host_network: rng.random_bool(0.1),
-                host_ip: None,
-                node_name: None,
-                ports,
-                owner: None,
-                from_template: false,
-                origin: Origin::default(),
-            }
-        })
+        .map(|i| pod(&mut rng, i, &namespaces))
         .collect::<Vec<_>>();
     // Distinct IPs, as in a real cluster.
     let mut seen = std::collections::HashSet::new();
@@ -500,10 +503,120 @@ fn check(seed: u64) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// `state` after random pod churn: some pods relabelled, re-ported, moved to another address, or
+/// gone, and new ones added; now and then a namespace relabelled (the engine must then start over).
+fn churned(state: &ClusterState, seed: u64) -> ClusterState {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x9e37_79b9);
+    let namespaces: Vec<String> = state.namespaces.iter().map(|n| n.name.clone()).collect();
+    let mut pods: Vec<PodInfo> = Vec::new();
+    for p in &state.pods {
+        let mut p = p.clone();
+        match rng.random_range(0..6) {
+            0 => continue,
+            1 => p.labels = labels(&mut rng),
+            2 => p.ports = pod(&mut rng, 0, &namespaces).ports,
+            3 => p.ip = pod(&mut rng, 0, &namespaces).ip,
+            _ => {}
+        }
+        pods.push(p);
+    }
+    for i in 0..rng.random_range(0..4) {
+        pods.push(pod(&mut rng, 100 + i, &namespaces));
+    }
+    let mut seen = std::collections::HashSet::new();
+    pods.retain(|p| seen.insert(p.ip));
+    let mut namespaces = state.namespaces.clone();
+    if rng.random_bool(0.1) {
+        namespaces[0].labels = labels(&mut rng);
+    }
+    ClusterState::new(
+        namespaces,
+        pods,
+        state.services.clone(),
+        state.policies.clone(),
+    )
+}
+
+/// An engine compiled from the previous one after pod churn is the engine compiled from scratch:
+/// same classes (same ids, same pods), the same reachability and the same dataplane rules.
+fn check_incremental(seed: u64) -> Result<(), TestCaseError> {
+    let before = Arc::new(cluster(seed));
+    let after = Arc::new(churned(&before, seed));
+    let fresh = Engine::new(after.clone());
+    let reused = Engine::new_from(&Engine::new(before), after.clone());
+    prop_assert_eq!(fresh.class_count(), reused.class_count(), "seed {}", seed);
+    for p in 0..after.pods.len() {
+        prop_assert_eq!(fresh.class_of(p), reused.class_of(p), "seed {}", seed);
+    }
+    for protocol in [Protocol::Tcp, Protocol::Udp, Protocol::Sctp, Protocol::Icmp] {
+        for port in [53u16, 80, 81, 90, 8080] {
+            prop_assert_eq!(
+                fresh.reach(port, protocol),
+                reused.reach(port, protocol),
+                "seed {} {}/{:?}",
+                seed,
+                port,
+                protocol
+            );
+        }
+    }
+    let (mut a, mut b) = (AddrCache::default(), AddrCache::default());
+    for c in 0..fresh.class_count() {
+        prop_assert_eq!(
+            fresh.compile_class(c, &mut a),
+            reused.compile_class(c, &mut b),
+            "seed {} class {}",
+            seed,
+            c
+        );
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(400))]
     #[test]
     fn engine_equals_naive_evaluation(seed in any::<u64>()) {
         check(seed)?;
     }
+
+    #[test]
+    fn engine_from_the_previous_one_equals_a_fresh_engine(seed in any::<u64>()) {
+        check_incremental(seed)?;
+    }
+}
+
+/// A relabel to a value no pod carried before, which a policy selects: the compiled policies the
+/// new engine reuses must see it (they were compiled when no pod had the value).
+#[test]
+fn reused_policies_see_label_values_that_appear_later() {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let namespaces = vec!["ns0".to_string()];
+    let mut a = pod(&mut rng, 0, &namespaces);
+    a.labels = BTreeMap::from([("app".to_string(), "old".to_string())]);
+    a.host_network = false;
+    let policy: NetworkPolicy = serde_json::from_value(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "np", "namespace": "ns0"},
+        "spec": {"podSelector": {"matchLabels": {"app": "new"}}, "policyTypes": ["Ingress"]}
+    }))
+    .unwrap();
+    let policies = vec![PolicyInfo {
+        namespace: "ns0".into(),
+        name: "np".into(),
+        policy: policy.into(),
+        origin: Origin::default(),
+    }];
+    let ns = vec![NamespaceInfo {
+        name: "ns0".into(),
+        labels: BTreeMap::new(),
+        annotations: BTreeMap::new(),
+        origin: None,
+    }];
+    let before = ClusterState::new(ns.clone(), vec![a.clone()], Vec::new(), policies.clone());
+    a.labels.insert("app".into(), "new".into());
+    let after = Arc::new(ClusterState::new(ns, vec![a], Vec::new(), policies));
+    let engine = Engine::new_from(&Engine::new(Arc::new(before)), after);
+    let rules = engine.compile_class(engine.class_of(0), &mut AddrCache::default());
+    assert_eq!(rules.ingress, Some(Vec::new()), "isolated by the policy");
 }
