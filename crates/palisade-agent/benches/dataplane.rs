@@ -283,8 +283,9 @@ fn main() {
     let mut load = |dir: &std::path::Path| {
         let mut loader = Loader::new().with_documents(std::mem::take(&mut documents));
         loader.load_path(dir);
-        documents = loader.take_documents();
-        loader.finish().0
+        let (state, _, cache) = loader.finish_with_cache();
+        documents = cache;
+        state
     };
     let mut steps: [Vec<f64>; 5] = Default::default(); // load, compile, build, diff+apply, pass
     let mut compiled = Engine::new(Arc::new(load(&dir)));

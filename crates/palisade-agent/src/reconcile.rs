@@ -97,8 +97,8 @@ impl Reconciler {
             .with_documents(std::mem::take(&mut self.documents))
             .pin_ips(self.pinned.iter().cloned());
         loader.load_path(&self.manifests);
-        self.documents = loader.take_documents();
-        let (state, diagnostics) = loader.finish();
+        let (state, diagnostics, documents) = loader.finish_with_cache();
+        self.documents = documents;
         let mut rejected = 0;
         for d in &diagnostics {
             match d.severity {

@@ -153,7 +153,7 @@ fn incremental_updates_leave_the_table_a_full_apply_would() {
             "five pods relabelled",
             changed(&base, |s| {
                 for (i, p) in s.pods.iter_mut().take(5).enumerate() {
-                    p.labels.insert(
+                    std::sync::Arc::make_mut(p).labels.insert(
                         "app".into(),
                         app_values[(i * 37) % app_values.len()].clone(),
                     );

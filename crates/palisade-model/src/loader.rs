@@ -2,7 +2,7 @@
 
 use crate::diagnostic::{Diagnostic, Origin, Severity};
 use crate::logging::LoggingConfig;
-use crate::objects::{self, labels_of, object_id, Decoded, Loaded, Objects};
+use crate::objects::{self, labels_of, object_id, Decoded, Loaded, Objects, Workload};
 use crate::state::{
     ClusterState, ContainerPortInfo, NamespaceInfo, OwnerRef, PodInfo, PolicyInfo, ServiceInfo,
     ServicePortInfo,
@@ -16,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The range pod IPs are allocated from when a manifest gives none.
 pub const DEFAULT_POD_CIDR: &str = "10.244.0.0/16";
@@ -26,6 +27,33 @@ pub const DEFAULT_POD_CIDR: &str = "10.244.0.0/16";
 #[derive(Default)]
 pub struct DocumentCache {
     files: HashMap<PathBuf, CachedFile>,
+    /// The pods made from each Pod or workload object by the last load, by the object's address.
+    pods: HashMap<usize, ObjectPods>,
+}
+
+/// The pods one object (a Pod, or a workload's template) stood for in the last load, addresses
+/// allocated: reused, shared, while the object is the same (same `Arc`: its file is unchanged), so
+/// that unchanged pods are neither rebuilt nor copied.
+struct ObjectPods {
+    /// Holds the object, so that its address cannot be reused by another while it is a key.
+    _object: Source,
+    pods: Vec<Arc<PodInfo>>,
+}
+
+/// An object that pods are made from.
+#[derive(Clone)]
+enum Source {
+    Pod(Arc<Pod>),
+    Workload(Arc<Workload>),
+}
+
+impl Source {
+    fn address(&self) -> usize {
+        match self {
+            Source::Pod(p) => Arc::as_ptr(p) as usize,
+            Source::Workload(w) => Arc::as_ptr(w) as usize,
+        }
+    }
 }
 
 type Stamp = (u64, u64, Option<std::time::SystemTime>);
@@ -79,7 +107,7 @@ impl Loader {
         self
     }
 
-    /// Reuses the files parsed by an earlier load ([`Loader::take_documents`]).
+    /// Reuses the files parsed, and the pods made, by an earlier load ([`Loader::finish_with_cache`]).
     pub fn with_documents(mut self, cache: DocumentCache) -> Self {
         self.documents = cache;
         self
@@ -203,29 +231,71 @@ impl Loader {
         self.visited.files.insert(path.to_path_buf(), file);
     }
 
-    /// Hands back the document cache for the next load: the files read by this one.
-    pub fn take_documents(&mut self) -> DocumentCache {
-        std::mem::take(&mut self.visited)
-    }
-
     /// Expands workload templates, allocates missing pod IPs and returns the snapshot and every
     /// diagnostic collected.
     pub fn finish(mut self) -> (ClusterState, Vec<Diagnostic>) {
+        let state = self.state();
+        (state, self.diagnostics)
+    }
+
+    /// [`Loader::finish`], and the cache for the next load ([`Loader::with_documents`]): the files
+    /// read by this one, and the pods made from their objects.
+    pub fn finish_with_cache(mut self) -> (ClusterState, Vec<Diagnostic>, DocumentCache) {
+        let state = self.state();
+        (state, self.diagnostics, self.visited)
+    }
+
+    fn state(&mut self) -> ClusterState {
         let objects = std::mem::take(&mut self.objects);
-        let mut pods: Vec<PodInfo> = objects.pods.iter().map(pod_info).collect();
-        pods.extend(workload::expand(&objects.workloads, &objects.pods));
+        let mut previous = std::mem::take(&mut self.documents.pods);
+        // Every object's pods, from the last load where the object is the same; with the object
+        // each pod came from.
+        let mut pods: Vec<Arc<PodInfo>> = Vec::new();
+        let mut made_by: Vec<usize> = Vec::new();
+        let mut sources: Vec<Source> = Vec::new();
+        let mut add = |source: Source, make: &dyn Fn() -> Vec<PodInfo>| {
+            let list = match previous.remove(&source.address()) {
+                Some(cached) => cached.pods,
+                None => make().into_iter().map(Arc::new).collect(),
+            };
+            made_by.extend(std::iter::repeat_n(sources.len(), list.len()));
+            sources.push(source);
+            pods.extend(list);
+        };
+        for p in &objects.pods {
+            add(Source::Pod(p.object.clone()), &|| vec![pod_info(p)]);
+        }
+        for w in workload::podless(&objects.workloads, &objects.pods) {
+            let make = || workload::template_pods(w).collect();
+            add(Source::Workload(w.object.clone()), &make);
+        }
         // The first pod of a name wins: a template pod never replaces a Pod object, nor another
         // template pod.
         let mut taken: HashSet<(&str, &str)> = HashSet::default();
-        let first: Vec<bool> = pods
+        let mut kept: Vec<bool> = pods
             .iter()
             .map(|p| taken.insert((&p.namespace, &p.name)))
             .collect();
         drop(taken);
-        let mut first = first.into_iter();
-        pods.retain(|_| first.next().unwrap_or(true));
-        self.reject_duplicate_ips(&mut pods);
-        self.allocate_ips(&mut pods);
+        self.reject_duplicate_ips(&pods, &mut kept);
+        self.allocate_ips(&mut pods, &kept);
+        // Left-out pods are cached too (unallocated): an object's pods are all or nothing.
+        for (pod, &source) in pods.iter().zip(&made_by) {
+            let source = &sources[source];
+            let entry = self.visited.pods.entry(source.address());
+            entry
+                .or_insert_with(|| ObjectPods {
+                    _object: source.clone(),
+                    pods: Vec::new(),
+                })
+                .pods
+                .push(pod.clone());
+        }
+        let pods: Vec<Arc<PodInfo>> = pods
+            .into_iter()
+            .zip(kept)
+            .filter_map(|(pod, kept)| kept.then_some(pod))
+            .collect();
         let mut namespaces: Vec<NamespaceInfo> = objects
             .namespaces
             .iter()
@@ -270,25 +340,25 @@ impl Loader {
             (None, Some(reason)) => LoggingConfig::Invalid(reason),
             (None, None) => LoggingConfig::Absent,
         };
-        (state, self.diagnostics)
+        state
     }
 
     /// Two pods cannot have one address (`status.podIP`): the later one is reported and left out, so
     /// that what is enforced for that address is never a silent pick.
-    fn reject_duplicate_ips(&mut self, pods: &mut Vec<PodInfo>) {
+    fn reject_duplicate_ips(&mut self, pods: &[Arc<PodInfo>], kept: &mut [bool]) {
         let mut owner: HashMap<IpAddr, (String, Origin)> = HashMap::new();
-        let diagnostics = &mut self.diagnostics;
-        pods.retain(|pod| {
-            let Some(ip) = pod.ip.filter(|_| !pod.host_network) else {
-                return true;
+        for (pod, kept) in pods.iter().zip(kept) {
+            let given = pod.ip.filter(|_| !pod.host_network && !pod.ip_allocated);
+            let Some(ip) = given.filter(|_| *kept) else {
+                continue;
             };
             match owner.get(&ip) {
                 None => {
                     owner.insert(ip, (pod.key(), pod.origin.clone()));
-                    true
                 }
                 Some((first, origin)) => {
-                    diagnostics.push(Diagnostic {
+                    *kept = false;
+                    self.diagnostics.push(Diagnostic {
                         object: Some(object_id("Pod", Some(&pod.namespace), &pod.name)),
                         field: Some("status.podIP".into()),
                         ..Diagnostic::new(
@@ -299,16 +369,26 @@ impl Loader {
                             ),
                         )
                     });
-                    false
                 }
             }
-        });
+        }
     }
 
-    /// Gives every non-hostNetwork pod without an IP a stable address: a hash of `ns/name` into the pod
-    /// CIDR, probing forward on collision, so adding a pod does not move the others.
-    fn allocate_ips(&mut self, pods: &mut [PodInfo]) {
-        let mut used: HashSet<IpAddr> = pods.iter().filter_map(|p| p.ip).collect();
+    /// Gives every kept pod without an address of its own (`status.podIP`) one: its pinned address
+    /// if free, else one from the pod CIDR, picked by hashing its name and probing. Pods carrying
+    /// an address allocated by an earlier load get it again (the same object, shared) when the
+    /// allocation gives the same.
+    fn allocate_ips(&mut self, pods: &mut [Arc<PodInfo>], kept: &[bool]) {
+        let given = |p: &PodInfo| p.ip.filter(|_| !p.ip_allocated);
+        let mut used: HashSet<IpAddr> = pods
+            .iter()
+            .zip(kept)
+            .filter(|(_, kept)| **kept)
+            .filter_map(|(p, _)| given(p))
+            .collect();
+        let mut pending: Vec<usize> = (0..pods.len())
+            .filter(|&i| kept[i] && given(&pods[i]).is_none() && !pods[i].host_network)
+            .collect();
         let (base, size) = match self.pod_cidr {
             IpNet::V4(n) => (
                 u32::from(n.network()) as u128,
@@ -327,50 +407,56 @@ impl Loader {
                 IpNet::V6(_) => IpAddr::V6((base + offset).into()),
             }
         };
-        for pod in pods
-            .iter_mut()
-            .filter(|p| p.ip.is_none() && !p.host_network)
-        {
-            if let Some(&ip) = self.pinned.get(&pod.key()) {
-                if used.insert(ip) {
-                    pod.ip = Some(ip);
-                    pod.ip_allocated = true;
+        if !self.pinned.is_empty() {
+            pending.retain(|&i| {
+                let pinned = self.pinned.get(&pods[i].key()).copied();
+                match pinned.filter(|ip| used.insert(*ip)) {
+                    Some(ip) => {
+                        allocated(&mut pods[i], Some(ip));
+                        false
+                    }
+                    None => true,
                 }
-            }
+            });
         }
         // Skip the network address and the first few (gateway-style) addresses and the last one.
         let usable = size.saturating_sub(11);
-        for pod in pods
-            .iter_mut()
-            .filter(|p| p.ip.is_none() && !p.host_network)
-        {
+        for i in pending {
+            let pod = &mut pods[i];
             // A CIDR with no usable address reports every pod below, like a full one.
             let start =
                 crate::workload::fnv1a(&[&pod.namespace, &pod.name]) as u128 % usable.max(1);
             let free = (0..usable.min(used.len() as u128 + 1))
                 .map(|i| to_ip(10 + (start + i) % usable))
                 .find(|ip| !used.contains(ip));
-            match free {
-                Some(ip) => {
-                    used.insert(ip);
-                    pod.ip = Some(ip);
-                    pod.ip_allocated = true;
-                }
-                None => self.diagnostics.push(Diagnostic {
+            if let Some(ip) = free {
+                used.insert(ip);
+            } else {
+                self.diagnostics.push(Diagnostic {
                     object: Some(object_id("Pod", Some(&pod.namespace), &pod.name)),
                     ..Diagnostic::new(
                         Severity::Error,
                         pod.origin.clone(),
                         format!("no free address left in pod CIDR {}", self.pod_cidr),
                     )
-                }),
+                });
             }
+            allocated(pod, free);
         }
     }
 }
 
 fn parse_protocol(p: Option<&str>) -> Protocol {
     validate::protocol(p).unwrap_or(Protocol::Tcp) // validated before; never falls back in practice
+}
+
+/// Sets an allocated address (or none), copying the pod only if that changes it.
+fn allocated(pod: &mut Arc<PodInfo>, ip: Option<IpAddr>) {
+    if pod.ip != ip || pod.ip_allocated != ip.is_some() {
+        let pod = Arc::make_mut(pod);
+        pod.ip = ip;
+        pod.ip_allocated = ip.is_some();
+    }
 }
 
 fn pod_info(loaded: &Loaded<Pod>) -> PodInfo {

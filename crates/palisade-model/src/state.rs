@@ -147,8 +147,8 @@ impl PolicyInfo {
 pub struct ClusterState {
     /// Namespaces sorted by name.
     pub namespaces: Vec<NamespaceInfo>,
-    /// Pods sorted by namespace, then name.
-    pub pods: Vec<PodInfo>,
+    /// Pods sorted by namespace, then name; shared with the loader's cache while unchanged.
+    pub pods: Vec<Arc<PodInfo>>,
     /// Services sorted by namespace, then name.
     pub services: Vec<ServiceInfo>,
     /// NetworkPolicies sorted by namespace, then name.
@@ -161,12 +161,13 @@ pub struct ClusterState {
 
 impl ClusterState {
     /// Builds the snapshot: sorts, adds implicit namespaces and the name label, and indexes.
-    pub fn new(
+    pub fn new<P: Into<Arc<PodInfo>>>(
         mut namespaces: Vec<NamespaceInfo>,
-        mut pods: Vec<PodInfo>,
+        pods: Vec<P>,
         mut services: Vec<ServiceInfo>,
         mut policies: Vec<PolicyInfo>,
     ) -> Self {
+        let mut pods: Vec<Arc<PodInfo>> = pods.into_iter().map(Into::into).collect();
         let mut known: HashMap<String, usize> = HashMap::new();
         for ns in &namespaces {
             known.insert(ns.name.clone(), 0);

@@ -49,9 +49,13 @@ fn owners<'a>(metas: impl Iterator<Item = &'a ObjectMeta>) -> HashSet<(&'a str, 
         .collect()
 }
 
-/// Expands the workloads that have no pods among `pods` into template pods. Linear in workloads
-/// and pods: owners and pods are indexed first (a `kubectl get -A` dump holds thousands of both).
-pub(crate) fn expand(workloads: &[Loaded<Workload>], pods: &[Loaded<Pod>]) -> Vec<PodInfo> {
+/// The workloads that have no pods among `pods`: their templates stand in for pods
+/// ([`template_pods`]). Linear in workloads and pods: owners and pods are indexed first (a `kubectl
+/// get -A` dump holds thousands of both).
+pub(crate) fn podless<'a>(
+    workloads: &'a [Loaded<Workload>],
+    pods: &[Loaded<Pod>],
+) -> Vec<&'a Loaded<Workload>> {
     let owning_workloads = owners(workloads.iter().map(|w| &w.object.metadata));
     let owning_pods = owners(pods.iter().map(|p| &p.object.metadata));
     let mut pods_by_namespace: HashMap<&str, Vec<&ObjectMeta>> = HashMap::new();
@@ -95,7 +99,7 @@ pub(crate) fn expand(workloads: &[Loaded<Workload>], pods: &[Loaded<Pod>]) -> Ve
         if has_pods {
             continue;
         }
-        out.extend(template_pods(w));
+        out.push(w);
     }
     out
 }
@@ -156,7 +160,7 @@ fn generated(wl: &Workload, index: usize) -> Generated {
 
 /// The pods of a workload's template: what the template says once, then each replica's name, label
 /// and owner.
-fn template_pods(w: &Loaded<Workload>) -> impl Iterator<Item = PodInfo> + '_ {
+pub(crate) fn template_pods(w: &Loaded<Workload>) -> impl Iterator<Item = PodInfo> + '_ {
     let wl = &w.object;
     let meta = ObjectMeta {
         namespace: Some(wl.namespace().to_string()),

@@ -8,6 +8,7 @@ use palisade_model::{
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -40,7 +41,7 @@ fn pod<'a>(state: &'a ClusterState, ns: &str, name: &str) -> &'a PodInfo {
 }
 
 fn pod_keys(state: &ClusterState) -> Vec<String> {
-    state.pods.iter().map(PodInfo::key).collect()
+    state.pods.iter().map(|p| p.key()).collect()
 }
 
 fn pods_of<'a>(state: &'a ClusterState, owner_kind: &str, owner_prefix: &str) -> Vec<&'a PodInfo> {
@@ -52,6 +53,7 @@ fn pods_of<'a>(state: &'a ClusterState, owner_kind: &str, owner_prefix: &str) ->
                 .as_ref()
                 .is_some_and(|o| o.kind == owner_kind && o.name.starts_with(owner_prefix))
         })
+        .map(|p| &**p)
         .collect()
 }
 
@@ -1934,9 +1936,7 @@ fn the_document_cache_rereads_changed_files_only_and_forgets_removed_ones() {
     let load = |cache| {
         let mut loader = Loader::new().with_documents(cache);
         loader.load_path(dir.path());
-        let cache = loader.take_documents();
-        let (state, diags) = loader.finish();
-        (state, diags, cache)
+        loader.finish_with_cache()
     };
     let (state, diags, cache) = load(Default::default());
     assert_eq!(pod_keys(&state), ["x/one", "x/two"]);
@@ -1988,4 +1988,116 @@ fn pinned_addresses_keep_pods_in_place_when_others_are_added() {
     }
     assert_eq!(after.len(), before.len() + 1);
     assert!(after.values().all(Option::is_some));
+}
+
+/// Pods made by an earlier load are reused while their object's file is unchanged: shared, not
+/// rebuilt; and a cached load gives exactly the state a fresh load gives — allocated addresses,
+/// left-out pods and their diagnostics included — as files change, pods collide and come back.
+#[test]
+fn cached_pods_are_shared_and_loads_equal_fresh_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let deployment = |name: &str, app: &str, replicas: u32| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}, namespace: x}}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: {app}}}}}\n  template:\n    metadata: {{labels: {{app: {app}}}}}\n    spec: {{containers: [{{name: c, image: x, ports: [{{containerPort: 80, name: http}}]}}]}}\n---\n"
+        )
+    };
+    let write = |file: &str, text: String| {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::fs::write(dir.path().join(file), text).unwrap();
+    };
+    write(
+        "a.yaml",
+        deployment("web", "web", 3) + &deployment("api", "api", 2),
+    );
+    write(
+        "b.yaml",
+        pod_yaml("x", "given", "{app: db}", Some("10.244.1.1"))
+            + &pod_yaml("x", "twin", "{app: db}", Some("10.244.1.1")),
+    );
+    write("c.yaml", deployment("jobs", "jobs", 2));
+    let cached = |cache| {
+        let mut loader = Loader::new().with_documents(cache);
+        loader.load_path(dir.path());
+        loader.finish_with_cache()
+    };
+    let fresh = || {
+        let mut loader = Loader::new();
+        loader.load_path(dir.path());
+        loader.finish()
+    };
+    let same = |(a, da): (&ClusterState, &[Diagnostic]),
+                (b, db): (&ClusterState, &[Diagnostic])| {
+        let pods = |s: &ClusterState| s.pods.iter().map(|p| (**p).clone()).collect::<Vec<_>>();
+        assert_eq!(pods(a), pods(b));
+        let texts = |d: &[Diagnostic]| d.iter().map(|d| d.to_string()).collect::<Vec<_>>();
+        assert_eq!(texts(da), texts(db));
+    };
+    let (first, diags, cache) = cached(Default::default());
+    same((&first, &diags), (&fresh().0, &fresh().1));
+    assert!(
+        diags
+            .iter()
+            .any(|d| d.to_string().contains("10.244.1.1 is already")),
+        "the twin is left out: {diags:?}"
+    );
+    // Nothing changed: every pod is the previous one, shared.
+    let (second, diags, cache) = cached(cache);
+    same((&second, &diags), (&fresh().0, &fresh().1));
+    assert!(first
+        .pods
+        .iter()
+        .zip(&second.pods)
+        .all(|(a, b)| Arc::ptr_eq(a, b)));
+    // One file edited (the api Deployment relabelled, web scaled down): its pods are rebuilt, the
+    // others' are shared.
+    write(
+        "a.yaml",
+        deployment("web", "web", 2) + &deployment("api", "api-v2", 2),
+    );
+    let (third, diags, cache) = cached(cache);
+    same((&third, &diags), (&fresh().0, &fresh().1));
+    let shared = |s: &ClusterState, name: &str| {
+        let i = s
+            .pods
+            .iter()
+            .position(|p| p.name.starts_with(name))
+            .unwrap();
+        second.pods.iter().any(|p| Arc::ptr_eq(p, &s.pods[i]))
+    };
+    assert!(
+        shared(&third, "jobs-"),
+        "an unchanged file's pods are shared"
+    );
+    assert!(shared(&third, "given"));
+    assert!(!shared(&third, "api-"), "an edited file's pods are new");
+    // The pod that held the address leaves: the twin that was left out comes in, with it.
+    write(
+        "b.yaml",
+        pod_yaml("x", "twin", "{app: db}", Some("10.244.1.1")),
+    );
+    let (fourth, diags, cache) = cached(cache);
+    same((&fourth, &diags), (&fresh().0, &fresh().1));
+    assert_eq!(
+        pod(&fourth, "x", "twin").ip,
+        Some("10.244.1.1".parse().unwrap())
+    );
+    // A file removed and written back: its pods are allocated afresh, the same as a fresh load.
+    std::fs::remove_file(dir.path().join("c.yaml")).unwrap();
+    let (_, _, cache) = cached(cache);
+    write("c.yaml", deployment("jobs", "jobs", 2));
+    let (fifth, diags, cache) = cached(cache);
+    same((&fifth, &diags), (&fresh().0, &fresh().1));
+    // A new pod claims (status.podIP) the address a cached pod was allocated: the cached pod, from
+    // an unchanged file, moves elsewhere, as in a fresh load.
+    let jobs = fifth
+        .pods
+        .iter()
+        .find(|p| p.name.starts_with("jobs-"))
+        .unwrap();
+    let taken = jobs.ip.unwrap().to_string();
+    write("d.yaml", pod_yaml("x", "claims", "{app: c}", Some(&taken)));
+    let (sixth, diags, _) = cached(cache);
+    same((&sixth, &diags), (&fresh().0, &fresh().1));
+    assert_eq!(pod(&sixth, "x", "claims").ip, jobs.ip);
+    assert_ne!(pod(&sixth, "x", &jobs.name).ip, jobs.ip);
 }

@@ -9,6 +9,7 @@ use foldhash::{HashMap, HashMapExt};
 use ipnet::IpNet;
 use palisade_model::{ClusterState, PodInfo, Protocol};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// A named container port: `(name, protocol, number)`.
 pub type NamedPort = (String, Protocol, u16);
@@ -58,27 +59,33 @@ type Key = (usize, LabelSet, Vec<NamedPort>, bool, BitSet);
 /// The key of one pod, given its interned labels.
 struct Keys<'a> {
     state: &'a ClusterState,
-    width: usize,
-    /// Only blocks that overlap the pods' address range can hold a pod.
-    candidates: Vec<(usize, &'a IpBlock)>,
+    blocks: &'a [IpBlock],
+    /// The blocks that overlap the pods' address range (only they can hold a pod); found when
+    /// first needed.
+    candidates: std::cell::OnceCell<Vec<(usize, &'a IpBlock)>>,
 }
 
 impl<'a> Keys<'a> {
     fn new(state: &'a ClusterState, blocks: &'a [IpBlock]) -> Keys<'a> {
-        let span = address_span(state);
-        let candidates = blocks
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| {
-                span.iter()
-                    .any(|&(first, last)| overlaps(&b.cidr, first, last))
-            })
-            .collect();
         Keys {
             state,
-            width: blocks.len(),
-            candidates,
+            blocks,
+            candidates: std::cell::OnceCell::new(),
         }
+    }
+
+    fn candidates(&self) -> &[(usize, &'a IpBlock)] {
+        self.candidates.get_or_init(|| {
+            let span = address_span(self.state);
+            self.blocks
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| {
+                    span.iter()
+                        .any(|&(first, last)| overlaps(&b.cidr, first, last))
+                })
+                .collect()
+        })
     }
 
     fn key(&self, pod: &PodInfo, labels: LabelSet) -> Key {
@@ -92,9 +99,9 @@ impl<'a> Keys<'a> {
             .filter_map(|p| p.name.clone().map(|n| (n, p.protocol, p.port)))
             .collect();
         named_ports.sort();
-        let mut sig = BitSet::new(self.width);
+        let mut sig = BitSet::new(self.blocks.len());
         if let Some(ip) = pod.ip {
-            for &(bi, b) in &self.candidates {
+            for &(bi, b) in self.candidates() {
                 if b.contains(ip) {
                     sig.insert(bi);
                 }
@@ -143,6 +150,11 @@ impl Classes {
         // Both pod lists are sorted by namespace, then name: one walk pairs them.
         let mut j = 0;
         let pod_keys = state.pods.iter().map(|pod| {
+            // The loader shares unchanged pods: the same object is the same pod.
+            if old.pods.get(j).is_some_and(|o| Arc::ptr_eq(o, pod)) {
+                j += 1;
+                return PodKey::Previous(previous.of_pod[j - 1]);
+            }
             let name = (pod.namespace.as_str(), pod.name.as_str());
             while old
                 .pods
@@ -186,19 +198,29 @@ impl Classes {
             of_pod: Vec::with_capacity(state.pods.len()),
             by_namespace: vec![Vec::new(); state.namespaces.len()],
         };
+        // Keys of previous classes are not hashed: a pod's own key that equals one is found among
+        // the previous classes of its namespace (own keys are few when pods are reused).
         let mut renumbered: Vec<Option<usize>> = vec![None; previous.map_or(0, |p| p.list.len())];
         for (pi, pod_key) in pod_keys.enumerate() {
+            let pod_key = match (pod_key, previous) {
+                (PodKey::Own(key), Some(previous)) => match previous.find(&key) {
+                    Some(old) => PodKey::Previous(old),
+                    None => PodKey::Own(key),
+                },
+                (pod_key, _) => pod_key,
+            };
             let ci = match pod_key {
-                PodKey::Own(key) => classes.class_of_key(&mut index, key),
-                PodKey::Previous(old) => match renumbered[old] {
-                    Some(ci) => ci,
+                PodKey::Own(key) => match index.get(&key) {
+                    Some(&ci) => ci,
                     None => {
-                        let key = previous.expect("a previous partition").key(old);
-                        let ci = classes.class_of_key(&mut index, key);
-                        renumbered[old] = Some(ci);
+                        let ci = classes.add(key.clone());
+                        index.insert(key, ci);
                         ci
                     }
                 },
+                PodKey::Previous(old) => *renumbered[old].get_or_insert_with(|| {
+                    classes.add(previous.expect("a previous partition").key(old))
+                }),
             };
             classes.list[ci].pods.push(pi);
             classes.of_pod.push(ci);
@@ -206,13 +228,28 @@ impl Classes {
         classes
     }
 
-    /// The class with `key`, added (without pods) if there is none yet.
-    fn class_of_key(&mut self, index: &mut HashMap<Key, usize>, key: Key) -> usize {
-        if let Some(&ci) = index.get(&key) {
-            return ci;
-        }
+    /// The class with `key`, if any.
+    fn find(&self, key: &Key) -> Option<usize> {
+        self.by_namespace[key.0]
+            .iter()
+            .copied()
+            .find(|&ci| self.key_is(ci, key))
+    }
+
+    fn key_is(&self, ci: usize, key: &Key) -> bool {
+        let c = &self.list[ci];
+        let (namespace, labels, named_ports, host_network, blocks) = key;
+        c.namespace == *namespace
+            && c.labels == *labels
+            && c.named_ports == *named_ports
+            && c.host_network == *host_network
+            && c.blocks == *blocks
+    }
+
+    /// Adds a class with `key` and no pods yet; its index.
+    fn add(&mut self, key: Key) -> usize {
         let ci = self.list.len();
-        let (namespace, labels, named_ports, host_network, blocks) = key.clone();
+        let (namespace, labels, named_ports, host_network, blocks) = key;
         self.list.push(Class {
             namespace,
             labels,
@@ -222,7 +259,6 @@ impl Classes {
             pods: Vec::new(),
         });
         self.by_namespace[namespace].push(ci);
-        index.insert(key, ci);
         ci
     }
 }

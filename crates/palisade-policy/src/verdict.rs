@@ -170,7 +170,7 @@ impl Engine {
             Endpoint::Pod(i) => Some(i),
             Endpoint::Ip(ip) => state.pod_by_ip(ip),
         };
-        let pod = pod.and_then(|i| state.pods.get(i).map(|p| (i, p)));
+        let pod = pod.and_then(|i| state.pods.get(i).map(|p| (i, &**p)));
         let ip = match e {
             Endpoint::Ip(ip) => Some(ip),
             Endpoint::Pod(_) => pod.and_then(|(_, p)| p.ip),

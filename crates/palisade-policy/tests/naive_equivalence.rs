@@ -503,25 +503,31 @@ fn check(seed: u64) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// `state` after random pod churn: some pods relabelled, re-ported, moved to another address, or
-/// gone, and new ones added; now and then a namespace relabelled (the engine must then start over).
+/// `state` after random pod churn: some pods relabelled, re-ported, moved to another address (as
+/// new objects), copied unchanged (a new object equal to the old), or gone, and new ones added; the
+/// rest shared with `state`, as the loader shares unchanged pods. Now and then a namespace is
+/// relabelled (the engine must then start over).
 fn churned(state: &ClusterState, seed: u64) -> ClusterState {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x9e37_79b9);
     let namespaces: Vec<String> = state.namespaces.iter().map(|n| n.name.clone()).collect();
-    let mut pods: Vec<PodInfo> = Vec::new();
-    for p in &state.pods {
-        let mut p = p.clone();
-        match rng.random_range(0..6) {
+    let mut pods: Vec<Arc<PodInfo>> = Vec::new();
+    for shared in &state.pods {
+        let mut p = PodInfo::clone(shared);
+        match rng.random_range(0..7) {
             0 => continue,
             1 => p.labels = labels(&mut rng),
             2 => p.ports = pod(&mut rng, 0, &namespaces).ports,
             3 => p.ip = pod(&mut rng, 0, &namespaces).ip,
-            _ => {}
+            4 => {}
+            _ => {
+                pods.push(shared.clone());
+                continue;
+            }
         }
-        pods.push(p);
+        pods.push(Arc::new(p));
     }
     for i in 0..rng.random_range(0..4) {
-        pods.push(pod(&mut rng, 100 + i, &namespaces));
+        pods.push(Arc::new(pod(&mut rng, 100 + i, &namespaces)));
     }
     let mut seen = std::collections::HashSet::new();
     pods.retain(|p| seen.insert(p.ip));
