@@ -4,7 +4,7 @@ use crate::metrics::Metrics;
 use crate::policy_log::PolicyLogger;
 use palisade_dataplane::{Audit, Ruleset};
 use palisade_model::{DocumentCache, Loader, Severity};
-use palisade_policy::Engine;
+use palisade_policy::{ClassRules, Engine};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -31,8 +31,9 @@ pub struct Reconciler {
     manifests: PathBuf,
     netns: Option<String>,
     applied: Option<Ruleset>,
-    /// The engine of the last pass, which the next one compiles from ([`Engine::new_from`]).
-    compiled: Option<Arc<Engine>>,
+    /// The engine of the last pass and the rules of its classes, which the next pass compiles
+    /// from ([`Engine::new_from`], [`Engine::compile_classes`]).
+    compiled: Option<(Arc<Engine>, Vec<ClassRules>)>,
     documents: DocumentCache,
     pinned: Vec<(String, IpAddr)>,
     logger: Option<Arc<Mutex<PolicyLogger>>>,
@@ -120,12 +121,15 @@ impl Reconciler {
             return Outcome::Failed(reason);
         }
         let state = Arc::new(state);
-        let engine = Arc::new(match &self.compiled {
-            Some(previous) => Engine::new_from(previous, state),
+        let previous = self.compiled.as_ref();
+        let engine = Arc::new(match previous {
+            Some((engine, _)) => Engine::new_from(engine, state),
             None => Engine::new(state),
         });
-        crate::drop_later(self.compiled.replace(engine.clone()));
-        let ruleset = palisade_dataplane::build(&engine, self.audit, self.applied.as_ref());
+        let rules = engine.compile_classes(previous.map(|(e, r)| (&**e, r.as_slice())));
+        let applied = self.applied.as_ref();
+        let ruleset = palisade_dataplane::build_compiled(&engine, &rules, self.audit, applied);
+        crate::drop_later(self.compiled.replace((engine.clone(), rules)));
         if self.applied.as_ref() == Some(&ruleset) {
             // Annotations and NetworkLogging do not change the ruleset but may change logging.
             self.publish(&engine);

@@ -228,6 +228,12 @@ impl Classes {
         classes
     }
 
+    /// The class in `other` (a partition with the same label ids, namespaces and ipBlocks) with
+    /// the key of class `ci` of this one, if any.
+    pub fn counterpart(&self, ci: usize, other: &Classes) -> Option<usize> {
+        other.find(&self.key(ci))
+    }
+
     /// The class with `key`, if any.
     fn find(&self, key: &Key) -> Option<usize> {
         self.by_namespace[key.0]

@@ -257,6 +257,93 @@ impl Engine {
         set
     }
 
+    /// What the dataplane enforces for every class ([`Engine::compile_class`] of each), taking
+    /// from `previous` — an earlier engine this one was compiled from ([`Engine::new_from`]) and the
+    /// rules of its classes — the rules of every class that has a class of the same key there and
+    /// whose policies' peers cannot have changed. Same result as compiling every class.
+    ///
+    /// A rule's peers are the addresses of the classes its selectors match, and matching depends
+    /// only on a class's key: a rule can change only through a class that is new, gone, or whose
+    /// addresses changed.
+    pub fn compile_classes(&self, previous: Option<(&Engine, &[ClassRules])>) -> Vec<ClassRules> {
+        let mut cache = AddrCache::default();
+        let reusable = previous.filter(|(old, rules)| {
+            Arc::ptr_eq(&self.policies, &old.policies) && rules.len() == old.class_count()
+        });
+        let Some((old, old_rules)) = reusable else {
+            return (0..self.class_count())
+                .map(|c| self.compile_class(c, &mut cache))
+                .collect();
+        };
+        let (n, m) = (self.class_count(), old.class_count());
+        let counterpart: Vec<Option<usize>> = (0..n)
+            .map(|c| self.classes.counterpart(c, &old.classes))
+            .collect();
+        // Classes whose pods have the addresses they had (all a class gives the rules that select
+        // it, besides its key).
+        let same_addresses = |c: usize, o: usize| {
+            let (new, was) = (self.class_pods(c), old.class_pods(o));
+            new.len() == was.len()
+                && (new.iter().zip(was))
+                    .all(|(&p, &q)| self.state().pods[p].ip == old.state().pods[q].ip)
+        };
+        let (mut changed, mut old_unchanged) = (BitSet::full(n), BitSet::new(m));
+        for (c, o) in counterpart.iter().enumerate() {
+            if let Some(o) = *o {
+                if same_addresses(c, o) {
+                    old_unchanged.insert(o);
+                    changed.remove(c);
+                }
+            }
+        }
+        let mut old_changed = BitSet::full(m);
+        for o in old_unchanged.iter() {
+            old_changed.remove(o);
+        }
+        let anything_changed = !changed.is_empty() || !old_changed.is_empty();
+        // Per policy and direction: can a rule's peers have changed?
+        let touched: Vec<[bool; 2]> = (0..self.policies.len())
+            .map(|pi| {
+                [Direction::Ingress, Direction::Egress].map(|direction| {
+                    let d = crate::engine::dir_index(direction);
+                    let rules = self.policies[pi].rules(direction).unwrap_or_default();
+                    rules.iter().enumerate().any(|(ri, rule)| {
+                        let (now, was) =
+                            (&self.rule_classes[pi][d][ri], &old.rule_classes[pi][d][ri]);
+                        let named_anywhere = now.any
+                            && direction == Direction::Egress
+                            && rule
+                                .ports
+                                .iter()
+                                .flatten()
+                                .any(|s| matches!(s.port, PortMatch::Named(_)));
+                        now.selected.intersects(&changed)
+                            || was.selected.intersects(&old_changed)
+                            || (named_anywhere && anything_changed)
+                    })
+                })
+            })
+            .collect();
+        (0..n)
+            .map(|c| {
+                let reuse = counterpart[c].filter(|_| {
+                    [Direction::Ingress, Direction::Egress]
+                        .iter()
+                        .all(|&direction| {
+                            let d = crate::engine::dir_index(direction);
+                            self.selecting(c, direction)
+                                .iter()
+                                .all(|&pi| !touched[pi][d])
+                        })
+                });
+                match reuse {
+                    Some(o) => old_rules[o].clone(),
+                    None => self.compile_class(c, &mut cache),
+                }
+            })
+            .collect()
+    }
+
     /// Compiles what the dataplane enforces for class `class`. Named ports resolve on the class
     /// (ingress) or on each destination class (egress); `cache` shares peer sets across classes.
     pub fn compile_class(&self, class: usize, cache: &mut AddrCache) -> ClassRules {

@@ -13,7 +13,7 @@ pub use ruleset::{Ruleset, Update};
 use crate::events::Action;
 use foldhash::{HashMap, HashMapExt};
 use palisade_model::logging::{annotation_enabled, AUDIT_ANNOTATION};
-use palisade_policy::{AddrCache, Allow, ClassRules, Direction, Engine, Peers};
+use palisade_policy::{Allow, ClassRules, Direction, Engine, Peers};
 use rule::{PeerMatch, PortsMatch, Rule, Verdict};
 use sets::PeerSets;
 use std::collections::BTreeMap;
@@ -136,15 +136,23 @@ pub fn render(engine: &Engine) -> String {
 /// names they have in `previous` (the ruleset the kernel holds), so that
 /// [`Ruleset::update_from`]`(previous)` edits set members instead of replacing sets and chains.
 pub fn build(engine: &Engine, audit: Audit, previous: Option<&Ruleset>) -> Ruleset {
+    build_compiled(engine, &engine.compile_classes(None), audit, previous)
+}
+
+/// [`build`] from the rules of `engine`'s classes, compiled already ([`Engine::compile_classes`]).
+pub fn build_compiled(
+    engine: &Engine,
+    compiled: &[ClassRules],
+    audit: Audit,
+    previous: Option<&Ruleset>,
+) -> Ruleset {
     let state = engine.state();
-    let mut cache = AddrCache::default();
     let mut sets = PeerSets::default();
     // Classes with the same rules share one chain (labels no policy reads split classes, not rules):
     // the distinct bodies, with their direction and the pod IPs per map that jump to them.
     let mut bodies: HashMap<Vec<Rule<usize>>, usize> = HashMap::new();
     let mut chains: Vec<ChainDraft> = Vec::new();
-    for class in 0..engine.class_count() {
-        let rules: ClassRules = engine.compile_class(class, &mut cache);
+    for (class, rules) in compiled.iter().enumerate() {
         let ips: Vec<IpAddr> = engine
             .class_pods(class)
             .iter()
