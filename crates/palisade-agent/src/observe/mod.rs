@@ -1,5 +1,5 @@
 //! `palisade observe`: the live stream of verdict events from a running agent ([`hub`]), or the
-//! records of `policy_action.log` files ([`file`]), filtered ([`filter`]) and printed ([`format`]).
+//! records of `policy_action.log` files ([`mod@file`]), filtered ([`filter`]) and printed ([`mod@format`]).
 
 pub mod file;
 pub mod filter;
