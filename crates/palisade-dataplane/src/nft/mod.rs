@@ -205,6 +205,8 @@ pub fn build_compiled(
         ruleset.set_keys.insert(names[id].clone(), key);
         ruleset.sets.insert(names[id].clone(), def);
     }
+    // Map elements are collected, sorted and built into the maps in one go.
+    let mut jumps: [Vec<(IpAddr, String)>; 4] = Default::default();
     for (body, elements) in chains {
         let direction = body[0].direction;
         let body: Vec<Rule> = body
@@ -213,9 +215,13 @@ pub fn build_compiled(
             .collect();
         let name = chain_name(direction, &body, &ruleset.chains);
         for (map, ip) in elements {
-            ruleset.maps[map].insert(ip, name.clone());
+            jumps[map].push((ip, name.clone()));
         }
         ruleset.chains.insert(name, body);
+    }
+    for (map, mut elements) in ruleset.maps.iter_mut().zip(jumps) {
+        elements.sort_unstable_by_key(|(ip, _)| *ip);
+        *map = elements.into_iter().collect();
     }
     ruleset
 }

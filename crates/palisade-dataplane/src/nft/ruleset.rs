@@ -7,7 +7,6 @@ use super::rule::Rule;
 use super::sets::{elements_text, SetDef};
 use super::TABLE;
 use crate::ApplyError;
-use foldhash::HashSet;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -165,29 +164,29 @@ impl Ruleset {
             let Some(before) = old.sets.get(name).filter(|b| *b != def) else {
                 continue;
             };
-            let (now, was): (HashSet<_>, HashSet<_>) = (
-                def.elements.iter().collect(),
-                before.elements.iter().collect(),
+            // Elements are sorted: one walk over both.
+            let (mut gone, mut added) = (Vec::new(), Vec::new());
+            let unit = |e: &(IpAddr, IpAddr)| (*e, ());
+            sorted_diff(
+                before.elements.iter().map(unit),
+                def.elements.iter().map(unit),
+                |(e, _)| gone.push(e),
+                |(e, _)| added.push(e),
             );
-            let gone = before.elements.iter().copied().filter(|e| !now.contains(e));
-            let added = def.elements.iter().copied().filter(|e| !was.contains(e));
             update.members.push(MemberEdit {
                 set: name.clone(),
-                gone: gone.collect(),
-                added: added.collect(),
+                gone,
+                added,
             });
         }
         for ((map, _), (new, old)) in MAPS.iter().zip(self.maps.iter().zip(&old.maps)) {
-            let stale: Vec<IpAddr> = old
-                .iter()
-                .filter(|(ip, chain)| new.get(ip) != Some(chain))
-                .map(|(ip, _)| *ip)
-                .collect();
-            let fresh: Vec<(IpAddr, String)> = new
-                .iter()
-                .filter(|(ip, chain)| old.get(ip) != Some(chain))
-                .map(|(ip, chain)| (*ip, chain.clone()))
-                .collect();
+            let (mut stale, mut fresh) = (Vec::new(), Vec::new());
+            sorted_diff(
+                old.iter().map(|(ip, chain)| (*ip, chain)),
+                new.iter().map(|(ip, chain)| (*ip, chain)),
+                |(ip, _)| stale.push(ip),
+                |(ip, chain)| fresh.push((ip, chain.clone())),
+            );
             if !stale.is_empty() || !fresh.is_empty() {
                 update.jumps.push(MapEdit { map, stale, fresh });
             }
@@ -216,6 +215,36 @@ impl Ruleset {
         }
         add_forward(&mut batch);
         commit(batch, netns)
+    }
+}
+
+/// Walks two sequences of `(key, value)` sorted by key, with unique keys: `gone` gets what only
+/// `old` has, or has with another value; `added` what only `new` has, or has with another value.
+fn sorted_diff<K: Ord + Copy, V: PartialEq>(
+    old: impl Iterator<Item = (K, V)>,
+    new: impl Iterator<Item = (K, V)>,
+    mut gone: impl FnMut((K, V)),
+    mut added: impl FnMut((K, V)),
+) {
+    let (mut old, mut new) = (old.peekable(), new.peekable());
+    loop {
+        let order = match (old.peek(), new.peek()) {
+            (None, None) => return,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some((a, _)), Some((b, _))) => a.cmp(b),
+        };
+        match order {
+            std::cmp::Ordering::Less => gone(old.next().expect("peeked")),
+            std::cmp::Ordering::Greater => added(new.next().expect("peeked")),
+            std::cmp::Ordering::Equal => {
+                let (was, now) = (old.next().expect("peeked"), new.next().expect("peeked"));
+                if was.1 != now.1 {
+                    gone(was);
+                    added(now);
+                }
+            }
+        }
     }
 }
 
@@ -360,5 +389,25 @@ impl std::fmt::Display for Update {
             writeln!(f, "delete set inet {TABLE} {name}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sorted_diff;
+
+    #[test]
+    fn sorted_diff_finds_what_left_what_came_and_what_changed() {
+        let old = [(1, 'a'), (2, 'b'), (4, 'd'), (6, 'f')];
+        let new = [(0, 'z'), (2, 'b'), (4, 'D'), (5, 'e')];
+        let (mut gone, mut added) = (Vec::new(), Vec::new());
+        sorted_diff(
+            old.into_iter(),
+            new.into_iter(),
+            |e| gone.push(e),
+            |e| added.push(e),
+        );
+        assert_eq!(gone, [(1, 'a'), (4, 'd'), (6, 'f')]);
+        assert_eq!(added, [(0, 'z'), (4, 'D'), (5, 'e')]);
     }
 }
