@@ -7,6 +7,7 @@
 use super::ruleset::Ruleset;
 use foldhash::{HashMap, HashSet, HashSetExt};
 use palisade_policy::AddrSet;
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -62,7 +63,8 @@ pub(crate) struct PeerSets {
     /// Sets already referred to, by allocation (the engine shares one `Arc` between the rules with
     /// the same peers): their content is hashed once, not once per rule.
     by_addrs: HashMap<Shared, [Option<usize>; 2]>,
-    by_content: HashMap<SetDef, usize>,
+    /// Set ids by a hash of their content (the content itself is in `defs`, not copied here).
+    by_content: HashMap<u64, Vec<usize>>,
     /// Content and stable key of each set, by id.
     pub defs: Vec<(SetDef, String)>,
 }
@@ -96,12 +98,15 @@ impl PeerSets {
             return None;
         }
         let def = SetDef { v6, elements };
-        let next = self.defs.len();
-        let id = *self.by_content.entry(def.clone()).or_insert(next);
-        if id == next {
-            let family = if v6 { "ip6" } else { "ip" };
-            self.defs.push((def, format!("{key} {family}")));
+        let hash = foldhash::fast::FixedState::with_seed(0).hash_one(&def);
+        let same = self.by_content.entry(hash).or_default();
+        if let Some(&id) = same.iter().find(|&&id| self.defs[id].0 == def) {
+            return Some(id);
         }
+        let id = self.defs.len();
+        same.push(id);
+        let family = if v6 { "ip6" } else { "ip" };
+        self.defs.push((def, format!("{key} {family}")));
         Some(id)
     }
 
