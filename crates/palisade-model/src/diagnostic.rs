@@ -24,7 +24,7 @@ impl fmt::Display for Severity {
 }
 
 /// Where an object came from: a file (or `-` for stdin) and the 1-based line where known.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Origin {
     /// File path as given, `-` for standard input.
     pub file: String,

@@ -200,23 +200,22 @@ impl Loader {
         use std::os::unix::fs::MetadataExt;
         let display = path.display().to_string();
         let stamp = (meta.ino(), meta.len(), meta.modified().ok());
-        let cached = self
-            .documents
-            .files
-            .remove(path)
-            .filter(|f| f.stamp == stamp);
+        let cached = self.documents.files.remove(path);
         let file = match cached {
-            Some(file) => file,
-            None => {
+            Some(file) if file.stamp == stamp => file,
+            earlier => {
                 let text = match std::fs::read_to_string(path) {
                     Ok(text) => text,
                     Err(e) => return self.io_error(&display, &e),
                 };
                 let mut diagnostics = Vec::new();
-                let decoded = document::parse(&display, &text, &mut diagnostics)
+                let mut decoded: Vec<Decoded> = document::parse(&display, &text, &mut diagnostics)
                     .iter()
                     .flat_map(objects::decode)
                     .collect();
+                if let Some(earlier) = earlier {
+                    objects::share_unchanged(&mut decoded, &earlier.decoded);
+                }
                 CachedFile {
                     stamp,
                     diagnostics,

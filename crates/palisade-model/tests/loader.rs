@@ -2005,9 +2005,10 @@ fn cached_pods_are_shared_and_loads_equal_fresh_ones() {
         std::thread::sleep(std::time::Duration::from_millis(10));
         std::fs::write(dir.path().join(file), text).unwrap();
     };
+    let stay = deployment("stay", "stay", 2);
     write(
         "a.yaml",
-        deployment("web", "web", 3) + &deployment("api", "api", 2),
+        deployment("web", "web", 3) + &deployment("api", "api", 2) + &stay,
     );
     write(
         "b.yaml",
@@ -2048,11 +2049,11 @@ fn cached_pods_are_shared_and_loads_equal_fresh_ones() {
         .iter()
         .zip(&second.pods)
         .all(|(a, b)| Arc::ptr_eq(a, b)));
-    // One file edited (the api Deployment relabelled, web scaled down): its pods are rebuilt, the
-    // others' are shared.
+    // One file edited (the api Deployment relabelled, web scaled down): their pods are rebuilt; the
+    // pods of the other files, and of the file's unchanged Deployment, are shared.
     write(
         "a.yaml",
-        deployment("web", "web", 2) + &deployment("api", "api-v2", 2),
+        deployment("web", "web", 2) + &deployment("api", "api-v2", 2) + &stay,
     );
     let (third, diags, cache) = cached(cache);
     same((&third, &diags), (&fresh().0, &fresh().1));
@@ -2069,7 +2070,11 @@ fn cached_pods_are_shared_and_loads_equal_fresh_ones() {
         "an unchanged file's pods are shared"
     );
     assert!(shared(&third, "given"));
-    assert!(!shared(&third, "api-"), "an edited file's pods are new");
+    assert!(!shared(&third, "api-"), "an edited object's pods are new");
+    assert!(
+        shared(&third, "stay-"),
+        "an unchanged object of an edited file keeps its pods"
+    );
     // The pod that held the address leaves: the twin that was left out comes in, with it.
     write(
         "b.yaml",
