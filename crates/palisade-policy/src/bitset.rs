@@ -117,5 +117,13 @@ mod tests {
         assert!(f.is_full() && f.contains(129));
         assert_eq!(f.iter().count(), 130);
         assert!(!b.is_full());
+        let mut c = BitSet::new(130);
+        c.insert(64);
+        assert!(!c.intersects(&b));
+        c.insert(129);
+        assert!(c.intersects(&b));
+        c.remove(129);
+        c.remove(3);
+        assert_eq!(c.iter().collect::<Vec<_>>(), vec![64]);
     }
 }
