@@ -33,7 +33,7 @@ pub struct Reconciler {
     applied: Option<Ruleset>,
     /// The engine of the last pass and the rules of its classes, which the next pass compiles
     /// from ([`Engine::new_from`], [`Engine::compile_classes`]).
-    compiled: Option<(Arc<Engine>, Vec<ClassRules>)>,
+    compiled: Option<(Arc<Engine>, Vec<Arc<ClassRules>>)>,
     documents: DocumentCache,
     pinned: Vec<(String, IpAddr)>,
     logger: Option<Arc<Mutex<PolicyLogger>>>,

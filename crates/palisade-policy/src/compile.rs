@@ -257,7 +257,7 @@ impl Engine {
         set
     }
 
-    /// What the dataplane enforces for every class ([`Engine::compile_class`] of each), taking
+    /// What the dataplane enforces for every class ([`Engine::compile_class`] of each, shared), taking
     /// from `previous` — an earlier engine this one was compiled from ([`Engine::new_from`]) and the
     /// rules of its classes — the rules of every class that has a class of the same key there and
     /// whose policies' peers cannot have changed. Same result as compiling every class.
@@ -265,14 +265,17 @@ impl Engine {
     /// A rule's peers are the addresses of the classes its selectors match, and matching depends
     /// only on a class's key: a rule can change only through a class that is new, gone, or whose
     /// addresses changed.
-    pub fn compile_classes(&self, previous: Option<(&Engine, &[ClassRules])>) -> Vec<ClassRules> {
+    pub fn compile_classes(
+        &self,
+        previous: Option<(&Engine, &[Arc<ClassRules>])>,
+    ) -> Vec<Arc<ClassRules>> {
         let mut cache = AddrCache::default();
         let reusable = previous.filter(|(old, rules)| {
             Arc::ptr_eq(&self.policies, &old.policies) && rules.len() == old.class_count()
         });
         let Some((old, old_rules)) = reusable else {
             return (0..self.class_count())
-                .map(|c| self.compile_class(c, &mut cache))
+                .map(|c| Arc::new(self.compile_class(c, &mut cache)))
                 .collect();
         };
         let (n, m) = (self.class_count(), old.class_count());
@@ -338,7 +341,7 @@ impl Engine {
                 });
                 match reuse {
                     Some(o) => old_rules[o].clone(),
-                    None => self.compile_class(c, &mut cache),
+                    None => Arc::new(self.compile_class(c, &mut cache)),
                 }
             })
             .collect()

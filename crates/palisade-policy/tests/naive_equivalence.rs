@@ -576,7 +576,7 @@ fn check_incremental(seed: u64) -> Result<(), TestCaseError> {
         let rules = fresh.compile_class(c, &mut a);
         let again = reused.compile_class(c, &mut b);
         prop_assert_eq!(&rules, &again, "seed {} class {}", seed, c);
-        prop_assert_eq!(&rules, taken, "seed {} class {} (reused rules)", seed, c);
+        prop_assert_eq!(&rules, &**taken, "seed {} class {} (reused rules)", seed, c);
     }
     Ok(())
 }

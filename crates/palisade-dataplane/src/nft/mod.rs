@@ -19,6 +19,7 @@ use sets::PeerSets;
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// The table Palisade owns: `inet palisade`.
 pub const TABLE: &str = "palisade";
@@ -142,7 +143,7 @@ pub fn build(engine: &Engine, audit: Audit, previous: Option<&Ruleset>) -> Rules
 /// [`build`] from the rules of `engine`'s classes, compiled already ([`Engine::compile_classes`]).
 pub fn build_compiled(
     engine: &Engine,
-    compiled: &[ClassRules],
+    compiled: &[Arc<ClassRules>],
     audit: Audit,
     previous: Option<&Ruleset>,
 ) -> Ruleset {
