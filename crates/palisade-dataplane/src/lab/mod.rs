@@ -12,7 +12,7 @@
 mod net;
 mod services;
 
-pub use net::{in_netns, probe, probe_matrix, serve, within_netns, Transport};
+pub use net::{forget_connections, in_netns, probe, probe_matrix, serve, within_netns, Transport};
 pub use services::{plan_services, render_services, ServicePlan};
 
 use palisade_model::{ClusterState, Protocol};

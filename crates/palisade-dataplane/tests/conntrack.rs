@@ -1,0 +1,95 @@
+//! Tracked connections and policy changes, in the kernel: a flow a policy allowed keeps going after
+//! a policy that denies it is applied (established traffic is accepted first), and once the node's
+//! tracked connections are forgotten (`lab::forget_connections`), its next packet is judged as a new
+//! connection and dropped. Needs root and `ip`.
+
+use palisade_dataplane::lab::{self, Lab};
+use palisade_dataplane::{build, Audit};
+use palisade_model::Loader;
+use palisade_policy::Engine;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+const PODS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: ct, labels: {app: client}}
+spec: {containers: [{name: c, image: i, ports: [{containerPort: 53, protocol: UDP}]}]}
+status: {podIP: 10.78.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: server, namespace: ct, labels: {app: server}}
+spec: {containers: [{name: c, image: i, ports: [{containerPort: 53, protocol: UDP}]}]}
+status: {podIP: 10.78.0.2}
+"#;
+
+/// The server accepts nothing.
+const DENY: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny, namespace: ct}
+spec: {podSelector: {matchLabels: {app: server}}, policyTypes: [Ingress]}
+"#;
+
+fn engine(text: &str) -> Engine {
+    let mut loader = Loader::new();
+    loader.load_str("conntrack.yaml", text);
+    Engine::new(Arc::new(loader.finish().0))
+}
+
+/// True if a datagram on `socket` gets its echo back.
+fn answered(socket: &UdpSocket) -> bool {
+    let mut buf = [0u8; 16];
+    socket.send(b"ping").is_ok() && socket.recv(&mut buf).is_ok()
+}
+
+#[test]
+fn established_flows_survive_a_denying_policy_until_forgotten() {
+    lab::require_root().expect("the kernel tests run as root");
+    let name = format!("k{}", std::process::id());
+    let _teardown = lab::DownOnDrop(name.clone());
+    let open = engine(PODS);
+    let lab = Lab::plan(&name, open.state());
+    lab.create().expect("lab up");
+    for p in &lab.pods {
+        lab::serve(&p.netns, &p.tcp, &p.udp).unwrap();
+    }
+    let netns = |pod: &str| {
+        let p = lab.pods.iter().find(|p| p.key == pod).expect("lab pod");
+        p.netns.clone()
+    };
+    build(&open, Audit::Annotated, None)
+        .apply(Some(&lab.node))
+        .unwrap();
+    // One socket, one flow (same source port) throughout.
+    let server: SocketAddr = "10.78.0.2:53".parse().unwrap();
+    let socket = lab::in_netns(&netns("ct/client"), move || {
+        let socket = UdpSocket::bind("0.0.0.0:0")?;
+        socket.set_read_timeout(Some(Duration::from_millis(500)))?;
+        socket.connect(server)?;
+        Ok::<_, std::io::Error>(socket)
+    })
+    .join()
+    .unwrap()
+    .unwrap()
+    .unwrap();
+    assert!(answered(&socket), "no policy: the flow is allowed");
+    build(
+        &engine(&format!("{PODS}---\n{DENY}")),
+        Audit::Annotated,
+        None,
+    )
+    .apply(Some(&lab.node))
+    .unwrap();
+    assert!(
+        answered(&socket),
+        "the established flow outlives the policy change"
+    );
+    lab::forget_connections(&lab.node).expect("conntrack flush");
+    assert!(
+        !answered(&socket),
+        "forgotten, the flow's next packet is a new connection, which the policy drops"
+    );
+}
