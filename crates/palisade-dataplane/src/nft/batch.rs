@@ -179,6 +179,15 @@ impl SetRef<'_> {
     }
 }
 
+/// The start of a message about an object of the `inet palisade` table: the table's name as
+/// attribute `table_kind`, the object's `name` as attribute `name_kind`.
+fn in_table(table_kind: u16, name_kind: u16, name: &str) -> Vec<u8> {
+    let mut body = Vec::with_capacity(64);
+    attr(&mut body, table_kind, &cstr(TABLE));
+    attr(&mut body, name_kind, &cstr(name));
+    body
+}
+
 /// An nf_tables transaction on the `inet palisade` table.
 #[derive(Default)]
 pub(crate) struct Batch {
@@ -227,11 +236,9 @@ impl Batch {
     }
 
     fn set(&mut self, set: SetRef, key: KeyType, flags: u32) {
-        let mut body = Vec::new();
         let (key_type, key_len) = key.nft_type();
-        attr(&mut body, NFTA_SET_TABLE, &cstr(TABLE));
         let name = set.name();
-        attr(&mut body, NFTA_SET_NAME, &cstr(name));
+        let mut body = in_table(NFTA_SET_TABLE, NFTA_SET_NAME, name);
         be32(&mut body, NFTA_SET_FLAGS, flags);
         be32(&mut body, NFTA_SET_KEY_TYPE, key_type);
         be32(&mut body, NFTA_SET_KEY_LEN, key_len);
@@ -269,10 +276,9 @@ impl Batch {
 
     fn elements(&mut self, add: bool, set: SetRef, elements: &[Element]) {
         for chunk in elements.chunks(CHUNK) {
-            let mut body = Vec::with_capacity(64 + chunk.len() * 48);
-            attr(&mut body, NFTA_SET_ELEM_LIST_TABLE, &cstr(TABLE));
             let name = set.name();
-            attr(&mut body, NFTA_SET_ELEM_LIST_SET, &cstr(name));
+            let mut body = in_table(NFTA_SET_ELEM_LIST_TABLE, NFTA_SET_ELEM_LIST_SET, name);
+            body.reserve(chunk.len() * 48);
             if let SetRef::Anonymous(id) = set {
                 be32(&mut body, NFTA_SET_ELEM_LIST_SET_ID, id);
             }
@@ -341,9 +347,7 @@ impl Batch {
 
     /// Adds a regular chain.
     pub fn add_chain(&mut self, name: &str) {
-        let mut body = Vec::new();
-        attr(&mut body, NFTA_CHAIN_TABLE, &cstr(TABLE));
-        attr(&mut body, NFTA_CHAIN_NAME, &cstr(name));
+        let body = in_table(NFTA_CHAIN_TABLE, NFTA_CHAIN_NAME, name);
         self.push(
             NFT_MSG_NEWCHAIN,
             libc::NLM_F_CREATE,
@@ -355,9 +359,7 @@ impl Batch {
     /// Adds base chain `name`: `type filter hook forward priority filter; policy accept;`.
     pub fn add_forward_chain(&mut self, name: &str) {
         const NF_INET_FORWARD: u32 = 2;
-        let mut body = Vec::new();
-        attr(&mut body, NFTA_CHAIN_TABLE, &cstr(TABLE));
-        attr(&mut body, NFTA_CHAIN_NAME, &cstr(name));
+        let mut body = in_table(NFTA_CHAIN_TABLE, NFTA_CHAIN_NAME, name);
         nest(&mut body, NFTA_CHAIN_HOOK, |out| {
             be32(out, NFTA_HOOK_HOOKNUM, NF_INET_FORWARD);
             be32(out, NFTA_HOOK_PRIORITY, 0);
@@ -374,9 +376,8 @@ impl Batch {
 
     /// Appends a rule of `expressions` (see [`expr`]) with an optional comment to chain `chain`.
     pub fn add_expressions(&mut self, chain: &str, expressions: &[u8], comment: Option<&str>) {
-        let mut body = Vec::with_capacity(expressions.len() + 64);
-        attr(&mut body, NFTA_RULE_TABLE, &cstr(TABLE));
-        attr(&mut body, NFTA_RULE_CHAIN, &cstr(chain));
+        let mut body = in_table(NFTA_RULE_TABLE, NFTA_RULE_CHAIN, chain);
+        body.reserve(expressions.len() + 32);
         nest(&mut body, NFTA_RULE_EXPRESSIONS, |out| {
             out.extend_from_slice(expressions)
         });
@@ -422,9 +423,7 @@ impl Batch {
 
     /// Deletes chain `name` (unused by then).
     pub fn delete_chain(&mut self, name: &str) {
-        let mut body = Vec::new();
-        attr(&mut body, NFTA_CHAIN_TABLE, &cstr(TABLE));
-        attr(&mut body, NFTA_CHAIN_NAME, &cstr(name));
+        let body = in_table(NFTA_CHAIN_TABLE, NFTA_CHAIN_NAME, name);
         self.push(
             NFT_MSG_DELCHAIN,
             0,
@@ -435,9 +434,7 @@ impl Batch {
 
     /// Deletes set `name` (unused by then).
     pub fn delete_set(&mut self, name: &str) {
-        let mut body = Vec::new();
-        attr(&mut body, NFTA_SET_TABLE, &cstr(TABLE));
-        attr(&mut body, NFTA_SET_NAME, &cstr(name));
+        let body = in_table(NFTA_SET_TABLE, NFTA_SET_NAME, name);
         self.push(
             NFT_MSG_DELSET,
             0,
