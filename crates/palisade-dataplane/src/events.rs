@@ -134,12 +134,7 @@ fn parse_packet(p: &[u8]) -> Option<(IpAddr, IpAddr, Protocol, u16, u16)> {
         }
         _ => return None,
     };
-    let protocol = match proto {
-        6 => Protocol::Tcp,
-        17 => Protocol::Udp,
-        132 => Protocol::Sctp,
-        _ => Protocol::Icmp,
-    };
+    let protocol = Protocol::from_ip_number(proto);
     let ports = match (protocol, l4.get(0..4)) {
         (Protocol::Icmp, _) | (_, None) => (0, 0),
         (_, Some(b)) => (

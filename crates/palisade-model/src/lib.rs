@@ -46,6 +46,25 @@ impl Protocol {
     /// The three protocols a Kubernetes port may name.
     pub const PORTED: [Protocol; 3] = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp];
 
+    /// The IP protocol number (ICMP: 1, the IPv4 one).
+    pub fn ip_number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+            Protocol::Sctp => 132,
+            Protocol::Icmp => 1,
+        }
+    }
+
+    /// The protocol of a packet with IP protocol number `number`: a ported one, else ICMP (the
+    /// only other kind a flow is analysed as).
+    pub fn from_ip_number(number: u8) -> Protocol {
+        Protocol::PORTED
+            .into_iter()
+            .find(|p| p.ip_number() == number)
+            .unwrap_or(Protocol::Icmp)
+    }
+
     /// The Kubernetes spelling (`TCP`, `UDP`, `SCTP`, `ICMP`).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -77,5 +96,20 @@ impl std::str::FromStr for Protocol {
                 "unknown protocol {s:?}; valid: TCP, UDP, SCTP, ICMP"
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Protocol;
+
+    #[test]
+    fn ip_numbers_round_trip_and_the_rest_is_icmp() {
+        for p in Protocol::PORTED {
+            assert_eq!(Protocol::from_ip_number(p.ip_number()), p);
+        }
+        assert_eq!(Protocol::from_ip_number(1), Protocol::Icmp);
+        assert_eq!(Protocol::from_ip_number(58), Protocol::Icmp);
+        assert_eq!(Protocol::Tcp.ip_number(), 6);
     }
 }

@@ -54,16 +54,6 @@ pub(crate) struct PortsMatch {
 }
 
 impl PortsMatch {
-    /// The IP protocol number.
-    fn l4proto(&self) -> u8 {
-        match self.protocol {
-            Protocol::Tcp => libc::IPPROTO_TCP as u8,
-            Protocol::Udp => libc::IPPROTO_UDP as u8,
-            Protocol::Sctp => libc::IPPROTO_SCTP as u8,
-            Protocol::Icmp => libc::IPPROTO_ICMP as u8,
-        }
-    }
-
     /// True when the ports need a set (more than one range).
     pub fn needs_set(&self) -> bool {
         self.ranges.len() > 1
@@ -117,7 +107,7 @@ impl Rule {
             expr::lookup(&mut out, &peer.set, None, false);
         }
         if let Some(ports) = &self.ports {
-            expr::destination_port(&mut out, ports.l4proto());
+            expr::destination_port(&mut out, ports.protocol.ip_number());
             match (ports.ranges.as_slice(), port_set) {
                 ([(first, last)], _) if first == last => {
                     expr::cmp(&mut out, expr::CMP_EQ, &first.to_be_bytes())
