@@ -16,8 +16,7 @@ pub struct Document {
 /// Splits `text` (the contents of `file`) into documents. Errors become diagnostics; parsing
 /// continues with the next document.
 pub fn parse(file: &str, text: &str, diagnostics: &mut Vec<Diagnostic>) -> Vec<Document> {
-    let trimmed = text.trim_start();
-    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+    if looks_like_json(text) {
         let mut json_diagnostics = Vec::new();
         let docs = parse_json(file, text, &mut json_diagnostics);
         if json_diagnostics.is_empty() {
@@ -34,6 +33,19 @@ pub fn parse(file: &str, text: &str, diagnostics: &mut Vec<Diagnostic>) -> Vec<D
     } else {
         parse_yaml(file, text, diagnostics)
     }
+}
+
+/// True when `text` starts like JSON (`{` or `[`): it is read as JSON first, then as YAML.
+fn looks_like_json(text: &str) -> bool {
+    let trimmed = text.trim_start();
+    trimmed.starts_with('{') || trimmed.starts_with('[')
+}
+
+/// The documents of a YAML file, each as its first content line and its text, in order; `None`
+/// when `text` starts like JSON. [`parse_yaml_document`] reads one: together they are [`parse`]
+/// for YAML, document by document, so that a reader can skip the documents it already has.
+pub fn yaml_documents(text: &str) -> Option<Vec<(usize, String)>> {
+    (!looks_like_json(text)).then(|| split_yaml(text))
 }
 
 fn parse_json(file: &str, text: &str, diagnostics: &mut Vec<Diagnostic>) -> Vec<Document> {
@@ -133,31 +145,45 @@ fn split_yaml(text: &str) -> Vec<(usize, String)> {
 }
 
 fn parse_yaml(file: &str, text: &str, diagnostics: &mut Vec<Diagnostic>) -> Vec<Document> {
-    let mut out = Vec::new();
-    for (first_line, doc) in split_yaml(text) {
-        match serde_yaml_ng::from_str::<serde_json::Value>(&doc) {
-            Ok(serde_json::Value::Null) => {}
-            Ok(value) => out.push(Document {
-                value,
-                origin: Origin {
-                    file: file.to_string(),
-                    line: Some(first_line),
-                },
-            }),
-            Err(e) => {
-                let line = e
-                    .location()
-                    .map_or(first_line, |l| first_line + l.line() - 1);
-                let origin = Origin {
-                    file: file.to_string(),
-                    line: Some(line),
-                };
-                let message = format!("invalid YAML: {}", strip_position(&e.to_string()));
-                diagnostics.push(Diagnostic::new(Severity::Error, origin, message));
-            }
+    split_yaml(text)
+        .into_iter()
+        .filter_map(|(line, doc)| {
+            parse_yaml_document(file, line, &doc).unwrap_or_else(|d| {
+                diagnostics.push(d);
+                None
+            })
+        })
+        .collect()
+}
+
+/// Parses one YAML document of `file` that starts on `first_line` ([`yaml_documents`]): `None`
+/// for a `null` document, an error with its absolute line for invalid YAML.
+pub fn parse_yaml_document(
+    file: &str,
+    first_line: usize,
+    doc: &str,
+) -> Result<Option<Document>, Diagnostic> {
+    match serde_yaml_ng::from_str::<serde_json::Value>(doc) {
+        Ok(serde_json::Value::Null) => Ok(None),
+        Ok(value) => Ok(Some(Document {
+            value,
+            origin: Origin {
+                file: file.to_string(),
+                line: Some(first_line),
+            },
+        })),
+        Err(e) => {
+            let line = e
+                .location()
+                .map_or(first_line, |l| first_line + l.line() - 1);
+            let origin = Origin {
+                file: file.to_string(),
+                line: Some(line),
+            };
+            let message = format!("invalid YAML: {}", strip_position(&e.to_string()));
+            Err(Diagnostic::new(Severity::Error, origin, message))
         }
     }
-    out
 }
 
 #[cfg(test)]

@@ -62,7 +62,17 @@ struct CachedFile {
     stamp: Stamp,
     /// Diagnostics of parsing the file.
     diagnostics: Vec<Diagnostic>,
-    /// Its documents, decoded and validated.
+    /// Its documents, decoded and validated, in order.
+    documents: Vec<CachedDocument>,
+}
+
+/// One document of a cached file.
+struct CachedDocument {
+    /// Its first line and its text, for a YAML document that parsed: when its file changes, a
+    /// document with the same text on the same line is not parsed or decoded again, and its objects
+    /// stay shared (with what was made from them: pods, classes).
+    source: Option<(usize, String)>,
+    /// Its objects (every item of a `List`), decoded and validated.
     decoded: Vec<Decoded>,
 }
 
@@ -209,22 +219,25 @@ impl Loader {
                     Err(e) => return self.io_error(&display, &e),
                 };
                 let mut diagnostics = Vec::new();
-                let mut decoded: Vec<Decoded> = document::parse(&display, &text, &mut diagnostics)
-                    .iter()
-                    .flat_map(objects::decode)
-                    .collect();
-                if let Some(earlier) = earlier {
-                    objects::share_unchanged(&mut decoded, &earlier.decoded);
-                }
+                let documents = match document::yaml_documents(&text) {
+                    Some(sources) => decode_yaml(&display, sources, earlier, &mut diagnostics),
+                    None => vec![CachedDocument {
+                        source: None,
+                        decoded: document::parse(&display, &text, &mut diagnostics)
+                            .iter()
+                            .flat_map(objects::decode)
+                            .collect(),
+                    }],
+                };
                 CachedFile {
                     stamp,
                     diagnostics,
-                    decoded,
+                    documents,
                 }
             }
         };
         self.diagnostics.extend(file.diagnostics.iter().cloned());
-        for d in &file.decoded {
+        for d in file.documents.iter().flat_map(|d| &d.decoded) {
             self.objects.add(d, &mut self.diagnostics);
         }
         self.visited.files.insert(path.to_path_buf(), file);
@@ -443,6 +456,46 @@ impl Loader {
             allocated(pod, free);
         }
     }
+}
+
+/// The documents of a YAML file (`sources`: first line and text), parsed, decoded and validated;
+/// those with the text and line they had in `earlier` (the file's cached version) are taken from it.
+fn decode_yaml(
+    file: &str,
+    sources: Vec<(usize, String)>,
+    earlier: Option<CachedFile>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<CachedDocument> {
+    let mut earlier = earlier.map_or_else(Vec::new, |f| f.documents);
+    let index: HashMap<(usize, &str), usize> = (earlier.iter().enumerate())
+        .filter_map(|(i, d)| d.source.as_ref().map(|(l, t)| ((*l, t.as_str()), i)))
+        .collect();
+    let same: Vec<Option<usize>> = (sources.iter())
+        .map(|(line, text)| index.get(&(*line, text.as_str())).copied())
+        .collect();
+    drop(index);
+    (sources.into_iter().zip(same))
+        .filter_map(|((line, text), same)| {
+            if let Some(i) = same {
+                // Lines are unique within a file: each earlier document is taken at most once.
+                let decoded = std::mem::take(&mut earlier[i].decoded);
+                return Some(CachedDocument {
+                    source: Some((line, text)),
+                    decoded,
+                });
+            }
+            match document::parse_yaml_document(file, line, &text) {
+                Ok(doc) => Some(CachedDocument {
+                    decoded: doc.iter().flat_map(objects::decode).collect(),
+                    source: Some((line, text)),
+                }),
+                Err(d) => {
+                    diagnostics.push(d);
+                    None
+                }
+            }
+        })
+        .collect()
 }
 
 fn parse_protocol(p: Option<&str>) -> Protocol {

@@ -122,46 +122,6 @@ pub(crate) struct Decoded {
     invalid_network_logging: Option<String>,
 }
 
-impl Typed {
-    /// Shares `previous`'s object when it is equal to this one.
-    fn share(&mut self, previous: &Typed) {
-        fn same<T: PartialEq>(now: &mut Arc<T>, was: &Arc<T>) {
-            if **now == **was {
-                *now = was.clone();
-            }
-        }
-        match (self, previous) {
-            (Typed::Namespace(a), Typed::Namespace(b)) => same(a, b),
-            (Typed::Pod(a), Typed::Pod(b)) => same(a, b),
-            (Typed::Service(a), Typed::Service(b)) => same(a, b),
-            (Typed::Policy(a), Typed::Policy(b)) => same(a, b),
-            (Typed::Workload(a), Typed::Workload(b)) => same(a, b),
-            (Typed::NetworkLogging(a), Typed::NetworkLogging(b)) => same(a, b),
-            _ => {}
-        }
-    }
-}
-
-/// `decoded` (a file read again after a change) with every object that `previous` (the file's
-/// earlier version) holds unchanged — same object, same place — shared with it, so that what was
-/// made from it (pods, classes) is reused too.
-pub(crate) fn share_unchanged(decoded: &mut [Decoded], previous: &[Decoded]) {
-    let before: foldhash::HashMap<(&str, &Origin), &Typed> = previous
-        .iter()
-        .filter_map(|d| d.accepted.as_deref())
-        .map(|(id, origin, object)| ((id.as_str(), origin), object))
-        .collect();
-    for d in decoded.iter_mut() {
-        let Some(accepted) = d.accepted.as_deref_mut() else {
-            continue;
-        };
-        let (id, origin, object) = accepted;
-        if let Some(&was) = before.get(&(id.as_str(), &*origin)) {
-            object.share(was);
-        }
-    }
-}
-
 /// Decodes and validates one document (every item of a `List`, in order).
 pub(crate) fn decode(doc: &Document) -> Vec<Decoded> {
     let mut out = Vec::new();

@@ -2075,6 +2075,26 @@ fn cached_pods_are_shared_and_loads_equal_fresh_ones() {
         shared(&third, "stay-"),
         "an unchanged object of an edited file keeps its pods"
     );
+    // A line added on top moves every document of the file: all are read again (their origins
+    // moved); a broken document reports its error, and the others still load, as in a fresh load.
+    write(
+        "a.yaml",
+        "# moved\n".to_string()
+            + &deployment("web", "web", 2)
+            + "kind: [broken\n---\n"
+            + &deployment("api", "api-v2", 2)
+            + &stay,
+    );
+    let (moved, diags, cache) = cached(cache);
+    same((&moved, &diags), (&fresh().0, &fresh().1));
+    assert!(!shared(&moved, "stay-"), "a moved document is read again");
+    assert!(diags.iter().any(|d| d.to_string().contains("invalid YAML")));
+    write(
+        "a.yaml",
+        deployment("web", "web", 2) + &deployment("api", "api-v2", 2) + &stay,
+    );
+    let (third, diags, cache) = cached(cache);
+    same((&third, &diags), (&fresh().0, &fresh().1));
     // The pod that held the address leaves: the twin that was left out comes in, with it.
     write(
         "b.yaml",
