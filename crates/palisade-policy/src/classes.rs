@@ -132,20 +132,21 @@ impl Classes {
             .iter()
             .zip(pod_labels)
             .map(|(pod, labels)| PodKey::Own(keys.key(pod, labels)));
-        Classes::assign(state, None, pod_keys)
+        Classes::assign(state, None, pod_keys).0
     }
 
     /// Partitions the pods of `state` like [`Classes::build`], with the same result, taking the
     /// class of every pod that is alike in `old` (whose classes are `previous`) from there: only new
     /// and changed pods have their labels interned and their ipBlocks looked up. Both states must
-    /// have the same namespaces and policies.
+    /// have the same namespaces and policies. With the partition, each class's counterpart in
+    /// `previous`: the class with the same key, if any.
     pub fn rebuild(
         previous: &Classes,
         old: &ClusterState,
         state: &ClusterState,
         interner: &mut Interner,
         blocks: &[IpBlock],
-    ) -> Classes {
+    ) -> (Classes, Vec<Option<usize>>) {
         let keys = Keys::new(state, blocks);
         // Both pod lists are sorted by namespace, then name: one walk pairs them.
         let mut j = 0;
@@ -185,13 +186,14 @@ impl Classes {
         )
     }
 
-    /// Classes in order of their first pod, from every pod's key (in pod order); keys of
-    /// `previous` classes are looked up once per class, not once per pod.
+    /// Classes in order of their first pod, from every pod's key (in pod order), and each one's
+    /// counterpart in `previous`; keys of `previous` classes are looked up once per class, not once
+    /// per pod.
     fn assign(
         state: &ClusterState,
         previous: Option<&Classes>,
         pod_keys: impl Iterator<Item = PodKey>,
-    ) -> Classes {
+    ) -> (Classes, Vec<Option<usize>>) {
         let mut index: HashMap<Key, usize> = HashMap::new();
         let mut classes = Classes {
             list: Vec::new(),
@@ -201,6 +203,7 @@ impl Classes {
         // Keys of previous classes are not hashed: a pod's own key that equals one is found among
         // the previous classes of its namespace (own keys are few when pods are reused).
         let mut renumbered: Vec<Option<usize>> = vec![None; previous.map_or(0, |p| p.list.len())];
+        let mut counterparts = Vec::new();
         for (pi, pod_key) in pod_keys.enumerate() {
             let pod_key = match (pod_key, previous) {
                 (PodKey::Own(key), Some(previous)) => match previous.find(&key) {
@@ -214,24 +217,20 @@ impl Classes {
                     Some(&ci) => ci,
                     None => {
                         let ci = classes.add(key.clone());
+                        counterparts.push(None);
                         index.insert(key, ci);
                         ci
                     }
                 },
                 PodKey::Previous(old) => *renumbered[old].get_or_insert_with(|| {
+                    counterparts.push(Some(old));
                     classes.add(previous.expect("a previous partition").key(old))
                 }),
             };
             classes.list[ci].pods.push(pi);
             classes.of_pod.push(ci);
         }
-        classes
-    }
-
-    /// The class in `other` (a partition with the same label ids, namespaces and ipBlocks) with
-    /// the key of class `ci` of this one, if any.
-    pub fn counterpart(&self, ci: usize, other: &Classes) -> Option<usize> {
-        other.find(&self.key(ci))
+        (classes, counterparts)
     }
 
     /// The class with `key`, if any.

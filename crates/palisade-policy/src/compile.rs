@@ -270,18 +270,16 @@ impl Engine {
         previous: Option<(&Engine, &[Arc<ClassRules>])>,
     ) -> Vec<Arc<ClassRules>> {
         let mut cache = AddrCache::default();
-        let reusable = previous.filter(|(old, rules)| {
-            Arc::ptr_eq(&self.policies, &old.policies) && rules.len() == old.class_count()
+        let reusable = previous.and_then(|(old, rules)| {
+            let counterpart = self.counterparts(old)?;
+            (rules.len() == old.class_count()).then_some((old, rules, counterpart))
         });
-        let Some((old, old_rules)) = reusable else {
+        let Some((old, old_rules, counterpart)) = reusable else {
             return (0..self.class_count())
                 .map(|c| Arc::new(self.compile_class(c, &mut cache)))
                 .collect();
         };
         let (n, m) = (self.class_count(), old.class_count());
-        let counterpart: Vec<Option<usize>> = (0..n)
-            .map(|c| self.classes.counterpart(c, &old.classes))
-            .collect();
         // Classes whose pods have the addresses they had (all a class gives the rules that select
         // it, besides its key).
         let same_addresses = |c: usize, o: usize| {

@@ -22,6 +22,11 @@ pub(crate) struct RuleClasses {
 
 /// A compiled cluster: policies, classes and the per-rule peer sets.
 pub struct Engine {
+    /// Unique among the engines of this process.
+    id: u64,
+    /// The engine this one was compiled from ([`Engine::new_from`]) — its id — and each class's
+    /// counterpart there.
+    derived: Option<(u64, Vec<Option<usize>>)>,
     state: Arc<ClusterState>,
     /// The label ids of this engine (kept for [`Engine::new_from`]).
     interner: Interner,
@@ -73,6 +78,16 @@ impl Engine {
         Engine::assemble(state, interner, namespace_labels, policies, blocks, classes)
     }
 
+    /// When this engine was compiled from `previous` ([`Engine::new_from`], reusing its compiled
+    /// policies): for each class, the class of `previous` with the same key — the same policies
+    /// select it and its pods match the same selectors — if any.
+    pub fn counterparts(&self, previous: &Engine) -> Option<&[Option<usize>]> {
+        match &self.derived {
+            Some((id, counterparts)) if *id == previous.id => Some(counterparts),
+            _ => None,
+        }
+    }
+
     /// Compiles `state` like [`Engine::new`], with the same result, reusing the work of `previous`
     /// (an engine of an earlier state) when both states have the same namespaces and policies — as
     /// after pods were added, removed or relabelled: the compiled policies are kept, and so are the
@@ -82,21 +97,23 @@ impl Engine {
             return Engine::new(state);
         }
         let mut interner = previous.interner.clone();
-        let classes = Classes::rebuild(
+        let (classes, counterparts) = Classes::rebuild(
             &previous.classes,
             previous.state(),
             &state,
             &mut interner,
             &previous.blocks,
         );
-        Engine::assemble(
+        let mut engine = Engine::assemble(
             state,
             interner,
             previous.namespace_labels.clone(),
             previous.policies.clone(),
             previous.blocks.clone(),
             classes,
-        )
+        );
+        engine.derived = Some((previous.id, counterparts));
+        engine
     }
 
     /// True if `state` has this engine's namespaces (names and labels) and policies.
@@ -122,7 +139,10 @@ impl Engine {
         blocks: Vec<IpBlock>,
         classes: Classes,
     ) -> Engine {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let mut engine = Engine {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            derived: None,
             state,
             interner,
             namespace_labels,

@@ -578,6 +578,47 @@ fn check_incremental(seed: u64) -> Result<(), TestCaseError> {
         prop_assert_eq!(&rules, &again, "seed {} class {}", seed, c);
         prop_assert_eq!(&rules, &**taken, "seed {} class {} (reused rules)", seed, c);
     }
+    // Each class's counterpart: a pod that stayed alike (same name, labels, ports, address) is in
+    // the counterpart of its previous class; counterparts are distinct and look alike.
+    prop_assert!(fresh.counterparts(&previous).is_none());
+    let old = previous.state();
+    let Some(counterparts) = reused.counterparts(&previous) else {
+        // Compiled afresh: only when a namespace's labels changed.
+        prop_assert_ne!(&old.namespaces, &after.namespaces, "seed {}", seed);
+        return Ok(());
+    };
+    for (p, pod) in after.pods.iter().enumerate() {
+        let Some(q) = old.pod_idx(&pod.namespace, &pod.name) else {
+            continue;
+        };
+        let was = &old.pods[q];
+        if (&was.labels, &was.ports, was.ip, was.host_network)
+            == (&pod.labels, &pod.ports, pod.ip, pod.host_network)
+        {
+            let c = reused.class_of(p);
+            prop_assert_eq!(counterparts[c], Some(previous.class_of(q)), "seed {}", seed);
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (c, o) in counterparts.iter().enumerate() {
+        let Some(o) = *o else { continue };
+        prop_assert!(
+            seen.insert(o),
+            "seed {}: class {} is a counterpart twice",
+            seed,
+            o
+        );
+        let (p, q) = (
+            &after.pods[reused.class_pods(c)[0]],
+            &old.pods[previous.class_pods(o)[0]],
+        );
+        prop_assert_eq!(
+            (&p.namespace, &p.labels),
+            (&q.namespace, &q.labels),
+            "seed {}",
+            seed
+        );
+    }
     Ok(())
 }
 
