@@ -2,7 +2,7 @@
 
 use crate::metrics::Metrics;
 use crate::policy_log::PolicyLogger;
-use palisade_dataplane::{Audit, Ruleset};
+use palisade_dataplane::{build_compiled, ApplyError, Audit, Ruleset};
 use palisade_model::{DocumentCache, Loader, Severity};
 use palisade_policy::{ClassRules, Engine};
 use std::net::IpAddr;
@@ -90,6 +90,53 @@ impl Reconciler {
         }
     }
 
+    /// Brings the kernel's table to `engine`'s (whose classes compiled to `rules`); false when it
+    /// holds it already. Where `engine` was compiled from the last pass's, the applied ruleset is
+    /// patched from the classes that changed; otherwise a new ruleset is built and only what
+    /// differs is applied. The first time, and whenever an update is refused (say, the table was
+    /// altered behind the agent's back), the whole table is replaced, atomically.
+    fn enforce(&mut self, engine: &Engine, rules: &[Arc<ClassRules>]) -> Result<bool, ApplyError> {
+        let netns = self.netns.as_deref();
+        let patch = match (&self.applied, &self.compiled) {
+            (Some(applied), Some((old, old_rules))) => {
+                applied.patch((old, old_rules), (engine, rules), self.audit)
+            }
+            _ => None,
+        };
+        let refused = match (patch, self.applied.as_mut()) {
+            (Some(patch), Some(applied)) => {
+                let changed = !patch.update().is_empty();
+                match patch.update().apply(netns) {
+                    Ok(()) => {
+                        applied.absorb(patch);
+                        return Ok(changed);
+                    }
+                    Err(e) => Some(e),
+                }
+            }
+            (_, Some(applied)) => {
+                let ruleset = build_compiled(engine, rules, self.audit, Some(applied));
+                if *applied == ruleset {
+                    return Ok(false);
+                }
+                let result = ruleset.update_from(applied).apply(netns);
+                if result.is_ok() {
+                    crate::drop_later(self.applied.replace(ruleset));
+                    return Ok(true);
+                }
+                result.err()
+            }
+            (_, None) => None,
+        };
+        if let Some(e) = refused {
+            tracing::warn!("{e}; replacing the whole table instead");
+        }
+        let ruleset = build_compiled(engine, rules, self.audit, self.applied.as_ref());
+        ruleset.apply(netns)?;
+        crate::drop_later(self.applied.replace(ruleset));
+        Ok(true)
+    }
+
     /// Reads, compiles and applies. Invalid objects are logged and left out; an apply failure is
     /// logged as an error and the previous kernel state stays.
     pub fn reconcile(&mut self) -> Outcome {
@@ -127,28 +174,15 @@ impl Reconciler {
             None => Engine::new(state),
         });
         let rules = engine.compile_classes(previous.map(|(e, r)| (&**e, r.as_slice())));
-        let applied = self.applied.as_ref();
-        let ruleset = palisade_dataplane::build_compiled(&engine, &rules, self.audit, applied);
+        let result = self.enforce(&engine, &rules);
         crate::drop_later(self.compiled.replace((engine.clone(), rules)));
-        if self.applied.as_ref() == Some(&ruleset) {
-            // Annotations and NetworkLogging do not change the ruleset but may change logging.
-            self.publish(&engine);
-            return Outcome::Unchanged;
-        }
-        let netns = self.netns.as_deref();
-        // Only what changed, when the kernel holds what was last applied; the whole table (replaced
-        // atomically) the first time, and whenever an update is refused (say, the table was altered
-        // behind the agent's back).
-        let incremental = self.applied.as_ref().map(|old| ruleset.update_from(old));
-        let result = match incremental {
-            Some(update) => update.apply(netns).or_else(|e| {
-                tracing::warn!("{e}; replacing the whole table instead");
-                ruleset.apply(netns)
-            }),
-            None => ruleset.apply(netns),
-        };
         match result {
-            Ok(()) => {
+            Ok(false) => {
+                // Annotations and NetworkLogging do not change the ruleset but may change logging.
+                self.publish(&engine);
+                Outcome::Unchanged
+            }
+            Ok(true) => {
                 let elapsed = started.elapsed();
                 tracing::info!(
                     pods = engine.state().pods.len(),
@@ -158,7 +192,6 @@ impl Reconciler {
                     elapsed_ms = elapsed.as_secs_f64() * 1e3,
                     "ruleset applied"
                 );
-                crate::drop_later(self.applied.replace(ruleset));
                 self.metrics.apply_seconds.observe(elapsed.as_secs_f64());
                 self.publish(&engine);
                 Outcome::Applied { rejected, elapsed }

@@ -5,7 +5,7 @@
 //! and `nft`.
 
 use palisade_dataplane::lab::{self, Lab};
-use palisade_dataplane::{apply, build, Audit, Ruleset};
+use palisade_dataplane::{apply, build, build_compiled, Audit, Ruleset};
 use palisade_model::{ClusterState, Loader};
 use palisade_policy::Engine;
 use palisade_synth::{generate, SynthConfig};
@@ -209,5 +209,60 @@ fn incremental_updates_leave_the_table_a_full_apply_would() {
         }
         assert!(ruleset.update_from(&ruleset).is_empty());
         previous = Some(ruleset);
+    }
+}
+
+/// Patches (the change from the classes that changed only, for an engine compiled from the previous
+/// one) leave in the kernel exactly the ruleset they lead to, step after step: relabels, pods gone and
+/// added, readdressed.
+#[test]
+fn patches_leave_the_table_they_lead_to() {
+    lab::require_root().expect("the kernel tests run as root");
+    let (a, b) = (
+        format!("pa{}", std::process::id()),
+        format!("pb{}", std::process::id()),
+    );
+    let (_ta, _tb) = (lab::DownOnDrop(a.clone()), lab::DownOnDrop(b.clone()));
+    let (node_a, node_b) = (
+        Lab::plan(&a, &ClusterState::default()),
+        Lab::plan(&b, &ClusterState::default()),
+    );
+    node_a.create().expect("node namespace");
+    node_b.create().expect("node namespace");
+    let base = cluster(3);
+    let app = |i: usize| base.pods[(i * 53) % base.pods.len()].labels["app"].clone();
+    let mut engine = Engine::new(Arc::new(base.clone()));
+    let mut rules = engine.compile_classes(None);
+    let mut ruleset = build_compiled(&engine, &rules, Audit::Annotated, None);
+    ruleset.apply(Some(&node_a.node)).unwrap();
+    for step in 0..6 {
+        let state = changed(engine.state(), |s| {
+            for (i, p) in s.pods.iter_mut().skip(step * 7).take(4).enumerate() {
+                let p = Arc::make_mut(p);
+                p.labels.insert("app".into(), app(step * 4 + i));
+            }
+            s.pods.remove(step * 11 + 1);
+            let mut added = (*s.pods[step]).clone();
+            added.name = format!("added-{step}");
+            added.ip = Some(format!("10.250.0.{}", step + 1).parse().unwrap());
+            s.pods.push(Arc::new(added));
+        });
+        let next = Engine::new_from(&engine, Arc::new(state));
+        let next_rules = next.compile_classes(Some((&engine, &rules)));
+        let patch = ruleset
+            .patch((&engine, &rules), (&next, &next_rules), Audit::Annotated)
+            .expect("patched");
+        assert!(!patch.update().is_empty(), "step {step} changes the table");
+        patch
+            .update()
+            .apply(Some(&node_a.node))
+            .unwrap_or_else(|e| panic!("step {step}: {e}"));
+        ruleset.absorb(patch);
+        apply(&ruleset.script(), Some(&node_b.node)).unwrap();
+        assert!(
+            listing(&node_a.node) == listing(&node_b.node),
+            "step {step}: the patched table differs from the ruleset it leads to"
+        );
+        (engine, rules) = (next, next_rules);
     }
 }

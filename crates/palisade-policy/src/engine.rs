@@ -78,6 +78,11 @@ impl Engine {
         Engine::assemble(state, interner, namespace_labels, policies, blocks, classes)
     }
 
+    /// A number no other engine of this process has: what was built for an engine can say which.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     /// When this engine was compiled from `previous` ([`Engine::new_from`], reusing its compiled
     /// policies): for each class, the class of `previous` with the same key — the same policies
     /// select it and its pods match the same selectors — if any.

@@ -4,19 +4,21 @@
 
 mod batch;
 mod expr;
+mod patch;
 mod rule;
 mod ruleset;
 mod sets;
 
+pub use patch::Patch;
 pub use ruleset::{Ruleset, Update};
 
 use crate::events::Action;
 use foldhash::{HashMap, HashMapExt};
 use palisade_model::logging::{annotation_enabled, AUDIT_ANNOTATION};
+use palisade_model::NamespaceInfo;
 use palisade_policy::{Allow, ClassRules, Direction, Engine, Peers};
 use rule::{PeerMatch, PortsMatch, Rule, Verdict};
 use sets::PeerSets;
-use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -25,18 +27,19 @@ use std::sync::Arc;
 pub const TABLE: &str = "palisade";
 
 /// A chain's name: its direction and a 64-bit hash of its rules, so that the same chain keeps its
-/// name from one ruleset to the next. A hash collision within one ruleset gets a suffix.
-fn chain_name(
+/// name from one ruleset to the next. A hash collision with another body (`existing` gives the
+/// body a name has) gets a suffix.
+fn chain_name<'a>(
     direction: Direction,
     rules: &[Rule],
-    chains: &BTreeMap<String, Vec<Rule>>,
+    existing: impl Fn(&str) -> Option<&'a [Rule]>,
 ) -> String {
     // A fixed seed: the same rules get the same name for the life of the agent.
     let hash = foldhash::fast::FixedState::with_seed(0).hash_one(rules);
     let base = format!("{}_{hash:016x}", direction.as_str());
     let mut name = base.clone();
     let mut n = 1;
-    while chains.get(&name).is_some_and(|b| b != rules) {
+    while existing(&name).is_some_and(|b| b != rules) {
         name = format!("{base}_{n}");
         n += 1;
     }
@@ -124,8 +127,109 @@ pub enum Audit {
     All,
 }
 
-/// A chain before its peer sets are named: its rules, and the (map, pod IP) elements jumping to it.
-type ChainDraft = (Vec<Rule<usize>>, Vec<(usize, IpAddr)>);
+/// The addresses that jump to class `class`'s chains: those of its pods (hostNetwork pods, and pods
+/// without an address, have none), in pod order.
+fn class_addresses(engine: &Engine, class: usize) -> Vec<IpAddr> {
+    let pods = &engine.state().pods;
+    (engine.class_pods(class).iter())
+        .filter(|&&p| !pods[p].host_network)
+        .filter_map(|&p| pods[p].ip)
+        .collect()
+}
+
+/// The verdict map (index in [`ruleset::MAPS`]) of `direction` for `ip`'s family.
+fn map_of(direction: usize, ip: IpAddr) -> usize {
+    2 * direction + usize::from(ip.is_ipv6())
+}
+
+/// True when `namespace` asks for audit mode (annotated `policy.palisade.dev/audit-mode: "true"`).
+fn audited(namespace: &NamespaceInfo) -> bool {
+    annotation_enabled(&namespace.annotations, AUDIT_ANNOTATION)
+}
+
+/// The chain bodies of class `class` (compiled as `rules`), ingress then egress, with peer sets by
+/// id in `sets`: `None` for a direction it is not isolated in.
+fn class_bodies(
+    engine: &Engine,
+    class: usize,
+    rules: &ClassRules,
+    audit: Audit,
+    sets: &mut PeerSets,
+) -> [Option<Vec<Rule<usize>>>; 2] {
+    let state = engine.state();
+    // A class never spans namespaces, so one pod's namespace decides for all.
+    let namespace = &state.pods[engine.class_pods(class)[0]].namespace;
+    let audited = audit == Audit::All || state.namespace(namespace).is_some_and(audited);
+    [
+        (Direction::Ingress, &rules.ingress, Verdict::Accept),
+        (Direction::Egress, &rules.egress, Verdict::Return),
+    ]
+    .map(|(direction, entries, verdict)| {
+        let mut body = allow_rules(engine, direction, entries.as_ref()?, verdict, sets);
+        let (action, verdict) = match (audited, direction) {
+            (false, _) => (Action::Deny, Verdict::Drop),
+            (true, Direction::Ingress) => (Action::Audit, Verdict::Accept),
+            // Audited egress returns, so that the destination's ingress is still evaluated.
+            (true, Direction::Egress) => (Action::Audit, Verdict::Return),
+        };
+        body.push(Rule {
+            direction,
+            peer: None,
+            ports: None,
+            action,
+            verdict,
+            origin: None,
+        });
+        Some(body)
+    })
+}
+
+/// A class's chains by draft id ([`Drafts`]), ingress then egress.
+type DraftIds = [Option<usize>; 2];
+
+/// Distinct chain bodies, before their peer sets are named: classes with the same rules share one
+/// chain (labels no policy reads split classes, not rules).
+#[derive(Default)]
+struct Drafts {
+    index: HashMap<Vec<Rule<usize>>, usize>,
+    bodies: Vec<Vec<Rule<usize>>>,
+}
+
+impl Drafts {
+    /// The id of `body`'s chain.
+    fn add(&mut self, body: Vec<Rule<usize>>) -> usize {
+        let next = self.bodies.len();
+        *self.index.entry(body).or_insert_with_key(|body| {
+            self.bodies.push(body.clone());
+            next
+        })
+    }
+
+    /// Names every chain (by id), given the names of the peer sets; `existing` gives the body a
+    /// name already has elsewhere.
+    fn named<'a>(
+        self,
+        sets: &[String],
+        existing: impl Fn(&str) -> Option<&'a [Rule]>,
+    ) -> Vec<(Arc<str>, Vec<Rule>)> {
+        let mut out: Vec<(Arc<str>, Vec<Rule>)> = Vec::with_capacity(self.bodies.len());
+        let mut mine: HashMap<Arc<str>, usize> = HashMap::new();
+        for body in self.bodies {
+            let direction = body[0].direction;
+            let body: Vec<Rule> = body
+                .into_iter()
+                .map(|rule| rule.named(|id| sets[id].clone()))
+                .collect();
+            let name = chain_name(direction, &body, |n| {
+                existing(n).or_else(|| mine.get(n).map(|&i| out[i].1.as_slice()))
+            });
+            let name: Arc<str> = name.into();
+            mine.insert(name.clone(), out.len());
+            out.push((name, body));
+        }
+        out
+    }
+}
 
 /// Renders the whole table for `engine`'s state as one `nft -f` script that replaces any previous
 /// `inet palisade` table atomically; audit mode only in annotated namespaces.
@@ -147,82 +251,51 @@ pub fn build_compiled(
     audit: Audit,
     previous: Option<&Ruleset>,
 ) -> Ruleset {
-    let state = engine.state();
     let mut sets = PeerSets::default();
-    // Classes with the same rules share one chain (labels no policy reads split classes, not rules):
-    // the distinct bodies, with their direction and the pod IPs per map that jump to them.
-    let mut bodies: HashMap<Vec<Rule<usize>>, usize> = HashMap::new();
-    let mut chains: Vec<ChainDraft> = Vec::new();
+    let mut drafts = Drafts::default();
+    // Per class: its addresses and its chains (by draft id), where it has addresses.
+    let mut classes: Vec<Option<(Vec<IpAddr>, DraftIds)>> = Vec::with_capacity(compiled.len());
     for (class, rules) in compiled.iter().enumerate() {
-        let ips: Vec<IpAddr> = engine
-            .class_pods(class)
-            .iter()
-            .filter(|&&p| !state.pods[p].host_network)
-            .filter_map(|&p| state.pods[p].ip)
-            .collect();
-        if ips.is_empty() {
-            continue;
-        }
-        // A class never spans namespaces, so one pod's namespace decides for all.
-        let namespace = &state.pods[engine.class_pods(class)[0]].namespace;
-        let audited = audit == Audit::All
-            || state
-                .namespace(namespace)
-                .is_some_and(|ns| annotation_enabled(&ns.annotations, AUDIT_ANNOTATION));
-        for (direction, entries, verdict, map_base) in [
-            (Direction::Ingress, &rules.ingress, Verdict::Accept, 0),
-            (Direction::Egress, &rules.egress, Verdict::Return, 2),
-        ] {
-            let Some(entries) = entries else { continue };
-            let mut body = allow_rules(engine, direction, entries, verdict, &mut sets);
-            let (action, verdict) = match (audited, direction) {
-                (false, _) => (Action::Deny, Verdict::Drop),
-                (true, Direction::Ingress) => (Action::Audit, Verdict::Accept),
-                // Audited egress returns, so that the destination's ingress is still evaluated.
-                (true, Direction::Egress) => (Action::Audit, Verdict::Return),
-            };
-            body.push(Rule {
-                direction,
-                peer: None,
-                ports: None,
-                action,
-                verdict,
-                origin: None,
-            });
-            let next = chains.len();
-            let i = *bodies.entry(body).or_insert_with_key(|body| {
-                chains.push((body.clone(), Vec::new()));
-                next
-            });
-            let elements = ips
-                .iter()
-                .map(|ip| (map_base + usize::from(ip.is_ipv6()), *ip));
-            chains[i].1.extend(elements);
-        }
+        let ips = class_addresses(engine, class);
+        classes.push((!ips.is_empty()).then(|| {
+            let bodies = class_bodies(engine, class, rules, audit, &mut sets);
+            (ips, bodies.map(|body| body.map(|b| drafts.add(b))))
+        }));
     }
-    let names = sets.names(previous);
+    let names = sets.names(previous, &|_| true);
+    let chains = drafts.named(&names, |_| None);
     let mut ruleset = Ruleset::default();
-    for (id, (def, key)) in sets.defs.into_iter().enumerate() {
-        ruleset.set_keys.insert(names[id].clone(), key);
-        ruleset.sets.insert(names[id].clone(), def);
+    for (id, def) in sets.defs.into_iter().enumerate() {
+        ruleset.add_set(names[id].clone(), def);
     }
     // Map elements are collected, sorted and built into the maps in one go.
     let mut jumps: [Vec<(IpAddr, String)>; 4] = Default::default();
-    for (body, elements) in chains {
-        let direction = body[0].direction;
-        let body: Vec<Rule> = body
-            .into_iter()
-            .map(|rule| rule.named(|id| names[id].clone()))
-            .collect();
-        let name = chain_name(direction, &body, &ruleset.chains);
-        for (map, ip) in elements {
-            jumps[map].push((ip, name.clone()));
-        }
-        ruleset.chains.insert(name, body);
+    ruleset.index.built_for = Some((engine.id(), audit));
+    ruleset.index.class_chains = classes
+        .into_iter()
+        .map(|class| {
+            let (ips, ids) = class?;
+            let chains = ids.map(|id| id.map(|i| chains[i].0.clone()));
+            for (d, chain) in chains.iter().enumerate() {
+                if let Some(chain) = chain {
+                    for &ip in &ips {
+                        jumps[map_of(d, ip)].push((ip, chain.to_string()));
+                    }
+                }
+            }
+            Some(chains)
+        })
+        .collect();
+    for (name, body) in chains {
+        ruleset.add_chain(name.to_string(), body);
     }
     for (map, mut elements) in ruleset.maps.iter_mut().zip(jumps) {
         elements.sort_unstable_by_key(|(ip, _)| *ip);
         *map = elements.into_iter().collect();
+    }
+    // Counted from the maps (an address is one element, whatever the classes say).
+    for chain in ruleset.maps.iter().flat_map(|m| m.values()) {
+        *ruleset.index.chain_users.entry(chain.clone()).or_default() += 1;
     }
     ruleset
 }

@@ -3,8 +3,9 @@
 
 use super::batch::Batch;
 use super::expr;
+use super::patch::Index;
 use super::rule::Rule;
-use super::sets::{elements_text, SetDef};
+use super::sets::{content_hash, elements_text, NewSet, SetDef};
 use super::TABLE;
 use crate::ApplyError;
 use std::collections::BTreeMap;
@@ -88,6 +89,8 @@ pub struct Ruleset {
     pub(crate) chains: BTreeMap<String, Vec<Rule>>,
     /// Pod IP → chain, per map of [`MAPS`].
     pub(crate) maps: [BTreeMap<IpAddr, String>; 4],
+    /// What it was built for, and its reference counts: what patching it needs.
+    pub(crate) index: Index,
 }
 
 /// Equal when the kernel would hold the same table (how sets came by their names does not count).
@@ -107,6 +110,68 @@ fn map_elements<'a>(elements: impl Iterator<Item = (&'a IpAddr, &'a String)>) ->
 }
 
 impl Ruleset {
+    /// Adds set `name`.
+    pub(crate) fn add_set(&mut self, name: String, set: NewSet) {
+        let index = &mut self.index;
+        index
+            .set_by_content
+            .entry(set.hash)
+            .or_default()
+            .push(name.clone());
+        index.set_by_key.insert(set.key.clone(), name.clone());
+        self.set_keys.insert(name.clone(), set.key);
+        self.sets.insert(name, set.def);
+    }
+
+    /// Removes set `name`.
+    pub(crate) fn remove_set(&mut self, name: &str) {
+        let index = &mut self.index;
+        if let Some(def) = self.sets.remove(name) {
+            index.forget_content(name, &def);
+        }
+        if let Some(key) = self.set_keys.remove(name) {
+            if index.set_by_key.get(&key).is_some_and(|n| n == name) {
+                index.set_by_key.remove(&key);
+            }
+        }
+        index.set_users.remove(name);
+    }
+
+    /// Gives set `name` new elements.
+    pub(crate) fn edit_set(&mut self, name: &str, def: SetDef) {
+        let index = &mut self.index;
+        let Some(slot) = self.sets.get_mut(name) else {
+            return;
+        };
+        index.forget_content(name, slot);
+        (index.set_by_content.entry(content_hash(&def)).or_default()).push(name.to_string());
+        *slot = def;
+    }
+
+    /// Adds chain `name` (counting its rules' references to sets).
+    pub(crate) fn add_chain(&mut self, name: String, rules: Vec<Rule>) {
+        for set in rules.iter().filter_map(|r| r.peer.as_ref()) {
+            *self.index.set_users.entry(set.set.clone()).or_default() += 1;
+        }
+        self.chains.insert(name, rules);
+    }
+
+    /// Removes chain `name` (and its rules' references to sets).
+    pub(crate) fn remove_chain(&mut self, name: &str) {
+        for set in self
+            .chains
+            .remove(name)
+            .iter()
+            .flatten()
+            .filter_map(|r| r.peer.as_ref())
+        {
+            if let Some(users) = self.index.set_users.get_mut(&set.set) {
+                *users = users.saturating_sub(1);
+            }
+        }
+        self.index.chain_users.remove(name);
+    }
+
     /// The whole table as one `nft -f` script that atomically replaces any previous `inet palisade`
     /// table.
     pub fn script(&self) -> String {
@@ -161,23 +226,9 @@ impl Ruleset {
             .map(|(n, r)| (n.clone(), r.clone()))
             .collect();
         for (name, def) in &self.sets {
-            let Some(before) = old.sets.get(name).filter(|b| *b != def) else {
-                continue;
-            };
-            // Elements are sorted: one walk over both.
-            let (mut gone, mut added) = (Vec::new(), Vec::new());
-            let unit = |e: &(IpAddr, IpAddr)| (*e, ());
-            sorted_diff(
-                before.elements.iter().map(unit),
-                def.elements.iter().map(unit),
-                |(e, _)| gone.push(e),
-                |(e, _)| added.push(e),
-            );
-            update.members.push(MemberEdit {
-                set: name.clone(),
-                gone,
-                added,
-            });
+            if let Some(before) = old.sets.get(name).filter(|b| *b != def) {
+                update.members.push(MemberEdit::between(name, before, def));
+            }
         }
         for ((map, _), (new, old)) in MAPS.iter().zip(self.maps.iter().zip(&old.maps)) {
             let (mut stale, mut fresh) = (Vec::new(), Vec::new());
@@ -220,7 +271,7 @@ impl Ruleset {
 
 /// Walks two sequences of `(key, value)` sorted by key, with unique keys: `gone` gets what only
 /// `old` has, or has with another value; `added` what only `new` has, or has with another value.
-fn sorted_diff<K: Ord + Copy, V: PartialEq>(
+pub(super) fn sorted_diff<K: Ord + Copy, V: PartialEq>(
     old: impl Iterator<Item = (K, V)>,
     new: impl Iterator<Item = (K, V)>,
     mut gone: impl FnMut((K, V)),
@@ -263,18 +314,38 @@ fn commit(batch: Batch, netns: Option<&str>) -> Result<(), ApplyError> {
 
 /// The ranges a set that stays loses and gains.
 #[derive(Clone)]
-struct MemberEdit {
-    set: String,
-    gone: Vec<(IpAddr, IpAddr)>,
-    added: Vec<(IpAddr, IpAddr)>,
+pub(super) struct MemberEdit {
+    pub set: String,
+    pub gone: Vec<(IpAddr, IpAddr)>,
+    pub added: Vec<(IpAddr, IpAddr)>,
+}
+
+impl MemberEdit {
+    /// What set `name` loses and gains going from `before` to `after`.
+    pub fn between(name: &str, before: &SetDef, after: &SetDef) -> MemberEdit {
+        // Elements are sorted: one walk over both.
+        let (mut gone, mut added) = (Vec::new(), Vec::new());
+        let unit = |e: &(IpAddr, IpAddr)| (*e, ());
+        sorted_diff(
+            before.elements.iter().map(unit),
+            after.elements.iter().map(unit),
+            |(e, _)| gone.push(e),
+            |(e, _)| added.push(e),
+        );
+        MemberEdit {
+            set: name.to_string(),
+            gone,
+            added,
+        }
+    }
 }
 
 /// The keys whose element a verdict map loses, and the `key : jump chain` elements it gains.
 #[derive(Clone)]
-struct MapEdit {
-    map: &'static str,
-    stale: Vec<IpAddr>,
-    fresh: Vec<(IpAddr, String)>,
+pub(super) struct MapEdit {
+    pub map: &'static str,
+    pub stale: Vec<IpAddr>,
+    pub fresh: Vec<(IpAddr, String)>,
 }
 
 /// The change from one ruleset to another, as one transaction: new sets and chains are added, set
@@ -283,17 +354,17 @@ struct MapEdit {
 #[derive(Clone, Default)]
 pub struct Update {
     /// New sets.
-    new_sets: Vec<(String, SetDef)>,
+    pub(super) new_sets: Vec<(String, SetDef)>,
     /// New chains.
-    new_chains: Vec<(String, Vec<Rule>)>,
+    pub(super) new_chains: Vec<(String, Vec<Rule>)>,
     /// Sets that stay, with members that change.
-    members: Vec<MemberEdit>,
+    pub(super) members: Vec<MemberEdit>,
     /// Verdict maps whose elements change.
-    jumps: Vec<MapEdit>,
+    pub(super) jumps: Vec<MapEdit>,
     /// Chains no longer used.
-    old_chains: Vec<String>,
+    pub(super) old_chains: Vec<String>,
     /// Sets no longer used.
-    old_sets: Vec<String>,
+    pub(super) old_sets: Vec<String>,
 }
 
 impl Update {

@@ -57,6 +57,21 @@ impl std::hash::Hash for Shared {
     }
 }
 
+/// The hash sets are known by (with [`SetDef`]'s equality): fixed, so that it holds for the life of
+/// the agent.
+pub(crate) fn content_hash(def: &SetDef) -> u64 {
+    foldhash::fast::FixedState::with_seed(0).hash_one(def)
+}
+
+/// A set of the ruleset being built, not yet named.
+pub(crate) struct NewSet {
+    pub def: SetDef,
+    /// The stable key: the first policy rule that uses it, and its family.
+    pub key: String,
+    /// [`content_hash`] of `def`.
+    pub hash: u64,
+}
+
 /// The peer sets of a ruleset being built, not yet named.
 #[derive(Default)]
 pub(crate) struct PeerSets {
@@ -65,8 +80,8 @@ pub(crate) struct PeerSets {
     by_addrs: HashMap<Shared, [Option<usize>; 2]>,
     /// Set ids by a hash of their content (the content itself is in `defs`, not copied here).
     by_content: HashMap<u64, Vec<usize>>,
-    /// Content and stable key of each set, by id.
-    pub defs: Vec<(SetDef, String)>,
+    /// The sets, by id.
+    pub defs: Vec<NewSet>,
 }
 
 impl PeerSets {
@@ -98,53 +113,50 @@ impl PeerSets {
             return None;
         }
         let def = SetDef { v6, elements };
-        let hash = foldhash::fast::FixedState::with_seed(0).hash_one(&def);
+        let hash = content_hash(&def);
         let same = self.by_content.entry(hash).or_default();
-        if let Some(&id) = same.iter().find(|&&id| self.defs[id].0 == def) {
+        if let Some(&id) = same.iter().find(|&&id| self.defs[id].def == def) {
             return Some(id);
         }
         let id = self.defs.len();
         same.push(id);
         let family = if v6 { "ip6" } else { "ip" };
-        self.defs.push((def, format!("{key} {family}")));
+        let key = format!("{key} {family}");
+        self.defs.push(NewSet { def, key, hash });
         Some(id)
     }
 
-    /// A name for every set (by id), reusing `previous`'s names where it can; never a name
-    /// `previous` has for another content, so that adding and deleting sets in one transaction
-    /// cannot collide.
-    pub fn names(&self, previous: Option<&Ruleset>) -> Vec<String> {
+    /// A name for every set (by id), reusing `previous`'s names where it can: the name of the set
+    /// with the same content, else that of the set with the same stable key when `free` says no
+    /// rule of the new table needs that set's current content (its elements are then edited). Never
+    /// another name `previous` has, so that adding and deleting sets in one transaction cannot
+    /// collide.
+    pub fn names(&self, previous: Option<&Ruleset>, free: &dyn Fn(&str) -> bool) -> Vec<String> {
         let mut names: Vec<Option<String>> = vec![None; self.defs.len()];
-        let mut taken: HashSet<String> = HashSet::new();
+        let mut taken: HashSet<&str> = HashSet::new();
         if let Some(prev) = previous {
-            let by_content: HashMap<&SetDef, &String> =
-                prev.sets.iter().map(|(n, d)| (d, n)).collect();
-            for (slot, (def, _)) in names.iter_mut().zip(&self.defs) {
-                if let Some(&name) = by_content.get(def) {
-                    if taken.insert(name.clone()) {
-                        *slot = Some(name.clone());
-                    }
+            let index = &prev.index;
+            for (slot, set) in names.iter_mut().zip(&self.defs) {
+                let same = (index.set_by_content.get(&set.hash).into_iter().flatten())
+                    .find(|name| prev.sets[name.as_str()] == set.def);
+                if let Some(name) = same.filter(|name| taken.insert(name.as_str())) {
+                    *slot = Some(name.clone());
                 }
             }
-            let by_key: HashMap<&String, &String> =
-                prev.set_keys.iter().map(|(n, k)| (k, n)).collect();
-            for (slot, (def, key)) in names.iter_mut().zip(&self.defs) {
-                if slot.is_some() {
+            for (slot, set) in names.iter_mut().zip(&self.defs) {
+                let Some(name) = index.set_by_key.get(&set.key).filter(|_| slot.is_none()) else {
                     continue;
-                }
-                if let Some(&name) = by_key.get(key) {
-                    if prev.sets[name].v6 == def.v6 && taken.insert(name.clone()) {
-                        *slot = Some(name.clone());
-                    }
+                };
+                if prev.sets[name].v6 == set.def.v6 && free(name) && taken.insert(name) {
+                    *slot = Some(name.clone());
                 }
             }
         }
-        let used =
-            |n: &String| taken.contains(n) || previous.is_some_and(|p| p.sets.contains_key(n));
+        let used = |n: &str| taken.contains(n) || previous.is_some_and(|p| p.sets.contains_key(n));
         let mut counter = 0;
-        for (slot, (def, _)) in names.iter_mut().zip(&self.defs) {
+        for (slot, set) in names.iter_mut().zip(&self.defs) {
             if slot.is_none() {
-                let tag = if def.v6 { 6 } else { 4 };
+                let tag = if set.def.v6 { 6 } else { 4 };
                 let name = loop {
                     let name = format!("peers{tag}_{counter}");
                     counter += 1;

@@ -1,0 +1,638 @@
+//! Patching a ruleset: from the table built for one engine to the table of an engine compiled from
+//! it ([`Engine::new_from`]), working from the classes that changed only — the rest of the table is
+//! neither rebuilt nor compared. The patch is the [`Update`] the kernel needs, and what turns the
+//! ruleset itself into the new one ([`Ruleset::absorb`]).
+
+use super::rule::Rule;
+use super::ruleset::{sorted_diff, MapEdit, MemberEdit, Update, MAPS};
+use super::sets::{content_hash, PeerSets, SetDef};
+use super::{audited, class_addresses, class_bodies, map_of, Audit, Drafts, Ruleset};
+use foldhash::{HashMap, HashMapExt};
+use palisade_policy::{ClassRules, Engine};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// A class's chains, ingress then egress (`None` where it is not isolated).
+pub(crate) type ClassChains = [Option<Arc<str>>; 2];
+
+/// What a ruleset keeps to be patched (not part of the table): the engine and audit mode it was
+/// built for, the chains of each of that engine's classes, and its chains' and sets' users.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Index {
+    /// The engine (its id) and the audit mode the ruleset was built for.
+    pub built_for: Option<(u64, Audit)>,
+    /// Per class of that engine: its chains; `None` for a class without addresses.
+    pub class_chains: Vec<Option<ClassChains>>,
+    /// Chain → map elements that jump to it.
+    pub chain_users: HashMap<String, u32>,
+    /// Set → rules that look it up.
+    pub set_users: HashMap<String, u32>,
+    /// Set names by [`content_hash`].
+    pub set_by_content: HashMap<u64, Vec<String>>,
+    /// A set by stable key (one of them, where several have the key).
+    pub set_by_key: HashMap<String, String>,
+}
+
+impl Index {
+    /// Drops set `name`, holding `def`, from the content index.
+    pub fn forget_content(&mut self, name: &str, def: &SetDef) {
+        let hash = content_hash(def);
+        if let Some(names) = self.set_by_content.get_mut(&hash) {
+            names.retain(|n| n != name);
+            if names.is_empty() {
+                self.set_by_content.remove(&hash);
+            }
+        }
+    }
+}
+
+/// The change from a ruleset to the ruleset of an engine compiled from its engine: the update for
+/// the kernel, and what the ruleset needs to become the new one ([`Ruleset::absorb`]).
+pub struct Patch {
+    update: Update,
+    /// The new content of the sets whose members change.
+    edited: Vec<(String, SetDef)>,
+    /// The stable keys of the new sets, in the order of `update.new_sets`.
+    keys: Vec<(String, String)>,
+    built_for: (u64, Audit),
+    class_chains: Vec<Option<ClassChains>>,
+    /// The users of the chains whose users change (0: deleted).
+    chain_users: Vec<(String, u32)>,
+}
+
+impl Patch {
+    /// The update that turns the kernel's table into the new one.
+    pub fn update(&self) -> &Update {
+        &self.update
+    }
+}
+
+/// A jump, or its removal: verdict map (index in [`MAPS`]), address, chain.
+type Jump = (usize, IpAddr, Arc<str>);
+
+/// The jumps of `ip` to `chains`.
+fn jumps(out: &mut Vec<Jump>, chains: &ClassChains, ip: IpAddr) {
+    for (d, chain) in chains.iter().enumerate() {
+        if let Some(chain) = chain {
+            out.push((map_of(d, ip), ip, chain.clone()));
+        }
+    }
+}
+
+/// Sorted by map and address; `None` if an address is in a map twice (two pods with one address:
+/// only a full build decides that case).
+fn sorted(mut jumps: Vec<Jump>) -> Option<Vec<Jump>> {
+    jumps.sort_unstable_by_key(|j| (j.0, j.1));
+    let twice = jumps
+        .windows(2)
+        .any(|w| (w[0].0, w[0].1) == (w[1].0, w[1].1));
+    (!twice).then_some(jumps)
+}
+
+impl Ruleset {
+    /// The patch from this ruleset — built for `old`'s engine and class rules, with `audit` — to
+    /// the ruleset of `new`'s, when `new`'s engine was compiled from `old`'s
+    /// ([`Engine::new_from`]); `None` otherwise. The patched ruleset is the one [`build`]
+    /// (super::build) gives, up to the names of new sets and chains.
+    ///
+    /// Only the classes whose rules or addresses changed are looked at: a class with the rules it
+    /// had keeps its chains (their peer sets keep their names and content), so only its addresses'
+    /// jumps can change.
+    pub fn patch(
+        &self,
+        old: (&Engine, &[Arc<ClassRules>]),
+        new: (&Engine, &[Arc<ClassRules>]),
+        audit: Audit,
+    ) -> Option<Patch> {
+        let ((e0, r0), (e1, r1)) = (old, new);
+        let index = &self.index;
+        let fits = index.built_for == Some((e0.id(), audit))
+            && index.class_chains.len() == e0.class_count()
+            && r0.len() == e0.class_count()
+            && r1.len() == e1.class_count();
+        // Namespaces are the same (names, labels) in an engine compiled from another; their audit
+        // annotations may not be.
+        let namespaces = |e: &Engine| e.state().namespaces.iter().map(audited).collect::<Vec<_>>();
+        if !fits || namespaces(e0) != namespaces(e1) {
+            return None;
+        }
+        let counterparts = e1.counterparts(e0)?;
+        let (mut removed, mut added) = (Vec::new(), Vec::new());
+        let mut class_chains = vec![None; e1.class_count()];
+        let mut followed = vec![false; e0.class_count()];
+        let mut rebuilt = Vec::new();
+        for (c, counterpart) in counterparts.iter().enumerate() {
+            let ips = class_addresses(e1, c);
+            let kept = counterpart.filter(|&o| {
+                Arc::ptr_eq(&r1[c], &r0[o]) && (ips.is_empty() || index.class_chains[o].is_some())
+            });
+            let Some(o) = kept else {
+                rebuilt.push((c, ips));
+                continue;
+            };
+            followed[o] = true;
+            let Some(chains) = &index.class_chains[o] else {
+                continue;
+            };
+            let mut was = class_addresses(e0, o);
+            if was != ips {
+                let mut now = ips.clone();
+                was.sort_unstable();
+                now.sort_unstable();
+                let unit = |ip: &IpAddr| (*ip, ());
+                sorted_diff(
+                    was.iter().map(unit),
+                    now.iter().map(unit),
+                    |(ip, _)| jumps(&mut removed, chains, ip),
+                    |(ip, _)| jumps(&mut added, chains, ip),
+                );
+            }
+            if !ips.is_empty() {
+                class_chains[c] = Some(chains.clone());
+            }
+        }
+        for (o, chains) in index.class_chains.iter().enumerate() {
+            if let (false, Some(chains)) = (followed[o], chains) {
+                for ip in class_addresses(e0, o) {
+                    jumps(&mut removed, chains, ip);
+                }
+            }
+        }
+
+        // The chains left without users so far (before the rebuilt classes' jumps are known), and
+        // the sets only they look up: a rebuilt class's set may take such a set's name.
+        let mut delta: HashMap<Arc<str>, i64> = HashMap::new();
+        for (_, _, chain) in &removed {
+            *delta.entry(chain.clone()).or_default() -= 1;
+        }
+        for (_, _, chain) in &added {
+            *delta.entry(chain.clone()).or_default() += 1;
+        }
+        let users = |chain: &str, delta: i64| {
+            i64::from(index.chain_users.get(chain).copied().unwrap_or(0)) + delta
+        };
+        let mut set_delta: HashMap<&str, i64> = HashMap::new();
+        for (chain, d) in &delta {
+            if users(chain, *d) == 0 {
+                for peer in self.chains[&**chain].iter().filter_map(|r| r.peer.as_ref()) {
+                    *set_delta.entry(peer.set.as_str()).or_default() -= 1;
+                }
+            }
+        }
+        let free = |set: &str| {
+            let users = index.set_users.get(set).copied().unwrap_or(0);
+            i64::from(users) + set_delta.get(set).copied().unwrap_or(0) == 0
+        };
+
+        // The rebuilt classes' chains.
+        let mut sets = PeerSets::default();
+        let mut drafts = Drafts::default();
+        let mut bodies = Vec::new();
+        for (c, ips) in rebuilt {
+            if !ips.is_empty() {
+                let ids = class_bodies(e1, c, &r1[c], audit, &mut sets);
+                bodies.push((c, ips, ids.map(|body| body.map(|b| drafts.add(b)))));
+            }
+        }
+        let names = sets.names(Some(self), &free);
+        let chains = drafts.named(&names, |n| self.chains.get(n).map(Vec::as_slice));
+        let known = added.len();
+        for (c, ips, ids) in bodies {
+            let named: ClassChains = ids.map(|id| id.map(|i| chains[i].0.clone()));
+            for &ip in &ips {
+                jumps(&mut added, &named, ip);
+            }
+            class_chains[c] = Some(named);
+        }
+        for (_, _, chain) in &added[known..] {
+            *delta.entry(chain.clone()).or_default() += 1;
+        }
+
+        // Chains: the new ones, and those left without users.
+        let mut update = Update::default();
+        let chain_users: Vec<(String, u32)> = delta
+            .iter()
+            .map(|(chain, d)| (chain.to_string(), users(chain, *d).max(0) as u32))
+            .collect();
+        update.old_chains = (chain_users.iter())
+            .filter(|(chain, users)| *users == 0 && self.chains.contains_key(chain))
+            .map(|(chain, _)| chain.clone())
+            .collect();
+        update.old_chains.sort_unstable();
+        let mut new_chains: BTreeMap<String, Vec<Rule>> = BTreeMap::new();
+        for (name, body) in chains {
+            if !self.chains.contains_key(&*name) {
+                new_chains.insert(name.to_string(), body);
+            }
+        }
+        // Sets: the new ones, those whose members change, and those no rule looks up any more.
+        let mut set_users: HashMap<&str, i64> = HashMap::new();
+        for chain in &update.old_chains {
+            for peer in self.chains[chain].iter().filter_map(|r| r.peer.as_ref()) {
+                *set_users.entry(peer.set.as_str()).or_default() -= 1;
+            }
+        }
+        for body in new_chains.values() {
+            for peer in body.iter().filter_map(|r| r.peer.as_ref()) {
+                *set_users.entry(peer.set.as_str()).or_default() += 1;
+            }
+        }
+        update.old_sets = (set_users.iter())
+            .filter(|(set, d)| {
+                let users = index.set_users.get(**set).copied().unwrap_or(0);
+                i64::from(users) + **d == 0 && self.sets.contains_key(**set)
+            })
+            .map(|(set, _)| set.to_string())
+            .collect();
+        update.old_sets.sort_unstable();
+        let (mut edited, mut keys) = (Vec::new(), Vec::new());
+        for (set, name) in sets.defs.into_iter().zip(names) {
+            match self.sets.get(&name) {
+                None => {
+                    keys.push((name.clone(), set.key));
+                    update.new_sets.push((name, set.def));
+                }
+                Some(before) if *before != set.def => {
+                    update
+                        .members
+                        .push(MemberEdit::between(&name, before, &set.def));
+                    edited.push((name, set.def));
+                }
+                Some(_) => {}
+            }
+        }
+        update.new_chains = new_chains.into_iter().collect();
+        // By name (`keys` in the same order).
+        update.new_sets.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        keys.sort_unstable();
+        update.members.sort_unstable_by(|a, b| a.set.cmp(&b.set));
+
+        // Jumps: one walk per map over what was removed and what was added.
+        let (removed, added) = (sorted(removed)?, sorted(added)?);
+        for (m, (map, _)) in MAPS.iter().enumerate() {
+            let of = |jumps: &[Jump]| -> Vec<Jump> {
+                let start = jumps.partition_point(|j| j.0 < m);
+                let end = jumps.partition_point(|j| j.0 <= m);
+                jumps[start..end].to_vec()
+            };
+            let (was, now) = (of(&removed), of(&added));
+            let (mut stale, mut fresh) = (Vec::new(), Vec::new());
+            sorted_diff(
+                was.into_iter().map(|(_, ip, chain)| (ip, chain)),
+                now.into_iter().map(|(_, ip, chain)| (ip, chain)),
+                |(ip, _)| stale.push(ip),
+                |(ip, chain)| fresh.push((ip, chain.to_string())),
+            );
+            if !stale.is_empty() || !fresh.is_empty() {
+                update.jumps.push(MapEdit { map, stale, fresh });
+            }
+        }
+        Some(Patch {
+            update,
+            edited,
+            keys,
+            built_for: (e1.id(), audit),
+            class_chains,
+            chain_users,
+        })
+    }
+
+    /// Becomes the ruleset `patch` leads to (once the kernel holds it).
+    pub fn absorb(&mut self, patch: Patch) {
+        let Patch {
+            update,
+            edited,
+            keys,
+            built_for,
+            class_chains,
+            chain_users,
+        } = patch;
+        for ((name, def), (_, key)) in update.new_sets.into_iter().zip(keys) {
+            let hash = content_hash(&def);
+            self.add_set(name, super::sets::NewSet { def, key, hash });
+        }
+        for (name, def) in edited {
+            self.edit_set(&name, def);
+        }
+        for (name, rules) in update.new_chains {
+            self.add_chain(name, rules);
+        }
+        for MapEdit { map, stale, fresh } in update.jumps {
+            let m = MAPS
+                .iter()
+                .position(|(n, _)| *n == map)
+                .expect("one of MAPS");
+            for ip in stale {
+                self.maps[m].remove(&ip);
+            }
+            self.maps[m].extend(fresh);
+        }
+        for name in &update.old_chains {
+            self.remove_chain(name);
+        }
+        for name in &update.old_sets {
+            self.remove_set(name);
+        }
+        for (chain, users) in chain_users.into_iter().filter(|(_, users)| *users > 0) {
+            self.index.chain_users.insert(chain, users);
+        }
+        self.index.built_for = Some(built_for);
+        self.index.class_chains = class_chains;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{build_compiled, rule::Rule, sets::SetDef, Audit, Ruleset, Update};
+    use palisade_model::{ClusterState, Loader, PodInfo};
+    use palisade_policy::{ClassRules, Engine};
+    use palisade_synth::{generate, SynthConfig};
+    use std::collections::{BTreeMap, HashMap};
+    use std::net::IpAddr;
+    use std::sync::Arc;
+
+    /// What the kernel enforces, names aside: per verdict map, each address's chain with its sets'
+    /// content in place of their names.
+    type Resolved = Vec<BTreeMap<IpAddr, Vec<Rule<SetDef>>>>;
+
+    fn resolved(r: &Ruleset) -> Resolved {
+        let resolve = |chain: &String| -> Vec<Rule<SetDef>> {
+            let rules = r.chains[chain].iter().cloned();
+            rules
+                .map(|rule| rule.named(|set| r.sets[&set].clone()))
+                .collect()
+        };
+        (r.maps.iter())
+            .map(|m| m.iter().map(|(ip, c)| (*ip, resolve(c))).collect())
+            .collect()
+    }
+
+    /// The index says what the table holds: users counted from the maps and chains, every chain
+    /// and set used, content and key indexes and each class's chains right.
+    fn check_index(r: &Ruleset, engine: &Engine) {
+        let mut chain_users: HashMap<&str, u32> = HashMap::new();
+        for chain in r.maps.iter().flat_map(|m| m.values()) {
+            *chain_users.entry(chain).or_default() += 1;
+        }
+        let mut set_users: HashMap<&str, u32> = HashMap::new();
+        for peer in r
+            .chains
+            .values()
+            .flatten()
+            .filter_map(|rule| rule.peer.as_ref())
+        {
+            *set_users.entry(&peer.set).or_default() += 1;
+        }
+        assert_eq!(
+            chain_users.len(),
+            r.chains.len(),
+            "a chain nothing jumps to"
+        );
+        assert_eq!(set_users.len(), r.sets.len(), "a set no rule looks up");
+        let index = &r.index;
+        for (chain, users) in &chain_users {
+            assert_eq!(
+                index.chain_users.get(*chain),
+                Some(users),
+                "users of {chain}"
+            );
+        }
+        assert_eq!(index.chain_users.len(), chain_users.len());
+        for (set, users) in &set_users {
+            assert_eq!(index.set_users.get(*set), Some(users), "users of {set}");
+        }
+        for (name, def) in &r.sets {
+            let named = &index.set_by_content[&super::content_hash(def)];
+            assert!(named.contains(name), "{name} is not indexed by its content");
+        }
+        assert_eq!(
+            index.set_by_content.values().map(Vec::len).sum::<usize>(),
+            r.sets.len()
+        );
+        for (key, name) in &index.set_by_key {
+            assert_eq!(r.set_keys.get(name), Some(key));
+        }
+        assert_eq!(index.class_chains.len(), engine.class_count());
+        for (class, chains) in index.class_chains.iter().enumerate() {
+            let ips = super::class_addresses(engine, class);
+            assert_eq!(chains.is_some(), !ips.is_empty(), "class {class}");
+            for (d, chain) in chains.iter().flatten().enumerate() {
+                for ip in &ips {
+                    let jump = r.maps[super::map_of(d, *ip)].get(ip).map(String::as_str);
+                    assert_eq!(jump, chain.as_deref(), "class {class} address {ip}");
+                }
+            }
+        }
+    }
+
+    fn counts(u: &Update) -> [usize; 5] {
+        let members = u.members.len();
+        let (sets, chains) = (u.new_sets.len(), u.new_chains.len());
+        [sets, chains, members, u.old_chains.len(), u.old_sets.len()]
+    }
+
+    /// A small deterministic generator (xorshift).
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
+    /// `state` with some pods relabelled (to labels other pods have, or new ones), some gone, some
+    /// new, some readdressed (IPv4 and IPv6), and some moved to or from the host network.
+    fn churned(state: &ClusterState, rng: &mut Rng, round: usize) -> ClusterState {
+        let mut pods = state.pods.clone();
+        let n = pods.len();
+        for i in 0..1 + rng.below(6) {
+            let (p, q) = (rng.below(n), rng.below(n));
+            let labels = match i % 3 {
+                0 => BTreeMap::from([("app".into(), format!("new-{round}-{i}"))]),
+                _ => pods[q].labels.clone(),
+            };
+            Arc::make_mut(&mut pods[p]).labels = labels;
+        }
+        for i in 0..rng.below(3) {
+            let p = rng.below(pods.len());
+            let ip: IpAddr = if i % 2 == 0 {
+                format!("10.250.{round}.{i}").parse().unwrap()
+            } else {
+                format!("fd00:250::{round}:{i}").parse().unwrap()
+            };
+            Arc::make_mut(&mut pods[p]).ip = Some(ip);
+        }
+        if rng.below(3) == 0 {
+            let p = rng.below(pods.len());
+            let pod = Arc::make_mut(&mut pods[p]);
+            pod.host_network = !pod.host_network;
+        }
+        for _ in 0..rng.below(4) {
+            pods.remove(rng.below(pods.len()));
+        }
+        for i in 0..rng.below(4) {
+            let mut pod: PodInfo = (*pods[rng.below(pods.len())]).clone();
+            pod.name = format!("added-{round}-{i}");
+            pod.ip = Some(format!("10.251.{round}.{i}").parse().unwrap());
+            pods.push(Arc::new(pod));
+        }
+        ClusterState::new(
+            state.namespaces.clone(),
+            pods,
+            state.services.clone(),
+            state.policies.clone(),
+        )
+    }
+
+    fn cluster(seed: u64) -> ClusterState {
+        let synth = generate(&SynthConfig {
+            namespaces: 12,
+            pods_per_ns: 8,
+            policies: 60,
+            seed,
+        });
+        let mut loader = Loader::new();
+        for f in &synth.files {
+            loader.load_str(&f.name, &f.contents);
+        }
+        loader.finish().0
+    }
+
+    /// Patch after patch, the ruleset enforces what a full build of the same engine enforces, its
+    /// index stays right, and the patch's update is exactly the difference between the two
+    /// rulesets.
+    #[test]
+    fn patched_rulesets_enforce_what_full_builds_do() {
+        for seed in 1..=6u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let audit = if seed % 3 == 0 {
+                Audit::All
+            } else {
+                Audit::Annotated
+            };
+            let mut engine = Engine::new(Arc::new(cluster(seed)));
+            let mut rules: Vec<Arc<ClassRules>> = engine.compile_classes(None);
+            let mut ruleset = build_compiled(&engine, &rules, audit, None);
+            check_index(&ruleset, &engine);
+            let mut patched = 0;
+            for round in 0..12 {
+                let state = churned(engine.state(), &mut rng, round);
+                let next = Engine::new_from(&engine, Arc::new(state));
+                let next_rules = next.compile_classes(Some((&engine, &rules)));
+                let patch = ruleset
+                    .patch((&engine, &rules), (&next, &next_rules), audit)
+                    .expect("an engine compiled from the previous one is patched");
+                let full = build_compiled(&next, &next_rules, audit, Some(&ruleset));
+                let before = ruleset.clone();
+                let at = format!("seed {seed} round {round}");
+                // As small as the full build's update: sets keep their names where it can.
+                assert_eq!(
+                    counts(patch.update()),
+                    counts(&full.update_from(&before)),
+                    "{at}: (new sets, new chains, member edits, old chains, old sets)"
+                );
+                let update = patch.update().to_string();
+                ruleset.absorb(patch);
+                assert!(
+                    resolved(&ruleset) == resolved(&full),
+                    "{at}: enforces otherwise"
+                );
+                check_index(&ruleset, &next);
+                assert_eq!(update, ruleset.update_from(&before).to_string(), "{at}");
+                patched += usize::from(!update.is_empty());
+                (engine, rules) = (next, next_rules);
+            }
+            assert!(
+                patched >= 10,
+                "seed {seed}: only {patched} patches changed anything"
+            );
+        }
+    }
+
+    /// A set two policies' rules share (same peers), one of which changes: the set keeps serving
+    /// the rule that did not change, and the changed rule gets a set of its own.
+    #[test]
+    fn a_set_still_looked_up_keeps_its_content() {
+        let pod = |name: &str, app: &str, ip: &str| {
+            format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: ns, labels: {{app: {app}}}}}\nspec: {{containers: [{{name: c, image: x}}]}}\nstatus: {{podIP: {ip}}}\n---\n")
+        };
+        let policy = |name: &str, target: &str, from: &str| {
+            format!("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: {name}, namespace: ns}}\nspec:\n  podSelector: {{matchLabels: {{app: {target}}}}}\n  ingress: [{{from: [{{podSelector: {{matchExpressions: [{{key: app, operator: In, values: [{from}]}}]}}}}]}}]\n---\n")
+        };
+        let text = [
+            pod("a", "a", "10.0.0.1"),
+            pod("b", "b", "10.0.0.2"),
+            pod("c", "c", "10.0.0.3"),
+            pod("d", "d", "10.0.0.4"),
+            // Both allow from {c}; a relabel of d to `e` changes only the first one's peers.
+            policy("p1", "a", "c, e"),
+            policy("p2", "b", "c"),
+        ]
+        .concat();
+        let mut loader = Loader::new();
+        loader.load_str("t.yaml", &text);
+        let (state, diagnostics) = loader.finish();
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        let engine = Engine::new(Arc::new(state));
+        let rules = engine.compile_classes(None);
+        let ruleset = build_compiled(&engine, &rules, Audit::Annotated, None);
+        assert_eq!(ruleset.sets.len(), 1, "one set for the two rules");
+        let mut pods = engine.state().pods.clone();
+        Arc::make_mut(&mut pods[3]).labels = BTreeMap::from([("app".into(), "e".into())]);
+        let state = engine.state();
+        let (ns, services, policies) = (&state.namespaces, &state.services, &state.policies);
+        let next = Engine::new_from(
+            &engine,
+            Arc::new(ClusterState::new(
+                ns.clone(),
+                pods,
+                services.clone(),
+                policies.clone(),
+            )),
+        );
+        let next_rules = next.compile_classes(Some((&engine, &rules)));
+        assert!(Arc::ptr_eq(&rules[1], &next_rules[1]), "b's rules are kept");
+        let patch = ruleset.patch((&engine, &rules), (&next, &next_rules), Audit::Annotated);
+        let mut patched = ruleset.clone();
+        patched.absorb(patch.expect("patched"));
+        let full = build_compiled(&next, &next_rules, Audit::Annotated, Some(&ruleset));
+        assert!(resolved(&patched) == resolved(&full));
+        assert_eq!(patched.sets.len(), 2);
+    }
+
+    /// No patch across what it cannot see: another audit mode, a namespace's audit annotation, an
+    /// engine not compiled from the ruleset's.
+    #[test]
+    fn no_patch_where_the_table_was_built_otherwise() {
+        let engine = Engine::new(Arc::new(cluster(1)));
+        let rules = engine.compile_classes(None);
+        let ruleset = build_compiled(&engine, &rules, Audit::Annotated, None);
+        let same = Engine::new_from(&engine, engine.state_arc());
+        let same_rules = same.compile_classes(Some((&engine, &rules)));
+        let patch = ruleset.patch((&engine, &rules), (&same, &same_rules), Audit::Annotated);
+        assert!(patch.expect("the same cluster").update().is_empty());
+        let other = ruleset.patch((&engine, &rules), (&same, &same_rules), Audit::All);
+        assert!(other.is_none(), "another audit mode");
+        let fresh = Engine::new(engine.state_arc());
+        let fresh_rules = fresh.compile_classes(None);
+        let unrelated = ruleset.patch((&engine, &rules), (&fresh, &fresh_rules), Audit::Annotated);
+        assert!(unrelated.is_none(), "an engine compiled afresh");
+        let mut state = engine.state().clone();
+        state.namespaces[1].annotations.insert(
+            palisade_model::logging::AUDIT_ANNOTATION.into(),
+            "true".into(),
+        );
+        let annotated = Engine::new_from(&engine, Arc::new(state));
+        let annotated_rules = annotated.compile_classes(Some((&engine, &rules)));
+        let patch = ruleset.patch(
+            (&engine, &rules),
+            (&annotated, &annotated_rules),
+            Audit::Annotated,
+        );
+        assert!(patch.is_none(), "a namespace's audit annotation changed");
+    }
+}
