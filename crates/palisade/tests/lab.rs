@@ -1,6 +1,7 @@
 //! The lab end to end, as root: `palisade lab up` on the microservices demo, Services reached by name,
-//! the rogue pod blocked, policy edits enforced within a second, established connections kept across
-//! re-applies, enforcement surviving the agent, and `lab down` leaving nothing behind.
+//! the rogue pod blocked, policy edits and pod relabels enforced within a second, established
+//! connections kept across re-applies, enforcement surviving the agent, and `lab down` leaving nothing
+//! behind.
 
 use palisade_dataplane::lab::{self, in_netns};
 use std::io::{Read, Write};
@@ -109,6 +110,33 @@ fn lab_end_to_end() {
         6379
     ))
     .is_some());
+
+    // A pod relabelled into what a policy allows gets through within a second, and is blocked
+    // again when relabelled back. Only a pod changes: the agent patches its table (and the kernel
+    // takes each patch: no whole replacement).
+    std::fs::write(
+        manifests.join("zz-clients.yaml"),
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: redis-clients, namespace: default}\nspec:\n  podSelector: {matchLabels: {app: redis-cart}}\n  ingress: [{from: [{podSelector: {matchLabels: {role: cache-client}}}]}]\n",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let rogue_file = manifests.join("rogue.yaml");
+    let rogue_yaml = std::fs::read_to_string(&rogue_file).unwrap();
+    let relabelled = rogue_yaml.replace("app: rogue", "app: rogue\n    role: cache-client");
+    assert_ne!(relabelled, rogue_yaml);
+    for (text, reaches) in [(&relabelled, true), (&rogue_yaml, false)] {
+        std::fs::write(&rogue_file, text).unwrap();
+        let took = within(Duration::from_secs(1), || {
+            connects(&name, &rogue.key, &redis.ip.to_string(), 6379) == reaches
+        });
+        assert!(
+            took.is_some(),
+            "a relabel (reaches redis: {reaches}) must apply within 1 s"
+        );
+    }
+    let log = std::fs::read_to_string(lab::process_log(&name, "agent")).unwrap();
+    assert!(!log.contains("replacing the whole table"), "{log}");
+    std::fs::remove_file(manifests.join("zz-clients.yaml")).unwrap();
 
     // Killing the agent leaves enforcement in place; a restart reconciles without a gap.
     let agent = *lab.processes.last().unwrap();
