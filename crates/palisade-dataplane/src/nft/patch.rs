@@ -93,12 +93,14 @@ fn sorted(mut jumps: Vec<Jump>) -> Option<Vec<Jump>> {
 impl Ruleset {
     /// The patch from this ruleset — built for `old`'s engine and class rules, with `audit` — to
     /// the ruleset of `new`'s, when `new`'s engine was compiled from `old`'s
-    /// ([`Engine::new_from`]); `None` otherwise. The patched ruleset is the one [`build`]
-    /// (super::build) gives, up to the names of new sets and chains.
+    /// ([`Engine::new_from`]) and the namespaces' audit annotations are unchanged; `None`
+    /// otherwise. The patched ruleset enforces what [`build`](super::build) gives, and its update is
+    /// as small: only new sets and chains may be named otherwise.
     ///
     /// Only the classes whose rules or addresses changed are looked at: a class with the rules it
     /// had keeps its chains (their peer sets keep their names and content), so only its addresses'
-    /// jumps can change.
+    /// jumps can change. A set takes new content (an edit of its elements) only when no rule of the
+    /// new table still needs the old one.
     pub fn patch(
         &self,
         old: (&Engine, &[Arc<ClassRules>]),
