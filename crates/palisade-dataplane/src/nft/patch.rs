@@ -446,8 +446,9 @@ mod tests {
         }
     }
 
-    /// `state` with some pods relabelled (to labels other pods have, or new ones), some gone, some
-    /// new, some readdressed (IPv4 and IPv6), and some moved to or from the host network.
+    /// `state` with some pods relabelled (to labels other pods have, or new ones), some gone (every
+    /// fourth round, a third of them), some new, some readdressed (IPv4 and IPv6), and some moved
+    /// to or from the host network.
     fn churned(state: &ClusterState, rng: &mut Rng, round: usize) -> ClusterState {
         let mut pods = state.pods.clone();
         let n = pods.len();
@@ -475,6 +476,11 @@ mod tests {
         }
         for _ in 0..rng.below(4) {
             pods.remove(rng.below(pods.len()));
+        }
+        if round % 4 == 1 {
+            // A third of the pods gone at once (a file cut short while it is being written).
+            let start = rng.below(pods.len() / 2);
+            pods.drain(start..start + pods.len() / 3);
         }
         for i in 0..rng.below(4) {
             let mut pod: PodInfo = (*pods[rng.below(pods.len())]).clone();
