@@ -103,7 +103,8 @@ impl Reconciler {
             }
             _ => None,
         };
-        let refused = match (patch, self.applied.as_mut()) {
+        // What could not be applied as an update (and why), and the ruleset built, if any.
+        let (refused, built) = match (patch, self.applied.as_mut()) {
             (Some(patch), Some(applied)) => {
                 let changed = !patch.update().is_empty();
                 match patch.update().apply(netns) {
@@ -111,7 +112,7 @@ impl Reconciler {
                         applied.absorb(patch);
                         return Ok(changed);
                     }
-                    Err(e) => Some(e),
+                    Err(e) => (Some(e), None),
                 }
             }
             (_, Some(applied)) => {
@@ -119,19 +120,21 @@ impl Reconciler {
                 if *applied == ruleset {
                     return Ok(false);
                 }
-                let result = ruleset.update_from(applied).apply(netns);
-                if result.is_ok() {
-                    crate::drop_later(self.applied.replace(ruleset));
-                    return Ok(true);
+                match ruleset.update_from(applied).apply(netns) {
+                    Ok(()) => {
+                        crate::drop_later(self.applied.replace(ruleset));
+                        return Ok(true);
+                    }
+                    Err(e) => (Some(e), Some(ruleset)),
                 }
-                result.err()
             }
-            (_, None) => None,
+            (_, None) => (None, None),
         };
         if let Some(e) = refused {
             tracing::warn!("{e}; replacing the whole table instead");
         }
-        let ruleset = build_compiled(engine, rules, self.audit, self.applied.as_ref());
+        let ruleset = built
+            .unwrap_or_else(|| build_compiled(engine, rules, self.audit, self.applied.as_ref()));
         ruleset.apply(netns)?;
         crate::drop_later(self.applied.replace(ruleset));
         Ok(true)

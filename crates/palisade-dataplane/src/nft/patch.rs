@@ -3,7 +3,7 @@
 //! neither rebuilt nor compared. The patch is the [`Update`] the kernel needs, and what turns the
 //! ruleset itself into the new one ([`Ruleset::absorb`]).
 
-use super::rule::Rule;
+use super::rule::{looked_up, Rule};
 use super::ruleset::{sorted_diff, MapEdit, MemberEdit, Update, MAPS};
 use super::sets::{content_hash, PeerSets, SetDef};
 use super::{audited, class_addresses, class_bodies, map_of, Audit, Drafts, Ruleset};
@@ -90,6 +90,13 @@ fn sorted(mut jumps: Vec<Jump>) -> Option<Vec<Jump>> {
     (!twice).then_some(jumps)
 }
 
+/// The jumps of map `m` among `jumps` (sorted by map first), as (address, chain).
+fn in_map(jumps: &[Jump], m: usize) -> impl Iterator<Item = (IpAddr, &Arc<str>)> {
+    let start = jumps.partition_point(|j| j.0 < m);
+    let end = jumps.partition_point(|j| j.0 <= m);
+    jumps[start..end].iter().map(|(_, ip, chain)| (*ip, chain))
+}
+
 impl Ruleset {
     /// The patch from this ruleset — built for `old`'s engine and class rules, with `audit` — to
     /// the ruleset of `new`'s, when `new`'s engine was compiled from `old`'s
@@ -171,20 +178,22 @@ impl Ruleset {
         for (_, _, chain) in &added {
             *delta.entry(chain.clone()).or_default() += 1;
         }
-        let users = |chain: &str, delta: i64| {
-            i64::from(index.chain_users.get(chain).copied().unwrap_or(0)) + delta
+        // Users after a change of `delta`: of a chain (map elements), of a set (rules).
+        let after = |users: &HashMap<String, u32>, name: &str, delta: i64| {
+            i64::from(users.get(name).copied().unwrap_or(0)) + delta
         };
+        let users = |chain: &str, delta: i64| after(&index.chain_users, chain, delta);
         let mut set_delta: HashMap<&str, i64> = HashMap::new();
         for (chain, d) in &delta {
             if users(chain, *d) == 0 {
-                for peer in self.chains[&**chain].iter().filter_map(|r| r.peer.as_ref()) {
-                    *set_delta.entry(peer.set.as_str()).or_default() -= 1;
+                for set in looked_up(&self.chains[&**chain]) {
+                    *set_delta.entry(set).or_default() -= 1;
                 }
             }
         }
         let free = |set: &str| {
-            let users = index.set_users.get(set).copied().unwrap_or(0);
-            i64::from(users) + set_delta.get(set).copied().unwrap_or(0) == 0
+            let delta = set_delta.get(set).copied().unwrap_or(0);
+            after(&index.set_users, set, delta) == 0
         };
 
         // The rebuilt classes' chains.
@@ -229,22 +238,18 @@ impl Ruleset {
             }
         }
         // Sets: the new ones, those whose members change, and those no rule looks up any more.
-        let mut set_users: HashMap<&str, i64> = HashMap::new();
+        let mut set_delta: HashMap<&str, i64> = HashMap::new();
         for chain in &update.old_chains {
-            for peer in self.chains[chain].iter().filter_map(|r| r.peer.as_ref()) {
-                *set_users.entry(peer.set.as_str()).or_default() -= 1;
+            for set in looked_up(&self.chains[chain]) {
+                *set_delta.entry(set).or_default() -= 1;
             }
         }
-        for body in new_chains.values() {
-            for peer in body.iter().filter_map(|r| r.peer.as_ref()) {
-                *set_users.entry(peer.set.as_str()).or_default() += 1;
-            }
+        for set in new_chains.values().flat_map(|body| looked_up(body)) {
+            *set_delta.entry(set).or_default() += 1;
         }
-        update.old_sets = (set_users.iter())
-            .filter(|(set, d)| {
-                let users = index.set_users.get(**set).copied().unwrap_or(0);
-                i64::from(users) + **d == 0 && self.sets.contains_key(**set)
-            })
+        update.old_sets = (set_delta.iter())
+            .filter(|(set, d)| after(&index.set_users, set, **d) == 0)
+            .filter(|(set, _)| self.sets.contains_key(**set))
             .map(|(set, _)| set.to_string())
             .collect();
         update.old_sets.sort_unstable();
@@ -273,16 +278,10 @@ impl Ruleset {
         // Jumps: one walk per map over what was removed and what was added.
         let (removed, added) = (sorted(removed)?, sorted(added)?);
         for (m, (map, _)) in MAPS.iter().enumerate() {
-            let of = |jumps: &[Jump]| -> Vec<Jump> {
-                let start = jumps.partition_point(|j| j.0 < m);
-                let end = jumps.partition_point(|j| j.0 <= m);
-                jumps[start..end].to_vec()
-            };
-            let (was, now) = (of(&removed), of(&added));
             let (mut stale, mut fresh) = (Vec::new(), Vec::new());
             sorted_diff(
-                was.into_iter().map(|(_, ip, chain)| (ip, chain)),
-                now.into_iter().map(|(_, ip, chain)| (ip, chain)),
+                in_map(&removed, m),
+                in_map(&added, m),
                 |(ip, _)| stale.push(ip),
                 |(ip, chain)| fresh.push((ip, chain.to_string())),
             );

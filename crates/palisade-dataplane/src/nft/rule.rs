@@ -91,6 +91,13 @@ impl<S> Rule<S> {
     }
 }
 
+/// The peer sets the rules of a chain look up, once per rule that does.
+pub(crate) fn looked_up(rules: &[Rule]) -> impl Iterator<Item = &str> {
+    rules
+        .iter()
+        .filter_map(|r| r.peer.as_ref().map(|p| p.set.as_str()))
+}
+
 impl Rule {
     /// The comment naming the policy rule, if any.
     pub fn comment(&self) -> Option<String> {

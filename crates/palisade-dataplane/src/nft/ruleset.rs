@@ -4,7 +4,7 @@
 use super::batch::Batch;
 use super::expr;
 use super::patch::Index;
-use super::rule::Rule;
+use super::rule::{looked_up, Rule};
 use super::sets::{content_hash, elements_text, NewSet, SetDef};
 use super::TABLE;
 use crate::ApplyError;
@@ -150,22 +150,17 @@ impl Ruleset {
 
     /// Adds chain `name` (counting its rules' references to sets).
     pub(crate) fn add_chain(&mut self, name: String, rules: Vec<Rule>) {
-        for set in rules.iter().filter_map(|r| r.peer.as_ref()) {
-            *self.index.set_users.entry(set.set.clone()).or_default() += 1;
+        for set in looked_up(&rules) {
+            *self.index.set_users.entry(set.to_string()).or_default() += 1;
         }
         self.chains.insert(name, rules);
     }
 
     /// Removes chain `name` (and its rules' references to sets).
     pub(crate) fn remove_chain(&mut self, name: &str) {
-        for set in self
-            .chains
-            .remove(name)
-            .iter()
-            .flatten()
-            .filter_map(|r| r.peer.as_ref())
-        {
-            if let Some(users) = self.index.set_users.get_mut(&set.set) {
+        let rules = self.chains.remove(name).unwrap_or_default();
+        for set in looked_up(&rules) {
+            if let Some(users) = self.index.set_users.get_mut(set) {
                 *users = users.saturating_sub(1);
             }
         }
