@@ -120,6 +120,18 @@ fn listing(netns: &str) -> Vec<String> {
     objects
 }
 
+/// Two empty node namespaces (`<tag>a…`, `<tag>b…`), removed when the guards drop, also when the
+/// test fails.
+fn two_nodes(tag: &str) -> ([lab::DownOnDrop; 2], [Lab; 2]) {
+    let names = ["a", "b"].map(|n| format!("{tag}{n}{}", std::process::id()));
+    let teardown = names.clone().map(lab::DownOnDrop);
+    let nodes = names.map(|name| Lab::plan(&name, &ClusterState::default()));
+    for node in &nodes {
+        node.create().expect("node namespace");
+    }
+    (teardown, nodes)
+}
+
 /// `state` with the given changes, re-indexed.
 fn changed(state: &ClusterState, f: impl FnOnce(&mut ClusterState)) -> ClusterState {
     let mut s = state.clone();
@@ -130,17 +142,7 @@ fn changed(state: &ClusterState, f: impl FnOnce(&mut ClusterState)) -> ClusterSt
 #[test]
 fn incremental_updates_leave_the_table_a_full_apply_would() {
     lab::require_root().expect("the kernel tests run as root");
-    let (a, b) = (
-        format!("ia{}", std::process::id()),
-        format!("ib{}", std::process::id()),
-    );
-    let (_ta, _tb) = (lab::DownOnDrop(a.clone()), lab::DownOnDrop(b.clone()));
-    let (node_a, node_b) = (
-        Lab::plan(&a, &ClusterState::default()),
-        Lab::plan(&b, &ClusterState::default()),
-    );
-    node_a.create().expect("node namespace");
-    node_b.create().expect("node namespace");
+    let (_teardown, [node_a, node_b]) = two_nodes("i");
     let base = cluster(1);
     let app_values: Vec<String> = base
         .pods
@@ -218,17 +220,7 @@ fn incremental_updates_leave_the_table_a_full_apply_would() {
 #[test]
 fn patches_leave_the_table_they_lead_to() {
     lab::require_root().expect("the kernel tests run as root");
-    let (a, b) = (
-        format!("pa{}", std::process::id()),
-        format!("pb{}", std::process::id()),
-    );
-    let (_ta, _tb) = (lab::DownOnDrop(a.clone()), lab::DownOnDrop(b.clone()));
-    let (node_a, node_b) = (
-        Lab::plan(&a, &ClusterState::default()),
-        Lab::plan(&b, &ClusterState::default()),
-    );
-    node_a.create().expect("node namespace");
-    node_b.create().expect("node namespace");
+    let (_teardown, [node_a, node_b]) = two_nodes("p");
     let base = cluster(3);
     let app = |i: usize| base.pods[(i * 53) % base.pods.len()].labels["app"].clone();
     let mut engine = Engine::new(Arc::new(base.clone()));
