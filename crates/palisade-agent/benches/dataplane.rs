@@ -283,7 +283,8 @@ fn main() {
     let mut load = |dir: &std::path::Path| {
         let mut loader = Loader::new().with_documents(std::mem::take(&mut documents));
         loader.load_path(dir);
-        let (state, _, cache) = loader.finish_with_cache();
+        let load = loader.finish_with_cache();
+        let (state, cache) = (load.state, load.cache);
         documents = cache;
         state
     };

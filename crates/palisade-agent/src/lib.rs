@@ -2,13 +2,14 @@
 //! compiles it with the policy engine and keeps the kernel in step — one atomic ruleset replacement per
 //! change, and the last good state kept whenever a new one cannot be built or applied.
 
+pub mod health;
 pub mod metrics;
 pub mod observe;
 pub mod policy_log;
 mod reconcile;
 mod watch;
 
-pub use reconcile::{Outcome, Reconciler};
+pub use reconcile::{Outcome, Reconciler, SourceOptions};
 pub use watch::run;
 
 /// Drops `value` on a short-lived thread: freeing a 10,000-pod engine or ruleset takes milliseconds

@@ -7,7 +7,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+
+use crate::health::Health;
 
 /// Labels of a verdict: the enforcing side, the outcome and the policy it is attributed to (empty
 /// for denials, which no single policy owns).
@@ -37,6 +40,15 @@ pub struct DispositionLabel {
     pub disposition: String,
 }
 
+/// Labels of a rejection: the object's kind (empty when unknown) and why.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectionLabels {
+    /// `NetworkPolicy`, `Pod`, ...; empty for a file or document whose object is unknown.
+    pub kind: String,
+    /// `unreadable`, `syntax`, `decode`, `invalid`, `duplicate`, `address` or `limit`.
+    pub reason: String,
+}
+
 /// Every metric the agent exports.
 pub struct Metrics {
     registry: Registry,
@@ -58,6 +70,18 @@ pub struct Metrics {
     pub apply_seconds: Histogram,
     /// Rulesets that could not be built or applied (the kernel kept the previous one).
     pub apply_failures: Counter,
+    /// Input rejected by the last pass, by kind and reason.
+    pub objects_rejected: Family<RejectionLabels, Gauge>,
+    /// Objects in force at their last good version after the last pass, by why.
+    pub objects_held: Family<ReasonLabel, Gauge>,
+    /// 1 while the agent is degraded (see `/readyz` for why), else 0.
+    pub degraded: Gauge,
+    /// 1 while the source is readable and watched, else 0.
+    pub source_up: Gauge,
+    /// Unix time of the last pass that read the source.
+    pub source_last_event: Gauge<f64, AtomicU64>,
+    /// Times the kernel's table was found altered or missing and was replaced, by why.
+    pub drift_repairs: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -80,6 +104,12 @@ impl Metrics {
             logging_config: Family::default(),
             apply_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             apply_failures: Counter::default(),
+            objects_rejected: Family::default(),
+            objects_held: Family::default(),
+            degraded: Gauge::default(),
+            source_up: Gauge::default(),
+            source_last_event: Gauge::default(),
+            drift_repairs: Family::default(),
         };
         let registry = &mut m.registry;
         registry.register(
@@ -127,6 +157,36 @@ impl Metrics {
             "Rulesets that could not be built or applied",
             m.apply_failures.clone(),
         );
+        registry.register(
+            "objects_rejected",
+            "Input rejected by the last pass (files, documents, objects), by kind and reason",
+            m.objects_rejected.clone(),
+        );
+        registry.register(
+            "objects_held",
+            "Objects in force at their last good version, by reason (rejected, unreadable, removed)",
+            m.objects_held.clone(),
+        );
+        registry.register(
+            "degraded",
+            "1 while the agent is degraded: input rejected, source unreadable, or kernel behind",
+            m.degraded.clone(),
+        );
+        registry.register(
+            "source_up",
+            "1 while the source is readable and watched",
+            m.source_up.clone(),
+        );
+        registry.register(
+            "source_last_event_seconds",
+            "Unix time of the last pass that read the source",
+            m.source_last_event.clone(),
+        );
+        registry.register(
+            "drift_repairs",
+            "Times the kernel's table was found altered or missing and was replaced",
+            m.drift_repairs.clone(),
+        );
         m
     }
 
@@ -148,8 +208,13 @@ impl Metrics {
     }
 }
 
-/// Serves `GET /metrics` on `addr` from a background thread; returns the bound address.
-pub fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<SocketAddr> {
+/// Serves `GET /metrics`, `/readyz` (200, or 503 with one line per problem) and `/healthz` (200
+/// while the agent's loop turns) on `addr` from a background thread; returns the bound address.
+pub fn serve(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+) -> std::io::Result<SocketAddr> {
     let server = tiny_http::Server::http(addr).map_err(std::io::Error::other)?;
     let bound = server
         .server_addr()
@@ -157,16 +222,30 @@ pub fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<SocketA
         .ok_or_else(|| std::io::Error::other("metrics server is not on an IP address"))?;
     std::thread::spawn(move || {
         for request in server.incoming_requests() {
-            let response = if request.url() == "/metrics" {
-                let header = tiny_http::Header::from_bytes(
-                    "Content-Type",
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                )
-                .expect("valid header");
-                tiny_http::Response::from_string(metrics.encode()).with_header(header)
-            } else {
-                tiny_http::Response::from_string("not found; metrics are at /metrics\n")
-                    .with_status_code(404)
+            let text = |body: String, code: u16| {
+                tiny_http::Response::from_string(body).with_status_code(code)
+            };
+            let response = match request.url() {
+                "/metrics" => {
+                    let header = tiny_http::Header::from_bytes(
+                        "Content-Type",
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )
+                    .expect("valid header");
+                    tiny_http::Response::from_string(metrics.encode()).with_header(header)
+                }
+                "/readyz" => match health.ready() {
+                    Ok(()) => text("ok\n".into(), 200),
+                    Err(why) => text(why.join("\n") + "\n", 503),
+                },
+                "/healthz" => match health.alive() {
+                    Ok(()) => text("ok\n".into(), 200),
+                    Err(idle) => text(
+                        format!("the agent's loop has not turned for {} s\n", idle.as_secs()),
+                        503,
+                    ),
+                },
+                _ => text("not found; try /metrics, /readyz or /healthz\n".into(), 404),
             };
             let _ = request.respond(response);
         }

@@ -1,14 +1,37 @@
 //! One reconcile pass: manifests → cluster state → engine → ruleset → kernel.
 
-use crate::metrics::Metrics;
+use crate::health::{Health, Part};
+use crate::metrics::{Metrics, ReasonLabel, RejectionLabels};
 use crate::policy_log::PolicyLogger;
 use palisade_dataplane::{build_compiled, ApplyError, Audit, Ruleset};
-use palisade_model::{DocumentCache, Loader, Severity};
+use palisade_model::{DocumentCache, Limits, Load, Loader, RejectReason, Severity, Symlinks};
 use palisade_policy::{ClassRules, Engine};
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// How the manifests folder is read.
+#[derive(Clone, Copy, Debug)]
+pub struct SourceOptions {
+    /// Bounds on what the folder may make the agent read and build.
+    pub limits: Limits,
+    /// Which symlinks inside the folder are followed.
+    pub symlinks: Symlinks,
+    /// How long a removed or emptied file keeps its objects in force.
+    pub removal_grace: Duration,
+}
+
+impl Default for SourceOptions {
+    fn default() -> Self {
+        SourceOptions {
+            limits: Limits::default(),
+            symlinks: Symlinks::default(),
+            removal_grace: Duration::from_secs(1),
+        }
+    }
+}
 
 /// What a pass did.
 #[derive(Debug, PartialEq, Eq)]
@@ -38,7 +61,15 @@ pub struct Reconciler {
     pinned: Vec<(String, IpAddr)>,
     logger: Option<Arc<Mutex<PolicyLogger>>>,
     metrics: Arc<Metrics>,
+    health: Arc<Health>,
     audit: Audit,
+    source: SourceOptions,
+    /// When the next pass is due even if nothing changes (a removal's grace period ends).
+    revisit: Option<Instant>,
+    /// A digest of the last pass's diagnostics: the same findings are not logged again each pass.
+    reported: u64,
+    /// Why changes to the folder are not being seen, if they are not (set by the watch loop).
+    unwatched: Option<String>,
 }
 
 impl Reconciler {
@@ -53,8 +84,52 @@ impl Reconciler {
             pinned: Vec::new(),
             logger: None,
             metrics: Arc::new(Metrics::new()),
+            health: Arc::new(Health::default()),
             audit: Audit::Annotated,
+            source: SourceOptions::default(),
+            revisit: None,
+            reported: 0,
+            unwatched: None,
         }
+    }
+
+    /// Records whether changes to the folder are seen (`None`) or why not: part of the source's
+    /// health.
+    pub fn set_unwatched(&mut self, why: Option<String>) {
+        self.unwatched = why;
+    }
+
+    /// Reads the folder with these options.
+    pub fn with_source(mut self, source: SourceOptions) -> Self {
+        self.source = source;
+        self
+    }
+
+    /// Reports degraded states (input rejected, folder unreadable, kernel behind) to `health`.
+    pub fn with_health(mut self, health: Arc<Health>) -> Self {
+        self.health = health;
+        self
+    }
+
+    /// The health this reconciler reports to.
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
+    /// The metrics this reconciler records.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// When a pass is due even if the folder does not change: a removed or emptied file's grace
+    /// period ends then.
+    pub fn revisit(&self) -> Option<Instant> {
+        self.revisit
+    }
+
+    /// The manifests folder.
+    pub fn manifests(&self) -> &std::path::Path {
+        &self.manifests
     }
 
     /// Where audit mode applies (default: annotated namespaces only).
@@ -140,27 +215,28 @@ impl Reconciler {
         Ok(true)
     }
 
-    /// Reads, compiles and applies. Invalid objects are logged and left out; an apply failure is
-    /// logged as an error and the previous kernel state stays.
+    /// Reads, compiles and applies. Rejected input is logged (once, until it changes), counted and
+    /// keeps its last good version in force; an apply failure is logged as an error and the
+    /// previous kernel state stays.
     pub fn reconcile(&mut self) -> Outcome {
         let started = Instant::now();
         let mut loader = Loader::new()
             .with_documents(std::mem::take(&mut self.documents))
-            .pin_ips(self.pinned.iter().cloned());
+            .pin_ips(self.pinned.iter().cloned())
+            .limits(self.source.limits)
+            .symlinks(self.source.symlinks)
+            .removal_grace(self.source.removal_grace);
         loader.load_path(&self.manifests);
-        let (state, diagnostics, documents) = loader.finish_with_cache();
-        self.documents = documents;
-        let mut rejected = 0;
-        for d in &diagnostics {
-            match d.severity {
-                Severity::Error => {
-                    rejected += 1;
-                    tracing::warn!("{d}");
-                }
-                Severity::Warning => tracing::warn!("{d}"),
-                Severity::Info => tracing::debug!("{d}"),
-            }
-        }
+        let load = loader.finish_with_cache();
+        let rejected = self.report_input(&load);
+        let Load {
+            state,
+            cache,
+            revisit,
+            ..
+        } = load;
+        self.documents = cache;
+        self.revisit = revisit;
         if rejected > 0 && state.pods.is_empty() && state.policies.is_empty() {
             let reason = format!(
                 "{}: nothing could be read ({rejected} errors); keeping the previous ruleset",
@@ -183,6 +259,7 @@ impl Reconciler {
             Ok(false) => {
                 // Annotations and NetworkLogging do not change the ruleset but may change logging.
                 self.publish(&engine);
+                self.kernel_ok();
                 Outcome::Unchanged
             }
             Ok(true) => {
@@ -197,13 +274,100 @@ impl Reconciler {
                 );
                 self.metrics.apply_seconds.observe(elapsed.as_secs_f64());
                 self.publish(&engine);
+                self.kernel_ok();
                 Outcome::Applied { rejected, elapsed }
             }
             Err(e) => {
                 tracing::error!("{e}; the kernel keeps the previous ruleset");
                 self.metrics.apply_failures.inc();
+                self.degraded(
+                    Part::Kernel,
+                    Some(format!("the last ruleset could not be applied: {e}")),
+                );
                 Outcome::Failed(e.to_string())
             }
         }
+    }
+
+    /// The kernel holds this pass's ruleset.
+    fn kernel_ok(&self) {
+        self.health.applied();
+        self.degraded(Part::Kernel, None);
+    }
+
+    /// Records `part`'s problem (or its end) in health and the `degraded` gauge, and logs the change.
+    fn degraded(&self, part: Part, problem: Option<String>) {
+        let changed = self.health.set(part, problem.clone());
+        self.metrics.degraded.set(i64::from(self.health.degraded()));
+        if changed {
+            match problem {
+                Some(p) => tracing::error!(?part, "degraded: {p}"),
+                None => tracing::info!(?part, "recovered"),
+            }
+        }
+    }
+
+    /// Logs the load's diagnostics (unless they are the last pass's), sets the rejection and
+    /// held-object gauges and the source's health; returns the number of rejections.
+    fn report_input(&mut self, load: &Load) -> usize {
+        let mut digest = std::hash::DefaultHasher::new();
+        for d in &load.diagnostics {
+            (d.severity as u8, &d.origin, &d.object, &d.field, &d.message).hash(&mut digest);
+        }
+        let digest = digest.finish();
+        if digest != self.reported {
+            self.reported = digest;
+            for d in &load.diagnostics {
+                match d.severity {
+                    Severity::Error => tracing::error!("{d}"),
+                    Severity::Warning => tracing::warn!("{d}"),
+                    Severity::Info => tracing::debug!("{d}"),
+                }
+            }
+        }
+        let m = &self.metrics;
+        m.objects_rejected.clear();
+        for r in &load.rejections {
+            let labels = RejectionLabels {
+                kind: r.kind().map_or("", |k| k.as_str()).to_string(),
+                reason: r.reason.as_str().to_string(),
+            };
+            m.objects_rejected.get_or_create(&labels).inc();
+        }
+        m.objects_held.clear();
+        for h in &load.held {
+            let labels = ReasonLabel {
+                reason: h.why.as_str().to_string(),
+            };
+            m.objects_held.get_or_create(&labels).inc();
+        }
+        let folder = self.manifests.as_path();
+        let unreadable = load.rejections.iter().any(|r| {
+            r.reason == RejectReason::Unreadable && std::path::Path::new(&r.origin.file) == folder
+        });
+        if !unreadable {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+            m.source_last_event
+                .set(now.map_or(0.0, |d| d.as_secs_f64()));
+        }
+        let problem = if unreadable {
+            Some(format!(
+                "{} cannot be read; the last good state stays in force",
+                folder.display()
+            ))
+        } else {
+            self.unwatched.clone()
+        };
+        m.source_up.set(i64::from(problem.is_none()));
+        self.degraded(Part::Source, problem);
+        let rejected = load.rejections.len();
+        let problem = (rejected > 0).then(|| {
+            format!(
+                "{rejected} rejected (files, documents or objects; see the log); {} objects held at their last good version",
+                load.held.len()
+            )
+        });
+        self.degraded(Part::Input, problem);
+        rejected
     }
 }

@@ -7,18 +7,26 @@
 //! decoding goes through `serde_path_to_error` so a wrong field type is reported with its path.
 //! This crate knows nothing of policy semantics.
 
+mod cache;
 mod diagnostic;
 mod document;
+mod key;
 mod loader;
 pub mod logging;
 mod objects;
+mod read;
+mod rejection;
 pub mod selector;
 mod state;
 pub mod validate;
 mod workload;
 
+pub use cache::DocumentCache;
 pub use diagnostic::{Diagnostic, FieldIssue, Origin, Severity};
-pub use loader::{DocumentCache, Loader, DEFAULT_POD_CIDR};
+pub use key::{Kind, ObjectKey};
+pub use loader::{Limits, Load, Loader, DEFAULT_POD_CIDR};
+pub use read::Symlinks;
+pub use rejection::{Held, HeldReason, RejectReason, Rejection};
 pub use state::{
     ClusterState, ContainerPortInfo, NamespaceInfo, OwnerRef, PodInfo, PolicyInfo, ServiceInfo,
     ServicePortInfo,

@@ -1,8 +1,12 @@
 //! Loading manifests from files, folders and standard input into a [`ClusterState`].
 
+use crate::cache::{plural, CachedFile, DocumentCache, ObjectPods, Source};
 use crate::diagnostic::{Diagnostic, Origin, Severity};
+use crate::key::{Kind, ObjectKey};
 use crate::logging::LoggingConfig;
-use crate::objects::{self, labels_of, object_id, Decoded, Loaded, Objects, Workload};
+use crate::objects::{labels_of, DecodeLimits, Decoded, Loaded, Objects};
+use crate::read::{self, Entry, ReadError, Stamp, Symlinks};
+use crate::rejection::{Held, HeldReason, RejectReason, Rejection};
 use crate::state::{
     ClusterState, ContainerPortInfo, NamespaceInfo, OwnerRef, PodInfo, PolicyInfo, ServiceInfo,
     ServicePortInfo,
@@ -13,71 +17,59 @@ use ipnet::IpNet;
 use k8s_openapi::api::core::v1::{Pod, PodSpec, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The range pod IPs are allocated from when a manifest gives none.
 pub const DEFAULT_POD_CIDR: &str = "10.244.0.0/16";
 
-/// Decoded manifest files, kept from one load to the next: a file whose inode, length and
-/// modification time are unchanged is not read, parsed or decoded again (the agent re-reads its
-/// whole folder on every change; only duplicate detection, which needs every file, runs again).
-#[derive(Default)]
-pub struct DocumentCache {
-    files: HashMap<PathBuf, CachedFile>,
-    /// The pods made from each Pod or workload object by the last load, by the object's address.
-    pods: HashMap<usize, ObjectPods>,
+/// Bounds on what input may make the loader read and build: hostile input gets an error, not the
+/// host's memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes read from one file (or standard input) at most.
+    pub max_file_bytes: u64,
+    /// Pods one workload's template may stand for (its replicas or parallelism).
+    pub max_workload_pods: usize,
+    /// Pods in all; the objects whose pods would exceed it are left out.
+    pub max_pods: usize,
 }
 
-/// The pods one object (a Pod, or a workload's template) stood for in the last load, addresses
-/// allocated: reused, shared, while the object is the same (same `Arc`: its file is unchanged), so
-/// that unchanged pods are neither rebuilt nor copied.
-struct ObjectPods {
-    /// Holds the object, so that its address cannot be reused by another while it is a key.
-    _object: Source,
-    pods: Vec<Arc<PodInfo>>,
-}
-
-/// An object that pods are made from.
-#[derive(Clone)]
-enum Source {
-    Pod(Arc<Pod>),
-    Workload(Arc<Workload>),
-}
-
-impl Source {
-    fn address(&self) -> usize {
-        match self {
-            Source::Pod(p) => Arc::as_ptr(p) as usize,
-            Source::Workload(w) => Arc::as_ptr(w) as usize,
+impl Default for Limits {
+    /// 128 MiB per file (a `kubectl get -A -o yaml` dump of 10,000 pods is about 60 MiB); 10,000
+    /// pods per workload; 150,000 pods in all, the largest cluster Kubernetes supports.
+    fn default() -> Self {
+        Limits {
+            max_file_bytes: 128 << 20,
+            max_workload_pods: 10_000,
+            max_pods: 150_000,
         }
     }
 }
 
-type Stamp = (u64, u64, Option<std::time::SystemTime>);
-
-struct CachedFile {
-    stamp: Stamp,
-    /// Diagnostics of parsing the file.
-    diagnostics: Vec<Diagnostic>,
-    /// Its documents, decoded and validated, in order.
-    documents: Vec<CachedDocument>,
-}
-
-/// One document of a cached file.
-struct CachedDocument {
-    /// Its first line and its text, for a YAML document that parsed: when its file changes, a
-    /// document with the same text on the same line is not parsed or decoded again, and its objects
-    /// stay shared (with what was made from them: pods, classes).
-    source: Option<(usize, String)>,
-    /// Its objects (every item of a `List`), decoded and validated.
-    decoded: Vec<Decoded>,
+/// What a load gives besides the state: every finding, the same as data, and what the next load
+/// starts from.
+pub struct Load {
+    /// The snapshot.
+    pub state: ClusterState,
+    /// Every diagnostic, in reading order.
+    pub diagnostics: Vec<Diagnostic>,
+    /// What was rejected.
+    pub rejections: Vec<Rejection>,
+    /// Objects in force at their last good version.
+    pub held: Vec<Held>,
+    /// When a removed or emptied file's grace period ends: a load then makes the removal take
+    /// effect, even if nothing else changes.
+    pub revisit: Option<Instant>,
+    /// The cache for the next load ([`Loader::with_documents`]).
+    pub cache: DocumentCache,
 }
 
 /// Reads manifests and builds a [`ClusterState`]. Problems are collected as diagnostics; a rejected
-/// object never stops the others from loading.
+/// object never stops the others from loading. Loading from the cache of an earlier load keeps the
+/// last good version of what no longer reads (see [`Loader::with_documents`]).
 pub struct Loader {
     objects: Objects,
     diagnostics: Vec<Diagnostic>,
@@ -88,6 +80,16 @@ pub struct Loader {
     visited: DocumentCache,
     /// Addresses to give pods without `status.podIP`, by `ns/name`, before allocating.
     pinned: HashMap<String, IpAddr>,
+    limits: Limits,
+    symlinks: Symlinks,
+    removal_grace: Duration,
+    now: Instant,
+    /// Files and folders that could not be read: what was read from them before stays.
+    unreadable: Vec<PathBuf>,
+    /// Rejections found by the loader itself (files, addresses, limits).
+    rejections: Vec<Rejection>,
+    held: Vec<Held>,
+    revisit: Option<Instant>,
 }
 
 impl Default for Loader {
@@ -97,7 +99,7 @@ impl Default for Loader {
 }
 
 impl Loader {
-    /// A loader with the default pod CIDR that rejects duplicate objects.
+    /// A loader with the default pod CIDR and limits that rejects duplicate objects.
     pub fn new() -> Self {
         Loader {
             objects: Objects::default(),
@@ -106,6 +108,14 @@ impl Loader {
             documents: DocumentCache::default(),
             visited: DocumentCache::default(),
             pinned: HashMap::new(),
+            limits: Limits::default(),
+            symlinks: Symlinks::default(),
+            removal_grace: Duration::ZERO,
+            now: Instant::now(),
+            unreadable: Vec::new(),
+            rejections: Vec::new(),
+            held: Vec::new(),
+            revisit: None,
         }
     }
 
@@ -117,9 +127,36 @@ impl Loader {
         self
     }
 
-    /// Reuses the files parsed, and the pods made, by an earlier load ([`Loader::finish_with_cache`]).
+    /// Starts from an earlier load ([`Load::cache`]): unchanged files are not read again, and what
+    /// no longer reads keeps its last good version in force —
+    /// - a file or folder that cannot be read (missing, unreadable, refused) keeps what was read
+    ///   from it;
+    /// - a file with a document that cannot be parsed keeps the objects of its last good version
+    ///   that the rest of the file does not define;
+    /// - a rejected object keeps its last good version;
+    /// - a file removed or emptied keeps its objects for the [removal grace](Self::removal_grace).
     pub fn with_documents(mut self, cache: DocumentCache) -> Self {
         self.documents = cache;
+        self
+    }
+
+    /// How long a file removed from a folder, or emptied, keeps its objects in force (default:
+    /// none): a file rewritten in place (truncated, then written) must not lift its policies while
+    /// it is empty.
+    pub fn removal_grace(mut self, grace: Duration) -> Self {
+        self.removal_grace = grace;
+        self
+    }
+
+    /// Sets the limits on what input may make the loader read and build.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Which symlinks inside a folder are followed (default: those leading inside it).
+    pub fn symlinks(mut self, symlinks: Symlinks) -> Self {
+        self.symlinks = symlinks;
         self
     }
 
@@ -136,125 +173,278 @@ impl Loader {
         self
     }
 
-    /// Loads a file, a folder (recursively: `*.yaml`, `*.yml`, `*.json`, in name order; hidden entries
-    /// and symlinked sub-folders are skipped) or `-` (stdin).
+    fn decode_limits(&self) -> DecodeLimits {
+        DecodeLimits {
+            max_workload_pods: self.limits.max_workload_pods,
+        }
+    }
+
+    /// Loads a file, a folder (recursively: `*.yaml`, `*.yml`, `*.json`, in name order; hidden
+    /// entries and symlinked sub-folders skipped; inside a folder, regular files only, and symlinks
+    /// only as [`Loader::symlinks`] allows) or `-` (stdin). A file named directly may be a pipe.
     pub fn load_path(&mut self, path: &Path) {
         if path == Path::new("-") {
-            let mut text = String::new();
-            match std::io::stdin().read_to_string(&mut text) {
-                Ok(_) => self.load_str("-", &text),
-                Err(e) => self.io_error("-", &e),
+            match read::bounded(std::io::stdin().lock(), self.limits.max_file_bytes) {
+                Ok(text) => self.load_str("-", &text),
+                Err(e) => self.refused(path, e),
             }
             return;
         }
-        let display = path.display().to_string();
         match std::fs::metadata(path) {
-            Err(e) => self.io_error(&display, &e),
-            Ok(meta) if meta.is_dir() => self.load_dir(path),
-            Ok(meta) => self.load_file(path, &meta),
+            Err(e) => self.refused(path, ReadError::Io(e)),
+            Ok(meta) if meta.is_dir() => {
+                let root = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+                self.load_dir(path, &root);
+            }
+            Ok(meta) if meta.is_file() => {
+                let read_at = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+                self.load_file(path, &read_at, read::stamp(&meta));
+            }
+            Ok(_) => match read::named(path, self.limits.max_file_bytes) {
+                Ok(text) => self.load_str(&path.display().to_string(), &text),
+                Err(e) => self.refused(path, e),
+            },
         }
     }
 
-    fn load_dir(&mut self, dir: &Path) {
-        let mut entries = match std::fs::read_dir(dir) {
-            Ok(rd) => rd
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .collect::<Vec<_>>(),
-            Err(e) => return self.io_error(&dir.display().to_string(), &e),
+    fn load_dir(&mut self, dir: &Path, root: &Path) {
+        let entries = match read::list(dir, root, self.symlinks) {
+            Ok(entries) => entries,
+            Err(e) => return self.refused(dir, ReadError::Io(e)),
         };
-        entries.sort();
-        for path in entries {
-            let hidden = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with('.'));
-            let manifest = matches!(
-                path.extension().and_then(|e| e.to_str()),
-                Some("yaml" | "yml" | "json")
-            );
-            if hidden {
-                continue;
-            }
-            if path.is_dir() {
-                // Symlinked folders are not followed: a link cycle must not recurse forever.
-                if !path.is_symlink() {
-                    self.load_dir(&path);
-                }
-            } else if manifest {
-                self.load_path(&path);
+        for entry in entries {
+            match entry {
+                Entry::Folder(path) => self.load_dir(&path, root),
+                Entry::File {
+                    path,
+                    read_at,
+                    stamp,
+                } => self.load_file(&path, &read_at, stamp),
+                Entry::Refused(path, e) => self.refused(&path, e),
             }
         }
     }
 
-    fn io_error(&mut self, file: &str, e: &std::io::Error) {
+    /// Reports a file or folder that cannot be read; what was read from it before stays.
+    fn refused(&mut self, path: &Path, e: ReadError) {
+        let origin = Origin {
+            file: path.display().to_string(),
+            line: match e {
+                ReadError::NotUtf8 { line, .. } => Some(line),
+                _ => None,
+            },
+        };
+        let reason = match e {
+            ReadError::TooLarge { .. } => RejectReason::Limit,
+            ReadError::NotUtf8 { .. } => RejectReason::Syntax,
+            _ => RejectReason::Unreadable,
+        };
         self.diagnostics.push(Diagnostic::new(
             Severity::Error,
-            Origin {
-                file: file.to_string(),
-                line: None,
-            },
-            format!("cannot read: {e}"),
+            origin.clone(),
+            e.to_string(),
         ));
+        self.rejections.push(Rejection {
+            object: None,
+            origin,
+            reason,
+            kept: None,
+        });
+        self.unreadable.push(path.to_path_buf());
     }
 
     /// Loads manifest text; `file` names it in diagnostics.
     pub fn load_str(&mut self, file: &str, text: &str) {
-        for doc in document::parse(file, text, &mut self.diagnostics) {
-            self.objects.ingest(&doc, &mut self.diagnostics);
+        let limits = self.decode_limits();
+        let mut diagnostics = Vec::new();
+        for doc in document::parse(file, text, &mut diagnostics) {
+            self.objects.ingest(&doc, limits, &mut self.diagnostics);
+        }
+        self.syntax_errors(&diagnostics);
+        self.diagnostics.extend(diagnostics);
+    }
+
+    /// Counts the errors of parsing a file as rejections.
+    fn syntax_errors(&mut self, diagnostics: &[Diagnostic]) {
+        for d in diagnostics.iter().filter(|d| d.is_error()) {
+            self.rejections.push(Rejection {
+                object: None,
+                origin: d.origin.clone(),
+                reason: RejectReason::Syntax,
+                kept: None,
+            });
         }
     }
 
-    /// Loads a file through the document cache: read and decoded again only when it changed.
-    fn load_file(&mut self, path: &Path, meta: &std::fs::Metadata) {
-        use std::os::unix::fs::MetadataExt;
-        let display = path.display().to_string();
-        let stamp = (meta.ino(), meta.len(), meta.modified().ok());
+    /// Loads the file listed at `path` (read at `read_at`) through the document cache: read and
+    /// decoded again only when it changed.
+    fn load_file(&mut self, path: &Path, read_at: &Path, stamp: Stamp) {
         let cached = self.documents.files.remove(path);
-        let file = match cached {
+        let mut file = match cached {
             Some(file) if file.stamp == stamp => file,
-            earlier => {
-                let text = match std::fs::read_to_string(path) {
-                    Ok(text) => text,
-                    Err(e) => return self.io_error(&display, &e),
-                };
-                let mut diagnostics = Vec::new();
-                let documents = match document::yaml_documents(&text) {
-                    Some(sources) => decode_yaml(&display, sources, earlier, &mut diagnostics),
-                    None => vec![CachedDocument {
-                        source: None,
-                        decoded: document::parse(&display, &text, &mut diagnostics)
-                            .iter()
-                            .flat_map(objects::decode)
-                            .collect(),
-                    }],
-                };
-                CachedFile {
-                    stamp,
-                    diagnostics,
-                    documents,
+            earlier => match read::listed(read_at, stamp, self.limits.max_file_bytes) {
+                Ok(text) => {
+                    let display = path.display().to_string();
+                    let limits = self.decode_limits();
+                    CachedFile::parse(&display, stamp, &text, earlier, limits, self.now)
                 }
-            }
+                Err(e) => {
+                    if let Some(earlier) = earlier {
+                        self.documents.files.insert(path.to_path_buf(), earlier);
+                    }
+                    return self.refused(path, e);
+                }
+            },
         };
+        if file.gone_since.is_some() && !self.still_held(path, &mut file) {
+            file.forget();
+        }
+        self.use_file(path, file);
+    }
+
+    /// For a removed or emptied file: true while its grace period lasts (then its objects are
+    /// held, and a revisit is due when it ends).
+    fn still_held(&mut self, path: &Path, file: &mut CachedFile) -> bool {
+        let since = *file.gone_since.get_or_insert(self.now);
+        let ends = since + self.removal_grace;
+        let origin = Origin {
+            file: path.display().to_string(),
+            line: None,
+        };
+        let objects = file.decoded().filter(|d| d.key().is_some()).count();
+        if self.now >= ends {
+            self.diagnostics.push(Diagnostic::new(
+                Severity::Info,
+                origin,
+                format!(
+                    "removed or emptied: its {} no longer in force",
+                    plural(objects, "object")
+                ),
+            ));
+            return false;
+        }
+        self.diagnostics.push(Diagnostic::new(
+            Severity::Warning,
+            origin,
+            format!(
+                "removed or emptied: its {} stay in force for another {} ms in case it is being rewritten (write files elsewhere and rename them into the folder to replace them at once)",
+                plural(objects, "object"),
+                (ends - self.now).as_millis()
+            ),
+        ));
+        self.revisit = Some(self.revisit.map_or(ends, |r| r.min(ends)));
+        true
+    }
+
+    /// Adds a file's objects and diagnostics to this load, and keeps it for the next.
+    fn use_file(&mut self, path: &Path, file: CachedFile) {
+        self.syntax_errors(&file.diagnostics);
         self.diagnostics.extend(file.diagnostics.iter().cloned());
-        for d in file.documents.iter().flat_map(|d| &d.decoded) {
-            self.objects.add(d, &mut self.diagnostics);
+        for document in &file.documents {
+            let why = if document.held {
+                Some(HeldReason::Unreadable)
+            } else {
+                file.gone_since.map(|_| HeldReason::Removed)
+            };
+            for d in document.decoded.iter() {
+                if let (Some((key, origin)), Some(why)) = (d.placed(), why) {
+                    self.held.push(Held {
+                        object: key.clone(),
+                        origin: origin.clone(),
+                        why,
+                    });
+                }
+                self.objects.add(d, &mut self.diagnostics);
+            }
         }
         self.visited.files.insert(path.to_path_buf(), file);
     }
 
-    /// Expands workload templates, allocates missing pod IPs and returns the snapshot and every
-    /// diagnostic collected.
-    pub fn finish(mut self) -> (ClusterState, Vec<Diagnostic>) {
-        let state = self.state();
-        (state, self.diagnostics)
+    /// The files of the last load this one did not read: under a folder that cannot be read, they
+    /// stay; removed, they stay for the removal grace.
+    fn files_not_read(&mut self) {
+        let mut left: Vec<(PathBuf, CachedFile)> = self.documents.files.drain().collect();
+        left.sort_by(|a, b| a.0.cmp(&b.0));
+        for (path, mut file) in left {
+            let unreadable = self.unreadable.iter().any(|u| path.starts_with(u));
+            if unreadable {
+                for (key, origin) in file.decoded().filter_map(Decoded::placed) {
+                    self.held.push(Held {
+                        object: key.clone(),
+                        origin: origin.clone(),
+                        why: HeldReason::Unreadable,
+                    });
+                }
+                for d in file.decoded() {
+                    self.objects
+                        .add(&d.without_diagnostics(), &mut self.diagnostics);
+                }
+                self.visited.files.insert(path, file);
+            } else if !file.is_empty() && self.still_held(&path, &mut file) {
+                self.use_file(&path, file);
+            }
+        }
     }
 
-    /// [`Loader::finish`], and the cache for the next load ([`Loader::with_documents`]): the files
-    /// read by this one, and the pods made from their objects.
-    pub fn finish_with_cache(mut self) -> (ClusterState, Vec<Diagnostic>, DocumentCache) {
+    /// Rejected objects that the last load had keep their last good version in force.
+    fn keep_last_good(&mut self) {
+        let previous = std::mem::take(&mut self.documents.objects);
+        let fallbacks: Vec<(usize, ObjectKey)> = (self.objects.rejections.iter().enumerate())
+            .filter(|(_, r)| matches!(r.reason, RejectReason::Decode | RejectReason::Invalid))
+            .filter_map(|(i, r)| Some((i, r.object.clone()?)))
+            .filter(|(_, key)| key.kind != Kind::NetworkLogging)
+            .collect();
+        for (i, key) in fallbacks {
+            if self.objects.contains(&key) {
+                continue;
+            }
+            let Some(last_good) = previous.get(&key) else {
+                continue;
+            };
+            let origin = last_good.1.clone();
+            self.objects.add_object(&last_good, &mut self.diagnostics);
+            let rejection = &mut self.objects.rejections[i];
+            rejection.kept = Some(origin.clone());
+            self.diagnostics.push(Diagnostic {
+                object: Some(key.to_string()),
+                ..Diagnostic::new(
+                    Severity::Warning,
+                    rejection.origin.clone(),
+                    format!("its last good version ({origin}) stays in force until this is fixed"),
+                )
+            });
+            self.held.push(Held {
+                object: key,
+                origin,
+                why: HeldReason::Rejected,
+            });
+        }
+    }
+
+    /// Expands workload templates, allocates missing pod IPs and returns the snapshot and every
+    /// diagnostic collected.
+    pub fn finish(self) -> (ClusterState, Vec<Diagnostic>) {
+        let load = self.finish_with_cache();
+        (load.state, load.diagnostics)
+    }
+
+    /// [`Loader::finish`], with the findings as data and the cache for the next load
+    /// ([`Loader::with_documents`]): the files read by this one, the pods made from their objects,
+    /// and every object in force.
+    pub fn finish_with_cache(mut self) -> Load {
+        self.files_not_read();
+        self.keep_last_good();
         let state = self.state();
-        (state, self.diagnostics, self.visited)
+        let mut rejections = std::mem::take(&mut self.visited.objects.rejections);
+        rejections.append(&mut self.rejections);
+        Load {
+            state,
+            diagnostics: self.diagnostics,
+            rejections,
+            held: self.held,
+            revisit: self.revisit,
+            cache: self.visited,
+        }
     }
 
     fn state(&mut self) -> ClusterState {
@@ -265,7 +455,17 @@ impl Loader {
         let mut pods: Vec<Arc<PodInfo>> = Vec::new();
         let mut made_by: Vec<usize> = Vec::new();
         let mut sources: Vec<Source> = Vec::new();
-        let mut add = |source: Source, make: &dyn Fn() -> Vec<PodInfo>| {
+        // Objects whose pods would exceed the limit in all: left out before their pods are made.
+        let mut over: Vec<(ObjectKey, Origin, usize)> = Vec::new();
+        let max_pods = self.limits.max_pods;
+        let mut add = |source: Source,
+                       key: ObjectKey,
+                       origin: &Origin,
+                       count: usize,
+                       make: &dyn Fn() -> Vec<PodInfo>| {
+            if pods.len() + count > max_pods {
+                return over.push((key, origin.clone(), count));
+            }
             let list = match previous.remove(&source.address()) {
                 Some(cached) => cached.pods,
                 None => make().into_iter().map(Arc::new).collect(),
@@ -275,12 +475,32 @@ impl Loader {
             pods.extend(list);
         };
         for p in &objects.pods {
-            add(Source::Pod(p.object.clone()), &|| vec![pod_info(p)]);
+            let meta = &p.object.metadata;
+            let key = ObjectKey::new(
+                Kind::Pod,
+                meta.namespace.as_deref(),
+                meta.name.as_deref().unwrap_or_default(),
+            );
+            add(Source::Pod(p.object.clone()), key, &p.origin, 1, &|| {
+                vec![pod_info(p)]
+            });
         }
         for w in workload::podless(&objects.workloads, &objects.pods) {
+            let key = ObjectKey::new(
+                w.object.kind.kind(),
+                Some(w.object.namespace()),
+                w.object.name(),
+            );
             let make = || workload::template_pods(w).collect();
-            add(Source::Workload(w.object.clone()), &make);
+            add(
+                Source::Workload(w.object.clone()),
+                key,
+                &w.origin,
+                w.object.replicas,
+                &make,
+            );
         }
+        self.over_the_pod_limit(over);
         // The first pod of a name wins: a template pod never replaces a Pod object, nor another
         // template pod.
         let mut taken: HashSet<(&str, &str)> = HashSet::default();
@@ -345,14 +565,39 @@ impl Loader {
         let mut state = ClusterState::new(namespaces, pods, services, policies);
         state.network_logging = match (
             objects.network_logging.first(),
-            objects.invalid_network_logging,
+            objects.invalid_network_logging.clone(),
         ) {
             // A valid `default` wins over rejected objects of other names.
             (Some(nl), _) => LoggingConfig::Valid(nl.object.spec.cluster),
             (None, Some(reason)) => LoggingConfig::Invalid(reason),
             (None, None) => LoggingConfig::Absent,
         };
+        self.visited.objects = objects;
         state
+    }
+
+    /// Reports the objects left out because their pods would exceed the limit in all.
+    fn over_the_pod_limit(&mut self, over: Vec<(ObjectKey, Origin, usize)>) {
+        for (key, origin, count) in over {
+            self.diagnostics.push(Diagnostic {
+                object: Some(key.to_string()),
+                ..Diagnostic::new(
+                    Severity::Error,
+                    origin.clone(),
+                    format!(
+                        "left out: its {} would exceed the limit of {} pods in all (--max-pods)",
+                        plural(count, "pod"),
+                        self.limits.max_pods
+                    ),
+                )
+            });
+            self.rejections.push(Rejection {
+                object: Some(key),
+                origin,
+                reason: RejectReason::Limit,
+                kept: None,
+            });
+        }
     }
 
     /// Two pods cannot have one address (`status.podIP`): the later one is reported and left out, so
@@ -370,8 +615,14 @@ impl Loader {
                 }
                 Some((first, origin)) => {
                     *kept = false;
+                    self.rejections.push(Rejection {
+                        object: Some(pod_key(pod)),
+                        origin: pod.origin.clone(),
+                        reason: RejectReason::Address,
+                        kept: None,
+                    });
                     self.diagnostics.push(Diagnostic {
-                        object: Some(object_id("Pod", Some(&pod.namespace), &pod.name)),
+                        object: Some(pod_key(pod).to_string()),
                         field: Some("status.podIP".into()),
                         ..Diagnostic::new(
                             Severity::Error,
@@ -433,19 +684,30 @@ impl Loader {
         }
         // Skip the network address and the first few (gateway-style) addresses and the last one.
         let usable = size.saturating_sub(11);
+        // Probing `used + 1` addresses finds a free one unless every usable one is taken: after
+        // one miss, the CIDR is full for every pod after it (no probing: it would be quadratic).
+        let mut full = false;
         for i in pending {
             let pod = &mut pods[i];
             // A CIDR with no usable address reports every pod below, like a full one.
             let start =
                 crate::workload::fnv1a(&[&pod.namespace, &pod.name]) as u128 % usable.max(1);
             let free = (0..usable.min(used.len() as u128 + 1))
+                .take_while(|_| !full)
                 .map(|i| to_ip(10 + (start + i) % usable))
                 .find(|ip| !used.contains(ip));
             if let Some(ip) = free {
                 used.insert(ip);
             } else {
+                full = true;
+                self.rejections.push(Rejection {
+                    object: Some(pod_key(pod)),
+                    origin: pod.origin.clone(),
+                    reason: RejectReason::Address,
+                    kept: None,
+                });
                 self.diagnostics.push(Diagnostic {
-                    object: Some(object_id("Pod", Some(&pod.namespace), &pod.name)),
+                    object: Some(pod_key(pod).to_string()),
                     ..Diagnostic::new(
                         Severity::Error,
                         pod.origin.clone(),
@@ -458,48 +720,13 @@ impl Loader {
     }
 }
 
-/// The documents of a YAML file (`sources`: first line and text), parsed, decoded and validated;
-/// those with the text and line they had in `earlier` (the file's cached version) are taken from it.
-fn decode_yaml(
-    file: &str,
-    sources: Vec<(usize, String)>,
-    earlier: Option<CachedFile>,
-    diagnostics: &mut Vec<Diagnostic>,
-) -> Vec<CachedDocument> {
-    let mut earlier = earlier.map_or_else(Vec::new, |f| f.documents);
-    let index: HashMap<(usize, &str), usize> = (earlier.iter().enumerate())
-        .filter_map(|(i, d)| d.source.as_ref().map(|(l, t)| ((*l, t.as_str()), i)))
-        .collect();
-    let same: Vec<Option<usize>> = (sources.iter())
-        .map(|(line, text)| index.get(&(*line, text.as_str())).copied())
-        .collect();
-    drop(index);
-    (sources.into_iter().zip(same))
-        .filter_map(|((line, text), same)| {
-            if let Some(i) = same {
-                // Lines are unique within a file: each earlier document is taken at most once.
-                let decoded = std::mem::take(&mut earlier[i].decoded);
-                return Some(CachedDocument {
-                    source: Some((line, text)),
-                    decoded,
-                });
-            }
-            match document::parse_yaml_document(file, line, &text) {
-                Ok(doc) => Some(CachedDocument {
-                    decoded: doc.iter().flat_map(objects::decode).collect(),
-                    source: Some((line, text)),
-                }),
-                Err(d) => {
-                    diagnostics.push(d);
-                    None
-                }
-            }
-        })
-        .collect()
-}
-
 fn parse_protocol(p: Option<&str>) -> Protocol {
     validate::protocol(p).unwrap_or(Protocol::Tcp) // validated before; never falls back in practice
+}
+
+/// The key of the Pod object `pod` is (or stands for, for a template pod).
+fn pod_key(pod: &PodInfo) -> ObjectKey {
+    ObjectKey::new(Kind::Pod, Some(&pod.namespace), &pod.name)
 }
 
 /// Sets an allocated address (or none), copying the pod only if that changes it.

@@ -3,7 +3,9 @@
 
 use crate::diagnostic::{Diagnostic, Origin, Severity};
 use crate::document::Document;
+use crate::key::{Kind, ObjectKey};
 use crate::logging::{self, NetworkLogging};
+use crate::rejection::{RejectReason, Rejection};
 use crate::validate::{self, Issues};
 use foldhash::{HashMap, HashSet, HashSetExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
@@ -46,6 +48,28 @@ impl WorkloadKind {
             WorkloadKind::CronJob => "CronJob",
         }
     }
+
+    /// The kind.
+    pub fn kind(self) -> Kind {
+        match self {
+            WorkloadKind::Deployment => Kind::Deployment,
+            WorkloadKind::ReplicaSet => Kind::ReplicaSet,
+            WorkloadKind::StatefulSet => Kind::StatefulSet,
+            WorkloadKind::DaemonSet => Kind::DaemonSet,
+            WorkloadKind::Job => Kind::Job,
+            WorkloadKind::CronJob => Kind::CronJob,
+        }
+    }
+
+    /// The field that says how many pods the template stands for.
+    pub fn replicas_field(self) -> &'static str {
+        match self {
+            WorkloadKind::DaemonSet => "spec",
+            WorkloadKind::Job => "spec.parallelism",
+            WorkloadKind::CronJob => "spec.jobTemplate.spec.parallelism",
+            _ => "spec.replicas",
+        }
+    }
 }
 
 /// A workload reduced to what template expansion needs.
@@ -80,24 +104,18 @@ pub(crate) struct Objects {
     pub network_logging: Vec<Loaded<NetworkLogging>>,
     /// Why the first rejected `NetworkLogging` was rejected, with its place.
     pub invalid_network_logging: Option<String>,
-    /// `Kind ns/name` → index in its vector.
-    seen: HashMap<String, usize>,
+    /// Each object's index in its vector.
+    seen: HashMap<ObjectKey, usize>,
     /// Later definitions replace earlier ones instead of being rejected.
     pub replace_duplicates: bool,
+    /// What was rejected, in reading order.
+    pub rejections: Vec<Rejection>,
 }
 
 fn str_at<'a>(value: &'a serde_json::Value, path: &[&str]) -> Option<&'a str> {
     path.iter()
         .try_fold(value, |v, key| v.get(key))
         .and_then(|v| v.as_str())
-}
-
-/// `Kind ns/name`, or `Kind name` for cluster-scoped kinds.
-pub(crate) fn object_id(kind: &str, namespace: Option<&str>, name: &str) -> String {
-    match namespace {
-        Some(ns) => format!("{kind} {ns}/{name}"),
-        None => format!("{kind} {name}"),
-    }
 }
 
 /// A typed object that passed decoding and validation, before duplicates are looked for (which
@@ -113,22 +131,63 @@ pub(crate) enum Typed {
 }
 
 /// What one document (or one item of a list) decodes to: its diagnostics in order, the object when
-/// it was accepted, and why a `NetworkLogging` was rejected. Depends on the document alone, so a
-/// loader can keep it for a file that has not changed.
+/// it was accepted, why it was rejected otherwise, and why a `NetworkLogging` was rejected. Depends
+/// on the document alone, so a loader can keep it for a file that has not changed.
 #[derive(Clone, Default)]
 pub(crate) struct Decoded {
     diagnostics: Vec<Diagnostic>,
-    accepted: Option<Box<(String, Origin, Typed)>>,
+    accepted: Option<Box<(ObjectKey, Origin, Typed)>>,
     invalid_network_logging: Option<String>,
+    /// Why it was rejected, and which object it is when that could be read.
+    rejected: Option<(Option<ObjectKey>, RejectReason)>,
+}
+
+impl Decoded {
+    /// The accepted object's key.
+    pub fn key(&self) -> Option<&ObjectKey> {
+        self.accepted.as_ref().map(|a| &a.0)
+    }
+
+    /// Rejected without telling which object it is: what the document defined is unknown.
+    pub fn unidentified(&self) -> bool {
+        matches!(self.rejected, Some((None, _)))
+    }
+
+    /// The accepted object's key and where it was read.
+    pub fn placed(&self) -> Option<(&ObjectKey, &Origin)> {
+        self.accepted.as_ref().map(|a| (&a.0, &a.1))
+    }
+
+    /// Which object the document defines, accepted or rejected, when that is known.
+    pub fn identity(&self) -> Option<&ObjectKey> {
+        self.key()
+            .or(self.rejected.as_ref().and_then(|r| r.0.as_ref()))
+    }
+
+    /// The accepted object alone, without the diagnostics of reading it (for an object kept in
+    /// force from an earlier version of its file).
+    pub fn without_diagnostics(&self) -> Decoded {
+        Decoded {
+            accepted: self.accepted.clone(),
+            ..Decoded::default()
+        }
+    }
+}
+
+/// Limits on what one document may make the loader build.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DecodeLimits {
+    /// Pods a workload's template may stand for (its replicas or parallelism).
+    pub max_workload_pods: usize,
 }
 
 /// Decodes and validates one document (every item of a `List`, in order).
-pub(crate) fn decode(doc: &Document) -> Vec<Decoded> {
+pub(crate) fn decode(doc: &Document, limits: DecodeLimits) -> Vec<Decoded> {
     let mut out = Vec::new();
     // Lists are expanded with a stack, not recursion: a document may nest them deeply.
     let mut pending = vec![std::borrow::Cow::Borrowed(&doc.value)];
     while let Some(value) = pending.pop() {
-        match decode_one(&value, &doc.origin) {
+        match decode_one(&value, &doc.origin, limits) {
             Step::Done(d) => out.push(d),
             Step::List(items) => {
                 pending.extend(items.into_iter().rev().map(std::borrow::Cow::Owned))
@@ -144,50 +203,60 @@ enum Step {
     List(Vec<serde_json::Value>),
 }
 
-fn decode_one(value: &serde_json::Value, origin: &Origin) -> Step {
+fn decode_one(value: &serde_json::Value, origin: &Origin, limits: DecodeLimits) -> Step {
     let mut d = Decoded::default();
     let error = |message: String| Diagnostic::new(Severity::Error, origin.clone(), message);
     if !value.is_object() {
         d.diagnostics.push(error(
             "expected a Kubernetes object: a mapping with apiVersion, kind and metadata".into(),
         ));
+        d.rejected = Some((None, RejectReason::Syntax));
         return Step::Done(d);
     }
-    let (Some(api_version), Some(kind)) =
+    let (Some(api_version), Some(kind_name)) =
         (str_at(value, &["apiVersion"]), str_at(value, &["kind"]))
     else {
         d.diagnostics.push(error(
             "object has no apiVersion or kind; every document must be a Kubernetes object".into(),
         ));
+        d.rejected = Some((None, RejectReason::Syntax));
         return Step::Done(d);
     };
-    let (api_version, kind) = (api_version.to_string(), kind.to_string());
-    if kind.ends_with("List") {
-        return list_items(value.clone(), &api_version, &kind, origin);
+    let (api_version, kind_name) = (api_version.to_string(), kind_name.to_string());
+    if kind_name.ends_with("List") && Kind::parse(&kind_name).is_none() {
+        return list_items(value.clone(), &api_version, &kind_name, origin);
     }
-    let expected = match kind.as_str() {
-        "Namespace" | "Pod" | "Service" => "v1",
-        "NetworkPolicy" => "networking.k8s.io/v1",
-        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => "apps/v1",
-        "Job" | "CronJob" => "batch/v1",
-        "NetworkLogging" => logging::API_VERSION,
-        _ => {
-            d.diagnostics.push(Diagnostic::new(
-                Severity::Info,
-                origin.clone(),
-                format!("skipped {api_version} {kind}: not a kind Palisade reads"),
-            ));
-            return Step::Done(d);
-        }
+    let name = str_at(value, &["metadata", "name"]).filter(|n| !n.is_empty());
+    let namespace = str_at(value, &["metadata", "namespace"]).filter(|ns| !ns.is_empty());
+    let key_of = |kind: Kind| name.map(|name| ObjectKey::new(kind, namespace, name));
+    let kind = match Kind::parse(&kind_name) {
+        Some(kind) => kind,
+        // A misspelt kind would silently drop the object (a policy no longer enforced): kubectl
+        // rejects kinds it does not know, and so do we when the name is close to one we read.
+        None => match Kind::misspelled(&kind_name) {
+            Some(meant) => {
+                let key = key_of(meant);
+                d.diagnostics.push(Diagnostic {
+                    object: key.as_ref().map(ToString::to_string),
+                    field: Some("kind".into()),
+                    ..error(format!("unknown kind {kind_name:?}; did you mean {meant}?"))
+                });
+                d.rejected = Some((key, RejectReason::Decode));
+                return Step::Done(d);
+            }
+            None => {
+                d.diagnostics.push(Diagnostic::new(
+                    Severity::Info,
+                    origin.clone(),
+                    format!("skipped {api_version} {kind_name}: not a kind Palisade reads"),
+                ));
+                return Step::Done(d);
+            }
+        },
     };
-    let name = str_at(value, &["metadata", "name"]).unwrap_or("<unnamed>");
-    let namespaced = !matches!(kind.as_str(), "Namespace" | "NetworkLogging");
-    let namespace = namespaced.then(|| {
-        str_at(value, &["metadata", "namespace"])
-            .filter(|ns| !ns.is_empty())
-            .unwrap_or("default")
-    });
-    let id = object_id(&kind, namespace, name);
+    let key = key_of(kind);
+    let id = ObjectKey::new(kind, namespace, name.unwrap_or("<unnamed>")).to_string();
+    let expected = kind.api_version();
     if api_version != expected {
         d.diagnostics.push(Diagnostic {
             object: Some(id),
@@ -196,15 +265,19 @@ fn decode_one(value: &serde_json::Value, origin: &Origin) -> Step {
                 "{api_version} is not supported for {kind}; use {expected}"
             ))
         });
+        d.rejected = Some((key, RejectReason::Decode));
         return Step::Done(d);
     }
     let mut ctx = Ctx {
         origin: origin.clone(),
         id,
+        key,
+        strict: kind == Kind::NetworkPolicy,
         diags: &mut d.diagnostics,
+        failed: RejectReason::Decode,
     };
-    let accepted = match kind.as_str() {
-        "NetworkLogging" => match ctx.decode::<NetworkLogging>(value) {
+    let accepted = match kind {
+        Kind::NetworkLogging => match ctx.decode::<NetworkLogging>(value) {
             None => {
                 d.invalid_network_logging =
                     Some(format!("{} at {}: cannot be decoded", ctx.id, ctx.origin));
@@ -221,12 +294,12 @@ fn decode_one(value: &serde_json::Value, origin: &Origin) -> Step {
                 ctx.accept(Typed::NetworkLogging(Arc::new(nl)), issues)
             }
         },
-        "Namespace" => ctx.decode::<Namespace>(value).and_then(|ns| {
+        Kind::Namespace => ctx.decode::<Namespace>(value).and_then(|ns| {
             let mut issues = Issues::default();
             meta(&ns.metadata, validate::dns1123_label, &mut issues);
             ctx.accept(Typed::Namespace(Arc::new(ns)), issues)
         }),
-        "Pod" => ctx.decode::<Pod>(value).and_then(|mut pod| {
+        Kind::Pod => ctx.decode::<Pod>(value).and_then(|mut pod| {
             default_namespace(&mut pod.metadata);
             let mut issues = Issues::default();
             meta(&pod.metadata, validate::dns1123_subdomain, &mut issues);
@@ -236,19 +309,19 @@ fn decode_one(value: &serde_json::Value, origin: &Origin) -> Step {
             pod_status(&pod, &mut issues);
             ctx.accept(Typed::Pod(Arc::new(pod)), issues)
         }),
-        "Service" => ctx.decode::<Service>(value).and_then(|mut svc| {
+        Kind::Service => ctx.decode::<Service>(value).and_then(|mut svc| {
             default_namespace(&mut svc.metadata);
             let mut issues = Issues::default();
             meta(&svc.metadata, validate::dns1123_label, &mut issues);
             service(&svc, &mut issues);
             ctx.accept(Typed::Service(Arc::new(svc)), issues)
         }),
-        "NetworkPolicy" => ctx.decode::<NetworkPolicy>(value).and_then(|mut np| {
+        Kind::NetworkPolicy => ctx.decode::<NetworkPolicy>(value).and_then(|mut np| {
             default_namespace(&mut np.metadata);
             let issues = validate::network_policy(&np);
             ctx.accept(Typed::Policy(Arc::new(np)), issues)
         }),
-        _ => ctx.decode_workload(&kind, value).and_then(|workload| {
+        _ => ctx.decode_workload(kind, value).and_then(|workload| {
             let mut issues = Issues::default();
             meta(&workload.metadata, validate::dns1123_subdomain, &mut issues);
             if let Some(labels) = &workload
@@ -265,9 +338,21 @@ fn decode_one(value: &serde_json::Value, origin: &Origin) -> Step {
             if let Some(spec) = &workload.template.spec {
                 pod_spec(spec, "spec.template.spec", &mut issues);
             }
+            if workload.replicas > limits.max_workload_pods {
+                issues.error(
+                    workload.kind.replicas_field(),
+                    format!(
+                        "{} pods exceed the limit of {} pods per workload (--max-workload-pods)",
+                        workload.replicas, limits.max_workload_pods
+                    ),
+                );
+            }
             ctx.accept(Typed::Workload(Arc::new(workload)), issues)
         }),
     };
+    if accepted.is_none() {
+        d.rejected = Some((ctx.key.take(), ctx.failed));
+    }
     d.accepted = accepted;
     Step::Done(d)
 }
@@ -315,81 +400,125 @@ fn list_items(
     })
 }
 
-/// Adds `loaded` under `id` unless an object with that id is already there (then reported as a
-/// duplicate, or replaced when `replace`).
-fn insert<T>(
-    seen: &mut HashMap<String, usize>,
-    list: &mut Vec<Loaded<T>>,
-    id: &str,
-    loaded: Loaded<T>,
+/// Where an accepted object goes: its key, place, and what a duplicate is reported into.
+struct Slot<'a> {
+    seen: &'a mut HashMap<ObjectKey, usize>,
     replace: bool,
-    diags: &mut Vec<Diagnostic>,
-) {
-    match seen.get(id) {
-        Some(&i) if replace => list[i] = loaded,
-        Some(&i) => {
-            let first = list[i].origin.to_string();
-            diags.push(Diagnostic {
-                object: Some(id.to_string()),
-                ..Diagnostic::new(
-                    Severity::Error,
-                    loaded.origin,
-                    format!("defined twice; the first definition at {first} is used"),
-                )
-            });
-        }
-        None => {
-            seen.insert(id.to_string(), list.len());
-            list.push(loaded);
+    key: &'a ObjectKey,
+    origin: &'a Origin,
+    diags: &'a mut Vec<Diagnostic>,
+    rejections: &'a mut Vec<Rejection>,
+}
+
+impl Slot<'_> {
+    /// Adds `object` to `list` unless an object with its key is already there (then reported as a
+    /// duplicate, or replaced when `replace`).
+    fn insert<T>(self, list: &mut Vec<Loaded<T>>, object: Arc<T>) {
+        let loaded = Loaded {
+            object,
+            origin: self.origin.clone(),
+        };
+        match self.seen.get(self.key) {
+            Some(&i) if self.replace => list[i] = loaded,
+            Some(&i) => {
+                let first = list[i].origin.to_string();
+                self.diags.push(Diagnostic {
+                    object: Some(self.key.to_string()),
+                    ..Diagnostic::new(
+                        Severity::Error,
+                        loaded.origin.clone(),
+                        format!("defined twice; the first definition at {first} is used"),
+                    )
+                });
+                self.rejections.push(Rejection {
+                    object: Some(self.key.clone()),
+                    origin: loaded.origin,
+                    reason: RejectReason::Duplicate,
+                    kept: None,
+                });
+            }
+            None => {
+                self.seen.insert(self.key.clone(), list.len());
+                list.push(loaded);
+            }
         }
     }
 }
 
 impl Objects {
     /// Adds one document (every item of a `List`). Problems become diagnostics.
-    pub fn ingest(&mut self, doc: &Document, diags: &mut Vec<Diagnostic>) {
-        for d in decode(doc) {
+    pub fn ingest(&mut self, doc: &Document, limits: DecodeLimits, diags: &mut Vec<Diagnostic>) {
+        for d in decode(doc, limits) {
             self.add(&d, diags);
         }
     }
 
-    /// Adds a decoded document: its diagnostics, and its object unless it duplicates one already
-    /// there.
+    /// Adds a decoded document: its diagnostics and its rejection, or its object unless it
+    /// duplicates one already there.
     pub fn add(&mut self, d: &Decoded, diags: &mut Vec<Diagnostic>) {
         diags.extend(d.diagnostics.iter().cloned());
         if self.invalid_network_logging.is_none() {
             self.invalid_network_logging = d.invalid_network_logging.clone();
         }
-        let Some((id, origin, object)) = d.accepted.as_deref() else {
-            return;
+        if let Some((key, reason)) = &d.rejected {
+            let origin = d.diagnostics.first().map(|d| d.origin.clone());
+            self.rejections.push(Rejection {
+                object: key.clone(),
+                origin: origin.unwrap_or_default(),
+                reason: *reason,
+                kept: None,
+            });
+        }
+        if let Some(accepted) = d.accepted.as_deref() {
+            self.add_object(accepted, diags);
+        }
+    }
+
+    /// Adds an accepted object unless it duplicates one already there.
+    pub fn add_object(
+        &mut self,
+        accepted: &(ObjectKey, Origin, Typed),
+        diags: &mut Vec<Diagnostic>,
+    ) {
+        let (key, origin, object) = accepted;
+        let slot = Slot {
+            seen: &mut self.seen,
+            replace: self.replace_duplicates,
+            key,
+            origin,
+            diags,
+            rejections: &mut self.rejections,
         };
-        let (seen, replace) = (&mut self.seen, self.replace_duplicates);
-        fn loaded<T>(object: Arc<T>, origin: &Origin) -> Loaded<T> {
-            Loaded {
-                object,
-                origin: origin.clone(),
-            }
-        }
-        let o = origin;
         match object.clone() {
-            Typed::Namespace(x) => {
-                insert(seen, &mut self.namespaces, id, loaded(x, o), replace, diags)
-            }
-            Typed::Pod(x) => insert(seen, &mut self.pods, id, loaded(x, o), replace, diags),
-            Typed::Service(x) => insert(seen, &mut self.services, id, loaded(x, o), replace, diags),
-            Typed::Policy(x) => insert(seen, &mut self.policies, id, loaded(x, o), replace, diags),
-            Typed::Workload(x) => {
-                insert(seen, &mut self.workloads, id, loaded(x, o), replace, diags)
-            }
-            Typed::NetworkLogging(x) => insert(
-                seen,
-                &mut self.network_logging,
-                id,
-                loaded(x, o),
-                replace,
-                diags,
-            ),
+            Typed::Namespace(x) => slot.insert(&mut self.namespaces, x),
+            Typed::Pod(x) => slot.insert(&mut self.pods, x),
+            Typed::Service(x) => slot.insert(&mut self.services, x),
+            Typed::Policy(x) => slot.insert(&mut self.policies, x),
+            Typed::Workload(x) => slot.insert(&mut self.workloads, x),
+            Typed::NetworkLogging(x) => slot.insert(&mut self.network_logging, x),
         }
+    }
+
+    /// True when an object with `key` was accepted.
+    pub fn contains(&self, key: &ObjectKey) -> bool {
+        self.seen.contains_key(key)
+    }
+
+    /// The accepted object with `key`, and where it was read.
+    pub fn get(&self, key: &ObjectKey) -> Option<(ObjectKey, Origin, Typed)> {
+        let &i = self.seen.get(key)?;
+        fn at<T>(list: &[Loaded<T>], i: usize, typed: fn(Arc<T>) -> Typed) -> (Origin, Typed) {
+            (list[i].origin.clone(), typed(list[i].object.clone()))
+        }
+        let (origin, typed) = match key.kind {
+            Kind::Namespace => at(&self.namespaces, i, Typed::Namespace),
+            Kind::Pod => at(&self.pods, i, Typed::Pod),
+            Kind::Service => at(&self.services, i, Typed::Service),
+            Kind::NetworkPolicy => at(&self.policies, i, Typed::Policy),
+            Kind::NetworkLogging => at(&self.network_logging, i, Typed::NetworkLogging),
+            _ => at(&self.workloads, i, Typed::Workload),
+        };
+        Some((key.clone(), origin, typed))
     }
 }
 
@@ -436,7 +565,13 @@ fn default_namespace(meta: &mut ObjectMeta) {
 struct Ctx<'a> {
     origin: Origin,
     id: String,
+    /// The object's key, when it has a name.
+    key: Option<ObjectKey>,
+    /// Every unknown field is an error, not only those in metadata.
+    strict: bool,
     diags: &'a mut Vec<Diagnostic>,
+    /// Why the object is rejected when it is.
+    failed: RejectReason,
 }
 
 impl Ctx<'_> {
@@ -450,24 +585,43 @@ impl Ctx<'_> {
         });
     }
 
-    /// Decodes `value` as a `T`; fields the typed decoder ignored are reported as unknown
-    /// (kubectl's strict field validation).
+    /// Decodes `value` as a `T`; fields the typed decoder ignored are unknown, as kubectl's strict
+    /// field validation finds them. A misspelt field changes what a policy allows (a rule's `fromm`
+    /// leaves a rule that admits everyone) or which pods it selects (`metadata.lables`): unknown
+    /// fields of a NetworkPolicy, and of any object's metadata, reject the object; elsewhere (pod
+    /// specs, status: where newer API versions add fields) they are warnings.
     fn decode<T: DeserializeOwned + serde::Serialize>(
         &mut self,
         value: &serde_json::Value,
     ) -> Option<T> {
         match serde_path_to_error::deserialize::<_, T>(value) {
             Ok(object) => {
+                let mut unknown = Vec::new();
                 if let Ok(known) = serde_json::to_value(&object) {
-                    let mut unknown = Vec::new();
                     unknown_fields(value, &known, "", &mut unknown);
-                    for field in unknown {
+                }
+                let mut rejected = false;
+                for field in unknown {
+                    let in_metadata =
+                        field.starts_with("metadata.") || field.contains(".metadata.");
+                    if self.strict || in_metadata {
+                        rejected = true;
+                        self.report(
+                            Severity::Error,
+                            Some(field),
+                            "unknown field; check its spelling and indentation (kubectl rejects it too)".into(),
+                        );
+                    } else {
                         self.report(
                             Severity::Warning,
                             Some(field),
                             "unknown field, ignored; check its spelling and indentation".into(),
                         );
                     }
+                }
+                if rejected {
+                    self.reject_object();
+                    return None;
                 }
                 Some(object)
             }
@@ -480,10 +634,10 @@ impl Ctx<'_> {
         }
     }
 
-    fn decode_workload(&mut self, kind: &str, value: &serde_json::Value) -> Option<Workload> {
+    fn decode_workload(&mut self, kind: Kind, value: &serde_json::Value) -> Option<Workload> {
         let replicas = |r: Option<i32>| r.unwrap_or(1).max(0) as usize;
         let w = match kind {
-            "Deployment" => {
+            Kind::Deployment => {
                 let d: Deployment = self.decode(value)?;
                 let spec = d.spec.unwrap_or_default();
                 Workload {
@@ -494,7 +648,7 @@ impl Ctx<'_> {
                     replicas: replicas(spec.replicas),
                 }
             }
-            "ReplicaSet" => {
+            Kind::ReplicaSet => {
                 let d: ReplicaSet = self.decode(value)?;
                 let spec = d.spec.unwrap_or_default();
                 Workload {
@@ -505,7 +659,7 @@ impl Ctx<'_> {
                     replicas: replicas(spec.replicas),
                 }
             }
-            "StatefulSet" => {
+            Kind::StatefulSet => {
                 let d: StatefulSet = self.decode(value)?;
                 let spec = d.spec.unwrap_or_default();
                 Workload {
@@ -516,7 +670,7 @@ impl Ctx<'_> {
                     replicas: replicas(spec.replicas),
                 }
             }
-            "DaemonSet" => {
+            Kind::DaemonSet => {
                 let d: DaemonSet = self.decode(value)?;
                 let spec = d.spec.unwrap_or_default();
                 Workload {
@@ -527,7 +681,7 @@ impl Ctx<'_> {
                     replicas: 1, // one node offline
                 }
             }
-            "Job" => {
+            Kind::Job => {
                 let d: Job = self.decode(value)?;
                 let spec = d.spec.unwrap_or_default();
                 Workload {
@@ -560,21 +714,27 @@ impl Ctx<'_> {
         Some(w)
     }
 
+    fn reject_object(&mut self) {
+        self.report(
+            Severity::Error,
+            None,
+            "object rejected; the other objects are still used".into(),
+        );
+    }
+
     /// Reports `issues`; the object is accepted unless one of them is an error.
-    fn accept(&mut self, object: Typed, issues: Issues) -> Option<Box<(String, Origin, Typed)>> {
+    fn accept(&mut self, object: Typed, issues: Issues) -> Option<Box<(ObjectKey, Origin, Typed)>> {
         let rejected = issues.has_errors();
         for issue in issues.0 {
             self.report(issue.severity, Some(issue.field), issue.message);
         }
         if rejected {
-            self.report(
-                Severity::Error,
-                None,
-                "object rejected; the other objects are still used".into(),
-            );
+            self.failed = RejectReason::Invalid;
+            self.reject_object();
             return None;
         }
-        Some(Box::new((self.id.clone(), self.origin.clone(), object)))
+        // Without a name there is no key: validation reported it (`metadata.name`).
+        Some(Box::new((self.key.take()?, self.origin.clone(), object)))
     }
 }
 

@@ -1782,32 +1782,58 @@ fn pathological_yaml_is_bounded() {
     assert!(state.namespace("deep").is_some());
 }
 
+/// A misspelt or misplaced field of a NetworkPolicy changes what it allows (`port` for `ports`
+/// allows every port; `matchExpressions` beside `podSelector` narrows nothing), and one in any
+/// object's metadata changes what policies select (`lables`): such objects are rejected, as kubectl's
+/// strict field validation rejects them. Elsewhere an unknown field is a warning.
 #[test]
-fn unknown_fields_are_warned_about_with_their_path() {
+fn unknown_fields_reject_policies_and_metadata_and_are_warnings_elsewhere() {
     let text = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: x, creationTimestamp: null}\nspec:\n  podSelector: {}\n  ingress:\n  - from:\n    - podSelector: {matchLabels: {app: a}}\n      matchExpressions: [{key: tier, operator: In, values: [fe]}]\n    port: [{port: 80}]\n";
     let mut loader = Loader::new();
     loader.load_str("np.yaml", text);
     let (state, diags) = loader.finish();
+    assert!(state.policies.is_empty(), "{diags:#?}");
+    let fields = |severity| {
+        diags
+            .iter()
+            .filter(|d| d.severity == severity)
+            .map(|d| d.field.clone().unwrap_or_default())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(
-        state.policies.len(),
-        1,
-        "a warning does not reject the object"
-    );
-    let warned: Vec<_> = diags
-        .iter()
-        .filter(|d| d.severity == palisade_model::Severity::Warning)
-        .map(|d| d.field.clone().unwrap_or_default())
-        .collect();
-    assert_eq!(
-        warned,
+        fields(Severity::Error),
         vec![
             "spec.ingress[0].from[0].matchExpressions",
-            "spec.ingress[0].port"
+            "spec.ingress[0].port",
+            ""
         ]
     );
-    assert!(diags
+    assert!(
+        diags[0].message.contains("kubectl rejects it too"),
+        "{}",
+        diags[0]
+    );
+    // In a pod's metadata: rejected; in its spec: a warning.
+    let mut loader = Loader::new();
+    loader.load_str(
+        "pods.yaml",
+        &(pod_yaml("x", "a", "{app: a}", None).replace("labels:", "lables:")
+            + &pod_yaml("x", "b", "{app: b}", None).replace("spec:", "specc: {}\nspec:")),
+    );
+    let (state, diags) = loader.finish();
+    assert_eq!(pod_keys(&state), ["x/b"]);
+    let errors: Vec<_> = diags.iter().filter(|d| d.is_error()).collect();
+    assert_eq!(
+        errors[0].field.as_deref(),
+        Some("metadata.lables"),
+        "{diags:#?}"
+    );
+    let warnings: Vec<_> = diags
         .iter()
-        .all(|d| d.severity != palisade_model::Severity::Error));
+        .filter(|d| d.severity == Severity::Warning)
+        .collect();
+    assert_eq!(warnings.len(), 1, "{diags:#?}");
+    assert_eq!(warnings[0].field.as_deref(), Some("specc"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1936,7 +1962,8 @@ fn the_document_cache_rereads_changed_files_only_and_forgets_removed_ones() {
     let load = |cache| {
         let mut loader = Loader::new().with_documents(cache);
         loader.load_path(dir.path());
-        loader.finish_with_cache()
+        let load = loader.finish_with_cache();
+        (load.state, load.diagnostics, load.cache)
     };
     let (state, diags, cache) = load(Default::default());
     assert_eq!(pod_keys(&state), ["x/one", "x/two"]);
@@ -2019,7 +2046,8 @@ fn cached_pods_are_shared_and_loads_equal_fresh_ones() {
     let cached = |cache| {
         let mut loader = Loader::new().with_documents(cache);
         loader.load_path(dir.path());
-        loader.finish_with_cache()
+        let load = loader.finish_with_cache();
+        (load.state, load.diagnostics, load.cache)
     };
     let fresh = || {
         let mut loader = Loader::new();

@@ -1,10 +1,11 @@
 //! `palisade agent`.
 
 use crate::exit;
+use palisade_agent::health::Health;
 use palisade_agent::metrics::Metrics;
 use palisade_agent::observe::{self, Hub};
 use palisade_agent::policy_log::{self, Limits, PolicyLogger};
-use palisade_agent::{Outcome, Reconciler};
+use palisade_agent::{Outcome, Reconciler, SourceOptions};
 use palisade_dataplane::events::EventReader;
 use palisade_dataplane::Audit;
 use std::net::SocketAddr;
@@ -33,7 +34,49 @@ pub struct Args {
     #[arg(long, value_name = "NAME", hide = true)]
     lab: Option<String>,
     #[command(flatten)]
+    source: SourceArgs,
+    #[command(flatten)]
     logging: LogArgs,
+}
+
+/// How the manifests folder is read, and the bounds on what it may make the agent build.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SourceArgs {
+    /// A file removed from the folder, or emptied, keeps its objects in force this long, in case it
+    /// is being rewritten (replace files by renaming a new version into the folder: that is atomic).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration_or_zero)]
+    pub removal_grace: Duration,
+    /// Follow symlinks to manifest files only when they lead inside the folder (`inside`, as a
+    /// ConfigMap volume's do), or `anywhere`.
+    #[arg(long, value_name = "WHERE", default_value = "inside", value_parser = ["inside", "anywhere"])]
+    pub symlinks: String,
+    /// Larger files are not read (e.g. 128MiB).
+    #[arg(long, value_name = "SIZE", default_value = "128MiB", value_parser = parse_size)]
+    pub max_file_size: u64,
+    /// Pods one workload's template may stand for (replicas, parallelism).
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub max_workload_pods: usize,
+    /// Pods in all; objects whose pods would exceed it are left out.
+    #[arg(long, value_name = "N", default_value_t = 150_000)]
+    pub max_pods: usize,
+}
+
+impl SourceArgs {
+    fn options(&self) -> SourceOptions {
+        SourceOptions {
+            limits: palisade_model::Limits {
+                max_file_bytes: self.max_file_size,
+                max_workload_pods: self.max_workload_pods,
+                max_pods: self.max_pods,
+            },
+            symlinks: if self.symlinks == "anywhere" {
+                palisade_model::Symlinks::Anywhere
+            } else {
+                palisade_model::Symlinks::Inside
+            },
+            removal_grace: self.removal_grace,
+        }
+    }
 }
 
 /// Policy action logging, audit mode, live view and metrics options, shared by `agent` and `lab up`.
@@ -140,6 +183,14 @@ fn number_and_unit(s: &str) -> Option<(u64, &str)> {
     Some((number.parse().ok()?, unit))
 }
 
+/// `5s`, `500ms`, `1m`, `2h`, or plain seconds; `0` (no wait) is allowed.
+fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
+    if s.trim_end_matches(|c: char| c.is_ascii_alphabetic()) == "0" {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(s)
+}
+
 /// `5s`, `500ms`, `1m`, `2h`, or plain seconds.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let (n, unit) = number_and_unit(s)
@@ -206,18 +257,23 @@ pub fn run(args: Args) -> u8 {
         },
         None => Vec::new(),
     };
+    let health = Arc::new(Health::default());
     let mut reconciler = Reconciler::new(args.manifests.clone(), args.netns.clone())
         .with_pinned_ips(pinned)
         .with_metrics(metrics.clone())
+        .with_health(health.clone())
+        .with_source(args.source.options())
         .with_audit(args.logging.audit());
     if args.once {
+        // Scripts can trust the code: 2 when anything was rejected, even if the rest was applied.
         return match reconciler.reconcile() {
-            Outcome::Failed(_) => exit::INVALID,
+            Outcome::Failed(_) | Outcome::Applied { rejected: 1.., .. } => exit::INVALID,
+            _ if reconciler.health().degraded() => exit::INVALID,
             _ => exit::OK,
         };
     }
     if let Some(addr) = args.logging.metrics_addr {
-        match palisade_agent::metrics::serve(addr, metrics.clone()) {
+        match palisade_agent::metrics::serve(addr, metrics.clone(), health) {
             Ok(bound) => tracing::info!("metrics at http://{bound}/metrics"),
             Err(e) => {
                 eprintln!("error: serving metrics on {addr}: {e}");
@@ -242,17 +298,11 @@ pub fn run(args: Args) -> u8 {
         }
     };
     let mut reconciler = reconciler.with_logger(logger);
-    let code = match palisade_agent::run(&mut reconciler, &args.manifests, &stop) {
-        Ok(()) => exit::OK,
-        Err(e) => {
-            eprintln!("error: watching {}: {e}", args.manifests.display());
-            exit::INVALID
-        }
-    };
+    palisade_agent::run(&mut reconciler, &stop);
     stop.store(true, Ordering::Relaxed);
     let _ = logging.join();
     tracing::info!("agent stopped; the kernel keeps the last ruleset");
-    code
+    exit::OK
 }
 
 /// Opens the policy action log and starts the thread that feeds it from the kernel's verdict events

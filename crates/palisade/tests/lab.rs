@@ -89,12 +89,20 @@ fn lab_end_to_end() {
         .expect("established connection survives");
     assert_eq!(echoed, b"ab");
 
-    // Removing the redis policy opens redis-cart to the rogue pod within a second.
+    // Removing the redis policy's file opens redis-cart to the rogue pod once the removal grace
+    // (1 s: the file might be being rewritten) is over, and not before.
     std::fs::remove_file(manifests.join("redis-cart-policy.yaml")).unwrap();
-    let took = within(Duration::from_secs(1), || {
+    let removed = std::time::Instant::now();
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(
+        !connects(&name, &rogue.key, &redis.ip.to_string(), 6379),
+        "a removed file keeps its policies during the grace period"
+    );
+    let took = within(Duration::from_secs(2), || {
         connects(&name, &rogue.key, &redis.ip.to_string(), 6379)
     });
-    assert!(took.is_some(), "deleting a policy must apply within 1 s");
+    assert!(took.is_some(), "deleting a policy must apply after the 1 s grace");
+    assert!(removed.elapsed() >= Duration::from_secs(1));
     std::fs::copy(
         concat!(
             env!("CARGO_MANIFEST_DIR"),

@@ -1,0 +1,143 @@
+//! What the agent says of itself: ready (enforcing exactly what its source says), and alive (its
+//! loop still turning). Every degraded state is a named problem here, so that readiness, the log
+//! and `/readyz` say why.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A part of the agent that can be degraded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Part {
+    /// The source (the manifests folder): readable and watched.
+    Source,
+    /// The input: every object accepted.
+    Input,
+    /// The kernel: holds the ruleset of the last pass.
+    Kernel,
+}
+
+impl Part {
+    fn as_str(self) -> &'static str {
+        match self {
+            Part::Source => "source",
+            Part::Input => "input",
+            Part::Kernel => "kernel",
+        }
+    }
+}
+
+/// The agent's health, shared between its loop and the metrics endpoint.
+#[derive(Debug)]
+pub struct Health {
+    state: Mutex<State>,
+    /// The loop is considered stuck when it has not turned for this long.
+    stuck_after: Duration,
+}
+
+#[derive(Debug)]
+struct State {
+    applied_once: bool,
+    problems: BTreeMap<Part, String>,
+    last_turn: Instant,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            state: Mutex::new(State {
+                applied_once: false,
+                problems: BTreeMap::new(),
+                last_turn: Instant::now(),
+            }),
+            stuck_after: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Health {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records `part`'s problem, or that it has none; true when that changed it.
+    pub fn set(&self, part: Part, problem: Option<String>) -> bool {
+        let mut state = self.lock();
+        match problem {
+            Some(p) => state.problems.insert(part, p.clone()).as_ref() != Some(&p),
+            None => state.problems.remove(&part).is_some(),
+        }
+    }
+
+    /// True while some part has a problem.
+    pub fn degraded(&self) -> bool {
+        !self.lock().problems.is_empty()
+    }
+
+    /// The kernel holds a ruleset of this agent's.
+    pub fn applied(&self) {
+        self.lock().applied_once = true;
+    }
+
+    /// The loop turned.
+    pub fn turned(&self) {
+        self.lock().last_turn = Instant::now();
+    }
+
+    /// Ready: a ruleset applied and no problem; otherwise why not, one line per problem.
+    pub fn ready(&self) -> Result<(), Vec<String>> {
+        let state = self.lock();
+        let mut why: Vec<String> = (state.problems.iter())
+            .map(|(part, p)| format!("{}: {p}", part.as_str()))
+            .collect();
+        if !state.applied_once {
+            why.insert(0, "kernel: no ruleset applied yet".into());
+        }
+        if why.is_empty() {
+            Ok(())
+        } else {
+            Err(why)
+        }
+    }
+
+    /// Alive: the loop turned recently; otherwise for how long it has not.
+    pub fn alive(&self) -> Result<(), Duration> {
+        let idle = self.lock().last_turn.elapsed();
+        if idle > self.stuck_after {
+            Err(idle)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_once_applied_and_without_problems() {
+        let h = Health::default();
+        assert_eq!(
+            h.ready(),
+            Err(vec!["kernel: no ruleset applied yet".to_string()])
+        );
+        h.applied();
+        assert_eq!(h.ready(), Ok(()));
+        assert!(h.set(Part::Input, Some("2 objects rejected".into())));
+        assert!(!h.set(Part::Input, Some("2 objects rejected".into())));
+        assert!(h.set(Part::Source, Some("k8s: missing".into())));
+        assert_eq!(
+            h.ready(),
+            Err(vec![
+                "source: k8s: missing".to_string(),
+                "input: 2 objects rejected".to_string()
+            ])
+        );
+        assert!(h.set(Part::Input, None));
+        assert!(!h.set(Part::Input, None));
+        assert!(h.set(Part::Source, None));
+        assert_eq!(h.ready(), Ok(()));
+        assert_eq!(h.alive(), Ok(()));
+    }
+}

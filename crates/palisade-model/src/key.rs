@@ -1,0 +1,205 @@
+//! Object identities: the kind, namespace and name that say which object a document defines, so
+//! that a later version of it (or its rejection) can be matched with an earlier one.
+
+use std::fmt;
+
+/// The kinds Palisade reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// `v1 Namespace`.
+    Namespace,
+    /// `v1 Pod`.
+    Pod,
+    /// `v1 Service`.
+    Service,
+    /// `networking.k8s.io/v1 NetworkPolicy`.
+    NetworkPolicy,
+    /// `apps/v1 Deployment`.
+    Deployment,
+    /// `apps/v1 ReplicaSet`.
+    ReplicaSet,
+    /// `apps/v1 StatefulSet`.
+    StatefulSet,
+    /// `apps/v1 DaemonSet`.
+    DaemonSet,
+    /// `batch/v1 Job`.
+    Job,
+    /// `batch/v1 CronJob`.
+    CronJob,
+    /// `networking.gke.io/v1alpha1 NetworkLogging`.
+    NetworkLogging,
+}
+
+impl Kind {
+    /// Every kind, in declaration order.
+    pub const ALL: [Kind; 11] = [
+        Kind::Namespace,
+        Kind::Pod,
+        Kind::Service,
+        Kind::NetworkPolicy,
+        Kind::Deployment,
+        Kind::ReplicaSet,
+        Kind::StatefulSet,
+        Kind::DaemonSet,
+        Kind::Job,
+        Kind::CronJob,
+        Kind::NetworkLogging,
+    ];
+
+    /// The kind's name as manifests spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Namespace => "Namespace",
+            Kind::Pod => "Pod",
+            Kind::Service => "Service",
+            Kind::NetworkPolicy => "NetworkPolicy",
+            Kind::Deployment => "Deployment",
+            Kind::ReplicaSet => "ReplicaSet",
+            Kind::StatefulSet => "StatefulSet",
+            Kind::DaemonSet => "DaemonSet",
+            Kind::Job => "Job",
+            Kind::CronJob => "CronJob",
+            Kind::NetworkLogging => "NetworkLogging",
+        }
+    }
+
+    /// The kind spelled exactly `name`.
+    pub fn parse(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// The `apiVersion` Palisade reads this kind at.
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Kind::Namespace | Kind::Pod | Kind::Service => "v1",
+            Kind::NetworkPolicy => "networking.k8s.io/v1",
+            Kind::Deployment | Kind::ReplicaSet | Kind::StatefulSet | Kind::DaemonSet => "apps/v1",
+            Kind::Job | Kind::CronJob => "batch/v1",
+            Kind::NetworkLogging => crate::logging::API_VERSION,
+        }
+    }
+
+    /// Namespaced kinds live in a namespace (`default` when none is given).
+    pub fn namespaced(self) -> bool {
+        !matches!(self, Kind::Namespace | Kind::NetworkLogging)
+    }
+
+    /// The kind `name` most likely misspells, for a name that is not a kind Palisade reads: the
+    /// same letters in another case, or within two edits of a kind of seven letters or more (short
+    /// names such as `Pod` are too close to other real kinds to guess).
+    pub fn misspelled(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| {
+            let kind = k.as_str();
+            kind.eq_ignore_ascii_case(name)
+                || (kind.len() >= 7 && name.len() >= 5 && edit_distance(kind, name) <= 2)
+        })
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Levenshtein distance over bytes (kind names are ASCII; anything else is far from all of them).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len().abs_diff(b.len()) > 2 || b.len() > 64 {
+        return usize::MAX;
+    }
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, &ca) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let next = (diagonal + usize::from(ca != cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+/// Which object a document defines: kind, namespace (for namespaced kinds) and name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    /// The kind.
+    pub kind: Kind,
+    /// The namespace of a namespaced kind (`default` when the manifest gives none).
+    pub namespace: Option<String>,
+    /// The name.
+    pub name: String,
+}
+
+impl ObjectKey {
+    /// The key of object `name` of `kind`, in `namespace` when the kind is namespaced.
+    pub fn new(kind: Kind, namespace: Option<&str>, name: &str) -> Self {
+        ObjectKey {
+            kind,
+            namespace: kind
+                .namespaced()
+                .then(|| namespace.unwrap_or("default").to_string()),
+            name: name.to_string(),
+        }
+    }
+}
+
+/// `Kind ns/name`, or `Kind name` for cluster-scoped kinds (as diagnostics name objects).
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{} {ns}/{}", self.kind, self.name),
+            None => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn misspelled_kinds_are_recognised_and_real_ones_are_not() {
+        assert_eq!(
+            Kind::misspelled("NetworkPolicyy"),
+            Some(Kind::NetworkPolicy)
+        );
+        assert_eq!(Kind::misspelled("networkpolicy"), Some(Kind::NetworkPolicy));
+        assert_eq!(Kind::misspelled("NetworkPolcy"), Some(Kind::NetworkPolicy));
+        assert_eq!(Kind::misspelled("Deploymnet"), Some(Kind::Deployment));
+        assert_eq!(Kind::misspelled("pod"), Some(Kind::Pod));
+        for real in [
+            "ConfigMap",
+            "Secret",
+            "ServiceAccount",
+            "Role",
+            "Pods",
+            "Ingress",
+            "GlobalNetworkPolicy",
+            "CiliumNetworkPolicy",
+            "AdminNetworkPolicy",
+            "Endpoints",
+            "PodDisruptionBudget",
+        ] {
+            assert_eq!(Kind::misspelled(real), None, "{real}");
+        }
+    }
+
+    #[test]
+    fn keys_display_like_diagnostics() {
+        let k = ObjectKey::new(Kind::NetworkPolicy, None, "x");
+        assert_eq!(k.to_string(), "NetworkPolicy default/x");
+        let k = ObjectKey::new(Kind::Namespace, Some("ignored"), "shop");
+        assert_eq!(k.to_string(), "Namespace shop");
+    }
+
+    #[test]
+    fn edit_distances() {
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("abc", "abc"), 0);
+        assert_eq!(edit_distance("abc", "ab"), 1);
+    }
+}

@@ -1,0 +1,440 @@
+//! Loading from the cache of an earlier load never lets bad input lift what was in force: a file
+//! with a syntax error, a rejected object, a removed or emptied file, a folder that cannot be read
+//! keep their last good version (and say so, as diagnostics and as data); and hostile files are
+//! refused with bounded work.
+
+use palisade_model::{
+    DocumentCache, HeldReason, Kind, Limits, Load, Loader, ObjectKey, RejectReason, Severity,
+    Symlinks,
+};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn policy(name: &str, cidr: &str) -> String {
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  podSelector: {{matchLabels: {{app: redis}}}}\n  ingress:\n  - from:\n    - ipBlock: {{cidr: {cidr}}}\n---\n"
+    )
+}
+
+fn deployment(name: &str, replicas: u64) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec: {{containers: [{{name: c, image: x}}]}}\n---\n"
+    )
+}
+
+/// Loads `dir` from `cache` with `configure` applied to the loader.
+fn load_with(dir: &Path, cache: DocumentCache, configure: impl FnOnce(Loader) -> Loader) -> Load {
+    let mut loader = configure(Loader::new().with_documents(cache));
+    loader.load_path(dir);
+    loader.finish_with_cache()
+}
+
+fn load(dir: &Path, cache: DocumentCache) -> Load {
+    load_with(dir, cache, |l| l)
+}
+
+/// Writes `text` to `path` so that the cache sees a new version (modification times are coarse).
+fn write(path: &Path, text: &str) {
+    std::thread::sleep(Duration::from_millis(5));
+    std::fs::write(path, text).unwrap();
+}
+
+fn policies(load: &Load) -> Vec<String> {
+    load.state.policies.iter().map(|p| p.key()).collect()
+}
+
+fn cidr(load: &Load, name: &str) -> String {
+    let p = load.state.policies.iter().find(|p| p.name == name).unwrap();
+    let spec = p.policy.spec.as_ref().unwrap();
+    let ingress = spec.ingress.as_ref().unwrap();
+    let from = ingress[0].from.as_ref().unwrap();
+    from[0].ip_block.as_ref().unwrap().cidr.clone()
+}
+
+fn key(kind: Kind, name: &str) -> ObjectKey {
+    ObjectKey::new(kind, Some("shop"), name)
+}
+
+#[test]
+fn a_rejected_object_keeps_its_last_good_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.yaml");
+    write(
+        &file,
+        &(policy("a", "10.0.0.0/8") + &policy("b", "10.1.0.0/16")),
+    );
+    let first = load(dir.path(), DocumentCache::default());
+    assert_eq!(policies(&first), ["shop/a", "shop/b"]);
+    assert!(first.rejections.is_empty() && first.held.is_empty());
+
+    // A typo in b's CIDR: b stays as it was, a takes its edit.
+    write(
+        &file,
+        &(policy("a", "10.2.0.0/16") + &policy("b", "10.1.0.0/166")),
+    );
+    let second = load(dir.path(), first.cache);
+    assert_eq!(policies(&second), ["shop/a", "shop/b"]);
+    assert_eq!(cidr(&second, "a"), "10.2.0.0/16");
+    assert_eq!(cidr(&second, "b"), "10.1.0.0/16");
+    assert_eq!(second.rejections.len(), 1, "{:#?}", second.rejections);
+    let r = &second.rejections[0];
+    assert_eq!(r.object, Some(key(Kind::NetworkPolicy, "b")));
+    assert_eq!(r.reason, RejectReason::Invalid);
+    let kept = r.kept.as_ref().expect("the last good version is kept");
+    assert_eq!(kept.line, Some(10));
+    assert_eq!(second.held.len(), 1);
+    assert_eq!(second.held[0].why, HeldReason::Rejected);
+    assert!(second
+        .diagnostics
+        .iter()
+        .any(|d| d.severity == Severity::Warning
+            && d.message.contains("last good version")
+            && d.message.contains("p.yaml:10")));
+
+    // Still broken on the next pass (the file unchanged, from the cache): still held.
+    let third = load(dir.path(), second.cache);
+    assert_eq!(cidr(&third, "b"), "10.1.0.0/16");
+    assert_eq!(third.held.len(), 1);
+
+    // Fixed: the new version.
+    write(
+        &file,
+        &(policy("a", "10.2.0.0/16") + &policy("b", "10.3.0.0/16")),
+    );
+    let fourth = load(dir.path(), third.cache);
+    assert_eq!(cidr(&fourth, "b"), "10.3.0.0/16");
+    assert!(fourth.rejections.is_empty() && fourth.held.is_empty());
+
+    // Without an earlier load there is no last good version: b is left out, and rejected.
+    write(
+        &file,
+        &(policy("a", "10.2.0.0/16") + &policy("b", "10.3.0.0/166")),
+    );
+    let fresh = load(dir.path(), DocumentCache::default());
+    assert_eq!(policies(&fresh), ["shop/a"]);
+    assert_eq!(fresh.rejections.len(), 1);
+    assert_eq!(fresh.rejections[0].kept, None);
+}
+
+#[test]
+fn a_syntax_error_keeps_the_objects_the_rest_of_the_file_does_not_define() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.yaml");
+    write(
+        &file,
+        &(policy("a", "10.0.0.0/8") + &policy("b", "10.1.0.0/16") + &policy("c", "10.9.0.0/16")),
+    );
+    let first = load(dir.path(), DocumentCache::default());
+    assert_eq!(policies(&first), ["shop/a", "shop/b", "shop/c"]);
+
+    // b's document broken, a edited, c removed, d added: which objects b's document held is
+    // unknown, so b and c stay; a and d are read.
+    let broken = policy("b", "10.1.0.0/16").replace("podSelector: {", "podSelector: [{");
+    write(
+        &file,
+        &(policy("a", "10.2.0.0/16") + &broken + &policy("d", "10.4.0.0/16")),
+    );
+    let second = load(dir.path(), first.cache);
+    assert_eq!(
+        policies(&second),
+        ["shop/a", "shop/b", "shop/c", "shop/d"],
+        "{:#?}",
+        second.diagnostics
+    );
+    assert_eq!(cidr(&second, "a"), "10.2.0.0/16");
+    let held: Vec<_> = second
+        .held
+        .iter()
+        .map(|h| (h.object.name.as_str(), h.why))
+        .collect();
+    assert_eq!(
+        held,
+        [("b", HeldReason::Unreadable), ("c", HeldReason::Unreadable)]
+    );
+    assert_eq!(second.rejections.len(), 1);
+    assert_eq!(second.rejections[0].reason, RejectReason::Syntax);
+    assert!(second.diagnostics.iter().any(|d| d
+        .message
+        .contains("last good version of 2 objects")
+        && d.message
+            .contains("NetworkPolicy shop/b, NetworkPolicy shop/c")));
+
+    // A document that is not an object (an indentation slip) is as unreadable as a syntax error.
+    write(&file, &(policy("a", "10.2.0.0/16") + "just text\n---\n"));
+    let third = load(dir.path(), second.cache);
+    assert_eq!(policies(&third), ["shop/a", "shop/b", "shop/c", "shop/d"]);
+
+    // Readable again: exactly what the file says.
+    write(&file, &policy("a", "10.2.0.0/16"));
+    let fourth = load(dir.path(), third.cache);
+    assert_eq!(policies(&fourth), ["shop/a"]);
+    assert!(fourth.held.is_empty() && fourth.rejections.is_empty());
+}
+
+#[test]
+fn removed_and_emptied_files_keep_their_objects_for_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.yaml"), dir.path().join("b.yaml"));
+    write(&a, &policy("a", "10.0.0.0/8"));
+    write(&b, &policy("b", "10.1.0.0/16"));
+    let grace = Duration::from_millis(300);
+    let with_grace = |l: Loader| l.removal_grace(grace);
+    let first = load_with(dir.path(), DocumentCache::default(), with_grace);
+    assert_eq!(policies(&first), ["shop/a", "shop/b"]);
+    assert_eq!(first.revisit, None);
+
+    // a emptied (truncated before being rewritten), b removed: both stay, and a revisit is due
+    // when the grace period ends.
+    let started = Instant::now();
+    write(&a, "");
+    std::fs::remove_file(&b).unwrap();
+    let second = load_with(dir.path(), first.cache, with_grace);
+    assert_eq!(policies(&second), ["shop/a", "shop/b"]);
+    let held: Vec<_> = second
+        .held
+        .iter()
+        .map(|h| (h.object.name.as_str(), h.why))
+        .collect();
+    assert_eq!(
+        held,
+        [("a", HeldReason::Removed), ("b", HeldReason::Removed)]
+    );
+    let revisit = second.revisit.expect("a revisit when the grace ends");
+    assert!(revisit <= started + grace + Duration::from_millis(50));
+    assert!(revisit >= started + grace - Duration::from_millis(50));
+
+    // a written again within the grace period: its new version; b still held.
+    write(&a, &policy("a", "10.5.0.0/16"));
+    let third = load_with(dir.path(), second.cache, with_grace);
+    assert_eq!(policies(&third), ["shop/a", "shop/b"]);
+    assert_eq!(cidr(&third, "a"), "10.5.0.0/16");
+    assert_eq!(third.held.len(), 1);
+
+    // After the grace period, b's removal takes effect.
+    std::thread::sleep(grace);
+    let fourth = load_with(dir.path(), third.cache, with_grace);
+    assert_eq!(policies(&fourth), ["shop/a"]);
+    assert!(fourth.held.is_empty());
+    assert_eq!(fourth.revisit, None);
+
+    // Emptied and left empty: removed after the grace period too.
+    write(&a, "# nothing here\n");
+    let fifth = load_with(dir.path(), fourth.cache, with_grace);
+    assert_eq!(policies(&fifth), ["shop/a"]);
+    std::thread::sleep(grace);
+    let sixth = load_with(dir.path(), fifth.cache, with_grace);
+    assert!(policies(&sixth).is_empty());
+    // Without a grace period (the default) a removal takes effect at once.
+    write(&a, &policy("a", "10.0.0.0/8"));
+    let seventh = load(dir.path(), sixth.cache);
+    std::fs::remove_file(&a).unwrap();
+    assert!(policies(&load(dir.path(), seventh.cache)).is_empty());
+}
+
+#[test]
+fn a_folder_or_file_that_cannot_be_read_keeps_what_was_read_from_it() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("manifests");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    write(&dir.join("a.yaml"), &policy("a", "10.0.0.0/8"));
+    write(&dir.join("sub/b.yaml"), &policy("b", "10.1.0.0/16"));
+    let first = load(&dir, DocumentCache::default());
+    assert_eq!(policies(&first), ["shop/a", "shop/b"]);
+
+    // The whole folder gone (say, being replaced): nothing is lifted.
+    let aside = parent.path().join("aside");
+    std::fs::rename(&dir, &aside).unwrap();
+    let second = load(&dir, first.cache);
+    assert_eq!(policies(&second), ["shop/a", "shop/b"]);
+    assert!(second.held.iter().all(|h| h.why == HeldReason::Unreadable));
+    assert_eq!(second.held.len(), 2);
+    assert_eq!(second.rejections.len(), 1);
+    assert_eq!(second.rejections[0].reason, RejectReason::Unreadable);
+    assert!(
+        second.diagnostics[0].message.starts_with("cannot read"),
+        "{:#?}",
+        second.diagnostics
+    );
+
+    // Back, with b removed: b goes.
+    std::fs::rename(&aside, &dir).unwrap();
+    std::fs::remove_file(dir.join("sub/b.yaml")).unwrap();
+    let third = load(&dir, second.cache);
+    assert_eq!(policies(&third), ["shop/a"]);
+
+    // A file replaced by a FIFO: refused without blocking, and its objects stay.
+    std::fs::remove_file(dir.join("a.yaml")).unwrap();
+    let fifo = std::ffi::CString::new(dir.join("a.yaml").to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on a path in our own temporary folder.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let fourth = load(&dir, third.cache);
+    assert_eq!(policies(&fourth), ["shop/a"]);
+    assert_eq!(fourth.held.len(), 1);
+    assert!(
+        fourth.diagnostics[0].message.contains("a FIFO"),
+        "{:#?}",
+        fourth.diagnostics
+    );
+}
+
+#[test]
+fn symlinks_are_followed_inside_the_folder_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret.yaml");
+    std::fs::write(
+        &secret,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: 'TOP SECRET'}\n",
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("..data")).unwrap();
+    write(
+        &dir.path().join("..data/p.yaml"),
+        &policy("a", "10.0.0.0/8"),
+    );
+    // A ConfigMap volume's layout: links into a hidden folder of the same volume.
+    std::os::unix::fs::symlink("..data/p.yaml", dir.path().join("p.yaml")).unwrap();
+    std::os::unix::fs::symlink(&secret, dir.path().join("s.yaml")).unwrap();
+    let loaded = load(dir.path(), DocumentCache::default());
+    assert_eq!(policies(&loaded), ["shop/a"]);
+    let errors: Vec<String> = loaded
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.to_string())
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].contains("s.yaml: error: not read: a symlink leading out"),
+        "{}",
+        errors[0]
+    );
+    assert!(!errors.iter().any(|e| e.contains("SECRET")));
+    // Allowed anywhere, the link is read.
+    let anywhere = load_with(dir.path(), DocumentCache::default(), |l| {
+        l.symlinks(Symlinks::Anywhere)
+    });
+    assert!(anywhere
+        .diagnostics
+        .iter()
+        .any(|d| d.to_string().contains("SECRET")));
+}
+
+#[test]
+fn limits_reject_with_clear_errors_and_bounded_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("d.yaml");
+    write(&file, &deployment("web", 3));
+    let first = load(dir.path(), DocumentCache::default());
+    assert_eq!(first.state.pods.len(), 3, "{:#?}", first.diagnostics);
+
+    // replicas: 2147483647 is rejected before a pod is made; the last good version stays.
+    let started = Instant::now();
+    write(&file, &deployment("web", 2_147_483_647));
+    let second = load(dir.path(), first.cache);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(second.state.pods.len(), 3);
+    let r = &second.rejections[0];
+    assert_eq!(
+        (r.object.clone(), r.reason),
+        (Some(key(Kind::Deployment, "web")), RejectReason::Invalid)
+    );
+    let error = second.diagnostics.iter().find(|d| d.is_error()).unwrap();
+    assert_eq!(error.field.as_deref(), Some("spec.replicas"));
+    assert!(
+        error
+            .message
+            .contains("2147483647 pods exceed the limit of 10000 pods per workload"),
+        "{error}"
+    );
+
+    // Pods in all: the workloads whose pods would exceed the limit are left out, whole.
+    write(
+        &file,
+        &(deployment("a", 40) + &deployment("b", 40) + &deployment("c", 10)),
+    );
+    let limits = Limits {
+        max_pods: 60,
+        ..Limits::default()
+    };
+    let capped = load_with(dir.path(), DocumentCache::default(), |l| l.limits(limits));
+    let owners: std::collections::BTreeSet<String> = capped
+        .state
+        .pods
+        .iter()
+        .map(|p| p.owner.as_ref().unwrap().name.clone())
+        .collect();
+    assert_eq!(capped.state.pods.len(), 50, "{owners:?}");
+    assert_eq!(capped.rejections.len(), 1);
+    assert_eq!(capped.rejections[0].reason, RejectReason::Limit);
+    assert_eq!(
+        capped.rejections[0].object,
+        Some(key(Kind::Deployment, "b"))
+    );
+
+    // A file over the size limit is not read.
+    let limits = Limits {
+        max_file_bytes: 100,
+        ..Limits::default()
+    };
+    let small = load_with(dir.path(), DocumentCache::default(), |l| l.limits(limits));
+    assert!(small.state.pods.is_empty());
+    assert_eq!(small.rejections[0].reason, RejectReason::Limit);
+    assert!(small.diagnostics[0]
+        .message
+        .contains("larger than the limit of 100 bytes"));
+
+    // A CIDR too small for the pods: every pod past the last address is reported, without
+    // probing the full CIDR once per pod.
+    write(&file, &deployment("many", 10_000));
+    let started = Instant::now();
+    let full = load_with(dir.path(), DocumentCache::default(), |l| {
+        l.pod_cidr("10.9.0.0/20".parse().unwrap())
+    });
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let unaddressed = full
+        .rejections
+        .iter()
+        .filter(|r| r.reason == RejectReason::Address)
+        .count();
+    assert_eq!(unaddressed, 10_000 - (4096 - 11));
+}
+
+#[test]
+fn a_misspelt_kind_is_an_error_that_keeps_the_last_good_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.yaml");
+    write(&file, &policy("a", "10.0.0.0/8"));
+    let first = load(dir.path(), DocumentCache::default());
+    write(
+        &file,
+        &policy("a", "10.7.0.0/16").replace("kind: NetworkPolicy", "kind: NetworkPolicyy"),
+    );
+    let second = load(dir.path(), first.cache);
+    assert_eq!(
+        policies(&second),
+        ["shop/a"],
+        "{:#?} {:#?}",
+        second.diagnostics,
+        second.rejections
+    );
+    assert_eq!(cidr(&second, "a"), "10.0.0.0/8");
+    let error = second.diagnostics.iter().find(|d| d.is_error()).unwrap();
+    assert_eq!(error.field.as_deref(), Some("kind"));
+    assert!(
+        error.message.contains("did you mean NetworkPolicy?"),
+        "{error}"
+    );
+    // A kind Palisade does not read is skipped, as before.
+    write(
+        &file,
+        &policy("a", "10.7.0.0/16").replace("kind: NetworkPolicy", "kind: CiliumNetworkPolicy"),
+    );
+    let third = load(dir.path(), second.cache);
+    assert!(policies(&third).is_empty());
+    assert!(third.rejections.is_empty());
+}
