@@ -105,11 +105,12 @@ fn err(e: impl std::fmt::Display) -> lab::LabError {
     lab::LabError(e.to_string())
 }
 
-/// Starts this binary with `args` in the background, detached from the terminal, logging to `log`.
-fn spawn_background(args: &[&str], log: &Path) -> Result<u32> {
+/// Starts this binary with `args` in the background, detached from the terminal, logging to `log`,
+/// and returns its identity for the state file.
+fn spawn_background(args: &[&str], log: &Path) -> Result<lab::RecordedProcess> {
     let file = std::fs::File::create(log).map_err(|e| err(format!("{}: {e}", log.display())))?;
     let exe = std::env::current_exe().map_err(err)?;
-    let child = Command::new(exe)
+    let mut child = Command::new(exe)
         .args(args)
         .stdin(Stdio::null())
         .stdout(file.try_clone().map_err(err)?)
@@ -117,7 +118,19 @@ fn spawn_background(args: &[&str], log: &Path) -> Result<u32> {
         .process_group(0)
         .spawn()
         .map_err(err)?;
-    Ok(child.id())
+    // Not waited for yet, the child keeps its PID even if it exits: its identity is readable.
+    match lab::LabProcess::of(child.id()) {
+        Ok(identity) => Ok(lab::RecordedProcess::Identified(identity)),
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(err(format!(
+                "cannot record process {} ({}): {e}",
+                child.id(),
+                args.join(" ")
+            )))
+        }
+    }
 }
 
 fn up(name: &str, dir: &Path, mut logging: LogArgs, verbose: u8) -> Result<u8> {
@@ -253,11 +266,8 @@ fn status(name: &str) -> Result<u8> {
             .map(|p| p.display().to_string())
             .unwrap_or_default()
     );
-    for pid in &lab.processes {
-        println!(
-            "  process {pid}: {}",
-            if lab::alive(*pid) { "running" } else { "gone" }
-        );
+    for p in &lab.processes {
+        println!("  process {}: {}", p.pid(), p.status());
     }
     for p in &lab.pods {
         println!(

@@ -1,11 +1,12 @@
 //! The lab end to end, as root: `palisade lab up` on the microservices demo, Services reached by name,
 //! the rogue pod blocked, policy edits and pod relabels enforced within a second, established
 //! connections kept across re-applies, enforcement surviving the agent, and `lab down` leaving nothing
-//! behind.
+//! behind and signalling no process but those it started.
 
-use palisade_dataplane::lab::{self, in_netns};
+use palisade_dataplane::lab::{self, in_netns, Lab, LabProcess, RecordedProcess};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -147,7 +148,7 @@ fn lab_end_to_end() {
     std::fs::remove_file(manifests.join("zz-clients.yaml")).unwrap();
 
     // Killing the agent leaves enforcement in place; a restart reconciles without a gap.
-    let agent = *lab.processes.last().unwrap();
+    let agent = lab.processes.last().unwrap().pid();
     assert!(Command::new("kill")
         .args(["-9", &agent.to_string()])
         .status()
@@ -192,5 +193,76 @@ fn lab_end_to_end() {
     assert!(lab
         .processes
         .iter()
-        .all(|&p| !palisade_dataplane::lab::alive(p)));
+        .all(|p| p.status() != lab::ProcessStatus::Running));
+}
+
+/// A child killed and reaped when dropped, whatever the test did.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// After a crash, the PIDs in a lab's state file may belong to other processes: `lab status` tells
+/// them apart and `lab down` signals only the process it started, not one whose start time differs
+/// (its PID reused) nor a bare PID from an older state file.
+#[test]
+fn lab_down_signals_only_the_processes_the_lab_started() {
+    lab::require_root().expect("the lab tests run as root");
+    let name = format!("r{}", std::process::id());
+    let _teardown = lab::DownOnDrop(name.clone());
+    let sleep = || Reaped(Command::new("sleep").arg("30").spawn().unwrap());
+    let (mut ours, mut reused, mut bare) = (sleep(), sleep(), sleep());
+    let identity = |c: &Reaped| LabProcess::of(c.0.id()).unwrap();
+    let impostor = LabProcess {
+        start_time: identity(&reused).start_time + 1,
+        ..identity(&reused)
+    };
+    Lab {
+        name: name.clone(),
+        node: format!("pal-{name}-node"),
+        pods: Vec::new(),
+        manifests: None,
+        processes: vec![
+            RecordedProcess::Identified(identity(&ours)),
+            RecordedProcess::Identified(impostor),
+            RecordedProcess::BarePid(bare.0.id()),
+        ],
+    }
+    .save()
+    .unwrap();
+    let [ours_pid, reused_pid, bare_pid] = [&ours, &reused, &bare].map(|c| c.0.id());
+
+    let status = palisade(&["lab", "--name", &name, "status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    for line in [
+        format!("process {ours_pid}: running"),
+        format!("process {reused_pid}: pid reused by another process"),
+        format!("process {bare_pid}: unverifiable"),
+    ] {
+        assert!(text.contains(&line), "{line:?} in {text}");
+    }
+
+    let down = palisade(&["lab", "--name", &name, "down"]);
+    let stderr = String::from_utf8_lossy(&down.stderr);
+    assert!(down.status.success(), "{stderr}");
+    for line in [
+        format!("process {reused_pid} not signalled: pid reused by another process"),
+        format!("process {bare_pid} not signalled: recorded as a bare PID"),
+    ] {
+        assert!(stderr.contains(&line), "{line:?} in {stderr}");
+    }
+    assert!(
+        reused.0.try_wait().unwrap().is_none(),
+        "a reused PID was signalled"
+    );
+    assert!(
+        bare.0.try_wait().unwrap().is_none(),
+        "a bare PID was signalled"
+    );
+    const SIGTERM: i32 = 15;
+    assert_eq!(ours.0.wait().unwrap().signal(), Some(SIGTERM));
 }

@@ -392,7 +392,7 @@ fn a_flood_of_denials_is_rate_limited_counted_and_rotated() {
     );
     let Setup { log, lab, .. } = &setup;
     let log_dir = log.parent().unwrap();
-    let agent = *lab.processes.last().unwrap();
+    let agent = lab.processes.last().unwrap().pid();
     let rss = || -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{agent}/status")).unwrap();
         let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();

@@ -6,13 +6,16 @@
 //! link-local gateway with a permanent neighbour entry (proxy ARP is unreliable here), and a /32 route
 //! back in the node (Calico style). Services get a ClusterIP with DNAT in the node and their names in
 //! each pod's `/etc/netns/<ns>/hosts` (which `ip netns exec` mounts over `/etc/hosts`). Everything the
-//! lab creates carries the `pal-L-` prefix, and the processes it starts are recorded in a state file,
-//! so `down` removes exactly that, even after a crash.
+//! lab creates carries the `pal-L-` prefix, and the processes it starts are recorded in a state file
+//! (with their start time, so a PID reused since is left alone), so `down` removes exactly that,
+//! even after a crash.
 
 mod net;
+mod process;
 mod services;
 
 pub use net::{forget_connections, in_netns, probe, probe_matrix, serve, within_netns, Transport};
+pub use process::{stop, LabProcess, ProcessStatus, RecordedProcess, Stopped};
 pub use services::{plan_services, render_services, ServicePlan};
 
 use palisade_model::{ClusterState, Protocol};
@@ -20,7 +23,6 @@ use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 /// The pods' default gateway, on every pod's veth.
 const GATEWAY: &str = "169.254.1.1";
@@ -67,8 +69,8 @@ pub struct Lab {
     pub pods: Vec<LabPod>,
     /// The manifests folder the lab was built from (what the agent watches).
     pub manifests: Option<PathBuf>,
-    /// Processes the lab started (responders, agent), by PID.
-    pub processes: Vec<u32>,
+    /// Processes the lab started (responders, agent).
+    pub processes: Vec<RecordedProcess>,
 }
 
 pub(crate) fn run(args: &[&str]) -> Result<()> {
@@ -348,7 +350,14 @@ impl Lab {
     pub fn down(name: &str) -> Result<()> {
         require_root()?;
         if let Ok(lab) = Lab::load(name) {
-            stop(&lab.processes);
+            for (p, outcome) in lab.processes.iter().zip(stop(&lab.processes)) {
+                let pid = p.pid();
+                match outcome {
+                    Stopped::Skipped(ProcessStatus::PidReused | ProcessStatus::Unverifiable)
+                    | Stopped::Failed(_) => tracing::warn!("lab {name}: process {pid} {outcome}"),
+                    _ => tracing::info!("lab {name}: process {pid} {outcome}"),
+                }
+            }
         }
         let out = Command::new("ip")
             .args(["netns", "list"])
@@ -393,33 +402,6 @@ impl Drop for DownOnDrop {
         if let Err(e) = Lab::down(&self.0) {
             eprintln!("lab {} teardown: {e}", self.0);
         }
-    }
-}
-
-/// True if process `pid` exists and has not exited (a zombie waiting to be reaped counts as gone).
-pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the parenthesised command name.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
-/// Sends SIGTERM to each process, then SIGKILL to those still there after a second.
-fn stop(pids: &[u32]) {
-    use nix::sys::signal::{kill, Signal};
-    use nix::unistd::Pid;
-    for &pid in pids {
-        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-    }
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while pids.iter().any(|&p| alive(p)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    for &pid in pids.iter().filter(|&&p| alive(p)) {
-        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
     }
 }
 
