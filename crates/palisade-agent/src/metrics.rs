@@ -58,6 +58,9 @@ pub struct Metrics {
     pub apply_seconds: Histogram,
     /// Rulesets that could not be built or applied (the kernel kept the previous one).
     pub apply_failures: Counter,
+    /// Observe clients turned away: `too_many_clients`, `request_too_large`, `request_timeout`,
+    /// `bad_request`.
+    pub observe_rejected: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -80,6 +83,7 @@ impl Metrics {
             logging_config: Family::default(),
             apply_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             apply_failures: Counter::default(),
+            observe_rejected: Family::default(),
         };
         let registry = &mut m.registry;
         registry.register(
@@ -126,6 +130,11 @@ impl Metrics {
             "ruleset_apply_failures",
             "Rulesets that could not be built or applied",
             m.apply_failures.clone(),
+        );
+        registry.register(
+            "observe_connections_rejected",
+            "Observe clients turned away, by reason",
+            m.observe_rejected.clone(),
         );
         m
     }
