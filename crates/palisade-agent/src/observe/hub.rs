@@ -156,8 +156,9 @@ impl Hub {
     }
 }
 
-/// Serves `hub` on the Unix socket `path` (see [`bind`]) from a background thread, one thread per
-/// client and at most [`MAX_CLIENTS`] at once. Clients turned away are counted in `metrics`.
+/// Serves `hub` on the Unix socket `path` (created as `bind` says) from a background thread, one
+/// thread per client and at most [`MAX_CLIENTS`] at once. Clients turned away are counted in
+/// `metrics`.
 pub fn serve(
     path: &Path,
     hub: Arc<Hub>,
