@@ -131,7 +131,7 @@ fn main() {
             ..Limits::default()
         };
         let path = dir.path().join(format!("policy_action-{rate}.log"));
-        let mut logger = PolicyLogger::new(&path, "bench", &limits, metrics.clone())
+        let mut logger = PolicyLogger::new(&path, "bench", &limits, None, metrics.clone())
             .unwrap()
             .with_hub(Arc::new(Hub::default()));
         logger.set_engine(engine.clone());

@@ -7,6 +7,7 @@ pub mod metrics;
 pub mod observe;
 pub mod policy_log;
 mod reconcile;
+pub mod safe_fs;
 mod watch;
 
 pub use reconcile::{Outcome, Reconciler, SourceOptions};

@@ -82,6 +82,9 @@ pub struct Metrics {
     pub source_last_event: Gauge<f64, AtomicU64>,
     /// Times the kernel's table was found altered or missing and was replaced, by why.
     pub drift_repairs: Family<ReasonLabel, Counter>,
+    /// Observe clients turned away: `too_many_clients`, `request_too_large`, `request_timeout`,
+    /// `bad_request`.
+    pub observe_rejected: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -110,6 +113,7 @@ impl Metrics {
             source_up: Gauge::default(),
             source_last_event: Gauge::default(),
             drift_repairs: Family::default(),
+            observe_rejected: Family::default(),
         };
         let registry = &mut m.registry;
         registry.register(
@@ -156,6 +160,11 @@ impl Metrics {
             "ruleset_apply_failures",
             "Rulesets that could not be built or applied",
             m.apply_failures.clone(),
+        );
+        registry.register(
+            "observe_connections_rejected",
+            "Observe clients turned away, by reason",
+            m.observe_rejected.clone(),
         );
         registry.register(
             "objects_rejected",

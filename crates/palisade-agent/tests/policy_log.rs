@@ -96,7 +96,7 @@ fn fixture(limits: Limits) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("network/policy_action.log");
     let metrics = Arc::new(Metrics::new());
-    let logger = PolicyLogger::new(&path, "node-a", &limits, metrics.clone()).unwrap();
+    let logger = PolicyLogger::new(&path, "node-a", &limits, None, metrics.clone()).unwrap();
     Fixture {
         _dir: dir,
         path,

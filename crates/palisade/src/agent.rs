@@ -93,6 +93,11 @@ pub struct LogArgs {
     /// /run/palisade/observe.sock; for a lab: in its state folder).
     #[arg(long, value_name = "PATH")]
     pub observe_socket: Option<PathBuf>,
+    /// Group owner of the policy action log files (0640) and the observe socket (0660), and of the
+    /// folders the agent creates for them (0750): its members may read the logs and use
+    /// `palisade observe` without root. Default: the agent's own group.
+    #[arg(long, value_name = "NAME|GID", value_parser = palisade_agent::safe_fs::group_id)]
+    pub group: Option<u32>,
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9090).
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<SocketAddr>,
@@ -151,6 +156,9 @@ impl LogArgs {
         }
         if let Some(p) = &self.observe_socket {
             out.extend(["--observe-socket".into(), p.display().to_string()]);
+        }
+        if let Some(g) = self.group {
+            out.extend(["--group".into(), g.to_string()]);
         }
         if let Some(a) = &self.metrics_addr {
             out.extend(["--metrics-addr".into(), a.to_string()]);
@@ -323,11 +331,10 @@ fn start_logging(
         .observe_socket
         .clone()
         .unwrap_or_else(|| observe::DEFAULT_SOCKET.into());
-    observe::hub::serve(&socket, hub.clone())
-        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", socket.display())))?;
-    let logger = PolicyLogger::new(&path, &node, &opts.limits(), metrics.clone())
-        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?
-        .with_hub(hub);
+    // Both name their path in their errors.
+    observe::hub::serve(&socket, hub.clone(), opts.group, metrics.clone())?;
+    let logger =
+        PolicyLogger::new(&path, &node, &opts.limits(), opts.group, metrics.clone())?.with_hub(hub);
     tracing::info!(path = %path.display(), node, socket = %socket.display(), "policy action log and live view");
     let logger = Arc::new(Mutex::new(logger));
     let reader = palisade_dataplane::lab::within_netns(args.netns.as_deref(), EventReader::open)?;
@@ -359,5 +366,37 @@ mod tests {
         assert!(parse_size("0").is_err());
         assert!(parse_size("10TB").is_err());
         assert!(parse_size("99999999999999G").is_err());
+    }
+
+    #[test]
+    fn the_group_is_passed_on_as_a_gid() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            logging: LogArgs,
+        }
+        let parse = |args: &[String]| {
+            <Cli as clap::Parser>::try_parse_from(
+                std::iter::once("agent".into()).chain(args.iter().cloned()),
+            )
+            .map(|c| c.logging)
+        };
+        let given = parse(&["--group".into(), "root".into()]).unwrap();
+        assert_eq!(given.group, Some(0));
+        let passed = given.to_args();
+        assert!(
+            passed.windows(2).any(|w| w == ["--group", "0"]),
+            "{passed:?}"
+        );
+        assert_eq!(parse(&passed).unwrap().group, Some(0));
+        assert_eq!(
+            parse(&[])
+                .unwrap()
+                .to_args()
+                .iter()
+                .filter(|a| *a == "--group")
+                .count(),
+            0
+        );
     }
 }

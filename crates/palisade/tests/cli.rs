@@ -280,3 +280,64 @@ fn malformed_yaml_and_missing_files_are_errors_not_panics() {
     let o = palisade(&["matrix", "-f", "-", "--probe", "80/XTP"], Some(CLUSTER));
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn agent_refuses_unsafe_log_and_socket_paths_and_unknown_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    std::fs::write(d("shadow"), "secret\n").unwrap();
+    std::os::unix::fs::symlink(d("shadow"), d("policy_action.log")).unwrap();
+    std::fs::write(d("file.sock"), "precious\n").unwrap();
+    // A missing namespace: should the agent get past its checks, it still enforces nothing here.
+    let agent = |log: &str, socket: &str, group: &str| {
+        palisade(
+            &[
+                "agent",
+                "--manifests",
+                &d("manifests"),
+                "--netns",
+                "pal-no-such-netns",
+                "--policy-log",
+                log,
+                "--observe-socket",
+                socket,
+                "--group",
+                group,
+            ],
+            None,
+        )
+    };
+    let o = agent(&d("policy_action.log"), &d("observe.sock"), "0");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("policy_action.log: is a symbolic link"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read_to_string(d("shadow")).unwrap(), "secret\n");
+    let o = agent(&d("new.log"), &d("file.sock"), "root");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("file.sock: is a regular file, not a socket"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(d("file.sock")).unwrap(),
+        "precious\n"
+    );
+    for command in [
+        &["agent", "--manifests", "x"][..],
+        &["lab", "up", "-f", "x"],
+    ] {
+        let mut args = command.to_vec();
+        args.extend(["--group", "no-such-group-palisade"]);
+        let o = palisade(&args, None);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&o).contains("unknown group \"no-such-group-palisade\""),
+            "{}",
+            stderr(&o)
+        );
+    }
+}

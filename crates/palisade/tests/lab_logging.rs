@@ -8,6 +8,7 @@ mod support;
 use palisade_dataplane::lab::{self, in_netns, Lab};
 use serde_json::Value;
 use std::net::{SocketAddr, UdpSocket};
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use support::{connects, demo_copy, lab_up, palisade, pod, records, sample, scrape, within};
@@ -82,7 +83,14 @@ fn rogue_to_redis_walkthrough() {
         "l",
         "{log: false}",
         "{log: true}",
-        &["--node-name", "node-a", "--metrics-addr", &metrics],
+        &[
+            "--node-name",
+            "node-a",
+            "--metrics-addr",
+            &metrics,
+            "--group",
+            "4242",
+        ],
     );
     let Setup {
         name,
@@ -136,6 +144,17 @@ fn rogue_to_redis_walkthrough() {
     assert_eq!(d["count"], 4);
     assert_eq!(d["node_name"], "node-a");
     assert!(d["timestamp"].as_str().unwrap().ends_with('Z'));
+    // `lab up --group` reached the agent: what it created belongs to the group, with fixed modes.
+    let socket = lab::observe_socket(name);
+    for (path, mode) in [
+        (log.clone(), 0o640),
+        (log.parent().unwrap().to_path_buf(), 0o750),
+        (socket, 0o660),
+    ] {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let got = (meta.mode() & 0o7777, meta.gid());
+        assert_eq!(got, (mode, 4242), "{}", path.display());
+    }
 
     // The live view: every attempt, unaggregated, filtered like Hubble; and the file, filtered.
     let live = palisade(&[

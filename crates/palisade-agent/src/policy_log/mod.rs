@@ -97,12 +97,13 @@ pub struct PolicyLogger {
 }
 
 impl PolicyLogger {
-    /// A logger writing to `path` as node `node_name`; all logging is off until a configuration
-    /// arrives with [`PolicyLogger::set_engine`].
+    /// A logger writing to `path` (its files owned by `group` when set) as node `node_name`; all
+    /// logging is off until a configuration arrives with [`PolicyLogger::set_engine`].
     pub fn new(
         path: &Path,
         node_name: &str,
         limits: &Limits,
+        group: Option<u32>,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Self> {
         Ok(PolicyLogger {
@@ -112,7 +113,7 @@ impl PolicyLogger {
             nodes: HashMap::new(),
             aggregator: DenyAggregator::new(limits.aggregation_window, limits.max_open_keys),
             bucket: TokenBucket::new(limits.records_per_second, limits.burst),
-            file: RotatingFile::open(path, limits.max_file_bytes, limits.max_files)?,
+            file: RotatingFile::open(path, limits.max_file_bytes, limits.max_files, group)?,
             write_failing: false,
             metrics,
             hub: None,
