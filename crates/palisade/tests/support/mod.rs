@@ -75,12 +75,23 @@ pub fn free_port() -> u16 {
 
 /// The text of `http://addr/metrics`.
 pub fn scrape(addr: &str) -> String {
+    get(addr, "/metrics").1
+}
+
+/// `GET http://addr{path}`: the status code and the body.
+pub fn get(addr: &str, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint");
-    write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
-    text
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, body.to_string())
 }
 
 /// The value of the first sample line starting with `prefix` (0 when absent).

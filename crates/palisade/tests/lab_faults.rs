@@ -1,0 +1,147 @@
+//! Faults and bad input never open what the agent was closing, checked with real packets in the lab
+//! (as root): typos and syntax errors in a policy file, a file truncated while being rewritten, the
+//! manifests folder deleted and recreated. Every degraded state shows in `/readyz` and the metrics,
+//! and the agent recovers when the input does.
+
+use palisade_dataplane::lab;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+mod support;
+
+use support::{connects, demo_copy, free_port, get, lab_up, pod, sample, scrape, within};
+
+/// Writes `text` to `path` at once (a new file renamed over it), as a careful editor would.
+fn replace(path: &Path, text: &str) {
+    let staged = path.with_extension("staged");
+    std::fs::write(&staged, text).unwrap();
+    std::fs::rename(&staged, path).unwrap();
+}
+
+/// Waits until `/readyz` answers `status` with a body containing `needle`.
+fn readiness(metrics: &str, status: u16, needle: &str) {
+    let mut last = (0, String::new());
+    let seen = within(Duration::from_secs(3), || {
+        last = get(metrics, "/readyz");
+        last.0 == status && last.1.contains(needle)
+    });
+    assert!(
+        seen.is_some(),
+        "expected /readyz {status} with {needle:?}, got {last:?}"
+    );
+}
+
+#[test]
+fn bad_input_and_faults_never_open_enforcement() {
+    lab::require_root().expect("the lab tests run as root");
+    let name = format!("f{}", std::process::id());
+    let _teardown = lab::DownOnDrop(name.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = demo_copy(dir.path());
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let lab = lab_up(&name, &manifests, &["--metrics-addr", &metrics]);
+    let (cart, rogue, redis) = (
+        pod(&lab, "default/cartservice-"),
+        pod(&lab, "default/rogue"),
+        pod(&lab, "default/redis-cart-"),
+    );
+    let redis_ip = redis.ip.to_string();
+    let blocked = || !connects(&name, &rogue.key, &redis_ip, 6379);
+    readiness(&metrics, 200, "ok");
+    assert!(blocked(), "rogue -> redis-cart is denied by policy");
+    assert!(connects(&name, &cart.key, &redis_ip, 6379));
+    let policy_file = manifests.join("redis-cart-policy.yaml");
+    let good = std::fs::read_to_string(&policy_file).unwrap();
+
+    // 1. A YAML syntax error: the policy stays in force; the agent says it is degraded.
+    replace(
+        &policy_file,
+        &good.replace("app: cartservice", "{app: cartservice"),
+    );
+    readiness(&metrics, 503, "input: 1 rejected");
+    assert!(blocked(), "a syntax error must not lift the policy");
+    assert!(connects(&name, &cart.key, &redis_ip, 6379));
+    let m = scrape(&metrics);
+    assert_eq!(
+        sample(&m, "palisade_objects_rejected{kind=\"\",reason=\"syntax\"}"),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "palisade_objects_held{reason=\"unreadable\"}"),
+        1.0
+    );
+    assert_eq!(sample(&m, "palisade_degraded "), 1.0);
+
+    // 2. A misspelt field that would allow every source (`fromm`) and an invalid port: rejected,
+    //    the last good version stays.
+    replace(&policy_file, &good.replace("- from:", "- fromm:"));
+    readiness(&metrics, 503, "input: 1 rejected");
+    within(Duration::from_secs(3), || {
+        sample(
+            &scrape(&metrics),
+            "palisade_objects_rejected{kind=\"NetworkPolicy\",reason=\"decode\"}",
+        ) == 1.0
+    })
+    .expect("the misspelt field is a decode rejection");
+    assert!(blocked(), "a misspelt field must not open the policy");
+    replace(&policy_file, &good.replace("port: 6379", "port: 70000"));
+    within(Duration::from_secs(3), || {
+        sample(
+            &scrape(&metrics),
+            "palisade_objects_rejected{kind=\"NetworkPolicy\",reason=\"invalid\"}",
+        ) == 1.0
+    })
+    .expect("the invalid port is an invalid rejection");
+    assert!(blocked(), "an invalid port must not open the policy");
+    assert_eq!(
+        sample(
+            &scrape(&metrics),
+            "palisade_objects_held{reason=\"rejected\"}"
+        ),
+        1.0
+    );
+
+    // Fixed: ready again.
+    replace(&policy_file, &good);
+    readiness(&metrics, 200, "ok");
+    assert_eq!(sample(&scrape(&metrics), "palisade_degraded "), 0.0);
+    assert!(blocked());
+
+    // 3. Rewritten in place, empty for 400 ms (truncate, then write): never open.
+    std::fs::write(&policy_file, "").unwrap();
+    let truncated = Instant::now();
+    while truncated.elapsed() < Duration::from_millis(400) {
+        assert!(
+            blocked(),
+            "an emptied file keeps its policy while it is rewritten"
+        );
+    }
+    std::fs::write(&policy_file, &good).unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(blocked(), "rewritten within the grace period: never lifted");
+
+    // 4. The whole folder removed and recreated: enforcement stays meanwhile, the agent says its
+    //    source is down, and it sees the new folder (it does not go deaf).
+    std::fs::remove_dir_all(&manifests).unwrap();
+    readiness(&metrics, 503, "source:");
+    assert_eq!(sample(&scrape(&metrics), "palisade_source_up "), 0.0);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(blocked(), "a missing folder keeps the last good state");
+    let recreated = demo_copy(dir.path());
+    assert_eq!(recreated, manifests);
+    readiness(&metrics, 200, "ok");
+    assert!(blocked());
+    // A change in the new folder is seen: the policy removed (after the grace), then back.
+    std::fs::remove_file(&policy_file).unwrap();
+    assert!(
+        within(Duration::from_secs(3), || !blocked()).is_some(),
+        "the agent watches the recreated folder"
+    );
+    replace(&policy_file, &good);
+    assert!(
+        within(Duration::from_secs(1), blocked).is_some(),
+        "and applies changes to it within a second"
+    );
+    assert_eq!(sample(&scrape(&metrics), "palisade_source_up "), 1.0);
+}
