@@ -5,7 +5,8 @@
 //! The NFLOG protocol (`linux/netfilter/nfnetlink_log.h`) is spoken directly, over the crate's raw netfilter socket.
 
 use crate::netlink::{
-    attr, error_code, message, messages, set_int_option, Socket, NFGEN_HDRLEN, NLMSG_ERROR,
+    attr, attributes, error_code, message, messages, set_int_option, Socket, NFGEN_HDRLEN,
+    NLMSG_ERROR,
 };
 use palisade_model::Protocol;
 use palisade_policy::Direction;
@@ -244,26 +245,8 @@ impl EventReader {
             if let Some(e) = self.pending.pop_front() {
                 return Ok(Some(e));
             }
-            let mut poll = libc::pollfd {
-                fd: self.socket.raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // Rounded up: a timeout below 1 ms must not become 0 (a busy loop).
-            let ms = timeout.map_or(-1, |t| {
-                t.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
-            });
-            // SAFETY: poll on one valid, live pollfd.
-            match unsafe { libc::poll(&mut poll, 1, ms) } {
-                0 => return Ok(None),
-                n if n < 0 => {
-                    let e = io::Error::last_os_error();
-                    if e.kind() == io::ErrorKind::Interrupted {
-                        continue;
-                    }
-                    return Err(e);
-                }
-                _ => {}
+            if !self.socket.readable(timeout)? {
+                return Ok(None);
             }
             match self.socket.recv() {
                 Ok(data) => {
@@ -293,21 +276,15 @@ fn timestamp(payload: &[u8]) -> Option<SystemTime> {
         .then(|| std::time::UNIX_EPOCH + Duration::from_secs(sec) + Duration::from_micros(usec))
 }
 
-fn event(mut attrs: &[u8]) -> Option<VerdictEvent> {
+fn event(attrs: &[u8]) -> Option<VerdictEvent> {
     let (mut prefix, mut payload, mut stamp) = (None, None, None);
-    while attrs.len() >= 4 {
-        let len = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
-        let kind = u16::from_ne_bytes([attrs[2], attrs[3]]) & 0x7fff;
-        if len < 4 || len > attrs.len() {
-            break;
-        }
+    for (kind, value) in attributes(attrs) {
         match kind {
-            NFULA_PREFIX => prefix = Some(&attrs[4..len]),
-            NFULA_PAYLOAD => payload = Some(&attrs[4..len]),
-            NFULA_TIMESTAMP => stamp = timestamp(&attrs[4..len]),
+            NFULA_PREFIX => prefix = Some(value),
+            NFULA_PAYLOAD => payload = Some(value),
+            NFULA_TIMESTAMP => stamp = timestamp(value),
             _ => {}
         }
-        attrs = &attrs[(len.div_ceil(4) * 4).min(attrs.len())..];
     }
     let (direction, action) = parse_prefix(prefix?)?;
     let (src, dst, protocol, src_port, dst_port) = parse_packet(payload?)?;

@@ -14,9 +14,11 @@
 //! edits only what differs ([`Ruleset::update_from`]): set members, verdict-map elements, new and
 //! unused chains and sets. Both are nf_tables netlink batches built here, not `nft` scripts (`nft`
 //! costs a third of a second of parsing at 10,000 pods); the same table as an `nft -f` script
-//! ([`Ruleset::script`]) is for reading and `--dry-run`.
+//! ([`Ruleset::script`]) is for reading and `--dry-run`. Changes other processes make to the table
+//! are noticed as the kernel commits them ([`drift`]), so that it can be put back.
 
 mod apply;
+pub mod drift;
 pub mod events;
 pub mod lab;
 mod netlink;

@@ -15,6 +15,8 @@ pub(crate) const NFGEN_HDRLEN: usize = 4;
 pub(crate) const NLMSG_ERROR: u16 = 2;
 /// Set on attributes that hold attributes.
 pub(crate) const NLA_F_NESTED: u16 = 0x8000;
+/// Set on attributes whose payload is in network byte order.
+const NLA_F_NET_BYTEORDER: u16 = 0x4000;
 
 /// A `NETLINK_NETFILTER` socket of the calling thread's network namespace.
 pub(crate) struct Socket {
@@ -43,9 +45,62 @@ impl Socket {
         })
     }
 
-    /// The descriptor (for `poll`).
-    pub fn raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+    /// Binds the socket to a port the kernel picks, and returns it: every notification of a
+    /// change sent through this socket carries it.
+    pub fn bind(&self) -> io::Result<u32> {
+        // SAFETY: an all-zero sockaddr_nl is valid (port 0: the kernel picks one; no groups).
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        let mut len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+        let addr_ptr = (&mut addr as *mut libc::sockaddr_nl).cast::<libc::sockaddr>();
+        // SAFETY: bind and getsockname on a valid socket, with a live sockaddr_nl and its size.
+        let rc = unsafe {
+            match libc::bind(self.fd.as_raw_fd(), addr_ptr, len) {
+                0 => libc::getsockname(self.fd.as_raw_fd(), addr_ptr, &mut len),
+                rc => rc,
+            }
+        };
+        if rc == 0 {
+            Ok(addr.nl_pid)
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    /// Joins multicast group `group` (nfnetlink's `NFNLGRP_*`).
+    pub fn join_group(&self, group: libc::c_int) -> io::Result<()> {
+        if self.set_option(libc::SOL_NETLINK, libc::NETLINK_ADD_MEMBERSHIP, group) {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    /// Waits until a datagram can be read: false when `timeout` passes first (`None`: wait
+    /// forever).
+    pub fn readable(&self, timeout: Option<Duration>) -> io::Result<bool> {
+        // Rounded up: a timeout below 1 ms must not become 0 (a busy loop).
+        let ms = timeout.map_or(-1, |t| {
+            t.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
+        });
+        loop {
+            let mut poll = libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: poll on one valid, live pollfd.
+            match unsafe { libc::poll(&mut poll, 1, ms) } {
+                0 => return Ok(false),
+                n if n > 0 => return Ok(true),
+                _ => {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                }
+            }
+        }
     }
 
     /// Sets a socket option to an integer value; false if the kernel refused.
@@ -175,8 +230,18 @@ pub(crate) fn cstr(s: &str) -> Vec<u8> {
     v
 }
 
-/// The messages in a received datagram: (type, sequence, payload after the netlink header).
-pub(crate) fn messages(mut data: &[u8]) -> impl Iterator<Item = (u16, u32, &[u8])> {
+/// One message of a received datagram.
+pub(crate) struct Frame<'a> {
+    pub kind: u16,
+    pub seq: u32,
+    /// The netlink port the message is about: in a notification, the socket that made the change.
+    pub port: u32,
+    /// What follows the netlink header.
+    pub payload: &'a [u8],
+}
+
+/// The messages in a received datagram; stops at the first malformed header.
+pub(crate) fn frames(mut data: &[u8]) -> impl Iterator<Item = Frame<'_>> {
     std::iter::from_fn(move || {
         if data.len() < NLMSG_HDRLEN {
             return None;
@@ -185,11 +250,36 @@ pub(crate) fn messages(mut data: &[u8]) -> impl Iterator<Item = (u16, u32, &[u8]
         if len < NLMSG_HDRLEN || len > data.len() {
             return None;
         }
-        let kind = u16::from_ne_bytes([data[4], data[5]]);
-        let seq = u32::from_ne_bytes(data[8..12].try_into().expect("4 bytes"));
-        let payload = &data[NLMSG_HDRLEN..len];
+        let frame = Frame {
+            kind: u16::from_ne_bytes([data[4], data[5]]),
+            seq: u32::from_ne_bytes(data[8..12].try_into().expect("4 bytes")),
+            port: u32::from_ne_bytes(data[12..16].try_into().expect("4 bytes")),
+            payload: &data[NLMSG_HDRLEN..len],
+        };
         data = &data[len.div_ceil(4).saturating_mul(4).min(data.len())..];
-        Some((kind, seq, payload))
+        Some(frame)
+    })
+}
+
+/// The messages in a received datagram: (type, sequence, payload after the netlink header).
+pub(crate) fn messages(data: &[u8]) -> impl Iterator<Item = (u16, u32, &[u8])> {
+    frames(data).map(|f| (f.kind, f.seq, f.payload))
+}
+
+/// The attributes in `data`: (type without flags, payload); stops at the first malformed one.
+pub(crate) fn attributes(mut data: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        if data.len() < 4 {
+            return None;
+        }
+        let len = u16::from_ne_bytes([data[0], data[1]]) as usize;
+        let kind = u16::from_ne_bytes([data[2], data[3]]) & !(NLA_F_NESTED | NLA_F_NET_BYTEORDER);
+        if len < 4 || len > data.len() {
+            return None;
+        }
+        let payload = &data[4..len];
+        data = &data[(len.div_ceil(4) * 4).min(data.len())..];
+        Some((kind, payload))
     })
 }
 

@@ -7,49 +7,50 @@
 use super::expr::{self, be32, value, verdict_data};
 use super::rule::{PortsMatch, Rule, ANONYMOUS_SET};
 use super::TABLE;
+use crate::drift::{self, OwnCommit, NFT_MSG_NEWGEN};
 use crate::netlink::{self, attr, cstr, error_code, messages, nest, Socket, NLMSG_ERROR};
 use std::io;
 use std::net::IpAddr;
 use std::time::Duration;
 
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
+pub(crate) const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 16;
 const NFNL_MSG_BATCH_END: u16 = 17;
-const NFT_MSG_NEWTABLE: u16 = 0;
-const NFT_MSG_DELTABLE: u16 = 2;
-const NFT_MSG_NEWCHAIN: u16 = 3;
-const NFT_MSG_DELCHAIN: u16 = 5;
-const NFT_MSG_NEWRULE: u16 = 6;
-const NFT_MSG_NEWSET: u16 = 9;
-const NFT_MSG_DELSET: u16 = 11;
-const NFT_MSG_NEWSETELEM: u16 = 12;
-const NFT_MSG_DELSETELEM: u16 = 14;
-const NFPROTO_INET: u8 = 1;
+pub(crate) const NFT_MSG_NEWTABLE: u16 = 0;
+pub(crate) const NFT_MSG_DELTABLE: u16 = 2;
+pub(crate) const NFT_MSG_NEWCHAIN: u16 = 3;
+pub(crate) const NFT_MSG_DELCHAIN: u16 = 5;
+pub(crate) const NFT_MSG_NEWRULE: u16 = 6;
+pub(crate) const NFT_MSG_NEWSET: u16 = 9;
+pub(crate) const NFT_MSG_DELSET: u16 = 11;
+pub(crate) const NFT_MSG_NEWSETELEM: u16 = 12;
+pub(crate) const NFT_MSG_DELSETELEM: u16 = 14;
+pub(crate) const NFPROTO_INET: u8 = 1;
 
-const NFTA_TABLE_NAME: u16 = 1;
+pub(crate) const NFTA_TABLE_NAME: u16 = 1;
 const NFTA_CHAIN_TABLE: u16 = 1;
-const NFTA_CHAIN_NAME: u16 = 3;
+pub(crate) const NFTA_CHAIN_NAME: u16 = 3;
 const NFTA_CHAIN_HOOK: u16 = 4;
 const NFTA_CHAIN_POLICY: u16 = 5;
 const NFTA_CHAIN_TYPE: u16 = 7;
 const NFTA_HOOK_HOOKNUM: u16 = 1;
 const NFTA_HOOK_PRIORITY: u16 = 2;
 const NFTA_RULE_TABLE: u16 = 1;
-const NFTA_RULE_CHAIN: u16 = 2;
+pub(crate) const NFTA_RULE_CHAIN: u16 = 2;
 const NFTA_RULE_EXPRESSIONS: u16 = 4;
 const NFTA_RULE_USERDATA: u16 = 7;
 const NFTA_SET_TABLE: u16 = 1;
-const NFTA_SET_NAME: u16 = 2;
+pub(crate) const NFTA_SET_NAME: u16 = 2;
 const NFTA_SET_FLAGS: u16 = 3;
 const NFTA_SET_KEY_TYPE: u16 = 4;
 const NFTA_SET_KEY_LEN: u16 = 5;
 const NFTA_SET_DATA_TYPE: u16 = 6;
 const NFTA_SET_ID: u16 = 10;
 const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
-const NFTA_SET_ELEM_LIST_SET: u16 = 2;
-const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+pub(crate) const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+pub(crate) const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
 const NFTA_SET_ELEM_LIST_SET_ID: u16 = 4;
-const NFTA_LIST_ELEM: u16 = 1;
+pub(crate) const NFTA_LIST_ELEM: u16 = 1;
 const NFTA_SET_ELEM_KEY: u16 = 1;
 const NFTA_SET_ELEM_DATA: u16 = 2;
 const NFTA_SET_ELEM_FLAGS: u16 = 3;
@@ -445,23 +446,28 @@ impl Batch {
 
     /// The changes between batch begin and end messages. Only the last change asks for an
     /// acknowledgement: the kernel answers every failed message anyway, in order, so the answer to
-    /// the last one ends the reply.
+    /// the last one ends the reply. The first asks for an echo: the kernel then also sends this
+    /// socket the `NEWGEN` notification of the transaction (it reads the flag of the first
+    /// message), which names the generation the commit made — how [`crate::drift`] tells this
+    /// process's transactions from others'.
     fn frame(&self) -> Vec<u8> {
         let mut batch = Vec::with_capacity(self.body.len() + 40);
         let subsys = NFNL_SUBSYS_NFTABLES;
         let request = libc::NLM_F_REQUEST as u16;
         netlink::message(&mut batch, NFNL_MSG_BATCH_BEGIN, request, 0, 0, subsys, &[]);
-        let last = batch.len() + self.last;
+        let first = batch.len();
+        let last = first + self.last;
         batch.extend_from_slice(&self.body);
-        let flags = u16::from_ne_bytes([batch[last + 6], batch[last + 7]]) | libc::NLM_F_ACK as u16;
-        batch[last + 6..last + 8].copy_from_slice(&flags.to_ne_bytes());
+        add_flags(&mut batch[first..], libc::NLM_F_ECHO);
+        add_flags(&mut batch[last..], libc::NLM_F_ACK);
         let end = self.what.len() as u32 + 1;
         netlink::message(&mut batch, NFNL_MSG_BATCH_END, request, end, 0, subsys, &[]);
         batch
     }
 
     /// Sends the batch to the calling thread's network namespace and waits for the kernel's answer:
-    /// every change applied, or none.
+    /// every change applied, or none. The commit is registered as this process's while it runs and
+    /// after ([`OwnCommit`]), so that [`crate::drift::DriftMonitor`] does not report it.
     pub fn commit(&self) -> io::Result<()> {
         let count = self.what.len() as u32;
         if count == 0 {
@@ -469,6 +475,7 @@ impl Batch {
         }
         let batch = self.frame();
         let mut socket = Socket::open()?;
+        let own = OwnCommit::begin(socket.bind()?)?;
         socket.set_option(
             libc::SOL_SOCKET,
             libc::SO_SNDBUFFORCE,
@@ -482,14 +489,17 @@ impl Batch {
         // the change): done off the caller's path.
         let closing = std::thread::Builder::new().name("netlink-close".into());
         let _ = closing.spawn(move || drop(socket));
-        result
+        own.committed(result?);
+        Ok(())
     }
 
     /// Reads the kernel's answer to the batch: the acknowledgement of its last message, after an
-    /// error for each message refused (the first one is returned).
-    fn answer(&self, socket: &mut Socket) -> io::Result<()> {
+    /// error for each message refused (the first one is returned). On success, the generation the
+    /// transaction made, when the kernel echoed it.
+    fn answer(&self, socket: &mut Socket) -> io::Result<Option<u32>> {
         let count = self.what.len() as u32;
         let mut first_error: Option<io::Error> = None;
+        let mut generation = None;
         loop {
             let data = match socket.recv() {
                 Ok(data) => data,
@@ -499,6 +509,9 @@ impl Batch {
             };
             let mut answered = false;
             for (kind, seq, payload) in messages(data) {
+                if kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN {
+                    generation = generation.or(drift::Generation::parse(payload).map(|g| g.id));
+                }
                 if kind != NLMSG_ERROR {
                     continue;
                 }
@@ -515,7 +528,7 @@ impl Batch {
                 answered |= seq == count;
             }
             if answered {
-                return first_error.map_or(Ok(()), Err);
+                return first_error.map_or(Ok(generation), Err);
             }
             if first_error.is_some() {
                 // The rest of the answer follows at once, if it comes at all.
@@ -523,6 +536,12 @@ impl Batch {
             }
         }
     }
+}
+
+/// Sets `flags` in the header of the netlink message at the start of `message`.
+fn add_flags(message: &mut [u8], flags: i32) {
+    let old = u16::from_ne_bytes([message[6], message[7]]);
+    message[6..8].copy_from_slice(&(old | flags as u16).to_ne_bytes());
 }
 
 #[cfg(test)]
@@ -568,12 +587,13 @@ mod tests {
     }
 
     #[test]
-    fn changes_are_framed_and_only_the_last_asks_for_an_acknowledgement() {
+    fn changes_are_framed_only_the_last_asks_for_an_acknowledgement_and_the_first_for_an_echo() {
         let mut batch = Batch::default();
         batch.replace_table();
         batch.add_chain("c");
         let framed = batch.frame();
-        // (type, flags, sequence) of every message, from the netlink headers.
+        // (type, acknowledgement asked, echo asked, sequence) of every message, from the netlink
+        // headers.
         let mut headers = Vec::new();
         let mut rest = framed.as_slice();
         while !rest.is_empty() {
@@ -581,19 +601,20 @@ mod tests {
             let kind = u16::from_ne_bytes([rest[4], rest[5]]);
             let flags = u16::from_ne_bytes([rest[6], rest[7]]);
             let seq = u32::from_ne_bytes(rest[8..12].try_into().unwrap());
-            headers.push((kind, flags & libc::NLM_F_ACK as u16 != 0, seq));
+            let flag = |f: i32| flags & f as u16 != 0;
+            headers.push((kind, flag(libc::NLM_F_ACK), flag(libc::NLM_F_ECHO), seq));
             rest = &rest[len.div_ceil(4) * 4..];
         }
         let nft = |kind| (NFNL_SUBSYS_NFTABLES << 8) | kind;
         assert_eq!(
             headers,
             [
-                (NFNL_MSG_BATCH_BEGIN, false, 0),
-                (nft(NFT_MSG_NEWTABLE), false, 1),
-                (nft(NFT_MSG_DELTABLE), false, 2),
-                (nft(NFT_MSG_NEWTABLE), false, 3),
-                (nft(NFT_MSG_NEWCHAIN), true, 4),
-                (NFNL_MSG_BATCH_END, false, 5),
+                (NFNL_MSG_BATCH_BEGIN, false, false, 0),
+                (nft(NFT_MSG_NEWTABLE), false, true, 1),
+                (nft(NFT_MSG_DELTABLE), false, false, 2),
+                (nft(NFT_MSG_NEWTABLE), false, false, 3),
+                (nft(NFT_MSG_NEWCHAIN), true, false, 4),
+                (NFNL_MSG_BATCH_END, false, false, 5),
             ]
         );
         assert_eq!(batch.what[3], "add chain inet palisade c");

@@ -167,6 +167,15 @@ impl Ruleset {
         self.index.chain_users.remove(name);
     }
 
+    /// How many objects the kernel counts in the table once this ruleset is in it
+    /// ([`TableInfo::use_count`](crate::drift::TableInfo::use_count)): chains (the base chain
+    /// too) and named sets (the verdict maps too). Anonymous sets — port lists — are not counted
+    /// (measured on Linux 6.18), nor are rules and elements: an edit of those leaves the count as
+    /// it is, so compare the count read after applying when the kernel may differ.
+    pub fn table_use(&self) -> u32 {
+        (self.chains.len() + 1 + self.sets.len() + MAPS.len()) as u32
+    }
+
     /// The whole table as one `nft -f` script that atomically replaces any previous `inet palisade`
     /// table.
     pub fn script(&self) -> String {
