@@ -3,7 +3,8 @@
 use crate::health::{Health, Part};
 use crate::metrics::{Metrics, ReasonLabel, RejectionLabels};
 use crate::policy_log::PolicyLogger;
-use palisade_dataplane::{build_compiled, ApplyError, Audit, Ruleset};
+use palisade_dataplane::drift::{self, TableInfo};
+use palisade_dataplane::{build_compiled, ApplyError, Audit, Ruleset, TABLE};
 use palisade_model::{DocumentCache, Limits, Load, Loader, RejectReason, Severity, Symlinks};
 use palisade_policy::{ClassRules, Engine};
 use std::hash::{Hash, Hasher};
@@ -70,6 +71,10 @@ pub struct Reconciler {
     reported: u64,
     /// Why changes to the folder are not being seen, if they are not (set by the watch loop).
     unwatched: Option<String>,
+    /// The kernel's table may not be what was applied last (changed by someone else).
+    kernel_unknown: bool,
+    /// The table as the kernel described it after the last apply.
+    kernel_table: Option<TableInfo>,
 }
 
 impl Reconciler {
@@ -90,6 +95,8 @@ impl Reconciler {
             revisit: None,
             reported: 0,
             unwatched: None,
+            kernel_unknown: false,
+            kernel_table: None,
         }
     }
 
@@ -172,14 +179,17 @@ impl Reconciler {
     /// altered behind the agent's back), the whole table is replaced, atomically.
     fn enforce(&mut self, engine: &Engine, rules: &[Arc<ClassRules>]) -> Result<bool, ApplyError> {
         let netns = self.netns.as_deref();
-        let patch = match (&self.applied, &self.compiled) {
+        // A table altered behind the agent's back is replaced whole: an update assumes the kernel
+        // holds what was applied last.
+        let applied = self.applied.as_mut().filter(|_| !self.kernel_unknown);
+        let patch = match (&applied, &self.compiled) {
             (Some(applied), Some((old, old_rules))) => {
                 applied.patch((old, old_rules), (engine, rules), self.audit)
             }
             _ => None,
         };
         // What could not be applied as an update (and why), and the ruleset built, if any.
-        let (refused, built) = match (patch, self.applied.as_mut()) {
+        let (refused, built) = match (patch, applied) {
             (Some(patch), Some(applied)) => {
                 let changed = !patch.update().is_empty();
                 match patch.update().apply(netns) {
@@ -211,8 +221,82 @@ impl Reconciler {
         let ruleset = built
             .unwrap_or_else(|| build_compiled(engine, rules, self.audit, self.applied.as_ref()));
         ruleset.apply(netns)?;
+        self.kernel_unknown = false;
         crate::drop_later(self.applied.replace(ruleset));
         Ok(true)
+    }
+
+    /// The kernel's table was changed by someone else (`what`; `reason` labels the
+    /// `palisade_drift_repairs_total` count): the next pass, or [`Reconciler::repair`], replaces it
+    /// whole.
+    pub fn kernel_drifted(&mut self, what: &str, reason: &str) {
+        tracing::warn!("{what}; the table is replaced whole");
+        Metrics::inc(&self.metrics.drift_repairs, reason);
+        self.kernel_unknown = true;
+    }
+
+    /// Whether the kernel still holds the table the last pass left (a cheap check: present, not
+    /// replaced, as many chains and sets, not dormant); what differs when it does not.
+    /// Notifications ([`palisade_dataplane::drift::DriftMonitor`]) see every change as it happens;
+    /// this check sees what they cannot: a monitor that is down, or changes made while it was.
+    pub fn check_kernel(&mut self) -> Option<String> {
+        let expected = self.kernel_table?;
+        let found = match drift::table_info(self.netns.as_deref()) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!("cannot read table inet {TABLE} to check it: {e}");
+                return None;
+            }
+        };
+        match found {
+            None => Some(format!("table inet {TABLE} is missing")),
+            Some(t) if t.dormant() => Some(format!("table inet {TABLE} is dormant")),
+            Some(t) if t.handle != expected.handle => {
+                Some(format!("table inet {TABLE} was replaced by another"))
+            }
+            Some(t) if t.use_count != expected.use_count => Some(format!(
+                "table inet {TABLE} holds {} chains and sets, {} expected",
+                t.use_count, expected.use_count
+            )),
+            Some(_) => None,
+        }
+    }
+
+    /// Puts the last pass's ruleset back in the kernel, whole, after a drift; false when the
+    /// kernel refused it (then the next pass tries again, whole).
+    pub fn repair(&mut self) -> bool {
+        let Some(applied) = self.applied.as_ref().filter(|_| self.kernel_unknown) else {
+            return true;
+        };
+        match applied.apply(self.netns.as_deref()) {
+            Ok(()) => {
+                self.kernel_unknown = false;
+                self.record_table();
+                self.kernel_ok();
+                true
+            }
+            Err(e) => {
+                tracing::error!("{e}; the table could not be put back");
+                self.metrics.apply_failures.inc();
+                self.degraded(
+                    Part::Kernel,
+                    Some(format!(
+                        "the table was altered and could not be put back: {e}"
+                    )),
+                );
+                false
+            }
+        }
+    }
+
+    /// Records the table as the kernel describes it now, for [`Reconciler::check_kernel`].
+    fn record_table(&mut self) {
+        self.kernel_table = drift::table_info(self.netns.as_deref()).ok().flatten();
+    }
+
+    /// The network namespace enforced in (`None`: the agent's own).
+    pub fn netns(&self) -> Option<&str> {
+        self.netns.as_deref()
     }
 
     /// Reads, compiles and applies. Rejected input is logged (once, until it changes), counted and
@@ -274,6 +358,7 @@ impl Reconciler {
                 );
                 self.metrics.apply_seconds.observe(elapsed.as_secs_f64());
                 self.publish(&engine);
+                self.record_table();
                 self.kernel_ok();
                 Outcome::Applied { rejected, elapsed }
             }
@@ -290,7 +375,7 @@ impl Reconciler {
     }
 
     /// The kernel holds this pass's ruleset.
-    fn kernel_ok(&self) {
+    fn kernel_ok(&mut self) {
         self.health.applied();
         self.degraded(Part::Kernel, None);
     }

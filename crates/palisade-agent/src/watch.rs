@@ -1,10 +1,13 @@
 //! The agent's loop: a pass after every change to the manifests folder (debounced), and whenever a
 //! pass is due without one — a removal's grace period ends, a failed pass is retried, the periodic
 //! resync — so that the agent never goes deaf: a folder removed and recreated is watched again, and
-//! while it cannot be watched it is polled.
+//! while it cannot be watched it is polled. The kernel's table is watched too: a change another
+//! process makes to it (reported by nf_tables notifications as it is committed, or found by a
+//! periodic check) is repaired at once.
 
 use crate::reconcile::{Outcome, Reconciler};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use palisade_dataplane::drift::{DriftMonitor, MonitorThread};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,10 +24,22 @@ const POLL: Duration = Duration::from_secs(1);
 const RESYNC: Duration = Duration::from_secs(30);
 /// The first and the longest wait before a failed pass is retried.
 const RETRY: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
+/// How often the kernel's table is checked while notifications are heard, and while they are not.
+const CHECK: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs(1));
+
+/// What wakes the loop.
+enum Wake {
+    /// Something changed under the folder.
+    Changed,
+    /// Another process changed the table (the description), or notifications were lost (`lost`).
+    Drift { what: String, lost: bool },
+    /// The notification monitor stopped.
+    MonitorDown(String),
+}
 
 /// A recursive watch on a folder, re-established when the folder is replaced.
 struct FolderWatch {
-    tx: mpsc::Sender<()>,
+    tx: mpsc::Sender<Wake>,
     watcher: Option<RecommendedWatcher>,
     /// Device and inode of the folder watched.
     watched: Option<(u64, u64)>,
@@ -49,7 +64,7 @@ impl FolderWatch {
                 // Errors and overflows (`need_rescan`) are changes too: a pass reads everything.
                 let relevant = event.map_or(true, |e| !e.kind.is_access());
                 if relevant {
-                    let _ = tx.send(());
+                    let _ = tx.send(Wake::Changed);
                 }
             })
             .map_err(|e| format!("cannot watch {}: {e}", folder.display()))?;
@@ -61,11 +76,33 @@ impl FolderWatch {
     }
 }
 
+/// Listens to nf_tables notifications in `netns` on a thread that wakes the loop.
+fn monitor(netns: Option<&str>, tx: &mpsc::Sender<Wake>) -> Result<MonitorThread, String> {
+    let tx = tx.clone();
+    let report = move |drift: std::io::Result<palisade_dataplane::drift::Drift>| {
+        let wake = match drift {
+            Ok(d) => Wake::Drift {
+                what: d.to_string(),
+                lost: d.lost,
+            },
+            Err(e) => Wake::MonitorDown(e.to_string()),
+        };
+        tx.send(wake).is_ok()
+    };
+    DriftMonitor::open(netns)
+        .and_then(|m| m.spawn(report))
+        .map_err(|e| format!("cannot listen to nf_tables notifications: {e}"))
+}
+
 /// Reconciles once, then after every change under the manifests folder and whenever a pass is due,
-/// until `stop` is set.
+/// and repairs the kernel's table when another process changes it, until `stop` is set.
 pub fn run(reconciler: &mut Reconciler, stop: &AtomicBool) {
     let folder = reconciler.manifests().to_path_buf();
+    let netns = reconciler.netns().map(str::to_string);
     let (tx, rx) = mpsc::channel();
+    let mut drift_monitor = monitor(netns.as_deref(), &tx)
+        .inspect_err(|e| tracing::warn!("{e}; checking the table every second instead"))
+        .ok();
     let mut watch = FolderWatch {
         tx,
         watcher: None,
@@ -76,6 +113,7 @@ pub fn run(reconciler: &mut Reconciler, stop: &AtomicBool) {
     // When a failed pass is retried, and the wait that led there (doubled on each failure).
     let mut retry: Option<(Instant, Duration)> = None;
     let mut last_pass = Instant::now();
+    let mut last_check = Instant::now();
     let mut pass = true;
     loop {
         if pass {
@@ -94,19 +132,55 @@ pub fn run(reconciler: &mut Reconciler, stop: &AtomicBool) {
         }
         reconciler.health().turned();
         let resync = last_pass + if watched.is_ok() { RESYNC } else { POLL };
+        let check = last_check
+            + if drift_monitor.is_some() {
+                CHECK.0
+            } else {
+                CHECK.1
+            };
         let due = [reconciler.revisit(), retry.map(|r| r.0), Some(resync)]
             .into_iter()
             .flatten()
             .min()
             .unwrap_or(resync);
-        let wait = due.saturating_duration_since(Instant::now()).min(TICK);
-        pass = match rx.recv_timeout(wait) {
-            Ok(()) => {
-                while rx.recv_timeout(DEBOUNCE).is_ok() {}
-                true
+        let wait = due
+            .min(check)
+            .saturating_duration_since(Instant::now())
+            .min(TICK);
+        let mut drift: Option<(String, &str)> = None;
+        pass = false;
+        let mut woke = rx.recv_timeout(wait).ok();
+        while let Some(wake) = woke.take() {
+            match wake {
+                Wake::Changed => pass = true,
+                Wake::Drift { what, lost } => {
+                    drift = Some((what, if lost { "lost" } else { "changed" }))
+                }
+                Wake::MonitorDown(e) => {
+                    tracing::warn!("nf_tables notifications stopped: {e}; checking the table every second instead");
+                    drift_monitor = None;
+                }
             }
-            Err(_) => Instant::now() >= due,
-        };
+            // Changes come in bursts (editors write in several steps): wait for quiet.
+            if pass {
+                woke = rx.recv_timeout(DEBOUNCE).ok();
+            }
+        }
+        pass |= Instant::now() >= due;
+        if drift.is_none() && Instant::now() >= check {
+            last_check = Instant::now();
+            drift = reconciler.check_kernel().map(|what| (what, "check"));
+            if drift_monitor.is_none() {
+                drift_monitor = monitor(netns.as_deref(), &watch.tx).ok();
+            }
+        }
+        if let Some((what, reason)) = drift {
+            // A pass due anyway replaces the table whole; otherwise the last ruleset is put back.
+            reconciler.kernel_drifted(&what, reason);
+            if !pass && !reconciler.repair() {
+                retry = Some((Instant::now() + RETRY.0, RETRY.0));
+            }
+        }
         let now_watched = watch.ensure(&folder);
         pass |= matches!(now_watched, Ok(true));
         let now_watched = now_watched.map(|_| false);

@@ -1,10 +1,13 @@
 //! Faults and bad input never open what the agent was closing, checked with real packets in the lab
 //! (as root): typos and syntax errors in a policy file, a file truncated while being rewritten, the
-//! manifests folder deleted and recreated. Every degraded state shows in `/readyz` and the metrics,
-//! and the agent recovers when the input does.
+//! manifests folder deleted and recreated, the kernel's table deleted or flushed by another tool,
+//! and a table the kernel will not let the agent replace. Every degraded state shows in `/readyz`
+//! and the metrics, and the agent recovers when the input (or the kernel) does.
 
 use palisade_dataplane::lab;
+use std::io::Write;
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
@@ -16,6 +19,48 @@ fn replace(path: &Path, text: &str) {
     let staged = path.with_extension("staged");
     std::fs::write(&staged, text).unwrap();
     std::fs::rename(&staged, path).unwrap();
+}
+
+/// Runs `nft ARGS` in network namespace `netns`; it must succeed.
+fn nft(netns: &str, args: &str) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", netns, "nft"])
+        .args(args.split(' '))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "nft {args}: {out:?}");
+}
+
+/// An interactive `nft` that holds a table flagged `owner`: nobody else may change or delete it
+/// while the process lives; it goes with the process.
+struct OwnedTable(std::process::Child);
+
+impl OwnedTable {
+    fn take(netns: &str) -> OwnedTable {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", netns, "nft", "-i"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.as_mut().unwrap();
+        // One line, one transaction: the agent must not put its table back in between.
+        writeln!(
+            stdin,
+            "delete table inet palisade; add table inet palisade {{ flags owner; }}"
+        )
+        .unwrap();
+        stdin.flush().unwrap();
+        OwnedTable(child)
+    }
+}
+
+impl Drop for OwnedTable {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Waits until `/readyz` answers `status` with a body containing `needle`.
@@ -144,4 +189,47 @@ fn bad_input_and_faults_never_open_enforcement() {
         "and applies changes to it within a second"
     );
     assert_eq!(sample(&scrape(&metrics), "palisade_source_up "), 1.0);
+
+    // 5. The table deleted, or flushed, by another tool: put back within a second.
+    nft(&lab.node, "delete table inet palisade");
+    let deleted = Instant::now();
+    let took = within(Duration::from_secs(1), || {
+        blocked() && connects(&name, &cart.key, &redis_ip, 6379)
+    });
+    assert!(
+        took.is_some(),
+        "a deleted table is put back within a second"
+    );
+    assert!(deleted.elapsed() < Duration::from_secs(2));
+    nft(&lab.node, "flush table inet palisade");
+    assert!(
+        within(Duration::from_secs(1), || blocked()
+            && connects(&name, &cart.key, &redis_ip, 6379))
+        .is_some(),
+        "a flushed table is put back within a second"
+    );
+    let m = scrape(&metrics);
+    assert!(
+        sample(&m, "palisade_drift_repairs_total{reason=\"changed\"}") >= 2.0,
+        "{m}"
+    );
+    readiness(&metrics, 200, "ok");
+
+    // 6. Another process holds the table (flag `owner`): the agent cannot put its own back; it
+    //    says so, retries, and succeeds once that process is gone.
+    let failures = sample(&scrape(&metrics), "palisade_ruleset_apply_failures_total");
+    let owned = OwnedTable::take(&lab.node);
+    readiness(&metrics, 503, "kernel:");
+    assert!(sample(&scrape(&metrics), "palisade_ruleset_apply_failures_total") > failures);
+    drop(owned);
+    let mut last = (0, String::new());
+    let recovered = within(Duration::from_secs(10), || {
+        last = get(&metrics, "/readyz");
+        last.0 == 200
+    });
+    assert!(
+        recovered.is_some(),
+        "recovers once the table is free: {last:?}"
+    );
+    assert!(blocked() && connects(&name, &cart.key, &redis_ip, 6379));
 }
