@@ -20,7 +20,7 @@ pub mod validate;
 mod workload;
 mod yaml;
 
-pub use diagnostic::{Diagnostic, FieldIssue, Origin, Severity};
+pub use diagnostic::{summarize, Diagnostic, FieldIssue, Origin, Severity, Summary};
 pub use document::{decode_utf8, is_blank, MAX_DEPTH};
 pub use loader::{DocumentCache, Loader, DEFAULT_POD_CIDR};
 pub use state::{
