@@ -13,6 +13,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Diagnostics of one shape logged before the rest are only counted.
+const SHOWN_PER_KIND: usize = 10;
+
 /// How the manifests folder is read.
 #[derive(Clone, Copy, Debug)]
 pub struct SourceOptions {
@@ -402,11 +405,11 @@ impl Reconciler {
         let digest = digest.finish();
         if digest != self.reported {
             self.reported = digest;
-            for d in &load.diagnostics {
-                match d.severity {
-                    Severity::Error => tracing::error!("{d}"),
-                    Severity::Warning => tracing::warn!("{d}"),
-                    Severity::Info => tracing::debug!("{d}"),
+            for line in palisade_model::summarize(&load.diagnostics, SHOWN_PER_KIND) {
+                match line.severity() {
+                    Severity::Error => tracing::error!("{line}"),
+                    Severity::Warning => tracing::warn!("{line}"),
+                    Severity::Info => tracing::debug!("{line}"),
                 }
             }
         }

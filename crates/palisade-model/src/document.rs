@@ -1,8 +1,16 @@
 //! Reading manifest text into JSON values, one per document, with the line each document starts on.
 //! YAML streams (`---` separated, `...` terminated) and JSON (one or more concatenated values) are both
 //! accepted; a syntax error is reported with its absolute file line and the other documents still load.
+//! Both are read within the same limits and with kubectl's strictness: nesting at most
+//! [`MAX_DEPTH`] levels deep, and a key written twice in one mapping or object rejects its document
+//! (YAML documents are composed by [`crate::yaml`], which also honours merge keys and bounds aliases).
 
 use crate::diagnostic::{Diagnostic, Origin, Severity};
+use crate::yaml;
+pub use crate::yaml::MAX_DEPTH;
+use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+use std::fmt;
 
 /// One parsed document: its value and where it starts.
 #[derive(Debug)]
@@ -50,12 +58,12 @@ pub fn yaml_documents(text: &str) -> Option<Vec<(usize, String)>> {
 
 fn parse_json(file: &str, text: &str, diagnostics: &mut Vec<Diagnostic>) -> Vec<Document> {
     let mut docs = Vec::new();
-    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>();
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Strict>();
     loop {
         let start = stream.byte_offset();
         match stream.next() {
             None => break,
-            Some(Ok(value)) => {
+            Some(Ok(Strict(value))) => {
                 let skipped = text[start..].len() - text[start..].trim_start().len();
                 let line = line_of(text, start + skipped);
                 if !value.is_null() {
@@ -163,26 +171,141 @@ pub fn parse_yaml_document(
     first_line: usize,
     doc: &str,
 ) -> Result<Option<Document>, Diagnostic> {
-    match serde_yaml_ng::from_str::<serde_json::Value>(doc) {
-        Ok(serde_json::Value::Null) => Ok(None),
+    let origin = |line| Origin {
+        file: file.to_string(),
+        line: Some(line),
+    };
+    match yaml::parse(doc, first_line) {
+        Ok(Value::Null) => Ok(None),
         Ok(value) => Ok(Some(Document {
             value,
-            origin: Origin {
-                file: file.to_string(),
-                line: Some(first_line),
-            },
+            origin: origin(first_line),
         })),
-        Err(e) => {
-            let line = e
-                .location()
-                .map_or(first_line, |l| first_line + l.line() - 1);
-            let origin = Origin {
-                file: file.to_string(),
-                line: Some(line),
-            };
-            let message = format!("invalid YAML: {}", strip_position(&e.to_string()));
-            Err(Diagnostic::new(Severity::Error, origin, message))
+        Err(e) => Err(Diagnostic::new(
+            Severity::Error,
+            origin(e.line),
+            format!("invalid YAML: {}", e.message),
+        )),
+    }
+}
+
+/// `bytes` (the contents of `file`) as text: manifests are UTF-8. The error names the line and the
+/// byte column of the first invalid byte, never the bytes themselves (the file may not be ours).
+pub fn decode_utf8<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str, Diagnostic> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let valid = &bytes[..e.valid_up_to()];
+        let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let origin = Origin {
+            file: file.to_string(),
+            line: Some(valid.iter().filter(|&&b| b == b'\n').count() + 1),
+        };
+        let column = valid.len() - line_start + 1;
+        Diagnostic::new(
+            Severity::Error,
+            origin,
+            format!(
+                "not UTF-8 text: invalid byte at byte column {column}; save manifests as UTF-8"
+            ),
+        )
+    })
+}
+
+/// True when `text` holds no document at all: empty, blank, or only comments and `---`/`...`
+/// markers.
+pub fn is_blank(text: &str) -> bool {
+    !looks_like_json(text) && split_yaml(text).is_empty()
+}
+
+/// A JSON value read as `serde_json::Value` is, except that a key written twice in one object is an
+/// error (serde_json keeps the last) and so is nesting deeper than [`MAX_DEPTH`].
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Level(1).deserialize(deserializer).map(Strict)
+    }
+}
+
+/// A JSON value at nesting level `.0` (the document itself is level 1).
+#[derive(Clone, Copy)]
+struct Level(usize);
+
+impl<'de> DeserializeSeed<'de> for Level {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl Level {
+    fn nested<E: serde::de::Error>(self) -> Result<Level, E> {
+        if self.0 > MAX_DEPTH {
+            return Err(E::custom(format!(
+                "nested more than {MAX_DEPTH} levels deep; Kubernetes objects are far shallower"
+            )));
         }
+        Ok(Level(self.0 + 1))
+    }
+}
+
+impl<'de> Visitor<'de> for Level {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let inner = self.nested()?;
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(inner)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let inner = self.nested()?;
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(A::Error::custom(format!(
+                    "mapping key {key:?} already defined"
+                )));
+            }
+            let value = map.next_value_seed(inner)?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
     }
 }
 
@@ -230,5 +353,67 @@ mod tests {
         let (l, d) = lines("--- {kind: A}\n--- # comment\nkind: B\n");
         assert!(d.is_empty(), "{d:?}");
         assert_eq!(l, vec![1, 3]);
+    }
+
+    #[test]
+    fn json_duplicate_keys_and_depth_are_errors_with_their_line() {
+        let (l, d) = lines("{\"kind\": \"A\"}\n{\"spec\": {\"a\": 1,\n \"a\": 2}}\n");
+        assert_eq!(l, vec![1]);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].origin.line, Some(3));
+        assert!(
+            d[0].message.contains("mapping key \"a\" already defined"),
+            "{}",
+            d[0]
+        );
+        let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        let (_, d) = lines(&deep);
+        assert!(
+            d[0].message.contains("nested more than 100 levels"),
+            "{}",
+            d[0]
+        );
+        let at_limit = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert_eq!(lines(&at_limit), (vec![1], vec![]));
+    }
+
+    #[test]
+    fn deep_json_is_rejected_quickly() {
+        // 100k levels took 73 s: JSON failed at serde_json's limit, then YAML scanned it all.
+        for text in [
+            format!("{}1{}", "{\"a\":".repeat(100_000), "}".repeat(100_000)),
+            format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)),
+        ] {
+            let started = std::time::Instant::now();
+            let (l, d) = lines(&text);
+            assert!(l.is_empty() && d.len() == 1, "{d:?}");
+            assert!(d[0].is_error());
+            // Regression guard, generous for a debug build.
+            assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_located_without_echoing_it() {
+        let bytes = b"kind: A\nmetadata:\n  name: caf\xe9\n";
+        let d = decode_utf8("f.yaml", bytes).unwrap_err();
+        assert_eq!(d.origin.line, Some(3));
+        assert!(d.message.contains("byte column 12"), "{d}");
+        assert!(!d.message.contains("caf"), "{d}");
+        assert_eq!(
+            decode_utf8("f.yaml", b"\xff").unwrap_err().origin.line,
+            Some(1)
+        );
+        assert_eq!(decode_utf8("f.yaml", "é\n".as_bytes()), Ok("é\n"));
+    }
+
+    #[test]
+    fn blank_streams() {
+        for blank in ["", " \n\t\n", "# only\n---\n...\n"] {
+            assert!(is_blank(blank), "{blank:?}");
+        }
+        for not_blank in ["kind: A", "{}", "---\n~\n"] {
+            assert!(!is_blank(not_blank), "{not_blank:?}");
+        }
     }
 }

@@ -3,8 +3,10 @@
 //! field paths, and indexed into one [`ClusterState`].
 //!
 //! Kubernetes types come from `k8s-openapi` (feature `v1_34`, the API version Palisade targets). YAML is
-//! read with `serde_yaml_ng`, the maintained fork of `serde_yaml` with the same error locations; typed
-//! decoding goes through `serde_path_to_error` so a wrong field type is reported with its path.
+//! read event by event from libyaml (`unsafe-libyaml`, the parser under `serde_yaml_ng`) and composed
+//! here, with kubectl's rules for keys written twice and merge keys and with limits on nesting and
+//! aliases; typed decoding goes through `serde_path_to_error` so a wrong field type is reported with
+//! its path.
 //! This crate knows nothing of policy semantics.
 
 mod cache;
@@ -20,9 +22,11 @@ pub mod selector;
 mod state;
 pub mod validate;
 mod workload;
+mod yaml;
 
 pub use cache::DocumentCache;
-pub use diagnostic::{Diagnostic, FieldIssue, Origin, Severity};
+pub use diagnostic::{summarize, Diagnostic, FieldIssue, Origin, Severity, Summary};
+pub use document::{decode_utf8, is_blank, MAX_DEPTH};
 pub use key::{Kind, ObjectKey};
 pub use loader::{Limits, Load, Loader, DEFAULT_POD_CIDR};
 pub use read::Symlinks;

@@ -179,17 +179,11 @@ impl Loader {
         }
     }
 
-    /// Loads a file, a folder (recursively: `*.yaml`, `*.yml`, `*.json`, in name order; hidden
+    /// Loads a file or a folder (recursively: `*.yaml`, `*.yml`, `*.json`, in name order; hidden
     /// entries and symlinked sub-folders skipped; inside a folder, regular files only, and symlinks
-    /// only as [`Loader::symlinks`] allows) or `-` (stdin). A file named directly may be a pipe.
+    /// only as [`Loader::symlinks`] allows). A file named directly may be a pipe. (Standard input is
+    /// the caller's to read: give its text to [`Loader::load_str`].)
     pub fn load_path(&mut self, path: &Path) {
-        if path == Path::new("-") {
-            match read::bounded(std::io::stdin().lock(), self.limits.max_file_bytes) {
-                Ok(text) => self.load_str("-", &text),
-                Err(e) => self.refused(path, e),
-            }
-            return;
-        }
         match std::fs::metadata(path) {
             Err(e) => self.refused(path, ReadError::Io(e)),
             Ok(meta) if meta.is_dir() => {
@@ -201,7 +195,13 @@ impl Loader {
                 self.load_file(path, &read_at, read::stamp(&meta));
             }
             Ok(_) => match read::named(path, self.limits.max_file_bytes) {
-                Ok(text) => self.load_str(&path.display().to_string(), &text),
+                Ok(bytes) => {
+                    let display = path.display().to_string();
+                    match document::decode_utf8(&display, &bytes) {
+                        Ok(text) => self.load_str(&display, text),
+                        Err(d) => self.unusable(path, d, RejectReason::Syntax),
+                    }
+                }
                 Err(e) => self.refused(path, e),
             },
         }
@@ -227,29 +227,20 @@ impl Loader {
 
     /// Reports a file or folder that cannot be read; what was read from it before stays.
     fn refused(&mut self, path: &Path, e: ReadError) {
-        let origin = Origin {
-            file: path.display().to_string(),
-            line: match e {
-                ReadError::NotUtf8 { line, .. } => Some(line),
-                _ => None,
-            },
-        };
-        let reason = match e {
-            ReadError::TooLarge { .. } => RejectReason::Limit,
-            ReadError::NotUtf8 { .. } => RejectReason::Syntax,
-            _ => RejectReason::Unreadable,
-        };
-        self.diagnostics.push(Diagnostic::new(
-            Severity::Error,
-            origin.clone(),
-            e.to_string(),
-        ));
+        let (diagnostic, reason) = read_failure(path, &e);
+        self.unusable(path, diagnostic, reason);
+    }
+
+    /// Reports a file or folder that cannot be used, as `diagnostic` says; what was read from it
+    /// before stays.
+    fn unusable(&mut self, path: &Path, diagnostic: Diagnostic, reason: RejectReason) {
         self.rejections.push(Rejection {
             object: None,
-            origin,
+            origin: diagnostic.origin.clone(),
             reason,
             kept: None,
         });
+        self.diagnostics.push(diagnostic);
         self.unreadable.push(path.to_path_buf());
     }
 
@@ -282,19 +273,27 @@ impl Loader {
         let cached = self.documents.files.remove(path);
         let mut file = match cached {
             Some(file) if file.stamp == stamp => file,
-            earlier => match read::listed(read_at, stamp, self.limits.max_file_bytes) {
-                Ok(text) => {
-                    let display = path.display().to_string();
-                    let limits = self.decode_limits();
-                    CachedFile::parse(&display, stamp, &text, earlier, limits, self.now)
-                }
-                Err(e) => {
-                    if let Some(earlier) = earlier {
-                        self.documents.files.insert(path.to_path_buf(), earlier);
+            earlier => {
+                let display = path.display().to_string();
+                let read = read::listed(read_at, stamp, self.limits.max_file_bytes);
+                let text = match &read {
+                    Ok(bytes) => document::decode_utf8(&display, bytes)
+                        .map_err(|d| (d, RejectReason::Syntax)),
+                    Err(e) => Err(read_failure(path, e)),
+                };
+                match text {
+                    Ok(text) => {
+                        let limits = self.decode_limits();
+                        CachedFile::parse(&display, stamp, text, earlier, limits, self.now)
                     }
-                    return self.refused(path, e);
+                    Err((diagnostic, reason)) => {
+                        if let Some(earlier) = earlier {
+                            self.documents.files.insert(path.to_path_buf(), earlier);
+                        }
+                        return self.unusable(path, diagnostic, reason);
+                    }
                 }
-            },
+            }
         };
         if file.gone_since.is_some() && !self.still_held(path, &mut file) {
             file.forget();
@@ -722,6 +721,22 @@ impl Loader {
 
 fn parse_protocol(p: Option<&str>) -> Protocol {
     validate::protocol(p).unwrap_or(Protocol::Tcp) // validated before; never falls back in practice
+}
+
+/// What to report of a file or folder at `path` that could not be read.
+fn read_failure(path: &Path, e: &ReadError) -> (Diagnostic, RejectReason) {
+    let origin = Origin {
+        file: path.display().to_string(),
+        line: None,
+    };
+    let reason = match e {
+        ReadError::TooLarge { .. } => RejectReason::Limit,
+        _ => RejectReason::Unreadable,
+    };
+    (
+        Diagnostic::new(Severity::Error, origin, e.to_string()),
+        reason,
+    )
 }
 
 /// The key of the Pod object `pod` is (or stands for, for a template pod).

@@ -40,8 +40,6 @@ pub(crate) enum ReadError {
     Outside(PathBuf),
     /// It is larger than the limit.
     TooLarge { limit: u64 },
-    /// It is not UTF-8: the first invalid byte's line and column (both 1-based).
-    NotUtf8 { line: usize, column: usize },
 }
 
 impl std::fmt::Display for ReadError {
@@ -59,10 +57,6 @@ impl std::fmt::Display for ReadError {
             ReadError::TooLarge { limit } => write!(
                 f,
                 "not read: larger than the limit of {limit} bytes (--max-file-size)"
-            ),
-            ReadError::NotUtf8 { line, column } => write!(
-                f,
-                "not UTF-8: invalid byte at line {line}, column {column}; manifests are UTF-8 text"
             ),
         }
     }
@@ -84,10 +78,10 @@ fn special(meta: &Metadata) -> Option<&'static str> {
     }
 }
 
-/// Reads the regular file at `path` (not followed if it is a symlink: callers resolve links first)
-/// as UTF-8, at most `limit` bytes. Opened without blocking, so that a FIFO swapped in after its
+/// Reads the regular file at `path` (not followed if it is a symlink: callers resolve links first),
+/// at most `limit` bytes. Opened without blocking, so that a FIFO swapped in after its
 /// entry was listed is refused rather than waited on.
-pub(crate) fn regular_file(path: &Path, limit: u64) -> Result<(String, Stamp), ReadError> {
+pub(crate) fn regular_file(path: &Path, limit: u64) -> Result<(Vec<u8>, Stamp), ReadError> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
@@ -111,7 +105,7 @@ pub(crate) fn regular_file(path: &Path, limit: u64) -> Result<(String, Stamp), R
 
 /// Reads a path the user named (a file, or a pipe such as `<(kubectl get ...)`), following links:
 /// regular files and pipes, at most `limit` bytes; devices are refused.
-pub(crate) fn named(path: &Path, limit: u64) -> Result<String, ReadError> {
+pub(crate) fn named(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOCTTY)
@@ -124,8 +118,8 @@ pub(crate) fn named(path: &Path, limit: u64) -> Result<String, ReadError> {
     }
 }
 
-/// Reads `source` to its end as UTF-8, failing once it holds more than `limit` bytes.
-pub(crate) fn bounded(source: impl Read, limit: u64) -> Result<String, ReadError> {
+/// Reads `source` to its end, failing once it holds more than `limit` bytes.
+pub(crate) fn bounded(source: impl Read, limit: u64) -> Result<Vec<u8>, ReadError> {
     let mut bytes = Vec::new();
     source
         .take(limit.saturating_add(1))
@@ -134,14 +128,7 @@ pub(crate) fn bounded(source: impl Read, limit: u64) -> Result<String, ReadError
     if bytes.len() as u64 > limit {
         return Err(ReadError::TooLarge { limit });
     }
-    String::from_utf8(bytes).map_err(|e| {
-        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-        let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        ReadError::NotUtf8 {
-            line: valid.iter().filter(|&&b| b == b'\n').count() + 1,
-            column: valid.len() - line_start + 1,
-        }
-    })
+    Ok(bytes)
 }
 
 /// An entry of a manifests folder, as listing it found it.
@@ -235,7 +222,7 @@ fn follow(
 }
 
 /// Reads a file whose entry was listed at `read_at`, checking that it is still the file listed.
-pub(crate) fn listed(read_at: &Path, listed: Stamp, limit: u64) -> Result<String, ReadError> {
+pub(crate) fn listed(read_at: &Path, listed: Stamp, limit: u64) -> Result<Vec<u8>, ReadError> {
     let (text, stamp) = regular_file(read_at, limit)?;
     // Replaced between listing and reading: read it again on the next pass.
     if stamp.0 != listed.0 {
@@ -251,8 +238,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bounded_reads_stop_at_the_limit_and_place_invalid_utf8() {
-        assert_eq!(bounded(&b"abc"[..], 3).unwrap(), "abc");
+    fn bounded_reads_stop_at_the_limit() {
+        assert_eq!(bounded(&b"abc"[..], 3).unwrap(), b"abc");
         assert!(matches!(
             bounded(&b"abcd"[..], 3),
             Err(ReadError::TooLarge { limit: 3 })
@@ -263,10 +250,6 @@ mod tests {
             bounded(zero, 1 << 20),
             Err(ReadError::TooLarge { .. })
         ));
-        match bounded(&b"a: 1\nb: \xff\n"[..], 100) {
-            Err(ReadError::NotUtf8 { line, column }) => assert_eq!((line, column), (2, 4)),
-            other => panic!("{other:?}"),
-        }
     }
 
     #[test]

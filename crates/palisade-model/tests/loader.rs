@@ -1770,10 +1770,10 @@ fn pathological_yaml_is_bounded() {
     let started = std::time::Instant::now();
     must_not_panic("laughs.yaml", &laughs);
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
-    // Nested Lists recurse only as deep as the document.
+    // Nested Lists recurse only as deep as the document (two levels each, within MAX_DEPTH).
     let mut nested =
         serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "deep"}});
-    for _ in 0..60 {
+    for _ in 0..(palisade_model::MAX_DEPTH - 4) / 2 {
         nested = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [nested]});
     }
     let mut loader = Loader::new();
@@ -2153,4 +2153,108 @@ fn cached_pods_are_shared_and_loads_equal_fresh_ones() {
     same((&sixth, &diags), (&fresh().0, &fresh().1));
     assert_eq!(pod(&sixth, "x", "claims").ip, jobs.ip);
     assert_ne!(pod(&sixth, "x", &jobs.name).ip, jobs.ip);
+}
+
+// ---------------------------------------------------------------------------------------------
+// input fidelity (issue 15): keys written twice, merge keys, deep nesting
+
+#[test]
+fn a_key_written_twice_rejects_its_document_with_both_lines() {
+    // kubectl refuses this policy; last-wins would enforce the second podSelector silently.
+    let text = "\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p, namespace: x}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  policyTypes: [Ingress]
+  podSelector: {}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: x}
+";
+    let (state, diags) = load(text);
+    assert!(state.policies.is_empty());
+    assert!(
+        state.namespace("x").is_some(),
+        "the other document still loads"
+    );
+    let errs = errors(&diags);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert_eq!(
+        errs[0].to_string(),
+        "t.yaml:7: error: invalid YAML: mapping key \"podSelector\" already defined at line 5"
+    );
+    let json = r#"{"apiVersion": "v1", "kind": "Namespace",
+ "metadata": {"name": "a", "name": "b"}}"#;
+    let mut loader = Loader::new();
+    loader.load_str("t.json", json);
+    let (state, diags) = loader.finish();
+    assert!(state.namespaces.is_empty());
+    assert_eq!(errors(&diags)[0].origin.line, Some(2), "{diags:#?}");
+    assert!(errors(&diags)[0]
+        .message
+        .contains("mapping key \"name\" already defined"));
+}
+
+#[test]
+fn merge_keys_give_pods_their_labels_as_kubectl_does() {
+    let text = "\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  namespace: default
+  labels:
+    <<: &common {app: web, tier: frontend}
+    tier: edge
+spec: {containers: [{name: c, image: i}]}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: api
+  namespace: default
+  labels: {<<: [{app: web, tier: frontend}, {team: a, app: other}]}
+spec: {containers: [{name: c, image: i}]}
+";
+    let state = load_ok(text);
+    let labels = |name| pod(&state, "default", name).labels.clone();
+    assert_eq!(
+        labels("web"),
+        BTreeMap::from([("app".into(), "web".into()), ("tier".into(), "edge".into())])
+    );
+    assert_eq!(
+        labels("api"),
+        BTreeMap::from([
+            ("app".into(), "web".into()),
+            ("team".into(), "a".into()),
+            ("tier".into(), "frontend".into())
+        ])
+    );
+}
+
+#[test]
+fn deep_nesting_is_an_error_at_its_line_and_quick() {
+    // 100k levels inside a block mapping took 36 s (quadratic in libyaml's scanner).
+    let text = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: a}}\n---\nspec: {}{}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let started = std::time::Instant::now();
+    let (state, diags) = load(&text);
+    let elapsed = started.elapsed();
+    assert!(state.namespace("a").is_some());
+    let errs = errors(&diags);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert_eq!(errs[0].origin.line, Some(5));
+    assert!(
+        errs[0].message.contains("nested more than 100 levels"),
+        "{}",
+        errs[0]
+    );
+    // A regression guard only (generous for a debug build); the measurement is in the report.
+    assert!(elapsed < std::time::Duration::from_secs(2), "{elapsed:?}");
 }

@@ -20,8 +20,8 @@ pub struct Args {
     to: String,
     /// Destination port and protocol: 6379, 6379/TCP, 53/UDP, or a named port of the destination pod
     /// (http/TCP).
-    #[arg(long, value_name = "PORT[/PROTO]")]
-    port: String,
+    #[arg(long, value_name = "PORT[/PROTO]", value_parser = port_arg)]
+    port: PortArg,
     /// Namespace for a --from/--to given without one.
     #[arg(short = 'n', long = "namespace", default_value = "default")]
     namespace: String,
@@ -34,13 +34,11 @@ pub struct Args {
 pub fn run(args: Args, verbose: u8) -> u8 {
     let loaded = input::load(&args.inputs, verbose);
     let state = &loaded.state;
-    let (port_text, protocol) = match args.port.split_once('/') {
-        Some((p, proto)) => match proto.parse::<Protocol>() {
-            Ok(proto) => (p, proto),
-            Err(e) => return usage(&e),
-        },
-        None => (args.port.as_str(), Protocol::Tcp),
-    };
+    let PortArg {
+        port: port_text,
+        protocol,
+    } = &args.port;
+    let protocol = *protocol;
     let src = match resolve_endpoint(state, &args.from, &args.namespace) {
         Ok(e) => e,
         Err(e) => return usage(&format!("--from {e}")),
@@ -78,6 +76,35 @@ pub fn run(args: Args, verbose: u8) -> u8 {
     } else {
         exit::FINDINGS
     }
+}
+
+/// `--port`: a number (1-65535; 0 only with ICMP) or a port name (IANA_SVC_NAME), and a protocol.
+#[derive(Clone, Debug)]
+struct PortArg {
+    port: String,
+    protocol: Protocol,
+}
+
+/// Checks `--port` when the arguments are parsed, with what would be valid.
+fn port_arg(text: &str) -> Result<PortArg, String> {
+    let (port, protocol) = match text.split_once('/') {
+        Some((port, proto)) => (port, proto.parse::<Protocol>()?),
+        None => (text, Protocol::Tcp),
+    };
+    if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
+        let number = port.parse::<u32>().unwrap_or(u32::MAX);
+        if number > u32::from(u16::MAX) || (number == 0 && protocol != Protocol::Icmp) {
+            return Err(format!(
+                "port {port} is out of range: a port number is 1-65535 (or a port name such as http)"
+            ));
+        }
+    } else {
+        palisade_model::validate::port_name(port)?;
+    }
+    Ok(PortArg {
+        port: port.to_string(),
+        protocol,
+    })
 }
 
 fn usage(message: &str) -> u8 {

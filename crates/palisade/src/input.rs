@@ -1,8 +1,14 @@
 //! Loading `-f` inputs and reporting diagnostics on stderr.
 
-use palisade_model::{ClusterState, Loader, Severity};
-use std::path::PathBuf;
+use palisade_model::{
+    decode_utf8, is_blank, summarize, ClusterState, Diagnostic, Loader, Origin, Severity,
+};
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// Diagnostics of one shape printed before the rest are only counted.
+const SHOWN_PER_KIND: usize = 10;
 
 /// Manifest inputs shared by the analysis commands.
 #[derive(clap::Args, Debug)]
@@ -20,7 +26,8 @@ pub struct Loaded {
     pub rejected: bool,
 }
 
-/// Loads every input; prints errors and warnings (and skipped kinds with `-v`) to stderr.
+/// Loads every input; prints errors and warnings (and skipped kinds with `-v`) to stderr, repeats
+/// summarised.
 pub fn load(inputs: &Inputs, verbose: u8) -> Loaded {
     load_paths(&inputs.files, verbose)
 }
@@ -33,16 +40,25 @@ pub fn load_paths(paths: &[PathBuf], verbose: u8) -> Loaded {
 /// [`load_paths`] with a configured `loader`.
 pub fn load_with(mut loader: Loader, paths: &[PathBuf], verbose: u8) -> Loaded {
     let started = Instant::now();
+    let mut unread = Vec::new();
     for path in paths {
-        loader.load_path(path);
+        if path == Path::new("-") {
+            match read_stdin() {
+                Ok(text) => loader.load_str("-", &text),
+                Err(d) => unread.push(d),
+            }
+        } else {
+            loader.load_path(path);
+        }
     }
     let (state, diagnostics) = loader.finish();
-    let mut rejected = false;
-    for d in &diagnostics {
-        rejected |= d.is_error();
-        if d.severity > Severity::Info || verbose > 0 {
-            eprintln!("{d}");
-        }
+    unread.extend(diagnostics);
+    let rejected = unread.iter().any(Diagnostic::is_error);
+    let shown = unread
+        .iter()
+        .filter(|d| d.severity > Severity::Info || verbose > 0);
+    for line in summarize(shown, SHOWN_PER_KIND) {
+        eprintln!("{line}");
     }
     tracing::info!(
         namespaces = state.namespaces.len(),
@@ -52,4 +68,38 @@ pub fn load_with(mut loader: Loader, paths: &[PathBuf], verbose: u8) -> Loaded {
         "manifests loaded"
     );
     Loaded { state, rejected }
+}
+
+/// Standard input as manifest text: UTF-8, at most as large as a file may be, and not empty (a closed
+/// or empty stdin is a mistake in a pipeline, never an empty cluster).
+fn read_stdin() -> Result<String, Diagnostic> {
+    let error = |message: String| {
+        let origin = Origin {
+            file: "-".into(),
+            line: None,
+        };
+        Diagnostic::new(Severity::Error, origin, message)
+    };
+    // Standard input has no size to check beforehand, and may never end: read as much as a file.
+    let limit = palisade_model::Limits::default().max_file_bytes;
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| error(format!("cannot read standard input: {e}")))?;
+    if bytes.len() as u64 > limit {
+        return Err(error(format!(
+            "more than {} MiB on standard input; give large inputs as files or folders",
+            limit >> 20
+        )));
+    }
+    let text = decode_utf8("-", &bytes)?;
+    if is_blank(text) {
+        return Err(error(
+            "no objects read from standard input: it was empty or closed (pipe manifests into -f -)"
+                .into(),
+        ));
+    }
+    Ok(text.to_owned())
 }

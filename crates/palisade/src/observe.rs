@@ -48,8 +48,8 @@ pub struct Args {
     /// Flows with this verdict: allowed, denied (including audited), audit.
     #[arg(long, value_name = "VERDICT")]
     verdict: Vec<VerdictFilter>,
-    /// Flows with this source or destination port.
-    #[arg(long, value_name = "PORT")]
+    /// Flows with this source or destination port (1-65535).
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     port: Vec<u16>,
     /// Flows of this protocol: tcp, udp, sctp, icmp.
     #[arg(long, value_name = "PROTO")]

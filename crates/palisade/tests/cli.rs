@@ -58,6 +58,11 @@ spec:
 "#;
 
 fn palisade(args: &[&str], stdin: Option<&str>) -> Output {
+    palisade_bytes(args, stdin.map(str::as_bytes))
+}
+
+/// [`palisade`] with any bytes on stdin (`None`: stdin closed at once).
+fn palisade_bytes(args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
         .args(args)
         .stdin(Stdio::piped())
@@ -66,12 +71,7 @@ fn palisade(args: &[&str], stdin: Option<&str>) -> Output {
         .spawn()
         .expect("run palisade");
     if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
     }
     drop(child.stdin.take());
     child.wait_with_output().unwrap()
@@ -279,6 +279,89 @@ fn malformed_yaml_and_missing_files_are_errors_not_panics() {
     assert_eq!(o.status.code(), Some(2), "usage errors exit 2");
     let o = palisade(&["matrix", "-f", "-", "--probe", "80/XTP"], Some(CLUSTER));
     assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn closed_empty_or_invalid_stdin_is_an_error() {
+    for stdin in [None, Some(&b""[..]), Some(b"# nothing\n---\n")] {
+        let o = palisade_bytes(&["matrix", "-f", "-"], stdin);
+        assert_eq!(o.status.code(), Some(2), "{stdin:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("-: error: no objects read from standard input"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let o = palisade_bytes(
+        &["matrix", "-f", "-"],
+        Some(b"kind: Pod\nmetadata: {name: caf\xe9}\n"),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("-:2: error: not UTF-8 text: invalid byte at byte column 21"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn port_arguments_are_validated_with_what_is_valid() {
+    let explain = |port: &str| {
+        palisade(
+            &[
+                "explain", "-f", "-", "--from", "vamp/es", "--to", "vamp/es", "--port", port,
+            ],
+            Some(CLUSTER),
+        )
+    };
+    for (port, says) in [
+        (
+            "70000",
+            "port 70000 is out of range: a port number is 1-65535",
+        ),
+        ("0", "port 0 is out of range"),
+        ("Http_x", "is not a valid port name (IANA_SVC_NAME)"),
+        ("http/XTP", "unknown protocol"),
+    ] {
+        let o = explain(port);
+        assert_eq!(o.status.code(), Some(2), "{port}");
+        assert!(stderr(&o).contains(says), "{port}: {}", stderr(&o));
+    }
+    assert_eq!(
+        explain("http").status.code(),
+        Some(0),
+        "{}",
+        stderr(&explain("http"))
+    );
+    let o = palisade(&["matrix", "-f", "-", "--probe", "70000"], Some(CLUSTER));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("PORT 1-65535"), "{}", stderr(&o));
+    for port in ["70000", "0"] {
+        let o = palisade(&["observe", "--file", "/dev/null", "--port", port], None);
+        assert_eq!(o.status.code(), Some(2));
+        assert!(stderr(&o).contains("is not in 1..=65535"), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn repeated_diagnostics_are_summarised() {
+    let pods: String = (0..25)
+        .map(|i| {
+            format!(
+                "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, namespace: vamp}}\nspec: {{containers: [{{name: c, image: i}}], bogus: {i}}}\n"
+            )
+        })
+        .collect();
+    let o = palisade(&["matrix", "-f", "-", "--probe", "80"], Some(&pods));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 11, "{err}");
+    assert!(
+        lines[9].contains("Pod vamp/p9: spec.bogus: unknown field"),
+        "{err}"
+    );
+    assert_eq!(lines[10], "warning: \u{2026} and 15 more like this");
 }
 
 #[test]
