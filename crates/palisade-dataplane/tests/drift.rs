@@ -6,7 +6,7 @@
 use palisade_dataplane::drift::{self, Drift, DriftMonitor};
 use palisade_dataplane::lab::{self, Lab};
 use palisade_dataplane::{build, Audit, Ruleset};
-use palisade_model::{ClusterState, Loader};
+use palisade_model::ClusterState;
 use palisade_policy::Engine;
 use palisade_synth::{generate, SynthConfig};
 use std::io::Write;
@@ -22,11 +22,7 @@ fn ruleset(seed: u64, previous: Option<&Ruleset>) -> Ruleset {
         policies: 12,
         seed,
     });
-    let mut loader = Loader::new();
-    for f in &synth.files {
-        loader.load_str(&f.name, &f.contents);
-    }
-    let (state, diags) = loader.finish();
+    let (state, diags) = synth.load();
     assert!(diags.iter().all(|d| !d.is_error()));
     build(&Engine::new(Arc::new(state)), Audit::Annotated, previous)
 }

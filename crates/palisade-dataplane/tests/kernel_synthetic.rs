@@ -6,7 +6,7 @@
 
 use palisade_dataplane::lab::{self, Lab};
 use palisade_dataplane::{apply, build, build_compiled, Audit, Ruleset};
-use palisade_model::{ClusterState, Loader};
+use palisade_model::ClusterState;
 use palisade_policy::Engine;
 use palisade_synth::{generate, SynthConfig};
 use std::process::Command;
@@ -19,11 +19,7 @@ fn cluster(seed: u64) -> ClusterState {
         policies: 300,
         seed,
     });
-    let mut loader = Loader::new();
-    for f in &synth.files {
-        loader.load_str(&f.name, &f.contents);
-    }
-    let (state, diags) = loader.finish();
+    let (state, diags) = synth.load();
     assert!(diags.iter().all(|d| !d.is_error()));
     state
 }

@@ -485,11 +485,7 @@ impl Loader {
             });
         }
         for w in workload::podless(&objects.workloads, &objects.pods) {
-            let key = ObjectKey::new(
-                w.object.kind.kind(),
-                Some(w.object.namespace()),
-                w.object.name(),
-            );
+            let key = ObjectKey::new(w.object.kind, Some(w.object.namespace()), w.object.name());
             let make = || workload::template_pods(w).collect();
             add(
                 Source::Workload(w.object.clone()),

@@ -26,56 +26,20 @@ pub(crate) struct Loaded<T> {
     pub origin: Origin,
 }
 
-/// The workload kinds whose pod templates can stand in for pods.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum WorkloadKind {
-    Deployment,
-    ReplicaSet,
-    StatefulSet,
-    DaemonSet,
-    Job,
-    CronJob,
-}
-
-impl WorkloadKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WorkloadKind::Deployment => "Deployment",
-            WorkloadKind::ReplicaSet => "ReplicaSet",
-            WorkloadKind::StatefulSet => "StatefulSet",
-            WorkloadKind::DaemonSet => "DaemonSet",
-            WorkloadKind::Job => "Job",
-            WorkloadKind::CronJob => "CronJob",
-        }
-    }
-
-    /// The kind.
-    pub fn kind(self) -> Kind {
-        match self {
-            WorkloadKind::Deployment => Kind::Deployment,
-            WorkloadKind::ReplicaSet => Kind::ReplicaSet,
-            WorkloadKind::StatefulSet => Kind::StatefulSet,
-            WorkloadKind::DaemonSet => Kind::DaemonSet,
-            WorkloadKind::Job => Kind::Job,
-            WorkloadKind::CronJob => Kind::CronJob,
-        }
-    }
-
-    /// The field that says how many pods the template stands for.
-    pub fn replicas_field(self) -> &'static str {
-        match self {
-            WorkloadKind::DaemonSet => "spec",
-            WorkloadKind::Job => "spec.parallelism",
-            WorkloadKind::CronJob => "spec.jobTemplate.spec.parallelism",
-            _ => "spec.replicas",
-        }
+/// The field that says how many pods a workload of `kind` stands for.
+pub(crate) fn replicas_field(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Job => "spec.parallelism",
+        Kind::CronJob => "spec.jobTemplate.spec.parallelism",
+        _ => "spec.replicas",
     }
 }
 
 /// A workload reduced to what template expansion needs.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Workload {
-    pub kind: WorkloadKind,
+    /// Deployment, ReplicaSet, StatefulSet, DaemonSet, Job or CronJob.
+    pub kind: Kind,
     pub metadata: ObjectMeta,
     pub selector: Option<LabelSelector>,
     pub template: PodTemplateSpec,
@@ -340,7 +304,7 @@ fn decode_one(value: &serde_json::Value, origin: &Origin, limits: DecodeLimits) 
             }
             if workload.replicas > limits.max_workload_pods {
                 issues.error(
-                    workload.kind.replicas_field(),
+                    replicas_field(workload.kind),
                     format!(
                         "{} pods exceed the limit of {} pods per workload (--max-workload-pods)",
                         workload.replicas, limits.max_workload_pods
@@ -641,7 +605,7 @@ impl Ctx<'_> {
                 let d: Deployment = self.decode(value)?;
                 let spec = d.spec.unwrap_or_default();
                 Workload {
-                    kind: WorkloadKind::Deployment,
+                    kind: Kind::Deployment,
                     metadata: d.metadata,
                     selector: Some(spec.selector),
                     template: spec.template,
@@ -652,7 +616,7 @@ impl Ctx<'_> {
                 let d: ReplicaSet = self.decode(value)?;
                 let spec = d.spec.unwrap_or_default();
                 Workload {
-                    kind: WorkloadKind::ReplicaSet,
+                    kind: Kind::ReplicaSet,
                     metadata: d.metadata,
                     selector: Some(spec.selector),
                     template: spec.template.unwrap_or_default(),
@@ -663,7 +627,7 @@ impl Ctx<'_> {
                 let d: StatefulSet = self.decode(value)?;
                 let spec = d.spec.unwrap_or_default();
                 Workload {
-                    kind: WorkloadKind::StatefulSet,
+                    kind: Kind::StatefulSet,
                     metadata: d.metadata,
                     selector: Some(spec.selector),
                     template: spec.template,
@@ -674,7 +638,7 @@ impl Ctx<'_> {
                 let d: DaemonSet = self.decode(value)?;
                 let spec = d.spec.unwrap_or_default();
                 Workload {
-                    kind: WorkloadKind::DaemonSet,
+                    kind: Kind::DaemonSet,
                     metadata: d.metadata,
                     selector: Some(spec.selector),
                     template: spec.template,
@@ -685,7 +649,7 @@ impl Ctx<'_> {
                 let d: Job = self.decode(value)?;
                 let spec = d.spec.unwrap_or_default();
                 Workload {
-                    kind: WorkloadKind::Job,
+                    kind: Kind::Job,
                     metadata: d.metadata,
                     selector: spec.selector,
                     template: spec.template,
@@ -701,7 +665,7 @@ impl Ctx<'_> {
                     .spec
                     .unwrap_or_default();
                 Workload {
-                    kind: WorkloadKind::CronJob,
+                    kind: Kind::CronJob,
                     metadata: d.metadata,
                     selector: spec.selector,
                     template: spec.template,

@@ -2,8 +2,9 @@
 //! DaemonSet, Job, CronJob) but none of its pods, the template stands in for them, with deterministic
 //! names in the controllers' style and the owner recorded, so analysis sees what the cluster would run.
 
+use crate::key::Kind;
 use crate::loader::pod_info_of;
-use crate::objects::{Loaded, Workload, WorkloadKind};
+use crate::objects::{Loaded, Workload};
 use crate::selector;
 use crate::state::{OwnerRef, PodInfo};
 use foldhash::{HashMap, HashMapExt, HashSet};
@@ -120,7 +121,7 @@ fn generated(wl: &Workload, index: usize) -> Generated {
     // pods of the same name.
     let random = safe_suffix(fnv1a(&[ns, wl.kind.as_str(), name, &idx]), 5);
     match wl.kind {
-        WorkloadKind::Deployment => {
+        Kind::Deployment => {
             let hash = safe_suffix(h, 9);
             let rs = format!("{name}-{hash}");
             Generated {
@@ -129,7 +130,7 @@ fn generated(wl: &Workload, index: usize) -> Generated {
                 owner: ("ReplicaSet", rs),
             }
         }
-        WorkloadKind::StatefulSet => {
+        Kind::StatefulSet => {
             let pod = format!("{name}-{index}");
             Generated {
                 name: pod.clone(),
@@ -137,7 +138,7 @@ fn generated(wl: &Workload, index: usize) -> Generated {
                 owner: ("StatefulSet", name.to_string()),
             }
         }
-        WorkloadKind::CronJob => {
+        Kind::CronJob => {
             let job = format!("{name}-{}", 29_000_000 + h % 1_000_000);
             Generated {
                 name: format!("{job}-{random}"),
@@ -145,12 +146,12 @@ fn generated(wl: &Workload, index: usize) -> Generated {
                 owner: ("Job", job),
             }
         }
-        WorkloadKind::Job => Generated {
+        Kind::Job => Generated {
             name: format!("{name}-{random}"),
             label: Some(("job-name", name.to_string())),
             owner: ("Job", name.to_string()),
         },
-        WorkloadKind::ReplicaSet | WorkloadKind::DaemonSet => Generated {
+        _ => Generated {
             name: format!("{name}-{random}"),
             label: None,
             owner: (wl.kind.as_str(), name.to_string()),

@@ -100,6 +100,20 @@ const STREAM_POLICIES: u64 = 2;
 const STREAM_SERVICES: u64 = 3;
 
 impl SynthCluster {
+    /// The cluster as Palisade's loader reads it, and what it said.
+    pub fn load(
+        &self,
+    ) -> (
+        palisade_model::ClusterState,
+        Vec<palisade_model::Diagnostic>,
+    ) {
+        let mut loader = palisade_model::Loader::new();
+        for f in &self.files {
+            loader.load_str(&f.name, &f.contents);
+        }
+        loader.finish()
+    }
+
     /// Creates `dir` (and its parents) and writes every file into it.
     ///
     /// Files a previous run left there under the generator's own names (`namespaces.yaml`,

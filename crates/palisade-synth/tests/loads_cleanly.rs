@@ -1,16 +1,11 @@
 //! The generated clusters load through Palisade's own loader without a single diagnostic, and the
 //! loader's expansion of workload templates gives exactly the requested number of pods.
 
-use palisade_model::Loader;
 use palisade_synth::{generate, SynthConfig};
 
 fn load(config: SynthConfig) {
     let cluster = generate(&config);
-    let mut loader = Loader::new();
-    for f in &cluster.files {
-        loader.load_str(&f.name, &f.contents);
-    }
-    let (state, diagnostics) = loader.finish();
+    let (state, diagnostics) = cluster.load();
     let shown: Vec<String> = diagnostics
         .iter()
         .take(10)

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 mod support;
 
-use support::{connects, demo_copy, lab_up, palisade, pod, within};
+use support::{connects, demo_copy, lab_up, palisade, pod, within, Reaped};
 
 #[test]
 fn lab_end_to_end() {
@@ -197,16 +197,6 @@ fn lab_end_to_end() {
         .processes
         .iter()
         .all(|p| p.status() != lab::ProcessStatus::Running));
-}
-
-/// A child killed and reaped when dropped, whatever the test did.
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// After a crash, the PIDs in a lab's state file may belong to other processes: `lab status` tells

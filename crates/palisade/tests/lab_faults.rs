@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{connects, demo_copy, free_port, get, lab_up, pod, sample, scrape, within};
+use support::{connects, demo_copy, free_port, get, lab_up, pod, sample, scrape, within, Reaped};
 
 /// Writes `text` to `path` at once (a new file renamed over it), as a careful editor would.
 fn replace(path: &Path, text: &str) {
@@ -33,34 +33,23 @@ fn nft(netns: &str, args: &str) {
 
 /// An interactive `nft` that holds a table flagged `owner`: nobody else may change or delete it
 /// while the process lives; it goes with the process.
-struct OwnedTable(std::process::Child);
-
-impl OwnedTable {
-    fn take(netns: &str) -> OwnedTable {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", netns, "nft", "-i"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.as_mut().unwrap();
-        // One line, one transaction: the agent must not put its table back in between.
-        writeln!(
-            stdin,
-            "delete table inet palisade; add table inet palisade {{ flags owner; }}"
-        )
+fn take_table(netns: &str) -> Reaped {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", netns, "nft", "-i"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
         .unwrap();
-        stdin.flush().unwrap();
-        OwnedTable(child)
-    }
-}
-
-impl Drop for OwnedTable {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    let stdin = child.stdin.as_mut().unwrap();
+    // One line, one transaction: the agent must not put its table back in between.
+    writeln!(
+        stdin,
+        "delete table inet palisade; add table inet palisade {{ flags owner; }}"
+    )
+    .unwrap();
+    stdin.flush().unwrap();
+    Reaped(child)
 }
 
 /// Waits until `/readyz` answers `status` with a body containing `needle`.
@@ -218,7 +207,7 @@ fn bad_input_and_faults_never_open_enforcement() {
     // 6. Another process holds the table (flag `owner`): the agent cannot put its own back; it
     //    says so, retries, and succeeds once that process is gone.
     let failures = sample(&scrape(&metrics), "palisade_ruleset_apply_failures_total");
-    let owned = OwnedTable::take(&lab.node);
+    let owned = take_table(&lab.node);
     readiness(&metrics, 503, "kernel:");
     assert!(sample(&scrape(&metrics), "palisade_ruleset_apply_failures_total") > failures);
     drop(owned);

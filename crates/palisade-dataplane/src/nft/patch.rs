@@ -502,11 +502,7 @@ mod tests {
             policies: 60,
             seed,
         });
-        let mut loader = Loader::new();
-        for f in &synth.files {
-            loader.load_str(&f.name, &f.contents);
-        }
-        loader.finish().0
+        synth.load().0
     }
 
     /// Patch after patch, the ruleset enforces what a full build of the same engine enforces, its

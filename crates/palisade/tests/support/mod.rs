@@ -131,3 +131,13 @@ pub fn lab_up(name: &str, manifests: &Path, extra: &[&str]) -> palisade_dataplan
     );
     palisade_dataplane::lab::Lab::load(name).unwrap()
 }
+
+/// A child killed and reaped when dropped, whatever the test did.
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
