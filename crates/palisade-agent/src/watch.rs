@@ -6,10 +6,12 @@
 //! periodic check) is repaired at once.
 
 use crate::reconcile::{Outcome, Reconciler};
-use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use palisade_dataplane::drift::{DriftMonitor, MonitorThread};
+use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -24,6 +26,10 @@ const POLL: Duration = Duration::from_secs(1);
 const RESYNC: Duration = Duration::from_secs(30);
 /// The first and the longest wait before a failed pass is retried.
 const RETRY: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
+/// How long a pass waits for a manifest being written to be closed: a file read half-written could
+/// hold a rule cut short (`- from:` and nothing after it allows every source). A writer that keeps
+/// a file open longer does not hold the agent back further.
+const WRITE_WAIT: Duration = Duration::from_secs(1);
 /// How often the kernel's table is checked while notifications are heard, and while they are not.
 const CHECK: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs(1));
 
@@ -31,6 +37,8 @@ const CHECK: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs
 enum Wake {
     /// Something changed under the folder.
     Changed,
+    /// A manifest is being written (`true`: modified, not yet closed) or was closed after writing.
+    Writing(PathBuf, bool),
     /// Another process changed the table (the description), or notifications were lost (`lost`).
     Drift { what: String, lost: bool },
     /// The notification monitor stopped.
@@ -62,10 +70,23 @@ impl FolderWatch {
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
                 // Errors and overflows (`need_rescan`) are changes too: a pass reads everything.
-                let relevant = event.map_or(true, |e| !e.kind.is_access());
-                if relevant {
+                let Ok(event) = event else {
                     let _ = tx.send(Wake::Changed);
+                    return;
+                };
+                let writing = match event.kind {
+                    EventKind::Create(CreateKind::File | CreateKind::Any)
+                    | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any) => Some(true),
+                    EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(false),
+                    EventKind::Access(_) => return,
+                    _ => None,
+                };
+                if let Some(writing) = writing {
+                    for path in event.paths.iter().filter(|p| is_manifest(p)) {
+                        let _ = tx.send(Wake::Writing(path.clone(), writing));
+                    }
                 }
+                let _ = tx.send(Wake::Changed);
             })
             .map_err(|e| format!("cannot watch {}: {e}", folder.display()))?;
         watcher
@@ -74,6 +95,13 @@ impl FolderWatch {
         self.watcher = Some(watcher);
         Ok(true)
     }
+}
+
+/// A file the loader reads: `*.yaml`, `*.yml` or `*.json`, not hidden (editors' swap files and
+/// staged copies are not waited for).
+fn is_manifest(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    !name.starts_with('.') && [".yaml", ".yml", ".json"].iter().any(|x| name.ends_with(x))
 }
 
 /// Listens to nf_tables notifications in `netns` on a thread that wakes the loop.
@@ -114,6 +142,9 @@ pub fn run(reconciler: &mut Reconciler, stop: &AtomicBool) {
     let mut retry: Option<(Instant, Duration)> = None;
     let mut last_pass = Instant::now();
     let mut last_check = Instant::now();
+    // Manifests modified and not yet closed, with their last modification.
+    let mut writing: HashMap<PathBuf, Instant> = HashMap::new();
+    let mut held_back = false;
     let mut pass = true;
     loop {
         if pass {
@@ -148,11 +179,17 @@ pub fn run(reconciler: &mut Reconciler, stop: &AtomicBool) {
             .saturating_duration_since(Instant::now())
             .min(TICK);
         let mut drift: Option<(String, &str)> = None;
-        pass = false;
+        pass = held_back;
         let mut woke = rx.recv_timeout(wait).ok();
         while let Some(wake) = woke.take() {
             match wake {
                 Wake::Changed => pass = true,
+                Wake::Writing(path, true) => {
+                    writing.insert(path, Instant::now());
+                }
+                Wake::Writing(path, false) => {
+                    writing.remove(&path);
+                }
                 Wake::Drift { what, lost } => {
                     drift = Some((what, if lost { "lost" } else { "changed" }))
                 }
@@ -167,6 +204,10 @@ pub fn run(reconciler: &mut Reconciler, stop: &AtomicBool) {
             }
         }
         pass |= Instant::now() >= due;
+        // Not while a manifest is half-written (for at most WRITE_WAIT after its last write).
+        writing.retain(|_, last| last.elapsed() < WRITE_WAIT);
+        held_back = pass && !writing.is_empty();
+        pass &= !held_back;
         if drift.is_none() && Instant::now() >= check {
             last_check = Instant::now();
             drift = reconciler.check_kernel().map(|what| (what, "check"));

@@ -424,3 +424,28 @@ fn agent_refuses_unsafe_log_and_socket_paths_and_unknown_groups() {
         );
     }
 }
+
+/// One small file must not exhaust the host: a workload standing for 2^31 pods is rejected before
+/// a pod is made, and a device given as a file is refused rather than read without end.
+#[test]
+fn huge_workloads_and_devices_are_refused_quickly() {
+    let started = std::time::Instant::now();
+    let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: x}\nspec:\n  replicas: 2147483647\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: c, image: i}]}\n";
+    let o = palisade(&["matrix", "-f", "-", "--probe", "80"], Some(deployment));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains(
+            "Deployment x/web: spec.replicas: 2147483647 pods exceed the limit of 10000 pods per workload"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    let o = palisade(&["matrix", "-f", "/dev/zero"], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("/dev/zero: error: not read: a character device"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}

@@ -1,6 +1,6 @@
 //! Faults and bad input never open what the agent was closing, checked with real packets in the lab
-//! (as root): typos and syntax errors in a policy file, a file truncated while being rewritten, the
-//! manifests folder deleted and recreated, the kernel's table deleted or flushed by another tool,
+//! (as root): typos and syntax errors in a policy file, a file truncated or half-written while being
+//! rewritten, the manifests folder deleted and recreated, the kernel's table deleted or flushed by another tool,
 //! and a table the kernel will not let the agent replace. Every degraded state shows in `/readyz`
 //! and the metrics, and the agent recovers when the input (or the kernel) does.
 
@@ -154,6 +154,24 @@ fn bad_input_and_faults_never_open_enforcement() {
     std::fs::write(&policy_file, &good).unwrap();
     std::thread::sleep(Duration::from_millis(1200));
     assert!(blocked(), "rewritten within the grace period: never lifted");
+
+    // 3b. Half-written: the file cut right after `- from:` would allow every source. The agent
+    //     waits for the writer to close it (at most a second).
+    let cut = good.find("    - podSelector:").unwrap();
+    let mut writer = std::fs::File::create(&policy_file).unwrap();
+    writer.write_all(good[..cut].as_bytes()).unwrap();
+    writer.flush().unwrap();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(500) {
+        assert!(
+            blocked(),
+            "a half-written file is not applied while it is being written"
+        );
+    }
+    writer.write_all(good[cut..].as_bytes()).unwrap();
+    drop(writer);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(blocked());
 
     // 4. The whole folder removed and recreated: enforcement stays meanwhile, the agent says its
     //    source is down, and it sees the new folder (it does not go deaf).
