@@ -159,7 +159,7 @@ fn bad_input_and_faults_never_open_enforcement() {
     //     waits for the writer to close it (at most a second).
     let cut = good.find("    - podSelector:").unwrap();
     let mut writer = std::fs::File::create(&policy_file).unwrap();
-    writer.write_all(good[..cut].as_bytes()).unwrap();
+    writer.write_all(&good.as_bytes()[..cut]).unwrap();
     writer.flush().unwrap();
     let started = Instant::now();
     while started.elapsed() < Duration::from_millis(500) {
@@ -168,7 +168,7 @@ fn bad_input_and_faults_never_open_enforcement() {
             "a half-written file is not applied while it is being written"
         );
     }
-    writer.write_all(good[cut..].as_bytes()).unwrap();
+    writer.write_all(&good.as_bytes()[cut..]).unwrap();
     drop(writer);
     std::thread::sleep(Duration::from_millis(300));
     assert!(blocked());
