@@ -8,6 +8,7 @@ pub mod observe;
 pub mod policy_log;
 mod reconcile;
 pub mod safe_fs;
+pub mod state_file;
 mod watch;
 
 pub use reconcile::{Outcome, Reconciler, SourceOptions};

@@ -3,6 +3,7 @@
 use crate::health::{Health, Part};
 use crate::metrics::{Metrics, ReasonLabel, RejectionLabels};
 use crate::policy_log::PolicyLogger;
+use crate::state_file::StateFile;
 use palisade_dataplane::drift::{self, TableInfo};
 use palisade_dataplane::{build_compiled, ApplyError, Audit, Ruleset, TABLE};
 use palisade_model::{DocumentCache, Limits, Load, Loader, RejectReason, Severity, Symlinks};
@@ -78,6 +79,8 @@ pub struct Reconciler {
     kernel_unknown: bool,
     /// The table as the kernel described it after the last apply.
     kernel_table: Option<TableInfo>,
+    /// Where the objects in force are written, for a restart to start from.
+    state_file: Option<StateFile>,
 }
 
 impl Reconciler {
@@ -100,6 +103,43 @@ impl Reconciler {
             unwatched: None,
             kernel_unknown: false,
             kernel_table: None,
+            state_file: None,
+        }
+    }
+
+    /// Writes the objects in force to `path` after passes that applied them, and starts from the
+    /// last good state written there by an earlier run (so that a file broken meanwhile keeps the
+    /// versions that were in force). Call after [`Reconciler::with_source`]: its limits apply.
+    pub fn with_state_file(mut self, path: PathBuf) -> Self {
+        let source = self.source_name();
+        let state = StateFile::new(path, source.clone());
+        if let Some(cache) = state.read(&source, self.source.limits) {
+            self.documents = cache;
+        }
+        self.state_file = Some(state);
+        self
+    }
+
+    /// The source as the state file names it.
+    fn source_name(&self) -> String {
+        let folder = std::fs::canonicalize(&self.manifests).unwrap_or(self.manifests.clone());
+        folder.display().to_string()
+    }
+
+    /// When the objects in force are due to be written to the state file.
+    pub fn state_due(&self) -> Option<Instant> {
+        self.state_file.as_ref()?.due()
+    }
+
+    /// Writes the objects in force to the state file if they are due ([`Reconciler::state_due`]),
+    /// or now and waiting for it with `now`.
+    pub fn write_state(&mut self, now: bool) {
+        if let Some(state) = &mut self.state_file {
+            if now {
+                state.flush(&self.documents);
+            } else {
+                state.write_if_due(&self.documents);
+            }
         }
     }
 
@@ -320,6 +360,7 @@ impl Reconciler {
             state,
             cache,
             revisit,
+            changed,
             ..
         } = load;
         self.documents = cache;
@@ -342,6 +383,11 @@ impl Reconciler {
         let rules = engine.compile_classes(previous.map(|(e, r)| (&**e, r.as_slice())));
         let result = self.enforce(&engine, &rules);
         crate::drop_later(self.compiled.replace((engine.clone(), rules)));
+        if let (Ok(applied), Some(state)) = (&result, &mut self.state_file) {
+            if *applied || changed {
+                state.applied();
+            }
+        }
         match result {
             Ok(false) => {
                 // Annotations and NetworkLogging do not change the ruleset but may change logging.

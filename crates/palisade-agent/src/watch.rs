@@ -159,8 +159,10 @@ pub fn run(reconciler: &mut Reconciler, stop: &AtomicBool) {
             };
         }
         if stop.load(Ordering::Relaxed) {
+            reconciler.write_state(true);
             break;
         }
+        reconciler.write_state(false);
         reconciler.health().turned();
         let resync = last_pass + if watched.is_ok() { RESYNC } else { POLL };
         let check = last_check
@@ -174,8 +176,10 @@ pub fn run(reconciler: &mut Reconciler, stop: &AtomicBool) {
             .flatten()
             .min()
             .unwrap_or(resync);
+        let state_due = reconciler.state_due().unwrap_or(check);
         let wait = due
             .min(check)
+            .min(state_due)
             .saturating_duration_since(Instant::now())
             .min(TICK);
         let mut drift: Option<(String, &str)> = None;

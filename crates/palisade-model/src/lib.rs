@@ -19,6 +19,7 @@ mod objects;
 mod read;
 mod rejection;
 pub mod selector;
+mod snapshot;
 mod state;
 pub mod validate;
 mod workload;
@@ -31,6 +32,7 @@ pub use key::{Kind, ObjectKey};
 pub use loader::{Limits, Load, Loader, DEFAULT_POD_CIDR};
 pub use read::Symlinks;
 pub use rejection::{Held, HeldReason, RejectReason, Rejection};
+pub use snapshot::{InForce, Snapshot};
 pub use state::{
     ClusterState, ContainerPortInfo, NamespaceInfo, OwnerRef, PodInfo, PolicyInfo, ServiceInfo,
     ServicePortInfo,

@@ -63,6 +63,9 @@ pub struct Load {
     /// When a removed or emptied file's grace period ends: a load then makes the removal take
     /// effect, even if nothing else changes.
     pub revisit: Option<Instant>,
+    /// Some file was read anew (it changed, or is new), removed, or could not be read: what the
+    /// load gives may differ from the last load's.
+    pub changed: bool,
     /// The cache for the next load ([`Loader::with_documents`]).
     pub cache: DocumentCache,
 }
@@ -90,6 +93,7 @@ pub struct Loader {
     rejections: Vec<Rejection>,
     held: Vec<Held>,
     revisit: Option<Instant>,
+    changed: bool,
 }
 
 impl Default for Loader {
@@ -116,6 +120,7 @@ impl Loader {
             rejections: Vec::new(),
             held: Vec::new(),
             revisit: None,
+            changed: false,
         }
     }
 
@@ -234,6 +239,7 @@ impl Loader {
     /// Reports a file or folder that cannot be used, as `diagnostic` says; what was read from it
     /// before stays.
     fn unusable(&mut self, path: &Path, diagnostic: Diagnostic, reason: RejectReason) {
+        self.changed = true;
         self.rejections.push(Rejection {
             object: None,
             origin: diagnostic.origin.clone(),
@@ -274,6 +280,7 @@ impl Loader {
         let mut file = match cached {
             Some(file) if file.stamp == stamp => file,
             earlier => {
+                self.changed = true;
                 let display = path.display().to_string();
                 let read = read::listed(read_at, stamp, self.limits.max_file_bytes);
                 let text = match &read {
@@ -312,6 +319,7 @@ impl Loader {
         };
         let objects = file.decoded().filter(|d| d.key().is_some()).count();
         if self.now >= ends {
+            self.changed = true;
             self.diagnostics.push(Diagnostic::new(
                 Severity::Info,
                 origin,
@@ -363,6 +371,7 @@ impl Loader {
     /// stay; removed, they stay for the removal grace.
     fn files_not_read(&mut self) {
         let mut left: Vec<(PathBuf, CachedFile)> = self.documents.files.drain().collect();
+        self.changed |= !left.is_empty();
         left.sort_by(|a, b| a.0.cmp(&b.0));
         for (path, mut file) in left {
             let unreadable = self.unreadable.iter().any(|u| path.starts_with(u));
@@ -442,6 +451,7 @@ impl Loader {
             rejections,
             held: self.held,
             revisit: self.revisit,
+            changed: self.changed,
             cache: self.visited,
         }
     }

@@ -463,6 +463,23 @@ impl Objects {
         }
     }
 
+    /// Every accepted object and where it was read, kind by kind, in reading order.
+    pub fn all(&self) -> impl Iterator<Item = (&Origin, Typed)> {
+        fn each<T>(
+            list: &[Loaded<T>],
+            typed: fn(Arc<T>) -> Typed,
+        ) -> impl Iterator<Item = (&Origin, Typed)> {
+            list.iter()
+                .map(move |l| (&l.origin, typed(l.object.clone())))
+        }
+        each(&self.namespaces, Typed::Namespace)
+            .chain(each(&self.network_logging, Typed::NetworkLogging))
+            .chain(each(&self.policies, Typed::Policy))
+            .chain(each(&self.services, Typed::Service))
+            .chain(each(&self.workloads, Typed::Workload))
+            .chain(each(&self.pods, Typed::Pod))
+    }
+
     /// True when an object with `key` was accepted.
     pub fn contains(&self, key: &ObjectKey) -> bool {
         self.seen.contains_key(key)

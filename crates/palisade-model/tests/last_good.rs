@@ -438,3 +438,77 @@ fn a_misspelt_kind_is_an_error_that_keeps_the_last_good_version() {
     assert!(policies(&third).is_empty());
     assert!(third.rejections.is_empty());
 }
+
+/// Every kind the loader reads, workloads of each kind among them.
+fn every_kind() -> String {
+    let workload = |kind: &str, api: &str, spec: &str| {
+        format!("apiVersion: {api}\nkind: {kind}\nmetadata: {{name: w-{}, namespace: shop, labels: {{tier: x}}}}\nspec:\n{spec}\n---\n", kind.to_lowercase())
+    };
+    let template = "    metadata: {labels: {app: w}}\n    spec: {containers: [{name: c, image: x, ports: [{containerPort: 80, name: http}]}]}";
+    let sel = "  selector: {matchLabels: {app: w}}";
+    [
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {team: a}, annotations: {policy.network.gke.io/enable-deny-logging: 'true'}}\n---\n".to_string(),
+        "apiVersion: networking.gke.io/v1alpha1\nkind: NetworkLogging\nmetadata: {name: default}\nspec: {cluster: {allow: {log: true}, deny: {log: true, delegate: true}}}\n---\n".to_string(),
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: shop, labels: {app: p}}\nspec: {containers: [{name: c, image: x}]}\nstatus: {podIP: 10.244.9.9, hostIP: 192.168.1.1}\n---\n".to_string(),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: shop}\nspec: {selector: {app: w}, ports: [{port: 80, targetPort: http}]}\n---\n".to_string(),
+        policy("a", "10.0.0.0/8"),
+        workload("Deployment", "apps/v1", &format!("  replicas: 2\n{sel}\n  template:\n{template}")),
+        workload("ReplicaSet", "apps/v1", &format!("  replicas: 1\n{sel}\n  template:\n{template}")),
+        workload("StatefulSet", "apps/v1", &format!("  replicas: 3\n  serviceName: s\n{sel}\n  template:\n{template}")),
+        workload("DaemonSet", "apps/v1", &format!("{sel}\n  template:\n{template}")),
+        workload("Job", "batch/v1", &format!("  parallelism: 2\n  template:\n{template}")),
+        workload("CronJob", "batch/v1", &format!("  schedule: '*/5 * * * *'\n  jobTemplate:\n    spec:\n      parallelism: 2\n      template:\n    {}", template.replace("\n", "\n    "))),
+    ]
+    .concat()
+}
+
+/// A snapshot written after a load and read back gives the same state, and stands in for the last
+/// good versions when the agent restarts with a broken file.
+#[test]
+fn a_snapshot_restores_the_last_good_state_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("all.yaml");
+    write(&file, &every_kind());
+    let first = load(dir.path(), DocumentCache::default());
+    assert!(first.diagnostics.is_empty(), "{:#?}", first.diagnostics);
+    assert_eq!(first.state.pods.len(), 1 + 2 + 1 + 3 + 1 + 2 + 2);
+    let source = dir.path().display().to_string();
+    let text = serde_json::to_string(&first.cache.snapshot(&source)).unwrap();
+    let snapshot: palisade_model::Snapshot = serde_json::from_str(&text).unwrap();
+    assert_eq!(snapshot.len(), 11);
+    let restored = DocumentCache::from_snapshot(snapshot, &source, Limits::default()).unwrap();
+    let again = load(dir.path(), restored);
+    let pods = |l: &Load| {
+        l.state
+            .pods
+            .iter()
+            .map(|p| (**p).clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(pods(&again), pods(&first));
+    assert_eq!(again.state.policies, first.state.policies);
+    assert_eq!(again.state.services, first.state.services);
+    assert_eq!(again.state.namespaces, first.state.namespaces);
+    assert_eq!(again.state.network_logging, first.state.network_logging);
+    assert!(again.held.is_empty() && again.rejections.is_empty());
+
+    // Restarted with the policy broken: its snapshot version stays in force.
+    let snapshot = again.cache.snapshot(&source);
+    write(
+        &file,
+        &every_kind().replace("cidr: 10.0.0.0/8", "cidr: 10.0.0.0/88"),
+    );
+    let restored = DocumentCache::from_snapshot(snapshot, &source, Limits::default()).unwrap();
+    let broken = load(dir.path(), restored);
+    assert_eq!(policies(&broken), ["shop/a"]);
+    assert_eq!(cidr(&broken, "a"), "10.0.0.0/8");
+    assert_eq!(broken.held.len(), 1);
+    // Not for another folder, nor another version.
+    let other = serde_json::from_str(&text).unwrap();
+    let e = DocumentCache::from_snapshot(other, "/elsewhere", Limits::default())
+        .err()
+        .unwrap();
+    assert!(e.contains("not of /elsewhere"), "{e}");
+    let old = serde_json::from_str(&text.replacen("\"version\":1", "\"version\":0", 1)).unwrap();
+    assert!(DocumentCache::from_snapshot(old, &source, Limits::default()).is_err());
+}

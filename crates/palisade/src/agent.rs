@@ -59,6 +59,10 @@ pub struct SourceArgs {
     /// Pods in all; objects whose pods would exceed it are left out.
     #[arg(long, value_name = "N", default_value_t = 150_000)]
     pub max_pods: usize,
+    /// Where the objects in force are written, for a restart to start from the last good state
+    /// (default /var/lib/palisade/last-good.json; for a lab: in its state folder).
+    #[arg(long, value_name = "PATH")]
+    pub state_file: Option<PathBuf>,
 }
 
 impl SourceArgs {
@@ -266,15 +270,26 @@ pub fn run(args: Args) -> u8 {
         None => Vec::new(),
     };
     let health = Arc::new(Health::default());
-    let mut reconciler = Reconciler::new(args.manifests.clone(), args.netns.clone())
+    let reconciler = Reconciler::new(args.manifests.clone(), args.netns.clone())
         .with_pinned_ips(pinned)
         .with_metrics(metrics.clone())
         .with_health(health.clone())
         .with_source(args.source.options())
         .with_audit(args.logging.audit());
+    let state_file = args
+        .source
+        .state_file
+        .clone()
+        .unwrap_or_else(|| match &args.lab {
+            Some(name) => palisade_dataplane::lab::last_good(name),
+            None => palisade_agent::state_file::DEFAULT_PATH.into(),
+        });
+    let mut reconciler = reconciler.with_state_file(state_file);
     if args.once {
         // Scripts can trust the code: 2 when anything was rejected, even if the rest was applied.
-        return match reconciler.reconcile() {
+        let outcome = reconciler.reconcile();
+        reconciler.write_state(true);
+        return match outcome {
             Outcome::Failed(_) | Outcome::Applied { rejected: 1.., .. } => exit::INVALID,
             _ if reconciler.health().degraded() => exit::INVALID,
             _ => exit::OK,

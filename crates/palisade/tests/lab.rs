@@ -163,6 +163,7 @@ fn lab_end_to_end() {
         "rules stay after the agent dies"
     );
     std::fs::remove_file(&extra).unwrap();
+    let state_file = dir.path().join("last-good.json");
     let again = palisade(&[
         "agent",
         "--once",
@@ -170,6 +171,8 @@ fn lab_end_to_end() {
         manifests.to_str().unwrap(),
         "--netns",
         &lab.node,
+        "--state-file",
+        state_file.to_str().unwrap(),
     ]);
     assert!(
         again.status.success(),

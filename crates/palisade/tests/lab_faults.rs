@@ -239,4 +239,47 @@ fn bad_input_and_faults_never_open_enforcement() {
         "recovers once the table is free: {last:?}"
     );
     assert!(blocked() && connects(&name, &cart.key, &redis_ip, 6379));
+
+    // 7. Restarted while the policy file is broken: the last good state the agent wrote keeps
+    //    the policy in force (without it, a restart would lift it).
+    let state_file = lab::last_good(&name);
+    let written = within(Duration::from_secs(5), || {
+        std::fs::read_to_string(&state_file)
+            .is_ok_and(|t| t.contains("redis-cart-allow-cartservice"))
+    });
+    assert!(written.is_some(), "the agent writes its last good state");
+    let agent = lab.processes.last().unwrap().pid();
+    let killed = Command::new("kill")
+        .args(["-9", &agent.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    replace(&policy_file, &good.replace("port: 6379", "port: 70000"));
+    let restart = |state: &Path| {
+        support::palisade(&[
+            "agent",
+            "--once",
+            "--lab",
+            &name,
+            "--manifests",
+            manifests.to_str().unwrap(),
+            "--netns",
+            &lab.node,
+            "--state-file",
+            state.to_str().unwrap(),
+        ])
+    };
+    let again = restart(&state_file);
+    assert_eq!(again.status.code(), Some(2), "something was rejected");
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        stderr.contains("its last good version") && stderr.contains("stays in force"),
+        "{stderr}"
+    );
+    assert!(blocked(), "a restart keeps the policy a broken file had");
+    assert!(connects(&name, &cart.key, &redis_ip, 6379));
+    // Without a last good state (a first start), what is valid is enforced: the policy is gone.
+    let again = restart(&dir.path().join("none.json"));
+    assert_eq!(again.status.code(), Some(2));
+    assert!(!blocked(), "a first start enforces what is valid");
 }

@@ -118,6 +118,11 @@ pub fn observe_socket(name: &str) -> PathBuf {
     state_dir().join(format!("lab-{name}-observe.sock"))
 }
 
+/// The agent's last good state (its state file) of lab `name`.
+pub fn last_good(name: &str) -> PathBuf {
+    state_dir().join(format!("lab-{name}-last-good.json"))
+}
+
 /// True for the network namespaces (and `/etc/netns` folders) lab `name` creates: `pal-<name>-node`
 /// and `pal-<name>-p<N>` — and not those of a lab whose name merely starts with `<name>-`.
 fn owns_netns(name: &str, ns: &str) -> bool {
@@ -145,6 +150,7 @@ fn owns_file(name: &str, file: &str) -> bool {
             | "-serve.log"
             | "-observe.sock"
             | "-policy_action.log"
+            | "-last-good.json"
     ) || rest
         .strip_prefix("-policy_action-")
         .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()) && r.ends_with(".log"))
