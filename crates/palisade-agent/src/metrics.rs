@@ -79,7 +79,7 @@ pub struct Metrics {
     /// 1 while the source is readable and watched, else 0.
     pub source_up: Gauge,
     /// Unix time of the last pass that read the source.
-    pub source_last_event: Gauge<f64, AtomicU64>,
+    pub source_last_read: Gauge<f64, AtomicU64>,
     /// Times the kernel's table was found altered or missing and was replaced, by why.
     pub drift_repairs: Family<ReasonLabel, Counter>,
     /// Observe clients turned away: `too_many_clients`, `request_too_large`, `request_timeout`,
@@ -111,7 +111,7 @@ impl Metrics {
             objects_held: Family::default(),
             degraded: Gauge::default(),
             source_up: Gauge::default(),
-            source_last_event: Gauge::default(),
+            source_last_read: Gauge::default(),
             drift_repairs: Family::default(),
             observe_rejected: Family::default(),
         };
@@ -187,9 +187,9 @@ impl Metrics {
             m.source_up.clone(),
         );
         registry.register(
-            "source_last_event_seconds",
-            "Unix time of the last pass that read the source",
-            m.source_last_event.clone(),
+            "source_last_read_seconds",
+            "Unix time of the last pass that read the source (every change, and at least every 30 s)",
+            m.source_last_read.clone(),
         );
         registry.register(
             "drift_repairs",

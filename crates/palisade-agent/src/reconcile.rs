@@ -372,6 +372,8 @@ impl Reconciler {
             );
             tracing::error!("{reason}");
             self.metrics.apply_failures.inc();
+            // A table altered meanwhile is still put back.
+            self.repair();
             return Outcome::Failed(reason);
         }
         let state = Arc::new(state);
@@ -481,8 +483,7 @@ impl Reconciler {
         });
         if !unreadable {
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-            m.source_last_event
-                .set(now.map_or(0.0, |d| d.as_secs_f64()));
+            m.source_last_read.set(now.map_or(0.0, |d| d.as_secs_f64()));
         }
         let problem = if unreadable {
             Some(format!(

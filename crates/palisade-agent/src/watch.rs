@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 
 /// How long the folder must be quiet before a change is applied (editors write in several steps).
 const DEBOUNCE: Duration = Duration::from_millis(50);
+/// A burst of changes is applied this long after its first change at the latest, quiet or not:
+/// a stream of events (someone touching files every few milliseconds) never holds passes off.
+const MAX_BURST: Duration = Duration::from_secs(1);
 /// How often the loop turns at least: checks the folder is still the one watched, and `stop`.
 const TICK: Duration = Duration::from_millis(200);
 /// How often the folder is read when it cannot be watched.
@@ -26,10 +29,12 @@ const POLL: Duration = Duration::from_secs(1);
 const RESYNC: Duration = Duration::from_secs(30);
 /// The first and the longest wait before a failed pass is retried.
 const RETRY: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
-/// How long a pass waits for a manifest being written to be closed: a file read half-written could
-/// hold a rule cut short (`- from:` and nothing after it allows every source). A writer that keeps
-/// a file open longer does not hold the agent back further.
+/// How long a pass waits for a manifest being written to be closed, from its first write: a file
+/// read half-written could hold a rule cut short (`- from:` and nothing after it allows every
+/// source). A writer that keeps a file open longer does not hold the agent back further.
 const WRITE_WAIT: Duration = Duration::from_secs(1);
+/// How long after a failed attempt the folder is watched again (doubling up to [`RESYNC`]).
+const REWATCH: Duration = Duration::from_secs(1);
 /// How often the kernel's table is checked while notifications are heard, and while they are not.
 const CHECK: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs(1));
 
@@ -51,57 +56,141 @@ struct FolderWatch {
     watcher: Option<RecommendedWatcher>,
     /// Device and inode of the folder watched.
     watched: Option<(u64, u64)>,
+    /// After a failed attempt: when to try again, and the wait that led there.
+    retry: Option<(Instant, Duration)>,
 }
 
 impl FolderWatch {
     /// Watches `folder` again if it is not the folder watched (replaced, removed, recreated);
-    /// true when that changed what is watched. An error says why it cannot be watched.
+    /// true when that changed what is watched. An error says why it cannot be watched (attempts
+    /// are then spaced out: setting up a watch walks the whole tree).
     fn ensure(&mut self, folder: &Path) -> Result<bool, String> {
         let now = std::fs::metadata(folder).ok().map(|m| (m.dev(), m.ino()));
         if now == self.watched && (self.watcher.is_some() || now.is_none()) {
             return Ok(false);
         }
-        self.watcher = None;
-        self.watched = now;
         if now.is_none() {
+            self.watcher = None;
+            self.watched = None;
             return Err(format!("{} does not exist", folder.display()));
         }
+        if now == self.watched && self.retry.is_some_and(|(at, _)| Instant::now() < at) {
+            return Err(format!("{} cannot be watched", folder.display()));
+        }
+        self.watcher = None;
+        self.watched = now;
+        match self.watch(folder) {
+            Ok(watcher) => {
+                self.watcher = Some(watcher);
+                self.retry = None;
+                Ok(true)
+            }
+            Err(e) => {
+                let wait = self.retry.map_or(REWATCH, |(_, w)| (w * 2).min(RESYNC));
+                self.retry = Some((Instant::now() + wait, wait));
+                Err(format!("cannot watch {}: {e}", folder.display()))
+            }
+        }
+    }
+
+    fn watch(&self, folder: &Path) -> notify::Result<RecommendedWatcher> {
         let tx = self.tx.clone();
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                // Errors and overflows (`need_rescan`) are changes too: a pass reads everything.
-                let Ok(event) = event else {
-                    let _ = tx.send(Wake::Changed);
-                    return;
-                };
-                let writing = match event.kind {
-                    EventKind::Create(CreateKind::File | CreateKind::Any)
-                    | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any) => Some(true),
-                    EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(false),
-                    EventKind::Access(_) => return,
-                    _ => None,
-                };
-                if let Some(writing) = writing {
-                    for path in event.paths.iter().filter(|p| is_manifest(p)) {
-                        let _ = tx.send(Wake::Writing(path.clone(), writing));
-                    }
-                }
+        let handler = move |event: notify::Result<notify::Event>| {
+            // Errors and overflows (`need_rescan`) are changes too: a pass reads everything.
+            let Ok(event) = event else {
                 let _ = tx.send(Wake::Changed);
-            })
-            .map_err(|e| format!("cannot watch {}: {e}", folder.display()))?;
-        watcher
-            .watch(folder, RecursiveMode::Recursive)
-            .map_err(|e| format!("cannot watch {}: {e}", folder.display()))?;
-        self.watcher = Some(watcher);
-        Ok(true)
+                return;
+            };
+            let writing = match event.kind {
+                EventKind::Create(CreateKind::File | CreateKind::Any)
+                | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any) => Some(true),
+                EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(false),
+                EventKind::Access(_) => return,
+                _ => None,
+            };
+            if let Some(writing) = writing {
+                for path in event.paths.iter().filter(|p| is_manifest(p)) {
+                    let _ = tx.send(Wake::Writing(path.clone(), writing));
+                }
+            }
+            let _ = tx.send(Wake::Changed);
+        };
+        // Links are never followed: one to `/` would have a root process watch the whole host.
+        let config = notify::Config::default().with_follow_symlinks(false);
+        let mut watcher = RecommendedWatcher::new(handler, config)?;
+        watcher.watch(folder, RecursiveMode::Recursive)?;
+        Ok(watcher)
     }
 }
 
-/// A file the loader reads: `*.yaml`, `*.yml` or `*.json`, not hidden (editors' swap files and
-/// staged copies are not waited for).
+/// When the loop passes: every timing decision about changes to the folder, without I/O.
+#[derive(Default)]
+struct Schedule {
+    /// The first and the last change of the burst not yet passed.
+    burst: Option<(Instant, Instant)>,
+    /// Manifests modified and not yet closed, with their first modification.
+    writing: HashMap<PathBuf, Instant>,
+}
+
+impl Schedule {
+    /// Something changed under the folder.
+    fn changed(&mut self, now: Instant) {
+        let first = self.burst.map_or(now, |(first, _)| first);
+        self.burst = Some((first, now));
+    }
+
+    /// Manifest `path` was written to (`open`), or closed after writing.
+    fn writing(&mut self, path: PathBuf, open: bool, now: Instant) {
+        if open {
+            self.writing.entry(path).or_insert(now);
+        } else {
+            self.writing.remove(&path);
+        }
+    }
+
+    /// When the burst's pass is due: once the folder is quiet, or [`MAX_BURST`] after its first
+    /// change.
+    fn burst_due(&self) -> Option<Instant> {
+        self.burst
+            .map(|(first, last)| (last + DEBOUNCE).min(first + MAX_BURST))
+    }
+
+    /// Until when passes wait for manifests being written (at most [`WRITE_WAIT`] after the first
+    /// write of each).
+    fn held_until(&self, now: Instant) -> Option<Instant> {
+        (self.writing.values())
+            .map(|&first| first + WRITE_WAIT)
+            .filter(|&until| until > now)
+            .max()
+    }
+
+    /// Whether to pass now, with another pass due at `due` (a retry, a revisit, the resync); a
+    /// pass clears the burst.
+    fn pass(&mut self, now: Instant, due: Instant) -> bool {
+        self.writing.retain(|_, first| now < *first + WRITE_WAIT);
+        let wanted = self.burst_due().is_some_and(|d| now >= d) || now >= due;
+        if wanted && self.writing.is_empty() {
+            self.burst = None;
+            return true;
+        }
+        false
+    }
+
+    /// When the loop should wake to pass, with another pass due at `due`: never earlier than
+    /// the manifests being written allow, so that a held-back pass does not spin.
+    fn wake(&self, now: Instant, due: Instant) -> Instant {
+        let wanted = self.burst_due().map_or(due, |b| b.min(due));
+        match self.held_until(now) {
+            Some(until) => wanted.max(until),
+            None => wanted,
+        }
+    }
+}
+
+/// A file the loader reads.
 fn is_manifest(path: &Path) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    !name.starts_with('.') && [".yaml", ".yml", ".json"].iter().any(|x| name.ends_with(x))
+    palisade_model::is_manifest_name(name)
 }
 
 /// Listens to nf_tables notifications in `netns` on a thread that wakes the loop.
@@ -135,16 +224,15 @@ pub fn run(reconciler: &mut Reconciler, stop: &AtomicBool) {
         tx,
         watcher: None,
         watched: None,
+        retry: None,
     };
     let mut watched = watch.ensure(&folder).map(|_| false);
     reconciler.set_unwatched(watched.as_ref().err().cloned());
+    let mut schedule = Schedule::default();
     // When a failed pass is retried, and the wait that led there (doubled on each failure).
     let mut retry: Option<(Instant, Duration)> = None;
     let mut last_pass = Instant::now();
     let mut last_check = Instant::now();
-    // Manifests modified and not yet closed, with their last modification.
-    let mut writing: HashMap<PathBuf, Instant> = HashMap::new();
-    let mut held_back = false;
     let mut pass = true;
     loop {
         if pass {
@@ -165,53 +253,57 @@ pub fn run(reconciler: &mut Reconciler, stop: &AtomicBool) {
         reconciler.write_state(false);
         reconciler.health().turned();
         let resync = last_pass + if watched.is_ok() { RESYNC } else { POLL };
+        let due = [reconciler.revisit(), retry.map(|r| r.0), Some(resync)]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(resync);
         let check = last_check
             + if drift_monitor.is_some() {
                 CHECK.0
             } else {
                 CHECK.1
             };
-        let due = [reconciler.revisit(), retry.map(|r| r.0), Some(resync)]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(resync);
-        let state_due = reconciler.state_due().unwrap_or(check);
-        let wait = due
-            .min(check)
-            .min(state_due)
-            .saturating_duration_since(Instant::now())
-            .min(TICK);
+        let now = Instant::now();
+        let wake = [
+            schedule.wake(now, due),
+            check,
+            reconciler.state_due().unwrap_or(check),
+        ]
+        .into_iter()
+        .min()
+        .unwrap_or(check);
         let mut drift: Option<(String, &str)> = None;
-        pass = held_back;
-        let mut woke = rx.recv_timeout(wait).ok();
-        while let Some(wake) = woke.take() {
-            match wake {
-                Wake::Changed => pass = true,
-                Wake::Writing(path, true) => {
-                    writing.insert(path, Instant::now());
+        if let Ok(first) = rx.recv_timeout(wake.saturating_duration_since(now).min(TICK)) {
+            // Everything that arrived, without waiting further.
+            for woke in std::iter::once(first).chain(rx.try_iter()) {
+                match woke {
+                    Wake::Changed => schedule.changed(Instant::now()),
+                    Wake::Writing(path, open) => schedule.writing(path, open, Instant::now()),
+                    Wake::Drift { what, lost } => {
+                        drift = Some((what, if lost { "lost" } else { "changed" }))
+                    }
+                    Wake::MonitorDown(e) => {
+                        tracing::warn!("nf_tables notifications stopped: {e}; checking the table every second instead");
+                        drift_monitor = None;
+                    }
                 }
-                Wake::Writing(path, false) => {
-                    writing.remove(&path);
-                }
-                Wake::Drift { what, lost } => {
-                    drift = Some((what, if lost { "lost" } else { "changed" }))
-                }
-                Wake::MonitorDown(e) => {
-                    tracing::warn!("nf_tables notifications stopped: {e}; checking the table every second instead");
-                    drift_monitor = None;
-                }
-            }
-            // Changes come in bursts (editors write in several steps): wait for quiet.
-            if pass {
-                woke = rx.recv_timeout(DEBOUNCE).ok();
             }
         }
-        pass |= Instant::now() >= due;
-        // Not while a manifest is half-written (for at most WRITE_WAIT after its last write).
-        writing.retain(|_, last| last.elapsed() < WRITE_WAIT);
-        held_back = pass && !writing.is_empty();
-        pass &= !held_back;
+        let now_watched = watch.ensure(&folder);
+        if matches!(now_watched, Ok(true)) {
+            schedule.changed(Instant::now());
+        }
+        let now_watched = now_watched.map(|_| false);
+        if now_watched != watched {
+            match &now_watched {
+                Err(why) => tracing::warn!("{why}; reading it every {} s", POLL.as_secs()),
+                Ok(_) => tracing::info!("watching {} again", folder.display()),
+            }
+            reconciler.set_unwatched(now_watched.as_ref().err().cloned());
+            watched = now_watched;
+        }
+        pass = schedule.pass(Instant::now(), due);
         if drift.is_none() && Instant::now() >= check {
             last_check = Instant::now();
             drift = reconciler.check_kernel().map(|what| (what, "check"));
@@ -226,16 +318,72 @@ pub fn run(reconciler: &mut Reconciler, stop: &AtomicBool) {
                 retry = Some((Instant::now() + RETRY.0, RETRY.0));
             }
         }
-        let now_watched = watch.ensure(&folder);
-        pass |= matches!(now_watched, Ok(true));
-        let now_watched = now_watched.map(|_| false);
-        if now_watched != watched {
-            match &now_watched {
-                Err(why) => tracing::warn!("{why}; polling it every {} s", POLL.as_secs()),
-                Ok(_) => tracing::info!("watching {} again", folder.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(start: Instant, ms: u64) -> Instant {
+        start + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn a_burst_passes_once_quiet_or_a_second_after_its_first_change() {
+        let t = Instant::now();
+        let never = at(t, 1_000_000);
+        let mut s = Schedule::default();
+        assert!(!s.pass(t, never));
+        s.changed(t);
+        assert!(!s.pass(at(t, 20), never));
+        assert_eq!(s.wake(at(t, 20), never), at(t, 50));
+        assert!(s.pass(at(t, 50), never));
+        assert!(!s.pass(at(t, 60), never), "the burst was passed");
+        // A change every 20 ms never quiets down: passed a second after the first.
+        for ms in (100..2000).step_by(20) {
+            s.changed(at(t, ms));
+            let passed = s.pass(at(t, ms + 1), never);
+            assert_eq!(passed, ms + 1 >= 1100, "at {ms} ms");
+            if passed {
+                break;
             }
-            reconciler.set_unwatched(now_watched.as_ref().err().cloned());
-            watched = now_watched;
         }
+        // Another pass due (a retry, the resync) passes without a change.
+        assert!(s.pass(at(t, 3000), at(t, 3000)));
+    }
+
+    #[test]
+    fn a_manifest_being_written_holds_passes_a_second_from_its_first_write() {
+        let t = Instant::now();
+        let never = at(t, 1_000_000);
+        let mut s = Schedule::default();
+        let file = PathBuf::from("p.yaml");
+        s.writing(file.clone(), true, t);
+        s.changed(t);
+        assert!(!s.pass(at(t, 100), never), "held while written");
+        // The loop wakes when the hold ends, not before (a held-back pass must not spin).
+        assert_eq!(s.wake(at(t, 100), at(t, 0)), at(t, 1000));
+        // Closed: passes at once.
+        s.writing(file.clone(), false, at(t, 200));
+        assert!(s.pass(at(t, 200), never));
+        // A writer that writes every half second without closing: held at most a second from
+        // its first write, then passed.
+        s.writing(file.clone(), true, at(t, 300));
+        for ms in (300..1300).step_by(500) {
+            s.writing(file.clone(), true, at(t, ms));
+            s.changed(at(t, ms));
+        }
+        assert!(!s.pass(at(t, 1200), never));
+        assert!(s.pass(at(t, 1300), never));
+        // Closed or not, two files: held until both are done.
+        let other = PathBuf::from("q.yaml");
+        s.writing(file.clone(), true, at(t, 2000));
+        s.writing(other.clone(), true, at(t, 2100));
+        s.changed(at(t, 2100));
+        s.writing(file, false, at(t, 2200));
+        assert!(!s.pass(at(t, 2300), never));
+        s.writing(other, false, at(t, 2400));
+        assert!(s.pass(at(t, 2400), never));
     }
 }

@@ -30,7 +30,7 @@ pub use diagnostic::{summarize, Diagnostic, FieldIssue, Origin, Severity, Summar
 pub use document::{decode_utf8, is_blank, MAX_DEPTH};
 pub use key::{Kind, ObjectKey};
 pub use loader::{Limits, Load, Loader, DEFAULT_POD_CIDR};
-pub use read::Symlinks;
+pub use read::{is_manifest_name, read_bounded, Symlinks};
 pub use rejection::{Held, HeldReason, RejectReason, Rejection};
 pub use snapshot::{InForce, Snapshot};
 pub use state::{

@@ -4,7 +4,7 @@ use crate::cache::{plural, CachedFile, DocumentCache, ObjectPods, Source};
 use crate::diagnostic::{Diagnostic, Origin, Severity};
 use crate::key::{Kind, ObjectKey};
 use crate::logging::LoggingConfig;
-use crate::objects::{labels_of, DecodeLimits, Decoded, Loaded, Objects};
+use crate::objects::{labels_of, DecodeLimits, Loaded, Objects, Typed, Workload};
 use crate::read::{self, Entry, ReadError, Stamp, Symlinks};
 use crate::rejection::{Held, HeldReason, RejectReason, Rejection};
 use crate::state::{
@@ -94,6 +94,12 @@ pub struct Loader {
     held: Vec<Held>,
     revisit: Option<Instant>,
     changed: bool,
+    /// Folders loaded.
+    roots: Vec<PathBuf>,
+    /// Manifest files listed (read, or taken from the cache).
+    listed: usize,
+    /// The keys of the objects in force after the last load: first in line for the pod limit.
+    previous: HashSet<ObjectKey>,
 }
 
 impl Default for Loader {
@@ -121,6 +127,9 @@ impl Loader {
             held: Vec::new(),
             revisit: None,
             changed: false,
+            roots: Vec::new(),
+            listed: 0,
+            previous: HashSet::default(),
         }
     }
 
@@ -193,6 +202,7 @@ impl Loader {
             Err(e) => self.refused(path, ReadError::Io(e)),
             Ok(meta) if meta.is_dir() => {
                 let root = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+                self.roots.push(path.to_path_buf());
                 self.load_dir(path, &root);
             }
             Ok(meta) if meta.is_file() => {
@@ -276,157 +286,191 @@ impl Loader {
     /// Loads the file listed at `path` (read at `read_at`) through the document cache: read and
     /// decoded again only when it changed.
     fn load_file(&mut self, path: &Path, read_at: &Path, stamp: Stamp) {
-        let cached = self.documents.files.remove(path);
-        let mut file = match cached {
+        self.listed += 1;
+        let file = match self.documents.files.remove(path) {
             Some(file) if file.stamp == stamp => file,
             earlier => {
                 self.changed = true;
                 let display = path.display().to_string();
-                let read = read::listed(read_at, stamp, self.limits.max_file_bytes);
-                let text = match &read {
-                    Ok(bytes) => document::decode_utf8(&display, bytes)
+                let text = match read::listed(read_at, stamp, self.limits.max_file_bytes) {
+                    Ok((bytes, stamp)) => document::decode_utf8(&display, &bytes)
+                        .map(|text| (text.to_owned(), stamp))
                         .map_err(|d| (d, RejectReason::Syntax)),
-                    Err(e) => Err(read_failure(path, e)),
+                    Err(e) => Err(read_failure(path, &e)),
                 };
                 match text {
-                    Ok(text) => {
+                    Ok((text, stamp)) => {
                         let limits = self.decode_limits();
-                        CachedFile::parse(&display, stamp, text, earlier, limits, self.now)
+                        CachedFile::parse(&display, stamp, &text, earlier, limits)
                     }
-                    Err((diagnostic, reason)) => {
-                        if let Some(earlier) = earlier {
-                            self.documents.files.insert(path.to_path_buf(), earlier);
-                        }
-                        return self.unusable(path, diagnostic, reason);
-                    }
+                    Err((diagnostic, reason)) => return self.unusable(path, diagnostic, reason),
                 }
             }
         };
-        if file.gone_since.is_some() && !self.still_held(path, &mut file) {
-            file.forget();
-        }
-        self.use_file(path, file);
-    }
-
-    /// For a removed or emptied file: true while its grace period lasts (then its objects are
-    /// held, and a revisit is due when it ends).
-    fn still_held(&mut self, path: &Path, file: &mut CachedFile) -> bool {
-        let since = *file.gone_since.get_or_insert(self.now);
-        let ends = since + self.removal_grace;
-        let origin = Origin {
-            file: path.display().to_string(),
-            line: None,
-        };
-        let objects = file.decoded().filter(|d| d.key().is_some()).count();
-        if self.now >= ends {
-            self.changed = true;
-            self.diagnostics.push(Diagnostic::new(
-                Severity::Info,
-                origin,
-                format!(
-                    "removed or emptied: its {} no longer in force",
-                    plural(objects, "object")
-                ),
-            ));
-            return false;
-        }
-        self.diagnostics.push(Diagnostic::new(
-            Severity::Warning,
-            origin,
-            format!(
-                "removed or emptied: its {} stay in force for another {} ms in case it is being rewritten (write files elsewhere and rename them into the folder to replace them at once)",
-                plural(objects, "object"),
-                (ends - self.now).as_millis()
-            ),
-        ));
-        self.revisit = Some(self.revisit.map_or(ends, |r| r.min(ends)));
-        true
-    }
-
-    /// Adds a file's objects and diagnostics to this load, and keeps it for the next.
-    fn use_file(&mut self, path: &Path, file: CachedFile) {
         self.syntax_errors(&file.diagnostics);
         self.diagnostics.extend(file.diagnostics.iter().cloned());
-        for document in &file.documents {
-            let why = if document.held {
-                Some(HeldReason::Unreadable)
-            } else {
-                file.gone_since.map(|_| HeldReason::Removed)
-            };
-            for d in document.decoded.iter() {
-                if let (Some((key, origin)), Some(why)) = (d.placed(), why) {
-                    self.held.push(Held {
-                        object: key.clone(),
-                        origin: origin.clone(),
-                        why,
-                    });
-                }
-                self.objects.add(d, &mut self.diagnostics);
-            }
+        for d in file.decoded() {
+            self.objects.add(d, &mut self.diagnostics);
         }
         self.visited.files.insert(path.to_path_buf(), file);
     }
 
-    /// The files of the last load this one did not read: under a folder that cannot be read, they
-    /// stay; removed, they stay for the removal grace.
-    fn files_not_read(&mut self) {
-        let mut left: Vec<(PathBuf, CachedFile)> = self.documents.files.drain().collect();
-        self.changed |= !left.is_empty();
-        left.sort_by(|a, b| a.0.cmp(&b.0));
-        for (path, mut file) in left {
-            let unreadable = self.unreadable.iter().any(|u| path.starts_with(u));
-            if unreadable {
-                for (key, origin) in file.decoded().filter_map(Decoded::placed) {
-                    self.held.push(Held {
-                        object: key.clone(),
-                        origin: origin.clone(),
-                        why: HeldReason::Unreadable,
-                    });
-                }
-                for d in file.decoded() {
-                    self.objects
-                        .add(&d.without_diagnostics(), &mut self.diagnostics);
-                }
-                self.visited.files.insert(path, file);
-            } else if !file.is_empty() && self.still_held(&path, &mut file) {
-                self.use_file(&path, file);
+    /// The objects in force after the last load that this one did not give (fresh objects always
+    /// win) stay in force at their last good version when what became of them is unclear:
+    /// - rejected, under the same key;
+    /// - their file (or a folder above it) cannot be read, or the folder holds no manifest at all
+    ///   (an unmounted volume shows an empty folder);
+    /// - their file has a rejected part: a syntax error, a document that is not an object, an
+    ///   object rejected under another key (a misspelt name or namespace) — which objects that
+    ///   part defined is unknown;
+    /// - their file was removed or emptied, for the removal grace (it may be being rewritten).
+    ///
+    /// Otherwise (their file reads cleanly and no longer defines them) they are gone.
+    fn hold_last_good(&mut self) {
+        let previous = std::mem::take(&mut self.documents.objects);
+        let mut gone = std::mem::take(&mut self.documents.gone);
+        // Files of the last load not seen in this one: removed, or under what cannot be read.
+        self.changed |= !self.documents.files.is_empty();
+        let rejections = self.objects.rejections.iter().chain(&self.rejections);
+        let mut dirty: HashSet<PathBuf> = HashSet::default();
+        let mut rejected: HashSet<ObjectKey> = HashSet::default();
+        for r in rejections {
+            if matches!(
+                r.reason,
+                RejectReason::Decode | RejectReason::Invalid | RejectReason::Syntax
+            ) {
+                dirty.insert(PathBuf::from(&r.origin.file));
+                rejected.extend(r.object.clone());
             }
         }
-    }
-
-    /// Rejected objects that the last load had keep their last good version in force.
-    fn keep_last_good(&mut self) {
-        let previous = std::mem::take(&mut self.documents.objects);
-        let fallbacks: Vec<(usize, ObjectKey)> = (self.objects.rejections.iter().enumerate())
-            .filter(|(_, r)| matches!(r.reason, RejectReason::Decode | RejectReason::Invalid))
-            .filter_map(|(i, r)| Some((i, r.object.clone()?)))
-            .filter(|(_, key)| key.kind != Kind::NetworkLogging)
-            .collect();
-        for (i, key) in fallbacks {
-            if self.objects.contains(&key) {
+        let no_manifest = self.listed == 0 && !previous.is_empty() && self.unreadable.is_empty();
+        if no_manifest {
+            self.folder_without_manifests();
+        }
+        // The objects held, and those whose removal takes effect now.
+        let mut held: Vec<(ObjectKey, Origin, Typed, HeldReason)> = Vec::new();
+        let mut removed: Vec<(ObjectKey, Origin)> = Vec::new();
+        for (key, origin, typed) in previous.all() {
+            if self.objects.contains(key) {
                 continue;
             }
-            let Some(last_good) = previous.get(&key) else {
-                continue;
+            let file = Path::new(&origin.file);
+            let read = self.visited.files.get(file);
+            let why = if rejected.contains(key) {
+                // NetworkLogging keeps its last good switches in the agent, which must see it
+                // rejected (GKE's InvalidNetworkLogging event).
+                (key.kind != Kind::NetworkLogging).then_some(HeldReason::Rejected)
+            } else if no_manifest || self.unreadable.iter().any(|u| file.starts_with(u)) {
+                Some(HeldReason::Unreadable)
+            } else if dirty.contains(file) {
+                Some(HeldReason::Rejected)
+            } else if read.is_none_or(CachedFile::is_blank) {
+                let since = *gone.entry(file.to_path_buf()).or_insert(self.now);
+                let ends = since + self.removal_grace;
+                (self.now < ends).then(|| {
+                    self.revisit = Some(self.revisit.map_or(ends, |r| r.min(ends)));
+                    HeldReason::Removed
+                })
+            } else {
+                None
             };
-            let origin = last_good.1.clone();
-            self.objects.add_object(&last_good, &mut self.diagnostics);
-            let rejection = &mut self.objects.rejections[i];
-            rejection.kept = Some(origin.clone());
-            self.diagnostics.push(Diagnostic {
-                object: Some(key.to_string()),
-                ..Diagnostic::new(
-                    Severity::Warning,
-                    rejection.origin.clone(),
-                    format!("its last good version ({origin}) stays in force until this is fixed"),
-                )
-            });
+            match why {
+                Some(why) => held.push((key.clone(), origin.clone(), typed, why)),
+                None if gone.contains_key(file) => removed.push((key.clone(), origin.clone())),
+                None => {}
+            }
+        }
+        for (key, origin) in removed {
+            self.removed(&key, &origin);
+        }
+        gone.retain(|file, _| {
+            held.iter()
+                .any(|h| h.3 == HeldReason::Removed && Path::new(&h.1.file) == file)
+        });
+        self.visited.gone = gone;
+        self.previous = previous.keys().cloned().collect();
+        self.hold(held);
+    }
+
+    /// Adds `held` objects to this load, reports them (the rejections they stand in for, one
+    /// warning per file and why) and lists them in [`Load::held`].
+    fn hold(&mut self, held: Vec<(ObjectKey, Origin, Typed, HeldReason)>) {
+        let mut by_file: Vec<((String, HeldReason), Vec<String>)> = Vec::new();
+        for (key, origin, typed, why) in held {
+            if why == HeldReason::Rejected {
+                for r in self.objects.rejections.iter_mut() {
+                    if r.object.as_ref() == Some(&key) {
+                        r.kept = Some(origin.clone());
+                    }
+                }
+            }
+            let name = format!("{key} ({origin})");
+            match by_file
+                .iter_mut()
+                .find(|(f, _)| f.0 == origin.file && f.1 == why)
+            {
+                Some((_, names)) => names.push(name),
+                None => by_file.push(((origin.file.clone(), why), vec![name])),
+            }
+            self.objects
+                .add_object(&(key.clone(), origin.clone(), typed), &mut self.diagnostics);
             self.held.push(Held {
                 object: key,
                 origin,
-                why: HeldReason::Rejected,
+                why,
             });
         }
+        for ((file, why), names) in by_file {
+            let what = match why {
+                HeldReason::Rejected => "part of it was rejected",
+                HeldReason::Unreadable => "it cannot be read",
+                HeldReason::Removed => "it was removed or emptied, maybe to be written again",
+            };
+            let until = match why {
+                HeldReason::Removed => format!(
+                    "for {} ms more (write files elsewhere and rename them into the folder to replace them at once)",
+                    self.removal_grace.as_millis()
+                ),
+                _ => "until it is fixed".into(),
+            };
+            self.diagnostics.push(Diagnostic::new(
+                Severity::Warning,
+                Origin { file, line: None },
+                format!(
+                    "{what}: the last good version of {} {} in force {until}: {}",
+                    plural(names.len(), "object"),
+                    if names.len() == 1 { "stays" } else { "stay" },
+                    names.join(", ")
+                ),
+            ));
+        }
+    }
+
+    /// Reports an object whose removal took effect (its file's grace period is over).
+    fn removed(&mut self, key: &ObjectKey, origin: &Origin) {
+        self.diagnostics.push(Diagnostic {
+            object: Some(key.to_string()),
+            ..Diagnostic::new(
+                Severity::Warning,
+                origin.clone(),
+                "removed: its file was removed or emptied and stayed so; no longer in force",
+            )
+        });
+    }
+
+    /// Reports a folder that holds no manifest while objects were in force: probably a volume not
+    /// (yet) mounted; a folder meant to enforce nothing keeps an empty `.yaml` file.
+    fn folder_without_manifests(&mut self) {
+        let folder = self.roots.first().cloned().unwrap_or_default();
+        let diagnostic = Diagnostic::new(
+            Severity::Error,
+            Origin {
+                file: folder.display().to_string(),
+                line: None,
+            },
+            "holds no manifest file: the last good state stays in force (to enforce nothing, leave an empty .yaml file in it)",
+        );
+        self.unusable(&folder, diagnostic, RejectReason::Unreadable);
     }
 
     /// Expands workload templates, allocates missing pod IPs and returns the snapshot and every
@@ -440,8 +484,7 @@ impl Loader {
     /// ([`Loader::with_documents`]): the files read by this one, the pods made from their objects,
     /// and every object in force.
     pub fn finish_with_cache(mut self) -> Load {
-        self.files_not_read();
-        self.keep_last_good();
+        self.hold_last_good();
         let state = self.state();
         let mut rejections = std::mem::take(&mut self.visited.objects.rejections);
         rejections.append(&mut self.rejections);
@@ -464,48 +507,24 @@ impl Loader {
         let mut pods: Vec<Arc<PodInfo>> = Vec::new();
         let mut made_by: Vec<usize> = Vec::new();
         let mut sources: Vec<Source> = Vec::new();
-        // Objects whose pods would exceed the limit in all: left out before their pods are made.
-        let mut over: Vec<(ObjectKey, Origin, usize)> = Vec::new();
-        let max_pods = self.limits.max_pods;
-        let mut add = |source: Source,
-                       key: ObjectKey,
-                       origin: &Origin,
-                       count: usize,
-                       make: &dyn Fn() -> Vec<PodInfo>| {
-            if pods.len() + count > max_pods {
-                return over.push((key, origin.clone(), count));
-            }
+        let candidates: Vec<Maker> = (objects.pods.iter().map(Maker::Pod))
+            .chain(
+                workload::podless(&objects.workloads, &objects.pods)
+                    .into_iter()
+                    .map(Maker::Workload),
+            )
+            .collect();
+        let admitted = self.admit(&candidates);
+        for (maker, _) in candidates.iter().zip(&admitted).filter(|(_, a)| **a) {
+            let source = maker.source();
             let list = match previous.remove(&source.address()) {
                 Some(cached) => cached.pods,
-                None => make().into_iter().map(Arc::new).collect(),
+                None => maker.make().into_iter().map(Arc::new).collect(),
             };
             made_by.extend(std::iter::repeat_n(sources.len(), list.len()));
             sources.push(source);
             pods.extend(list);
-        };
-        for p in &objects.pods {
-            let meta = &p.object.metadata;
-            let key = ObjectKey::new(
-                Kind::Pod,
-                meta.namespace.as_deref(),
-                meta.name.as_deref().unwrap_or_default(),
-            );
-            add(Source::Pod(p.object.clone()), key, &p.origin, 1, &|| {
-                vec![pod_info(p)]
-            });
         }
-        for w in workload::podless(&objects.workloads, &objects.pods) {
-            let key = ObjectKey::new(w.object.kind, Some(w.object.namespace()), w.object.name());
-            let make = || workload::template_pods(w).collect();
-            add(
-                Source::Workload(w.object.clone()),
-                key,
-                &w.origin,
-                w.object.replicas,
-                &make,
-            );
-        }
-        self.over_the_pod_limit(over);
         // The first pod of a name wins: a template pod never replaces a Pod object, nor another
         // template pod.
         let mut taken: HashSet<(&str, &str)> = HashSet::default();
@@ -581,28 +600,44 @@ impl Loader {
         state
     }
 
-    /// Reports the objects left out because their pods would exceed the limit in all.
-    fn over_the_pod_limit(&mut self, over: Vec<(ObjectKey, Origin, usize)>) {
-        for (key, origin, count) in over {
+    /// Which objects may make their pods: all, unless their pods would exceed the limit in all;
+    /// then the objects in force before come first (a new object never pushes them out), and the
+    /// others are reported, left out before a pod of theirs is made.
+    fn admit(&mut self, candidates: &[Maker]) -> Vec<bool> {
+        let max = self.limits.max_pods;
+        let total: usize = candidates.iter().map(Maker::count).sum();
+        let mut order: Vec<usize> = (0..candidates.len()).collect();
+        if total > max {
+            order.sort_by_key(|&i| !self.previous.contains(candidates[i].key()));
+        }
+        let mut admitted = vec![false; candidates.len()];
+        let mut used = 0;
+        for i in order {
+            let (maker, count) = (&candidates[i], candidates[i].count());
+            if used + count <= max {
+                used += count;
+                admitted[i] = true;
+                continue;
+            }
             self.diagnostics.push(Diagnostic {
-                object: Some(key.to_string()),
+                object: Some(maker.key().to_string()),
                 ..Diagnostic::new(
                     Severity::Error,
-                    origin.clone(),
+                    maker.origin().clone(),
                     format!(
-                        "left out: its {} would exceed the limit of {} pods in all (--max-pods)",
+                        "left out: its {} would exceed the limit of {max} pods in all (--max-pods)",
                         plural(count, "pod"),
-                        self.limits.max_pods
                     ),
                 )
             });
             self.rejections.push(Rejection {
-                object: Some(key),
-                origin,
+                object: Some(maker.key().clone()),
+                origin: maker.origin().clone(),
                 reason: RejectReason::Limit,
                 kept: None,
             });
         }
+        admitted
     }
 
     /// Two pods cannot have one address (`status.podIP`): the later one is reported and left out, so
@@ -727,6 +762,49 @@ impl Loader {
 
 fn parse_protocol(p: Option<&str>) -> Protocol {
     validate::protocol(p).unwrap_or(Protocol::Tcp) // validated before; never falls back in practice
+}
+
+/// An object that pods are made from: a Pod, or a workload whose template stands in for its pods.
+enum Maker<'a> {
+    Pod(&'a Loaded<Pod>),
+    Workload(&'a Loaded<Workload>),
+}
+
+impl Maker<'_> {
+    fn key(&self) -> &ObjectKey {
+        match self {
+            Maker::Pod(p) => &p.key,
+            Maker::Workload(w) => &w.key,
+        }
+    }
+
+    fn origin(&self) -> &Origin {
+        match self {
+            Maker::Pod(p) => &p.origin,
+            Maker::Workload(w) => &w.origin,
+        }
+    }
+
+    fn count(&self) -> usize {
+        match self {
+            Maker::Pod(_) => 1,
+            Maker::Workload(w) => w.object.replicas,
+        }
+    }
+
+    fn source(&self) -> Source {
+        match self {
+            Maker::Pod(p) => Source::Pod(p.object.clone()),
+            Maker::Workload(w) => Source::Workload(w.object.clone()),
+        }
+    }
+
+    fn make(&self) -> Vec<PodInfo> {
+        match self {
+            Maker::Pod(p) => vec![pod_info(p)],
+            Maker::Workload(w) => workload::template_pods(w).collect(),
+        }
+    }
 }
 
 /// What to report of a file or folder at `path` that could not be read.

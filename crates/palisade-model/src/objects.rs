@@ -24,6 +24,7 @@ pub(crate) struct Loaded<T> {
     /// Shared with the loader's document cache: a cached file's objects are not copied on reuse.
     pub object: Arc<T>,
     pub origin: Origin,
+    pub key: ObjectKey,
 }
 
 /// The field that says how many pods a workload of `kind` stands for.
@@ -104,38 +105,6 @@ pub(crate) struct Decoded {
     invalid_network_logging: Option<String>,
     /// Why it was rejected, and which object it is when that could be read.
     rejected: Option<(Option<ObjectKey>, RejectReason)>,
-}
-
-impl Decoded {
-    /// The accepted object's key.
-    pub fn key(&self) -> Option<&ObjectKey> {
-        self.accepted.as_ref().map(|a| &a.0)
-    }
-
-    /// Rejected without telling which object it is: what the document defined is unknown.
-    pub fn unidentified(&self) -> bool {
-        matches!(self.rejected, Some((None, _)))
-    }
-
-    /// The accepted object's key and where it was read.
-    pub fn placed(&self) -> Option<(&ObjectKey, &Origin)> {
-        self.accepted.as_ref().map(|a| (&a.0, &a.1))
-    }
-
-    /// Which object the document defines, accepted or rejected, when that is known.
-    pub fn identity(&self) -> Option<&ObjectKey> {
-        self.key()
-            .or(self.rejected.as_ref().and_then(|r| r.0.as_ref()))
-    }
-
-    /// The accepted object alone, without the diagnostics of reading it (for an object kept in
-    /// force from an earlier version of its file).
-    pub fn without_diagnostics(&self) -> Decoded {
-        Decoded {
-            accepted: self.accepted.clone(),
-            ..Decoded::default()
-        }
-    }
 }
 
 /// Limits on what one document may make the loader build.
@@ -381,6 +350,7 @@ impl Slot<'_> {
         let loaded = Loaded {
             object,
             origin: self.origin.clone(),
+            key: self.key.clone(),
         };
         match self.seen.get(self.key) {
             Some(&i) if self.replace => list[i] = loaded,
@@ -463,14 +433,14 @@ impl Objects {
         }
     }
 
-    /// Every accepted object and where it was read, kind by kind, in reading order.
-    pub fn all(&self) -> impl Iterator<Item = (&Origin, Typed)> {
+    /// Every accepted object, its key and where it was read, kind by kind, in reading order.
+    pub fn all(&self) -> impl Iterator<Item = (&ObjectKey, &Origin, Typed)> {
         fn each<T>(
             list: &[Loaded<T>],
             typed: fn(Arc<T>) -> Typed,
-        ) -> impl Iterator<Item = (&Origin, Typed)> {
+        ) -> impl Iterator<Item = (&ObjectKey, &Origin, Typed)> {
             list.iter()
-                .map(move |l| (&l.origin, typed(l.object.clone())))
+                .map(move |l| (&l.key, &l.origin, typed(l.object.clone())))
         }
         each(&self.namespaces, Typed::Namespace)
             .chain(each(&self.network_logging, Typed::NetworkLogging))
@@ -480,26 +450,19 @@ impl Objects {
             .chain(each(&self.pods, Typed::Pod))
     }
 
+    /// The keys of every accepted object.
+    pub fn keys(&self) -> impl Iterator<Item = &ObjectKey> {
+        self.seen.keys()
+    }
+
+    /// True when no object was accepted.
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+
     /// True when an object with `key` was accepted.
     pub fn contains(&self, key: &ObjectKey) -> bool {
         self.seen.contains_key(key)
-    }
-
-    /// The accepted object with `key`, and where it was read.
-    pub fn get(&self, key: &ObjectKey) -> Option<(ObjectKey, Origin, Typed)> {
-        let &i = self.seen.get(key)?;
-        fn at<T>(list: &[Loaded<T>], i: usize, typed: fn(Arc<T>) -> Typed) -> (Origin, Typed) {
-            (list[i].origin.clone(), typed(list[i].object.clone()))
-        }
-        let (origin, typed) = match key.kind {
-            Kind::Namespace => at(&self.namespaces, i, Typed::Namespace),
-            Kind::Pod => at(&self.pods, i, Typed::Pod),
-            Kind::Service => at(&self.services, i, Typed::Service),
-            Kind::NetworkPolicy => at(&self.policies, i, Typed::Policy),
-            Kind::NetworkLogging => at(&self.network_logging, i, Typed::NetworkLogging),
-            _ => at(&self.workloads, i, Typed::Workload),
-        };
-        Some((key.clone(), origin, typed))
     }
 }
 

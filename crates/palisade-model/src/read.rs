@@ -9,14 +9,34 @@ use std::fs::Metadata;
 use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
-/// What identifies a version of a file without reading it: inode, length and modification time.
-pub(crate) type Stamp = (u64, u64, Option<SystemTime>);
+/// What identifies a version of a file without reading it: which file (device and inode), its
+/// length, and when its content and its inode last changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    device: u64,
+    inode: u64,
+    length: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+}
 
 /// The stamp of a file's metadata.
 pub(crate) fn stamp(meta: &Metadata) -> Stamp {
-    (meta.ino(), meta.len(), meta.modified().ok())
+    Stamp {
+        device: meta.dev(),
+        inode: meta.ino(),
+        length: meta.len(),
+        modified: (meta.mtime(), meta.mtime_nsec()),
+        changed: (meta.ctime(), meta.ctime_nsec()),
+    }
+}
+
+impl Stamp {
+    /// The same file (device and inode), whatever its content.
+    pub fn same_file(&self, other: &Stamp) -> bool {
+        (self.device, self.inode) == (other.device, other.inode)
+    }
 }
 
 /// Which symlinks inside a folder are followed to manifest files.
@@ -118,17 +138,33 @@ pub(crate) fn named(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
     }
 }
 
-/// Reads `source` to its end, failing once it holds more than `limit` bytes.
-pub(crate) fn bounded(source: impl Read, limit: u64) -> Result<Vec<u8>, ReadError> {
+/// Reads `source` to its end, failing (`FileTooLarge`) once it holds more than `limit` bytes:
+/// what has no size to check beforehand (a pipe, standard input) may never end.
+pub fn read_bounded(source: impl Read, limit: u64) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     source
         .take(limit.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(ReadError::Io)?;
+        .read_to_end(&mut bytes)?;
     if bytes.len() as u64 > limit {
-        return Err(ReadError::TooLarge { limit });
+        return Err(io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!("more than {limit} bytes"),
+        ));
     }
     Ok(bytes)
+}
+
+fn bounded(source: impl Read, limit: u64) -> Result<Vec<u8>, ReadError> {
+    read_bounded(source, limit).map_err(|e| match e.kind() {
+        io::ErrorKind::FileTooLarge => ReadError::TooLarge { limit },
+        _ => ReadError::Io(e),
+    })
+}
+
+/// True for a file name the loader reads in a folder: `*.yaml`, `*.yml` or `*.json`, not hidden
+/// (editors' swap files and staged copies are not manifests).
+pub fn is_manifest_name(name: &str) -> bool {
+    !name.starts_with('.') && [".yaml", ".yml", ".json"].iter().any(|x| name.ends_with(x))
 }
 
 /// An entry of a manifests folder, as listing it found it.
@@ -169,8 +205,7 @@ pub(crate) fn list(dir: &Path, root: &Path, symlinks: Symlinks) -> io::Result<Ve
             out.push(Entry::Folder(path));
             continue;
         }
-        let manifest = [".yaml", ".yml", ".json"].iter().any(|x| name.ends_with(x));
-        if !manifest {
+        if !is_manifest_name(&name) {
             continue;
         }
         let entry = if file_type.is_symlink() {
@@ -221,16 +256,21 @@ fn follow(
     Ok(Some((target, stamp(&meta))))
 }
 
-/// Reads a file whose entry was listed at `read_at`, checking that it is still the file listed.
-pub(crate) fn listed(read_at: &Path, listed: Stamp, limit: u64) -> Result<Vec<u8>, ReadError> {
+/// Reads a file whose entry was listed at `read_at`, checking that it is still the file listed;
+/// its content and the stamp of what was read.
+pub(crate) fn listed(
+    read_at: &Path,
+    listed: Stamp,
+    limit: u64,
+) -> Result<(Vec<u8>, Stamp), ReadError> {
     let (text, stamp) = regular_file(read_at, limit)?;
     // Replaced between listing and reading: read it again on the next pass.
-    if stamp.0 != listed.0 {
+    if !stamp.same_file(&listed) {
         return Err(ReadError::Io(io::Error::other(
             "replaced while being read; it is read again on the next pass",
         )));
     }
-    Ok(text)
+    Ok((text, stamp))
 }
 
 #[cfg(test)]

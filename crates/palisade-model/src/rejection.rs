@@ -63,9 +63,10 @@ impl Rejection {
 /// Why an object is in force at an earlier version than the one the source now has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum HeldReason {
-    /// Its current version was rejected.
+    /// Its current version was rejected, or part of its file was (a syntax error, a document that
+    /// is not an object, an object rejected under another name): what became of it is unknown.
     Rejected,
-    /// Its file (or folder) cannot be read, or has a document that cannot be parsed.
+    /// Its file or folder cannot be read, or the folder holds no manifest at all.
     Unreadable,
     /// Its file was removed or emptied moments ago: the removal takes effect after a grace
     /// period, in case the file is being rewritten.

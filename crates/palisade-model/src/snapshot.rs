@@ -4,20 +4,17 @@
 //!
 //! A snapshot holds every object of a load with where it was read, as a manifest that the loader
 //! reads back through the same decoding and validation ([`DocumentCache::from_snapshot`]). The
-//! cache it gives has every file at an impossible stamp, so each is read again; the snapshot only
-//! serves as the last good version of what then does not read.
+//! cache it gives has no file: each is read again, and the snapshot's objects serve only as the
+//! last good versions of what then does not read.
 
-use crate::cache::{CachedDocument, CachedFile, DocumentCache};
+use crate::cache::DocumentCache;
 use crate::diagnostic::Origin;
 use crate::document::Document;
 use crate::key::Kind;
 use crate::objects::{self, DecodeLimits, Objects, Typed, Workload};
 use crate::Limits;
-use foldhash::HashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::path::PathBuf;
-use std::sync::Arc;
 
 /// The format's version: a snapshot of another version is not read.
 const VERSION: u32 = 1;
@@ -79,7 +76,7 @@ impl DocumentCache {
     /// The objects this cache holds in force (those of the load that made it).
     pub fn in_force(&self) -> InForce {
         let objects = (self.objects.all())
-            .map(|(origin, typed)| (origin.clone(), typed))
+            .map(|(_, origin, typed)| (origin.clone(), typed))
             .collect();
         InForce { objects }
     }
@@ -109,7 +106,6 @@ impl DocumentCache {
         let limits = DecodeLimits {
             max_workload_pods: limits.max_workload_pods,
         };
-        let mut by_file: HashMap<PathBuf, Vec<objects::Decoded>> = HashMap::default();
         let mut objects = Objects::default();
         let mut ignored = Vec::new();
         for placed in snapshot.objects {
@@ -122,35 +118,13 @@ impl DocumentCache {
                 origin,
             };
             for decoded in objects::decode(&doc, limits) {
-                if decoded.key().is_some() {
-                    objects.add(&decoded, &mut ignored);
-                    let file = PathBuf::from(&doc.origin.file);
-                    by_file.entry(file).or_default().push(decoded);
-                }
+                objects.add(&decoded, &mut ignored);
             }
         }
-        let files = by_file
-            .into_iter()
-            .map(|(path, decoded)| {
-                let file = CachedFile {
-                    // No file has this stamp: each is read again, the snapshot is its last good.
-                    stamp: (0, 0, None),
-                    diagnostics: Vec::new(),
-                    documents: vec![CachedDocument {
-                        source: None,
-                        decoded: Arc::new(decoded),
-                        held: false,
-                    }],
-                    gone_since: None,
-                };
-                (path, file)
-            })
-            .collect();
         objects.rejections.clear();
         Ok(DocumentCache {
-            files,
-            pods: HashMap::default(),
             objects,
+            ..DocumentCache::default()
         })
     }
 }

@@ -125,18 +125,13 @@ impl Composer {
                 let node = self.anchors.get(&anchor).ok_or_else(|| {
                     format!("unknown anchor *{}", String::from_utf8_lossy(&anchor))
                 })?;
+                let (bytes, height) = (node.bytes, node.height);
                 // Counted before the copy is made: a rejected expansion costs nothing.
-                self.alias_bytes += node.bytes;
-                if self.alias_bytes > MAX_ALIAS_BYTES {
-                    return Err(format!(
-                        "aliases expand this document by more than {} MiB; write the shared values out or alias less",
-                        MAX_ALIAS_BYTES >> 20
-                    ));
-                }
-                self.check_depth(node.height)?;
+                self.copied(bytes)?;
+                self.check_depth(height)?;
                 let node = Node {
                     merge: false,
-                    ..node.clone()
+                    ..self.anchors[&anchor].clone()
                 };
                 self.attach(node, line)?;
             }
@@ -155,7 +150,7 @@ impl Composer {
                     merge,
                     height: 0,
                 };
-                self.anchor(anchor, &node);
+                self.anchor(anchor, &node)?;
                 self.attach(node, line)?;
             }
             Event::SequenceStart { anchor, tag } => {
@@ -177,7 +172,7 @@ impl Composer {
                     height: frame.height + 1,
                     bytes: frame.bytes + NODE_BYTES,
                 };
-                self.anchor(frame.anchor, &node);
+                self.anchor(frame.anchor, &node)?;
                 self.attach(node, line)?;
             }
         }
@@ -220,10 +215,26 @@ impl Composer {
         matches!(self.stack.last(), Some(Frame { items: Items::Mapping(m), .. }) if m.key.is_none())
     }
 
-    fn anchor(&mut self, anchor: Option<Vec<u8>>, node: &Node) {
+    /// Keeps a copy of `node` for the aliases of `anchor`. The copy counts against the alias
+    /// budget: anchors nested around one value would otherwise copy it once per level.
+    fn anchor(&mut self, anchor: Option<Vec<u8>>, node: &Node) -> Result<(), String> {
         if let Some(anchor) = anchor {
+            self.copied(node.bytes)?;
             self.anchors.insert(anchor, node.clone());
         }
+        Ok(())
+    }
+
+    /// Counts `bytes` copied by an anchor or an alias; an error past [`MAX_ALIAS_BYTES`].
+    fn copied(&mut self, bytes: usize) -> Result<(), String> {
+        self.alias_bytes += bytes;
+        if self.alias_bytes > MAX_ALIAS_BYTES {
+            return Err(format!(
+                "anchors and aliases copy more than {} MiB of this document; write the shared values out or alias less",
+                MAX_ALIAS_BYTES >> 20
+            ));
+        }
+        Ok(())
     }
 
     /// Places a finished node in the open collection (or as the root).
@@ -651,10 +662,20 @@ inline:
         let started = std::time::Instant::now();
         let (_, message) = error(&laughs);
         assert!(
-            message.starts_with("aliases expand this document by more than 16 MiB"),
+            message.starts_with("anchors and aliases copy more than 16 MiB"),
             "{message}"
         );
         assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        // Anchors nested around one large value copy it once per level, with no alias at all:
+        // counted too (90 levels around 300 KB made gigabytes).
+        let payload = vec!["xxxxxxxxxx"; 30_000].join(",");
+        let opened: String = (0..90).map(|i| format!("&a{i} [")).collect();
+        let nested = format!("v: {opened}{payload}{}\n", "]".repeat(90));
+        let (_, message) = error(&nested);
+        assert!(
+            message.starts_with("anchors and aliases copy more than 16 MiB"),
+            "{message}"
+        );
         // Ordinary sharing is fine.
         let v = read("l: &l {app: web}\np: {labels: *l}\nq: {labels: *l}\n").unwrap();
         assert_eq!(v["q"]["labels"], json!({"app": "web"}));

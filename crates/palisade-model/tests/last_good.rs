@@ -149,15 +149,15 @@ fn a_syntax_error_keeps_the_objects_the_rest_of_the_file_does_not_define() {
         .collect();
     assert_eq!(
         held,
-        [("b", HeldReason::Unreadable), ("c", HeldReason::Unreadable)]
+        [("b", HeldReason::Rejected), ("c", HeldReason::Rejected)]
     );
     assert_eq!(second.rejections.len(), 1);
     assert_eq!(second.rejections[0].reason, RejectReason::Syntax);
     assert!(second.diagnostics.iter().any(|d| d
         .message
         .contains("last good version of 2 objects")
-        && d.message
-            .contains("NetworkPolicy shop/b, NetworkPolicy shop/c")));
+        && d.message.contains("NetworkPolicy shop/b (")
+        && d.message.contains("NetworkPolicy shop/c (")));
 
     // A document that is not an object (an indentation slip) is as unreadable as a syntax error.
     write(&file, &(policy("a", "10.2.0.0/16") + "just text\n---\n"));
@@ -226,9 +226,22 @@ fn removed_and_emptied_files_keep_their_objects_for_the_grace_period() {
     assert!(policies(&sixth).is_empty());
     // Without a grace period (the default) a removal takes effect at once.
     write(&a, &policy("a", "10.0.0.0/8"));
+    write(&b, &policy("b", "10.1.0.0/16"));
     let seventh = load(dir.path(), sixth.cache);
+    std::fs::remove_file(&b).unwrap();
+    let eighth = load(dir.path(), seventh.cache);
+    assert_eq!(policies(&eighth), ["shop/a"]);
+    // A folder left without any manifest (say, a volume not mounted) lifts nothing: it is an
+    // error, and the last good state stays, until a file (even an empty one) is there.
     std::fs::remove_file(&a).unwrap();
-    assert!(policies(&load(dir.path(), seventh.cache)).is_empty());
+    let ninth = load(dir.path(), eighth.cache);
+    assert_eq!(policies(&ninth), ["shop/a"]);
+    assert_eq!(ninth.rejections[0].reason, RejectReason::Unreadable);
+    assert!(ninth.diagnostics[0]
+        .message
+        .contains("holds no manifest file"));
+    write(&dir.path().join("keep.yaml"), "");
+    assert!(policies(&load(dir.path(), ninth.cache)).is_empty());
 }
 
 #[test]
@@ -511,4 +524,125 @@ fn a_snapshot_restores_the_last_good_state_after_a_restart() {
     assert!(e.contains("not of /elsewhere"), "{e}");
     let old = serde_json::from_str(&text.replacen("\"version\":1", "\"version\":0", 1)).unwrap();
     assert!(DocumentCache::from_snapshot(old, &source, Limits::default()).is_err());
+}
+
+// Regressions found in review: each failed before the last good state was decided in one place.
+
+fn grace(l: Loader) -> Loader {
+    l.removal_grace(Duration::from_secs(1))
+}
+
+/// `mv a.yaml b.yaml`: a plain rename reports an error and a Duplicate rejection for the grace.
+#[test]
+fn a_renamed_file_is_no_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("a.yaml"), &policy("p", "10.0.0.0/8"));
+    let first = load_with(dir.path(), DocumentCache::default(), grace);
+    std::fs::rename(dir.path().join("a.yaml"), dir.path().join("b.yaml")).unwrap();
+    let second = load_with(dir.path(), first.cache, grace);
+    let errors: Vec<String> = second
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .map(|d| d.to_string())
+        .collect();
+    assert!(errors.is_empty(), "a rename is reported as an error");
+}
+
+/// An object held at its last good version (rejected edit) loses the removal grace when its file
+/// is then truncated (rewritten in place): immediate open window.
+#[test]
+fn a_held_object_keeps_the_grace_when_its_file_is_emptied() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("p.yaml");
+    write(&f, &policy("p", "10.0.0.0/8"));
+    let first = load_with(dir.path(), DocumentCache::default(), grace);
+    write(&f, &policy("p", "10.0.0.0/88"));
+    let second = load_with(dir.path(), first.cache, grace);
+    assert_eq!(policies(&second), ["shop/p"]);
+    write(&f, "");
+    let third = load_with(dir.path(), second.cache, grace);
+    assert_eq!(
+        policies(&third),
+        ["shop/p"],
+        "lifted while the file is empty: {:#?}",
+        third.diagnostics
+    );
+}
+
+/// Same, file removed (git checkout / rm+create).
+#[test]
+fn a_held_object_keeps_the_grace_when_its_file_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("p.yaml");
+    write(&f, &policy("p", "10.0.0.0/8"));
+    let first = load_with(dir.path(), DocumentCache::default(), grace);
+    write(&f, &policy("p", "10.0.0.0/88"));
+    let second = load_with(dir.path(), first.cache, grace);
+    std::fs::remove_file(&f).unwrap();
+    let third = load_with(dir.path(), second.cache, grace);
+    assert_eq!(
+        policies(&third),
+        ["shop/p"],
+        "lifted at once: {:#?}",
+        third.diagnostics
+    );
+}
+
+/// A held version (file with a syntax error) wins over the current valid definition that moved
+/// to an earlier-sorted file... and reports Duplicate.
+#[test]
+fn a_fresh_definition_wins_over_a_held_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.yaml");
+    write(&a, &policy("p", "10.0.0.0/8"));
+    let first = load_with(dir.path(), DocumentCache::default(), grace);
+    // a.yaml now broken; p moved (new version) to b.yaml.
+    write(&a, "foo: [\n");
+    write(&dir.path().join("b.yaml"), &policy("p", "10.9.0.0/16"));
+    let second = load_with(dir.path(), first.cache, grace);
+    assert_eq!(
+        cidr(&second, "p"),
+        "10.9.0.0/16",
+        "stale held version in force"
+    );
+}
+
+/// The total pod limit: a new file sorted first pushes an existing, accepted workload out (its pods
+/// lose isolation); no last good version is kept for it.
+#[test]
+fn objects_in_force_come_first_under_the_pod_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("b.yaml"), &deployment("redis", 2));
+    let limits = Limits {
+        max_pods: 10,
+        ..Limits::default()
+    };
+    let first = load_with(dir.path(), DocumentCache::default(), |l| l.limits(limits));
+    assert_eq!(first.state.pods.len(), 2);
+    write(&dir.path().join("a.yaml"), &deployment("big", 9));
+    let second = load_with(dir.path(), first.cache, |l| l.limits(limits));
+    let owners: Vec<String> = second.state.pods.iter().map(|p| p.name.clone()).collect();
+    assert!(
+        owners.iter().any(|n| n.starts_with("redis")),
+        "redis pods left out: {owners:?}"
+    );
+}
+
+/// A typo that makes the name or namespace invalid: the rejected object has another key, so the
+/// policy in force is lifted instead of held.
+#[test]
+fn a_misspelt_namespace_keeps_the_policy() {
+    for (from, to) in [
+        ("namespace: shop", "namespace: Shop"),
+        ("name: p,", "name: p_,"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.yaml");
+        write(&f, &policy("p", "10.0.0.0/8"));
+        let first = load_with(dir.path(), DocumentCache::default(), |l| l);
+        write(&f, &policy("p", "10.0.0.0/8").replace(from, to));
+        let second = load_with(dir.path(), first.cache, |l| l);
+        assert_eq!(policies(&second), ["shop/p"], "{from} -> {to}: lifted");
+    }
 }

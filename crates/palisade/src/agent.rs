@@ -207,13 +207,16 @@ fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let (n, unit) = number_and_unit(s)
         .ok_or_else(|| format!("{s:?} is not a duration; use e.g. 5s, 500ms, 1m"))?;
-    let ms = match unit {
-        "ms" => n,
-        "" | "s" => n * 1000,
-        "m" => n * 60_000,
-        "h" => n * 3_600_000,
+    let scale: u64 = match unit {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
         _ => return Err(format!("unknown unit in {s:?}; use ms, s, m or h")),
     };
+    let ms = n
+        .checked_mul(scale)
+        .ok_or_else(|| format!("{s:?} is out of range"))?;
     if ms == 0 {
         return Err("must be longer than 0".into());
     }
@@ -375,6 +378,7 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("5 s").is_err());
         assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("99999999999999999h").is_err());
         assert_eq!(parse_size("10MiB"), Ok(10 << 20));
         assert_eq!(parse_size("500k"), Ok(500 << 10));
         assert_eq!(parse_size("1048576"), Ok(1 << 20));

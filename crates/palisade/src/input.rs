@@ -1,9 +1,9 @@
 //! Loading `-f` inputs and reporting diagnostics on stderr.
 
 use palisade_model::{
-    decode_utf8, is_blank, summarize, ClusterState, Diagnostic, Loader, Origin, Severity,
+    decode_utf8, is_blank, read_bounded, summarize, ClusterState, Diagnostic, Loader, Origin,
+    Severity,
 };
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -82,18 +82,15 @@ fn read_stdin() -> Result<String, Diagnostic> {
     };
     // Standard input has no size to check beforehand, and may never end: read as much as a file.
     let limit = palisade_model::Limits::default().max_file_bytes;
-    let mut bytes = Vec::new();
-    std::io::stdin()
-        .lock()
-        .take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| error(format!("cannot read standard input: {e}")))?;
-    if bytes.len() as u64 > limit {
-        return Err(error(format!(
-            "more than {} MiB on standard input; give large inputs as files or folders",
-            limit >> 20
-        )));
-    }
+    let bytes = read_bounded(std::io::stdin().lock(), limit).map_err(|e| {
+        error(match e.kind() {
+            std::io::ErrorKind::FileTooLarge => format!(
+                "more than {} MiB on standard input; give large inputs as files or folders",
+                limit >> 20
+            ),
+            _ => format!("cannot read standard input: {e}"),
+        })
+    })?;
     let text = decode_utf8("-", &bytes)?;
     if is_blank(text) {
         return Err(error(

@@ -102,7 +102,7 @@ fn bad_input_and_faults_never_open_enforcement() {
         "{m}"
     );
     assert_eq!(
-        sample(&m, "palisade_objects_held{reason=\"unreadable\"}"),
+        sample(&m, "palisade_objects_held{reason=\"rejected\"}"),
         1.0
     );
     assert_eq!(sample(&m, "palisade_degraded "), 1.0);
@@ -273,7 +273,7 @@ fn bad_input_and_faults_never_open_enforcement() {
     assert_eq!(again.status.code(), Some(2), "something was rejected");
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(
-        stderr.contains("its last good version") && stderr.contains("stays in force"),
+        stderr.contains("the last good version of 1 object stays in force"),
         "{stderr}"
     );
     assert!(blocked(), "a restart keeps the policy a broken file had");
