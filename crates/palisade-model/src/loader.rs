@@ -350,6 +350,8 @@ impl Loader {
         // The objects held, and those whose removal takes effect now.
         let mut held: Vec<(ObjectKey, Origin, Typed, HeldReason)> = Vec::new();
         let mut removed: Vec<(ObjectKey, Origin)> = Vec::new();
+        // Files held as removed by the last load: their removal taking effect is worth a warning.
+        let was_gone: HashSet<PathBuf> = gone.keys().cloned().collect();
         for (key, origin, typed) in previous.all() {
             if self.objects.contains(key) {
                 continue;
@@ -376,7 +378,7 @@ impl Loader {
             };
             match why {
                 Some(why) => held.push((key.clone(), origin.clone(), typed, why)),
-                None if gone.contains_key(file) => removed.push((key.clone(), origin.clone())),
+                None if was_gone.contains(file) => removed.push((key.clone(), origin.clone())),
                 None => {}
             }
         }

@@ -216,6 +216,14 @@ fn removed_and_emptied_files_keep_their_objects_for_the_grace_period() {
     assert_eq!(policies(&fourth), ["shop/a"]);
     assert!(fourth.held.is_empty());
     assert_eq!(fourth.revisit, None);
+    let warned: Vec<_> = (fourth.diagnostics.iter())
+        .filter(|d| d.severity == Severity::Warning)
+        .collect();
+    assert_eq!(warned.len(), 1, "{warned:#?}");
+    assert_eq!(warned[0].object.as_deref(), Some("NetworkPolicy shop/b"));
+    assert!(warned[0]
+        .message
+        .starts_with("removed: its file was removed or emptied"));
 
     // Emptied and left empty: removed after the grace period too.
     write(&a, "# nothing here\n");
