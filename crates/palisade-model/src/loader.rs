@@ -31,6 +31,8 @@ pub const DEFAULT_POD_CIDR: &str = "10.244.0.0/16";
 pub struct Limits {
     /// Bytes read from one file (or standard input) at most.
     pub max_file_bytes: u64,
+    /// Bytes of all the files of one load at most; the files past it are not read.
+    pub max_total_bytes: u64,
     /// Pods one workload's template may stand for (its replicas or parallelism).
     pub max_workload_pods: usize,
     /// Pods in all; the objects whose pods would exceed it are left out.
@@ -38,11 +40,12 @@ pub struct Limits {
 }
 
 impl Default for Limits {
-    /// 128 MiB per file (a `kubectl get -A -o yaml` dump of 10,000 pods is about 60 MiB); 10,000
-    /// pods per workload; 150,000 pods in all, the largest cluster Kubernetes supports.
+    /// 128 MiB per file (a `kubectl get -A -o yaml` dump of 10,000 pods is about 60 MiB), 1 GiB in
+    /// all; 10,000 pods per workload; 150,000 pods in all, the largest cluster Kubernetes supports.
     fn default() -> Self {
         Limits {
             max_file_bytes: 128 << 20,
+            max_total_bytes: 1 << 30,
             max_workload_pods: 10_000,
             max_pods: 150_000,
         }
@@ -96,8 +99,9 @@ pub struct Loader {
     changed: bool,
     /// Folders loaded.
     roots: Vec<PathBuf>,
-    /// Manifest files listed (read, or taken from the cache).
+    /// Manifest files listed (read, or taken from the cache), and their bytes.
     listed: usize,
+    total_bytes: u64,
     /// The keys of the objects in force after the last load: first in line for the pod limit.
     previous: HashSet<ObjectKey>,
 }
@@ -129,6 +133,7 @@ impl Loader {
             changed: false,
             roots: Vec::new(),
             listed: 0,
+            total_bytes: 0,
             previous: HashSet::default(),
         }
     }
@@ -287,6 +292,14 @@ impl Loader {
     /// decoded again only when it changed.
     fn load_file(&mut self, path: &Path, read_at: &Path, stamp: Stamp) {
         self.listed += 1;
+        self.total_bytes += stamp.length();
+        if self.total_bytes > self.limits.max_total_bytes {
+            let e = ReadError::TooLarge {
+                limit: self.limits.max_total_bytes,
+                all: true,
+            };
+            return self.refused(path, e);
+        }
         let file = match self.documents.files.remove(path) {
             Some(file) if file.stamp == stamp => file,
             earlier => {

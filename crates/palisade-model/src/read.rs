@@ -33,6 +33,11 @@ pub(crate) fn stamp(meta: &Metadata) -> Stamp {
 }
 
 impl Stamp {
+    /// The file's length.
+    pub fn length(&self) -> u64 {
+        self.length
+    }
+
     /// The same file (device and inode), whatever its content.
     pub fn same_file(&self, other: &Stamp) -> bool {
         (self.device, self.inode) == (other.device, other.inode)
@@ -58,8 +63,8 @@ pub(crate) enum ReadError {
     NotRegular(&'static str),
     /// A symlink that leads out of the folder.
     Outside(PathBuf),
-    /// It is larger than the limit.
-    TooLarge { limit: u64 },
+    /// It is larger than the limit (of one file, or of `all` the files of a load).
+    TooLarge { limit: u64, all: bool },
 }
 
 impl std::fmt::Display for ReadError {
@@ -74,9 +79,13 @@ impl std::fmt::Display for ReadError {
                 "not read: a symlink leading out of the manifests folder (to {}); only links inside it are followed",
                 target.display()
             ),
-            ReadError::TooLarge { limit } => write!(
+            ReadError::TooLarge { limit, all: false } => write!(
                 f,
                 "not read: larger than the limit of {limit} bytes (--max-file-size)"
+            ),
+            ReadError::TooLarge { limit, all: true } => write!(
+                f,
+                "not read: the files before it already hold the limit of {limit} bytes in all (--max-total-size)"
             ),
         }
     }
@@ -118,7 +127,7 @@ pub(crate) fn regular_file(path: &Path, limit: u64) -> Result<(Vec<u8>, Stamp), 
         return Err(ReadError::NotRegular("a folder"));
     }
     if meta.len() > limit {
-        return Err(ReadError::TooLarge { limit });
+        return Err(ReadError::TooLarge { limit, all: false });
     }
     Ok((bounded(file, limit)?, stamp(&meta)))
 }
@@ -156,7 +165,7 @@ pub fn read_bounded(source: impl Read, limit: u64) -> io::Result<Vec<u8>> {
 
 fn bounded(source: impl Read, limit: u64) -> Result<Vec<u8>, ReadError> {
     read_bounded(source, limit).map_err(|e| match e.kind() {
-        io::ErrorKind::FileTooLarge => ReadError::TooLarge { limit },
+        io::ErrorKind::FileTooLarge => ReadError::TooLarge { limit, all: false },
         _ => ReadError::Io(e),
     })
 }
@@ -282,7 +291,7 @@ mod tests {
         assert_eq!(bounded(&b"abc"[..], 3).unwrap(), b"abc");
         assert!(matches!(
             bounded(&b"abcd"[..], 3),
-            Err(ReadError::TooLarge { limit: 3 })
+            Err(ReadError::TooLarge { limit: 3, .. })
         ));
         // An endless source is read only up to the limit.
         let zero = std::io::repeat(0);

@@ -393,6 +393,29 @@ fn limits_reject_with_clear_errors_and_bounded_work() {
         Some(key(Kind::Deployment, "b"))
     );
 
+    // Files past the limit in all are not read (their objects stay, as for any unreadable file).
+    write(&dir.path().join("e.yaml"), &deployment("late", 1));
+    let total = std::fs::metadata(&file).unwrap().len() + 10;
+    let limits = Limits {
+        max_total_bytes: total,
+        ..Limits::default()
+    };
+    let capped = load_with(dir.path(), DocumentCache::default(), |l| l.limits(limits));
+    assert!(capped
+        .state
+        .pods
+        .iter()
+        .all(|p| !p.name.starts_with("late")));
+    assert_eq!(
+        capped.rejections.last().unwrap().reason,
+        RejectReason::Limit
+    );
+    assert!(capped
+        .diagnostics
+        .iter()
+        .any(|d| d.message.contains("(--max-total-size)")));
+    std::fs::remove_file(dir.path().join("e.yaml")).unwrap();
+
     // A file over the size limit is not read.
     let limits = Limits {
         max_file_bytes: 100,

@@ -53,6 +53,9 @@ pub struct SourceArgs {
     /// Larger files are not read (e.g. 128MiB).
     #[arg(long, value_name = "SIZE", default_value = "128MiB", value_parser = parse_size)]
     pub max_file_size: u64,
+    /// Files past this many bytes in all are not read.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
+    pub max_total_size: u64,
     /// Pods one workload's template may stand for (replicas, parallelism).
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub max_workload_pods: usize,
@@ -70,6 +73,7 @@ impl SourceArgs {
         SourceOptions {
             limits: palisade_model::Limits {
                 max_file_bytes: self.max_file_size,
+                max_total_bytes: self.max_total_size,
                 max_workload_pods: self.max_workload_pods,
                 max_pods: self.max_pods,
             },
