@@ -102,7 +102,10 @@ fn lab_end_to_end() {
     let took = within(Duration::from_secs(2), || {
         connects(&name, &rogue.key, &redis.ip.to_string(), 6379)
     });
-    assert!(took.is_some(), "deleting a policy must apply after the 1 s grace");
+    assert!(
+        took.is_some(),
+        "deleting a policy must apply after the 1 s grace"
+    );
     assert!(removed.elapsed() >= Duration::from_secs(1));
     std::fs::copy(
         concat!(
