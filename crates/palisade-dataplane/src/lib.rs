@@ -18,6 +18,8 @@
 
 mod apply;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod lab;
 mod netlink;
 mod nft;

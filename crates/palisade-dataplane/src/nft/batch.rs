@@ -7,7 +7,7 @@
 use super::expr::{self, be32, value, verdict_data};
 use super::rule::{PortsMatch, Rule, ANONYMOUS_SET};
 use super::TABLE;
-use crate::netlink::{self, attr, cstr, error_code, messages, nest, Socket, NLMSG_ERROR};
+use crate::netlink::{self, attr, cstr, error_code, messages, nest, os_error, Socket, NLMSG_ERROR};
 use std::io;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -485,10 +485,33 @@ impl Batch {
         result
     }
 
+    /// Reads one datagram of the kernel's answer to the batch: keeps the first error in
+    /// `first_error`; true once the last change is answered.
+    pub(crate) fn read_answer(&self, data: &[u8], first_error: &mut Option<io::Error>) -> bool {
+        let count = self.what.len() as u32;
+        let mut answered = false;
+        for (kind, seq, payload) in messages(data) {
+            if kind != NLMSG_ERROR {
+                continue;
+            }
+            let code = error_code(payload).unwrap_or(0);
+            if code != 0 && first_error.is_none() {
+                let e = os_error(code);
+                let what = (seq as usize).checked_sub(1).and_then(|i| self.what.get(i));
+                let what = what.map_or("?", |w| w.as_str());
+                *first_error = Some(io::Error::new(
+                    e.kind(),
+                    format!("nf_tables refused change {seq} of {count} ({what}): {e}"),
+                ));
+            }
+            answered |= seq == count;
+        }
+        answered
+    }
+
     /// Reads the kernel's answer to the batch: the acknowledgement of its last message, after an
     /// error for each message refused (the first one is returned).
     fn answer(&self, socket: &mut Socket) -> io::Result<()> {
-        let count = self.what.len() as u32;
         let mut first_error: Option<io::Error> = None;
         loop {
             let data = match socket.recv() {
@@ -497,24 +520,7 @@ impl Batch {
                 // the transaction failed; report the first error seen.
                 Err(e) => return Err(first_error.unwrap_or(e)),
             };
-            let mut answered = false;
-            for (kind, seq, payload) in messages(data) {
-                if kind != NLMSG_ERROR {
-                    continue;
-                }
-                let code = error_code(payload).unwrap_or(0);
-                if code != 0 && first_error.is_none() {
-                    let e = io::Error::from_raw_os_error(-code);
-                    let what = (seq as usize).checked_sub(1).and_then(|i| self.what.get(i));
-                    let what = what.map_or("?", |w| w.as_str());
-                    first_error = Some(io::Error::new(
-                        e.kind(),
-                        format!("nf_tables refused change {seq} of {count} ({what}): {e}"),
-                    ));
-                }
-                answered |= seq == count;
-            }
-            if answered {
+            if self.read_answer(data, &mut first_error) {
                 return first_error.map_or(Ok(()), Err);
             }
             if first_error.is_some() {

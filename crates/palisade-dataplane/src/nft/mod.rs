@@ -2,7 +2,7 @@
 //! ([`Ruleset`]): sent to the kernel whole or as an update from the table it holds, over nf_tables
 //! netlink ([`batch`], [`expr`]); written as an `nft -f` script for reading.
 
-mod batch;
+pub(crate) mod batch;
 mod expr;
 mod patch;
 mod rule;
