@@ -5,8 +5,8 @@
 //! The NFLOG protocol (`linux/netfilter/nfnetlink_log.h`) is spoken directly, over the crate's raw netfilter socket.
 
 use crate::netlink::{
-    attr, attributes, error_code, message, messages, set_int_option, Socket, NFGEN_HDRLEN,
-    NLMSG_ERROR,
+    attr, attributes, error_code, message, messages, os_error, set_int_option, Socket,
+    NFGEN_HDRLEN, NLMSG_ERROR,
 };
 use palisade_model::Protocol;
 use palisade_policy::Direction;
@@ -119,9 +119,14 @@ fn parse_packet(p: &[u8]) -> Option<(IpAddr, IpAddr, Protocol, u16, u16)> {
     let (src, dst, proto, l4) = match p.first()? >> 4 {
         4 => {
             let ihl = ((p[0] & 0x0f) as usize) * 4;
-            let src = Ipv4Addr::new(*p.get(12)?, p[13], p[14], p[15]);
-            let dst = Ipv4Addr::new(*p.get(16)?, p[17], p[18], p[19]);
-            (IpAddr::V4(src), IpAddr::V4(dst), *p.get(9)?, p.get(ihl..)?)
+            let src: [u8; 4] = p.get(12..16)?.try_into().ok()?;
+            let dst: [u8; 4] = p.get(16..20)?.try_into().ok()?;
+            (
+                IpAddr::V4(Ipv4Addr::from(src)),
+                IpAddr::V4(Ipv4Addr::from(dst)),
+                p[9],
+                p.get(ihl..)?,
+            )
         }
         6 => {
             let src: [u8; 16] = p.get(8..24)?.try_into().ok()?;
@@ -228,9 +233,7 @@ impl EventReader {
         let reply = self.socket.recv()?;
         for (kind, _, payload) in messages(reply) {
             match error_code(payload) {
-                Some(code) if kind == NLMSG_ERROR && code != 0 => {
-                    return Err(io::Error::from_raw_os_error(-code))
-                }
+                Some(code) if kind == NLMSG_ERROR && code != 0 => return Err(os_error(code)),
                 _ => {}
             }
         }
@@ -249,13 +252,7 @@ impl EventReader {
                 return Ok(None);
             }
             match self.socket.recv() {
-                Ok(data) => {
-                    let packet = (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET;
-                    let events = messages(data)
-                        .filter(|(kind, _, _)| *kind == packet)
-                        .filter_map(|(_, _, payload)| event(payload.get(NFGEN_HDRLEN..)?));
-                    self.pending.extend(events);
-                }
+                Ok(data) => self.pending.extend(events_in(data)),
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => self.overruns += 1,
                 Err(e) => return Err(e),
             }
@@ -268,12 +265,22 @@ impl EventReader {
     }
 }
 
-/// The packet's arrival time from `NFULA_TIMESTAMP` (seconds and microseconds, big-endian).
+/// The verdict events of one datagram read from the NFLOG socket; other messages, and packets
+/// that are not Palisade's or cannot be read, are skipped.
+pub(crate) fn events_in(datagram: &[u8]) -> impl Iterator<Item = VerdictEvent> + '_ {
+    let packet = (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET;
+    messages(datagram)
+        .filter(move |(kind, _, _)| *kind == packet)
+        .filter_map(|(_, _, payload)| event(payload.get(NFGEN_HDRLEN..)?))
+}
+
+/// The packet's arrival time from `NFULA_TIMESTAMP` (seconds and microseconds, big-endian); `None`
+/// for none (0) and for a time the clock cannot hold.
 fn timestamp(payload: &[u8]) -> Option<SystemTime> {
     let sec = u64::from_be_bytes(payload.get(0..8)?.try_into().ok()?);
     let usec = u64::from_be_bytes(payload.get(8..16)?.try_into().ok()?);
-    (sec > 0)
-        .then(|| std::time::UNIX_EPOCH + Duration::from_secs(sec) + Duration::from_micros(usec))
+    let since_epoch = Duration::from_secs(sec).checked_add(Duration::from_micros(usec))?;
+    (sec > 0).then_some(std::time::UNIX_EPOCH.checked_add(since_epoch)?)
 }
 
 fn event(attrs: &[u8]) -> Option<VerdictEvent> {
@@ -324,6 +331,9 @@ mod tests {
         assert_eq!(since, Duration::new(1_800_000_000, 250_000_000));
         assert_eq!(timestamp(&[0; 16]), None, "no stamp on the packet");
         assert_eq!(timestamp(&p[..12]), None);
+        let mut far = u64::MAX.to_be_bytes().to_vec();
+        far.extend_from_slice(&u64::MAX.to_be_bytes());
+        assert_eq!(timestamp(&far), None, "beyond what the clock holds");
     }
 
     #[test]
@@ -345,6 +355,8 @@ mod tests {
                 6379
             )
         );
-        assert!(parse_packet(&p[..10]).is_none());
+        for short in [10, 13, 17, 19] {
+            assert!(parse_packet(&p[..short]).is_none(), "{short} bytes");
+        }
     }
 }

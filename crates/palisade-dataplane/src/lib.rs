@@ -20,6 +20,8 @@
 mod apply;
 pub mod drift;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod lab;
 mod netlink;
 mod nft;

@@ -287,3 +287,9 @@ pub(crate) fn attributes(mut data: &[u8]) -> impl Iterator<Item = (u16, &[u8])> 
 pub(crate) fn error_code(payload: &[u8]) -> Option<i32> {
     Some(i32::from_ne_bytes(payload.get(0..4)?.try_into().ok()?))
 }
+
+/// The error of a non-zero `NLMSG_ERROR` code: the kernel sends the errno negated (whatever else
+/// arrives must not overflow).
+pub(crate) fn os_error(code: i32) -> io::Error {
+    io::Error::from_raw_os_error(code.saturating_neg())
+}

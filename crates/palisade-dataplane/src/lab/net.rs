@@ -83,7 +83,7 @@ pub enum Transport {
 /// then measures what the policy does to new connections, not flows that earlier probes left
 /// established (a UDP probe's flow stays tracked for 30 s, and a later probe can reuse its port).
 pub fn forget_connections(netns: &str) -> std::io::Result<()> {
-    use crate::netlink::{error_code, message, messages, Socket, NLMSG_ERROR};
+    use crate::netlink::{error_code, message, messages, os_error, Socket, NLMSG_ERROR};
     const NFNL_SUBSYS_CTNETLINK: u16 = 1;
     const IPCTNL_MSG_CT_DELETE: u16 = 2;
     within_netns(Some(netns), || {
@@ -99,9 +99,7 @@ pub fn forget_connections(netns: &str) -> std::io::Result<()> {
             for (kind, _, payload) in messages(socket.recv()?) {
                 match (kind, error_code(payload)) {
                     (NLMSG_ERROR, Some(0)) => return Ok(()),
-                    (NLMSG_ERROR, Some(code)) => {
-                        return Err(std::io::Error::from_raw_os_error(-code))
-                    }
+                    (NLMSG_ERROR, Some(code)) => return Err(os_error(code)),
                     _ => {}
                 }
             }

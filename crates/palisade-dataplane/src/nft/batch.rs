@@ -8,7 +8,7 @@ use super::expr::{self, be32, value, verdict_data};
 use super::rule::{PortsMatch, Rule, ANONYMOUS_SET};
 use super::TABLE;
 use crate::drift::{self, OwnCommit, NFT_MSG_NEWGEN};
-use crate::netlink::{self, attr, cstr, error_code, messages, nest, Socket, NLMSG_ERROR};
+use crate::netlink::{self, attr, cstr, error_code, messages, nest, os_error, Socket, NLMSG_ERROR};
 use std::io;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -199,6 +199,15 @@ pub(crate) struct Batch {
     last: usize,
     /// The last set id given.
     set_ids: u32,
+}
+
+/// What the kernel answered so far to a batch.
+#[derive(Default)]
+pub(crate) struct Answer {
+    /// The first change refused, and why.
+    pub first_error: Option<io::Error>,
+    /// The generation the transaction made, when the kernel echoed it.
+    pub generation: Option<u32>,
 }
 
 impl Batch {
@@ -493,44 +502,51 @@ impl Batch {
         Ok(())
     }
 
+    /// Reads one datagram of the kernel's answer to the batch into `answer`: the first error, and
+    /// the generation the transaction made when the kernel echoes it; true once the last change is
+    /// answered.
+    pub(crate) fn read_answer(&self, data: &[u8], answer: &mut Answer) -> bool {
+        let count = self.what.len() as u32;
+        let mut answered = false;
+        for (kind, seq, payload) in messages(data) {
+            if kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN {
+                let generation = drift::Generation::parse(payload).map(|g| g.id);
+                answer.generation = answer.generation.or(generation);
+            }
+            if kind != NLMSG_ERROR {
+                continue;
+            }
+            let code = error_code(payload).unwrap_or(0);
+            if code != 0 && answer.first_error.is_none() {
+                let e = os_error(code);
+                let what = (seq as usize).checked_sub(1).and_then(|i| self.what.get(i));
+                let what = what.map_or("?", |w| w.as_str());
+                answer.first_error = Some(io::Error::new(
+                    e.kind(),
+                    format!("nf_tables refused change {seq} of {count} ({what}): {e}"),
+                ));
+            }
+            answered |= seq == count;
+        }
+        answered
+    }
+
     /// Reads the kernel's answer to the batch: the acknowledgement of its last message, after an
     /// error for each message refused (the first one is returned). On success, the generation the
     /// transaction made, when the kernel echoed it.
     fn answer(&self, socket: &mut Socket) -> io::Result<Option<u32>> {
-        let count = self.what.len() as u32;
-        let mut first_error: Option<io::Error> = None;
-        let mut generation = None;
+        let mut answer = Answer::default();
         loop {
             let data = match socket.recv() {
                 Ok(data) => data,
                 // Errors overflowed the receive buffer, or the kernel stopped answering after one:
                 // the transaction failed; report the first error seen.
-                Err(e) => return Err(first_error.unwrap_or(e)),
+                Err(e) => return Err(answer.first_error.unwrap_or(e)),
             };
-            let mut answered = false;
-            for (kind, seq, payload) in messages(data) {
-                if kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN {
-                    generation = generation.or(drift::Generation::parse(payload).map(|g| g.id));
-                }
-                if kind != NLMSG_ERROR {
-                    continue;
-                }
-                let code = error_code(payload).unwrap_or(0);
-                if code != 0 && first_error.is_none() {
-                    let e = io::Error::from_raw_os_error(-code);
-                    let what = (seq as usize).checked_sub(1).and_then(|i| self.what.get(i));
-                    let what = what.map_or("?", |w| w.as_str());
-                    first_error = Some(io::Error::new(
-                        e.kind(),
-                        format!("nf_tables refused change {seq} of {count} ({what}): {e}"),
-                    ));
-                }
-                answered |= seq == count;
+            if self.read_answer(data, &mut answer) {
+                return answer.first_error.map_or(Ok(answer.generation), Err);
             }
-            if answered {
-                return first_error.map_or(Ok(generation), Err);
-            }
-            if first_error.is_some() {
+            if answer.first_error.is_some() {
                 // The rest of the answer follows at once, if it comes at all.
                 socket.set_receive_timeout(Duration::from_secs(1))?;
             }

@@ -1,0 +1,4 @@
+#![no_main]
+//! See `palisade_fuzz::engine` (fuzz/src/lib.rs).
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| palisade_fuzz::engine(data));
