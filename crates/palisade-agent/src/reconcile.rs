@@ -4,7 +4,7 @@ use crate::health::{Health, Part};
 use crate::metrics::{Metrics, ReasonLabel, RejectionLabels};
 use crate::policy_log::PolicyLogger;
 use crate::state_file::StateFile;
-use palisade_dataplane::drift::{self, TableInfo};
+use palisade_dataplane::drift::{TableInfo, TableProbe};
 use palisade_dataplane::{build_compiled, ApplyError, Audit, Ruleset, TABLE};
 use palisade_model::{DocumentCache, Limits, Load, Loader, RejectReason, Severity, Symlinks};
 use palisade_policy::{ClassRules, Engine};
@@ -79,6 +79,8 @@ pub struct Reconciler {
     kernel_unknown: bool,
     /// The table as the kernel described it after the last apply.
     kernel_table: Option<TableInfo>,
+    /// Asks the kernel about the table (opened when first needed, again after an error).
+    probe: Option<TableProbe>,
     /// Where the objects in force are written, for a restart to start from.
     state_file: Option<StateFile>,
 }
@@ -103,6 +105,7 @@ impl Reconciler {
             unwatched: None,
             kernel_unknown: false,
             kernel_table: None,
+            probe: None,
             state_file: None,
         }
     }
@@ -284,7 +287,7 @@ impl Reconciler {
     /// this check sees what they cannot: a monitor that is down, or changes made while it was.
     pub fn check_kernel(&mut self) -> Option<String> {
         let expected = self.kernel_table?;
-        let found = match drift::table_info(self.netns.as_deref()) {
+        let found = match self.table_info() {
             Ok(found) => found,
             Err(e) => {
                 tracing::warn!("cannot read table inet {TABLE} to check it: {e}");
@@ -334,7 +337,20 @@ impl Reconciler {
 
     /// Records the table as the kernel describes it now, for [`Reconciler::check_kernel`].
     fn record_table(&mut self) {
-        self.kernel_table = drift::table_info(self.netns.as_deref()).ok().flatten();
+        self.kernel_table = self.table_info().ok().flatten();
+    }
+
+    /// The table as the kernel describes it now.
+    fn table_info(&mut self) -> std::io::Result<Option<TableInfo>> {
+        let probe = match &mut self.probe {
+            Some(probe) => probe,
+            None => self.probe.insert(TableProbe::open(self.netns.as_deref())?),
+        };
+        let info = probe.table();
+        if info.is_err() {
+            self.probe = None;
+        }
+        info
     }
 
     /// The network namespace enforced in (`None`: the agent's own).

@@ -165,6 +165,23 @@ pub fn table_info(netns: Option<&str>) -> io::Result<Option<TableInfo>> {
     within_netns(netns, || Query::open()?.table())
 }
 
+/// A socket that asks the kernel about the `inet palisade` table of one network namespace: opened
+/// in it once, then asked from any thread (no thread entering the namespace per question, as
+/// [`table_info`] has, which costs milliseconds after each apply).
+pub struct TableProbe(Query);
+
+impl TableProbe {
+    /// A probe of network namespace `netns` (or the current one).
+    pub fn open(netns: Option<&str>) -> io::Result<TableProbe> {
+        within_netns(netns, Query::open).map(TableProbe)
+    }
+
+    /// The table as the kernel describes it now; `None` if there is none.
+    pub fn table(&mut self) -> io::Result<Option<TableInfo>> {
+        self.0.table()
+    }
+}
+
 /// The ruleset generation of network namespace `netns` (or the current one): it goes up by one
 /// with every transaction that changes any table.
 pub fn generation(netns: Option<&str>) -> io::Result<u32> {

@@ -123,27 +123,77 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-/// Which object a document defines: kind, namespace (for namespaced kinds) and name.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Which object a document defines: kind, namespace (for namespaced kinds) and name. Its hash is
+/// computed once, when it is made: keys are looked up many times per load (every object, every
+/// pass), and the objects they belong to live across loads.
+#[derive(Clone, Debug)]
 pub struct ObjectKey {
-    /// The kind.
-    pub kind: Kind,
-    /// The namespace of a namespaced kind (`default` when the manifest gives none).
-    pub namespace: Option<String>,
-    /// The name.
-    pub name: String,
+    kind: Kind,
+    namespace: Option<String>,
+    name: String,
+    hash: u64,
 }
 
 impl ObjectKey {
     /// The key of object `name` of `kind`, in `namespace` when the kind is namespaced.
     pub fn new(kind: Kind, namespace: Option<&str>, name: &str) -> Self {
+        let namespace = kind
+            .namespaced()
+            .then(|| namespace.unwrap_or("default").to_string());
+        let hash = {
+            use std::hash::BuildHasher;
+            foldhash::fast::FixedState::with_seed(0).hash_one((kind, &namespace, name))
+        };
         ObjectKey {
             kind,
-            namespace: kind
-                .namespaced()
-                .then(|| namespace.unwrap_or("default").to_string()),
+            namespace,
             name: name.to_string(),
+            hash,
         }
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The namespace of a namespaced kind.
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl std::hash::Hash for ObjectKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl PartialEq for ObjectKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash
+            && self.kind == other.kind
+            && self.name == other.name
+            && self.namespace == other.namespace
+    }
+}
+
+impl Eq for ObjectKey {}
+
+impl PartialOrd for ObjectKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ObjectKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.kind, &self.namespace, &self.name).cmp(&(other.kind, &other.namespace, &other.name))
     }
 }
 

@@ -4,7 +4,7 @@ use crate::cache::{plural, CachedFile, DocumentCache, ObjectPods, Source};
 use crate::diagnostic::{Diagnostic, Origin, Severity};
 use crate::key::{Kind, ObjectKey};
 use crate::logging::LoggingConfig;
-use crate::objects::{labels_of, DecodeLimits, Loaded, Objects, Typed, Workload};
+use crate::objects::{labels_of, Accepted, DecodeLimits, Loaded, Objects, Workload};
 use crate::read::{self, Entry, ReadError, Stamp, Symlinks};
 use crate::rejection::{Held, HeldReason, RejectReason, Rejection};
 use crate::state::{
@@ -102,8 +102,8 @@ pub struct Loader {
     /// Manifest files listed (read, or taken from the cache), and their bytes.
     listed: usize,
     total_bytes: u64,
-    /// The keys of the objects in force after the last load: first in line for the pod limit.
-    previous: HashSet<ObjectKey>,
+    /// The objects in force after the last load: first in line for the pod limit.
+    previous: Objects,
 }
 
 impl Default for Loader {
@@ -134,7 +134,7 @@ impl Loader {
             roots: Vec::new(),
             listed: 0,
             total_bytes: 0,
-            previous: HashSet::default(),
+            previous: Objects::default(),
         }
     }
 
@@ -361,11 +361,12 @@ impl Loader {
             self.folder_without_manifests();
         }
         // The objects held, and those whose removal takes effect now.
-        let mut held: Vec<(ObjectKey, Origin, Typed, HeldReason)> = Vec::new();
+        let mut held: Vec<(Arc<Accepted>, HeldReason)> = Vec::new();
         let mut removed: Vec<(ObjectKey, Origin)> = Vec::new();
         // Files held as removed by the last load: their removal taking effect is worth a warning.
         let was_gone: HashSet<PathBuf> = gone.keys().cloned().collect();
-        for (key, origin, typed) in previous.all() {
+        for accepted in previous.all() {
+            let (key, origin) = (&accepted.key, &accepted.origin);
             if self.objects.contains(key) {
                 continue;
             }
@@ -374,7 +375,7 @@ impl Loader {
             let why = if rejected.contains(key) {
                 // NetworkLogging keeps its last good switches in the agent, which must see it
                 // rejected (GKE's InvalidNetworkLogging event).
-                (key.kind != Kind::NetworkLogging).then_some(HeldReason::Rejected)
+                (key.kind() != Kind::NetworkLogging).then_some(HeldReason::Rejected)
             } else if no_manifest || self.unreadable.iter().any(|u| file.starts_with(u)) {
                 Some(HeldReason::Unreadable)
             } else if dirty.contains(file) {
@@ -390,7 +391,7 @@ impl Loader {
                 None
             };
             match why {
-                Some(why) => held.push((key.clone(), origin.clone(), typed, why)),
+                Some(why) => held.push((accepted.clone(), why)),
                 None if was_gone.contains(file) => removed.push((key.clone(), origin.clone())),
                 None => {}
             }
@@ -399,22 +400,23 @@ impl Loader {
             self.removed(&key, &origin);
         }
         gone.retain(|file, _| {
-            held.iter()
-                .any(|h| h.3 == HeldReason::Removed && Path::new(&h.1.file) == file)
+            (held.iter())
+                .any(|(a, why)| *why == HeldReason::Removed && Path::new(&a.origin.file) == file)
         });
         self.visited.gone = gone;
-        self.previous = previous.keys().cloned().collect();
+        self.previous = previous;
         self.hold(held);
     }
 
     /// Adds `held` objects to this load, reports them (the rejections they stand in for, one
     /// warning per file and why) and lists them in [`Load::held`].
-    fn hold(&mut self, held: Vec<(ObjectKey, Origin, Typed, HeldReason)>) {
+    fn hold(&mut self, held: Vec<(Arc<Accepted>, HeldReason)>) {
         let mut by_file: Vec<((String, HeldReason), Vec<String>)> = Vec::new();
-        for (key, origin, typed, why) in held {
+        for (accepted, why) in held {
+            let (key, origin) = (&accepted.key, &accepted.origin);
             if why == HeldReason::Rejected {
                 for r in self.objects.rejections.iter_mut() {
-                    if r.object.as_ref() == Some(&key) {
+                    if r.object.as_ref() == Some(key) {
                         r.kept = Some(origin.clone());
                     }
                 }
@@ -427,11 +429,10 @@ impl Loader {
                 Some((_, names)) => names.push(name),
                 None => by_file.push(((origin.file.clone(), why), vec![name])),
             }
-            self.objects
-                .add_object(&(key.clone(), origin.clone(), typed), &mut self.diagnostics);
+            self.objects.add_object(&accepted, &mut self.diagnostics);
             self.held.push(Held {
-                object: key,
-                origin,
+                object: key.clone(),
+                origin: origin.clone(),
                 why,
             });
         }
@@ -574,7 +575,7 @@ impl Loader {
                 name: n.object.metadata.name.clone().unwrap_or_default(),
                 labels: labels_of(&n.object.metadata),
                 annotations: n.object.metadata.annotations.clone().unwrap_or_default(),
-                origin: Some(n.origin.clone()),
+                origin: Some(n.origin().clone()),
             })
             .collect();
         // A workload's namespace exists even when the workload has no pods (`replicas: 0`).
@@ -598,7 +599,7 @@ impl Loader {
                 namespace: p.object.metadata.namespace.clone().unwrap_or_default(),
                 name: p.object.metadata.name.clone().unwrap_or_default(),
                 policy: p.object.clone(),
-                origin: p.origin.clone(),
+                origin: p.origin().clone(),
             })
             .collect();
         let mut state = ClusterState::new(namespaces, pods, services, policies);
@@ -788,15 +789,15 @@ enum Maker<'a> {
 impl Maker<'_> {
     fn key(&self) -> &ObjectKey {
         match self {
-            Maker::Pod(p) => &p.key,
-            Maker::Workload(w) => &w.key,
+            Maker::Pod(p) => p.key(),
+            Maker::Workload(w) => w.key(),
         }
     }
 
     fn origin(&self) -> &Origin {
         match self {
-            Maker::Pod(p) => &p.origin,
-            Maker::Workload(w) => &w.origin,
+            Maker::Pod(p) => p.origin(),
+            Maker::Workload(w) => w.origin(),
         }
     }
 
@@ -854,7 +855,7 @@ fn allocated(pod: &mut Arc<PodInfo>, ip: Option<IpAddr>) {
 
 fn pod_info(loaded: &Loaded<Pod>) -> PodInfo {
     let pod = &loaded.object;
-    let mut info = pod_info_of(&pod.metadata, pod.spec.as_ref(), &loaded.origin);
+    let mut info = pod_info_of(&pod.metadata, pod.spec.as_ref(), loaded.origin());
     let status = pod.status.as_ref();
     let ip_text = if info.host_network {
         status.and_then(|s| s.host_ip.as_ref().or(s.pod_ip.as_ref()))
@@ -921,6 +922,6 @@ fn service_info(loaded: &Loaded<Service>) -> ServiceInfo {
                 target_port: p.target_port.unwrap_or(IntOrString::Int(p.port)),
             })
             .collect(),
-        origin: loaded.origin.clone(),
+        origin: loaded.origin().clone(),
     }
 }

@@ -18,13 +18,55 @@ use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// A typed object and where it was read.
-#[derive(Clone, Debug)]
-pub(crate) struct Loaded<T> {
-    /// Shared with the loader's document cache: a cached file's objects are not copied on reuse.
-    pub object: Arc<T>,
-    pub origin: Origin,
+/// An accepted object: its key, where it was read, and the object. Shared (`Arc`) by the cache's
+/// decoded documents and every load that uses them: nothing of it is copied on reuse.
+#[derive(Debug)]
+pub(crate) struct Accepted {
     pub key: ObjectKey,
+    pub origin: Origin,
+    pub object: Typed,
+}
+
+/// A typed object of a load, and what it was accepted as.
+#[derive(Debug)]
+pub(crate) struct Loaded<T> {
+    pub object: Arc<T>,
+    pub accepted: Arc<Accepted>,
+}
+
+impl<T> Loaded<T> {
+    pub fn key(&self) -> &ObjectKey {
+        &self.accepted.key
+    }
+
+    pub fn origin(&self) -> &Origin {
+        &self.accepted.origin
+    }
+}
+
+/// An accepted object as a map key: hashed and compared by its [`ObjectKey`], which lookups
+/// borrow, so that indexing objects copies no key.
+#[derive(Clone, Debug)]
+struct ByKey(Arc<Accepted>);
+
+impl std::hash::Hash for ByKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.key.hash(state);
+    }
+}
+
+impl PartialEq for ByKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key == other.0.key
+    }
+}
+
+impl Eq for ByKey {}
+
+impl std::borrow::Borrow<ObjectKey> for ByKey {
+    fn borrow(&self) -> &ObjectKey {
+        &self.0.key
+    }
 }
 
 /// The field that says how many pods a workload of `kind` stands for.
@@ -70,7 +112,7 @@ pub(crate) struct Objects {
     /// Why the first rejected `NetworkLogging` was rejected, with its place.
     pub invalid_network_logging: Option<String>,
     /// Each object's index in its vector.
-    seen: HashMap<ObjectKey, usize>,
+    seen: HashMap<ByKey, usize>,
     /// Later definitions replace earlier ones instead of being rejected.
     pub replace_duplicates: bool,
     /// What was rejected, in reading order.
@@ -85,7 +127,7 @@ fn str_at<'a>(value: &'a serde_json::Value, path: &[&str]) -> Option<&'a str> {
 
 /// A typed object that passed decoding and validation, before duplicates are looked for (which
 /// needs every other object).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub(crate) enum Typed {
     Namespace(Arc<Namespace>),
     Pod(Arc<Pod>),
@@ -101,7 +143,7 @@ pub(crate) enum Typed {
 #[derive(Clone, Default)]
 pub(crate) struct Decoded {
     diagnostics: Vec<Diagnostic>,
-    accepted: Option<Box<(ObjectKey, Origin, Typed)>>,
+    accepted: Option<Arc<Accepted>>,
     invalid_network_logging: Option<String>,
     /// Why it was rejected, and which object it is when that could be read.
     rejected: Option<(Option<ObjectKey>, RejectReason)>,
@@ -333,12 +375,11 @@ fn list_items(
     })
 }
 
-/// Where an accepted object goes: its key, place, and what a duplicate is reported into.
+/// Where an accepted object goes, and what a duplicate is reported into.
 struct Slot<'a> {
-    seen: &'a mut HashMap<ObjectKey, usize>,
+    seen: &'a mut HashMap<ByKey, usize>,
     replace: bool,
-    key: &'a ObjectKey,
-    origin: &'a Origin,
+    accepted: &'a Arc<Accepted>,
     diags: &'a mut Vec<Diagnostic>,
     rejections: &'a mut Vec<Rejection>,
 }
@@ -349,30 +390,31 @@ impl Slot<'_> {
     fn insert<T>(self, list: &mut Vec<Loaded<T>>, object: Arc<T>) {
         let loaded = Loaded {
             object,
-            origin: self.origin.clone(),
-            key: self.key.clone(),
+            accepted: self.accepted.clone(),
         };
-        match self.seen.get(self.key) {
+        let key = &self.accepted.key;
+        match self.seen.get(key) {
             Some(&i) if self.replace => list[i] = loaded,
             Some(&i) => {
-                let first = list[i].origin.to_string();
+                let first = list[i].origin().to_string();
+                let origin = loaded.origin().clone();
                 self.diags.push(Diagnostic {
-                    object: Some(self.key.to_string()),
+                    object: Some(key.to_string()),
                     ..Diagnostic::new(
                         Severity::Error,
-                        loaded.origin.clone(),
+                        origin.clone(),
                         format!("defined twice; the first definition at {first} is used"),
                     )
                 });
                 self.rejections.push(Rejection {
-                    object: Some(self.key.clone()),
-                    origin: loaded.origin,
+                    object: Some(key.clone()),
+                    origin,
                     reason: RejectReason::Duplicate,
                     kept: None,
                 });
             }
             None => {
-                self.seen.insert(self.key.clone(), list.len());
+                self.seen.insert(ByKey(self.accepted.clone()), list.len());
                 list.push(loaded);
             }
         }
@@ -403,27 +445,21 @@ impl Objects {
                 kept: None,
             });
         }
-        if let Some(accepted) = d.accepted.as_deref() {
+        if let Some(accepted) = &d.accepted {
             self.add_object(accepted, diags);
         }
     }
 
     /// Adds an accepted object unless it duplicates one already there.
-    pub fn add_object(
-        &mut self,
-        accepted: &(ObjectKey, Origin, Typed),
-        diags: &mut Vec<Diagnostic>,
-    ) {
-        let (key, origin, object) = accepted;
+    pub fn add_object(&mut self, accepted: &Arc<Accepted>, diags: &mut Vec<Diagnostic>) {
         let slot = Slot {
             seen: &mut self.seen,
             replace: self.replace_duplicates,
-            key,
-            origin,
+            accepted,
             diags,
             rejections: &mut self.rejections,
         };
-        match object.clone() {
+        match accepted.object.clone() {
             Typed::Namespace(x) => slot.insert(&mut self.namespaces, x),
             Typed::Pod(x) => slot.insert(&mut self.pods, x),
             Typed::Service(x) => slot.insert(&mut self.services, x),
@@ -433,26 +469,17 @@ impl Objects {
         }
     }
 
-    /// Every accepted object, its key and where it was read, kind by kind, in reading order.
-    pub fn all(&self) -> impl Iterator<Item = (&ObjectKey, &Origin, Typed)> {
-        fn each<T>(
-            list: &[Loaded<T>],
-            typed: fn(Arc<T>) -> Typed,
-        ) -> impl Iterator<Item = (&ObjectKey, &Origin, Typed)> {
-            list.iter()
-                .map(move |l| (&l.key, &l.origin, typed(l.object.clone())))
+    /// Every accepted object, kind by kind, in reading order.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Accepted>> {
+        fn each<T>(list: &[Loaded<T>]) -> impl Iterator<Item = &Arc<Accepted>> {
+            list.iter().map(|l| &l.accepted)
         }
-        each(&self.namespaces, Typed::Namespace)
-            .chain(each(&self.network_logging, Typed::NetworkLogging))
-            .chain(each(&self.policies, Typed::Policy))
-            .chain(each(&self.services, Typed::Service))
-            .chain(each(&self.workloads, Typed::Workload))
-            .chain(each(&self.pods, Typed::Pod))
-    }
-
-    /// The keys of every accepted object.
-    pub fn keys(&self) -> impl Iterator<Item = &ObjectKey> {
-        self.seen.keys()
+        each(&self.namespaces)
+            .chain(each(&self.network_logging))
+            .chain(each(&self.policies))
+            .chain(each(&self.services))
+            .chain(each(&self.workloads))
+            .chain(each(&self.pods))
     }
 
     /// True when no object was accepted.
@@ -667,7 +694,7 @@ impl Ctx<'_> {
     }
 
     /// Reports `issues`; the object is accepted unless one of them is an error.
-    fn accept(&mut self, object: Typed, issues: Issues) -> Option<Box<(ObjectKey, Origin, Typed)>> {
+    fn accept(&mut self, object: Typed, issues: Issues) -> Option<Arc<Accepted>> {
         let rejected = issues.has_errors();
         for issue in issues.0 {
             self.report(issue.severity, Some(issue.field), issue.message);
@@ -678,7 +705,11 @@ impl Ctx<'_> {
             return None;
         }
         // Without a name there is no key: validation reported it (`metadata.name`).
-        Some(Box::new((self.key.take()?, self.origin.clone(), object)))
+        Some(Arc::new(Accepted {
+            key: self.key.take()?,
+            origin: self.origin.clone(),
+            object,
+        }))
     }
 }
 

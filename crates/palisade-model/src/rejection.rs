@@ -56,7 +56,7 @@ pub struct Rejection {
 impl Rejection {
     /// The kind of the rejected object, if known.
     pub fn kind(&self) -> Option<Kind> {
-        self.object.as_ref().map(|k| k.kind)
+        self.object.as_ref().map(ObjectKey::kind)
     }
 }
 

@@ -11,10 +11,11 @@ use crate::cache::DocumentCache;
 use crate::diagnostic::Origin;
 use crate::document::Document;
 use crate::key::Kind;
-use crate::objects::{self, DecodeLimits, Objects, Typed, Workload};
+use crate::objects::{self, Accepted, DecodeLimits, Objects, Typed, Workload};
 use crate::Limits;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 /// The format's version: a snapshot of another version is not read.
 const VERSION: u32 = 1;
@@ -51,17 +52,17 @@ impl Snapshot {
 /// The objects in force after a load, shared with it: cheap to take, to be written down elsewhere
 /// ([`InForce::snapshot`]).
 pub struct InForce {
-    objects: Vec<(Origin, Typed)>,
+    objects: Vec<Arc<Accepted>>,
 }
 
 impl InForce {
     /// The objects as manifests, for `source`.
     pub fn snapshot(&self, source: &str) -> Snapshot {
         let objects = (self.objects.iter())
-            .map(|(origin, typed)| Placed {
-                file: origin.file.clone(),
-                line: origin.line,
-                object: manifest(typed),
+            .map(|accepted| Placed {
+                file: accepted.origin.file.clone(),
+                line: accepted.origin.line,
+                object: manifest(&accepted.object),
             })
             .collect();
         Snapshot {
@@ -75,10 +76,9 @@ impl InForce {
 impl DocumentCache {
     /// The objects this cache holds in force (those of the load that made it).
     pub fn in_force(&self) -> InForce {
-        let objects = (self.objects.all())
-            .map(|(_, origin, typed)| (origin.clone(), typed))
-            .collect();
-        InForce { objects }
+        InForce {
+            objects: self.objects.all().cloned().collect(),
+        }
     }
 
     /// [`DocumentCache::in_force`] as a snapshot, for `source`.

@@ -168,7 +168,7 @@ pub(crate) fn template_pods(w: &Loaded<Workload>) -> impl Iterator<Item = PodInf
         labels: wl.template.metadata.as_ref().and_then(|m| m.labels.clone()),
         ..Default::default()
     };
-    let mut template = pod_info_of(&meta, wl.template.spec.as_ref(), &w.origin);
+    let mut template = pod_info_of(&meta, wl.template.spec.as_ref(), w.origin());
     template.from_template = true;
     (0..wl.replicas).map(move |i| {
         let generated = generated(wl, i);

@@ -145,7 +145,7 @@ fn a_syntax_error_keeps_the_objects_the_rest_of_the_file_does_not_define() {
     let held: Vec<_> = second
         .held
         .iter()
-        .map(|h| (h.object.name.as_str(), h.why))
+        .map(|h| (h.object.name(), h.why))
         .collect();
     assert_eq!(
         held,
@@ -193,7 +193,7 @@ fn removed_and_emptied_files_keep_their_objects_for_the_grace_period() {
     let held: Vec<_> = second
         .held
         .iter()
-        .map(|h| (h.object.name.as_str(), h.why))
+        .map(|h| (h.object.name(), h.why))
         .collect();
     assert_eq!(
         held,
