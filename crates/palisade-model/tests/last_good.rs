@@ -563,7 +563,7 @@ fn grace(l: Loader) -> Loader {
     l.removal_grace(Duration::from_secs(1))
 }
 
-/// `mv a.yaml b.yaml`: a plain rename reports an error and a Duplicate rejection for the grace.
+/// `mv a.yaml b.yaml` is no error and no duplicate, during the grace or after.
 #[test]
 fn a_renamed_file_is_no_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -580,48 +580,36 @@ fn a_renamed_file_is_no_error() {
     assert!(errors.is_empty(), "a rename is reported as an error");
 }
 
-/// An object held at its last good version (rejected edit) loses the removal grace when its file
-/// is then truncated (rewritten in place): immediate open window.
+/// An object held at its last good version (its edit rejected) keeps the removal grace when its
+/// file is then emptied (rewritten in place) or removed (`git checkout`, `rm` then create).
 #[test]
-fn a_held_object_keeps_the_grace_when_its_file_is_emptied() {
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("p.yaml");
-    write(&f, &policy("p", "10.0.0.0/8"));
-    let first = load_with(dir.path(), DocumentCache::default(), grace);
-    write(&f, &policy("p", "10.0.0.0/88"));
-    let second = load_with(dir.path(), first.cache, grace);
-    assert_eq!(policies(&second), ["shop/p"]);
-    write(&f, "");
-    let third = load_with(dir.path(), second.cache, grace);
-    assert_eq!(
-        policies(&third),
-        ["shop/p"],
-        "lifted while the file is empty: {:#?}",
-        third.diagnostics
-    );
+fn a_held_object_keeps_the_grace_when_its_file_is_emptied_or_removed() {
+    let empty = |f: &Path| write(f, "");
+    let remove = |f: &Path| std::fs::remove_file(f).unwrap();
+    for (how, gone) in [("emptied", &empty as &dyn Fn(&Path)), ("removed", &remove)] {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.yaml");
+        // Another file, so that the folder does not end up without manifests.
+        write(&dir.path().join("other.yaml"), "");
+        write(&f, &policy("p", "10.0.0.0/8"));
+        let first = load_with(dir.path(), DocumentCache::default(), grace);
+        write(&f, &policy("p", "10.0.0.0/88"));
+        let second = load_with(dir.path(), first.cache, grace);
+        assert_eq!(policies(&second), ["shop/p"]);
+        gone(&f);
+        let third = load_with(dir.path(), second.cache, grace);
+        assert_eq!(
+            policies(&third),
+            ["shop/p"],
+            "{how}: lifted at once: {:#?}",
+            third.diagnostics
+        );
+        assert_eq!(third.held[0].why, HeldReason::Removed, "{how}");
+    }
 }
 
-/// Same, file removed (git checkout / rm+create).
-#[test]
-fn a_held_object_keeps_the_grace_when_its_file_is_removed() {
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("p.yaml");
-    write(&f, &policy("p", "10.0.0.0/8"));
-    let first = load_with(dir.path(), DocumentCache::default(), grace);
-    write(&f, &policy("p", "10.0.0.0/88"));
-    let second = load_with(dir.path(), first.cache, grace);
-    std::fs::remove_file(&f).unwrap();
-    let third = load_with(dir.path(), second.cache, grace);
-    assert_eq!(
-        policies(&third),
-        ["shop/p"],
-        "lifted at once: {:#?}",
-        third.diagnostics
-    );
-}
-
-/// A held version (file with a syntax error) wins over the current valid definition that moved
-/// to an earlier-sorted file... and reports Duplicate.
+/// A definition that moved to another file wins over the held version its old file (now broken)
+/// had, whatever the files' order.
 #[test]
 fn a_fresh_definition_wins_over_a_held_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -639,8 +627,8 @@ fn a_fresh_definition_wins_over_a_held_one() {
     );
 }
 
-/// The total pod limit: a new file sorted first pushes an existing, accepted workload out (its pods
-/// lose isolation); no last good version is kept for it.
+/// Under the pod limit in all, a new file sorted first does not push out a workload in force (its
+/// pods would lose isolation).
 #[test]
 fn objects_in_force_come_first_under_the_pod_limit() {
     let dir = tempfile::tempdir().unwrap();
@@ -660,8 +648,8 @@ fn objects_in_force_come_first_under_the_pod_limit() {
     );
 }
 
-/// A typo that makes the name or namespace invalid: the rejected object has another key, so the
-/// policy in force is lifted instead of held.
+/// A typo that makes the name or namespace invalid rejects the object under another key: the
+/// policy in force stays, as its file has a rejected part.
 #[test]
 fn a_misspelt_namespace_keeps_the_policy() {
     for (from, to) in [
