@@ -266,7 +266,13 @@ fn main() {
 
     // A label change: edit one workload's template labels, then one reconcile pass; 5 edits (the
     // label toggles), medians. The steps of a pass are also timed one by one on the same edits.
-    let mut reconciler = Reconciler::new(dir.clone(), Some(lab.node.clone()));
+    // No removal grace: the policy deletion below takes effect in the pass that sees it.
+    let mut reconciler = Reconciler::new(dir.clone(), Some(lab.node.clone())).with_source(
+        palisade_agent::SourceOptions {
+            removal_grace: Duration::ZERO,
+            ..Default::default()
+        },
+    );
     assert!(matches!(reconciler.reconcile(), Outcome::Applied { .. }));
     let file = dir.join("workloads-0001.yaml");
     let original = std::fs::read_to_string(&file).unwrap();
@@ -333,6 +339,7 @@ fn main() {
         compiled_rules = rules;
     }
     let [load_ms, compile_ms, build_ms, update_ms, label_ms] = steps.map(median);
+    let policy_changes = policy_changes(&mut reconciler, &dir, &compiled);
 
     let _ = std::fs::remove_dir_all(&dir);
     println!(
@@ -361,4 +368,86 @@ fn main() {
     println!("    compile (Engine::new_from)          {compile_ms:8.1} ms");
     println!("    compile classes, patch the ruleset  {build_ms:8.1} ms");
     println!("    apply only the difference           {update_ms:8.1} ms");
+    for (what, ms, size) in policy_changes {
+        println!("  {what:<38}{ms:8.1} ms (median of 3): {size}");
+    }
+}
+
+/// A policy added (in a file that sorts first, selecting one app's pods of the first namespace),
+/// edited (its port) and deleted, each applied by one reconcile pass; three times each, medians,
+/// with what the update touches in the kernel (from full builds of the states before and after).
+fn policy_changes(
+    reconciler: &mut Reconciler,
+    dir: &std::path::Path,
+    engine: &Engine,
+) -> Vec<(&'static str, f64, palisade_dataplane::UpdateSize)> {
+    let state = engine.state();
+    let pod = (state.pods.iter())
+        .find(|p| p.labels.contains_key("app") && !p.host_network)
+        .expect("a pod with an app label");
+    let (namespace, app) = (&pod.namespace, &pod.labels["app"]);
+    let policy = |port: u16| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: bench-extra, namespace: {namespace}}}\nspec:\n  podSelector: {{matchLabels: {{app: {app}}}}}\n  ingress: [{{from: [{{podSelector: {{}}}}], ports: [{{port: {port}}}]}}]\n"
+        )
+    };
+    let file = dir.join("000-bench-policy.yaml");
+    let fresh = |previous: Option<&palisade_dataplane::Ruleset>| {
+        let mut loader = Loader::new();
+        loader.load_path(dir);
+        build(
+            &Engine::new(Arc::new(loader.finish().0)),
+            Audit::Annotated,
+            previous,
+        )
+    };
+    let mut out = Vec::new();
+    for (what, before, after) in [
+        (
+            "policy added -> kernel (one pass)",
+            None,
+            Some(policy(8080)),
+        ),
+        (
+            "policy edited -> kernel (one pass)",
+            Some(policy(8080)),
+            Some(policy(8081)),
+        ),
+        (
+            "policy deleted -> kernel (one pass)",
+            Some(policy(8081)),
+            None,
+        ),
+    ] {
+        let write = |text: &Option<String>| match text {
+            Some(text) => std::fs::write(&file, text).unwrap(),
+            // Another kind in the file: it reads cleanly and no longer defines the policy.
+            None => std::fs::write(
+                &file,
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
+            )
+            .unwrap(),
+        };
+        let mut times = Vec::new();
+        let mut size = None;
+        for _ in 0..3 {
+            write(&before);
+            assert!(!matches!(reconciler.reconcile(), Outcome::Failed(_)));
+            let old = size.is_none().then(|| fresh(None));
+            write(&after);
+            let t = Instant::now();
+            let outcome = reconciler.reconcile();
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+            assert!(
+                matches!(outcome, Outcome::Applied { .. }),
+                "{what}: {outcome:?}"
+            );
+            if let Some(old) = old {
+                size = Some(fresh(Some(&old)).update_from(&old).size());
+            }
+        }
+        out.push((what, median(times), size.expect("measured")));
+    }
+    let _ = std::fs::remove_file(&file);
+    out
 }

@@ -27,4 +27,4 @@ mod netlink;
 mod nft;
 
 pub use apply::{apply, ApplyError};
-pub use nft::{build, build_compiled, render, Audit, Patch, Ruleset, Update, TABLE};
+pub use nft::{build, build_compiled, render, Audit, Patch, Ruleset, Update, UpdateSize, TABLE};

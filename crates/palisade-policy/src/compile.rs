@@ -8,7 +8,7 @@ use crate::engine::{Engine, RuleClasses};
 use crate::policy::{Direction, IpBlock, Peer, Rule};
 use crate::ports::PortMatch;
 use foldhash::HashMap;
-use palisade_model::Protocol;
+use palisade_model::{ObjectKey, Protocol};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -137,6 +137,19 @@ pub struct PortRange {
     pub last: u16,
 }
 
+/// Which policy rule something comes from: the policy's identity (kind, namespace and name), the
+/// direction and the rule's index in it — never a position in a list, so that it, and what is named
+/// after it in the kernel, survives any unrelated change.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RuleOrigin {
+    /// The policy (shared by every rule and entry compiled from it).
+    pub policy: Arc<ObjectKey>,
+    /// Ingress or egress.
+    pub direction: Direction,
+    /// The rule's index among the policy's rules of that direction.
+    pub rule: usize,
+}
+
 /// One way a flow is allowed: peers × ports, from a rule of a policy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Allow {
@@ -144,10 +157,8 @@ pub struct Allow {
     pub peers: Peers,
     /// Allowed ports; `None`: every port of every protocol (ICMP included).
     pub ports: Option<Vec<PortRange>>,
-    /// Index of the policy in `ClusterState::policies`.
-    pub policy: usize,
-    /// Index of the rule in the direction's list.
-    pub rule: usize,
+    /// The rule it comes from.
+    pub origin: RuleOrigin,
 }
 
 /// What the dataplane enforces for one class.
@@ -364,16 +375,12 @@ impl Engine {
                     .enumerate()
                 {
                     let rc = &self.rule_classes[pi][d][ri];
-                    self.compile_rule(
+                    let origin = RuleOrigin {
+                        policy: policy.key.clone(),
                         direction,
-                        class,
-                        policy.index,
-                        ri,
-                        rule,
-                        rc,
-                        cache,
-                        &mut out,
-                    );
+                        rule: ri,
+                    };
+                    self.compile_rule(class, origin, rule, rc, cache, &mut out);
                 }
             }
             Some(out)
@@ -384,18 +391,16 @@ impl Engine {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn compile_rule(
         &self,
-        direction: Direction,
         class: usize,
-        policy: usize,
-        rule_index: usize,
+        origin: RuleOrigin,
         rule: &Rule,
         rc: &RuleClasses,
         cache: &mut AddrCache,
         out: &mut Vec<Allow>,
     ) {
+        let direction = origin.direction;
         let n = self.class_count();
         let all_peers = |cache: &mut AddrCache| {
             if rc.any {
@@ -408,8 +413,7 @@ impl Engine {
         let entry = |peers, ports| Allow {
             peers,
             ports,
-            policy,
-            rule: rule_index,
+            origin: origin.clone(),
         };
         let Some(specs) = &rule.ports else {
             out.push(entry(all_peers(cache), None));

@@ -21,7 +21,7 @@ mod selector;
 mod verdict;
 
 pub use bitset::BitSet;
-pub use compile::{AddrCache, AddrRange, AddrSet, Allow, ClassRules, Peers, PortRange};
+pub use compile::{AddrCache, AddrRange, AddrSet, Allow, ClassRules, Peers, PortRange, RuleOrigin};
 pub use engine::{Engine, Reach};
 pub use policy::{effective_types, Direction};
 pub use ports::{PortMatch, PortSpec};

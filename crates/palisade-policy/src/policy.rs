@@ -4,9 +4,10 @@ use crate::ports::PortSpec;
 use crate::selector::{Interner, Selector};
 use ipnet::IpNet;
 use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
-use palisade_model::{validate, PolicyInfo};
+use palisade_model::{validate, Kind, ObjectKey, PolicyInfo};
 use serde::Serialize;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// Traffic direction, seen from the pod a policy selects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
@@ -89,6 +90,8 @@ pub struct Rule {
 /// A compiled NetworkPolicy.
 #[derive(Clone, Debug)]
 pub struct CompiledPolicy {
+    /// Which policy it is.
+    pub key: Arc<ObjectKey>,
     /// Index of the policy in `ClusterState::policies`.
     pub index: usize,
     /// Index of its namespace in `ClusterState::namespaces`.
@@ -201,6 +204,11 @@ impl Compiler<'_> {
                 .collect()
         });
         Some(CompiledPolicy {
+            key: Arc::new(ObjectKey::new(
+                Kind::NetworkPolicy,
+                Some(&info.namespace),
+                &info.name,
+            )),
             index,
             namespace,
             pod_selector,

@@ -10,7 +10,7 @@ mod ruleset;
 mod sets;
 
 pub use patch::Patch;
-pub use ruleset::{Ruleset, Update};
+pub use ruleset::{Ruleset, Update, UpdateSize};
 
 use crate::events::Action;
 use foldhash::{HashMap, HashMapExt};
@@ -80,21 +80,17 @@ fn ports_matches(allow: &Allow) -> Vec<Option<PortsMatch>> {
 
 /// The allow rules of one direction's chain, with peer sets by id (named later).
 fn allow_rules(
-    engine: &Engine,
     direction: Direction,
     entries: &[Allow],
     verdict: Verdict,
     sets: &mut PeerSets,
 ) -> Vec<Rule<usize>> {
-    let state = engine.state();
     let mut out = Vec::new();
     for allow in entries {
         let peers: Vec<Option<PeerMatch<usize>>> = match &allow.peers {
             Peers::Any => vec![None],
             Peers::Addrs(set) => {
-                let policy = &state.policies[allow.policy];
-                let key = || format!("{} {} {}", policy.key(), direction.as_str(), allow.rule);
-                let [v4, v6] = sets.refer(set, key);
+                let [v4, v6] = sets.refer(set, || rule::origin_text(&allow.origin));
                 let v4 = v4.map(|set| PeerMatch { v6: false, set });
                 let v6 = v6.map(|set| PeerMatch { v6: true, set });
                 v4.into_iter().chain(v6).map(Some).collect()
@@ -108,7 +104,7 @@ fn allow_rules(
                     ports,
                     action: Action::Allow,
                     verdict,
-                    origin: Some((allow.policy, allow.rule)),
+                    origin: Some(allow.origin.clone()),
                 });
             }
         }
@@ -165,7 +161,7 @@ fn class_bodies(
         (Direction::Egress, &rules.egress, Verdict::Return),
     ]
     .map(|(direction, entries, verdict)| {
-        let mut body = allow_rules(engine, direction, entries.as_ref()?, verdict, sets);
+        let mut body = allow_rules(direction, entries.as_ref()?, verdict, sets);
         let (action, verdict) = match (audited, direction) {
             (false, _) => (Action::Deny, Verdict::Drop),
             (true, Direction::Ingress) => (Action::Audit, Verdict::Accept),

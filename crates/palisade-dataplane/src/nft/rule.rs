@@ -6,7 +6,7 @@ use super::expr;
 use super::range_text;
 use crate::events::{log_prefix, Action, NFLOG_GROUP};
 use palisade_model::Protocol;
-use palisade_policy::Direction;
+use palisade_policy::{Direction, RuleOrigin};
 use std::fmt;
 
 /// What a rule does with a matching packet.
@@ -70,8 +70,8 @@ pub(crate) struct Rule<S = String> {
     /// What the NFLOG event says happened.
     pub action: Action,
     pub verdict: Verdict,
-    /// The policy (index in the state) and rule it comes from, as a comment.
-    pub origin: Option<(usize, usize)>,
+    /// The policy rule it comes from, as a comment.
+    pub origin: Option<RuleOrigin>,
 }
 
 impl<S> Rule<S> {
@@ -99,10 +99,9 @@ pub(crate) fn looked_up(rules: &[Rule]) -> impl Iterator<Item = &str> {
 }
 
 impl Rule {
-    /// The comment naming the policy rule, if any.
+    /// The comment naming the policy rule, if any: `NetworkPolicy ns/name ingress rule 0`.
     pub fn comment(&self) -> Option<String> {
-        self.origin
-            .map(|(policy, rule)| format!("policy {policy} rule {rule}"))
+        self.origin.as_ref().map(origin_text)
     }
 
     /// The rule as nf_tables expressions. A port match of several ranges is looked up in the
@@ -177,4 +176,31 @@ impl fmt::Display for Rule {
         }
         writeln!(f)
     }
+}
+
+/// The most a rule's comment holds: the kernel keeps at most 256 bytes of user data per rule, the
+/// comment's own header included.
+const MAX_COMMENT: usize = 250;
+
+/// `NetworkPolicy ns/name ingress rule 0`, cut to [`MAX_COMMENT`] bytes with a hash of the whole
+/// when longer (a namespace and a name may hold 316 bytes): rules of two policies never share one.
+pub(crate) fn origin_text(origin: &RuleOrigin) -> String {
+    let text = format!(
+        "{} {} rule {}",
+        origin.policy,
+        origin.direction.as_str(),
+        origin.rule
+    );
+    if text.len() <= MAX_COMMENT {
+        return text;
+    }
+    let hash = {
+        use std::hash::BuildHasher;
+        foldhash::fast::FixedState::with_seed(0).hash_one(&text)
+    };
+    let mut cut = MAX_COMMENT - 20;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}... #{hash:016x}", &text[..cut])
 }

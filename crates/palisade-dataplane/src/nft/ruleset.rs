@@ -371,7 +371,63 @@ pub struct Update {
     pub(super) old_sets: Vec<String>,
 }
 
+/// How much of the kernel's table an [`Update`] touches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UpdateSize {
+    /// Sets added, and their address ranges.
+    pub new_sets: usize,
+    pub new_set_ranges: usize,
+    /// Chains added, and their rules.
+    pub new_chains: usize,
+    pub new_rules: usize,
+    /// Sets that stay with other members, and the ranges removed and added.
+    pub edited_sets: usize,
+    pub ranges_edited: usize,
+    /// Verdict-map elements removed and added (a pod's address jumping to another chain is both).
+    pub jumps_edited: usize,
+    /// Chains and sets deleted.
+    pub old_chains: usize,
+    pub old_sets: usize,
+}
+
+impl std::fmt::Display for UpdateSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} chains added ({} rules), {} removed; {} sets added ({} ranges), {} edited ({} ranges), {} removed; {} map elements edited",
+            self.new_chains,
+            self.new_rules,
+            self.old_chains,
+            self.new_sets,
+            self.new_set_ranges,
+            self.edited_sets,
+            self.ranges_edited,
+            self.old_sets,
+            self.jumps_edited
+        )
+    }
+}
+
 impl Update {
+    /// How much of the table it touches.
+    pub fn size(&self) -> UpdateSize {
+        UpdateSize {
+            new_sets: self.new_sets.len(),
+            new_set_ranges: self.new_sets.iter().map(|(_, d)| d.elements.len()).sum(),
+            new_chains: self.new_chains.len(),
+            new_rules: self.new_chains.iter().map(|(_, r)| r.len()).sum(),
+            edited_sets: self.members.len(),
+            ranges_edited: (self.members.iter())
+                .map(|m| m.gone.len() + m.added.len())
+                .sum(),
+            jumps_edited: (self.jumps.iter())
+                .map(|j| j.stale.len() + j.fresh.len())
+                .sum(),
+            old_chains: self.old_chains.len(),
+            old_sets: self.old_sets.len(),
+        }
+    }
+
     /// True when the two rulesets are the same.
     pub fn is_empty(&self) -> bool {
         self.new_sets.is_empty()
