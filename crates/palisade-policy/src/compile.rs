@@ -5,7 +5,7 @@
 
 use crate::bitset::BitSet;
 use crate::engine::{Engine, RuleClasses};
-use crate::policy::{Direction, IpBlock, Peer, Rule};
+use crate::policy::{Direction, IpBlock, NamespaceScope, Peer, Rule};
 use crate::ports::PortMatch;
 use foldhash::HashMap;
 use palisade_model::{ObjectKey, Protocol};
@@ -270,27 +270,58 @@ impl Engine {
 
     /// What the dataplane enforces for every class ([`Engine::compile_class`] of each, shared), taking
     /// from `previous` — an earlier engine this one was compiled from ([`Engine::new_from`]) and the
-    /// rules of its classes — the rules of every class that has a class of the same key there and
-    /// whose policies' peers cannot have changed. Same result as compiling every class.
+    /// rules of its classes — the rules of every class that has a class of the same key there, is
+    /// selected by the same policies, and whose policies' peers cannot have changed. Same result as
+    /// compiling every class.
     ///
     /// A rule's peers are the addresses of the classes its selectors match, and matching depends
-    /// only on a class's key: a rule can change only through a class that is new, gone, or whose
-    /// addresses changed.
+    /// only on a class's key and, for namespace selectors, on the namespaces' labels: a rule can
+    /// change only through its policy, a class that is new, gone, or whose addresses changed, or a
+    /// namespace relabelled.
     pub fn compile_classes(
         &self,
         previous: Option<(&Engine, &[Arc<ClassRules>])>,
     ) -> Vec<Arc<ClassRules>> {
         let mut cache = AddrCache::default();
         let reusable = previous.and_then(|(old, rules)| {
-            let counterpart = self.counterparts(old)?;
-            (rules.len() == old.class_count()).then_some((old, rules, counterpart))
+            let derived = self.derived_from(old)?;
+            (rules.len() == old.class_count()).then_some((old, rules, derived))
         });
-        let Some((old, old_rules, counterpart)) = reusable else {
+        let Some((old, old_rules, derived)) = reusable else {
             return (0..self.class_count())
                 .map(|c| Arc::new(self.compile_class(c, &mut cache)))
                 .collect();
         };
+        let touched = self.touched_rules(old, derived);
+        let counterpart = &derived.classes;
+        (0..self.class_count())
+            .map(|c| {
+                let reuse = counterpart[c].filter(|&o| {
+                    [Direction::Ingress, Direction::Egress]
+                        .iter()
+                        .all(|&direction| {
+                            let d = crate::engine::dir_index(direction);
+                            let (now, was) =
+                                (self.selecting(c, direction), old.selecting(o, direction));
+                            now.len() == was.len()
+                                && (now.iter().zip(was)).all(|(&pi, &o)| {
+                                    derived.policies[pi] == Some(o) && !touched[pi][d]
+                                })
+                        })
+                });
+                match reuse {
+                    Some(o) => old_rules[o].clone(),
+                    None => Arc::new(self.compile_class(c, &mut cache)),
+                }
+            })
+            .collect()
+    }
+
+    /// Per policy and direction: can a rule's peers differ from what its counterpart's were in
+    /// `old`? A new or changed policy has none: always.
+    fn touched_rules(&self, old: &Engine, derived: &crate::engine::Derived) -> Vec<[bool; 2]> {
         let (n, m) = (self.class_count(), old.class_count());
+        let counterpart = &derived.classes;
         // Classes whose pods have the addresses they had (all a class gives the rules that select
         // it, besides its key).
         let same_addresses = |c: usize, o: usize| {
@@ -313,15 +344,29 @@ impl Engine {
             old_changed.remove(o);
         }
         let anything_changed = !changed.is_empty() || !old_changed.is_empty();
-        // Per policy and direction: can a rule's peers have changed?
-        let touched: Vec<[bool; 2]> = (0..self.policies.len())
+        // Namespace selectors whose namespaces changed, when namespaces were relabelled.
+        let moved = |rule: &Rule| {
+            derived.namespaces_relabelled
+                && rule.peers.iter().flatten().any(|peer| match peer {
+                    Peer::Pods {
+                        namespaces: NamespaceScope::Selected(sel),
+                        ..
+                    } => (self.namespace_labels.iter().zip(&old.namespace_labels))
+                        .any(|(now, was)| sel.matches(now) != sel.matches(was)),
+                    _ => false,
+                })
+        };
+        (0..self.policies.len())
             .map(|pi| {
                 [Direction::Ingress, Direction::Egress].map(|direction| {
+                    let Some(o) = derived.policies[pi] else {
+                        return true;
+                    };
                     let d = crate::engine::dir_index(direction);
                     let rules = self.policies[pi].rules(direction).unwrap_or_default();
                     rules.iter().enumerate().any(|(ri, rule)| {
                         let (now, was) =
-                            (&self.rule_classes[pi][d][ri], &old.rule_classes[pi][d][ri]);
+                            (&self.rule_classes[pi][d][ri], &old.rule_classes[o][d][ri]);
                         let named_anywhere = now.any
                             && direction == Direction::Egress
                             && rule
@@ -332,26 +377,9 @@ impl Engine {
                         now.selected.intersects(&changed)
                             || was.selected.intersects(&old_changed)
                             || (named_anywhere && anything_changed)
+                            || moved(rule)
                     })
                 })
-            })
-            .collect();
-        (0..n)
-            .map(|c| {
-                let reuse = counterpart[c].filter(|_| {
-                    [Direction::Ingress, Direction::Egress]
-                        .iter()
-                        .all(|&direction| {
-                            let d = crate::engine::dir_index(direction);
-                            self.selecting(c, direction)
-                                .iter()
-                                .all(|&pi| !touched[pi][d])
-                        })
-                });
-                match reuse {
-                    Some(o) => old_rules[o].clone(),
-                    None => Arc::new(self.compile_class(c, &mut cache)),
-                }
             })
             .collect()
     }

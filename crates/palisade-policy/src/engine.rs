@@ -24,9 +24,8 @@ pub(crate) struct RuleClasses {
 pub struct Engine {
     /// Unique among the engines of this process.
     id: u64,
-    /// The engine this one was compiled from ([`Engine::new_from`]) — its id — and each class's
-    /// counterpart there.
-    derived: Option<(u64, Vec<Option<usize>>)>,
+    /// What this engine took from the engine it was compiled from ([`Engine::new_from`]).
+    derived: Option<Derived>,
     state: Arc<ClusterState>,
     /// The label ids of this engine (kept for [`Engine::new_from`]).
     interner: Interner,
@@ -38,6 +37,28 @@ pub struct Engine {
     pub(crate) selecting: [Vec<Vec<usize>>; 2],
     /// Policy → direction → rule → peer classes.
     pub(crate) rule_classes: Vec<[Vec<RuleClasses>; 2]>,
+}
+
+/// How an engine compiled from another ([`Engine::new_from`]) relates to it.
+#[derive(Clone, Debug)]
+pub(crate) struct Derived {
+    /// The other engine's id.
+    pub from: u64,
+    /// Each class's counterpart there: the class with the same key.
+    pub classes: Vec<Option<usize>>,
+    /// Each policy's counterpart there: the same policy (identity and content), compiled once.
+    pub policies: Vec<Option<usize>>,
+    /// Some namespace's labels changed: what namespace selectors match may have.
+    pub namespaces_relabelled: bool,
+}
+
+/// The policies of a state compiled from an engine's ([`Engine::new_from`]).
+struct Recompiled {
+    policies: Arc<[CompiledPolicy]>,
+    /// Each policy's counterpart in the engine compiled from.
+    counterparts: Vec<Option<usize>>,
+    /// The ipBlocks, as the engine compiled from has them.
+    blocks: Vec<IpBlock>,
 }
 
 pub(crate) fn dir_index(d: Direction) -> usize {
@@ -87,53 +108,117 @@ impl Engine {
     /// policies): for each class, the class of `previous` with the same key — the same policies
     /// select it and its pods match the same selectors — if any.
     pub fn counterparts(&self, previous: &Engine) -> Option<&[Option<usize>]> {
-        match &self.derived {
-            Some((id, counterparts)) if *id == previous.id => Some(counterparts),
-            _ => None,
-        }
+        self.derived_from(previous).map(|d| &d.classes[..])
+    }
+
+    pub(crate) fn derived_from(&self, previous: &Engine) -> Option<&Derived> {
+        self.derived.as_ref().filter(|d| d.from == previous.id)
     }
 
     /// Compiles `state` like [`Engine::new`], with the same result, reusing the work of `previous`
-    /// (an engine of an earlier state) when both states have the same namespaces and policies — as
-    /// after pods were added, removed or relabelled: the compiled policies are kept, and so are the
-    /// classes of the pods that did not change. Otherwise it is [`Engine::new`].
+    /// (an engine of an earlier state) when both have the same namespaces (labels may differ) and
+    /// their policies the same ipBlocks — as after pods were added, removed or relabelled, or
+    /// policies added, edited or deleted that bring no new ipBlock: the policies that did not
+    /// change are not compiled again, and the pods that did not change keep their classes.
+    /// Otherwise it is [`Engine::new`].
     pub fn new_from(previous: &Engine, state: Arc<ClusterState>) -> Engine {
-        if !previous.same_namespaces_and_policies(&state) {
+        let old = previous.state();
+        let same_names = old.namespaces.len() == state.namespaces.len()
+            && (old.namespaces.iter().zip(&state.namespaces)).all(|(a, b)| a.name == b.name);
+        if !same_names {
             return Engine::new(state);
         }
         let mut interner = previous.interner.clone();
-        let (classes, counterparts) = Classes::rebuild(
-            &previous.classes,
-            previous.state(),
-            &state,
-            &mut interner,
-            &previous.blocks,
-        );
-        let mut engine = Engine::assemble(
-            state,
-            interner,
-            previous.namespace_labels.clone(),
-            previous.policies.clone(),
-            previous.blocks.clone(),
-            classes,
-        );
-        engine.derived = Some((previous.id, counterparts));
+        let Some(Recompiled {
+            policies,
+            counterparts,
+            blocks,
+        }) = previous.policies_for(&state, &mut interner)
+        else {
+            return Engine::new(state);
+        };
+        let relabelled =
+            (old.namespaces.iter().zip(&state.namespaces)).any(|(a, b)| a.labels != b.labels);
+        let namespace_labels = if relabelled {
+            (state.namespaces.iter())
+                .map(|n| interner.labels(&n.labels))
+                .collect()
+        } else {
+            previous.namespace_labels.clone()
+        };
+        let (classes, class_counterparts) =
+            Classes::rebuild(&previous.classes, old, &state, &mut interner, &blocks);
+        let mut engine =
+            Engine::assemble(state, interner, namespace_labels, policies, blocks, classes);
+        engine.derived = Some(Derived {
+            from: previous.id,
+            classes: class_counterparts,
+            policies: counterparts,
+            namespaces_relabelled: relabelled,
+        });
         engine
     }
 
-    /// True if `state` has this engine's namespaces (names and labels) and policies.
-    fn same_namespaces_and_policies(&self, state: &ClusterState) -> bool {
+    /// The policies of `state` compiled: those this engine compiled from the same policy (identity
+    /// and content) taken from it, the others compiled with `interner`; with each one's counterpart
+    /// here, and the ipBlocks. `None` when the ipBlocks differ from this engine's (they partition
+    /// the pods into classes: the classes would have to be made afresh).
+    fn policies_for(&self, state: &ClusterState, interner: &mut Interner) -> Option<Recompiled> {
         let old = self.state();
-        let namespaces = old.namespaces.len() == state.namespaces.len()
-            && (old.namespaces.iter().zip(&state.namespaces))
-                .all(|(a, b)| a.name == b.name && a.labels == b.labels);
-        let policies = old.policies.len() == state.policies.len()
-            && (old.policies.iter().zip(&state.policies)).all(|(a, b)| {
-                a.namespace == b.namespace
-                    && a.name == b.name
-                    && (Arc::ptr_eq(&a.policy, &b.policy) || a.policy == b.policy)
+        let by_key: HashMap<&palisade_model::ObjectKey, usize> = (self.policies.iter())
+            .enumerate()
+            .map(|(i, p)| (&*p.key, i))
+            .collect();
+        let ns_idx = |name: &str| state.namespace_idx(name);
+        let mut compiler = Compiler {
+            interner,
+            blocks: self.blocks.clone(),
+            namespace_idx: &ns_idx,
+        };
+        let mut counterparts = Vec::with_capacity(state.policies.len());
+        let mut policies = Vec::with_capacity(state.policies.len());
+        let key = |p: &palisade_model::PolicyInfo| {
+            palisade_model::ObjectKey::new(
+                palisade_model::Kind::NetworkPolicy,
+                Some(&p.namespace),
+                &p.name,
+            )
+        };
+        for (i, info) in state.policies.iter().enumerate() {
+            let same = by_key.get(&key(info)).copied().filter(|&o| {
+                let was = &old.policies[self.policies[o].index];
+                Arc::ptr_eq(&was.policy, &info.policy) || was.policy == info.policy
             });
-        namespaces && policies
+            let compiled = match same {
+                Some(o) => Some(CompiledPolicy {
+                    index: i,
+                    ..self.policies[o].clone()
+                }),
+                None => compiler.policy(i, info),
+            };
+            if let Some(compiled) = compiled {
+                policies.push(compiled);
+                counterparts.push(same);
+            }
+        }
+        let blocks = compiler.blocks;
+        let mut used = vec![false; blocks.len()];
+        for rule in policies
+            .iter()
+            .flat_map(|p| p.ingress.iter().chain(&p.egress).flatten())
+        {
+            for peer in rule.peers.iter().flatten() {
+                if let Peer::Block { id, .. } = peer {
+                    used[*id] = true;
+                }
+            }
+        }
+        let same_blocks = blocks.len() == self.blocks.len() && used.iter().all(|&u| u);
+        same_blocks.then(|| Recompiled {
+            policies: policies.into(),
+            counterparts,
+            blocks,
+        })
     }
 
     fn assemble(

@@ -162,6 +162,36 @@ fn pod(rng: &mut ChaCha8Rng, i: usize, namespaces: &[String]) -> PodInfo {
     }
 }
 
+/// A random valid policy called `name` in one of `namespaces`.
+fn policy(rng: &mut ChaCha8Rng, name: &str, namespaces: &[String]) -> PolicyInfo {
+    let mut spec = json!({"podSelector": selector(rng)});
+    match rng.random_range(0..4) {
+        0 => {}
+        1 => spec["policyTypes"] = json!(["Ingress"]),
+        2 => spec["policyTypes"] = json!(["Egress"]),
+        _ => spec["policyTypes"] = json!(["Ingress", "Egress"]),
+    }
+    if rng.random_bool(0.7) {
+        spec["ingress"] = rules(rng, namespaces, "from");
+    }
+    if rng.random_bool(0.6) {
+        spec["egress"] = rules(rng, namespaces, "to");
+    }
+    let ns = pick(rng, namespaces);
+    let policy: NetworkPolicy = serde_json::from_value(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": ns}, "spec": spec
+    }))
+    .unwrap();
+    assert!(!palisade_model::validate::network_policy(&policy).has_errors());
+    PolicyInfo {
+        namespace: ns,
+        name: name.to_string(),
+        policy: policy.into(),
+        origin: Origin::default(),
+    }
+}
+
 fn cluster(seed: u64) -> ClusterState {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let namespaces: Vec<String> = (0..rng.random_range(1..4))
@@ -183,34 +213,7 @@ fn cluster(seed: u64) -> ClusterState {
     let mut seen = std::collections::HashSet::new();
     let pods: Vec<PodInfo> = pods.into_iter().filter(|p| seen.insert(p.ip)).collect();
     let policies = (0..rng.random_range(0..7))
-        .map(|i| {
-            let mut spec = json!({"podSelector": selector(&mut rng)});
-            match rng.random_range(0..4) {
-                0 => {}
-                1 => spec["policyTypes"] = json!(["Ingress"]),
-                2 => spec["policyTypes"] = json!(["Egress"]),
-                _ => spec["policyTypes"] = json!(["Ingress", "Egress"]),
-            }
-            if rng.random_bool(0.7) {
-                spec["ingress"] = rules(&mut rng, &namespaces, "from");
-            }
-            if rng.random_bool(0.6) {
-                spec["egress"] = rules(&mut rng, &namespaces, "to");
-            }
-            let ns = pick(&mut rng, &namespaces);
-            let policy: NetworkPolicy = serde_json::from_value(json!({
-                "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-                "metadata": {"name": format!("np{i}"), "namespace": ns}, "spec": spec
-            }))
-            .unwrap();
-            assert!(!palisade_model::validate::network_policy(&policy).has_errors());
-            PolicyInfo {
-                namespace: ns,
-                name: format!("np{i}"),
-                policy: policy.into(),
-                origin: Origin::default(),
-            }
-        })
+        .map(|i| policy(&mut rng, &format!("np{i}"), &namespaces))
         .collect();
     ClusterState::new(ns_infos, pods, Vec::new(), policies)
 }
@@ -503,10 +506,10 @@ fn check(seed: u64) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// `state` after random pod churn: some pods relabelled, re-ported, moved to another address (as
-/// new objects), copied unchanged (a new object equal to the old), or gone, and new ones added; the
+/// `state` after random churn: some pods relabelled, re-ported, moved to another address (as new
+/// objects), copied unchanged (a new object equal to the old), or gone, and new ones added; the
 /// rest shared with `state`, as the loader shares unchanged pods. Now and then a namespace is
-/// relabelled (the engine must then start over).
+/// relabelled, and policies are edited, removed or added.
 fn churned(state: &ClusterState, seed: u64) -> ClusterState {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x9e37_79b9);
     let namespaces: Vec<String> = state.namespaces.iter().map(|n| n.name.clone()).collect();
@@ -535,12 +538,29 @@ fn churned(state: &ClusterState, seed: u64) -> ClusterState {
     if rng.random_bool(0.1) {
         namespaces[0].labels = labels(&mut rng);
     }
-    ClusterState::new(
-        namespaces,
-        pods,
-        state.services.clone(),
-        state.policies.clone(),
-    )
+    let names: Vec<String> = namespaces.iter().map(|n| n.name.clone()).collect();
+    let mut policies = state.policies.clone();
+    if !policies.is_empty() && rng.random_bool(0.3) {
+        let i = rng.random_range(0..policies.len());
+        match rng.random_range(0..2) {
+            0 => {
+                policies.remove(i);
+            }
+            _ => {
+                // Another policy of the same name and namespace.
+                let mut edited = policy(&mut rng, &policies[i].name, &names);
+                edited.namespace = policies[i].namespace.clone();
+                let mut object = (*edited.policy).clone();
+                object.metadata.namespace = Some(edited.namespace.clone());
+                edited.policy = object.into();
+                policies[i] = edited;
+            }
+        }
+    }
+    if rng.random_bool(0.3) {
+        policies.push(policy(&mut rng, "added", &names));
+    }
+    ClusterState::new(namespaces, pods, state.services.clone(), policies)
 }
 
 /// An engine compiled from the previous one after pod churn is the engine compiled from scratch:
@@ -583,10 +603,11 @@ fn check_incremental(seed: u64) -> Result<(), TestCaseError> {
     prop_assert!(fresh.counterparts(&previous).is_none());
     let old = previous.state();
     let Some(counterparts) = reused.counterparts(&previous) else {
-        // Compiled afresh: only when a namespace's labels changed.
-        prop_assert_ne!(&old.namespaces, &after.namespaces, "seed {}", seed);
+        // Compiled afresh: only when the policies' ipBlocks changed (they partition the pods).
+        prop_assert_ne!(blocks(old), blocks(&after), "seed {}", seed);
         return Ok(());
     };
+    prop_assert_eq!(blocks(old), blocks(&after), "seed {}", seed);
     for (p, pod) in after.pods.iter().enumerate() {
         let Some(q) = old.pod_idx(&pod.namespace, &pod.name) else {
             continue;
@@ -620,6 +641,24 @@ fn check_incremental(seed: u64) -> Result<(), TestCaseError> {
         );
     }
     Ok(())
+}
+
+/// The distinct ipBlocks of `state`'s policies, in the directions they govern.
+fn blocks(state: &ClusterState) -> std::collections::BTreeSet<String> {
+    let peers = |p: &PolicyInfo| {
+        let (ingress, egress) = palisade_policy::effective_types(p);
+        let spec = p.policy.spec.clone().unwrap_or_default();
+        let from = (spec.ingress.into_iter().flatten().filter(|_| ingress))
+            .flat_map(|r| r.from.into_iter().flatten());
+        let to = (spec.egress.into_iter().flatten().filter(|_| egress))
+            .flat_map(|r| r.to.into_iter().flatten());
+        from.chain(to).collect::<Vec<_>>()
+    };
+    (state.policies.iter())
+        .flat_map(peers)
+        .filter_map(|peer| peer.ip_block)
+        .map(|b| format!("{} {:?}", b.cidr, b.except))
+        .collect()
 }
 
 proptest! {
@@ -668,4 +707,63 @@ fn reused_policies_see_label_values_that_appear_later() {
     let engine = Engine::new_from(&Engine::new(Arc::new(before)), after);
     let rules = engine.compile_class(engine.class_of(0), &mut AddrCache::default());
     assert_eq!(rules.ingress, Some(Vec::new()), "isolated by the policy");
+}
+
+/// A namespace relabelled into what a policy's namespace selector matches: the rules of the
+/// classes the policy selects change (their peers now hold that namespace's pods), even though no
+/// class and no policy changed.
+#[test]
+fn a_namespace_relabelled_into_a_selector_changes_the_rules_of_who_uses_it() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let names = vec!["ns0".to_string(), "ns1".to_string()];
+    let mut pods = Vec::new();
+    for (i, ns) in names.iter().enumerate() {
+        let mut p = pod(&mut rng, i, &names);
+        p.namespace = ns.clone();
+        p.host_network = false;
+        p.ip = Some(format!("10.9.0.{}", i + 1).parse().unwrap());
+        pods.push(p);
+    }
+    let policy: NetworkPolicy = serde_json::from_value(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "np", "namespace": "ns0"},
+        "spec": {"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"team": "a"}}}]}]}
+    }))
+    .unwrap();
+    let policies = vec![PolicyInfo {
+        namespace: "ns0".into(),
+        name: "np".into(),
+        policy: policy.into(),
+        origin: Origin::default(),
+    }];
+    let namespace = |name: &str, team: &str| NamespaceInfo {
+        name: name.into(),
+        labels: BTreeMap::from([("team".to_string(), team.to_string())]),
+        annotations: BTreeMap::new(),
+        origin: None,
+    };
+    let before = ClusterState::new(
+        vec![namespace("ns0", "a"), namespace("ns1", "b")],
+        pods.clone(),
+        Vec::new(),
+        policies.clone(),
+    );
+    let after = Arc::new(ClusterState::new(
+        vec![namespace("ns0", "a"), namespace("ns1", "a")],
+        pods,
+        Vec::new(),
+        policies,
+    ));
+    let previous = Engine::new(Arc::new(before));
+    let previous_rules = previous.compile_classes(None);
+    let engine = Engine::new_from(&previous, after.clone());
+    assert!(
+        engine.counterparts(&previous).is_some(),
+        "compiled from the previous engine"
+    );
+    let rules = engine.compile_classes(Some((&previous, &previous_rules)));
+    let fresh = Engine::new(after);
+    let class = fresh.class_of(0);
+    let expected = fresh.compile_class(class, &mut AddrCache::default());
+    assert_eq!(*rules[engine.class_of(0)], expected);
 }
