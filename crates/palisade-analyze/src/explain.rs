@@ -1,8 +1,10 @@
-//! `explain`: resolve the endpoints a user names, evaluate the flow and say why, in words.
+//! `explain`: resolve the endpoints a user names, evaluate the flow and say why, in words (the
+//! engine's reasons worded by [`crate::reason`]), as text or JSON.
 
+use crate::reason;
 use palisade_model::{ClusterState, Protocol};
-use palisade_policy::{Decision, Direction, Endpoint, Engine, Flow, Side, Verdict};
-use serde::Serialize;
+use palisade_policy::{Decision, Direction, Endpoint, Engine, Flow, PolicyRef, Side, Verdict};
+use serde::{Serialize, Serializer};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -62,8 +64,7 @@ pub fn resolve_port(
         .ok_or_else(|| format!("pod {} has no {protocol} port named {port:?}", pod.key()))
 }
 
-/// The explanation of one flow, as printed by `explain -o json`.
-#[derive(Serialize)]
+/// The explanation of one flow; it serializes to what `explain -o json` prints.
 pub struct Explanation {
     /// Source, as `pod ns/name (ip)` or an address.
     pub from: String,
@@ -74,8 +75,125 @@ pub struct Explanation {
     /// Protocol.
     pub protocol: Protocol,
     /// The verdict with reasons.
-    #[serde(flatten)]
     pub verdict: Verdict,
+}
+
+/// `explain -o json`: the explanation with every reason in words.
+#[derive(Serialize)]
+struct Json<'a> {
+    from: &'a str,
+    to: &'a str,
+    port: u16,
+    protocol: Protocol,
+    allowed: bool,
+    egress: SideJson<'a>,
+    ingress: SideJson<'a>,
+}
+
+#[derive(Serialize)]
+struct SideJson<'a> {
+    direction: Direction,
+    /// `ns/name`.
+    pod: Option<String>,
+    #[serde(flatten)]
+    decision: DecisionJson<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+enum DecisionJson<'a> {
+    Unenforced { reason: String },
+    NotIsolated,
+    Allowed { by: Vec<RuleRefJson<'a>> },
+    Denied { isolating: Vec<PolicyMissJson<'a>> },
+}
+
+#[derive(Serialize)]
+struct PolicyJson<'a> {
+    namespace: &'a str,
+    name: &'a str,
+}
+
+#[derive(Serialize)]
+struct RuleRefJson<'a> {
+    policy: PolicyJson<'a>,
+    rule: usize,
+}
+
+#[derive(Serialize)]
+struct PolicyMissJson<'a> {
+    policy: PolicyJson<'a>,
+    rules: Vec<RuleMissJson>,
+}
+
+#[derive(Serialize)]
+struct RuleMissJson {
+    rule: usize,
+    reasons: Vec<String>,
+}
+
+impl<'a> PolicyJson<'a> {
+    fn new(policy: &'a PolicyRef) -> Self {
+        PolicyJson {
+            namespace: &policy.namespace,
+            name: &policy.name,
+        }
+    }
+}
+
+impl<'a> SideJson<'a> {
+    fn new(side: &'a Side) -> Self {
+        let direction = side.direction;
+        let decision = match &side.decision {
+            Decision::Unenforced { reason } => DecisionJson::Unenforced {
+                reason: reason::unenforced(reason, direction),
+            },
+            Decision::NotIsolated => DecisionJson::NotIsolated,
+            Decision::Allowed { by } => DecisionJson::Allowed {
+                by: by
+                    .iter()
+                    .map(|r| RuleRefJson {
+                        policy: PolicyJson::new(&r.policy),
+                        rule: r.rule,
+                    })
+                    .collect(),
+            },
+            Decision::Denied { isolating } => DecisionJson::Denied {
+                isolating: isolating
+                    .iter()
+                    .map(|m| PolicyMissJson {
+                        policy: PolicyJson::new(&m.policy),
+                        rules: (m.rules.iter())
+                            .map(|r| RuleMissJson {
+                                rule: r.rule,
+                                reasons: reason::rule_miss(r, direction),
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            },
+        };
+        SideJson {
+            direction,
+            pod: side.pod.as_ref().map(reason::pod_key),
+            decision,
+        }
+    }
+}
+
+impl Serialize for Explanation {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        Json {
+            from: &self.from,
+            to: &self.to,
+            port: self.port,
+            protocol: self.protocol,
+            allowed: self.verdict.allowed,
+            egress: SideJson::new(&self.verdict.egress),
+            ingress: SideJson::new(&self.verdict.ingress),
+        }
+        .serialize(serializer)
+    }
 }
 
 fn describe(state: &ClusterState, e: Endpoint) -> String {
@@ -114,11 +232,12 @@ fn side_text(side: &Side, out: &mut String) {
     };
     let on = side
         .pod
-        .as_deref()
-        .map(|p| format!(" of {p}"))
+        .as_ref()
+        .map(|p| format!(" of {}", reason::pod_key(p)))
         .unwrap_or_default();
     match &side.decision {
         Decision::Unenforced { reason } => {
+            let reason = reason::unenforced(reason, side.direction);
             let _ = writeln!(out, "{title}{on}: allowed ({reason})");
         }
         Decision::NotIsolated => {
@@ -167,7 +286,7 @@ fn side_text(side: &Side, out: &mut String) {
                     );
                 }
                 for rule in &miss.rules {
-                    for reason in &rule.reasons {
+                    for reason in reason::rule_miss(rule, side.direction) {
                         let _ = writeln!(out, "      rule {}: {reason}", rule.rule);
                     }
                 }

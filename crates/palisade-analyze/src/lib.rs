@@ -1,9 +1,11 @@
 //! Analysis on top of the policy engine: connectivity matrices and their renderers, and plain-words
-//! explanations of single flows. Nothing here touches the kernel.
+//! explanations of single flows (the engine's reasons are data; [`reason`] words them). Nothing here
+//! touches the kernel.
 
 pub mod explain;
 pub mod matrix;
 pub mod probe;
+pub mod reason;
 pub mod render;
 
 pub use matrix::{Matrix, Scope};

@@ -3,7 +3,8 @@
 //! [`Engine::new`] compiles a `ClusterState` once: labels are interned, selectors compiled, pods
 //! grouped into endpoint equivalence classes, and every rule's peers resolved to class sets. Then
 //! [`Engine::reach`] answers a whole probe (port, protocol) for all class pairs with bit sets, and
-//! [`Engine::verdict`] explains one flow: which rules allowed it, or why each isolating policy did not.
+//! [`Engine::verdict`] explains one flow: which rules allowed it, or why each isolating policy did not
+//! (as data — [`PolicyMiss`], [`RuleMiss`], [`PeerMissReason`]… — that `palisade-analyze` words).
 //! The semantics are those of `shared/reference/networkpolicy.md` §1–4; the choices it leaves open:
 //! - `ipBlock` peers match pod IPs too (the upstream e2e suite relies on it);
 //! - `hostNetwork` pods are never selected and are matched as peers only by `ipBlock` (their address is
@@ -17,6 +18,7 @@ mod compile;
 mod engine;
 mod policy;
 mod ports;
+mod reason;
 mod selector;
 mod verdict;
 
@@ -25,6 +27,9 @@ pub use compile::{AddrCache, AddrRange, AddrSet, Allow, ClassRules, Peers, PortR
 pub use engine::{Engine, Reach};
 pub use policy::{effective_types, Direction};
 pub use ports::{PortMatch, PortSpec};
-pub use verdict::{
-    Decision, Endpoint, Flow, PolicyMiss, PolicyRef, RuleMiss, RuleRef, Side, Verdict,
+pub use reason::{
+    NamedPort, NamedPortResolution, PeerMiss, PeerMissReason, PodRef, PolicyMiss, PolicyRef,
+    PortMiss, RuleMiss, UnenforcedReason,
 };
+pub use selector::{LabelOperator, LabelRequirement, SelectorMiss, SelectorTerm};
+pub use verdict::{Decision, Endpoint, Flow, RuleRef, Side, Verdict};

@@ -3,7 +3,6 @@
 use k8s_openapi::api::networking::v1::NetworkPolicyPort;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use palisade_model::{validate, Protocol};
-use std::fmt;
 
 /// Which ports of a protocol a rule allows.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -62,17 +61,6 @@ impl PortSpec {
     }
 }
 
-impl fmt::Display for PortSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.port {
-            PortMatch::Any => write!(f, "{} (any port)", self.protocol),
-            PortMatch::Range(lo, hi) if lo == hi => write!(f, "{} {lo}", self.protocol),
-            PortMatch::Range(lo, hi) => write!(f, "{} {lo}-{hi}", self.protocol),
-            PortMatch::Named(n) => write!(f, "{} {n}", self.protocol),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,7 +84,7 @@ mod tests {
         let s = spec(json!({"protocol": "UDP"}));
         assert!(s.matches(1, Protocol::Udp, None) && s.matches(65535, Protocol::Udp, None));
         assert!(!s.matches(53, Protocol::Tcp, None));
-        assert_eq!(s.to_string(), "UDP (any port)");
+        assert_eq!(s.port, PortMatch::Any);
     }
 
     #[test]
@@ -104,7 +92,7 @@ mod tests {
         let s = spec(json!({"port": 80, "endPort": 82}));
         assert!(s.matches(80, Protocol::Tcp, None) && s.matches(82, Protocol::Tcp, None));
         assert!(!s.matches(83, Protocol::Tcp, None) && !s.matches(79, Protocol::Tcp, None));
-        assert_eq!(s.to_string(), "TCP 80-82");
+        assert_eq!(s.port, PortMatch::Range(80, 82));
     }
 
     #[test]

@@ -1,10 +1,9 @@
 //! Label selectors compiled against interned labels: matching is a few integer comparisons, and an
-//! unmet selector can say in plain words which requirement failed.
+//! unmet selector says which requirement failed and what the object has instead.
 
 use foldhash::HashMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use std::collections::BTreeMap;
-use std::fmt;
 
 /// Interns label keys and values seen on pods and namespaces, and those selectors ask for. Ids are
 /// only ever added, so a selector compiled earlier stays valid for objects interned later (an
@@ -67,18 +66,19 @@ impl Interner {
         let mut reqs = Vec::new();
         for (k, v) in sel.match_labels.iter().flatten() {
             reqs.push(Requirement {
+                term: SelectorTerm::MatchLabels,
                 key: (self.key(k), k.clone()),
-                op: Op::In,
+                op: LabelOperator::In,
                 values: vec![(self.value(v), v.clone())],
             });
         }
-        for e in sel.match_expressions.iter().flatten() {
+        for (i, e) in sel.match_expressions.iter().flatten().enumerate() {
             let op = match e.operator.as_str() {
-                "In" => Op::In,
-                "NotIn" => Op::NotIn,
-                "Exists" => Op::Exists,
-                "DoesNotExist" => Op::DoesNotExist,
-                _ => Op::Never, // rejected by validation; kept total
+                "In" => LabelOperator::In,
+                "NotIn" => LabelOperator::NotIn,
+                "Exists" => LabelOperator::Exists,
+                "DoesNotExist" => LabelOperator::DoesNotExist,
+                _ => LabelOperator::Invalid, // rejected by validation; kept total
             };
             let values = e
                 .values
@@ -87,6 +87,7 @@ impl Interner {
                 .map(|v| (self.value(v), v.clone()))
                 .collect();
             reqs.push(Requirement {
+                term: SelectorTerm::MatchExpressions(i),
                 key: (self.key(&e.key), e.key.clone()),
                 op,
                 values,
@@ -96,19 +97,57 @@ impl Interner {
     }
 }
 
+/// Where a selector requirement was written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Op {
+pub enum SelectorTerm {
+    /// An entry of `matchLabels` (its key is the requirement's).
+    MatchLabels,
+    /// `matchExpressions[i]`.
+    MatchExpressions(usize),
+}
+
+/// The operator of a selector requirement (`matchLabels` entries are `In` with one value).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LabelOperator {
+    /// The label's value is one of the values.
     In,
+    /// The label is missing or its value is none of the values.
     NotIn,
+    /// The label is present.
     Exists,
+    /// The label is missing.
     DoesNotExist,
-    Never,
+    /// An operator validation rejects; it matches nothing.
+    Invalid,
+}
+
+/// One requirement of a label selector, as written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LabelRequirement {
+    /// Where it was written.
+    pub term: SelectorTerm,
+    /// The label key.
+    pub key: String,
+    /// The operator.
+    pub operator: LabelOperator,
+    /// The values (`In`, `NotIn`), in the order written.
+    pub values: Vec<String>,
+}
+
+/// The first requirement of a selector an object's labels fail, and what the object has instead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SelectorMiss {
+    /// The failed requirement.
+    pub requirement: LabelRequirement,
+    /// The object's value for the requirement's key (`None`: it has no such label).
+    pub found: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Requirement {
+    term: SelectorTerm,
     key: (u32, String),
-    op: Op,
+    op: LabelOperator,
     values: Vec<(u32, String)>,
 }
 
@@ -117,32 +156,22 @@ impl Requirement {
     fn matches(&self, labels: &LabelSet) -> bool {
         let value = labels.get(self.key.0);
         match self.op {
-            Op::In => value.is_some_and(|v| self.values.iter().any(|(id, _)| *id == v)),
-            Op::NotIn => value.is_none_or(|v| self.values.iter().all(|(id, _)| *id != v)),
-            Op::Exists => value.is_some(),
-            Op::DoesNotExist => value.is_none(),
-            Op::Never => false,
+            LabelOperator::In => value.is_some_and(|v| self.values.iter().any(|(id, _)| *id == v)),
+            LabelOperator::NotIn => {
+                value.is_none_or(|v| self.values.iter().all(|(id, _)| *id != v))
+            }
+            LabelOperator::Exists => value.is_some(),
+            LabelOperator::DoesNotExist => value.is_none(),
+            LabelOperator::Invalid => false,
         }
     }
-}
 
-impl fmt::Display for Requirement {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let key = &self.key.1;
-        let values = || {
-            self.values
-                .iter()
-                .map(|(_, v)| v.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        match self.op {
-            Op::In if self.values.len() == 1 => write!(f, "{key}={}", self.values[0].1),
-            Op::In => write!(f, "{key} in ({})", values()),
-            Op::NotIn => write!(f, "{key} notin ({})", values()),
-            Op::Exists => write!(f, "{key}"),
-            Op::DoesNotExist => write!(f, "!{key}"),
-            Op::Never => write!(f, "{key} <invalid operator>"),
+    fn as_written(&self) -> LabelRequirement {
+        LabelRequirement {
+            term: self.term,
+            key: self.key.1.clone(),
+            operator: self.op,
+            values: self.values.iter().map(|(_, v)| v.clone()).collect(),
         }
     }
 }
@@ -160,36 +189,17 @@ impl Selector {
         self.reqs.iter().all(|r| r.matches(labels))
     }
 
-    /// The first requirement `labels` fail, explained against the object's plain labels:
-    /// e.g. `needs role=core; namespace y has no such label` (`subject` names the object).
+    /// The first requirement `labels` fail (`interned` and `plain` are the same object's labels).
     pub fn unmet(
         &self,
         interned: &LabelSet,
         plain: &BTreeMap<String, String>,
-        subject: &str,
-    ) -> Option<String> {
+    ) -> Option<SelectorMiss> {
         let r = self.reqs.iter().find(|r| !r.matches(interned))?;
-        let has = match plain.get(&r.key.1) {
-            Some(v) => format!("{subject} has {}={v}", r.key.1),
-            None => format!("{subject} has no such label"),
-        };
-        let need = match r.op {
-            Op::Exists => format!("needs label {}", r.key.1),
-            Op::DoesNotExist => format!("needs no label {}", r.key.1),
-            _ => format!("needs {r}"),
-        };
-        Some(format!("{need}; {has}"))
-    }
-}
-
-impl fmt::Display for Selector {
-    /// kubectl's selector syntax: `app=web,tier in (a, b)`; `{}` for the empty selector.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.reqs.is_empty() {
-            return f.write_str("{}");
-        }
-        let parts: Vec<String> = self.reqs.iter().map(|r| r.to_string()).collect();
-        f.write_str(&parts.join(","))
+        Some(SelectorMiss {
+            requirement: r.as_written(),
+            found: plain.get(&r.key.1).cloned(),
+        })
     }
 }
 
@@ -237,26 +247,39 @@ mod tests {
     }
 
     #[test]
-    fn unmet_explains_the_first_failing_requirement() {
+    fn unmet_names_the_first_failing_requirement_and_what_the_object_has() {
         let mut interner = Interner::default();
         let plain = labels(&[("role", "tenant")]);
         let set = interner.labels(&plain);
-        let sel: LabelSelector =
-            serde_json::from_value(json!({"matchLabels": {"role": "core"}})).unwrap();
-        let c = interner.selector(&sel);
-        assert_eq!(
-            c.unmet(&set, &plain, "namespace y").unwrap(),
-            "needs role=core; namespace y has role=tenant"
-        );
-        let sel: LabelSelector = serde_json::from_value(
-            json!({"matchExpressions": [{"key": "team", "operator": "Exists"}]}),
-        )
+        let sel: LabelSelector = serde_json::from_value(json!({
+            "matchLabels": {"role": "core"},
+            "matchExpressions": [
+                {"key": "role", "operator": "Exists"},
+                {"key": "team", "operator": "In", "values": ["a", "b"]}
+            ]
+        }))
         .unwrap();
         let c = interner.selector(&sel);
+        let miss = c.unmet(&set, &plain).unwrap();
         assert_eq!(
-            c.unmet(&set, &plain, "namespace y").unwrap(),
-            "needs label team; namespace y has no such label"
+            miss,
+            SelectorMiss {
+                requirement: LabelRequirement {
+                    term: SelectorTerm::MatchLabels,
+                    key: "role".into(),
+                    operator: LabelOperator::In,
+                    values: vec!["core".into()],
+                },
+                found: Some("tenant".into()),
+            }
         );
-        assert_eq!(c.to_string(), "team");
+        let plain = labels(&[("role", "core")]);
+        let set = interner.labels(&plain);
+        let miss = c.unmet(&set, &plain).unwrap();
+        assert_eq!(miss.requirement.term, SelectorTerm::MatchExpressions(1));
+        assert_eq!(miss.requirement.values, ["a", "b"]);
+        assert_eq!(miss.found, None);
+        let plain = labels(&[("role", "core"), ("team", "b")]);
+        assert_eq!(c.unmet(&interner.labels(&plain), &plain), None);
     }
 }

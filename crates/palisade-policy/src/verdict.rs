@@ -1,10 +1,15 @@
 //! Verdicts with reasons for one flow: both directions' decisions, the rules that allowed, or for
-//! every isolating policy why none of its rules matched — in words a user can act on.
+//! every isolating policy why none of its rules matched — as data (the types of `reason.rs`), for
+//! `palisade-analyze` to put into words and for tools to match on.
 
 use crate::engine::Engine;
 use crate::policy::{CompiledPolicy, Direction, NamespaceScope, Peer, Rule};
+use crate::ports::PortSpec;
+use crate::reason::{
+    NamedPort, NamedPortResolution, PeerMiss, PeerMissReason, PodRef, PolicyMiss, PolicyRef,
+    PortMiss, RuleMiss, UnenforcedReason,
+};
 use palisade_model::{PodInfo, Protocol};
-use serde::Serialize;
 use std::net::IpAddr;
 
 /// One end of a flow.
@@ -29,17 +34,8 @@ pub struct Flow {
     pub protocol: Protocol,
 }
 
-/// A policy by namespace and name.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct PolicyRef {
-    /// Namespace.
-    pub namespace: String,
-    /// Name.
-    pub name: String,
-}
-
 /// A rule of a policy: `spec.ingress[rule]` or `spec.egress[rule]`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuleRef {
     /// The policy.
     pub policy: PolicyRef,
@@ -47,32 +43,14 @@ pub struct RuleRef {
     pub rule: usize,
 }
 
-/// Why one rule did not match.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct RuleMiss {
-    /// Index of the rule.
-    pub rule: usize,
-    /// Every reason, in words (port mismatch, then each peer that did not match).
-    pub reasons: Vec<String>,
-}
-
-/// An isolating policy none of whose rules matched.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct PolicyMiss {
-    /// The policy.
-    pub policy: PolicyRef,
-    /// Its rules for the direction and why each missed; empty when it has none (it denies all).
-    pub rules: Vec<RuleMiss>,
-}
-
 /// The decision of one direction.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "decision", rename_all = "snake_case")]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
-    /// Policy does not apply: the same pod, an endpoint that is not a pod, or a hostNetwork pod.
+    /// Policy does not apply: the same pod, a pod and its node, an endpoint that is not a pod, or
+    /// a hostNetwork pod.
     Unenforced {
         /// Why.
-        reason: String,
+        reason: UnenforcedReason,
     },
     /// No policy selects the pod for this direction: everything is allowed.
     NotIsolated,
@@ -96,19 +74,18 @@ impl Decision {
 }
 
 /// One direction's side of a verdict.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Side {
     /// `egress` (enforced on the source) or `ingress` (on the destination).
     pub direction: Direction,
-    /// The enforcing pod `ns/name`, when the endpoint is a pod.
-    pub pod: Option<String>,
+    /// The enforcing pod, when the endpoint is a pod.
+    pub pod: Option<PodRef>,
     /// The decision.
-    #[serde(flatten)]
     pub decision: Decision,
 }
 
 /// The verdict for a flow: allowed iff the source's egress AND the destination's ingress allow it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verdict {
     /// The final answer.
     pub allowed: bool,
@@ -118,6 +95,16 @@ pub struct Verdict {
     pub ingress: Side,
 }
 
+/// What one side of a verdict asks: may `enforcing` send to `peer` (egress) or receive from it
+/// (ingress) on `port`/`protocol`?
+struct Question<'a> {
+    direction: Direction,
+    enforcing: &'a Resolved<'a>,
+    peer: &'a Resolved<'a>,
+    port: u16,
+    protocol: Protocol,
+}
+
 /// An endpoint with what evaluation needs.
 struct Resolved<'a> {
     pod: Option<(usize, &'a PodInfo)>,
@@ -125,14 +112,6 @@ struct Resolved<'a> {
 }
 
 impl Resolved<'_> {
-    fn describe(&self) -> String {
-        match (self.pod, self.ip) {
-            (Some((_, p)), _) => format!("pod {}", p.key()),
-            (None, Some(ip)) => ip.to_string(),
-            (None, None) => "unknown endpoint".into(),
-        }
-    }
-
     /// A pod that selector peers can match (not hostNetwork).
     fn selectable(&self) -> Option<(usize, &PodInfo)> {
         self.pod.filter(|(_, p)| !p.host_network)
@@ -141,15 +120,13 @@ impl Resolved<'_> {
 
 /// If `a` is a pod and `b` is the node it runs on (its address, or a hostNetwork pod there), why that
 /// traffic is always allowed.
-fn node_local(a: &Resolved, b: &Resolved) -> Option<String> {
+fn node_local(a: &Resolved, b: &Resolved) -> Option<UnenforcedReason> {
     let (_, pod) = a.selectable()?;
     let host = pod.host_ip?;
     let b_is_node = b.ip == Some(host) && b.pod.is_none_or(|(_, p)| p.host_network);
-    b_is_node.then(|| {
-        format!(
-            "traffic between pod {} and its node ({host}) is always allowed",
-            pod.key()
-        )
+    b_is_node.then(|| UnenforcedReason::NodeLocal {
+        pod: pod.into(),
+        node: host,
     })
 }
 
@@ -201,46 +178,40 @@ impl Engine {
         let same_pod = matches!((src.pod, dst.pod), (Some((a, _)), Some((b, _))) if a == b);
         let decision = if same_pod {
             Decision::Unenforced {
-                reason: "a pod may always reach itself".into(),
+                reason: UnenforcedReason::SamePod,
             }
         } else if let Some(reason) = node_local(&src, &dst).or_else(|| node_local(&dst, &src)) {
             Decision::Unenforced { reason }
         } else {
-            self.decide(direction, enforcing, peer, flow.port, flow.protocol)
+            self.decide(&Question {
+                direction,
+                enforcing,
+                peer,
+                port: flow.port,
+                protocol: flow.protocol,
+            })
         };
         Side {
             direction,
-            pod: enforcing.pod.map(|(_, p)| p.key()),
+            pod: enforcing.pod.map(|(_, p)| p.into()),
             decision,
         }
     }
 
-    fn decide(
-        &self,
-        direction: Direction,
-        enforcing: &Resolved,
-        peer: &Resolved,
-        port: u16,
-        protocol: Protocol,
-    ) -> Decision {
-        let Some((pi, pod)) = enforcing.pod else {
+    fn decide(&self, q: &Question) -> Decision {
+        let Some((pi, pod)) = q.enforcing.pod else {
             return Decision::Unenforced {
-                reason: format!(
-                    "{} is not a pod in the cluster: its {} is not governed by NetworkPolicy",
-                    enforcing.describe(),
-                    direction.as_str()
-                ),
+                reason: UnenforcedReason::NotAPod {
+                    address: q.enforcing.ip,
+                },
             };
         };
         if pod.host_network {
             return Decision::Unenforced {
-                reason: format!(
-                    "pod {} uses the host network: NetworkPolicy never selects it",
-                    pod.key()
-                ),
+                reason: UnenforcedReason::HostNetwork { pod: pod.into() },
             };
         }
-        let selecting = self.selecting(self.class_of(pi), direction);
+        let selecting = self.selecting(self.class_of(pi), q.direction);
         if selecting.is_empty() {
             return Decision::NotIsolated;
         }
@@ -248,15 +219,15 @@ impl Engine {
         let mut isolating = Vec::new();
         for &ci in selecting {
             let policy = &self.policies[ci];
-            let rules = policy.rules(direction).unwrap_or_default();
+            let rules = policy.rules(q.direction).unwrap_or_default();
             let mut misses = Vec::new();
             for (ri, rule) in rules.iter().enumerate() {
-                match self.rule_outcome(direction, rule, enforcing, peer, port, protocol) {
-                    Ok(()) => by.push(RuleRef {
+                match self.rule_miss(q, ri, rule) {
+                    None => by.push(RuleRef {
                         policy: self.policy_ref(policy),
                         rule: ri,
                     }),
-                    Err(reasons) => misses.push(RuleMiss { rule: ri, reasons }),
+                    Some(miss) => misses.push(miss),
                 }
             }
             if misses.len() == rules.len() {
@@ -281,140 +252,151 @@ impl Engine {
         }
     }
 
-    /// `Ok` if `rule` matches; otherwise every reason it does not.
-    fn rule_outcome(
-        &self,
-        direction: Direction,
-        rule: &Rule,
-        enforcing: &Resolved,
-        peer: &Resolved,
-        port: u16,
-        protocol: Protocol,
-    ) -> Result<(), Vec<String>> {
-        let field = match direction {
-            Direction::Ingress => "from",
-            Direction::Egress => "to",
-        };
-        let mut peer_reasons = Vec::new();
+    /// `None` if rule `index` (`rule`) allows the flow; otherwise why not.
+    fn rule_miss(&self, q: &Question, index: usize, rule: &Rule) -> Option<RuleMiss> {
+        let peer = q.peer;
+        let mut peers = Vec::new();
         let (mut by_selector, mut by_block) = (rule.peers.is_none(), rule.peers.is_none());
         for (j, p) in rule.peers.iter().flatten().enumerate() {
             match self.peer_miss(p, peer) {
                 None if matches!(p, Peer::Block { .. }) => by_block = true,
                 None => by_selector = true,
-                Some(why) => peer_reasons.push(format!("{field}[{j}]: {why}")),
+                Some(reason) => peers.push(PeerMiss { peer: j, reason }),
             }
         }
         let peer_ok = by_selector || by_block;
-        let Some(specs) = &rule.ports else {
-            return if peer_ok { Ok(()) } else { Err(peer_reasons) };
-        };
-        // Named ports resolve on the destination pod: the enforcing pod for ingress; for egress the
-        // peer, and only when it is a pod matched by a selector (never an ipBlock destination).
-        let named_target = match direction {
-            Direction::Ingress => enforcing.pod.map(|(_, p)| p),
-            Direction::Egress => peer.pod.map(|(_, p)| p).filter(|_| by_selector),
-        };
-        let mut port_ok = false;
-        let mut notes = Vec::new();
-        for s in specs {
-            match s.name() {
-                None => port_ok |= s.matches(port, protocol, None),
-                Some(name) => {
-                    let resolved = named_target.and_then(|p| p.named_port(name, s.protocol));
-                    port_ok |= s.matches(port, protocol, resolved);
-                    if s.protocol == protocol {
-                        notes.push(match (named_target, resolved) {
-                            (Some(p), Some(n)) => {
-                                format!("named port {name} is {n} on pod {}", p.key())
-                            }
-                            (Some(p), None) => {
-                                format!("named port {name} not found on pod {}", p.key())
-                            }
-                            (None, _) if peer.pod.is_some() && !by_selector && by_block => {
-                                format!("named port {name} never matches an ipBlock destination")
-                            }
-                            (None, _) => format!("named port {name} needs a destination pod"),
-                        });
-                    }
-                }
-            }
+        let ports = rule.ports.as_deref().and_then(|specs| {
+            // Named ports resolve on the destination pod: the enforcing pod for ingress; for egress
+            // the peer, and only when it is a pod matched by a selector (never an ipBlock
+            // destination).
+            let target = match q.direction {
+                Direction::Ingress => q.enforcing.pod.map(|(_, p)| p),
+                Direction::Egress => peer.pod.map(|(_, p)| p).filter(|_| by_selector),
+            };
+            let unresolvable = if peer.pod.is_some() && !by_selector && by_block {
+                NamedPortResolution::IpBlockDestination
+            } else {
+                NamedPortResolution::NoDestinationPod
+            };
+            port_miss(specs, target, &unresolvable, q.port, q.protocol)
+        });
+        if peer_ok {
+            // A peer matched: the others' misses are beside the point.
+            peers.clear();
         }
-        if port_ok && peer_ok {
-            return Ok(());
-        }
-        let mut reasons = Vec::new();
-        if !port_ok {
-            let list: Vec<String> = specs.iter().map(|s| s.to_string()).collect();
-            let mut why = format!("allows {} only", list.join(", "));
-            if protocol == Protocol::Icmp {
-                why.push_str("; ICMP is allowed only by rules without ports");
-            }
-            if !notes.is_empty() {
-                why.push_str(&format!(" ({})", notes.join("; ")));
-            }
-            reasons.push(why);
-        }
-        if !peer_ok {
-            reasons.extend(peer_reasons);
-        }
-        Err(reasons)
+        (ports.is_some() || !peer_ok).then_some(RuleMiss {
+            rule: index,
+            ports,
+            peers,
+        })
     }
 
     /// `None` if `peer` (a `from`/`to` entry) matches the endpoint; otherwise why not.
-    fn peer_miss(&self, peer: &Peer, endpoint: &Resolved) -> Option<String> {
+    fn peer_miss(&self, peer: &Peer, endpoint: &Resolved) -> Option<PeerMissReason> {
         let state = self.state();
         match peer {
             Peer::Block { block, .. } => {
-                let Some(ip) = endpoint.ip else {
-                    return Some(format!(
-                        "ipBlock {}: {} has no IP",
-                        block.cidr,
-                        endpoint.describe()
-                    ));
+                let cidr = block.cidr;
+                let Some(address) = endpoint.ip else {
+                    return Some(PeerMissReason::NoAddress {
+                        cidr,
+                        pod: endpoint.pod.map(|(_, p)| p.into()),
+                    });
                 };
-                if !block.cidr.contains(&ip) {
-                    Some(format!("ipBlock {} does not contain {ip}", block.cidr))
-                } else {
-                    block
-                        .excluded_by(ip)
-                        .map(|e| format!("ipBlock {} excludes {ip} (except {e})", block.cidr))
+                if !cidr.contains(&address) {
+                    return Some(PeerMissReason::OutsideBlock { cidr, address });
                 }
+                block
+                    .excluded_by(address)
+                    .map(|&except| PeerMissReason::Excepted {
+                        cidr,
+                        address,
+                        except,
+                    })
             }
             Peer::Pods { namespaces, pods } => {
                 let Some((pi, pod)) = endpoint.selectable() else {
                     return Some(match endpoint.pod {
-                        Some((_, p)) => format!(
-                            "selects pods; pod {} uses the host network and is matched only by ipBlock",
-                            p.key()
-                        ),
-                        None => format!("selects pods; {} is not a pod", endpoint.describe()),
+                        Some((_, p)) => PeerMissReason::HostNetworkPod { pod: p.into() },
+                        None => PeerMissReason::NotAPod {
+                            address: endpoint.ip,
+                        },
                     });
                 };
                 let class = &self.classes.list[self.class_of(pi)];
                 match namespaces {
                     NamespaceScope::Own(ns) if *ns != class.namespace => {
-                        return Some(format!(
-                            "podSelector without namespaceSelector selects pods in namespace {} only; pod {} is in namespace {}",
-                            state.namespaces[*ns].name,
-                            pod.key(),
-                            pod.namespace
-                        ))
+                        return Some(PeerMissReason::OtherNamespace {
+                            namespace: state.namespaces[*ns].name.clone(),
+                            pod: pod.into(),
+                        })
                     }
                     NamespaceScope::Own(_) => {}
                     NamespaceScope::Selected(sel) => {
                         let ns = &state.namespaces[class.namespace];
-                        let subject = format!("namespace {}", ns.name);
-                        if let Some(why) =
-                            sel.unmet(&self.namespace_labels[class.namespace], &ns.labels, &subject)
+                        if let Some(miss) =
+                            sel.unmet(&self.namespace_labels[class.namespace], &ns.labels)
                         {
-                            return Some(format!("namespaceSelector {why}"));
+                            return Some(PeerMissReason::NamespaceSelector {
+                                namespace: ns.name.clone(),
+                                miss,
+                            });
                         }
                     }
                 }
-                let subject = format!("pod {}", pod.key());
-                pods.unmet(&class.labels, &pod.labels, &subject)
-                    .map(|why| format!("podSelector {why}"))
+                pods.unmet(&class.labels, &pod.labels)
+                    .map(|miss| PeerMissReason::PodSelector {
+                        pod: pod.into(),
+                        miss,
+                    })
             }
         }
     }
+}
+
+/// `None` if one of a rule's `specs` allows `port`/`protocol`, named ports resolving on `target`;
+/// otherwise the specs and what their named ports of `protocol` resolved to (`unresolvable` when
+/// there is no `target`).
+fn port_miss(
+    specs: &[PortSpec],
+    target: Option<&PodInfo>,
+    unresolvable: &NamedPortResolution,
+    port: u16,
+    protocol: Protocol,
+) -> Option<PortMiss> {
+    fn resolve<'s>(s: &'s PortSpec, target: Option<&PodInfo>) -> Option<(&'s str, Option<u16>)> {
+        let name = s.name()?;
+        Some((name, target.and_then(|p| p.named_port(name, s.protocol))))
+    }
+    let allowed = specs
+        .iter()
+        .any(|s| s.matches(port, protocol, resolve(s, target).and_then(|(_, n)| n)));
+    if allowed {
+        return None;
+    }
+    let named = specs
+        .iter()
+        .filter(|s| s.protocol == protocol)
+        .filter_map(|s| {
+            let (name, resolved) = resolve(s, target)?;
+            let resolution = match (target, resolved) {
+                (Some(p), Some(port)) => NamedPortResolution::Port {
+                    pod: p.into(),
+                    port,
+                },
+                (Some(p), None) => NamedPortResolution::NotFound { pod: p.into() },
+                (None, _) => unresolvable.clone(),
+            };
+            Some(NamedPort {
+                name: name.to_string(),
+                resolution,
+            })
+        })
+        .collect();
+    Some(PortMiss {
+        allowed: specs.to_vec(),
+        port,
+        protocol,
+        named,
+    })
 }

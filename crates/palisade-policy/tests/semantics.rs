@@ -5,12 +5,18 @@
 //! not) AND the class-level `reach` answer for the same pod pair: the two must agree. Expected
 //! results are derived from the reference, never from the engine's output.
 
+use ipnet::IpNet;
 use palisade_model::Protocol::{self, Icmp, Sctp, Tcp, Udp};
 use palisade_model::{Diagnostic, Loader};
-use palisade_policy::{Decision, Endpoint, Engine, Flow, Side, Verdict};
+use palisade_policy::{
+    Decision, Endpoint, Engine, Flow, LabelOperator, LabelRequirement, NamedPort,
+    NamedPortResolution, PeerMiss, PeerMissReason, PodRef, PortMatch, PortSpec, RuleMiss,
+    SelectorMiss, SelectorTerm, Side, UnenforcedReason, Verdict,
+};
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
+use LabelOperator::{DoesNotExist, Exists, In, NotIn};
 
 // ---------------------------------------------------------------------------------------------
 // Building clusters
@@ -176,14 +182,16 @@ fn not_isolated(side: &Side) {
     );
 }
 
-fn unenforced(side: &Side, needle: &str) {
+fn unenforced(side: &Side, expected: UnenforcedReason) {
     match &side.decision {
-        Decision::Unenforced { reason } => assert!(
-            reason.contains(needle),
-            "unenforced reason should mention {needle:?}: {reason}"
+        Decision::Unenforced { reason } => assert_eq!(
+            *reason,
+            expected,
+            "{} side unenforced for another reason",
+            side.direction.as_str()
         ),
         other => panic!(
-            "{} side should be unenforced ({needle}): {other:#?}",
+            "{} side should be unenforced ({expected:?}): {other:#?}",
             side.direction.as_str()
         ),
     }
@@ -213,9 +221,215 @@ fn allowed_by(side: &Side, expected: &[(&str, &str, usize)]) {
     );
 }
 
-/// The side is denied, the isolating policies are exactly `policies`, and the reasons (all of them,
-/// joined) mention every `needle`.
-fn denied_by(side: &Side, policies: &[(&str, &str)], needles: &[&str]) {
+/// One reason a denial must give, checked on the engine's data: some rule of some isolating policy
+/// missed for it.
+struct Why {
+    what: String,
+    holds: Box<dyn Fn(&RuleMiss) -> bool>,
+}
+
+fn why(what: String, holds: impl Fn(&RuleMiss) -> bool + 'static) -> Why {
+    Why {
+        what,
+        holds: Box::new(holds),
+    }
+}
+
+/// A rule whose `ports` (exactly these) do not allow the flow.
+fn ports(specs: &[PortSpec]) -> Why {
+    let specs = specs.to_vec();
+    why(format!("ports {specs:?}"), move |m| {
+        m.ports.as_ref().is_some_and(|p| p.allowed == specs)
+    })
+}
+
+/// A rule with ports that an ICMP flow misses.
+fn icmp_needs_a_rule_without_ports() -> Why {
+    why("an ICMP port miss".into(), |m| {
+        m.ports.as_ref().is_some_and(|p| p.protocol == Icmp)
+    })
+}
+
+/// A rule's named port `name`, resolved as `resolution`, did not allow the flow.
+fn named(name: &str, resolution: NamedPortResolution) -> Why {
+    let expected = NamedPort {
+        name: name.into(),
+        resolution,
+    };
+    why(format!("{expected:?}"), move |m| {
+        m.ports
+            .as_ref()
+            .is_some_and(|p| p.named.contains(&expected))
+    })
+}
+
+/// A hostNetwork pod, which no policy selects.
+fn host_network(pod: &str) -> UnenforcedReason {
+    UnenforcedReason::HostNetwork { pod: pod_ref(pod) }
+}
+
+/// An address that is no pod's, which no policy enforces on.
+fn address(address: &str) -> UnenforcedReason {
+    UnenforcedReason::NotAPod {
+        address: Some(ip(address)),
+    }
+}
+
+/// A named port that is `port` on the destination pod `pod`.
+fn resolved(pod: &str, port: u16) -> NamedPortResolution {
+    NamedPortResolution::Port {
+        pod: pod_ref(pod),
+        port,
+    }
+}
+
+/// A named port the destination pod `pod` does not have.
+fn not_found(pod: &str) -> NamedPortResolution {
+    NamedPortResolution::NotFound { pod: pod_ref(pod) }
+}
+
+/// Peer `peer` of a rule missed for exactly `reason`.
+fn peer(peer: usize, reason: PeerMissReason) -> Why {
+    let expected = PeerMiss { peer, reason };
+    why(format!("{expected:?}"), move |m| {
+        m.peers.contains(&expected)
+    })
+}
+
+fn pod_ref(key: &str) -> PodRef {
+    let (namespace, name) = key.split_once('/').expect("ns/name");
+    PodRef {
+        namespace: namespace.into(),
+        name: name.into(),
+    }
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+/// `{protocol, port: lo, endPort: hi}`.
+fn range(protocol: Protocol, lo: u16, hi: u16) -> PortSpec {
+    PortSpec {
+        protocol,
+        port: PortMatch::Range(lo, hi),
+    }
+}
+
+/// `{protocol, port}`.
+fn number(protocol: Protocol, port: u16) -> PortSpec {
+    range(protocol, port, port)
+}
+
+/// `{protocol}` without a port.
+fn any_port(protocol: Protocol) -> PortSpec {
+    PortSpec {
+        protocol,
+        port: PortMatch::Any,
+    }
+}
+
+fn named_spec(protocol: Protocol, name: &str) -> PortSpec {
+    PortSpec {
+        protocol,
+        port: PortMatch::Named(name.into()),
+    }
+}
+
+/// A `matchLabels` entry.
+fn label(key: &str, value: &str) -> LabelRequirement {
+    LabelRequirement {
+        term: SelectorTerm::MatchLabels,
+        key: key.into(),
+        operator: LabelOperator::In,
+        values: vec![value.into()],
+    }
+}
+
+/// `matchExpressions[index]`.
+fn expression(
+    index: usize,
+    key: &str,
+    operator: LabelOperator,
+    values: &[&str],
+) -> LabelRequirement {
+    LabelRequirement {
+        term: SelectorTerm::MatchExpressions(index),
+        key: key.into(),
+        operator,
+        values: values.iter().map(|v| v.to_string()).collect(),
+    }
+}
+
+fn pod_selector(pod: &str, requirement: LabelRequirement, found: Option<&str>) -> PeerMissReason {
+    PeerMissReason::PodSelector {
+        pod: pod_ref(pod),
+        miss: SelectorMiss {
+            requirement,
+            found: found.map(Into::into),
+        },
+    }
+}
+
+fn namespace_selector(
+    namespace: &str,
+    requirement: LabelRequirement,
+    found: Option<&str>,
+) -> PeerMissReason {
+    PeerMissReason::NamespaceSelector {
+        namespace: namespace.into(),
+        miss: SelectorMiss {
+            requirement,
+            found: found.map(Into::into),
+        },
+    }
+}
+
+/// A `podSelector` alone (the policy's namespace `namespace`) and a pod of another namespace.
+fn other_namespace(namespace: &str, pod: &str) -> PeerMissReason {
+    PeerMissReason::OtherNamespace {
+        namespace: namespace.into(),
+        pod: pod_ref(pod),
+    }
+}
+
+fn outside(cidr: &str, address: &str) -> PeerMissReason {
+    PeerMissReason::OutsideBlock {
+        cidr: net(cidr),
+        address: ip(address),
+    }
+}
+
+fn excepted(cidr: &str, address: &str, except: &str) -> PeerMissReason {
+    PeerMissReason::Excepted {
+        cidr: net(cidr),
+        address: ip(address),
+        except: net(except),
+    }
+}
+
+/// A selector peer and an address that is no pod's.
+fn not_a_pod(address: &str) -> PeerMissReason {
+    PeerMissReason::NotAPod {
+        address: Some(ip(address)),
+    }
+}
+
+/// The misses of every rule of every isolating policy of a denied side.
+fn rule_misses(side: &Side) -> Vec<&RuleMiss> {
+    match &side.decision {
+        Decision::Denied { isolating } => isolating.iter().flat_map(|m| &m.rules).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The side is denied, the isolating policies are exactly `policies`, and each of `reasons` is
+/// given by some rule.
+fn denied_by(side: &Side, policies: &[(&str, &str)], reasons: &[Why]) {
     let Decision::Denied { isolating } = &side.decision else {
         panic!(
             "{} side should be Denied by {policies:?}: {side:#?}",
@@ -236,12 +450,13 @@ fn denied_by(side: &Side, policies: &[(&str, &str)], needles: &[&str]) {
         "{} side: wrong isolating policies",
         side.direction.as_str()
     );
-    let text = reasons(side);
-    for n in needles {
+    let misses = rule_misses(side);
+    for r in reasons {
         assert!(
-            text.contains(n),
-            "{} side: reasons should mention {n:?}; they are: {text}",
-            side.direction.as_str()
+            misses.iter().any(|m| (r.holds)(m)),
+            "{} side: no rule missed for {}; the misses are: {misses:#?}",
+            side.direction.as_str(),
+            r.what
         );
     }
 }
@@ -259,18 +474,6 @@ fn denied_without_rules(side: &Side, policies: &[(&str, &str)]) {
             m.policy.namespace,
             m.policy.name
         );
-    }
-}
-
-fn reasons(side: &Side) -> String {
-    match &side.decision {
-        Decision::Denied { isolating } => isolating
-            .iter()
-            .flat_map(|m| m.rules.iter())
-            .flat_map(|r| r.reasons.iter().cloned())
-            .collect::<Vec<_>>()
-            .join(" | "),
-        _ => String::new(),
     }
 }
 
@@ -353,16 +556,16 @@ fn s1_host_network_pods_are_never_selected_nor_enforced() {
     ]);
     // Into the hostNetwork pod: its ingress is not enforced although both policies match its labels.
     let v = c.allowed("z/client", "x/agent", 80, Tcp);
-    unenforced(&v.ingress, "host network");
+    unenforced(&v.ingress, host_network("x/agent"));
     not_isolated(&v.egress);
     let v = c.allowed("z/client", "x/agent", 53, Udp);
-    unenforced(&v.ingress, "host network");
+    unenforced(&v.ingress, host_network("x/agent"));
     // Out of it: its egress is not enforced either.
     let v = c.allowed("x/agent", "z/client", 443, Tcp);
-    unenforced(&v.egress, "host network");
+    unenforced(&v.egress, host_network("x/agent"));
     not_isolated(&v.ingress);
     let v = c.allowed("x/agent", EXT, 443, Tcp);
-    unenforced(&v.egress, "host network");
+    unenforced(&v.egress, host_network("x/agent"));
     // The ordinary pod with the same labels is selected.
     let v = c.denied("z/client", "x/web", 80, Tcp);
     denied_without_rules(&v.ingress, &[("x", "deny-all"), ("x", "deny-web")]);
@@ -399,7 +602,7 @@ fn s1_non_empty_policy_types_are_used_as_given() {
     denied_by(
         &v.ingress,
         &[("x", "only-ingress")],
-        &["from[0]", "namespace x only"],
+        &[peer(0, other_namespace("x", "z/client"))],
     );
 
     let v = c.denied("x/e", "z/client", 80, Tcp);
@@ -443,9 +646,17 @@ fn s1_default_policy_types_include_egress_when_egress_has_a_rule() {
     allowed_by(&v.egress, &[("x", "egress-to-b", 0)]);
     not_isolated(&v.ingress);
     let v = c.denied("x/a", "z/client", 80, Tcp);
-    denied_by(&v.egress, &[("x", "egress-to-b")], &["to[0]"]);
+    denied_by(
+        &v.egress,
+        &[("x", "egress-to-b")],
+        &[peer(0, other_namespace("x", "z/client"))],
+    );
     let v = c.denied("x/a", EXT, 80, Tcp);
-    denied_by(&v.egress, &[("x", "egress-to-b")], &["to[0]"]);
+    denied_by(
+        &v.egress,
+        &[("x", "egress-to-b")],
+        &[peer(0, not_a_pod(EXT))],
+    );
     // Ingress is always among the defaulted types, and the policy has no ingress rule.
     let v = c.denied("x/b", "x/a", 80, Tcp);
     denied_without_rules(&v.ingress, &[("x", "egress-to-b")]);
@@ -539,10 +750,10 @@ fn s1_not_isolated_allows_everything() {
         not_isolated(&v.ingress);
         let v = c.allowed(EXT, "x/a", port, proto);
         not_isolated(&v.ingress);
-        unenforced(&v.egress, "not a pod");
+        unenforced(&v.egress, address(EXT));
         let v = c.allowed("x/a", EXT, port, proto);
         not_isolated(&v.egress);
-        unenforced(&v.ingress, "not a pod");
+        unenforced(&v.ingress, address(EXT));
     }
 }
 
@@ -579,12 +790,23 @@ fn s1_isolated_allows_only_what_a_rule_of_a_selecting_policy_of_that_direction_a
     denied_by(
         &v.ingress,
         &[("x", "allow-client")],
-        &["allows TCP 80 only"],
+        &[ports(&[number(Tcp, 80)])],
     );
     let v = c.denied("x/b", "x/a", 80, Tcp);
-    denied_by(&v.ingress, &[("x", "allow-client")], &["app=client"]);
+    denied_by(
+        &v.ingress,
+        &[("x", "allow-client")],
+        &[peer(
+            0,
+            pod_selector("x/b", label("app", "client"), Some("b")),
+        )],
+    );
     let v = c.denied(EXT, "x/a", 80, Tcp);
-    denied_by(&v.ingress, &[("x", "allow-client")], &["not a pod"]);
+    denied_by(
+        &v.ingress,
+        &[("x", "allow-client")],
+        &[peer(0, not_a_pod(EXT))],
+    );
     // a's egress is isolated by egress-only, whose rule allows everything.
     let v = c.allowed("x/a", "z/client", 22, Tcp);
     allowed_by(&v.egress, &[("x", "egress-only", 0)]);
@@ -646,7 +868,10 @@ fn s1_policies_are_additive_without_order_or_deny() {
                 ("x", "b-allow-c1-http"),
                 ("x", "z-allow-c2-https"),
             ],
-            &["allows TCP 443 only", "app=c1"],
+            &[
+                ports(&[number(Tcp, 443)]),
+                peer(0, pod_selector("z/c2", label("app", "c1"), Some("c2"))),
+            ],
         );
         let v = c.denied("z/c3", "x/a", 443, Tcp);
         denied_by(
@@ -657,7 +882,10 @@ fn s1_policies_are_additive_without_order_or_deny() {
                 ("x", "b-allow-c1-http"),
                 ("x", "z-allow-c2-https"),
             ],
-            &["app=c2"],
+            &[peer(
+                0,
+                pod_selector("z/c3", label("app", "c2"), Some("c3")),
+            )],
         );
     }
 }
@@ -689,15 +917,31 @@ fn s1_connection_needs_source_egress_and_destination_ingress() {
     // Egress allows, ingress does not.
     let v = c.denied("x/a", "y/b", 81, Tcp);
     allowed_by(&v.egress, &[("x", "a-to-b", 0)]);
-    denied_by(&v.ingress, &[("y", "from-a-http")], &["allows TCP 80 only"]);
+    denied_by(
+        &v.ingress,
+        &[("y", "from-a-http")],
+        &[ports(&[number(Tcp, 80)])],
+    );
     // Ingress allows, egress does not.
     let v = c.denied("x/a", "y/c", 80, Tcp);
-    denied_by(&v.egress, &[("x", "a-to-b")], &["app=b"]);
+    denied_by(
+        &v.egress,
+        &[("x", "a-to-b")],
+        &[peer(0, pod_selector("y/c", label("app", "b"), Some("c")))],
+    );
     allowed_by(&v.ingress, &[("y", "from-a-http", 0)]);
     // Neither.
     let v = c.denied("x/a", "y/c", 81, Tcp);
-    denied_by(&v.egress, &[("x", "a-to-b")], &["app=b"]);
-    denied_by(&v.ingress, &[("y", "from-a-http")], &["allows TCP 80 only"]);
+    denied_by(
+        &v.egress,
+        &[("x", "a-to-b")],
+        &[peer(0, pod_selector("y/c", label("app", "b"), Some("c")))],
+    );
+    denied_by(
+        &v.ingress,
+        &[("y", "from-a-http")],
+        &[ports(&[number(Tcp, 80)])],
+    );
 }
 
 // §1: "Replies of an allowed connection are allowed (stateful)."
@@ -726,8 +970,8 @@ fn s1_replies_of_an_allowed_connection_are_allowed() {
     ]);
     // The connection a -> b is judged on a's egress and b's ingress only.
     let v = c.allowed("x/a", "x/b", 5432, Tcp);
-    assert_eq!(v.egress.pod.as_deref(), Some("x/a"));
-    assert_eq!(v.ingress.pod.as_deref(), Some("x/b"));
+    assert_eq!(v.egress.pod, Some(pod_ref("x/a")));
+    assert_eq!(v.ingress.pod, Some(pod_ref("x/b")));
     not_isolated(&v.egress);
     allowed_by(&v.ingress, &[("x", "b-from-a", 0)]);
     // A new connection b -> a is another matter.
@@ -761,8 +1005,8 @@ fn s1_each_end_is_evaluated_on_its_own_pod_in_its_own_namespace() {
         ),
     ]);
     let v = c.allowed("x/web", "y/web", 8080, Tcp);
-    assert_eq!(v.egress.pod.as_deref(), Some("x/web"));
-    assert_eq!(v.ingress.pod.as_deref(), Some("y/web"));
+    assert_eq!(v.egress.pod, Some(pod_ref("x/web")));
+    assert_eq!(v.ingress.pod, Some(pod_ref("y/web")));
     allowed_by(&v.egress, &[("x", "web-egress", 0)]);
     // x's web-no-ingress has the same podSelector but does not apply to y/web.
     allowed_by(&v.ingress, &[("y", "web-ingress", 0)]);
@@ -771,12 +1015,12 @@ fn s1_each_end_is_evaluated_on_its_own_pod_in_its_own_namespace() {
     denied_by(
         &v.ingress,
         &[("y", "web-ingress")],
-        &["allows TCP 8080 only"],
+        &[ports(&[number(Tcp, 8080)])],
     );
     // The other way: y/web is not egress-isolated (x's web-egress does not select it); x/web's
     // ingress is decided by x's policies only.
     let v = c.denied("y/web", "x/web", 8080, Tcp);
-    assert_eq!(v.egress.pod.as_deref(), Some("y/web"));
+    assert_eq!(v.egress.pod, Some(pod_ref("y/web")));
     not_isolated(&v.egress);
     denied_without_rules(&v.ingress, &[("x", "web-no-ingress")]);
 }
@@ -800,8 +1044,8 @@ fn s1_a_pod_may_always_reach_itself() {
             ("x/a", "10.1.0.1"),
         ] {
             let v = c.allowed(src, dst, port, proto);
-            unenforced(&v.egress, "itself");
-            unenforced(&v.ingress, "itself");
+            unenforced(&v.egress, UnenforcedReason::SamePod);
+            unenforced(&v.ingress, UnenforcedReason::SamePod);
         }
         // Another pod of the very same class is not the pod itself (`reach` answers for distinct
         // pods; its answer for the class pair is this one).
@@ -846,16 +1090,30 @@ fn s1_traffic_between_a_pod_and_its_own_node_is_always_allowed() {
     ]);
     // Every failing flow is reported, not just the first.
     let mut errors = Vec::new();
+    // Both sides say why: a and its node.
+    let node_local = |v: Verdict| {
+        for side in [&v.egress, &v.ingress] {
+            unenforced(
+                side,
+                UnenforcedReason::NodeLocal {
+                    pod: pod_ref("x/a"),
+                    node: ip("192.168.0.100"),
+                },
+            );
+        }
+    };
     // Kubelet probe: from a's own node (the hostNetwork pod, or its address) to a.
     for src in ["kube-system/node-n0", "192.168.0.100"] {
-        if let Err(e) = c.try_check(src, "x/a", 8080, Tcp, true) {
-            errors.push(e);
+        match c.try_check(src, "x/a", 8080, Tcp, true) {
+            Ok(v) => node_local(v),
+            Err(e) => errors.push(e),
         }
     }
     // a to its own node.
     for dst in ["kube-system/node-n0", "192.168.0.100"] {
-        if let Err(e) = c.try_check("x/a", dst, 10250, Tcp, true) {
-            errors.push(e);
+        match c.try_check("x/a", dst, 10250, Tcp, true) {
+            Ok(v) => node_local(v),
+            Err(e) => errors.push(e),
         }
     }
     // Another node is subject to a's policies.
@@ -942,14 +1200,25 @@ fn s2_peers_of_a_rule_are_ored() {
     denied_by(
         &v.ingress,
         &[("x", "from-p-or-q")],
-        &["from[0]", "app=p", "from[1]", "app=q", "from[2]"],
+        &[
+            peer(0, pod_selector("x/r", label("app", "p"), Some("r"))),
+            peer(1, pod_selector("x/r", label("app", "q"), Some("r"))),
+            peer(2, outside("198.51.100.0/24", "10.1.0.4")),
+        ],
     );
     for dst in ["x/p", EXT] {
         let v = c.allowed("x/a", dst, 80, Tcp);
         allowed_by(&v.egress, &[("x", "from-p-or-q", 0)]);
     }
     let v = c.denied("x/a", "x/q", 80, Tcp);
-    denied_by(&v.egress, &[("x", "from-p-or-q")], &["to[0]", "to[1]"]);
+    denied_by(
+        &v.egress,
+        &[("x", "from-p-or-q")],
+        &[
+            peer(0, pod_selector("x/q", label("app", "p"), Some("q"))),
+            peer(1, outside("203.0.113.0/24", "10.1.0.3")),
+        ],
+    );
 }
 
 // §2: "Missing or empty ⇒ matches every source / destination, including outside the cluster."
@@ -975,7 +1244,7 @@ fn s2_missing_or_empty_from_matches_every_source_including_external() {
             let v = c.allowed(src, "x/a", 80, Tcp);
             allowed_by(&v.ingress, &[("x", name, 0)]);
             let v = c.denied(src, "x/a", 81, Tcp);
-            denied_by(&v.ingress, &[("x", name)], &["allows TCP 80 only"]);
+            denied_by(&v.ingress, &[("x", name)], &[ports(&[number(Tcp, 80)])]);
         }
     }
 }
@@ -1004,7 +1273,7 @@ fn s2_missing_or_empty_to_matches_every_destination_including_external() {
             let v = c.allowed("x/a", dst, 443, Tcp);
             allowed_by(&v.egress, &[("x", name, 0)]);
             let v = c.denied("x/a", dst, 80, Tcp);
-            denied_by(&v.egress, &[("x", name)], &["allows TCP 443 only"]);
+            denied_by(&v.egress, &[("x", name)], &[ports(&[number(Tcp, 443)])]);
         }
     }
 }
@@ -1031,7 +1300,11 @@ fn s2_ports_of_a_rule_are_ored() {
         denied_by(
             &v.ingress,
             &[("x", "web-ports")],
-            &["allows TCP 80, TCP 443, UDP 443 only"],
+            &[ports(&[
+                number(Tcp, 80),
+                number(Tcp, 443),
+                number(Udp, 443),
+            ])],
         );
     }
 }
@@ -1071,7 +1344,14 @@ fn s2_missing_or_empty_ports_means_every_port_of_every_protocol() {
             let v = c.allowed("x/client", "x/a", port, proto);
             allowed_by(&v.ingress, &[("x", name, 0)]);
             let v = c.denied("x/other", "x/a", port, proto);
-            denied_by(&v.ingress, &[("x", name)], &["app=client"]);
+            denied_by(
+                &v.ingress,
+                &[("x", name)],
+                &[peer(
+                    0,
+                    pod_selector("x/other", label("app", "client"), Some("other")),
+                )],
+            );
         }
     }
 }
@@ -1094,22 +1374,41 @@ fn s2_a_rule_matches_iff_peer_and_port_match() {
     allowed_by(&v.ingress, &[("x", "client-http", 0)]);
     // Peer matches, port does not.
     let v = c.denied("x/client", "x/a", 81, Tcp);
-    denied_by(&v.ingress, &[("x", "client-http")], &["allows TCP 80 only"]);
-    assert!(!reasons(&v.ingress).contains("app=client"));
+    denied_by(
+        &v.ingress,
+        &[("x", "client-http")],
+        &[ports(&[number(Tcp, 80)])],
+    );
+    assert!(
+        rule_misses(&v.ingress).iter().all(|m| m.peers.is_empty()),
+        "the peer matched: {v:#?}"
+    );
     // Port matches, peer does not.
     let v = c.denied("x/other", "x/a", 80, Tcp);
     denied_by(
         &v.ingress,
         &[("x", "client-http")],
-        &["needs app=client; pod x/other has app=other"],
+        &[peer(
+            0,
+            pod_selector("x/other", label("app", "client"), Some("other")),
+        )],
     );
-    assert!(!reasons(&v.ingress).contains("allows TCP 80 only"));
+    assert!(
+        rule_misses(&v.ingress).iter().all(|m| m.ports.is_none()),
+        "the port matched: {v:#?}"
+    );
     // Neither.
     let v = c.denied("x/other", "x/a", 81, Tcp);
     denied_by(
         &v.ingress,
         &[("x", "client-http")],
-        &["allows TCP 80 only", "needs app=client"],
+        &[
+            ports(&[number(Tcp, 80)]),
+            peer(
+                0,
+                pod_selector("x/other", label("app", "client"), Some("other")),
+            ),
+        ],
     );
 }
 
@@ -1220,7 +1519,7 @@ fn s3_pod_selector_alone_matches_pods_of_the_policys_own_namespace() {
     denied_by(
         &v.ingress,
         &[("x", "a-peers")],
-        &["selects pods in namespace x only", "y/client"],
+        &[peer(0, other_namespace("x", "y/client"))],
     );
     let v = c.allowed("x/a", "x/db", 5432, Tcp);
     allowed_by(&v.egress, &[("x", "a-peers", 0)]);
@@ -1228,7 +1527,7 @@ fn s3_pod_selector_alone_matches_pods_of_the_policys_own_namespace() {
     denied_by(
         &v.egress,
         &[("x", "a-peers")],
-        &["selects pods in namespace x only", "y/db"],
+        &[peer(0, other_namespace("x", "y/db"))],
     );
 }
 
@@ -1257,11 +1556,18 @@ fn s3_namespace_selector_alone_matches_all_pods_of_matching_namespaces() {
     denied_by(
         &v.ingress,
         &[("x", "from-core")],
-        &["namespaceSelector needs role=core", "role=tenant"],
+        &[peer(
+            0,
+            namespace_selector("tenant", label("role", "core"), Some("tenant")),
+        )],
     );
     // Not a pod of any namespace.
     let v = c.denied(EXT, "x/a", 80, Tcp);
-    denied_by(&v.ingress, &[("x", "from-core")], &["not a pod"]);
+    denied_by(
+        &v.ingress,
+        &[("x", "from-core")],
+        &[peer(0, not_a_pod(EXT))],
+    );
 }
 
 // §3: "(`{}` = every namespace)" — all pods of every namespace, and nothing outside the cluster.
@@ -1287,9 +1593,9 @@ fn s3_empty_namespace_selector_matches_every_pod_of_every_namespace() {
         allowed_by(&v.egress, &[("x", "all-ns", 0)]);
     }
     let v = c.denied(EXT, "x/a", 80, Tcp);
-    denied_by(&v.ingress, &[("x", "all-ns")], &["not a pod"]);
+    denied_by(&v.ingress, &[("x", "all-ns")], &[peer(0, not_a_pod(EXT))]);
     let v = c.denied("x/a", EXT, 80, Tcp);
-    denied_by(&v.egress, &[("x", "all-ns")], &["not a pod"]);
+    denied_by(&v.egress, &[("x", "all-ns")], &[peer(0, not_a_pod(EXT))]);
 }
 
 // §3: "Both in ONE peer: pods matching `podSelector` inside namespaces matching `namespaceSelector`
@@ -1318,20 +1624,29 @@ fn s3_both_selectors_in_one_peer_are_anded() {
     denied_by(
         &v.ingress,
         &[("x", "and")],
-        &["podSelector needs app=client"],
+        &[peer(
+            0,
+            pod_selector("core/other", label("app", "client"), Some("other")),
+        )],
     );
     let v = c.denied("tenant/client", "x/a", 80, Tcp);
     denied_by(
         &v.ingress,
         &[("x", "and")],
-        &["namespaceSelector needs role=core"],
+        &[peer(
+            0,
+            namespace_selector("tenant", label("role", "core"), Some("tenant")),
+        )],
     );
     // Even the policy's own namespace must match the namespaceSelector.
     let v = c.denied("x/client", "x/a", 80, Tcp);
     denied_by(
         &v.ingress,
         &[("x", "and")],
-        &["namespaceSelector needs role=core"],
+        &[peer(
+            0,
+            namespace_selector("x", label("role", "core"), None),
+        )],
     );
 }
 
@@ -1366,8 +1681,11 @@ fn s3_two_separate_peers_are_ored_and_the_mistake_is_explained() {
         &v.ingress,
         &[("x", "or")],
         &[
-            "from[0]: namespaceSelector needs role=core",
-            "from[1]: podSelector without namespaceSelector selects pods in namespace x only",
+            peer(
+                0,
+                namespace_selector("tenant", label("role", "core"), Some("tenant")),
+            ),
+            peer(1, other_namespace("x", "tenant/client")),
         ],
     );
 }
@@ -1390,21 +1708,31 @@ fn s3_ip_block_matches_addresses_in_cidr_and_outside_every_except() {
     for src in [EXT, "203.0.113.0", "203.0.113.63"] {
         let v = c.allowed(src, "x/a", 80, Tcp);
         allowed_by(&v.ingress, &[("x", "blocks", 0)]);
-        unenforced(&v.egress, "not a pod");
+        unenforced(&v.egress, address(src));
     }
     let v = c.denied("203.0.113.200", "x/a", 80, Tcp);
     denied_by(
         &v.ingress,
         &[("x", "blocks")],
-        &["excludes 203.0.113.200 (except 203.0.113.128/25)"],
+        &[peer(
+            0,
+            excepted("203.0.113.0/24", "203.0.113.200", "203.0.113.128/25"),
+        )],
     );
     let v = c.denied("203.0.113.64", "x/a", 80, Tcp);
-    denied_by(&v.ingress, &[("x", "blocks")], &["except 203.0.113.64/26"]);
+    denied_by(
+        &v.ingress,
+        &[("x", "blocks")],
+        &[peer(
+            0,
+            excepted("203.0.113.0/24", "203.0.113.64", "203.0.113.64/26"),
+        )],
+    );
     let v = c.denied("198.51.100.7", "x/a", 80, Tcp);
     denied_by(
         &v.ingress,
         &[("x", "blocks")],
-        &["does not contain 198.51.100.7"],
+        &[peer(0, outside("203.0.113.0/24", "198.51.100.7"))],
     );
 
     let v = c.allowed("x/a", "198.51.100.16", 443, Tcp);
@@ -1412,9 +1740,20 @@ fn s3_ip_block_matches_addresses_in_cidr_and_outside_every_except() {
     let v = c.allowed("x/a", "198.51.100.255", 443, Tcp);
     allowed_by(&v.egress, &[("x", "blocks", 0)]);
     let v = c.denied("x/a", "198.51.100.15", 443, Tcp);
-    denied_by(&v.egress, &[("x", "blocks")], &["except 198.51.100.0/28"]);
+    denied_by(
+        &v.egress,
+        &[("x", "blocks")],
+        &[peer(
+            0,
+            excepted("198.51.100.0/24", "198.51.100.15", "198.51.100.0/28"),
+        )],
+    );
     let v = c.denied("x/a", EXT, 443, Tcp);
-    denied_by(&v.egress, &[("x", "blocks")], &["does not contain"]);
+    denied_by(
+        &v.egress,
+        &[("x", "blocks")],
+        &[peer(0, outside("198.51.100.0/24", EXT))],
+    );
 }
 
 // §3: "It matches pod IPs too (the upstream e2e suite relies on it: egress to a pod's /32, except
@@ -1449,7 +1788,10 @@ fn s3_ip_block_matches_pod_ips() {
     denied_by(
         &v.egress,
         &[("x", "to-pods-by-ip")],
-        &["except 10.2.2.0/24", "does not contain 10.2.2.5"],
+        &[
+            peer(0, excepted("10.2.0.0/16", "10.2.2.5", "10.2.2.0/24")),
+            peer(0, outside("10.2.3.9/32", "10.2.2.5")),
+        ],
     );
     allowed_by(&v.ingress, &[("y", "from-a-by-ip", 0)]);
     // The /32 of one pod.
@@ -1460,8 +1802,8 @@ fn s3_ip_block_matches_pod_ips() {
         &v.egress,
         &[("x", "to-pods-by-ip")],
         &[
-            "allows TCP 80 only",
-            "ipBlock 10.2.3.9/32 does not contain 10.2.1.5",
+            ports(&[number(Tcp, 80)]),
+            peer(0, outside("10.2.3.9/32", "10.2.1.5")),
         ],
     );
     // Ingress by the source pod's IP.
@@ -1469,7 +1811,7 @@ fn s3_ip_block_matches_pod_ips() {
     denied_by(
         &v.ingress,
         &[("y", "from-a-by-ip")],
-        &["does not contain 10.2.1.5"],
+        &[peer(0, outside("10.1.0.1/32", "10.2.1.5"))],
     );
 }
 
@@ -1496,14 +1838,21 @@ fn s3_ip_block_works_for_ipv6_and_families_do_not_mix() {
     let v = c.allowed("fd00:20::1:5", "fd00:10::10", 80, Tcp);
     allowed_by(&v.ingress, &[("x", "v6", 0)]);
     let v = c.denied("y/c", "x/a", 80, Tcp);
-    denied_by(&v.ingress, &[("x", "v6")], &["except fd00:20::/120"]);
+    denied_by(
+        &v.ingress,
+        &[("x", "v6")],
+        &[peer(
+            0,
+            excepted("fd00:20::/64", "fd00:20::5", "fd00:20::/120"),
+        )],
+    );
     let v = c.allowed("2001:db8::7", "x/a", 80, Tcp);
     allowed_by(&v.ingress, &[("x", "v6", 0)]);
     let v = c.denied("2001:db9::7", "x/a", 80, Tcp);
     denied_by(
         &v.ingress,
         &[("x", "v6")],
-        &["does not contain 2001:db9::7"],
+        &[peer(1, outside("2001:db8::/32", "2001:db9::7"))],
     );
     // 0.0.0.0/0 contains every IPv4 address and no IPv6 one.
     let v = c.allowed("y/v4", "x/a", 22, Tcp);
@@ -1511,17 +1860,25 @@ fn s3_ip_block_works_for_ipv6_and_families_do_not_mix() {
     let v = c.allowed(EXT, "x/a", 22, Tcp);
     allowed_by(&v.ingress, &[("x", "v6", 1)]);
     let v = c.denied("2001:db9::7", "x/a", 22, Tcp);
-    denied_by(&v.ingress, &[("x", "v6")], &["0.0.0.0/0 does not contain"]);
+    denied_by(
+        &v.ingress,
+        &[("x", "v6")],
+        &[peer(0, outside("0.0.0.0/0", "2001:db9::7"))],
+    );
     // Egress.
     let v = c.allowed("x/a", "2001:db8:1::1", 443, Tcp);
     allowed_by(&v.egress, &[("x", "v6", 0)]);
     let v = c.denied("x/a", "2001:db8:2::1", 443, Tcp);
-    denied_by(&v.egress, &[("x", "v6")], &["does not contain"]);
+    denied_by(
+        &v.egress,
+        &[("x", "v6")],
+        &[peer(0, outside("2001:db8:1::/48", "2001:db8:2::1"))],
+    );
     let v = c.denied("x/a", "y/b", 443, Tcp);
     denied_by(
         &v.egress,
         &[("x", "v6")],
-        &["does not contain fd00:20::1:5"],
+        &[peer(0, outside("2001:db8:1::/48", "fd00:20::1:5"))],
     );
 }
 
@@ -1614,8 +1971,18 @@ fn s3_namespaces_get_the_metadata_name_label() {
         &v.ingress,
         &[("x", "by-name")],
         &[
-            "needs kubernetes.io/metadata.name=y",
-            "kubernetes.io/metadata.name=z",
+            peer(
+                0,
+                namespace_selector("z", label("kubernetes.io/metadata.name", "y"), Some("z")),
+            ),
+            peer(
+                0,
+                namespace_selector(
+                    "z",
+                    expression(0, "kubernetes.io/metadata.name", In, &["implicit"]),
+                    Some("z"),
+                ),
+            ),
         ],
     );
 }
@@ -1642,13 +2009,19 @@ fn s3_match_labels_and_match_expressions_are_anded() {
     denied_by(
         &v.ingress,
         &[("x", "both")],
-        &["needs tier in (fe, be); pod x/c2 has tier=db"],
+        &[peer(
+            0,
+            pod_selector("x/c2", expression(0, "tier", In, &["fe", "be"]), Some("db")),
+        )],
     );
     let v = c.denied("x/c3", "x/a", 80, Tcp);
     denied_by(
         &v.ingress,
         &[("x", "both")],
-        &["needs app=client; pod x/c3 has app=other"],
+        &[peer(
+            0,
+            pod_selector("x/c3", label("app", "client"), Some("other")),
+        )],
     );
 }
 
@@ -1670,33 +2043,30 @@ fn s3_match_expression_operators_in_notin_exists_doesnotexist() {
              {from: [{podSelector: {matchExpressions: [{key: tier, operator: DoesNotExist}]}}], ports: [{port: 1004}]}]}",
         ),
     ]);
-    // (source, [In, NotIn, Exists, DoesNotExist])
-    let table = [
-        ("x/fe", [true, false, true, false]),
-        ("x/be", [false, true, true, false]),
-        ("x/none", [false, true, false, true]),
+    let rules = [
+        expression(0, "tier", In, &["fe"]),
+        expression(0, "tier", NotIn, &["fe"]),
+        expression(0, "tier", Exists, &[]),
+        expression(0, "tier", DoesNotExist, &[]),
     ];
-    for (src, expect) in table {
+    // (source, its tier, [In, NotIn, Exists, DoesNotExist])
+    let table = [
+        ("x/fe", Some("fe"), [true, false, true, false]),
+        ("x/be", Some("be"), [false, true, true, false]),
+        ("x/none", None, [false, true, false, true]),
+    ];
+    for (src, tier, expect) in table {
         for (rule, want) in expect.into_iter().enumerate() {
             let port = 1001 + rule as u16;
             let v = c.check(src, "x/a", port, Tcp, want);
             if want {
                 allowed_by(&v.ingress, &[("x", "ops", rule)]);
             } else {
-                denied_by(&v.ingress, &[("x", "ops")], &["podSelector needs"]);
+                let miss = pod_selector(src, rules[rule].clone(), tier);
+                denied_by(&v.ingress, &[("x", "ops")], &[peer(0, miss)]);
             }
         }
     }
-    let v = c.denied("x/fe", "x/a", 1002, Tcp);
-    denied_by(&v.ingress, &[("x", "ops")], &["needs tier notin (fe)"]);
-    let v = c.denied("x/none", "x/a", 1003, Tcp);
-    denied_by(
-        &v.ingress,
-        &[("x", "ops")],
-        &["needs label tier; pod x/none has no such label"],
-    );
-    let v = c.denied("x/be", "x/a", 1004, Tcp);
-    denied_by(&v.ingress, &[("x", "ops")], &["needs no label tier"]);
 }
 
 // §3: "`NotIn` and `DoesNotExist` match objects without the key." (namespaces and pods)
@@ -1727,13 +2097,23 @@ fn s3_notin_and_doesnotexist_match_objects_without_the_key() {
     denied_by(
         &v.ingress,
         &[("x", "not-prod")],
-        &["namespaceSelector needs env notin (prod)"],
+        &[peer(
+            0,
+            namespace_selector("prod", expression(0, "env", NotIn, &["prod"]), Some("prod")),
+        )],
     );
     let v = c.denied("plain/legacy", "x/a", 80, Tcp);
     denied_by(
         &v.ingress,
         &[("x", "not-prod")],
-        &["podSelector needs no label legacy"],
+        &[peer(
+            0,
+            pod_selector(
+                "plain/legacy",
+                expression(0, "legacy", DoesNotExist, &[]),
+                Some("true"),
+            ),
+        )],
     );
 }
 
@@ -1760,7 +2140,7 @@ fn s3_empty_selector_matches_everything() {
     denied_by(
         &v.ingress,
         &[("x", "same-ns")],
-        &["selects pods in namespace x only"],
+        &[peer(0, other_namespace("x", "y/bare"))],
     );
 }
 
@@ -1824,7 +2204,10 @@ fn s4_protocol_defaults_to_tcp_and_udp_sctp_are_distinct() {
     denied_by(
         &v.ingress,
         &[("x", "default-tcp"), ("x", "udp-sctp")],
-        &["allows TCP 53 only", "allows UDP 5353, SCTP 3868 only"],
+        &[
+            ports(&[number(Tcp, 53)]),
+            ports(&[number(Udp, 5353), number(Sctp, 3868)]),
+        ],
     );
     c.denied("z/client", "x/a", 53, Sctp);
     let v = c.allowed("z/client", "x/a", 5353, Udp);
@@ -1867,7 +2250,7 @@ fn s4_icmp_is_allowed_for_an_isolated_pod_only_by_a_rule_without_ports() {
     denied_by(
         &v.ingress,
         &[("x", "ports-only"), ("x", "portless")],
-        &["ICMP is allowed only by rules without ports"],
+        &[icmp_needs_a_rule_without_ports()],
     );
     let v = c.allowed("x/b", "x/a", 0, Icmp);
     allowed_by(&v.ingress, &[("x", "portless", 0)]);
@@ -1960,11 +2343,7 @@ fn s4_missing_port_with_a_protocol_means_every_port_of_it() {
     }
     for (port, proto) in [(53, Tcp), (53, Sctp), (0, Icmp)] {
         let v = c.denied("z/client", "x/a", port, proto);
-        denied_by(
-            &v.ingress,
-            &[("x", "all-udp")],
-            &["allows UDP (any port) only"],
-        );
+        denied_by(&v.ingress, &[("x", "all-udp")], &[ports(&[any_port(Udp)])]);
     }
 }
 
@@ -2015,7 +2394,7 @@ fn s4_named_port_resolves_on_the_selected_pod_for_ingress() {
     denied_by(
         &v.ingress,
         &[("x", "http")],
-        &["named port http is 8080 on pod x/s1"],
+        &[named("http", resolved("x/s1", 8080))],
     );
     let v = c.allowed("z/client", "x/s2", 9090, Tcp);
     allowed_by(&v.ingress, &[("x", "http", 0)]);
@@ -2023,7 +2402,7 @@ fn s4_named_port_resolves_on_the_selected_pod_for_ingress() {
     denied_by(
         &v.ingress,
         &[("x", "http")],
-        &["named port http is 9090 on pod x/s2"],
+        &[named("http", resolved("x/s2", 9090))],
     );
     c.denied("z/client", "x/s1", 7070, Tcp);
     for port in [8080, 9090, 7070] {
@@ -2031,7 +2410,7 @@ fn s4_named_port_resolves_on_the_selected_pod_for_ingress() {
         denied_by(
             &v.ingress,
             &[("x", "http")],
-            &["named port http not found on pod x/s3"],
+            &[named("http", not_found("x/s3"))],
         );
     }
     // From outside the cluster too: the name resolves on the selected pod, not the source.
@@ -2069,7 +2448,7 @@ fn s4_named_port_resolves_on_each_peer_pod_for_egress() {
     denied_by(
         &v.egress,
         &[("x", "to-http"), ("x", "to-any-http")],
-        &["named port http is 8080 on pod y/s1"],
+        &[named("http", resolved("y/s1", 8080))],
     );
     c.denied("x/a", "y/s2", 8080, Tcp);
     c.denied("x/a", "y/s1", 1111, Tcp);
@@ -2078,7 +2457,7 @@ fn s4_named_port_resolves_on_each_peer_pod_for_egress() {
         denied_by(
             &v.egress,
             &[("x", "to-http"), ("x", "to-any-http")],
-            &["named port http not found on pod y/s3"],
+            &[named("http", not_found("y/s3"))],
         );
     }
     // An address outside the cluster has no ports to resolve the name on.
@@ -2086,7 +2465,7 @@ fn s4_named_port_resolves_on_each_peer_pod_for_egress() {
     denied_by(
         &v.egress,
         &[("x", "to-http"), ("x", "to-any-http")],
-        &["http"],
+        &[named("http", NamedPortResolution::NoDestinationPod)],
     );
 }
 
@@ -2115,14 +2494,14 @@ fn s4_named_port_resolves_with_its_protocol() {
         denied_by(
             &v.ingress,
             &[("x", "dns-default-tcp")],
-            &["allows TCP dns only"],
+            &[ports(&[named_spec(Tcp, "dns")])],
         );
     }
     let v = c.denied("z/client", "x/dns", 53, Tcp);
     denied_by(
         &v.ingress,
         &[("x", "dns-default-tcp")],
-        &["named port dns not found on pod x/dns"],
+        &[named("dns", not_found("x/dns"))],
     );
 
     let c = cluster(&[
@@ -2175,7 +2554,7 @@ fn s4_named_port_never_matches_an_ip_block_destination() {
         denied_by(
             &v.egress,
             &[("x", "named-to-block")],
-            &["named port http never matches an ipBlock destination"],
+            &[named("http", NamedPortResolution::IpBlockDestination)],
         );
         allowed_by(&v.ingress, &[("y", "named-from-block", 0)]);
     }
@@ -2183,7 +2562,7 @@ fn s4_named_port_never_matches_an_ip_block_destination() {
     denied_by(
         &v.egress,
         &[("x", "named-to-block")],
-        &["allows TCP http only"],
+        &[ports(&[named_spec(Tcp, "http")])],
     );
     // Ingress side: resolved on the selected pod b.
     let v = c.allowed(EXT, "y/b", 8080, Tcp);
@@ -2192,7 +2571,7 @@ fn s4_named_port_never_matches_an_ip_block_destination() {
     denied_by(
         &v.ingress,
         &[("y", "named-from-block")],
-        &["named port http is 8080 on pod y/b"],
+        &[named("http", resolved("y/b", 8080))],
     );
 }
 
@@ -2232,7 +2611,12 @@ fn s4_named_port_in_a_rule_with_selector_and_ip_block_resolves_only_via_the_sele
     denied_by(
         &v.egress,
         &[("x", "mixed")],
-        &["named port http never matches an ipBlock destination"],
+        &[named("http", NamedPortResolution::IpBlockDestination)],
+    );
+    // A peer matched, so the rule missed on its port only: the podSelector's miss is not a reason.
+    assert!(
+        rule_misses(&v.egress).iter().all(|m| m.peers.is_empty()),
+        "{v:#?}"
     );
 }
 
@@ -2259,7 +2643,7 @@ fn s4_end_port_range_is_inclusive() {
         denied_by(
             &v.ingress,
             &[("x", "range")],
-            &["allows TCP 8000-8010, UDP 7000 only"],
+            &[ports(&[range(Tcp, 8000, 8010), number(Udp, 7000)])],
         );
     }
     c.denied("z/client", "x/a", 8005, Udp);
@@ -2274,7 +2658,7 @@ fn s4_end_port_range_is_inclusive() {
         denied_by(
             &v.egress,
             &[("x", "range")],
-            &["allows SCTP 30000-32767 only"],
+            &[ports(&[range(Sctp, 30000, 32767)])],
         );
     }
     c.denied("x/a", "z/client", 31000, Tcp);
@@ -2359,7 +2743,7 @@ fn s4_policies_see_pod_ports_not_service_ports() {
     denied_by(
         &v.ingress,
         &[("x", "service-port")],
-        &["allows TCP 80 only"],
+        &[ports(&[number(Tcp, 80)])],
     );
     // The fix: the target port, by number or by name.
     for (name, port) in [("target-port", "8080"), ("target-name", "http")] {

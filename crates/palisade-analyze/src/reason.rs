@@ -1,0 +1,450 @@
+//! The engine's reasons in words: the one place their English is written (`explain` prints it; lint
+//! and logs can reuse it). Each function renders one reason of `palisade_policy`.
+
+use palisade_model::Protocol;
+use palisade_policy::{
+    Direction, LabelOperator, LabelRequirement, NamedPort, NamedPortResolution, PeerMiss,
+    PeerMissReason, PodRef, PortMatch, PortMiss, PortSpec, RuleMiss, SelectorMiss,
+    UnenforcedReason,
+};
+use std::net::IpAddr;
+
+/// Why no policy applies to the `direction` side of a flow, e.g. `a pod may always reach itself`.
+pub fn unenforced(reason: &UnenforcedReason, direction: Direction) -> String {
+    match reason {
+        UnenforcedReason::SamePod => "a pod may always reach itself".into(),
+        UnenforcedReason::NodeLocal { pod, node } => {
+            format!(
+                "traffic between {} and its node ({node}) is always allowed",
+                pod_text(pod)
+            )
+        }
+        UnenforcedReason::NotAPod { address } => format!(
+            "{} is not a pod in the cluster: its {} is not governed by NetworkPolicy",
+            address_text(*address),
+            direction.as_str()
+        ),
+        UnenforcedReason::HostNetwork { pod } => format!(
+            "{} uses the host network: NetworkPolicy never selects it",
+            pod_text(pod)
+        ),
+    }
+}
+
+/// Why a rule of `direction` missed, one line per reason: its ports first, then each peer (`from[j]`
+/// or `to[j]`).
+pub fn rule_miss(miss: &RuleMiss, direction: Direction) -> Vec<String> {
+    let ports = miss.ports.iter().map(port_miss);
+    let peers = miss.peers.iter().map(|p| peer_miss(p, direction));
+    ports.chain(peers).collect()
+}
+
+/// E.g. `allows TCP 80, UDP 53 only (named port http is 8080 on pod x/web)`.
+pub fn port_miss(miss: &PortMiss) -> String {
+    let specs: Vec<String> = miss.allowed.iter().map(port_spec).collect();
+    let mut text = format!("allows {} only", specs.join(", "));
+    if miss.protocol == Protocol::Icmp {
+        text.push_str("; ICMP is allowed only by rules without ports");
+    }
+    if !miss.named.is_empty() {
+        let named: Vec<String> = miss.named.iter().map(named_port).collect();
+        text.push_str(&format!(" ({})", named.join("; ")));
+    }
+    text
+}
+
+/// A `ports` entry: `TCP 80`, `TCP 8000-8010`, `TCP http`, `UDP (any port)`.
+pub fn port_spec(spec: &PortSpec) -> String {
+    let protocol = spec.protocol;
+    match &spec.port {
+        PortMatch::Any => format!("{protocol} (any port)"),
+        PortMatch::Range(lo, hi) if lo == hi => format!("{protocol} {lo}"),
+        PortMatch::Range(lo, hi) => format!("{protocol} {lo}-{hi}"),
+        PortMatch::Named(name) => format!("{protocol} {name}"),
+    }
+}
+
+fn named_port(named: &NamedPort) -> String {
+    let name = &named.name;
+    match &named.resolution {
+        NamedPortResolution::Port { pod, port } => {
+            format!("named port {name} is {port} on {}", pod_text(pod))
+        }
+        NamedPortResolution::NotFound { pod } => {
+            format!("named port {name} not found on {}", pod_text(pod))
+        }
+        NamedPortResolution::IpBlockDestination => {
+            format!("named port {name} never matches an ipBlock destination")
+        }
+        NamedPortResolution::NoDestinationPod => {
+            format!("named port {name} needs a destination pod")
+        }
+    }
+}
+
+/// E.g. `from[0]: podSelector needs app=web; pod x/db has app=db`.
+pub fn peer_miss(miss: &PeerMiss, direction: Direction) -> String {
+    let field = match direction {
+        Direction::Ingress => "from",
+        Direction::Egress => "to",
+    };
+    let why = match &miss.reason {
+        PeerMissReason::NoAddress { cidr, pod } => {
+            let who = pod.as_ref().map_or_else(|| address_text(None), pod_text);
+            format!("ipBlock {cidr}: {who} has no IP")
+        }
+        PeerMissReason::OutsideBlock { cidr, address } => {
+            format!("ipBlock {cidr} does not contain {address}")
+        }
+        PeerMissReason::Excepted {
+            cidr,
+            address,
+            except,
+        } => format!("ipBlock {cidr} excludes {address} (except {except})"),
+        PeerMissReason::HostNetworkPod { pod } => format!(
+            "selects pods; {} uses the host network and is matched only by ipBlock",
+            pod_text(pod)
+        ),
+        PeerMissReason::NotAPod { address } => {
+            format!("selects pods; {} is not a pod", address_text(*address))
+        }
+        PeerMissReason::OtherNamespace { namespace, pod } => format!(
+            "podSelector without namespaceSelector selects pods in namespace {namespace} only; {} is in namespace {}",
+            pod_text(pod),
+            pod.namespace
+        ),
+        PeerMissReason::NamespaceSelector { namespace, miss } => format!(
+            "namespaceSelector {}",
+            selector_miss(miss, &format!("namespace {namespace}"))
+        ),
+        PeerMissReason::PodSelector { pod, miss } => {
+            format!("podSelector {}", selector_miss(miss, &pod_text(pod)))
+        }
+    };
+    format!("{field}[{}]: {why}", miss.peer)
+}
+
+/// E.g. `needs role=core; namespace y has role=tenant` (`subject` names the object).
+fn selector_miss(miss: &SelectorMiss, subject: &str) -> String {
+    let r = &miss.requirement;
+    let need = match r.operator {
+        LabelOperator::Exists => format!("needs label {}", r.key),
+        LabelOperator::DoesNotExist => format!("needs no label {}", r.key),
+        _ => format!("needs {}", requirement(r)),
+    };
+    match &miss.found {
+        Some(value) => format!("{need}; {subject} has {}={value}", r.key),
+        None => format!("{need}; {subject} has no such label"),
+    }
+}
+
+/// A selector requirement in kubectl's syntax: `app=web`, `tier in (a, b)`, `tier notin (a)`,
+/// `tier`, `!tier`.
+pub fn requirement(r: &LabelRequirement) -> String {
+    let key = &r.key;
+    let values = || r.values.join(", ");
+    match r.operator {
+        LabelOperator::In if r.values.len() == 1 => format!("{key}={}", r.values[0]),
+        LabelOperator::In => format!("{key} in ({})", values()),
+        LabelOperator::NotIn => format!("{key} notin ({})", values()),
+        LabelOperator::Exists => key.clone(),
+        LabelOperator::DoesNotExist => format!("!{key}"),
+        LabelOperator::Invalid => format!("{key} <invalid operator>"),
+    }
+}
+
+/// `ns/name`.
+pub fn pod_key(pod: &PodRef) -> String {
+    format!("{}/{}", pod.namespace, pod.name)
+}
+
+/// `pod ns/name`.
+fn pod_text(pod: &PodRef) -> String {
+    format!("pod {}", pod_key(pod))
+}
+
+/// An endpoint that is not a pod: its address, if it has one.
+fn address_text(address: Option<IpAddr>) -> String {
+    address.map_or_else(|| "unknown endpoint".into(), |ip| ip.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The exact English of every reason: what `explain` prints and users (and their scripts) read.
+
+    use super::*;
+    use palisade_policy::SelectorTerm;
+
+    fn pod(key: &str) -> PodRef {
+        let (namespace, name) = key.split_once('/').unwrap();
+        PodRef {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    fn spec(protocol: Protocol, port: PortMatch) -> PortSpec {
+        PortSpec { protocol, port }
+    }
+
+    fn requirement_of(operator: LabelOperator, values: &[&str]) -> LabelRequirement {
+        LabelRequirement {
+            term: SelectorTerm::MatchExpressions(0),
+            key: "tier".into(),
+            operator,
+            values: values.iter().map(|v| v.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn unenforced_reasons() {
+        let cases = [
+            (UnenforcedReason::SamePod, "a pod may always reach itself"),
+            (
+                UnenforcedReason::NodeLocal {
+                    pod: pod("x/a"),
+                    node: "192.168.0.1".parse().unwrap(),
+                },
+                "traffic between pod x/a and its node (192.168.0.1) is always allowed",
+            ),
+            (
+                UnenforcedReason::NotAPod {
+                    address: Some("203.0.113.7".parse().unwrap()),
+                },
+                "203.0.113.7 is not a pod in the cluster: its egress is not governed by NetworkPolicy",
+            ),
+            (
+                UnenforcedReason::NotAPod { address: None },
+                "unknown endpoint is not a pod in the cluster: its egress is not governed by NetworkPolicy",
+            ),
+            (
+                UnenforcedReason::HostNetwork { pod: pod("x/agent") },
+                "pod x/agent uses the host network: NetworkPolicy never selects it",
+            ),
+        ];
+        for (reason, text) in cases {
+            assert_eq!(unenforced(&reason, Direction::Egress), text);
+        }
+        let not_a_pod = UnenforcedReason::NotAPod { address: None };
+        assert!(unenforced(&not_a_pod, Direction::Ingress).contains("its ingress is"));
+    }
+
+    #[test]
+    fn port_specs_and_requirements() {
+        assert_eq!(
+            port_spec(&spec(Protocol::Udp, PortMatch::Any)),
+            "UDP (any port)"
+        );
+        assert_eq!(
+            port_spec(&spec(Protocol::Tcp, PortMatch::Range(80, 80))),
+            "TCP 80"
+        );
+        assert_eq!(
+            port_spec(&spec(Protocol::Sctp, PortMatch::Range(30000, 32767))),
+            "SCTP 30000-32767"
+        );
+        assert_eq!(
+            port_spec(&spec(Protocol::Tcp, PortMatch::Named("http".into()))),
+            "TCP http"
+        );
+        let cases = [
+            (LabelOperator::In, &["fe"][..], "tier=fe"),
+            (LabelOperator::In, &["fe", "be"], "tier in (fe, be)"),
+            (LabelOperator::NotIn, &["fe"], "tier notin (fe)"),
+            (LabelOperator::Exists, &[], "tier"),
+            (LabelOperator::DoesNotExist, &[], "!tier"),
+            (LabelOperator::Invalid, &[], "tier <invalid operator>"),
+        ];
+        for (operator, values, text) in cases {
+            assert_eq!(requirement(&requirement_of(operator, values)), text);
+        }
+    }
+
+    #[test]
+    fn port_misses_list_the_rule_ports_then_the_named_ports() {
+        let named = |name: &str, resolution| NamedPort {
+            name: name.into(),
+            resolution,
+        };
+        let miss = PortMiss {
+            allowed: vec![
+                spec(Protocol::Tcp, PortMatch::Named("http".into())),
+                spec(Protocol::Udp, PortMatch::Range(53, 53)),
+                spec(Protocol::Tcp, PortMatch::Named("web".into())),
+            ],
+            port: 9090,
+            protocol: Protocol::Tcp,
+            named: vec![
+                named(
+                    "http",
+                    NamedPortResolution::Port {
+                        pod: pod("x/s1"),
+                        port: 8080,
+                    },
+                ),
+                named("web", NamedPortResolution::NotFound { pod: pod("x/s1") }),
+            ],
+        };
+        assert_eq!(
+            port_miss(&miss),
+            "allows TCP http, UDP 53, TCP web only (named port http is 8080 on pod x/s1; \
+             named port web not found on pod x/s1)"
+        );
+        let miss = PortMiss {
+            named: vec![
+                named("http", NamedPortResolution::IpBlockDestination),
+                named("web", NamedPortResolution::NoDestinationPod),
+            ],
+            ..miss
+        };
+        assert_eq!(
+            port_miss(&miss),
+            "allows TCP http, UDP 53, TCP web only (named port http never matches an ipBlock \
+             destination; named port web needs a destination pod)"
+        );
+        let icmp = PortMiss {
+            allowed: vec![spec(Protocol::Tcp, PortMatch::Any)],
+            port: 0,
+            protocol: Protocol::Icmp,
+            named: Vec::new(),
+        };
+        assert_eq!(
+            port_miss(&icmp),
+            "allows TCP (any port) only; ICMP is allowed only by rules without ports"
+        );
+    }
+
+    #[test]
+    fn peer_misses_name_the_peer_and_say_why() {
+        let net = |s: &str| s.parse().unwrap();
+        let ip = |s: &str| s.parse().unwrap();
+        let selector = |operator, values: &[&str], found: Option<&str>| SelectorMiss {
+            requirement: requirement_of(operator, values),
+            found: found.map(Into::into),
+        };
+        let cases = [
+            (
+                PeerMissReason::NoAddress {
+                    cidr: net("10.0.0.0/8"),
+                    pod: Some(pod("x/pending")),
+                },
+                "ipBlock 10.0.0.0/8: pod x/pending has no IP",
+            ),
+            (
+                PeerMissReason::NoAddress {
+                    cidr: net("10.0.0.0/8"),
+                    pod: None,
+                },
+                "ipBlock 10.0.0.0/8: unknown endpoint has no IP",
+            ),
+            (
+                PeerMissReason::OutsideBlock {
+                    cidr: net("fd00:20::/64"),
+                    address: ip("2001:db9::7"),
+                },
+                "ipBlock fd00:20::/64 does not contain 2001:db9::7",
+            ),
+            (
+                PeerMissReason::Excepted {
+                    cidr: net("203.0.113.0/24"),
+                    address: ip("203.0.113.200"),
+                    except: net("203.0.113.128/25"),
+                },
+                "ipBlock 203.0.113.0/24 excludes 203.0.113.200 (except 203.0.113.128/25)",
+            ),
+            (
+                PeerMissReason::HostNetworkPod {
+                    pod: pod("y/agent"),
+                },
+                "selects pods; pod y/agent uses the host network and is matched only by ipBlock",
+            ),
+            (
+                PeerMissReason::NotAPod {
+                    address: Some(ip("203.0.113.7")),
+                },
+                "selects pods; 203.0.113.7 is not a pod",
+            ),
+            (
+                PeerMissReason::OtherNamespace {
+                    namespace: "x".into(),
+                    pod: pod("y/client"),
+                },
+                "podSelector without namespaceSelector selects pods in namespace x only; \
+                 pod y/client is in namespace y",
+            ),
+            (
+                PeerMissReason::NamespaceSelector {
+                    namespace: "y".into(),
+                    miss: selector(LabelOperator::In, &["core"], Some("tenant")),
+                },
+                "namespaceSelector needs tier=core; namespace y has tier=tenant",
+            ),
+            (
+                PeerMissReason::PodSelector {
+                    pod: pod("x/c2"),
+                    miss: selector(LabelOperator::In, &["fe", "be"], Some("db")),
+                },
+                "podSelector needs tier in (fe, be); pod x/c2 has tier=db",
+            ),
+            (
+                PeerMissReason::PodSelector {
+                    pod: pod("x/none"),
+                    miss: selector(LabelOperator::Exists, &[], None),
+                },
+                "podSelector needs label tier; pod x/none has no such label",
+            ),
+            (
+                PeerMissReason::PodSelector {
+                    pod: pod("x/be"),
+                    miss: selector(LabelOperator::DoesNotExist, &[], Some("be")),
+                },
+                "podSelector needs no label tier; pod x/be has tier=be",
+            ),
+        ];
+        for (reason, text) in cases {
+            let miss = PeerMiss { peer: 2, reason };
+            assert_eq!(
+                peer_miss(&miss, Direction::Ingress),
+                format!("from[2]: {text}")
+            );
+            assert_eq!(
+                peer_miss(&miss, Direction::Egress),
+                format!("to[2]: {text}")
+            );
+        }
+    }
+
+    #[test]
+    fn a_rule_miss_gives_its_ports_first_then_each_peer() {
+        let miss = RuleMiss {
+            rule: 0,
+            ports: Some(PortMiss {
+                allowed: vec![spec(Protocol::Tcp, PortMatch::Range(80, 80))],
+                port: 81,
+                protocol: Protocol::Tcp,
+                named: Vec::new(),
+            }),
+            peers: vec![
+                PeerMiss {
+                    peer: 0,
+                    reason: PeerMissReason::NotAPod { address: None },
+                },
+                PeerMiss {
+                    peer: 1,
+                    reason: PeerMissReason::OutsideBlock {
+                        cidr: "10.0.0.0/8".parse().unwrap(),
+                        address: "192.0.2.1".parse().unwrap(),
+                    },
+                },
+            ],
+        };
+        assert_eq!(
+            rule_miss(&miss, Direction::Egress),
+            [
+                "allows TCP 80 only",
+                "to[0]: selects pods; unknown endpoint is not a pod",
+                "to[1]: ipBlock 10.0.0.0/8 does not contain 192.0.2.1",
+            ]
+        );
+    }
+}

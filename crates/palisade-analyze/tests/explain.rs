@@ -1,0 +1,253 @@
+//! `explain` end to end, its whole output pinned: the engine's reasons are data, and this is the
+//! English and the JSON users read, which must not change by accident.
+
+use palisade_analyze::explain::{explain, resolve_endpoint, to_text, Explanation};
+use palisade_model::{Loader, Protocol};
+use palisade_policy::{Engine, Flow};
+use std::sync::Arc;
+
+const CLUSTER: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {role: tenant}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: shop, labels: {app: web}}
+spec: {nodeName: n0, containers: [{name: m, image: i, ports: [{name: http, containerPort: 8080}]}]}
+status: {podIP: 10.1.0.1, hostIP: 192.168.0.100}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: shop, labels: {app: db, tier: data}}
+spec: {nodeName: n0, containers: [{name: m, image: i, ports: [{name: sql, containerPort: 5432}]}]}
+status: {podIP: 10.1.0.2, hostIP: 192.168.0.100}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: agent, namespace: ops, labels: {app: agent}}
+spec: {nodeName: n0, hostNetwork: true, containers: [{name: m, image: i}]}
+status: {podIP: 192.168.0.100, hostIP: 192.168.0.100}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db-ingress, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress:
+  - from:
+    - podSelector: {matchExpressions: [{key: app, operator: In, values: [api, batch]}]}
+    - ipBlock: {cidr: 10.1.0.0/16, except: [10.1.0.0/30]}
+    ports: [{port: sql}, {port: 6000, endPort: 6010}]
+  - from: [{namespaceSelector: {matchLabels: {role: core}}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-egress, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Egress]
+  egress:
+  - to: [{podSelector: {matchLabels: {tier: data}}}]
+    ports: [{port: sql}]
+"#;
+
+/// Explains `from -> to` (`ns/pod` or an address) in the cluster above.
+fn run(from: &str, to: &str, port: u16, protocol: Protocol) -> Explanation {
+    let mut loader = Loader::new();
+    loader.load_str("cluster.yaml", CLUSTER);
+    let (state, diagnostics) = loader.finish();
+    assert!(
+        diagnostics.iter().all(|d| !d.is_error()),
+        "{diagnostics:#?}"
+    );
+    let src = resolve_endpoint(&state, from, "default").unwrap();
+    let dst = resolve_endpoint(&state, to, "default").unwrap();
+    let engine = Engine::new(Arc::new(state));
+    explain(
+        &engine,
+        Flow {
+            src,
+            dst,
+            port,
+            protocol,
+        },
+    )
+}
+
+/// The allowing rule on one side; on the other, why each peer of each rule missed (a selector term,
+/// an `except`, a namespace label).
+#[test]
+fn a_denial_lists_every_rule_and_peer_that_missed() {
+    let e = run("shop/web", "shop/db", 5432, Protocol::Tcp);
+    assert_eq!(
+        to_text(&e),
+        r#"pod shop/web (10.1.0.1) -> pod shop/db (10.1.0.2) TCP 5432: DENIED
+Egress of shop/web: allowed by
+  - NetworkPolicy shop/web-egress spec.egress[0]
+Ingress of shop/db: DENIED (isolated for ingress by 1 policy; no rule allows this flow)
+  - NetworkPolicy shop/db-ingress
+      rule 0: from[0]: podSelector needs app in (api, batch); pod shop/web has app=web
+      rule 0: from[1]: ipBlock 10.1.0.0/16 excludes 10.1.0.1 (except 10.1.0.0/30)
+      rule 1: from[0]: namespaceSelector needs role=core; namespace shop has role=tenant
+"#
+    );
+    assert_eq!(
+        serde_json::to_string_pretty(&e).unwrap(),
+        r#"{
+  "from": "pod shop/web (10.1.0.1)",
+  "to": "pod shop/db (10.1.0.2)",
+  "port": 5432,
+  "protocol": "TCP",
+  "allowed": false,
+  "egress": {
+    "direction": "egress",
+    "pod": "shop/web",
+    "decision": "allowed",
+    "by": [
+      {
+        "policy": {
+          "namespace": "shop",
+          "name": "web-egress"
+        },
+        "rule": 0
+      }
+    ]
+  },
+  "ingress": {
+    "direction": "ingress",
+    "pod": "shop/db",
+    "decision": "denied",
+    "isolating": [
+      {
+        "policy": {
+          "namespace": "shop",
+          "name": "db-ingress"
+        },
+        "rules": [
+          {
+            "rule": 0,
+            "reasons": [
+              "from[0]: podSelector needs app in (api, batch); pod shop/web has app=web",
+              "from[1]: ipBlock 10.1.0.0/16 excludes 10.1.0.1 (except 10.1.0.0/30)"
+            ]
+          },
+          {
+            "rule": 1,
+            "reasons": [
+              "from[0]: namespaceSelector needs role=core; namespace shop has role=tenant"
+            ]
+          }
+        ]
+      }
+    ]
+  }
+}"#
+    );
+}
+
+/// A hostNetwork pod and a pod on its node: neither side is enforced.
+#[test]
+fn a_pod_and_its_node_are_never_enforced() {
+    let e = run("ops/agent", "shop/db", 5432, Protocol::Tcp);
+    assert_eq!(
+        to_text(&e),
+        r#"pod ops/agent (192.168.0.100) -> pod shop/db (10.1.0.2) TCP 5432: ALLOWED
+Egress of ops/agent: allowed (traffic between pod shop/db and its node (192.168.0.100) is always allowed)
+Ingress of shop/db: allowed (traffic between pod shop/db and its node (192.168.0.100) is always allowed)
+"#
+    );
+}
+
+/// An address outside the cluster: not a pod for selector peers, outside the ipBlock, and a port
+/// none of the rule's ports allows (its named port resolved on the destination pod).
+#[test]
+fn an_address_outside_the_cluster_misses_selectors_blocks_and_ports() {
+    let e = run("203.0.113.7", "shop/db", 6011, Protocol::Tcp);
+    assert_eq!(
+        to_text(&e),
+        r#"203.0.113.7 -> pod shop/db (10.1.0.2) TCP 6011: DENIED
+Egress: allowed (203.0.113.7 is not a pod in the cluster: its egress is not governed by NetworkPolicy)
+Ingress of shop/db: DENIED (isolated for ingress by 1 policy; no rule allows this flow)
+  - NetworkPolicy shop/db-ingress
+      rule 0: allows TCP sql, TCP 6000-6010 only (named port sql is 5432 on pod shop/db)
+      rule 0: from[0]: selects pods; 203.0.113.7 is not a pod
+      rule 0: from[1]: ipBlock 10.1.0.0/16 does not contain 203.0.113.7
+      rule 1: from[0]: selects pods; 203.0.113.7 is not a pod
+"#
+    );
+    assert_eq!(
+        serde_json::to_string_pretty(&e).unwrap(),
+        r#"{
+  "from": "203.0.113.7",
+  "to": "pod shop/db (10.1.0.2)",
+  "port": 6011,
+  "protocol": "TCP",
+  "allowed": false,
+  "egress": {
+    "direction": "egress",
+    "pod": null,
+    "decision": "unenforced",
+    "reason": "203.0.113.7 is not a pod in the cluster: its egress is not governed by NetworkPolicy"
+  },
+  "ingress": {
+    "direction": "ingress",
+    "pod": "shop/db",
+    "decision": "denied",
+    "isolating": [
+      {
+        "policy": {
+          "namespace": "shop",
+          "name": "db-ingress"
+        },
+        "rules": [
+          {
+            "rule": 0,
+            "reasons": [
+              "allows TCP sql, TCP 6000-6010 only (named port sql is 5432 on pod shop/db)",
+              "from[0]: selects pods; 203.0.113.7 is not a pod",
+              "from[1]: ipBlock 10.1.0.0/16 does not contain 203.0.113.7"
+            ]
+          },
+          {
+            "rule": 1,
+            "reasons": [
+              "from[0]: selects pods; 203.0.113.7 is not a pod"
+            ]
+          }
+        ]
+      }
+    ]
+  }
+}"#
+    );
+}
+
+/// ICMP against a rule with ports, to an address outside the cluster.
+#[test]
+fn icmp_misses_every_rule_with_ports() {
+    let e = run("shop/web", "203.0.113.7", 0, Protocol::Icmp);
+    assert_eq!(
+        to_text(&e),
+        r#"pod shop/web (10.1.0.1) -> 203.0.113.7 ICMP 0: DENIED
+Egress of shop/web: DENIED (isolated for egress by 1 policy; no rule allows this flow)
+  - NetworkPolicy shop/web-egress
+      rule 0: allows TCP sql only; ICMP is allowed only by rules without ports
+      rule 0: to[0]: selects pods; 203.0.113.7 is not a pod
+Ingress: allowed (203.0.113.7 is not a pod in the cluster: its ingress is not governed by NetworkPolicy)
+"#
+    );
+}
+
+/// A pod to itself.
+#[test]
+fn a_pod_may_reach_itself() {
+    let e = run("shop/db", "shop/db", 80, Protocol::Tcp);
+    assert_eq!(
+        to_text(&e),
+        r#"pod shop/db (10.1.0.2) -> pod shop/db (10.1.0.2) TCP 80: ALLOWED
+Egress of shop/db: allowed (a pod may always reach itself)
+Ingress of shop/db: allowed (a pod may always reach itself)
+"#
+    );
+}
