@@ -12,6 +12,7 @@
 mod cache;
 mod diagnostic;
 mod document;
+mod info;
 mod key;
 mod loader;
 pub mod logging;

@@ -2,21 +2,17 @@
 
 use crate::cache::{plural, CachedFile, DocumentCache, ObjectPods, Source};
 use crate::diagnostic::{Diagnostic, Origin, Severity};
+use crate::info::{pod_info, service_info};
 use crate::key::{Kind, ObjectKey};
 use crate::logging::LoggingConfig;
 use crate::objects::{labels_of, Accepted, DecodeLimits, Loaded, Objects, Workload};
 use crate::read::{self, Entry, ReadError, Stamp, Symlinks};
 use crate::rejection::{Held, HeldReason, RejectReason, Rejection};
-use crate::state::{
-    ClusterState, ContainerPortInfo, NamespaceInfo, OwnerRef, PodInfo, PolicyInfo, ServiceInfo,
-    ServicePortInfo,
-};
-use crate::{document, validate, workload, Protocol};
+use crate::state::{ClusterState, NamespaceInfo, PodInfo, PolicyInfo};
+use crate::{document, workload};
 use foldhash::{HashMap, HashMapExt, HashSet};
 use ipnet::IpNet;
-use k8s_openapi::api::core::v1::{Pod, PodSpec, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::api::core::v1::Pod;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -776,10 +772,6 @@ impl Loader {
     }
 }
 
-fn parse_protocol(p: Option<&str>) -> Protocol {
-    validate::protocol(p).unwrap_or(Protocol::Tcp) // validated before; never falls back in practice
-}
-
 /// An object that pods are made from: a Pod, or a workload whose template stands in for its pods.
 enum Maker<'a> {
     Pod(&'a Loaded<Pod>),
@@ -850,78 +842,5 @@ fn allocated(pod: &mut Arc<PodInfo>, ip: Option<IpAddr>) {
         let pod = Arc::make_mut(pod);
         pod.ip = ip;
         pod.ip_allocated = ip.is_some();
-    }
-}
-
-fn pod_info(loaded: &Loaded<Pod>) -> PodInfo {
-    let pod = &loaded.object;
-    let mut info = pod_info_of(&pod.metadata, pod.spec.as_ref(), loaded.origin());
-    let status = pod.status.as_ref();
-    let ip_text = if info.host_network {
-        status.and_then(|s| s.host_ip.as_ref().or(s.pod_ip.as_ref()))
-    } else {
-        status.and_then(|s| s.pod_ip.as_ref())
-    };
-    info.ip = ip_text.and_then(|ip| ip.parse().ok());
-    info.host_ip = status.and_then(|s| s.host_ip.as_ref()?.parse().ok());
-    info
-}
-
-/// What a pod's metadata and spec say of it (no status: no addresses), as read from `origin`.
-pub(crate) fn pod_info_of(meta: &ObjectMeta, spec: Option<&PodSpec>, origin: &Origin) -> PodInfo {
-    let ports = spec
-        .into_iter()
-        .flat_map(|s| s.containers.iter())
-        .flat_map(|c| c.ports.iter().flatten())
-        .map(|p| ContainerPortInfo {
-            name: p.name.clone(),
-            port: p.container_port as u16,
-            protocol: parse_protocol(p.protocol.as_deref()),
-        })
-        .collect();
-    PodInfo {
-        namespace: meta.namespace.clone().unwrap_or_default(),
-        name: meta.name.clone().unwrap_or_default(),
-        labels: labels_of(meta),
-        ip: None,
-        ip_allocated: false,
-        host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
-        host_ip: None,
-        node_name: spec.and_then(|s| s.node_name.clone()),
-        ports,
-        owner: meta
-            .owner_references
-            .iter()
-            .flatten()
-            .next()
-            .map(|o| OwnerRef {
-                kind: o.kind.clone(),
-                name: o.name.clone(),
-            }),
-        from_template: false,
-        origin: origin.clone(),
-    }
-}
-
-fn service_info(loaded: &Loaded<Service>) -> ServiceInfo {
-    let svc = &loaded.object;
-    let spec = svc.spec.clone().unwrap_or_default();
-    ServiceInfo {
-        namespace: svc.metadata.namespace.clone().unwrap_or_default(),
-        name: svc.metadata.name.clone().unwrap_or_default(),
-        selector: spec.selector,
-        cluster_ip: spec.cluster_ip,
-        ports: spec
-            .ports
-            .into_iter()
-            .flatten()
-            .map(|p| ServicePortInfo {
-                name: p.name,
-                port: p.port as u16,
-                protocol: parse_protocol(p.protocol.as_deref()),
-                target_port: p.target_port.unwrap_or(IntOrString::Int(p.port)),
-            })
-            .collect(),
-        origin: loaded.origin().clone(),
     }
 }

@@ -2,8 +2,8 @@
 //! DaemonSet, Job, CronJob) but none of its pods, the template stands in for them, with deterministic
 //! names in the controllers' style and the owner recorded, so analysis sees what the cluster would run.
 
+use crate::info::pod_info_of;
 use crate::key::Kind;
-use crate::loader::pod_info_of;
 use crate::objects::{Loaded, Workload};
 use crate::selector;
 use crate::state::{OwnerRef, PodInfo};

@@ -4,6 +4,7 @@
 
 pub(crate) mod batch;
 mod expr;
+mod index;
 mod patch;
 mod rule;
 mod ruleset;
@@ -258,7 +259,7 @@ pub fn build_compiled(
             (ips, bodies.map(|body| body.map(|b| drafts.add(b))))
         }));
     }
-    let names = sets.names(previous, &|_| true);
+    let names = sets.names(previous.map(|p| (&p.index, &p.sets)), &|_| true);
     let chains = drafts.named(&names, |_| None);
     let mut ruleset = Ruleset::default();
     for (id, def) in sets.defs.into_iter().enumerate() {

@@ -3,6 +3,7 @@
 //! neither rebuilt nor compared. The patch is the [`Update`] the kernel needs, and what turns the
 //! ruleset itself into the new one ([`Ruleset::absorb`]).
 
+use super::index::ClassChains;
 use super::rule::{looked_up, Rule};
 use super::ruleset::{sorted_diff, MapEdit, MemberEdit, Update, MAPS};
 use super::sets::{content_hash, PeerSets, SetDef};
@@ -12,40 +13,6 @@ use palisade_policy::{ClassRules, Engine};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-
-/// A class's chains, ingress then egress (`None` where it is not isolated).
-pub(crate) type ClassChains = [Option<Arc<str>>; 2];
-
-/// What a ruleset keeps to be patched (not part of the table): the engine and audit mode it was
-/// built for, the chains of each of that engine's classes, and its chains' and sets' users.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Index {
-    /// The engine (its id) and the audit mode the ruleset was built for.
-    pub built_for: Option<(u64, Audit)>,
-    /// Per class of that engine: its chains; `None` for a class without addresses.
-    pub class_chains: Vec<Option<ClassChains>>,
-    /// Chain → map elements that jump to it.
-    pub chain_users: HashMap<String, u32>,
-    /// Set → rules that look it up.
-    pub set_users: HashMap<String, u32>,
-    /// Set names by [`content_hash`].
-    pub set_by_content: HashMap<u64, Vec<String>>,
-    /// A set by stable key (one of them, where several have the key).
-    pub set_by_key: HashMap<String, String>,
-}
-
-impl Index {
-    /// Drops set `name`, holding `def`, from the content index.
-    pub fn forget_content(&mut self, name: &str, def: &SetDef) {
-        let hash = content_hash(def);
-        if let Some(names) = self.set_by_content.get_mut(&hash) {
-            names.retain(|n| n != name);
-            if names.is_empty() {
-                self.set_by_content.remove(&hash);
-            }
-        }
-    }
-}
 
 /// The change from a ruleset to the ruleset of an engine compiled from its engine: the update for
 /// the kernel, and what the ruleset needs to become the new one ([`Ruleset::absorb`]).
@@ -97,6 +64,54 @@ fn in_map(jumps: &[Jump], m: usize) -> impl Iterator<Item = (IpAddr, &Arc<str>)>
     jumps[start..end].iter().map(|(_, ip, chain)| (*ip, chain))
 }
 
+/// What becomes of the classes of a patched ruleset: the jumps removed and added so far, each new
+/// class's chains where known, and the classes to rebuild (with their addresses).
+struct Moves {
+    removed: Vec<Jump>,
+    added: Vec<Jump>,
+    class_chains: Vec<Option<ClassChains>>,
+    rebuilt: Vec<(usize, Vec<IpAddr>)>,
+}
+
+/// The rebuilt classes' chains and peer sets, named; each rebuilt class with addresses, with them
+/// and its chains.
+struct Drafted {
+    sets: PeerSets,
+    names: Vec<String>,
+    chains: Vec<(Arc<str>, Vec<Rule>)>,
+    classes: Vec<(usize, Vec<IpAddr>, ClassChains)>,
+}
+
+/// How the number of map elements jumping to each chain changes with `removed` and `added`.
+fn chain_delta(removed: &[Jump], added: &[Jump]) -> HashMap<Arc<str>, i64> {
+    let mut delta: HashMap<Arc<str>, i64> = HashMap::new();
+    for (_, _, chain) in removed {
+        *delta.entry(chain.clone()).or_default() -= 1;
+    }
+    for (_, _, chain) in added {
+        *delta.entry(chain.clone()).or_default() += 1;
+    }
+    delta
+}
+
+/// The verdict-map edits from sorted `removed` and `added` jumps: one walk per map.
+fn map_edits(removed: Vec<Jump>, added: Vec<Jump>) -> Vec<MapEdit> {
+    let mut out = Vec::new();
+    for (m, (map, _)) in MAPS.iter().enumerate() {
+        let (mut stale, mut fresh) = (Vec::new(), Vec::new());
+        sorted_diff(
+            in_map(&removed, m),
+            in_map(&added, m),
+            |(ip, _)| stale.push(ip),
+            |(ip, chain)| fresh.push((ip, chain.to_string())),
+        );
+        if !stale.is_empty() || !fresh.is_empty() {
+            out.push(MapEdit { map, stale, fresh });
+        }
+    }
+    out
+}
+
 impl Ruleset {
     /// The patch from this ruleset — built for `old`'s engine and class rules, with `audit` — to
     /// the ruleset of `new`'s, when `new`'s engine was compiled from `old`'s
@@ -114,30 +129,80 @@ impl Ruleset {
         new: (&Engine, &[Arc<ClassRules>]),
         audit: Audit,
     ) -> Option<Patch> {
-        let ((e0, r0), (e1, r1)) = (old, new);
-        let index = &self.index;
-        let fits = index.built_for == Some((e0.id(), audit))
-            && index.class_chains.len() == e0.class_count()
-            && r0.len() == e0.class_count()
-            && r1.len() == e1.class_count();
-        // Namespaces are the same (names, labels) in an engine compiled from another; their audit
-        // annotations may not be.
-        let namespaces = |e: &Engine| e.state().namespaces.iter().map(audited).collect::<Vec<_>>();
-        if !fits || namespaces(e0) != namespaces(e1) {
+        let ((e0, _), (e1, r1)) = (old, new);
+        if !self.fits(old, new, audit) {
             return None;
         }
         let counterparts = e1.counterparts(e0)?;
-        let (mut removed, mut added) = (Vec::new(), Vec::new());
-        let mut class_chains = vec![None; e1.class_count()];
+        let mut moves = self.follow(old, new, counterparts);
+        let mut delta = chain_delta(&moves.removed, &moves.added);
+        let drafted = self.draft(e1, r1, audit, &moves.rebuilt, &delta);
+        let known = moves.added.len();
+        for (c, ips, named) in &drafted.classes {
+            for &ip in ips {
+                jumps(&mut moves.added, named, ip);
+            }
+            moves.class_chains[*c] = Some(named.clone());
+        }
+        for (_, _, chain) in &moves.added[known..] {
+            *delta.entry(chain.clone()).or_default() += 1;
+        }
+        let mut update = Update::default();
+        let chain_users = self.chain_changes(&delta, drafted.chains, &mut update);
+        let (edited, keys) = self.set_changes(drafted.sets, drafted.names, &mut update);
+        update.jumps = map_edits(sorted(moves.removed)?, sorted(moves.added)?);
+        Some(Patch {
+            update,
+            edited,
+            keys,
+            built_for: (e1.id(), audit),
+            class_chains: moves.class_chains,
+            chain_users,
+        })
+    }
+
+    /// True when this ruleset was built for `old` (its engine and rules) with `audit`, and the
+    /// namespaces' audit annotations are those of `new`'s engine (an engine compiled from another
+    /// has its namespaces; their annotations may differ).
+    fn fits(
+        &self,
+        (e0, r0): (&Engine, &[Arc<ClassRules>]),
+        (e1, r1): (&Engine, &[Arc<ClassRules>]),
+        audit: Audit,
+    ) -> bool {
+        let index = &self.index;
+        let namespaces = |e: &Engine| e.state().namespaces.iter().map(audited).collect::<Vec<_>>();
+        index.built_for == Some((e0.id(), audit))
+            && index.class_chains.len() == e0.class_count()
+            && r0.len() == e0.class_count()
+            && r1.len() == e1.class_count()
+            && namespaces(e0) == namespaces(e1)
+    }
+
+    /// What becomes of each class of `new`: one whose rules are its counterpart's (same `Arc`)
+    /// keeps its chains, and only its addresses' jumps change; the others are to be rebuilt. The
+    /// classes of `old` that nothing follows lose their jumps.
+    fn follow(
+        &self,
+        (e0, r0): (&Engine, &[Arc<ClassRules>]),
+        (e1, r1): (&Engine, &[Arc<ClassRules>]),
+        counterparts: &[Option<usize>],
+    ) -> Moves {
+        let index = &self.index;
+        let mut moves = Moves {
+            removed: Vec::new(),
+            added: Vec::new(),
+            class_chains: vec![None; e1.class_count()],
+            rebuilt: Vec::new(),
+        };
         let mut followed = vec![false; e0.class_count()];
-        let mut rebuilt = Vec::new();
         for (c, counterpart) in counterparts.iter().enumerate() {
             let ips = class_addresses(e1, c);
             let kept = counterpart.filter(|&o| {
                 Arc::ptr_eq(&r1[c], &r0[o]) && (ips.is_empty() || index.class_chains[o].is_some())
             });
             let Some(o) = kept else {
-                rebuilt.push((c, ips));
+                moves.rebuilt.push((c, ips));
                 continue;
             };
             followed[o] = true;
@@ -153,39 +218,45 @@ impl Ruleset {
                 sorted_diff(
                     was.iter().map(unit),
                     now.iter().map(unit),
-                    |(ip, _)| jumps(&mut removed, chains, ip),
-                    |(ip, _)| jumps(&mut added, chains, ip),
+                    |(ip, _)| jumps(&mut moves.removed, chains, ip),
+                    |(ip, _)| jumps(&mut moves.added, chains, ip),
                 );
             }
             if !ips.is_empty() {
-                class_chains[c] = Some(chains.clone());
+                moves.class_chains[c] = Some(chains.clone());
             }
         }
         for (o, chains) in index.class_chains.iter().enumerate() {
             if let (false, Some(chains)) = (followed[o], chains) {
                 for ip in class_addresses(e0, o) {
-                    jumps(&mut removed, chains, ip);
+                    jumps(&mut moves.removed, chains, ip);
                 }
             }
         }
+        moves
+    }
 
-        // The chains left without users so far (before the rebuilt classes' jumps are known), and
-        // the sets only they look up: a rebuilt class's set may take such a set's name.
-        let mut delta: HashMap<Arc<str>, i64> = HashMap::new();
-        for (_, _, chain) in &removed {
-            *delta.entry(chain.clone()).or_default() -= 1;
-        }
-        for (_, _, chain) in &added {
-            *delta.entry(chain.clone()).or_default() += 1;
-        }
-        // Users after a change of `delta`: of a chain (map elements), of a set (rules).
-        let after = |users: &HashMap<String, u32>, name: &str, delta: i64| {
-            i64::from(users.get(name).copied().unwrap_or(0)) + delta
-        };
-        let users = |chain: &str, delta: i64| after(&index.chain_users, chain, delta);
+    /// Users of chain or set `name` in `users` after a change of `delta`.
+    fn users_after(users: &HashMap<String, u32>, name: &str, delta: i64) -> i64 {
+        i64::from(users.get(name).copied().unwrap_or(0)) + delta
+    }
+
+    /// The chains and peer sets of the rebuilt classes, named: a set takes the name of a set of
+    /// the same content, or of the same stable key when no rule still needs that set's content —
+    /// counting as free the sets that only the chains left without users (by `delta`, before the
+    /// rebuilt classes' jumps are known) look up.
+    fn draft(
+        &self,
+        engine: &Engine,
+        rules: &[Arc<ClassRules>],
+        audit: Audit,
+        rebuilt: &[(usize, Vec<IpAddr>)],
+        delta: &HashMap<Arc<str>, i64>,
+    ) -> Drafted {
+        let index = &self.index;
         let mut set_delta: HashMap<&str, i64> = HashMap::new();
-        for (chain, d) in &delta {
-            if users(chain, *d) == 0 {
+        for (chain, d) in delta {
+            if Self::users_after(&index.chain_users, chain, *d) == 0 {
                 for set in looked_up(&self.chains[&**chain]) {
                     *set_delta.entry(set).or_default() -= 1;
                 }
@@ -193,37 +264,40 @@ impl Ruleset {
         }
         let free = |set: &str| {
             let delta = set_delta.get(set).copied().unwrap_or(0);
-            after(&index.set_users, set, delta) == 0
+            Self::users_after(&index.set_users, set, delta) == 0
         };
-
-        // The rebuilt classes' chains.
         let mut sets = PeerSets::default();
         let mut drafts = Drafts::default();
         let mut bodies = Vec::new();
         for (c, ips) in rebuilt {
             if !ips.is_empty() {
-                let ids = class_bodies(e1, c, &r1[c], audit, &mut sets);
-                bodies.push((c, ips, ids.map(|body| body.map(|b| drafts.add(b)))));
+                let ids = class_bodies(engine, *c, &rules[*c], audit, &mut sets);
+                bodies.push((*c, ips.clone(), ids.map(|body| body.map(|b| drafts.add(b)))));
             }
         }
-        let names = sets.names(Some(self), &free);
+        let names = sets.names(Some((&self.index, &self.sets)), &free);
         let chains = drafts.named(&names, |n| self.chains.get(n).map(Vec::as_slice));
-        let known = added.len();
-        for (c, ips, ids) in bodies {
-            let named: ClassChains = ids.map(|id| id.map(|i| chains[i].0.clone()));
-            for &ip in &ips {
-                jumps(&mut added, &named, ip);
-            }
-            class_chains[c] = Some(named);
+        let classes = (bodies.into_iter())
+            .map(|(c, ips, ids)| (c, ips, ids.map(|id| id.map(|i| chains[i].0.clone()))))
+            .collect();
+        Drafted {
+            sets,
+            names,
+            chains,
+            classes,
         }
-        for (_, _, chain) in &added[known..] {
-            *delta.entry(chain.clone()).or_default() += 1;
-        }
+    }
 
-        // Chains: the new ones, and those left without users.
-        let mut update = Update::default();
-        let chain_users: Vec<(String, u32)> = delta
-            .iter()
+    /// The chains `update` adds (drafted and not in the table) and deletes (left without users by
+    /// `delta`); the new user counts of the chains whose users change.
+    fn chain_changes(
+        &self,
+        delta: &HashMap<Arc<str>, i64>,
+        drafted: Vec<(Arc<str>, Vec<Rule>)>,
+        update: &mut Update,
+    ) -> Vec<(String, u32)> {
+        let users = |chain: &str, d: i64| Self::users_after(&self.index.chain_users, chain, d);
+        let chain_users: Vec<(String, u32)> = (delta.iter())
             .map(|(chain, d)| (chain.to_string(), users(chain, *d).max(0) as u32))
             .collect();
         update.old_chains = (chain_users.iter())
@@ -231,24 +305,37 @@ impl Ruleset {
             .map(|(chain, _)| chain.clone())
             .collect();
         update.old_chains.sort_unstable();
-        let mut new_chains: BTreeMap<String, Vec<Rule>> = BTreeMap::new();
-        for (name, body) in chains {
-            if !self.chains.contains_key(&*name) {
-                new_chains.insert(name.to_string(), body);
-            }
-        }
-        // Sets: the new ones, those whose members change, and those no rule looks up any more.
+        let new_chains: BTreeMap<String, Vec<Rule>> = (drafted.into_iter())
+            .filter(|(name, _)| !self.chains.contains_key(&**name))
+            .map(|(name, body)| (name.to_string(), body))
+            .collect();
+        update.new_chains = new_chains.into_iter().collect();
+        chain_users
+    }
+
+    /// The sets `update` adds, edits (members) and deletes (no rule looks them up any more), after
+    /// its chain changes; the new content of the edited sets and the stable keys of the new ones.
+    fn set_changes(
+        &self,
+        sets: PeerSets,
+        names: Vec<String>,
+        update: &mut Update,
+    ) -> (Vec<(String, SetDef)>, Vec<(String, String)>) {
         let mut set_delta: HashMap<&str, i64> = HashMap::new();
         for chain in &update.old_chains {
             for set in looked_up(&self.chains[chain]) {
                 *set_delta.entry(set).or_default() -= 1;
             }
         }
-        for set in new_chains.values().flat_map(|body| looked_up(body)) {
+        for set in update
+            .new_chains
+            .iter()
+            .flat_map(|(_, body)| looked_up(body))
+        {
             *set_delta.entry(set).or_default() += 1;
         }
         update.old_sets = (set_delta.iter())
-            .filter(|(set, d)| after(&index.set_users, set, **d) == 0)
+            .filter(|(set, d)| Self::users_after(&self.index.set_users, set, **d) == 0)
             .filter(|(set, _)| self.sets.contains_key(**set))
             .map(|(set, _)| set.to_string())
             .collect();
@@ -269,34 +356,11 @@ impl Ruleset {
                 Some(_) => {}
             }
         }
-        update.new_chains = new_chains.into_iter().collect();
         // By name (`keys` in the same order).
         update.new_sets.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         keys.sort_unstable();
         update.members.sort_unstable_by(|a, b| a.set.cmp(&b.set));
-
-        // Jumps: one walk per map over what was removed and what was added.
-        let (removed, added) = (sorted(removed)?, sorted(added)?);
-        for (m, (map, _)) in MAPS.iter().enumerate() {
-            let (mut stale, mut fresh) = (Vec::new(), Vec::new());
-            sorted_diff(
-                in_map(&removed, m),
-                in_map(&added, m),
-                |(ip, _)| stale.push(ip),
-                |(ip, chain)| fresh.push((ip, chain.to_string())),
-            );
-            if !stale.is_empty() || !fresh.is_empty() {
-                update.jumps.push(MapEdit { map, stale, fresh });
-            }
-        }
-        Some(Patch {
-            update,
-            edited,
-            keys,
-            built_for: (e1.id(), audit),
-            class_chains,
-            chain_users,
-        })
+        (edited, keys)
     }
 
     /// Becomes the ruleset `patch` leads to (once the kernel holds it).

@@ -3,7 +3,7 @@
 
 use super::batch::Batch;
 use super::expr;
-use super::patch::Index;
+use super::index::Index;
 use super::rule::{looked_up, Rule};
 use super::sets::{content_hash, elements_text, NewSet, SetDef};
 use super::TABLE;
@@ -127,7 +127,7 @@ impl Ruleset {
     pub(crate) fn remove_set(&mut self, name: &str) {
         let index = &mut self.index;
         if let Some(def) = self.sets.remove(name) {
-            index.forget_content(name, &def);
+            index.forget_content(name, content_hash(&def));
         }
         if let Some(key) = self.set_keys.remove(name) {
             if index.set_by_key.get(&key).is_some_and(|n| n == name) {
@@ -143,7 +143,7 @@ impl Ruleset {
         let Some(slot) = self.sets.get_mut(name) else {
             return;
         };
-        index.forget_content(name, slot);
+        index.forget_content(name, content_hash(slot));
         (index.set_by_content.entry(content_hash(&def)).or_default()).push(name.to_string());
         *slot = def;
     }

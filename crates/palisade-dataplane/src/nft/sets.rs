@@ -4,9 +4,10 @@
 //! (the first policy rule that uses it) — so that a membership change edits the elements of an existing
 //! set instead of replacing the set and every chain that refers to it.
 
-use super::ruleset::Ruleset;
+use super::index::Index;
 use foldhash::{HashMap, HashSet, HashSetExt};
 use palisade_policy::AddrSet;
+use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -126,19 +127,23 @@ impl PeerSets {
         Some(id)
     }
 
-    /// A name for every set (by id), reusing `previous`'s names where it can: the name of the set
+    /// A name for every set (by id), reusing the names of a previous ruleset (its index and sets)
+    /// where it can: the name of the set
     /// with the same content, else that of the set with the same stable key when `free` says no
     /// rule of the new table needs that set's current content (its elements are then edited). Never
     /// another name `previous` has, so that adding and deleting sets in one transaction cannot
     /// collide.
-    pub fn names(&self, previous: Option<&Ruleset>, free: &dyn Fn(&str) -> bool) -> Vec<String> {
+    pub fn names(
+        &self,
+        previous: Option<(&Index, &BTreeMap<String, SetDef>)>,
+        free: &dyn Fn(&str) -> bool,
+    ) -> Vec<String> {
         let mut names: Vec<Option<String>> = vec![None; self.defs.len()];
         let mut taken: HashSet<&str> = HashSet::new();
-        if let Some(prev) = previous {
-            let index = &prev.index;
+        if let Some((index, sets)) = previous {
             for (slot, set) in names.iter_mut().zip(&self.defs) {
                 let same = (index.set_by_content.get(&set.hash).into_iter().flatten())
-                    .find(|name| prev.sets[name.as_str()] == set.def);
+                    .find(|name| sets[name.as_str()] == set.def);
                 if let Some(name) = same.filter(|name| taken.insert(name.as_str())) {
                     *slot = Some(name.clone());
                 }
@@ -147,12 +152,13 @@ impl PeerSets {
                 let Some(name) = index.set_by_key.get(&set.key).filter(|_| slot.is_none()) else {
                     continue;
                 };
-                if prev.sets[name].v6 == set.def.v6 && free(name) && taken.insert(name) {
+                if sets[name].v6 == set.def.v6 && free(name) && taken.insert(name) {
                     *slot = Some(name.clone());
                 }
             }
         }
-        let used = |n: &str| taken.contains(n) || previous.is_some_and(|p| p.sets.contains_key(n));
+        let used =
+            |n: &str| taken.contains(n) || previous.is_some_and(|(_, sets)| sets.contains_key(n));
         let mut counter = 0;
         for (slot, set) in names.iter_mut().zip(&self.defs) {
             if slot.is_none() {

@@ -1,0 +1,87 @@
+//! From typed objects to what policy sees of them: the `PodInfo` of a Pod (or of a pod a workload's
+//! template stands for) and the `ServiceInfo` of a Service.
+
+use crate::diagnostic::Origin;
+use crate::objects::{labels_of, Loaded};
+use crate::state::{ContainerPortInfo, OwnerRef, PodInfo, ServiceInfo, ServicePortInfo};
+use crate::{validate, Protocol};
+use k8s_openapi::api::core::v1::{Pod, PodSpec, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+fn parse_protocol(p: Option<&str>) -> Protocol {
+    validate::protocol(p).unwrap_or(Protocol::Tcp) // validated before; never falls back in practice
+}
+
+pub(crate) fn pod_info(loaded: &Loaded<Pod>) -> PodInfo {
+    let pod = &loaded.object;
+    let mut info = pod_info_of(&pod.metadata, pod.spec.as_ref(), loaded.origin());
+    let status = pod.status.as_ref();
+    let ip_text = if info.host_network {
+        status.and_then(|s| s.host_ip.as_ref().or(s.pod_ip.as_ref()))
+    } else {
+        status.and_then(|s| s.pod_ip.as_ref())
+    };
+    info.ip = ip_text.and_then(|ip| ip.parse().ok());
+    info.host_ip = status.and_then(|s| s.host_ip.as_ref()?.parse().ok());
+    info
+}
+
+/// What a pod's metadata and spec say of it (no status: no addresses), as read from `origin`.
+pub(crate) fn pod_info_of(meta: &ObjectMeta, spec: Option<&PodSpec>, origin: &Origin) -> PodInfo {
+    let ports = spec
+        .into_iter()
+        .flat_map(|s| s.containers.iter())
+        .flat_map(|c| c.ports.iter().flatten())
+        .map(|p| ContainerPortInfo {
+            name: p.name.clone(),
+            port: p.container_port as u16,
+            protocol: parse_protocol(p.protocol.as_deref()),
+        })
+        .collect();
+    PodInfo {
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
+        labels: labels_of(meta),
+        ip: None,
+        ip_allocated: false,
+        host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
+        host_ip: None,
+        node_name: spec.and_then(|s| s.node_name.clone()),
+        ports,
+        owner: meta
+            .owner_references
+            .iter()
+            .flatten()
+            .next()
+            .map(|o| OwnerRef {
+                kind: o.kind.clone(),
+                name: o.name.clone(),
+            }),
+        from_template: false,
+        origin: origin.clone(),
+    }
+}
+
+pub(crate) fn service_info(loaded: &Loaded<Service>) -> ServiceInfo {
+    let svc = &loaded.object;
+    let spec = svc.spec.clone().unwrap_or_default();
+    ServiceInfo {
+        namespace: svc.metadata.namespace.clone().unwrap_or_default(),
+        name: svc.metadata.name.clone().unwrap_or_default(),
+        selector: spec.selector,
+        cluster_ip: spec.cluster_ip,
+        ports: spec
+            .ports
+            .into_iter()
+            .flatten()
+            .map(|p| ServicePortInfo {
+                name: p.name,
+                port: p.port as u16,
+                protocol: parse_protocol(p.protocol.as_deref()),
+                target_port: p.target_port.unwrap_or(IntOrString::Int(p.port)),
+            })
+            .collect(),
+        origin: loaded.origin().clone(),
+    }
+}
