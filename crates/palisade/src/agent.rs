@@ -267,7 +267,7 @@ pub fn run(args: Args) -> u8 {
     }
     let metrics = Arc::new(Metrics::new());
     let pinned = match &args.lab {
-        Some(name) => match palisade_dataplane::lab::Lab::load(name) {
+        Some(name) => match palisade_lab::Lab::load(name) {
             Ok(lab) => lab.pinned_ips(),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -288,7 +288,7 @@ pub fn run(args: Args) -> u8 {
         .state_file
         .clone()
         .unwrap_or_else(|| match &args.lab {
-            Some(name) => palisade_dataplane::lab::last_good(name),
+            Some(name) => palisade_lab::last_good(name),
             None => palisade_agent::state_file::DEFAULT_PATH.into(),
         });
     let mut reconciler = reconciler.with_state_file(state_file);
@@ -359,7 +359,7 @@ fn start_logging(
         PolicyLogger::new(&path, &node, &opts.limits(), opts.group, metrics.clone())?.with_hub(hub);
     tracing::info!(path = %path.display(), node, socket = %socket.display(), "policy action log and live view");
     let logger = Arc::new(Mutex::new(logger));
-    let reader = palisade_dataplane::lab::within_netns(args.netns.as_deref(), EventReader::open)?;
+    let reader = palisade_dataplane::netns::within_netns(args.netns.as_deref(), EventReader::open)?;
     let shared = logger.clone();
     let thread = std::thread::spawn(move || {
         if let Err(e) = policy_log::run(reader, &shared, &metrics, &stop) {

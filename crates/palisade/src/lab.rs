@@ -4,7 +4,7 @@ use crate::agent::LogArgs;
 use crate::exit;
 use crate::input;
 use palisade_analyze::{default_probes, render, Format, Grid, Matrix, Probe};
-use palisade_dataplane::lab::{self, Lab, Transport};
+use palisade_lab::{self as lab, Lab, Transport};
 use palisade_model::{Loader, Protocol};
 use palisade_policy::Engine;
 use std::os::unix::process::CommandExt;

@@ -1,5 +1,6 @@
 //! The lab: pods as network namespaces on this machine, routed through a "node" namespace where the
-//! dataplane enforces, so real packets meet real kernel rules with no cluster.
+//! dataplane enforces, so real packets meet real kernel rules with no cluster. It is a tool for
+//! trying and testing the dataplane, not part of it: no production crate depends on this one.
 //!
 //! Layout for a lab named `L`: namespace `pal-L-node`, and per pod `pal-L-p<i>` joined to the node by a
 //! veth (`eth0` in the pod, `pl<i>` in the node) with the pod's IP as a /32, a default route via a
@@ -14,7 +15,7 @@ mod net;
 mod process;
 mod services;
 
-pub use net::{forget_connections, in_netns, probe, probe_matrix, serve, within_netns, Transport};
+pub use net::{probe, probe_matrix, serve, Transport};
 pub use process::{stop, LabProcess, ProcessStatus, RecordedProcess, Stopped};
 pub use services::{plan_services, render_services, ServicePlan};
 
@@ -73,7 +74,7 @@ pub struct Lab {
     pub processes: Vec<RecordedProcess>,
 }
 
-pub(crate) fn run(args: &[&str]) -> Result<()> {
+fn run(args: &[&str]) -> Result<()> {
     let out = Command::new(args[0])
         .args(&args[1..])
         .output()
@@ -309,7 +310,7 @@ impl Lab {
 
     /// Installs Services: DNAT in the node, and every pod's hosts file with the Service names.
     pub fn install_services(&self, services: &[ServicePlan]) -> Result<()> {
-        crate::apply(&render_services(services), Some(&self.node))
+        palisade_dataplane::apply(&render_services(services), Some(&self.node))
             .map_err(|e| LabError(format!("services: {e}")))?;
         for pod in &self.pods {
             let namespace = pod.key.split('/').next().unwrap_or_default();
