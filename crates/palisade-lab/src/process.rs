@@ -23,7 +23,7 @@ pub struct LabProcess {
     pub boot_id: String,
 }
 
-/// An entry of [`super::Lab::processes`].
+/// An entry of [`crate::Lab::processes`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum RecordedProcess {

@@ -73,10 +73,7 @@ pub fn run(args: Args, verbose: u8) -> u8 {
     }
     let result = match args.command {
         LabCommand::Up { dir, logging } => up(&args.name, &dir, logging, verbose),
-        LabCommand::Down => Lab::down(&args.name).map(|_| {
-            println!("lab {} removed", args.name);
-            exit::OK
-        }),
+        LabCommand::Down => down(&args.name),
         LabCommand::Status => status(&args.name),
         LabCommand::Exec { pod, command } => exec(&args.name, &pod, &command),
         LabCommand::Probe {
@@ -99,10 +96,10 @@ pub fn run(args: Args, verbose: u8) -> u8 {
     })
 }
 
-type Result<T> = std::result::Result<T, lab::LabError>;
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-fn err(e: impl std::fmt::Display) -> lab::LabError {
-    lab::LabError(e.to_string())
+fn err(e: impl std::fmt::Display) -> Box<dyn std::error::Error> {
+    e.to_string().into()
 }
 
 /// Starts this binary with `args` in the background, detached from the terminal, logging to `log`,
@@ -254,6 +251,12 @@ fn wait_for(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) -> Res
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
+}
+
+fn down(name: &str) -> Result<u8> {
+    Lab::down(name)?;
+    println!("lab {name} removed");
+    Ok(exit::OK)
 }
 
 fn status(name: &str) -> Result<u8> {
