@@ -65,6 +65,64 @@ pub enum LabError {
         #[source]
         source: io::Error,
     },
+    /// The log file of a background process cannot be created.
+    #[error("{}: {source}", path.display())]
+    Log {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A background process (its arguments) cannot be started.
+    #[error("{source}")]
+    Start {
+        command: String,
+        #[source]
+        source: io::Error,
+    },
+    /// A process the lab started cannot be identified for the state file (it was killed again).
+    #[error("cannot record process {pid} ({command}): {source}")]
+    Identify {
+        pid: u32,
+        command: String,
+        #[source]
+        source: io::Error,
+    },
+    /// A background process did not get ready in time.
+    #[error("timed out waiting for {what}; see the logs in {}", logs.display())]
+    Timeout { what: String, logs: PathBuf },
+    /// No pod of the lab has that key, nor starts with it as a workload's pods do.
+    #[error("no pod {pod:?} in lab {lab}; see `palisade lab status`")]
+    NoPod { pod: String, lab: String },
+    /// A command cannot be run in a pod's namespace.
+    #[error("{source}")]
+    Exec {
+        netns: String,
+        #[source]
+        source: io::Error,
+    },
+    /// A pod's responders cannot listen.
+    #[error("{pod}: {source}")]
+    Serve {
+        pod: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The responders cannot mark the lab ready.
+    #[error("{source}")]
+    Ready {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The lab's state names no manifests folder (written by hand, or by an older palisade).
+    #[error("lab has no manifests")]
+    NoManifests { name: String },
+    /// Probing could not run (a thread could not enter a pod's namespace).
+    #[error("{source}")]
+    Probe {
+        #[source]
+        source: io::Error,
+    },
     /// Taking the lab down left some of its namespaces behind.
     #[error("{}", joined(.0))]
     Down(Vec<LabError>),

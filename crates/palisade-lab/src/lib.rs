@@ -12,6 +12,8 @@
 //! even after a crash.
 
 mod error;
+mod launch;
+mod measure;
 mod net;
 mod paths;
 mod process;
@@ -19,6 +21,8 @@ mod services;
 mod topology;
 
 pub use error::LabError;
+pub use launch::{serve_pods, Launch};
+pub use measure::{measure, Comparison, Difference, Measured};
 pub use net::{probe, probe_matrix, serve, Transport};
 pub use paths::{last_good, observe_socket, policy_log, process_log, ready_file, state_dir};
 pub use process::{stop, LabProcess, ProcessStatus, RecordedProcess, Stopped};
