@@ -328,7 +328,7 @@ fn stop_processes(name: &str, processes: &[RecordedProcess]) {
         let pid = p.pid();
         match outcome {
             Stopped::Skipped(ProcessStatus::PidReused | ProcessStatus::Unverifiable)
-            | Stopped::Failed(_) => tracing::warn!("lab {name}: process {pid} {outcome}"),
+            | Stopped::Failed { .. } => tracing::warn!("lab {name}: process {pid} {outcome}"),
             _ => tracing::info!("lab {name}: process {pid} {outcome}"),
         }
     }
