@@ -13,8 +13,9 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use palisade_agent::{Outcome, Reconciler};
-use palisade_dataplane::lab::{self, in_netns, Lab};
+use palisade_dataplane::netns::in_netns;
 use palisade_dataplane::{apply, build, build_compiled, render, Audit};
+use palisade_lab::{self as lab, Lab};
 use palisade_model::{ClusterState, DocumentCache, Loader, Protocol};
 use palisade_policy::{Direction, Engine};
 use palisade_synth::{generate, SynthConfig};

@@ -18,8 +18,9 @@ use palisade_agent::metrics::Metrics;
 use palisade_agent::observe::Hub;
 use palisade_agent::policy_log::{self, Limits, PolicyLogger};
 use palisade_dataplane::events::EventReader;
-use palisade_dataplane::lab::{self, in_netns, Lab};
+use palisade_dataplane::netns::{in_netns, within_netns};
 use palisade_dataplane::{apply, render};
+use palisade_lab::{self as lab, Lab};
 use palisade_model::Loader;
 use palisade_policy::Engine;
 use std::net::{SocketAddr, UdpSocket};
@@ -136,7 +137,7 @@ fn main() {
             .with_hub(Arc::new(Hub::default()));
         logger.set_engine(engine.clone());
         let logger = Arc::new(Mutex::new(logger));
-        let reader = lab::within_netns(Some(&lab.node), EventReader::open).expect("NFLOG bind");
+        let reader = within_netns(Some(&lab.node), EventReader::open).expect("NFLOG bind");
         let stop = Arc::new(AtomicBool::new(false));
         let pipeline = {
             let (logger, metrics, stop) = (logger.clone(), metrics.clone(), stop.clone());

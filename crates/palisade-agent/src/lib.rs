@@ -1,7 +1,13 @@
 //! The node agent: reads the cluster from a source (a manifests folder now, the API server later),
 //! compiles it with the policy engine and keeps the kernel in step — one atomic ruleset replacement per
 //! change, and the last good state kept whenever a new one cannot be built or applied.
+//!
+//! [`run`] starts it from a [`Config`] (what `palisade agent` builds from its flags): the metrics
+//! server, the live view, policy action logging and the reconcile loop, until SIGTERM or SIGINT;
+//! [`once`] applies a single pass.
 
+mod config;
+mod daemon;
 pub mod health;
 pub mod metrics;
 pub mod observe;
@@ -11,8 +17,9 @@ pub mod safe_fs;
 pub mod state_file;
 mod watch;
 
+pub use config::{Config, LogConfig};
+pub use daemon::{once, run, script, AgentError, OnceReport};
 pub use reconcile::{Outcome, Reconciler, SourceOptions};
-pub use watch::run;
 
 /// Drops `value` on a short-lived thread: freeing a 10,000-pod engine or ruleset takes milliseconds
 /// that a reconcile pass (or the logger, under its lock) need not wait for.

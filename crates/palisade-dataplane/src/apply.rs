@@ -2,64 +2,93 @@
 //! Service NAT table; tests that compare with nft's own reading of a ruleset), and the error of any
 //! apply. A script is one transaction: the kernel holds either the old rules or the new.
 
-use std::io::Write;
+use std::io::{self, Write};
 use std::process::{Command, Stdio};
 
 /// Why a ruleset (or script) could not be applied. The previous kernel state is untouched.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    /// `nft` (or `ip`) could not be run.
-    Spawn(std::io::Error),
-    /// `nft` rejected the script.
-    Rejected(String),
+    /// `program` (`nft`, or `ip` to enter the namespace) could not be run or fed the script.
+    #[error("cannot run nft: {source} (install the nftables package)")]
+    Spawn {
+        program: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    /// `nft` rejected the script, in `netns` if given; `stderr` is what it said.
+    #[error("nft rejected the ruleset: {stderr}")]
+    Rejected {
+        netns: Option<String>,
+        stderr: String,
+    },
     /// The kernel refused the transaction (or could not be reached in the namespace).
-    Kernel(std::io::Error),
+    #[error("the kernel refused the ruleset: {0}")]
+    Kernel(#[source] io::Error),
 }
-
-impl std::fmt::Display for ApplyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ApplyError::Spawn(e) => write!(f, "cannot run nft: {e} (install the nftables package)"),
-            ApplyError::Rejected(msg) => write!(f, "nft rejected the ruleset: {msg}"),
-            ApplyError::Kernel(e) => write!(f, "the kernel refused the ruleset: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for ApplyError {}
 
 /// Feeds `script` to `nft -f -`, in network namespace `netns` when given (`ip netns exec`).
 pub fn apply(script: &str, netns: Option<&str>) -> Result<(), ApplyError> {
-    let mut cmd = match netns {
+    let (program, mut cmd) = match netns {
         Some(ns) => {
             let mut c = Command::new("ip");
             c.args(["netns", "exec", ns, "nft", "-f", "-"]);
-            c
+            ("ip", c)
         }
         None => {
             let mut c = Command::new("nft");
             c.args(["-f", "-"]);
-            c
+            ("nft", c)
         }
     };
+    let spawn = |source| ApplyError::Spawn { program, source };
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(ApplyError::Spawn)?;
+        .map_err(spawn)?;
     child
         .stdin
         .take()
         .expect("stdin is piped")
         .write_all(script.as_bytes())
-        .map_err(ApplyError::Spawn)?;
-    let out = child.wait_with_output().map_err(ApplyError::Spawn)?;
+        .map_err(spawn)?;
+    let out = child.wait_with_output().map_err(spawn)?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(ApplyError::Rejected(
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ))
+        Err(ApplyError::Rejected {
+            netns: netns.map(str::to_string),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No namespace of that name: `ip` fails before `nft` runs, so nothing reaches any kernel.
+    #[test]
+    fn a_failed_apply_carries_what_the_tool_said_and_the_namespace() {
+        let netns = "pal-no-such-netns-apply";
+        match apply("table inet palisade_test { bogus }\n", Some(netns)) {
+            Err(ApplyError::Rejected {
+                netns: Some(ns),
+                stderr,
+            }) => {
+                assert_eq!(ns, netns);
+                assert!(stderr.contains(netns), "{stderr}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let rejected = ApplyError::Rejected {
+            netns: None,
+            stderr: "syntax error".into(),
+        };
+        assert_eq!(
+            rejected.to_string(),
+            "nft rejected the ruleset: syntax error"
+        );
     }
 }

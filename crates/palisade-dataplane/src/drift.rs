@@ -45,9 +45,9 @@
 //!   is the cheap periodic check behind the notifications (missing table, new handle, other count,
 //!   dormant flag).
 
-use crate::lab::within_netns;
 use crate::netlink::NLMSG_ERROR;
 use crate::netlink::{self, attributes, cstr, error_code, frames, Frame, Socket, NFGEN_HDRLEN};
+use crate::netns::within_netns;
 use crate::nft::batch::{
     NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NFTA_CHAIN_NAME, NFTA_LIST_ELEM,
     NFTA_SET_ELEM_LIST_ELEMENTS, NFTA_SET_ELEM_LIST_SET, NFTA_TABLE_NAME, NFT_MSG_DELCHAIN,

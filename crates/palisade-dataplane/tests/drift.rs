@@ -4,15 +4,16 @@
 //! unless every lost transaction was ours. Needs root, `ip` and `nft`.
 
 use palisade_dataplane::drift::{self, Drift, DriftMonitor};
-use palisade_dataplane::lab::{self, Lab};
 use palisade_dataplane::{build, Audit, Ruleset};
-use palisade_model::ClusterState;
 use palisade_policy::Engine;
 use palisade_synth::{generate, SynthConfig};
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
+
+mod support;
+use support::Netns;
 
 /// A small synthetic cluster's table: a few chains, peer sets and port-list anonymous sets.
 fn ruleset(seed: u64, previous: Option<&Ruleset>) -> Ruleset {
@@ -27,14 +28,11 @@ fn ruleset(seed: u64, previous: Option<&Ruleset>) -> Ruleset {
     build(&Engine::new(Arc::new(state)), Audit::Annotated, previous)
 }
 
-/// An empty node namespace (its name), removed when the guard drops, also when the test fails.
-fn node(tag: &str) -> (lab::DownOnDrop, String) {
-    lab::require_root().expect("the kernel tests run as root");
-    let name = format!("{tag}{}", std::process::id());
-    let teardown = lab::DownOnDrop(name.clone());
-    let lab = Lab::plan(&name, &ClusterState::default());
-    lab.create().expect("node namespace");
-    (teardown, lab.node)
+/// An empty namespace (its name), removed when the guard drops, also when the test fails.
+fn node(tag: &str) -> (Netns, String) {
+    let netns = Netns::new(tag);
+    let name = netns.name.clone();
+    (netns, name)
 }
 
 /// Runs `nft` in `netns` with `args` (and `stdin` as its input, if given); its pid (`ip netns

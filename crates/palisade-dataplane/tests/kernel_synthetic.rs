@@ -4,13 +4,15 @@
 //! Updates that change only what differs leave exactly the table a full replacement would. Needs root
 //! and `nft`.
 
-use palisade_dataplane::lab::{self, Lab};
 use palisade_dataplane::{apply, build, build_compiled, Audit, Ruleset};
 use palisade_model::ClusterState;
 use palisade_policy::Engine;
 use palisade_synth::{generate, SynthConfig};
 use std::process::Command;
 use std::sync::Arc;
+
+mod support;
+use support::Netns;
 
 fn cluster(seed: u64) -> ClusterState {
     let synth = generate(&SynthConfig {
@@ -26,11 +28,7 @@ fn cluster(seed: u64) -> ClusterState {
 
 #[test]
 fn synthetic_rulesets_apply_and_replace_atomically() {
-    lab::require_root().expect("the kernel tests run as root");
-    let name = format!("s{}", std::process::id());
-    let _teardown = lab::DownOnDrop(name.clone());
-    let node = Lab::plan(&name, &ClusterState::default());
-    node.create().expect("node namespace");
+    let node = Netns::new("s");
     let rulesets: Vec<Ruleset> = (1..=4)
         .map(|seed| {
             build(
@@ -42,12 +40,12 @@ fn synthetic_rulesets_apply_and_replace_atomically() {
         .collect();
     for (seed, ruleset) in rulesets.iter().enumerate() {
         ruleset
-            .apply(Some(&node.node))
+            .apply(Some(&node.name))
             .unwrap_or_else(|e| panic!("seed {}: {e}", seed + 1));
     }
     let listed = Command::new("ip")
         .args([
-            "netns", "exec", &node.node, "nft", "list", "map", "inet", "palisade", "ingress4",
+            "netns", "exec", &node.name, "nft", "list", "map", "inet", "palisade", "ingress4",
         ])
         .output()
         .unwrap();
@@ -59,15 +57,15 @@ fn synthetic_rulesets_apply_and_replace_atomically() {
 
     // An update made for another table is refused as a whole: the kernel keeps the table it holds,
     // and the error names the change it refused.
-    let before = listing(&node.node);
+    let before = listing(&node.name);
     let wrong = rulesets[1].update_from(&rulesets[0]);
     let err = wrong
-        .apply(Some(&node.node))
+        .apply(Some(&node.name))
         .expect_err("an update for another table must be refused")
         .to_string();
     assert!(err.contains("nf_tables refused change"), "{err}");
     assert!(
-        listing(&node.node) == before,
+        listing(&node.name) == before,
         "a refused update changed the table"
     );
 }
@@ -116,16 +114,9 @@ fn listing(netns: &str) -> Vec<String> {
     objects
 }
 
-/// Two empty node namespaces (`<tag>a…`, `<tag>b…`), removed when the guards drop, also when the
-/// test fails.
-fn two_nodes(tag: &str) -> ([lab::DownOnDrop; 2], [Lab; 2]) {
-    let names = ["a", "b"].map(|n| format!("{tag}{n}{}", std::process::id()));
-    let teardown = names.clone().map(lab::DownOnDrop);
-    let nodes = names.map(|name| Lab::plan(&name, &ClusterState::default()));
-    for node in &nodes {
-        node.create().expect("node namespace");
-    }
-    (teardown, nodes)
+/// Two empty namespaces (`…<tag>a…`, `…<tag>b…`), removed when dropped, also when the test fails.
+fn two_nodes(tag: &str) -> [Netns; 2] {
+    ["a", "b"].map(|n| Netns::new(&format!("{tag}{n}")))
 }
 
 /// `state` with the given changes, re-indexed.
@@ -137,8 +128,7 @@ fn changed(state: &ClusterState, f: impl FnOnce(&mut ClusterState)) -> ClusterSt
 
 #[test]
 fn incremental_updates_leave_the_table_a_full_apply_would() {
-    lab::require_root().expect("the kernel tests run as root");
-    let (_teardown, [node_a, node_b]) = two_nodes("i");
+    let [node_a, node_b] = two_nodes("i");
     let base = cluster(1);
     let app_values: Vec<String> = base
         .pods
@@ -186,13 +176,13 @@ fn incremental_updates_leave_the_table_a_full_apply_would() {
             Some(old) => {
                 let update = ruleset.update_from(old);
                 update_text = update.to_string();
-                update.apply(Some(&node_a.node))
+                update.apply(Some(&node_a.name))
             }
-            None => ruleset.apply(Some(&node_a.node)),
+            None => ruleset.apply(Some(&node_a.name)),
         };
         applied.unwrap_or_else(|e| panic!("{what}: {e}"));
-        apply(&ruleset.script(), Some(&node_b.node)).unwrap_or_else(|e| panic!("{what}: {e}"));
-        let (incremental, full) = (listing(&node_a.node), listing(&node_b.node));
+        apply(&ruleset.script(), Some(&node_b.name)).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let (incremental, full) = (listing(&node_a.name), listing(&node_b.name));
         assert!(
             incremental == full,
             "{what}: the table sent over netlink differs from nft's reading of the script"
@@ -215,14 +205,13 @@ fn incremental_updates_leave_the_table_a_full_apply_would() {
 /// added, readdressed.
 #[test]
 fn patches_leave_the_table_they_lead_to() {
-    lab::require_root().expect("the kernel tests run as root");
-    let (_teardown, [node_a, node_b]) = two_nodes("p");
+    let [node_a, node_b] = two_nodes("p");
     let base = cluster(3);
     let app = |i: usize| base.pods[(i * 53) % base.pods.len()].labels["app"].clone();
     let mut engine = Engine::new(Arc::new(base.clone()));
     let mut rules = engine.compile_classes(None);
     let mut ruleset = build_compiled(&engine, &rules, Audit::Annotated, None);
-    ruleset.apply(Some(&node_a.node)).unwrap();
+    ruleset.apply(Some(&node_a.name)).unwrap();
     for step in 0..6 {
         let state = changed(engine.state(), |s| {
             for (i, p) in s.pods.iter_mut().skip(step * 7).take(4).enumerate() {
@@ -243,12 +232,12 @@ fn patches_leave_the_table_they_lead_to() {
         assert!(!patch.update().is_empty(), "step {step} changes the table");
         patch
             .update()
-            .apply(Some(&node_a.node))
+            .apply(Some(&node_a.name))
             .unwrap_or_else(|e| panic!("step {step}: {e}"));
         ruleset.absorb(patch);
-        apply(&ruleset.script(), Some(&node_b.node)).unwrap();
+        apply(&ruleset.script(), Some(&node_b.name)).unwrap();
         assert!(
-            listing(&node_a.node) == listing(&node_b.node),
+            listing(&node_a.name) == listing(&node_b.name),
             "step {step}: the patched table differs from the ruleset it leads to"
         );
         (engine, rules) = (next, next_rules);

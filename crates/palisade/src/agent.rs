@@ -1,18 +1,11 @@
 //! `palisade agent`.
 
 use crate::exit;
-use palisade_agent::health::Health;
-use palisade_agent::metrics::Metrics;
-use palisade_agent::observe::{self, Hub};
-use palisade_agent::policy_log::{self, Limits, PolicyLogger};
-use palisade_agent::{Outcome, Reconciler, SourceOptions};
-use palisade_dataplane::events::EventReader;
+use palisade_agent::policy_log::Limits;
+use palisade_agent::{Config, LogConfig, SourceOptions};
 use palisade_dataplane::Audit;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Arguments of `palisade agent`.
@@ -142,6 +135,16 @@ impl LogArgs {
         }
     }
 
+    fn config(&self) -> LogConfig {
+        LogConfig {
+            policy_log: self.policy_log.clone(),
+            node_name: self.node_name.clone(),
+            observe_socket: self.observe_socket.clone(),
+            group: self.group,
+            limits: self.limits(),
+        }
+    }
+
     fn limits(&self) -> Limits {
         Limits {
             aggregation_window: self.deny_aggregation_window,
@@ -244,129 +247,58 @@ fn parse_size(s: &str) -> Result<u64, String> {
     }
 }
 
-/// The host name (for records' `node_name`).
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
-}
-
 /// Runs the agent. Exit 2 if the first ruleset cannot be applied with `--once`, or if logging or
 /// metrics cannot be set up.
 pub fn run(args: Args) -> u8 {
     if args.dry_run {
         let loaded = crate::input::load_paths(std::slice::from_ref(&args.manifests), 0);
-        let engine = palisade_policy::Engine::new(Arc::new(loaded.state));
         print!(
             "{}",
-            palisade_dataplane::build(&engine, args.logging.audit(), None).script()
+            palisade_agent::script(loaded.state, args.logging.audit())
         );
         return exit::OK;
     }
-    let metrics = Arc::new(Metrics::new());
-    let pinned = match &args.lab {
-        Some(name) => match palisade_dataplane::lab::Lab::load(name) {
-            Ok(lab) => lab.pinned_ips(),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return exit::INVALID;
-            }
-        },
-        None => Vec::new(),
+    let config = match config(&args) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::INVALID;
+        }
     };
-    let health = Arc::new(Health::default());
-    let reconciler = Reconciler::new(args.manifests.clone(), args.netns.clone())
-        .with_pinned_ips(pinned)
-        .with_metrics(metrics.clone())
-        .with_health(health.clone())
-        .with_source(args.source.options())
-        .with_audit(args.logging.audit());
-    let state_file = args
-        .source
-        .state_file
-        .clone()
-        .unwrap_or_else(|| match &args.lab {
-            Some(name) => palisade_dataplane::lab::last_good(name),
-            None => palisade_agent::state_file::DEFAULT_PATH.into(),
-        });
-    let mut reconciler = reconciler.with_state_file(state_file);
     if args.once {
         // Scripts can trust the code: 2 when anything was rejected, even if the rest was applied.
-        let outcome = reconciler.reconcile();
-        reconciler.write_state(true);
-        return match outcome {
-            Outcome::Failed(_) | Outcome::Applied { rejected: 1.., .. } => exit::INVALID,
-            _ if reconciler.health().degraded() => exit::INVALID,
-            _ => exit::OK,
+        return if palisade_agent::once(&config).clean() {
+            exit::OK
+        } else {
+            exit::INVALID
         };
     }
-    if let Some(addr) = args.logging.metrics_addr {
-        match palisade_agent::metrics::serve(addr, metrics.clone(), health) {
-            Ok(bound) => tracing::info!("metrics at http://{bound}/metrics"),
-            Err(e) => {
-                eprintln!("error: serving metrics on {addr}: {e}");
-                return exit::INVALID;
-            }
-        }
-    }
-    // SIGTERM and SIGINT stop the agent cleanly: open deny windows are written out; the kernel
-    // keeps enforcing the last ruleset.
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
-            eprintln!("error: handling signal {signal}: {e}");
-            return exit::INVALID;
-        }
-    }
-    let (logger, logging) = match start_logging(&args, metrics.clone(), stop.clone()) {
-        Ok(started) => started,
+    match palisade_agent::run(&config) {
+        Ok(()) => exit::OK,
         Err(e) => {
-            eprintln!("error: policy action logging: {e}");
-            return exit::INVALID;
+            eprintln!("error: {e}");
+            exit::INVALID
         }
-    };
-    let mut reconciler = reconciler.with_logger(logger);
-    palisade_agent::run(&mut reconciler, &stop);
-    stop.store(true, Ordering::Relaxed);
-    let _ = logging.join();
-    tracing::info!("agent stopped; the kernel keeps the last ruleset");
-    exit::OK
+    }
 }
 
-/// Opens the policy action log and starts the thread that feeds it from the kernel's verdict events
-/// until `stop` is set.
-fn start_logging(
-    args: &Args,
-    metrics: Arc<Metrics>,
-    stop: Arc<AtomicBool>,
-) -> std::io::Result<(Arc<Mutex<PolicyLogger>>, JoinHandle<()>)> {
-    let opts = &args.logging;
-    let path = opts
-        .policy_log
-        .clone()
-        .unwrap_or_else(|| policy_log::DEFAULT_PATH.into());
-    let node = opts.node_name.clone().unwrap_or_else(host_name);
-    let hub = Arc::new(Hub::default());
-    let socket = opts
-        .observe_socket
-        .clone()
-        .unwrap_or_else(|| observe::DEFAULT_SOCKET.into());
-    // Both name their path in their errors.
-    observe::hub::serve(&socket, hub.clone(), opts.group, metrics.clone())?;
-    let logger =
-        PolicyLogger::new(&path, &node, &opts.limits(), opts.group, metrics.clone())?.with_hub(hub);
-    tracing::info!(path = %path.display(), node, socket = %socket.display(), "policy action log and live view");
-    let logger = Arc::new(Mutex::new(logger));
-    let reader = palisade_dataplane::lab::within_netns(args.netns.as_deref(), EventReader::open)?;
-    let shared = logger.clone();
-    let thread = std::thread::spawn(move || {
-        if let Err(e) = policy_log::run(reader, &shared, &metrics, &stop) {
-            tracing::error!("reading verdict events: {e}; policy action logging stopped");
-        }
-    });
-    Ok((logger, thread))
+/// The agent's configuration from the flags; with `--lab`, the lab's pod addresses and state file.
+fn config(args: &Args) -> Result<Config, palisade_lab::LabError> {
+    let pinned_ips = match &args.lab {
+        Some(name) => palisade_lab::Lab::load(name)?.pinned_ips(),
+        None => Vec::new(),
+    };
+    let lab_state_file = args.lab.as_deref().map(palisade_lab::last_good);
+    Ok(Config {
+        netns: args.netns.clone(),
+        pinned_ips,
+        source: args.source.options(),
+        audit: args.logging.audit(),
+        state_file: args.source.state_file.clone().or(lab_state_file),
+        logging: args.logging.config(),
+        metrics_addr: args.logging.metrics_addr,
+        ..Config::new(args.manifests.clone())
+    })
 }
 
 #[cfg(test)]

@@ -148,7 +148,7 @@ pub fn run(args: Args) -> u8 {
 fn live(args: &Args, filter: Filter, last: usize, printer: &mut Printer) -> std::io::Result<()> {
     let socket = match (&args.socket, &args.lab) {
         (Some(path), _) => path.clone(),
-        (None, Some(lab)) => palisade_dataplane::lab::observe_socket(lab),
+        (None, Some(lab)) => palisade_lab::observe_socket(lab),
         (None, None) => observe::DEFAULT_SOCKET.into(),
     };
     let request = Request {

@@ -3,7 +3,8 @@
 //! connections kept across re-applies, enforcement surviving the agent, and `lab down` leaving nothing
 //! behind and signalling no process but those it started.
 
-use palisade_dataplane::lab::{self, in_netns, Lab, LabProcess, RecordedProcess};
+use palisade_dataplane::netns::in_netns;
+use palisade_lab::{self as lab, Lab, LabProcess, RecordedProcess};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::ExitStatusExt;
@@ -17,7 +18,7 @@ use support::{connects, demo_copy, lab_up, palisade, pod, within, Reaped};
 
 #[test]
 fn lab_end_to_end() {
-    palisade_dataplane::lab::require_root().expect("the lab tests run as root");
+    lab::require_root().expect("the lab tests run as root");
     let name = format!("e{}", std::process::id());
     let _teardown = lab::DownOnDrop(name.clone());
     let dir = tempfile::tempdir().unwrap();

@@ -4,7 +4,7 @@
 //! and a table the kernel will not let the agent replace. Every degraded state shows in `/readyz`
 //! and the metrics, and the agent recovers when the input (or the kernel) does.
 
-use palisade_dataplane::lab;
+use palisade_lab as lab;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};

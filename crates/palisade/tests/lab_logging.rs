@@ -5,7 +5,8 @@
 
 mod support;
 
-use palisade_dataplane::lab::{self, in_netns, Lab};
+use palisade_dataplane::netns::in_netns;
+use palisade_lab::{self as lab, Lab};
 use serde_json::Value;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::fs::MetadataExt;

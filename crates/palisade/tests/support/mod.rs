@@ -56,7 +56,7 @@ pub fn demo_copy(dir: &Path) -> std::path::PathBuf {
 }
 
 /// The lab pod whose `ns/name` starts with `prefix`.
-pub fn pod(lab: &palisade_dataplane::lab::Lab, prefix: &str) -> palisade_dataplane::lab::LabPod {
+pub fn pod(lab: &palisade_lab::Lab, prefix: &str) -> palisade_lab::LabPod {
     lab.pods
         .iter()
         .find(|p| p.key.starts_with(prefix))
@@ -113,7 +113,7 @@ pub fn records(path: &Path) -> Vec<serde_json::Value> {
 }
 
 /// `palisade lab --name NAME up -f MANIFESTS EXTRA...`, which must succeed; the lab's recorded state.
-pub fn lab_up(name: &str, manifests: &Path, extra: &[&str]) -> palisade_dataplane::lab::Lab {
+pub fn lab_up(name: &str, manifests: &Path, extra: &[&str]) -> palisade_lab::Lab {
     let mut args = vec![
         "lab",
         "--name",
@@ -129,7 +129,7 @@ pub fn lab_up(name: &str, manifests: &Path, extra: &[&str]) -> palisade_dataplan
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    palisade_dataplane::lab::Lab::load(name).unwrap()
+    palisade_lab::Lab::load(name).unwrap()
 }
 
 /// A child killed and reaped when dropped, whatever the test did.

@@ -1,40 +1,9 @@
 //! Doing things inside pod namespaces from this process: threads that enter a namespace to serve or
 //! probe.
 
-use std::fs::File;
+use palisade_dataplane::netns::in_netns;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::time::Duration;
-
-/// Runs `f` on a new thread inside network namespace `netns`.
-pub fn in_netns<T: Send + 'static>(
-    netns: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> std::thread::JoinHandle<std::io::Result<T>> {
-    let path = format!("/var/run/netns/{netns}");
-    std::thread::spawn(move || {
-        let file = File::open(&path)?;
-        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(std::io::Error::from)?;
-        Ok(f())
-    })
-}
-
-/// Runs `f` inside network namespace `netns` (on a thread that enters it), or right here when
-/// `None`, and returns its result.
-pub fn within_netns<T: Send + 'static>(
-    netns: Option<&str>,
-    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
-) -> std::io::Result<T> {
-    match netns {
-        Some(ns) => in_netns(ns, f)
-            .join()
-            .map_err(|_| {
-                std::io::Error::other(format!("thread in network namespace {ns} panicked"))
-            })?
-            .and_then(|r| r),
-        None => f(),
-    }
-}
 
 /// Serves TCP and UDP echo on `ports` of the pod's namespace, forever, on background threads; the
 /// sockets are dual-stack (`[::]`), so IPv4 and IPv6 pods are served alike.
@@ -76,35 +45,6 @@ pub enum Transport {
     Tcp,
     /// A UDP request that the responder echoes.
     Udp,
-}
-
-/// Forgets every connection the kernel tracks in network namespace `netns` (a conntrack flush):
-/// the next packet of any flow is judged as a new connection. Probing right after a policy change
-/// then measures what the policy does to new connections, not flows that earlier probes left
-/// established (a UDP probe's flow stays tracked for 30 s, and a later probe can reuse its port).
-pub fn forget_connections(netns: &str) -> std::io::Result<()> {
-    use crate::netlink::{error_code, message, messages, os_error, Socket, NLMSG_ERROR};
-    const NFNL_SUBSYS_CTNETLINK: u16 = 1;
-    const IPCTNL_MSG_CT_DELETE: u16 = 2;
-    within_netns(Some(netns), || {
-        let mut socket = Socket::open()?;
-        socket.set_receive_timeout(Duration::from_secs(5))?;
-        let mut request = Vec::new();
-        let kind = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE;
-        let flags = (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16;
-        // No tuple: every entry; family AF_UNSPEC: IPv4 and IPv6.
-        message(&mut request, kind, flags, 1, libc::AF_UNSPEC as u8, 0, &[]);
-        socket.send(&request)?;
-        loop {
-            for (kind, _, payload) in messages(socket.recv()?) {
-                match (kind, error_code(payload)) {
-                    (NLMSG_ERROR, Some(0)) => return Ok(()),
-                    (NLMSG_ERROR, Some(code)) => return Err(os_error(code)),
-                    _ => {}
-                }
-            }
-        }
-    })
 }
 
 /// Tries one connection from inside `netns` to `dst`; true if the network let it through within

@@ -8,8 +8,9 @@
 mod support;
 
 use palisade_analyze::{Matrix, Scope};
-use palisade_dataplane::lab::{self, Lab, Transport};
+use palisade_dataplane::conntrack::forget_connections;
 use palisade_dataplane::{build, Audit};
+use palisade_lab::{self as lab, Lab, Transport};
 use palisade_model::Protocol;
 use palisade_policy::Engine;
 use std::net::SocketAddr;
@@ -38,7 +39,7 @@ fn kernel_enforces_exactly_the_engine_matrix() {
             .apply(Some(&lab.node))
             .unwrap_or_else(|e| panic!("{}: {e}", step.display()));
         // Flows of the previous step's probes must not answer for this step's policies.
-        lab::forget_connections(&lab.node).expect("conntrack flush");
+        forget_connections(&lab.node).expect("conntrack flush");
         let probes: Vec<_> = support::expected(step)
             .iter()
             .map(|t| t.probe)

@@ -23,7 +23,7 @@ pub struct LabProcess {
     pub boot_id: String,
 }
 
-/// An entry of [`super::Lab::processes`].
+/// An entry of [`crate::Lab::processes`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum RecordedProcess {
@@ -54,8 +54,8 @@ pub enum Stopped {
     Killed,
     /// Not signalled, because it is not (or cannot be shown to be) the process the lab started.
     Skipped(ProcessStatus),
-    /// The kernel refused the signal.
-    Failed(String),
+    /// The kernel refused: `call` (`pidfd_open`, or the signal sent) failed with `errno`.
+    Failed { call: &'static str, errno: Errno },
 }
 
 impl std::fmt::Display for ProcessStatus {
@@ -81,7 +81,7 @@ impl std::fmt::Display for Stopped {
                 "not signalled: recorded as a bare PID by an older palisade, its identity cannot be verified",
             ),
             Stopped::Skipped(status) => write!(f, "not signalled: {status}"),
-            Stopped::Failed(e) => write!(f, "cannot be signalled: {e}"),
+            Stopped::Failed { call, errno } => write!(f, "cannot be signalled: {call}: {errno}"),
         }
     }
 }
@@ -123,7 +123,10 @@ impl LabProcess {
             // No such process, or the PID is now a thread of another one.
             Err(e) => {
                 return Err(match self.status() {
-                    ProcessStatus::Running => Stopped::Failed(format!("pidfd_open: {e}")),
+                    ProcessStatus::Running => Stopped::Failed {
+                        call: "pidfd_open",
+                        errno: e,
+                    },
                     status => Stopped::Skipped(status),
                 })
             }
@@ -139,7 +142,10 @@ impl LabProcess {
         match sent {
             Ok(()) => Ok(()),
             Err(Errno::ESRCH) => Err(gone),
-            Err(e) => Err(Stopped::Failed(format!("{signal}: {e}"))),
+            Err(errno) => Err(Stopped::Failed {
+                call: signal.as_str(),
+                errno,
+            }),
         }
     }
 }
@@ -383,6 +389,18 @@ mod tests {
         assert_eq!(stop(&[p]), [Stopped::Terminated]);
         assert!(started.elapsed() < GRACE);
         assert_eq!(child.0.wait().unwrap().signal(), Some(libc::SIGTERM));
+    }
+
+    #[test]
+    fn a_refused_signal_says_which_call_failed_and_why() {
+        let refused = Stopped::Failed {
+            call: Signal::SIGTERM.as_str(),
+            errno: Errno::EPERM,
+        };
+        assert_eq!(
+            refused.to_string(),
+            "cannot be signalled: SIGTERM: EPERM: Operation not permitted"
+        );
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! kernel enforces selector and IPv6 ipBlock rules exactly as the engine predicts, next to IPv4 pods.
 //! Needs root, `ip` and `nft`.
 
-use palisade_dataplane::lab::{self, Lab, Transport};
 use palisade_dataplane::{build, Audit};
+use palisade_lab::{self as lab, Lab, Transport};
 use palisade_model::{Loader, Protocol};
 use palisade_policy::{Endpoint, Engine, Flow};
 use std::net::SocketAddr;

@@ -1,10 +1,12 @@
 //! Tracked connections and policy changes, in the kernel: a flow a policy allowed keeps going after
 //! a policy that denies it is applied (established traffic is accepted first), and once the node's
-//! tracked connections are forgotten (`lab::forget_connections`), its next packet is judged as a new
+//! tracked connections are forgotten (`conntrack::forget_connections`), its next packet is judged as a new
 //! connection and dropped. Needs root and `ip`.
 
-use palisade_dataplane::lab::{self, Lab};
+use palisade_dataplane::conntrack::forget_connections;
+use palisade_dataplane::netns::in_netns;
 use palisade_dataplane::{build, Audit};
+use palisade_lab::{self as lab, Lab};
 use palisade_model::Loader;
 use palisade_policy::Engine;
 use std::net::{SocketAddr, UdpSocket};
@@ -65,7 +67,7 @@ fn established_flows_survive_a_denying_policy_until_forgotten() {
         .unwrap();
     // One socket, one flow (same source port) throughout.
     let server: SocketAddr = "10.78.0.2:53".parse().unwrap();
-    let socket = lab::in_netns(&netns("ct/client"), move || {
+    let socket = in_netns(&netns("ct/client"), move || {
         let socket = UdpSocket::bind("0.0.0.0:0")?;
         socket.set_read_timeout(Some(Duration::from_millis(500)))?;
         socket.connect(server)?;
@@ -87,7 +89,7 @@ fn established_flows_survive_a_denying_policy_until_forgotten() {
         answered(&socket),
         "the established flow outlives the policy change"
     );
-    lab::forget_connections(&lab.node).expect("conntrack flush");
+    forget_connections(&lab.node).expect("conntrack flush");
     assert!(
         !answered(&socket),
         "forgotten, the flow's next packet is a new connection, which the policy drops"

@@ -3,8 +3,9 @@
 //! through and reports them. Needs root, `ip` and `nft`.
 
 use palisade_dataplane::events::{Action, EventReader};
-use palisade_dataplane::lab::{self, in_netns, Lab, Transport};
+use palisade_dataplane::netns::{in_netns, within_netns};
 use palisade_dataplane::{build, Audit};
+use palisade_lab::{self as lab, Lab, Transport};
 use palisade_model::{Loader, Protocol};
 use palisade_policy::{Direction, Engine};
 use std::net::SocketAddr;
@@ -49,7 +50,7 @@ fn allowed_and_dropped_first_packets_are_reported() {
         .apply(Some(&lab.node))
         .unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
-    let reader = lab::within_netns(Some(&lab.node), EventReader::open).expect("NFLOG bind");
+    let reader = within_netns(Some(&lab.node), EventReader::open).expect("NFLOG bind");
     std::thread::spawn(move || {
         let mut reader = reader;
         while let Ok(Some(e)) = reader.next_event(None) {

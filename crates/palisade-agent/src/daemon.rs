@@ -1,0 +1,222 @@
+//! Running an agent from its [`Config`]: once (apply and exit), or as the node's daemon — the
+//! metrics server, the live view, policy action logging from the kernel's verdict events, and the
+//! reconcile loop until SIGTERM or SIGINT.
+
+use crate::config::Config;
+use crate::health::Health;
+use crate::metrics::{self, Metrics};
+use crate::observe::{self, Hub};
+use crate::policy_log::{self, PolicyLogger};
+use crate::reconcile::{Outcome, Reconciler};
+use palisade_dataplane::events::EventReader;
+use palisade_dataplane::netns::within_netns;
+use palisade_dataplane::Audit;
+use palisade_model::ClusterState;
+use palisade_policy::Engine;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// Why the agent could not start. The messages are those `palisade agent` prints after `error: `.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The metrics server cannot listen.
+    #[error("serving metrics on {addr}: {source}")]
+    Metrics {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    /// A stop signal's handler cannot be installed.
+    #[error("handling signal {signal}: {source}")]
+    Signal {
+        signal: i32,
+        #[source]
+        source: io::Error,
+    },
+    /// The live view's socket cannot be served (the error names the path).
+    #[error("policy action logging: {source}")]
+    ObserveSocket {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The policy action log cannot be opened (the error names the path).
+    #[error("policy action logging: {source}")]
+    PolicyLog {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The kernel's verdict events cannot be read in the namespace.
+    #[error("policy action logging: {source}")]
+    Events {
+        netns: Option<String>,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What [`once`] did.
+#[derive(Debug)]
+pub struct OnceReport {
+    /// The pass's outcome.
+    pub outcome: Outcome,
+    /// Some part of the agent is not as it should be (see [`Health`]).
+    pub degraded: bool,
+}
+
+impl OnceReport {
+    /// True when everything was applied: nothing rejected, nothing failed, nothing degraded.
+    pub fn clean(&self) -> bool {
+        !self.degraded
+            && !matches!(
+                self.outcome,
+                Outcome::Failed(_) | Outcome::Applied { rejected: 1.., .. }
+            )
+    }
+}
+
+/// The ruleset the agent would apply for `state`, as an `nft -f` script (`--dry-run`).
+pub fn script(state: ClusterState, audit: Audit) -> String {
+    let engine = Engine::new(Arc::new(state));
+    palisade_dataplane::build(&engine, audit, None).script()
+}
+
+/// One pass: reads the folder (starting from the last good state), applies it, writes the state
+/// file, and reports; no watching, no logging.
+pub fn once(config: &Config) -> OnceReport {
+    let metrics = Arc::new(Metrics::new());
+    let mut reconciler = reconciler(config, metrics, Arc::new(Health::default()));
+    let outcome = reconciler.reconcile();
+    reconciler.write_state(true);
+    OnceReport {
+        outcome,
+        degraded: reconciler.health().degraded(),
+    }
+}
+
+/// Runs the agent until SIGTERM or SIGINT: then open deny windows are written out, and the kernel
+/// keeps enforcing the last ruleset. Fails only while starting.
+pub fn run(config: &Config) -> Result<(), AgentError> {
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    let reconciler = reconciler(config, metrics.clone(), health.clone());
+    if let Some(addr) = config.metrics_addr {
+        let bound = metrics::serve(addr, metrics.clone(), health)
+            .map_err(|source| AgentError::Metrics { addr, source })?;
+        tracing::info!("metrics at http://{bound}/metrics");
+    }
+    let stop = stop_on_signals()?;
+    let (logger, logging) = start_logging(config, metrics, stop.clone())?;
+    let mut reconciler = reconciler.with_logger(logger);
+    crate::watch::run(&mut reconciler, &stop);
+    stop.store(true, Ordering::Relaxed);
+    let _ = logging.join();
+    tracing::info!("agent stopped; the kernel keeps the last ruleset");
+    Ok(())
+}
+
+/// The reconciler `config` describes, starting from its state file.
+fn reconciler(config: &Config, metrics: Arc<Metrics>, health: Arc<Health>) -> Reconciler {
+    Reconciler::new(config.manifests.clone(), config.netns.clone())
+        .with_pinned_ips(config.pinned_ips.clone())
+        .with_metrics(metrics)
+        .with_health(health)
+        .with_source(config.source)
+        .with_audit(config.audit)
+        // After the source: its limits apply to the state file read.
+        .with_state_file(config.state_file())
+}
+
+/// A flag that SIGTERM and SIGINT set: the agent stops cleanly.
+fn stop_on_signals() -> Result<Arc<AtomicBool>, AgentError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone())
+            .map_err(|source| AgentError::Signal { signal, source })?;
+    }
+    Ok(stop)
+}
+
+/// Serves the live view, opens the policy action log and starts the thread that feeds it from the
+/// kernel's verdict events until `stop` is set.
+fn start_logging(
+    config: &Config,
+    metrics: Arc<Metrics>,
+    stop: Arc<AtomicBool>,
+) -> Result<(Arc<Mutex<PolicyLogger>>, JoinHandle<()>), AgentError> {
+    let opts = &config.logging;
+    let (path, node, socket) = (opts.policy_log(), opts.node_name(), opts.observe_socket());
+    let hub = Arc::new(Hub::default());
+    observe::hub::serve(&socket, hub.clone(), opts.group, metrics.clone()).map_err(|source| {
+        AgentError::ObserveSocket {
+            path: socket.clone(),
+            source,
+        }
+    })?;
+    let logger = PolicyLogger::new(&path, &node, &opts.limits, opts.group, metrics.clone())
+        .map_err(|source| AgentError::PolicyLog {
+            path: path.clone(),
+            source,
+        })?
+        .with_hub(hub);
+    tracing::info!(path = %path.display(), node, socket = %socket.display(), "policy action log and live view");
+    let logger = Arc::new(Mutex::new(logger));
+    let reader = within_netns(config.netns.as_deref(), EventReader::open).map_err(|source| {
+        AgentError::Events {
+            netns: config.netns.clone(),
+            source,
+        }
+    })?;
+    let shared = logger.clone();
+    let thread = std::thread::spawn(move || {
+        if let Err(e) = policy_log::run(reader, &shared, &metrics, &stop) {
+            tracing::error!("reading verdict events: {e}; policy action logging stopped");
+        }
+    });
+    Ok((logger, thread))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_pass_is_clean_only_when_nothing_was_rejected_failed_or_degraded() {
+        let report = |outcome, degraded| OnceReport { outcome, degraded };
+        let applied = |rejected| Outcome::Applied {
+            rejected,
+            elapsed: Duration::ZERO,
+        };
+        assert!(report(applied(0), false).clean());
+        assert!(report(Outcome::Unchanged, false).clean());
+        assert!(!report(applied(1), false).clean());
+        assert!(!report(Outcome::Failed("refused".into()), false).clean());
+        assert!(!report(Outcome::Unchanged, true).clean());
+    }
+
+    #[test]
+    fn a_setup_error_says_what_was_being_set_up() {
+        let refused = || io::Error::from(io::ErrorKind::AddrInUse);
+        let metrics = AgentError::Metrics {
+            addr: "127.0.0.1:9090".parse().unwrap(),
+            source: refused(),
+        };
+        assert!(metrics
+            .to_string()
+            .starts_with("serving metrics on 127.0.0.1:9090: "));
+        let log = AgentError::PolicyLog {
+            path: "/x/policy_action.log".into(),
+            source: io::Error::other("/x/policy_action.log: is a symbolic link"),
+        };
+        assert_eq!(
+            log.to_string(),
+            "policy action logging: /x/policy_action.log: is a symbolic link"
+        );
+    }
+}

@@ -1,0 +1,211 @@
+//! Bringing a lab up with its background processes — the responders that serve every pod's ports
+//! and the agent that enforces in the node — and using it: running a command in a pod, serving.
+
+use crate::error::LabError;
+use crate::net::serve;
+use crate::paths::{process_log, ready_file, state_dir};
+use crate::process::{LabProcess, RecordedProcess};
+use crate::services::ServicePlan;
+use crate::topology::{Lab, LabPod};
+use std::convert::Infallible;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+type Result<T> = std::result::Result<T, LabError>;
+
+/// How long `up` waits for the agent's first ruleset, and for the responders.
+const READY_WAIT: Duration = Duration::from_secs(10);
+
+/// The lab's background processes, as command lines of one program: `palisade` starts itself
+/// (`lab serve` for the responders, `agent` for the agent), so their flags stay the command line's.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    /// The program.
+    pub program: PathBuf,
+    /// Its arguments that serve every pod's container ports until killed (see [`serve_pods`]).
+    pub serve: Vec<String>,
+    /// Its arguments that run the agent, enforcing in the lab's node namespace.
+    pub agent: Vec<String>,
+}
+
+impl Lab {
+    /// Creates the lab, installs `services`, starts the responders and the agent (recorded, for
+    /// `down` to stop them), and waits until the agent has applied its first ruleset and every
+    /// port is served. On failure the lab is taken down again.
+    pub fn up(&mut self, services: &[ServicePlan], launch: &Launch) -> Result<()> {
+        self.create()?;
+        let started = self.start(services, launch);
+        if started.is_err() {
+            let _ = Lab::down(&self.name);
+        }
+        started
+    }
+
+    fn start(&mut self, services: &[ServicePlan], launch: &Launch) -> Result<()> {
+        self.install_services(services)?;
+        let serve_log = process_log(&self.name, "serve");
+        let responders = spawn_background(&launch.program, &launch.serve, &serve_log)?;
+        self.processes.push(responders);
+        self.save()?;
+        let agent_log = process_log(&self.name, "agent");
+        let agent = spawn_background(&launch.program, &launch.agent, &agent_log)?;
+        self.processes.push(agent);
+        self.save()?;
+        wait_for("the agent's first ruleset", || table_present(&self.node))?;
+        wait_for("the responders", || ready_file(&self.name).exists())
+    }
+
+    /// The pod `ns/name`, or for `ns/workload` the first pod whose name is the workload's plus a
+    /// suffix.
+    pub fn find_pod(&self, pod: &str) -> Result<&LabPod> {
+        self.pod(pod)
+            .or_else(|| {
+                let prefix = format!("{pod}-");
+                self.pods.iter().find(|p| p.key.starts_with(&prefix))
+            })
+            .ok_or_else(|| LabError::NoPod {
+                pod: pod.to_string(),
+                lab: self.name.clone(),
+            })
+    }
+
+    /// Runs `command` (program and arguments) inside the pod [`Lab::find_pod`] finds for `pod`,
+    /// with this process's standard streams, and returns how it exited.
+    pub fn exec(&self, pod: &str, command: &[String]) -> Result<ExitStatus> {
+        let netns = &self.find_pod(pod)?.netns;
+        Command::new("ip")
+            .args(["netns", "exec", netns])
+            .args(command)
+            .status()
+            .map_err(|source| LabError::Exec {
+                netns: netns.clone(),
+                source,
+            })
+    }
+
+    /// The manifests folder the lab was built from.
+    pub fn manifests_folder(&self) -> Result<&Path> {
+        self.manifests
+            .as_deref()
+            .ok_or_else(|| LabError::NoManifests {
+                name: self.name.clone(),
+            })
+    }
+}
+
+/// Serves every pod of lab `name` (TCP and UDP echo on its container ports), marks the lab ready
+/// ([`ready_file`]) once every port is bound, and serves until the process is killed.
+pub fn serve_pods(name: &str) -> Result<Infallible> {
+    let lab = Lab::load(name)?;
+    for p in &lab.pods {
+        serve(&p.netns, &p.tcp, &p.udp).map_err(|source| LabError::Serve {
+            pod: p.key.clone(),
+            source,
+        })?;
+    }
+    let ready = ready_file(name);
+    std::fs::write(&ready, b"").map_err(|source| LabError::Ready {
+        path: ready,
+        source,
+    })?;
+    tracing::info!(pods = lab.pods.len(), "responders serving");
+    loop {
+        std::thread::park();
+    }
+}
+
+/// Starts `program` with `args` in the background, detached from the terminal (its own process
+/// group), logging to `log`, and returns its identity for the state file.
+fn spawn_background(program: &Path, args: &[String], log: &Path) -> Result<RecordedProcess> {
+    let command = args.join(" ");
+    let start = |source| LabError::Start {
+        command: command.clone(),
+        source,
+    };
+    let file = std::fs::File::create(log).map_err(|source| LabError::Log {
+        path: log.to_path_buf(),
+        source,
+    })?;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().map_err(start)?)
+        .stderr(file)
+        .process_group(0)
+        .spawn()
+        .map_err(start)?;
+    // Not waited for yet, the child keeps its PID even if it exits: its identity is readable.
+    match LabProcess::of(child.id()) {
+        Ok(identity) => Ok(RecordedProcess::Identified(identity)),
+        Err(source) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(LabError::Identify {
+                pid: child.id(),
+                command,
+                source,
+            })
+        }
+    }
+}
+
+/// True once the agent has put the `inet palisade` table into the node namespace.
+fn table_present(node: &str) -> bool {
+    Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            node,
+            "nft",
+            "list",
+            "table",
+            "inet",
+            palisade_dataplane::TABLE,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Polls `ready` until it holds, or fails after [`READY_WAIT`] naming `what` it waited for.
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) -> Result<()> {
+    let deadline = Instant::now() + READY_WAIT;
+    while !ready() {
+        if Instant::now() > deadline {
+            return Err(LabError::Timeout {
+                what: what.to_string(),
+                logs: state_dir(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pod_is_found_by_its_key_or_its_workloads() {
+        let pod = |key: &str| LabPod {
+            key: key.into(),
+            netns: format!("pal-t-{key}"),
+            ip: "10.0.0.1".parse().unwrap(),
+            tcp: vec![],
+            udp: vec![],
+        };
+        let mut lab = Lab::plan("t", &Default::default());
+        lab.pods = vec![pod("ns/web-0"), pod("ns/web"), pod("ns/api-7f9c")];
+        assert_eq!(lab.find_pod("ns/web").unwrap().key, "ns/web");
+        assert_eq!(lab.find_pod("ns/api").unwrap().key, "ns/api-7f9c");
+        let missing = lab.find_pod("ns/ap").unwrap_err();
+        assert_eq!(
+            missing.to_string(),
+            r#"no pod "ns/ap" in lab t; see `palisade lab status`"#
+        );
+    }
+}
