@@ -27,11 +27,5 @@ mod netlink;
 pub mod netns;
 mod nft;
 
-/// The path `nft/ruleset.rs` still names [`netns::within_netns`] by (from when the namespace helpers
-/// lived with the lab). Remove with that import once `nft/` moves to [`netns`].
-mod lab {
-    pub(crate) use crate::netns::within_netns;
-}
-
 pub use apply::{apply, ApplyError};
 pub use nft::{build, build_compiled, render, Audit, Patch, Ruleset, Update, UpdateSize, TABLE};

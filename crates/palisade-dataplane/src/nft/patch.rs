@@ -82,6 +82,13 @@ struct Drafted {
     classes: Vec<(usize, Vec<IpAddr>, ClassChains)>,
 }
 
+/// What a patch keeps of its set changes for [`Ruleset::absorb`]: the new content of the edited
+/// sets, and the stable keys of the new ones.
+struct SetChanges {
+    edited: Vec<(String, SetDef)>,
+    keys: Vec<(String, String)>,
+}
+
 /// How the number of map elements jumping to each chain changes with `removed` and `added`.
 fn chain_delta(removed: &[Jump], added: &[Jump]) -> HashMap<Arc<str>, i64> {
     let mut delta: HashMap<Arc<str>, i64> = HashMap::new();
@@ -149,7 +156,8 @@ impl Ruleset {
         }
         let mut update = Update::default();
         let chain_users = self.chain_changes(&delta, drafted.chains, &mut update);
-        let (edited, keys) = self.set_changes(drafted.sets, drafted.names, &mut update);
+        let SetChanges { edited, keys } =
+            self.set_changes(drafted.sets, drafted.names, &mut update);
         update.jumps = map_edits(sorted(moves.removed)?, sorted(moves.added)?);
         Some(Patch {
             update,
@@ -315,12 +323,7 @@ impl Ruleset {
 
     /// The sets `update` adds, edits (members) and deletes (no rule looks them up any more), after
     /// its chain changes; the new content of the edited sets and the stable keys of the new ones.
-    fn set_changes(
-        &self,
-        sets: PeerSets,
-        names: Vec<String>,
-        update: &mut Update,
-    ) -> (Vec<(String, SetDef)>, Vec<(String, String)>) {
+    fn set_changes(&self, sets: PeerSets, names: Vec<String>, update: &mut Update) -> SetChanges {
         let mut set_delta: HashMap<&str, i64> = HashMap::new();
         for chain in &update.old_chains {
             for set in looked_up(&self.chains[chain]) {
@@ -360,7 +363,7 @@ impl Ruleset {
         update.new_sets.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         keys.sort_unstable();
         update.members.sort_unstable_by(|a, b| a.set.cmp(&b.set));
-        (edited, keys)
+        SetChanges { edited, keys }
     }
 
     /// Becomes the ruleset `patch` leads to (once the kernel holds it).

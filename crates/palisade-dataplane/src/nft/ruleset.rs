@@ -313,7 +313,7 @@ fn gone<T>(old: &BTreeMap<String, T>, new: &BTreeMap<String, T>) -> Vec<String> 
 
 /// Commits `batch` in network namespace `netns` (or the current one).
 fn commit(batch: Batch, netns: Option<&str>) -> Result<(), ApplyError> {
-    crate::lab::within_netns(netns, move || batch.commit()).map_err(ApplyError::Kernel)
+    crate::netns::within_netns(netns, move || batch.commit()).map_err(ApplyError::Kernel)
 }
 
 /// The ranges a set that stays loses and gains.
