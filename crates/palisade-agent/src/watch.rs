@@ -214,37 +214,11 @@ fn monitor(netns: Option<&str>, tx: &mpsc::Sender<Wake>) -> Result<MonitorThread
 /// Reconciles once, then after every change under the manifests folder and whenever a pass is due,
 /// and repairs the kernel's table when another process changes it, until `stop` is set.
 pub fn run(reconciler: &mut Reconciler, stop: &AtomicBool) {
-    let folder = reconciler.manifests().to_path_buf();
-    let netns = reconciler.netns().map(str::to_string);
-    let (tx, rx) = mpsc::channel();
-    let mut drift_monitor = monitor(netns.as_deref(), &tx)
-        .inspect_err(|e| tracing::warn!("{e}; checking the table every second instead"))
-        .ok();
-    let mut watch = FolderWatch {
-        tx,
-        watcher: None,
-        watched: None,
-        retry: None,
-    };
-    let mut watched = watch.ensure(&folder).map(|_| false);
-    reconciler.set_unwatched(watched.as_ref().err().cloned());
-    let mut schedule = Schedule::default();
-    // When a failed pass is retried, and the wait that led there (doubled on each failure).
-    let mut retry: Option<(Instant, Duration)> = None;
-    let mut last_pass = Instant::now();
-    let mut last_check = Instant::now();
+    let mut turns = Turns::new(reconciler);
     let mut pass = true;
     loop {
         if pass {
-            last_pass = Instant::now();
-            retry = match reconciler.reconcile() {
-                Outcome::Failed(_) => {
-                    let wait = retry.map_or(RETRY.0, |(_, w)| (w * 2).min(RETRY.1));
-                    tracing::info!("retrying in {} s", wait.as_secs());
-                    Some((last_pass + wait, wait))
-                }
-                _ => None,
-            };
+            turns.pass(reconciler);
         }
         if stop.load(Ordering::Relaxed) {
             reconciler.write_state(true);
@@ -252,72 +226,166 @@ pub fn run(reconciler: &mut Reconciler, stop: &AtomicBool) {
         }
         reconciler.write_state(false);
         reconciler.health().turned();
-        let resync = last_pass + if watched.is_ok() { RESYNC } else { POLL };
-        let due = [reconciler.revisit(), retry.map(|r| r.0), Some(resync)]
+        let due = turns.due(reconciler);
+        let drift = turns.wait(reconciler, due);
+        turns.check_folder(reconciler);
+        pass = turns.schedule.pass(Instant::now(), due);
+        let drift = drift.or_else(|| turns.check_kernel(reconciler));
+        if let Some((what, reason)) = drift {
+            // A pass due anyway replaces the table whole; otherwise the last ruleset is put back.
+            reconciler.kernel_drifted(&what, reason);
+            if !pass && !reconciler.repair() {
+                turns.retry = Some((Instant::now() + RETRY.0, RETRY.0));
+            }
+        }
+    }
+}
+
+/// What the loop keeps between its turns.
+struct Turns {
+    folder: PathBuf,
+    netns: Option<String>,
+    rx: mpsc::Receiver<Wake>,
+    watch: FolderWatch,
+    /// `Ok` while the folder is watched, or why it is not.
+    watched: Result<bool, String>,
+    monitor: Option<MonitorThread>,
+    schedule: Schedule,
+    /// When a failed pass is retried, and the wait that led there (doubled on each failure).
+    retry: Option<(Instant, Duration)>,
+    last_pass: Instant,
+    last_check: Instant,
+}
+
+impl Turns {
+    fn new(reconciler: &mut Reconciler) -> Turns {
+        let folder = reconciler.manifests().to_path_buf();
+        let netns = reconciler.netns().map(str::to_string);
+        let (tx, rx) = mpsc::channel();
+        let monitor = monitor(netns.as_deref(), &tx)
+            .inspect_err(|e| tracing::warn!("{e}; checking the table every second instead"))
+            .ok();
+        let mut watch = FolderWatch {
+            tx,
+            watcher: None,
+            watched: None,
+            retry: None,
+        };
+        let watched = watch.ensure(&folder).map(|_| false);
+        reconciler.set_unwatched(watched.as_ref().err().cloned());
+        Turns {
+            folder,
+            netns,
+            rx,
+            watch,
+            watched,
+            monitor,
+            schedule: Schedule::default(),
+            retry: None,
+            last_pass: Instant::now(),
+            last_check: Instant::now(),
+        }
+    }
+
+    /// One reconcile pass; a failed one is retried later, waiting twice as long each time.
+    fn pass(&mut self, reconciler: &mut Reconciler) {
+        self.last_pass = Instant::now();
+        self.retry = match reconciler.reconcile() {
+            Outcome::Failed(_) => {
+                let wait = self.retry.map_or(RETRY.0, |(_, w)| (w * 2).min(RETRY.1));
+                tracing::info!("retrying in {} s", wait.as_secs());
+                Some((self.last_pass + wait, wait))
+            }
+            _ => None,
+        };
+    }
+
+    /// When a pass is due without a change: a removal's grace ends, a retry, the resync (or the
+    /// poll of a folder that cannot be watched).
+    fn due(&self, reconciler: &Reconciler) -> Instant {
+        let resync = self.last_pass + if self.watched.is_ok() { RESYNC } else { POLL };
+        [reconciler.revisit(), self.retry.map(|r| r.0), Some(resync)]
             .into_iter()
             .flatten()
             .min()
-            .unwrap_or(resync);
-        let check = last_check
-            + if drift_monitor.is_some() {
-                CHECK.0
-            } else {
-                CHECK.1
-            };
+            .unwrap_or(resync)
+    }
+
+    /// When the kernel's table is checked next.
+    fn check_at(&self) -> Instant {
+        let every = if self.monitor.is_some() {
+            CHECK.0
+        } else {
+            CHECK.1
+        };
+        self.last_check + every
+    }
+
+    /// Waits (at most a tick) for something to happen, and takes everything that did: changes to
+    /// the folder go to the schedule; a drift reported by nf_tables notifications is returned.
+    fn wait(&mut self, reconciler: &Reconciler, due: Instant) -> Option<(String, &'static str)> {
         let now = Instant::now();
+        let check = self.check_at();
         let wake = [
-            schedule.wake(now, due),
+            self.schedule.wake(now, due),
             check,
             reconciler.state_due().unwrap_or(check),
         ]
         .into_iter()
         .min()
         .unwrap_or(check);
-        let mut drift: Option<(String, &str)> = None;
-        if let Ok(first) = rx.recv_timeout(wake.saturating_duration_since(now).min(TICK)) {
-            // Everything that arrived, without waiting further.
-            for woke in std::iter::once(first).chain(rx.try_iter()) {
-                match woke {
-                    Wake::Changed => schedule.changed(Instant::now()),
-                    Wake::Writing(path, open) => schedule.writing(path, open, Instant::now()),
-                    Wake::Drift { what, lost } => {
-                        drift = Some((what, if lost { "lost" } else { "changed" }))
-                    }
-                    Wake::MonitorDown(e) => {
-                        tracing::warn!("nf_tables notifications stopped: {e}; checking the table every second instead");
-                        drift_monitor = None;
-                    }
+        let first = self
+            .rx
+            .recv_timeout(wake.saturating_duration_since(now).min(TICK))
+            .ok()?;
+        let mut drift = None;
+        // Everything that arrived, without waiting further.
+        let woke: Vec<Wake> = std::iter::once(first).chain(self.rx.try_iter()).collect();
+        for woke in woke {
+            match woke {
+                Wake::Changed => self.schedule.changed(Instant::now()),
+                Wake::Writing(path, open) => self.schedule.writing(path, open, Instant::now()),
+                Wake::Drift { what, lost } => {
+                    drift = Some((what, if lost { "lost" } else { "changed" }))
+                }
+                Wake::MonitorDown(e) => {
+                    tracing::warn!("nf_tables notifications stopped: {e}; checking the table every second instead");
+                    self.monitor = None;
                 }
             }
         }
-        let now_watched = watch.ensure(&folder);
+        drift
+    }
+
+    /// Watches the folder again if it was replaced (a change, then), and reports whether it is
+    /// watched.
+    fn check_folder(&mut self, reconciler: &mut Reconciler) {
+        let now_watched = self.watch.ensure(&self.folder);
         if matches!(now_watched, Ok(true)) {
-            schedule.changed(Instant::now());
+            self.schedule.changed(Instant::now());
         }
         let now_watched = now_watched.map(|_| false);
-        if now_watched != watched {
+        if now_watched != self.watched {
             match &now_watched {
                 Err(why) => tracing::warn!("{why}; reading it every {} s", POLL.as_secs()),
-                Ok(_) => tracing::info!("watching {} again", folder.display()),
+                Ok(_) => tracing::info!("watching {} again", self.folder.display()),
             }
             reconciler.set_unwatched(now_watched.as_ref().err().cloned());
-            watched = now_watched;
+            self.watched = now_watched;
         }
-        pass = schedule.pass(Instant::now(), due);
-        if drift.is_none() && Instant::now() >= check {
-            last_check = Instant::now();
-            drift = reconciler.check_kernel().map(|what| (what, "check"));
-            if drift_monitor.is_none() {
-                drift_monitor = monitor(netns.as_deref(), &watch.tx).ok();
-            }
+    }
+
+    /// When due, checks the kernel's table (and listens to its notifications again if that
+    /// stopped); what differs, if anything.
+    fn check_kernel(&mut self, reconciler: &mut Reconciler) -> Option<(String, &'static str)> {
+        if Instant::now() < self.check_at() {
+            return None;
         }
-        if let Some((what, reason)) = drift {
-            // A pass due anyway replaces the table whole; otherwise the last ruleset is put back.
-            reconciler.kernel_drifted(&what, reason);
-            if !pass && !reconciler.repair() {
-                retry = Some((Instant::now() + RETRY.0, RETRY.0));
-            }
+        self.last_check = Instant::now();
+        if self.monitor.is_none() {
+            self.monitor = monitor(self.netns.as_deref(), &self.watch.tx).ok();
         }
+        reconciler.check_kernel().map(|what| (what, "check"))
     }
 }
 

@@ -513,9 +513,36 @@ impl Loader {
 
     fn state(&mut self) -> ClusterState {
         let objects = std::mem::take(&mut self.objects);
+        let pods = self.pods(&objects);
+        let services = objects.services.iter().map(service_info).collect();
+        let policies = (objects.policies.iter())
+            .map(|p| PolicyInfo {
+                namespace: p.object.metadata.namespace.clone().unwrap_or_default(),
+                name: p.object.metadata.name.clone().unwrap_or_default(),
+                policy: p.object.clone(),
+                origin: p.origin().clone(),
+            })
+            .collect();
+        let mut state = ClusterState::new(namespaces(&objects), pods, services, policies);
+        state.network_logging = match (
+            objects.network_logging.first(),
+            objects.invalid_network_logging.clone(),
+        ) {
+            // A valid `default` wins over rejected objects of other names.
+            (Some(nl), _) => LoggingConfig::Valid(nl.object.spec.cluster),
+            (None, Some(reason)) => LoggingConfig::Invalid(reason),
+            (None, None) => LoggingConfig::Absent,
+        };
+        self.visited.objects = objects;
+        state
+    }
+
+    /// The pods of `objects` (Pods, and the pods podless workloads' templates stand for), taken
+    /// from the last load where their object is the same, each name once, addresses unique and
+    /// allocated; every object's pods cached for the next load.
+    fn pods(&mut self, objects: &Objects) -> Vec<Arc<PodInfo>> {
         let mut previous = std::mem::take(&mut self.documents.pods);
-        // Every object's pods, from the last load where the object is the same; with the object
-        // each pod came from.
+        // Every object's pods, with the object each pod came from.
         let mut pods: Vec<Arc<PodInfo>> = Vec::new();
         let mut made_by: Vec<usize> = Vec::new();
         let mut sources: Vec<Source> = Vec::new();
@@ -559,57 +586,9 @@ impl Loader {
                 .pods
                 .push(pod.clone());
         }
-        let pods: Vec<Arc<PodInfo>> = pods
-            .into_iter()
-            .zip(kept)
+        (pods.into_iter().zip(kept))
             .filter_map(|(pod, kept)| kept.then_some(pod))
-            .collect();
-        let mut namespaces: Vec<NamespaceInfo> = objects
-            .namespaces
-            .iter()
-            .map(|n| NamespaceInfo {
-                name: n.object.metadata.name.clone().unwrap_or_default(),
-                labels: labels_of(&n.object.metadata),
-                annotations: n.object.metadata.annotations.clone().unwrap_or_default(),
-                origin: Some(n.origin().clone()),
-            })
-            .collect();
-        // A workload's namespace exists even when the workload has no pods (`replicas: 0`).
-        let mut known: HashSet<String> = namespaces.iter().map(|n| n.name.clone()).collect();
-        for w in &objects.workloads {
-            let ns = w.object.namespace();
-            if known.insert(ns.to_string()) {
-                namespaces.push(NamespaceInfo {
-                    name: ns.to_string(),
-                    labels: Default::default(),
-                    annotations: Default::default(),
-                    origin: None,
-                });
-            }
-        }
-        let services = objects.services.iter().map(service_info).collect();
-        let policies = objects
-            .policies
-            .iter()
-            .map(|p| PolicyInfo {
-                namespace: p.object.metadata.namespace.clone().unwrap_or_default(),
-                name: p.object.metadata.name.clone().unwrap_or_default(),
-                policy: p.object.clone(),
-                origin: p.origin().clone(),
-            })
-            .collect();
-        let mut state = ClusterState::new(namespaces, pods, services, policies);
-        state.network_logging = match (
-            objects.network_logging.first(),
-            objects.invalid_network_logging.clone(),
-        ) {
-            // A valid `default` wins over rejected objects of other names.
-            (Some(nl), _) => LoggingConfig::Valid(nl.object.spec.cluster),
-            (None, Some(reason)) => LoggingConfig::Invalid(reason),
-            (None, None) => LoggingConfig::Absent,
-        };
-        self.visited.objects = objects;
-        state
+            .collect()
     }
 
     /// Which objects may make their pods: all, unless their pods would exceed the limit in all;
@@ -813,6 +792,32 @@ impl Maker<'_> {
             Maker::Workload(w) => workload::template_pods(w).collect(),
         }
     }
+}
+
+/// The namespaces of `objects`, and those of workloads that declare none (a workload's namespace
+/// exists even when it has no pods, `replicas: 0`).
+fn namespaces(objects: &Objects) -> Vec<NamespaceInfo> {
+    let mut namespaces: Vec<NamespaceInfo> = (objects.namespaces.iter())
+        .map(|n| NamespaceInfo {
+            name: n.object.metadata.name.clone().unwrap_or_default(),
+            labels: labels_of(&n.object.metadata),
+            annotations: n.object.metadata.annotations.clone().unwrap_or_default(),
+            origin: Some(n.origin().clone()),
+        })
+        .collect();
+    let mut known: HashSet<String> = namespaces.iter().map(|n| n.name.clone()).collect();
+    for w in &objects.workloads {
+        let ns = w.object.namespace();
+        if known.insert(ns.to_string()) {
+            namespaces.push(NamespaceInfo {
+                name: ns.to_string(),
+                labels: Default::default(),
+                annotations: Default::default(),
+                origin: None,
+            });
+        }
+    }
+    namespaces
 }
 
 /// What to report of a file or folder at `path` that could not be read.

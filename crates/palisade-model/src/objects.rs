@@ -180,35 +180,69 @@ enum Step {
 
 fn decode_one(value: &serde_json::Value, origin: &Origin, limits: DecodeLimits) -> Step {
     let mut d = Decoded::default();
-    let error = |message: String| Diagnostic::new(Severity::Error, origin.clone(), message);
-    if !value.is_object() {
-        d.diagnostics.push(error(
-            "expected a Kubernetes object: a mapping with apiVersion, kind and metadata".into(),
-        ));
-        d.rejected = Some((None, RejectReason::Syntax));
-        return Step::Done(d);
-    }
-    let (Some(api_version), Some(kind_name)) =
-        (str_at(value, &["apiVersion"]), str_at(value, &["kind"]))
-    else {
-        d.diagnostics.push(error(
-            "object has no apiVersion or kind; every document must be a Kubernetes object".into(),
-        ));
-        d.rejected = Some((None, RejectReason::Syntax));
-        return Step::Done(d);
+    let Header { kind, key, id } = match header(value, origin, &mut d) {
+        Ok(Some(header)) => header,
+        Ok(None) => return Step::Done(d),
+        Err(list) => return *list,
     };
-    let (api_version, kind_name) = (api_version.to_string(), kind_name.to_string());
-    if kind_name.ends_with("List") && Kind::parse(&kind_name).is_none() {
-        return list_items(value.clone(), &api_version, &kind_name, origin);
+    let mut ctx = Ctx {
+        origin: origin.clone(),
+        id,
+        key,
+        strict: kind == Kind::NetworkPolicy,
+        diags: &mut d.diagnostics,
+        failed: RejectReason::Decode,
+    };
+    let mut invalid_network_logging = None;
+    let accepted = ctx.typed(kind, value, limits, &mut invalid_network_logging);
+    if accepted.is_none() {
+        d.rejected = Some((ctx.key.take(), ctx.failed));
+    }
+    d.accepted = accepted;
+    d.invalid_network_logging = invalid_network_logging;
+    Step::Done(d)
+}
+
+/// What a value's `apiVersion`, `kind` and `metadata` say: its kind (one Palisade reads, at the
+/// version it reads), its key (when it has a name) and how diagnostics name it. `Ok(None)` when the
+/// value is not to be decoded further (its problem, or why it is skipped, is in `d`); a list's items
+/// are a [`Step::List`].
+fn header(
+    value: &serde_json::Value,
+    origin: &Origin,
+    d: &mut Decoded,
+) -> Result<Option<Header>, Box<Step>> {
+    let error = |message: String| Diagnostic::new(Severity::Error, origin.clone(), message);
+    let fields = if value.is_object() {
+        (str_at(value, &["apiVersion"]), str_at(value, &["kind"]))
+    } else {
+        (None, None)
+    };
+    let (Some(api_version), Some(kind_name)) = fields else {
+        let message = if value.is_object() {
+            "object has no apiVersion or kind; every document must be a Kubernetes object"
+        } else {
+            "expected a Kubernetes object: a mapping with apiVersion, kind and metadata"
+        };
+        d.diagnostics.push(error(message.into()));
+        d.rejected = Some((None, RejectReason::Syntax));
+        return Ok(None);
+    };
+    if kind_name.ends_with("List") && Kind::parse(kind_name).is_none() {
+        return Err(Box::new(list_items(
+            value.clone(),
+            api_version,
+            kind_name,
+            origin,
+        )));
     }
     let name = str_at(value, &["metadata", "name"]).filter(|n| !n.is_empty());
     let namespace = str_at(value, &["metadata", "namespace"]).filter(|ns| !ns.is_empty());
     let key_of = |kind: Kind| name.map(|name| ObjectKey::new(kind, namespace, name));
-    let kind = match Kind::parse(&kind_name) {
-        Some(kind) => kind,
+    let Some(kind) = Kind::parse(kind_name) else {
         // A misspelt kind would silently drop the object (a policy no longer enforced): kubectl
         // rejects kinds it does not know, and so do we when the name is close to one we read.
-        None => match Kind::misspelled(&kind_name) {
+        match Kind::misspelled(kind_name) {
             Some(meant) => {
                 let key = key_of(meant);
                 d.diagnostics.push(Diagnostic {
@@ -217,17 +251,14 @@ fn decode_one(value: &serde_json::Value, origin: &Origin, limits: DecodeLimits) 
                     ..error(format!("unknown kind {kind_name:?}; did you mean {meant}?"))
                 });
                 d.rejected = Some((key, RejectReason::Decode));
-                return Step::Done(d);
             }
-            None => {
-                d.diagnostics.push(Diagnostic::new(
-                    Severity::Info,
-                    origin.clone(),
-                    format!("skipped {api_version} {kind_name}: not a kind Palisade reads"),
-                ));
-                return Step::Done(d);
-            }
-        },
+            None => d.diagnostics.push(Diagnostic::new(
+                Severity::Info,
+                origin.clone(),
+                format!("skipped {api_version} {kind_name}: not a kind Palisade reads"),
+            )),
+        }
+        return Ok(None);
     };
     let key = key_of(kind);
     let id = ObjectKey::new(kind, namespace, name.unwrap_or("<unnamed>")).to_string();
@@ -241,95 +272,48 @@ fn decode_one(value: &serde_json::Value, origin: &Origin, limits: DecodeLimits) 
             ))
         });
         d.rejected = Some((key, RejectReason::Decode));
-        return Step::Done(d);
+        return Ok(None);
     }
-    let mut ctx = Ctx {
-        origin: origin.clone(),
-        id,
-        key,
-        strict: kind == Kind::NetworkPolicy,
-        diags: &mut d.diagnostics,
-        failed: RejectReason::Decode,
-    };
-    let accepted = match kind {
-        Kind::NetworkLogging => match ctx.decode::<NetworkLogging>(value) {
-            None => {
-                d.invalid_network_logging =
-                    Some(format!("{} at {}: cannot be decoded", ctx.id, ctx.origin));
-                None
-            }
-            Some(nl) => {
-                let issues = logging::validate(&nl);
-                if let Some(issue) = issues.0.iter().find(|i| i.severity == Severity::Error) {
-                    d.invalid_network_logging = Some(format!(
-                        "{} at {}: {}: {}",
-                        ctx.id, ctx.origin, issue.field, issue.message
-                    ));
-                }
-                ctx.accept(Typed::NetworkLogging(Arc::new(nl)), issues)
-            }
-        },
-        Kind::Namespace => ctx.decode::<Namespace>(value).and_then(|ns| {
-            let mut issues = Issues::default();
-            meta(&ns.metadata, validate::dns1123_label, &mut issues);
-            ctx.accept(Typed::Namespace(Arc::new(ns)), issues)
-        }),
-        Kind::Pod => ctx.decode::<Pod>(value).and_then(|mut pod| {
-            default_namespace(&mut pod.metadata);
-            let mut issues = Issues::default();
-            meta(&pod.metadata, validate::dns1123_subdomain, &mut issues);
-            if let Some(spec) = &pod.spec {
-                pod_spec(spec, "spec", &mut issues);
-            }
-            pod_status(&pod, &mut issues);
-            ctx.accept(Typed::Pod(Arc::new(pod)), issues)
-        }),
-        Kind::Service => ctx.decode::<Service>(value).and_then(|mut svc| {
-            default_namespace(&mut svc.metadata);
-            let mut issues = Issues::default();
-            meta(&svc.metadata, validate::dns1123_label, &mut issues);
-            service(&svc, &mut issues);
-            ctx.accept(Typed::Service(Arc::new(svc)), issues)
-        }),
-        Kind::NetworkPolicy => ctx.decode::<NetworkPolicy>(value).and_then(|mut np| {
-            default_namespace(&mut np.metadata);
-            let issues = validate::network_policy(&np);
-            ctx.accept(Typed::Policy(Arc::new(np)), issues)
-        }),
-        _ => ctx.decode_workload(kind, value).and_then(|workload| {
-            let mut issues = Issues::default();
-            meta(&workload.metadata, validate::dns1123_subdomain, &mut issues);
-            if let Some(labels) = &workload
-                .template
-                .metadata
-                .as_ref()
-                .and_then(|m| m.labels.clone())
-            {
-                validate::labels(labels, "spec.template.metadata.labels", &mut issues);
-            }
-            if let Some(sel) = &workload.selector {
-                validate::selector(sel, "spec.selector", &mut issues);
-            }
-            if let Some(spec) = &workload.template.spec {
-                pod_spec(spec, "spec.template.spec", &mut issues);
-            }
-            if workload.replicas > limits.max_workload_pods {
-                issues.error(
-                    replicas_field(workload.kind),
-                    format!(
-                        "{} pods exceed the limit of {} pods per workload (--max-workload-pods)",
-                        workload.replicas, limits.max_workload_pods
-                    ),
-                );
-            }
-            ctx.accept(Typed::Workload(Arc::new(workload)), issues)
-        }),
-    };
-    if accepted.is_none() {
-        d.rejected = Some((ctx.key.take(), ctx.failed));
+    Ok(Some(Header { kind, key, id }))
+}
+
+/// What a value's header says of the object (see [`header`]).
+struct Header {
+    kind: Kind,
+    /// Its key, when it has a name.
+    key: Option<ObjectKey>,
+    /// How diagnostics name it.
+    id: String,
+}
+
+/// What a workload's template and size break, besides its metadata's rules.
+fn workload_issues(workload: &Workload, limits: DecodeLimits) -> Issues {
+    let mut issues = Issues::default();
+    meta(&workload.metadata, validate::dns1123_subdomain, &mut issues);
+    let template_labels = workload
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.as_ref());
+    if let Some(labels) = template_labels {
+        validate::labels(labels, "spec.template.metadata.labels", &mut issues);
     }
-    d.accepted = accepted;
-    Step::Done(d)
+    if let Some(sel) = &workload.selector {
+        validate::selector(sel, "spec.selector", &mut issues);
+    }
+    if let Some(spec) = &workload.template.spec {
+        pod_spec(spec, "spec.template.spec", &mut issues);
+    }
+    if workload.replicas > limits.max_workload_pods {
+        issues.error(
+            replicas_field(workload.kind),
+            format!(
+                "{} pods exceed the limit of {} pods per workload (--max-workload-pods)",
+                workload.replicas, limits.max_workload_pods
+            ),
+        );
+    }
+    issues
 }
 
 /// `kind: List` items carry their own apiVersion and kind; the items of a typed list (`PodList`,
@@ -602,6 +586,65 @@ impl Ctx<'_> {
                 self.report(Severity::Error, field, e.into_inner().to_string());
                 None
             }
+        }
+    }
+
+    /// Decodes and validates `value` as a `kind`; why a `NetworkLogging` is invalid goes to
+    /// `invalid_network_logging` (the agent keeps its last switches on it).
+    fn typed(
+        &mut self,
+        kind: Kind,
+        value: &serde_json::Value,
+        limits: DecodeLimits,
+        invalid_network_logging: &mut Option<String>,
+    ) -> Option<Arc<Accepted>> {
+        match kind {
+            Kind::NetworkLogging => {
+                let Some(nl) = self.decode::<NetworkLogging>(value) else {
+                    *invalid_network_logging =
+                        Some(format!("{} at {}: cannot be decoded", self.id, self.origin));
+                    return None;
+                };
+                let issues = logging::validate(&nl);
+                if let Some(issue) = issues.0.iter().find(|i| i.severity == Severity::Error) {
+                    *invalid_network_logging = Some(format!(
+                        "{} at {}: {}: {}",
+                        self.id, self.origin, issue.field, issue.message
+                    ));
+                }
+                self.accept(Typed::NetworkLogging(Arc::new(nl)), issues)
+            }
+            Kind::Namespace => self.decode::<Namespace>(value).and_then(|ns| {
+                let mut issues = Issues::default();
+                meta(&ns.metadata, validate::dns1123_label, &mut issues);
+                self.accept(Typed::Namespace(Arc::new(ns)), issues)
+            }),
+            Kind::Pod => self.decode::<Pod>(value).and_then(|mut pod| {
+                default_namespace(&mut pod.metadata);
+                let mut issues = Issues::default();
+                meta(&pod.metadata, validate::dns1123_subdomain, &mut issues);
+                if let Some(spec) = &pod.spec {
+                    pod_spec(spec, "spec", &mut issues);
+                }
+                pod_status(&pod, &mut issues);
+                self.accept(Typed::Pod(Arc::new(pod)), issues)
+            }),
+            Kind::Service => self.decode::<Service>(value).and_then(|mut svc| {
+                default_namespace(&mut svc.metadata);
+                let mut issues = Issues::default();
+                meta(&svc.metadata, validate::dns1123_label, &mut issues);
+                service(&svc, &mut issues);
+                self.accept(Typed::Service(Arc::new(svc)), issues)
+            }),
+            Kind::NetworkPolicy => self.decode::<NetworkPolicy>(value).and_then(|mut np| {
+                default_namespace(&mut np.metadata);
+                let issues = validate::network_policy(&np);
+                self.accept(Typed::Policy(Arc::new(np)), issues)
+            }),
+            _ => self.decode_workload(kind, value).and_then(|workload| {
+                let issues = workload_issues(&workload, limits);
+                self.accept(Typed::Workload(Arc::new(workload)), issues)
+            }),
         }
     }
 

@@ -6,7 +6,7 @@
 use crate::bitset::BitSet;
 use crate::engine::{Engine, RuleClasses};
 use crate::policy::{Direction, IpBlock, NamespaceScope, Peer, Rule};
-use crate::ports::PortMatch;
+use crate::ports::{PortMatch, PortSpec};
 use foldhash::HashMap;
 use palisade_model::{ObjectKey, Protocol};
 use std::collections::BTreeMap;
@@ -429,7 +429,6 @@ impl Engine {
         out: &mut Vec<Allow>,
     ) {
         let direction = origin.direction;
-        let n = self.class_count();
         let all_peers = |cache: &mut AddrCache| {
             if rc.any {
                 Peers::Any
@@ -447,49 +446,7 @@ impl Engine {
             out.push(entry(all_peers(cache), None));
             return;
         };
-        let mut numeric = Vec::new();
-        // Egress named ports: destination classes grouped by (protocol, resolved port).
-        let mut named: BTreeMap<(Protocol, u16), BitSet> = BTreeMap::new();
-        for s in specs {
-            match &s.port {
-                PortMatch::Any => numeric.push(PortRange {
-                    protocol: s.protocol,
-                    first: 1,
-                    last: 65535,
-                }),
-                PortMatch::Range(lo, hi) => numeric.push(PortRange {
-                    protocol: s.protocol,
-                    first: *lo,
-                    last: *hi,
-                }),
-                PortMatch::Named(name) => match direction {
-                    Direction::Ingress => {
-                        if let Some(p) = self.classes.list[class].named_port(name, s.protocol) {
-                            numeric.push(PortRange {
-                                protocol: s.protocol,
-                                first: p,
-                                last: p,
-                            });
-                        }
-                    }
-                    Direction::Egress => {
-                        let candidates = if rc.any {
-                            BitSet::full(n)
-                        } else {
-                            rc.selected.clone()
-                        };
-                        for c in candidates.iter() {
-                            if let Some(p) = self.classes.list[c].named_port(name, s.protocol) {
-                                named
-                                    .entry((s.protocol, p))
-                                    .or_insert_with(|| BitSet::new(n))
-                                    .insert(c);
-                            }
-                        }
-                    }
-                },
-            }
-        }
+        let (numeric, named) = self.rule_ports(class, direction, specs, rc);
         if !numeric.is_empty() {
             out.push(entry(all_peers(cache), Some(merge_ports(numeric))));
         }
@@ -511,6 +468,52 @@ impl Engine {
                 }]),
             ));
         }
+    }
+
+    /// The ports a rule allows class `class`, as number ranges; and, for named ports of an egress
+    /// rule, the destination classes that resolve each name, grouped by (protocol, port): a named
+    /// port resolves on the destination pod.
+    fn rule_ports(
+        &self,
+        class: usize,
+        direction: Direction,
+        specs: &[PortSpec],
+        rc: &RuleClasses,
+    ) -> (Vec<PortRange>, BTreeMap<(Protocol, u16), BitSet>) {
+        let n = self.class_count();
+        let (mut numeric, mut named) = (Vec::new(), BTreeMap::new());
+        let range = |protocol, first, last| PortRange {
+            protocol,
+            first,
+            last,
+        };
+        for s in specs {
+            match (&s.port, direction) {
+                (PortMatch::Any, _) => numeric.push(range(s.protocol, 1, 65535)),
+                (PortMatch::Range(lo, hi), _) => numeric.push(range(s.protocol, *lo, *hi)),
+                (PortMatch::Named(name), Direction::Ingress) => {
+                    if let Some(p) = self.classes.list[class].named_port(name, s.protocol) {
+                        numeric.push(range(s.protocol, p, p));
+                    }
+                }
+                (PortMatch::Named(name), Direction::Egress) => {
+                    let candidates = if rc.any {
+                        BitSet::full(n)
+                    } else {
+                        rc.selected.clone()
+                    };
+                    for c in candidates.iter() {
+                        if let Some(p) = self.classes.list[c].named_port(name, s.protocol) {
+                            named
+                                .entry((s.protocol, p))
+                                .or_insert_with(|| BitSet::new(n))
+                                .insert(c);
+                        }
+                    }
+                }
+            }
+        }
+        (numeric, named)
     }
 }
 

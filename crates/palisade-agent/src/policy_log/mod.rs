@@ -185,98 +185,125 @@ impl PolicyLogger {
         let Some(pod) = state.pod_by_ip(event.enforcing()).map(|i| &state.pods[i]) else {
             return;
         };
-        let labels = |disposition: Disposition, policy: String| VerdictLabels {
-            direction: event.direction.as_str().into(),
-            disposition: disposition.as_str().into(),
-            namespace: pod.namespace.clone(),
-            policy,
-        };
-        let mut record = if event.action == Action::Allow {
-            let flow = Flow {
-                src: Endpoint::Ip(event.src),
-                dst: Endpoint::Ip(event.dst),
-                port: event.dst_port,
-                protocol: event.protocol,
-            };
+        let record = if event.action == Action::Allow {
             // Allowed because the pod is not isolated (or by a race with a new ruleset): no record.
-            let Decision::Allowed { by } = engine.side(event.direction, &flow).decision else {
+            let Some(record) = self.allowed(&engine, event, &pod.namespace) else {
                 return;
             };
-            let mut policies: Vec<_> = by.into_iter().map(|r| r.policy).collect();
-            policies.dedup();
-            for p in &policies {
-                let policy = format!("{}/{}", p.namespace, p.name);
-                let counter = self
-                    .metrics
-                    .verdicts
-                    .get_or_create(&labels(Disposition::Allow, policy));
-                counter.inc();
-            }
-            let policies = policies
-                .into_iter()
-                .map(|p| PolicyName {
-                    name: p.name,
-                    namespace: p.namespace,
-                    kind: "NetworkPolicy".into(),
-                })
-                .collect();
-            self.record(state, event, Disposition::Allow, policies)
-        } else {
-            let deny = labels(Disposition::Deny, String::new());
-            self.metrics.verdicts.get_or_create(&deny).inc();
-            let mut record = self.record(state, event, Disposition::Deny, Vec::new());
-            if event.action == Action::Audit {
-                self.metrics.audited.get_or_create(&deny).inc();
-                record.audit = true;
-            }
             record
+        } else {
+            self.denied(state, event, &pod.namespace)
         };
         if let Some(hub) = &self.hub {
             hub.publish(record.clone());
         }
         match record.disposition {
-            Disposition::Allow => {
-                let allow = self.switches.allow;
-                if !allow.log {
-                    return;
-                }
-                if allow.delegate {
-                    record.policies.retain(|p| {
-                        let i = state.policies.binary_search_by(|q| {
-                            (q.namespace.as_str(), q.name.as_str())
-                                .cmp(&(p.namespace.as_str(), p.name.as_str()))
-                        });
-                        i.ok().is_some_and(|i| {
-                            let annotations = &state.policies[i].policy.metadata.annotations;
-                            annotations.as_ref().is_some_and(|a| {
-                                logging::annotation_enabled(a, logging::POLICY_ANNOTATION)
-                            })
-                        })
-                    });
-                    if record.policies.is_empty() {
-                        return;
-                    }
-                }
-                self.emit(record, event.time);
-            }
-            Disposition::Deny => {
-                let deny = self.switches.deny;
-                let delegated = || {
-                    state.namespace(&pod.namespace).is_some_and(|ns| {
-                        logging::annotation_enabled(&ns.annotations, logging::NAMESPACE_ANNOTATION)
-                    })
-                };
-                if !deny.log || (deny.delegate && !delegated()) {
-                    return;
-                }
-                if self.aggregator.add(record) == Added::Full {
-                    Metrics::inc(&self.metrics.dropped, "aggregation_full");
-                }
-                self.metrics
-                    .open_keys
-                    .set(self.aggregator.open_keys() as i64);
+            Disposition::Allow => self.log_allowed(state, record, event),
+            Disposition::Deny => self.log_denied(state, record, &pod.namespace),
+        }
+    }
+
+    /// The labels of a verdict at a pod of `namespace`, attributed to `policy`.
+    fn labels(
+        event: &VerdictEvent,
+        disposition: Disposition,
+        namespace: &str,
+        policy: String,
+    ) -> VerdictLabels {
+        VerdictLabels {
+            direction: event.direction.as_str().into(),
+            disposition: disposition.as_str().into(),
+            namespace: namespace.to_string(),
+            policy,
+        }
+    }
+
+    /// The record of an allowed connection, counted per allowing policy; `None` when no policy
+    /// allowed it (the pod is not isolated).
+    fn allowed(&self, engine: &Engine, event: &VerdictEvent, namespace: &str) -> Option<Record> {
+        let flow = Flow {
+            src: Endpoint::Ip(event.src),
+            dst: Endpoint::Ip(event.dst),
+            port: event.dst_port,
+            protocol: event.protocol,
+        };
+        let Decision::Allowed { by } = engine.side(event.direction, &flow).decision else {
+            return None;
+        };
+        let mut policies: Vec<_> = by.into_iter().map(|r| r.policy).collect();
+        policies.dedup();
+        for p in &policies {
+            let policy = format!("{}/{}", p.namespace, p.name);
+            let labels = Self::labels(event, Disposition::Allow, namespace, policy);
+            self.metrics.verdicts.get_or_create(&labels).inc();
+        }
+        let policies = (policies.into_iter())
+            .map(|p| PolicyName {
+                name: p.name,
+                namespace: p.namespace,
+                kind: "NetworkPolicy".into(),
+            })
+            .collect();
+        Some(self.record(engine.state(), event, Disposition::Allow, policies))
+    }
+
+    /// The record of a denied (or audited) connection, counted.
+    fn denied(&self, state: &ClusterState, event: &VerdictEvent, namespace: &str) -> Record {
+        let deny = Self::labels(event, Disposition::Deny, namespace, String::new());
+        self.metrics.verdicts.get_or_create(&deny).inc();
+        let mut record = self.record(state, event, Disposition::Deny, Vec::new());
+        if event.action == Action::Audit {
+            self.metrics.audited.get_or_create(&deny).inc();
+            record.audit = true;
+        }
+        record
+    }
+
+    /// Writes an allow record when allow logging is on; with delegation, only for (and listing
+    /// only) the allowing policies annotated for it.
+    fn log_allowed(&mut self, state: &ClusterState, mut record: Record, event: &VerdictEvent) {
+        let allow = self.switches.allow;
+        if !allow.log {
+            return;
+        }
+        if allow.delegate {
+            record.policies.retain(|p| {
+                let i = state.policies.binary_search_by(|q| {
+                    (q.namespace.as_str(), q.name.as_str())
+                        .cmp(&(p.namespace.as_str(), p.name.as_str()))
+                });
+                i.ok().is_some_and(|i| {
+                    let annotations = &state.policies[i].policy.metadata.annotations;
+                    annotations
+                        .as_ref()
+                        .is_some_and(|a| logging::annotation_enabled(a, logging::POLICY_ANNOTATION))
+                })
+            });
+            if record.policies.is_empty() {
+                return;
             }
         }
+        self.emit(record, event.time);
+    }
+
+    /// Puts a deny record into its aggregation window when deny logging is on (with delegation:
+    /// for pods of a namespace annotated for it).
+    fn log_denied(&mut self, state: &ClusterState, record: Record, namespace: &str) {
+        let deny = self.switches.deny;
+        let delegated = || {
+            state.namespace(namespace).is_some_and(|ns| {
+                logging::annotation_enabled(&ns.annotations, logging::NAMESPACE_ANNOTATION)
+            })
+        };
+        if !deny.log || (deny.delegate && !delegated()) {
+            return;
+        }
+        if self.aggregator.add(record) == Added::Full {
+            Metrics::inc(&self.metrics.dropped, "aggregation_full");
+        }
+        self.metrics
+            .open_keys
+            .set(self.aggregator.open_keys() as i64);
     }
 
     fn record(
