@@ -403,12 +403,16 @@ fn policy_changes(
         )
     };
     let mut out = Vec::new();
+    // A policy with an ipBlock no other policy has: the blocks partition the pods into classes,
+    // so the engine is compiled afresh (the slow path).
+    let with_block = policy(8080).replace("podSelector: {}", "ipBlock: {cidr: 192.0.2.0/24}");
     for (what, before, after) in [
         (
             "policy added -> kernel (one pass)",
             None,
             Some(policy(8080)),
         ),
+        ("policy with a new ipBlock added", None, Some(with_block)),
         (
             "policy edited -> kernel (one pass)",
             Some(policy(8080)),

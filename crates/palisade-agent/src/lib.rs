@@ -1,6 +1,7 @@
 //! The node agent: reads the cluster from a source (a manifests folder now, the API server later),
-//! compiles it with the policy engine and keeps the kernel in step — one atomic ruleset replacement per
-//! change, and the last good state kept whenever a new one cannot be built or applied.
+//! compiles it with the policy engine and keeps the kernel in step — the table replaced whole at
+//! start, then patched (one atomic transaction per change), and the last good state kept whenever
+//! input is rejected or a ruleset cannot be built or applied.
 //!
 //! [`run`] starts it from a [`Config`] (what `palisade agent` builds from its flags): the metrics
 //! server, the live view, policy action logging and the reconcile loop, until SIGTERM or SIGINT;

@@ -11,8 +11,9 @@
 //! connection is also copied to NFLOG ([`events`]), the verdict stream logging is built on.
 //!
 //! The table is first applied whole ([`Ruleset::apply`]); later changes go in as one transaction that
-//! edits only what differs ([`Ruleset::update_from`]): set members, verdict-map elements, new and
-//! unused chains and sets. Both are nf_tables netlink batches built here, not `nft` scripts (`nft`
+//! edits only what differs — set members, verdict-map elements, new and unused chains and sets —
+//! worked out from the classes that changed ([`Ruleset::patch`]) when the engine was compiled from
+//! the last one, else by comparing whole rulesets ([`Ruleset::update_from`]). Both are nf_tables netlink batches built here, not `nft` scripts (`nft`
 //! costs a third of a second of parsing at 10,000 pods); the same table as an `nft -f` script
 //! ([`Ruleset::script`]) is for reading and `--dry-run`. Changes other processes make to the table
 //! are noticed as the kernel commits them ([`drift`]), so that it can be put back.
