@@ -4,11 +4,11 @@
 //! of computing it, or a rule the loader promises (the fuzzer adds its timeout and memory limit).
 
 use palisade_analyze::{default_probes, explain, render, Format, Matrix, Probe, Scope};
-use palisade_dataplane::{build_compiled, fuzzing, Audit};
+use palisade_dataplane::{build, fuzzing};
 use palisade_model::{
     ClusterState, DocumentCache, Kind, Limits, Loader, ObjectKey, Protocol, RejectReason,
 };
-use palisade_policy::{Direction, Endpoint, Engine, Flow};
+use palisade_policy::{Audit, CompiledTable, Direction, Endpoint, Engine, Flow};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -147,7 +147,8 @@ pub fn engine(data: &[u8]) {
     render::write(&matrix, Format::Json, &mut out).expect("render to memory");
     let rules = engine.compile_classes(None);
     pairs_agree(&engine, &matrix, &rules);
-    let ruleset = build_compiled(&engine, &rules, Audit::Annotated, None);
+    let table = CompiledTable::new(&engine, &rules, Audit::Annotated);
+    let ruleset = build(&table, None);
     drop(ruleset.script());
 
     let churned = Arc::new(churn(engine.state()));
@@ -171,9 +172,10 @@ pub fn engine(data: &[u8]) {
         let rules = fresh.compile_class(c, &mut cache);
         assert_eq!(&rules, &**taken, "rules of class {c} after churn");
     }
-    let rebuilt = build_compiled(&next, &next_rules, Audit::Annotated, Some(&ruleset));
+    let next_table = CompiledTable::new(&next, &next_rules, Audit::Annotated);
+    let rebuilt = build(&next_table, Some(&ruleset));
     drop(rebuilt.update_from(&ruleset).to_string());
-    let patch = ruleset.patch((&engine, &rules), (&next, &next_rules), Audit::Annotated);
+    let patch = ruleset.patch(&table, &next_table);
     if let Some(patch) = patch {
         drop(patch.update().to_string());
         let mut patched = ruleset.clone();

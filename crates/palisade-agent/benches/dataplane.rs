@@ -14,10 +14,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use palisade_agent::{Outcome, Reconciler};
 use palisade_dataplane::netns::in_netns;
-use palisade_dataplane::{apply, build, build_compiled, render, Audit};
+use palisade_dataplane::{apply, build, render};
 use palisade_lab::{self as lab, Lab};
 use palisade_model::{ClusterState, DocumentCache, Loader, Protocol};
-use palisade_policy::{Direction, Engine};
+use palisade_policy::{Audit, CompiledTable, Direction, Engine};
 use palisade_synth::{generate, SynthConfig};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -203,10 +203,11 @@ fn main() {
     // for comparison, the same table as an nft script through `nft -f`.
     let mut builds = Vec::new();
     let mut applies = Vec::new();
-    let mut ruleset = build(&engine, Audit::Annotated, None);
+    let table = CompiledTable::of(&engine, Audit::Annotated);
+    let mut ruleset = build(&table, None);
     for _ in 0..5 {
         let t = Instant::now();
-        ruleset = build(&engine, Audit::Annotated, None);
+        ruleset = build(&table, None);
         builds.push(t.elapsed().as_secs_f64() * 1e3);
         let t = Instant::now();
         ruleset.apply(Some(&lab.node)).expect("apply");
@@ -241,12 +242,15 @@ fn main() {
         "table inet {0}\ndelete table inet {0}\n",
         palisade_dataplane::TABLE
     );
-    let no_policy = render(&Engine::new(Arc::new(ClusterState::new(
-        Vec::new(),
-        state.pods.clone(),
-        Vec::new(),
-        Vec::new(),
-    ))));
+    let no_policy = render(&CompiledTable::of(
+        &Engine::new(Arc::new(ClusterState::new(
+            Vec::new(),
+            state.pods.clone(),
+            Vec::new(),
+            Vec::new(),
+        ))),
+        Audit::Annotated,
+    ));
     let scenarios = [
         ("no table", &empty),
         ("no policy", &no_policy),
@@ -297,8 +301,8 @@ fn main() {
     };
     let mut steps: [Vec<f64>; 5] = Default::default(); // load, compile, patch, apply, pass
     let mut compiled = Engine::new(Arc::new(load(&dir)));
-    let mut compiled_rules = compiled.compile_classes(None);
-    let mut previous = build_compiled(&compiled, &compiled_rules, Audit::Annotated, None);
+    let mut compiled_table = CompiledTable::of(&compiled, Audit::Annotated);
+    let mut previous = build(&compiled_table, None);
     let scratch = Lab::plan(&format!("{name}s"), &ClusterState::default());
     let _scratch_teardown = lab::DownOnDrop(scratch.name.clone());
     scratch.create().expect("scratch namespace");
@@ -314,13 +318,13 @@ fn main() {
         let engine = Engine::new_from(&compiled, Arc::new(state));
         steps[1].push(ms(t));
         let t = Instant::now();
-        let rules = engine.compile_classes(Some((&compiled, &compiled_rules)));
+        let table = CompiledTable::compile(
+            &engine,
+            Some((&compiled, &compiled_table)),
+            Audit::Annotated,
+        );
         let patch = previous
-            .patch(
-                (&compiled, &compiled_rules),
-                (&engine, &rules),
-                Audit::Annotated,
-            )
+            .patch(&compiled_table, &table)
             .expect("the engine was compiled from the previous one");
         steps[2].push(ms(t));
         // Applied to a scratch namespace holding the previous table, so that the reconciler's own
@@ -337,7 +341,7 @@ fn main() {
             "the relabel must change the ruleset: {outcome:?}"
         );
         compiled = engine;
-        compiled_rules = rules;
+        compiled_table = table;
     }
     let [load_ms, compile_ms, build_ms, update_ms, label_ms] = steps.map(median);
     let policy_changes = policy_changes(&mut reconciler, &dir, &compiled);
@@ -396,11 +400,8 @@ fn policy_changes(
     let fresh = |previous: Option<&palisade_dataplane::Ruleset>| {
         let mut loader = Loader::new();
         loader.load_path(dir);
-        build(
-            &Engine::new(Arc::new(loader.finish().0)),
-            Audit::Annotated,
-            previous,
-        )
+        let engine = Engine::new(Arc::new(loader.finish().0));
+        build(&CompiledTable::of(&engine, Audit::Annotated), previous)
     };
     let mut out = Vec::new();
     // A policy with an ipBlock no other policy has: the blocks partition the pods into classes,

@@ -22,7 +22,7 @@ use palisade_dataplane::netns::{in_netns, within_netns};
 use palisade_dataplane::{apply, render};
 use palisade_lab::{self as lab, Lab};
 use palisade_model::Loader;
-use palisade_policy::Engine;
+use palisade_policy::{Audit, CompiledTable, Engine};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -110,7 +110,11 @@ fn main() {
     let engine = Arc::new(Engine::new(Arc::new(loader.finish().0)));
     let lab = Lab::plan(&name, engine.state());
     lab.create().expect("lab up");
-    apply(&render(&engine), Some(&lab.node)).expect("ruleset");
+    apply(
+        &render(&CompiledTable::of(&engine, Audit::Annotated)),
+        Some(&lab.node),
+    )
+    .expect("ruleset");
     let (client, server) = (&lab.pods[0], &lab.pods[1]);
     let dir = tempfile::tempdir().unwrap();
     println!("policy action logging pipeline, NFLOG to file; {SECONDS} s per rate");

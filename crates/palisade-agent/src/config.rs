@@ -5,7 +5,7 @@
 use crate::policy_log::{self, Limits};
 use crate::reconcile::SourceOptions;
 use crate::{observe, state_file};
-use palisade_dataplane::Audit;
+use palisade_policy::Audit;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 

@@ -10,9 +10,8 @@ use crate::policy_log::{self, PolicyLogger};
 use crate::reconcile::{Outcome, Reconciler};
 use palisade_dataplane::events::EventReader;
 use palisade_dataplane::netns::within_netns;
-use palisade_dataplane::Audit;
 use palisade_model::ClusterState;
-use palisade_policy::Engine;
+use palisade_policy::{Audit, CompiledTable, Engine};
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -83,7 +82,7 @@ impl OnceReport {
 /// The ruleset the agent would apply for `state`, as an `nft -f` script (`--dry-run`).
 pub fn script(state: ClusterState, audit: Audit) -> String {
     let engine = Engine::new(Arc::new(state));
-    palisade_dataplane::build(&engine, audit, None).script()
+    palisade_dataplane::render(&CompiledTable::of(&engine, audit))
 }
 
 /// One pass: reads the folder (starting from the last good state), applies it, writes the state

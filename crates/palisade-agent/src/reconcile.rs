@@ -5,9 +5,9 @@ use crate::metrics::{Metrics, ReasonLabel, RejectionLabels};
 use crate::policy_log::PolicyLogger;
 use crate::state_file::StateFile;
 use palisade_dataplane::drift::{TableInfo, TableProbe};
-use palisade_dataplane::{build_compiled, ApplyError, Audit, Ruleset, TABLE};
+use palisade_dataplane::{build, ApplyError, Ruleset, TABLE};
 use palisade_model::{DocumentCache, Limits, Load, Loader, RejectReason, Severity, Symlinks};
-use palisade_policy::{ClassRules, Engine};
+use palisade_policy::{Audit, CompiledTable, Engine};
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -59,9 +59,9 @@ pub struct Reconciler {
     manifests: PathBuf,
     netns: Option<String>,
     applied: Option<Ruleset>,
-    /// The engine of the last pass and the rules of its classes, which the next pass compiles
-    /// from ([`Engine::new_from`], [`Engine::compile_classes`]).
-    compiled: Option<(Arc<Engine>, Vec<Arc<ClassRules>>)>,
+    /// The engine of the last pass and its table, which the next pass compiles from
+    /// ([`Engine::new_from`], [`Engine::compile_classes`]) and patches the kernel's from.
+    compiled: Option<(Arc<Engine>, CompiledTable)>,
     documents: DocumentCache,
     pinned: Vec<(String, IpAddr)>,
     logger: Option<Arc<Mutex<PolicyLogger>>>,
@@ -218,20 +218,18 @@ impl Reconciler {
         }
     }
 
-    /// Brings the kernel's table to `engine`'s (whose classes compiled to `rules`); false when it
-    /// holds it already. Where `engine` was compiled from the last pass's, the applied ruleset is
-    /// patched from the classes that changed; otherwise a new ruleset is built and only what
-    /// differs is applied. The first time, and whenever an update is refused (say, the table was
-    /// altered behind the agent's back), the whole table is replaced, atomically.
-    fn enforce(&mut self, engine: &Engine, rules: &[Arc<ClassRules>]) -> Result<bool, ApplyError> {
+    /// Brings the kernel's table to `table`; false when it holds it already. Where `table` was
+    /// compiled from the last pass's, the applied ruleset is patched from the classes that changed;
+    /// otherwise a new ruleset is built and only what differs is applied. The first time, and
+    /// whenever an update is refused (say, the table was altered behind the agent's back), the
+    /// whole table is replaced, atomically.
+    fn enforce(&mut self, table: &CompiledTable) -> Result<bool, ApplyError> {
         let netns = self.netns.as_deref();
         // A table altered behind the agent's back is replaced whole: an update assumes the kernel
         // holds what was applied last.
         let applied = self.applied.as_mut().filter(|_| !self.kernel_unknown);
         let patch = match (&applied, &self.compiled) {
-            (Some(applied), Some((old, old_rules))) => {
-                applied.patch((old, old_rules), (engine, rules), self.audit)
-            }
+            (Some(applied), Some((_, old))) => applied.patch(old, table),
             _ => None,
         };
         // What could not be applied as an update (and why), and the ruleset built, if any.
@@ -247,7 +245,7 @@ impl Reconciler {
                 }
             }
             (_, Some(applied)) => {
-                let ruleset = build_compiled(engine, rules, self.audit, Some(applied));
+                let ruleset = build(table, Some(applied));
                 if *applied == ruleset {
                     return Ok(false);
                 }
@@ -264,8 +262,7 @@ impl Reconciler {
         if let Some(e) = refused {
             tracing::warn!("{e}; replacing the whole table instead");
         }
-        let ruleset = built
-            .unwrap_or_else(|| build_compiled(engine, rules, self.audit, self.applied.as_ref()));
+        let ruleset = built.unwrap_or_else(|| build(table, self.applied.as_ref()));
         ruleset.apply(netns)?;
         self.kernel_unknown = false;
         crate::drop_later(self.applied.replace(ruleset));
@@ -398,9 +395,10 @@ impl Reconciler {
             Some((engine, _)) => Engine::new_from(engine, state),
             None => Engine::new(state),
         });
-        let rules = engine.compile_classes(previous.map(|(e, r)| (&**e, r.as_slice())));
-        let result = self.enforce(&engine, &rules);
-        crate::drop_later(self.compiled.replace((engine.clone(), rules)));
+        let previous = previous.map(|(old, table)| (&**old, table));
+        let table = CompiledTable::compile(&engine, previous, self.audit);
+        let result = self.enforce(&table);
+        crate::drop_later(self.compiled.replace((engine.clone(), table)));
         if let (Ok(applied), Some(state)) = (&result, &mut self.state_file) {
             if *applied || changed {
                 state.applied();

@@ -29,4 +29,4 @@ pub mod netns;
 mod nft;
 
 pub use apply::{apply, ApplyError};
-pub use nft::{build, build_compiled, render, Audit, Patch, Ruleset, Update, UpdateSize, TABLE};
+pub use nft::{build, render, Patch, Ruleset, Update, UpdateSize, TABLE};

@@ -4,8 +4,8 @@
 //! unless every lost transaction was ours. Needs root, `ip` and `nft`.
 
 use palisade_dataplane::drift::{self, Drift, DriftMonitor};
-use palisade_dataplane::{build, Audit, Ruleset};
-use palisade_policy::Engine;
+use palisade_dataplane::{build, Ruleset};
+use palisade_policy::{Audit, CompiledTable, Engine};
 use palisade_synth::{generate, SynthConfig};
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -25,7 +25,10 @@ fn ruleset(seed: u64, previous: Option<&Ruleset>) -> Ruleset {
     });
     let (state, diags) = synth.load();
     assert!(diags.iter().all(|d| !d.is_error()));
-    build(&Engine::new(Arc::new(state)), Audit::Annotated, previous)
+    build(
+        &CompiledTable::of(&Engine::new(Arc::new(state)), Audit::Annotated),
+        previous,
+    )
 }
 
 /// An empty namespace (its name), removed when the guard drops, also when the test fails.

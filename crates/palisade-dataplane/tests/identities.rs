@@ -3,9 +3,9 @@
 //! policy (even in a namespace that sorts first) changes no existing chain, and editing one changes
 //! only the chains of the classes it selects.
 
-use palisade_dataplane::{build, Audit, Ruleset, UpdateSize};
+use palisade_dataplane::{build, Ruleset, UpdateSize};
 use palisade_model::{ClusterState, Loader};
-use palisade_policy::Engine;
+use palisade_policy::{Audit, CompiledTable, Engine};
 use palisade_synth::{generate, SynthConfig};
 use std::sync::Arc;
 
@@ -31,7 +31,10 @@ fn cluster(extra: &str) -> ClusterState {
 }
 
 fn ruleset(state: ClusterState, previous: Option<&Ruleset>) -> Ruleset {
-    build(&Engine::new(Arc::new(state)), Audit::Annotated, previous)
+    build(
+        &CompiledTable::of(&Engine::new(Arc::new(state)), Audit::Annotated),
+        previous,
+    )
 }
 
 /// What going from `before` to the ruleset of `after` touches.

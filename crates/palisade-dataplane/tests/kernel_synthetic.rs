@@ -4,9 +4,9 @@
 //! Updates that change only what differs leave exactly the table a full replacement would. Needs root
 //! and `nft`.
 
-use palisade_dataplane::{apply, build, build_compiled, Audit, Ruleset};
+use palisade_dataplane::{apply, build, Ruleset};
 use palisade_model::ClusterState;
-use palisade_policy::Engine;
+use palisade_policy::{Audit, CompiledTable, Engine};
 use palisade_synth::{generate, SynthConfig};
 use std::process::Command;
 use std::sync::Arc;
@@ -32,8 +32,7 @@ fn synthetic_rulesets_apply_and_replace_atomically() {
     let rulesets: Vec<Ruleset> = (1..=4)
         .map(|seed| {
             build(
-                &Engine::new(Arc::new(cluster(seed))),
-                Audit::Annotated,
+                &CompiledTable::of(&Engine::new(Arc::new(cluster(seed))), Audit::Annotated),
                 None,
             )
         })
@@ -171,7 +170,10 @@ fn incremental_updates_leave_the_table_a_full_apply_would() {
     let mut previous: Option<palisade_dataplane::Ruleset> = None;
     let mut update_text = String::new();
     for (what, state, audit) in steps {
-        let ruleset = build(&Engine::new(Arc::new(state)), audit, previous.as_ref());
+        let ruleset = build(
+            &CompiledTable::of(&Engine::new(Arc::new(state)), audit),
+            previous.as_ref(),
+        );
         let applied = match &previous {
             Some(old) => {
                 let update = ruleset.update_from(old);
@@ -209,8 +211,8 @@ fn patches_leave_the_table_they_lead_to() {
     let base = cluster(3);
     let app = |i: usize| base.pods[(i * 53) % base.pods.len()].labels["app"].clone();
     let mut engine = Engine::new(Arc::new(base.clone()));
-    let mut rules = engine.compile_classes(None);
-    let mut ruleset = build_compiled(&engine, &rules, Audit::Annotated, None);
+    let mut table = CompiledTable::of(&engine, Audit::Annotated);
+    let mut ruleset = build(&table, None);
     ruleset.apply(Some(&node_a.name)).unwrap();
     for step in 0..6 {
         let state = changed(engine.state(), |s| {
@@ -225,10 +227,8 @@ fn patches_leave_the_table_they_lead_to() {
             s.pods.push(Arc::new(added));
         });
         let next = Engine::new_from(&engine, Arc::new(state));
-        let next_rules = next.compile_classes(Some((&engine, &rules)));
-        let patch = ruleset
-            .patch((&engine, &rules), (&next, &next_rules), Audit::Annotated)
-            .expect("patched");
+        let next_table = CompiledTable::compile(&next, Some((&engine, &table)), Audit::Annotated);
+        let patch = ruleset.patch(&table, &next_table).expect("patched");
         assert!(!patch.update().is_empty(), "step {step} changes the table");
         patch
             .update()
@@ -240,6 +240,6 @@ fn patches_leave_the_table_they_lead_to() {
             listing(&node_a.name) == listing(&node_b.name),
             "step {step}: the patched table differs from the ruleset it leads to"
         );
-        (engine, rules) = (next, next_rules);
+        (engine, table) = (next, next_table);
     }
 }

@@ -3,12 +3,12 @@
 //! tracked connections are forgotten (`conntrack::forget_connections`), its next packet is judged as a new
 //! connection and dropped. Needs root and `ip`.
 
+use palisade_dataplane::build;
 use palisade_dataplane::conntrack::forget_connections;
 use palisade_dataplane::netns::in_netns;
-use palisade_dataplane::{build, Audit};
 use palisade_lab::{self as lab, Lab};
 use palisade_model::Loader;
-use palisade_policy::Engine;
+use palisade_policy::{Audit, CompiledTable, Engine};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,7 +62,7 @@ fn established_flows_survive_a_denying_policy_until_forgotten() {
         let p = lab.pods.iter().find(|p| p.key == pod).expect("lab pod");
         p.netns.clone()
     };
-    build(&open, Audit::Annotated, None)
+    build(&CompiledTable::of(&open, Audit::Annotated), None)
         .apply(Some(&lab.node))
         .unwrap();
     // One socket, one flow (same source port) throughout.
@@ -79,8 +79,7 @@ fn established_flows_survive_a_denying_policy_until_forgotten() {
     .unwrap();
     assert!(answered(&socket), "no policy: the flow is allowed");
     build(
-        &engine(&format!("{PODS}---\n{DENY}")),
-        Audit::Annotated,
+        &CompiledTable::of(&engine(&format!("{PODS}---\n{DENY}")), Audit::Annotated),
         None,
     )
     .apply(Some(&lab.node))

@@ -2,12 +2,12 @@
 //! node namespace with direction, verdict, addresses and ports; audit mode lets would-be denials
 //! through and reports them. Needs root, `ip` and `nft`.
 
+use palisade_dataplane::build;
 use palisade_dataplane::events::{Action, EventReader};
 use palisade_dataplane::netns::{in_netns, within_netns};
-use palisade_dataplane::{build, Audit};
 use palisade_lab::{self as lab, Lab, Transport};
 use palisade_model::{Loader, Protocol};
-use palisade_policy::{Direction, Engine};
+use palisade_policy::{Audit, CompiledTable, Direction, Engine};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,7 +46,7 @@ fn allowed_and_dropped_first_packets_are_reported() {
     for p in &lab.pods {
         lab::serve(&p.netns, &p.tcp, &p.udp).unwrap();
     }
-    build(&engine, Audit::Annotated, None)
+    build(&CompiledTable::of(&engine, Audit::Annotated), None)
         .apply(Some(&lab.node))
         .unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -117,7 +117,7 @@ fn allowed_and_dropped_first_packets_are_reported() {
     assert!(gap >= Duration::from_micros(2500), "{gap:?}: {events:?}");
 
     // Audit mode: the same attempt passes, and is reported as an audit event.
-    build(&engine, Audit::All, None)
+    build(&CompiledTable::of(&engine, Audit::All), None)
         .apply(Some(&lab.node))
         .unwrap();
     assert!(connects(server, client));

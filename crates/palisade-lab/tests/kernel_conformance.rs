@@ -8,11 +8,11 @@
 mod support;
 
 use palisade_analyze::{Matrix, Scope};
+use palisade_dataplane::build;
 use palisade_dataplane::conntrack::forget_connections;
-use palisade_dataplane::{build, Audit};
 use palisade_lab::{self as lab, Lab, Transport};
 use palisade_model::Protocol;
-use palisade_policy::Engine;
+use palisade_policy::{Audit, CompiledTable, Engine};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +35,7 @@ fn kernel_enforces_exactly_the_engine_matrix() {
     let mut cells = 0;
     for step in &steps {
         let engine = Engine::new(Arc::new(support::load_step(step)));
-        build(&engine, Audit::Annotated, None)
+        build(&CompiledTable::of(&engine, Audit::Annotated), None)
             .apply(Some(&lab.node))
             .unwrap_or_else(|e| panic!("{}: {e}", step.display()));
         // Flows of the previous step's probes must not answer for this step's policies.

@@ -2,10 +2,10 @@
 //! kernel enforces selector and IPv6 ipBlock rules exactly as the engine predicts, next to IPv4 pods.
 //! Needs root, `ip` and `nft`.
 
-use palisade_dataplane::{build, Audit};
+use palisade_dataplane::build;
 use palisade_lab::{self as lab, Lab, Transport};
 use palisade_model::{Loader, Protocol};
-use palisade_policy::{Endpoint, Engine, Flow};
+use palisade_policy::{Audit, CompiledTable, Endpoint, Engine, Flow};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,7 +84,7 @@ fn ipv6_pods_are_enforced_as_the_engine_predicts() {
     for pod in &lab.pods {
         lab::serve(&pod.netns, &pod.tcp, &pod.udp).expect("responders");
     }
-    build(&engine, Audit::Annotated, None)
+    build(&CompiledTable::of(&engine, Audit::Annotated), None)
         .apply(Some(&lab.node))
         .expect("ruleset");
     let state = engine.state();

@@ -267,6 +267,16 @@ impl Engine {
         self.classes.of_pod[pod]
     }
 
+    /// The namespace (index into `ClusterState::namespaces`) of class `class`'s pods.
+    pub fn class_namespace(&self, class: usize) -> usize {
+        self.classes.list[class].namespace
+    }
+
+    /// The engine this one was compiled from (its id) and each class's counterpart there.
+    pub(crate) fn derived_classes(&self) -> Option<(u64, Vec<Option<usize>>)> {
+        self.derived.as_ref().map(|d| (d.from, d.classes.clone()))
+    }
+
     /// The member pods of class `class`.
     pub fn class_pods(&self, class: usize) -> &[usize] {
         &self.classes.list[class].pods

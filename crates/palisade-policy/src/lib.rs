@@ -20,6 +20,7 @@ mod policy;
 mod ports;
 mod reason;
 mod selector;
+mod table;
 mod verdict;
 
 pub use bitset::BitSet;
@@ -32,4 +33,5 @@ pub use reason::{
     PortMiss, RuleMiss, UnenforcedReason,
 };
 pub use selector::{LabelOperator, LabelRequirement, SelectorMiss, SelectorTerm};
+pub use table::{Audit, CompiledTable, TableClass};
 pub use verdict::{Decision, Endpoint, Flow, RuleRef, Side, Verdict};

@@ -3,7 +3,7 @@
 use crate::exit;
 use palisade_agent::policy_log::Limits;
 use palisade_agent::{Config, LogConfig, SourceOptions};
-use palisade_dataplane::Audit;
+use palisade_policy::Audit;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;

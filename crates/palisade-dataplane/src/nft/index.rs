@@ -1,7 +1,6 @@
 //! What a ruleset keeps besides the table, to be patched and to name sets: the engine it was built
 //! for, each class's chains, who uses each chain and set, and the sets by content and stable key.
 
-use super::Audit;
 use foldhash::HashMap;
 use std::sync::Arc;
 
@@ -12,9 +11,9 @@ pub(crate) type ClassChains = [Option<Arc<str>>; 2];
 /// built for, the chains of each of that engine's classes, and its chains' and sets' users.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Index {
-    /// The engine (its id) and the audit mode the ruleset was built for.
-    pub built_for: Option<(u64, Audit)>,
-    /// Per class of that engine: its chains; `None` for a class without addresses.
+    /// The compiled table (its id) the ruleset was built for.
+    pub built_for: Option<u64>,
+    /// Per class of that table: its chains; `None` for a class without addresses.
     pub class_chains: Vec<Option<ClassChains>>,
     /// Chain → map elements that jump to it.
     pub chain_users: HashMap<String, u32>,

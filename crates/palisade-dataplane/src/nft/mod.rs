@@ -1,4 +1,5 @@
-//! Building the `inet palisade` table from the engine's per-class rule sets ([`build`]) as data
+//! Building the `inet palisade` table from a compiled table ([`CompiledTable`]: per class, its
+//! addresses, rules and audit mode; [`build`]) as data
 //! ([`Ruleset`]): sent to the kernel whole or as an update from the table it holds, over nf_tables
 //! netlink ([`batch`], [`expr`]); written as an `nft -f` script for reading.
 
@@ -15,9 +16,7 @@ pub use ruleset::{Ruleset, Update, UpdateSize};
 
 use crate::events::Action;
 use foldhash::{HashMap, HashMapExt};
-use palisade_model::logging::{annotation_enabled, AUDIT_ANNOTATION};
-use palisade_model::NamespaceInfo;
-use palisade_policy::{Allow, ClassRules, Direction, Engine, Peers};
+use palisade_policy::{Allow, CompiledTable, Direction, Peers, TableClass};
 use rule::{PeerMatch, PortsMatch, Rule, Verdict};
 use sets::PeerSets;
 use std::hash::BuildHasher;
@@ -113,50 +112,15 @@ fn allow_rules(
     out
 }
 
-/// Where audit mode applies: for those pods nothing is dropped; what policy would deny is let through
-/// and logged as an audit event.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Audit {
-    /// Only in namespaces annotated `policy.palisade.dev/audit-mode: "true"`.
-    #[default]
-    Annotated,
-    /// Everywhere on this node (`--policy-audit-mode`).
-    All,
-}
-
-/// The addresses that jump to class `class`'s chains: those of its pods (hostNetwork pods, and pods
-/// without an address, have none), in pod order.
-fn class_addresses(engine: &Engine, class: usize) -> Vec<IpAddr> {
-    let pods = &engine.state().pods;
-    (engine.class_pods(class).iter())
-        .filter(|&&p| !pods[p].host_network)
-        .filter_map(|&p| pods[p].ip)
-        .collect()
-}
-
 /// The verdict map (index in [`ruleset::MAPS`]) of `direction` for `ip`'s family.
 fn map_of(direction: usize, ip: IpAddr) -> usize {
     2 * direction + usize::from(ip.is_ipv6())
 }
 
-/// True when `namespace` asks for audit mode (annotated `policy.palisade.dev/audit-mode: "true"`).
-fn audited(namespace: &NamespaceInfo) -> bool {
-    annotation_enabled(&namespace.annotations, AUDIT_ANNOTATION)
-}
-
-/// The chain bodies of class `class` (compiled as `rules`), ingress then egress, with peer sets by
-/// id in `sets`: `None` for a direction it is not isolated in.
-fn class_bodies(
-    engine: &Engine,
-    class: usize,
-    rules: &ClassRules,
-    audit: Audit,
-    sets: &mut PeerSets,
-) -> [Option<Vec<Rule<usize>>>; 2] {
-    let state = engine.state();
-    // A class never spans namespaces, so one pod's namespace decides for all.
-    let namespace = &state.pods[engine.class_pods(class)[0]].namespace;
-    let audited = audit == Audit::All || state.namespace(namespace).is_some_and(audited);
+/// The chain bodies of `class`, ingress then egress, with peer sets by id in `sets`: `None` for a
+/// direction it is not isolated in.
+fn class_bodies(class: &TableClass, sets: &mut PeerSets) -> [Option<Vec<Rule<usize>>>; 2] {
+    let (rules, audited) = (&class.rules, class.audited);
     [
         (Direction::Ingress, &rules.ingress, Verdict::Accept),
         (Direction::Egress, &rules.egress, Verdict::Return),
@@ -228,34 +192,24 @@ impl Drafts {
     }
 }
 
-/// Renders the whole table for `engine`'s state as one `nft -f` script that replaces any previous
-/// `inet palisade` table atomically; audit mode only in annotated namespaces.
-pub fn render(engine: &Engine) -> String {
-    build(engine, Audit::Annotated, None).script()
+/// Renders `table` as one `nft -f` script that replaces any previous `inet palisade` table
+/// atomically.
+pub fn render(table: &CompiledTable) -> String {
+    build(table, None).script()
 }
 
-/// The table for `engine`'s state, with audit mode applied as `audit` says. Peer sets reuse the
-/// names they have in `previous` (the ruleset the kernel holds), so that
-/// [`Ruleset::update_from`]`(previous)` edits set members instead of replacing sets and chains.
-pub fn build(engine: &Engine, audit: Audit, previous: Option<&Ruleset>) -> Ruleset {
-    build_compiled(engine, &engine.compile_classes(None), audit, previous)
-}
-
-/// [`build`] from the rules of `engine`'s classes, compiled already ([`Engine::compile_classes`]).
-pub fn build_compiled(
-    engine: &Engine,
-    compiled: &[Arc<ClassRules>],
-    audit: Audit,
-    previous: Option<&Ruleset>,
-) -> Ruleset {
+/// The ruleset of `table`. Peer sets reuse the names they have in `previous` (the ruleset the kernel
+/// holds), so that [`Ruleset::update_from`]`(previous)` edits set members instead of replacing sets
+/// and chains.
+pub fn build(table: &CompiledTable, previous: Option<&Ruleset>) -> Ruleset {
     let mut sets = PeerSets::default();
     let mut drafts = Drafts::default();
     // Per class: its addresses and its chains (by draft id), where it has addresses.
-    let mut classes: Vec<Option<(Vec<IpAddr>, DraftIds)>> = Vec::with_capacity(compiled.len());
-    for (class, rules) in compiled.iter().enumerate() {
-        let ips = class_addresses(engine, class);
+    let mut classes: Vec<Option<(&[IpAddr], DraftIds)>> = Vec::with_capacity(table.classes.len());
+    for class in &table.classes {
+        let ips = &class.addresses[..];
         classes.push((!ips.is_empty()).then(|| {
-            let bodies = class_bodies(engine, class, rules, audit, &mut sets);
+            let bodies = class_bodies(class, &mut sets);
             (ips, bodies.map(|body| body.map(|b| drafts.add(b))))
         }));
     }
@@ -267,7 +221,7 @@ pub fn build_compiled(
     }
     // Map elements are collected, sorted and built into the maps in one go.
     let mut jumps: [Vec<(IpAddr, String)>; 4] = Default::default();
-    ruleset.index.built_for = Some((engine.id(), audit));
+    ruleset.index.built_for = Some(table.id());
     ruleset.index.class_chains = classes
         .into_iter()
         .map(|class| {
@@ -275,7 +229,7 @@ pub fn build_compiled(
             let chains = ids.map(|id| id.map(|i| chains[i].0.clone()));
             for (d, chain) in chains.iter().enumerate() {
                 if let Some(chain) = chain {
-                    for &ip in &ips {
+                    for &ip in ips {
                         jumps[map_of(d, ip)].push((ip, chain.to_string()));
                     }
                 }

@@ -1,5 +1,5 @@
 //! Patching a ruleset: from the table built for one engine to the table of an engine compiled from
-//! it ([`Engine::new_from`]), working from the classes that changed only — the rest of the table is
+//! it ([`palisade_policy::Engine::new_from`]), working from the classes that changed only — the rest of the table is
 //! neither rebuilt nor compared. The patch is the [`Update`] the kernel needs, and what turns the
 //! ruleset itself into the new one ([`Ruleset::absorb`]).
 
@@ -7,9 +7,9 @@ use super::index::ClassChains;
 use super::rule::{looked_up, Rule};
 use super::ruleset::{sorted_diff, MapEdit, MemberEdit, Update, MAPS};
 use super::sets::{content_hash, PeerSets, SetDef};
-use super::{audited, class_addresses, class_bodies, map_of, Audit, Drafts, Ruleset};
+use super::{class_bodies, map_of, Drafts, Ruleset};
 use foldhash::{HashMap, HashMapExt};
-use palisade_policy::{ClassRules, Engine};
+use palisade_policy::CompiledTable;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ pub struct Patch {
     edited: Vec<(String, SetDef)>,
     /// The stable keys of the new sets, in the order of `update.new_sets`.
     keys: Vec<(String, String)>,
-    built_for: (u64, Audit),
+    built_for: u64,
     class_chains: Vec<Option<ClassChains>>,
     /// The users of the chains whose users change (0: deleted).
     chain_users: Vec<(String, u32)>,
@@ -65,21 +65,21 @@ fn in_map(jumps: &[Jump], m: usize) -> impl Iterator<Item = (IpAddr, &Arc<str>)>
 }
 
 /// What becomes of the classes of a patched ruleset: the jumps removed and added so far, each new
-/// class's chains where known, and the classes to rebuild (with their addresses).
+/// class's chains where known, and the classes to rebuild.
 struct Moves {
     removed: Vec<Jump>,
     added: Vec<Jump>,
     class_chains: Vec<Option<ClassChains>>,
-    rebuilt: Vec<(usize, Vec<IpAddr>)>,
+    rebuilt: Vec<usize>,
 }
 
-/// The rebuilt classes' chains and peer sets, named; each rebuilt class with addresses, with them
-/// and its chains.
+/// The rebuilt classes' chains and peer sets, named; each rebuilt class with addresses, with its
+/// chains.
 struct Drafted {
     sets: PeerSets,
     names: Vec<String>,
     chains: Vec<(Arc<str>, Vec<Rule>)>,
-    classes: Vec<(usize, Vec<IpAddr>, ClassChains)>,
+    classes: Vec<(usize, ClassChains)>,
 }
 
 /// What a patch keeps of its set changes for [`Ruleset::absorb`]: the new content of the edited
@@ -120,33 +120,28 @@ fn map_edits(removed: Vec<Jump>, added: Vec<Jump>) -> Vec<MapEdit> {
 }
 
 impl Ruleset {
-    /// The patch from this ruleset — built for `old`'s engine and class rules, with `audit` — to
-    /// the ruleset of `new`'s, when `new`'s engine was compiled from `old`'s
-    /// ([`Engine::new_from`]) and the namespaces' audit annotations are unchanged; `None`
+    /// The patch from this ruleset — built for table `old` — to the ruleset of `new`, when `new`'s
+    /// engine was compiled from `old`'s ([`palisade_policy::Engine::new_from`]); `None`
     /// otherwise. The patched ruleset enforces what [`build`](super::build) gives, and its update is
     /// as small: only new sets and chains may be named otherwise.
     ///
-    /// Only the classes whose rules or addresses changed are looked at: a class with the rules it
-    /// had keeps its chains (their peer sets keep their names and content), so only its addresses'
-    /// jumps can change. A set takes new content (an edit of its elements) only when no rule of the
-    /// new table still needs the old one.
-    pub fn patch(
-        &self,
-        old: (&Engine, &[Arc<ClassRules>]),
-        new: (&Engine, &[Arc<ClassRules>]),
-        audit: Audit,
-    ) -> Option<Patch> {
-        let ((e0, _), (e1, r1)) = (old, new);
-        if !self.fits(old, new, audit) {
+    /// Only the classes whose rules, audit mode or addresses changed are looked at: a class with
+    /// the rules and audit mode it had keeps its chains (their peer sets keep their names and
+    /// content), so only its addresses' jumps can change. A set takes new content (an edit of its
+    /// elements) only when no rule of the new table still needs the old one.
+    pub fn patch(&self, old: &CompiledTable, new: &CompiledTable) -> Option<Patch> {
+        let fits = self.index.built_for == Some(old.id())
+            && self.index.class_chains.len() == old.classes.len();
+        if !fits {
             return None;
         }
-        let counterparts = e1.counterparts(e0)?;
+        let counterparts = new.counterparts(old)?;
         let mut moves = self.follow(old, new, counterparts);
         let mut delta = chain_delta(&moves.removed, &moves.added);
-        let drafted = self.draft(e1, r1, audit, &moves.rebuilt, &delta);
+        let drafted = self.draft(new, &moves.rebuilt, &delta);
         let known = moves.added.len();
-        for (c, ips, named) in &drafted.classes {
-            for &ip in ips {
+        for (c, named) in &drafted.classes {
+            for &ip in &new.classes[*c].addresses {
                 jumps(&mut moves.added, named, ip);
             }
             moves.class_chains[*c] = Some(named.clone());
@@ -163,63 +158,49 @@ impl Ruleset {
             update,
             edited,
             keys,
-            built_for: (e1.id(), audit),
+            built_for: new.id(),
             class_chains: moves.class_chains,
             chain_users,
         })
     }
 
-    /// True when this ruleset was built for `old` (its engine and rules) with `audit`, and the
-    /// namespaces' audit annotations are those of `new`'s engine (an engine compiled from another
-    /// has its namespaces; their annotations may differ).
-    fn fits(
-        &self,
-        (e0, r0): (&Engine, &[Arc<ClassRules>]),
-        (e1, r1): (&Engine, &[Arc<ClassRules>]),
-        audit: Audit,
-    ) -> bool {
-        let index = &self.index;
-        let namespaces = |e: &Engine| e.state().namespaces.iter().map(audited).collect::<Vec<_>>();
-        index.built_for == Some((e0.id(), audit))
-            && index.class_chains.len() == e0.class_count()
-            && r0.len() == e0.class_count()
-            && r1.len() == e1.class_count()
-            && namespaces(e0) == namespaces(e1)
-    }
-
-    /// What becomes of each class of `new`: one whose rules are its counterpart's (same `Arc`)
-    /// keeps its chains, and only its addresses' jumps change; the others are to be rebuilt. The
-    /// classes of `old` that nothing follows lose their jumps.
+    /// What becomes of each class of `new`: one with its counterpart's rules (same `Arc`) and audit
+    /// mode keeps its chains, and only its addresses' jumps change; the others are to be rebuilt.
+    /// The classes of `old` that nothing follows lose their jumps.
     fn follow(
         &self,
-        (e0, r0): (&Engine, &[Arc<ClassRules>]),
-        (e1, r1): (&Engine, &[Arc<ClassRules>]),
+        old: &CompiledTable,
+        new: &CompiledTable,
         counterparts: &[Option<usize>],
     ) -> Moves {
         let index = &self.index;
         let mut moves = Moves {
             removed: Vec::new(),
             added: Vec::new(),
-            class_chains: vec![None; e1.class_count()],
+            class_chains: vec![None; new.classes.len()],
             rebuilt: Vec::new(),
         };
-        let mut followed = vec![false; e0.class_count()];
+        let mut followed = vec![false; old.classes.len()];
         for (c, counterpart) in counterparts.iter().enumerate() {
-            let ips = class_addresses(e1, c);
+            let class = &new.classes[c];
+            let ips = &class.addresses;
             let kept = counterpart.filter(|&o| {
-                Arc::ptr_eq(&r1[c], &r0[o]) && (ips.is_empty() || index.class_chains[o].is_some())
+                let was = &old.classes[o];
+                Arc::ptr_eq(&class.rules, &was.rules)
+                    && class.audited == was.audited
+                    && (ips.is_empty() || index.class_chains[o].is_some())
             });
             let Some(o) = kept else {
-                moves.rebuilt.push((c, ips));
+                moves.rebuilt.push(c);
                 continue;
             };
             followed[o] = true;
             let Some(chains) = &index.class_chains[o] else {
                 continue;
             };
-            let mut was = class_addresses(e0, o);
+            let was = &old.classes[o].addresses;
             if was != ips {
-                let mut now = ips.clone();
+                let (mut was, mut now) = (was.clone(), ips.clone());
                 was.sort_unstable();
                 now.sort_unstable();
                 let unit = |ip: &IpAddr| (*ip, ());
@@ -236,7 +217,7 @@ impl Ruleset {
         }
         for (o, chains) in index.class_chains.iter().enumerate() {
             if let (false, Some(chains)) = (followed[o], chains) {
-                for ip in class_addresses(e0, o) {
+                for &ip in &old.classes[o].addresses {
                     jumps(&mut moves.removed, chains, ip);
                 }
             }
@@ -255,10 +236,8 @@ impl Ruleset {
     /// rebuilt classes' jumps are known) look up.
     fn draft(
         &self,
-        engine: &Engine,
-        rules: &[Arc<ClassRules>],
-        audit: Audit,
-        rebuilt: &[(usize, Vec<IpAddr>)],
+        table: &CompiledTable,
+        rebuilt: &[usize],
         delta: &HashMap<Arc<str>, i64>,
     ) -> Drafted {
         let index = &self.index;
@@ -277,16 +256,17 @@ impl Ruleset {
         let mut sets = PeerSets::default();
         let mut drafts = Drafts::default();
         let mut bodies = Vec::new();
-        for (c, ips) in rebuilt {
-            if !ips.is_empty() {
-                let ids = class_bodies(engine, *c, &rules[*c], audit, &mut sets);
-                bodies.push((*c, ips.clone(), ids.map(|body| body.map(|b| drafts.add(b)))));
+        for &c in rebuilt {
+            let class = &table.classes[c];
+            if !class.addresses.is_empty() {
+                let ids = class_bodies(class, &mut sets);
+                bodies.push((c, ids.map(|body| body.map(|b| drafts.add(b)))));
             }
         }
         let names = sets.names(Some((&self.index, &self.sets)), &free);
         let chains = drafts.named(&names, |n| self.chains.get(n).map(Vec::as_slice));
         let classes = (bodies.into_iter())
-            .map(|(c, ips, ids)| (c, ips, ids.map(|id| id.map(|i| chains[i].0.clone()))))
+            .map(|(c, ids)| (c, ids.map(|id| id.map(|i| chains[i].0.clone()))))
             .collect();
         Drafted {
             sets,
@@ -412,9 +392,9 @@ impl Ruleset {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{build_compiled, rule::Rule, sets::SetDef, Audit, Ruleset, Update};
+    use super::super::{build, rule::Rule, sets::SetDef, Ruleset, Update};
     use palisade_model::{ClusterState, Loader, PodInfo};
-    use palisade_policy::{ClassRules, Engine};
+    use palisade_policy::{Audit, ClassRules, CompiledTable, Engine};
     use palisade_synth::{generate, SynthConfig};
     use std::collections::{BTreeMap, HashMap};
     use std::net::IpAddr;
@@ -438,7 +418,7 @@ mod tests {
 
     /// The index says what the table holds: users counted from the maps and chains, every chain
     /// and set used, content and key indexes and each class's chains right.
-    fn check_index(r: &Ruleset, engine: &Engine) {
+    fn check_index(r: &Ruleset, table: &CompiledTable) {
         let mut chain_users: HashMap<&str, u32> = HashMap::new();
         for chain in r.maps.iter().flat_map(|m| m.values()) {
             *chain_users.entry(chain).or_default() += 1;
@@ -481,12 +461,12 @@ mod tests {
         for (key, name) in &index.set_by_key {
             assert_eq!(r.set_keys.get(name), Some(key));
         }
-        assert_eq!(index.class_chains.len(), engine.class_count());
+        assert_eq!(index.class_chains.len(), table.classes.len());
         for (class, chains) in index.class_chains.iter().enumerate() {
-            let ips = super::class_addresses(engine, class);
+            let ips = &table.classes[class].addresses;
             assert_eq!(chains.is_some(), !ips.is_empty(), "class {class}");
             for (d, chain) in chains.iter().flatten().enumerate() {
-                for ip in &ips {
+                for ip in ips {
                     let jump = r.maps[super::map_of(d, *ip)].get(ip).map(String::as_str);
                     assert_eq!(jump, chain.as_deref(), "class {class} address {ip}");
                 }
@@ -586,17 +566,19 @@ mod tests {
             };
             let mut engine = Engine::new(Arc::new(cluster(seed)));
             let mut rules: Vec<Arc<ClassRules>> = engine.compile_classes(None);
-            let mut ruleset = build_compiled(&engine, &rules, audit, None);
-            check_index(&ruleset, &engine);
+            let mut table = CompiledTable::new(&engine, &rules, audit);
+            let mut ruleset = build(&table, None);
+            check_index(&ruleset, &table);
             let mut patched = 0;
             for round in 0..12 {
                 let state = churned(engine.state(), &mut rng, round);
                 let next = Engine::new_from(&engine, Arc::new(state));
                 let next_rules = next.compile_classes(Some((&engine, &rules)));
+                let next_table = CompiledTable::new(&next, &next_rules, audit);
                 let patch = ruleset
-                    .patch((&engine, &rules), (&next, &next_rules), audit)
+                    .patch(&table, &next_table)
                     .expect("an engine compiled from the previous one is patched");
-                let full = build_compiled(&next, &next_rules, audit, Some(&ruleset));
+                let full = build(&next_table, Some(&ruleset));
                 let before = ruleset.clone();
                 let at = format!("seed {seed} round {round}");
                 // As small as the full build's update: sets keep their names where it can.
@@ -611,10 +593,10 @@ mod tests {
                     resolved(&ruleset) == resolved(&full),
                     "{at}: enforces otherwise"
                 );
-                check_index(&ruleset, &next);
+                check_index(&ruleset, &next_table);
                 assert_eq!(update, ruleset.update_from(&before).to_string(), "{at}");
                 patched += usize::from(!update.is_empty());
-                (engine, rules) = (next, next_rules);
+                (engine, rules, table) = (next, next_rules, next_table);
             }
             assert!(
                 patched >= 10,
@@ -649,7 +631,8 @@ mod tests {
         assert!(diagnostics.is_empty(), "{diagnostics:?}");
         let engine = Engine::new(Arc::new(state));
         let rules = engine.compile_classes(None);
-        let ruleset = build_compiled(&engine, &rules, Audit::Annotated, None);
+        let table = CompiledTable::new(&engine, &rules, Audit::Annotated);
+        let ruleset = build(&table, None);
         assert_eq!(ruleset.sets.len(), 1, "one set for the two rules");
         let mut pods = engine.state().pods.clone();
         Arc::make_mut(&mut pods[3]).labels = BTreeMap::from([("app".into(), "e".into())]);
@@ -666,43 +649,71 @@ mod tests {
         );
         let next_rules = next.compile_classes(Some((&engine, &rules)));
         assert!(Arc::ptr_eq(&rules[1], &next_rules[1]), "b's rules are kept");
-        let patch = ruleset.patch((&engine, &rules), (&next, &next_rules), Audit::Annotated);
+        let next_table = CompiledTable::new(&next, &next_rules, Audit::Annotated);
+        let patch = ruleset.patch(&table, &next_table);
         let mut patched = ruleset.clone();
         patched.absorb(patch.expect("patched"));
-        let full = build_compiled(&next, &next_rules, Audit::Annotated, Some(&ruleset));
+        let full = build(&next_table, Some(&ruleset));
         assert!(resolved(&patched) == resolved(&full));
         assert_eq!(patched.sets.len(), 2);
     }
 
-    /// No patch across what it cannot see: another audit mode, a namespace's audit annotation, an
-    /// engine not compiled from the ruleset's.
+    /// No patch but from the table the ruleset was built for to a table compiled from it; across
+    /// audit modes (the node's, a namespace's annotation) a patch enforces what a full build does.
     #[test]
-    fn no_patch_where_the_table_was_built_otherwise() {
+    fn patches_follow_audit_modes_and_only_the_tables_compiled_from_theirs() {
         let engine = Engine::new(Arc::new(cluster(1)));
         let rules = engine.compile_classes(None);
-        let ruleset = build_compiled(&engine, &rules, Audit::Annotated, None);
+        let table = CompiledTable::new(&engine, &rules, Audit::Annotated);
+        let ruleset = build(&table, None);
         let same = Engine::new_from(&engine, engine.state_arc());
         let same_rules = same.compile_classes(Some((&engine, &rules)));
-        let patch = ruleset.patch((&engine, &rules), (&same, &same_rules), Audit::Annotated);
+        let same_table = CompiledTable::new(&same, &same_rules, Audit::Annotated);
+        let patch = ruleset.patch(&table, &same_table);
         assert!(patch.expect("the same cluster").update().is_empty());
-        let other = ruleset.patch((&engine, &rules), (&same, &same_rules), Audit::All);
-        assert!(other.is_none(), "another audit mode");
         let fresh = Engine::new(engine.state_arc());
-        let fresh_rules = fresh.compile_classes(None);
-        let unrelated = ruleset.patch((&engine, &rules), (&fresh, &fresh_rules), Audit::Annotated);
-        assert!(unrelated.is_none(), "an engine compiled afresh");
-        let mut state = engine.state().clone();
-        state.namespaces[1].annotations.insert(
-            palisade_model::logging::AUDIT_ANNOTATION.into(),
-            "true".into(),
+        let fresh_table = CompiledTable::of(&fresh, Audit::Annotated);
+        assert!(
+            ruleset.patch(&table, &fresh_table).is_none(),
+            "an engine compiled afresh"
         );
+        assert!(
+            ruleset.patch(&same_table, &same_table).is_none(),
+            "not the table it was built for"
+        );
+        // The node in audit mode, then one namespace annotated for it.
+        let all = CompiledTable::new(&same, &same_rules, Audit::All);
+        // The namespace of a class that policy isolates (an audit mode elsewhere changes nothing).
+        let isolated = (0..table.classes.len())
+            .find(|&c| {
+                let class = &table.classes[c];
+                !class.addresses.is_empty() && class.rules.ingress.is_some()
+            })
+            .expect("an isolated class");
+        let mut state = engine.state().clone();
+        state.namespaces[engine.class_namespace(isolated)]
+            .annotations
+            .insert(
+                palisade_model::logging::AUDIT_ANNOTATION.into(),
+                "true".into(),
+            );
         let annotated = Engine::new_from(&engine, Arc::new(state));
         let annotated_rules = annotated.compile_classes(Some((&engine, &rules)));
-        let patch = ruleset.patch(
-            (&engine, &rules),
-            (&annotated, &annotated_rules),
-            Audit::Annotated,
-        );
-        assert!(patch.is_none(), "a namespace's audit annotation changed");
+        let annotated_table = CompiledTable::new(&annotated, &annotated_rules, Audit::Annotated);
+        for (what, next) in [
+            ("node audit mode", &all),
+            ("a namespace annotated", &annotated_table),
+        ] {
+            let mut patched = ruleset.clone();
+            let patch = ruleset.patch(&table, next).expect(what);
+            assert!(!patch.update().is_empty(), "{what}");
+            patched.absorb(patch);
+            let full = build(next, Some(&ruleset));
+            assert!(
+                resolved(&patched) == resolved(&full),
+                "{what}: enforces otherwise"
+            );
+            check_index(&patched, next);
+        }
     }
 }

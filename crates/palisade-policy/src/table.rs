@@ -1,0 +1,213 @@
+//! What the kernel needs of a compiled cluster, and nothing else: per class, the addresses that
+//! jump to its chains, its rules, and whether it is audited. The dataplane renders only this — it
+//! never reads the cluster state — and audit mode, which namespaces decide, is decided here.
+
+use crate::compile::ClassRules;
+use crate::engine::Engine;
+use palisade_model::logging::{annotation_enabled, AUDIT_ANNOTATION};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// Where audit mode applies: for those pods nothing is dropped; what policy would deny is let through
+/// and logged as an audit event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Audit {
+    /// Only in namespaces annotated `policy.palisade.dev/audit-mode: "true"`.
+    #[default]
+    Annotated,
+    /// Everywhere on this node (`--policy-audit-mode`).
+    All,
+}
+
+/// One class as the kernel sees it.
+#[derive(Clone, Debug)]
+pub struct TableClass {
+    /// The addresses that jump to its chains: its pods' (hostNetwork pods, and pods without an
+    /// address, have none), in pod order.
+    pub addresses: Vec<IpAddr>,
+    /// What it allows.
+    pub rules: Arc<ClassRules>,
+    /// Nothing is dropped: what would be is logged as audited.
+    pub audited: bool,
+}
+
+/// The classes of one engine as the kernel sees them, and which table this one was compiled from.
+#[derive(Clone, Debug)]
+pub struct CompiledTable {
+    /// The engine's id.
+    id: u64,
+    /// The engine it was compiled from (its id), and each class's counterpart there.
+    derived: Option<(u64, Vec<Option<usize>>)>,
+    /// Every class of the engine, by class index.
+    pub classes: Vec<TableClass>,
+}
+
+impl CompiledTable {
+    /// The table of `engine`, whose classes compiled to `rules` ([`Engine::compile_classes`]),
+    /// with audit mode where `audit` says.
+    pub fn new(engine: &Engine, rules: &[Arc<ClassRules>], audit: Audit) -> CompiledTable {
+        let state = engine.state();
+        let audited: Vec<bool> = (state.namespaces.iter())
+            .map(|n| audit == Audit::All || annotation_enabled(&n.annotations, AUDIT_ANNOTATION))
+            .collect();
+        let classes = (rules.iter().enumerate())
+            .map(|(c, rules)| {
+                let pods = engine.class_pods(c);
+                TableClass {
+                    addresses: (pods.iter())
+                        .map(|&p| &state.pods[p])
+                        .filter(|p| !p.host_network)
+                        .filter_map(|p| p.ip)
+                        .collect(),
+                    rules: rules.clone(),
+                    // A class never spans namespaces.
+                    audited: audited[engine.class_namespace(c)],
+                }
+            })
+            .collect();
+        CompiledTable {
+            id: engine.id(),
+            derived: engine.derived_classes(),
+            classes,
+        }
+    }
+
+    /// The table of `engine`, every class compiled afresh.
+    pub fn of(engine: &Engine, audit: Audit) -> CompiledTable {
+        CompiledTable::compile(engine, None, audit)
+    }
+
+    /// The table of `engine`, taking from `previous` — the engine it was compiled from
+    /// ([`Engine::new_from`]) and that engine's table — the rules of every class that cannot have
+    /// changed ([`Engine::compile_classes`]).
+    pub fn compile(
+        engine: &Engine,
+        previous: Option<(&Engine, &CompiledTable)>,
+        audit: Audit,
+    ) -> CompiledTable {
+        let previous = previous.map(|(old, table)| {
+            let rules: Vec<Arc<ClassRules>> =
+                (table.classes.iter()).map(|c| c.rules.clone()).collect();
+            (old, rules)
+        });
+        let rules = engine.compile_classes(previous.as_ref().map(|(old, r)| (*old, &r[..])));
+        CompiledTable::new(engine, &rules, audit)
+    }
+
+    /// Names this table (and what is built for it) among the tables of this process.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// When this table's engine was compiled from `previous`'s: each class's counterpart there.
+    pub fn counterparts(&self, previous: &CompiledTable) -> Option<&[Option<usize>]> {
+        match &self.derived {
+            Some((from, classes)) if *from == previous.id => Some(classes),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_model::Loader;
+
+    const CLUSTER: &str = "\
+apiVersion: v1
+kind: Namespace
+metadata: {name: quiet, annotations: {policy.palisade.dev/audit-mode: \"true\"}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: strict}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: quiet, labels: {app: web}}
+status: {podIP: 10.0.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: strict, labels: {app: web}}
+status: {podIP: 10.0.0.2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: host, namespace: strict, labels: {app: web}}
+spec: {hostNetwork: true}
+status: {podIP: 192.0.2.1}
+";
+
+    fn engine(text: &str) -> Engine {
+        let mut loader = Loader::new();
+        loader.load_str("cluster.yaml", text);
+        let (state, diagnostics) = loader.finish();
+        assert!(diagnostics.iter().all(|d| !d.is_error()), "{diagnostics:?}");
+        Engine::new(Arc::new(state))
+    }
+
+    /// The class holding pod `name`.
+    fn class_of<'t>(engine: &Engine, table: &'t CompiledTable, name: &str) -> &'t TableClass {
+        let pod = (engine.state().pods.iter())
+            .position(|p| p.name == name)
+            .expect("pod");
+        let c = (0..engine.class_count())
+            .find(|&c| engine.class_pods(c).contains(&pod))
+            .expect("class");
+        &table.classes[c]
+    }
+
+    #[test]
+    fn audit_mode_is_decided_per_namespace_and_addresses_are_the_pods_that_jump() {
+        let engine = engine(CLUSTER);
+        let table = CompiledTable::of(&engine, Audit::Annotated);
+        let quiet = class_of(&engine, &table, "a");
+        assert!(quiet.audited, "the annotated namespace is audited");
+        assert_eq!(quiet.addresses, ["10.0.0.1".parse::<IpAddr>().unwrap()]);
+        let strict = class_of(&engine, &table, "b");
+        assert!(
+            !strict.audited,
+            "a namespace without the annotation is enforced"
+        );
+        // The hostNetwork pod has the node's address: it never jumps to a class chain.
+        let addresses: Vec<IpAddr> = (table.classes.iter())
+            .flat_map(|c| c.addresses.iter().copied())
+            .collect();
+        assert_eq!(addresses.len(), 2, "{addresses:?}");
+        assert!(!addresses.contains(&"192.0.2.1".parse().unwrap()));
+        let everywhere = CompiledTable::of(&engine, Audit::All);
+        assert!(everywhere.classes.iter().all(|c| c.audited));
+    }
+
+    #[test]
+    fn counterparts_are_given_only_against_the_table_compiled_from() {
+        let first = engine(CLUSTER);
+        let table = CompiledTable::of(&first, Audit::Annotated);
+        let relabelled = CLUSTER.replacen(
+            "name: b, namespace: strict, labels: {app: web}",
+            "name: b, namespace: strict, labels: {app: api}",
+            1,
+        );
+        let next_state = engine(&relabelled).state().clone();
+        let next = Engine::new_from(&first, Arc::new(next_state));
+        let next_table = CompiledTable::compile(&next, Some((&first, &table)), Audit::Annotated);
+        let counterparts = next_table.counterparts(&table).expect("compiled from it");
+        assert_eq!(counterparts.len(), next_table.classes.len());
+        // The audited class kept its pods and policies: same rules, by pointer.
+        let (a, was) = (
+            class_of(&next, &next_table, "a"),
+            class_of(&first, &table, "a"),
+        );
+        assert!(Arc::ptr_eq(&a.rules, &was.rules));
+        // A table is named after its engine, so a fresh one of the same engine counts too…
+        let fresh = CompiledTable::of(&next, Audit::Annotated);
+        assert!(
+            fresh.counterparts(&table).is_some(),
+            "same engine, so same derivation"
+        );
+        // …but the table of another engine does not.
+        let other = CompiledTable::of(&engine(CLUSTER), Audit::Annotated);
+        assert!(next_table.counterparts(&other).is_none());
+    }
+}
