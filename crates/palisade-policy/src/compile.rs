@@ -346,15 +346,16 @@ impl Engine {
         let anything_changed = !changed.is_empty() || !old_changed.is_empty();
         // Namespace selectors whose namespaces changed, when namespaces were relabelled.
         let moved = |rule: &Rule| {
-            derived.namespaces_relabelled
-                && rule.peers.iter().flatten().any(|peer| match peer {
-                    Peer::Pods {
-                        namespaces: NamespaceScope::Selected(sel),
-                        ..
-                    } => (self.namespace_labels.iter().zip(&old.namespace_labels))
-                        .any(|(now, was)| sel.matches(now) != sel.matches(was)),
-                    _ => false,
-                })
+            rule.peers.iter().flatten().any(|peer| match peer {
+                Peer::Pods {
+                    namespaces: NamespaceScope::Selected(sel),
+                    ..
+                } => derived.relabelled.iter().any(|&ns| {
+                    sel.matches(&self.namespace_labels[ns])
+                        != sel.matches(&old.namespace_labels[ns])
+                }),
+                _ => false,
+            })
         };
         (0..self.policies.len())
             .map(|pi| {

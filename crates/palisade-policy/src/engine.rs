@@ -6,7 +6,7 @@ use crate::classes::Classes;
 use crate::policy::{CompiledPolicy, Compiler, Direction, IpBlock, NamespaceScope, Peer, Rule};
 use crate::selector::{Interner, LabelSet, Selector};
 use foldhash::{HashMap, HashMapExt};
-use palisade_model::{ClusterState, Protocol};
+use palisade_model::{ClusterState, PolicyInfo, Protocol};
 use std::sync::Arc;
 
 /// The classes a rule's peers match, computed once per engine.
@@ -30,7 +30,8 @@ pub struct Engine {
     /// The label ids of this engine (kept for [`Engine::new_from`]).
     interner: Interner,
     pub(crate) namespace_labels: Vec<LabelSet>,
-    pub(crate) policies: Arc<[CompiledPolicy]>,
+    /// Shared with the engines compiled from this one while unchanged ([`Engine::new_from`]).
+    pub(crate) policies: Arc<[Arc<CompiledPolicy>]>,
     pub(crate) blocks: Vec<IpBlock>,
     pub(crate) classes: Classes,
     /// Class → policies (indexes into `policies`) that select it and govern ingress / egress.
@@ -48,17 +49,16 @@ pub(crate) struct Derived {
     pub classes: Vec<Option<usize>>,
     /// Each policy's counterpart there: the same policy (identity and content), compiled once.
     pub policies: Vec<Option<usize>>,
-    /// Some namespace's labels changed: what namespace selectors match may have.
-    pub namespaces_relabelled: bool,
+    /// The namespaces whose labels changed (indexes into `ClusterState::namespaces`, the same in
+    /// both): what namespace selectors match there may have.
+    pub relabelled: Vec<usize>,
 }
 
 /// The policies of a state compiled from an engine's ([`Engine::new_from`]).
 struct Recompiled {
-    policies: Arc<[CompiledPolicy]>,
+    policies: Arc<[Arc<CompiledPolicy>]>,
     /// Each policy's counterpart in the engine compiled from.
     counterparts: Vec<Option<usize>>,
-    /// The ipBlocks, as the engine compiled from has them.
-    blocks: Vec<IpBlock>,
 }
 
 pub(crate) fn dir_index(d: Direction) -> usize {
@@ -88,11 +88,8 @@ impl Engine {
             blocks: Vec::new(),
             namespace_idx: &ns_idx,
         };
-        let policies: Arc<[CompiledPolicy]> = state
-            .policies
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| compiler.policy(i, p))
+        let policies: Arc<[Arc<CompiledPolicy>]> = (state.policies.iter())
+            .filter_map(|p| compiler.policy(p).map(Arc::new))
             .collect();
         let blocks = compiler.blocks;
         let classes = Classes::build(&state, pod_labels, &blocks);
@@ -132,14 +129,17 @@ impl Engine {
         let Some(Recompiled {
             policies,
             counterparts,
-            blocks,
         }) = previous.policies_for(&state, &mut interner)
         else {
             return Engine::new(state);
         };
-        let relabelled =
-            (old.namespaces.iter().zip(&state.namespaces)).any(|(a, b)| a.labels != b.labels);
-        let namespace_labels = if relabelled {
+        let blocks = previous.blocks.clone();
+        let relabelled: Vec<usize> = (old.namespaces.iter().zip(&state.namespaces))
+            .enumerate()
+            .filter(|(_, (a, b))| a.labels != b.labels)
+            .map(|(i, _)| i)
+            .collect();
+        let namespace_labels = if !relabelled.is_empty() {
             (state.namespaces.iter())
                 .map(|n| interner.labels(&n.labels))
                 .collect()
@@ -154,20 +154,22 @@ impl Engine {
             from: previous.id,
             classes: class_counterparts,
             policies: counterparts,
-            namespaces_relabelled: relabelled,
+            relabelled,
         });
         engine
     }
 
     /// The policies of `state` compiled: those this engine compiled from the same policy (identity
     /// and content) taken from it, the others compiled with `interner`; with each one's counterpart
-    /// here, and the ipBlocks. `None` when the ipBlocks differ from this engine's (they partition
-    /// the pods into classes: the classes would have to be made afresh).
+    /// here. `None` when their ipBlocks differ from this engine's (they partition the pods into
+    /// classes: the classes would have to be made afresh).
     fn policies_for(&self, state: &ClusterState, interner: &mut Interner) -> Option<Recompiled> {
-        let old = self.state();
-        let by_key: HashMap<&palisade_model::ObjectKey, usize> = (self.policies.iter())
+        let was: HashMap<(&str, &str), &PolicyInfo> = (self.state().policies.iter())
+            .map(|p| ((&*p.namespace, &*p.name), p))
+            .collect();
+        let by_key: HashMap<(&str, &str), usize> = (self.policies.iter())
             .enumerate()
-            .map(|(i, p)| (&*p.key, i))
+            .map(|(i, p)| ((p.key.namespace().unwrap_or_default(), p.key.name()), i))
             .collect();
         let ns_idx = |name: &str| state.namespace_idx(name);
         let mut compiler = Compiler {
@@ -177,24 +179,15 @@ impl Engine {
         };
         let mut counterparts = Vec::with_capacity(state.policies.len());
         let mut policies = Vec::with_capacity(state.policies.len());
-        let key = |p: &palisade_model::PolicyInfo| {
-            palisade_model::ObjectKey::new(
-                palisade_model::Kind::NetworkPolicy,
-                Some(&p.namespace),
-                &p.name,
-            )
-        };
-        for (i, info) in state.policies.iter().enumerate() {
-            let same = by_key.get(&key(info)).copied().filter(|&o| {
-                let was = &old.policies[self.policies[o].index];
+        for info in &state.policies {
+            let key = (&*info.namespace, &*info.name);
+            let unchanged = was.get(&key).is_some_and(|was| {
                 Arc::ptr_eq(&was.policy, &info.policy) || was.policy == info.policy
             });
+            let same = by_key.get(&key).copied().filter(|_| unchanged);
             let compiled = match same {
-                Some(o) => Some(CompiledPolicy {
-                    index: i,
-                    ..self.policies[o].clone()
-                }),
-                None => compiler.policy(i, info),
+                Some(o) => Some(self.policies[o].clone()),
+                None => compiler.policy(info).map(Arc::new),
             };
             if let Some(compiled) = compiled {
                 policies.push(compiled);
@@ -217,7 +210,6 @@ impl Engine {
         same_blocks.then(|| Recompiled {
             policies: policies.into(),
             counterparts,
-            blocks,
         })
     }
 
@@ -225,7 +217,7 @@ impl Engine {
         state: Arc<ClusterState>,
         interner: Interner,
         namespace_labels: Vec<LabelSet>,
-        policies: Arc<[CompiledPolicy]>,
+        policies: Arc<[Arc<CompiledPolicy>]>,
         blocks: Vec<IpBlock>,
         classes: Classes,
     ) -> Engine {

@@ -92,8 +92,6 @@ pub struct Rule {
 pub struct CompiledPolicy {
     /// Which policy it is.
     pub key: Arc<ObjectKey>,
-    /// Index of the policy in `ClusterState::policies`.
-    pub index: usize,
     /// Index of its namespace in `ClusterState::namespaces`.
     pub namespace: usize,
     /// `spec.podSelector`.
@@ -182,7 +180,7 @@ impl Compiler<'_> {
     }
 
     /// Compiles one validated policy; `None` if its namespace is unknown.
-    pub fn policy(&mut self, index: usize, info: &PolicyInfo) -> Option<CompiledPolicy> {
+    pub fn policy(&mut self, info: &PolicyInfo) -> Option<CompiledPolicy> {
         let namespace = (self.namespace_idx)(&info.namespace)?;
         let spec = info.policy.spec.clone().unwrap_or_default();
         let (has_ingress, has_egress) = effective_types(info);
@@ -209,7 +207,6 @@ impl Compiler<'_> {
                 Some(&info.namespace),
                 &info.name,
             )),
-            index,
             namespace,
             pod_selector,
             ingress,

@@ -245,10 +245,9 @@ impl Engine {
     }
 
     pub(crate) fn policy_ref(&self, policy: &CompiledPolicy) -> PolicyRef {
-        let info = &self.state().policies[policy.index];
         PolicyRef {
-            namespace: info.namespace.clone(),
-            name: info.name.clone(),
+            namespace: policy.key.namespace().unwrap_or_default().to_string(),
+            name: policy.key.name().to_string(),
         }
     }
 
