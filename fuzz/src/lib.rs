@@ -6,9 +6,10 @@
 use palisade_analyze::{default_probes, explain, render, Format, Matrix, Probe, Scope};
 use palisade_dataplane::{build, fuzzing};
 use palisade_model::{
-    ClusterState, DocumentCache, Kind, Limits, Loader, ObjectKey, Protocol, RejectReason,
+    ClusterState, DocumentCache, IdVec, Kind, Limits, Loader, ObjectKey, PodId, Protocol,
+    RejectReason,
 };
-use palisade_policy::{Audit, CompiledTable, Direction, Endpoint, Engine, Flow};
+use palisade_policy::{Audit, Class, ClassRules, CompiledTable, Direction, Endpoint, Engine, Flow};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -168,9 +169,9 @@ pub fn engine(data: &[u8]) {
         assert!(reused == again, "reach for {p} after churn");
     }
     let mut cache = Default::default();
-    for (c, taken) in next_rules.iter().enumerate() {
+    for (c, taken) in next_rules.iter_enumerated() {
         let rules = fresh.compile_class(c, &mut cache);
-        assert_eq!(&rules, &**taken, "rules of class {c} after churn");
+        assert_eq!(&rules, &**taken, "rules of class {c:?} after churn");
     }
     let next_table = CompiledTable::new(&next, &next_rules, Audit::Annotated);
     let rebuilt = build(&next_table, Some(&ruleset));
@@ -258,7 +259,7 @@ pub fn engine_template(data: &[u8]) {
 /// The state's container ports and a few usual ones, at most 6.
 fn probes(engine: &Engine) -> Vec<Probe> {
     let state = engine.state();
-    let all: Vec<usize> = (0..state.pods.len()).collect();
+    let all: Vec<PodId> = state.pods.ids().collect();
     let usual = [
         (80, Protocol::Tcp),
         (53, Protocol::Udp),
@@ -273,11 +274,13 @@ fn probes(engine: &Engine) -> Vec<Probe> {
 
 /// For every pair of the first pods and every probe: the matrix, the verdict (by pod, and by
 /// address), its explanation, and — for pods the kernel enforces on — the compiled rules agree.
-fn pairs_agree(engine: &Engine, matrix: &Matrix, rules: &[Arc<palisade_policy::ClassRules>]) {
+fn pairs_agree(engine: &Engine, matrix: &Matrix, rules: &IdVec<Class, Arc<ClassRules>>) {
     let state = engine.state();
+    // The matrix covers every pod, in state order: a pod's position is its id.
     let n = state.pods.len().min(PAIRS_OF);
     for (probe, p) in matrix.probes.iter().map(|(p, _)| p).enumerate() {
-        for (src, dst) in (0..n).flat_map(|s| (0..n).map(move |d| (s, d))) {
+        for (i, j) in (0..n).flat_map(|s| (0..n).map(move |d| (s, d))) {
+            let (src, dst) = (matrix.pods[i], matrix.pods[j]);
             let flow = Flow {
                 src: Endpoint::Pod(src),
                 dst: Endpoint::Pod(dst),
@@ -288,7 +291,7 @@ fn pairs_agree(engine: &Engine, matrix: &Matrix, rules: &[Arc<palisade_policy::C
             let what = format!("{} -> {} {p}", state.pods[src].key(), state.pods[dst].key());
             assert_eq!(
                 verdict.allowed,
-                matrix.allowed(probe, src, dst),
+                matrix.allowed(probe, i, j),
                 "matrix, {what}"
             );
             let (s, d) = (&state.pods[src], &state.pods[dst]);
@@ -312,7 +315,7 @@ fn pairs_agree(engine: &Engine, matrix: &Matrix, rules: &[Arc<palisade_policy::C
             let (Some(sip), Some(dip)) = (s.ip, d.ip) else {
                 continue;
             };
-            let side = |pod: usize, direction, peer| {
+            let side = |pod: PodId, direction, peer| {
                 rules[engine.class_of(pod)].allows(direction, Some(peer), p.port, p.protocol)
             };
             let kernel = side(src, Direction::Egress, dip) && side(dst, Direction::Ingress, sip);
@@ -333,7 +336,7 @@ fn churn(state: &ClusterState) -> ClusterState {
         Arc::make_mut(pod).labels = labels[(i + 1) % labels.len()].clone();
     }
     let mut churned = ClusterState::new(
-        state.namespaces.clone(),
+        state.namespaces.as_slice().to_vec(),
         pods,
         state.services.clone(),
         state.policies.clone(),

@@ -16,7 +16,7 @@ use palisade_agent::{Outcome, Reconciler};
 use palisade_dataplane::netns::in_netns;
 use palisade_dataplane::{apply, build, render};
 use palisade_lab::{self as lab, Lab};
-use palisade_model::{ClusterState, DocumentCache, Loader, Protocol};
+use palisade_model::{ClusterState, DocumentCache, Loader, PodId, Protocol};
 use palisade_policy::{Audit, CompiledTable, Direction, Engine};
 use palisade_synth::{generate, SynthConfig};
 use std::io::{Read, Write};
@@ -35,9 +35,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// A pair of pods (src, dst) and a port such that both are isolated in the relevant direction and
 /// policy allows src -> dst on that TCP port.
-fn enforced_pair(engine: &Engine) -> (usize, usize, u16) {
+fn enforced_pair(engine: &Engine) -> (PodId, PodId, u16) {
     let state = engine.state();
-    for (dst, d) in state.pods.iter().enumerate() {
+    for (dst, d) in state.pods.iter_enumerated() {
         for port in d
             .ports
             .iter()
@@ -48,7 +48,7 @@ fn enforced_pair(engine: &Engine) -> (usize, usize, u16) {
             if !reach.isolated(engine.class_of(dst), Direction::Ingress) {
                 continue;
             }
-            for src in 0..state.pods.len() {
+            for src in state.pods.ids() {
                 let (sc, dc) = (engine.class_of(src), engine.class_of(dst));
                 if src != dst
                     && reach.isolated(sc, Direction::Egress)
@@ -245,7 +245,7 @@ fn main() {
     let no_policy = render(&CompiledTable::of(
         &Engine::new(Arc::new(ClusterState::new(
             Vec::new(),
-            state.pods.clone(),
+            state.pods.as_slice().to_vec(),
             Vec::new(),
             Vec::new(),
         ))),

@@ -19,11 +19,11 @@ pub fn resolve_endpoint(
         return Ok(state.pod_by_ip(ip).map_or(Endpoint::Ip(ip), Endpoint::Pod));
     }
     let (ns, name) = text.split_once('/').unwrap_or((default_ns, text));
-    if let Some(i) = state.pod_idx(ns, name) {
+    if let Some(i) = state.pod_id(ns, name) {
         return Ok(Endpoint::Pod(i));
     }
     // A workload name: the pods it owns (directly, or through a ReplicaSet/Job named after it).
-    let owned = state.pods.iter().position(|p| {
+    let owned = state.pods.iter_enumerated().find(|(_, p)| {
         p.namespace == ns
             && p.owner.as_ref().is_some_and(|o| {
                 o.name == name
@@ -33,7 +33,7 @@ pub fn resolve_endpoint(
                         && !o.name[name.len() + 1..].contains('-'))
             })
     });
-    owned.map(Endpoint::Pod).ok_or_else(|| {
+    owned.map(|(i, _)| Endpoint::Pod(i)).ok_or_else(|| {
         if state.namespace(ns).is_none() {
             format!("{text:?}: namespace {ns:?} not found")
         } else {

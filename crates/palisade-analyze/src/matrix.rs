@@ -3,7 +3,8 @@
 
 use crate::probe::Probe;
 use crate::render::Grid;
-use palisade_policy::{BitSet, Engine, Reach};
+use palisade_model::PodId;
+use palisade_policy::{BitSet, ClassId, Engine, Reach};
 
 /// Which pods a matrix covers.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -18,30 +19,30 @@ pub enum Scope {
 /// A computed matrix: pods (sorted by namespace, then name) × pods, per probe.
 pub struct Matrix<'e> {
     engine: &'e Engine,
-    /// Pod indexes (into `ClusterState::pods`) of rows and columns.
-    pub pods: Vec<usize>,
+    /// The pods of rows and columns, by position.
+    pub pods: Vec<PodId>,
     /// The probes, in order, with their class-level reachability.
     pub probes: Vec<(Probe, Reach)>,
     /// Class of each covered pod, by position.
-    classes: Vec<usize>,
+    classes: Vec<ClassId>,
     /// Per position, the other positions it is always allowed with: a pod and its node (both ways).
     always: Vec<Vec<usize>>,
 }
 
 impl<'e> Matrix<'e> {
     /// The pods of `scope`, in state order (namespace, then name).
-    pub fn pods_in(engine: &Engine, scope: &Scope) -> Vec<usize> {
-        let state = engine.state();
-        (0..state.pods.len())
-            .filter(|&i| match scope {
+    pub fn pods_in(engine: &Engine, scope: &Scope) -> Vec<PodId> {
+        (engine.state().pods.iter_enumerated())
+            .filter(|(_, pod)| match scope {
                 Scope::All => true,
-                Scope::Namespaces(nss) => nss.iter().any(|n| *n == state.pods[i].namespace),
+                Scope::Namespaces(nss) => nss.iter().any(|n| *n == pod.namespace),
             })
+            .map(|(i, _)| i)
             .collect()
     }
 
     /// Computes the matrix of `pods` for `probes`.
-    pub fn compute(engine: &'e Engine, pods: Vec<usize>, probes: &[Probe]) -> Matrix<'e> {
+    pub fn compute(engine: &'e Engine, pods: Vec<PodId>, probes: &[Probe]) -> Matrix<'e> {
         let probes = probes
             .iter()
             .map(|p| (*p, engine.reach(p.port, p.protocol)))
@@ -101,10 +102,9 @@ impl Grid for Matrix<'_> {
 
     fn row_into(&self, probe: usize, src: usize, out: &mut Vec<bool>) {
         let reach = &self.probes[probe].1;
-        let n = self.engine.class_count();
         let sc = self.classes[src];
-        let mut dst_classes = BitSet::new(n);
-        for dc in 0..n {
+        let mut dst_classes = BitSet::new(self.engine.class_count());
+        for dc in self.engine.class_ids() {
             if reach.allowed(sc, dc) {
                 dst_classes.insert(dc);
             }

@@ -1,6 +1,6 @@
 //! Probes: a destination port and protocol to evaluate every pod pair on.
 
-use palisade_model::{ClusterState, Protocol};
+use palisade_model::{ClusterState, PodId, Protocol};
 use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
@@ -38,7 +38,7 @@ impl FromStr for Probe {
 }
 
 /// Every distinct container (port, protocol) of `pods`, sorted by port then protocol.
-pub fn default_probes(state: &ClusterState, pods: &[usize]) -> Vec<Probe> {
+pub fn default_probes(state: &ClusterState, pods: &[PodId]) -> Vec<Probe> {
     let set: BTreeSet<Probe> = pods
         .iter()
         .flat_map(|&i| state.pods[i].ports.iter())

@@ -6,7 +6,8 @@
 mod support;
 
 use palisade_analyze::{Matrix, Probe, Scope};
-use palisade_policy::{AddrCache, Direction, Engine};
+use palisade_model::IdVec;
+use palisade_policy::{AddrCache, Class, Direction, Engine};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -42,7 +43,7 @@ fn run_step(step: &Path) -> Vec<String> {
     }
     // What the dataplane compiles must decide exactly like the matrix, pair by pair.
     let mut cache = AddrCache::default();
-    let compiled: Vec<_> = (0..engine.class_count())
+    let compiled: IdVec<Class, _> = (engine.class_ids())
         .map(|c| engine.compile_class(c, &mut cache))
         .collect();
     let state = engine.state();

@@ -5,7 +5,7 @@
 //! and `nft`.
 
 use palisade_dataplane::{apply, build, Ruleset};
-use palisade_model::ClusterState;
+use palisade_model::{ClusterState, NamespaceInfo, PodInfo, PolicyInfo};
 use palisade_policy::{Audit, CompiledTable, Engine};
 use palisade_synth::{generate, SynthConfig};
 use std::process::Command;
@@ -118,11 +118,27 @@ fn two_nodes(tag: &str) -> [Netns; 2] {
     ["a", "b"].map(|n| Netns::new(&format!("{tag}{n}")))
 }
 
+/// What the steps change of a state.
+struct Parts {
+    namespaces: Vec<NamespaceInfo>,
+    pods: Vec<Arc<PodInfo>>,
+    policies: Vec<PolicyInfo>,
+}
+
 /// `state` with the given changes, re-indexed.
-fn changed(state: &ClusterState, f: impl FnOnce(&mut ClusterState)) -> ClusterState {
-    let mut s = state.clone();
-    f(&mut s);
-    ClusterState::new(s.namespaces, s.pods, s.services, s.policies)
+fn changed(state: &ClusterState, f: impl FnOnce(&mut Parts)) -> ClusterState {
+    let mut parts = Parts {
+        namespaces: state.namespaces.as_slice().to_vec(),
+        pods: state.pods.as_slice().to_vec(),
+        policies: state.policies.clone(),
+    };
+    f(&mut parts);
+    let Parts {
+        namespaces,
+        pods,
+        policies,
+    } = parts;
+    ClusterState::new(namespaces, pods, state.services.clone(), policies)
 }
 
 #[test]
@@ -209,7 +225,7 @@ fn incremental_updates_leave_the_table_a_full_apply_would() {
 fn patches_leave_the_table_they_lead_to() {
     let [node_a, node_b] = two_nodes("p");
     let base = cluster(3);
-    let app = |i: usize| base.pods[(i * 53) % base.pods.len()].labels["app"].clone();
+    let app = |i: usize| base.pods.as_slice()[(i * 53) % base.pods.len()].labels["app"].clone();
     let mut engine = Engine::new(Arc::new(base.clone()));
     let mut table = CompiledTable::of(&engine, Audit::Annotated);
     let mut ruleset = build(&table, None);

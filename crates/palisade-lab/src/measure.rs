@@ -5,7 +5,7 @@ use crate::error::LabError;
 use crate::net::{probe_matrix, Transport};
 use crate::topology::Lab;
 use palisade_analyze::{default_probes, Grid, Matrix, Probe};
-use palisade_model::Protocol;
+use palisade_model::{PodId, Protocol};
 use palisade_policy::Engine;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use std::time::Duration;
 /// Connectivity measured between the lab's pods, drawable by the matrix renderers.
 pub struct Measured {
     /// The pods, as indexes into the engine's pods (its order: namespace, then name).
-    pods: Vec<usize>,
+    pods: Vec<PodId>,
     /// `ns/name` of every pod, in the same order.
     names: Vec<String>,
     /// Whether each pod's address is IPv6.
@@ -74,8 +74,9 @@ pub fn measure(
     timeout: Duration,
 ) -> Result<(Measured, Vec<Probe>), LabError> {
     let state = engine.state();
-    let pods: Vec<usize> = (0..state.pods.len())
-        .filter(|&i| lab.pod(&state.pods[i].key()).is_some())
+    let pods: Vec<PodId> = (state.pods.iter_enumerated())
+        .filter(|(_, pod)| lab.pod(&pod.key()).is_some())
+        .map(|(i, _)| i)
         .collect();
     let probes = if probes.is_empty() {
         default_probes(state, &pods)
@@ -197,7 +198,7 @@ spec: {podSelector: {matchLabels: {app: b}}, policyTypes: [Ingress]}
         };
         // The kernel let everything through within each family; the engine denies a -> b.
         let measured = Measured {
-            pods: vec![0, 1, 2],
+            pods: [0, 1, 2].map(PodId::new).to_vec(),
             names: vec!["m/a".into(), "m/b".into(), "m/c".into()],
             ipv6: vec![false, false, true],
             probes: vec![probe],

@@ -4,7 +4,7 @@
 
 use palisade_dataplane::build;
 use palisade_lab::{self as lab, Lab, Transport};
-use palisade_model::{Loader, Protocol};
+use palisade_model::{ClusterState, Loader, PodId, Protocol};
 use palisade_policy::{Audit, CompiledTable, Endpoint, Engine, Flow};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -100,8 +100,8 @@ fn ipv6_pods_are_enforced_as_the_engine_predicts() {
                 (53, Protocol::Udp, Transport::Udp),
             ] {
                 let flow = Flow {
-                    src: Endpoint::Pod(state.pods.iter().position(|p| p.key() == src.key).unwrap()),
-                    dst: Endpoint::Pod(state.pods.iter().position(|p| p.key() == dst.key).unwrap()),
+                    src: Endpoint::Pod(pod_id(state, &src.key)),
+                    dst: Endpoint::Pod(pod_id(state, &dst.key)),
                     port,
                     protocol,
                 };
@@ -123,11 +123,10 @@ fn ipv6_pods_are_enforced_as_the_engine_predicts() {
     assert!(mismatches.is_empty(), "{mismatches:#?}");
     // The cells that show each rule at work.
     let allowed = |s: &str, d: &str, port: u16, protocol: Protocol| {
-        let idx = |k: &str| state.pods.iter().position(|p| p.key() == k).unwrap();
         engine
             .verdict(&Flow {
-                src: Endpoint::Pod(idx(s)),
-                dst: Endpoint::Pod(idx(d)),
+                src: Endpoint::Pod(pod_id(state, s)),
+                dst: Endpoint::Pod(pod_id(state, d)),
                 port,
                 protocol,
             })
@@ -139,4 +138,10 @@ fn ipv6_pods_are_enforced_as_the_engine_predicts() {
     assert!(!allowed("six/c", "six/a", 80, Protocol::Tcp));
     assert!(!allowed("six/c", "six/b", 53, Protocol::Udp), "except");
     assert!(!allowed("six/d", "six/e", 80, Protocol::Tcp));
+}
+
+/// The pod `ns/name` of `state`.
+fn pod_id(state: &ClusterState, key: &str) -> PodId {
+    let (namespace, name) = key.split_once('/').expect("ns/name");
+    state.pod_id(namespace, name).expect("a pod of the state")
 }

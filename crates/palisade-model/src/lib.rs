@@ -12,6 +12,7 @@
 mod cache;
 mod diagnostic;
 mod document;
+pub mod id;
 mod info;
 mod key;
 mod loader;
@@ -29,14 +30,15 @@ mod yaml;
 pub use cache::DocumentCache;
 pub use diagnostic::{summarize, Diagnostic, FieldIssue, Origin, Severity, Summary};
 pub use document::{decode_utf8, is_blank, MAX_DEPTH};
+pub use id::{Id, IdVec};
 pub use key::{Kind, ObjectKey};
 pub use loader::{Limits, Load, Loader, DEFAULT_POD_CIDR};
 pub use read::{is_manifest_name, read_bounded, Symlinks};
 pub use rejection::{Held, HeldReason, RejectReason, Rejection};
 pub use snapshot::{InForce, Snapshot};
 pub use state::{
-    ClusterState, ContainerPortInfo, NamespaceInfo, OwnerRef, PodInfo, PolicyInfo, ServiceInfo,
-    ServicePortInfo,
+    ClusterState, ContainerPortInfo, NamespaceId, NamespaceInfo, OwnerRef, PodId, PodInfo,
+    PolicyInfo, ServiceInfo, ServicePortInfo,
 };
 
 use std::fmt;

@@ -1,6 +1,7 @@
 //! The indexed cluster snapshot every other part of Palisade reads.
 
 use crate::diagnostic::Origin;
+use crate::id::{Id, IdVec};
 use crate::logging::LoggingConfig;
 use crate::Protocol;
 use foldhash::{HashMap, HashMapExt};
@@ -141,22 +142,28 @@ impl PolicyInfo {
     }
 }
 
+/// A pod of a [`ClusterState`] (its position in [`ClusterState::pods`]).
+pub type PodId = Id<PodInfo>;
+
+/// A namespace of a [`ClusterState`] (its position in [`ClusterState::namespaces`]).
+pub type NamespaceId = Id<NamespaceInfo>;
+
 /// One consistent snapshot of the cluster: namespaces, pods, services and policies, each sorted by
 /// namespace then name, with indexes by name and by pod IP.
 #[derive(Clone, Debug, Default)]
 pub struct ClusterState {
     /// Namespaces sorted by name.
-    pub namespaces: Vec<NamespaceInfo>,
+    pub namespaces: IdVec<NamespaceInfo, NamespaceInfo>,
     /// Pods sorted by namespace, then name; shared with the loader's cache while unchanged.
-    pub pods: Vec<Arc<PodInfo>>,
+    pub pods: IdVec<PodInfo, Arc<PodInfo>>,
     /// Services sorted by namespace, then name.
     pub services: Vec<ServiceInfo>,
     /// NetworkPolicies sorted by namespace, then name.
     pub policies: Vec<PolicyInfo>,
     /// The `NetworkLogging` configuration.
     pub network_logging: LoggingConfig,
-    namespace_index: HashMap<String, usize>,
-    ip_index: HashMap<IpAddr, usize>,
+    namespace_index: HashMap<String, NamespaceId>,
+    ip_index: HashMap<IpAddr, PodId>,
 }
 
 impl ClusterState {
@@ -196,14 +203,11 @@ impl ClusterState {
         pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         services.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         policies.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        let namespace_index = namespaces
-            .iter()
-            .enumerate()
+        let (namespaces, pods) = (IdVec::from(namespaces), IdVec::from(pods));
+        let namespace_index = (namespaces.iter_enumerated())
             .map(|(i, n)| (n.name.clone(), i))
             .collect();
-        let ip_index = pods
-            .iter()
-            .enumerate()
+        let ip_index = (pods.iter_enumerated())
             .filter(|(_, p)| !p.host_network)
             .filter_map(|(i, p)| p.ip.map(|ip| (ip, i)))
             .collect();
@@ -223,21 +227,22 @@ impl ClusterState {
         self.namespace_index.get(name).map(|&i| &self.namespaces[i])
     }
 
-    /// Index of the namespace called `name` in [`ClusterState::namespaces`].
-    pub fn namespace_idx(&self, name: &str) -> Option<usize> {
+    /// The namespace called `name`.
+    pub fn namespace_id(&self, name: &str) -> Option<NamespaceId> {
         self.namespace_index.get(name).copied()
     }
 
-    /// Index of pod `namespace/name` in [`ClusterState::pods`].
-    pub fn pod_idx(&self, namespace: &str, name: &str) -> Option<usize> {
+    /// Pod `namespace/name`.
+    pub fn pod_id(&self, namespace: &str, name: &str) -> Option<PodId> {
         // Pods are sorted by namespace, then name.
-        self.pods
+        (self.pods.as_slice())
             .binary_search_by(|p| (p.namespace.as_str(), p.name.as_str()).cmp(&(namespace, name)))
             .ok()
+            .map(Id::new)
     }
 
-    /// Index of the (non-hostNetwork) pod that has `ip`.
-    pub fn pod_by_ip(&self, ip: IpAddr) -> Option<usize> {
+    /// The (non-hostNetwork) pod that has `ip`.
+    pub fn pod_by_ip(&self, ip: IpAddr) -> Option<PodId> {
         self.ip_index.get(&ip).copied()
     }
 }

@@ -35,7 +35,7 @@ fn errors(diags: &[Diagnostic]) -> Vec<&Diagnostic> {
 
 fn pod<'a>(state: &'a ClusterState, ns: &str, name: &str) -> &'a PodInfo {
     let i = state
-        .pod_idx(ns, name)
+        .pod_id(ns, name)
         .unwrap_or_else(|| panic!("no pod {ns}/{name} in {:?}", pod_keys(state)));
     &state.pods[i]
 }
@@ -318,7 +318,7 @@ fn files_and_folders_recursive_sorted_filtered() {
     let (state, diags) = loader.finish();
     assert!(diags.is_empty(), "{diags:#?}");
     assert_eq!(pod_keys(&state), vec!["default/one"]);
-    assert!(state.pods[0].origin.file.ends_with("one.yml"));
+    assert!(state.pods.as_slice()[0].origin.file.ends_with("one.yml"));
 }
 
 #[test]
@@ -619,7 +619,7 @@ spec:
     );
     let state = load_ok(&text);
     assert_eq!(pod_keys(&state), vec!["default/db-0"]);
-    assert!(!state.pods[0].from_template);
+    assert!(!state.pods.as_slice()[0].from_template);
 }
 
 #[test]
@@ -650,7 +650,7 @@ spec: {restartPolicy: Never, containers: [{name: c, image: m}]}
         vec!["app/migrate-x7k2p"],
         "no template pod"
     );
-    let owner = state.pods[0].owner.as_ref().unwrap();
+    let owner = state.pods.as_slice()[0].owner.as_ref().unwrap();
     assert_eq!(
         (owner.kind.as_str(), owner.name.as_str()),
         ("Job", "migrate")
@@ -726,7 +726,7 @@ spec:
     let state = load_ok(text);
     assert_eq!(state.pods.len(), 1, "{:?}", pod_keys(&state));
     assert_eq!(
-        state.pods[0].owner.as_ref().unwrap().name,
+        state.pods.as_slice()[0].owner.as_ref().unwrap().name,
         "backup-29000001"
     );
 }
@@ -762,7 +762,7 @@ spec:
     assert_eq!(apps.len(), 3);
     for p in &state.pods {
         assert_eq!(
-            state.pod_idx("default", &p.name).map(|i| &state.pods[i]),
+            state.pod_id("default", &p.name).map(|i| &state.pods[i]),
             Some(p)
         );
     }
@@ -865,7 +865,7 @@ spec:
         );
         assert_eq!(ns.origin.is_some(), ns.name == "declared");
         assert_eq!(
-            state.namespace_idx(&ns.name).map(|i| &state.namespaces[i]),
+            state.namespace_id(&ns.name).map(|i| &state.namespaces[i]),
             Some(ns)
         );
     }
@@ -1451,7 +1451,7 @@ spec: {hostNetwork: true, containers: [{name: c, image: i}]}
     assert!(!given.ip_allocated);
     assert_eq!(
         state.pod_by_ip(given.ip.unwrap()),
-        state.pod_idx("a", "given")
+        state.pod_id("a", "given")
     );
     assert_eq!(pod(&state, "a", "v6").ip, Some("fd00::5".parse().unwrap()));
 
@@ -1462,7 +1462,7 @@ spec: {hostNetwork: true, containers: [{name: c, image: i}]}
     assert_ne!(ip, cidr.network());
     assert_ne!(ip, cidr.broadcast());
     assert_ne!(Some(ip), given.ip);
-    assert_eq!(state.pod_by_ip(ip), state.pod_idx("a", "noip"));
+    assert_eq!(state.pod_by_ip(ip), state.pod_id("a", "noip"));
 
     let host = pod(&state, "kube-system", "host");
     assert!(host.host_network && !host.ip_allocated);
@@ -1477,14 +1477,14 @@ spec: {hostNetwork: true, containers: [{name: c, image: i}]}
 fn allocation_avoids_given_ips_and_is_stable_when_pods_are_added() {
     // Learn where a pod would be placed, then pin another pod to that address: the first must move.
     let alone = load_ok(&pod_yaml("a", "p", "{}", None));
-    let natural = alone.pods[0].ip.unwrap();
+    let natural = alone.pods.as_slice()[0].ip.unwrap();
     let mut text = pod_yaml("a", "p", "{}", None);
     text.push_str(&pod_yaml("b", "pinned", "{}", Some(&natural.to_string())));
     let state = load_ok(&text);
     let moved = pod(&state, "a", "p").ip.unwrap();
     assert_ne!(moved, natural);
     assert_eq!(pod(&state, "b", "pinned").ip, Some(natural));
-    assert_eq!(state.pod_by_ip(natural), state.pod_idx("b", "pinned"));
+    assert_eq!(state.pod_by_ip(natural), state.pod_id("b", "pinned"));
 
     // Adding pods (in the same file or another file, before or after) never moves earlier ones.
     let mut text = String::new();
@@ -1520,7 +1520,7 @@ fn allocation_in_a_custom_and_tiny_cidr() {
     loader.load_str("t.yaml", &pod_yaml("a", "p", "{}", None));
     let (state, diags) = loader.finish();
     assert!(diags.is_empty());
-    assert!(v6.contains(&state.pods[0].ip.unwrap()));
+    assert!(v6.contains(&state.pods.as_slice()[0].ip.unwrap()));
 
     // A /27 has 32 addresses, 21 of them usable: 21 pods fit, distinct; the 22nd gets an error.
     let small: ipnet::IpNet = "10.9.9.0/27".parse().unwrap();
@@ -1550,7 +1550,7 @@ fn allocation_in_a_custom_and_tiny_cidr() {
     let mut loader = Loader::new().pod_cidr("10.0.0.0/30".parse().unwrap());
     loader.load_str("t.yaml", &pod_yaml("default", "p", "{}", None));
     let (state, diags) = loader.finish();
-    assert_eq!(state.pods[0].ip, None);
+    assert_eq!(state.pods.as_slice()[0].ip, None);
     assert_eq!(errors(&diags).len(), 1, "{diags:#?}");
 }
 
@@ -2086,12 +2086,8 @@ fn cached_pods_are_shared_and_loads_equal_fresh_ones() {
     let (third, diags, cache) = cached(cache);
     same((&third, &diags), (&fresh().0, &fresh().1));
     let shared = |s: &ClusterState, name: &str| {
-        let i = s
-            .pods
-            .iter()
-            .position(|p| p.name.starts_with(name))
-            .unwrap();
-        second.pods.iter().any(|p| Arc::ptr_eq(p, &s.pods[i]))
+        let pod = s.pods.iter().find(|p| p.name.starts_with(name)).unwrap();
+        second.pods.iter().any(|p| Arc::ptr_eq(p, pod))
     };
     assert!(
         shared(&third, "jobs-"),

@@ -1,27 +1,59 @@
-//! A fixed-size bit set over endpoint classes (or namespaces): the unit of work of the matrix.
+//! A fixed-size bit set over endpoint classes (or namespaces, or ipBlocks): the unit of work of the
+//! matrix.
 
-/// A set of small integers `0..len`, one bit each.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct BitSet {
+use palisade_model::Id;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::marker::PhantomData;
+
+/// A set of the ids `0..len` of `T`s, one bit each.
+pub struct BitSet<T> {
     words: Vec<u64>,
     len: usize,
+    of: PhantomData<fn() -> T>,
 }
 
-impl BitSet {
+// Derives would require `T` itself to be `Clone`, `Eq`…
+impl<T> Clone for BitSet<T> {
+    fn clone(&self) -> Self {
+        BitSet {
+            words: self.words.clone(),
+            len: self.len,
+            of: PhantomData,
+        }
+    }
+}
+impl<T> PartialEq for BitSet<T> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.len, &self.words) == (other.len, &other.words)
+    }
+}
+impl<T> Eq for BitSet<T> {}
+impl<T> Hash for BitSet<T> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (self.len, &self.words).hash(state)
+    }
+}
+impl<T> fmt::Debug for BitSet<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+impl<T> BitSet<T> {
     /// The empty set over `0..len`.
     pub fn new(len: usize) -> Self {
         BitSet {
             words: vec![0; len.div_ceil(64)],
             len,
+            of: PhantomData,
         }
     }
 
     /// The full set over `0..len`.
     pub fn full(len: usize) -> Self {
-        let mut s = BitSet {
-            words: vec![u64::MAX; len.div_ceil(64)],
-            len,
-        };
+        let mut s = BitSet::new(len);
+        s.words.fill(u64::MAX);
         if len % 64 != 0 {
             if let Some(last) = s.words.last_mut() {
                 *last = (1u64 << (len % 64)) - 1;
@@ -35,38 +67,41 @@ impl BitSet {
         self.len
     }
 
-    /// Adds `i`.
-    pub fn insert(&mut self, i: usize) {
+    /// Adds `id`.
+    pub fn insert(&mut self, id: Id<T>) {
+        let i = id.index();
         self.words[i / 64] |= 1 << (i % 64);
     }
 
-    /// Removes `i`.
-    pub fn remove(&mut self, i: usize) {
+    /// Removes `id`.
+    pub fn remove(&mut self, id: Id<T>) {
+        let i = id.index();
         self.words[i / 64] &= !(1 << (i % 64));
     }
 
-    /// True if `i` is a member.
+    /// True if `id` is a member.
     #[inline]
-    pub fn contains(&self, i: usize) -> bool {
+    pub fn contains(&self, id: Id<T>) -> bool {
+        let i = id.index();
         self.words[i / 64] & (1 << (i % 64)) != 0
     }
 
     /// Adds every member of `other`.
-    pub fn union_with(&mut self, other: &BitSet) {
+    pub fn union_with(&mut self, other: &BitSet<T>) {
         for (a, b) in self.words.iter_mut().zip(&other.words) {
             *a |= b;
         }
     }
 
     /// Keeps only members also in `other`.
-    pub fn intersect_with(&mut self, other: &BitSet) {
+    pub fn intersect_with(&mut self, other: &BitSet<T>) {
         for (a, b) in self.words.iter_mut().zip(&other.words) {
             *a &= b;
         }
     }
 
     /// True if some member is also in `other`.
-    pub fn intersects(&self, other: &BitSet) -> bool {
+    pub fn intersects(&self, other: &BitSet<T>) -> bool {
         self.words.iter().zip(&other.words).any(|(a, b)| a & b != 0)
     }
 
@@ -81,7 +116,7 @@ impl BitSet {
     }
 
     /// Members in increasing order.
-    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = Id<T>> + '_ {
         self.words.iter().enumerate().flat_map(|(wi, &w)| {
             let mut w = w;
             std::iter::from_fn(move || {
@@ -90,7 +125,7 @@ impl BitSet {
                 }
                 let bit = w.trailing_zeros() as usize;
                 w &= w - 1;
-                Some(wi * 64 + bit)
+                Some(Id::new(wi * 64 + bit))
             })
         })
     }
@@ -100,30 +135,37 @@ impl BitSet {
 mod tests {
     use super::*;
 
+    struct Item;
+
+    fn ids(of: &BitSet<Item>) -> Vec<usize> {
+        of.iter().map(Id::index).collect()
+    }
+
     #[test]
     fn basic_operations() {
+        let id = Id::<Item>::new;
         let mut a = BitSet::new(130);
         assert!(a.is_empty());
-        a.insert(0);
-        a.insert(129);
-        assert!(a.contains(129) && !a.contains(128));
-        let mut b = BitSet::new(130);
-        b.insert(5);
+        a.insert(id(0));
+        a.insert(id(129));
+        assert!(a.contains(id(129)) && !a.contains(id(128)));
+        let mut b = BitSet::<Item>::new(130);
+        b.insert(id(5));
         b.union_with(&a);
-        assert_eq!(b.iter().collect::<Vec<_>>(), vec![0, 5, 129]);
+        assert_eq!(ids(&b), vec![0, 5, 129]);
         b.intersect_with(&a);
-        assert_eq!(b.iter().collect::<Vec<_>>(), vec![0, 129]);
-        let f = BitSet::full(130);
-        assert!(f.is_full() && f.contains(129));
+        assert_eq!(ids(&b), vec![0, 129]);
+        let f = BitSet::<Item>::full(130);
+        assert!(f.is_full() && f.contains(id(129)));
         assert_eq!(f.iter().count(), 130);
         assert!(!b.is_full());
-        let mut c = BitSet::new(130);
-        c.insert(64);
+        let mut c = BitSet::<Item>::new(130);
+        c.insert(id(64));
         assert!(!c.intersects(&b));
-        c.insert(129);
+        c.insert(id(129));
         assert!(c.intersects(&b));
-        c.remove(129);
-        c.remove(3);
-        assert_eq!(c.iter().collect::<Vec<_>>(), vec![64]);
+        c.remove(id(129));
+        c.remove(id(3));
+        assert_eq!(ids(&c), vec![64]);
     }
 }

@@ -7,18 +7,23 @@ use crate::policy::IpBlock;
 use crate::selector::{Interner, LabelSet};
 use foldhash::{HashMap, HashMapExt};
 use ipnet::IpNet;
-use palisade_model::{ClusterState, PodInfo, Protocol};
+use palisade_model::{
+    ClusterState, Id, IdVec, NamespaceId, NamespaceInfo, PodId, PodInfo, Protocol,
+};
 use std::net::IpAddr;
 use std::sync::Arc;
 
 /// A named container port: `(name, protocol, number)`.
 pub type NamedPort = (String, Protocol, u16);
 
-/// A set of pods that every policy treats alike.
-#[derive(Clone, Debug)]
-pub struct Class {
-    /// Namespace index.
-    pub namespace: usize,
+/// A class of an engine (its position among the engine's classes).
+pub type ClassId = Id<Class>;
+
+/// What makes two pods alike: every policy treats pods with the same key the same way.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ClassKey {
+    /// Their namespace.
+    pub namespace: NamespaceId,
     /// Interned pod labels.
     pub labels: LabelSet,
     /// Named ports, sorted.
@@ -26,16 +31,22 @@ pub struct Class {
     /// `hostNetwork` pods are never selected, and are peers only through ipBlocks.
     pub host_network: bool,
     /// Which of the engine's distinct ipBlocks contain the pods' IP.
-    pub blocks: BitSet,
-    /// Member pods (indexes into `ClusterState::pods`), in state order.
-    pub pods: Vec<usize>,
+    pub blocks: BitSet<IpBlock>,
+}
+
+/// A set of pods that every policy treats alike.
+#[derive(Clone, Debug)]
+pub struct Class {
+    /// What its pods have in common.
+    pub key: ClassKey,
+    /// Member pods, in state order.
+    pub pods: Vec<PodId>,
 }
 
 impl Class {
     /// The port `name` resolves to for `protocol` on this class's pods.
     pub fn named_port(&self, name: &str, protocol: Protocol) -> Option<u16> {
-        self.named_ports
-            .iter()
+        (self.key.named_ports.iter())
             .find(|(n, p, _)| n == name && *p == protocol)
             .map(|(_, _, port)| *port)
     }
@@ -45,28 +56,24 @@ impl Class {
 #[derive(Clone, Debug, Default)]
 pub struct Classes {
     /// The classes, in order of their first pod.
-    pub list: Vec<Class>,
-    /// Pod index → class index.
-    pub of_pod: Vec<usize>,
-    /// Namespace index → its classes.
-    pub by_namespace: Vec<Vec<usize>>,
+    pub list: IdVec<Class, Class>,
+    /// Each pod's class.
+    pub of_pod: IdVec<PodInfo, ClassId>,
+    /// Each namespace's classes.
+    pub by_namespace: IdVec<NamespaceInfo, Vec<ClassId>>,
 }
-
-/// What makes two pods alike: namespace index, interned labels, named ports, `hostNetwork`, and the
-/// ipBlocks holding the pod's address.
-type Key = (usize, LabelSet, Vec<NamedPort>, bool, BitSet);
 
 /// The key of one pod, given its interned labels.
 struct Keys<'a> {
     state: &'a ClusterState,
-    blocks: &'a [IpBlock],
+    blocks: &'a IdVec<IpBlock, IpBlock>,
     /// The blocks that overlap the pods' address range (only they can hold a pod); found when
     /// first needed.
-    candidates: std::cell::OnceCell<Vec<(usize, &'a IpBlock)>>,
+    candidates: std::cell::OnceCell<Vec<(Id<IpBlock>, &'a IpBlock)>>,
 }
 
 impl<'a> Keys<'a> {
-    fn new(state: &'a ClusterState, blocks: &'a [IpBlock]) -> Keys<'a> {
+    fn new(state: &'a ClusterState, blocks: &'a IdVec<IpBlock, IpBlock>) -> Keys<'a> {
         Keys {
             state,
             blocks,
@@ -74,12 +81,10 @@ impl<'a> Keys<'a> {
         }
     }
 
-    fn candidates(&self) -> &[(usize, &'a IpBlock)] {
+    fn candidates(&self) -> &[(Id<IpBlock>, &'a IpBlock)] {
         self.candidates.get_or_init(|| {
             let span = address_span(self.state);
-            self.blocks
-                .iter()
-                .enumerate()
+            (self.blocks.iter_enumerated())
                 .filter(|(_, b)| {
                     span.iter()
                         .any(|&(first, last)| overlaps(&b.cidr, first, last))
@@ -88,10 +93,8 @@ impl<'a> Keys<'a> {
         })
     }
 
-    fn key(&self, pod: &PodInfo, labels: LabelSet) -> Key {
-        let namespace = self
-            .state
-            .namespace_idx(&pod.namespace)
+    fn key(&self, pod: &PodInfo, labels: LabelSet) -> ClassKey {
+        let namespace = (self.state.namespace_id(&pod.namespace))
             .expect("every pod's namespace exists in the state");
         let mut named_ports: Vec<NamedPort> = pod
             .ports
@@ -99,15 +102,21 @@ impl<'a> Keys<'a> {
             .filter_map(|p| p.name.clone().map(|n| (n, p.protocol, p.port)))
             .collect();
         named_ports.sort();
-        let mut sig = BitSet::new(self.blocks.len());
+        let mut blocks = BitSet::new(self.blocks.len());
         if let Some(ip) = pod.ip {
             for &(bi, b) in self.candidates() {
                 if b.contains(ip) {
-                    sig.insert(bi);
+                    blocks.insert(bi);
                 }
             }
         }
-        (namespace, labels, named_ports, pod.host_network, sig)
+        ClassKey {
+            namespace,
+            labels,
+            named_ports,
+            host_network: pod.host_network,
+            blocks,
+        }
     }
 }
 
@@ -119,13 +128,17 @@ fn alike(a: &PodInfo, b: &PodInfo) -> bool {
 
 /// A pod's key: that of a class of the previous partition, or a key of its own.
 enum PodKey {
-    Previous(usize),
-    Own(Key),
+    Previous(ClassId),
+    Own(ClassKey),
 }
 
 impl Classes {
     /// Partitions the pods of `state`, whose interned labels are `pod_labels` (in pod order).
-    pub fn build(state: &ClusterState, pod_labels: Vec<LabelSet>, blocks: &[IpBlock]) -> Classes {
+    pub fn build(
+        state: &ClusterState,
+        pod_labels: Vec<LabelSet>,
+        blocks: &IdVec<IpBlock, IpBlock>,
+    ) -> Classes {
         let keys = Keys::new(state, blocks);
         let pod_keys = state
             .pods
@@ -145,45 +158,32 @@ impl Classes {
         old: &ClusterState,
         state: &ClusterState,
         interner: &mut Interner,
-        blocks: &[IpBlock],
-    ) -> (Classes, Vec<Option<usize>>) {
+        blocks: &IdVec<IpBlock, IpBlock>,
+    ) -> (Classes, IdVec<Class, Option<ClassId>>) {
         let keys = Keys::new(state, blocks);
         // Both pod lists are sorted by namespace, then name: one walk pairs them.
-        let mut j = 0;
+        let (mut j, old_pods) = (0, old.pods.as_slice());
         let pod_keys = state.pods.iter().map(|pod| {
             // The loader shares unchanged pods: the same object is the same pod.
-            if old.pods.get(j).is_some_and(|o| Arc::ptr_eq(o, pod)) {
+            if old_pods.get(j).is_some_and(|o| Arc::ptr_eq(o, pod)) {
                 j += 1;
-                return PodKey::Previous(previous.of_pod[j - 1]);
+                return PodKey::Previous(previous.of_pod[Id::new(j - 1)]);
             }
             let name = (pod.namespace.as_str(), pod.name.as_str());
-            while old
-                .pods
+            while old_pods
                 .get(j)
                 .is_some_and(|o| (o.namespace.as_str(), o.name.as_str()) < name)
             {
                 j += 1;
             }
-            match old.pods.get(j) {
+            match old_pods.get(j) {
                 Some(o) if (o.namespace.as_str(), o.name.as_str()) == name && alike(o, pod) => {
-                    PodKey::Previous(previous.of_pod[j])
+                    PodKey::Previous(previous.of_pod[Id::new(j)])
                 }
                 _ => PodKey::Own(keys.key(pod, interner.labels(&pod.labels))),
             }
         });
         Classes::assign(state, Some(previous), pod_keys)
-    }
-
-    /// The key of class `ci`.
-    fn key(&self, ci: usize) -> Key {
-        let c = &self.list[ci];
-        (
-            c.namespace,
-            c.labels.clone(),
-            c.named_ports.clone(),
-            c.host_network,
-            c.blocks.clone(),
-        )
     }
 
     /// Classes in order of their first pod, from every pod's key (in pod order), and each one's
@@ -193,17 +193,18 @@ impl Classes {
         state: &ClusterState,
         previous: Option<&Classes>,
         pod_keys: impl Iterator<Item = PodKey>,
-    ) -> (Classes, Vec<Option<usize>>) {
-        let mut index: HashMap<Key, usize> = HashMap::new();
+    ) -> (Classes, IdVec<Class, Option<ClassId>>) {
+        let mut index: HashMap<ClassKey, ClassId> = HashMap::new();
         let mut classes = Classes {
-            list: Vec::new(),
-            of_pod: Vec::with_capacity(state.pods.len()),
-            by_namespace: vec![Vec::new(); state.namespaces.len()],
+            list: IdVec::new(),
+            of_pod: IdVec::with_capacity(state.pods.len()),
+            by_namespace: vec![Vec::new(); state.namespaces.len()].into(),
         };
         // Keys of previous classes are not hashed: a pod's own key that equals one is found among
         // the previous classes of its namespace (own keys are few when pods are reused).
-        let mut renumbered: Vec<Option<usize>> = vec![None; previous.map_or(0, |p| p.list.len())];
-        let mut counterparts = Vec::new();
+        let mut renumbered: IdVec<Class, Option<ClassId>> =
+            vec![None; previous.map_or(0, |p| p.list.len())].into();
+        let mut counterparts = IdVec::new();
         for (pi, pod_key) in pod_keys.enumerate() {
             let pod_key = match (pod_key, previous) {
                 (PodKey::Own(key), Some(previous)) => match previous.find(&key) {
@@ -224,43 +225,29 @@ impl Classes {
                 },
                 PodKey::Previous(old) => *renumbered[old].get_or_insert_with(|| {
                     counterparts.push(Some(old));
-                    classes.add(previous.expect("a previous partition").key(old))
+                    classes.add(
+                        previous.expect("a previous partition").list[old]
+                            .key
+                            .clone(),
+                    )
                 }),
             };
-            classes.list[ci].pods.push(pi);
+            classes.list[ci].pods.push(Id::new(pi));
             classes.of_pod.push(ci);
         }
         (classes, counterparts)
     }
 
     /// The class with `key`, if any.
-    fn find(&self, key: &Key) -> Option<usize> {
-        self.by_namespace[key.0]
-            .iter()
-            .copied()
-            .find(|&ci| self.key_is(ci, key))
+    fn find(&self, key: &ClassKey) -> Option<ClassId> {
+        (self.by_namespace[key.namespace].iter().copied()).find(|&ci| self.list[ci].key == *key)
     }
 
-    fn key_is(&self, ci: usize, key: &Key) -> bool {
-        let c = &self.list[ci];
-        let (namespace, labels, named_ports, host_network, blocks) = key;
-        c.namespace == *namespace
-            && c.labels == *labels
-            && c.named_ports == *named_ports
-            && c.host_network == *host_network
-            && c.blocks == *blocks
-    }
-
-    /// Adds a class with `key` and no pods yet; its index.
-    fn add(&mut self, key: Key) -> usize {
-        let ci = self.list.len();
-        let (namespace, labels, named_ports, host_network, blocks) = key;
-        self.list.push(Class {
-            namespace,
-            labels,
-            named_ports,
-            host_network,
-            blocks,
+    /// Adds a class with `key` and no pods yet.
+    fn add(&mut self, key: ClassKey) -> ClassId {
+        let namespace = key.namespace;
+        let ci = self.list.push(Class {
+            key,
             pods: Vec::new(),
         });
         self.by_namespace[namespace].push(ci);

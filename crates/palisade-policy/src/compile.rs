@@ -4,11 +4,13 @@
 //! over rules.
 
 use crate::bitset::BitSet;
-use crate::engine::{Engine, RuleClasses};
-use crate::policy::{Direction, IpBlock, NamespaceScope, Peer, Rule};
+use crate::classes::{Class, ClassId};
+use crate::direction::{Direction, PerDirection};
+use crate::engine::{Derived, Engine, RuleClasses};
+use crate::policy::{CompiledPolicy, IpBlock, NamespaceScope, Peer, Rule};
 use crate::ports::{PortMatch, PortSpec};
 use foldhash::HashMap;
-use palisade_model::{ObjectKey, Protocol};
+use palisade_model::{IdVec, ObjectKey, Protocol};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -222,14 +224,18 @@ fn merge_ports(mut ports: Vec<PortRange>) -> Vec<PortRange> {
     out
 }
 
+/// For the named ports of an egress rule: the destination classes that resolve a name, by the
+/// (protocol, port) it resolves to there.
+type NamedDestinations = BTreeMap<(Protocol, u16), BitSet<Class>>;
+
 /// Shared peer address sets, built once per compile.
 #[derive(Default)]
 pub struct AddrCache {
-    by_classes: HashMap<BitSet, Arc<AddrSet>>,
+    by_classes: HashMap<BitSet<Class>, Arc<AddrSet>>,
 }
 
 impl Engine {
-    fn class_ranges(&self, classes: &BitSet) -> Vec<(bool, u128, u128)> {
+    fn class_ranges(&self, classes: &BitSet<Class>) -> Vec<(bool, u128, u128)> {
         let state = self.state();
         classes
             .iter()
@@ -242,7 +248,12 @@ impl Engine {
             .collect()
     }
 
-    fn peer_addrs(&self, rule: &Rule, classes: &BitSet, cache: &mut AddrCache) -> Arc<AddrSet> {
+    fn peer_addrs(
+        &self,
+        rule: &Rule,
+        classes: &BitSet<Class>,
+        cache: &mut AddrCache,
+    ) -> Arc<AddrSet> {
         let blocks: Vec<&IpBlock> = rule
             .peers
             .iter()
@@ -280,34 +291,31 @@ impl Engine {
     /// namespace relabelled.
     pub fn compile_classes(
         &self,
-        previous: Option<(&Engine, &[Arc<ClassRules>])>,
-    ) -> Vec<Arc<ClassRules>> {
+        previous: Option<(&Engine, &IdVec<Class, Arc<ClassRules>>)>,
+    ) -> IdVec<Class, Arc<ClassRules>> {
         let mut cache = AddrCache::default();
         let reusable = previous.and_then(|(old, rules)| {
             let derived = self.derived_from(old)?;
             (rules.len() == old.class_count()).then_some((old, rules, derived))
         });
         let Some((old, old_rules, derived)) = reusable else {
-            return (0..self.class_count())
+            return (self.class_ids())
                 .map(|c| Arc::new(self.compile_class(c, &mut cache)))
                 .collect();
         };
         let touched = self.touched_rules(old, derived);
         let counterpart = &derived.classes;
-        (0..self.class_count())
+        (self.class_ids())
             .map(|c| {
                 let reuse = counterpart[c].filter(|&o| {
-                    [Direction::Ingress, Direction::Egress]
-                        .iter()
-                        .all(|&direction| {
-                            let d = crate::engine::dir_index(direction);
-                            let (now, was) =
-                                (self.selecting(c, direction), old.selecting(o, direction));
-                            now.len() == was.len()
-                                && (now.iter().zip(was)).all(|(&pi, &o)| {
-                                    derived.policies[pi] == Some(o) && !touched[pi][d]
-                                })
-                        })
+                    Direction::BOTH.iter().all(|&direction| {
+                        let (now, was) =
+                            (self.selecting(c, direction), old.selecting(o, direction));
+                        now.len() == was.len()
+                            && (now.iter().zip(was)).all(|(&pi, &o)| {
+                                derived.policies[pi] == Some(o) && !touched[pi][direction]
+                            })
+                    })
                 });
                 match reuse {
                     Some(o) => old_rules[o].clone(),
@@ -319,19 +327,23 @@ impl Engine {
 
     /// Per policy and direction: can a rule's peers differ from what its counterpart's were in
     /// `old`? A new or changed policy has none: always.
-    fn touched_rules(&self, old: &Engine, derived: &crate::engine::Derived) -> Vec<[bool; 2]> {
+    fn touched_rules(
+        &self,
+        old: &Engine,
+        derived: &Derived,
+    ) -> IdVec<CompiledPolicy, PerDirection<bool>> {
         let (n, m) = (self.class_count(), old.class_count());
         let counterpart = &derived.classes;
         // Classes whose pods have the addresses they had (all a class gives the rules that select
         // it, besides its key).
-        let same_addresses = |c: usize, o: usize| {
+        let same_addresses = |c: ClassId, o: ClassId| {
             let (new, was) = (self.class_pods(c), old.class_pods(o));
             new.len() == was.len()
                 && (new.iter().zip(was))
                     .all(|(&p, &q)| self.state().pods[p].ip == old.state().pods[q].ip)
         };
         let (mut changed, mut old_unchanged) = (BitSet::full(n), BitSet::new(m));
-        for (c, o) in counterpart.iter().enumerate() {
+        for (c, o) in counterpart.iter_enumerated() {
             if let Some(o) = *o {
                 if same_addresses(c, o) {
                     old_unchanged.insert(o);
@@ -357,17 +369,18 @@ impl Engine {
                 _ => false,
             })
         };
-        (0..self.policies.len())
-            .map(|pi| {
-                [Direction::Ingress, Direction::Egress].map(|direction| {
+        (self.policies.iter_enumerated())
+            .map(|(pi, policy)| {
+                PerDirection::from_fn(|direction| {
                     let Some(o) = derived.policies[pi] else {
                         return true;
                     };
-                    let d = crate::engine::dir_index(direction);
-                    let rules = self.policies[pi].rules(direction).unwrap_or_default();
+                    let rules = policy.rules(direction).unwrap_or_default();
                     rules.iter().enumerate().any(|(ri, rule)| {
-                        let (now, was) =
-                            (&self.rule_classes[pi][d][ri], &old.rule_classes[o][d][ri]);
+                        let (now, was) = (
+                            &self.rule_classes[pi][direction][ri],
+                            &old.rule_classes[o][direction][ri],
+                        );
                         let named_anywhere = now.any
                             && direction == Direction::Egress
                             && rule
@@ -387,13 +400,12 @@ impl Engine {
 
     /// Compiles what the dataplane enforces for class `class`. Named ports resolve on the class
     /// (ingress) or on each destination class (egress); `cache` shares peer sets across classes.
-    pub fn compile_class(&self, class: usize, cache: &mut AddrCache) -> ClassRules {
+    pub fn compile_class(&self, class: ClassId, cache: &mut AddrCache) -> ClassRules {
         let compile = |direction: Direction, cache: &mut AddrCache| -> Option<Vec<Allow>> {
             let selecting = self.selecting(class, direction);
             if selecting.is_empty() {
                 return None;
             }
-            let d = crate::engine::dir_index(direction);
             let mut out = Vec::new();
             for &pi in selecting {
                 let policy = &self.policies[pi];
@@ -403,7 +415,7 @@ impl Engine {
                     .iter()
                     .enumerate()
                 {
-                    let rc = &self.rule_classes[pi][d][ri];
+                    let rc = &self.rule_classes[pi][direction][ri];
                     let origin = RuleOrigin {
                         policy: policy.key.clone(),
                         direction,
@@ -422,7 +434,7 @@ impl Engine {
 
     fn compile_rule(
         &self,
-        class: usize,
+        class: ClassId,
         origin: RuleOrigin,
         rule: &Rule,
         rc: &RuleClasses,
@@ -476,11 +488,11 @@ impl Engine {
     /// port resolves on the destination pod.
     fn rule_ports(
         &self,
-        class: usize,
+        class: ClassId,
         direction: Direction,
         specs: &[PortSpec],
         rc: &RuleClasses,
-    ) -> (Vec<PortRange>, BTreeMap<(Protocol, u16), BitSet>) {
+    ) -> (Vec<PortRange>, NamedDestinations) {
         let n = self.class_count();
         let (mut numeric, mut named) = (Vec::new(), BTreeMap::new());
         let range = |protocol, first, last| PortRange {

@@ -2,11 +2,14 @@
 //! endpoint classes, for matrices and the dataplane) and verdicts with reasons per flow.
 
 use crate::bitset::BitSet;
-use crate::classes::Classes;
-use crate::policy::{CompiledPolicy, Compiler, Direction, IpBlock, NamespaceScope, Peer, Rule};
+use crate::classes::{Class, ClassId, Classes};
+use crate::direction::{Direction, PerDirection};
+use crate::policy::{CompiledPolicy, Compiler, IpBlock, NamespaceScope, Peer, PolicyId, Rule};
 use crate::selector::{Interner, LabelSet, Selector};
 use foldhash::{HashMap, HashMapExt};
-use palisade_model::{ClusterState, PolicyInfo, Protocol};
+use palisade_model::{
+    ClusterState, IdVec, NamespaceId, NamespaceInfo, PodId, PolicyInfo, Protocol,
+};
 use std::sync::Arc;
 
 /// The classes a rule's peers match, computed once per engine.
@@ -15,9 +18,9 @@ pub(crate) struct RuleClasses {
     /// `from`/`to` missing or empty: every endpoint.
     pub any: bool,
     /// Classes matched by a selector peer.
-    pub selected: BitSet,
+    pub selected: BitSet<Class>,
     /// Classes matched by an ipBlock peer (through their pods' IPs).
-    pub blocked: BitSet,
+    pub blocked: BitSet<Class>,
 }
 
 /// A compiled cluster: policies, classes and the per-rule peer sets.
@@ -29,15 +32,15 @@ pub struct Engine {
     state: Arc<ClusterState>,
     /// The label ids of this engine (kept for [`Engine::new_from`]).
     interner: Interner,
-    pub(crate) namespace_labels: Vec<LabelSet>,
+    pub(crate) namespace_labels: IdVec<NamespaceInfo, LabelSet>,
     /// Shared with the engines compiled from this one while unchanged ([`Engine::new_from`]).
-    pub(crate) policies: Arc<[Arc<CompiledPolicy>]>,
-    pub(crate) blocks: Vec<IpBlock>,
+    pub(crate) policies: IdVec<CompiledPolicy, Arc<CompiledPolicy>>,
+    pub(crate) blocks: IdVec<IpBlock, IpBlock>,
     pub(crate) classes: Classes,
-    /// Class → policies (indexes into `policies`) that select it and govern ingress / egress.
-    pub(crate) selecting: [Vec<Vec<usize>>; 2],
-    /// Policy → direction → rule → peer classes.
-    pub(crate) rule_classes: Vec<[Vec<RuleClasses>; 2]>,
+    /// Per direction, each class's policies that select it and govern that direction.
+    pub(crate) selecting: PerDirection<IdVec<Class, Vec<PolicyId>>>,
+    /// Per policy and direction, each rule's peer classes.
+    pub(crate) rule_classes: IdVec<CompiledPolicy, PerDirection<Vec<RuleClasses>>>,
 }
 
 /// How an engine compiled from another ([`Engine::new_from`]) relates to it.
@@ -46,35 +49,26 @@ pub(crate) struct Derived {
     /// The other engine's id.
     pub from: u64,
     /// Each class's counterpart there: the class with the same key.
-    pub classes: Vec<Option<usize>>,
+    pub classes: IdVec<Class, Option<ClassId>>,
     /// Each policy's counterpart there: the same policy (identity and content), compiled once.
-    pub policies: Vec<Option<usize>>,
-    /// The namespaces whose labels changed (indexes into `ClusterState::namespaces`, the same in
-    /// both): what namespace selectors match there may have.
-    pub relabelled: Vec<usize>,
+    pub policies: IdVec<CompiledPolicy, Option<PolicyId>>,
+    /// The namespaces whose labels changed (both engines have the same namespaces): what
+    /// namespace selectors match there may have.
+    pub relabelled: Vec<NamespaceId>,
 }
 
 /// The policies of a state compiled from an engine's ([`Engine::new_from`]).
 struct Recompiled {
-    policies: Arc<[Arc<CompiledPolicy>]>,
+    policies: IdVec<CompiledPolicy, Arc<CompiledPolicy>>,
     /// Each policy's counterpart in the engine compiled from.
-    counterparts: Vec<Option<usize>>,
-}
-
-pub(crate) fn dir_index(d: Direction) -> usize {
-    match d {
-        Direction::Ingress => 0,
-        Direction::Egress => 1,
-    }
+    counterparts: IdVec<CompiledPolicy, Option<PolicyId>>,
 }
 
 impl Engine {
     /// Compiles `state`. Cost grows with classes × selectors, not pods × policies.
     pub fn new(state: Arc<ClusterState>) -> Engine {
         let mut interner = Interner::default();
-        let namespace_labels: Vec<LabelSet> = state
-            .namespaces
-            .iter()
+        let namespace_labels: IdVec<NamespaceInfo, LabelSet> = (state.namespaces.iter())
             .map(|n| interner.labels(&n.labels))
             .collect();
         let pod_labels: Vec<LabelSet> = state
@@ -82,13 +76,12 @@ impl Engine {
             .iter()
             .map(|p| interner.labels(&p.labels))
             .collect();
-        let ns_idx = |name: &str| state.namespace_idx(name);
         let mut compiler = Compiler {
             interner: &mut interner,
-            blocks: Vec::new(),
-            namespace_idx: &ns_idx,
+            blocks: IdVec::new(),
+            state: &state,
         };
-        let policies: Arc<[Arc<CompiledPolicy>]> = (state.policies.iter())
+        let policies: IdVec<CompiledPolicy, Arc<CompiledPolicy>> = (state.policies.iter())
             .filter_map(|p| compiler.policy(p).map(Arc::new))
             .collect();
         let blocks = compiler.blocks;
@@ -104,8 +97,8 @@ impl Engine {
     /// When this engine was compiled from `previous` ([`Engine::new_from`], reusing its compiled
     /// policies): for each class, the class of `previous` with the same key — the same policies
     /// select it and its pods match the same selectors — if any.
-    pub fn counterparts(&self, previous: &Engine) -> Option<&[Option<usize>]> {
-        self.derived_from(previous).map(|d| &d.classes[..])
+    pub fn counterparts(&self, previous: &Engine) -> Option<&IdVec<Class, Option<ClassId>>> {
+        self.derived_from(previous).map(|d| &d.classes)
     }
 
     pub(crate) fn derived_from(&self, previous: &Engine) -> Option<&Derived> {
@@ -134,9 +127,8 @@ impl Engine {
             return Engine::new(state);
         };
         let blocks = previous.blocks.clone();
-        let relabelled: Vec<usize> = (old.namespaces.iter().zip(&state.namespaces))
-            .enumerate()
-            .filter(|(_, (a, b))| a.labels != b.labels)
+        let relabelled: Vec<NamespaceId> = (old.namespaces.iter_enumerated())
+            .filter(|&(i, was)| was.labels != state.namespaces[i].labels)
             .map(|(i, _)| i)
             .collect();
         let namespace_labels = if !relabelled.is_empty() {
@@ -167,18 +159,16 @@ impl Engine {
         let was: HashMap<(&str, &str), &PolicyInfo> = (self.state().policies.iter())
             .map(|p| ((&*p.namespace, &*p.name), p))
             .collect();
-        let by_key: HashMap<(&str, &str), usize> = (self.policies.iter())
-            .enumerate()
+        let by_key: HashMap<(&str, &str), PolicyId> = (self.policies.iter_enumerated())
             .map(|(i, p)| ((p.key.namespace().unwrap_or_default(), p.key.name()), i))
             .collect();
-        let ns_idx = |name: &str| state.namespace_idx(name);
         let mut compiler = Compiler {
             interner,
             blocks: self.blocks.clone(),
-            namespace_idx: &ns_idx,
+            state,
         };
-        let mut counterparts = Vec::with_capacity(state.policies.len());
-        let mut policies = Vec::with_capacity(state.policies.len());
+        let mut counterparts = IdVec::with_capacity(state.policies.len());
+        let mut policies = IdVec::with_capacity(state.policies.len());
         for info in &state.policies {
             let key = (&*info.namespace, &*info.name);
             let unchanged = was.get(&key).is_some_and(|was| {
@@ -195,20 +185,20 @@ impl Engine {
             }
         }
         let blocks = compiler.blocks;
-        let mut used = vec![false; blocks.len()];
+        let mut used = BitSet::new(blocks.len());
         for rule in policies
             .iter()
             .flat_map(|p| p.ingress.iter().chain(&p.egress).flatten())
         {
             for peer in rule.peers.iter().flatten() {
                 if let Peer::Block { id, .. } = peer {
-                    used[*id] = true;
+                    used.insert(*id);
                 }
             }
         }
-        let same_blocks = blocks.len() == self.blocks.len() && used.iter().all(|&u| u);
-        same_blocks.then(|| Recompiled {
-            policies: policies.into(),
+        let same_blocks = blocks.len() == self.blocks.len() && used.is_full();
+        same_blocks.then_some(Recompiled {
+            policies,
             counterparts,
         })
     }
@@ -216,9 +206,9 @@ impl Engine {
     fn assemble(
         state: Arc<ClusterState>,
         interner: Interner,
-        namespace_labels: Vec<LabelSet>,
-        policies: Arc<[Arc<CompiledPolicy>]>,
-        blocks: Vec<IpBlock>,
+        namespace_labels: IdVec<NamespaceInfo, LabelSet>,
+        policies: IdVec<CompiledPolicy, Arc<CompiledPolicy>>,
+        blocks: IdVec<IpBlock, IpBlock>,
         classes: Classes,
     ) -> Engine {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -231,8 +221,8 @@ impl Engine {
             policies,
             blocks,
             classes,
-            selecting: [Vec::new(), Vec::new()],
-            rule_classes: Vec::new(),
+            selecting: PerDirection::default(),
+            rule_classes: IdVec::new(),
         };
         engine.select();
         engine.rule_classes = engine.compute_rule_classes();
@@ -254,23 +244,28 @@ impl Engine {
         self.classes.list.len()
     }
 
-    /// The class of pod `pod` (index into `ClusterState::pods`).
-    pub fn class_of(&self, pod: usize) -> usize {
+    /// Every class, in order.
+    pub fn class_ids(&self) -> impl DoubleEndedIterator<Item = ClassId> {
+        self.classes.list.ids()
+    }
+
+    /// The class of `pod`.
+    pub fn class_of(&self, pod: PodId) -> ClassId {
         self.classes.of_pod[pod]
     }
 
-    /// The namespace (index into `ClusterState::namespaces`) of class `class`'s pods.
-    pub fn class_namespace(&self, class: usize) -> usize {
-        self.classes.list[class].namespace
+    /// The namespace of `class`'s pods.
+    pub fn class_namespace(&self, class: ClassId) -> NamespaceId {
+        self.classes.list[class].key.namespace
     }
 
     /// The engine this one was compiled from (its id) and each class's counterpart there.
-    pub(crate) fn derived_classes(&self) -> Option<(u64, Vec<Option<usize>>)> {
+    pub(crate) fn derived_classes(&self) -> Option<(u64, IdVec<Class, Option<ClassId>>)> {
         self.derived.as_ref().map(|d| (d.from, d.classes.clone()))
     }
 
-    /// The member pods of class `class`.
-    pub fn class_pods(&self, class: usize) -> &[usize] {
+    /// The member pods of `class`.
+    pub fn class_pods(&self, class: ClassId) -> &[PodId] {
         &self.classes.list[class].pods
     }
 
@@ -281,38 +276,38 @@ impl Engine {
 
     fn select(&mut self) {
         let n = self.classes.list.len();
-        let mut selecting = [vec![Vec::new(); n], vec![Vec::new(); n]];
-        for (pi, p) in self.policies.iter().enumerate() {
+        let mut selecting: PerDirection<IdVec<Class, Vec<PolicyId>>> =
+            PerDirection::from_fn(|_| vec![Vec::new(); n].into());
+        for (pi, p) in self.policies.iter_enumerated() {
             for &ci in &self.classes.by_namespace[p.namespace] {
-                let class = &self.classes.list[ci];
+                let class = &self.classes.list[ci].key;
                 if class.host_network || !p.pod_selector.matches(&class.labels) {
                     continue;
                 }
-                if p.ingress.is_some() {
-                    selecting[0][ci].push(pi);
-                }
-                if p.egress.is_some() {
-                    selecting[1][ci].push(pi);
+                for direction in Direction::BOTH {
+                    if p.rules(direction).is_some() {
+                        selecting[direction][ci].push(pi);
+                    }
                 }
             }
         }
         self.selecting = selecting;
     }
 
-    /// Policies (indexes into the engine's policy list) selecting class `class` for `direction`.
-    pub(crate) fn selecting(&self, class: usize, direction: Direction) -> &[usize] {
-        &self.selecting[dir_index(direction)][class]
+    /// The policies selecting `class` for `direction`.
+    pub(crate) fn selecting(&self, class: ClassId, direction: Direction) -> &[PolicyId] {
+        &self.selecting[direction][class]
     }
 
-    fn compute_rule_classes(&self) -> Vec<[Vec<RuleClasses>; 2]> {
+    fn compute_rule_classes(&self) -> IdVec<CompiledPolicy, PerDirection<Vec<RuleClasses>>> {
         let n = self.classes.list.len();
-        let mut ns_cache: HashMap<&Selector, BitSet> = HashMap::new();
-        let mut peer_cache: HashMap<&Peer, BitSet> = HashMap::new();
-        let mut out = Vec::with_capacity(self.policies.len());
+        let mut ns_cache: HashMap<&Selector, BitSet<NamespaceInfo>> = HashMap::new();
+        let mut peer_cache: HashMap<&Peer, BitSet<Class>> = HashMap::new();
+        let mut out = IdVec::with_capacity(self.policies.len());
         for p in self.policies.iter() {
-            let mut per_dir = [Vec::new(), Vec::new()];
-            for (d, rules) in [(0, &p.ingress), (1, &p.egress)] {
-                for rule in rules.iter().flatten() {
+            let mut per_dir = PerDirection::<Vec<RuleClasses>>::default();
+            for direction in Direction::BOTH {
+                for rule in p.rules(direction).unwrap_or_default() {
                     let mut rc = RuleClasses {
                         any: rule.peers.is_none(),
                         selected: BitSet::new(n),
@@ -327,7 +322,7 @@ impl Engine {
                             Peer::Block { .. } => rc.blocked.union_with(set),
                         }
                     }
-                    per_dir[d].push(rc);
+                    per_dir[direction].push(rc);
                 }
             }
             out.push(per_dir);
@@ -338,22 +333,22 @@ impl Engine {
     fn peer_classes<'a>(
         &'a self,
         peer: &'a Peer,
-        ns_cache: &mut HashMap<&'a Selector, BitSet>,
-    ) -> BitSet {
+        ns_cache: &mut HashMap<&'a Selector, BitSet<NamespaceInfo>>,
+    ) -> BitSet<Class> {
         let n = self.classes.list.len();
         let mut set = BitSet::new(n);
         match peer {
             Peer::Block { id, .. } => {
-                for (ci, c) in self.classes.list.iter().enumerate() {
-                    if c.blocks.contains(*id) {
+                for (ci, c) in self.classes.list.iter_enumerated() {
+                    if c.key.blocks.contains(*id) {
                         set.insert(ci);
                     }
                 }
             }
             Peer::Pods { namespaces, pods } => {
-                let mut add_namespace = |ns: usize| {
+                let mut add_namespace = |ns: NamespaceId| {
                     for &ci in &self.classes.by_namespace[ns] {
-                        let c = &self.classes.list[ci];
+                        let c = &self.classes.list[ci].key;
                         if !c.host_network && pods.matches(&c.labels) {
                             set.insert(ci);
                         }
@@ -364,7 +359,7 @@ impl Engine {
                     NamespaceScope::Selected(sel) => {
                         let nss = ns_cache.entry(sel).or_insert_with(|| {
                             let mut s = BitSet::new(self.namespace_labels.len());
-                            for (i, l) in self.namespace_labels.iter().enumerate() {
+                            for (i, l) in self.namespace_labels.iter_enumerated() {
                                 if sel.matches(l) {
                                     s.insert(i);
                                 }
@@ -384,13 +379,13 @@ impl Engine {
     /// Class-level reachability for one probe (destination port and protocol).
     pub fn reach(&self, port: u16, protocol: Protocol) -> Reach {
         let n = self.classes.list.len();
-        let mut named_cache: HashMap<String, BitSet> = HashMap::new();
-        let mut named_classes = |name: &str| -> BitSet {
+        let mut named_cache: HashMap<String, BitSet<Class>> = HashMap::new();
+        let mut named_classes = |name: &str| -> BitSet<Class> {
             named_cache
                 .entry(name.to_string())
                 .or_insert_with(|| {
                     let mut s = BitSet::new(n);
-                    for (ci, c) in self.classes.list.iter().enumerate() {
+                    for (ci, c) in self.classes.list.iter_enumerated() {
                         if c.named_port(name, protocol) == Some(port) {
                             s.insert(ci);
                         }
@@ -399,8 +394,8 @@ impl Engine {
                 })
                 .clone()
         };
-        let mut ingress = Vec::with_capacity(n);
-        for (ci, class) in self.classes.list.iter().enumerate() {
+        let mut ingress = IdVec::with_capacity(n);
+        for (ci, class) in self.classes.list.iter_enumerated() {
             let selecting = self.selecting(ci, Direction::Ingress);
             if selecting.is_empty() {
                 ingress.push(None);
@@ -417,7 +412,7 @@ impl Engine {
                         })
                     });
                     if port_ok {
-                        let rc = &self.rule_classes[pi][0][ri];
+                        let rc = &self.rule_classes[pi].ingress[ri];
                         if rc.any {
                             allowed = BitSet::full(n);
                         } else {
@@ -429,8 +424,8 @@ impl Engine {
             }
             ingress.push(Some(allowed));
         }
-        let mut egress = Vec::with_capacity(n);
-        for ci in 0..n {
+        let mut egress = IdVec::with_capacity(n);
+        for ci in self.classes.list.ids() {
             let selecting = self.selecting(ci, Direction::Egress);
             if selecting.is_empty() {
                 egress.push(None);
@@ -440,7 +435,7 @@ impl Engine {
             for &pi in selecting {
                 let rules = self.policies[pi].egress.as_deref().unwrap_or_default();
                 for (ri, rule) in rules.iter().enumerate() {
-                    let rc = &self.rule_classes[pi][1][ri];
+                    let rc = &self.rule_classes[pi].egress[ri];
                     self.egress_rule_reach(
                         rule,
                         rc,
@@ -464,11 +459,11 @@ impl Engine {
         rc: &RuleClasses,
         port: u16,
         protocol: Protocol,
-        allowed: &mut BitSet,
-        named_classes: &mut impl FnMut(&str) -> BitSet,
+        allowed: &mut BitSet<Class>,
+        named_classes: &mut impl FnMut(&str) -> BitSet<Class>,
     ) {
         let n = self.classes.list.len();
-        let peers_all = |allowed: &mut BitSet| {
+        let peers_all = |allowed: &mut BitSet<Class>| {
             if rc.any {
                 *allowed = BitSet::full(n);
             } else {
@@ -503,20 +498,20 @@ impl Engine {
 /// (`None`: not isolated for ingress) and per source class the allowed destination classes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reach {
-    ingress: Vec<Option<BitSet>>,
-    egress: Vec<Option<BitSet>>,
+    ingress: IdVec<Class, Option<BitSet<Class>>>,
+    egress: IdVec<Class, Option<BitSet<Class>>>,
 }
 
 impl Reach {
     /// True if a pod of class `src` may open a connection to a pod of class `dst` (different pods).
     #[inline]
-    pub fn allowed(&self, src: usize, dst: usize) -> bool {
+    pub fn allowed(&self, src: ClassId, dst: ClassId) -> bool {
         self.egress[src].as_ref().is_none_or(|s| s.contains(dst))
             && self.ingress[dst].as_ref().is_none_or(|s| s.contains(src))
     }
 
     /// True if class `class` is isolated for `direction`.
-    pub fn isolated(&self, class: usize, direction: Direction) -> bool {
+    pub fn isolated(&self, class: ClassId, direction: Direction) -> bool {
         match direction {
             Direction::Ingress => self.ingress[class].is_some(),
             Direction::Egress => self.egress[class].is_some(),

@@ -15,6 +15,7 @@
 mod bitset;
 mod classes;
 mod compile;
+mod direction;
 mod engine;
 mod policy;
 mod ports;
@@ -24,9 +25,11 @@ mod table;
 mod verdict;
 
 pub use bitset::BitSet;
+pub use classes::{Class, ClassId};
 pub use compile::{AddrCache, AddrRange, AddrSet, Allow, ClassRules, Peers, PortRange, RuleOrigin};
+pub use direction::{Direction, PerDirection};
 pub use engine::{Engine, Reach};
-pub use policy::{effective_types, Direction};
+pub use policy::effective_types;
 pub use ports::{PortMatch, PortSpec};
 pub use reason::{
     NamedPort, NamedPortResolution, PeerMiss, PeerMissReason, PodRef, PolicyMiss, PolicyRef,

@@ -1,33 +1,13 @@
 //! NetworkPolicies compiled for evaluation: effective policy types, rules, peers and ports.
 
+pub use crate::direction::Direction;
 use crate::ports::PortSpec;
 use crate::selector::{Interner, Selector};
 use ipnet::IpNet;
 use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
-use palisade_model::{validate, Kind, ObjectKey, PolicyInfo};
-use serde::Serialize;
+use palisade_model::{validate, ClusterState, Id, IdVec, Kind, NamespaceId, ObjectKey, PolicyInfo};
 use std::net::IpAddr;
 use std::sync::Arc;
-
-/// Traffic direction, seen from the pod a policy selects.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    /// Traffic into the selected pod.
-    Ingress,
-    /// Traffic out of the selected pod.
-    Egress,
-}
-
-impl Direction {
-    /// `ingress` or `egress`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::Ingress => "ingress",
-            Direction::Egress => "egress",
-        }
-    }
-}
 
 /// An `ipBlock`: addresses in `cidr` and in none of `except`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -53,8 +33,8 @@ impl IpBlock {
 /// Which namespaces a selector peer looks in.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum NamespaceScope {
-    /// `podSelector` alone: the policy's own namespace (index into `ClusterState::namespaces`).
-    Own(usize),
+    /// `podSelector` alone: the policy's own namespace.
+    Own(NamespaceId),
     /// `namespaceSelector` (alone or with a `podSelector`).
     Selected(Selector),
 }
@@ -69,12 +49,12 @@ pub enum Peer {
         /// Which pods there (`{}` = all).
         pods: Selector,
     },
-    /// An `ipBlock`; `id` indexes the engine's table of distinct blocks.
+    /// An `ipBlock`, one of the engine's distinct blocks.
     Block {
         /// The block.
         block: IpBlock,
-        /// Index of this block among the engine's distinct blocks.
-        id: usize,
+        /// Which of the engine's distinct blocks it is.
+        id: Id<IpBlock>,
     },
 }
 
@@ -92,8 +72,8 @@ pub struct Rule {
 pub struct CompiledPolicy {
     /// Which policy it is.
     pub key: Arc<ObjectKey>,
-    /// Index of its namespace in `ClusterState::namespaces`.
-    pub namespace: usize,
+    /// Its namespace.
+    pub namespace: NamespaceId,
     /// `spec.podSelector`.
     pub pod_selector: Selector,
     /// Ingress rules if `Ingress` is among the effective policy types.
@@ -125,15 +105,18 @@ pub fn effective_types(info: &PolicyInfo) -> (bool, bool) {
     }
 }
 
-/// Compiles policies; `blocks` collects the distinct ipBlocks (their index is `Peer::Block::id`).
+/// A policy of an engine (its position among the engine's policies).
+pub(crate) type PolicyId = Id<CompiledPolicy>;
+
+/// Compiles the policies of `state`; `blocks` collects the distinct ipBlocks (`Peer::Block::id`).
 pub(crate) struct Compiler<'a> {
     pub interner: &'a mut Interner,
-    pub blocks: Vec<IpBlock>,
-    pub namespace_idx: &'a dyn Fn(&str) -> Option<usize>,
+    pub blocks: IdVec<IpBlock, IpBlock>,
+    pub state: &'a ClusterState,
 }
 
 impl Compiler<'_> {
-    fn peer(&mut self, p: &NetworkPolicyPeer, own_ns: usize) -> Option<Peer> {
+    fn peer(&mut self, p: &NetworkPolicyPeer, own_ns: NamespaceId) -> Option<Peer> {
         if let Some(b) = &p.ip_block {
             let cidr = validate::cidr(&b.cidr).ok()?.0;
             let except = b
@@ -143,13 +126,9 @@ impl Compiler<'_> {
                 .filter_map(|e| validate::cidr(e).ok().map(|(n, _)| n))
                 .collect();
             let block = IpBlock { cidr, except };
-            let id = match self.blocks.iter().position(|b| *b == block) {
-                Some(id) => id,
-                None => {
-                    self.blocks.push(block.clone());
-                    self.blocks.len() - 1
-                }
-            };
+            let known =
+                (self.blocks.iter_enumerated()).find_map(|(id, b)| (*b == block).then_some(id));
+            let id = known.unwrap_or_else(|| self.blocks.push(block.clone()));
             return Some(Peer::Block { block, id });
         }
         let namespaces = match &p.namespace_selector {
@@ -168,7 +147,7 @@ impl Compiler<'_> {
         &mut self,
         peers: Option<&Vec<NetworkPolicyPeer>>,
         ports: Option<&Vec<k8s_openapi::api::networking::v1::NetworkPolicyPort>>,
-        own_ns: usize,
+        own_ns: NamespaceId,
     ) -> Rule {
         let peers = peers
             .filter(|p| !p.is_empty())
@@ -181,7 +160,7 @@ impl Compiler<'_> {
 
     /// Compiles one validated policy; `None` if its namespace is unknown.
     pub fn policy(&mut self, info: &PolicyInfo) -> Option<CompiledPolicy> {
-        let namespace = (self.namespace_idx)(&info.namespace)?;
+        let namespace = self.state.namespace_id(&info.namespace)?;
         let spec = info.policy.spec.clone().unwrap_or_default();
         let (has_ingress, has_egress) = effective_types(info);
         let pod_selector = self

@@ -2,9 +2,11 @@
 //! jump to its chains, its rules, and whether it is audited. The dataplane renders only this — it
 //! never reads the cluster state — and audit mode, which namespaces decide, is decided here.
 
+use crate::classes::{Class, ClassId};
 use crate::compile::ClassRules;
 use crate::engine::Engine;
 use palisade_model::logging::{annotation_enabled, AUDIT_ANNOTATION};
+use palisade_model::{IdVec, NamespaceInfo};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -37,20 +39,24 @@ pub struct CompiledTable {
     /// The engine's id.
     id: u64,
     /// The engine it was compiled from (its id), and each class's counterpart there.
-    derived: Option<(u64, Vec<Option<usize>>)>,
-    /// Every class of the engine, by class index.
-    pub classes: Vec<TableClass>,
+    derived: Option<(u64, IdVec<Class, Option<ClassId>>)>,
+    /// Every class of the engine.
+    pub classes: IdVec<Class, TableClass>,
 }
 
 impl CompiledTable {
     /// The table of `engine`, whose classes compiled to `rules` ([`Engine::compile_classes`]),
     /// with audit mode where `audit` says.
-    pub fn new(engine: &Engine, rules: &[Arc<ClassRules>], audit: Audit) -> CompiledTable {
+    pub fn new(
+        engine: &Engine,
+        rules: &IdVec<Class, Arc<ClassRules>>,
+        audit: Audit,
+    ) -> CompiledTable {
         let state = engine.state();
-        let audited: Vec<bool> = (state.namespaces.iter())
+        let audited: IdVec<NamespaceInfo, bool> = (state.namespaces.iter())
             .map(|n| audit == Audit::All || annotation_enabled(&n.annotations, AUDIT_ANNOTATION))
             .collect();
-        let classes = (rules.iter().enumerate())
+        let classes = (rules.iter_enumerated())
             .map(|(c, rules)| {
                 let pods = engine.class_pods(c);
                 TableClass {
@@ -86,11 +92,11 @@ impl CompiledTable {
         audit: Audit,
     ) -> CompiledTable {
         let previous = previous.map(|(old, table)| {
-            let rules: Vec<Arc<ClassRules>> =
+            let rules: IdVec<Class, Arc<ClassRules>> =
                 (table.classes.iter()).map(|c| c.rules.clone()).collect();
             (old, rules)
         });
-        let rules = engine.compile_classes(previous.as_ref().map(|(old, r)| (*old, &r[..])));
+        let rules = engine.compile_classes(previous.as_ref().map(|(old, r)| (*old, r)));
         CompiledTable::new(engine, &rules, audit)
     }
 
@@ -100,7 +106,7 @@ impl CompiledTable {
     }
 
     /// When this table's engine was compiled from `previous`'s: each class's counterpart there.
-    pub fn counterparts(&self, previous: &CompiledTable) -> Option<&[Option<usize>]> {
+    pub fn counterparts(&self, previous: &CompiledTable) -> Option<&IdVec<Class, Option<ClassId>>> {
         match &self.derived {
             Some((from, classes)) if *from == previous.id => Some(classes),
             _ => None,
@@ -149,13 +155,10 @@ status: {podIP: 192.0.2.1}
 
     /// The class holding pod `name`.
     fn class_of<'t>(engine: &Engine, table: &'t CompiledTable, name: &str) -> &'t TableClass {
-        let pod = (engine.state().pods.iter())
-            .position(|p| p.name == name)
+        let (pod, _) = (engine.state().pods.iter_enumerated())
+            .find(|(_, p)| p.name == name)
             .expect("pod");
-        let c = (0..engine.class_count())
-            .find(|&c| engine.class_pods(c).contains(&pod))
-            .expect("class");
-        &table.classes[c]
+        &table.classes[engine.class_of(pod)]
     }
 
     #[test]

@@ -9,14 +9,14 @@ use crate::reason::{
     NamedPort, NamedPortResolution, PeerMiss, PeerMissReason, PodRef, PolicyMiss, PolicyRef,
     PortMiss, RuleMiss, UnenforcedReason,
 };
-use palisade_model::{PodInfo, Protocol};
+use palisade_model::{PodId, PodInfo, Protocol};
 use std::net::IpAddr;
 
 /// One end of a flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endpoint {
-    /// A pod (index into `ClusterState::pods`).
-    Pod(usize),
+    /// A pod.
+    Pod(PodId),
     /// An address; resolved to a pod when one has it.
     Ip(IpAddr),
 }
@@ -107,13 +107,13 @@ struct Question<'a> {
 
 /// An endpoint with what evaluation needs.
 struct Resolved<'a> {
-    pod: Option<(usize, &'a PodInfo)>,
+    pod: Option<(PodId, &'a PodInfo)>,
     ip: Option<IpAddr>,
 }
 
 impl Resolved<'_> {
     /// A pod that selector peers can match (not hostNetwork).
-    fn selectable(&self) -> Option<(usize, &PodInfo)> {
+    fn selectable(&self) -> Option<(PodId, &PodInfo)> {
         self.pod.filter(|(_, p)| !p.host_network)
     }
 }
@@ -133,7 +133,7 @@ fn node_local(a: &Resolved, b: &Resolved) -> Option<UnenforcedReason> {
 impl Engine {
     /// True for pod pairs whose traffic no policy governs: a pod and itself, and a pod and a
     /// hostNetwork pod on its node (which has the node's address).
-    pub fn always_allowed(&self, src: usize, dst: usize) -> bool {
+    pub fn always_allowed(&self, src: PodId, dst: PodId) -> bool {
         let (a, b) = (
             self.resolve(Endpoint::Pod(src)),
             self.resolve(Endpoint::Pod(dst)),
@@ -322,7 +322,7 @@ impl Engine {
                         },
                     });
                 };
-                let class = &self.classes.list[self.class_of(pi)];
+                let class = &self.classes.list[self.class_of(pi)].key;
                 match namespaces {
                     NamespaceScope::Own(ns) if *ns != class.namespace => {
                         return Some(PeerMissReason::OtherNamespace {

@@ -9,9 +9,10 @@ use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, Network
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use palisade_model::selector::matches;
 use palisade_model::{
-    ClusterState, ContainerPortInfo, NamespaceInfo, Origin, PodInfo, PolicyInfo, Protocol,
+    ClusterState, ContainerPortInfo, IdVec, NamespaceInfo, Origin, PodId, PodInfo, PolicyInfo,
+    Protocol,
 };
-use palisade_policy::{AddrCache, Decision, Direction, Endpoint, Engine, Flow};
+use palisade_policy::{AddrCache, Class, Decision, Direction, Endpoint, Engine, Flow};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -387,7 +388,7 @@ fn side_allows(
         })
 }
 
-fn naive(state: &ClusterState, src: usize, dst: usize, port: u16, protocol: Protocol) -> bool {
+fn naive(state: &ClusterState, src: PodId, dst: PodId, port: u16, protocol: Protocol) -> bool {
     let (s, d) = (&state.pods[src], &state.pods[dst]);
     src == dst
         || (side_allows(state, Direction::Egress, s, d, port, protocol)
@@ -398,15 +399,14 @@ fn check(seed: u64) -> Result<(), TestCaseError> {
     let state = cluster(seed);
     let engine = Engine::new(Arc::new(state.clone()));
     let mut cache = AddrCache::default();
-    let compiled: Vec<_> = (0..engine.class_count())
+    let compiled: IdVec<Class, _> = (engine.class_ids())
         .map(|c| engine.compile_class(c, &mut cache))
         .collect();
-    let n = state.pods.len();
     for protocol in [Protocol::Tcp, Protocol::Udp, Protocol::Sctp, Protocol::Icmp] {
         for port in [53u16, 80, 81, 90, 8080] {
             let reach = engine.reach(port, protocol);
-            for src in 0..n {
-                for dst in 0..n {
+            for src in state.pods.ids() {
+                for dst in state.pods.ids() {
                     let expected = naive(&state, src, dst, port, protocol);
                     let what = format!(
                         "seed {seed}: {} -> {} {protocol} {port}",
@@ -534,7 +534,7 @@ fn churned(state: &ClusterState, seed: u64) -> ClusterState {
     }
     let mut seen = std::collections::HashSet::new();
     pods.retain(|p| seen.insert(p.ip));
-    let mut namespaces = state.namespaces.clone();
+    let mut namespaces = state.namespaces.as_slice().to_vec();
     if rng.random_bool(0.1) {
         namespaces[0].labels = labels(&mut rng);
     }
@@ -575,7 +575,7 @@ fn check_incremental(seed: u64) -> Result<(), TestCaseError> {
     let reused = Engine::new_from(&previous, after.clone());
     let recompiled = reused.compile_classes(Some((&previous, &previous_rules)));
     prop_assert_eq!(fresh.class_count(), reused.class_count(), "seed {}", seed);
-    for p in 0..after.pods.len() {
+    for p in after.pods.ids() {
         prop_assert_eq!(fresh.class_of(p), reused.class_of(p), "seed {}", seed);
     }
     for protocol in [Protocol::Tcp, Protocol::Udp, Protocol::Sctp, Protocol::Icmp] {
@@ -592,11 +592,17 @@ fn check_incremental(seed: u64) -> Result<(), TestCaseError> {
     }
     let (mut a, mut b) = (AddrCache::default(), AddrCache::default());
     prop_assert_eq!(recompiled.len(), fresh.class_count());
-    for (c, taken) in recompiled.iter().enumerate() {
+    for (c, taken) in recompiled.iter_enumerated() {
         let rules = fresh.compile_class(c, &mut a);
         let again = reused.compile_class(c, &mut b);
-        prop_assert_eq!(&rules, &again, "seed {} class {}", seed, c);
-        prop_assert_eq!(&rules, &**taken, "seed {} class {} (reused rules)", seed, c);
+        prop_assert_eq!(&rules, &again, "seed {} class {:?}", seed, c);
+        prop_assert_eq!(
+            &rules,
+            &**taken,
+            "seed {} class {:?} (reused rules)",
+            seed,
+            c
+        );
     }
     // Each class's counterpart: a pod that stayed alike (same name, labels, ports, address) is in
     // the counterpart of its previous class; counterparts are distinct and look alike.
@@ -608,8 +614,8 @@ fn check_incremental(seed: u64) -> Result<(), TestCaseError> {
         return Ok(());
     };
     prop_assert_eq!(blocks(old), blocks(&after), "seed {}", seed);
-    for (p, pod) in after.pods.iter().enumerate() {
-        let Some(q) = old.pod_idx(&pod.namespace, &pod.name) else {
+    for (p, pod) in after.pods.iter_enumerated() {
+        let Some(q) = old.pod_id(&pod.namespace, &pod.name) else {
             continue;
         };
         let was = &old.pods[q];
@@ -621,11 +627,11 @@ fn check_incremental(seed: u64) -> Result<(), TestCaseError> {
         }
     }
     let mut seen = std::collections::HashSet::new();
-    for (c, o) in counterparts.iter().enumerate() {
+    for (c, o) in counterparts.iter_enumerated() {
         let Some(o) = *o else { continue };
         prop_assert!(
             seen.insert(o),
-            "seed {}: class {} is a counterpart twice",
+            "seed {}: class {:?} is a counterpart twice",
             seed,
             o
         );
@@ -705,7 +711,7 @@ fn reused_policies_see_label_values_that_appear_later() {
     a.labels.insert("app".into(), "new".into());
     let after = Arc::new(ClusterState::new(ns, vec![a], Vec::new(), policies));
     let engine = Engine::new_from(&Engine::new(Arc::new(before)), after);
-    let rules = engine.compile_class(engine.class_of(0), &mut AddrCache::default());
+    let rules = engine.compile_class(engine.class_of(PodId::new(0)), &mut AddrCache::default());
     assert_eq!(rules.ingress, Some(Vec::new()), "isolated by the policy");
 }
 
@@ -763,7 +769,7 @@ fn a_namespace_relabelled_into_a_selector_changes_the_rules_of_who_uses_it() {
     );
     let rules = engine.compile_classes(Some((&previous, &previous_rules)));
     let fresh = Engine::new(after);
-    let class = fresh.class_of(0);
+    let class = fresh.class_of(PodId::new(0));
     let expected = fresh.compile_class(class, &mut AddrCache::default());
-    assert_eq!(*rules[engine.class_of(0)], expected);
+    assert_eq!(*rules[engine.class_of(PodId::new(0))], expected);
 }

@@ -7,7 +7,7 @@
 
 use ipnet::IpNet;
 use palisade_model::Protocol::{self, Icmp, Sctp, Tcp, Udp};
-use palisade_model::{Diagnostic, Loader};
+use palisade_model::{Diagnostic, Loader, PodId};
 use palisade_policy::{
     Decision, Endpoint, Engine, Flow, LabelOperator, LabelRequirement, NamedPort,
     NamedPortResolution, PeerMiss, PeerMissReason, PodRef, PortMatch, PortSpec, RuleMiss,
@@ -93,13 +93,13 @@ impl Cluster {
         let i = self
             .engine
             .state()
-            .pod_idx(ns, name)
+            .pod_id(ns, name)
             .unwrap_or_else(|| panic!("no pod {s}"));
         Endpoint::Pod(i)
     }
 
     /// The pod an endpoint is (a pod, or an address some non-hostNetwork pod has).
-    fn pod_of(&self, e: Endpoint) -> Option<usize> {
+    fn pod_of(&self, e: Endpoint) -> Option<PodId> {
         match e {
             Endpoint::Pod(i) => Some(i),
             Endpoint::Ip(ip) => self.engine.state().pod_by_ip(ip),
@@ -1053,7 +1053,7 @@ fn s1_a_pod_may_always_reach_itself() {
         denied_without_rules(&v.egress, &[("x", "deny-all")]);
         denied_without_rules(&v.ingress, &[("x", "deny-all")]);
         let state = c.engine.state();
-        let (a, twin) = (state.pod_idx("x", "a"), state.pod_idx("x", "twin"));
+        let (a, twin) = (state.pod_id("x", "a"), state.pod_id("x", "twin"));
         assert_eq!(
             c.engine.class_of(a.unwrap()),
             c.engine.class_of(twin.unwrap())

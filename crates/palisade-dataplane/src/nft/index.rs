@@ -2,10 +2,12 @@
 //! for, each class's chains, who uses each chain and set, and the sets by content and stable key.
 
 use foldhash::HashMap;
+use palisade_model::IdVec;
+use palisade_policy::{Class, PerDirection};
 use std::sync::Arc;
 
-/// A class's chains, ingress then egress (`None` where it is not isolated).
-pub(crate) type ClassChains = [Option<Arc<str>>; 2];
+/// A class's chains (`None` where it is not isolated).
+pub(crate) type ClassChains = PerDirection<Option<Arc<str>>>;
 
 /// What a ruleset keeps to be patched (not part of the table): the engine and audit mode it was
 /// built for, the chains of each of that engine's classes, and its chains' and sets' users.
@@ -14,7 +16,7 @@ pub(crate) struct Index {
     /// The compiled table (its id) the ruleset was built for.
     pub built_for: Option<u64>,
     /// Per class of that table: its chains; `None` for a class without addresses.
-    pub class_chains: Vec<Option<ClassChains>>,
+    pub class_chains: IdVec<Class, Option<ClassChains>>,
     /// Chain → map elements that jump to it.
     pub chain_users: HashMap<String, u32>,
     /// Set → rules that look it up.

@@ -16,7 +16,7 @@ pub use ruleset::{Ruleset, Update, UpdateSize};
 
 use crate::events::Action;
 use foldhash::{HashMap, HashMapExt};
-use palisade_policy::{Allow, CompiledTable, Direction, Peers, TableClass};
+use palisade_policy::{Allow, CompiledTable, Direction, Peers, PerDirection, TableClass};
 use rule::{PeerMatch, PortsMatch, Rule, Verdict};
 use sets::PeerSets;
 use std::hash::BuildHasher;
@@ -113,19 +113,23 @@ fn allow_rules(
 }
 
 /// The verdict map (index in [`ruleset::MAPS`]) of `direction` for `ip`'s family.
-fn map_of(direction: usize, ip: IpAddr) -> usize {
+fn map_of(direction: Direction, ip: IpAddr) -> usize {
+    let direction = match direction {
+        Direction::Ingress => 0,
+        Direction::Egress => 1,
+    };
     2 * direction + usize::from(ip.is_ipv6())
 }
 
-/// The chain bodies of `class`, ingress then egress, with peer sets by id in `sets`: `None` for a
-/// direction it is not isolated in.
-fn class_bodies(class: &TableClass, sets: &mut PeerSets) -> [Option<Vec<Rule<usize>>>; 2] {
+/// The chain bodies of `class`, with peer sets by id in `sets`: `None` for a direction it is not
+/// isolated in.
+fn class_bodies(class: &TableClass, sets: &mut PeerSets) -> PerDirection<Option<Vec<Rule<usize>>>> {
     let (rules, audited) = (&class.rules, class.audited);
-    [
-        (Direction::Ingress, &rules.ingress, Verdict::Accept),
-        (Direction::Egress, &rules.egress, Verdict::Return),
-    ]
-    .map(|(direction, entries, verdict)| {
+    PerDirection::from_fn(|direction| {
+        let (entries, verdict) = match direction {
+            Direction::Ingress => (&rules.ingress, Verdict::Accept),
+            Direction::Egress => (&rules.egress, Verdict::Return),
+        };
         let mut body = allow_rules(direction, entries.as_ref()?, verdict, sets);
         let (action, verdict) = match (audited, direction) {
             (false, _) => (Action::Deny, Verdict::Drop),
@@ -145,8 +149,8 @@ fn class_bodies(class: &TableClass, sets: &mut PeerSets) -> [Option<Vec<Rule<usi
     })
 }
 
-/// A class's chains by draft id ([`Drafts`]), ingress then egress.
-type DraftIds = [Option<usize>; 2];
+/// A class's chains by draft id ([`Drafts`]).
+type DraftIds = PerDirection<Option<usize>>;
 
 /// Distinct chain bodies, before their peer sets are named: classes with the same rules share one
 /// chain (labels no policy reads split classes, not rules).
@@ -227,10 +231,10 @@ pub fn build(table: &CompiledTable, previous: Option<&Ruleset>) -> Ruleset {
         .map(|class| {
             let (ips, ids) = class?;
             let chains = ids.map(|id| id.map(|i| chains[i].0.clone()));
-            for (d, chain) in chains.iter().enumerate() {
+            for (direction, chain) in chains.iter() {
                 if let Some(chain) = chain {
                     for &ip in ips {
-                        jumps[map_of(d, ip)].push((ip, chain.to_string()));
+                        jumps[map_of(direction, ip)].push((ip, chain.to_string()));
                     }
                 }
             }

@@ -9,7 +9,8 @@ use super::ruleset::{sorted_diff, MapEdit, MemberEdit, Update, MAPS};
 use super::sets::{content_hash, PeerSets, SetDef};
 use super::{class_bodies, map_of, Drafts, Ruleset};
 use foldhash::{HashMap, HashMapExt};
-use palisade_policy::CompiledTable;
+use palisade_model::IdVec;
+use palisade_policy::{Class, ClassId, CompiledTable};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ pub struct Patch {
     /// The stable keys of the new sets, in the order of `update.new_sets`.
     keys: Vec<(String, String)>,
     built_for: u64,
-    class_chains: Vec<Option<ClassChains>>,
+    class_chains: IdVec<Class, Option<ClassChains>>,
     /// The users of the chains whose users change (0: deleted).
     chain_users: Vec<(String, u32)>,
 }
@@ -40,9 +41,9 @@ type Jump = (usize, IpAddr, Arc<str>);
 
 /// The jumps of `ip` to `chains`.
 fn jumps(out: &mut Vec<Jump>, chains: &ClassChains, ip: IpAddr) {
-    for (d, chain) in chains.iter().enumerate() {
+    for (direction, chain) in chains.iter() {
         if let Some(chain) = chain {
-            out.push((map_of(d, ip), ip, chain.clone()));
+            out.push((map_of(direction, ip), ip, chain.clone()));
         }
     }
 }
@@ -69,8 +70,8 @@ fn in_map(jumps: &[Jump], m: usize) -> impl Iterator<Item = (IpAddr, &Arc<str>)>
 struct Moves {
     removed: Vec<Jump>,
     added: Vec<Jump>,
-    class_chains: Vec<Option<ClassChains>>,
-    rebuilt: Vec<usize>,
+    class_chains: IdVec<Class, Option<ClassChains>>,
+    rebuilt: Vec<ClassId>,
 }
 
 /// The rebuilt classes' chains and peer sets, named; each rebuilt class with addresses, with its
@@ -79,7 +80,7 @@ struct Drafted {
     sets: PeerSets,
     names: Vec<String>,
     chains: Vec<(Arc<str>, Vec<Rule>)>,
-    classes: Vec<(usize, ClassChains)>,
+    classes: Vec<(ClassId, ClassChains)>,
 }
 
 /// What a patch keeps of its set changes for [`Ruleset::absorb`]: the new content of the edited
@@ -171,17 +172,17 @@ impl Ruleset {
         &self,
         old: &CompiledTable,
         new: &CompiledTable,
-        counterparts: &[Option<usize>],
+        counterparts: &IdVec<Class, Option<ClassId>>,
     ) -> Moves {
         let index = &self.index;
         let mut moves = Moves {
             removed: Vec::new(),
             added: Vec::new(),
-            class_chains: vec![None; new.classes.len()],
+            class_chains: vec![None; new.classes.len()].into(),
             rebuilt: Vec::new(),
         };
-        let mut followed = vec![false; old.classes.len()];
-        for (c, counterpart) in counterparts.iter().enumerate() {
+        let mut followed: IdVec<Class, bool> = vec![false; old.classes.len()].into();
+        for (c, counterpart) in counterparts.iter_enumerated() {
             let class = &new.classes[c];
             let ips = &class.addresses;
             let kept = counterpart.filter(|&o| {
@@ -215,7 +216,7 @@ impl Ruleset {
                 moves.class_chains[c] = Some(chains.clone());
             }
         }
-        for (o, chains) in index.class_chains.iter().enumerate() {
+        for (o, chains) in index.class_chains.iter_enumerated() {
             if let (false, Some(chains)) = (followed[o], chains) {
                 for &ip in &old.classes[o].addresses {
                     jumps(&mut moves.removed, chains, ip);
@@ -237,7 +238,7 @@ impl Ruleset {
     fn draft(
         &self,
         table: &CompiledTable,
-        rebuilt: &[usize],
+        rebuilt: &[ClassId],
         delta: &HashMap<Arc<str>, i64>,
     ) -> Drafted {
         let index = &self.index;
@@ -393,8 +394,8 @@ impl Ruleset {
 #[cfg(test)]
 mod tests {
     use super::super::{build, rule::Rule, sets::SetDef, Ruleset, Update};
-    use palisade_model::{ClusterState, Loader, PodInfo};
-    use palisade_policy::{Audit, ClassRules, CompiledTable, Engine};
+    use palisade_model::{ClusterState, IdVec, Loader, PodInfo};
+    use palisade_policy::{Audit, Class, ClassId, ClassRules, CompiledTable, Engine};
     use palisade_synth::{generate, SynthConfig};
     use std::collections::{BTreeMap, HashMap};
     use std::net::IpAddr;
@@ -462,13 +463,13 @@ mod tests {
             assert_eq!(r.set_keys.get(name), Some(key));
         }
         assert_eq!(index.class_chains.len(), table.classes.len());
-        for (class, chains) in index.class_chains.iter().enumerate() {
+        for (class, chains) in index.class_chains.iter_enumerated() {
             let ips = &table.classes[class].addresses;
-            assert_eq!(chains.is_some(), !ips.is_empty(), "class {class}");
-            for (d, chain) in chains.iter().flatten().enumerate() {
+            assert_eq!(chains.is_some(), !ips.is_empty(), "class {class:?}");
+            for (d, chain) in chains.iter().flat_map(|c| c.iter()) {
                 for ip in ips {
                     let jump = r.maps[super::map_of(d, *ip)].get(ip).map(String::as_str);
-                    assert_eq!(jump, chain.as_deref(), "class {class} address {ip}");
+                    assert_eq!(jump, chain.as_deref(), "class {class:?} address {ip}");
                 }
             }
         }
@@ -496,7 +497,7 @@ mod tests {
     /// fourth round, a third of them), some new, some readdressed (IPv4 and IPv6), and some moved
     /// to or from the host network.
     fn churned(state: &ClusterState, rng: &mut Rng, round: usize) -> ClusterState {
-        let mut pods = state.pods.clone();
+        let mut pods = state.pods.as_slice().to_vec();
         let n = pods.len();
         for i in 0..1 + rng.below(6) {
             let (p, q) = (rng.below(n), rng.below(n));
@@ -535,7 +536,7 @@ mod tests {
             pods.push(Arc::new(pod));
         }
         ClusterState::new(
-            state.namespaces.clone(),
+            state.namespaces.as_slice().to_vec(),
             pods,
             state.services.clone(),
             state.policies.clone(),
@@ -565,7 +566,7 @@ mod tests {
                 Audit::Annotated
             };
             let mut engine = Engine::new(Arc::new(cluster(seed)));
-            let mut rules: Vec<Arc<ClassRules>> = engine.compile_classes(None);
+            let mut rules: IdVec<Class, Arc<ClassRules>> = engine.compile_classes(None);
             let mut table = CompiledTable::new(&engine, &rules, audit);
             let mut ruleset = build(&table, None);
             check_index(&ruleset, &table);
@@ -634,21 +635,22 @@ mod tests {
         let table = CompiledTable::new(&engine, &rules, Audit::Annotated);
         let ruleset = build(&table, None);
         assert_eq!(ruleset.sets.len(), 1, "one set for the two rules");
-        let mut pods = engine.state().pods.clone();
+        let mut pods = engine.state().pods.as_slice().to_vec();
         Arc::make_mut(&mut pods[3]).labels = BTreeMap::from([("app".into(), "e".into())]);
         let state = engine.state();
         let (ns, services, policies) = (&state.namespaces, &state.services, &state.policies);
         let next = Engine::new_from(
             &engine,
             Arc::new(ClusterState::new(
-                ns.clone(),
+                ns.as_slice().to_vec(),
                 pods,
                 services.clone(),
                 policies.clone(),
             )),
         );
         let next_rules = next.compile_classes(Some((&engine, &rules)));
-        assert!(Arc::ptr_eq(&rules[1], &next_rules[1]), "b's rules are kept");
+        let b = ClassId::new(1);
+        assert!(Arc::ptr_eq(&rules[b], &next_rules[b]), "b's rules are kept");
         let next_table = CompiledTable::new(&next, &next_rules, Audit::Annotated);
         let patch = ruleset.patch(&table, &next_table);
         let mut patched = ruleset.clone();
@@ -684,11 +686,8 @@ mod tests {
         // The node in audit mode, then one namespace annotated for it.
         let all = CompiledTable::new(&same, &same_rules, Audit::All);
         // The namespace of a class that policy isolates (an audit mode elsewhere changes nothing).
-        let isolated = (0..table.classes.len())
-            .find(|&c| {
-                let class = &table.classes[c];
-                !class.addresses.is_empty() && class.rules.ingress.is_some()
-            })
+        let (isolated, _) = (table.classes.iter_enumerated())
+            .find(|(_, class)| !class.addresses.is_empty() && class.rules.ingress.is_some())
             .expect("an isolated class");
         let mut state = engine.state().clone();
         state.namespaces[engine.class_namespace(isolated)]
