@@ -109,7 +109,10 @@ fn summary(state: &ClusterState) -> Vec<String> {
         let (ns, name, selector, ports) = (&s.namespace, &s.name, &s.selector, &s.ports);
         format!("service {ns}/{name} {selector:?} {ports:?}")
     });
-    let policies = state.policies.iter().map(|p| format!("{:?}", p.policy));
+    let policies = state
+        .policies
+        .iter()
+        .map(|p| format!("{:?}", p.policy.object()));
     namespaces
         .chain(pods)
         .chain(services)

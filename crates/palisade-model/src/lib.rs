@@ -7,7 +7,8 @@
 //! here, with kubectl's rules for keys written twice and merge keys and with limits on nesting and
 //! aliases; typed decoding goes through `serde_path_to_error` so a wrong field type is reported with
 //! its path.
-//! This crate knows nothing of policy semantics.
+//! A valid NetworkPolicy is decoded once, into typed values with the API's defaults ([`ValidPolicy`]).
+//! This crate knows nothing else of policy semantics: it never decides who may reach whom.
 
 mod cache;
 mod diagnostic;
@@ -17,6 +18,7 @@ mod info;
 mod key;
 mod loader;
 pub mod logging;
+mod netpol;
 mod objects;
 mod read;
 mod rejection;
@@ -33,6 +35,7 @@ pub use document::{decode_utf8, is_blank, MAX_DEPTH};
 pub use id::{Id, IdVec};
 pub use key::{Kind, ObjectKey};
 pub use loader::{Limits, Load, Loader, DEFAULT_POD_CIDR};
+pub use netpol::{IpBlock, PolicyPeer, PolicyRule, PolicySpec, PortMatch, PortSpec, ValidPolicy};
 pub use read::{is_manifest_name, read_bounded, Symlinks};
 pub use rejection::{Held, HeldReason, RejectReason, Rejection};
 pub use snapshot::{InForce, Snapshot};

@@ -516,12 +516,7 @@ impl Loader {
         let pods = self.pods(&objects);
         let services = objects.services.iter().map(service_info).collect();
         let policies = (objects.policies.iter())
-            .map(|p| PolicyInfo {
-                namespace: p.object.metadata.namespace.clone().unwrap_or_default(),
-                name: p.object.metadata.name.clone().unwrap_or_default(),
-                policy: p.object.clone(),
-                origin: p.origin().clone(),
-            })
+            .map(|p| PolicyInfo::new(p.object.clone(), p.origin().clone()))
             .collect();
         let mut state = ClusterState::new(namespaces(&objects), pods, services, policies);
         state.network_logging = match (

@@ -5,6 +5,7 @@ use crate::diagnostic::{Diagnostic, Origin, Severity};
 use crate::document::Document;
 use crate::key::{Kind, ObjectKey};
 use crate::logging::{self, NetworkLogging};
+use crate::netpol::ValidPolicy;
 use crate::rejection::{RejectReason, Rejection};
 use crate::validate::{self, Issues};
 use foldhash::{HashMap, HashSet, HashSetExt};
@@ -105,7 +106,7 @@ pub(crate) struct Objects {
     pub namespaces: Vec<Loaded<Namespace>>,
     pub pods: Vec<Loaded<Pod>>,
     pub services: Vec<Loaded<Service>>,
-    pub policies: Vec<Loaded<NetworkPolicy>>,
+    pub policies: Vec<Loaded<ValidPolicy>>,
     pub workloads: Vec<Loaded<Workload>>,
     /// Valid `NetworkLogging` objects (at most one: `default`).
     pub network_logging: Vec<Loaded<NetworkLogging>>,
@@ -132,7 +133,7 @@ pub(crate) enum Typed {
     Namespace(Arc<Namespace>),
     Pod(Arc<Pod>),
     Service(Arc<Service>),
-    Policy(Arc<NetworkPolicy>),
+    Policy(Arc<ValidPolicy>),
     Workload(Arc<Workload>),
     NetworkLogging(Arc<NetworkLogging>),
 }
@@ -638,8 +639,12 @@ impl Ctx<'_> {
             }),
             Kind::NetworkPolicy => self.decode::<NetworkPolicy>(value).and_then(|mut np| {
                 default_namespace(&mut np.metadata);
-                let issues = validate::network_policy(&np);
-                self.accept(Typed::Policy(Arc::new(np)), issues)
+                match ValidPolicy::new(np) {
+                    Ok((policy, warnings)) => {
+                        self.accept(Typed::Policy(Arc::new(policy)), warnings)
+                    }
+                    Err(issues) => self.reject(issues),
+                }
             }),
             _ => self.decode_workload(kind, value).and_then(|workload| {
                 let issues = workload_issues(&workload, limits);
@@ -738,21 +743,30 @@ impl Ctx<'_> {
 
     /// Reports `issues`; the object is accepted unless one of them is an error.
     fn accept(&mut self, object: Typed, issues: Issues) -> Option<Arc<Accepted>> {
-        let rejected = issues.has_errors();
-        for issue in issues.0 {
-            self.report(issue.severity, Some(issue.field), issue.message);
+        if issues.has_errors() {
+            return self.reject(issues);
         }
-        if rejected {
-            self.failed = RejectReason::Invalid;
-            self.reject_object();
-            return None;
-        }
+        self.report_issues(issues);
         // Without a name there is no key: validation reported it (`metadata.name`).
         Some(Arc::new(Accepted {
             key: self.key.take()?,
             origin: self.origin.clone(),
             object,
         }))
+    }
+
+    /// Reports `issues` (at least one an error) and rejects the object.
+    fn reject(&mut self, issues: Issues) -> Option<Arc<Accepted>> {
+        self.report_issues(issues);
+        self.failed = RejectReason::Invalid;
+        self.reject_object();
+        None
+    }
+
+    fn report_issues(&mut self, issues: Issues) {
+        for issue in issues.0 {
+            self.report(issue.severity, Some(issue.field), issue.message);
+        }
     }
 }
 

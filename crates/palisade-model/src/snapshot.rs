@@ -135,7 +135,7 @@ fn manifest(typed: &Typed) -> Value {
         Typed::Namespace(x) => serde_json::to_value(&**x),
         Typed::Pod(x) => serde_json::to_value(&**x),
         Typed::Service(x) => serde_json::to_value(&**x),
-        Typed::Policy(x) => serde_json::to_value(&**x),
+        Typed::Policy(x) => serde_json::to_value(x.object()),
         Typed::NetworkLogging(x) => serde_json::to_value(&**x),
         Typed::Workload(w) => return workload_manifest(w),
     };

@@ -3,9 +3,9 @@
 use crate::diagnostic::Origin;
 use crate::id::{Id, IdVec};
 use crate::logging::LoggingConfig;
+use crate::netpol::ValidPolicy;
 use crate::Protocol;
 use foldhash::{HashMap, HashMapExt};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -129,13 +129,25 @@ pub struct PolicyInfo {
     pub namespace: String,
     /// Name.
     pub name: String,
-    /// The object as read (valid per `validate::network_policy`), shared with the loader's cache.
-    pub policy: Arc<NetworkPolicy>,
+    /// The object as read and its decoded spec, shared with the loader's cache.
+    pub policy: Arc<ValidPolicy>,
     /// Where it was read.
     pub origin: Origin,
 }
 
 impl PolicyInfo {
+    /// The policy `policy`, read at `origin`, in the namespace and with the name of its metadata.
+    pub fn new(policy: impl Into<Arc<ValidPolicy>>, origin: Origin) -> PolicyInfo {
+        let policy = policy.into();
+        let meta = &policy.object().metadata;
+        PolicyInfo {
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+            policy,
+            origin,
+        }
+    }
+
     /// `namespace/name`.
     pub fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)

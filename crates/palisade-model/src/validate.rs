@@ -3,9 +3,14 @@
 //! paths relative to the object root, so the loader can report `file:line: Kind ns/name: field: message`.
 
 use crate::diagnostic::FieldIssue;
+use crate::netpol::{
+    effective_types, IpBlock, PolicyPeer, PolicyRule, PolicySpec, PortMatch, PortSpec,
+};
 use crate::Protocol;
 use ipnet::IpNet;
-use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};
+use k8s_openapi::api::networking::v1::{
+    IPBlock, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;
@@ -17,6 +22,15 @@ pub struct Issues(pub Vec<FieldIssue>);
 impl Issues {
     pub(crate) fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.0.push(FieldIssue::error(field, message));
+    }
+
+    /// `Some(value)`, or `None` with the error reported at `field`.
+    pub(crate) fn check<T>(
+        &mut self,
+        field: impl Into<String>,
+        result: Result<T, String>,
+    ) -> Option<T> {
+        result.map_err(|e| self.error(field, e)).ok()
     }
 
     pub(crate) fn warning(&mut self, field: impl Into<String>, message: impl Into<String>) {
@@ -210,119 +224,177 @@ pub fn cidr(text: &str) -> Result<(IpNet, bool), String> {
     Ok((canonical, canonical == net && canonical.to_string() == text))
 }
 
-fn policy_port(port: &NetworkPolicyPort, path: &str, issues: &mut Issues) {
-    if let Err(e) = protocol(port.protocol.as_deref()) {
-        issues.error(format!("{path}.protocol"), e);
-    }
-    match &port.port {
+fn policy_port(port: &NetworkPolicyPort, path: &str, issues: &mut Issues) -> Option<PortSpec> {
+    let protocol = issues.check(
+        format!("{path}.protocol"),
+        protocol(port.protocol.as_deref()),
+    );
+    let end_path = format!("{path}.endPort");
+    let matched = match &port.port {
         Some(IntOrString::Int(n)) => {
-            if let Err(e) = port_number(*n) {
-                issues.error(format!("{path}.port"), e);
-            }
-            if let Some(end) = port.end_port {
-                if let Err(e) = port_number(end) {
-                    issues.error(format!("{path}.endPort"), e);
-                } else if end < *n {
-                    issues.error(
-                        format!("{path}.endPort"),
-                        format!("endPort {end} must be greater than or equal to port {n}"),
-                    );
+            let lo = issues.check(format!("{path}.port"), port_number(*n));
+            let hi = match port.end_port {
+                None => lo,
+                Some(end) => {
+                    let end = port_number(end).and_then(|end| {
+                        if i32::from(end) < *n {
+                            Err(format!(
+                                "endPort {end} must be greater than or equal to port {n}"
+                            ))
+                        } else {
+                            Ok(end)
+                        }
+                    });
+                    issues.check(end_path, end)
                 }
-            }
+            };
+            lo.zip(hi).map(|(lo, hi)| PortMatch::Range(lo, hi))
         }
         Some(IntOrString::String(name)) => {
-            if let Err(e) = port_name(name) {
-                issues.error(format!("{path}.port"), e);
-            }
+            let name = issues.check(format!("{path}.port"), port_name(name).map(|()| name));
             if port.end_port.is_some() {
                 issues.error(
-                    format!("{path}.endPort"),
+                    end_path,
                     "endPort may not be used with a named port; use a numeric port",
                 );
+                None
+            } else {
+                name.map(|name| PortMatch::Named(name.clone()))
             }
         }
         None => {
             if port.end_port.is_some() {
-                issues.error(format!("{path}.endPort"), "endPort requires a numeric port");
+                issues.error(end_path, "endPort requires a numeric port");
+                None
+            } else {
+                Some(PortMatch::Any)
             }
         }
-    }
+    };
+    Some(PortSpec {
+        protocol: protocol?,
+        port: matched?,
+    })
 }
 
-fn peer(peer: &NetworkPolicyPeer, path: &str, issues: &mut Issues) {
+fn peer(peer: &NetworkPolicyPeer, path: &str, issues: &mut Issues) -> Option<PolicyPeer> {
     let selectors = peer.pod_selector.is_some() || peer.namespace_selector.is_some();
-    match &peer.ip_block {
-        Some(_) if selectors => issues.error(
-            path,
+    let shape = match &peer.ip_block {
+        Some(_) if selectors => Err(
             "ipBlock may not be combined with podSelector or namespaceSelector in one peer; use separate peers",
         ),
-        None if !selectors => issues.error(
-            path,
-            "a peer must set podSelector, namespaceSelector or ipBlock",
-        ),
-        _ => {}
-    }
+        None if !selectors => Err("a peer must set podSelector, namespaceSelector or ipBlock"),
+        _ => Ok(()),
+    };
+    let shape = issues.check(path, shape.map_err(String::from));
     if let Some(sel) = &peer.pod_selector {
         selector(sel, &format!("{path}.podSelector"), issues);
     }
     if let Some(sel) = &peer.namespace_selector {
         selector(sel, &format!("{path}.namespaceSelector"), issues);
     }
-    if let Some(block) = &peer.ip_block {
-        let cidr_path = format!("{path}.ipBlock.cidr");
-        let outer = match cidr(&block.cidr) {
-            Ok((net, canonical)) => {
-                if !canonical {
-                    issues.warning(
-                        &cidr_path,
-                        format!(
-                            "{:?} is not in canonical form; it is read as {net}",
-                            block.cidr
-                        ),
-                    );
-                }
-                Some(net)
+    let decoded = match &peer.ip_block {
+        Some(block) => ip_block(block, path, issues).map(PolicyPeer::IpBlock),
+        None => Some(PolicyPeer::Pods {
+            namespaces: peer.namespace_selector.clone(),
+            pods: peer.pod_selector.clone().unwrap_or_default(),
+        }),
+    };
+    shape.and(decoded)
+}
+
+fn ip_block(block: &IPBlock, path: &str, issues: &mut Issues) -> Option<IpBlock> {
+    let cidr_path = format!("{path}.ipBlock.cidr");
+    let outer = match cidr(&block.cidr) {
+        Ok((net, canonical)) => {
+            if !canonical {
+                issues.warning(
+                    &cidr_path,
+                    format!(
+                        "{:?} is not in canonical form; it is read as {net}",
+                        block.cidr
+                    ),
+                );
             }
-            Err(e) => {
-                issues.error(&cidr_path, e);
-                None
-            }
-        };
-        for (i, text) in block.except.iter().flatten().enumerate() {
-            let p = format!("{path}.ipBlock.except[{i}]");
-            match (cidr(text), outer) {
-                (Err(e), _) => issues.error(p, e),
-                (Ok((net, canonical)), Some(outer)) => {
-                    let same_family = matches!(
-                        (net, outer),
-                        (IpNet::V4(_), IpNet::V4(_)) | (IpNet::V6(_), IpNet::V6(_))
-                    );
-                    if !same_family {
-                        issues.error(
-                            p,
-                            format!("{text:?} is not of the same address family as cidr {outer}"),
-                        );
-                    } else if !(outer.contains(&net) && net.prefix_len() > outer.prefix_len()) {
-                        issues.error(
-                            p,
-                            format!("{text:?} must be strictly inside cidr {outer} (a smaller block within it)"),
-                        );
-                    } else if !canonical {
-                        issues.warning(
-                            p,
-                            format!("{text:?} is not in canonical form; it is read as {net}"),
-                        );
-                    }
-                }
-                (Ok(_), None) => {}
-            }
+            Some(net)
         }
-    }
+        Err(e) => {
+            issues.error(&cidr_path, e);
+            None
+        }
+    };
+    let except: Vec<Option<IpNet>> = (block.except.iter().flatten().enumerate())
+        .map(|(i, text)| {
+            let p = format!("{path}.ipBlock.except[{i}]");
+            let (net, canonical) = issues.check(&p, cidr(text))?;
+            // Without a valid cidr (its error is reported) there is nothing to check against.
+            let outer = outer?;
+            let same_family = matches!(
+                (net, outer),
+                (IpNet::V4(_), IpNet::V4(_)) | (IpNet::V6(_), IpNet::V6(_))
+            );
+            if !same_family {
+                issues.error(
+                    p,
+                    format!("{text:?} is not of the same address family as cidr {outer}"),
+                );
+                return None;
+            }
+            if !(outer.contains(&net) && net.prefix_len() > outer.prefix_len()) {
+                issues.error(
+                    p,
+                    format!(
+                        "{text:?} must be strictly inside cidr {outer} (a smaller block within it)"
+                    ),
+                );
+                return None;
+            }
+            if !canonical {
+                issues.warning(
+                    p,
+                    format!("{text:?} is not in canonical form; it is read as {net}"),
+                );
+            }
+            Some(net)
+        })
+        .collect();
+    Some(IpBlock {
+        cidr: outer?,
+        except: except.into_iter().collect::<Option<_>>()?,
+    })
+}
+
+/// `None` for an empty list: in a rule, the same as an omitted one.
+fn non_empty<T>(list: Vec<T>) -> Option<Vec<T>> {
+    (!list.is_empty()).then_some(list)
+}
+
+/// Validates and decodes one rule (`field` is `from` or `to`): `None` when it has an error.
+fn rule(
+    peers: Option<&[NetworkPolicyPeer]>,
+    ports: Option<&[NetworkPolicyPort]>,
+    path: &str,
+    field: &str,
+    issues: &mut Issues,
+) -> Option<PolicyRule> {
+    let peers: Vec<_> = (peers.into_iter().flatten().enumerate())
+        .map(|(j, p)| peer(p, &format!("{path}.{field}[{j}]"), issues))
+        .collect();
+    let ports: Vec<_> = (ports.into_iter().flatten().enumerate())
+        .map(|(j, p)| policy_port(p, &format!("{path}.ports[{j}]"), issues))
+        .collect();
+    Some(PolicyRule {
+        peers: non_empty(peers.into_iter().collect::<Option<_>>()?),
+        ports: non_empty(ports.into_iter().collect::<Option<_>>()?),
+    })
 }
 
 /// Validates a NetworkPolicy (§5 of the reference): name, selectors, peers, ipBlocks, ports,
-/// policyTypes. Errors reject the object; warnings are reported and the object is used.
-pub fn network_policy(np: &NetworkPolicy) -> Issues {
+/// policyTypes. Errors reject the object; warnings are reported and the object is used. Decodes it
+/// in the same walk: the spec is there exactly when no issue is an error ([`ValidPolicy::new`]).
+///
+/// [`ValidPolicy::new`]: crate::ValidPolicy::new
+pub fn network_policy(np: &NetworkPolicy) -> (Issues, Option<PolicySpec>) {
     let mut issues = Issues::default();
     match np.metadata.name.as_deref() {
         None => issues.error("metadata.name", "a NetworkPolicy needs a name"),
@@ -345,7 +417,7 @@ pub fn network_policy(np: &NetworkPolicy) -> Issues {
             "spec",
             "a NetworkPolicy needs a spec (at least `podSelector: {}`)",
         );
-        return issues;
+        return (issues, None);
     };
     if let Some(sel) = &spec.pod_selector {
         selector(sel, "spec.podSelector", &mut issues);
@@ -365,23 +437,49 @@ pub fn network_policy(np: &NetworkPolicy) -> Issues {
         }
         seen.push(t);
     }
-    for (i, rule) in spec.ingress.iter().flatten().enumerate() {
-        for (j, p) in rule.from.iter().flatten().enumerate() {
-            peer(p, &format!("spec.ingress[{i}].from[{j}]"), &mut issues);
-        }
-        for (j, p) in rule.ports.iter().flatten().enumerate() {
-            policy_port(p, &format!("spec.ingress[{i}].ports[{j}]"), &mut issues);
-        }
+    let ingress: Vec<_> = (spec.ingress.iter().flatten().enumerate())
+        .map(|(i, r)| {
+            let (peers, ports) = (r.from.as_deref(), r.ports.as_deref());
+            rule(
+                peers,
+                ports,
+                &format!("spec.ingress[{i}]"),
+                "from",
+                &mut issues,
+            )
+        })
+        .collect();
+    let egress: Vec<_> = (spec.egress.iter().flatten().enumerate())
+        .map(|(i, r)| {
+            let (peers, ports) = (r.to.as_deref(), r.ports.as_deref());
+            rule(
+                peers,
+                ports,
+                &format!("spec.egress[{i}]"),
+                "to",
+                &mut issues,
+            )
+        })
+        .collect();
+    if issues.has_errors() {
+        return (issues, None);
     }
-    for (i, rule) in spec.egress.iter().flatten().enumerate() {
-        for (j, p) in rule.to.iter().flatten().enumerate() {
-            peer(p, &format!("spec.egress[{i}].to[{j}]"), &mut issues);
-        }
-        for (j, p) in rule.ports.iter().flatten().enumerate() {
-            policy_port(p, &format!("spec.egress[{i}].ports[{j}]"), &mut issues);
-        }
-    }
-    issues
+    // Every part that failed to decode reported an error: all are there.
+    let (has_ingress, has_egress) = effective_types(spec);
+    // `Some(None)` for a direction the policy does not govern.
+    let rules = |has: bool, rules: Vec<Option<PolicyRule>>| match has {
+        true => rules.into_iter().collect::<Option<Vec<_>>>().map(Some),
+        false => Some(None),
+    };
+    let decoded = (|| {
+        Some(PolicySpec {
+            pod_selector: spec.pod_selector.clone().unwrap_or_default(),
+            ingress: rules(has_ingress, ingress)?,
+            egress: rules(has_egress, egress)?,
+        })
+    })();
+    debug_assert!(decoded.is_some(), "a part failed without an error");
+    (issues, decoded)
 }
 
 #[cfg(test)]
@@ -400,6 +498,7 @@ mod tests {
     fn errors(spec: serde_json::Value) -> Vec<String> {
         network_policy(&np(spec))
             .0
+             .0
             .into_iter()
             .filter(|i| i.severity == crate::Severity::Error)
             .map(|i| i.field)
@@ -408,7 +507,7 @@ mod tests {
 
     #[test]
     fn valid_policy_has_no_issues() {
-        let issues = network_policy(&np(json!({
+        let (issues, spec) = network_policy(&np(json!({
             "podSelector": {"matchLabels": {"app": "db"}},
             "policyTypes": ["Ingress", "Egress"],
             "ingress": [{"from": [
@@ -419,6 +518,7 @@ mod tests {
             "egress": [{"to": [{"ipBlock": {"cidr": "fd00::/8", "except": ["fd00:1::/32"]}}], "ports": [{"protocol": "SCTP"}]}]
         })));
         assert!(issues.0.is_empty(), "{issues:?}");
+        assert!(spec.is_some());
     }
 
     #[test]
@@ -460,9 +560,10 @@ mod tests {
 
     #[test]
     fn non_canonical_cidr_is_a_warning() {
-        let issues = network_policy(&np(
+        let (issues, spec) = network_policy(&np(
             json!({"podSelector": {}, "egress": [{"to": [{"ipBlock": {"cidr": "10.0.0.1/8"}}]}]}),
         ));
+        assert!(spec.is_some(), "a warning does not reject");
         assert_eq!(issues.0.len(), 1);
         assert_eq!(issues.0[0].severity, crate::Severity::Warning);
         assert!(issues.0[0].message.contains("10.0.0.0/8"));
@@ -503,7 +604,12 @@ mod tests {
             json!({"podSelector": {"matchLabels": {"bad key!": "v", "ok": "-bad"}}, "policyTypes": ["Ingress", "Ingress", "Foo"]}),
         );
         p.metadata.name = Some("Bad_Name".into());
-        let fields: Vec<_> = network_policy(&p).0.into_iter().map(|i| i.field).collect();
+        let fields: Vec<_> = network_policy(&p)
+            .0
+             .0
+            .into_iter()
+            .map(|i| i.field)
+            .collect();
         assert_eq!(
             fields,
             vec![

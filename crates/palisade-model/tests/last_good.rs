@@ -45,7 +45,7 @@ fn policies(load: &Load) -> Vec<String> {
 
 fn cidr(load: &Load, name: &str) -> String {
     let p = load.state.policies.iter().find(|p| p.name == name).unwrap();
-    let spec = p.policy.spec.as_ref().unwrap();
+    let spec = p.policy.object().spec.as_ref().unwrap();
     let ingress = spec.ingress.as_ref().unwrap();
     let from = ingress[0].from.as_ref().unwrap();
     from[0].ip_block.as_ref().unwrap().cidr.clone()

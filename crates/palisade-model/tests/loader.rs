@@ -1353,7 +1353,7 @@ fn duplicates_keep_the_first_and_report_the_second() {
     let (state, diags) = load(DUPS);
     assert_eq!(pod(&state, "default", "p").labels["v"], "one");
     assert_eq!(state.policies.len(), 1);
-    let sel = state.policies[0].policy.spec.as_ref().unwrap();
+    let sel = state.policies[0].policy.object().spec.as_ref().unwrap();
     assert_eq!(
         sel.pod_selector
             .as_ref()
@@ -1387,6 +1387,7 @@ fn replace_duplicates_lets_the_later_definition_win() {
     assert_eq!(
         state.policies[0]
             .policy
+            .object()
             .spec
             .as_ref()
             .unwrap()

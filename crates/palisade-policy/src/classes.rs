@@ -3,12 +3,11 @@
 //! compilation work on classes and expand to pods only for output.
 
 use crate::bitset::BitSet;
-use crate::policy::IpBlock;
 use crate::selector::{Interner, LabelSet};
 use foldhash::{HashMap, HashMapExt};
 use ipnet::IpNet;
 use palisade_model::{
-    ClusterState, Id, IdVec, NamespaceId, NamespaceInfo, PodId, PodInfo, Protocol,
+    ClusterState, Id, IdVec, IpBlock, NamespaceId, NamespaceInfo, PodId, PodInfo, Protocol,
 };
 use std::net::IpAddr;
 use std::sync::Arc;

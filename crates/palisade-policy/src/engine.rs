@@ -4,11 +4,11 @@
 use crate::bitset::BitSet;
 use crate::classes::{Class, ClassId, Classes};
 use crate::direction::{Direction, PerDirection};
-use crate::policy::{CompiledPolicy, Compiler, IpBlock, NamespaceScope, Peer, PolicyId, Rule};
+use crate::policy::{CompiledPolicy, Compiler, NamespaceScope, Peer, PolicyId, Rule};
 use crate::selector::{Interner, LabelSet, Selector};
 use foldhash::{HashMap, HashMapExt};
 use palisade_model::{
-    ClusterState, IdVec, NamespaceId, NamespaceInfo, PodId, PolicyInfo, Protocol,
+    ClusterState, IdVec, IpBlock, NamespaceId, NamespaceInfo, PodId, PolicyInfo, Protocol,
 };
 use std::sync::Arc;
 

@@ -18,7 +18,6 @@ mod compile;
 mod direction;
 mod engine;
 mod policy;
-mod ports;
 mod reason;
 mod selector;
 mod table;
@@ -29,8 +28,8 @@ pub use classes::{Class, ClassId};
 pub use compile::{AddrCache, AddrRange, AddrSet, Allow, ClassRules, Peers, PortRange, RuleOrigin};
 pub use direction::{Direction, PerDirection};
 pub use engine::{Engine, Reach};
+pub use palisade_model::{PortMatch, PortSpec};
 pub use policy::effective_types;
-pub use ports::{PortMatch, PortSpec};
 pub use reason::{
     NamedPort, NamedPortResolution, PeerMiss, PeerMissReason, PodRef, PolicyMiss, PolicyRef,
     PortMiss, RuleMiss, UnenforcedReason,

@@ -2,9 +2,9 @@
 //! or address made the difference. Nothing here is worded; `palisade-analyze` renders reasons for
 //! people, and tools (lint, the policy action logger) match on them.
 
-use crate::ports::PortSpec;
 use crate::selector::SelectorMiss;
 use ipnet::IpNet;
+use palisade_model::PortSpec;
 use palisade_model::{PodInfo, Protocol};
 use std::net::IpAddr;
 

@@ -4,11 +4,11 @@
 
 use crate::engine::Engine;
 use crate::policy::{CompiledPolicy, Direction, NamespaceScope, Peer, Rule};
-use crate::ports::PortSpec;
 use crate::reason::{
     NamedPort, NamedPortResolution, PeerMiss, PeerMissReason, PodRef, PolicyMiss, PolicyRef,
     PortMiss, RuleMiss, UnenforcedReason,
 };
+use palisade_model::PortSpec;
 use palisade_model::{PodId, PodInfo, Protocol};
 use std::net::IpAddr;
 

@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use palisade_model::selector::matches;
 use palisade_model::{
     ClusterState, ContainerPortInfo, IdVec, NamespaceInfo, Origin, PodId, PodInfo, PolicyInfo,
-    Protocol,
+    Protocol, ValidPolicy,
 };
 use palisade_policy::{AddrCache, Class, Decision, Direction, Endpoint, Engine, Flow};
 use proptest::prelude::*;
@@ -184,13 +184,13 @@ fn policy(rng: &mut ChaCha8Rng, name: &str, namespaces: &[String]) -> PolicyInfo
         "metadata": {"name": name, "namespace": ns}, "spec": spec
     }))
     .unwrap();
-    assert!(!palisade_model::validate::network_policy(&policy).has_errors());
-    PolicyInfo {
-        namespace: ns,
-        name: name.to_string(),
-        policy: policy.into(),
-        origin: Origin::default(),
-    }
+    valid(policy)
+}
+
+/// `policy`, which must be valid, as the loader makes it.
+fn valid(policy: NetworkPolicy) -> PolicyInfo {
+    let (policy, _warnings) = ValidPolicy::new(policy).expect("a valid policy");
+    PolicyInfo::new(policy, Origin::default())
 }
 
 fn cluster(seed: u64) -> ClusterState {
@@ -239,7 +239,7 @@ type RuleParts = (
 );
 
 fn rule_parts(p: &PolicyInfo, direction: Direction) -> Vec<RuleParts> {
-    let spec = p.policy.spec.clone().unwrap_or_default();
+    let spec = p.policy.object().spec.clone().unwrap_or_default();
     match direction {
         Direction::Ingress => spec
             .ingress
@@ -257,7 +257,7 @@ fn rule_parts(p: &PolicyInfo, direction: Direction) -> Vec<RuleParts> {
 }
 
 fn selects(p: &PolicyInfo, pod: &PodInfo, direction: Direction) -> bool {
-    let (ing, eg) = types(&p.policy);
+    let (ing, eg) = types(p.policy.object());
     let governs = match direction {
         Direction::Ingress => ing,
         Direction::Egress => eg,
@@ -267,6 +267,7 @@ fn selects(p: &PolicyInfo, pod: &PodInfo, direction: Direction) -> bool {
         && p.namespace == pod.namespace
         && matches(
             &p.policy
+                .object()
                 .spec
                 .clone()
                 .unwrap_or_default()
@@ -548,12 +549,10 @@ fn churned(state: &ClusterState, seed: u64) -> ClusterState {
             }
             _ => {
                 // Another policy of the same name and namespace.
-                let mut edited = policy(&mut rng, &policies[i].name, &names);
-                edited.namespace = policies[i].namespace.clone();
-                let mut object = (*edited.policy).clone();
-                object.metadata.namespace = Some(edited.namespace.clone());
-                edited.policy = object.into();
-                policies[i] = edited;
+                let edited = policy(&mut rng, &policies[i].name, &names);
+                let mut object = edited.policy.object().clone();
+                object.metadata.namespace = Some(policies[i].namespace.clone());
+                policies[i] = valid(object);
             }
         }
     }
@@ -653,7 +652,7 @@ fn check_incremental(seed: u64) -> Result<(), TestCaseError> {
 fn blocks(state: &ClusterState) -> std::collections::BTreeSet<String> {
     let peers = |p: &PolicyInfo| {
         let (ingress, egress) = palisade_policy::effective_types(p);
-        let spec = p.policy.spec.clone().unwrap_or_default();
+        let spec = p.policy.object().spec.clone().unwrap_or_default();
         let from = (spec.ingress.into_iter().flatten().filter(|_| ingress))
             .flat_map(|r| r.from.into_iter().flatten());
         let to = (spec.egress.into_iter().flatten().filter(|_| egress))
@@ -695,12 +694,7 @@ fn reused_policies_see_label_values_that_appear_later() {
         "spec": {"podSelector": {"matchLabels": {"app": "new"}}, "policyTypes": ["Ingress"]}
     }))
     .unwrap();
-    let policies = vec![PolicyInfo {
-        namespace: "ns0".into(),
-        name: "np".into(),
-        policy: policy.into(),
-        origin: Origin::default(),
-    }];
+    let policies = vec![valid(policy)];
     let ns = vec![NamespaceInfo {
         name: "ns0".into(),
         labels: BTreeMap::new(),
@@ -736,12 +730,7 @@ fn a_namespace_relabelled_into_a_selector_changes_the_rules_of_who_uses_it() {
         "spec": {"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"team": "a"}}}]}]}
     }))
     .unwrap();
-    let policies = vec![PolicyInfo {
-        namespace: "ns0".into(),
-        name: "np".into(),
-        policy: policy.into(),
-        origin: Origin::default(),
-    }];
+    let policies = vec![valid(policy)];
     let namespace = |name: &str, team: &str| NamespaceInfo {
         name: name.into(),
         labels: BTreeMap::from([("team".to_string(), team.to_string())]),

@@ -273,7 +273,7 @@ impl PolicyLogger {
                         .cmp(&(p.namespace.as_str(), p.name.as_str()))
                 });
                 i.ok().is_some_and(|i| {
-                    let annotations = &state.policies[i].policy.metadata.annotations;
+                    let annotations = &state.policies[i].policy.object().metadata.annotations;
                     annotations
                         .as_ref()
                         .is_some_and(|a| logging::annotation_enabled(a, logging::POLICY_ANNOTATION))

@@ -1,0 +1,402 @@
+//! NetworkPolicies decoded: what a valid policy's spec says, as typed values (`shared/reference/
+//! networkpolicy.md` §1–4 for the defaults: effective policy types, TCP when no protocol is given,
+//! an omitted or empty list meaning everyone or every port). [`ValidPolicy::new`] validates a
+//! policy and decodes it in the same walk (`validate::network_policy`): a policy is either rejected
+//! with its errors or carries its typed spec, and no consumer parses its strings again.
+
+use crate::validate::{self, Issues};
+use crate::Protocol;
+use ipnet::IpNet;
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use std::net::IpAddr;
+
+/// A NetworkPolicy that passed validation: the object as read and its spec decoded. Made only by
+/// [`ValidPolicy::new`], so the two always agree.
+#[derive(Debug, PartialEq)]
+pub struct ValidPolicy {
+    object: NetworkPolicy,
+    spec: PolicySpec,
+}
+
+impl ValidPolicy {
+    /// Validates `object` (§5 of the reference) and decodes its spec: the policy with the warnings
+    /// found, or the issues (at least one error) that reject it.
+    pub fn new(object: NetworkPolicy) -> Result<(ValidPolicy, Issues), Issues> {
+        match validate::network_policy(&object) {
+            (issues, Some(spec)) => Ok((ValidPolicy { object, spec }, issues)),
+            (issues, None) => Err(issues),
+        }
+    }
+
+    /// The object as read (its metadata, and the manifest a snapshot writes).
+    pub fn object(&self) -> &NetworkPolicy {
+        &self.object
+    }
+
+    /// The spec, decoded.
+    pub fn spec(&self) -> &PolicySpec {
+        &self.spec
+    }
+}
+
+/// A policy's spec.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolicySpec {
+    /// `spec.podSelector` (`{}`, every pod of the namespace, when omitted).
+    pub pod_selector: LabelSelector,
+    /// The ingress rules when `Ingress` is among the effective policy types, else `None`.
+    pub ingress: Option<Vec<PolicyRule>>,
+    /// The egress rules when `Egress` is among the effective policy types, else `None`.
+    pub egress: Option<Vec<PolicyRule>>,
+}
+
+/// One ingress or egress rule.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolicyRule {
+    /// `from` / `to`; `None` when omitted or empty: every source / destination.
+    pub peers: Option<Vec<PolicyPeer>>,
+    /// `ports`; `None` when omitted or empty: every port of every protocol.
+    pub ports: Option<Vec<PortSpec>>,
+}
+
+/// One entry of `from` / `to`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PolicyPeer {
+    /// An `ipBlock`.
+    IpBlock(IpBlock),
+    /// Pods matching `pods` in the namespaces `namespaces` selects.
+    Pods {
+        /// `namespaceSelector`; `None` when omitted: the policy's own namespace.
+        namespaces: Option<LabelSelector>,
+        /// `podSelector` (`{}`, every pod, when omitted).
+        pods: LabelSelector,
+    },
+}
+
+/// An `ipBlock`: addresses in `cidr` and in none of `except`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct IpBlock {
+    /// The block (host bits cleared).
+    pub cidr: IpNet,
+    /// Excluded sub-blocks (host bits cleared).
+    pub except: Vec<IpNet>,
+}
+
+impl IpBlock {
+    /// True if `ip` is in `cidr` and not in any `except`.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.cidr.contains(&ip) && !self.except.iter().any(|e| e.contains(&ip))
+    }
+
+    /// The `except` entry that excludes `ip`, if any.
+    pub fn excluded_by(&self, ip: IpAddr) -> Option<&IpNet> {
+        self.except.iter().find(|e| e.contains(&ip))
+    }
+}
+
+/// Which ports of a protocol a rule allows.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum PortMatch {
+    /// Every port of the protocol (`port` omitted).
+    Any,
+    /// `port` or `[port, endPort]`, inclusive.
+    Range(u16, u16),
+    /// A named container port, resolved on the destination pod.
+    Named(String),
+}
+
+/// One entry of a rule's `ports` list.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PortSpec {
+    /// Protocol (TCP when omitted).
+    pub protocol: Protocol,
+    /// The ports of that protocol.
+    pub port: PortMatch,
+}
+
+impl PortSpec {
+    /// True if this spec allows `port`/`protocol` when the named port (if any) resolves to
+    /// `named` (the destination pod's port of that name and protocol; `None` if it has none).
+    /// ICMP and other portless protocols never match a port spec.
+    pub fn matches(&self, port: u16, protocol: Protocol, named: Option<u16>) -> bool {
+        self.protocol == protocol
+            && match &self.port {
+                PortMatch::Any => true,
+                PortMatch::Range(lo, hi) => (*lo..=*hi).contains(&port),
+                PortMatch::Named(_) => named == Some(port),
+            }
+    }
+
+    /// The name, for named port specs.
+    pub fn name(&self) -> Option<&str> {
+        match &self.port {
+            PortMatch::Named(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+/// Effective policy types as (ingress, egress): `spec.policyTypes` when non-empty; otherwise
+/// `Ingress`, plus `Egress` iff `spec.egress` has at least one rule (`egress: []` does not imply
+/// Egress).
+pub(crate) fn effective_types(spec: &NetworkPolicySpec) -> (bool, bool) {
+    match spec.policy_types.as_deref() {
+        Some(types) if !types.is_empty() => (
+            types.iter().any(|t| t == "Ingress"),
+            types.iter().any(|t| t == "Egress"),
+        ),
+        _ => (true, spec.egress.as_ref().is_some_and(|e| !e.is_empty())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Severity;
+    use serde_json::json;
+
+    fn decode(spec: serde_json::Value) -> Result<(ValidPolicy, Issues), Issues> {
+        ValidPolicy::new(
+            serde_json::from_value(json!({
+                "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                "metadata": {"name": "p", "namespace": "x"}, "spec": spec
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn spec(spec: serde_json::Value) -> PolicySpec {
+        let (policy, issues) = decode(spec).expect("valid");
+        assert!(!issues.has_errors());
+        policy.spec
+    }
+
+    fn directions(s: serde_json::Value) -> (Option<usize>, Option<usize>) {
+        let s = spec(s);
+        (s.ingress.map(|r| r.len()), s.egress.map(|r| r.len()))
+    }
+
+    fn ports(ports: serde_json::Value) -> Option<Vec<PortSpec>> {
+        let s = spec(json!({"podSelector": {}, "ingress": [{"ports": ports}]}));
+        s.ingress.unwrap()[0].ports.clone()
+    }
+
+    fn peers(peers: serde_json::Value) -> Option<Vec<PolicyPeer>> {
+        let s = spec(json!({"podSelector": {}, "egress": [{"to": peers}]}));
+        s.egress.unwrap()[0].peers.clone()
+    }
+
+    fn port(protocol: Protocol, port: PortMatch) -> PortSpec {
+        PortSpec { protocol, port }
+    }
+
+    fn net(text: &str) -> IpNet {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn effective_types_default_to_ingress_plus_egress_with_egress_rules() {
+        assert_eq!(directions(json!({"podSelector": {}})), (Some(0), None));
+        assert_eq!(
+            directions(json!({"podSelector": {}, "ingress": [{}, {}]})),
+            (Some(2), None)
+        );
+        // `egress: []` does not imply Egress; one rule does.
+        assert_eq!(
+            directions(json!({"podSelector": {}, "egress": []})),
+            (Some(0), None)
+        );
+        assert_eq!(
+            directions(json!({"podSelector": {}, "egress": [{}]})),
+            (Some(0), Some(1))
+        );
+        assert_eq!(
+            directions(json!({"podSelector": {}, "policyTypes": []})),
+            (Some(0), None)
+        );
+    }
+
+    #[test]
+    fn policy_types_when_given_decide_the_directions() {
+        // Rules of a direction the policy does not govern are not used.
+        assert_eq!(
+            directions(json!({"podSelector": {}, "policyTypes": ["Egress"], "ingress": [{}]})),
+            (None, Some(0))
+        );
+        assert_eq!(
+            directions(json!({"podSelector": {}, "policyTypes": ["Ingress"], "egress": [{}]})),
+            (Some(0), None)
+        );
+        assert_eq!(
+            directions(json!({"podSelector": {}, "policyTypes": ["Egress", "Ingress"]})),
+            (Some(0), Some(0))
+        );
+    }
+
+    #[test]
+    fn pod_selector_defaults_to_every_pod() {
+        assert_eq!(spec(json!({})).pod_selector, LabelSelector::default());
+        let s = spec(json!({"podSelector": {"matchLabels": {"app": "db"}}}));
+        assert_eq!(
+            s.pod_selector.match_labels,
+            Some([("app".to_string(), "db".to_string())].into())
+        );
+    }
+
+    #[test]
+    fn ports_decode_with_tcp_by_default_ranges_and_names() {
+        assert_eq!(ports(json!([])), None);
+        assert_eq!(
+            ports(json!([
+                {"port": 80},
+                {"port": 1000, "endPort": 2000, "protocol": "UDP"},
+                {"port": "http"},
+                {"protocol": "SCTP"},
+                {"port": 53, "protocol": "UDP"},
+                {"port": 65535, "endPort": 65535},
+            ])),
+            Some(vec![
+                port(Protocol::Tcp, PortMatch::Range(80, 80)),
+                port(Protocol::Udp, PortMatch::Range(1000, 2000)),
+                port(Protocol::Tcp, PortMatch::Named("http".into())),
+                port(Protocol::Sctp, PortMatch::Any),
+                port(Protocol::Udp, PortMatch::Range(53, 53)),
+                port(Protocol::Tcp, PortMatch::Range(65535, 65535)),
+            ])
+        );
+    }
+
+    #[test]
+    fn peers_decode_to_blocks_and_selectors() {
+        assert_eq!(peers(json!([])), None);
+        let team = json!({"matchLabels": {"team": "a"}});
+        let team: LabelSelector = serde_json::from_value(team).unwrap();
+        assert_eq!(
+            peers(json!([
+                {"podSelector": {"matchLabels": {"team": "a"}}},
+                {"namespaceSelector": {"matchLabels": {"team": "a"}}},
+                {"namespaceSelector": {}, "podSelector": {"matchLabels": {"team": "a"}}},
+                {"ipBlock": {"cidr": "10.0.0.0/8"}},
+            ])),
+            Some(vec![
+                PolicyPeer::Pods {
+                    namespaces: None,
+                    pods: team.clone(),
+                },
+                PolicyPeer::Pods {
+                    namespaces: Some(team.clone()),
+                    pods: LabelSelector::default(),
+                },
+                PolicyPeer::Pods {
+                    namespaces: Some(LabelSelector::default()),
+                    pods: team,
+                },
+                PolicyPeer::IpBlock(IpBlock {
+                    cidr: net("10.0.0.0/8"),
+                    except: Vec::new(),
+                }),
+            ])
+        );
+    }
+
+    #[test]
+    fn ip_blocks_are_read_canonical_with_a_warning() {
+        let (policy, issues) = decode(json!({"podSelector": {}, "ingress": [{"from": [
+            {"ipBlock": {"cidr": "10.1.2.3/8", "except": ["10.1.2.3/16", "10.2.0.0/16"]}},
+            {"ipBlock": {"cidr": "fd00::1/64", "except": ["fd00::1:0/112"]}}]}]}))
+        .expect("non-canonical CIDRs are warnings");
+        let warned: Vec<_> = (issues.0.iter())
+            .map(|i| (i.severity, i.field.as_str()))
+            .collect();
+        assert_eq!(
+            warned,
+            vec![
+                (Severity::Warning, "spec.ingress[0].from[0].ipBlock.cidr"),
+                (
+                    Severity::Warning,
+                    "spec.ingress[0].from[0].ipBlock.except[0]"
+                ),
+                (Severity::Warning, "spec.ingress[0].from[1].ipBlock.cidr"),
+            ]
+        );
+        let peers = policy.spec.ingress.unwrap()[0].peers.clone().unwrap();
+        assert_eq!(
+            peers,
+            vec![
+                PolicyPeer::IpBlock(IpBlock {
+                    cidr: net("10.0.0.0/8"),
+                    except: vec![net("10.1.0.0/16"), net("10.2.0.0/16")],
+                }),
+                PolicyPeer::IpBlock(IpBlock {
+                    cidr: net("fd00::/64"),
+                    except: vec![net("fd00::1:0/112")],
+                }),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_invalid_policy_has_no_spec_and_says_why() {
+        for bad in [
+            json!({"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/33"}}]}]}),
+            json!({"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["11.0.0.0/16"]}}]}]}),
+            json!({"podSelector": {}, "egress": [{"ports": [{"port": 80, "protocol": "ICMP"}]}]}),
+            json!({"podSelector": {}, "egress": [{"ports": [{"port": 70000}]}]}),
+            json!({"podSelector": {}, "egress": [{"ports": [{"port": 80, "endPort": 79}]}]}),
+            json!({"podSelector": {}, "egress": [{"ports": [{"port": "HTTP"}]}]}),
+            json!({"podSelector": {}, "egress": [{"to": [{}]}]}),
+            // Invalid parts of a direction the policy does not govern reject it too.
+            json!({"podSelector": {}, "policyTypes": ["Ingress"], "egress": [{"ports": [{"port": 0}]}]}),
+            json!({"podSelector": {"matchLabels": {"-": "x"}}}),
+            json!({"podSelector": {}, "policyTypes": ["Ingress", "Ingress"]}),
+        ] {
+            let issues = decode(bad.clone()).expect_err(&bad.to_string());
+            assert!(issues.has_errors(), "{bad}: {issues:?}");
+        }
+        let object: NetworkPolicy = serde_json::from_value(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "p"}
+        }))
+        .unwrap();
+        assert!(ValidPolicy::new(object).unwrap_err().has_errors());
+    }
+
+    #[test]
+    fn port_specs_match_their_protocol_and_ports() {
+        let tcp80 = port(Protocol::Tcp, PortMatch::Range(80, 80));
+        assert!(tcp80.matches(80, Protocol::Tcp, None));
+        assert!(!tcp80.matches(80, Protocol::Udp, None));
+        assert!(!tcp80.matches(81, Protocol::Tcp, None));
+        assert!(!tcp80.matches(80, Protocol::Sctp, None));
+        let udp = port(Protocol::Udp, PortMatch::Any);
+        assert!(udp.matches(1, Protocol::Udp, None) && udp.matches(65535, Protocol::Udp, None));
+        assert!(!udp.matches(53, Protocol::Tcp, None));
+        let range = port(Protocol::Tcp, PortMatch::Range(80, 82));
+        assert!(range.matches(80, Protocol::Tcp, None) && range.matches(82, Protocol::Tcp, None));
+        assert!(!range.matches(83, Protocol::Tcp, None) && !range.matches(79, Protocol::Tcp, None));
+        let named = port(Protocol::Tcp, PortMatch::Named("http".into()));
+        assert!(named.matches(8080, Protocol::Tcp, Some(8080)));
+        assert!(!named.matches(8080, Protocol::Tcp, Some(9090)));
+        assert!(!named.matches(8080, Protocol::Tcp, None));
+        assert_eq!(named.name(), Some("http"));
+        assert_eq!(range.name(), None);
+        // ICMP never matches a port spec, not even "every port".
+        assert!(!port(Protocol::Tcp, PortMatch::Any).matches(0, Protocol::Icmp, None));
+    }
+
+    #[test]
+    fn ip_blocks_contain_what_no_except_excludes() {
+        let block = IpBlock {
+            cidr: net("10.0.0.0/8"),
+            except: vec![net("10.1.0.0/16")],
+        };
+        assert!(block.contains("10.2.3.4".parse().unwrap()));
+        assert!(!block.contains("10.1.3.4".parse().unwrap()));
+        assert!(!block.contains("11.0.0.1".parse().unwrap()));
+        assert_eq!(
+            block.excluded_by("10.1.3.4".parse().unwrap()),
+            Some(&net("10.1.0.0/16"))
+        );
+    }
+}
