@@ -152,7 +152,7 @@ impl Engine {
     }
 
     /// The policies of `state` compiled: those this engine compiled from the same policy (identity
-    /// and content) taken from it, the others compiled with `interner`; with each one's counterpart
+    /// and spec) taken from it, the others compiled with `interner`; with each one's counterpart
     /// here. `None` when their ipBlocks differ from this engine's (they partition the pods into
     /// classes: the classes would have to be made afresh).
     fn policies_for(&self, state: &ClusterState, interner: &mut Interner) -> Option<Recompiled> {
@@ -171,8 +171,10 @@ impl Engine {
         let mut policies = IdVec::with_capacity(state.policies.len());
         for info in &state.policies {
             let key = (&*info.namespace, &*info.name);
+            // What a policy compiles to depends on its identity and spec alone (an edit of its
+            // annotations, say, keeps it).
             let unchanged = was.get(&key).is_some_and(|was| {
-                Arc::ptr_eq(&was.policy, &info.policy) || was.policy == info.policy
+                Arc::ptr_eq(&was.policy, &info.policy) || was.policy.spec() == info.policy.spec()
             });
             let same = by_key.get(&key).copied().filter(|_| unchanged);
             let compiled = match same {

@@ -213,4 +213,26 @@ status: {podIP: 192.0.2.1}
         let other = CompiledTable::of(&engine(CLUSTER), Audit::Annotated);
         assert!(next_table.counterparts(&other).is_none());
     }
+
+    #[test]
+    fn a_policy_whose_annotations_alone_changed_keeps_its_compiled_rules() {
+        let policy = |annotations: &str| {
+            format!(
+                "{CLUSTER}---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+                 metadata: {{name: web, namespace: strict, annotations: {{{annotations}}}}}\n\
+                 spec: {{podSelector: {{matchLabels: {{app: web}}}}, ingress: [{{from: [{{podSelector: {{}}}}]}}]}}\n"
+            )
+        };
+        let first = engine(&policy(""));
+        let table = CompiledTable::of(&first, Audit::Annotated);
+        let b = class_of(&first, &table, "b");
+        assert!(b.rules.ingress.is_some(), "the policy isolates b");
+        let edited = engine(&policy("note: edited")).state().clone();
+        let next = Engine::new_from(&first, Arc::new(edited));
+        let next_table = CompiledTable::compile(&next, Some((&first, &table)), Audit::Annotated);
+        assert!(
+            Arc::ptr_eq(&class_of(&next, &next_table, "b").rules, &b.rules),
+            "the same spec compiles to the same rules: they are reused"
+        );
+    }
 }
