@@ -152,6 +152,11 @@ impl Reconciler {
         self.unwatched = why;
     }
 
+    /// Why changes to the folder are not seen, if they are not ([`Reconciler::set_unwatched`]).
+    pub fn unwatched(&self) -> Option<&str> {
+        self.unwatched.as_deref()
+    }
+
     /// Reads the folder with these options.
     pub fn with_source(mut self, source: SourceOptions) -> Self {
         self.source = source;

@@ -247,8 +247,6 @@ struct Turns {
     netns: Option<String>,
     rx: mpsc::Receiver<Wake>,
     watch: FolderWatch,
-    /// `Ok` while the folder is watched, or why it is not.
-    watched: Result<bool, String>,
     monitor: Option<MonitorThread>,
     schedule: Schedule,
     /// When a failed pass is retried, and the wait that led there (doubled on each failure).
@@ -271,14 +269,12 @@ impl Turns {
             watched: None,
             retry: None,
         };
-        let watched = watch.ensure(&folder).map(|_| false);
-        reconciler.set_unwatched(watched.as_ref().err().cloned());
+        reconciler.set_unwatched(watch.ensure(&folder).err());
         Turns {
             folder,
             netns,
             rx,
             watch,
-            watched,
             monitor,
             schedule: Schedule::default(),
             retry: None,
@@ -303,7 +299,8 @@ impl Turns {
     /// When a pass is due without a change: a removal's grace ends, a retry, the resync (or the
     /// poll of a folder that cannot be watched).
     fn due(&self, reconciler: &Reconciler) -> Instant {
-        let resync = self.last_pass + if self.watched.is_ok() { RESYNC } else { POLL };
+        let watched = reconciler.unwatched().is_none();
+        let resync = self.last_pass + if watched { RESYNC } else { POLL };
         [reconciler.revisit(), self.retry.map(|r| r.0), Some(resync)]
             .into_iter()
             .flatten()
@@ -357,21 +354,24 @@ impl Turns {
         drift
     }
 
-    /// Watches the folder again if it was replaced (a change, then), and reports whether it is
-    /// watched.
+    /// Watches the folder again if it was replaced (a change, then), and records in the reconciler
+    /// whether it is watched (the one place that says so).
     fn check_folder(&mut self, reconciler: &mut Reconciler) {
-        let now_watched = self.watch.ensure(&self.folder);
-        if matches!(now_watched, Ok(true)) {
-            self.schedule.changed(Instant::now());
-        }
-        let now_watched = now_watched.map(|_| false);
-        if now_watched != self.watched {
-            match &now_watched {
-                Err(why) => tracing::warn!("{why}; reading it every {} s", POLL.as_secs()),
-                Ok(_) => tracing::info!("watching {} again", self.folder.display()),
+        let unwatched = match self.watch.ensure(&self.folder) {
+            Ok(replaced) => {
+                if replaced {
+                    self.schedule.changed(Instant::now());
+                }
+                None
             }
-            reconciler.set_unwatched(now_watched.as_ref().err().cloned());
-            self.watched = now_watched;
+            Err(why) => Some(why),
+        };
+        if unwatched.as_deref() != reconciler.unwatched() {
+            match &unwatched {
+                Some(why) => tracing::warn!("{why}; reading it every {} s", POLL.as_secs()),
+                None => tracing::info!("watching {} again", self.folder.display()),
+            }
+            reconciler.set_unwatched(unwatched);
         }
     }
 
