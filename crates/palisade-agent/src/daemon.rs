@@ -3,7 +3,6 @@
 //! reconcile loop until SIGTERM or SIGINT.
 
 use crate::config::Config;
-use crate::health::Health;
 use crate::metrics::{self, Metrics};
 use crate::observe::{self, Hub};
 use crate::policy_log::{self, PolicyLogger};
@@ -64,7 +63,7 @@ pub enum AgentError {
 pub struct OnceReport {
     /// The pass's outcome.
     pub outcome: Outcome,
-    /// Some part of the agent is not as it should be (see [`Health`]).
+    /// Some part of the agent is not as it should be (see [`crate::health::Health`]).
     pub degraded: bool,
 }
 
@@ -88,8 +87,7 @@ pub fn script(state: ClusterState, audit: Audit) -> String {
 /// One pass: reads the folder (starting from the last good state), applies it, writes the state
 /// file, and reports; no watching, no logging.
 pub fn once(config: &Config) -> OnceReport {
-    let metrics = Arc::new(Metrics::new());
-    let mut reconciler = reconciler(config, metrics, Arc::new(Health::default()));
+    let mut reconciler = reconciler(config);
     let outcome = reconciler.reconcile();
     reconciler.write_state(true);
     OnceReport {
@@ -101,9 +99,8 @@ pub fn once(config: &Config) -> OnceReport {
 /// Runs the agent until SIGTERM or SIGINT: then open deny windows are written out, and the kernel
 /// keeps enforcing the last ruleset. Fails only while starting.
 pub fn run(config: &Config) -> Result<(), AgentError> {
-    let metrics = Arc::new(Metrics::new());
-    let health = Arc::new(Health::default());
-    let reconciler = reconciler(config, metrics.clone(), health.clone());
+    let reconciler = reconciler(config);
+    let (metrics, health) = (reconciler.metrics().clone(), reconciler.health().clone());
     if let Some(addr) = config.metrics_addr {
         let bound = metrics::serve(addr, metrics.clone(), health)
             .map_err(|source| AgentError::Metrics { addr, source })?;
@@ -119,12 +116,11 @@ pub fn run(config: &Config) -> Result<(), AgentError> {
     Ok(())
 }
 
-/// The reconciler `config` describes, starting from its state file.
-fn reconciler(config: &Config, metrics: Arc<Metrics>, health: Arc<Health>) -> Reconciler {
+/// The reconciler `config` describes, starting from its state file (with metrics and health of its
+/// own, which [`run`] serves).
+fn reconciler(config: &Config) -> Reconciler {
     Reconciler::new(config.manifests.clone(), config.netns.clone())
         .with_pinned_ips(config.pinned_ips.clone())
-        .with_metrics(metrics)
-        .with_health(health)
         .with_source(config.source)
         .with_audit(config.audit)
         // After the source: its limits apply to the state file read.

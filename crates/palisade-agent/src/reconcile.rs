@@ -163,18 +163,13 @@ impl Reconciler {
         self
     }
 
-    /// Reports degraded states (input rejected, folder unreadable, kernel behind) to `health`.
-    pub fn with_health(mut self, health: Arc<Health>) -> Self {
-        self.health = health;
-        self
-    }
-
-    /// The health this reconciler reports to.
+    /// The health this reconciler reports degraded states to (input rejected, folder unreadable,
+    /// kernel behind).
     pub fn health(&self) -> &Arc<Health> {
         &self.health
     }
 
-    /// The metrics this reconciler records.
+    /// The metrics this reconciler records (apply latency and failures, input, drift).
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
@@ -200,12 +195,6 @@ impl Reconciler {
     /// ([`Loader::pin_ips`]).
     pub fn with_pinned_ips(mut self, pinned: Vec<(String, IpAddr)>) -> Self {
         self.pinned = pinned;
-        self
-    }
-
-    /// Records apply latency and failures in `metrics`.
-    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
-        self.metrics = metrics;
         self
     }
 
