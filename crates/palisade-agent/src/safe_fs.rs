@@ -67,7 +67,8 @@ pub(crate) fn kind(meta: &Metadata) -> &'static str {
     }
 }
 
-fn euid() -> u32 {
+/// The agent's effective user id: the owner its own files must have.
+pub(crate) fn euid() -> u32 {
     nix::unistd::geteuid().as_raw()
 }
 

@@ -10,7 +10,7 @@
 
 use crate::safe_fs;
 use palisade_model::{DocumentCache, InForce, Limits};
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_PATH: &str = "/var/lib/palisade/last-good.json";
 /// Writes are at least this far apart.
 pub const INTERVAL: Duration = Duration::from_secs(2);
-/// A larger state file is not read (10,000 pods make about 10 MB).
+/// A larger state file is not read (10,000 pods make about 10 MB); a smaller one is read whole,
+/// then parsed.
 const MAX_BYTES: u64 = 1 << 30;
 
 /// What the writer thread is handed: the objects to write (with the number of the hand-over), and
@@ -212,27 +213,23 @@ fn read(path: &Path) -> io::Result<Option<palisade_model::Snapshot>> {
         Err(e) => return Err(safe_fs::at(path)(e)),
     };
     let meta = file.metadata().map_err(safe_fs::at(path))?;
-    let euid = nix::unistd::geteuid().as_raw();
     if !meta.is_file() {
         return Err(safe_fs::refused(
             path,
             format!("is {}", safe_fs::kind(&meta)),
         ));
     }
-    if meta.uid() != euid || meta.mode() & 0o022 != 0 {
+    if meta.uid() != safe_fs::euid() || meta.mode() & 0o022 != 0 {
         return Err(safe_fs::refused(
             path,
             "is not the agent's own (owned by another user, or writable by others): not trusted",
         ));
     }
     safe_fs::prepare_parent(path, None)?;
-    let reader = BufReader::new(file.take(MAX_BYTES + 1));
-    serde_json::from_reader(reader).map(Some).map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{}: {e}", path.display()),
-        )
-    })
+    let bytes = palisade_model::read_bounded(file, MAX_BYTES).map_err(safe_fs::at(path))?;
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| safe_fs::at(path)(io::Error::new(io::ErrorKind::InvalidData, e)))
 }
 
 #[cfg(test)]
