@@ -114,9 +114,8 @@ impl Reconciler {
     /// last good state written there by an earlier run (so that a file broken meanwhile keeps the
     /// versions that were in force). Call after [`Reconciler::with_source`]: its limits apply.
     pub fn with_state_file(mut self, path: PathBuf) -> Self {
-        let source = self.source_name();
-        let state = StateFile::new(path, source.clone());
-        if let Some(cache) = state.read(&source, self.source.limits) {
+        let state = StateFile::new(path, self.source_name());
+        if let Some(cache) = state.read(self.source.limits) {
             self.documents = cache;
         }
         self.state_file = Some(state);

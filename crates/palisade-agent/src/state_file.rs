@@ -37,6 +37,8 @@ struct Pending {
 /// The agent's state file and the thread that writes it.
 pub struct StateFile {
     path: PathBuf,
+    /// The source whose objects it holds (the manifests folder).
+    source: String,
     shared: Arc<(Mutex<Pending>, Condvar)>,
     writer: Option<std::thread::JoinHandle<()>>,
     /// A pass applied something not written yet.
@@ -49,14 +51,16 @@ impl StateFile {
     /// The state file at `path`, for the objects of `source` (the manifests folder).
     pub fn new(path: PathBuf, source: String) -> StateFile {
         let shared: Arc<(Mutex<Pending>, Condvar)> = Arc::default();
-        let (thread_shared, thread_path) = (shared.clone(), path.clone());
+        let (thread_shared, thread_path, thread_source) =
+            (shared.clone(), path.clone(), source.clone());
         let writer = std::thread::Builder::new()
             .name("state-file".into())
-            .spawn(move || write_loop(&thread_path, &source, &thread_shared))
+            .spawn(move || write_loop(&thread_path, &thread_source, &thread_shared))
             .inspect_err(|e| tracing::error!("cannot start the state file writer: {e}"))
             .ok();
         StateFile {
             path,
+            source,
             shared,
             writer,
             dirty: false,
@@ -65,9 +69,9 @@ impl StateFile {
         }
     }
 
-    /// The last good state written by an earlier run for `source`, as a cache to start from; `None`
-    /// (and a log line saying why) when there is none or it cannot be trusted.
-    pub fn read(&self, source: &str, limits: Limits) -> Option<DocumentCache> {
+    /// The last good state written by an earlier run for this file's source, as a cache to start
+    /// from; `None` (and a log line saying why) when there is none or it cannot be trusted.
+    pub fn read(&self, limits: Limits) -> Option<DocumentCache> {
         let snapshot = match read(&self.path) {
             Ok(Some(snapshot)) => snapshot,
             Ok(None) => return None,
@@ -77,7 +81,7 @@ impl StateFile {
             }
         };
         let objects = snapshot.len();
-        match DocumentCache::from_snapshot(snapshot, source, limits) {
+        match DocumentCache::from_snapshot(snapshot, &self.source, limits) {
             Ok(cache) => {
                 tracing::info!(
                     path = %self.path.display(),
@@ -255,8 +259,8 @@ mod tests {
         let state_dir = tempfile::tempdir().unwrap();
         let path = state_dir.path().join("state/last-good.json");
         let source = folder.path().display().to_string();
-        let mut state = StateFile::new(path.clone(), source.clone());
-        assert!(state.read(&source, Limits::default()).is_none(), "none yet");
+        let mut state = StateFile::new(path.clone(), source);
+        assert!(state.read(Limits::default()).is_none(), "none yet");
         assert_eq!(state.due(), None);
         state.applied();
         assert!(state.due().is_some());
@@ -275,12 +279,13 @@ mod tests {
             std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
             1
         );
-        assert!(state.read(&source, Limits::default()).is_some());
-        assert!(state.read("/elsewhere", Limits::default()).is_none());
+        assert!(state.read(Limits::default()).is_some());
+        let elsewhere = StateFile::new(path.clone(), "/elsewhere".into());
+        assert!(elsewhere.read(Limits::default()).is_none());
 
         // Writable by others: not trusted.
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o622)).unwrap();
-        assert!(state.read(&source, Limits::default()).is_none());
+        assert!(state.read(Limits::default()).is_none());
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         // A symlink in its place: not followed.
         let real = state_dir.path().join("real.json");
