@@ -27,14 +27,13 @@ const TICK: Duration = Duration::from_millis(200);
 const POLL: Duration = Duration::from_secs(1);
 /// How often the folder is read even without a change: repairs anything a lost event hid.
 const RESYNC: Duration = Duration::from_secs(30);
-/// The first and the longest wait before a failed pass is retried.
+/// The first and the longest wait before a failed pass is retried, or a folder that could not be
+/// watched is watched again ([`backoff`]).
 const RETRY: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
 /// How long a pass waits for a manifest being written to be closed, from its first write: a file
 /// read half-written could hold a rule cut short (`- from:` and nothing after it allows every
 /// source). A writer that keeps a file open longer does not hold the agent back further.
 const WRITE_WAIT: Duration = Duration::from_secs(1);
-/// How long after a failed attempt the folder is watched again (doubling up to [`RESYNC`]).
-const REWATCH: Duration = Duration::from_secs(1);
 /// How often the kernel's table is checked while notifications are heard, and while they are not.
 const CHECK: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs(1));
 
@@ -86,8 +85,7 @@ impl FolderWatch {
                 Ok(true)
             }
             Err(e) => {
-                let wait = self.retry.map_or(REWATCH, |(_, w)| (w * 2).min(RESYNC));
-                self.retry = Some((Instant::now() + wait, wait));
+                self.retry = Some(backoff(self.retry, Instant::now()));
                 Err(format!("cannot watch {}: {e}", folder.display()))
             }
         }
@@ -187,6 +185,13 @@ impl Schedule {
     }
 }
 
+/// After a failure at `now`: when to try again, and the wait that leads there — [`RETRY`]'s first
+/// wait after a success (`last` is `None`), then twice the `last` wait, up to [`RETRY`]'s longest.
+fn backoff(last: Option<(Instant, Duration)>, now: Instant) -> (Instant, Duration) {
+    let wait = last.map_or(RETRY.0, |(_, w)| (w * 2).min(RETRY.1));
+    (now + wait, wait)
+}
+
 /// A file the loader reads.
 fn is_manifest(path: &Path) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -235,7 +240,7 @@ pub fn run(reconciler: &mut Reconciler, stop: &AtomicBool) {
             // A pass due anyway replaces the table whole; otherwise the last ruleset is put back.
             reconciler.kernel_drifted(&what, reason);
             if !pass && !reconciler.repair() {
-                turns.retry = Some((Instant::now() + RETRY.0, RETRY.0));
+                turns.retry = Some(backoff(None, Instant::now()));
             }
         }
     }
@@ -288,9 +293,9 @@ impl Turns {
         self.last_pass = Instant::now();
         self.retry = match reconciler.reconcile() {
             Outcome::Failed(_) => {
-                let wait = self.retry.map_or(RETRY.0, |(_, w)| (w * 2).min(RETRY.1));
-                tracing::info!("retrying in {} s", wait.as_secs());
-                Some((self.last_pass + wait, wait))
+                let retry = backoff(self.retry, self.last_pass);
+                tracing::info!("retrying in {} s", retry.1.as_secs());
+                Some(retry)
             }
             _ => None,
         };
@@ -395,6 +400,20 @@ mod tests {
 
     fn at(start: Instant, ms: u64) -> Instant {
         start + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn retries_wait_a_second_then_twice_as_long_up_to_thirty() {
+        let t = Instant::now();
+        let mut last = None;
+        let mut waits = Vec::new();
+        for _ in 0..7 {
+            let next = backoff(last, t);
+            assert_eq!(next.0, t + next.1);
+            waits.push(next.1.as_secs());
+            last = Some(next);
+        }
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30]);
     }
 
     #[test]
