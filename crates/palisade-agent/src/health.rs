@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// The loop is considered stuck when it has not turned for this long.
+const STUCK_AFTER: Duration = Duration::from_secs(60);
+
 /// A part of the agent that can be degraded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Part {
@@ -31,8 +34,6 @@ impl Part {
 #[derive(Debug)]
 pub struct Health {
     state: Mutex<State>,
-    /// The loop is considered stuck when it has not turned for this long.
-    stuck_after: Duration,
 }
 
 #[derive(Debug)]
@@ -50,7 +51,6 @@ impl Default for Health {
                 problems: BTreeMap::new(),
                 last_turn: Instant::now(),
             }),
-            stuck_after: Duration::from_secs(60),
         }
     }
 }
@@ -100,10 +100,10 @@ impl Health {
         }
     }
 
-    /// Alive: the loop turned recently; otherwise for how long it has not.
+    /// Alive: the loop turned recently (within 60 s); otherwise for how long it has not.
     pub fn alive(&self) -> Result<(), Duration> {
         let idle = self.lock().last_turn.elapsed();
-        if idle > self.stuck_after {
+        if idle > STUCK_AFTER {
             Err(idle)
         } else {
             Ok(())
