@@ -99,7 +99,8 @@ impl Hub {
     }
 
     /// Adds a record: into the ring, and to every client whose filter matches (a client whose queue
-    /// is full misses it; a gone client is forgotten).
+    /// is full misses it). A gone client is not here: its [`Subscription`], the only holder of its
+    /// queue's receiving end, removes it under the lock when dropped.
     pub fn publish(&self, record: Record) {
         let record = Arc::new(record);
         let mut inner = self.lock();
@@ -108,20 +109,13 @@ impl Hub {
         }
         inner.ring.push_back(record.clone());
         let mut missed = 0;
-        inner.subscribers.retain(|s| {
-            match s
-                .filter
-                .matches(&record)
-                .then(|| s.tx.try_send(record.clone()))
+        for s in &inner.subscribers {
+            if s.filter.matches(&record)
+                && matches!(s.tx.try_send(record.clone()), Err(TrySendError::Full(_)))
             {
-                Some(Err(TrySendError::Disconnected(_))) => false,
-                Some(Err(TrySendError::Full(_))) => {
-                    missed += 1;
-                    true
-                }
-                _ => true,
+                missed += 1;
             }
-        });
+        }
         inner.missed += missed;
     }
 
