@@ -403,6 +403,27 @@ fn policy_changes(
         let engine = Engine::new(Arc::new(loader.finish().0));
         build(&CompiledTable::of(&engine, Audit::Annotated), previous)
     };
+    // Three rounds of: `before` written and passed, then `after` written and one pass timed, its
+    // outcome checked by `ok`; the median, and what the update touches in the kernel (from full
+    // builds of the states before and after, in the first round).
+    let mut timed = |what: &str, before: &dyn Fn(), after: &dyn Fn(), ok: fn(&Outcome) -> bool| {
+        let mut times = Vec::new();
+        let mut size = None;
+        for _ in 0..3 {
+            before();
+            assert!(!matches!(reconciler.reconcile(), Outcome::Failed(_)));
+            let old = size.is_none().then(|| fresh(None));
+            after();
+            let t = Instant::now();
+            let outcome = reconciler.reconcile();
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+            assert!(ok(&outcome), "{what}: {outcome:?}");
+            if let Some(old) = old {
+                size = Some(fresh(Some(&old)).update_from(&old).size());
+            }
+        }
+        (median(times), size.expect("measured"))
+    };
     let mut out = Vec::new();
     // A policy with an ipBlock no other policy has: the blocks partition the pods into classes,
     // so the engine is compiled afresh (the slow path).
@@ -434,25 +455,9 @@ fn policy_changes(
             )
             .unwrap(),
         };
-        let mut times = Vec::new();
-        let mut size = None;
-        for _ in 0..3 {
-            write(&before);
-            assert!(!matches!(reconciler.reconcile(), Outcome::Failed(_)));
-            let old = size.is_none().then(|| fresh(None));
-            write(&after);
-            let t = Instant::now();
-            let outcome = reconciler.reconcile();
-            times.push(t.elapsed().as_secs_f64() * 1e3);
-            assert!(
-                matches!(outcome, Outcome::Applied { .. }),
-                "{what}: {outcome:?}"
-            );
-            if let Some(old) = old {
-                size = Some(fresh(Some(&old)).update_from(&old).size());
-            }
-        }
-        out.push((what, median(times), size.expect("measured")));
+        let applied = |o: &Outcome| matches!(o, Outcome::Applied { .. });
+        let (ms, size) = timed(what, &|| write(&before), &|| write(&after), applied);
+        out.push((what, ms, size));
     }
     let _ = std::fs::remove_file(&file);
     // A namespace relabelled (the first namespace's `env`, which namespace selectors read).
@@ -460,26 +465,14 @@ fn policy_changes(
     let original = std::fs::read_to_string(&namespaces).unwrap();
     let relabelled = original.replacen("env: prod", "env: prod-x", 1);
     assert_ne!(relabelled, original);
-    let mut times = Vec::new();
-    let mut size = None;
-    for _ in 0..3 {
-        std::fs::write(&namespaces, &original).unwrap();
-        assert!(!matches!(reconciler.reconcile(), Outcome::Failed(_)));
-        let old = size.is_none().then(|| fresh(None));
-        std::fs::write(&namespaces, &relabelled).unwrap();
-        let t = Instant::now();
-        let outcome = reconciler.reconcile();
-        times.push(t.elapsed().as_secs_f64() * 1e3);
-        assert!(!matches!(outcome, Outcome::Failed(_)), "{outcome:?}");
-        if let Some(old) = old {
-            size = Some(fresh(Some(&old)).update_from(&old).size());
-        }
-    }
+    let what = "namespace relabelled -> kernel (one pass)";
+    let (ms, size) = timed(
+        what,
+        &|| std::fs::write(&namespaces, &original).unwrap(),
+        &|| std::fs::write(&namespaces, &relabelled).unwrap(),
+        |o| !matches!(o, Outcome::Failed(_)),
+    );
     std::fs::write(&namespaces, &original).unwrap();
-    out.push((
-        "namespace relabelled -> kernel (one pass)",
-        median(times),
-        size.expect("measured"),
-    ));
+    out.push((what, ms, size));
     out
 }
