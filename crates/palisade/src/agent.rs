@@ -204,14 +204,6 @@ fn number_and_unit(s: &str) -> Option<(u64, &str)> {
 
 /// `5s`, `500ms`, `1m`, `2h`, or plain seconds; `0` (no wait) is allowed.
 fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
-    if s.trim_end_matches(|c: char| c.is_ascii_alphabetic()) == "0" {
-        return Ok(Duration::ZERO);
-    }
-    parse_duration(s)
-}
-
-/// `5s`, `500ms`, `1m`, `2h`, or plain seconds.
-fn parse_duration(s: &str) -> Result<Duration, String> {
     let (n, unit) = number_and_unit(s)
         .ok_or_else(|| format!("{s:?} is not a duration; use e.g. 5s, 500ms, 1m"))?;
     let scale: u64 = match unit {
@@ -224,10 +216,16 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     let ms = n
         .checked_mul(scale)
         .ok_or_else(|| format!("{s:?} is out of range"))?;
-    if ms == 0 {
+    Ok(Duration::from_millis(ms))
+}
+
+/// `5s`, `500ms`, `1m`, `2h`, or plain seconds, longer than 0.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let duration = parse_duration_or_zero(s)?;
+    if duration.is_zero() {
         return Err("must be longer than 0".into());
     }
-    Ok(Duration::from_millis(ms))
+    Ok(duration)
 }
 
 /// Bytes, with an optional `k`/`KiB`, `M`/`MiB` or `G`/`GiB` suffix (powers of 1024).
@@ -315,6 +313,12 @@ mod tests {
         assert!(parse_duration("5 s").is_err());
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("99999999999999999h").is_err());
+        assert_eq!(parse_duration_or_zero("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration_or_zero("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration_or_zero("0ms"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration_or_zero("1s"), Ok(Duration::from_secs(1)));
+        assert!(parse_duration_or_zero("0bogus").is_err());
+        assert!(parse_duration_or_zero("fast").is_err());
         assert_eq!(parse_size("10MiB"), Ok(10 << 20));
         assert_eq!(parse_size("500k"), Ok(500 << 10));
         assert_eq!(parse_size("1048576"), Ok(1 << 20));
