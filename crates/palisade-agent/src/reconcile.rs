@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 const SHOWN_PER_KIND: usize = 10;
 
 /// How the manifests folder is read.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SourceOptions {
     /// Bounds on what the folder may make the agent read and build.
     pub limits: Limits,

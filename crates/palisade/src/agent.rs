@@ -32,7 +32,9 @@ pub struct Args {
     logging: LogArgs,
 }
 
-/// How the manifests folder is read, and the bounds on what it may make the agent build.
+/// How the manifests folder is read, and the bounds on what it may make the agent build. The counts
+/// default to `Limits::default()`'s; the other defaults are written as `--help` shows them (`1s`,
+/// `128MiB`) and a unit test checks that they are `SourceOptions::default()`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SourceArgs {
     /// A file removed from the folder, or emptied, keeps its objects in force this long, in case it
@@ -50,10 +52,10 @@ pub struct SourceArgs {
     #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
     pub max_total_size: u64,
     /// Pods one workload's template may stand for (replicas, parallelism).
-    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    #[arg(long, value_name = "N", default_value_t = palisade_model::Limits::default().max_workload_pods)]
     pub max_workload_pods: usize,
     /// Pods in all; objects whose pods would exceed it are left out.
-    #[arg(long, value_name = "N", default_value_t = 150_000)]
+    #[arg(long, value_name = "N", default_value_t = palisade_model::Limits::default().max_pods)]
     pub max_pods: usize,
     /// Where the objects in force are written, for a restart to start from the last good state
     /// (default /var/lib/palisade/last-good.json; for a lab: in its state folder).
@@ -325,6 +327,17 @@ mod tests {
         assert!(parse_size("0").is_err());
         assert!(parse_size("10TB").is_err());
         assert!(parse_size("99999999999999G").is_err());
+    }
+
+    #[test]
+    fn source_defaults_are_the_agents() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            source: SourceArgs,
+        }
+        let cli = <Cli as clap::Parser>::try_parse_from(["agent"]).unwrap();
+        assert_eq!(cli.source.options(), SourceOptions::default());
     }
 
     #[test]
