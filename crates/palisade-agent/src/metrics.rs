@@ -94,7 +94,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Registers every metric.
+    /// Every metric, registered.
     pub fn new() -> Self {
         let mut m = Metrics {
             registry: Registry::with_prefix("palisade"),
@@ -115,88 +115,105 @@ impl Metrics {
             drift_repairs: Family::default(),
             observe_rejected: Family::default(),
         };
-        let registry = &mut m.registry;
+        m.register_policy_log();
+        m.register_dataplane();
+        m.register_source();
+        m
+    }
+
+    /// What the policy action log and `observe` saw and did.
+    fn register_policy_log(&mut self) {
+        let registry = &mut self.registry;
         registry.register(
             "policy_verdicts",
             "Verdict events (first packet of each new connection at an isolated pod)",
-            m.verdicts.clone(),
+            self.verdicts.clone(),
         );
         registry.register(
             "policy_audit_verdicts",
             "Connections policy would deny that audit mode let through",
-            m.audited.clone(),
+            self.audited.clone(),
         );
         registry.register(
             "policy_log_records",
             "Records written to the policy action log",
-            m.records.clone(),
+            self.records.clone(),
         );
         registry.register(
             "policy_log_dropped",
             "Policy action records dropped, by reason",
-            m.dropped.clone(),
+            self.dropped.clone(),
         );
         registry.register(
             "policy_log_open_aggregation_keys",
             "Deny aggregation windows open",
-            m.open_keys.clone(),
+            self.open_keys.clone(),
         );
         registry.register(
             "verdict_events_lost",
             "Times the kernel dropped verdict events because the agent read too slowly",
-            m.events_lost.clone(),
+            self.events_lost.clone(),
         );
         registry.register(
             "network_logging_config",
             "NetworkLogging configuration events",
-            m.logging_config.clone(),
-        );
-        registry.register(
-            "ruleset_apply_seconds",
-            "Time from reading the cluster state to the kernel holding the new ruleset",
-            m.apply_seconds.clone(),
-        );
-        registry.register(
-            "ruleset_apply_failures",
-            "Rulesets that could not be built or applied",
-            m.apply_failures.clone(),
+            self.logging_config.clone(),
         );
         registry.register(
             "observe_connections_rejected",
             "Observe clients turned away, by reason",
-            m.observe_rejected.clone(),
+            self.observe_rejected.clone(),
+        );
+    }
+
+    /// How the kernel's table is kept: applies, failures, drift repaired.
+    fn register_dataplane(&mut self) {
+        let registry = &mut self.registry;
+        registry.register(
+            "ruleset_apply_seconds",
+            "Time from reading the cluster state to the kernel holding the new ruleset",
+            self.apply_seconds.clone(),
         );
         registry.register(
-            "objects_rejected",
-            "Input rejected by the last pass (files, documents, objects), by kind and reason",
-            m.objects_rejected.clone(),
-        );
-        registry.register(
-            "objects_held",
-            "Objects in force at their last good version, by reason (rejected, unreadable, removed)",
-            m.objects_held.clone(),
-        );
-        registry.register(
-            "degraded",
-            "1 while the agent is degraded: input rejected, source unreadable, or kernel behind",
-            m.degraded.clone(),
-        );
-        registry.register(
-            "source_up",
-            "1 while the source is readable and watched",
-            m.source_up.clone(),
-        );
-        registry.register(
-            "source_last_read_seconds",
-            "Unix time of the last pass that read the source (every change, and at least every 30 s)",
-            m.source_last_read.clone(),
+            "ruleset_apply_failures",
+            "Rulesets that could not be built or applied",
+            self.apply_failures.clone(),
         );
         registry.register(
             "drift_repairs",
             "Times the kernel's table was found altered or missing and was replaced",
-            m.drift_repairs.clone(),
+            self.drift_repairs.clone(),
         );
-        m
+    }
+
+    /// What the last pass made of the source: rejections, held objects, degradation.
+    fn register_source(&mut self) {
+        let registry = &mut self.registry;
+        registry.register(
+            "objects_rejected",
+            "Input rejected by the last pass (files, documents, objects), by kind and reason",
+            self.objects_rejected.clone(),
+        );
+        registry.register(
+            "objects_held",
+            "Objects in force at their last good version, by reason (rejected, unreadable, removed)",
+            self.objects_held.clone(),
+        );
+        registry.register(
+            "degraded",
+            "1 while the agent is degraded: input rejected, source unreadable, or kernel behind",
+            self.degraded.clone(),
+        );
+        registry.register(
+            "source_up",
+            "1 while the source is readable and watched",
+            self.source_up.clone(),
+        );
+        registry.register(
+            "source_last_read_seconds",
+            "Unix time of the last pass that read the source (every change, and at least every 30 s)",
+            self.source_last_read.clone(),
+        );
     }
 
     /// Counts one record `reason` in `family`.
