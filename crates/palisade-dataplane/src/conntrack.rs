@@ -2,7 +2,7 @@
 //! and NFLOG. The table accepts `established,related` first, so a policy change judges only new
 //! connections; forgetting the tracked ones makes every flow's next packet new again.
 
-use crate::netlink::{error_code, message, messages, os_error, Socket, NLMSG_ERROR};
+use crate::netlink::Socket;
 use crate::netns::within_netns;
 use std::time::Duration;
 
@@ -16,20 +16,8 @@ pub fn forget_connections(netns: &str) -> std::io::Result<()> {
     within_netns(Some(netns), || {
         let mut socket = Socket::open()?;
         socket.set_receive_timeout(Duration::from_secs(5))?;
-        let mut request = Vec::new();
         let kind = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE;
-        let flags = (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16;
         // No tuple: every entry; family AF_UNSPEC: IPv4 and IPv6.
-        message(&mut request, kind, flags, 1, libc::AF_UNSPEC as u8, 0, &[]);
-        socket.send(&request)?;
-        loop {
-            for (kind, _, payload) in messages(socket.recv()?) {
-                match (kind, error_code(payload)) {
-                    (NLMSG_ERROR, Some(0)) => return Ok(()),
-                    (NLMSG_ERROR, Some(code)) => return Err(os_error(code)),
-                    _ => {}
-                }
-            }
-        }
+        socket.request(kind, libc::AF_UNSPEC as u8, 0, &[], |_| {})
     })
 }

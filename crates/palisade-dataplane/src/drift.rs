@@ -45,8 +45,7 @@
 //!   is the cheap periodic check behind the notifications (missing table, new handle, other count,
 //!   dormant flag).
 
-use crate::netlink::NLMSG_ERROR;
-use crate::netlink::{self, attributes, cstr, error_code, frames, Frame, Socket, NFGEN_HDRLEN};
+use crate::netlink::{self, attributes, cstr, frames, Frame, Socket, NFGEN_HDRLEN};
 use crate::netns::within_netns;
 use crate::nft::batch::{
     NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NFTA_CHAIN_NAME, NFTA_LIST_ELEM,
@@ -595,48 +594,26 @@ impl Generation {
 /// A socket for questions to nf_tables in the namespace it was opened in.
 struct Query {
     socket: Socket,
-    seq: u32,
 }
 
 impl Query {
     fn open() -> io::Result<Query> {
         let socket = Socket::open()?;
         socket.set_receive_timeout(Duration::from_secs(5))?;
-        Ok(Query { socket, seq: 0 })
+        Ok(Query { socket })
     }
 
-    /// Sends request `kind` and hands each message of the reply to `take`; the kernel's error
-    /// if it refuses.
+    /// Sends nf_tables request `kind` and hands each message of the reply to `take`; the kernel's
+    /// error if it refuses.
     fn ask(
         &mut self,
         kind: u16,
         family: u8,
         body: &[u8],
-        mut take: impl FnMut(&Frame),
+        take: impl FnMut(&Frame),
     ) -> io::Result<()> {
-        self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
-        let mut msg = Vec::new();
-        let flags = (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16;
         let kind = (NFNL_SUBSYS_NFTABLES << 8) | kind;
-        netlink::message(&mut msg, kind, flags, seq, family, 0, body);
-        self.socket.send(&msg)?;
-        loop {
-            for frame in frames(self.socket.recv()?).filter(|f| f.seq == seq) {
-                if frame.kind != NLMSG_ERROR {
-                    take(&frame);
-                    continue;
-                }
-                return match error_code(frame.payload) {
-                    Some(0) => Ok(()),
-                    Some(code) => Err(io::Error::from_raw_os_error(-code)),
-                    None => Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "truncated netlink error message",
-                    )),
-                };
-            }
-        }
+        self.socket.request(kind, family, 0, body, take)
     }
 
     fn generation(&mut self) -> io::Result<u32> {

@@ -4,10 +4,7 @@
 //!
 //! The NFLOG protocol (`linux/netfilter/nfnetlink_log.h`) is spoken directly, over the crate's raw netfilter socket.
 
-use crate::netlink::{
-    attr, attributes, error_code, message, messages, os_error, set_int_option, Socket,
-    NFGEN_HDRLEN, NLMSG_ERROR,
-};
+use crate::netlink::{attr, attributes, messages, set_int_option, Socket, NFGEN_HDRLEN};
 use palisade_model::Protocol;
 use palisade_policy::Direction;
 use std::io;
@@ -216,28 +213,10 @@ impl EventReader {
         for (kind, payload) in attrs {
             attr(&mut body, *kind, payload);
         }
-        let mut msg = Vec::new();
         let kind = (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_CONFIG;
-        let flags = (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16;
-        message(
-            &mut msg,
-            kind,
-            flags,
-            1,
-            libc::AF_UNSPEC as u8,
-            NFLOG_GROUP,
-            &body,
-        );
-        self.socket.send(&msg)?;
-        // The acknowledgement: an NLMSG_ERROR carrying 0, or the error.
-        let reply = self.socket.recv()?;
-        for (kind, _, payload) in messages(reply) {
-            match error_code(payload) {
-                Some(code) if kind == NLMSG_ERROR && code != 0 => return Err(os_error(code)),
-                _ => {}
-            }
-        }
-        Ok(())
+        let family = libc::AF_UNSPEC as u8;
+        self.socket
+            .request(kind, family, NFLOG_GROUP, &body, |_| {})
     }
 
     /// The next verdict event; `None` when `timeout` passes first (`None` timeout: wait forever).

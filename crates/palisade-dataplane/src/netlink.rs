@@ -22,6 +22,8 @@ const NLA_F_NET_BYTEORDER: u16 = 0x4000;
 pub(crate) struct Socket {
     fd: OwnedFd,
     buf: Vec<u8>,
+    /// The sequence number of the last [`Socket::request`].
+    seq: u32,
 }
 
 impl Socket {
@@ -42,6 +44,7 @@ impl Socket {
             // SAFETY: `raw` is a fresh, valid descriptor that nothing else owns.
             fd: unsafe { OwnedFd::from_raw_fd(raw) },
             buf: vec![0; 1 << 16],
+            seq: 0,
         })
     }
 
@@ -139,6 +142,42 @@ impl Socket {
             Err(io::Error::last_os_error())
         } else {
             Ok(())
+        }
+    }
+
+    /// Sends request `kind` (`family` and `res_id` in its netfilter header, `body` its attributes)
+    /// asking for an acknowledgement, hands each other message of the reply to `take`, and returns
+    /// at the acknowledgement: the kernel's error if it refused. Messages that do not answer the
+    /// request (another sequence number) are skipped.
+    pub fn request(
+        &mut self,
+        kind: u16,
+        family: u8,
+        res_id: u16,
+        body: &[u8],
+        mut take: impl FnMut(&Frame),
+    ) -> io::Result<()> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let mut msg = Vec::new();
+        let flags = (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16;
+        message(&mut msg, kind, flags, seq, family, res_id, body);
+        self.send(&msg)?;
+        loop {
+            for frame in frames(self.recv()?).filter(|f| f.seq == seq) {
+                if frame.kind != NLMSG_ERROR {
+                    take(&frame);
+                    continue;
+                }
+                return match error_code(frame.payload) {
+                    Some(0) => Ok(()),
+                    Some(code) => Err(os_error(code)),
+                    None => Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "truncated netlink error message",
+                    )),
+                };
+            }
         }
     }
 
