@@ -337,7 +337,10 @@ impl Loader {
     /// Otherwise (their file reads cleanly and no longer defines them) they are gone.
     fn hold_last_good(&mut self) {
         let previous = std::mem::take(&mut self.documents.objects);
-        let mut gone = std::mem::take(&mut self.documents.gone);
+        // Files held as removed by the last load, and since when: their removal taking effect is
+        // worth a warning.
+        let gone = std::mem::take(&mut self.documents.gone);
+        let mut still_gone: HashMap<PathBuf, Instant> = HashMap::new();
         // Files of the last load not seen in this one: removed, or under what cannot be read.
         self.changed |= !self.documents.files.is_empty();
         let rejections = self.objects.rejections.iter().chain(&self.rejections);
@@ -359,8 +362,6 @@ impl Loader {
         // The objects held, and those whose removal takes effect now.
         let mut held: Vec<(Arc<Accepted>, HeldReason)> = Vec::new();
         let mut removed: Vec<(ObjectKey, Origin)> = Vec::new();
-        // Files held as removed by the last load: their removal taking effect is worth a warning.
-        let was_gone: HashSet<PathBuf> = gone.keys().cloned().collect();
         for accepted in previous.all() {
             let (key, origin) = (&accepted.key, &accepted.origin);
             if self.objects.contains(key) {
@@ -377,10 +378,11 @@ impl Loader {
             } else if dirty.contains(file) {
                 Some(HeldReason::Rejected)
             } else if read.is_none_or(CachedFile::is_blank) {
-                let since = *gone.entry(file.to_path_buf()).or_insert(self.now);
+                let since = gone.get(file).copied().unwrap_or(self.now);
                 let ends = since + self.removal_grace;
                 (self.now < ends).then(|| {
                     self.revisit = Some(self.revisit.map_or(ends, |r| r.min(ends)));
+                    still_gone.insert(file.to_path_buf(), since);
                     HeldReason::Removed
                 })
             } else {
@@ -388,18 +390,14 @@ impl Loader {
             };
             match why {
                 Some(why) => held.push((accepted.clone(), why)),
-                None if was_gone.contains(file) => removed.push((key.clone(), origin.clone())),
+                None if gone.contains_key(file) => removed.push((key.clone(), origin.clone())),
                 None => {}
             }
         }
         for (key, origin) in removed {
             self.removed(&key, &origin);
         }
-        gone.retain(|file, _| {
-            (held.iter())
-                .any(|(a, why)| *why == HeldReason::Removed && Path::new(&a.origin.file) == file)
-        });
-        self.visited.gone = gone;
+        self.visited.gone = still_gone;
         self.previous = previous;
         self.hold(held);
     }
