@@ -4,7 +4,7 @@
 //!
 //! The NFLOG protocol (`linux/netfilter/nfnetlink_log.h`) is spoken directly, over the crate's raw netfilter socket.
 
-use crate::netlink::{attr, attributes, messages, set_int_option, Socket, NFGEN_HDRLEN};
+use crate::netlink::{attr, attributes, frames, set_int_option, Socket, NFGEN_HDRLEN};
 use palisade_model::Protocol;
 use palisade_policy::Direction;
 use std::io;
@@ -248,9 +248,9 @@ impl EventReader {
 /// that are not Palisade's or cannot be read, are skipped.
 pub(crate) fn events_in(datagram: &[u8]) -> impl Iterator<Item = VerdictEvent> + '_ {
     let packet = (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET;
-    messages(datagram)
-        .filter(move |(kind, _, _)| *kind == packet)
-        .filter_map(|(_, _, payload)| event(payload.get(NFGEN_HDRLEN..)?))
+    frames(datagram)
+        .filter(move |f| f.kind == packet)
+        .filter_map(|f| event(f.payload.get(NFGEN_HDRLEN..)?))
 }
 
 /// The packet's arrival time from `NFULA_TIMESTAMP` (seconds and microseconds, big-endian); `None`

@@ -300,11 +300,6 @@ pub(crate) fn frames(mut data: &[u8]) -> impl Iterator<Item = Frame<'_>> {
     })
 }
 
-/// The messages in a received datagram: (type, sequence, payload after the netlink header).
-pub(crate) fn messages(data: &[u8]) -> impl Iterator<Item = (u16, u32, &[u8])> {
-    frames(data).map(|f| (f.kind, f.seq, f.payload))
-}
-
 /// The attributes in `data`: (type without flags, payload); stops at the first malformed one.
 pub(crate) fn attributes(mut data: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     std::iter::from_fn(move || {

@@ -8,7 +8,7 @@ use super::expr::{self, be32, value, verdict_data};
 use super::rule::{PortsMatch, Rule, ANONYMOUS_SET};
 use super::TABLE;
 use crate::drift::{self, OwnCommit, NFT_MSG_NEWGEN};
-use crate::netlink::{self, attr, cstr, error_code, messages, nest, os_error, Socket, NLMSG_ERROR};
+use crate::netlink::{self, attr, cstr, error_code, frames, nest, os_error, Socket, NLMSG_ERROR};
 use std::io;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -508,15 +508,15 @@ impl Batch {
     pub(crate) fn read_answer(&self, data: &[u8], answer: &mut Answer) -> bool {
         let count = self.what.len() as u32;
         let mut answered = false;
-        for (kind, seq, payload) in messages(data) {
-            if kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN {
-                let generation = drift::Generation::parse(payload).map(|g| g.id);
+        for frame in frames(data) {
+            if frame.kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN {
+                let generation = drift::Generation::parse(frame.payload).map(|g| g.id);
                 answer.generation = answer.generation.or(generation);
             }
-            if kind != NLMSG_ERROR {
+            if frame.kind != NLMSG_ERROR {
                 continue;
             }
-            let code = error_code(payload).unwrap_or(0);
+            let (seq, code) = (frame.seq, error_code(frame.payload).unwrap_or(0));
             if code != 0 && answer.first_error.is_none() {
                 let e = os_error(code);
                 let what = (seq as usize).checked_sub(1).and_then(|i| self.what.get(i));
