@@ -405,9 +405,11 @@ impl Loader {
     /// Adds `held` objects to this load, reports them (the rejections they stand in for, one
     /// warning per file and why) and lists them in [`Load::held`].
     fn hold(&mut self, held: Vec<(Arc<Accepted>, HeldReason)>) {
-        let mut by_file: Vec<((String, HeldReason), Vec<String>)> = Vec::new();
-        for (accepted, why) in held {
-            let (key, origin) = (&accepted.key, &accepted.origin);
+        // The names held per file and reason, in the order the groups first appear.
+        let mut by_file: Vec<((&str, HeldReason), Vec<String>)> = Vec::new();
+        let mut group_of: HashMap<(&str, HeldReason), usize> = HashMap::new();
+        for (accepted, why) in &held {
+            let (key, origin, why) = (&accepted.key, &accepted.origin, *why);
             if why == HeldReason::Rejected {
                 for r in self.objects.rejections.iter_mut() {
                     if r.object.as_ref() == Some(key) {
@@ -415,15 +417,13 @@ impl Loader {
                     }
                 }
             }
-            let name = format!("{key} ({origin})");
-            match by_file
-                .iter_mut()
-                .find(|(f, _)| f.0 == origin.file && f.1 == why)
-            {
-                Some((_, names)) => names.push(name),
-                None => by_file.push(((origin.file.clone(), why), vec![name])),
-            }
-            self.objects.add_object(&accepted, &mut self.diagnostics);
+            let group = (origin.file.as_str(), why);
+            let at = *group_of.entry(group).or_insert_with(|| {
+                by_file.push((group, Vec::new()));
+                by_file.len() - 1
+            });
+            by_file[at].1.push(format!("{key} ({origin})"));
+            self.objects.add_object(accepted, &mut self.diagnostics);
             self.held.push(Held {
                 object: key.clone(),
                 origin: origin.clone(),
@@ -445,7 +445,10 @@ impl Loader {
             };
             self.diagnostics.push(Diagnostic::new(
                 Severity::Warning,
-                Origin { file, line: None },
+                Origin {
+                    file: file.to_string(),
+                    line: None,
+                },
                 format!(
                     "{what}: the last good version of {} {} in force {until}: {}",
                     plural(names.len(), "object"),
