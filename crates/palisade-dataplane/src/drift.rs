@@ -238,13 +238,7 @@ impl DriftMonitor {
     /// Sets the size of the receive buffer (64 MiB by default; beyond `net.core.rmem_max` only as
     /// root).
     pub fn set_receive_buffer(&self, bytes: usize) -> io::Result<()> {
-        let bytes = bytes.min(i32::MAX as usize) as i32;
-        let set = |option| self.socket.set_option(libc::SOL_SOCKET, option, bytes);
-        if set(libc::SO_RCVBUFFORCE) || set(libc::SO_RCVBUF) {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+        self.socket.set_receive_buffer(bytes)
     }
 
     /// The next drift; `None` when `timeout` passes first (`None` timeout: wait forever).

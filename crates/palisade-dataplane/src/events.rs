@@ -175,16 +175,9 @@ impl EventReader {
             pending: Default::default(),
             overruns: 0,
         };
-        // A 4 MiB receive buffer so that bursts are not lost (beyond `rmem_max` when allowed).
-        let size = 4 << 20;
-        if !reader
-            .socket
-            .set_option(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, size)
-        {
-            reader
-                .socket
-                .set_option(libc::SOL_SOCKET, libc::SO_RCVBUF, size);
-        }
+        // A 4 MiB receive buffer so that bursts are not lost (beyond `rmem_max` when allowed); the
+        // default one if refused.
+        let _ = reader.socket.set_receive_buffer(4 << 20);
         reader
             .config(&[(NFULA_CFG_CMD, vec![NFULNL_CFG_CMD_BIND])])
             .map_err(|e| match e.raw_os_error() {

@@ -111,6 +111,18 @@ impl Socket {
         set_int_option(self.fd.as_raw_fd(), level, option, value)
     }
 
+    /// Sets the size of the receive buffer: `SO_RCVBUFFORCE` (beyond `net.core.rmem_max`, as root),
+    /// else `SO_RCVBUF` (capped at `rmem_max`).
+    pub fn set_receive_buffer(&self, bytes: usize) -> io::Result<()> {
+        let bytes = bytes.min(i32::MAX as usize) as i32;
+        let set = |option| self.set_option(libc::SOL_SOCKET, option, bytes);
+        if set(libc::SO_RCVBUFFORCE) || set(libc::SO_RCVBUF) {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
     /// Makes `recv` fail with `WouldBlock` after `timeout`.
     pub fn set_receive_timeout(&self, timeout: Duration) -> io::Result<()> {
         let tv = libc::timeval {
