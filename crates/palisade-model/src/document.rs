@@ -241,9 +241,7 @@ impl<'de> DeserializeSeed<'de> for Level {
 impl Level {
     fn nested<E: serde::de::Error>(self) -> Result<Level, E> {
         if self.0 > MAX_DEPTH {
-            return Err(E::custom(format!(
-                "nested more than {MAX_DEPTH} levels deep; Kubernetes objects are far shallower"
-            )));
+            return Err(E::custom(yaml::too_deep()));
         }
         Ok(Level(self.0 + 1))
     }

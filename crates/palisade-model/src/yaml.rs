@@ -20,6 +20,11 @@ use std::num::ParseIntError;
 /// objects are a dozen levels deep (a `List` adds two); a CRD's schema a few dozen.
 pub const MAX_DEPTH: usize = 100;
 
+/// The error of a document nested deeper than [`MAX_DEPTH`] (YAML or JSON).
+pub(crate) fn too_deep() -> String {
+    format!("nested more than {MAX_DEPTH} levels deep; Kubernetes objects are far shallower")
+}
+
 /// The most that aliases may add to a document, in bytes of values (estimated): enough for any
 /// sharing of labels or templates, far below what a "billion laughs" document expands to.
 pub const MAX_ALIAS_BYTES: usize = 16 << 20;
@@ -204,9 +209,7 @@ impl Composer {
     /// Fails when a node `height` levels deep does not fit below the open collections.
     fn check_depth(&self, height: usize) -> Result<(), String> {
         if self.stack.len() + height > MAX_DEPTH {
-            return Err(format!(
-                "nested more than {MAX_DEPTH} levels deep; Kubernetes objects are far shallower"
-            ));
+            return Err(too_deep());
         }
         Ok(())
     }
