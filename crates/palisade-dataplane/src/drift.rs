@@ -41,7 +41,7 @@
 //!   it by one); anonymous sets are not counted, nor are rules and elements, so deleting rules,
 //!   flushing the table or editing elements leaves it as it is. Whole-table replacement (ours or
 //!   another tool's) gives the table a new handle; an update keeps it.
-//!   [`Ruleset::table_use`](crate::Ruleset::table_use) is the count for a ruleset; [`table_info`]
+//!   [`Ruleset::table_use`](crate::Ruleset::table_use) is the count for a ruleset; [`TableProbe`]
 //!   is the cheap periodic check behind the notifications (missing table, new handle, other count,
 //!   dormant flag).
 
@@ -158,15 +158,9 @@ impl TableInfo {
     }
 }
 
-/// The `inet palisade` table in network namespace `netns` (or the current one); `None` if there
-/// is none.
-pub fn table_info(netns: Option<&str>) -> io::Result<Option<TableInfo>> {
-    within_netns(netns, || Query::open()?.table())
-}
-
 /// A socket that asks the kernel about the `inet palisade` table of one network namespace: opened
-/// in it once, then asked from any thread (no thread entering the namespace per question, as
-/// [`table_info`] has, which costs milliseconds after each apply).
+/// in it once, then asked from any thread (a thread entering the namespace for each question would
+/// cost milliseconds after each apply).
 pub struct TableProbe(Query);
 
 impl TableProbe {

@@ -3,7 +3,7 @@
 //! own applies and updates are not; other tables are ignored; a lost notification is reported
 //! unless every lost transaction was ours. Needs root, `ip` and `nft`.
 
-use palisade_dataplane::drift::{self, Drift, DriftMonitor};
+use palisade_dataplane::drift::{self, Drift, DriftMonitor, TableProbe};
 use palisade_dataplane::{build, Ruleset};
 use palisade_policy::{Audit, CompiledTable, Engine};
 use palisade_synth::{generate, SynthConfig};
@@ -272,14 +272,15 @@ delete table ip palisade
 #[test]
 fn table_info_tells_a_missing_table_and_a_recreated_one() {
     let (_teardown, netns) = node("de");
-    assert_eq!(drift::table_info(Some(&netns)).unwrap(), None);
+    let mut probe = TableProbe::open(Some(&netns)).unwrap();
+    assert_eq!(probe.table().unwrap(), None);
     let table = ruleset(1, None);
     assert!(
         table.script().contains("th dport { "),
         "port-list anonymous sets"
     );
     table.apply(Some(&netns)).unwrap();
-    let applied = drift::table_info(Some(&netns)).unwrap().expect("table");
+    let applied = probe.table().unwrap().expect("table");
     assert_eq!((applied.use_count, applied.flags), (table.table_use(), 0));
     // Rules and elements are not counted; the anonymous sets flushed rules take along neither.
     let pod = address_in(&table, "ingress4");
@@ -291,10 +292,10 @@ fn table_info_tells_a_missing_table_and_a_recreated_one() {
         None,
     );
     nft(&netns, &["flush", "table", "inet", "palisade"], None);
-    assert_eq!(drift::table_info(Some(&netns)).unwrap(), Some(applied));
+    assert_eq!(probe.table().unwrap(), Some(applied));
     // A stateful object is counted.
     nft(&netns, &["add", "counter", "inet", "palisade", "k"], None);
-    let counted = drift::table_info(Some(&netns)).unwrap().expect("table");
+    let counted = probe.table().unwrap().expect("table");
     assert_eq!(counted.use_count, applied.use_count + 1);
     nft(
         &netns,
@@ -303,21 +304,21 @@ fn table_info_tells_a_missing_table_and_a_recreated_one() {
         ],
         None,
     );
-    let dormant = drift::table_info(Some(&netns)).unwrap().expect("table");
+    let dormant = probe.table().unwrap().expect("table");
     assert!(dormant.dormant() && dormant.handle == applied.handle);
     nft(&netns, &["delete", "table", "inet", "palisade"], None);
-    assert_eq!(drift::table_info(Some(&netns)).unwrap(), None);
+    assert_eq!(probe.table().unwrap(), None);
     nft(&netns, &["add", "table", "inet", "palisade"], None);
-    let recreated = drift::table_info(Some(&netns)).unwrap().expect("table");
+    let recreated = probe.table().unwrap().expect("table");
     assert_ne!(recreated.handle, applied.handle);
     assert_eq!((recreated.use_count, recreated.dormant()), (0, false));
     // Our whole replacement makes a new table too; an update keeps it.
     table.apply(Some(&netns)).unwrap();
-    let reapplied = drift::table_info(Some(&netns)).unwrap().expect("table");
+    let reapplied = probe.table().unwrap().expect("table");
     assert_ne!(reapplied.handle, recreated.handle);
     let next = ruleset(2, Some(&table));
     next.update_from(&table).apply(Some(&netns)).unwrap();
-    let updated = drift::table_info(Some(&netns)).unwrap().expect("table");
+    let updated = probe.table().unwrap().expect("table");
     assert_eq!(updated.handle, reapplied.handle);
     assert_eq!(updated.use_count, next.table_use());
 }
