@@ -4,7 +4,7 @@
 //! to ([`crate::Loader::with_documents`]).
 
 use crate::diagnostic::Diagnostic;
-use crate::document;
+use crate::document::{self, Document};
 use crate::objects::{self, DecodeLimits, Decoded, Objects, Workload};
 use crate::read::Stamp;
 use crate::state::PodInfo;
@@ -95,12 +95,10 @@ impl CachedFile {
             Some(sources) => decode_yaml(file, sources, earlier.as_ref(), &mut diagnostics, limits),
             None => vec![CachedDocument {
                 source: None,
-                decoded: Arc::new(
-                    document::parse(file, text, &mut diagnostics)
-                        .iter()
-                        .flat_map(|d| objects::decode(d, limits))
-                        .collect(),
-                ),
+                decoded: Arc::new(decode_all(
+                    &document::parse(file, text, &mut diagnostics),
+                    limits,
+                )),
             }],
         };
         CachedFile {
@@ -109,6 +107,13 @@ impl CachedFile {
             documents,
         }
     }
+}
+
+/// Every object of `documents` (every item of a `List`), decoded and validated, in order.
+pub(crate) fn decode_all(documents: &[Document], limits: DecodeLimits) -> Vec<Decoded> {
+    (documents.iter())
+        .flat_map(|d| objects::decode(d, limits))
+        .collect()
 }
 
 /// `1 object`, `3 objects`.
@@ -147,11 +152,7 @@ fn decode_yaml(
             }
             match document::parse_yaml_document(file, line, &text) {
                 Ok(doc) => Some(CachedDocument {
-                    decoded: Arc::new(
-                        doc.iter()
-                            .flat_map(|d| objects::decode(d, limits))
-                            .collect(),
-                    ),
+                    decoded: Arc::new(decode_all(doc.as_slice(), limits)),
                     source: Some((line, text)),
                 }),
                 Err(d) => {
