@@ -9,7 +9,9 @@ use std::process::{Command, Stdio};
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     /// `program` (`nft`, or `ip` to enter the namespace) could not be run or fed the script.
-    #[error("cannot run nft: {source} (install the nftables package)")]
+    #[error(
+        "cannot run {program}: {source} (nft comes with the nftables package, ip with iproute2)"
+    )]
     Spawn {
         program: &'static str,
         #[source]
