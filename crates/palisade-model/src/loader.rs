@@ -48,6 +48,15 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// What these limits allow one document to make the loader build.
+    pub(crate) fn decode_limits(&self) -> DecodeLimits {
+        DecodeLimits {
+            max_workload_pods: self.max_workload_pods,
+        }
+    }
+}
+
 /// What a load gives besides the state: every finding, the same as data, and what the next load
 /// starts from.
 pub struct Load {
@@ -188,12 +197,6 @@ impl Loader {
         self
     }
 
-    fn decode_limits(&self) -> DecodeLimits {
-        DecodeLimits {
-            max_workload_pods: self.limits.max_workload_pods,
-        }
-    }
-
     /// Loads a file or a folder (recursively: `*.yaml`, `*.yml`, `*.json`, in name order; hidden
     /// entries and symlinked sub-folders skipped; inside a folder, regular files only, and symlinks
     /// only as [`Loader::symlinks`] allows). A file named directly may be a pipe. (Standard input is
@@ -263,7 +266,7 @@ impl Loader {
 
     /// Loads manifest text; `file` names it in diagnostics.
     pub fn load_str(&mut self, file: &str, text: &str) {
-        let limits = self.decode_limits();
+        let limits = self.limits.decode_limits();
         let mut diagnostics = Vec::new();
         for doc in document::parse(file, text, &mut diagnostics) {
             self.objects.ingest(&doc, limits, &mut self.diagnostics);
@@ -309,7 +312,7 @@ impl Loader {
                 };
                 match text {
                     Ok((text, stamp)) => {
-                        let limits = self.decode_limits();
+                        let limits = self.limits.decode_limits();
                         CachedFile::parse(&display, stamp, &text, earlier, limits)
                     }
                     Err((diagnostic, reason)) => return self.unusable(path, diagnostic, reason),

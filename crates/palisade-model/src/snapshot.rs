@@ -11,7 +11,7 @@ use crate::cache::DocumentCache;
 use crate::diagnostic::Origin;
 use crate::document::Document;
 use crate::key::Kind;
-use crate::objects::{self, Accepted, DecodeLimits, Objects, Typed, Workload};
+use crate::objects::{Accepted, Objects, Typed, Workload};
 use crate::Limits;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -103,9 +103,7 @@ impl DocumentCache {
         if snapshot.source != source {
             return Err(format!("it is of {}, not of {source}", snapshot.source));
         }
-        let limits = DecodeLimits {
-            max_workload_pods: limits.max_workload_pods,
-        };
+        let limits = limits.decode_limits();
         let mut objects = Objects::default();
         let mut ignored = Vec::new();
         for placed in snapshot.objects {
@@ -117,9 +115,7 @@ impl DocumentCache {
                 value: placed.object,
                 origin,
             };
-            for decoded in objects::decode(&doc, limits) {
-                objects.add(&decoded, &mut ignored);
-            }
+            objects.ingest(&doc, limits, &mut ignored);
         }
         objects.rejections.clear();
         Ok(DocumentCache {
