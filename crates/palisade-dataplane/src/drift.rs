@@ -48,10 +48,10 @@
 use crate::netlink::{self, attributes, cstr, frames, Frame, Socket, NFGEN_HDRLEN};
 use crate::netns::within_netns;
 use crate::nft::batch::{
-    NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NFTA_CHAIN_NAME, NFTA_LIST_ELEM,
-    NFTA_SET_ELEM_LIST_ELEMENTS, NFTA_SET_ELEM_LIST_SET, NFTA_TABLE_NAME, NFT_MSG_DELCHAIN,
-    NFT_MSG_DELSET, NFT_MSG_DELSETELEM, NFT_MSG_DELTABLE, NFT_MSG_NEWCHAIN, NFT_MSG_NEWRULE,
-    NFT_MSG_NEWSET, NFT_MSG_NEWSETELEM, NFT_MSG_NEWTABLE,
+    NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NFTA_CHAIN_NAME, NFTA_LIST_ELEM, NFTA_RULE_CHAIN,
+    NFTA_SET_ELEM_LIST_ELEMENTS, NFTA_SET_ELEM_LIST_SET, NFTA_SET_NAME, NFTA_TABLE_NAME,
+    NFT_MSG_DELCHAIN, NFT_MSG_DELSET, NFT_MSG_DELSETELEM, NFT_MSG_DELTABLE, NFT_MSG_NEWCHAIN,
+    NFT_MSG_NEWRULE, NFT_MSG_NEWSET, NFT_MSG_NEWSETELEM, NFT_MSG_NEWTABLE,
 };
 use crate::nft::TABLE;
 use std::collections::VecDeque;
@@ -79,8 +79,8 @@ const NFT_TABLE_F_DORMANT: u32 = 1;
 const NFTA_GEN_ID: u16 = 1;
 const NFTA_GEN_PROC_PID: u16 = 2;
 const NFTA_GEN_PROC_NAME: u16 = 3;
-/// The object's name in the messages about rules (`NFTA_RULE_CHAIN`: the chain), sets,
-/// objects and flowtables.
+/// The object's name in the messages about stateful objects and flowtables (`NFTA_OBJ_NAME`,
+/// `NFTA_FLOWTABLE_NAME`), and about kinds not named here.
 const NAME_ATTR: u16 = 2;
 
 /// Receive buffer asked for: a transaction's notifications (~100 bytes per element) arrive in one
@@ -481,6 +481,8 @@ impl Changes {
             }
             NFT_MSG_DELTABLE => return self.count(kind, "", 1),
             NFT_MSG_NEWCHAIN | NFT_MSG_DELCHAIN => NFTA_CHAIN_NAME,
+            NFT_MSG_NEWRULE | NFT_MSG_DELRULE => NFTA_RULE_CHAIN,
+            NFT_MSG_NEWSET | NFT_MSG_DELSET => NFTA_SET_NAME,
             NFT_MSG_NEWSETELEM | NFT_MSG_DELSETELEM => NFTA_SET_ELEM_LIST_SET,
             _ => NAME_ATTR,
         };

@@ -2,9 +2,9 @@
 //! nf_tables.h`): the handful the `inet palisade` table needs, each exactly as `nft` encodes the
 //! same statement (checked with `nft --debug=netlink`, and by comparing listings in the kernel tests).
 
+use super::batch::NFTA_LIST_ELEM;
 use crate::netlink::{attr, cstr, nest};
 
-const NFTA_LIST_ELEM: u16 = 1;
 const NFTA_EXPR_NAME: u16 = 1;
 const NFTA_EXPR_DATA: u16 = 2;
 const NFTA_DATA_VALUE: u16 = 1;
