@@ -1,11 +1,11 @@
 //! Loading manifests from files, folders and standard input into a [`ClusterState`].
 
-use crate::cache::{plural, CachedFile, DocumentCache, ObjectPods, Source};
+use crate::cache::{decode_all, plural, CachedFile, DocumentCache, ObjectPods, Source};
 use crate::diagnostic::{Diagnostic, Origin, Severity};
 use crate::info::{pod_info, service_info};
 use crate::key::{Kind, ObjectKey};
 use crate::logging::LoggingConfig;
-use crate::objects::{labels_of, Accepted, DecodeLimits, Loaded, Objects, Workload};
+use crate::objects::{labels_of, Accepted, DecodeLimits, Decoded, Loaded, Objects, Workload};
 use crate::read::{self, Entry, ReadError, Stamp, Symlinks};
 use crate::rejection::{Held, HeldReason, RejectReason, Rejection};
 use crate::state::{ClusterState, NamespaceInfo, PodInfo, PolicyInfo};
@@ -266,17 +266,19 @@ impl Loader {
 
     /// Loads manifest text; `file` names it in diagnostics.
     pub fn load_str(&mut self, file: &str, text: &str) {
-        let limits = self.limits.decode_limits();
         let mut diagnostics = Vec::new();
-        for doc in document::parse(file, text, &mut diagnostics) {
-            self.objects.ingest(&doc, limits, &mut self.diagnostics);
-        }
-        self.syntax_errors(&diagnostics);
-        self.diagnostics.extend(diagnostics);
+        let documents = document::parse(file, text, &mut diagnostics);
+        let decoded = decode_all(&documents, self.limits.decode_limits());
+        self.add_parsed(&diagnostics, &decoded);
     }
 
-    /// Counts the errors of parsing a file as rejections.
-    fn syntax_errors(&mut self, diagnostics: &[Diagnostic]) {
+    /// Adds what parsing a file gave: its diagnostics (errors counted as rejections), then its
+    /// decoded objects.
+    fn add_parsed<'a>(
+        &mut self,
+        diagnostics: &[Diagnostic],
+        decoded: impl IntoIterator<Item = &'a Decoded>,
+    ) {
         for d in diagnostics.iter().filter(|d| d.is_error()) {
             self.rejections.push(Rejection {
                 object: None,
@@ -284,6 +286,10 @@ impl Loader {
                 reason: RejectReason::Syntax,
                 kept: None,
             });
+        }
+        self.diagnostics.extend(diagnostics.iter().cloned());
+        for d in decoded {
+            self.objects.add(d, &mut self.diagnostics);
         }
     }
 
@@ -319,11 +325,7 @@ impl Loader {
                 }
             }
         };
-        self.syntax_errors(&file.diagnostics);
-        self.diagnostics.extend(file.diagnostics.iter().cloned());
-        for d in file.decoded() {
-            self.objects.add(d, &mut self.diagnostics);
-        }
+        self.add_parsed(&file.diagnostics, file.decoded());
         self.visited.files.insert(path.to_path_buf(), file);
     }
 
