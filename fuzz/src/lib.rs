@@ -6,10 +6,9 @@
 use palisade_analyze::{default_probes, explain, render, Format, Matrix, Probe, Scope};
 use palisade_dataplane::{build, fuzzing};
 use palisade_model::{
-    ClusterState, DocumentCache, IdVec, Kind, Limits, Loader, ObjectKey, PodId, Protocol,
-    RejectReason,
+    ClusterState, DocumentCache, Kind, Limits, Loader, ObjectKey, PodId, Protocol, RejectReason,
 };
-use palisade_policy::{Audit, Class, ClassRules, CompiledTable, Direction, Endpoint, Engine, Flow};
+use palisade_policy::{Audit, CompiledTable, Direction, Endpoint, Engine, Flow};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -149,15 +148,14 @@ pub fn engine(data: &[u8]) {
     let matrix = Matrix::compute(&engine, pods, &probes);
     let mut out = Vec::new();
     render::write(&matrix, Format::Json, &mut out).expect("render to memory");
-    let rules = engine.compile_classes(None);
-    pairs_agree(&engine, &matrix, &rules);
-    let table = CompiledTable::new(&engine, &rules, Audit::Annotated);
+    let table = CompiledTable::of(&engine, Audit::Annotated);
+    pairs_agree(&engine, &matrix, &table);
     let ruleset = build(&table, None);
     drop(ruleset.script());
 
     let churned = Arc::new(churn(engine.state()));
     let next = Engine::new_from(&engine, churned.clone());
-    let next_rules = next.compile_classes(Some((&engine, &rules)));
+    let next_table = CompiledTable::compile(&next, Some((&engine, &table)), Audit::Annotated);
     let fresh = Engine::new(churned);
     assert_eq!(
         next.class_count(),
@@ -172,11 +170,10 @@ pub fn engine(data: &[u8]) {
         assert!(reused == again, "reach for {p} after churn");
     }
     let mut cache = Default::default();
-    for (c, taken) in next_rules.iter_enumerated() {
+    for (c, taken) in next_table.classes.iter_enumerated() {
         let rules = fresh.compile_class(c, &mut cache);
-        assert_eq!(&rules, &**taken, "rules of class {c:?} after churn");
+        assert_eq!(&rules, &*taken.rules, "rules of class {c:?} after churn");
     }
-    let next_table = CompiledTable::new(&next, &next_rules, Audit::Annotated);
     let rebuilt = build(&next_table, Some(&ruleset));
     drop(rebuilt.update_from(&ruleset).to_string());
     let patch = ruleset.patch(&table, &next_table);
@@ -277,7 +274,7 @@ fn probes(engine: &Engine) -> Vec<Probe> {
 
 /// For every pair of the first pods and every probe: the matrix, the verdict (by pod, and by
 /// address), its explanation, and — for pods the kernel enforces on — the compiled rules agree.
-fn pairs_agree(engine: &Engine, matrix: &Matrix, rules: &IdVec<Class, Arc<ClassRules>>) {
+fn pairs_agree(engine: &Engine, matrix: &Matrix, table: &CompiledTable) {
     let state = engine.state();
     // The matrix covers every pod, in state order: a pod's position is its id.
     let n = state.pods.len().min(PAIRS_OF);
@@ -319,7 +316,8 @@ fn pairs_agree(engine: &Engine, matrix: &Matrix, rules: &IdVec<Class, Arc<ClassR
                 continue;
             };
             let side = |pod: PodId, direction, peer| {
-                rules[engine.class_of(pod)].allows(direction, Some(peer), p.port, p.protocol)
+                let rules = &table.classes[engine.class_of(pod)].rules;
+                rules.allows(direction, Some(peer), p.port, p.protocol)
             };
             let kernel = side(src, Direction::Egress, dip) && side(dst, Direction::Ingress, sip);
             assert_eq!(verdict.allowed, kernel, "compiled rules, {what}");

@@ -394,8 +394,8 @@ impl Ruleset {
 #[cfg(test)]
 mod tests {
     use super::super::{build, rule::Rule, sets::SetDef, Ruleset, Update};
-    use palisade_model::{ClusterState, IdVec, Loader, PodInfo};
-    use palisade_policy::{Audit, Class, ClassId, ClassRules, CompiledTable, Engine};
+    use palisade_model::{ClusterState, Loader, PodInfo};
+    use palisade_policy::{Audit, ClassId, CompiledTable, Engine};
     use palisade_synth::{generate, SynthConfig};
     use std::collections::{BTreeMap, HashMap};
     use std::net::IpAddr;
@@ -566,16 +566,14 @@ mod tests {
                 Audit::Annotated
             };
             let mut engine = Engine::new(Arc::new(cluster(seed)));
-            let mut rules: IdVec<Class, Arc<ClassRules>> = engine.compile_classes(None);
-            let mut table = CompiledTable::new(&engine, &rules, audit);
+            let mut table = CompiledTable::of(&engine, audit);
             let mut ruleset = build(&table, None);
             check_index(&ruleset, &table);
             let mut patched = 0;
             for round in 0..12 {
                 let state = churned(engine.state(), &mut rng, round);
                 let next = Engine::new_from(&engine, Arc::new(state));
-                let next_rules = next.compile_classes(Some((&engine, &rules)));
-                let next_table = CompiledTable::new(&next, &next_rules, audit);
+                let next_table = CompiledTable::compile(&next, Some((&engine, &table)), audit);
                 let patch = ruleset
                     .patch(&table, &next_table)
                     .expect("an engine compiled from the previous one is patched");
@@ -597,7 +595,7 @@ mod tests {
                 check_index(&ruleset, &next_table);
                 assert_eq!(update, ruleset.update_from(&before).to_string(), "{at}");
                 patched += usize::from(!update.is_empty());
-                (engine, rules, table) = (next, next_rules, next_table);
+                (engine, table) = (next, next_table);
             }
             assert!(
                 patched >= 10,
@@ -631,8 +629,7 @@ mod tests {
         let (state, diagnostics) = loader.finish();
         assert!(diagnostics.is_empty(), "{diagnostics:?}");
         let engine = Engine::new(Arc::new(state));
-        let rules = engine.compile_classes(None);
-        let table = CompiledTable::new(&engine, &rules, Audit::Annotated);
+        let table = CompiledTable::of(&engine, Audit::Annotated);
         let ruleset = build(&table, None);
         assert_eq!(ruleset.sets.len(), 1, "one set for the two rules");
         let mut pods = engine.state().pods.as_slice().to_vec();
@@ -648,10 +645,10 @@ mod tests {
                 policies.clone(),
             )),
         );
-        let next_rules = next.compile_classes(Some((&engine, &rules)));
+        let next_table = CompiledTable::compile(&next, Some((&engine, &table)), Audit::Annotated);
         let b = ClassId::new(1);
-        assert!(Arc::ptr_eq(&rules[b], &next_rules[b]), "b's rules are kept");
-        let next_table = CompiledTable::new(&next, &next_rules, Audit::Annotated);
+        let kept = Arc::ptr_eq(&table.classes[b].rules, &next_table.classes[b].rules);
+        assert!(kept, "b's rules are kept");
         let patch = ruleset.patch(&table, &next_table);
         let mut patched = ruleset.clone();
         patched.absorb(patch.expect("patched"));
@@ -665,12 +662,10 @@ mod tests {
     #[test]
     fn patches_follow_audit_modes_and_only_the_tables_compiled_from_theirs() {
         let engine = Engine::new(Arc::new(cluster(1)));
-        let rules = engine.compile_classes(None);
-        let table = CompiledTable::new(&engine, &rules, Audit::Annotated);
+        let table = CompiledTable::of(&engine, Audit::Annotated);
         let ruleset = build(&table, None);
         let same = Engine::new_from(&engine, engine.state_arc());
-        let same_rules = same.compile_classes(Some((&engine, &rules)));
-        let same_table = CompiledTable::new(&same, &same_rules, Audit::Annotated);
+        let same_table = CompiledTable::compile(&same, Some((&engine, &table)), Audit::Annotated);
         let patch = ruleset.patch(&table, &same_table);
         assert!(patch.expect("the same cluster").update().is_empty());
         let fresh = Engine::new(engine.state_arc());
@@ -684,7 +679,7 @@ mod tests {
             "not the table it was built for"
         );
         // The node in audit mode, then one namespace annotated for it.
-        let all = CompiledTable::new(&same, &same_rules, Audit::All);
+        let all = CompiledTable::compile(&same, Some((&engine, &table)), Audit::All);
         // The namespace of a class that policy isolates (an audit mode elsewhere changes nothing).
         let (isolated, _) = (table.classes.iter_enumerated())
             .find(|(_, class)| !class.addresses.is_empty() && class.rules.ingress.is_some())
@@ -697,8 +692,8 @@ mod tests {
                 "true".into(),
             );
         let annotated = Engine::new_from(&engine, Arc::new(state));
-        let annotated_rules = annotated.compile_classes(Some((&engine, &rules)));
-        let annotated_table = CompiledTable::new(&annotated, &annotated_rules, Audit::Annotated);
+        let annotated_table =
+            CompiledTable::compile(&annotated, Some((&engine, &table)), Audit::Annotated);
         for (what, next) in [
             ("node audit mode", &all),
             ("a namespace annotated", &annotated_table),
