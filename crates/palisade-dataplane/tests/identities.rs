@@ -4,25 +4,24 @@
 //! only the chains of the classes it selects.
 
 use palisade_dataplane::{build, Ruleset, UpdateSize};
-use palisade_model::{ClusterState, Loader};
+use palisade_model::ClusterState;
 use palisade_policy::{Audit, CompiledTable, Engine};
-use palisade_synth::{generate, SynthConfig};
+use palisade_synth::{generate, SynthConfig, SynthFile};
 use std::sync::Arc;
 
 /// The synthetic cluster, with `extra` manifests loaded after it.
 fn cluster(extra: &str) -> ClusterState {
-    let synth = generate(&SynthConfig {
+    let mut synth = generate(&SynthConfig {
         namespaces: 12,
         pods_per_ns: 8,
         policies: 60,
         seed: 7,
     });
-    let mut loader = Loader::new();
-    for f in &synth.files {
-        loader.load_str(&f.name, &f.contents);
-    }
-    loader.load_str("extra.yaml", extra);
-    let (state, diagnostics) = loader.finish();
+    synth.files.push(SynthFile {
+        name: "extra.yaml".into(),
+        contents: extra.into(),
+    });
+    let (state, diagnostics) = synth.load();
     assert!(
         diagnostics.iter().all(|d| !d.is_error()),
         "{diagnostics:#?}"
