@@ -219,539 +219,604 @@ fn pod_slash24(rng: &mut ChaCha8Rng) -> String {
     format!("10.244.{}.0/24", rng.random_range(0..64))
 }
 
-/// A policy of `template` for `ns`: its base name and spec.
-fn instantiate(template: Template, ns: &Namespace, rng: &mut ChaCha8Rng) -> (String, Value) {
+/// A policy's base name and spec.
+type Policy = (String, Value);
+
+/// A policy of `template` for `ns`.
+///
+/// Each template draws from `rng` in its own fixed order: the generated manifests (and the figures
+/// measured on them) depend on it, so a template's draws are never reordered.
+fn instantiate(template: Template, ns: &Namespace, rng: &mut ChaCha8Rng) -> Policy {
     match template {
-        Template::SameNamespace => (
-            "allow-same-namespace".into(),
-            ingress_spec(json!({}), vec![json!({"from": [{"podSelector": {}}]})], rng),
-        ),
-        Template::TierToTier => {
-            let dst = target(ns, &["api", "db", "cache", "worker"], rng);
-            let sources: &[&str] = match dst.tier {
-                "api" => &["frontend", "worker", "api"],
-                "db" => &["api", "worker", "batch"],
-                "cache" => &["api", "worker"],
-                "worker" => &["api"],
-                _ => &["frontend", "api"],
-            };
-            let present: Vec<&Workload> = ns
-                .workloads
-                .iter()
-                .filter(|w| sources.contains(&w.tier) && w.name != dst.name)
-                .collect();
-            let (src_name, from) = if present.is_empty() {
-                let tier = pick(rng, sources);
-                (tier.to_string(), labels(&[("tier", tier)]))
-            } else {
-                let src = present[rng.random_range(0..present.len())];
-                (src.name.clone(), select(src, rng))
-            };
-            let ports = tcp_ports(dst, 2, rng);
-            (
-                format!("allow-{}-from-{src_name}", dst.name),
-                ingress_spec(
-                    select(dst, rng),
-                    vec![json!({"from": [{"podSelector": from}], "ports": ports})],
-                    rng,
-                ),
-            )
-        }
-        Template::TierExpressions => {
-            let dst = target(ns, &["db", "cache", "api"], rng);
-            let pod_selector = if rng.random_bool(0.5) {
-                exprs(vec![req("tier", "In", &[dst.tier, "cache"])])
-            } else {
-                json!({"matchLabels": {"app": dst.name}, "matchExpressions": [req("canary", "DoesNotExist", &[])]})
-            };
-            let from = match rng.random_range(0..4) {
-                0 => exprs(vec![
-                    req("tier", "In", &["api", "worker", "batch"]),
-                    req("canary", "DoesNotExist", &[]),
-                ]),
-                1 => exprs(vec![req("tier", "NotIn", &["frontend", "batch"])]),
-                2 => exprs(vec![
-                    req("app", "Exists", &[]),
-                    req("version", "NotIn", &["v1"]),
-                ]),
-                _ => {
-                    json!({"matchLabels": {"team": ns.team}, "matchExpressions": [req("tier", "In", &["api"])]})
-                }
-            };
-            let ports = tcp_ports(dst, 2, rng);
-            (
-                format!("allow-{}-from-backends", dst.name),
-                ingress_spec(
-                    pod_selector,
-                    vec![json!({"from": [{"podSelector": from}], "ports": ports})],
-                    rng,
-                ),
-            )
-        }
-        Template::FromTeamNamespaces => {
-            let dst = target(ns, &["api", "frontend"], rng);
-            let team = pick(rng, &TEAMS);
-            let (suffix, namespace_selector) = match rng.random_range(0..3) {
-                0 => (format!("team-{team}"), labels(&[("team", team)])),
-                1 => {
-                    let other = pick(rng, &TEAMS);
-                    (
-                        format!("teams-{team}"),
-                        exprs(vec![
-                            req("team", "In", &[team, other]),
-                            req("env", "NotIn", &["dev"]),
-                        ]),
-                    )
-                }
-                _ => (
-                    format!("{}-tenants", ns.env),
-                    json!({"matchLabels": {"env": ns.env}, "matchExpressions": [req("role", "In", &["tenant", "shared"])]}),
-                ),
-            };
-            let ports = tcp_ports(dst, 2, rng);
-            (
-                format!("allow-{}-from-{suffix}", dst.name),
-                ingress_spec(
-                    select(dst, rng),
-                    vec![
-                        json!({"from": [{"namespaceSelector": namespace_selector}], "ports": ports}),
-                    ],
-                    rng,
-                ),
-            )
-        }
-        Template::CrossNamespaceAndPeer => {
-            let dst = target(ns, &["api", "db", "cache"], rng);
-            let team = pick(rng, &TEAMS);
-            let namespace_selector = if rng.random_bool(0.5) {
-                json!({"matchLabels": {"team": team}, "matchExpressions": [req("env", "In", &[ns.env, "staging"])]})
-            } else {
-                json!({"matchLabels": {"role": "shared"}, "matchExpressions": [req("env", "NotIn", &["dev"])]})
-            };
-            let pod_selector = if rng.random_bool(0.5) {
-                exprs(vec![req("tier", "In", &["frontend", "api"])])
-            } else {
-                json!({"matchLabels": {"tier": "api"}, "matchExpressions": [req("canary", "DoesNotExist", &[])]})
-            };
-            let ports = tcp_ports(dst, 2, rng);
-            (
-                format!("allow-{}-from-{team}-clients", dst.name),
-                ingress_spec(
-                    select(dst, rng),
-                    vec![json!({
-                        "from": [{"namespaceSelector": namespace_selector, "podSelector": pod_selector}],
-                        "ports": ports
-                    })],
-                    rng,
-                ),
-            )
-        }
-        Template::OrPeers => {
-            // Two peers, OR-ed: the classic mistake of meaning "api pods of shared namespaces".
-            let dst = target(ns, &["api", "db"], rng);
-            let ports = tcp_ports(dst, 1, rng);
-            (
-                format!("allow-{}-from-shared-or-api", dst.name),
-                ingress_spec(
-                    select(dst, rng),
-                    vec![json!({
-                        "from": [{"namespaceSelector": labels(&[("role", "shared")])},
-                                 {"podSelector": labels(&[("tier", "api")])}],
-                        "ports": ports
-                    })],
-                    rng,
-                ),
-            )
-        }
-        Template::MetricsScrape => {
-            let pod_selector = if rng.random_bool(0.5) {
-                json!({})
-            } else {
-                exprs(vec![req("app", "Exists", &[])])
-            };
-            let mut ports = vec![json!({"port": "metrics"})];
-            if rng.random_bool(0.4) {
-                ports.push(json!({"port": 9100, "endPort": 9199}));
-            }
-            (
-                "allow-prometheus-scrape".into(),
-                ingress_spec(
-                    pod_selector,
-                    vec![json!({
-                        "from": [{"namespaceSelector": ns_named(MONITORING), "podSelector": labels(&[("app", "prometheus")])}],
-                        "ports": ports
-                    })],
-                    rng,
-                ),
-            )
-        }
-        Template::FromIngressController => {
-            let dst = target(ns, &["frontend"], rng);
-            let ports = tcp_ports(dst, 1, rng);
-            (
-                format!("allow-{}-from-ingress", dst.name),
-                ingress_spec(
-                    select(dst, rng),
-                    vec![json!({
-                        "from": [{"namespaceSelector": ns_named(INGRESS_NGINX),
-                                  "podSelector": labels(&[("app.kubernetes.io/name", "ingress-nginx")])}],
-                        "ports": ports
-                    })],
-                    rng,
-                ),
-            )
-        }
-        Template::PortRange => {
-            let dst = target(ns, &["api", "worker", "frontend"], rng);
-            let start: u16 = pick(rng, &[3000, 8000, 9000, 30000]);
-            let width: u16 = pick(rng, &[10, 99, 100, 999]);
-            let mut ports = vec![json!({"port": start, "endPort": start + width})];
-            if rng.random_bool(0.3) {
-                ports.push(json!({"port": 10000, "endPort": 10100, "protocol": "UDP"}));
-            }
-            if rng.random_bool(0.2) {
-                ports.push(json!({"port": 8443, "endPort": 8443}));
-            }
-            let from = if rng.random_bool(0.5) {
-                json!({"namespaceSelector": exprs(vec![req("env", "In", &["prod", "staging"])])})
-            } else {
-                json!({"podSelector": {}})
-            };
-            (
-                format!("allow-{}-port-range", dst.name),
-                ingress_spec(
-                    select(dst, rng),
-                    vec![json!({"from": [from], "ports": ports})],
-                    rng,
-                ),
-            )
-        }
-        Template::PodNetworkIpBlock => {
-            let dst = target(ns, &["api", "frontend"], rng);
-            let mut except = vec![pod_slash24(rng)];
-            if rng.random_bool(0.4) {
-                except.push("10.244.128.0/17".to_string());
-            }
-            except.sort();
-            except.dedup();
-            let ports = tcp_ports(dst, 1, rng);
-            (
-                format!("allow-{}-from-pod-network", dst.name),
-                ingress_spec(
-                    select(dst, rng),
-                    vec![
-                        json!({"from": [{"ipBlock": {"cidr": "10.244.0.0/16", "except": except}}], "ports": ports}),
-                    ],
-                    rng,
-                ),
-            )
-        }
-        Template::EgressInternet => {
-            let src = target(ns, &["api", "worker", "batch"], rng);
-            let mut to = vec![json!({"ipBlock": {"cidr": "0.0.0.0/0",
-                "except": ["10.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16"]}})];
-            if rng.random_bool(0.3) {
-                to.push(json!({"ipBlock": {"cidr": "::/0", "except": ["fc00::/7", "fe80::/10"]}}));
-            }
-            let mut ports = vec![json!({"port": 443})];
-            if rng.random_bool(0.4) {
-                ports.push(json!({"port": 80, "protocol": "TCP"}));
-            }
-            let mut egress = vec![json!({"to": to, "ports": ports})];
-            if rng.random_bool(0.5) {
-                egress.push(dns_rule(rng));
-            }
-            (
-                format!("allow-{}-egress-internet", src.name),
-                egress_spec(select(src, rng), egress),
-            )
-        }
-        Template::EgressSharedData => {
-            let pod_selector = exprs(vec![req("tier", "In", &["api", "worker", "batch"])]);
-            let peer = json!({
-                "namespaceSelector": labels(&[("role", "shared")]),
-                "podSelector": exprs(vec![req("tier", "In", &["db", "cache"])])
-            });
-            let ports = if rng.random_bool(0.6) {
-                json!([{"port": "db"}, {"port": "cache"}])
-            } else {
-                json!([{"port": 5432}, {"port": 3306}, {"port": 6379}, {"port": 11211}])
-            };
-            (
-                "allow-egress-to-shared-data".into(),
-                egress_spec(pod_selector, vec![json!({"to": [peer], "ports": ports})]),
-            )
-        }
-        Template::EgressSameNamespace => (
-            "allow-egress-same-namespace".into(),
-            egress_spec(json!({}), vec![json!({"to": [{"podSelector": {}}]})]),
-        ),
+        Template::SameNamespace => same_namespace(rng),
+        Template::TierToTier => tier_to_tier(ns, rng),
+        Template::TierExpressions => tier_expressions(ns, rng),
+        Template::FromTeamNamespaces => from_team_namespaces(ns, rng),
+        Template::CrossNamespaceAndPeer => cross_namespace_and_peer(ns, rng),
+        Template::OrPeers => or_peers(ns, rng),
+        Template::MetricsScrape => metrics_scrape(rng),
+        Template::FromIngressController => from_ingress_controller(ns, rng),
+        Template::PortRange => port_range(ns, rng),
+        Template::PodNetworkIpBlock => pod_network_ip_block(ns, rng),
+        Template::EgressInternet => egress_internet(ns, rng),
+        Template::EgressSharedData => egress_shared_data(rng),
+        Template::EgressSameNamespace => egress_same_namespace(),
         Template::Udp => match rng.random_range(0..3) {
-            0 => {
-                let ports = if rng.random_bool(0.5) {
-                    json!([{"port": "statsd", "protocol": "UDP"}])
-                } else {
-                    json!([{"port": 8125, "protocol": "UDP"}])
-                };
-                (
-                    "allow-egress-statsd".into(),
-                    egress_spec(
-                        exprs(vec![req("tier", "In", &["api", "worker"])]),
-                        vec![json!({
-                            "to": [{"namespaceSelector": ns_named(MONITORING), "podSelector": labels(&[("app", "statsd-exporter")])}],
-                            "ports": ports
-                        })],
-                    ),
-                )
-            }
-            1 => (
-                "allow-egress-syslog".into(),
-                egress_spec(
-                    json!({}),
-                    vec![json!({
-                        "to": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.244.0.0/16", "10.96.0.0/12"]}}],
-                        "ports": [{"port": 514, "protocol": "UDP"}, {"port": 6514, "protocol": "TCP"}]
-                    })],
-                ),
-            ),
-            _ => {
-                let dst = target(ns, &["cache", "api"], rng);
-                let udp: Vec<Value> = dst
-                    .ports()
-                    .filter(|p| p.protocol == "UDP")
-                    .map(|p| json!({"port": p.name, "protocol": "UDP"}))
-                    .collect();
-                let ports = if udp.is_empty() {
-                    vec![json!({"protocol": "UDP"})]
-                } else {
-                    udp
-                };
-                (
-                    format!("allow-{}-udp", dst.name),
-                    ingress_spec(
-                        select(dst, rng),
-                        vec![json!({"from": [{"podSelector": {}}], "ports": ports})],
-                        rng,
-                    ),
-                )
-            }
+            0 => egress_statsd(rng),
+            1 => egress_syslog(),
+            _ => udp_ingress(ns, rng),
         },
-        Template::Lockdown => {
-            let dst = target(ns, &["db", "cache"], rng);
-            let ports = tcp_ports(dst, 2, rng);
-            let mut spec = json!({
-                "podSelector": labels(&[("app", &dst.name)]),
-                "ingress": [{"from": [{"podSelector": exprs(vec![req("tier", "In", &["api", "worker"])])}], "ports": ports}],
-                "egress": [dns_rule(rng)]
-            });
-            // Without policyTypes, a non-empty egress list makes it Ingress + Egress by defaulting.
-            if rng.random_bool(0.5) {
-                spec["policyTypes"] = json!(["Ingress", "Egress"]);
-            }
-            (format!("lockdown-{}", dst.name), spec)
-        }
-        Template::Partners => {
-            let dst = target(ns, &["api", "frontend"], rng);
-            let from = json!([
-                {"ipBlock": {"cidr": format!("192.0.2.{}/28", 16 * rng.random_range(0..16))}},
-                {"ipBlock": {"cidr": "198.51.100.0/24", "except": [format!("198.51.100.{}/28", 16 * rng.random_range(0..16))]}},
-                {"ipBlock": {"cidr": "2001:db8::/32", "except": [format!("2001:db8:{:x}::/48", rng.random_range(1..0xffff))]}}
-            ]);
-            (
-                format!("allow-{}-from-partners", dst.name),
-                ingress_spec(
-                    select(dst, rng),
-                    vec![
-                        json!({"from": from, "ports": [{"port": 443}, {"port": 8443, "protocol": "TCP"}]}),
-                    ],
-                    rng,
-                ),
-            )
-        }
-        Template::PublicFrontend => {
-            let dst = target(ns, &["frontend"], rng);
-            let ports = tcp_ports(dst, 1, rng);
-            (
-                format!("allow-{}-from-anywhere", dst.name),
-                ingress_spec(select(dst, rng), vec![json!({"ports": ports})], rng),
-            )
-        }
-        Template::AllowAllIngress => {
-            let dst = target(ns, &["frontend", "api"], rng);
-            (
-                format!("allow-all-ingress-{}", dst.name),
-                ingress_spec(select(dst, rng), vec![json!({})], rng),
-            )
-        }
-        Template::AllNamespaces => {
-            let dst = target(ns, &["api", "frontend"], rng);
-            let peer = if rng.random_bool(0.5) {
-                json!({"namespaceSelector": {}})
-            } else {
-                json!({"namespaceSelector": {}, "podSelector": labels(&[("tier", "frontend")])})
-            };
-            let ports = tcp_ports(dst, 2, rng);
-            (
-                format!("allow-{}-from-all-namespaces", dst.name),
-                ingress_spec(
-                    select(dst, rng),
-                    vec![json!({"from": [peer], "ports": ports})],
-                    rng,
-                ),
-            )
-        }
-        Template::Compliance => {
-            let dst = target(ns, &["db", "api"], rng);
-            let (suffix, peer) = match rng.random_range(0..3) {
-                0 => (
-                    "pci",
-                    json!({"namespaceSelector": exprs(vec![req("compliance", "In", &["pci"])]),
-                           "podSelector": labels(&[("tier", "api")])}),
-                ),
-                1 => (
-                    "non-pci",
-                    json!({"namespaceSelector": exprs(vec![
-                        req("compliance", "DoesNotExist", &[]),
-                        req("env", "In", &[ns.env]),
-                    ])}),
-                ),
-                _ => (
-                    "regulated",
-                    json!({"namespaceSelector": exprs(vec![req("compliance", "Exists", &[])])}),
-                ),
-            };
-            let ports = tcp_ports(dst, 1, rng);
-            (
-                format!("allow-{}-from-{suffix}", dst.name),
-                ingress_spec(
-                    select(dst, rng),
-                    vec![json!({"from": [peer], "ports": ports})],
-                    rng,
-                ),
-            )
-        }
-        Template::Isolate => {
-            let dst = target(ns, &["batch", "worker"], rng);
-            (
-                format!("isolate-{}", dst.name),
-                json!({
-                    "podSelector": {"matchLabels": {"app": dst.name}, "matchExpressions": [req("canary", "DoesNotExist", &[])]},
-                    "policyTypes": ["Ingress", "Egress"],
-                    "ingress": [],
-                    "egress": [dns_rule(rng), {"to": [{"namespaceSelector": labels(&[("team", ns.team)])}]}]
-                }),
-            )
-        }
-        Template::Sctp => {
-            let dst = target(ns, &["api"], rng);
-            (
-                format!("allow-{}-sctp", dst.name),
-                ingress_spec(
-                    select(dst, rng),
-                    vec![
-                        json!({"from": [{"podSelector": {}}], "ports": [{"port": 9899, "protocol": "SCTP"}]}),
-                    ],
-                    rng,
-                ),
-            )
-        }
+        Template::Lockdown => lockdown(ns, rng),
+        Template::Partners => partners(ns, rng),
+        Template::PublicFrontend => public_frontend(ns, rng),
+        Template::AllowAllIngress => allow_all_ingress(ns, rng),
+        Template::AllNamespaces => all_namespaces(ns, rng),
+        Template::Compliance => compliance(ns, rng),
+        Template::Isolate => isolate(ns, rng),
+        Template::Sctp => sctp(ns, rng),
     }
+}
+
+/// `allow-<dst>-<what>`: ingress to `dst`'s pods (selected by `app` or `tier`) by `rules`.
+fn allow_into(dst: &Workload, what: &str, rules: Vec<Value>, rng: &mut ChaCha8Rng) -> Policy {
+    (
+        format!("allow-{}-{what}", dst.name),
+        ingress_spec(select(dst, rng), rules, rng),
+    )
+}
+
+/// [`allow_into`] with one rule: from `peers`, on up to `max_ports` of `dst`'s TCP ports.
+fn allow_from(
+    dst: &Workload,
+    what: &str,
+    peers: Vec<Value>,
+    max_ports: usize,
+    rng: &mut ChaCha8Rng,
+) -> Policy {
+    let ports = tcp_ports(dst, max_ports, rng);
+    allow_into(dst, what, vec![json!({"from": peers, "ports": ports})], rng)
+}
+
+/// The Prometheus pods of `monitoring`.
+fn prometheus_peer() -> Value {
+    json!({"namespaceSelector": ns_named(MONITORING), "podSelector": labels(&[("app", "prometheus")])})
+}
+
+/// The controller pods of `ingress-nginx`.
+fn ingress_controller_peer() -> Value {
+    json!({"namespaceSelector": ns_named(INGRESS_NGINX),
+           "podSelector": labels(&[("app.kubernetes.io/name", "ingress-nginx")])})
+}
+
+fn default_deny_ingress() -> Policy {
+    (
+        "default-deny-ingress".into(),
+        json!({"podSelector": {}, "policyTypes": ["Ingress"]}),
+    )
+}
+
+fn default_deny_egress_allow_dns(rng: &mut ChaCha8Rng) -> Policy {
+    (
+        "default-deny-egress-allow-dns".into(),
+        json!({"podSelector": {}, "policyTypes": ["Egress"], "egress": [dns_rule(rng)]}),
+    )
+}
+
+fn same_namespace(rng: &mut ChaCha8Rng) -> Policy {
+    (
+        "allow-same-namespace".into(),
+        ingress_spec(json!({}), vec![json!({"from": [{"podSelector": {}}]})], rng),
+    )
+}
+
+/// From the tier that usually calls `dst`'s (a workload of the namespace if there is one).
+fn tier_to_tier(ns: &Namespace, rng: &mut ChaCha8Rng) -> Policy {
+    let dst = target(ns, &["api", "db", "cache", "worker"], rng);
+    let sources: &[&str] = match dst.tier {
+        "api" => &["frontend", "worker", "api"],
+        "db" => &["api", "worker", "batch"],
+        "cache" => &["api", "worker"],
+        "worker" => &["api"],
+        _ => &["frontend", "api"],
+    };
+    let present: Vec<&Workload> = ns
+        .workloads
+        .iter()
+        .filter(|w| sources.contains(&w.tier) && w.name != dst.name)
+        .collect();
+    let (src_name, from) = if present.is_empty() {
+        let tier = pick(rng, sources);
+        (tier.to_string(), labels(&[("tier", tier)]))
+    } else {
+        let src = present[rng.random_range(0..present.len())];
+        (src.name.clone(), select(src, rng))
+    };
+    allow_from(
+        dst,
+        &format!("from-{src_name}"),
+        vec![json!({"podSelector": from})],
+        2,
+        rng,
+    )
+}
+
+/// Within the namespace, with `matchExpressions` on both sides.
+fn tier_expressions(ns: &Namespace, rng: &mut ChaCha8Rng) -> Policy {
+    let dst = target(ns, &["db", "cache", "api"], rng);
+    let pod_selector = if rng.random_bool(0.5) {
+        exprs(vec![req("tier", "In", &[dst.tier, "cache"])])
+    } else {
+        json!({"matchLabels": {"app": dst.name}, "matchExpressions": [req("canary", "DoesNotExist", &[])]})
+    };
+    let from = match rng.random_range(0..4) {
+        0 => exprs(vec![
+            req("tier", "In", &["api", "worker", "batch"]),
+            req("canary", "DoesNotExist", &[]),
+        ]),
+        1 => exprs(vec![req("tier", "NotIn", &["frontend", "batch"])]),
+        2 => exprs(vec![
+            req("app", "Exists", &[]),
+            req("version", "NotIn", &["v1"]),
+        ]),
+        _ => {
+            json!({"matchLabels": {"team": ns.team}, "matchExpressions": [req("tier", "In", &["api"])]})
+        }
+    };
+    let ports = tcp_ports(dst, 2, rng);
+    (
+        format!("allow-{}-from-backends", dst.name),
+        ingress_spec(
+            pod_selector,
+            vec![json!({"from": [{"podSelector": from}], "ports": ports})],
+            rng,
+        ),
+    )
+}
+
+/// From whole namespaces, chosen by team or environment (`namespaceSelector` alone).
+fn from_team_namespaces(ns: &Namespace, rng: &mut ChaCha8Rng) -> Policy {
+    let dst = target(ns, &["api", "frontend"], rng);
+    let team = pick(rng, &TEAMS);
+    let (suffix, namespace_selector) = match rng.random_range(0..3) {
+        0 => (format!("team-{team}"), labels(&[("team", team)])),
+        1 => {
+            let other = pick(rng, &TEAMS);
+            (
+                format!("teams-{team}"),
+                exprs(vec![
+                    req("team", "In", &[team, other]),
+                    req("env", "NotIn", &["dev"]),
+                ]),
+            )
+        }
+        _ => (
+            format!("{}-tenants", ns.env),
+            json!({"matchLabels": {"env": ns.env}, "matchExpressions": [req("role", "In", &["tenant", "shared"])]}),
+        ),
+    };
+    allow_from(
+        dst,
+        &format!("from-{suffix}"),
+        vec![json!({"namespaceSelector": namespace_selector})],
+        2,
+        rng,
+    )
+}
+
+/// From some pods of some namespaces: `namespaceSelector` AND-ed with `podSelector` in one peer.
+fn cross_namespace_and_peer(ns: &Namespace, rng: &mut ChaCha8Rng) -> Policy {
+    let dst = target(ns, &["api", "db", "cache"], rng);
+    let team = pick(rng, &TEAMS);
+    let namespace_selector = if rng.random_bool(0.5) {
+        json!({"matchLabels": {"team": team}, "matchExpressions": [req("env", "In", &[ns.env, "staging"])]})
+    } else {
+        json!({"matchLabels": {"role": "shared"}, "matchExpressions": [req("env", "NotIn", &["dev"])]})
+    };
+    let pod_selector = if rng.random_bool(0.5) {
+        exprs(vec![req("tier", "In", &["frontend", "api"])])
+    } else {
+        json!({"matchLabels": {"tier": "api"}, "matchExpressions": [req("canary", "DoesNotExist", &[])]})
+    };
+    allow_from(
+        dst,
+        &format!("from-{team}-clients"),
+        vec![json!({"namespaceSelector": namespace_selector, "podSelector": pod_selector})],
+        2,
+        rng,
+    )
+}
+
+/// Two peers, OR-ed: the classic mistake of meaning "api pods of shared namespaces".
+fn or_peers(ns: &Namespace, rng: &mut ChaCha8Rng) -> Policy {
+    let dst = target(ns, &["api", "db"], rng);
+    allow_from(
+        dst,
+        "from-shared-or-api",
+        vec![
+            json!({"namespaceSelector": labels(&[("role", "shared")])}),
+            json!({"podSelector": labels(&[("tier", "api")])}),
+        ],
+        1,
+        rng,
+    )
+}
+
+fn metrics_scrape(rng: &mut ChaCha8Rng) -> Policy {
+    let pod_selector = if rng.random_bool(0.5) {
+        json!({})
+    } else {
+        exprs(vec![req("app", "Exists", &[])])
+    };
+    let mut ports = vec![json!({"port": "metrics"})];
+    if rng.random_bool(0.4) {
+        ports.push(json!({"port": 9100, "endPort": 9199}));
+    }
+    (
+        "allow-prometheus-scrape".into(),
+        ingress_spec(
+            pod_selector,
+            vec![json!({"from": [prometheus_peer()], "ports": ports})],
+            rng,
+        ),
+    )
+}
+
+fn from_ingress_controller(ns: &Namespace, rng: &mut ChaCha8Rng) -> Policy {
+    let dst = target(ns, &["frontend"], rng);
+    allow_from(dst, "from-ingress", vec![ingress_controller_peer()], 1, rng)
+}
+
+/// `endPort` ranges, some of them UDP or one port wide.
+fn port_range(ns: &Namespace, rng: &mut ChaCha8Rng) -> Policy {
+    let dst = target(ns, &["api", "worker", "frontend"], rng);
+    let start: u16 = pick(rng, &[3000, 8000, 9000, 30000]);
+    let width: u16 = pick(rng, &[10, 99, 100, 999]);
+    let mut ports = vec![json!({"port": start, "endPort": start + width})];
+    if rng.random_bool(0.3) {
+        ports.push(json!({"port": 10000, "endPort": 10100, "protocol": "UDP"}));
+    }
+    if rng.random_bool(0.2) {
+        ports.push(json!({"port": 8443, "endPort": 8443}));
+    }
+    let from = if rng.random_bool(0.5) {
+        json!({"namespaceSelector": exprs(vec![req("env", "In", &["prod", "staging"])])})
+    } else {
+        json!({"podSelector": {}})
+    };
+    allow_into(
+        dst,
+        "port-range",
+        vec![json!({"from": [from], "ports": ports})],
+        rng,
+    )
+}
+
+/// From the pod network by `ipBlock`, with `except` holes in it.
+fn pod_network_ip_block(ns: &Namespace, rng: &mut ChaCha8Rng) -> Policy {
+    let dst = target(ns, &["api", "frontend"], rng);
+    let mut except = vec![pod_slash24(rng)];
+    if rng.random_bool(0.4) {
+        except.push("10.244.128.0/17".to_string());
+    }
+    except.sort();
+    except.dedup();
+    allow_from(
+        dst,
+        "from-pod-network",
+        vec![json!({"ipBlock": {"cidr": "10.244.0.0/16", "except": except}})],
+        1,
+        rng,
+    )
+}
+
+/// Egress to public addresses (IPv4, sometimes IPv6) on 443 (and 80), sometimes DNS too.
+fn egress_internet(ns: &Namespace, rng: &mut ChaCha8Rng) -> Policy {
+    let src = target(ns, &["api", "worker", "batch"], rng);
+    let mut to = vec![json!({"ipBlock": {"cidr": "0.0.0.0/0",
+        "except": ["10.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16"]}})];
+    if rng.random_bool(0.3) {
+        to.push(json!({"ipBlock": {"cidr": "::/0", "except": ["fc00::/7", "fe80::/10"]}}));
+    }
+    let mut ports = vec![json!({"port": 443})];
+    if rng.random_bool(0.4) {
+        ports.push(json!({"port": 80, "protocol": "TCP"}));
+    }
+    let mut egress = vec![json!({"to": to, "ports": ports})];
+    if rng.random_bool(0.5) {
+        egress.push(dns_rule(rng));
+    }
+    (
+        format!("allow-{}-egress-internet", src.name),
+        egress_spec(select(src, rng), egress),
+    )
+}
+
+fn egress_shared_data(rng: &mut ChaCha8Rng) -> Policy {
+    let pod_selector = exprs(vec![req("tier", "In", &["api", "worker", "batch"])]);
+    let peer = json!({
+        "namespaceSelector": labels(&[("role", "shared")]),
+        "podSelector": exprs(vec![req("tier", "In", &["db", "cache"])])
+    });
+    let ports = if rng.random_bool(0.6) {
+        json!([{"port": "db"}, {"port": "cache"}])
+    } else {
+        json!([{"port": 5432}, {"port": 3306}, {"port": 6379}, {"port": 11211}])
+    };
+    (
+        "allow-egress-to-shared-data".into(),
+        egress_spec(pod_selector, vec![json!({"to": [peer], "ports": ports})]),
+    )
+}
+
+fn egress_same_namespace() -> Policy {
+    (
+        "allow-egress-same-namespace".into(),
+        egress_spec(json!({}), vec![json!({"to": [{"podSelector": {}}]})]),
+    )
+}
+
+/// UDP egress to the statsd exporter in `monitoring`, by port name or number.
+fn egress_statsd(rng: &mut ChaCha8Rng) -> Policy {
+    let ports = if rng.random_bool(0.5) {
+        json!([{"port": "statsd", "protocol": "UDP"}])
+    } else {
+        json!([{"port": 8125, "protocol": "UDP"}])
+    };
+    (
+        "allow-egress-statsd".into(),
+        egress_spec(
+            exprs(vec![req("tier", "In", &["api", "worker"])]),
+            vec![json!({
+                "to": [{"namespaceSelector": ns_named(MONITORING), "podSelector": labels(&[("app", "statsd-exporter")])}],
+                "ports": ports
+            })],
+        ),
+    )
+}
+
+/// Syslog egress to the node network: UDP 514 and TCP 6514.
+fn egress_syslog() -> Policy {
+    (
+        "allow-egress-syslog".into(),
+        egress_spec(
+            json!({}),
+            vec![json!({
+                "to": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.244.0.0/16", "10.96.0.0/12"]}}],
+                "ports": [{"port": 514, "protocol": "UDP"}, {"port": 6514, "protocol": "TCP"}]
+            })],
+        ),
+    )
+}
+
+/// Ingress within the namespace on `dst`'s UDP ports by name (or any UDP port if it has none).
+fn udp_ingress(ns: &Namespace, rng: &mut ChaCha8Rng) -> Policy {
+    let dst = target(ns, &["cache", "api"], rng);
+    let udp: Vec<Value> = dst
+        .ports()
+        .filter(|p| p.protocol == "UDP")
+        .map(|p| json!({"port": p.name, "protocol": "UDP"}))
+        .collect();
+    let ports = if udp.is_empty() {
+        vec![json!({"protocol": "UDP"})]
+    } else {
+        udp
+    };
+    allow_into(
+        dst,
+        "udp",
+        vec![json!({"from": [{"podSelector": {}}], "ports": ports})],
+        rng,
+    )
+}
+
+/// Both directions for a data store: in from the back ends, out to DNS only.
+fn lockdown(ns: &Namespace, rng: &mut ChaCha8Rng) -> Policy {
+    let dst = target(ns, &["db", "cache"], rng);
+    let ports = tcp_ports(dst, 2, rng);
+    let mut spec = json!({
+        "podSelector": labels(&[("app", &dst.name)]),
+        "ingress": [{"from": [{"podSelector": exprs(vec![req("tier", "In", &["api", "worker"])])}], "ports": ports}],
+        "egress": [dns_rule(rng)]
+    });
+    // Without policyTypes, a non-empty egress list makes it Ingress + Egress by defaulting.
+    if rng.random_bool(0.5) {
+        spec["policyTypes"] = json!(["Ingress", "Egress"]);
+    }
+    (format!("lockdown-{}", dst.name), spec)
+}
+
+/// From partner networks by `ipBlock` (IPv4 and IPv6, with `except`).
+fn partners(ns: &Namespace, rng: &mut ChaCha8Rng) -> Policy {
+    let dst = target(ns, &["api", "frontend"], rng);
+    let from = json!([
+        {"ipBlock": {"cidr": format!("192.0.2.{}/28", 16 * rng.random_range(0..16))}},
+        {"ipBlock": {"cidr": "198.51.100.0/24", "except": [format!("198.51.100.{}/28", 16 * rng.random_range(0..16))]}},
+        {"ipBlock": {"cidr": "2001:db8::/32", "except": [format!("2001:db8:{:x}::/48", rng.random_range(1..0xffff))]}}
+    ]);
+    allow_into(
+        dst,
+        "from-partners",
+        vec![json!({"from": from, "ports": [{"port": 443}, {"port": 8443, "protocol": "TCP"}]})],
+        rng,
+    )
+}
+
+/// From anywhere (no `from`), on some of the frontend's ports.
+fn public_frontend(ns: &Namespace, rng: &mut ChaCha8Rng) -> Policy {
+    let dst = target(ns, &["frontend"], rng);
+    let ports = tcp_ports(dst, 1, rng);
+    allow_into(dst, "from-anywhere", vec![json!({"ports": ports})], rng)
+}
+
+/// One empty rule: everything in.
+fn allow_all_ingress(ns: &Namespace, rng: &mut ChaCha8Rng) -> Policy {
+    let dst = target(ns, &["frontend", "api"], rng);
+    (
+        format!("allow-all-ingress-{}", dst.name),
+        ingress_spec(select(dst, rng), vec![json!({})], rng),
+    )
+}
+
+/// From every namespace (`namespaceSelector: {}`), sometimes only their frontends.
+fn all_namespaces(ns: &Namespace, rng: &mut ChaCha8Rng) -> Policy {
+    let dst = target(ns, &["api", "frontend"], rng);
+    let peer = if rng.random_bool(0.5) {
+        json!({"namespaceSelector": {}})
+    } else {
+        json!({"namespaceSelector": {}, "podSelector": labels(&[("tier", "frontend")])})
+    };
+    allow_from(dst, "from-all-namespaces", vec![peer], 2, rng)
+}
+
+/// From namespaces chosen by their `compliance` label (`In`, `Exists`, `DoesNotExist`).
+fn compliance(ns: &Namespace, rng: &mut ChaCha8Rng) -> Policy {
+    let dst = target(ns, &["db", "api"], rng);
+    let (suffix, peer) = match rng.random_range(0..3) {
+        0 => (
+            "pci",
+            json!({"namespaceSelector": exprs(vec![req("compliance", "In", &["pci"])]),
+                   "podSelector": labels(&[("tier", "api")])}),
+        ),
+        1 => (
+            "non-pci",
+            json!({"namespaceSelector": exprs(vec![
+                req("compliance", "DoesNotExist", &[]),
+                req("env", "In", &[ns.env]),
+            ])}),
+        ),
+        _ => (
+            "regulated",
+            json!({"namespaceSelector": exprs(vec![req("compliance", "Exists", &[])])}),
+        ),
+    };
+    allow_from(dst, &format!("from-{suffix}"), vec![peer], 1, rng)
+}
+
+/// Nothing in (an empty ingress list), out only to DNS and the team's namespaces.
+fn isolate(ns: &Namespace, rng: &mut ChaCha8Rng) -> Policy {
+    let dst = target(ns, &["batch", "worker"], rng);
+    (
+        format!("isolate-{}", dst.name),
+        json!({
+            "podSelector": {"matchLabels": {"app": dst.name}, "matchExpressions": [req("canary", "DoesNotExist", &[])]},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [],
+            "egress": [dns_rule(rng), {"to": [{"namespaceSelector": labels(&[("team", ns.team)])}]}]
+        }),
+    )
+}
+
+fn sctp(ns: &Namespace, rng: &mut ChaCha8Rng) -> Policy {
+    let dst = target(ns, &["api"], rng);
+    allow_into(
+        dst,
+        "sctp",
+        vec![json!({"from": [{"podSelector": {}}], "ports": [{"port": 9899, "protocol": "SCTP"}]})],
+        rng,
+    )
 }
 
 /// The policies platform teams write for `monitoring` and `ingress-nginx`, in the order they are
 /// added (a namespace given fewer policies gets the first ones).
-fn platform_policies(ns: &Namespace, rng: &mut ChaCha8Rng) -> Vec<(String, Value)> {
-    let from_prometheus = json!({"namespaceSelector": ns_named(MONITORING), "podSelector": labels(&[("app", "prometheus")])});
-    let from_ingress = json!({"namespaceSelector": ns_named(INGRESS_NGINX),
-                              "podSelector": labels(&[("app.kubernetes.io/name", "ingress-nginx")])});
-    let deny_ingress = json!({"podSelector": {}, "policyTypes": ["Ingress"]});
-    let deny_egress =
-        json!({"podSelector": {}, "policyTypes": ["Egress"], "egress": [dns_rule(rng)]});
+fn platform_policies(ns: &Namespace, rng: &mut ChaCha8Rng) -> Vec<Policy> {
+    // Drawn for every namespace, tenants included (where it is dropped): the draws that follow, and
+    // so the output, depend on it.
+    let deny_egress = default_deny_egress_allow_dns(rng);
     match ns.kind {
-        NsKind::Monitoring => vec![
-            ("default-deny-ingress".into(), deny_ingress),
-            (
-                "allow-prometheus-scrape-egress".into(),
-                egress_spec(
-                    labels(&[("app", "prometheus")]),
-                    vec![
-                        json!({"to": [{"namespaceSelector": {}}],
-                               "ports": [{"port": "metrics"}, {"port": 9100, "endPort": 9199}, {"port": "http"}]}),
-                        dns_rule(rng),
-                    ],
-                ),
-            ),
-            (
-                "allow-grafana-from-ingress".into(),
-                json!({"podSelector": labels(&[("app", "grafana")]),
-                       "ingress": [{"from": [from_ingress], "ports": [{"port": "http"}]}]}),
-            ),
-            (
-                "allow-prometheus-from-grafana".into(),
-                json!({"podSelector": labels(&[("app", "prometheus")]),
-                       "ingress": [{"from": [{"podSelector": labels(&[("app", "grafana")])}], "ports": [{"port": "http"}]}]}),
-            ),
-            (
-                "allow-alertmanager-mesh".into(),
-                json!({"podSelector": labels(&[("app", "alertmanager")]),
-                "policyTypes": ["Ingress"],
-                "ingress": [
-                    {"from": [{"podSelector": labels(&[("app", "alertmanager")])}],
-                     "ports": [{"port": "mesh-tcp"}, {"port": "mesh-udp", "protocol": "UDP"}]},
-                    {"from": [{"podSelector": labels(&[("app", "prometheus")])}], "ports": [{"port": "http"}]}
-                ]}),
-            ),
-            (
-                "allow-statsd-from-tenants".into(),
-                json!({"podSelector": labels(&[("app", "statsd-exporter")]),
-                "ingress": [
-                    {"from": [{"namespaceSelector": exprs(vec![req("role", "In", &["tenant", "shared"])])}],
-                     "ports": [{"port": "statsd", "protocol": "UDP"}]},
-                    {"from": [{"podSelector": labels(&[("app", "prometheus")])}], "ports": [{"port": "metrics"}]}
-                ]}),
-            ),
-            (
-                "allow-egress-same-namespace".into(),
-                egress_spec(json!({}), vec![json!({"to": [{"podSelector": {}}]})]),
-            ),
-            ("default-deny-egress-allow-dns".into(), deny_egress),
-        ],
-        NsKind::IngressNginx => vec![
-            (
-                "allow-controller-from-internet".into(),
-                json!({"podSelector": labels(&[("app.kubernetes.io/name", "ingress-nginx")]),
-                       "ingress": [{"from": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16"]}},
-                                             {"ipBlock": {"cidr": "::/0", "except": ["fe80::/10"]}}],
-                                    "ports": [{"port": "http"}, {"port": "https"}]}]}),
-            ),
-            (
-                "allow-controller-metrics".into(),
-                json!({"podSelector": labels(&[("app.kubernetes.io/name", "ingress-nginx")]),
-                       "ingress": [{"from": [from_prometheus], "ports": [{"port": "metrics"}]}]}),
-            ),
-            ("default-deny-ingress".into(), deny_ingress),
-            (
-                "allow-controller-egress-to-frontends".into(),
-                egress_spec(
-                    labels(&[("app.kubernetes.io/name", "ingress-nginx")]),
-                    vec![
-                        json!({"to": [{"namespaceSelector": {}, "podSelector": labels(&[("tier", "frontend")])}],
-                               "ports": [{"port": "http"}]}),
-                        json!({"to": [{"ipBlock": {"cidr": "172.18.0.0/16"}}], "ports": [{"port": 6443}]}),
-                    ],
-                ),
-            ),
-            ("default-deny-egress-allow-dns".into(), deny_egress),
-        ],
+        NsKind::Monitoring => monitoring_policies(deny_egress, rng),
+        NsKind::IngressNginx => ingress_nginx_policies(deny_egress),
         NsKind::KubeSystem | NsKind::Tenant => Vec::new(),
     }
+}
+
+/// `monitoring`: Prometheus scrapes every namespace; Grafana, Alertmanager and statsd take their
+/// own traffic; `deny_egress` comes last.
+fn monitoring_policies(deny_egress: Policy, rng: &mut ChaCha8Rng) -> Vec<Policy> {
+    vec![
+        default_deny_ingress(),
+        (
+            "allow-prometheus-scrape-egress".into(),
+            egress_spec(
+                labels(&[("app", "prometheus")]),
+                vec![
+                    json!({"to": [{"namespaceSelector": {}}],
+                           "ports": [{"port": "metrics"}, {"port": 9100, "endPort": 9199}, {"port": "http"}]}),
+                    dns_rule(rng),
+                ],
+            ),
+        ),
+        (
+            "allow-grafana-from-ingress".into(),
+            json!({"podSelector": labels(&[("app", "grafana")]),
+                   "ingress": [{"from": [ingress_controller_peer()], "ports": [{"port": "http"}]}]}),
+        ),
+        (
+            "allow-prometheus-from-grafana".into(),
+            json!({"podSelector": labels(&[("app", "prometheus")]),
+                   "ingress": [{"from": [{"podSelector": labels(&[("app", "grafana")])}], "ports": [{"port": "http"}]}]}),
+        ),
+        (
+            "allow-alertmanager-mesh".into(),
+            json!({"podSelector": labels(&[("app", "alertmanager")]),
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {"from": [{"podSelector": labels(&[("app", "alertmanager")])}],
+                 "ports": [{"port": "mesh-tcp"}, {"port": "mesh-udp", "protocol": "UDP"}]},
+                {"from": [{"podSelector": labels(&[("app", "prometheus")])}], "ports": [{"port": "http"}]}
+            ]}),
+        ),
+        (
+            "allow-statsd-from-tenants".into(),
+            json!({"podSelector": labels(&[("app", "statsd-exporter")]),
+            "ingress": [
+                {"from": [{"namespaceSelector": exprs(vec![req("role", "In", &["tenant", "shared"])])}],
+                 "ports": [{"port": "statsd", "protocol": "UDP"}]},
+                {"from": [{"podSelector": labels(&[("app", "prometheus")])}], "ports": [{"port": "metrics"}]}
+            ]}),
+        ),
+        egress_same_namespace(),
+        deny_egress,
+    ]
+}
+
+/// `ingress-nginx`: the controller takes traffic from the internet and Prometheus, and sends it to
+/// frontends (and the API server); `deny_egress` comes last.
+fn ingress_nginx_policies(deny_egress: Policy) -> Vec<Policy> {
+    let controller = || labels(&[("app.kubernetes.io/name", "ingress-nginx")]);
+    vec![
+        (
+            "allow-controller-from-internet".into(),
+            json!({"podSelector": controller(),
+                   "ingress": [{"from": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16"]}},
+                                         {"ipBlock": {"cidr": "::/0", "except": ["fe80::/10"]}}],
+                                "ports": [{"port": "http"}, {"port": "https"}]}]}),
+        ),
+        (
+            "allow-controller-metrics".into(),
+            json!({"podSelector": controller(),
+                   "ingress": [{"from": [prometheus_peer()], "ports": [{"port": "metrics"}]}]}),
+        ),
+        default_deny_ingress(),
+        (
+            "allow-controller-egress-to-frontends".into(),
+            egress_spec(
+                controller(),
+                vec![
+                    json!({"to": [{"namespaceSelector": {}, "podSelector": labels(&[("tier", "frontend")])}],
+                           "ports": [{"port": "http"}]}),
+                    json!({"to": [{"ipBlock": {"cidr": "172.18.0.0/16"}}], "ports": [{"port": 6443}]}),
+                ],
+            ),
+        ),
+        deny_egress,
+    ]
 }
 
 /// The `count` policies of `ns` (which has at least one workload).
 pub(crate) fn namespace_policies(ns: &Namespace, count: usize, rng: &mut ChaCha8Rng) -> Vec<Value> {
     let mut names = BTreeSet::new();
     let mut out = Vec::with_capacity(count);
-    let mut push = |base: String, spec: Value| {
+    let mut push = |(base, spec): Policy| {
         let mut name = base.clone();
         let mut n = 2;
         while names.contains(&name) {
@@ -771,33 +836,26 @@ pub(crate) fn namespace_policies(ns: &Namespace, count: usize, rng: &mut ChaCha8
     let mut placed = 0;
     let platform = platform_policies(ns, rng);
     if !platform.is_empty() {
-        for (name, spec) in platform.into_iter().take(count) {
-            push(name, spec);
+        for policy in platform.into_iter().take(count) {
+            push(policy);
             placed += 1;
         }
     } else if rng.random_bool(0.2) {
-        push(
+        push((
             "default-deny-all".into(),
             json!({"podSelector": {}, "policyTypes": ["Ingress", "Egress"], "egress": [dns_rule(rng)]}),
-        );
+        ));
         placed += 1;
     } else {
-        push(
-            "default-deny-ingress".into(),
-            json!({"podSelector": {}, "policyTypes": ["Ingress"]}),
-        );
+        push(default_deny_ingress());
         placed += 1;
         if count > 1 {
-            push(
-                "default-deny-egress-allow-dns".into(),
-                json!({"podSelector": {}, "policyTypes": ["Egress"], "egress": [dns_rule(rng)]}),
-            );
+            push(default_deny_egress_allow_dns(rng));
             placed += 1;
         }
     }
     while placed < count {
-        let (name, spec) = instantiate(draw_template(rng), ns, rng);
-        push(name, spec);
+        push(instantiate(draw_template(rng), ns, rng));
         placed += 1;
     }
     out
