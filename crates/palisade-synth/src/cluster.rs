@@ -157,17 +157,49 @@ pub(crate) fn namespaces(count: usize, rng: &mut ChaCha8Rng) -> Vec<Namespace> {
         .collect()
 }
 
+/// What a tenant tier runs: its workload but for the labels.
+struct TierApp {
+    name: &'static str,
+    kind: &'static str,
+    containers: Vec<Container>,
+    headless: bool,
+}
+
+/// A Deployment of one container called `name`: most tiers' shape.
+fn deployment(name: &'static str, ports: Vec<Port>) -> TierApp {
+    TierApp {
+        name,
+        kind: "Deployment",
+        containers: vec![container(name, ports)],
+        headless: false,
+    }
+}
+
 /// Builds one workload of a tenant namespace for `tier`.
 fn tenant_workload(ns: &Namespace, tier: &'static str, rng: &mut ChaCha8Rng) -> Workload {
+    let app = tier_app(tier, rng);
+    let version = format!("v{}", rng.random_range(1..=3));
+    let mut labels = app_labels(app.name, ns.team, tier, version);
+    if app.kind == "Deployment" && rng.random_bool(0.1) {
+        labels.push(("canary", "true".to_string()));
+    }
+    let selector = vec![("app", app.name.to_string())];
+    let mut w = workload(app.name, app.kind, tier, labels, selector, app.containers);
+    w.headless = app.headless;
+    w
+}
+
+/// The application a tenant namespace runs for `tier`: name, kind and ports drawn from `rng`.
+fn tier_app(tier: &'static str, rng: &mut ChaCha8Rng) -> TierApp {
     let http = |rng: &mut ChaCha8Rng| pick(rng, &[8080u16, 9090, 3000, 8000]);
-    let (name, kind, containers, headless): (&str, &str, Vec<Container>, bool) = match tier {
+    match tier {
         "frontend" => {
             let name = pick(rng, &["web", "storefront", "portal", "dashboard"]);
             let mut ports = vec![tcp("http", http(rng))];
             if rng.random_bool(0.7) {
                 ports.push(tcp("metrics", 9100));
             }
-            (name, "Deployment", vec![container(name, ports)], false)
+            deployment(name, ports)
         }
         "api" => {
             let name = pick(rng, &["api", "orders", "catalog", "accounts", "checkout"]);
@@ -179,12 +211,14 @@ fn tenant_workload(ns: &Namespace, tier: &'static str, rng: &mut ChaCha8Rng) -> 
             if rng.random_bool(0.3) {
                 ports.push(udp("statsd", 8125));
             }
-            (name, "Deployment", vec![container(name, ports)], false)
+            deployment(name, ports)
         }
         "worker" => {
             let name = pick(rng, &["worker", "indexer", "mailer", "scheduler"]);
-            let ports = vec![tcp("metrics", pick(rng, &[9100, 9102])), tcp("admin", 8081)];
-            (name, "Deployment", vec![container(name, ports)], false)
+            deployment(
+                name,
+                vec![tcp("metrics", pick(rng, &[9100, 9102])), tcp("admin", 8081)],
+            )
         }
         "db" => {
             let (name, port, exporter) = if rng.random_bool(0.6) {
@@ -192,56 +226,34 @@ fn tenant_workload(ns: &Namespace, tier: &'static str, rng: &mut ChaCha8Rng) -> 
             } else {
                 ("mysql", 3306, 9104)
             };
-            let containers = vec![
-                container(name, vec![tcp("db", port)]),
-                container("exporter", vec![tcp("metrics", exporter)]),
-            ];
-            (name, "StatefulSet", containers, true)
+            TierApp {
+                name,
+                kind: "StatefulSet",
+                containers: vec![
+                    container(name, vec![tcp("db", port)]),
+                    container("exporter", vec![tcp("metrics", exporter)]),
+                ],
+                headless: true,
+            }
         }
         "cache" => {
             if rng.random_bool(0.6) {
-                let kind = if rng.random_bool(0.5) {
-                    "StatefulSet"
-                } else {
-                    "Deployment"
-                };
-                let ports = vec![tcp("cache", 6379)];
-                ("redis", kind, vec![container("redis", ports)], false)
+                let mut redis = deployment("redis", vec![tcp("cache", 6379)]);
+                if rng.random_bool(0.5) {
+                    redis.kind = "StatefulSet";
+                }
+                redis
             } else {
-                let ports = vec![tcp("cache", 11211), udp("cache-udp", 11211)];
-                (
+                deployment(
                     "memcached",
-                    "Deployment",
-                    vec![container("memcached", ports)],
-                    false,
+                    vec![tcp("cache", 11211), udp("cache-udp", 11211)],
                 )
             }
         }
         _ => {
             let name = pick(rng, &["reports", "etl", "exporter-job"]);
-            let ports = vec![tcp("metrics", 9091)];
-            (name, "Deployment", vec![container(name, ports)], false)
+            deployment(name, vec![tcp("metrics", 9091)])
         }
-    };
-    let mut labels = vec![
-        ("app", name.to_string()),
-        ("team", ns.team.to_string()),
-        ("tier", tier.to_string()),
-        ("version", format!("v{}", rng.random_range(1..=3))),
-    ];
-    if kind == "Deployment" && rng.random_bool(0.1) {
-        labels.push(("canary", "true".to_string()));
-    }
-    Workload {
-        kind,
-        name: name.to_string(),
-        tier,
-        labels,
-        selector: vec![("app", name.to_string())],
-        containers,
-        replicas: 0,
-        service: name.to_string(),
-        headless,
     }
 }
 
@@ -253,13 +265,14 @@ fn container(name: &str, ports: Vec<Port>) -> Container {
     }
 }
 
-fn platform_workload(
+/// A workload whose Service has its name, with no replicas yet ([`populate`] gives them).
+fn workload(
     name: &str,
     kind: &'static str,
     tier: &'static str,
     labels: Vec<(&'static str, String)>,
     selector: Vec<(&'static str, String)>,
-    ports: Vec<Port>,
+    containers: Vec<Container>,
 ) -> Workload {
     Workload {
         kind,
@@ -267,110 +280,134 @@ fn platform_workload(
         tier,
         labels,
         selector,
-        containers: vec![container(name, ports)],
+        containers,
         replicas: 0,
         service: name.to_string(),
         headless: false,
     }
 }
 
-fn app_labels(name: &str, tier: &'static str) -> Vec<(&'static str, String)> {
+/// The pod labels every workload has: `app`, `team`, `tier`, `version`.
+fn app_labels(
+    name: &str,
+    team: &str,
+    tier: &'static str,
+    version: String,
+) -> Vec<(&'static str, String)> {
     vec![
         ("app", name.to_string()),
-        ("team", "platform".to_string()),
+        ("team", team.to_string()),
         ("tier", tier.to_string()),
-        ("version", "v1".to_string()),
+        ("version", version),
     ]
+}
+
+/// A platform workload of one container, with the platform team's labels plus `extra_labels`.
+fn platform_workload(
+    name: &str,
+    kind: &'static str,
+    tier: &'static str,
+    extra_labels: &[(&'static str, &str)],
+    selector: &[(&'static str, &str)],
+    ports: Vec<Port>,
+) -> Workload {
+    let mut labels = app_labels(name, "platform", tier, "v1".to_string());
+    labels.extend(extra_labels.iter().map(|&(k, v)| (k, v.to_string())));
+    let selector = selector.iter().map(|&(k, v)| (k, v.to_string())).collect();
+    workload(
+        name,
+        kind,
+        tier,
+        labels,
+        selector,
+        vec![container(name, ports)],
+    )
+}
+
+/// A platform workload selected by its `app` label.
+fn platform_app(name: &str, kind: &'static str, tier: &'static str, ports: Vec<Port>) -> Workload {
+    platform_workload(name, kind, tier, &[], &[("app", name)], ports)
 }
 
 /// The workloads of a platform namespace, most important first.
 fn platform_workloads(kind: NsKind) -> Vec<Workload> {
     match kind {
-        NsKind::KubeSystem => {
-            let mut dns_labels = app_labels("coredns", "dns");
-            dns_labels.push(("k8s-app", "kube-dns".to_string()));
-            let mut dns = platform_workload(
-                "coredns",
-                "Deployment",
-                "dns",
-                dns_labels,
-                vec![("k8s-app", "kube-dns".to_string())],
-                vec![udp("dns", 53), tcp("dns-tcp", 53), tcp("metrics", 9153)],
-            );
-            dns.service = "kube-dns".into();
-            dns.containers[0].image = "registry.k8s.io/coredns/coredns:v1.11.3".into();
-            let mut ms_labels = app_labels("metrics-server", "monitoring");
-            ms_labels.push(("k8s-app", "metrics-server".to_string()));
-            let metrics_server = platform_workload(
-                "metrics-server",
-                "Deployment",
-                "monitoring",
-                ms_labels,
-                vec![("k8s-app", "metrics-server".to_string())],
-                vec![tcp("https", 10250)],
-            );
-            vec![dns, metrics_server]
-        }
-        NsKind::Monitoring => {
-            let sel = |n: &str| vec![("app", n.to_string())];
-            let mut prometheus = platform_workload(
-                "prometheus",
-                "StatefulSet",
-                "monitoring",
-                app_labels("prometheus", "monitoring"),
-                sel("prometheus"),
-                vec![tcp("http", 9090)],
-            );
-            prometheus.headless = true;
-            let grafana = platform_workload(
-                "grafana",
-                "Deployment",
-                "frontend",
-                app_labels("grafana", "frontend"),
-                sel("grafana"),
-                vec![tcp("http", 3000)],
-            );
-            let alertmanager = platform_workload(
-                "alertmanager",
-                "StatefulSet",
-                "monitoring",
-                app_labels("alertmanager", "monitoring"),
-                sel("alertmanager"),
-                vec![
-                    tcp("http", 9093),
-                    tcp("mesh-tcp", 9094),
-                    udp("mesh-udp", 9094),
-                ],
-            );
-            let statsd = platform_workload(
-                "statsd-exporter",
-                "Deployment",
-                "monitoring",
-                app_labels("statsd-exporter", "monitoring"),
-                sel("statsd-exporter"),
-                vec![udp("statsd", 8125), tcp("metrics", 9102)],
-            );
-            vec![prometheus, grafana, alertmanager, statsd]
-        }
-        NsKind::IngressNginx => {
-            let mut labels = app_labels("ingress-nginx-controller", "ingress");
-            labels.push(("app.kubernetes.io/name", "ingress-nginx".to_string()));
-            labels.push(("app.kubernetes.io/component", "controller".to_string()));
-            let controller = platform_workload(
-                "ingress-nginx-controller",
-                "Deployment",
-                "ingress",
-                labels,
-                vec![
-                    ("app.kubernetes.io/component", "controller".to_string()),
-                    ("app.kubernetes.io/name", "ingress-nginx".to_string()),
-                ],
-                vec![tcp("http", 80), tcp("https", 443), tcp("metrics", 10254)],
-            );
-            vec![controller]
-        }
+        NsKind::KubeSystem => kube_system_workloads(),
+        NsKind::Monitoring => monitoring_workloads(),
+        NsKind::IngressNginx => ingress_nginx_workloads(),
         NsKind::Tenant => Vec::new(),
     }
+}
+
+/// CoreDNS (Service `kube-dns`) and metrics-server, selected by `k8s-app` as upstream does.
+fn kube_system_workloads() -> Vec<Workload> {
+    let k8s_app = |name, tier, app, ports| {
+        let label = [("k8s-app", app)];
+        platform_workload(name, "Deployment", tier, &label, &label, ports)
+    };
+    let mut dns = k8s_app(
+        "coredns",
+        "dns",
+        "kube-dns",
+        vec![udp("dns", 53), tcp("dns-tcp", 53), tcp("metrics", 9153)],
+    );
+    dns.service = "kube-dns".into();
+    dns.containers[0].image = "registry.k8s.io/coredns/coredns:v1.11.3".into();
+    let metrics_server = k8s_app(
+        "metrics-server",
+        "monitoring",
+        "metrics-server",
+        vec![tcp("https", 10250)],
+    );
+    vec![dns, metrics_server]
+}
+
+fn monitoring_workloads() -> Vec<Workload> {
+    let mut prometheus = platform_app(
+        "prometheus",
+        "StatefulSet",
+        "monitoring",
+        vec![tcp("http", 9090)],
+    );
+    prometheus.headless = true;
+    vec![
+        prometheus,
+        platform_app("grafana", "Deployment", "frontend", vec![tcp("http", 3000)]),
+        platform_app(
+            "alertmanager",
+            "StatefulSet",
+            "monitoring",
+            vec![
+                tcp("http", 9093),
+                tcp("mesh-tcp", 9094),
+                udp("mesh-udp", 9094),
+            ],
+        ),
+        platform_app(
+            "statsd-exporter",
+            "Deployment",
+            "monitoring",
+            vec![udp("statsd", 8125), tcp("metrics", 9102)],
+        ),
+    ]
+}
+
+fn ingress_nginx_workloads() -> Vec<Workload> {
+    let controller = platform_workload(
+        "ingress-nginx-controller",
+        "Deployment",
+        "ingress",
+        &[
+            ("app.kubernetes.io/name", "ingress-nginx"),
+            ("app.kubernetes.io/component", "controller"),
+        ],
+        &[
+            ("app.kubernetes.io/component", "controller"),
+            ("app.kubernetes.io/name", "ingress-nginx"),
+        ],
+        vec![tcp("http", 80), tcp("https", 443), tcp("metrics", 10254)],
+    );
+    vec![controller]
 }
 
 /// Replica weight of a tier: stateless front tiers scale out, data tiers stay small.
