@@ -276,8 +276,7 @@ fn probes(engine: &Engine) -> Vec<Probe> {
 /// address), its explanation, and — for pods the kernel enforces on — the compiled rules agree.
 fn pairs_agree(engine: &Engine, matrix: &Matrix, table: &CompiledTable) {
     let state = engine.state();
-    // The matrix covers every pod, in state order: a pod's position is its id.
-    let n = state.pods.len().min(PAIRS_OF);
+    let n = matrix.pods.len().min(PAIRS_OF);
     for (probe, p) in matrix.probes.iter().map(|(p, _)| p).enumerate() {
         for (i, j) in (0..n).flat_map(|s| (0..n).map(move |d| (s, d))) {
             let (src, dst) = (matrix.pods[i], matrix.pods[j]);

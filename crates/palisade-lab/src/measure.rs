@@ -12,7 +12,7 @@ use std::time::Duration;
 
 /// Connectivity measured between the lab's pods, drawable by the matrix renderers.
 pub struct Measured {
-    /// The pods, as indexes into the engine's pods (its order: namespace, then name).
+    /// The pods, in the engine's order (namespace, then name).
     pods: Vec<PodId>,
     /// `ns/name` of every pod, in the same order.
     names: Vec<String>,

@@ -394,7 +394,7 @@ fn rule(
 /// in the same walk: the spec is there exactly when no issue is an error ([`ValidPolicy::new`]).
 ///
 /// [`ValidPolicy::new`]: crate::ValidPolicy::new
-pub fn network_policy(np: &NetworkPolicy) -> (Issues, Option<PolicySpec>) {
+pub(crate) fn network_policy(np: &NetworkPolicy) -> (Issues, Option<PolicySpec>) {
     let mut issues = Issues::default();
     match np.metadata.name.as_deref() {
         None => issues.error("metadata.name", "a NetworkPolicy needs a name"),

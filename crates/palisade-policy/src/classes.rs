@@ -12,8 +12,16 @@ use palisade_model::{
 use std::net::IpAddr;
 use std::sync::Arc;
 
-/// A named container port: `(name, protocol, number)`.
-pub type NamedPort = (String, Protocol, u16);
+/// A named container port of a class's pods.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClassPort {
+    /// The port's name.
+    pub name: String,
+    /// Its protocol.
+    pub protocol: Protocol,
+    /// Its number.
+    pub port: u16,
+}
 
 /// A class of an engine (its position among the engine's classes).
 pub type ClassId = Id<Class>;
@@ -26,7 +34,7 @@ pub struct ClassKey {
     /// Interned pod labels.
     pub labels: LabelSet,
     /// Named ports, sorted.
-    pub named_ports: Vec<NamedPort>,
+    pub named_ports: Vec<ClassPort>,
     /// `hostNetwork` pods are never selected, and are peers only through ipBlocks.
     pub host_network: bool,
     /// Which of the engine's distinct ipBlocks contain the pods' IP.
@@ -46,8 +54,8 @@ impl Class {
     /// The port `name` resolves to for `protocol` on this class's pods.
     pub fn named_port(&self, name: &str, protocol: Protocol) -> Option<u16> {
         (self.key.named_ports.iter())
-            .find(|(n, p, _)| n == name && *p == protocol)
-            .map(|(_, _, port)| *port)
+            .find(|p| p.name == name && p.protocol == protocol)
+            .map(|p| p.port)
     }
 }
 
@@ -95,10 +103,16 @@ impl<'a> Keys<'a> {
     fn key(&self, pod: &PodInfo, labels: LabelSet) -> ClassKey {
         let namespace = (self.state.namespace_id(&pod.namespace))
             .expect("every pod's namespace exists in the state");
-        let mut named_ports: Vec<NamedPort> = pod
-            .ports
-            .iter()
-            .filter_map(|p| p.name.clone().map(|n| (n, p.protocol, p.port)))
+        let mut named_ports: Vec<ClassPort> = (pod.ports.iter())
+            .filter_map(|p| {
+                let name = p.name.clone()?;
+                let (protocol, port) = (p.protocol, p.port);
+                Some(ClassPort {
+                    name,
+                    protocol,
+                    port,
+                })
+            })
             .collect();
         named_ports.sort();
         let mut blocks = BitSet::new(self.blocks.len());
@@ -119,7 +133,7 @@ impl<'a> Keys<'a> {
     }
 }
 
-/// True when `a` and `b` (pods of the same name, in states with the same namespaces and policies)
+/// True when `a` and `b` (pods of the same name, in states with the same namespaces and ipBlocks)
 /// fall in the same class.
 fn alike(a: &PodInfo, b: &PodInfo) -> bool {
     a.labels == b.labels && a.ports == b.ports && a.host_network == b.host_network && a.ip == b.ip
@@ -150,7 +164,7 @@ impl Classes {
     /// Partitions the pods of `state` like [`Classes::build`], with the same result, taking the
     /// class of every pod that is alike in `old` (whose classes are `previous`) from there: only new
     /// and changed pods have their labels interned and their ipBlocks looked up. Both states must
-    /// have the same namespaces and policies. With the partition, each class's counterpart in
+    /// have the same namespaces and ipBlocks. With the partition, each class's counterpart in
     /// `previous`: the class with the same key, if any.
     pub fn rebuild(
         previous: &Classes,

@@ -4,7 +4,7 @@
 use crate::bitset::BitSet;
 use crate::classes::{Class, ClassId, Classes};
 use crate::direction::{Direction, PerDirection};
-use crate::policy::{CompiledPolicy, Compiler, NamespaceScope, Peer, PolicyId, Rule};
+use crate::policy::{Blocks, CompiledPolicy, Compiler, NamespaceScope, Peer, PolicyId, Rule};
 use crate::selector::{Interner, LabelSet, Selector};
 use foldhash::{HashMap, HashMapExt};
 use palisade_model::{
@@ -50,7 +50,7 @@ pub(crate) struct Derived {
     pub from: u64,
     /// Each class's counterpart there: the class with the same key.
     pub classes: IdVec<Class, Option<ClassId>>,
-    /// Each policy's counterpart there: the same policy (identity and content), compiled once.
+    /// Each policy's counterpart there: the same policy (identity and spec), compiled once.
     pub policies: IdVec<CompiledPolicy, Option<PolicyId>>,
     /// The namespaces whose labels changed (both engines have the same namespaces): what
     /// namespace selectors match there may have.
@@ -62,6 +62,8 @@ struct Recompiled {
     policies: IdVec<CompiledPolicy, Arc<CompiledPolicy>>,
     /// Each policy's counterpart in the engine compiled from.
     counterparts: IdVec<CompiledPolicy, Option<PolicyId>>,
+    /// The ipBlocks: the same as the engine compiled from has.
+    blocks: IdVec<IpBlock, IpBlock>,
 }
 
 impl Engine {
@@ -78,13 +80,13 @@ impl Engine {
             .collect();
         let mut compiler = Compiler {
             interner: &mut interner,
-            blocks: IdVec::new(),
+            blocks: Blocks::default(),
             state: &state,
         };
         let policies: IdVec<CompiledPolicy, Arc<CompiledPolicy>> = (state.policies.iter())
             .filter_map(|p| compiler.policy(p).map(Arc::new))
             .collect();
-        let blocks = compiler.blocks;
+        let blocks = compiler.blocks.list;
         let classes = Classes::build(&state, pod_labels, &blocks);
         Engine::assemble(state, interner, namespace_labels, policies, blocks, classes)
     }
@@ -122,11 +124,11 @@ impl Engine {
         let Some(Recompiled {
             policies,
             counterparts,
+            blocks,
         }) = previous.policies_for(&state, &mut interner)
         else {
             return Engine::new(state);
         };
-        let blocks = previous.blocks.clone();
         let relabelled: Vec<NamespaceId> = (old.namespaces.iter_enumerated())
             .filter(|&(i, was)| was.labels != state.namespaces[i].labels)
             .map(|(i, _)| i)
@@ -164,7 +166,7 @@ impl Engine {
             .collect();
         let mut compiler = Compiler {
             interner,
-            blocks: self.blocks.clone(),
+            blocks: Blocks::from_list(self.blocks.clone()),
             state,
         };
         let mut counterparts = IdVec::with_capacity(state.policies.len());
@@ -186,7 +188,7 @@ impl Engine {
                 counterparts.push(same);
             }
         }
-        let blocks = compiler.blocks;
+        let blocks = compiler.blocks.list;
         let mut used = BitSet::new(blocks.len());
         for rule in policies
             .iter()
@@ -202,6 +204,7 @@ impl Engine {
         same_blocks.then_some(Recompiled {
             policies,
             counterparts,
+            blocks,
         })
     }
 

@@ -24,12 +24,11 @@ mod table;
 mod verdict;
 
 pub use bitset::BitSet;
-pub use classes::{Class, ClassId};
+pub use classes::{Class, ClassId, ClassKey, ClassPort};
 pub use compile::{AddrCache, AddrRange, AddrSet, Allow, ClassRules, Peers, PortRange, RuleOrigin};
 pub use direction::{Direction, PerDirection};
 pub use engine::{Engine, Reach};
 pub use palisade_model::{PortMatch, PortSpec};
-pub use policy::effective_types;
 pub use reason::{
     NamedPort, NamedPortResolution, PeerMiss, PeerMissReason, PodRef, PolicyMiss, PolicyRef,
     PortMiss, RuleMiss, UnenforcedReason,

@@ -2,6 +2,7 @@
 
 pub use crate::direction::Direction;
 use crate::selector::{Interner, Selector};
+use foldhash::HashMap;
 use palisade_model::{
     ClusterState, Id, IdVec, IpBlock, Kind, NamespaceId, ObjectKey, PolicyInfo, PolicyPeer,
     PolicyRule, PortSpec,
@@ -70,20 +71,40 @@ impl CompiledPolicy {
     }
 }
 
-/// Effective policy types as (ingress, egress): which directions the policy governs (the model
-/// decodes them: [`palisade_model::PolicySpec`]).
-pub fn effective_types(info: &PolicyInfo) -> (bool, bool) {
-    let spec = info.policy.spec();
-    (spec.ingress.is_some(), spec.egress.is_some())
-}
-
 /// A policy of an engine (its position among the engine's policies).
 pub(crate) type PolicyId = Id<CompiledPolicy>;
 
-/// Compiles the policies of `state`; `blocks` collects the distinct ipBlocks (`Peer::Block::id`).
+/// The distinct ipBlocks of an engine's policies, numbered (`Peer::Block::id`) in order of first
+/// use, and found by content.
+#[derive(Default)]
+pub(crate) struct Blocks {
+    pub list: IdVec<IpBlock, IpBlock>,
+    ids: HashMap<IpBlock, Id<IpBlock>>,
+}
+
+impl Blocks {
+    /// The blocks of `list`, to which others may be added.
+    pub fn from_list(list: IdVec<IpBlock, IpBlock>) -> Blocks {
+        let ids = (list.iter_enumerated())
+            .map(|(id, b)| (b.clone(), id))
+            .collect();
+        Blocks { list, ids }
+    }
+
+    fn id(&mut self, block: &IpBlock) -> Id<IpBlock> {
+        if let Some(&id) = self.ids.get(block) {
+            return id;
+        }
+        let id = self.list.push(block.clone());
+        self.ids.insert(block.clone(), id);
+        id
+    }
+}
+
+/// Compiles the policies of `state`; `blocks` collects their distinct ipBlocks.
 pub(crate) struct Compiler<'a> {
     pub interner: &'a mut Interner,
-    pub blocks: IdVec<IpBlock, IpBlock>,
+    pub blocks: Blocks,
     pub state: &'a ClusterState,
 }
 
@@ -91,9 +112,7 @@ impl Compiler<'_> {
     fn peer(&mut self, peer: &PolicyPeer, own_ns: NamespaceId) -> Peer {
         match peer {
             PolicyPeer::IpBlock(block) => {
-                let known =
-                    (self.blocks.iter_enumerated()).find_map(|(id, b)| (b == block).then_some(id));
-                let id = known.unwrap_or_else(|| self.blocks.push(block.clone()));
+                let id = self.blocks.id(block);
                 Peer::Block {
                     block: block.clone(),
                     id,

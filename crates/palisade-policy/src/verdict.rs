@@ -199,7 +199,7 @@ impl Engine {
     }
 
     fn decide(&self, q: &Question) -> Decision {
-        let Some((pi, pod)) = q.enforcing.pod else {
+        let Some((pod_id, pod)) = q.enforcing.pod else {
             return Decision::Unenforced {
                 reason: UnenforcedReason::NotAPod {
                     address: q.enforcing.ip,
@@ -211,14 +211,14 @@ impl Engine {
                 reason: UnenforcedReason::HostNetwork { pod: pod.into() },
             };
         }
-        let selecting = self.selecting(self.class_of(pi), q.direction);
+        let selecting = self.selecting(self.class_of(pod_id), q.direction);
         if selecting.is_empty() {
             return Decision::NotIsolated;
         }
         let mut by = Vec::new();
         let mut isolating = Vec::new();
-        for &ci in selecting {
-            let policy = &self.policies[ci];
+        for &pi in selecting {
+            let policy = &self.policies[pi];
             let rules = policy.rules(q.direction).unwrap_or_default();
             let mut misses = Vec::new();
             for (ri, rule) in rules.iter().enumerate() {
@@ -314,7 +314,7 @@ impl Engine {
                     })
             }
             Peer::Pods { namespaces, pods } => {
-                let Some((pi, pod)) = endpoint.selectable() else {
+                let Some((pod_id, pod)) = endpoint.selectable() else {
                     return Some(match endpoint.pod {
                         Some((_, p)) => PeerMissReason::HostNetworkPod { pod: p.into() },
                         None => PeerMissReason::NotAPod {
@@ -322,7 +322,7 @@ impl Engine {
                         },
                     });
                 };
-                let class = &self.classes.list[self.class_of(pi)].key;
+                let class = &self.classes.list[self.class_of(pod_id)].key;
                 match namespaces {
                     NamespaceScope::Own(ns) if *ns != class.namespace => {
                         return Some(PeerMissReason::OtherNamespace {

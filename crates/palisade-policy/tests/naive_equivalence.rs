@@ -651,7 +651,7 @@ fn check_incremental(seed: u64) -> Result<(), TestCaseError> {
 /// The distinct ipBlocks of `state`'s policies, in the directions they govern.
 fn blocks(state: &ClusterState) -> std::collections::BTreeSet<String> {
     let peers = |p: &PolicyInfo| {
-        let (ingress, egress) = palisade_policy::effective_types(p);
+        let (ingress, egress) = types(p.policy.object());
         let spec = p.policy.object().spec.clone().unwrap_or_default();
         let from = (spec.ingress.into_iter().flatten().filter(|_| ingress))
             .flat_map(|r| r.from.into_iter().flatten());
