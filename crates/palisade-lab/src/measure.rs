@@ -74,10 +74,17 @@ pub fn measure(
     timeout: Duration,
 ) -> Result<(Measured, Vec<Probe>), LabError> {
     let state = engine.state();
-    let pods: Vec<PodId> = (state.pods.iter_enumerated())
-        .filter(|(_, pod)| lab.pod(&pod.key()).is_some())
-        .map(|(i, _)| i)
-        .collect();
+    let mut pods = Vec::new();
+    let mut names = Vec::new();
+    let mut targets: Vec<(String, IpAddr)> = Vec::new();
+    for (i, pod) in state.pods.iter_enumerated() {
+        let key = pod.key();
+        if let Some(p) = lab.pod(&key) {
+            pods.push(i);
+            names.push(key);
+            targets.push((p.netns.clone(), p.ip));
+        }
+    }
     let probes = if probes.is_empty() {
         default_probes(state, &pods)
     } else {
@@ -86,14 +93,6 @@ pub fn measure(
     let (probes, skipped): (Vec<Probe>, Vec<Probe>) = probes
         .into_iter()
         .partition(|p| matches!(p.protocol, Protocol::Tcp | Protocol::Udp));
-    let names: Vec<String> = pods.iter().map(|&i| state.pods[i].key()).collect();
-    let targets: Vec<(String, IpAddr)> = names
-        .iter()
-        .map(|key| {
-            let p = lab.pod(key).expect("filtered above");
-            (p.netns.clone(), p.ip)
-        })
-        .collect();
     let transports: Vec<(u16, Transport)> = probes
         .iter()
         .map(|p| match p.protocol {
