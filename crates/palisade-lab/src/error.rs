@@ -24,7 +24,6 @@ pub enum LabError {
     /// The state file is not a lab's state.
     #[error("corrupt lab state: {source}")]
     Corrupt {
-        path: PathBuf,
         #[source]
         source: serde_json::Error,
     },
@@ -38,7 +37,6 @@ pub enum LabError {
     /// The state file cannot be written.
     #[error("cannot record lab state: {source}")]
     Record {
-        path: PathBuf,
         #[source]
         source: io::Error,
     },
@@ -54,7 +52,7 @@ pub enum LabError {
     Failed { command: String, stderr: String },
     /// The node's end of a pod's veth has no MAC address to point the pod's gateway at.
     #[error("cannot read the MAC of {link}")]
-    NoMac { netns: String, link: String },
+    NoMac { link: String },
     /// The Services' NAT table was not applied.
     #[error("services: {0}")]
     Services(#[source] ApplyError),
@@ -75,7 +73,6 @@ pub enum LabError {
     /// A background process (its arguments) cannot be started.
     #[error("{source}")]
     Start {
-        command: String,
         #[source]
         source: io::Error,
     },
@@ -96,7 +93,6 @@ pub enum LabError {
     /// A command cannot be run in a pod's namespace.
     #[error("{source}")]
     Exec {
-        netns: String,
         #[source]
         source: io::Error,
     },
@@ -110,13 +106,12 @@ pub enum LabError {
     /// The responders cannot mark the lab ready.
     #[error("{source}")]
     Ready {
-        path: PathBuf,
         #[source]
         source: io::Error,
     },
     /// The lab's state names no manifests folder (written by hand, or by an older palisade).
     #[error("lab has no manifests")]
-    NoManifests { name: String },
+    NoManifests,
     /// Probing could not run (a thread could not enter a pod's namespace).
     #[error("{source}")]
     Probe {

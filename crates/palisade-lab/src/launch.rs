@@ -79,19 +79,12 @@ impl Lab {
             .args(["netns", "exec", netns])
             .args(command)
             .status()
-            .map_err(|source| LabError::Exec {
-                netns: netns.clone(),
-                source,
-            })
+            .map_err(|source| LabError::Exec { source })
     }
 
     /// The manifests folder the lab was built from.
     pub fn manifests_folder(&self) -> Result<&Path> {
-        self.manifests
-            .as_deref()
-            .ok_or_else(|| LabError::NoManifests {
-                name: self.name.clone(),
-            })
+        self.manifests.as_deref().ok_or(LabError::NoManifests)
     }
 }
 
@@ -105,11 +98,7 @@ pub fn serve_pods(name: &str) -> Result<Infallible> {
             source,
         })?;
     }
-    let ready = ready_file(name);
-    std::fs::write(&ready, b"").map_err(|source| LabError::Ready {
-        path: ready,
-        source,
-    })?;
+    std::fs::write(ready_file(name), b"").map_err(|source| LabError::Ready { source })?;
     tracing::info!(pods = lab.pods.len(), "responders serving");
     loop {
         std::thread::park();
@@ -120,10 +109,7 @@ pub fn serve_pods(name: &str) -> Result<Infallible> {
 /// group), logging to `log`, and returns its identity for the state file.
 fn spawn_background(program: &Path, args: &[String], log: &Path) -> Result<RecordedProcess> {
     let command = args.join(" ");
-    let start = |source| LabError::Start {
-        command: command.clone(),
-        source,
-    };
+    let start = |source| LabError::Start { source };
     let file = std::fs::File::create(log).map_err(|source| LabError::Log {
         path: log.to_path_buf(),
         source,

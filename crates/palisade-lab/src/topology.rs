@@ -150,7 +150,7 @@ impl Lab {
         let tmp = path.with_extension("json.tmp");
         std::fs::write(&tmp, json)
             .and_then(|_| std::fs::rename(&tmp, &path))
-            .map_err(|source| LabError::Record { path, source })
+            .map_err(|source| LabError::Record { source })
     }
 
     /// The node namespace, forwarding (IPv4 and IPv6) with no reverse-path filter.
@@ -210,7 +210,6 @@ impl Lab {
             "ip", "-n", ns, family, "route", "add", "default", "via", gateway, "dev", "eth0",
         ])?;
         let mac = link_mac(node, &host_if).ok_or_else(|| LabError::NoMac {
-            netns: node.to_string(),
             link: host_if.clone(),
         })?;
         run(&[
@@ -250,7 +249,7 @@ impl Lab {
             name: name.to_string(),
             source,
         })?;
-        serde_json::from_str(&text).map_err(|source| LabError::Corrupt { path, source })
+        serde_json::from_str(&text).map_err(|source| LabError::Corrupt { source })
     }
 
     /// Every pod's address by `ns/name`, for [`palisade_model::Loader::pin_ips`]: what the agent
