@@ -7,6 +7,7 @@ use crate::paths::{process_log, ready_file, state_dir};
 use crate::process::{LabProcess, RecordedProcess};
 use crate::services::ServicePlan;
 use crate::topology::{Lab, LabPod};
+use palisade_dataplane::drift::TableProbe;
 use std::convert::Infallible;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -53,7 +54,14 @@ impl Lab {
         let agent = spawn_background(&launch.program, &launch.agent, &agent_log)?;
         self.processes.push(agent);
         self.save()?;
-        wait_for("the agent's first ruleset", || table_present(&self.node))?;
+        // Asked over one netlink socket opened in the node (no `nft` process per poll); if it
+        // cannot be opened, the table never shows and the wait times out as for no table.
+        let mut table = TableProbe::open(Some(&self.node)).ok();
+        wait_for("the agent's first ruleset", || {
+            table
+                .as_mut()
+                .is_some_and(|t| matches!(t.table(), Ok(Some(_))))
+        })?;
         wait_for("the responders", || ready_file(&self.name).exists())
     }
 
@@ -135,25 +143,6 @@ fn spawn_background(program: &Path, args: &[String], log: &Path) -> Result<Recor
             })
         }
     }
-}
-
-/// True once the agent has put the `inet palisade` table into the node namespace.
-fn table_present(node: &str) -> bool {
-    Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            node,
-            "nft",
-            "list",
-            "table",
-            "inet",
-            palisade_dataplane::TABLE,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 /// Polls `ready` until it holds, or fails after [`READY_WAIT`] naming `what` it waited for.
