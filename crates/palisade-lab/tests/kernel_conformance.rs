@@ -7,13 +7,12 @@
 #[path = "../../../tests/conformance/support.rs"]
 mod support;
 
-use palisade_analyze::{Matrix, Scope};
+use palisade_analyze::Grid;
 use palisade_dataplane::build;
 use palisade_dataplane::conntrack::forget_connections;
-use palisade_lab::{self as lab, Lab, Transport};
+use palisade_lab::{self as lab, Lab};
 use palisade_model::Protocol;
 use palisade_policy::{Audit, CompiledTable, Engine};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,50 +39,29 @@ fn kernel_enforces_exactly_the_engine_matrix() {
             .unwrap_or_else(|e| panic!("{}: {e}", step.display()));
         // Flows of the previous step's probes must not answer for this step's policies.
         forget_connections(&lab.node).expect("conntrack flush");
-        let probes: Vec<_> = support::expected(step)
-            .iter()
-            .map(|t| t.probe)
-            .filter(|p| p.protocol != Protocol::Sctp)
-            .collect();
-        let matrix = Matrix::compute(&engine, Matrix::pods_in(&engine, &Scope::All), &probes);
-        let state = engine.state();
-        for (pi, probe) in probes.iter().enumerate() {
-            let transport = match probe.protocol {
-                Protocol::Udp => Transport::Udp,
-                _ => Transport::Tcp,
-            };
-            let attempts: Vec<_> = (0..matrix.pods.len())
-                .flat_map(|i| (0..matrix.pods.len()).map(move |j| (i, j)))
-                .filter(|(i, j)| i != j)
-                .map(|(i, j)| {
-                    let src = lab
-                        .pods
-                        .iter()
-                        .find(|p| p.key == matrix.pod_name(i))
-                        .expect("pod in lab");
-                    let dst: SocketAddr =
-                        (state.pods[matrix.pods[j]].ip.unwrap(), probe.port).into();
-                    let netns = src.netns.clone();
-                    let handle =
-                        std::thread::spawn(move || lab::probe(&netns, dst, transport, timeout));
-                    (i, j, handle)
-                })
-                .collect();
-            for (i, j, handle) in attempts {
-                let kernel = handle.join().expect("probe thread").expect("probe");
-                cells += 1;
-                if kernel != matrix.allowed(pi, i, j) {
-                    mismatches.push(format!(
-                        "{}: probe {probe}: {} -> {}: engine {}, kernel {}",
-                        step.display(),
-                        matrix.pod_name(i),
-                        matrix.pod_name(j),
-                        matrix.allowed(pi, i, j),
-                        kernel
-                    ));
-                }
-            }
-        }
+        let probes = support::expected(step).iter().map(|t| t.probe).collect();
+        let (measured, skipped) = lab::measure(&lab, &engine, probes, timeout).expect("probe");
+        assert!(skipped.iter().all(|p| p.protocol == Protocol::Sctp));
+        assert_eq!(
+            measured.names().len(),
+            engine.state().pods.len(),
+            "{}: every pod is in the lab",
+            step.display()
+        );
+        let comparison = measured.compare(&engine);
+        // Every pod tried every other; a pod and itself are compared but not probed.
+        cells += comparison.compared - measured.probes().len() * measured.names().len();
+        mismatches.extend(comparison.differences.iter().map(|d| {
+            format!(
+                "{}: probe {}: {} -> {}: engine {}, kernel {}",
+                step.display(),
+                d.probe,
+                d.src,
+                d.dst,
+                d.engine,
+                d.kernel
+            )
+        }));
     }
     assert!(cells > 5000, "probed only {cells} cells");
     assert!(
