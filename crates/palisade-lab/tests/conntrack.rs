@@ -3,15 +3,15 @@
 //! tracked connections are forgotten (`conntrack::forget_connections`), its next packet is judged as a new
 //! connection and dropped. Needs root and `ip`.
 
+mod support;
+
 use palisade_dataplane::build;
 use palisade_dataplane::conntrack::forget_connections;
 use palisade_dataplane::netns::in_netns;
-use palisade_lab::{self as lab, Lab};
-use palisade_model::Loader;
-use palisade_policy::{Audit, CompiledTable, Engine};
+use palisade_policy::{Audit, CompiledTable};
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::Arc;
 use std::time::Duration;
+use support::engine;
 
 const PODS: &str = r#"
 apiVersion: v1
@@ -35,12 +35,6 @@ metadata: {name: deny, namespace: ct}
 spec: {podSelector: {matchLabels: {app: server}}, policyTypes: [Ingress]}
 "#;
 
-fn engine(text: &str) -> Engine {
-    let mut loader = Loader::new();
-    loader.load_str("conntrack.yaml", text);
-    Engine::new(Arc::new(loader.finish().0))
-}
-
 /// True if a datagram on `socket` gets its echo back.
 fn answered(socket: &UdpSocket) -> bool {
     let mut buf = [0u8; 16];
@@ -49,15 +43,8 @@ fn answered(socket: &UdpSocket) -> bool {
 
 #[test]
 fn established_flows_survive_a_denying_policy_until_forgotten() {
-    lab::require_root().expect("the kernel tests run as root");
-    let name = format!("k{}", std::process::id());
-    let _teardown = lab::DownOnDrop(name.clone());
     let open = engine(PODS);
-    let lab = Lab::plan(&name, open.state());
-    lab.create().expect("lab up");
-    for p in &lab.pods {
-        lab::serve(&p.netns, &p.tcp, &p.udp).unwrap();
-    }
+    let (lab, _teardown) = support::served_lab("k", open.state());
     let netns = |pod: &str| {
         let p = lab.pods.iter().find(|p| p.key == pod).expect("lab pod");
         p.netns.clone()

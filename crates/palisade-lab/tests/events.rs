@@ -2,14 +2,15 @@
 //! node namespace with direction, verdict, addresses and ports; audit mode lets would-be denials
 //! through and reports them. Needs root, `ip` and `nft`.
 
+mod support;
+
 use palisade_dataplane::build;
 use palisade_dataplane::events::{Action, EventReader};
 use palisade_dataplane::netns::{in_netns, within_netns};
-use palisade_lab::{self as lab, Lab, Transport};
-use palisade_model::{Loader, Protocol};
-use palisade_policy::{Audit, CompiledTable, Direction, Engine};
+use palisade_lab::{self as lab, Transport};
+use palisade_model::Protocol;
+use palisade_policy::{Audit, CompiledTable, Direction};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 const CLUSTER: &str = r#"
@@ -35,17 +36,8 @@ spec:
 
 #[test]
 fn allowed_and_dropped_first_packets_are_reported() {
-    lab::require_root().expect("the kernel tests run as root");
-    let name = format!("v{}", std::process::id());
-    let _teardown = lab::DownOnDrop(name.clone());
-    let mut loader = Loader::new();
-    loader.load_str("events.yaml", CLUSTER);
-    let engine = Engine::new(Arc::new(loader.finish().0));
-    let lab = Lab::plan(&name, engine.state());
-    lab.create().expect("lab up");
-    for p in &lab.pods {
-        lab::serve(&p.netns, &p.tcp, &p.udp).unwrap();
-    }
+    let engine = support::engine(CLUSTER);
+    let (lab, _teardown) = support::served_lab("v", engine.state());
     build(&CompiledTable::of(&engine, Audit::Annotated), None)
         .apply(Some(&lab.node))
         .unwrap();

@@ -5,12 +5,13 @@
 //! Rust's standard library has no SCTP sockets.
 
 #[path = "../../../tests/conformance/support.rs"]
+mod conformance;
 mod support;
 
 use palisade_analyze::Grid;
 use palisade_dataplane::build;
 use palisade_dataplane::conntrack::forget_connections;
-use palisade_lab::{self as lab, Lab};
+use palisade_lab as lab;
 use palisade_model::Protocol;
 use palisade_policy::{Audit, CompiledTable, Engine};
 use std::sync::Arc;
@@ -18,28 +19,23 @@ use std::time::Duration;
 
 #[test]
 fn kernel_enforces_exactly_the_engine_matrix() {
-    lab::require_root().expect("the kernel tests run as root");
-    let name = format!("t{}", std::process::id());
-    let _ = Lab::down(&name);
-    let _teardown = lab::DownOnDrop(name.clone());
-    let steps = support::steps();
-    let lab = Lab::plan(&name, &support::load_step(&steps[0]));
+    let steps = conformance::steps();
+    let (lab, _teardown) = support::served_lab("t", &conformance::load_step(&steps[0]));
     assert_eq!(lab.pods.len(), 9);
-    lab.create().expect("lab up");
-    for pod in &lab.pods {
-        lab::serve(&pod.netns, &pod.tcp, &pod.udp).expect("responders");
-    }
     let timeout = Duration::from_millis(250);
     let mut mismatches = Vec::new();
     let mut cells = 0;
     for step in &steps {
-        let engine = Engine::new(Arc::new(support::load_step(step)));
+        let engine = Engine::new(Arc::new(conformance::load_step(step)));
         build(&CompiledTable::of(&engine, Audit::Annotated), None)
             .apply(Some(&lab.node))
             .unwrap_or_else(|e| panic!("{}: {e}", step.display()));
         // Flows of the previous step's probes must not answer for this step's policies.
         forget_connections(&lab.node).expect("conntrack flush");
-        let probes = support::expected(step).iter().map(|t| t.probe).collect();
+        let probes = conformance::expected(step)
+            .iter()
+            .map(|t| t.probe)
+            .collect();
         let (measured, skipped) = lab::measure(&lab, &engine, probes, timeout).expect("probe");
         assert!(skipped.iter().all(|p| p.protocol == Protocol::Sctp));
         assert_eq!(

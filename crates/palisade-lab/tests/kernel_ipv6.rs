@@ -2,11 +2,12 @@
 //! kernel enforces selector and IPv6 ipBlock rules exactly as the engine predicts, next to IPv4 pods.
 //! Needs root, `ip` and `nft`.
 
+mod support;
+
 use palisade_dataplane::build;
-use palisade_lab::{self as lab, Lab};
-use palisade_model::{ClusterState, Loader, PodId, Protocol};
-use palisade_policy::{Audit, CompiledTable, Endpoint, Engine, Flow};
-use std::sync::Arc;
+use palisade_lab as lab;
+use palisade_model::{ClusterState, PodId, Protocol};
+use palisade_policy::{Audit, CompiledTable, Endpoint, Flow};
 use std::time::Duration;
 
 const CLUSTER: &str = r#"
@@ -69,20 +70,9 @@ spec: {podSelector: {matchLabels: {app: e}}, policyTypes: [Ingress]}
 
 #[test]
 fn ipv6_pods_are_enforced_as_the_engine_predicts() {
-    lab::require_root().expect("the kernel tests run as root");
-    let name = format!("v6{}", std::process::id());
-    let _teardown = lab::DownOnDrop(name.clone());
-    let mut loader = Loader::new();
-    loader.load_str("six.yaml", CLUSTER);
-    let (state, diags) = loader.finish();
-    assert!(diags.iter().all(|d| !d.is_error()), "{diags:#?}");
-    let engine = Engine::new(Arc::new(state));
-    let lab = Lab::plan(&name, engine.state());
+    let engine = support::engine(CLUSTER);
+    let (lab, _teardown) = support::served_lab("v6", engine.state());
     assert_eq!(lab.pods.len(), 5, "IPv6 pods are part of the lab");
-    lab.create().expect("lab up");
-    for pod in &lab.pods {
-        lab::serve(&pod.netns, &pod.tcp, &pod.udp).expect("responders");
-    }
     build(&CompiledTable::of(&engine, Audit::Annotated), None)
         .apply(Some(&lab.node))
         .expect("ruleset");
