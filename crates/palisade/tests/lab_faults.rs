@@ -4,6 +4,7 @@
 //! and a table the kernel will not let the agent replace. Every degraded state shows in `/readyz`
 //! and the metrics, and the agent recovers when the input (or the kernel) does.
 
+use palisade_dataplane::apply;
 use palisade_lab as lab;
 use std::io::Write;
 use std::path::Path;
@@ -19,16 +20,6 @@ fn replace(path: &Path, text: &str) {
     let staged = path.with_extension("staged");
     std::fs::write(&staged, text).unwrap();
     std::fs::rename(&staged, path).unwrap();
-}
-
-/// Runs `nft ARGS` in network namespace `netns`; it must succeed.
-fn nft(netns: &str, args: &str) {
-    let out = Command::new("ip")
-        .args(["netns", "exec", netns, "nft"])
-        .args(args.split(' '))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "nft {args}: {out:?}");
 }
 
 /// An interactive `nft` that holds a table flagged `owner`: nobody else may change or delete it
@@ -198,7 +189,7 @@ fn bad_input_and_faults_never_open_enforcement() {
     assert_eq!(sample(&scrape(&metrics), "palisade_source_up "), 1.0);
 
     // 5. The table deleted, or flushed, by another tool: put back within a second.
-    nft(&lab.node, "delete table inet palisade");
+    apply("delete table inet palisade", Some(&lab.node)).unwrap();
     let deleted = Instant::now();
     let took = within(Duration::from_secs(1), || {
         blocked() && connects(&name, &cart.key, &redis_ip, 6379)
@@ -208,7 +199,7 @@ fn bad_input_and_faults_never_open_enforcement() {
         "a deleted table is put back within a second"
     );
     assert!(deleted.elapsed() < Duration::from_secs(2));
-    nft(&lab.node, "flush table inet palisade");
+    apply("flush table inet palisade", Some(&lab.node)).unwrap();
     assert!(
         within(Duration::from_secs(1), || blocked()
             && connects(&name, &cart.key, &redis_ip, 6379))
