@@ -14,7 +14,7 @@ use std::time::Duration;
 
 mod support;
 
-use support::{connects, demo_copy, lab_up, palisade, pod, within, Reaped};
+use support::{connects, demo_copy, lab_up, palisade, within, Reaped};
 
 #[test]
 fn lab_end_to_end() {
@@ -25,9 +25,9 @@ fn lab_end_to_end() {
     let manifests = demo_copy(dir.path());
     let lab = lab_up(&name, &manifests, &[]);
     let (cart, rogue, redis) = (
-        pod(&lab, "default/cartservice-"),
-        pod(&lab, "default/rogue"),
-        pod(&lab, "default/redis-cart-"),
+        lab.find_pod("default/cartservice").unwrap(),
+        lab.find_pod("default/rogue").unwrap(),
+        lab.find_pod("default/redis-cart").unwrap(),
     );
 
     // Through the Service name (DNAT to the backend pod, policed on its IP and targetPort).

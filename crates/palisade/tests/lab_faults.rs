@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{connects, demo_copy, free_port, get, lab_up, pod, sample, scrape, within, Reaped};
+use support::{connects, demo_copy, free_port, get, lab_up, sample, scrape, within, Reaped};
 
 /// Writes `text` to `path` at once (a new file renamed over it), as a careful editor would.
 fn replace(path: &Path, text: &str) {
@@ -66,9 +66,9 @@ fn bad_input_and_faults_never_open_enforcement() {
     let metrics = format!("127.0.0.1:{}", free_port());
     let lab = lab_up(&name, &manifests, &["--metrics-addr", &metrics]);
     let (cart, rogue, redis) = (
-        pod(&lab, "default/cartservice-"),
-        pod(&lab, "default/rogue"),
-        pod(&lab, "default/redis-cart-"),
+        lab.find_pod("default/cartservice").unwrap(),
+        lab.find_pod("default/rogue").unwrap(),
+        lab.find_pod("default/redis-cart").unwrap(),
     );
     let redis_ip = redis.ip.to_string();
     let blocked = || !connects(&name, &rogue.key, &redis_ip, 6379);

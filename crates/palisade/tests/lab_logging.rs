@@ -12,7 +12,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use support::{connects, demo_copy, lab_up, palisade, pod, records, sample, scrape, within};
+use support::{connects, demo_copy, lab_up, palisade, records, sample, scrape, within};
 
 fn network_logging(allow: &str, deny: &str) -> String {
     format!(
@@ -102,9 +102,9 @@ fn rogue_to_redis_walkthrough() {
     } = &setup;
     let logging = manifests.join("zz-logging.yaml");
     let (cart, rogue, redis) = (
-        pod(lab, "default/cartservice-"),
-        pod(lab, "default/rogue"),
-        pod(lab, "default/redis-cart-"),
+        lab.find_pod("default/cartservice").unwrap(),
+        lab.find_pod("default/rogue").unwrap(),
+        lab.find_pod("default/redis-cart").unwrap(),
     );
 
     // Deny logging: 4 attempts within 5 s through the Service → one record, count 4, addresses
@@ -377,7 +377,10 @@ fn audit_mode_on_the_node_drops_nothing_and_logs_would_be_denials() {
         &["--policy-audit-mode", "--deny-aggregation-window", "1s"],
     );
     let Setup { name, log, lab, .. } = &setup;
-    let (cart, rogue) = (pod(lab, "default/cartservice-"), pod(lab, "default/rogue"));
+    let (cart, rogue) = (
+        lab.find_pod("default/cartservice").unwrap(),
+        lab.find_pod("default/rogue").unwrap(),
+    );
     assert!(
         connects(name, &rogue.key, "redis-cart", 6379),
         "nothing is dropped"
@@ -418,7 +421,10 @@ fn a_flood_of_denials_is_rate_limited_counted_and_rotated() {
         let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     };
-    let (rogue, redis) = (pod(lab, "default/rogue"), pod(lab, "default/redis-cart-"));
+    let (rogue, redis) = (
+        lab.find_pod("default/rogue").unwrap(),
+        lab.find_pod("default/redis-cart").unwrap(),
+    );
     let rss_before = rss();
 
     // 5,000 denied attempts in one second: UDP datagrams to redis-cart, each to another port, so

@@ -55,15 +55,6 @@ pub fn demo_copy(dir: &Path) -> std::path::PathBuf {
     manifests
 }
 
-/// The lab pod whose `ns/name` starts with `prefix`.
-pub fn pod(lab: &palisade_lab::Lab, prefix: &str) -> palisade_lab::LabPod {
-    lab.pods
-        .iter()
-        .find(|p| p.key.starts_with(prefix))
-        .unwrap_or_else(|| panic!("no pod {prefix} in the lab"))
-        .clone()
-}
-
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
