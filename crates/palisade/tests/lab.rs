@@ -14,16 +14,13 @@ use std::time::Duration;
 
 mod support;
 
-use support::{connects, demo_copy, lab_up, palisade, within, Reaped};
+use support::{connects, kill_agent, palisade, within, Demo, Reaped};
 
 #[test]
 fn lab_end_to_end() {
-    lab::require_root().expect("the lab tests run as root");
-    let name = format!("e{}", std::process::id());
-    let _teardown = lab::DownOnDrop(name.clone());
-    let dir = tempfile::tempdir().unwrap();
-    let manifests = demo_copy(dir.path());
-    let lab = lab_up(&name, &manifests, &[]);
+    let demo = Demo::new("e");
+    let lab = demo.up(&[]);
+    let (name, manifests) = (&demo.name, &demo.manifests);
     let (cart, rogue, redis) = (
         lab.find_pod("default/cartservice").unwrap(),
         lab.find_pod("default/rogue").unwrap(),
@@ -32,20 +29,20 @@ fn lab_end_to_end() {
 
     // Through the Service name (DNAT to the backend pod, policed on its IP and targetPort).
     assert!(
-        connects(&name, &cart.key, "redis-cart", 6379),
+        connects(name, &cart.key, "redis-cart", 6379),
         "cartservice -> redis-cart"
     );
     assert!(
-        !connects(&name, &rogue.key, "redis-cart", 6379),
+        !connects(name, &rogue.key, "redis-cart", 6379),
         "rogue must be blocked"
     );
     assert!(
-        connects(&name, &rogue.key, "frontend", 80),
+        connects(name, &rogue.key, "frontend", 80),
         "frontend stays open (Service 80 -> 8080)"
     );
 
     // The kernel agrees with the engine on every container port.
-    let probe = palisade(&["lab", "--name", &name, "probe", "--compare"]);
+    let probe = palisade(&["lab", "--name", name, "probe", "--compare"]);
     let text = String::from_utf8_lossy(&probe.stdout);
     assert_eq!(probe.status.code(), Some(0), "{text}");
     assert!(text.contains("0 of "), "{text}");
@@ -77,7 +74,7 @@ fn lab_end_to_end() {
     .unwrap();
     // The new policy takes effect for new connections within a second...
     let took = within(Duration::from_secs(1), || {
-        !connects(&name, &rogue.key, "frontend", 80)
+        !connects(name, &rogue.key, "frontend", 80)
     });
     assert!(
         took.is_some(),
@@ -97,11 +94,11 @@ fn lab_end_to_end() {
     let removed = std::time::Instant::now();
     std::thread::sleep(Duration::from_millis(400));
     assert!(
-        !connects(&name, &rogue.key, &redis.ip.to_string(), 6379),
+        !connects(name, &rogue.key, &redis.ip.to_string(), 6379),
         "a removed file keeps its policies during the grace period"
     );
     let took = within(Duration::from_secs(2), || {
-        connects(&name, &rogue.key, &redis.ip.to_string(), 6379)
+        connects(name, &rogue.key, &redis.ip.to_string(), 6379)
     });
     assert!(
         took.is_some(),
@@ -117,7 +114,7 @@ fn lab_end_to_end() {
     )
     .unwrap();
     assert!(within(Duration::from_secs(1), || !connects(
-        &name,
+        name,
         &rogue.key,
         &redis.ip.to_string(),
         6379
@@ -140,54 +137,39 @@ fn lab_end_to_end() {
     for (text, reaches) in [(&relabelled, true), (&rogue_yaml, false)] {
         std::fs::write(&rogue_file, text).unwrap();
         let took = within(Duration::from_secs(1), || {
-            connects(&name, &rogue.key, &redis.ip.to_string(), 6379) == reaches
+            connects(name, &rogue.key, &redis.ip.to_string(), 6379) == reaches
         });
         assert!(
             took.is_some(),
             "a relabel (reaches redis: {reaches}) must apply within 1 s"
         );
     }
-    let log = std::fs::read_to_string(lab::process_log(&name, "agent")).unwrap();
+    let log = std::fs::read_to_string(lab::process_log(name, "agent")).unwrap();
     assert!(!log.contains("replacing the whole table"), "{log}");
     std::fs::remove_file(manifests.join("zz-clients.yaml")).unwrap();
 
     // Killing the agent leaves enforcement in place; a restart reconciles without a gap.
-    let agent = lab.processes.last().unwrap().pid();
-    assert!(Command::new("kill")
-        .args(["-9", &agent.to_string()])
-        .status()
-        .unwrap()
-        .success());
+    kill_agent(&lab);
     std::thread::sleep(Duration::from_millis(100));
     assert!(
-        !connects(&name, &rogue.key, &redis.ip.to_string(), 6379),
+        !connects(name, &rogue.key, &redis.ip.to_string(), 6379),
         "rules stay after the agent dies"
     );
     std::fs::remove_file(&extra).unwrap();
-    let state_file = dir.path().join("last-good.json");
-    let again = palisade(&[
-        "agent",
-        "--once",
-        "--manifests",
-        manifests.to_str().unwrap(),
-        "--netns",
-        &lab.node,
-        "--state-file",
-        state_file.to_str().unwrap(),
-    ]);
+    let again = demo.agent_once(&lab, &demo.dir.path().join("last-good.json"), &[]);
     assert!(
         again.status.success(),
         "{}",
         String::from_utf8_lossy(&again.stderr)
     );
-    assert!(!connects(&name, &rogue.key, &redis.ip.to_string(), 6379));
+    assert!(!connects(name, &rogue.key, &redis.ip.to_string(), 6379));
     assert!(
-        connects(&name, &rogue.key, "frontend", 80),
+        connects(name, &rogue.key, "frontend", 80),
         "the restarted agent dropped the removed policy"
     );
 
     // Down removes every namespace, hosts file and process of the lab.
-    let down = palisade(&["lab", "--name", &name, "down"]);
+    let down = palisade(&["lab", "--name", name, "down"]);
     assert!(
         down.status.success(),
         "{}",

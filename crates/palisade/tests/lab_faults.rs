@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{connects, demo_copy, free_port, get, lab_up, sample, scrape, within, Reaped};
+use support::{
+    connects, demo_copy, free_port, get, kill_agent, sample, scrape, within, Demo, Reaped,
+};
 
 /// Writes `text` to `path` at once (a new file renamed over it), as a careful editor would.
 fn replace(path: &Path, text: &str) {
@@ -58,23 +60,20 @@ fn readiness(metrics: &str, status: u16, needle: &str) {
 
 #[test]
 fn bad_input_and_faults_never_open_enforcement() {
-    lab::require_root().expect("the lab tests run as root");
-    let name = format!("f{}", std::process::id());
-    let _teardown = lab::DownOnDrop(name.clone());
-    let dir = tempfile::tempdir().unwrap();
-    let manifests = demo_copy(dir.path());
+    let demo = Demo::new("f");
     let metrics = format!("127.0.0.1:{}", free_port());
-    let lab = lab_up(&name, &manifests, &["--metrics-addr", &metrics]);
+    let lab = demo.up(&["--metrics-addr", &metrics]);
+    let (name, manifests, dir) = (&demo.name, &demo.manifests, demo.dir.path());
     let (cart, rogue, redis) = (
         lab.find_pod("default/cartservice").unwrap(),
         lab.find_pod("default/rogue").unwrap(),
         lab.find_pod("default/redis-cart").unwrap(),
     );
     let redis_ip = redis.ip.to_string();
-    let blocked = || !connects(&name, &rogue.key, &redis_ip, 6379);
+    let blocked = || !connects(name, &rogue.key, &redis_ip, 6379);
     readiness(&metrics, 200, "ok");
     assert!(blocked(), "rogue -> redis-cart is denied by policy");
-    assert!(connects(&name, &cart.key, &redis_ip, 6379));
+    assert!(connects(name, &cart.key, &redis_ip, 6379));
     let policy_file = manifests.join("redis-cart-policy.yaml");
     let good = std::fs::read_to_string(&policy_file).unwrap();
 
@@ -85,7 +84,7 @@ fn bad_input_and_faults_never_open_enforcement() {
     );
     readiness(&metrics, 503, "input: 1 rejected");
     assert!(blocked(), "a syntax error must not lift the policy");
-    assert!(connects(&name, &cart.key, &redis_ip, 6379));
+    assert!(connects(name, &cart.key, &redis_ip, 6379));
     let m = scrape(&metrics);
     assert_eq!(
         sample(&m, "palisade_objects_rejected{kind=\"\",reason=\"syntax\"}"),
@@ -166,13 +165,13 @@ fn bad_input_and_faults_never_open_enforcement() {
 
     // 4. The whole folder removed and recreated: enforcement stays meanwhile, the agent says its
     //    source is down, and it sees the new folder (it does not go deaf).
-    std::fs::remove_dir_all(&manifests).unwrap();
+    std::fs::remove_dir_all(manifests).unwrap();
     readiness(&metrics, 503, "source:");
     assert_eq!(sample(&scrape(&metrics), "palisade_source_up "), 0.0);
     std::thread::sleep(Duration::from_millis(1200));
     assert!(blocked(), "a missing folder keeps the last good state");
-    let recreated = demo_copy(dir.path());
-    assert_eq!(recreated, manifests);
+    let recreated = demo_copy(dir);
+    assert_eq!(&recreated, manifests);
     readiness(&metrics, 200, "ok");
     assert!(blocked());
     // A change in the new folder is seen: the policy removed (after the grace), then back.
@@ -192,7 +191,7 @@ fn bad_input_and_faults_never_open_enforcement() {
     apply("delete table inet palisade", Some(&lab.node)).unwrap();
     let deleted = Instant::now();
     let took = within(Duration::from_secs(1), || {
-        blocked() && connects(&name, &cart.key, &redis_ip, 6379)
+        blocked() && connects(name, &cart.key, &redis_ip, 6379)
     });
     assert!(
         took.is_some(),
@@ -202,7 +201,7 @@ fn bad_input_and_faults_never_open_enforcement() {
     apply("flush table inet palisade", Some(&lab.node)).unwrap();
     assert!(
         within(Duration::from_secs(1), || blocked()
-            && connects(&name, &cart.key, &redis_ip, 6379))
+            && connects(name, &cart.key, &redis_ip, 6379))
         .is_some(),
         "a flushed table is put back within a second"
     );
@@ -229,37 +228,19 @@ fn bad_input_and_faults_never_open_enforcement() {
         recovered.is_some(),
         "recovers once the table is free: {last:?}"
     );
-    assert!(blocked() && connects(&name, &cart.key, &redis_ip, 6379));
+    assert!(blocked() && connects(name, &cart.key, &redis_ip, 6379));
 
     // 7. Restarted while the policy file is broken: the last good state the agent wrote keeps
     //    the policy in force (without it, a restart would lift it).
-    let state_file = lab::last_good(&name);
+    let state_file = lab::last_good(name);
     let written = within(Duration::from_secs(5), || {
         std::fs::read_to_string(&state_file)
             .is_ok_and(|t| t.contains("redis-cart-allow-cartservice"))
     });
     assert!(written.is_some(), "the agent writes its last good state");
-    let agent = lab.processes.last().unwrap().pid();
-    let killed = Command::new("kill")
-        .args(["-9", &agent.to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    kill_agent(&lab);
     replace(&policy_file, &good.replace("port: 6379", "port: 70000"));
-    let restart = |state: &Path| {
-        support::palisade(&[
-            "agent",
-            "--once",
-            "--lab",
-            &name,
-            "--manifests",
-            manifests.to_str().unwrap(),
-            "--netns",
-            &lab.node,
-            "--state-file",
-            state.to_str().unwrap(),
-        ])
-    };
+    let restart = |state: &Path| demo.agent_once(&lab, state, &["--lab", name]);
     let again = restart(&state_file);
     assert_eq!(again.status.code(), Some(2), "something was rejected");
     let stderr = String::from_utf8_lossy(&again.stderr);
@@ -268,9 +249,9 @@ fn bad_input_and_faults_never_open_enforcement() {
         "{stderr}"
     );
     assert!(blocked(), "a restart keeps the policy a broken file had");
-    assert!(connects(&name, &cart.key, &redis_ip, 6379));
+    assert!(connects(name, &cart.key, &redis_ip, 6379));
     // Without a last good state (a first start), what is valid is enforced: the policy is gone.
-    let again = restart(&dir.path().join("none.json"));
+    let again = restart(&dir.join("none.json"));
     assert_eq!(again.status.code(), Some(2));
     assert!(!blocked(), "a first start enforces what is valid");
 }

@@ -12,7 +12,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use support::{connects, demo_copy, lab_up, palisade, records, sample, scrape, within};
+use support::{connects, palisade, records, sample, scrape, within, Demo};
 
 fn network_logging(allow: &str, deny: &str) -> String {
     format!(
@@ -22,38 +22,27 @@ fn network_logging(allow: &str, deny: &str) -> String {
 }
 
 /// A lab on a copy of the microservices demo with a NetworkLogging, logging to a file of its own.
-/// Fields drop in order: the lab goes down before its folder is removed.
 struct Setup {
-    _teardown: lab::DownOnDrop,
-    name: String,
-    manifests: PathBuf,
+    demo: Demo,
     log: PathBuf,
     lab: Lab,
-    _dir: tempfile::TempDir,
 }
 
 /// Brings lab `<prefix><pid>` up with `NetworkLogging` switches `allow`/`deny` and `extra` options.
 fn up(prefix: &str, allow: &str, deny: &str, extra: &[&str]) -> Setup {
-    lab::require_root().expect("the lab tests run as root");
-    let name = format!("{prefix}{}", std::process::id());
-    let teardown = lab::DownOnDrop(name.clone());
-    let dir = tempfile::tempdir().unwrap();
-    let manifests = demo_copy(dir.path());
+    let demo = Demo::new(prefix);
     std::fs::write(
-        manifests.join("zz-logging.yaml"),
+        demo.manifests.join("zz-logging.yaml"),
         network_logging(allow, deny),
     )
     .unwrap();
-    let log = dir.path().join("log/policy_action.log");
+    let log = demo.dir.path().join("log/policy_action.log");
     let mut args = vec!["--policy-log", log.to_str().unwrap()];
     args.extend_from_slice(extra);
     Setup {
-        _teardown: teardown,
-        lab: lab_up(&name, &manifests, &args),
-        name,
-        manifests,
+        lab: demo.up(&args),
+        demo,
         log,
-        _dir: dir,
     }
 }
 
@@ -93,13 +82,8 @@ fn rogue_to_redis_walkthrough() {
             "4242",
         ],
     );
-    let Setup {
-        name,
-        manifests,
-        log,
-        lab,
-        ..
-    } = &setup;
+    let Setup { demo, log, lab } = &setup;
+    let (name, manifests) = (&demo.name, &demo.manifests);
     let logging = manifests.join("zz-logging.yaml");
     let (cart, rogue, redis) = (
         lab.find_pod("default/cartservice").unwrap(),
@@ -376,7 +360,8 @@ fn audit_mode_on_the_node_drops_nothing_and_logs_would_be_denials() {
         "{log: true}",
         &["--policy-audit-mode", "--deny-aggregation-window", "1s"],
     );
-    let Setup { name, log, lab, .. } = &setup;
+    let Setup { demo, log, lab } = &setup;
+    let name = &demo.name;
     let (cart, rogue) = (
         lab.find_pod("default/cartservice").unwrap(),
         lab.find_pod("default/rogue").unwrap(),

@@ -1,8 +1,10 @@
-//! Helpers of the lab tests: running the binary, connecting from inside pods, polling, copying the
-//! example manifests, reading metrics and records.
+//! Helpers of the lab tests: running the binary, a lab on a copy of the microservices demo and its
+//! agent, connecting from inside pods, polling, copying the example manifests, reading metrics and
+//! records.
 #![allow(dead_code)] // each test binary uses a part
 
-use std::path::Path;
+use palisade_lab::{DownOnDrop, Lab};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -103,24 +105,77 @@ pub fn records(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// `palisade lab --name NAME up -f MANIFESTS EXTRA...`, which must succeed; the lab's recorded state.
-pub fn lab_up(name: &str, manifests: &Path, extra: &[&str]) -> palisade_lab::Lab {
-    let mut args = vec![
-        "lab",
-        "--name",
-        name,
-        "up",
-        "-f",
-        manifests.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let out = palisade(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    palisade_lab::Lab::load(name).unwrap()
+/// Lab `<prefix><pid>` on a copy of the microservices demo in a scratch folder (as root). The lab,
+/// once up, is taken down when this drops, before the folder is removed (fields drop in order).
+pub struct Demo {
+    _teardown: DownOnDrop,
+    pub name: String,
+    /// The copy of the demo, `dir/demo`: what the lab's agent enforces.
+    pub manifests: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+impl Demo {
+    /// The lab's name and the copy of the demo; nothing is up yet.
+    pub fn new(prefix: &str) -> Demo {
+        palisade_lab::require_root().expect("the lab tests run as root");
+        let name = format!("{prefix}{}", std::process::id());
+        let dir = tempfile::tempdir().unwrap();
+        Demo {
+            _teardown: DownOnDrop(name.clone()),
+            manifests: demo_copy(dir.path()),
+            name,
+            dir,
+        }
+    }
+
+    /// `palisade lab --name NAME up -f MANIFESTS EXTRA...`, which must succeed; the lab's recorded
+    /// state.
+    pub fn up(&self, extra: &[&str]) -> Lab {
+        let mut args = vec![
+            "lab",
+            "--name",
+            &self.name,
+            "up",
+            "-f",
+            self.manifests.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let out = palisade(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Lab::load(&self.name).unwrap()
+    }
+
+    /// `palisade agent --once` enforcing the copy in `lab`'s node, with `state_file` as its last
+    /// good state and `extra` options: the agent restarted by hand.
+    pub fn agent_once(&self, lab: &Lab, state_file: &Path, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "agent",
+            "--once",
+            "--manifests",
+            self.manifests.to_str().unwrap(),
+            "--netns",
+            &lab.node,
+            "--state-file",
+            state_file.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        palisade(&args)
+    }
+}
+
+/// Kills `lab`'s agent (the last process `lab up` started) with SIGKILL: it cannot clean up.
+pub fn kill_agent(lab: &Lab) {
+    let agent = lab.processes.last().unwrap().pid();
+    let killed = Command::new("kill")
+        .args(["-9", &agent.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
 }
 
 /// A child killed and reaped when dropped, whatever the test did.
