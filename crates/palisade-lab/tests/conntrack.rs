@@ -45,16 +45,12 @@ fn answered(socket: &UdpSocket) -> bool {
 fn established_flows_survive_a_denying_policy_until_forgotten() {
     let open = engine(PODS);
     let (lab, _teardown) = support::served_lab("k", open.state());
-    let netns = |pod: &str| {
-        let p = lab.pods.iter().find(|p| p.key == pod).expect("lab pod");
-        p.netns.clone()
-    };
     build(&CompiledTable::of(&open, Audit::Annotated), None)
         .apply(Some(&lab.node))
         .unwrap();
     // One socket, one flow (same source port) throughout.
     let server: SocketAddr = "10.78.0.2:53".parse().unwrap();
-    let socket = in_netns(&netns("ct/client"), move || {
+    let socket = in_netns(&lab.pod("ct/client").expect("lab pod").netns, move || {
         let socket = UdpSocket::bind("0.0.0.0:0")?;
         socket.set_read_timeout(Some(Duration::from_millis(500)))?;
         socket.connect(server)?;
