@@ -149,7 +149,6 @@ pub fn requirement(r: &LabelRequirement) -> String {
         LabelOperator::NotIn => format!("{key} notin ({})", values()),
         LabelOperator::Exists => key.clone(),
         LabelOperator::DoesNotExist => format!("!{key}"),
-        LabelOperator::Invalid => format!("{key} <invalid operator>"),
     }
 }
 
@@ -253,7 +252,6 @@ mod tests {
             (LabelOperator::NotIn, &["fe"], "tier notin (fe)"),
             (LabelOperator::Exists, &[], "tier"),
             (LabelOperator::DoesNotExist, &[], "!tier"),
-            (LabelOperator::Invalid, &[], "tier <invalid operator>"),
         ];
         for (operator, values, text) in cases {
             assert_eq!(requirement(&requirement_of(operator, values)), text);

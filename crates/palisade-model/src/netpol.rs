@@ -4,11 +4,11 @@
 //! policy and decodes it in the same walk (`validate::network_policy`): a policy is either rejected
 //! with its errors or carries its typed spec, and no consumer parses its strings again.
 
+use crate::selector::SelectorSpec;
 use crate::validate::{self, Issues};
 use crate::Protocol;
 use ipnet::IpNet;
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use std::net::IpAddr;
 
 /// A NetworkPolicy that passed validation: the object as read and its spec decoded. Made only by
@@ -44,7 +44,7 @@ impl ValidPolicy {
 #[derive(Clone, Debug, PartialEq)]
 pub struct PolicySpec {
     /// `spec.podSelector` (`{}`, every pod of the namespace, when omitted).
-    pub pod_selector: LabelSelector,
+    pub pod_selector: SelectorSpec,
     /// The ingress rules when `Ingress` is among the effective policy types, else `None`.
     pub ingress: Option<Vec<PolicyRule>>,
     /// The egress rules when `Egress` is among the effective policy types, else `None`.
@@ -68,9 +68,9 @@ pub enum PolicyPeer {
     /// Pods matching `pods` in the namespaces `namespaces` selects.
     Pods {
         /// `namespaceSelector`; `None` when omitted: the policy's own namespace.
-        namespaces: Option<LabelSelector>,
+        namespaces: Option<SelectorSpec>,
         /// `podSelector` (`{}`, every pod, when omitted).
-        pods: LabelSelector,
+        pods: SelectorSpec,
     },
 }
 
@@ -153,6 +153,7 @@ pub(crate) fn effective_types(spec: &NetworkPolicySpec) -> (bool, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::selector::{Expression, LabelOperator};
     use crate::Severity;
     use serde_json::json;
 
@@ -236,11 +237,11 @@ mod tests {
 
     #[test]
     fn pod_selector_defaults_to_every_pod() {
-        assert_eq!(spec(json!({})).pod_selector, LabelSelector::default());
+        assert_eq!(spec(json!({})).pod_selector, SelectorSpec::default());
         let s = spec(json!({"podSelector": {"matchLabels": {"app": "db"}}}));
         assert_eq!(
             s.pod_selector.match_labels,
-            Some([("app".to_string(), "db".to_string())].into())
+            [("app".to_string(), "db".to_string())].into()
         );
     }
 
@@ -270,8 +271,10 @@ mod tests {
     #[test]
     fn peers_decode_to_blocks_and_selectors() {
         assert_eq!(peers(json!([])), None);
-        let team = json!({"matchLabels": {"team": "a"}});
-        let team: LabelSelector = serde_json::from_value(team).unwrap();
+        let team = SelectorSpec {
+            match_labels: [("team".to_string(), "a".to_string())].into(),
+            match_expressions: Vec::new(),
+        };
         assert_eq!(
             peers(json!([
                 {"podSelector": {"matchLabels": {"team": "a"}}},
@@ -286,10 +289,10 @@ mod tests {
                 },
                 PolicyPeer::Pods {
                     namespaces: Some(team.clone()),
-                    pods: LabelSelector::default(),
+                    pods: SelectorSpec::default(),
                 },
                 PolicyPeer::Pods {
-                    namespaces: Some(LabelSelector::default()),
+                    namespaces: Some(SelectorSpec::default()),
                     pods: team,
                 },
                 PolicyPeer::IpBlock(IpBlock {
@@ -337,6 +340,27 @@ mod tests {
     }
 
     #[test]
+    fn selector_expressions_decode_with_their_operators() {
+        let s = spec(json!({"podSelector": {"matchExpressions": [
+            {"key": "tier", "operator": "NotIn", "values": ["db", "cache"]},
+            {"key": "canary", "operator": "DoesNotExist"},
+        ]}}));
+        let expression = |key: &str, operator, values: &[&str]| Expression {
+            key: key.into(),
+            operator,
+            values: values.iter().map(|v| v.to_string()).collect(),
+        };
+        assert_eq!(
+            s.pod_selector.match_expressions,
+            [
+                expression("tier", LabelOperator::NotIn, &["db", "cache"]),
+                expression("canary", LabelOperator::DoesNotExist, &[]),
+            ]
+        );
+        assert!(s.pod_selector.match_labels.is_empty());
+    }
+
+    #[test]
     fn an_invalid_policy_has_no_spec_and_says_why() {
         for bad in [
             json!({"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/33"}}]}]}),
@@ -349,6 +373,8 @@ mod tests {
             // Invalid parts of a direction the policy does not govern reject it too.
             json!({"podSelector": {}, "policyTypes": ["Ingress"], "egress": [{"ports": [{"port": 0}]}]}),
             json!({"podSelector": {"matchLabels": {"-": "x"}}}),
+            json!({"podSelector": {"matchExpressions": [{"key": "a", "operator": "in", "values": ["x"]}]}}),
+            json!({"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]}}]}]}),
             json!({"podSelector": {}, "policyTypes": ["Ingress", "Ingress"]}),
         ] {
             let issues = decode(bad.clone()).expect_err(&bad.to_string());

@@ -1,9 +1,57 @@
-//! Plain label-selector matching (Kubernetes semantics), used where clarity beats speed: workload
-//! selectors when expanding templates, and as the reference the policy engine's compiled matcher is
-//! tested against.
+//! Label selectors: validated selectors as typed values ([`SelectorSpec`], what a policy's
+//! selectors decode to), and plain matching (Kubernetes semantics) where clarity beats speed —
+//! workload selectors when expanding templates, and as the reference the policy engine's compiled
+//! matcher is tested against.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use std::collections::BTreeMap;
+
+/// The operator of a selector requirement (`matchLabels` entries are `In` with one value).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LabelOperator {
+    /// The label's value is one of the values.
+    In,
+    /// The label is missing or its value is none of the values.
+    NotIn,
+    /// The label is present.
+    Exists,
+    /// The label is missing.
+    DoesNotExist,
+}
+
+impl LabelOperator {
+    /// The operator a manifest spells `text`.
+    pub fn parse(text: &str) -> Option<LabelOperator> {
+        match text {
+            "In" => Some(LabelOperator::In),
+            "NotIn" => Some(LabelOperator::NotIn),
+            "Exists" => Some(LabelOperator::Exists),
+            "DoesNotExist" => Some(LabelOperator::DoesNotExist),
+            _ => None,
+        }
+    }
+}
+
+/// A `matchExpressions` entry of a valid selector.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expression {
+    /// The label key.
+    pub key: String,
+    /// The operator.
+    pub operator: LabelOperator,
+    /// The values (`In`, `NotIn`: at least one), in the order written.
+    pub values: Vec<String>,
+}
+
+/// A valid label selector: every `matchLabels` pair AND every `matchExpressions` entry (`{}`
+/// selects everything). Made by [`validate::selector`](crate::validate::selector).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SelectorSpec {
+    /// `matchLabels`.
+    pub match_labels: BTreeMap<String, String>,
+    /// `matchExpressions`, in the order written.
+    pub match_expressions: Vec<Expression>,
+}
 
 /// True if `labels` satisfy `selector`: every `matchLabels` pair AND every `matchExpressions` term.
 /// `NotIn` and `DoesNotExist` match objects without the key; an empty selector matches everything.

@@ -6,6 +6,7 @@ use crate::diagnostic::FieldIssue;
 use crate::netpol::{
     effective_types, IpBlock, PolicyPeer, PolicyRule, PolicySpec, PortMatch, PortSpec,
 };
+use crate::selector::{Expression, LabelOperator, SelectorSpec};
 use crate::Protocol;
 use ipnet::IpNet;
 use k8s_openapi::api::networking::v1::{
@@ -37,9 +38,16 @@ impl Issues {
         self.0.push(FieldIssue::warning(field, message));
     }
 
+    /// How many issues are errors.
+    fn errors(&self) -> usize {
+        (self.0.iter())
+            .filter(|i| i.severity == crate::Severity::Error)
+            .count()
+    }
+
     /// True when at least one issue is an error.
     pub fn has_errors(&self) -> bool {
-        self.0.iter().any(|i| i.severity == crate::Severity::Error)
+        self.errors() > 0
     }
 }
 
@@ -134,19 +142,22 @@ pub fn labels(map: &BTreeMap<String, String>, path: &str, issues: &mut Issues) {
     }
 }
 
-/// Validates a label selector: keys, values and `matchExpressions` operator/values rules.
-pub fn selector(sel: &LabelSelector, path: &str, issues: &mut Issues) {
-    if let Some(ml) = &sel.match_labels {
-        labels(ml, &format!("{path}.matchLabels"), issues);
-    }
+/// Validates a label selector: keys, values and `matchExpressions` operator/values rules. Decodes it
+/// in the same walk: `None` exactly when it has an error.
+pub fn selector(sel: &LabelSelector, path: &str, issues: &mut Issues) -> Option<SelectorSpec> {
+    let errors = issues.errors();
+    let match_labels = sel.match_labels.clone().unwrap_or_default();
+    labels(&match_labels, &format!("{path}.matchLabels"), issues);
+    let mut match_expressions = Vec::new();
     for (i, expr) in sel.match_expressions.iter().flatten().enumerate() {
         let p = format!("{path}.matchExpressions[{i}]");
         if let Err(e) = label_key(&expr.key) {
             issues.error(format!("{p}.key"), e);
         }
         let values = expr.values.as_deref().unwrap_or_default();
-        match expr.operator.as_str() {
-            "In" | "NotIn" => {
+        let operator = LabelOperator::parse(&expr.operator);
+        match operator {
+            Some(LabelOperator::In | LabelOperator::NotIn) => {
                 if values.is_empty() {
                     issues.error(
                         format!("{p}.values"),
@@ -159,7 +170,7 @@ pub fn selector(sel: &LabelSelector, path: &str, issues: &mut Issues) {
                     }
                 }
             }
-            "Exists" | "DoesNotExist" => {
+            Some(LabelOperator::Exists | LabelOperator::DoesNotExist) => {
                 if !values.is_empty() {
                     issues.error(
                         format!("{p}.values"),
@@ -167,12 +178,26 @@ pub fn selector(sel: &LabelSelector, path: &str, issues: &mut Issues) {
                     );
                 }
             }
-            other => issues.error(
+            None => issues.error(
                 format!("{p}.operator"),
-                format!("unknown operator {other:?}; valid: In, NotIn, Exists, DoesNotExist"),
+                format!(
+                    "unknown operator {:?}; valid: In, NotIn, Exists, DoesNotExist",
+                    expr.operator
+                ),
             ),
         }
+        if let Some(operator) = operator {
+            match_expressions.push(Expression {
+                key: expr.key.clone(),
+                operator,
+                values: values.to_vec(),
+            });
+        }
     }
+    (issues.errors() == errors).then_some(SelectorSpec {
+        match_labels,
+        match_expressions,
+    })
 }
 
 /// IANA_SVC_NAME (a named port): at most 15 lowercase alphanumerics or '-', at least one letter,
@@ -287,17 +312,16 @@ fn peer(peer: &NetworkPolicyPeer, path: &str, issues: &mut Issues) -> Option<Pol
         _ => Ok(()),
     };
     let shape = issues.check(path, shape.map_err(String::from));
-    if let Some(sel) = &peer.pod_selector {
-        selector(sel, &format!("{path}.podSelector"), issues);
-    }
-    if let Some(sel) = &peer.namespace_selector {
-        selector(sel, &format!("{path}.namespaceSelector"), issues);
-    }
+    let any = LabelSelector::default();
+    let pods = peer.pod_selector.as_ref().unwrap_or(&any);
+    let pods = selector(pods, &format!("{path}.podSelector"), issues);
+    let namespaces = (peer.namespace_selector.as_ref())
+        .map(|sel| selector(sel, &format!("{path}.namespaceSelector"), issues));
     let decoded = match &peer.ip_block {
         Some(block) => ip_block(block, path, issues).map(PolicyPeer::IpBlock),
         None => Some(PolicyPeer::Pods {
-            namespaces: peer.namespace_selector.clone(),
-            pods: peer.pod_selector.clone().unwrap_or_default(),
+            namespaces: namespaces.map_or(Some(None), |n| n.map(Some))?,
+            pods: pods?,
         }),
     };
     shape.and(decoded)
@@ -419,9 +443,13 @@ pub(crate) fn network_policy(np: &NetworkPolicy) -> (Issues, Option<PolicySpec>)
         );
         return (issues, None);
     };
-    if let Some(sel) = &spec.pod_selector {
-        selector(sel, "spec.podSelector", &mut issues);
-    }
+    let pod_selector = selector(
+        spec.pod_selector
+            .as_ref()
+            .unwrap_or(&LabelSelector::default()),
+        "spec.podSelector",
+        &mut issues,
+    );
     let mut seen = Vec::new();
     for (i, t) in spec.policy_types.iter().flatten().enumerate() {
         if t != "Ingress" && t != "Egress" {
@@ -473,7 +501,7 @@ pub(crate) fn network_policy(np: &NetworkPolicy) -> (Issues, Option<PolicySpec>)
     };
     let decoded = (|| {
         Some(PolicySpec {
-            pod_selector: spec.pod_selector.clone().unwrap_or_default(),
+            pod_selector: pod_selector?,
             ingress: rules(has_ingress, ingress)?,
             egress: rules(has_egress, egress)?,
         })

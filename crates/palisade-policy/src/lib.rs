@@ -28,11 +28,12 @@ pub use classes::{Class, ClassId, ClassKey, ClassPort};
 pub use compile::{AddrCache, AddrRange, AddrSet, Allow, ClassRules, Peers, PortRange, RuleOrigin};
 pub use direction::{Direction, PerDirection};
 pub use engine::{Engine, Reach};
+pub use palisade_model::selector::LabelOperator;
 pub use palisade_model::{PortMatch, PortSpec};
 pub use reason::{
     NamedPort, NamedPortResolution, PeerMiss, PeerMissReason, PodRef, PolicyMiss, PolicyRef,
     PortMiss, RuleMiss, UnenforcedReason,
 };
-pub use selector::{LabelOperator, LabelRequirement, SelectorMiss, SelectorTerm};
+pub use selector::{LabelRequirement, SelectorMiss, SelectorTerm};
 pub use table::{Audit, CompiledTable, TableClass};
 pub use verdict::{Decision, Endpoint, Flow, RuleRef, Side, Verdict};

@@ -2,7 +2,7 @@
 //! unmet selector says which requirement failed and what the object has instead.
 
 use foldhash::HashMap;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use palisade_model::selector::{LabelOperator, SelectorSpec};
 use std::collections::BTreeMap;
 
 /// Interns label keys and values seen on pods and namespaces, and those selectors ask for. Ids are
@@ -62,9 +62,9 @@ impl Interner {
     }
 
     /// Compiles a selector.
-    pub fn selector(&mut self, sel: &LabelSelector) -> Selector {
+    pub fn selector(&mut self, sel: &SelectorSpec) -> Selector {
         let mut reqs = Vec::new();
-        for (k, v) in sel.match_labels.iter().flatten() {
+        for (k, v) in &sel.match_labels {
             reqs.push(Requirement {
                 term: SelectorTerm::MatchLabels,
                 key: (self.key(k), k.clone()),
@@ -72,24 +72,14 @@ impl Interner {
                 values: vec![(self.value(v), v.clone())],
             });
         }
-        for (i, e) in sel.match_expressions.iter().flatten().enumerate() {
-            let op = match e.operator.as_str() {
-                "In" => LabelOperator::In,
-                "NotIn" => LabelOperator::NotIn,
-                "Exists" => LabelOperator::Exists,
-                "DoesNotExist" => LabelOperator::DoesNotExist,
-                _ => LabelOperator::Invalid, // rejected by validation; kept total
-            };
-            let values = e
-                .values
-                .iter()
-                .flatten()
+        for (i, e) in sel.match_expressions.iter().enumerate() {
+            let values = (e.values.iter())
                 .map(|v| (self.value(v), v.clone()))
                 .collect();
             reqs.push(Requirement {
                 term: SelectorTerm::MatchExpressions(i),
                 key: (self.key(&e.key), e.key.clone()),
-                op,
+                op: e.operator,
                 values,
             });
         }
@@ -104,21 +94,6 @@ pub enum SelectorTerm {
     MatchLabels,
     /// `matchExpressions[i]`.
     MatchExpressions(usize),
-}
-
-/// The operator of a selector requirement (`matchLabels` entries are `In` with one value).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum LabelOperator {
-    /// The label's value is one of the values.
-    In,
-    /// The label is missing or its value is none of the values.
-    NotIn,
-    /// The label is present.
-    Exists,
-    /// The label is missing.
-    DoesNotExist,
-    /// An operator validation rejects; it matches nothing.
-    Invalid,
 }
 
 /// One requirement of a label selector, as written.
@@ -162,7 +137,6 @@ impl Requirement {
             }
             LabelOperator::Exists => value.is_some(),
             LabelOperator::DoesNotExist => value.is_none(),
-            LabelOperator::Invalid => false,
         }
     }
 
@@ -206,7 +180,17 @@ impl Selector {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+    use palisade_model::validate::{self, Issues};
     use serde_json::json;
+
+    /// A valid selector, as written and decoded.
+    fn selector(s: &serde_json::Value) -> (LabelSelector, SelectorSpec) {
+        let written: LabelSelector = serde_json::from_value(s.clone()).unwrap();
+        let mut issues = Issues::default();
+        let spec = validate::selector(&written, "s", &mut issues);
+        (written, spec.unwrap_or_else(|| panic!("{s}: {issues:?}")))
+    }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -234,8 +218,8 @@ mod tests {
             json!({"matchExpressions": [{"key": "tier", "operator": "Exists"}, {"key": "app", "operator": "In", "values": ["web", "x"]}]}),
         ];
         for s in selectors {
-            let sel: LabelSelector = serde_json::from_value(s.clone()).unwrap();
-            let compiled = interner.selector(&sel);
+            let (sel, spec) = selector(&s);
+            let compiled = interner.selector(&spec);
             for (plain, set) in objects.iter().zip(&sets) {
                 assert_eq!(
                     compiled.matches(set),
@@ -251,15 +235,14 @@ mod tests {
         let mut interner = Interner::default();
         let plain = labels(&[("role", "tenant")]);
         let set = interner.labels(&plain);
-        let sel: LabelSelector = serde_json::from_value(json!({
+        let (_, spec) = selector(&json!({
             "matchLabels": {"role": "core"},
             "matchExpressions": [
                 {"key": "role", "operator": "Exists"},
                 {"key": "team", "operator": "In", "values": ["a", "b"]}
             ]
-        }))
-        .unwrap();
-        let c = interner.selector(&sel);
+        }));
+        let c = interner.selector(&spec);
         let miss = c.unmet(&set, &plain).unwrap();
         assert_eq!(
             miss,
