@@ -18,7 +18,7 @@ pub struct Config {
     pub netns: Option<String>,
     /// Pod addresses kept whatever the manifests say, by `ns/name` (a lab's pods, built with
     /// them; see [`palisade_model::Loader::pin_ips`]).
-    pub pinned_ips: Vec<(String, IpAddr)>,
+    pub pinned_ips: Vec<(palisade_model::PodKey, IpAddr)>,
     /// How the folder is read, and the bounds on what it may make the agent build.
     pub source: SourceOptions,
     /// Where audit mode applies.

@@ -6,7 +6,9 @@ use crate::policy_log::PolicyLogger;
 use crate::state_file::StateFile;
 use palisade_dataplane::drift::{TableInfo, TableProbe};
 use palisade_dataplane::{build, ApplyError, Ruleset, TABLE};
-use palisade_model::{DocumentCache, Limits, Load, Loader, RejectReason, Severity, Symlinks};
+use palisade_model::{
+    DocumentCache, Limits, Load, Loader, PodKey, RejectReason, Severity, Symlinks,
+};
 use palisade_policy::{Audit, CompiledTable, Engine};
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
@@ -63,7 +65,7 @@ pub struct Reconciler {
     /// ([`Engine::new_from`], [`Engine::compile_classes`]) and patches the kernel's from.
     compiled: Option<(Arc<Engine>, CompiledTable)>,
     documents: DocumentCache,
-    pinned: Vec<(String, IpAddr)>,
+    pinned: Vec<(PodKey, IpAddr)>,
     logger: Option<Arc<Mutex<PolicyLogger>>>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
@@ -192,7 +194,7 @@ impl Reconciler {
 
     /// Gives these pods (by `ns/name`) these addresses when the manifests give none
     /// ([`Loader::pin_ips`]).
-    pub fn with_pinned_ips(mut self, pinned: Vec<(String, IpAddr)>) -> Self {
+    pub fn with_pinned_ips(mut self, pinned: Vec<(PodKey, IpAddr)>) -> Self {
         self.pinned = pinned;
         self
     }

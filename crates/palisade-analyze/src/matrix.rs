@@ -78,7 +78,7 @@ impl<'e> Matrix<'e> {
 
     /// `ns/name` of the pod at position `i`.
     pub fn pod_name(&self, i: usize) -> String {
-        self.engine.state().pods[self.pods[i]].key()
+        self.engine.state().pods[self.pods[i]].key().to_string()
     }
 
     /// May the pod at position `src` connect to the pod at position `dst` for probe `probe`?

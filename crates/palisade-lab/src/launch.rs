@@ -8,6 +8,7 @@ use crate::process::{LabProcess, RecordedProcess};
 use crate::services::ServicePlan;
 use crate::topology::{Lab, LabPod};
 use palisade_dataplane::drift::TableProbe;
+use palisade_model::PodKey;
 use std::convert::Infallible;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -68,10 +69,14 @@ impl Lab {
     /// The pod `ns/name`, or for `ns/workload` the first pod whose name is the workload's plus a
     /// suffix.
     pub fn find_pod(&self, pod: &str) -> Result<&LabPod> {
-        self.pod(pod)
-            .or_else(|| {
-                let prefix = format!("{pod}-");
-                self.pods.iter().find(|p| p.key.starts_with(&prefix))
+        let key: Option<PodKey> = pod.parse().ok();
+        key.as_ref()
+            .and_then(|key| {
+                let prefix = format!("{}-", key.name);
+                let workload = |p: &&LabPod| {
+                    p.key.namespace == key.namespace && p.key.name.starts_with(&prefix)
+                };
+                self.pod(key).or_else(|| self.pods.iter().find(workload))
             })
             .ok_or_else(|| LabError::NoPod {
                 pod: pod.to_string(),
@@ -102,7 +107,7 @@ pub fn serve_pods(name: &str) -> Result<Infallible> {
     let lab = Lab::load(name)?;
     for p in &lab.pods {
         serve(&p.netns, &p.tcp, &p.udp).map_err(|source| LabError::Serve {
-            pod: p.key.clone(),
+            pod: p.key.to_string(),
             source,
         })?;
     }
@@ -167,7 +172,7 @@ mod tests {
     #[test]
     fn a_pod_is_found_by_its_key_or_its_workloads() {
         let pod = |key: &str| LabPod {
-            key: key.into(),
+            key: key.parse().unwrap(),
             netns: format!("pal-t-{key}"),
             ip: "10.0.0.1".parse().unwrap(),
             tcp: vec![],
@@ -175,8 +180,18 @@ mod tests {
         };
         let mut lab = Lab::plan("t", &Default::default());
         lab.pods = vec![pod("ns/web-0"), pod("ns/web"), pod("ns/api-7f9c")];
-        assert_eq!(lab.find_pod("ns/web").unwrap().key, "ns/web");
-        assert_eq!(lab.find_pod("ns/api").unwrap().key, "ns/api-7f9c");
+        assert_eq!(
+            lab.find_pod("ns/web").unwrap().key,
+            PodKey::new("ns", "web")
+        );
+        assert_eq!(
+            lab.find_pod("ns/api").unwrap().key,
+            PodKey::new("ns", "api-7f9c")
+        );
+        // A workload's pod is in the workload's namespace.
+        lab.pods.push(pod("other/db-1"));
+        assert!(lab.find_pod("ns/db").is_err());
+        assert!(lab.find_pod("web").is_err(), "not ns/name");
         let missing = lab.find_pod("ns/ap").unwrap_err();
         assert_eq!(
             missing.to_string(),

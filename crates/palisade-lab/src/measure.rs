@@ -81,7 +81,7 @@ pub fn measure(
         let key = pod.key();
         if let Some(p) = lab.pod(&key) {
             pods.push(i);
-            names.push(key);
+            names.push(key.to_string());
             targets.push((p.netns.clone(), p.ip));
         }
     }

@@ -6,7 +6,7 @@ use crate::error::LabError;
 use crate::paths::{owns_file, owns_netns, state_dir, state_file};
 use crate::process::{stop, ProcessStatus, RecordedProcess, Stopped};
 use crate::services::{render_services, ServicePlan};
-use palisade_model::{ClusterState, Protocol};
+use palisade_model::{ClusterState, PodKey, Protocol};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -22,8 +22,8 @@ type Result<T> = std::result::Result<T, LabError>;
 /// One pod of the lab.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LabPod {
-    /// `ns/name` in the manifests.
-    pub key: String,
+    /// Which pod of the manifests it is.
+    pub key: PodKey,
     /// Its network namespace.
     pub netns: String,
     /// Its address.
@@ -254,13 +254,13 @@ impl Lab {
 
     /// Every pod's address by `ns/name`, for [`palisade_model::Loader::pin_ips`]: what the agent
     /// and the engine read from the manifests must keep the addresses the lab was built with.
-    pub fn pinned_ips(&self) -> Vec<(String, IpAddr)> {
+    pub fn pinned_ips(&self) -> Vec<(PodKey, IpAddr)> {
         self.pods.iter().map(|p| (p.key.clone(), p.ip)).collect()
     }
 
-    /// The pod with key `ns/name`.
-    pub fn pod(&self, key: &str) -> Option<&LabPod> {
-        self.pods.iter().find(|p| p.key == key)
+    /// The pod `key`.
+    pub fn pod(&self, key: &PodKey) -> Option<&LabPod> {
+        self.pods.iter().find(|p| p.key == *key)
     }
 
     /// Stops the recorded processes, removes every namespace of lab `name` (by its `pal-<name>-`
@@ -305,15 +305,15 @@ impl Lab {
 /// A pod's `/etc/hosts`: itself, and every Service by its DNS names (the short name only in the
 /// pod's own namespace).
 fn hosts(pod: &LabPod, services: &[ServicePlan]) -> String {
-    let namespace = pod.key.split('/').next().unwrap_or_default();
+    let namespace = &pod.key.namespace;
     let mut hosts = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost\n");
-    hosts.push_str(&format!("{}\t{}\n", pod.ip, pod.key.replace('/', ".")));
+    hosts.push_str(&format!("{}\t{namespace}.{}\n", pod.ip, pod.key.name));
     for s in services {
         let mut names = format!(
             "{0}.{1}.svc.cluster.local {0}.{1}.svc {0}.{1}",
             s.name, s.namespace
         );
-        if s.namespace == namespace {
+        if s.namespace == *namespace {
             names = format!("{names} {}", s.name);
         }
         hosts.push_str(&format!("{}\t{names}\n", s.cluster_ip));

@@ -8,6 +8,7 @@ mod support;
 use palisade_dataplane::build;
 use palisade_dataplane::conntrack::forget_connections;
 use palisade_dataplane::netns::in_netns;
+use palisade_model::PodKey;
 use palisade_policy::{Audit, CompiledTable};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
@@ -50,12 +51,17 @@ fn established_flows_survive_a_denying_policy_until_forgotten() {
         .unwrap();
     // One socket, one flow (same source port) throughout.
     let server: SocketAddr = "10.78.0.2:53".parse().unwrap();
-    let socket = in_netns(&lab.pod("ct/client").expect("lab pod").netns, move || {
-        let socket = UdpSocket::bind("0.0.0.0:0")?;
-        socket.set_read_timeout(Some(Duration::from_millis(500)))?;
-        socket.connect(server)?;
-        Ok::<_, std::io::Error>(socket)
-    })
+    let socket = in_netns(
+        &lab.pod(&PodKey::new("ct", "client"))
+            .expect("lab pod")
+            .netns,
+        move || {
+            let socket = UdpSocket::bind("0.0.0.0:0")?;
+            socket.set_read_timeout(Some(Duration::from_millis(500)))?;
+            socket.connect(server)?;
+            Ok::<_, std::io::Error>(socket)
+        },
+    )
     .join()
     .unwrap()
     .unwrap()

@@ -52,7 +52,7 @@ fn allowed_and_dropped_first_packets_are_reported() {
         }
     });
     let (client, server) = (&lab.pods[0], &lab.pods[1]);
-    assert_eq!(client.key, "ev/client");
+    assert_eq!(client.key.to_string(), "ev/client");
     let connects = |from: &lab::LabPod, to: &lab::LabPod| {
         let to = SocketAddr::new(to.ip, 80);
         lab::probe(&from.netns, to, Transport::Tcp, Duration::from_millis(300)).unwrap()

@@ -212,6 +212,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn pod_keys_are_written_and_read_as_ns_slash_name() {
+        let key = PodKey::new("shop", "cart-1");
+        assert_eq!(key.to_string(), "shop/cart-1");
+        assert_eq!("shop/cart-1".parse::<PodKey>(), Ok(key.clone()));
+        // As the lab's state file has always written them.
+        assert_eq!(serde_json::to_string(&key).unwrap(), r#""shop/cart-1""#);
+        assert_eq!(
+            serde_json::from_str::<PodKey>(r#""shop/cart-1""#).unwrap(),
+            key
+        );
+        for bad in ["cart", "/cart", "shop/", ""] {
+            let err = bad.parse::<PodKey>().unwrap_err();
+            assert!(err.contains("expected namespace/name"), "{bad}: {err}");
+        }
+        assert!(serde_json::from_str::<PodKey>(r#""cart""#).is_err());
+    }
+
+    #[test]
     fn misspelled_kinds_are_recognised_and_real_ones_are_not() {
         assert_eq!(
             Kind::misspelled("NetworkPolicyy"),
@@ -251,5 +269,61 @@ mod tests {
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("abc", "abc"), 0);
         assert_eq!(edit_distance("abc", "ab"), 1);
+    }
+}
+
+/// A pod's identity: its namespace and name, written `ns/name` (as kubectl and the lab's state
+/// file write it).
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(into = "String", try_from = "String")]
+pub struct PodKey {
+    /// The namespace.
+    pub namespace: String,
+    /// The name.
+    pub name: String,
+}
+
+impl PodKey {
+    /// Pod `name` of `namespace`.
+    pub fn new(namespace: &str, name: &str) -> PodKey {
+        PodKey {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for PodKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+impl std::str::FromStr for PodKey {
+    type Err = String;
+
+    /// Parses `ns/name`.
+    fn from_str(text: &str) -> Result<PodKey, String> {
+        match text.split_once('/') {
+            Some((namespace, name)) if !namespace.is_empty() && !name.is_empty() => {
+                Ok(PodKey::new(namespace, name))
+            }
+            _ => Err(format!("{text:?} is not a pod; expected namespace/name")),
+        }
+    }
+}
+
+impl From<PodKey> for String {
+    fn from(key: PodKey) -> String {
+        key.to_string()
+    }
+}
+
+impl TryFrom<String> for PodKey {
+    type Error = String;
+    fn try_from(text: String) -> Result<PodKey, String> {
+        text.parse()
     }
 }

@@ -3,7 +3,7 @@
 use crate::cache::{decode_all, plural, CachedFile, DocumentCache, ObjectPods, Source};
 use crate::diagnostic::{Diagnostic, Origin, Severity};
 use crate::info::{pod_info, service_info};
-use crate::key::{Kind, ObjectKey};
+use crate::key::{Kind, ObjectKey, PodKey};
 use crate::logging::LoggingConfig;
 use crate::objects::{labels_of, Accepted, DecodeLimits, Decoded, Loaded, Objects, Workload};
 use crate::read::{self, Entry, ReadError, Stamp, Symlinks};
@@ -90,7 +90,7 @@ pub struct Loader {
     /// Files read by this load.
     visited: DocumentCache,
     /// Addresses to give pods without `status.podIP`, by `ns/name`, before allocating.
-    pinned: HashMap<String, IpAddr>,
+    pinned: HashMap<PodKey, IpAddr>,
     limits: Limits,
     symlinks: Symlinks,
     removal_grace: Duration,
@@ -146,7 +146,7 @@ impl Loader {
     /// Gives these pods (by `ns/name`) these addresses when they have no `status.podIP`, instead of
     /// allocating: a running lab pins the addresses its pods were created with, so that pods added
     /// to the manifests later cannot move them.
-    pub fn pin_ips(mut self, pinned: impl IntoIterator<Item = (String, IpAddr)>) -> Self {
+    pub fn pin_ips(mut self, pinned: impl IntoIterator<Item = (PodKey, IpAddr)>) -> Self {
         self.pinned = pinned.into_iter().collect();
         self
     }
@@ -635,7 +635,7 @@ impl Loader {
     /// Two pods cannot have one address (`status.podIP`): the later one is reported and left out, so
     /// that what is enforced for that address is never a silent pick.
     fn reject_duplicate_ips(&mut self, pods: &[Arc<PodInfo>], kept: &mut [bool]) {
-        let mut owner: HashMap<IpAddr, (String, Origin)> = HashMap::new();
+        let mut owner: HashMap<IpAddr, (PodKey, Origin)> = HashMap::new();
         for (pod, kept) in pods.iter().zip(kept) {
             let given = pod.ip.filter(|_| !pod.host_network && !pod.ip_allocated);
             let Some(ip) = given.filter(|_| *kept) else {

@@ -2,6 +2,7 @@
 
 use crate::diagnostic::Origin;
 use crate::id::{Id, IdVec};
+use crate::key::PodKey;
 use crate::logging::LoggingConfig;
 use crate::netpol::ValidPolicy;
 use crate::Protocol;
@@ -78,9 +79,9 @@ pub struct PodInfo {
 }
 
 impl PodInfo {
-    /// `namespace/name`.
-    pub fn key(&self) -> String {
-        format!("{}/{}", self.namespace, self.name)
+    /// Which pod it is.
+    pub fn key(&self) -> PodKey {
+        PodKey::new(&self.namespace, &self.name)
     }
 
     /// Resolves a named port for `protocol` on this pod.

@@ -3,7 +3,7 @@
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use palisade_model::{
-    ClusterState, Diagnostic, Loader, PodInfo, Protocol, Severity, DEFAULT_POD_CIDR,
+    ClusterState, Diagnostic, Loader, PodInfo, PodKey, Protocol, Severity, DEFAULT_POD_CIDR,
 };
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
@@ -41,7 +41,7 @@ fn pod<'a>(state: &'a ClusterState, ns: &str, name: &str) -> &'a PodInfo {
 }
 
 fn pod_keys(state: &ClusterState) -> Vec<String> {
-    state.pods.iter().map(|p| p.key()).collect()
+    state.pods.iter().map(|p| p.key().to_string()).collect()
 }
 
 fn pods_of<'a>(state: &'a ClusterState, owner_kind: &str, owner_prefix: &str) -> Vec<&'a PodInfo> {
@@ -57,7 +57,7 @@ fn pods_of<'a>(state: &'a ClusterState, owner_kind: &str, owner_prefix: &str) ->
         .collect()
 }
 
-fn ips(state: &ClusterState) -> BTreeMap<String, Option<IpAddr>> {
+fn ips(state: &ClusterState) -> BTreeMap<PodKey, Option<IpAddr>> {
     state.pods.iter().map(|p| (p.key(), p.ip)).collect()
 }
 
@@ -1489,7 +1489,7 @@ fn allocation_avoids_given_ips_and_is_stable_when_pods_are_added() {
 
     // Adding pods (in the same file or another file, before or after) never moves earlier ones.
     let mut text = String::new();
-    let mut previous: BTreeMap<String, Option<IpAddr>> = BTreeMap::new();
+    let mut previous: BTreeMap<PodKey, Option<IpAddr>> = BTreeMap::new();
     for i in 0..40 {
         text.push_str(&pod_yaml("default", &format!("pod-{i}"), "{}", None));
         let state = load_ok(&text);
@@ -1993,7 +1993,7 @@ fn pinned_addresses_keep_pods_in_place_when_others_are_added() {
     let base: String = (0..8)
         .map(|i| pod_yaml("x", &format!("p{i}"), "{}", None))
         .collect();
-    let load = |text: &str, pins: Vec<(String, IpAddr)>| {
+    let load = |text: &str, pins: Vec<(PodKey, IpAddr)>| {
         let mut loader = Loader::new().pod_cidr(cidr).pin_ips(pins);
         loader.load_str("t.yaml", text);
         ips(&loader.finish().0)
@@ -2006,7 +2006,7 @@ fn pinned_addresses_keep_pods_in_place_when_others_are_added() {
             before.iter().any(|(k, ip)| after[k] != *ip)
         })
         .expect("some new pod takes an existing pod's address");
-    let pins: Vec<(String, IpAddr)> = before
+    let pins: Vec<(PodKey, IpAddr)> = before
         .iter()
         .map(|(k, ip)| (k.clone(), ip.unwrap()))
         .collect();

@@ -105,9 +105,10 @@ fn rogue_to_redis_walkthrough() {
     let r = records(log);
     assert_eq!(r.len(), 1, "{r:#?}");
     let d = &r[0];
+    assert_eq!(redis.key.namespace, "default");
     let (redis_name, redis_workload) = {
-        let n = redis.key.strip_prefix("default/").unwrap();
-        (n.to_string(), n.rsplit_once('-').unwrap().0.to_string())
+        let n = &redis.key.name;
+        (n.clone(), n.rsplit_once('-').unwrap().0.to_string())
     };
     assert_eq!(d["connection"]["src_ip"], rogue.ip.to_string());
     assert_eq!(d["connection"]["dest_ip"], redis.ip.to_string());
@@ -209,10 +210,9 @@ fn rogue_to_redis_walkthrough() {
     follow.wait().unwrap();
     let line = line.expect("a followed flow within 3 s");
     assert!(
-        line.contains(&format!(
-            "default/{}",
-            cart.key.strip_prefix("default/").unwrap()
-        )) && line.contains("-> default/redis-cart-")
+        cart.key.namespace == "default"
+            && line.contains(&cart.key.to_string())
+            && line.contains("-> default/redis-cart-")
             && line.contains("ingress ALLOWED by default/redis-cart-allow-cartservice"),
         "{line}"
     );

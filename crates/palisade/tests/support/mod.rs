@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a part
 
 use palisade_lab::{DownOnDrop, Lab};
+use std::fmt::Display;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -15,11 +16,13 @@ pub fn palisade(args: &[&str]) -> Output {
         .expect("run palisade")
 }
 
-/// Can `pod` open a TCP connection to `target` (a name resolved in the pod, or an address)?
-pub fn connects(lab: &str, pod: &str, target: &str, port: u16) -> bool {
+/// Can `pod` (`ns/name`, or `ns/workload`) open a TCP connection to `target` (a name resolved in
+/// the pod, or an address)?
+pub fn connects(lab: &str, pod: &impl Display, target: &str, port: u16) -> bool {
     let script = format!("echo > /dev/tcp/{target}/{port}");
+    let pod = pod.to_string();
     let out = palisade(&[
-        "lab", "--name", lab, "exec", pod, "--", "timeout", "0.3", "bash", "-c", &script,
+        "lab", "--name", lab, "exec", &pod, "--", "timeout", "0.3", "bash", "-c", &script,
     ]);
     out.status.success()
 }
