@@ -1,14 +1,22 @@
 //! NetworkPolicies decoded: what a valid policy's spec says, as typed values (`shared/reference/
 //! networkpolicy.md` §1–4 for the defaults: effective policy types, TCP when no protocol is given,
 //! an omitted or empty list meaning everyone or every port). [`ValidPolicy::new`] validates a
-//! policy and decodes it in the same walk (`validate::network_policy`): a policy is either rejected
-//! with its errors or carries its typed spec, and no consumer parses its strings again.
+//! policy (§5: the field rules of `validate.rs`, and those of NetworkPolicy here) and decodes it in
+//! the same walk: a policy is either rejected with its errors or carries its typed spec, and no
+//! consumer parses its strings again.
 
 use crate::selector::SelectorSpec;
-use crate::validate::{self, Issues};
+use crate::validate::{
+    cidr, dns1123_label, dns1123_subdomain, labels, port_name, port_number, protocol, selector,
+    Issues,
+};
 use crate::Protocol;
 use ipnet::IpNet;
-use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
+use k8s_openapi::api::networking::v1::{
+    IPBlock, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::net::IpAddr;
 
 /// A NetworkPolicy that passed validation: the object as read and its spec decoded. Made only by
@@ -23,7 +31,7 @@ impl ValidPolicy {
     /// Validates `object` (§5 of the reference) and decodes its spec: the policy with the warnings
     /// found, or the issues (at least one error) that reject it.
     pub fn new(object: NetworkPolicy) -> Result<(ValidPolicy, Issues), Issues> {
-        match validate::network_policy(&object) {
+        match network_policy(&object) {
             (issues, Some(spec)) => Ok((ValidPolicy { object, spec }, issues)),
             (issues, None) => Err(issues),
         }
@@ -150,12 +158,407 @@ pub(crate) fn effective_types(spec: &NetworkPolicySpec) -> (bool, bool) {
     }
 }
 
+fn policy_port(port: &NetworkPolicyPort, path: &str, issues: &mut Issues) -> Option<PortSpec> {
+    let protocol = issues.check(
+        format!("{path}.protocol"),
+        protocol(port.protocol.as_deref()),
+    );
+    let end_path = format!("{path}.endPort");
+    let matched = match &port.port {
+        Some(IntOrString::Int(n)) => {
+            let lo = issues.check(format!("{path}.port"), port_number(*n));
+            let hi = match port.end_port {
+                None => lo,
+                Some(end) => {
+                    let end = port_number(end).and_then(|end| {
+                        if i32::from(end) < *n {
+                            Err(format!(
+                                "endPort {end} must be greater than or equal to port {n}"
+                            ))
+                        } else {
+                            Ok(end)
+                        }
+                    });
+                    issues.check(end_path, end)
+                }
+            };
+            lo.zip(hi).map(|(lo, hi)| PortMatch::Range(lo, hi))
+        }
+        Some(IntOrString::String(name)) => {
+            let name = issues.check(format!("{path}.port"), port_name(name).map(|()| name));
+            if port.end_port.is_some() {
+                issues.error(
+                    end_path,
+                    "endPort may not be used with a named port; use a numeric port",
+                );
+                None
+            } else {
+                name.map(|name| PortMatch::Named(name.clone()))
+            }
+        }
+        None => {
+            if port.end_port.is_some() {
+                issues.error(end_path, "endPort requires a numeric port");
+                None
+            } else {
+                Some(PortMatch::Any)
+            }
+        }
+    };
+    Some(PortSpec {
+        protocol: protocol?,
+        port: matched?,
+    })
+}
+
+fn peer(peer: &NetworkPolicyPeer, path: &str, issues: &mut Issues) -> Option<PolicyPeer> {
+    let selectors = peer.pod_selector.is_some() || peer.namespace_selector.is_some();
+    let shape = match &peer.ip_block {
+        Some(_) if selectors => Err(
+            "ipBlock may not be combined with podSelector or namespaceSelector in one peer; use separate peers",
+        ),
+        None if !selectors => Err("a peer must set podSelector, namespaceSelector or ipBlock"),
+        _ => Ok(()),
+    };
+    let shape = issues.check(path, shape.map_err(String::from));
+    let any = LabelSelector::default();
+    let pods = peer.pod_selector.as_ref().unwrap_or(&any);
+    let pods = selector(pods, &format!("{path}.podSelector"), issues);
+    let namespaces = (peer.namespace_selector.as_ref())
+        .map(|sel| selector(sel, &format!("{path}.namespaceSelector"), issues));
+    let decoded = match &peer.ip_block {
+        Some(block) => ip_block(block, path, issues).map(PolicyPeer::IpBlock),
+        None => Some(PolicyPeer::Pods {
+            namespaces: namespaces.map_or(Some(None), |n| n.map(Some))?,
+            pods: pods?,
+        }),
+    };
+    shape.and(decoded)
+}
+
+fn ip_block(block: &IPBlock, path: &str, issues: &mut Issues) -> Option<IpBlock> {
+    let cidr_path = format!("{path}.ipBlock.cidr");
+    let outer = match cidr(&block.cidr) {
+        Ok((net, canonical)) => {
+            if !canonical {
+                issues.warning(
+                    &cidr_path,
+                    format!(
+                        "{:?} is not in canonical form; it is read as {net}",
+                        block.cidr
+                    ),
+                );
+            }
+            Some(net)
+        }
+        Err(e) => {
+            issues.error(&cidr_path, e);
+            None
+        }
+    };
+    let except: Vec<Option<IpNet>> = (block.except.iter().flatten().enumerate())
+        .map(|(i, text)| {
+            let p = format!("{path}.ipBlock.except[{i}]");
+            let (net, canonical) = issues.check(&p, cidr(text))?;
+            // Without a valid cidr (its error is reported) there is nothing to check against.
+            let outer = outer?;
+            let same_family = matches!(
+                (net, outer),
+                (IpNet::V4(_), IpNet::V4(_)) | (IpNet::V6(_), IpNet::V6(_))
+            );
+            if !same_family {
+                issues.error(
+                    p,
+                    format!("{text:?} is not of the same address family as cidr {outer}"),
+                );
+                return None;
+            }
+            if !(outer.contains(&net) && net.prefix_len() > outer.prefix_len()) {
+                issues.error(
+                    p,
+                    format!(
+                        "{text:?} must be strictly inside cidr {outer} (a smaller block within it)"
+                    ),
+                );
+                return None;
+            }
+            if !canonical {
+                issues.warning(
+                    p,
+                    format!("{text:?} is not in canonical form; it is read as {net}"),
+                );
+            }
+            Some(net)
+        })
+        .collect();
+    Some(IpBlock {
+        cidr: outer?,
+        except: except.into_iter().collect::<Option<_>>()?,
+    })
+}
+
+/// `None` for an empty list: in a rule, the same as an omitted one.
+fn non_empty<T>(list: Vec<T>) -> Option<Vec<T>> {
+    (!list.is_empty()).then_some(list)
+}
+
+/// Validates and decodes one rule (`field` is `from` or `to`): `None` when it has an error.
+fn rule(
+    peers: Option<&[NetworkPolicyPeer]>,
+    ports: Option<&[NetworkPolicyPort]>,
+    path: &str,
+    field: &str,
+    issues: &mut Issues,
+) -> Option<PolicyRule> {
+    let peers: Vec<_> = (peers.into_iter().flatten().enumerate())
+        .map(|(j, p)| peer(p, &format!("{path}.{field}[{j}]"), issues))
+        .collect();
+    let ports: Vec<_> = (ports.into_iter().flatten().enumerate())
+        .map(|(j, p)| policy_port(p, &format!("{path}.ports[{j}]"), issues))
+        .collect();
+    Some(PolicyRule {
+        peers: non_empty(peers.into_iter().collect::<Option<_>>()?),
+        ports: non_empty(ports.into_iter().collect::<Option<_>>()?),
+    })
+}
+
+/// Validates a NetworkPolicy (§5 of the reference): name, selectors, peers, ipBlocks, ports,
+/// policyTypes. Errors reject the object; warnings are reported and the object is used. Decodes it
+/// in the same walk: the spec is there exactly when no issue is an error ([`ValidPolicy::new`]).
+///
+pub(crate) fn network_policy(np: &NetworkPolicy) -> (Issues, Option<PolicySpec>) {
+    let mut issues = Issues::default();
+    match np.metadata.name.as_deref() {
+        None => issues.error("metadata.name", "a NetworkPolicy needs a name"),
+        Some(name) => {
+            if let Err(e) = dns1123_subdomain(name) {
+                issues.error("metadata.name", e);
+            }
+        }
+    }
+    if let Some(ns) = np.metadata.namespace.as_deref() {
+        if let Err(e) = dns1123_label(ns) {
+            issues.error("metadata.namespace", e);
+        }
+    }
+    if let Some(map) = &np.metadata.labels {
+        labels(map, "metadata.labels", &mut issues);
+    }
+    let Some(spec) = &np.spec else {
+        issues.error(
+            "spec",
+            "a NetworkPolicy needs a spec (at least `podSelector: {}`)",
+        );
+        return (issues, None);
+    };
+    let pod_selector = selector(
+        spec.pod_selector
+            .as_ref()
+            .unwrap_or(&LabelSelector::default()),
+        "spec.podSelector",
+        &mut issues,
+    );
+    let mut seen = Vec::new();
+    for (i, t) in spec.policy_types.iter().flatten().enumerate() {
+        if t != "Ingress" && t != "Egress" {
+            issues.error(
+                format!("spec.policyTypes[{i}]"),
+                format!("unknown policy type {t:?}; valid: Ingress, Egress"),
+            );
+        } else if seen.contains(&t) {
+            issues.error(
+                format!("spec.policyTypes[{i}]"),
+                format!("duplicate policy type {t:?}"),
+            );
+        }
+        seen.push(t);
+    }
+    let ingress: Vec<_> = (spec.ingress.iter().flatten().enumerate())
+        .map(|(i, r)| {
+            let (peers, ports) = (r.from.as_deref(), r.ports.as_deref());
+            rule(
+                peers,
+                ports,
+                &format!("spec.ingress[{i}]"),
+                "from",
+                &mut issues,
+            )
+        })
+        .collect();
+    let egress: Vec<_> = (spec.egress.iter().flatten().enumerate())
+        .map(|(i, r)| {
+            let (peers, ports) = (r.to.as_deref(), r.ports.as_deref());
+            rule(
+                peers,
+                ports,
+                &format!("spec.egress[{i}]"),
+                "to",
+                &mut issues,
+            )
+        })
+        .collect();
+    if issues.has_errors() {
+        return (issues, None);
+    }
+    // Every part that failed to decode reported an error: all are there.
+    let (has_ingress, has_egress) = effective_types(spec);
+    // `Some(None)` for a direction the policy does not govern.
+    let rules = |has: bool, rules: Vec<Option<PolicyRule>>| match has {
+        true => rules.into_iter().collect::<Option<Vec<_>>>().map(Some),
+        false => Some(None),
+    };
+    let decoded = (|| {
+        Some(PolicySpec {
+            pod_selector: pod_selector?,
+            ingress: rules(has_ingress, ingress)?,
+            egress: rules(has_egress, egress)?,
+        })
+    })();
+    debug_assert!(decoded.is_some(), "a part failed without an error");
+    (issues, decoded)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::selector::{Expression, LabelOperator};
     use crate::Severity;
     use serde_json::json;
+
+    fn np(spec: serde_json::Value) -> NetworkPolicy {
+        serde_json::from_value(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "p", "namespace": "x"}, "spec": spec
+        }))
+        .unwrap()
+    }
+
+    fn errors(spec: serde_json::Value) -> Vec<String> {
+        network_policy(&np(spec))
+            .0
+             .0
+            .into_iter()
+            .filter(|i| i.severity == crate::Severity::Error)
+            .map(|i| i.field)
+            .collect()
+    }
+
+    #[test]
+    fn valid_policy_has_no_issues() {
+        let (issues, spec) = network_policy(&np(json!({
+            "podSelector": {"matchLabels": {"app": "db"}},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{"from": [
+                {"namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "In", "values": ["a"]}]},
+                 "podSelector": {"matchExpressions": [{"key": "tier", "operator": "Exists"}]}},
+                {"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}}],
+                "ports": [{"port": 80}, {"port": "http", "protocol": "TCP"}, {"port": 1000, "endPort": 2000, "protocol": "UDP"}]}],
+            "egress": [{"to": [{"ipBlock": {"cidr": "fd00::/8", "except": ["fd00:1::/32"]}}], "ports": [{"protocol": "SCTP"}]}]
+        })));
+        assert!(issues.0.is_empty(), "{issues:?}");
+        assert!(spec.is_some());
+    }
+
+    #[test]
+    fn in_operator_needs_values() {
+        assert_eq!(
+            errors(
+                json!({"podSelector": {"matchExpressions": [{"key": "a", "operator": "In", "values": []}]}})
+            ),
+            vec!["spec.podSelector.matchExpressions[0].values"]
+        );
+        assert_eq!(
+            errors(
+                json!({"podSelector": {"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]}})
+            ),
+            vec!["spec.podSelector.matchExpressions[0].values"]
+        );
+        assert_eq!(
+            errors(json!({"podSelector": {"matchExpressions": [{"key": "a", "operator": "Is"}]}})),
+            vec!["spec.podSelector.matchExpressions[0].operator"]
+        );
+    }
+
+    #[test]
+    fn except_must_be_strictly_inside_and_same_family() {
+        let e = errors(
+            json!({"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/16",
+            "except": ["10.0.0.0/16", "10.1.0.0/24", "fd00::/64", "10.0.1.0/24", "bogus"]}}]}]}),
+        );
+        assert_eq!(
+            e,
+            vec![
+                "spec.ingress[0].from[0].ipBlock.except[0]",
+                "spec.ingress[0].from[0].ipBlock.except[1]",
+                "spec.ingress[0].from[0].ipBlock.except[2]",
+                "spec.ingress[0].from[0].ipBlock.except[4]",
+            ]
+        );
+    }
+
+    #[test]
+    fn non_canonical_cidr_is_a_warning() {
+        let (issues, spec) = network_policy(&np(
+            json!({"podSelector": {}, "egress": [{"to": [{"ipBlock": {"cidr": "10.0.0.1/8"}}]}]}),
+        ));
+        assert!(spec.is_some(), "a warning does not reject");
+        assert_eq!(issues.0.len(), 1);
+        assert_eq!(issues.0[0].severity, crate::Severity::Warning);
+        assert!(issues.0[0].message.contains("10.0.0.0/8"));
+    }
+
+    #[test]
+    fn end_port_rules() {
+        let e = errors(json!({"podSelector": {}, "ingress": [{"ports": [
+            {"port": 100, "endPort": 99}, {"port": "http", "endPort": 100}, {"endPort": 5}, {"port": 0}, {"port": 70000},
+            {"port": "Http"}, {"port": "a--b"}, {"port": "1234"}, {"port": 53, "protocol": "ICMP"}, {"port": 53, "protocol": "udp"}]}]}));
+        assert_eq!(
+            e,
+            vec![
+                "spec.ingress[0].ports[0].endPort",
+                "spec.ingress[0].ports[1].endPort",
+                "spec.ingress[0].ports[2].endPort",
+                "spec.ingress[0].ports[3].port",
+                "spec.ingress[0].ports[4].port",
+                "spec.ingress[0].ports[5].port",
+                "spec.ingress[0].ports[6].port",
+                "spec.ingress[0].ports[7].port",
+                "spec.ingress[0].ports[8].protocol",
+                "spec.ingress[0].ports[9].protocol",
+            ]
+        );
+    }
+
+    #[test]
+    fn peer_shape_rules() {
+        let e = errors(json!({"podSelector": {}, "egress": [{"to": [
+            {}, {"ipBlock": {"cidr": "10.0.0.0/8"}, "podSelector": {}}]}]}));
+        assert_eq!(e, vec!["spec.egress[0].to[0]", "spec.egress[0].to[1]"]);
+    }
+
+    #[test]
+    fn names_types_and_labels() {
+        let mut p = np(
+            json!({"podSelector": {"matchLabels": {"bad key!": "v", "ok": "-bad"}}, "policyTypes": ["Ingress", "Ingress", "Foo"]}),
+        );
+        p.metadata.name = Some("Bad_Name".into());
+        let fields: Vec<_> = network_policy(&p)
+            .0
+             .0
+            .into_iter()
+            .map(|i| i.field)
+            .collect();
+        assert_eq!(
+            fields,
+            vec![
+                "metadata.name",
+                "spec.podSelector.matchLabels[\"bad key!\"]",
+                "spec.podSelector.matchLabels[\"ok\"]",
+                "spec.policyTypes[1]",
+                "spec.policyTypes[2]",
+            ]
+        );
+    }
 
     fn decode(spec: serde_json::Value) -> Result<(ValidPolicy, Issues), Issues> {
         ValidPolicy::new(

@@ -44,7 +44,7 @@ pub struct Expression {
 }
 
 /// A valid label selector: every `matchLabels` pair AND every `matchExpressions` entry (`{}`
-/// selects everything). Made by [`validate::selector`](crate::validate::selector).
+/// selects everything). Made by `validate::selector`, as it validates one.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SelectorSpec {
     /// `matchLabels`.
