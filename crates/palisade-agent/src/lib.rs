@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod observe;
 pub mod policy_log;
 mod reconcile;
+pub mod record;
 pub mod safe_fs;
 pub mod state_file;
 mod watch;

@@ -4,7 +4,7 @@
 use palisade_agent::metrics::Metrics;
 use palisade_agent::observe::hub::{self, MAX_CLIENTS, MAX_FILTER_VALUES, MAX_REQUEST};
 use palisade_agent::observe::{Hub, Request};
-use palisade_agent::policy_log::record::Record;
+use palisade_agent::record::Record;
 use palisade_model::Protocol;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};

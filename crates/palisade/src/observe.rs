@@ -4,7 +4,7 @@ use crate::exit;
 use palisade_agent::observe::file::{Line, Tail};
 use palisade_agent::observe::format::{align, compact, table_row, TABLE_HEADER};
 use palisade_agent::observe::{self, Filter, PodPattern, Request, VerdictFilter};
-use palisade_agent::policy_log::record::Record;
+use palisade_agent::record::Record;
 use palisade_model::Protocol;
 use std::io::Write;
 use std::path::PathBuf;

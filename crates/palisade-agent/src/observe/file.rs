@@ -1,6 +1,6 @@
 //! Reading and following `policy_action.log` files for `observe --file`.
 
-use crate::policy_log::record::Record;
+use crate::record::Record;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;

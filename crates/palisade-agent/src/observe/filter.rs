@@ -1,6 +1,6 @@
 //! Hubble-like flow filters: values of one flag OR, different flags AND.
 
-use crate::policy_log::record::{Disposition, Peer, Record};
+use crate::record::{Disposition, Peer, Record};
 use palisade_model::Protocol;
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
@@ -115,7 +115,7 @@ impl Filter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy_log::record::Connection;
+    use crate::record::Connection;
     use palisade_policy::Direction;
     use std::time::UNIX_EPOCH;
 

@@ -1,6 +1,6 @@
 //! How `observe` prints records: `compact` (one line, Hubble-like) and `table` (aligned columns).
 
-use crate::policy_log::record::{timestamp, Disposition, Peer, Record};
+use crate::record::{timestamp, Disposition, Peer, Record};
 
 fn peer(p: &Peer, port: u16) -> String {
     let name = match p {

@@ -10,7 +10,7 @@
 
 use super::filter::Filter;
 use crate::metrics::Metrics;
-use crate::policy_log::record::Record;
+use crate::record::Record;
 use crate::safe_fs::{self, at, refused};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;

@@ -5,7 +5,7 @@
 //! ends, one record goes out with the first event's source port and timestamp. The number of open
 //! windows is bounded; events that would open one more are dropped (and counted by the caller).
 
-use super::record::Record;
+use crate::record::Record;
 use palisade_model::Protocol;
 use palisade_policy::Direction;
 use std::collections::{HashMap, VecDeque};
@@ -109,7 +109,7 @@ impl DenyAggregator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy_log::record::{Connection, Disposition, Peer};
+    use crate::record::{Connection, Disposition, Peer};
     use std::time::UNIX_EPOCH;
 
     fn deny(at_ms: u64, src_port: u16, dest_port: u16) -> Record {

@@ -8,18 +8,17 @@
 
 pub mod aggregate;
 pub mod bucket;
-pub mod record;
 pub mod rotate;
 
 use crate::metrics::{DispositionLabel, Metrics, VerdictLabels};
 use crate::observe::Hub;
+use crate::record::{self, Connection, Disposition, PolicyName, Record};
 use aggregate::{Added, DenyAggregator};
 use bucket::TokenBucket;
 use palisade_dataplane::events::{Action, EventReader, VerdictEvent};
 use palisade_model::logging::{self, LoggingConfig, LoggingSwitches};
 use palisade_model::ClusterState;
 use palisade_policy::{Decision, Endpoint, Engine, Flow};
-use record::{Connection, Disposition, PolicyName, Record};
 use rotate::RotatingFile;
 use std::collections::HashMap;
 use std::net::IpAddr;
