@@ -45,7 +45,11 @@
 //!   is the cheap periodic check behind the notifications (missing table, new handle, other count,
 //!   dormant flag).
 
-use crate::netlink::{self, attributes, cstr, frames, Frame, Socket, NFGEN_HDRLEN};
+use crate::commits::{own, Cover, Generation, NetnsId, NFT_MSG_NEWGEN};
+use crate::netlink::{
+    self, attribute, attributes, be32, cstr, frames, printable, trim_nul, Frame, Socket,
+    NFGEN_HDRLEN,
+};
 use crate::netns::within_netns;
 use crate::nft::batch::{
     NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NFTA_CHAIN_NAME, NFTA_LIST_ELEM, NFTA_RULE_CHAIN,
@@ -56,14 +60,13 @@ use crate::nft::batch::{
 use crate::nft::TABLE;
 use std::collections::VecDeque;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 const NFT_MSG_GETTABLE: u16 = 1;
 const NFT_MSG_DELRULE: u16 = 8;
-pub(crate) const NFT_MSG_NEWGEN: u16 = 15;
 const NFT_MSG_GETGEN: u16 = 16;
 const NFT_MSG_NEWOBJ: u16 = 18;
 const NFT_MSG_DELOBJ: u16 = 20;
@@ -76,9 +79,6 @@ const NFTA_TABLE_FLAGS: u16 = 2;
 const NFTA_TABLE_USE: u16 = 3;
 const NFTA_TABLE_HANDLE: u16 = 4;
 const NFT_TABLE_F_DORMANT: u32 = 1;
-const NFTA_GEN_ID: u16 = 1;
-const NFTA_GEN_PROC_PID: u16 = 2;
-const NFTA_GEN_PROC_NAME: u16 = 3;
 /// The object's name in the messages about stateful objects and flowtables (`NFTA_OBJ_NAME`,
 /// `NFTA_FLOWTABLE_NAME`), and about kinds not named here.
 const NAME_ATTR: u16 = 2;
@@ -89,14 +89,10 @@ const NAME_ATTR: u16 = 2;
 const RECEIVE_BUFFER: usize = 64 << 20;
 /// Kinds of change a drift lists; the rest are counted.
 const MAX_KINDS: usize = 8;
-/// Characters kept of an object name in a description.
-const MAX_NAME: usize = 64;
 /// How often an unresolved loss is looked at again.
 const RECHECK: Duration = Duration::from_millis(20);
 /// How long a loss waits for commits of ours that are still running before it is reported.
 const PENDING_LIMIT: Duration = Duration::from_secs(10);
-/// Lost generations checked one by one against ours; a wider gap is reported as it is.
-const MAX_LOST_SPAN: u32 = 4096;
 
 /// A change to the table that this process did not make, or notifications the kernel dropped.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -428,28 +424,6 @@ fn about_our_table(payload: &[u8]) -> Option<&[u8]> {
     (family == NFPROTO_INET && trim_nul(table) == TABLE.as_bytes()).then_some(attrs)
 }
 
-fn trim_nul(s: &[u8]) -> &[u8] {
-    let end = s.iter().position(|&b| b == 0).unwrap_or(s.len());
-    &s[..end]
-}
-
-fn attribute(attrs: &[u8], kind: u16) -> Option<&[u8]> {
-    attributes(attrs).find(|(k, _)| *k == kind).map(|(_, v)| v)
-}
-
-fn be32(value: &[u8]) -> Option<u32> {
-    Some(u32::from_be_bytes(value.get(..4)?.try_into().ok()?))
-}
-
-/// An object name from the kernel, fit for a log line: at most 64 characters, escaped.
-fn printable(raw: &[u8]) -> String {
-    let text = String::from_utf8_lossy(trim_nul(raw));
-    text.chars()
-        .take(MAX_NAME)
-        .flat_map(char::escape_debug)
-        .collect()
-}
-
 /// What one transaction did to the table, in bounded memory: the first kinds of change (message
 /// type and object name) with how many objects each, and a count of the rest.
 struct Changes {
@@ -562,25 +536,6 @@ fn describe(kind: u16, name: &str, count: u64) -> String {
     }
 }
 
-/// A `NEWGEN` message: the generation a transaction made, and who committed it.
-pub(crate) struct Generation {
-    pub id: u32,
-    pub pid: Option<u32>,
-    pub name: Option<String>,
-}
-
-impl Generation {
-    /// Reads `NFTA_GEN_*` from a `NEWGEN` payload (after the netlink header).
-    pub fn parse(payload: &[u8]) -> Option<Generation> {
-        let attrs = payload.get(NFGEN_HDRLEN..)?;
-        Some(Generation {
-            id: attribute(attrs, NFTA_GEN_ID).and_then(be32)?,
-            pid: attribute(attrs, NFTA_GEN_PROC_PID).and_then(be32),
-            name: attribute(attrs, NFTA_GEN_PROC_NAME).map(printable),
-        })
-    }
-}
-
 /// A socket for questions to nf_tables in the namespace it was opened in.
 struct Query {
     socket: Socket,
@@ -640,143 +595,6 @@ impl Query {
             Ok(()) => info.map(Some).ok_or_else(|| {
                 io::Error::new(io::ErrorKind::InvalidData, "nf_tables described no table")
             }),
-        }
-    }
-}
-
-/// A network namespace, as the device and inode of its `/proc` entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct NetnsId {
-    dev: u64,
-    ino: u64,
-}
-
-impl NetnsId {
-    /// The calling thread's network namespace.
-    fn current() -> io::Result<NetnsId> {
-        use std::os::unix::fs::MetadataExt;
-        let meta = std::fs::metadata("/proc/thread-self/ns/net")?;
-        Ok(NetnsId {
-            dev: meta.dev(),
-            ino: meta.ino(),
-        })
-    }
-}
-
-/// How lost generations compare with this process's commits.
-#[derive(Debug, PartialEq, Eq)]
-enum Cover {
-    /// Every one is ours.
-    Ours,
-    /// Not all are known to be ours, but commits of ours are still running.
-    Running,
-    /// At least one is not ours.
-    NotOurs,
-}
-
-/// A commit of this process, registered while it runs and kept after ([`own`]).
-pub(crate) struct OwnCommit {
-    id: u64,
-    done: bool,
-}
-
-impl OwnCommit {
-    /// Registers a commit about to be sent through the socket bound to `port`, in the calling
-    /// thread's network namespace.
-    pub fn begin(port: u32) -> io::Result<OwnCommit> {
-        let id = own::register(NetnsId::current()?, port);
-        Ok(OwnCommit { id, done: false })
-    }
-
-    /// The commit succeeded and made `generation` (when the kernel said which).
-    pub fn committed(mut self, generation: Option<u32>) {
-        own::finish(self.id, generation);
-        self.done = true;
-    }
-}
-
-/// A commit that did not succeed made no generation: forgotten.
-impl Drop for OwnCommit {
-    fn drop(&mut self) {
-        if !self.done {
-            own::forget(self.id);
-        }
-    }
-}
-
-/// This process's latest commits (256), newest last: enough to recognise their notifications
-/// when they are read, even late.
-mod own {
-    use super::{AtomicU64, Cover, Mutex, NetnsId, Ordering, VecDeque, MAX_LOST_SPAN};
-
-    const KEPT: usize = 256;
-
-    struct Entry {
-        id: u64,
-        netns: NetnsId,
-        port: u32,
-        /// `None` while the commit runs; then the generation it made, if the kernel said.
-        made: Option<Option<u32>>,
-    }
-
-    static COMMITS: Mutex<VecDeque<Entry>> = Mutex::new(VecDeque::new());
-    static NEXT_ID: AtomicU64 = AtomicU64::new(0);
-
-    fn commits() -> std::sync::MutexGuard<'static, VecDeque<Entry>> {
-        // The list is valid whatever a panicking holder was doing: entries are written whole.
-        COMMITS.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub(super) fn register(netns: NetnsId, port: u32) -> u64 {
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let mut commits = commits();
-        if commits.len() >= KEPT {
-            commits.pop_front();
-        }
-        commits.push_back(Entry {
-            id,
-            netns,
-            port,
-            made: None,
-        });
-        id
-    }
-
-    pub(super) fn finish(id: u64, generation: Option<u32>) {
-        if let Some(e) = commits().iter_mut().find(|e| e.id == id) {
-            e.made = Some(generation);
-        }
-    }
-
-    pub(super) fn forget(id: u64) {
-        commits().retain(|e| e.id != id);
-    }
-
-    /// True when the transaction that made `generation`, committed through `port`, is ours.
-    pub(super) fn is_own(netns: NetnsId, port: u32, generation: u32) -> bool {
-        commits().iter().any(|e| {
-            e.netns == netns
-                && e.port == port
-                // Without the echo, the port alone (unique while the socket lived).
-                && e.made.is_none_or(|made| made.is_none_or(|g| g == generation))
-        })
-    }
-
-    /// Whether the generations `after + 1 ..= upto` of `netns` are all ours.
-    pub(super) fn cover(netns: NetnsId, after: u32, upto: u32) -> Cover {
-        let span = upto.wrapping_sub(after);
-        let commits = commits();
-        let running = commits.iter().any(|e| e.netns == netns && e.made.is_none());
-        let ours = |g: u32| {
-            // Generation 0 is skipped by the kernel when the counter wraps.
-            g == 0 || (commits.iter()).any(|e| e.netns == netns && e.made == Some(Some(g)))
-        };
-        if span <= MAX_LOST_SPAN && (1..=span).all(|i| ours(after.wrapping_add(i))) {
-            Cover::Ours
-        } else if running {
-            Cover::Running
-        } else {
-            Cover::NotOurs
         }
     }
 }
@@ -853,48 +671,5 @@ mod tests {
                 "and 95 more changes",
             ]
         );
-    }
-
-    #[test]
-    fn names_are_cut_and_escaped() {
-        let long = "a".repeat(300);
-        assert_eq!(printable(long.as_bytes()).len(), MAX_NAME);
-        assert_eq!(printable(b"x\x1b[31m\0junk"), "x\\u{1b}[31m");
-    }
-
-    #[test]
-    fn own_commits_are_recognised_by_port_and_generation() {
-        let ns = NetnsId { dev: 1, ino: 99 };
-        let other_ns = NetnsId { dev: 1, ino: 98 };
-        let id = own::register(ns, 4242);
-        assert!(
-            own::is_own(ns, 4242, 7),
-            "while running, the port is enough"
-        );
-        assert!(!own::is_own(other_ns, 4242, 7));
-        assert!(!own::is_own(ns, 4243, 7));
-        assert_eq!(own::cover(ns, 6, 7), Cover::Running);
-        own::finish(id, Some(7));
-        assert!(own::is_own(ns, 4242, 7));
-        assert!(
-            !own::is_own(ns, 4242, 8),
-            "the port reused after our socket closed"
-        );
-        assert_eq!(own::cover(ns, 6, 7), Cover::Ours);
-        assert_eq!(
-            own::cover(ns, 5, 7),
-            Cover::NotOurs,
-            "generation 6 is not ours"
-        );
-        assert_eq!(own::cover(ns, 7, 7), Cover::Ours, "nothing lost");
-        let failed = own::register(ns, 4244);
-        own::forget(failed);
-        assert!(!own::is_own(ns, 4244, 8), "a failed commit made nothing");
-        // The wrap skips generation 0.
-        let wrapped = own::register(ns, 4245);
-        own::finish(wrapped, Some(1));
-        let last = own::register(ns, 4246);
-        own::finish(last, Some(u32::MAX));
-        assert_eq!(own::cover(ns, u32::MAX - 1, 1), Cover::Ours);
     }
 }

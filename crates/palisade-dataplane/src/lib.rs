@@ -19,6 +19,7 @@
 //! are noticed as the kernel commits them ([`drift`]), so that it can be put back.
 
 mod apply;
+mod commits;
 pub mod conntrack;
 pub mod drift;
 pub mod events;

@@ -339,3 +339,43 @@ pub(crate) fn error_code(payload: &[u8]) -> Option<i32> {
 pub(crate) fn os_error(code: i32) -> io::Error {
     io::Error::from_raw_os_error(code.saturating_neg())
 }
+
+/// Characters kept of an object name in a log line.
+pub(crate) const MAX_NAME: usize = 64;
+
+/// `s` up to its first NUL.
+pub(crate) fn trim_nul(s: &[u8]) -> &[u8] {
+    let end = s.iter().position(|&b| b == 0).unwrap_or(s.len());
+    &s[..end]
+}
+
+/// The payload of attribute `kind` in `attrs`, if there.
+pub(crate) fn attribute(attrs: &[u8], kind: u16) -> Option<&[u8]> {
+    attributes(attrs).find(|(k, _)| *k == kind).map(|(_, v)| v)
+}
+
+/// A big-endian `u32` attribute.
+pub(crate) fn be32(value: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(value.get(..4)?.try_into().ok()?))
+}
+
+/// An object name from the kernel, fit for a log line: at most 64 characters, escaped.
+pub(crate) fn printable(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(trim_nul(raw));
+    text.chars()
+        .take(MAX_NAME)
+        .flat_map(char::escape_debug)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_cut_and_escaped() {
+        let long = "a".repeat(300);
+        assert_eq!(printable(long.as_bytes()).len(), MAX_NAME);
+        assert_eq!(printable(b"x\x1b[31m\0junk"), "x\\u{1b}[31m");
+    }
+}

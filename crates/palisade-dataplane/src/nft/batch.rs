@@ -7,7 +7,7 @@
 use super::expr::{self, be32, value, verdict_data};
 use super::rule::{PortsMatch, Rule, ANONYMOUS_SET};
 use super::TABLE;
-use crate::drift::{self, OwnCommit, NFT_MSG_NEWGEN};
+use crate::commits::{Generation, OwnCommit, NFT_MSG_NEWGEN};
 use crate::netlink::{self, attr, cstr, error_code, frames, nest, os_error, Socket, NLMSG_ERROR};
 use std::io;
 use std::net::IpAddr;
@@ -510,7 +510,7 @@ impl Batch {
         let mut answered = false;
         for frame in frames(data) {
             if frame.kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN {
-                let generation = drift::Generation::parse(frame.payload).map(|g| g.id);
+                let generation = Generation::parse(frame.payload).map(|g| g.id);
                 answer.generation = answer.generation.or(generation);
             }
             if frame.kind != NLMSG_ERROR {
