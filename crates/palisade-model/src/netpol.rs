@@ -322,12 +322,8 @@ fn rule(
     })
 }
 
-/// Validates a NetworkPolicy (§5 of the reference): name, selectors, peers, ipBlocks, ports,
-/// policyTypes. Errors reject the object; warnings are reported and the object is used. Decodes it
-/// in the same walk: the spec is there exactly when no issue is an error ([`ValidPolicy::new`]).
-///
-pub(crate) fn network_policy(np: &NetworkPolicy) -> (Issues, Option<PolicySpec>) {
-    let mut issues = Issues::default();
+/// A NetworkPolicy's name, namespace and labels.
+fn metadata(np: &NetworkPolicy, issues: &mut Issues) {
     match np.metadata.name.as_deref() {
         None => issues.error("metadata.name", "a NetworkPolicy needs a name"),
         Some(name) => {
@@ -342,22 +338,12 @@ pub(crate) fn network_policy(np: &NetworkPolicy) -> (Issues, Option<PolicySpec>)
         }
     }
     if let Some(map) = &np.metadata.labels {
-        labels(map, "metadata.labels", &mut issues);
+        labels(map, "metadata.labels", issues);
     }
-    let Some(spec) = &np.spec else {
-        issues.error(
-            "spec",
-            "a NetworkPolicy needs a spec (at least `podSelector: {}`)",
-        );
-        return (issues, None);
-    };
-    let pod_selector = selector(
-        spec.pod_selector
-            .as_ref()
-            .unwrap_or(&LabelSelector::default()),
-        "spec.podSelector",
-        &mut issues,
-    );
+}
+
+/// `spec.policyTypes`: each `Ingress` or `Egress`, once.
+fn policy_types(spec: &NetworkPolicySpec, issues: &mut Issues) {
     let mut seen = Vec::new();
     for (i, t) in spec.policy_types.iter().flatten().enumerate() {
         if t != "Ingress" && t != "Egress" {
@@ -373,6 +359,29 @@ pub(crate) fn network_policy(np: &NetworkPolicy) -> (Issues, Option<PolicySpec>)
         }
         seen.push(t);
     }
+}
+
+/// Validates a NetworkPolicy (§5 of the reference): name, selectors, peers, ipBlocks, ports,
+/// policyTypes. Errors reject the object; warnings are reported and the object is used. Decodes it
+/// in the same walk: the spec is there exactly when no issue is an error ([`ValidPolicy::new`]).
+pub(crate) fn network_policy(np: &NetworkPolicy) -> (Issues, Option<PolicySpec>) {
+    let mut issues = Issues::default();
+    metadata(np, &mut issues);
+    let Some(spec) = &np.spec else {
+        issues.error(
+            "spec",
+            "a NetworkPolicy needs a spec (at least `podSelector: {}`)",
+        );
+        return (issues, None);
+    };
+    let pod_selector = selector(
+        spec.pod_selector
+            .as_ref()
+            .unwrap_or(&LabelSelector::default()),
+        "spec.podSelector",
+        &mut issues,
+    );
+    policy_types(spec, &mut issues);
     let ingress: Vec<_> = (spec.ingress.iter().flatten().enumerate())
         .map(|(i, r)| {
             let (peers, ports) = (r.from.as_deref(), r.ports.as_deref());
