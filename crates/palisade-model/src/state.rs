@@ -2,7 +2,7 @@
 
 use crate::diagnostic::Origin;
 use crate::id::{Id, IdVec};
-use crate::key::PodKey;
+use crate::key::{Kind, ObjectKey, PodKey};
 use crate::logging::LoggingConfig;
 use crate::netpol::ValidPolicy;
 use crate::Protocol;
@@ -149,9 +149,9 @@ impl PolicyInfo {
         }
     }
 
-    /// `namespace/name`.
-    pub fn key(&self) -> String {
-        format!("{}/{}", self.namespace, self.name)
+    /// Which policy it is.
+    pub fn key(&self) -> ObjectKey {
+        ObjectKey::new(Kind::NetworkPolicy, Some(&self.namespace), &self.name)
     }
 }
 

@@ -40,7 +40,9 @@ fn write(path: &Path, text: &str) {
 }
 
 fn policies(load: &Load) -> Vec<String> {
-    load.state.policies.iter().map(|p| p.key()).collect()
+    (load.state.policies.iter())
+        .map(|p| format!("{}/{}", p.namespace, p.name))
+        .collect()
 }
 
 fn cidr(load: &Load, name: &str) -> String {

@@ -139,7 +139,10 @@ fn multi_document_yaml_loads_every_kind() {
     assert_eq!(svc.ports[1].protocol, Protocol::Udp);
     assert_eq!(svc.ports[1].target_port, IntOrString::Int(53));
     assert_eq!(state.policies.len(), 1);
-    assert_eq!(state.policies[0].key(), "shop/allow-web");
+    assert_eq!(
+        state.policies[0].key().to_string(),
+        "NetworkPolicy shop/allow-web"
+    );
     assert_eq!(state.policies[0].origin.line, Some(36));
 }
 
@@ -229,7 +232,7 @@ items: []
     let state = load_ok(text);
     assert_eq!(pod_keys(&state), vec!["x/a", "x/b"]);
     assert_eq!(state.policies.len(), 1);
-    assert_eq!(state.policies[0].key(), "x/p");
+    assert_eq!(state.policies[0].key().to_string(), "NetworkPolicy x/p");
 }
 
 #[test]

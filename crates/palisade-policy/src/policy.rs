@@ -4,8 +4,8 @@ pub use crate::direction::Direction;
 use crate::selector::{Interner, Selector};
 use foldhash::HashMap;
 use palisade_model::{
-    ClusterState, Id, IdVec, IpBlock, Kind, NamespaceId, ObjectKey, PolicyInfo, PolicyPeer,
-    PolicyRule, PortSpec,
+    ClusterState, Id, IdVec, IpBlock, NamespaceId, ObjectKey, PolicyInfo, PolicyPeer, PolicyRule,
+    PortSpec,
 };
 use std::sync::Arc;
 
@@ -146,11 +146,7 @@ impl Compiler<'_> {
         let ingress = (spec.ingress.as_deref()).map(|rules| self.rules(rules, namespace));
         let egress = (spec.egress.as_deref()).map(|rules| self.rules(rules, namespace));
         Some(CompiledPolicy {
-            key: Arc::new(ObjectKey::new(
-                Kind::NetworkPolicy,
-                Some(&info.namespace),
-                &info.name,
-            )),
+            key: Arc::new(info.key()),
             namespace,
             pod_selector,
             ingress,

@@ -444,7 +444,7 @@ fn check(seed: u64) -> Result<(), TestCaseError> {
                                 .policies
                                 .iter()
                                 .filter(|p| selects(p, me, side.direction))
-                                .map(|p| p.key())
+                                .map(|p| format!("{}/{}", p.namespace, p.name))
                                 .collect();
                             match &side.decision {
                                 Decision::Allowed { by } => {
