@@ -22,7 +22,12 @@ pub(crate) fn pod_info(loaded: &Loaded<Pod>) -> PodInfo {
     } else {
         status.and_then(|s| s.pod_ip.as_ref())
     };
-    info.ip = ip_text.and_then(|ip| ip.parse().ok());
+    info.finished = status
+        .and_then(|s| s.phase.as_deref())
+        .is_some_and(|phase| matches!(phase, "Succeeded" | "Failed"));
+    info.ip = ip_text
+        .filter(|_| !info.finished)
+        .and_then(|ip| ip.parse().ok());
     info.host_ip = status.and_then(|s| s.host_ip.as_ref()?.parse().ok());
     info
 }
@@ -48,6 +53,7 @@ pub(crate) fn pod_info_of(meta: &ObjectMeta, spec: Option<&PodSpec>, origin: &Or
         host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
         host_ip: None,
         node_name: spec.and_then(|s| s.node_name.clone()),
+        finished: false,
         ports,
         owner: meta
             .owner_references

@@ -682,7 +682,8 @@ impl Loader {
             .filter_map(|(p, _)| given(p))
             .collect();
         let mut pending: Vec<usize> = (0..pods.len())
-            .filter(|&i| kept[i] && given(&pods[i]).is_none() && !pods[i].host_network)
+            .filter(|&i| kept[i] && given(&pods[i]).is_none())
+            .filter(|&i| !pods[i].host_network && !pods[i].finished)
             .collect();
         let (base, size) = match self.pod_cidr {
             IpNet::V4(n) => (

@@ -68,6 +68,9 @@ pub struct PodInfo {
     pub host_ip: Option<IpAddr>,
     /// `spec.nodeName`, if set.
     pub node_name: Option<String>,
+    /// `status.phase` is `Succeeded` or `Failed`: the pod has ended and holds no address (the API
+    /// server may give its IP to another pod), so it is never given one either.
+    pub finished: bool,
     /// Container ports.
     pub ports: Vec<ContainerPortInfo>,
     /// First owner reference (workload kind and name).

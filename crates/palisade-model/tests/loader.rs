@@ -2258,3 +2258,34 @@ fn deep_nesting_is_an_error_at_its_line_and_quick() {
     // A regression guard only (generous for a debug build); the measurement is in the report.
     assert!(elapsed < std::time::Duration::from_secs(2), "{elapsed:?}");
 }
+
+/// A pod that has ended (`Succeeded`, `Failed`) holds no address: not its old `podIP` (which the
+/// API server may have given to a running pod), and none allocated.
+#[test]
+fn finished_pods_hold_no_address() {
+    let finished = |name: &str, phase: &str, ip: &str| {
+        pod_yaml("x", name, "{}", Some(ip)).replace(
+            &format!("  podIP: {ip}\n"),
+            &format!("  podIP: {ip}\n  phase: {phase}\n"),
+        )
+    };
+    let text = [
+        finished("done", "Succeeded", "10.0.0.7"),
+        finished("crashed", "Failed", "10.0.0.8"),
+        pod_yaml("x", "running", "{}", Some("10.0.0.7")),
+        // Still running: its phase keeps its address.
+        finished("up", "Running", "10.0.0.9"),
+    ]
+    .concat();
+    let state = load_ok(&text);
+    let ip = |name: &str| pod(&state, "x", name).ip;
+    assert_eq!(ip("done"), None, "no duplicate-address rejection either");
+    assert_eq!(ip("crashed"), None, "and none allocated");
+    assert!(pod(&state, "x", "done").finished && !pod(&state, "x", "up").finished);
+    assert_eq!(ip("running"), Some("10.0.0.7".parse().unwrap()));
+    assert_eq!(ip("up"), Some("10.0.0.9".parse().unwrap()));
+    assert_eq!(
+        state.pod_by_ip("10.0.0.7".parse().unwrap()),
+        state.pod_id("x", "running")
+    );
+}

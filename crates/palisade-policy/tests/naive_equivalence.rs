@@ -156,6 +156,7 @@ fn pod(rng: &mut ChaCha8Rng, i: usize, namespaces: &[String]) -> PodInfo {
         host_network: rng.random_bool(0.1),
         host_ip: None,
         node_name: None,
+        finished: false,
         ports,
         owner: None,
         from_template: false,
