@@ -5,7 +5,7 @@
 use crate::policy_log::{self, Limits};
 use crate::reconcile::SourceOptions;
 use crate::{observe, state_file};
-use palisade_policy::Audit;
+use palisade_policy::Enforcement;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
@@ -21,8 +21,8 @@ pub struct Config {
     pub pinned_ips: Vec<(palisade_model::PodKey, IpAddr)>,
     /// How the folder is read, and the bounds on what it may make the agent build.
     pub source: SourceOptions,
-    /// Where audit mode applies.
-    pub audit: Audit,
+    /// Whose pods this node enforces, and where audit mode applies.
+    pub enforcement: Enforcement,
     /// Where the objects in force are written for a restart (default
     /// [`state_file::DEFAULT_PATH`]).
     pub state_file: Option<PathBuf>,
@@ -56,7 +56,7 @@ impl Config {
             netns: None,
             pinned_ips: Vec::new(),
             source: SourceOptions::default(),
-            audit: Audit::default(),
+            enforcement: Enforcement::default(),
             state_file: None,
             logging: LogConfig::default(),
             metrics_addr: None,

@@ -10,7 +10,7 @@ use crate::reconcile::{Outcome, Reconciler};
 use palisade_dataplane::events::EventReader;
 use palisade_dataplane::netns::within_netns;
 use palisade_model::ClusterState;
-use palisade_policy::{Audit, CompiledTable, Engine};
+use palisade_policy::{CompiledTable, Enforcement, Engine};
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -79,9 +79,9 @@ impl OnceReport {
 }
 
 /// The ruleset the agent would apply for `state`, as an `nft -f` script (`--dry-run`).
-pub fn script(state: ClusterState, audit: Audit) -> String {
+pub fn script(state: ClusterState, enforcement: Enforcement) -> String {
     let engine = Engine::new(Arc::new(state));
-    palisade_dataplane::render(&CompiledTable::of(&engine, audit))
+    palisade_dataplane::render(&CompiledTable::of(&engine, enforcement))
 }
 
 /// One pass: reads the folder (starting from the last good state), applies it, writes the state
@@ -122,7 +122,7 @@ fn reconciler(config: &Config) -> Reconciler {
     Reconciler::new(config.manifests.clone(), config.netns.clone())
         .with_pinned_ips(config.pinned_ips.clone())
         .with_source(config.source)
-        .with_audit(config.audit)
+        .with_enforcement(config.enforcement.clone())
         // After the source: its limits apply to the state file read.
         .with_state_file(config.state_file())
 }

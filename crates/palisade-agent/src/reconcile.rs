@@ -9,7 +9,7 @@ use palisade_dataplane::{build, ApplyError, Ruleset, TABLE};
 use palisade_model::{
     DocumentCache, Limits, Load, Loader, PodKey, RejectReason, Severity, Symlinks,
 };
-use palisade_policy::{Audit, CompiledTable, Engine};
+use palisade_policy::{CompiledTable, Enforcement, Engine};
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -69,7 +69,7 @@ pub struct Reconciler {
     logger: Option<Arc<Mutex<PolicyLogger>>>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
-    audit: Audit,
+    enforcement: Enforcement,
     source: SourceOptions,
     /// When the next pass is due even if nothing changes (a removal's grace period ends).
     revisit: Option<Instant>,
@@ -100,7 +100,7 @@ impl Reconciler {
             logger: None,
             metrics: Arc::new(Metrics::new()),
             health: Arc::new(Health::default()),
-            audit: Audit::Annotated,
+            enforcement: Enforcement::default(),
             source: SourceOptions::default(),
             revisit: None,
             reported: 0,
@@ -186,9 +186,10 @@ impl Reconciler {
         &self.manifests
     }
 
-    /// Where audit mode applies (default: annotated namespaces only).
-    pub fn with_audit(mut self, audit: Audit) -> Self {
-        self.audit = audit;
+    /// Whose pods are enforced and where audit mode applies (default: every pod; audit mode in
+    /// annotated namespaces only).
+    pub fn with_enforcement(mut self, enforcement: Enforcement) -> Self {
+        self.enforcement = enforcement;
         self
     }
 
@@ -391,7 +392,7 @@ impl Reconciler {
             None => Engine::new(state),
         });
         let previous = previous.map(|(old, table)| (&**old, table));
-        let table = CompiledTable::compile(&engine, previous, self.audit);
+        let table = CompiledTable::compile(&engine, previous, self.enforcement.clone());
         let result = self.enforce(&table);
         crate::drop_later(self.compiled.replace((engine.clone(), table)));
         if let (Ok(applied), Some(state)) = (&result, &mut self.state_file) {

@@ -35,5 +35,5 @@ pub use reason::{
     PortMiss, RuleMiss, UnenforcedReason,
 };
 pub use selector::{LabelRequirement, SelectorMiss, SelectorTerm};
-pub use table::{Audit, CompiledTable, TableClass};
+pub use table::{Audit, CompiledTable, Enforcement, TableClass};
 pub use verdict::{Decision, Endpoint, Flow, RuleRef, Side, Verdict};

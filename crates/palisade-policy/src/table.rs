@@ -1,12 +1,13 @@
 //! What the kernel needs of a compiled cluster, and nothing else: per class, the addresses that
 //! jump to its chains, its rules, and whether it is audited. The dataplane renders only this — it
-//! never reads the cluster state — and audit mode, which namespaces decide, is decided here.
+//! never reads the cluster state — and what a node enforces is decided here: audit mode, which
+//! namespaces decide, and whose pods (those scheduled on the node).
 
 use crate::classes::{Class, ClassId};
 use crate::compile::ClassRules;
 use crate::engine::Engine;
 use palisade_model::logging::{annotation_enabled, AUDIT_ANNOTATION};
-use palisade_model::{IdVec, NamespaceInfo};
+use palisade_model::{IdVec, NamespaceInfo, PodInfo};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -21,11 +22,39 @@ pub enum Audit {
     All,
 }
 
+/// What one node's table enforces.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Enforcement {
+    /// Where audit mode applies.
+    pub audit: Audit,
+    /// The node's name: only the pods scheduled on it (`spec.nodeName`), and those not scheduled
+    /// on any node (a manifests folder's, which would otherwise go unenforced), jump to their
+    /// chains — every other node enforces its own. Every pod remains a peer. `None`: every pod.
+    pub node: Option<String>,
+}
+
+impl Enforcement {
+    /// True when this node enforces `pod`'s policies.
+    pub fn enforces(&self, pod: &PodInfo) -> bool {
+        match (&self.node, &pod.node_name) {
+            (Some(node), Some(on)) => node == on,
+            _ => true,
+        }
+    }
+}
+
+impl From<Audit> for Enforcement {
+    /// Every pod, with audit mode where `audit` says.
+    fn from(audit: Audit) -> Enforcement {
+        Enforcement { audit, node: None }
+    }
+}
+
 /// One class as the kernel sees it.
 #[derive(Clone, Debug)]
 pub struct TableClass {
-    /// The addresses that jump to its chains: its pods' (hostNetwork pods, and pods without an
-    /// address, have none), in pod order.
+    /// The addresses that jump to its chains: those of its pods this node enforces (hostNetwork
+    /// pods, and pods without an address, have none), in pod order.
     pub addresses: Vec<IpAddr>,
     /// What it allows.
     pub rules: Arc<ClassRules>,
@@ -46,15 +75,19 @@ pub struct CompiledTable {
 
 impl CompiledTable {
     /// The table of `engine`, whose classes compiled to `rules` ([`Engine::compile_classes`]),
-    /// with audit mode where `audit` says.
+    /// enforcing what `enforcement` says.
     pub fn new(
         engine: &Engine,
         rules: &IdVec<Class, Arc<ClassRules>>,
-        audit: Audit,
+        enforcement: impl Into<Enforcement>,
     ) -> CompiledTable {
+        let enforcement = enforcement.into();
         let state = engine.state();
         let audited: IdVec<NamespaceInfo, bool> = (state.namespaces.iter())
-            .map(|n| audit == Audit::All || annotation_enabled(&n.annotations, AUDIT_ANNOTATION))
+            .map(|n| {
+                enforcement.audit == Audit::All
+                    || annotation_enabled(&n.annotations, AUDIT_ANNOTATION)
+            })
             .collect();
         let classes = (rules.iter_enumerated())
             .map(|(c, rules)| {
@@ -62,7 +95,7 @@ impl CompiledTable {
                 TableClass {
                     addresses: (pods.iter())
                         .map(|&p| &state.pods[p])
-                        .filter(|p| !p.host_network)
+                        .filter(|p| !p.host_network && enforcement.enforces(p))
                         .filter_map(|p| p.ip)
                         .collect(),
                     rules: rules.clone(),
@@ -79,8 +112,8 @@ impl CompiledTable {
     }
 
     /// The table of `engine`, every class compiled afresh.
-    pub fn of(engine: &Engine, audit: Audit) -> CompiledTable {
-        CompiledTable::compile(engine, None, audit)
+    pub fn of(engine: &Engine, enforcement: impl Into<Enforcement>) -> CompiledTable {
+        CompiledTable::compile(engine, None, enforcement)
     }
 
     /// The table of `engine`, taking from `previous` — the engine it was compiled from
@@ -89,7 +122,7 @@ impl CompiledTable {
     pub fn compile(
         engine: &Engine,
         previous: Option<(&Engine, &CompiledTable)>,
-        audit: Audit,
+        enforcement: impl Into<Enforcement>,
     ) -> CompiledTable {
         let previous = previous.map(|(old, table)| {
             let rules: IdVec<Class, Arc<ClassRules>> =
@@ -97,7 +130,7 @@ impl CompiledTable {
             (old, rules)
         });
         let rules = engine.compile_classes(previous.as_ref().map(|(old, r)| (*old, r)));
-        CompiledTable::new(engine, &rules, audit)
+        CompiledTable::new(engine, &rules, enforcement)
     }
 
     /// Names this table (and what is built for it) among the tables of this process.
@@ -117,7 +150,8 @@ impl CompiledTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use palisade_model::Loader;
+    use crate::Direction;
+    use palisade_model::{Loader, Protocol};
 
     const CLUSTER: &str = "\
 apiVersion: v1
@@ -233,6 +267,51 @@ status: {podIP: 192.0.2.1}
         assert!(
             Arc::ptr_eq(&class_of(&next, &next_table, "b").rules, &b.rules),
             "the same spec compiles to the same rules: they are reused"
+        );
+    }
+
+    #[test]
+    fn a_node_enforces_its_own_pods_and_knows_every_pod_as_a_peer() {
+        let pod = |name: &str, node: &str, ip: &str| {
+            format!(
+                "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: strict, labels: {{app: {name}}}}}\n\
+                 spec: {{nodeName: {node}, containers: [{{name: c, image: x}}]}}\nstatus: {{podIP: {ip}}}\n"
+            )
+        };
+        let text = [
+            CLUSTER.to_string(),
+            pod("here", "n1", "10.0.1.1"),
+            pod("there", "n2", "10.0.2.1"),
+            "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+             metadata: {name: same-namespace, namespace: strict}\n\
+             spec: {podSelector: {}, ingress: [{from: [{podSelector: {}}]}]}\n"
+                .to_string(),
+        ]
+        .concat();
+        let engine = engine(&text);
+        let on_n1 = Enforcement {
+            audit: Audit::Annotated,
+            node: Some("n1".into()),
+        };
+        let table = CompiledTable::of(&engine, on_n1);
+        let addresses = |name: &str| class_of(&engine, &table, name).addresses.clone();
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        assert_eq!(addresses("here"), [ip("10.0.1.1")]);
+        assert!(addresses("there").is_empty(), "n2 enforces its own pods");
+        assert_eq!(
+            addresses("b"),
+            [ip("10.0.0.2")],
+            "a pod scheduled nowhere (a manifests folder's) is enforced"
+        );
+        // The pod of n2 is still a peer of what n1 enforces.
+        let rules = &class_of(&engine, &table, "here").rules;
+        assert!(rules.allows(Direction::Ingress, Some(ip("10.0.2.1")), 80, Protocol::Tcp));
+        assert!(!rules.allows(Direction::Ingress, Some(ip("192.0.2.9")), 80, Protocol::Tcp));
+        // Without a node, every pod.
+        let everywhere = CompiledTable::of(&engine, Audit::Annotated);
+        assert_eq!(
+            class_of(&engine, &everywhere, "there").addresses,
+            [ip("10.0.2.1")]
         );
     }
 }

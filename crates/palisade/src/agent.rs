@@ -3,7 +3,7 @@
 use crate::exit;
 use palisade_agent::policy_log::Limits;
 use palisade_agent::{Config, LogConfig, SourceOptions};
-use palisade_policy::Audit;
+use palisade_policy::{Audit, Enforcement};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -89,8 +89,10 @@ pub struct LogArgs {
     /// in its state folder).
     #[arg(long, value_name = "PATH")]
     pub policy_log: Option<PathBuf>,
-    /// The node name written into records (default: the host name).
-    #[arg(long, value_name = "NAME")]
+    /// This node's name (as `spec.nodeName` gives it): only the pods scheduled on it, and pods
+    /// scheduled nowhere, are enforced here; every pod stays a peer. Records carry it. Without it
+    /// (nor NODE_NAME), every pod is enforced and records carry the host name.
+    #[arg(long, value_name = "NAME", env = "NODE_NAME")]
     pub node_name: Option<String>,
     /// Serve the live view for `palisade observe` on this Unix socket (default
     /// /run/palisade/observe.sock; for a lab: in its state folder).
@@ -129,11 +131,16 @@ pub struct LogArgs {
 }
 
 impl LogArgs {
-    fn audit(&self) -> Audit {
-        if self.policy_audit_mode {
+    /// Whose pods this node enforces, and where audit mode applies.
+    fn enforcement(&self) -> Enforcement {
+        let audit = if self.policy_audit_mode {
             Audit::All
         } else {
             Audit::Annotated
+        };
+        Enforcement {
+            audit,
+            node: self.node_name.clone(),
         }
     }
 
@@ -254,7 +261,7 @@ pub fn run(args: Args) -> u8 {
         let loaded = crate::input::load_paths(std::slice::from_ref(&args.manifests), 0);
         print!(
             "{}",
-            palisade_agent::script(loaded.state, args.logging.audit())
+            palisade_agent::script(loaded.state, args.logging.enforcement())
         );
         return exit::OK;
     }
@@ -293,7 +300,7 @@ fn config(args: &Args) -> Result<Config, palisade_lab::LabError> {
         netns: args.netns.clone(),
         pinned_ips,
         source: args.source.options(),
-        audit: args.logging.audit(),
+        enforcement: args.logging.enforcement(),
         state_file: args.source.state_file.clone().or(lab_state_file),
         logging: args.logging.config(),
         metrics_addr: args.logging.metrics_addr,

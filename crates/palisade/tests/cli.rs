@@ -449,3 +449,51 @@ fn huge_workloads_and_devices_are_refused_quickly() {
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
+
+/// `--node-name` (or NODE_NAME, as the downward API sets it): the node enforces only the pods
+/// scheduled on it — only their addresses jump to policy chains — while every pod stays a peer.
+#[test]
+fn an_agent_enforces_the_pods_of_its_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let pod = |name: &str, node: &str, ip: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: shop, labels: {{app: {name}}}}}\n\
+             spec: {{nodeName: {node}, containers: [{{name: c, image: x}}]}}\nstatus: {{podIP: {ip}}}\n---\n"
+        )
+    };
+    let policy = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+                  metadata: {name: same-namespace, namespace: shop}\n\
+                  spec: {podSelector: {}, ingress: [{from: [{podSelector: {}}]}]}\n";
+    let text = [
+        pod("here", "n1", "10.0.1.1"),
+        pod("there", "n2", "10.0.2.1"),
+    ]
+    .concat()
+        + policy;
+    std::fs::write(dir.path().join("m.yaml"), text).unwrap();
+    let manifests = dir.path().to_str().unwrap();
+    let script = |node: Option<(&str, &str)>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_palisade"));
+        command.args(["agent", "--manifests", manifests, "--dry-run"]);
+        command.env_remove("NODE_NAME");
+        match node {
+            Some(("--node-name", name)) => command.args(["--node-name", name]),
+            Some((_, name)) => command.env("NODE_NAME", name),
+            None => &mut command,
+        };
+        let out = command.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let jumps = |script: &str, ip: &str| script.contains(&format!("{ip} : jump "));
+    let n1 = script(Some(("--node-name", "n1")));
+    assert!(jumps(&n1, "10.0.1.1") && !jumps(&n1, "10.0.2.1"), "{n1}");
+    assert!(
+        n1.contains("elements = { 10.0.1.1, 10.0.2.1 }"),
+        "a peer: {n1}"
+    );
+    let n2 = script(Some(("NODE_NAME", "n2")));
+    assert!(!jumps(&n2, "10.0.1.1") && jumps(&n2, "10.0.2.1"), "{n2}");
+    let everywhere = script(None);
+    assert!(jumps(&everywhere, "10.0.1.1") && jumps(&everywhere, "10.0.2.1"));
+}
