@@ -54,7 +54,7 @@ impl<T> BitSet<T> {
     pub fn full(len: usize) -> Self {
         let mut s = BitSet::new(len);
         s.words.fill(u64::MAX);
-        if len % 64 != 0 {
+        if !len.is_multiple_of(64) {
             if let Some(last) = s.words.last_mut() {
                 *last = (1u64 << (len % 64)) - 1;
             }

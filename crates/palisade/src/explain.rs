@@ -32,7 +32,10 @@ pub struct Args {
 
 /// Runs the command: exit 0 if the flow is allowed, 1 if denied, 2 on invalid input.
 pub fn run(args: Args, verbose: u8) -> u8 {
-    let loaded = input::load(&args.inputs, verbose);
+    let loaded = match input::load(&args.inputs, verbose) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
     let state = &loaded.state;
     let PortArg {
         port: port_text,

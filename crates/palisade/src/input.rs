@@ -1,4 +1,5 @@
-//! Loading `-f` inputs and reporting diagnostics on stderr.
+//! Loading the analysis commands' input — `-f` manifests, or a live cluster's API server — and
+//! reporting diagnostics on stderr.
 
 use palisade_model::{
     decode_utf8, is_blank, read_bounded, summarize, ClusterState, Diagnostic, Loader, Origin,
@@ -10,12 +11,20 @@ use std::time::Instant;
 /// Diagnostics of one shape printed before the rest are only counted.
 const SHOWN_PER_KIND: usize = 10;
 
-/// Manifest inputs shared by the analysis commands.
+/// The input shared by the analysis commands: manifests, or else a cluster.
 #[derive(clap::Args, Debug)]
 pub struct Inputs {
     /// Manifest file or folder (recursive; *.yaml, *.yml, *.json), or - for stdin. Repeatable.
-    #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
+    /// Without it, the cluster is read from its API server (lists only) as kubectl would find it:
+    /// --kubeconfig, KUBECONFIG, ~/.kube/config, or the pod's service account.
+    #[arg(short = 'f', long = "filename", value_name = "PATH")]
     pub files: Vec<PathBuf>,
+    /// The kubeconfig of the cluster to read (instead of -f).
+    #[arg(long, value_name = "PATH", conflicts_with = "files")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (instead of -f).
+    #[arg(long, value_name = "NAME", conflicts_with = "files")]
+    pub context: Option<String>,
 }
 
 /// A loaded cluster and whether any input was rejected.
@@ -26,10 +35,28 @@ pub struct Loaded {
     pub rejected: bool,
 }
 
-/// Loads every input; prints errors and warnings (and skipped kinds with `-v`) to stderr, repeats
-/// summarised.
-pub fn load(inputs: &Inputs, verbose: u8) -> Loaded {
-    load_paths(&inputs.files, verbose)
+/// Loads every input — the manifests, or without them the cluster's API server; prints errors and
+/// warnings (and skipped kinds with `-v`) to stderr, repeats summarised. A cluster that cannot be
+/// read is an error (printed) and the exit code to end with.
+pub fn load(inputs: &Inputs, verbose: u8) -> Result<Loaded, u8> {
+    if !inputs.files.is_empty() {
+        return Ok(load_paths(&inputs.files, verbose));
+    }
+    let connection = palisade_kube::Connection {
+        kubeconfig: inputs.kubeconfig.clone(),
+        context: inputs.context.clone(),
+    };
+    let (started, mut loader) = (Instant::now(), Loader::new());
+    match palisade_kube::list_into(&connection, &mut loader) {
+        Ok(listed) => {
+            tracing::info!(counts = ?listed.counts, "cluster listed");
+            Ok(report(loader, Vec::new(), verbose, started))
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(crate::exit::INVALID)
+        }
+    }
 }
 
 /// Loads `paths` (files, folders or `-`), reporting like [`load`].
@@ -51,6 +78,11 @@ pub fn load_with(mut loader: Loader, paths: &[PathBuf], verbose: u8) -> Loaded {
             loader.load_path(path);
         }
     }
+    report(loader, unread, verbose, started)
+}
+
+/// Finishes `loader` and reports its diagnostics after `unread` (inputs that could not be read).
+fn report(loader: Loader, mut unread: Vec<Diagnostic>, verbose: u8, started: Instant) -> Loaded {
     let (state, diagnostics) = loader.finish();
     unread.extend(diagnostics);
     let rejected = unread.iter().any(Diagnostic::is_error);
@@ -65,7 +97,7 @@ pub fn load_with(mut loader: Loader, paths: &[PathBuf], verbose: u8) -> Loaded {
         pods = state.pods.len(),
         policies = state.policies.len(),
         elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
-        "manifests loaded"
+        "input loaded"
     );
     Loaded { state, rejected }
 }

@@ -40,7 +40,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Connectivity matrix of every pod pair, computed from manifests.
+    /// Connectivity matrix of every pod pair, computed from manifests or a live cluster.
     Matrix(matrix::Args),
     /// Why is a connection allowed or denied? Both directions, every policy and rule.
     Explain(explain::Args),

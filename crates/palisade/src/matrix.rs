@@ -30,7 +30,10 @@ pub struct Args {
 
 /// Runs the command; returns the exit code.
 pub fn run(args: Args, verbose: u8) -> u8 {
-    let loaded = input::load(&args.inputs, verbose);
+    let loaded = match input::load(&args.inputs, verbose) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
     for ns in &args.namespaces {
         if loaded.state.namespace(ns).is_none() {
             eprintln!("error: namespace {ns:?} not found in the manifests");

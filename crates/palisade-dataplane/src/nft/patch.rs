@@ -509,7 +509,7 @@ mod tests {
         }
         for i in 0..rng.below(3) {
             let p = rng.below(pods.len());
-            let ip: IpAddr = if i % 2 == 0 {
+            let ip: IpAddr = if i.is_multiple_of(2) {
                 format!("10.250.{round}.{i}").parse().unwrap()
             } else {
                 format!("fd00:250::{round}:{i}").parse().unwrap()
@@ -560,7 +560,7 @@ mod tests {
     fn patched_rulesets_enforce_what_full_builds_do() {
         for seed in 1..=6u64 {
             let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-            let audit = if seed % 3 == 0 {
+            let audit = if seed.is_multiple_of(3) {
                 Audit::All
             } else {
                 Audit::Annotated

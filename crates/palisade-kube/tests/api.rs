@@ -1,0 +1,186 @@
+//! Listing a cluster through kube-rs, against an in-process API server that answers in the API's
+//! format: pages followed, objects validated like files, a missing CRD tolerated, errors named.
+
+mod support;
+
+use palisade_kube::{list_into, Connection, Listed, SourceError};
+use palisade_model::logging::LoggingConfig;
+use palisade_model::{Loader, PodKey};
+use serde_json::json;
+use std::collections::HashMap;
+use support::fake_api::{list, FakeApi, Reply};
+
+fn pod(name: &str, node: &str, ip: &str) -> serde_json::Value {
+    json!({
+        "metadata": {"name": name, "namespace": "shop", "labels": {"app": name}},
+        "spec": {"nodeName": node, "containers": [{"name": "c", "image": "x",
+                 "ports": [{"containerPort": 6379}]}]},
+        "status": {"phase": "Running", "podIP": ip},
+    })
+}
+
+fn policy(name: &str, cidr: &str) -> serde_json::Value {
+    json!({
+        "metadata": {"name": name, "namespace": "shop"},
+        "spec": {"podSelector": {"matchLabels": {"app": "redis"}},
+                 "ingress": [{"from": [{"ipBlock": {"cidr": cidr}}]}]},
+    })
+}
+
+/// A cluster of two pages of pods, a valid and an invalid policy, and no NetworkLogging CRD.
+fn cluster() -> HashMap<String, Reply> {
+    let namespace = json!({"metadata": {"name": "shop", "labels": {"team": "a"}}});
+    HashMap::from([
+        (
+            "/api/v1/namespaces".into(),
+            list("v1", "NamespaceList", vec![namespace], None),
+        ),
+        (
+            "/api/v1/pods".into(),
+            list(
+                "v1",
+                "PodList",
+                vec![pod("redis", "n1", "10.1.0.5")],
+                Some("p2"),
+            ),
+        ),
+        (
+            "/api/v1/pods#p2".into(),
+            list("v1", "PodList", vec![pod("cart", "n2", "10.1.0.6")], None),
+        ),
+        (
+            "/api/v1/services".into(),
+            list("v1", "ServiceList", vec![], None),
+        ),
+        (
+            "/apis/networking.k8s.io/v1/networkpolicies".into(),
+            list(
+                "networking.k8s.io/v1",
+                "NetworkPolicyList",
+                vec![policy("good", "10.0.0.0/8"), policy("bad", "10.0.0.0/33")],
+                None,
+            ),
+        ),
+    ])
+}
+
+fn connect(api: &FakeApi, dir: &std::path::Path) -> Connection {
+    Connection {
+        kubeconfig: Some(api.kubeconfig(dir)),
+        context: None,
+    }
+}
+
+#[test]
+fn a_cluster_is_listed_page_by_page_and_validated_like_files() {
+    let api = FakeApi::start(cluster());
+    let dir = tempfile::tempdir().unwrap();
+    let mut loader = Loader::new();
+    let listed = list_into(&connect(&api, dir.path()), &mut loader).expect("listed");
+    assert_eq!(
+        listed,
+        Listed {
+            counts: vec![
+                ("Namespace", 1),
+                ("Pod", 2),
+                ("Service", 0),
+                ("NetworkPolicy", 2),
+                ("NetworkLogging", 0),
+            ]
+        }
+    );
+    let (state, diagnostics) = loader.finish();
+    let redis = &state.pods[state.pod_id("shop", "redis").expect("redis")];
+    assert_eq!(redis.ip, Some("10.1.0.5".parse().unwrap()));
+    assert_eq!(redis.node_name.as_deref(), Some("n1"));
+    assert_eq!(redis.key(), PodKey::new("shop", "redis"));
+    assert!(state.pod_id("shop", "cart").is_some(), "the second page");
+    assert_eq!(state.namespace("shop").unwrap().labels["team"], "a");
+    // The invalid policy is rejected with its kind, name and field, the valid one kept.
+    let names: Vec<&str> = state.policies.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["good"]);
+    let error = diagnostics.iter().find(|d| d.is_error()).expect("an error");
+    let text = error.to_string();
+    assert!(
+        text.contains("NetworkPolicy shop/bad")
+            && text.contains("ipBlock.cidr")
+            && text.contains("/apis/networking.k8s.io/v1/networkpolicies"),
+        "{text}"
+    );
+    // Paginated with the API's parameters.
+    let requests = api.requests.lock().unwrap().clone();
+    let pods: Vec<&String> = requests
+        .iter()
+        .filter(|r| r.starts_with("/api/v1/pods"))
+        .collect();
+    assert_eq!(pods.len(), 2, "{requests:?}");
+    assert!(pods.iter().all(|r| r.contains("limit=500")), "{pods:?}");
+    assert!(pods[1].contains("continue=p2"), "{pods:?}");
+}
+
+#[test]
+fn network_logging_is_read_when_the_cluster_has_it() {
+    let mut routes = cluster();
+    let logging = json!({"metadata": {"name": "default"},
+        "spec": {"cluster": {"allow": {"log": true, "delegate": false},
+                             "deny": {"log": true, "delegate": false}}}});
+    routes.insert(
+        "/apis/networking.gke.io/v1alpha1/networkloggings".into(),
+        list(
+            "networking.gke.io/v1alpha1",
+            "NetworkLoggingList",
+            vec![logging],
+            None,
+        ),
+    );
+    let api = FakeApi::start(routes);
+    let dir = tempfile::tempdir().unwrap();
+    let mut loader = Loader::new();
+    let listed = list_into(&connect(&api, dir.path()), &mut loader).expect("listed");
+    assert_eq!(listed.counts.last(), Some(&("NetworkLogging", 1)));
+    let (state, _) = loader.finish();
+    let LoggingConfig::Valid(switches) = &state.network_logging else {
+        panic!("{:?}", state.network_logging);
+    };
+    assert!(switches.allow.log && switches.deny.log && !switches.deny.delegate);
+}
+
+#[test]
+fn a_failed_list_names_the_kind_and_the_server() {
+    let mut routes = cluster();
+    routes.insert(
+        "/api/v1/pods".into(),
+        Reply::status(
+            403,
+            "Forbidden",
+            "pods is forbidden: User \"nobody\" cannot list",
+        ),
+    );
+    let api = FakeApi::start(routes);
+    let dir = tempfile::tempdir().unwrap();
+    let error = list_into(&connect(&api, dir.path()), &mut Loader::new()).unwrap_err();
+    assert!(
+        matches!(error, SourceError::List { kind: "Pod", .. }),
+        "{error:?}"
+    );
+    let text = error.to_string();
+    assert!(
+        text.contains("cannot list Pod from http://") && text.contains("forbidden"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_unreadable_kubeconfig_is_named() {
+    let connection = Connection {
+        kubeconfig: Some("/nonexistent/kubeconfig".into()),
+        context: None,
+    };
+    let error = list_into(&connection, &mut Loader::new()).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("kubeconfig /nonexistent/kubeconfig: "),
+        "{error}"
+    );
+}

@@ -1,0 +1,138 @@
+//! `palisade matrix` and `palisade explain` against a live cluster (`--kubeconfig`, read-only
+//! lists), served by the in-process API server of the kube crate's tests.
+
+#[path = "../../palisade-kube/tests/support/fake_api.rs"]
+mod fake_api;
+
+use fake_api::{list, FakeApi, Reply};
+use serde_json::json;
+use std::collections::HashMap;
+use std::process::{Command, Output};
+
+fn palisade(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .output()
+        .expect("run palisade")
+}
+
+fn pod(name: &str, ip: &str) -> serde_json::Value {
+    json!({
+        "metadata": {"name": name, "namespace": "shop", "labels": {"app": name}},
+        "spec": {"containers": [{"name": "c", "image": "x", "ports": [{"containerPort": 6379}]}]},
+        "status": {"phase": "Running", "podIP": ip},
+    })
+}
+
+/// Redis accepts web only.
+fn shop() -> HashMap<String, Reply> {
+    let policy = json!({
+        "metadata": {"name": "redis-from-web", "namespace": "shop"},
+        "spec": {"podSelector": {"matchLabels": {"app": "redis"}},
+                 "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "web"}}}]}]},
+    });
+    let pods = ["redis", "web", "cart"]
+        .iter()
+        .zip(["10.1.0.5", "10.1.0.6", "10.1.0.7"])
+        .map(|(name, ip)| pod(name, ip))
+        .collect();
+    HashMap::from([
+        (
+            "/api/v1/namespaces".into(),
+            list(
+                "v1",
+                "NamespaceList",
+                vec![json!({"metadata": {"name": "shop"}})],
+                None,
+            ),
+        ),
+        ("/api/v1/pods".into(), list("v1", "PodList", pods, None)),
+        (
+            "/api/v1/services".into(),
+            list("v1", "ServiceList", vec![], None),
+        ),
+        (
+            "/apis/networking.k8s.io/v1/networkpolicies".into(),
+            list(
+                "networking.k8s.io/v1",
+                "NetworkPolicyList",
+                vec![policy],
+                None,
+            ),
+        ),
+    ])
+}
+
+#[test]
+fn matrix_and_explain_read_a_live_cluster() {
+    let api = FakeApi::start(shop());
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path());
+    let kubeconfig = kubeconfig.to_str().unwrap();
+    let out = palisade(&["matrix", "--kubeconfig", kubeconfig, "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let matrix: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = matrix.to_string();
+    assert!(
+        text.contains("shop/redis") && text.contains("shop/cart"),
+        "{text}"
+    );
+    let explain = |from: &str| {
+        palisade(&[
+            "explain",
+            "--kubeconfig",
+            kubeconfig,
+            "--from",
+            from,
+            "--to",
+            "shop/redis",
+            "--port",
+            "6379",
+        ])
+    };
+    let denied = explain("shop/cart");
+    assert_eq!(denied.status.code(), Some(1), "{denied:?}");
+    assert!(String::from_utf8_lossy(&denied.stdout).contains("shop/redis-from-web"));
+    assert_eq!(explain("shop/web").status.code(), Some(0));
+    // The same cluster through its context.
+    let by_context = palisade(&[
+        "matrix",
+        "--kubeconfig",
+        kubeconfig,
+        "--context",
+        "fake",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(by_context.stdout, out.stdout);
+}
+
+#[test]
+fn a_cluster_that_cannot_be_read_is_an_error_and_manifests_exclude_it() {
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let api = FakeApi {
+        addr: closed.local_addr().unwrap(),
+        requests: Default::default(),
+    };
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path());
+    let out = palisade(&["matrix", "--kubeconfig", kubeconfig.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "error: cannot list Namespace from http://{}",
+            api.addr
+        )),
+        "{stderr}"
+    );
+    let both = palisade(&["matrix", "-f", "x.yaml", "--kubeconfig", "k"]);
+    assert_eq!(both.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&both.stderr).contains("cannot be used with"));
+    let missing = palisade(&["matrix", "--kubeconfig", "/nonexistent/kubeconfig"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("kubeconfig /nonexistent/kubeconfig"));
+}
