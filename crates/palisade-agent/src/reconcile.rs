@@ -7,7 +7,7 @@ use crate::state_file::StateFile;
 use palisade_dataplane::drift::{TableInfo, TableProbe};
 use palisade_dataplane::{build, ApplyError, Ruleset, TABLE};
 use palisade_model::{
-    DocumentCache, Limits, Load, Loader, PodKey, RejectReason, Severity, Symlinks,
+    ClusterState, DocumentCache, Limits, Load, Loader, PodKey, RejectReason, Severity, Symlinks,
 };
 use palisade_policy::{CompiledTable, Enforcement, Engine};
 use std::hash::{Hash, Hasher};
@@ -77,6 +77,8 @@ pub struct Reconciler {
     reported: u64,
     /// Why changes to the folder are not being seen, if they are not (set by the watch loop).
     unwatched: Option<String>,
+    /// The last warning that no pod is scheduled on this node (logged once, until it changes).
+    stray_node: Option<String>,
     /// The kernel's table may not be what was applied last (changed by someone else).
     kernel_unknown: bool,
     /// The table as the kernel described it after the last apply.
@@ -105,6 +107,7 @@ impl Reconciler {
             revisit: None,
             reported: 0,
             unwatched: None,
+            stray_node: None,
             kernel_unknown: false,
             kernel_table: None,
             probe: None,
@@ -346,6 +349,34 @@ impl Reconciler {
         info
     }
 
+    /// Warns (once, until it changes) when this node is named and no pod is scheduled on it while
+    /// pods are scheduled on others: a misspelt `--node-name` would otherwise enforce nothing
+    /// without a word.
+    fn check_node(&mut self, state: &ClusterState) {
+        let Some(node) = &self.enforcement.node else {
+            return;
+        };
+        let mut others: Vec<&str> = (state.pods.iter())
+            .filter_map(|p| p.node_name.as_deref())
+            .collect();
+        let warning = (!others.is_empty() && !others.contains(&node.as_str())).then(|| {
+            others.sort_unstable();
+            others.dedup();
+            let shown = others.iter().take(5).copied().collect::<Vec<_>>().join(", ");
+            format!(
+                "no pod is scheduled on node {node:?}, so none is enforced here; pods are on {}                  node(s) ({shown}{}): check --node-name",
+                others.len(),
+                if others.len() > 5 { ", ..." } else { "" }
+            )
+        });
+        if warning != self.stray_node {
+            if let Some(warning) = &warning {
+                tracing::warn!("{warning}");
+            }
+            self.stray_node = warning;
+        }
+    }
+
     /// The network namespace enforced in (`None`: the agent's own).
     pub fn netns(&self) -> Option<&str> {
         self.netns.as_deref()
@@ -361,7 +392,9 @@ impl Reconciler {
             .pin_ips(self.pinned.iter().cloned())
             .limits(self.source.limits)
             .symlinks(self.source.symlinks)
-            .removal_grace(self.source.removal_grace);
+            .removal_grace(self.source.removal_grace)
+            // A node's name means a real cluster: a pod without an address has none yet.
+            .allocate_addresses(self.enforcement.node.is_none());
         loader.load_path(&self.manifests);
         let load = loader.finish_with_cache();
         let rejected = self.report_input(&load);
@@ -385,6 +418,7 @@ impl Reconciler {
             self.repair();
             return Outcome::Failed(reason);
         }
+        self.check_node(&state);
         let state = Arc::new(state);
         let previous = self.compiled.as_ref();
         let engine = Arc::new(match previous {

@@ -52,7 +52,8 @@ pub(crate) fn pod_info_of(meta: &ObjectMeta, spec: Option<&PodSpec>, origin: &Or
         ip_allocated: false,
         host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
         host_ip: None,
-        node_name: spec.and_then(|s| s.node_name.clone()),
+        // An empty name schedules the pod nowhere.
+        node_name: (spec.and_then(|s| s.node_name.clone())).filter(|n| !n.is_empty()),
         finished: false,
         ports,
         owner: meta

@@ -91,6 +91,8 @@ pub struct Loader {
     visited: DocumentCache,
     /// Addresses to give pods without `status.podIP`, by `ns/name`, before allocating.
     pinned: HashMap<PodKey, IpAddr>,
+    /// Pods without `status.podIP` are given one (pinned, else from `pod_cidr`).
+    allocate: bool,
     limits: Limits,
     symlinks: Symlinks,
     removal_grace: Duration,
@@ -127,6 +129,7 @@ impl Loader {
             documents: DocumentCache::default(),
             visited: DocumentCache::default(),
             pinned: HashMap::new(),
+            allocate: true,
             limits: Limits::default(),
             symlinks: Symlinks::default(),
             removal_grace: Duration::ZERO,
@@ -148,6 +151,14 @@ impl Loader {
     /// to the manifests later cannot move them.
     pub fn pin_ips(mut self, pinned: impl IntoIterator<Item = (PodKey, IpAddr)>) -> Self {
         self.pinned = pinned.into_iter().collect();
+        self
+    }
+
+    /// Whether pods without `status.podIP` are given an address (default: yes — manifests
+    /// written by hand and the lab's pods have none). Not for a real cluster's pods: there, a pod
+    /// without an IP has none yet, and an invented one could be another pod's.
+    pub fn allocate_addresses(mut self, allocate: bool) -> Self {
+        self.allocate = allocate;
         self
     }
 
@@ -574,7 +585,9 @@ impl Loader {
             .collect();
         drop(taken);
         self.reject_duplicate_ips(&pods, &mut kept);
-        self.allocate_ips(&mut pods, &kept);
+        if self.allocate {
+            self.allocate_ips(&mut pods, &kept);
+        }
         // Left-out pods are cached too (unallocated): an object's pods are all or nothing.
         for (pod, &source) in pods.iter().zip(&made_by) {
             let source = &sources[source];

@@ -2289,3 +2289,27 @@ fn finished_pods_hold_no_address() {
         state.pod_id("x", "running")
     );
 }
+
+/// A real cluster's pod without `status.podIP` has no address yet: when allocation is off, it is
+/// given none. An empty `nodeName` schedules a pod nowhere.
+#[test]
+fn pods_without_an_address_keep_none_when_allocation_is_off() {
+    let text = [
+        pod_yaml("x", "pending", "{}", None),
+        pod_yaml("x", "running", "{}", Some("10.0.0.7")).replace(
+            "spec:\n  containers:",
+            "spec:\n  nodeName: \"\"\n  containers:",
+        ),
+    ]
+    .concat();
+    let mut loader = Loader::new().allocate_addresses(false);
+    loader.load_str("t.yaml", &text);
+    let (state, diagnostics) = loader.finish();
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    assert_eq!(pod(&state, "x", "pending").ip, None);
+    assert_eq!(pod(&state, "x", "running").node_name, None);
+    assert!(
+        load_ok(&text).pods.iter().all(|p| p.ip.is_some()),
+        "allocated by default"
+    );
+}

@@ -89,10 +89,11 @@ pub struct LogArgs {
     /// in its state folder).
     #[arg(long, value_name = "PATH")]
     pub policy_log: Option<PathBuf>,
-    /// This node's name (as `spec.nodeName` gives it): only the pods scheduled on it, and pods
-    /// scheduled nowhere, are enforced here; every pod stays a peer. Records carry it. Without it
-    /// (nor NODE_NAME), every pod is enforced and records carry the host name.
-    #[arg(long, value_name = "NAME", env = "NODE_NAME")]
+    /// This node's name, as pods' `spec.nodeName` gives it. `agent`: only the pods scheduled on it,
+    /// and pods scheduled nowhere, are enforced here (every pod stays a peer); default NODE_NAME,
+    /// as the downward API sets it; without either, every pod. Records carry it (default: the host
+    /// name). `lab up`: names the node in records only (the lab's node holds every pod).
+    #[arg(long, value_name = "NAME", value_parser = node_name)]
     pub node_name: Option<String>,
     /// Serve the live view for `palisade observe` on this Unix socket (default
     /// /run/palisade/observe.sock; for a lab: in its state folder).
@@ -131,16 +132,12 @@ pub struct LogArgs {
 }
 
 impl LogArgs {
-    /// Whose pods this node enforces, and where audit mode applies.
-    fn enforcement(&self) -> Enforcement {
-        let audit = if self.policy_audit_mode {
+    /// Where audit mode applies.
+    fn audit(&self) -> Audit {
+        if self.policy_audit_mode {
             Audit::All
         } else {
             Audit::Annotated
-        };
-        Enforcement {
-            audit,
-            node: self.node_name.clone(),
         }
     }
 
@@ -257,15 +254,19 @@ fn parse_size(s: &str) -> Result<u64, String> {
 /// Runs the agent. Exit 2 if the first ruleset cannot be applied with `--once`, or if logging or
 /// metrics cannot be set up.
 pub fn run(args: Args) -> u8 {
+    let enforcement = match enforcement(&args) {
+        Ok(enforcement) => enforcement,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::INVALID;
+        }
+    };
     if args.dry_run {
         let loaded = crate::input::load_paths(std::slice::from_ref(&args.manifests), 0);
-        print!(
-            "{}",
-            palisade_agent::script(loaded.state, args.logging.enforcement())
-        );
+        print!("{}", palisade_agent::script(loaded.state, enforcement));
         return exit::OK;
     }
-    let config = match config(&args) {
+    let config = match config(&args, enforcement) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("error: {e}");
@@ -290,7 +291,34 @@ pub fn run(args: Args) -> u8 {
 }
 
 /// The agent's configuration from the flags; with `--lab`, the lab's pod addresses and state file.
-fn config(args: &Args) -> Result<Config, palisade_lab::LabError> {
+/// Whose pods this agent enforces: those of `--node-name`, else of NODE_NAME — but every pod for
+/// a lab's agent, whose one node namespace holds every pod — and where audit mode applies.
+fn enforcement(args: &Args) -> Result<Enforcement, String> {
+    let node = match (
+        &args.lab,
+        &args.logging.node_name,
+        std::env::var("NODE_NAME"),
+    ) {
+        (Some(_), _, _) => None,
+        (None, Some(name), _) => Some(name.clone()),
+        (None, None, Ok(name)) => Some(node_name(&name).map_err(|e| format!("NODE_NAME: {e}"))?),
+        (None, None, Err(_)) => None,
+    };
+    Ok(Enforcement {
+        audit: args.logging.audit(),
+        node,
+    })
+}
+
+/// A node's name: a DNS subdomain, as Kubernetes names nodes (an empty or misspelt one would
+/// enforce nothing).
+fn node_name(text: &str) -> Result<String, String> {
+    palisade_model::validate::dns1123_subdomain(text)
+        .map(|()| text.to_string())
+        .map_err(|e| format!("{text:?} is not a node name: {e}"))
+}
+
+fn config(args: &Args, enforcement: Enforcement) -> Result<Config, palisade_lab::LabError> {
     let pinned_ips = match &args.lab {
         Some(name) => palisade_lab::Lab::load(name)?.pinned_ips(),
         None => Vec::new(),
@@ -300,9 +328,13 @@ fn config(args: &Args) -> Result<Config, palisade_lab::LabError> {
         netns: args.netns.clone(),
         pinned_ips,
         source: args.source.options(),
-        enforcement: args.logging.enforcement(),
+        // Records name the enforced node (the lab's agent gets the lab's node name).
+        logging: LogConfig {
+            node_name: args.logging.node_name.clone().or(enforcement.node.clone()),
+            ..args.logging.config()
+        },
+        enforcement,
         state_file: args.source.state_file.clone().or(lab_state_file),
-        logging: args.logging.config(),
         metrics_addr: args.logging.metrics_addr,
         ..Config::new(args.manifests.clone())
     })
@@ -311,6 +343,35 @@ fn config(args: &Args) -> Result<Config, palisade_lab::LabError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        use clap::Parser;
+        Cli::try_parse_from(["agent", "--manifests", "m"].iter().chain(args)).map(|c| c.args)
+    }
+
+    #[test]
+    fn a_node_name_is_a_valid_one_and_a_labs_agent_enforces_every_pod() {
+        let enforced = |args: &[&str]| enforcement(&parse(args).unwrap()).unwrap().node;
+        assert_eq!(enforced(&["--node-name", "n1"]).as_deref(), Some("n1"));
+        // The lab names its node in records; its one node namespace holds every pod.
+        assert_eq!(
+            enforced(&["--lab", "demo", "--node-name", "pal-demo-node"]),
+            None
+        );
+        for bad in ["", "Node_1", "n..1"] {
+            let err = parse(&["--node-name", bad]).map(|_| ()).unwrap_err();
+            assert!(
+                err.to_string().contains("is not a node name"),
+                "{bad:?}: {err}"
+            );
+        }
+    }
 
     #[test]
     fn durations_and_sizes() {

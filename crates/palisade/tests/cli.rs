@@ -496,4 +496,16 @@ fn an_agent_enforces_the_pods_of_its_node() {
     assert!(!jumps(&n2, "10.0.1.1") && jumps(&n2, "10.0.2.1"), "{n2}");
     let everywhere = script(None);
     assert!(jumps(&everywhere, "10.0.1.1") && jumps(&everywhere, "10.0.2.1"));
+    // An empty or misspelt NODE_NAME would enforce nothing: refused.
+    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["agent", "--manifests", manifests, "--dry-run"])
+        .env("NODE_NAME", "")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("NODE_NAME: \"\" is not a node name"),
+        "{stderr}"
+    );
 }
