@@ -8,6 +8,7 @@ use palisade_model::logging::LoggingConfig;
 use palisade_model::{Loader, PodKey};
 use serde_json::json;
 use std::collections::HashMap;
+use std::time::Duration;
 use support::fake_api::{list, FakeApi, Reply};
 
 fn pod(name: &str, node: &str, ip: &str) -> serde_json::Value {
@@ -67,8 +68,30 @@ fn cluster() -> HashMap<String, Reply> {
 fn connect(api: &FakeApi, dir: &std::path::Path) -> Connection {
     Connection {
         kubeconfig: Some(api.kubeconfig(dir)),
-        context: None,
+        ..Connection::default()
     }
+}
+
+/// What `routes` list into a fresh loader, with `bounds` applied to the connection.
+fn read(
+    routes: HashMap<String, Reply>,
+    bounds: impl FnOnce(&mut Connection),
+) -> Result<
+    (
+        Listed,
+        palisade_model::ClusterState,
+        Vec<palisade_model::Diagnostic>,
+    ),
+    SourceError,
+> {
+    let api = FakeApi::start(routes);
+    let dir = tempfile::tempdir().unwrap();
+    let mut connection = connect(&api, dir.path());
+    bounds(&mut connection);
+    let mut loader = Loader::new();
+    let listed = list_into(&connection, &mut loader)?;
+    let (state, diagnostics) = loader.finish();
+    Ok((listed, state, diagnostics))
 }
 
 #[test]
@@ -78,17 +101,17 @@ fn a_cluster_is_listed_page_by_page_and_validated_like_files() {
     let mut loader = Loader::new();
     let listed = list_into(&connect(&api, dir.path()), &mut loader).expect("listed");
     assert_eq!(
-        listed,
-        Listed {
-            counts: vec![
-                ("Namespace", 1),
-                ("Pod", 2),
-                ("Service", 0),
-                ("NetworkPolicy", 2),
-                ("NetworkLogging", 0),
-            ]
-        }
+        listed.counts,
+        [
+            ("Namespace", 1),
+            ("Pod", 2),
+            ("Service", 0),
+            ("NetworkPolicy", 2),
+            ("NetworkLogging", 0),
+        ]
     );
+    assert_eq!(listed.server, format!("http://{}", api.addr));
+    assert_eq!(listed.skipped.len(), 1, "no NetworkLogging CRD: {listed:?}");
     let (state, diagnostics) = loader.finish();
     let redis = &state.pods[state.pod_id("shop", "redis").expect("redis")];
     assert_eq!(redis.ip, Some("10.1.0.5".parse().unwrap()));
@@ -174,7 +197,7 @@ fn a_failed_list_names_the_kind_and_the_server() {
 fn an_unreadable_kubeconfig_is_named() {
     let connection = Connection {
         kubeconfig: Some("/nonexistent/kubeconfig".into()),
-        context: None,
+        ..Connection::default()
     };
     let error = list_into(&connection, &mut Loader::new()).unwrap_err();
     assert!(
@@ -182,5 +205,127 @@ fn an_unreadable_kubeconfig_is_named() {
             .to_string()
             .starts_with("kubeconfig /nonexistent/kubeconfig: "),
         "{error}"
+    );
+}
+
+/// One malformed object (a wrong type, an unknown NetworkPolicy field) is rejected with its kind,
+/// name and field, as in a file; the rest of its list is kept.
+#[test]
+fn a_malformed_object_is_rejected_alone() {
+    let mut routes = cluster();
+    let mut broken = pod("broken", "n1", "10.1.0.9");
+    broken["spec"]["containers"] = json!(5);
+    routes.insert(
+        "/api/v1/pods".into(),
+        list(
+            "v1",
+            "PodList",
+            vec![pod("redis", "n1", "10.1.0.5"), broken],
+            None,
+        ),
+    );
+    let mut strict = policy("strict", "10.0.0.0/8");
+    strict["spec"]["podSelectr"] = json!({});
+    routes.insert(
+        "/apis/networking.k8s.io/v1/networkpolicies".into(),
+        list(
+            "networking.k8s.io/v1",
+            "NetworkPolicyList",
+            vec![strict],
+            None,
+        ),
+    );
+    let (_, state, diagnostics) = read(routes, |_| {}).expect("listed");
+    assert!(state.pod_id("shop", "redis").is_some());
+    assert!(state.pod_id("shop", "broken").is_none());
+    assert!(
+        state.policies.is_empty(),
+        "an unknown field rejects a NetworkPolicy"
+    );
+    let errors: Vec<String> = (diagnostics.iter())
+        .filter(|d| d.is_error())
+        .map(|d| d.to_string())
+        .collect();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("Pod shop/broken") && e.contains("containers")),
+        "{errors:#?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("NetworkPolicy shop/strict") && e.contains("podSelectr")),
+        "{errors:#?}"
+    );
+}
+
+/// Optional kinds the user may not read, or that the server does not have (a plain-text 404,
+/// as an API server answers for an unknown group), are left out and said so.
+#[test]
+fn an_optional_kind_forbidden_or_missing_is_left_out() {
+    let path = "/apis/networking.gke.io/v1alpha1/networkloggings";
+    for reply in [
+        Reply::status(403, "Forbidden", "networkloggings is forbidden"),
+        Reply::plain(404, "404 page not found"),
+    ] {
+        let mut routes = cluster();
+        routes.insert(path.into(), reply);
+        let (listed, state, _) = read(routes, |_| {}).expect("listed");
+        assert_eq!(state.network_logging, LoggingConfig::Absent);
+        assert!(
+            listed.skipped[0].starts_with("NetworkLogging: 40"),
+            "{listed:?}"
+        );
+    }
+    // A required kind is not optional.
+    let mut routes = cluster();
+    routes.insert(
+        "/api/v1/services".into(),
+        Reply::plain(404, "404 page not found"),
+    );
+    assert!(matches!(
+        read(routes, |_| {}),
+        Err(SourceError::List {
+            kind: "Service",
+            ..
+        })
+    ));
+}
+
+/// A hostile or broken server cannot hold the reader forever or fill its memory.
+#[test]
+fn a_list_is_bounded_in_time_pages_and_objects() {
+    let mut hung = cluster();
+    hung.insert("/api/v1/pods".into(), Reply::hang());
+    let started = std::time::Instant::now();
+    let error = read(hung, |c| c.request_timeout = Duration::from_millis(500)).unwrap_err();
+    assert!(
+        matches!(error, SourceError::Timeout { kind: "Pod", .. }),
+        "{error:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(error.to_string().contains("--request-timeout"), "{error}");
+
+    let mut looping = cluster();
+    looping.insert(
+        "/api/v1/pods#p2".into(),
+        list(
+            "v1",
+            "PodList",
+            vec![pod("cart", "n2", "10.1.0.6")],
+            Some("p2"),
+        ),
+    );
+    let error = read(looping, |_| {}).unwrap_err();
+    assert!(
+        error.to_string().contains("repeated page token \"p2\""),
+        "{error}"
+    );
+
+    let error = read(cluster(), |c| c.max_objects = 1).unwrap_err();
+    assert!(
+        matches!(&error, SourceError::Unbounded { kind: "Pod", why, .. } if why == "more than 1 objects"),
+        "{error:?}"
     );
 }

@@ -226,7 +226,7 @@ fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
 }
 
 /// `5s`, `500ms`, `1m`, `2h`, or plain seconds, longer than 0.
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let duration = parse_duration_or_zero(s)?;
     if duration.is_zero() {
         return Err("must be longer than 0".into());

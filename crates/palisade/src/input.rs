@@ -25,6 +25,9 @@ pub struct Inputs {
     /// The kubeconfig context to use (instead of -f).
     #[arg(long, value_name = "NAME", conflicts_with = "files")]
     pub context: Option<String>,
+    /// How long one request to the API server may take (e.g. 30s, 1m).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::agent::parse_duration)]
+    pub request_timeout: std::time::Duration,
 }
 
 /// A loaded cluster and whether any input was rejected.
@@ -45,11 +48,16 @@ pub fn load(inputs: &Inputs, verbose: u8) -> Result<Loaded, u8> {
     let connection = palisade_kube::Connection {
         kubeconfig: inputs.kubeconfig.clone(),
         context: inputs.context.clone(),
+        request_timeout: inputs.request_timeout,
+        ..palisade_kube::Connection::default()
     };
-    let (started, mut loader) = (Instant::now(), Loader::new());
+    // A real cluster's pod without an address has none yet.
+    let (started, mut loader) = (Instant::now(), Loader::new().allocate_addresses(false));
     match palisade_kube::list_into(&connection, &mut loader) {
         Ok(listed) => {
-            tracing::info!(counts = ?listed.counts, "cluster listed");
+            // Said every time: without -f, which cluster is read depends on the environment.
+            eprintln!("read the cluster at {}", listed.server);
+            tracing::info!(counts = ?listed.counts, skipped = ?listed.skipped, "cluster listed");
             Ok(report(loader, Vec::new(), verbose, started))
         }
         Err(e) => {

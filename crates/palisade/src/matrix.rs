@@ -36,7 +36,7 @@ pub fn run(args: Args, verbose: u8) -> u8 {
     };
     for ns in &args.namespaces {
         if loaded.state.namespace(ns).is_none() {
-            eprintln!("error: namespace {ns:?} not found in the manifests");
+            eprintln!("error: namespace {ns:?} not found in the input");
             return exit::INVALID;
         }
     }

@@ -95,7 +95,23 @@ fn matrix_and_explain_read_a_live_cluster() {
     assert_eq!(denied.status.code(), Some(1), "{denied:?}");
     assert!(String::from_utf8_lossy(&denied.stdout).contains("shop/redis-from-web"));
     assert_eq!(explain("shop/web").status.code(), Some(0));
-    // The same cluster through its context.
+    let said = format!("read the cluster at http://{}", api.addr);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&said),
+        "always said"
+    );
+    // Another context of the kubeconfig: its server answers nothing.
+    let elsewhere = palisade(&[
+        "matrix",
+        "--kubeconfig",
+        kubeconfig,
+        "--context",
+        "elsewhere",
+        "--request-timeout",
+        "2s",
+    ]);
+    assert_eq!(elsewhere.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&elsewhere.stderr).contains("http://127.0.0.1:9"));
     let by_context = palisade(&[
         "matrix",
         "--kubeconfig",

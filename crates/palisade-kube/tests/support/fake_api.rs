@@ -26,6 +26,22 @@ impl Reply {
         }
     }
 
+    /// No answer at all: the connection is held open (a hung server).
+    pub fn hang() -> Reply {
+        Reply {
+            status: 0,
+            body: String::new(),
+        }
+    }
+
+    /// A plain-text error, as a proxy or an API server without the path answers.
+    pub fn plain(code: u16, text: &str) -> Reply {
+        Reply {
+            status: code,
+            body: text.to_string(),
+        }
+    }
+
     /// An API `Status` error.
     pub fn status(code: u16, reason: &str, message: &str) -> Reply {
         let body = serde_json::json!({
@@ -80,14 +96,19 @@ impl FakeApi {
         FakeApi { addr, requests }
     }
 
-    /// A kubeconfig in `dir` whose current context is this server (plain HTTP, no credentials).
+    /// A kubeconfig in `dir` whose current context, `fake`, is this server (plain HTTP, no
+    /// credentials); context `elsewhere` names a server nothing answers on.
     pub fn kubeconfig(&self, dir: &Path) -> std::path::PathBuf {
         let path = dir.join("kubeconfig");
         let text = format!(
             "apiVersion: v1\nkind: Config\n\
-             clusters: [{{name: fake, cluster: {{server: \"http://{}\"}}}}]\n\
+             clusters:\n\
+             - {{name: fake, cluster: {{server: \"http://{}\"}}}}\n\
+             - {{name: dead, cluster: {{server: \"http://127.0.0.1:9\"}}}}\n\
              users: [{{name: nobody, user: {{}}}}]\n\
-             contexts: [{{name: fake, context: {{cluster: fake, user: nobody}}}}]\n\
+             contexts:\n\
+             - {{name: fake, context: {{cluster: fake, user: nobody}}}}\n\
+             - {{name: elsewhere, context: {{cluster: dead, user: nobody}}}}\n\
              current-context: fake\n",
             self.addr
         );
@@ -129,9 +150,19 @@ fn serve(stream: TcpStream, routes: &HashMap<String, Reply>, seen: &Mutex<Vec<St
         };
         let reply = (routes.get(&key).cloned())
             .unwrap_or_else(|| Reply::status(404, "NotFound", &format!("{key} not found")));
+        if reply.status == 0 {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+            return;
+        }
         let reason = if reply.status == 200 { "OK" } else { "Error" };
+        let json = reply.body.starts_with('{');
+        let content = if json {
+            "application/json"
+        } else {
+            "text/plain"
+        };
         let head = format!(
-            "HTTP/1.1 {} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            "HTTP/1.1 {} {reason}\r\nContent-Type: {content}\r\nContent-Length: {}\r\n\r\n",
             reply.status,
             reply.body.len()
         );
