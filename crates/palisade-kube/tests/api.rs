@@ -9,7 +9,7 @@ use palisade_model::{Loader, PodKey};
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::Duration;
-use support::fake_api::{list, FakeApi, Reply};
+use support::fake_api::{self, list, FakeApi, Reply};
 
 fn pod(name: &str, node: &str, ip: &str) -> serde_json::Value {
     json!({
@@ -31,38 +31,18 @@ fn policy(name: &str, cidr: &str) -> serde_json::Value {
 /// A cluster of two pages of pods, a valid and an invalid policy, and no NetworkLogging CRD.
 fn cluster() -> HashMap<String, Reply> {
     let namespace = json!({"metadata": {"name": "shop", "labels": {"team": "a"}}});
-    HashMap::from([
-        (
-            "/api/v1/namespaces".into(),
-            list("v1", "NamespaceList", vec![namespace], None),
-        ),
-        (
-            "/api/v1/pods".into(),
-            list(
-                "v1",
-                "PodList",
-                vec![pod("redis", "n1", "10.1.0.5")],
-                Some("p2"),
-            ),
-        ),
-        (
-            "/api/v1/pods#p2".into(),
-            list("v1", "PodList", vec![pod("cart", "n2", "10.1.0.6")], None),
-        ),
-        (
-            "/api/v1/services".into(),
-            list("v1", "ServiceList", vec![], None),
-        ),
-        (
-            "/apis/networking.k8s.io/v1/networkpolicies".into(),
-            list(
-                "networking.k8s.io/v1",
-                "NetworkPolicyList",
-                vec![policy("good", "10.0.0.0/8"), policy("bad", "10.0.0.0/33")],
-                None,
-            ),
-        ),
-    ])
+    let policies = vec![policy("good", "10.0.0.0/8"), policy("bad", "10.0.0.0/33")];
+    let mut routes = fake_api::cluster(vec![namespace], vec![], policies);
+    let pods = |items, next| list("v1", "PodList", items, next);
+    routes.insert(
+        "/api/v1/pods".into(),
+        pods(vec![pod("redis", "n1", "10.1.0.5")], Some("p2")),
+    );
+    routes.insert(
+        "/api/v1/pods#p2".into(),
+        pods(vec![pod("cart", "n2", "10.1.0.6")], None),
+    );
+    routes
 }
 
 fn connect(api: &FakeApi, dir: &std::path::Path) -> Connection {

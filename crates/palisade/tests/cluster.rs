@@ -4,7 +4,7 @@
 #[path = "../../palisade-kube/tests/support/fake_api.rs"]
 mod fake_api;
 
-use fake_api::{list, FakeApi, Reply};
+use fake_api::{FakeApi, Reply};
 use serde_json::json;
 use std::collections::HashMap;
 use std::process::{Command, Output};
@@ -37,31 +37,8 @@ fn shop() -> HashMap<String, Reply> {
         .zip(["10.1.0.5", "10.1.0.6", "10.1.0.7"])
         .map(|(name, ip)| pod(name, ip))
         .collect();
-    HashMap::from([
-        (
-            "/api/v1/namespaces".into(),
-            list(
-                "v1",
-                "NamespaceList",
-                vec![json!({"metadata": {"name": "shop"}})],
-                None,
-            ),
-        ),
-        ("/api/v1/pods".into(), list("v1", "PodList", pods, None)),
-        (
-            "/api/v1/services".into(),
-            list("v1", "ServiceList", vec![], None),
-        ),
-        (
-            "/apis/networking.k8s.io/v1/networkpolicies".into(),
-            list(
-                "networking.k8s.io/v1",
-                "NetworkPolicyList",
-                vec![policy],
-                None,
-            ),
-        ),
-    ])
+    let namespace = json!({"metadata": {"name": "shop"}});
+    fake_api::cluster(vec![namespace], pods, vec![policy])
 }
 
 #[test]

@@ -72,6 +72,31 @@ pub fn list(
     }))
 }
 
+/// The routes of a cluster of these objects, each kind in one page (no Services, no
+/// NetworkLogging CRD).
+pub fn cluster(
+    namespaces: Vec<serde_json::Value>,
+    pods: Vec<serde_json::Value>,
+    policies: Vec<serde_json::Value>,
+) -> HashMap<String, Reply> {
+    let networking = "networking.k8s.io/v1";
+    HashMap::from([
+        (
+            "/api/v1/namespaces".into(),
+            list("v1", "NamespaceList", namespaces, None),
+        ),
+        ("/api/v1/pods".into(), list("v1", "PodList", pods, None)),
+        (
+            "/api/v1/services".into(),
+            list("v1", "ServiceList", vec![], None),
+        ),
+        (
+            "/apis/networking.k8s.io/v1/networkpolicies".into(),
+            list(networking, "NetworkPolicyList", policies, None),
+        ),
+    ])
+}
+
 /// A running server; it stops when the test process ends.
 pub struct FakeApi {
     pub addr: SocketAddr,
