@@ -19,24 +19,52 @@ use std::time::Duration;
 /// Objects asked for per page of a list.
 const PAGE: u32 = 500;
 
-/// The kinds Palisade reads, with their API paths: `(kind, apiVersion, path, optional)`. An
-/// optional kind the cluster does not serve (its CRD not installed, or not readable) is left out.
-const KINDS: [(&str, &str, &str, bool); 5] = [
-    ("Namespace", "v1", "/api/v1/namespaces", false),
-    ("Pod", "v1", "/api/v1/pods", false),
-    ("Service", "v1", "/api/v1/services", false),
-    (
-        "NetworkPolicy",
-        "networking.k8s.io/v1",
-        "/apis/networking.k8s.io/v1/networkpolicies",
-        false,
-    ),
-    (
-        "NetworkLogging",
-        "networking.gke.io/v1alpha1",
-        "/apis/networking.gke.io/v1alpha1/networkloggings",
-        true,
-    ),
+/// A kind Palisade lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListedKind {
+    /// Its name.
+    pub kind: &'static str,
+    /// Its `apiVersion`.
+    pub api_version: &'static str,
+    /// The path of its cluster-wide list.
+    pub path: &'static str,
+    /// Left out, not an error, when the cluster does not serve it (its CRD not installed, or not
+    /// readable).
+    pub optional: bool,
+}
+
+/// The kinds Palisade reads, in the order listed (what `deploy/rbac-reader.yaml` grants).
+pub const KINDS: [ListedKind; 5] = [
+    ListedKind {
+        kind: "Namespace",
+        api_version: "v1",
+        path: "/api/v1/namespaces",
+        optional: false,
+    },
+    ListedKind {
+        kind: "Pod",
+        api_version: "v1",
+        path: "/api/v1/pods",
+        optional: false,
+    },
+    ListedKind {
+        kind: "Service",
+        api_version: "v1",
+        path: "/api/v1/services",
+        optional: false,
+    },
+    ListedKind {
+        kind: "NetworkPolicy",
+        api_version: "networking.k8s.io/v1",
+        path: "/apis/networking.k8s.io/v1/networkpolicies",
+        optional: false,
+    },
+    ListedKind {
+        kind: "NetworkLogging",
+        api_version: "networking.gke.io/v1alpha1",
+        path: "/apis/networking.gke.io/v1alpha1/networkloggings",
+        optional: true,
+    },
 ];
 
 /// Which cluster to read, as kubectl's `--kubeconfig`, `--context` and `--request-timeout` say,
@@ -153,7 +181,13 @@ pub fn list_into(connection: &Connection, loader: &mut Loader) -> Result<Listed,
             server: server.clone(),
             ..Listed::default()
         };
-        for (kind, api_version, path, optional) in KINDS {
+        for ListedKind {
+            kind,
+            api_version,
+            path,
+            optional,
+        } in KINDS
+        {
             let items = match lister.all(kind, path).await {
                 Err(SourceError::List {
                     source: kube::Error::Api(status),
