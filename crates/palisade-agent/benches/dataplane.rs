@@ -425,8 +425,9 @@ fn policy_changes(
         (median(times), size.expect("measured"))
     };
     let mut out = Vec::new();
-    // A policy with an ipBlock no other policy has: the blocks partition the pods into classes,
-    // so the engine is compiled afresh (the slow path).
+    // A policy with an ipBlock no other policy has: the blocks partition the pods into classes.
+    // Added, the classes are split from the previous ones; deleted, they would merge, and the
+    // engine is compiled afresh (the slow path).
     let with_block = policy(8080).replace("podSelector: {}", "ipBlock: {cidr: 192.0.2.0/24}");
     for (what, before, after) in [
         (
@@ -434,7 +435,12 @@ fn policy_changes(
             None,
             Some(policy(8080)),
         ),
-        ("policy with a new ipBlock added", None, Some(with_block)),
+        ("policy with a new ipBlock added", None, Some(with_block.clone())),
+        (
+            "policy with the only use of an ipBlock deleted",
+            Some(with_block),
+            None,
+        ),
         (
             "policy edited -> kernel (one pass)",
             Some(policy(8080)),

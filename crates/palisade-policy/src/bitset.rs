@@ -62,6 +62,28 @@ impl<T> BitSet<T> {
         s
     }
 
+    /// The same members over `0..len` (those from `len` on dropped).
+    pub fn resized(&self, len: usize) -> BitSet<T> {
+        let mut out = BitSet::new(len);
+        for (word, &w) in out.words.iter_mut().zip(&self.words) {
+            *word = w;
+        }
+        if !len.is_multiple_of(64) {
+            if let Some(last) = out.words.last_mut() {
+                *last &= (1u64 << (len % 64)) - 1;
+            }
+        }
+        out
+    }
+
+    /// True if this set, over more ids, has the members of `prefix` and none past it.
+    pub fn extends(&self, prefix: &BitSet<T>) -> bool {
+        if self.len == prefix.len {
+            return self == prefix;
+        }
+        self.resized(prefix.len) == *prefix && self.iter().all(|id| id.index() < prefix.len)
+    }
+
     /// Number of possible members.
     pub fn capacity(&self) -> usize {
         self.len

@@ -100,6 +100,19 @@ impl<'a> Keys<'a> {
         })
     }
 
+    /// The blocks from `first` on that hold `pod`'s address.
+    fn holding(&self, pod: &PodInfo, first: usize) -> BitSet<IpBlock> {
+        let mut blocks = BitSet::new(self.blocks.len());
+        if let Some(ip) = pod.ip {
+            for &(bi, b) in self.candidates() {
+                if bi.index() >= first && b.contains(ip) {
+                    blocks.insert(bi);
+                }
+            }
+        }
+        blocks
+    }
+
     fn key(&self, pod: &PodInfo, labels: LabelSet) -> ClassKey {
         let namespace = (self.state.namespace_id(&pod.namespace))
             .expect("every pod's namespace exists in the state");
@@ -158,29 +171,45 @@ impl Classes {
             .iter()
             .zip(pod_labels)
             .map(|(pod, labels)| PodKey::Own(keys.key(pod, labels)));
-        Classes::assign(state, None, pod_keys).0
+        Classes::assign(state, None, pod_keys, blocks.len()).0
     }
 
     /// Partitions the pods of `state` like [`Classes::build`], with the same result, taking the
     /// class of every pod that is alike in `old` (whose classes are `previous`) from there: only new
-    /// and changed pods have their labels interned and their ipBlocks looked up. Both states must
-    /// have the same namespaces and ipBlocks. With the partition, each class's counterpart in
-    /// `previous`: the class with the same key, if any.
+    /// and changed pods have their labels interned and their ipBlocks looked up — and, for the
+    /// ipBlocks past the `known` ones `previous` was built with, every pod. Both states must have
+    /// the same namespaces. With the partition, each class's counterpart in `previous`: the class
+    /// with the same key (in none of the new ipBlocks), if any.
     pub fn rebuild(
         previous: &Classes,
         old: &ClusterState,
         state: &ClusterState,
         interner: &mut Interner,
         blocks: &IdVec<IpBlock, IpBlock>,
+        known: usize,
     ) -> (Classes, IdVec<Class, Option<ClassId>>) {
         let keys = Keys::new(state, blocks);
+        // A pod alike in `old` keeps its class's key, with the new ipBlocks that hold it.
+        let reuse = |class: ClassId, pod: &PodInfo| {
+            if known == blocks.len() {
+                return PodKey::Previous(class);
+            }
+            let new = keys.holding(pod, known);
+            if new.is_empty() {
+                return PodKey::Previous(class);
+            }
+            let mut key = previous.list[class].key.clone();
+            key.blocks = key.blocks.resized(blocks.len());
+            key.blocks.union_with(&new);
+            PodKey::Own(key)
+        };
         // Both pod lists are sorted by namespace, then name: one walk pairs them.
         let (mut j, old_pods) = (0, old.pods.as_slice());
         let pod_keys = state.pods.iter().map(|pod| {
             // The loader shares unchanged pods: the same object is the same pod.
             if old_pods.get(j).is_some_and(|o| Arc::ptr_eq(o, pod)) {
                 j += 1;
-                return PodKey::Previous(previous.of_pod[Id::new(j - 1)]);
+                return reuse(previous.of_pod[Id::new(j - 1)], pod);
             }
             let name = (pod.namespace.as_str(), pod.name.as_str());
             while old_pods
@@ -191,12 +220,12 @@ impl Classes {
             }
             match old_pods.get(j) {
                 Some(o) if (o.namespace.as_str(), o.name.as_str()) == name && alike(o, pod) => {
-                    PodKey::Previous(previous.of_pod[Id::new(j)])
+                    reuse(previous.of_pod[Id::new(j)], pod)
                 }
                 _ => PodKey::Own(keys.key(pod, interner.labels(&pod.labels))),
             }
         });
-        Classes::assign(state, Some(previous), pod_keys)
+        Classes::assign(state, Some(previous), pod_keys, blocks.len())
     }
 
     /// Classes in order of their first pod, from every pod's key (in pod order), and each one's
@@ -206,6 +235,7 @@ impl Classes {
         state: &ClusterState,
         previous: Option<&Classes>,
         pod_keys: impl Iterator<Item = PodKey>,
+        blocks: usize,
     ) -> (Classes, IdVec<Class, Option<ClassId>>) {
         let mut index: HashMap<ClassKey, ClassId> = HashMap::new();
         let mut classes = Classes {
@@ -238,11 +268,12 @@ impl Classes {
                 },
                 PodKey::Previous(old) => *renumbered[old].get_or_insert_with(|| {
                     counterparts.push(Some(old));
-                    classes.add(
-                        previous.expect("a previous partition").list[old]
-                            .key
-                            .clone(),
-                    )
+                    let mut key = previous.expect("a previous partition").list[old]
+                        .key
+                        .clone();
+                    // In none of the ipBlocks added since.
+                    key.blocks = key.blocks.resized(blocks);
+                    classes.add(key)
                 }),
             };
             classes.list[ci].pods.push(Id::new(pi));
@@ -251,9 +282,15 @@ impl Classes {
         (classes, counterparts)
     }
 
-    /// The class with `key`, if any.
+    /// The class whose key is `key`, which may know more ipBlocks (the class's then hold none
+    /// of them), if any.
     fn find(&self, key: &ClassKey) -> Option<ClassId> {
-        (self.by_namespace[key.namespace].iter().copied()).find(|&ci| self.list[ci].key == *key)
+        (self.by_namespace[key.namespace].iter().copied()).find(|&ci| {
+            let had = &self.list[ci].key;
+            (&had.labels, &had.named_ports, had.host_network)
+                == (&key.labels, &key.named_ports, key.host_network)
+                && key.blocks.extends(&had.blocks)
+        })
     }
 
     /// Adds a class with `key` and no pods yet.

@@ -62,7 +62,7 @@ struct Recompiled {
     policies: IdVec<CompiledPolicy, Arc<CompiledPolicy>>,
     /// Each policy's counterpart in the engine compiled from.
     counterparts: IdVec<CompiledPolicy, Option<PolicyId>>,
-    /// The ipBlocks: the same as the engine compiled from has.
+    /// The ipBlocks: those of the engine compiled from, in the same order, then new ones.
     blocks: IdVec<IpBlock, IpBlock>,
 }
 
@@ -107,12 +107,12 @@ impl Engine {
         self.derived.as_ref().filter(|d| d.from == previous.id)
     }
 
-    /// Compiles `state` like [`Engine::new`], with the same result, reusing the work of `previous`
+    /// Compiles `state` like [`Engine::new`], with the same answers, reusing the work of `previous`
     /// (an engine of an earlier state) when both have the same namespaces (labels may differ) and
-    /// their policies the same ipBlocks — as after pods were added, removed or relabelled, or
-    /// policies added, edited or deleted that bring no new ipBlock: the policies that did not
-    /// change are not compiled again, and the pods that did not change keep their classes.
-    /// Otherwise it is [`Engine::new`].
+    /// the ipBlocks of `previous` are all still used (new ones may come) — as after pods were
+    /// added, removed or relabelled, or policies added, edited or deleted: the policies that did
+    /// not change are not compiled again, and the pods that did not change keep their classes
+    /// (split by the new ipBlocks that hold some of them). Otherwise it is [`Engine::new`].
     pub fn new_from(previous: &Engine, state: Arc<ClusterState>) -> Engine {
         let old = previous.state();
         let same_names = old.namespaces.len() == state.namespaces.len()
@@ -140,8 +140,15 @@ impl Engine {
         } else {
             previous.namespace_labels.clone()
         };
-        let (classes, class_counterparts) =
-            Classes::rebuild(&previous.classes, old, &state, &mut interner, &blocks);
+        let known = previous.blocks.len();
+        let (classes, class_counterparts) = Classes::rebuild(
+            &previous.classes,
+            old,
+            &state,
+            &mut interner,
+            &blocks,
+            known,
+        );
         let mut engine =
             Engine::assemble(state, interner, namespace_labels, policies, blocks, classes);
         engine.derived = Some(Derived {
@@ -155,8 +162,9 @@ impl Engine {
 
     /// The policies of `state` compiled: those this engine compiled from the same policy (identity
     /// and spec) taken from it, the others compiled with `interner`; with each one's counterpart
-    /// here. `None` when their ipBlocks differ from this engine's (they partition the pods into
-    /// classes: the classes would have to be made afresh).
+    /// here, and their ipBlocks (this engine's first, new ones after). `None` when one of this
+    /// engine's ipBlocks is no longer used: ipBlocks partition the pods into classes, and the
+    /// classes would have to be made afresh.
     fn policies_for(&self, state: &ClusterState, interner: &mut Interner) -> Option<Recompiled> {
         let was: HashMap<(&str, &str), &PolicyInfo> = (self.state().policies.iter())
             .map(|p| ((&*p.namespace, &*p.name), p))
@@ -189,7 +197,7 @@ impl Engine {
             }
         }
         let blocks = compiler.blocks.list;
-        let mut used = BitSet::new(blocks.len());
+        let mut used = BitSet::<IpBlock>::new(blocks.len());
         for rule in policies
             .iter()
             .flat_map(|p| p.ingress.iter().chain(&p.egress).flatten())
@@ -200,8 +208,10 @@ impl Engine {
                 }
             }
         }
-        let same_blocks = blocks.len() == self.blocks.len() && used.is_full();
-        same_blocks.then_some(Recompiled {
+        // New ipBlocks only add to the partition; one no longer used would leave it finer than
+        // `Engine::new` makes it.
+        let known_used = self.blocks.ids().all(|id| used.contains(id));
+        known_used.then_some(Recompiled {
             policies,
             counterparts,
             blocks,

@@ -314,4 +314,37 @@ status: {podIP: 192.0.2.1}
             [ip("10.0.2.1")]
         );
     }
+
+    #[test]
+    fn a_policy_bringing_a_new_ip_block_is_compiled_from_the_previous_engine() {
+        let block = |name: &str, cidr: &str| {
+            format!(
+                "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+                 metadata: {{name: {name}, namespace: quiet}}\n\
+                 spec: {{podSelector: {{}}, ingress: [{{from: [{{ipBlock: {{cidr: {cidr}}}}}]}}]}}\n"
+            )
+        };
+        let first = engine(&(CLUSTER.to_string() + &block("old", "10.0.0.0/8")));
+        let table = CompiledTable::of(&first, Audit::Annotated);
+        // A new ipBlock holding pod b: the classes are split by it, from the previous ones.
+        let text = CLUSTER.to_string() + &block("old", "10.0.0.0/8") + &block("new", "10.0.0.2/32");
+        let next = Engine::new_from(&first, engine(&text).state_arc());
+        assert!(
+            next.counterparts(&first).is_some(),
+            "compiled from the previous engine"
+        );
+        let next_table = CompiledTable::compile(&next, Some((&first, &table)), Audit::Annotated);
+        let fresh = CompiledTable::of(&engine(&text), Audit::Annotated);
+        assert_eq!(next.class_count(), fresh.classes.len());
+        for name in ["a", "b", "host"] {
+            assert_eq!(
+                *class_of(&next, &next_table, name).rules,
+                *class_of(&engine(&text), &fresh, name).rules,
+                "{name}"
+            );
+        }
+        // An ipBlock no longer used: compiled afresh.
+        let gone = Engine::new_from(&first, engine(CLUSTER).state_arc());
+        assert!(gone.counterparts(&first).is_none());
+    }
 }
