@@ -435,7 +435,11 @@ fn policy_changes(
             None,
             Some(policy(8080)),
         ),
-        ("policy with a new ipBlock added", None, Some(with_block.clone())),
+        (
+            "policy with a new ipBlock added",
+            None,
+            Some(with_block.clone()),
+        ),
         (
             "policy with the only use of an ipBlock deleted",
             Some(with_block),

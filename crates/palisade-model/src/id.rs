@@ -113,6 +113,11 @@ impl<T, V> IdVec<T, V> {
         self.items.iter()
     }
 
+    /// The values, in id order, to change.
+    pub fn iter_mut(&mut self) -> std::slice::IterMut<'_, V> {
+        self.items.iter_mut()
+    }
+
     /// The values with their ids.
     pub fn iter_enumerated(&self) -> impl DoubleEndedIterator<Item = (Id<T>, &V)> + '_ {
         (self.items.iter().enumerate()).map(|(i, v)| (Id::new(i), v))

@@ -158,6 +158,30 @@ enum PodKey {
     Own(ClassKey),
 }
 
+/// The partition a new one is made from: its classes, the one a key here is (if any), and a
+/// class's key here.
+struct Earlier<'a> {
+    classes: &'a Classes,
+    find: &'a dyn Fn(&ClassKey) -> Option<ClassId>,
+    key: &'a dyn Fn(ClassId) -> ClassKey,
+}
+
+/// `blocks` (ipBlock ids of an earlier engine) with the ids `renumbered` gives them here, over
+/// `len` ipBlocks; the ones gone are dropped.
+fn renumber(
+    blocks: &BitSet<IpBlock>,
+    renumbered: &IdVec<IpBlock, Option<Id<IpBlock>>>,
+    len: usize,
+) -> BitSet<IpBlock> {
+    let mut out = BitSet::new(len);
+    for id in blocks.iter() {
+        if let Some(now) = renumbered[id] {
+            out.insert(now);
+        }
+    }
+    out
+}
+
 impl Classes {
     /// Partitions the pods of `state`, whose interned labels are `pod_labels` (in pod order).
     pub fn build(
@@ -171,37 +195,68 @@ impl Classes {
             .iter()
             .zip(pod_labels)
             .map(|(pod, labels)| PodKey::Own(keys.key(pod, labels)));
-        Classes::assign(state, None, pod_keys, blocks.len()).0
+        Classes::assign(state, None, pod_keys).0
     }
 
     /// Partitions the pods of `state` like [`Classes::build`], with the same result, taking the
     /// class of every pod that is alike in `old` (whose classes are `previous`) from there: only new
-    /// and changed pods have their labels interned and their ipBlocks looked up — and, for the
-    /// ipBlocks past the `known` ones `previous` was built with, every pod. Both states must have
-    /// the same namespaces. With the partition, each class's counterpart in `previous`: the class
-    /// with the same key (in none of the new ipBlocks), if any.
+    /// and changed pods have their labels interned and their ipBlocks looked up — and every pod
+    /// for the ipBlocks new here. `renumbered` gives each ipBlock `previous` was built with its id
+    /// here (`None`: no longer used); new ones come after. Both states must have the same
+    /// namespaces. With the partition, each class's counterpart in `previous`: the class with the
+    /// same key (in none of the new ipBlocks; when ipBlocks are gone, classes that differed only by
+    /// them merge, and a merged class has none).
     pub fn rebuild(
         previous: &Classes,
         old: &ClusterState,
         state: &ClusterState,
         interner: &mut Interner,
         blocks: &IdVec<IpBlock, IpBlock>,
-        known: usize,
+        renumbered: &IdVec<IpBlock, Option<Id<IpBlock>>>,
     ) -> (Classes, IdVec<Class, Option<ClassId>>) {
         let keys = Keys::new(state, blocks);
+        let same = renumbered
+            .iter_enumerated()
+            .all(|(id, now)| *now == Some(id));
+        // The first id of the ipBlocks new here.
+        let first_new = renumbered.iter().flatten().count();
+        let rekey = |class: ClassId| {
+            let mut key = previous.list[class].key.clone();
+            key.blocks = renumber(&key.blocks, renumbered, blocks.len());
+            key
+        };
+        // The previous classes by their keys here, when ipBlocks are gone (found by key, with
+        // the ones that merged left without a counterpart).
+        let merged: Option<HashMap<ClassKey, Option<ClassId>>> = (!same).then(|| {
+            let mut by_key = HashMap::new();
+            for class in previous.list.ids() {
+                (by_key.entry(rekey(class)))
+                    .and_modify(|c| *c = None)
+                    .or_insert(Some(class));
+            }
+            by_key
+        });
         // A pod alike in `old` keeps its class's key, with the new ipBlocks that hold it.
         let reuse = |class: ClassId, pod: &PodInfo| {
-            if known == blocks.len() {
+            let new = (blocks.len() > first_new)
+                .then(|| keys.holding(pod, first_new))
+                .filter(|new| !new.is_empty());
+            if same && new.is_none() {
                 return PodKey::Previous(class);
             }
-            let new = keys.holding(pod, known);
-            if new.is_empty() {
-                return PodKey::Previous(class);
+            let mut key = rekey(class);
+            if let Some(new) = new {
+                key.blocks.union_with(&new);
             }
-            let mut key = previous.list[class].key.clone();
-            key.blocks = key.blocks.resized(blocks.len());
-            key.blocks.union_with(&new);
             PodKey::Own(key)
+        };
+        let earlier = Earlier {
+            classes: previous,
+            find: &|key: &ClassKey| match &merged {
+                None => previous.find(key),
+                Some(by_key) => by_key.get(key).copied().flatten(),
+            },
+            key: &rekey,
         };
         // Both pod lists are sorted by namespace, then name: one walk pairs them.
         let (mut j, old_pods) = (0, old.pods.as_slice());
@@ -225,7 +280,7 @@ impl Classes {
                 _ => PodKey::Own(keys.key(pod, interner.labels(&pod.labels))),
             }
         });
-        Classes::assign(state, Some(previous), pod_keys, blocks.len())
+        Classes::assign(state, Some(earlier), pod_keys)
     }
 
     /// Classes in order of their first pod, from every pod's key (in pod order), and each one's
@@ -233,9 +288,8 @@ impl Classes {
     /// per pod.
     fn assign(
         state: &ClusterState,
-        previous: Option<&Classes>,
+        previous: Option<Earlier>,
         pod_keys: impl Iterator<Item = PodKey>,
-        blocks: usize,
     ) -> (Classes, IdVec<Class, Option<ClassId>>) {
         let mut index: HashMap<ClassKey, ClassId> = HashMap::new();
         let mut classes = Classes {
@@ -246,11 +300,11 @@ impl Classes {
         // Keys of previous classes are not hashed: a pod's own key that equals one is found among
         // the previous classes of its namespace (own keys are few when pods are reused).
         let mut renumbered: IdVec<Class, Option<ClassId>> =
-            vec![None; previous.map_or(0, |p| p.list.len())].into();
+            vec![None; previous.as_ref().map_or(0, |p| p.classes.list.len())].into();
         let mut counterparts = IdVec::new();
         for (pi, pod_key) in pod_keys.enumerate() {
-            let pod_key = match (pod_key, previous) {
-                (PodKey::Own(key), Some(previous)) => match previous.find(&key) {
+            let pod_key = match (pod_key, &previous) {
+                (PodKey::Own(key), Some(previous)) => match (previous.find)(&key) {
                     Some(old) => PodKey::Previous(old),
                     None => PodKey::Own(key),
                 },
@@ -268,12 +322,8 @@ impl Classes {
                 },
                 PodKey::Previous(old) => *renumbered[old].get_or_insert_with(|| {
                     counterparts.push(Some(old));
-                    let mut key = previous.expect("a previous partition").list[old]
-                        .key
-                        .clone();
-                    // In none of the ipBlocks added since.
-                    key.blocks = key.blocks.resized(blocks);
-                    classes.add(key)
+                    let previous = previous.as_ref().expect("a previous partition");
+                    classes.add((previous.key)(old))
                 }),
             };
             classes.list[ci].pods.push(Id::new(pi));

@@ -8,7 +8,7 @@ use crate::policy::{Blocks, CompiledPolicy, Compiler, NamespaceScope, Peer, Poli
 use crate::selector::{Interner, LabelSet, Selector};
 use foldhash::{HashMap, HashMapExt};
 use palisade_model::{
-    ClusterState, IdVec, IpBlock, NamespaceId, NamespaceInfo, PodId, PolicyInfo, Protocol,
+    ClusterState, Id, IdVec, IpBlock, NamespaceId, NamespaceInfo, PodId, PolicyInfo, Protocol,
 };
 use std::sync::Arc;
 
@@ -62,8 +62,33 @@ struct Recompiled {
     policies: IdVec<CompiledPolicy, Arc<CompiledPolicy>>,
     /// Each policy's counterpart in the engine compiled from.
     counterparts: IdVec<CompiledPolicy, Option<PolicyId>>,
-    /// The ipBlocks: those of the engine compiled from, in the same order, then new ones.
+    /// The ipBlocks: those of the engine compiled from still used, in the same order, then new
+    /// ones.
     blocks: IdVec<IpBlock, IpBlock>,
+    /// Each ipBlock of the engine compiled from: its id in `blocks`, if still used.
+    renumbered: IdVec<IpBlock, Option<Id<IpBlock>>>,
+}
+
+/// Gives the ipBlock peers of `policy` the ids `ids` maps theirs to (a policy shared with another
+/// engine is copied first, only if an id changes).
+fn renumber(policy: &mut Arc<CompiledPolicy>, ids: &IdVec<IpBlock, Option<Id<IpBlock>>>) {
+    let moved = |id: Id<IpBlock>| ids[id].filter(|now| *now != id);
+    let names_moved = (policy.ingress.iter().chain(&policy.egress).flatten())
+        .flat_map(|rule| rule.peers.iter().flatten())
+        .any(|peer| matches!(peer, Peer::Block { id, .. } if moved(*id).is_some()));
+    if !names_moved {
+        return;
+    }
+    let policy = Arc::make_mut(policy);
+    for rules in [&mut policy.ingress, &mut policy.egress] {
+        for rule in rules.iter_mut().flatten() {
+            for peer in rule.peers.iter_mut().flatten() {
+                if let Peer::Block { id, .. } = peer {
+                    *id = ids[*id].expect("a block a policy names is used");
+                }
+            }
+        }
+    }
 }
 
 impl Engine {
@@ -121,14 +146,12 @@ impl Engine {
             return Engine::new(state);
         }
         let mut interner = previous.interner.clone();
-        let Some(Recompiled {
+        let Recompiled {
             policies,
             counterparts,
             blocks,
-        }) = previous.policies_for(&state, &mut interner)
-        else {
-            return Engine::new(state);
-        };
+            renumbered,
+        } = previous.policies_for(&state, &mut interner);
         let relabelled: Vec<NamespaceId> = (old.namespaces.iter_enumerated())
             .filter(|&(i, was)| was.labels != state.namespaces[i].labels)
             .map(|(i, _)| i)
@@ -140,14 +163,13 @@ impl Engine {
         } else {
             previous.namespace_labels.clone()
         };
-        let known = previous.blocks.len();
         let (classes, class_counterparts) = Classes::rebuild(
             &previous.classes,
             old,
             &state,
             &mut interner,
             &blocks,
-            known,
+            &renumbered,
         );
         let mut engine =
             Engine::assemble(state, interner, namespace_labels, policies, blocks, classes);
@@ -162,10 +184,8 @@ impl Engine {
 
     /// The policies of `state` compiled: those this engine compiled from the same policy (identity
     /// and spec) taken from it, the others compiled with `interner`; with each one's counterpart
-    /// here, and their ipBlocks (this engine's first, new ones after). `None` when one of this
-    /// engine's ipBlocks is no longer used: ipBlocks partition the pods into classes, and the
-    /// classes would have to be made afresh.
-    fn policies_for(&self, state: &ClusterState, interner: &mut Interner) -> Option<Recompiled> {
+    /// here, and their ipBlocks: this engine's still used (in their order), then new ones.
+    fn policies_for(&self, state: &ClusterState, interner: &mut Interner) -> Recompiled {
         let was: HashMap<(&str, &str), &PolicyInfo> = (self.state().policies.iter())
             .map(|p| ((&*p.namespace, &*p.name), p))
             .collect();
@@ -196,26 +216,33 @@ impl Engine {
                 counterparts.push(same);
             }
         }
-        let blocks = compiler.blocks.list;
-        let mut used = BitSet::<IpBlock>::new(blocks.len());
-        for rule in policies
-            .iter()
-            .flat_map(|p| p.ingress.iter().chain(&p.egress).flatten())
-        {
+        // The ipBlocks still used keep their order, new ones after: ids may shift, so the
+        // policies that name one whose id changed are given the new ids.
+        let combined = compiler.blocks.list;
+        let mut used = BitSet::<IpBlock>::new(combined.len());
+        for rule in (policies.iter()).flat_map(|p| p.ingress.iter().chain(&p.egress).flatten()) {
             for peer in rule.peers.iter().flatten() {
                 if let Peer::Block { id, .. } = peer {
                     used.insert(*id);
                 }
             }
         }
-        // New ipBlocks only add to the partition; one no longer used would leave it finer than
-        // `Engine::new` makes it.
-        let known_used = self.blocks.ids().all(|id| used.contains(id));
-        known_used.then_some(Recompiled {
+        let mut blocks = IdVec::new();
+        let ids: IdVec<IpBlock, Option<Id<IpBlock>>> = (combined.iter_enumerated())
+            .map(|(id, block)| used.contains(id).then(|| blocks.push(block.clone())))
+            .collect();
+        if ids.iter_enumerated().any(|(id, now)| *now != Some(id)) {
+            for policy in policies.iter_mut() {
+                renumber(policy, &ids);
+            }
+        }
+        let renumbered = (self.blocks.ids()).map(|id| ids[id]).collect();
+        Recompiled {
             policies,
             counterparts,
             blocks,
-        })
+            renumbered,
+        }
     }
 
     fn assemble(

@@ -151,7 +151,7 @@ impl CompiledTable {
 mod tests {
     use super::*;
     use crate::Direction;
-    use palisade_model::{Loader, Protocol};
+    use palisade_model::{Loader, PodId, Protocol};
 
     const CLUSTER: &str = "\
 apiVersion: v1
@@ -316,7 +316,7 @@ status: {podIP: 192.0.2.1}
     }
 
     #[test]
-    fn a_policy_bringing_a_new_ip_block_is_compiled_from_the_previous_engine() {
+    fn policies_bringing_or_dropping_ip_blocks_are_compiled_from_the_previous_engine() {
         let block = |name: &str, cidr: &str| {
             format!(
                 "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
@@ -343,8 +343,85 @@ status: {podIP: 192.0.2.1}
                 "{name}"
             );
         }
-        // An ipBlock no longer used: compiled afresh.
-        let gone = Engine::new_from(&first, engine(CLUSTER).state_arc());
-        assert!(gone.counterparts(&first).is_none());
+        // Back: the new ipBlock's only use deleted, the classes it split merge again.
+        let back = Engine::new_from(
+            &next,
+            engine(&(CLUSTER.to_string() + &block("old", "10.0.0.0/8"))).state_arc(),
+        );
+        assert!(back.counterparts(&next).is_some());
+        assert_eq!(back.class_count(), first.class_count());
+        let back_table =
+            CompiledTable::compile(&back, Some((&next, &next_table)), Audit::Annotated);
+        for name in ["a", "b", "host"] {
+            assert_eq!(
+                *class_of(&back, &back_table, name).rules,
+                *class_of(&first, &table, name).rules,
+                "{name}"
+            );
+        }
+        // Every ipBlock gone.
+        let none = Engine::new_from(&first, engine(CLUSTER).state_arc());
+        assert_eq!(none.block_count(), 0);
+        assert!(none.counterparts(&first).is_some());
+    }
+
+    /// An ipBlock's only use deleted, before others: the later ipBlocks' ids shift down, and the
+    /// classes it split (a and a2 differ only by it) merge — the same answers as a fresh engine.
+    #[test]
+    fn an_ip_block_gone_renumbers_the_others_and_merges_classes() {
+        let policy = |name: &str, namespace: &str, cidr: &str| {
+            format!(
+                "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+                 metadata: {{name: {name}, namespace: {namespace}}}\n\
+                 spec: {{podSelector: {{}}, ingress: [{{from: [{{ipBlock: {{cidr: {cidr}}}}}]}}]}}\n"
+            )
+        };
+        let twin = "---\napiVersion: v1\nkind: Pod\n\
+                    metadata: {name: a2, namespace: quiet, labels: {app: web}}\n\
+                    status: {podIP: 10.0.0.3}\n";
+        let cluster = |policies: &[(&str, &str, &str)]| {
+            let policies: String = policies.iter().map(|(n, ns, c)| policy(n, ns, c)).collect();
+            CLUSTER.to_string() + twin + &policies
+        };
+        // Blocks: a's, b's, and one of a, a2 and b.
+        let all = [
+            ("p1", "quiet", "10.0.0.1/32"),
+            ("p2", "quiet", "10.0.0.2/32"),
+            ("p3", "strict", "10.0.0.0/30"),
+        ];
+        let first = engine(&cluster(&all));
+        let table = CompiledTable::of(&first, Audit::Annotated);
+        let text = cluster(&all[1..]);
+        let next = Engine::new_from(&first, engine(&text).state_arc());
+        let counterparts = next
+            .counterparts(&first)
+            .expect("compiled from the previous engine");
+        let class = |engine: &Engine, ns: &str, name: &str| {
+            engine.class_of(engine.state().pod_id(ns, name).expect("pod"))
+        };
+        assert_eq!(
+            counterparts[class(&next, "strict", "b")],
+            Some(class(&first, "strict", "b")),
+            "b's class kept its pods: its counterpart, found by its key renumbered"
+        );
+        assert_eq!(
+            counterparts[class(&next, "quiet", "a")],
+            None,
+            "a merged class"
+        );
+        let next_table = CompiledTable::compile(&next, Some((&first, &table)), Audit::Annotated);
+        let fresh = engine(&text);
+        let fresh_table = CompiledTable::of(&fresh, Audit::Annotated);
+        assert_eq!(next.class_count(), fresh.class_count(), "a and a2 merged");
+        assert_eq!(next.class_of(PodId::new(0)), next.class_of(PodId::new(1)));
+        for (port, protocol) in [(80, Protocol::Tcp), (53, Protocol::Udp)] {
+            assert_eq!(next.reach(port, protocol), fresh.reach(port, protocol));
+        }
+        for class in next.class_ids() {
+            assert_eq!(
+                next_table.classes[class].rules,
+                fresh_table.classes[class].rules
+            );
+        }
     }
 }
