@@ -190,4 +190,24 @@ mod tests {
         c.remove(id(3));
         assert_eq!(ids(&c), vec![64]);
     }
+
+    #[test]
+    fn resizing_keeps_the_members_that_fit_across_words() {
+        let id = Id::<Item>::new;
+        let mut a = BitSet::<Item>::new(70);
+        for i in [0, 63, 64, 69] {
+            a.insert(id(i));
+        }
+        let wider = a.resized(130);
+        assert_eq!(ids(&wider), [0, 63, 64, 69]);
+        assert!(wider.extends(&a) && !a.extends(&wider.resized(64)));
+        let narrower = a.resized(64);
+        assert_eq!(ids(&narrower), [0, 63]);
+        assert_eq!(narrower.capacity(), 64);
+        assert!(!a.extends(&narrower), "64 and 69 are past it");
+        let mut extra = wider.clone();
+        extra.insert(id(100));
+        assert!(!extra.extends(&a), "a member past the prefix");
+        assert!(a.extends(&a.clone()));
+    }
 }

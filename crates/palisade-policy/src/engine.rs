@@ -133,11 +133,11 @@ impl Engine {
     }
 
     /// Compiles `state` like [`Engine::new`], with the same answers, reusing the work of `previous`
-    /// (an engine of an earlier state) when both have the same namespaces (labels may differ) and
-    /// the ipBlocks of `previous` are all still used (new ones may come) — as after pods were
-    /// added, removed or relabelled, or policies added, edited or deleted: the policies that did
-    /// not change are not compiled again, and the pods that did not change keep their classes
-    /// (split by the new ipBlocks that hold some of them). Otherwise it is [`Engine::new`].
+    /// (an engine of an earlier state) when both have the same namespaces (labels may differ) — as
+    /// after pods were added, removed or relabelled, or policies added, edited or deleted: the
+    /// policies that did not change are not compiled again, and the pods that did not change keep
+    /// their classes (split by new ipBlocks that hold some of them, merged where an ipBlock that
+    /// split them is gone). Otherwise it is [`Engine::new`].
     pub fn new_from(previous: &Engine, state: Arc<ClusterState>) -> Engine {
         let old = previous.state();
         let same_names = old.namespaces.len() == state.namespaces.len()
@@ -235,6 +235,9 @@ impl Engine {
             for policy in policies.iter_mut() {
                 renumber(policy, &ids);
             }
+        } else {
+            // Every ipBlock used, in place: the list as compiled.
+            blocks = combined;
         }
         let renumbered = (self.blocks.ids()).map(|id| ids[id]).collect();
         Recompiled {

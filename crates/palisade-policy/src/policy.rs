@@ -75,7 +75,8 @@ impl CompiledPolicy {
 pub(crate) type PolicyId = Id<CompiledPolicy>;
 
 /// The distinct ipBlocks of an engine's policies, numbered (`Peer::Block::id`) in order of first
-/// use, and found by content.
+/// use after those of the engine compiled from ([`crate::Engine::new_from`]), and found by
+/// content.
 #[derive(Default)]
 pub(crate) struct Blocks {
     pub list: IdVec<IpBlock, IpBlock>,
