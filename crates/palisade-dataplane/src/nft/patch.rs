@@ -394,7 +394,7 @@ impl Ruleset {
 #[cfg(test)]
 mod tests {
     use super::super::{build, rule::Rule, sets::SetDef, Ruleset, Update};
-    use palisade_model::{ClusterState, Loader, PodInfo};
+    use palisade_model::{ClusterState, Loader, Origin, PodInfo, PolicyInfo, ValidPolicy};
     use palisade_policy::{Audit, ClassId, CompiledTable, Engine};
     use palisade_synth::{generate, SynthConfig};
     use std::collections::{BTreeMap, HashMap};
@@ -494,8 +494,8 @@ mod tests {
     }
 
     /// `state` with some pods relabelled (to labels other pods have, or new ones), some gone (every
-    /// fourth round, a third of them), some new, some readdressed (IPv4 and IPv6), and some moved
-    /// to or from the host network.
+    /// fourth round, a third of them), some new, some readdressed (IPv4 and IPv6), some moved to
+    /// or from the host network; and policies with ipBlocks added and deleted.
     fn churned(state: &ClusterState, rng: &mut Rng, round: usize) -> ClusterState {
         let mut pods = state.pods.as_slice().to_vec();
         let n = pods.len();
@@ -535,11 +535,31 @@ mod tests {
             pod.ip = Some(format!("10.251.{round}.{i}").parse().unwrap());
             pods.push(Arc::new(pod));
         }
+        // Every third round, a policy whose ipBlock holds this round's readdressed pods (the
+        // ipBlocks, which split classes, change), and the one of three rounds before goes.
+        let mut policies = state.policies.clone();
+        policies.retain(|p| p.name != format!("block-{}", round.wrapping_sub(3)));
+        if round.is_multiple_of(3) {
+            let namespace = &state.namespaces.as_slice()[rng.below(state.namespaces.len())].name;
+            let object = serde_json::from_value(serde_json::json!({
+                "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                "metadata": {"name": format!("block-{round}"), "namespace": namespace},
+                "spec": {"podSelector": {}, "ingress": [{"from": [
+                    {"ipBlock": {"cidr": format!("10.250.{round}.0/24")}}]}]},
+            }))
+            .unwrap();
+            let (policy, _) = ValidPolicy::new(object).expect("a valid policy");
+            let origin = Origin {
+                file: "churn.yaml".into(),
+                line: None,
+            };
+            policies.push(PolicyInfo::new(policy, origin));
+        }
         ClusterState::new(
             state.namespaces.as_slice().to_vec(),
             pods,
             state.services.clone(),
-            state.policies.clone(),
+            policies,
         )
     }
 
