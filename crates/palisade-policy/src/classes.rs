@@ -152,9 +152,11 @@ fn alike(a: &PodInfo, b: &PodInfo) -> bool {
     a.labels == b.labels && a.ports == b.ports && a.host_network == b.host_network && a.ip == b.ip
 }
 
-/// A pod's key: that of a class of the previous partition, or a key of its own.
+/// A pod's key: that of a class of the previous partition, that key with the new ipBlocks that
+/// hold the pod, or a key of its own.
 enum PodKey {
     Previous(ClassId),
+    Split(ClassId, ClassKey),
     Own(ClassKey),
 }
 
@@ -202,10 +204,10 @@ impl Classes {
     /// class of every pod that is alike in `old` (whose classes are `previous`) from there: only new
     /// and changed pods have their labels interned and their ipBlocks looked up — and every pod
     /// for the ipBlocks new here. `renumbered` gives each ipBlock `previous` was built with its id
-    /// here (`None`: no longer used); new ones come after. Both states must have the same
-    /// namespaces. With the partition, each class's counterpart in `previous`: the class with the
-    /// same key (in none of the new ipBlocks; when ipBlocks are gone, classes that differed only by
-    /// them merge, and a merged class has none).
+    /// here (`None`: no longer used); new ones come after: a new ipBlock splits the classes whose
+    /// pods it holds, a gone one merges the classes it split. Both states must have the same
+    /// namespaces. With the partition, each class's counterpart in `previous`: a class it was made
+    /// from (the same key but for ipBlocks), each at most once.
     pub fn rebuild(
         previous: &Classes,
         old: &ClusterState,
@@ -225,18 +227,8 @@ impl Classes {
             key.blocks = renumber(&key.blocks, renumbered, blocks.len());
             key
         };
-        // The previous classes by their keys here, when ipBlocks are gone (found by key, with
-        // the ones that merged left without a counterpart).
-        let merged: Option<HashMap<ClassKey, Option<ClassId>>> = (!same).then(|| {
-            let mut by_key = HashMap::new();
-            for class in previous.list.ids() {
-                (by_key.entry(rekey(class)))
-                    .and_modify(|c| *c = None)
-                    .or_insert(Some(class));
-            }
-            by_key
-        });
-        // A pod alike in `old` keeps its class's key, with the new ipBlocks that hold it.
+        // A pod alike in `old` keeps its class's key, renumbered, with the new ipBlocks that hold
+        // it.
         let reuse = |class: ClassId, pod: &PodInfo| {
             let new = (blocks.len() > first_new)
                 .then(|| keys.holding(pod, first_new))
@@ -248,14 +240,12 @@ impl Classes {
             if let Some(new) = new {
                 key.blocks.union_with(&new);
             }
-            PodKey::Own(key)
+            PodKey::Split(class, key)
         };
         let earlier = Earlier {
             classes: previous,
-            find: &|key: &ClassKey| match &merged {
-                None => previous.find(key),
-                Some(by_key) => by_key.get(key).copied().flatten(),
-            },
+            // With ipBlocks gone, the keys of the previous classes are not those here.
+            find: &|key: &ClassKey| same.then(|| previous.find(key)).flatten(),
             key: &rekey,
         };
         // Both pod lists are sorted by namespace, then name: one walk pairs them.
@@ -302,6 +292,11 @@ impl Classes {
         let mut renumbered: IdVec<Class, Option<ClassId>> =
             vec![None; previous.as_ref().map_or(0, |p| p.classes.list.len())].into();
         let mut counterparts = IdVec::new();
+        // A previous class is the counterpart of one class at most: the first made from it (a
+        // class split by new ipBlocks may keep it: a class's rules do not depend on its own
+        // ipBlocks, and its addresses are compared where they matter).
+        let mut claimed: IdVec<Class, bool> = vec![false; renumbered.len()].into();
+        let mut claim = |old: ClassId| (!std::mem::replace(&mut claimed[old], true)).then_some(old);
         for (pi, pod_key) in pod_keys.enumerate() {
             let pod_key = match (pod_key, &previous) {
                 (PodKey::Own(key), Some(previous)) => match (previous.find)(&key) {
@@ -311,17 +306,21 @@ impl Classes {
                 (pod_key, _) => pod_key,
             };
             let ci = match pod_key {
-                PodKey::Own(key) => match index.get(&key) {
-                    Some(&ci) => ci,
-                    None => {
-                        let ci = classes.add(key.clone());
-                        counterparts.push(None);
-                        index.insert(key, ci);
-                        ci
-                    }
-                },
+                PodKey::Own(key) | PodKey::Split(_, key) if index.contains_key(&key) => index[&key],
+                PodKey::Own(key) => {
+                    let ci = classes.add(key.clone());
+                    counterparts.push(None);
+                    index.insert(key, ci);
+                    ci
+                }
+                PodKey::Split(old, key) => {
+                    let ci = classes.add(key.clone());
+                    counterparts.push(claim(old));
+                    index.insert(key, ci);
+                    ci
+                }
                 PodKey::Previous(old) => *renumbered[old].get_or_insert_with(|| {
-                    counterparts.push(Some(old));
+                    counterparts.push(claim(old));
                     let previous = previous.as_ref().expect("a previous partition");
                     classes.add((previous.key)(old))
                 }),

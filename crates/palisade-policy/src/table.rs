@@ -402,12 +402,14 @@ status: {podIP: 192.0.2.1}
         assert_eq!(
             counterparts[class(&next, "strict", "b")],
             Some(class(&first, "strict", "b")),
-            "b's class kept its pods: its counterpart, found by its key renumbered"
+            "b's class kept its pods: its counterpart, whose key is renumbered"
         );
-        assert_eq!(
-            counterparts[class(&next, "quiet", "a")],
-            None,
-            "a merged class"
+        let merged = counterparts[class(&next, "quiet", "a")];
+        assert!(
+            [class(&first, "quiet", "a"), class(&first, "quiet", "a2")]
+                .iter()
+                .any(|&o| merged == Some(o)),
+            "a merged class keeps one of its classes as counterpart: {merged:?}"
         );
         let next_table = CompiledTable::compile(&next, Some((&first, &table)), Audit::Annotated);
         let fresh = engine(&text);
