@@ -429,6 +429,8 @@ fn policy_changes(
     // Added, the classes are split from the previous ones; deleted, they would merge, and the
     // engine is compiled afresh (the slow path).
     let with_block = policy(8080).replace("podSelector: {}", "ipBlock: {cidr: 192.0.2.0/24}");
+    // One that holds every pod's address: every class is split.
+    let holding_all = policy(8080).replace("podSelector: {}", "ipBlock: {cidr: 10.0.0.0/8}");
     for (what, before, after) in [
         (
             "policy added -> kernel (one pass)",
@@ -444,6 +446,11 @@ fn policy_changes(
             "policy with the only use of an ipBlock deleted",
             Some(with_block),
             None,
+        ),
+        (
+            "policy with an ipBlock holding every pod added",
+            None,
+            Some(holding_all),
         ),
         (
             "policy edited -> kernel (one pass)",
