@@ -65,6 +65,8 @@ fn palisade(args: &[&str], stdin: Option<&str>) -> Output {
 fn palisade_bytes(args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
         .args(args)
+        // The agent reads NODE_NAME (set on Kubernetes runners): these tests name no node.
+        .env_remove("NODE_NAME")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
