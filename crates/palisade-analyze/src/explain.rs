@@ -42,26 +42,66 @@ pub fn resolve_endpoint(
     })
 }
 
-/// Resolves a port argument: a number, or a named container port of the destination pod.
-pub fn resolve_port(
-    state: &ClusterState,
-    dst: Endpoint,
-    port: &str,
-    protocol: Protocol,
-) -> Result<u16, String> {
-    if let Ok(n) = port.parse::<u16>() {
-        return if n > 0 || protocol == Protocol::Icmp {
-            Ok(n)
-        } else {
-            Err("port must be 1-65535".into())
+/// A destination port as given on the command line (`6379`, `53/UDP`, `http/TCP`): a number
+/// (1-65535; 0 only with ICMP) or a port name (IANA_SVC_NAME) of the destination pod, with its
+/// protocol (TCP when none is given). Checked when parsed, with what would be valid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortArg {
+    /// The port.
+    pub port: PortRef,
+    /// Its protocol.
+    pub protocol: Protocol,
+}
+
+/// A port by number, or by the name the destination pod gives one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PortRef {
+    /// A port number.
+    Number(u16),
+    /// A named container port.
+    Named(String),
+}
+
+impl std::str::FromStr for PortArg {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<PortArg, String> {
+        let (port, protocol) = match text.split_once('/') {
+            Some((port, proto)) => (port, proto.parse::<Protocol>()?),
+            None => (text, Protocol::Tcp),
         };
+        let port = if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
+            let number = port.parse::<u32>().unwrap_or(u32::MAX);
+            match u16::try_from(number) {
+                Ok(n) if n > 0 || protocol == Protocol::Icmp => PortRef::Number(n),
+                _ => {
+                    return Err(format!(
+                        "port {port} is out of range: a port number is 1-65535 (or a port name such as http)"
+                    ))
+                }
+            }
+        } else {
+            palisade_model::validate::port_name(port)?;
+            PortRef::Named(port.to_string())
+        };
+        Ok(PortArg { port, protocol })
     }
+}
+
+/// The port number `port` stands for on `dst`: a number as it is, a name as the destination
+/// pod's container port of that name and protocol.
+pub fn resolve_port(state: &ClusterState, dst: Endpoint, port: &PortArg) -> Result<u16, String> {
+    let name = match &port.port {
+        PortRef::Number(n) => return Ok(*n),
+        PortRef::Named(name) => name,
+    };
     let Endpoint::Pod(i) = dst else {
-        return Err(format!("named port {port:?} needs a destination pod"));
+        return Err(format!("named port {name:?} needs a destination pod"));
     };
     let pod = &state.pods[i];
-    pod.named_port(port, protocol)
-        .ok_or_else(|| format!("pod {} has no {protocol} port named {port:?}", pod.key()))
+    let protocol = port.protocol;
+    pod.named_port(name, protocol)
+        .ok_or_else(|| format!("pod {} has no {protocol} port named {name:?}", pod.key()))
 }
 
 /// The explanation of one flow; it serializes to what `explain -o json` prints.
