@@ -128,20 +128,12 @@ impl<'a> Keys<'a> {
             })
             .collect();
         named_ports.sort();
-        let mut blocks = BitSet::new(self.blocks.len());
-        if let Some(ip) = pod.ip {
-            for &(bi, b) in self.candidates() {
-                if b.contains(ip) {
-                    blocks.insert(bi);
-                }
-            }
-        }
         ClassKey {
             namespace,
             labels,
             named_ports,
             host_network: pod.host_network,
-            blocks,
+            blocks: self.holding(pod, 0),
         }
     }
 }
