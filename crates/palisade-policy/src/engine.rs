@@ -8,7 +8,7 @@ use crate::policy::{Blocks, CompiledPolicy, Compiler, NamespaceScope, Peer, Poli
 use crate::selector::{Interner, LabelSet, Selector};
 use foldhash::{HashMap, HashMapExt};
 use palisade_model::{
-    ClusterState, Id, IdVec, IpBlock, NamespaceId, NamespaceInfo, PodId, PolicyInfo, Protocol,
+    ClusterState, Id, IdVec, IpBlock, NamespaceId, NamespaceInfo, PodId, Protocol,
 };
 use std::sync::Arc;
 
@@ -186,9 +186,6 @@ impl Engine {
     /// and spec) taken from it, the others compiled with `interner`; with each one's counterpart
     /// here, and their ipBlocks: this engine's still used (in their order), then new ones.
     fn policies_for(&self, state: &ClusterState, interner: &mut Interner) -> Recompiled {
-        let was: HashMap<(&str, &str), &PolicyInfo> = (self.state().policies.iter())
-            .map(|p| ((&*p.namespace, &*p.name), p))
-            .collect();
         let by_key: HashMap<(&str, &str), PolicyId> = (self.policies.iter_enumerated())
             .map(|(i, p)| ((p.key.namespace().unwrap_or_default(), p.key.name()), i))
             .collect();
@@ -200,13 +197,14 @@ impl Engine {
         let mut counterparts = IdVec::with_capacity(state.policies.len());
         let mut policies = IdVec::with_capacity(state.policies.len());
         for info in &state.policies {
-            let key = (&*info.namespace, &*info.name);
             // What a policy compiles to depends on its identity and spec alone (an edit of its
             // annotations, say, keeps it).
-            let unchanged = was.get(&key).is_some_and(|was| {
-                Arc::ptr_eq(&was.policy, &info.policy) || was.policy.spec() == info.policy.spec()
-            });
-            let same = by_key.get(&key).copied().filter(|_| unchanged);
+            let unchanged = |o: &PolicyId| {
+                let was = &self.policies[*o].source;
+                Arc::ptr_eq(was, &info.policy) || was.spec() == info.policy.spec()
+            };
+            let key = (&*info.namespace, &*info.name);
+            let same = by_key.get(&key).copied().filter(unchanged);
             let compiled = match same {
                 Some(o) => Some(self.policies[o].clone()),
                 None => compiler.policy(info).map(Arc::new),

@@ -5,7 +5,7 @@ use crate::selector::{Interner, Selector};
 use foldhash::HashMap;
 use palisade_model::{
     ClusterState, Id, IdVec, IpBlock, NamespaceId, ObjectKey, PolicyInfo, PolicyPeer, PolicyRule,
-    PortSpec,
+    PortSpec, ValidPolicy,
 };
 use std::sync::Arc;
 
@@ -51,6 +51,9 @@ pub struct Rule {
 pub struct CompiledPolicy {
     /// Which policy it is.
     pub key: Arc<ObjectKey>,
+    /// What it was compiled from (an engine compiled from this one reuses it while the spec is
+    /// the same).
+    pub source: Arc<ValidPolicy>,
     /// Its namespace.
     pub namespace: NamespaceId,
     /// `spec.podSelector`.
@@ -148,6 +151,7 @@ impl Compiler<'_> {
         let egress = (spec.egress.as_deref()).map(|rules| self.rules(rules, namespace));
         Some(CompiledPolicy {
             key: Arc::new(info.key()),
+            source: info.policy.clone(),
             namespace,
             pod_selector,
             ingress,
