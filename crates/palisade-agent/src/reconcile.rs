@@ -356,15 +356,15 @@ impl Reconciler {
         let Some(node) = &self.enforcement.node else {
             return;
         };
-        let mut others: Vec<&str> = (state.pods.iter())
-            .filter_map(|p| p.node_name.as_deref())
-            .collect();
-        let warning = (!others.is_empty() && !others.contains(&node.as_str())).then(|| {
+        let nodes = || (state.pods.iter()).filter_map(|p| p.node_name.as_deref());
+        let here = nodes().any(|n| n == node);
+        let mut others: Vec<&str> = if here { Vec::new() } else { nodes().collect() };
+        let warning = (!others.is_empty()).then(|| {
             others.sort_unstable();
             others.dedup();
             let shown = others.iter().take(5).copied().collect::<Vec<_>>().join(", ");
             format!(
-                "no pod is scheduled on node {node:?}, so none is enforced here; pods are on {}                  node(s) ({shown}{}): check --node-name",
+                "no pod is scheduled on node {node:?}, so none is enforced here; pods are on {} node(s) ({shown}{}): check --node-name",
                 others.len(),
                 if others.len() > 5 { ", ..." } else { "" }
             )
@@ -548,5 +548,42 @@ impl Reconciler {
         });
         self.degraded(Part::Input, problem);
         rejected
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(nodes: &[Option<&str>]) -> ClusterState {
+        let mut loader = Loader::new();
+        let pods: String = (nodes.iter().enumerate())
+            .map(|(i, node)| {
+                let node = node.map_or(String::new(), |n| format!("nodeName: {n}, "));
+                format!(
+                    "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, namespace: x}}\n\
+                     spec: {{{node}containers: [{{name: c, image: i}}]}}\n"
+                )
+            })
+            .collect();
+        loader.load_str("pods.yaml", &pods);
+        loader.finish().0
+    }
+
+    /// A node name no pod is scheduled on, while pods are on other nodes, is warned about (once,
+    /// until it changes); a node of its own, or pods scheduled nowhere, are not.
+    #[test]
+    fn a_node_name_no_pod_is_on_is_warned_about() {
+        let mut reconciler = Reconciler::new("m".into(), None).with_enforcement(Enforcement {
+            node: Some("n1".into()),
+            ..Enforcement::default()
+        });
+        reconciler.check_node(&state(&[Some("n2"), Some("n3"), Some("n2"), None]));
+        let warning = reconciler.stray_node.clone().expect("warned");
+        assert!(warning.contains("on 2 node(s) (n2, n3)"), "{warning}");
+        for fine in [vec![Some("n2"), Some("n1")], vec![None, None]] {
+            reconciler.check_node(&state(&fine));
+            assert_eq!(reconciler.stray_node, None, "{fine:?}");
+        }
     }
 }
