@@ -9,17 +9,26 @@ use palisade_policy::Enforcement;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
+/// Where an agent reads the objects it enforces.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// A manifests folder (watched by [`crate::run`]).
+    Manifests(PathBuf),
+    /// A cluster's API server, listed and watched.
+    Cluster(palisade_kube::Connection),
+}
+
 /// An agent's configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// The manifests folder to enforce (watched by [`crate::run`]).
-    pub manifests: PathBuf,
+    /// What to enforce.
+    pub input: Input,
     /// The network namespace to enforce in; `None`: the agent's own.
     pub netns: Option<String>,
     /// Pod addresses kept whatever the manifests say, by `ns/name` (a lab's pods, built with
     /// them; see [`palisade_model::Loader::pin_ips`]).
     pub pinned_ips: Vec<(palisade_model::PodKey, IpAddr)>,
-    /// How the folder is read, and the bounds on what it may make the agent build.
+    /// How a folder is read, and the bounds on what the input may make the agent build.
     pub source: SourceOptions,
     /// Whose pods this node enforces, and where audit mode applies.
     pub enforcement: Enforcement,
@@ -52,7 +61,7 @@ impl Config {
     /// Enforces `manifests` in the agent's own namespace, with every other setting at its default.
     pub fn new(manifests: PathBuf) -> Config {
         Config {
-            manifests,
+            input: Input::Manifests(manifests),
             netns: None,
             pinned_ips: Vec::new(),
             source: SourceOptions::default(),

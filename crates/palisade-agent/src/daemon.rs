@@ -2,11 +2,11 @@
 //! metrics server, the live view, policy action logging from the kernel's verdict events, and the
 //! reconcile loop until SIGTERM or SIGINT.
 
-use crate::config::Config;
+use crate::config::{Config, Input};
 use crate::metrics::{self, Metrics};
 use crate::observe::{self, Hub};
 use crate::policy_log::{self, PolicyLogger};
-use crate::reconcile::{Outcome, Reconciler};
+use crate::reconcile::{Outcome, Reconciler, Source};
 use palisade_dataplane::events::EventReader;
 use palisade_dataplane::netns::within_netns;
 use palisade_model::ClusterState;
@@ -21,6 +21,9 @@ use std::thread::JoinHandle;
 /// Why the agent could not start. The messages are those `palisade agent` prints after `error: `.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
+    /// The API server's configuration is unusable (no kubeconfig, a bad one).
+    #[error("{0}")]
+    Source(#[from] palisade_kube::SourceError),
     /// The metrics server cannot listen.
     #[error("serving metrics on {addr}: {source}")]
     Metrics {
@@ -73,7 +76,7 @@ impl OnceReport {
         !self.degraded
             && !matches!(
                 self.outcome,
-                Outcome::Failed(_) | Outcome::Applied { rejected: 1.., .. }
+                Outcome::Failed(_) | Outcome::Waiting(_) | Outcome::Applied { rejected: 1.., .. }
             )
     }
 }
@@ -84,22 +87,32 @@ pub fn script(state: ClusterState, enforcement: Enforcement) -> String {
     palisade_dataplane::render(&CompiledTable::of(&engine, enforcement))
 }
 
-/// One pass: reads the folder (starting from the last good state), applies it, writes the state
-/// file, and reports; no watching, no logging.
-pub fn once(config: &Config) -> OnceReport {
-    let mut reconciler = reconciler(config);
+/// One pass: reads the source (starting from the last good state; an API server: once every kind
+/// has been listed, waiting at most the request timeout), applies it, writes the state file, and
+/// reports; no watching, no logging.
+pub fn once(config: &Config) -> Result<OnceReport, AgentError> {
+    let mut reconciler = reconciler(config)?;
+    if let Input::Cluster(connection) = &config.input {
+        let deadline = std::time::Instant::now() + connection.request_timeout;
+        while !reconciler.source_synced() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
     let outcome = reconciler.reconcile();
+    if let Outcome::Waiting(why) = &outcome {
+        tracing::error!("{why}");
+    }
     reconciler.write_state(true);
-    OnceReport {
+    Ok(OnceReport {
         outcome,
         degraded: reconciler.health().degraded(),
-    }
+    })
 }
 
 /// Runs the agent until SIGTERM or SIGINT: then open deny windows are written out, and the kernel
 /// keeps enforcing the last ruleset. Fails only while starting.
 pub fn run(config: &Config) -> Result<(), AgentError> {
-    let reconciler = reconciler(config);
+    let reconciler = reconciler(config)?;
     let (metrics, health) = (reconciler.metrics().clone(), reconciler.health().clone());
     if let Some(addr) = config.metrics_addr {
         let bound = metrics::serve(addr, metrics.clone(), health)
@@ -117,14 +130,22 @@ pub fn run(config: &Config) -> Result<(), AgentError> {
 }
 
 /// The reconciler `config` describes, starting from its state file (with metrics and health of its
-/// own, which [`run`] serves).
-fn reconciler(config: &Config) -> Reconciler {
-    Reconciler::new(config.manifests.clone(), config.netns.clone())
+/// own, which [`run`] serves); an API server is followed from now on.
+fn reconciler(config: &Config) -> Result<Reconciler, AgentError> {
+    let source = match &config.input {
+        Input::Manifests(folder) => Source::Folder(folder.clone()),
+        Input::Cluster(connection) => {
+            let watch = palisade_kube::Watch::start(connection)?;
+            tracing::info!(server = %watch.server(), "following the API server");
+            Source::Cluster(watch)
+        }
+    };
+    Ok(Reconciler::reading(source, config.netns.clone())
         .with_pinned_ips(config.pinned_ips.clone())
         .with_source(config.source)
         .with_enforcement(config.enforcement.clone())
         // After the source: its limits apply to the state file read.
-        .with_state_file(config.state_file())
+        .with_state_file(config.state_file()))
 }
 
 /// A flag that SIGTERM and SIGINT set: the agent stops cleanly.

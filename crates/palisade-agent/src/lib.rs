@@ -19,9 +19,9 @@ pub mod safe_fs;
 pub mod state_file;
 mod watch;
 
-pub use config::{Config, LogConfig};
+pub use config::{Config, Input, LogConfig};
 pub use daemon::{once, run, script, AgentError, OnceReport};
-pub use reconcile::{Outcome, Reconciler, SourceOptions};
+pub use reconcile::{Outcome, Reconciler, Source, SourceOptions};
 
 /// Drops `value` on a short-lived thread: freeing a 10,000-pod engine or ruleset takes milliseconds
 /// that a reconcile pass (or the logger, under its lock) need not wait for.

@@ -80,6 +80,8 @@ pub struct Metrics {
     pub source_up: Gauge,
     /// Unix time of the last pass that read the source.
     pub source_last_read: Gauge<f64, AtomicU64>,
+    /// Unix time of the source's last change: a watch event, or a change to the folder.
+    pub source_last_event: Gauge<f64, AtomicU64>,
     /// Times the kernel's table was found altered or missing and was replaced, by why.
     pub drift_repairs: Family<ReasonLabel, Counter>,
     /// Observe clients turned away: `too_many_clients`, `request_too_large`, `request_timeout`,
@@ -112,6 +114,7 @@ impl Metrics {
             degraded: Gauge::default(),
             source_up: Gauge::default(),
             source_last_read: Gauge::default(),
+            source_last_event: Gauge::default(),
             drift_repairs: Family::default(),
             observe_rejected: Family::default(),
         };
@@ -206,12 +209,17 @@ impl Metrics {
         );
         registry.register(
             "source_up",
-            "1 while the source is readable and watched",
+            "1 while the source is readable and watched (the API server: every kind listed and followed)",
             self.source_up.clone(),
         );
         registry.register(
+            "source_last_event_seconds",
+            "Unix time of the source's last change: a watch event that changed an object, or a change to the folder",
+            self.source_last_event.clone(),
+        );
+        registry.register(
             "source_last_read_seconds",
-            "Unix time of the last pass that read the source (every change, and at least every 30 s)",
+            "Unix time the source was last known current: the last pass that read the folder, or the API server followed without error",
             self.source_last_read.clone(),
         );
     }

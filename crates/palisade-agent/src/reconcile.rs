@@ -1,4 +1,5 @@
-//! One reconcile pass: manifests → cluster state → engine → ruleset → kernel.
+//! One reconcile pass: source (a manifests folder, or the API server's objects as watched) →
+//! cluster state → engine → ruleset → kernel.
 
 use crate::health::{Health, Part};
 use crate::metrics::{Metrics, ReasonLabel, RejectionLabels};
@@ -6,13 +7,14 @@ use crate::policy_log::PolicyLogger;
 use crate::state_file::StateFile;
 use palisade_dataplane::drift::{TableInfo, TableProbe};
 use palisade_dataplane::{build, ApplyError, Ruleset, TABLE};
+use palisade_kube::{SourceHealth, Watch};
 use palisade_model::{
     ClusterState, DocumentCache, Limits, Load, Loader, PodKey, RejectReason, Severity, Symlinks,
 };
 use palisade_policy::{CompiledTable, Enforcement, Engine};
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,11 +56,22 @@ pub enum Outcome {
     Unchanged,
     /// The new ruleset could not be applied; the kernel keeps the previous one.
     Failed(String),
+    /// Nothing was read, nothing applied: the source has not given the whole cluster yet (the
+    /// first list of every kind from the API server); the kernel keeps what it holds.
+    Waiting(String),
 }
 
-/// Keeps one network namespace's `inet palisade` table in step with a manifests folder.
+/// Where a reconciler reads the objects to enforce.
+pub enum Source {
+    /// A manifests folder, read on every pass (unchanged files from the cache).
+    Folder(PathBuf),
+    /// An API server, followed by a watch: a pass loads the objects it holds.
+    Cluster(Watch),
+}
+
+/// Keeps one network namespace's `inet palisade` table in step with a source.
 pub struct Reconciler {
-    manifests: PathBuf,
+    input: Source,
     netns: Option<String>,
     applied: Option<Ruleset>,
     /// The engine of the last pass and its table, which the next pass compiles from
@@ -70,13 +83,15 @@ pub struct Reconciler {
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     enforcement: Enforcement,
-    source: SourceOptions,
+    options: SourceOptions,
     /// When the next pass is due even if nothing changes (a removal's grace period ends).
     revisit: Option<Instant>,
     /// A digest of the last pass's diagnostics: the same findings are not logged again each pass.
     reported: u64,
     /// Why changes to the folder are not being seen, if they are not (set by the watch loop).
     unwatched: Option<String>,
+    /// The API server's health as last reported (logged and counted when it changes).
+    cluster_health: Option<SourceHealth>,
     /// The last warning that no pod is scheduled on this node (logged once, until it changes).
     stray_node: Option<String>,
     /// The kernel's table may not be what was applied last (changed by someone else).
@@ -92,8 +107,13 @@ pub struct Reconciler {
 impl Reconciler {
     /// A reconciler for `manifests`, enforcing in `netns` (or the current namespace).
     pub fn new(manifests: PathBuf, netns: Option<String>) -> Self {
+        Self::reading(Source::Folder(manifests), netns)
+    }
+
+    /// A reconciler for `input`, enforcing in `netns` (or the current namespace).
+    pub fn reading(input: Source, netns: Option<String>) -> Self {
         Reconciler {
-            manifests,
+            input,
             netns,
             applied: None,
             compiled: None,
@@ -103,10 +123,11 @@ impl Reconciler {
             metrics: Arc::new(Metrics::new()),
             health: Arc::new(Health::default()),
             enforcement: Enforcement::default(),
-            source: SourceOptions::default(),
+            options: SourceOptions::default(),
             revisit: None,
             reported: 0,
             unwatched: None,
+            cluster_health: None,
             stray_node: None,
             kernel_unknown: false,
             kernel_table: None,
@@ -120,17 +141,22 @@ impl Reconciler {
     /// versions that were in force). Call after [`Reconciler::with_source`]: its limits apply.
     pub fn with_state_file(mut self, path: PathBuf) -> Self {
         let state = StateFile::new(path, self.source_name());
-        if let Some(cache) = state.read(self.source.limits) {
+        if let Some(cache) = state.read(self.options.limits) {
             self.documents = cache;
         }
         self.state_file = Some(state);
         self
     }
 
-    /// The source as the state file names it.
+    /// The source as the state file names it: the folder's path, or the API server's URL.
     fn source_name(&self) -> String {
-        let folder = std::fs::canonicalize(&self.manifests).unwrap_or(self.manifests.clone());
-        folder.display().to_string()
+        match &self.input {
+            Source::Folder(folder) => {
+                let folder = std::fs::canonicalize(folder).unwrap_or(folder.clone());
+                folder.display().to_string()
+            }
+            Source::Cluster(watch) => watch.server(),
+        }
     }
 
     /// When the objects in force are due to be written to the state file.
@@ -161,9 +187,9 @@ impl Reconciler {
         self.unwatched.as_deref()
     }
 
-    /// Reads the folder with these options.
-    pub fn with_source(mut self, source: SourceOptions) -> Self {
-        self.source = source;
+    /// Reads the source with these options.
+    pub fn with_source(mut self, options: SourceOptions) -> Self {
+        self.options = options;
         self
     }
 
@@ -184,9 +210,53 @@ impl Reconciler {
         self.revisit
     }
 
-    /// The manifests folder.
-    pub fn manifests(&self) -> &std::path::Path {
-        &self.manifests
+    /// The manifests folder, when that is the source.
+    pub fn folder(&self) -> Option<&Path> {
+        match &self.input {
+            Source::Folder(folder) => Some(folder),
+            Source::Cluster(_) => None,
+        }
+    }
+
+    /// Calls `wake` whenever the API server's objects change (a folder's changes are watched by
+    /// the loop itself).
+    pub fn on_source_change(&self, wake: impl Fn() + Send + Sync + 'static) {
+        if let Source::Cluster(watch) = &self.input {
+            watch.on_change(wake);
+        }
+    }
+
+    /// Whether the source has given the whole cluster: a folder always has; the API server once
+    /// every kind has been listed.
+    pub fn source_synced(&self) -> bool {
+        match &self.input {
+            Source::Folder(_) => true,
+            Source::Cluster(watch) => watch.health().synced(),
+        }
+    }
+
+    /// Reports the API server's health (readiness, `palisade_source_up`, the time of its last
+    /// event) and logs what changed; nothing to do for a folder, which each pass reports on.
+    pub fn check_source(&mut self) {
+        let Source::Cluster(watch) = &self.input else {
+            return;
+        };
+        let health = watch.health();
+        if self.cluster_health.as_ref() == Some(&health) {
+            return;
+        }
+        let m = &self.metrics;
+        let problem = health.problem();
+        m.source_up.set(i64::from(problem.is_none()));
+        if let Some(at) = health.last_event {
+            m.source_last_event.set(unix_seconds(at));
+        }
+        if health.synced() && health.kinds.iter().all(|k| k.error.is_none()) {
+            m.source_last_read
+                .set(unix_seconds(std::time::SystemTime::now()));
+        }
+        self.cluster_health = Some(health);
+        self.degraded(Part::Source, problem);
     }
 
     /// Whose pods are enforced and where audit mode applies (default: every pod; audit mode in
@@ -387,15 +457,28 @@ impl Reconciler {
     /// previous kernel state stays.
     pub fn reconcile(&mut self) -> Outcome {
         let started = Instant::now();
+        if let Source::Cluster(watch) = &self.input {
+            let health = watch.health();
+            if !health.synced() {
+                self.check_source();
+                let why = health.problem().unwrap_or_default();
+                return Outcome::Waiting(format!("nothing applied: {why}"));
+            }
+        }
+        // A node's name, or an API server, means a real cluster: a pod without an address has
+        // none yet.
+        let allocate = self.enforcement.node.is_none() && matches!(self.input, Source::Folder(_));
         let mut loader = Loader::new()
             .with_documents(std::mem::take(&mut self.documents))
             .pin_ips(self.pinned.iter().cloned())
-            .limits(self.source.limits)
-            .symlinks(self.source.symlinks)
-            .removal_grace(self.source.removal_grace)
-            // A node's name means a real cluster: a pod without an address has none yet.
-            .allocate_addresses(self.enforcement.node.is_none());
-        loader.load_path(&self.manifests);
+            .limits(self.options.limits)
+            .symlinks(self.options.symlinks)
+            .removal_grace(self.options.removal_grace)
+            .allocate_addresses(allocate);
+        match &self.input {
+            Source::Folder(folder) => loader.load_path(folder),
+            Source::Cluster(watch) => watch.with_store(|store| loader.load_store(store)),
+        }
         let load = loader.finish_with_cache();
         let rejected = self.report_input(&load);
         let Load {
@@ -410,7 +493,7 @@ impl Reconciler {
         if rejected > 0 && state.pods.is_empty() && state.policies.is_empty() {
             let reason = format!(
                 "{}: nothing could be read ({rejected} errors); keeping the previous ruleset",
-                self.manifests.display()
+                self.source_name()
             );
             tracing::error!("{reason}");
             self.metrics.apply_failures.inc();
@@ -487,6 +570,22 @@ impl Reconciler {
         }
     }
 
+    /// What is wrong with reading `folder`, if anything: unreadable, or not watched.
+    fn folder_problem(&self, folder: &Path, load: &Load) -> Option<String> {
+        let unreadable = load
+            .rejections
+            .iter()
+            .any(|r| r.reason == RejectReason::Unreadable && Path::new(&r.origin.file) == folder);
+        if unreadable {
+            Some(format!(
+                "{} cannot be read; the last good state stays in force",
+                folder.display()
+            ))
+        } else {
+            self.unwatched.clone()
+        }
+    }
+
     /// Logs the load's diagnostics (unless they are the last pass's), sets the rejection and
     /// held-object gauges and the source's health; returns the number of rejections.
     fn report_input(&mut self, load: &Load) -> usize {
@@ -521,24 +620,21 @@ impl Reconciler {
             };
             m.objects_held.get_or_create(&labels).inc();
         }
-        let folder = self.manifests.as_path();
-        let unreadable = load.rejections.iter().any(|r| {
-            r.reason == RejectReason::Unreadable && std::path::Path::new(&r.origin.file) == folder
-        });
-        if !unreadable {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-            m.source_last_read.set(now.map_or(0.0, |d| d.as_secs_f64()));
+        match &self.input {
+            Source::Folder(folder) => {
+                let problem = self.folder_problem(folder, load);
+                let now = std::time::SystemTime::now();
+                if load.changed {
+                    m.source_last_event.set(unix_seconds(now));
+                }
+                if problem.is_none() {
+                    m.source_last_read.set(unix_seconds(now));
+                }
+                m.source_up.set(i64::from(problem.is_none()));
+                self.degraded(Part::Source, problem);
+            }
+            Source::Cluster(_) => self.check_source(),
         }
-        let problem = if unreadable {
-            Some(format!(
-                "{} cannot be read; the last good state stays in force",
-                folder.display()
-            ))
-        } else {
-            self.unwatched.clone()
-        };
-        m.source_up.set(i64::from(problem.is_none()));
-        self.degraded(Part::Source, problem);
         let rejected = load.rejections.len();
         let problem = (rejected > 0).then(|| {
             format!(
@@ -549,6 +645,12 @@ impl Reconciler {
         self.degraded(Part::Input, problem);
         rejected
     }
+}
+
+/// `at` in seconds since the Unix epoch.
+fn unix_seconds(at: std::time::SystemTime) -> f64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! The agent's loop: a pass after every change to the manifests folder (debounced), and whenever a
-//! pass is due without one — a removal's grace period ends, a failed pass is retried, the periodic
+//! The agent's loop: a pass after every change to the source — the manifests folder, or the API
+//! server's objects — (debounced), and whenever a pass is due without one — a removal's grace period ends, a failed pass is retried, the periodic
 //! resync — so that the agent never goes deaf: a folder removed and recreated is watched again, and
 //! while it cannot be watched it is polled. The kernel's table is watched too: a change another
 //! process makes to it (reported by nf_tables notifications as it is committed, or found by a
@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 
 /// How long the folder must be quiet before a change is applied (editors write in several steps).
 const DEBOUNCE: Duration = Duration::from_millis(50);
+/// How long the API server's events must pause before they are applied: a rollout's events come
+/// in bursts, and a pass per event would fall behind; a single event is applied within this.
+const EVENT_DEBOUNCE: Duration = Duration::from_millis(10);
 /// A burst of changes is applied this long after its first change at the latest, quiet or not:
 /// a stream of events (someone touching files every few milliseconds) never holds passes off.
 const MAX_BURST: Duration = Duration::from_secs(1);
@@ -121,13 +124,24 @@ impl FolderWatch {
     }
 }
 
-/// When the loop passes: every timing decision about changes to the folder, without I/O.
-#[derive(Default)]
+/// When the loop passes: every timing decision about changes to the source, without I/O.
 struct Schedule {
+    /// How long the source must be quiet after a change.
+    debounce: Duration,
     /// The first and the last change of the burst not yet passed.
     burst: Option<(Instant, Instant)>,
     /// Manifests modified and not yet closed, with their first modification.
     writing: HashMap<PathBuf, Instant>,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Schedule {
+            debounce: DEBOUNCE,
+            burst: None,
+            writing: HashMap::new(),
+        }
+    }
 }
 
 impl Schedule {
@@ -146,11 +160,11 @@ impl Schedule {
         }
     }
 
-    /// When the burst's pass is due: once the folder is quiet, or [`MAX_BURST`] after its first
+    /// When the burst's pass is due: once the source is quiet, or [`MAX_BURST`] after its first
     /// change.
     fn burst_due(&self) -> Option<Instant> {
         self.burst
-            .map(|(first, last)| (last + DEBOUNCE).min(first + MAX_BURST))
+            .map(|(first, last)| (last + self.debounce).min(first + MAX_BURST))
     }
 
     /// Until when passes wait for manifests being written (at most [`WRITE_WAIT`] after the first
@@ -216,8 +230,8 @@ fn monitor(netns: Option<&str>, tx: &mpsc::Sender<Wake>) -> Result<MonitorThread
         .map_err(|e| format!("cannot listen to nf_tables notifications: {e}"))
 }
 
-/// Reconciles once, then after every change under the manifests folder and whenever a pass is due,
-/// and repairs the kernel's table when another process changes it, until `stop` is set.
+/// Reconciles once, then after every change to the source and whenever a pass is due, and repairs
+/// the kernel's table when another process changes it, until `stop` is set.
 pub fn run(reconciler: &mut Reconciler, stop: &AtomicBool) {
     let mut turns = Turns::new(reconciler);
     let mut pass = true;
@@ -230,6 +244,7 @@ pub fn run(reconciler: &mut Reconciler, stop: &AtomicBool) {
             break;
         }
         reconciler.write_state(false);
+        reconciler.check_source();
         reconciler.health().turned();
         let due = turns.due(reconciler);
         let drift = turns.wait(reconciler, due);
@@ -248,7 +263,8 @@ pub fn run(reconciler: &mut Reconciler, stop: &AtomicBool) {
 
 /// What the loop keeps between its turns.
 struct Turns {
-    folder: PathBuf,
+    /// The manifests folder, when that is the source.
+    folder: Option<PathBuf>,
     netns: Option<String>,
     rx: mpsc::Receiver<Wake>,
     watch: FolderWatch,
@@ -262,9 +278,13 @@ struct Turns {
 
 impl Turns {
     fn new(reconciler: &mut Reconciler) -> Turns {
-        let folder = reconciler.manifests().to_path_buf();
+        let folder = reconciler.folder().map(Path::to_path_buf);
         let netns = reconciler.netns().map(str::to_string);
         let (tx, rx) = mpsc::channel();
+        let events = tx.clone();
+        reconciler.on_source_change(move || {
+            let _ = events.send(Wake::Changed);
+        });
         let monitor = monitor(netns.as_deref(), &tx)
             .inspect_err(|e| tracing::warn!("{e}; checking the table every second instead"))
             .ok();
@@ -274,14 +294,23 @@ impl Turns {
             watched: None,
             retry: None,
         };
-        reconciler.set_unwatched(watch.ensure(&folder).err());
+        let schedule = match &folder {
+            Some(folder) => {
+                reconciler.set_unwatched(watch.ensure(folder).err());
+                Schedule::default()
+            }
+            None => Schedule {
+                debounce: EVENT_DEBOUNCE,
+                ..Schedule::default()
+            },
+        };
         Turns {
             folder,
             netns,
             rx,
             watch,
             monitor,
-            schedule: Schedule::default(),
+            schedule,
             retry: None,
             last_pass: Instant::now(),
             last_check: Instant::now(),
@@ -292,6 +321,11 @@ impl Turns {
     fn pass(&mut self, reconciler: &mut Reconciler) {
         self.last_pass = Instant::now();
         self.retry = match reconciler.reconcile() {
+            // The source wakes the loop when it has the cluster.
+            Outcome::Waiting(why) => {
+                tracing::info!("{why}");
+                None
+            }
             Outcome::Failed(_) => {
                 let retry = backoff(self.retry, self.last_pass);
                 tracing::info!("retrying in {} s", retry.1.as_secs());
@@ -362,7 +396,10 @@ impl Turns {
     /// Watches the folder again if it was replaced (a change, then), and records in the reconciler
     /// whether it is watched (the one place that says so).
     fn check_folder(&mut self, reconciler: &mut Reconciler) {
-        let unwatched = match self.watch.ensure(&self.folder) {
+        let Some(folder) = &self.folder else {
+            return;
+        };
+        let unwatched = match self.watch.ensure(folder) {
             Ok(replaced) => {
                 if replaced {
                     self.schedule.changed(Instant::now());
@@ -374,7 +411,7 @@ impl Turns {
         if unwatched.as_deref() != reconciler.unwatched() {
             match &unwatched {
                 Some(why) => tracing::warn!("{why}; reading it every {} s", POLL.as_secs()),
-                None => tracing::info!("watching {} again", self.folder.display()),
+                None => tracing::info!("watching {} again", folder.display()),
             }
             reconciler.set_unwatched(unwatched);
         }

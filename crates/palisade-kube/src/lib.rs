@@ -1,31 +1,34 @@
 //! The Kubernetes API server as a source of the objects Palisade reads, through kube-rs: the same
 //! kinds a manifests folder gives (Namespaces, Pods, Services, NetworkPolicies and GKE's
-//! NetworkLogging), listed and handed to the model's [`Loader`] as documents, so that an object
-//! from the API server is validated, reported and indexed exactly like one from a file.
+//! NetworkLogging), as the model's per-object events ([`ObjectEvent`]) into an [`ObjectStore`],
+//! which the model's [`palisade_model::Loader`] loads like files — so that an object from the API
+//! server is validated, reported and indexed exactly like one from a file.
 //!
-//! Listing is read-only, paginated (500 objects a page) and bounded: each request must answer within
-//! the request timeout, a kind may have so many objects, a page token may not come back. The
-//! NetworkLogging kind is optional: a cluster without its CRD, or a user who may not read it, has
-//! no logging configuration. Workloads are not listed — the API server has their pods.
+//! Two ways to read: [`list_into`] lists every kind once (`palisade matrix|explain`); [`Watch`]
+//! lists, then follows every kind (the agent), relisting when the server says the watch is too old
+//! (410 Gone) and backing off when it cannot be reached. Both are read-only and bounded: each
+//! request must answer within the request timeout (a watch, within its server-side timeout), a
+//! kind may have so many objects, a page token may not come back. The NetworkLogging kind is
+//! optional: a cluster without its CRD, or a user who may not read it, has no logging
+//! configuration. Workloads are not read — the API server has their pods.
 
-use kube::api::{ListParams, ObjectList};
+mod list;
+mod watch;
+
+pub use list::{list_into, Listed};
+pub use watch::{KindHealth, SourceHealth, Watch};
+
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
-use palisade_model::Loader;
-use serde_json::Value;
+use palisade_model::Kind;
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// Objects asked for per page of a list.
-const PAGE: u32 = 500;
 
 /// A kind Palisade lists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ListedKind {
-    /// Its name.
-    pub kind: &'static str,
-    /// Its `apiVersion`.
-    pub api_version: &'static str,
+    /// The kind.
+    pub kind: Kind,
     /// The path of its cluster-wide list.
     pub path: &'static str,
     /// Left out, not an error, when the cluster does not serve it (its CRD not installed, or not
@@ -36,32 +39,27 @@ pub struct ListedKind {
 /// The kinds Palisade reads, in the order listed (what `deploy/rbac-reader.yaml` grants).
 pub const KINDS: [ListedKind; 5] = [
     ListedKind {
-        kind: "Namespace",
-        api_version: "v1",
+        kind: Kind::Namespace,
         path: "/api/v1/namespaces",
         optional: false,
     },
     ListedKind {
-        kind: "Pod",
-        api_version: "v1",
+        kind: Kind::Pod,
         path: "/api/v1/pods",
         optional: false,
     },
     ListedKind {
-        kind: "Service",
-        api_version: "v1",
+        kind: Kind::Service,
         path: "/api/v1/services",
         optional: false,
     },
     ListedKind {
-        kind: "NetworkPolicy",
-        api_version: "networking.k8s.io/v1",
+        kind: Kind::NetworkPolicy,
         path: "/apis/networking.k8s.io/v1/networkpolicies",
         optional: false,
     },
     ListedKind {
-        kind: "NetworkLogging",
-        api_version: "networking.gke.io/v1alpha1",
+        kind: Kind::NetworkLogging,
         path: "/apis/networking.gke.io/v1alpha1/networkloggings",
         optional: true,
     },
@@ -115,7 +113,7 @@ pub enum SourceError {
     #[error("cannot list {kind} from {server}: {source}")]
     List {
         /// The kind.
-        kind: &'static str,
+        kind: Kind,
         /// The API server.
         server: String,
         /// Why.
@@ -125,7 +123,7 @@ pub enum SourceError {
     #[error("cannot list {kind} from {server}: no answer within {timeout:?} (--request-timeout)")]
     Timeout {
         /// The kind.
-        kind: &'static str,
+        kind: Kind,
         /// The API server.
         server: String,
         /// The limit.
@@ -135,7 +133,7 @@ pub enum SourceError {
     #[error("cannot list {kind} from {server}: {why}")]
     Unbounded {
         /// The kind.
-        kind: &'static str,
+        kind: Kind,
         /// The API server.
         server: String,
         /// What went past which bound.
@@ -146,80 +144,41 @@ pub enum SourceError {
     Runtime(#[source] std::io::Error),
 }
 
-/// What a listing read.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Listed {
-    /// The API server.
-    pub server: String,
-    /// Objects per kind, in the order listed.
-    pub counts: Vec<(&'static str, usize)>,
-    /// Optional kinds left out, and why (say, `NetworkLogging: 403 ...`).
-    pub skipped: Vec<String>,
-}
-
-/// Lists every kind Palisade reads from the cluster `connection` names into `loader`, each list
-/// as one multi-document text named `<server><path>` with one object per document (the n-th
-/// object at line 2n − 1). Objects go to the loader as the API server wrote them (its unknown
-/// fields included), with the `apiVersion` and `kind` list items leave out: one malformed object
-/// is rejected there, with its kind, name and field, and the others are kept.
-pub fn list_into(connection: &Connection, loader: &mut Loader) -> Result<Listed, SourceError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(SourceError::Runtime)?;
-    runtime.block_on(async {
-        let config = config(connection).await?;
-        let server = config.cluster_url.to_string();
-        let server = server.trim_end_matches('/').to_string();
-        let client = Client::try_from(config).map_err(SourceError::Client)?;
-        let lister = Lister {
-            client: &client,
-            server: &server,
-            connection,
-        };
-        let mut listed = Listed {
-            server: server.clone(),
-            ..Listed::default()
-        };
-        for ListedKind {
-            kind,
-            api_version,
-            path,
-            optional,
-        } in KINDS
-        {
-            let items = match lister.all(kind, path).await {
-                Err(SourceError::List {
-                    source: kube::Error::Api(status),
-                    ..
-                }) if optional && matches!(status.code, 403 | 404) => {
-                    listed
-                        .skipped
-                        .push(format!("{kind}: {} {}", status.code, status.message));
-                    Vec::new()
-                }
-                other => other?,
-            };
-            listed.counts.push((kind, items.len()));
-            let documents: Vec<String> = (items.into_iter())
-                .map(|item| typed(item, api_version, kind).to_string())
-                .collect();
-            loader.load_str(&format!("{server}{path}"), &documents.join("\n---\n"));
-        }
-        Ok(listed)
-    })
-}
-
-/// `item` with the `apiVersion` and `kind` that the items of a list leave out.
-fn typed(mut item: Value, api_version: &str, kind: &str) -> Value {
-    if let Value::Object(fields) = &mut item {
-        for (field, value) in [("apiVersion", api_version), ("kind", kind)] {
-            fields
-                .entry(field)
-                .or_insert_with(|| Value::String(value.into()));
+impl SourceError {
+    /// Why `listed`, an optional kind, is not served (its CRD not installed: 404; not readable:
+    /// 403), when that is what this error says.
+    fn not_served(&self, listed: &ListedKind) -> Option<String> {
+        match self {
+            SourceError::List {
+                source: kube::Error::Api(status),
+                ..
+            } if listed.optional && matches!(status.code, 403 | 404) => {
+                Some(format!("{} {}", status.code, status.message))
+            }
+            _ => None,
         }
     }
-    item
+}
+
+/// A runtime for the client, on the calling thread: the only async code in Palisade.
+fn runtime() -> Result<tokio::runtime::Runtime, SourceError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(SourceError::Runtime)
+}
+
+/// A client of the cluster `connection` names, and its server's URL.
+async fn client(connection: &Connection) -> Result<(Client, String), SourceError> {
+    let mut config = config(connection).await?;
+    // The client's own retries (429, 503, 504: up to 15, for minutes) would hide a failing server
+    // behind a timeout: a failure is said at once, with the server's message, and retried here
+    // with a backoff the health reports.
+    config.default_retry = false;
+    let server = config.cluster_url.to_string();
+    let server = server.trim_end_matches('/').to_string();
+    let client = Client::try_from(config).map_err(SourceError::Client)?;
+    Ok((client, server))
 }
 
 /// The client configuration `connection` names.
@@ -246,57 +205,5 @@ async fn config(connection: &Connection) -> Result<Config, SourceError> {
             .await
             .map_err(error("KUBECONFIG or ~/.kube/config".into())),
         None => Config::infer().await.map_err(SourceError::Infer),
-    }
-}
-
-/// Lists kinds, page by page, within bounds.
-struct Lister<'a> {
-    client: &'a Client,
-    server: &'a str,
-    connection: &'a Connection,
-}
-
-impl Lister<'_> {
-    /// Every object at `path`, as the API server wrote it, following the continue token.
-    async fn all(&self, kind: &'static str, path: &str) -> Result<Vec<Value>, SourceError> {
-        let unbounded = |why: String| SourceError::Unbounded {
-            kind,
-            server: self.server.to_string(),
-            why,
-        };
-        let (timeout, max) = (self.connection.request_timeout, self.connection.max_objects);
-        let mut objects = Vec::new();
-        let mut tokens = std::collections::HashSet::new();
-        let mut params = ListParams::default().limit(PAGE);
-        loop {
-            let request = (kube::core::Request::new(path).list(&params))
-                .map_err(|e| unbounded(format!("cannot ask for the next page: {e}")))?;
-            let page = tokio::time::timeout(timeout, self.client.request(request));
-            let page: ObjectList<Value> = page
-                .await
-                .map_err(|_| SourceError::Timeout {
-                    kind,
-                    server: self.server.to_string(),
-                    timeout,
-                })?
-                .map_err(|source| SourceError::List {
-                    kind,
-                    server: self.server.to_string(),
-                    source,
-                })?;
-            objects.extend(page.items);
-            if objects.len() > max {
-                return Err(unbounded(format!("more than {max} objects")));
-            }
-            match page.metadata.continue_.filter(|token| !token.is_empty()) {
-                Some(token) if !tokens.insert(token.clone()) => {
-                    return Err(unbounded(format!(
-                        "the server repeated page token {token:?}"
-                    )))
-                }
-                Some(token) => params = params.continue_token(&token),
-                None => return Ok(objects),
-            }
-        }
     }
 }

@@ -5,7 +5,7 @@ mod support;
 
 use palisade_kube::{list_into, Connection, Listed, SourceError};
 use palisade_model::logging::LoggingConfig;
-use palisade_model::{Loader, PodKey};
+use palisade_model::{Kind, Loader, PodKey};
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -107,7 +107,7 @@ fn a_cluster_is_listed_page_by_page_and_validated_like_files() {
     assert!(
         text.contains("NetworkPolicy shop/bad")
             && text.contains("ipBlock.cidr")
-            && text.contains("/apis/networking.k8s.io/v1/networkpolicies"),
+            && text.contains("/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/bad"),
         "{text}"
     );
     // Paginated with the API's parameters.
@@ -163,7 +163,13 @@ fn a_failed_list_names_the_kind_and_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let error = list_into(&connect(&api, dir.path()), &mut Loader::new()).unwrap_err();
     assert!(
-        matches!(error, SourceError::List { kind: "Pod", .. }),
+        matches!(
+            error,
+            SourceError::List {
+                kind: Kind::Pod,
+                ..
+            }
+        ),
         "{error:?}"
     );
     let text = error.to_string();
@@ -267,7 +273,7 @@ fn an_optional_kind_forbidden_or_missing_is_left_out() {
     assert!(matches!(
         read(routes, |_| {}),
         Err(SourceError::List {
-            kind: "Service",
+            kind: Kind::Service,
             ..
         })
     ));
@@ -281,7 +287,13 @@ fn a_list_is_bounded_in_time_pages_and_objects() {
     let started = std::time::Instant::now();
     let error = read(hung, |c| c.request_timeout = Duration::from_millis(500)).unwrap_err();
     assert!(
-        matches!(error, SourceError::Timeout { kind: "Pod", .. }),
+        matches!(
+            error,
+            SourceError::Timeout {
+                kind: Kind::Pod,
+                ..
+            }
+        ),
         "{error:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -305,7 +317,7 @@ fn a_list_is_bounded_in_time_pages_and_objects() {
 
     let error = read(cluster(), |c| c.max_objects = 1).unwrap_err();
     assert!(
-        matches!(&error, SourceError::Unbounded { kind: "Pod", why, .. } if why == "more than 1 objects"),
+        matches!(&error, SourceError::Unbounded { kind: Kind::Pod, why, .. } if why == "more than 1 objects"),
         "{error:?}"
     );
 }

@@ -26,7 +26,10 @@ fn resource(path: &str) -> (String, String) {
 #[test]
 fn the_network_logging_crd_defines_the_kind_listed() {
     let crd: CustomResourceDefinition = manifest("networklogging-crd.yaml");
-    let listed = KINDS.iter().find(|k| k.kind == "NetworkLogging").unwrap();
+    let listed = KINDS
+        .iter()
+        .find(|k| k.kind == palisade_model::Kind::NetworkLogging)
+        .unwrap();
     let (group, plural) = resource(listed.path);
     let spec = &crd.spec;
     assert_eq!(spec.group, group);
@@ -44,7 +47,7 @@ fn the_network_logging_crd_defines_the_kind_listed() {
     let version = &spec.versions[0];
     assert_eq!(
         format!("{}/{}", spec.group, version.name),
-        listed.api_version
+        listed.kind.api_version()
     );
     assert!(version.served && version.storage);
     let schema = serde_json::to_value(&version.schema).unwrap();

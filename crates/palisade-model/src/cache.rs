@@ -3,13 +3,14 @@
 //! object, and every object in force — the last good versions that what no longer reads falls back
 //! to ([`crate::Loader::with_documents`]).
 
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, Origin};
 use crate::document::{self, Document};
 use crate::objects::{self, DecodeLimits, Decoded, Objects, Workload};
 use crate::read::Stamp;
 use crate::state::PodInfo;
 use foldhash::{HashMap, HashMapExt};
 use k8s_openapi::api::core::v1::Pod;
+use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -51,9 +52,18 @@ impl Source {
     }
 }
 
-/// One file as last read: what it says, nothing kept from earlier versions.
+/// What tells a version of a document's source unchanged without reading it again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Version {
+    /// A file's metadata.
+    File(Stamp),
+    /// An API object's `metadata.resourceVersion`.
+    Resource(String),
+}
+
+/// One file (or API object) as last read: what it says, nothing kept from earlier versions.
 pub(crate) struct CachedFile {
-    pub stamp: Stamp,
+    pub version: Version,
     /// Diagnostics of parsing the file.
     pub diagnostics: Vec<Diagnostic>,
     /// Its documents, decoded and validated, in order.
@@ -102,9 +112,28 @@ impl CachedFile {
             }],
         };
         CachedFile {
-            stamp,
+            version: Version::File(stamp),
             diagnostics,
             documents,
+        }
+    }
+
+    /// An API object (`value`, at its URL `file`) decoded: one document without lines.
+    pub fn object(file: &str, version: String, value: Value, limits: DecodeLimits) -> CachedFile {
+        let document = Document {
+            value,
+            origin: Origin {
+                file: file.to_string(),
+                line: None,
+            },
+        };
+        CachedFile {
+            version: Version::Resource(version),
+            diagnostics: Vec::new(),
+            documents: vec![CachedDocument {
+                source: None,
+                decoded: Arc::new(decode_all(&[document], limits)),
+            }],
         }
     }
 }

@@ -79,6 +79,23 @@ impl Kind {
         }
     }
 
+    /// The kind's resource name in API paths (`pods`, `networkpolicies`).
+    pub fn plural(self) -> &'static str {
+        match self {
+            Kind::Namespace => "namespaces",
+            Kind::Pod => "pods",
+            Kind::Service => "services",
+            Kind::NetworkPolicy => "networkpolicies",
+            Kind::Deployment => "deployments",
+            Kind::ReplicaSet => "replicasets",
+            Kind::StatefulSet => "statefulsets",
+            Kind::DaemonSet => "daemonsets",
+            Kind::Job => "jobs",
+            Kind::CronJob => "cronjobs",
+            Kind::NetworkLogging => "networkloggings",
+        }
+    }
+
     /// Namespaced kinds live in a namespace (`default` when none is given).
     pub fn namespaced(self) -> bool {
         !matches!(self, Kind::Namespace | Kind::NetworkLogging)

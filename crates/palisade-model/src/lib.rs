@@ -25,6 +25,7 @@ mod rejection;
 pub mod selector;
 mod snapshot;
 mod state;
+mod store;
 pub mod validate;
 mod workload;
 mod yaml;
@@ -43,6 +44,7 @@ pub use state::{
     ClusterState, ContainerPortInfo, NamespaceId, NamespaceInfo, OwnerRef, PodId, PodInfo,
     PolicyInfo, ServiceInfo, ServicePortInfo,
 };
+pub use store::{ObjectEvent, ObjectStore};
 
 use std::fmt;
 

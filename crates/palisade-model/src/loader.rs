@@ -1,6 +1,6 @@
 //! Loading manifests from files, folders and standard input into a [`ClusterState`].
 
-use crate::cache::{decode_all, plural, CachedFile, DocumentCache, ObjectPods, Source};
+use crate::cache::{decode_all, plural, CachedFile, DocumentCache, ObjectPods, Source, Version};
 use crate::diagnostic::{Diagnostic, Origin, Severity};
 use crate::info::{pod_info, service_info};
 use crate::key::{Kind, ObjectKey, PodKey};
@@ -9,6 +9,7 @@ use crate::objects::{labels_of, Accepted, DecodeLimits, Decoded, Loaded, Objects
 use crate::read::{self, Entry, ReadError, Stamp, Symlinks};
 use crate::rejection::{Held, HeldReason, RejectReason, Rejection};
 use crate::state::{ClusterState, NamespaceInfo, PodInfo, PolicyInfo};
+use crate::store::ObjectStore;
 use crate::{document, workload};
 use foldhash::{HashMap, HashMapExt, HashSet};
 use ipnet::IpNet;
@@ -106,6 +107,8 @@ pub struct Loader {
     changed: bool,
     /// Folders loaded.
     roots: Vec<PathBuf>,
+    /// An API server's objects were loaded ([`Loader::load_store`]): deletions take effect at once.
+    from_store: bool,
     /// Manifest files listed (read, or taken from the cache), and their bytes.
     listed: usize,
     total_bytes: u64,
@@ -140,6 +143,7 @@ impl Loader {
             revisit: None,
             changed: false,
             roots: Vec::new(),
+            from_store: false,
             listed: 0,
             total_bytes: 0,
             previous: Objects::default(),
@@ -317,7 +321,7 @@ impl Loader {
             return self.refused(path, e);
         }
         let file = match self.documents.files.remove(path) {
-            Some(file) if file.stamp == stamp => file,
+            Some(file) if file.version == Version::File(stamp) => file,
             earlier => {
                 self.changed = true;
                 let display = path.display().to_string();
@@ -338,6 +342,32 @@ impl Loader {
         };
         self.add_parsed(&file.diagnostics, file.decoded());
         self.visited.files.insert(path.to_path_buf(), file);
+    }
+
+    /// Loads the objects of `store` (a watched API server), each as one document named by its
+    /// URL: an object whose resource version is the one the last load read is taken from the
+    /// cache, not decoded again. An object gone from the store is gone at once (no removal grace:
+    /// the API server says it was deleted); a rejected one keeps its last good version.
+    pub fn load_store(&mut self, store: &ObjectStore) {
+        let limits = self.limits.decode_limits();
+        self.from_store = true;
+        for (key, stored) in store.objects() {
+            let url = store.url(key);
+            let path = PathBuf::from(&url);
+            self.listed += 1;
+            let file = match self.documents.files.remove(&path) {
+                Some(file) if matches!(&file.version, Version::Resource(v) if *v == stored.version) => {
+                    file
+                }
+                _ => {
+                    self.changed = true;
+                    let (version, value) = (stored.version.clone(), stored.value.clone());
+                    CachedFile::object(&url, version, value, limits)
+                }
+            };
+            self.add_parsed(&file.diagnostics, file.decoded());
+            self.visited.files.insert(path, file);
+        }
     }
 
     /// The objects in force after the last load that this one did not give (fresh objects always
@@ -371,7 +401,11 @@ impl Loader {
                 rejected.extend(r.object.clone());
             }
         }
-        let no_manifest = self.listed == 0 && !previous.is_empty() && self.unreadable.is_empty();
+        // Only a folder can hold no manifest (an API server's empty kinds are real).
+        let no_manifest = !self.roots.is_empty()
+            && self.listed == 0
+            && !previous.is_empty()
+            && self.unreadable.is_empty();
         if no_manifest {
             self.folder_without_manifests();
         }
@@ -395,7 +429,12 @@ impl Loader {
                 Some(HeldReason::Rejected)
             } else if read.is_none_or(CachedFile::is_blank) {
                 let since = gone.get(file).copied().unwrap_or(self.now);
-                let ends = since + self.removal_grace;
+                let grace = if self.from_store {
+                    Duration::ZERO
+                } else {
+                    self.removal_grace
+                };
+                let ends = since + grace;
                 (self.now < ends).then(|| {
                     self.revisit = Some(self.revisit.map_or(ends, |r| r.min(ends)));
                     still_gone.insert(file.to_path_buf(), since);

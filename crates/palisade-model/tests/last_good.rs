@@ -667,3 +667,83 @@ fn a_misspelt_namespace_keeps_the_policy() {
         assert_eq!(policies(&second), ["shop/p"], "{from} -> {to}: lifted");
     }
 }
+
+/// API objects (a watched API server's store) follow the same rules per object: a rejected update
+/// keeps the last good version; a deletion takes effect at once (the server said so: no removal
+/// grace); an object whose resource version did not change is not decoded again (the same `Arc`).
+#[test]
+fn api_objects_keep_their_last_good_version_and_are_decoded_once() {
+    use palisade_model::{ObjectEvent, ObjectStore};
+    let object = |name: &str, version: &str, cidr: &str| {
+        let text = policy(name, cidr).replace("---\n", "");
+        let mut value: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
+        value["metadata"]["resourceVersion"] = version.into();
+        value
+    };
+    let pod = serde_json::json!({"metadata": {"name": "redis", "namespace": "shop",
+        "resourceVersion": "1"}, "spec": {"containers": [{"name": "c", "image": "x"}]},
+        "status": {"podIP": "10.1.0.5"}});
+    let mut store = ObjectStore::new("https://api", 100);
+    store.apply(ObjectEvent::Listed(Kind::Pod, vec![pod]));
+    let policies_of = |list| ObjectEvent::Listed(Kind::NetworkPolicy, list);
+    store.apply(policies_of(vec![object("p", "1", "10.0.0.0/8")]));
+    let load_store = |store: &ObjectStore, cache| {
+        let mut loader = Loader::new()
+            .with_documents(cache)
+            .removal_grace(Duration::from_secs(60))
+            .allocate_addresses(false);
+        loader.load_store(store);
+        loader.finish_with_cache()
+    };
+    let first = load_store(&store, DocumentCache::default());
+    assert_eq!(policies(&first), ["shop/p"]);
+    assert!(first.changed);
+
+    // Nothing changed: nothing decoded, the same objects.
+    let pod = |load: &Load| load.state.pods.iter().next().unwrap().clone();
+    let policy = |load: &Load| load.state.policies[0].policy.clone();
+    let (first_pod, first_policy) = (pod(&first), policy(&first));
+    let same = load_store(&store, first.cache);
+    assert!(!same.changed);
+    assert!(std::sync::Arc::ptr_eq(&first_pod, &pod(&same)));
+    assert!(std::sync::Arc::ptr_eq(&first_policy, &policy(&same)));
+
+    // An invalid update: rejected, with its URL, kind, name and field; the last good one stays.
+    store.apply(ObjectEvent::Applied(
+        Kind::NetworkPolicy,
+        object("p", "2", "10.0.0.0/33"),
+    ));
+    let bad = load_store(&store, same.cache);
+    assert_eq!(policies(&bad), ["shop/p"]);
+    assert_eq!(cidr(&bad, "p"), "10.0.0.0/8");
+    assert_eq!(bad.held[0].why, HeldReason::Rejected);
+    let error = bad.diagnostics.iter().find(|d| d.is_error()).unwrap();
+    let text = error.to_string();
+    assert!(
+        text.starts_with("https://api/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/p")
+            && text.contains("NetworkPolicy shop/p")
+            && text.contains("ipBlock.cidr"),
+        "{text}"
+    );
+
+    // Fixed, then deleted: gone at once, whatever the removal grace.
+    store.apply(ObjectEvent::Applied(
+        Kind::NetworkPolicy,
+        object("p", "3", "10.2.0.0/16"),
+    ));
+    let fixed = load_store(&store, bad.cache);
+    assert_eq!(cidr(&fixed, "p"), "10.2.0.0/16");
+    assert!(fixed.held.is_empty());
+    store.apply(ObjectEvent::Deleted(
+        Kind::NetworkPolicy,
+        object("p", "4", "10.2.0.0/16"),
+    ));
+    let deleted = load_store(&store, fixed.cache);
+    assert!(policies(&deleted).is_empty(), "{:?}", deleted.held);
+    assert!(deleted.held.is_empty());
+    assert_eq!(deleted.revisit, None);
+    // An empty store is a cluster without objects, not a folder that lost its manifests.
+    let empty = load_store(&ObjectStore::new("https://api", 100), deleted.cache);
+    assert!(empty.state.pods.is_empty());
+    assert!(empty.diagnostics.iter().all(|d| !d.is_error()));
+}

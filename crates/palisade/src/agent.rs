@@ -2,7 +2,7 @@
 
 use crate::exit;
 use palisade_agent::policy_log::Limits;
-use palisade_agent::{Config, LogConfig, SourceOptions};
+use palisade_agent::{Config, Input, LogConfig, SourceOptions};
 use palisade_policy::{Audit, Enforcement};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,9 +11,21 @@ use std::time::Duration;
 /// Arguments of `palisade agent`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Manifests folder to enforce; watched, and re-applied on every change.
+    /// Manifests folder to enforce; watched, and re-applied on every change. Without it, the
+    /// cluster's API server is followed (list and watch), found as kubectl would: --kubeconfig,
+    /// KUBECONFIG, ~/.kube/config, or the pod's service account.
     #[arg(long, value_name = "DIR")]
-    manifests: PathBuf,
+    manifests: Option<PathBuf>,
+    /// The kubeconfig of the cluster to follow (instead of --manifests).
+    #[arg(long, value_name = "PATH", conflicts_with = "manifests")]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (instead of --manifests).
+    #[arg(long, value_name = "NAME", conflicts_with = "manifests")]
+    context: Option<String>,
+    /// How long one request to the API server may take (e.g. 30s, 1m); with --once, also how long
+    /// to wait for the first list of every kind.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    request_timeout: Duration,
     /// Network namespace to enforce in (default: the agent's own).
     #[arg(long, value_name = "NAME")]
     netns: Option<String>,
@@ -262,9 +274,19 @@ pub fn run(args: Args) -> u8 {
         }
     };
     if args.dry_run {
-        let loaded = crate::input::load_paths(std::slice::from_ref(&args.manifests), 0);
-        print!("{}", palisade_agent::script(loaded.state, enforcement));
-        return exit::OK;
+        let inputs = crate::input::Inputs {
+            files: args.manifests.iter().cloned().collect(),
+            kubeconfig: args.kubeconfig.clone(),
+            context: args.context.clone(),
+            request_timeout: args.request_timeout,
+        };
+        return match crate::input::load(&inputs, 0) {
+            Ok(loaded) => {
+                print!("{}", palisade_agent::script(loaded.state, enforcement));
+                exit::OK
+            }
+            Err(code) => code,
+        };
     }
     let config = match config(&args, enforcement) {
         Ok(config) => config,
@@ -275,10 +297,13 @@ pub fn run(args: Args) -> u8 {
     };
     if args.once {
         // Scripts can trust the code: 2 when anything was rejected, even if the rest was applied.
-        return if palisade_agent::once(&config).clean() {
-            exit::OK
-        } else {
-            exit::INVALID
+        return match palisade_agent::once(&config) {
+            Ok(report) if report.clean() => exit::OK,
+            Ok(_) => exit::INVALID,
+            Err(e) => {
+                eprintln!("error: {e}");
+                exit::INVALID
+            }
         };
     }
     match palisade_agent::run(&config) {
@@ -336,7 +361,15 @@ fn config(args: &Args, enforcement: Enforcement) -> Result<Config, palisade_lab:
         enforcement,
         state_file: args.source.state_file.clone().or(lab_state_file),
         metrics_addr: args.logging.metrics_addr,
-        ..Config::new(args.manifests.clone())
+        input: match &args.manifests {
+            Some(folder) => Input::Manifests(folder.clone()),
+            None => Input::Cluster(palisade_kube::Connection {
+                kubeconfig: args.kubeconfig.clone(),
+                context: args.context.clone(),
+                request_timeout: args.request_timeout,
+                max_objects: args.source.max_pods,
+            }),
+        },
     })
 }
 

@@ -58,6 +58,9 @@ pub fn load(inputs: &Inputs, verbose: u8) -> Result<Loaded, u8> {
             // Said every time: without -f, which cluster is read depends on the environment.
             eprintln!("read the cluster at {}", listed.server);
             tracing::info!(counts = ?listed.counts, skipped = ?listed.skipped, "cluster listed");
+            for why in &listed.refused {
+                eprintln!("warning: {why}");
+            }
             Ok(report(loader, Vec::new(), verbose, started))
         }
         Err(e) => {

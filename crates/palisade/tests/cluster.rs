@@ -105,21 +105,15 @@ fn matrix_and_explain_read_a_live_cluster() {
 fn a_cluster_that_cannot_be_read_is_an_error_and_manifests_exclude_it() {
     // A port nothing listens on.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let api = FakeApi {
-        addr: closed.local_addr().unwrap(),
-        requests: Default::default(),
-    };
+    let addr = closed.local_addr().unwrap();
     drop(closed);
     let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = api.kubeconfig(dir.path());
+    let kubeconfig = fake_api::kubeconfig(addr, dir.path());
     let out = palisade(&["matrix", "--kubeconfig", kubeconfig.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains(&format!(
-            "error: cannot list Namespace from http://{}",
-            api.addr
-        )),
+        stderr.contains(&format!("error: cannot list Namespace from http://{addr}")),
         "{stderr}"
     );
     let both = palisade(&["matrix", "-f", "x.yaml", "--kubeconfig", "k"]);

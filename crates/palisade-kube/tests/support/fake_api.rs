@@ -1,13 +1,16 @@
 //! An API server for tests, in process: HTTP/1.1 on 127.0.0.1 (keep-alive, as kube-rs's client
 //! uses it) answering GET requests from a table of paths with real-format API bodies — lists whose
-//! items carry no `apiVersion`/`kind`, pages with a `continue` token, `Status` errors — and
-//! recording every request it serves. Shared by the kube crate's tests and the CLI's.
+//! items carry no `apiVersion`/`kind`, pages with a `continue` token, `Status` errors — and watch
+//! requests (`?watch=true`) with a chunked stream of watch events the test scripts as it goes
+//! (events, bookmarks, `410 Gone`, the end of a watch, a dropped connection); it records every
+//! request it serves. Shared by the kube crate's tests and the CLI's.
 #![allow(dead_code)] // each test binary uses a part
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
 /// One answer: a status code and a JSON body.
@@ -97,106 +100,260 @@ pub fn cluster(
     ])
 }
 
+/// One step of a scripted watch.
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// A watch event line: `{"type": ..., "object": ...}`.
+    Event(serde_json::Value),
+    /// An `ERROR` event with a `410 Gone` status, then the end of the watch: the version asked
+    /// for is too old.
+    Gone,
+    /// The server ends the watch (its timeout), cleanly.
+    End,
+    /// The connection is cut mid-stream.
+    Drop,
+}
+
+/// The steps of the watches of one path, in order, across the watch requests that read them.
+pub struct Script {
+    tx: Sender<Step>,
+}
+
+impl Script {
+    /// Sends `step` to the current (or next) watch of the path.
+    pub fn send(&self, step: Step) {
+        self.tx.send(step).expect("the server is running");
+    }
+
+    /// An `ADDED`, `MODIFIED` or `DELETED` event of `object`.
+    pub fn event(&self, kind: &str, object: serde_json::Value) {
+        self.send(Step::Event(
+            serde_json::json!({"type": kind, "object": object}),
+        ));
+    }
+
+    /// A `BOOKMARK` at `version`, for objects of `api_version` and `kind`.
+    pub fn bookmark(&self, api_version: &str, kind: &str, version: &str) {
+        self.send(Step::Event(
+            serde_json::json!({"type": "BOOKMARK", "object": {
+            "apiVersion": api_version, "kind": kind, "metadata": {"resourceVersion": version}}}),
+        ));
+    }
+}
+
+type Watches = HashMap<String, Arc<Mutex<Receiver<Step>>>>;
+
 /// A running server; it stops when the test process ends.
 pub struct FakeApi {
     pub addr: SocketAddr,
     /// The request targets served, in order (path and query).
     pub requests: Arc<Mutex<Vec<String>>>,
+    routes: Arc<Mutex<HashMap<String, Reply>>>,
+    watches: Arc<Mutex<Watches>>,
 }
 
 impl FakeApi {
     /// Serves `routes`: a request's path — followed by `#TOKEN` for a page asked for with
-    /// `continue=TOKEN` — to its reply; anything else is a 404 `Status`.
+    /// `continue=TOKEN` — to its reply; anything else is a 404 `Status`. A watch of a path with
+    /// no [script](FakeApi::script) stays open without an event.
     pub fn start(routes: HashMap<String, Reply>) -> FakeApi {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let (routes, seen) = (Arc::new(routes), requests.clone());
+        let routes = Arc::new(Mutex::new(routes));
+        let watches: Arc<Mutex<Watches>> = Arc::default();
+        let server = Server {
+            routes: routes.clone(),
+            watches: watches.clone(),
+            seen: requests.clone(),
+        };
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (routes, seen) = (routes.clone(), seen.clone());
-                std::thread::spawn(move || serve(stream, &routes, &seen));
+                let server = server.clone();
+                std::thread::spawn(move || server.serve(stream));
             }
         });
-        FakeApi { addr, requests }
+        FakeApi {
+            addr,
+            requests,
+            routes,
+            watches,
+        }
     }
 
-    /// A kubeconfig in `dir` whose current context, `fake`, is this server (plain HTTP, no
-    /// credentials); context `elsewhere` names a server nothing answers on.
+    /// Replaces the reply to `path` (a list, say, for the next relist).
+    pub fn set(&self, path: &str, reply: Reply) {
+        self.routes.lock().unwrap().insert(path.into(), reply);
+    }
+
+    /// The script of the watches of `path`.
+    pub fn script(&self, path: &str) -> Script {
+        let (tx, rx) = mpsc::channel();
+        let rx = Arc::new(Mutex::new(rx));
+        self.watches.lock().unwrap().insert(path.into(), rx);
+        Script { tx }
+    }
+
+    /// The watch requests served for `path`, in order (their queries).
+    pub fn watches_of(&self, path: &str) -> Vec<String> {
+        (self.requests.lock().unwrap().iter())
+            .filter_map(|r| r.strip_prefix(path)?.strip_prefix('?'))
+            .filter(|q| q.split('&').any(|p| p == "watch=true"))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// A kubeconfig in `dir` for this server ([`kubeconfig`]).
     pub fn kubeconfig(&self, dir: &Path) -> std::path::PathBuf {
-        let path = dir.join("kubeconfig");
-        let text = format!(
-            "apiVersion: v1\nkind: Config\n\
-             clusters:\n\
-             - {{name: fake, cluster: {{server: \"http://{}\"}}}}\n\
-             - {{name: dead, cluster: {{server: \"http://127.0.0.1:9\"}}}}\n\
-             users: [{{name: nobody, user: {{}}}}]\n\
-             contexts:\n\
-             - {{name: fake, context: {{cluster: fake, user: nobody}}}}\n\
-             - {{name: elsewhere, context: {{cluster: dead, user: nobody}}}}\n\
-             current-context: fake\n",
-            self.addr
-        );
-        std::fs::write(&path, text).unwrap();
-        path
+        kubeconfig(self.addr, dir)
     }
 }
 
-/// Answers the requests of one connection until it closes.
-fn serve(stream: TcpStream, routes: &HashMap<String, Reply>, seen: &Mutex<Vec<String>>) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-            return;
-        }
-        // Headers, up to the blank line (GET requests have no body).
+/// A kubeconfig in `dir` whose current context, `fake`, is the server at `addr` (plain HTTP, no
+/// credentials); context `elsewhere` names a server nothing answers on.
+pub fn kubeconfig(addr: SocketAddr, dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("kubeconfig");
+    let text = format!(
+        "apiVersion: v1\nkind: Config\n\
+         clusters:\n\
+         - {{name: fake, cluster: {{server: \"http://{addr}\"}}}}\n\
+         - {{name: dead, cluster: {{server: \"http://127.0.0.1:9\"}}}}\n\
+         users: [{{name: nobody, user: {{}}}}]\n\
+         contexts:\n\
+         - {{name: fake, context: {{cluster: fake, user: nobody}}}}\n\
+         - {{name: elsewhere, context: {{cluster: dead, user: nobody}}}}\n\
+         current-context: fake\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// What every connection's thread shares.
+#[derive(Clone)]
+struct Server {
+    routes: Arc<Mutex<HashMap<String, Reply>>>,
+    watches: Arc<Mutex<Watches>>,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Answers the requests of one connection until it closes.
+    fn serve(&self, stream: TcpStream) {
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
         loop {
-            let mut header = String::new();
-            if reader.read_line(&mut header).unwrap_or(0) == 0 {
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
                 return;
             }
-            if header == "\r\n" || header == "\n" {
-                break;
+            // Headers, up to the blank line (GET requests have no body).
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                    return;
+                }
+                if header == "\r\n" || header == "\n" {
+                    break;
+                }
+            }
+            let target = request_line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("/")
+                .to_string();
+            self.seen.lock().unwrap().push(target.clone());
+            let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+            let mut params = query.split('&');
+            if params.clone().any(|p| p == "watch=true") {
+                if self.watch(path, &mut writer) {
+                    continue;
+                }
+                return;
+            }
+            let page = params.find_map(|p| p.strip_prefix("continue="));
+            let key = match page {
+                Some(token) => format!("{path}#{token}"),
+                None => path.to_string(),
+            };
+            let reply = (self.routes.lock().unwrap().get(&key).cloned())
+                .unwrap_or_else(|| Reply::status(404, "NotFound", &format!("{key} not found")));
+            if reply.status == 0 {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                return;
+            }
+            if answer(&mut writer, &reply).is_err() {
+                return;
             }
         }
-        let target = request_line
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or("/")
-            .to_string();
-        seen.lock().unwrap().push(target.clone());
-        let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-        let page = (query.split('&')).find_map(|p| p.strip_prefix("continue="));
-        let key = match page {
-            Some(token) => format!("{path}#{token}"),
-            None => path.to_string(),
-        };
-        let reply = (routes.get(&key).cloned())
-            .unwrap_or_else(|| Reply::status(404, "NotFound", &format!("{key} not found")));
-        if reply.status == 0 {
-            std::thread::sleep(std::time::Duration::from_secs(3600));
-            return;
+    }
+
+    /// Streams the scripted watch of `path`; false when the connection is to be closed. A path
+    /// whose list is not a 200 answers the watch the same way.
+    fn watch(&self, path: &str, writer: &mut TcpStream) -> bool {
+        let listed = self.routes.lock().unwrap().get(path).cloned();
+        if let Some(reply) = listed.filter(|r| r.status != 200) {
+            return answer(writer, &reply).is_ok();
         }
-        let reason = if reply.status == 200 { "OK" } else { "Error" };
-        let json = reply.body.starts_with('{');
-        let content = if json {
-            "application/json"
-        } else {
-            "text/plain"
+        let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+        if writer.write_all(head.as_bytes()).is_err() {
+            return false;
+        }
+        let script = self.watches.lock().unwrap().get(path).cloned();
+        let Some(script) = script else {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+            return false;
         };
-        let head = format!(
-            "HTTP/1.1 {} {reason}\r\nContent-Type: {content}\r\nContent-Length: {}\r\n\r\n",
-            reply.status,
-            reply.body.len()
-        );
-        if writer
-            .write_all(head.as_bytes())
-            .and_then(|()| writer.write_all(reply.body.as_bytes()))
-            .is_err()
-        {
-            return;
+        let steps = script.lock().unwrap();
+        loop {
+            let Ok(step) = steps.recv() else {
+                return false;
+            };
+            let line = match step {
+                Step::Event(event) => event,
+                Step::Gone => {
+                    let status = Reply::status(410, "Expired", "too old resource version");
+                    let status: serde_json::Value = serde_json::from_str(&status.body).unwrap();
+                    let gone = serde_json::json!({"type": "ERROR", "object": status});
+                    return chunk(writer, &gone).and_then(|()| end(writer)).is_ok();
+                }
+                Step::End => return end(writer).is_ok(),
+                Step::Drop => {
+                    let _ = writer.shutdown(std::net::Shutdown::Both);
+                    return false;
+                }
+            };
+            if chunk(writer, &line).is_err() {
+                return false;
+            }
         }
     }
+}
+
+/// Writes `reply` as a whole response.
+fn answer(writer: &mut TcpStream, reply: &Reply) -> std::io::Result<()> {
+    let reason = if reply.status == 200 { "OK" } else { "Error" };
+    let content = if reply.body.starts_with('{') {
+        "application/json"
+    } else {
+        "text/plain"
+    };
+    let head = format!(
+        "HTTP/1.1 {} {reason}\r\nContent-Type: {content}\r\nContent-Length: {}\r\n\r\n",
+        reply.status,
+        reply.body.len()
+    );
+    writer.write_all(head.as_bytes())?;
+    writer.write_all(reply.body.as_bytes())
+}
+
+/// Writes one watch event line as a chunk.
+fn chunk(writer: &mut TcpStream, event: &serde_json::Value) -> std::io::Result<()> {
+    let line = format!("{event}\n");
+    write!(writer, "{:x}\r\n{line}\r\n", line.len())?;
+    writer.flush()
+}
+
+/// Ends a chunked response.
+fn end(writer: &mut TcpStream) -> std::io::Result<()> {
+    writer.write_all(b"0\r\n\r\n")
 }

@@ -76,10 +76,13 @@ pub fn scrape(addr: &str) -> String {
     get(addr, "/metrics").1
 }
 
-/// `GET http://addr{path}`: the status code and the body.
+/// `GET http://addr{path}`: the status code and the body (0 and the error when nothing listens).
 pub fn get(addr: &str, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint");
+    let mut s = match std::net::TcpStream::connect(addr) {
+        Ok(s) => s,
+        Err(e) => return (0, format!("metrics endpoint {addr}: {e}")),
+    };
     write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();

@@ -1,0 +1,122 @@
+//! Listing every kind once: `palisade matrix` and `explain` against a live cluster.
+
+use crate::{client, ListedKind, SourceError, KINDS};
+use kube::api::{ListParams, ObjectList};
+use kube::Client;
+use palisade_model::{Loader, ObjectEvent, ObjectStore};
+use serde_json::Value;
+
+/// Objects asked for per page of a list.
+const PAGE: u32 = 500;
+
+/// What a listing read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Listed {
+    /// The API server.
+    pub server: String,
+    /// Objects per kind, in the order listed.
+    pub counts: Vec<(&'static str, usize)>,
+    /// Optional kinds left out, and why (say, `NetworkLogging: 403 ...`).
+    pub skipped: Vec<String>,
+    /// Objects refused before validation (no name, too many of a kind), and why.
+    pub refused: Vec<String>,
+}
+
+/// Lists every kind Palisade reads from the cluster `connection` names into `loader`: each object
+/// becomes one document named by its URL. Objects go to the loader as the API server wrote them
+/// (its unknown fields included): one malformed object is rejected there, with its kind, name and
+/// field, and the others are kept.
+pub fn list_into(
+    connection: &crate::Connection,
+    loader: &mut Loader,
+) -> Result<Listed, SourceError> {
+    let runtime = crate::runtime()?;
+    runtime.block_on(async {
+        let (client, server) = client(connection).await?;
+        let lister = Lister {
+            client: &client,
+            server: &server,
+            connection,
+        };
+        let mut listed = Listed {
+            server: server.clone(),
+            ..Listed::default()
+        };
+        let mut store = ObjectStore::new(&server, connection.max_objects);
+        for listed_kind in KINDS {
+            let kind = listed_kind.kind;
+            let items = match lister.all(&listed_kind).await {
+                Err(e) => match e.not_served(&listed_kind) {
+                    Some(why) => {
+                        listed.skipped.push(format!("{kind}: {why}"));
+                        Vec::new()
+                    }
+                    None => return Err(e),
+                },
+                Ok((items, _)) => items,
+            };
+            listed.counts.push((kind.as_str(), items.len()));
+            let (_, refused) = store.apply(ObjectEvent::Listed(kind, items));
+            listed.refused.extend(refused);
+        }
+        loader.load_store(&store);
+        Ok(listed)
+    })
+}
+
+/// Lists kinds, page by page, within bounds.
+pub(crate) struct Lister<'a> {
+    pub client: &'a Client,
+    pub server: &'a str,
+    pub connection: &'a crate::Connection,
+}
+
+impl Lister<'_> {
+    /// Every object of `listed`, as the API server wrote it, following the continue token, and
+    /// the list's resource version (where a watch of it starts).
+    pub async fn all(&self, listed: &ListedKind) -> Result<(Vec<Value>, String), SourceError> {
+        let kind = listed.kind;
+        let unbounded = |why: String| SourceError::Unbounded {
+            kind,
+            server: self.server.to_string(),
+            why,
+        };
+        let (timeout, max) = (self.connection.request_timeout, self.connection.max_objects);
+        let mut objects = Vec::new();
+        let mut tokens = std::collections::HashSet::new();
+        let mut params = ListParams::default().limit(PAGE);
+        loop {
+            let request = (kube::core::Request::new(listed.path).list(&params))
+                .map_err(|e| unbounded(format!("cannot ask for the next page: {e}")))?;
+            let page = tokio::time::timeout(timeout, self.client.request(request));
+            let page: ObjectList<Value> = page
+                .await
+                .map_err(|_| SourceError::Timeout {
+                    kind,
+                    server: self.server.to_string(),
+                    timeout,
+                })?
+                .map_err(|source| SourceError::List {
+                    kind,
+                    server: self.server.to_string(),
+                    source,
+                })?;
+            objects.extend(page.items);
+            if objects.len() > max {
+                return Err(unbounded(format!("more than {max} objects")));
+            }
+            match page.metadata.continue_.filter(|token| !token.is_empty()) {
+                Some(token) if !tokens.insert(token.clone()) => {
+                    return Err(unbounded(format!(
+                        "the server repeated page token {token:?}"
+                    )))
+                }
+                Some(token) => params = params.continue_token(&token),
+                None => {
+                    let version = page.metadata.resource_version.unwrap_or_default();
+                    return Ok((objects, version));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! Following a cluster through kube-rs, against an in-process API server that lists and streams
+//! watch events in the API's format: events reach the store one object at a time, a watch that
+//! ends resumes from the last version seen (bookmarks included), `410 Gone` lists afresh, a
+//! dropped connection resumes, and an API server down at start is waited for.
+
+mod support;
+
+use palisade_kube::{Connection, Watch};
+use palisade_model::{Kind, Loader, ObjectStore};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use support::fake_api::{self, list, FakeApi, Reply, Step};
+
+const PODS: &str = "/api/v1/pods";
+
+fn pod(name: &str, version: &str, app: &str) -> serde_json::Value {
+    json!({
+        "metadata": {"name": name, "namespace": "shop", "labels": {"app": app},
+                     "resourceVersion": version},
+        "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "x"}]},
+        "status": {"phase": "Running", "podIP": format!("10.1.0.{}", name.len())},
+    })
+}
+
+fn cluster() -> HashMap<String, Reply> {
+    let namespace = json!({"metadata": {"name": "shop"}});
+    fake_api::cluster(vec![namespace], vec![pod("redis", "40", "redis")], vec![])
+}
+
+/// A watch of the fake server, and the wake-ups it sends.
+struct Watched {
+    watch: Watch,
+    woken: mpsc::Receiver<()>,
+    _dir: tempfile::TempDir,
+}
+
+fn watch(api: &FakeApi) -> Watched {
+    let dir = tempfile::tempdir().unwrap();
+    let connection = Connection {
+        kubeconfig: Some(api.kubeconfig(dir.path())),
+        request_timeout: Duration::from_secs(5),
+        ..Connection::default()
+    };
+    let (tx, woken) = mpsc::channel();
+    let watch = Watch::start(&connection).expect("a usable configuration");
+    watch.on_change(move || {
+        let _ = tx.send(());
+    });
+    Watched {
+        watch,
+        woken,
+        _dir: dir,
+    }
+}
+
+impl Watched {
+    /// Waits (woken by the watch, at most 10 s) until `done` holds of the store.
+    fn until(&self, what: &str, done: impl Fn(&ObjectStore) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.watch.with_store(&done) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "timed out waiting for {what}: {:?}",
+                self.watch.health()
+            );
+            let _ = self
+                .woken
+                .recv_timeout(left.min(Duration::from_millis(100)));
+        }
+    }
+
+    /// The pods held, as `name=app`.
+    fn pods(&self) -> Vec<String> {
+        let mut loader = Loader::new().allocate_addresses(false);
+        self.watch.with_store(|store| loader.load_store(store));
+        let (state, _) = loader.finish();
+        (state.pods.iter())
+            .map(|p| format!("{}={}", p.name, p.labels["app"]))
+            .collect()
+    }
+}
+
+/// Polls `what` (at most 10 s).
+fn eventually(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn events_change_one_object_and_a_gone_watch_lists_afresh() {
+    let api = FakeApi::start(cluster());
+    let script = api.script(PODS);
+    let w = watch(&api);
+    w.until("the first lists", |s| {
+        s.listed(Kind::Pod) && s.listed(Kind::Namespace)
+    });
+    eventually("every kind synced", || w.watch.health().synced());
+    assert_eq!(w.pods(), ["redis=redis"]);
+    // The optional NetworkLogging kind is not served: synced, said so.
+    let health = w.watch.health();
+    let logging = health.kinds.iter().find(|k| k.kind == Kind::NetworkLogging);
+    assert!(logging.unwrap().not_served.is_some(), "{health:?}");
+    assert_eq!(health.problem(), None);
+
+    script.event("ADDED", pod("cart", "41", "cart"));
+    script.event("MODIFIED", pod("redis", "42", "cache"));
+    w.until("cart", |s| s.count(Kind::Pod) == 2);
+    eventually("redis relabelled", || {
+        w.pods().contains(&"redis=cache".into())
+    });
+    script.event("DELETED", pod("cart", "43", "cart"));
+    w.until("cart deleted", |s| s.count(Kind::Pod) == 1);
+
+    // A watch that ends resumes from the last version seen: here a bookmark's.
+    script.bookmark("v1", "Pod", "50");
+    script.send(Step::End);
+    eventually("a second watch", || api.watches_of(PODS).len() == 2);
+    let watches = api.watches_of(PODS);
+    assert!(watches[0].contains("resourceVersion=42"), "{watches:?}");
+    assert!(watches[1].contains("resourceVersion=50"), "{watches:?}");
+
+    // Too old: listed afresh, and what the new list lacks is gone.
+    api.set(
+        PODS,
+        list("v1", "PodList", vec![pod("web", "60", "web")], None),
+    );
+    script.send(Step::Gone);
+    eventually("the relist", || w.pods() == ["web=web"]);
+    let pod_health = w.watch.health().kinds[1].clone();
+    assert_eq!((pod_health.kind, pod_health.relists), (Kind::Pod, 1));
+    assert_eq!(pod_health.error, None);
+}
+
+#[test]
+fn a_dropped_connection_resumes_where_it_was() {
+    let api = FakeApi::start(cluster());
+    let script = api.script(PODS);
+    let w = watch(&api);
+    eventually("every kind synced", || w.watch.health().synced());
+    script.event("ADDED", pod("cart", "44", "cart"));
+    w.until("cart", |s| s.count(Kind::Pod) == 2);
+    script.send(Step::Drop);
+    eventually("a second watch", || api.watches_of(PODS).len() == 2);
+    assert!(api.watches_of(PODS)[1].contains("resourceVersion=44"));
+    script.event("ADDED", pod("web", "45", "web"));
+    w.until("web, on the new watch", |s| s.count(Kind::Pod) == 3);
+    // Resumed, not listed again.
+    assert_eq!(w.watch.health().kinds[1].relists, 0);
+    let lists = (api.requests.lock().unwrap().iter())
+        .filter(|r| r.starts_with(PODS) && !r.contains("watch=true"))
+        .count();
+    assert_eq!(lists, 1);
+}
+
+/// Nothing is synced while the server fails (the agent applies nothing before); the failure is
+/// said with the kind and the server, and the kind is listed once the server answers.
+#[test]
+fn a_server_down_at_start_is_waited_for() {
+    let api = FakeApi::start(cluster());
+    api.set(
+        PODS,
+        Reply::status(503, "ServiceUnavailable", "etcd is down"),
+    );
+    let w = watch(&api);
+    eventually("the failure said", || {
+        (w.watch.health().kinds[1].error.as_deref()).is_some_and(|e| e.contains("etcd is down"))
+    });
+    let health = w.watch.health();
+    assert!(!health.synced());
+    let problem = health.problem().expect("a problem");
+    assert!(
+        problem.contains("waiting for the first list of Pod from http://127.0.0.1")
+            && problem.contains("Pod: cannot list Pod from"),
+        "{problem}"
+    );
+    assert!(!w.watch.with_store(|s| s.listed(Kind::Pod)));
+    api.set(
+        PODS,
+        list("v1", "PodList", vec![pod("redis", "40", "redis")], None),
+    );
+    eventually("synced after the backoff", || w.watch.health().synced());
+    assert_eq!(w.watch.health().problem(), None);
+    assert_eq!(w.pods(), ["redis=redis"]);
+}
+
+/// An object the store cannot take (no name) is skipped; the events around it are not.
+#[test]
+fn a_nameless_object_is_skipped_alone() {
+    let api = FakeApi::start(cluster());
+    let script = api.script(PODS);
+    let w = watch(&api);
+    eventually("every kind synced", || w.watch.health().synced());
+    script.event("ADDED", json!({"metadata": {"namespace": "shop"}}));
+    script.event("ADDED", pod("cart", "41", "cart"));
+    w.until("cart", |s| s.count(Kind::Pod) == 2);
+    assert_eq!(w.pods(), ["cart=cart", "redis=redis"]);
+}

@@ -1,0 +1,291 @@
+//! The objects of a watched source — the API server — kept up to date per object by its events
+//! (applied, deleted, a kind listed afresh: the shape of a Kubernetes reflector), and loaded like a
+//! folder's files ([`crate::Loader::load_store`]): each object is one document named by its URL,
+//! whose resource version tells it unchanged, so that an event decodes one object, not the
+//! cluster.
+
+use crate::key::{Kind, ObjectKey};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What a source says happened to the objects of one kind.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ObjectEvent {
+    /// An object was added or changed (as the API server wrote it).
+    Applied(Kind, Value),
+    /// An object was deleted (its last state).
+    Deleted(Kind, Value),
+    /// Every object of the kind, listed afresh (at start, or after the watch had to start over):
+    /// objects of the kind not in it are gone.
+    Listed(Kind, Vec<Value>),
+}
+
+/// One object as the source last gave it.
+#[derive(Clone, Debug)]
+pub(crate) struct Stored {
+    /// `metadata.resourceVersion` (or, for a source that gives none, a digest of the object).
+    pub version: String,
+    /// The object, with `apiVersion` and `kind` set and `metadata.managedFields` left out.
+    pub value: Value,
+}
+
+/// The objects of a source, by kind, namespace and name, and which kinds have been listed whole.
+#[derive(Clone, Debug, Default)]
+pub struct ObjectStore {
+    /// Where the objects come from (the API server's URL): names them in diagnostics.
+    server: String,
+    objects: BTreeMap<ObjectKey, Stored>,
+    /// Objects per kind.
+    counts: BTreeMap<Kind, usize>,
+    /// Kinds whose full list has arrived at least once.
+    listed: BTreeSet<Kind>,
+    /// Objects of one kind at most: past it, new objects are refused.
+    max_per_kind: usize,
+}
+
+impl ObjectStore {
+    /// An empty store for the objects of `server`, holding at most `max_per_kind` objects of a
+    /// kind.
+    pub fn new(server: impl Into<String>, max_per_kind: usize) -> ObjectStore {
+        ObjectStore {
+            server: server.into(),
+            max_per_kind,
+            ..ObjectStore::default()
+        }
+    }
+
+    /// The source's URL.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// Applies one event. True when it changed what the store holds; an error says why an object
+    /// was refused (no name, or too many of its kind) — the rest of the event is applied.
+    pub fn apply(&mut self, event: ObjectEvent) -> (bool, Vec<String>) {
+        let mut refused = Vec::new();
+        let changed = match event {
+            ObjectEvent::Applied(kind, value) => match self.insert(kind, value) {
+                Ok(changed) => changed,
+                Err(why) => {
+                    refused.push(why);
+                    false
+                }
+            },
+            ObjectEvent::Deleted(kind, value) => match key_of(kind, &value) {
+                Some(key) => self.remove(&key),
+                None => false,
+            },
+            ObjectEvent::Listed(kind, values) => {
+                let before = self.count(kind);
+                self.objects.retain(|key, _| key.kind() != kind);
+                self.counts.remove(&kind);
+                let first = self.listed.insert(kind);
+                for value in values {
+                    if let Err(why) = self.insert(kind, value) {
+                        refused.push(why);
+                    }
+                }
+                // A relist is a change unless it gave nothing where there was nothing: what it
+                // replaced may differ in any object.
+                first || before > 0 || self.count(kind) > 0
+            }
+        };
+        (changed, refused)
+    }
+
+    fn insert(&mut self, kind: Kind, mut value: Value) -> Result<bool, String> {
+        let Some(key) = key_of(kind, &value) else {
+            return Err(format!(
+                "a {kind} without metadata.name from {}: skipped",
+                self.server
+            ));
+        };
+        if let Value::Object(fields) = &mut value {
+            fields.insert("apiVersion".into(), kind.api_version().into());
+            fields.insert("kind".into(), kind.as_str().into());
+            if let Some(Value::Object(meta)) = fields.get_mut("metadata") {
+                meta.remove("managedFields");
+            }
+        }
+        let version = match value.pointer("/metadata/resourceVersion") {
+            Some(Value::String(v)) if !v.is_empty() => v.clone(),
+            _ => digest(&value),
+        };
+        let count = self.count(kind);
+        match self.objects.get_mut(&key) {
+            Some(stored) if stored.version == version => Ok(false),
+            Some(stored) => {
+                *stored = Stored { version, value };
+                Ok(true)
+            }
+            None if count >= self.max_per_kind => Err(format!(
+                "{key} from {}: more than {} objects of kind {kind}; skipped",
+                self.server, self.max_per_kind
+            )),
+            None => {
+                self.objects.insert(key, Stored { version, value });
+                *self.counts.entry(kind).or_default() += 1;
+                Ok(true)
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &ObjectKey) -> bool {
+        let removed = self.objects.remove(key).is_some();
+        if removed {
+            if let Some(count) = self.counts.get_mut(&key.kind()) {
+                *count -= 1;
+            }
+        }
+        removed
+    }
+
+    /// Objects of `kind` held.
+    pub fn count(&self, kind: Kind) -> usize {
+        self.counts.get(&kind).copied().unwrap_or(0)
+    }
+
+    /// Objects held.
+    pub fn len(&self) -> usize {
+        self.objects.len()
+    }
+
+    /// True when no object is held.
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+
+    /// Whether the full list of `kind` has arrived at least once.
+    pub fn listed(&self, kind: Kind) -> bool {
+        self.listed.contains(&kind)
+    }
+
+    /// Every object, in key order.
+    pub(crate) fn objects(&self) -> impl Iterator<Item = (&ObjectKey, &Stored)> {
+        self.objects.iter()
+    }
+
+    /// The URL of the object `key` on the source's server (what `kubectl get --raw` takes):
+    /// names it in diagnostics.
+    pub fn url(&self, key: &ObjectKey) -> String {
+        let kind = key.kind();
+        let root = match kind.api_version() {
+            "v1" => "/api/v1".to_string(),
+            group => format!("/apis/{group}"),
+        };
+        let namespace = (key.namespace()).map_or(String::new(), |ns| format!("/namespaces/{ns}"));
+        format!(
+            "{}{root}{namespace}/{}/{}",
+            self.server,
+            kind.plural(),
+            key.name()
+        )
+    }
+}
+
+/// The key of `value`, an object of `kind`: none without a name.
+fn key_of(kind: Kind, value: &Value) -> Option<ObjectKey> {
+    let text = |field: &str| match value.pointer(field) {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.as_str()),
+        _ => None,
+    };
+    let name = text("/metadata/name")?;
+    Some(ObjectKey::new(kind, text("/metadata/namespace"), name))
+}
+
+/// A version for an object that carries none: its content's digest.
+fn digest(value: &Value) -> String {
+    use std::hash::BuildHasher;
+    let state = foldhash::fast::FixedState::with_seed(0);
+    format!("#{:016x}", state.hash_one(value.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(name: &str, version: &str) -> Value {
+        json!({"metadata": {"name": name, "namespace": "shop", "resourceVersion": version,
+               "managedFields": [{"manager": "kubectl"}]}, "spec": {}})
+    }
+
+    #[test]
+    fn events_change_one_object_and_lists_replace_a_kind() {
+        let mut store = ObjectStore::new("https://api", 3);
+        assert!(!store.listed(Kind::Pod));
+        let list = vec![pod("a", "1"), pod("b", "1")];
+        assert_eq!(
+            store.apply(ObjectEvent::Listed(Kind::Pod, list)),
+            (true, vec![])
+        );
+        assert!(store.listed(Kind::Pod));
+        assert_eq!(store.count(Kind::Pod), 2);
+        // The same version again is no change; a new one is.
+        assert!(
+            !store
+                .apply(ObjectEvent::Applied(Kind::Pod, pod("a", "1")))
+                .0
+        );
+        assert!(
+            store
+                .apply(ObjectEvent::Applied(Kind::Pod, pod("a", "2")))
+                .0
+        );
+        let (key, stored) = store.objects().next().unwrap();
+        assert_eq!(key.to_string(), "Pod shop/a");
+        assert_eq!(stored.version, "2");
+        assert_eq!(stored.value["kind"], "Pod");
+        assert_eq!(stored.value["apiVersion"], "v1");
+        assert_eq!(stored.value["metadata"].get("managedFields"), None);
+        assert!(
+            store
+                .apply(ObjectEvent::Deleted(Kind::Pod, pod("b", "3")))
+                .0
+        );
+        assert!(
+            !store
+                .apply(ObjectEvent::Deleted(Kind::Pod, pod("b", "3")))
+                .0
+        );
+        // A relist replaces the kind: `a` is gone, `c` is new.
+        store.apply(ObjectEvent::Listed(Kind::Pod, vec![pod("c", "4")]));
+        let names: Vec<String> = store.objects().map(|(k, _)| k.to_string()).collect();
+        assert_eq!(names, ["Pod shop/c"]);
+        assert_eq!(
+            store.url(&ObjectKey::new(Kind::NetworkPolicy, Some("shop"), "p")),
+            "https://api/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/p"
+        );
+    }
+
+    #[test]
+    fn nameless_objects_and_objects_past_the_bound_are_refused_with_a_reason() {
+        let mut store = ObjectStore::new("https://api", 2);
+        let list = vec![
+            pod("a", "1"),
+            json!({"metadata": {}}),
+            pod("b", "1"),
+            pod("c", "1"),
+        ];
+        let (changed, refused) = store.apply(ObjectEvent::Listed(Kind::Pod, list));
+        assert!(changed);
+        assert_eq!(store.count(Kind::Pod), 2);
+        assert_eq!(refused.len(), 2, "{refused:?}");
+        assert!(
+            refused[0].contains("without metadata.name"),
+            "{}",
+            refused[0]
+        );
+        assert!(
+            refused[1].contains("more than 2 objects of kind Pod"),
+            "{}",
+            refused[1]
+        );
+        // A changed version of a held object is still taken.
+        assert!(
+            store
+                .apply(ObjectEvent::Applied(Kind::Pod, pod("a", "2")))
+                .0
+        );
+    }
+}

@@ -1,0 +1,181 @@
+//! `palisade agent` following a cluster's API server (no `--manifests`), served by the in-process
+//! API server of the kube crate's tests, enforcing in a scratch network namespace (as root): nothing
+//! applied before the first full list, watch events enforced, only this node's pods enforced while
+//! every pod is a peer, a relist after `410 Gone`, and enforcement kept while the API server is
+//! down, with readiness and `palisade_source_up` saying so.
+
+#[path = "../../palisade-kube/tests/support/fake_api.rs"]
+mod fake_api;
+mod support;
+
+use fake_api::{list, FakeApi, Reply, Step};
+use serde_json::json;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use support::{free_port, get, sample, scrape, within, Reaped};
+
+const PODS: &str = "/api/v1/pods";
+
+fn pod(name: &str, node: &str, ip: &str, app: &str, version: &str) -> serde_json::Value {
+    json!({
+        "metadata": {"name": name, "namespace": "shop", "labels": {"app": app},
+                     "resourceVersion": version},
+        "spec": {"nodeName": node, "containers": [{"name": "c", "image": "x"}]},
+        "status": {"phase": "Running", "podIP": ip},
+    })
+}
+
+/// A scratch network namespace, removed when dropped.
+struct Netns(String);
+
+impl Netns {
+    fn new() -> Netns {
+        let name = format!("pal-t-api-{}", std::process::id());
+        let ok = Command::new("ip").args(["netns", "add", &name]).status();
+        assert!(ok.unwrap().success(), "ip netns add {name}");
+        Netns(name)
+    }
+
+    /// `nft list table inet palisade` in the namespace; `None` when there is no such table.
+    fn table(&self) -> Option<String> {
+        let out = Command::new("ip")
+            .args([
+                "netns", "exec", &self.0, "nft", "list", "table", "inet", "palisade",
+            ])
+            .output()
+            .unwrap();
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn the_agent_follows_the_api_server_and_enforces_its_nodes_pods() {
+    // redis (n1) and cart (n2) accept web only.
+    let policy = json!({
+        "metadata": {"name": "from-web", "namespace": "shop", "resourceVersion": "1"},
+        "spec": {"podSelector": {"matchExpressions": [
+                    {"key": "app", "operator": "In", "values": ["redis", "cart"]}]},
+                 "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "web"}}}]}]},
+    });
+    let namespace = json!({"metadata": {"name": "shop", "resourceVersion": "1"}});
+    let mut routes = fake_api::cluster(vec![namespace], vec![], vec![policy]);
+    // The API server cannot list pods at first.
+    routes.insert(
+        PODS.into(),
+        Reply::status(503, "ServiceUnavailable", "etcd is down"),
+    );
+    let api = FakeApi::start(routes);
+    let script = api.script(PODS);
+    let dir = tempfile::tempdir().unwrap();
+    let netns = Netns::new();
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let kubeconfig = api.kubeconfig(dir.path());
+    let agent = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["agent", "--kubeconfig", kubeconfig.to_str().unwrap()])
+        .args(["--netns", &netns.0, "--node-name", "n1"])
+        .args([
+            "--metrics-addr",
+            &metrics,
+            "--policy-log",
+            &path("policy.log"),
+        ])
+        .args(["--observe-socket", &path("observe.sock")])
+        .args(["--state-file", &path("state.json")])
+        .env_remove("KUBECONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _agent = Reaped(agent);
+
+    // Nothing applied before the first list of every kind; not ready, and why.
+    let waiting = within(Duration::from_secs(10), || {
+        let (code, body) = get(&metrics, "/readyz");
+        code == 503 && body.contains("waiting for the first list of Pod")
+    });
+    assert!(waiting.is_some(), "{:?}", get(&metrics, "/readyz"));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(netns.table(), None, "applied before the pods were listed");
+    assert!(scrape(&metrics).contains("\npalisade_source_up 0\n"));
+
+    let pods = vec![
+        pod("redis", "n1", "10.1.0.5", "redis", "10"),
+        pod("web", "n2", "10.1.0.6", "web", "11"),
+        pod("cart", "n2", "10.1.0.7", "cart", "12"),
+    ];
+    api.set(PODS, list("v1", "PodList", pods, None));
+    let table = || netns.table().unwrap_or_default();
+    assert!(
+        within(Duration::from_secs(10), || table().contains("10.1.0.5")).is_some(),
+        "redis enforced once the pods are listed: {}",
+        table()
+    );
+    let first = table();
+    // Only this node's pod has a verdict-map entry; the web pod on n2 is a peer.
+    assert!(!first.contains("10.1.0.7"), "cart is on n2: {first}");
+    assert!(first.contains("10.1.0.6"), "web is a peer: {first}");
+    assert!(within(Duration::from_secs(5), || get(&metrics, "/readyz").0 == 200).is_some());
+    let m = scrape(&metrics);
+    assert_eq!(sample(&m, "palisade_source_up "), 1.0);
+    assert!(
+        sample(&m, "palisade_source_last_event_seconds ") > 1.7e9,
+        "{m}"
+    );
+
+    // Watch events: web relabelled out of the peers, a new web pod in.
+    script.event("MODIFIED", pod("web", "n2", "10.1.0.6", "other", "13"));
+    script.event("ADDED", pod("web2", "n2", "10.1.0.8", "web", "14"));
+    let moved = within(Duration::from_secs(5), || {
+        let t = table();
+        t.contains("10.1.0.8") && !t.contains("10.1.0.6")
+    });
+    assert!(moved.is_some(), "{}", table());
+
+    // Too old: listed afresh; web2 is gone from the new list.
+    api.set(
+        PODS,
+        list(
+            "v1",
+            "PodList",
+            vec![
+                pod("redis", "n1", "10.1.0.5", "redis", "20"),
+                pod("web3", "n2", "10.1.0.9", "web", "21"),
+            ],
+            None,
+        ),
+    );
+    script.send(Step::Gone);
+    let relisted = within(Duration::from_secs(5), || {
+        let t = table();
+        t.contains("10.1.0.9") && !t.contains("10.1.0.8")
+    });
+    assert!(relisted.is_some(), "{}", table());
+
+    // The API server goes down: enforcement stays as it is; the agent says it is not following.
+    let before = table();
+    api.set(
+        PODS,
+        Reply::status(503, "ServiceUnavailable", "etcd is down"),
+    );
+    script.send(Step::Drop);
+    let down = within(Duration::from_secs(10), || {
+        let (code, body) = get(&metrics, "/readyz");
+        code == 503 && body.contains("cannot watch Pod")
+    });
+    assert!(down.is_some(), "{:?}", get(&metrics, "/readyz"));
+    assert!(scrape(&metrics).contains("\npalisade_source_up 0\n"));
+    assert_eq!(
+        table(),
+        before,
+        "enforcement changed while the API server was down"
+    );
+}
