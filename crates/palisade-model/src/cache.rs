@@ -5,6 +5,7 @@
 
 use crate::diagnostic::{Diagnostic, Origin};
 use crate::document::{self, Document};
+use crate::key::ObjectKey;
 use crate::objects::{self, DecodeLimits, Decoded, Objects, Workload};
 use crate::read::Stamp;
 use crate::state::PodInfo;
@@ -19,6 +20,8 @@ use std::time::Instant;
 #[derive(Default)]
 pub struct DocumentCache {
     pub(crate) files: HashMap<PathBuf, CachedFile>,
+    /// API objects ([`crate::Loader::load_store`]), each a one-document file, by key.
+    pub(crate) api: HashMap<ObjectKey, CachedFile>,
     /// The pods made from each Pod or workload object by the last load, by the object's address.
     pub(crate) pods: HashMap<usize, ObjectPods>,
     /// Every object in force after the last load: accepted, or held at its last good version.

@@ -352,21 +352,20 @@ impl Loader {
         let limits = self.limits.decode_limits();
         self.from_store = true;
         for (key, stored) in store.objects() {
-            let url = store.url(key);
-            let path = PathBuf::from(&url);
             self.listed += 1;
-            let file = match self.documents.files.remove(&path) {
-                Some(file) if matches!(&file.version, Version::Resource(v) if *v == stored.version) => {
-                    file
+            let (key, file) = match self.documents.api.remove_entry(key) {
+                Some((key, file)) if matches!(&file.version, Version::Resource(v) if *v == stored.version) => {
+                    (key, file)
                 }
                 _ => {
                     self.changed = true;
                     let (version, value) = (stored.version.clone(), stored.value.clone());
-                    CachedFile::object(&url, version, value, limits)
+                    let file = CachedFile::object(&store.url(key), version, value, limits);
+                    (key.clone(), file)
                 }
             };
             self.add_parsed(&file.diagnostics, file.decoded());
-            self.visited.files.insert(path, file);
+            self.visited.api.insert(key, file);
         }
     }
 
@@ -388,7 +387,7 @@ impl Loader {
         let gone = std::mem::take(&mut self.documents.gone);
         let mut still_gone: HashMap<PathBuf, Instant> = HashMap::new();
         // Files of the last load not seen in this one: removed, or under what cannot be read.
-        self.changed |= !self.documents.files.is_empty();
+        self.changed |= !self.documents.files.is_empty() || !self.documents.api.is_empty();
         let rejections = self.objects.rejections.iter().chain(&self.rejections);
         let mut dirty: HashSet<PathBuf> = HashSet::default();
         let mut rejected: HashSet<ObjectKey> = HashSet::default();
@@ -418,7 +417,12 @@ impl Loader {
                 continue;
             }
             let file = Path::new(&origin.file);
-            let read = self.visited.files.get(file);
+            // Its source holds nothing now: the file is gone or blank, the API object deleted.
+            let emptied = if self.from_store {
+                !self.visited.api.contains_key(key)
+            } else {
+                (self.visited.files.get(file)).is_none_or(CachedFile::is_blank)
+            };
             let why = if rejected.contains(key) {
                 // NetworkLogging keeps its last good switches in the agent, which must see it
                 // rejected (GKE's InvalidNetworkLogging event).
@@ -427,7 +431,7 @@ impl Loader {
                 Some(HeldReason::Unreadable)
             } else if dirty.contains(file) {
                 Some(HeldReason::Rejected)
-            } else if read.is_none_or(CachedFile::is_blank) {
+            } else if emptied {
                 let since = gone.get(file).copied().unwrap_or(self.now);
                 let grace = if self.from_store {
                     Duration::ZERO
