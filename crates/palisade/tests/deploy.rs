@@ -173,11 +173,10 @@ fn grants(rules: &[PolicyRule]) -> BTreeSet<(String, String, String)> {
         for resource in resources {
             assert!(!resource.contains('/'), "a subresource: {rule:?}");
             assert_ne!(resource, "secrets", "{rule:?}");
-            for (group, verb) in groups
-                .iter()
-                .flat_map(|g| rule.verbs.iter().map(move |v| (g, v)))
-            {
-                out.insert((group.clone(), resource.clone(), verb.clone()));
+            for group in groups {
+                for verb in &rule.verbs {
+                    out.insert((group.clone(), resource.clone(), verb.clone()));
+                }
             }
         }
     }
