@@ -472,14 +472,19 @@ fn the_agent_requests_resources_and_has_a_memory_limit() {
     );
 }
 
-#[test]
-fn the_container_args_are_flags_of_palisade_agent() {
+/// `palisade agent --help`.
+fn agent_help() -> String {
     let help = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
         .args(["agent", "--help"])
         .output()
         .unwrap();
     assert!(help.status.success());
-    let help = String::from_utf8(help.stdout).unwrap();
+    String::from_utf8(help.stdout).unwrap()
+}
+
+#[test]
+fn the_container_args_are_flags_of_palisade_agent() {
+    let help = agent_help();
     let flags: BTreeSet<&str> = (help.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-')))
         .filter(|word| word.starts_with("--"))
         .collect();
@@ -496,6 +501,27 @@ fn the_container_args_are_flags_of_palisade_agent() {
         assert!(
             flags.contains(name),
             "{arg}: `palisade agent --help` has no {name}"
+        );
+    }
+}
+
+/// The paths are written out in the DaemonSet only to be checked against the mounts: they must be
+/// the agent's defaults, which `palisade observe` on the node and the README's log paths assume.
+#[test]
+fn the_paths_given_are_the_agents_defaults() {
+    let help = agent_help();
+    let deploy = deploy();
+    let (_, container) = agent_pod(&deploy);
+    for name in ["--policy-log", "--observe-socket", "--state-file"] {
+        let value = flag(container, name).unwrap();
+        let heading = format!("{name} <");
+        let mut lines = (help.lines()).skip_while(|l| !l.trim_start().starts_with(&heading));
+        let described = lines
+            .nth(1)
+            .unwrap_or_else(|| panic!("{name} is not in --help"));
+        assert!(
+            described.contains(&format!("default {value}")),
+            "{name}={value}: the help says {described:?}"
         );
     }
 }
