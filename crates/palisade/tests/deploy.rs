@@ -4,7 +4,7 @@
 //! capabilities it needs. Nothing here talks to a cluster (`scripts/cluster-test` does).
 
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Container, Namespace, PodSpec, ServiceAccount};
+use k8s_openapi::api::core::v1::{Container, Namespace, PodSpec, ResourceQuota, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -25,6 +25,7 @@ const READ: [&str; 3] = ["get", "list", "watch"];
 struct Deploy {
     namespaces: Vec<Namespace>,
     accounts: Vec<ServiceAccount>,
+    quotas: Vec<ResourceQuota>,
     cluster_roles: Vec<ClusterRole>,
     cluster_bindings: Vec<ClusterRoleBinding>,
     roles: Vec<Role>,
@@ -84,6 +85,7 @@ impl Deploy {
         match (api_version.as_str(), kind.as_str()) {
             ("v1", "Namespace") => self.namespaces.push(strict(at, value)),
             ("v1", "ServiceAccount") => self.accounts.push(strict(at, value)),
+            ("v1", "ResourceQuota") => self.quotas.push(strict(at, value)),
             ("rbac.authorization.k8s.io/v1", "ClusterRole") => {
                 self.cluster_roles.push(strict(at, value))
             }
@@ -362,6 +364,50 @@ fn the_agent_runs_on_every_node_in_the_host_network_as_its_account() {
         None,
         "the API server is the source"
     );
+}
+
+/// A namespaced object without a namespace would land in whatever namespace kubectl is set to.
+#[test]
+fn every_namespaced_object_is_in_the_agents_namespace() {
+    let deploy = deploy();
+    let namespaced = (deploy.accounts.iter().map(|o| &o.metadata))
+        .chain(deploy.quotas.iter().map(|o| &o.metadata))
+        .chain(deploy.roles.iter().map(|o| &o.metadata))
+        .chain(deploy.bindings.iter().map(|o| &o.metadata))
+        .chain(deploy.daemon_sets.iter().map(|o| &o.metadata));
+    for metadata in namespaced {
+        assert_eq!(
+            metadata.namespace.as_deref(),
+            Some(NAMESPACE),
+            "{:?}",
+            metadata.name
+        );
+    }
+}
+
+/// Where the system priority classes are limited (GKE), a pod gets one only in a namespace with a
+/// quota for it: without one, the DaemonSet would create no pod at all.
+#[test]
+fn a_quota_admits_the_agents_priority_class_in_its_namespace() {
+    let deploy = deploy();
+    let (pod, _) = agent_pod(&deploy);
+    let class = pod.priority_class_name.as_deref().unwrap();
+    let admitted = (deploy.quotas.iter())
+        .filter(|q| q.metadata.namespace.as_deref() == Some(NAMESPACE))
+        .filter_map(|q| {
+            q.spec
+                .as_ref()?
+                .scope_selector
+                .as_ref()?
+                .match_expressions
+                .as_ref()
+        })
+        .flatten()
+        .any(|e| {
+            (e.scope_name.as_str(), e.operator.as_str()) == ("PriorityClass", "In")
+                && e.values.iter().flatten().any(|v| v == class)
+        });
+    assert!(admitted, "no ResourceQuota in {NAMESPACE} for {class}");
 }
 
 #[test]
