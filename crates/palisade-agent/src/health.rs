@@ -12,12 +12,14 @@ const STUCK_AFTER: Duration = Duration::from_secs(60);
 /// A part of the agent that can be degraded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Part {
-    /// The source (the manifests folder): readable and watched.
+    /// The source (the manifests folder, or the API server): readable and followed.
     Source,
     /// The input: every object accepted.
     Input,
     /// The kernel: holds the ruleset of the last pass.
     Kernel,
+    /// The host: the forward hook sees the pods' traffic (see `host.rs`).
+    Host,
 }
 
 impl Part {
@@ -26,6 +28,7 @@ impl Part {
             Part::Source => "source",
             Part::Input => "input",
             Part::Kernel => "kernel",
+            Part::Host => "host",
         }
     }
 }

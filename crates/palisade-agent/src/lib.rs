@@ -10,6 +10,7 @@
 mod config;
 mod daemon;
 pub mod health;
+mod host;
 pub mod metrics;
 pub mod observe;
 pub mod policy_log;

@@ -401,6 +401,17 @@ impl Reconciler {
         }
     }
 
+    /// Whether this host lets the forward hook see pod traffic (pods on a Linux bridge need
+    /// `br_netfilter`); a problem is logged, and readiness says it, until it is fixed. Only for
+    /// the agent's own namespace: `--netns` enforces in a namespace whose links the agent's sysfs
+    /// does not show.
+    pub fn check_host(&mut self) {
+        if self.netns.is_none() {
+            let problem = crate::host::bridge_problem(Path::new("/sys"), Path::new("/proc"));
+            self.degraded(Part::Host, problem);
+        }
+    }
+
     /// Records the table as the kernel describes it now, for [`Reconciler::check_kernel`].
     fn record_table(&mut self) {
         self.kernel_table = self.table_info().ok().flatten();

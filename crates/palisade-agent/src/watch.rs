@@ -234,6 +234,7 @@ fn monitor(netns: Option<&str>, tx: &mpsc::Sender<Wake>) -> Result<MonitorThread
 /// the kernel's table when another process changes it, until `stop` is set.
 pub fn run(reconciler: &mut Reconciler, stop: &AtomicBool) {
     let mut turns = Turns::new(reconciler);
+    reconciler.check_host();
     let mut pass = true;
     loop {
         if pass {
@@ -424,6 +425,7 @@ impl Turns {
             return None;
         }
         self.last_check = Instant::now();
+        reconciler.check_host();
         if self.monitor.is_none() {
             self.monitor = monitor(self.netns.as_deref(), &self.watch.tx).ok();
         }
