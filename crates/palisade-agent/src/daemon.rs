@@ -122,6 +122,17 @@ pub fn run(config: &Config) -> Result<(), AgentError> {
     let stop = stop_on_signals()?;
     let (logger, logging) = start_logging(config, metrics, stop.clone())?;
     let mut reconciler = reconciler.with_logger(logger);
+    if let Input::Cluster(connection) = &config.input {
+        match &config.enforcement.node {
+            Some(node) => {
+                let keeper = palisade_kube::status::LeaseKeeper::start(connection, node)?;
+                reconciler = reconciler.with_lease(keeper, node);
+            }
+            None => tracing::warn!(
+                "no node name (--node-name, NODE_NAME): this agent enforces every pod and keeps no Lease, so `palisade status` cannot see it"
+            ),
+        }
+    }
     crate::watch::run(&mut reconciler, &stop);
     stop.store(true, Ordering::Relaxed);
     let _ = logging.join();

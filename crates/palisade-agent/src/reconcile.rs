@@ -7,6 +7,7 @@ use crate::policy_log::PolicyLogger;
 use crate::state_file::StateFile;
 use palisade_dataplane::drift::{TableInfo, TableProbe};
 use palisade_dataplane::{build, ApplyError, Ruleset, TABLE};
+use palisade_kube::status::{AgentStatus, LeaseKeeper};
 use palisade_kube::{SourceHealth, Watch};
 use palisade_model::{
     ClusterState, DocumentCache, Limits, Load, Loader, PodKey, RejectReason, Severity, Symlinks,
@@ -102,6 +103,8 @@ pub struct Reconciler {
     probe: Option<TableProbe>,
     /// Where the objects in force are written, for a restart to start from.
     state_file: Option<StateFile>,
+    /// This node's Lease, and what it says (the errors are added when it is published).
+    lease: Option<(LeaseKeeper, AgentStatus)>,
 }
 
 impl Reconciler {
@@ -133,7 +136,69 @@ impl Reconciler {
             kernel_table: None,
             probe: None,
             state_file: None,
+            lease: None,
         }
+    }
+
+    /// Keeps this node's Lease (`palisade status` reads it) saying what is enforced here: the
+    /// pods, the policies and the generation of each, when the kernel last took a ruleset, and
+    /// what is degraded.
+    pub fn with_lease(mut self, keeper: LeaseKeeper, node: &str) -> Self {
+        let status = AgentStatus {
+            node: node.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            ..AgentStatus::default()
+        };
+        self.lease = Some((keeper, status));
+        self.publish_status();
+        self
+    }
+
+    /// Hands the Lease keeper what this agent says now.
+    fn publish_status(&self) {
+        if let Some((keeper, status)) = &self.lease {
+            let errors = self.health.ready().err().unwrap_or_default();
+            keeper.publish(AgentStatus {
+                errors,
+                ..status.clone()
+            });
+        }
+    }
+
+    /// Records in the Lease's status what `engine`, now in the kernel, enforces on this node.
+    fn enforced(&mut self, engine: &Engine) {
+        let Some((_, status)) = &mut self.lease else {
+            return;
+        };
+        let state = engine.state();
+        let mut classes = std::collections::BTreeSet::new();
+        let mut pods = 0;
+        for (id, pod) in state.pods.iter_enumerated() {
+            let here = pod.node_name.as_deref() == Some(status.node.as_str());
+            if here && pod.ip.is_some() && !pod.host_network {
+                pods += 1;
+                classes.insert(engine.class_of(id));
+            }
+        }
+        let applied: std::collections::BTreeMap<String, i64> = (classes.into_iter())
+            .flat_map(|class| engine.policies_selecting(class))
+            .map(|p| {
+                let meta = &p.object().metadata;
+                let key = format!(
+                    "{}/{}",
+                    meta.namespace.as_deref().unwrap_or("default"),
+                    meta.name.as_deref().unwrap_or_default()
+                );
+                (key, meta.generation.unwrap_or(0))
+            })
+            .collect();
+        let now = time::OffsetDateTime::now_utc();
+        status.last_applied = now
+            .format(&time::format_description::well_known::Rfc3339)
+            .ok();
+        status.pods = pods;
+        status.policies = applied.len();
+        status.applied = applied;
     }
 
     /// Writes the objects in force to `path` after passes that applied them, and starts from the
@@ -280,11 +345,13 @@ impl Reconciler {
         self
     }
 
-    fn publish(&self, engine: &Arc<Engine>) {
+    /// `engine`'s ruleset is in the kernel: the logger attributes with it, the Lease says it.
+    fn publish(&mut self, engine: &Arc<Engine>) {
         if let Some(logger) = &self.logger {
             let mut logger = logger.lock().unwrap_or_else(|e| e.into_inner());
             logger.set_engine(engine.clone());
         }
+        self.enforced(engine);
     }
 
     /// Brings the kernel's table to `table`; false when it holds it already. Where `table` was
@@ -567,12 +634,16 @@ impl Reconciler {
     fn kernel_ok(&mut self) {
         self.health.applied();
         self.degraded(Part::Kernel, None);
+        self.publish_status();
     }
 
     /// Records `part`'s problem (or its end) in health and the `degraded` gauge, and logs the change.
     fn degraded(&self, part: Part, problem: Option<String>) {
         let changed = self.health.set(part, problem.clone());
         self.metrics.degraded.set(i64::from(self.health.degraded()));
+        if changed {
+            self.publish_status();
+        }
         if changed {
             match problem {
                 Some(p) => tracing::error!(?part, "degraded: {p}"),

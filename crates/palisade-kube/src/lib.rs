@@ -13,6 +13,7 @@
 //! configuration. Workloads are not read — the API server has their pods.
 
 mod list;
+pub mod status;
 mod watch;
 
 pub use list::{list_into, Listed};
@@ -137,6 +138,17 @@ pub enum SourceError {
         /// The API server.
         server: String,
         /// What went past which bound.
+        why: String,
+    },
+    /// The agents' Leases could not be listed.
+    #[error(
+        "cannot list the agents' Leases in {} from {server}: {why}",
+        status::NAMESPACE
+    )]
+    Leases {
+        /// The API server.
+        server: String,
+        /// Why.
         why: String,
     },
     /// The async runtime could not start.

@@ -307,6 +307,19 @@ impl Engine {
         self.derived.as_ref().map(|d| (d.from, d.classes.clone()))
     }
 
+    /// The policies that select the pods of `class` (for either direction), each once, in the
+    /// state's order: what must be in force wherever those pods are enforced.
+    pub fn policies_selecting(&self, class: ClassId) -> Vec<&palisade_model::ValidPolicy> {
+        let mut ids: Vec<PolicyId> = (Direction::BOTH.iter())
+            .flat_map(|&d| self.selecting[d][class].iter().copied())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.into_iter()
+            .map(|id| &*self.policies[id].source)
+            .collect()
+    }
+
     /// The member pods of `class`.
     pub fn class_pods(&self, class: ClassId) -> &[PodId] {
         &self.classes.list[class].pods

@@ -1,0 +1,280 @@
+//! What each node's agent says of itself, for `palisade status`: one Lease per node in
+//! [`NAMESPACE`], which the agent renews every [`RENEW`] with its [`AgentStatus`] as an annotation
+//! (a Lease is the object Kubernetes has for "who is alive": kubelets' heartbeats are Leases too).
+//! A Lease not renewed within its duration means no agent is enforcing on that node.
+
+use crate::{client, runtime, Connection, SourceError};
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, Client};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+/// Where agents keep their Leases.
+pub const NAMESPACE: &str = "palisade-system";
+/// The label on agents' Leases.
+pub const LABEL: (&str, &str) = ("app.kubernetes.io/managed-by", "palisade-agent");
+/// The annotation holding an [`AgentStatus`] as JSON.
+pub const ANNOTATION: &str = "palisade.dev/status";
+/// How often an agent renews its Lease (and at most how stale what it says is).
+pub const RENEW: Duration = Duration::from_secs(10);
+/// How long a Lease stays fresh without renewal: four renewals missed.
+pub const DURATION: Duration = Duration::from_secs(40);
+/// The least time between two writes, however often the status changes.
+const MIN_GAP: Duration = Duration::from_secs(1);
+
+/// What an agent says of itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentStatus {
+    /// The node it enforces.
+    pub node: String,
+    /// Its version.
+    pub version: String,
+    /// When the kernel last took its ruleset (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied: Option<String>,
+    /// Pods enforced on the node.
+    pub pods: usize,
+    /// Policies in force there: those selecting one of its pods.
+    pub policies: usize,
+    /// What is degraded (readiness problems), if anything.
+    #[serde(default)]
+    pub errors: Vec<String>,
+    /// Each policy in force there (`ns/name`) and the `metadata.generation` it enforces.
+    #[serde(default)]
+    pub applied: BTreeMap<String, i64>,
+}
+
+/// The Lease of the agent of `node`.
+pub fn lease_name(node: &str) -> String {
+    format!("palisade-{node}")
+}
+
+/// An agent's Lease, read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentLease {
+    /// What the agent said.
+    pub status: AgentStatus,
+    /// When it last renewed its Lease.
+    pub renewed: Option<SystemTime>,
+    /// How long the Lease lasts without renewal.
+    pub duration: Duration,
+}
+
+impl AgentLease {
+    /// Renewed within its duration, as of `now`.
+    pub fn fresh(&self, now: SystemTime) -> bool {
+        self.renewed.is_some_and(|at| {
+            now.duration_since(at)
+                .map_or(true, |age| age <= self.duration)
+        })
+    }
+}
+
+/// Keeps this node's Lease renewed with the latest status, on a thread of its own, until
+/// dropped. A write that fails is logged (once per distinct error) and tried again at the next
+/// renewal: a Lease left to expire is how `palisade status` learns of an agent that cannot reach
+/// the API server.
+pub struct LeaseKeeper {
+    shared: Arc<Shared>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    latest: Mutex<Option<AgentStatus>>,
+    changed: tokio::sync::Notify,
+}
+
+impl LeaseKeeper {
+    /// Starts keeping the Lease of `node` in the cluster `connection` names.
+    pub fn start(connection: &Connection, node: &str) -> Result<LeaseKeeper, SourceError> {
+        let runtime = runtime()?;
+        let (client, _) = runtime.block_on(client(connection))?;
+        let shared = Arc::new(Shared {
+            latest: Mutex::new(None),
+            changed: tokio::sync::Notify::new(),
+        });
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let (thread_shared, name) = (shared.clone(), lease_name(node));
+        let thread = std::thread::Builder::new()
+            .name("lease".into())
+            .spawn(move || {
+                let renew = renew(client, name, thread_shared);
+                runtime.block_on(futures::future::select(Box::pin(renew), stopped));
+            })
+            .map_err(SourceError::Runtime)?;
+        Ok(LeaseKeeper {
+            shared,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// Says `status` at the next write (at once, unless a write happened less than a second ago).
+    pub fn publish(&self, status: AgentStatus) {
+        let mut latest = self.shared.latest.lock().unwrap_or_else(|e| e.into_inner());
+        if latest.as_ref() != Some(&status) {
+            *latest = Some(status);
+            self.shared.changed.notify_one();
+        }
+    }
+}
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Writes the Lease whenever the status changes and every [`RENEW`], forever.
+async fn renew(client: Client, name: String, shared: Arc<Shared>) {
+    let leases: Api<Lease> = Api::namespaced(client, NAMESPACE);
+    let params = PatchParams::apply("palisade-agent").force();
+    let mut failing: Option<String> = None;
+    loop {
+        let status = shared
+            .latest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(status) = status {
+            let lease = lease(&name, &status);
+            match leases.patch(&name, &params, &Patch::Apply(&lease)).await {
+                Ok(_) if failing.is_some() => {
+                    tracing::info!("Lease {NAMESPACE}/{name} renewed again");
+                    failing = None;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let why = e.to_string();
+                    if failing.as_ref() != Some(&why) {
+                        tracing::warn!("cannot renew Lease {NAMESPACE}/{name}: {why}; `palisade status` will show this node's agent as stale");
+                        failing = Some(why);
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(MIN_GAP).await;
+        let _ = tokio::time::timeout(RENEW - MIN_GAP, shared.changed.notified()).await;
+    }
+}
+
+/// The Lease saying `status`, renewed now.
+fn lease(name: &str, status: &AgentStatus) -> Lease {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    Lease {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(NAMESPACE.to_string()),
+            labels: Some(BTreeMap::from([(LABEL.0.into(), LABEL.1.into())])),
+            annotations: Some(BTreeMap::from([(
+                ANNOTATION.into(),
+                serde_json::to_string(status).unwrap_or_default(),
+            )])),
+            ..ObjectMeta::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some(status.node.clone()),
+            lease_duration_seconds: Some(DURATION.as_secs() as i32),
+            renew_time: Some(MicroTime(now)),
+            ..LeaseSpec::default()
+        }),
+    }
+}
+
+/// Every agent's Lease in the cluster `connection` names, and what could not be read of them
+/// (a Lease without a readable status is skipped and said so).
+pub fn agent_leases(
+    connection: &Connection,
+) -> Result<(Vec<AgentLease>, Vec<String>), SourceError> {
+    let runtime = runtime()?;
+    runtime.block_on(async {
+        let (client, server) = client(connection).await?;
+        let leases: Api<Lease> = Api::namespaced(client, NAMESPACE);
+        let params = ListParams::default().labels(&format!("{}={}", LABEL.0, LABEL.1));
+        let list = tokio::time::timeout(connection.request_timeout, leases.list(&params));
+        let failed = |why: String| SourceError::Leases {
+            server: server.clone(),
+            why,
+        };
+        let list = list
+            .await
+            .map_err(|_| failed(format!("no answer within {:?}", connection.request_timeout)))?
+            .map_err(|e| failed(e.to_string()))?;
+        let mut agents = Vec::new();
+        let mut unread = Vec::new();
+        for lease in list.items {
+            let name = lease.metadata.name.clone().unwrap_or_default();
+            let text = (lease.metadata.annotations.as_ref()).and_then(|a| a.get(ANNOTATION));
+            let status = text.map(|t| serde_json::from_str::<AgentStatus>(t));
+            let spec = lease.spec.unwrap_or_default();
+            match status {
+                Some(Ok(status)) => agents.push(AgentLease {
+                    status,
+                    renewed: spec.renew_time.map(|t| SystemTime::from(t.0)),
+                    duration: Duration::from_secs(
+                        spec.lease_duration_seconds.unwrap_or(0).max(0) as u64
+                    ),
+                }),
+                Some(Err(e)) => unread.push(format!("Lease {NAMESPACE}/{name}: {ANNOTATION}: {e}")),
+                None => unread.push(format!(
+                    "Lease {NAMESPACE}/{name}: no {ANNOTATION} annotation"
+                )),
+            }
+        }
+        Ok((agents, unread))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_is_fresh_within_its_duration() {
+        let now = SystemTime::now();
+        let lease = |ago: u64| AgentLease {
+            status: AgentStatus::default(),
+            renewed: Some(now - Duration::from_secs(ago)),
+            duration: DURATION,
+        };
+        assert!(lease(0).fresh(now));
+        assert!(lease(40).fresh(now));
+        assert!(!lease(41).fresh(now));
+        let never = AgentLease {
+            renewed: None,
+            ..lease(0)
+        };
+        assert!(!never.fresh(now));
+    }
+
+    #[test]
+    fn a_status_reads_back_from_its_lease() {
+        let status = AgentStatus {
+            node: "n1".into(),
+            version: "0.1.0".into(),
+            last_applied: Some("2026-12-06T09:00:00Z".into()),
+            pods: 3,
+            policies: 1,
+            errors: vec![],
+            applied: BTreeMap::from([("shop/from-web".into(), 2)]),
+        };
+        let lease = lease("palisade-n1", &status);
+        let text = &lease.metadata.annotations.as_ref().unwrap()[ANNOTATION];
+        assert_eq!(serde_json::from_str::<AgentStatus>(text).unwrap(), status);
+        let spec = lease.spec.unwrap();
+        assert_eq!(spec.holder_identity.as_deref(), Some("n1"));
+        assert_eq!(spec.lease_duration_seconds, Some(40));
+    }
+}
