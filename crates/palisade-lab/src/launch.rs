@@ -75,8 +75,8 @@ impl Lab {
     /// The file `path` of node `node`'s agent: `path` itself in a single-node lab, else
     /// [`per_node`]'s.
     pub fn node_file(&self, path: &Path, node: usize) -> PathBuf {
-        match &self.nodes[..] {
-            [_, _, ..] => per_node(path, &self.nodes[node].name),
+        match self.nodes.get(node) {
+            Some(n) if self.nodes.len() > 1 => per_node(path, &n.name),
             _ => path.to_path_buf(),
         }
     }

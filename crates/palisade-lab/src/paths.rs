@@ -108,6 +108,7 @@ fn owned_suffix(rest: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn a_lab_owns_its_names_and_not_those_of_a_lab_named_like_it() {
@@ -165,6 +166,25 @@ mod tests {
             "lab-a-serve-node-1.log",
         ] {
             assert!(!owns_file("a", f), "{f}");
+        }
+    }
+
+    #[test]
+    fn a_nodes_files_carry_its_name_and_belong_to_its_lab() {
+        let policy_log = per_node(&policy_log("a"), "node-1");
+        assert_eq!(
+            policy_log,
+            Path::new("/run/palisade/lab-a-policy_action-node-1.log")
+        );
+        for path in [
+            policy_log,
+            per_node(&observe_socket("a"), "node-0"),
+            per_node(&last_good("a"), "node-2"),
+            per_node(&process_log("a", "agent"), "node-15"),
+        ] {
+            let file = path.file_name().unwrap().to_string_lossy();
+            assert!(owns_file("a", &file), "{file}");
+            assert!(!owns_file("a-node-1", &file), "{file}");
         }
     }
 }

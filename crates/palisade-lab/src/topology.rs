@@ -246,8 +246,14 @@ impl Lab {
             name: name.to_string(),
             source,
         })?;
+        Lab::parse(&text)
+    }
+
+    /// A lab's state from its file's `text`; one written before labs had several nodes gets its
+    /// one node.
+    fn parse(text: &str) -> Result<Lab> {
         let mut lab: Lab =
-            serde_json::from_str(&text).map_err(|source| LabError::Corrupt { source })?;
+            serde_json::from_str(text).map_err(|source| LabError::Corrupt { source })?;
         if lab.nodes.is_empty() {
             lab.nodes = vec![LabNode::single(&lab.node)];
         }
@@ -397,4 +403,27 @@ fn link_mac(netns: &str, link: &str) -> Option<String> {
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let after = text.split("link/ether ").nth(1)?;
     after.split_whitespace().next().map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_file_of_a_single_node_lab_from_before_nodes_still_loads() {
+        let old = r#"{"name": "demo", "node": "pal-demo-node", "manifests": "/m",
+            "pods": [{"key": "ns/a", "netns": "pal-demo-p0", "ip": "10.244.0.5", "tcp": [80], "udp": []}],
+            "processes": [11, {"pid": 12, "start_time": 3, "boot_id": "b"}]}"#;
+        let lab = Lab::parse(old).unwrap();
+        assert_eq!(lab.nodes, [LabNode::single("pal-demo-node")]);
+        assert_eq!(lab.node_of(&lab.pods[0]).unwrap().netns, "pal-demo-node");
+        assert_eq!(
+            lab.placed_on(Some("pal-demo-node")).unwrap(),
+            None,
+            "every pod"
+        );
+        // What it writes back reads the same.
+        let again = Lab::parse(&serde_json::to_string(&lab).unwrap()).unwrap();
+        assert_eq!(again, lab);
+    }
 }
