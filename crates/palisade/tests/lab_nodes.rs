@@ -14,11 +14,22 @@ use std::time::Duration;
 use support::{connects, palisade, records, within};
 
 /// Pods a, b, c on node-0, node-1 and node-2 by name, d placed round-robin (on node-0); b admits
-/// only a, a may reach only b and c; every connection policy decides is logged.
+/// only a, a may reach only b and c; every connection policy decides is logged. Services `b` and
+/// `c` front pods b and c.
 const CLUSTER: &str = r#"
 apiVersion: v1
 kind: Namespace
 metadata: {name: mn}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: b, namespace: mn}
+spec: {selector: {app: b}, ports: [{port: 8080, targetPort: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: c, namespace: mn}
+spec: {selector: {app: c}, ports: [{port: 8080, targetPort: 80}]}
 ---
 apiVersion: networking.gke.io/v1alpha1
 kind: NetworkLogging
@@ -162,6 +173,11 @@ fn three_nodes_each_enforce_and_log_their_own_pods_and_outlive_an_agent() {
         .collect::<Result<Vec<()>, String>>()
     };
     expected().unwrap();
+    // Through a Service: translated in the client's node (each has the DNAT), policed on its own
+    // node and the backend's.
+    assert!(connects(&name, &a.key, "b", 8080), "a -> service b");
+    assert!(!connects(&name, &c.key, "b", 8080), "c -> service b");
+    assert!(connects(&name, &b.key, "c", 8080), "b -> service c");
     let compare = palisade(&["lab", "--name", &name, "probe", "--compare"]);
     let text = String::from_utf8_lossy(&compare.stdout);
     assert_eq!(compare.status.code(), Some(0), "{text}");
