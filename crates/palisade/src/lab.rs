@@ -347,3 +347,45 @@ fn print_comparison(measured: &Measured, engine: &Engine) -> u8 {
         exit::OK
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logging(args: &[&str]) -> LogArgs {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            logging: LogArgs,
+        }
+        let args = std::iter::once("up").chain(args.iter().copied());
+        <Cli as clap::Parser>::try_parse_from(args).unwrap().logging
+    }
+
+    #[test]
+    fn each_node_of_a_lab_of_several_has_its_own_name_files_and_metrics_port() {
+        let lab = Lab::plan_nodes("t", &Default::default(), 3).unwrap();
+        let given = logging(&[
+            "--policy-log",
+            "/l/p.log",
+            "--observe-socket",
+            "/l/o.sock",
+            "--metrics-addr",
+            "127.0.0.1:9090",
+        ]);
+        let own = node_logging(&lab, &given, 2).unwrap();
+        assert_eq!(own.node_name.as_deref(), Some("node-2"));
+        assert_eq!(own.policy_log.unwrap(), Path::new("/l/p-node-2.log"));
+        assert_eq!(own.observe_socket.unwrap(), Path::new("/l/o-node-2.sock"));
+        assert_eq!(own.metrics_addr.unwrap().port(), 9092);
+        let full = logging(&["--metrics-addr", "127.0.0.1:65535"]);
+        assert!(node_logging(&lab, &full, 0).is_ok());
+        let err = node_logging(&lab, &full, 1).unwrap_err().to_string();
+        assert!(err.contains("no port left for every node"), "{err}");
+        // One node: the options as given.
+        let single = Lab::plan_nodes("t", &Default::default(), 1).unwrap();
+        let own = node_logging(&single, &given, 0).unwrap();
+        assert_eq!(own.policy_log.unwrap(), Path::new("/l/p.log"));
+        assert_eq!(own.metrics_addr.unwrap().port(), 9090);
+    }
+}
