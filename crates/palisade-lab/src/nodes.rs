@@ -11,7 +11,7 @@
 use crate::error::LabError;
 use crate::process::RecordedProcess;
 use crate::topology::{lab_pods, run, Lab, LabPod};
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use palisade_model::{PodInfo, PodKey};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashSet};
@@ -49,7 +49,7 @@ impl LabNode {
         }
     }
 
-    /// Node `i` of `count` (> 1) of lab `lab`.
+    /// Node `i` of lab `lab`, one of several.
     fn nth(lab: &str, i: usize) -> LabNode {
         let name = format!("node-{i}");
         let base = Ipv4Addr::new(10, 244, (16 * i) as u8, 0);
@@ -144,59 +144,34 @@ impl Lab {
     /// fabric addresses, and in each node a route to every other node's pods.
     pub(crate) fn build_fabric(&self) -> Result<()> {
         let fabric = fabric_netns(&self.name);
+        let ip = |ns: &str, args: &[&str]| run(&[&["ip", "-n", ns][..], args].concat());
         run(&["ip", "netns", "add", &fabric])?;
-        run(&["ip", "-n", &fabric, "link", "add", "br0", "type", "bridge"])?;
-        run(&["ip", "-n", &fabric, "link", "set", "br0", "up"])?;
+        ip(&fabric, &["link", "add", "br0", "type", "bridge"])?;
+        ip(&fabric, &["link", "set", "br0", "up"])?;
         for (i, node) in self.nodes.iter().enumerate() {
-            let port = format!("n{i}");
-            run(&[
-                "ip",
-                "link",
-                "add",
-                &port,
-                "netns",
+            let (port, ns) = (format!("n{i}"), node.netns.as_str());
+            ip(
                 &fabric,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "fabric",
-                "netns",
-                &node.netns,
-            ])?;
-            run(&[
-                "ip", "-n", &fabric, "link", "set", &port, "master", "br0", "up",
-            ])?;
+                &[
+                    "link", "add", &port, "type", "veth", "peer", "name", "fabric", "netns", ns,
+                ],
+            )?;
+            ip(&fabric, &["link", "set", &port, "master", "br0", "up"])?;
             let (v4, v6) = fabric_addresses(i);
-            let ns = node.netns.as_str();
-            run(&[
-                "ip",
-                "-n",
+            ip(ns, &["addr", "add", &format!("{v4}/24"), "dev", "fabric"])?;
+            ip(
                 ns,
-                "addr",
-                "add",
-                &format!("{v4}/24"),
-                "dev",
-                "fabric",
-            ])?;
-            run(&[
-                "ip",
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{v6}/64"),
-                "dev",
-                "fabric",
-                "nodad",
-            ])?;
-            run(&["ip", "-n", ns, "link", "set", "fabric", "up"])?;
+                &["addr", "add", &format!("{v6}/64"), "dev", "fabric", "nodad"],
+            )?;
+            ip(ns, &["link", "set", "fabric", "up"])?;
         }
         for (i, node) in self.nodes.iter().enumerate() {
             for route in self.remote_routes(i) {
-                let mut args = vec!["ip", "-n", &node.netns, "route", "add"];
-                args.extend(route.iter().map(String::as_str));
-                run(&args)?;
+                let args: Vec<&str> = ["route", "add"]
+                    .into_iter()
+                    .chain(route.split(' '))
+                    .collect();
+                ip(&node.netns, &args)?;
             }
         }
         Ok(())
@@ -204,39 +179,25 @@ impl Lab {
 
     /// Node `i`'s routes (`ip route add` arguments) to the other nodes' pods: their CIDRs, and
     /// each of their pods outside its node's CIDR.
-    fn remote_routes(&self, i: usize) -> Vec<Vec<String>> {
-        let via = |j: usize, ip: IpAddr| {
-            let (v4, v6) = fabric_addresses(j);
-            let gateway = if ip.is_ipv4() {
-                v4.to_string()
+    fn remote_routes(&self, i: usize) -> Vec<String> {
+        let via = |node: usize, to: String, v6: bool| {
+            let (gateway4, gateway6) = fabric_addresses(node);
+            let gateway = if v6 {
+                gateway6.to_string()
             } else {
-                v6.to_string()
+                gateway4.to_string()
             };
-            let prefix = if ip.is_ipv4() { 32 } else { 128 };
-            [
-                format!("{ip}/{prefix}"),
-                "via".into(),
-                gateway,
-                "dev".into(),
-                "fabric".into(),
-            ]
+            format!("{to} via {gateway} dev fabric")
         };
         let cidrs = (self.nodes.iter().enumerate())
             .filter(|&(j, _)| j != i)
-            .filter_map(|(j, n)| {
-                let (v4, _) = fabric_addresses(j);
-                let cidr = n.pod_cidr?.to_string();
-                Some(vec![
-                    cidr,
-                    "via".into(),
-                    v4.to_string(),
-                    "dev".into(),
-                    "fabric".into(),
-                ])
-            });
+            .filter_map(|(j, n)| Some(via(j, n.pod_cidr?.to_string(), false)));
         let strays = (self.pods.iter())
             .filter(|p| p.node != i && !self.in_cidr(p))
-            .map(|p| via(p.node, p.ip).to_vec());
+            .map(|p| {
+                let host = IpNet::from(p.ip);
+                via(p.node, host.to_string(), p.ip.is_ipv6())
+            });
         cidrs.chain(strays).collect()
     }
 
@@ -363,12 +324,7 @@ mod tests {
         );
         assert_eq!(lab.node, "pal-t-node-0");
         // e lives on node-0 with an address of node-1's CIDR: routed on its own, to node-0.
-        let routes = |i| {
-            lab.remote_routes(i)
-                .iter()
-                .map(|r| r.join(" "))
-                .collect::<Vec<_>>()
-        };
+        let routes = |i| lab.remote_routes(i);
         assert_eq!(
             routes(1),
             [
