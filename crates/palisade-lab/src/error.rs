@@ -122,8 +122,9 @@ pub enum LabError {
     #[error("a lab has 1 to {} nodes, not {nodes}", crate::MAX_NODES)]
     Nodes { nodes: usize },
     /// A pod's `spec.nodeName` names no node of the lab.
-    #[error("pod {pod}: spec.nodeName {node:?} is not a node of lab {lab}: name one of node-0 .. node-{last}, or none to place it round-robin")]
+    #[error("{origin}: Pod {pod}: spec.nodeName {node:?} is not a node of lab {lab}: name one of node-0 .. node-{last}, or none to place it round-robin")]
     UnknownNode {
+        origin: String,
         pod: String,
         node: String,
         lab: String,

@@ -221,6 +221,7 @@ fn place(lab: &str, nodes: &[LabNode], pods: &[&PodInfo]) -> Result<Vec<usize>> 
                     .iter()
                     .position(|n| n.name == *name)
                     .ok_or_else(|| LabError::UnknownNode {
+                        origin: p.origin.to_string(),
                         pod: p.key().to_string(),
                         node: name.clone(),
                         lab: lab.to_string(),
@@ -355,7 +356,7 @@ mod tests {
             .to_string();
         assert_eq!(
             err,
-            "pod n/b: spec.nodeName \"worker-1\" is not a node of lab t: name one of node-0 .. node-1, or none to place it round-robin"
+            "pods.yaml:7: Pod n/b: spec.nodeName \"worker-1\" is not a node of lab t: name one of node-0 .. node-1, or none to place it round-robin"
         );
         let single = Lab::plan_nodes("t", &state(&yaml), 1).unwrap();
         assert_eq!(single.nodes.len(), 1);
