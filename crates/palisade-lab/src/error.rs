@@ -118,6 +118,28 @@ pub enum LabError {
         #[source]
         source: io::Error,
     },
+    /// `--nodes` out of range.
+    #[error("a lab has 1 to {} nodes, not {nodes}", crate::MAX_NODES)]
+    Nodes { nodes: usize },
+    /// A pod's `spec.nodeName` names no node of the lab.
+    #[error("{origin}: Pod {pod}: spec.nodeName {node:?} is not a node of lab {lab}: name one of node-0 .. node-{last}, or none to place it round-robin")]
+    UnknownNode {
+        origin: String,
+        pod: String,
+        node: String,
+        lab: String,
+        last: usize,
+    },
+    /// A node's pod CIDR has no address left for a pod placed on it.
+    #[error("node {node}: no free address left in its pod CIDR {cidr}")]
+    NodeFull { node: String, cidr: ipnet::Ipv4Net },
+    /// An agent names a node the lab does not have.
+    #[error("lab {lab} has no node {node:?}; its nodes are {nodes}")]
+    NoNode {
+        node: String,
+        lab: String,
+        nodes: String,
+    },
     /// Taking the lab down left some of its namespaces behind.
     #[error("{}", joined(.0))]
     Down(Vec<LabError>),

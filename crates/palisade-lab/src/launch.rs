@@ -1,9 +1,9 @@
 //! Bringing a lab up with its background processes — the responders that serve every pod's ports
-//! and the agent that enforces in the node — and using it: running a command in a pod, serving.
+//! and the agent that enforces in each node — and using it: running a command in a pod, serving.
 
 use crate::error::LabError;
 use crate::net::serve;
-use crate::paths::{process_log, ready_file, state_dir};
+use crate::paths::{per_node, process_log, ready_file, state_dir};
 use crate::process::{LabProcess, RecordedProcess};
 use crate::services::ServicePlan;
 use crate::topology::{Lab, LabPod};
@@ -28,14 +28,15 @@ pub struct Launch {
     pub program: PathBuf,
     /// Its arguments that serve every pod's container ports until killed (see [`serve_pods`]).
     pub serve: Vec<String>,
-    /// Its arguments that run the agent, enforcing in the lab's node namespace.
-    pub agent: Vec<String>,
+    /// Its arguments that run each node's agent, enforcing in that node's namespace, in node
+    /// order.
+    pub agents: Vec<Vec<String>>,
 }
 
 impl Lab {
-    /// Creates the lab, installs `services`, starts the responders and the agent (recorded, for
-    /// `down` to stop them), and waits until the agent has applied its first ruleset and every
-    /// port is served. On failure the lab is taken down again.
+    /// Creates the lab, installs `services`, starts the responders and each node's agent
+    /// (recorded, for `down` to stop them), and waits until every agent has applied its first
+    /// ruleset and every port is served. On failure the lab is taken down again.
     pub fn up(&mut self, services: &[ServicePlan], launch: &Launch) -> Result<()> {
         self.create()?;
         let started = self.start(services, launch);
@@ -51,19 +52,33 @@ impl Lab {
         let responders = spawn_background(&launch.program, &launch.serve, &serve_log)?;
         self.processes.push(responders);
         self.save()?;
-        let agent_log = process_log(&self.name, "agent");
-        let agent = spawn_background(&launch.program, &launch.agent, &agent_log)?;
-        self.processes.push(agent);
-        self.save()?;
-        // Asked over one netlink socket opened in the node (no `nft` process per poll); if it
-        // cannot be opened, the table never shows and the wait times out as for no table.
-        let mut table = TableProbe::open(Some(&self.node)).ok();
-        wait_for("the agent's first ruleset", || {
-            table
-                .as_mut()
-                .is_some_and(|t| matches!(t.table(), Ok(Some(_))))
-        })?;
+        for (i, args) in launch.agents.iter().enumerate().take(self.nodes.len()) {
+            let agent_log = self.node_file(&process_log(&self.name, "agent"), i);
+            let agent = spawn_background(&launch.program, args, &agent_log)?;
+            self.processes.push(agent.clone());
+            self.nodes[i].agent = Some(agent);
+            self.save()?;
+        }
+        for node in &self.nodes {
+            // Asked over one netlink socket opened in the node (no `nft` process per poll); if it
+            // cannot be opened, the table never shows and the wait times out as for no table.
+            let mut table = TableProbe::open(Some(&node.netns)).ok();
+            wait_for(&format!("the first ruleset of {}", node.name), || {
+                table
+                    .as_mut()
+                    .is_some_and(|t| matches!(t.table(), Ok(Some(_))))
+            })?;
+        }
         wait_for("the responders", || ready_file(&self.name).exists())
+    }
+
+    /// The file `path` of node `node`'s agent: `path` itself in a single-node lab, else
+    /// [`per_node`]'s.
+    pub fn node_file(&self, path: &Path, node: usize) -> PathBuf {
+        match self.nodes.get(node) {
+            Some(n) if self.nodes.len() > 1 => per_node(path, &n.name),
+            _ => path.to_path_buf(),
+        }
     }
 
     /// The pod `ns/name`, or for `ns/workload` the first pod whose name is the workload's plus a
@@ -177,6 +192,7 @@ mod tests {
             ip: "10.0.0.1".parse().unwrap(),
             tcp: vec![],
             udp: vec![],
+            node: 0,
         };
         let mut lab = Lab::plan("t", &Default::default());
         lab.pods = vec![pod("ns/web-0"), pod("ns/web"), pod("ns/api-7f9c")];

@@ -38,24 +38,58 @@ pub fn last_good(name: &str) -> PathBuf {
     state_dir().join(format!("lab-{name}-last-good.json"))
 }
 
-/// True for the network namespaces (and `/etc/netns` folders) lab `name` creates: `pal-<name>-node`
-/// and `pal-<name>-p<N>` — and not those of a lab whose name merely starts with `<name>-`.
+/// `path` for node `node` of a lab of several: `-<node>` before the extension
+/// (`lab-L-policy_action.log` → `lab-L-policy_action-node-1.log`), as each node's agent keeps its
+/// own log, socket and last good state.
+pub fn per_node(path: &std::path::Path, node: &str) -> PathBuf {
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}-{node}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{node}"),
+    };
+    path.with_file_name(name)
+}
+
+/// True for a non-empty string of ASCII digits.
+fn digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// True for the network namespaces (and `/etc/netns` folders) lab `name` creates: `pal-<name>-node`,
+/// `pal-<name>-node-<N>`, `pal-<name>-fabric` and `pal-<name>-p<N>` — and not those of a lab whose
+/// name merely starts with `<name>-`.
 pub(crate) fn owns_netns(name: &str, ns: &str) -> bool {
     ns.strip_prefix(&format!("pal-{name}-"))
         .is_some_and(|rest| {
-            rest == "node"
-                || rest
-                    .strip_prefix('p')
-                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            matches!(rest, "node" | "fabric")
+                || rest.strip_prefix("node-").is_some_and(digits)
+                || rest.strip_prefix('p').is_some_and(digits)
         })
 }
 
 /// True for the files of lab `name` in the state folder: its state and readiness files, the logs
-/// of its processes, its policy action log (rotated ones too) and its observe socket.
+/// of its processes, its policy action log (rotated ones too) and its observe socket, and those of
+/// each node's agent ([`per_node`]).
 pub(crate) fn owns_file(name: &str, file: &str) -> bool {
     let Some(rest) = file.strip_prefix(&format!("lab-{name}")) else {
         return false;
     };
+    owned_suffix(rest) || without_node(rest).is_some_and(|rest| owned_suffix(&rest))
+}
+
+/// `rest` without the `-node-<N>` that [`per_node`] puts after the stem of an agent's file.
+fn without_node(rest: &str) -> Option<String> {
+    ["-agent", "-observe", "-policy_action", "-last-good"]
+        .iter()
+        .find_map(|stem| {
+            let after = rest.strip_prefix(stem)?.strip_prefix("-node-")?;
+            let end = after.find(|c: char| !c.is_ascii_digit())?;
+            (end > 0).then(|| format!("{stem}{}", &after[end..]))
+        })
+}
+
+/// True for what follows `lab-<name>` in the name of a file of a lab's (or its one node's).
+fn owned_suffix(rest: &str) -> bool {
     matches!(
         rest,
         ".json"
@@ -74,10 +108,18 @@ pub(crate) fn owns_file(name: &str, file: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn a_lab_owns_its_names_and_not_those_of_a_lab_named_like_it() {
-        for ns in ["pal-a-node", "pal-a-p0", "pal-a-p12"] {
+        for ns in [
+            "pal-a-node",
+            "pal-a-p0",
+            "pal-a-p12",
+            "pal-a-fabric",
+            "pal-a-node-0",
+            "pal-a-node-15",
+        ] {
             assert!(owns_netns("a", ns), "{ns}");
         }
         for ns in [
@@ -86,6 +128,10 @@ mod tests {
             "pal-a-p",
             "pal-a-px",
             "pal-ab-node",
+            "pal-a-node-",
+            "pal-a-node-x",
+            "pal-a-node-1-p0",
+            "pal-a-fabric-p0",
             "other",
         ] {
             assert!(!owns_netns("a", ns), "{ns}");
@@ -98,6 +144,11 @@ mod tests {
             "lab-a-observe.sock",
             "lab-a-policy_action.log",
             "lab-a-policy_action-2026-11-30T10-00-00.123.log",
+            "lab-a-agent-node-2.log",
+            "lab-a-observe-node-0.sock",
+            "lab-a-policy_action-node-1.log",
+            "lab-a-policy_action-node-1-2026-11-30T10-00-00.123.log",
+            "lab-a-last-good-node-12.json",
         ] {
             assert!(owns_file("a", f), "{f}");
         }
@@ -107,8 +158,33 @@ mod tests {
             "lab-a-b-policy_action.log",
             "lab-ab.json",
             "lab-a-notes.log",
+            // Lab a-node-1's, not lab a's node-1's.
+            "lab-a-node-1.json",
+            "lab-a-node-1-agent.log",
+            "lab-a-agent-node-.log",
+            "lab-a-agent-node-1-x.log",
+            "lab-a-serve-node-1.log",
         ] {
             assert!(!owns_file("a", f), "{f}");
+        }
+    }
+
+    #[test]
+    fn a_nodes_files_carry_its_name_and_belong_to_its_lab() {
+        let policy_log = per_node(&policy_log("a"), "node-1");
+        assert_eq!(
+            policy_log,
+            Path::new("/run/palisade/lab-a-policy_action-node-1.log")
+        );
+        for path in [
+            policy_log,
+            per_node(&observe_socket("a"), "node-0"),
+            per_node(&last_good("a"), "node-2"),
+            per_node(&process_log("a", "agent"), "node-15"),
+        ] {
+            let file = path.file_name().unwrap().to_string_lossy();
+            assert!(owns_file("a", &file), "{file}");
+            assert!(!owns_file("a-node-1", &file), "{file}");
         }
     }
 }

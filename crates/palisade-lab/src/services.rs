@@ -2,8 +2,9 @@
 //! and DNAT in the node namespace to the pods its selector matches, `port` → `targetPort` (numeric or
 //! named), so a connection to a Service is policed on the backend pod's IP and port.
 
+use crate::topology::Lab;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use palisade_model::{ClusterState, Protocol};
+use palisade_model::{ClusterState, PodInfo, Protocol};
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
@@ -32,8 +33,20 @@ pub struct ServicePlan {
     pub ports: Vec<ServicePortPlan>,
 }
 
-/// Plans every selector Service of `state` whose ClusterIP is IPv4 or absent.
-pub fn plan_services(state: &ClusterState) -> Vec<ServicePlan> {
+impl Lab {
+    /// Plans every selector Service of `state` whose ClusterIP is IPv4 or absent, to the backends'
+    /// addresses in this lab (a lab of several nodes may have given a pod another).
+    pub fn plan_services(&self, state: &ClusterState) -> Vec<ServicePlan> {
+        plan_services(state, |pod| Some(self.pod(&pod.key())?.ip))
+    }
+}
+
+/// Plans every selector Service of `state` whose ClusterIP is IPv4 or absent, each pod reached at
+/// `address`.
+fn plan_services(
+    state: &ClusterState,
+    address: impl Fn(&PodInfo) -> Option<IpAddr>,
+) -> Vec<ServicePlan> {
     let mut used: HashSet<Ipv4Addr> = state
         .services
         .iter()
@@ -84,7 +97,7 @@ pub fn plan_services(state: &ClusterState) -> Vec<ServicePlan> {
                             IntOrString::String(name) => p.named_port(name, sp.protocol),
                         };
                         // The lab's ClusterIPs are IPv4: IPv6 pods are reached on their own address.
-                        Some((p.ip.filter(IpAddr::is_ipv4)?, target?))
+                        Some((address(p).filter(IpAddr::is_ipv4)?, target?))
                     })
                     .collect(),
             })

@@ -3,10 +3,11 @@
 //! layout).
 
 use crate::error::LabError;
+use crate::nodes::LabNode;
 use crate::paths::{owns_file, owns_netns, state_dir, state_file};
 use crate::process::{stop, ProcessStatus, RecordedProcess, Stopped};
 use crate::services::{render_services, ServicePlan};
-use palisade_model::{ClusterState, PodKey, Protocol};
+use palisade_model::{ClusterState, PodInfo, PodKey, Protocol};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -32,6 +33,9 @@ pub struct LabPod {
     pub tcp: Vec<u16>,
     /// UDP container ports its responder serves.
     pub udp: Vec<u16>,
+    /// The node it is on (an index into [`Lab::nodes`]; 0 in a state file without nodes).
+    #[serde(default)]
+    pub node: usize,
 }
 
 /// A lab, as recorded on disk.
@@ -39,8 +43,12 @@ pub struct LabPod {
 pub struct Lab {
     /// Lab name (namespaces are `pal-<name>-...`).
     pub name: String,
-    /// The node namespace, where the dataplane enforces.
+    /// The first node's namespace (the only one of a single-node lab), where the dataplane
+    /// enforces.
     pub node: String,
+    /// The nodes (one for a state file written before labs had several).
+    #[serde(default)]
+    pub nodes: Vec<LabNode>,
     /// The pods.
     pub pods: Vec<LabPod>,
     /// The manifests folder the lab was built from (what the agent watches).
@@ -50,7 +58,7 @@ pub struct Lab {
 }
 
 /// Runs a tool (`ip`) with its arguments; its standard error is the error when it fails.
-fn run(args: &[&str]) -> Result<()> {
+pub(crate) fn run(args: &[&str]) -> Result<()> {
     let out = Command::new(args[0])
         .args(&args[1..])
         .output()
@@ -68,6 +76,13 @@ fn run(args: &[&str]) -> Result<()> {
     }
 }
 
+/// The pods a lab holds, with their addresses: those not on the host network that have one.
+pub(crate) fn lab_pods(state: &ClusterState) -> impl Iterator<Item = (&PodInfo, IpAddr)> {
+    (state.pods.iter())
+        .filter(|p| !p.host_network)
+        .filter_map(|p| p.ip.map(|ip| (&**p, ip)))
+}
+
 /// Fails with a clear message unless running as root.
 pub fn require_root() -> Result<()> {
     if nix::unistd::Uid::effective().is_root() {
@@ -81,11 +96,7 @@ impl Lab {
     /// Plans a lab for the non-hostNetwork pods of `state` that have an address (IPv4 or IPv6).
     /// Nothing is created yet.
     pub fn plan(name: &str, state: &ClusterState) -> Lab {
-        let pods = state
-            .pods
-            .iter()
-            .filter(|p| !p.host_network)
-            .filter_map(|p| p.ip.map(|ip| (p, ip)))
+        let pods = lab_pods(state)
             .enumerate()
             .map(|(i, (p, ip))| {
                 let ports = |proto| {
@@ -105,19 +116,23 @@ impl Lab {
                     ip,
                     tcp: ports(Protocol::Tcp),
                     udp: ports(Protocol::Udp),
+                    node: 0,
                 }
             })
             .collect();
+        let node = format!("pal-{name}-node");
         Lab {
             name: name.to_string(),
-            node: format!("pal-{name}-node"),
+            nodes: vec![LabNode::single(&node)],
+            node,
             pods,
             manifests: None,
             processes: Vec::new(),
         }
     }
 
-    /// Records the state, then creates the node and pod namespaces. On failure removes what it made.
+    /// Records the state, then creates the node namespaces, the fabric joining them (several
+    /// nodes) and the pod namespaces. On failure removes what it made.
     pub fn create(&self) -> Result<()> {
         require_root()?;
         if state_file(&self.name).exists() {
@@ -126,12 +141,15 @@ impl Lab {
             });
         }
         self.save()?;
-        let built = self.build_node().and_then(|()| {
-            self.pods
-                .iter()
-                .enumerate()
-                .try_for_each(|(i, pod)| self.build_pod(i, pod))
-        });
+        let built = (self.nodes.iter())
+            .try_for_each(|n| build_node(&n.netns))
+            .and_then(|()| match self.nodes.len() {
+                1 => Ok(()),
+                _ => self.build_fabric(),
+            })
+            .and_then(|()| {
+                (self.pods.iter().enumerate()).try_for_each(|(i, pod)| self.build_pod(i, pod))
+            });
         if let Err(e) = built {
             let _ = Lab::down(&self.name);
             return Err(e);
@@ -153,37 +171,13 @@ impl Lab {
             .map_err(|source| LabError::Record { source })
     }
 
-    /// The node namespace, forwarding (IPv4 and IPv6) with no reverse-path filter.
-    fn build_node(&self) -> Result<()> {
-        let node = self.node.as_str();
-        run(&["ip", "netns", "add", node])?;
-        run(&["ip", "-n", node, "link", "set", "lo", "up"])?;
-        for (key, value) in [
-            ("net.ipv4.ip_forward", "1"),
-            ("net.ipv4.conf.all.rp_filter", "0"),
-            ("net.ipv4.conf.default.rp_filter", "0"),
-            ("net.ipv6.conf.all.forwarding", "1"),
-            // No duplicate address detection: the node's veth ends must answer at once.
-            ("net.ipv6.conf.all.accept_dad", "0"),
-            ("net.ipv6.conf.default.accept_dad", "0"),
-        ] {
-            run(&[
-                "ip",
-                "netns",
-                "exec",
-                node,
-                "sysctl",
-                "-qw",
-                &format!("{key}={value}"),
-            ])?;
-        }
-        Ok(())
-    }
-
-    /// Pod `i`'s namespace, its veth to the node (`eth0` in the pod, `pl<i>` in the node), its
+    /// Pod `i`'s namespace, its veth to its node (`eth0` in the pod, `pl<i>` in the node), its
     /// address, its routes both ways and its gateway's neighbour entry.
     fn build_pod(&self, i: usize, pod: &LabPod) -> Result<()> {
-        let (node, ns) = (self.node.as_str(), pod.netns.as_str());
+        let node = self
+            .node_of(pod)
+            .map_or(self.node.as_str(), |n| n.netns.as_str());
+        let ns = pod.netns.as_str();
         let host_if = format!("pl{i}");
         run(&["ip", "netns", "add", ns])?;
         run(&[
@@ -229,10 +223,13 @@ impl Lab {
         run(&["ip", "-n", node, "route", "add", &address, "dev", &host_if])
     }
 
-    /// Installs Services: DNAT in the node, and every pod's hosts file with the Service names.
+    /// Installs Services: DNAT in every node (a pod's own node translates its connections to a
+    /// Service), and every pod's hosts file with the Service names.
     pub fn install_services(&self, services: &[ServicePlan]) -> Result<()> {
-        palisade_dataplane::apply(&render_services(services), Some(&self.node))
-            .map_err(LabError::Services)?;
+        let rules = render_services(services);
+        for node in &self.nodes {
+            palisade_dataplane::apply(&rules, Some(&node.netns)).map_err(LabError::Services)?;
+        }
         for pod in &self.pods {
             let dir = Path::new("/etc/netns").join(&pod.netns);
             std::fs::create_dir_all(&dir)
@@ -249,7 +246,18 @@ impl Lab {
             name: name.to_string(),
             source,
         })?;
-        serde_json::from_str(&text).map_err(|source| LabError::Corrupt { source })
+        Lab::parse(&text)
+    }
+
+    /// A lab's state from its file's `text`; one written before labs had several nodes gets its
+    /// one node.
+    fn parse(text: &str) -> Result<Lab> {
+        let mut lab: Lab =
+            serde_json::from_str(text).map_err(|source| LabError::Corrupt { source })?;
+        if lab.nodes.is_empty() {
+            lab.nodes = vec![LabNode::single(&lab.node)];
+        }
+        Ok(lab)
     }
 
     /// Every pod's address by `ns/name`, for [`palisade_model::Loader::pin_ips`]: what the agent
@@ -300,6 +308,32 @@ impl Lab {
             Err(LabError::Down(errors))
         }
     }
+}
+
+/// A node namespace, forwarding (IPv4 and IPv6) with no reverse-path filter.
+fn build_node(node: &str) -> Result<()> {
+    run(&["ip", "netns", "add", node])?;
+    run(&["ip", "-n", node, "link", "set", "lo", "up"])?;
+    for (key, value) in [
+        ("net.ipv4.ip_forward", "1"),
+        ("net.ipv4.conf.all.rp_filter", "0"),
+        ("net.ipv4.conf.default.rp_filter", "0"),
+        ("net.ipv6.conf.all.forwarding", "1"),
+        // No duplicate address detection: the node's veth ends must answer at once.
+        ("net.ipv6.conf.all.accept_dad", "0"),
+        ("net.ipv6.conf.default.accept_dad", "0"),
+    ] {
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            node,
+            "sysctl",
+            "-qw",
+            &format!("{key}={value}"),
+        ])?;
+    }
+    Ok(())
 }
 
 /// A pod's `/etc/hosts`: itself, and every Service by its DNS names (the short name only in the
@@ -369,4 +403,27 @@ fn link_mac(netns: &str, link: &str) -> Option<String> {
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let after = text.split("link/ether ").nth(1)?;
     after.split_whitespace().next().map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_file_of_a_single_node_lab_from_before_nodes_still_loads() {
+        let old = r#"{"name": "demo", "node": "pal-demo-node", "manifests": "/m",
+            "pods": [{"key": "ns/a", "netns": "pal-demo-p0", "ip": "10.244.0.5", "tcp": [80], "udp": []}],
+            "processes": [11, {"pid": 12, "start_time": 3, "boot_id": "b"}]}"#;
+        let lab = Lab::parse(old).unwrap();
+        assert_eq!(lab.nodes, [LabNode::single("pal-demo-node")]);
+        assert_eq!(lab.node_of(&lab.pods[0]).unwrap().netns, "pal-demo-node");
+        assert_eq!(
+            lab.placed_on(Some("pal-demo-node")).unwrap(),
+            None,
+            "every pod"
+        );
+        // What it writes back reads the same.
+        let again = Lab::parse(&serde_json::to_string(&lab).unwrap()).unwrap();
+        assert_eq!(again, lab);
+    }
 }

@@ -56,8 +56,8 @@ fn a_node_enforces_the_pods_scheduled_on_it() {
         lab::probe(client, to, Transport::Tcp, Duration::from_millis(300)).unwrap()
     };
     let on = |node: &str| Enforcement {
-        audit: Audit::Annotated,
         node: Some(node.into()),
+        ..Enforcement::default()
     };
     let mut previous = None;
     // (node, here, there, unscheduled): reachable?

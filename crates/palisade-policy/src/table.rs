@@ -7,7 +7,8 @@ use crate::classes::{Class, ClassId};
 use crate::compile::ClassRules;
 use crate::engine::Engine;
 use palisade_model::logging::{annotation_enabled, AUDIT_ANNOTATION};
-use palisade_model::{IdVec, NamespaceInfo, PodInfo};
+use palisade_model::{IdVec, NamespaceInfo, PodInfo, PodKey};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -31,22 +32,30 @@ pub struct Enforcement {
     /// on any node (a manifests folder's, which would otherwise go unenforced), jump to their
     /// chains — every other node enforces its own. Every pod remains a peer. `None`: every pod.
     pub node: Option<String>,
+    /// The pods placed on this node by `ns/name`, when something other than `spec.nodeName`
+    /// places them (a multi-node lab, whose manifests need not name nodes): only these are
+    /// enforced, of those `node` lets through. `None`: placement by `node` alone.
+    pub placed: Option<Arc<BTreeSet<PodKey>>>,
 }
 
 impl Enforcement {
     /// True when this node enforces `pod`'s policies.
     pub fn enforces(&self, pod: &PodInfo) -> bool {
-        match (&self.node, &pod.node_name) {
+        let scheduled = match (&self.node, &pod.node_name) {
             (Some(node), Some(on)) => node == on,
             _ => true,
-        }
+        };
+        scheduled && (self.placed.as_ref()).is_none_or(|placed| placed.contains(&pod.key()))
     }
 }
 
 impl From<Audit> for Enforcement {
     /// Every pod, with audit mode where `audit` says.
     fn from(audit: Audit) -> Enforcement {
-        Enforcement { audit, node: None }
+        Enforcement {
+            audit,
+            ..Enforcement::default()
+        }
     }
 }
 
@@ -290,8 +299,8 @@ status: {podIP: 192.0.2.1}
         .concat();
         let engine = engine(&text);
         let on_n1 = Enforcement {
-            audit: Audit::Annotated,
             node: Some("n1".into()),
+            ..Enforcement::default()
         };
         let table = CompiledTable::of(&engine, on_n1);
         let addresses = |name: &str| class_of(&engine, &table, name).addresses.clone();
@@ -313,6 +322,26 @@ status: {podIP: 192.0.2.1}
             class_of(&engine, &everywhere, "there").addresses,
             [ip("10.0.2.1")]
         );
+        // Placed by name (a lab's node): only the pods placed, whatever their nodeName says.
+        let placed = |node: Option<&str>, pods: &[&str]| Enforcement {
+            node: node.map(Into::into),
+            placed: Some(Arc::new(
+                pods.iter().map(|p| PodKey::new("strict", p)).collect(),
+            )),
+            ..Enforcement::default()
+        };
+        let table = CompiledTable::of(&engine, placed(None, &["there"]));
+        let addresses = |name: &str| class_of(&engine, &table, name).addresses.clone();
+        assert_eq!(addresses("there"), [ip("10.0.2.1")]);
+        assert!(addresses("here").is_empty(), "not placed here");
+        assert!(
+            addresses("b").is_empty(),
+            "scheduled nowhere, and not placed here"
+        );
+        let table = CompiledTable::of(&engine, placed(Some("n1"), &["there", "b"]));
+        let addresses = |name: &str| class_of(&engine, &table, name).addresses.clone();
+        assert!(addresses("there").is_empty(), "placed, but scheduled on n2");
+        assert_eq!(addresses("b"), [ip("10.0.0.2")]);
     }
 
     #[test]

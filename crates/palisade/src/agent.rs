@@ -6,6 +6,7 @@ use palisade_agent::{Config, Input, LogConfig, SourceOptions};
 use palisade_policy::{Audit, Enforcement};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Arguments of `palisade agent`.
@@ -104,7 +105,8 @@ pub struct LogArgs {
     /// This node's name, as pods' `spec.nodeName` gives it. `agent`: only the pods scheduled on it,
     /// and pods scheduled nowhere, are enforced here (every pod stays a peer); default NODE_NAME,
     /// as the downward API sets it; without either, every pod. Records carry it (default: the host
-    /// name). `lab up`: names the node in records only (the lab's node holds every pod).
+    /// name). `lab up`: names a single-node lab's node in records only (it holds every pod); a lab
+    /// of several names its nodes node-0 .. node-<N-1>.
     #[arg(long, value_name = "NAME", value_parser = node_name)]
     pub node_name: Option<String>,
     /// Serve the live view for `palisade observe` on this Unix socket (default
@@ -316,8 +318,9 @@ pub fn run(args: Args) -> u8 {
 }
 
 /// The agent's configuration from the flags; with `--lab`, the lab's pod addresses and state file.
-/// Whose pods this agent enforces: those of `--node-name`, else of NODE_NAME — but every pod for
-/// a lab's agent, whose one node namespace holds every pod — and where audit mode applies.
+/// Whose pods this agent enforces: those of `--node-name`, else of NODE_NAME — but for a lab's
+/// agent every pod, or in a lab of several nodes those placed on its node (see [`config`]) — and
+/// where audit mode applies.
 fn enforcement(args: &Args) -> Result<Enforcement, String> {
     let node = match (
         &args.lab,
@@ -332,6 +335,7 @@ fn enforcement(args: &Args) -> Result<Enforcement, String> {
     Ok(Enforcement {
         audit: args.logging.audit(),
         node,
+        placed: None,
     })
 }
 
@@ -343,9 +347,16 @@ fn node_name(text: &str) -> Result<String, String> {
         .map_err(|e| format!("{text:?} is not a node name: {e}"))
 }
 
-fn config(args: &Args, enforcement: Enforcement) -> Result<Config, palisade_lab::LabError> {
+/// With `--lab`, the lab's pod addresses, and in a lab of several nodes the pods placed on this
+/// one (`--node-name`), which alone it enforces.
+fn config(args: &Args, mut enforcement: Enforcement) -> Result<Config, palisade_lab::LabError> {
     let pinned_ips = match &args.lab {
-        Some(name) => palisade_lab::Lab::load(name)?.pinned_ips(),
+        Some(name) => {
+            let lab = palisade_lab::Lab::load(name)?;
+            let placed = lab.placed_on(args.logging.node_name.as_deref())?;
+            enforcement.placed = placed.map(Arc::new);
+            lab.pinned_ips()
+        }
         None => Vec::new(),
     };
     let lab_state_file = args.lab.as_deref().map(palisade_lab::last_good);

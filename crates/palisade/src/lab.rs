@@ -28,6 +28,10 @@ enum LabCommand {
         /// Manifests folder (watched by the agent: edit a policy, the kernel follows).
         #[arg(short = 'f', long = "filename", value_name = "DIR")]
         dir: PathBuf,
+        /// Nodes (1 to 16): node-0 .. node-<N-1>, joined by a fabric, each with its own agent
+        /// enforcing its pods (those whose spec.nodeName names it, the others round-robin).
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        nodes: usize,
         #[command(flatten)]
         logging: LogArgs,
     },
@@ -70,7 +74,11 @@ pub fn run(args: Args, verbose: u8) -> u8 {
         return exit::INVALID;
     }
     let result = match args.command {
-        LabCommand::Up { dir, logging } => up(&args.name, &dir, logging, verbose),
+        LabCommand::Up {
+            dir,
+            nodes,
+            logging,
+        } => up(&args.name, &dir, nodes, logging, verbose),
         LabCommand::Down => down(&args.name),
         LabCommand::Status => status(&args.name),
         LabCommand::Exec { pod, command } => exec(&args.name, &pod, &command),
@@ -98,12 +106,15 @@ pub fn run(args: Args, verbose: u8) -> u8 {
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-fn up(name: &str, dir: &Path, mut logging: LogArgs, verbose: u8) -> Result<u8> {
+fn up(name: &str, dir: &Path, nodes: usize, mut logging: LogArgs, verbose: u8) -> Result<u8> {
+    if nodes > 1 && logging.node_name.is_some() {
+        return Err("--node-name names a single-node lab's node: a lab of several names its nodes node-0 .. node-<N-1>".into());
+    }
     let dir = std::fs::canonicalize(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let loaded = input::load_paths(std::slice::from_ref(&dir), verbose);
-    let mut lab = Lab::plan(name, &loaded.state);
+    let mut lab = Lab::plan_nodes(name, &loaded.state, nodes)?;
     lab.manifests = Some(dir.clone());
-    let services = lab::plan_services(&loaded.state);
+    let services = lab.plan_services(&loaded.state);
     logging
         .policy_log
         .get_or_insert_with(|| lab::policy_log(name));
@@ -111,17 +122,16 @@ fn up(name: &str, dir: &Path, mut logging: LogArgs, verbose: u8) -> Result<u8> {
     logging
         .observe_socket
         .get_or_insert_with(|| lab::observe_socket(name));
-    let launch = launch(name, &lab.node, &dir, &logging)?;
+    let launch = launch(&lab, &dir, &logging)?;
     lab.up(&services, &launch)?;
     println!(
-        "lab {name} is up: {} pods, {} services; the agent enforces {}",
+        "lab {name} is up: {} pods, {} services on {} node(s); the agents enforce {}",
         lab.pods.len(),
         services.len(),
+        lab.nodes.len(),
         dir.display()
     );
-    for p in &lab.pods {
-        println!("  {:<40} {:<16} {}", p.key, p.ip.to_string(), p.netns);
-    }
+    print_pods(&lab);
     for s in &services {
         let ports: Vec<String> = s
             .ports
@@ -137,12 +147,26 @@ fn up(name: &str, dir: &Path, mut logging: LogArgs, verbose: u8) -> Result<u8> {
         );
     }
     println!("logs: {}/lab-{name}-*.log", lab::state_dir().display());
-    if let Some(path) = &logging.policy_log {
-        println!("policy action log: {}", path.display());
-    }
-    println!("live view: palisade observe --lab {name} --follow");
-    if let Some(addr) = &logging.metrics_addr {
-        println!("metrics: http://{addr}/metrics");
+    for (i, node) in lab.nodes.iter().enumerate() {
+        let node_logging = node_logging(&lab, &logging, i)?;
+        let on = if lab.nodes.len() > 1 {
+            format!(" ({})", node.name)
+        } else {
+            String::new()
+        };
+        if let Some(path) = &node_logging.policy_log {
+            println!("policy action log{on}: {}", path.display());
+        }
+        match &node_logging.observe_socket {
+            Some(socket) if lab.nodes.len() > 1 => println!(
+                "live view{on}: palisade observe --socket {} --follow",
+                socket.display()
+            ),
+            _ => println!("live view: palisade observe --lab {name} --follow"),
+        }
+        if let Some(addr) = &node_logging.metrics_addr {
+            println!("metrics{on}: http://{addr}/metrics");
+        }
     }
     if loaded.rejected {
         Ok(exit::INVALID)
@@ -151,27 +175,69 @@ fn up(name: &str, dir: &Path, mut logging: LogArgs, verbose: u8) -> Result<u8> {
     }
 }
 
-/// This binary's command lines for lab `name`'s responders and its agent, enforcing `dir` in the
-/// node namespace `node` with the `logging` options.
-fn launch(name: &str, node: &str, dir: &Path, logging: &LogArgs) -> Result<Launch> {
+/// The pods of `lab`, with their addresses, namespaces and nodes.
+fn print_pods(lab: &Lab) {
+    for p in &lab.pods {
+        let node = lab.node_of(p).map_or("?", |n| n.name.as_str());
+        println!(
+            "  {:<40} {:<16} {:<16} {node}",
+            p.key,
+            p.ip.to_string(),
+            p.netns
+        );
+    }
+}
+
+/// The `logging` options of node `node`'s agent: in a lab of several nodes, its own name, files
+/// ([`Lab::node_file`]) and metrics port (the given one plus the node's number).
+fn node_logging(lab: &Lab, logging: &LogArgs, node: usize) -> Result<LogArgs> {
+    let mut own = logging.clone();
+    if lab.nodes.len() > 1 {
+        own.node_name = Some(lab.nodes[node].name.clone());
+        own.policy_log = own.policy_log.map(|p| lab.node_file(&p, node));
+        own.observe_socket = own.observe_socket.map(|p| lab.node_file(&p, node));
+        if let Some(addr) = &mut own.metrics_addr {
+            let port = u16::try_from(node)
+                .ok()
+                .and_then(|n| addr.port().checked_add(n))
+                .ok_or("--metrics-addr: no port left for every node (node N serves on port + N)")?;
+            addr.set_port(port);
+        }
+    }
+    Ok(own)
+}
+
+/// This binary's command lines for `lab`'s responders and each node's agent, enforcing `dir` in
+/// the node's namespace with the `logging` options ([`node_logging`]).
+fn launch(lab: &Lab, dir: &Path, logging: &LogArgs) -> Result<Launch> {
     let dir = dir.to_string_lossy();
-    let mut agent: Vec<String> = [
-        "-v",
-        "agent",
-        "--manifests",
-        &dir,
-        "--netns",
-        node,
-        "--lab",
-        name,
-    ]
-    .map(String::from)
-    .into();
-    agent.extend(logging.to_args());
+    let name = lab.name.as_str();
+    let agents = (lab.nodes.iter().enumerate())
+        .map(|(i, node)| {
+            let mut agent: Vec<String> = [
+                "-v",
+                "agent",
+                "--manifests",
+                &dir,
+                "--netns",
+                &node.netns,
+                "--lab",
+                name,
+            ]
+            .map(String::from)
+            .into();
+            if lab.nodes.len() > 1 {
+                let state = lab.node_file(&lab::last_good(name), i);
+                agent.extend(["--state-file".into(), state.display().to_string()]);
+            }
+            agent.extend(node_logging(lab, logging, i)?.to_args());
+            Ok(agent)
+        })
+        .collect::<Result<_>>()?;
     Ok(Launch {
         program: std::env::current_exe()?,
         serve: ["lab", "--name", name, "serve"].map(String::from).into(),
-        agent,
+        agents,
     })
 }
 
@@ -184,22 +250,35 @@ fn down(name: &str) -> Result<u8> {
 fn status(name: &str) -> Result<u8> {
     let lab = Lab::load(name)?;
     println!(
-        "lab {name}: node {}, manifests {}",
-        lab.node,
+        "lab {name}: {} node(s), manifests {}",
+        lab.nodes.len(),
         lab.manifests
             .as_deref()
             .map(|p| p.display().to_string())
             .unwrap_or_default()
     );
+    for node in &lab.nodes {
+        let cidr = node.pod_cidr.map(|c| format!(", pod CIDR {c}"));
+        let agent = (node.agent.as_ref()).map(|a| format!(", agent {}: {}", a.pid(), a.status()));
+        println!(
+            "  node {} (namespace {}{}{})",
+            node.name,
+            node.netns,
+            cidr.unwrap_or_default(),
+            agent.unwrap_or_default()
+        );
+    }
     for p in &lab.processes {
         println!("  process {}: {}", p.pid(), p.status());
     }
     for p in &lab.pods {
+        let node = lab.node_of(p).map_or("?", |n| n.name.as_str());
         println!(
-            "  {:<40} {:<16} {:<16} tcp {:?} udp {:?}",
+            "  {:<40} {:<16} {:<16} {:<8} tcp {:?} udp {:?}",
             p.key,
             p.ip.to_string(),
             p.netns,
+            node,
             p.tcp,
             p.udp
         );
@@ -266,5 +345,47 @@ fn print_comparison(measured: &Measured, engine: &Engine) -> u8 {
         exit::FINDINGS
     } else {
         exit::OK
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logging(args: &[&str]) -> LogArgs {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            logging: LogArgs,
+        }
+        let args = std::iter::once("up").chain(args.iter().copied());
+        <Cli as clap::Parser>::try_parse_from(args).unwrap().logging
+    }
+
+    #[test]
+    fn each_node_of_a_lab_of_several_has_its_own_name_files_and_metrics_port() {
+        let lab = Lab::plan_nodes("t", &Default::default(), 3).unwrap();
+        let given = logging(&[
+            "--policy-log",
+            "/l/p.log",
+            "--observe-socket",
+            "/l/o.sock",
+            "--metrics-addr",
+            "127.0.0.1:9090",
+        ]);
+        let own = node_logging(&lab, &given, 2).unwrap();
+        assert_eq!(own.node_name.as_deref(), Some("node-2"));
+        assert_eq!(own.policy_log.unwrap(), Path::new("/l/p-node-2.log"));
+        assert_eq!(own.observe_socket.unwrap(), Path::new("/l/o-node-2.sock"));
+        assert_eq!(own.metrics_addr.unwrap().port(), 9092);
+        let full = logging(&["--metrics-addr", "127.0.0.1:65535"]);
+        assert!(node_logging(&lab, &full, 0).is_ok());
+        let err = node_logging(&lab, &full, 1).unwrap_err().to_string();
+        assert!(err.contains("no port left for every node"), "{err}");
+        // One node: the options as given.
+        let single = Lab::plan_nodes("t", &Default::default(), 1).unwrap();
+        let own = node_logging(&single, &given, 0).unwrap();
+        assert_eq!(own.policy_log.unwrap(), Path::new("/l/p.log"));
+        assert_eq!(own.metrics_addr.unwrap().port(), 9090);
     }
 }

@@ -203,6 +203,7 @@ fn lab_down_signals_only_the_processes_the_lab_started() {
     Lab {
         name: name.clone(),
         node: format!("pal-{name}-node"),
+        nodes: Vec::new(),
         pods: Vec::new(),
         manifests: None,
         processes: vec![

@@ -20,11 +20,16 @@ pub fn engine(yaml: &str) -> Engine {
 /// that PID may have left) with responders on every pod's container ports; it is taken down when
 /// the returned guard drops.
 pub fn served_lab(prefix: &str, state: &ClusterState) -> (Lab, DownOnDrop) {
+    served_lab_of(prefix, state, 1)
+}
+
+/// [`served_lab`] of `nodes` nodes.
+pub fn served_lab_of(prefix: &str, state: &ClusterState, nodes: usize) -> (Lab, DownOnDrop) {
     lab::require_root().expect("the kernel tests run as root");
     let name = format!("{prefix}{}", std::process::id());
     let _ = Lab::down(&name);
     let teardown = DownOnDrop(name.clone());
-    let lab = Lab::plan(&name, state);
+    let lab = Lab::plan_nodes(&name, state, nodes).expect("lab plan");
     lab.create().expect("lab up");
     for p in &lab.pods {
         lab::serve(&p.netns, &p.tcp, &p.udp).expect("responders");
