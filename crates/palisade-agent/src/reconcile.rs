@@ -7,10 +7,11 @@ use crate::policy_log::PolicyLogger;
 use crate::state_file::StateFile;
 use palisade_dataplane::drift::{TableInfo, TableProbe};
 use palisade_dataplane::{build, ApplyError, Ruleset, TABLE};
-use palisade_kube::status::{AgentStatus, LeaseKeeper};
+use palisade_kube::status::LeaseKeeper;
 use palisade_kube::{SourceHealth, Watch};
 use palisade_model::{
-    ClusterState, DocumentCache, Limits, Load, Loader, PodKey, RejectReason, Severity, Symlinks,
+    AgentStatus, ClusterState, DocumentCache, Limits, Load, Loader, PodKey, RejectReason, Severity,
+    Symlinks,
 };
 use palisade_policy::{CompiledTable, Enforcement, Engine};
 use std::hash::{Hash, Hasher};

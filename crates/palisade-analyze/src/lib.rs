@@ -7,6 +7,7 @@ pub mod matrix;
 pub mod probe;
 pub mod reason;
 pub mod render;
+pub mod status;
 
 pub use matrix::{Matrix, Scope};
 pub use probe::{default_probes, Probe};

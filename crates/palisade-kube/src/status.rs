@@ -8,7 +8,7 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
-use serde::{Deserialize, Serialize};
+use palisade_model::AgentStatus;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -26,29 +26,6 @@ pub const RENEW: Duration = Duration::from_secs(10);
 pub const DURATION: Duration = Duration::from_secs(40);
 /// The least time between two writes, however often the status changes.
 const MIN_GAP: Duration = Duration::from_secs(1);
-
-/// What an agent says of itself.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AgentStatus {
-    /// The node it enforces.
-    pub node: String,
-    /// Its version.
-    pub version: String,
-    /// When the kernel last took its ruleset (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_applied: Option<String>,
-    /// Pods enforced on the node.
-    pub pods: usize,
-    /// Policies in force there: those selecting one of its pods.
-    pub policies: usize,
-    /// What is degraded (readiness problems), if anything.
-    #[serde(default)]
-    pub errors: Vec<String>,
-    /// Each policy in force there (`ns/name`) and the `metadata.generation` it enforces.
-    #[serde(default)]
-    pub applied: BTreeMap<String, i64>,
-}
 
 /// The Lease of the agent of `node`.
 pub fn lease_name(node: &str) -> String {

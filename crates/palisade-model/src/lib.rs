@@ -10,6 +10,7 @@
 //! A valid NetworkPolicy is decoded once, into typed values with the API's defaults ([`ValidPolicy`]).
 //! This crate knows nothing else of policy semantics: it never decides who may reach whom.
 
+mod agent_status;
 mod cache;
 mod diagnostic;
 mod document;
@@ -30,6 +31,7 @@ pub mod validate;
 mod workload;
 mod yaml;
 
+pub use agent_status::AgentStatus;
 pub use cache::DocumentCache;
 pub use diagnostic::{summarize, Diagnostic, FieldIssue, Origin, Severity, Summary};
 pub use document::{decode_utf8, is_blank, MAX_DEPTH};

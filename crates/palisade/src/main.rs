@@ -7,6 +7,7 @@ mod input;
 mod lab;
 mod matrix;
 mod observe;
+mod status;
 mod synth;
 
 use clap::{Parser, Subcommand};
@@ -44,8 +45,10 @@ enum Command {
     Matrix(matrix::Args),
     /// Why is a connection allowed or denied? Both directions, every policy and rule.
     Explain(explain::Args),
-    /// Enforce a manifests folder in the kernel (nftables), re-applying on every change.
+    /// Enforce a manifests folder or a cluster in the kernel (nftables), re-applying on every change.
     Agent(agent::Args),
+    /// Is NetworkPolicy enforced on every node, and is each policy in force? (a live cluster)
+    Status(status::Args),
     /// Verdict events live from a running agent, or from policy action log files, filtered.
     Observe(observe::Args),
     /// Pods as network namespaces on this machine, with the agent enforcing (root only).
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => explain::run(args, cli.verbose),
         Command::Gen(args) => synth::run(args),
         Command::Agent(args) => agent::run(args),
+        Command::Status(args) => status::run(args, cli.verbose),
         Command::Observe(args) => observe::run(args),
         Command::Lab(args) => lab::run(args, cli.verbose),
     };

@@ -2,7 +2,8 @@
 //! API server of the kube crate's tests, enforcing in a scratch network namespace (as root): nothing
 //! applied before the first full list, watch events enforced, only this node's pods enforced while
 //! every pod is a peer, a relist after `410 Gone`, and enforcement kept while the API server is
-//! down, with readiness and `palisade_source_up` saying so.
+//! down, with readiness and `palisade_source_up` saying so; the agent's Lease, and `palisade
+//! status` reading it.
 
 #[path = "../../palisade-kube/tests/support/fake_api.rs"]
 mod fake_api;
@@ -60,7 +61,8 @@ impl Drop for Netns {
 fn the_agent_follows_the_api_server_and_enforces_its_nodes_pods() {
     // redis (n1) and cart (n2) accept web only.
     let policy = json!({
-        "metadata": {"name": "from-web", "namespace": "shop", "resourceVersion": "1"},
+        "metadata": {"name": "from-web", "namespace": "shop", "resourceVersion": "1",
+                     "generation": 2},
         "spec": {"podSelector": {"matchExpressions": [
                     {"key": "app", "operator": "In", "values": ["redis", "cart"]}]},
                  "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "web"}}}]}]},
@@ -129,6 +131,51 @@ fn the_agent_follows_the_api_server_and_enforces_its_nodes_pods() {
     assert!(
         sample(&m, "palisade_source_last_event_seconds ") > 1.7e9,
         "{m}"
+    );
+
+    // The agent's Lease says what it enforces; `palisade status` finds n2 (cart) without an agent.
+    let lease = "/apis/coordination.k8s.io/v1/namespaces/palisade-system/leases/palisade-n1";
+    let said = || {
+        let lease = api.applied(lease)?;
+        let text = lease["metadata"]["annotations"]["palisade.dev/status"].as_str()?;
+        serde_json::from_str::<serde_json::Value>(text).ok()
+    };
+    let enforced = within(Duration::from_secs(5), || {
+        said().is_some_and(|s| s["applied"]["shop/from-web"] == 2 && s["pods"] == 1)
+    });
+    assert!(enforced.is_some(), "{:?}", api.applied(lease));
+    let status = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args([
+            "status",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "-o",
+            "json",
+        ])
+        .env_remove("KUBECONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(status.status.code(), Some(1), "{status:?}");
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(report["unenforced"], json!(["n2"]), "{report}");
+    assert_eq!(report["nodes"][0]["agent"], "up", "{report}");
+    assert_eq!(report["nodes"][1]["agent"], "none", "{report}");
+    let policy = &report["policies"][0];
+    assert_eq!(
+        (&policy["realized"], &policy["nodes"]),
+        (&json!(1), &json!(2)),
+        "{report}"
+    );
+    assert_eq!(policy["notRealized"], json!(["n2: no agent"]), "{report}");
+    let text = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["status", "--kubeconfig", kubeconfig.to_str().unwrap()])
+        .env_remove("KUBECONFIG")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("NetworkPolicy is NOT enforced on 1 of the 2 nodes hosting pods: n2"),
+        "{text}"
     );
 
     // Watch events: web relabelled out of the peers, a new web pod in.

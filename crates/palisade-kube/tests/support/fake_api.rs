@@ -2,7 +2,8 @@
 //! uses it) answering GET requests from a table of paths with real-format API bodies — lists whose
 //! items carry no `apiVersion`/`kind`, pages with a `continue` token, `Status` errors — and watch
 //! requests (`?watch=true`) with a chunked stream of watch events the test scripts as it goes
-//! (events, bookmarks, `410 Gone`, the end of a watch, a dropped connection); it records every
+//! (events, bookmarks, `410 Gone`, the end of a watch, a dropped connection). `PATCH` (server-side
+//! apply) stores the object sent, which a `GET` of its collection then lists. It records every
 //! request it serves. Shared by the kube crate's tests and the CLI's.
 #![allow(dead_code)] // each test binary uses a part
 
@@ -150,6 +151,7 @@ pub struct FakeApi {
     pub requests: Arc<Mutex<Vec<String>>>,
     routes: Arc<Mutex<HashMap<String, Reply>>>,
     watches: Arc<Mutex<Watches>>,
+    applied: Arc<Mutex<std::collections::BTreeMap<String, serde_json::Value>>>,
 }
 
 impl FakeApi {
@@ -162,7 +164,9 @@ impl FakeApi {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let routes = Arc::new(Mutex::new(routes));
         let watches: Arc<Mutex<Watches>> = Arc::default();
+        let applied: Arc<Mutex<std::collections::BTreeMap<_, _>>> = Arc::default();
         let server = Server {
+            applied: applied.clone(),
             routes: routes.clone(),
             watches: watches.clone(),
             seen: requests.clone(),
@@ -178,7 +182,13 @@ impl FakeApi {
             requests,
             routes,
             watches,
+            applied,
         }
+    }
+
+    /// The object last applied (`PATCH`) at `path`.
+    pub fn applied(&self, path: &str) -> Option<serde_json::Value> {
+        self.applied.lock().unwrap().get(path).cloned()
     }
 
     /// Replaces the reply to `path` (a list, say, for the next relist).
@@ -232,6 +242,8 @@ pub fn kubeconfig(addr: SocketAddr, dir: &Path) -> std::path::PathBuf {
 #[derive(Clone)]
 struct Server {
     routes: Arc<Mutex<HashMap<String, Reply>>>,
+    /// Objects stored by `PATCH`, by path.
+    applied: Arc<Mutex<std::collections::BTreeMap<String, serde_json::Value>>>,
     watches: Arc<Mutex<Watches>>,
     seen: Arc<Mutex<Vec<String>>>,
 }
@@ -246,7 +258,8 @@ impl Server {
             if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
                 return;
             }
-            // Headers, up to the blank line (GET requests have no body).
+            // Headers, up to the blank line, then the body if there is one.
+            let mut length = 0;
             loop {
                 let mut header = String::new();
                 if reader.read_line(&mut header).unwrap_or(0) == 0 {
@@ -255,6 +268,15 @@ impl Server {
                 if header == "\r\n" || header == "\n" {
                     break;
                 }
+                if let Some((name, value)) = header.split_once(':') {
+                    if name.eq_ignore_ascii_case("content-length") {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+            }
+            let mut body = vec![0; length];
+            if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
+                return;
             }
             let target = request_line
                 .split_whitespace()
@@ -263,6 +285,13 @@ impl Server {
                 .to_string();
             self.seen.lock().unwrap().push(target.clone());
             let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+            if request_line.starts_with("PATCH ") {
+                let reply = self.patch(path, &body);
+                if answer(&mut writer, &reply).is_err() {
+                    return;
+                }
+                continue;
+            }
             let mut params = query.split('&');
             if params.clone().any(|p| p == "watch=true") {
                 if self.watch(path, &mut writer) {
@@ -276,6 +305,7 @@ impl Server {
                 None => path.to_string(),
             };
             let reply = (self.routes.lock().unwrap().get(&key).cloned())
+                .or_else(|| self.applied_list(path))
                 .unwrap_or_else(|| Reply::status(404, "NotFound", &format!("{key} not found")));
             if reply.status == 0 {
                 std::thread::sleep(std::time::Duration::from_secs(3600));
@@ -285,6 +315,30 @@ impl Server {
                 return;
             }
         }
+    }
+
+    /// Stores the object a server-side apply sends (a JSON body) at `path`, as a new version.
+    fn patch(&self, path: &str, body: &[u8]) -> Reply {
+        let Ok(mut object) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return Reply::status(400, "BadRequest", "not JSON");
+        };
+        let mut applied = self.applied.lock().unwrap();
+        object["metadata"]["resourceVersion"] = (applied.len() + 100).to_string().into();
+        applied.insert(path.to_string(), object.clone());
+        Reply::ok(object)
+    }
+
+    /// The objects applied under the collection `path`, as a list; none if there are none.
+    fn applied_list(&self, path: &str) -> Option<Reply> {
+        let applied = self.applied.lock().unwrap();
+        let items: Vec<serde_json::Value> = (applied.iter())
+            .filter(|(at, _)| {
+                at.strip_prefix(path)
+                    .is_some_and(|rest| rest.matches('/').count() == 1 && rest.starts_with('/'))
+            })
+            .map(|(_, object)| object.clone())
+            .collect();
+        (!items.is_empty()).then(|| list("v1", "List", items, None))
     }
 
     /// Streams the scripted watch of `path`; false when the connection is to be closed. A path

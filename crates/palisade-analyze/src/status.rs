@@ -1,0 +1,365 @@
+//! Where NetworkPolicy is enforced (`palisade status`): per node, whether an agent reports from
+//! it and what it says; per policy, on how many of the nodes that host its selected pods an agent
+//! enforces its current generation. Kubernetes accepts policies and silently ignores them when
+//! nothing enforces them: this is the answer to "is my policy in force?".
+
+use palisade_model::{AgentStatus, ClusterState, PodInfo};
+use palisade_policy::Engine;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+use std::time::Duration;
+
+/// An agent as its Lease shows it.
+#[derive(Clone, Debug)]
+pub struct Reported<'a> {
+    /// What it says.
+    pub status: &'a AgentStatus,
+    /// Its Lease was renewed within its duration.
+    pub fresh: bool,
+    /// How long ago it was renewed.
+    pub renewed: Option<Duration>,
+}
+
+/// Whether a node's agent reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Agent {
+    /// Its Lease is fresh.
+    Up,
+    /// Its Lease expired: the agent stopped, or cannot reach the API server.
+    Stale,
+    /// No agent has ever reported from the node.
+    None,
+}
+
+/// One node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Node {
+    /// Its name.
+    pub node: String,
+    /// Its agent.
+    pub agent: Agent,
+    /// The agent's version.
+    pub version: Option<String>,
+    /// When the agent's kernel last took a ruleset.
+    pub last_applied: Option<String>,
+    /// Seconds since the agent last renewed its Lease.
+    pub renewed_seconds_ago: Option<u64>,
+    /// Pods scheduled on it, with an address (the API server's view).
+    pub pods: usize,
+    /// Pods the agent enforces (its view).
+    pub enforced_pods: Option<usize>,
+    /// Policies in force there (its view).
+    pub policies: Option<usize>,
+    /// What the agent says is degraded.
+    pub errors: Vec<String>,
+}
+
+/// One policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Policy {
+    /// `ns/name`.
+    pub policy: String,
+    /// Its `metadata.generation` (0 when the API server gives none).
+    pub generation: i64,
+    /// Pods it selects that have an address.
+    pub selected_pods: usize,
+    /// Nodes hosting them.
+    pub nodes: usize,
+    /// Of those, where a fresh agent enforces this generation (or a later one).
+    pub realized: usize,
+    /// Where it is not, and why (`n2: no agent`, `n3: generation 2 of 3`).
+    pub not_realized: Vec<String>,
+}
+
+/// The whole answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    /// Every node hosting a pod, or with an agent's Lease, by name.
+    pub nodes: Vec<Node>,
+    /// Every policy, in the state's order.
+    pub policies: Vec<Policy>,
+    /// Nodes hosting a pod some policy selects where no fresh agent reports: there, policies are
+    /// not enforced.
+    pub unenforced: Vec<String>,
+}
+
+/// Where a pod is hosted, if it counts: scheduled, with an address, not on the host network
+/// (never selected).
+fn hosted(pod: &PodInfo) -> Option<&str> {
+    (pod.ip.is_some() && !pod.host_network)
+        .then_some(pod.node_name.as_deref())
+        .flatten()
+}
+
+/// The status of the cluster `engine` holds, with the agents that report from it.
+pub fn status(engine: &Engine, agents: &[Reported]) -> Status {
+    let state: &ClusterState = engine.state();
+    let by_node: BTreeMap<&str, &Reported> = (agents.iter())
+        .map(|a| (a.status.node.as_str(), a))
+        .collect();
+    // Per node, its pods; per policy, the nodes hosting the pods it selects.
+    let mut pods: BTreeMap<&str, usize> = by_node.keys().map(|n| (*n, 0)).collect();
+    let mut hosts: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); state.policies.len()];
+    let mut selected = vec![0usize; state.policies.len()];
+    let index: BTreeMap<(&str, &str), usize> = (state.policies.iter().enumerate())
+        .map(|(i, p)| ((p.namespace.as_str(), p.name.as_str()), i))
+        .collect();
+    for (id, pod) in state.pods.iter_enumerated() {
+        let Some(node) = hosted(pod) else {
+            continue;
+        };
+        *pods.entry(node).or_default() += 1;
+        for policy in engine.policies_selecting(engine.class_of(id)) {
+            let meta = &policy.object().metadata;
+            let key = (
+                meta.namespace.as_deref().unwrap_or("default"),
+                meta.name.as_deref().unwrap_or_default(),
+            );
+            if let Some(&i) = index.get(&key) {
+                hosts[i].insert(node);
+                selected[i] += 1;
+            }
+        }
+    }
+    let agent = |node: &str| match by_node.get(node) {
+        Some(a) if a.fresh => Agent::Up,
+        Some(_) => Agent::Stale,
+        None => Agent::None,
+    };
+    let nodes = (pods.iter())
+        .map(|(&node, &count)| {
+            let reported = by_node.get(node).map(|a| a.status);
+            Node {
+                node: node.to_string(),
+                agent: agent(node),
+                version: reported.map(|s| s.version.clone()),
+                last_applied: reported.and_then(|s| s.last_applied.clone()),
+                renewed_seconds_ago: (by_node.get(node))
+                    .and_then(|a| a.renewed)
+                    .map(|d| d.as_secs()),
+                pods: count,
+                enforced_pods: reported.map(|s| s.pods),
+                policies: reported.map(|s| s.policies),
+                errors: reported.map_or_else(Vec::new, |s| s.errors.clone()),
+            }
+        })
+        .collect();
+    let mut unenforced = BTreeSet::new();
+    let policies = (state.policies.iter().enumerate())
+        .map(|(i, p)| {
+            let key = format!("{}/{}", p.namespace, p.name);
+            let generation = p.policy.object().metadata.generation.unwrap_or(0);
+            let not_realized: Vec<String> = (hosts[i].iter())
+                .filter_map(|&node| {
+                    let why = match by_node.get(node) {
+                        None => "no agent".to_string(),
+                        Some(a) if !a.fresh => "agent stale".to_string(),
+                        Some(a) => match a.status.applied.get(&key) {
+                            Some(&g) if g >= generation => return None,
+                            Some(&g) => format!("generation {g} of {generation}"),
+                            None => "not in force".to_string(),
+                        },
+                    };
+                    if agent(node) != Agent::Up {
+                        unenforced.insert(node.to_string());
+                    }
+                    Some(format!("{node}: {why}"))
+                })
+                .collect();
+            Policy {
+                policy: key,
+                generation,
+                selected_pods: selected[i],
+                nodes: hosts[i].len(),
+                realized: hosts[i].len() - not_realized.len(),
+                not_realized,
+            }
+        })
+        .collect();
+    Status {
+        nodes,
+        policies,
+        unenforced: unenforced.into_iter().collect(),
+    }
+}
+
+/// `status` as two tables, nodes then policies, and a closing line that says the answer.
+pub fn to_text(status: &Status) -> String {
+    let dash = || "-".to_string();
+    let mut rows = vec![[
+        "NODE",
+        "AGENT",
+        "VERSION",
+        "LAST APPLY",
+        "RENEWED",
+        "PODS",
+        "POLICIES",
+        "ERRORS",
+    ]
+    .map(String::from)];
+    for n in &status.nodes {
+        rows.push([
+            n.node.clone(),
+            format!("{:?}", n.agent).to_lowercase(),
+            n.version.clone().unwrap_or_else(dash),
+            n.last_applied.clone().unwrap_or_else(dash),
+            n.renewed_seconds_ago
+                .map_or_else(dash, |s| format!("{s}s ago")),
+            match n.enforced_pods {
+                Some(e) => format!("{e}/{}", n.pods),
+                None => format!("-/{}", n.pods),
+            },
+            n.policies.map_or_else(dash, |p| p.to_string()),
+            if n.errors.is_empty() {
+                dash()
+            } else {
+                n.errors.join("; ")
+            },
+        ]);
+    }
+    let mut out = table(&rows);
+    out.push('\n');
+    let mut rows = vec![[
+        "POLICY",
+        "GENERATION",
+        "SELECTED PODS",
+        "REALIZED",
+        "NOT REALIZED ON",
+    ]
+    .map(String::from)];
+    for p in &status.policies {
+        rows.push([
+            p.policy.clone(),
+            p.generation.to_string(),
+            p.selected_pods.to_string(),
+            format!("{}/{} nodes", p.realized, p.nodes),
+            if p.not_realized.is_empty() {
+                dash()
+            } else {
+                p.not_realized.join(", ")
+            },
+        ]);
+    }
+    out.push_str(&table(&rows));
+    out.push('\n');
+    let hosting = status.nodes.iter().filter(|n| n.pods > 0).count();
+    if status.unenforced.is_empty() {
+        let _ = writeln!(
+            out,
+            "NetworkPolicy is enforced on every node that hosts a selected pod."
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "NetworkPolicy is NOT enforced on {} of the {hosting} nodes hosting pods: {} (no fresh agent there)",
+            status.unenforced.len(),
+            status.unenforced.join(", ")
+        );
+    }
+    out
+}
+
+/// Rows as columns aligned on their widest cell.
+fn table<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0; N];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = (row.iter().zip(widths))
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_model::Loader;
+    use std::sync::Arc;
+
+    fn engine() -> Engine {
+        let mut loader = Loader::new();
+        let pod = |name: &str, node: &str, ip: &str, app: &str| {
+            format!(
+                "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: shop, labels: {{app: {app}}}}}\n\
+                 spec: {{nodeName: {node}, containers: [{{name: c, image: x}}]}}\nstatus: {{podIP: {ip}}}\n"
+            )
+        };
+        let text = [
+            pod("redis", "n1", "10.1.0.5", "redis"),
+            pod("cart", "n2", "10.1.0.6", "cart"),
+            pod("web", "n3", "10.1.0.7", "web"),
+            "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+             metadata: {name: from-web, namespace: shop, generation: 3}\n\
+             spec: {podSelector: {matchExpressions: [{key: app, operator: In, values: [redis, cart]}]}}\n"
+                .to_string(),
+        ]
+        .concat();
+        loader.load_str("shop.yaml", &text);
+        Engine::new(Arc::new(loader.finish().0))
+    }
+
+    fn agent(node: &str, generation: Option<i64>) -> AgentStatus {
+        AgentStatus {
+            node: node.into(),
+            version: "0.1.0".into(),
+            applied: generation
+                .map(|g| BTreeMap::from([("shop/from-web".to_string(), g)]))
+                .unwrap_or_default(),
+            ..AgentStatus::default()
+        }
+    }
+
+    /// Each node's agent is up, stale or missing; a policy is realized where a fresh agent
+    /// enforces its generation; nodes hosting selected pods without a fresh agent are named.
+    #[test]
+    fn a_policy_is_realized_where_a_fresh_agent_enforces_its_generation() {
+        let engine = engine();
+        let (n1, n2) = (agent("n1", Some(3)), agent("n2", Some(2)));
+        let reported = |status, fresh| Reported {
+            status,
+            fresh,
+            renewed: Some(Duration::from_secs(4)),
+        };
+        let all = status(&engine, &[reported(&n1, true), reported(&n2, true)]);
+        let policy = &all.policies[0];
+        assert_eq!(
+            (policy.selected_pods, policy.nodes, policy.realized),
+            (2, 2, 1)
+        );
+        assert_eq!(policy.not_realized, ["n2: generation 2 of 3"]);
+        assert!(
+            all.unenforced.is_empty(),
+            "an old generation is still enforcement"
+        );
+        let agents: Vec<Agent> = all.nodes.iter().map(|n| n.agent).collect();
+        assert_eq!(agents, [Agent::Up, Agent::Up, Agent::None]);
+
+        let stale = status(&engine, &[reported(&n1, true), reported(&n2, false)]);
+        assert_eq!(stale.policies[0].not_realized, ["n2: agent stale"]);
+        assert_eq!(stale.unenforced, ["n2"]);
+        let text = to_text(&stale);
+        assert!(
+            text.contains("NOT enforced on 1 of the 3 nodes hosting pods: n2"),
+            "{text}"
+        );
+
+        // n3 hosts only web, which no policy selects: no agent there is no enforcement gap.
+        let n2_current = agent("n2", Some(3));
+        let fine = status(&engine, &[reported(&n1, true), reported(&n2_current, true)]);
+        assert_eq!(fine.policies[0].realized, 2);
+        assert!(fine.unenforced.is_empty());
+        assert!(to_text(&fine).contains("enforced on every node that hosts a selected pod"));
+    }
+}

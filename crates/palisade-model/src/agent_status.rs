@@ -1,0 +1,28 @@
+//! What a node's agent says of itself, as its Lease carries it (see `palisade_kube::status`):
+//! read by `palisade status` to tell where NetworkPolicy is enforced.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// What an agent says of itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentStatus {
+    /// The node it enforces.
+    pub node: String,
+    /// Its version.
+    pub version: String,
+    /// When the kernel last took its ruleset (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied: Option<String>,
+    /// Pods enforced on the node.
+    pub pods: usize,
+    /// Policies in force there: those selecting one of its pods.
+    pub policies: usize,
+    /// What is degraded (readiness problems), if anything.
+    #[serde(default)]
+    pub errors: Vec<String>,
+    /// Each policy in force there (`ns/name`) and the `metadata.generation` it enforces.
+    #[serde(default)]
+    pub applied: BTreeMap<String, i64>,
+}
