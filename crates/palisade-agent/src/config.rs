@@ -39,6 +39,9 @@ pub struct Config {
     pub logging: LogConfig,
     /// Serve Prometheus metrics (and the health endpoints) on this address.
     pub metrics_addr: Option<SocketAddr>,
+    /// Where to say what is enforced, without an API server (a lab's agent); a cluster's agent
+    /// keeps its node's Lease instead.
+    pub status_file: Option<PathBuf>,
 }
 
 /// Policy action logging and the live view.
@@ -69,6 +72,7 @@ impl Config {
             state_file: None,
             logging: LogConfig::default(),
             metrics_addr: None,
+            status_file: None,
         }
     }
 

@@ -7,6 +7,7 @@ use crate::metrics::{self, Metrics};
 use crate::observe::{self, Hub};
 use crate::policy_log::{self, PolicyLogger};
 use crate::reconcile::{Outcome, Reconciler, Source};
+use crate::status_out::{StatusFile, StatusOut};
 use palisade_dataplane::events::EventReader;
 use palisade_dataplane::netns::within_netns;
 use palisade_model::ClusterState;
@@ -122,16 +123,19 @@ pub fn run(config: &Config) -> Result<(), AgentError> {
     let stop = stop_on_signals()?;
     let (logger, logging) = start_logging(config, metrics, stop.clone())?;
     let mut reconciler = reconciler.with_logger(logger);
-    if let Input::Cluster(connection) = &config.input {
-        match &config.enforcement.node {
-            Some(node) => {
-                let keeper = palisade_kube::status::LeaseKeeper::start(connection, node)?;
-                reconciler = reconciler.with_lease(keeper, node);
-            }
-            None => tracing::warn!(
-                "no node name (--node-name, NODE_NAME): this agent enforces every pod and keeps no Lease, so `palisade status` cannot see it"
-            ),
+    match (&config.input, &config.enforcement.node, &config.status_file) {
+        (Input::Cluster(connection), Some(node), _) => {
+            let keeper = palisade_kube::status::LeaseKeeper::start(connection, node)?;
+            reconciler = reconciler.with_status(StatusOut::Lease(keeper), node);
         }
+        (Input::Cluster(_), None, _) => tracing::warn!(
+            "no node name (--node-name, NODE_NAME): this agent enforces every pod and keeps no Lease, so `palisade status` cannot see it"
+        ),
+        (Input::Manifests(_), _, Some(path)) => {
+            let file = StatusFile::start(path.clone());
+            reconciler = reconciler.with_status(StatusOut::File(file), &config.logging.node_name());
+        }
+        (Input::Manifests(_), _, None) => {}
     }
     crate::watch::run(&mut reconciler, &stop);
     stop.store(true, Ordering::Relaxed);

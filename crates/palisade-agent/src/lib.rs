@@ -18,6 +18,7 @@ mod reconcile;
 pub mod record;
 pub mod safe_fs;
 pub mod state_file;
+mod status_out;
 mod watch;
 
 pub use config::{Config, Input, LogConfig};

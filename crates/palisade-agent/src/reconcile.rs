@@ -5,9 +5,9 @@ use crate::health::{Health, Part};
 use crate::metrics::{Metrics, ReasonLabel, RejectionLabels};
 use crate::policy_log::PolicyLogger;
 use crate::state_file::StateFile;
+use crate::status_out::StatusOut;
 use palisade_dataplane::drift::{TableInfo, TableProbe};
 use palisade_dataplane::{build, ApplyError, Ruleset, TABLE};
-use palisade_kube::status::LeaseKeeper;
 use palisade_kube::{SourceHealth, Watch};
 use palisade_model::{
     AgentStatus, ClusterState, DocumentCache, Limits, Load, Loader, PodKey, RejectReason, Severity,
@@ -104,8 +104,9 @@ pub struct Reconciler {
     probe: Option<TableProbe>,
     /// Where the objects in force are written, for a restart to start from.
     state_file: Option<StateFile>,
-    /// This node's Lease, and what it says (the errors are added when it is published).
-    lease: Option<(LeaseKeeper, AgentStatus)>,
+    /// Where this agent says what it enforces, and what it says (the errors are added when it
+    /// is published).
+    lease: Option<(StatusOut, AgentStatus)>,
 }
 
 impl Reconciler {
@@ -141,10 +142,10 @@ impl Reconciler {
         }
     }
 
-    /// Keeps this node's Lease (`palisade status` reads it) saying what is enforced here: the
-    /// pods, the policies and the generation of each, when the kernel last took a ruleset, and
-    /// what is degraded.
-    pub fn with_lease(mut self, keeper: LeaseKeeper, node: &str) -> Self {
+    /// Keeps this node's Lease, or status file (`palisade status` reads it), saying what is
+    /// enforced here: the pods, the policies and the generation of each, when the kernel last
+    /// took a ruleset, and what is degraded.
+    pub(crate) fn with_status(mut self, keeper: StatusOut, node: &str) -> Self {
         let status = AgentStatus {
             node: node.to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -175,8 +176,7 @@ impl Reconciler {
         let mut classes = std::collections::BTreeSet::new();
         let mut pods = 0;
         for (id, pod) in state.pods.iter_enumerated() {
-            let here = pod.node_name.as_deref() == Some(status.node.as_str());
-            if here && pod.ip.is_some() && !pod.host_network {
+            if self.enforcement.enforces(pod) && pod.ip.is_some() && !pod.host_network {
                 pods += 1;
                 classes.insert(engine.class_of(id));
             }

@@ -95,6 +95,31 @@ pub fn prepare_parent(path: &Path, group: Option<u32>) -> io::Result<PathBuf> {
     Ok(dir)
 }
 
+/// Replaces `path` whole: `write` fills a new file beside it (in a folder [`prepare_parent`]
+/// accepts), which is synced and renamed into place, so that a reader sees the old content or the
+/// new, never a part. The bytes written.
+pub fn replace(
+    path: &Path,
+    write: impl FnOnce(&mut dyn io::Write) -> io::Result<()>,
+) -> io::Result<u64> {
+    let dir = prepare_parent(path, None)?;
+    let name = path
+        .file_name()
+        .map_or("file".into(), |n| n.to_string_lossy());
+    let mut staged = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .tempfile_in(&dir)
+        .map_err(at(&dir))?;
+    let mut out = io::BufWriter::new(staged.as_file_mut());
+    write(&mut out)?;
+    io::Write::flush(&mut out)?;
+    drop(out);
+    staged.as_file().sync_all()?;
+    let bytes = staged.as_file().metadata()?.len();
+    staged.persist(path).map_err(|e| at(path)(e.error))?;
+    Ok(bytes)
+}
+
 fn check_dir(dir: &Path, meta: &Metadata) -> io::Result<()> {
     let mode = meta.mode();
     if meta.file_type().is_symlink() {

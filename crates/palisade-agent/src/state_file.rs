@@ -10,7 +10,7 @@
 
 use crate::safe_fs;
 use palisade_model::{DocumentCache, InForce, Limits};
-use std::io::{self, BufWriter, Write};
+use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
@@ -183,26 +183,11 @@ fn write_loop(path: &Path, source: &str, shared: &(Mutex<Pending>, Condvar)) {
     }
 }
 
-/// Writes `objects` to a new file beside `path` and renames it into place; the bytes written.
+/// Writes `objects` to `path`, whole or not at all; the bytes written.
 fn write(path: &Path, objects: &InForce, source: &str) -> io::Result<u64> {
-    let dir = safe_fs::prepare_parent(path, None)?;
-    let name = path
-        .file_name()
-        .map_or("state".into(), |n| n.to_string_lossy());
-    let mut staged = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .tempfile_in(&dir)
-        .map_err(safe_fs::at(&dir))?;
-    let mut out = BufWriter::new(staged.as_file_mut());
-    serde_json::to_writer(&mut out, &objects.snapshot(source)).map_err(io::Error::other)?;
-    out.flush()?;
-    drop(out);
-    staged.as_file().sync_all()?;
-    let bytes = staged.as_file().metadata()?.len();
-    staged
-        .persist(path)
-        .map_err(|e| safe_fs::at(path)(e.error))?;
-    Ok(bytes)
+    safe_fs::replace(path, |out| {
+        serde_json::to_writer(out, &objects.snapshot(source)).map_err(io::Error::other)
+    })
 }
 
 /// The snapshot at `path`: `None` when there is none; an error when it cannot be read or trusted.

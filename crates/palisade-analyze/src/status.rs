@@ -88,16 +88,21 @@ pub struct Status {
     pub unenforced: Vec<String>,
 }
 
-/// Where a pod is hosted, if it counts: scheduled, with an address, not on the host network
-/// (never selected).
-fn hosted(pod: &PodInfo) -> Option<&str> {
+/// The node a cluster's pod runs on, if it counts: scheduled (`spec.nodeName`), with an address,
+/// not on the host network (never selected).
+pub fn scheduled(pod: &PodInfo) -> Option<&str> {
     (pod.ip.is_some() && !pod.host_network)
         .then_some(pod.node_name.as_deref())
         .flatten()
 }
 
-/// The status of the cluster `engine` holds, with the agents that report from it.
-pub fn status(engine: &Engine, agents: &[Reported]) -> Status {
+/// The status of the cluster `engine` holds, with the agents that report from it; `placed` says
+/// which node a pod runs on, if any ([`scheduled`] in a cluster).
+pub fn status<'a>(
+    engine: &'a Engine,
+    agents: &'a [Reported],
+    placed: &dyn Fn(&'a PodInfo) -> Option<&'a str>,
+) -> Status {
     let state: &ClusterState = engine.state();
     let by_node: BTreeMap<&str, &Reported> = (agents.iter())
         .map(|a| (a.status.node.as_str(), a))
@@ -110,7 +115,7 @@ pub fn status(engine: &Engine, agents: &[Reported]) -> Status {
         .map(|(i, p)| ((p.namespace.as_str(), p.name.as_str()), i))
         .collect();
     for (id, pod) in state.pods.iter_enumerated() {
-        let Some(node) = hosted(pod) else {
+        let Some(node) = placed(pod) else {
             continue;
         };
         *pods.entry(node).or_default() += 1;
@@ -332,7 +337,11 @@ mod tests {
             fresh,
             renewed: Some(Duration::from_secs(4)),
         };
-        let all = status(&engine, &[reported(&n1, true), reported(&n2, true)]);
+        let (both, up_and_stale) = (
+            [reported(&n1, true), reported(&n2, true)],
+            [reported(&n1, true), reported(&n2, false)],
+        );
+        let all = status(&engine, &both, &scheduled);
         let policy = &all.policies[0];
         assert_eq!(
             (policy.selected_pods, policy.nodes, policy.realized),
@@ -346,7 +355,7 @@ mod tests {
         let agents: Vec<Agent> = all.nodes.iter().map(|n| n.agent).collect();
         assert_eq!(agents, [Agent::Up, Agent::Up, Agent::None]);
 
-        let stale = status(&engine, &[reported(&n1, true), reported(&n2, false)]);
+        let stale = status(&engine, &up_and_stale, &scheduled);
         assert_eq!(stale.policies[0].not_realized, ["n2: agent stale"]);
         assert_eq!(stale.unenforced, ["n2"]);
         let text = to_text(&stale);
@@ -357,7 +366,8 @@ mod tests {
 
         // n3 hosts only web, which no policy selects: no agent there is no enforcement gap.
         let n2_current = agent("n2", Some(3));
-        let fine = status(&engine, &[reported(&n1, true), reported(&n2_current, true)]);
+        let current = [reported(&n1, true), reported(&n2_current, true)];
+        let fine = status(&engine, &current, &scheduled);
         assert_eq!(fine.policies[0].realized, 2);
         assert!(fine.unenforced.is_empty());
         assert!(to_text(&fine).contains("enforced on every node that hosts a selected pod"));

@@ -81,6 +81,16 @@ impl Lab {
         }
     }
 
+    /// The file `path` of the agent of the node named `node` ([`Lab::node_file`]); `path` itself
+    /// for a name that is none of the lab's nodes.
+    pub fn named_node_file(&self, path: &Path, node: Option<&str>) -> PathBuf {
+        let index = self
+            .nodes
+            .iter()
+            .position(|n| Some(n.name.as_str()) == node);
+        index.map_or_else(|| path.to_path_buf(), |i| self.node_file(path, i))
+    }
+
     /// The pod `ns/name`, or for `ns/workload` the first pod whose name is the workload's plus a
     /// suffix.
     pub fn find_pod(&self, pod: &str) -> Result<&LabPod> {

@@ -28,7 +28,8 @@ pub use measure::{measure, Comparison, Difference, Measured};
 pub use net::{probe, serve, Transport};
 pub use nodes::{LabNode, MAX_NODES};
 pub use paths::{
-    last_good, observe_socket, per_node, policy_log, process_log, ready_file, state_dir,
+    agent_status, last_good, observe_socket, per_node, policy_log, process_log, ready_file,
+    state_dir,
 };
 pub use process::{LabProcess, ProcessStatus, RecordedProcess};
 pub use services::ServicePlan;

@@ -38,6 +38,11 @@ pub fn last_good(name: &str) -> PathBuf {
     state_dir().join(format!("lab-{name}-last-good.json"))
 }
 
+/// What the agent of lab `name` says of itself (`palisade status --lab`), renewed every 10 s.
+pub fn agent_status(name: &str) -> PathBuf {
+    state_dir().join(format!("lab-{name}-status.json"))
+}
+
 /// `path` for node `node` of a lab of several: `-<node>` before the extension
 /// (`lab-L-policy_action.log` → `lab-L-policy_action-node-1.log`), as each node's agent keeps its
 /// own log, socket and last good state.
@@ -79,13 +84,19 @@ pub(crate) fn owns_file(name: &str, file: &str) -> bool {
 
 /// `rest` without the `-node-<N>` that [`per_node`] puts after the stem of an agent's file.
 fn without_node(rest: &str) -> Option<String> {
-    ["-agent", "-observe", "-policy_action", "-last-good"]
-        .iter()
-        .find_map(|stem| {
-            let after = rest.strip_prefix(stem)?.strip_prefix("-node-")?;
-            let end = after.find(|c: char| !c.is_ascii_digit())?;
-            (end > 0).then(|| format!("{stem}{}", &after[end..]))
-        })
+    [
+        "-agent",
+        "-observe",
+        "-policy_action",
+        "-last-good",
+        "-status",
+    ]
+    .iter()
+    .find_map(|stem| {
+        let after = rest.strip_prefix(stem)?.strip_prefix("-node-")?;
+        let end = after.find(|c: char| !c.is_ascii_digit())?;
+        (end > 0).then(|| format!("{stem}{}", &after[end..]))
+    })
 }
 
 /// True for what follows `lab-<name>` in the name of a file of a lab's (or its one node's).
@@ -100,6 +111,7 @@ fn owned_suffix(rest: &str) -> bool {
             | "-observe.sock"
             | "-policy_action.log"
             | "-last-good.json"
+            | "-status.json"
     ) || rest
         .strip_prefix("-policy_action-")
         .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()) && r.ends_with(".log"))
@@ -180,6 +192,8 @@ mod tests {
             policy_log,
             per_node(&observe_socket("a"), "node-0"),
             per_node(&last_good("a"), "node-2"),
+            per_node(&agent_status("a"), "node-1"),
+            agent_status("a"),
             per_node(&process_log("a", "agent"), "node-15"),
         ] {
             let file = path.file_name().unwrap().to_string_lossy();

@@ -26,3 +26,15 @@ pub struct AgentStatus {
     #[serde(default)]
     pub applied: BTreeMap<String, i64>,
 }
+
+/// What an agent without an API server (a lab's) writes to its status file instead of a Lease.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusRecord {
+    /// When it was written, in seconds since the Unix epoch.
+    pub renewed: f64,
+    /// How long it stays fresh without being written again, in seconds.
+    pub duration_seconds: u64,
+    /// What the agent says.
+    pub status: AgentStatus,
+}

@@ -350,14 +350,16 @@ fn node_name(text: &str) -> Result<String, String> {
 /// With `--lab`, the lab's pod addresses, and in a lab of several nodes the pods placed on this
 /// one (`--node-name`), which alone it enforces.
 fn config(args: &Args, mut enforcement: Enforcement) -> Result<Config, palisade_lab::LabError> {
-    let pinned_ips = match &args.lab {
+    let (pinned_ips, status_file) = match &args.lab {
         Some(name) => {
             let lab = palisade_lab::Lab::load(name)?;
-            let placed = lab.placed_on(args.logging.node_name.as_deref())?;
+            let node = args.logging.node_name.as_deref();
+            let placed = lab.placed_on(node)?;
             enforcement.placed = placed.map(Arc::new);
-            lab.pinned_ips()
+            let status = lab.named_node_file(&palisade_lab::agent_status(name), node);
+            (lab.pinned_ips(), Some(status))
         }
-        None => Vec::new(),
+        None => (Vec::new(), None),
     };
     let lab_state_file = args.lab.as_deref().map(palisade_lab::last_good);
     Ok(Config {
@@ -372,6 +374,7 @@ fn config(args: &Args, mut enforcement: Enforcement) -> Result<Config, palisade_
         enforcement,
         state_file: args.source.state_file.clone().or(lab_state_file),
         metrics_addr: args.logging.metrics_addr,
+        status_file,
         input: match &args.manifests {
             Some(folder) => Input::Manifests(folder.clone()),
             None => Input::Cluster(palisade_kube::Connection {

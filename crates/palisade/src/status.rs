@@ -1,8 +1,13 @@
-//! `palisade status`: is NetworkPolicy enforced here, and is my policy in force?
+//! `palisade status`: is NetworkPolicy enforced here, and is my policy in force? For a cluster from
+//! the agents' Leases; for a lab from its agents' status files.
 
 use crate::exit;
-use palisade_analyze::status::{status, to_text, Reported};
+use palisade_analyze::status::{scheduled, status, to_text, Reported, Status};
+use palisade_model::{AgentStatus, PodInfo, PodKey, StatusRecord};
+use palisade_policy::Engine;
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// Arguments of `palisade status`.
@@ -15,6 +20,10 @@ pub struct Args {
     /// The kubeconfig context to use.
     #[arg(long, value_name = "NAME")]
     context: Option<String>,
+    /// The lab NAME instead of a cluster (`palisade lab up --name`; `default` is the default
+    /// lab's name).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["kubeconfig", "context"])]
+    lab: Option<String>,
     /// How long one request to the API server may take (e.g. 30s, 1m).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::agent::parse_duration)]
     request_timeout: Duration,
@@ -23,45 +32,17 @@ pub struct Args {
     output: String,
 }
 
-/// Prints the status of the cluster; exit 1 when a node that hosts a pod some policy selects has
-/// no fresh agent (policies are not enforced there), 2 when the cluster cannot be read.
+/// Prints the status of the cluster (or lab); exit 1 when a node that hosts a pod some policy
+/// selects has no fresh agent (policies are not enforced there), 2 when it cannot be read.
 pub fn run(args: Args, verbose: u8) -> u8 {
-    let connection = palisade_kube::Connection {
-        kubeconfig: args.kubeconfig.clone(),
-        context: args.context.clone(),
-        request_timeout: args.request_timeout,
-        ..palisade_kube::Connection::default()
+    let status = match &args.lab {
+        Some(lab) => lab_status(lab),
+        None => cluster_status(&args, verbose),
     };
-    let inputs = crate::input::Inputs {
-        files: Vec::new(),
-        kubeconfig: args.kubeconfig,
-        context: args.context,
-        request_timeout: args.request_timeout,
-    };
-    let loaded = match crate::input::load(&inputs, verbose) {
-        Ok(loaded) => loaded,
+    let status = match status {
+        Ok(status) => status,
         Err(code) => return code,
     };
-    let (leases, unread) = match palisade_kube::status::agent_leases(&connection) {
-        Ok(found) => found,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::INVALID;
-        }
-    };
-    for why in &unread {
-        eprintln!("warning: {why}");
-    }
-    let engine = palisade_policy::Engine::new(std::sync::Arc::new(loaded.state));
-    let now = SystemTime::now();
-    let reported: Vec<Reported> = (leases.iter())
-        .map(|lease| Reported {
-            status: &lease.status,
-            fresh: lease.fresh(now),
-            renewed: lease.renewed.and_then(|at| now.duration_since(at).ok()),
-        })
-        .collect();
-    let status = status(&engine, &reported);
     if args.output == "json" {
         match serde_json::to_string_pretty(&status) {
             Ok(text) => println!("{text}"),
@@ -78,4 +59,95 @@ pub fn run(args: Args, verbose: u8) -> u8 {
     } else {
         exit::FINDINGS
     }
+}
+
+/// An agent's report as of `now`.
+fn reported<'a>(
+    status: &'a AgentStatus,
+    renewed: Option<SystemTime>,
+    duration: Duration,
+    now: SystemTime,
+) -> Reported<'a> {
+    let age = renewed.map(|at| now.duration_since(at).unwrap_or_default());
+    Reported {
+        status,
+        fresh: age.is_some_and(|age| age <= duration),
+        renewed: age,
+    }
+}
+
+/// The cluster, from its API server and the agents' Leases.
+fn cluster_status(args: &Args, verbose: u8) -> Result<Status, u8> {
+    let connection = palisade_kube::Connection {
+        kubeconfig: args.kubeconfig.clone(),
+        context: args.context.clone(),
+        request_timeout: args.request_timeout,
+        ..palisade_kube::Connection::default()
+    };
+    let inputs = crate::input::Inputs {
+        files: Vec::new(),
+        kubeconfig: args.kubeconfig.clone(),
+        context: args.context.clone(),
+        request_timeout: args.request_timeout,
+    };
+    let loaded = crate::input::load(&inputs, verbose)?;
+    let (leases, unread) = palisade_kube::status::agent_leases(&connection).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::INVALID
+    })?;
+    for why in &unread {
+        eprintln!("warning: {why}");
+    }
+    let engine = Engine::new(Arc::new(loaded.state));
+    let now = SystemTime::now();
+    let agents: Vec<Reported> = (leases.iter())
+        .map(|l| reported(&l.status, l.renewed, l.duration, now))
+        .collect();
+    Ok(status(&engine, &agents, &scheduled))
+}
+
+/// A lab, from its manifests, where it placed its pods, and its agents' status files.
+fn lab_status(name: &str) -> Result<Status, u8> {
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("error: {e}");
+        exit::INVALID
+    };
+    let lab = palisade_lab::Lab::load(name).map_err(|e| fail(&e))?;
+    let folder = lab.manifests_folder().map_err(|e| fail(&e))?;
+    let loader = palisade_model::Loader::new().pin_ips(lab.pinned_ips());
+    let loaded = crate::input::load_with(loader, &[folder.to_path_buf()], 0);
+    let engine = Engine::new(Arc::new(loaded.state));
+    let now = SystemTime::now();
+    let mut records = Vec::new();
+    for i in 0..lab.nodes.len() {
+        let path = lab.node_file(&palisade_lab::agent_status(name), i);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => match serde_json::from_str::<StatusRecord>(&text) {
+                Ok(record) => records.push(record),
+                Err(e) => eprintln!("warning: {}: {e}", path.display()),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => eprintln!("warning: {}: {e}", path.display()),
+        }
+    }
+    let agents: Vec<Reported> = (records.iter())
+        .map(|r| {
+            let since = Duration::try_from_secs_f64(r.renewed).ok();
+            let renewed = since.and_then(|d| SystemTime::UNIX_EPOCH.checked_add(d));
+            reported(
+                &r.status,
+                renewed,
+                Duration::from_secs(r.duration_seconds),
+                now,
+            )
+        })
+        .collect();
+    let placement: HashMap<&PodKey, &str> = (lab.pods.iter())
+        .filter_map(|p| Some((&p.key, lab.node_of(p)?.name.as_str())))
+        .collect();
+    let placed = |pod: &PodInfo| -> Option<&str> {
+        let counts = pod.ip.is_some() && !pod.host_network;
+        counts.then(|| placement.get(&pod.key()).copied()).flatten()
+    };
+    Ok(status(&engine, &agents, &placed))
 }

@@ -216,6 +216,27 @@ fn three_nodes_each_enforce_and_log_their_own_pods_and_outlive_an_agent() {
         assert!(log(node).iter().all(|r| r["node_name"] == node), "{node}");
     }
 
+    // `palisade status --lab`: every node's agent reports, each policy is in force where its pods
+    // are.
+    let report = |expected: i32| {
+        let out = palisade(&["status", "--lab", &name, "-o", "json"]);
+        assert_eq!(out.status.code(), Some(expected), "{out:?}");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let file = lab.node_file(&lab::agent_status(&name), node_index(&lab, "node-1"));
+    let reported = within(Duration::from_secs(5), || {
+        std::fs::read_to_string(&file).is_ok_and(|t| t.contains("mn/b-from-a"))
+    });
+    assert!(reported.is_some(), "{}", file.display());
+    let all = report(0);
+    let agents: Vec<&serde_json::Value> = (all["nodes"].as_array().unwrap().iter())
+        .map(|n| &n["agent"])
+        .collect();
+    assert_eq!(agents, ["up", "up", "up"], "{all}");
+    for policy in all["policies"].as_array().unwrap() {
+        assert_eq!(policy["realized"], policy["nodes"], "{all}");
+    }
+
     // Killing node-1's agent (its recorded process) leaves every node's rules as they were.
     let before = tables(&lab);
     let agent = lab.nodes[1].agent.clone().expect("node-1's agent");
@@ -239,6 +260,18 @@ fn three_nodes_each_enforce_and_log_their_own_pods_and_outlive_an_agent() {
         "a table changed after node-1's agent died"
     );
     expected().expect("enforcement after node-1's agent died");
+    // Its status file, renewed no more, goes stale (made so here rather than waited 40 s for):
+    // `status` then says policies are not enforced on b's node.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut record: serde_json::Value = serde_json::from_str(&text).unwrap();
+    record["renewed"] = 1.0.into();
+    std::fs::write(&file, record.to_string()).unwrap();
+    let stale = report(1);
+    assert_eq!(
+        stale["unenforced"],
+        serde_json::json!(["node-1"]),
+        "{stale}"
+    );
     let compare = palisade(&["lab", "--name", &name, "probe", "--compare"]);
     assert_eq!(
         compare.status.code(),
