@@ -88,12 +88,7 @@ fn main() {
         eprintln!("the API source benchmark needs root (network namespaces, nftables)");
         std::process::exit(2);
     }
-    let cluster = generate(&SynthConfig {
-        namespaces: 500,
-        pods_per_ns: 20,
-        policies: 2000,
-        seed: 1,
-    });
+    let cluster = generate(&SynthConfig::BENCHMARK);
     let dir = tempfile::tempdir().unwrap();
     cluster.write_to(dir.path()).unwrap();
     let mut loader = Loader::new();

@@ -156,12 +156,7 @@ fn main() {
         eprintln!("the dataplane benchmarks need root (network namespaces, nftables)");
         std::process::exit(2);
     }
-    let cluster = generate(&SynthConfig {
-        namespaces: 500,
-        pods_per_ns: 20,
-        policies: 2000,
-        seed: 1,
-    });
+    let cluster = generate(&SynthConfig::BENCHMARK);
     let dir = std::env::temp_dir().join(format!("palisade-bench-{}", std::process::id()));
     cluster.write_to(&dir).unwrap();
     let load = || -> ClusterState {

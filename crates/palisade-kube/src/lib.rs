@@ -180,6 +180,44 @@ fn runtime() -> Result<tokio::runtime::Runtime, SourceError> {
         .map_err(SourceError::Runtime)
 }
 
+/// A future run on a thread of its own, in `runtime`, until dropped: then it is stopped (at its
+/// next await) and the thread joined.
+struct Background {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Background {
+    fn spawn(
+        name: &str,
+        runtime: tokio::runtime::Runtime,
+        work: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<Background, SourceError> {
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                runtime.block_on(futures::future::select(Box::pin(work), stopped));
+            })
+            .map_err(SourceError::Runtime)?;
+        Ok(Background {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// A client of the cluster `connection` names, and its server's URL.
 async fn client(connection: &Connection) -> Result<(Client, String), SourceError> {
     let mut config = config(connection).await?;

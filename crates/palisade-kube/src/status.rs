@@ -3,7 +3,7 @@
 //! (a Lease is the object Kubernetes has for "who is alive": kubelets' heartbeats are Leases too).
 //! A Lease not renewed within its duration means no agent is enforcing on that node.
 
-use crate::{client, runtime, Connection, SourceError};
+use crate::{client, runtime, Background, Connection, SourceError};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{ListParams, Patch, PatchParams};
@@ -11,7 +11,6 @@ use kube::{Api, Client};
 use palisade_model::AgentStatus;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 /// Where agents keep their Leases.
@@ -59,8 +58,7 @@ impl AgentLease {
 /// the API server.
 pub struct LeaseKeeper {
     shared: Arc<Shared>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _writer: Background,
 }
 
 struct Shared {
@@ -77,19 +75,11 @@ impl LeaseKeeper {
             latest: Mutex::new(None),
             changed: tokio::sync::Notify::new(),
         });
-        let (stop, stopped) = tokio::sync::oneshot::channel();
-        let (thread_shared, name) = (shared.clone(), lease_name(node));
-        let thread = std::thread::Builder::new()
-            .name("lease".into())
-            .spawn(move || {
-                let renew = renew(client, name, thread_shared);
-                runtime.block_on(futures::future::select(Box::pin(renew), stopped));
-            })
-            .map_err(SourceError::Runtime)?;
+        let renew = renew(client, lease_name(node), shared.clone());
+        let writer = Background::spawn("lease", runtime, renew)?;
         Ok(LeaseKeeper {
             shared,
-            stop: Some(stop),
-            thread: Some(thread),
+            _writer: writer,
         })
     }
 
@@ -99,17 +89,6 @@ impl LeaseKeeper {
         if latest.as_ref() != Some(&status) {
             *latest = Some(status);
             self.shared.changed.notify_one();
-        }
-    }
-}
-
-impl Drop for LeaseKeeper {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
         }
     }
 }

@@ -7,7 +7,7 @@
 //! store keeps what it holds meanwhile: the caller keeps enforcing the last state it had.
 
 use crate::list::Lister;
-use crate::{client, runtime, Connection, ListedKind, SourceError, KINDS};
+use crate::{client, runtime, Background, Connection, ListedKind, SourceError, KINDS};
 use futures::TryStreamExt;
 use kube::api::WatchParams;
 use kube::core::WatchEvent;
@@ -15,7 +15,6 @@ use kube::Client;
 use palisade_model::{Kind, ObjectEvent, ObjectStore};
 use serde_json::Value;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 /// How long the server keeps one watch open (it then ends it, and the kind is watched again from
@@ -202,8 +201,7 @@ impl Shared {
 /// The API server, followed on a thread of its own until dropped.
 pub struct Watch {
     shared: Arc<Shared>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _follower: Background,
 }
 
 impl Watch {
@@ -230,27 +228,19 @@ impl Watch {
             }),
             wake: Mutex::new(None),
         });
-        let (stop, stopped) = tokio::sync::oneshot::channel();
-        let (thread_shared, connection) = (shared.clone(), connection.clone());
-        let thread = std::thread::Builder::new()
-            .name("api-watch".into())
-            .spawn(move || {
-                let follower = Follower {
-                    client,
-                    server,
-                    connection,
-                    shared: thread_shared,
-                };
-                runtime.block_on(async {
-                    let all = futures::future::join_all(KINDS.iter().map(|k| follower.follow(k)));
-                    futures::future::select(Box::pin(all), stopped).await;
-                });
-            })
-            .map_err(SourceError::Runtime)?;
+        let follower = Follower {
+            client,
+            server,
+            connection: connection.clone(),
+            shared: shared.clone(),
+        };
+        let follow = async move {
+            futures::future::join_all(KINDS.iter().map(|k| follower.follow(k))).await;
+        };
+        let follower = Background::spawn("api-watch", runtime, follow)?;
         Ok(Watch {
             shared,
-            stop: Some(stop),
-            thread: Some(thread),
+            _follower: follower,
         })
     }
 
@@ -273,17 +263,6 @@ impl Watch {
     /// Runs `f` on the store as it is now (the watching thread waits meanwhile: keep it short).
     pub fn with_store<R>(&self, f: impl FnOnce(&ObjectStore) -> R) -> R {
         f(&self.shared.store())
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

@@ -37,6 +37,17 @@ pub struct Difference {
     pub engine: bool,
 }
 
+impl std::fmt::Display for Difference {
+    /// `probe 6379/TCP: ns/a -> ns/b: engine true, kernel false`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "probe {}: {} -> {}: engine {}, kernel {}",
+            self.probe, self.src, self.dst, self.engine, self.kernel
+        )
+    }
+}
+
 /// The kernel against the engine, over every cell of a measurement.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Comparison {

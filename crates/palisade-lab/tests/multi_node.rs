@@ -89,17 +89,8 @@ fn three_nodes_enforce_their_own_pods_and_agree_with_the_engine() {
             .collect();
         let pairs = nodes.iter().flat_map(|a| nodes.iter().map(move |b| a != b));
         cross_node += probes * pairs.filter(|&cross| cross).count();
-        mismatches.extend(comparison.differences.iter().map(|d| {
-            format!(
-                "{}: probe {}: {} -> {}: engine {}, kernel {}",
-                step.display(),
-                d.probe,
-                d.src,
-                d.dst,
-                d.engine,
-                d.kernel
-            )
-        }));
+        let describe = |d| format!("{}: {d}", step.display());
+        mismatches.extend(comparison.differences.iter().map(describe));
     }
     assert!(cells > 5000, "probed only {cells} cells");
     assert!(cross_node > 3000, "only {cross_node} cross-node cells");

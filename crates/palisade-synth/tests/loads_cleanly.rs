@@ -41,10 +41,5 @@ fn small_and_edge_clusters_load_cleanly() {
 
 #[test]
 fn the_benchmark_cluster_loads_cleanly() {
-    load(SynthConfig {
-        namespaces: 500,
-        pods_per_ns: 20,
-        policies: 2000,
-        seed: 1,
-    });
+    load(SynthConfig::BENCHMARK);
 }
