@@ -20,12 +20,19 @@ pub enum ObjectEvent {
     Listed(Kind, Vec<Value>),
 }
 
+/// The fields of a Pod's `status` Palisade reads; the rest (conditions, container statuses) changes
+/// all the time and means nothing to policy.
+const POD_STATUS: [&str; 5] = ["phase", "podIP", "podIPs", "hostIP", "hostIPs"];
+
 /// One object as the source last gave it.
 #[derive(Clone, Debug)]
 pub(crate) struct Stored {
-    /// `metadata.resourceVersion` (or, for a source that gives none, a digest of the object).
+    /// `metadata.resourceVersion` of the version of the object that last changed what Palisade
+    /// reads (or, for a source that gives none, a digest of the object).
     pub version: String,
-    /// The object, with `apiVersion` and `kind` set and `metadata.managedFields` left out.
+    /// The object with only what Palisade reads: `apiVersion` and `kind` set; no
+    /// `metadata.managedFields` nor `metadata.resourceVersion`; of a Pod's `status`, only
+    /// [`POD_STATUS`].
     pub value: Value,
 }
 
@@ -100,20 +107,12 @@ impl ObjectStore {
                 self.server
             ));
         };
-        if let Value::Object(fields) = &mut value {
-            fields.insert("apiVersion".into(), kind.api_version().into());
-            fields.insert("kind".into(), kind.as_str().into());
-            if let Some(Value::Object(meta)) = fields.get_mut("metadata") {
-                meta.remove("managedFields");
-            }
-        }
-        let version = match value.pointer("/metadata/resourceVersion") {
-            Some(Value::String(v)) if !v.is_empty() => v.clone(),
-            _ => digest(&value),
-        };
+        let version = trim(kind, &mut value);
         let count = self.count(kind);
         match self.objects.get_mut(&key) {
-            Some(stored) if stored.version == version => Ok(false),
+            // A new version that changes nothing Palisade reads (a pod's readiness, say) is no
+            // change: nothing is decoded again, no pass is made.
+            Some(stored) if stored.version == version || stored.value == value => Ok(false),
             Some(stored) => {
                 *stored = Stored { version, value };
                 Ok(true)
@@ -193,6 +192,29 @@ fn key_of(kind: Kind, value: &Value) -> Option<ObjectKey> {
     Some(ObjectKey::new(kind, text("/metadata/namespace"), name))
 }
 
+/// Keeps of `value`, an object of `kind`, only what Palisade reads ([`Stored::value`]); its
+/// version.
+fn trim(kind: Kind, value: &mut Value) -> String {
+    let mut version = None;
+    if let Value::Object(fields) = value {
+        fields.insert("apiVersion".into(), kind.api_version().into());
+        fields.insert("kind".into(), kind.as_str().into());
+        if let Some(Value::Object(meta)) = fields.get_mut("metadata") {
+            meta.remove("managedFields");
+            version = match meta.remove("resourceVersion") {
+                Some(Value::String(v)) if !v.is_empty() => Some(v),
+                _ => None,
+            };
+        }
+        if kind == Kind::Pod {
+            if let Some(Value::Object(status)) = fields.get_mut("status") {
+                status.retain(|field, _| POD_STATUS.contains(&field.as_str()));
+            }
+        }
+    }
+    version.unwrap_or_else(|| digest(value))
+}
+
 /// A version for an object that carries none: its content's digest.
 fn digest(value: &Value) -> String {
     use std::hash::BuildHasher;
@@ -205,9 +227,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// Pod `name` at `version`, labelled with it (each version changes what Palisade reads).
     fn pod(name: &str, version: &str) -> Value {
         json!({"metadata": {"name": name, "namespace": "shop", "resourceVersion": version,
-               "managedFields": [{"manager": "kubectl"}]}, "spec": {}})
+               "labels": {"v": version}, "managedFields": [{"manager": "kubectl"}]}, "spec": {}})
     }
 
     #[test]
@@ -238,6 +261,7 @@ mod tests {
         assert_eq!(stored.value["kind"], "Pod");
         assert_eq!(stored.value["apiVersion"], "v1");
         assert_eq!(stored.value["metadata"].get("managedFields"), None);
+        assert_eq!(stored.value["metadata"].get("resourceVersion"), None);
         assert!(
             store
                 .apply(ObjectEvent::Deleted(Kind::Pod, pod("b", "3")))
@@ -255,6 +279,31 @@ mod tests {
         assert_eq!(
             store.url(&ObjectKey::new(Kind::NetworkPolicy, Some("shop"), "p")),
             "https://api/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/p"
+        );
+    }
+
+    /// A pod's readiness or container restarts change its resource version and nothing Palisade
+    /// reads: no change. Its address does.
+    #[test]
+    fn a_new_version_that_changes_nothing_read_is_no_change() {
+        let mut store = ObjectStore::new("https://api", 10);
+        let running = |version: &str, ready: &str, ip: &str| {
+            let mut p = pod("a", version);
+            p["metadata"]["labels"] = json!({});
+            p["status"] = json!({"phase": "Running", "podIP": ip,
+                "conditions": [{"type": "Ready", "status": ready}],
+                "containerStatuses": [{"name": "c", "restartCount": version.len()}]});
+            p
+        };
+        store.apply(ObjectEvent::Listed(Kind::Pod, vec![running("1", "False", "")]));
+        let mut event = |p| store.apply(ObjectEvent::Applied(Kind::Pod, p)).0;
+        assert!(!event(running("22", "True", "")), "readiness alone");
+        assert!(event(running("333", "True", "10.0.0.1")), "the address");
+        let (_, stored) = store.objects().next().unwrap();
+        assert_eq!(stored.version, "333");
+        assert_eq!(
+            stored.value["status"],
+            json!({"phase": "Running", "podIP": "10.0.0.1"})
         );
     }
 
