@@ -40,6 +40,13 @@ pub struct DispositionLabel {
     pub disposition: String,
 }
 
+/// A `kind` label (`Pod`, `NetworkPolicy`, ...).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// The kind.
+    pub kind: String,
+}
+
 /// Labels of a rejection: the object's kind (empty when unknown) and why.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RejectionLabels {
@@ -82,6 +89,10 @@ pub struct Metrics {
     pub source_last_read: Gauge<f64, AtomicU64>,
     /// Unix time of the source's last change: a watch event, or a change to the folder.
     pub source_last_event: Gauge<f64, AtomicU64>,
+    /// The API server's objects held, by kind.
+    pub source_objects: Family<KindLabel, Gauge>,
+    /// Times a kind was listed afresh after its first list (its watch had to start over), by kind.
+    pub source_relists: Family<KindLabel, Gauge>,
     /// Times the kernel's table was found altered or missing and was replaced, by why.
     pub drift_repairs: Family<ReasonLabel, Counter>,
     /// Observe clients turned away: `too_many_clients`, `request_too_large`, `request_timeout`,
@@ -115,6 +126,8 @@ impl Metrics {
             source_up: Gauge::default(),
             source_last_read: Gauge::default(),
             source_last_event: Gauge::default(),
+            source_objects: Family::default(),
+            source_relists: Family::default(),
             drift_repairs: Family::default(),
             observe_rejected: Family::default(),
         };
@@ -211,6 +224,16 @@ impl Metrics {
             "source_up",
             "1 while the source is readable and watched (the API server: every kind listed and followed)",
             self.source_up.clone(),
+        );
+        registry.register(
+            "source_objects",
+            "Objects of each kind the API server gave, held (a folder: not counted here)",
+            self.source_objects.clone(),
+        );
+        registry.register(
+            "source_relists",
+            "Times each kind was listed afresh since the agent started (410 Gone, a watch that failed)",
+            self.source_relists.clone(),
         );
         registry.register(
             "source_last_event_seconds",

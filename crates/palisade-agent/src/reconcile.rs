@@ -317,6 +317,14 @@ impl Reconciler {
         if let Some(at) = health.last_event {
             m.source_last_event.set(unix_seconds(at));
         }
+        for k in &health.kinds {
+            let label = crate::metrics::KindLabel {
+                kind: k.kind.as_str().to_string(),
+            };
+            let held = watch.with_store(|store| store.count(k.kind));
+            m.source_objects.get_or_create(&label).set(held as i64);
+            m.source_relists.get_or_create(&label).set(k.relists as i64);
+        }
         if health.synced() && health.kinds.iter().all(|k| k.error.is_none()) {
             m.source_last_read
                 .set(unix_seconds(std::time::SystemTime::now()));

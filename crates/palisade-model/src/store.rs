@@ -295,7 +295,10 @@ mod tests {
                 "containerStatuses": [{"name": "c", "restartCount": version.len()}]});
             p
         };
-        store.apply(ObjectEvent::Listed(Kind::Pod, vec![running("1", "False", "")]));
+        store.apply(ObjectEvent::Listed(
+            Kind::Pod,
+            vec![running("1", "False", "")],
+        ));
         let mut event = |p| store.apply(ObjectEvent::Applied(Kind::Pod, p)).0;
         assert!(!event(running("22", "True", "")), "readiness alone");
         assert!(event(running("333", "True", "10.0.0.1")), "the address");

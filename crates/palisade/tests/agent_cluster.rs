@@ -206,6 +206,21 @@ fn the_agent_follows_the_api_server_and_enforces_its_nodes_pods() {
         t.contains("10.1.0.9") && !t.contains("10.1.0.8")
     });
     assert!(relisted.is_some(), "{}", table());
+    let m = scrape(&metrics);
+    assert_eq!(
+        sample(&m, r#"palisade_source_relists{kind="Pod"}"#),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, r#"palisade_source_objects{kind="Pod"}"#),
+        2.0,
+        "{m}"
+    );
+    assert!(
+        m.contains("\npalisade_source_relists{kind=\"Namespace\"} 0\n"),
+        "{m}"
+    );
 
     // The API server goes down: enforcement stays as it is; the agent says it is not following.
     let before = table();
