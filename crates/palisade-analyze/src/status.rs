@@ -75,7 +75,7 @@ pub struct Policy {
     pub not_realized: Vec<String>,
 }
 
-/// The whole answer.
+/// The whole answer (`unenforced` and `without_agent` decide the exit code and the closing line).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Status {
@@ -86,6 +86,8 @@ pub struct Status {
     /// Nodes hosting a pod some policy selects where no fresh agent reports: there, policies are
     /// not enforced.
     pub unenforced: Vec<String>,
+    /// Every node without a fresh agent: a pod scheduled there would not be enforced.
+    pub without_agent: Vec<String>,
 }
 
 /// The node a cluster's pod runs on, if it counts: scheduled (`spec.nodeName`), with an address,
@@ -96,10 +98,11 @@ pub fn scheduled(pod: &PodInfo) -> Option<&str> {
         .flatten()
 }
 
-/// The status of the cluster `engine` holds, with the agents that report from it; `placed` says
-/// which node a pod runs on, if any ([`scheduled`] in a cluster).
+/// The status of the cluster `engine` holds, of its `nodes`, with the agents that report from it;
+/// `placed` says which node a pod runs on, if any ([`scheduled`] in a cluster).
 pub fn status<'a>(
     engine: &'a Engine,
+    nodes: &'a [String],
     agents: &'a [Reported],
     placed: &dyn Fn(&'a PodInfo) -> Option<&'a str>,
 ) -> Status {
@@ -108,7 +111,10 @@ pub fn status<'a>(
         .map(|a| (a.status.node.as_str(), a))
         .collect();
     // Per node, its pods; per policy, the nodes hosting the pods it selects.
-    let mut pods: BTreeMap<&str, usize> = by_node.keys().map(|n| (*n, 0)).collect();
+    let mut pods: BTreeMap<&str, usize> = (by_node.keys().copied())
+        .chain(nodes.iter().map(String::as_str))
+        .map(|n| (n, 0))
+        .collect();
     let mut hosts: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); state.policies.len()];
     let mut selected = vec![0usize; state.policies.len()];
     let index: BTreeMap<(&str, &str), usize> = (state.policies.iter().enumerate())
@@ -186,10 +192,15 @@ pub fn status<'a>(
             }
         })
         .collect();
+    let without_agent = (pods.keys())
+        .filter(|n| agent(n) != Agent::Up)
+        .map(|n| n.to_string())
+        .collect();
     Status {
         nodes,
         policies,
         unenforced: unenforced.into_iter().collect(),
+        without_agent,
     }
 }
 
@@ -258,6 +269,15 @@ pub fn to_text(status: &Status) -> String {
             out,
             "NetworkPolicy is enforced on every node that hosts a selected pod."
         );
+        if !status.without_agent.is_empty() {
+            let _ = writeln!(
+                out,
+                "No fresh agent on {} of {} nodes ({}): pods scheduled there would not be enforced.",
+                status.without_agent.len(),
+                status.nodes.len(),
+                status.without_agent.join(", ")
+            );
+        }
     } else {
         let _ = writeln!(
             out,
@@ -341,7 +361,8 @@ mod tests {
             [reported(&n1, true), reported(&n2, true)],
             [reported(&n1, true), reported(&n2, false)],
         );
-        let all = status(&engine, &both, &scheduled);
+        let nodes = ["n4".to_string()];
+        let all = status(&engine, &nodes, &both, &scheduled);
         let policy = &all.policies[0];
         assert_eq!(
             (policy.selected_pods, policy.nodes, policy.realized),
@@ -353,9 +374,11 @@ mod tests {
             "an old generation is still enforcement"
         );
         let agents: Vec<Agent> = all.nodes.iter().map(|n| n.agent).collect();
-        assert_eq!(agents, [Agent::Up, Agent::Up, Agent::None]);
+        // n4 hosts nothing, but is a node: listed, without an agent.
+        assert_eq!(agents, [Agent::Up, Agent::Up, Agent::None, Agent::None]);
+        assert_eq!(all.without_agent, ["n3", "n4"]);
 
-        let stale = status(&engine, &up_and_stale, &scheduled);
+        let stale = status(&engine, &[], &up_and_stale, &scheduled);
         assert_eq!(stale.policies[0].not_realized, ["n2: agent stale"]);
         assert_eq!(stale.unenforced, ["n2"]);
         let text = to_text(&stale);
@@ -367,9 +390,17 @@ mod tests {
         // n3 hosts only web, which no policy selects: no agent there is no enforcement gap.
         let n2_current = agent("n2", Some(3));
         let current = [reported(&n1, true), reported(&n2_current, true)];
-        let fine = status(&engine, &current, &scheduled);
+        let fine = status(&engine, &[], &current, &scheduled);
         assert_eq!(fine.policies[0].realized, 2);
         assert!(fine.unenforced.is_empty());
-        assert!(to_text(&fine).contains("enforced on every node that hosts a selected pod"));
+        let text = to_text(&fine);
+        assert!(
+            text.contains("enforced on every node that hosts a selected pod"),
+            "{text}"
+        );
+        assert!(
+            text.contains("No fresh agent on 1 of 3 nodes (n3)"),
+            "{text}"
+        );
     }
 }

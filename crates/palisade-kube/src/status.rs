@@ -1,10 +1,12 @@
 //! What each node's agent says of itself, for `palisade status`: one Lease per node in
 //! [`NAMESPACE`], which the agent renews every [`RENEW`] with its [`AgentStatus`] as an annotation
 //! (a Lease is the object Kubernetes has for "who is alive": kubelets' heartbeats are Leases too).
-//! A Lease not renewed within its duration means no agent is enforcing on that node.
+//! A Lease not renewed within its duration means no agent is enforcing on that node. `reports`
+//! reads them, with the cluster's nodes.
 
 use crate::{client, runtime, Background, Connection, SourceError};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
@@ -149,48 +151,83 @@ fn lease(name: &str, status: &AgentStatus) -> Lease {
     }
 }
 
-/// Every agent's Lease in the cluster `connection` names, and what could not be read of them
-/// (a Lease without a readable status is skipped and said so).
-pub fn agent_leases(
-    connection: &Connection,
-) -> Result<(Vec<AgentLease>, Vec<String>), SourceError> {
+/// What the agents of a cluster report, and its nodes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reports {
+    /// Every agent's Lease that could be read.
+    pub agents: Vec<AgentLease>,
+    /// Every node's name (empty when they may not be listed: then it is said in `unread`).
+    pub nodes: Vec<String>,
+    /// What could not be read: a Lease without a readable status, the nodes.
+    pub unread: Vec<String>,
+}
+
+/// Every agent's Lease and every node of the cluster `connection` names. A Lease without a
+/// readable status is skipped, nodes that may not be listed are left out, and each is said so.
+pub fn reports(connection: &Connection) -> Result<Reports, SourceError> {
     let runtime = runtime()?;
     runtime.block_on(async {
         let (client, server) = client(connection).await?;
-        let leases: Api<Lease> = Api::namespaced(client, NAMESPACE);
+        let timeout = connection.request_timeout;
+        let leases: Api<Lease> = Api::namespaced(client.clone(), NAMESPACE);
         let params = ListParams::default().labels(&format!("{}={}", LABEL.0, LABEL.1));
-        let list = tokio::time::timeout(connection.request_timeout, leases.list(&params));
         let failed = |why: String| SourceError::Leases {
             server: server.clone(),
             why,
         };
-        let list = list
+        let list = tokio::time::timeout(timeout, leases.list(&params))
             .await
-            .map_err(|_| failed(format!("no answer within {:?}", connection.request_timeout)))?
+            .map_err(|_| failed(format!("no answer within {timeout:?}")))?
             .map_err(|e| failed(e.to_string()))?;
-        let mut agents = Vec::new();
-        let mut unread = Vec::new();
+        let mut reports = Reports::default();
         for lease in list.items {
             let name = lease.metadata.name.clone().unwrap_or_default();
             let text = (lease.metadata.annotations.as_ref()).and_then(|a| a.get(ANNOTATION));
             let status = text.map(|t| serde_json::from_str::<AgentStatus>(t));
             let spec = lease.spec.unwrap_or_default();
             match status {
-                Some(Ok(status)) => agents.push(AgentLease {
+                Some(Ok(status)) => reports.agents.push(AgentLease {
                     status,
                     renewed: spec.renew_time.map(|t| SystemTime::from(t.0)),
                     duration: Duration::from_secs(
                         spec.lease_duration_seconds.unwrap_or(0).max(0) as u64
                     ),
                 }),
-                Some(Err(e)) => unread.push(format!("Lease {NAMESPACE}/{name}: {ANNOTATION}: {e}")),
-                None => unread.push(format!(
+                Some(Err(e)) => {
+                    (reports.unread).push(format!("Lease {NAMESPACE}/{name}: {ANNOTATION}: {e}"))
+                }
+                None => (reports.unread).push(format!(
                     "Lease {NAMESPACE}/{name}: no {ANNOTATION} annotation"
                 )),
             }
         }
-        Ok((agents, unread))
+        match node_names(client, timeout).await {
+            Ok(nodes) => reports.nodes = nodes,
+            Err(why) => reports.unread.push(format!(
+                "cannot list Nodes: {why}; only the nodes hosting pods or agents are shown"
+            )),
+        }
+        Ok(reports)
     })
+}
+
+/// The names of every Node (their metadata only, 500 a page, at most 100,000).
+async fn node_names(client: Client, timeout: Duration) -> Result<Vec<String>, String> {
+    let nodes: Api<Node> = Api::all(client);
+    let mut params = ListParams::default().limit(500);
+    let mut names = Vec::new();
+    loop {
+        let page = tokio::time::timeout(timeout, nodes.list_metadata(&params))
+            .await
+            .map_err(|_| format!("no answer within {timeout:?}"))?
+            .map_err(|e| e.to_string())?;
+        names.extend(page.items.into_iter().filter_map(|n| n.metadata.name));
+        match page.metadata.continue_.filter(|t| !t.is_empty()) {
+            Some(_) if names.len() > 100_000 => return Err("more than 100,000 nodes".into()),
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(names),
+        }
+    }
 }
 
 #[cfg(test)]

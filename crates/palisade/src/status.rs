@@ -91,19 +91,19 @@ fn cluster_status(args: &Args, verbose: u8) -> Result<Status, u8> {
         request_timeout: args.request_timeout,
     };
     let loaded = crate::input::load(&inputs, verbose)?;
-    let (leases, unread) = palisade_kube::status::agent_leases(&connection).map_err(|e| {
+    let reports = palisade_kube::status::reports(&connection).map_err(|e| {
         eprintln!("error: {e}");
         exit::INVALID
     })?;
-    for why in &unread {
+    for why in &reports.unread {
         eprintln!("warning: {why}");
     }
     let engine = Engine::new(Arc::new(loaded.state));
     let now = SystemTime::now();
-    let agents: Vec<Reported> = (leases.iter())
+    let agents: Vec<Reported> = (reports.agents.iter())
         .map(|l| reported(&l.status, l.renewed, l.duration, now))
         .collect();
-    Ok(status(&engine, &agents, &scheduled))
+    Ok(status(&engine, &reports.nodes, &agents, &scheduled))
 }
 
 /// A lab, from its manifests, where it placed its pods, and its agents' status files.
@@ -149,5 +149,6 @@ fn lab_status(name: &str) -> Result<Status, u8> {
         let counts = pod.ip.is_some() && !pod.host_network;
         counts.then(|| placement.get(&pod.key()).copied()).flatten()
     };
-    Ok(status(&engine, &agents, &placed))
+    let nodes: Vec<String> = lab.nodes.iter().map(|n| n.name.clone()).collect();
+    Ok(status(&engine, &nodes, &agents, &placed))
 }

@@ -74,6 +74,8 @@ fn the_agent_follows_the_api_server_and_enforces_its_nodes_pods() {
         PODS.into(),
         Reply::status(503, "ServiceUnavailable", "etcd is down"),
     );
+    let nodes = ["n1", "n2", "n3"].map(|n| json!({"metadata": {"name": n}}));
+    routes.insert("/api/v1/nodes".into(), list("v1", "NodeList", nodes.into(), None));
     let api = FakeApi::start(routes);
     let script = api.script(PODS);
     let dir = tempfile::tempdir().unwrap();
@@ -158,6 +160,9 @@ fn the_agent_follows_the_api_server_and_enforces_its_nodes_pods() {
     assert_eq!(status.status.code(), Some(1), "{status:?}");
     let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(report["unenforced"], json!(["n2"]), "{report}");
+    // n3 hosts nothing: listed as a node without an agent, no gap.
+    assert_eq!(report["withoutAgent"], json!(["n2", "n3"]), "{report}");
+    assert_eq!(report["nodes"][2]["agent"], "none", "{report}");
     assert_eq!(report["nodes"][0]["agent"], "up", "{report}");
     assert_eq!(report["nodes"][1]["agent"], "none", "{report}");
     let policy = &report["policies"][0];
