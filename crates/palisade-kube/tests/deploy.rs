@@ -71,6 +71,8 @@ fn the_reader_role_grants_exactly_the_lists_made() {
             }
         }
     }
-    let listed: BTreeSet<(String, String)> = KINDS.iter().map(|k| resource(k.path)).collect();
+    // The kinds read, and the nodes (`palisade status`).
+    let mut listed: BTreeSet<(String, String)> = KINDS.iter().map(|k| resource(k.path)).collect();
+    listed.insert((String::new(), "nodes".into()));
     assert_eq!(granted, listed);
 }

@@ -18,7 +18,7 @@ use std::path::Path;
 const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy");
 const NAMESPACE: &str = "palisade-system";
 const ACCOUNT: &str = "palisade-agent";
-const READ: [&str; 3] = ["get", "list", "watch"];
+const READ: [&str; 2] = ["list", "watch"];
 
 /// The objects of `deploy/`, by kind.
 #[derive(Default)]
@@ -202,7 +202,7 @@ fn resource(path: &str) -> (&str, &str) {
 }
 
 #[test]
-fn the_agent_reads_what_the_code_lists_and_nodes_and_writes_only_events() {
+fn the_agent_reads_what_the_code_lists_and_writes_only_events() {
     let deploy = deploy();
     let granted = grants(
         deploy
@@ -211,10 +211,9 @@ fn the_agent_reads_what_the_code_lists_and_nodes_and_writes_only_events() {
             .as_deref()
             .unwrap(),
     );
-    let mut read: Vec<(&str, &str)> = (palisade_kube::KINDS.iter())
+    let read: Vec<(&str, &str)> = (palisade_kube::KINDS.iter())
         .map(|k| resource(k.path))
         .collect();
-    read.push(("", "nodes"));
     let mut expected: Vec<(&str, &str, &str)> = (read.iter())
         .flat_map(|&(g, r)| READ.map(|v| (g, r, v)))
         .collect();
@@ -229,16 +228,14 @@ fn the_agent_keeps_leases_in_its_namespace_only() {
     let deploy = deploy();
     let role = deploy.role("palisade-agent-leases");
     assert_eq!(role.metadata.namespace.as_deref(), Some(NAMESPACE));
-    let verbs = ["create", "get", "update", "patch"];
+    // Server-side apply: patch, and create when the Lease does not exist yet.
+    let verbs = ["create", "patch"];
     let expected: Vec<_> = verbs.map(|v| ("coordination.k8s.io", "leases", v)).into();
     assert_eq!(grants(role.rules.as_deref().unwrap()), set(&expected));
     // `palisade status` reads them; it writes nothing.
     let status = deploy.role("palisade-status");
     assert_eq!(status.metadata.namespace.as_deref(), Some(NAMESPACE));
-    let expected = set(&[
-        ("coordination.k8s.io", "leases", "get"),
-        ("coordination.k8s.io", "leases", "list"),
-    ]);
+    let expected = set(&[("coordination.k8s.io", "leases", "list")]);
     assert_eq!(grants(status.rules.as_deref().unwrap()), expected);
 }
 
