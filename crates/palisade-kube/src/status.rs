@@ -77,7 +77,8 @@ impl LeaseKeeper {
             latest: Mutex::new(None),
             changed: tokio::sync::Notify::new(),
         });
-        let renew = renew(client, lease_name(node), shared.clone());
+        let timeout = connection.request_timeout;
+        let renew = renew(client, timeout, lease_name(node), shared.clone());
         let writer = Background::spawn("lease", runtime, renew)?;
         Ok(LeaseKeeper {
             shared,
@@ -96,7 +97,7 @@ impl LeaseKeeper {
 }
 
 /// Writes the Lease whenever the status changes and every [`RENEW`], forever.
-async fn renew(client: Client, name: String, shared: Arc<Shared>) {
+async fn renew(client: Client, timeout: Duration, name: String, shared: Arc<Shared>) {
     let leases: Api<Lease> = Api::namespaced(client, NAMESPACE);
     let params = PatchParams::apply("palisade-agent").force();
     let mut failing: Option<String> = None;
@@ -108,14 +109,19 @@ async fn renew(client: Client, name: String, shared: Arc<Shared>) {
             .clone();
         if let Some(status) = status {
             let lease = lease(&name, &status);
-            match leases.patch(&name, &params, &Patch::Apply(&lease)).await {
+            let apply = Patch::Apply(&lease);
+            let patch = leases.patch(&name, &params, &apply);
+            let written = match tokio::time::timeout(timeout, patch).await {
+                Ok(written) => written.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer within {timeout:?}")),
+            };
+            match written {
                 Ok(_) if failing.is_some() => {
                     tracing::info!("Lease {NAMESPACE}/{name} renewed again");
                     failing = None;
                 }
                 Ok(_) => {}
-                Err(e) => {
-                    let why = e.to_string();
+                Err(why) => {
                     if failing.as_ref() != Some(&why) {
                         tracing::warn!("cannot renew Lease {NAMESPACE}/{name}: {why}; `palisade status` will show this node's agent as stale");
                         failing = Some(why);

@@ -3,8 +3,11 @@
 //! else) and announced to the caller. When the server says the watch is too old (410 Gone) the
 //! kind is listed afresh (a [`ObjectEvent::Listed`]: what it no longer holds is gone); when the
 //! server cannot be reached, or answers with an error, the kind waits (1 s doubling to 30 s, with
-//! jitter, so that a thousand agents do not come back at once) and resumes from where it was. The
-//! store keeps what it holds meanwhile: the caller keeps enforcing the last state it had.
+//! jitter, so that a thousand agents do not come back at once) and resumes from where it was. A
+//! list, or a watch, started again within [`STEADY`] of the last one (a server that keeps
+//! answering 410, or ends every watch at once) waits the same way: only a watch that delivers an
+//! event or lasts [`STEADY`] resets the wait. The store keeps what it holds meanwhile: the caller
+//! keeps enforcing the last state it had.
 
 use crate::list::Lister;
 use crate::{client, runtime, Background, Connection, ListedKind, SourceError, KINDS};
@@ -27,6 +30,9 @@ const BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_se
 /// How often an optional kind the server does not serve is asked for again (its CRD may be
 /// installed later).
 const RECHECK: Duration = Duration::from_secs(60);
+/// A list or watch started again sooner than this after the last one waits for the backoff first;
+/// a watch that lasts this long is healthy.
+const STEADY: Duration = Duration::from_secs(10);
 
 /// How one kind is being followed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +46,9 @@ pub struct KindHealth {
     pub not_served: Option<String>,
     /// Why the kind is not being followed now, since the last failure until the next success.
     pub error: Option<String>,
+    /// Objects the store refused (no name, past the bound), until a list of the kind has none:
+    /// what they define is not enforced.
+    pub refused: Option<String>,
     /// Lists after the first one: the watch had to start over (410 Gone, a watch that failed).
     pub relists: u64,
 }
@@ -68,7 +77,10 @@ impl SourceHealth {
             .map(|k| k.kind.as_str())
             .collect();
         let failing: Vec<String> = (self.kinds.iter())
-            .filter_map(|k| Some(format!("{}: {}", k.kind, k.error.as_ref()?)))
+            .flat_map(|k| {
+                [&k.error, &k.refused].map(|e| Some(format!("{}: {}", k.kind, e.as_ref()?)))
+            })
+            .flatten()
             .collect();
         let mut parts = Vec::new();
         if !waiting.is_empty() {
@@ -118,21 +130,31 @@ impl Shared {
         }
     }
 
-    /// Applies `event` to the store; true when that changed it.
-    fn store_apply(&self, event: ObjectEvent) -> bool {
+    /// Applies `event` to the store; true when that changed it. Objects refused are logged and
+    /// recorded in the kind's health (not enforced: the source is degraded); a list without any
+    /// clears that.
+    fn store_apply(&self, kind: Kind, event: ObjectEvent) -> bool {
+        let list = matches!(event, ObjectEvent::Listed(..));
         let (changed, refused) = self.store().apply(event);
-        for why in refused {
+        for why in &refused {
             tracing::warn!("{why}");
         }
         if changed {
             self.health().last_event = Some(SystemTime::now());
         }
+        let summary = (refused.first()).map(|first| match refused.len() {
+            1 => format!("refused {first}"),
+            n => format!("refused {n} objects, the first: {first}"),
+        });
+        if summary.is_some() || list {
+            self.kind(kind, |k| k.refused = summary);
+        }
         changed
     }
 
     /// Applies a watch event; wakes the owner when that changed the store.
-    fn apply(&self, event: ObjectEvent) {
-        if self.store_apply(event) {
+    fn apply(&self, kind: Kind, event: ObjectEvent) {
+        if self.store_apply(kind, event) {
             self.wake();
         }
     }
@@ -145,7 +167,7 @@ impl Shared {
             .kinds
             .iter()
             .any(|k| k.kind == kind && !k.synced);
-        let changed = self.store_apply(ObjectEvent::Listed(kind, items));
+        let changed = self.store_apply(kind, ObjectEvent::Listed(kind, items));
         self.kind(kind, |k| {
             k.relists += u64::from(!first);
             k.not_served = None;
@@ -168,15 +190,26 @@ impl Shared {
         }
     }
 
-    /// `kind` failed (`why`); logged when that is news.
-    fn failed(&self, kind: Kind, why: String) {
-        let mut news = false;
+    /// `kind` failed (`why`); logged when that is news. An optional kind that fails before it
+    /// was ever listed does not hold the first apply back (enforcement matters more than a
+    /// logging configuration): it counts as listed, with nothing, and its error is said.
+    fn failed(&self, listed: &ListedKind, why: String) {
+        let (kind, mut news) = (listed.kind, false);
         self.kind(kind, |k| {
             news = k.error.as_ref() != Some(&why);
             k.error = Some(why.clone());
         });
         if news {
             tracing::warn!(%kind, "{why}; what is known of {kind} stays as it was");
+        }
+        let first = self
+            .health()
+            .kinds
+            .iter()
+            .any(|k| k.kind == kind && !k.synced);
+        if listed.optional && first {
+            self.kind(kind, |k| k.synced = true);
+            self.wake();
         }
     }
 
@@ -190,7 +223,7 @@ impl Shared {
         if news {
             tracing::info!(%kind, "{kind} is not served ({why}): none is read");
         }
-        let changed = self.store_apply(ObjectEvent::Listed(kind, Vec::new()));
+        let changed = self.store_apply(kind, ObjectEvent::Listed(kind, Vec::new()));
         self.recovered(kind);
         if changed {
             self.wake();
@@ -216,6 +249,7 @@ impl Watch {
                 synced: false,
                 not_served: None,
                 error: None,
+                refused: None,
                 relists: 0,
             })
             .collect();
@@ -284,12 +318,12 @@ impl Follower {
             server: &self.server,
             connection: &self.connection,
         };
-        let mut backoff = Backoff::default();
+        let mut pace = Pace::default();
         loop {
+            pace.before(Step::List).await;
             let version = match lister.all(listed).await {
                 Ok((items, version)) => {
                     self.shared.listed(kind, items);
-                    backoff.reset();
                     version
                 }
                 Err(e) => {
@@ -299,27 +333,27 @@ impl Follower {
                             tokio::time::sleep(RECHECK).await;
                         }
                         None => {
-                            self.shared.failed(kind, e.to_string());
-                            tokio::time::sleep(backoff.next()).await;
+                            self.shared.failed(listed, e.to_string());
+                            pace.failed().await;
                         }
                     }
                     continue;
                 }
             };
-            self.watch(listed, version, &mut backoff).await;
+            self.watch(listed, version, &mut pace).await;
         }
     }
 
-    /// Watches `listed` from `version` until the server says it must be listed afresh.
-    async fn watch(&self, listed: &ListedKind, mut version: String, backoff: &mut Backoff) {
+    /// Watches `listed` from `version` until it must be listed afresh: the server says the
+    /// version is too old (410), or refuses the kind (403, 404: an optional kind's CRD removed).
+    async fn watch(&self, listed: &ListedKind, mut version: String, pace: &mut Pace) {
         let kind = listed.kind;
         let failed = |why: String| {
-            self.shared.failed(
-                kind,
-                format!("cannot watch {kind} from {}: {why}", self.server),
-            )
+            let why = format!("cannot watch {kind} from {}: {why}", self.server);
+            self.shared.failed(listed, why)
         };
         loop {
+            pace.before(Step::Watch).await;
             // Bookmarks are asked for by default: a quiet kind's version stays fresh.
             let params = WatchParams::default().timeout(WATCH_SECONDS);
             let request = match kube::core::Request::new(listed.path).watch(&params, &version) {
@@ -327,7 +361,7 @@ impl Follower {
                 Err(e) => {
                     // Not expected (the path and parameters are constants): list afresh later.
                     failed(e.to_string());
-                    tokio::time::sleep(backoff.next()).await;
+                    pace.failed().await;
                     return;
                 }
             };
@@ -336,24 +370,30 @@ impl Follower {
                 self.client.request_events::<Value>(request),
             );
             let stream = match started.await {
-                Err(_) => Err(format!(
-                    "no answer within {:?}",
-                    self.connection.request_timeout
-                )),
+                Ok(Ok(stream)) => stream,
                 Ok(Err(kube::Error::Api(status))) if status.code == 410 => return,
-                Ok(Err(e)) => Err(e.to_string()),
-                Ok(Ok(stream)) => Ok(stream),
-            };
-            let stream = match stream {
-                Ok(stream) => stream,
-                Err(why) => {
-                    failed(why);
-                    tokio::time::sleep(backoff.next()).await;
+                // The kind is refused, or gone (an optional kind's CRD removed): the next list
+                // (paced) finds out which.
+                Ok(Err(kube::Error::Api(status))) if matches!(status.code, 403 | 404) => {
+                    failed(format!("{} {}", status.code, status.message));
+                    return;
+                }
+                Ok(Err(e)) => {
+                    failed(e.to_string());
+                    pace.failed().await;
+                    continue;
+                }
+                Err(_) => {
+                    failed(format!(
+                        "no answer within {:?}",
+                        self.connection.request_timeout
+                    ));
+                    pace.failed().await;
                     continue;
                 }
             };
             self.shared.recovered(kind);
-            backoff.reset();
+            let opened = Instant::now();
             let mut stream = std::pin::pin!(stream);
             loop {
                 let event = match tokio::time::timeout(SILENT, stream.try_next()).await {
@@ -362,10 +402,17 @@ impl Follower {
                         break;
                     }
                     // The server ended the watch (its timeout): watched again from `version`.
-                    Ok(Ok(None)) => break,
+                    Ok(Ok(None)) => {
+                        if opened.elapsed() >= STEADY {
+                            pace.healthy();
+                        }
+                        break;
+                    }
+                    // A `Status` line in the stream: kube-rs gives it as an error.
+                    Ok(Err(kube::Error::Api(status))) if status.code == 410 => return,
                     Ok(Err(e)) => {
                         failed(e.to_string());
-                        tokio::time::sleep(backoff.next()).await;
+                        pace.failed().await;
                         break;
                     }
                     Ok(Ok(Some(event))) => event,
@@ -373,23 +420,64 @@ impl Follower {
                 match event {
                     WatchEvent::Added(object) | WatchEvent::Modified(object) => {
                         version = version_of(&object).unwrap_or(version);
-                        self.shared.apply(ObjectEvent::Applied(kind, object));
+                        self.shared.apply(kind, ObjectEvent::Applied(kind, object));
                     }
                     WatchEvent::Deleted(object) => {
                         version = version_of(&object).unwrap_or(version);
-                        self.shared.apply(ObjectEvent::Deleted(kind, object));
+                        self.shared.apply(kind, ObjectEvent::Deleted(kind, object));
                     }
                     WatchEvent::Bookmark(bookmark) => version = bookmark.metadata.resource_version,
                     // Too old: what happened meanwhile is lost; list afresh.
                     WatchEvent::Error(status) if status.code == 410 => return,
                     WatchEvent::Error(status) => {
                         failed(format!("{} {}", status.code, status.message));
-                        tokio::time::sleep(backoff.next()).await;
+                        pace.failed().await;
                         break;
                     }
                 }
+                pace.healthy();
             }
         }
+    }
+}
+
+/// What a kind's follower starts.
+#[derive(Clone, Copy)]
+enum Step {
+    List,
+    Watch,
+}
+
+/// When a kind's follower may start a list or a watch: at once, unless the last one of the same
+/// step started less than [`STEADY`] ago (then after the backoff), or after a failure (the
+/// backoff). Only a healthy watch (an event, or [`STEADY`] open) resets the backoff.
+#[derive(Default)]
+struct Pace {
+    backoff: Backoff,
+    last_list: Option<Instant>,
+    last_watch: Option<Instant>,
+}
+
+impl Pace {
+    async fn before(&mut self, step: Step) {
+        let last = match step {
+            Step::List => &mut self.last_list,
+            Step::Watch => &mut self.last_watch,
+        };
+        let soon = last.is_some_and(|at| at.elapsed() < STEADY);
+        *last = Some(Instant::now());
+        if soon {
+            tokio::time::sleep(self.backoff.next()).await;
+        }
+    }
+
+    async fn failed(&mut self) {
+        tokio::time::sleep(self.backoff.next()).await;
+    }
+
+    fn healthy(&mut self) {
+        self.backoff.reset();
+        self.last_watch = None;
     }
 }
 

@@ -6,7 +6,7 @@
 
 use crate::key::{Kind, ObjectKey};
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// What a source says happened to the objects of one kind.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,7 +36,7 @@ pub(crate) struct Stored {
     pub value: Value,
 }
 
-/// The objects of a source, by kind, namespace and name, and which kinds have been listed whole.
+/// The objects of a source, by kind, namespace and name.
 #[derive(Clone, Debug, Default)]
 pub struct ObjectStore {
     /// Where the objects come from (the API server's URL): names them in diagnostics.
@@ -44,8 +44,6 @@ pub struct ObjectStore {
     objects: BTreeMap<ObjectKey, Stored>,
     /// Objects per kind.
     counts: BTreeMap<Kind, usize>,
-    /// Kinds whose full list has arrived at least once.
-    listed: BTreeSet<Kind>,
     /// Objects of one kind at most: past it, new objects are refused.
     max_per_kind: usize,
 }
@@ -83,18 +81,20 @@ impl ObjectStore {
                 None => false,
             },
             ObjectEvent::Listed(kind, values) => {
-                let before = self.count(kind);
-                self.objects.retain(|key, _| key.kind() != kind);
+                let keys: Vec<ObjectKey> = (self.objects.keys())
+                    .filter(|key| key.kind() == kind)
+                    .cloned()
+                    .collect();
+                let old: BTreeMap<ObjectKey, Stored> = (keys.into_iter())
+                    .filter_map(|key| self.objects.remove_entry(&key))
+                    .collect();
                 self.counts.remove(&kind);
-                let first = self.listed.insert(kind);
                 for value in values {
                     if let Err(why) = self.insert(kind, value) {
                         refused.push(why);
                     }
                 }
-                // A relist is a change unless it gave nothing where there was nothing: what it
-                // replaced may differ in any object.
-                first || before > 0 || self.count(kind) > 0
+                self.unchanged_since(kind, &old)
             }
         };
         (changed, refused)
@@ -129,6 +129,22 @@ impl ObjectStore {
         }
     }
 
+    /// Whether the objects of `kind` differ from `old` (what was held of the kind before it was
+    /// listed afresh). Those that do not keep their old version, so that the loader's cache of
+    /// them stays good: a relist that brings nothing new is no change at all.
+    fn unchanged_since(&mut self, kind: Kind, old: &BTreeMap<ObjectKey, Stored>) -> bool {
+        let mut changed = old.len() != self.count(kind);
+        for (key, stored) in self.objects.iter_mut().filter(|(k, _)| k.kind() == kind) {
+            match old.get(key) {
+                Some(was) if was.version == stored.version || was.value == stored.value => {
+                    stored.version.clone_from(&was.version);
+                }
+                _ => changed = true,
+            }
+        }
+        changed
+    }
+
     fn remove(&mut self, key: &ObjectKey) -> bool {
         let removed = self.objects.remove(key).is_some();
         if removed {
@@ -152,11 +168,6 @@ impl ObjectStore {
     /// True when no object is held.
     pub fn is_empty(&self) -> bool {
         self.objects.is_empty()
-    }
-
-    /// Whether the full list of `kind` has arrived at least once.
-    pub fn listed(&self, kind: Kind) -> bool {
-        self.listed.contains(&kind)
     }
 
     /// Every object, in key order.
@@ -236,14 +247,13 @@ mod tests {
     #[test]
     fn events_change_one_object_and_lists_replace_a_kind() {
         let mut store = ObjectStore::new("https://api", 3);
-        assert!(!store.listed(Kind::Pod));
-        let list = vec![pod("a", "1"), pod("b", "1")];
-        assert_eq!(
-            store.apply(ObjectEvent::Listed(Kind::Pod, list)),
-            (true, vec![])
-        );
-        assert!(store.listed(Kind::Pod));
+        let list = || vec![pod("a", "1"), pod("b", "1")];
+        let listed = ObjectEvent::Listed(Kind::Pod, list());
+        assert_eq!(store.apply(listed), (true, vec![]));
         assert_eq!(store.count(Kind::Pod), 2);
+        // The same list again (a relist that brings nothing new) is no change.
+        let again = ObjectEvent::Listed(Kind::Pod, list());
+        assert_eq!(store.apply(again), (false, vec![]));
         // The same version again is no change; a new one is.
         assert!(
             !store
@@ -273,7 +283,11 @@ mod tests {
                 .0
         );
         // A relist replaces the kind: `a` is gone, `c` is new.
-        store.apply(ObjectEvent::Listed(Kind::Pod, vec![pod("c", "4")]));
+        assert!(
+            store
+                .apply(ObjectEvent::Listed(Kind::Pod, vec![pod("c", "4")]))
+                .0
+        );
         let names: Vec<String> = store.objects().map(|(k, _)| k.to_string()).collect();
         assert_eq!(names, ["Pod shop/c"]);
         assert_eq!(

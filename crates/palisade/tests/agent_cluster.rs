@@ -75,7 +75,10 @@ fn the_agent_follows_the_api_server_and_enforces_its_nodes_pods() {
         Reply::status(503, "ServiceUnavailable", "etcd is down"),
     );
     let nodes = ["n1", "n2", "n3"].map(|n| json!({"metadata": {"name": n}}));
-    routes.insert("/api/v1/nodes".into(), list("v1", "NodeList", nodes.into(), None));
+    routes.insert(
+        "/api/v1/nodes".into(),
+        list("v1", "NodeList", nodes.into(), None),
+    );
     let api = FakeApi::start(routes);
     let script = api.script(PODS);
     let dir = tempfile::tempdir().unwrap();
