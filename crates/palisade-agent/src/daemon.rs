@@ -123,16 +123,19 @@ pub fn run(config: &Config) -> Result<(), AgentError> {
     let stop = stop_on_signals()?;
     let (logger, logging) = start_logging(config, metrics, stop.clone())?;
     let mut reconciler = reconciler.with_logger(logger);
+    // The status is renewed only while the loop turns: a stuck agent's goes stale.
+    let health = reconciler.health().clone();
+    let alive = move || health.alive().is_ok();
     match (&config.input, &config.enforcement.node, &config.status_file) {
         (Input::Cluster(connection), Some(node), _) => {
-            let keeper = palisade_kube::status::LeaseKeeper::start(connection, node)?;
+            let keeper = palisade_kube::status::LeaseKeeper::start(connection, node, alive)?;
             reconciler = reconciler.with_status(StatusOut::Lease(keeper), node);
         }
         (Input::Cluster(_), None, _) => tracing::warn!(
             "no node name (--node-name, NODE_NAME): this agent enforces every pod and keeps no Lease, so `palisade status` cannot see it"
         ),
         (Input::Manifests(_), _, Some(path)) => {
-            let file = StatusFile::start(path.clone());
+            let file = StatusFile::start(path.clone(), alive);
             reconciler = reconciler.with_status(StatusOut::File(file), &config.logging.node_name());
         }
         (Input::Manifests(_), _, None) => {}

@@ -6,9 +6,23 @@
 
 use std::path::Path;
 
+/// The bridges CNIs put pods on: flannel's and the `bridge` plugin's (`cni0`), kubenet's (`cbr0`),
+/// kube-router's, Weave Net's. Another bridge (`docker0`, a VM's) may carry no pod at all: it is
+/// warned about, not a failed readiness.
+const POD_BRIDGES: [&str; 4] = ["cni0", "cbr0", "kube-bridge", "weave"];
+
+/// A bridge whose traffic the forward hook does not see.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BridgeProblem {
+    /// What is wrong and how to fix it.
+    pub message: String,
+    /// One of the bridges is a CNI's pod bridge ([`POD_BRIDGES`]): pods are surely unenforced.
+    pub pods: bool,
+}
+
 /// What is wrong, if anything: a bridge with ports on this host while bridged traffic bypasses the
 /// IP hooks. `sys` and `proc` are where sysfs and procfs are mounted (`/sys`, `/proc`).
-pub fn bridge_problem(sys: &Path, proc: &Path) -> Option<String> {
+pub fn bridge_problem(sys: &Path, proc: &Path) -> Option<BridgeProblem> {
     let mut bridges: Vec<(String, usize)> = std::fs::read_dir(sys.join("class/net"))
         .ok()?
         .flatten()
@@ -39,12 +53,16 @@ pub fn bridge_problem(sys: &Path, proc: &Path) -> Option<String> {
         .map(|f| format!("net.bridge.bridge-nf-call-{f}"))
         .collect();
     let fix: Vec<String> = settings.iter().map(|s| format!("{s}=1")).collect();
-    Some(format!(
+    let pods = bridges
+        .iter()
+        .any(|(name, _)| POD_BRIDGES.contains(&name.as_str()));
+    let message = format!(
         "bridge {} switches traffic at layer 2 and bridged packets skip the forward hook ({} not 1, or br_netfilter not loaded): policies are not enforced between pods on the same bridge; run `modprobe br_netfilter` and `sysctl -w {}`",
         named.join(", "),
         settings.join(", "),
         fix.join(" ")
-    ))
+    );
+    Some(BridgeProblem { message, pods })
 }
 
 #[cfg(test)]
@@ -52,12 +70,16 @@ mod tests {
     use super::*;
 
     fn host(bridge_ports: usize, settings: Option<(&str, &str)>) -> tempfile::TempDir {
+        host_with("cni0", bridge_ports, settings)
+    }
+
+    fn host_with(bridge: &str, ports: usize, settings: Option<(&str, &str)>) -> tempfile::TempDir {
         let root = tempfile::tempdir().unwrap();
         let net = root.path().join("sys/class/net");
         std::fs::create_dir_all(net.join("eth0")).unwrap();
-        std::fs::create_dir_all(net.join("cni0/brif")).unwrap();
-        for port in 0..bridge_ports {
-            std::fs::create_dir_all(net.join(format!("cni0/brif/veth{port}"))).unwrap();
+        std::fs::create_dir_all(net.join(format!("{bridge}/brif"))).unwrap();
+        for port in 0..ports {
+            std::fs::create_dir_all(net.join(format!("{bridge}/brif/veth{port}"))).unwrap();
         }
         if let Some((v4, v6)) = settings {
             let dir = root.path().join("proc/sys/net/bridge");
@@ -69,7 +91,8 @@ mod tests {
     }
 
     fn problem(root: &tempfile::TempDir) -> Option<String> {
-        bridge_problem(&root.path().join("sys"), &root.path().join("proc"))
+        let found = bridge_problem(&root.path().join("sys"), &root.path().join("proc"));
+        found.map(|p| p.message)
     }
 
     #[test]
@@ -91,5 +114,11 @@ mod tests {
         assert_eq!(problem(&host(0, None)), None);
         let nothing = tempfile::tempdir().unwrap();
         assert_eq!(problem(&nothing), None);
+        // A pod bridge fails readiness; docker0 with containers is only warned about.
+        let is_pods = |root: &tempfile::TempDir| {
+            bridge_problem(&root.path().join("sys"), &root.path().join("proc")).map(|p| p.pods)
+        };
+        assert_eq!(is_pods(&host(1, None)), Some(true));
+        assert_eq!(is_pods(&host_with("docker0", 2, None)), Some(false));
     }
 }

@@ -14,6 +14,7 @@ use palisade_model::{
     Symlinks,
 };
 use palisade_policy::{CompiledTable, Enforcement, Engine};
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -96,6 +97,8 @@ pub struct Reconciler {
     cluster_health: Option<SourceHealth>,
     /// The last warning that no pod is scheduled on this node (logged once, until it changes).
     stray_node: Option<String>,
+    /// The last warning about a bridge that may carry pods unseen (logged once, until it changes).
+    bridge_warning: Option<String>,
     /// The kernel's table may not be what was applied last (changed by someone else).
     kernel_unknown: bool,
     /// The table as the kernel described it after the last apply.
@@ -134,6 +137,7 @@ impl Reconciler {
             unwatched: None,
             cluster_health: None,
             stray_node: None,
+            bridge_warning: None,
             kernel_unknown: false,
             kernel_table: None,
             probe: None,
@@ -167,8 +171,10 @@ impl Reconciler {
         }
     }
 
-    /// Records in the Lease's status what `engine`, now in the kernel, enforces on this node.
-    fn enforced(&mut self, engine: &Engine) {
+    /// Records in the status what `table` (compiled from `engine`), now in the kernel, enforces
+    /// on this node: the pods, and the policies selecting them with their generations — apart,
+    /// those of audited classes, which drop nothing. `changed`: the kernel took it just now.
+    fn enforced(&mut self, engine: &Engine, table: &CompiledTable, changed: bool) {
         let Some((_, status)) = &mut self.lease else {
             return;
         };
@@ -176,30 +182,33 @@ impl Reconciler {
         let mut classes = std::collections::BTreeSet::new();
         let mut pods = 0;
         for (id, pod) in state.pods.iter_enumerated() {
-            if self.enforcement.enforces(pod) && pod.ip.is_some() && !pod.host_network {
+            if self.enforcement.enforces(pod) && pod.enforceable() {
                 pods += 1;
                 classes.insert(engine.class_of(id));
             }
         }
-        let applied: std::collections::BTreeMap<String, i64> = (classes.into_iter())
-            .flat_map(|class| engine.policies_selecting(class))
-            .map(|p| {
-                let meta = &p.object().metadata;
-                let key = format!(
-                    "{}/{}",
-                    meta.namespace.as_deref().unwrap_or("default"),
-                    meta.name.as_deref().unwrap_or_default()
-                );
-                (key, meta.generation.unwrap_or(0))
-            })
-            .collect();
-        let now = time::OffsetDateTime::now_utc();
-        status.last_applied = now
-            .format(&time::format_description::well_known::Rfc3339)
-            .ok();
+        let (mut applied, mut audited) = (BTreeMap::new(), BTreeMap::new());
+        for class in classes {
+            let into = if table.classes[class].audited {
+                &mut audited
+            } else {
+                &mut applied
+            };
+            for policy in engine.policies_selecting(class) {
+                into.insert(policy.namespaced_name(), policy.generation());
+            }
+        }
+        if changed || status.last_applied.is_none() {
+            let now = time::OffsetDateTime::now_utc();
+            status.last_applied = (now.replace_nanosecond(0).ok()).and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            });
+        }
         status.pods = pods;
         status.policies = applied.len();
         status.applied = applied;
+        status.audited = audited;
     }
 
     /// Writes the objects in force to `path` after passes that applied them, and starts from the
@@ -308,11 +317,16 @@ impl Reconciler {
             return;
         };
         let health = watch.health();
+        let m = &self.metrics;
+        let problem = health.problem();
+        // Current as long as every kind is followed, events or not.
+        if health.synced() && problem.is_none() {
+            m.source_last_read
+                .set(unix_seconds(std::time::SystemTime::now()));
+        }
         if self.cluster_health.as_ref() == Some(&health) {
             return;
         }
-        let m = &self.metrics;
-        let problem = health.problem();
         m.source_up.set(i64::from(problem.is_none()));
         if let Some(at) = health.last_event {
             m.source_last_event.set(unix_seconds(at));
@@ -354,13 +368,18 @@ impl Reconciler {
         self
     }
 
-    /// `engine`'s ruleset is in the kernel: the logger attributes with it, the Lease says it.
-    fn publish(&mut self, engine: &Arc<Engine>) {
+    /// The last pass's ruleset is in the kernel — `changed`: it was just sent there —: the
+    /// logger attributes with its engine, the status says what it enforces.
+    fn publish(&mut self, changed: bool) {
+        let Some((engine, table)) = self.compiled.take() else {
+            return;
+        };
         if let Some(logger) = &self.logger {
             let mut logger = logger.lock().unwrap_or_else(|e| e.into_inner());
             logger.set_engine(engine.clone());
         }
-        self.enforced(engine);
+        self.enforced(&engine, &table, changed);
+        self.compiled = Some((engine, table));
     }
 
     /// Brings the kernel's table to `table`; false when it holds it already. Where `table` was
@@ -482,10 +501,22 @@ impl Reconciler {
     /// the agent's own namespace: `--netns` enforces in a namespace whose links the agent's sysfs
     /// does not show.
     pub fn check_host(&mut self) {
-        if self.netns.is_none() {
-            let problem = crate::host::bridge_problem(Path::new("/sys"), Path::new("/proc"));
-            self.degraded(Part::Host, problem);
+        if self.netns.is_some() {
+            return;
         }
+        let found = crate::host::bridge_problem(Path::new("/sys"), Path::new("/proc"));
+        let (pods, other) = match found {
+            Some(p) if p.pods => (Some(p.message), None),
+            Some(p) => (None, Some(p.message)),
+            None => (None, None),
+        };
+        if other != self.bridge_warning {
+            if let Some(warning) = &other {
+                tracing::warn!("{warning} (if pods use it)");
+            }
+            self.bridge_warning = other;
+        }
+        self.degraded(Part::Host, pods);
     }
 
     /// Records the table as the kernel describes it now, for [`Reconciler::check_kernel`].
@@ -607,7 +638,7 @@ impl Reconciler {
         match result {
             Ok(false) => {
                 // Annotations and NetworkLogging do not change the ruleset but may change logging.
-                self.publish(&engine);
+                self.publish(false);
                 self.kernel_ok();
                 Outcome::Unchanged
             }
@@ -622,7 +653,7 @@ impl Reconciler {
                     "ruleset applied"
                 );
                 self.metrics.apply_seconds.observe(elapsed.as_secs_f64());
-                self.publish(&engine);
+                self.publish(true);
                 self.record_table();
                 self.kernel_ok();
                 Outcome::Applied { rejected, elapsed }

@@ -29,7 +29,8 @@ impl StatusOut {
     }
 }
 
-/// Keeps a status file renewed with the latest status, on a thread of its own, until dropped.
+/// Keeps a status file renewed with the latest status, on a thread of its own, until dropped,
+/// while the agent is alive.
 pub struct StatusFile {
     shared: Arc<(Mutex<Pending>, Condvar)>,
     thread: Option<JoinHandle<()>>,
@@ -43,13 +44,13 @@ struct Pending {
 }
 
 impl StatusFile {
-    /// Starts writing `path`.
-    pub fn start(path: PathBuf) -> StatusFile {
+    /// Starts writing `path`, renewed while `alive` says the agent is.
+    pub fn start(path: PathBuf, alive: impl Fn() -> bool + Send + 'static) -> StatusFile {
         let shared: Arc<(Mutex<Pending>, Condvar)> = Arc::default();
         let writer = shared.clone();
         let thread = std::thread::Builder::new()
             .name("status-file".into())
-            .spawn(move || write_loop(&path, &writer))
+            .spawn(move || write_loop(&path, &writer, alive))
             .inspect_err(|e| tracing::error!("cannot start the status file's writer: {e}"))
             .ok();
         StatusFile { shared, thread }
@@ -77,8 +78,12 @@ impl Drop for StatusFile {
     }
 }
 
-/// Writes the latest status whenever it changes and every [`RENEW`], until stopped.
-fn write_loop(path: &std::path::Path, shared: &(Mutex<Pending>, Condvar)) {
+/// Writes the latest status whenever it changes and every [`RENEW`] while `alive`, until stopped.
+fn write_loop(
+    path: &std::path::Path,
+    shared: &(Mutex<Pending>, Condvar),
+    alive: impl Fn() -> bool,
+) {
     let (lock, wake) = shared;
     let mut failing = false;
     loop {
@@ -101,7 +106,7 @@ fn write_loop(path: &std::path::Path, shared: &(Mutex<Pending>, Condvar)) {
             pending.changed = false;
             pending.latest.clone()
         };
-        let Some(status) = status else {
+        let Some(status) = status.filter(|_| alive()) else {
             continue;
         };
         let renewed = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH);
@@ -132,7 +137,7 @@ mod tests {
     fn the_status_file_says_the_latest_status_and_when() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("status.json");
-        let file = StatusFile::start(path.clone());
+        let file = StatusFile::start(path.clone(), || true);
         let status = |pods| AgentStatus {
             node: "node-0".into(),
             pods,

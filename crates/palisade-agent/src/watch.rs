@@ -273,6 +273,8 @@ struct Turns {
     schedule: Schedule,
     /// When a failed pass is retried, and the wait that led there (doubled on each failure).
     retry: Option<(Instant, Duration)>,
+    /// Why the last pass waited for the source, if it did.
+    waiting: Option<String>,
     last_pass: Instant,
     last_check: Instant,
 }
@@ -313,6 +315,7 @@ impl Turns {
             monitor,
             schedule,
             retry: None,
+            waiting: None,
             last_pass: Instant::now(),
             last_check: Instant::now(),
         }
@@ -322,9 +325,12 @@ impl Turns {
     fn pass(&mut self, reconciler: &mut Reconciler) {
         self.last_pass = Instant::now();
         self.retry = match reconciler.reconcile() {
-            // The source wakes the loop when it has the cluster.
+            // The source wakes the loop when it has the cluster; said once per reason.
             Outcome::Waiting(why) => {
-                tracing::info!("{why}");
+                if self.waiting.as_ref() != Some(&why) {
+                    tracing::info!("{why}");
+                    self.waiting = Some(why);
+                }
                 None
             }
             Outcome::Failed(_) => {

@@ -83,17 +83,17 @@ pub struct Status {
     pub nodes: Vec<Node>,
     /// Every policy, in the state's order.
     pub policies: Vec<Policy>,
-    /// Nodes hosting a pod some policy selects where no fresh agent reports: there, policies are
-    /// not enforced.
+    /// Nodes hosting a pod some policy selects where that policy is not enforced: no fresh agent,
+    /// nothing applied yet, audit mode, or the policy not in force there.
     pub unenforced: Vec<String>,
     /// Every node without a fresh agent: a pod scheduled there would not be enforced.
     pub without_agent: Vec<String>,
 }
 
-/// The node a cluster's pod runs on, if it counts: scheduled (`spec.nodeName`), with an address,
-/// not on the host network (never selected).
+/// The node a cluster's pod runs on, if it counts: scheduled (`spec.nodeName`) and enforceable
+/// (an address of its own).
 pub fn scheduled(pod: &PodInfo) -> Option<&str> {
-    (pod.ip.is_some() && !pod.host_network)
+    (pod.enforceable())
         .then_some(pod.node_name.as_deref())
         .flatten()
 }
@@ -117,8 +117,8 @@ pub fn status<'a>(
         .collect();
     let mut hosts: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); state.policies.len()];
     let mut selected = vec![0usize; state.policies.len()];
-    let index: BTreeMap<(&str, &str), usize> = (state.policies.iter().enumerate())
-        .map(|(i, p)| ((p.namespace.as_str(), p.name.as_str()), i))
+    let index: BTreeMap<String, usize> = (state.policies.iter().enumerate())
+        .map(|(i, p)| (p.policy.namespaced_name(), i))
         .collect();
     for (id, pod) in state.pods.iter_enumerated() {
         let Some(node) = placed(pod) else {
@@ -126,12 +126,7 @@ pub fn status<'a>(
         };
         *pods.entry(node).or_default() += 1;
         for policy in engine.policies_selecting(engine.class_of(id)) {
-            let meta = &policy.object().metadata;
-            let key = (
-                meta.namespace.as_deref().unwrap_or("default"),
-                meta.name.as_deref().unwrap_or_default(),
-            );
-            if let Some(&i) = index.get(&key) {
+            if let Some(&i) = index.get(&policy.namespaced_name()) {
                 hosts[i].insert(node);
                 selected[i] += 1;
             }
@@ -163,20 +158,11 @@ pub fn status<'a>(
     let mut unenforced = BTreeSet::new();
     let policies = (state.policies.iter().enumerate())
         .map(|(i, p)| {
-            let key = format!("{}/{}", p.namespace, p.name);
-            let generation = p.policy.object().metadata.generation.unwrap_or(0);
+            let (key, generation) = (p.policy.namespaced_name(), p.policy.generation());
             let not_realized: Vec<String> = (hosts[i].iter())
                 .filter_map(|&node| {
-                    let why = match by_node.get(node) {
-                        None => "no agent".to_string(),
-                        Some(a) if !a.fresh => "agent stale".to_string(),
-                        Some(a) => match a.status.applied.get(&key) {
-                            Some(&g) if g >= generation => return None,
-                            Some(&g) => format!("generation {g} of {generation}"),
-                            None => "not in force".to_string(),
-                        },
-                    };
-                    if agent(node) != Agent::Up {
+                    let (why, enforced) = realized(by_node.get(node).copied(), &key, generation)?;
+                    if !enforced {
                         unenforced.insert(node.to_string());
                     }
                     Some(format!("{node}: {why}"))
@@ -202,6 +188,28 @@ pub fn status<'a>(
         unenforced: unenforced.into_iter().collect(),
         without_agent,
     }
+}
+
+/// Why policy `key` at `generation` is not realized on a node whose agent is `agent`, and whether
+/// it is enforced there at all (an earlier generation is); `None` when it is realized.
+fn realized(agent: Option<&Reported>, key: &str, generation: i64) -> Option<(String, bool)> {
+    let Some(agent) = agent else {
+        return Some(("no agent".into(), false));
+    };
+    let status = agent.status;
+    if !agent.fresh {
+        return Some(("agent stale".into(), false));
+    }
+    if status.last_applied.is_none() {
+        return Some(("nothing applied yet".into(), false));
+    }
+    if let Some(&g) = status.applied.get(key) {
+        return (g < generation).then(|| (format!("generation {g} of {generation}"), true));
+    }
+    if status.audited.contains_key(key) {
+        return Some(("audit mode: logged, not enforced".into(), false));
+    }
+    Some(("not in force".into(), false))
 }
 
 /// `status` as two tables, nodes then policies, and a closing line that says the answer.
@@ -281,7 +289,7 @@ pub fn to_text(status: &Status) -> String {
     } else {
         let _ = writeln!(
             out,
-            "NetworkPolicy is NOT enforced on {} of the {hosting} nodes hosting pods: {} (no fresh agent there)",
+            "NetworkPolicy is NOT enforced on {} of the {hosting} nodes hosting pods: {} (see NOT REALIZED ON)",
             status.unenforced.len(),
             status.unenforced.join(", ")
         );
@@ -339,6 +347,7 @@ mod tests {
         AgentStatus {
             node: node.into(),
             version: "0.1.0".into(),
+            last_applied: Some("2026-12-06T09:00:00Z".into()),
             applied: generation
                 .map(|g| BTreeMap::from([("shop/from-web".to_string(), g)]))
                 .unwrap_or_default(),
@@ -402,5 +411,37 @@ mod tests {
             text.contains("No fresh agent on 1 of 3 nodes (n3)"),
             "{text}"
         );
+    }
+
+    /// A fresh agent is not enough: one that applied nothing yet, enforces a policy in audit mode
+    /// only, or does not have it in force, does not enforce it.
+    #[test]
+    fn a_fresh_agent_that_does_not_enforce_the_policy_is_a_gap() {
+        let engine = engine();
+        let n1 = agent("n1", Some(3));
+        let waiting = AgentStatus {
+            last_applied: None,
+            ..agent("n2", None)
+        };
+        let audit = AgentStatus {
+            audited: BTreeMap::from([("shop/from-web".to_string(), 3)]),
+            ..agent("n2", None)
+        };
+        let missing = agent("n2", None);
+        for (n2, why) in [
+            (&waiting, "n2: nothing applied yet"),
+            (&audit, "n2: audit mode: logged, not enforced"),
+            (&missing, "n2: not in force"),
+        ] {
+            let fresh = |status| Reported {
+                status,
+                fresh: true,
+                renewed: None,
+            };
+            let agents = [fresh(&n1), fresh(n2)];
+            let gap = status(&engine, &[], &agents, &scheduled);
+            assert_eq!(gap.policies[0].not_realized, [why]);
+            assert_eq!(gap.unenforced, ["n2"], "{why}");
+        }
     }
 }

@@ -198,6 +198,8 @@ impl Background {
             .name(name.into())
             .spawn(move || {
                 runtime.block_on(futures::future::select(Box::pin(work), stopped));
+                // A blocking task (a DNS lookup) must not hold the owner's drop.
+                runtime.shutdown_timeout(std::time::Duration::from_secs(1));
             })
             .map_err(SourceError::Runtime)?;
         Ok(Background {

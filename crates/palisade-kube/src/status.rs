@@ -25,8 +25,11 @@ pub const ANNOTATION: &str = "palisade.dev/status";
 pub const RENEW: Duration = Duration::from_secs(10);
 /// How long a Lease stays fresh without renewal: four renewals missed.
 pub const DURATION: Duration = Duration::from_secs(40);
-/// The least time between two writes, however often the status changes.
-const MIN_GAP: Duration = Duration::from_secs(1);
+/// The least time between two writes, however often the status changes (at 1,000 nodes, 200
+/// writes a second at most).
+const MIN_GAP: Duration = Duration::from_secs(5);
+/// How far in the future a renewal may be and still count (clocks differ between machines).
+const SKEW: Duration = Duration::from_secs(60);
 
 /// The Lease of the agent of `node`.
 pub fn lease_name(node: &str) -> String {
@@ -45,19 +48,20 @@ pub struct AgentLease {
 }
 
 impl AgentLease {
-    /// Renewed within its duration, as of `now`.
+    /// Renewed within its duration, as of `now` (a renewal more than a minute ahead of `now` does
+    /// not count: it would keep a dead agent fresh).
     pub fn fresh(&self, now: SystemTime) -> bool {
-        self.renewed.is_some_and(|at| {
-            now.duration_since(at)
-                .map_or(true, |age| age <= self.duration)
+        self.renewed.is_some_and(|at| match now.duration_since(at) {
+            Ok(age) => age <= self.duration,
+            Err(ahead) => ahead.duration() <= SKEW,
         })
     }
 }
 
 /// Keeps this node's Lease renewed with the latest status, on a thread of its own, until
-/// dropped. A write that fails is logged (once per distinct error) and tried again at the next
-/// renewal: a Lease left to expire is how `palisade status` learns of an agent that cannot reach
-/// the API server.
+/// dropped, while the agent is alive. A write that fails is logged (once per distinct error) and
+/// tried again at the next renewal: a Lease left to expire is how `palisade status` learns of an
+/// agent that cannot reach the API server, or whose loop is stuck.
 pub struct LeaseKeeper {
     shared: Arc<Shared>,
     _writer: Background,
@@ -66,16 +70,24 @@ pub struct LeaseKeeper {
 struct Shared {
     latest: Mutex<Option<AgentStatus>>,
     changed: tokio::sync::Notify,
+    /// Whether the agent is alive (its loop turning): the Lease is renewed only then.
+    alive: Box<dyn Fn() -> bool + Send + Sync>,
 }
 
 impl LeaseKeeper {
-    /// Starts keeping the Lease of `node` in the cluster `connection` names.
-    pub fn start(connection: &Connection, node: &str) -> Result<LeaseKeeper, SourceError> {
+    /// Starts keeping the Lease of `node` in the cluster `connection` names, renewed while
+    /// `alive` says the agent is.
+    pub fn start(
+        connection: &Connection,
+        node: &str,
+        alive: impl Fn() -> bool + Send + Sync + 'static,
+    ) -> Result<LeaseKeeper, SourceError> {
         let runtime = runtime()?;
         let (client, _) = runtime.block_on(client(connection))?;
         let shared = Arc::new(Shared {
             latest: Mutex::new(None),
             changed: tokio::sync::Notify::new(),
+            alive: Box::new(alive),
         });
         let timeout = connection.request_timeout;
         let renew = renew(client, timeout, lease_name(node), shared.clone());
@@ -107,7 +119,7 @@ async fn renew(client: Client, timeout: Duration, name: String, shared: Arc<Shar
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        if let Some(status) = status {
+        if let Some(status) = status.filter(|_| (shared.alive)()) {
             let lease = lease(&name, &status);
             let apply = Patch::Apply(&lease);
             let patch = leases.patch(&name, &params, &apply);
@@ -256,6 +268,12 @@ mod tests {
             ..lease(0)
         };
         assert!(!never.fresh(now));
+        let ahead = |secs| AgentLease {
+            renewed: Some(now + Duration::from_secs(secs)),
+            ..lease(0)
+        };
+        assert!(ahead(30).fresh(now), "clocks differ a little");
+        assert!(!ahead(3600).fresh(now), "an hour ahead keeps nothing fresh");
     }
 
     #[test]
@@ -268,6 +286,7 @@ mod tests {
             policies: 1,
             errors: vec![],
             applied: BTreeMap::from([("shop/from-web".into(), 2)]),
+            audited: BTreeMap::new(),
         };
         let lease = lease("palisade-n1", &status);
         let text = &lease.metadata.annotations.as_ref().unwrap()[ANNOTATION];

@@ -17,14 +17,17 @@ pub struct AgentStatus {
     pub last_applied: Option<String>,
     /// Pods enforced on the node.
     pub pods: usize,
-    /// Policies in force there: those selecting one of its pods.
+    /// Policies enforced there (those selecting one of its pods, audit mode aside).
     pub policies: usize,
     /// What is degraded (readiness problems), if anything.
     #[serde(default)]
     pub errors: Vec<String>,
-    /// Each policy in force there (`ns/name`) and the `metadata.generation` it enforces.
+    /// Each policy enforced there (`ns/name`) and the `metadata.generation` it enforces.
     #[serde(default)]
     pub applied: BTreeMap<String, i64>,
+    /// Each policy there in audit mode only (it drops nothing), and its generation.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub audited: BTreeMap<String, i64>,
 }
 
 /// What an agent without an API server (a lab's) writes to its status file instead of a Lease.

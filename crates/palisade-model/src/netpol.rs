@@ -46,6 +46,18 @@ impl ValidPolicy {
     pub fn spec(&self) -> &PolicySpec {
         &self.spec
     }
+
+    /// `ns/name`: how an agent's status and `palisade status` name it.
+    pub fn namespaced_name(&self) -> String {
+        let meta = &self.object.metadata;
+        let namespace = meta.namespace.as_deref().unwrap_or("default");
+        format!("{namespace}/{}", meta.name.as_deref().unwrap_or_default())
+    }
+
+    /// `metadata.generation` (0 where the API server gives none: manifests).
+    pub fn generation(&self) -> i64 {
+        self.object.metadata.generation.unwrap_or(0)
+    }
 }
 
 /// A policy's spec.

@@ -82,6 +82,12 @@ pub struct PodInfo {
 }
 
 impl PodInfo {
+    /// Whether policy can be enforced for it anywhere: it has an address, not the node's
+    /// (`hostNetwork` pods are never selected).
+    pub fn enforceable(&self) -> bool {
+        self.ip.is_some() && !self.host_network
+    }
+
     /// Which pod it is.
     pub fn key(&self) -> PodKey {
         PodKey::new(&self.namespace, &self.name)

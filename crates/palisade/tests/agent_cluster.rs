@@ -145,7 +145,7 @@ fn the_agent_follows_the_api_server_and_enforces_its_nodes_pods() {
         let text = lease["metadata"]["annotations"]["palisade.dev/status"].as_str()?;
         serde_json::from_str::<serde_json::Value>(text).ok()
     };
-    let enforced = within(Duration::from_secs(5), || {
+    let enforced = within(Duration::from_secs(15), || {
         said().is_some_and(|s| s["applied"]["shop/from-web"] == 2 && s["pods"] == 1)
     });
     assert!(enforced.is_some(), "{:?}", api.applied(lease));
@@ -248,4 +248,7 @@ fn the_agent_follows_the_api_server_and_enforces_its_nodes_pods() {
         before,
         "enforcement changed while the API server was down"
     );
+    // ... and stays so while the agent keeps trying.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(table(), before, "enforcement changed later");
 }
