@@ -39,6 +39,9 @@ pub struct Config {
     pub logging: LogConfig,
     /// Serve Prometheus metrics (and the health endpoints) on this address.
     pub metrics_addr: Option<SocketAddr>,
+    /// Following an API server: also write a Kubernetes Event on a pod of this node whenever its
+    /// policies drop a connection (`--deny-events`; needs the node's name).
+    pub deny_events: bool,
 }
 
 /// Policy action logging and the live view.
@@ -69,6 +72,7 @@ impl Config {
             state_file: None,
             logging: LogConfig::default(),
             metrics_addr: None,
+            deny_events: false,
         }
     }
 
