@@ -155,7 +155,12 @@ fn a_drop_at_a_pod_of_this_node_is_a_warning_on_it_naming_the_peer_and_the_polic
     );
     let r = &first.regarding;
     assert_eq!(
-        (r.api_version.as_str(), r.kind.as_str(), r.namespace.as_deref(), r.name.as_str()),
+        (
+            r.api_version.as_str(),
+            r.kind.as_str(),
+            r.namespace.as_deref(),
+            r.name.as_str()
+        ),
         ("v1", "Pod", Some("shop"), "redis-0")
     );
     assert_eq!(told[1].key, first.key, "another source port: the same flow");
@@ -193,10 +198,20 @@ fn no_deny_event_for_audit_allow_another_nodes_pod_or_without_the_flag() {
     let mut f = fixture(100, true);
     f.logger.set_engine(engine(CLUSTER));
     let (rogue, redis, cart) = ("10.42.1.5", "10.42.0.10", "10.42.0.11");
-    f.logger
-        .handle(&verdict(Direction::Ingress, Action::Audit, rogue, redis, 6379));
-    f.logger
-        .handle(&verdict(Direction::Ingress, Action::Allow, cart, redis, 6379));
+    f.logger.handle(&verdict(
+        Direction::Ingress,
+        Action::Audit,
+        rogue,
+        redis,
+        6379,
+    ));
+    f.logger.handle(&verdict(
+        Direction::Ingress,
+        Action::Allow,
+        cart,
+        redis,
+        6379,
+    ));
     // rogue-1 is isolated, but on node-b: its agent tells that.
     f.logger
         .handle(&verdict(Direction::Ingress, Action::Deny, cart, rogue, 80));
@@ -204,8 +219,13 @@ fn no_deny_event_for_audit_allow_another_nodes_pod_or_without_the_flag() {
 
     let mut f = fixture(100, false);
     f.logger.set_engine(engine(CLUSTER));
-    f.logger
-        .handle(&verdict(Direction::Ingress, Action::Deny, rogue, redis, 6379));
+    f.logger.handle(&verdict(
+        Direction::Ingress,
+        Action::Deny,
+        rogue,
+        redis,
+        6379,
+    ));
     assert_eq!(drain(&mut f.queued), []);
 }
 
@@ -231,8 +251,18 @@ fn a_network_logging_change_is_told_once() {
     );
     let r = &update.regarding;
     assert_eq!(
-        (r.api_version.as_str(), r.kind.as_str(), r.namespace.as_deref(), r.name.as_str()),
-        ("networking.gke.io/v1alpha1", "NetworkLogging", None, "default")
+        (
+            r.api_version.as_str(),
+            r.kind.as_str(),
+            r.namespace.as_deref(),
+            r.name.as_str()
+        ),
+        (
+            "networking.gke.io/v1alpha1",
+            "NetworkLogging",
+            None,
+            "default"
+        )
     );
 
     let invalid = format!("{CLUSTER}{}", logging("{log: false, delegate: true}"));
@@ -247,7 +277,9 @@ fn a_network_logging_change_is_told_once() {
     );
     assert!(rejected.note.contains("delegate"), "{}", rejected.note);
     assert!(
-        rejected.note.ends_with("the previous logging configuration stays in effect"),
+        rejected
+            .note
+            .ends_with("the previous logging configuration stays in effect"),
         "{}",
         rejected.note
     );

@@ -268,10 +268,9 @@ async fn write(
                 lock().done(&id, outcome, sent, SystemTime::now());
             }
             let now = SystemTime::now();
-            let wait = (lock().next_due())
-                .map_or(Duration::from_secs(60), |due| {
-                    due.duration_since(now).unwrap_or(Duration::ZERO)
-                });
+            let wait = (lock().next_due()).map_or(Duration::from_secs(60), |due| {
+                due.duration_since(now).unwrap_or(Duration::ZERO)
+            });
             let _ = tokio::time::timeout(wait, wake.notified()).await;
         }
     };
@@ -307,7 +306,9 @@ async fn send_one(client: &Client, write: Write, timeout: Duration) -> Result<Wr
                 let events: Api<Event> = Api::namespaced(client.clone(), &namespace);
                 let series = serde_json::json!({"series": {
                     "count": count, "lastObservedTime": micro_time(last_observed)}});
-                (events.patch(&name, &PatchParams::default(), &Patch::Merge(&series)).await)
+                (events
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&series))
+                    .await)
                     .map(|_| Written::Ok)
                     .map_err(|e| format!("patching Event {namespace}/{name}: {e}"))
             }
@@ -427,7 +428,8 @@ impl Aggregator {
             return Err("rate_limit");
         }
         let name = event_name(&occurrence, &self.instance, now);
-        let namespace = (occurrence.regarding.namespace.clone()).unwrap_or_else(|| "default".into());
+        let namespace =
+            (occurrence.regarding.namespace.clone()).unwrap_or_else(|| "default".into());
         let series = Series {
             namespace,
             name,
@@ -445,9 +447,8 @@ impl Aggregator {
     /// Forgets the series that ended and are written out.
     fn sweep(&mut self, now: SystemTime) {
         let (window, interval) = (self.limits.series_window, self.limits.series_interval);
-        self.series.retain(|_, s| {
-            now < s.last_observed + window || s.busy || s.due(interval).is_some()
-        });
+        self.series
+            .retain(|_, s| now < s.last_observed + window || s.busy || s.due(interval).is_some());
     }
 
     /// The writes due by `now`, marked under way.
@@ -510,7 +511,10 @@ fn identity(o: &Occurrence) -> String {
 /// the object's name, a dot, and 16 hex digits of a hash of what identifies the series.
 fn event_name(o: &Occurrence, instance: &str, first: SystemTime) -> String {
     let identity = identity(o);
-    let secs = first.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let secs = first
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
     let secs = secs.to_string();
     let hash = match o.scope {
         Scope::Cluster => fnv1a(&[identity.as_bytes()]),
@@ -542,9 +546,10 @@ fn cut(text: &str, max: usize) -> &str {
 }
 
 fn micro_time(at: SystemTime) -> MicroTime {
-    MicroTime(k8s_openapi::jiff::Timestamp::try_from(at).unwrap_or_else(|_| {
-        k8s_openapi::jiff::Timestamp::now()
-    }))
+    MicroTime(
+        k8s_openapi::jiff::Timestamp::try_from(at)
+            .unwrap_or_else(|_| k8s_openapi::jiff::Timestamp::now()),
+    )
 }
 
 /// The Event that starts `series`.
@@ -642,7 +647,10 @@ mod tests {
         let nl = logging("spec.cluster.deny: delegate needs log");
         let name = event_name(&nl, "node-a", at(0.0));
         assert_eq!(name, event_name(&nl, "node-b", at(99.0)));
-        assert!(name.starts_with("default.") && is_subdomain(&name), "{name}");
+        assert!(
+            name.starts_with("default.") && is_subdomain(&name),
+            "{name}"
+        );
         let other = logging("another reason");
         assert_ne!(name, event_name(&other, "node-a", at(0.0)));
         let flow = denied("10.0.0.1>10.0.0.2:6379/TCP ingress", at(0.0));
@@ -650,7 +658,10 @@ mod tests {
         assert_eq!(name, event_name(&flow, "node-a", at(0.0)));
         assert_ne!(name, event_name(&flow, "node-b", at(0.0)));
         assert_ne!(name, event_name(&flow, "node-a", at(1.0)));
-        assert!(name.starts_with("redis-0.") && is_subdomain(&name), "{name}");
+        assert!(
+            name.starts_with("redis-0.") && is_subdomain(&name),
+            "{name}"
+        );
         // A long object name is cut so that the name stays a valid one.
         let mut long = flow.clone();
         long.regarding.name = format!("{}-{}", "a".repeat(235), "b".repeat(17));
@@ -730,7 +741,11 @@ mod tests {
         for write in agg.due(at(1.0)) {
             agg.done(write.id(), Written::Ok, 1, at(1.0));
         }
-        assert_eq!(agg.observe(denied("c", at(301.0)), at(301.0)), Ok(()), "ended series are forgotten");
+        assert_eq!(
+            agg.observe(denied("c", at(301.0)), at(301.0)),
+            Ok(()),
+            "ended series are forgotten"
+        );
     }
 
     #[test]

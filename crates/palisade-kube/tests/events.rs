@@ -4,7 +4,7 @@
 mod support;
 
 use palisade_kube::events::{
-    EventType, EventWriter, Limits, OnDrop, Occurrence, Regarding, Scope, CONTROLLER,
+    EventType, EventWriter, Limits, Occurrence, OnDrop, Regarding, Scope, CONTROLLER,
 };
 use palisade_kube::Connection;
 use std::collections::HashMap;
@@ -108,13 +108,19 @@ fn an_event_is_created_once_and_its_series_patched() {
     let stored = api.stored(&collection);
     assert_eq!(stored.len(), 1, "{stored:#?}");
     let (path, event) = &stored[0];
-    assert!(path.starts_with(&format!("{collection}/redis-0.")), "{path}");
+    assert!(
+        path.starts_with(&format!("{collection}/redis-0.")),
+        "{path}"
+    );
     assert_eq!(event["reportingController"], CONTROLLER);
     assert_eq!(event["reportingInstance"], "node-a");
     assert_eq!(event["type"], "Warning");
     assert_eq!(event["reason"], "PolicyDenied");
     assert_eq!(event["action"], "Drop");
-    assert_eq!(event["note"], "connection 10.0.0.1>10.0.0.2:6379/TCP denied");
+    assert_eq!(
+        event["note"],
+        "connection 10.0.0.1>10.0.0.2:6379/TCP denied"
+    );
     assert_eq!(
         event["regarding"],
         serde_json::json!({"apiVersion": "v1", "kind": "Pod", "namespace": "shop",
@@ -154,7 +160,10 @@ fn every_nodes_agent_converges_on_one_network_logging_event() {
     assert_eq!(event["reason"], "InvalidNetworkLogging");
     assert_eq!(event["regarding"]["kind"], "NetworkLogging");
     assert!(event["regarding"].get("namespace").is_none());
-    assert!(event.get("series").is_none(), "one change is one occurrence");
+    assert!(
+        event.get("series").is_none(),
+        "one change is one occurrence"
+    );
     assert!(api.calls("PATCH").is_empty(), "{:?}", api.calls("PATCH"));
     assert_eq!(drops.get("write_error"), 0, "409 AlreadyExists is no error");
 }
@@ -171,8 +180,8 @@ fn failed_writes_are_counted_and_the_writer_goes_on() {
         ..Connection::default()
     };
     let drops = Drops::default();
-    let writer = EventWriter::start(&connection, "node-a", Limits::default(), drops.on_drop())
-        .unwrap();
+    let writer =
+        EventWriter::start(&connection, "node-a", Limits::default(), drops.on_drop()).unwrap();
     assert!(writer.recorder().record(denied("a")));
     wait_for("a write error", || drops.get("write_error") == 1);
     assert!(writer.recorder().record(denied("b")));

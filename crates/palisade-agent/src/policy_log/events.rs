@@ -68,7 +68,12 @@ pub(super) fn denied(engine: &Engine, event: &VerdictEvent, pod: &PodInfo) -> Op
         return None;
     };
     let policies: Vec<String> = (isolating.iter())
-        .map(|miss| format!("NetworkPolicy {}/{}", miss.policy.namespace, miss.policy.name))
+        .map(|miss| {
+            format!(
+                "NetworkPolicy {}/{}",
+                miss.policy.namespace, miss.policy.name
+            )
+        })
         .collect();
     let policies = policies.join(", ");
     let state = engine.state();
