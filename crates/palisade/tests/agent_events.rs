@@ -1,7 +1,9 @@
 //! The Kubernetes Events `palisade agent` writes while it follows an API server (the in-process one
 //! of the kube crate's tests), enforcing in a scratch network namespace (as root): the
 //! NetworkLogging configuration taken (`UpdateNetworkLogging`) and a rejected one
-//! (`InvalidNetworkLogging`), each once; `--deny-events` refused without a node name.
+//! (`InvalidNetworkLogging`), each once; with `--deny-events`, a connection really dropped in a
+//! lab's node (its pods served by the API server) as a `PolicyDenied` Event on the pod, its repeats
+//! in the Event's series; `--deny-events` refused without a node name.
 
 #[path = "../../palisade-kube/tests/support/fake_api.rs"]
 mod fake_api;
@@ -11,7 +13,7 @@ use fake_api::{list, FakeApi};
 use serde_json::json;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::{free_port, sample, scrape, within, Reaped};
+use support::{connects, free_port, get, kill_agent, palisade, sample, scrape, within, Reaped};
 
 const LOGGING: &str = "/apis/networking.gke.io/v1alpha1/networkloggings";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
@@ -161,4 +163,131 @@ fn deny_events_need_a_node_name() {
         stderr.contains("--deny-events needs this node's name (--node-name or NODE_NAME)"),
         "{stderr}"
     );
+}
+
+/// The lab's pods and policy: rogue may not reach redis.
+const LAB: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: redis, namespace: shop, labels: {app: redis}}
+spec: {containers: [{name: redis, image: redis, ports: [{containerPort: 6379}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: rogue, namespace: shop, labels: {app: rogue}}
+spec: {containers: [{name: sh, image: busybox}]}
+"#;
+
+#[test]
+fn a_dropped_connection_is_a_warning_event_on_the_pod_with_its_repeats_in_the_series() {
+    palisade_lab::require_root().expect("the lab tests run as root");
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir(&manifests).unwrap();
+    std::fs::write(manifests.join("shop.yaml"), LAB).unwrap();
+    let name = format!("ev{}", std::process::id());
+    let _down = palisade_lab::DownOnDrop(name.clone());
+    let path = |file: &str| dir.path().join(file).display().to_string();
+    let up = palisade(&[
+        "lab",
+        "--name",
+        &name,
+        "up",
+        "-f",
+        manifests.to_str().unwrap(),
+        "--policy-log",
+        &path("lab.log"),
+    ]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let lab = palisade_lab::Lab::load(&name).unwrap();
+    // The lab's agent gives way to one following the API server, which serves the lab's pods.
+    kill_agent(&lab);
+    let ip = |pod: &str| {
+        let pod = lab.pods.iter().find(|p| p.key.name == pod).unwrap();
+        pod.ip.to_string()
+    };
+    let api_pod = |pod: &str, app: &str| {
+        json!({"metadata": {"name": pod, "namespace": "shop", "labels": {"app": app},
+                            "resourceVersion": "3"},
+               "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "x"}]},
+               "status": {"phase": "Running", "podIP": ip(pod)}})
+    };
+    let policy = json!({
+        "metadata": {"name": "redis-from-cart", "namespace": "shop", "resourceVersion": "2"},
+        "spec": {"podSelector": {"matchLabels": {"app": "redis"}},
+                 "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "cart"}}}],
+                              "ports": [{"port": 6379}]}]},
+    });
+    let namespace = json!({"metadata": {"name": "shop", "resourceVersion": "1"}});
+    let pods = vec![api_pod("redis", "redis"), api_pod("rogue", "rogue")];
+    let api = FakeApi::start(fake_api::cluster(vec![namespace], pods, vec![policy]));
+    let kubeconfig = api.kubeconfig(dir.path());
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let agent = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["agent", "--kubeconfig", kubeconfig.to_str().unwrap()])
+        .args(["--netns", &lab.node, "--node-name", "n1", "--deny-events"])
+        .args(["--metrics-addr", &metrics])
+        .args(["--policy-log", &path("policy.log")])
+        .args(["--observe-socket", &path("observe.sock")])
+        .args(["--state-file", &path("state.json")])
+        .env_remove("KUBECONFIG")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(path("agent.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let _agent = Reaped(agent);
+    let log = || std::fs::read_to_string(path("agent.log")).unwrap_or_default();
+    let ready = within(Duration::from_secs(10), || {
+        get(&metrics, "/readyz").0 == 200
+    });
+    assert!(ready.is_some(), "{:?}\n{}", get(&metrics, "/readyz"), log());
+
+    let redis = ip("redis");
+    assert!(
+        !connects(&name, &"shop/rogue", &redis, 6379),
+        "rogue reached redis"
+    );
+    let events = EVENTS.replace("/default/", "/shop/");
+    let told = within(Duration::from_secs(10), || api.stored(&events).len() == 1);
+    assert!(told.is_some(), "{:#?}\n{}", api.stored(&events), log());
+    let (_, event) = &api.stored(&events)[0];
+    assert_eq!(
+        event["note"],
+        format!(
+            "connection from shop/rogue to {redis}:6379/TCP denied: isolated by NetworkPolicy shop/redis-from-cart"
+        )
+    );
+    assert_eq!(
+        (
+            &event["type"],
+            &event["reason"],
+            &event["reportingInstance"]
+        ),
+        (&json!("Warning"), &json!("PolicyDenied"), &json!("n1"))
+    );
+    assert_eq!(
+        (&event["regarding"]["kind"], &event["regarding"]["name"]),
+        (&json!("Pod"), &json!("redis"))
+    );
+
+    // Two more attempts (from new source ports): one Event, its series at 3 (patched within 10 s).
+    for _ in 0..2 {
+        assert!(!connects(&name, &"shop/rogue", &redis, 6379));
+    }
+    let counted = within(Duration::from_secs(15), || {
+        api.stored(&events)
+            .first()
+            .is_some_and(|(_, e)| e["series"]["count"] == 3)
+    });
+    assert!(counted.is_some(), "{:#?}\n{}", api.stored(&events), log());
+    assert_eq!(api.stored(&events).len(), 1);
+    assert_eq!(api.calls("POST").len(), 1, "{:?}", api.calls("POST"));
 }
