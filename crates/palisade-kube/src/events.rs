@@ -408,7 +408,7 @@ impl Aggregator {
     }
 
     /// Counts `occurrence` into its series, or starts one; the error says why it was dropped.
-    fn observe(&mut self, occurrence: Occurrence, now: SystemTime) -> Result<(), &'static str> {
+    fn observe(&mut self, mut occurrence: Occurrence, now: SystemTime) -> Result<(), &'static str> {
         let id = identity(&occurrence);
         let window = self.limits.series_window;
         if let Some(series) = self.series.get_mut(&id) {
@@ -427,6 +427,10 @@ impl Aggregator {
         if !self.bucket.take(now) {
             return Err("rate_limit");
         }
+        // What a series keeps is bounded: its first note, as the Event will say it.
+        occurrence
+            .note
+            .truncate(cut(&occurrence.note, MAX_NOTE).len());
         let name = event_name(&occurrence, &self.instance, now);
         let namespace =
             (occurrence.regarding.namespace.clone()).unwrap_or_else(|| "default".into());
@@ -567,7 +571,7 @@ fn event(series: &Series, instance: &str) -> Event {
         reporting_instance: Some(instance.into()),
         action: Some(o.action.clone()),
         reason: Some(o.reason.clone()),
-        note: Some(cut(&o.note, MAX_NOTE).to_string()),
+        note: Some(o.note.clone()),
         type_: Some(o.type_.as_str().into()),
         regarding: Some(ObjectReference {
             api_version: Some(r.api_version.clone()),

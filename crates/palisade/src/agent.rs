@@ -424,6 +424,12 @@ mod tests {
     }
 
     #[test]
+    fn deny_events_are_for_an_agent_following_the_api_server() {
+        let err = parse(&["--deny-events"]).map(|_| ()).unwrap_err();
+        assert!(err.to_string().contains("cannot be used with"), "{err}");
+    }
+
+    #[test]
     fn durations_and_sizes() {
         assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
