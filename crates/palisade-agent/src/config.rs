@@ -42,6 +42,9 @@ pub struct Config {
     /// Where to say what is enforced, without an API server (a lab's agent); a cluster's agent
     /// keeps its node's Lease instead.
     pub status_file: Option<PathBuf>,
+    /// Following an API server: also write a Kubernetes Event on a pod of this node whenever its
+    /// policies drop a connection (`--deny-events`; needs the node's name).
+    pub deny_events: bool,
 }
 
 /// Policy action logging and the live view.
@@ -73,6 +76,7 @@ impl Config {
             logging: LogConfig::default(),
             metrics_addr: None,
             status_file: None,
+            deny_events: false,
         }
     }
 

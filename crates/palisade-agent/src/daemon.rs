@@ -10,6 +10,7 @@ use crate::reconcile::{Outcome, Reconciler, Source};
 use crate::status_out::{StatusFile, StatusOut};
 use palisade_dataplane::events::EventReader;
 use palisade_dataplane::netns::within_netns;
+use palisade_kube::events::EventWriter;
 use palisade_model::ClusterState;
 use palisade_policy::{CompiledTable, Enforcement, Engine};
 use std::io;
@@ -53,6 +54,9 @@ pub enum AgentError {
         #[source]
         source: io::Error,
     },
+    /// `--deny-events` without this node's name.
+    #[error("--deny-events needs this node's name (--node-name or NODE_NAME): Events are written for the pods of this node only")]
+    DenyEventsWithoutNode,
     /// The kernel's verdict events cannot be read in the namespace.
     #[error("policy action logging: {source}")]
     Events {
@@ -121,7 +125,8 @@ pub fn run(config: &Config) -> Result<(), AgentError> {
         tracing::info!("metrics at http://{bound}/metrics");
     }
     let stop = stop_on_signals()?;
-    let (logger, logging) = start_logging(config, metrics, stop.clone())?;
+    let events = start_events(config, &metrics)?;
+    let (logger, logging) = start_logging(config, metrics, stop.clone(), events.as_ref())?;
     let mut reconciler = reconciler.with_logger(logger);
     // The status is renewed only while the loop turns: a stuck agent's goes stale.
     let health = reconciler.health().clone();
@@ -143,6 +148,7 @@ pub fn run(config: &Config) -> Result<(), AgentError> {
     crate::watch::run(&mut reconciler, &stop);
     stop.store(true, Ordering::Relaxed);
     let _ = logging.join();
+    drop(events);
     tracing::info!("agent stopped; the kernel keeps the last ruleset");
     Ok(())
 }
@@ -176,12 +182,34 @@ fn stop_on_signals() -> Result<Arc<AtomicBool>, AgentError> {
     Ok(stop)
 }
 
-/// Serves the live view, opens the policy action log and starts the thread that feeds it from the
-/// kernel's verdict events until `stop` is set.
+/// Following an API server, starts writing Kubernetes Events (as this node; drops counted in
+/// `metrics`): `NetworkLogging` changes, and with `--deny-events` denials.
+fn start_events(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<(EventWriter, Option<String>)>, AgentError> {
+    let Input::Cluster(connection) = &config.input else {
+        return Ok(None);
+    };
+    let deny_events = match (config.deny_events, &config.enforcement.node) {
+        (false, _) => None,
+        (true, Some(node)) => Some(node.clone()),
+        (true, None) => return Err(AgentError::DenyEventsWithoutNode),
+    };
+    let instance = config.logging.node_name();
+    let limits = palisade_kube::events::Limits::default();
+    let writer = EventWriter::start(connection, &instance, limits, metrics.event_drops())?;
+    Ok(Some((writer, deny_events)))
+}
+
+/// Serves the live view, opens the policy action log (telling what `events` says as Kubernetes
+/// Events) and starts the thread that feeds it from the kernel's verdict events until `stop` is
+/// set.
 fn start_logging(
     config: &Config,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
+    events: Option<&(EventWriter, Option<String>)>,
 ) -> Result<(Arc<Mutex<PolicyLogger>>, JoinHandle<()>), AgentError> {
     let opts = &config.logging;
     let (path, node, socket) = (opts.policy_log(), opts.node_name(), opts.observe_socket());
@@ -198,6 +226,10 @@ fn start_logging(
             source,
         })?
         .with_hub(hub);
+    let logger = match events {
+        Some((writer, deny_events)) => logger.with_events(writer.recorder(), deny_events.clone()),
+        None => logger,
+    };
     tracing::info!(path = %path.display(), node, socket = %socket.display(), "policy action log and live view");
     let logger = Arc::new(Mutex::new(logger));
     let reader = within_netns(config.netns.as_deref(), EventReader::open).map_err(|source| {

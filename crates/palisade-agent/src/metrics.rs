@@ -73,6 +73,8 @@ pub struct Metrics {
     pub events_lost: Counter,
     /// `NetworkLogging` changes: `UpdateNetworkLogging` or `InvalidNetworkLogging`.
     pub logging_config: Family<ReasonLabel, Counter>,
+    /// Kubernetes Events not written: `queue_full`, `rate_limit`, `too_many_keys`, `write_error`.
+    pub kube_events_dropped: Family<ReasonLabel, Counter>,
     /// Seconds from reading the manifests to the kernel holding the new ruleset.
     pub apply_seconds: Histogram,
     /// Rulesets that could not be built or applied (the kernel kept the previous one).
@@ -118,6 +120,7 @@ impl Metrics {
             open_keys: Gauge::default(),
             events_lost: Counter::default(),
             logging_config: Family::default(),
+            kube_events_dropped: Family::default(),
             apply_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             apply_failures: Counter::default(),
             objects_rejected: Family::default(),
@@ -174,6 +177,11 @@ impl Metrics {
             "network_logging_config",
             "NetworkLogging configuration events",
             self.logging_config.clone(),
+        );
+        registry.register(
+            "kube_events_dropped",
+            "Kubernetes Events (NetworkLogging changes, denials) not written, by reason",
+            self.kube_events_dropped.clone(),
         );
         registry.register(
             "observe_connections_rejected",
@@ -254,6 +262,12 @@ impl Metrics {
                 reason: reason.into(),
             })
             .inc();
+    }
+
+    /// Counts the Kubernetes Events the writer drops, by why.
+    pub fn event_drops(self: &Arc<Self>) -> palisade_kube::events::OnDrop {
+        let metrics = self.clone();
+        Arc::new(move |why| Metrics::inc(&metrics.kube_events_dropped, why))
     }
 
     /// The metrics in OpenMetrics text format.

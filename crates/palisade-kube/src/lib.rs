@@ -12,6 +12,8 @@
 //! optional: a cluster without its CRD, or a user who may not read it, has no logging
 //! configuration. Workloads are not read — the API server has their pods.
 
+pub mod bucket;
+pub mod events;
 mod list;
 pub mod status;
 mod watch;

@@ -27,6 +27,11 @@ pub struct Args {
     /// to wait for the first list of every kind.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     request_timeout: Duration,
+    /// Following an API server: write a Warning Event on a pod of this node whenever its policies
+    /// drop a connection, aggregated per flow (the Event's series counts repeats) and at most 10
+    /// new Events a second. Needs this node's name (--node-name or NODE_NAME).
+    #[arg(long, conflicts_with = "manifests")]
+    deny_events: bool,
     /// Network namespace to enforce in (default: the agent's own).
     #[arg(long, value_name = "NAME")]
     netns: Option<String>,
@@ -375,6 +380,7 @@ fn config(args: &Args, mut enforcement: Enforcement) -> Result<Config, palisade_
         state_file: args.source.state_file.clone().or(lab_state_file),
         metrics_addr: args.logging.metrics_addr,
         status_file,
+        deny_events: args.deny_events,
         input: match &args.manifests {
             Some(folder) => Input::Manifests(folder.clone()),
             None => Input::Cluster(palisade_kube::Connection {
@@ -418,6 +424,12 @@ mod tests {
                 "{bad:?}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn deny_events_are_for_an_agent_following_the_api_server() {
+        let err = parse(&["--deny-events"]).map(|_| ()).unwrap_err();
+        assert!(err.to_string().contains("cannot be used with"), "{err}");
     }
 
     #[test]

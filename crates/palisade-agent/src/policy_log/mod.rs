@@ -4,11 +4,14 @@
 //!
 //! Data flow per event: [`PolicyLogger::handle`] → (allow) record, or (deny) [`aggregate`] window →
 //! [`PolicyLogger::flush_due`] → [`bucket`] → [`rotate`] file. Everything dropped is counted in
-//! [`Metrics`].
+//! [`Metrics`]. In a cluster, [`events`] tells configuration changes and (opt-in) denials as
+//! Kubernetes Events.
 
 pub mod aggregate;
-pub mod bucket;
+mod events;
 pub mod rotate;
+
+pub use palisade_kube::bucket;
 
 use crate::metrics::{DispositionLabel, Metrics, VerdictLabels};
 use crate::observe::Hub;
@@ -16,6 +19,7 @@ use crate::record::{self, Connection, Disposition, PolicyName, Record};
 use aggregate::{Added, DenyAggregator};
 use bucket::TokenBucket;
 use palisade_dataplane::events::{Action, EventReader, VerdictEvent};
+use palisade_kube::events::Recorder;
 use palisade_model::logging::{self, LoggingConfig, LoggingSwitches};
 use palisade_model::ClusterState;
 use palisade_policy::{Decision, Endpoint, Engine, Flow};
@@ -93,6 +97,13 @@ pub struct PolicyLogger {
     write_failing: bool,
     metrics: Arc<Metrics>,
     hub: Option<Arc<Hub>>,
+    /// Where Kubernetes Events go (in a cluster).
+    events: Option<Recorder>,
+    /// The node whose pods' denials are told as Events (`--deny-events`).
+    deny_events: Option<String>,
+    /// The reason the configuration was last rejected for, until a valid one arrives: a rejection
+    /// is told once, not at every pass.
+    invalid: Option<String>,
 }
 
 impl PolicyLogger {
@@ -116,7 +127,18 @@ impl PolicyLogger {
             write_failing: false,
             metrics,
             hub: None,
+            events: None,
+            deny_events: None,
+            invalid: None,
         })
+    }
+
+    /// Also tells `NetworkLogging` changes as Kubernetes Events through `recorder` and, when
+    /// `deny_events` names a node, the connections its pods' policies drop.
+    pub fn with_events(mut self, recorder: Recorder, deny_events: Option<String>) -> Self {
+        self.events = Some(recorder);
+        self.deny_events = deny_events;
+        self
     }
 
     /// Also shows every verdict event, as a record, to `observe` clients through `hub`.
@@ -148,7 +170,12 @@ impl PolicyLogger {
         let switches = match config {
             LoggingConfig::Absent => LoggingSwitches::default(),
             LoggingConfig::Valid(s) => *s,
+            LoggingConfig::Invalid(reason) if self.invalid.as_ref() == Some(reason) => {
+                return ConfigChange::Unchanged;
+            }
             LoggingConfig::Invalid(reason) => {
+                self.invalid = Some(reason.clone());
+                self.tell(|| events::invalid(reason));
                 Metrics::inc(&self.metrics.logging_config, "InvalidNetworkLogging");
                 tracing::error!(
                     event = "InvalidNetworkLogging",
@@ -157,10 +184,15 @@ impl PolicyLogger {
                 return ConfigChange::Invalid(reason.clone());
             }
         };
+        self.invalid = None;
         if switches == self.switches {
             return ConfigChange::Unchanged;
         }
         self.switches = switches;
+        // A deleted object (logging turned off) has no object left to tell it on.
+        if matches!(config, LoggingConfig::Valid(_)) {
+            self.tell(|| events::updated(switches));
+        }
         Metrics::inc(&self.metrics.logging_config, "UpdateNetworkLogging");
         tracing::info!(
             event = "UpdateNetworkLogging",
@@ -171,6 +203,25 @@ impl PolicyLogger {
             "policy action logging configured"
         );
         ConfigChange::Updated(switches)
+    }
+
+    /// Queues the Event `occurrence` makes, when Events are written.
+    fn tell(&self, occurrence: impl FnOnce() -> palisade_kube::events::Occurrence) {
+        if let Some(recorder) = &self.events {
+            recorder.record(occurrence());
+        }
+    }
+
+    /// Tells a connection `pod`'s policies dropped as an Event on it, when `--deny-events` is on
+    /// and the pod is on this node.
+    fn tell_denied(&self, engine: &Engine, event: &VerdictEvent, pod: &palisade_model::PodInfo) {
+        let here = self.deny_events.as_deref();
+        if event.action != Action::Deny || here.is_none() || pod.node_name.as_deref() != here {
+            return;
+        }
+        if let Some(occurrence) = events::denied(engine, event, pod) {
+            self.tell(|| occurrence);
+        }
     }
 
     /// Takes one verdict event: counts it, shows it to `observe` clients, and logs it when the
@@ -191,6 +242,7 @@ impl PolicyLogger {
             };
             record
         } else {
+            self.tell_denied(&engine, event, pod);
             self.denied(state, event, &pod.namespace)
         };
         if let Some(hub) = &self.hub {

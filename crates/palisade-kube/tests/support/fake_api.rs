@@ -3,8 +3,9 @@
 //! items carry no `apiVersion`/`kind`, pages with a `continue` token, `Status` errors — and watch
 //! requests (`?watch=true`) with a chunked stream of watch events the test scripts as it goes
 //! (events, bookmarks, `410 Gone`, the end of a watch, a dropped connection). `PATCH` (server-side
-//! apply) stores the object sent, which a `GET` of its collection then lists. It records every
-//! request it serves. Shared by the kube crate's tests and the CLI's.
+//! apply) stores the object sent, which a `GET` of its collection then lists; a merge `PATCH`
+//! merges into a stored object (404 without one); `POST` creates one (201, or 409 AlreadyExists
+//! when the name is taken). It records every request it serves. Shared by the kube crate's tests and the CLI's.
 #![allow(dead_code)] // each test binary uses a part
 
 use std::collections::HashMap;
@@ -149,6 +150,8 @@ pub struct FakeApi {
     pub addr: SocketAddr,
     /// The request targets served, in order (path and query).
     pub requests: Arc<Mutex<Vec<String>>>,
+    /// The requests served, as (method, path and query), in order.
+    calls: Arc<Mutex<Vec<(String, String)>>>,
     routes: Arc<Mutex<HashMap<String, Reply>>>,
     watches: Arc<Mutex<Watches>>,
     applied: Arc<Mutex<std::collections::BTreeMap<String, serde_json::Value>>>,
@@ -162,6 +165,7 @@ impl FakeApi {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let calls: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
         let routes = Arc::new(Mutex::new(routes));
         let watches: Arc<Mutex<Watches>> = Arc::default();
         let applied: Arc<Mutex<std::collections::BTreeMap<_, _>>> = Arc::default();
@@ -170,6 +174,7 @@ impl FakeApi {
             routes: routes.clone(),
             watches: watches.clone(),
             seen: requests.clone(),
+            calls: calls.clone(),
         };
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
@@ -180,6 +185,7 @@ impl FakeApi {
         FakeApi {
             addr,
             requests,
+            calls,
             routes,
             watches,
             applied,
@@ -189,6 +195,22 @@ impl FakeApi {
     /// The object last applied (`PATCH`) at `path`.
     pub fn applied(&self, path: &str) -> Option<serde_json::Value> {
         self.applied.lock().unwrap().get(path).cloned()
+    }
+
+    /// The targets (path and query) of the `method` requests served, in order.
+    pub fn calls(&self, method: &str) -> Vec<String> {
+        (self.calls.lock().unwrap().iter())
+            .filter(|(m, _)| m == method)
+            .map(|(_, target)| target.clone())
+            .collect()
+    }
+
+    /// Every object stored under `prefix` (created, applied or patched), by path.
+    pub fn stored(&self, prefix: &str) -> Vec<(String, serde_json::Value)> {
+        (self.applied.lock().unwrap().iter())
+            .filter(|(path, _)| path.starts_with(prefix))
+            .map(|(path, object)| (path.clone(), object.clone()))
+            .collect()
     }
 
     /// Replaces the reply to `path` (a list, say, for the next relist).
@@ -246,6 +268,7 @@ struct Server {
     applied: Arc<Mutex<std::collections::BTreeMap<String, serde_json::Value>>>,
     watches: Arc<Mutex<Watches>>,
     seen: Arc<Mutex<Vec<String>>>,
+    calls: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 impl Server {
@@ -259,7 +282,7 @@ impl Server {
                 return;
             }
             // Headers, up to the blank line, then the body if there is one.
-            let mut length = 0;
+            let (mut length, mut merge) = (0, false);
             loop {
                 let mut header = String::new();
                 if reader.read_line(&mut header).unwrap_or(0) == 0 {
@@ -271,6 +294,9 @@ impl Server {
                 if let Some((name, value)) = header.split_once(':') {
                     if name.eq_ignore_ascii_case("content-length") {
                         length = value.trim().parse().unwrap_or(0);
+                    }
+                    if name.eq_ignore_ascii_case("content-type") {
+                        merge = value.trim() == "application/merge-patch+json";
                     }
                 }
             }
@@ -284,9 +310,16 @@ impl Server {
                 .unwrap_or("/")
                 .to_string();
             self.seen.lock().unwrap().push(target.clone());
+            let method = request_line.split_whitespace().next().unwrap_or("");
+            (self.calls.lock().unwrap()).push((method.to_string(), target.clone()));
             let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-            if request_line.starts_with("PATCH ") {
-                let reply = self.patch(path, &body);
+            let written = match method {
+                "PATCH" if merge => Some(self.merge(path, &body)),
+                "PATCH" => Some(self.patch(path, &body)),
+                "POST" => Some(self.create(path, &body)),
+                _ => None,
+            };
+            if let Some(reply) = written {
                 if answer(&mut writer, &reply).is_err() {
                     return;
                 }
@@ -326,6 +359,41 @@ impl Server {
         object["metadata"]["resourceVersion"] = (applied.len() + 100).to_string().into();
         applied.insert(path.to_string(), object.clone());
         Reply::ok(object)
+    }
+
+    /// Creates the object sent (a JSON body) in the collection `path`, under its name.
+    fn create(&self, path: &str, body: &[u8]) -> Reply {
+        let Ok(mut object) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return Reply::status(400, "BadRequest", "not JSON");
+        };
+        let Some(name) = object["metadata"]["name"].as_str().map(str::to_string) else {
+            return Reply::status(422, "Invalid", "metadata.name: Required value");
+        };
+        let mut applied = self.applied.lock().unwrap();
+        let at = format!("{path}/{name}");
+        if applied.contains_key(&at) {
+            let message = format!("{path} \"{name}\" already exists");
+            return Reply::status(409, "AlreadyExists", &message);
+        }
+        object["metadata"]["resourceVersion"] = (applied.len() + 100).to_string().into();
+        applied.insert(at, object.clone());
+        Reply {
+            status: 201,
+            body: object.to_string(),
+        }
+    }
+
+    /// Merges the JSON merge patch sent into the object stored at `path` (RFC 7386).
+    fn merge(&self, path: &str, body: &[u8]) -> Reply {
+        let Ok(patch) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return Reply::status(400, "BadRequest", "not JSON");
+        };
+        let mut applied = self.applied.lock().unwrap();
+        let Some(object) = applied.get_mut(path) else {
+            return Reply::status(404, "NotFound", &format!("{path} not found"));
+        };
+        merge_into(object, patch);
+        Reply::ok(object.clone())
     }
 
     /// The objects applied under the collection `path`, as a list; none if there are none.
@@ -383,9 +451,33 @@ impl Server {
     }
 }
 
+/// Merges `patch` into `target` as RFC 7386 says: objects key by key, `null` removes, anything
+/// else replaces.
+fn merge_into(target: &mut serde_json::Value, patch: serde_json::Value) {
+    let serde_json::Value::Object(fields) = patch else {
+        *target = patch;
+        return;
+    };
+    if !target.is_object() {
+        *target = serde_json::json!({});
+    }
+    let object = target.as_object_mut().expect("an object");
+    for (key, value) in fields {
+        if value.is_null() {
+            object.remove(&key);
+        } else {
+            merge_into(object.entry(key).or_insert(serde_json::Value::Null), value);
+        }
+    }
+}
+
 /// Writes `reply` as a whole response.
 fn answer(writer: &mut TcpStream, reply: &Reply) -> std::io::Result<()> {
-    let reason = if reply.status == 200 { "OK" } else { "Error" };
+    let reason = match reply.status {
+        200 => "OK",
+        201 => "Created",
+        _ => "Error",
+    };
     let content = if reply.body.starts_with('{') {
         "application/json"
     } else {

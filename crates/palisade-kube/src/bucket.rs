@@ -1,4 +1,5 @@
-//! A token bucket: at most `rate` records per second on average, `burst` at once.
+//! A token bucket: at most `rate` per second on average, `burst` at once (policy action records,
+//! Kubernetes Events).
 
 use std::time::{Duration, SystemTime};
 

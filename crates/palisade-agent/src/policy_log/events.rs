@@ -1,0 +1,129 @@
+//! What the logger tells as Kubernetes Events (written by [`palisade_kube::events`]): a
+//! `NetworkLogging` change (`InvalidNetworkLogging`, `UpdateNetworkLogging`, as GKE says them, on
+//! the object every agent sees alike) and, with `--deny-events`, a connection a policy dropped
+//! (`PolicyDenied`, on the pod whose policy denied it).
+//!
+//! Audit mode's "would deny" makes no Event: the connection went through, so a Warning saying
+//! "denied" would be false, and audit mode is how a rollout is previewed quietly — its findings are
+//! in the policy action log (`"audit": true`) and `palisade_policy_audit_verdicts_total`.
+
+use palisade_dataplane::events::VerdictEvent;
+use palisade_kube::events::{EventType, Occurrence, Regarding, Scope};
+use palisade_model::logging::{self, LoggingSwitches};
+use palisade_model::{ClusterState, PodInfo};
+use palisade_policy::{Decision, Direction, Endpoint, Engine, Flow};
+use std::net::{IpAddr, SocketAddr};
+
+/// The `NetworkLogging` object, as an Event's `regarding`.
+fn network_logging() -> Regarding {
+    Regarding {
+        api_version: logging::API_VERSION.into(),
+        kind: "NetworkLogging".into(),
+        namespace: None,
+        name: logging::NAME.into(),
+        uid: None,
+    }
+}
+
+/// A change every agent sees alike: keyed by its note, so that they write one Event.
+fn configured(type_: EventType, reason: &str, note: String) -> Occurrence {
+    Occurrence {
+        regarding: network_logging(),
+        type_,
+        reason: reason.into(),
+        action: "Configure".into(),
+        key: note.clone(),
+        note,
+        scope: Scope::Cluster,
+        time: std::time::SystemTime::now(),
+    }
+}
+
+/// `InvalidNetworkLogging`: `reason` rejected the object; the previous configuration stays.
+pub(super) fn invalid(reason: &str) -> Occurrence {
+    let note = format!("{reason}; the previous logging configuration stays in effect");
+    configured(EventType::Warning, "InvalidNetworkLogging", note)
+}
+
+/// `UpdateNetworkLogging`: `switches` are in effect.
+pub(super) fn updated(switches: LoggingSwitches) -> Occurrence {
+    let (allow, deny) = (switches.allow, switches.deny);
+    let note = format!(
+        "policy action logging configured: spec.cluster.allow {{log: {}, delegate: {}}}, spec.cluster.deny {{log: {}, delegate: {}}}",
+        allow.log, allow.delegate, deny.log, deny.delegate
+    );
+    configured(EventType::Normal, "UpdateNetworkLogging", note)
+}
+
+/// `PolicyDenied` on `pod`, which enforced `event` (a drop), naming the policies that isolate it;
+/// `None` when the engine does not deny the flow (a ruleset that has changed since).
+pub(super) fn denied(engine: &Engine, event: &VerdictEvent, pod: &PodInfo) -> Option<Occurrence> {
+    let flow = Flow {
+        src: Endpoint::Ip(event.src),
+        dst: Endpoint::Ip(event.dst),
+        port: event.dst_port,
+        protocol: event.protocol,
+    };
+    let Decision::Denied { isolating } = engine.side(event.direction, &flow).decision else {
+        return None;
+    };
+    let policies: Vec<String> = (isolating.iter())
+        .map(|miss| {
+            format!(
+                "NetworkPolicy {}/{}",
+                miss.policy.namespace, miss.policy.name
+            )
+        })
+        .collect();
+    let policies = policies.join(", ");
+    let state = engine.state();
+    let to = address(event.dst, event.dst_port, event.protocol);
+    let note = match event.direction {
+        Direction::Ingress => format!(
+            "connection from {} to {to} denied: isolated by {policies}",
+            peer(state, event.src)
+        ),
+        Direction::Egress => match pod_name(state, event.dst) {
+            Some(name) => {
+                format!("connection to {name} at {to} denied: isolated for egress by {policies}")
+            }
+            None => format!("connection to {to} denied: isolated for egress by {policies}"),
+        },
+    };
+    Some(Occurrence {
+        regarding: Regarding {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            namespace: Some(pod.namespace.clone()),
+            name: pod.name.clone(),
+            uid: None,
+        },
+        type_: EventType::Warning,
+        reason: "PolicyDenied".into(),
+        action: "Drop".into(),
+        // The flow, as deny aggregation keys it: retries from new source ports are one series.
+        key: format!("{} {}>{to}", event.direction.as_str(), event.src),
+        note,
+        scope: Scope::Node,
+        time: event.time,
+    })
+}
+
+/// `10.42.0.10:6379/TCP`, `[fd00::a]:53/UDP`, or `10.42.0.10/ICMP` (no port).
+fn address(ip: IpAddr, port: u16, protocol: palisade_model::Protocol) -> String {
+    match port {
+        0 => format!("{ip}/{protocol}"),
+        _ => format!("{}/{protocol}", SocketAddr::new(ip, port)),
+    }
+}
+
+/// `ns/name` of the pod at `ip`, if one is.
+fn pod_name(state: &ClusterState, ip: IpAddr) -> Option<String> {
+    let pod = &state.pods[state.pod_by_ip(ip)?];
+    Some(format!("{}/{}", pod.namespace, pod.name))
+}
+
+/// The pod at `ip` as `ns/name`, else the address.
+fn peer(state: &ClusterState, ip: IpAddr) -> String {
+    pod_name(state, ip).unwrap_or_else(|| ip.to_string())
+}
