@@ -575,12 +575,16 @@ impl Reconciler {
     /// previous kernel state stays.
     pub fn reconcile(&mut self) -> Outcome {
         let started = Instant::now();
+        let mut unavailable = false;
         if let Source::Cluster(watch) = &self.input {
             let health = watch.health();
             if !health.synced() {
                 self.check_source();
                 let why = health.problem().unwrap_or_default();
-                return Outcome::Waiting(format!("nothing applied: {why}"));
+                if !self.restore_last_good(&why) {
+                    return Outcome::Waiting(format!("nothing applied: {why}"));
+                }
+                unavailable = true;
             }
         }
         // A node's name, or an API server, means a real cluster: a pod without an address has
@@ -594,6 +598,7 @@ impl Reconciler {
             .removal_grace(self.options.removal_grace)
             .allocate_addresses(allocate);
         match &self.input {
+            _ if unavailable => loader = loader.source_unavailable(),
             Source::Folder(folder) => loader.load_path(folder),
             Source::Cluster(watch) => watch.with_store(|store| loader.load_store(store)),
         }
@@ -668,6 +673,23 @@ impl Reconciler {
                 Outcome::Failed(e.to_string())
             }
         }
+    }
+
+    /// Whether to enforce the last good state from the state file while the API server has not
+    /// given the cluster (`why`): only when this agent has applied nothing yet and the kernel
+    /// holds no table — a reboot, or a table deleted — so that enforcement is not left open until
+    /// the API server answers. A table the kernel still holds (a restart) is kept as it is.
+    fn restore_last_good(&mut self, why: &str) -> bool {
+        if self.applied.is_some() || !self.documents.holds_objects() {
+            return false;
+        }
+        if !matches!(self.table_info(), Ok(None)) {
+            return false;
+        }
+        tracing::warn!(
+            "{why}; the kernel holds no table (a reboot?): enforcing the last good state from the state file until then"
+        );
+        true
     }
 
     /// The kernel holds this pass's ruleset.

@@ -109,6 +109,8 @@ pub struct Loader {
     roots: Vec<PathBuf>,
     /// An API server's objects were loaded ([`Loader::load_store`]): deletions take effect at once.
     from_store: bool,
+    /// The source cannot be read at all ([`Loader::source_unavailable`]): everything stays.
+    unavailable: bool,
     /// Manifest files listed (read, or taken from the cache), and their bytes.
     listed: usize,
     total_bytes: u64,
@@ -144,6 +146,7 @@ impl Loader {
             changed: false,
             roots: Vec::new(),
             from_store: false,
+            unavailable: false,
             listed: 0,
             total_bytes: 0,
             previous: Objects::default(),
@@ -209,6 +212,14 @@ impl Loader {
     /// Sets the range allocated pod IPs come from.
     pub fn pod_cidr(mut self, cidr: IpNet) -> Self {
         self.pod_cidr = cidr;
+        self
+    }
+
+    /// Says the source cannot be read at all (the API server has not given the cluster yet):
+    /// every object of the cache this load starts from stays in force, held as unreadable. What a
+    /// restart with the kernel's table gone (a reboot) enforces until the source is back.
+    pub fn source_unavailable(mut self) -> Self {
+        self.unavailable = true;
         self
     }
 
@@ -427,7 +438,10 @@ impl Loader {
                 // NetworkLogging keeps its last good switches in the agent, which must see it
                 // rejected (GKE's InvalidNetworkLogging event).
                 (key.kind() != Kind::NetworkLogging).then_some(HeldReason::Rejected)
-            } else if no_manifest || self.unreadable.iter().any(|u| file.starts_with(u)) {
+            } else if no_manifest
+                || self.unavailable
+                || self.unreadable.iter().any(|u| file.starts_with(u))
+            {
                 Some(HeldReason::Unreadable)
             } else if dirty.contains(file) {
                 Some(HeldReason::Rejected)

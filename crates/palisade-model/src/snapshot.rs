@@ -81,6 +81,11 @@ impl DocumentCache {
         }
     }
 
+    /// True when it holds objects in force.
+    pub fn holds_objects(&self) -> bool {
+        !self.objects.is_empty()
+    }
+
     /// [`DocumentCache::in_force`] as a snapshot, for `source`.
     pub fn snapshot(&self, source: &str) -> Snapshot {
         self.in_force().snapshot(source)

@@ -252,3 +252,69 @@ fn the_agent_follows_the_api_server_and_enforces_its_nodes_pods() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(table(), before, "enforcement changed later");
 }
+
+/// After a reboot (the kernel's table gone) with the API server down, the agent enforces the last
+/// good state from its state file instead of nothing.
+#[test]
+fn a_reboot_with_the_api_server_down_enforces_the_last_good_state() {
+    let policy = json!({
+        "metadata": {"name": "redis", "namespace": "shop", "resourceVersion": "1"},
+        "spec": {"podSelector": {"matchLabels": {"app": "redis"}}, "policyTypes": ["Ingress"]},
+    });
+    let namespace = json!({"metadata": {"name": "shop", "resourceVersion": "1"}});
+    let pods = vec![pod("redis", "n1", "10.1.0.5", "redis", "10")];
+    let api = FakeApi::start(fake_api::cluster(vec![namespace], pods, vec![policy]));
+    let dir = tempfile::tempdir().unwrap();
+    let netns = Netns::new();
+    let kubeconfig = api.kubeconfig(dir.path());
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let start = || {
+        let agent = Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .args(["agent", "--kubeconfig", kubeconfig.to_str().unwrap()])
+            .args(["--netns", &netns.0, "--node-name", "n1"])
+            .args(["--policy-log", &path("policy.log")])
+            .args(["--observe-socket", &path("observe.sock")])
+            .args(["--state-file", &path("state.json")])
+            .env_remove("KUBECONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Reaped(agent)
+    };
+    let table = || netns.table().unwrap_or_default();
+    let enforced = || table().contains("10.1.0.5");
+    let agent = start();
+    assert!(
+        within(Duration::from_secs(10), enforced).is_some(),
+        "{}",
+        table()
+    );
+    // The state file is written within 2 s of an apply; then the agent is stopped.
+    let state = dir.path().join("state.json");
+    let written = within(Duration::from_secs(5), || {
+        std::fs::read_to_string(&state).is_ok_and(|t| t.contains("\"redis\""))
+    });
+    assert!(written.is_some(), "no state file");
+    drop(agent);
+
+    // The API server goes down; the node reboots (its table gone); the agent starts again.
+    api.set(
+        PODS,
+        Reply::status(503, "ServiceUnavailable", "etcd is down"),
+    );
+    let deleted = Command::new("ip")
+        .args([
+            "netns", "exec", &netns.0, "nft", "delete", "table", "inet", "palisade",
+        ])
+        .status()
+        .unwrap();
+    assert!(deleted.success());
+    let _agent = start();
+    let restored = within(Duration::from_secs(10), enforced);
+    assert!(
+        restored.is_some(),
+        "nothing enforced after the reboot: {}",
+        table()
+    );
+}
