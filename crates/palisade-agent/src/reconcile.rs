@@ -704,13 +704,11 @@ impl Reconciler {
         let changed = self.health.set(part, problem.clone());
         self.metrics.degraded.set(i64::from(self.health.degraded()));
         if changed {
-            self.publish_status();
-        }
-        if changed {
             match problem {
                 Some(p) => tracing::error!(?part, "degraded: {p}"),
                 None => tracing::info!(?part, "recovered"),
             }
+            self.publish_status();
         }
     }
 

@@ -4,13 +4,15 @@
 //! which the model's [`palisade_model::Loader`] loads like files — so that an object from the API
 //! server is validated, reported and indexed exactly like one from a file.
 //!
-//! Two ways to read: [`list_into`] lists every kind once (`palisade matrix|explain`); [`Watch`]
-//! lists, then follows every kind (the agent), relisting when the server says the watch is too old
-//! (410 Gone) and backing off when it cannot be reached. Both are read-only and bounded: each
-//! request must answer within the request timeout (a watch, within its server-side timeout), a
-//! kind may have so many objects, a page token may not come back. The NetworkLogging kind is
-//! optional: a cluster without its CRD, or a user who may not read it, has no logging
-//! configuration. Workloads are not read — the API server has their pods.
+//! Two ways to read: [`list_into`] lists every kind once (`palisade matrix|explain|status`);
+//! [`Watch`] lists, then follows every kind (the agent), relisting when the server says the watch
+//! is too old (410 Gone) and backing off when it cannot be reached. Both are bounded in time (each
+//! request must answer within the request timeout; a watch, within its server-side timeout) and in
+//! objects (so many of a kind; a page token may not come back) — not in bytes: kube-rs reads a
+//! page or a watch line whole. The NetworkLogging kind is optional: a cluster without its CRD, or a
+//! user who may not read it, has no logging configuration. Workloads are not read — the API
+//! server has their pods. What is written is the agent's own: its node's Lease ([`status`]) and
+//! its Events ([`events`]).
 
 pub mod bucket;
 pub mod events;

@@ -278,8 +278,9 @@ impl Watch {
         })
     }
 
-    /// Calls `wake` (on the watching thread) after every change to the store, and once every kind
-    /// has been listed. Health changes are not announced: [`Watch::health`] is cheap to poll.
+    /// Calls `wake` (on the watching thread) after every change to the store, after each kind's
+    /// first list, and when an optional kind failing counts as listed. Other health changes are
+    /// not announced: [`Watch::health`] is cheap to poll.
     pub fn on_change(&self, wake: impl Fn() + Send + Sync + 'static) {
         *self.shared.wake.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(wake));
     }

@@ -31,7 +31,9 @@ struct Netns(String);
 
 impl Netns {
     fn new() -> Netns {
-        let name = format!("pal-t-api-{}", std::process::id());
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("pal-t-api-{}-{n}", std::process::id());
         let ok = Command::new("ip").args(["netns", "add", &name]).status();
         assert!(ok.unwrap().success(), "ip netns add {name}");
         Netns(name)
@@ -317,4 +319,54 @@ fn a_reboot_with_the_api_server_down_enforces_the_last_good_state() {
         "nothing enforced after the reboot: {}",
         table()
     );
+}
+
+/// `palisade agent --once` against an API server: applies once the cluster is listed (exit 0);
+/// with the server down, applies nothing and exits 2 after `--request-timeout`.
+#[test]
+fn once_applies_the_listed_cluster_or_nothing() {
+    let policy = json!({
+        "metadata": {"name": "redis", "namespace": "shop", "resourceVersion": "1"},
+        "spec": {"podSelector": {"matchLabels": {"app": "redis"}}, "policyTypes": ["Ingress"]},
+    });
+    let namespace = json!({"metadata": {"name": "shop", "resourceVersion": "1"}});
+    let pods = vec![pod("redis", "n1", "10.1.0.5", "redis", "10")];
+    let api = FakeApi::start(fake_api::cluster(vec![namespace], pods, vec![policy]));
+    let dir = tempfile::tempdir().unwrap();
+    let netns = Netns::new();
+    let kubeconfig = api.kubeconfig(dir.path());
+    let state = dir.path().join("state.json").display().to_string();
+    let once = || {
+        Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .args([
+                "agent",
+                "--once",
+                "--kubeconfig",
+                kubeconfig.to_str().unwrap(),
+            ])
+            .args([
+                "--netns",
+                &netns.0,
+                "--node-name",
+                "n1",
+                "--request-timeout",
+                "2s",
+            ])
+            .args(["--state-file", &state])
+            .env_remove("KUBECONFIG")
+            .output()
+            .unwrap()
+    };
+    api.set(
+        PODS,
+        Reply::status(503, "ServiceUnavailable", "etcd is down"),
+    );
+    let down = once();
+    assert_eq!(down.status.code(), Some(2), "{down:?}");
+    assert_eq!(netns.table(), None, "applied without the pods");
+    let pods = vec![pod("redis", "n1", "10.1.0.5", "redis", "10")];
+    api.set(PODS, list("v1", "PodList", pods, None));
+    let up = once();
+    assert_eq!(up.status.code(), Some(0), "{up:?}");
+    assert!(netns.table().is_some_and(|t| t.contains("10.1.0.5")));
 }
