@@ -1,7 +1,8 @@
 //! Where an agent says what it enforces, for `palisade status`: its Lease in a cluster
 //! (`palisade_kube::status::LeaseKeeper`), or a file for a lab's agents, which have no API server.
-//! Both are renewed every 10 s and at once when the status changes; a reader takes one not renewed
-//! for 40 s for an agent that is gone.
+//! Both are renewed every 10 s while the agent's loop turns, and soon after the status changes (a
+//! Lease at most every 5 s, the file at once); a reader takes one not renewed for 40 s for an
+//! agent that is gone.
 
 use crate::safe_fs;
 use palisade_kube::status::{LeaseKeeper, DURATION, RENEW};

@@ -277,21 +277,21 @@ pub fn to_text(status: &Status) -> String {
             out,
             "NetworkPolicy is enforced on every node that hosts a selected pod."
         );
-        if !status.without_agent.is_empty() {
-            let _ = writeln!(
-                out,
-                "No fresh agent on {} of {} nodes ({}): pods scheduled there would not be enforced.",
-                status.without_agent.len(),
-                status.nodes.len(),
-                status.without_agent.join(", ")
-            );
-        }
     } else {
         let _ = writeln!(
             out,
             "NetworkPolicy is NOT enforced on {} of the {hosting} nodes hosting pods: {} (see NOT REALIZED ON)",
             status.unenforced.len(),
             status.unenforced.join(", ")
+        );
+    }
+    if !status.without_agent.is_empty() {
+        let _ = writeln!(
+            out,
+            "No fresh agent on {} of {} nodes ({}): pods scheduled there would not be enforced.",
+            status.without_agent.len(),
+            status.nodes.len(),
+            status.without_agent.join(", ")
         );
     }
     out

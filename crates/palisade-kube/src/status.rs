@@ -28,8 +28,6 @@ pub const DURATION: Duration = Duration::from_secs(40);
 /// The least time between two writes, however often the status changes (at 1,000 nodes, 200
 /// writes a second at most).
 const MIN_GAP: Duration = Duration::from_secs(5);
-/// How far in the future a renewal may be and still count (clocks differ between machines).
-const SKEW: Duration = Duration::from_secs(60);
 
 /// The Lease of the agent of `node`.
 pub fn lease_name(node: &str) -> String {
@@ -48,13 +46,9 @@ pub struct AgentLease {
 }
 
 impl AgentLease {
-    /// Renewed within its duration, as of `now` (a renewal more than a minute ahead of `now` does
-    /// not count: it would keep a dead agent fresh).
+    /// Renewed within its duration, as of `now` ([`palisade_model::fresh`]).
     pub fn fresh(&self, now: SystemTime) -> bool {
-        self.renewed.is_some_and(|at| match now.duration_since(at) {
-            Ok(age) => age <= self.duration,
-            Err(ahead) => ahead.duration() <= SKEW,
-        })
+        palisade_model::fresh(self.renewed, self.duration, now)
     }
 }
 
@@ -98,7 +92,7 @@ impl LeaseKeeper {
         })
     }
 
-    /// Says `status` at the next write (at once, unless a write happened less than a second ago).
+    /// Says `status` at the next write (at once, unless a write happened less than 5 s ago).
     pub fn publish(&self, status: AgentStatus) {
         let mut latest = self.shared.latest.lock().unwrap_or_else(|e| e.into_inner());
         if latest.as_ref() != Some(&status) {

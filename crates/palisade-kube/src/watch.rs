@@ -5,8 +5,8 @@
 //! server cannot be reached, or answers with an error, the kind waits (1 s doubling to 30 s, with
 //! jitter, so that a thousand agents do not come back at once) and resumes from where it was. A
 //! list, or a watch, started again within [`STEADY`] of the last one (a server that keeps
-//! answering 410, or ends every watch at once) waits the same way: only a watch that delivers an
-//! event or lasts [`STEADY`] resets the wait. The store keeps what it holds meanwhile: the caller
+//! answering 410, or ends every watch at once) waits the same way: only a watch that lasts
+//! [`STEADY`] resets the wait. The store keeps what it holds meanwhile: the caller
 //! keeps enforcing the last state it had.
 
 use crate::list::Lister;
@@ -161,18 +161,21 @@ impl Shared {
 
     /// `kind` was listed whole. The owner is woken after the health says so: the first list of
     /// every kind is what it waits for.
-    fn listed(&self, kind: Kind, items: Vec<Value>) {
+    /// `again`: it was listed before.
+    fn listed(&self, kind: Kind, items: Vec<Value>, again: bool) {
         let first = self
             .health()
             .kinds
             .iter()
             .any(|k| k.kind == kind && !k.synced);
         let changed = self.store_apply(kind, ObjectEvent::Listed(kind, items));
+        // The error (if any) clears when the watch starts: a kind that may be listed but not
+        // watched stays failing, not flapping.
         self.kind(kind, |k| {
-            k.relists += u64::from(!first);
+            k.relists += u64::from(again);
+            k.synced = true;
             k.not_served = None;
         });
-        self.recovered(kind);
         if changed || first {
             self.wake();
         }
@@ -208,6 +211,8 @@ impl Shared {
             .iter()
             .any(|k| k.kind == kind && !k.synced);
         if listed.optional && first {
+            // Its last good objects (the state file's) stay in force until it is listed.
+            self.store().mark_unknown(kind);
             self.kind(kind, |k| k.synced = true);
             self.wake();
         }
@@ -320,22 +325,38 @@ impl Follower {
             connection: &self.connection,
         };
         let mut pace = Pace::default();
+        // An optional kind listed before and refused now (403, 404) is taken for gone only once
+        // it has been refused for [`RECHECK`]: a role being replaced, or an API server restarting,
+        // must not turn logging off.
+        let (mut listed_once, mut refused_since) = (false, None::<Instant>);
         loop {
             pace.before(Step::List).await;
             let version = match lister.all(listed).await {
                 Ok((items, version)) => {
-                    self.shared.listed(kind, items);
+                    self.shared.listed(kind, items, listed_once);
+                    (listed_once, refused_since) = (true, None);
                     version
                 }
                 Err(e) => {
+                    let gone = refused_since.is_some_and(|at| at.elapsed() >= RECHECK);
                     match e.not_served(listed) {
-                        Some(why) => {
+                        Some(why) if !listed_once || gone => {
                             self.shared.not_served(kind, why);
+                            (listed_once, refused_since) = (false, None);
                             tokio::time::sleep(RECHECK).await;
+                        }
+                        Some(why) => {
+                            refused_since.get_or_insert_with(Instant::now);
+                            let why = format!(
+                                "{why}; what was listed stays until it is refused for {} s",
+                                RECHECK.as_secs()
+                            );
+                            self.shared.failed(listed, why);
+                            pace.failed(Step::List).await;
                         }
                         None => {
                             self.shared.failed(listed, e.to_string());
-                            pace.failed().await;
+                            pace.failed(Step::List).await;
                         }
                     }
                     continue;
@@ -362,7 +383,7 @@ impl Follower {
                 Err(e) => {
                     // Not expected (the path and parameters are constants): list afresh later.
                     failed(e.to_string());
-                    pace.failed().await;
+                    pace.failed(Step::List).await;
                     return;
                 }
             };
@@ -381,7 +402,7 @@ impl Follower {
                 }
                 Ok(Err(e)) => {
                     failed(e.to_string());
-                    pace.failed().await;
+                    pace.failed(Step::Watch).await;
                     continue;
                 }
                 Err(_) => {
@@ -389,7 +410,7 @@ impl Follower {
                         "no answer within {:?}",
                         self.connection.request_timeout
                     ));
-                    pace.failed().await;
+                    pace.failed(Step::Watch).await;
                     continue;
                 }
             };
@@ -413,7 +434,7 @@ impl Follower {
                     Ok(Err(kube::Error::Api(status))) if status.code == 410 => return,
                     Ok(Err(e)) => {
                         failed(e.to_string());
-                        pace.failed().await;
+                        pace.failed(Step::Watch).await;
                         break;
                     }
                     Ok(Ok(Some(event))) => event,
@@ -432,11 +453,13 @@ impl Follower {
                     WatchEvent::Error(status) if status.code == 410 => return,
                     WatchEvent::Error(status) => {
                         failed(format!("{} {}", status.code, status.message));
-                        pace.failed().await;
+                        pace.failed(Step::Watch).await;
                         break;
                     }
                 }
-                pace.healthy();
+                if opened.elapsed() >= STEADY {
+                    pace.healthy();
+                }
             }
         }
     }
@@ -451,7 +474,7 @@ enum Step {
 
 /// When a kind's follower may start a list or a watch: at once, unless the last one of the same
 /// step started less than [`STEADY`] ago (then after the backoff), or after a failure (the
-/// backoff). Only a healthy watch (an event, or [`STEADY`] open) resets the backoff.
+/// backoff, once). Only a healthy watch (open for [`STEADY`]) resets the backoff.
 #[derive(Default)]
 struct Pace {
     backoff: Backoff,
@@ -472,7 +495,12 @@ impl Pace {
         }
     }
 
-    async fn failed(&mut self) {
+    /// `step` failed: waits the backoff, which stands for the wait before the next `step`.
+    async fn failed(&mut self, step: Step) {
+        match step {
+            Step::List => self.last_list = None,
+            Step::Watch => self.last_watch = None,
+        }
         tokio::time::sleep(self.backoff.next()).await;
     }
 

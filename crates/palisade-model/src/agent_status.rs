@@ -3,6 +3,20 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+/// How far in the future a renewal may be and still count (clocks differ between machines).
+const SKEW: Duration = Duration::from_secs(60);
+
+/// Whether a status renewed at `renewed`, lasting `duration`, is fresh at `now`: renewed within its
+/// duration, and not more than a minute ahead of `now` (a renewal in the future would keep a dead
+/// agent fresh until then).
+pub fn fresh(renewed: Option<SystemTime>, duration: Duration, now: SystemTime) -> bool {
+    renewed.is_some_and(|at| match now.duration_since(at) {
+        Ok(age) => age <= duration,
+        Err(ahead) => ahead.duration() <= SKEW,
+    })
+}
 
 /// What an agent says of itself.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -31,7 +31,7 @@ pub mod validate;
 mod workload;
 mod yaml;
 
-pub use agent_status::{AgentStatus, StatusRecord};
+pub use agent_status::{fresh, AgentStatus, StatusRecord};
 pub use cache::DocumentCache;
 pub use diagnostic::{summarize, Diagnostic, FieldIssue, Origin, Severity, Summary};
 pub use document::{decode_utf8, is_blank, MAX_DEPTH};

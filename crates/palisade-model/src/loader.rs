@@ -111,6 +111,8 @@ pub struct Loader {
     from_store: bool,
     /// The source cannot be read at all ([`Loader::source_unavailable`]): everything stays.
     unavailable: bool,
+    /// Kinds the store could not list ([`ObjectStore::mark_unknown`]): their objects stay.
+    unknown: Vec<Kind>,
     /// Manifest files listed (read, or taken from the cache), and their bytes.
     listed: usize,
     total_bytes: u64,
@@ -147,6 +149,7 @@ impl Loader {
             roots: Vec::new(),
             from_store: false,
             unavailable: false,
+            unknown: Vec::new(),
             listed: 0,
             total_bytes: 0,
             previous: Objects::default(),
@@ -362,6 +365,9 @@ impl Loader {
     pub fn load_store(&mut self, store: &ObjectStore) {
         let limits = self.limits.decode_limits();
         self.from_store = true;
+        self.unknown = (Kind::ALL.into_iter())
+            .filter(|&k| store.unknown(k))
+            .collect();
         for (key, stored) in store.objects() {
             self.listed += 1;
             let (key, file) = match self.documents.api.remove_entry(key) {
@@ -440,6 +446,7 @@ impl Loader {
                 (key.kind() != Kind::NetworkLogging).then_some(HeldReason::Rejected)
             } else if no_manifest
                 || self.unavailable
+                || self.unknown.contains(&key.kind())
                 || self.unreadable.iter().any(|u| file.starts_with(u))
             {
                 Some(HeldReason::Unreadable)

@@ -44,6 +44,9 @@ pub struct ObjectStore {
     objects: BTreeMap<ObjectKey, Stored>,
     /// Objects per kind.
     counts: BTreeMap<Kind, usize>,
+    /// Kinds the source could not list (an optional kind failing): none of their objects is held,
+    /// and the loader keeps their last good versions until a list of them arrives.
+    unknown: std::collections::BTreeSet<Kind>,
     /// Objects of one kind at most: past it, new objects are refused.
     max_per_kind: usize,
 }
@@ -81,6 +84,7 @@ impl ObjectStore {
                 None => false,
             },
             ObjectEvent::Listed(kind, values) => {
+                self.unknown.remove(&kind);
                 let keys: Vec<ObjectKey> = (self.objects.keys())
                     .filter(|key| key.kind() == kind)
                     .cloned()
@@ -153,6 +157,17 @@ impl ObjectStore {
             }
         }
         removed
+    }
+
+    /// Says the objects of `kind` are unknown for now (it could not be listed): the loader keeps
+    /// their last good versions until it is listed.
+    pub fn mark_unknown(&mut self, kind: Kind) {
+        self.unknown.insert(kind);
+    }
+
+    /// Whether the objects of `kind` are unknown ([`ObjectStore::mark_unknown`]).
+    pub fn unknown(&self, kind: Kind) -> bool {
+        self.unknown.contains(&kind)
     }
 
     /// Objects of `kind` held.

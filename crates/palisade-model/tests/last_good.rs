@@ -747,3 +747,38 @@ fn api_objects_keep_their_last_good_version_and_are_decoded_once() {
     assert!(empty.state.pods.is_empty());
     assert!(empty.diagnostics.iter().all(|d| !d.is_error()));
 }
+
+/// A kind the API server could not list (an optional one failing: `mark_unknown`) keeps the last
+/// good versions of its objects — a NetworkLogging from the state file stays in force — until a
+/// list of it arrives.
+#[test]
+fn objects_of_a_kind_the_store_could_not_list_stay_in_force() {
+    use palisade_model::logging::LoggingConfig;
+    use palisade_model::{ObjectEvent, ObjectStore};
+    let logging = serde_json::json!({"metadata": {"name": "default", "resourceVersion": "1"},
+        "spec": {"cluster": {"allow": {"log": true, "delegate": false},
+                             "deny": {"log": true, "delegate": false}}}});
+    let mut store = ObjectStore::new("https://api", 100);
+    store.apply(ObjectEvent::Listed(Kind::NetworkLogging, vec![logging]));
+    let load = |store: &ObjectStore, cache| {
+        let mut loader = Loader::new().with_documents(cache);
+        loader.load_store(store);
+        loader.finish_with_cache()
+    };
+    let first = load(&store, DocumentCache::default());
+    assert!(matches!(first.state.network_logging, LoggingConfig::Valid(_)));
+    // Restarted: the kind cannot be listed this time.
+    let mut failing = ObjectStore::new("https://api", 100);
+    failing.mark_unknown(Kind::NetworkLogging);
+    let held = load(&failing, first.cache);
+    assert!(
+        matches!(held.state.network_logging, LoggingConfig::Valid(_)),
+        "{:?}",
+        held.state.network_logging
+    );
+    assert_eq!(held.held[0].why, HeldReason::Unreadable);
+    // Listed (empty): gone.
+    failing.apply(ObjectEvent::Listed(Kind::NetworkLogging, vec![]));
+    let listed = load(&failing, held.cache);
+    assert_eq!(listed.state.network_logging, LoggingConfig::Absent);
+}

@@ -32,8 +32,9 @@ pub struct Args {
     output: String,
 }
 
-/// Prints the status of the cluster (or lab); exit 1 when a node that hosts a pod some policy
-/// selects has no fresh agent (policies are not enforced there), 2 when it cannot be read.
+/// Prints the status of the cluster (or lab); exit 1 when a policy is not enforced on a node that
+/// hosts a pod it selects (no fresh agent, nothing applied yet, audit mode, not in force), 2 when
+/// it cannot be read.
 pub fn run(args: Args, verbose: u8) -> u8 {
     let status = match &args.lab {
         Some(lab) => lab_status(lab),
@@ -68,11 +69,10 @@ fn reported<'a>(
     duration: Duration,
     now: SystemTime,
 ) -> Reported<'a> {
-    let age = renewed.map(|at| now.duration_since(at).unwrap_or_default());
     Reported {
         status,
-        fresh: age.is_some_and(|age| age <= duration),
-        renewed: age,
+        fresh: palisade_model::fresh(renewed, duration, now),
+        renewed: renewed.map(|at| now.duration_since(at).unwrap_or_default()),
     }
 }
 
