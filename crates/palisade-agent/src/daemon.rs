@@ -127,7 +127,7 @@ pub fn run(config: &Config) -> Result<(), AgentError> {
     let stop = stop_on_signals()?;
     let events = start_events(config, &metrics)?;
     let (logger, logging) = start_logging(config, metrics, stop.clone(), events.as_ref())?;
-    let mut reconciler = reconciler.with_logger(logger);
+    let mut reconciler = reconciler.with_logger(logger).restoring_last_good();
     // The status is renewed only while the loop turns: a stuck agent's goes stale.
     let health = reconciler.health().clone();
     let alive = move || health.alive().is_ok();

@@ -21,6 +21,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// How long a rebooted node waits for the API server before it enforces its state file's objects
+/// (unless a kind fails to list before that).
+const RESTORE_AFTER: Duration = Duration::from_secs(10);
+
 /// Diagnostics of one shape logged before the rest are only counted.
 const SHOWN_PER_KIND: usize = 10;
 
@@ -110,6 +114,13 @@ pub struct Reconciler {
     /// Where this agent says what it enforces, and what it says (the errors are added when it
     /// is published).
     lease: Option<(StatusOut, AgentStatus)>,
+    /// When it was made: a restore waits [`RESTORE_AFTER`] for the API server.
+    created: Instant,
+    /// Whether a rebooted node may enforce the state file's objects while the API server does
+    /// not answer ([`Reconciler::restoring_last_good`]).
+    restore: bool,
+    /// It did.
+    restored: bool,
 }
 
 impl Reconciler {
@@ -143,7 +154,18 @@ impl Reconciler {
             probe: None,
             state_file: None,
             lease: None,
+            created: Instant::now(),
+            restore: false,
+            restored: false,
         }
+    }
+
+    /// After a reboot (the kernel holds no table), enforces the state file's objects while the API
+    /// server does not answer, rather than nothing (the daemon; not `--once`, which applies the
+    /// cluster or nothing).
+    pub fn restoring_last_good(mut self) -> Self {
+        self.restore = true;
+        self
     }
 
     /// Keeps this node's Lease, or status file (`palisade status` reads it), saying what is
@@ -206,9 +228,7 @@ impl Reconciler {
             });
         }
         status.pods = pods;
-        status.policies = applied.len();
-        status.applied = applied;
-        status.audited = audited;
+        status.set_policies(applied, audited);
     }
 
     /// Writes the objects in force to `path` after passes that applied them, and starts from the
@@ -338,10 +358,6 @@ impl Reconciler {
             let held = watch.with_store(|store| store.count(k.kind));
             m.source_objects.get_or_create(&label).set(held as i64);
             m.source_relists.get_or_create(&label).set(k.relists as i64);
-        }
-        if health.synced() && health.kinds.iter().all(|k| k.error.is_none()) {
-            m.source_last_read
-                .set(unix_seconds(std::time::SystemTime::now()));
         }
         self.cluster_health = Some(health);
         self.degraded(Part::Source, problem);
@@ -581,8 +597,13 @@ impl Reconciler {
             if !health.synced() {
                 self.check_source();
                 let why = health.problem().unwrap_or_default();
-                if !self.restore_last_good(&why) {
-                    return Outcome::Waiting(format!("nothing applied: {why}"));
+                if !self.restore_last_good(&health) {
+                    let meanwhile = if self.restored {
+                        "; the state file's last good state is enforced meanwhile"
+                    } else {
+                        ""
+                    };
+                    return Outcome::Waiting(format!("nothing new applied: {why}{meanwhile}"));
                 }
                 unavailable = true;
             }
@@ -679,16 +700,26 @@ impl Reconciler {
     /// given the cluster (`why`): only when this agent has applied nothing yet and the kernel
     /// holds no table — a reboot, or a table deleted — so that enforcement is not left open until
     /// the API server answers. A table the kernel still holds (a restart) is kept as it is.
-    fn restore_last_good(&mut self, why: &str) -> bool {
-        if self.applied.is_some() || !self.documents.holds_objects() {
+    /// Not before the API server has had its chance: a required kind has failed to list, or
+    /// [`RESTORE_AFTER`] has passed — a state days old may isolate a pod by an address now
+    /// another's. Only where enabled ([`Reconciler::restoring_last_good`]: the daemon, not
+    /// `--once`).
+    fn restore_last_good(&mut self, health: &SourceHealth) -> bool {
+        if !self.restore || self.applied.is_some() || !self.documents.holds_objects() {
+            return false;
+        }
+        let failed = (health.kinds.iter()).any(|k| !k.synced && k.error.is_some());
+        if !failed && self.created.elapsed() < RESTORE_AFTER {
             return false;
         }
         if !matches!(self.table_info(), Ok(None)) {
             return false;
         }
+        let why = health.problem().unwrap_or_default();
         tracing::warn!(
             "{why}; the kernel holds no table (a reboot?): enforcing the last good state from the state file until then"
         );
+        self.restored = true;
         true
     }
 

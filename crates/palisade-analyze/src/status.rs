@@ -203,11 +203,24 @@ fn realized(agent: Option<&Reported>, key: &str, generation: i64) -> Option<(Str
     if status.last_applied.is_none() {
         return Some(("nothing applied yet".into(), false));
     }
+    // What it enforces may be old: pods scheduled since are not.
+    if status.errors.iter().any(|e| e.starts_with("source:")) {
+        return Some((
+            "agent not following the API server (see ERRORS)".into(),
+            false,
+        ));
+    }
     if let Some(&g) = status.applied.get(key) {
         return (g < generation).then(|| (format!("generation {g} of {generation}"), true));
     }
     if status.audited.contains_key(key) {
         return Some(("audit mode: logged, not enforced".into(), false));
+    }
+    if status.truncated {
+        return Some((
+            "not known (the agent's status was cut to fit its Lease)".into(),
+            true,
+        ));
     }
     Some(("not in force".into(), false))
 }
@@ -428,8 +441,13 @@ mod tests {
             ..agent("n2", None)
         };
         let missing = agent("n2", None);
+        let deaf = AgentStatus {
+            errors: vec!["source: Pod: cannot watch Pod from https://api: 403".into()],
+            ..agent("n2", Some(3))
+        };
         for (n2, why) in [
             (&waiting, "n2: nothing applied yet"),
+            (&deaf, "n2: agent not following the API server (see ERRORS)"),
             (&audit, "n2: audit mode: logged, not enforced"),
             (&missing, "n2: not in force"),
         ] {

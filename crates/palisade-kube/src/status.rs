@@ -281,6 +281,7 @@ mod tests {
             errors: vec![],
             applied: BTreeMap::from([("shop/from-web".into(), 2)]),
             audited: BTreeMap::new(),
+            truncated: false,
         };
         let lease = lease("palisade-n1", &status);
         let text = &lease.metadata.annotations.as_ref().unwrap()[ANNOTATION];

@@ -766,7 +766,10 @@ fn objects_of_a_kind_the_store_could_not_list_stay_in_force() {
         loader.finish_with_cache()
     };
     let first = load(&store, DocumentCache::default());
-    assert!(matches!(first.state.network_logging, LoggingConfig::Valid(_)));
+    assert!(matches!(
+        first.state.network_logging,
+        LoggingConfig::Valid(_)
+    ));
     // Restarted: the kind cannot be listed this time.
     let mut failing = ObjectStore::new("https://api", 100);
     failing.mark_unknown(Kind::NetworkLogging);
