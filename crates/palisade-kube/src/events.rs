@@ -31,6 +31,8 @@ pub const CONTROLLER: &str = "palisade.dev/agent";
 const MAX_NOTE: usize = 1024;
 /// The longest object name.
 const MAX_NAME: usize = 253;
+/// The longest `reportingInstance` the API server accepts.
+const MAX_INSTANCE: usize = 128;
 
 /// Called with why an occurrence was dropped: `queue_full`, `rate_limit`, `too_many_keys` or
 /// `write_error` (the agent counts them in a metric).
@@ -235,11 +237,12 @@ async fn write(
                         }
                         outcome
                     }
-                    Err(why) => {
+                    // Logged once per cause, whatever Event it hit.
+                    Err((what, cause)) => {
                         on_drop("write_error");
-                        if failing.as_ref() != Some(&why) {
-                            tracing::warn!("cannot write an Event: {why}; Events are dropped (palisade_kube_events_dropped_total)");
-                            failing = Some(why);
+                        if failing.as_ref() != Some(&cause) {
+                            tracing::warn!("cannot write an Event ({what}): {cause}; Events are dropped (palisade_kube_events_dropped_total)");
+                            failing = Some(cause);
                         }
                         Written::Failed
                     }
@@ -256,8 +259,12 @@ async fn write(
     futures::future::select(Box::pin(collect), Box::pin(send)).await;
 }
 
-/// Sends one write; the error says why it failed.
-async fn send_one(client: &Client, write: Write, timeout: Duration) -> Result<Written, String> {
+/// Sends one write; the error says which write failed, and why.
+async fn send_one(
+    client: &Client,
+    write: Write,
+    timeout: Duration,
+) -> Result<Written, (String, String)> {
     let request = async {
         match write {
             Write::Create {
@@ -269,9 +276,12 @@ async fn send_one(client: &Client, write: Write, timeout: Duration) -> Result<Wr
                     Err(kube::Error::Api(status)) if status.code == 409 => {
                         Ok(Written::AlreadyExists)
                     }
-                    Err(e) => Err(format!(
-                        "creating Event {namespace}/{}: {e}",
-                        event.metadata.name.unwrap_or_default()
+                    Err(e) => Err((
+                        format!(
+                            "creating {namespace}/{}",
+                            event.metadata.name.unwrap_or_default()
+                        ),
+                        e.to_string(),
                     )),
                 }
             }
@@ -289,13 +299,16 @@ async fn send_one(client: &Client, write: Write, timeout: Duration) -> Result<Wr
                     .patch(&name, &PatchParams::default(), &Patch::Merge(&series))
                     .await)
                     .map(|_| Written::Ok)
-                    .map_err(|e| format!("patching Event {namespace}/{name}: {e}"))
+                    .map_err(|e| (format!("patching {namespace}/{name}"), e.to_string()))
             }
         }
     };
     tokio::time::timeout(timeout, request)
         .await
-        .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
+        .unwrap_or_else(|_| {
+            let cause = format!("no answer within {timeout:?}");
+            Err(("a write".into(), cause))
+        })
 }
 
 /// A write the writer is to make.
@@ -373,6 +386,9 @@ struct Aggregator {
     limits: Limits,
     instance: String,
     bucket: TokenBucket,
+    /// Series patches draw on a budget of their own, as large: thousands of series each patched
+    /// every interval would otherwise be hundreds of writes a second.
+    patches: TokenBucket,
     series: HashMap<String, Series>,
 }
 
@@ -380,6 +396,7 @@ impl Aggregator {
     fn new(limits: Limits, instance: &str) -> Aggregator {
         Aggregator {
             bucket: TokenBucket::new(limits.per_second, limits.burst),
+            patches: TokenBucket::new(limits.per_second, limits.burst),
             limits,
             instance: instance.to_string(),
             series: HashMap::new(),
@@ -441,6 +458,11 @@ impl Aggregator {
         let mut out = Vec::new();
         for (id, series) in &mut self.series {
             if series.due(interval).is_none_or(|at| at > now) {
+                continue;
+            }
+            if series.written > 0 && !self.patches.take(now) {
+                // Over budget: its count is written at its next interval (nothing is lost).
+                series.last_write = now;
                 continue;
             }
             series.busy = true;
@@ -547,7 +569,7 @@ fn event(series: &Series, instance: &str) -> Event {
         },
         event_time: Some(micro_time(o.time)),
         reporting_controller: Some(CONTROLLER.into()),
-        reporting_instance: Some(instance.into()),
+        reporting_instance: Some(cut(instance, MAX_INSTANCE).into()),
         action: Some(o.action.clone()),
         reason: Some(o.reason.clone()),
         note: Some(o.note.clone()),
@@ -650,6 +672,45 @@ mod tests {
         long.regarding.name = format!("{}-{}", "a".repeat(235), "b".repeat(17));
         let name = event_name(&long, "node-a", at(0.0));
         assert!(is_subdomain(&name), "{name}");
+    }
+
+    /// Patches draw on their own budget: over it, a series' count waits one more interval.
+    #[test]
+    fn series_patches_are_rate_limited_too() {
+        let limits = Limits {
+            per_second: 1,
+            burst: 2,
+            ..Limits::default()
+        };
+        let mut agg = Aggregator::new(limits, &"n".repeat(300));
+        let keys = ["a", "b", "c"];
+        for (i, key) in keys.iter().enumerate() {
+            let t = at(i as f64);
+            agg.observe(denied(key, t), t).unwrap();
+            for write in agg.due(t) {
+                let Write::Create { id, event, .. } = write else {
+                    panic!("a create");
+                };
+                assert_eq!(event.reporting_instance.map(|i| i.len()), Some(128));
+                agg.done(&id, Written::Ok, 1, t);
+            }
+            agg.observe(denied(key, at(5.0)), at(5.0)).unwrap();
+        }
+        // All three are due at 12 s; the budget (burst 2) lets two through.
+        let writes = agg.due(at(12.0));
+        assert_eq!(writes.len(), 2, "{writes:?}");
+        for write in &writes {
+            agg.done(write.id(), Written::Ok, 2, at(12.0));
+        }
+        assert!(
+            agg.due(at(12.5)).is_empty(),
+            "the third waits its next interval"
+        );
+        let later = agg.due(at(22.0));
+        assert!(
+            matches!(&later[..], [Write::Patch { count: 2, .. }]),
+            "{later:?}"
+        );
     }
 
     #[test]
