@@ -11,9 +11,9 @@ mod support;
 
 use fake_api::{list, FakeApi, Reply, Step};
 use serde_json::json;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
-use support::{free_port, get, sample, scrape, within, Reaped};
+use support::{cluster_agent, free_port, get, sample, scrape, within, Netns};
 
 const PODS: &str = "/api/v1/pods";
 
@@ -24,39 +24,6 @@ fn pod(name: &str, node: &str, ip: &str, app: &str, version: &str) -> serde_json
         "spec": {"nodeName": node, "containers": [{"name": "c", "image": "x"}]},
         "status": {"phase": "Running", "podIP": ip},
     })
-}
-
-/// A scratch network namespace, removed when dropped.
-struct Netns(String);
-
-impl Netns {
-    fn new() -> Netns {
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let name = format!("pal-t-api-{}-{n}", std::process::id());
-        let ok = Command::new("ip").args(["netns", "add", &name]).status();
-        assert!(ok.unwrap().success(), "ip netns add {name}");
-        Netns(name)
-    }
-
-    /// `nft list table inet palisade` in the namespace; `None` when there is no such table.
-    fn table(&self) -> Option<String> {
-        let out = Command::new("ip")
-            .args([
-                "netns", "exec", &self.0, "nft", "list", "table", "inet", "palisade",
-            ])
-            .output()
-            .unwrap();
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
 }
 
 #[test]
@@ -84,27 +51,11 @@ fn the_agent_follows_the_api_server_and_enforces_its_nodes_pods() {
     let api = FakeApi::start(routes);
     let script = api.script(PODS);
     let dir = tempfile::tempdir().unwrap();
-    let netns = Netns::new();
+    let netns = Netns::new("api");
     let metrics = format!("127.0.0.1:{}", free_port());
-    let path = |name: &str| dir.path().join(name).display().to_string();
     let kubeconfig = api.kubeconfig(dir.path());
-    let agent = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["agent", "--kubeconfig", kubeconfig.to_str().unwrap()])
-        .args(["--netns", &netns.0, "--node-name", "n1"])
-        .args([
-            "--metrics-addr",
-            &metrics,
-            "--policy-log",
-            &path("policy.log"),
-        ])
-        .args(["--observe-socket", &path("observe.sock")])
-        .args(["--state-file", &path("state.json")])
-        .env_remove("KUBECONFIG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _agent = Reaped(agent);
+    let extra = ["--metrics-addr", &metrics];
+    let _agent = cluster_agent(&kubeconfig, &netns.0, dir.path(), &extra);
 
     // Nothing applied before the first list of every kind; not ready, and why.
     let waiting = within(Duration::from_secs(10), || {
@@ -255,35 +206,26 @@ fn the_agent_follows_the_api_server_and_enforces_its_nodes_pods() {
     assert_eq!(table(), before, "enforcement changed later");
 }
 
-/// After a reboot (the kernel's table gone) with the API server down, the agent enforces the last
-/// good state from its state file instead of nothing.
-#[test]
-fn a_reboot_with_the_api_server_down_enforces_the_last_good_state() {
+/// A cluster of one pod, `shop/redis` on `n1` at 10.1.0.5, which a policy isolates.
+fn isolated_redis() -> std::collections::HashMap<String, Reply> {
     let policy = json!({
         "metadata": {"name": "redis", "namespace": "shop", "resourceVersion": "1"},
         "spec": {"podSelector": {"matchLabels": {"app": "redis"}}, "policyTypes": ["Ingress"]},
     });
     let namespace = json!({"metadata": {"name": "shop", "resourceVersion": "1"}});
     let pods = vec![pod("redis", "n1", "10.1.0.5", "redis", "10")];
-    let api = FakeApi::start(fake_api::cluster(vec![namespace], pods, vec![policy]));
+    fake_api::cluster(vec![namespace], pods, vec![policy])
+}
+
+/// After a reboot (the kernel's table gone) with the API server down, the agent enforces the last
+/// good state from its state file instead of nothing.
+#[test]
+fn a_reboot_with_the_api_server_down_enforces_the_last_good_state() {
+    let api = FakeApi::start(isolated_redis());
     let dir = tempfile::tempdir().unwrap();
-    let netns = Netns::new();
+    let netns = Netns::new("api");
     let kubeconfig = api.kubeconfig(dir.path());
-    let path = |name: &str| dir.path().join(name).display().to_string();
-    let start = || {
-        let agent = Command::new(env!("CARGO_BIN_EXE_palisade"))
-            .args(["agent", "--kubeconfig", kubeconfig.to_str().unwrap()])
-            .args(["--netns", &netns.0, "--node-name", "n1"])
-            .args(["--policy-log", &path("policy.log")])
-            .args(["--observe-socket", &path("observe.sock")])
-            .args(["--state-file", &path("state.json")])
-            .env_remove("KUBECONFIG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        Reaped(agent)
-    };
+    let start = || cluster_agent(&kubeconfig, &netns.0, dir.path(), &[]);
     let table = || netns.table().unwrap_or_default();
     let enforced = || table().contains("10.1.0.5");
     let agent = start();
@@ -325,15 +267,9 @@ fn a_reboot_with_the_api_server_down_enforces_the_last_good_state() {
 /// with the server down, applies nothing and exits 2 after `--request-timeout`.
 #[test]
 fn once_applies_the_listed_cluster_or_nothing() {
-    let policy = json!({
-        "metadata": {"name": "redis", "namespace": "shop", "resourceVersion": "1"},
-        "spec": {"podSelector": {"matchLabels": {"app": "redis"}}, "policyTypes": ["Ingress"]},
-    });
-    let namespace = json!({"metadata": {"name": "shop", "resourceVersion": "1"}});
-    let pods = vec![pod("redis", "n1", "10.1.0.5", "redis", "10")];
-    let api = FakeApi::start(fake_api::cluster(vec![namespace], pods, vec![policy]));
+    let api = FakeApi::start(isolated_redis());
     let dir = tempfile::tempdir().unwrap();
-    let netns = Netns::new();
+    let netns = Netns::new("api");
     let kubeconfig = api.kubeconfig(dir.path());
     let state = dir.path().join("state.json").display().to_string();
     let once = || {

@@ -11,9 +11,11 @@ mod support;
 
 use fake_api::{list, FakeApi};
 use serde_json::json;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
-use support::{connects, free_port, get, kill_agent, palisade, sample, scrape, within, Reaped};
+use support::{
+    cluster_agent, connects, free_port, get, kill_agent, palisade, sample, scrape, within, Netns,
+};
 
 const LOGGING: &str = "/apis/networking.gke.io/v1alpha1/networkloggings";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
@@ -38,24 +40,6 @@ fn pod(name: &str, version: &str) -> serde_json::Value {
            "status": {"phase": "Running", "podIP": ip}})
 }
 
-/// A scratch network namespace, removed when dropped.
-struct Netns(String);
-
-impl Netns {
-    fn new() -> Netns {
-        let name = format!("pal-t-ev-{}", std::process::id());
-        let ok = Command::new("ip").args(["netns", "add", &name]).status();
-        assert!(ok.unwrap().success(), "ip netns add {name}");
-        Netns(name)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
 #[test]
 fn the_agent_tells_network_logging_changes_as_events() {
     let namespace = json!({"metadata": {"name": "shop", "resourceVersion": "1"}});
@@ -77,23 +61,12 @@ fn the_agent_tells_network_logging_changes_as_events() {
     let api = FakeApi::start(routes);
     let (script, pods) = (api.script(LOGGING), api.script("/api/v1/pods"));
     let dir = tempfile::tempdir().unwrap();
-    let netns = Netns::new();
+    let netns = Netns::new("ev");
     let metrics = format!("127.0.0.1:{}", free_port());
     let path = |name: &str| dir.path().join(name).display().to_string();
     let kubeconfig = api.kubeconfig(dir.path());
-    let agent = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["agent", "--kubeconfig", kubeconfig.to_str().unwrap()])
-        .args(["--netns", &netns.0, "--node-name", "n1", "--deny-events"])
-        .args(["--metrics-addr", &metrics])
-        .args(["--policy-log", &path("policy.log")])
-        .args(["--observe-socket", &path("observe.sock")])
-        .args(["--state-file", &path("state.json")])
-        .env_remove("KUBECONFIG")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(path("agent.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let _agent = Reaped(agent);
+    let extra = ["--deny-events", "--metrics-addr", &metrics];
+    let _agent = cluster_agent(&kubeconfig, &netns.0, dir.path(), &extra);
     let log = || std::fs::read_to_string(path("agent.log")).unwrap_or_default();
 
     let reasons = || -> Vec<String> {
@@ -231,19 +204,8 @@ fn a_dropped_connection_is_a_warning_event_on_the_pod_with_its_repeats_in_the_se
     let api = FakeApi::start(fake_api::cluster(vec![namespace], pods, vec![policy]));
     let kubeconfig = api.kubeconfig(dir.path());
     let metrics = format!("127.0.0.1:{}", free_port());
-    let agent = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["agent", "--kubeconfig", kubeconfig.to_str().unwrap()])
-        .args(["--netns", &lab.node, "--node-name", "n1", "--deny-events"])
-        .args(["--metrics-addr", &metrics])
-        .args(["--policy-log", &path("policy.log")])
-        .args(["--observe-socket", &path("observe.sock")])
-        .args(["--state-file", &path("state.json")])
-        .env_remove("KUBECONFIG")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(path("agent.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let _agent = Reaped(agent);
+    let extra = ["--deny-events", "--metrics-addr", &metrics];
+    let _agent = cluster_agent(&kubeconfig, &lab.node, dir.path(), &extra);
     let log = || std::fs::read_to_string(path("agent.log")).unwrap_or_default();
     let ready = within(Duration::from_secs(10), || {
         get(&metrics, "/readyz").0 == 200

@@ -195,3 +195,56 @@ impl Drop for Reaped {
         let _ = self.0.wait();
     }
 }
+
+/// A scratch network namespace (`pal-t-<what>-<pid>-<n>`), removed when dropped.
+pub struct Netns(pub String);
+
+impl Netns {
+    pub fn new(what: &str) -> Netns {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("pal-t-{what}-{}-{n}", std::process::id());
+        let ok = Command::new("ip").args(["netns", "add", &name]).status();
+        assert!(ok.unwrap().success(), "ip netns add {name}");
+        Netns(name)
+    }
+
+    /// `nft list table inet palisade` in the namespace; `None` when there is no such table.
+    pub fn table(&self) -> Option<String> {
+        let out = Command::new("ip")
+            .args([
+                "netns", "exec", &self.0, "nft", "list", "table", "inet", "palisade",
+            ])
+            .output()
+            .unwrap();
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// `palisade agent` following the API server of `kubeconfig`, enforcing node `n1`'s pods in
+/// `netns`, its log, socket and state file in `dir`, with `extra` flags; its standard error goes to
+/// `dir/agent.log`. Killed when dropped.
+pub fn cluster_agent(kubeconfig: &Path, netns: &str, dir: &Path, extra: &[&str]) -> Reaped {
+    let path = |name: &str| dir.join(name).display().to_string();
+    let agent = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["agent", "--kubeconfig", kubeconfig.to_str().unwrap()])
+        .args(["--netns", netns, "--node-name", "n1"])
+        .args(["--policy-log", &path("policy.log")])
+        .args(["--observe-socket", &path("observe.sock")])
+        .args(["--state-file", &path("state.json")])
+        .args(extra)
+        .env_remove("KUBECONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("agent.log")).unwrap())
+        .spawn()
+        .unwrap();
+    Reaped(agent)
+}
