@@ -11,7 +11,7 @@ use palisade_dataplane::events::VerdictEvent;
 use palisade_kube::events::{EventType, Occurrence, Regarding, Scope};
 use palisade_model::logging::{self, LoggingSwitches};
 use palisade_model::{ClusterState, PodInfo};
-use palisade_policy::{Decision, Direction, Endpoint, Engine, Flow};
+use palisade_policy::{Decision, Direction, Engine};
 use std::net::{IpAddr, SocketAddr};
 
 /// The `NetworkLogging` object, as an Event's `regarding`.
@@ -58,12 +58,7 @@ pub(super) fn updated(switches: LoggingSwitches) -> Occurrence {
 /// `PolicyDenied` on `pod`, which enforced `event` (a drop), naming the policies that isolate it;
 /// `None` when the engine does not deny the flow (a ruleset that has changed since).
 pub(super) fn denied(engine: &Engine, event: &VerdictEvent, pod: &PodInfo) -> Option<Occurrence> {
-    let flow = Flow {
-        src: Endpoint::Ip(event.src),
-        dst: Endpoint::Ip(event.dst),
-        port: event.dst_port,
-        protocol: event.protocol,
-    };
+    let flow = super::flow(event);
     let Decision::Denied { isolating } = engine.side(event.direction, &flow).decision else {
         return None;
     };

@@ -84,6 +84,16 @@ fn node_index(state: &ClusterState) -> HashMap<IpAddr, String> {
         .collect()
 }
 
+/// The flow a verdict event saw, as the engine takes it.
+fn flow(event: &VerdictEvent) -> Flow {
+    Flow {
+        src: Endpoint::Ip(event.src),
+        dst: Endpoint::Ip(event.dst),
+        port: event.dst_port,
+        protocol: event.protocol,
+    }
+}
+
 /// Turns verdict events into policy action records. Audit events (policy denied, audit mode let
 /// the connection through) are deny records with `"audit": true`.
 pub struct PolicyLogger {
@@ -272,13 +282,7 @@ impl PolicyLogger {
     /// The record of an allowed connection, counted per allowing policy; `None` when no policy
     /// allowed it (the pod is not isolated).
     fn allowed(&self, engine: &Engine, event: &VerdictEvent, namespace: &str) -> Option<Record> {
-        let flow = Flow {
-            src: Endpoint::Ip(event.src),
-            dst: Endpoint::Ip(event.dst),
-            port: event.dst_port,
-            protocol: event.protocol,
-        };
-        let Decision::Allowed { by } = engine.side(event.direction, &flow).decision else {
+        let Decision::Allowed { by } = engine.side(event.direction, &flow(event)).decision else {
             return None;
         };
         let mut policies: Vec<_> = by.into_iter().map(|r| r.policy).collect();
