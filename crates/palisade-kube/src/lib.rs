@@ -7,13 +7,14 @@
 //! Two ways to read: [`list_into`] lists every kind once (`palisade matrix|explain|status`);
 //! [`Watch`] lists, then follows every kind (the agent), relisting when the server says the watch
 //! is too old (410 Gone) and backing off when it cannot be reached. Both are bounded in time (each
-//! request must answer within the request timeout; a watch, within its server-side timeout) and in
-//! objects (so many of a kind; a page token may not come back) — not in bytes: kube-rs reads a
-//! page or a watch line whole. The NetworkLogging kind is optional: a cluster without its CRD, or a
+//! request must answer within the request timeout; a watch, within its server-side timeout), in
+//! objects (so many of a kind; a page token may not come back) and in bytes (a list page, a watch
+//! event: `bounded.rs`). The NetworkLogging kind is optional: a cluster without its CRD, or a
 //! user who may not read it, has no logging configuration. Workloads are not read — the API
 //! server has their pods. What is written is the agent's own: its node's Lease ([`status`]) and
 //! its Events ([`events`]).
 
+mod bounded;
 pub mod bucket;
 pub mod events;
 mod list;
@@ -84,6 +85,8 @@ pub struct Connection {
     /// Objects of one kind at most: a larger cluster (or a server that does not stop) is an
     /// error, not unbounded memory.
     pub max_objects: usize,
+    /// Bytes of one list page at most (500 objects): a larger answer is an error, not memory.
+    pub max_page_bytes: usize,
 }
 
 impl Default for Connection {
@@ -93,6 +96,7 @@ impl Default for Connection {
             context: None,
             request_timeout: Duration::from_secs(30),
             max_objects: palisade_model::Limits::default().max_pods,
+            max_page_bytes: palisade_model::Limits::default().max_file_bytes as usize,
         }
     }
 }
@@ -115,14 +119,16 @@ pub enum SourceError {
     #[error("cannot reach the API server: {0}")]
     Client(#[source] kube::Error),
     /// A list request failed.
-    #[error("cannot list {kind} from {server}: {source}")]
+    #[error("cannot list {kind} from {server}: {why}")]
     List {
         /// The kind.
         kind: Kind,
         /// The API server.
         server: String,
+        /// The HTTP status code of the server's error answer, if it answered with one.
+        code: Option<u16>,
         /// Why.
-        source: kube::Error,
+        why: String,
     },
     /// A list request took too long.
     #[error("cannot list {kind} from {server}: no answer within {timeout:?} (--request-timeout)")]
@@ -166,11 +172,10 @@ impl SourceError {
     fn not_served(&self, listed: &ListedKind) -> Option<String> {
         match self {
             SourceError::List {
-                source: kube::Error::Api(status),
+                code: Some(403 | 404),
+                why,
                 ..
-            } if listed.optional && matches!(status.code, 403 | 404) => {
-                Some(format!("{} {}", status.code, status.message))
-            }
+            } if listed.optional => Some(why.clone()),
             _ => None,
         }
     }

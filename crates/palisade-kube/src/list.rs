@@ -88,7 +88,9 @@ impl Lister<'_> {
         loop {
             let request = (kube::core::Request::new(listed.path).list(&params))
                 .map_err(|e| unbounded(format!("cannot ask for the next page: {e}")))?;
-            let page = tokio::time::timeout(timeout, self.client.request(request));
+            let bytes = self.connection.max_page_bytes;
+            let page = crate::bounded::get(self.client, request, bytes);
+            let page = tokio::time::timeout(timeout, page);
             let page: ObjectList<Value> = page
                 .await
                 .map_err(|_| SourceError::Timeout {
@@ -96,10 +98,11 @@ impl Lister<'_> {
                     server: self.server.to_string(),
                     timeout,
                 })?
-                .map_err(|source| SourceError::List {
+                .map_err(|fault| SourceError::List {
                     kind,
                     server: self.server.to_string(),
-                    source,
+                    code: fault.code(),
+                    why: fault.to_string(),
                 })?;
             objects.extend(page.items);
             if objects.len() > max {

@@ -9,9 +9,9 @@
 //! [`STEADY`] resets the wait. The store keeps what it holds meanwhile: the caller
 //! keeps enforcing the last state it had.
 
+use crate::bounded::{Events, Fault};
 use crate::list::Lister;
 use crate::{client, runtime, Background, Connection, ListedKind, SourceError, KINDS};
-use futures::TryStreamExt;
 use kube::api::WatchParams;
 use kube::core::WatchEvent;
 use kube::Client;
@@ -389,14 +389,14 @@ impl Follower {
             };
             let started = tokio::time::timeout(
                 self.connection.request_timeout,
-                self.client.request_events::<Value>(request),
+                Events::start(&self.client, request),
             );
-            let stream = match started.await {
+            let mut stream = match started.await {
                 Ok(Ok(stream)) => stream,
-                Ok(Err(kube::Error::Api(status))) if status.code == 410 => return,
+                Ok(Err(Fault::Api(status))) if status.code == 410 => return,
                 // The kind is refused, or gone (an optional kind's CRD removed): the next list
                 // (paced) finds out which.
-                Ok(Err(kube::Error::Api(status))) if matches!(status.code, 403 | 404) => {
+                Ok(Err(Fault::Api(status))) if matches!(status.code, 403 | 404) => {
                     failed(format!("{} {}", status.code, status.message));
                     return;
                 }
@@ -415,54 +415,86 @@ impl Follower {
                 }
             };
             self.shared.recovered(kind);
-            let opened = Instant::now();
-            let mut stream = std::pin::pin!(stream);
-            loop {
-                let event = match tokio::time::timeout(SILENT, stream.try_next()).await {
-                    Err(_) => {
-                        failed(format!("the watch was silent for {} s", SILENT.as_secs()));
-                        break;
-                    }
-                    // The server ended the watch (its timeout): watched again from `version`.
-                    Ok(Ok(None)) => {
-                        if opened.elapsed() >= STEADY {
-                            pace.healthy();
-                        }
-                        break;
-                    }
-                    // A `Status` line in the stream: kube-rs gives it as an error.
-                    Ok(Err(kube::Error::Api(status))) if status.code == 410 => return,
-                    Ok(Err(e)) => {
-                        failed(e.to_string());
-                        pace.failed(Step::Watch).await;
-                        break;
-                    }
-                    Ok(Ok(Some(event))) => event,
-                };
-                match event {
-                    WatchEvent::Added(object) | WatchEvent::Modified(object) => {
-                        version = version_of(&object).unwrap_or(version);
-                        self.shared.apply(kind, ObjectEvent::Applied(kind, object));
-                    }
-                    WatchEvent::Deleted(object) => {
-                        version = version_of(&object).unwrap_or(version);
-                        self.shared.apply(kind, ObjectEvent::Deleted(kind, object));
-                    }
-                    WatchEvent::Bookmark(bookmark) => version = bookmark.metadata.resource_version,
-                    // Too old: what happened meanwhile is lost; list afresh.
-                    WatchEvent::Error(status) if status.code == 410 => return,
-                    WatchEvent::Error(status) => {
-                        failed(format!("{} {}", status.code, status.message));
-                        pace.failed(Step::Watch).await;
-                        break;
-                    }
-                }
-                if opened.elapsed() >= STEADY {
-                    pace.healthy();
-                }
+            let failure = self
+                .follow_stream(listed, &mut stream, &mut version, pace)
+                .await;
+            // The connection is closed before any wait: a dead watch is not held open.
+            drop(stream);
+            match failure {
+                Ended::Gone => return,
+                Ended::Failed => pace.failed(Step::Watch).await,
+                Ended::Closed => {}
             }
         }
     }
+
+    /// Applies the events of `stream` until it ends, moving `version` along; how it ended.
+    async fn follow_stream(
+        &self,
+        listed: &ListedKind,
+        stream: &mut Events,
+        version: &mut String,
+        pace: &mut Pace,
+    ) -> Ended {
+        let kind = listed.kind;
+        let failed = |why: String| {
+            let why = format!("cannot watch {kind} from {}: {why}", self.server);
+            self.shared.failed(listed, why)
+        };
+        let opened = Instant::now();
+        loop {
+            let event = match tokio::time::timeout(SILENT, stream.next()).await {
+                Err(_) => {
+                    failed(format!("the watch was silent for {} s", SILENT.as_secs()));
+                    return Ended::Closed;
+                }
+                // The server ended the watch (its timeout): watched again from `version`.
+                Ok(None) => {
+                    if opened.elapsed() >= STEADY {
+                        pace.healthy();
+                    }
+                    return Ended::Closed;
+                }
+                // A `Status` line in the stream.
+                Ok(Some(Err(Fault::Api(status)))) if status.code == 410 => return Ended::Gone,
+                Ok(Some(Err(e))) => {
+                    failed(e.to_string());
+                    return Ended::Failed;
+                }
+                Ok(Some(Ok(event))) => event,
+            };
+            match event {
+                WatchEvent::Added(object) | WatchEvent::Modified(object) => {
+                    *version = version_of(&object).unwrap_or(std::mem::take(version));
+                    self.shared.apply(kind, ObjectEvent::Applied(kind, object));
+                }
+                WatchEvent::Deleted(object) => {
+                    *version = version_of(&object).unwrap_or(std::mem::take(version));
+                    self.shared.apply(kind, ObjectEvent::Deleted(kind, object));
+                }
+                WatchEvent::Bookmark(bookmark) => *version = bookmark.metadata.resource_version,
+                // Too old: what happened meanwhile is lost; list afresh.
+                WatchEvent::Error(status) if status.code == 410 => return Ended::Gone,
+                WatchEvent::Error(status) => {
+                    failed(format!("{} {}", status.code, status.message));
+                    return Ended::Failed;
+                }
+            }
+            if opened.elapsed() >= STEADY {
+                pace.healthy();
+            }
+        }
+    }
+}
+
+/// How a watch stream ended.
+enum Ended {
+    /// The server ended it, or it went silent: watch again (at once, or paced).
+    Closed,
+    /// It failed: watch again after the backoff.
+    Failed,
+    /// 410 Gone: list afresh.
+    Gone,
 }
 
 /// What a kind's follower starts.

@@ -315,6 +315,12 @@ fn a_list_is_bounded_in_time_pages_and_objects() {
         "{error}"
     );
 
+    let error = read(cluster(), |c| c.max_page_bytes = 100).unwrap_err();
+    assert!(
+        matches!(&error, SourceError::List { kind: Kind::Namespace, why, .. } if why.contains("larger than")),
+        "{error:?}"
+    );
+
     let error = read(cluster(), |c| c.max_objects = 1).unwrap_err();
     assert!(
         matches!(&error, SourceError::Unbounded { kind: Kind::Pod, why, .. } if why == "more than 1 objects"),

@@ -309,3 +309,25 @@ fn objects_refused_on_the_watch_path_degrade_the_source() {
         watch.health().problem().is_none()
     });
 }
+
+/// A watch event past 16 MiB (a hostile or broken server) is an error, not memory: the watch is
+/// dropped, said, and resumed; the events after it arrive.
+#[test]
+fn an_oversized_watch_event_is_refused_and_the_watch_resumed() {
+    let api = FakeApi::start(cluster());
+    let script = api.script(PODS);
+    let w = watch(&api);
+    eventually("every kind synced", || w.watch.health().synced());
+    let mut huge = pod("huge", "45", "huge");
+    huge["metadata"]["annotations"] = json!({"x": "a".repeat(17 << 20)});
+    script.event("ADDED", huge);
+    eventually("the refusal said", || {
+        (w.watch.health().kinds[1].error.as_deref())
+            .is_some_and(|e| e.contains("larger than 16 MiB"))
+    });
+    // The refusing client closed that watch; the next one resumes.
+    eventually("a second watch", || api.watches_of(PODS).len() == 2);
+    script.event("ADDED", pod("cart", "46", "cart"));
+    w.until("cart, after the refused event", |s| s.count(Kind::Pod) == 2);
+    assert_eq!(w.pods(), ["cart=cart", "redis=redis"]);
+}

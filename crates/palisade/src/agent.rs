@@ -388,6 +388,8 @@ fn config(args: &Args, mut enforcement: Enforcement) -> Result<Config, palisade_
                 context: args.context.clone(),
                 request_timeout: args.request_timeout,
                 max_objects: args.source.max_pods,
+                // A list page is bounded like a manifest file.
+                max_page_bytes: usize::try_from(args.source.max_file_size).unwrap_or(usize::MAX),
             }),
         },
     })

@@ -75,7 +75,7 @@ fn the_agent_follows_the_api_server_and_enforces_its_nodes_pods() {
     api.set(PODS, list("v1", "PodList", pods, None));
     let table = || netns.table().unwrap_or_default();
     assert!(
-        within(Duration::from_secs(10), || table().contains("10.1.0.5")).is_some(),
+        within(Duration::from_secs(35), || table().contains("10.1.0.5")).is_some(),
         "redis enforced once the pods are listed: {}",
         table()
     );
@@ -142,7 +142,7 @@ fn the_agent_follows_the_api_server_and_enforces_its_nodes_pods() {
     // Watch events: web relabelled out of the peers, a new web pod in.
     script.event("MODIFIED", pod("web", "n2", "10.1.0.6", "other", "13"));
     script.event("ADDED", pod("web2", "n2", "10.1.0.8", "web", "14"));
-    let moved = within(Duration::from_secs(5), || {
+    let moved = within(Duration::from_secs(35), || {
         let t = table();
         t.contains("10.1.0.8") && !t.contains("10.1.0.6")
     });
@@ -162,7 +162,7 @@ fn the_agent_follows_the_api_server_and_enforces_its_nodes_pods() {
         ),
     );
     script.send(Step::Gone);
-    let relisted = within(Duration::from_secs(5), || {
+    let relisted = within(Duration::from_secs(35), || {
         let t = table();
         t.contains("10.1.0.9") && !t.contains("10.1.0.8")
     });
@@ -184,13 +184,15 @@ fn the_agent_follows_the_api_server_and_enforces_its_nodes_pods() {
     );
 
     // The API server goes down: enforcement stays as it is; the agent says it is not following.
+    // (Waits here and above allow for the backoff: 1 s doubling to 30 s, reset only by a watch
+    // open 10 s, which this test's watches are not.)
     let before = table();
     api.set(
         PODS,
         Reply::status(503, "ServiceUnavailable", "etcd is down"),
     );
     script.send(Step::Drop);
-    let down = within(Duration::from_secs(10), || {
+    let down = within(Duration::from_secs(35), || {
         let (code, body) = get(&metrics, "/readyz");
         code == 503 && body.contains("cannot watch Pod")
     });

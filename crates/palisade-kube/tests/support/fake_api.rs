@@ -425,10 +425,20 @@ impl Server {
             std::thread::sleep(std::time::Duration::from_secs(3600));
             return false;
         };
-        let steps = script.lock().unwrap();
         loop {
-            let Ok(step) = steps.recv() else {
+            // The steps are taken only while the client is there: one that closed its watch
+            // (say, on an event it refused) must not swallow the next watch's steps.
+            if closed(writer) {
                 return false;
+            }
+            let step = script
+                .lock()
+                .unwrap()
+                .recv_timeout(std::time::Duration::from_millis(20));
+            let step = match step {
+                Ok(step) => step,
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return false,
             };
             let line = match step {
                 Step::Event(event) => event,
@@ -468,6 +478,20 @@ fn merge_into(target: &mut serde_json::Value, patch: serde_json::Value) {
         } else {
             merge_into(object.entry(key).or_insert(serde_json::Value::Null), value);
         }
+    }
+}
+
+/// Whether the client closed `stream` (it sends nothing on a watch: anything readable is its end).
+fn closed(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return true;
+    }
+    let peeked = stream.peek(&mut [0u8; 1]);
+    let _ = stream.set_nonblocking(false);
+    match peeked {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
     }
 }
 

@@ -1,0 +1,177 @@
+//! Requests to the API server with bounded reads: kube-rs reads a response body whole (a list
+//! page, an error) and a watch stream line by line without a limit, so a faulty or hostile server
+//! could make the agent hold any amount of memory. Here a page is read up to a byte limit, an error
+//! body up to [`MAX_ERROR`], and a watch line up to [`MAX_LINE`] — past them, the request fails
+//! with a clear error and what was read is dropped.
+
+use http_body_util::BodyExt;
+use kube::client::Body;
+use kube::core::{Status, WatchEvent};
+use kube::Client;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::fmt;
+
+/// The longest watch event line: an object (etcd refuses one over 1.5 MiB) with its envelope.
+pub(crate) const MAX_LINE: usize = 16 << 20;
+/// The most of an error body read (a `Status`, or a proxy's page).
+const MAX_ERROR: usize = 64 << 10;
+
+/// Why a request failed.
+#[derive(Debug)]
+pub(crate) enum Fault {
+    /// The API server answered with an error (a `Status`, or one made from another answer).
+    Api(Box<Status>),
+    /// The request could not be made, or its answer not read or understood.
+    Other(String),
+}
+
+impl Fault {
+    /// The HTTP status code of an API error.
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            Fault::Api(status) => Some(status.code),
+            Fault::Other(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::Api(status) if status.message.is_empty() => {
+                write!(f, "{} {}", status.code, status.reason)
+            }
+            Fault::Api(status) => write!(f, "{} {}", status.code, status.message),
+            Fault::Other(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Sends `request`; an error status comes back as [`Fault::Api`] (its body read up to
+/// [`MAX_ERROR`]).
+async fn send(
+    client: &Client,
+    request: http::Request<Vec<u8>>,
+) -> Result<http::Response<Body>, Fault> {
+    let response =
+        (client.send(request.map(Body::from)).await).map_err(|e| Fault::Other(e.to_string()))?;
+    let code = response.status();
+    if !(code.is_client_error() || code.is_server_error()) {
+        return Ok(response);
+    }
+    let body = read(response.into_body(), MAX_ERROR, true).await?;
+    let text = String::from_utf8_lossy(&body);
+    let status = serde_json::from_str::<Status>(&text).unwrap_or_else(|_| {
+        Status::failure(text.trim(), "the answer is not a Status").with_code(code.as_u16())
+    });
+    Err(Fault::Api(Box::new(status)))
+}
+
+/// Up to `max` bytes of `body`: more is an error, unless `cut` (then the rest is not read).
+async fn read(mut body: Body, max: usize, cut: bool) -> Result<Vec<u8>, Fault> {
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Fault::Other(format!("reading the answer: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if bytes.len() + data.len() > max {
+            if cut {
+                bytes.extend_from_slice(&data[..max - bytes.len()]);
+                break;
+            }
+            return Err(Fault::Other(format!(
+                "the answer is larger than {} MiB",
+                max >> 20
+            )));
+        }
+        bytes.extend_from_slice(&data);
+    }
+    Ok(bytes)
+}
+
+/// The answer to `request` as JSON, read up to `max` bytes.
+pub(crate) async fn get<T: DeserializeOwned>(
+    client: &Client,
+    request: http::Request<Vec<u8>>,
+    max: usize,
+) -> Result<T, Fault> {
+    let response = send(client, request).await?;
+    let body = read(response.into_body(), max, false).await?;
+    serde_json::from_slice(&body).map_err(|e| Fault::Other(format!("the answer is not JSON: {e}")))
+}
+
+/// A watch stream, its events read line by line, each line at most [`MAX_LINE`] bytes.
+pub(crate) struct Events {
+    body: Body,
+    buffer: Vec<u8>,
+    /// How much of `buffer` is known to hold no line end (searched once, not at every frame).
+    searched: usize,
+    ended: bool,
+}
+
+impl Events {
+    /// Starts the watch `request`.
+    pub async fn start(client: &Client, request: http::Request<Vec<u8>>) -> Result<Events, Fault> {
+        let response = send(client, request).await?;
+        Ok(Events {
+            body: response.into_body(),
+            buffer: Vec::new(),
+            searched: 0,
+            ended: false,
+        })
+    }
+
+    /// The next event; `None` when the server ended the watch (or cut the connection: a watch is
+    /// resumed the same way). A `Status` line is a [`Fault::Api`].
+    pub async fn next(&mut self) -> Option<Result<WatchEvent<Value>, Fault>> {
+        loop {
+            let found = self.buffer[self.searched..]
+                .iter()
+                .position(|&b| b == b'\n');
+            if let Some(at) = found {
+                let line: Vec<u8> = self.buffer.drain(..=self.searched + at).collect();
+                self.searched = 0;
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                return Some(event(&line));
+            }
+            self.searched = self.buffer.len();
+            if self.buffer.len() > MAX_LINE {
+                self.buffer = Vec::new();
+                self.ended = true;
+                return Some(Err(Fault::Other(format!(
+                    "a watch event is larger than {} MiB",
+                    MAX_LINE >> 20
+                ))));
+            }
+            if self.ended {
+                return None;
+            }
+            match self.body.frame().await {
+                // The end, or a connection cut mid-stream: the watch is resumed either way.
+                None | Some(Err(_)) => self.ended = true,
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buffer.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One watch line: an event, or a `Status` (an error the server sent in the stream).
+fn event(line: &[u8]) -> Result<WatchEvent<Value>, Fault> {
+    match serde_json::from_slice::<WatchEvent<Value>>(line) {
+        Ok(event) => Ok(event),
+        Err(e) => match serde_json::from_slice::<Status>(line) {
+            Ok(status) => Err(Fault::Api(Box::new(status))),
+            Err(_) => Err(Fault::Other(format!(
+                "a watch event that does not read: {e}"
+            ))),
+        },
+    }
+}
