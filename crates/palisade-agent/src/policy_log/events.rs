@@ -10,9 +10,64 @@
 use palisade_dataplane::events::VerdictEvent;
 use palisade_kube::events::{EventType, Occurrence, Regarding, Scope};
 use palisade_model::logging::{self, LoggingSwitches};
+use palisade_model::Protocol;
 use palisade_model::{ClusterState, PodInfo};
 use palisade_policy::{Decision, Direction, Engine};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, SystemTime};
+
+/// How long a flow's Event is reused for its repeats without evaluating its policies again.
+const REUSE: Duration = Duration::from_secs(10);
+/// Flows remembered at most (then forgotten all at once: a flood of new flows costs what it did).
+const MAX_TOLD: usize = 4096;
+
+/// A flow, as deny Events count repeats: direction, source, destination, port, protocol.
+type FlowKey = (Direction, IpAddr, IpAddr, u16, Protocol);
+
+/// The `PolicyDenied` occurrences of the flows told lately, by flow, under one engine: a repeat
+/// of a flow (a client retrying) is counted into its series without `Engine::side` again.
+#[derive(Default)]
+pub(super) struct Told {
+    engine: u64,
+    flows: HashMap<FlowKey, (SystemTime, Occurrence)>,
+}
+
+impl Told {
+    /// The occurrence of `event`, a drop at `pod` ([`denied`]), reused for a repeat.
+    pub fn denied(
+        &mut self,
+        engine: &Engine,
+        event: &VerdictEvent,
+        pod: &PodInfo,
+    ) -> Option<Occurrence> {
+        if self.engine != engine.id() {
+            self.flows.clear();
+            self.engine = engine.id();
+        }
+        let key = (
+            event.direction,
+            event.src,
+            event.dst,
+            event.dst_port,
+            event.protocol,
+        );
+        if let Some((at, told)) = self.flows.get(&key) {
+            if event.time.duration_since(*at).is_ok_and(|age| age < REUSE) {
+                return Some(Occurrence {
+                    time: event.time,
+                    ..told.clone()
+                });
+            }
+        }
+        let occurrence = denied(engine, event, pod)?;
+        if self.flows.len() >= MAX_TOLD {
+            self.flows.clear();
+        }
+        self.flows.insert(key, (event.time, occurrence.clone()));
+        Some(occurrence)
+    }
+}
 
 /// The `NetworkLogging` object, as an Event's `regarding`.
 fn network_logging() -> Regarding {
@@ -57,7 +112,7 @@ pub(super) fn updated(switches: LoggingSwitches) -> Occurrence {
 
 /// `PolicyDenied` on `pod`, which enforced `event` (a drop), naming the policies that isolate it;
 /// `None` when the engine does not deny the flow (a ruleset that has changed since).
-pub(super) fn denied(engine: &Engine, event: &VerdictEvent, pod: &PodInfo) -> Option<Occurrence> {
+fn denied(engine: &Engine, event: &VerdictEvent, pod: &PodInfo) -> Option<Occurrence> {
     let flow = super::flow(event);
     let Decision::Denied { isolating } = engine.side(event.direction, &flow).decision else {
         return None;

@@ -111,6 +111,8 @@ pub struct PolicyLogger {
     events: Option<Recorder>,
     /// The node whose pods' denials are told as Events (`--deny-events`).
     deny_events: Option<String>,
+    /// The deny Events of recent flows, reused for their repeats.
+    told: events::Told,
     /// The reason the configuration was last rejected for, until a valid one arrives: a rejection
     /// is told once, not at every pass.
     invalid: Option<String>,
@@ -139,6 +141,7 @@ impl PolicyLogger {
             hub: None,
             events: None,
             deny_events: None,
+            told: events::Told::default(),
             invalid: None,
         })
     }
@@ -224,12 +227,17 @@ impl PolicyLogger {
 
     /// Tells a connection `pod`'s policies dropped as an Event on it, when `--deny-events` is on
     /// and the pod is on this node.
-    fn tell_denied(&self, engine: &Engine, event: &VerdictEvent, pod: &palisade_model::PodInfo) {
+    fn tell_denied(
+        &mut self,
+        engine: &Engine,
+        event: &VerdictEvent,
+        pod: &palisade_model::PodInfo,
+    ) {
         let here = self.deny_events.as_deref();
         if event.action != Action::Deny || here.is_none() || pod.node_name.as_deref() != here {
             return;
         }
-        if let Some(occurrence) = events::denied(engine, event, pod) {
+        if let Some(occurrence) = self.told.denied(engine, event, pod) {
             self.tell(|| occurrence);
         }
     }
