@@ -53,6 +53,19 @@ pub struct Regarding {
     pub uid: Option<String>,
 }
 
+impl Regarding {
+    /// The cluster's `NetworkLogging` object (GKE's `default`), which logging changes are told on.
+    pub fn network_logging() -> Regarding {
+        Regarding {
+            api_version: palisade_model::logging::API_VERSION.into(),
+            kind: "NetworkLogging".into(),
+            namespace: None,
+            name: palisade_model::logging::NAME.into(),
+            uid: None,
+        }
+    }
+}
+
 /// An Event's `type`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventType {
@@ -616,13 +629,7 @@ mod tests {
 
     fn logging(note: &str) -> Occurrence {
         Occurrence {
-            regarding: Regarding {
-                api_version: "networking.gke.io/v1alpha1".into(),
-                kind: "NetworkLogging".into(),
-                namespace: None,
-                name: "default".into(),
-                uid: None,
-            },
+            regarding: Regarding::network_logging(),
             scope: Scope::Cluster,
             reason: "InvalidNetworkLogging".into(),
             note: note.into(),

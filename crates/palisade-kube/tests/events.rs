@@ -35,13 +35,7 @@ fn denied(key: &str) -> Occurrence {
 
 fn invalid_logging() -> Occurrence {
     Occurrence {
-        regarding: Regarding {
-            api_version: "networking.gke.io/v1alpha1".into(),
-            kind: "NetworkLogging".into(),
-            namespace: None,
-            name: "default".into(),
-            uid: None,
-        },
+        regarding: Regarding::network_logging(),
         type_: EventType::Warning,
         reason: "InvalidNetworkLogging".into(),
         action: "Validate".into(),

@@ -9,7 +9,7 @@
 
 use palisade_dataplane::events::VerdictEvent;
 use palisade_kube::events::{EventType, Occurrence, Regarding, Scope};
-use palisade_model::logging::{self, LoggingSwitches};
+use palisade_model::logging::LoggingSwitches;
 use palisade_model::Protocol;
 use palisade_model::{ClusterState, PodInfo};
 use palisade_policy::{Decision, Direction, Engine};
@@ -69,21 +69,10 @@ impl Told {
     }
 }
 
-/// The `NetworkLogging` object, as an Event's `regarding`.
-fn network_logging() -> Regarding {
-    Regarding {
-        api_version: logging::API_VERSION.into(),
-        kind: "NetworkLogging".into(),
-        namespace: None,
-        name: logging::NAME.into(),
-        uid: None,
-    }
-}
-
 /// A change every agent sees alike: keyed by its note, so that they write one Event.
 fn configured(type_: EventType, reason: &str, note: String) -> Occurrence {
     Occurrence {
-        regarding: network_logging(),
+        regarding: Regarding::network_logging(),
         type_,
         reason: reason.into(),
         action: "Configure".into(),
