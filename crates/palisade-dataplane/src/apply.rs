@@ -49,12 +49,14 @@ pub fn apply(script: &str, netns: Option<&str>) -> Result<(), ApplyError> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(spawn)?;
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(script.as_bytes())
-        .map_err(spawn)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        match stdin.write_all(script.as_bytes()) {
+            // The tool exited before reading it all (`ip` with no such namespace): its status and
+            // what it said tell why, below.
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+            other => other.map_err(spawn)?,
+        }
+    }
     let out = child.wait_with_output().map_err(spawn)?;
     if out.status.success() {
         Ok(())
