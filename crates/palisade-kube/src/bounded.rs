@@ -115,12 +115,16 @@ impl Events {
     /// Starts the watch `request`.
     pub async fn start(client: &Client, request: http::Request<Vec<u8>>) -> Result<Events, Fault> {
         let response = send(client, request).await?;
-        Ok(Events {
-            body: response.into_body(),
+        Ok(Events::of(response.into_body()))
+    }
+
+    fn of(body: Body) -> Events {
+        Events {
+            body,
             buffer: Vec::new(),
             searched: 0,
             ended: false,
-        })
+        }
     }
 
     /// The next event; `None` when the server ended the watch (or cut the connection: a watch is
@@ -141,6 +145,7 @@ impl Events {
             self.searched = self.buffer.len();
             if self.buffer.len() > MAX_LINE {
                 self.buffer = Vec::new();
+                self.searched = 0;
                 self.ended = true;
                 return Some(Err(Fault::Other(format!(
                     "a watch event is larger than {} MiB",
@@ -148,11 +153,20 @@ impl Events {
                 ))));
             }
             if self.ended {
-                return None;
+                // A last line the stream ended without a line end after.
+                let rest = std::mem::take(&mut self.buffer);
+                self.searched = 0;
+                let blank = rest.iter().all(u8::is_ascii_whitespace);
+                return (!blank).then(|| event(&rest));
             }
             match self.body.frame().await {
-                // The end, or a connection cut mid-stream: the watch is resumed either way.
-                None | Some(Err(_)) => self.ended = true,
+                None => self.ended = true,
+                // A connection cut mid-stream ends the watch too (it is resumed); a line cut
+                // short is no event.
+                Some(Err(_)) => {
+                    self.buffer.clear();
+                    self.ended = true;
+                }
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
                         self.buffer.extend_from_slice(&data);
@@ -173,5 +187,57 @@ fn event(line: &[u8]) -> Result<WatchEvent<Value>, Fault> {
                 "a watch event that does not read: {e}"
             ))),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lines as the API server writes them: events, blank lines skipped, a `Status` line as an
+    /// error, a last line without its line end still read, then the end.
+    #[test]
+    fn a_watch_stream_is_framed_into_events() {
+        let added = r#"{"type":"ADDED","object":{"metadata":{"name":"a"}}}"#;
+        let gone = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"too old","reason":"Expired","code":410}"#;
+        let bookmark = r#"{"type":"BOOKMARK","object":{"kind":"Pod","apiVersion":"v1","metadata":{"resourceVersion":"9"}}}"#;
+        let text = format!("{added}\n\n{gone}\n{bookmark}");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut events = Events::of(Body::from(text.into_bytes()));
+            assert!(matches!(
+                events.next().await,
+                Some(Ok(WatchEvent::Added(_)))
+            ));
+            match events.next().await {
+                Some(Err(Fault::Api(status))) => assert_eq!(status.code, 410),
+                other => panic!("{other:?}"),
+            }
+            assert!(matches!(
+                events.next().await,
+                Some(Ok(WatchEvent::Bookmark(_)))
+            ));
+            assert!(events.next().await.is_none());
+        });
+    }
+
+    /// A line past the bound is an error, and the stream ends there.
+    #[test]
+    fn a_line_past_the_bound_is_refused() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut events = Events::of(Body::from(vec![b'x'; MAX_LINE + 1]));
+            match events.next().await {
+                Some(Err(Fault::Other(why))) => {
+                    assert!(why.contains("larger than 16 MiB"), "{why}")
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(events.next().await.is_none());
+        });
     }
 }
