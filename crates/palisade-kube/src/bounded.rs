@@ -24,6 +24,9 @@ pub(crate) enum Fault {
     Api(Box<Status>),
     /// The request could not be made, or its answer not read or understood.
     Other(String),
+    /// A watch line that cannot be taken (past [`MAX_LINE`], or no event): resuming would bring it
+    /// again, so the kind is to be listed afresh.
+    Line(String),
 }
 
 impl Fault {
@@ -31,7 +34,7 @@ impl Fault {
     pub fn code(&self) -> Option<u16> {
         match self {
             Fault::Api(status) => Some(status.code),
-            Fault::Other(_) => None,
+            Fault::Other(_) | Fault::Line(_) => None,
         }
     }
 }
@@ -43,7 +46,7 @@ impl fmt::Display for Fault {
                 write!(f, "{} {}", status.code, status.reason)
             }
             Fault::Api(status) => write!(f, "{} {}", status.code, status.message),
-            Fault::Other(why) => f.write_str(why),
+            Fault::Other(why) | Fault::Line(why) => f.write_str(why),
         }
     }
 }
@@ -54,18 +57,45 @@ async fn send(
     client: &Client,
     request: http::Request<Vec<u8>>,
 ) -> Result<http::Response<Body>, Fault> {
-    let response =
-        (client.send(request.map(Body::from)).await).map_err(|e| Fault::Other(e.to_string()))?;
+    let mut request = request.map(Body::from);
+    // Compressed watch streams lose events in kube-rs's decoder (kube-rs asks the same).
+    request.headers_mut().insert(
+        http::header::ACCEPT_ENCODING,
+        http::HeaderValue::from_static("identity"),
+    );
+    let response = (client.send(request).await).map_err(|e| Fault::Other(e.to_string()))?;
     let code = response.status();
     if !(code.is_client_error() || code.is_server_error()) {
         return Ok(response);
     }
     let body = read(response.into_body(), MAX_ERROR, true).await?;
     let text = String::from_utf8_lossy(&body);
-    let status = serde_json::from_str::<Status>(&text).unwrap_or_else(|_| {
+    let mut status = status(&body).unwrap_or_else(|| {
         Status::failure(text.trim(), "the answer is not a Status").with_code(code.as_u16())
     });
+    if status.code == 0 {
+        status.code = code.as_u16();
+    }
     Err(Fault::Api(Box::new(status)))
+}
+
+/// `bytes` as a `Status`, if they are one (`kind: Status`: any JSON object would read as one, its
+/// fields all having defaults).
+fn status(bytes: &[u8]) -> Option<Status> {
+    let value: Value = serde_json::from_slice(bytes).ok()?;
+    if value.get("kind").and_then(Value::as_str) != Some("Status") {
+        return None;
+    }
+    serde_json::from_value(value).ok()
+}
+
+/// `bytes` as people read a size.
+fn size(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 => format!("{} KiB", b >> 10),
+        b => format!("{b} bytes"),
+    }
 }
 
 /// Up to `max` bytes of `body`: more is an error, unless `cut` (then the rest is not read).
@@ -82,8 +112,8 @@ async fn read(mut body: Body, max: usize, cut: bool) -> Result<Vec<u8>, Fault> {
                 break;
             }
             return Err(Fault::Other(format!(
-                "the answer is larger than {} MiB",
-                max >> 20
+                "the answer is larger than {}",
+                size(max)
             )));
         }
         bytes.extend_from_slice(&data);
@@ -106,7 +136,10 @@ pub(crate) async fn get<T: DeserializeOwned>(
 pub(crate) struct Events {
     body: Body,
     buffer: Vec<u8>,
-    /// How much of `buffer` is known to hold no line end (searched once, not at every frame).
+    /// Where the lines not yet handed out start in `buffer` (compacted once per frame, not per
+    /// line: many short lines would otherwise cost a move of the buffer each).
+    start: usize,
+    /// How much of `buffer` past `start` is known to hold no line end.
     searched: usize,
     ended: bool,
 }
@@ -122,68 +155,95 @@ impl Events {
         Events {
             body,
             buffer: Vec::new(),
+            start: 0,
             searched: 0,
             ended: false,
         }
     }
 
-    /// The next event; `None` when the server ended the watch (or cut the connection: a watch is
-    /// resumed the same way). A `Status` line is a [`Fault::Api`].
+    /// The next event; `None` when the server ended the watch, or the connection was cut short
+    /// (resumed the same way). A `Status` line is a [`Fault::Api`]; a line that is no event, or past
+    /// [`MAX_LINE`], a [`Fault::Line`]; a connection that failed otherwise, a [`Fault::Other`] and
+    /// the end.
     pub async fn next(&mut self) -> Option<Result<WatchEvent<Value>, Fault>> {
         loop {
-            let found = self.buffer[self.searched..]
-                .iter()
-                .position(|&b| b == b'\n');
-            if let Some(at) = found {
-                let line: Vec<u8> = self.buffer.drain(..=self.searched + at).collect();
+            let from = self.start + self.searched;
+            if let Some(at) = self.buffer[from..].iter().position(|&b| b == b'\n') {
+                let line = self.start..from + at;
+                self.start = from + at + 1;
                 self.searched = 0;
+                if line.len() > MAX_LINE {
+                    return Some(Err(self.oversized()));
+                }
+                let line = &self.buffer[line];
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                return Some(event(&line));
+                return Some(event(line));
             }
-            self.searched = self.buffer.len();
-            if self.buffer.len() > MAX_LINE {
-                self.buffer = Vec::new();
-                self.searched = 0;
-                self.ended = true;
-                return Some(Err(Fault::Other(format!(
-                    "a watch event is larger than {} MiB",
-                    MAX_LINE >> 20
-                ))));
+            self.searched = self.buffer.len() - self.start;
+            if self.searched > MAX_LINE {
+                return Some(Err(self.oversized()));
             }
             if self.ended {
                 // A last line the stream ended without a line end after.
-                let rest = std::mem::take(&mut self.buffer);
-                self.searched = 0;
+                let rest = std::mem::take(&mut self.buffer).split_off(self.start);
+                (self.start, self.searched) = (0, 0);
                 let blank = rest.iter().all(u8::is_ascii_whitespace);
                 return (!blank).then(|| event(&rest));
             }
             match self.body.frame().await {
                 None => self.ended = true,
-                // A connection cut mid-stream ends the watch too (it is resumed); a line cut
-                // short is no event.
-                Some(Err(_)) => {
-                    self.buffer.clear();
+                Some(Err(e)) => {
                     self.ended = true;
+                    self.buffer.clear();
+                    (self.start, self.searched) = (0, 0);
+                    // Cut short (what a long watch often meets): resumed; else a failure.
+                    if !cut_short(&e) {
+                        return Some(Err(Fault::Other(format!("the watch failed: {e}"))));
+                    }
                 }
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
+                        self.buffer.drain(..self.start);
+                        self.start = 0;
                         self.buffer.extend_from_slice(&data);
                     }
                 }
             }
         }
     }
+
+    /// A line past [`MAX_LINE`]: the stream ends here, its memory given back.
+    fn oversized(&mut self) -> Fault {
+        self.buffer = Vec::new();
+        (self.start, self.searched, self.ended) = (0, 0, true);
+        Fault::Line(format!("a watch event is larger than {}", size(MAX_LINE)))
+    }
+}
+
+/// Whether `error` is a connection cut short (an unexpected end of the stream), which ends a watch
+/// to be resumed, rather than a failure.
+fn cut_short(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        let eof = (e.downcast_ref::<std::io::Error>())
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof);
+        if eof || e.to_string().contains("unexpected EOF") {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// One watch line: an event, or a `Status` (an error the server sent in the stream).
 fn event(line: &[u8]) -> Result<WatchEvent<Value>, Fault> {
     match serde_json::from_slice::<WatchEvent<Value>>(line) {
         Ok(event) => Ok(event),
-        Err(e) => match serde_json::from_slice::<Status>(line) {
-            Ok(status) => Err(Fault::Api(Box::new(status))),
-            Err(_) => Err(Fault::Other(format!(
+        Err(e) => match status(line) {
+            Some(status) => Err(Fault::Api(Box::new(status))),
+            None => Err(Fault::Line(format!(
                 "a watch event that does not read: {e}"
             ))),
         },
@@ -223,21 +283,28 @@ mod tests {
         });
     }
 
-    /// A line past the bound is an error, and the stream ends there.
+    /// A line past the bound is an error, and the stream ends there — also when its line end
+    /// came in the same frame (the bound is not one frame late).
     #[test]
     fn a_line_past_the_bound_is_refused() {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
         runtime.block_on(async {
-            let mut events = Events::of(Body::from(vec![b'x'; MAX_LINE + 1]));
-            match events.next().await {
-                Some(Err(Fault::Other(why))) => {
-                    assert!(why.contains("larger than 16 MiB"), "{why}")
+            for ended in [false, true] {
+                let mut bytes = vec![b'x'; MAX_LINE + 1];
+                if ended {
+                    bytes.push(b'\n');
                 }
-                other => panic!("{other:?}"),
+                let mut events = Events::of(Body::from(bytes));
+                match events.next().await {
+                    Some(Err(Fault::Line(why))) => {
+                        assert!(why.contains("larger than 16 MiB"), "{why}")
+                    }
+                    other => panic!("{other:?}"),
+                }
+                assert!(events.next().await.is_none());
             }
-            assert!(events.next().await.is_none());
         });
     }
 }

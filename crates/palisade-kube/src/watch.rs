@@ -370,10 +370,7 @@ impl Follower {
     /// version is too old (410), or refuses the kind (403, 404: an optional kind's CRD removed).
     async fn watch(&self, listed: &ListedKind, mut version: String, pace: &mut Pace) {
         let kind = listed.kind;
-        let failed = |why: String| {
-            let why = format!("cannot watch {kind} from {}: {why}", self.server);
-            self.shared.failed(listed, why)
-        };
+        let failed = |why: String| self.watch_failed(listed, why);
         loop {
             pace.before(Step::Watch).await;
             // Bookmarks are asked for by default: a quiet kind's version stays fresh.
@@ -396,8 +393,8 @@ impl Follower {
                 Ok(Err(Fault::Api(status))) if status.code == 410 => return,
                 // The kind is refused, or gone (an optional kind's CRD removed): the next list
                 // (paced) finds out which.
-                Ok(Err(Fault::Api(status))) if matches!(status.code, 403 | 404) => {
-                    failed(format!("{} {}", status.code, status.message));
+                Ok(Err(fault @ Fault::Api(_))) if matches!(fault.code(), Some(403 | 404)) => {
+                    failed(fault.to_string());
                     return;
                 }
                 Ok(Err(e)) => {
@@ -422,10 +419,21 @@ impl Follower {
             drop(stream);
             match failure {
                 Ended::Gone => return,
+                Ended::Refused => {
+                    pace.failed(Step::List).await;
+                    return;
+                }
                 Ended::Failed => pace.failed(Step::Watch).await,
                 Ended::Closed => {}
             }
         }
+    }
+
+    /// The watch of `listed` failed (`why`).
+    fn watch_failed(&self, listed: &ListedKind, why: String) {
+        let kind = listed.kind;
+        let why = format!("cannot watch {kind} from {}: {why}", self.server);
+        self.shared.failed(listed, why);
     }
 
     /// Applies the events of `stream` until it ends, moving `version` along; how it ended.
@@ -437,10 +445,7 @@ impl Follower {
         pace: &mut Pace,
     ) -> Ended {
         let kind = listed.kind;
-        let failed = |why: String| {
-            let why = format!("cannot watch {kind} from {}: {why}", self.server);
-            self.shared.failed(listed, why)
-        };
+        let failed = |why: String| self.watch_failed(listed, why);
         let opened = Instant::now();
         loop {
             let event = match tokio::time::timeout(SILENT, stream.next()).await {
@@ -457,6 +462,11 @@ impl Follower {
                 }
                 // A `Status` line in the stream.
                 Ok(Some(Err(Fault::Api(status)))) if status.code == 410 => return Ended::Gone,
+                // Resuming would bring it again: list afresh instead.
+                Ok(Some(Err(Fault::Line(why)))) => {
+                    failed(format!("{why}; listing {kind} afresh"));
+                    return Ended::Refused;
+                }
                 Ok(Some(Err(e))) => {
                     failed(e.to_string());
                     return Ended::Failed;
@@ -476,7 +486,7 @@ impl Follower {
                 // Too old: what happened meanwhile is lost; list afresh.
                 WatchEvent::Error(status) if status.code == 410 => return Ended::Gone,
                 WatchEvent::Error(status) => {
-                    failed(format!("{} {}", status.code, status.message));
+                    failed(Fault::Api(status).to_string());
                     return Ended::Failed;
                 }
             }
@@ -493,6 +503,8 @@ enum Ended {
     Closed,
     /// It failed: watch again after the backoff.
     Failed,
+    /// A line could not be taken: list afresh after the backoff.
+    Refused,
     /// 410 Gone: list afresh.
     Gone,
 }

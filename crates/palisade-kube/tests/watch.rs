@@ -311,7 +311,8 @@ fn objects_refused_on_the_watch_path_degrade_the_source() {
 }
 
 /// A watch event past 16 MiB (a hostile or broken server) is an error, not memory: the watch is
-/// dropped, said, and resumed; the events after it arrive.
+/// dropped and said, and the kind listed afresh (resuming would bring the same event again); the
+/// events after it arrive.
 #[test]
 fn an_oversized_watch_event_is_refused_and_the_watch_resumed() {
     let api = FakeApi::start(cluster());
@@ -325,8 +326,9 @@ fn an_oversized_watch_event_is_refused_and_the_watch_resumed() {
         (w.watch.health().kinds[1].error.as_deref())
             .is_some_and(|e| e.contains("larger than 16 MiB"))
     });
-    // The refusing client closed that watch; the next one resumes.
+    // The refusing client closed that watch, listed afresh, and watches again.
     eventually("a second watch", || api.watches_of(PODS).len() == 2);
+    assert_eq!(w.watch.health().kinds[1].relists, 1);
     script.event("ADDED", pod("cart", "46", "cart"));
     w.until("cart, after the refused event", |s| s.count(Kind::Pod) == 2);
     assert_eq!(w.pods(), ["cart=cart", "redis=redis"]);
