@@ -49,15 +49,19 @@ pub fn apply(script: &str, netns: Option<&str>) -> Result<(), ApplyError> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(spawn)?;
-    if let Some(mut stdin) = child.stdin.take() {
-        match stdin.write_all(script.as_bytes()) {
-            // The tool exited before reading it all (`ip` with no such namespace): its status and
-            // what it said tell why, below.
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
-            other => other.map_err(spawn)?,
-        }
-    }
+    // The tool may exit before it reads the script (`ip` with no such namespace): its status and
+    // what it said tell why, below; it is waited for whatever happened.
+    let written = match child.stdin.take() {
+        Some(mut stdin) => stdin.write_all(script.as_bytes()),
+        None => Err(io::ErrorKind::BrokenPipe.into()),
+    };
     let out = child.wait_with_output().map_err(spawn)?;
+    match written {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(spawn(e)),
+        // Success without the whole script read is no success.
+        Err(e) if out.status.success() => return Err(spawn(e)),
+        _ => {}
+    }
     if out.status.success() {
         Ok(())
     } else {

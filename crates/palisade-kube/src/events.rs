@@ -34,6 +34,12 @@ const MAX_NAME: usize = 253;
 /// The longest `reportingInstance` the API server accepts.
 const MAX_INSTANCE: usize = 128;
 
+/// Cuts `note` to what an Event may say (1 KiB, at a character boundary).
+pub fn cut_note(note: &mut String) {
+    let len = cut(note, MAX_NOTE).len();
+    note.truncate(len);
+}
+
 /// Called with why an occurrence was dropped: `queue_full`, `rate_limit`, `too_many_keys` or
 /// `write_error` (the agent counts them in a metric).
 pub type OnDrop = Arc<dyn Fn(&'static str) + Send + Sync>;
@@ -437,9 +443,7 @@ impl Aggregator {
             return Err("rate_limit");
         }
         // What a series keeps is bounded: its first note, as the Event will say it.
-        occurrence
-            .note
-            .truncate(cut(&occurrence.note, MAX_NOTE).len());
+        cut_note(&mut occurrence.note);
         let name = event_name(&occurrence, &self.instance, now);
         let namespace =
             (occurrence.regarding.namespace.clone()).unwrap_or_else(|| "default".into());

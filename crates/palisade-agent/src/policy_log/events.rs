@@ -60,7 +60,9 @@ impl Told {
                 });
             }
         }
-        let occurrence = denied(engine, event, pod)?;
+        let mut occurrence = denied(engine, event, pod)?;
+        // What is kept is what the Event will say: bounded, however many policies isolate.
+        palisade_kube::events::cut_note(&mut occurrence.note);
         if self.flows.len() >= MAX_TOLD {
             self.flows.clear();
         }
@@ -165,4 +167,69 @@ fn pod_name(state: &ClusterState, ip: IpAddr) -> Option<String> {
 /// The pod at `ip` as `ns/name`, else the address.
 fn peer(state: &ClusterState, ip: IpAddr) -> String {
     pod_name(state, ip).unwrap_or_else(|| ip.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_dataplane::events::Action;
+    use std::sync::Arc;
+
+    /// Redis isolated by policy `name`; rogue beside it.
+    fn engine(name: &str) -> Engine {
+        let text = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: redis, namespace: shop, labels: {{app: redis}}}}\n\
+             spec: {{nodeName: n1, containers: [{{name: c, image: x}}]}}\nstatus: {{podIP: 10.42.0.10}}\n---\n\
+             apiVersion: v1\nkind: Pod\nmetadata: {{name: rogue, namespace: shop, labels: {{app: rogue}}}}\n\
+             spec: {{nodeName: n1, containers: [{{name: c, image: x}}]}}\nstatus: {{podIP: 10.42.0.11}}\n---\n\
+             apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: {name}, namespace: shop}}\n\
+             spec: {{podSelector: {{matchLabels: {{app: redis}}}}, policyTypes: [Ingress]}}\n"
+        );
+        let mut loader = palisade_model::Loader::new();
+        loader.load_str("shop.yaml", &text);
+        Engine::new(Arc::new(loader.finish().0))
+    }
+
+    fn drop_at(secs: u64) -> VerdictEvent {
+        VerdictEvent {
+            direction: Direction::Ingress,
+            action: Action::Deny,
+            src: "10.42.0.11".parse().unwrap(),
+            dst: "10.42.0.10".parse().unwrap(),
+            protocol: Protocol::Tcp,
+            src_port: 40000,
+            dst_port: 6379,
+            time: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + secs),
+        }
+    }
+
+    /// A flow's repeats within 10 s, under one engine, reuse its first occurrence (only the time
+    /// moves); after 10 s, or under a new engine (whose policies may differ), it is evaluated
+    /// again.
+    #[test]
+    fn repeats_of_a_flow_reuse_its_occurrence_until_ten_seconds_or_a_new_engine() {
+        let (first, renamed) = (engine("isolate"), engine("renamed"));
+        let state = first.state();
+        let redis = &state.pods[state.pod_id("shop", "redis").unwrap()];
+        let mut told = Told::default();
+        let note = |o: Option<Occurrence>| o.expect("a drop").note;
+        let at0 = told.denied(&first, &drop_at(0), redis).unwrap();
+        assert!(
+            at0.note.contains("NetworkPolicy shop/isolate"),
+            "{}",
+            at0.note
+        );
+        let repeat = told.denied(&first, &drop_at(9), redis).unwrap();
+        assert_eq!(
+            (repeat.note, repeat.time),
+            (at0.note.clone(), drop_at(9).time)
+        );
+        assert_eq!(told.flows.len(), 1);
+        // Reused: the kept occurrence is still the first one's.
+        assert_eq!(told.flows.values().next().unwrap().0, drop_at(0).time);
+        told.denied(&first, &drop_at(11), redis);
+        assert_eq!(told.flows.values().next().unwrap().0, drop_at(11).time);
+        // A new engine: evaluated again, with what it says.
+        assert!(note(told.denied(&renamed, &drop_at(12), redis)).contains("shop/renamed"));
+    }
 }

@@ -431,14 +431,14 @@ impl Server {
             if closed(writer) {
                 return false;
             }
-            let step = script
-                .lock()
-                .unwrap()
-                .recv_timeout(std::time::Duration::from_millis(20));
+            let step = script.lock().unwrap().try_recv();
             let step = match step {
                 Ok(step) => step,
-                Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                Err(mpsc::RecvTimeoutError::Disconnected) => return false,
+                Err(mpsc::TryRecvError::Empty) => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    continue;
+                }
+                Err(mpsc::TryRecvError::Disconnected) => return false,
             };
             let line = match step {
                 Step::Event(event) => event,
@@ -481,7 +481,8 @@ fn merge_into(target: &mut serde_json::Value, patch: serde_json::Value) {
     }
 }
 
-/// Whether the client closed `stream` (it sends nothing on a watch: anything readable is its end).
+/// Whether the client closed `stream`: its end read (or an error), where a watch's client, which
+/// sends nothing more, leaves nothing to read.
 fn closed(stream: &TcpStream) -> bool {
     if stream.set_nonblocking(true).is_err() {
         return true;
