@@ -27,6 +27,8 @@ pub(crate) enum Fault {
     /// A watch line that cannot be taken (past [`MAX_LINE`], or no event): resuming would bring it
     /// again, so the kind is to be listed afresh.
     Line(String),
+    /// The answer is larger than the bound it was read within (in bytes).
+    TooLarge(usize),
 }
 
 impl Fault {
@@ -34,7 +36,7 @@ impl Fault {
     pub fn code(&self) -> Option<u16> {
         match self {
             Fault::Api(status) => Some(status.code),
-            Fault::Other(_) | Fault::Line(_) => None,
+            Fault::Other(_) | Fault::Line(_) | Fault::TooLarge(_) => None,
         }
     }
 }
@@ -47,6 +49,7 @@ impl fmt::Display for Fault {
             }
             Fault::Api(status) => write!(f, "{} {}", status.code, status.message),
             Fault::Other(why) | Fault::Line(why) => f.write_str(why),
+            Fault::TooLarge(max) => write!(f, "the answer is larger than {}", size(*max)),
         }
     }
 }
@@ -111,10 +114,7 @@ async fn read(mut body: Body, max: usize, cut: bool) -> Result<Vec<u8>, Fault> {
                 bytes.extend_from_slice(&data[..max - bytes.len()]);
                 break;
             }
-            return Err(Fault::Other(format!(
-                "the answer is larger than {}",
-                size(max)
-            )));
+            return Err(Fault::TooLarge(max));
         }
         bytes.extend_from_slice(&data);
     }

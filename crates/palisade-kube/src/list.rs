@@ -1,5 +1,6 @@
 //! Listing every kind once: `palisade matrix` and `explain` against a live cluster.
 
+use crate::bounded::Fault;
 use crate::{client, ListedKind, SourceError, KINDS};
 use kube::api::{ListParams, ObjectList};
 use kube::Client;
@@ -102,7 +103,15 @@ impl Lister<'_> {
                     kind,
                     server: self.server.to_string(),
                     code: fault.code(),
-                    why: fault.to_string(),
+                    why: match fault {
+                        // The agent bounds a page as it bounds a manifest file.
+                        Fault::TooLarge(_) => {
+                            format!(
+                                "{fault} (a page of {PAGE} objects; the agent's --max-file-size)"
+                            )
+                        }
+                        _ => fault.to_string(),
+                    },
                 })?;
             objects.extend(page.items);
             if objects.len() > max {

@@ -317,7 +317,8 @@ fn a_list_is_bounded_in_time_pages_and_objects() {
 
     let error = read(cluster(), |c| c.max_page_bytes = 100).unwrap_err();
     assert!(
-        matches!(&error, SourceError::List { kind: Kind::Namespace, why, .. } if why.contains("larger than")),
+        matches!(&error, SourceError::List { kind: Kind::Namespace, why, .. }
+            if why.contains("larger than 100 bytes") && why.contains("--max-file-size")),
         "{error:?}"
     );
 
