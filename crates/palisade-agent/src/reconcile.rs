@@ -351,11 +351,12 @@ impl Reconciler {
         if let Some(at) = health.last_event {
             m.source_last_event.set(unix_seconds(at));
         }
-        for k in &health.kinds {
+        let held: Vec<usize> =
+            watch.with_store(|store| health.kinds.iter().map(|k| store.count(k.kind)).collect());
+        for (k, held) in health.kinds.iter().zip(held) {
             let label = crate::metrics::KindLabel {
                 kind: k.kind.as_str().to_string(),
             };
-            let held = watch.with_store(|store| store.count(k.kind));
             m.source_objects.get_or_create(&label).set(held as i64);
             m.source_relists.get_or_create(&label).set(k.relists as i64);
         }
@@ -523,15 +524,10 @@ impl Reconciler {
         let found = crate::host::bridge_problem(Path::new("/sys"), Path::new("/proc"));
         let (pods, other) = match found {
             Some(p) if p.pods => (Some(p.message), None),
-            Some(p) => (None, Some(p.message)),
+            Some(p) => (None, Some(format!("{} (if pods use it)", p.message))),
             None => (None, None),
         };
-        if other != self.bridge_warning {
-            if let Some(warning) = &other {
-                tracing::warn!("{warning} (if pods use it)");
-            }
-            self.bridge_warning = other;
-        }
+        warn_on_change(&mut self.bridge_warning, other);
         self.degraded(Part::Host, pods);
     }
 
@@ -573,12 +569,7 @@ impl Reconciler {
                 if others.len() > 5 { ", ..." } else { "" }
             )
         });
-        if warning != self.stray_node {
-            if let Some(warning) = &warning {
-                tracing::warn!("{warning}");
-            }
-            self.stray_node = warning;
-        }
+        warn_on_change(&mut self.stray_node, warning);
     }
 
     /// The network namespace enforced in (`None`: the agent's own).
@@ -817,6 +808,17 @@ impl Reconciler {
         });
         self.degraded(Part::Input, problem);
         rejected
+    }
+}
+
+/// Logs `now` as a warning when it differs from `last` (a warning is said once, until it
+/// changes), and keeps it.
+fn warn_on_change(last: &mut Option<String>, now: Option<String>) {
+    if now != *last {
+        if let Some(warning) = &now {
+            tracing::warn!("{warning}");
+        }
+        *last = now;
     }
 }
 

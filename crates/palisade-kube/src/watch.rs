@@ -123,11 +123,10 @@ impl Shared {
         }
     }
 
-    fn kind(&self, kind: Kind, change: impl FnOnce(&mut KindHealth)) {
+    /// Reads or changes the health of `kind`, under one lock.
+    fn kind<R: Default>(&self, kind: Kind, change: impl FnOnce(&mut KindHealth) -> R) -> R {
         let mut health = self.health();
-        if let Some(k) = health.kinds.iter_mut().find(|k| k.kind == kind) {
-            change(k);
-        }
+        (health.kinds.iter_mut().find(|k| k.kind == kind)).map_or_else(R::default, change)
     }
 
     /// Applies `event` to the store; true when that changed it. Objects refused are logged and
@@ -163,18 +162,13 @@ impl Shared {
     /// every kind is what it waits for.
     /// `again`: it was listed before.
     fn listed(&self, kind: Kind, items: Vec<Value>, again: bool) {
-        let first = self
-            .health()
-            .kinds
-            .iter()
-            .any(|k| k.kind == kind && !k.synced);
         let changed = self.store_apply(kind, ObjectEvent::Listed(kind, items));
         // The error (if any) clears when the watch starts: a kind that may be listed but not
         // watched stays failing, not flapping.
-        self.kind(kind, |k| {
+        let first = self.kind(kind, |k| {
             k.relists += u64::from(again);
-            k.synced = true;
             k.not_served = None;
+            !std::mem::replace(&mut k.synced, true)
         });
         if changed || first {
             self.wake();
@@ -183,10 +177,9 @@ impl Shared {
 
     /// `kind` is followed again (or for the first time).
     fn recovered(&self, kind: Kind) {
-        let mut was = None;
-        self.kind(kind, |k| {
+        let was = self.kind(kind, |k| {
             k.synced = true;
-            was = k.error.take();
+            k.error.take()
         });
         if let Some(was) = was {
             tracing::info!(%kind, "following {kind} again (was: {was})");
@@ -197,19 +190,15 @@ impl Shared {
     /// was ever listed does not hold the first apply back (enforcement matters more than a
     /// logging configuration): it counts as listed, with nothing, and its error is said.
     fn failed(&self, listed: &ListedKind, why: String) {
-        let (kind, mut news) = (listed.kind, false);
-        self.kind(kind, |k| {
-            news = k.error.as_ref() != Some(&why);
+        let kind = listed.kind;
+        let (news, first) = self.kind(kind, |k| {
+            let news = k.error.as_ref() != Some(&why);
             k.error = Some(why.clone());
+            (news, !k.synced)
         });
         if news {
             tracing::warn!(%kind, "{why}; what is known of {kind} stays as it was");
         }
-        let first = self
-            .health()
-            .kinds
-            .iter()
-            .any(|k| k.kind == kind && !k.synced);
         if listed.optional && first {
             // Its last good objects (the state file's) stay in force until it is listed.
             self.store().mark_unknown(kind);
@@ -220,10 +209,10 @@ impl Shared {
 
     /// `kind`, optional, is not served (`why`): none of it is held.
     fn not_served(&self, kind: Kind, why: String) {
-        let mut news = false;
-        self.kind(kind, |k| {
-            news = k.not_served.as_ref() != Some(&why);
+        let news = self.kind(kind, |k| {
+            let news = k.not_served.as_ref() != Some(&why);
             k.not_served = Some(why.clone());
+            news
         });
         if news {
             tracing::info!(%kind, "{kind} is not served ({why}): none is read");
