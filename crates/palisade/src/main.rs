@@ -47,7 +47,7 @@ enum Command {
     Explain(explain::Args),
     /// Enforce a manifests folder or a cluster in the kernel (nftables), re-applying on every change.
     Agent(agent::Args),
-    /// Is NetworkPolicy enforced on every node, and is each policy in force? (a live cluster)
+    /// Is NetworkPolicy enforced on every node, and is each policy in force? (a cluster, or a lab)
     Status(status::Args),
     /// Verdict events live from a running agent, or from policy action log files, filtered.
     Observe(observe::Args),
