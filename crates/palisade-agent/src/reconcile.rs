@@ -621,6 +621,7 @@ impl Reconciler {
             cache,
             revisit,
             changed,
+            patched,
             ..
         } = load;
         self.documents = cache;
@@ -666,6 +667,9 @@ impl Reconciler {
                     policies = engine.state().policies.len(),
                     classes = engine.class_count(),
                     rejected,
+                    // How many objects changed, when the state was made from the last one (none
+                    // said when it was built afresh).
+                    objects_changed = patched,
                     elapsed_ms = elapsed.as_secs_f64() * 1e3,
                     "ruleset applied"
                 );

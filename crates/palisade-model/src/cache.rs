@@ -6,6 +6,7 @@
 use crate::diagnostic::{Diagnostic, Origin};
 use crate::document::{self, Document};
 use crate::key::ObjectKey;
+use crate::loader::LastLoad;
 use crate::objects::{self, DecodeLimits, Decoded, Objects, Workload};
 use crate::read::Stamp;
 use crate::state::PodInfo;
@@ -28,6 +29,8 @@ pub struct DocumentCache {
     pub(crate) objects: Objects,
     /// Files removed or emptied whose objects are held for the removal grace, and since when.
     pub(crate) gone: HashMap<PathBuf, Instant>,
+    /// What the last load made, for the next one to apply only what changed since.
+    pub(crate) last_load: Option<LastLoad>,
 }
 
 /// The pods one object (a Pod, or a workload's template) stood for in the last load, addresses
@@ -35,7 +38,7 @@ pub struct DocumentCache {
 /// that unchanged pods are neither rebuilt nor copied.
 pub(crate) struct ObjectPods {
     /// Holds the object, so that its address cannot be reused by another while it is a key.
-    pub _object: Source,
+    pub object: Source,
     pub pods: Vec<Arc<PodInfo>>,
 }
 

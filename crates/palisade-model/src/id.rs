@@ -93,6 +93,16 @@ impl<T, V> IdVec<T, V> {
         Id::new(self.items.len() - 1)
     }
 
+    /// Puts `value` at `id`, moving those from `id` on one up.
+    pub fn insert(&mut self, id: Id<T>, value: V) {
+        self.items.insert(id.index(), value);
+    }
+
+    /// Takes the value at `id` out, moving those after it one down.
+    pub fn remove(&mut self, id: Id<T>) -> V {
+        self.items.remove(id.index())
+    }
+
     /// How many.
     pub fn len(&self) -> usize {
         self.items.len()

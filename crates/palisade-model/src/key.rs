@@ -101,6 +101,19 @@ impl Kind {
         !matches!(self, Kind::Namespace | Kind::NetworkLogging)
     }
 
+    /// Whether objects of this kind stand for pods by their template.
+    pub fn is_workload(self) -> bool {
+        matches!(
+            self,
+            Kind::Deployment
+                | Kind::ReplicaSet
+                | Kind::StatefulSet
+                | Kind::DaemonSet
+                | Kind::Job
+                | Kind::CronJob
+        )
+    }
+
     /// The kind `name` most likely misspells, for a name that is not a kind Palisade reads: the
     /// same letters in another case, or within two edits of a kind of seven letters or more (short
     /// names such as `Pod` are too close to other real kinds to guess).

@@ -1,5 +1,11 @@
 //! Loading manifests from files, folders and standard input into a [`ClusterState`].
 
+mod delta;
+
+use delta::StoreMark;
+
+pub(crate) use delta::LastLoad;
+
 use crate::cache::{decode_all, plural, CachedFile, DocumentCache, ObjectPods, Source, Version};
 use crate::diagnostic::{Diagnostic, Origin, Severity};
 use crate::info::{pod_info, service_info};
@@ -13,7 +19,8 @@ use crate::store::ObjectStore;
 use crate::{document, workload};
 use foldhash::{HashMap, HashMapExt, HashSet};
 use ipnet::IpNet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -75,6 +82,12 @@ pub struct Load {
     /// Some file was read anew (it changed, or is new), removed, or could not be read: what the
     /// load gives may differ from the last load's.
     pub changed: bool,
+    /// Files and API objects this load looked at: every file of a folder; of a store loaded
+    /// before, only the objects changed since ([`Loader::incremental`]).
+    pub examined: usize,
+    /// When the state was made from the last load's (the objects changed since put in place),
+    /// how many objects changed; `None` when it was built afresh.
+    pub patched: Option<usize>,
     /// The cache for the next load ([`Loader::with_documents`]).
     pub cache: DocumentCache,
 }
@@ -118,6 +131,16 @@ pub struct Loader {
     total_bytes: u64,
     /// The objects in force after the last load: first in line for the pod limit.
     previous: Objects,
+    /// A load of the store the last load read may apply only what changed since
+    /// ([`Loader::incremental`]).
+    incremental: bool,
+    /// The store loaded and its revision, while nothing else is loaded: what the next load of it
+    /// starts from.
+    store_at: Option<(u64, u64)>,
+    /// The store's objects whose decoding said something.
+    noisy: BTreeSet<ObjectKey>,
+    /// The load, made of the changes since the last one ([`Loader::load_store`]).
+    delta: Option<Load>,
 }
 
 impl Default for Loader {
@@ -153,6 +176,10 @@ impl Loader {
             listed: 0,
             total_bytes: 0,
             previous: Objects::default(),
+            incremental: true,
+            store_at: None,
+            noisy: BTreeSet::new(),
+            delta: None,
         }
     }
 
@@ -218,6 +245,14 @@ impl Loader {
         self
     }
 
+    /// Whether a load of the store the last load read ([`Loader::load_store`]) may take only the
+    /// objects changed since and put them in place in the last state (default: yes). Off, every
+    /// object is looked at again: the same load, as the tests compare.
+    pub fn incremental(mut self, incremental: bool) -> Self {
+        self.incremental = incremental;
+        self
+    }
+
     /// Says the source cannot be read at all (the API server has not given the cluster yet):
     /// every object of the cache this load starts from stays in force, held as unreadable. What a
     /// restart with the kernel's table gone (a reboot) enforces until the source is back.
@@ -231,6 +266,7 @@ impl Loader {
     /// only as [`Loader::symlinks`] allows). A file named directly may be a pipe. (Standard input is
     /// the caller's to read: give its text to [`Loader::load_str`].)
     pub fn load_path(&mut self, path: &Path) {
+        self.store_at = None;
         match std::fs::metadata(path) {
             Err(e) => self.refused(path, ReadError::Io(e)),
             Ok(meta) if meta.is_dir() => {
@@ -295,6 +331,7 @@ impl Loader {
 
     /// Loads manifest text; `file` names it in diagnostics.
     pub fn load_str(&mut self, file: &str, text: &str) {
+        self.store_at = None;
         let mut diagnostics = Vec::new();
         let documents = document::parse(file, text, &mut diagnostics);
         let decoded = decode_all(&documents, self.limits.decode_limits());
@@ -364,10 +401,16 @@ impl Loader {
     /// the API server says it was deleted); a rejected one keeps its last good version.
     pub fn load_store(&mut self, store: &ObjectStore) {
         let limits = self.limits.decode_limits();
-        self.from_store = true;
         self.unknown = (Kind::ALL.into_iter())
             .filter(|&k| store.unknown(k))
             .collect();
+        if let Some(load) = self.load_changes(store) {
+            self.delta = Some(load);
+            return;
+        }
+        let fresh = self.objects.is_empty() && self.diagnostics.is_empty() && self.roots.is_empty();
+        self.store_at = fresh.then(|| store.revision());
+        self.from_store = true;
         for (key, stored) in store.objects() {
             self.listed += 1;
             let (key, file) = match self.documents.api.remove_entry(key) {
@@ -381,6 +424,15 @@ impl Loader {
                     (key.clone(), file)
                 }
             };
+            match delta::single(&file) {
+                // The next load can take this object alone only if it is one object of its key.
+                Some(d) if d.accepted().is_none_or(|a| a.key == key) => {
+                    if !d.is_quiet() {
+                        self.noisy.insert(key.clone());
+                    }
+                }
+                _ => self.store_at = None,
+            }
             self.add_parsed(&file.diagnostics, file.decoded());
             self.visited.api.insert(key, file);
         }
@@ -577,10 +629,17 @@ impl Loader {
     /// ([`Loader::with_documents`]): the files read by this one, the pods made from their objects,
     /// and every object in force.
     pub fn finish_with_cache(mut self) -> Load {
+        if let Some(load) = self.delta.take() {
+            return load;
+        }
         self.hold_last_good();
-        let state = self.state();
+        let (state, patched) = match self.state_from_changes() {
+            Some((state, changes)) => (state, Some(changes)),
+            None => (self.state(), None),
+        };
         let mut rejections = std::mem::take(&mut self.visited.objects.rejections);
         rejections.append(&mut self.rejections);
+        self.remember(&state, &rejections);
         Load {
             state,
             diagnostics: self.diagnostics,
@@ -588,8 +647,34 @@ impl Loader {
             held: self.held,
             revisit: self.revisit,
             changed: self.changed,
+            examined: self.listed,
+            patched,
             cache: self.visited,
         }
+    }
+
+    /// Keeps what this load made for the next load to start from, unless it decided something
+    /// for many pods at once (two pods with one address, the pod limit), which only a full load
+    /// decides again. For a store's next load to take only its journal's changes, also what its
+    /// objects said — unless a kind was unknown, or the source unavailable.
+    fn remember(&mut self, state: &ClusterState, rejections: &[Rejection]) {
+        let whole = |r: &Rejection| matches!(r.reason, RejectReason::Address | RejectReason::Limit);
+        if rejections.iter().any(whole) {
+            return;
+        }
+        let clean = !self.unavailable
+            && self.unknown.is_empty()
+            && self.held.iter().all(|h| h.why == HeldReason::Rejected);
+        let store = (self.store_at.filter(|_| clean)).map(|at| StoreMark {
+            at,
+            noisy: std::mem::take(&mut self.noisy),
+            held: self.held.iter().map(|h| h.object.clone()).collect(),
+        });
+        self.visited.last_load = Some(LastLoad {
+            state: state.clone(),
+            allocation: self.allocation(&self.visited.objects),
+            store,
+        });
     }
 
     fn state(&mut self) -> ClusterState {
@@ -600,15 +685,8 @@ impl Loader {
             .map(|p| PolicyInfo::new(p.object.clone(), p.origin().clone()))
             .collect();
         let mut state = ClusterState::new(namespaces(&objects), pods, services, policies);
-        state.network_logging = match (
-            objects.network_logging.first(),
-            objects.invalid_network_logging.clone(),
-        ) {
-            // A valid `default` wins over rejected objects of other names.
-            (Some(nl), _) => LoggingConfig::Valid(nl.object.spec.cluster),
-            (None, Some(reason)) => LoggingConfig::Invalid(reason),
-            (None, None) => LoggingConfig::Absent,
-        };
+        let invalid = objects.invalid_network_logging.clone();
+        state.network_logging = logging_config(&objects, invalid);
         self.visited.objects = objects;
         state
     }
@@ -658,7 +736,7 @@ impl Loader {
             let entry = self.visited.pods.entry(source.address());
             entry
                 .or_insert_with(|| ObjectPods {
-                    _object: source.clone(),
+                    object: source.clone(),
                     pods: Vec::new(),
                 })
                 .pods
@@ -873,16 +951,32 @@ impl Maker<'_> {
     }
 }
 
+/// The logging configuration of `objects` (`invalid`: why the first rejected `NetworkLogging`
+/// was rejected).
+fn logging_config(objects: &Objects, invalid: Option<String>) -> LoggingConfig {
+    match (objects.network_logging.first(), invalid) {
+        // A valid `default` wins over rejected objects of other names.
+        (Some(nl), _) => LoggingConfig::Valid(nl.object.spec.cluster),
+        (None, Some(reason)) => LoggingConfig::Invalid(reason),
+        (None, None) => LoggingConfig::Absent,
+    }
+}
+
+/// Namespace `ns`, read at `origin`.
+fn namespace_info(ns: &Namespace, origin: &Origin) -> NamespaceInfo {
+    NamespaceInfo {
+        name: ns.metadata.name.clone().unwrap_or_default(),
+        labels: labels_of(&ns.metadata),
+        annotations: ns.metadata.annotations.clone().unwrap_or_default(),
+        origin: Some(origin.clone()),
+    }
+}
+
 /// The namespaces of `objects`, and those of workloads that declare none (a workload's namespace
 /// exists even when it has no pods, `replicas: 0`).
 fn namespaces(objects: &Objects) -> Vec<NamespaceInfo> {
     let mut namespaces: Vec<NamespaceInfo> = (objects.namespaces.iter())
-        .map(|n| NamespaceInfo {
-            name: n.object.metadata.name.clone().unwrap_or_default(),
-            labels: labels_of(&n.object.metadata),
-            annotations: n.object.metadata.annotations.clone().unwrap_or_default(),
-            origin: Some(n.origin().clone()),
-        })
+        .map(|n| namespace_info(&n.object, n.origin()))
         .collect();
     let mut known: HashSet<String> = namespaces.iter().map(|n| n.name.clone()).collect();
     for w in &objects.workloads {

@@ -150,6 +150,23 @@ pub(crate) struct Decoded {
     rejected: Option<(Option<ObjectKey>, RejectReason)>,
 }
 
+impl Decoded {
+    /// The object, when it was accepted.
+    pub fn accepted(&self) -> Option<&Arc<Accepted>> {
+        self.accepted.as_ref()
+    }
+
+    /// Why it was rejected.
+    pub fn rejected(&self) -> Option<RejectReason> {
+        self.rejected.as_ref().map(|(_, reason)| *reason)
+    }
+
+    /// True when decoding it said nothing: no diagnostic, no rejection.
+    pub fn is_quiet(&self) -> bool {
+        self.diagnostics.is_empty() && self.rejected.is_none()
+    }
+}
+
 /// Limits on what one document may make the loader build.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct DecodeLimits {
@@ -433,6 +450,35 @@ impl Objects {
         if let Some(accepted) = &d.accepted {
             self.add_object(accepted, diags);
         }
+    }
+
+    /// The object accepted under `key`.
+    pub fn get(&self, key: &ObjectKey) -> Option<&Arc<Accepted>> {
+        self.seen.get_key_value(key).map(|(by, _)| &by.0)
+    }
+
+    /// Takes the object accepted under `key` out (the last of its kind takes its place in the
+    /// reading order).
+    pub fn remove(&mut self, key: &ObjectKey) -> Option<Arc<Accepted>> {
+        fn take<T>(list: &mut Vec<Loaded<T>>, at: usize, seen: &mut HashMap<ByKey, usize>) {
+            list.swap_remove(at);
+            if let Some(moved) = list.get(at) {
+                if let Some(i) = seen.get_mut(moved.key()) {
+                    *i = at;
+                }
+            }
+        }
+        let (ByKey(accepted), at) = self.seen.remove_entry(key)?;
+        let seen = &mut self.seen;
+        match accepted.object {
+            Typed::Namespace(_) => take(&mut self.namespaces, at, seen),
+            Typed::Pod(_) => take(&mut self.pods, at, seen),
+            Typed::Service(_) => take(&mut self.services, at, seen),
+            Typed::Policy(_) => take(&mut self.policies, at, seen),
+            Typed::Workload(_) => take(&mut self.workloads, at, seen),
+            Typed::NetworkLogging(_) => take(&mut self.network_logging, at, seen),
+        }
+        Some(accepted)
     }
 
     /// Adds an accepted object unless it duplicates one already there.

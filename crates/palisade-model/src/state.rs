@@ -229,10 +229,7 @@ impl ClusterState {
         let namespace_index = (namespaces.iter_enumerated())
             .map(|(i, n)| (n.name.clone(), i))
             .collect();
-        let ip_index = (pods.iter_enumerated())
-            .filter(|(_, p)| !p.host_network)
-            .filter_map(|(i, p)| p.ip.map(|ip| (ip, i)))
-            .collect();
+        let ip_index = index_ips(&pods);
         ClusterState {
             namespaces,
             pods,
@@ -266,5 +263,132 @@ impl ClusterState {
     /// The (non-hostNetwork) pod that has `ip`.
     pub fn pod_by_ip(&self, ip: IpAddr) -> Option<PodId> {
         self.ip_index.get(&ip).copied()
+    }
+
+    /// Puts `pod` in place of pod `namespace/name` (or adds it), or takes that pod out (`None`).
+    /// Refused when that would change the namespaces (the namespace has no object of its own) or
+    /// give one address two pods: the loader then builds the state afresh, where both are decided
+    /// and reported.
+    pub(crate) fn set_pod(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        pod: Option<Arc<PodInfo>>,
+    ) -> Result<(), Rebuild> {
+        self.declared(namespace)?;
+        let at = (self.pods.as_slice())
+            .binary_search_by(|p| (p.namespace.as_str(), p.name.as_str()).cmp(&(namespace, name)));
+        let address = |p: &PodInfo| p.ip.filter(|_| !p.host_network);
+        if let Some(ip) = pod.as_deref().and_then(address) {
+            match (self.ip_index.get(&ip), at) {
+                (Some(&owner), Ok(i)) if owner.index() == i => {}
+                (Some(_), _) => return Err(Rebuild),
+                (None, _) => {}
+            }
+        }
+        match (at, pod) {
+            (Ok(i), Some(pod)) => {
+                let id = Id::new(i);
+                if let Some(ip) = address(&self.pods[id]) {
+                    self.ip_index.remove(&ip);
+                }
+                if let Some(ip) = address(&pod) {
+                    self.ip_index.insert(ip, id);
+                }
+                self.pods[id] = pod;
+            }
+            // Ids after it move: the address index is made again.
+            (Ok(i), None) => {
+                self.pods.remove(Id::new(i));
+                self.ip_index = index_ips(&self.pods);
+            }
+            (Err(i), Some(pod)) => {
+                self.pods.insert(Id::new(i), pod);
+                self.ip_index = index_ips(&self.pods);
+            }
+            (Err(_), None) => {}
+        }
+        Ok(())
+    }
+
+    /// Puts `service` in place of Service `namespace/name` (or adds it), or takes it out.
+    pub(crate) fn set_service(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        service: Option<ServiceInfo>,
+    ) -> Result<(), Rebuild> {
+        self.declared(namespace)?;
+        set_sorted(&mut self.services, (namespace, name), service, |s| {
+            (&s.namespace, &s.name)
+        });
+        Ok(())
+    }
+
+    /// Puts `policy` in place of NetworkPolicy `namespace/name` (or adds it), or takes it out.
+    pub(crate) fn set_policy(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        policy: Option<PolicyInfo>,
+    ) -> Result<(), Rebuild> {
+        self.declared(namespace)?;
+        set_sorted(&mut self.policies, (namespace, name), policy, |p| {
+            (&p.namespace, &p.name)
+        });
+        Ok(())
+    }
+
+    /// Puts `namespace` (its labels, annotations and origin) in place of the declared namespace
+    /// of its name; refused for a namespace added or removed.
+    pub(crate) fn set_namespace(&mut self, mut namespace: NamespaceInfo) -> Result<(), Rebuild> {
+        let id = self.declared(&namespace.name)?;
+        (namespace.labels).insert(NAMESPACE_NAME_LABEL.to_string(), namespace.name.clone());
+        self.namespaces[id] = namespace;
+        Ok(())
+    }
+
+    /// The namespace `name`, when it has an object of its own (it does not come and go with
+    /// the objects in it).
+    fn declared(&self, name: &str) -> Result<NamespaceId, Rebuild> {
+        let id = self.namespace_id(name).ok_or(Rebuild)?;
+        match self.namespaces[id].origin {
+            Some(_) => Ok(id),
+            None => Err(Rebuild),
+        }
+    }
+}
+
+/// A change a [`ClusterState`] cannot take in place: it is to be built afresh.
+#[derive(Debug)]
+pub(crate) struct Rebuild;
+
+/// Which (non-hostNetwork) pod has each address.
+fn index_ips(pods: &IdVec<PodInfo, Arc<PodInfo>>) -> HashMap<IpAddr, PodId> {
+    (pods.iter_enumerated())
+        .filter(|(_, p)| !p.host_network)
+        .filter_map(|(i, p)| p.ip.map(|ip| (ip, i)))
+        .collect()
+}
+
+/// Puts `value` in place of the item of `list` (sorted by namespace, then name, as `key` says)
+/// named `at`, or adds it there; takes that item out when `value` is `None`.
+fn set_sorted<T>(
+    list: &mut Vec<T>,
+    at: (&str, &str),
+    value: Option<T>,
+    key: impl Fn(&T) -> (&String, &String),
+) {
+    let found = list.binary_search_by(|item| {
+        let (namespace, name) = key(item);
+        (namespace.as_str(), name.as_str()).cmp(&at)
+    });
+    match (found, value) {
+        (Ok(i), Some(value)) => list[i] = value,
+        (Ok(i), None) => {
+            list.remove(i);
+        }
+        (Err(i), Some(value)) => list.insert(i, value),
+        (Err(_), None) => {}
     }
 }

@@ -5,8 +5,10 @@
 //! cluster.
 
 use crate::key::{Kind, ObjectKey};
+use foldhash::HashMap;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What a source says happened to the objects of one kind.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,8 +39,13 @@ pub(crate) struct Stored {
 }
 
 /// The objects of a source, by kind, namespace and name.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug)]
 pub struct ObjectStore {
+    /// Which store this is (unique in the process, a clone included): a load knows whether the
+    /// changes it is told are those since its own last load.
+    id: u64,
+    /// What changed since when: lets a load apply only that ([`crate::Loader::load_store`]).
+    journal: Journal,
     /// Where the objects come from (the API server's URL): names them in diagnostics.
     server: String,
     objects: BTreeMap<ObjectKey, Stored>,
@@ -49,6 +56,89 @@ pub struct ObjectStore {
     unknown: std::collections::BTreeSet<Kind>,
     /// Objects of one kind at most: past it, new objects are refused.
     max_per_kind: usize,
+}
+
+/// Which objects changed, at which revision of the store: a load that knows the revision it last
+/// read takes only the objects changed since.
+#[derive(Clone, Debug, Default)]
+struct Journal {
+    /// The revision of the last change.
+    revision: u64,
+    /// Each key changed (a deleted one too, until forgotten) and the revision of its last change.
+    last_change: HashMap<ObjectKey, u64>,
+    /// The same, by revision.
+    by_revision: BTreeMap<u64, ObjectKey>,
+    /// What changed up to this revision is no longer told apart (deleted keys forgotten, a kind
+    /// unknown or known again): a load from before it reads every object.
+    horizon: u64,
+}
+
+impl Journal {
+    fn changed(&mut self, key: &ObjectKey) {
+        self.revision += 1;
+        if let Some(old) = self.last_change.insert(key.clone(), self.revision) {
+            self.by_revision.remove(&old);
+        }
+        self.by_revision.insert(self.revision, key.clone());
+    }
+
+    /// Everything changed, as far as a load from before now can tell.
+    fn reset(&mut self) {
+        self.revision += 1;
+        self.horizon = self.revision;
+    }
+
+    /// Forgets the deleted keys once they outnumber the live ones (pods come and go for ever):
+    /// memory stays proportional to the objects held.
+    fn forget_deleted(&mut self, live: &BTreeMap<ObjectKey, Stored>) {
+        if self.last_change.len() <= 2 * live.len() + 4096 {
+            return;
+        }
+        let horizon = &mut self.horizon;
+        self.by_revision.retain(|&revision, key| {
+            let keep = live.contains_key(key);
+            if !keep {
+                *horizon = (*horizon).max(revision);
+            }
+            keep
+        });
+        self.last_change.retain(|key, _| live.contains_key(key));
+    }
+}
+
+/// Gives every store its own id.
+fn next_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+impl Default for ObjectStore {
+    fn default() -> Self {
+        ObjectStore {
+            id: next_id(),
+            journal: Journal::default(),
+            server: String::new(),
+            objects: BTreeMap::new(),
+            counts: BTreeMap::new(),
+            unknown: Default::default(),
+            max_per_kind: 0,
+        }
+    }
+}
+
+impl Clone for ObjectStore {
+    /// A copy is another store: a load of the original does not count as one of the copy.
+    fn clone(&self) -> Self {
+        ObjectStore {
+            id: next_id(),
+            journal: self.journal.clone(),
+            server: self.server.clone(),
+            objects: self.objects.clone(),
+            counts: self.counts.clone(),
+            unknown: self.unknown.clone(),
+            max_per_kind: self.max_per_kind,
+        }
+    }
 }
 
 impl ObjectStore {
@@ -73,7 +163,11 @@ impl ObjectStore {
         let mut refused = Vec::new();
         let changed = match event {
             ObjectEvent::Applied(kind, value) => match self.insert(kind, value) {
-                Ok(changed) => changed,
+                Ok(Some(key)) => {
+                    self.journal.changed(&key);
+                    true
+                }
+                Ok(None) => false,
                 Err(why) => {
                     refused.push(why);
                     false
@@ -84,7 +178,12 @@ impl ObjectStore {
                 None => false,
             },
             ObjectEvent::Listed(kind, values) => {
-                self.unknown.remove(&kind);
+                // A kind known again is a change even when its objects are the same: the loader
+                // held their last good versions meanwhile.
+                let was_unknown = self.unknown.remove(&kind);
+                if was_unknown {
+                    self.journal.reset();
+                }
                 let keys: Vec<ObjectKey> = (self.objects.keys())
                     .filter(|key| key.kind() == kind)
                     .cloned()
@@ -98,13 +197,15 @@ impl ObjectStore {
                         refused.push(why);
                     }
                 }
-                self.unchanged_since(kind, &old)
+                self.unchanged_since(kind, &old) | was_unknown
             }
         };
+        self.journal.forget_deleted(&self.objects);
         (changed, refused)
     }
 
-    fn insert(&mut self, kind: Kind, mut value: Value) -> Result<bool, String> {
+    /// Holds `value`: its key when that changed what is held.
+    fn insert(&mut self, kind: Kind, mut value: Value) -> Result<Option<ObjectKey>, String> {
         let Some(key) = key_of(kind, &value) else {
             return Err(format!(
                 "a {kind} without metadata.name from {}: skipped",
@@ -116,19 +217,19 @@ impl ObjectStore {
         match self.objects.get_mut(&key) {
             // A new version that changes nothing Palisade reads (a pod's readiness, say) is no
             // change: nothing is decoded again, no pass is made.
-            Some(stored) if stored.version == version || stored.value == value => Ok(false),
+            Some(stored) if stored.version == version || stored.value == value => Ok(None),
             Some(stored) => {
                 *stored = Stored { version, value };
-                Ok(true)
+                Ok(Some(key))
             }
             None if count >= self.max_per_kind => Err(format!(
                 "{key} from {}: more than {} objects of kind {kind}; skipped",
                 self.server, self.max_per_kind
             )),
             None => {
-                self.objects.insert(key, Stored { version, value });
+                self.objects.insert(key.clone(), Stored { version, value });
                 *self.counts.entry(kind).or_default() += 1;
-                Ok(true)
+                Ok(Some(key))
             }
         }
     }
@@ -137,14 +238,21 @@ impl ObjectStore {
     /// listed afresh). Those that do not keep their old version, so that the loader's cache of
     /// them stays good: a relist that brings nothing new is no change at all.
     fn unchanged_since(&mut self, kind: Kind, old: &BTreeMap<ObjectKey, Stored>) -> bool {
-        let mut changed = old.len() != self.count(kind);
+        let mut changed = false;
         for (key, stored) in self.objects.iter_mut().filter(|(k, _)| k.kind() == kind) {
             match old.get(key) {
                 Some(was) if was.version == stored.version || was.value == stored.value => {
                     stored.version.clone_from(&was.version);
                 }
-                _ => changed = true,
+                _ => {
+                    self.journal.changed(key);
+                    changed = true;
+                }
             }
+        }
+        for key in old.keys().filter(|key| !self.objects.contains_key(*key)) {
+            self.journal.changed(key);
+            changed = true;
         }
         changed
     }
@@ -152,6 +260,7 @@ impl ObjectStore {
     fn remove(&mut self, key: &ObjectKey) -> bool {
         let removed = self.objects.remove(key).is_some();
         if removed {
+            self.journal.changed(key);
             if let Some(count) = self.counts.get_mut(&key.kind()) {
                 *count -= 1;
             }
@@ -162,7 +271,35 @@ impl ObjectStore {
     /// Says the objects of `kind` are unknown for now (it could not be listed): the loader keeps
     /// their last good versions until it is listed.
     pub fn mark_unknown(&mut self, kind: Kind) {
-        self.unknown.insert(kind);
+        if self.unknown.insert(kind) {
+            self.journal.reset();
+        }
+    }
+
+    /// Which store this is and its revision: what a load records to be told, next time, only
+    /// what changed since ([`ObjectStore::changed_since`]).
+    pub(crate) fn revision(&self) -> (u64, u64) {
+        (self.id, self.journal.revision)
+    }
+
+    /// The keys changed (applied, deleted) since `revision` of this store (`id`), in the order of
+    /// their last change; none when that is no longer known (another store, or too long ago).
+    pub(crate) fn changed_since(
+        &self,
+        (id, revision): (u64, u64),
+    ) -> Option<impl Iterator<Item = &ObjectKey>> {
+        (id == self.id && revision >= self.journal.horizon && revision <= self.journal.revision)
+            .then(|| {
+                self.journal
+                    .by_revision
+                    .range(revision + 1..)
+                    .map(|(_, key)| key)
+            })
+    }
+
+    /// The object `key` as held.
+    pub(crate) fn get(&self, key: &ObjectKey) -> Option<&Stored> {
+        self.objects.get(key)
     }
 
     /// Whether the objects of `kind` are unknown ([`ObjectStore::mark_unknown`]).
