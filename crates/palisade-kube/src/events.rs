@@ -20,7 +20,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::{Api, Client};
+use kube::Client;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -278,56 +278,52 @@ async fn write(
     futures::future::select(Box::pin(collect), Box::pin(send)).await;
 }
 
-/// Sends one write; the error says which write failed, and why.
+/// Sends one write (its answer read within [`crate::bounded::MAX_WRITTEN`]); the error says
+/// which write failed, and why.
 async fn send_one(
     client: &Client,
     write: Write,
     timeout: Duration,
 ) -> Result<Written, (String, String)> {
-    let request = async {
-        match write {
-            Write::Create {
-                namespace, event, ..
-            } => {
-                let events: Api<Event> = Api::namespaced(client.clone(), &namespace);
-                match events.create(&PostParams::default(), &event).await {
-                    Ok(_) => Ok(Written::Ok),
-                    Err(kube::Error::Api(status)) if status.code == 409 => {
-                        Ok(Written::AlreadyExists)
-                    }
-                    Err(e) => Err((
-                        format!(
-                            "creating {namespace}/{}",
-                            event.metadata.name.unwrap_or_default()
-                        ),
-                        e.to_string(),
-                    )),
-                }
-            }
-            Write::Patch {
-                namespace,
-                name,
-                count,
-                last_observed,
-                ..
-            } => {
-                let events: Api<Event> = Api::namespaced(client.clone(), &namespace);
-                let series = serde_json::json!({"series": {
-                    "count": count, "lastObservedTime": micro_time(last_observed)}});
-                (events
-                    .patch(&name, &PatchParams::default(), &Patch::Merge(&series))
-                    .await)
-                    .map(|_| Written::Ok)
-                    .map_err(|e| (format!("patching {namespace}/{name}"), e.to_string()))
-            }
+    let create = matches!(write, Write::Create { .. });
+    let (what, request) = match write {
+        Write::Create {
+            namespace, event, ..
+        } => {
+            let name = event.metadata.name.clone().unwrap_or_default();
+            let request = serde_json::to_vec(&event)
+                .map_err(kube::core::request::Error::SerializeBody)
+                .and_then(|body| events(&namespace).create(&PostParams::default(), body));
+            (format!("creating {namespace}/{name}"), request)
+        }
+        Write::Patch {
+            namespace,
+            name,
+            count,
+            last_observed,
+            ..
+        } => {
+            let series = serde_json::json!({"series": {
+                "count": count, "lastObservedTime": micro_time(last_observed)}});
+            let patch = Patch::Merge(&series);
+            let request = events(&namespace).patch(&name, &PatchParams::default(), &patch);
+            (format!("patching {namespace}/{name}"), request)
         }
     };
-    tokio::time::timeout(timeout, request)
-        .await
-        .unwrap_or_else(|_| {
-            let cause = format!("no answer within {timeout:?}");
-            Err(("a write".into(), cause))
-        })
+    let request = request.map_err(|e| (what.clone(), e.to_string()))?;
+    match tokio::time::timeout(timeout, crate::bounded::write(client, request)).await {
+        Ok(Ok(())) => Ok(Written::Ok),
+        Ok(Err(fault)) if create && fault.code() == Some(409) => Ok(Written::AlreadyExists),
+        Ok(Err(fault)) => Err((what, fault.to_string())),
+        Err(_) => Err((what, format!("no answer within {timeout:?}"))),
+    }
+}
+
+/// The Events of `namespace`.
+fn events(namespace: &str) -> kube::core::Request {
+    kube::core::Request::new(format!(
+        "/apis/events.k8s.io/v1/namespaces/{namespace}/events"
+    ))
 }
 
 /// A write the writer is to make.
