@@ -9,10 +9,12 @@
 //! [`Limits::series_window`] after its last occurrence, and the next one starts a new Event.
 //!
 //! Names are deterministic. An occurrence every node's agent sees alike (a `NetworkLogging`
-//! change: [`Scope::Cluster`]) is named after its object, reason and key alone, so that N agents
-//! converge on one Event: the first create wins, the others get 409 AlreadyExists and leave it as
-//! it is — theirs is the same observation, not a repeat. A node's own occurrence ([`Scope::Node`])
-//! is named after its key, the node and when its series began.
+//! change: [`Scope::Cluster`]) is named after its object (with its uid and generation, when
+//! known), reason and key alone, so that N agents converge on one Event: the first create wins,
+//! the others get 409 AlreadyExists and leave it as it is — theirs is the same observation, not a
+//! repeat. The same change told again for a later generation of the object is a new Event. A
+//! node's own occurrence ([`Scope::Node`]) is named after its key, the node and when its series
+//! began.
 
 use crate::bucket::TokenBucket;
 use crate::{client, runtime, Background, Connection, SourceError};
@@ -57,6 +59,10 @@ pub struct Regarding {
     pub name: String,
     /// The object's uid, when known.
     pub uid: Option<String>,
+    /// The object's `metadata.generation`, when known. With the uid, it names the Event: a change
+    /// told again in a later generation of the object (turned off, then on again) is a new Event,
+    /// while every agent telling the same generation still names it alike.
+    pub generation: Option<i64>,
 }
 
 impl Regarding {
@@ -68,6 +74,7 @@ impl Regarding {
             namespace: None,
             name: palisade_model::logging::NAME.into(),
             uid: None,
+            generation: None,
         }
     }
 }
@@ -522,7 +529,15 @@ impl Aggregator {
 fn identity(o: &Occurrence) -> String {
     let r = &o.regarding;
     let namespace = r.namespace.as_deref().unwrap_or("");
-    [&r.kind, namespace, &r.name, &o.reason, &o.key].join("\0")
+    let mut identity = [&r.kind, namespace, &r.name, &o.reason, &o.key].join("\0");
+    // Only when known: an occurrence without them is named as before they were.
+    if let Some(uid) = &r.uid {
+        identity.push_str(&format!("\0uid={uid}"));
+    }
+    if let Some(generation) = r.generation {
+        identity.push_str(&format!("\0generation={generation}"));
+    }
+    identity
 }
 
 /// The deterministic name of the Event starting a series of `o` at `first`, seen by `instance`:
@@ -616,6 +631,7 @@ mod tests {
                 namespace: Some("shop".into()),
                 name: "redis-0".into(),
                 uid: None,
+                generation: None,
             },
             type_: EventType::Warning,
             reason: "PolicyDenied".into(),
@@ -665,6 +681,16 @@ mod tests {
         );
         let other = logging("another reason");
         assert_ne!(name, event_name(&other, "node-a", at(0.0)));
+        // A generation of the object: its own Event, named alike by every agent.
+        let generation = |g| {
+            let mut nl = nl.clone();
+            (nl.regarding.uid, nl.regarding.generation) = (Some("u-1".into()), Some(g));
+            nl
+        };
+        let second = event_name(&generation(2), "node-a", at(0.0));
+        assert_eq!(second, event_name(&generation(2), "node-b", at(99.0)));
+        assert_ne!(second, event_name(&generation(3), "node-a", at(0.0)));
+        assert_ne!(second, name);
         let flow = denied("10.0.0.1>10.0.0.2:6379/TCP ingress", at(0.0));
         let name = event_name(&flow, "node-a", at(0.0));
         assert_eq!(name, event_name(&flow, "node-a", at(0.0)));

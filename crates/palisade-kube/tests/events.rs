@@ -22,6 +22,7 @@ fn denied(key: &str) -> Occurrence {
             namespace: Some("shop".into()),
             name: "redis-0".into(),
             uid: Some("0b5c-uid".into()),
+            generation: None,
         },
         type_: EventType::Warning,
         reason: "PolicyDenied".into(),
@@ -160,6 +161,39 @@ fn every_nodes_agent_converges_on_one_network_logging_event() {
     );
     assert!(api.calls("PATCH").is_empty(), "{:?}", api.calls("PATCH"));
     assert_eq!(drops.get("write_error"), 0, "409 AlreadyExists is no error");
+}
+
+/// The same change told again for a later generation of the object (logging turned off and on
+/// again within the hour an Event lasts) is a new Event; every agent still converges on one Event
+/// per generation.
+#[test]
+fn each_generation_of_a_network_logging_change_is_its_own_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = FakeApi::start(HashMap::new());
+    let drops = Drops::default();
+    let writers: Vec<EventWriter> = ["node-a", "node-b", "node-c"]
+        .iter()
+        .map(|node| writer(&api, dir.path(), node, &drops))
+        .collect();
+    let collection = format!("{EVENTS}/default/events");
+    for (generation, creates) in [(4, 3), (6, 6)] {
+        for writer in &writers {
+            let mut told = invalid_logging();
+            told.regarding.uid = Some("nl-uid".into());
+            told.regarding.generation = Some(generation);
+            assert!(writer.recorder().record(told));
+        }
+        wait_for("every agent's create", || {
+            api.calls("POST").len() == creates
+        });
+    }
+    let stored = api.stored(&collection);
+    assert_eq!(stored.len(), 2, "one per generation: {stored:#?}");
+    for (_, event) in &stored {
+        assert_eq!(event["reason"], "InvalidNetworkLogging");
+        assert_eq!(event["regarding"]["uid"], "nl-uid");
+    }
+    assert_eq!(drops.get("write_error"), 0);
 }
 
 #[test]

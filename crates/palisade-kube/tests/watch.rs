@@ -333,3 +333,40 @@ fn an_oversized_watch_event_is_refused_and_the_watch_resumed() {
     w.until("cart, after the refused event", |s| s.count(Kind::Pod) == 2);
     assert_eq!(w.pods(), ["cart=cart", "redis=redis"]);
 }
+
+/// The NetworkLogging `default` the Events of logging changes are told on carries the uid and
+/// generation last seen: listed, modified, deleted.
+#[test]
+fn the_network_logging_seen_carries_its_uid_and_generation() {
+    const NL: &str = "/apis/networking.gke.io/v1alpha1/networkloggings";
+    let logging = |generation: i64, version: &str| {
+        json!({"metadata": {"name": "default", "uid": "nl-uid", "generation": generation,
+                            "resourceVersion": version},
+               "spec": {"cluster": {"allow": {"log": true}, "deny": {"log": true}}}})
+    };
+    let other = json!({"metadata": {"name": "other", "uid": "x", "generation": 9,
+                                    "resourceVersion": "4"}});
+    let mut routes = cluster();
+    let items = vec![other.clone(), logging(2, "3")];
+    let api_version = "networking.gke.io/v1alpha1";
+    routes.insert(
+        NL.into(),
+        list(api_version, "NetworkLoggingList", items, None),
+    );
+    let api = FakeApi::start(routes);
+    let script = api.script(NL);
+    let w = watch(&api);
+    let seen = w.watch.network_logging();
+    let generation = || {
+        let regarding = seen.regarding();
+        assert_eq!(regarding.name, "default");
+        (regarding.uid, regarding.generation)
+    };
+    eventually("default listed", || generation().1 == Some(2));
+    assert_eq!(generation().0.as_deref(), Some("nl-uid"));
+    script.event("MODIFIED", logging(3, "5"));
+    eventually("its next generation", || generation().1 == Some(3));
+    script.event("MODIFIED", other);
+    script.event("DELETED", logging(3, "6"));
+    eventually("gone", || generation() == (None, None));
+}

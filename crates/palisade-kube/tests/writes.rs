@@ -200,6 +200,7 @@ fn occurrence(namespace: &str) -> Occurrence {
             namespace: Some(namespace.into()),
             name: "redis-0".into(),
             uid: None,
+            generation: None,
         },
         type_: EventType::Warning,
         reason: "PolicyDenied".into(),
