@@ -366,8 +366,9 @@ impl Follower {
         };
         let mut pace = Pace::default();
         // An optional kind listed before and refused now (403, 404) is taken for gone only once
-        // it has been refused for [`RECHECK`]: a role being replaced, or an API server restarting,
-        // must not turn logging off.
+        // it has been refused for the connection's `refused_hold`: a role being replaced, or an
+        // API server restarting, must not turn logging off.
+        let hold = self.connection.refused_hold;
         let (mut listed_once, mut refused_since) = (false, None::<Instant>);
         loop {
             pace.before(Step::List).await;
@@ -378,7 +379,7 @@ impl Follower {
                     version
                 }
                 Err(e) => {
-                    let gone = refused_since.is_some_and(|at| at.elapsed() >= RECHECK);
+                    let gone = refused_since.is_some_and(|at| at.elapsed() >= hold);
                     match e.not_served(listed) {
                         Some(why) if !listed_once || gone => {
                             self.shared.not_served(kind, why);
@@ -389,7 +390,7 @@ impl Follower {
                             refused_since.get_or_insert_with(Instant::now);
                             let why = format!(
                                 "{why}; what was listed stays until it is refused for {} s",
-                                RECHECK.as_secs()
+                                hold.as_secs()
                             );
                             self.shared.failed(listed, why);
                             pace.failed(Step::List).await;
