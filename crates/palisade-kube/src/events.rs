@@ -196,11 +196,19 @@ impl Queued {
     }
 }
 
+/// How long the last writes may take when the writer is dropped.
+const FLUSH: Duration = Duration::from_secs(2);
+
 /// Writes the Events of the occurrences its [`Recorder`]s queue, on a thread of its own, until
-/// dropped. A write that fails is logged (once per distinct error), counted as `write_error`, and
-/// its series forgotten: the next occurrence starts again.
+/// dropped: then the series counts not yet written are, within 2 s (the drop waits for them). A
+/// write that fails is logged (once per distinct error), counted as `write_error`, and its series
+/// forgotten: the next occurrence starts again.
 pub struct EventWriter {
     recorder: Recorder,
+    /// Tells the writer to write its last counts and end.
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Disconnected when the writer has ended.
+    ended: std::sync::mpsc::Receiver<()>,
     _writer: Background,
 }
 
@@ -218,9 +226,17 @@ impl EventWriter {
         let (recorder, queued) = Recorder::bounded(limits.queue, on_drop.clone());
         let aggregator = Aggregator::new(limits, instance);
         let timeout = connection.request_timeout;
-        let write = write(client, queued, aggregator, on_drop, timeout);
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let (ending, ended) = std::sync::mpsc::channel();
+        let write = write(client, queued, aggregator, on_drop, timeout, stopped);
+        let write = async move {
+            write.await;
+            drop(ending);
+        };
         Ok(EventWriter {
             recorder,
+            stop: Some(stop),
+            ended,
             _writer: Background::spawn("events", runtime, write)?,
         })
     }
@@ -231,13 +247,25 @@ impl EventWriter {
     }
 }
 
-/// Takes queued occurrences into `aggregator` and writes what is due, until the queue closes.
+impl Drop for EventWriter {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        // The last counts are written (or given up on) within FLUSH; then the thread is stopped.
+        let _ = self.ended.recv_timeout(FLUSH + Duration::from_secs(1));
+    }
+}
+
+/// Takes queued occurrences into `aggregator` and writes what is due, until the queue closes or
+/// `stopped` says so; then writes the series counts not yet written, within [`FLUSH`].
 async fn write(
     client: Client,
     mut queued: Queued,
     aggregator: Aggregator,
     on_drop: OnDrop,
     timeout: Duration,
+    stopped: tokio::sync::oneshot::Receiver<()>,
 ) {
     let shared = Mutex::new(aggregator);
     let lock = || shared.lock().unwrap_or_else(|e| e.into_inner());
@@ -282,7 +310,25 @@ async fn write(
             let _ = tokio::time::timeout(wait, wake.notified()).await;
         }
     };
-    futures::future::select(Box::pin(collect), Box::pin(send)).await;
+    let running = futures::future::select(Box::pin(collect), Box::pin(send));
+    // A write under way is cut short: its series is among the pending ones if it was a patch.
+    let _ = futures::future::select(running, stopped).await;
+    let pending = lock().pending();
+    let (total, mut written) = (pending.len(), 0);
+    let flush = async {
+        for write in pending {
+            if send_one(&client, write, timeout).await.is_ok() {
+                written += 1;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(FLUSH, flush).await;
+    if written < total {
+        tracing::warn!(
+            "{} of {total} Event series counts not written at shutdown (within {FLUSH:?})",
+            total - written
+        );
+    }
 }
 
 /// Sends one write (its answer read within [`crate::bounded::MAX_WRITTEN`]); the error says
@@ -403,6 +449,19 @@ impl Series {
     }
 }
 
+impl Series {
+    /// The patch writing its count, as series `id`.
+    fn patch(&self, id: String) -> Write {
+        Write::Patch {
+            id,
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            count: self.count,
+            last_observed: self.last_observed,
+        }
+    }
+}
+
 /// Occurrences into Events: which to create, which series to patch, which to drop. No I/O.
 struct Aggregator {
     limits: Limits,
@@ -493,16 +552,20 @@ impl Aggregator {
                     namespace: series.namespace.clone(),
                     event: Box::new(event(series, &self.instance)),
                 },
-                _ => Write::Patch {
-                    id,
-                    namespace: series.namespace.clone(),
-                    name: series.name.clone(),
-                    count: series.count,
-                    last_observed: series.last_observed,
-                },
+                _ => series.patch(id),
             });
         }
         out
+    }
+
+    /// The patches of the series whose Event holds fewer occurrences than counted (a patch cut
+    /// short included: a count is written whole, so writing it again is harmless): the last writes,
+    /// at shutdown, made whatever the budget — they are bounded in time.
+    fn pending(&self) -> Vec<Write> {
+        (self.series.iter())
+            .filter(|(_, s)| s.written > 0 && s.count > s.written)
+            .map(|(id, s)| s.patch(id.clone()))
+            .collect()
     }
 
     /// When the next write is due.

@@ -337,6 +337,10 @@ impl Server {
                 _ => None,
             };
             if let Some(reply) = written {
+                if reply.status == 0 {
+                    std::thread::sleep(std::time::Duration::from_secs(3600));
+                    return;
+                }
                 if answer(&mut writer, &reply).is_err() {
                     return;
                 }
