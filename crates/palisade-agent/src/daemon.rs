@@ -11,6 +11,7 @@ use crate::status_out::{StatusFile, StatusOut};
 use palisade_dataplane::events::EventReader;
 use palisade_dataplane::netns::within_netns;
 use palisade_kube::events::EventWriter;
+use palisade_kube::SeenLogging;
 use palisade_model::ClusterState;
 use palisade_policy::{CompiledTable, Enforcement, Engine};
 use std::io;
@@ -96,7 +97,7 @@ pub fn script(state: ClusterState, enforcement: Enforcement) -> String {
 /// has been listed, waiting at most the request timeout), applies it, writes the state file, and
 /// reports; no watching, no logging.
 pub fn once(config: &Config) -> Result<OnceReport, AgentError> {
-    let mut reconciler = reconciler(config)?;
+    let (mut reconciler, _) = reconciler(config)?;
     if let Input::Cluster(connection) = &config.input {
         let deadline = std::time::Instant::now() + connection.request_timeout;
         while !reconciler.source_synced() && std::time::Instant::now() < deadline {
@@ -117,7 +118,7 @@ pub fn once(config: &Config) -> Result<OnceReport, AgentError> {
 /// Runs the agent until SIGTERM or SIGINT: then open deny windows are written out, and the kernel
 /// keeps enforcing the last ruleset. Fails only while starting.
 pub fn run(config: &Config) -> Result<(), AgentError> {
-    let reconciler = reconciler(config)?;
+    let (reconciler, seen) = reconciler(config)?;
     let (metrics, health) = (reconciler.metrics().clone(), reconciler.health().clone());
     if let Some(addr) = config.metrics_addr {
         let bound = metrics::serve(addr, metrics.clone(), health)
@@ -126,7 +127,8 @@ pub fn run(config: &Config) -> Result<(), AgentError> {
     }
     let stop = stop_on_signals()?;
     let events = start_events(config, &metrics)?;
-    let (logger, logging) = start_logging(config, metrics, stop.clone(), events.as_ref())?;
+    let telling = events.as_ref().zip(seen);
+    let (logger, logging) = start_logging(config, metrics, stop.clone(), telling)?;
     let mut reconciler = reconciler.with_logger(logger).restoring_last_good();
     // The status is renewed only while the loop turns: a stuck agent's goes stale.
     let health = reconciler.health().clone();
@@ -154,22 +156,25 @@ pub fn run(config: &Config) -> Result<(), AgentError> {
 }
 
 /// The reconciler `config` describes, starting from its state file (with metrics and health of its
-/// own, which [`run`] serves); an API server is followed from now on.
-fn reconciler(config: &Config) -> Result<Reconciler, AgentError> {
-    let source = match &config.input {
-        Input::Manifests(folder) => Source::Folder(folder.clone()),
+/// own, which [`run`] serves); an API server is followed from now on, and its `NetworkLogging`
+/// object seen as it changes.
+fn reconciler(config: &Config) -> Result<(Reconciler, Option<SeenLogging>), AgentError> {
+    let (source, seen) = match &config.input {
+        Input::Manifests(folder) => (Source::Folder(folder.clone()), None),
         Input::Cluster(connection) => {
             let watch = palisade_kube::Watch::start(connection)?;
             tracing::info!(server = %watch.server(), "following the API server");
-            Source::Cluster(watch)
+            let seen = watch.network_logging();
+            (Source::Cluster(watch), Some(seen))
         }
     };
-    Ok(Reconciler::reading(source, config.netns.clone())
+    let reconciler = Reconciler::reading(source, config.netns.clone())
         .with_pinned_ips(config.pinned_ips.clone())
         .with_source(config.source)
         .with_enforcement(config.enforcement.clone())
         // After the source: its limits apply to the state file read.
-        .with_state_file(config.state_file()))
+        .with_state_file(config.state_file());
+    Ok((reconciler, seen))
 }
 
 /// A flag that SIGTERM and SIGINT set: the agent stops cleanly.
@@ -203,13 +208,13 @@ fn start_events(
 }
 
 /// Serves the live view, opens the policy action log (telling what `events` says as Kubernetes
-/// Events) and starts the thread that feeds it from the kernel's verdict events until `stop` is
-/// set.
+/// Events, logging changes on the `NetworkLogging` object as seen) and starts the thread that
+/// feeds it from the kernel's verdict events until `stop` is set.
 fn start_logging(
     config: &Config,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
-    events: Option<&(EventWriter, Option<String>)>,
+    events: Option<(&(EventWriter, Option<String>), SeenLogging)>,
 ) -> Result<(Arc<Mutex<PolicyLogger>>, JoinHandle<()>), AgentError> {
     let opts = &config.logging;
     let (path, node, socket) = (opts.policy_log(), opts.node_name(), opts.observe_socket());
@@ -227,7 +232,9 @@ fn start_logging(
         })?
         .with_hub(hub);
     let logger = match events {
-        Some((writer, deny_events)) => logger.with_events(writer.recorder(), deny_events.clone()),
+        Some(((writer, deny_events), seen)) => logger
+            .with_events(writer.recorder(), deny_events.clone())
+            .telling_on(seen),
         None => logger,
     };
     tracing::info!(path = %path.display(), node, socket = %socket.display(), "policy action log and live view");

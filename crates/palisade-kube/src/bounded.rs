@@ -1,8 +1,8 @@
 //! Requests to the API server with bounded reads: kube-rs reads a response body whole (a list
 //! page, an error) and a watch stream line by line without a limit, so a faulty or hostile server
 //! could make the agent hold any amount of memory. Here a page is read up to a byte limit, an error
-//! body up to [`MAX_ERROR`], and a watch line up to [`MAX_LINE`] — past them, the request fails
-//! with a clear error and what was read is dropped.
+//! body up to [`MAX_ERROR`], the answer to a write up to [`MAX_WRITTEN`], and a watch line up to
+//! [`MAX_LINE`] — past them, the request fails with a clear error and what was read is dropped.
 
 use http_body_util::BodyExt;
 use kube::client::Body;
@@ -16,6 +16,10 @@ use std::fmt;
 pub(crate) const MAX_LINE: usize = 16 << 20;
 /// The most of an error body read (a `Status`, or a proxy's page).
 const MAX_ERROR: usize = 64 << 10;
+/// The most of the answer to a write read: the object as written (a Lease with its status
+/// annotation, at most 256 KiB, and its managed fields; an Event), of which only the status code
+/// is used.
+pub(crate) const MAX_WRITTEN: usize = 1 << 20;
 
 /// Why a request failed.
 #[derive(Debug)]
@@ -130,6 +134,15 @@ pub(crate) async fn get<T: DeserializeOwned>(
     let response = send(client, request).await?;
     let body = read(response.into_body(), max, false).await?;
     serde_json::from_slice(&body).map_err(|e| Fault::Other(format!("the answer is not JSON: {e}")))
+}
+
+/// Makes the write `request` (a create, a patch); its answer is read up to [`MAX_WRITTEN`] and
+/// dropped.
+pub(crate) async fn write(client: &Client, request: http::Request<Vec<u8>>) -> Result<(), Fault> {
+    let response = send(client, request).await?;
+    read(response.into_body(), MAX_WRITTEN, false)
+        .await
+        .map(drop)
 }
 
 /// A watch stream, its events read line by line, each line at most [`MAX_LINE`] bytes.

@@ -9,10 +9,12 @@
 //! [`Limits::series_window`] after its last occurrence, and the next one starts a new Event.
 //!
 //! Names are deterministic. An occurrence every node's agent sees alike (a `NetworkLogging`
-//! change: [`Scope::Cluster`]) is named after its object, reason and key alone, so that N agents
-//! converge on one Event: the first create wins, the others get 409 AlreadyExists and leave it as
-//! it is — theirs is the same observation, not a repeat. A node's own occurrence ([`Scope::Node`])
-//! is named after its key, the node and when its series began.
+//! change: [`Scope::Cluster`]) is named after its object (with its uid and generation, when
+//! known), reason and key alone, so that N agents converge on one Event: the first create wins,
+//! the others get 409 AlreadyExists and leave it as it is — theirs is the same observation, not a
+//! repeat. The same change told again for a later generation of the object is a new Event. A
+//! node's own occurrence ([`Scope::Node`]) is named after its key, the node and when its series
+//! began.
 
 use crate::bucket::TokenBucket;
 use crate::{client, runtime, Background, Connection, SourceError};
@@ -20,7 +22,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::{Api, Client};
+use kube::Client;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -57,6 +59,10 @@ pub struct Regarding {
     pub name: String,
     /// The object's uid, when known.
     pub uid: Option<String>,
+    /// The object's `metadata.generation`, when known. With the uid, it names the Event: a change
+    /// told again in a later generation of the object (turned off, then on again) is a new Event,
+    /// while every agent telling the same generation still names it alike.
+    pub generation: Option<i64>,
 }
 
 impl Regarding {
@@ -68,6 +74,7 @@ impl Regarding {
             namespace: None,
             name: palisade_model::logging::NAME.into(),
             uid: None,
+            generation: None,
         }
     }
 }
@@ -189,11 +196,19 @@ impl Queued {
     }
 }
 
+/// How long the last writes may take when the writer is dropped.
+const FLUSH: Duration = Duration::from_secs(2);
+
 /// Writes the Events of the occurrences its [`Recorder`]s queue, on a thread of its own, until
-/// dropped. A write that fails is logged (once per distinct error), counted as `write_error`, and
-/// its series forgotten: the next occurrence starts again.
+/// dropped: then the series counts not yet written are, within 2 s (the drop waits for them). A
+/// write that fails is logged (once per distinct error), counted as `write_error`, and its series
+/// forgotten: the next occurrence starts again.
 pub struct EventWriter {
     recorder: Recorder,
+    /// Tells the writer to write its last counts and end.
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Disconnected when the writer has ended.
+    ended: std::sync::mpsc::Receiver<()>,
     _writer: Background,
 }
 
@@ -211,9 +226,17 @@ impl EventWriter {
         let (recorder, queued) = Recorder::bounded(limits.queue, on_drop.clone());
         let aggregator = Aggregator::new(limits, instance);
         let timeout = connection.request_timeout;
-        let write = write(client, queued, aggregator, on_drop, timeout);
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let (ending, ended) = std::sync::mpsc::channel();
+        let write = write(client, queued, aggregator, on_drop, timeout, stopped);
+        let write = async move {
+            write.await;
+            drop(ending);
+        };
         Ok(EventWriter {
             recorder,
+            stop: Some(stop),
+            ended,
             _writer: Background::spawn("events", runtime, write)?,
         })
     }
@@ -224,13 +247,25 @@ impl EventWriter {
     }
 }
 
-/// Takes queued occurrences into `aggregator` and writes what is due, until the queue closes.
+impl Drop for EventWriter {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        // The last counts are written (or given up on) within FLUSH; then the thread is stopped.
+        let _ = self.ended.recv_timeout(FLUSH + Duration::from_secs(1));
+    }
+}
+
+/// Takes queued occurrences into `aggregator` and writes what is due, until the queue closes or
+/// `stopped` says so; then writes the series counts not yet written, within [`FLUSH`].
 async fn write(
     client: Client,
     mut queued: Queued,
     aggregator: Aggregator,
     on_drop: OnDrop,
     timeout: Duration,
+    stopped: tokio::sync::oneshot::Receiver<()>,
 ) {
     let shared = Mutex::new(aggregator);
     let lock = || shared.lock().unwrap_or_else(|e| e.into_inner());
@@ -275,59 +310,73 @@ async fn write(
             let _ = tokio::time::timeout(wait, wake.notified()).await;
         }
     };
-    futures::future::select(Box::pin(collect), Box::pin(send)).await;
+    let running = futures::future::select(Box::pin(collect), Box::pin(send));
+    // A write under way is cut short: its series is among the pending ones if it was a patch.
+    let _ = futures::future::select(running, stopped).await;
+    let pending = lock().pending();
+    let (total, mut written) = (pending.len(), 0);
+    let flush = async {
+        for write in pending {
+            if send_one(&client, write, timeout).await.is_ok() {
+                written += 1;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(FLUSH, flush).await;
+    if written < total {
+        tracing::warn!(
+            "{} of {total} Event series counts not written at shutdown (within {FLUSH:?})",
+            total - written
+        );
+    }
 }
 
-/// Sends one write; the error says which write failed, and why.
+/// Sends one write (its answer read within [`crate::bounded::MAX_WRITTEN`]); the error says
+/// which write failed, and why.
 async fn send_one(
     client: &Client,
     write: Write,
     timeout: Duration,
 ) -> Result<Written, (String, String)> {
-    let request = async {
-        match write {
-            Write::Create {
-                namespace, event, ..
-            } => {
-                let events: Api<Event> = Api::namespaced(client.clone(), &namespace);
-                match events.create(&PostParams::default(), &event).await {
-                    Ok(_) => Ok(Written::Ok),
-                    Err(kube::Error::Api(status)) if status.code == 409 => {
-                        Ok(Written::AlreadyExists)
-                    }
-                    Err(e) => Err((
-                        format!(
-                            "creating {namespace}/{}",
-                            event.metadata.name.unwrap_or_default()
-                        ),
-                        e.to_string(),
-                    )),
-                }
-            }
-            Write::Patch {
-                namespace,
-                name,
-                count,
-                last_observed,
-                ..
-            } => {
-                let events: Api<Event> = Api::namespaced(client.clone(), &namespace);
-                let series = serde_json::json!({"series": {
-                    "count": count, "lastObservedTime": micro_time(last_observed)}});
-                (events
-                    .patch(&name, &PatchParams::default(), &Patch::Merge(&series))
-                    .await)
-                    .map(|_| Written::Ok)
-                    .map_err(|e| (format!("patching {namespace}/{name}"), e.to_string()))
-            }
+    let create = matches!(write, Write::Create { .. });
+    let (what, request) = match write {
+        Write::Create {
+            namespace, event, ..
+        } => {
+            let name = event.metadata.name.clone().unwrap_or_default();
+            let request = serde_json::to_vec(&event)
+                .map_err(kube::core::request::Error::SerializeBody)
+                .and_then(|body| events(&namespace).create(&PostParams::default(), body));
+            (format!("creating {namespace}/{name}"), request)
+        }
+        Write::Patch {
+            namespace,
+            name,
+            count,
+            last_observed,
+            ..
+        } => {
+            let series = serde_json::json!({"series": {
+                "count": count, "lastObservedTime": micro_time(last_observed)}});
+            let patch = Patch::Merge(&series);
+            let request = events(&namespace).patch(&name, &PatchParams::default(), &patch);
+            (format!("patching {namespace}/{name}"), request)
         }
     };
-    tokio::time::timeout(timeout, request)
-        .await
-        .unwrap_or_else(|_| {
-            let cause = format!("no answer within {timeout:?}");
-            Err(("a write".into(), cause))
-        })
+    let request = request.map_err(|e| (what.clone(), e.to_string()))?;
+    match tokio::time::timeout(timeout, crate::bounded::write(client, request)).await {
+        Ok(Ok(())) => Ok(Written::Ok),
+        Ok(Err(fault)) if create && fault.code() == Some(409) => Ok(Written::AlreadyExists),
+        Ok(Err(fault)) => Err((what, fault.to_string())),
+        Err(_) => Err((what, format!("no answer within {timeout:?}"))),
+    }
+}
+
+/// The Events of `namespace`.
+fn events(namespace: &str) -> kube::core::Request {
+    kube::core::Request::new(format!(
+        "/apis/events.k8s.io/v1/namespaces/{namespace}/events"
+    ))
 }
 
 /// A write the writer is to make.
@@ -396,6 +445,19 @@ impl Series {
             (false, 0) => Some(UNIX_EPOCH),
             _ if self.count > self.written => Some(self.last_write + interval),
             _ => None,
+        }
+    }
+}
+
+impl Series {
+    /// The patch writing its count, as series `id`.
+    fn patch(&self, id: String) -> Write {
+        Write::Patch {
+            id,
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            count: self.count,
+            last_observed: self.last_observed,
         }
     }
 }
@@ -490,16 +552,20 @@ impl Aggregator {
                     namespace: series.namespace.clone(),
                     event: Box::new(event(series, &self.instance)),
                 },
-                _ => Write::Patch {
-                    id,
-                    namespace: series.namespace.clone(),
-                    name: series.name.clone(),
-                    count: series.count,
-                    last_observed: series.last_observed,
-                },
+                _ => series.patch(id),
             });
         }
         out
+    }
+
+    /// The patches of the series whose Event holds fewer occurrences than counted (a patch cut
+    /// short included: a count is written whole, so writing it again is harmless): the last writes,
+    /// at shutdown, made whatever the budget — they are bounded in time.
+    fn pending(&self) -> Vec<Write> {
+        (self.series.iter())
+            .filter(|(_, s)| s.written > 0 && s.count > s.written)
+            .map(|(id, s)| s.patch(id.clone()))
+            .collect()
     }
 
     /// When the next write is due.
@@ -526,7 +592,15 @@ impl Aggregator {
 fn identity(o: &Occurrence) -> String {
     let r = &o.regarding;
     let namespace = r.namespace.as_deref().unwrap_or("");
-    [&r.kind, namespace, &r.name, &o.reason, &o.key].join("\0")
+    let mut identity = [&r.kind, namespace, &r.name, &o.reason, &o.key].join("\0");
+    // Only when known: an occurrence without them is named as before they were.
+    if let Some(uid) = &r.uid {
+        identity.push_str(&format!("\0uid={uid}"));
+    }
+    if let Some(generation) = r.generation {
+        identity.push_str(&format!("\0generation={generation}"));
+    }
+    identity
 }
 
 /// The deterministic name of the Event starting a series of `o` at `first`, seen by `instance`:
@@ -620,6 +694,7 @@ mod tests {
                 namespace: Some("shop".into()),
                 name: "redis-0".into(),
                 uid: None,
+                generation: None,
             },
             type_: EventType::Warning,
             reason: "PolicyDenied".into(),
@@ -669,6 +744,16 @@ mod tests {
         );
         let other = logging("another reason");
         assert_ne!(name, event_name(&other, "node-a", at(0.0)));
+        // A generation of the object: its own Event, named alike by every agent.
+        let generation = |g| {
+            let mut nl = nl.clone();
+            (nl.regarding.uid, nl.regarding.generation) = (Some("u-1".into()), Some(g));
+            nl
+        };
+        let second = event_name(&generation(2), "node-a", at(0.0));
+        assert_eq!(second, event_name(&generation(2), "node-b", at(99.0)));
+        assert_ne!(second, event_name(&generation(3), "node-a", at(0.0)));
+        assert_ne!(second, name);
         let flow = denied("10.0.0.1>10.0.0.2:6379/TCP ingress", at(0.0));
         let name = event_name(&flow, "node-a", at(0.0));
         assert_eq!(name, event_name(&flow, "node-a", at(0.0)));

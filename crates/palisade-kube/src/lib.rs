@@ -22,7 +22,7 @@ pub mod status;
 mod watch;
 
 pub use list::{list_into, Listed};
-pub use watch::{KindHealth, SourceHealth, Watch};
+pub use watch::{KindHealth, SeenLogging, SourceHealth, Watch};
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
@@ -87,6 +87,10 @@ pub struct Connection {
     pub max_objects: usize,
     /// Bytes of one list page at most (500 objects): a larger answer is an error, not memory.
     pub max_page_bytes: usize,
+    /// How long an optional kind refused (403, 404) after it was listed keeps what was listed
+    /// before it is taken for gone ([`Watch`]): a role being replaced, or an API server
+    /// restarting, must not turn logging off.
+    pub refused_hold: Duration,
 }
 
 impl Default for Connection {
@@ -97,6 +101,7 @@ impl Default for Connection {
             request_timeout: Duration::from_secs(30),
             max_objects: palisade_model::Limits::default().max_pods,
             max_page_bytes: palisade_model::Limits::default().max_file_bytes as usize,
+            refused_hold: Duration::from_secs(60),
         }
     }
 }

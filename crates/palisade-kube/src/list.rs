@@ -6,6 +6,8 @@ use kube::api::{ListParams, ObjectList};
 use kube::Client;
 use palisade_model::{Loader, ObjectEvent, ObjectStore};
 use serde_json::Value;
+use std::fmt;
+use std::time::Duration;
 
 /// Objects asked for per page of a list.
 const PAGE: u32 = 500;
@@ -72,54 +74,90 @@ pub(crate) struct Lister<'a> {
     pub connection: &'a crate::Connection,
 }
 
+/// Why a list, page by page, failed.
+#[derive(Debug)]
+pub(crate) enum ListFailure {
+    /// A page did not come within the request timeout.
+    Timeout(Duration),
+    /// A page could not be had: an API error, an answer past its bytes.
+    Fault(Fault),
+    /// Past the bounds: more objects than allowed, or a page token seen before.
+    Unbounded(String),
+}
+
+impl fmt::Display for ListFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListFailure::Timeout(timeout) => {
+                write!(f, "no answer within {timeout:?} (--request-timeout)")
+            }
+            ListFailure::Fault(fault @ Fault::TooLarge(_)) => {
+                write!(f, "{fault} (a page of {PAGE} objects)")
+            }
+            ListFailure::Fault(fault) => write!(f, "{fault}"),
+            ListFailure::Unbounded(why) => f.write_str(why),
+        }
+    }
+}
+
 impl Lister<'_> {
     /// Every object of `listed`, as the API server wrote it, following the continue token, and
     /// the list's resource version (where a watch of it starts).
     pub async fn all(&self, listed: &ListedKind) -> Result<(Vec<Value>, String), SourceError> {
-        let kind = listed.kind;
-        let unbounded = |why: String| SourceError::Unbounded {
-            kind,
-            server: self.server.to_string(),
-            why,
-        };
-        let (timeout, max) = (self.connection.request_timeout, self.connection.max_objects);
+        let (kind, server) = (listed.kind, self.server.to_string());
+        let request = |params: &ListParams| kube::core::Request::new(listed.path).list(params);
+        let listed = self.pages(request, self.connection.max_objects).await;
+        listed.map_err(|failure| match failure {
+            ListFailure::Timeout(timeout) => SourceError::Timeout {
+                kind,
+                server,
+                timeout,
+            },
+            ListFailure::Fault(ref fault) => SourceError::List {
+                kind,
+                server,
+                code: fault.code(),
+                why: match fault {
+                    // The agent bounds a page as it bounds a manifest file.
+                    Fault::TooLarge(_) => {
+                        format!("{fault} (a page of {PAGE} objects; the agent's --max-file-size)")
+                    }
+                    _ => failure.to_string(),
+                },
+            },
+            ListFailure::Unbounded(why) => SourceError::Unbounded { kind, server, why },
+        })
+    }
+
+    /// Every object of the list `request` asks for (given each page's parameters), up to `max`,
+    /// each page within the connection's request timeout and page bytes, and the list's resource
+    /// version.
+    pub async fn pages(
+        &self,
+        request: impl Fn(&ListParams) -> Result<http::Request<Vec<u8>>, kube::core::request::Error>,
+        max: usize,
+    ) -> Result<(Vec<Value>, String), ListFailure> {
+        let timeout = self.connection.request_timeout;
         let mut objects = Vec::new();
         let mut tokens = std::collections::HashSet::new();
         let mut params = ListParams::default().limit(PAGE);
         loop {
-            let request = (kube::core::Request::new(listed.path).list(&params))
-                .map_err(|e| unbounded(format!("cannot ask for the next page: {e}")))?;
+            let request = request(&params).map_err(|e| {
+                ListFailure::Fault(Fault::Other(format!("cannot ask for the next page: {e}")))
+            })?;
             let bytes = self.connection.max_page_bytes;
             let page = crate::bounded::get(self.client, request, bytes);
-            let page = tokio::time::timeout(timeout, page);
-            let page: ObjectList<Value> = page
+            let page: ObjectList<Value> = tokio::time::timeout(timeout, page)
                 .await
-                .map_err(|_| SourceError::Timeout {
-                    kind,
-                    server: self.server.to_string(),
-                    timeout,
-                })?
-                .map_err(|fault| SourceError::List {
-                    kind,
-                    server: self.server.to_string(),
-                    code: fault.code(),
-                    why: match fault {
-                        // The agent bounds a page as it bounds a manifest file.
-                        Fault::TooLarge(_) => {
-                            format!(
-                                "{fault} (a page of {PAGE} objects; the agent's --max-file-size)"
-                            )
-                        }
-                        _ => fault.to_string(),
-                    },
-                })?;
+                .map_err(|_| ListFailure::Timeout(timeout))?
+                .map_err(ListFailure::Fault)?;
             objects.extend(page.items);
             if objects.len() > max {
-                return Err(unbounded(format!("more than {max} objects")));
+                return Err(ListFailure::Unbounded(format!("more than {max} objects")));
             }
             match page.metadata.continue_.filter(|token| !token.is_empty()) {
                 Some(token) if !tokens.insert(token.clone()) => {
-                    return Err(unbounded(format!(
+                    return Err(ListFailure::Unbounded(format!(
                         "the server repeated page token {token:?}"
                     )))
                 }

@@ -4,12 +4,13 @@
 //! A Lease not renewed within its duration means no agent is enforcing on that node. `reports`
 //! reads them, with the cluster's nodes.
 
+use crate::list::Lister;
 use crate::{client, runtime, Background, Connection, SourceError};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{ListParams, Patch, PatchParams};
-use kube::{Api, Client};
+use kube::core::Request;
+use kube::Client;
 use palisade_model::AgentStatus;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -28,6 +29,15 @@ pub const DURATION: Duration = Duration::from_secs(40);
 /// The least time between two writes, however often the status changes (at 1,000 nodes, 200
 /// writes a second at most).
 const MIN_GAP: Duration = Duration::from_secs(5);
+/// Nodes (and so agents' Leases) listed at most.
+const MAX_NODES: usize = 100_000;
+
+/// The collection of the agents' Leases.
+fn leases() -> Request {
+    Request::new(format!(
+        "/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases"
+    ))
+}
 
 /// The Lease of the agent of `node`.
 pub fn lease_name(node: &str) -> String {
@@ -104,7 +114,6 @@ impl LeaseKeeper {
 
 /// Writes the Lease whenever the status changes and every [`RENEW`], forever.
 async fn renew(client: Client, timeout: Duration, name: String, shared: Arc<Shared>) {
-    let leases: Api<Lease> = Api::namespaced(client, NAMESPACE);
     let params = PatchParams::apply("palisade-agent").force();
     let mut failing: Option<String> = None;
     loop {
@@ -115,11 +124,15 @@ async fn renew(client: Client, timeout: Duration, name: String, shared: Arc<Shar
             .clone();
         if let Some(status) = status.filter(|_| (shared.alive)()) {
             let lease = lease(&name, &status);
-            let apply = Patch::Apply(&lease);
-            let patch = leases.patch(&name, &params, &apply);
-            let written = match tokio::time::timeout(timeout, patch).await {
-                Ok(written) => written.map_err(|e| e.to_string()),
-                Err(_) => Err(format!("no answer within {timeout:?}")),
+            let written = match leases().patch(&name, &params, &Patch::Apply(&lease)) {
+                Ok(request) => {
+                    let patch = crate::bounded::write(&client, request);
+                    match tokio::time::timeout(timeout, patch).await {
+                        Ok(written) => written.map_err(|e| e.to_string()),
+                        Err(_) => Err(format!("no answer within {timeout:?}")),
+                    }
+                }
+                Err(e) => Err(e.to_string()),
             };
             match written {
                 Ok(_) if failing.is_some() => {
@@ -174,47 +187,44 @@ pub struct Reports {
     pub unread: Vec<String>,
 }
 
-/// Every agent's Lease and every node of the cluster `connection` names. A Lease without a
-/// readable status is skipped, nodes that may not be listed are left out, and each is said so.
+/// Every agent's Lease and every node of the cluster `connection` names, listed page by page
+/// within the connection's bounds. A Lease without a readable status is skipped, nodes that may
+/// not be listed are left out, and each is said so.
 pub fn reports(connection: &Connection) -> Result<Reports, SourceError> {
     let runtime = runtime()?;
     runtime.block_on(async {
         let (client, server) = client(connection).await?;
-        let timeout = connection.request_timeout;
-        let leases: Api<Lease> = Api::namespaced(client.clone(), NAMESPACE);
-        let params = ListParams::default().labels(&format!("{}={}", LABEL.0, LABEL.1));
-        let failed = |why: String| SourceError::Leases {
-            server: server.clone(),
-            why,
+        let lister = Lister {
+            client: &client,
+            server: &server,
+            connection,
         };
-        let list = tokio::time::timeout(timeout, leases.list(&params))
-            .await
-            .map_err(|_| failed(format!("no answer within {timeout:?}")))?
-            .map_err(|e| failed(e.to_string()))?;
+        let selector = format!("{}={}", LABEL.0, LABEL.1);
+        let list = |params: &ListParams| leases().list(&params.clone().labels(&selector));
+        let (items, _) =
+            (lister.pages(list, MAX_NODES).await).map_err(|e| SourceError::Leases {
+                server: server.clone(),
+                why: e.to_string(),
+            })?;
         let mut reports = Reports::default();
-        for lease in list.items {
-            let name = lease.metadata.name.clone().unwrap_or_default();
-            let text = (lease.metadata.annotations.as_ref()).and_then(|a| a.get(ANNOTATION));
-            let status = text.map(|t| serde_json::from_str::<AgentStatus>(t));
-            let spec = lease.spec.unwrap_or_default();
-            match status {
-                Some(Ok(status)) => reports.agents.push(AgentLease {
-                    status,
-                    renewed: spec.renew_time.map(|t| SystemTime::from(t.0)),
-                    duration: Duration::from_secs(
-                        spec.lease_duration_seconds.unwrap_or(0).max(0) as u64
-                    ),
-                }),
-                Some(Err(e)) => {
-                    (reports.unread).push(format!("Lease {NAMESPACE}/{name}: {ANNOTATION}: {e}"))
-                }
-                None => (reports.unread).push(format!(
-                    "Lease {NAMESPACE}/{name}: no {ANNOTATION} annotation"
-                )),
+        for item in items {
+            let name = (item.pointer("/metadata/name").and_then(|n| n.as_str()))
+                .unwrap_or_default()
+                .to_string();
+            match agent_lease(item) {
+                Ok(agent) => reports.agents.push(agent),
+                Err(why) => reports
+                    .unread
+                    .push(format!("Lease {NAMESPACE}/{name}: {why}")),
             }
         }
-        match node_names(client, timeout).await {
-            Ok(nodes) => reports.nodes = nodes,
+        let nodes = |params: &ListParams| Request::new("/api/v1/nodes").list_metadata(params);
+        match lister.pages(nodes, MAX_NODES).await {
+            Ok((nodes, _)) => {
+                reports.nodes = (nodes.iter())
+                    .filter_map(|n| n.pointer("/metadata/name")?.as_str().map(String::from))
+                    .collect()
+            }
             Err(why) => reports.unread.push(format!(
                 "cannot list Nodes: {why}; only the nodes hosting pods or agents are shown"
             )),
@@ -223,23 +233,18 @@ pub fn reports(connection: &Connection) -> Result<Reports, SourceError> {
     })
 }
 
-/// The names of every Node (their metadata only, 500 a page, at most 100,000).
-async fn node_names(client: Client, timeout: Duration) -> Result<Vec<String>, String> {
-    let nodes: Api<Node> = Api::all(client);
-    let mut params = ListParams::default().limit(500);
-    let mut names = Vec::new();
-    loop {
-        let page = tokio::time::timeout(timeout, nodes.list_metadata(&params))
-            .await
-            .map_err(|_| format!("no answer within {timeout:?}"))?
-            .map_err(|e| e.to_string())?;
-        names.extend(page.items.into_iter().filter_map(|n| n.metadata.name));
-        match page.metadata.continue_.filter(|t| !t.is_empty()) {
-            Some(_) if names.len() > 100_000 => return Err("more than 100,000 nodes".into()),
-            Some(token) => params = params.continue_token(&token),
-            None => return Ok(names),
-        }
-    }
+/// An agent's Lease as listed, read; the error says why it cannot be.
+fn agent_lease(item: serde_json::Value) -> Result<AgentLease, String> {
+    let lease: Lease = serde_json::from_value(item).map_err(|e| format!("not a Lease: {e}"))?;
+    let text = (lease.metadata.annotations.as_ref()).and_then(|a| a.get(ANNOTATION));
+    let text = text.ok_or_else(|| format!("no {ANNOTATION} annotation"))?;
+    let status = serde_json::from_str(text).map_err(|e| format!("{ANNOTATION}: {e}"))?;
+    let spec = lease.spec.unwrap_or_default();
+    Ok(AgentLease {
+        status,
+        renewed: spec.renew_time.map(|t| SystemTime::from(t.0)),
+        duration: Duration::from_secs(spec.lease_duration_seconds.unwrap_or(0).max(0) as u64),
+    })
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use palisade_kube::Connection;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
-use support::fake_api::FakeApi;
+use support::fake_api::{FakeApi, Reply};
 
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces";
 
@@ -22,6 +22,7 @@ fn denied(key: &str) -> Occurrence {
             namespace: Some("shop".into()),
             name: "redis-0".into(),
             uid: Some("0b5c-uid".into()),
+            generation: None,
         },
         type_: EventType::Warning,
         reason: "PolicyDenied".into(),
@@ -160,6 +161,94 @@ fn every_nodes_agent_converges_on_one_network_logging_event() {
     );
     assert!(api.calls("PATCH").is_empty(), "{:?}", api.calls("PATCH"));
     assert_eq!(drops.get("write_error"), 0, "409 AlreadyExists is no error");
+}
+
+/// The same change told again for a later generation of the object (logging turned off and on
+/// again within the hour an Event lasts) is a new Event; every agent still converges on one Event
+/// per generation.
+#[test]
+fn each_generation_of_a_network_logging_change_is_its_own_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = FakeApi::start(HashMap::new());
+    let drops = Drops::default();
+    let writers: Vec<EventWriter> = ["node-a", "node-b", "node-c"]
+        .iter()
+        .map(|node| writer(&api, dir.path(), node, &drops))
+        .collect();
+    let collection = format!("{EVENTS}/default/events");
+    for (generation, creates) in [(4, 3), (6, 6)] {
+        for writer in &writers {
+            let mut told = invalid_logging();
+            told.regarding.uid = Some("nl-uid".into());
+            told.regarding.generation = Some(generation);
+            assert!(writer.recorder().record(told));
+        }
+        wait_for("every agent's create", || {
+            api.calls("POST").len() == creates
+        });
+    }
+    let stored = api.stored(&collection);
+    assert_eq!(stored.len(), 2, "one per generation: {stored:#?}");
+    for (_, event) in &stored {
+        assert_eq!(event["reason"], "InvalidNetworkLogging");
+        assert_eq!(event["regarding"]["uid"], "nl-uid");
+    }
+    assert_eq!(drops.get("write_error"), 0);
+}
+
+/// A writer with a series interval of a minute: counts wait for it, or for the shutdown.
+fn slow_writer(api: &FakeApi, dir: &std::path::Path, drops: &Drops) -> EventWriter {
+    let connection = Connection {
+        kubeconfig: Some(api.kubeconfig(dir)),
+        request_timeout: Duration::from_secs(30),
+        ..Connection::default()
+    };
+    let limits = Limits {
+        series_interval: Duration::from_secs(60),
+        ..Limits::default()
+    };
+    EventWriter::start(&connection, "node-a", limits, drops.on_drop()).unwrap()
+}
+
+/// Counts not yet written (their patch waits for the interval) are written when the writer is
+/// dropped, before the drop returns; a server that does not answer holds the drop 2 s at most.
+#[test]
+fn pending_series_counts_are_written_at_shutdown_within_2_s() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = FakeApi::start(HashMap::new());
+    let drops = Drops::default();
+    let writer = slow_writer(&api, dir.path(), &drops);
+    let collection = format!("{EVENTS}/shop/events");
+    assert!(writer.recorder().record(denied("a")));
+    wait_for("the Event", || api.stored(&collection).len() == 1);
+    for _ in 0..3 {
+        assert!(writer.recorder().record(denied("a")));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(api.calls("PATCH").is_empty(), "the interval is a minute");
+    let started = Instant::now();
+    drop(writer);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let (_, event) = &api.stored(&collection)[0];
+    assert_eq!(event["series"]["count"], 4, "{event:#}");
+    assert_eq!(api.calls("PATCH").len(), 1);
+
+    // The same, against a server that takes the patch and never answers.
+    let api = FakeApi::start(HashMap::new());
+    let writer = slow_writer(&api, dir.path(), &drops);
+    assert!(writer.recorder().record(denied("a")));
+    wait_for("the Event", || api.stored(&collection).len() == 1);
+    api.answer_writes("PATCH", EVENTS, Reply::hang());
+    assert!(writer.recorder().record(denied("a")));
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    drop(writer);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_millis(2800),
+        "{took:?}"
+    );
+    assert_eq!(api.calls("PATCH").len(), 1);
 }
 
 #[test]

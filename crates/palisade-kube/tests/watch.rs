@@ -37,10 +37,16 @@ struct Watched {
 }
 
 fn watch(api: &FakeApi) -> Watched {
+    watch_holding(api, Connection::default().refused_hold)
+}
+
+/// A watch of the fake server whose optional kinds refused after a list are held for `hold`.
+fn watch_holding(api: &FakeApi, hold: Duration) -> Watched {
     let dir = tempfile::tempdir().unwrap();
     let connection = Connection {
         kubeconfig: Some(api.kubeconfig(dir.path())),
         request_timeout: Duration::from_secs(5),
+        refused_hold: hold,
         ..Connection::default()
     };
     let (tx, woken) = mpsc::channel();
@@ -233,9 +239,10 @@ fn a_server_that_keeps_restarting_the_watch_is_paced() {
 
 /// The optional NetworkLogging kind failing does not hold enforcement back (synced, the error
 /// said, its objects unknown: the loader keeps their last good versions); refused after it was
-/// listed, what was listed stays.
+/// listed, what was listed stays for the hold (here 4 s), then the kind is taken for gone: not
+/// served, none of it held.
 #[test]
-fn an_optional_kind_failing_holds_nothing_back_and_a_refusal_keeps_what_was_listed() {
+fn an_optional_kind_failing_holds_nothing_back_and_a_refusal_keeps_what_was_listed_for_the_hold() {
     const NL: &str = "/apis/networking.gke.io/v1alpha1/networkloggings";
     let mut routes = cluster();
     routes.insert(
@@ -243,7 +250,7 @@ fn an_optional_kind_failing_holds_nothing_back_and_a_refusal_keeps_what_was_list
         Reply::status(503, "ServiceUnavailable", "webhook down"),
     );
     let api = FakeApi::start(routes);
-    let w = watch(&api);
+    let w = watch_holding(&api, Duration::from_secs(4));
     eventually("synced without NetworkLogging", || {
         w.watch.health().synced()
     });
@@ -268,16 +275,49 @@ fn an_optional_kind_failing_holds_nothing_back_and_a_refusal_keeps_what_was_list
         s.count(Kind::NetworkLogging) == 1
     });
     eventually("no problem", || w.watch.health().problem().is_none());
+    // A watch open for 10 s is healthy: the backoff starts again from 1 s, so that the lists
+    // below come within the hold.
+    std::thread::sleep(Duration::from_millis(10_500));
     // The kind is refused (a role being replaced, the CRD gone): its watch is cut, the next watch
     // and lists get a 404. What was listed stays (logging is not turned off by a blip) and the
-    // error says for how long; a kind refused for 60 s is taken for gone (not waited for here).
+    // error says for how long.
     api.set(NL, Reply::plain(404, "404 page not found"));
     script.send(Step::Drop);
     eventually("the refusal said", || {
         let nl = w.watch.health().kinds[4].clone();
-        (nl.error.as_deref()).is_some_and(|e| e.contains("stays until it is refused for 60 s"))
+        (nl.error.as_deref()).is_some_and(|e| e.contains("stays until it is refused for 4 s"))
     });
-    assert_eq!(w.watch.with_store(|s| s.count(Kind::NetworkLogging)), 1);
+    let (refused, lists) = (Instant::now(), lists_of(&api, NL));
+    let held = || w.watch.with_store(|s| s.count(Kind::NetworkLogging));
+    assert_eq!(held(), 1);
+    // Listed again (after the 1 s backoff) and refused again, within the hold: still kept.
+    eventually("another refused list", || lists_of(&api, NL) > lists);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(held(), 1, "kept while refused under the hold");
+    assert!(
+        refused.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        refused.elapsed()
+    );
+    assert!(w.watch.health().kinds[4].not_served.is_none());
+    // Refused for the hold: gone. None of it is held (its objects removed, not unknown: the loader
+    // keeps no last good version of them), the kind is not served, and that is no problem.
+    w.until("the NetworkLogging dropped", |s| {
+        s.count(Kind::NetworkLogging) == 0
+    });
+    assert!(
+        refused.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        refused.elapsed()
+    );
+    assert!(!w.watch.with_store(|s| s.unknown(Kind::NetworkLogging)));
+    let health = w.watch.health();
+    let nl = &health.kinds[4];
+    assert!(
+        nl.synced && (nl.not_served.as_deref()).is_some_and(|why| why.contains("404")),
+        "{nl:?}"
+    );
+    assert_eq!(health.problem(), None);
 }
 
 /// Objects past the per-kind bound arriving by watch are refused, and the source says so (what
@@ -332,4 +372,41 @@ fn an_oversized_watch_event_is_refused_and_the_watch_resumed() {
     script.event("ADDED", pod("cart", "46", "cart"));
     w.until("cart, after the refused event", |s| s.count(Kind::Pod) == 2);
     assert_eq!(w.pods(), ["cart=cart", "redis=redis"]);
+}
+
+/// The NetworkLogging `default` the Events of logging changes are told on carries the uid and
+/// generation last seen: listed, modified, deleted.
+#[test]
+fn the_network_logging_seen_carries_its_uid_and_generation() {
+    const NL: &str = "/apis/networking.gke.io/v1alpha1/networkloggings";
+    let logging = |generation: i64, version: &str| {
+        json!({"metadata": {"name": "default", "uid": "nl-uid", "generation": generation,
+                            "resourceVersion": version},
+               "spec": {"cluster": {"allow": {"log": true}, "deny": {"log": true}}}})
+    };
+    let other = json!({"metadata": {"name": "other", "uid": "x", "generation": 9,
+                                    "resourceVersion": "4"}});
+    let mut routes = cluster();
+    let items = vec![other.clone(), logging(2, "3")];
+    let api_version = "networking.gke.io/v1alpha1";
+    routes.insert(
+        NL.into(),
+        list(api_version, "NetworkLoggingList", items, None),
+    );
+    let api = FakeApi::start(routes);
+    let script = api.script(NL);
+    let w = watch(&api);
+    let seen = w.watch.network_logging();
+    let generation = || {
+        let regarding = seen.regarding();
+        assert_eq!(regarding.name, "default");
+        (regarding.uid, regarding.generation)
+    };
+    eventually("default listed", || generation().1 == Some(2));
+    assert_eq!(generation().0.as_deref(), Some("nl-uid"));
+    script.event("MODIFIED", logging(3, "5"));
+    eventually("its next generation", || generation().1 == Some(3));
+    script.event("MODIFIED", other);
+    script.event("DELETED", logging(3, "6"));
+    eventually("gone", || generation() == (None, None));
 }

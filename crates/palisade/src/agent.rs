@@ -390,6 +390,7 @@ fn config(args: &Args, mut enforcement: Enforcement) -> Result<Config, palisade_
                 max_objects: args.source.max_pods,
                 // A list page is bounded like a manifest file.
                 max_page_bytes: usize::try_from(args.source.max_file_size).unwrap_or(usize::MAX),
+                ..palisade_kube::Connection::default()
             }),
         },
     })

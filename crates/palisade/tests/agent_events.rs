@@ -1,9 +1,10 @@
 //! The Kubernetes Events `palisade agent` writes while it follows an API server (the in-process one
 //! of the kube crate's tests), enforcing in a scratch network namespace (as root): the
 //! NetworkLogging configuration taken (`UpdateNetworkLogging`) and a rejected one
-//! (`InvalidNetworkLogging`), each once; with `--deny-events`, a connection really dropped in a
-//! lab's node (its pods served by the API server) as a `PolicyDenied` Event on the pod, its repeats
-//! in the Event's series; `--deny-events` refused without a node name.
+//! (`InvalidNetworkLogging`), each once, and the first again in a later generation as a new Event;
+//! with `--deny-events`, a connection really dropped in a lab's node (its pods served by the API
+//! server) as a `PolicyDenied` Event on the pod, its repeats in the Event's series;
+//! `--deny-events` refused without a node name.
 
 #[path = "../../palisade-kube/tests/support/fake_api.rs"]
 mod fake_api;
@@ -20,10 +21,12 @@ use support::{
 const LOGGING: &str = "/apis/networking.gke.io/v1alpha1/networkloggings";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
 
-fn network_logging(deny: serde_json::Value, version: &str) -> serde_json::Value {
+/// The cluster's NetworkLogging at `version`, its `generation` (its spec's version).
+fn network_logging(deny: serde_json::Value, version: &str, generation: i64) -> serde_json::Value {
     json!({
         "apiVersion": "networking.gke.io/v1alpha1", "kind": "NetworkLogging",
-        "metadata": {"name": "default", "resourceVersion": version},
+        "metadata": {"name": "default", "uid": "nl-uid", "generation": generation,
+                     "resourceVersion": version},
         "spec": {"cluster": {"allow": {"log": false}, "deny": deny}},
     })
 }
@@ -48,7 +51,7 @@ fn the_agent_tells_network_logging_changes_as_events() {
         "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
     });
     let mut routes = fake_api::cluster(vec![namespace], vec![pod("redis", "3")], vec![policy]);
-    let valid = network_logging(json!({"log": true}), "5");
+    let valid = network_logging(json!({"log": true}), "5", 1);
     routes.insert(
         LOGGING.into(),
         list(
@@ -86,7 +89,7 @@ fn the_agent_tells_network_logging_changes_as_events() {
     assert_eq!(event["regarding"]["name"], "default");
 
     // Rejected: told once, though the agent passes again (the pods change).
-    let invalid = network_logging(json!({"log": false, "delegate": true}), "6");
+    let invalid = network_logging(json!({"log": false, "delegate": true}), "6", 2);
     script.event("MODIFIED", invalid);
     let rejected = within(Duration::from_secs(10), || reasons().len() == 2);
     assert!(rejected.is_some(), "{:#?}\n{}", api.stored(EVENTS), log());
@@ -113,6 +116,22 @@ fn the_agent_tells_network_logging_changes_as_events() {
         "{m}"
     );
     assert!(!m.contains("palisade_kube_events_dropped_total{"), "{m}");
+
+    // Changed, then put back as it was in a later generation, within the hour the first Event
+    // lasts: each change a new Event on the object (its uid), not the first one's name again.
+    script.event("MODIFIED", network_logging(json!({"log": false}), "8", 3));
+    let changed = within(Duration::from_secs(10), || reasons().len() == 3);
+    assert!(changed.is_some(), "{:#?}\n{}", api.stored(EVENTS), log());
+    script.event("MODIFIED", network_logging(json!({"log": true}), "9", 4));
+    let again = within(Duration::from_secs(10), || reasons().len() == 4);
+    assert!(again.is_some(), "{:#?}\n{}", api.stored(EVENTS), log());
+    let updates = (reasons().iter())
+        .filter(|r| *r == "UpdateNetworkLogging")
+        .count();
+    assert_eq!(updates, 3, "{:#?}", api.stored(EVENTS));
+    for (_, event) in api.stored(EVENTS) {
+        assert_eq!(event["regarding"]["uid"], "nl-uid", "{event:#}");
+    }
 }
 
 #[test]

@@ -71,10 +71,11 @@ impl Told {
     }
 }
 
-/// A change every agent sees alike: keyed by its note, so that they write one Event.
-fn configured(type_: EventType, reason: &str, note: String) -> Occurrence {
+/// A change every agent sees alike, told on `regarding` (the `NetworkLogging` object, with the
+/// generation that made it): keyed by its note, so that they write one Event.
+fn configured(type_: EventType, reason: &str, note: String, regarding: Regarding) -> Occurrence {
     Occurrence {
-        regarding: Regarding::network_logging(),
+        regarding,
         type_,
         reason: reason.into(),
         action: "Configure".into(),
@@ -85,20 +86,21 @@ fn configured(type_: EventType, reason: &str, note: String) -> Occurrence {
     }
 }
 
-/// `InvalidNetworkLogging`: `reason` rejected the object; the previous configuration stays.
-pub(super) fn invalid(reason: &str) -> Occurrence {
+/// `InvalidNetworkLogging` on `regarding`: `reason` rejected the object; the previous
+/// configuration stays.
+pub(super) fn invalid(reason: &str, regarding: Regarding) -> Occurrence {
     let note = format!("{reason}; the previous logging configuration stays in effect");
-    configured(EventType::Warning, "InvalidNetworkLogging", note)
+    configured(EventType::Warning, "InvalidNetworkLogging", note, regarding)
 }
 
-/// `UpdateNetworkLogging`: `switches` are in effect.
-pub(super) fn updated(switches: LoggingSwitches) -> Occurrence {
+/// `UpdateNetworkLogging` on `regarding`: `switches` are in effect.
+pub(super) fn updated(switches: LoggingSwitches, regarding: Regarding) -> Occurrence {
     let (allow, deny) = (switches.allow, switches.deny);
     let note = format!(
         "policy action logging configured: spec.cluster.allow {{log: {}, delegate: {}}}, spec.cluster.deny {{log: {}, delegate: {}}}",
         allow.log, allow.delegate, deny.log, deny.delegate
     );
-    configured(EventType::Normal, "UpdateNetworkLogging", note)
+    configured(EventType::Normal, "UpdateNetworkLogging", note, regarding)
 }
 
 /// `PolicyDenied` on `pod`, which enforced `event` (a drop), naming the policies that isolate it;
@@ -138,6 +140,7 @@ fn denied(engine: &Engine, event: &VerdictEvent, pod: &PodInfo) -> Option<Occurr
             namespace: Some(pod.namespace.clone()),
             name: pod.name.clone(),
             uid: None,
+            generation: None,
         },
         type_: EventType::Warning,
         reason: "PolicyDenied".into(),

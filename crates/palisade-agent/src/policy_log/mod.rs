@@ -20,6 +20,7 @@ use aggregate::{Added, DenyAggregator};
 use bucket::TokenBucket;
 use palisade_dataplane::events::{Action, EventReader, VerdictEvent};
 use palisade_kube::events::Recorder;
+use palisade_kube::SeenLogging;
 use palisade_model::logging::{self, LoggingConfig, LoggingSwitches};
 use palisade_model::ClusterState;
 use palisade_policy::{Decision, Endpoint, Engine, Flow};
@@ -111,6 +112,8 @@ pub struct PolicyLogger {
     events: Option<Recorder>,
     /// The node whose pods' denials are told as Events (`--deny-events`).
     deny_events: Option<String>,
+    /// The `NetworkLogging` object logging changes are told on, as the source sees it.
+    logging: SeenLogging,
     /// The deny Events of recent flows, reused for their repeats.
     told: events::Told,
     /// The reason the configuration was last rejected for, until a valid one arrives: a rejection
@@ -141,6 +144,7 @@ impl PolicyLogger {
             hub: None,
             events: None,
             deny_events: None,
+            logging: SeenLogging::default(),
             told: events::Told::default(),
             invalid: None,
         })
@@ -151,6 +155,13 @@ impl PolicyLogger {
     pub fn with_events(mut self, recorder: Recorder, deny_events: Option<String>) -> Self {
         self.events = Some(recorder);
         self.deny_events = deny_events;
+        self
+    }
+
+    /// Tells `NetworkLogging` changes on the object as `logging` sees it: its uid and generation
+    /// name the Event, so that each generation's change is told, once for every node.
+    pub fn telling_on(mut self, logging: SeenLogging) -> Self {
+        self.logging = logging;
         self
     }
 
@@ -188,7 +199,7 @@ impl PolicyLogger {
             }
             LoggingConfig::Invalid(reason) => {
                 self.invalid = Some(reason.clone());
-                self.tell(|| events::invalid(reason));
+                self.tell(|| events::invalid(reason, self.logging.regarding()));
                 Metrics::inc(&self.metrics.logging_config, "InvalidNetworkLogging");
                 tracing::error!(
                     event = "InvalidNetworkLogging",
@@ -204,7 +215,7 @@ impl PolicyLogger {
         self.switches = switches;
         // A deleted object (logging turned off) has no object left to tell it on.
         if matches!(config, LoggingConfig::Valid(_)) {
-            self.tell(|| events::updated(switches));
+            self.tell(|| events::updated(switches, self.logging.regarding()));
         }
         Metrics::inc(&self.metrics.logging_config, "UpdateNetworkLogging");
         tracing::info!(

@@ -5,7 +5,8 @@
 //! (events, bookmarks, `410 Gone`, the end of a watch, a dropped connection). `PATCH` (server-side
 //! apply) stores the object sent, which a `GET` of its collection then lists; a merge `PATCH`
 //! merges into a stored object (404 without one); `POST` creates one (201, or 409 AlreadyExists
-//! when the name is taken). It records every request it serves. Shared by the kube crate's tests and the CLI's.
+//! when the name is taken); a write can be given another answer ([`FakeApi::answer_writes`]). It
+//! records every request it serves. Shared by the kube crate's tests and the CLI's.
 #![allow(dead_code)] // each test binary uses a part
 
 use std::collections::HashMap;
@@ -155,6 +156,7 @@ pub struct FakeApi {
     routes: Arc<Mutex<HashMap<String, Reply>>>,
     watches: Arc<Mutex<Watches>>,
     applied: Arc<Mutex<std::collections::BTreeMap<String, serde_json::Value>>>,
+    writes: Arc<Mutex<Vec<(String, String, Reply)>>>,
 }
 
 impl FakeApi {
@@ -169,7 +171,9 @@ impl FakeApi {
         let routes = Arc::new(Mutex::new(routes));
         let watches: Arc<Mutex<Watches>> = Arc::default();
         let applied: Arc<Mutex<std::collections::BTreeMap<_, _>>> = Arc::default();
+        let writes: Arc<Mutex<Vec<(String, String, Reply)>>> = Arc::default();
         let server = Server {
+            writes: writes.clone(),
             applied: applied.clone(),
             routes: routes.clone(),
             watches: watches.clone(),
@@ -189,7 +193,14 @@ impl FakeApi {
             routes,
             watches,
             applied,
+            writes,
         }
+    }
+
+    /// Answers the `method` requests (`POST`, `PATCH`) to paths starting with `prefix` with
+    /// `reply`, storing nothing (the last such rule given wins).
+    pub fn answer_writes(&self, method: &str, prefix: &str, reply: Reply) {
+        (self.writes.lock().unwrap()).push((method.into(), prefix.into(), reply));
     }
 
     /// The object last applied (`PATCH`) at `path`.
@@ -269,6 +280,8 @@ struct Server {
     watches: Arc<Mutex<Watches>>,
     seen: Arc<Mutex<Vec<String>>>,
     calls: Arc<Mutex<Vec<(String, String)>>>,
+    /// Answers to writes: method, path prefix, reply.
+    writes: Arc<Mutex<Vec<(String, String, Reply)>>>,
 }
 
 impl Server {
@@ -313,13 +326,21 @@ impl Server {
             let method = request_line.split_whitespace().next().unwrap_or("");
             (self.calls.lock().unwrap()).push((method.to_string(), target.clone()));
             let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+            let answered = (self.writes.lock().unwrap().iter().rev())
+                .find(|(m, prefix, _)| m == method && path.starts_with(prefix.as_str()))
+                .map(|(_, _, reply)| reply.clone());
             let written = match method {
+                _ if answered.is_some() => answered,
                 "PATCH" if merge => Some(self.merge(path, &body)),
                 "PATCH" => Some(self.patch(path, &body)),
                 "POST" => Some(self.create(path, &body)),
                 _ => None,
             };
             if let Some(reply) = written {
+                if reply.status == 0 {
+                    std::thread::sleep(std::time::Duration::from_secs(3600));
+                    return;
+                }
                 if answer(&mut writer, &reply).is_err() {
                     return;
                 }
