@@ -11,7 +11,6 @@ use crate::status_out::{StatusFile, StatusOut};
 use palisade_dataplane::events::EventReader;
 use palisade_dataplane::netns::within_netns;
 use palisade_kube::events::EventWriter;
-use palisade_kube::SeenLogging;
 use palisade_model::ClusterState;
 use palisade_policy::{CompiledTable, Enforcement, Engine};
 use std::io;
@@ -97,7 +96,7 @@ pub fn script(state: ClusterState, enforcement: Enforcement) -> String {
 /// has been listed, waiting at most the request timeout), applies it, writes the state file, and
 /// reports; no watching, no logging.
 pub fn once(config: &Config) -> Result<OnceReport, AgentError> {
-    let (mut reconciler, _) = reconciler(config)?;
+    let mut reconciler = reconciler(config)?;
     if let Input::Cluster(connection) = &config.input {
         let deadline = std::time::Instant::now() + connection.request_timeout;
         while !reconciler.source_synced() && std::time::Instant::now() < deadline {
@@ -118,7 +117,7 @@ pub fn once(config: &Config) -> Result<OnceReport, AgentError> {
 /// Runs the agent until SIGTERM or SIGINT: then open deny windows are written out, and the kernel
 /// keeps enforcing the last ruleset. Fails only while starting.
 pub fn run(config: &Config) -> Result<(), AgentError> {
-    let (reconciler, seen) = reconciler(config)?;
+    let reconciler = reconciler(config)?;
     let (metrics, health) = (reconciler.metrics().clone(), reconciler.health().clone());
     if let Some(addr) = config.metrics_addr {
         let bound = metrics::serve(addr, metrics.clone(), health)
@@ -127,8 +126,7 @@ pub fn run(config: &Config) -> Result<(), AgentError> {
     }
     let stop = stop_on_signals()?;
     let events = start_events(config, &metrics)?;
-    let telling = events.as_ref().zip(seen);
-    let (logger, logging) = start_logging(config, metrics, stop.clone(), telling)?;
+    let (logger, logging) = start_logging(config, metrics, stop.clone(), events.as_ref())?;
     let mut reconciler = reconciler.with_logger(logger).restoring_last_good();
     // The status is renewed only while the loop turns: a stuck agent's goes stale.
     let health = reconciler.health().clone();
@@ -156,25 +154,22 @@ pub fn run(config: &Config) -> Result<(), AgentError> {
 }
 
 /// The reconciler `config` describes, starting from its state file (with metrics and health of its
-/// own, which [`run`] serves); an API server is followed from now on, and its `NetworkLogging`
-/// object seen as it changes.
-fn reconciler(config: &Config) -> Result<(Reconciler, Option<SeenLogging>), AgentError> {
-    let (source, seen) = match &config.input {
-        Input::Manifests(folder) => (Source::Folder(folder.clone()), None),
+/// own, which [`run`] serves); an API server is followed from now on.
+fn reconciler(config: &Config) -> Result<Reconciler, AgentError> {
+    let source = match &config.input {
+        Input::Manifests(folder) => Source::Folder(folder.clone()),
         Input::Cluster(connection) => {
             let watch = palisade_kube::Watch::start(connection)?;
             tracing::info!(server = %watch.server(), "following the API server");
-            let seen = watch.network_logging();
-            (Source::Cluster(watch), Some(seen))
+            Source::Cluster(watch)
         }
     };
-    let reconciler = Reconciler::reading(source, config.netns.clone())
+    Ok(Reconciler::reading(source, config.netns.clone())
         .with_pinned_ips(config.pinned_ips.clone())
         .with_source(config.source)
         .with_enforcement(config.enforcement.clone())
         // After the source: its limits apply to the state file read.
-        .with_state_file(config.state_file());
-    Ok((reconciler, seen))
+        .with_state_file(config.state_file()))
 }
 
 /// A flag that SIGTERM and SIGINT set: the agent stops cleanly.
@@ -208,13 +203,13 @@ fn start_events(
 }
 
 /// Serves the live view, opens the policy action log (telling what `events` says as Kubernetes
-/// Events, logging changes on the `NetworkLogging` object as seen) and starts the thread that
-/// feeds it from the kernel's verdict events until `stop` is set.
+/// Events) and starts the thread that feeds it from the kernel's verdict events until `stop` is
+/// set.
 fn start_logging(
     config: &Config,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
-    events: Option<(&(EventWriter, Option<String>), SeenLogging)>,
+    events: Option<&(EventWriter, Option<String>)>,
 ) -> Result<(Arc<Mutex<PolicyLogger>>, JoinHandle<()>), AgentError> {
     let opts = &config.logging;
     let (path, node, socket) = (opts.policy_log(), opts.node_name(), opts.observe_socket());
@@ -232,9 +227,7 @@ fn start_logging(
         })?
         .with_hub(hub);
     let logger = match events {
-        Some(((writer, deny_events), seen)) => logger
-            .with_events(writer.recorder(), deny_events.clone())
-            .telling_on(seen),
+        Some((writer, deny_events)) => logger.with_events(writer.recorder(), deny_events.clone()),
         None => logger,
     };
     tracing::info!(path = %path.display(), node, socket = %socket.display(), "policy action log and live view");

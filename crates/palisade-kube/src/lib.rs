@@ -22,7 +22,7 @@ pub mod status;
 mod watch;
 
 pub use list::{list_into, Listed};
-pub use watch::{KindHealth, SeenLogging, SourceHealth, Watch};
+pub use watch::{KindHealth, SourceHealth, Watch};
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};

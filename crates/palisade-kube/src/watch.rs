@@ -10,13 +10,11 @@
 //! keeps enforcing the last state it had.
 
 use crate::bounded::{Events, Fault};
-use crate::events::Regarding;
 use crate::list::Lister;
 use crate::{client, runtime, Background, Connection, ListedKind, SourceError, KINDS};
 use kube::api::WatchParams;
 use kube::core::WatchEvent;
 use kube::Client;
-use palisade_model::logging::NAME;
 use palisade_model::{Kind, ObjectEvent, ObjectStore};
 use serde_json::Value;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -97,50 +95,10 @@ impl SourceHealth {
     }
 }
 
-/// The cluster's `NetworkLogging default`, which logging changes are told on, as the watch last
-/// saw it: with its uid and generation, which name the Events told on it (each generation's change
-/// its own Event, the same one on every node).
-#[derive(Clone, Debug)]
-pub struct SeenLogging(Arc<Mutex<Regarding>>);
-
-impl Default for SeenLogging {
-    fn default() -> SeenLogging {
-        SeenLogging(Arc::new(Mutex::new(Regarding::network_logging())))
-    }
-}
-
-impl SeenLogging {
-    /// The object, with the uid and generation last seen (none while there is none).
-    pub fn regarding(&self) -> Regarding {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Takes what `event`, of the NetworkLogging kind, says of `default`.
-    fn see(&self, event: &ObjectEvent) {
-        let named = |o: &&Value| o.pointer("/metadata/name").and_then(Value::as_str) == Some(NAME);
-        let object = match event {
-            ObjectEvent::Applied(_, object) if named(&object) => Some(object),
-            ObjectEvent::Deleted(_, object) if named(&object) => None,
-            ObjectEvent::Listed(_, objects) => objects.iter().find(named),
-            ObjectEvent::Applied(..) | ObjectEvent::Deleted(..) => return,
-        };
-        let mut regarding = Regarding::network_logging();
-        if let Some(object) = object {
-            let uid = object.pointer("/metadata/uid").and_then(Value::as_str);
-            regarding.uid = uid.map(str::to_string);
-            regarding.generation = object
-                .pointer("/metadata/generation")
-                .and_then(Value::as_i64);
-        }
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = regarding;
-    }
-}
-
 /// What the watching thread and its owner share.
 struct Shared {
     store: Mutex<ObjectStore>,
     health: Mutex<SourceHealth>,
-    logging: SeenLogging,
     /// Called after every change to the store ([`Watch::on_change`]).
     wake: Mutex<Option<Wake>>,
 }
@@ -176,9 +134,6 @@ impl Shared {
     /// clears that.
     fn store_apply(&self, kind: Kind, event: ObjectEvent) -> bool {
         let list = matches!(event, ObjectEvent::Listed(..));
-        if kind == Kind::NetworkLogging {
-            self.logging.see(&event);
-        }
         let (changed, refused) = self.store().apply(event);
         for why in &refused {
             tracing::warn!("{why}");
@@ -300,7 +255,6 @@ impl Watch {
                 last_event: None,
             }),
             wake: Mutex::new(None),
-            logging: SeenLogging::default(),
         });
         let follower = Follower {
             client,
@@ -323,11 +277,6 @@ impl Watch {
     /// not announced: [`Watch::health`] is cheap to poll.
     pub fn on_change(&self, wake: impl Fn() + Send + Sync + 'static) {
         *self.shared.wake.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(wake));
-    }
-
-    /// The cluster's `NetworkLogging default` as this watch sees it, as it changes.
-    pub fn network_logging(&self) -> SeenLogging {
-        self.shared.logging.clone()
     }
 
     /// The API server.

@@ -124,7 +124,7 @@ fn a_cluster_is_listed_page_by_page_and_validated_like_files() {
 #[test]
 fn network_logging_is_read_when_the_cluster_has_it() {
     let mut routes = cluster();
-    let logging = json!({"metadata": {"name": "default"},
+    let logging = json!({"metadata": {"name": "default", "uid": "nl-uid", "generation": 4},
         "spec": {"cluster": {"allow": {"log": true, "delegate": false},
                              "deny": {"log": true, "delegate": false}}}});
     routes.insert(
@@ -142,10 +142,13 @@ fn network_logging_is_read_when_the_cluster_has_it() {
     let listed = list_into(&connect(&api, dir.path()), &mut loader).expect("listed");
     assert_eq!(listed.counts.last(), Some(&("NetworkLogging", 1)));
     let (state, _) = loader.finish();
-    let LoggingConfig::Valid(switches) = &state.network_logging else {
+    let LoggingConfig::Valid(switches, version) = &state.network_logging else {
         panic!("{:?}", state.network_logging);
     };
     assert!(switches.allow.log && switches.deny.log && !switches.deny.delegate);
+    // Its uid and generation name the Event that tells the change.
+    assert_eq!(version.uid.as_deref(), Some("nl-uid"));
+    assert_eq!(version.generation, Some(4));
 }
 
 #[test]

@@ -36,7 +36,7 @@ fn denied(key: &str) -> Occurrence {
 
 fn invalid_logging() -> Occurrence {
     Occurrence {
-        regarding: Regarding::network_logging(),
+        regarding: Regarding::network_logging(&Default::default()),
         type_: EventType::Warning,
         reason: "InvalidNetworkLogging".into(),
         action: "Validate".into(),

@@ -10,7 +10,7 @@ use crate::cache::{decode_all, plural, CachedFile, DocumentCache, ObjectPods, So
 use crate::diagnostic::{Diagnostic, Origin, Severity};
 use crate::info::{pod_info, service_info};
 use crate::key::{Kind, ObjectKey, PodKey};
-use crate::logging::LoggingConfig;
+use crate::logging::{LoggingConfig, LoggingVersion};
 use crate::objects::{labels_of, Accepted, DecodeLimits, Decoded, Loaded, Objects, Workload};
 use crate::read::{self, Entry, ReadError, Stamp, Symlinks};
 use crate::rejection::{Held, HeldReason, RejectReason, Rejection};
@@ -952,12 +952,15 @@ impl Maker<'_> {
 }
 
 /// The logging configuration of `objects` (`invalid`: why the first rejected `NetworkLogging`
-/// was rejected).
-fn logging_config(objects: &Objects, invalid: Option<String>) -> LoggingConfig {
+/// was rejected, and its version).
+fn logging_config(objects: &Objects, invalid: Option<(String, LoggingVersion)>) -> LoggingConfig {
     match (objects.network_logging.first(), invalid) {
         // A valid `default` wins over rejected objects of other names.
-        (Some(nl), _) => LoggingConfig::Valid(nl.object.spec.cluster),
-        (None, Some(reason)) => LoggingConfig::Invalid(reason),
+        (Some(nl), _) => {
+            let version = LoggingVersion::of(&nl.object.metadata);
+            LoggingConfig::Valid(nl.object.spec.cluster, version)
+        }
+        (None, Some((reason, version))) => LoggingConfig::Invalid(reason, version),
         (None, None) => LoggingConfig::Absent,
     }
 }

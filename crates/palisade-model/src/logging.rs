@@ -80,9 +80,40 @@ pub enum LoggingConfig {
     #[default]
     Absent,
     /// A valid `NetworkLogging default`.
-    Valid(LoggingSwitches),
+    Valid(LoggingSwitches, LoggingVersion),
     /// A `NetworkLogging` was given but is invalid: consumers keep their previous configuration.
-    Invalid(String),
+    Invalid(String, LoggingVersion),
+}
+
+/// Which version of the `NetworkLogging` object a configuration was read from: its uid and
+/// generation, when the source gives them (the API server does). They name the Kubernetes Event
+/// that tells the change, so that each generation's change is told once, alike on every node.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoggingVersion {
+    /// `metadata.uid`.
+    pub uid: Option<String>,
+    /// `metadata.generation`.
+    pub generation: Option<i64>,
+}
+
+impl LoggingVersion {
+    /// The version `meta` says.
+    pub(crate) fn of(meta: &ObjectMeta) -> LoggingVersion {
+        LoggingVersion {
+            uid: meta.uid.clone(),
+            generation: meta.generation,
+        }
+    }
+
+    /// The version an object that could not be decoded says, as far as it can be read.
+    pub(crate) fn of_value(value: &serde_json::Value) -> LoggingVersion {
+        LoggingVersion {
+            uid: (value.pointer("/metadata/uid").and_then(|v| v.as_str())).map(str::to_string),
+            generation: value
+                .pointer("/metadata/generation")
+                .and_then(|v| v.as_i64()),
+        }
+    }
 }
 
 /// Checks a `NetworkLogging`: the name is `default`; `delegate: true` needs `log: true`.

@@ -4,7 +4,7 @@
 use crate::diagnostic::{Diagnostic, Origin, Severity};
 use crate::document::Document;
 use crate::key::{Kind, ObjectKey};
-use crate::logging::{self, NetworkLogging};
+use crate::logging::{self, LoggingVersion, NetworkLogging};
 use crate::netpol::ValidPolicy;
 use crate::rejection::{RejectReason, Rejection};
 use crate::validate::{self, Issues};
@@ -110,8 +110,8 @@ pub(crate) struct Objects {
     pub workloads: Vec<Loaded<Workload>>,
     /// Valid `NetworkLogging` objects (at most one: `default`).
     pub network_logging: Vec<Loaded<NetworkLogging>>,
-    /// Why the first rejected `NetworkLogging` was rejected, with its place.
-    pub invalid_network_logging: Option<String>,
+    /// Why the first rejected `NetworkLogging` was rejected, with its place, and its version.
+    pub invalid_network_logging: Option<(String, LoggingVersion)>,
     /// Each object's index in its vector.
     seen: HashMap<ByKey, usize>,
     /// Later definitions replace earlier ones instead of being rejected.
@@ -145,7 +145,7 @@ pub(crate) enum Typed {
 pub(crate) struct Decoded {
     diagnostics: Vec<Diagnostic>,
     accepted: Option<Arc<Accepted>>,
-    invalid_network_logging: Option<String>,
+    invalid_network_logging: Option<(String, LoggingVersion)>,
     /// Why it was rejected, and which object it is when that could be read.
     rejected: Option<(Option<ObjectKey>, RejectReason)>,
 }
@@ -643,21 +643,22 @@ impl Ctx<'_> {
         kind: Kind,
         value: &serde_json::Value,
         limits: DecodeLimits,
-        invalid_network_logging: &mut Option<String>,
+        invalid_network_logging: &mut Option<(String, LoggingVersion)>,
     ) -> Option<Arc<Accepted>> {
         match kind {
             Kind::NetworkLogging => {
                 let Some(nl) = self.decode::<NetworkLogging>(value) else {
-                    *invalid_network_logging =
-                        Some(format!("{} at {}: cannot be decoded", self.id, self.origin));
+                    let why = format!("{} at {}: cannot be decoded", self.id, self.origin);
+                    *invalid_network_logging = Some((why, LoggingVersion::of_value(value)));
                     return None;
                 };
                 let issues = logging::validate(&nl);
                 if let Some(issue) = issues.0.iter().find(|i| i.severity == Severity::Error) {
-                    *invalid_network_logging = Some(format!(
+                    let why = format!(
                         "{} at {}: {}: {}",
                         self.id, self.origin, issue.field, issue.message
-                    ));
+                    );
+                    *invalid_network_logging = Some((why, LoggingVersion::of(&nl.metadata)));
                 }
                 self.accept(Typed::NetworkLogging(Arc::new(nl)), issues)
             }

@@ -768,14 +768,14 @@ fn objects_of_a_kind_the_store_could_not_list_stay_in_force() {
     let first = load(&store, DocumentCache::default());
     assert!(matches!(
         first.state.network_logging,
-        LoggingConfig::Valid(_)
+        LoggingConfig::Valid(..)
     ));
     // Restarted: the kind cannot be listed this time.
     let mut failing = ObjectStore::new("https://api", 100);
     failing.mark_unknown(Kind::NetworkLogging);
     let held = load(&failing, first.cache);
     assert!(
-        matches!(held.state.network_logging, LoggingConfig::Valid(_)),
+        matches!(held.state.network_logging, LoggingConfig::Valid(..)),
         "{:?}",
         held.state.network_logging
     );

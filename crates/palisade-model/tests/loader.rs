@@ -1861,21 +1861,24 @@ fn network_logging_absent_valid_and_invalid() {
     );
     assert_eq!(
         load_ok(&on).network_logging,
-        LoggingConfig::Valid(LoggingSwitches {
-            allow: LogAction {
-                log: true,
-                delegate: true
+        LoggingConfig::Valid(
+            LoggingSwitches {
+                allow: LogAction {
+                    log: true,
+                    delegate: true
+                },
+                deny: LogAction {
+                    log: true,
+                    delegate: false
+                },
             },
-            deny: LogAction {
-                log: true,
-                delegate: false
-            },
-        })
+            Default::default()
+        )
     );
     // Unknown extra fields are accepted (and pointed out).
     let extra = format!("{on}  extra: {{x: 1}}\n");
     let (state, diags) = load(&extra);
-    assert!(matches!(state.network_logging, LoggingConfig::Valid(_)));
+    assert!(matches!(state.network_logging, LoggingConfig::Valid(..)));
     assert!(errors(&diags).is_empty(), "{diags:#?}");
 
     let cases = [
@@ -1912,7 +1915,7 @@ fn network_logging_absent_valid_and_invalid() {
         );
         if field != "apiVersion" {
             assert!(
-                matches!(&state.network_logging, LoggingConfig::Invalid(r) if r.contains("t.yaml")),
+                matches!(&state.network_logging, LoggingConfig::Invalid(r, _) if r.contains("t.yaml")),
                 "{field}: {:?}",
                 state.network_logging
             );
@@ -1925,8 +1928,28 @@ fn network_logging_absent_valid_and_invalid() {
     );
     assert!(matches!(
         load(&both).0.network_logging,
-        LoggingConfig::Valid(s) if s.allow.delegate
+        LoggingConfig::Valid(s, _) if s.allow.delegate
     ));
+    // The version of the object a configuration comes from (it names the Event telling it), valid,
+    // invalid, or not even decoded.
+    let versioned = |spec: &str| {
+        format!("apiVersion: networking.gke.io/v1alpha1\nkind: NetworkLogging\nmetadata: {{name: default, uid: u1, generation: 7}}\nspec: {spec}\n")
+    };
+    let version = palisade_model::logging::LoggingVersion {
+        uid: Some("u1".into()),
+        generation: Some(7),
+    };
+    for (spec, valid) in [
+        ("{cluster: {allow: {log: true}}}", true),
+        ("{cluster: {allow: {log: false, delegate: true}}}", false),
+        ("{cluster: {allow: {log: [not, a, bool]}}}", false),
+    ] {
+        match load(&versioned(spec)).0.network_logging {
+            LoggingConfig::Valid(_, v) if valid => assert_eq!(v, version, "{spec}"),
+            LoggingConfig::Invalid(_, v) if !valid => assert_eq!(v, version, "{spec}"),
+            other => panic!("{spec}: {other:?}"),
+        }
+    }
 }
 
 #[test]

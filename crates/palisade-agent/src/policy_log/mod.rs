@@ -19,9 +19,8 @@ use crate::record::{self, Connection, Disposition, PolicyName, Record};
 use aggregate::{Added, DenyAggregator};
 use bucket::TokenBucket;
 use palisade_dataplane::events::{Action, EventReader, VerdictEvent};
-use palisade_kube::events::Recorder;
-use palisade_kube::SeenLogging;
-use palisade_model::logging::{self, LoggingConfig, LoggingSwitches};
+use palisade_kube::events::{Recorder, Regarding};
+use palisade_model::logging::{self, LoggingConfig, LoggingSwitches, LoggingVersion};
 use palisade_model::ClusterState;
 use palisade_policy::{Decision, Endpoint, Engine, Flow};
 use rotate::RotatingFile;
@@ -112,13 +111,11 @@ pub struct PolicyLogger {
     events: Option<Recorder>,
     /// The node whose pods' denials are told as Events (`--deny-events`).
     deny_events: Option<String>,
-    /// The `NetworkLogging` object logging changes are told on, as the source sees it.
-    logging: SeenLogging,
     /// The deny Events of recent flows, reused for their repeats.
     told: events::Told,
-    /// The reason the configuration was last rejected for, until a valid one arrives: a rejection
-    /// is told once, not at every pass.
-    invalid: Option<String>,
+    /// The rejected configuration (why, and which version of the object), until a valid one
+    /// arrives: a rejection is told once, not at every pass.
+    invalid: Option<(String, LoggingVersion)>,
 }
 
 impl PolicyLogger {
@@ -144,7 +141,6 @@ impl PolicyLogger {
             hub: None,
             events: None,
             deny_events: None,
-            logging: SeenLogging::default(),
             told: events::Told::default(),
             invalid: None,
         })
@@ -155,13 +151,6 @@ impl PolicyLogger {
     pub fn with_events(mut self, recorder: Recorder, deny_events: Option<String>) -> Self {
         self.events = Some(recorder);
         self.deny_events = deny_events;
-        self
-    }
-
-    /// Tells `NetworkLogging` changes on the object as `logging` sees it: its uid and generation
-    /// name the Event, so that each generation's change is told, once for every node.
-    pub fn telling_on(mut self, logging: SeenLogging) -> Self {
-        self.logging = logging;
         self
     }
 
@@ -193,13 +182,15 @@ impl PolicyLogger {
     fn configure(&mut self, config: &LoggingConfig) -> ConfigChange {
         let switches = match config {
             LoggingConfig::Absent => LoggingSwitches::default(),
-            LoggingConfig::Valid(s) => *s,
-            LoggingConfig::Invalid(reason) if self.invalid.as_ref() == Some(reason) => {
+            LoggingConfig::Valid(s, _) => *s,
+            LoggingConfig::Invalid(reason, version)
+                if (self.invalid.as_ref()).is_some_and(|(r, v)| r == reason && v == version) =>
+            {
                 return ConfigChange::Unchanged;
             }
-            LoggingConfig::Invalid(reason) => {
-                self.invalid = Some(reason.clone());
-                self.tell(|| events::invalid(reason, self.logging.regarding()));
+            LoggingConfig::Invalid(reason, version) => {
+                self.invalid = Some((reason.clone(), version.clone()));
+                self.tell(|| events::invalid(reason, Regarding::network_logging(version)));
                 Metrics::inc(&self.metrics.logging_config, "InvalidNetworkLogging");
                 tracing::error!(
                     event = "InvalidNetworkLogging",
@@ -214,8 +205,8 @@ impl PolicyLogger {
         }
         self.switches = switches;
         // A deleted object (logging turned off) has no object left to tell it on.
-        if matches!(config, LoggingConfig::Valid(_)) {
-            self.tell(|| events::updated(switches, self.logging.regarding()));
+        if let LoggingConfig::Valid(_, version) = config {
+            self.tell(|| events::updated(switches, Regarding::network_logging(version)));
         }
         Metrics::inc(&self.metrics.logging_config, "UpdateNetworkLogging");
         tracing::info!(
