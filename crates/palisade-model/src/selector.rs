@@ -53,6 +53,28 @@ pub struct SelectorSpec {
     pub match_expressions: Vec<Expression>,
 }
 
+impl SelectorSpec {
+    /// True for `{}`, which selects everything.
+    pub fn is_empty(&self) -> bool {
+        self.match_labels.is_empty() && self.match_expressions.is_empty()
+    }
+
+    /// True if `labels` satisfy the selector, with the semantics of [`matches`] (plain matching
+    /// for analyses that ask about a few selectors; the engine compiles its own).
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        (self.match_labels.iter()).all(|(k, v)| labels.get(k) == Some(v))
+            && self.match_expressions.iter().all(|e| {
+                let value = labels.get(&e.key);
+                match e.operator {
+                    LabelOperator::In => value.is_some_and(|v| e.values.contains(v)),
+                    LabelOperator::NotIn => value.is_none_or(|v| !e.values.contains(v)),
+                    LabelOperator::Exists => value.is_some(),
+                    LabelOperator::DoesNotExist => value.is_none(),
+                }
+            })
+    }
+}
+
 /// True if `labels` satisfy `selector`: every `matchLabels` pair AND every `matchExpressions` term.
 /// `NotIn` and `DoesNotExist` match objects without the key; an empty selector matches everything.
 /// Unknown operators match nothing (validation rejects them before this is reached).
