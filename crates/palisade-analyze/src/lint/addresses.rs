@@ -65,7 +65,8 @@ fn ip_blocks(ix: &Index, out: &mut Vec<Finding>) {
                         some_of(e, 2)
                     ));
                 }
-                let addresses: Vec<IpAddr> = held.iter().chain(&vips).map(|(ip, _)| *ip).collect();
+                let pods_at: Vec<IpAddr> = held.iter().map(|(ip, _)| *ip).collect();
+                let vips_at: Vec<IpAddr> = vips.iter().map(|(ip, _)| *ip).collect();
                 out.push(Finding::policy(
                     Rule::IpBlockCoversPods,
                     policy,
@@ -77,20 +78,28 @@ fn ip_blocks(ix: &Index, out: &mut Vec<Finding>) {
                         block.cidr,
                         what.join(" and ")
                     ),
-                    fix(block, &addresses),
+                    fix(block, &[&pods_at, &vips_at]),
                 ));
             }
         }
     }
 }
 
-/// Carve the cluster's addresses out of `block`, and select pods by label.
-fn fix(block: &IpBlock, addresses: &[IpAddr]) -> String {
-    let span = cover(addresses).filter(|net| net.prefix_len() > block.cidr.prefix_len());
-    match span {
-        Some(net) => format!(
-            "add `except: [{net}]` (the cluster addresses it holds) and reach pods with a podSelector or \
-             namespaceSelector peer instead"
+/// Carve the pods' and the Services' addresses out of `block` (each group as the smallest network
+/// holding it), and select pods by label.
+fn fix(block: &IpBlock, groups: &[&[IpAddr]]) -> String {
+    let nets: Option<Vec<String>> = (groups.iter().filter(|g| !g.is_empty()))
+        .map(|g| {
+            cover(g)
+                .filter(|net| net.prefix_len() > block.cidr.prefix_len())
+                .map(|net| net.to_string())
+        })
+        .collect();
+    match nets {
+        Some(nets) => format!(
+            "add `except: [{}]` (the cluster addresses it holds) and reach pods with podSelector or \
+             namespaceSelector peers instead",
+            nets.join(", ")
         ),
         None => "replace this ipBlock with podSelector / namespaceSelector peers for the pods it means".into(),
     }
