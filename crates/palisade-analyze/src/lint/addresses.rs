@@ -140,10 +140,11 @@ fn open_namespaces(ix: &Index, out: &mut Vec<Finding>) {
             origin: ns.origin.clone(),
             field: None,
             message: format!(
-                "none of the {} of this namespace is isolated for ingress, while {} of the cluster's namespaces \
-                 isolate theirs: every pod can connect to them",
-                plural(ix.pods_in(classes.iter().copied()), "pod"),
-                closed
+                "no pod of this namespace (of {}) is isolated for ingress, while {} {} theirs: every pod \
+                 can connect to them",
+                ix.pods_in(classes.iter().copied()),
+                plural(closed, "other namespace"),
+                if closed == 1 { "isolates" } else { "isolate" }
             ),
             fix: format!(
                 "add a default deny, then allow what they need: `{{apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, \

@@ -3,7 +3,7 @@
 //! and a namespaceSelector and a podSelector written as two peers (`peers-look-like-and`).
 
 use super::index::{rules, Index};
-use super::{peer_field, plural, rule_field, selector_text, some_of, Finding, Rule};
+use super::{peer_field, rule_field, selector_text, some_of, Finding, Rule};
 use palisade_model::selector::SelectorSpec;
 use palisade_model::{PolicyInfo, PolicyPeer, PolicyRule};
 use palisade_policy::Direction;
@@ -91,10 +91,10 @@ fn pod_selector(ix: &Index, pi: usize, policy: &PolicyInfo, out: &mut Vec<Findin
         policy,
         Some("spec.podSelector".into()),
         format!(
-            "podSelector {} selects none of the {} of namespace {}: this policy applies to nothing",
+            "podSelector {} selects no pod of namespace {} (of {}): this policy applies to nothing",
             selector_text(sel),
-            plural(ix.pods_in(classes.iter().copied()), "pod"),
-            policy.namespace
+            policy.namespace,
+            ix.pods_in(classes.iter().copied())
         ),
         hint(sel, labels, "pod"),
     ));
@@ -128,9 +128,9 @@ fn peers(
                 policy,
                 Some(format!("{field}.namespaceSelector")),
                 format!(
-                    "namespaceSelector {} matches none of the {}: this peer matches nothing",
+                    "namespaceSelector {} matches no namespace (of {}): this peer matches nothing",
                     selector_text(sel),
-                    plural(ix.state.namespaces.len(), "namespace")
+                    ix.state.namespaces.len()
                 ),
                 hint(sel, labels, "namespace"),
             ));
@@ -152,11 +152,11 @@ fn peers(
             policy,
             Some(format!("{field}.podSelector")),
             format!(
-                "podSelector {} matches none of the {} of namespace{} {}: this peer matches nothing",
+                "podSelector {} matches no pod of namespace{} {} (of {}): this peer matches nothing",
                 selector_text(pods),
-                plural(ix.pods_in(classes.iter().copied()), "pod"),
                 if names.len() == 1 { "" } else { "s" },
-                some_of(names, 3)
+                some_of(names, 3),
+                ix.pods_in(classes.iter().copied())
             ),
             hint(pods, classes.iter().map(|&c| &ix.pod(c).labels), "pod"),
         ));
@@ -211,7 +211,7 @@ fn named_ports(
             policy,
             Some(format!("{}.ports[{j}].port", rule_field(direction, ri))),
             format!(
-                "named port {name:?} ({protocol}) is declared by none of the {} {whose} ({}): this port allows nothing",
+                "named port {name:?} ({protocol}) is declared by none of the {whose} ({}: {}): this port allows nothing",
                 ix.pods_in(destinations.iter().copied()),
                 ix.examples(&destinations)
             ),

@@ -74,8 +74,8 @@ pub(super) fn check(ix: &Index, out: &mut Vec<Finding>) {
                 policy,
                 None,
                 format!(
-                    "allows nothing that {} do not already allow the {} it selects, and they isolate them too: \
-                     this policy changes nothing",
+                    "allows the {1} it selects nothing that the other policies ({0}) do not already allow, and \
+                     they isolate them too: this policy changes nothing",
                     some_of(names.iter().map(|n| format!("NetworkPolicy {}/{n}", policy.namespace)), 3),
                     plural(pods, "pod")
                 ),
