@@ -675,3 +675,33 @@ spec: {podSelector: {}, policyTypes: [Ingress]}
     let (_, report) = run(fine);
     assert!(report.findings.is_empty(), "{:#?}", report.findings);
 }
+
+/// Redundancy is worked out only up to a bound of rules per pod class: past it, no finding (never
+/// a wrong one) and bounded time.
+#[test]
+fn redundancy_past_the_bound_is_left_alone_quickly() {
+    let policies: String = (0..300)
+        .map(|i| {
+            format!(
+                "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: same-{i}, namespace: shop}}\n\
+                 spec: {{podSelector: {{matchLabels: {{app: web}}}}, ingress: [{{ports: [{{port: http}}]}}]}}\n"
+            )
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let (_, report) = run(&policies);
+    assert!(of(&report, Rule::RedundantPolicy).is_empty());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    // Under the bound, the copies are found (all but one).
+    let (_, few) = run(&policies[..policies.match_indices("---").nth(20).unwrap().0]);
+    assert_eq!(
+        of(&few, Rule::RedundantPolicy).len(),
+        19,
+        "{:#?}",
+        few.findings
+    );
+}

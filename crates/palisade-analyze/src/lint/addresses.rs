@@ -4,7 +4,7 @@
 //! (`namespace-not-isolated`).
 
 use super::index::{rules, Index};
-use super::{peer_field, plural, some_of, Finding, Rule};
+use super::{peer_field, plural, Finding, Rule};
 use ipnet::IpNet;
 use palisade_model::{IpBlock, Kind, ObjectKey, PodId, PolicyPeer};
 use std::net::IpAddr;
@@ -12,6 +12,44 @@ use std::net::IpAddr;
 pub(super) fn check(ix: &Index, out: &mut Vec<Finding>) {
     ip_blocks(ix, out);
     open_namespaces(ix, out);
+}
+
+/// The addresses of one kind an ipBlock holds: how many, the first two (named), the lowest and
+/// the highest.
+#[derive(Default)]
+struct Held {
+    count: usize,
+    examples: Vec<String>,
+    span: Option<(IpAddr, IpAddr)>,
+}
+
+impl Held {
+    /// The addresses of `sorted` (with what they are) in `block`.
+    fn find<T: Copy>(sorted: &[(IpAddr, T)], block: &IpBlock, name: impl Fn(T) -> String) -> Held {
+        let lo = sorted.partition_point(|(ip, _)| *ip < block.cidr.network());
+        let hi = sorted.partition_point(|(ip, _)| *ip <= block.cidr.broadcast());
+        let mut held = Held::default();
+        for &(ip, what) in sorted[lo..hi].iter().filter(|(ip, _)| block.contains(*ip)) {
+            if held.examples.len() < 2 {
+                held.examples.push(format!("{} {ip}", name(what)));
+            }
+            held.count += 1;
+            held.span = Some((held.span.map_or(ip, |s| s.0), ip));
+        }
+        held
+    }
+
+    /// `the addresses of 3 pods (a 10.0.0.1, b 10.0.0.2 and 1 more)`.
+    fn describe(&self, what: &str, thing: &str) -> Option<String> {
+        let more = match self.count.saturating_sub(self.examples.len()) {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
+        (self.count > 0).then(|| {
+            let examples = self.examples.join(", ");
+            format!("{what} {} ({examples}{more})", plural(self.count, thing))
+        })
+    }
 }
 
 /// `ipblock-covers-pods`, per ipBlock peer: the pods (not `hostNetwork`: theirs is the node's
@@ -22,51 +60,31 @@ fn ip_blocks(ix: &Index, out: &mut Vec<Finding>) {
         .filter_map(|(i, p)| Some((p.ip?, i)))
         .collect();
     pods.sort_unstable();
-    let services: Vec<(IpAddr, usize)> = (ix.state.services.iter().enumerate())
+    let mut services: Vec<(IpAddr, usize)> = (ix.state.services.iter().enumerate())
         .filter_map(|(i, s)| Some((s.cluster_ip.as_deref()?.parse().ok()?, i)))
         .collect();
+    services.sort_unstable();
     for policy in &ix.state.policies {
         for (direction, ri, rule) in rules(policy.policy.spec()) {
             for (j, peer) in rule.peers.iter().flatten().enumerate() {
                 let PolicyPeer::IpBlock(block) = peer else {
                     continue;
                 };
-                let (first, last) = (block.cidr.network(), block.cidr.broadcast());
-                let lo = pods.partition_point(|(ip, _)| *ip < first);
-                let hi = pods.partition_point(|(ip, _)| *ip <= last);
-                let held: Vec<(IpAddr, String)> = (pods[lo..hi].iter())
-                    .filter(|(ip, _)| block.contains(*ip))
-                    .map(|&(ip, i)| (ip, ix.state.pods[i].key().to_string()))
-                    .collect();
-                let vips: Vec<(IpAddr, String)> = (services.iter())
-                    .filter(|(ip, _)| block.contains(*ip))
-                    .map(|&(ip, i)| {
-                        let s = &ix.state.services[i];
-                        (ip, format!("{}/{}", s.namespace, s.name))
-                    })
-                    .collect();
-                if held.is_empty() && vips.is_empty() {
+                let held = Held::find(&pods, block, |i| ix.state.pods[i].key().to_string());
+                let vips = Held::find(&services, block, |i| {
+                    let s = &ix.state.services[i];
+                    format!("{}/{}", s.namespace, s.name)
+                });
+                let what: Vec<String> = [
+                    held.describe("the addresses of", "pod"),
+                    vips.describe("the clusterIP of", "Service"),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                if what.is_empty() {
                     continue;
                 }
-                let mut what = Vec::new();
-                if !held.is_empty() {
-                    let e = held.iter().map(|(ip, name)| format!("{name} {ip}"));
-                    what.push(format!(
-                        "the addresses of {} ({})",
-                        plural(held.len(), "pod"),
-                        some_of(e, 2)
-                    ));
-                }
-                if !vips.is_empty() {
-                    let e = vips.iter().map(|(ip, name)| format!("{name} {ip}"));
-                    what.push(format!(
-                        "the clusterIP of {} ({})",
-                        plural(vips.len(), "Service"),
-                        some_of(e, 2)
-                    ));
-                }
-                let pods_at: Vec<IpAddr> = held.iter().map(|(ip, _)| *ip).collect();
-                let vips_at: Vec<IpAddr> = vips.iter().map(|(ip, _)| *ip).collect();
                 out.push(Finding::policy(
                     Rule::IpBlockCoversPods,
                     policy,
@@ -78,19 +96,19 @@ fn ip_blocks(ix: &Index, out: &mut Vec<Finding>) {
                         block.cidr,
                         what.join(" and ")
                     ),
-                    fix(block, &[&pods_at, &vips_at]),
+                    fix(block, &[held.span, vips.span]),
                 ));
             }
         }
     }
 }
 
-/// Carve the pods' and the Services' addresses out of `block` (each group as the smallest network
-/// holding it), and select pods by label.
-fn fix(block: &IpBlock, groups: &[&[IpAddr]]) -> String {
-    let nets: Option<Vec<String>> = (groups.iter().filter(|g| !g.is_empty()))
-        .map(|g| {
-            cover(g)
+/// Carve the pods' and the Services' addresses out of `block` (each group's span as the smallest
+/// network holding it), and select pods by label.
+fn fix(block: &IpBlock, spans: &[Option<(IpAddr, IpAddr)>]) -> String {
+    let nets: Option<Vec<String>> = (spans.iter().flatten())
+        .map(|&(first, last)| {
+            cover(first, last)
                 .filter(|net| net.prefix_len() > block.cidr.prefix_len())
                 .map(|net| net.to_string())
         })
@@ -105,15 +123,14 @@ fn fix(block: &IpBlock, groups: &[&[IpAddr]]) -> String {
     }
 }
 
-/// The smallest network holding every address of `addresses` (of one family).
-fn cover(addresses: &[IpAddr]) -> Option<IpNet> {
-    let (&min, &max) = (addresses.iter().min()?, addresses.iter().max()?);
-    let prefix = match (min, max) {
+/// The smallest network holding `first` to `last` (of one family).
+fn cover(first: IpAddr, last: IpAddr) -> Option<IpNet> {
+    let prefix = match (first, last) {
         (IpAddr::V4(a), IpAddr::V4(b)) => (u32::from(a) ^ u32::from(b)).leading_zeros() as u8,
         (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a) ^ u128::from(b)).leading_zeros() as u8,
         _ => return None,
     };
-    IpNet::new(min, prefix).ok().map(|n| n.trunc())
+    IpNet::new(first, prefix).ok().map(|n| n.trunc())
 }
 
 /// `namespace-not-isolated`: namespaces with pods none of which is isolated for ingress, while

@@ -10,7 +10,7 @@ use palisade_model::{
 };
 use palisade_policy::ClassRules;
 use palisade_policy::{BitSet, Class, ClassId, Direction, Engine, PerDirection};
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -28,6 +28,10 @@ pub(super) struct Index<'a> {
     pub selecting: IdVec<Class, PerDirection<Vec<usize>>>,
     /// What the dataplane enforces per class, compiled when a rule first asks.
     class_rules: OnceCell<IdVec<Class, Arc<ClassRules>>>,
+    /// Selector peers already matched, by what they are written as (policies repeat them).
+    peers: RefCell<HashMap<String, BitSet<Class>>>,
+    /// Namespace selectors already matched, likewise.
+    namespaces: RefCell<HashMap<String, Vec<NamespaceId>>>,
 }
 
 impl<'a> Index<'a> {
@@ -48,7 +52,9 @@ impl<'a> Index<'a> {
             }
             let mut mine = PerDirection::<Vec<usize>>::default();
             for policy in engine.policies_selecting(class) {
-                let i = position[&(policy as *const ValidPolicy)];
+                let Some(&i) = position.get(&(policy as *const ValidPolicy)) else {
+                    continue; // not one of the state's: cannot happen, and never a panic
+                };
                 for direction in governs(policy.spec()) {
                     mine[direction].push(i);
                     selected[i][direction].push(class);
@@ -63,6 +69,8 @@ impl<'a> Index<'a> {
             selected,
             selecting,
             class_rules: OnceCell::new(),
+            peers: RefCell::default(),
+            namespaces: RefCell::default(),
         }
     }
 
@@ -112,10 +120,16 @@ impl<'a> Index<'a> {
 
     /// The namespaces `sel` matches.
     pub fn namespaces_matching(&self, sel: &SelectorSpec) -> Vec<NamespaceId> {
-        (self.state.namespaces.iter_enumerated())
+        let key = super::selector_text(sel);
+        if let Some(found) = self.namespaces.borrow().get(&key) {
+            return found.clone();
+        }
+        let found: Vec<NamespaceId> = (self.state.namespaces.iter_enumerated())
             .filter(|(_, ns)| sel.matches(&ns.labels))
             .map(|(id, _)| id)
-            .collect()
+            .collect();
+        self.namespaces.borrow_mut().insert(key, found.clone());
+        found
     }
 
     /// The classes a selector peer matches: pods matching `pods` in the namespaces `namespaces`
@@ -126,6 +140,17 @@ impl<'a> Index<'a> {
         namespaces: Option<&SelectorSpec>,
         pods: &SelectorSpec,
     ) -> BitSet<Class> {
+        let key = match namespaces {
+            Some(sel) => format!(
+                "{} {}",
+                super::selector_text(sel),
+                super::selector_text(pods)
+            ),
+            None => format!("{} {}", own.index(), super::selector_text(pods)),
+        };
+        if let Some(found) = self.peers.borrow().get(&key) {
+            return found.clone();
+        }
         let scope = match namespaces {
             Some(sel) => self.namespaces_matching(sel),
             None => vec![own],
@@ -138,6 +163,7 @@ impl<'a> Index<'a> {
                 }
             }
         }
+        self.peers.borrow_mut().insert(key, set.clone());
         set
     }
 

@@ -15,6 +15,9 @@ use palisade_policy::{AddrSet, Allow, ClassId, Direction, Peers};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
+/// The most entries of one class and direction whose coverage is worked out.
+const MAX_ENTRIES: usize = 256;
+
 /// An inclusive address range: (IPv6?, first, last).
 type Range = (bool, u128, u128);
 
@@ -28,18 +31,23 @@ pub(super) fn check(ix: &Index, out: &mut Vec<Finding>) {
     let position: HashMap<(&str, &str), usize> = (ix.state.policies.iter().enumerate())
         .map(|(i, p)| ((p.namespace.as_str(), p.name.as_str()), i))
         .collect();
-    let origin_of = |a: &Allow| -> Origin {
+    let origin_of = |a: &Allow| -> Option<Origin> {
         let key = &a.origin.policy;
-        let policy = position[&(key.namespace().unwrap_or_default(), key.name())];
-        (policy, a.origin.direction, a.origin.rule)
+        let policy = position.get(&(key.namespace().unwrap_or_default(), key.name()))?;
+        Some((*policy, a.origin.direction, a.origin.rule))
     };
-    let entries = |c: ClassId, d: Direction| -> Vec<(Origin, &Allow)> {
+    let entries = |c: ClassId, d: Direction| -> Option<Vec<Entry>> {
         let compiled = ix.class_rules(c);
         let list = match d {
             Direction::Ingress => &compiled.ingress,
             Direction::Egress => &compiled.egress,
         };
-        list.iter().flatten().map(|a| (origin_of(a), a)).collect()
+        let list: Vec<Entry> = (list.iter().flatten())
+            .filter_map(|a| Some((origin_of(a)?, a)))
+            .collect();
+        // Beyond this many entries, coverage is not worked out (it grows with their square): no
+        // finding rather than unbounded time.
+        (list.len() <= MAX_ENTRIES).then_some(list)
     };
     let mut gone_policies = vec![false; ix.state.policies.len()];
     for (pi, policy) in ix.state.policies.iter().enumerate().rev() {
@@ -53,7 +61,9 @@ pub(super) fn check(ix: &Index, out: &mut Vec<Finding>) {
                 let isolated_by_others = ix.selecting[c][d]
                     .iter()
                     .any(|&q| q != pi && !gone_policies[q]);
-                let list = entries(c, d);
+                let Some(list) = entries(c, d) else {
+                    return false;
+                };
                 let (mine, others) = split(&list, |o| !gone_policies[o.0], |o| o.0 == pi);
                 isolated_by_others && mine.iter().all(|(_, a)| covered(a, &others, &mut by))
             })
@@ -96,7 +106,9 @@ pub(super) fn check(ix: &Index, out: &mut Vec<Finding>) {
             let mut anything = false;
             let redundant = !classes.is_empty()
                 && classes.iter().all(|&c| {
-                    let list = entries(c, d);
+                    let Some(list) = entries(c, d) else {
+                        return false;
+                    };
                     let (mine, others) = split(
                         &list,
                         |o| !gone_policies[o.0] && !gone_rules.contains(o),
@@ -159,11 +171,12 @@ fn split<'l, 'a>(
 fn allows_anything<'a>(
     ix: &Index,
     pi: usize,
-    entries: &impl Fn(ClassId, Direction) -> Vec<Entry<'a>>,
+    entries: &impl Fn(ClassId, Direction) -> Option<Vec<Entry<'a>>>,
 ) -> bool {
     Direction::BOTH.iter().any(|&d| {
-        (ix.selected[pi][d].iter())
-            .any(|&c| entries(c, d).iter().any(|(o, a)| o.0 == pi && !is_empty(a)))
+        (ix.selected[pi][d].iter()).any(|&c| {
+            entries(c, d).is_some_and(|l| l.iter().any(|(o, a)| o.0 == pi && !is_empty(a)))
+        })
     })
 }
 
