@@ -76,9 +76,13 @@ fn level(severity: Severity) -> &'static str {
     }
 }
 
-/// `path` as a SARIF artifact URI: a relative reference for a relative path, `file://` for an
-/// absolute one, everything but unreserved characters and `/` percent-encoded.
+/// `path` as a SARIF artifact URI: an API server's object URL as it is; a relative reference for
+/// a relative path, `file://` for an absolute one, everything but unreserved characters and `/`
+/// percent-encoded.
 fn uri(path: &str) -> String {
+    if path.starts_with("http://") || path.starts_with("https://") {
+        return path.to_string();
+    }
     let mut out = String::with_capacity(path.len());
     if path.starts_with('/') {
         out.push_str("file://");
@@ -153,5 +157,7 @@ mod tests {
         assert_eq!(uri("manifests/web.yaml"), "manifests/web.yaml");
         assert_eq!(uri("/tmp/a b/x#1.yaml"), "file:///tmp/a%20b/x%231.yaml");
         assert_eq!(uri("ü.yaml"), "%C3%BC.yaml");
+        let api = "https://10.0.0.1:6443/apis/networking.k8s.io/v1/namespaces/a/networkpolicies/b";
+        assert_eq!(uri(api), api);
     }
 }
