@@ -145,4 +145,32 @@ mod tests {
         assert!(matches(&exists, &labels(&[("env", "")])));
         assert!(!matches(&exists, &labels(&[])));
     }
+
+    #[test]
+    fn a_decoded_selector_matches_as_the_manifest_does() {
+        let written = [
+            json!({}),
+            json!({"matchLabels": {"app": "web"}}),
+            json!({"matchLabels": {"app": "web"},
+                   "matchExpressions": [{"key": "tier", "operator": "In", "values": ["fe", "be"]}]}),
+            json!({"matchExpressions": [{"key": "env", "operator": "NotIn", "values": ["prod"]}]}),
+            json!({"matchExpressions": [{"key": "env", "operator": "Exists"}]}),
+            json!({"matchExpressions": [{"key": "env", "operator": "DoesNotExist"}]}),
+        ];
+        let pods = [
+            labels(&[]),
+            labels(&[("app", "web")]),
+            labels(&[("app", "web"), ("tier", "fe"), ("env", "prod")]),
+            labels(&[("app", "api"), ("tier", "db"), ("env", "dev")]),
+        ];
+        for w in written {
+            let raw = sel(w.clone());
+            let mut issues = crate::validate::Issues::default();
+            let spec = crate::validate::selector(&raw, "s", &mut issues).expect("valid");
+            assert_eq!(spec.is_empty(), w == json!({}));
+            for pod in &pods {
+                assert_eq!(spec.matches(pod), matches(&raw, pod), "{w} on {pod:?}");
+            }
+        }
+    }
 }
