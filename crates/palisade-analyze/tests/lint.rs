@@ -306,6 +306,27 @@ fn egress_isolation_without_dns() {
         "{:#?}",
         open.findings
     );
+    // So is a node-local cache (an ipBlock).
+    let node_local = "\n  - to: [{ipBlock: {cidr: 169.254.20.10/32}}]\n    ports: [{port: 53, protocol: UDP}, {port: 53, protocol: TCP}]\n";
+    let (_, cache) = run(&format!("{}{node_local}", EGRESS_LOCKDOWN.trim_end()));
+    assert!(
+        of(&cache, Rule::EgressWithoutDns).is_empty(),
+        "{:#?}",
+        cache.findings
+    );
+    // Without the DNS pods in the input, a peer that would match them is enough; another is not.
+    let no_dns = |extra: &str| {
+        let base = BASE.replace("k8s-app: kube-dns", "k8s-app: gone");
+        let text = format!("{base}{DENY_ALL}{}{extra}", EGRESS_LOCKDOWN.trim_end());
+        let mut loader = Loader::new();
+        loader.load_str("t.yaml", &text);
+        let (state, diagnostics) = loader.finish();
+        lint(&Engine::new(Arc::new(state)), &diagnostics, &[])
+    };
+    assert_eq!(of(&no_dns(""), Rule::EgressWithoutDns).len(), 1);
+    assert!(of(&no_dns(DNS_RULE), Rule::EgressWithoutDns).is_empty());
+    let elsewhere = DNS_RULE.replace("k8s-app: kube-dns", "k8s-app: resolver");
+    assert_eq!(of(&no_dns(&elsewhere), Rule::EgressWithoutDns).len(), 1);
 }
 
 const SELECTORS: &str = r#"---

@@ -6,6 +6,7 @@
 
 use super::index::{rules, Index};
 use super::{plural, Finding, Rule};
+use palisade_model::selector::SelectorSpec;
 use palisade_model::{PolicyPeer, PolicyRule, Protocol};
 use palisade_policy::{ClassId, Direction};
 use std::collections::{BTreeMap, BTreeSet};
@@ -117,7 +118,9 @@ pub(super) fn check(ix: &Index, out: &mut Vec<Finding>) {
 }
 
 /// True if the egress of `class` (selected by `policies`) lets queries of `protocol` reach the
-/// cluster DNS.
+/// cluster DNS: to anywhere; to the DNS pods or Service address when the input has them (as the
+/// dataplane enforces it), or else to peers that would match them; or to an ipBlock (a node-local
+/// cache or an upstream resolver, which the input cannot show).
 fn reaches(
     ix: &Index,
     dns: Option<&Dns>,
@@ -129,43 +132,47 @@ fn reaches(
     if compiled.allows(Direction::Egress, None, 53, protocol) {
         return true; // to anywhere
     }
-    match dns {
-        Some(dns) => (dns.addresses.iter())
-            .any(|&ip| compiled.allows(Direction::Egress, Some(ip), 53, protocol)),
-        None => policies.iter().any(|&p| {
+    let to_dns = dns.is_some_and(|dns| {
+        (dns.addresses.iter()).any(|&ip| compiled.allows(Direction::Egress, Some(ip), 53, protocol))
+    });
+    to_dns
+        || policies.iter().any(|&p| {
             let info = &ix.state.policies[p];
             rules(info.policy.spec())
-                .filter(|(d, _, _)| *d == Direction::Egress)
-                .any(|(_, _, rule)| would_reach(rule, &info.namespace, protocol))
-        }),
-    }
+                .filter(|(d, _, rule)| *d == Direction::Egress && allows_53(rule, protocol))
+                .flat_map(|(_, _, rule)| rule.peers.iter().flatten())
+                .any(|peer| match peer {
+                    PolicyPeer::IpBlock(_) => true,
+                    PolicyPeer::Pods { namespaces, pods } => {
+                        dns.is_none() && would_match_dns(namespaces.as_ref(), pods, &info.namespace)
+                    }
+                })
+        })
 }
 
-/// Without the DNS pods in the input: true if `rule` (of a policy in `namespace`) allows port 53 of
-/// `protocol` (a named port is given the benefit of the doubt) to an ipBlock or to peers that
-/// would match the DNS pods.
-fn would_reach(rule: &PolicyRule, namespace: &str, protocol: Protocol) -> bool {
-    let port_ok = rule.ports.as_ref().is_none_or(|specs| {
+/// True if `rule` allows port 53 of `protocol` (a named port is given the benefit of the doubt).
+fn allows_53(rule: &PolicyRule, protocol: Protocol) -> bool {
+    rule.ports.as_ref().is_none_or(|specs| {
         specs.iter().any(|s| {
             s.matches(53, protocol, None) || (s.protocol == protocol && s.name().is_some())
         })
-    });
+    })
+}
+
+/// True if a selector peer of a policy in `namespace` would match the DNS pods of `kube-system`.
+fn would_match_dns(
+    namespaces: Option<&SelectorSpec>,
+    pods: &SelectorSpec,
+    namespace: &str,
+) -> bool {
     let dns_namespace = BTreeMap::from([(
         NAMESPACE_NAME_LABEL_KEY.to_string(),
         DNS_NAMESPACE.to_string(),
     )]);
     let dns_pod = BTreeMap::from([(DNS_LABEL.0.to_string(), DNS_LABEL.1.to_string())]);
-    let peer_ok = rule.peers.as_ref().is_none_or(|peers| {
-        peers.iter().any(|peer| match peer {
-            PolicyPeer::IpBlock(_) => true,
-            PolicyPeer::Pods { namespaces, pods } => {
-                let ns_ok = match namespaces {
-                    Some(sel) => sel.matches(&dns_namespace),
-                    None => namespace == DNS_NAMESPACE,
-                };
-                ns_ok && pods.matches(&dns_pod)
-            }
-        })
-    });
-    port_ok && peer_ok
+    let namespace_ok = match namespaces {
+        Some(sel) => sel.matches(&dns_namespace),
+        None => namespace == DNS_NAMESPACE,
+    };
+    namespace_ok && pods.matches(&dns_pod)
 }
