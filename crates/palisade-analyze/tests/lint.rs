@@ -436,6 +436,17 @@ fn a_namespace_selector_and_a_pod_selector_as_two_peers() {
         "{:#?}",
         fixed.findings
     );
+    // "Every pod of this namespace, or of those namespaces" is an OR as meant.
+    let own_namespace = OR_PEERS.replace(
+        "podSelector: {matchLabels: {app: client}}",
+        "podSelector: {}",
+    );
+    let (_, or) = run(&own_namespace);
+    assert!(
+        of(&or, Rule::PeersLookLikeAnd).is_empty(),
+        "{:#?}",
+        or.findings
+    );
 }
 
 const TWO_POLICIES: &str = r#"---
