@@ -380,6 +380,34 @@ fn selectors_that_match_nothing() {
     );
 }
 
+/// Without Namespace objects in the input, namespaces' labels are unknown: only selectors on
+/// their names can be said to match nothing.
+#[test]
+fn namespace_selectors_are_judged_only_where_namespace_labels_are_known() {
+    let peer = |sel: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: a, namespace: shop, labels: {{app: a}}}}\nspec: {{containers: [{{name: m, image: i}}]}}\n---\n\
+             apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p, namespace: shop}}\n\
+             spec: {{podSelector: {{}}, ingress: [{{from: [{{namespaceSelector: {{matchLabels: {sel}}}}}]}}]}}\n"
+        )
+    };
+    let findings = |text: &str| {
+        let mut loader = Loader::new();
+        loader.load_str("t.yaml", text);
+        let (state, diagnostics) = loader.finish();
+        let report = lint(&Engine::new(Arc::new(state)), &diagnostics, &[]);
+        of(&report, Rule::SelectorMatchesNothing).len()
+    };
+    assert_eq!(findings(&peer("{team: front}")), 0);
+    assert_eq!(findings(&peer("{kubernetes.io/metadata.name: fronted}")), 1);
+    assert_eq!(findings(&peer("{kubernetes.io/metadata.name: shop}")), 0);
+    let declared = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: shop}}\n---\n{}",
+        peer("{team: front}")
+    );
+    assert_eq!(findings(&declared), 1);
+}
+
 #[test]
 fn named_ports_that_no_destination_declares() {
     let policy = WEB_INGRESS_80.replace("port: 80}", "port: htp}");

@@ -122,6 +122,9 @@ fn peers(
             None => vec![own],
         };
         if let (Some(sel), true) = (namespaces, scope.is_empty()) {
+            if !namespace_labels_known(ix, sel) {
+                continue;
+            }
             let labels = ix.state.namespaces.iter().map(|n| &n.labels);
             out.push(Finding::policy(
                 Rule::SelectorMatchesNothing,
@@ -161,6 +164,15 @@ fn peers(
             hint(pods, classes.iter().map(|&c| &ix.pod(c).labels), "pod"),
         ));
     }
+}
+
+/// True if the input says enough of its namespaces to tell that `sel` matches none: some
+/// Namespace objects are in it (else namespaces exist only as names), or `sel` asks for names only.
+fn namespace_labels_known(ix: &Index, sel: &SelectorSpec) -> bool {
+    let by_name_only = (sel.match_labels.keys())
+        .chain(sel.match_expressions.iter().map(|e| &e.key))
+        .all(|k| k == "kubernetes.io/metadata.name");
+    by_name_only || ix.state.namespaces.iter().any(|n| n.origin.is_some())
 }
 
 /// A named port declared by none of the pods the rule lets traffic reach (when there are some).
