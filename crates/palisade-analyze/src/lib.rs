@@ -3,6 +3,7 @@
 //! touches the kernel.
 
 pub mod explain;
+pub mod lint;
 pub mod matrix;
 pub mod probe;
 pub mod reason;

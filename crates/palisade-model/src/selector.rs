@@ -53,6 +53,28 @@ pub struct SelectorSpec {
     pub match_expressions: Vec<Expression>,
 }
 
+impl SelectorSpec {
+    /// True for `{}`, which selects everything.
+    pub fn is_empty(&self) -> bool {
+        self.match_labels.is_empty() && self.match_expressions.is_empty()
+    }
+
+    /// True if `labels` satisfy the selector, with the semantics of [`matches`] (plain matching
+    /// for analyses that ask about a few selectors; the engine compiles its own).
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        (self.match_labels.iter()).all(|(k, v)| labels.get(k) == Some(v))
+            && self.match_expressions.iter().all(|e| {
+                let value = labels.get(&e.key);
+                match e.operator {
+                    LabelOperator::In => value.is_some_and(|v| e.values.contains(v)),
+                    LabelOperator::NotIn => value.is_none_or(|v| !e.values.contains(v)),
+                    LabelOperator::Exists => value.is_some(),
+                    LabelOperator::DoesNotExist => value.is_none(),
+                }
+            })
+    }
+}
+
 /// True if `labels` satisfy `selector`: every `matchLabels` pair AND every `matchExpressions` term.
 /// `NotIn` and `DoesNotExist` match objects without the key; an empty selector matches everything.
 /// Unknown operators match nothing (validation rejects them before this is reached).
@@ -122,5 +144,33 @@ mod tests {
         let exists = sel(json!({"matchExpressions": [{"key": "env", "operator": "Exists"}]}));
         assert!(matches(&exists, &labels(&[("env", "")])));
         assert!(!matches(&exists, &labels(&[])));
+    }
+
+    #[test]
+    fn a_decoded_selector_matches_as_the_manifest_does() {
+        let written = [
+            json!({}),
+            json!({"matchLabels": {"app": "web"}}),
+            json!({"matchLabels": {"app": "web"},
+                   "matchExpressions": [{"key": "tier", "operator": "In", "values": ["fe", "be"]}]}),
+            json!({"matchExpressions": [{"key": "env", "operator": "NotIn", "values": ["prod"]}]}),
+            json!({"matchExpressions": [{"key": "env", "operator": "Exists"}]}),
+            json!({"matchExpressions": [{"key": "env", "operator": "DoesNotExist"}]}),
+        ];
+        let pods = [
+            labels(&[]),
+            labels(&[("app", "web")]),
+            labels(&[("app", "web"), ("tier", "fe"), ("env", "prod")]),
+            labels(&[("app", "api"), ("tier", "db"), ("env", "dev")]),
+        ];
+        for w in written {
+            let raw = sel(w.clone());
+            let mut issues = crate::validate::Issues::default();
+            let spec = crate::validate::selector(&raw, "s", &mut issues).expect("valid");
+            assert_eq!(spec.is_empty(), w == json!({}));
+            for pod in &pods {
+                assert_eq!(spec.matches(pod), matches(&raw, pod), "{w} on {pod:?}");
+            }
+        }
     }
 }

@@ -36,6 +36,8 @@ pub struct Loaded {
     pub state: ClusterState,
     /// True if at least one object or document was rejected.
     pub rejected: bool,
+    /// What the loader reported (already printed), for commands that look further into it.
+    pub diagnostics: Vec<Diagnostic>,
 }
 
 /// Loads every input — the manifests, or without them the cluster's API server; prints errors and
@@ -110,7 +112,11 @@ fn report(loader: Loader, mut unread: Vec<Diagnostic>, verbose: u8, started: Ins
         elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
         "input loaded"
     );
-    Loaded { state, rejected }
+    Loaded {
+        state,
+        rejected,
+        diagnostics: unread,
+    }
 }
 
 /// Standard input as manifest text: UTF-8, at most as large as a file may be, and not empty (a closed

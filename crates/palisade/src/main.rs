@@ -5,6 +5,7 @@ mod agent;
 mod explain;
 mod input;
 mod lab;
+mod lint;
 mod matrix;
 mod observe;
 mod status;
@@ -45,6 +46,8 @@ enum Command {
     Matrix(matrix::Args),
     /// Why is a connection allowed or denied? Both directions, every policy and rule.
     Explain(explain::Args),
+    /// Known NetworkPolicy mistakes, each with its object, file:line, field and fix (txt, json, SARIF).
+    Lint(lint::Args),
     /// Enforce a manifests folder or a cluster in the kernel (nftables), re-applying on every change.
     Agent(agent::Args),
     /// Is NetworkPolicy enforced on every node, and is each policy in force? (a cluster, or a lab)
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Matrix(args) => matrix::run(args, cli.verbose),
         Command::Explain(args) => explain::run(args, cli.verbose),
+        Command::Lint(args) => lint::run(args, cli.verbose),
         Command::Gen(args) => synth::run(args),
         Command::Agent(args) => agent::run(args),
         Command::Status(args) => status::run(args, cli.verbose),

@@ -123,3 +123,41 @@ fn a_cluster_that_cannot_be_read_is_an_error_and_manifests_exclude_it() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("kubeconfig /nonexistent/kubeconfig"));
 }
+
+#[test]
+fn lint_reads_a_live_cluster() {
+    let typo = json!({
+        "metadata": {"name": "redis-from-web", "namespace": "shop"},
+        "spec": {"podSelector": {"matchLabels": {"app": "reddis"}},
+                 "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "web"}}}]}]},
+    });
+    let pods = vec![pod("redis", "10.1.0.5"), pod("web", "10.1.0.6")];
+    let namespace = json!({"metadata": {"name": "shop"}});
+    let api = FakeApi::start(fake_api::cluster(vec![namespace], pods, vec![typo]));
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path());
+    let out = palisade(&[
+        "lint",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let finding = &report["findings"][0];
+    assert_eq!(finding["rule"], "selector-matches-nothing", "{report}");
+    assert_eq!(finding["object"], "NetworkPolicy shop/redis-from-web");
+    assert_eq!(finding["field"], "spec.podSelector");
+    assert!(
+        finding["fix"].as_str().unwrap().contains("redis"),
+        "{finding}"
+    );
+    assert!(
+        finding["file"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("http://{}", api.addr)),
+        "{finding}"
+    );
+}

@@ -1,0 +1,767 @@
+//! `palisade lint`, rule by rule: a manifest that makes the mistake (the finding's rule, object,
+//! field and line asserted) and the same manifest fixed as the finding says (no finding of that
+//! rule); then `--disable`, the annotation, and the rules' ids.
+
+use palisade_analyze::lint::{lint, Finding, Report, Rule, Severity};
+use palisade_model::Loader;
+use palisade_policy::Engine;
+use std::sync::Arc;
+
+/// A namespace `shop` with two `web` pods behind Service `web` (port 80 → `http`, 8080) and a
+/// `client` pod; a namespace `ops` with one pod; the DNS pods in `kube-system`.
+const BASE: &str = r#"apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {team: shop}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: ops, labels: {team: ops}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-1, namespace: shop, labels: {app: web, version: v1}}
+spec: {containers: [{name: m, image: i, ports: [{name: http, containerPort: 8080}]}]}
+status: {podIP: 10.244.1.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-2, namespace: shop, labels: {app: web, version: v2}}
+spec: {containers: [{name: m, image: i, ports: [{name: http, containerPort: 8080}]}]}
+status: {podIP: 10.244.1.2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: shop, labels: {app: client}}
+spec: {containers: [{name: m, image: i}]}
+status: {podIP: 10.244.1.3}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: tool, namespace: ops, labels: {app: tool}}
+spec: {containers: [{name: m, image: i}]}
+status: {podIP: 10.244.2.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: coredns, namespace: kube-system, labels: {k8s-app: kube-dns}}
+spec: {containers: [{name: m, image: i, ports: [{name: dns, containerPort: 53, protocol: UDP}]}]}
+status: {podIP: 10.244.9.1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec: {selector: {app: web}, clusterIP: 10.96.0.20, ports: [{port: 80, targetPort: http}]}
+"#;
+
+/// Every namespace with pods isolated for ingress, so that `namespace-not-isolated` stays quiet
+/// where a test is about something else.
+const DENY_ALL: &str = r#"---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny, namespace: ops}
+spec: {podSelector: {}, policyTypes: [Ingress]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny, namespace: kube-system}
+spec: {podSelector: {}, policyTypes: [Ingress]}
+"#;
+
+/// Lints `BASE`, `DENY_ALL` and `extra`, which must load without errors.
+fn run(extra: &str) -> (String, Report) {
+    let text = format!("{BASE}{DENY_ALL}{extra}");
+    let mut loader = Loader::new();
+    loader.load_str("t.yaml", &text);
+    let (state, diagnostics) = loader.finish();
+    assert!(
+        diagnostics.iter().all(|d| !d.is_error()),
+        "{diagnostics:#?}"
+    );
+    let engine = Engine::new(Arc::new(state));
+    let report = lint(&engine, &diagnostics, &[]);
+    (text, report)
+}
+
+/// The findings of `rule`.
+fn of(report: &Report, rule: Rule) -> Vec<&Finding> {
+    report.findings.iter().filter(|f| f.rule == rule).collect()
+}
+
+/// The line of the document holding `marker` (its first line, after `---`).
+fn line_of(text: &str, marker: &str) -> usize {
+    let at = text
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker:?} not in the input"));
+    let before = &text[..at];
+    let start = before.rfind("---\n").map_or(0, |i| i + 4);
+    text[..start].lines().count() + 1
+}
+
+/// Asserts exactly one finding of `rule`, on `object`, at `field`, in the document of `marker`;
+/// returns it.
+#[track_caller]
+fn one<'r>(
+    text: &str,
+    report: &'r Report,
+    rule: Rule,
+    object: &str,
+    field: Option<&str>,
+    marker: &str,
+) -> &'r Finding {
+    let found = of(report, rule);
+    assert_eq!(found.len(), 1, "{rule}: {:#?}", report.findings);
+    let f = found[0];
+    assert_eq!(f.object.to_string(), object);
+    assert_eq!(f.field.as_deref(), field);
+    let origin = f.origin.as_ref().expect("an origin");
+    assert_eq!(
+        (origin.file.as_str(), origin.line),
+        ("t.yaml", Some(line_of(text, marker)))
+    );
+    assert!(!f.message.is_empty() && !f.fix.is_empty());
+    f
+}
+
+const WEB_INGRESS_80: &str = r#"---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-in, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: client}}}], ports: [{port: 80}]}]
+"#;
+
+#[test]
+fn a_policy_port_that_is_the_service_port_not_the_target_port() {
+    let (text, report) = run(WEB_INGRESS_80);
+    let f = one(
+        &text,
+        &report,
+        Rule::ServicePortNotTargetPort,
+        "NetworkPolicy shop/web-in",
+        Some("spec.ingress[0].ports[0].port"),
+        "name: web-in",
+    );
+    assert_eq!(f.severity(), Severity::Error);
+    assert!(
+        f.message.contains("Service shop/web") && f.message.contains("targetPort 8080"),
+        "{}",
+        f.message
+    );
+    assert!(
+        f.fix.contains("`port: 8080`") && f.fix.contains("`port: http`"),
+        "{}",
+        f.fix
+    );
+    assert!(report.has_errors());
+
+    let (_, fixed) = run(&WEB_INGRESS_80.replace("port: 80}", "port: 8080}"));
+    assert!(
+        of(&fixed, Rule::ServicePortNotTargetPort).is_empty(),
+        "{:#?}",
+        fixed.findings
+    );
+    let (_, named) = run(&WEB_INGRESS_80.replace("port: 80}", "port: http}"));
+    assert!(of(&named, Rule::ServicePortNotTargetPort).is_empty());
+    assert!(!named.has_errors(), "{:#?}", named.findings);
+}
+
+#[test]
+fn an_egress_port_that_is_the_service_port_not_the_target_port() {
+    let client = r#"---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: client-out, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: client}}
+  policyTypes: [Egress]
+  egress:
+  - to: [{podSelector: {matchLabels: {app: web}}}]
+    ports: [{port: 80}]
+  - to: [{namespaceSelector: {}, podSelector: {matchLabels: {k8s-app: kube-dns}}}]
+    ports: [{port: 53, protocol: UDP}, {port: 53, protocol: TCP}]
+"#;
+    let (text, report) = run(client);
+    one(
+        &text,
+        &report,
+        Rule::ServicePortNotTargetPort,
+        "NetworkPolicy shop/client-out",
+        Some("spec.egress[0].ports[0].port"),
+        "name: client-out",
+    );
+    let (_, fixed) = run(&client.replace("ports: [{port: 80}]", "ports: [{port: 8080}]"));
+    assert!(
+        of(&fixed, Rule::ServicePortNotTargetPort).is_empty(),
+        "{:#?}",
+        fixed.findings
+    );
+}
+
+const WEB_V1_ONLY: &str = r#"---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-v1, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: web, version: v1}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: client}}}], ports: [{port: http}]}]
+"#;
+
+#[test]
+fn a_policy_that_selects_part_of_a_service_and_the_pods_it_leaves_out() {
+    let (text, report) = run(WEB_V1_ONLY);
+    let split = one(
+        &text,
+        &report,
+        Rule::PolicySplitsService,
+        "NetworkPolicy shop/web-v1",
+        Some("spec.podSelector"),
+        "name: web-v1",
+    );
+    assert!(split.message.contains("shop/web-2"), "{}", split.message);
+    assert!(
+        split.fix.contains("{matchLabels: {app: web}}"),
+        "{}",
+        split.fix
+    );
+    let left = one(
+        &text,
+        &report,
+        Rule::ServicePodsUncovered,
+        "Service shop/web",
+        Some("spec.selector"),
+        "name: web, namespace: shop}\nspec: {selector",
+    );
+    assert!(
+        left.message.contains("shop/web-2") && left.message.contains("ingress"),
+        "{}",
+        left.message
+    );
+
+    let (_, fixed) = run(&WEB_V1_ONLY.replace("{app: web, version: v1}", "{app: web}"));
+    assert!(
+        of(&fixed, Rule::PolicySplitsService).is_empty(),
+        "{:#?}",
+        fixed.findings
+    );
+    assert!(
+        of(&fixed, Rule::ServicePodsUncovered).is_empty(),
+        "{:#?}",
+        fixed.findings
+    );
+}
+
+const EGRESS_LOCKDOWN: &str = r#"---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: lockdown, namespace: ops}
+spec:
+  podSelector: {}
+  policyTypes: [Egress]
+  egress:
+  - to: [{podSelector: {matchLabels: {app: tool}}}]
+"#;
+
+const DNS_RULE: &str = r#"
+  - to: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: kube-system}}, podSelector: {matchLabels: {k8s-app: kube-dns}}}]
+    ports: [{port: 53, protocol: UDP}, {port: 53, protocol: TCP}]
+"#;
+
+#[test]
+fn egress_isolation_without_dns() {
+    let (text, report) = run(EGRESS_LOCKDOWN);
+    let f = one(
+        &text,
+        &report,
+        Rule::EgressWithoutDns,
+        "NetworkPolicy ops/lockdown",
+        Some("spec.egress"),
+        "name: lockdown",
+    );
+    assert!(
+        f.message.contains("UDP 53 or TCP 53") && f.message.contains("ops/tool"),
+        "{}",
+        f.message
+    );
+    let (_, fixed) = run(&format!("{}{}", EGRESS_LOCKDOWN.trim_end(), DNS_RULE));
+    assert!(
+        of(&fixed, Rule::EgressWithoutDns).is_empty(),
+        "{:#?}",
+        fixed.findings
+    );
+    // Only UDP allowed: TCP is what is missing.
+    let udp = DNS_RULE.replace(", {port: 53, protocol: TCP}", "");
+    let (_, half) = run(&format!("{}{udp}", EGRESS_LOCKDOWN.trim_end()));
+    let found = of(&half, Rule::EgressWithoutDns);
+    assert_eq!(found.len(), 1, "{:#?}", half.findings);
+    assert!(
+        found[0].message.contains("no TCP 53 ")
+            && found[0].fix.contains("{protocol: TCP, port: 53}")
+    );
+    // To anywhere on 53 is enough.
+    let anywhere = "\n  - ports: [{port: 53, protocol: UDP}, {port: 53, protocol: TCP}]\n";
+    let (_, open) = run(&format!("{}{anywhere}", EGRESS_LOCKDOWN.trim_end()));
+    assert!(
+        of(&open, Rule::EgressWithoutDns).is_empty(),
+        "{:#?}",
+        open.findings
+    );
+    // So is a node-local cache (an ipBlock).
+    let node_local = "\n  - to: [{ipBlock: {cidr: 169.254.20.10/32}}]\n    ports: [{port: 53, protocol: UDP}, {port: 53, protocol: TCP}]\n";
+    let (_, cache) = run(&format!("{}{node_local}", EGRESS_LOCKDOWN.trim_end()));
+    assert!(
+        of(&cache, Rule::EgressWithoutDns).is_empty(),
+        "{:#?}",
+        cache.findings
+    );
+    // Without the DNS pods in the input, a peer that would match them is enough; another is not.
+    let no_dns = |extra: &str| {
+        let base = BASE.replace("k8s-app: kube-dns", "k8s-app: gone");
+        let text = format!("{base}{DENY_ALL}{}{extra}", EGRESS_LOCKDOWN.trim_end());
+        let mut loader = Loader::new();
+        loader.load_str("t.yaml", &text);
+        let (state, diagnostics) = loader.finish();
+        lint(&Engine::new(Arc::new(state)), &diagnostics, &[])
+    };
+    assert_eq!(of(&no_dns(""), Rule::EgressWithoutDns).len(), 1);
+    assert!(of(&no_dns(DNS_RULE), Rule::EgressWithoutDns).is_empty());
+    let elsewhere = DNS_RULE.replace("k8s-app: kube-dns", "k8s-app: resolver");
+    assert_eq!(of(&no_dns(&elsewhere), Rule::EgressWithoutDns).len(), 1);
+}
+
+const SELECTORS: &str = r#"---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: typos, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: wbe}}
+  ingress:
+  - from:
+    - namespaceSelector: {matchLabels: {team: opps}}
+      podSelector: {matchLabels: {app: tool}}
+    - podSelector: {matchLabels: {app: clinet}}
+"#;
+
+#[test]
+fn selectors_that_match_nothing() {
+    let (text, report) = run(SELECTORS);
+    let found = of(&report, Rule::SelectorMatchesNothing);
+    let fields: Vec<&str> = found.iter().filter_map(|f| f.field.as_deref()).collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.ingress[0].from[0].namespaceSelector",
+            "spec.ingress[0].from[1].podSelector",
+            "spec.podSelector"
+        ],
+        "{:#?}",
+        report.findings
+    );
+    let line = line_of(&text, "name: typos");
+    for f in &found {
+        assert_eq!(f.object.to_string(), "NetworkPolicy shop/typos");
+        assert_eq!(f.origin.as_ref().and_then(|o| o.line), Some(line));
+    }
+    // The fix names the values in use.
+    assert!(
+        found[0].fix.contains("ops") && found[2].fix.contains("web"),
+        "{:#?}",
+        found
+    );
+    let fixed = SELECTORS
+        .replace("wbe", "web")
+        .replace("opps", "ops")
+        .replace("clinet", "client");
+    let (_, fixed) = run(&fixed);
+    assert!(
+        of(&fixed, Rule::SelectorMatchesNothing).is_empty(),
+        "{:#?}",
+        fixed.findings
+    );
+}
+
+/// Without Namespace objects in the input, namespaces' labels are unknown: only selectors on
+/// their names can be said to match nothing.
+#[test]
+fn namespace_selectors_are_judged_only_where_namespace_labels_are_known() {
+    let peer = |sel: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: a, namespace: shop, labels: {{app: a}}}}\nspec: {{containers: [{{name: m, image: i}}]}}\n---\n\
+             apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p, namespace: shop}}\n\
+             spec: {{podSelector: {{}}, ingress: [{{from: [{{namespaceSelector: {{matchLabels: {sel}}}}}]}}]}}\n"
+        )
+    };
+    let findings = |text: &str| {
+        let mut loader = Loader::new();
+        loader.load_str("t.yaml", text);
+        let (state, diagnostics) = loader.finish();
+        let report = lint(&Engine::new(Arc::new(state)), &diagnostics, &[]);
+        of(&report, Rule::SelectorMatchesNothing).len()
+    };
+    assert_eq!(findings(&peer("{team: front}")), 0);
+    assert_eq!(findings(&peer("{kubernetes.io/metadata.name: fronted}")), 1);
+    assert_eq!(findings(&peer("{kubernetes.io/metadata.name: shop}")), 0);
+    let declared = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: shop}}\n---\n{}",
+        peer("{team: front}")
+    );
+    assert_eq!(findings(&declared), 1);
+}
+
+#[test]
+fn named_ports_that_no_destination_declares() {
+    let policy = WEB_INGRESS_80.replace("port: 80}", "port: htp}");
+    let (text, report) = run(&policy);
+    let f = one(
+        &text,
+        &report,
+        Rule::NamedPortUnresolved,
+        "NetworkPolicy shop/web-in",
+        Some("spec.ingress[0].ports[0].port"),
+        "name: web-in",
+    );
+    assert!(f.fix.contains("http (8080/TCP)"), "{}", f.fix);
+    let (_, fixed) = run(&WEB_INGRESS_80.replace("port: 80}", "port: http}"));
+    assert!(of(&fixed, Rule::NamedPortUnresolved).is_empty());
+}
+
+const OR_PEERS: &str = r#"---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: from-ops-tools, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - from:
+    - namespaceSelector: {matchLabels: {team: ops}}
+    - podSelector: {matchLabels: {app: client}}
+    ports: [{port: http}]
+"#;
+
+#[test]
+fn a_namespace_selector_and_a_pod_selector_as_two_peers() {
+    let (text, report) = run(OR_PEERS);
+    let f = one(
+        &text,
+        &report,
+        Rule::PeersLookLikeAnd,
+        "NetworkPolicy shop/from-ops-tools",
+        Some("spec.ingress[0].from[1]"),
+        "name: from-ops-tools",
+    );
+    assert!(
+        f.fix.contains("{namespaceSelector: {matchLabels: {team: ops}}, podSelector: {matchLabels: {app: client}}}"),
+        "{}",
+        f.fix
+    );
+    let one_peer = OR_PEERS.replace(
+        "    - namespaceSelector: {matchLabels: {team: ops}}\n    - podSelector",
+        "    - namespaceSelector: {matchLabels: {team: ops}}\n      podSelector",
+    );
+    let (_, fixed) = run(&one_peer);
+    assert!(
+        of(&fixed, Rule::PeersLookLikeAnd).is_empty(),
+        "{:#?}",
+        fixed.findings
+    );
+    // "Every pod of this namespace, or of those namespaces" is an OR as meant.
+    let own_namespace = OR_PEERS.replace(
+        "podSelector: {matchLabels: {app: client}}",
+        "podSelector: {}",
+    );
+    let (_, or) = run(&own_namespace);
+    assert!(
+        of(&or, Rule::PeersLookLikeAnd).is_empty(),
+        "{:#?}",
+        or.findings
+    );
+}
+
+const TWO_POLICIES: &str = r#"---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-a, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: client}}}]
+    ports: [{port: 8080}, {port: 9090}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-b, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: client}}}]
+    ports: [{port: http}]
+"#;
+
+#[test]
+fn a_policy_that_allows_nothing_the_others_do_not() {
+    let (text, report) = run(TWO_POLICIES);
+    let f = one(
+        &text,
+        &report,
+        Rule::RedundantPolicy,
+        "NetworkPolicy shop/web-b",
+        None,
+        "name: web-b",
+    );
+    assert!(f.message.contains("shop/web-a"), "{}", f.message);
+    assert!(
+        of(&report, Rule::RedundantRule).is_empty(),
+        "{:#?}",
+        report.findings
+    );
+    // web-b allows one port more: both are needed.
+    let (_, fixed) = run(&TWO_POLICIES.replace("[{port: http}]", "[{port: http}, {port: 7070}]"));
+    assert!(
+        of(&fixed, Rule::RedundantPolicy).is_empty(),
+        "{:#?}",
+        fixed.findings
+    );
+    // A deny-all policy is never redundant, even twice: it is kept for pods to come.
+    let twice = DENY_ALL.replace("name: deny,", "name: deny-again,");
+    assert!(of(&run(&twice).1, Rule::RedundantPolicy).is_empty());
+}
+
+const RULES: &str = r#"---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-rules, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - from: [{namespaceSelector: {}}]
+    ports: [{port: 8000, endPort: 8100}]
+  - from: [{podSelector: {matchLabels: {app: client}}}]
+    ports: [{port: http}]
+"#;
+
+#[test]
+fn a_rule_that_allows_nothing_the_others_do_not() {
+    let (text, report) = run(RULES);
+    one(
+        &text,
+        &report,
+        Rule::RedundantRule,
+        "NetworkPolicy shop/web-rules",
+        Some("spec.ingress[1]"),
+        "name: web-rules",
+    );
+    let (_, fixed) = run(&RULES.replace("endPort: 8100", "endPort: 8079"));
+    assert!(
+        of(&fixed, Rule::RedundantRule).is_empty(),
+        "{:#?}",
+        fixed.findings
+    );
+}
+
+const IP_BLOCK: &str = r#"---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: from-network, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/8}}]}]
+"#;
+
+#[test]
+fn an_ip_block_over_pod_and_service_addresses() {
+    let (text, report) = run(IP_BLOCK);
+    let f = one(
+        &text,
+        &report,
+        Rule::IpBlockCoversPods,
+        "NetworkPolicy shop/from-network",
+        Some("spec.ingress[0].from[0].ipBlock.cidr"),
+        "name: from-network",
+    );
+    assert!(
+        f.message.contains("5 pods") && f.message.contains("shop/web 10.96.0.20"),
+        "{}",
+        f.message
+    );
+    assert!(
+        f.fix.contains("except: [10.244.0.0/20, 10.96.0.20/32]"),
+        "{}",
+        f.fix
+    );
+    let (_, fixed) = run(&IP_BLOCK.replace("10.0.0.0/8", "192.168.0.0/16"));
+    assert!(of(&fixed, Rule::IpBlockCoversPods).is_empty());
+    let (_, excepted) = run(&IP_BLOCK.replace(
+        "10.0.0.0/8}",
+        "10.0.0.0/8, except: [10.244.0.0/20, 10.96.0.20/32]}",
+    ));
+    assert!(
+        of(&excepted, Rule::IpBlockCoversPods).is_empty(),
+        "{:#?}",
+        excepted.findings
+    );
+}
+
+#[test]
+fn a_namespace_left_open_while_others_are_isolated() {
+    let (text, report) = run("");
+    one(
+        &text,
+        &report,
+        Rule::NamespaceNotIsolated,
+        "Namespace shop",
+        None,
+        "name: shop, labels",
+    );
+    let deny_shop = DENY_ALL
+        .replace("namespace: ops", "namespace: shop")
+        .replace("name: deny,", "name: deny-shop,");
+    let (_, fixed) = run(&deny_shop);
+    assert!(
+        of(&fixed, Rule::NamespaceNotIsolated).is_empty(),
+        "{:#?}",
+        fixed.findings
+    );
+}
+
+#[test]
+fn policy_kinds_palisade_does_not_enforce() {
+    let cilium = "---\napiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: c, namespace: shop}\nspec: {}\n";
+    let (text, report) = run(cilium);
+    one(
+        &text,
+        &report,
+        Rule::UnenforcedPolicyKind,
+        "CiliumNetworkPolicy",
+        Some("kind"),
+        "kind: CiliumNetworkPolicy",
+    );
+    let config = "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: shop}\n";
+    assert!(of(&run(config).1, Rule::UnenforcedPolicyKind).is_empty());
+}
+
+#[test]
+fn disabled_rules_and_the_annotation_silence_findings() {
+    let text = format!("{BASE}{DENY_ALL}{WEB_INGRESS_80}");
+    let mut loader = Loader::new();
+    loader.load_str("t.yaml", &text);
+    let (state, diagnostics) = loader.finish();
+    let engine = Engine::new(Arc::new(state));
+    let all = lint(&engine, &diagnostics, &[]);
+    assert!(!of(&all, Rule::ServicePortNotTargetPort).is_empty());
+    let disabled = lint(&engine, &diagnostics, &[Rule::ServicePortNotTargetPort]);
+    assert!(of(&disabled, Rule::ServicePortNotTargetPort).is_empty());
+    assert_eq!(disabled.findings.len(), all.findings.len() - 1);
+    assert_eq!(disabled.silenced, 0);
+
+    // On the policy.
+    let annotated = WEB_INGRESS_80.replace(
+        "{name: web-in, namespace: shop}",
+        "{name: web-in, namespace: shop, annotations: {policy.palisade.dev/lint-disable: \"named-port-unresolved, service-port-not-target-port\"}}",
+    );
+    let (_, report) = run(&annotated);
+    assert!(
+        of(&report, Rule::ServicePortNotTargetPort).is_empty(),
+        "{:#?}",
+        report.findings
+    );
+    assert_eq!(report.silenced, 1);
+    // On the namespace: for every object in it (the Service here).
+    let (_, split) = run(WEB_V1_ONLY);
+    assert_eq!(of(&split, Rule::ServicePodsUncovered).len(), 1);
+    let quiet_shop = BASE.replace(
+        "{name: shop, labels: {team: shop}}",
+        "{name: shop, labels: {team: shop}, annotations: {policy.palisade.dev/lint-disable: service-pods-uncovered}}",
+    );
+    let text = format!("{quiet_shop}{DENY_ALL}{WEB_V1_ONLY}");
+    let mut loader = Loader::new();
+    loader.load_str("t.yaml", &text);
+    let (state, diagnostics) = loader.finish();
+    let report = lint(&Engine::new(Arc::new(state)), &diagnostics, &[]);
+    assert!(
+        of(&report, Rule::ServicePodsUncovered).is_empty(),
+        "{:#?}",
+        report.findings
+    );
+    assert_eq!(of(&report, Rule::PolicySplitsService).len(), 1);
+    assert_eq!(report.silenced, 1);
+}
+
+#[test]
+fn rule_ids_are_stable_and_unknown_ones_list_the_valid() {
+    let ids: Vec<&str> = Rule::ALL.iter().map(|r| r.id()).collect();
+    assert_eq!(
+        ids,
+        [
+            "service-port-not-target-port",
+            "policy-splits-service",
+            "service-pods-uncovered",
+            "egress-without-dns",
+            "selector-matches-nothing",
+            "named-port-unresolved",
+            "peers-look-like-and",
+            "redundant-policy",
+            "redundant-rule",
+            "ipblock-covers-pods",
+            "namespace-not-isolated",
+            "unenforced-policy-kind",
+        ]
+    );
+    for r in Rule::ALL {
+        assert_eq!(Rule::parse(r.id()), Ok(*r));
+    }
+    let err = Rule::parse("no-such-rule").unwrap_err();
+    assert!(
+        err.contains("\"no-such-rule\"") && err.contains("egress-without-dns, "),
+        "{err}"
+    );
+}
+
+/// A clean cluster has no findings at all.
+#[test]
+fn a_cluster_without_mistakes_has_no_findings() {
+    let fine = r#"---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: client}}}], ports: [{port: http}]}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny, namespace: shop}
+spec: {podSelector: {}, policyTypes: [Ingress]}
+"#;
+    let (_, report) = run(fine);
+    assert!(report.findings.is_empty(), "{:#?}", report.findings);
+}
+
+/// Redundancy is worked out only up to a bound of rules per pod class: past it, no finding (never
+/// a wrong one) and bounded time.
+#[test]
+fn redundancy_past_the_bound_is_left_alone_quickly() {
+    let policies: String = (0..300)
+        .map(|i| {
+            format!(
+                "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: same-{i}, namespace: shop}}\n\
+                 spec: {{podSelector: {{matchLabels: {{app: web}}}}, ingress: [{{ports: [{{port: http}}]}}]}}\n"
+            )
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let (_, report) = run(&policies);
+    assert!(of(&report, Rule::RedundantPolicy).is_empty());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    // Under the bound, the copies are found (all but one).
+    let (_, few) = run(&policies[..policies.match_indices("---").nth(20).unwrap().0]);
+    assert_eq!(
+        of(&few, Rule::RedundantPolicy).len(),
+        19,
+        "{:#?}",
+        few.findings
+    );
+}

@@ -1,0 +1,58 @@
+//! `palisade lint`.
+
+use crate::exit;
+use crate::input::{self, Inputs};
+use palisade_analyze::lint::{lint, to_json, to_sarif, to_text, Rule};
+use palisade_policy::Engine;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Arguments of `palisade lint`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    inputs: Inputs,
+    /// Output format: txt, json or sarif (SARIF 2.1.0).
+    #[arg(short = 'o', long = "output", default_value = "txt", value_parser = ["txt", "text", "json", "sarif"])]
+    output: String,
+    /// Do not run this rule (repeatable), e.g. --disable redundant-rule.
+    #[arg(long = "disable", value_name = "RULE", value_parser = Rule::parse)]
+    disable: Vec<Rule>,
+}
+
+/// Runs the command: exit 1 if an error-severity finding exists, 2 on unusable input, else 0.
+pub fn run(args: Args, verbose: u8) -> u8 {
+    let loaded = match input::load(&args.inputs, verbose) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let started = Instant::now();
+    let engine = Engine::new(Arc::new(loaded.state));
+    let report = lint(&engine, &loaded.diagnostics, &args.disable);
+    tracing::info!(
+        findings = report.findings.len(),
+        elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+        "linted"
+    );
+    let text = match args.output.as_str() {
+        "json" => to_json(&report).to_string(),
+        "sarif" => to_sarif(&report).to_string(),
+        _ => to_text(&report),
+    };
+    let mut stdout = std::io::stdout().lock();
+    let written = writeln!(stdout, "{}", text.trim_end()).and_then(|_| stdout.flush());
+    if let Err(e) = written {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: writing output: {e}");
+            return exit::INVALID;
+        }
+    }
+    if loaded.rejected {
+        exit::INVALID
+    } else if report.has_errors() {
+        exit::FINDINGS
+    } else {
+        exit::OK
+    }
+}

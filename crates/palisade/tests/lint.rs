@@ -1,0 +1,246 @@
+//! `palisade lint` end to end: exit codes, `--disable`, and the txt, json and SARIF outputs (the
+//! SARIF validated against the SARIF 2.1.0 JSON schema, `tests/data/sarif-2.1.0-rtm.5.json`, the
+//! schema `@microsoft/jest-sarif` ships, with Python's `jsonschema`).
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Two web pods behind Service `web` (port 80 → container port `http`, 8080), a client, and a
+/// policy written with the Service's port (an error-severity finding) in a namespace isolated
+/// for ingress.
+const CLUSTER: &str = r#"apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-1, namespace: shop, labels: {app: web}}
+spec: {containers: [{name: m, image: i, ports: [{name: http, containerPort: 8080}]}]}
+status: {podIP: 10.244.1.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: shop, labels: {app: client}}
+spec: {containers: [{name: m, image: i}]}
+status: {podIP: 10.244.1.3}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec: {selector: {app: web}, ports: [{port: 80, targetPort: http}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-in, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: client}}}]
+    ports: [{port: 80}]
+  - from: [{namespaceSelector: {matchLabels: {team: front}}}, {podSelector: {matchLabels: {app: client}}}]
+    ports: [{port: 9090}]
+"#;
+
+/// The line of `NetworkPolicy shop/web-in`'s document.
+const POLICY_LINE: usize = 22;
+
+fn lint(dir: &Path, text: &str, args: &[&str]) -> Output {
+    let file = dir.join("cluster.yaml");
+    std::fs::write(&file, text).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .arg("lint")
+        .arg("-f")
+        .arg(&file)
+        .args(args)
+        .output()
+        .expect("run palisade")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+#[test]
+fn exit_codes_say_whether_an_error_was_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = lint(dir.path(), CLUSTER, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    // Warnings only: 0.
+    let o = lint(
+        dir.path(),
+        CLUSTER,
+        &["--disable", "service-port-not-target-port"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("warning[peers-look-like-and]"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!stdout(&o).contains("service-port-not-target-port"));
+    // Fixed as the finding says: 0.
+    let fixed = CLUSTER.replace("ports: [{port: 80}]", "ports: [{port: 8080}]");
+    let o = lint(dir.path(), &fixed, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    // Unusable input: 2, with the loader's error.
+    let broken = format!("{CLUSTER}---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: b, namespace: shop}}\nspec: {{podSelector: {{}}, ingress: [{{ports: [{{port: 0}}]}}]}}\n");
+    let o = lint(dir.path(), &broken, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("error"), "{}", stderr(&o));
+    // An unknown rule: 2, naming the valid ones.
+    let o = lint(dir.path(), CLUSTER, &["--disable", "no-such-rule"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("unknown lint rule \"no-such-rule\"") && err.contains("redundant-rule"),
+        "{err}"
+    );
+}
+
+#[test]
+fn text_output_points_at_file_line_object_and_field_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = lint(dir.path(), CLUSTER, &["-o", "txt"]);
+    let text = stdout(&o);
+    let file = dir.path().join("cluster.yaml");
+    let head = format!(
+        "{}:{POLICY_LINE}: error[service-port-not-target-port]: NetworkPolicy shop/web-in: spec.ingress[0].ports[0].port: port 80/TCP is the port of Service shop/web",
+        file.display()
+    );
+    assert!(text.starts_with(&head), "{text}");
+    assert!(text.contains("\n  fix: write `port: 8080` (or the container port's name, `port: http`) instead of 80\n"), "{text}");
+    assert!(
+        text.trim_end()
+            .ends_with("3 findings: 1 error, 2 warnings, 0 info"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_annotation_silences_a_finding_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let quiet = CLUSTER.replace(
+        "{name: web-in, namespace: shop}",
+        "{name: web-in, namespace: shop, annotations: {policy.palisade.dev/lint-disable: service-port-not-target-port}}",
+    );
+    let o = lint(dir.path(), &quiet, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("(1 silenced by policy.palisade.dev/lint-disable)"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn json_output_is_one_document_with_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = lint(dir.path(), CLUSTER, &["-o", "json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let doc: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        doc["counts"],
+        serde_json::json!({"error": 1, "warning": 2, "info": 0})
+    );
+    let first = &doc["findings"][0];
+    assert_eq!(first["rule"], "service-port-not-target-port");
+    assert_eq!(first["severity"], "error");
+    assert_eq!(first["object"], "NetworkPolicy shop/web-in");
+    assert_eq!(
+        (
+            first["kind"].as_str(),
+            first["namespace"].as_str(),
+            first["name"].as_str()
+        ),
+        (Some("NetworkPolicy"), Some("shop"), Some("web-in"))
+    );
+    assert_eq!(
+        first["file"],
+        dir.path().join("cluster.yaml").display().to_string()
+    );
+    assert_eq!(first["line"], POLICY_LINE);
+    assert_eq!(first["field"], "spec.ingress[0].ports[0].port");
+    assert!(first["fix"].as_str().unwrap().contains("`port: 8080`"));
+    let rules: Vec<&str> = (doc["findings"].as_array().unwrap().iter())
+        .map(|f| f["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            "service-port-not-target-port",
+            "selector-matches-nothing",
+            "peers-look-like-and"
+        ]
+    );
+}
+
+#[test]
+fn sarif_output_is_valid_sarif_2_1_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = lint(dir.path(), CLUSTER, &["-o", "sarif"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let log_path = dir.path().join("lint.sarif");
+    std::fs::write(&log_path, &o.stdout).unwrap();
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sarif-2.1.0-rtm.5.json");
+    let check = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import json, sys, jsonschema\n\
+             schema = json.load(open(sys.argv[1])); log = json.load(open(sys.argv[2]))\n\
+             jsonschema.validators.validator_for(schema)(schema, format_checker=jsonschema.FormatChecker()).validate(log)\n\
+             print('valid')",
+        )
+        .arg(&schema)
+        .arg(&log_path)
+        .output()
+        .expect("python3 (with the jsonschema module) validates SARIF");
+    assert_eq!(stdout(&check).trim(), "valid", "{}", stderr(&check));
+
+    // What code-scanning tools read, field by field.
+    let log: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(log["version"], "2.1.0");
+    let run = &log["runs"][0];
+    let rules = run["tool"]["driver"]["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 12);
+    for r in rules {
+        assert!(
+            r["id"].is_string() && r["shortDescription"]["text"].is_string(),
+            "{r}"
+        );
+        assert!(["error", "warning", "note"]
+            .contains(&r["defaultConfiguration"]["level"].as_str().unwrap()));
+    }
+    let result = &run["results"][0];
+    assert_eq!(result["ruleId"], "service-port-not-target-port");
+    assert_eq!(result["level"], "error");
+    assert_eq!(
+        rules[result["ruleIndex"].as_u64().unwrap() as usize]["id"],
+        result["ruleId"]
+    );
+    assert!(result["message"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("Fix: write `port: 8080`"));
+    let location = &result["locations"][0];
+    let uri = location["physicalLocation"]["artifactLocation"]["uri"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        uri,
+        format!("file://{}", dir.path().join("cluster.yaml").display())
+    );
+    assert_eq!(
+        location["physicalLocation"]["region"]["startLine"],
+        POLICY_LINE
+    );
+    assert_eq!(
+        location["logicalLocations"][0]["name"],
+        "NetworkPolicy shop/web-in"
+    );
+    assert_eq!(run["results"].as_array().unwrap().len(), 3);
+}
