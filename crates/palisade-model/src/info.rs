@@ -1,11 +1,11 @@
 //! From typed objects to what policy sees of them: the `PodInfo` of a Pod (or of a pod a workload's
-//! template stands for) and the `ServiceInfo` of a Service.
+//! template stands for), the `ServiceInfo` of a Service and the `NodeInfo` of a Node.
 
 use crate::diagnostic::Origin;
 use crate::objects::{labels_of, Loaded};
-use crate::state::{ContainerPortInfo, OwnerRef, PodInfo, ServiceInfo, ServicePortInfo};
+use crate::state::{ContainerPortInfo, NodeInfo, OwnerRef, PodInfo, ServiceInfo, ServicePortInfo};
 use crate::{validate, Protocol};
-use k8s_openapi::api::core::v1::{Pod, PodSpec, Service};
+use k8s_openapi::api::core::v1::{Node, Pod, PodSpec, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -89,6 +89,27 @@ pub(crate) fn service_info(loaded: &Loaded<Service>) -> ServiceInfo {
                 target_port: p.target_port.unwrap_or(IntOrString::Int(p.port)),
             })
             .collect(),
+        origin: loaded.origin().clone(),
+    }
+}
+
+/// A node (decoding kept only its valid `InternalIP` and `ExternalIP` addresses), each address
+/// once.
+pub(crate) fn node_info(loaded: &Loaded<Node>) -> NodeInfo {
+    let node = &loaded.object;
+    let given = (node.status.iter())
+        .flat_map(|s| s.addresses.iter().flatten())
+        .filter_map(|a| a.address.parse().ok());
+    let mut addresses = Vec::new();
+    for ip in given {
+        if !addresses.contains(&ip) {
+            addresses.push(ip);
+        }
+    }
+    NodeInfo {
+        name: node.metadata.name.clone().unwrap_or_default(),
+        labels: labels_of(&node.metadata),
+        addresses,
         origin: loaded.origin().clone(),
     }
 }

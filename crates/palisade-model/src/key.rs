@@ -14,6 +14,8 @@ pub enum Kind {
     Service,
     /// `networking.k8s.io/v1 NetworkPolicy`.
     NetworkPolicy,
+    /// `v1 Node`: its labels and addresses (the cluster-wide tiers' `nodes` peers).
+    Node,
     /// `apps/v1 Deployment`.
     Deployment,
     /// `apps/v1 ReplicaSet`.
@@ -32,11 +34,12 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in declaration order.
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Namespace,
         Kind::Pod,
         Kind::Service,
         Kind::NetworkPolicy,
+        Kind::Node,
         Kind::Deployment,
         Kind::ReplicaSet,
         Kind::StatefulSet,
@@ -53,6 +56,7 @@ impl Kind {
             Kind::Pod => "Pod",
             Kind::Service => "Service",
             Kind::NetworkPolicy => "NetworkPolicy",
+            Kind::Node => "Node",
             Kind::Deployment => "Deployment",
             Kind::ReplicaSet => "ReplicaSet",
             Kind::StatefulSet => "StatefulSet",
@@ -71,7 +75,7 @@ impl Kind {
     /// The `apiVersion` Palisade reads this kind at.
     pub fn api_version(self) -> &'static str {
         match self {
-            Kind::Namespace | Kind::Pod | Kind::Service => "v1",
+            Kind::Namespace | Kind::Pod | Kind::Service | Kind::Node => "v1",
             Kind::NetworkPolicy => "networking.k8s.io/v1",
             Kind::Deployment | Kind::ReplicaSet | Kind::StatefulSet | Kind::DaemonSet => "apps/v1",
             Kind::Job | Kind::CronJob => "batch/v1",
@@ -86,6 +90,7 @@ impl Kind {
             Kind::Pod => "pods",
             Kind::Service => "services",
             Kind::NetworkPolicy => "networkpolicies",
+            Kind::Node => "nodes",
             Kind::Deployment => "deployments",
             Kind::ReplicaSet => "replicasets",
             Kind::StatefulSet => "statefulsets",
@@ -98,7 +103,7 @@ impl Kind {
 
     /// Namespaced kinds live in a namespace (`default` when none is given).
     pub fn namespaced(self) -> bool {
-        !matches!(self, Kind::Namespace | Kind::NetworkLogging)
+        !matches!(self, Kind::Namespace | Kind::Node | Kind::NetworkLogging)
     }
 
     /// Whether objects of this kind stand for pods by their template.
@@ -292,6 +297,8 @@ mod tests {
         assert_eq!(k.to_string(), "NetworkPolicy default/x");
         let k = ObjectKey::new(Kind::Namespace, Some("ignored"), "shop");
         assert_eq!(k.to_string(), "Namespace shop");
+        let k = ObjectKey::new(Kind::Node, Some("ignored"), "n1");
+        assert_eq!(k.to_string(), "Node n1");
     }
 
     #[test]

@@ -43,8 +43,8 @@ pub use read::{is_manifest_name, read_bounded, Symlinks};
 pub use rejection::{Held, HeldReason, RejectReason, Rejection};
 pub use snapshot::{InForce, Snapshot};
 pub use state::{
-    ClusterState, ContainerPortInfo, NamespaceId, NamespaceInfo, OwnerRef, PodId, PodInfo,
-    PolicyInfo, ServiceInfo, ServicePortInfo,
+    ClusterState, ContainerPortInfo, NamespaceId, NamespaceInfo, NodeInfo, OwnerRef, PodId,
+    PodInfo, PolicyInfo, ServiceInfo, ServicePortInfo,
 };
 pub use store::{ObjectEvent, ObjectStore};
 

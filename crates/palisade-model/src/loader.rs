@@ -8,7 +8,7 @@ pub(crate) use delta::LastLoad;
 
 use crate::cache::{decode_all, plural, CachedFile, DocumentCache, ObjectPods, Source, Version};
 use crate::diagnostic::{Diagnostic, Origin, Severity};
-use crate::info::{pod_info, service_info};
+use crate::info::{node_info, pod_info, service_info};
 use crate::key::{Kind, ObjectKey, PodKey};
 use crate::logging::{LoggingConfig, LoggingVersion};
 use crate::objects::{labels_of, Accepted, DecodeLimits, Decoded, Loaded, Objects, Workload};
@@ -684,7 +684,9 @@ impl Loader {
         let policies = (objects.policies.iter())
             .map(|p| PolicyInfo::new(p.object.clone(), p.origin().clone()))
             .collect();
-        let mut state = ClusterState::new(namespaces(&objects), pods, services, policies);
+        let nodes = objects.nodes.iter().map(node_info).collect();
+        let mut state =
+            ClusterState::new(namespaces(&objects), pods, services, policies).with_nodes(nodes);
         let invalid = objects.invalid_network_logging.clone();
         state.network_logging = logging_config(&objects, invalid);
         self.visited.objects = objects;

@@ -11,7 +11,9 @@ use crate::validate::{self, Issues};
 use foldhash::{HashMap, HashSet, HashSetExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Namespace, Pod, PodSpec, PodTemplateSpec, Service};
+use k8s_openapi::api::core::v1::{
+    Namespace, Node, NodeAddress, NodeStatus, Pod, PodSpec, PodTemplateSpec, Service,
+};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -107,6 +109,8 @@ pub(crate) struct Objects {
     pub pods: Vec<Loaded<Pod>>,
     pub services: Vec<Loaded<Service>>,
     pub policies: Vec<Loaded<ValidPolicy>>,
+    /// Nodes, with only what Palisade reads of them ([`Ctx::node`]).
+    pub nodes: Vec<Loaded<Node>>,
     pub workloads: Vec<Loaded<Workload>>,
     /// Valid `NetworkLogging` objects (at most one: `default`).
     pub network_logging: Vec<Loaded<NetworkLogging>>,
@@ -134,6 +138,7 @@ pub(crate) enum Typed {
     Pod(Arc<Pod>),
     Service(Arc<Service>),
     Policy(Arc<ValidPolicy>),
+    Node(Arc<Node>),
     Workload(Arc<Workload>),
     NetworkLogging(Arc<NetworkLogging>),
 }
@@ -475,6 +480,7 @@ impl Objects {
             Typed::Pod(_) => take(&mut self.pods, at, seen),
             Typed::Service(_) => take(&mut self.services, at, seen),
             Typed::Policy(_) => take(&mut self.policies, at, seen),
+            Typed::Node(_) => take(&mut self.nodes, at, seen),
             Typed::Workload(_) => take(&mut self.workloads, at, seen),
             Typed::NetworkLogging(_) => take(&mut self.network_logging, at, seen),
         }
@@ -495,6 +501,7 @@ impl Objects {
             Typed::Pod(x) => slot.insert(&mut self.pods, x),
             Typed::Service(x) => slot.insert(&mut self.services, x),
             Typed::Policy(x) => slot.insert(&mut self.policies, x),
+            Typed::Node(x) => slot.insert(&mut self.nodes, x),
             Typed::Workload(x) => slot.insert(&mut self.workloads, x),
             Typed::NetworkLogging(x) => slot.insert(&mut self.network_logging, x),
         }
@@ -506,6 +513,7 @@ impl Objects {
             list.iter().map(|l| &l.accepted)
         }
         each(&self.namespaces)
+            .chain(each(&self.nodes))
             .chain(each(&self.network_logging))
             .chain(each(&self.policies))
             .chain(each(&self.services))
@@ -684,6 +692,7 @@ impl Ctx<'_> {
                 service(&svc, &mut issues);
                 self.accept(Typed::Service(Arc::new(svc)), issues)
             }),
+            Kind::Node => self.decode::<Node>(value).and_then(|node| self.node(node)),
             Kind::NetworkPolicy => self.decode::<NetworkPolicy>(value).and_then(|mut np| {
                 default_namespace(&mut np.metadata);
                 match ValidPolicy::new(np) {
@@ -698,6 +707,48 @@ impl Ctx<'_> {
                 self.accept(Typed::Workload(Arc::new(workload)), issues)
             }),
         }
+    }
+
+    /// A Node reduced to what Palisade reads — its name, labels and `InternalIP`/`ExternalIP`
+    /// addresses — when its metadata is valid. An address that is not one is skipped alone, with
+    /// a warning (the node is accepted: it keeps its other addresses and its labels rather than
+    /// disappearing from every `nodes` peer).
+    fn node(&mut self, node: Node) -> Option<Arc<Accepted>> {
+        let mut issues = Issues::default();
+        meta(&node.metadata, validate::dns1123_subdomain, &mut issues);
+        let addresses = node.status.and_then(|s| s.addresses).unwrap_or_default();
+        let mut kept = Vec::new();
+        for (i, address) in addresses.into_iter().enumerate() {
+            if !matches!(address.type_.as_str(), "InternalIP" | "ExternalIP") {
+                continue;
+            }
+            match address.address.parse::<std::net::IpAddr>() {
+                Ok(ip) => kept.push(NodeAddress {
+                    address: ip.to_string(),
+                    type_: address.type_,
+                }),
+                Err(_) => issues.warning(
+                    format!("status.addresses[{i}].address"),
+                    format!(
+                        "{:?} is not an IP address (e.g. '10.128.0.4'); this {} address is skipped, the node's others are used",
+                        address.address, address.type_
+                    ),
+                ),
+            }
+        }
+        let node = Node {
+            metadata: ObjectMeta {
+                name: node.metadata.name,
+                labels: node.metadata.labels,
+                ..ObjectMeta::default()
+            },
+            spec: None,
+            status: Some(NodeStatus {
+                addresses: Some(kept),
+                ..NodeStatus::default()
+            }),
+        };
+        self.accept(Typed::Node(Arc::new(node)), issues)
     }
 
     fn decode_workload(&mut self, kind: Kind, value: &serde_json::Value) -> Option<Workload> {

@@ -164,6 +164,21 @@ impl PolicyInfo {
     }
 }
 
+/// A node as policy will see it: what the cluster-wide tiers' `nodes` peers select (its labels)
+/// and match (its addresses).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// Node name.
+    pub name: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Its `InternalIP` and `ExternalIP` addresses (`status.addresses`), in the order given,
+    /// each once.
+    pub addresses: Vec<IpAddr>,
+    /// Where it was read.
+    pub origin: Origin,
+}
+
 /// A pod of a [`ClusterState`] (its position in [`ClusterState::pods`]).
 pub type PodId = Id<PodInfo>;
 
@@ -171,7 +186,7 @@ pub type PodId = Id<PodInfo>;
 pub type NamespaceId = Id<NamespaceInfo>;
 
 /// One consistent snapshot of the cluster: namespaces, pods, services and policies, each sorted by
-/// namespace then name, with indexes by name and by pod IP.
+/// namespace then name, with indexes by name and by pod IP; and the nodes, sorted by name.
 #[derive(Clone, Debug, Default)]
 pub struct ClusterState {
     /// Namespaces sorted by name.
@@ -182,6 +197,8 @@ pub struct ClusterState {
     pub services: Vec<ServiceInfo>,
     /// NetworkPolicies sorted by namespace, then name.
     pub policies: Vec<PolicyInfo>,
+    /// Nodes sorted by name ([`ClusterState::with_nodes`]).
+    pub nodes: Vec<NodeInfo>,
     /// The `NetworkLogging` configuration.
     pub network_logging: LoggingConfig,
     namespace_index: HashMap<String, NamespaceId>,
@@ -235,10 +252,24 @@ impl ClusterState {
             pods,
             services,
             policies,
+            nodes: Vec::new(),
             network_logging: LoggingConfig::Absent,
             namespace_index,
             ip_index,
         }
+    }
+
+    /// The snapshot with `nodes` (sorted here), in place of those it had.
+    pub fn with_nodes(mut self, mut nodes: Vec<NodeInfo>) -> Self {
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        self.nodes = nodes;
+        self
+    }
+
+    /// The node called `name`.
+    pub fn node(&self, name: &str) -> Option<&NodeInfo> {
+        let at = self.nodes.binary_search_by(|n| n.name.as_str().cmp(name));
+        at.ok().map(|i| &self.nodes[i])
     }
 
     /// The namespace called `name`.
@@ -319,8 +350,8 @@ impl ClusterState {
         service: Option<ServiceInfo>,
     ) -> Result<(), Rebuild> {
         self.declared(namespace)?;
-        set_sorted(&mut self.services, (namespace, name), service, |s| {
-            (&s.namespace, &s.name)
+        set_sorted(&mut self.services, service, |s| {
+            (s.namespace.as_str(), s.name.as_str()).cmp(&(namespace, name))
         });
         Ok(())
     }
@@ -333,10 +364,16 @@ impl ClusterState {
         policy: Option<PolicyInfo>,
     ) -> Result<(), Rebuild> {
         self.declared(namespace)?;
-        set_sorted(&mut self.policies, (namespace, name), policy, |p| {
-            (&p.namespace, &p.name)
+        set_sorted(&mut self.policies, policy, |p| {
+            (p.namespace.as_str(), p.name.as_str()).cmp(&(namespace, name))
         });
         Ok(())
+    }
+
+    /// Puts `node` in place of node `name` (or adds it), or takes that node out (`None`). Nodes
+    /// belong to no namespace: always taken in place.
+    pub(crate) fn set_node(&mut self, name: &str, node: Option<NodeInfo>) {
+        set_sorted(&mut self.nodes, node, |n| n.name.as_str().cmp(name));
     }
 
     /// Puts `namespace` (its labels, annotations and origin) in place of the declared namespace
@@ -371,18 +408,10 @@ fn index_ips(pods: &IdVec<PodInfo, Arc<PodInfo>>) -> HashMap<IpAddr, PodId> {
         .collect()
 }
 
-/// Puts `value` in place of the item of `list` (sorted by namespace, then name, as `key` says)
-/// named `at`, or adds it there; takes that item out when `value` is `None`.
-fn set_sorted<T>(
-    list: &mut Vec<T>,
-    at: (&str, &str),
-    value: Option<T>,
-    key: impl Fn(&T) -> (&String, &String),
-) {
-    let found = list.binary_search_by(|item| {
-        let (namespace, name) = key(item);
-        (namespace.as_str(), name.as_str()).cmp(&at)
-    });
+/// Puts `value` in place of the item of the sorted `list` that `order` finds (how an item
+/// compares with the one sought), or adds it there; takes that item out when `value` is `None`.
+fn set_sorted<T>(list: &mut Vec<T>, value: Option<T>, order: impl Fn(&T) -> std::cmp::Ordering) {
+    let found = list.binary_search_by(order);
     match (found, value) {
         (Ok(i), Some(value)) => list[i] = value,
         (Ok(i), None) => {

@@ -26,6 +26,11 @@ pub enum ObjectEvent {
 /// all the time and means nothing to policy.
 const POD_STATUS: [&str; 5] = ["phase", "podIP", "podIPs", "hostIP", "hostIPs"];
 
+/// The fields of a Node's `status` Palisade reads. The kubelet rewrites the rest (conditions and
+/// their heartbeats, images, capacity, volumes) all the time; the node's `spec` (taints,
+/// `unschedulable`) and annotations change too and mean nothing to policy: none of them is kept.
+const NODE_STATUS: [&str; 1] = ["addresses"];
+
 /// One object as the source last gave it.
 #[derive(Clone, Debug)]
 pub(crate) struct Stored {
@@ -34,7 +39,8 @@ pub(crate) struct Stored {
     pub version: String,
     /// The object with only what Palisade reads: `apiVersion` and `kind` set; no
     /// `metadata.managedFields` nor `metadata.resourceVersion`; of a Pod's `status`, only
-    /// [`POD_STATUS`].
+    /// [`POD_STATUS`]; of a Node, no `spec` nor annotations, and of its `status` only
+    /// [`NODE_STATUS`].
     pub value: Value,
 }
 
@@ -369,10 +375,19 @@ fn trim(kind: Kind, value: &mut Value) -> String {
                 _ => None,
             };
         }
-        if kind == Kind::Pod {
-            if let Some(Value::Object(status)) = fields.get_mut("status") {
-                status.retain(|field, _| POD_STATUS.contains(&field.as_str()));
+        let status_read: Option<&[&str]> = match kind {
+            Kind::Pod => Some(&POD_STATUS),
+            Kind::Node => {
+                fields.remove("spec");
+                if let Some(Value::Object(meta)) = fields.get_mut("metadata") {
+                    meta.remove("annotations");
+                }
+                Some(&NODE_STATUS)
             }
+            _ => None,
+        };
+        if let (Some(read), Some(Value::Object(status))) = (status_read, fields.get_mut("status")) {
+            status.retain(|field, _| read.contains(&field.as_str()));
         }
     }
     version.unwrap_or_else(|| digest(value))
@@ -473,6 +488,40 @@ mod tests {
         assert_eq!(
             stored.value["status"],
             json!({"phase": "Running", "podIP": "10.0.0.1"})
+        );
+    }
+
+    /// A node's heartbeat rewrites its conditions, and the kubelet its images and capacity; a
+    /// cordon its spec: no change. Its labels and addresses are.
+    #[test]
+    fn a_node_heartbeat_is_no_change() {
+        let mut store = ObjectStore::new("https://api", 10);
+        let node = |version: &str, beat: &str, zone: &str, ip: &str| {
+            json!({"metadata": {"name": "n1", "resourceVersion": version,
+                    "labels": {"zone": zone}, "annotations": {"node.alpha.kubernetes.io/ttl": beat}},
+                "spec": {"unschedulable": beat == "2", "podCIDR": "10.244.1.0/24"},
+                "status": {"addresses": [{"type": "InternalIP", "address": ip}],
+                    "conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": beat}],
+                    "images": [{"names": [beat]}], "capacity": {"cpu": beat}}})
+        };
+        let listed = vec![node("1", "1", "a", "10.128.0.4")];
+        store.apply(ObjectEvent::Listed(Kind::Node, listed));
+        let mut event = |n| store.apply(ObjectEvent::Applied(Kind::Node, n)).0;
+        assert!(!event(node("2", "2", "a", "10.128.0.4")), "a heartbeat");
+        assert!(event(node("3", "3", "b", "10.128.0.4")), "a label");
+        assert!(event(node("4", "4", "b", "10.128.0.5")), "an address");
+        let (key, stored) = store.objects().next().unwrap();
+        assert_eq!(key.to_string(), "Node n1");
+        assert_eq!(stored.version, "4");
+        assert_eq!(
+            stored.value,
+            json!({"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": "n1", "labels": {"zone": "b"}},
+                "status": {"addresses": [{"type": "InternalIP", "address": "10.128.0.5"}]}})
+        );
+        assert_eq!(
+            store.url(&ObjectKey::new(Kind::Node, None, "n1")),
+            "https://api/api/v1/nodes/n1"
         );
     }
 

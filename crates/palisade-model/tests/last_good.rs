@@ -496,6 +496,7 @@ fn every_kind() -> String {
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {team: a}, annotations: {policy.network.gke.io/enable-deny-logging: 'true'}}\n---\n".to_string(),
         "apiVersion: networking.gke.io/v1alpha1\nkind: NetworkLogging\nmetadata: {name: default}\nspec: {cluster: {allow: {log: true}, deny: {log: true, delegate: true}}}\n---\n".to_string(),
         "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: shop, labels: {app: p}}\nspec: {containers: [{name: c, image: x}]}\nstatus: {podIP: 10.244.9.9, hostIP: 192.168.1.1}\n---\n".to_string(),
+        "apiVersion: v1\nkind: Node\nmetadata: {name: n1, labels: {zone: a}, annotations: {ttl: '0'}}\nspec: {podCIDR: 10.244.1.0/24}\nstatus: {addresses: [{type: Hostname, address: n1}, {type: ExternalIP, address: '2001:db8::4'}, {type: InternalIP, address: 10.128.0.4}], conditions: [{type: Ready, status: 'True'}]}\n---\n".to_string(),
         "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: shop}\nspec: {selector: {app: w}, ports: [{port: 80, targetPort: http}]}\n---\n".to_string(),
         policy("a", "10.0.0.0/8"),
         workload("Deployment", "apps/v1", &format!("  replicas: 2\n{sel}\n  template:\n{template}")),
@@ -521,7 +522,7 @@ fn a_snapshot_restores_the_last_good_state_after_a_restart() {
     let source = dir.path().display().to_string();
     let text = serde_json::to_string(&first.cache.snapshot(&source)).unwrap();
     let snapshot: palisade_model::Snapshot = serde_json::from_str(&text).unwrap();
-    assert_eq!(snapshot.len(), 11);
+    assert_eq!(snapshot.len(), 12);
     let restored = DocumentCache::from_snapshot(snapshot, &source, Limits::default()).unwrap();
     let again = load(dir.path(), restored);
     let pods = |l: &Load| {
@@ -536,19 +537,24 @@ fn a_snapshot_restores_the_last_good_state_after_a_restart() {
     assert_eq!(again.state.services, first.state.services);
     assert_eq!(again.state.namespaces, first.state.namespaces);
     assert_eq!(again.state.network_logging, first.state.network_logging);
+    assert_eq!(again.state.nodes, first.state.nodes);
+    assert_eq!(first.state.nodes[0].addresses.len(), 2);
     assert!(again.held.is_empty() && again.rejections.is_empty());
 
-    // Restarted with the policy broken: its snapshot version stays in force.
+    // Restarted with the policy and the node broken: their snapshot versions stay in force.
     let snapshot = again.cache.snapshot(&source);
     write(
         &file,
-        &every_kind().replace("cidr: 10.0.0.0/8", "cidr: 10.0.0.0/88"),
+        &every_kind()
+            .replace("cidr: 10.0.0.0/8", "cidr: 10.0.0.0/88")
+            .replace("zone: a", "zone: -a-"),
     );
     let restored = DocumentCache::from_snapshot(snapshot, &source, Limits::default()).unwrap();
     let broken = load(dir.path(), restored);
     assert_eq!(policies(&broken), ["shop/a"]);
     assert_eq!(cidr(&broken, "a"), "10.0.0.0/8");
-    assert_eq!(broken.held.len(), 1);
+    assert_eq!(broken.state.nodes, first.state.nodes);
+    assert_eq!(broken.held.len(), 2);
     // Not for another folder, nor another version.
     let other = serde_json::from_str(&text).unwrap();
     let e = DocumentCache::from_snapshot(other, "/elsewhere", Limits::default())

@@ -930,6 +930,95 @@ metadata: {name: kept}
     assert_eq!(diags[1].origin.line, Some(6));
 }
 
+/// `kubectl get nodes -o yaml`, abridged: a `List` of Nodes with what the kubelet reports.
+const NODES: &str = r#"apiVersion: v1
+kind: List
+metadata: {resourceVersion: ""}
+items:
+- apiVersion: v1
+  kind: Node
+  metadata:
+    name: n2
+    labels: {kubernetes.io/hostname: n2, topology.kubernetes.io/zone: b}
+    annotations: {node.alpha.kubernetes.io/ttl: "0"}
+  spec: {podCIDR: 10.244.2.0/24, taints: [{key: node-role.kubernetes.io/control-plane, effect: NoSchedule}]}
+  status:
+    addresses:
+    - {type: Hostname, address: n2}
+    - {type: InternalIP, address: 10.128.0.5}
+    - {type: ExternalIP, address: "2001:db8::5"}
+    - {type: InternalIP, address: 10.128.0.5}
+    conditions:
+    - {type: Ready, status: "True", lastHeartbeatTime: "2026-12-06T12:00:00Z"}
+    capacity: {cpu: "2", pods: "110"}
+    nodeInfo: {architecture: amd64, bootID: b, containerRuntimeVersion: c, kernelVersion: k,
+               kubeProxyVersion: v, kubeletVersion: v, machineID: m, operatingSystem: linux,
+               osImage: o, systemUUID: u}
+- apiVersion: v1
+  kind: Node
+  metadata: {name: n1, labels: {topology.kubernetes.io/zone: a}}
+  status:
+    addresses:
+    - {type: InternalIP, address: 10.128.0.4}
+"#;
+
+#[test]
+fn nodes_keep_their_labels_and_ip_addresses() {
+    let state = load_ok(NODES);
+    let names: Vec<&str> = state.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["n1", "n2"], "sorted by name");
+    let n2 = state.node("n2").expect("n2");
+    assert_eq!(n2.labels["topology.kubernetes.io/zone"], "b");
+    // Of its addresses, the IP ones, each once, in the order given.
+    let ips: Vec<IpAddr> = vec![
+        "10.128.0.5".parse().unwrap(),
+        "2001:db8::5".parse().unwrap(),
+    ];
+    assert_eq!(n2.addresses, ips);
+    assert_eq!(n2.origin.file, "t.yaml");
+    assert_eq!(state.node("n1").unwrap().addresses.len(), 1);
+    assert!(state.node("n3").is_none());
+    // Nodes make no namespace and no pod.
+    assert!(state.namespaces.is_empty() && state.pods.is_empty());
+}
+
+#[test]
+fn a_node_address_that_is_not_one_is_skipped_alone() {
+    let text = NODES.replace("address: 10.128.0.4", "address: 10.128.0.999");
+    let (state, diags) = load(&text);
+    assert!(errors(&diags).is_empty(), "{diags:#?}");
+    let [warning] = &diags[..] else {
+        panic!("{diags:#?}")
+    };
+    assert_eq!(warning.severity, Severity::Warning);
+    assert_eq!(warning.object.as_deref(), Some("Node n1"));
+    assert_eq!(
+        warning.field.as_deref(),
+        Some("status.addresses[0].address")
+    );
+    assert!(
+        warning
+            .message
+            .contains("\"10.128.0.999\" is not an IP address")
+            && warning.message.contains("skipped"),
+        "{warning}"
+    );
+    // The node stays, with its labels and without that address; the other node is untouched.
+    let n1 = state.node("n1").expect("n1 kept");
+    assert_eq!(n1.labels["topology.kubernetes.io/zone"], "a");
+    assert!(n1.addresses.is_empty());
+    assert_eq!(state.node("n2").unwrap().addresses.len(), 2);
+    // A bad name or label rejects the node, as for any object.
+    let (state, diags) = load(&NODES.replace("zone: a", "zone: -a-"));
+    assert!(state.node("n1").is_none() && state.node("n2").is_some());
+    assert!(
+        errors(&diags)
+            .iter()
+            .any(|d| d.object.as_deref() == Some("Node n1")),
+        "{diags:#?}"
+    );
+}
+
 #[test]
 fn unknown_kind_ending_in_list_is_skipped_with_info() {
     let (state, diags) = load(

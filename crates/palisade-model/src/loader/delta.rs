@@ -1,7 +1,7 @@
 //! Loads made of what changed since the last load. Both sources say which objects changed — the
 //! store by its journal of events, a folder by comparing the objects in force after its walk
 //! with the last load's (unchanged documents keep their `Arc`s) — and each changed object's pods,
-//! Service, policy or namespace is put in place in the last load's [`ClusterState`]: a pod event
+//! Service, policy, node or namespace is put in place in the last load's [`ClusterState`]: a pod event
 //! costs that pod, not the cluster. What cannot be decided for one object alone (two pods with one
 //! address, a namespace coming or going, the pod limit, which workloads stand for pods, addresses
 //! allocated in another order) makes the loader build the state afresh, as it would without a last
@@ -9,7 +9,7 @@
 
 use super::{logging_config, namespace_info, Load, Loader, Maker};
 use crate::cache::{CachedFile, ObjectPods, Source, Version};
-use crate::info::service_info;
+use crate::info::{node_info, service_info};
 use crate::key::{Kind, ObjectKey, PodKey};
 use crate::objects::{Accepted, Decoded, Loaded, Objects, Typed};
 use crate::rejection::{HeldReason, RejectReason};
@@ -249,7 +249,7 @@ impl Loader {
         Some((state, changes.len()))
     }
 
-    /// Puts each changed object's pods, Service, policy or namespace in place in `state`
+    /// Puts each changed object's pods, Service, policy, node or namespace in place in `state`
     /// (`before`: the objects in force before); the pods made per object.
     fn patch<'a>(
         &self,
@@ -305,6 +305,14 @@ impl Loader {
                 (Kind::NetworkPolicy, Some((Typed::Policy(policy), accepted))) => {
                     let info = PolicyInfo::new(policy.clone(), accepted.origin.clone());
                     state.set_policy(namespace, name, Some(info))?;
+                }
+                (Kind::Node, None) => state.set_node(name, None),
+                (Kind::Node, Some((Typed::Node(node), accepted))) => {
+                    let loaded = Loaded {
+                        object: node.clone(),
+                        accepted: accepted.clone(),
+                    };
+                    state.set_node(name, Some(node_info(&loaded)));
                 }
                 (Kind::Namespace, Some((Typed::Namespace(ns), accepted))) if before.is_some() => {
                     state.set_namespace(namespace_info(ns, &accepted.origin))?;
