@@ -1,5 +1,5 @@
 //! The Kubernetes API server as a source of the objects Palisade reads, through kube-rs: the same
-//! kinds a manifests folder gives (Namespaces, Pods, Services, NetworkPolicies and GKE's
+//! kinds a manifests folder gives (Namespaces, Pods, Services, NetworkPolicies, Nodes and GKE's
 //! NetworkLogging), as the model's per-object events ([`ObjectEvent`]) into an [`ObjectStore`],
 //! which the model's [`palisade_model::Loader`] loads like files — so that an object from the API
 //! server is validated, reported and indexed exactly like one from a file.
@@ -9,8 +9,8 @@
 //! is too old (410 Gone) and backing off when it cannot be reached. Both are bounded in time (each
 //! request must answer within the request timeout; a watch, within its server-side timeout), in
 //! objects (so many of a kind; a page token may not come back) and in bytes (a list page, a watch
-//! event: `bounded.rs`). The NetworkLogging kind is optional: a cluster without its CRD, or a
-//! user who may not read it, has no logging configuration. Workloads are not read — the API
+//! event: `bounded.rs`). The Node and NetworkLogging kinds are optional: a cluster without the
+//! CRD, or a user who may not read them, has no nodes and no logging configuration. Workloads are not read — the API
 //! server has their pods. What is written is the agent's own: its node's Lease ([`status`]) and
 //! its Events ([`events`]).
 
@@ -43,7 +43,7 @@ pub struct ListedKind {
 }
 
 /// The kinds Palisade reads, in the order listed (what `deploy/rbac-reader.yaml` grants).
-pub const KINDS: [ListedKind; 5] = [
+pub const KINDS: [ListedKind; 6] = [
     ListedKind {
         kind: Kind::Namespace,
         path: "/api/v1/namespaces",
@@ -63,6 +63,17 @@ pub const KINDS: [ListedKind; 5] = [
         kind: Kind::NetworkPolicy,
         path: "/apis/networking.k8s.io/v1/networkpolicies",
         optional: false,
+    },
+    // Optional while nothing enforced reads nodes (they are groundwork for the cluster-wide
+    // tiers' `nodes` peers): a ClusterRole without `nodes` — one not yet updated when the image
+    // is, or a cluster that will not let a DaemonSet read nodes — must not hold NetworkPolicy
+    // enforcement back. Refused, it is said and left out, as NetworkLogging is. Once rules
+    // match node addresses, a missing node would change what is allowed or denied: then it
+    // is to be required, like Pods.
+    ListedKind {
+        kind: Kind::Node,
+        path: "/api/v1/nodes",
+        optional: true,
     },
     ListedKind {
         kind: Kind::NetworkLogging,

@@ -28,7 +28,8 @@ fn policy(name: &str, cidr: &str) -> serde_json::Value {
     })
 }
 
-/// A cluster of two pages of pods, a valid and an invalid policy, and no NetworkLogging CRD.
+/// A cluster of two pages of pods, a valid and an invalid policy, a node, and no NetworkLogging
+/// CRD.
 fn cluster() -> HashMap<String, Reply> {
     let namespace = json!({"metadata": {"name": "shop", "labels": {"team": "a"}}});
     let policies = vec![policy("good", "10.0.0.0/8"), policy("bad", "10.0.0.0/33")];
@@ -41,6 +42,12 @@ fn cluster() -> HashMap<String, Reply> {
     routes.insert(
         "/api/v1/pods#p2".into(),
         pods(vec![pod("cart", "n2", "10.1.0.6")], None),
+    );
+    let node = json!({"metadata": {"name": "n1", "labels": {"zone": "a"}},
+        "status": {"addresses": [{"type": "InternalIP", "address": "10.128.0.4"}]}});
+    routes.insert(
+        "/api/v1/nodes".into(),
+        list("v1", "NodeList", vec![node], None),
     );
     routes
 }
@@ -87,6 +94,7 @@ fn a_cluster_is_listed_page_by_page_and_validated_like_files() {
             ("Pod", 2),
             ("Service", 0),
             ("NetworkPolicy", 2),
+            ("Node", 1),
             ("NetworkLogging", 0),
         ]
     );
@@ -99,6 +107,15 @@ fn a_cluster_is_listed_page_by_page_and_validated_like_files() {
     assert_eq!(redis.key(), PodKey::new("shop", "redis"));
     assert!(state.pod_id("shop", "cart").is_some(), "the second page");
     assert_eq!(state.namespace("shop").unwrap().labels["team"], "a");
+    let n1 = state.node("n1").expect("the node");
+    assert_eq!(
+        n1.addresses,
+        ["10.128.0.4".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert_eq!(
+        n1.origin.file,
+        format!("http://{}/api/v1/nodes/n1", api.addr)
+    );
     // The invalid policy is rejected with its kind, name and field, the valid one kept.
     let names: Vec<&str> = state.policies.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["good"]);

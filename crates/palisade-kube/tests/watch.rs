@@ -142,6 +142,67 @@ fn events_change_one_object_and_a_gone_watch_lists_afresh() {
     assert_eq!(pod_health.error, None);
 }
 
+/// Node `name` at `version`, in `zone`, with one address and a heartbeat.
+fn node(name: &str, version: &str, zone: &str, ip: &str) -> serde_json::Value {
+    json!({
+        "metadata": {"name": name, "labels": {"zone": zone}, "resourceVersion": version},
+        "status": {"addresses": [{"type": "InternalIP", "address": ip}],
+                   "conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": version}]},
+    })
+}
+
+/// Nodes are listed and followed like the other kinds: an added node, a heartbeat, a relabelled
+/// and readdressed node and a deleted one — the state follows. Refused, they hold nothing back.
+#[test]
+fn node_events_reach_the_store_and_a_refusal_holds_nothing_back() {
+    const NODES: &str = "/api/v1/nodes";
+    let mut routes = cluster();
+    let n1 = node("n1", "40", "a", "10.128.0.1");
+    routes.insert(NODES.into(), list("v1", "NodeList", vec![n1], None));
+    let api = FakeApi::start(routes);
+    let script = api.script(NODES);
+    let w = watch(&api);
+    eventually("every kind synced", || w.watch.health().synced());
+    let nodes = || {
+        let mut loader = Loader::new();
+        w.watch.with_store(|store| loader.load_store(store));
+        let (state, _) = loader.finish();
+        (state.nodes.iter())
+            .map(|n| format!("{}={}@{:?}", n.name, n.labels["zone"], n.addresses))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(nodes(), ["n1=a@[10.128.0.1]"]);
+    assert_eq!(w.watch.with_store(|s| s.count(Kind::Node)), 1);
+
+    script.event("ADDED", node("n2", "41", "b", "10.128.0.2"));
+    script.event("MODIFIED", node("n1", "42", "a", "10.128.0.1"));
+    script.event("MODIFIED", node("n1", "43", "c", "10.128.0.9"));
+    w.until("n2", |s| s.count(Kind::Node) == 2);
+    eventually("n1 relabelled and readdressed", || {
+        nodes() == ["n1=c@[10.128.0.9]", "n2=b@[10.128.0.2]"]
+    });
+    script.event("DELETED", node("n2", "44", "b", "10.128.0.2"));
+    w.until("n2 deleted", |s| s.count(Kind::Node) == 1);
+    assert!(api.watches_of(NODES)[0].contains("resourceVersion=42"));
+    drop(w);
+
+    // Forbidden (a ClusterRole without nodes): synced without them, said, no problem.
+    let mut routes = cluster();
+    let forbidden = "nodes is forbidden: User cannot list resource \"nodes\"";
+    routes.insert(NODES.into(), Reply::status(403, "Forbidden", forbidden));
+    let api = FakeApi::start(routes);
+    let w = watch(&api);
+    eventually("every kind synced", || w.watch.health().synced());
+    let health = w.watch.health();
+    let nodes = health.kinds.iter().find(|k| k.kind == Kind::Node).unwrap();
+    assert!(
+        (nodes.not_served.as_deref()).is_some_and(|why| why.contains("forbidden")),
+        "{health:?}"
+    );
+    assert_eq!(health.problem(), None);
+    assert_eq!(w.pods(), ["redis=redis"]);
+}
+
 #[test]
 fn a_dropped_connection_resumes_where_it_was() {
     let api = FakeApi::start(cluster());
@@ -284,7 +345,7 @@ fn an_optional_kind_failing_holds_nothing_back_and_a_refusal_keeps_what_was_list
     api.set(NL, Reply::plain(404, "404 page not found"));
     script.send(Step::Drop);
     eventually("the refusal said", || {
-        let nl = w.watch.health().kinds[4].clone();
+        let nl = w.watch.health().kinds[5].clone();
         (nl.error.as_deref()).is_some_and(|e| e.contains("stays until it is refused for 4 s"))
     });
     let (refused, lists) = (Instant::now(), lists_of(&api, NL));
@@ -299,7 +360,7 @@ fn an_optional_kind_failing_holds_nothing_back_and_a_refusal_keeps_what_was_list
         "{:?}",
         refused.elapsed()
     );
-    assert!(w.watch.health().kinds[4].not_served.is_none());
+    assert!(w.watch.health().kinds[5].not_served.is_none());
     // Refused for the hold: gone. None of it is held (its objects removed, not unknown: the loader
     // keeps no last good version of them), the kind is not served, and that is no problem.
     w.until("the NetworkLogging dropped", |s| {
@@ -312,7 +373,7 @@ fn an_optional_kind_failing_holds_nothing_back_and_a_refusal_keeps_what_was_list
     );
     assert!(!w.watch.with_store(|s| s.unknown(Kind::NetworkLogging)));
     let health = w.watch.health();
-    let nl = &health.kinds[4];
+    let nl = &health.kinds[5];
     assert!(
         nl.synced && (nl.not_served.as_deref()).is_some_and(|why| why.contains("404")),
         "{nl:?}"

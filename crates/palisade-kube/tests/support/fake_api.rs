@@ -78,7 +78,7 @@ pub fn list(
     }))
 }
 
-/// The routes of a cluster of these objects, each kind in one page (no Services, no
+/// The routes of a cluster of these objects, each kind in one page (no Services, no Nodes, no
 /// NetworkLogging CRD).
 pub fn cluster(
     namespaces: Vec<serde_json::Value>,
@@ -100,6 +100,7 @@ pub fn cluster(
             "/apis/networking.k8s.io/v1/networkpolicies".into(),
             list(networking, "NetworkPolicyList", policies, None),
         ),
+        ("/api/v1/nodes".into(), list("v1", "NodeList", vec![], None)),
     ])
 }
 
