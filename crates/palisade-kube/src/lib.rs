@@ -9,9 +9,9 @@
 //! is too old (410 Gone) and backing off when it cannot be reached. Both are bounded in time (each
 //! request must answer within the request timeout; a watch, within its server-side timeout), in
 //! objects (so many of a kind; a page token may not come back) and in bytes (a list page, a watch
-//! event: `bounded.rs`). The Node and NetworkLogging kinds are optional: a cluster without the
-//! CRD, or a user who may not read them, has no nodes and no logging configuration. Workloads are not read — the API
-//! server has their pods. What is written is the agent's own: its node's Lease ([`status`]) and
+//! event: `bounded.rs`). The Node and NetworkLogging kinds are optional: one the cluster does not
+//! serve (no NetworkLogging CRD) or the user may not read is left out, said, and holds nothing
+//! back. Workloads are not read — the API server has their pods. What is written is the agent's own: its node's Lease ([`status`]) and
 //! its Events ([`events`]).
 
 mod bounded;
