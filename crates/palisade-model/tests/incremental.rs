@@ -111,12 +111,15 @@ fn event(rng: &mut Rng, version: u64) -> ObjectEvent {
             }
         }
         // The nodes listed afresh: some come back (maybe changed), some do not.
-        69 => ObjectEvent::Listed(
-            Kind::Node,
-            (0..4)
-                .filter_map(|i| (rng.below(3) != 0).then(|| node(rng, i, "1")))
-                .collect(),
-        ),
+        69 => {
+            let mut nodes = Vec::new();
+            for i in 0..4 {
+                if rng.below(3) != 0 {
+                    nodes.push(node(rng, i, "1"));
+                }
+            }
+            ObjectEvent::Listed(Kind::Node, nodes)
+        }
         // A relist of the namespaces: some come back, some do not.
         70 => ObjectEvent::Listed(
             Kind::Namespace,
