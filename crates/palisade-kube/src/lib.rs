@@ -11,8 +11,8 @@
 //! objects (so many of a kind; a page token may not come back) and in bytes (a list page, a watch
 //! event: `bounded.rs`). The Node and NetworkLogging kinds are optional: one the cluster does not
 //! serve (no NetworkLogging CRD) or the user may not read is left out, said, and holds nothing
-//! back. Workloads are not read — the API server has their pods. What is written is the agent's own: its node's Lease ([`status`]) and
-//! its Events ([`events`]).
+//! back. Workloads are not read — the API server has their pods. What is written is the agent's
+//! own: its node's Lease ([`status`]) and its Events ([`events`]).
 
 mod bounded;
 pub mod bucket;
