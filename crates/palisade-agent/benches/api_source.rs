@@ -193,11 +193,10 @@ fn load_step(state: &ClusterState, pod: &PodInfo) -> f64 {
             pod_object(pod, 200 + round, &labels),
         ));
         let t = Instant::now();
-        let mut loader = Loader::new()
+        let loader = Loader::new()
             .with_documents(cache)
             .allocate_addresses(false);
-        loader.load_store(&store);
-        let load = loader.finish_with_cache();
+        let load = loader.finish_with_store(&store);
         if round > 0 {
             samples.push(t.elapsed().as_secs_f64() * 1e3);
         }

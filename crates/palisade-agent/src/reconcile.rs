@@ -609,12 +609,14 @@ impl Reconciler {
             .symlinks(self.options.symlinks)
             .removal_grace(self.options.removal_grace)
             .allocate_addresses(allocate);
-        match &self.input {
-            _ if unavailable => loader = loader.source_unavailable(),
-            Source::Folder(folder) => loader.load_path(folder),
-            Source::Cluster(watch) => watch.with_store(|store| loader.load_store(store)),
-        }
-        let load = loader.finish_with_cache();
+        let load = match &self.input {
+            _ if unavailable => loader.source_unavailable().finish_with_cache(),
+            Source::Folder(folder) => {
+                loader.load_path(folder);
+                loader.finish_with_cache()
+            }
+            Source::Cluster(watch) => watch.with_store(|store| loader.finish_with_store(store)),
+        };
         let rejected = self.report_input(&load);
         let Load {
             state,

@@ -23,7 +23,7 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::Client;
-use palisade_model::logging::LoggingVersion;
+use palisade_model::logging::LoggingObject;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -67,16 +67,16 @@ pub struct Regarding {
 }
 
 impl Regarding {
-    /// The cluster's `NetworkLogging` object (GKE's `default`) at `version`, which logging changes
-    /// are told on.
-    pub fn network_logging(version: &LoggingVersion) -> Regarding {
+    /// The `NetworkLogging` object (GKE's `default`, or one rejected for its name) a logging
+    /// change is told on.
+    pub fn network_logging(object: &LoggingObject) -> Regarding {
         Regarding {
             api_version: palisade_model::logging::API_VERSION.into(),
             kind: "NetworkLogging".into(),
             namespace: None,
-            name: palisade_model::logging::NAME.into(),
-            uid: version.uid.clone(),
-            generation: version.generation,
+            name: object.name.clone(),
+            uid: object.uid.clone(),
+            generation: object.generation,
         }
     }
 }
@@ -710,7 +710,7 @@ mod tests {
 
     fn logging(note: &str) -> Occurrence {
         Occurrence {
-            regarding: Regarding::network_logging(&LoggingVersion::default()),
+            regarding: Regarding::network_logging(&LoggingObject::default()),
             scope: Scope::Cluster,
             reason: "InvalidNetworkLogging".into(),
             note: note.into(),

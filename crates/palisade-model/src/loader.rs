@@ -10,7 +10,7 @@ use crate::cache::{decode_all, plural, CachedFile, DocumentCache, ObjectPods, So
 use crate::diagnostic::{Diagnostic, Origin, Severity};
 use crate::info::{node_info, pod_info, service_info};
 use crate::key::{Kind, ObjectKey, PodKey};
-use crate::logging::{LoggingConfig, LoggingVersion};
+use crate::logging::{LoggingConfig, LoggingObject};
 use crate::objects::{labels_of, Accepted, DecodeLimits, Decoded, Loaded, Objects, Workload};
 use crate::read::{self, Entry, ReadError, Stamp, Symlinks};
 use crate::rejection::{Held, HeldReason, RejectReason, Rejection};
@@ -139,8 +139,6 @@ pub struct Loader {
     store_at: Option<(u64, u64)>,
     /// The store's objects whose decoding said something.
     noisy: BTreeSet<ObjectKey>,
-    /// The load, made of the changes since the last one ([`Loader::load_store`]).
-    delta: Option<Load>,
 }
 
 impl Default for Loader {
@@ -179,7 +177,6 @@ impl Loader {
             incremental: true,
             store_at: None,
             noisy: BTreeSet::new(),
-            delta: None,
         }
     }
 
@@ -245,9 +242,10 @@ impl Loader {
         self
     }
 
-    /// Whether a load of the store the last load read ([`Loader::load_store`]) may take only the
-    /// objects changed since and put them in place in the last state (default: yes). Off, every
-    /// object is looked at again: the same load, as the tests compare.
+    /// Whether a load may make its state from the last load's and the objects changed since
+    /// (default: yes): a folder's objects compared with the last load's, a store's changes taken
+    /// from its journal ([`Loader::finish_with_store`]). Off, the state is built from every object:
+    /// the same result, as the tests compare.
     pub fn incremental(mut self, incremental: bool) -> Self {
         self.incremental = incremental;
         self
@@ -404,12 +402,7 @@ impl Loader {
         self.unknown = (Kind::ALL.into_iter())
             .filter(|&k| store.unknown(k))
             .collect();
-        if let Some(load) = self.load_changes(store) {
-            self.delta = Some(load);
-            return;
-        }
-        let fresh = self.objects.is_empty() && self.diagnostics.is_empty() && self.roots.is_empty();
-        self.store_at = fresh.then(|| store.revision());
+        self.store_at = self.nothing_loaded().then(|| store.revision());
         self.from_store = true;
         for (key, stored) in store.objects() {
             self.listed += 1;
@@ -629,9 +622,6 @@ impl Loader {
     /// ([`Loader::with_documents`]): the files read by this one, the pods made from their objects,
     /// and every object in force.
     pub fn finish_with_cache(mut self) -> Load {
-        if let Some(load) = self.delta.take() {
-            return load;
-        }
         self.hold_last_good();
         let (state, patched) = match self.state_from_changes() {
             Some((state, changes)) => (state, Some(changes)),
@@ -651,6 +641,25 @@ impl Loader {
             patched,
             cache: self.visited,
         }
+    }
+
+    /// Loads `store` and finishes, as [`Loader::load_store`] then [`Loader::finish_with_cache`]
+    /// would; when the load the cache comes from read this same store, and nothing else is
+    /// loaded, only the objects its journal says changed since are decoded and put in place in
+    /// that load's state ([`Loader::incremental`]).
+    pub fn finish_with_store(mut self, store: &ObjectStore) -> Load {
+        match self.load_changes(store) {
+            Some(load) => load,
+            None => {
+                self.load_store(store);
+                self.finish_with_cache()
+            }
+        }
+    }
+
+    /// True while nothing has been loaded.
+    fn nothing_loaded(&self) -> bool {
+        self.objects.is_empty() && self.diagnostics.is_empty() && self.roots.is_empty()
     }
 
     /// Keeps what this load made for the next load to start from, unless it decided something
@@ -955,11 +964,11 @@ impl Maker<'_> {
 
 /// The logging configuration of `objects` (`invalid`: why the first rejected `NetworkLogging`
 /// was rejected, and its version).
-fn logging_config(objects: &Objects, invalid: Option<(String, LoggingVersion)>) -> LoggingConfig {
+fn logging_config(objects: &Objects, invalid: Option<(String, LoggingObject)>) -> LoggingConfig {
     match (objects.network_logging.first(), invalid) {
         // A valid `default` wins over rejected objects of other names.
         (Some(nl), _) => {
-            let version = LoggingVersion::of(&nl.object.metadata);
+            let version = LoggingObject::of(&nl.object.metadata);
             LoggingConfig::Valid(nl.object.spec.cluster, version)
         }
         (None, Some((reason, version))) => LoggingConfig::Invalid(reason, version),

@@ -80,35 +80,52 @@ pub enum LoggingConfig {
     #[default]
     Absent,
     /// A valid `NetworkLogging default`.
-    Valid(LoggingSwitches, LoggingVersion),
+    Valid(LoggingSwitches, LoggingObject),
     /// A `NetworkLogging` was given but is invalid: consumers keep their previous configuration.
-    Invalid(String, LoggingVersion),
+    Invalid(String, LoggingObject),
 }
 
-/// Which version of the `NetworkLogging` object a configuration was read from: its uid and
-/// generation, when the source gives them (the API server does). They name the Kubernetes Event
-/// that tells the change, so that each generation's change is told once, alike on every node.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LoggingVersion {
+/// The `NetworkLogging` object a configuration was read from: its name (`default` unless the
+/// object was rejected for its name), uid and generation, when the source gives them (the API
+/// server does). They name the Kubernetes Event telling the change, so that each generation's
+/// change is told once, alike on every node, on the object it is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoggingObject {
+    /// `metadata.name`.
+    pub name: String,
     /// `metadata.uid`.
     pub uid: Option<String>,
     /// `metadata.generation`.
     pub generation: Option<i64>,
 }
 
-impl LoggingVersion {
-    /// The version `meta` says.
-    pub(crate) fn of(meta: &ObjectMeta) -> LoggingVersion {
-        LoggingVersion {
+impl Default for LoggingObject {
+    /// `default`, of no known uid or generation.
+    fn default() -> LoggingObject {
+        LoggingObject {
+            name: NAME.to_string(),
+            uid: None,
+            generation: None,
+        }
+    }
+}
+
+impl LoggingObject {
+    /// The object `meta` says.
+    pub(crate) fn of(meta: &ObjectMeta) -> LoggingObject {
+        LoggingObject {
+            name: meta.name.clone().unwrap_or_else(|| NAME.to_string()),
             uid: meta.uid.clone(),
             generation: meta.generation,
         }
     }
 
-    /// The version an object that could not be decoded says, as far as it can be read.
-    pub(crate) fn of_value(value: &serde_json::Value) -> LoggingVersion {
-        LoggingVersion {
-            uid: (value.pointer("/metadata/uid").and_then(|v| v.as_str())).map(str::to_string),
+    /// The object a value that could not be decoded says, as far as it can be read.
+    pub(crate) fn of_value(value: &serde_json::Value) -> LoggingObject {
+        let text = |field: &str| value.pointer(field).and_then(|v| v.as_str());
+        LoggingObject {
+            name: text("/metadata/name").unwrap_or(NAME).to_string(),
+            uid: text("/metadata/uid").map(str::to_string),
             generation: value
                 .pointer("/metadata/generation")
                 .and_then(|v| v.as_i64()),

@@ -4,7 +4,7 @@
 use crate::diagnostic::{Diagnostic, Origin, Severity};
 use crate::document::Document;
 use crate::key::{Kind, ObjectKey};
-use crate::logging::{self, LoggingVersion, NetworkLogging};
+use crate::logging::{self, LoggingObject, NetworkLogging};
 use crate::netpol::ValidPolicy;
 use crate::rejection::{RejectReason, Rejection};
 use crate::validate::{self, Issues};
@@ -115,7 +115,7 @@ pub(crate) struct Objects {
     /// Valid `NetworkLogging` objects (at most one: `default`).
     pub network_logging: Vec<Loaded<NetworkLogging>>,
     /// Why the first rejected `NetworkLogging` was rejected, with its place, and its version.
-    pub invalid_network_logging: Option<(String, LoggingVersion)>,
+    pub invalid_network_logging: Option<(String, LoggingObject)>,
     /// Each object's index in its vector.
     seen: HashMap<ByKey, usize>,
     /// Later definitions replace earlier ones instead of being rejected.
@@ -150,7 +150,7 @@ pub(crate) enum Typed {
 pub(crate) struct Decoded {
     diagnostics: Vec<Diagnostic>,
     accepted: Option<Arc<Accepted>>,
-    invalid_network_logging: Option<(String, LoggingVersion)>,
+    invalid_network_logging: Option<(String, LoggingObject)>,
     /// Why it was rejected, and which object it is when that could be read.
     rejected: Option<(Option<ObjectKey>, RejectReason)>,
 }
@@ -401,7 +401,12 @@ impl Slot<'_> {
         };
         let key = &self.accepted.key;
         match self.seen.get(key) {
-            Some(&i) if self.replace => list[i] = loaded,
+            Some(&i) if self.replace => {
+                // The key held is the replaced object's: it is what `Objects::get` gives.
+                self.seen.remove(key);
+                self.seen.insert(ByKey(self.accepted.clone()), i);
+                list[i] = loaded;
+            }
             Some(&i) => {
                 let first = list[i].origin().to_string();
                 let origin = loaded.origin().clone();
@@ -651,13 +656,13 @@ impl Ctx<'_> {
         kind: Kind,
         value: &serde_json::Value,
         limits: DecodeLimits,
-        invalid_network_logging: &mut Option<(String, LoggingVersion)>,
+        invalid_network_logging: &mut Option<(String, LoggingObject)>,
     ) -> Option<Arc<Accepted>> {
         match kind {
             Kind::NetworkLogging => {
                 let Some(nl) = self.decode::<NetworkLogging>(value) else {
                     let why = format!("{} at {}: cannot be decoded", self.id, self.origin);
-                    *invalid_network_logging = Some((why, LoggingVersion::of_value(value)));
+                    *invalid_network_logging = Some((why, LoggingObject::of_value(value)));
                     return None;
                 };
                 let issues = logging::validate(&nl);
@@ -666,7 +671,7 @@ impl Ctx<'_> {
                         "{} at {}: {}: {}",
                         self.id, self.origin, issue.field, issue.message
                     );
-                    *invalid_network_logging = Some((why, LoggingVersion::of(&nl.metadata)));
+                    *invalid_network_logging = Some((why, LoggingObject::of(&nl.metadata)));
                 }
                 self.accept(Typed::NetworkLogging(Arc::new(nl)), issues)
             }

@@ -2019,23 +2019,33 @@ fn network_logging_absent_valid_and_invalid() {
         load(&both).0.network_logging,
         LoggingConfig::Valid(s, _) if s.allow.delegate
     ));
-    // The version of the object a configuration comes from (it names the Event telling it), valid,
-    // invalid, or not even decoded.
-    let versioned = |spec: &str| {
-        format!("apiVersion: networking.gke.io/v1alpha1\nkind: NetworkLogging\nmetadata: {{name: default, uid: u1, generation: 7}}\nspec: {spec}\n")
+    // The object a configuration comes from (it names the Event telling it): valid, invalid, not
+    // even decoded, or rejected for its name.
+    let versioned = |name: &str, spec: &str| {
+        format!("apiVersion: networking.gke.io/v1alpha1\nkind: NetworkLogging\nmetadata: {{name: {name}, uid: u1, generation: 7}}\nspec: {spec}\n")
     };
-    let version = palisade_model::logging::LoggingVersion {
+    let object = |name: &str| palisade_model::logging::LoggingObject {
+        name: name.into(),
         uid: Some("u1".into()),
         generation: Some(7),
     };
-    for (spec, valid) in [
-        ("{cluster: {allow: {log: true}}}", true),
-        ("{cluster: {allow: {log: false, delegate: true}}}", false),
-        ("{cluster: {allow: {log: [not, a, bool]}}}", false),
+    for (name, spec, valid) in [
+        ("default", "{cluster: {allow: {log: true}}}", true),
+        (
+            "default",
+            "{cluster: {allow: {log: false, delegate: true}}}",
+            false,
+        ),
+        (
+            "default",
+            "{cluster: {allow: {log: [not, a, bool]}}}",
+            false,
+        ),
+        ("other", "{cluster: {allow: {log: true}}}", false),
     ] {
-        match load(&versioned(spec)).0.network_logging {
-            LoggingConfig::Valid(_, v) if valid => assert_eq!(v, version, "{spec}"),
-            LoggingConfig::Invalid(_, v) if !valid => assert_eq!(v, version, "{spec}"),
+        match load(&versioned(name, spec)).0.network_logging {
+            LoggingConfig::Valid(_, v) if valid => assert_eq!(v, object(name), "{spec}"),
+            LoggingConfig::Invalid(_, v) if !valid => assert_eq!(v, object(name), "{spec}"),
             other => panic!("{spec}: {other:?}"),
         }
     }

@@ -20,7 +20,7 @@ use aggregate::{Added, DenyAggregator};
 use bucket::TokenBucket;
 use palisade_dataplane::events::{Action, EventReader, VerdictEvent};
 use palisade_kube::events::{Recorder, Regarding};
-use palisade_model::logging::{self, LoggingConfig, LoggingSwitches, LoggingVersion};
+use palisade_model::logging::{self, LoggingConfig, LoggingObject, LoggingSwitches};
 use palisade_model::ClusterState;
 use palisade_policy::{Decision, Endpoint, Engine, Flow};
 use rotate::RotatingFile;
@@ -115,7 +115,7 @@ pub struct PolicyLogger {
     told: events::Told,
     /// The rejected configuration (why, and which version of the object), until a valid one
     /// arrives: a rejection is told once, not at every pass.
-    invalid: Option<(String, LoggingVersion)>,
+    invalid: Option<(String, LoggingObject)>,
 }
 
 impl PolicyLogger {

@@ -61,6 +61,16 @@ struct ObjectChange {
     after: Option<Arc<Accepted>>,
 }
 
+impl ObjectChange {
+    /// Whether the version in force changed (a rejected update holds the same one).
+    fn moves(&self) -> bool {
+        match (&self.before, &self.after) {
+            (Some(before), Some(after)) => !Arc::ptr_eq(before, after),
+            (before, after) => before.is_some() || after.is_some(),
+        }
+    }
+}
+
 /// A store object changed since the last load.
 struct StoreChange {
     object: ObjectChange,
@@ -124,8 +134,8 @@ impl Loader {
     /// made; `None` when it has to be a full load (another store, changes no longer known, a kind
     /// unknown, or a change the state cannot take in place).
     pub(super) fn load_changes(&mut self, store: &ObjectStore) -> Option<Load> {
-        let fresh = self.objects.is_empty() && self.diagnostics.is_empty() && self.roots.is_empty();
-        if !self.incremental || !fresh || self.unavailable || !self.unknown.is_empty() {
+        let unknown = Kind::ALL.into_iter().any(|kind| store.unknown(kind));
+        if !self.incremental || !self.nothing_loaded() || self.unavailable || unknown {
             return None;
         }
         let last = self.documents.last_load.as_ref()?;
@@ -142,9 +152,7 @@ impl Loader {
         }
         let mut state = last.state.clone();
         let objects = changes.iter().map(|c| &c.object);
-        let made = self
-            .patch(&mut state, objects, &self.documents.objects)
-            .ok()?;
+        let made = (self.patch(&mut state, objects, &self.documents.objects)).ok()?;
         let mut last = self.documents.last_load.take()?;
         let mut mark = last.store.take()?;
         mark.at = store.revision();
@@ -250,12 +258,12 @@ impl Loader {
     }
 
     /// Puts each changed object's pods, Service, policy, node or namespace in place in `state`
-    /// (`before`: the objects in force before); the pods made per object.
+    /// (`previous`: the objects in force before); the pods made per object.
     fn patch<'a>(
         &self,
         state: &mut ClusterState,
         changes: impl Iterator<Item = &'a ObjectChange>,
-        before: &Objects,
+        previous: &Objects,
     ) -> Result<Vec<Made>, Rebuild> {
         let changes: Vec<&ObjectChange> = changes.collect();
         // Which workloads stand for pods depends on every Pod object and workload: only one of
@@ -265,16 +273,11 @@ impl Loader {
         };
         let is_pod = |t: &Typed| matches!(t, Typed::Pod(_));
         let is_workload = |t: &Typed| matches!(t, Typed::Workload(_));
-        let pods_exist = !before.pods.is_empty() || adds(is_pod);
-        let workloads_exist = !before.workloads.is_empty() || adds(is_workload);
+        let pods_exist = !previous.pods.is_empty() || adds(is_pod);
+        let workloads_exist = !previous.workloads.is_empty() || adds(is_workload);
         let mut made = Vec::new();
-        for change in changes {
+        for change in changes.into_iter().filter(|c| c.moves()) {
             let ObjectChange { key, before, after } = change;
-            if let (Some(before), Some(after)) = (before, after) {
-                if Arc::ptr_eq(before, after) {
-                    continue;
-                }
-            }
             let (namespace, name) = (key.namespace().unwrap_or_default(), key.name());
             let typed = after.as_ref().map(|a| (&a.object, a));
             match (key.kind(), typed) {
@@ -330,7 +333,9 @@ impl Loader {
 
     /// Replaces the pods `before` (a Pod or a workload, as in force before) made by those `after`
     /// makes. The same pods (by name, in order, with the same addresses of their own) keep the
-    /// addresses they were given; other pods only while no address is allocated at all.
+    /// addresses they were given; other pods only while no address is allocated at all (a given
+    /// address taken or freed moves allocated ones). The pods replaced must be those in force: a
+    /// pod whose name an earlier one took was left out, which only a full build decides again.
     fn place_pods(
         &self,
         state: &mut ClusterState,
@@ -351,6 +356,13 @@ impl Loader {
             None => None,
         };
         let old: &[Arc<PodInfo>] = was.map_or(&[], |(_, pods)| pods);
+        let in_force = |pod: &Arc<PodInfo>| {
+            (state.pod_id(&pod.namespace, &pod.name))
+                .is_some_and(|id| Arc::ptr_eq(&state.pods[id], pod))
+        };
+        if !old.iter().all(in_force) {
+            return Err(Rebuild);
+        }
         let new: Vec<PodInfo> = match after.map(|a| (&a.object, a)) {
             None => Vec::new(),
             Some((Typed::Pod(pod), accepted)) => Maker::Pod(&Loaded {
@@ -389,8 +401,7 @@ impl Loader {
             }
         } else {
             // Others, or other addresses: where addresses are allocated, every pod's may move.
-            let allocated = |p: &PodInfo| pending(p) || p.ip_allocated;
-            if self.allocate && (old.iter().any(|p| allocated(p)) || new.iter().any(allocated)) {
+            if self.allocate {
                 return Err(Rebuild);
             }
             for pod in old {
@@ -426,12 +437,14 @@ impl Loader {
     ) -> Load {
         let mut cache = std::mem::take(&mut self.documents);
         let examined = changes.len();
+        let patched = changes.iter().filter(|c| c.object.moves()).count();
         update_pods(&mut cache.pods, made);
         // A document read anew or gone; not an object added and deleted between two loads.
         let mut changed = false;
         for change in changes {
+            let moves = change.object.moves();
             let StoreChange {
-                object: ObjectChange { key, before, after },
+                object: ObjectChange { key, after, .. },
                 now,
                 held,
                 noisy,
@@ -444,8 +457,7 @@ impl Loader {
                     true
                 }
             };
-            let same = matches!((&before, &after), (Some(b), Some(a)) if Arc::ptr_eq(b, a));
-            if !same {
+            if moves {
                 cache.objects.remove(&key);
                 if let Some(after) = &after {
                     cache.objects.add_object(after, &mut self.diagnostics);
@@ -480,7 +492,7 @@ impl Loader {
             revisit: None,
             changed,
             examined,
-            patched: Some(examined),
+            patched: Some(patched),
             cache,
         }
     }
