@@ -6,7 +6,7 @@
 #[path = "../../../tests/conformance/support.rs"]
 mod support;
 
-use palisade_analyze::diff::{diff, Change, Report};
+use palisade_analyze::diff::{diff, Change, DirectionWhy, Report};
 use palisade_analyze::{Probe, Scope};
 use palisade_model::{ClusterState, Loader};
 use palisade_policy::Engine;
@@ -128,4 +128,164 @@ fn diff_from_no_policy_to_each_first_step_is_what_the_step_denies() {
         mismatches.extend(check(&step.display().to_string(), (base(), open), after));
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+/// Two workloads: web (three pods, one canary) and a database.
+const PODS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: db-0
+  namespace: shop
+  labels: {app: db}
+  ownerReferences: [{apiVersion: apps/v1, kind: StatefulSet, name: db, uid: u1}]
+spec: {containers: [{name: db, image: db, ports: [{containerPort: 5432, name: pg}]}]}
+status: {podIP: 10.1.0.10}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: db-1
+  namespace: shop
+  labels: {app: db}
+  ownerReferences: [{apiVersion: apps/v1, kind: StatefulSet, name: db, uid: u1}]
+spec: {containers: [{name: db, image: db, ports: [{containerPort: 5432, name: pg}]}]}
+status: {podIP: 10.1.0.11}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web-1
+  namespace: shop
+  labels: {app: web, track: stable}
+  ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: web-6d9c, uid: u2}]
+spec: {containers: [{name: web, image: web}]}
+status: {podIP: 10.1.0.20}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web-2
+  namespace: shop
+  labels: {app: web, track: stable}
+  ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: web-6d9c, uid: u2}]
+spec: {containers: [{name: web, image: web}]}
+status: {podIP: 10.1.0.21}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web-3
+  namespace: shop
+  labels: {app: web, track: canary}
+  ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: web-6d9c, uid: u2}]
+spec: {containers: [{name: web, image: web}]}
+status: {podIP: 10.1.0.22}
+"#;
+
+const DENY_DB: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db-deny, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  policyTypes: [Ingress]
+"#;
+
+fn engine(docs: &[&str]) -> Engine {
+    let mut loader = Loader::new();
+    for (i, d) in docs.iter().enumerate() {
+        loader.load_str(&format!("doc{i}.yaml"), d);
+    }
+    let (state, diagnostics) = loader.finish();
+    assert!(!diagnostics.iter().any(|d| d.is_error()), "{diagnostics:?}");
+    Engine::new(Arc::new(state))
+}
+
+fn allow_web(selector: &str, ports: &str) -> String {
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: db-from-web, namespace: shop}}\n\
+         spec:\n  podSelector: {{matchLabels: {{app: db}}}}\n  ingress:\n  - from: [{{podSelector: {{matchLabels: {selector}}}}}]\n    ports: {ports}\n"
+    )
+}
+
+#[test]
+fn pods_of_a_workload_with_the_same_answer_form_one_group_with_the_deciding_policies() {
+    let before = engine(&[PODS, DENY_DB]);
+    let after = engine(&[PODS, DENY_DB, &allow_web("{app: web}", "[{port: 5432}]")]);
+    let report = diff(&before, &after, &Scope::All).unwrap();
+    assert_eq!(report.groups.len(), 1, "{report:#?}");
+    let g = &report.groups[0];
+    assert_eq!(g.change, Change::Added);
+    assert_eq!(
+        (g.from.name.as_str(), g.to.name.as_str()),
+        ("web-6d9c", "db")
+    );
+    assert_eq!(g.from_pods, ["shop/web-1", "shop/web-2", "shop/web-3"]);
+    assert_eq!(g.to_pods, ["shop/db-0", "shop/db-1"]);
+    assert_eq!(g.pairs, 6);
+    assert_eq!(palisade_analyze::diff::ports_text(&g.ports), "TCP 5432");
+    assert_eq!(
+        g.before.ingress,
+        DirectionWhy::DeniedBy(vec!["shop/db-deny".into()])
+    );
+    let by = vec!["shop/db-from-web".to_string()];
+    assert_eq!(g.after.ingress, DirectionWhy::AllowedBy(by));
+    assert_eq!(g.after.egress, DirectionWhy::Open);
+    // The reverse change removes exactly the same.
+    let back = diff(&after, &before, &Scope::All).unwrap();
+    assert_eq!(back.groups.len(), 1);
+    assert_eq!(
+        (back.groups[0].change, back.groups[0].pairs),
+        (Change::Removed, 6)
+    );
+}
+
+#[test]
+fn pods_of_a_workload_that_differ_are_not_claimed() {
+    let before = engine(&[PODS, DENY_DB]);
+    let selector = "{app: web, track: stable}";
+    let after = engine(&[
+        PODS,
+        DENY_DB,
+        &allow_web(
+            selector,
+            "[{port: 5432}, {port: 8000, endPort: 8010}, {port: 53, protocol: UDP}]",
+        ),
+    ]);
+    let report = diff(&before, &after, &Scope::All).unwrap();
+    assert_eq!(report.groups.len(), 1, "{report:#?}");
+    let g = &report.groups[0];
+    assert_eq!(
+        g.from_pods,
+        ["shop/web-1", "shop/web-2"],
+        "the canary gains nothing"
+    );
+    assert_eq!(g.pairs, 4);
+    assert_eq!(
+        palisade_analyze::diff::ports_text(&g.ports),
+        "TCP 5432, 8000-8010; UDP 53"
+    );
+}
+
+#[test]
+fn pods_on_one_side_only_are_listed_apart_and_scope_narrows() {
+    let extra = "apiVersion: v1\nkind: Pod\nmetadata: {name: new, namespace: other}\nspec: {containers: [{name: a, image: a}]}\nstatus: {podIP: 10.2.0.1}\n";
+    let before = engine(&[PODS]);
+    let after = engine(&[PODS, extra, DENY_DB]);
+    let report = diff(&before, &after, &Scope::All).unwrap();
+    assert_eq!(report.added_pods, ["other/new"]);
+    assert!(report.removed_pods.is_empty());
+    // db isolated: every other existing pod loses it, on every port; `other/new` is not counted.
+    let (groups, pairs) = report.count(Change::Removed);
+    assert_eq!((groups, pairs), (2, 3 * 2 + 2), "{report:#?}");
+    assert!(report
+        .groups
+        .iter()
+        .all(|g| g.ports.len() == 3 && g.from_pods.iter().all(|p| p != "other/new")));
+    let other = Scope::Namespaces(vec!["other".into()]);
+    let narrowed = diff(&before, &after, &other).unwrap();
+    assert!(narrowed.groups.is_empty() && narrowed.added_pods == ["other/new"]);
+    let unchanged = diff(&before, &before, &Scope::All).unwrap();
+    assert_eq!(unchanged, Report::default());
 }

@@ -12,7 +12,7 @@
 
 mod output;
 
-pub use output::{to_json, to_markdown, to_text};
+pub use output::{ports_text, to_json, to_markdown, to_text, why_text};
 
 use crate::matrix::Scope;
 use foldhash::{HashMap, HashMapExt};
