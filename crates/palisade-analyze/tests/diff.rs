@@ -289,3 +289,171 @@ fn pods_on_one_side_only_are_listed_apart_and_scope_narrows() {
     let unchanged = diff(&before, &before, &Scope::All).unwrap();
     assert_eq!(unchanged, Report::default());
 }
+
+/// A small synthetic cluster of `seed` with the policies of `policies_seed` instead of its own
+/// when given, and its documents as `edit` leaves them (given the file name and the document's
+/// position in it; `None` drops it).
+fn synthetic(
+    seed: u64,
+    edit: impl Fn(&str, usize, &str) -> Option<String>,
+    policies_seed: Option<u64>,
+) -> Engine {
+    let generate = |seed| {
+        palisade_synth::generate(&palisade_synth::SynthConfig {
+            namespaces: 12,
+            pods_per_ns: 6,
+            policies: 40,
+            seed,
+        })
+    };
+    let (own, other) = (generate(seed), policies_seed.map(generate));
+    let is_policy = |name: &str| name.starts_with("policies-");
+    let files = (own.files.iter())
+        .filter(|f| !(other.is_some() && is_policy(&f.name)))
+        .chain(
+            other
+                .iter()
+                .flat_map(|o| o.files.iter().filter(|f| is_policy(&f.name))),
+        );
+    let mut loader = Loader::new();
+    for f in files {
+        let docs: Vec<&str> = f.contents.split("\n---\n").collect();
+        let kept: Vec<String> = (docs.iter().enumerate())
+            .filter_map(|(i, d)| edit(&f.name, i, d))
+            .collect();
+        loader.load_str(&f.name, &kept.join("\n---\n"));
+    }
+    Engine::new(Arc::new(loader.finish().0))
+}
+
+/// Every port a policy or a pod names, the ports around them, and the ends of the range.
+fn naive_probes(engines: [&Engine; 2]) -> Vec<Probe> {
+    let mut set = std::collections::BTreeSet::new();
+    for state in engines.map(|e| e.state()) {
+        let pods = state.pods.iter().flat_map(|p| p.ports.iter());
+        let mut add = |port: u16, protocol| {
+            for p in [port.saturating_sub(1).max(1), port, port.saturating_add(1)] {
+                set.insert(Probe { port: p, protocol });
+            }
+        };
+        pods.for_each(|c| add(c.port, c.protocol));
+        for policy in &state.policies {
+            let spec = policy.policy.spec();
+            let rules = [&spec.ingress, &spec.egress]
+                .into_iter()
+                .flatten()
+                .flatten();
+            for port in rules.flat_map(|r| r.ports.iter().flatten()) {
+                if let palisade_model::PortMatch::Range(first, last) = port.port {
+                    add(first, port.protocol);
+                    add(last, port.protocol);
+                }
+            }
+        }
+        for protocol in palisade_model::Protocol::PORTED {
+            add(1, protocol);
+            add(65535, protocol);
+        }
+    }
+    set.into_iter().collect()
+}
+
+/// The diff, probe by probe and pod pair by pod pair, from the two matrices.
+fn naive(
+    before: &Engine,
+    after: &Engine,
+    probes: &[Probe],
+) -> BTreeMap<(Probe, String, String), Change> {
+    let [mb, ma] = [before, after].map(|e| {
+        palisade_analyze::Matrix::compute(
+            e,
+            palisade_analyze::Matrix::pods_in(e, &Scope::All),
+            probes,
+        )
+    });
+    let position = |m: &palisade_analyze::Matrix, name: &str| {
+        (0..m.pods.len()).find(|&i| m.pod_name(i) == name)
+    };
+    let mut out = BTreeMap::new();
+    let names: Vec<String> = (0..mb.pods.len()).map(|i| mb.pod_name(i)).collect();
+    let common: Vec<(usize, usize, &String)> = (names.iter().enumerate())
+        .filter_map(|(i, n)| position(&ma, n).map(|j| (i, j, n)))
+        .collect();
+    for (pi, probe) in probes.iter().enumerate() {
+        for &(sb, sa, src) in &common {
+            for &(db, da, dst) in &common {
+                let (was, now) = (mb.allowed(pi, sb, db), ma.allowed(pi, sa, da));
+                if src != dst && was != now {
+                    let change = if now { Change::Added } else { Change::Removed };
+                    out.insert((*probe, src.clone(), dst.clone()), change);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn diff_equals_the_pairwise_difference_of_the_matrices_on_synthetic_clusters() {
+    let all = |_: &str, _, doc: &str| Some(doc.to_string());
+    let some_policies = |name: &str, i, doc: &str| {
+        (!name.starts_with("policies-") || i % 3 != 1).then(|| doc.into())
+    };
+    // The DNS pods and every other workload's databases and APIs relabelled; half the
+    // namespaces change team and role.
+    let relabel = |name: &str, i, doc: &str| {
+        Some(match name {
+            "namespaces.yaml" if i % 2 == 0 => {
+                (doc.replace("team: ", "team: x")).replace("role: shared", "role: own")
+            }
+            _ if name.starts_with("workloads-") => {
+                let doc = doc.replace("k8s-app: kube-dns", "k8s-app: coredns");
+                match i % 2 {
+                    0 => (doc.replace("tier: db", "tier: frontend"))
+                        .replace("tier: api", "tier: worker"),
+                    _ => doc,
+                }
+            }
+            _ => doc.to_string(),
+        })
+    };
+    let cases = [
+        (
+            "other policies",
+            synthetic(1, all, None),
+            synthetic(1, all, Some(2)),
+        ),
+        (
+            "policies dropped",
+            synthetic(3, all, None),
+            synthetic(3, some_policies, None),
+        ),
+        (
+            "policies added",
+            synthetic(4, some_policies, None),
+            synthetic(4, all, None),
+        ),
+        (
+            "labels changed",
+            synthetic(5, all, None),
+            synthetic(5, relabel, None),
+        ),
+    ];
+    for (name, before, after) in &cases {
+        let probes = naive_probes([before, after]);
+        let expected = naive(before, after, &probes);
+        assert!(!expected.is_empty(), "{name}: the case changes nothing");
+        let report = diff(before, after, &Scope::All).unwrap();
+        let got = reported(&report, &probes);
+        let wrong: Vec<String> = (expected.iter().map(|(k, v)| (k, Some(*v))))
+            .chain(
+                got.iter()
+                    .map(|(k, v)| (k, expected.get(k).copied().map(|_| *v))),
+            )
+            .filter(|(k, v)| got.get(*k).copied() != *v || expected.get(*k).copied() != *v)
+            .map(|(k, v)| format!("{} {} -> {}: {v:?}", k.0, k.1, k.2))
+            .take(20)
+            .collect();
+        assert_eq!(got, expected, "{name}: first differences: {wrong:#?}");
+    }
+}

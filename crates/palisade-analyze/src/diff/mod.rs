@@ -7,8 +7,8 @@
 //! with a joint class whose answer may have changed are asked — one whose pods changed (labels,
 //! ports, addresses, namespace labels) or whose selecting policies differ. Every other pair is
 //! decided by unchanged policies on unchanged keys, so its answer cannot differ. Ports are asked
-//! per *segment*: the port ranges no policy port, `endPort` or container port splits, each decided
-//! alike by both engines.
+//! per *port class*: the ranges that policy ports, `endPort`s and named container ports do not
+//! tell apart, each decided alike by both engines (ICMP is not compared).
 
 mod output;
 
@@ -207,7 +207,7 @@ pub fn diff(before: &Engine, after: &Engine, scope: &Scope) -> Result<Report, Di
         );
     }
     let joints = joint_classes(before, after, &in_scope);
-    let changed = changed_pairs(before, after, &joints, &segments([b, a]))?;
+    let changed = changed_pairs(before, after, &joints, &port_classes([b, a]))?;
     report.groups = group(before, after, &joints, changed);
     Ok(report)
 }
@@ -264,60 +264,92 @@ fn selecting(engine: &Engine, class: ClassId) -> Vec<(String, &palisade_model::P
         .collect()
 }
 
-/// The port segments of both sides: per ported protocol, the ranges that no policy port range
-/// and no container port (named ports resolve to them) splits, so that every port of a segment
-/// is decided alike.
-fn segments(states: [&ClusterState; 2]) -> Vec<PortRange> {
-    let mut starts: BTreeMap<Protocol, BTreeSet<u32>> = Protocol::PORTED
-        .into_iter()
-        .map(|p| (p, BTreeSet::from([1])))
-        .collect();
-    let mut split = |protocol: Protocol, first: u16, last: u16| {
-        if let Some(s) = starts.get_mut(&protocol) {
-            s.insert(u32::from(first));
-            s.insert(u32::from(last) + 1);
-        }
-    };
-    for state in states {
-        for policy in &state.policies {
-            let spec = policy.policy.spec();
-            let rules = [&spec.ingress, &spec.egress];
-            for port in
-                (rules.into_iter().flatten().flatten()).flat_map(|r| r.ports.iter().flatten())
-            {
-                if let PortMatch::Range(first, last) = port.port {
-                    split(port.protocol, first, last);
-                }
-            }
-        }
-        for port in state.pods.iter().flat_map(|p| p.ports.iter()) {
-            split(port.protocol, port.port, port.port);
-        }
-    }
-    let mut out = Vec::new();
-    for (protocol, starts) in starts {
-        let starts: Vec<u32> = starts.into_iter().filter(|&s| s <= 65535).collect();
-        for (i, &first) in starts.iter().enumerate() {
-            let last = starts.get(i + 1).map_or(65535, |next| next - 1);
-            out.push(PortRange {
-                protocol,
-                first: first as u16,
-                last: last as u16,
-            });
-        }
-    }
-    out
+/// Port ranges decided alike by both engines, asked once through `probe` (its first port).
+struct PortClass {
+    probe: PortRange,
+    ranges: Vec<PortRange>,
 }
 
-/// Per changed pair of joint classes (source, destination), the segments added and removed.
+/// The port classes of both sides. Per ported protocol, the segments no policy port range splits
+/// and no container port whose name a policy names (a named port resolves to its number); segments
+/// inside the same policy ranges, and not such a container port, are decided alike and form one
+/// class.
+fn port_classes(states: [&ClusterState; 2]) -> Vec<PortClass> {
+    let mut ranges: BTreeSet<(Protocol, u16, u16)> = BTreeSet::new();
+    let mut names: BTreeSet<(Protocol, &str)> = BTreeSet::new();
+    for policy in states.iter().flat_map(|s| s.policies.iter()) {
+        let spec = policy.policy.spec();
+        let rules = [&spec.ingress, &spec.egress]
+            .into_iter()
+            .flatten()
+            .flatten();
+        for port in rules.flat_map(|r| r.ports.iter().flatten()) {
+            match &port.port {
+                PortMatch::Range(first, last) => {
+                    ranges.insert((port.protocol, *first, *last));
+                }
+                PortMatch::Named(name) => {
+                    names.insert((port.protocol, name));
+                }
+                PortMatch::Any => {}
+            }
+        }
+    }
+    let named: BTreeSet<(Protocol, u16)> = (states.iter().flat_map(|s| s.pods.iter()))
+        .flat_map(|p| p.ports.iter())
+        .filter(|c| (c.name.as_deref()).is_some_and(|n| names.contains(&(c.protocol, n))))
+        .map(|c| (c.protocol, c.port))
+        .collect();
+    let mut classes: Vec<PortClass> = Vec::new();
+    let mut index: HashMap<(Protocol, Vec<usize>, Option<u16>), usize> = HashMap::new();
+    for protocol in Protocol::PORTED {
+        let mut starts = BTreeSet::from([1u32]);
+        let singles = named.iter().filter(|n| n.0 == protocol).map(|n| (n.1, n.1));
+        let bounds = ranges
+            .iter()
+            .filter(|r| r.0 == protocol)
+            .map(|r| (r.1, r.2));
+        for (first, last) in singles.chain(bounds) {
+            starts.extend([u32::from(first), u32::from(last) + 1]);
+        }
+        let starts: Vec<u16> = starts
+            .into_iter()
+            .filter_map(|s| u16::try_from(s).ok())
+            .collect();
+        for (i, &first) in starts.iter().enumerate() {
+            let last = starts.get(i + 1).map_or(u16::MAX, |next| next - 1);
+            let inside: Vec<usize> = (ranges.iter().enumerate())
+                .filter(|(_, r)| r.0 == protocol && (r.1..=r.2).contains(&first))
+                .map(|(i, _)| i)
+                .collect();
+            let single = named.contains(&(protocol, first)).then_some(first);
+            let range = PortRange {
+                protocol,
+                first,
+                last,
+            };
+            let class = *index.entry((protocol, inside, single)).or_insert_with(|| {
+                classes.push(PortClass {
+                    probe: range,
+                    ranges: Vec::new(),
+                });
+                classes.len() - 1
+            });
+            classes[class].ranges.push(range);
+        }
+    }
+    classes
+}
+
+/// Per changed pair of joint classes (source, destination), the port ranges added and removed.
 type Changed = HashMap<(usize, usize), [Vec<PortRange>; 2]>;
 
-/// Asks every pair with a dirty joint class and an end in scope, per segment.
+/// Asks every pair with a dirty joint class and an end in scope, per port class.
 fn changed_pairs(
     before: &Engine,
     after: &Engine,
     joints: &[Joint],
-    segments: &[PortRange],
+    ports: &[PortClass],
 ) -> Result<Changed, DiffError> {
     let dirty: Vec<usize> = (0..joints.len()).filter(|&j| joints[j].dirty).collect();
     let clean: Vec<usize> = (0..joints.len()).filter(|&j| !joints[j].dirty).collect();
@@ -325,9 +357,9 @@ fn changed_pairs(
     if dirty.is_empty() {
         return Ok(changed);
     }
-    for &segment in segments {
-        let reach_b = before.reach(segment.first, segment.protocol);
-        let reach_a = after.reach(segment.first, segment.protocol);
+    for class in ports {
+        let (port, protocol) = (class.probe.first, class.probe.protocol);
+        let (reach_b, reach_a) = (before.reach(port, protocol), after.reach(port, protocol));
         let mut ask = |s: usize, d: usize| -> Result<(), DiffError> {
             let (js, jd) = (&joints[s], &joints[d]);
             if !(js.in_scope || jd.in_scope) || (s == d && js.pods.len() < 2) {
@@ -340,7 +372,8 @@ fn changed_pairs(
             if changed.len() >= MAX_CHANGED_CLASS_PAIRS && !changed.contains_key(&(s, d)) {
                 return Err(DiffError::TooManyChanges);
             }
-            changed.entry((s, d)).or_default()[usize::from(was)].push(segment);
+            let entry = &mut changed.entry((s, d)).or_default()[usize::from(was)];
+            entry.extend_from_slice(&class.ranges);
             Ok(())
         };
         for &s in &dirty {
