@@ -193,7 +193,7 @@ pub fn diff(before: &Engine, after: &Engine, scope: &Scope) -> Result<Report, Di
     let (b, a) = (before.state(), after.state());
     let in_scope = |pod: &PodInfo| match scope {
         Scope::All => true,
-        Scope::Namespaces(nss) => nss.iter().any(|n| *n == pod.namespace),
+        Scope::Namespaces(nss) => nss.contains(&pod.namespace),
     };
     let mut report = Report::default();
     for (state, other, out) in [
