@@ -457,3 +457,34 @@ fn diff_equals_the_pairwise_difference_of_the_matrices_on_synthetic_clusters() {
         assert_eq!(got, expected, "{name}: first differences: {wrong:#?}");
     }
 }
+
+#[test]
+fn a_pod_and_its_node_are_compared_as_the_matrix_decides_them() {
+    // A hostNetwork agent on node 10.0.0.1, web on that node, then isolated, then moved away.
+    let agent = "apiVersion: v1\nkind: Pod\nmetadata: {name: agent, namespace: kube-system, labels: {app: agent}}\nspec: {hostNetwork: true, containers: [{name: a, image: a}]}\nstatus: {podIP: 10.0.0.1, hostIP: 10.0.0.1}\n";
+    let web = |node: &str| {
+        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: web, namespace: shop, labels: {{app: web}}}}\nspec: {{containers: [{{name: w, image: w, ports: [{{containerPort: 80}}]}}]}}\nstatus: {{podIP: 10.1.0.1, hostIP: {node}}}\n")
+    };
+    let other = "apiVersion: v1\nkind: Pod\nmetadata: {name: other, namespace: shop, labels: {app: other}}\nspec: {containers: [{name: o, image: o}]}\nstatus: {podIP: 10.1.0.2, hostIP: 10.0.0.2}\n";
+    let deny = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny, namespace: shop}\nspec: {podSelector: {matchLabels: {app: web}}, policyTypes: [Ingress, Egress]}\n";
+    let here = web("10.0.0.1");
+    let away = web("10.0.0.9");
+    let open = engine(&[agent, &here, other]);
+    let isolated = engine(&[agent, &here, other, deny]);
+    let moved = engine(&[agent, &away, other, deny]);
+    for (name, before, after) in [("isolated", &open, &isolated), ("moved", &isolated, &moved)] {
+        let probes = naive_probes([before, after]);
+        let expected = naive(before, after, &probes);
+        let report = diff(before, after, &Scope::All).unwrap();
+        assert_eq!(reported(&report, &probes), expected, "{name}: {report:#?}");
+        let agent_pair = |g: &palisade_analyze::diff::Group| {
+            g.from_pods.contains(&"kube-system/agent".to_string()) && g.to_pods == ["shop/web"]
+        };
+        // Isolating web keeps it with its node; moving it away loses that.
+        assert_eq!(
+            report.groups.iter().any(agent_pair),
+            name == "moved",
+            "{name}: {report:#?}"
+        );
+    }
+}

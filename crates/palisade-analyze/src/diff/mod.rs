@@ -15,10 +15,11 @@ mod output;
 pub use output::{ports_text, to_json, to_markdown, to_text, why_text};
 
 use crate::matrix::Scope;
-use foldhash::{HashMap, HashMapExt};
+use foldhash::{HashMap, HashMapExt, HashSet};
 use palisade_model::{ClusterState, PodId, PodInfo, PortMatch, Protocol};
 use palisade_policy::{ClassId, Decision, Endpoint, Engine, Flow, Side};
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 /// At most so many changed (joint class, joint class) pairs are held: beyond, two inputs share
 /// almost nothing and the answer would be unreadable anyway (narrow it with `-n`).
@@ -57,7 +58,9 @@ impl Change {
 /// Why one direction decided as it did, for one side of the change.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum DirectionWhy {
-    /// No policy selects the pod for this direction (or policy does not apply to it).
+    /// Policy does not apply: a pod and its node, a hostNetwork pod.
+    Unenforced,
+    /// No policy selects the pod for this direction.
     Open,
     /// Isolated; these policies allow (`ns/name`).
     AllowedBy(Vec<String>),
@@ -206,10 +209,63 @@ pub fn diff(before: &Engine, after: &Engine, scope: &Scope) -> Result<Report, Di
                 .map(|p| p.key().to_string()),
         );
     }
-    let joints = joint_classes(before, after, &in_scope);
-    let changed = changed_pairs(before, after, &joints, &port_classes([b, a]))?;
+    let local = NodeLocal::of(before, after);
+    let joints = joint_classes(before, after, &local, &in_scope);
+    let changed = changed_pairs(before, after, &joints, &local, &port_classes([b, a]))?;
     report.groups = group(before, after, &joints, changed);
     Ok(report)
+}
+
+/// Pod pairs always allowed whatever the policies — a pod and a hostNetwork pod on its node —
+/// on each side, by the pods' ids before. Their pods get joint classes of their own, so that a
+/// pair of them is one pod pair, asked as such.
+struct NodeLocal {
+    before: HashSet<(PodId, PodId)>,
+    after: HashSet<(PodId, PodId)>,
+    pods: HashSet<PodId>,
+}
+
+impl NodeLocal {
+    fn of(before: &Engine, after: &Engine) -> NodeLocal {
+        let (b, a) = (before.state(), after.state());
+        let before_id = |pa: PodId| b.pod_id(&a.pods[pa].namespace, &a.pods[pa].name);
+        let before: HashSet<_> = node_local_pairs(before).collect();
+        let after: HashSet<_> = (node_local_pairs(after))
+            .filter_map(|(s, d)| Some((before_id(s)?, before_id(d)?)))
+            .collect();
+        let pods = (before.iter().chain(&after))
+            .flat_map(|&(s, d)| [s, d])
+            .collect();
+        NodeLocal {
+            before,
+            after,
+            pods,
+        }
+    }
+}
+
+/// Both orders of every pair `engine` always allows: pods whose node address (`hostIP`) is a
+/// hostNetwork pod's.
+fn node_local_pairs(engine: &Engine) -> impl Iterator<Item = (PodId, PodId)> + '_ {
+    let state = engine.state();
+    let mut by_node: HashMap<IpAddr, Vec<PodId>> = HashMap::new();
+    for (i, pod) in state
+        .pods
+        .iter_enumerated()
+        .filter(|(_, p)| !p.host_network)
+    {
+        if let Some(node) = pod.host_ip {
+            by_node.entry(node).or_default().push(i);
+        }
+    }
+    (state.pods.iter_enumerated())
+        .filter(|(_, p)| p.host_network)
+        .flat_map(move |(h, host)| {
+            let pods = host.ip.and_then(|ip| by_node.get(&ip)).cloned();
+            pods.into_iter().flatten().map(move |p| (p, h))
+        })
+        .filter(|&(p, h)| engine.always_allowed(p, h))
+        .flat_map(|(p, h)| [(p, h), (h, p)])
 }
 
 /// The facts of a pod that its class, and the classes of selectors and ipBlocks, depend on.
@@ -228,17 +284,19 @@ fn same_facts(b: &ClusterState, pb: &PodInfo, a: &ClusterState, pa: &PodInfo) ->
 fn joint_classes(
     before: &Engine,
     after: &Engine,
+    local: &NodeLocal,
     in_scope: &impl Fn(&PodInfo) -> bool,
 ) -> Vec<Joint> {
     let (b, a) = (before.state(), after.state());
-    let mut index: HashMap<(ClassId, ClassId, bool), usize> = HashMap::new();
+    let mut index: HashMap<(ClassId, ClassId, bool, Option<PodId>), usize> = HashMap::new();
     let mut joints: Vec<Joint> = Vec::new();
     for (pb, pod) in b.pods.iter_enumerated() {
         let Some(pa) = a.pod_id(&pod.namespace, &pod.name) else {
             continue;
         };
         let same = same_facts(b, pod, a, &a.pods[pa]);
-        let key = (before.class_of(pb), after.class_of(pa), same);
+        let alone = local.pods.contains(&pb).then_some(pb);
+        let key = (before.class_of(pb), after.class_of(pa), same, alone);
         let j = *index.entry(key).or_insert_with(|| {
             joints.push(Joint {
                 before: key.0,
@@ -349,6 +407,7 @@ fn changed_pairs(
     before: &Engine,
     after: &Engine,
     joints: &[Joint],
+    local: &NodeLocal,
     ports: &[PortClass],
 ) -> Result<Changed, DiffError> {
     let dirty: Vec<usize> = (0..joints.len()).filter(|&j| joints[j].dirty).collect();
@@ -365,8 +424,12 @@ fn changed_pairs(
             if !(js.in_scope || jd.in_scope) || (s == d && js.pods.len() < 2) {
                 return Ok(());
             }
-            let was = reach_b.allowed(js.before, jd.before);
-            if was == reach_a.allowed(js.after, jd.after) {
+            // A pair of pods alone in their joint classes may be node-local.
+            let pair =
+                (js.pods.len() == 1 && jd.pods.len() == 1).then(|| (js.pods[0].0, jd.pods[0].0));
+            let always = |set: &HashSet<_>| pair.is_some_and(|p| set.contains(&p));
+            let was = always(&local.before) || reach_b.allowed(js.before, jd.before);
+            if was == (always(&local.after) || reach_a.allowed(js.after, jd.after)) {
                 return Ok(());
             }
             if changed.len() >= MAX_CHANGED_CLASS_PAIRS && !changed.contains_key(&(s, d)) {
@@ -414,7 +477,8 @@ fn why(engine: &Engine, src: PodId, dst: PodId, port: PortRange) -> Why {
         protocol: port.protocol,
     });
     let side = |side: &Side| match &side.decision {
-        Decision::Unenforced { .. } | Decision::NotIsolated => DirectionWhy::Open,
+        Decision::Unenforced { .. } => DirectionWhy::Unenforced,
+        Decision::NotIsolated => DirectionWhy::Open,
         Decision::Allowed { by } => DirectionWhy::AllowedBy(names(by.iter().map(|r| &r.policy))),
         Decision::Denied { isolating } => {
             DirectionWhy::DeniedBy(names(isolating.iter().map(|m| &m.policy)))

@@ -53,7 +53,7 @@ fn workload_text(w: &Workload, pods: &[String]) -> String {
 }
 
 /// `denied: ingress isolated by shop/deny-all`, `allowed: ingress by shop/web`, `allowed: not
-/// isolated`: the isolated directions only, those that deny when denied.
+/// isolated`, `allowed: ingress not enforced` (a pod and its node): the directions that decide.
 pub fn why_text(why: &Why) -> String {
     let allowed = why.allowed();
     let mut parts = Vec::new();
@@ -65,6 +65,7 @@ pub fn why_text(why: &Why) -> String {
             DirectionWhy::DeniedBy(p) => {
                 parts.push(format!("{direction} isolated by {}", p.join(", ")))
             }
+            DirectionWhy::Unenforced => parts.push(format!("{direction} not enforced")),
             DirectionWhy::Open | DirectionWhy::AllowedBy(_) => {}
         }
     }
@@ -131,6 +132,7 @@ fn workload_json(w: &Workload, pods: &[String]) -> Value {
 
 fn direction_json(w: &DirectionWhy) -> Value {
     match w {
+        DirectionWhy::Unenforced => json!({"isolated": false, "enforced": false}),
         DirectionWhy::Open => json!({"isolated": false}),
         DirectionWhy::AllowedBy(p) => json!({"isolated": true, "allowed_by": p}),
         DirectionWhy::DeniedBy(p) => json!({"isolated": true, "denied_by": p}),
