@@ -21,8 +21,8 @@ use palisade_policy::{ClassId, Decision, Endpoint, Engine, Flow, Side};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-/// At most so many changed (joint class, joint class) pairs are held: beyond, two inputs share
-/// almost nothing and the answer would be unreadable anyway (narrow it with `-n`).
+/// At most so many changed (joint class, joint class) pairs are held: beyond, the answer would be
+/// unreadable anyway (narrow it with `-n`), and memory stays bounded.
 pub const MAX_CHANGED_CLASS_PAIRS: usize = 1_000_000;
 
 /// Ports `first..=last` of one protocol.
@@ -172,8 +172,8 @@ impl std::fmt::Display for DiffError {
         match self {
             DiffError::TooManyChanges => write!(
                 f,
-                "more than {MAX_CHANGED_CLASS_PAIRS} changed pairs of pod classes: the two inputs \
-                 share almost nothing; compare fewer namespaces (-n NS)"
+                "connectivity changed between more than {MAX_CHANGED_CLASS_PAIRS} pairs of pod \
+                 classes: too many to group and show; compare fewer namespaces at a time (-n NS)"
             ),
         }
     }
@@ -410,8 +410,25 @@ fn changed_pairs(
     local: &NodeLocal,
     ports: &[PortClass],
 ) -> Result<Changed, DiffError> {
-    let dirty: Vec<usize> = (0..joints.len()).filter(|&j| joints[j].dirty).collect();
-    let clean: Vec<usize> = (0..joints.len()).filter(|&j| !joints[j].dirty).collect();
+    // The destinations to ask for each source: a pair needs a dirty end and an end in scope.
+    let which = |dirty: Option<bool>, scope: Option<bool>| -> Vec<usize> {
+        (0..joints.len())
+            .filter(|&j| dirty.is_none_or(|d| joints[j].dirty == d))
+            .filter(|&j| scope.is_none_or(|s| joints[j].in_scope == s))
+            .collect()
+    };
+    let [all, in_scope, dirty, dirty_in_scope] = [
+        which(None, None),
+        which(None, Some(true)),
+        which(Some(true), None),
+        which(Some(true), Some(true)),
+    ];
+    let destinations = |s: &Joint| match (s.dirty, s.in_scope) {
+        (true, true) => &all,
+        (true, false) => &in_scope,
+        (false, true) => &dirty,
+        (false, false) => &dirty_in_scope,
+    };
     let mut changed = Changed::new();
     if dirty.is_empty() {
         return Ok(changed);
@@ -421,7 +438,7 @@ fn changed_pairs(
         let (reach_b, reach_a) = (before.reach(port, protocol), after.reach(port, protocol));
         let mut ask = |s: usize, d: usize| -> Result<(), DiffError> {
             let (js, jd) = (&joints[s], &joints[d]);
-            if !(js.in_scope || jd.in_scope) || (s == d && js.pods.len() < 2) {
+            if s == d && js.pods.len() < 2 {
                 return Ok(());
             }
             // A pair of pods alone in their joint classes may be node-local.
@@ -439,13 +456,8 @@ fn changed_pairs(
             entry.extend_from_slice(&class.ranges);
             Ok(())
         };
-        for &s in &dirty {
-            for d in 0..joints.len() {
-                ask(s, d)?;
-            }
-        }
-        for &s in &clean {
-            for &d in &dirty {
+        for (s, joint) in joints.iter().enumerate() {
+            for &d in destinations(joint) {
                 ask(s, d)?;
             }
         }
