@@ -20,6 +20,7 @@ use palisade_model::{ClusterState, PodId, PodInfo, PortMatch, Protocol};
 use palisade_policy::{ClassId, Decision, Endpoint, Engine, Flow, Side};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::rc::Rc;
 
 /// At most so many changed (joint class, joint class) pairs are held: beyond, the answer would be
 /// unreadable anyway (narrow it with `-n`), and memory stays bounded.
@@ -514,8 +515,8 @@ fn names<'a>(policies: impl Iterator<Item = &'a palisade_policy::PolicyRef>) -> 
 struct Part {
     src: usize,
     dst: usize,
-    from_pods: BTreeSet<String>,
-    to_pods: BTreeSet<String>,
+    from_pods: Rc<BTreeSet<String>>,
+    to_pods: Rc<BTreeSet<String>>,
     ports: Vec<PortRange>,
     before: Why,
     after: Why,
@@ -527,14 +528,17 @@ struct Part {
 fn group(before: &Engine, after: &Engine, joints: &[Joint], changed: Changed) -> Vec<Group> {
     let b = before.state();
     let mut parts: BTreeMap<(Change, Workload, Workload), Vec<Part>> = BTreeMap::new();
-    let workloads = |j: &Joint| {
-        let mut by: BTreeMap<Workload, BTreeSet<String>> = BTreeMap::new();
-        for &(pb, _) in &j.pods {
-            let pod = &b.pods[pb];
-            (by.entry(Workload::of(pod)).or_default()).insert(pod.key().to_string());
-        }
-        by
-    };
+    // Per joint class, its pods by workload (`ns/name`), shared by the parts naming them.
+    let workloads: Vec<Vec<(Workload, Rc<BTreeSet<String>>)>> = (joints.iter())
+        .map(|j| {
+            let mut by: BTreeMap<Workload, BTreeSet<String>> = BTreeMap::new();
+            for &(pb, _) in &j.pods {
+                let pod = &b.pods[pb];
+                (by.entry(Workload::of(pod)).or_default()).insert(pod.key().to_string());
+            }
+            by.into_iter().map(|(w, pods)| (w, Rc::new(pods))).collect()
+        })
+        .collect();
     let mut changed: Vec<_> = changed.into_iter().collect();
     changed.sort_unstable_by_key(|(pair, _)| *pair);
     for ((s, d), [added, removed]) in changed {
@@ -549,16 +553,16 @@ fn group(before: &Engine, after: &Engine, joints: &[Joint], changed: Changed) ->
             let ports = merge(ports);
             let before_why = why(before, src.0, dst.0, ports[0]);
             let after_why = why(after, src.1, dst.1, ports[0]);
-            for (from, from_pods) in workloads(js) {
-                for (to, to_pods) in workloads(jd) {
+            for (from, from_pods) in &workloads[s] {
+                for (to, to_pods) in &workloads[d] {
                     parts
-                        .entry((change, from.clone(), to))
+                        .entry((change, from.clone(), to.clone()))
                         .or_default()
                         .push(Part {
                             src: s,
                             dst: d,
                             from_pods: from_pods.clone(),
-                            to_pods,
+                            to_pods: to_pods.clone(),
                             ports: ports.clone(),
                             before: before_why.clone(),
                             after: after_why.clone(),
@@ -581,13 +585,16 @@ fn group(before: &Engine, after: &Engine, joints: &[Joint], changed: Changed) ->
             .count();
         let whole = parts.len() + lone == sources.len() * destinations.len();
         let merged: Vec<Part> = if alike && whole {
-            let mut it = parts.into_iter();
-            let mut first = it.next().expect("a group has parts");
-            for p in it {
-                first.from_pods.extend(p.from_pods);
-                first.to_pods.extend(p.to_pods);
-            }
-            vec![first]
+            let union = |pods: &dyn Fn(&Part) -> &BTreeSet<String>| {
+                Rc::new(parts.iter().flat_map(|p| pods(p).iter().cloned()).collect())
+            };
+            let (from_pods, to_pods) = (union(&|p| &p.from_pods), union(&|p| &p.to_pods));
+            let first = parts.into_iter().next().expect("a group has parts");
+            vec![Part {
+                from_pods,
+                to_pods,
+                ..first
+            }]
         } else {
             parts
         };
@@ -601,8 +608,8 @@ fn group(before: &Engine, after: &Engine, joints: &[Joint], changed: Changed) ->
                 from: from.clone(),
                 to: to.clone(),
                 pairs: p.from_pods.len() * p.to_pods.len() - same,
-                from_pods: p.from_pods.into_iter().collect(),
-                to_pods: p.to_pods.into_iter().collect(),
+                from_pods: p.from_pods.iter().cloned().collect(),
+                to_pods: p.to_pods.iter().cloned().collect(),
                 ports: p.ports,
                 before: p.before,
                 after: p.after,
