@@ -2,6 +2,7 @@
 //! explanations of single flows (the engine's reasons are data; [`reason`] words them). Nothing here
 //! touches the kernel.
 
+pub mod diff;
 pub mod explain;
 pub mod lint;
 pub mod matrix;

@@ -2,6 +2,7 @@
 //! crates.
 
 mod agent;
+mod diff;
 mod explain;
 mod input;
 mod lab;
@@ -48,6 +49,9 @@ enum Command {
     Explain(explain::Args),
     /// Known NetworkPolicy mistakes, each with its object, file:line, field and fix (txt, json, SARIF).
     Lint(lint::Args),
+    /// The connectivity a change adds and removes, by workload, with ports and the policies
+    /// deciding (txt, json, md); exit 1 when it changed, like diff(1).
+    Diff(diff::Args),
     /// Enforce a manifests folder or a cluster in the kernel (nftables), re-applying on every change.
     Agent(agent::Args),
     /// Is NetworkPolicy enforced on every node, and is each policy in force? (a cluster, or a lab)
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
         Command::Matrix(args) => matrix::run(args, cli.verbose),
         Command::Explain(args) => explain::run(args, cli.verbose),
         Command::Lint(args) => lint::run(args, cli.verbose),
+        Command::Diff(args) => diff::run(args, cli.verbose),
         Command::Gen(args) => synth::run(args),
         Command::Agent(args) => agent::run(args),
         Command::Status(args) => status::run(args, cli.verbose),

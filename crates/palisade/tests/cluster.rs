@@ -1,4 +1,4 @@
-//! `palisade matrix` and `palisade explain` against a live cluster (`--kubeconfig`, read-only
+//! `palisade matrix`, `explain`, `lint` and `diff` against a live cluster (`--kubeconfig`, read-only
 //! lists), served by the in-process API server of the kube crate's tests.
 
 #[path = "../../palisade-kube/tests/support/fake_api.rs"]
@@ -160,4 +160,42 @@ fn lint_reads_a_live_cluster() {
             .starts_with(&format!("http://{}", api.addr)),
         "{finding}"
     );
+}
+
+#[test]
+fn diff_compares_a_folder_with_a_live_cluster() {
+    let api = FakeApi::start(shop());
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path());
+    let kubeconfig = kubeconfig.to_str().unwrap();
+    // The same pods in a folder, without the policy: the cluster removes cart -> redis.
+    let manifests: String = ["redis", "web", "cart"]
+        .iter()
+        .zip(["10.1.0.5", "10.1.0.6", "10.1.0.7"])
+        .map(|(name, ip)| {
+            let mut object = pod(name, ip);
+            object["apiVersion"] = json!("v1");
+            object["kind"] = json!("Pod");
+            format!("---\n{object}\n")
+        })
+        .collect();
+    let folder = dir.path().join("k8s");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("pods.yaml"), manifests).unwrap();
+    let folder = folder.to_str().unwrap();
+    let out = palisade(&["diff", "--before", folder, "--after-kubeconfig", kubeconfig]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("- shop/cart -> shop/redis: all ports\n    before: allowed: not isolated\n    after:  denied: ingress isolated by shop/redis-from-web\n"),
+        "{text}"
+    );
+    let same = palisade(&[
+        "diff",
+        "--before-kubeconfig",
+        kubeconfig,
+        "--after-kubeconfig",
+        kubeconfig,
+    ]);
+    assert_eq!(same.status.code(), Some(0), "{same:?}");
 }

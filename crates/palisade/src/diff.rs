@@ -1,0 +1,132 @@
+//! `palisade diff`.
+
+use crate::exit;
+use crate::input::{self, Inputs, Loaded};
+use palisade_analyze::diff::{diff, to_json, to_markdown, to_text};
+use palisade_analyze::Scope;
+use palisade_policy::Engine;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Arguments of `palisade diff`.
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Exit status: 0 when connectivity between the pods of both sides is \
+    unchanged (pods only added or removed included), 1 when it changed, 2 on unusable input \
+    (an object rejected on either side, a cluster that cannot be read) — like diff(1)."
+)]
+pub struct Args {
+    /// The cluster before the change: a manifest file or folder, or - (repeatable).
+    #[arg(long = "before", value_name = "PATH", required_unless_present_any = ["before_kubeconfig", "before_context"])]
+    before: Vec<PathBuf>,
+    /// The cluster before the change, read from its API server with this kubeconfig.
+    #[arg(long, value_name = "PATH", conflicts_with = "before")]
+    before_kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context of the cluster before the change.
+    #[arg(long, value_name = "NAME", conflicts_with = "before")]
+    before_context: Option<String>,
+    /// The cluster after the change: a manifest file or folder, or - (repeatable).
+    #[arg(long = "after", value_name = "PATH", required_unless_present_any = ["after_kubeconfig", "after_context"])]
+    after: Vec<PathBuf>,
+    /// The cluster after the change, read from its API server with this kubeconfig.
+    #[arg(long, value_name = "PATH", conflicts_with = "after")]
+    after_kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context of the cluster after the change.
+    #[arg(long, value_name = "NAME", conflicts_with = "after")]
+    after_context: Option<String>,
+    /// How long one request to an API server may take (e.g. 30s, 1m).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::agent::parse_duration)]
+    request_timeout: std::time::Duration,
+    /// Only connections from or to pods of this namespace (repeatable).
+    #[arg(short = 'n', long = "namespace", conflicts_with = "all_namespaces")]
+    namespaces: Vec<String>,
+    /// Pods of all namespaces (the default).
+    #[arg(short = 'A', long = "all-namespaces")]
+    all_namespaces: bool,
+    /// Output format: txt, json, or md (a summary for a pull-request comment).
+    #[arg(short = 'o', long = "output", default_value = "txt", value_parser = ["txt", "text", "json", "md"])]
+    output: String,
+}
+
+/// Runs the command: exit 1 if connectivity changed, 2 on unusable input, else 0.
+pub fn run(args: Args, verbose: u8) -> u8 {
+    let side = |files: &[PathBuf], kubeconfig: &Option<PathBuf>, context: &Option<String>| {
+        let inputs = Inputs {
+            files: files.to_vec(),
+            kubeconfig: kubeconfig.clone(),
+            context: context.clone(),
+            request_timeout: args.request_timeout,
+        };
+        input::load(&inputs, verbose)
+    };
+    if args
+        .before
+        .iter()
+        .chain(&args.after)
+        .filter(|p| p.as_os_str() == "-")
+        .count()
+        > 1
+    {
+        eprintln!("error: only one side can be read from standard input (-)");
+        return exit::INVALID;
+    }
+    let before = match side(&args.before, &args.before_kubeconfig, &args.before_context) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let after = match side(&args.after, &args.after_kubeconfig, &args.after_context) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let known = |ns: &String| {
+        [&before, &after]
+            .iter()
+            .any(|l| l.state.namespace(ns).is_some())
+    };
+    if let Some(ns) = args.namespaces.iter().find(|ns| !known(ns)) {
+        eprintln!("error: namespace {ns:?} not found before or after the change");
+        return exit::INVALID;
+    }
+    let rejected = before.rejected || after.rejected;
+    let started = Instant::now();
+    let [before, after] = [before, after].map(|l: Loaded| Engine::new(Arc::new(l.state)));
+    let scope = if args.namespaces.is_empty() {
+        Scope::All
+    } else {
+        Scope::Namespaces(args.namespaces)
+    };
+    let report = match diff(&before, &after, &scope) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::INVALID;
+        }
+    };
+    tracing::info!(
+        groups = report.groups.len(),
+        elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+        "compared"
+    );
+    let text = match args.output.as_str() {
+        "json" => to_json(&report).to_string(),
+        "md" => to_markdown(&report),
+        _ => to_text(&report),
+    };
+    let mut stdout = std::io::stdout().lock();
+    let written = writeln!(stdout, "{}", text.trim_end()).and_then(|_| stdout.flush());
+    if let Err(e) = written {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: writing output: {e}");
+            return exit::INVALID;
+        }
+    }
+    if rejected {
+        exit::INVALID
+    } else if report.connectivity_changed() {
+        exit::FINDINGS
+    } else {
+        exit::OK
+    }
+}
