@@ -150,7 +150,6 @@ fn main() {
         samples[2].push(ms(sent.elapsed()));
     }
     let [stored, pass, total] = samples.map(median);
-    let load_ms = load_step(&state, pod);
     let pods = state.pods.len();
     let policies = state.policies.len();
     println!(
@@ -162,45 +161,4 @@ fn main() {
     println!("  pod relabel: event -> store            {stored:8.1} ms (median of 10)");
     println!("  pod relabel: one pass -> kernel        {pass:8.1} ms (median of 10)");
     println!("  pod relabel: event -> kernel           {total:8.1} ms (median of 10)");
-    println!("  pod relabel: the pass's load step      {load_ms:8.1} ms (median of 10)");
-}
-
-/// The load step of a pass alone: the store of `state` loaded from the last load's cache after
-/// `pod` was relabelled, median of 10.
-fn load_step(state: &ClusterState, pod: &PodInfo) -> f64 {
-    use palisade_model::{DocumentCache, Kind, ObjectEvent, ObjectStore};
-    let routes = routes(state);
-    let mut store = ObjectStore::new("http://bench", usize::MAX);
-    for (kind, path) in [
-        (Kind::Namespace, "/api/v1/namespaces"),
-        (Kind::Pod, "/api/v1/pods"),
-        (
-            Kind::NetworkPolicy,
-            "/apis/networking.k8s.io/v1/networkpolicies",
-        ),
-    ] {
-        let list: Value = serde_json::from_str(&routes[path].body).unwrap();
-        let items = list["items"].as_array().unwrap().clone();
-        store.apply(ObjectEvent::Listed(kind, items));
-    }
-    let mut cache = DocumentCache::default();
-    let mut samples = Vec::new();
-    for round in 0..11u64 {
-        let mut labels = pod.labels.clone();
-        labels.insert("tier".into(), format!("api-{round}"));
-        store.apply(ObjectEvent::Applied(
-            Kind::Pod,
-            pod_object(pod, 200 + round, &labels),
-        ));
-        let t = Instant::now();
-        let loader = Loader::new()
-            .with_documents(cache)
-            .allocate_addresses(false);
-        let load = loader.finish_with_store(&store);
-        if round > 0 {
-            samples.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-        cache = load.cache;
-    }
-    median(samples)
 }

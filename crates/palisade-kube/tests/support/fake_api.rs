@@ -453,14 +453,13 @@ impl Server {
             if closed(writer) {
                 return false;
             }
-            let step = script.lock().unwrap().try_recv();
+            // Waiting on the script (not polling it) hands an event over at once.
+            let wait = std::time::Duration::from_millis(10);
+            let step = script.lock().unwrap().recv_timeout(wait);
             let step = match step {
                 Ok(step) => step,
-                Err(mpsc::TryRecvError::Empty) => {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                    continue;
-                }
-                Err(mpsc::TryRecvError::Disconnected) => return false,
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return false,
             };
             let line = match step {
                 Step::Event(event) => event,
