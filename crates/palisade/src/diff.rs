@@ -5,7 +5,6 @@ use crate::input::{self, Inputs, Loaded};
 use palisade_analyze::diff::{diff, to_json, to_markdown, to_text};
 use palisade_analyze::Scope;
 use palisade_policy::Engine;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -114,13 +113,8 @@ pub fn run(args: Args, verbose: u8) -> u8 {
         "md" => to_markdown(&report),
         _ => to_text(&report),
     };
-    let mut stdout = std::io::stdout().lock();
-    let written = writeln!(stdout, "{}", text.trim_end()).and_then(|_| stdout.flush());
-    if let Err(e) = written {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            eprintln!("error: writing output: {e}");
-            return exit::INVALID;
-        }
+    if !crate::print_text(&text) {
+        return exit::INVALID;
     }
     if rejected {
         exit::INVALID

@@ -4,7 +4,6 @@ use crate::exit;
 use crate::input::{self, Inputs};
 use palisade_analyze::lint::{lint, to_json, to_sarif, to_text, Rule};
 use palisade_policy::Engine;
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -40,13 +39,8 @@ pub fn run(args: Args, verbose: u8) -> u8 {
         "sarif" => to_sarif(&report).to_string(),
         _ => to_text(&report),
     };
-    let mut stdout = std::io::stdout().lock();
-    let written = writeln!(stdout, "{}", text.trim_end()).and_then(|_| stdout.flush());
-    if let Err(e) = written {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            eprintln!("error: writing output: {e}");
-            return exit::INVALID;
-        }
+    if !crate::print_text(&text) {
+        return exit::INVALID;
     }
     if loaded.rejected {
         exit::INVALID

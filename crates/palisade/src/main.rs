@@ -30,6 +30,25 @@ pub mod exit {
     pub const INVALID: u8 = 2;
 }
 
+/// Whether the output was written: a reader that went away (`| head`) is no error; any other
+/// failure is said.
+fn output_written(result: std::io::Result<()>) -> bool {
+    match result {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("error: writing output: {e}");
+            false
+        }
+        _ => true,
+    }
+}
+
+/// Prints `text` (trailing blank space trimmed) and a newline; whether it was written.
+fn print_text(text: &str) -> bool {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    output_written(writeln!(stdout, "{}", text.trim_end()).and_then(|_| stdout.flush()))
+}
+
 /// Palisade: Kubernetes NetworkPolicy enforced faithfully, logged, and easy to debug.
 #[derive(Parser)]
 #[command(name = "palisade", version, about, propagate_version = true)]

@@ -68,11 +68,8 @@ pub fn run(args: Args, verbose: u8) -> u8 {
     let stdout = std::io::stdout().lock();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout);
     let written = render::write(&matrix, args.output, &mut out).and_then(|_| out.flush());
-    if let Err(e) = written {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            eprintln!("error: writing output: {e}");
-            return exit::INVALID;
-        }
+    if !crate::output_written(written) {
+        return exit::INVALID;
     }
     if loaded.rejected {
         exit::INVALID
