@@ -53,7 +53,11 @@ fn folder(dir: &Path, incremental: bool) -> (f64, bool) {
     docs[api] = docs[api].replace("tier: api", "tier: api-v2");
     let edited = docs.join("---\n");
     let edit = |round: usize| {
-        let text = if round.is_multiple_of(2) { &edited } else { &original };
+        let text = if round.is_multiple_of(2) {
+            &edited
+        } else {
+            &original
+        };
         std::fs::write(&file, text).unwrap();
     };
     let load = |cache| {
@@ -108,7 +112,11 @@ fn store(state: &ClusterState, incremental: bool) -> (f64, bool) {
         .clone();
     let store = std::cell::RefCell::new(&mut store);
     let edit = |round: usize| {
-        let tier = if round.is_multiple_of(2) { "api-v2" } else { "api" };
+        let tier = if round.is_multiple_of(2) {
+            "api-v2"
+        } else {
+            "api"
+        };
         let event = ObjectEvent::Applied(Kind::Pod, pod_object(&pod, 100 + round, tier));
         store.borrow_mut().apply(event);
     };
