@@ -245,3 +245,31 @@ fn an_allowed_flow_needs_no_fix() {
     assert!(engine.verdict(&flow).allowed);
     assert!(propose(&engine, &flow).unwrap().is_none());
 }
+
+#[test]
+fn an_icmp_fix_cannot_name_the_protocol_and_is_not_exact() {
+    let engine = engine();
+    let flow = Flow {
+        protocol: Protocol::Icmp,
+        ..recorded(&engine, "10.1.0.2", "10.1.0.1", 0)
+    };
+    let fix = propose(&engine, &flow)
+        .unwrap()
+        .expect("web's ingress denies");
+    let ingress = &fix.policies[0]
+        .spec
+        .as_ref()
+        .unwrap()
+        .ingress
+        .as_ref()
+        .unwrap()[0];
+    assert_eq!(ingress.ports, None, "NetworkPolicy ports have no ICMP");
+    assert!(allowed_with(&engine, &fix, &flow));
+    // Without ports the rule allows every port: the diff says so, and the fix is not exact.
+    assert!(!fix.exact);
+    assert!(fix
+        .report
+        .groups
+        .iter()
+        .any(|g| g.ports.len() > 1 || g.ports[0].first != g.ports[0].last));
+}
