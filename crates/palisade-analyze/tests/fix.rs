@@ -273,3 +273,31 @@ fn an_icmp_fix_cannot_name_the_protocol_and_is_not_exact() {
         .iter()
         .any(|g| g.ports.len() > 1 || g.ports[0].first != g.ports[0].last));
 }
+
+#[test]
+fn an_egress_deny_to_an_address_outside_the_cluster_is_fixed_with_that_address_only() {
+    let engine = engine();
+    let flow = recorded(&engine, "10.2.0.1", "192.0.2.7", 443);
+    let fix = propose(&engine, &flow)
+        .unwrap()
+        .expect("ops denies all egress");
+    let [policy] = fix.policies.as_slice() else {
+        panic!("{}", fix.to_yaml())
+    };
+    assert_eq!(
+        policy.metadata.name.as_deref(),
+        Some("allow-probe-to-192-0-2-7-tcp-443-egress")
+    );
+    let egress = &policy.spec.as_ref().unwrap().egress.as_ref().unwrap()[0];
+    let peer = &egress.to.as_ref().unwrap()[0];
+    assert_eq!(peer.ip_block.as_ref().unwrap().cidr, "192.0.2.7/32");
+    assert!(peer.pod_selector.is_none());
+    assert!(allowed_with(&engine, &fix, &flow));
+    let elsewhere = recorded(&engine, "10.2.0.1", "192.0.2.8", 443);
+    let after = Engine::new(Arc::new(
+        with_policies(engine.state(), &fix.policies).unwrap(),
+    ));
+    assert!(!after.verdict(&elsewhere).allowed);
+    // No pod pair changes: exact.
+    assert!(fix.report.groups.is_empty() && fix.exact);
+}
