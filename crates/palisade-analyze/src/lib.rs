@@ -4,6 +4,7 @@
 
 pub mod diff;
 pub mod explain;
+pub mod fix;
 pub mod lint;
 pub mod matrix;
 pub mod probe;

@@ -4,6 +4,7 @@ use crate::exit;
 use crate::input::{self, Inputs};
 use palisade_analyze::explain::{explain, resolve_endpoint, resolve_port, to_text, PortArg};
 use palisade_policy::{Engine, Flow};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Arguments of `palisade explain`.
@@ -12,15 +13,22 @@ pub struct Args {
     #[command(flatten)]
     inputs: Inputs,
     /// Source: ns/pod, ns/workload (its first pod) or an IP address.
-    #[arg(long, value_name = "NS/POD|IP")]
-    from: String,
+    #[arg(long, value_name = "NS/POD|IP", required_unless_present = "record")]
+    from: Option<String>,
     /// Destination: ns/pod, ns/workload (its first pod) or an IP address.
-    #[arg(long, value_name = "NS/POD|IP")]
-    to: String,
+    #[arg(long, value_name = "NS/POD|IP", required_unless_present = "record")]
+    to: Option<String>,
     /// Destination port and protocol: 6379, 6379/TCP, 53/UDP, or a named port of the destination pod
     /// (http/TCP).
-    #[arg(long, value_name = "PORT[/PROTO]")]
-    port: PortArg,
+    #[arg(long, value_name = "PORT[/PROTO]", required_unless_present = "record")]
+    port: Option<PortArg>,
+    /// Explain recorded flows instead: policy_action.log lines or `observe -o json` events, from
+    /// a file or - (standard input); a denied flow gets its minimal fix.
+    #[arg(long, value_name = "FILE|-", conflicts_with_all = ["from", "to", "port"])]
+    record: Option<PathBuf>,
+    /// With --record: write each fix as a new manifest file in this directory.
+    #[arg(long, value_name = "DIR", requires = "record")]
+    apply_fix: Option<PathBuf>,
     /// Namespace for a --from/--to given without one.
     #[arg(short = 'n', long = "namespace", default_value = "default")]
     namespace: String,
@@ -35,17 +43,31 @@ pub fn run(args: Args, verbose: u8) -> u8 {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
+    if let Some(record) = &args.record {
+        if record.as_os_str() == "-" && args.inputs.files.iter().any(|f| f.as_os_str() == "-") {
+            return usage("--record - and -f - cannot both read standard input");
+        }
+        let options = crate::explain_record::Options {
+            output: &args.output,
+            apply_fix: args.apply_fix.as_deref(),
+        };
+        let engine = Engine::new(Arc::new(loaded.state));
+        return crate::explain_record::run(&engine, record, &options, loaded.rejected);
+    }
+    let (Some(from), Some(to), Some(port)) = (&args.from, &args.to, &args.port) else {
+        return usage("--from, --to and --port are required without --record");
+    };
     let state = &loaded.state;
-    let protocol = args.port.protocol;
-    let src = match resolve_endpoint(state, &args.from, &args.namespace) {
+    let protocol = port.protocol;
+    let src = match resolve_endpoint(state, from, &args.namespace) {
         Ok(e) => e,
         Err(e) => return usage(&format!("--from {e}")),
     };
-    let dst = match resolve_endpoint(state, &args.to, &args.namespace) {
+    let dst = match resolve_endpoint(state, to, &args.namespace) {
         Ok(e) => e,
         Err(e) => return usage(&format!("--to {e}")),
     };
-    let port = match resolve_port(state, dst, &args.port) {
+    let port = match resolve_port(state, dst, port) {
         Ok(p) => p,
         Err(e) => return usage(&format!("--port {e}")),
     };

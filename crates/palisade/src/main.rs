@@ -4,6 +4,7 @@
 mod agent;
 mod diff;
 mod explain;
+mod explain_record;
 mod input;
 mod lab;
 mod lint;

@@ -100,7 +100,8 @@ pub struct Workload {
 }
 
 impl Workload {
-    fn of(pod: &PodInfo) -> Workload {
+    /// The workload of `pod`.
+    pub fn of(pod: &PodInfo) -> Workload {
         let (kind, name) = match &pod.owner {
             Some(o) => (Some(o.kind.clone()), o.name.clone()),
             None => (None, pod.name.clone()),
