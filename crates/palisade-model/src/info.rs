@@ -56,11 +56,11 @@ pub(crate) fn pod_info_of(meta: &ObjectMeta, spec: Option<&PodSpec>, origin: &Or
         node_name: (spec.and_then(|s| s.node_name.clone())).filter(|n| !n.is_empty()),
         finished: false,
         ports,
-        owner: meta
-            .owner_references
-            .iter()
-            .flatten()
-            .next()
+        // Shown in reports as is: only an owner whose kind is a word and whose name is an object
+        // name (nothing that could break a line or a table) is kept.
+        owner: (meta.owner_references.iter().flatten().next())
+            .filter(|o| !o.kind.is_empty() && o.kind.chars().all(|c| c.is_ascii_alphanumeric()))
+            .filter(|o| crate::validate::dns1123_subdomain(&o.name).is_ok())
             .map(|o| OwnerRef {
                 kind: o.kind.clone(),
                 name: o.name.clone(),

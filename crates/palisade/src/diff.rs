@@ -116,11 +116,46 @@ pub fn run(args: Args, verbose: u8) -> u8 {
     if !crate::print_text(&text) {
         return exit::INVALID;
     }
-    if rejected {
+    let unmatched = unmatched_namespaces(&before, &after, &scope);
+    for (ns, before, after) in &unmatched {
+        eprintln!(
+            "error: namespace {ns}: none of its {before} pods before has the name of one of its {after} pods after, so their connectivity was not compared (pods are matched by namespace and name: a live cluster's pod names never equal those a folder's workloads make; compare a folder with a folder, or a cluster with a cluster)"
+        );
+    }
+    if rejected || !unmatched.is_empty() {
         exit::INVALID
     } else if report.connectivity_changed() {
         exit::FINDINGS
     } else {
         exit::OK
     }
+}
+
+/// The namespaces in `scope` that hold pods on both sides but none of the same name (their pods
+/// before and after): nothing of them was compared.
+fn unmatched_namespaces(
+    before: &Engine,
+    after: &Engine,
+    scope: &Scope,
+) -> Vec<(String, usize, usize)> {
+    use std::collections::BTreeMap;
+    let mut counts: BTreeMap<&str, (usize, usize, usize)> = BTreeMap::new();
+    for pod in before.state().pods.iter() {
+        let entry = counts.entry(&pod.namespace).or_default();
+        entry.0 += 1;
+        if after.state().pod_id(&pod.namespace, &pod.name).is_some() {
+            entry.2 += 1;
+        }
+    }
+    for pod in after.state().pods.iter() {
+        counts.entry(&pod.namespace).or_default().1 += 1;
+    }
+    let in_scope = |ns: &str| match scope {
+        Scope::All => true,
+        Scope::Namespaces(names) => names.iter().any(|n| n == ns),
+    };
+    (counts.into_iter())
+        .filter(|&(ns, (b, a, same))| b > 0 && a > 0 && same == 0 && in_scope(ns))
+        .map(|(ns, (b, a, _))| (ns.to_string(), b, a))
+        .collect()
 }

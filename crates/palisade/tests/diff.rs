@@ -173,7 +173,8 @@ fn json_and_markdown_carry_the_same_groups() {
         md.contains("**3 pod pairs gain** connectivity (2 groups), **0 lose** it (0 groups)."),
         "{md}"
     );
-    assert!(md.contains("| added | front/client | shop/db | all ports | denied: ingress isolated by shop/db-from-web | allowed: not isolated |"), "{md}");
+    // Escaped: a name is text, never markup (`:` would make an autolink, `|` end the cell).
+    assert!(md.contains("| added | front/client | shop/db | all ports | denied\\: ingress isolated by shop/db-from-web | allowed\\: not isolated |"), "{md}");
     let o = diff(&open, &open, &["-o", "md"]);
     assert!(stdout(&o).contains("No connectivity between existing pods changes."));
 }
@@ -196,4 +197,34 @@ fn markdown_caps_its_table() {
         md.contains(&format!("and {} more groups", 60 * 59 - 50)),
         "{md}"
     );
+}
+
+/// A live cluster's pod names never equal those a folder's workloads make: a namespace whose pods
+/// match by no name on the two sides was not compared, which is an error (exit 2), not "nothing
+/// changed".
+#[test]
+fn a_namespace_whose_pods_match_by_no_name_is_an_error_not_a_silent_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = r#"apiVersion: v1
+kind: Pod
+metadata: {name: web-7c9d8b6f5d-abcde, namespace: shop, labels: {app: web}}
+spec: {containers: [{name: web, image: web}]}
+status: {podIP: 10.244.9.7}
+"#;
+    let deny = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny, namespace: shop}\nspec: {podSelector: {}}\n";
+    let before = folder(dir.path(), "live", &[live]);
+    let after = folder(dir.path(), "folder", &[PODS, deny]);
+    let o = diff(&before, &after, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains(
+            "namespace shop: none of its 1 pods before has the name of one of its 3 pods after"
+        ),
+        "{stderr}"
+    );
+    // Where names match, nothing to say.
+    let same = folder(dir.path(), "same", &[PODS]);
+    let o = diff(&same, &after, &[]);
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("none of its"));
 }

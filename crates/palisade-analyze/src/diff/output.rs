@@ -177,9 +177,23 @@ pub fn to_json(report: &Report) -> Value {
     })
 }
 
-/// A Markdown table cell: pipes and line breaks would end it.
+/// A Markdown table cell. What a name brings is text, never markup: every character Markdown (or
+/// GitHub's) makes something of — a pipe ending the cell, emphasis, code, a link, an image, HTML,
+/// a mention, an autolink — is escaped with a backslash (a backslash first), and control
+/// characters (line breaks) become spaces.
 fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace('\n', " ")
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            c if c.is_control() => out.push(' '),
+            '\\' | '|' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '!' | '#' | '~' | '@' | ':' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The report as Markdown for a pull-request comment: the counts, then a table of the groups (at
@@ -235,4 +249,40 @@ pub fn to_markdown(report: &Report) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cell;
+
+    /// A hostile name stays one cell of text: no cell ended, no line broken, no link, image,
+    /// mention or HTML made.
+    #[test]
+    fn a_cell_is_text_whatever_the_name() {
+        let hostile = "a\\|b | [click](https://x.example) ![i](y) @octocat <b>x</b>\r\nnext";
+        let escaped = cell(hostile);
+        assert!(
+            !escaped.contains('\n') && !escaped.contains('\r'),
+            "{escaped}"
+        );
+        // Every markup character is preceded by a backslash that is not itself escaped.
+        let chars: Vec<char> = escaped.chars().collect();
+        let mut i = 0;
+        while i < chars.len() {
+            if chars[i] == '\\' {
+                i += 2;
+                continue;
+            }
+            assert!(
+                !"|[]!@<>:`*_#~".contains(chars[i]),
+                "{escaped}: {}",
+                chars[i]
+            );
+            i += 1;
+        }
+        assert_eq!(
+            cell("shop/web (ReplicaSet: web-1)"),
+            "shop/web (ReplicaSet\\: web-1)"
+        );
+    }
 }
