@@ -100,7 +100,7 @@ pub struct Workload {
 }
 
 impl Workload {
-    fn of(pod: &PodInfo) -> Workload {
+    pub(crate) fn of(pod: &PodInfo) -> Workload {
         let (kind, name) = match &pod.owner {
             Some(o) => (Some(o.kind.clone()), o.name.clone()),
             None => (None, pod.name.clone()),
