@@ -102,13 +102,23 @@ fn writable(path: &Path) -> Result<(), String> {
 fn source(args: &Args) -> String {
     let mut words: Vec<String> = Vec::new();
     for f in &args.inputs.files {
-        words.push(format!("-f {}", f.display()));
+        words.push(format!("-f {}", shell_word(&f.to_string_lossy())));
     }
     if let Some(k) = &args.inputs.kubeconfig {
-        words.push(format!("--kubeconfig {}", k.display()));
+        words.push(format!("--kubeconfig {}", shell_word(&k.to_string_lossy())));
     }
     if let Some(c) = &args.inputs.context {
-        words.push(format!("--context {c}"));
+        words.push(format!("--context {}", shell_word(c)));
     }
     words.join(" ")
+}
+
+/// `word` as one shell word: as it is when plain, else in single quotes.
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "._/:=@%+-".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
 }

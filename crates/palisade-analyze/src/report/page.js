@@ -113,6 +113,8 @@
         edges.push(line);
         box.appendChild(line);
       }
+    // Few edges are drawn plainly; many faintly, until a node is hovered.
+    if (edges.length <= 60) edges.forEach(function (e) { e.setAttribute("stroke-opacity", 0.8); });
     groups.forEach(function (g, i) {
       var p = pos[i], node = svg("g", {});
       var circle = svg("circle", { cx: p.x, cy: p.y, r: 6, fill: "hsl(" + hue[g.namespace] + ",50%,42%)" });
@@ -135,9 +137,12 @@
     document.getElementById("graphbox").appendChild(box);
   }
 
+  // #cell=R,C shows a cell (a link to it); #click=R,C clicks it, as a user would (for tests).
   function fromHash() {
-    var m = /^#cell=(\d+),(\d+)$/.exec(location.hash);
-    if (m) show(+m[1], +m[2]);
+    var m = /^#(cell|click)=(\d+),(\d+)$/.exec(location.hash);
+    if (!m) return;
+    if (m[1] === "cell") show(+m[2], +m[3]);
+    else document.getElementById("cell-" + m[2] + "-" + m[3]).click();
   }
 
   heatmap();
