@@ -83,7 +83,7 @@
   }
 
   function graph() {
-    var size = 760, mid = size / 2, radius = n > 1 ? mid - 170 : 0;
+    var radius = n > 1 ? Math.max(120, n * 5) : 0, size = 2 * radius + 360, mid = size / 2;
     var box = svg("svg", { viewBox: "0 0 " + size + " " + size, role: "img" });
     var pos = groups.map(function (g, i) {
       var a = (2 * Math.PI * i) / Math.max(n, 1) - Math.PI / 2;
@@ -118,8 +118,11 @@
     groups.forEach(function (g, i) {
       var p = pos[i], node = svg("g", {});
       var circle = svg("circle", { cx: p.x, cy: p.y, r: 6, fill: "hsl(" + hue[g.namespace] + ",50%,42%)" });
-      var left = Math.cos(p.a) < 0;
-      var label = svg("text", { x: p.x + (left ? -10 : 10), y: p.y + 3, "text-anchor": left ? "end" : "start" });
+      // Labels point outwards along the radius (read left to right on either side), so that
+      // neighbours do not overlap.
+      var left = Math.cos(p.a) < 0, deg = (p.a * 180) / Math.PI + (left ? 180 : 0);
+      var label = svg("text", { x: p.x + (left ? -10 : 10), y: p.y + 3, "text-anchor": left ? "end" : "start",
+        transform: "rotate(" + deg.toFixed(1) + " " + p.x.toFixed(1) + " " + p.y.toFixed(1) + ")" });
       label.textContent = g.label.length > 28 ? g.label.slice(0, 27) + "\u2026" : g.label;
       var tip = svg("title", {});
       tip.textContent = g.kind + " " + g.label + " (" + g.pods + " pods)";
