@@ -62,6 +62,11 @@ pub fn run(args: Args, verbose: u8) -> u8 {
         args.probes.clone()
     };
     let matrix = Matrix::compute(&engine, pods, &probes);
+    tracing::info!(
+        probes = probes.len(),
+        elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+        "linted, reachability computed"
+    );
     let mut page = build(&matrix, &findings, Limits::default());
     page.source = source(&args);
     let html = to_html(&page);
