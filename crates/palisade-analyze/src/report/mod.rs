@@ -411,7 +411,7 @@ fn count(matrix: &Matrix, groups: &[Group]) -> (Vec<Vec<Cell>>, Vec<Vec<Option<R
                 .map(|b| {
                     let (size_a, size_b) = (groups[a].pods as u64, groups[b].pods as u64);
                     let total = (size_a * size_b - if a == b { size_a } else { 0 }) * probes;
-                    let ok = cells[a][b].0.min(total);
+                    let ok = cells[a][b].0;
                     let state = match ok {
                         _ if total == 0 => State::Empty,
                         0 => State::Denied,
