@@ -10,6 +10,7 @@ pub mod matrix;
 pub mod probe;
 pub mod reason;
 pub mod render;
+pub mod report;
 pub mod status;
 
 pub use matrix::{Matrix, Scope};

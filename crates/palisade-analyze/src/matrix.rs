@@ -81,6 +81,17 @@ impl<'e> Matrix<'e> {
         self.engine.state().pods[self.pods[i]].key().to_string()
     }
 
+    /// The endpoint class of the pod at position `i`.
+    pub fn class(&self, i: usize) -> ClassId {
+        self.classes[i]
+    }
+
+    /// The positions the pod at position `i` is always allowed with (its node), whatever the
+    /// policies; a position may be listed twice.
+    pub fn always(&self, i: usize) -> &[usize] {
+        &self.always[i]
+    }
+
     /// May the pod at position `src` connect to the pod at position `dst` for probe `probe`?
     pub fn allowed(&self, probe: usize, src: usize, dst: usize) -> bool {
         src == dst

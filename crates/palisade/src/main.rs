@@ -10,6 +10,7 @@ mod lab;
 mod lint;
 mod matrix;
 mod observe;
+mod report;
 mod status;
 mod synth;
 
@@ -72,6 +73,9 @@ enum Command {
     /// The connectivity a change adds and removes, by workload, with ports and the policies
     /// deciding (txt, json, md); exit 1 when it changed, like diff(1).
     Diff(diff::Args),
+    /// One self-contained HTML page: the connectivity heatmap by workload, a graph, the lint
+    /// findings, and why for any cell on click.
+    Report(report::Args),
     /// Enforce a manifests folder or a cluster in the kernel (nftables), re-applying on every change.
     Agent(agent::Args),
     /// Is NetworkPolicy enforced on every node, and is each policy in force? (a cluster, or a lab)
@@ -104,6 +108,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => explain::run(args, cli.verbose),
         Command::Lint(args) => lint::run(args, cli.verbose),
         Command::Diff(args) => diff::run(args, cli.verbose),
+        Command::Report(args) => report::run(args, cli.verbose),
         Command::Gen(args) => synth::run(args),
         Command::Agent(args) => agent::run(args),
         Command::Status(args) => status::run(args, cli.verbose),
