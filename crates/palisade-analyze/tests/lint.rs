@@ -526,6 +526,101 @@ fn a_policy_that_allows_nothing_the_others_do_not() {
     assert!(of(&run(&twice).1, Rule::RedundantPolicy).is_empty());
 }
 
+/// Policies whose redundancy holds only for the pods in the input: a peer that selects no pod
+/// here (a namespace not in the folder) and a policy selecting more pods than the others do as
+/// written may matter for pods that are not in the input.
+const DB: &str = r#"---
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: shop, labels: {app: db}}
+spec: {containers: [{name: m, image: i}]}
+status: {podIP: 10.244.1.9}
+"#;
+
+#[test]
+fn redundancy_is_not_judged_on_the_pods_in_the_input_alone() {
+    // (A) db-monitoring also allows port 9187 from namespace monitoring, not in the input.
+    let monitoring = format!(
+        r#"{DB}---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: db-from-web, namespace: shop}}
+spec:
+  podSelector: {{matchLabels: {{app: db}}}}
+  ingress: [{{from: [{{podSelector: {{matchLabels: {{app: web}}}}}}]}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: db-monitoring, namespace: shop}}
+spec:
+  podSelector: {{matchLabels: {{app: db}}}}
+  ingress:
+  - from: [{{podSelector: {{matchLabels: {{app: web}}}}}}]
+  - from: [{{namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: monitoring}}}}}}]
+    ports: [{{port: 9187}}]
+"#
+    );
+    let (text, report) = run(&monitoring);
+    // db-from-web allows a part of db-monitoring: it is the one to delete, never db-monitoring.
+    one(
+        &text,
+        &report,
+        Rule::RedundantPolicy,
+        "NetworkPolicy shop/db-from-web",
+        None,
+        "name: db-from-web",
+    );
+    // (B) `{}` isolates every pod to come in store (which has only the db pod); `db` only those labelled app=db.
+    let same_namespace = format!(
+        r#"---
+apiVersion: v1
+kind: Pod
+metadata: {{name: db, namespace: store, labels: {{app: db}}}}
+spec: {{containers: [{{name: m, image: i}}]}}
+status: {{podIP: 10.244.3.1}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: db, namespace: store}}
+spec:
+  podSelector: {{matchLabels: {{app: db}}}}
+  ingress: [{{from: [{{podSelector: {{}}}}]}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: same-namespace-only, namespace: store}}
+spec:
+  podSelector: {{}}
+  ingress: [{{from: [{{podSelector: {{}}}}]}}]
+"#
+    );
+    let (_, report) = run(&same_namespace);
+    assert!(
+        !(of(&report, Rule::RedundantPolicy).iter())
+            .any(|f| f.object.to_string() == "NetworkPolicy store/same-namespace-only"),
+        "{:#?}",
+        report.findings
+    );
+    // (C) a rule with a peer that selects no pod here is no rule to delete.
+    let observability = r#"---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-metrics, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: client}}}]
+  - from: [{podSelector: {matchLabels: {app: client}}}, {namespaceSelector: {matchLabels: {team: observability}}}]
+    ports: [{port: 9187}]
+"#;
+    let (_, report) = run(observability);
+    assert!(
+        of(&report, Rule::RedundantRule).is_empty(),
+        "{:#?}",
+        report.findings
+    );
+}
+
 const RULES: &str = r#"---
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
