@@ -2,7 +2,7 @@
 //! field and line asserted) and the same manifest fixed as the finding says (no finding of that
 //! rule); then `--disable`, the annotation, and the rules' ids.
 
-use palisade_analyze::lint::{lint, Finding, Report, Rule, Severity};
+use palisade_analyze::lint::{lint, Finding, Input, Report, Rule, Severity};
 use palisade_model::Loader;
 use palisade_policy::Engine;
 use std::sync::Arc;
@@ -67,8 +67,13 @@ metadata: {name: deny, namespace: kube-system}
 spec: {podSelector: {}, policyTypes: [Ingress]}
 "#;
 
-/// Lints `BASE`, `DENY_ALL` and `extra`, which must load without errors.
+/// Lints `BASE`, `DENY_ALL` and `extra` as manifests; they must load without errors.
 fn run(extra: &str) -> (String, Report) {
+    run_as(Input::Manifests, extra)
+}
+
+/// Lints `BASE`, `DENY_ALL` and `extra` as read from `input`.
+fn run_as(input: Input, extra: &str) -> (String, Report) {
     let text = format!("{BASE}{DENY_ALL}{extra}");
     let mut loader = Loader::new();
     loader.load_str("t.yaml", &text);
@@ -78,7 +83,7 @@ fn run(extra: &str) -> (String, Report) {
         "{diagnostics:#?}"
     );
     let engine = Engine::new(Arc::new(state));
-    let report = lint(&engine, &diagnostics, &[]);
+    let report = lint(&engine, &diagnostics, &[], input);
     (text, report)
 }
 
@@ -321,7 +326,12 @@ fn egress_isolation_without_dns() {
         let mut loader = Loader::new();
         loader.load_str("t.yaml", &text);
         let (state, diagnostics) = loader.finish();
-        lint(&Engine::new(Arc::new(state)), &diagnostics, &[])
+        lint(
+            &Engine::new(Arc::new(state)),
+            &diagnostics,
+            &[],
+            Input::Manifests,
+        )
     };
     assert_eq!(of(&no_dns(""), Rule::EgressWithoutDns).len(), 1);
     assert!(of(&no_dns(DNS_RULE), Rule::EgressWithoutDns).is_empty());
@@ -344,7 +354,19 @@ spec:
 
 #[test]
 fn selectors_that_match_nothing() {
-    let (text, report) = run(SELECTORS);
+    // From manifests, namespaces (and so their pods) may be missing: only the own namespace's pods
+    // are judged.
+    let (_, report) = run(SELECTORS);
+    let fields: Vec<&str> = (of(&report, Rule::SelectorMatchesNothing).iter())
+        .filter_map(|f| f.field.as_deref())
+        .collect();
+    assert_eq!(
+        fields,
+        ["spec.ingress[0].from[1].podSelector", "spec.podSelector"],
+        "{:#?}",
+        report.findings
+    );
+    let (text, report) = run_as(Input::Cluster, SELECTORS);
     let found = of(&report, Rule::SelectorMatchesNothing);
     let fields: Vec<&str> = found.iter().filter_map(|f| f.field.as_deref()).collect();
     assert_eq!(
@@ -372,7 +394,7 @@ fn selectors_that_match_nothing() {
         .replace("wbe", "web")
         .replace("opps", "ops")
         .replace("clinet", "client");
-    let (_, fixed) = run(&fixed);
+    let (_, fixed) = run_as(Input::Cluster, &fixed);
     assert!(
         of(&fixed, Rule::SelectorMatchesNothing).is_empty(),
         "{:#?}",
@@ -380,32 +402,46 @@ fn selectors_that_match_nothing() {
     );
 }
 
-/// Without Namespace objects in the input, namespaces' labels are unknown: only selectors on
-/// their names can be said to match nothing.
+/// Manifests may hold part of a cluster: a namespaceSelector is judged only on a live cluster's
+/// namespaces, and a podSelector only where every namespace it looks in has pods in the input.
 #[test]
-fn namespace_selectors_are_judged_only_where_namespace_labels_are_known() {
-    let peer = |sel: &str| {
+fn namespace_selectors_are_judged_only_on_a_whole_cluster() {
+    let peer = |peer: &str| {
         format!(
             "apiVersion: v1\nkind: Pod\nmetadata: {{name: a, namespace: shop, labels: {{app: a}}}}\nspec: {{containers: [{{name: m, image: i}}]}}\n---\n\
              apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p, namespace: shop}}\n\
-             spec: {{podSelector: {{}}, ingress: [{{from: [{{namespaceSelector: {{matchLabels: {sel}}}}}]}}]}}\n"
+             spec: {{podSelector: {{}}, egress: [{{to: [{peer}]}}]}}\n"
         )
     };
-    let findings = |text: &str| {
+    let findings = |text: &str, input: Input| {
         let mut loader = Loader::new();
         loader.load_str("t.yaml", text);
         let (state, diagnostics) = loader.finish();
-        let report = lint(&Engine::new(Arc::new(state)), &diagnostics, &[]);
+        let report = lint(&Engine::new(Arc::new(state)), &diagnostics, &[], input);
         of(&report, Rule::SelectorMatchesNothing).len()
     };
-    assert_eq!(findings(&peer("{team: front}")), 0);
-    assert_eq!(findings(&peer("{kubernetes.io/metadata.name: fronted}")), 1);
-    assert_eq!(findings(&peer("{kubernetes.io/metadata.name: shop}")), 0);
+    // lint's own DNS fix, and the same with every namespace, in a folder holding shop alone.
+    let dns = peer("{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: kube-system}}, podSelector: {matchLabels: {k8s-app: kube-dns}}}");
+    let any_namespace =
+        peer("{namespaceSelector: {}, podSelector: {matchLabels: {k8s-app: kube-dns}}}");
     let declared = format!(
         "apiVersion: v1\nkind: Namespace\nmetadata: {{name: shop}}\n---\n{}",
-        peer("{team: front}")
+        peer("{namespaceSelector: {matchLabels: {team: front}}}")
     );
-    assert_eq!(findings(&declared), 1);
+    for text in [&dns, &any_namespace, &declared] {
+        assert_eq!(findings(text, Input::Manifests), 0, "{text}");
+    }
+    // A live cluster has every namespace: kube-system missing is a finding; a namespace with no
+    // pod listed says nothing of the pods a podSelector would match.
+    assert_eq!(findings(&dns, Input::Cluster), 1);
+    assert_eq!(findings(&declared, Input::Cluster), 1);
+    assert_eq!(findings(&any_namespace, Input::Cluster), 1);
+    let empty_namespace = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: kube-system}}\n---\n{any_namespace}"
+    );
+    assert_eq!(findings(&empty_namespace, Input::Cluster), 0);
+    let name = peer("{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: shop}}}");
+    assert_eq!(findings(&name, Input::Cluster), 0);
 }
 
 #[test]
@@ -741,9 +777,14 @@ fn disabled_rules_and_the_annotation_silence_findings() {
     loader.load_str("t.yaml", &text);
     let (state, diagnostics) = loader.finish();
     let engine = Engine::new(Arc::new(state));
-    let all = lint(&engine, &diagnostics, &[]);
+    let all = lint(&engine, &diagnostics, &[], Input::Manifests);
     assert!(!of(&all, Rule::ServicePortNotTargetPort).is_empty());
-    let disabled = lint(&engine, &diagnostics, &[Rule::ServicePortNotTargetPort]);
+    let disabled = lint(
+        &engine,
+        &diagnostics,
+        &[Rule::ServicePortNotTargetPort],
+        Input::Manifests,
+    );
     assert!(of(&disabled, Rule::ServicePortNotTargetPort).is_empty());
     assert_eq!(disabled.findings.len(), all.findings.len() - 1);
     assert_eq!(disabled.silenced, 0);
@@ -771,7 +812,12 @@ fn disabled_rules_and_the_annotation_silence_findings() {
     let mut loader = Loader::new();
     loader.load_str("t.yaml", &text);
     let (state, diagnostics) = loader.finish();
-    let report = lint(&Engine::new(Arc::new(state)), &diagnostics, &[]);
+    let report = lint(
+        &Engine::new(Arc::new(state)),
+        &diagnostics,
+        &[],
+        Input::Manifests,
+    );
     assert!(
         of(&report, Rule::ServicePodsUncovered).is_empty(),
         "{:#?}",

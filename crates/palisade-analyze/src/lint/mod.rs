@@ -207,6 +207,16 @@ impl Finding {
     }
 }
 
+/// Where the cluster was read from: what the input leaves out cannot be said to match nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// Manifests: maybe part of a cluster, so namespaces (and their pods) may exist that are not
+    /// in them.
+    Manifests,
+    /// A live cluster's API server: every namespace is in it.
+    Cluster,
+}
+
 /// Findings by severity.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
@@ -250,10 +260,16 @@ impl Report {
 }
 
 /// Runs every rule not in `disabled` on `engine`'s cluster; `diagnostics` are the loader's (for
-/// the policy kinds it skipped). Findings on an object annotated with [`DISABLE_ANNOTATION`]
-/// naming their rule (or in a namespace so annotated) are counted as silenced, not reported.
-pub fn lint(engine: &Engine, diagnostics: &[Diagnostic], disabled: &[Rule]) -> Report {
-    let ix = Index::new(engine);
+/// the policy kinds it skipped); `input` says whether it is the whole cluster. Findings on an
+/// object annotated with [`DISABLE_ANNOTATION`] naming their rule (or in a namespace so annotated)
+/// are counted as silenced, not reported.
+pub fn lint(
+    engine: &Engine,
+    diagnostics: &[Diagnostic],
+    disabled: &[Rule],
+    input: Input,
+) -> Report {
+    let ix = Index::new(engine, input);
     let mut found = Vec::new();
     let on = |rule: Rule| !disabled.contains(&rule);
     type Check = fn(&Index, &mut Vec<Finding>);
