@@ -337,6 +337,16 @@ fn egress_isolation_without_dns() {
     assert!(of(&no_dns(DNS_RULE), Rule::EgressWithoutDns).is_empty());
     let elsewhere = DNS_RULE.replace("k8s-app: kube-dns", "k8s-app: resolver");
     assert_eq!(of(&no_dns(&elsewhere), Rule::EgressWithoutDns).len(), 1);
+    // The kube-dns Service without its pods: its address alone says nothing of the pods behind
+    // it, so a peer that would match them is still enough.
+    let service = "---\napiVersion: v1\nkind: Service\nmetadata: {name: kube-dns, namespace: kube-system}\n\
+                   spec: {selector: {k8s-app: kube-dns}, clusterIP: 10.96.0.10, ports: [{port: 53, protocol: UDP}]}\n";
+    let with_service = no_dns(&format!("{DNS_RULE}{service}"));
+    assert!(
+        of(&with_service, Rule::EgressWithoutDns).is_empty(),
+        "{:#?}",
+        with_service.findings
+    );
 }
 
 const SELECTORS: &str = r#"---
