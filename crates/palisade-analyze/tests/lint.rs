@@ -171,6 +171,57 @@ fn a_policy_port_that_is_the_service_port_not_the_target_port() {
     assert!(!named.has_errors(), "{:#?}", named.findings);
 }
 
+/// Port 80 allowed where it is not wrong: another rule allows the target port to the same
+/// peers, or another Service forwards 80 to 80 on the same pods.
+#[test]
+fn a_service_port_allowed_for_another_reason_is_no_error() {
+    let both_rules = r#"---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-in, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: client}}}]
+    ports: [{port: 8080}]
+  - from: [{podSelector: {matchLabels: {app: client}}}]
+    ports: [{port: 80}]
+"#;
+    let (_, report) = run(both_rules);
+    assert!(
+        of(&report, Rule::ServicePortNotTargetPort).is_empty(),
+        "{:#?}",
+        report.findings
+    );
+    let admin = "---\napiVersion: v1\nkind: Service\nmetadata: {name: web-admin, namespace: shop}\n\
+                 spec: {selector: {app: web}, clusterIP: 10.96.0.21, ports: [{port: 80, targetPort: 80}]}\n";
+    let (_, report) = run(&format!("{WEB_INGRESS_80}{admin}"));
+    assert!(
+        of(&report, Rule::ServicePortNotTargetPort).is_empty(),
+        "{:#?}",
+        report.findings
+    );
+    // Pods that declare no port may listen on 80 too: a warning, not an error.
+    let undeclared = "---\napiVersion: v1\nkind: Pod\nmetadata: {name: api, namespace: shop, labels: {app: api}}\n\
+                      spec: {containers: [{name: m, image: i}]}\nstatus: {podIP: 10.244.1.5}\n---\n\
+                      apiVersion: v1\nkind: Service\nmetadata: {name: api, namespace: shop}\n\
+                      spec: {selector: {app: api}, clusterIP: 10.96.0.22, ports: [{port: 80, targetPort: 8080}]}\n";
+    let policy = WEB_INGRESS_80
+        .replace("{app: web}", "{app: api}")
+        .replace("web-in", "api-in");
+    let (text, report) = run(&format!("{undeclared}{policy}"));
+    let f = one(
+        &text,
+        &report,
+        Rule::ServicePortNotTargetPort,
+        "NetworkPolicy shop/api-in",
+        Some("spec.ingress[0].ports[0].port"),
+        "name: api-in",
+    );
+    assert_eq!(f.severity(), Severity::Warning);
+    assert!(!report.has_errors(), "{:#?}", report.findings);
+}
+
 #[test]
 fn an_egress_port_that_is_the_service_port_not_the_target_port() {
     let client = r#"---

@@ -153,6 +153,7 @@ fn open_namespaces(ix: &Index, out: &mut Vec<Finding>) {
         let ns = &ix.state.namespaces[id];
         out.push(Finding {
             rule: Rule::NamespaceNotIsolated,
+            severity: Rule::NamespaceNotIsolated.severity(),
             object: ObjectKey::new(Kind::Namespace, None, &ns.name).into(),
             origin: ns.origin.clone(),
             field: None,

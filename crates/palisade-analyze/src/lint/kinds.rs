@@ -16,6 +16,7 @@ pub(super) fn check(diagnostics: &[Diagnostic], out: &mut Vec<Finding>) {
         }
         out.push(Finding {
             rule: Rule::UnenforcedPolicyKind,
+            severity: Rule::UnenforcedPolicyKind.severity(),
             object: ObjectRef {
                 kind: kind.to_string(),
                 namespace: None,

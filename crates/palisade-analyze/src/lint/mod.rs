@@ -170,6 +170,8 @@ impl fmt::Display for ObjectRef {
 pub struct Finding {
     /// The rule that found it.
     pub rule: Rule,
+    /// How serious it is: the rule's severity, or less where the input leaves doubt.
+    pub severity: Severity,
     /// The object.
     pub object: ObjectRef,
     /// Its file and line (the object's document), when known.
@@ -183,9 +185,9 @@ pub struct Finding {
 }
 
 impl Finding {
-    /// The rule's severity.
+    /// How serious it is.
     pub fn severity(&self) -> Severity {
-        self.rule.severity()
+        self.severity
     }
 
     /// A finding of `rule` on `policy`.
@@ -198,6 +200,7 @@ impl Finding {
     ) -> Finding {
         Finding {
             rule,
+            severity: rule.severity(),
             object: policy.key().into(),
             origin: Some(policy.origin.clone()),
             field,
