@@ -780,6 +780,20 @@ fn an_ip_block_over_pod_and_service_addresses() {
         "{}",
         f.fix
     );
+    // A pod without status.podIP gets an address from the loader, which the cluster may not give
+    // it: no finding names it, no `except` is written for it.
+    let unscheduled = "---\napiVersion: v1\nkind: Pod\nmetadata: {name: pending, namespace: ops, labels: {app: p}}\n\
+                       spec: {containers: [{name: m, image: i}]}\n";
+    let only_allocated = format!(
+        "{}{unscheduled}",
+        IP_BLOCK.replace("10.0.0.0/8", "10.244.0.0/16, except: [10.244.0.0/20]")
+    );
+    let (_, allocated) = run(&only_allocated);
+    assert!(
+        of(&allocated, Rule::IpBlockCoversPods).is_empty(),
+        "{:#?}",
+        allocated.findings
+    );
     let (_, fixed) = run(&IP_BLOCK.replace("10.0.0.0/8", "192.168.0.0/16"));
     assert!(of(&fixed, Rule::IpBlockCoversPods).is_empty());
     let (_, excepted) = run(&IP_BLOCK.replace(

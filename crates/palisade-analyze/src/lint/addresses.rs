@@ -53,10 +53,11 @@ impl Held {
 }
 
 /// `ipblock-covers-pods`, per ipBlock peer: the pods (not `hostNetwork`: theirs is the node's
-/// address) and Service cluster IPs it holds.
+/// address; not those whose address the loader allocated: the cluster may give them another) and
+/// Service cluster IPs it holds.
 fn ip_blocks(ix: &Index, out: &mut Vec<Finding>) {
     let mut pods: Vec<(IpAddr, PodId)> = (ix.state.pods.iter_enumerated())
-        .filter(|(_, p)| !p.host_network)
+        .filter(|(_, p)| !p.host_network && !p.ip_allocated)
         .filter_map(|(i, p)| Some((p.ip?, i)))
         .collect();
     pods.sort_unstable();
