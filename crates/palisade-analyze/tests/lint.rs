@@ -843,6 +843,51 @@ fn policy_kinds_palisade_does_not_enforce() {
     );
     let config = "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: shop}\n";
     assert!(of(&run(config).1, Rule::UnenforcedPolicyKind).is_empty());
+    // Policies of other things than the network are none of lint's business.
+    for (api_version, kind) in [
+        ("kyverno.io/v1", "ClusterPolicy"),
+        ("policy/v1beta1", "PodSecurityPolicy"),
+        ("security.istio.io/v1", "AuthorizationPolicy"),
+        (
+            "admissionregistration.k8s.io/v1",
+            "ValidatingAdmissionPolicy",
+        ),
+    ] {
+        let other = format!(
+            "---\napiVersion: {api_version}\nkind: {kind}\nmetadata: {{name: o}}\nspec: {{}}\n"
+        );
+        let (_, report) = run(&other);
+        assert!(
+            of(&report, Rule::UnenforcedPolicyKind).is_empty(),
+            "{kind}: {:#?}",
+            report.findings
+        );
+    }
+    // Network policies of other plugins, by kind and group.
+    for (api_version, kind) in [
+        ("cilium.io/v2", "CiliumClusterwideNetworkPolicy"),
+        ("crd.projectcalico.org/v1", "GlobalNetworkPolicy"),
+        ("projectcalico.org/v3", "StagedNetworkPolicy"),
+        ("projectcalico.org/v3", "GlobalNetworkPolicy"),
+        ("policy.networking.k8s.io/v1alpha1", "AdminNetworkPolicy"),
+        (
+            "policy.networking.k8s.io/v1alpha1",
+            "BaselineAdminNetworkPolicy",
+        ),
+        ("networking.gke.io/v1alpha3", "FQDNNetworkPolicy"),
+        ("crd.antrea.io/v1beta1", "ClusterNetworkPolicy"),
+    ] {
+        let other = format!(
+            "---\napiVersion: {api_version}\nkind: {kind}\nmetadata: {{name: o}}\nspec: {{}}\n"
+        );
+        let (_, report) = run(&other);
+        assert_eq!(
+            of(&report, Rule::UnenforcedPolicyKind).len(),
+            1,
+            "{kind}: {:#?}",
+            report.findings
+        );
+    }
 }
 
 #[test]
