@@ -667,31 +667,30 @@ spec:
         None,
         "name: db-from-web",
     );
-    // (B) `{}` isolates every pod to come in store (which has only the db pod); `db` only those labelled app=db.
-    let same_namespace = format!(
-        r#"---
+    // (B) `{}` isolates every pod to come in store (which has only the db pod); `db` only those
+    // labelled app=db.
+    let same_namespace = r#"---
 apiVersion: v1
 kind: Pod
-metadata: {{name: db, namespace: store, labels: {{app: db}}}}
-spec: {{containers: [{{name: m, image: i}}]}}
-status: {{podIP: 10.244.3.1}}
+metadata: {name: db, namespace: store, labels: {app: db}}
+spec: {containers: [{name: m, image: i}]}
+status: {podIP: 10.244.3.1}
 ---
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
-metadata: {{name: db, namespace: store}}
+metadata: {name: db, namespace: store}
 spec:
-  podSelector: {{matchLabels: {{app: db}}}}
-  ingress: [{{from: [{{podSelector: {{}}}}]}}]
+  podSelector: {matchLabels: {app: db}}
+  ingress: [{from: [{podSelector: {}}]}]
 ---
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
-metadata: {{name: same-namespace-only, namespace: store}}
+metadata: {name: same-namespace-only, namespace: store}
 spec:
-  podSelector: {{}}
-  ingress: [{{from: [{{podSelector: {{}}}}]}}]
-"#
-    );
-    let (_, report) = run(&same_namespace);
+  podSelector: {}
+  ingress: [{from: [{podSelector: {}}]}]
+"#;
+    let (_, report) = run(same_namespace);
     assert!(
         !(of(&report, Rule::RedundantPolicy).iter())
             .any(|f| f.object.to_string() == "NetworkPolicy store/same-namespace-only"),
