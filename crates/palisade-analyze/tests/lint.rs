@@ -2,7 +2,7 @@
 //! field and line asserted) and the same manifest fixed as the finding says (no finding of that
 //! rule); then `--disable`, the annotation, and the rules' ids.
 
-use palisade_analyze::lint::{lint, Finding, Report, Rule, Severity};
+use palisade_analyze::lint::{lint, Finding, Input, Report, Rule, Severity};
 use palisade_model::Loader;
 use palisade_policy::Engine;
 use std::sync::Arc;
@@ -67,8 +67,13 @@ metadata: {name: deny, namespace: kube-system}
 spec: {podSelector: {}, policyTypes: [Ingress]}
 "#;
 
-/// Lints `BASE`, `DENY_ALL` and `extra`, which must load without errors.
+/// Lints `BASE`, `DENY_ALL` and `extra` as manifests; they must load without errors.
 fn run(extra: &str) -> (String, Report) {
+    run_as(Input::Manifests, extra)
+}
+
+/// Lints `BASE`, `DENY_ALL` and `extra` as read from `input`.
+fn run_as(input: Input, extra: &str) -> (String, Report) {
     let text = format!("{BASE}{DENY_ALL}{extra}");
     let mut loader = Loader::new();
     loader.load_str("t.yaml", &text);
@@ -78,7 +83,7 @@ fn run(extra: &str) -> (String, Report) {
         "{diagnostics:#?}"
     );
     let engine = Engine::new(Arc::new(state));
-    let report = lint(&engine, &diagnostics, &[]);
+    let report = lint(&engine, &diagnostics, &[], input);
     (text, report)
 }
 
@@ -164,6 +169,57 @@ fn a_policy_port_that_is_the_service_port_not_the_target_port() {
     let (_, named) = run(&WEB_INGRESS_80.replace("port: 80}", "port: http}"));
     assert!(of(&named, Rule::ServicePortNotTargetPort).is_empty());
     assert!(!named.has_errors(), "{:#?}", named.findings);
+}
+
+/// Port 80 allowed where it is not wrong: another rule allows the target port to the same
+/// peers, or another Service forwards 80 to 80 on the same pods.
+#[test]
+fn a_service_port_allowed_for_another_reason_is_no_error() {
+    let both_rules = r#"---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-in, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: client}}}]
+    ports: [{port: 8080}]
+  - from: [{podSelector: {matchLabels: {app: client}}}]
+    ports: [{port: 80}]
+"#;
+    let (_, report) = run(both_rules);
+    assert!(
+        of(&report, Rule::ServicePortNotTargetPort).is_empty(),
+        "{:#?}",
+        report.findings
+    );
+    let admin = "---\napiVersion: v1\nkind: Service\nmetadata: {name: web-admin, namespace: shop}\n\
+                 spec: {selector: {app: web}, clusterIP: 10.96.0.21, ports: [{port: 80, targetPort: 80}]}\n";
+    let (_, report) = run(&format!("{WEB_INGRESS_80}{admin}"));
+    assert!(
+        of(&report, Rule::ServicePortNotTargetPort).is_empty(),
+        "{:#?}",
+        report.findings
+    );
+    // Pods that declare no port may listen on 80 too: a warning, not an error.
+    let undeclared = "---\napiVersion: v1\nkind: Pod\nmetadata: {name: api, namespace: shop, labels: {app: api}}\n\
+                      spec: {containers: [{name: m, image: i}]}\nstatus: {podIP: 10.244.1.5}\n---\n\
+                      apiVersion: v1\nkind: Service\nmetadata: {name: api, namespace: shop}\n\
+                      spec: {selector: {app: api}, clusterIP: 10.96.0.22, ports: [{port: 80, targetPort: 8080}]}\n";
+    let policy = WEB_INGRESS_80
+        .replace("{app: web}", "{app: api}")
+        .replace("web-in", "api-in");
+    let (text, report) = run(&format!("{undeclared}{policy}"));
+    let f = one(
+        &text,
+        &report,
+        Rule::ServicePortNotTargetPort,
+        "NetworkPolicy shop/api-in",
+        Some("spec.ingress[0].ports[0].port"),
+        "name: api-in",
+    );
+    assert_eq!(f.severity(), Severity::Warning);
+    assert!(!report.has_errors(), "{:#?}", report.findings);
 }
 
 #[test]
@@ -321,12 +377,27 @@ fn egress_isolation_without_dns() {
         let mut loader = Loader::new();
         loader.load_str("t.yaml", &text);
         let (state, diagnostics) = loader.finish();
-        lint(&Engine::new(Arc::new(state)), &diagnostics, &[])
+        lint(
+            &Engine::new(Arc::new(state)),
+            &diagnostics,
+            &[],
+            Input::Manifests,
+        )
     };
     assert_eq!(of(&no_dns(""), Rule::EgressWithoutDns).len(), 1);
     assert!(of(&no_dns(DNS_RULE), Rule::EgressWithoutDns).is_empty());
     let elsewhere = DNS_RULE.replace("k8s-app: kube-dns", "k8s-app: resolver");
     assert_eq!(of(&no_dns(&elsewhere), Rule::EgressWithoutDns).len(), 1);
+    // The kube-dns Service without its pods: its address alone says nothing of the pods behind
+    // it, so a peer that would match them is still enough.
+    let service = "---\napiVersion: v1\nkind: Service\nmetadata: {name: kube-dns, namespace: kube-system}\n\
+                   spec: {selector: {k8s-app: kube-dns}, clusterIP: 10.96.0.10, ports: [{port: 53, protocol: UDP}]}\n";
+    let with_service = no_dns(&format!("{DNS_RULE}{service}"));
+    assert!(
+        of(&with_service, Rule::EgressWithoutDns).is_empty(),
+        "{:#?}",
+        with_service.findings
+    );
 }
 
 const SELECTORS: &str = r#"---
@@ -344,7 +415,19 @@ spec:
 
 #[test]
 fn selectors_that_match_nothing() {
-    let (text, report) = run(SELECTORS);
+    // From manifests, namespaces (and so their pods) may be missing: only the own namespace's pods
+    // are judged.
+    let (_, report) = run(SELECTORS);
+    let fields: Vec<&str> = (of(&report, Rule::SelectorMatchesNothing).iter())
+        .filter_map(|f| f.field.as_deref())
+        .collect();
+    assert_eq!(
+        fields,
+        ["spec.ingress[0].from[1].podSelector", "spec.podSelector"],
+        "{:#?}",
+        report.findings
+    );
+    let (text, report) = run_as(Input::Cluster, SELECTORS);
     let found = of(&report, Rule::SelectorMatchesNothing);
     let fields: Vec<&str> = found.iter().filter_map(|f| f.field.as_deref()).collect();
     assert_eq!(
@@ -372,7 +455,7 @@ fn selectors_that_match_nothing() {
         .replace("wbe", "web")
         .replace("opps", "ops")
         .replace("clinet", "client");
-    let (_, fixed) = run(&fixed);
+    let (_, fixed) = run_as(Input::Cluster, &fixed);
     assert!(
         of(&fixed, Rule::SelectorMatchesNothing).is_empty(),
         "{:#?}",
@@ -380,32 +463,46 @@ fn selectors_that_match_nothing() {
     );
 }
 
-/// Without Namespace objects in the input, namespaces' labels are unknown: only selectors on
-/// their names can be said to match nothing.
+/// Manifests may hold part of a cluster: a namespaceSelector is judged only on a live cluster's
+/// namespaces, and a podSelector only where every namespace it looks in has pods in the input.
 #[test]
-fn namespace_selectors_are_judged_only_where_namespace_labels_are_known() {
-    let peer = |sel: &str| {
+fn namespace_selectors_are_judged_only_on_a_whole_cluster() {
+    let peer = |peer: &str| {
         format!(
             "apiVersion: v1\nkind: Pod\nmetadata: {{name: a, namespace: shop, labels: {{app: a}}}}\nspec: {{containers: [{{name: m, image: i}}]}}\n---\n\
              apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p, namespace: shop}}\n\
-             spec: {{podSelector: {{}}, ingress: [{{from: [{{namespaceSelector: {{matchLabels: {sel}}}}}]}}]}}\n"
+             spec: {{podSelector: {{}}, egress: [{{to: [{peer}]}}]}}\n"
         )
     };
-    let findings = |text: &str| {
+    let findings = |text: &str, input: Input| {
         let mut loader = Loader::new();
         loader.load_str("t.yaml", text);
         let (state, diagnostics) = loader.finish();
-        let report = lint(&Engine::new(Arc::new(state)), &diagnostics, &[]);
+        let report = lint(&Engine::new(Arc::new(state)), &diagnostics, &[], input);
         of(&report, Rule::SelectorMatchesNothing).len()
     };
-    assert_eq!(findings(&peer("{team: front}")), 0);
-    assert_eq!(findings(&peer("{kubernetes.io/metadata.name: fronted}")), 1);
-    assert_eq!(findings(&peer("{kubernetes.io/metadata.name: shop}")), 0);
+    // lint's own DNS fix, and the same with every namespace, in a folder holding shop alone.
+    let dns = peer("{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: kube-system}}, podSelector: {matchLabels: {k8s-app: kube-dns}}}");
+    let any_namespace =
+        peer("{namespaceSelector: {}, podSelector: {matchLabels: {k8s-app: kube-dns}}}");
     let declared = format!(
         "apiVersion: v1\nkind: Namespace\nmetadata: {{name: shop}}\n---\n{}",
-        peer("{team: front}")
+        peer("{namespaceSelector: {matchLabels: {team: front}}}")
     );
-    assert_eq!(findings(&declared), 1);
+    for text in [&dns, &any_namespace, &declared] {
+        assert_eq!(findings(text, Input::Manifests), 0, "{text}");
+    }
+    // A live cluster has every namespace: kube-system missing is a finding; a namespace with no
+    // pod listed says nothing of the pods a podSelector would match.
+    assert_eq!(findings(&dns, Input::Cluster), 1);
+    assert_eq!(findings(&declared, Input::Cluster), 1);
+    assert_eq!(findings(&any_namespace, Input::Cluster), 1);
+    let empty_namespace = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: kube-system}}\n---\n{any_namespace}"
+    );
+    assert_eq!(findings(&empty_namespace, Input::Cluster), 0);
+    let name = peer("{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: shop}}}");
+    assert_eq!(findings(&name, Input::Cluster), 0);
 }
 
 #[test]
@@ -526,6 +623,100 @@ fn a_policy_that_allows_nothing_the_others_do_not() {
     assert!(of(&run(&twice).1, Rule::RedundantPolicy).is_empty());
 }
 
+/// Policies whose redundancy holds only for the pods in the input: a peer that selects no pod
+/// here (a namespace not in the folder) and a policy selecting more pods than the others do as
+/// written may matter for pods that are not in the input.
+const DB: &str = r#"---
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: shop, labels: {app: db}}
+spec: {containers: [{name: m, image: i}]}
+status: {podIP: 10.244.1.9}
+"#;
+
+#[test]
+fn redundancy_is_not_judged_on_the_pods_in_the_input_alone() {
+    // (A) db-monitoring also allows port 9187 from namespace monitoring, not in the input.
+    let monitoring = format!(
+        r#"{DB}---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: db-from-web, namespace: shop}}
+spec:
+  podSelector: {{matchLabels: {{app: db}}}}
+  ingress: [{{from: [{{podSelector: {{matchLabels: {{app: web}}}}}}]}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: db-monitoring, namespace: shop}}
+spec:
+  podSelector: {{matchLabels: {{app: db}}}}
+  ingress:
+  - from: [{{podSelector: {{matchLabels: {{app: web}}}}}}]
+  - from: [{{namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: monitoring}}}}}}]
+    ports: [{{port: 9187}}]
+"#
+    );
+    let (text, report) = run(&monitoring);
+    // db-from-web allows a part of db-monitoring: it is the one to delete, never db-monitoring.
+    one(
+        &text,
+        &report,
+        Rule::RedundantPolicy,
+        "NetworkPolicy shop/db-from-web",
+        None,
+        "name: db-from-web",
+    );
+    // (B) `{}` isolates every pod to come in store (which has only the db pod); `db` only those
+    // labelled app=db.
+    let same_namespace = r#"---
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: store, labels: {app: db}}
+spec: {containers: [{name: m, image: i}]}
+status: {podIP: 10.244.3.1}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db, namespace: store}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress: [{from: [{podSelector: {}}]}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: same-namespace-only, namespace: store}
+spec:
+  podSelector: {}
+  ingress: [{from: [{podSelector: {}}]}]
+"#;
+    let (_, report) = run(same_namespace);
+    assert!(
+        !(of(&report, Rule::RedundantPolicy).iter())
+            .any(|f| f.object.to_string() == "NetworkPolicy store/same-namespace-only"),
+        "{:#?}",
+        report.findings
+    );
+    // (C) a rule with a peer that selects no pod here is no rule to delete.
+    let observability = r#"---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-metrics, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: client}}}]
+  - from: [{podSelector: {matchLabels: {app: client}}}, {namespaceSelector: {matchLabels: {team: observability}}}]
+    ports: [{port: 9187}]
+"#;
+    let (_, report) = run(observability);
+    assert!(
+        of(&report, Rule::RedundantRule).is_empty(),
+        "{:#?}",
+        report.findings
+    );
+}
+
 const RULES: &str = r#"---
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -588,6 +779,20 @@ fn an_ip_block_over_pod_and_service_addresses() {
         "{}",
         f.fix
     );
+    // A pod without status.podIP gets an address from the loader, which the cluster may not give
+    // it: no finding names it, no `except` is written for it.
+    let unscheduled = "---\napiVersion: v1\nkind: Pod\nmetadata: {name: pending, namespace: ops, labels: {app: p}}\n\
+                       spec: {containers: [{name: m, image: i}]}\n";
+    let only_allocated = format!(
+        "{}{unscheduled}",
+        IP_BLOCK.replace("10.0.0.0/8", "10.244.0.0/16, except: [10.244.0.0/20]")
+    );
+    let (_, allocated) = run(&only_allocated);
+    assert!(
+        of(&allocated, Rule::IpBlockCoversPods).is_empty(),
+        "{:#?}",
+        allocated.findings
+    );
     let (_, fixed) = run(&IP_BLOCK.replace("10.0.0.0/8", "192.168.0.0/16"));
     assert!(of(&fixed, Rule::IpBlockCoversPods).is_empty());
     let (_, excepted) = run(&IP_BLOCK.replace(
@@ -621,6 +826,25 @@ fn a_namespace_left_open_while_others_are_isolated() {
         "{:#?}",
         fixed.findings
     );
+    // kube-system left open is no finding: a default deny there would block the cluster DNS.
+    let deny = |ns: &str| {
+        format!("---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: deny, namespace: {ns}}}\nspec: {{podSelector: {{}}, policyTypes: [Ingress]}}\n")
+    };
+    let system_open = format!("{BASE}{}{}", deny("shop"), deny("ops"));
+    let mut loader = Loader::new();
+    loader.load_str("t.yaml", &system_open);
+    let (state, diagnostics) = loader.finish();
+    let report = lint(
+        &Engine::new(Arc::new(state)),
+        &diagnostics,
+        &[],
+        Input::Manifests,
+    );
+    assert!(
+        of(&report, Rule::NamespaceNotIsolated).is_empty(),
+        "{:#?}",
+        report.findings
+    );
 }
 
 #[test]
@@ -637,6 +861,51 @@ fn policy_kinds_palisade_does_not_enforce() {
     );
     let config = "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: shop}\n";
     assert!(of(&run(config).1, Rule::UnenforcedPolicyKind).is_empty());
+    // Policies of other things than the network are none of lint's business.
+    for (api_version, kind) in [
+        ("kyverno.io/v1", "ClusterPolicy"),
+        ("policy/v1beta1", "PodSecurityPolicy"),
+        ("security.istio.io/v1", "AuthorizationPolicy"),
+        (
+            "admissionregistration.k8s.io/v1",
+            "ValidatingAdmissionPolicy",
+        ),
+    ] {
+        let other = format!(
+            "---\napiVersion: {api_version}\nkind: {kind}\nmetadata: {{name: o}}\nspec: {{}}\n"
+        );
+        let (_, report) = run(&other);
+        assert!(
+            of(&report, Rule::UnenforcedPolicyKind).is_empty(),
+            "{kind}: {:#?}",
+            report.findings
+        );
+    }
+    // Network policies of other plugins, by kind and group.
+    for (api_version, kind) in [
+        ("cilium.io/v2", "CiliumClusterwideNetworkPolicy"),
+        ("crd.projectcalico.org/v1", "GlobalNetworkPolicy"),
+        ("projectcalico.org/v3", "StagedNetworkPolicy"),
+        ("projectcalico.org/v3", "GlobalNetworkPolicy"),
+        ("policy.networking.k8s.io/v1alpha1", "AdminNetworkPolicy"),
+        (
+            "policy.networking.k8s.io/v1alpha1",
+            "BaselineAdminNetworkPolicy",
+        ),
+        ("networking.gke.io/v1alpha3", "FQDNNetworkPolicy"),
+        ("crd.antrea.io/v1beta1", "ClusterNetworkPolicy"),
+    ] {
+        let other = format!(
+            "---\napiVersion: {api_version}\nkind: {kind}\nmetadata: {{name: o}}\nspec: {{}}\n"
+        );
+        let (_, report) = run(&other);
+        assert_eq!(
+            of(&report, Rule::UnenforcedPolicyKind).len(),
+            1,
+            "{kind}: {:#?}",
+            report.findings
+        );
+    }
 }
 
 #[test]
@@ -646,9 +915,14 @@ fn disabled_rules_and_the_annotation_silence_findings() {
     loader.load_str("t.yaml", &text);
     let (state, diagnostics) = loader.finish();
     let engine = Engine::new(Arc::new(state));
-    let all = lint(&engine, &diagnostics, &[]);
+    let all = lint(&engine, &diagnostics, &[], Input::Manifests);
     assert!(!of(&all, Rule::ServicePortNotTargetPort).is_empty());
-    let disabled = lint(&engine, &diagnostics, &[Rule::ServicePortNotTargetPort]);
+    let disabled = lint(
+        &engine,
+        &diagnostics,
+        &[Rule::ServicePortNotTargetPort],
+        Input::Manifests,
+    );
     assert!(of(&disabled, Rule::ServicePortNotTargetPort).is_empty());
     assert_eq!(disabled.findings.len(), all.findings.len() - 1);
     assert_eq!(disabled.silenced, 0);
@@ -676,7 +950,12 @@ fn disabled_rules_and_the_annotation_silence_findings() {
     let mut loader = Loader::new();
     loader.load_str("t.yaml", &text);
     let (state, diagnostics) = loader.finish();
-    let report = lint(&Engine::new(Arc::new(state)), &diagnostics, &[]);
+    let report = lint(
+        &Engine::new(Arc::new(state)),
+        &diagnostics,
+        &[],
+        Input::Manifests,
+    );
     assert!(
         of(&report, Rule::ServicePodsUncovered).is_empty(),
         "{:#?}",

@@ -116,7 +116,7 @@ fn text_output_points_at_file_line_object_and_field_with_the_fix() {
     assert!(text.contains("\n  fix: write `port: 8080` (or the container port's name, `port: http`) instead of 80\n"), "{text}");
     assert!(
         text.trim_end()
-            .ends_with("3 findings: 1 error, 2 warnings, 0 info"),
+            .ends_with("2 findings: 1 error, 1 warning, 0 info"),
         "{text}"
     );
 }
@@ -145,7 +145,7 @@ fn json_output_is_one_document_with_counts() {
     let doc: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(
         doc["counts"],
-        serde_json::json!({"error": 1, "warning": 2, "info": 0})
+        serde_json::json!({"error": 1, "warning": 1, "info": 0})
     );
     let first = &doc["findings"][0];
     assert_eq!(first["rule"], "service-port-not-target-port");
@@ -171,11 +171,8 @@ fn json_output_is_one_document_with_counts() {
         .collect();
     assert_eq!(
         rules,
-        [
-            "service-port-not-target-port",
-            "selector-matches-nothing",
-            "peers-look-like-and"
-        ]
+        // Not selector-matches-nothing on `team: front`: manifests may leave namespaces out.
+        ["service-port-not-target-port", "peers-look-like-and"]
     );
 }
 
@@ -242,5 +239,5 @@ fn sarif_output_is_valid_sarif_2_1_0() {
         location["logicalLocations"][0]["name"],
         "NetworkPolicy shop/web-in"
     );
-    assert_eq!(run["results"].as_array().unwrap().len(), 3);
+    assert_eq!(run["results"].as_array().unwrap().len(), 2);
 }

@@ -53,10 +53,11 @@ impl Held {
 }
 
 /// `ipblock-covers-pods`, per ipBlock peer: the pods (not `hostNetwork`: theirs is the node's
-/// address) and Service cluster IPs it holds.
+/// address; not those whose address the loader allocated: the cluster may give them another) and
+/// Service cluster IPs it holds.
 fn ip_blocks(ix: &Index, out: &mut Vec<Finding>) {
     let mut pods: Vec<(IpAddr, PodId)> = (ix.state.pods.iter_enumerated())
-        .filter(|(_, p)| !p.host_network)
+        .filter(|(_, p)| !p.host_network && !p.ip_allocated)
         .filter_map(|(i, p)| Some((p.ip?, i)))
         .collect();
     pods.sort_unstable();
@@ -133,8 +134,12 @@ fn cover(first: IpAddr, last: IpAddr) -> Option<IpNet> {
     IpNet::new(first, prefix).ok().map(|n| n.trunc())
 }
 
+/// The system namespaces left out of `namespace-not-isolated`: the default deny it suggests would
+/// cut off what runs there (the cluster DNS in `kube-system`).
+const SYSTEM_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
+
 /// `namespace-not-isolated`: namespaces with pods none of which is isolated for ingress, while
-/// other namespaces have isolated pods.
+/// other namespaces have isolated pods (system namespaces are not reported).
 fn open_namespaces(ix: &Index, out: &mut Vec<Finding>) {
     let isolated =
         |ns: &[palisade_policy::ClassId]| ns.iter().any(|&c| !ix.selecting[c].ingress.is_empty());
@@ -147,12 +152,14 @@ fn open_namespaces(ix: &Index, out: &mut Vec<Finding>) {
         return;
     }
     for (id, classes) in ix.by_namespace.iter_enumerated() {
-        if classes.is_empty() || isolated(classes) {
+        let ns = &ix.state.namespaces[id];
+        if classes.is_empty() || isolated(classes) || SYSTEM_NAMESPACES.contains(&ns.name.as_str())
+        {
             continue;
         }
-        let ns = &ix.state.namespaces[id];
         out.push(Finding {
             rule: Rule::NamespaceNotIsolated,
+            severity: Rule::NamespaceNotIsolated.severity(),
             object: ObjectKey::new(Kind::Namespace, None, &ns.name).into(),
             origin: ns.origin.clone(),
             field: None,

@@ -1,7 +1,7 @@
 //! `egress-without-dns`: pods isolated for egress whose policies let no query reach the cluster
 //! DNS on UDP 53 and TCP 53 (TCP for answers too large for UDP). Where the input holds the DNS pods
-//! (Service `kube-system/kube-dns`, or pods labelled `k8s-app: kube-dns` there), the check is what
-//! the dataplane enforces toward them or the Service address; otherwise a rule must allow port 53
+//! (the pods of Service `kube-system/kube-dns`, or pods labelled `k8s-app: kube-dns` there), the
+//! check is what the dataplane enforces toward them or the Service address; otherwise a rule must allow port 53
 //! to anywhere, to an ipBlock, or to peers that would match `kube-system`'s `k8s-app: kube-dns`.
 
 use super::index::{rules, Index};
@@ -18,7 +18,9 @@ const NAMESPACE_NAME_LABEL_KEY: &str = "kubernetes.io/metadata.name";
 const DNS_LABEL: (&str, &str) = ("k8s-app", "kube-dns");
 const PROTOCOLS: [Protocol; 2] = [Protocol::Udp, Protocol::Tcp];
 
-/// Where queries go: the DNS pods' and Service's addresses, when the input has them.
+/// Where queries go: the DNS pods' addresses and the Service's, when the input has the pods (the
+/// Service's address alone would make a rule to the pods, as they are not in the input, look
+/// like it allows nothing).
 struct Dns {
     addresses: Vec<IpAddr>,
 }
@@ -44,8 +46,11 @@ impl Dns {
             .flat_map(|&c| ix.engine.class_pods(c))
             .filter_map(|&p| ix.state.pods[p].ip)
             .collect();
+        if addresses.is_empty() {
+            return None;
+        }
         addresses.extend(service.and_then(|s| s.cluster_ip.as_deref()?.parse::<IpAddr>().ok()));
-        (!addresses.is_empty()).then_some(Dns { addresses })
+        Some(Dns { addresses })
     }
 }
 

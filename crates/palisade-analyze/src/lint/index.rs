@@ -3,6 +3,7 @@
 //! classes a selector or a Service matches. A class's first pod stands for all of its pods: they
 //! share namespace, labels and named ports.
 
+use super::Input;
 use palisade_model::selector::SelectorSpec;
 use palisade_model::{
     ClusterState, IdVec, NamespaceId, NamespaceInfo, PodInfo, PolicyRule, PolicySpec, ServiceInfo,
@@ -20,6 +21,8 @@ pub(super) struct Index<'a> {
     pub engine: &'a Engine,
     /// Its cluster.
     pub state: &'a ClusterState,
+    /// Where the cluster was read from.
+    pub input: Input,
     /// Each namespace's classes that selectors can match (not `hostNetwork`).
     pub by_namespace: IdVec<NamespaceInfo, Vec<ClassId>>,
     /// Per policy (in the state's order) and direction, the classes it selects.
@@ -36,7 +39,7 @@ pub(super) struct Index<'a> {
 
 impl<'a> Index<'a> {
     /// Arranges `engine`'s answers: one pass over its classes.
-    pub fn new(engine: &'a Engine) -> Index<'a> {
+    pub fn new(engine: &'a Engine, input: Input) -> Index<'a> {
         let state = engine.state();
         let position: HashMap<*const ValidPolicy, usize> = (state.policies.iter().enumerate())
             .map(|(i, p)| (Arc::as_ptr(&p.policy), i))
@@ -65,6 +68,7 @@ impl<'a> Index<'a> {
         Index {
             engine,
             state,
+            input,
             by_namespace,
             selected,
             selecting,

@@ -170,6 +170,8 @@ impl fmt::Display for ObjectRef {
 pub struct Finding {
     /// The rule that found it.
     pub rule: Rule,
+    /// How serious it is: the rule's severity, or less where the input leaves doubt.
+    pub severity: Severity,
     /// The object.
     pub object: ObjectRef,
     /// Its file and line (the object's document), when known.
@@ -183,9 +185,9 @@ pub struct Finding {
 }
 
 impl Finding {
-    /// The rule's severity.
+    /// How serious it is.
     pub fn severity(&self) -> Severity {
-        self.rule.severity()
+        self.severity
     }
 
     /// A finding of `rule` on `policy`.
@@ -198,6 +200,7 @@ impl Finding {
     ) -> Finding {
         Finding {
             rule,
+            severity: rule.severity(),
             object: policy.key().into(),
             origin: Some(policy.origin.clone()),
             field,
@@ -205,6 +208,16 @@ impl Finding {
             fix,
         }
     }
+}
+
+/// Where the cluster was read from: what the input leaves out cannot be said to match nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// Manifests: maybe part of a cluster, so namespaces (and their pods) may exist that are not
+    /// in them.
+    Manifests,
+    /// A live cluster's API server: every namespace is in it.
+    Cluster,
 }
 
 /// Findings by severity.
@@ -250,10 +263,16 @@ impl Report {
 }
 
 /// Runs every rule not in `disabled` on `engine`'s cluster; `diagnostics` are the loader's (for
-/// the policy kinds it skipped). Findings on an object annotated with [`DISABLE_ANNOTATION`]
-/// naming their rule (or in a namespace so annotated) are counted as silenced, not reported.
-pub fn lint(engine: &Engine, diagnostics: &[Diagnostic], disabled: &[Rule]) -> Report {
-    let ix = Index::new(engine);
+/// the policy kinds it skipped); `input` says whether it is the whole cluster. Findings on an
+/// object annotated with [`DISABLE_ANNOTATION`] naming their rule (or in a namespace so annotated)
+/// are counted as silenced, not reported.
+pub fn lint(
+    engine: &Engine,
+    diagnostics: &[Diagnostic],
+    disabled: &[Rule],
+    input: Input,
+) -> Report {
+    let ix = Index::new(engine, input);
     let mut found = Vec::new();
     let on = |rule: Rule| !disabled.contains(&rule);
     type Check = fn(&Index, &mut Vec<Finding>);

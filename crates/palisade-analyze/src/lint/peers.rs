@@ -3,7 +3,7 @@
 //! and a namespaceSelector and a podSelector written as two peers (`peers-look-like-and`).
 
 use super::index::{rules, Index};
-use super::{peer_field, rule_field, selector_text, some_of, Finding, Rule};
+use super::{peer_field, rule_field, selector_text, some_of, Finding, Input, Rule};
 use palisade_model::selector::SelectorSpec;
 use palisade_model::{PolicyInfo, PolicyPeer, PolicyRule};
 use palisade_policy::Direction;
@@ -100,8 +100,9 @@ fn pod_selector(ix: &Index, pi: usize, policy: &PolicyInfo, out: &mut Vec<Findin
     ));
 }
 
-/// A peer's namespaceSelector matching no namespace, or its podSelector no pod of the namespaces
-/// it looks in (when they have pods).
+/// A peer's namespaceSelector matching no namespace (only in a whole cluster: manifests may leave
+/// namespaces out), or its podSelector no pod of the namespaces it looks in (only when all of them
+/// are known and have pods in the input).
 fn peers(
     ix: &Index,
     pi: usize,
@@ -121,10 +122,10 @@ fn peers(
             Some(sel) => ix.namespaces_matching(sel),
             None => vec![own],
         };
+        if namespaces.is_some() && ix.input != Input::Cluster {
+            continue;
+        }
         if let (Some(sel), true) = (namespaces, scope.is_empty()) {
-            if !namespace_labels_known(ix, sel) {
-                continue;
-            }
             let labels = ix.state.namespaces.iter().map(|n| &n.labels);
             out.push(Finding::policy(
                 Rule::SelectorMatchesNothing,
@@ -139,13 +140,15 @@ fn peers(
             ));
             continue;
         }
+        if scope.iter().any(|&ns| ix.by_namespace[ns].is_empty())
+            || !ix.peer_classes(own, namespaces.as_ref(), pods).is_empty()
+        {
+            continue;
+        }
         let classes: Vec<_> = scope
             .iter()
             .flat_map(|&ns| ix.by_namespace[ns].iter().copied())
             .collect();
-        if classes.is_empty() || !ix.peer_classes(own, namespaces.as_ref(), pods).is_empty() {
-            continue;
-        }
         let names: Vec<String> = scope
             .iter()
             .map(|&ns| ix.state.namespaces[ns].name.clone())
@@ -164,15 +167,6 @@ fn peers(
             hint(pods, classes.iter().map(|&c| &ix.pod(c).labels), "pod"),
         ));
     }
-}
-
-/// True if the input says enough of its namespaces to tell that `sel` matches none: some
-/// Namespace objects are in it (else namespaces exist only as names), or `sel` asks for names only.
-fn namespace_labels_known(ix: &Index, sel: &SelectorSpec) -> bool {
-    let by_name_only = (sel.match_labels.keys())
-        .chain(sel.match_expressions.iter().map(|e| &e.key))
-        .all(|k| k == "kubernetes.io/metadata.name");
-    by_name_only || ix.state.namespaces.iter().any(|n| n.origin.is_some())
 }
 
 /// A named port declared by none of the pods the rule lets traffic reach (when there are some).

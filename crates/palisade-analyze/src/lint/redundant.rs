@@ -7,10 +7,15 @@
 //! by another. Candidates are taken last first and, once found redundant, no longer count as
 //! cover for the others, so that deleting every one reported changes nothing. Policies with no
 //! rule at all (a default deny) are left alone: they isolate, and are kept for pods to come.
+//!
+//! The input may not hold every pod, so what is judged on its pods alone is never reported: a rule
+//! with a selector peer matching no pod here (it may match pods elsewhere), and a policy whose pods
+//! are not selected, as written, by another policy's podSelector (the same selector, or `{}` in the
+//! same namespace), since it may isolate pods to come that the others do not.
 
 use super::index::{governs, rules, Index};
 use super::{plural, rule_field, some_of, Finding, Rule};
-use palisade_model::Protocol;
+use palisade_model::{PolicyPeer, PolicyRule, Protocol};
 use palisade_policy::{AddrSet, Allow, ClassId, Direction, Peers};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
@@ -52,7 +57,10 @@ pub(super) fn check(ix: &Index, out: &mut Vec<Finding>) {
     let mut gone_policies = vec![false; ix.state.policies.len()];
     for (pi, policy) in ix.state.policies.iter().enumerate().rev() {
         let spec = policy.policy.spec();
-        if rules(spec).next().is_none() || !allows_anything(ix, pi, &entries) {
+        if rules(spec).next().is_none()
+            || !allows_anything(ix, pi, &entries)
+            || rules(spec).any(|(_, _, r)| selects_unknown(ix, pi, r))
+        {
             continue;
         }
         let mut by = HashSet::new();
@@ -60,7 +68,7 @@ pub(super) fn check(ix: &Index, out: &mut Vec<Finding>) {
             ix.selected[pi][d].iter().all(|&c| {
                 let isolated_by_others = ix.selecting[c][d]
                     .iter()
-                    .any(|&q| q != pi && !gone_policies[q]);
+                    .any(|&q| q != pi && !gone_policies[q] && selects_as_written(ix, q, pi));
                 let Some(list) = entries(c, d) else {
                     return false;
                 };
@@ -99,7 +107,10 @@ pub(super) fn check(ix: &Index, out: &mut Vec<Finding>) {
             continue;
         }
         let all: Vec<_> = rules(policy.policy.spec()).collect();
-        for &(d, ri, _) in all.iter().rev() {
+        for &(d, ri, rule) in all.iter().rev() {
+            if selects_unknown(ix, pi, rule) {
+                continue;
+            }
             let me = (pi, d, ri);
             let classes = &ix.selected[pi][d];
             let mut by = HashSet::new();
@@ -165,6 +176,29 @@ fn split<'l, 'a>(
     (list.iter())
         .filter(|(o, _)| counts(o))
         .partition(|(o, _)| mine(o))
+}
+
+/// True if a selector peer of `rule` (of policy `pi`) matches no pod in the input: it may match
+/// pods that are not, so what it allows is not known to be allowed elsewhere.
+fn selects_unknown(ix: &Index, pi: usize, rule: &PolicyRule) -> bool {
+    let own = ix.policy_namespace(pi);
+    (rule.peers.iter().flatten()).any(|peer| match peer {
+        PolicyPeer::Pods { namespaces, pods } => {
+            ix.peer_classes(own, namespaces.as_ref(), pods).is_empty()
+        }
+        PolicyPeer::IpBlock(_) => false,
+    })
+}
+
+/// True if policy `q`'s podSelector, as written, selects every pod policy `pi`'s does, those to
+/// come included: the same selector, or `{}`, in the same namespace.
+fn selects_as_written(ix: &Index, q: usize, pi: usize) -> bool {
+    let (theirs, mine) = (&ix.state.policies[q], &ix.state.policies[pi]);
+    let (theirs_sel, mine_sel) = (
+        &theirs.policy.spec().pod_selector,
+        &mine.policy.spec().pod_selector,
+    );
+    theirs.namespace == mine.namespace && (theirs_sel.is_empty() || theirs_sel == mine_sel)
 }
 
 /// True if some rule of policy `pi` allows something somewhere.

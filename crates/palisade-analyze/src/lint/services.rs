@@ -4,7 +4,7 @@
 //! (`service-pods-uncovered`).
 
 use super::index::{rules, Index};
-use super::{plural, selector_text, Finding, Rule};
+use super::{plural, selector_text, Finding, Rule, Severity};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use palisade_model::{PodInfo, PolicyRule, PortMatch, Protocol, ServiceInfo, ServicePortInfo};
 use palisade_policy::{ClassId, Direction};
@@ -38,8 +38,10 @@ fn allows(rule: &PolicyRule, port: u16, protocol: Protocol, pod: &PodInfo) -> bo
 }
 
 /// `service-port-not-target-port`: a rule's single port is the `port` of a Service in front of
-/// the rule's destination pods, the Service forwards it to another port there, and the rule does
-/// not allow that one (nor do the pods listen on the Service's port themselves).
+/// the rule's destination pods, the Service forwards it to another port there, and neither this
+/// rule nor another to the same peers allows that one (nor do the pods listen on the Service's
+/// port themselves, nor does another Service forward it to itself there). A warning, not an error,
+/// where the pods declare no port: they may listen on it undeclared.
 fn target_ports(ix: &Index, backends: &[Vec<ClassId>], out: &mut Vec<Finding>) {
     let mut by_port: HashMap<(u16, Protocol), Vec<(usize, &ServicePortInfo)>> = HashMap::new();
     for (i, s) in ix.state.services.iter().enumerate() {
@@ -72,27 +74,73 @@ fn target_ports(ix: &Index, backends: &[Vec<ClassId>], out: &mut Vec<Finding>) {
                                 .ports
                                 .iter()
                                 .any(|p| p.port == port && p.protocol == spec.protocol);
+                            let to_itself = services.iter().any(|&(other, op)| {
+                                backends[other].contains(&c)
+                                    && resolve(&op.target_port, pod, op.protocol) == Some(port)
+                            });
                             (target != port
                                 && !listens
-                                && !allows(rule, target, spec.protocol, pod))
+                                && !to_itself
+                                && !allowed_elsewhere(
+                                    ix,
+                                    pi,
+                                    direction,
+                                    rule,
+                                    c,
+                                    target,
+                                    spec.protocol,
+                                ))
                             .then_some((c, target))
                         })
                         .collect();
                     if let Some(&(_, target)) = hit.first() {
                         let classes: Vec<ClassId> = hit.iter().map(|h| h.0).collect();
                         let field = format!("{}.ports[{j}].port", super::rule_field(direction, ri));
-                        out.push(Finding::policy(
+                        let mut finding = Finding::policy(
                             Rule::ServicePortNotTargetPort,
                             policy,
                             Some(field),
                             target_message(ix, service, sp, port, target, &classes, direction),
                             target_fix(sp, port, target),
-                        ));
+                        );
+                        if classes.iter().all(|&c| ix.pod(c).ports.is_empty()) {
+                            finding.severity = Severity::Warning;
+                        }
+                        out.push(finding);
                     }
                 }
             }
         }
     }
+}
+
+/// True if a rule to the same peers as `rule` (of policy `pi`) allows `target`/`protocol` on
+/// `class`'s pods: a rule of a policy selecting `class` for ingress, or of policy `pi` for egress,
+/// whose peers are written alike (in the same namespace) or are every peer.
+fn allowed_elsewhere(
+    ix: &Index,
+    pi: usize,
+    direction: Direction,
+    rule: &PolicyRule,
+    class: ClassId,
+    target: u16,
+    protocol: Protocol,
+) -> bool {
+    let own = &ix.state.policies[pi];
+    let policies = match direction {
+        Direction::Ingress => &ix.selecting[class].ingress[..],
+        Direction::Egress => std::slice::from_ref(&pi),
+    };
+    policies.iter().any(|&q| {
+        let other = &ix.state.policies[q];
+        rules(other.policy.spec())
+            .filter(|&(d, _, r)| {
+                d == direction
+                    && (r.peers.is_none()
+                        || (r.peers == rule.peers && other.namespace == own.namespace))
+            })
+            .any(|(_, _, r)| allows(r, target, protocol, ix.pod(class)))
+    })
 }
 
 fn target_message(
@@ -205,6 +253,7 @@ fn uncovered(ix: &Index, backends: &[Vec<ClassId>], out: &mut Vec<Finding>) {
             by.dedup();
             out.push(Finding {
                 rule: Rule::ServicePodsUncovered,
+                severity: Rule::ServicePodsUncovered.severity(),
                 object: palisade_model::ObjectKey::new(
                     palisade_model::Kind::Service,
                     Some(&service.namespace),
