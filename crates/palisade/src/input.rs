@@ -30,6 +30,18 @@ pub struct Inputs {
     pub request_timeout: std::time::Duration,
 }
 
+impl Inputs {
+    /// What lint is told of the input: without -f it is a live cluster, all of it (every
+    /// namespace is there); manifests may be part of one.
+    pub fn lint_input(&self) -> palisade_analyze::lint::Input {
+        if self.files.is_empty() {
+            palisade_analyze::lint::Input::Cluster
+        } else {
+            palisade_analyze::lint::Input::Manifests
+        }
+    }
+}
+
 /// A loaded cluster and whether any input was rejected.
 pub struct Loaded {
     /// The snapshot.

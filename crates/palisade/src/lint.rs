@@ -2,7 +2,7 @@
 
 use crate::exit;
 use crate::input::{self, Inputs};
-use palisade_analyze::lint::{lint, to_json, to_sarif, to_text, Input, Rule};
+use palisade_analyze::lint::{lint, to_json, to_sarif, to_text, Rule};
 use palisade_policy::Engine;
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,13 +28,12 @@ pub fn run(args: Args, verbose: u8) -> u8 {
     };
     let started = Instant::now();
     let engine = Engine::new(Arc::new(loaded.state));
-    // Without -f, the cluster is read from its API server: all of it.
-    let input = if args.inputs.files.is_empty() {
-        Input::Cluster
-    } else {
-        Input::Manifests
-    };
-    let report = lint(&engine, &loaded.diagnostics, &args.disable, input);
+    let report = lint(
+        &engine,
+        &loaded.diagnostics,
+        &args.disable,
+        args.inputs.lint_input(),
+    );
     tracing::info!(
         findings = report.findings.len(),
         elapsed_ms = started.elapsed().as_secs_f64() * 1e3,

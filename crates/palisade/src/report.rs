@@ -49,7 +49,7 @@ pub fn run(args: Args, verbose: u8) -> u8 {
     }
     let started = Instant::now();
     let engine = Engine::new(Arc::new(loaded.state));
-    let findings = lint(&engine, &loaded.diagnostics, &[]);
+    let findings = lint(&engine, &loaded.diagnostics, &[], args.inputs.lint_input());
     let scope = if args.namespaces.is_empty() {
         Scope::All
     } else {

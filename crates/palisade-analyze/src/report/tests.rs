@@ -1,5 +1,5 @@
 use super::*;
-use crate::lint::{lint, Finding, ObjectRef, Report, Rule};
+use crate::lint::{lint, Finding, Input, ObjectRef, Report, Rule};
 use crate::Probe;
 use palisade_model::Loader;
 use palisade_policy::Engine;
@@ -55,7 +55,7 @@ fn page_of(engine: &Engine, probe_list: &[&str], limits: Limits) -> Page {
         Matrix::pods_in(engine, &crate::Scope::All),
         &probes(probe_list),
     );
-    build(&matrix, &lint(engine, &[], &[]), limits)
+    build(&matrix, &lint(engine, &[], &[], Input::Manifests), limits)
 }
 
 fn index(page: &Page, label_start: &str) -> usize {
@@ -228,7 +228,11 @@ fn the_page_of_the_synthetic_cluster_is_bounded() {
         Matrix::pods_in(&engine, &crate::Scope::All),
         &probes(&["80/TCP", "443/TCP"]),
     );
-    let page = build(&matrix, &lint(&engine, &[], &[]), Limits::default());
+    let page = build(
+        &matrix,
+        &lint(&engine, &[], &[], Input::Manifests),
+        Limits::default(),
+    );
     assert_eq!(page.groups.len(), 50);
     assert_eq!(page.groups.iter().map(|g| g.pods).sum::<usize>(), 400);
     assert!(page.explanations.len() <= 50 * 50);
@@ -239,6 +243,7 @@ fn the_page_of_the_synthetic_cluster_is_bounded() {
 fn finding(text: &str) -> Finding {
     Finding {
         rule: Rule::RedundantPolicy,
+        severity: Rule::RedundantPolicy.severity(),
         object: ObjectRef {
             kind: text.into(),
             namespace: Some(text.into()),
