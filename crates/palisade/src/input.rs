@@ -1,6 +1,8 @@
 //! Loading the analysis commands' input — `-f` manifests, or a live cluster's API server — and
 //! reporting diagnostics on stderr.
 
+use crate::exit;
+use palisade_analyze::Scope;
 use palisade_model::{
     decode_utf8, is_blank, read_bounded, summarize, ClusterState, Diagnostic, Loader, Origin,
     Severity,
@@ -28,6 +30,32 @@ pub struct Inputs {
     /// How long one request to the API server may take (e.g. 30s, 1m).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::agent::parse_duration)]
     pub request_timeout: std::time::Duration,
+}
+
+/// Which pods a command covers: `-n NS` (repeatable), or `-A`, all (the default).
+#[derive(clap::Args, Debug)]
+pub struct Namespaces {
+    /// Only pods of this namespace (repeatable).
+    #[arg(short = 'n', long = "namespace", conflicts_with = "all_namespaces")]
+    namespaces: Vec<String>,
+    /// Pods of all namespaces (the default).
+    #[arg(short = 'A', long = "all-namespaces")]
+    all_namespaces: bool,
+}
+
+impl Namespaces {
+    /// The scope, once every namespace named is known (`known`); otherwise the error is said
+    /// (the namespace `not found {place}`) and the exit code returned.
+    pub fn scope(&self, known: impl Fn(&str) -> bool, place: &str) -> Result<Scope, u8> {
+        if let Some(ns) = self.namespaces.iter().find(|ns| !known(ns)) {
+            eprintln!("error: namespace {ns:?} not found {place}");
+            return Err(exit::INVALID);
+        }
+        Ok(match self.namespaces.is_empty() {
+            true => Scope::All,
+            false => Scope::Namespaces(self.namespaces.clone()),
+        })
+    }
 }
 
 impl Inputs {
@@ -79,7 +107,7 @@ pub fn load(inputs: &Inputs, verbose: u8) -> Result<Loaded, u8> {
         }
         Err(e) => {
             eprintln!("error: {e}");
-            Err(crate::exit::INVALID)
+            Err(exit::INVALID)
         }
     }
 }

@@ -1,8 +1,8 @@
 //! `palisade matrix`.
 
 use crate::exit;
-use crate::input::{self, Inputs};
-use palisade_analyze::{default_probes, render, Format, Matrix, Probe, Scope};
+use crate::input::{self, Inputs, Namespaces};
+use palisade_analyze::{default_probes, render, Format, Matrix, Probe};
 use palisade_policy::Engine;
 use std::io::Write;
 use std::sync::Arc;
@@ -17,12 +17,8 @@ pub struct Args {
     /// container port of the selected pods.
     #[arg(long = "probe", value_name = "PORT/PROTO")]
     probes: Vec<Probe>,
-    /// Only pods of this namespace (repeatable).
-    #[arg(short = 'n', long = "namespace", conflicts_with = "all_namespaces")]
-    namespaces: Vec<String>,
-    /// Pods of all namespaces (the default).
-    #[arg(short = 'A', long = "all-namespaces")]
-    all_namespaces: bool,
+    #[command(flatten)]
+    scope: Namespaces,
     /// Output format: txt, json, csv, md or dot.
     #[arg(short = 'o', long = "output", default_value = "txt")]
     output: Format,
@@ -34,12 +30,11 @@ pub fn run(args: Args, verbose: u8) -> u8 {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    for ns in &args.namespaces {
-        if loaded.state.namespace(ns).is_none() {
-            eprintln!("error: namespace {ns:?} not found in the input");
-            return exit::INVALID;
-        }
-    }
+    let known = |ns: &str| loaded.state.namespace(ns).is_some();
+    let scope = match args.scope.scope(known, "in the input") {
+        Ok(scope) => scope,
+        Err(code) => return code,
+    };
     let started = Instant::now();
     let engine = Engine::new(Arc::new(loaded.state));
     tracing::info!(
@@ -47,11 +42,6 @@ pub fn run(args: Args, verbose: u8) -> u8 {
         elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
         "policies compiled"
     );
-    let scope = if args.namespaces.is_empty() {
-        Scope::All
-    } else {
-        Scope::Namespaces(args.namespaces)
-    };
     let pods = Matrix::pods_in(&engine, &scope);
     let probes = if args.probes.is_empty() {
         default_probes(engine.state(), &pods)

@@ -1,10 +1,10 @@
 //! `palisade report`.
 
 use crate::exit;
-use crate::input::{self, Inputs};
+use crate::input::{self, Inputs, Namespaces};
 use palisade_analyze::lint::lint;
 use palisade_analyze::report::{build, to_html, Limits};
-use palisade_analyze::{default_probes, Matrix, Probe, Scope};
+use palisade_analyze::{default_probes, Matrix, Probe};
 use palisade_policy::Engine;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,12 +19,8 @@ pub struct Args {
     /// port of the selected pods.
     #[arg(long = "probe", value_name = "PORT/PROTO")]
     probes: Vec<Probe>,
-    /// Only pods of this namespace (repeatable).
-    #[arg(short = 'n', long = "namespace", conflicts_with = "all_namespaces")]
-    namespaces: Vec<String>,
-    /// Pods of all namespaces (the default).
-    #[arg(short = 'A', long = "all-namespaces")]
-    all_namespaces: bool,
+    #[command(flatten)]
+    scope: Namespaces,
     /// The HTML file to write (replaced whole; a symbolic link or anything but a regular file there
     /// is refused).
     #[arg(short = 'o', long = "output", value_name = "FILE")]
@@ -41,20 +37,14 @@ pub fn run(args: Args, verbose: u8) -> u8 {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    for ns in &args.namespaces {
-        if loaded.state.namespace(ns).is_none() {
-            eprintln!("error: namespace {ns:?} not found in the input");
-            return exit::INVALID;
-        }
-    }
+    let known = |ns: &str| loaded.state.namespace(ns).is_some();
+    let scope = match args.scope.scope(known, "in the input") {
+        Ok(scope) => scope,
+        Err(code) => return code,
+    };
     let started = Instant::now();
     let engine = Engine::new(Arc::new(loaded.state));
     let findings = lint(&engine, &loaded.diagnostics, &[], args.inputs.lint_input());
-    let scope = if args.namespaces.is_empty() {
-        Scope::All
-    } else {
-        Scope::Namespaces(args.namespaces.clone())
-    };
     let pods = Matrix::pods_in(&engine, &scope);
     let probes = if args.probes.is_empty() {
         default_probes(engine.state(), &pods)
