@@ -34,13 +34,12 @@ pub(crate) struct LastLoad {
 
 /// How a load gives addresses to pods without their own: allocated pods keep theirs across a
 /// change only when everything that decides them is the same.
-#[derive(PartialEq)]
 pub(crate) struct Allocation {
-    pub allocate: bool,
-    pub pod_cidr: IpNet,
-    pub pinned: HashMap<PodKey, IpAddr>,
+    allocate: bool,
+    pod_cidr: IpNet,
+    pinned: HashMap<PodKey, IpAddr>,
     /// The order of the objects that make pods (a digest): allocation goes in that order.
-    pub order: u64,
+    order: u64,
 }
 
 /// What a load of a store said, for the next load of it to say again.
@@ -115,6 +114,17 @@ pub(super) fn maker_order(objects: &Objects) -> u64 {
     hasher.finish()
 }
 
+impl Allocation {
+    /// Whether `loader` gives the pods of `objects` addresses as this allocation did (no copy of
+    /// its pinned addresses made to tell).
+    fn alike(&self, loader: &Loader, objects: &Objects) -> bool {
+        self.allocate == loader.allocate
+            && self.pod_cidr == loader.pod_cidr
+            && self.pinned == loader.pinned
+            && (!loader.allocate || self.order == maker_order(objects))
+    }
+}
+
 impl Loader {
     /// How this load gives pods addresses (the maker order of `objects`, only while allocating).
     pub(super) fn allocation(&self, objects: &Objects) -> Allocation {
@@ -139,6 +149,9 @@ impl Loader {
             return None;
         }
         let last = self.documents.last_load.as_ref()?;
+        if !last.allocation.alike(self, &self.documents.objects) {
+            return None;
+        }
         let keys: BTreeSet<&ObjectKey> = store.changed_since(last.store.as_ref()?.at)?.collect();
         // Past a quarter of the cluster, a full load costs less.
         if keys.len() > store.len() / 4 + 64 {
@@ -147,12 +160,13 @@ impl Loader {
         let changes = (keys.into_iter())
             .map(|key| self.store_change(store, key))
             .collect::<Option<Vec<StoreChange>>>()?;
-        if last.allocation != self.allocation(&self.documents.objects) {
-            return None;
-        }
         let mut state = last.state.clone();
         let objects = changes.iter().map(|c| &c.object);
-        let made = (self.patch(&mut state, objects, &self.documents.objects)).ok()?;
+        let Ok(made) = self.patch(&mut state, objects, &self.documents.objects) else {
+            // The full load that follows would find the same changes cannot be put in place.
+            self.documents.last_load = None;
+            return None;
+        };
         let mut last = self.documents.last_load.take()?;
         let mut mark = last.store.take()?;
         mark.at = store.revision();
@@ -220,7 +234,7 @@ impl Loader {
     /// built afresh. The pods made per object go into the next cache, as [`Loader::state`] does.
     pub(super) fn state_from_changes(&mut self) -> Option<(ClusterState, usize)> {
         let last = self.documents.last_load.as_ref()?;
-        if !self.incremental || last.allocation != self.allocation(&self.objects) {
+        if !self.incremental || !last.allocation.alike(self, &self.objects) {
             return None;
         }
         let mut changes = Vec::new();
