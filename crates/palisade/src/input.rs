@@ -44,11 +44,11 @@ pub struct Namespaces {
 }
 
 impl Namespaces {
-    /// The scope, once every namespace named is known (`known`); otherwise the error is said
-    /// (the namespace `not found {place}`) and the exit code returned.
-    pub fn scope(&self, known: impl Fn(&str) -> bool, place: &str) -> Result<Scope, u8> {
-        if let Some(ns) = self.namespaces.iter().find(|ns| !known(ns)) {
-            eprintln!("error: namespace {ns:?} not found {place}");
+    /// The scope, once every namespace named is in `state`; otherwise the error is said and the
+    /// exit code returned.
+    fn scope(&self, state: &ClusterState) -> Result<Scope, u8> {
+        if let Some(ns) = (self.namespaces.iter()).find(|ns| state.namespace(ns).is_none()) {
+            eprintln!("error: namespace {ns:?} not found in the input");
             return Err(exit::INVALID);
         }
         Ok(match self.namespaces.is_empty() {
@@ -56,6 +56,17 @@ impl Namespaces {
             false => Scope::Namespaces(self.namespaces.clone()),
         })
     }
+}
+
+/// [`load`], and the scope `namespaces` gives in what was loaded.
+pub fn load_scoped(
+    inputs: &Inputs,
+    namespaces: &Namespaces,
+    verbose: u8,
+) -> Result<(Loaded, Scope), u8> {
+    let loaded = load(inputs, verbose)?;
+    let scope = namespaces.scope(&loaded.state)?;
+    Ok((loaded, scope))
 }
 
 impl Inputs {

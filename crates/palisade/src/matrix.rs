@@ -26,13 +26,8 @@ pub struct Args {
 
 /// Runs the command; returns the exit code.
 pub fn run(args: Args, verbose: u8) -> u8 {
-    let loaded = match input::load(&args.inputs, verbose) {
+    let (loaded, scope) = match input::load_scoped(&args.inputs, &args.scope, verbose) {
         Ok(loaded) => loaded,
-        Err(code) => return code,
-    };
-    let known = |ns: &str| loaded.state.namespace(ns).is_some();
-    let scope = match args.scope.scope(known, "in the input") {
-        Ok(scope) => scope,
         Err(code) => return code,
     };
     let started = Instant::now();
