@@ -30,11 +30,18 @@ pub enum Kind {
     CronJob,
     /// `networking.gke.io/v1alpha1 NetworkLogging`.
     NetworkLogging,
+    /// `policy.networking.k8s.io/v1alpha2 ClusterNetworkPolicy`: the Admin and Baseline tiers.
+    ClusterNetworkPolicy,
+    /// `policy.networking.k8s.io/v1alpha1 AdminNetworkPolicy`: the Admin tier, before v1alpha2.
+    AdminNetworkPolicy,
+    /// `policy.networking.k8s.io/v1alpha1 BaselineAdminNetworkPolicy`: the Baseline tier, before
+    /// v1alpha2 (one, named `default`).
+    BaselineAdminNetworkPolicy,
 }
 
 impl Kind {
     /// Every kind, in declaration order.
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 15] = [
         Kind::Namespace,
         Kind::Pod,
         Kind::Service,
@@ -47,6 +54,9 @@ impl Kind {
         Kind::Job,
         Kind::CronJob,
         Kind::NetworkLogging,
+        Kind::ClusterNetworkPolicy,
+        Kind::AdminNetworkPolicy,
+        Kind::BaselineAdminNetworkPolicy,
     ];
 
     /// The kind's name as manifests spell it.
@@ -64,6 +74,9 @@ impl Kind {
             Kind::Job => "Job",
             Kind::CronJob => "CronJob",
             Kind::NetworkLogging => "NetworkLogging",
+            Kind::ClusterNetworkPolicy => "ClusterNetworkPolicy",
+            Kind::AdminNetworkPolicy => "AdminNetworkPolicy",
+            Kind::BaselineAdminNetworkPolicy => "BaselineAdminNetworkPolicy",
         }
     }
 
@@ -80,6 +93,10 @@ impl Kind {
             Kind::Deployment | Kind::ReplicaSet | Kind::StatefulSet | Kind::DaemonSet => "apps/v1",
             Kind::Job | Kind::CronJob => "batch/v1",
             Kind::NetworkLogging => crate::logging::API_VERSION,
+            Kind::ClusterNetworkPolicy => "policy.networking.k8s.io/v1alpha2",
+            Kind::AdminNetworkPolicy | Kind::BaselineAdminNetworkPolicy => {
+                "policy.networking.k8s.io/v1alpha1"
+            }
         }
     }
 
@@ -98,12 +115,23 @@ impl Kind {
             Kind::Job => "jobs",
             Kind::CronJob => "cronjobs",
             Kind::NetworkLogging => "networkloggings",
+            Kind::ClusterNetworkPolicy => "clusternetworkpolicies",
+            Kind::AdminNetworkPolicy => "adminnetworkpolicies",
+            Kind::BaselineAdminNetworkPolicy => "baselineadminnetworkpolicies",
         }
     }
 
     /// Namespaced kinds live in a namespace (`default` when none is given).
     pub fn namespaced(self) -> bool {
-        !matches!(self, Kind::Namespace | Kind::Node | Kind::NetworkLogging)
+        !matches!(
+            self,
+            Kind::Namespace
+                | Kind::Node
+                | Kind::NetworkLogging
+                | Kind::ClusterNetworkPolicy
+                | Kind::AdminNetworkPolicy
+                | Kind::BaselineAdminNetworkPolicy
+        )
     }
 
     /// Whether objects of this kind stand for pods by their template.

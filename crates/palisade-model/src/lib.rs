@@ -27,6 +27,7 @@ pub mod selector;
 mod snapshot;
 mod state;
 mod store;
+mod tier;
 pub mod validate;
 mod workload;
 mod yaml;
@@ -44,9 +45,13 @@ pub use rejection::{Held, HeldReason, RejectReason, Rejection};
 pub use snapshot::{InForce, Snapshot};
 pub use state::{
     ClusterState, ContainerPortInfo, NamespaceId, NamespaceInfo, NodeInfo, OwnerRef, PodId,
-    PodInfo, PolicyInfo, ServiceInfo, ServicePortInfo,
+    PodInfo, PolicyInfo, ServiceInfo, ServicePortInfo, TierPolicyInfo,
 };
 pub use store::{ObjectEvent, ObjectStore};
+pub use tier::{
+    NamespacedPods, Subject, Tier, TierAction, TierObject, TierPeer, TierPolicySpec, TierPort,
+    TierRule, ValidTierPolicy, TIER_KINDS,
+};
 
 use std::fmt;
 

@@ -5,6 +5,7 @@ use crate::id::{Id, IdVec};
 use crate::key::{Kind, ObjectKey, PodKey};
 use crate::logging::LoggingConfig;
 use crate::netpol::ValidPolicy;
+use crate::tier::ValidTierPolicy;
 use crate::Protocol;
 use foldhash::{HashMap, HashMapExt};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -164,6 +165,40 @@ impl PolicyInfo {
     }
 }
 
+/// A validated cluster-wide policy (ClusterNetworkPolicy, AdminNetworkPolicy or
+/// BaselineAdminNetworkPolicy).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TierPolicyInfo {
+    /// Name (the kinds are cluster-scoped).
+    pub name: String,
+    /// The object as read and its decoded spec, shared with the loader's cache.
+    pub policy: Arc<ValidTierPolicy>,
+    /// Where it was read.
+    pub origin: Origin,
+}
+
+impl TierPolicyInfo {
+    /// The policy `policy`, read at `origin`.
+    pub fn new(policy: impl Into<Arc<ValidTierPolicy>>, origin: Origin) -> TierPolicyInfo {
+        let policy = policy.into();
+        TierPolicyInfo {
+            name: policy.name().to_string(),
+            policy,
+            origin,
+        }
+    }
+
+    /// Its kind.
+    pub fn kind(&self) -> Kind {
+        self.policy.kind()
+    }
+
+    /// Which policy it is.
+    pub fn key(&self) -> ObjectKey {
+        ObjectKey::new(self.kind(), None, &self.name)
+    }
+}
+
 /// A node as policy will see it: what the cluster-wide tiers' `nodes` peers select (its labels)
 /// and match (its addresses).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -199,6 +234,8 @@ pub struct ClusterState {
     pub policies: Vec<PolicyInfo>,
     /// Nodes sorted by name ([`ClusterState::with_nodes`]).
     pub nodes: Vec<NodeInfo>,
+    /// Cluster-wide policies sorted by kind, then name ([`ClusterState::with_tier_policies`]).
+    pub tier_policies: Vec<TierPolicyInfo>,
     /// The `NetworkLogging` configuration.
     pub network_logging: LoggingConfig,
     namespace_index: HashMap<String, NamespaceId>,
@@ -253,6 +290,7 @@ impl ClusterState {
             services,
             policies,
             nodes: Vec::new(),
+            tier_policies: Vec::new(),
             network_logging: LoggingConfig::Absent,
             namespace_index,
             ip_index,
@@ -263,6 +301,14 @@ impl ClusterState {
     pub fn with_nodes(mut self, mut nodes: Vec<NodeInfo>) -> Self {
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
         self.nodes = nodes;
+        self
+    }
+
+    /// The snapshot with the cluster-wide policies `policies` (sorted here), in place of those it
+    /// had.
+    pub fn with_tier_policies(mut self, mut policies: Vec<TierPolicyInfo>) -> Self {
+        policies.sort_by(|a, b| (a.kind(), &a.name).cmp(&(b.kind(), &b.name)));
+        self.tier_policies = policies;
         self
     }
 
