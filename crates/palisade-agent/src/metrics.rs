@@ -26,6 +26,23 @@ pub struct VerdictLabels {
     pub policy: String,
 }
 
+/// Labels of a verdict a cluster-wide rule decided.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TierRuleLabels {
+    /// `ingress` or `egress`.
+    pub direction: String,
+    /// `Accept` or `Deny`.
+    pub action: String,
+    /// `ClusterNetworkPolicy`, `AdminNetworkPolicy` or `BaselineAdminNetworkPolicy`.
+    pub kind: String,
+    /// The policy's name.
+    pub policy: String,
+    /// `Admin` or `Baseline`.
+    pub tier: String,
+    /// The rule's `name`, or `ingress[i]` / `egress[i]`.
+    pub rule: String,
+}
+
 /// A single `reason` (or `event`) label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
@@ -63,6 +80,8 @@ pub struct Metrics {
     pub verdicts: Family<VerdictLabels, Counter>,
     /// Would-be denials audit mode let through, by direction and namespace.
     pub audited: Family<VerdictLabels, Counter>,
+    /// Verdict events a cluster-wide rule decided, by rule.
+    pub tier_rules: Family<TierRuleLabels, Counter>,
     /// Records written to the policy action log, by disposition.
     pub records: Family<DispositionLabel, Counter>,
     /// Records not written: `rate_limit`, `aggregation_full`, `write_error`.
@@ -115,6 +134,7 @@ impl Metrics {
             registry: Registry::with_prefix("palisade"),
             verdicts: Family::default(),
             audited: Family::default(),
+            tier_rules: Family::default(),
             records: Family::default(),
             dropped: Family::default(),
             open_keys: Gauge::default(),
@@ -147,6 +167,11 @@ impl Metrics {
             "policy_verdicts",
             "Verdict events (first packet of each new connection at an isolated pod)",
             self.verdicts.clone(),
+        );
+        registry.register(
+            "tier_rule_verdicts",
+            "Verdict events an Admin or Baseline rule (ClusterNetworkPolicy and the v1alpha1 kinds) decided",
+            self.tier_rules.clone(),
         );
         registry.register(
             "policy_audit_verdicts",

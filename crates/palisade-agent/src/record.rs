@@ -91,15 +91,24 @@ impl Disposition {
     }
 }
 
-/// A policy that allowed the connection.
+/// A policy that allowed the connection (or, as `denied_by`, the cluster-wide rule that denied
+/// it).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyName {
     /// Name.
     pub name: String,
-    /// Namespace.
+    /// Namespace (empty for the cluster-scoped kinds).
     pub namespace: String,
-    /// Always `NetworkPolicy` for now (the admin tiers will add their kinds).
+    /// `NetworkPolicy`, `ClusterNetworkPolicy`, `AdminNetworkPolicy` or
+    /// `BaselineAdminNetworkPolicy`.
     pub kind: String,
+    /// A cluster-wide policy's tier (`Admin`, `Baseline`); omitted for a NetworkPolicy.
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub tier: String,
+    /// The cluster-wide rule that decided: its `name`, or `ingress[0]` / `egress[0]` when it has
+    /// none; omitted for a NetworkPolicy.
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub rule: String,
 }
 
 fn is_empty(s: &str) -> bool {
@@ -244,6 +253,10 @@ pub struct Record {
     /// Audit mode: the connection was let through but policy would have denied it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub audit: bool,
+    /// Deny records: the Admin or Baseline rule that denied (GKE's format has no field for it);
+    /// omitted when NetworkPolicy denied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denied_by: Option<PolicyName>,
 }
 
 impl Record {
@@ -298,6 +311,7 @@ mod tests {
             node_name: "node-a".into(),
             timestamp: UNIX_EPOCH + Duration::new(1_795_341_600, 123_456_789),
             audit: false,
+            denied_by: None,
         };
         assert_eq!(
             record.to_line(),
@@ -316,6 +330,8 @@ mod tests {
                 name: "p".into(),
                 namespace: "default".into(),
                 kind: "NetworkPolicy".into(),
+                tier: String::new(),
+                rule: String::new(),
             }],
             dest: Peer::External {
                 instance: "192.0.2.1".into(),
@@ -325,6 +341,7 @@ mod tests {
                 workload_kind: "Node".into(),
             },
             audit: true,
+            denied_by: None,
             count: 1,
             ..record.clone()
         };

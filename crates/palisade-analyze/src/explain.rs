@@ -2,8 +2,10 @@
 //! engine's reasons worded by [`crate::reason`]), as text or JSON.
 
 use crate::reason;
-use palisade_model::{ClusterState, Protocol};
-use palisade_policy::{Decision, Direction, Endpoint, Engine, Flow, PolicyRef, Side, Verdict};
+use palisade_model::{ClusterState, Protocol, TierAction};
+use palisade_policy::{
+    Decision, Direction, Endpoint, Engine, Flow, PolicyRef, Side, TierRuleRef, TierWalk, Verdict,
+};
 use serde::{Serialize, Serializer};
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -137,15 +139,83 @@ struct SideJson<'a> {
     pod: Option<String>,
     #[serde(flatten)]
     decision: DecisionJson<'a>,
+    /// How the Admin tier went, when a policy of it holds the pod.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admin: Option<TierWalkJson>,
+    /// How the Baseline tier went, when it was reached and a policy of it holds the pod.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    baseline: Option<TierWalkJson>,
+}
+
+/// A cluster-wide rule.
+#[derive(Serialize)]
+struct TierRuleJson {
+    kind: &'static str,
+    policy: String,
+    tier: &'static str,
+    priority: Option<u32>,
+    rule: usize,
+    name: Option<String>,
+    action: &'static str,
+    /// In words.
+    text: String,
+}
+
+impl TierRuleJson {
+    fn new(rule: &TierRuleRef, direction: Direction) -> Self {
+        TierRuleJson {
+            kind: rule.policy.kind.as_str(),
+            policy: rule.policy.name.clone(),
+            tier: rule.policy.tier.as_str(),
+            priority: rule.policy.priority,
+            rule: rule.rule,
+            name: rule.name.clone(),
+            action: rule.action.as_str(),
+            text: reason::tier_rule(rule, direction),
+        }
+    }
+}
+
+/// One tier's walk.
+#[derive(Serialize)]
+struct TierWalkJson {
+    /// The tier's policies holding the pod, as `Kind name`, in the order they are evaluated.
+    policies: Vec<String>,
+    /// The first rule that matched.
+    matched: Option<TierRuleJson>,
+    /// In words.
+    text: String,
+}
+
+impl TierWalkJson {
+    fn new(walk: &TierWalk, direction: Direction) -> Self {
+        TierWalkJson {
+            policies: (walk.policies.iter())
+                .map(|p| format!("{} {}", p.kind, p.name))
+                .collect(),
+            matched: (walk.matched.as_ref()).map(|r| TierRuleJson::new(r, direction)),
+            text: reason::tier_walk(walk, direction),
+        }
+    }
 }
 
 #[derive(Serialize)]
 #[serde(tag = "decision", rename_all = "snake_case")]
 enum DecisionJson<'a> {
-    Unenforced { reason: String },
+    Unenforced {
+        reason: String,
+    },
     NotIsolated,
-    Allowed { by: Vec<RuleRefJson<'a>> },
-    Denied { isolating: Vec<PolicyMissJson<'a>> },
+    Allowed {
+        by: Vec<RuleRefJson<'a>>,
+    },
+    Denied {
+        isolating: Vec<PolicyMissJson<'a>>,
+    },
+    /// A cluster-wide rule decided.
+    Tier {
+        rule: TierRuleJson,
+    },
 }
 
 #[derive(Serialize)]
@@ -198,6 +268,9 @@ impl<'a> SideJson<'a> {
                     })
                     .collect(),
             },
+            Decision::Tier { rule } => DecisionJson::Tier {
+                rule: TierRuleJson::new(rule, direction),
+            },
             Decision::Denied { isolating } => DecisionJson::Denied {
                 isolating: isolating
                     .iter()
@@ -213,10 +286,13 @@ impl<'a> SideJson<'a> {
                     .collect(),
             },
         };
+        let walk = |w: &Option<TierWalk>| w.as_ref().map(|w| TierWalkJson::new(w, direction));
         SideJson {
             direction,
             pod: side.pod.as_ref().map(reason::pod_key),
             decision,
+            admin: walk(&side.admin),
+            baseline: walk(&side.baseline),
         }
     }
 }
@@ -275,20 +351,57 @@ fn side_text(side: &Side, out: &mut String) {
         .as_ref()
         .map(|p| format!(" of {}", reason::pod_key(p)))
         .unwrap_or_default();
+    let direction = side.direction.as_str();
+    let tiers = side.admin.is_some() || side.baseline.is_some();
     match &side.decision {
         Decision::Unenforced { reason } => {
             let reason = reason::unenforced(reason, side.direction);
             let _ = writeln!(out, "{title}{on}: allowed ({reason})");
         }
+        Decision::NotIsolated if tiers => {
+            let _ = writeln!(
+                out,
+                "{title}{on}: allowed (no NetworkPolicy isolates the pod for {direction}, and no cluster-wide rule decides)"
+            );
+        }
         Decision::NotIsolated => {
             let _ = writeln!(
                 out,
-                "{title}{on}: allowed (no NetworkPolicy selects the pod for {}: not isolated)",
-                side.direction.as_str()
+                "{title}{on}: allowed (no NetworkPolicy selects the pod for {direction}: not isolated)"
             );
         }
-        Decision::Allowed { by } => {
+        Decision::Tier { rule } => {
+            let verdict = match rule.action {
+                TierAction::Deny => "DENIED",
+                TierAction::Accept | TierAction::Pass => "allowed",
+            };
+            let _ = writeln!(
+                out,
+                "{title}{on}: {verdict} by the {} tier",
+                rule.policy.tier.as_str()
+            );
+        }
+        Decision::Allowed { .. } => {
             let _ = writeln!(out, "{title}{on}: allowed by");
+        }
+        Decision::Denied { isolating } => {
+            let _ = writeln!(
+                out,
+                "{title}{on}: DENIED (isolated for {direction} by {} {}; no rule allows this flow)",
+                isolating.len(),
+                if isolating.len() == 1 {
+                    "policy"
+                } else {
+                    "policies"
+                }
+            );
+        }
+    }
+    if let Some(walk) = &side.admin {
+        let _ = writeln!(out, "  Admin: {}", reason::tier_walk(walk, side.direction));
+    }
+    match &side.decision {
+        Decision::Allowed { by } => {
             for r in by {
                 let _ = writeln!(
                     out,
@@ -300,17 +413,6 @@ fn side_text(side: &Side, out: &mut String) {
             }
         }
         Decision::Denied { isolating } => {
-            let _ = writeln!(
-                out,
-                "{title}{on}: DENIED (isolated for {} by {} {}; no rule allows this flow)",
-                side.direction.as_str(),
-                isolating.len(),
-                if isolating.len() == 1 {
-                    "policy"
-                } else {
-                    "policies"
-                }
-            );
             for miss in isolating {
                 let _ = writeln!(
                     out,
@@ -320,9 +422,7 @@ fn side_text(side: &Side, out: &mut String) {
                 if miss.rules.is_empty() {
                     let _ = writeln!(
                         out,
-                        "      has no {} rules: it allows no {} traffic",
-                        side.direction.as_str(),
-                        side.direction.as_str()
+                        "      has no {direction} rules: it allows no {direction} traffic"
                     );
                 }
                 for rule in &miss.rules {
@@ -332,6 +432,17 @@ fn side_text(side: &Side, out: &mut String) {
                 }
             }
         }
+        _ => {}
+    }
+    if let Some(walk) = &side.baseline {
+        let _ = writeln!(
+            out,
+            "  Baseline: {}",
+            reason::tier_walk(walk, side.direction)
+        );
+    }
+    if tiers && matches!(side.decision, Decision::NotIsolated) {
+        let _ = writeln!(out, "  default: allowed");
     }
 }
 

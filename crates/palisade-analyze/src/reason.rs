@@ -1,11 +1,11 @@
 //! The engine's reasons in words: the one place their English is written (`explain` prints it; lint
 //! and logs can reuse it). Each function renders one reason of `palisade_policy`.
 
-use palisade_model::Protocol;
+use palisade_model::{Protocol, TierAction};
 use palisade_policy::{
     Direction, LabelOperator, LabelRequirement, NamedPort, NamedPortResolution, PeerMiss,
-    PeerMissReason, PodRef, PortMatch, PortMiss, PortSpec, RuleMiss, SelectorMiss,
-    UnenforcedReason,
+    PeerMissReason, PodRef, PortMatch, PortMiss, PortSpec, RuleMiss, SelectorMiss, TierPolicyRef,
+    TierRuleRef, TierWalk, UnenforcedReason,
 };
 use std::net::IpAddr;
 
@@ -149,6 +149,57 @@ pub fn requirement(r: &LabelRequirement) -> String {
         LabelOperator::NotIn => format!("{key} notin ({})", values()),
         LabelOperator::Exists => key.clone(),
         LabelOperator::DoesNotExist => format!("!{key}"),
+    }
+}
+
+/// A cluster-wide policy: `ClusterNetworkPolicy deny-imds (Admin, priority 10)`.
+pub fn tier_policy(policy: &TierPolicyRef) -> String {
+    format!(
+        "{} {} ({}, {})",
+        policy.kind,
+        policy.name,
+        policy.tier.as_str(),
+        priority(policy.priority)
+    )
+}
+
+fn priority(priority: Option<u32>) -> String {
+    match priority {
+        Some(p) => format!("priority {p}"),
+        None => "no priority".to_string(),
+    }
+}
+
+/// A cluster-wide rule and its action: ``ClusterNetworkPolicy deny-imds spec.egress[0]
+/// `block-metadata` (Admin, priority 10) → Deny``.
+pub fn tier_rule(rule: &TierRuleRef, direction: Direction) -> String {
+    let name = (rule.name.as_ref())
+        .map(|n| format!(" `{n}`"))
+        .unwrap_or_default();
+    format!(
+        "{} {} spec.{}[{}]{name} ({}, {}) → {}",
+        rule.policy.kind,
+        rule.policy.name,
+        direction.as_str(),
+        rule.rule,
+        rule.policy.tier.as_str(),
+        priority(rule.policy.priority),
+        rule.action.as_str()
+    )
+}
+
+/// One tier's walk for a flow: the rule that matched (`Pass by …` when it left the tier), or that
+/// none of its policies' rules did.
+pub fn tier_walk(walk: &TierWalk, direction: Direction) -> String {
+    match &walk.matched {
+        Some(rule) if rule.action == TierAction::Pass => {
+            format!("Pass by {}", tier_rule(rule, direction))
+        }
+        Some(rule) => tier_rule(rule, direction),
+        None => {
+            let names: Vec<String> = walk.policies.iter().map(tier_policy).collect();
+            format!("no rule matches (of {})", names.join("; "))
+        }
     }
 }
 

@@ -122,6 +122,13 @@ impl<T> BitSet<T> {
         }
     }
 
+    /// Removes every member of `other`.
+    pub fn difference_with(&mut self, other: &BitSet<T>) {
+        for (a, b) in self.words.iter_mut().zip(&other.words) {
+            *a &= !b;
+        }
+    }
+
     /// True if some member is also in `other`.
     pub fn intersects(&self, other: &BitSet<T>) -> bool {
         self.words.iter().zip(&other.words).any(|(a, b)| a & b != 0)

@@ -1,15 +1,17 @@
-//! Compilation for the dataplane: per endpoint class and direction, the allowed (peer addresses,
-//! ports) pairs, with peers as shared sets of disjoint address ranges (pod IPs of the matched classes,
-//! and ipBlocks with their `except` subtracted) — so a kernel lookup is set membership, never a walk
-//! over rules.
+//! Compilation for the dataplane: per endpoint class and direction, the cluster-wide tiers' entries
+//! (peer addresses × ports, with an action) and NetworkPolicy's allowed (peer addresses, ports)
+//! pairs, with peers as shared sets of disjoint address ranges (pod IPs of the matched classes,
+//! ipBlocks with their `except` subtracted, `networks`, node addresses) — so a kernel lookup is set
+//! membership, never a walk over rules; and the same flattened into one first-match list
+//! ([`DirectionRules::flatten`]), which is what a kernel chain is.
 
 use crate::bitset::BitSet;
 use crate::classes::{Class, ClassId};
 use crate::direction::{Direction, PerDirection};
 use crate::engine::{Derived, Engine, RuleClasses};
-use crate::policy::{CompiledPolicy, NamespaceScope, Peer, Rule};
+use crate::policy::{CompiledPolicy, NamespaceScope, Peer, PolicyId, Rule};
 use foldhash::HashMap;
-use palisade_model::{IdVec, IpBlock, ObjectKey, Protocol};
+use palisade_model::{IdVec, IpBlock, ObjectKey, Protocol, TierAction};
 use palisade_model::{PortMatch, PortSpec};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -83,6 +85,34 @@ impl AddrSet {
     /// True if empty.
     pub fn is_empty(&self) -> bool {
         self.ranges.is_empty()
+    }
+
+    /// The addresses in both sets: one walk over both (each sorted, disjoint).
+    pub fn intersection(&self, other: &AddrSet) -> AddrSet {
+        let bounds = |r: &AddrRange| {
+            let (v6, lo) = to_u128(r.first);
+            ((v6, lo), (v6, to_u128(r.last).1))
+        };
+        let (a, b): (Vec<_>, Vec<_>) = (
+            self.ranges.iter().map(bounds).collect(),
+            other.ranges.iter().map(bounds).collect(),
+        );
+        let (mut i, mut j, mut ranges) = (0, 0, Vec::new());
+        while i < a.len() && j < b.len() {
+            let (first, last) = (a[i].0.max(b[j].0), a[i].1.min(b[j].1));
+            if first <= last {
+                ranges.push(AddrRange {
+                    first: from_u128(first.0, first.1),
+                    last: from_u128(last.0, last.1),
+                });
+            }
+            if a[i].1 < b[j].1 {
+                i += 1;
+            } else {
+                j += 1;
+            }
+        }
+        AddrSet { ranges }
     }
 }
 
@@ -163,13 +193,66 @@ pub struct Allow {
     pub origin: RuleOrigin,
 }
 
+/// A cluster-wide rule's entry: what it matches (peers × ports, and the rule it comes from) and
+/// what a match does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TierEntry {
+    /// Accept, Deny or Pass.
+    pub action: TierAction,
+    /// What it matches, and its rule.
+    pub matches: Allow,
+}
+
+/// What the dataplane enforces for one direction of a class, in the order of evaluation.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct DirectionRules {
+    /// The Admin tier's entries: the first that admits a flow decides (Pass: on to
+    /// NetworkPolicy).
+    pub admin: Vec<TierEntry>,
+    /// `None`: no NetworkPolicy isolates the class; otherwise it decides what the Admin tier left,
+    /// allowing the union of these entries.
+    pub policy: Option<Vec<Allow>>,
+    /// The Baseline tier's entries, for what the Admin tier left when `policy` is `None` (empty
+    /// otherwise: never reached); what none of them decides is allowed.
+    pub baseline: Vec<TierEntry>,
+}
+
+/// What a flattened entry, or the end of a chain, does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Disposition {
+    /// Allowed in this direction.
+    Allow,
+    /// Dropped.
+    Deny,
+}
+
+/// One entry of a first-match list ([`DirectionRules::flatten`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlatEntry {
+    /// What it matches, and the rule that decides.
+    pub matches: Allow,
+    /// What a match does.
+    pub disposition: Disposition,
+    /// Why: the rule's tier and action (`None`: a NetworkPolicy allow).
+    pub by: Option<(palisade_model::Tier, TierAction)>,
+}
+
+/// A direction's rules as one first-match list, and what is left at its end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Flat {
+    /// The entries, in order.
+    pub entries: Vec<FlatEntry>,
+    /// What a flow no entry matches gets.
+    pub otherwise: Disposition,
+}
+
 /// What the dataplane enforces for one class.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClassRules {
-    /// `None`: not isolated for ingress; otherwise the union of these entries is allowed.
-    pub ingress: Option<Vec<Allow>>,
-    /// `None`: not isolated for egress.
-    pub egress: Option<Vec<Allow>>,
+    /// `None`: no policy governs the class's ingress (everything is allowed).
+    pub ingress: Option<DirectionRules>,
+    /// `None`: no policy governs its egress.
+    pub egress: Option<DirectionRules>,
 }
 
 impl Allow {
@@ -186,11 +269,143 @@ impl Allow {
                     .any(|r| r.protocol == protocol && (r.first..=r.last).contains(&port))
             })
     }
+
+    /// What both this entry and `other` admit, with `other`'s origin; `None` when nothing.
+    fn and(&self, other: &Allow, cache: &mut AddrCache) -> Option<Allow> {
+        let peers = match (&self.peers, &other.peers) {
+            (Peers::Any, p) | (p, Peers::Any) => p.clone(),
+            (Peers::Addrs(a), Peers::Addrs(b)) => Peers::Addrs(cache.intersection(a, b)),
+        };
+        if matches!(&peers, Peers::Addrs(set) if set.is_empty()) {
+            return None;
+        }
+        let ports = match (&self.ports, &other.ports) {
+            (None, p) | (p, None) => p.clone(),
+            (Some(a), Some(b)) => {
+                let both = port_intersection(a, b);
+                if both.is_empty() {
+                    return None;
+                }
+                Some(both)
+            }
+        };
+        Some(Allow {
+            peers,
+            ports,
+            origin: other.origin.clone(),
+        })
+    }
+}
+
+/// The ports in both `a` and `b` (each sorted and merged, [`merge_ports`]).
+fn port_intersection(a: &[PortRange], b: &[PortRange]) -> Vec<PortRange> {
+    let mut out = Vec::new();
+    for x in a {
+        for y in b.iter().filter(|y| y.protocol == x.protocol) {
+            let (first, last) = (x.first.max(y.first), x.last.min(y.last));
+            if first <= last {
+                out.push(PortRange {
+                    protocol: x.protocol,
+                    first,
+                    last,
+                });
+            }
+        }
+    }
+    merge_ports(out)
+}
+
+impl DirectionRules {
+    /// What these rules decide for a flow: the Admin tier's first matching entry (Accept or Deny;
+    /// Pass goes on); then NetworkPolicy if it isolates; else the Baseline tier's first matching
+    /// entry (Pass or none: allowed). The dataplane enforces exactly this.
+    pub fn allows(&self, peer: Option<IpAddr>, port: u16, protocol: Protocol) -> bool {
+        let first = |entries: &[TierEntry]| {
+            (entries.iter())
+                .find(|e| e.matches.admits(peer, port, protocol))
+                .map(|e| e.action)
+        };
+        match first(&self.admin) {
+            Some(TierAction::Accept) => return true,
+            Some(TierAction::Deny) => return false,
+            Some(TierAction::Pass) | None => {}
+        }
+        if let Some(allows) = &self.policy {
+            return allows.iter().any(|a| a.admits(peer, port, protocol));
+        }
+        first(&self.baseline) != Some(TierAction::Deny)
+    }
+
+    /// The same rules as one first-match list, which is what a kernel chain can be: the Admin
+    /// entries in order, each Pass followed by what comes after the tier restricted to what it
+    /// matches (an entry for each of those entries, the intersection of both); then what comes
+    /// after the tier. `cache` shares the intersected address sets.
+    pub fn flatten(&self, cache: &mut AddrCache) -> Flat {
+        let tier_entry = |tier, e: &TierEntry| FlatEntry {
+            matches: e.matches.clone(),
+            disposition: match e.action {
+                TierAction::Deny => Disposition::Deny,
+                TierAction::Accept | TierAction::Pass => Disposition::Allow,
+            },
+            by: Some((tier, e.action)),
+        };
+        let (rest, otherwise): (Vec<FlatEntry>, Disposition) = match &self.policy {
+            Some(allows) => {
+                let entries = (allows.iter())
+                    .map(|a| FlatEntry {
+                        matches: a.clone(),
+                        disposition: Disposition::Allow,
+                        by: None,
+                    })
+                    .collect();
+                (entries, Disposition::Deny)
+            }
+            None => {
+                let baseline = palisade_model::Tier::Baseline;
+                let entries = (self.baseline.iter())
+                    .map(|e| tier_entry(baseline, e))
+                    .collect();
+                (entries, Disposition::Allow)
+            }
+        };
+        let mut entries = Vec::new();
+        for e in &self.admin {
+            if e.action != TierAction::Pass {
+                entries.push(tier_entry(palisade_model::Tier::Admin, e));
+                continue;
+            }
+            for later in &rest {
+                if let Some(matches) = e.matches.and(&later.matches, cache) {
+                    entries.push(FlatEntry {
+                        matches,
+                        ..later.clone()
+                    });
+                }
+            }
+            entries.push(FlatEntry {
+                matches: e.matches.clone(),
+                disposition: otherwise,
+                by: Some((palisade_model::Tier::Admin, TierAction::Pass)),
+            });
+        }
+        entries.extend(rest);
+        Flat { entries, otherwise }
+    }
+}
+
+impl Flat {
+    /// What the list decides for a flow: its first matching entry, or `otherwise`.
+    pub fn allows(&self, peer: Option<IpAddr>, port: u16, protocol: Protocol) -> bool {
+        let decided = (self.entries.iter())
+            .find(|e| e.matches.admits(peer, port, protocol))
+            .map_or(self.otherwise, |e| e.disposition);
+        decided == Disposition::Allow
+    }
 }
 
 impl ClassRules {
-    /// What the kernel rules decide for one direction: allowed if not isolated, or if an entry
-    /// admits the peer. The dataplane renders exactly this.
+    /// What the kernel rules decide for one direction: allowed if no policy governs it, or as
+    /// [`DirectionRules::allows`] says. The dataplane renders exactly this.
     pub fn allows(
         &self,
         direction: Direction,
@@ -198,13 +413,11 @@ impl ClassRules {
         port: u16,
         protocol: Protocol,
     ) -> bool {
-        let entries = match direction {
+        let rules = match direction {
             Direction::Ingress => &self.ingress,
             Direction::Egress => &self.egress,
         };
-        entries
-            .as_ref()
-            .is_none_or(|e| e.iter().any(|a| a.admits(peer, port, protocol)))
+        (rules.as_ref()).is_none_or(|r| r.allows(peer, port, protocol))
     }
 }
 
@@ -232,6 +445,19 @@ type NamedDestinations = BTreeMap<(Protocol, u16), BitSet<Class>>;
 #[derive(Default)]
 pub struct AddrCache {
     by_classes: HashMap<BitSet<Class>, Arc<AddrSet>>,
+    /// Intersections, by the addresses of the two sets (shared sets are the same `Arc`), each
+    /// with both sets, which keeps those addresses from being reused.
+    intersections: HashMap<(usize, usize), [Arc<AddrSet>; 3]>,
+}
+
+impl AddrCache {
+    /// The addresses in both `a` and `b`.
+    fn intersection(&mut self, a: &Arc<AddrSet>, b: &Arc<AddrSet>) -> Arc<AddrSet> {
+        let key = (Arc::as_ptr(a) as usize, Arc::as_ptr(b) as usize);
+        let [_, _, set] = (self.intersections.entry(key))
+            .or_insert_with(|| [a.clone(), b.clone(), Arc::new(a.intersection(b))]);
+        set.clone()
+    }
 }
 
 impl Engine {
@@ -309,12 +535,16 @@ impl Engine {
             .map(|c| {
                 let reuse = counterpart[c].filter(|&o| {
                     Direction::BOTH.iter().all(|&direction| {
-                        let (now, was) =
-                            (self.selecting(c, direction), old.selecting(o, direction));
-                        now.len() == was.len()
-                            && (now.iter().zip(was)).all(|(&pi, &o)| {
-                                derived.policies[pi] == Some(o) && !touched[pi][direction]
-                            })
+                        let lists = [
+                            (&self.selecting[direction][c], &old.selecting[direction][o]),
+                            (&self.tiers[direction][c], &old.tiers[direction][o]),
+                        ];
+                        lists.iter().all(|(now, was)| {
+                            now.len() == was.len()
+                                && (now.iter().zip(was.iter())).all(|(&pi, &o)| {
+                                    derived.policies[pi] == Some(o) && !touched[pi][direction]
+                                })
+                        })
                     })
                 });
                 match reuse {
@@ -401,30 +631,47 @@ impl Engine {
     /// Compiles what the dataplane enforces for class `class`. Named ports resolve on the class
     /// (ingress) or on each destination class (egress); `cache` shares peer sets across classes.
     pub fn compile_class(&self, class: ClassId, cache: &mut AddrCache) -> ClassRules {
-        let compile = |direction: Direction, cache: &mut AddrCache| -> Option<Vec<Allow>> {
-            let selecting = self.selecting(class, direction);
-            if selecting.is_empty() {
+        let compile = |direction: Direction, cache: &mut AddrCache| -> Option<DirectionRules> {
+            let tiers = self.tier_policies(class, direction);
+            let isolating = self.selecting(class, direction);
+            if tiers.admin.is_empty() && isolating.is_empty() && tiers.baseline.is_empty() {
                 return None;
             }
-            let mut out = Vec::new();
-            for &pi in selecting {
-                let policy = &self.policies[pi];
-                for (ri, rule) in policy
-                    .rules(direction)
-                    .unwrap_or_default()
-                    .iter()
-                    .enumerate()
-                {
-                    let rc = &self.rule_classes[pi][direction][ri];
-                    let origin = RuleOrigin {
-                        policy: policy.key.clone(),
-                        direction,
-                        rule: ri,
-                    };
-                    self.compile_rule(class, origin, rule, rc, cache, &mut out);
+            let mut entries = |policies: &[PolicyId]| -> Vec<TierEntry> {
+                let mut out = Vec::new();
+                for &pi in policies {
+                    let policy = &self.policies[pi];
+                    let rules = policy.rules(direction).unwrap_or_default();
+                    for (ri, rule) in rules.iter().enumerate() {
+                        let rc = &self.rule_classes[pi][direction][ri];
+                        let origin = RuleOrigin {
+                            policy: policy.key.clone(),
+                            direction,
+                            rule: ri,
+                        };
+                        let mut allows = Vec::new();
+                        self.compile_rule(class, origin, rule, rc, cache, &mut allows);
+                        out.extend(allows.into_iter().map(|matches| TierEntry {
+                            action: rule.action,
+                            matches,
+                        }));
+                    }
                 }
-            }
-            Some(out)
+                out
+            };
+            let admin = entries(tiers.admin);
+            let policy = (!isolating.is_empty())
+                .then(|| entries(isolating).into_iter().map(|e| e.matches).collect());
+            // Baseline is never reached where NetworkPolicy isolates.
+            let baseline = match policy {
+                None => entries(tiers.baseline),
+                Some(_) => Vec::new(),
+            };
+            Some(DirectionRules {
+                admin,
+                policy,
+                baseline,
+            })
         };
         ClassRules {
             ingress: compile(Direction::Ingress, cache),

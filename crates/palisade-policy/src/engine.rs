@@ -4,11 +4,14 @@
 use crate::bitset::BitSet;
 use crate::classes::{Class, ClassId, Classes};
 use crate::direction::{Direction, PerDirection};
-use crate::policy::{Blocks, CompiledPolicy, Compiler, NamespaceScope, Peer, PolicyId, Rule};
+use crate::policy::{
+    Blocks, CompiledPolicy, Compiler, NamespaceScope, Peer, PolicyId, Scope, Source,
+};
 use crate::selector::{Interner, LabelSet, Selector};
 use foldhash::{HashMap, HashMapExt};
 use palisade_model::{
-    ClusterState, Id, IdVec, IpBlock, NamespaceId, NamespaceInfo, PodId, Protocol,
+    ClusterState, Id, IdVec, IpBlock, NamespaceId, NamespaceInfo, NodeInfo, ObjectKey, PodId,
+    Protocol, Tier, TierAction, TierPolicyInfo,
 };
 use std::sync::Arc;
 
@@ -33,12 +36,17 @@ pub struct Engine {
     /// The label ids of this engine (kept for [`Engine::new_from`]).
     interner: Interner,
     pub(crate) namespace_labels: IdVec<NamespaceInfo, LabelSet>,
-    /// Shared with the engines compiled from this one while unchanged ([`Engine::new_from`]).
+    /// The NetworkPolicies in the state's order, then the cluster-wide policies in the order they
+    /// are evaluated ([`evaluation_order`]). Shared with the engines compiled from this one while
+    /// unchanged ([`Engine::new_from`]).
     pub(crate) policies: IdVec<CompiledPolicy, Arc<CompiledPolicy>>,
     pub(crate) blocks: IdVec<IpBlock, IpBlock>,
     pub(crate) classes: Classes,
-    /// Per direction, each class's policies that select it and govern that direction.
+    /// Per direction, each class's NetworkPolicies that select it and govern that direction.
     pub(crate) selecting: PerDirection<IdVec<Class, Vec<PolicyId>>>,
+    /// Per direction, each class's cluster-wide policies whose subject holds it and that have
+    /// rules for that direction, in the order they are evaluated (Admin, then Baseline).
+    pub(crate) tiers: PerDirection<IdVec<Class, Vec<PolicyId>>>,
     /// Per policy and direction, each rule's peer classes.
     pub(crate) rule_classes: IdVec<CompiledPolicy, PerDirection<Vec<RuleClasses>>>,
 }
@@ -108,9 +116,12 @@ impl Engine {
             blocks: Blocks::default(),
             state: &state,
         };
-        let policies: IdVec<CompiledPolicy, Arc<CompiledPolicy>> = (state.policies.iter())
+        let mut policies: IdVec<CompiledPolicy, Arc<CompiledPolicy>> = (state.policies.iter())
             .filter_map(|p| compiler.policy(p).map(Arc::new))
             .collect();
+        for info in evaluation_order(&state) {
+            policies.push(Arc::new(compiler.tier_policy(info)));
+        }
         let blocks = compiler.blocks.list;
         let classes = Classes::build(&state, pod_labels, &blocks);
         Engine::assemble(state, interner, namespace_labels, policies, blocks, classes)
@@ -186,9 +197,10 @@ impl Engine {
     /// and spec) taken from it, the others compiled with `interner`; with each one's counterpart
     /// here, and their ipBlocks: this engine's still used (in their order), then new ones.
     fn policies_for(&self, state: &ClusterState, interner: &mut Interner) -> Recompiled {
-        let by_key: HashMap<(&str, &str), PolicyId> = (self.policies.iter_enumerated())
-            .map(|(i, p)| ((p.key.namespace().unwrap_or_default(), p.key.name()), i))
+        let by_key: HashMap<&ObjectKey, PolicyId> = (self.policies.iter_enumerated())
+            .map(|(i, p)| (&*p.key, i))
             .collect();
+        let nodes_alike = nodes_alike(&self.state.nodes, &state.nodes);
         let mut compiler = Compiler {
             interner,
             blocks: Blocks::from_list(self.blocks.clone()),
@@ -196,23 +208,30 @@ impl Engine {
         };
         let mut counterparts = IdVec::with_capacity(state.policies.len());
         let mut policies = IdVec::with_capacity(state.policies.len());
+        // What a policy compiles to depends on its identity and spec alone (an edit of its
+        // annotations, say, keeps it) — and the nodes, for one with a `nodes` peer.
+        let mut take =
+            |key: ObjectKey,
+             source: Source,
+             compile: &mut dyn FnMut(&mut Compiler) -> Option<CompiledPolicy>| {
+                let same = (by_key.get(&key).copied())
+                    .filter(|&o| self.policies[o].compiles_from(&source, nodes_alike));
+                let compiled = match same {
+                    Some(o) => Some(self.policies[o].clone()),
+                    None => compile(&mut compiler).map(Arc::new),
+                };
+                if let Some(compiled) = compiled {
+                    policies.push(compiled);
+                    counterparts.push(same);
+                }
+            };
         for info in &state.policies {
-            // What a policy compiles to depends on its identity and spec alone (an edit of its
-            // annotations, say, keeps it).
-            let unchanged = |o: &PolicyId| {
-                let was = &self.policies[*o].source;
-                Arc::ptr_eq(was, &info.policy) || was.spec() == info.policy.spec()
-            };
-            let key = (&*info.namespace, &*info.name);
-            let same = by_key.get(&key).copied().filter(unchanged);
-            let compiled = match same {
-                Some(o) => Some(self.policies[o].clone()),
-                None => compiler.policy(info).map(Arc::new),
-            };
-            if let Some(compiled) = compiled {
-                policies.push(compiled);
-                counterparts.push(same);
-            }
+            let source = Source::Network(info.policy.clone());
+            take(info.key(), source, &mut |c| c.policy(info));
+        }
+        for info in evaluation_order(state) {
+            let source = Source::Tier(info.policy.clone());
+            take(info.key(), source, &mut |c| Some(c.tier_policy(info)));
         }
         // The ipBlocks still used keep their order, new ones after: ids may shift, so the
         // policies that name one whose id changed are given the new ids.
@@ -265,6 +284,7 @@ impl Engine {
             blocks,
             classes,
             selecting: PerDirection::default(),
+            tiers: PerDirection::default(),
             rule_classes: IdVec::new(),
         };
         engine.select();
@@ -307,17 +327,45 @@ impl Engine {
         self.derived.as_ref().map(|d| (d.from, d.classes.clone()))
     }
 
-    /// The policies that select the pods of `class` (for either direction), each once, in the
-    /// state's order: what must be in force wherever those pods are enforced.
+    /// The NetworkPolicies that select the pods of `class` (for either direction), each once, in
+    /// the state's order: what must be in force wherever those pods are enforced.
     pub fn policies_selecting(&self, class: ClassId) -> Vec<&palisade_model::ValidPolicy> {
+        (self.selecting_ids(&self.selecting, class).into_iter())
+            .filter_map(|id| match &self.policies[id].source {
+                Source::Network(policy) => Some(&**policy),
+                Source::Tier(_) => None,
+            })
+            .collect()
+    }
+
+    /// The cluster-wide policies whose subject holds the pods of `class` (for either direction),
+    /// each once, in the order they are evaluated.
+    pub fn tier_policies_selecting(&self, class: ClassId) -> Vec<&palisade_model::ValidTierPolicy> {
+        (self.selecting_ids(&self.tiers, class).into_iter())
+            .filter_map(|id| match &self.policies[id].source {
+                Source::Tier(policy) => Some(&**policy),
+                Source::Network(_) => None,
+            })
+            .collect()
+    }
+
+    fn selecting_ids(
+        &self,
+        lists: &PerDirection<IdVec<Class, Vec<PolicyId>>>,
+        class: ClassId,
+    ) -> Vec<PolicyId> {
         let mut ids: Vec<PolicyId> = (Direction::BOTH.iter())
-            .flat_map(|&d| self.selecting[d][class].iter().copied())
+            .flat_map(|&d| lists[d][class].iter().copied())
             .collect();
         ids.sort_unstable();
         ids.dedup();
-        ids.into_iter()
-            .map(|id| &*self.policies[id].source)
-            .collect()
+        ids
+    }
+
+    /// True when a cluster-wide policy's subject holds `pod` for `direction` (its verdicts there
+    /// may be a tier rule's).
+    pub fn tier_governed(&self, pod: PodId, direction: Direction) -> bool {
+        !self.tiers[direction][self.class_of(pod)].is_empty()
     }
 
     /// The member pods of `class`.
@@ -332,22 +380,51 @@ impl Engine {
 
     fn select(&mut self) {
         let n = self.classes.list.len();
-        let mut selecting: PerDirection<IdVec<Class, Vec<PolicyId>>> =
-            PerDirection::from_fn(|_| vec![Vec::new(); n].into());
+        let empty = || PerDirection::from_fn(|_| vec![Vec::new(); n].into());
+        let (mut selecting, mut tiers): (PerDirection<IdVec<Class, Vec<PolicyId>>>, _) =
+            (empty(), empty());
         for (pi, p) in self.policies.iter_enumerated() {
-            for &ci in &self.classes.by_namespace[p.namespace] {
-                let class = &self.classes.list[ci].key;
-                if class.host_network || !p.pod_selector.matches(&class.labels) {
-                    continue;
+            let (lists, namespaces, pods) = match &p.scope {
+                Scope::Namespace { namespace, pods } => (&mut selecting, vec![*namespace], pods),
+                Scope::Cluster {
+                    namespaces, pods, ..
+                } => {
+                    let matched = (self.namespace_labels.iter_enumerated())
+                        .filter(|(_, labels)| namespaces.matches(labels))
+                        .map(|(ns, _)| ns)
+                        .collect();
+                    (&mut tiers, matched, pods)
                 }
-                for direction in Direction::BOTH {
-                    if p.rules(direction).is_some() {
-                        selecting[direction][ci].push(pi);
+            };
+            for ns in namespaces {
+                for &ci in &self.classes.by_namespace[ns] {
+                    let class = &self.classes.list[ci].key;
+                    if class.host_network || !pods.matches(&class.labels) {
+                        continue;
+                    }
+                    for direction in Direction::BOTH {
+                        if p.rules(direction).is_some() {
+                            lists[direction][ci].push(pi);
+                        }
                     }
                 }
             }
         }
         self.selecting = selecting;
+        self.tiers = tiers;
+    }
+
+    /// The cluster-wide policies whose subject holds `class` for `direction`, per tier, in the
+    /// order they are evaluated.
+    pub(crate) fn tier_policies(
+        &self,
+        class: ClassId,
+        direction: Direction,
+    ) -> PerTier<&[PolicyId]> {
+        let all = &self.tiers[direction][class][..];
+        let split = all.partition_point(|&pi| self.policies[pi].tier() == Some(Tier::Admin));
+        let (admin, baseline) = all.split_at(split);
+        PerTier { admin, baseline }
     }
 
     /// The policies selecting `class` for `direction`.
@@ -434,120 +511,205 @@ impl Engine {
 
     /// Class-level reachability for one probe (destination port and protocol).
     pub fn reach(&self, port: u16, protocol: Protocol) -> Reach {
-        let n = self.classes.list.len();
-        let mut named_cache: HashMap<String, BitSet<Class>> = HashMap::new();
-        let mut named_classes = |name: &str| -> BitSet<Class> {
-            named_cache
-                .entry(name.to_string())
-                .or_insert_with(|| {
-                    let mut s = BitSet::new(n);
-                    for (ci, c) in self.classes.list.iter_enumerated() {
-                        if c.named_port(name, protocol) == Some(port) {
-                            s.insert(ci);
-                        }
-                    }
-                    s
-                })
-                .clone()
-        };
-        let mut ingress = IdVec::with_capacity(n);
-        for (ci, class) in self.classes.list.iter_enumerated() {
-            let selecting = self.selecting(ci, Direction::Ingress);
-            if selecting.is_empty() {
-                ingress.push(None);
-                continue;
-            }
-            let mut allowed = BitSet::new(n);
-            for &pi in selecting {
-                let rules = self.policies[pi].ingress.as_deref().unwrap_or_default();
-                for (ri, rule) in rules.iter().enumerate() {
-                    let port_ok = rule.ports.as_ref().is_none_or(|specs| {
-                        specs.iter().any(|s| {
-                            let named = s.name().and_then(|nm| class.named_port(nm, protocol));
-                            s.matches(port, protocol, named)
-                        })
-                    });
-                    if port_ok {
-                        let rc = &self.rule_classes[pi].ingress[ri];
-                        if rc.any {
-                            allowed = BitSet::full(n);
-                        } else {
-                            allowed.union_with(&rc.selected);
-                            allowed.union_with(&rc.blocked);
-                        }
-                    }
-                }
-            }
-            ingress.push(Some(allowed));
-        }
-        let mut egress = IdVec::with_capacity(n);
-        for ci in self.classes.list.ids() {
-            let selecting = self.selecting(ci, Direction::Egress);
-            if selecting.is_empty() {
-                egress.push(None);
-                continue;
-            }
-            let mut allowed = BitSet::new(n);
-            for &pi in selecting {
-                let rules = self.policies[pi].egress.as_deref().unwrap_or_default();
-                for (ri, rule) in rules.iter().enumerate() {
-                    let rc = &self.rule_classes[pi].egress[ri];
-                    self.egress_rule_reach(
-                        rule,
-                        rc,
+        let mut named = NamedClasses::default();
+        let mut per_direction = |direction| {
+            (self.class_ids())
+                .map(|class| {
+                    let probe = Probe {
+                        class,
+                        direction,
                         port,
                         protocol,
-                        &mut allowed,
-                        &mut named_classes,
-                    );
-                }
-            }
-            egress.push(Some(allowed));
+                    };
+                    self.direction_reach(&probe, &mut named)
+                })
+                .collect()
+        };
+        Reach {
+            ingress: per_direction(Direction::Ingress),
+            egress: per_direction(Direction::Egress),
         }
-        Reach { ingress, egress }
     }
 
-    /// Adds to `allowed` the destination classes `rule` allows on `port`/`protocol`. Named ports
-    /// resolve on each destination class, and only for selector peers (never for ipBlocks).
-    fn egress_rule_reach(
+    /// The peer classes `probe.class` may reach (egress) or be reached from (ingress); `None`
+    /// when no policy governs it in that direction. The tiers in order (§7): the Admin policies'
+    /// rules, the first match deciding (Pass leaving the tier); then, if NetworkPolicy isolates
+    /// the class, NetworkPolicy decides what is left; otherwise the Baseline policies' rules
+    /// likewise, and what none decides is allowed.
+    fn direction_reach(&self, probe: &Probe, named: &mut NamedClasses) -> Option<BitSet<Class>> {
+        let tiers = self.tier_policies(probe.class, probe.direction);
+        let isolating = self.selecting(probe.class, probe.direction);
+        if tiers.admin.is_empty() && isolating.is_empty() && tiers.baseline.is_empty() {
+            return None;
+        }
+        let n = self.class_count();
+        let (mut allowed, mut open) = (BitSet::new(n), BitSet::full(n));
+        let passed = self.first_match(tiers.admin, probe, named, &mut allowed, &mut open);
+        open.union_with(&passed);
+        if !isolating.is_empty() {
+            let mut by_policy = BitSet::new(n);
+            for &pi in isolating {
+                for ri in 0..self.policies[pi]
+                    .rules(probe.direction)
+                    .unwrap_or_default()
+                    .len()
+                {
+                    by_policy.union_with(&self.rule_matches(pi, ri, probe, named));
+                }
+            }
+            open.intersect_with(&by_policy);
+        } else {
+            let passed = self.first_match(tiers.baseline, probe, named, &mut allowed, &mut open);
+            open.union_with(&passed);
+        }
+        allowed.union_with(&open);
+        Some(allowed)
+    }
+
+    /// Walks the rules of `policies` in order over the classes still `open`: each rule's matches
+    /// leave `open`, into `allowed` for Accept; returns those a Pass matched.
+    fn first_match(
         &self,
-        rule: &Rule,
-        rc: &RuleClasses,
-        port: u16,
-        protocol: Protocol,
+        policies: &[PolicyId],
+        probe: &Probe,
+        named: &mut NamedClasses,
         allowed: &mut BitSet<Class>,
-        named_classes: &mut impl FnMut(&str) -> BitSet<Class>,
-    ) {
-        let n = self.classes.list.len();
-        let peers_all = |allowed: &mut BitSet<Class>| {
+        open: &mut BitSet<Class>,
+    ) -> BitSet<Class> {
+        let mut passed = BitSet::new(self.class_count());
+        for &pi in policies {
+            let rules = self.policies[pi].rules(probe.direction).unwrap_or_default();
+            for (ri, rule) in rules.iter().enumerate() {
+                if open.is_empty() {
+                    return passed;
+                }
+                let mut matched = self.rule_matches(pi, ri, probe, named);
+                matched.intersect_with(open);
+                match rule.action {
+                    TierAction::Accept => allowed.union_with(&matched),
+                    TierAction::Pass => passed.union_with(&matched),
+                    TierAction::Deny => {}
+                }
+                open.difference_with(&matched);
+            }
+        }
+        passed
+    }
+
+    /// The peer classes rule `ri` of policy `pi` matches for `probe`. Named ports resolve on the
+    /// class itself for ingress; for egress on each destination class, and only for selector
+    /// peers (never for ipBlocks).
+    fn rule_matches(
+        &self,
+        pi: PolicyId,
+        ri: usize,
+        probe: &Probe,
+        named: &mut NamedClasses,
+    ) -> BitSet<Class> {
+        let n = self.class_count();
+        let rule = &self.policies[pi].rules(probe.direction).unwrap_or_default()[ri];
+        let rc = &self.rule_classes[pi][probe.direction][ri];
+        let peers = || {
             if rc.any {
-                *allowed = BitSet::full(n);
+                BitSet::full(n)
             } else {
-                allowed.union_with(&rc.selected);
-                allowed.union_with(&rc.blocked);
+                let mut set = rc.selected.clone();
+                set.union_with(&rc.blocked);
+                set
             }
         };
         let Some(specs) = &rule.ports else {
-            return peers_all(allowed);
+            return peers();
         };
+        let (port, protocol) = (probe.port, probe.protocol);
+        if probe.direction == Direction::Ingress {
+            let class = &self.classes.list[probe.class];
+            let port_ok = specs.iter().any(|s| {
+                let resolved = s.name().and_then(|nm| class.named_port(nm, protocol));
+                s.matches(port, protocol, resolved)
+            });
+            return if port_ok { peers() } else { BitSet::new(n) };
+        }
+        let mut matched = BitSet::new(n);
         for s in specs {
             match s.name() {
-                None => {
-                    if s.matches(port, protocol, None) {
-                        return peers_all(allowed);
-                    }
-                }
+                None if s.matches(port, protocol, None) => return peers(),
                 Some(name) if s.protocol == protocol => {
-                    let mut set = named_classes(name);
+                    let mut set = named.classes(self, name, port, protocol).clone();
                     if !rc.any {
                         set.intersect_with(&rc.selected);
                     }
-                    allowed.union_with(&set);
+                    matched.union_with(&set);
                 }
-                Some(_) => {}
+                _ => {}
             }
         }
+        matched
     }
+}
+
+/// One direction of one class, for one probe.
+struct Probe {
+    class: ClassId,
+    direction: Direction,
+    port: u16,
+    protocol: Protocol,
+}
+
+/// Per port name, the classes whose pods resolve it to the probe's port (one probe's worth).
+#[derive(Default)]
+struct NamedClasses(HashMap<String, BitSet<Class>>);
+
+impl NamedClasses {
+    fn classes(
+        &mut self,
+        engine: &Engine,
+        name: &str,
+        port: u16,
+        protocol: Protocol,
+    ) -> &BitSet<Class> {
+        if !self.0.contains_key(name) {
+            let mut set = BitSet::new(engine.class_count());
+            for (ci, c) in engine.classes.list.iter_enumerated() {
+                if c.named_port(name, protocol) == Some(port) {
+                    set.insert(ci);
+                }
+            }
+            self.0.insert(name.to_string(), set);
+        }
+        &self.0[name]
+    }
+}
+
+/// Something per tier.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PerTier<T> {
+    pub admin: T,
+    pub baseline: T,
+}
+
+/// The cluster-wide policies of `state` in the order they are evaluated: by tier, priority (a
+/// BaselineAdminNetworkPolicy, which has none, last), kind (ClusterNetworkPolicy before the
+/// v1alpha1 kinds: the API leaves their relative order undefined) and name.
+pub(crate) fn evaluation_order(state: &ClusterState) -> Vec<&TierPolicyInfo> {
+    let mut order: Vec<&TierPolicyInfo> = state.tier_policies.iter().collect();
+    order.sort_by_key(|info| {
+        let spec = info.policy.spec();
+        (
+            spec.tier,
+            spec.priority.unwrap_or(u32::MAX),
+            info.kind(),
+            &info.name,
+        )
+    });
+    order
+}
+
+/// True when two lists of nodes have the same names, labels and addresses: what `nodes` peers read.
+fn nodes_alike(a: &[NodeInfo], b: &[NodeInfo]) -> bool {
+    a.len() == b.len()
+        && (a.iter().zip(b))
+            .all(|(x, y)| x.name == y.name && x.labels == y.labels && x.addresses == y.addresses)
 }
 
 /// Which classes may talk to which for one probe: per destination class the allowed source classes

@@ -1,4 +1,6 @@
-//! The NetworkPolicy engine (networking.k8s.io/v1), pure: no I/O, no async.
+//! The policy engine — NetworkPolicy (networking.k8s.io/v1) and the cluster-wide tiers around it
+//! (ClusterNetworkPolicy, and the v1alpha1 AdminNetworkPolicy and BaselineAdminNetworkPolicy) —
+//! pure: no I/O, no async.
 //!
 //! [`Engine::new`] compiles a `ClusterState` once: labels are interned, selectors compiled, pods
 //! grouped into endpoint equivalence classes, and every rule's peers resolved to class sets. Then
@@ -25,7 +27,10 @@ mod verdict;
 
 pub use bitset::BitSet;
 pub use classes::{Class, ClassId, ClassKey, ClassPort};
-pub use compile::{AddrCache, AddrRange, AddrSet, Allow, ClassRules, Peers, PortRange, RuleOrigin};
+pub use compile::{
+    AddrCache, AddrRange, AddrSet, Allow, ClassRules, DirectionRules, Disposition, Flat, FlatEntry,
+    Peers, PortRange, RuleOrigin, TierEntry,
+};
 pub use direction::{Direction, PerDirection};
 pub use engine::{Engine, Reach};
 pub use palisade_model::selector::LabelOperator;
@@ -36,4 +41,6 @@ pub use reason::{
 };
 pub use selector::{LabelRequirement, SelectorMiss, SelectorTerm};
 pub use table::{Audit, CompiledTable, Enforcement, TableClass};
-pub use verdict::{Decision, Endpoint, Flow, RuleRef, Side, Verdict};
+pub use verdict::{
+    Decision, Endpoint, Flow, RuleRef, Side, TierPolicyRef, TierRuleRef, TierWalk, Verdict,
+};

@@ -3,13 +3,13 @@
 //! `palisade-analyze` to put into words and for tools to match on.
 
 use crate::engine::Engine;
-use crate::policy::{CompiledPolicy, Direction, NamespaceScope, Peer, Rule};
+use crate::policy::{CompiledPolicy, Direction, NamespaceScope, Peer, PolicyId, Rule, Scope};
 use crate::reason::{
     NamedPort, NamedPortResolution, PeerMiss, PeerMissReason, PodRef, PolicyMiss, PolicyRef,
     PortMiss, RuleMiss, UnenforcedReason,
 };
 use palisade_model::PortSpec;
-use palisade_model::{PodId, PodInfo, Protocol};
+use palisade_model::{Kind, PodId, PodInfo, Protocol, Tier, TierAction};
 use std::net::IpAddr;
 
 /// One end of a flow.
@@ -43,6 +43,43 @@ pub struct RuleRef {
     pub rule: usize,
 }
 
+/// A cluster-wide policy: its kind, name, tier and priority.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TierPolicyRef {
+    /// ClusterNetworkPolicy, AdminNetworkPolicy or BaselineAdminNetworkPolicy.
+    pub kind: Kind,
+    /// Its name.
+    pub name: String,
+    /// Admin or Baseline.
+    pub tier: Tier,
+    /// Its priority (`None`: a BaselineAdminNetworkPolicy).
+    pub priority: Option<u32>,
+}
+
+/// A rule of a cluster-wide policy: `spec.ingress[rule]` or `spec.egress[rule]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TierRuleRef {
+    /// The policy.
+    pub policy: TierPolicyRef,
+    /// Index of the rule in the direction's rule list.
+    pub rule: usize,
+    /// The rule's `name`.
+    pub name: Option<String>,
+    /// Its action.
+    pub action: TierAction,
+}
+
+/// How one tier went for one direction of a flow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TierWalk {
+    /// The tier's policies whose subject holds the enforcing pod and that have rules for the
+    /// direction, in the order they are evaluated.
+    pub policies: Vec<TierPolicyRef>,
+    /// The first rule that matched the flow: its action decided (Accept, Deny) or left the tier
+    /// (Pass). `None`: no rule matched.
+    pub matched: Option<TierRuleRef>,
+}
+
 /// The decision of one direction.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
@@ -52,8 +89,15 @@ pub enum Decision {
         /// Why.
         reason: UnenforcedReason,
     },
-    /// No policy selects the pod for this direction: everything is allowed.
+    /// No NetworkPolicy isolates the pod for this direction and no cluster-wide rule decided:
+    /// allowed (the default).
     NotIsolated,
+    /// A cluster-wide rule decided (Accept or Deny), before NetworkPolicy (Admin) or where none
+    /// isolates the pod (Baseline).
+    Tier {
+        /// The rule.
+        rule: TierRuleRef,
+    },
     /// Isolated, and these rules allow the flow.
     Allowed {
         /// Every allowing rule of every selecting policy.
@@ -69,7 +113,11 @@ pub enum Decision {
 impl Decision {
     /// True unless denied.
     pub fn allows(&self) -> bool {
-        !matches!(self, Decision::Denied { .. })
+        match self {
+            Decision::Denied { .. } => false,
+            Decision::Tier { rule } => rule.action != TierAction::Deny,
+            _ => true,
+        }
     }
 }
 
@@ -82,6 +130,11 @@ pub struct Side {
     pub pod: Option<PodRef>,
     /// The decision.
     pub decision: Decision,
+    /// How the Admin tier went; `None` when no Admin policy's subject holds the pod.
+    pub admin: Option<TierWalk>,
+    /// How the Baseline tier went; `None` when it was not reached (decided before it) or no
+    /// Baseline policy's subject holds the pod.
+    pub baseline: Option<TierWalk>,
 }
 
 /// The verdict for a flow: allowed iff the source's egress AND the destination's ingress allow it.
@@ -176,29 +229,35 @@ impl Engine {
             Direction::Ingress => (&dst, &src),
         };
         let same_pod = matches!((src.pod, dst.pod), (Some((a, _)), Some((b, _))) if a == b);
-        let decision = if same_pod {
+        let mut side = Side {
+            direction,
+            pod: enforcing.pod.map(|(_, p)| p.into()),
+            decision: Decision::NotIsolated,
+            admin: None,
+            baseline: None,
+        };
+        side.decision = if same_pod {
             Decision::Unenforced {
                 reason: UnenforcedReason::SamePod,
             }
         } else if let Some(reason) = node_local(&src, &dst).or_else(|| node_local(&dst, &src)) {
             Decision::Unenforced { reason }
         } else {
-            self.decide(&Question {
+            let q = Question {
                 direction,
                 enforcing,
                 peer,
                 port: flow.port,
                 protocol: flow.protocol,
-            })
+            };
+            self.decide(&q, &mut side)
         };
-        Side {
-            direction,
-            pod: enforcing.pod.map(|(_, p)| p.into()),
-            decision,
-        }
+        side
     }
 
-    fn decide(&self, q: &Question) -> Decision {
+    /// The tiers in order (§7): Admin, NetworkPolicy where it isolates, else Baseline, else
+    /// allowed; each tier's walk recorded in `side`.
+    fn decide(&self, q: &Question, side: &mut Side) -> Decision {
         let Some((pod_id, pod)) = q.enforcing.pod else {
             return Decision::Unenforced {
                 reason: UnenforcedReason::NotAPod {
@@ -211,9 +270,21 @@ impl Engine {
                 reason: UnenforcedReason::HostNetwork { pod: pod.into() },
             };
         }
-        let selecting = self.selecting(self.class_of(pod_id), q.direction);
+        let class = self.class_of(pod_id);
+        let tiers = self.tier_policies(class, q.direction);
+        side.admin = self.walk(q, tiers.admin);
+        if let Some(rule) = side.admin.as_ref().and_then(|w| w.matched.clone()) {
+            if rule.action != TierAction::Pass {
+                return Decision::Tier { rule };
+            }
+        }
+        let selecting = self.selecting(class, q.direction);
         if selecting.is_empty() {
-            return Decision::NotIsolated;
+            side.baseline = self.walk(q, tiers.baseline);
+            return match side.baseline.as_ref().and_then(|w| w.matched.clone()) {
+                Some(rule) if rule.action != TierAction::Pass => Decision::Tier { rule },
+                _ => Decision::NotIsolated,
+            };
         }
         let mut by = Vec::new();
         let mut isolating = Vec::new();
@@ -242,6 +313,31 @@ impl Engine {
         } else {
             Decision::Allowed { by }
         }
+    }
+
+    /// How one tier's `policies` go for `q`: the first rule matching; `None` without policies.
+    fn walk(&self, q: &Question, policies: &[PolicyId]) -> Option<TierWalk> {
+        if policies.is_empty() {
+            return None;
+        }
+        let refs: Vec<TierPolicyRef> = (policies.iter())
+            .filter_map(|&pi| tier_policy_ref(&self.policies[pi]))
+            .collect();
+        let matched = (policies.iter().zip(&refs)).find_map(|(&pi, policy)| {
+            let rules = self.policies[pi].rules(q.direction).unwrap_or_default();
+            let (ri, rule) = (rules.iter().enumerate())
+                .find(|(ri, rule)| self.rule_miss(q, *ri, rule).is_none())?;
+            Some(TierRuleRef {
+                policy: policy.clone(),
+                rule: ri,
+                name: rule.name.clone(),
+                action: rule.action,
+            })
+        });
+        Some(TierWalk {
+            policies: refs,
+            matched,
+        })
     }
 
     pub(crate) fn policy_ref(&self, policy: &CompiledPolicy) -> PolicyRef {
@@ -350,6 +446,19 @@ impl Engine {
                     })
             }
         }
+    }
+}
+
+/// A cluster-wide policy's reference; `None` for a NetworkPolicy.
+fn tier_policy_ref(policy: &CompiledPolicy) -> Option<TierPolicyRef> {
+    match &policy.scope {
+        Scope::Cluster { tier, priority, .. } => Some(TierPolicyRef {
+            kind: policy.key.kind(),
+            name: policy.key.name().to_string(),
+            tier: *tier,
+            priority: *priority,
+        }),
+        Scope::Namespace { .. } => None,
     }
 }
 

@@ -498,6 +498,9 @@ fn check(seed: u64) -> Result<(), TestCaseError> {
                                 Decision::Unenforced { .. } => {
                                     prop_assert!(me.host_network, "unenforced, {}", what)
                                 }
+                                Decision::Tier { rule } => {
+                                    prop_assert!(false, "no cluster-wide policy, yet {:?}", rule)
+                                }
                             }
                         }
                     }
@@ -766,7 +769,8 @@ fn reused_policies_see_label_values_that_appear_later() {
     let after = Arc::new(ClusterState::new(ns, vec![a], Vec::new(), policies));
     let engine = Engine::new_from(&Engine::new(Arc::new(before)), after);
     let rules = engine.compile_class(engine.class_of(PodId::new(0)), &mut AddrCache::default());
-    assert_eq!(rules.ingress, Some(Vec::new()), "isolated by the policy");
+    let ingress = rules.ingress.expect("governed");
+    assert_eq!(ingress.policy, Some(Vec::new()), "isolated by the policy");
 }
 
 /// A namespace relabelled into what a policy's namespace selector matches: the rules of the

@@ -147,6 +147,7 @@ mod tests {
             node_name: "n".into(),
             timestamp: UNIX_EPOCH,
             audit,
+            denied_by: None,
         }
     }
 

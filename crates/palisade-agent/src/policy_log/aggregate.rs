@@ -133,6 +133,7 @@ mod tests {
             node_name: "n".into(),
             timestamp: UNIX_EPOCH + Duration::from_millis(at_ms),
             audit: false,
+            denied_by: None,
         }
     }
 

@@ -10,8 +10,8 @@
 use palisade_dataplane::events::VerdictEvent;
 use palisade_kube::events::{EventType, Occurrence, Regarding, Scope};
 use palisade_model::logging::LoggingSwitches;
-use palisade_model::Protocol;
 use palisade_model::{ClusterState, PodInfo};
+use palisade_model::{Protocol, TierAction};
 use palisade_policy::{Decision, Direction, Engine};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -103,34 +103,49 @@ pub(super) fn updated(switches: LoggingSwitches, regarding: Regarding) -> Occurr
     configured(EventType::Normal, "UpdateNetworkLogging", note, regarding)
 }
 
-/// `PolicyDenied` on `pod`, which enforced `event` (a drop), naming the policies that isolate it;
-/// `None` when the engine does not deny the flow (a ruleset that has changed since).
+/// `PolicyDenied` on `pod`, which enforced `event` (a drop), naming the policies that isolate it
+/// or the cluster-wide rule that denied it; `None` when the engine does not deny the flow (a
+/// ruleset that has changed since).
 fn denied(engine: &Engine, event: &VerdictEvent, pod: &PodInfo) -> Option<Occurrence> {
     let flow = super::flow(event);
-    let Decision::Denied { isolating } = engine.side(event.direction, &flow).decision else {
-        return None;
-    };
-    let policies: Vec<String> = (isolating.iter())
-        .map(|miss| {
+    let direction = event.direction.as_str();
+    let why = match engine.side(event.direction, &flow).decision {
+        Decision::Denied { isolating } => {
+            let policies: Vec<String> = (isolating.iter())
+                .map(|miss| {
+                    format!(
+                        "NetworkPolicy {}/{}",
+                        miss.policy.namespace, miss.policy.name
+                    )
+                })
+                .collect();
+            match event.direction {
+                Direction::Ingress => format!("isolated by {}", policies.join(", ")),
+                Direction::Egress => format!("isolated for egress by {}", policies.join(", ")),
+            }
+        }
+        Decision::Tier { rule } if rule.action == TierAction::Deny => {
+            let name = rule.name.map(|n| format!(" `{n}`")).unwrap_or_default();
             format!(
-                "NetworkPolicy {}/{}",
-                miss.policy.namespace, miss.policy.name
+                "denied by {} {} ({} tier) spec.{direction}[{}]{name}",
+                rule.policy.kind,
+                rule.policy.name,
+                rule.policy.tier.as_str(),
+                rule.rule
             )
-        })
-        .collect();
-    let policies = policies.join(", ");
+        }
+        _ => return None,
+    };
     let state = engine.state();
     let to = address(event.dst, event.dst_port, event.protocol);
     let note = match event.direction {
         Direction::Ingress => format!(
-            "connection from {} to {to} denied: isolated by {policies}",
+            "connection from {} to {to} denied: {why}",
             peer(state, event.src)
         ),
         Direction::Egress => match pod_name(state, event.dst) {
-            Some(name) => {
-                format!("connection to {name} at {to} denied: isolated for egress by {policies}")
-            }
-            None => format!("connection to {to} denied: isolated for egress by {policies}"),
+            Some(name) => format!("connection to {name} at {to} denied: {why}"),
+            None => format!("connection to {to} denied: {why}"),
         },
     };
     Some(Occurrence {

@@ -13,7 +13,7 @@ pub mod rotate;
 
 pub use palisade_kube::bucket;
 
-use crate::metrics::{DispositionLabel, Metrics, VerdictLabels};
+use crate::metrics::{DispositionLabel, Metrics, TierRuleLabels, VerdictLabels};
 use crate::observe::Hub;
 use crate::record::{self, Connection, Disposition, PolicyName, Record};
 use aggregate::{Added, DenyAggregator};
@@ -21,8 +21,8 @@ use bucket::TokenBucket;
 use palisade_dataplane::events::{Action, EventReader, VerdictEvent};
 use palisade_kube::events::{Recorder, Regarding};
 use palisade_model::logging::{self, LoggingConfig, LoggingObject, LoggingSwitches};
-use palisade_model::ClusterState;
-use palisade_policy::{Decision, Endpoint, Engine, Flow};
+use palisade_model::{ClusterState, PodId, TierAction};
+use palisade_policy::{Decision, Endpoint, Engine, Flow, TierRuleRef};
 use rotate::RotatingFile;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -252,9 +252,10 @@ impl PolicyLogger {
         };
         let state = engine.state();
         // Events for addresses that are not (or no longer) pods have nothing to attribute.
-        let Some(pod) = state.pod_by_ip(event.enforcing()).map(|i| &state.pods[i]) else {
+        let Some(pod_id) = state.pod_by_ip(event.enforcing()) else {
             return;
         };
+        let pod = &state.pods[pod_id];
         let record = if event.action == Action::Allow {
             // Allowed because the pod is not isolated (or by a race with a new ruleset): no record.
             let Some(record) = self.allowed(&engine, event, &pod.namespace) else {
@@ -263,7 +264,7 @@ impl PolicyLogger {
             record
         } else {
             self.tell_denied(&engine, event, pod);
-            self.denied(state, event, &pod.namespace)
+            self.denied(&engine, event, pod_id)
         };
         if let Some(hub) = &self.hub {
             hub.publish(record.clone());
@@ -289,34 +290,73 @@ impl PolicyLogger {
         }
     }
 
-    /// The record of an allowed connection, counted per allowing policy; `None` when no policy
-    /// allowed it (the pod is not isolated).
+    /// The record of an allowed connection, counted per allowing policy (or the cluster-wide
+    /// rule that accepted it); `None` when no policy allowed it (the pod is not isolated).
     fn allowed(&self, engine: &Engine, event: &VerdictEvent, namespace: &str) -> Option<Record> {
-        let Decision::Allowed { by } = engine.side(event.direction, &flow(event)).decision else {
-            return None;
+        let policies = match engine.side(event.direction, &flow(event)).decision {
+            Decision::Allowed { by } => {
+                let mut policies: Vec<_> = by.into_iter().map(|r| r.policy).collect();
+                policies.dedup();
+                (policies.into_iter())
+                    .map(|p| PolicyName {
+                        name: p.name,
+                        namespace: p.namespace,
+                        kind: "NetworkPolicy".into(),
+                        tier: String::new(),
+                        rule: String::new(),
+                    })
+                    .collect()
+            }
+            Decision::Tier { rule } if rule.action == TierAction::Accept => {
+                vec![self.tier_rule(event, &rule)]
+            }
+            _ => return None,
         };
-        let mut policies: Vec<_> = by.into_iter().map(|r| r.policy).collect();
-        policies.dedup();
         for p in &policies {
-            let policy = format!("{}/{}", p.namespace, p.name);
+            let policy = match p.namespace.is_empty() {
+                true => format!("{}/{}", p.kind, p.name),
+                false => format!("{}/{}", p.namespace, p.name),
+            };
             let labels = Self::labels(event, Disposition::Allow, namespace, policy);
             self.metrics.verdicts.get_or_create(&labels).inc();
         }
-        let policies = (policies.into_iter())
-            .map(|p| PolicyName {
-                name: p.name,
-                namespace: p.namespace,
-                kind: "NetworkPolicy".into(),
-            })
-            .collect();
         Some(self.record(engine.state(), event, Disposition::Allow, policies))
     }
 
-    /// The record of a denied (or audited) connection, counted.
-    fn denied(&self, state: &ClusterState, event: &VerdictEvent, namespace: &str) -> Record {
+    /// A cluster-wide rule as a record names it, counted by rule.
+    fn tier_rule(&self, event: &VerdictEvent, rule: &TierRuleRef) -> PolicyName {
+        let name = (rule.name.clone())
+            .unwrap_or_else(|| format!("{}[{}]", event.direction.as_str(), rule.rule));
+        let labels = TierRuleLabels {
+            direction: event.direction.as_str().into(),
+            action: rule.action.as_str().into(),
+            kind: rule.policy.kind.as_str().into(),
+            policy: rule.policy.name.clone(),
+            tier: rule.policy.tier.as_str().into(),
+            rule: name.clone(),
+        };
+        self.metrics.tier_rules.get_or_create(&labels).inc();
+        PolicyName {
+            name: rule.policy.name.clone(),
+            namespace: String::new(),
+            kind: rule.policy.kind.as_str().into(),
+            tier: rule.policy.tier.as_str().into(),
+            rule: name,
+        }
+    }
+
+    /// The record of a denied (or audited) connection, counted; it names the Admin or Baseline
+    /// rule that denied, when one did (only pods a cluster-wide policy holds are asked).
+    fn denied(&self, engine: &Engine, event: &VerdictEvent, pod: PodId) -> Record {
+        let (state, namespace) = (engine.state(), &engine.state().pods[pod].namespace);
         let deny = Self::labels(event, Disposition::Deny, namespace, String::new());
         self.metrics.verdicts.get_or_create(&deny).inc();
         let mut record = self.record(state, event, Disposition::Deny, Vec::new());
+        if engine.tier_governed(pod, event.direction) {
+            if let Decision::Tier { rule } = engine.side(event.direction, &flow(event)).decision {
+                record.denied_by = Some(self.tier_rule(event, &rule));
+            }
+        }
         if event.action == Action::Audit {
             self.metrics.audited.get_or_create(&deny).inc();
             record.audit = true;
@@ -333,16 +373,26 @@ impl PolicyLogger {
         }
         if allow.delegate {
             record.policies.retain(|p| {
-                let i = state.policies.binary_search_by(|q| {
-                    (q.namespace.as_str(), q.name.as_str())
-                        .cmp(&(p.namespace.as_str(), p.name.as_str()))
-                });
-                i.ok().is_some_and(|i| {
-                    let annotations = &state.policies[i].policy.object().metadata.annotations;
-                    annotations
-                        .as_ref()
-                        .is_some_and(|a| logging::annotation_enabled(a, logging::POLICY_ANNOTATION))
-                })
+                let annotations = if p.namespace.is_empty() {
+                    (state.tier_policies.iter())
+                        .find(|q| q.kind().as_str() == p.kind && q.name == p.name)
+                        .and_then(|q| q.policy.object().metadata.annotations.as_ref())
+                } else {
+                    let i = state.policies.binary_search_by(|q| {
+                        (q.namespace.as_str(), q.name.as_str())
+                            .cmp(&(p.namespace.as_str(), p.name.as_str()))
+                    });
+                    (i.ok()).and_then(|i| {
+                        state.policies[i]
+                            .policy
+                            .object()
+                            .metadata
+                            .annotations
+                            .as_ref()
+                    })
+                };
+                annotations
+                    .is_some_and(|a| logging::annotation_enabled(a, logging::POLICY_ANNOTATION))
             });
             if record.policies.is_empty() {
                 return;
@@ -395,6 +445,7 @@ impl PolicyLogger {
             node_name: self.node_name.clone(),
             timestamp: event.time,
             audit: false,
+            denied_by: None,
         }
     }
 

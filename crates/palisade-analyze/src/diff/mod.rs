@@ -16,7 +16,7 @@ pub use output::{ports_text, to_json, to_markdown, to_text, why_text};
 
 use crate::matrix::Scope;
 use foldhash::{HashMap, HashMapExt, HashSet};
-use palisade_model::{ClusterState, PodId, PodInfo, PortMatch, Protocol};
+use palisade_model::{ClusterState, PodId, PodInfo, PortMatch, Protocol, TierAction, TierPort};
 use palisade_policy::{ClassId, Decision, Endpoint, Engine, Flow, Side};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -317,12 +317,27 @@ fn joint_classes(
     joints
 }
 
-/// The policies selecting `class` (either direction), by name and spec.
-fn selecting(engine: &Engine, class: ClassId) -> Vec<(String, &palisade_model::PolicySpec)> {
-    (engine.policies_selecting(class).into_iter())
+/// The policies selecting `class` (either direction), by name and spec: NetworkPolicies, then
+/// the cluster-wide policies whose subject holds it.
+fn selecting(engine: &Engine, class: ClassId) -> Selecting<'_> {
+    let policies = (engine.policies_selecting(class).into_iter())
         .map(|p| (p.namespaced_name(), p.spec()))
-        .collect()
+        .collect();
+    let tiers = (engine.tier_policies_selecting(class).into_iter())
+        .map(|p| (p.kind(), p.name(), p.spec()))
+        .collect();
+    (policies, tiers)
 }
+
+/// What [`selecting`] gives.
+type Selecting<'a> = (
+    Vec<(String, &'a palisade_model::PolicySpec)>,
+    Vec<(
+        palisade_model::Kind,
+        &'a str,
+        &'a palisade_model::TierPolicySpec,
+    )>,
+);
 
 /// Port ranges decided alike by both engines, asked once through `probe` (its first port).
 struct PortClass {
@@ -352,6 +367,25 @@ fn port_classes(states: [&ClusterState; 2]) -> Vec<PortClass> {
                     names.insert((port.protocol, name));
                 }
                 PortMatch::Any => {}
+            }
+        }
+    }
+    for policy in states.iter().flat_map(|s| s.tier_policies.iter()) {
+        let spec = policy.policy.spec();
+        let rules = spec.ingress.iter().chain(&spec.egress);
+        for port in rules.flat_map(|r| r.ports.iter().flatten()) {
+            match port {
+                TierPort::Range {
+                    protocol,
+                    first,
+                    last,
+                } => {
+                    ranges.insert((*protocol, *first, *last));
+                }
+                TierPort::Named(name) => {
+                    names.extend(Protocol::PORTED.map(|protocol| (protocol, name.as_str())));
+                }
+                TierPort::Unknown => {}
             }
         }
     }
@@ -496,6 +530,13 @@ fn why(engine: &Engine, src: PodId, dst: PodId, port: PortRange) -> Why {
         Decision::Allowed { by } => DirectionWhy::AllowedBy(names(by.iter().map(|r| &r.policy))),
         Decision::Denied { isolating } => {
             DirectionWhy::DeniedBy(names(isolating.iter().map(|m| &m.policy)))
+        }
+        Decision::Tier { rule } => {
+            let name = vec![format!("{} {}", rule.policy.kind, rule.policy.name)];
+            match rule.action {
+                TierAction::Deny => DirectionWhy::DeniedBy(name),
+                TierAction::Accept | TierAction::Pass => DirectionWhy::AllowedBy(name),
+            }
         }
     };
     Why {

@@ -47,7 +47,9 @@ pub(super) fn check(ix: &Index, out: &mut Vec<Finding>) {
             Direction::Ingress => &compiled.ingress,
             Direction::Egress => &compiled.egress,
         };
-        let list: Vec<Entry> = (list.iter().flatten())
+        // NetworkPolicy's allows (the tiers around them are not this rule's business).
+        let allows = list.as_ref().and_then(|rules| rules.policy.as_ref());
+        let list: Vec<Entry> = (allows.iter().copied().flatten())
             .filter_map(|a| Some((origin_of(a)?, a)))
             .collect();
         // Beyond this many entries, coverage is not worked out (it grows with their square): no

@@ -16,7 +16,9 @@ pub use ruleset::{Ruleset, Update, UpdateSize};
 
 use crate::events::Action;
 use foldhash::{HashMap, HashMapExt};
-use palisade_policy::{Allow, CompiledTable, Direction, Peers, PerDirection, TableClass};
+use palisade_policy::{
+    AddrCache, Allow, CompiledTable, Direction, Disposition, Peers, PerDirection, TableClass,
+};
 use rule::{PeerMatch, PortsMatch, Rule, Verdict};
 use sets::PeerSets;
 use std::hash::BuildHasher;
@@ -78,35 +80,35 @@ fn ports_matches(allow: &Allow) -> Vec<Option<PortsMatch>> {
     out
 }
 
-/// The allow rules of one direction's chain, with peer sets by id (named later).
-fn allow_rules(
+/// The rules of one entry of a chain (one per peer family and protocol), with peer sets by id
+/// (named later).
+fn entry_rules(
     direction: Direction,
-    entries: &[Allow],
+    entry: &Allow,
+    action: Action,
     verdict: Verdict,
     sets: &mut PeerSets,
 ) -> Vec<Rule<usize>> {
+    let peers: Vec<Option<PeerMatch<usize>>> = match &entry.peers {
+        Peers::Any => vec![None],
+        Peers::Addrs(set) => {
+            let [v4, v6] = sets.refer(set, || rule::origin_text(&entry.origin));
+            let v4 = v4.map(|set| PeerMatch { v6: false, set });
+            let v6 = v6.map(|set| PeerMatch { v6: true, set });
+            v4.into_iter().chain(v6).map(Some).collect()
+        }
+    };
     let mut out = Vec::new();
-    for allow in entries {
-        let peers: Vec<Option<PeerMatch<usize>>> = match &allow.peers {
-            Peers::Any => vec![None],
-            Peers::Addrs(set) => {
-                let [v4, v6] = sets.refer(set, || rule::origin_text(&allow.origin));
-                let v4 = v4.map(|set| PeerMatch { v6: false, set });
-                let v6 = v6.map(|set| PeerMatch { v6: true, set });
-                v4.into_iter().chain(v6).map(Some).collect()
-            }
-        };
-        for peer in &peers {
-            for ports in ports_matches(allow) {
-                out.push(Rule {
-                    direction,
-                    peer: peer.clone(),
-                    ports,
-                    action: Action::Allow,
-                    verdict,
-                    origin: Some(allow.origin.clone()),
-                });
-            }
+    for peer in &peers {
+        for ports in ports_matches(entry) {
+            out.push(Rule {
+                direction,
+                peer: peer.clone(),
+                ports,
+                action,
+                verdict,
+                origin: Some(entry.origin.clone()),
+            });
         }
     }
     out
@@ -121,31 +123,52 @@ fn map_of(direction: Direction, ip: IpAddr) -> usize {
     2 * direction + usize::from(ip.is_ipv6())
 }
 
-/// The chain bodies of `class`, with peer sets by id in `sets`: `None` for a direction it is not
-/// isolated in.
+/// The chain bodies of `class`, with peer sets by id in `sets`: `None` for a direction no policy
+/// governs (or whose rules, flattened, leave everything allowed). A chain is the direction's rules
+/// as one first-match list ([`palisade_policy::DirectionRules::flatten`]): each entry allows (ingress: accept;
+/// egress: return, so that the destination's ingress is still evaluated) or drops — in an audited
+/// class, logs as audit and allows —, and what no entry matches is dropped by a final rule or,
+/// where the rules allow it, leaves the chain.
 fn class_bodies(class: &TableClass, sets: &mut PeerSets) -> PerDirection<Option<Vec<Rule<usize>>>> {
     let (rules, audited) = (&class.rules, class.audited);
     PerDirection::from_fn(|direction| {
-        let (entries, verdict) = match direction {
-            Direction::Ingress => (&rules.ingress, Verdict::Accept),
-            Direction::Egress => (&rules.egress, Verdict::Return),
+        let rules = match direction {
+            Direction::Ingress => rules.ingress.as_ref()?,
+            Direction::Egress => rules.egress.as_ref()?,
         };
-        let mut body = allow_rules(direction, entries.as_ref()?, verdict, sets);
-        let (action, verdict) = match (audited, direction) {
-            (false, _) => (Action::Deny, Verdict::Drop),
-            (true, Direction::Ingress) => (Action::Audit, Verdict::Accept),
-            // Audited egress returns, so that the destination's ingress is still evaluated.
-            (true, Direction::Egress) => (Action::Audit, Verdict::Return),
+        let flat = rules.flatten(&mut AddrCache::default());
+        let allow = match direction {
+            Direction::Ingress => Verdict::Accept,
+            Direction::Egress => Verdict::Return,
         };
-        body.push(Rule {
-            direction,
-            peer: None,
-            ports: None,
-            action,
-            verdict,
-            origin: None,
-        });
-        Some(body)
+        let outcome = |disposition| match (disposition, audited) {
+            (Disposition::Allow, _) => (Action::Allow, allow),
+            (Disposition::Deny, false) => (Action::Deny, Verdict::Drop),
+            (Disposition::Deny, true) => (Action::Audit, allow),
+        };
+        let mut body = Vec::new();
+        for entry in &flat.entries {
+            let (action, verdict) = outcome(entry.disposition);
+            body.extend(entry_rules(
+                direction,
+                &entry.matches,
+                action,
+                verdict,
+                sets,
+            ));
+        }
+        if flat.otherwise == Disposition::Deny {
+            let (action, verdict) = outcome(Disposition::Deny);
+            body.push(Rule {
+                direction,
+                peer: None,
+                ports: None,
+                action,
+                verdict,
+                origin: None,
+            });
+        }
+        (!body.is_empty()).then_some(body)
     })
 }
 
