@@ -311,7 +311,7 @@ mod tests {
             "Ingress",
             "GlobalNetworkPolicy",
             "CiliumNetworkPolicy",
-            "AdminNetworkPolicy",
+            "CiliumClusterwideNetworkPolicy",
             "Endpoints",
             "PodDisruptionBudget",
         ] {

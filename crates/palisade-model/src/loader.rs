@@ -14,7 +14,7 @@ use crate::logging::{LoggingConfig, LoggingObject};
 use crate::objects::{labels_of, Accepted, DecodeLimits, Decoded, Loaded, Objects, Workload};
 use crate::read::{self, Entry, ReadError, Stamp, Symlinks};
 use crate::rejection::{Held, HeldReason, RejectReason, Rejection};
-use crate::state::{ClusterState, NamespaceInfo, PodInfo, PolicyInfo};
+use crate::state::{ClusterState, NamespaceInfo, PodInfo, PolicyInfo, TierPolicyInfo};
 use crate::store::ObjectStore;
 use crate::{document, workload};
 use foldhash::{HashMap, HashMapExt, HashSet};
@@ -694,8 +694,12 @@ impl Loader {
             .map(|p| PolicyInfo::new(p.object.clone(), p.origin().clone()))
             .collect();
         let nodes = objects.nodes.iter().map(node_info).collect();
-        let mut state =
-            ClusterState::new(namespaces(&objects), pods, services, policies).with_nodes(nodes);
+        let tier_policies = (objects.tier_policies.iter())
+            .map(|p| TierPolicyInfo::new(p.object.clone(), p.origin().clone()))
+            .collect();
+        let mut state = ClusterState::new(namespaces(&objects), pods, services, policies)
+            .with_nodes(nodes)
+            .with_tier_policies(tier_policies);
         let invalid = objects.invalid_network_logging.clone();
         state.network_logging = logging_config(&objects, invalid);
         self.visited.objects = objects;

@@ -7,8 +7,8 @@
 
 use crate::selector::SelectorSpec;
 use crate::validate::{
-    cidr, dns1123_label, dns1123_subdomain, labels, port_name, port_number, protocol, selector,
-    Issues,
+    cidr, cidr_at, dns1123_label, dns1123_subdomain, labels, port_name, port_number, protocol,
+    selector, Issues,
 };
 use crate::Protocol;
 use ipnet::IpNet;
@@ -250,24 +250,7 @@ fn peer(peer: &NetworkPolicyPeer, path: &str, issues: &mut Issues) -> Option<Pol
 
 fn ip_block(block: &IPBlock, path: &str, issues: &mut Issues) -> Option<IpBlock> {
     let cidr_path = format!("{path}.ipBlock.cidr");
-    let outer = match cidr(&block.cidr) {
-        Ok((net, canonical)) => {
-            if !canonical {
-                issues.warning(
-                    &cidr_path,
-                    format!(
-                        "{:?} is not in canonical form; it is read as {net}",
-                        block.cidr
-                    ),
-                );
-            }
-            Some(net)
-        }
-        Err(e) => {
-            issues.error(&cidr_path, e);
-            None
-        }
-    };
+    let outer = cidr_at(&block.cidr, &cidr_path, issues);
     let except: Vec<Option<IpNet>> = (block.except.iter().flatten().enumerate())
         .map(|(i, text)| {
             let p = format!("{path}.ipBlock.except[{i}]");

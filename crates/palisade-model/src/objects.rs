@@ -7,6 +7,7 @@ use crate::key::{Kind, ObjectKey};
 use crate::logging::{self, LoggingObject, NetworkLogging};
 use crate::netpol::ValidPolicy;
 use crate::rejection::{RejectReason, Rejection};
+use crate::tier::{TierObject, ValidTierPolicy, TIER_KINDS};
 use crate::validate::{self, Issues};
 use foldhash::{HashMap, HashSet, HashSetExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
@@ -109,6 +110,8 @@ pub(crate) struct Objects {
     pub pods: Vec<Loaded<Pod>>,
     pub services: Vec<Loaded<Service>>,
     pub policies: Vec<Loaded<ValidPolicy>>,
+    /// ClusterNetworkPolicies, AdminNetworkPolicies and BaselineAdminNetworkPolicies.
+    pub tier_policies: Vec<Loaded<ValidTierPolicy>>,
     /// Nodes, with only what Palisade reads of them ([`Ctx::node`]).
     pub nodes: Vec<Loaded<Node>>,
     pub workloads: Vec<Loaded<Workload>>,
@@ -138,6 +141,7 @@ pub(crate) enum Typed {
     Pod(Arc<Pod>),
     Service(Arc<Service>),
     Policy(Arc<ValidPolicy>),
+    TierPolicy(Arc<ValidTierPolicy>),
     Node(Arc<Node>),
     Workload(Arc<Workload>),
     NetworkLogging(Arc<NetworkLogging>),
@@ -212,7 +216,7 @@ fn decode_one(value: &serde_json::Value, origin: &Origin, limits: DecodeLimits) 
         origin: origin.clone(),
         id,
         key,
-        strict: kind == Kind::NetworkPolicy,
+        strict: kind == Kind::NetworkPolicy || TIER_KINDS.contains(&kind),
         diags: &mut d.diagnostics,
         failed: RejectReason::Decode,
     };
@@ -485,6 +489,7 @@ impl Objects {
             Typed::Pod(_) => take(&mut self.pods, at, seen),
             Typed::Service(_) => take(&mut self.services, at, seen),
             Typed::Policy(_) => take(&mut self.policies, at, seen),
+            Typed::TierPolicy(_) => take(&mut self.tier_policies, at, seen),
             Typed::Node(_) => take(&mut self.nodes, at, seen),
             Typed::Workload(_) => take(&mut self.workloads, at, seen),
             Typed::NetworkLogging(_) => take(&mut self.network_logging, at, seen),
@@ -506,6 +511,7 @@ impl Objects {
             Typed::Pod(x) => slot.insert(&mut self.pods, x),
             Typed::Service(x) => slot.insert(&mut self.services, x),
             Typed::Policy(x) => slot.insert(&mut self.policies, x),
+            Typed::TierPolicy(x) => slot.insert(&mut self.tier_policies, x),
             Typed::Node(x) => slot.insert(&mut self.nodes, x),
             Typed::Workload(x) => slot.insert(&mut self.workloads, x),
             Typed::NetworkLogging(x) => slot.insert(&mut self.network_logging, x),
@@ -520,6 +526,7 @@ impl Objects {
         each(&self.namespaces)
             .chain(each(&self.nodes))
             .chain(each(&self.network_logging))
+            .chain(each(&self.tier_policies))
             .chain(each(&self.policies))
             .chain(each(&self.services))
             .chain(each(&self.workloads))
@@ -539,7 +546,7 @@ impl Objects {
 
 /// An absent or empty `metadata.namespace` means `default`, as for `kubectl apply`.
 /// Paths of the keys of `input` that the typed object `known` (its serialisation) does not have.
-fn unknown_fields(
+pub(crate) fn unknown_fields(
     input: &serde_json::Value,
     known: &serde_json::Value,
     path: &str,
@@ -707,10 +714,31 @@ impl Ctx<'_> {
                     Err(issues) => self.reject(issues),
                 }
             }),
+            Kind::ClusterNetworkPolicy
+            | Kind::AdminNetworkPolicy
+            | Kind::BaselineAdminNetworkPolicy => self.tier_policy(kind, value),
             _ => self.decode_workload(kind, value).and_then(|workload| {
                 let issues = workload_issues(&workload, limits);
                 self.accept(Typed::Workload(Arc::new(workload)), issues)
             }),
+        }
+    }
+
+    /// A cluster-wide policy, validated and decoded ([`ValidTierPolicy::new`]). Its `status` (what
+    /// `kubectl get` shows) is not read.
+    fn tier_policy(&mut self, kind: Kind, value: &serde_json::Value) -> Option<Arc<Accepted>> {
+        let value = match value.get("status") {
+            Some(_) => {
+                let mut value = value.clone();
+                value.as_object_mut().map(|fields| fields.remove("status"));
+                std::borrow::Cow::Owned(value)
+            }
+            None => std::borrow::Cow::Borrowed(value),
+        };
+        let object = self.decode::<TierObject>(&value)?;
+        match ValidTierPolicy::new(kind, object) {
+            Ok((policy, warnings)) => self.accept(Typed::TierPolicy(Arc::new(policy)), warnings),
+            Err(issues) => self.reject(issues),
         }
     }
 
@@ -873,7 +901,12 @@ impl Ctx<'_> {
     }
 }
 
-fn meta(meta: &ObjectMeta, name_rule: fn(&str) -> Result<(), String>, issues: &mut Issues) {
+/// Validates an object's name (with `name_rule`), namespace and labels.
+pub(crate) fn meta(
+    meta: &ObjectMeta,
+    name_rule: fn(&str) -> Result<(), String>,
+    issues: &mut Issues,
+) {
     match meta.name.as_deref() {
         None => issues.error("metadata.name", "a name is required"),
         Some(name) => {

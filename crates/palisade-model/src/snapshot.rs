@@ -137,6 +137,7 @@ fn manifest(typed: &Typed) -> Value {
         Typed::Pod(x) => serde_json::to_value(&**x),
         Typed::Service(x) => serde_json::to_value(&**x),
         Typed::Policy(x) => serde_json::to_value(x.object()),
+        Typed::TierPolicy(x) => serde_json::to_value(x.object()),
         Typed::Node(x) => serde_json::to_value(&**x),
         Typed::NetworkLogging(x) => serde_json::to_value(&**x),
         Typed::Workload(w) => return workload_manifest(w),

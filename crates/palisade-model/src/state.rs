@@ -416,6 +416,19 @@ impl ClusterState {
         Ok(())
     }
 
+    /// Puts `policy` in place of the cluster-wide policy `name` of `kind` (or adds it), or takes
+    /// it out (`None`). They belong to no namespace: always taken in place.
+    pub(crate) fn set_tier_policy(
+        &mut self,
+        kind: Kind,
+        name: &str,
+        policy: Option<TierPolicyInfo>,
+    ) {
+        set_sorted(&mut self.tier_policies, policy, |p| {
+            (p.kind(), p.name.as_str()).cmp(&(kind, name))
+        });
+    }
+
     /// Puts `node` in place of node `name` (or adds it), or takes that node out (`None`). Nodes
     /// belong to no namespace: always taken in place.
     pub(crate) fn set_node(&mut self, name: &str, node: Option<NodeInfo>) {

@@ -5,6 +5,7 @@
 //! cluster.
 
 use crate::key::{Kind, ObjectKey};
+use crate::tier::TIER_KINDS;
 use foldhash::HashMap;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -374,6 +375,11 @@ fn trim(kind: Kind, value: &mut Value) -> String {
                 Some(Value::String(v)) if !v.is_empty() => Some(v),
                 _ => None,
             };
+        }
+        if TIER_KINDS.contains(&kind) {
+            fields.retain(|field, _| {
+                matches!(field.as_str(), "apiVersion" | "kind" | "metadata" | "spec")
+            });
         }
         let status_read: Option<&[&str]> = match kind {
             Kind::Pod => Some(&POD_STATUS),

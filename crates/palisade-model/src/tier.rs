@@ -7,8 +7,11 @@
 
 use crate::key::Kind;
 use crate::selector::SelectorSpec;
+use crate::validate::Issues;
 use crate::Protocol;
 use ipnet::IpNet;
+
+mod decode;
 
 /// The tier a cluster-wide policy is evaluated in: Admin before NetworkPolicy, Baseline after.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -173,6 +176,17 @@ pub struct ValidTierPolicy {
 }
 
 impl ValidTierPolicy {
+    /// Validates `object`, a `kind` (one of [`TIER_KINDS`]), with the API's rules (§7 of the
+    /// reference) and decodes its spec in the same walk: the policy with the warnings found (a
+    /// peer or port entry of no known field fails closed; `domainNames` are not enforced), or the
+    /// issues (at least one an error) that reject it.
+    pub fn new(kind: Kind, object: TierObject) -> Result<(ValidTierPolicy, Issues), Issues> {
+        match decode::policy(kind, &object) {
+            (issues, Some(spec)) => Ok((ValidTierPolicy { kind, object, spec }, issues)),
+            (issues, None) => Err(issues),
+        }
+    }
+
     /// Its kind (one of [`TIER_KINDS`]).
     pub fn kind(&self) -> Kind {
         self.kind

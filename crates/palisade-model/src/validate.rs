@@ -243,6 +243,20 @@ pub fn cidr(text: &str) -> Result<(IpNet, bool), String> {
     Ok((canonical, canonical == net && canonical.to_string() == text))
 }
 
+/// The CIDR `text` at `path`, read with host bits cleared: an error when it is not one, a warning
+/// when it is not canonical (it is read as its network, as the API server's ipBlock validation
+/// allows).
+pub(crate) fn cidr_at(text: &str, path: &str, issues: &mut Issues) -> Option<IpNet> {
+    let (net, canonical) = issues.check(path, cidr(text))?;
+    if !canonical {
+        issues.warning(
+            path,
+            format!("{text:?} is not in canonical form; it is read as {net}"),
+        );
+    }
+    Some(net)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! Loads made of what changed since the last load. Both sources say which objects changed — the
 //! store by its journal of events, a folder by comparing the objects in force after its walk
 //! with the last load's (unchanged documents keep their `Arc`s) — and each changed object's pods,
-//! Service, policy, node or namespace is put in place in the last load's [`ClusterState`]: a pod event
+//! Service, policy (cluster-wide ones too), node or namespace is put in place in the last load's [`ClusterState`]: a pod event
 //! costs that pod, not the cluster. What cannot be decided for one object alone (two pods with one
 //! address, a namespace coming or going, the pod limit, which workloads stand for pods, addresses
 //! allocated in another order) makes the loader build the state afresh, as it would without a last
@@ -13,8 +13,9 @@ use crate::info::{node_info, service_info};
 use crate::key::{Kind, ObjectKey, PodKey};
 use crate::objects::{Accepted, Decoded, Loaded, Objects, Typed};
 use crate::rejection::{HeldReason, RejectReason};
-use crate::state::{ClusterState, PodInfo, PolicyInfo, Rebuild};
+use crate::state::{ClusterState, PodInfo, PolicyInfo, Rebuild, TierPolicyInfo};
 use crate::store::ObjectStore;
+use crate::tier::TIER_KINDS;
 use foldhash::HashMap;
 use ipnet::IpNet;
 use std::collections::BTreeSet;
@@ -322,6 +323,13 @@ impl Loader {
                 (Kind::NetworkPolicy, Some((Typed::Policy(policy), accepted))) => {
                     let info = PolicyInfo::new(policy.clone(), accepted.origin.clone());
                     state.set_policy(namespace, name, Some(info))?;
+                }
+                (kind, None) if TIER_KINDS.contains(&kind) => {
+                    state.set_tier_policy(kind, name, None)
+                }
+                (kind, Some((Typed::TierPolicy(policy), accepted))) => {
+                    let info = TierPolicyInfo::new(policy.clone(), accepted.origin.clone());
+                    state.set_tier_policy(kind, name, Some(info));
                 }
                 (Kind::Node, None) => state.set_node(name, None),
                 (Kind::Node, Some((Typed::Node(node), accepted))) => {
