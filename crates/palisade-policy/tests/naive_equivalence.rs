@@ -9,8 +9,9 @@ use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, Network
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use palisade_model::selector::matches;
 use palisade_model::{
-    ClusterState, ContainerPortInfo, IdVec, NamespaceInfo, Origin, PodId, PodInfo, PolicyInfo,
-    Protocol, ValidPolicy,
+    ClusterState, ContainerPortInfo, IdVec, Kind, NamespaceInfo, Origin, PodId, PodInfo,
+    PolicyInfo, Protocol, TierAction, TierObject, TierPolicyInfo, ValidPolicy, ValidTierPolicy,
+    TIER_KINDS,
 };
 use palisade_policy::{AddrCache, Class, ClassId, Decision, Direction, Endpoint, Engine, Flow};
 use proptest::prelude::*;
@@ -194,6 +195,111 @@ fn valid(policy: NetworkPolicy) -> PolicyInfo {
     PolicyInfo::new(policy, Origin::default())
 }
 
+const CIDRS: [&str; 4] = ["10.0.0.0/24", "10.0.0.8/29", "fd00::/64", "10.0.1.0/24"];
+const ACTIONS: [&str; 3] = ["Accept", "Deny", "Pass"];
+
+/// The peers of a random cluster-wide rule: selectors, `networks` (egress), and now and then a
+/// peer of no field Palisade knows (which fails closed).
+fn tier_peers(rng: &mut ChaCha8Rng, egress: bool) -> Vec<Value> {
+    (0..rng.random_range(1..3))
+        .map(|_| match rng.random_range(0..if egress { 6 } else { 4 }) {
+            0 => json!({"namespaces": selector(rng)}),
+            1 | 2 => {
+                json!({"pods": {"namespaceSelector": selector(rng), "podSelector": selector(rng)}})
+            }
+            3 => json!({"fromTheFuture": {}}),
+            _ => {
+                let n = rng.random_range(1..3);
+                json!({"networks": (0..n).map(|_| pick(rng, &CIDRS)).collect::<Vec<_>>()})
+            }
+        })
+        .collect()
+}
+
+/// The port entries of a random cluster-wide rule, in `kind`'s shape; no named port with
+/// `networks` (the API refuses it).
+fn tier_ports(rng: &mut ChaCha8Rng, v1alpha1: bool, named_ok: bool) -> Vec<Value> {
+    (0..rng.random_range(1..3))
+        .map(|_| {
+            let proto = pick(rng, &PROTOS).as_str();
+            let port = pick(rng, &PORTS);
+            let end = port + rng.random_range(1..30);
+            match (rng.random_range(0..if named_ok { 4 } else { 3 }), v1alpha1) {
+                (0, false) => json!({proto.to_lowercase(): {"destinationPort": {"number": port}}}),
+                (1, false) => json!({proto.to_lowercase(): {"destinationPort": {"range": {"start": port, "end": end}}}}),
+                (2, false) => json!({"icmpFromTheFuture": {}}),
+                (_, false) => json!({"destinationNamedPort": pick(rng, &NAMES)}),
+                (0 | 2, true) => json!({"portNumber": {"protocol": proto, "port": port}}),
+                (1, true) => json!({"portRange": {"protocol": proto, "start": port, "end": end}}),
+                (_, true) => json!({"namedPort": pick(rng, &NAMES)}),
+            }
+        })
+        .collect()
+}
+
+/// A random valid cluster-wide policy: a ClusterNetworkPolicy, or a v1alpha1 AdminNetworkPolicy
+/// or BaselineAdminNetworkPolicy (named `default`, as it must be).
+fn tier_policy(rng: &mut ChaCha8Rng, name: &str) -> TierPolicyInfo {
+    let kind = pick(rng, &TIER_KINDS);
+    let v1alpha1 = kind != Kind::ClusterNetworkPolicy;
+    let baseline = kind == Kind::BaselineAdminNetworkPolicy;
+    let subject = match rng.random_range(0..2) {
+        0 => json!({"namespaces": selector(rng)}),
+        _ => json!({"pods": {"namespaceSelector": selector(rng), "podSelector": selector(rng)}}),
+    };
+    let mut spec = json!({"subject": subject});
+    if !baseline {
+        spec["priority"] = json!(rng.random_range(0..4));
+    }
+    if kind == Kind::ClusterNetworkPolicy {
+        spec["tier"] = json!(pick(rng, &["Admin", "Baseline"]));
+    }
+    for (field, peers, egress) in [("ingress", "from", false), ("egress", "to", true)] {
+        let rules: Vec<Value> = (0..rng.random_range(0..4))
+            .map(|i| {
+                let action = pick(rng, &ACTIONS[..if baseline { 2 } else { 3 }]);
+                let action = match (action, v1alpha1) {
+                    ("Accept", true) => "Allow",
+                    (a, _) => a,
+                };
+                let to = tier_peers(rng, egress);
+                let named_ok = !to.iter().any(|p| p.get("networks").is_some());
+                let mut rule = json!({"action": action, peers: to});
+                if rng.random_bool(0.5) {
+                    rule["name"] = json!(format!("{field}-{i}"));
+                }
+                if rng.random_bool(0.7) {
+                    let key = if v1alpha1 { "ports" } else { "protocols" };
+                    rule[key] = json!(tier_ports(rng, v1alpha1, named_ok));
+                }
+                rule
+            })
+            .collect();
+        if !rules.is_empty() {
+            spec[field] = json!(rules);
+        }
+    }
+    let name = if baseline { "default" } else { name };
+    let object: TierObject = serde_json::from_value(json!({
+        "apiVersion": kind.api_version(), "kind": kind.as_str(),
+        "metadata": {"name": name}, "spec": spec
+    }))
+    .unwrap();
+    let (policy, _warnings) = ValidTierPolicy::new(kind, object)
+        .unwrap_or_else(|issues| panic!("a valid {kind}: {issues:?}"));
+    TierPolicyInfo::new(policy, Origin::default())
+}
+
+/// Random cluster-wide policies, each kind's names distinct (one BaselineAdminNetworkPolicy at
+/// most, as it is a singleton).
+fn tier_policies(rng: &mut ChaCha8Rng, n: usize) -> Vec<TierPolicyInfo> {
+    let mut seen = std::collections::HashSet::new();
+    (0..n)
+        .map(|i| tier_policy(rng, &format!("t{i}")))
+        .filter(|p| seen.insert(p.key()))
+        .collect()
+}
+
 fn cluster(seed: u64) -> ClusterState {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let namespaces: Vec<String> = (0..rng.random_range(1..4))
@@ -217,7 +323,13 @@ fn cluster(seed: u64) -> ClusterState {
     let policies = (0..rng.random_range(0..7))
         .map(|i| policy(&mut rng, &format!("np{i}"), &namespaces))
         .collect();
-    ClusterState::new(ns_infos, pods, Vec::new(), policies)
+    let n = if rng.random_bool(0.6) {
+        rng.random_range(1..5)
+    } else {
+        0
+    };
+    let tiers = tier_policies(&mut rng, n);
+    ClusterState::new(ns_infos, pods, Vec::new(), policies).with_tier_policies(tiers)
 }
 
 // ---- The naive evaluator: the reference, statement by statement. ----
@@ -359,6 +471,226 @@ fn rule_allows(
     })
 }
 
+// ---- The cluster-wide tiers (§7), on the manifests' JSON. ----
+
+/// A JSON label selector matches `labels` (an absent selector: everything).
+fn json_matches(sel: Option<&Value>, labels: &BTreeMap<String, String>) -> bool {
+    let sel = sel.cloned().unwrap_or(json!({}));
+    matches(&serde_json::from_value(sel).unwrap(), labels)
+}
+
+/// `pod`'s namespace labels.
+fn ns_labels<'a>(state: &'a ClusterState, pod: &PodInfo) -> &'a BTreeMap<String, String> {
+    &state.namespace(&pod.namespace).unwrap().labels
+}
+
+/// A subject or selector peer (`namespaces` / `pods`) holds `pod` (never a hostNetwork one).
+fn json_selects(state: &ClusterState, v: &Value, pod: &PodInfo) -> Option<bool> {
+    let hit = if let Some(sel) = v.get("namespaces") {
+        json_matches(Some(sel), ns_labels(state, pod))
+    } else if let Some(p) = v.get("pods") {
+        json_matches(p.get("namespaceSelector"), ns_labels(state, pod))
+            && json_matches(p.get("podSelector"), &pod.labels)
+    } else {
+        return None;
+    };
+    Some(hit && !pod.host_network)
+}
+
+/// Who decided one direction of a flow, per the naive evaluation.
+#[derive(Debug, PartialEq)]
+enum Decider {
+    /// A tier rule: kind, name, rule index; and whether it allowed.
+    Tier(Kind, String, usize, bool),
+    /// NetworkPolicy isolates: whether it allowed.
+    Policy(bool),
+    /// Nothing decided: allowed.
+    Default,
+}
+
+/// The cluster-wide policies of `tier` whose subject holds `me` and that have rules for
+/// `direction`, in evaluation order: priority (none last), kind, name.
+fn naive_tier<'a>(
+    state: &'a ClusterState,
+    tier: &str,
+    direction: Direction,
+    me: &PodInfo,
+) -> Vec<&'a TierPolicyInfo> {
+    let mut list: Vec<&TierPolicyInfo> = (state.tier_policies.iter())
+        .filter(|p| {
+            let spec = &p.policy.object().spec;
+            let its = match p.kind() {
+                Kind::ClusterNetworkPolicy => spec["tier"].as_str().unwrap(),
+                Kind::AdminNetworkPolicy => "Admin",
+                _ => "Baseline",
+            };
+            its == tier
+                && json_selects(state, &spec["subject"], me).unwrap()
+                && spec
+                    .get(direction.as_str())
+                    .is_some_and(|r| !r.as_array().unwrap().is_empty())
+        })
+        .collect();
+    list.sort_by_key(|p| {
+        let priority = p
+            .policy
+            .object()
+            .spec
+            .get("priority")
+            .and_then(Value::as_u64);
+        (priority.unwrap_or(u64::MAX), p.kind(), p.name.clone())
+    });
+    list
+}
+
+/// Does the cluster-wide `rule` match the flow between `me` (enforcing) and `other`?
+fn naive_rule_matches(
+    state: &ClusterState,
+    rule: &Value,
+    direction: Direction,
+    me: &PodInfo,
+    other: &PodInfo,
+    port: u16,
+    protocol: Protocol,
+) -> bool {
+    let fails_open = !matches!(rule["action"].as_str(), Some("Accept" | "Allow"));
+    let peers = rule[if direction == Direction::Ingress {
+        "from"
+    } else {
+        "to"
+    }]
+    .as_array()
+    .unwrap();
+    let mut by_selector = false;
+    let mut by_network = false;
+    for peer in peers {
+        match json_selects(state, peer, other) {
+            Some(hit) => by_selector |= hit,
+            None => match peer.get("networks") {
+                Some(nets) => {
+                    by_network |= nets.as_array().unwrap().iter().any(|n| {
+                        let net: ipnet::IpNet = n.as_str().unwrap().parse().unwrap();
+                        other.ip.is_some_and(|ip| net.contains(&ip))
+                    })
+                }
+                // No field known: fails closed.
+                None => by_selector |= fails_open,
+            },
+        }
+    }
+    if !(by_selector || by_network) {
+        return false;
+    }
+    let entries = rule.get("protocols").or(rule.get("ports"));
+    let Some(entries) = entries else {
+        return true;
+    };
+    // A named port resolves on the destination pod: `me` for ingress; for egress the peer, when a
+    // selector matched it.
+    let target = match direction {
+        Direction::Ingress => Some(me),
+        Direction::Egress => Some(other).filter(|_| by_selector),
+    };
+    let named = |name: &Value| {
+        let name = name.as_str().unwrap();
+        target.and_then(|p| p.named_port(name, protocol)) == Some(port)
+    };
+    let range = |proto: &str, lo: u64, hi: u64| {
+        proto.eq_ignore_ascii_case(protocol.as_str()) && (lo..=hi).contains(&u64::from(port))
+    };
+    entries.as_array().unwrap().iter().any(|e| {
+        if let Some(name) = e.get("destinationNamedPort").or(e.get("namedPort")) {
+            return named(name);
+        }
+        if let Some(p) = e.get("portNumber") {
+            let n = p["port"].as_u64().unwrap();
+            return range(p["protocol"].as_str().unwrap_or("TCP"), n, n);
+        }
+        if let Some(p) = e.get("portRange") {
+            let proto = p["protocol"].as_str().unwrap_or("TCP");
+            return range(
+                proto,
+                p["start"].as_u64().unwrap(),
+                p["end"].as_u64().unwrap(),
+            );
+        }
+        for proto in ["tcp", "udp", "sctp"] {
+            if let Some(d) = e.get(proto).map(|p| &p["destinationPort"]) {
+                return match d.get("number") {
+                    Some(n) => range(proto, n.as_u64().unwrap(), n.as_u64().unwrap()),
+                    None => range(
+                        proto,
+                        d["range"]["start"].as_u64().unwrap(),
+                        d["range"]["end"].as_u64().unwrap(),
+                    ),
+                };
+            }
+        }
+        // No field known: fails closed.
+        fails_open
+    })
+}
+
+/// The first rule of `tier`'s policies matching the flow: Some((kind, name, index, action)).
+fn naive_first(
+    state: &ClusterState,
+    tier: &str,
+    direction: Direction,
+    me: &PodInfo,
+    other: &PodInfo,
+    port: u16,
+    protocol: Protocol,
+) -> Option<(Kind, String, usize, String)> {
+    for p in naive_tier(state, tier, direction, me) {
+        let rules = p.policy.object().spec[direction.as_str()]
+            .as_array()
+            .unwrap();
+        for (i, rule) in rules.iter().enumerate() {
+            if naive_rule_matches(state, rule, direction, me, other, port, protocol) {
+                let action = rule["action"].as_str().unwrap().to_string();
+                return Some((p.kind(), p.name.clone(), i, action));
+            }
+        }
+    }
+    None
+}
+
+/// Who decides one direction (§7): Admin's first match (Pass goes on), NetworkPolicy where it
+/// isolates, else Baseline's first match, else the default.
+fn decider(
+    state: &ClusterState,
+    direction: Direction,
+    me: &PodInfo,
+    other: &PodInfo,
+    port: u16,
+    protocol: Protocol,
+) -> Decider {
+    for tier in ["Admin", "NetworkPolicy", "Baseline"] {
+        if tier == "NetworkPolicy" {
+            if state.policies.iter().any(|p| selects(p, me, direction)) {
+                return Decider::Policy(side_allows(state, direction, me, other, port, protocol));
+            }
+            continue;
+        }
+        if let Some((kind, name, i, action)) =
+            naive_first(state, tier, direction, me, other, port, protocol)
+        {
+            if action != "Pass" {
+                return Decider::Tier(kind, name, i, action != "Deny");
+            }
+        }
+    }
+    Decider::Default
+}
+
+fn allows(decider: &Decider) -> bool {
+    match decider {
+        Decider::Tier(.., allowed) | Decider::Policy(allowed) => *allowed,
+        Decider::Default => true,
+    }
+}
+
+/// NetworkPolicy alone (§1–4): allowed unless isolated, then by any selecting policy's rule.
 fn side_allows(
     state: &ClusterState,
     direction: Direction,
@@ -392,9 +724,10 @@ fn side_allows(
 
 fn naive(state: &ClusterState, src: PodId, dst: PodId, port: u16, protocol: Protocol) -> bool {
     let (s, d) = (&state.pods[src], &state.pods[dst]);
+    let enforced = |me: &PodInfo| !me.host_network;
     src == dst
-        || (side_allows(state, Direction::Egress, s, d, port, protocol)
-            && side_allows(state, Direction::Ingress, d, s, port, protocol))
+        || ((!enforced(s) || allows(&decider(state, Direction::Egress, s, d, port, protocol)))
+            && (!enforced(d) || allows(&decider(state, Direction::Ingress, d, s, port, protocol))))
 }
 
 fn check(seed: u64) -> Result<(), TestCaseError> {
@@ -439,6 +772,21 @@ fn check(seed: u64) -> Result<(), TestCaseError> {
                             protocol,
                         );
                         prop_assert_eq!(kernel, expected, "compiled rules, {}", what);
+                        // What a kernel chain is: the rules flattened to one first-match list.
+                        let flat = |c: ClassId, direction, peer: Option<IpAddr>| {
+                            let rules = &compiled[c];
+                            let rules = match direction {
+                                Direction::Ingress => &rules.ingress,
+                                Direction::Egress => &rules.egress,
+                            };
+                            (rules.as_ref()).is_none_or(|r| {
+                                r.flatten(&mut AddrCache::default())
+                                    .allows(peer, port, protocol)
+                            })
+                        };
+                        let chains = flat(engine.class_of(src), Direction::Egress, d.ip)
+                            && flat(engine.class_of(dst), Direction::Ingress, s.ip);
+                        prop_assert_eq!(chains, expected, "flattened rules, {}", what);
                         for (side, me, other) in [(&verdict.egress, s, d), (&verdict.ingress, d, s)]
                         {
                             let selecting: Vec<String> = state
@@ -447,8 +795,12 @@ fn check(seed: u64) -> Result<(), TestCaseError> {
                                 .filter(|p| selects(p, me, side.direction))
                                 .map(|p| format!("{}/{}", p.namespace, p.name))
                                 .collect();
+                            let decided =
+                                decider(&state, side.direction, me, other, port, protocol);
+                            let by_policy = matches!(decided, Decider::Policy(_));
                             match &side.decision {
                                 Decision::Allowed { by } => {
+                                    prop_assert!(by_policy, "{:?}, {}", decided, what);
                                     for r in by {
                                         let p = state
                                             .policies
@@ -479,6 +831,7 @@ fn check(seed: u64) -> Result<(), TestCaseError> {
                                     }
                                 }
                                 Decision::Denied { isolating } => {
+                                    prop_assert!(by_policy, "{:?}, {}", decided, what);
                                     let listed: Vec<String> = isolating
                                         .iter()
                                         .map(|m| {
@@ -493,13 +846,20 @@ fn check(seed: u64) -> Result<(), TestCaseError> {
                                     );
                                 }
                                 Decision::NotIsolated => {
-                                    prop_assert!(selecting.is_empty(), "not isolated, {}", what)
+                                    prop_assert!(selecting.is_empty(), "not isolated, {}", what);
+                                    prop_assert_eq!(&decided, &Decider::Default, "{}", what);
                                 }
                                 Decision::Unenforced { .. } => {
                                     prop_assert!(me.host_network, "unenforced, {}", what)
                                 }
                                 Decision::Tier { rule } => {
-                                    prop_assert!(false, "no cluster-wide policy, yet {:?}", rule)
+                                    let named = Decider::Tier(
+                                        rule.policy.kind,
+                                        rule.policy.name.clone(),
+                                        rule.rule,
+                                        rule.action != TierAction::Deny,
+                                    );
+                                    prop_assert_eq!(&decided, &named, "{}", what);
                                 }
                             }
                         }
@@ -563,7 +923,23 @@ fn churned(state: &ClusterState, seed: u64) -> ClusterState {
     if rng.random_bool(0.3) {
         policies.push(policy(&mut rng, "added", &names));
     }
-    ClusterState::new(namespaces, pods, state.services.clone(), policies)
+    let mut tiers = state.tier_policies.clone();
+    if !tiers.is_empty() && rng.random_bool(0.3) {
+        let i = rng.random_range(0..tiers.len());
+        match rng.random_range(0..2) {
+            0 => {
+                tiers.remove(i);
+            }
+            // Another spec under the same name (the kind may change: another key).
+            _ => tiers[i] = tier_policy(&mut rng, &tiers[i].name.clone()),
+        }
+    }
+    if rng.random_bool(0.2) {
+        tiers.push(tier_policy(&mut rng, "tadded"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    tiers.retain(|p| seen.insert(p.key()));
+    ClusterState::new(namespaces, pods, state.services.clone(), policies).with_tier_policies(tiers)
 }
 
 /// An engine compiled from the previous one after pod churn is the engine compiled from scratch:
@@ -719,13 +1095,32 @@ fn blocks(state: &ClusterState) -> BTreeMap<String, (ipnet::IpNet, Vec<ipnet::Ip
         from.chain(to).collect::<Vec<_>>()
     };
     let net = |text: &str| text.parse::<ipnet::IpNet>().unwrap().trunc();
-    (state.policies.iter())
+    let block = |cidr: ipnet::IpNet, except: Vec<ipnet::IpNet>| {
+        (format!("{cidr} {except:?}"), (cidr, except))
+    };
+    let policies = (state.policies.iter())
         .flat_map(peers)
         .filter_map(|peer| peer.ip_block)
         .map(|b| {
-            let except: Vec<_> = b.except.iter().flatten().map(|e| net(e)).collect();
-            (format!("{} {:?}", b.cidr, b.except), (net(&b.cidr), except))
-        })
+            block(
+                net(&b.cidr),
+                b.except.iter().flatten().map(|e| net(e)).collect(),
+            )
+        });
+    // The cluster-wide policies' `networks` are blocks too.
+    let networks = (state.tier_policies.iter()).flat_map(|p| {
+        let spec = &p.policy.object().spec;
+        let rules = ["ingress", "egress"].map(|d| spec.get(d).and_then(Value::as_array));
+        let peers = rules.into_iter().flatten().flatten();
+        let peers = peers.flat_map(|r| r.get("to").or(r.get("from")).and_then(Value::as_array));
+        let nets = peers
+            .flatten()
+            .flat_map(|peer| peer.get("networks").and_then(Value::as_array));
+        let nets: Vec<ipnet::IpNet> = nets.flatten().map(|n| net(n.as_str().unwrap())).collect();
+        nets
+    });
+    policies
+        .chain(networks.map(|n| block(n, Vec::new())))
         .collect()
 }
 
