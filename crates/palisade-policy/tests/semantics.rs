@@ -7,7 +7,7 @@
 
 use ipnet::IpNet;
 use palisade_model::Protocol::{self, Icmp, Sctp, Tcp, Udp};
-use palisade_model::{Diagnostic, Loader, PodId};
+use palisade_model::{Diagnostic, Kind, Loader, PodId, TierAction};
 use palisade_policy::{
     Decision, Endpoint, Engine, Flow, LabelOperator, LabelRequirement, NamedPort,
     NamedPortResolution, PeerMiss, PeerMissReason, PodRef, PortMatch, PortSpec, RuleMiss,
@@ -2763,4 +2763,436 @@ fn s4_policies_see_pod_ports_not_service_ports() {
         allowed_by(&v.ingress, &[("x", name, 0)]);
         c.denied("z/client", "x/web", 80, Tcp);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// §7 The cluster-wide tiers
+// ---------------------------------------------------------------------------------------------
+
+/// A ClusterNetworkPolicy; `spec` is a YAML flow mapping.
+fn cnp(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {{name: {name}}}\nspec: {spec}\n---\n"
+    )
+}
+
+/// The side was decided by rule `rule` of the cluster-wide policy `(kind, name)`, with `action`.
+fn tier_decided(side: &Side, kind: Kind, name: &str, rule: usize, action: TierAction) {
+    let Decision::Tier { rule: by } = &side.decision else {
+        panic!(
+            "{} side should be decided by {kind} {name}: {side:#?}",
+            side.direction.as_str()
+        );
+    };
+    assert_eq!(
+        (by.policy.kind, by.policy.name.as_str(), by.rule, by.action),
+        (kind, name, rule, action),
+        "{} side decided by another rule",
+        side.direction.as_str()
+    );
+}
+
+/// Namespaces x (team a) and y (team b), a pod in each, and a client in z.
+fn tenants() -> Vec<String> {
+    vec![
+        ns("x", "{team: a}"),
+        ns("y", "{team: b}"),
+        ns("z", "{team: c}"),
+        pod_ports(
+            "x",
+            "web",
+            "{app: web}",
+            "10.1.0.1",
+            "[{name: http, containerPort: 8080}]",
+        ),
+        pod_ports(
+            "y",
+            "db",
+            "{app: db}",
+            "10.2.0.1",
+            "[{name: http, containerPort: 9090, protocol: UDP}]",
+        ),
+        pod("z", "client", "{app: client}", "10.3.0.1"),
+    ]
+}
+
+const ALL_NAMESPACES: &str = "{namespaces: {}}";
+
+/// Admin Deny and Accept are final: NetworkPolicy is not consulted. A Deny beats a NetworkPolicy
+/// that allows; an Accept beats a NetworkPolicy that isolates; the Admin tier's walk says so.
+#[test]
+fn admin_accept_and_deny_are_final() {
+    let mut docs = tenants();
+    docs.push(np("x", "allow-all", "{podSelector: {}, ingress: [{}]}"));
+    docs.push(np(
+        "y",
+        "deny-all",
+        "{podSelector: {}, policyTypes: [Ingress]}",
+    ));
+    docs.push(cnp(
+        "guard",
+        &format!(
+            "{{tier: Admin, priority: 10, subject: {ALL_NAMESPACES}, ingress: [\
+             {{name: no-client-to-web, action: Deny, from: [{{pods: {{namespaceSelector: {{}}, podSelector: {{matchLabels: {{app: client}}}}}}}}], protocols: [{{tcp: {{destinationPort: {{number: 8080}}}}}}]}}, \
+             {{name: ops-to-db, action: Accept, from: [{{namespaces: {{matchLabels: {{team: c}}}}}}]}}]}}"
+        ),
+    ));
+    let c = cluster(&docs);
+    let v = c.denied("z/client", "x/web", 8080, Tcp);
+    tier_decided(
+        &v.ingress,
+        Kind::ClusterNetworkPolicy,
+        "guard",
+        0,
+        TierAction::Deny,
+    );
+    let walk = v.ingress.admin.as_ref().expect("the Admin tier's walk");
+    assert_eq!(
+        walk.matched.as_ref().unwrap().name.as_deref(),
+        Some("no-client-to-web")
+    );
+    assert_eq!(walk.policies.len(), 1);
+    // Another port: the Deny does not match; the Accept does (z is team c).
+    let v = c.allowed("z/client", "x/web", 80, Tcp);
+    tier_decided(
+        &v.ingress,
+        Kind::ClusterNetworkPolicy,
+        "guard",
+        1,
+        TierAction::Accept,
+    );
+    // The Accept opens y/db although a NetworkPolicy isolates it.
+    let v = c.allowed("z/client", "y/db", 5432, Tcp);
+    tier_decided(
+        &v.ingress,
+        Kind::ClusterNetworkPolicy,
+        "guard",
+        1,
+        TierAction::Accept,
+    );
+    // No Admin rule matches x -> y: NetworkPolicy decides, and the walk says none matched.
+    let v = c.denied("x/web", "y/db", 5432, Tcp);
+    assert!(
+        matches!(v.ingress.decision, Decision::Denied { .. }),
+        "{v:#?}"
+    );
+    assert_eq!(v.ingress.admin.as_ref().unwrap().matched, None);
+}
+
+/// An egress Accept allows the egress side only: the destination's ingress is still enforced.
+#[test]
+fn an_egress_accept_does_not_open_the_destination() {
+    let mut docs = tenants();
+    docs.push(np(
+        "x",
+        "deny-all",
+        "{podSelector: {}, policyTypes: [Ingress]}",
+    ));
+    docs.push(cnp(
+        "egress-ok",
+        "{tier: Admin, priority: 1, subject: {namespaces: {matchLabels: {team: c}}}, egress: [{action: Accept, to: [{namespaces: {}}]}]}",
+    ));
+    let c = cluster(&docs);
+    let v = c.denied("z/client", "x/web", 8080, Tcp);
+    tier_decided(
+        &v.egress,
+        Kind::ClusterNetworkPolicy,
+        "egress-ok",
+        0,
+        TierAction::Accept,
+    );
+    assert!(
+        matches!(v.ingress.decision, Decision::Denied { .. }),
+        "{v:#?}"
+    );
+}
+
+/// Pass leaves the Admin tier: NetworkPolicy decides where it isolates, otherwise the Baseline
+/// tier, whose Deny a NetworkPolicy would have overridden.
+#[test]
+fn pass_hands_over_to_networkpolicy_then_baseline() {
+    let mut docs = tenants();
+    docs.push(cnp(
+        "pass-then-deny",
+        "{tier: Admin, priority: 1, subject: {namespaces: {}}, ingress: [{action: Pass, from: [{namespaces: {matchLabels: {team: c}}}]}, {action: Deny, from: [{namespaces: {}}]}]}",
+    ));
+    docs.push(cnp(
+        "baseline-deny",
+        "{tier: Baseline, priority: 1, subject: {namespaces: {}}, ingress: [{name: default-deny, action: Deny, from: [{namespaces: {}}]}]}",
+    ));
+    docs.push(np(
+        "x",
+        "allow-client",
+        "{podSelector: {}, ingress: [{from: [{namespaceSelector: {}}]}]}",
+    ));
+    let c = cluster(&docs);
+    // z -> x: passed, x is isolated by a NetworkPolicy that allows it.
+    let v = c.allowed("z/client", "x/web", 8080, Tcp);
+    allowed_by(&v.ingress, &[("x", "allow-client", 0)]);
+    assert_eq!(
+        v.ingress
+            .admin
+            .as_ref()
+            .unwrap()
+            .matched
+            .as_ref()
+            .unwrap()
+            .action,
+        TierAction::Pass
+    );
+    assert_eq!(
+        v.ingress.baseline, None,
+        "Baseline is not reached where NetworkPolicy isolates"
+    );
+    // z -> y: passed, nothing isolates y: the Baseline Deny decides.
+    let v = c.denied("z/client", "y/db", 9090, Udp);
+    tier_decided(
+        &v.ingress,
+        Kind::ClusterNetworkPolicy,
+        "baseline-deny",
+        0,
+        TierAction::Deny,
+    );
+    // x -> y: the Admin Deny (the Pass did not match).
+    let v = c.denied("x/web", "y/db", 9090, Udp);
+    tier_decided(
+        &v.ingress,
+        Kind::ClusterNetworkPolicy,
+        "pass-then-deny",
+        1,
+        TierAction::Deny,
+    );
+}
+
+/// Policies of a tier go by priority (lower first), then kind and name; rules in written order.
+#[test]
+fn priorities_then_kind_and_name_then_rule_order() {
+    let deny = "{action: Deny, from: [{namespaces: {}}]}";
+    let accept = "{action: Accept, from: [{namespaces: {}}]}";
+    let subject =
+        "subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: web}}}}";
+    let docs = |a: (&str, u32, &str), b: (&str, u32, &str)| {
+        let mut docs = tenants();
+        for (name, priority, rule) in [a, b] {
+            docs.push(cnp(
+                name,
+                &format!("{{tier: Admin, priority: {priority}, {subject}, ingress: [{rule}]}}"),
+            ));
+        }
+        cluster(&docs)
+    };
+    let c = docs(("a-deny", 2, deny), ("b-accept", 1, accept));
+    tier_decided(
+        &c.allowed("z/client", "x/web", 1, Tcp).ingress,
+        Kind::ClusterNetworkPolicy,
+        "b-accept",
+        0,
+        TierAction::Accept,
+    );
+    let c = docs(("a-deny", 1, deny), ("b-accept", 2, accept));
+    tier_decided(
+        &c.denied("z/client", "x/web", 1, Tcp).ingress,
+        Kind::ClusterNetworkPolicy,
+        "a-deny",
+        0,
+        TierAction::Deny,
+    );
+    // The same priority: by name.
+    let c = docs(("b-deny", 5, deny), ("a-accept", 5, accept));
+    tier_decided(
+        &c.allowed("z/client", "x/web", 1, Tcp).ingress,
+        Kind::ClusterNetworkPolicy,
+        "a-accept",
+        0,
+        TierAction::Accept,
+    );
+    // Within a policy, the first rule written that matches.
+    let c = docs(("one", 1, &format!("{accept}, {deny}")), ("two", 2, deny));
+    tier_decided(
+        &c.allowed("z/client", "x/web", 1, Tcp).ingress,
+        Kind::ClusterNetworkPolicy,
+        "one",
+        0,
+        TierAction::Accept,
+    );
+}
+
+/// `networks` match addresses outside the cluster and pod addresses alike; `nodes` the addresses
+/// of the Nodes they select (a hostNetwork pod there shares them).
+#[test]
+fn networks_and_nodes_peers() {
+    let mut docs = tenants();
+    docs.push(
+        "apiVersion: v1\nkind: Node\nmetadata: {name: n1, labels: {role: infra}}\nstatus: {addresses: [{type: InternalIP, address: 192.168.0.21}]}\n---\n".to_string(),
+    );
+    docs.push(host_pod(
+        "kube-system",
+        "agent",
+        "{app: agent}",
+        "n1",
+        "192.168.0.21",
+    ));
+    docs.push(cnp(
+        "egress",
+        "{tier: Admin, priority: 1, subject: {namespaces: {matchLabels: {team: c}}}, egress: [\
+         {action: Deny, to: [{networks: ['203.0.113.0/24', '10.1.0.0/16']}]}, \
+         {action: Deny, to: [{nodes: {matchLabels: {role: infra}}}]}]}",
+    ));
+    let c = cluster(&docs);
+    tier_decided(
+        &c.denied("z/client", EXT, 443, Tcp).egress,
+        Kind::ClusterNetworkPolicy,
+        "egress",
+        0,
+        TierAction::Deny,
+    );
+    tier_decided(
+        &c.denied("z/client", "x/web", 8080, Tcp).egress,
+        Kind::ClusterNetworkPolicy,
+        "egress",
+        0,
+        TierAction::Deny,
+    );
+    tier_decided(
+        &c.denied("z/client", "192.168.0.21", 10250, Tcp).egress,
+        Kind::ClusterNetworkPolicy,
+        "egress",
+        1,
+        TierAction::Deny,
+    );
+    tier_decided(
+        &c.denied("z/client", "kube-system/agent", 10250, Tcp).egress,
+        Kind::ClusterNetworkPolicy,
+        "egress",
+        1,
+        TierAction::Deny,
+    );
+    c.allowed("z/client", "y/db", 9090, Udp);
+}
+
+/// What Palisade cannot read fails closed, as the API says: a peer of no known field matches
+/// nothing in an Accept rule and everything in a Deny rule; `domainNames` match no address.
+#[test]
+fn unknown_peers_fail_closed_and_domain_names_match_nothing() {
+    let mut docs = tenants();
+    docs.push(np(
+        "x",
+        "deny-all",
+        "{podSelector: {}, policyTypes: [Ingress]}",
+    ));
+    docs.push(cnp(
+        "future",
+        "{tier: Admin, priority: 1, subject: {namespaces: {matchLabels: {team: a}}}, ingress: [{action: Accept, from: [{serviceAccounts: {}}]}]}",
+    ));
+    docs.push(cnp(
+        "future-deny",
+        "{tier: Admin, priority: 2, subject: {namespaces: {matchLabels: {team: b}}}, ingress: [{action: Deny, from: [{serviceAccounts: {}}]}]}",
+    ));
+    docs.push(cnp(
+        "names",
+        "{tier: Admin, priority: 3, subject: {namespaces: {matchLabels: {team: c}}}, egress: [{action: Accept, to: [{domainNames: ['example.com']}]}, {action: Deny, to: [{networks: ['0.0.0.0/0']}]}]}",
+    ));
+    let c = cluster(&docs);
+    // The Accept matches nothing: NetworkPolicy still denies.
+    let v = c.denied("y/db", "x/web", 8080, Tcp);
+    assert!(
+        matches!(v.ingress.decision, Decision::Denied { .. }),
+        "{v:#?}"
+    );
+    // The Deny matches everything.
+    let v = c.denied("x/web", "y/db", 9090, Udp);
+    tier_decided(
+        &v.ingress,
+        Kind::ClusterNetworkPolicy,
+        "future-deny",
+        0,
+        TierAction::Deny,
+    );
+    // The domain name matches no address: the Deny after it decides.
+    let v = c.denied("z/client", EXT, 443, Tcp);
+    tier_decided(
+        &v.egress,
+        Kind::ClusterNetworkPolicy,
+        "names",
+        1,
+        TierAction::Deny,
+    );
+}
+
+/// A named port resolves on the destination pod, whatever its protocol; hostNetwork pods are
+/// never a subject.
+#[test]
+fn named_ports_resolve_on_the_destination_and_host_pods_are_no_subject() {
+    let mut docs = tenants();
+    docs.push(host_pod(
+        "x",
+        "node-agent",
+        "{app: web}",
+        "n9",
+        "192.168.0.109",
+    ));
+    docs.push(cnp(
+        "named",
+        "{tier: Admin, priority: 1, subject: {namespaces: {}}, ingress: [{action: Deny, from: [{namespaces: {}}], protocols: [{destinationNamedPort: http}]}]}",
+    ));
+    let c = cluster(&docs);
+    // x/web's http is 8080/TCP, y/db's is 9090/UDP.
+    tier_decided(
+        &c.denied("z/client", "x/web", 8080, Tcp).ingress,
+        Kind::ClusterNetworkPolicy,
+        "named",
+        0,
+        TierAction::Deny,
+    );
+    c.allowed("z/client", "x/web", 8080, Udp);
+    tier_decided(
+        &c.denied("z/client", "y/db", 9090, Udp).ingress,
+        Kind::ClusterNetworkPolicy,
+        "named",
+        0,
+        TierAction::Deny,
+    );
+    c.allowed("z/client", "y/db", 9090, Tcp);
+    let v = c.allowed("z/client", "x/node-agent", 8080, Tcp);
+    unenforced(&v.ingress, host_network("x/node-agent"));
+}
+
+/// The v1alpha1 kinds: AdminNetworkPolicy is the Admin tier (`Allow` is Accept); the
+/// BaselineAdminNetworkPolicy `default` the Baseline tier, after every Baseline
+/// ClusterNetworkPolicy (it has no priority).
+#[test]
+fn v1alpha1_kinds_take_their_tiers() {
+    let mut docs = tenants();
+    docs.push(
+        "apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\nmetadata: {name: anp}\nspec: {priority: 5, subject: {namespaces: {matchLabels: {team: a}}}, ingress: [{action: Allow, from: [{namespaces: {matchLabels: {team: c}}}], ports: [{portNumber: {protocol: TCP, port: 8080}}]}]}\n---\n".to_string(),
+    );
+    docs.push(
+        "apiVersion: policy.networking.k8s.io/v1alpha1\nkind: BaselineAdminNetworkPolicy\nmetadata: {name: default}\nspec: {subject: {namespaces: {}}, ingress: [{action: Deny, from: [{namespaces: {}}]}]}\n---\n".to_string(),
+    );
+    docs.push(cnp(
+        "baseline-allow-b",
+        "{tier: Baseline, priority: 1000, subject: {namespaces: {matchLabels: {team: b}}}, ingress: [{action: Accept, from: [{namespaces: {}}]}]}",
+    ));
+    let c = cluster(&docs);
+    tier_decided(
+        &c.allowed("z/client", "x/web", 8080, Tcp).ingress,
+        Kind::AdminNetworkPolicy,
+        "anp",
+        0,
+        TierAction::Accept,
+    );
+    tier_decided(
+        &c.denied("z/client", "x/web", 80, Tcp).ingress,
+        Kind::BaselineAdminNetworkPolicy,
+        "default",
+        0,
+        TierAction::Deny,
+    );
+    tier_decided(
+        &c.allowed("z/client", "y/db", 9090, Udp).ingress,
+        Kind::ClusterNetworkPolicy,
+        "baseline-allow-b",
+        0,
+        TierAction::Accept,
+    );
 }
