@@ -1,7 +1,7 @@
 //! The engine's reasons in words: the one place their English is written (`explain` prints it; lint
 //! and logs can reuse it). Each function renders one reason of `palisade_policy`.
 
-use palisade_model::{Protocol, TierAction};
+use palisade_model::{Protocol, Tier, TierAction};
 use palisade_policy::{
     Direction, LabelOperator, LabelRequirement, NamedPort, NamedPortResolution, PeerMiss,
     PeerMissReason, PodRef, PortMatch, PortMiss, PortSpec, RuleMiss, SelectorMiss, TierPolicyRef,
@@ -173,27 +173,38 @@ fn priority(priority: Option<u32>) -> String {
 /// A cluster-wide rule and its action: ``ClusterNetworkPolicy deny-imds spec.egress[0]
 /// `block-metadata` (Admin, priority 10) → Deny``.
 pub fn tier_rule(rule: &TierRuleRef, direction: Direction) -> String {
+    format!(
+        "{} → {}",
+        tier_rule_name(rule, direction),
+        rule.action.as_str()
+    )
+}
+
+fn tier_rule_name(rule: &TierRuleRef, direction: Direction) -> String {
     let name = (rule.name.as_ref())
         .map(|n| format!(" `{n}`"))
         .unwrap_or_default();
     format!(
-        "{} {} spec.{}[{}]{name} ({}, {}) → {}",
+        "{} {} spec.{}[{}]{name} ({}, {})",
         rule.policy.kind,
         rule.policy.name,
         direction.as_str(),
         rule.rule,
         rule.policy.tier.as_str(),
         priority(rule.policy.priority),
-        rule.action.as_str()
     )
 }
 
-/// One tier's walk for a flow: the rule that matched (`Pass by …` when it left the tier), or that
-/// none of its policies' rules did.
+/// One tier's walk for a flow: the rule that matched (`Pass by …` when it left the tier, saying
+/// what comes next), or that none of its policies' rules did.
 pub fn tier_walk(walk: &TierWalk, direction: Direction) -> String {
     match &walk.matched {
         Some(rule) if rule.action == TierAction::Pass => {
-            format!("Pass by {}", tier_rule(rule, direction))
+            let next = match rule.policy.tier {
+                Tier::Admin => "on to NetworkPolicy",
+                Tier::Baseline => "on to the default: allowed",
+            };
+            format!("Pass by {} → {next}", tier_rule_name(rule, direction))
         }
         Some(rule) => tier_rule(rule, direction),
         None => {

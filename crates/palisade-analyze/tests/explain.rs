@@ -251,3 +251,116 @@ Ingress of shop/db: allowed (a pod may always reach itself)
 "#
     );
 }
+
+/// Cluster-wide policies around the NetworkPolicies above.
+const TIERS: &str = r#"
+---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: deny-imds}
+spec:
+  tier: Admin
+  priority: 10
+  subject: {namespaces: {}}
+  egress:
+  - {name: block-metadata, action: Deny, to: [{networks: [169.254.169.254/32]}]}
+  - {name: tenants-pass, action: Pass, to: [{namespaces: {matchLabels: {role: tenant}}}]}
+---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: baseline-deny}
+spec:
+  tier: Baseline
+  priority: 100
+  subject: {namespaces: {}}
+  ingress:
+  - {name: default-deny, action: Deny, from: [{namespaces: {}}]}
+"#;
+
+fn run_tiers(from: &str, to: &str, port: u16) -> Explanation {
+    let mut loader = Loader::new();
+    loader.load_str("cluster.yaml", &format!("{CLUSTER}{TIERS}"));
+    let (state, diagnostics) = loader.finish();
+    assert!(
+        diagnostics.iter().all(|d| !d.is_error()),
+        "{diagnostics:#?}"
+    );
+    let src = resolve_endpoint(&state, from, "default").unwrap();
+    let dst = resolve_endpoint(&state, to, "default").unwrap();
+    let engine = Engine::new(Arc::new(state));
+    let protocol = Protocol::Tcp;
+    explain(
+        &engine,
+        Flow {
+            src,
+            dst,
+            port,
+            protocol,
+        },
+    )
+}
+
+/// The tiers walked in order, each step named: an Admin Deny; an Admin Pass on to NetworkPolicy;
+/// a Pass on to the default where nothing isolates, and a Baseline Deny.
+#[test]
+fn the_tiers_are_walked_in_order_and_each_step_named() {
+    let e = run_tiers("shop/web", "169.254.169.254", 80);
+    assert_eq!(
+        to_text(&e),
+        r#"pod shop/web (10.1.0.1) -> 169.254.169.254 TCP 80: DENIED
+Egress of shop/web: DENIED by the Admin tier
+  Admin: ClusterNetworkPolicy deny-imds spec.egress[0] `block-metadata` (Admin, priority 10) → Deny
+Ingress: allowed (169.254.169.254 is not a pod in the cluster: its ingress is not governed by NetworkPolicy)
+"#
+    );
+    let json = serde_json::to_value(&e).unwrap();
+    let rule = serde_json::json!({
+        "kind": "ClusterNetworkPolicy",
+        "policy": "deny-imds",
+        "tier": "Admin",
+        "priority": 10,
+        "rule": 0,
+        "name": "block-metadata",
+        "action": "Deny",
+        "text": "ClusterNetworkPolicy deny-imds spec.egress[0] `block-metadata` (Admin, priority 10) → Deny"
+    });
+    assert_eq!(
+        json["egress"],
+        serde_json::json!({
+            "direction": "egress",
+            "pod": "shop/web",
+            "decision": "tier",
+            "rule": rule,
+            "admin": {
+                "policies": ["ClusterNetworkPolicy deny-imds"],
+                "matched": rule,
+                "text": "ClusterNetworkPolicy deny-imds spec.egress[0] `block-metadata` (Admin, priority 10) → Deny"
+            }
+        })
+    );
+    let e = run_tiers("shop/web", "shop/db", 5432);
+    assert_eq!(
+        to_text(&e),
+        r#"pod shop/web (10.1.0.1) -> pod shop/db (10.1.0.2) TCP 5432: DENIED
+Egress of shop/web: allowed by
+  Admin: Pass by ClusterNetworkPolicy deny-imds spec.egress[1] `tenants-pass` (Admin, priority 10) → on to NetworkPolicy
+  - NetworkPolicy shop/web-egress spec.egress[0]
+Ingress of shop/db: DENIED (isolated for ingress by 1 policy; no rule allows this flow)
+  - NetworkPolicy shop/db-ingress
+      rule 0: from[0]: podSelector needs app in (api, batch); pod shop/web has app=web
+      rule 0: from[1]: ipBlock 10.1.0.0/16 excludes 10.1.0.1 (except 10.1.0.0/30)
+      rule 1: from[0]: namespaceSelector needs role=core; namespace shop has role=tenant
+"#
+    );
+    let e = run_tiers("shop/db", "shop/web", 8080);
+    assert_eq!(
+        to_text(&e),
+        r#"pod shop/db (10.1.0.2) -> pod shop/web (10.1.0.1) TCP 8080: DENIED
+Egress of shop/db: allowed (no NetworkPolicy isolates the pod for egress, and no cluster-wide rule decides)
+  Admin: Pass by ClusterNetworkPolicy deny-imds spec.egress[1] `tenants-pass` (Admin, priority 10) → on to NetworkPolicy
+  default: allowed
+Ingress of shop/web: DENIED by the Baseline tier
+  Baseline: ClusterNetworkPolicy baseline-deny spec.ingress[0] `default-deny` (Baseline, priority 100) → Deny
+"#
+    );
+}
