@@ -219,6 +219,9 @@ impl Reconciler {
             for policy in engine.policies_selecting(class) {
                 into.insert(policy.namespaced_name(), policy.generation());
             }
+            for policy in engine.tier_policies_selecting(class) {
+                into.insert(policy.qualified_name(), policy.generation());
+            }
         }
         if changed || status.last_applied.is_none() {
             let now = time::OffsetDateTime::now_utc();

@@ -61,7 +61,7 @@ pub struct Node {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Policy {
-    /// `ns/name`.
+    /// `ns/name` (a cluster-wide policy: `Kind/name`).
     pub policy: String,
     /// Its `metadata.generation` (0 when the API server gives none).
     pub generation: i64,
@@ -115,18 +115,31 @@ pub fn status<'a>(
         .chain(nodes.iter().map(String::as_str))
         .map(|n| (n, 0))
         .collect();
-    let mut hosts: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); state.policies.len()];
-    let mut selected = vec![0usize; state.policies.len()];
-    let index: BTreeMap<String, usize> = (state.policies.iter().enumerate())
-        .map(|(i, p)| (p.policy.namespaced_name(), i))
+    // Every policy by the name agents report it under, and its generation: NetworkPolicies, then
+    // the cluster-wide ones.
+    let every: Vec<(String, i64)> = (state.policies.iter())
+        .map(|p| (p.policy.namespaced_name(), p.policy.generation()))
+        .chain(
+            (state.tier_policies.iter())
+                .map(|p| (p.policy.qualified_name(), p.policy.generation())),
+        )
+        .collect();
+    let mut hosts: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); every.len()];
+    let mut selected = vec![0usize; every.len()];
+    let index: BTreeMap<&str, usize> = (every.iter().enumerate())
+        .map(|(i, (key, _))| (key.as_str(), i))
         .collect();
     for (id, pod) in state.pods.iter_enumerated() {
         let Some(node) = placed(pod) else {
             continue;
         };
         *pods.entry(node).or_default() += 1;
-        for policy in engine.policies_selecting(engine.class_of(id)) {
-            if let Some(&i) = index.get(&policy.namespaced_name()) {
+        let class = engine.class_of(id);
+        let keys = (engine.policies_selecting(class).into_iter())
+            .map(|p| p.namespaced_name())
+            .chain((engine.tier_policies_selecting(class).into_iter()).map(|p| p.qualified_name()));
+        for key in keys {
+            if let Some(&i) = index.get(key.as_str()) {
                 hosts[i].insert(node);
                 selected[i] += 1;
             }
@@ -156,9 +169,8 @@ pub fn status<'a>(
         })
         .collect();
     let mut unenforced = BTreeSet::new();
-    let policies = (state.policies.iter().enumerate())
-        .map(|(i, p)| {
-            let (key, generation) = (p.policy.namespaced_name(), p.policy.generation());
+    let policies = (every.into_iter().enumerate())
+        .map(|(i, (key, generation))| {
             let not_realized: Vec<String> = (hosts[i].iter())
                 .filter_map(|&node| {
                     let (why, enforced) = realized(by_node.get(node).copied(), &key, generation)?;
@@ -424,6 +436,51 @@ mod tests {
             text.contains("No fresh agent on 1 of 3 nodes (n3)"),
             "{text}"
         );
+    }
+
+    /// A cluster-wide policy is checked like a NetworkPolicy, under `Kind/name`: on the nodes
+    /// hosting the pods its subject holds.
+    #[test]
+    fn a_cluster_wide_policy_is_realized_where_agents_report_it() {
+        let mut loader = Loader::new();
+        let pod = |name: &str, node: &str, ip: &str| {
+            format!(
+                "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: shop, labels: {{app: {name}}}}}\n\
+                 spec: {{nodeName: {node}, containers: [{{name: c, image: x}}]}}\nstatus: {{podIP: {ip}}}\n"
+            )
+        };
+        let text = [
+            pod("redis", "n1", "10.1.0.5"),
+            pod("web", "n2", "10.1.0.7"),
+            "---\napiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\n\
+             metadata: {name: guard, generation: 2}\n\
+             spec: {tier: Admin, priority: 1, subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: redis}}}}, ingress: [{action: Deny, from: [{namespaces: {}}]}]}\n"
+                .to_string(),
+        ]
+        .concat();
+        loader.load_str("shop.yaml", &text);
+        let (state, diagnostics) = loader.finish();
+        assert_eq!(state.tier_policies.len(), 1, "{diagnostics:#?}");
+        let engine = Engine::new(Arc::new(state));
+        let reporting = |generation: i64| AgentStatus {
+            node: "n1".into(),
+            last_applied: Some("2026-12-06T09:00:00Z".into()),
+            applied: BTreeMap::from([("ClusterNetworkPolicy/guard".to_string(), generation)]),
+            ..AgentStatus::default()
+        };
+        let (old, current) = (reporting(1), reporting(2));
+        for (n1, not_realized) in [(&current, vec![]), (&old, vec!["n1: generation 1 of 2"])] {
+            let agents = [Reported {
+                status: n1,
+                fresh: true,
+                renewed: None,
+            }];
+            let all = status(&engine, &[], &agents, &scheduled);
+            let policy = &all.policies[0];
+            assert_eq!(policy.policy, "ClusterNetworkPolicy/guard");
+            assert_eq!((policy.selected_pods, policy.nodes), (1, 1));
+            assert_eq!(policy.not_realized, not_realized);
+        }
     }
 
     /// A fresh agent is not enough: one that applied nothing yet, enforces a policy in audit mode

@@ -211,4 +211,10 @@ impl ValidTierPolicy {
     pub fn generation(&self) -> i64 {
         self.object.metadata.generation.unwrap_or(0)
     }
+
+    /// `Kind/name`: how an agent's status and `palisade status` name it (a NetworkPolicy is
+    /// `ns/name`, and no namespace is spelt like a kind).
+    pub fn qualified_name(&self) -> String {
+        format!("{}/{}", self.kind, self.name())
+    }
 }
