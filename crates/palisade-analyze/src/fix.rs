@@ -11,7 +11,9 @@ use k8s_openapi::api::networking::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use palisade_model::{ClusterState, Origin, PodInfo, PolicyInfo, Protocol, ValidPolicy};
+use palisade_model::{
+    ClusterState, Origin, PodInfo, PolicyInfo, Protocol, Tier, TierAction, ValidPolicy,
+};
 use palisade_policy::{Decision, Direction, Endpoint, Engine, Flow};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -41,7 +43,8 @@ pub fn workload_labels(pod: &PodInfo) -> BTreeMap<String, String> {
 pub struct Fix {
     /// New policies, one per denying side (the destination's ingress, the source's egress).
     pub policies: Vec<NetworkPolicy>,
-    /// The connectivity the fix adds (and, never, removes) between pods.
+    /// The connectivity the fix changes between pods: what it adds; and, where a Baseline rule
+    /// accepted traffic to a pod the new policy now isolates, what it removes.
     pub report: Report,
     /// True when it adds only the flow's workload pair on the flow's port.
     pub exact: bool,
@@ -57,7 +60,9 @@ impl Fix {
     }
 }
 
-/// The fix for `flow`, or `None` when it is allowed already.
+/// The fix for `flow`, or `None` when it is allowed already. A side an Admin rule denies has no
+/// NetworkPolicy fix (the Admin tier comes first): that is an error naming the rule. A Baseline
+/// Deny is overridden by a NetworkPolicy that isolates the pod, as any denial by NetworkPolicy.
 pub fn propose(engine: &Engine, flow: &Flow) -> Result<Option<Fix>, String> {
     let verdict = engine.verdict(flow);
     if verdict.allowed {
@@ -66,8 +71,19 @@ pub fn propose(engine: &Engine, flow: &Flow) -> Result<Option<Fix>, String> {
     let state = engine.state();
     let mut policies = Vec::new();
     for side in [&verdict.ingress, &verdict.egress] {
-        if matches!(side.decision, Decision::Denied { .. }) {
-            policies.push(policy(state, flow, side.direction));
+        match &side.decision {
+            Decision::Denied { .. } => policies.push(policy(state, flow, side.direction)),
+            Decision::Tier { rule } if rule.action == TierAction::Deny => {
+                if rule.policy.tier == Tier::Admin {
+                    return Err(format!(
+                        "the {} side is denied by {}: the Admin tier comes before NetworkPolicy, so no NetworkPolicy can allow it; change that rule (or add an Accept or Pass before it)",
+                        side.direction.as_str(),
+                        crate::reason::tier_rule(rule, side.direction)
+                    ));
+                }
+                policies.push(policy(state, flow, side.direction));
+            }
+            _ => {}
         }
     }
     let after = Engine::new(Arc::new(with_policies(state, &policies)?));
@@ -101,7 +117,8 @@ pub fn with_policies(
         state.services.clone(),
         all,
     )
-    .with_nodes(state.nodes.clone());
+    .with_nodes(state.nodes.clone())
+    .with_tier_policies(state.tier_policies.clone());
     after.network_logging = state.network_logging.clone();
     Ok(after)
 }

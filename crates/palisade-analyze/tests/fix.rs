@@ -301,3 +301,51 @@ fn an_egress_deny_to_an_address_outside_the_cluster_is_fixed_with_that_address_o
     // No pod pair changes: exact.
     assert!(fix.report.groups.is_empty() && fix.exact);
 }
+
+/// With cluster-wide policies: an Admin Deny has no NetworkPolicy fix (the error names the rule);
+/// a Baseline Deny is overridden by the proposed NetworkPolicy, and the policies of both tiers stay
+/// in the cluster the fix is judged on.
+#[test]
+fn an_admin_deny_cannot_be_fixed_by_networkpolicy_and_a_baseline_deny_can() {
+    let tiers = r#"
+---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: no-probes}
+spec:
+  tier: Admin
+  priority: 1
+  subject: {namespaces: {matchLabels: {kubernetes.io/metadata.name: shop}}}
+  ingress: [{name: from-ops, action: Deny, from: [{namespaces: {matchLabels: {kubernetes.io/metadata.name: ops}}}], protocols: [{tcp: {destinationPort: {number: 9000}}}]}]
+---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: baseline}
+spec:
+  tier: Baseline
+  priority: 1
+  subject: {namespaces: {}}
+  egress: [{name: default-deny, action: Deny, to: [{namespaces: {}}]}]
+"#;
+    let mut loader = Loader::new();
+    loader.load_str("cluster.yaml", &format!("{CLUSTER}{tiers}"));
+    let (state, diagnostics) = loader.finish();
+    assert!(diagnostics.iter().all(|d| !d.is_error()), "{diagnostics:?}");
+    let engine = Engine::new(Arc::new(state));
+    // db-0 -> web: web's ingress NetworkPolicy denies; db-0's egress the Baseline Deny.
+    let flow = recorded(&engine, "10.1.0.3", "10.1.0.1", 8080);
+    let fix = propose(&engine, &flow).unwrap().expect("a fix");
+    assert_eq!(fix.policies.len(), 2, "{}", fix.to_yaml());
+    assert!(allowed_with(&engine, &fix, &flow));
+    // probe -> web on 9000: the Admin Deny.
+    let flow = recorded(&engine, "10.2.0.1", "10.1.0.1", 9000);
+    let Err(why) = propose(&engine, &flow) else {
+        panic!("an Admin Deny has no NetworkPolicy fix");
+    };
+    assert!(
+        why.contains(
+            "ClusterNetworkPolicy no-probes spec.ingress[0] `from-ops` (Admin, priority 1) → Deny"
+        ),
+        "{why}"
+    );
+}
