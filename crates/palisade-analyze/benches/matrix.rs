@@ -42,7 +42,7 @@ fn cluster(
 
 /// Cluster-wide policies an administrator of the synthetic cluster might write: the metadata
 /// server and other teams' production denied, monitoring and DNS passed or accepted, PCI
-/// namespaces fenced, and a Baseline default deny between namespaces. 14 policies, 36 rules, each
+/// namespaces fenced, and a Baseline default deny between namespaces. 13 policies, 31 rules, each
 /// selecting hundreds of namespaces.
 fn admin_policies() -> String {
     let cnp = |name: &str, tier: &str, priority: u32, subject: &str, rules: &str| {
@@ -154,7 +154,7 @@ fn bench(c: &mut Criterion) {
     }
     let (tiered, diags) = loader.finish();
     assert!(diags.iter().all(|d| !d.is_error()), "{diags:#?}");
-    assert_eq!(tiered.tier_policies.len(), 14);
+    assert_eq!(tiered.tier_policies.len(), 13);
     let mut group = c.benchmark_group("10k-pods-2k-policies-tiers");
     group.sample_size(10);
     for (label, state) in [("without", Arc::new(plain)), ("with", Arc::new(tiered))] {

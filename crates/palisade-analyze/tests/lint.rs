@@ -983,6 +983,8 @@ fn rule_ids_are_stable_and_unknown_ones_list_the_valid() {
             "ipblock-covers-pods",
             "namespace-not-isolated",
             "unenforced-policy-kind",
+            "tier-priority-tie",
+            "tier-versions-mixed",
         ]
     );
     for r in Rule::ALL {
@@ -1042,5 +1044,58 @@ fn redundancy_past_the_bound_is_left_alone_quickly() {
         19,
         "{:#?}",
         few.findings
+    );
+}
+
+/// Two Admin policies at one priority holding the same pods: their order is undefined (reported
+/// on the one evaluated first, by name); distinct priorities, or subjects apart, are fine. A
+/// v1alpha1 AdminNetworkPolicy beside a ClusterNetworkPolicy holding the same pods: mixed versions.
+#[test]
+fn cluster_wide_policies_of_one_priority_or_two_versions_holding_the_same_pods() {
+    let cnp = |name: &str, priority: u32, namespaces: &str| {
+        format!(
+            "---\napiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {{name: {name}}}\n\
+             spec: {{tier: Admin, priority: {priority}, subject: {{namespaces: {namespaces}}}, ingress: [{{action: Deny, from: [{{namespaces: {{}}}}]}}]}}\n"
+        )
+    };
+    let everything = "{}";
+    let shop = "{matchLabels: {team: shop}}";
+    let ops = "{matchLabels: {team: ops}}";
+    let tie = [cnp("b-deny", 5, everything), cnp("a-deny", 5, shop)].concat();
+    let (text, report) = run(&tie);
+    let f = one(
+        &text,
+        &report,
+        Rule::TierPriorityTie,
+        "ClusterNetworkPolicy a-deny",
+        Some("spec.priority"),
+        "name: a-deny",
+    );
+    assert!(
+        f.message.contains("ClusterNetworkPolicy/a-deny and ClusterNetworkPolicy/b-deny are both in the Admin tier at priority 5"),
+        "{}",
+        f.message
+    );
+    for fixed in [
+        [cnp("b-deny", 6, everything), cnp("a-deny", 5, shop)].concat(),
+        [cnp("b-deny", 5, ops), cnp("a-deny", 5, shop)].concat(),
+    ] {
+        let (_, report) = run(&fixed);
+        assert!(
+            of(&report, Rule::TierPriorityTie).is_empty(),
+            "{:#?}",
+            report.findings
+        );
+    }
+    let anp = "---\napiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\nmetadata: {name: old}\n\
+               spec: {priority: 9, subject: {namespaces: {}}, ingress: [{action: Allow, from: [{namespaces: {}}]}]}\n";
+    let (text, report) = run(&[cnp("new", 1, shop), anp.to_string()].concat());
+    one(
+        &text,
+        &report,
+        Rule::TierVersionsMixed,
+        "ClusterNetworkPolicy new",
+        Some("spec.priority"),
+        "name: new",
     );
 }

@@ -16,6 +16,7 @@ mod output;
 mod peers;
 mod redundant;
 mod services;
+mod tiers;
 
 pub use output::{to_json, to_sarif, to_text};
 
@@ -109,6 +110,10 @@ rules! {
         "A namespace has no pod isolated for ingress while other namespaces do.";
     UnenforcedPolicyKind = "unenforced-policy-kind", Warning,
         "The input holds a policy kind Palisade does not enforce (nor analyse).";
+    TierPriorityTie = "tier-priority-tie", Warning,
+        "Two cluster-wide policies of one tier have the same priority and hold the same pods: the API leaves their order undefined.";
+    TierVersionsMixed = "tier-versions-mixed", Warning,
+        "A v1alpha1 and a v1alpha2 cluster-wide policy of one tier hold the same pods: their relative order is undefined.";
 }
 
 impl Rule {
@@ -276,7 +281,7 @@ pub fn lint(
     let mut found = Vec::new();
     let on = |rule: Rule| !disabled.contains(&rule);
     type Check = fn(&Index, &mut Vec<Finding>);
-    let checks: [(&[Rule], Check); 5] = [
+    let checks: [(&[Rule], Check); 6] = [
         (
             &[
                 Rule::ServicePortNotTargetPort,
@@ -301,6 +306,10 @@ pub fn lint(
         (
             &[Rule::IpBlockCoversPods, Rule::NamespaceNotIsolated],
             addresses::check,
+        ),
+        (
+            &[Rule::TierPriorityTie, Rule::TierVersionsMixed],
+            tiers::check,
         ),
     ];
     for (rules, check) in checks {
@@ -366,6 +375,10 @@ fn silenced(ix: &Index, finding: &Finding) -> bool {
         Some(Kind::Namespace) => state
             .namespace(name)
             .is_some_and(|n| names_rule(&n.annotations)),
+        Some(kind) if palisade_model::TIER_KINDS.contains(&kind) => (state.tier_policies.iter())
+            .find(|p| p.kind() == kind && &p.name == name)
+            .and_then(|p| p.policy.object().metadata.annotations.as_ref())
+            .is_some_and(names_rule),
         _ => false,
     };
     let namespace = (object.namespace.as_deref())
