@@ -122,6 +122,13 @@ impl<T> BitSet<T> {
         }
     }
 
+    /// Adds every member of both `a` and `b`.
+    pub fn union_intersection(&mut self, a: &BitSet<T>, b: &BitSet<T>) {
+        for ((x, y), z) in self.words.iter_mut().zip(&a.words).zip(&b.words) {
+            *x |= y & z;
+        }
+    }
+
     /// Removes every member of `other`.
     pub fn difference_with(&mut self, other: &BitSet<T>) {
         for (a, b) in self.words.iter_mut().zip(&other.words) {

@@ -554,7 +554,7 @@ impl Engine {
                     .unwrap_or_default()
                     .len()
                 {
-                    by_policy.union_with(&self.rule_matches(pi, ri, probe, named));
+                    self.rule_matches(pi, ri, probe, named, &mut by_policy);
                 }
             }
             open.intersect_with(&by_policy);
@@ -583,7 +583,8 @@ impl Engine {
                 if open.is_empty() {
                     return passed;
                 }
-                let mut matched = self.rule_matches(pi, ri, probe, named);
+                let mut matched = BitSet::new(self.class_count());
+                self.rule_matches(pi, ri, probe, named, &mut matched);
                 matched.intersect_with(open);
                 match rule.action {
                     TierAction::Accept => allowed.union_with(&matched),
@@ -596,30 +597,30 @@ impl Engine {
         passed
     }
 
-    /// The peer classes rule `ri` of policy `pi` matches for `probe`. Named ports resolve on the
-    /// class itself for ingress; for egress on each destination class, and only for selector
-    /// peers (never for ipBlocks).
+    /// Adds to `out` the peer classes rule `ri` of policy `pi` matches for `probe` (into the
+    /// caller's set: NetworkPolicy's rules are a union, and reach is the hot path). Named ports
+    /// resolve on the class itself for ingress; for egress on each destination class, and only
+    /// for selector peers (never for ipBlocks).
     fn rule_matches(
         &self,
         pi: PolicyId,
         ri: usize,
         probe: &Probe,
         named: &mut NamedClasses,
-    ) -> BitSet<Class> {
-        let n = self.class_count();
+        out: &mut BitSet<Class>,
+    ) {
         let rule = &self.policies[pi].rules(probe.direction).unwrap_or_default()[ri];
         let rc = &self.rule_classes[pi][probe.direction][ri];
-        let peers = || {
+        let peers = |out: &mut BitSet<Class>| {
             if rc.any {
-                BitSet::full(n)
+                *out = BitSet::full(self.class_count());
             } else {
-                let mut set = rc.selected.clone();
-                set.union_with(&rc.blocked);
-                set
+                out.union_with(&rc.selected);
+                out.union_with(&rc.blocked);
             }
         };
         let Some(specs) = &rule.ports else {
-            return peers();
+            return peers(out);
         };
         let (port, protocol) = (probe.port, probe.protocol);
         if probe.direction == Direction::Ingress {
@@ -628,23 +629,25 @@ impl Engine {
                 let resolved = s.name().and_then(|nm| class.named_port(nm, protocol));
                 s.matches(port, protocol, resolved)
             });
-            return if port_ok { peers() } else { BitSet::new(n) };
+            if port_ok {
+                peers(out);
+            }
+            return;
         }
-        let mut matched = BitSet::new(n);
         for s in specs {
             match s.name() {
-                None if s.matches(port, protocol, None) => return peers(),
+                None if s.matches(port, protocol, None) => return peers(out),
                 Some(name) if s.protocol == protocol => {
-                    let mut set = named.classes(self, name, port, protocol).clone();
-                    if !rc.any {
-                        set.intersect_with(&rc.selected);
+                    let set = named.classes(self, name, port, protocol);
+                    if rc.any {
+                        out.union_with(set);
+                    } else {
+                        out.union_intersection(set, &rc.selected);
                     }
-                    matched.union_with(&set);
                 }
                 _ => {}
             }
         }
-        matched
     }
 }
 
