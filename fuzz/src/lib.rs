@@ -112,10 +112,13 @@ fn summary(state: &ClusterState) -> Vec<String> {
         .policies
         .iter()
         .map(|p| format!("{:?}", p.policy.object()));
+    let tier_policies = (state.tier_policies.iter())
+        .map(|p| format!("{:?} {:?}", p.policy.object(), p.policy.spec()));
     namespaces
         .chain(pods)
         .chain(services)
         .chain(policies)
+        .chain(tier_policies)
         .collect()
 }
 

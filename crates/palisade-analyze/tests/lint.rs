@@ -887,11 +887,9 @@ fn policy_kinds_palisade_does_not_enforce() {
         ("crd.projectcalico.org/v1", "GlobalNetworkPolicy"),
         ("projectcalico.org/v3", "StagedNetworkPolicy"),
         ("projectcalico.org/v3", "GlobalNetworkPolicy"),
-        ("policy.networking.k8s.io/v1alpha1", "AdminNetworkPolicy"),
-        (
-            "policy.networking.k8s.io/v1alpha1",
-            "BaselineAdminNetworkPolicy",
-        ),
+        ("policy.networking.k8s.io/v1beta1", "ClusterNetworkPolicy"),
+        ("projectcalico.org/v3", "NetworkPolicy"),
+        ("extensions/v1beta1", "NetworkPolicy"),
         ("networking.gke.io/v1alpha3", "FQDNNetworkPolicy"),
         ("crd.antrea.io/v1beta1", "ClusterNetworkPolicy"),
     ] {

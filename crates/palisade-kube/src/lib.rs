@@ -1,6 +1,7 @@
 //! The Kubernetes API server as a source of the objects Palisade reads, through kube-rs: the same
-//! kinds a manifests folder gives (Namespaces, Pods, Services, NetworkPolicies, Nodes and GKE's
-//! NetworkLogging), as the model's per-object events ([`ObjectEvent`]) into an [`ObjectStore`],
+//! kinds a manifests folder gives (Namespaces, Pods, Services, NetworkPolicies, Nodes, the
+//! cluster-wide tiers' ClusterNetworkPolicies, AdminNetworkPolicies and
+//! BaselineAdminNetworkPolicies, and GKE's NetworkLogging), as the model's per-object events ([`ObjectEvent`]) into an [`ObjectStore`],
 //! which the model's [`palisade_model::Loader`] loads like files — so that an object from the API
 //! server is validated, reported and indexed exactly like one from a file.
 //!
@@ -9,9 +10,10 @@
 //! is too old (410 Gone) and backing off when it cannot be reached. Both are bounded in time (each
 //! request must answer within the request timeout; a watch, within its server-side timeout), in
 //! objects (so many of a kind; a page token may not come back) and in bytes (a list page, a watch
-//! event: `bounded.rs`). The Node and NetworkLogging kinds are optional: one the cluster does not
-//! serve (no NetworkLogging CRD) or the user may not read is left out, said, and holds nothing
-//! back. Workloads are not read — the API server has their pods. What is written is the agent's
+//! event: `bounded.rs`). The NetworkLogging kind is optional: when the cluster does not serve it
+//! (no CRD) or the user may not read it, it is left out, said, and holds nothing back. The tiers'
+//! kinds are none when their CRDs are not installed, but refused, they hold like any required
+//! kind. Workloads are not read — the API server has their pods. What is written is the agent's
 //! own: its node's Lease ([`status`]) and its Events ([`events`]).
 
 mod bounded;
@@ -40,45 +42,72 @@ pub struct ListedKind {
     /// Left out, not an error, when the cluster does not serve it (its CRD not installed, or not
     /// readable).
     pub optional: bool,
+    /// A custom resource: when the server does not have it (404, its CRD not installed) there is
+    /// none of it. Refused (403) it is an error like any list failing, unless `optional`: a role
+    /// that cannot read a kind must not make what that kind says look absent.
+    pub custom: bool,
 }
 
 /// The kinds Palisade reads, in the order listed (what `deploy/rbac-reader.yaml` grants).
-pub const KINDS: [ListedKind; 6] = [
+pub const KINDS: [ListedKind; 9] = [
     ListedKind {
         kind: Kind::Namespace,
         path: "/api/v1/namespaces",
         optional: false,
+        custom: false,
     },
     ListedKind {
         kind: Kind::Pod,
         path: "/api/v1/pods",
         optional: false,
+        custom: false,
     },
     ListedKind {
         kind: Kind::Service,
         path: "/api/v1/services",
         optional: false,
+        custom: false,
     },
     ListedKind {
         kind: Kind::NetworkPolicy,
         path: "/apis/networking.k8s.io/v1/networkpolicies",
         optional: false,
+        custom: false,
     },
-    // Optional while nothing enforced reads nodes (they are groundwork for the cluster-wide
-    // tiers' `nodes` peers): a ClusterRole without `nodes` — one not yet updated when the image
-    // is, or a cluster that will not let a DaemonSet read nodes — must not hold NetworkPolicy
-    // enforcement back. Refused, it is said and left out, as NetworkLogging is. Once rules
-    // match node addresses, a missing node would change what is allowed or denied: then it
-    // is to be required, like Pods.
+    // Required: the cluster-wide tiers' `nodes` peers match node addresses, and a node left out
+    // would change what is allowed or denied.
     ListedKind {
         kind: Kind::Node,
         path: "/api/v1/nodes",
-        optional: true,
+        optional: false,
+        custom: false,
+    },
+    // The cluster-wide tiers: custom resources, none where their CRDs are not installed; but
+    // refused (403: a ClusterRole without them), the source holds as for a required kind — an
+    // Admin Deny the agent cannot read must not look like no policy.
+    ListedKind {
+        kind: Kind::ClusterNetworkPolicy,
+        path: "/apis/policy.networking.k8s.io/v1alpha2/clusternetworkpolicies",
+        optional: false,
+        custom: true,
+    },
+    ListedKind {
+        kind: Kind::AdminNetworkPolicy,
+        path: "/apis/policy.networking.k8s.io/v1alpha1/adminnetworkpolicies",
+        optional: false,
+        custom: true,
+    },
+    ListedKind {
+        kind: Kind::BaselineAdminNetworkPolicy,
+        path: "/apis/policy.networking.k8s.io/v1alpha1/baselineadminnetworkpolicies",
+        optional: false,
+        custom: true,
     },
     ListedKind {
         kind: Kind::NetworkLogging,
         path: "/apis/networking.gke.io/v1alpha1/networkloggings",
         optional: true,
+        custom: true,
     },
 ];
 
@@ -183,15 +212,16 @@ pub enum SourceError {
 }
 
 impl SourceError {
-    /// Why `listed`, an optional kind, is not served (its CRD not installed: 404; not readable:
-    /// 403), when that is what this error says.
+    /// Why `listed` is not served, when that is what this error says and the kind may be left
+    /// out for it: an optional kind not readable (403) or not there (404), a custom resource whose
+    /// CRD is not installed (404).
     fn not_served(&self, listed: &ListedKind) -> Option<String> {
         match self {
             SourceError::List {
-                code: Some(403 | 404),
+                code: Some(code @ (403 | 404)),
                 why,
                 ..
-            } if listed.optional => Some(why.clone()),
+            } if listed.optional || (*code == 404 && listed.custom) => Some(why.clone()),
             _ => None,
         }
     }

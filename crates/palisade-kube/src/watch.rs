@@ -207,7 +207,7 @@ impl Shared {
         }
     }
 
-    /// `kind`, optional, is not served (`why`): none of it is held.
+    /// `kind` is not served (`why`) and may be left out for it: none of it is held.
     fn not_served(&self, kind: Kind, why: String) {
         let news = self.kind(kind, |k| {
             let news = k.not_served.as_ref() != Some(&why);
@@ -314,7 +314,8 @@ impl Follower {
             connection: &self.connection,
         };
         let mut pace = Pace::default();
-        // An optional kind listed before and refused now (403, 404) is taken for gone only once
+        // A kind listed before and now not served as one that may be left out (an optional kind
+        // refused: 403, 404; a custom resource's CRD removed: 404) is taken for gone only once
         // it has been refused for the connection's `refused_hold`: a role being replaced, or an
         // API server restarting, must not turn logging off.
         let hold = self.connection.refused_hold;

@@ -95,6 +95,9 @@ fn a_cluster_is_listed_page_by_page_and_validated_like_files() {
             ("Service", 0),
             ("NetworkPolicy", 2),
             ("Node", 1),
+            ("ClusterNetworkPolicy", 0),
+            ("AdminNetworkPolicy", 0),
+            ("BaselineAdminNetworkPolicy", 0),
             ("NetworkLogging", 0),
         ]
     );
@@ -294,6 +297,66 @@ fn an_optional_kind_forbidden_or_missing_is_left_out() {
         read(routes, |_| {}),
         Err(SourceError::List {
             kind: Kind::Service,
+            ..
+        })
+    ));
+}
+
+/// The cluster-wide policies are read into the state; a cluster without their CRD (404) has none
+/// of them, said; a user who may not read them (403) gets an error, not an answer without them.
+#[test]
+fn cluster_wide_policies_are_read_none_without_their_crd_and_a_refusal_is_an_error() {
+    let path = "/apis/policy.networking.k8s.io/v1alpha1/adminnetworkpolicies";
+    let anp = json!({"metadata": {"name": "allow-dns"},
+        "spec": {"priority": 5, "subject": {"namespaces": {}},
+                 "egress": [{"action": "Allow", "to": [{"namespaces": {}}],
+                             "ports": [{"portNumber": {"protocol": "UDP", "port": 53}}]}]}});
+    let mut routes = cluster();
+    let api_version = "policy.networking.k8s.io/v1alpha1";
+    routes.insert(
+        path.into(),
+        list(api_version, "AdminNetworkPolicyList", vec![anp], None),
+    );
+    let (listed, state, diagnostics) = read(routes, |_| {}).expect("listed");
+    assert!(listed.counts.contains(&("AdminNetworkPolicy", 1)));
+    let about = |d: &&palisade_model::Diagnostic| {
+        (d.object.as_deref()).is_some_and(|o| o.starts_with("AdminNetworkPolicy"))
+    };
+    assert_eq!(
+        diagnostics.iter().filter(about).count(),
+        0,
+        "{diagnostics:#?}"
+    );
+    let policy = &state.tier_policies[0];
+    assert_eq!(
+        (policy.kind(), policy.name.as_str()),
+        (Kind::AdminNetworkPolicy, "allow-dns")
+    );
+    assert!(policy
+        .origin
+        .file
+        .ends_with("/adminnetworkpolicies/allow-dns"));
+
+    let mut routes = cluster();
+    routes.insert(path.into(), Reply::plain(404, "404 page not found"));
+    let (listed, state, _) = read(routes, |_| {}).expect("listed");
+    assert!(state.tier_policies.is_empty());
+    assert!(
+        listed
+            .skipped
+            .iter()
+            .any(|s| s.starts_with("AdminNetworkPolicy: 404")),
+        "{listed:?}"
+    );
+
+    let mut routes = cluster();
+    let forbidden = "adminnetworkpolicies.policy.networking.k8s.io is forbidden";
+    routes.insert(path.into(), Reply::status(403, "Forbidden", forbidden));
+    assert!(matches!(
+        read(routes, |_| {}),
+        Err(SourceError::List {
+            kind: Kind::AdminNetworkPolicy,
+            code: Some(403),
             ..
         })
     ));

@@ -90,6 +90,14 @@ impl Watched {
     }
 }
 
+/// The NetworkLogging kind's health.
+fn logging_health(w: &Watched) -> palisade_kube::KindHealth {
+    let health = w.watch.health();
+    (health.kinds.into_iter())
+        .find(|k| k.kind == Kind::NetworkLogging)
+        .unwrap()
+}
+
 /// Polls `what` (at most 20 s: backoffs included).
 fn eventually(what: &str, done: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -186,21 +194,85 @@ fn node_events_reach_the_store_and_a_refusal_holds_nothing_back() {
     assert!(api.watches_of(NODES)[0].contains("resourceVersion=42"));
     drop(w);
 
-    // Forbidden (a ClusterRole without nodes): synced without them, said, no problem.
+    // Forbidden (a ClusterRole without nodes): nodes are required (the tiers' `nodes` peers match
+    // their addresses), so the source is not synced and says why.
     let mut routes = cluster();
     let forbidden = "nodes is forbidden: User cannot list resource \"nodes\"";
     routes.insert(NODES.into(), Reply::status(403, "Forbidden", forbidden));
     let api = FakeApi::start(routes);
     let w = watch(&api);
-    eventually("every kind synced", || w.watch.health().synced());
+    eventually("the refusal said", || {
+        (w.watch.health().problem()).is_some_and(|p| p.contains("forbidden"))
+    });
     let health = w.watch.health();
+    assert!(!health.synced(), "{health:?}");
     let nodes = health.kinds.iter().find(|k| k.kind == Kind::Node).unwrap();
-    assert!(
-        (nodes.not_served.as_deref()).is_some_and(|why| why.contains("forbidden")),
-        "{health:?}"
-    );
-    assert_eq!(health.problem(), None);
-    assert_eq!(w.pods(), ["redis=redis"]);
+    assert!(!nodes.synced && nodes.not_served.is_none(), "{nodes:?}");
+}
+
+const CNPS: &str = "/apis/policy.networking.k8s.io/v1alpha2/clusternetworkpolicies";
+
+fn cnp(name: &str, version: &str, priority: u32) -> serde_json::Value {
+    json!({"metadata": {"name": name, "resourceVersion": version},
+           "spec": {"tier": "Admin", "priority": priority, "subject": {"namespaces": {}},
+                    "egress": [{"action": "Deny", "to": [{"networks": ["169.254.169.254/32"]}]}]}})
+}
+
+/// ClusterNetworkPolicies are listed and followed, and reach the state's tier policies; a cluster
+/// without the CRD (404) has none and is synced; a role that may not read them (403) holds the
+/// source back, as for any required kind: an Admin Deny it cannot read must not look absent.
+#[test]
+fn cluster_network_policies_are_followed_and_a_refusal_holds() {
+    let mut routes = cluster();
+    let list_of = |items| {
+        list(
+            "policy.networking.k8s.io/v1alpha2",
+            "ClusterNetworkPolicyList",
+            items,
+            None,
+        )
+    };
+    routes.insert(CNPS.into(), list_of(vec![cnp("deny-imds", "40", 10)]));
+    let api = FakeApi::start(routes);
+    let script = api.script(CNPS);
+    let w = watch(&api);
+    eventually("every kind synced", || w.watch.health().synced());
+    let tiers = || {
+        let mut loader = Loader::new().allocate_addresses(false);
+        w.watch.with_store(|store| loader.load_store(store));
+        let (state, _) = loader.finish();
+        (state.tier_policies.iter())
+            .map(|p| format!("{}@{:?}", p.name, p.policy.spec().priority))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(tiers(), ["deny-imds@Some(10)"]);
+    script.event("MODIFIED", cnp("deny-imds", "41", 20));
+    script.event("ADDED", cnp("allow-dns", "42", 5));
+    w.until("two", |s| s.count(Kind::ClusterNetworkPolicy) == 2);
+    eventually("the update", || {
+        tiers() == ["allow-dns@Some(5)", "deny-imds@Some(20)"]
+    });
+    drop(w);
+
+    // No CRD: none, synced, no problem.
+    let mut routes = cluster();
+    routes.insert(CNPS.into(), Reply::plain(404, "404 page not found"));
+    let api = FakeApi::start(routes);
+    let w = watch(&api);
+    eventually("every kind synced", || w.watch.health().synced());
+    assert_eq!(w.watch.health().problem(), None);
+    drop(w);
+
+    // Forbidden: not synced, the problem said.
+    let mut routes = cluster();
+    let forbidden = "clusternetworkpolicies.policy.networking.k8s.io is forbidden";
+    routes.insert(CNPS.into(), Reply::status(403, "Forbidden", forbidden));
+    let api = FakeApi::start(routes);
+    let w = watch(&api);
+    eventually("the refusal said", || {
+        (w.watch.health().problem()).is_some_and(|p| p.contains("forbidden"))
+    });
+    assert!(!w.watch.health().synced());
 }
 
 #[test]
@@ -345,7 +417,7 @@ fn an_optional_kind_failing_holds_nothing_back_and_a_refusal_keeps_what_was_list
     api.set(NL, Reply::plain(404, "404 page not found"));
     script.send(Step::Drop);
     eventually("the refusal said", || {
-        let nl = w.watch.health().kinds[5].clone();
+        let nl = logging_health(&w);
         (nl.error.as_deref()).is_some_and(|e| e.contains("stays until it is refused for 4 s"))
     });
     let (refused, lists) = (Instant::now(), lists_of(&api, NL));
@@ -360,7 +432,7 @@ fn an_optional_kind_failing_holds_nothing_back_and_a_refusal_keeps_what_was_list
         "{:?}",
         refused.elapsed()
     );
-    assert!(w.watch.health().kinds[5].not_served.is_none());
+    assert!(logging_health(&w).not_served.is_none());
     // Refused for the hold: gone. None of it is held (its objects removed, not unknown: the loader
     // keeps no last good version of them), the kind is not served, and that is no problem.
     w.until("the NetworkLogging dropped", |s| {
@@ -373,7 +445,11 @@ fn an_optional_kind_failing_holds_nothing_back_and_a_refusal_keeps_what_was_list
     );
     assert!(!w.watch.with_store(|s| s.unknown(Kind::NetworkLogging)));
     let health = w.watch.health();
-    let nl = &health.kinds[5];
+    let nl = health
+        .kinds
+        .iter()
+        .find(|k| k.kind == Kind::NetworkLogging)
+        .unwrap();
     assert!(
         nl.synced && (nl.not_served.as_deref()).is_some_and(|why| why.contains("404")),
         "{nl:?}"

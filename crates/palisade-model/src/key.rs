@@ -159,6 +159,55 @@ impl Kind {
     }
 }
 
+/// Network policy kinds Palisade does not enforce, by API group: other plugins' and APIs', and
+/// other versions of the kinds it reads (a Calico or Antrea `NetworkPolicy`, a `v1beta1`
+/// ClusterNetworkPolicy). One list for the loader, which skips them with a warning, and for lint.
+const UNENFORCED_POLICY_KINDS: &[(&str, &[&str])] = &[
+    (
+        "cilium.io",
+        &["CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy"],
+    ),
+    ("crd.projectcalico.org", CALICO),
+    ("projectcalico.org", CALICO),
+    (
+        "policy.networking.k8s.io",
+        &[
+            "AdminNetworkPolicy",
+            "BaselineAdminNetworkPolicy",
+            "ClusterNetworkPolicy",
+        ],
+    ),
+    ("networking.k8s.io", &["NetworkPolicy"]),
+    ("extensions", &["NetworkPolicy"]),
+    ("networking.gke.io", &["FQDNNetworkPolicy"]),
+    ("crd.antrea.io", &["NetworkPolicy", "ClusterNetworkPolicy"]),
+    (
+        "security.antrea.tanzu.vmware.com",
+        &["NetworkPolicy", "ClusterNetworkPolicy"],
+    ),
+    ("network.openshift.io", &["EgressNetworkPolicy"]),
+    ("k8s.ovn.org", &["EgressFirewall"]),
+];
+
+const CALICO: &[&str] = &[
+    "NetworkPolicy",
+    "GlobalNetworkPolicy",
+    "StagedNetworkPolicy",
+    "StagedGlobalNetworkPolicy",
+    "StagedKubernetesNetworkPolicy",
+];
+
+/// True if `kind` of `api_version` is a network policy Palisade does not enforce: one of
+/// another plugin or API, or another version of a kind it reads. A kind it reads at the version
+/// it reads is not; nor is a group not listed (a misspelt `networking.k8s.io` stays an error).
+pub fn unenforced_policy_kind(api_version: &str, kind: &str) -> bool {
+    if Kind::parse(kind).is_some_and(|k| k.api_version() == api_version) {
+        return false;
+    }
+    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    (UNENFORCED_POLICY_KINDS.iter()).any(|(g, kinds)| *g == group && kinds.contains(&kind))
+}
+
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -316,6 +365,40 @@ mod tests {
             "PodDisruptionBudget",
         ] {
             assert_eq!(Kind::misspelled(real), None, "{real}");
+        }
+    }
+
+    #[test]
+    fn unenforced_policy_kinds_are_other_plugins_and_other_versions() {
+        for (api_version, kind) in [
+            ("cilium.io/v2", "CiliumNetworkPolicy"),
+            ("projectcalico.org/v3", "NetworkPolicy"),
+            ("crd.projectcalico.org/v1", "GlobalNetworkPolicy"),
+            ("crd.antrea.io/v1beta1", "NetworkPolicy"),
+            ("networking.gke.io/v1alpha3", "FQDNNetworkPolicy"),
+            ("policy.networking.k8s.io/v1alpha1", "ClusterNetworkPolicy"),
+            ("policy.networking.k8s.io/v1beta1", "ClusterNetworkPolicy"),
+            ("policy.networking.k8s.io/v1alpha2", "AdminNetworkPolicy"),
+            ("networking.k8s.io/v1beta1", "NetworkPolicy"),
+            ("extensions/v1beta1", "NetworkPolicy"),
+        ] {
+            assert!(
+                unenforced_policy_kind(api_version, kind),
+                "{api_version} {kind}"
+            );
+        }
+        for (api_version, kind) in [
+            ("networking.k8s.io/v1", "NetworkPolicy"),
+            ("policy.networking.k8s.io/v1alpha2", "ClusterNetworkPolicy"),
+            ("policy.networking.k8s.io/v1alpha1", "AdminNetworkPolicy"),
+            ("netwrking.k8s.io/v1", "NetworkPolicy"),
+            ("v1", "ConfigMap"),
+            ("kyverno.io/v1", "ClusterPolicy"),
+        ] {
+            assert!(
+                !unenforced_policy_kind(api_version, kind),
+                "{api_version} {kind}"
+            );
         }
     }
 

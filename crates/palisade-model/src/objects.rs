@@ -266,6 +266,23 @@ fn header(
     let name = str_at(value, &["metadata", "name"]).filter(|n| !n.is_empty());
     let namespace = str_at(value, &["metadata", "namespace"]).filter(|ns| !ns.is_empty());
     let key_of = |kind: Kind| name.map(|name| ObjectKey::new(kind, namespace, name));
+    if crate::key::unenforced_policy_kind(api_version, kind_name) {
+        // Not an error (the object is valid where it is enforced), but the answer leaves it out.
+        let object = match (namespace, name) {
+            (Some(ns), Some(name)) => format!("{kind_name} {ns}/{name}"),
+            (_, name) => format!("{kind_name} {}", name.unwrap_or("<unnamed>")),
+        };
+        d.diagnostics.push(Diagnostic {
+            object: Some(object),
+            field: Some("kind".into()),
+            ..Diagnostic::new(
+                Severity::Warning,
+                origin.clone(),
+                format!("skipped {api_version} {kind_name}: this kind {UNENFORCED}"),
+            )
+        });
+        return Ok(None);
+    }
     let Some(kind) = Kind::parse(kind_name) else {
         // A misspelt kind would silently drop the object (a policy no longer enforced): kubectl
         // rejects kinds it does not know, and so do we when the name is close to one we read.
@@ -303,6 +320,10 @@ fn header(
     }
     Ok(Some(Header { kind, key, id }))
 }
+
+/// How the loader says it skipped a network policy kind it does not enforce (lint finds it).
+pub const UNENFORCED: &str =
+    "is not enforced by Palisade; matrix, explain and enforcement ignore it";
 
 /// What a value's header says of the object (see [`header`]).
 struct Header {

@@ -531,6 +531,37 @@ mod tests {
         );
     }
 
+    /// A cluster-wide policy keeps its apiVersion, kind, metadata and spec: the status its
+    /// implementations write (conditions) is no change.
+    #[test]
+    fn a_tier_policy_status_is_no_change() {
+        let mut store = ObjectStore::new("https://api", 10);
+        let cnp = |version: &str, priority: u32, condition: &str| {
+            json!({"apiVersion": "policy.networking.k8s.io/v1alpha2", "kind": "ClusterNetworkPolicy",
+                "metadata": {"name": "deny-imds", "resourceVersion": version, "managedFields": [{"manager": "x"}]},
+                "spec": {"tier": "Admin", "priority": priority, "subject": {"namespaces": {}}},
+                "status": {"conditions": [{"type": "Ready", "status": condition}]},
+                "extra": true})
+        };
+        let kind = Kind::ClusterNetworkPolicy;
+        store.apply(ObjectEvent::Listed(kind, vec![cnp("1", 10, "False")]));
+        let mut event = |p| store.apply(ObjectEvent::Applied(kind, p)).0;
+        assert!(!event(cnp("2", 10, "True")), "a status");
+        assert!(event(cnp("3", 20, "True")), "the spec");
+        let (key, stored) = store.objects().next().unwrap();
+        assert_eq!(key.to_string(), "ClusterNetworkPolicy deny-imds");
+        assert_eq!(
+            stored.value,
+            json!({"apiVersion": "policy.networking.k8s.io/v1alpha2", "kind": "ClusterNetworkPolicy",
+                "metadata": {"name": "deny-imds"},
+                "spec": {"tier": "Admin", "priority": 20, "subject": {"namespaces": {}}}})
+        );
+        assert_eq!(
+            store.url(key),
+            "https://api/apis/policy.networking.k8s.io/v1alpha2/clusternetworkpolicies/deny-imds"
+        );
+    }
+
     #[test]
     fn nameless_objects_and_objects_past_the_bound_are_refused_with_a_reason() {
         let mut store = ObjectStore::new("https://api", 2);

@@ -1,6 +1,6 @@
 //! A load of a store that applies only the objects changed since the last load equals a load
 //! that reads every object, after every step of a random stream of API events (pods, policies,
-//! Services, namespaces, nodes and NetworkLogging applied, changed, rejected and deleted, nodes'
+//! Services, namespaces, nodes, cluster-wide policies and NetworkLogging applied, changed, rejected and deleted, nodes'
 //! heartbeats, kinds listed afresh or unknown, addresses reused), and it does look at only what
 //! changed.
 
@@ -33,7 +33,7 @@ fn event(rng: &mut Rng, version: u64) -> ObjectEvent {
     let v = version.to_string();
     let meta = |labels: Value| json!({"name": name, "namespace": ns, "resourceVersion": v, "labels": labels});
     let labels = json!({"app": rng.pick(&["web", "db", "cache"])});
-    match rng.below(72) {
+    match rng.below(80) {
         0..=29 => {
             // Mostly its own address; now and then another pod's.
             let ip = match rng.below(20) {
@@ -130,9 +130,69 @@ fn event(rng: &mut Rng, version: u64) -> ObjectEvent {
         ),
         // Pods listed afresh, as after a 410 Gone: all gone.
         71 => ObjectEvent::Listed(Kind::Pod, Vec::new()),
+        72..=78 => {
+            let (kind, policy) = tier_policy(rng, i % 3, &v);
+            match rng.below(5) {
+                0 => ObjectEvent::Deleted(kind, policy),
+                _ => ObjectEvent::Applied(kind, policy),
+            }
+        }
+        // A cluster-wide kind listed afresh: some come back (maybe changed), some do not.
+        79 => {
+            let kind = TIERS[rng.below(3) as usize];
+            let mut policies = Vec::new();
+            for i in 0..3 {
+                let (of, policy) = tier_policy(rng, i, "1");
+                if of == kind && rng.below(3) != 0 {
+                    policies.push(policy);
+                }
+            }
+            ObjectEvent::Listed(kind, policies)
+        }
         // The optional kind listed afresh (after it could not be).
         _ => ObjectEvent::Listed(Kind::NetworkLogging, Vec::new()),
     }
+}
+
+const TIERS: [Kind; 3] = [
+    Kind::ClusterNetworkPolicy,
+    Kind::AdminNetworkPolicy,
+    Kind::BaselineAdminNetworkPolicy,
+];
+
+/// A cluster-wide policy of a random kind, `t{i}` (a BaselineAdminNetworkPolicy `default`, now
+/// and then another name: rejected) at `version`: its priority and action now and then another, a
+/// peer of no known field (a warning), or an invalid priority (rejected, the last good one held).
+fn tier_policy(rng: &mut Rng, i: u64, version: &str) -> (Kind, Value) {
+    let kind = TIERS[rng.below(3) as usize];
+    let (accept, priority) = match kind {
+        Kind::ClusterNetworkPolicy => ("Accept", json!(rng.below(3) * 10)),
+        _ => ("Allow", json!(rng.below(3) * 10)),
+    };
+    let action = rng.pick(&[accept, "Deny"]);
+    let peer = match rng.below(8) {
+        0 => json!({"serviceAccounts": {}}),
+        _ => json!({"namespaces": {"matchLabels": {"team": rng.pick(&["red", "blue"])}}}),
+    };
+    let name = match kind {
+        Kind::BaselineAdminNetworkPolicy if rng.below(8) != 0 => "default".to_string(),
+        _ => format!("t{i}"),
+    };
+    let mut spec =
+        json!({"subject": {"namespaces": {}}, "egress": [{"action": action, "to": [peer]}]});
+    if kind != Kind::BaselineAdminNetworkPolicy {
+        spec["priority"] = if rng.below(8) == 0 {
+            json!(1001)
+        } else {
+            priority
+        };
+    }
+    if kind == Kind::ClusterNetworkPolicy {
+        spec["tier"] = rng.pick(&["Admin", "Baseline"]).into();
+    }
+    let object = json!({"metadata": {"name": name, "resourceVersion": version}, "spec": spec,
+                        "status": {"conditions": []}});
+    (kind, object)
 }
 
 /// Node `n{i}` at `version`: its labels and addresses now and then another (an address now and
@@ -190,6 +250,10 @@ fn assert_same_state(a: &ClusterState, b: &ClusterState, step: usize) {
     assert_eq!(a.services, b.services, "step {step}: services");
     assert_eq!(a.policies, b.policies, "step {step}: policies");
     assert_eq!(a.nodes, b.nodes, "step {step}: nodes");
+    assert_eq!(
+        a.tier_policies, b.tier_policies,
+        "step {step}: tier policies"
+    );
     assert_eq!(a.network_logging, b.network_logging, "step {step}: logging");
     // Every address the stream uses, held or not.
     for (n, i) in (0..4).flat_map(|n| (0..6).map(move |i| (n, i))) {
@@ -370,6 +434,10 @@ fn document(rng: &mut Rng, regime: u64, file: usize, slot: usize) -> String {
         ),
         7 => format!(
             "apiVersion: v1\nkind: Service\nmetadata: {{name: s{file}{slot}, namespace: {ns}}}\nspec: {{selector: {{app: {app}}}, ports: [{{port: 80, targetPort: http}}]}}\n"
+        ),
+        8 if rng.below(2) == 0 => format!(
+            "apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {{name: c{file}{slot}}}\nspec:\n  tier: Admin\n  priority: {}\n  subject: {{namespaces: {{}}}}\n  ingress: [{{action: Deny, from: [{{pods: {{podSelector: {{matchLabels: {{app: {app}}}}}}}}}]}}]\n",
+            rng.pick(&["5", "10", "1001"])
         ),
         8 => format!(
             "apiVersion: v1\nkind: Node\nmetadata: {{name: {}, labels: {{app: {app}}}}}\nstatus: {{addresses: [{{type: InternalIP, address: 10.128.0.{}}}]}}\n",

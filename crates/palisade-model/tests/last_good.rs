@@ -5,7 +5,7 @@
 
 use palisade_model::{
     DocumentCache, HeldReason, Kind, Limits, Load, Loader, ObjectKey, RejectReason, Severity,
-    Symlinks,
+    Symlinks, TierAction,
 };
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -14,6 +14,25 @@ fn policy(name: &str, cidr: &str) -> String {
     format!(
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  podSelector: {{matchLabels: {{app: redis}}}}\n  ingress:\n  - from:\n    - ipBlock: {{cidr: {cidr}}}\n---\n"
     )
+}
+
+/// The Admin ClusterNetworkPolicy `deny-imds`: `action` to `cidr`.
+fn cluster_policy(action: &str, cidr: &str) -> String {
+    format!(
+        "apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {{name: deny-imds}}\nspec:\n  tier: Admin\n  priority: 10\n  subject: {{namespaces: {{}}}}\n  egress:\n  - name: block-metadata\n    action: {action}\n    to: [{{networks: [{cidr}]}}]\n---\n"
+    )
+}
+
+/// The egress rules of the cluster-wide policies in force, as (name, action, networks).
+fn tier_rules(load: &Load) -> Vec<(String, TierAction, String)> {
+    let mut rules = Vec::new();
+    for p in &load.state.tier_policies {
+        for rule in &p.policy.spec().egress {
+            let peers = format!("{:?}", rule.peers);
+            rules.push((p.name.clone(), rule.action, peers));
+        }
+    }
+    rules
 }
 
 fn deployment(name: &str, replicas: u64) -> String {
@@ -499,6 +518,7 @@ fn every_kind() -> String {
         "apiVersion: v1\nkind: Node\nmetadata: {name: n1, labels: {zone: a}, annotations: {ttl: '0'}}\nspec: {podCIDR: 10.244.1.0/24}\nstatus: {addresses: [{type: Hostname, address: n1}, {type: ExternalIP, address: '2001:db8::4'}, {type: InternalIP, address: 10.128.0.4}], conditions: [{type: Ready, status: 'True'}]}\n---\n".to_string(),
         "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: shop}\nspec: {selector: {app: w}, ports: [{port: 80, targetPort: http}]}\n---\n".to_string(),
         policy("a", "10.0.0.0/8"),
+        cluster_policy("Deny", "169.254.169.254/32"),
         workload("Deployment", "apps/v1", &format!("  replicas: 2\n{sel}\n  template:\n{template}")),
         workload("ReplicaSet", "apps/v1", &format!("  replicas: 1\n{sel}\n  template:\n{template}")),
         workload("StatefulSet", "apps/v1", &format!("  replicas: 3\n  serviceName: s\n{sel}\n  template:\n{template}")),
@@ -522,7 +542,7 @@ fn a_snapshot_restores_the_last_good_state_after_a_restart() {
     let source = dir.path().display().to_string();
     let text = serde_json::to_string(&first.cache.snapshot(&source)).unwrap();
     let snapshot: palisade_model::Snapshot = serde_json::from_str(&text).unwrap();
-    assert_eq!(snapshot.len(), 12);
+    assert_eq!(snapshot.len(), 13);
     let restored = DocumentCache::from_snapshot(snapshot, &source, Limits::default()).unwrap();
     let again = load(dir.path(), restored);
     let pods = |l: &Load| {
@@ -539,6 +559,8 @@ fn a_snapshot_restores_the_last_good_state_after_a_restart() {
     assert_eq!(again.state.network_logging, first.state.network_logging);
     assert_eq!(again.state.nodes, first.state.nodes);
     assert_eq!(first.state.nodes[0].addresses.len(), 2);
+    assert_eq!(again.state.tier_policies, first.state.tier_policies);
+    assert_eq!(first.state.tier_policies.len(), 1);
     assert!(again.held.is_empty() && again.rejections.is_empty());
 
     // Restarted with the policy and the node broken: their snapshot versions stay in force.
@@ -547,14 +569,16 @@ fn a_snapshot_restores_the_last_good_state_after_a_restart() {
         &file,
         &every_kind()
             .replace("cidr: 10.0.0.0/8", "cidr: 10.0.0.0/88")
-            .replace("zone: a", "zone: -a-"),
+            .replace("zone: a", "zone: -a-")
+            .replace("priority: 10", "priority: 1001"),
     );
     let restored = DocumentCache::from_snapshot(snapshot, &source, Limits::default()).unwrap();
     let broken = load(dir.path(), restored);
     assert_eq!(policies(&broken), ["shop/a"]);
     assert_eq!(cidr(&broken, "a"), "10.0.0.0/8");
     assert_eq!(broken.state.nodes, first.state.nodes);
-    assert_eq!(broken.held.len(), 2);
+    assert_eq!(broken.state.tier_policies, first.state.tier_policies);
+    assert_eq!(broken.held.len(), 3);
     // Not for another folder, nor another version.
     let other = serde_json::from_str(&text).unwrap();
     let e = DocumentCache::from_snapshot(other, "/elsewhere", Limits::default())
@@ -790,4 +814,91 @@ fn objects_of_a_kind_the_store_could_not_list_stay_in_force() {
     failing.apply(ObjectEvent::Listed(Kind::NetworkLogging, vec![]));
     let listed = load(&failing, held.cache);
     assert_eq!(listed.state.network_logging, LoggingConfig::Absent);
+}
+
+/// A typo in an Admin Deny policy must not lift it: a rejected edit (from a file, or from the API
+/// server, whether the load takes only the changes or every object) keeps the last good version
+/// in force, and says so.
+#[test]
+fn a_broken_edit_of_an_admin_deny_policy_keeps_it_in_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cnp.yaml");
+    write(&file, &cluster_policy("Deny", "169.254.169.254/32"));
+    let first = load(dir.path(), DocumentCache::default());
+    let deny = tier_rules(&first);
+    assert_eq!(deny.len(), 1);
+    assert_eq!(deny[0].1, TierAction::Deny);
+    for typo in [
+        cluster_policy("Deny", "169.254.169.254/33"),
+        cluster_policy("Deny", "169.254.169.254/32").replace("priority: 10", "priority: 1O"),
+        cluster_policy("Deny", "169.254.169.254/32").replace("tier: Admin", "tier: admin"),
+        cluster_policy("Denny", "169.254.169.254/32"),
+        cluster_policy("Deny", "169.254.169.254/32").replace("    to:", "    too:"),
+    ] {
+        write(&file, &typo);
+        let broken = load(dir.path(), DocumentCache::default());
+        assert!(
+            broken.state.tier_policies.is_empty(),
+            "no last good: {typo}"
+        );
+        write(&file, &cluster_policy("Deny", "169.254.169.254/32"));
+        let good = load(dir.path(), DocumentCache::default());
+        write(&file, &typo);
+        let held = load(dir.path(), good.cache);
+        assert_eq!(tier_rules(&held), deny, "{typo}");
+        assert_eq!(held.held.len(), 1, "{typo}");
+        assert_eq!(held.held[0].why, HeldReason::Rejected);
+        assert_eq!(
+            held.held[0].object,
+            ObjectKey::new(Kind::ClusterNetworkPolicy, None, "deny-imds")
+        );
+        assert_eq!(held.rejections[0].reason, RejectReason::Invalid, "{typo}");
+    }
+
+    // From the API server, loads of the changes and of everything alike.
+    use palisade_model::{ObjectEvent, ObjectStore};
+    let object = |version: &str, text: &str| {
+        let mut value: serde_json::Value =
+            serde_yaml_ng::from_str(&text.replace("---\n", "")).unwrap();
+        value["metadata"]["resourceVersion"] = version.into();
+        value
+    };
+    for incremental in [true, false] {
+        let mut store = ObjectStore::new("https://api", 100);
+        let good = object("1", &cluster_policy("Deny", "169.254.169.254/32"));
+        store.apply(ObjectEvent::Listed(Kind::ClusterNetworkPolicy, vec![good]));
+        let load_store = |store: &ObjectStore, cache| {
+            (Loader::new().with_documents(cache))
+                .incremental(incremental)
+                .finish_with_store(store)
+        };
+        let first = load_store(&store, DocumentCache::default());
+        assert_eq!(tier_rules(&first), deny);
+        let typo = object("2", &cluster_policy("Deny", "169.254.169.254/33"));
+        store.apply(ObjectEvent::Applied(Kind::ClusterNetworkPolicy, typo));
+        let held = load_store(&store, first.cache);
+        assert_eq!(tier_rules(&held), deny, "incremental: {incremental}");
+        assert_eq!(held.held[0].why, HeldReason::Rejected);
+        let error = held.diagnostics.iter().find(|d| d.is_error()).unwrap();
+        assert!(
+            error
+                .to_string()
+                .contains("clusternetworkpolicies/deny-imds")
+                && error.field.as_deref() == Some("spec.egress[0].to[0].networks[0]"),
+            "{error}"
+        );
+        // Fixed to Accept: the new version.
+        let accept = object("3", &cluster_policy("Accept", "169.254.169.254/32"));
+        store.apply(ObjectEvent::Applied(Kind::ClusterNetworkPolicy, accept));
+        let fixed = load_store(&store, held.cache);
+        assert_eq!(tier_rules(&fixed)[0].1, TierAction::Accept);
+        assert!(fixed.held.is_empty());
+        // Deleted: gone.
+        let gone = object("4", &cluster_policy("Accept", "169.254.169.254/32"));
+        store.apply(ObjectEvent::Deleted(Kind::ClusterNetworkPolicy, gone));
+        assert!(load_store(&store, fixed.cache)
+            .state
+            .tier_policies
+            .is_empty());
+    }
 }

@@ -1030,8 +1030,10 @@ fn unknown_kind_ending_in_list_is_skipped_with_info() {
     assert!(diags[0].message.contains("AllowList"));
 }
 
+/// A NetworkPolicy of a version no cluster serves any longer is enforced nowhere: skipped, with a
+/// warning that the answer ignores it (not an error: the input is not wrong, it is not read).
 #[test]
-fn old_networkpolicy_api_version_is_an_error_on_apiversion() {
+fn old_networkpolicy_api_version_is_skipped_with_a_warning() {
     let text = r#"apiVersion: extensions/v1beta1
 kind: NetworkPolicy
 metadata: {name: old, namespace: x}
@@ -1045,13 +1047,24 @@ spec: {podSelector: {}}
     let (state, diags) = load(text);
     assert_eq!(state.policies.len(), 1);
     assert_eq!(state.policies[0].name, "new");
-    let errs = errors(&diags);
-    assert_eq!(errs.len(), 1, "{diags:#?}");
-    let e = errs[0];
+    assert!(errors(&diags).is_empty(), "{diags:#?}");
+    assert_eq!(diags.len(), 1, "{diags:#?}");
+    let w = &diags[0];
+    assert_eq!(w.severity, Severity::Warning);
+    assert_eq!(w.object.as_deref(), Some("NetworkPolicy x/old"));
+    assert_eq!(w.origin.line, Some(1));
+    assert!(
+        w.message.contains("extensions/v1beta1 NetworkPolicy"),
+        "{w}"
+    );
+    assert!(w.message.contains("not enforced by Palisade"), "{w}");
+    // A group that is no policy API's (a misspelling) is still an error on apiVersion.
+    let (state, diags) = load(&text.replace("extensions/v1beta1", "networking.k8s.oi/v1"));
+    assert_eq!(state.policies.len(), 1);
+    let e = errors(&diags)[0];
     assert_eq!(e.field.as_deref(), Some("apiVersion"));
     assert_eq!(e.object.as_deref(), Some("NetworkPolicy x/old"));
-    assert_eq!(e.origin.line, Some(1));
-    assert!(e.message.contains("networking.k8s.io/v1"), "{e}");
+    assert!(e.message.contains("use networking.k8s.io/v1"), "{e}");
 }
 
 #[test]

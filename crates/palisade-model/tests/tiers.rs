@@ -916,3 +916,43 @@ fn a_second_definition_is_a_duplicate() {
         .iter()
         .any(|d| d.is_error() && d.message.contains("defined twice")));
 }
+
+/// Network policies Palisade does not enforce — other plugins', other versions — are skipped with
+/// a warning that says so, whatever else is in the input; the kinds it reads are not.
+#[test]
+fn policy_kinds_palisade_does_not_enforce_are_skipped_with_a_warning() {
+    for (api_version, kind) in [
+        ("cilium.io/v2", "CiliumNetworkPolicy"),
+        ("cilium.io/v2", "CiliumClusterwideNetworkPolicy"),
+        ("projectcalico.org/v3", "NetworkPolicy"),
+        ("projectcalico.org/v3", "GlobalNetworkPolicy"),
+        ("crd.projectcalico.org/v1", "StagedNetworkPolicy"),
+        ("crd.antrea.io/v1beta1", "NetworkPolicy"),
+        ("crd.antrea.io/v1beta1", "ClusterNetworkPolicy"),
+        ("networking.gke.io/v1alpha3", "FQDNNetworkPolicy"),
+        ("policy.networking.k8s.io/v1alpha1", "ClusterNetworkPolicy"),
+        ("policy.networking.k8s.io/v1beta1", "ClusterNetworkPolicy"),
+    ] {
+        let text = format!(
+            "apiVersion: {api_version}\nkind: {kind}\nmetadata: {{name: x, namespace: shop}}\nspec: {{anything: 1}}\n---\n{POLICIES}"
+        );
+        let (state, diags) = load(&text);
+        assert_eq!(state.tier_policies.len(), 3, "{kind}: the others are read");
+        let said: Vec<_> = diags
+            .iter()
+            .filter(|d| d.severity >= Severity::Warning)
+            .collect();
+        assert_eq!(said.len(), 1, "{api_version} {kind}: {said:#?}");
+        let w = said[0];
+        assert_eq!(w.severity, Severity::Warning);
+        assert_eq!(w.object.as_deref(), Some(format!("{kind} shop/x").as_str()));
+        assert_eq!(w.origin.line, Some(1));
+        assert!(
+            w.message.contains(&format!("{api_version} {kind}"))
+                && w.message.contains("not enforced by Palisade")
+                && w.message
+                    .contains("matrix, explain and enforcement ignore it"),
+            "{w}"
+        );
+    }
+}

@@ -79,7 +79,7 @@ pub fn list(
 }
 
 /// The routes of a cluster of these objects, each kind in one page (no Services, no Nodes, no
-/// NetworkLogging CRD).
+/// cluster-wide policies, no NetworkLogging CRD).
 pub fn cluster(
     namespaces: Vec<serde_json::Value>,
     pods: Vec<serde_json::Value>,
@@ -101,7 +101,26 @@ pub fn cluster(
             list(networking, "NetworkPolicyList", policies, None),
         ),
         ("/api/v1/nodes".into(), list("v1", "NodeList", vec![], None)),
+        tiers(
+            "v1alpha2",
+            "clusternetworkpolicies",
+            "ClusterNetworkPolicyList",
+        ),
+        tiers("v1alpha1", "adminnetworkpolicies", "AdminNetworkPolicyList"),
+        tiers(
+            "v1alpha1",
+            "baselineadminnetworkpolicies",
+            "BaselineAdminNetworkPolicyList",
+        ),
     ])
+}
+
+/// The route of an empty list of a cluster-wide policy kind (`policy.networking.k8s.io`).
+fn tiers(version: &str, plural: &str, list_kind: &str) -> (String, Reply) {
+    let group = "policy.networking.k8s.io";
+    let api_version = format!("{group}/{version}");
+    let path = format!("/apis/{api_version}/{plural}");
+    (path, list(&api_version, list_kind, vec![], None))
 }
 
 /// One step of a scripted watch.
