@@ -11,7 +11,7 @@ use crate::direction::{Direction, PerDirection};
 use crate::engine::{Derived, Engine, RuleClasses};
 use crate::policy::{CompiledPolicy, NamespaceScope, Peer, PolicyId, Rule};
 use foldhash::HashMap;
-use palisade_model::{IdVec, IpBlock, ObjectKey, Protocol, TierAction};
+use palisade_model::{Id, IdVec, IpBlock, ObjectKey, Protocol, TierAction};
 use palisade_model::{PortMatch, PortSpec};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -445,6 +445,8 @@ type NamedDestinations = BTreeMap<(Protocol, u16), BitSet<Class>>;
 #[derive(Default)]
 pub struct AddrCache {
     by_classes: HashMap<BitSet<Class>, Arc<AddrSet>>,
+    /// A rule's peers with ipBlocks: by the classes its selectors match and its blocks.
+    with_blocks: HashMap<(BitSet<Class>, Vec<Id<IpBlock>>), Arc<AddrSet>>,
     /// Intersections, by the addresses of the two sets (shared sets are the same `Arc`), each
     /// with both sets, which keeps those addresses from being reused.
     intersections: HashMap<(usize, usize), [Arc<AddrSet>; 3]>,
@@ -480,28 +482,34 @@ impl Engine {
         classes: &BitSet<Class>,
         cache: &mut AddrCache,
     ) -> Arc<AddrSet> {
-        let blocks: Vec<&IpBlock> = rule
-            .peers
-            .iter()
-            .flatten()
+        let blocks: Vec<(Id<IpBlock>, &IpBlock)> = (rule.peers.iter().flatten())
             .filter_map(|p| match p {
-                Peer::Block { block, .. } => Some(block),
+                Peer::Block { block, id } => Some((*id, block)),
                 Peer::Pods { .. } => None,
             })
             .collect();
+        let compute = || {
+            let mut raw = self.class_ranges(classes);
+            for (_, b) in &blocks {
+                raw.extend(block_ranges(b));
+            }
+            Arc::new(AddrSet::from_ranges(raw))
+        };
+        // Every class a cluster-wide rule applies to asks for the same set: computed once.
         if blocks.is_empty() {
             if let Some(set) = cache.by_classes.get(classes) {
                 return set.clone();
             }
-        }
-        let mut raw = self.class_ranges(classes);
-        for b in blocks.iter() {
-            raw.extend(block_ranges(b));
-        }
-        let set = Arc::new(AddrSet::from_ranges(raw));
-        if blocks.is_empty() {
+            let set = compute();
             cache.by_classes.insert(classes.clone(), set.clone());
+            return set;
         }
+        let key = (classes.clone(), blocks.iter().map(|(id, _)| *id).collect());
+        if let Some(set) = cache.with_blocks.get(&key) {
+            return set.clone();
+        }
+        let set = compute();
+        cache.with_blocks.insert(key, set.clone());
         set
     }
 
