@@ -539,25 +539,25 @@ impl Engine {
     fn direction_reach(&self, probe: &Probe, named: &mut NamedClasses) -> Option<BitSet<Class>> {
         let tiers = self.tier_policies(probe.class, probe.direction);
         let isolating = self.selecting(probe.class, probe.direction);
-        if tiers.admin.is_empty() && isolating.is_empty() && tiers.baseline.is_empty() {
-            return None;
-        }
         let n = self.class_count();
+        let by_policy = |named: &mut NamedClasses| {
+            let mut allowed = BitSet::new(n);
+            for &pi in isolating {
+                for ri in 0..self.policies[pi].rules(probe.direction).unwrap_or_default().len() {
+                    self.rule_matches(pi, ri, probe, named, &mut allowed);
+                }
+            }
+            allowed
+        };
+        if tiers.admin.is_empty() && tiers.baseline.is_empty() {
+            // NetworkPolicy alone: the common case, one set.
+            return (!isolating.is_empty()).then(|| by_policy(named));
+        }
         let (mut allowed, mut open) = (BitSet::new(n), BitSet::full(n));
         let passed = self.first_match(tiers.admin, probe, named, &mut allowed, &mut open);
         open.union_with(&passed);
         if !isolating.is_empty() {
-            let mut by_policy = BitSet::new(n);
-            for &pi in isolating {
-                for ri in 0..self.policies[pi]
-                    .rules(probe.direction)
-                    .unwrap_or_default()
-                    .len()
-                {
-                    self.rule_matches(pi, ri, probe, named, &mut by_policy);
-                }
-            }
-            open.intersect_with(&by_policy);
+            open.intersect_with(&by_policy(named));
         } else {
             let passed = self.first_match(tiers.baseline, probe, named, &mut allowed, &mut open);
             open.union_with(&passed);
