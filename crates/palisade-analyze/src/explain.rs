@@ -154,7 +154,12 @@ impl Staged {
     fn deciders(&self, side: &Side) -> String {
         let network = |p: &PolicyRef| {
             let key = ObjectKey::new(Kind::NetworkPolicy, Some(&p.namespace), &p.name);
-            format!("NetworkPolicy {}/{}{}", p.namespace, p.name, self.mark(&key))
+            format!(
+                "NetworkPolicy {}/{}{}",
+                p.namespace,
+                p.name,
+                self.mark(&key)
+            )
         };
         let names: Vec<String> = match &side.decision {
             Decision::Tier { rule } => {
@@ -162,9 +167,17 @@ impl Staged {
                 vec![reason::tier_rule(rule, side.direction) + self.mark(&key)]
             }
             Decision::Allowed { by } => (by.iter())
-                .map(|r| format!("{} {}", network(&r.policy), rule_field(side.direction, r.rule)))
+                .map(|r| {
+                    format!(
+                        "{} {}",
+                        network(&r.policy),
+                        rule_field(side.direction, r.rule)
+                    )
+                })
                 .collect(),
-            Decision::Denied { isolating } => isolating.iter().map(|m| network(&m.policy)).collect(),
+            Decision::Denied { isolating } => {
+                isolating.iter().map(|m| network(&m.policy)).collect()
+            }
             Decision::Unenforced { reason } => vec![reason::unenforced(reason, side.direction)],
             Decision::NotIsolated => vec!["the default (not isolated)".into()],
         };
@@ -374,7 +387,9 @@ impl Serialize for Explanation {
             ingress: SideJson::new(&self.verdict.ingress),
             staged: self.staged.as_ref().map(|s| StagedJson {
                 allowed: s.verdict.allowed,
-                changed: (s.changed.iter()).map(|&d| SideJson::new(s.side(d))).collect(),
+                changed: (s.changed.iter())
+                    .map(|&d| SideJson::new(s.side(d)))
+                    .collect(),
                 by: (s.changed.iter()).map(|&d| s.deciders(s.side(d))).collect(),
             }),
         }

@@ -328,8 +328,14 @@ impl Engine {
     /// ones.
     pub fn staged_governs(&self, pod: PodId, direction: Direction) -> bool {
         let class = self.class_of(pod);
-        let lists = [&self.selecting[direction][class], &self.tiers[direction][class]];
-        !self.staged.is_empty() && lists.iter().any(|l| l.iter().any(|&id| self.staged.contains(id)))
+        let lists = [
+            &self.selecting[direction][class],
+            &self.tiers[direction][class],
+        ];
+        !self.staged.is_empty()
+            && lists
+                .iter()
+                .any(|l| l.iter().any(|&id| self.staged.contains(id)))
     }
 
     /// The snapshot this engine was compiled from.

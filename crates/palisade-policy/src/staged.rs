@@ -88,7 +88,111 @@ pub fn enforced_state(state: &ClusterState) -> Option<ClusterState> {
     staged.then(|| {
         let mut enforced = state.clone();
         enforced.policies.retain(|p| !p.policy.audit_annotated());
-        enforced.tier_policies.retain(|p| !p.policy.audit_annotated());
+        enforced
+            .tier_policies
+            .retain(|p| !p.policy.audit_annotated());
         enforced
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::Audit;
+    use crate::verdict::Endpoint;
+    use palisade_model::{Loader, Protocol};
+
+    const CLUSTER: &str = "\
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: shop, labels: {app: a}}
+status: {podIP: 10.0.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: shop, labels: {app: b}}
+status: {podIP: 10.0.0.2}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: b-closed, namespace: shop}
+spec: {podSelector: {matchLabels: {app: b}}, policyTypes: [Ingress]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: a-closed, namespace: shop, annotations: {policy.palisade.dev/audit-mode: \"STAGED\"}}
+spec: {podSelector: {matchLabels: {app: a}}, policyTypes: [Ingress]}
+---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: open-b, annotations: {policy.palisade.dev/audit-mode: \"true\"}}
+spec:
+  tier: Admin
+  priority: 1
+  subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: b}}}}
+  ingress: [{name: all, action: Accept, from: [{namespaces: {}}]}]
+";
+
+    fn state(text: &str) -> Arc<ClusterState> {
+        let mut loader = Loader::new();
+        loader.load_str("cluster.yaml", text);
+        let (state, diagnostics) = loader.finish();
+        assert!(diagnostics.iter().all(|d| !d.is_error()), "{diagnostics:?}");
+        Arc::new(state)
+    }
+
+    fn flow(src: usize, dst: usize) -> Flow {
+        Flow {
+            src: Endpoint::Pod(PodId::new(src)),
+            dst: Endpoint::Pod(PodId::new(dst)),
+            port: 80,
+            protocol: Protocol::Tcp,
+        }
+    }
+
+    /// A staged default-deny and a staged Admin Accept change nothing enforced: the enforced
+    /// engine answers as the cluster without them; the would-engine sees both, and the table
+    /// marks for logging the classes (and directions) they govern. Staging follows the annotation
+    /// across incremental compiles (the compiled policy is reused, its annotation is not).
+    #[test]
+    fn staged_policies_change_nothing_enforced_and_the_would_engine_sees_them() {
+        let text = CLUSTER.replace("\"STAGED\"", "\"true\"");
+        let engines = Engines::new(state(&text));
+        let without = text.split("---").filter(|d| !d.contains("audit-mode"));
+        let plain = Engine::new(state(&without.collect::<Vec<_>>().join("---")));
+        assert_eq!(
+            engines.enforced.reach(80, Protocol::Tcp),
+            plain.reach(80, Protocol::Tcp)
+        );
+        let (a, b) = (0, 1);
+        assert!(engines.enforced.verdict(&flow(b, a)).allowed, "staged deny");
+        assert!(
+            !engines.enforced.verdict(&flow(a, b)).allowed,
+            "staged Accept"
+        );
+        let would = engines.would.as_deref().expect("some policy is staged");
+        assert!(!would.verdict(&flow(b, a)).allowed);
+        assert!(would.verdict(&flow(a, b)).allowed);
+        let side = engines.would_side(PodId::new(a), Direction::Ingress, &flow(b, a));
+        assert!(side.is_some_and(|s| !s.decision.allows()));
+        assert!(engines
+            .would_side(PodId::new(a), Direction::Egress, &flow(a, b))
+            .is_none());
+        let table = engines.mark_staged(CompiledTable::of(&engines.enforced, Audit::Annotated));
+        for pod in [a, b] {
+            let class = &table.classes[engines.enforced.class_of(PodId::new(pod))];
+            assert!(class.staged.ingress && !class.staged.egress, "{pod}");
+        }
+        // "STAGED" is not "true": the NetworkPolicy is enforced, from the previous engines.
+        let next = Engines::new_from(Some(&engines), state(CLUSTER));
+        assert!(!next.enforced.verdict(&flow(b, a)).allowed, "enforced now");
+        let table = next.mark_staged(CompiledTable::of(&next.enforced, Audit::Annotated));
+        assert!(
+            !table.classes[next.enforced.class_of(PodId::new(a))]
+                .staged
+                .ingress
+        );
+        // Nothing staged: no would-engine.
+        assert!(Engines::new(plain.state_arc()).would.is_none());
+    }
 }

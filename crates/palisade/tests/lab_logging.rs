@@ -632,15 +632,17 @@ fn staged_policies_drop_nothing_open_nothing_and_log_what_they_would_do() {
     let staged: Vec<&Value> = r.iter().filter(|r| r.get("would").is_some()).collect();
     let find = |src: &str, dest: &str| {
         let found = (staged.iter()).find(|r| {
-            r["src"]["pod_name"].as_str().is_some_and(|s| s.starts_with(src))
-                && r["dest"]["pod_name"].as_str().is_some_and(|d| d.starts_with(dest))
+            r["src"]["pod_name"]
+                .as_str()
+                .is_some_and(|s| s.starts_with(src))
+                && r["dest"]["pod_name"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with(dest))
         });
         (*found.unwrap_or_else(|| panic!("no staged record {src} -> {dest}: {r:#?}"))).clone()
     };
     let network = serde_json::json!([{"name": "staged-deny-frontend", "namespace": "default", "kind": "NetworkPolicy"}]);
-    let rule = |rule: &str| {
-        serde_json::json!([{"name": "guard", "namespace": "", "kind": "ClusterNetworkPolicy", "tier": "Admin", "rule": rule}])
-    };
+    let rule = |rule: &str| serde_json::json!([{"name": "guard", "namespace": "", "kind": "ClusterNetworkPolicy", "tier": "Admin", "rule": rule}]);
     for (src, dest, would, by) in [
         ("rogue", "frontend", "deny", network),
         ("cartservice", "redis-cart", "deny", rule("no-cart")),
@@ -660,9 +662,21 @@ fn staged_policies_drop_nothing_open_nothing_and_log_what_they_would_do() {
     assert!(enforced.iter().all(|r| r.get("audit").is_none()), "{r:#?}");
     let m = scrape(&metrics);
     for (would, policy, rule) in [
-        ("deny", "NetworkPolicy", "default/staged-deny-frontend\",rule=\""),
-        ("deny", "ClusterNetworkPolicy", "ClusterNetworkPolicy/guard\",rule=\"no-cart"),
-        ("allow", "ClusterNetworkPolicy", "ClusterNetworkPolicy/guard\",rule=\"rogue-ok"),
+        (
+            "deny",
+            "NetworkPolicy",
+            "default/staged-deny-frontend\",rule=\"",
+        ),
+        (
+            "deny",
+            "ClusterNetworkPolicy",
+            "ClusterNetworkPolicy/guard\",rule=\"no-cart",
+        ),
+        (
+            "allow",
+            "ClusterNetworkPolicy",
+            "ClusterNetworkPolicy/guard\",rule=\"rogue-ok",
+        ),
     ] {
         let line = format!(
             "palisade_policy_staged_verdicts_total{{direction=\"ingress\",would=\"{would}\",kind=\"{policy}\",policy=\"{rule}\"}}"

@@ -14,7 +14,15 @@ use std::time::{Duration, SystemTime};
 
 /// The flow, whether it was audited and what staged policies would do (audited, staged and
 /// dropped attempts are reported apart).
-type Key = (IpAddr, IpAddr, u16, Protocol, Direction, bool, Option<Disposition>);
+type Key = (
+    IpAddr,
+    IpAddr,
+    u16,
+    Protocol,
+    Direction,
+    bool,
+    Option<Disposition>,
+);
 
 fn key(r: &Record) -> Key {
     let c = &r.connection;

@@ -325,7 +325,13 @@ impl PolicyLogger {
 
     /// Shows `record` (of a connection at a pod of `namespace`) to `observe` clients and logs it
     /// as its disposition's switches say.
-    fn take(&mut self, state: &ClusterState, record: Record, event: &VerdictEvent, namespace: &str) {
+    fn take(
+        &mut self,
+        state: &ClusterState,
+        record: Record,
+        event: &VerdictEvent,
+        namespace: &str,
+    ) {
         if let Some(hub) = &self.hub {
             hub.publish(record.clone());
         }
