@@ -43,6 +43,24 @@ pub struct TierRuleLabels {
     pub rule: String,
 }
 
+/// Labels of a connection whose verdict staged policies would change: what they would do, and
+/// which policy (or cluster-wide rule) would decide it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StagedLabels {
+    /// `ingress` or `egress`.
+    pub direction: String,
+    /// `allow` or `deny`: what the staged policies would do.
+    pub would: String,
+    /// `NetworkPolicy`, `ClusterNetworkPolicy`, `AdminNetworkPolicy` or
+    /// `BaselineAdminNetworkPolicy`.
+    pub kind: String,
+    /// `namespace/name` of a NetworkPolicy, the name of a cluster-wide policy.
+    pub policy: String,
+    /// A cluster-wide policy's rule (its `name`, or `ingress[i]` / `egress[i]`); empty for a
+    /// NetworkPolicy.
+    pub rule: String,
+}
+
 /// A single `reason` (or `event`) label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
@@ -82,6 +100,9 @@ pub struct Metrics {
     pub audited: Family<VerdictLabels, Counter>,
     /// Verdict events a cluster-wide rule decided, by rule.
     pub tier_rules: Family<TierRuleLabels, Counter>,
+    /// Connections whose verdict staged policies would change, by what they would do and who
+    /// would decide it.
+    pub staged: Family<StagedLabels, Counter>,
     /// Records written to the policy action log, by disposition.
     pub records: Family<DispositionLabel, Counter>,
     /// Records not written: `rate_limit`, `aggregation_full`, `write_error`.
@@ -135,6 +156,7 @@ impl Metrics {
             verdicts: Family::default(),
             audited: Family::default(),
             tier_rules: Family::default(),
+            staged: Family::default(),
             records: Family::default(),
             dropped: Family::default(),
             open_keys: Gauge::default(),
@@ -177,6 +199,11 @@ impl Metrics {
             "policy_audit_verdicts",
             "Connections policy would deny that audit mode let through",
             self.audited.clone(),
+        );
+        registry.register(
+            "policy_staged_verdicts",
+            "Connections whose verdict staged policies (policy.palisade.dev/audit-mode) would change, by what they would do and the policy deciding it",
+            self.staged.clone(),
         );
         registry.register(
             "policy_log_records",

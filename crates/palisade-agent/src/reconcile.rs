@@ -13,7 +13,7 @@ use palisade_model::{
     AgentStatus, ClusterState, DocumentCache, Limits, Load, Loader, PodKey, RejectReason, Severity,
     Symlinks,
 };
-use palisade_policy::{CompiledTable, Enforcement, Engine};
+use palisade_policy::{CompiledTable, Enforcement, Engine, Engines};
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
@@ -81,9 +81,10 @@ pub struct Reconciler {
     input: Source,
     netns: Option<String>,
     applied: Option<Ruleset>,
-    /// The engine of the last pass and its table, which the next pass compiles from
-    /// ([`Engine::new_from`], [`Engine::compile_classes`]) and patches the kernel's from.
-    compiled: Option<(Arc<Engine>, CompiledTable)>,
+    /// The engines of the last pass (the enforced one, and the one with the staged policies in
+    /// force) and the enforced one's table, which the next pass compiles from
+    /// ([`Engines::new_from`], [`Engine::compile_classes`]) and patches the kernel's from.
+    compiled: Option<(Engines, CompiledTable)>,
     documents: DocumentCache,
     pinned: Vec<(PodKey, IpAddr)>,
     logger: Option<Arc<Mutex<PolicyLogger>>>,
@@ -391,15 +392,15 @@ impl Reconciler {
     /// The last pass's ruleset is in the kernel — `changed`: it was just sent there —: the
     /// logger attributes with its engine, the status says what it enforces.
     fn publish(&mut self, changed: bool) {
-        let Some((engine, table)) = self.compiled.take() else {
+        let Some((engines, table)) = self.compiled.take() else {
             return;
         };
         if let Some(logger) = &self.logger {
             let mut logger = logger.lock().unwrap_or_else(|e| e.into_inner());
-            logger.set_engine(engine.clone());
+            logger.set_engine(engines.clone());
         }
-        self.enforced(&engine, &table, changed);
-        self.compiled = Some((engine, table));
+        self.enforced(&engines.enforced, &table, changed);
+        self.compiled = Some((engines, table));
     }
 
     /// Brings the kernel's table to `table`; false when it holds it already. Where `table` was
@@ -645,14 +646,13 @@ impl Reconciler {
         self.check_node(&state);
         let state = Arc::new(state);
         let previous = self.compiled.as_ref();
-        let engine = Arc::new(match previous {
-            Some((engine, _)) => Engine::new_from(engine, state),
-            None => Engine::new(state),
-        });
-        let previous = previous.map(|(old, table)| (&**old, table));
+        let engines = Engines::new_from(previous.map(|(engines, _)| engines), state);
+        let engine = engines.enforced.clone();
+        let previous = previous.map(|(old, table)| (&*old.enforced, table));
         let table = CompiledTable::compile(&engine, previous, self.enforcement.clone());
+        let table = engines.mark_staged(table);
         let result = self.enforce(&table);
-        crate::drop_later(self.compiled.replace((engine.clone(), table)));
+        crate::drop_later(self.compiled.replace((engines, table)));
         if let (Ok(applied), Some(state)) = (&result, &mut self.state_file) {
             if *applied || changed {
                 state.applied();

@@ -92,7 +92,7 @@ impl Disposition {
 }
 
 /// A policy that allowed the connection (or, as `denied_by`, the cluster-wide rule that denied
-/// it).
+/// it; as `staged_by`, what would decide with the staged policies).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyName {
     /// Name.
@@ -257,6 +257,15 @@ pub struct Record {
     /// omitted when NetworkPolicy denied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub denied_by: Option<PolicyName>,
+    /// Staged policies (annotated `policy.palisade.dev/audit-mode: "true"`; not in GKE's format):
+    /// what they would do with a connection whose enforced verdict they change — such a record
+    /// is `"audit": true` with the would-be disposition; omitted on every other record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub would: Option<Disposition>,
+    /// With `would`: the policies (or the cluster-wide rule) that decide it with the staged
+    /// policies in force; omitted when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub staged_by: Vec<PolicyName>,
 }
 
 impl Record {
@@ -312,6 +321,8 @@ mod tests {
             timestamp: UNIX_EPOCH + Duration::new(1_795_341_600, 123_456_789),
             audit: false,
             denied_by: None,
+            would: None,
+            staged_by: Vec::new(),
         };
         assert_eq!(
             record.to_line(),

@@ -2,9 +2,10 @@
 //! engine's reasons worded by [`crate::reason`]), as text or JSON.
 
 use crate::reason;
-use palisade_model::{ClusterState, Protocol, TierAction};
+use palisade_model::{ClusterState, Kind, ObjectKey, Protocol, TierAction};
 use palisade_policy::{
-    Decision, Direction, Endpoint, Engine, Flow, PolicyRef, Side, TierRuleRef, TierWalk, Verdict,
+    Decision, Direction, Endpoint, Engine, Engines, Flow, PolicyRef, Side, TierRuleRef, TierWalk,
+    Verdict,
 };
 use serde::{Serialize, Serializer};
 use std::fmt::Write as _;
@@ -118,6 +119,70 @@ pub struct Explanation {
     pub protocol: Protocol,
     /// The verdict with reasons.
     pub verdict: Verdict,
+    /// What the staged policies would change, when they change a side's decision.
+    pub staged: Option<Staged>,
+}
+
+/// The verdict with the staged policies (annotated `policy.palisade.dev/audit-mode: "true"`) in
+/// force, where it differs from the enforced one.
+pub struct Staged {
+    /// The verdict with reasons, staged policies in force.
+    pub verdict: Verdict,
+    /// The sides whose decision they change.
+    pub changed: Vec<Direction>,
+    /// The staged policies (to mark them where they decide).
+    pub policies: Vec<ObjectKey>,
+}
+
+impl Staged {
+    fn side(&self, direction: Direction) -> &Side {
+        match direction {
+            Direction::Egress => &self.verdict.egress,
+            Direction::Ingress => &self.verdict.ingress,
+        }
+    }
+
+    /// `(audit-mode)` after a staged policy's name.
+    fn mark(&self, key: &ObjectKey) -> &'static str {
+        match self.policies.contains(key) {
+            true => " (audit-mode)",
+            false => "",
+        }
+    }
+
+    /// Who decides `side` with the staged policies in force, in words.
+    fn deciders(&self, side: &Side) -> String {
+        let network = |p: &PolicyRef| {
+            let key = ObjectKey::new(Kind::NetworkPolicy, Some(&p.namespace), &p.name);
+            format!(
+                "NetworkPolicy {}/{}{}",
+                p.namespace,
+                p.name,
+                self.mark(&key)
+            )
+        };
+        let names: Vec<String> = match &side.decision {
+            Decision::Tier { rule } => {
+                let key = ObjectKey::new(rule.policy.kind, None, &rule.policy.name);
+                vec![reason::tier_rule(rule, side.direction) + self.mark(&key)]
+            }
+            Decision::Allowed { by } => (by.iter())
+                .map(|r| {
+                    format!(
+                        "{} {}",
+                        network(&r.policy),
+                        rule_field(side.direction, r.rule)
+                    )
+                })
+                .collect(),
+            Decision::Denied { isolating } => {
+                isolating.iter().map(|m| network(&m.policy)).collect()
+            }
+            Decision::Unenforced { reason } => vec![reason::unenforced(reason, side.direction)],
+            Decision::NotIsolated => vec!["the default (not isolated)".into()],
+        };
+        names.join(", ")
+    }
 }
 
 /// `explain -o json`: the explanation with every reason in words.
@@ -130,6 +195,19 @@ struct Json<'a> {
     allowed: bool,
     egress: SideJson<'a>,
     ingress: SideJson<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    staged: Option<StagedJson<'a>>,
+}
+
+/// What the staged policies would change.
+#[derive(Serialize)]
+struct StagedJson<'a> {
+    /// The verdict with them in force.
+    allowed: bool,
+    /// The sides they change, as they would decide.
+    changed: Vec<SideJson<'a>>,
+    /// Who would decide each changed side, in words (`(audit-mode)` marks a staged policy).
+    by: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -307,6 +385,13 @@ impl Serialize for Explanation {
             allowed: self.verdict.allowed,
             egress: SideJson::new(&self.verdict.egress),
             ingress: SideJson::new(&self.verdict.ingress),
+            staged: self.staged.as_ref().map(|s| StagedJson {
+                allowed: s.verdict.allowed,
+                changed: (s.changed.iter())
+                    .map(|&d| SideJson::new(s.side(d)))
+                    .collect(),
+                by: (s.changed.iter()).map(|&d| s.deciders(s.side(d))).collect(),
+            }),
         }
         .serialize(serializer)
     }
@@ -334,7 +419,43 @@ pub fn explain(engine: &Engine, flow: Flow) -> Explanation {
         port: flow.port,
         protocol: flow.protocol,
         verdict: engine.verdict(&flow),
+        staged: None,
     }
+}
+
+/// Evaluates `flow` as enforced, and with the staged policies in force where they change a
+/// side's decision.
+pub fn explain_staged(engines: &Engines, flow: Flow) -> Explanation {
+    let mut explanation = explain(&engines.enforced, flow);
+    let Some(would) = engines.would.as_deref() else {
+        return explanation;
+    };
+    let verdict = would.verdict(&flow);
+    let enforced = &explanation.verdict;
+    let changed: Vec<Direction> = [
+        (Direction::Egress, &enforced.egress, &verdict.egress),
+        (Direction::Ingress, &enforced.ingress, &verdict.ingress),
+    ]
+    .into_iter()
+    .filter(|(_, e, w)| e.decision.allows() != w.decision.allows())
+    .map(|(d, _, _)| d)
+    .collect();
+    if changed.is_empty() {
+        return explanation;
+    }
+    let state = would.state();
+    let network = (state.policies.iter())
+        .filter(|p| p.policy.audit_annotated())
+        .map(|p| p.key());
+    let tier = (state.tier_policies.iter())
+        .filter(|p| p.policy.audit_annotated())
+        .map(|p| p.key());
+    explanation.staged = Some(Staged {
+        verdict,
+        changed,
+        policies: network.chain(tier).collect(),
+    });
+    explanation
 }
 
 fn rule_field(direction: Direction, rule: usize) -> String {
@@ -461,5 +582,39 @@ pub fn to_text(e: &Explanation) -> String {
     );
     side_text(&e.verdict.egress, &mut out);
     side_text(&e.verdict.ingress, &mut out);
+    if let Some(staged) = &e.staged {
+        staged_text(staged, &mut out);
+    }
     out
+}
+
+/// What the staged policies would change, side by side.
+fn staged_text(staged: &Staged, out: &mut String) {
+    let verdict = match staged.verdict.allowed {
+        true => "ALLOW",
+        false => "DENY",
+    };
+    let _ = writeln!(
+        out,
+        "staged: would {verdict} (policies annotated policy.palisade.dev/audit-mode: logged, not enforced)"
+    );
+    for &direction in &staged.changed {
+        let side = staged.side(direction);
+        let title = match direction {
+            Direction::Egress => "Egress",
+            Direction::Ingress => "Ingress",
+        };
+        let on = (side.pod.as_ref())
+            .map(|p| format!(" of {}", reason::pod_key(p)))
+            .unwrap_or_default();
+        let would = match side.decision.allows() {
+            true => "ALLOW",
+            false => "DENY",
+        };
+        let _ = writeln!(
+            out,
+            "  {title}{on}: would {would} — by {}",
+            staged.deciders(side)
+        );
+    }
 }

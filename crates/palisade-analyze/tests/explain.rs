@@ -1,9 +1,9 @@
 //! `explain` end to end, its whole output pinned: the engine's reasons are data, and this is the
 //! English and the JSON users read, which must not change by accident.
 
-use palisade_analyze::explain::{explain, resolve_endpoint, to_text, Explanation};
+use palisade_analyze::explain::{explain, explain_staged, resolve_endpoint, to_text, Explanation};
 use palisade_model::{Loader, Protocol};
-use palisade_policy::{Engine, Flow};
+use palisade_policy::{Engine, Engines, Flow};
 use std::sync::Arc;
 
 const CLUSTER: &str = r#"
@@ -363,4 +363,96 @@ Ingress of shop/web: DENIED by the Baseline tier
   Baseline: ClusterNetworkPolicy baseline-deny spec.ingress[0] `default-deny` (Baseline, priority 100) → Deny
 "#
     );
+}
+
+const STAGED: &str = r#"
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: lockdown, namespace: shop, annotations: {policy.palisade.dev/audit-mode: "true"}}
+spec: {podSelector: {matchLabels: {app: web}}, policyTypes: [Ingress]}
+---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: open-db, annotations: {policy.palisade.dev/audit-mode: "true"}}
+spec:
+  tier: Admin
+  priority: 20
+  subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: db}}}}
+  ingress:
+  - {name: web-in, action: Accept, from: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: web}}}}]}
+"#;
+
+/// Explains `from -> to` in the cluster above with staged policies: as enforced, and what they
+/// would change.
+fn run_staged(from: &str, to: &str, port: u16) -> Explanation {
+    let mut loader = Loader::new();
+    loader.load_str("cluster.yaml", &format!("{CLUSTER}{STAGED}"));
+    let (state, diagnostics) = loader.finish();
+    assert!(
+        diagnostics.iter().all(|d| !d.is_error()),
+        "{diagnostics:#?}"
+    );
+    let src = resolve_endpoint(&state, from, "default").unwrap();
+    let dst = resolve_endpoint(&state, to, "default").unwrap();
+    let engines = Engines::new(Arc::new(state));
+    let protocol = Protocol::Tcp;
+    explain_staged(
+        &engines,
+        Flow {
+            src,
+            dst,
+            port,
+            protocol,
+        },
+    )
+}
+
+/// Staged policies change nothing enforced; explain shows the enforced verdict, then what they
+/// would change and who would decide it (a staged NetworkPolicy isolating, a staged Admin Accept).
+#[test]
+fn staged_policies_are_explained_after_the_enforced_verdict() {
+    let e = run_staged("shop/db", "shop/web", 8080);
+    assert_eq!(
+        to_text(&e),
+        r#"pod shop/db (10.1.0.2) -> pod shop/web (10.1.0.1) TCP 8080: ALLOWED
+Egress of shop/db: allowed (no NetworkPolicy selects the pod for egress: not isolated)
+Ingress of shop/web: allowed (no NetworkPolicy selects the pod for ingress: not isolated)
+staged: would DENY (policies annotated policy.palisade.dev/audit-mode: logged, not enforced)
+  Ingress of shop/web: would DENY — by NetworkPolicy shop/lockdown (audit-mode)
+"#
+    );
+    let json = serde_json::to_value(&e).unwrap();
+    assert_eq!(json["allowed"], true, "the enforced verdict");
+    assert_eq!(
+        json["staged"],
+        serde_json::json!({
+            "allowed": false,
+            "changed": [{
+                "direction": "ingress",
+                "pod": "shop/web",
+                "decision": "denied",
+                "isolating": [{"policy": {"namespace": "shop", "name": "lockdown"}, "rules": []}]
+            }],
+            "by": ["NetworkPolicy shop/lockdown (audit-mode)"]
+        })
+    );
+    let e = run_staged("shop/web", "shop/db", 5432);
+    assert_eq!(
+        to_text(&e),
+        r#"pod shop/web (10.1.0.1) -> pod shop/db (10.1.0.2) TCP 5432: DENIED
+Egress of shop/web: allowed by
+  - NetworkPolicy shop/web-egress spec.egress[0]
+Ingress of shop/db: DENIED (isolated for ingress by 1 policy; no rule allows this flow)
+  - NetworkPolicy shop/db-ingress
+      rule 0: from[0]: podSelector needs app in (api, batch); pod shop/web has app=web
+      rule 0: from[1]: ipBlock 10.1.0.0/16 excludes 10.1.0.1 (except 10.1.0.0/30)
+      rule 1: from[0]: namespaceSelector needs role=core; namespace shop has role=tenant
+staged: would ALLOW (policies annotated policy.palisade.dev/audit-mode: logged, not enforced)
+  Ingress of shop/db: would ALLOW — by ClusterNetworkPolicy open-db spec.ingress[0] `web-in` (Admin, priority 20) → Accept (audit-mode)
+"#
+    );
+    // Where they change nothing, nothing is said.
+    let e = run_staged("shop/web", "10.9.9.9", 80);
+    assert!(e.staged.is_none(), "{}", to_text(&e));
 }

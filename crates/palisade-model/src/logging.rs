@@ -18,8 +18,14 @@ pub const POLICY_ANNOTATION: &str = "policy.network.gke.io/enable-logging";
 pub const NAMESPACE_ANNOTATION: &str = "policy.network.gke.io/enable-deny-logging";
 
 /// Namespace annotation that puts its pods in audit mode: nothing is dropped, would-be denials are
-/// logged (Palisade's own, like Cilium's policy audit mode).
+/// logged (Palisade's own, like Cilium's policy audit mode). On a policy it stages the policy.
 pub const AUDIT_ANNOTATION: &str = "policy.palisade.dev/audit-mode";
+
+/// True when the object of `meta` is annotated [`AUDIT_ANNOTATION`]`: "true"`: a Namespace in
+/// audit mode, or a policy staged (evaluated and logged, not enforced).
+pub fn audit_annotated(meta: &ObjectMeta) -> bool {
+    (meta.annotations.as_ref()).is_some_and(|a| annotation_enabled(a, AUDIT_ANNOTATION))
+}
 
 /// True when `annotations` holds `key` with exactly the value `"true"` (the only value that counts).
 pub fn annotation_enabled(annotations: &BTreeMap<String, String>, key: &str) -> bool {

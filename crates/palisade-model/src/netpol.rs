@@ -58,6 +58,11 @@ impl ValidPolicy {
     pub fn generation(&self) -> i64 {
         self.object.metadata.generation.unwrap_or(0)
     }
+
+    /// Annotated `policy.palisade.dev/audit-mode: "true"` (what that means is the engine's).
+    pub fn audit_annotated(&self) -> bool {
+        crate::logging::audit_annotated(&self.object.metadata)
+    }
 }
 
 /// A policy's spec.

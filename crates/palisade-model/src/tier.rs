@@ -212,6 +212,11 @@ impl ValidTierPolicy {
         self.object.metadata.generation.unwrap_or(0)
     }
 
+    /// Annotated `policy.palisade.dev/audit-mode: "true"` (what that means is the engine's).
+    pub fn audit_annotated(&self) -> bool {
+        crate::logging::audit_annotated(&self.object.metadata)
+    }
+
     /// `Kind/name`: how an agent's status and `palisade status` name it (a NetworkPolicy is
     /// `ns/name`, and no namespace is spelt like a kind).
     pub fn qualified_name(&self) -> String {

@@ -49,6 +49,9 @@ pub struct Engine {
     pub(crate) tiers: PerDirection<IdVec<Class, Vec<PolicyId>>>,
     /// Per policy and direction, each rule's peer classes.
     pub(crate) rule_classes: IdVec<CompiledPolicy, PerDirection<Vec<RuleClasses>>>,
+    /// The policies annotated `policy.palisade.dev/audit-mode: "true"` in this state (a policy
+    /// reused from another engine may carry an older object, so this is read from the state).
+    staged: BitSet<CompiledPolicy>,
 }
 
 /// How an engine compiled from another ([`Engine::new_from`]) relates to it.
@@ -286,10 +289,53 @@ impl Engine {
             selecting: PerDirection::default(),
             tiers: PerDirection::default(),
             rule_classes: IdVec::new(),
+            staged: BitSet::new(0),
         };
+        engine.staged = engine.find_staged();
         engine.select();
         engine.rule_classes = engine.compute_rule_classes();
         engine
+    }
+
+    /// The policies of the state annotated `policy.palisade.dev/audit-mode: "true"`.
+    fn find_staged(&self) -> BitSet<CompiledPolicy> {
+        let mut staged = BitSet::new(self.policies.len());
+        let network = (self.state.policies.iter())
+            .filter(|p| p.policy.audit_annotated())
+            .map(|p| p.key());
+        let tier = (self.state.tier_policies.iter())
+            .filter(|p| p.policy.audit_annotated())
+            .map(|p| p.key());
+        let keys: foldhash::HashSet<ObjectKey> = network.chain(tier).collect();
+        if !keys.is_empty() {
+            for (id, policy) in self.policies.iter_enumerated() {
+                if keys.contains(&*policy.key) {
+                    staged.insert(id);
+                }
+            }
+        }
+        staged
+    }
+
+    /// True when `key` names a policy of this engine annotated
+    /// `policy.palisade.dev/audit-mode: "true"` (staged: an engine of the enforced state has none).
+    pub fn is_staged(&self, key: &ObjectKey) -> bool {
+        (self.policies.iter_enumerated()).any(|(id, p)| *p.key == *key && self.staged.contains(id))
+    }
+
+    /// True when a staged policy governs `pod` for `direction` (a NetworkPolicy selecting it, or
+    /// a cluster-wide one whose subject holds it): where its verdicts may differ from the enforced
+    /// ones.
+    pub fn staged_governs(&self, pod: PodId, direction: Direction) -> bool {
+        let class = self.class_of(pod);
+        let lists = [
+            &self.selecting[direction][class],
+            &self.tiers[direction][class],
+        ];
+        !self.staged.is_empty()
+            && lists
+                .iter()
+                .any(|l| l.iter().any(|&id| self.staged.contains(id)))
     }
 
     /// The snapshot this engine was compiled from.

@@ -22,6 +22,7 @@ mod engine;
 mod policy;
 mod reason;
 mod selector;
+mod staged;
 mod table;
 mod verdict;
 
@@ -40,6 +41,7 @@ pub use reason::{
     PortMiss, RuleMiss, UnenforcedReason,
 };
 pub use selector::{LabelRequirement, SelectorMiss, SelectorTerm};
+pub use staged::{enforced_state, Engines};
 pub use table::{Audit, CompiledTable, Enforcement, TableClass};
 pub use verdict::{
     Decision, Endpoint, Flow, RuleRef, Side, TierPolicyRef, TierRuleRef, TierWalk, Verdict,

@@ -5,6 +5,7 @@
 
 use crate::classes::{Class, ClassId};
 use crate::compile::ClassRules;
+use crate::direction::PerDirection;
 use crate::engine::Engine;
 use palisade_model::logging::{annotation_enabled, AUDIT_ANNOTATION};
 use palisade_model::{IdVec, NamespaceInfo, PodInfo, PodKey};
@@ -69,6 +70,11 @@ pub struct TableClass {
     pub rules: Arc<ClassRules>,
     /// Nothing is dropped: what would be is logged as audited.
     pub audited: bool,
+    /// Per direction: a staged policy governs a pod of the class, so every new connection is
+    /// logged — also those its rules leave allowed without a rule (where it is not isolated) —
+    /// for the agent to compare with what the staged policies would decide
+    /// ([`crate::Engines::mark_staged`]).
+    pub staged: PerDirection<bool>,
 }
 
 /// The classes of one engine as the kernel sees them, and which table this one was compiled from.
@@ -110,6 +116,7 @@ impl CompiledTable {
                     rules: rules.clone(),
                     // A class never spans namespaces.
                     audited: audited[engine.class_namespace(c)],
+                    staged: PerDirection::default(),
                 }
             })
             .collect();

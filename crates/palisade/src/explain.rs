@@ -2,8 +2,8 @@
 
 use crate::exit;
 use crate::input::{self, Inputs};
-use palisade_analyze::explain::{explain, resolve_endpoint, resolve_port, to_text, PortArg};
-use palisade_policy::{Engine, Flow};
+use palisade_analyze::explain::{explain_staged, resolve_endpoint, resolve_port, to_text, PortArg};
+use palisade_policy::{Engines, Flow};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -51,8 +51,9 @@ pub fn run(args: Args, verbose: u8) -> u8 {
             output: &args.output,
             apply_fix: args.apply_fix.as_deref(),
         };
-        let engine = Engine::new(Arc::new(loaded.state));
-        return crate::explain_record::run(&engine, record, &options, loaded.rejected);
+        // Records are what the kernel enforced: explained and fixed against that.
+        let engines = Engines::new(Arc::new(loaded.state));
+        return crate::explain_record::run(&engines.enforced, record, &options, loaded.rejected);
     }
     let (Some(from), Some(to), Some(port)) = (&args.from, &args.to, &args.port) else {
         return usage("--from, --to and --port are required without --record");
@@ -71,9 +72,9 @@ pub fn run(args: Args, verbose: u8) -> u8 {
         Ok(p) => p,
         Err(e) => return usage(&format!("--port {e}")),
     };
-    let engine = Engine::new(Arc::new(loaded.state));
-    let explanation = explain(
-        &engine,
+    let engines = Engines::new(Arc::new(loaded.state));
+    let explanation = explain_staged(
+        &engines,
         Flow {
             src,
             dst,

@@ -6,7 +6,7 @@ use crate::input;
 use palisade_analyze::{render, Format, Probe};
 use palisade_lab::{self as lab, Lab, Launch, Measured};
 use palisade_model::Loader;
-use palisade_policy::Engine;
+use palisade_policy::{enforced_state, Engine};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -301,7 +301,9 @@ fn probe(
     let lab = Lab::load(name)?;
     let dir = lab.manifests_folder()?.to_path_buf();
     let loaded = input::load_with(Loader::new().pin_ips(lab.pinned_ips()), &[dir], 0);
-    let engine = Engine::new(Arc::new(loaded.state));
+    // The kernel enforces the state without its staged policies.
+    let state = enforced_state(&loaded.state).unwrap_or(loaded.state);
+    let engine = Engine::new(Arc::new(state));
     let (measured, skipped) = lab::measure(&lab, &engine, probes, timeout)?;
     for p in skipped {
         eprintln!("warning: probe {p} skipped: the lab probes TCP and UDP only");

@@ -3,7 +3,7 @@
 use crate::exit;
 use crate::input::{self, Inputs, Namespaces};
 use palisade_analyze::{default_probes, render, Format, Matrix, Probe};
-use palisade_policy::Engine;
+use palisade_policy::{enforced_state, Engine};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,7 +31,9 @@ pub fn run(args: Args, verbose: u8) -> u8 {
         Err(code) => return code,
     };
     let started = Instant::now();
-    let engine = Engine::new(Arc::new(loaded.state));
+    // The matrix answers what is enforced: staged policies are left out.
+    let state = enforced_state(&loaded.state).unwrap_or(loaded.state);
+    let engine = Engine::new(Arc::new(state));
     tracing::info!(
         classes = engine.class_count(),
         elapsed_ms = started.elapsed().as_secs_f64() * 1e3,

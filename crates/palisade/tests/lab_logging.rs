@@ -569,3 +569,118 @@ fn cluster_wide_rules_are_enforced_and_logged_with_their_kind_tier_and_rule() {
         assert_eq!(sample(&m, &line), 1.0, "{line}\n{m}");
     }
 }
+
+/// Staged policies (annotated `policy.palisade.dev/audit-mode: "true"`) are evaluated and logged,
+/// not enforced, with real packets: a staged default-deny on frontend drops nothing, a staged
+/// Admin Deny closes nothing and a staged Admin Accept opens nothing; each connection whose
+/// verdict they would change gets an audit record saying what they would do and who decides it,
+/// counted by policy, next to the enforced records.
+#[test]
+fn staged_policies_drop_nothing_open_nothing_and_log_what_they_would_do() {
+    let metrics = format!("127.0.0.1:{}", support::free_port());
+    let demo = Demo::new("s");
+    std::fs::write(
+        demo.manifests.join("zz-logging.yaml"),
+        network_logging("{log: true}", "{log: true}"),
+    )
+    .unwrap();
+    std::fs::write(
+        demo.manifests.join("zz-staged.yaml"),
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+         metadata: {name: staged-deny-frontend, namespace: default, annotations: {policy.palisade.dev/audit-mode: \"true\"}}\n\
+         spec: {podSelector: {matchLabels: {app: frontend}}, policyTypes: [Ingress]}\n---\n\
+         apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\n\
+         metadata: {name: guard, annotations: {policy.palisade.dev/audit-mode: \"true\"}}\n\
+         spec:\n  tier: Admin\n  priority: 5\n  subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: redis-cart}}}}\n  ingress:\n\
+         \x20 - {name: rogue-ok, action: Accept, from: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: rogue}}}}]}\n\
+         \x20 - {name: no-cart, action: Deny, from: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: cartservice}}}}]}\n",
+    )
+    .unwrap();
+    let log = demo.dir.path().join("log/policy_action.log");
+    let lab = demo.up(&[
+        "--policy-log",
+        log.to_str().unwrap(),
+        "--deny-aggregation-window",
+        "1s",
+        "--metrics-addr",
+        &metrics,
+    ]);
+    let name = &demo.name;
+    let (cart, rogue) = (
+        lab.find_pod("default/cartservice").unwrap(),
+        lab.find_pod("default/rogue").unwrap(),
+    );
+    assert!(
+        connects(name, &rogue.key, "frontend", 80),
+        "the staged default-deny drops nothing"
+    );
+    assert!(
+        connects(name, &cart.key, "redis-cart", 6379),
+        "the staged Admin Deny closes nothing"
+    );
+    assert!(
+        !connects(name, &rogue.key, "redis-cart", 6379),
+        "the staged Admin Accept opens nothing"
+    );
+    assert!(
+        within(Duration::from_secs(4), || records(&log).len() >= 5).is_some(),
+        "{:#?}",
+        records(&log)
+    );
+    let r = records(&log);
+    assert_eq!(r.len(), 5, "{r:#?}");
+    let staged: Vec<&Value> = r.iter().filter(|r| r.get("would").is_some()).collect();
+    let find = |src: &str, dest: &str| {
+        let found = (staged.iter()).find(|r| {
+            r["src"]["pod_name"]
+                .as_str()
+                .is_some_and(|s| s.starts_with(src))
+                && r["dest"]["pod_name"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with(dest))
+        });
+        (*found.unwrap_or_else(|| panic!("no staged record {src} -> {dest}: {r:#?}"))).clone()
+    };
+    let network = serde_json::json!([{"name": "staged-deny-frontend", "namespace": "default", "kind": "NetworkPolicy"}]);
+    let rule = |rule: &str| serde_json::json!([{"name": "guard", "namespace": "", "kind": "ClusterNetworkPolicy", "tier": "Admin", "rule": rule}]);
+    for (src, dest, would, by) in [
+        ("rogue", "frontend", "deny", network),
+        ("cartservice", "redis-cart", "deny", rule("no-cart")),
+        ("rogue", "redis-cart", "allow", rule("rogue-ok")),
+    ] {
+        let record = find(src, dest);
+        assert_eq!(
+            (&record["audit"], &record["would"], &record["disposition"]),
+            (&true.into(), &would.into(), &would.into()),
+            "{record:#}"
+        );
+        assert_eq!(record["staged_by"], by, "{record:#}");
+    }
+    // The enforced records are as they were: the NetworkPolicy's allow and its denial.
+    let enforced: Vec<&Value> = r.iter().filter(|r| r.get("would").is_none()).collect();
+    assert_eq!(enforced.len(), 2, "{r:#?}");
+    assert!(enforced.iter().all(|r| r.get("audit").is_none()), "{r:#?}");
+    let m = scrape(&metrics);
+    for (would, policy, rule) in [
+        (
+            "deny",
+            "NetworkPolicy",
+            "default/staged-deny-frontend\",rule=\"",
+        ),
+        (
+            "deny",
+            "ClusterNetworkPolicy",
+            "ClusterNetworkPolicy/guard\",rule=\"no-cart",
+        ),
+        (
+            "allow",
+            "ClusterNetworkPolicy",
+            "ClusterNetworkPolicy/guard\",rule=\"rogue-ok",
+        ),
+    ] {
+        let line = format!(
+            "palisade_policy_staged_verdicts_total{{direction=\"ingress\",would=\"{would}\",kind=\"{policy}\",policy=\"{rule}\"}}"
+        );
+        assert_eq!(sample(&m, &line), 1.0, "{line}\n{m}");
+    }
+}

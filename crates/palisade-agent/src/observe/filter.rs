@@ -148,6 +148,8 @@ mod tests {
             timestamp: UNIX_EPOCH,
             audit,
             denied_by: None,
+            would: None,
+            staged_by: Vec::new(),
         }
     }
 

@@ -5,15 +5,24 @@
 //! ends, one record goes out with the first event's source port and timestamp. The number of open
 //! windows is bounded; events that would open one more are dropped (and counted by the caller).
 
-use crate::record::Record;
+use crate::record::{Disposition, Record};
 use palisade_model::Protocol;
 use palisade_policy::Direction;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
-/// The flow, and whether it was audited (audited and dropped attempts are reported apart).
-type Key = (IpAddr, IpAddr, u16, Protocol, Direction, bool);
+/// The flow, whether it was audited and what staged policies would do (audited, staged and
+/// dropped attempts are reported apart).
+type Key = (
+    IpAddr,
+    IpAddr,
+    u16,
+    Protocol,
+    Direction,
+    bool,
+    Option<Disposition>,
+);
 
 fn key(r: &Record) -> Key {
     let c = &r.connection;
@@ -24,6 +33,7 @@ fn key(r: &Record) -> Key {
         c.protocol,
         c.direction,
         r.audit,
+        r.would,
     )
 }
 
@@ -134,6 +144,8 @@ mod tests {
             timestamp: UNIX_EPOCH + Duration::from_millis(at_ms),
             audit: false,
             denied_by: None,
+            would: None,
+            staged_by: Vec::new(),
         }
     }
 

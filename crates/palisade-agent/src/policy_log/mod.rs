@@ -13,7 +13,7 @@ pub mod rotate;
 
 pub use palisade_kube::bucket;
 
-use crate::metrics::{DispositionLabel, Metrics, TierRuleLabels, VerdictLabels};
+use crate::metrics::{DispositionLabel, Metrics, StagedLabels, TierRuleLabels, VerdictLabels};
 use crate::observe::Hub;
 use crate::record::{self, Connection, Disposition, PolicyName, Record};
 use aggregate::{Added, DenyAggregator};
@@ -22,7 +22,7 @@ use palisade_dataplane::events::{Action, EventReader, VerdictEvent};
 use palisade_kube::events::{Recorder, Regarding};
 use palisade_model::logging::{self, LoggingConfig, LoggingObject, LoggingSwitches};
 use palisade_model::{ClusterState, PodId, TierAction};
-use palisade_policy::{Decision, Endpoint, Engine, Flow, TierRuleRef};
+use palisade_policy::{Decision, Endpoint, Engine, Engines, Flow, PolicyRef, TierRuleRef};
 use rotate::RotatingFile;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -94,12 +94,59 @@ fn flow(event: &VerdictEvent) -> Flow {
     }
 }
 
+/// A cluster-wide rule as a record names it.
+fn tier_rule_name(event: &VerdictEvent, rule: &TierRuleRef) -> PolicyName {
+    PolicyName {
+        name: rule.policy.name.clone(),
+        namespace: String::new(),
+        kind: rule.policy.kind.as_str().into(),
+        tier: rule.policy.tier.as_str().into(),
+        rule: (rule.name.clone())
+            .unwrap_or_else(|| format!("{}[{}]", event.direction.as_str(), rule.rule)),
+    }
+}
+
+/// NetworkPolicies as records name them, each once.
+fn network_policies(policies: impl Iterator<Item = PolicyRef>) -> Vec<PolicyName> {
+    let mut policies: Vec<PolicyRef> = policies.collect();
+    policies.dedup();
+    (policies.into_iter())
+        .map(|p| PolicyName {
+            name: p.name,
+            namespace: p.namespace,
+            kind: "NetworkPolicy".into(),
+            tier: String::new(),
+            rule: String::new(),
+        })
+        .collect()
+}
+
+/// Who decides `decision`: the cluster-wide rule, the allowing NetworkPolicies or the isolating
+/// ones; nobody where no policy decided.
+fn deciders(event: &VerdictEvent, decision: Decision) -> Vec<PolicyName> {
+    match decision {
+        Decision::Tier { rule } => vec![tier_rule_name(event, &rule)],
+        Decision::Allowed { by } => network_policies(by.into_iter().map(|r| r.policy)),
+        Decision::Denied { isolating } => network_policies(isolating.into_iter().map(|m| m.policy)),
+        Decision::Unenforced { .. } | Decision::NotIsolated => Vec::new(),
+    }
+}
+
+/// A policy as a metric label names it: `namespace/name`, or `Kind/name` when cluster-wide.
+fn label_name(p: &PolicyName) -> String {
+    match p.namespace.is_empty() {
+        true => format!("{}/{}", p.kind, p.name),
+        false => format!("{}/{}", p.namespace, p.name),
+    }
+}
+
 /// Turns verdict events into policy action records. Audit events (policy denied, audit mode let
-/// the connection through) are deny records with `"audit": true`.
+/// the connection through) are deny records with `"audit": true`; so are, with `would`, the
+/// connections whose verdict staged policies would change.
 pub struct PolicyLogger {
     node_name: String,
     switches: LoggingSwitches,
-    engine: Option<Arc<Engine>>,
+    engines: Option<Engines>,
     nodes: HashMap<IpAddr, String>,
     aggregator: DenyAggregator,
     bucket: TokenBucket,
@@ -131,7 +178,7 @@ impl PolicyLogger {
         Ok(PolicyLogger {
             node_name: node_name.to_string(),
             switches: LoggingSwitches::default(),
-            engine: None,
+            engines: None,
             nodes: HashMap::new(),
             aggregator: DenyAggregator::new(limits.aggregation_window, limits.max_open_keys),
             bucket: TokenBucket::new(limits.records_per_second, limits.burst),
@@ -170,12 +217,15 @@ impl PolicyLogger {
         self.switches
     }
 
-    /// Attributes later events with `engine` (the one whose ruleset the kernel holds) and applies its
-    /// `NetworkLogging` configuration.
-    pub fn set_engine(&mut self, engine: Arc<Engine>) -> ConfigChange {
-        self.nodes = node_index(engine.state());
-        let change = self.configure(&engine.state().network_logging);
-        crate::drop_later(self.engine.replace(engine));
+    /// Attributes later events with `engines` (the enforced one is the one whose ruleset the
+    /// kernel holds; the would-engine, if any, says what staged policies would change) and applies
+    /// its `NetworkLogging` configuration.
+    pub fn set_engine(&mut self, engines: impl Into<Engines>) -> ConfigChange {
+        let engines = engines.into();
+        let state = engines.enforced.state();
+        self.nodes = node_index(state);
+        let change = self.configure(&state.network_logging);
+        crate::drop_later(self.engines.replace(engines));
         change
     }
 
@@ -247,32 +297,82 @@ impl PolicyLogger {
     /// Takes one verdict event: counts it, shows it to `observe` clients, and logs it when the
     /// configuration says so (allow records at once, denials into their aggregation window).
     pub fn handle(&mut self, event: &VerdictEvent) {
-        let Some(engine) = self.engine.clone() else {
+        let Some(engines) = self.engines.clone() else {
             return;
         };
+        let engine = &*engines.enforced;
         let state = engine.state();
         // Events for addresses that are not (or no longer) pods have nothing to attribute.
         let Some(pod_id) = state.pod_by_ip(event.enforcing()) else {
             return;
         };
         let pod = &state.pods[pod_id];
+        if let Some(record) = self.staged(&engines, event, pod_id) {
+            self.take(state, record, event, &pod.namespace);
+        }
         let record = if event.action == Action::Allow {
             // Allowed because the pod is not isolated (or by a race with a new ruleset): no record.
-            let Some(record) = self.allowed(&engine, event, &pod.namespace) else {
+            let Some(record) = self.allowed(engine, event, &pod.namespace) else {
                 return;
             };
             record
         } else {
-            self.tell_denied(&engine, event, pod);
-            self.denied(&engine, event, pod_id)
+            self.tell_denied(engine, event, pod);
+            self.denied(engine, event, pod_id)
         };
+        self.take(state, record, event, &pod.namespace);
+    }
+
+    /// Shows `record` (of a connection at a pod of `namespace`) to `observe` clients and logs it
+    /// as its disposition's switches say.
+    fn take(
+        &mut self,
+        state: &ClusterState,
+        record: Record,
+        event: &VerdictEvent,
+        namespace: &str,
+    ) {
         if let Some(hub) = &self.hub {
             hub.publish(record.clone());
         }
         match record.disposition {
             Disposition::Allow => self.log_allowed(state, record, event),
-            Disposition::Deny => self.log_denied(state, record, &pod.namespace),
+            Disposition::Deny => self.log_denied(state, record, namespace),
         }
+    }
+
+    /// The audit record of a connection whose verdict the staged policies would change — the
+    /// would-engine's decision against the kernel's action (audit mode's let-through counts as
+    /// the denial it stands for) —, counted by who would decide; `None` where they change nothing
+    /// or govern no pod of the event.
+    fn staged(&self, engines: &Engines, event: &VerdictEvent, pod: PodId) -> Option<Record> {
+        let side = engines.would_side(pod, event.direction, &flow(event))?;
+        let would = match side.decision.allows() {
+            true => Disposition::Allow,
+            false => Disposition::Deny,
+        };
+        let enforced = match event.action {
+            Action::Allow => Disposition::Allow,
+            Action::Deny | Action::Audit => Disposition::Deny,
+        };
+        if would == enforced {
+            return None;
+        }
+        let staged_by = deciders(event, side.decision);
+        for p in &staged_by {
+            let labels = StagedLabels {
+                direction: event.direction.as_str().into(),
+                would: would.as_str().into(),
+                kind: p.kind.clone(),
+                policy: label_name(p),
+                rule: p.rule.clone(),
+            };
+            self.metrics.staged.get_or_create(&labels).inc();
+        }
+        let state = engines.enforced.state();
+        let mut record = self.record(state, event, would, Vec::new());
+        (record.audit, record.would, record.staged_by) = (true, Some(would), staged_by);
+        Some(record)
     }
 
     /// The labels of a verdict at a pod of `namespace`, attributed to `policy`.
@@ -294,30 +394,14 @@ impl PolicyLogger {
     /// rule that accepted it); `None` when no policy allowed it (the pod is not isolated).
     fn allowed(&self, engine: &Engine, event: &VerdictEvent, namespace: &str) -> Option<Record> {
         let policies = match engine.side(event.direction, &flow(event)).decision {
-            Decision::Allowed { by } => {
-                let mut policies: Vec<_> = by.into_iter().map(|r| r.policy).collect();
-                policies.dedup();
-                (policies.into_iter())
-                    .map(|p| PolicyName {
-                        name: p.name,
-                        namespace: p.namespace,
-                        kind: "NetworkPolicy".into(),
-                        tier: String::new(),
-                        rule: String::new(),
-                    })
-                    .collect()
-            }
+            Decision::Allowed { by } => network_policies(by.into_iter().map(|r| r.policy)),
             Decision::Tier { rule } if rule.action == TierAction::Accept => {
                 vec![self.tier_rule(event, &rule)]
             }
             _ => return None,
         };
         for p in &policies {
-            let policy = match p.namespace.is_empty() {
-                true => format!("{}/{}", p.kind, p.name),
-                false => format!("{}/{}", p.namespace, p.name),
-            };
-            let labels = Self::labels(event, Disposition::Allow, namespace, policy);
+            let labels = Self::labels(event, Disposition::Allow, namespace, label_name(p));
             self.metrics.verdicts.get_or_create(&labels).inc();
         }
         Some(self.record(engine.state(), event, Disposition::Allow, policies))
@@ -325,24 +409,17 @@ impl PolicyLogger {
 
     /// A cluster-wide rule as a record names it, counted by rule.
     fn tier_rule(&self, event: &VerdictEvent, rule: &TierRuleRef) -> PolicyName {
-        let name = (rule.name.clone())
-            .unwrap_or_else(|| format!("{}[{}]", event.direction.as_str(), rule.rule));
+        let name = tier_rule_name(event, rule);
         let labels = TierRuleLabels {
             direction: event.direction.as_str().into(),
             action: rule.action.as_str().into(),
-            kind: rule.policy.kind.as_str().into(),
-            policy: rule.policy.name.clone(),
-            tier: rule.policy.tier.as_str().into(),
-            rule: name.clone(),
+            kind: name.kind.clone(),
+            policy: name.name.clone(),
+            tier: name.tier.clone(),
+            rule: name.rule.clone(),
         };
         self.metrics.tier_rules.get_or_create(&labels).inc();
-        PolicyName {
-            name: rule.policy.name.clone(),
-            namespace: String::new(),
-            kind: rule.policy.kind.as_str().into(),
-            tier: rule.policy.tier.as_str().into(),
-            rule: name,
-        }
+        name
     }
 
     /// The record of a denied (or audited) connection, counted; it names the Admin or Baseline
@@ -371,7 +448,8 @@ impl PolicyLogger {
         if !allow.log {
             return;
         }
-        if allow.delegate {
+        // A staged would-allow names no enforced policy to delegate by: `allow.log` decides.
+        if allow.delegate && record.would.is_none() {
             record.policies.retain(|p| {
                 let annotations = if p.namespace.is_empty() {
                     (state.tier_policies.iter())
@@ -446,6 +524,8 @@ impl PolicyLogger {
             timestamp: event.time,
             audit: false,
             denied_by: None,
+            would: None,
+            staged_by: Vec::new(),
         }
     }
 

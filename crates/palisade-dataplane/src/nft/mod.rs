@@ -17,7 +17,7 @@ pub use ruleset::{Ruleset, Update, UpdateSize};
 use crate::events::Action;
 use foldhash::{HashMap, HashMapExt};
 use palisade_policy::{
-    AddrCache, Allow, CompiledTable, Direction, Disposition, Peers, PerDirection, TableClass,
+    AddrCache, Allow, CompiledTable, Direction, Disposition, Flat, Peers, PerDirection, TableClass,
 };
 use rule::{PeerMatch, PortsMatch, Rule, Verdict};
 use sets::PeerSets;
@@ -128,18 +128,25 @@ fn map_of(direction: Direction, ip: IpAddr) -> usize {
 /// as one first-match list ([`palisade_policy::DirectionRules::flatten`]): each entry allows (ingress: accept;
 /// egress: return, so that the destination's ingress is still evaluated) or drops — in an audited
 /// class, logs as audit and allows —, and what no entry matches is dropped by a final rule or,
-/// where the rules allow it, leaves the chain.
+/// where the rules allow it, leaves the chain (through a final logged allow where a staged policy
+/// governs the class: the agent compares those connections with what it would decide).
 fn class_bodies(class: &TableClass, sets: &mut PeerSets) -> PerDirection<Option<Vec<Rule<usize>>>> {
     let (rules, audited) = (&class.rules, class.audited);
     PerDirection::from_fn(|direction| {
-        let rules = match direction {
-            Direction::Ingress => rules.ingress.as_ref()?,
-            Direction::Egress => rules.egress.as_ref()?,
-        };
-        let flat = rules.flatten(&mut AddrCache::default());
         let allow = match direction {
             Direction::Ingress => Verdict::Accept,
             Direction::Egress => Verdict::Return,
+        };
+        let rules = match direction {
+            Direction::Ingress => rules.ingress.as_ref(),
+            Direction::Egress => rules.egress.as_ref(),
+        };
+        let flat = match rules {
+            Some(rules) => rules.flatten(&mut AddrCache::default()),
+            None => Flat {
+                entries: Vec::new(),
+                otherwise: Disposition::Allow,
+            },
         };
         let outcome = |disposition| match (disposition, audited) {
             (Disposition::Allow, _) => (Action::Allow, allow),
@@ -157,8 +164,9 @@ fn class_bodies(class: &TableClass, sets: &mut PeerSets) -> PerDirection<Option<
                 sets,
             ));
         }
-        if flat.otherwise == Disposition::Deny {
-            let (action, verdict) = outcome(Disposition::Deny);
+        // Where a staged policy governs the class, what the rules leave allowed is logged too.
+        if flat.otherwise == Disposition::Deny || class.staged[direction] {
+            let (action, verdict) = outcome(flat.otherwise);
             body.push(Rule {
                 direction,
                 peer: None,

@@ -189,6 +189,7 @@ impl Ruleset {
                 let was = &old.classes[o];
                 Arc::ptr_eq(&class.rules, &was.rules)
                     && class.audited == was.audited
+                    && class.staged == was.staged
                     && (ips.is_empty() || index.class_chains[o].is_some())
             });
             let Some(o) = kept else {
