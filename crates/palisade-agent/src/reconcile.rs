@@ -11,7 +11,7 @@ use palisade_dataplane::{build, ApplyError, Ruleset, TABLE};
 use palisade_kube::{SourceHealth, Watch};
 use palisade_model::{
     AgentStatus, ClusterState, DocumentCache, Limits, Load, Loader, PodKey, RejectReason, Severity,
-    Symlinks,
+    Symlinks, Tier,
 };
 use palisade_policy::{CompiledTable, Enforcement, Engine, Engines};
 use std::collections::BTreeMap;
@@ -212,15 +212,17 @@ impl Reconciler {
         }
         let (mut applied, mut audited) = (BTreeMap::new(), BTreeMap::new());
         for class in classes {
-            let into = if table.classes[class].audited {
-                &mut audited
-            } else {
-                &mut applied
-            };
+            let audit = table.classes[class].audited;
             for policy in engine.policies_selecting(class) {
+                let into = if audit { &mut audited } else { &mut applied };
                 into.insert(policy.namespaced_name(), policy.generation());
             }
             for policy in engine.tier_policies_selecting(class) {
+                // Audit mode never lifts an Admin policy's Deny: it is enforced there.
+                let into = match (audit, policy.spec().tier) {
+                    (true, Tier::Baseline) => &mut audited,
+                    _ => &mut applied,
+                };
                 into.insert(policy.qualified_name(), policy.generation());
             }
         }

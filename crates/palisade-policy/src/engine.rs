@@ -589,7 +589,11 @@ impl Engine {
         let by_policy = |named: &mut NamedClasses| {
             let mut allowed = BitSet::new(n);
             for &pi in isolating {
-                for ri in 0..self.policies[pi].rules(probe.direction).unwrap_or_default().len() {
+                for ri in 0..self.policies[pi]
+                    .rules(probe.direction)
+                    .unwrap_or_default()
+                    .len()
+                {
                     self.rule_matches(pi, ri, probe, named, &mut allowed);
                 }
             }

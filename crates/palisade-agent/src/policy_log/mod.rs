@@ -431,7 +431,10 @@ impl PolicyLogger {
         let mut record = self.record(state, event, Disposition::Deny, Vec::new());
         if engine.tier_governed(pod, event.direction) {
             if let Decision::Tier { rule } = engine.side(event.direction, &flow(event)).decision {
-                record.denied_by = Some(self.tier_rule(event, &rule));
+                // A ruleset changed since the drop may say otherwise: name only a Deny.
+                if rule.action == TierAction::Deny {
+                    record.denied_by = Some(self.tier_rule(event, &rule));
+                }
             }
         }
         if event.action == Action::Audit {

@@ -16,6 +16,7 @@ pub use ruleset::{Ruleset, Update, UpdateSize};
 
 use crate::events::Action;
 use foldhash::{HashMap, HashMapExt};
+use palisade_model::{Tier, TierAction};
 use palisade_policy::{
     AddrCache, Allow, CompiledTable, Direction, Disposition, Flat, Peers, PerDirection, TableClass,
 };
@@ -127,10 +128,15 @@ fn map_of(direction: Direction, ip: IpAddr) -> usize {
 /// governs (or whose rules, flattened, leave everything allowed). A chain is the direction's rules
 /// as one first-match list ([`palisade_policy::DirectionRules::flatten`]): each entry allows (ingress: accept;
 /// egress: return, so that the destination's ingress is still evaluated) or drops — in an audited
-/// class, logs as audit and allows —, and what no entry matches is dropped by a final rule or,
+/// class, logs as audit and allows, except an Admin-tier Deny: audit mode (a namespace's or the
+/// node's) never lifts the cluster administrator's guardrails —, and what no entry matches is dropped by a final rule or,
 /// where the rules allow it, leaves the chain (through a final logged allow where a staged policy
 /// governs the class: the agent compares those connections with what it would decide).
-fn class_bodies(class: &TableClass, sets: &mut PeerSets) -> PerDirection<Option<Vec<Rule<usize>>>> {
+fn class_bodies(
+    class: &TableClass,
+    sets: &mut PeerSets,
+    cache: &mut AddrCache,
+) -> PerDirection<Option<Vec<Rule<usize>>>> {
     let (rules, audited) = (&class.rules, class.audited);
     PerDirection::from_fn(|direction| {
         let allow = match direction {
@@ -142,20 +148,21 @@ fn class_bodies(class: &TableClass, sets: &mut PeerSets) -> PerDirection<Option<
             Direction::Egress => rules.egress.as_ref(),
         };
         let flat = match rules {
-            Some(rules) => rules.flatten(&mut AddrCache::default()),
+            Some(rules) => rules.flatten(cache),
             None => Flat {
                 entries: Vec::new(),
                 otherwise: Disposition::Allow,
             },
         };
-        let outcome = |disposition| match (disposition, audited) {
+        let admin_deny = Some((Tier::Admin, TierAction::Deny));
+        let outcome = |disposition, by| match (disposition, audited && by != admin_deny) {
             (Disposition::Allow, _) => (Action::Allow, allow),
             (Disposition::Deny, false) => (Action::Deny, Verdict::Drop),
             (Disposition::Deny, true) => (Action::Audit, allow),
         };
         let mut body = Vec::new();
         for entry in &flat.entries {
-            let (action, verdict) = outcome(entry.disposition);
+            let (action, verdict) = outcome(entry.disposition, entry.by);
             body.extend(entry_rules(
                 direction,
                 &entry.matches,
@@ -166,7 +173,7 @@ fn class_bodies(class: &TableClass, sets: &mut PeerSets) -> PerDirection<Option<
         }
         // Where a staged policy governs the class, what the rules leave allowed is logged too.
         if flat.otherwise == Disposition::Deny || class.staged[direction] {
-            let (action, verdict) = outcome(flat.otherwise);
+            let (action, verdict) = outcome(flat.otherwise, None);
             body.push(Rule {
                 direction,
                 peer: None,
@@ -237,14 +244,14 @@ pub fn render(table: &CompiledTable) -> String {
 /// holds), so that [`Ruleset::update_from`]`(previous)` edits set members instead of replacing sets
 /// and chains.
 pub fn build(table: &CompiledTable, previous: Option<&Ruleset>) -> Ruleset {
-    let mut sets = PeerSets::default();
+    let (mut sets, mut cache) = (PeerSets::default(), AddrCache::default());
     let mut drafts = Drafts::default();
     // Per class: its addresses and its chains (by draft id), where it has addresses.
     let mut classes: Vec<Option<(&[IpAddr], DraftIds)>> = Vec::with_capacity(table.classes.len());
     for class in &table.classes {
         let ips = &class.addresses[..];
         classes.push((!ips.is_empty()).then(|| {
-            let bodies = class_bodies(class, &mut sets);
+            let bodies = class_bodies(class, &mut sets, &mut cache);
             (ips, bodies.map(|body| body.map(|b| drafts.add(b))))
         }));
     }

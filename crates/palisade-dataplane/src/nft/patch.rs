@@ -10,7 +10,7 @@ use super::sets::{content_hash, PeerSets, SetDef};
 use super::{class_bodies, map_of, Drafts, Ruleset};
 use foldhash::{HashMap, HashMapExt};
 use palisade_model::IdVec;
-use palisade_policy::{Class, ClassId, CompiledTable};
+use palisade_policy::{AddrCache, Class, ClassId, CompiledTable};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -255,13 +255,13 @@ impl Ruleset {
             let delta = set_delta.get(set).copied().unwrap_or(0);
             Self::users_after(&index.set_users, set, delta) == 0
         };
-        let mut sets = PeerSets::default();
+        let (mut sets, mut cache) = (PeerSets::default(), AddrCache::default());
         let mut drafts = Drafts::default();
         let mut bodies = Vec::new();
         for &c in rebuilt {
             let class = &table.classes[c];
             if !class.addresses.is_empty() {
-                let ids = class_bodies(class, &mut sets);
+                let ids = class_bodies(class, &mut sets, &mut cache);
                 bodies.push((c, ids.map(|body| body.map(|b| drafts.add(b)))));
             }
         }
