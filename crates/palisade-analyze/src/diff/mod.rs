@@ -166,8 +166,8 @@ impl Report {
 /// The most work one diff may do, in steps: a step is one pair of pod classes asked for one port
 /// class, one bit-set word of an engine's reachability for one port class (classes² / 64 per
 /// engine), or one list of policy ports holding one segment of ports while port classes are made.
-/// A step takes 2–4 ns on the project machine (`BENCHMARKS.md`), so the bound refuses, before
-/// starting, a diff that would run for more than about 5 s, rather than let it run for minutes.
+/// A step takes about 5 ns on the project machine (`BENCHMARKS.md`), so the bound refuses, before
+/// starting, a diff that would run for more than about 10 s, rather than let it run for minutes.
 pub const MAX_WORK: u64 = 2_000_000_000;
 
 /// Why the difference could not be computed.
@@ -191,7 +191,9 @@ impl std::fmt::Display for DiffError {
             DiffError::TooMuchWork(what) => write!(
                 f,
                 "the comparison would take more than its bound of {MAX_WORK} steps ({what}), \
-                 so it was not made; compare fewer namespaces at a time (-n NS)"
+                 so it was not made; comparing fewer namespaces at a time (-n NS) asks fewer \
+                 pairs of pod classes, but as many port classes (the policies' distinct lists of \
+                 ports)"
             ),
         }
     }

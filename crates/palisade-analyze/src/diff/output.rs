@@ -184,10 +184,10 @@ pub fn unlisted(error: &DiffError, format: &str) -> String {
     match format {
         "json" => json!({"connectivity_changed": true, "listed": false, "reason": error.to_string()})
             .to_string(),
+        // The error's words are ours, never a manifest's: no escaping needed.
         "md" => format!(
             "### Network connectivity change (palisade diff)\n\nConnectivity changes, too widely to \
-             list: {}.\n",
-            cell(&error.to_string())
+             list: {error}.\n"
         ),
         _ => format!("connectivity changed, not listed: {error}"),
     }
