@@ -282,7 +282,7 @@ fn namespaces_scope_the_findings_not_the_analysis() {
     // Only front: its Namespace's finding, and no error left, so exit 0.
     let o = lint(dir.path(), &cluster, &["-o", "json", "-n", "front"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_eq!(findings(&o), [open.clone()]);
+    assert_eq!(findings(&o), std::slice::from_ref(&open));
     // Only shop: its policy's findings, not front's.
     let o = lint(dir.path(), &cluster, &["-o", "json", "--namespace", "shop"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));

@@ -37,10 +37,17 @@ type Origin = (usize, Direction, usize);
 /// The most comparisons the check makes — one address range or port span of an entry looked at
 /// while judging whether other rules' entries cover a candidate's — before it stops and says so:
 /// 1–2 s on the project machine (`BENCHMARKS.md`).
-pub const MAX_COMPARISONS: u64 = 50_000_000;
+const MAX_COMPARISONS: u64 = 50_000_000;
 
 /// The check ran out of [`MAX_COMPARISONS`].
 struct Stopped;
+
+/// A class's entries for one direction, and the id of that list.
+type Listed<'i> = (usize, Rc<[Entry<'i>]>);
+
+/// What makes two lists the same: per entry its rule, its peer set's address (`0`: any peer)
+/// and its ports.
+type Signature = Vec<(Origin, usize, Option<Vec<PortRange>>)>;
 
 /// The entries of each class and direction, read once, and an id per distinct list: classes with
 /// the same list (the same rules, peers and ports) are decided alike, so a candidate is judged
@@ -49,8 +56,8 @@ struct Lists<'i> {
     ix: &'i Index<'i>,
     position: HashMap<(&'i str, &'i str), usize>,
     /// Per class and direction: the list's id and its entries; `None` past [`MAX_ENTRIES`].
-    read: HashMap<(ClassId, Direction), Option<(usize, Rc<[Entry<'i>]>)>>,
-    ids: HashMap<Vec<(Origin, usize, Option<Vec<PortRange>>)>, usize>,
+    read: HashMap<(ClassId, Direction), Option<Listed<'i>>>,
+    ids: HashMap<Signature, usize>,
     budget: Budget,
 }
 
@@ -83,7 +90,7 @@ impl<'i> Lists<'i> {
 
     /// The entries of class `c` for direction `d` with their list's id; `None` beyond
     /// [`MAX_ENTRIES`] (coverage grows with their square: no finding rather than unbounded time).
-    fn get(&mut self, c: ClassId, d: Direction) -> Option<(usize, Rc<[Entry<'i>]>)> {
+    fn get(&mut self, c: ClassId, d: Direction) -> Option<Listed<'i>> {
         if let Some(known) = self.read.get(&(c, d)) {
             return known.clone();
         }
@@ -102,7 +109,8 @@ impl<'i> Lists<'i> {
             })
             .collect();
         let found = (list.len() <= MAX_ENTRIES).then(|| {
-            // Shared peer sets are told apart by address: the same set is the same peers.
+            // Peer sets are shared: the same address is the same peers (the sets live as long as
+            // the index, so no address is reused for another).
             let signature = (list.iter())
                 .map(|(o, a)| {
                     let peers = match &a.peers {
