@@ -1,10 +1,12 @@
 //! The inputs that once made `diff` and `lint` run for tens of seconds (the review of issue 13),
 //! timed as the commands run them, three runs each, one line per run; inputs are built in memory:
-//! `cargo bench -p palisade-analyze --bench bounds [diff|diff-rules|lint [PODS POLICIES]]`.
+//! `cargo bench -p palisade-analyze --bench bounds [WHICH]`, WHICH one of `diff`, `diff-rules`,
+//! `diff-peers`, `lint [PODS POLICIES]` (all by default).
 //!
 //! - `diff`: the 10,000-pod synthetic cluster, and after it the same with one policy added whose
-//!   one rule lists 2,000 single ports; `diff-rules`: the same ports in 2,000 rules (one port class
-//!   each: past the work bound, refused).
+//!   one rule lists 2,000 single ports; `diff-rules`: the same ports in 2,000 rules with the same
+//!   peers; `diff-peers`: in 2,000 rules each with peers of its own (2,000 port classes: past the
+//!   work bound, refused).
 //! - `lint [PODS POLICIES]`: 2,000 pods of distinct labels in one namespace and 250 policies
 //!   selecting them all, each allowing ingress on port 80 from every pod but one of its own
 //!   (crafted so that every policy is a redundancy candidate at every class, against all the
@@ -37,9 +39,16 @@ fn load(files: &[(String, String)]) -> ClusterState {
     state
 }
 
-/// `diff` of the benchmark cluster and the same with 2,000 single ports allowed: in one rule
-/// (`one_rule`), or in a rule each.
-fn diff_bench(one_rule: bool) {
+/// How the 2,000 ports are written.
+#[derive(Clone, Copy, PartialEq)]
+enum Ports {
+    OneRule,
+    RuleEach,
+    RuleEachOwnPeers,
+}
+
+/// `diff` of the benchmark cluster and the same with 2,000 single ports allowed, written `how`.
+fn diff_bench(how: Ports) {
     let synth = generate(&SynthConfig::BENCHMARK);
     let files: Vec<(String, String)> = (synth.files.iter())
         .map(|f| (f.name.clone(), f.contents.clone()))
@@ -50,14 +59,20 @@ fn diff_bench(one_rule: bool) {
         .namespace
         .clone();
     let port = |i: usize| format!("{{port: {}}}", 20_000 + 2 * i);
-    let rules: Vec<String> = if one_rule {
-        let ports: Vec<String> = (0..2000).map(port).collect();
-        vec![ports.join(", ")]
-    } else {
-        (0..2000).map(port).collect()
+    let rules: Vec<String> = match how {
+        Ports::OneRule => {
+            let ports: Vec<String> = (0..2000).map(port).collect();
+            vec![ports.join(", ")]
+        }
+        Ports::RuleEach | Ports::RuleEachOwnPeers => (0..2000).map(port).collect(),
     };
-    let rules: Vec<String> = (rules.iter())
-        .map(|ports| format!("{{from: [{{namespaceSelector: {{}}}}], ports: [{ports}]}}"))
+    let rules: Vec<String> = (rules.iter().enumerate())
+        .map(|(i, ports)| match how {
+            Ports::RuleEachOwnPeers => {
+                format!("{{from: [{{podSelector: {{matchLabels: {{rule: r{i}}}}}}}], ports: [{ports}]}}")
+            }
+            _ => format!("{{from: [{{namespaceSelector: {{}}}}], ports: [{ports}]}}"),
+        })
         .collect();
     let wide = format!(
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: wide-ports, namespace: {namespace}}}\n\
@@ -72,7 +87,11 @@ fn diff_bench(one_rule: bool) {
         "diff: {} pods, {} + 1 policies (2,000 single ports in {} in {namespace})",
         before.state().pods.len(),
         before.state().policies.len(),
-        if one_rule { "one rule" } else { "a rule each" }
+        match how {
+            Ports::OneRule => "one rule",
+            Ports::RuleEach => "a rule each, the same peers",
+            Ports::RuleEachOwnPeers => "a rule each, peers of its own",
+        }
     );
     for run in 1..=RUNS {
         let started = Instant::now();
@@ -138,10 +157,13 @@ fn main() {
         .collect();
     let wants = |name: &str| words.is_empty() || words.iter().any(|w| w == name);
     if wants("diff") {
-        diff_bench(true);
+        diff_bench(Ports::OneRule);
     }
     if wants("diff-rules") {
-        diff_bench(false);
+        diff_bench(Ports::RuleEach);
+    }
+    if wants("diff-peers") {
+        diff_bench(Ports::RuleEachOwnPeers);
     }
     if wants("lint") {
         let sizes: Vec<usize> = words.iter().filter_map(|w| w.parse().ok()).collect();

@@ -381,7 +381,8 @@ struct PortClass {
 /// are decided alike by every rule when the same rules' numbered ports hold both and neither is
 /// the number of a container port whose name a policy names (each such number is a class of its
 /// own). Rules are counted by their list of numbered ports: rules listing the same ports match the
-/// same ports, and a rule listing 2,000 single ports makes one class of them, not 2,000.
+/// same ports, and a rule listing 2,000 single ports makes one class of them, not 2,000; a
+/// policy's rules of one direction with the same peers count as one rule, listing all their ports.
 fn port_classes(
     states: [&ClusterState; 2],
     budget: &mut Budget,
@@ -391,22 +392,23 @@ fn port_classes(
     let mut names: BTreeSet<(Protocol, &str)> = BTreeSet::new();
     for policy in states.iter().flat_map(|s| s.policies.iter()) {
         let spec = policy.policy.spec();
-        let rules = [&spec.ingress, &spec.egress]
-            .into_iter()
-            .flatten()
-            .flatten();
-        for rule in rules {
-            let mut list = Vec::new();
-            for port in rule.ports.iter().flatten() {
-                match &port.port {
-                    PortMatch::Range(first, last) => list.push((port.protocol, *first, *last)),
-                    PortMatch::Named(name) => {
-                        names.insert((port.protocol, name));
+        for rules in [&spec.ingress, &spec.egress].into_iter().flatten() {
+            // A direction's rules with the same peers (as written) allow them the union of their
+            // ports: one list (one rule per port is common).
+            let mut by_peers: HashMap<String, Vec<(Protocol, u16, u16)>> = HashMap::new();
+            for rule in rules {
+                let list = by_peers.entry(format!("{:?}", rule.peers)).or_default();
+                for port in rule.ports.iter().flatten() {
+                    match &port.port {
+                        PortMatch::Range(first, last) => list.push((port.protocol, *first, *last)),
+                        PortMatch::Named(name) => {
+                            names.insert((port.protocol, name));
+                        }
+                        PortMatch::Any => {}
                     }
-                    PortMatch::Any => {}
                 }
             }
-            if !list.is_empty() {
+            for mut list in by_peers.into_values().filter(|l| !l.is_empty()) {
                 list.sort_unstable();
                 lists.insert(list);
             }
@@ -757,6 +759,29 @@ mod tests {
         let classes = port_classes([two.state(), two.state()], &mut Budget::new()).unwrap();
         let tcp = classes.iter().filter(|c| c.probe.protocol == Protocol::Tcp);
         assert_eq!(tcp.count(), 3, "80, 81 and the rest");
+        // The 2,000 ports in a rule each, all with the same peers: one list again.
+        let each: Vec<String> = (ports.iter())
+            .map(|p| {
+                format!("{{from: [{{podSelector: {{matchLabels: {{app: b}}}}}}], ports: [{p}]}}")
+            })
+            .collect();
+        let text = with_ports("{port: 1}").replace(
+            "ingress: [{from: [{podSelector: {matchLabels: {app: b}}}], ports: [{port: 1}]}]",
+            &format!("ingress: [{}]", each.join(", ")),
+        );
+        let rules = engine(&text);
+        assert_eq!(
+            rules.state().policies[0]
+                .policy
+                .spec()
+                .ingress
+                .as_ref()
+                .map(Vec::len),
+            Some(2000)
+        );
+        let classes = port_classes([rules.state(), rules.state()], &mut Budget::new()).unwrap();
+        let tcp = classes.iter().filter(|c| c.probe.protocol == Protocol::Tcp);
+        assert_eq!(tcp.count(), 2);
     }
 
     #[test]
