@@ -15,8 +15,8 @@ use std::time::Instant;
     after_help = "Exit status: 0 when connectivity between the pods of both sides is \
     unchanged (pods only added or removed included), 1 when it changed (also when too widely to \
     list), 2 on unusable input (an object rejected on either side, a cluster that cannot be \
-    read) — like diff(1); 3 when the comparison would exceed its work bound (no answer: narrow \
-    it with -n)."
+    read) — like diff(1); 3 when the comparison would exceed its work bound (no answer; the \
+    error says what would have taken the work)."
 )]
 pub struct Args {
     /// The cluster before the change: a manifest file or folder, or - (repeatable).

@@ -9,11 +9,16 @@ use std::time::Instant;
 
 /// Arguments of `palisade lint`.
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "With -n, only findings on objects of those namespaces (and on the Namespaces \
+    themselves, and on cluster-scoped objects) are shown; the whole cluster is still read and \
+    analysed. Exit status: 0 when no error-severity finding is shown, 1 when one is, 2 on \
+    unusable input."
+)]
 pub struct Args {
     #[command(flatten)]
     inputs: Inputs,
-    /// Findings on objects of these namespaces only (`-n`, repeatable), or of all (`-A`, the
-    /// default); the whole cluster is still read and analysed.
+    /// Which namespaces' findings are shown (see below).
     #[command(flatten)]
     scope: Namespaces,
     /// Output format: txt, json or sarif (SARIF 2.1.0).
