@@ -1097,3 +1097,48 @@ fn cluster_wide_policies_of_one_priority_or_two_versions_holding_the_same_pods()
         "name: new",
     );
 }
+
+/// A policy covered at one of the classes it selects but not at the other is not redundant,
+/// whichever class is judged first: classes are judged once per list of entries, and the two
+/// lists differ.
+#[test]
+fn redundancy_holds_at_every_class_or_not_at_all() {
+    let policies = |web_80: &str| {
+        format!(
+            r#"---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: all-81, namespace: shop}}
+spec:
+  podSelector: {{}}
+  ingress: [{{from: [{{podSelector: {{matchLabels: {{app: client}}}}}}], ports: [{{port: 81}}]}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: some-web-80, namespace: shop}}
+spec:
+  podSelector: {{matchLabels: {web_80}}}
+  ingress: [{{from: [{{podSelector: {{matchLabels: {{app: client}}}}}}], ports: [{{port: 80}}]}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: z-web-80, namespace: shop}}
+spec:
+  podSelector: {{matchLabels: {{app: web}}}}
+  ingress: [{{from: [{{podSelector: {{matchLabels: {{app: client}}}}}}], ports: [{{port: 80}}]}}]
+"#
+        )
+    };
+    let z = |report: &Report| {
+        (of(report, Rule::RedundantPolicy).iter())
+            .filter(|f| f.object.to_string() == "NetworkPolicy shop/z-web-80")
+            .count()
+    };
+    for one in ["{app: web, version: v1}", "{app: web, version: v2}"] {
+        let (_, report) = run(&policies(one));
+        assert_eq!(z(&report), 0, "{one}: {:#?}", report.findings);
+    }
+    // Covered at both: redundant.
+    let (_, report) = run(&policies("{app: web}"));
+    assert_eq!(z(&report), 1, "{:#?}", report.findings);
+}

@@ -2,7 +2,7 @@
 
 use crate::exit;
 use crate::input::{self, Inputs, Loaded};
-use palisade_analyze::diff::{diff, to_json, to_markdown, to_text};
+use palisade_analyze::diff::{diff, to_json, to_markdown, to_text, unlisted, DiffError};
 use palisade_analyze::Scope;
 use palisade_policy::Engine;
 use std::path::PathBuf;
@@ -13,8 +13,10 @@ use std::time::Instant;
 #[derive(clap::Args, Debug)]
 #[command(
     after_help = "Exit status: 0 when connectivity between the pods of both sides is \
-    unchanged (pods only added or removed included), 1 when it changed, 2 on unusable input \
-    (an object rejected on either side, a cluster that cannot be read) — like diff(1)."
+    unchanged (pods only added or removed included), 1 when it changed (also when too widely to \
+    list), 2 on unusable input (an object rejected on either side, a cluster that cannot be \
+    read) — like diff(1); 3 when the comparison would exceed its work bound (no answer; the \
+    error says what would have taken the work)."
 )]
 pub struct Args {
     /// The cluster before the change: a manifest file or folder, or - (repeatable).
@@ -49,7 +51,8 @@ pub struct Args {
     output: String,
 }
 
-/// Runs the command: exit 1 if connectivity changed, 2 on unusable input, else 0.
+/// Runs the command: exit 1 if connectivity changed, 2 on unusable input, 3 over the work bound,
+/// else 0.
 pub fn run(args: Args, verbose: u8) -> u8 {
     let side = |files: &[PathBuf], kubeconfig: &Option<PathBuf>, context: &Option<String>| {
         let inputs = Inputs {
@@ -98,10 +101,7 @@ pub fn run(args: Args, verbose: u8) -> u8 {
     };
     let report = match diff(&before, &after, &scope) {
         Ok(report) => report,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::INVALID;
-        }
+        Err(e) => return refused(&e, &args.output, rejected),
     };
     tracing::info!(
         groups = report.groups.len(),
@@ -128,6 +128,29 @@ pub fn run(args: Args, verbose: u8) -> u8 {
         exit::FINDINGS
     } else {
         exit::OK
+    }
+}
+
+/// The exit code, and what is said, when `diff` gave no report: connectivity changed too widely to
+/// list is still an answer (1: it changed; printed in the output format), a comparison over the
+/// work bound is none (3). Unusable input (`rejected`) is said first, as always (2).
+fn refused(error: &DiffError, format: &str, rejected: bool) -> u8 {
+    let code = match error {
+        DiffError::TooManyChanges => {
+            if !crate::print_text(&unlisted(error, format)) {
+                return exit::INVALID;
+            }
+            exit::FINDINGS
+        }
+        DiffError::TooMuchWork(_) => {
+            eprintln!("error: {error}");
+            exit::TOO_LARGE
+        }
+    };
+    if rejected {
+        exit::INVALID
+    } else {
+        code
     }
 }
 

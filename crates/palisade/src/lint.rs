@@ -1,17 +1,26 @@
 //! `palisade lint`.
 
 use crate::exit;
-use crate::input::{self, Inputs};
-use palisade_analyze::lint::{lint, to_json, to_sarif, to_text, Rule};
+use crate::input::{self, Inputs, Namespaces};
+use palisade_analyze::lint::{lint_in, to_json, to_sarif, to_text, Rule};
 use palisade_policy::Engine;
 use std::sync::Arc;
 use std::time::Instant;
 
 /// Arguments of `palisade lint`.
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "With -n, only findings on objects of those namespaces (and on the Namespaces \
+    themselves, and on cluster-scoped objects) are shown; the whole cluster is still read and \
+    analysed. Exit status: 0 when no error-severity finding is shown, 1 when one is, 2 on \
+    unusable input."
+)]
 pub struct Args {
     #[command(flatten)]
     inputs: Inputs,
+    /// Which namespaces' findings are shown (see below).
+    #[command(flatten)]
+    scope: Namespaces,
     /// Output format: txt, json or sarif (SARIF 2.1.0).
     #[arg(short = 'o', long = "output", default_value = "txt", value_parser = ["txt", "text", "json", "sarif"])]
     output: String,
@@ -22,17 +31,18 @@ pub struct Args {
 
 /// Runs the command: exit 1 if an error-severity finding exists, 2 on unusable input, else 0.
 pub fn run(args: Args, verbose: u8) -> u8 {
-    let loaded = match input::load(&args.inputs, verbose) {
+    let (loaded, scope) = match input::load_scoped(&args.inputs, &args.scope, verbose) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
     let started = Instant::now();
     let engine = Engine::new(Arc::new(loaded.state));
-    let report = lint(
+    let report = lint_in(
         &engine,
         &loaded.diagnostics,
         &args.disable,
         args.inputs.lint_input(),
+        &scope,
     );
     tracing::info!(
         findings = report.findings.len(),

@@ -30,6 +30,8 @@ pub mod exit {
     pub const FINDINGS: u8 = 1;
     /// Invalid input (some objects were rejected) or usage error.
     pub const INVALID: u8 = 2;
+    /// No answer: computing it would exceed a documented work bound (`diff`); the input is fine.
+    pub const TOO_LARGE: u8 = 3;
 }
 
 /// Whether the output was written: a reader that went away (`| head`) is no error; any other

@@ -1,5 +1,5 @@
-//! `palisade diff` end to end: exit codes (0 unchanged, 1 changed, 2 unusable input), and the txt,
-//! json and md outputs.
+//! `palisade diff` end to end: exit codes (0 unchanged, 1 changed — listed or too widely to list —,
+//! 2 unusable input), and the txt, json and md outputs.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -105,6 +105,40 @@ fn exit_code_says_whether_connectivity_changed() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2), "--after is required");
+}
+
+#[test]
+fn connectivity_changed_too_widely_to_list_is_a_change_not_bad_input() {
+    // 1,001 pods of distinct labels, then all isolated for ingress: 1,001,000 pairs of pod
+    // classes change, more than the diff holds to group.
+    let dir = tempfile::tempdir().unwrap();
+    let ns = "apiVersion: v1\nkind: Namespace\nmetadata: {name: big}\n";
+    let pods: String = (0..1001)
+        .map(|i| format!("---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, namespace: big, labels: {{app: p{i}}}}}\nspec: {{containers: [{{name: c, image: c}}]}}\n"))
+        .collect();
+    let deny = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny, namespace: big}\nspec: {podSelector: {}, policyTypes: [Ingress]}\n";
+    let before = folder(dir.path(), "before", &[ns, &pods]);
+    let after = folder(dir.path(), "after", &[ns, &pods, deny]);
+    let o = diff(&before, &after, &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        stdout(&o).starts_with("connectivity changed, not listed: connectivity changed between more than 1000000 pairs"),
+        "{}",
+        stdout(&o)
+    );
+    let o = diff(&before, &after, &["-o", "json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let doc: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        (&doc["connectivity_changed"], &doc["listed"]),
+        (&Value::Bool(true), &Value::Bool(false))
+    );
+    assert!(doc["reason"].as_str().unwrap().contains("-n NS"), "{doc}");
 }
 
 #[test]

@@ -241,3 +241,67 @@ fn sarif_output_is_valid_sarif_2_1_0() {
     );
     assert_eq!(run["results"].as_array().unwrap().len(), 2);
 }
+
+/// The rules and objects of `-o json`'s findings.
+fn findings(o: &Output) -> Vec<(String, String)> {
+    let doc: Value = serde_json::from_str(&stdout(o)).expect("one JSON document");
+    (doc["findings"].as_array().unwrap().iter())
+        .map(|f| {
+            let text = |k: &str| f[k].as_str().unwrap().to_string();
+            (text("rule"), text("object"))
+        })
+        .collect()
+}
+
+#[test]
+fn namespaces_scope_the_findings_not_the_analysis() {
+    // `front` isolates nothing while `shop` does: a finding on Namespace front that only the
+    // other namespace's policy makes true.
+    let front = "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: front}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: visitor, namespace: front, labels: {app: visitor}}\nspec: {containers: [{name: m, image: i}]}\nstatus: {podIP: 10.244.2.1}\n";
+    let cluster = format!("{CLUSTER}{front}");
+    let dir = tempfile::tempdir().unwrap();
+    let pair = |rule: &str, object: &str| (rule.to_string(), object.to_string());
+    let shop = [
+        pair("service-port-not-target-port", "NetworkPolicy shop/web-in"),
+        pair("peers-look-like-and", "NetworkPolicy shop/web-in"),
+    ];
+    let open = pair("namespace-not-isolated", "Namespace front");
+    for everything in [&[][..], &["-A"]] {
+        let o = lint(
+            dir.path(),
+            &cluster,
+            &[&["-o", "json"], everything].concat(),
+        );
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        let all = findings(&o);
+        assert!(
+            shop.iter().all(|f| all.contains(f)) && all.contains(&open),
+            "{all:?}"
+        );
+    }
+    // Only front: its Namespace's finding, and no error left, so exit 0.
+    let o = lint(dir.path(), &cluster, &["-o", "json", "-n", "front"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(findings(&o), std::slice::from_ref(&open));
+    // Only shop: its policy's findings, not front's.
+    let o = lint(dir.path(), &cluster, &["-o", "json", "--namespace", "shop"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(findings(&o), shop);
+    // Both, repeated.
+    let o = lint(
+        dir.path(),
+        &cluster,
+        &["-o", "json", "-n", "shop", "-n", "front"],
+    );
+    assert_eq!(findings(&o).len(), 3, "{}", stdout(&o));
+    // An unknown namespace is unusable input; -n with -A a usage error.
+    let o = lint(dir.path(), &cluster, &["-n", "nowhere"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("namespace \"nowhere\" not found"),
+        "{}",
+        stderr(&o)
+    );
+    let o = lint(dir.path(), &cluster, &["-n", "shop", "-A"]);
+    assert_eq!(o.status.code(), Some(2));
+}

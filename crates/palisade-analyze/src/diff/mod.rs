@@ -7,12 +7,13 @@
 //! with a joint class whose answer may have changed are asked — one whose pods changed (labels,
 //! ports, addresses, namespace labels) or whose selecting policies differ. Every other pair is
 //! decided by unchanged policies on unchanged keys, so its answer cannot differ. Ports are asked
-//! per *port class*: the ranges that policy ports, `endPort`s and named container ports do not
-//! tell apart, each decided alike by both engines (ICMP is not compared).
+//! per *port class*: the ports that no rule's list of ports (`port`, `endPort`) and no named
+//! container port tells apart, each decided alike by both engines (ICMP is not compared). The
+//! work is bounded ([`MAX_WORK`]): past it, an error before the work, never minutes of it.
 
 mod output;
 
-pub use output::{ports_text, to_json, to_markdown, to_text, why_text};
+pub use output::{ports_text, to_json, to_markdown, to_text, unlisted, why_text};
 
 use crate::matrix::Scope;
 use foldhash::{HashMap, HashMapExt, HashSet};
@@ -162,11 +163,21 @@ impl Report {
     }
 }
 
+/// The most work one diff may do, in steps: a step is one pair of pod classes asked for one port
+/// class, one bit-set word of an engine's reachability for one port class (classes² / 64 per
+/// engine), or one list of policy ports holding one segment of ports while port classes are made.
+/// A step takes about 5 ns on the project machine (`BENCHMARKS.md`), so the bound refuses, before
+/// starting, a diff that would run for more than about 10 s, rather than let it run for minutes.
+pub const MAX_WORK: u64 = 2_000_000_000;
+
 /// Why the difference could not be computed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DiffError {
-    /// More changed class pairs than [`MAX_CHANGED_CLASS_PAIRS`].
+    /// More changed class pairs than [`MAX_CHANGED_CLASS_PAIRS`]: connectivity did change, too
+    /// widely to group and show.
     TooManyChanges,
+    /// The comparison would take more than [`MAX_WORK`] steps; what would have taken them.
+    TooMuchWork(String),
 }
 
 impl std::fmt::Display for DiffError {
@@ -177,7 +188,31 @@ impl std::fmt::Display for DiffError {
                 "connectivity changed between more than {MAX_CHANGED_CLASS_PAIRS} pairs of pod \
                  classes: too many to group and show; compare fewer namespaces at a time (-n NS)"
             ),
+            DiffError::TooMuchWork(what) => write!(
+                f,
+                "the comparison would take more than its bound of {MAX_WORK} steps ({what}), \
+                 so it was not made; comparing fewer namespaces at a time (-n NS) asks fewer \
+                 pairs of pod classes, but as many port classes (the policies' distinct lists of \
+                 ports)"
+            ),
         }
+    }
+}
+
+/// What is left of [`MAX_WORK`].
+struct Budget {
+    left: u64,
+}
+
+impl Budget {
+    fn new() -> Budget {
+        Budget { left: MAX_WORK }
+    }
+
+    /// Takes `steps`, or fails saying `what` would have taken them.
+    fn spend(&mut self, steps: u64, what: impl FnOnce() -> String) -> Result<(), DiffError> {
+        self.left = (self.left.checked_sub(steps)).ok_or_else(|| DiffError::TooMuchWork(what()))?;
+        Ok(())
     }
 }
 
@@ -193,8 +228,18 @@ struct Joint {
 }
 
 /// The connectivity `after` adds and removes relative to `before`, for pairs with an end in
-/// `scope`.
+/// `scope`, within [`MAX_WORK`].
 pub fn diff(before: &Engine, after: &Engine, scope: &Scope) -> Result<Report, DiffError> {
+    diff_within(before, after, scope, Budget::new())
+}
+
+/// [`diff`] within `budget`.
+fn diff_within(
+    before: &Engine,
+    after: &Engine,
+    scope: &Scope,
+    mut budget: Budget,
+) -> Result<Report, DiffError> {
     let (b, a) = (before.state(), after.state());
     let in_scope = |pod: &PodInfo| match scope {
         Scope::All => true,
@@ -213,7 +258,8 @@ pub fn diff(before: &Engine, after: &Engine, scope: &Scope) -> Result<Report, Di
     }
     let local = NodeLocal::of(before, after);
     let joints = joint_classes(before, after, &local, &in_scope);
-    let changed = changed_pairs(before, after, &joints, &local, &port_classes([b, a]))?;
+    let ports = port_classes([b, a], &mut budget)?;
+    let changed = changed_pairs(before, after, &joints, &local, &ports, &mut budget)?;
     report.groups = group(before, after, &joints, changed);
     Ok(report)
 }
@@ -345,47 +391,65 @@ struct PortClass {
     ranges: Vec<PortRange>,
 }
 
-/// The port classes of both sides. Per ported protocol, the segments no policy port range splits
-/// and no container port whose name a policy names (a named port resolves to its number); segments
-/// inside the same policy ranges, and not such a container port, are decided alike and form one
-/// class.
-fn port_classes(states: [&ClusterState; 2]) -> Vec<PortClass> {
-    let mut ranges: BTreeSet<(Protocol, u16, u16)> = BTreeSet::new();
+/// The port classes of both sides. A rule's ports match a port through their numbers (`port`,
+/// `endPort`) or through a name that resolves to it on a pod; so, per ported protocol, two ports
+/// are decided alike by every rule when the same rules' numbered ports hold both and neither is
+/// the number of a container port whose name a policy names (each such number is a class of its
+/// own). Rules are counted by their list of numbered ports: rules listing the same ports match the
+/// same ports, and a rule listing 2,000 single ports makes one class of them, not 2,000; a
+/// policy's rules of one direction with the same peers count as one rule, listing all their ports.
+fn port_classes(
+    states: [&ClusterState; 2],
+    budget: &mut Budget,
+) -> Result<Vec<PortClass>, DiffError> {
+    // Each distinct list of numbered ports (sorted), and the port names policies use.
+    let mut lists: BTreeSet<Vec<(Protocol, u16, u16)>> = BTreeSet::new();
     let mut names: BTreeSet<(Protocol, &str)> = BTreeSet::new();
     for policy in states.iter().flat_map(|s| s.policies.iter()) {
         let spec = policy.policy.spec();
-        let rules = [&spec.ingress, &spec.egress]
-            .into_iter()
-            .flatten()
-            .flatten();
-        for port in rules.flat_map(|r| r.ports.iter().flatten()) {
-            match &port.port {
-                PortMatch::Range(first, last) => {
-                    ranges.insert((port.protocol, *first, *last));
+        for rules in [&spec.ingress, &spec.egress].into_iter().flatten() {
+            // A direction's rules with the same peers (as written) allow them the union of their
+            // ports: one list (one rule per port is common).
+            let mut by_peers: HashMap<String, Vec<(Protocol, u16, u16)>> = HashMap::new();
+            for rule in rules {
+                let list = by_peers.entry(format!("{:?}", rule.peers)).or_default();
+                for port in rule.ports.iter().flatten() {
+                    match &port.port {
+                        PortMatch::Range(first, last) => list.push((port.protocol, *first, *last)),
+                        PortMatch::Named(name) => {
+                            names.insert((port.protocol, name));
+                        }
+                        PortMatch::Any => {}
+                    }
                 }
-                PortMatch::Named(name) => {
-                    names.insert((port.protocol, name));
-                }
-                PortMatch::Any => {}
+            }
+            for mut list in by_peers.into_values().filter(|l| !l.is_empty()) {
+                list.sort_unstable();
+                lists.insert(list);
             }
         }
     }
+    // A cluster-wide rule decides first-match: each rule's list on its own.
     for policy in states.iter().flat_map(|s| s.tier_policies.iter()) {
         let spec = policy.policy.spec();
-        let rules = spec.ingress.iter().chain(&spec.egress);
-        for port in rules.flat_map(|r| r.ports.iter().flatten()) {
-            match port {
-                TierPort::Range {
-                    protocol,
-                    first,
-                    last,
-                } => {
-                    ranges.insert((*protocol, *first, *last));
+        for rule in spec.ingress.iter().chain(&spec.egress) {
+            let mut list = Vec::new();
+            for port in rule.ports.iter().flatten() {
+                match port {
+                    TierPort::Range {
+                        protocol,
+                        first,
+                        last,
+                    } => list.push((*protocol, *first, *last)),
+                    TierPort::Named(name) => {
+                        names.extend(Protocol::PORTED.map(|protocol| (protocol, name.as_str())));
+                    }
+                    TierPort::Unknown => {}
                 }
-                TierPort::Named(name) => {
-                    names.extend(Protocol::PORTED.map(|protocol| (protocol, name.as_str())));
-                }
-                TierPort::Unknown => {}
+            }
+            if !list.is_empty() {
+                list.sort_unstable();
+                lists.insert(list);
             }
         }
     }
@@ -397,32 +461,54 @@ fn port_classes(states: [&ClusterState; 2]) -> Vec<PortClass> {
     let mut classes: Vec<PortClass> = Vec::new();
     let mut index: HashMap<(Protocol, Vec<usize>, Option<u16>), usize> = HashMap::new();
     for protocol in Protocol::PORTED {
-        let mut starts = BTreeSet::from([1u32]);
-        let singles = named.iter().filter(|n| n.0 == protocol).map(|n| (n.1, n.1));
-        let bounds = ranges
-            .iter()
-            .filter(|r| r.0 == protocol)
-            .map(|r| (r.1, r.2));
-        for (first, last) in singles.chain(bounds) {
-            starts.extend([u32::from(first), u32::from(last) + 1]);
+        // Where each list starts and stops holding a port: (port, list, +1 or -1).
+        let mut edges: Vec<(u32, usize, i32)> = Vec::new();
+        for (id, list) in lists.iter().enumerate() {
+            for &(_, first, last) in list.iter().filter(|r| r.0 == protocol) {
+                edges.push((u32::from(first), id, 1));
+                edges.push((u32::from(last) + 1, id, -1));
+            }
         }
-        let starts: Vec<u16> = starts
-            .into_iter()
+        edges.sort_unstable();
+        let singles = named.iter().filter(|n| n.0 == protocol);
+        let mut starts = BTreeSet::from([1u32]);
+        starts.extend(edges.iter().map(|e| e.0));
+        starts.extend(singles.flat_map(|&(_, p)| [u32::from(p), u32::from(p) + 1]));
+        let starts: Vec<u16> = (starts.into_iter())
             .filter_map(|s| u16::try_from(s).ok())
             .collect();
+        // Per list, how many of its ranges hold the current segment; the lists holding it.
+        let mut holding: HashMap<usize, i32> = HashMap::new();
+        let mut active: BTreeSet<usize> = BTreeSet::new();
+        let mut next_edge = 0;
         for (i, &first) in starts.iter().enumerate() {
+            while let Some(&(_, id, step)) =
+                edges.get(next_edge).filter(|e| e.0 <= u32::from(first))
+            {
+                let count = holding.entry(id).or_default();
+                *count += step;
+                if *count > 0 {
+                    active.insert(id);
+                } else {
+                    active.remove(&id);
+                }
+                next_edge += 1;
+            }
             let last = starts.get(i + 1).map_or(u16::MAX, |next| next - 1);
-            let inside: Vec<usize> = (ranges.iter().enumerate())
-                .filter(|(_, r)| r.0 == protocol && (r.1..=r.2).contains(&first))
-                .map(|(i, _)| i)
-                .collect();
             let single = named.contains(&(protocol, first)).then_some(first);
             let range = PortRange {
                 protocol,
                 first,
                 last,
             };
-            let class = *index.entry((protocol, inside, single)).or_insert_with(|| {
+            budget.spend(active.len() as u64, || {
+                format!(
+                    "telling apart the ports of {} distinct lists of policy ports",
+                    lists.len()
+                )
+            })?;
+            let key = (protocol, active.iter().copied().collect(), single);
+            let class = *index.entry(key).or_insert_with(|| {
                 classes.push(PortClass {
                     probe: range,
                     ranges: Vec::new(),
@@ -432,7 +518,7 @@ fn port_classes(states: [&ClusterState; 2]) -> Vec<PortClass> {
             classes[class].ranges.push(range);
         }
     }
-    classes
+    Ok(classes)
 }
 
 /// Per changed pair of joint classes (source, destination), the port ranges added and removed.
@@ -445,6 +531,7 @@ fn changed_pairs(
     joints: &[Joint],
     local: &NodeLocal,
     ports: &[PortClass],
+    budget: &mut Budget,
 ) -> Result<Changed, DiffError> {
     // The destinations to ask for each source: a pair needs a dirty end and an end in scope.
     let which = |dirty: Option<bool>, scope: Option<bool>| -> Vec<usize> {
@@ -469,6 +556,18 @@ fn changed_pairs(
     if dirty.is_empty() {
         return Ok(changed);
     }
+    // Charged before any work: per port class, every pair asked and both reachabilities.
+    let pairs: u64 = (joints.iter()).map(|j| destinations(j).len() as u64).sum();
+    let words = |e: &Engine| (e.class_count() as u64).pow(2) / 64;
+    let per_port = pairs + words(before) + words(after);
+    budget.spend(per_port.saturating_mul(ports.len() as u64), || {
+        format!(
+            "{} port classes × {pairs} pairs of pod classes to ask, over {} and {} classes",
+            ports.len(),
+            before.class_count(),
+            after.class_count()
+        )
+    })?;
     for class in ports {
         let (port, protocol) = (class.probe.first, class.probe.protocol);
         let (reach_b, reach_a) = (before.reach(port, protocol), after.reach(port, protocol));
@@ -659,4 +758,95 @@ fn group(before: &Engine, after: &Engine, joints: &[Joint], changed: Changed) ->
         }
     }
     groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_model::Loader;
+    use std::sync::Arc;
+
+    fn engine(text: &str) -> Engine {
+        let mut loader = Loader::new();
+        loader.load_str("test.yaml", text);
+        let (state, diagnostics) = loader.finish();
+        assert!(
+            !diagnostics.iter().any(|d| d.is_error()),
+            "{diagnostics:#?}"
+        );
+        Engine::new(Arc::new(state))
+    }
+
+    const PODS: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: shop, labels: {app: a}}\nspec: {containers: [{name: c, image: c}]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: b, namespace: shop, labels: {app: b}}\nspec: {containers: [{name: c, image: c}]}\n";
+
+    /// `PODS` and a policy letting `b` reach `a` on `ports` only.
+    fn with_ports(ports: &str) -> String {
+        format!("{PODS}---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: a-in, namespace: shop}}\nspec: {{podSelector: {{matchLabels: {{app: a}}}}, ingress: [{{from: [{{podSelector: {{matchLabels: {{app: b}}}}}}], ports: [{ports}]}}]}}\n")
+    }
+
+    #[test]
+    fn ports_one_rule_lists_are_one_port_class() {
+        // 2,000 single ports, every other one, in one rule: the ports it lists and all the others
+        // are two classes, not 4,001 (the review's 24 s).
+        let ports: Vec<String> = (0..2000)
+            .map(|i| format!("{{port: {}}}", 20_000 + 2 * i))
+            .collect();
+        let wide = engine(&with_ports(&ports.join(", ")));
+        let classes = port_classes([wide.state(), wide.state()], &mut Budget::new()).unwrap();
+        let tcp: Vec<&PortClass> = (classes.iter())
+            .filter(|c| c.probe.protocol == Protocol::Tcp)
+            .collect();
+        assert_eq!(tcp.len(), 2, "{}", tcp.len());
+        // Two rules listing different ports keep them apart.
+        let two = engine(&format!(
+            "{}---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: b-in, namespace: shop}}\nspec: {{podSelector: {{}}, ingress: [{{ports: [{{port: 81}}]}}]}}\n",
+            with_ports("{port: 80}")
+        ));
+        let classes = port_classes([two.state(), two.state()], &mut Budget::new()).unwrap();
+        let tcp = classes.iter().filter(|c| c.probe.protocol == Protocol::Tcp);
+        assert_eq!(tcp.count(), 3, "80, 81 and the rest");
+        // The 2,000 ports in a rule each, all with the same peers: one list again.
+        let each: Vec<String> = (ports.iter())
+            .map(|p| {
+                format!("{{from: [{{podSelector: {{matchLabels: {{app: b}}}}}}], ports: [{p}]}}")
+            })
+            .collect();
+        let text = with_ports("{port: 1}").replace(
+            "ingress: [{from: [{podSelector: {matchLabels: {app: b}}}], ports: [{port: 1}]}]",
+            &format!("ingress: [{}]", each.join(", ")),
+        );
+        let rules = engine(&text);
+        assert_eq!(
+            rules.state().policies[0]
+                .policy
+                .spec()
+                .ingress
+                .as_ref()
+                .map(Vec::len),
+            Some(2000)
+        );
+        let classes = port_classes([rules.state(), rules.state()], &mut Budget::new()).unwrap();
+        let tcp = classes.iter().filter(|c| c.probe.protocol == Protocol::Tcp);
+        assert_eq!(tcp.count(), 2);
+    }
+
+    #[test]
+    fn a_diff_over_its_work_bound_is_refused_before_the_work() {
+        let (before, after) = (
+            engine(&with_ports("{port: 80}")),
+            engine(&with_ports("{port: 81}")),
+        );
+        let report = diff(&before, &after, &Scope::All).unwrap();
+        assert_eq!(report.groups.len(), 2, "{:#?}", report.groups);
+        let refused = diff_within(&before, &after, &Scope::All, Budget { left: 10 });
+        let Err(DiffError::TooMuchWork(what)) = refused else {
+            panic!("{refused:?}");
+        };
+        assert!(what.contains("port classes"), "{what}");
+        let said = DiffError::TooMuchWork(what).to_string();
+        assert!(
+            said.contains("-n NS") && said.contains(&MAX_WORK.to_string()),
+            "{said}"
+        );
+    }
 }

@@ -1,7 +1,7 @@
 //! A diff as text (one paragraph per group), as one JSON document, or as a Markdown summary for a
 //! pull-request comment.
 
-use super::{Change, DirectionWhy, Group, PortRange, Report, Why, Workload};
+use super::{Change, DiffError, DirectionWhy, Group, PortRange, Report, Why, Workload};
 use palisade_model::Protocol;
 use serde_json::{json, Value};
 use std::fmt::Write;
@@ -175,6 +175,22 @@ pub fn to_json(report: &Report) -> Value {
             "removed": {"groups": rg, "pairs": rp},
         },
     })
+}
+
+/// The answer when `error` kept the groups from being listed — connectivity changed
+/// ([`DiffError::TooManyChanges`]) — as `format` (`json`, `md`, else text): that it changed, and
+/// why the rest is not shown.
+pub fn unlisted(error: &DiffError, format: &str) -> String {
+    match format {
+        "json" => json!({"connectivity_changed": true, "listed": false, "reason": error.to_string()})
+            .to_string(),
+        // The error's words are ours, never a manifest's: no escaping needed.
+        "md" => format!(
+            "### Network connectivity change (palisade diff)\n\nConnectivity changes, too widely to \
+             list: {error}.\n"
+        ),
+        _ => format!("connectivity changed, not listed: {error}"),
+    }
 }
 
 /// A Markdown table cell. What a name brings is text, never markup: every character Markdown (or

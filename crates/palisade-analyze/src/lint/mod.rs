@@ -20,6 +20,7 @@ mod tiers;
 
 pub use output::{to_json, to_sarif, to_text};
 
+use crate::matrix::Scope;
 use index::Index;
 use palisade_model::selector::SelectorSpec;
 use palisade_model::{Diagnostic, Kind, ObjectKey, Origin, PolicyInfo};
@@ -277,6 +278,19 @@ pub fn lint(
     disabled: &[Rule],
     input: Input,
 ) -> Report {
+    lint_in(engine, diagnostics, disabled, input, &Scope::All)
+}
+
+/// [`lint`], reporting only the findings in `scope`: on objects of its namespaces, on those
+/// Namespaces themselves, and on cluster-scoped objects (they concern every namespace). The rules
+/// still see the whole cluster, so that what other namespaces' pods and policies do stays right.
+pub fn lint_in(
+    engine: &Engine,
+    diagnostics: &[Diagnostic],
+    disabled: &[Rule],
+    input: Input,
+    scope: &Scope,
+) -> Report {
     let ix = Index::new(engine, input);
     let mut found = Vec::new();
     let on = |rule: Rule| !disabled.contains(&rule);
@@ -320,7 +334,7 @@ pub fn lint(
     if on(Rule::UnenforcedPolicyKind) {
         kinds::check(diagnostics, &mut found);
     }
-    found.retain(|f| on(f.rule));
+    found.retain(|f| on(f.rule) && in_scope(&f.object, scope));
     let before = found.len();
     found.retain(|f| !silenced(&ix, f));
     found.sort_by(|a, b| {
@@ -335,6 +349,22 @@ pub fn lint(
         silenced: before - found.len(),
         findings: found,
     }
+}
+
+/// True if a finding on `object` is in `scope` (see [`lint_in`]).
+fn in_scope(object: &ObjectRef, scope: &Scope) -> bool {
+    let Scope::Namespaces(names) = scope else {
+        return true;
+    };
+    let namespace = match (&object.namespace, Kind::parse(&object.kind)) {
+        (Some(ns), _) => ns,
+        (None, Some(Kind::Namespace)) => match &object.name {
+            Some(name) => name,
+            None => return true,
+        },
+        (None, _) => return true,
+    };
+    names.contains(namespace)
 }
 
 /// True if the finding's object, or its namespace, carries [`DISABLE_ANNOTATION`] naming its

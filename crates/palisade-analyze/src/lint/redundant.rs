@@ -14,11 +14,13 @@
 //! same namespace), since it may isolate pods to come that the others do not.
 
 use super::index::{governs, rules, Index};
-use super::{plural, rule_field, some_of, Finding, Rule};
+use super::{plural, rule_field, some_of, Finding, Rule, Severity};
 use palisade_model::{PolicyPeer, PolicyRule, Protocol};
-use palisade_policy::{AddrSet, Allow, ClassId, Direction, Peers};
+use palisade_policy::{AddrSet, Allow, ClassId, Direction, Peers, PortRange};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
+use std::rc::Rc;
+use std::sync::Arc;
 
 /// The most entries of one class and direction whose coverage is worked out.
 const MAX_ENTRIES: usize = 256;
@@ -32,79 +34,239 @@ type PortSpan = (Protocol, u16, u16);
 /// Which rule an entry comes from: (policy in state order, direction, rule index).
 type Origin = (usize, Direction, usize);
 
-pub(super) fn check(ix: &Index, out: &mut Vec<Finding>) {
-    let position: HashMap<(&str, &str), usize> = (ix.state.policies.iter().enumerate())
-        .map(|(i, p)| ((p.namespace.as_str(), p.name.as_str()), i))
-        .collect();
-    let origin_of = |a: &Allow| -> Option<Origin> {
-        let key = &a.origin.policy;
-        let policy = position.get(&(key.namespace().unwrap_or_default(), key.name()))?;
-        Some((*policy, a.origin.direction, a.origin.rule))
-    };
-    let entries = |c: ClassId, d: Direction| -> Option<Vec<Entry>> {
-        let compiled = ix.class_rules(c);
+/// The most comparisons the check makes — one address range or port span of an entry looked at
+/// while judging whether other rules' entries cover a candidate's — before it stops and says so:
+/// 1–2 s on the project machine (`BENCHMARKS.md`).
+const MAX_COMPARISONS: u64 = 50_000_000;
+
+/// The check ran out of [`MAX_COMPARISONS`].
+struct Stopped;
+
+/// A class's entries for one direction, and the id of that list.
+type Listed<'i> = (usize, Rc<[Entry<'i>]>);
+
+/// What makes two lists the same: per entry its rule, its peer set's address (`0`: any peer)
+/// and its ports.
+type Signature = Vec<(Origin, usize, Option<Vec<PortRange>>)>;
+
+/// The entries of each class and direction, read once, and an id per distinct list: classes with
+/// the same list (the same rules, peers and ports) are decided alike, so a candidate is judged
+/// once per list, not once per class.
+struct Lists<'i> {
+    ix: &'i Index<'i>,
+    position: HashMap<(&'i str, &'i str), usize>,
+    /// Per class and direction: the list's id and its entries; `None` past [`MAX_ENTRIES`].
+    read: HashMap<(ClassId, Direction), Option<Listed<'i>>>,
+    ids: HashMap<Signature, usize>,
+    budget: Budget,
+}
+
+/// Comparisons left of [`MAX_COMPARISONS`].
+struct Budget {
+    left: u64,
+}
+
+impl Budget {
+    /// Takes `n` comparisons, or fails once none are left.
+    fn spend(&mut self, n: usize) -> Result<(), Stopped> {
+        self.left = self.left.checked_sub(n as u64).ok_or(Stopped)?;
+        Ok(())
+    }
+}
+
+impl<'i> Lists<'i> {
+    fn new(ix: &'i Index<'i>, max: u64) -> Lists<'i> {
+        let position = (ix.state.policies.iter().enumerate())
+            .map(|(i, p)| ((p.namespace.as_str(), p.name.as_str()), i))
+            .collect();
+        Lists {
+            ix,
+            position,
+            read: HashMap::new(),
+            ids: HashMap::new(),
+            budget: Budget { left: max },
+        }
+    }
+
+    /// The entries of class `c` for direction `d` with their list's id; `None` beyond
+    /// [`MAX_ENTRIES`] (coverage grows with their square: no finding rather than unbounded time).
+    fn get(&mut self, c: ClassId, d: Direction) -> Option<Listed<'i>> {
+        if let Some(known) = self.read.get(&(c, d)) {
+            return known.clone();
+        }
+        let compiled = self.ix.class_rules(c);
         let list = match d {
             Direction::Ingress => &compiled.ingress,
             Direction::Egress => &compiled.egress,
         };
         // NetworkPolicy's allows (the tiers around them are not this rule's business).
         let allows = list.as_ref().and_then(|rules| rules.policy.as_ref());
-        let list: Vec<Entry> = (allows.iter().copied().flatten())
-            .filter_map(|a| Some((origin_of(a)?, a)))
+        let list: Vec<Entry<'i>> = (allows.iter().copied().flatten())
+            .filter_map(|a| {
+                let key = &a.origin.policy;
+                let policy = self
+                    .position
+                    .get(&(key.namespace().unwrap_or_default(), key.name()));
+                Some(((*policy?, a.origin.direction, a.origin.rule), a))
+            })
             .collect();
-        // Beyond this many entries, coverage is not worked out (it grows with their square): no
-        // finding rather than unbounded time.
-        (list.len() <= MAX_ENTRIES).then_some(list)
-    };
+        let found = (list.len() <= MAX_ENTRIES).then(|| {
+            // Peer sets are shared: the same address is the same peers (the sets live as long as
+            // the index, so no address is reused for another).
+            let signature = (list.iter())
+                .map(|(o, a)| {
+                    let peers = match &a.peers {
+                        Peers::Any => 0,
+                        Peers::Addrs(set) => Arc::as_ptr(set) as usize,
+                    };
+                    (*o, peers, a.ports.clone())
+                })
+                .collect();
+            let next = self.ids.len();
+            (*self.ids.entry(signature).or_insert(next), Rc::from(list))
+        });
+        self.read.insert((c, d), found.clone());
+        found
+    }
+}
+
+pub(super) fn check(ix: &Index, out: &mut Vec<Finding>) {
+    check_within(ix, out, MAX_COMPARISONS);
+}
+
+/// [`check`] within `max` comparisons.
+fn check_within(ix: &Index, out: &mut Vec<Finding>, max: u64) {
+    let mut lists = Lists::new(ix, max);
     let mut gone_policies = vec![false; ix.state.policies.len()];
+    let mut at = 0;
+    if policies(&mut lists, &mut gone_policies, &mut at, out).is_err() {
+        out.extend(stopped(ix, at, Rule::RedundantPolicy, false, max));
+        out.extend(stopped(ix, at, Rule::RedundantRule, true, max));
+    } else if policy_rules(&mut lists, &gone_policies, &mut at, out).is_err() {
+        out.extend(stopped(ix, at, Rule::RedundantRule, false, max));
+    }
+}
+
+/// What is said of `rule` when the check ran out of comparisons at policy `at` (candidates are
+/// taken last first, in namespace and name order; `none`: before `rule`'s turn came) after `max`
+/// comparisons: a notice on that policy, never silence.
+fn stopped(ix: &Index, at: usize, rule: Rule, none: bool, max: u64) -> Option<Finding> {
+    let policy = ix.state.policies.get(at)?;
+    let unchecked = if none {
+        format!("no policy was checked for {rule}")
+    } else {
+        format!(
+            "this policy and the {at} before it (in namespace and name order) were not checked \
+             for {rule}"
+        )
+    };
+    Some(Finding {
+        severity: Severity::Info,
+        ..Finding::policy(
+            rule,
+            policy,
+            None,
+            format!("redundancy check stopped after {max} comparisons (its bound): {unchecked}"),
+            "lint fewer policies at a time (a folder or a namespace) to check them all, or \
+             --disable redundant-policy --disable redundant-rule to skip the check"
+                .into(),
+        )
+    })
+}
+
+/// `redundant-policy`: candidates last first, each judged at every class it selects. Sets
+/// `at` to the candidate being judged.
+fn policies(
+    lists: &mut Lists,
+    gone_policies: &mut [bool],
+    at: &mut usize,
+    out: &mut Vec<Finding>,
+) -> Result<(), Stopped> {
+    let ix = lists.ix;
     for (pi, policy) in ix.state.policies.iter().enumerate().rev() {
+        *at = pi;
         let spec = policy.policy.spec();
         if rules(spec).next().is_none()
-            || !allows_anything(ix, pi, &entries)
+            || !allows_anything(lists, pi)
             || rules(spec).any(|(_, _, r)| selects_unknown(ix, pi, r))
         {
             continue;
         }
         let mut by = HashSet::new();
-        let redundant = governs(spec).all(|d| {
-            ix.selected[pi][d].iter().all(|&c| {
+        // Per direction and list id, whether the others cover this policy's entries there.
+        let mut judged: HashMap<(Direction, usize), bool> = HashMap::new();
+        let mut redundant = true;
+        'directions: for d in governs(spec) {
+            for &c in &ix.selected[pi][d] {
                 let isolated_by_others = ix.selecting[c][d]
                     .iter()
                     .any(|&q| q != pi && !gone_policies[q] && selects_as_written(ix, q, pi));
-                let Some(list) = entries(c, d) else {
-                    return false;
+                let Some((id, list)) = lists.get(c, d).filter(|_| isolated_by_others) else {
+                    redundant = false;
+                    break 'directions;
                 };
-                let (mine, others) = split(&list, |o| !gone_policies[o.0], |o| o.0 == pi);
-                isolated_by_others && mine.iter().all(|(_, a)| covered(a, &others, &mut by))
-            })
-        });
+                let covers = match judged.get(&(d, id)) {
+                    Some(&known) => known,
+                    None => {
+                        let (mine, others) = split(&list, |o| !gone_policies[o.0], |o| o.0 == pi);
+                        let covers = all_covered(lists, &mine, &others, &mut by)?;
+                        *judged.entry((d, id)).or_default() = covers;
+                        covers
+                    }
+                };
+                if !covers {
+                    redundant = false;
+                    break 'directions;
+                }
+            }
+        }
         if redundant {
             gone_policies[pi] = true;
-            let names = by
-                .iter()
-                .map(|&(q, _, _)| ix.state.policies[q].name.clone());
-            let names: BTreeSet<String> = names.collect();
-            let pods = ix.pods_in(
-                governs(spec)
-                    .flat_map(|d| ix.selected[pi][d].iter().copied())
-                    .collect::<BTreeSet<_>>(),
-            );
-            out.push(Finding::policy(
-                Rule::RedundantPolicy,
-                policy,
-                None,
-                format!(
-                    "allows the {1} it selects nothing that the other policies ({0}) do not already allow, and \
-                     they isolate them too: this policy changes nothing",
-                    some_of(names.iter().map(|n| format!("NetworkPolicy {}/{n}", policy.namespace)), 3),
-                    plural(pods, "pod")
-                ),
-                "delete this policy, or narrow the others if it was meant to be the one that allows this".into(),
-            ));
+            out.push(redundant_policy(ix, pi, &by));
         }
     }
+    Ok(())
+}
+
+/// The `redundant-policy` finding on policy `pi`, covered by the rules `by`.
+fn redundant_policy(ix: &Index, pi: usize, by: &HashSet<Origin>) -> Finding {
+    let policy = &ix.state.policies[pi];
+    let spec = policy.policy.spec();
+    let names = by
+        .iter()
+        .map(|&(q, _, _)| ix.state.policies[q].name.clone());
+    let names: BTreeSet<String> = names.collect();
+    let pods = ix.pods_in(
+        governs(spec)
+            .flat_map(|d| ix.selected[pi][d].iter().copied())
+            .collect::<BTreeSet<_>>(),
+    );
+    Finding::policy(
+        Rule::RedundantPolicy,
+        policy,
+        None,
+        format!(
+            "allows the {1} it selects nothing that the other policies ({0}) do not already allow, and \
+             they isolate them too: this policy changes nothing",
+            some_of(names.iter().map(|n| format!("NetworkPolicy {}/{n}", policy.namespace)), 3),
+            plural(pods, "pod")
+        ),
+        "delete this policy, or narrow the others if it was meant to be the one that allows this".into(),
+    )
+}
+
+/// `redundant-rule`: the rules of the policies left, last first, each judged at every class it
+/// applies to. Sets `at` to the policy whose rules are being judged.
+fn policy_rules(
+    lists: &mut Lists,
+    gone_policies: &[bool],
+    at: &mut usize,
+    out: &mut Vec<Finding>,
+) -> Result<(), Stopped> {
+    let ix = lists.ix;
     let mut gone_rules: HashSet<Origin> = HashSet::new();
     for (pi, policy) in ix.state.policies.iter().enumerate().rev() {
+        *at = pi;
         if gone_policies[pi] {
             continue;
         }
@@ -117,53 +279,91 @@ pub(super) fn check(ix: &Index, out: &mut Vec<Finding>) {
             let classes = &ix.selected[pi][d];
             let mut by = HashSet::new();
             let mut anything = false;
-            let redundant = !classes.is_empty()
-                && classes.iter().all(|&c| {
-                    let Some(list) = entries(c, d) else {
-                        return false;
-                    };
-                    let (mine, others) = split(
-                        &list,
-                        |o| !gone_policies[o.0] && !gone_rules.contains(o),
-                        |o| *o == me,
-                    );
-                    anything |= mine.iter().any(|(_, a)| !is_empty(a));
-                    mine.iter().all(|(_, a)| covered(a, &others, &mut by))
-                });
+            // Per list id: whether this rule allows anything there, and whether it is covered.
+            let mut judged: HashMap<usize, (bool, bool)> = HashMap::new();
+            let mut redundant = !classes.is_empty();
+            for &c in classes {
+                let Some((id, list)) = lists.get(c, d) else {
+                    redundant = false;
+                    break;
+                };
+                let (some, covers) = match judged.get(&id) {
+                    Some(&known) => known,
+                    None => {
+                        let (mine, others) = split(
+                            &list,
+                            |o| !gone_policies[o.0] && !gone_rules.contains(o),
+                            |o| *o == me,
+                        );
+                        let some = mine.iter().any(|(_, a)| !is_empty(a));
+                        let covers = all_covered(lists, &mine, &others, &mut by)?;
+                        *judged.entry(id).or_default() = (some, covers);
+                        (some, covers)
+                    }
+                };
+                anything |= some;
+                if !covers {
+                    redundant = false;
+                    break;
+                }
+            }
             if redundant && anything {
                 gone_rules.insert(me);
-                let others: BTreeSet<String> = (by.iter())
-                    .map(|&(q, od, ori)| {
-                        let p = &ix.state.policies[q];
-                        if q == pi {
-                            rule_field(od, ori)
-                        } else {
-                            format!(
-                                "NetworkPolicy {}/{} {}",
-                                p.namespace,
-                                p.name,
-                                rule_field(od, ori)
-                            )
-                        }
-                    })
-                    .collect();
-                out.push(Finding::policy(
-                    Rule::RedundantRule,
-                    policy,
-                    Some(rule_field(d, ri)),
-                    format!(
-                        "everything this rule allows the {} it applies to is already allowed by {}",
-                        plural(ix.pods_in(classes.iter().copied()), "pod"),
-                        some_of(others, 3)
-                    ),
-                    format!(
-                        "delete {} (or make it allow what the others do not)",
-                        rule_field(d, ri)
-                    ),
-                ));
+                out.push(redundant_rule(ix, me, classes, &by));
             }
         }
     }
+    Ok(())
+}
+
+/// The `redundant-rule` finding on rule `me` (applying to `classes`), covered by the rules `by`.
+fn redundant_rule(ix: &Index, me: Origin, classes: &[ClassId], by: &HashSet<Origin>) -> Finding {
+    let (pi, d, ri) = me;
+    let policy = &ix.state.policies[pi];
+    let others: BTreeSet<String> = (by.iter())
+        .map(|&(q, od, ori)| {
+            let p = &ix.state.policies[q];
+            if q == pi {
+                rule_field(od, ori)
+            } else {
+                format!(
+                    "NetworkPolicy {}/{} {}",
+                    p.namespace,
+                    p.name,
+                    rule_field(od, ori)
+                )
+            }
+        })
+        .collect();
+    Finding::policy(
+        Rule::RedundantRule,
+        policy,
+        Some(rule_field(d, ri)),
+        format!(
+            "everything this rule allows the {} it applies to is already allowed by {}",
+            plural(ix.pods_in(classes.iter().copied()), "pod"),
+            some_of(others, 3)
+        ),
+        format!(
+            "delete {} (or make it allow what the others do not)",
+            rule_field(d, ri)
+        ),
+    )
+}
+
+/// True if each of `mine` is [`covered`] by `others`.
+fn all_covered(
+    lists: &mut Lists,
+    mine: &[&Entry],
+    others: &[&Entry],
+    by: &mut HashSet<Origin>,
+) -> Result<bool, Stopped> {
+    for (_, a) in mine {
+        if !covered(a, others, by, &mut lists.budget)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// An entry and the rule it comes from.
@@ -204,14 +404,11 @@ fn selects_as_written(ix: &Index, q: usize, pi: usize) -> bool {
 }
 
 /// True if some rule of policy `pi` allows something somewhere.
-fn allows_anything<'a>(
-    ix: &Index,
-    pi: usize,
-    entries: &impl Fn(ClassId, Direction) -> Option<Vec<Entry<'a>>>,
-) -> bool {
+fn allows_anything(lists: &mut Lists, pi: usize) -> bool {
+    let ix = lists.ix;
     Direction::BOTH.iter().any(|&d| {
         (ix.selected[pi][d].iter()).any(|&c| {
-            entries(c, d).is_some_and(|l| l.iter().any(|(o, a)| o.0 == pi && !is_empty(a)))
+            (lists.get(c, d)).is_some_and(|(_, l)| l.iter().any(|(o, a)| o.0 == pi && !is_empty(a)))
         })
     })
 }
@@ -259,28 +456,29 @@ fn addr_ranges(set: &AddrSet) -> Vec<Range> {
 
 /// True if `a`'s peers × ports lie within the union of `others`' (each of which that overlaps it
 /// is added to `by`).
-fn covered(a: &Allow, others: &[&Entry], by: &mut HashSet<Origin>) -> bool {
+fn covered(
+    a: &Allow,
+    others: &[&Entry],
+    by: &mut HashSet<Origin>,
+    budget: &mut Budget,
+) -> Result<bool, Stopped> {
     let (mine, addresses) = (ports_of(a), ranges_of(a));
     if addresses.is_empty() || mine.is_empty() {
-        return true;
+        return Ok(true);
     }
     let theirs: Vec<(Origin, Vec<PortSpan>, Vec<Range>)> = (others.iter())
         .map(|(o, b)| (*o, ports_of(b), ranges_of(b)))
         .collect();
     for (o, ports, ranges) in &theirs {
+        budget.spend(ports.len() * mine.len() + ranges.len() + addresses.len())?;
         let ports_meet = ports.iter().any(|p| mine.iter().any(|m| overlap(m, p)));
-        let peers_meet = ranges.iter().any(|r| {
-            addresses
-                .iter()
-                .any(|m| m.0 == r.0 && m.1 <= r.2 && r.1 <= m.2)
-        });
-        if ports_meet && peers_meet {
+        if ports_meet && meet(ranges, &addresses) {
             by.insert(*o);
         }
     }
     // Cut `a`'s ports where any other entry's port spans start or end: within one piece, each
     // other entry admits all ports or none.
-    mine.iter().all(|&(protocol, first, last)| {
+    for &(protocol, first, last) in &mine {
         let mut cuts: BTreeSet<u32> = BTreeSet::from([u32::from(first), u32::from(last) + 1]);
         for (_, ports, _) in &theirs {
             for &(_, f, l) in ports.iter().filter(|s| s.0 == protocol) {
@@ -292,7 +490,7 @@ fn covered(a: &Allow, others: &[&Entry], by: &mut HashSet<Origin>) -> bool {
             }
         }
         let cuts: Vec<u32> = cuts.into_iter().collect();
-        cuts.windows(2).all(|w| {
+        for w in cuts.windows(2) {
             let piece = (protocol, w[0], w[1] - 1);
             let union: Vec<Range> = (theirs.iter())
                 .filter(|(_, ports, _)| {
@@ -302,9 +500,30 @@ fn covered(a: &Allow, others: &[&Entry], by: &mut HashSet<Origin>) -> bool {
                 })
                 .flat_map(|(_, _, ranges)| ranges.iter().copied())
                 .collect();
-            contains(&merge(union), &addresses)
-        })
-    })
+            budget.spend(theirs.len() + union.len() + addresses.len())?;
+            if !contains(&merge(union), &addresses) {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// True if two sorted lists of disjoint ranges share an address: one walk over both.
+fn meet(a: &[Range], b: &[Range]) -> bool {
+    let (mut i, mut j) = (0, 0);
+    while let (Some(x), Some(y)) = (a.get(i), b.get(j)) {
+        if x.0 == y.0 && x.1 <= y.2 && y.1 <= x.2 {
+            return true;
+        }
+        // Step past whichever ends first.
+        if (x.0, x.2) < (y.0, y.2) {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    false
 }
 
 fn overlap(a: &PortSpan, b: &PortSpan) -> bool {
@@ -334,4 +553,83 @@ fn contains(outer: &[Range], inner: &[Range]) -> bool {
             .get(i)
             .is_some_and(|r| r.0 == v6 && r.1 <= first && last <= r.2)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Input;
+    use super::*;
+    use palisade_model::Loader;
+    use palisade_policy::Engine;
+
+    /// `pods` pods of distinct labels, and `policies` policies each allowing port 80 from every
+    /// pod but one: every policy but the first is redundant.
+    fn crafted(pods: usize, policies: usize) -> Engine {
+        let mut text = String::from("apiVersion: v1\nkind: Namespace\nmetadata: {name: lab}\n");
+        for i in 0..pods {
+            text += &format!("---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, namespace: lab, labels: {{app: p{i}}}}}\nspec: {{containers: [{{name: c, image: c}}]}}\n");
+        }
+        for i in 0..policies {
+            text += &format!("---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: all-but-{i:02}, namespace: lab}}\nspec: {{podSelector: {{}}, ingress: [{{from: [{{podSelector: {{matchExpressions: [{{key: app, operator: NotIn, values: [p{i}]}}]}}}}], ports: [{{port: 80}}]}}]}}\n");
+        }
+        let mut loader = Loader::new();
+        loader.load_str("lab.yaml", &text);
+        let (state, diagnostics) = loader.finish();
+        assert!(
+            !diagnostics.iter().any(|d| d.is_error()),
+            "{diagnostics:#?}"
+        );
+        Engine::new(std::sync::Arc::new(state))
+    }
+
+    fn run(engine: &Engine, max: u64) -> Vec<Finding> {
+        let mut out = Vec::new();
+        check_within(&Index::new(engine, Input::Manifests), &mut out, max);
+        out
+    }
+
+    #[test]
+    fn the_check_stops_at_its_bound_and_says_where() {
+        let engine = crafted(40, 10);
+        let all = run(&engine, MAX_COMPARISONS);
+        // Every policy but the first two (each the other's only cover).
+        assert_eq!(all.len(), 8, "{all:#?}");
+        assert!(all.iter().all(|f| !f.message.contains("stopped")));
+        // Bounds from 1 comparison up, doubling: what was found is kept, both rules say where the
+        // check stopped, until it no longer does.
+        let mut partial = 0;
+        for max in (0..40).map(|p| 1u64 << p) {
+            let some = run(&engine, max);
+            let (stopped, found): (Vec<_>, Vec<_>) =
+                some.iter().partition(|f| f.message.contains("stopped"));
+            assert!(found.iter().all(|f| all.contains(f)), "{some:#?}");
+            if stopped.is_empty() {
+                assert_eq!(found.len(), all.len());
+                break;
+            }
+            if let [only] = stopped[..] {
+                // Every policy judged; stopped among the rules.
+                assert_eq!((only.rule, found.len()), (Rule::RedundantRule, all.len()));
+                continue;
+            }
+            partial += usize::from(!found.is_empty());
+            let rules: Vec<Rule> = stopped.iter().map(|f| f.rule).collect();
+            assert_eq!(
+                rules,
+                [Rule::RedundantPolicy, Rule::RedundantRule],
+                "{some:#?}"
+            );
+            let at = &stopped[0];
+            assert_eq!(at.severity, Severity::Info);
+            let before_it = format!("the {} before it", 9 - found.len());
+            let said = format!("stopped after {max} comparisons");
+            assert!(
+                at.message.contains(&said) && at.message.contains(&before_it),
+                "{}",
+                at.message
+            );
+            assert!(stopped[1].message.contains("no policy was checked"));
+        }
+        assert!(partial > 0, "no bound stopped the check midway");
+    }
 }
