@@ -502,6 +502,9 @@ fn side_text(side: &Side, out: &mut String) {
                 rule.policy.tier.as_str()
             );
         }
+        Decision::Allowed { .. } if tiers => {
+            let _ = writeln!(out, "{title}{on}: allowed by NetworkPolicy");
+        }
         Decision::Allowed { .. } => {
             let _ = writeln!(out, "{title}{on}: allowed by");
         }

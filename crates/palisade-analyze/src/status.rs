@@ -129,20 +129,26 @@ pub fn status<'a>(
     let index: BTreeMap<&str, usize> = (every.iter().enumerate())
         .map(|(i, (key, _))| (key.as_str(), i))
         .collect();
+    // A class's policies, found once per class (its pods share them).
+    let mut of_class: BTreeMap<palisade_policy::ClassId, Vec<usize>> = BTreeMap::new();
     for (id, pod) in state.pods.iter_enumerated() {
         let Some(node) = placed(pod) else {
             continue;
         };
         *pods.entry(node).or_default() += 1;
         let class = engine.class_of(id);
-        let keys = (engine.policies_selecting(class).into_iter())
-            .map(|p| p.namespaced_name())
-            .chain((engine.tier_policies_selecting(class).into_iter()).map(|p| p.qualified_name()));
-        for key in keys {
-            if let Some(&i) = index.get(key.as_str()) {
-                hosts[i].insert(node);
-                selected[i] += 1;
-            }
+        let policies = of_class.entry(class).or_insert_with(|| {
+            let keys = (engine.policies_selecting(class).into_iter())
+                .map(|p| p.namespaced_name())
+                .chain(
+                    (engine.tier_policies_selecting(class).into_iter()).map(|p| p.qualified_name()),
+                );
+            keys.filter_map(|key| index.get(key.as_str()).copied())
+                .collect()
+        });
+        for &i in policies.iter() {
+            hosts[i].insert(node);
+            selected[i] += 1;
         }
     }
     let agent = |node: &str| match by_node.get(node) {

@@ -342,7 +342,7 @@ Ingress: allowed (169.254.169.254 is not a pod in the cluster: its ingress is no
     assert_eq!(
         to_text(&e),
         r#"pod shop/web (10.1.0.1) -> pod shop/db (10.1.0.2) TCP 5432: DENIED
-Egress of shop/web: allowed by
+Egress of shop/web: allowed by NetworkPolicy
   Admin: Pass by ClusterNetworkPolicy deny-imds spec.egress[1] `tenants-pass` (Admin, priority 10) → on to NetworkPolicy
   - NetworkPolicy shop/web-egress spec.egress[0]
 Ingress of shop/db: DENIED (isolated for ingress by 1 policy; no rule allows this flow)

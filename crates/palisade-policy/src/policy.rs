@@ -247,7 +247,7 @@ impl Compiler<'_> {
     /// entry with no known field matches nothing in an Accept rule, and everything in a Deny or
     /// Pass rule. `domainNames` match no address (nothing here resolves names).
     fn tier_rule(&mut self, rule: &TierRule) -> Rule {
-        let closed_open = rule.action != TierAction::Accept;
+        let fails_to_everything = rule.action != TierAction::Accept;
         let mut peers = Some(Vec::new());
         for peer in &rule.peers {
             let compiled: Vec<Peer> = match peer {
@@ -264,7 +264,7 @@ impl Compiler<'_> {
                         .collect()
                 }
                 TierPeer::DomainNames(_) => Vec::new(),
-                TierPeer::Unknown if closed_open => {
+                TierPeer::Unknown if fails_to_everything => {
                     peers = None;
                     break;
                 }
@@ -291,7 +291,7 @@ impl Compiler<'_> {
                             port: PortMatch::Named(name.clone()),
                         }))
                     }
-                    TierPort::Unknown if closed_open => return None,
+                    TierPort::Unknown if fails_to_everything => return None,
                     TierPort::Unknown => {}
                 }
             }

@@ -868,6 +868,54 @@ fn check(seed: u64) -> Result<(), TestCaseError> {
             }
         }
     }
+    // Addresses outside the cluster (inside `networks` and ipBlocks or not): the verdict of a
+    // pod's side, its compiled rules and their flattened chain agree.
+    let outside: [IpAddr; 4] =
+        ["203.0.113.7", "10.0.0.9", "10.0.1.200", "fd00::7"].map(|a| a.parse().unwrap());
+    for (id, pod) in state.pods.iter_enumerated() {
+        if pod.host_network {
+            continue;
+        }
+        let rules = &compiled[engine.class_of(id)];
+        for ip in outside
+            .into_iter()
+            .filter(|ip| state.pod_by_ip(*ip).is_none())
+        {
+            for (port, protocol) in [
+                (80u16, Protocol::Tcp),
+                (53, Protocol::Udp),
+                (0, Protocol::Icmp),
+            ] {
+                for (direction, src, dst) in [
+                    (Direction::Egress, Endpoint::Pod(id), Endpoint::Ip(ip)),
+                    (Direction::Ingress, Endpoint::Ip(ip), Endpoint::Pod(id)),
+                ] {
+                    let flow = Flow {
+                        src,
+                        dst,
+                        port,
+                        protocol,
+                    };
+                    let side = engine.side(direction, &flow).decision.allows();
+                    let kernel = rules.allows(direction, Some(ip), port, protocol);
+                    let governed = match direction {
+                        Direction::Ingress => &rules.ingress,
+                        Direction::Egress => &rules.egress,
+                    };
+                    let chain = (governed.as_ref()).is_none_or(|r| {
+                        r.flatten(&mut AddrCache::default())
+                            .allows(Some(ip), port, protocol)
+                    });
+                    let what = format!(
+                        "seed {seed}: {} {direction:?} {ip} {protocol} {port}",
+                        pod.key()
+                    );
+                    prop_assert_eq!(side, kernel, "compiled rules, {}", &what);
+                    prop_assert_eq!(chain, kernel, "flattened rules, {}", &what);
+                }
+            }
+        }
+    }
     Ok(())
 }
 
