@@ -441,12 +441,15 @@ fn merge_ports(mut ports: Vec<PortRange>) -> Vec<PortRange> {
 /// (protocol, port) it resolves to there.
 type NamedDestinations = BTreeMap<(Protocol, u16), BitSet<Class>>;
 
+/// A rule's peers: the classes its selectors match, and its ipBlocks.
+type PeersKey = (BitSet<Class>, Vec<Id<IpBlock>>);
+
 /// Shared peer address sets, built once per compile.
 #[derive(Default)]
 pub struct AddrCache {
     by_classes: HashMap<BitSet<Class>, Arc<AddrSet>>,
     /// A rule's peers with ipBlocks: by the classes its selectors match and its blocks.
-    with_blocks: HashMap<(BitSet<Class>, Vec<Id<IpBlock>>), Arc<AddrSet>>,
+    with_blocks: HashMap<PeersKey, Arc<AddrSet>>,
     /// Intersections, by the addresses of the two sets (shared sets are the same `Arc`), each
     /// with both sets, which keeps those addresses from being reused.
     intersections: HashMap<(usize, usize), [Arc<AddrSet>; 3]>,
