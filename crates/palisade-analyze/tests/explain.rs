@@ -2,7 +2,7 @@
 //! English and the JSON users read, which must not change by accident.
 
 use palisade_analyze::explain::{explain, explain_staged, resolve_endpoint, to_text, Explanation};
-use palisade_model::{Loader, Protocol};
+use palisade_model::{ClusterState, Loader, Protocol};
 use palisade_policy::{Engine, Engines, Flow};
 use std::sync::Arc;
 
@@ -52,10 +52,16 @@ spec:
     ports: [{port: sql}]
 "#;
 
-/// Explains `from -> to` (`ns/pod` or an address) in the cluster above.
-fn run(from: &str, to: &str, port: u16, protocol: Protocol) -> Explanation {
+/// `text` loaded (it must hold no error) and the flow `from -> to` (`ns/pod` or an address) in it.
+fn flow_in(
+    text: &str,
+    from: &str,
+    to: &str,
+    port: u16,
+    protocol: Protocol,
+) -> (ClusterState, Flow) {
     let mut loader = Loader::new();
-    loader.load_str("cluster.yaml", CLUSTER);
+    loader.load_str("cluster.yaml", text);
     let (state, diagnostics) = loader.finish();
     assert!(
         diagnostics.iter().all(|d| !d.is_error()),
@@ -63,16 +69,24 @@ fn run(from: &str, to: &str, port: u16, protocol: Protocol) -> Explanation {
     );
     let src = resolve_endpoint(&state, from, "default").unwrap();
     let dst = resolve_endpoint(&state, to, "default").unwrap();
-    let engine = Engine::new(Arc::new(state));
-    explain(
-        &engine,
-        Flow {
-            src,
-            dst,
-            port,
-            protocol,
-        },
-    )
+    let flow = Flow {
+        src,
+        dst,
+        port,
+        protocol,
+    };
+    (state, flow)
+}
+
+/// Explains `from -> to` in the cluster above.
+fn run(from: &str, to: &str, port: u16, protocol: Protocol) -> Explanation {
+    run_in(CLUSTER, from, to, port, protocol)
+}
+
+/// Explains `from -> to` in `text`.
+fn run_in(text: &str, from: &str, to: &str, port: u16, protocol: Protocol) -> Explanation {
+    let (state, flow) = flow_in(text, from, to, port, protocol);
+    explain(&Engine::new(Arc::new(state)), flow)
 }
 
 /// The allowing rule on one side; on the other, why each peer of each rule missed (a selector term,
@@ -278,26 +292,7 @@ spec:
 "#;
 
 fn run_tiers(from: &str, to: &str, port: u16) -> Explanation {
-    let mut loader = Loader::new();
-    loader.load_str("cluster.yaml", &format!("{CLUSTER}{TIERS}"));
-    let (state, diagnostics) = loader.finish();
-    assert!(
-        diagnostics.iter().all(|d| !d.is_error()),
-        "{diagnostics:#?}"
-    );
-    let src = resolve_endpoint(&state, from, "default").unwrap();
-    let dst = resolve_endpoint(&state, to, "default").unwrap();
-    let engine = Engine::new(Arc::new(state));
-    let protocol = Protocol::Tcp;
-    explain(
-        &engine,
-        Flow {
-            src,
-            dst,
-            port,
-            protocol,
-        },
-    )
+    run_in(&format!("{CLUSTER}{TIERS}"), from, to, port, Protocol::Tcp)
 }
 
 /// The tiers walked in order, each step named: an Admin Deny; an Admin Pass on to NetworkPolicy;
@@ -386,26 +381,9 @@ spec:
 /// Explains `from -> to` in the cluster above with staged policies: as enforced, and what they
 /// would change.
 fn run_staged(from: &str, to: &str, port: u16) -> Explanation {
-    let mut loader = Loader::new();
-    loader.load_str("cluster.yaml", &format!("{CLUSTER}{STAGED}"));
-    let (state, diagnostics) = loader.finish();
-    assert!(
-        diagnostics.iter().all(|d| !d.is_error()),
-        "{diagnostics:#?}"
-    );
-    let src = resolve_endpoint(&state, from, "default").unwrap();
-    let dst = resolve_endpoint(&state, to, "default").unwrap();
-    let engines = Engines::new(Arc::new(state));
-    let protocol = Protocol::Tcp;
-    explain_staged(
-        &engines,
-        Flow {
-            src,
-            dst,
-            port,
-            protocol,
-        },
-    )
+    let text = format!("{CLUSTER}{STAGED}");
+    let (state, flow) = flow_in(&text, from, to, port, Protocol::Tcp);
+    explain_staged(&Engines::new(Arc::new(state)), flow)
 }
 
 /// Staged policies change nothing enforced; explain shows the enforced verdict, then what they

@@ -30,12 +30,20 @@ struct Setup {
 
 /// Brings lab `<prefix><pid>` up with `NetworkLogging` switches `allow`/`deny` and `extra` options.
 fn up(prefix: &str, allow: &str, deny: &str, extra: &[&str]) -> Setup {
+    up_with(prefix, allow, deny, &[], extra)
+}
+
+/// [`up`], with `files` (name, manifests) added to the demo's.
+fn up_with(prefix: &str, allow: &str, deny: &str, files: &[(&str, &str)], extra: &[&str]) -> Setup {
     let demo = Demo::new(prefix);
     std::fs::write(
         demo.manifests.join("zz-logging.yaml"),
         network_logging(allow, deny),
     )
     .unwrap();
+    for (name, text) in files {
+        std::fs::write(demo.manifests.join(name), text).unwrap();
+    }
     let log = demo.dir.path().join("log/policy_action.log");
     let mut args = vec!["--policy-log", log.to_str().unwrap()];
     args.extend_from_slice(extra);
@@ -505,29 +513,24 @@ fn a_flood_of_denials_is_rate_limited_counted_and_rotated() {
 #[test]
 fn cluster_wide_rules_are_enforced_and_logged_with_their_kind_tier_and_rule() {
     let metrics = format!("127.0.0.1:{}", support::free_port());
-    let demo = Demo::new("t");
-    std::fs::write(
-        demo.manifests.join("zz-logging.yaml"),
-        network_logging("{log: true}", "{log: true}"),
-    )
-    .unwrap();
-    std::fs::write(
-        demo.manifests.join("zz-guard.yaml"),
-        "apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {name: guard}\n\
+    let guard = "apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {name: guard}\n\
          spec:\n  tier: Admin\n  priority: 5\n  subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: redis-cart}}}}\n  ingress:\n\
          \x20 - {name: rogue-ok, action: Accept, from: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: rogue}}}}]}\n\
-         \x20 - {name: no-cart, action: Deny, from: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: cartservice}}}}], protocols: [{tcp: {destinationPort: {number: 6379}}}]}\n",
-    )
-    .unwrap();
-    let log = demo.dir.path().join("log/policy_action.log");
-    let lab = demo.up(&[
-        "--policy-log",
-        log.to_str().unwrap(),
-        "--deny-aggregation-window",
-        "1s",
-        "--metrics-addr",
-        &metrics,
-    ]);
+         \x20 - {name: no-cart, action: Deny, from: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: cartservice}}}}], protocols: [{tcp: {destinationPort: {number: 6379}}}]}\n";
+    let setup = up_with(
+        "t",
+        "{log: true}",
+        "{log: true}",
+        &[("zz-guard.yaml", guard)],
+        &[
+            "--deny-aggregation-window",
+            "1s",
+            "--metrics-addr",
+            &metrics,
+        ],
+    );
+    let Setup { demo, log, lab } = &setup;
+    let log = log.clone();
     let name = &demo.name;
     let (cart, rogue) = (
         lab.find_pod("default/cartservice").unwrap(),
@@ -578,33 +581,28 @@ fn cluster_wide_rules_are_enforced_and_logged_with_their_kind_tier_and_rule() {
 #[test]
 fn staged_policies_drop_nothing_open_nothing_and_log_what_they_would_do() {
     let metrics = format!("127.0.0.1:{}", support::free_port());
-    let demo = Demo::new("s");
-    std::fs::write(
-        demo.manifests.join("zz-logging.yaml"),
-        network_logging("{log: true}", "{log: true}"),
-    )
-    .unwrap();
-    std::fs::write(
-        demo.manifests.join("zz-staged.yaml"),
-        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+    let staged = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
          metadata: {name: staged-deny-frontend, namespace: default, annotations: {policy.palisade.dev/audit-mode: \"true\"}}\n\
          spec: {podSelector: {matchLabels: {app: frontend}}, policyTypes: [Ingress]}\n---\n\
          apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\n\
          metadata: {name: guard, annotations: {policy.palisade.dev/audit-mode: \"true\"}}\n\
          spec:\n  tier: Admin\n  priority: 5\n  subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: redis-cart}}}}\n  ingress:\n\
          \x20 - {name: rogue-ok, action: Accept, from: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: rogue}}}}]}\n\
-         \x20 - {name: no-cart, action: Deny, from: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: cartservice}}}}]}\n",
-    )
-    .unwrap();
-    let log = demo.dir.path().join("log/policy_action.log");
-    let lab = demo.up(&[
-        "--policy-log",
-        log.to_str().unwrap(),
-        "--deny-aggregation-window",
-        "1s",
-        "--metrics-addr",
-        &metrics,
-    ]);
+         \x20 - {name: no-cart, action: Deny, from: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: cartservice}}}}]}\n";
+    let setup = up_with(
+        "s",
+        "{log: true}",
+        "{log: true}",
+        &[("zz-staged.yaml", staged)],
+        &[
+            "--deny-aggregation-window",
+            "1s",
+            "--metrics-addr",
+            &metrics,
+        ],
+    );
+    let Setup { demo, log, lab } = &setup;
+    let log = log.clone();
     let name = &demo.name;
     let (cart, rogue) = (
         lab.find_pod("default/cartservice").unwrap(),
