@@ -33,6 +33,13 @@ fn up(prefix: &str, allow: &str, deny: &str, extra: &[&str]) -> Setup {
     up_with(prefix, allow, deny, &[], extra)
 }
 
+/// [`up_with`] logging every allowed and denied connection, with `file` (name, manifests), deny
+/// windows of 1 s and metrics on `metrics`.
+fn up_logging_all(prefix: &str, file: (&str, &str), metrics: &str) -> Setup {
+    let extra = ["--deny-aggregation-window", "1s", "--metrics-addr", metrics];
+    up_with(prefix, "{log: true}", "{log: true}", &[file], &extra)
+}
+
 /// [`up`], with `files` (name, manifests) added to the demo's.
 fn up_with(prefix: &str, allow: &str, deny: &str, files: &[(&str, &str)], extra: &[&str]) -> Setup {
     let demo = Demo::new(prefix);
@@ -517,21 +524,9 @@ fn cluster_wide_rules_are_enforced_and_logged_with_their_kind_tier_and_rule() {
          spec:\n  tier: Admin\n  priority: 5\n  subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: redis-cart}}}}\n  ingress:\n\
          \x20 - {name: rogue-ok, action: Accept, from: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: rogue}}}}]}\n\
          \x20 - {name: no-cart, action: Deny, from: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: cartservice}}}}], protocols: [{tcp: {destinationPort: {number: 6379}}}]}\n";
-    let setup = up_with(
-        "t",
-        "{log: true}",
-        "{log: true}",
-        &[("zz-guard.yaml", guard)],
-        &[
-            "--deny-aggregation-window",
-            "1s",
-            "--metrics-addr",
-            &metrics,
-        ],
-    );
+    let setup = up_logging_all("t", ("zz-guard.yaml", guard), &metrics);
     let Setup { demo, log, lab } = &setup;
-    let log = log.clone();
-    let name = &demo.name;
+    let (name, log) = (&demo.name, log.clone());
     let (cart, rogue) = (
         lab.find_pod("default/cartservice").unwrap(),
         lab.find_pod("default/rogue").unwrap(),
@@ -589,21 +584,9 @@ fn staged_policies_drop_nothing_open_nothing_and_log_what_they_would_do() {
          spec:\n  tier: Admin\n  priority: 5\n  subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: redis-cart}}}}\n  ingress:\n\
          \x20 - {name: rogue-ok, action: Accept, from: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: rogue}}}}]}\n\
          \x20 - {name: no-cart, action: Deny, from: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: cartservice}}}}]}\n";
-    let setup = up_with(
-        "s",
-        "{log: true}",
-        "{log: true}",
-        &[("zz-staged.yaml", staged)],
-        &[
-            "--deny-aggregation-window",
-            "1s",
-            "--metrics-addr",
-            &metrics,
-        ],
-    );
+    let setup = up_logging_all("s", ("zz-staged.yaml", staged), &metrics);
     let Setup { demo, log, lab } = &setup;
-    let log = log.clone();
-    let name = &demo.name;
+    let (name, log) = (&demo.name, log.clone());
     let (cart, rogue) = (
         lab.find_pod("default/cartservice").unwrap(),
         lab.find_pod("default/rogue").unwrap(),
