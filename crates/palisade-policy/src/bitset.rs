@@ -53,13 +53,23 @@ impl<T> BitSet<T> {
     /// The full set over `0..len`.
     pub fn full(len: usize) -> Self {
         let mut s = BitSet::new(len);
-        s.words.fill(u64::MAX);
-        if !len.is_multiple_of(64) {
-            if let Some(last) = s.words.last_mut() {
-                *last = (1u64 << (len % 64)) - 1;
+        s.fill();
+        s
+    }
+
+    /// Adds every possible member.
+    pub fn fill(&mut self) {
+        self.words.fill(u64::MAX);
+        if !self.len.is_multiple_of(64) {
+            if let Some(last) = self.words.last_mut() {
+                *last = (1u64 << (self.len % 64)) - 1;
             }
         }
-        s
+    }
+
+    /// Removes every member.
+    pub fn clear(&mut self) {
+        self.words.fill(0);
     }
 
     /// The same members over `0..len` (those from `len` on dropped).

@@ -558,6 +558,7 @@ impl Engine {
     /// Class-level reachability for one probe (destination port and protocol).
     pub fn reach(&self, port: u16, protocol: Protocol) -> Reach {
         let mut named = NamedClasses::default();
+        let mut scratch = Scratch::new(self.class_count());
         let mut per_direction = |direction| {
             (self.class_ids())
                 .map(|class| {
@@ -567,7 +568,7 @@ impl Engine {
                         port,
                         protocol,
                     };
-                    self.direction_reach(&probe, &mut named)
+                    self.direction_reach(&probe, &mut named, &mut scratch)
                 })
                 .collect()
         };
@@ -582,7 +583,12 @@ impl Engine {
     /// rules, the first match deciding (Pass leaving the tier); then, if NetworkPolicy isolates
     /// the class, NetworkPolicy decides what is left; otherwise the Baseline policies' rules
     /// likewise, and what none decides is allowed.
-    fn direction_reach(&self, probe: &Probe, named: &mut NamedClasses) -> Option<BitSet<Class>> {
+    fn direction_reach(
+        &self,
+        probe: &Probe,
+        named: &mut NamedClasses,
+        scratch: &mut Scratch,
+    ) -> Option<BitSet<Class>> {
         let tiers = self.tier_policies(probe.class, probe.direction);
         let isolating = self.selecting(probe.class, probe.direction);
         let n = self.class_count();
@@ -603,48 +609,53 @@ impl Engine {
             // NetworkPolicy alone: the common case, one set.
             return (!isolating.is_empty()).then(|| by_policy(named));
         }
-        let (mut allowed, mut open) = (BitSet::new(n), BitSet::full(n));
-        let passed = self.first_match(tiers.admin, probe, named, &mut allowed, &mut open);
-        open.union_with(&passed);
+        let mut allowed = BitSet::new(n);
+        scratch.open.fill();
+        self.first_match(tiers.admin, probe, named, &mut allowed, scratch);
         if !isolating.is_empty() {
-            open.intersect_with(&by_policy(named));
+            scratch.open.intersect_with(&by_policy(named));
         } else {
-            let passed = self.first_match(tiers.baseline, probe, named, &mut allowed, &mut open);
-            open.union_with(&passed);
+            self.first_match(tiers.baseline, probe, named, &mut allowed, scratch);
         }
-        allowed.union_with(&open);
+        allowed.union_with(&scratch.open);
         Some(allowed)
     }
 
-    /// Walks the rules of `policies` in order over the classes still `open`: each rule's matches
-    /// leave `open`, into `allowed` for Accept; returns those a Pass matched.
+    /// Walks the rules of one tier's `policies` in order over the classes still open
+    /// (`scratch.open`): each rule's matches leave it, into `allowed` for Accept; those a Pass
+    /// matched are open again for the next tier.
     fn first_match(
         &self,
         policies: &[PolicyId],
         probe: &Probe,
         named: &mut NamedClasses,
         allowed: &mut BitSet<Class>,
-        open: &mut BitSet<Class>,
-    ) -> BitSet<Class> {
-        let mut passed = BitSet::new(self.class_count());
-        for &pi in policies {
+        scratch: &mut Scratch,
+    ) {
+        let Scratch {
+            open,
+            passed,
+            matched,
+        } = scratch;
+        passed.clear();
+        'walk: for &pi in policies {
             let rules = self.policies[pi].rules(probe.direction).unwrap_or_default();
             for (ri, rule) in rules.iter().enumerate() {
                 if open.is_empty() {
-                    return passed;
+                    break 'walk;
                 }
-                let mut matched = BitSet::new(self.class_count());
-                self.rule_matches(pi, ri, probe, named, &mut matched);
+                matched.clear();
+                self.rule_matches(pi, ri, probe, named, matched);
                 matched.intersect_with(open);
                 match rule.action {
-                    TierAction::Accept => allowed.union_with(&matched),
-                    TierAction::Pass => passed.union_with(&matched),
+                    TierAction::Accept => allowed.union_with(matched),
+                    TierAction::Pass => passed.union_with(matched),
                     TierAction::Deny => {}
                 }
-                open.difference_with(&matched);
+                open.difference_with(matched);
             }
         }
-        passed
+        open.union_with(passed);
     }
 
     /// Adds to `out` the peer classes rule `ri` of policy `pi` matches for `probe` (into the
@@ -663,7 +674,7 @@ impl Engine {
         let rc = &self.rule_classes[pi][probe.direction][ri];
         let peers = |out: &mut BitSet<Class>| {
             if rc.any {
-                *out = BitSet::full(self.class_count());
+                out.fill();
             } else {
                 out.union_with(&rc.selected);
                 out.union_with(&rc.blocked);
@@ -697,6 +708,26 @@ impl Engine {
                 }
                 _ => {}
             }
+        }
+    }
+}
+
+/// Sets a probe's tier walks reuse from class to class (reach is the hot path).
+struct Scratch {
+    /// The peer classes no rule decided yet.
+    open: BitSet<Class>,
+    /// Those a Pass of the current tier matched.
+    passed: BitSet<Class>,
+    /// The current rule's matches.
+    matched: BitSet<Class>,
+}
+
+impl Scratch {
+    fn new(n: usize) -> Scratch {
+        Scratch {
+            open: BitSet::new(n),
+            passed: BitSet::new(n),
+            matched: BitSet::new(n),
         }
     }
 }
