@@ -19,6 +19,7 @@
 mod bounded;
 pub mod bucket;
 pub mod events;
+mod foreign;
 mod list;
 pub mod status;
 mod watch;

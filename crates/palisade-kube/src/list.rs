@@ -63,6 +63,10 @@ pub fn list_into(
             listed.refused.extend(refused);
         }
         loader.load_store(&store);
+        let timeout = connection.request_timeout;
+        for f in crate::foreign::foreign_policies(&client, &server, timeout).await {
+            loader.note_unenforced(&f.api_version, &f.kind, &f.url, f.unreadable);
+        }
         Ok(listed)
     })
 }

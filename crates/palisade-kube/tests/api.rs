@@ -411,3 +411,92 @@ fn a_list_is_bounded_in_time_pages_and_objects() {
         "{error:?}"
     );
 }
+
+/// Policies of other plugins the cluster holds are named on every answer read from it, as in
+/// manifests: a group not installed says nothing, a kind with no object says nothing, a group
+/// that cannot be read (403) says nothing and fails nothing.
+#[test]
+fn policies_of_other_plugins_in_the_cluster_are_warned_about() {
+    let mut routes = cluster();
+    let group = |version: &str| {
+        Reply::ok(
+            json!({"kind": "APIGroup", "apiVersion": "v1", "name": "cilium.io",
+            "versions": [{"groupVersion": version, "version": "v2"}],
+            "preferredVersion": {"groupVersion": version, "version": "v2"}}),
+        )
+    };
+    routes.insert("/apis/cilium.io".into(), group("cilium.io/v2"));
+    routes.insert(
+        "/apis/cilium.io/v2".into(),
+        Reply::ok(json!({"kind": "APIResourceList", "groupVersion": "cilium.io/v2", "resources": [
+            {"name": "ciliumnetworkpolicies", "kind": "CiliumNetworkPolicy", "namespaced": true, "verbs": ["list"]},
+            {"name": "ciliumnetworkpolicies/status", "kind": "CiliumNetworkPolicy", "namespaced": true, "verbs": ["get"]},
+            {"name": "ciliumclusterwidenetworkpolicies", "kind": "CiliumClusterwideNetworkPolicy", "namespaced": false, "verbs": ["list"]},
+            {"name": "ciliumendpoints", "kind": "CiliumEndpoint", "namespaced": true, "verbs": ["list"]}]})),
+    );
+    let item = json!({"metadata": {"name": "l7", "namespace": "shop"}, "spec": {}});
+    routes.insert(
+        "/apis/cilium.io/v2/ciliumnetworkpolicies".into(),
+        list(
+            "cilium.io/v2",
+            "CiliumNetworkPolicyList",
+            vec![item.clone()],
+            None,
+        ),
+    );
+    routes.insert(
+        "/apis/cilium.io/v2/ciliumclusterwidenetworkpolicies".into(),
+        list(
+            "cilium.io/v2",
+            "CiliumClusterwideNetworkPolicyList",
+            vec![],
+            None,
+        ),
+    );
+    routes.insert(
+        "/apis/cilium.io/v2/ciliumendpoints".into(),
+        list("cilium.io/v2", "CiliumEndpointList", vec![item], None),
+    );
+    routes.insert(
+        "/apis/crd.projectcalico.org".into(),
+        Reply::status(403, "Forbidden", "cannot get"),
+    );
+    // Antrea's kinds are served, but the reader may not list them.
+    routes.insert(
+        "/apis/crd.antrea.io".into(),
+        Reply::ok(json!({"kind": "APIGroup", "name": "crd.antrea.io",
+            "preferredVersion": {"groupVersion": "crd.antrea.io/v1beta1", "version": "v1beta1"}})),
+    );
+    routes.insert(
+        "/apis/crd.antrea.io/v1beta1".into(),
+        Reply::ok(json!({"kind": "APIResourceList", "resources": [
+            {"name": "clusternetworkpolicies", "kind": "ClusterNetworkPolicy", "namespaced": false}]})),
+    );
+    routes.insert(
+        "/apis/crd.antrea.io/v1beta1/clusternetworkpolicies".into(),
+        Reply::status(403, "Forbidden", "cannot list"),
+    );
+    let (_, _, diagnostics) = read(routes, |_| {}).expect("listed");
+    let warned: Vec<&str> = (diagnostics.iter())
+        .filter(|d| d.message.contains("not enforced by Palisade"))
+        .map(|d| d.message.as_str())
+        .collect();
+    assert_eq!(
+        warned,
+        [
+            "skipped cilium.io/v2 CiliumNetworkPolicy: this kind is not enforced by Palisade; matrix, explain and enforcement ignore it",
+            "skipped crd.antrea.io/v1beta1 ClusterNetworkPolicy: the cluster serves this kind (whether it holds any could not be read: 403); it is not enforced by Palisade; matrix, explain and enforcement ignore it",
+        ],
+        "{diagnostics:#?}"
+    );
+    let d = diagnostics
+        .iter()
+        .find(|d| d.message.contains("CiliumNetworkPolicy"))
+        .unwrap();
+    assert!(
+        d.origin
+            .file
+            .ends_with("/apis/cilium.io/v2/ciliumnetworkpolicies"),
+        "{d:?}"
+    );
+}

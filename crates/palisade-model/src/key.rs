@@ -197,6 +197,20 @@ const CALICO: &[&str] = &[
     "StagedKubernetesNetworkPolicy",
 ];
 
+/// The API groups of network policy kinds of other plugins (no kind of theirs is one Palisade
+/// reads at any version), with those kinds: what a cluster is asked about, so that an answer read
+/// from its API server says what it ignores, as one read from manifests does.
+pub fn foreign_policy_groups() -> impl Iterator<Item = (&'static str, &'static [&'static str])> {
+    const OURS: [&str; 3] = [
+        "policy.networking.k8s.io",
+        "networking.k8s.io",
+        "extensions",
+    ];
+    (UNENFORCED_POLICY_KINDS.iter())
+        .filter(|(group, _)| !OURS.contains(group))
+        .copied()
+}
+
 /// True if `kind` of `api_version` is a network policy Palisade does not enforce: one of
 /// another plugin or API, or another version of a kind it reads. A kind it reads at the version
 /// it reads is not; nor is a group not listed (a misspelt `networking.k8s.io` stays an error).

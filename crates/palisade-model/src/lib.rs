@@ -37,7 +37,7 @@ pub use cache::DocumentCache;
 pub use diagnostic::{summarize, Diagnostic, FieldIssue, Origin, Severity, Summary};
 pub use document::{decode_utf8, is_blank, MAX_DEPTH};
 pub use id::{Id, IdVec};
-pub use key::{unenforced_policy_kind, Kind, ObjectKey, PodKey};
+pub use key::{foreign_policy_groups, unenforced_policy_kind, Kind, ObjectKey, PodKey};
 pub use loader::{Limits, Load, Loader, DEFAULT_POD_CIDR};
 pub use netpol::{IpBlock, PolicyPeer, PolicyRule, PolicySpec, PortMatch, PortSpec, ValidPolicy};
 pub use objects::UNENFORCED;

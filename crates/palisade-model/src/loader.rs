@@ -327,6 +327,30 @@ impl Loader {
         self.unreadable.push(path.to_path_buf());
     }
 
+    /// Says that the source holds objects of `kind` (`api_version`), a network policy kind Palisade
+    /// does not enforce, at `origin` (a list's URL): the warning a manifest of that kind gets. With
+    /// `maybe`, the source serves the kind but would not say whether it holds any.
+    pub fn note_unenforced(&mut self, api_version: &str, kind: &str, origin: &str, maybe: bool) {
+        let holds = match maybe {
+            true => {
+                "the cluster serves this kind (whether it holds any could not be read: 403); it"
+            }
+            false => "this kind",
+        };
+        let message = format!(
+            "skipped {api_version} {kind}: {holds} {}",
+            crate::UNENFORCED
+        );
+        let origin = Origin {
+            file: origin.to_string(),
+            line: None,
+        };
+        self.diagnostics.push(Diagnostic {
+            field: Some("kind".into()),
+            ..Diagnostic::new(Severity::Warning, origin, message)
+        });
+    }
+
     /// Loads manifest text; `file` names it in diagnostics.
     pub fn load_str(&mut self, file: &str, text: &str) {
         self.store_at = None;
