@@ -441,6 +441,9 @@ fn merge_ports(mut ports: Vec<PortRange>) -> Vec<PortRange> {
 /// (protocol, port) it resolves to there.
 type NamedDestinations = BTreeMap<(Protocol, u16), BitSet<Class>>;
 
+/// A rule's ports for one class: number ranges, and named ports by destination classes.
+type RulePorts = (Vec<PortRange>, NamedDestinations);
+
 /// A rule's peers: the classes its selectors match, and its ipBlocks.
 type PeersKey = (BitSet<Class>, Vec<Id<IpBlock>>);
 
@@ -450,6 +453,8 @@ pub struct AddrCache {
     by_classes: HashMap<BitSet<Class>, Arc<AddrSet>>,
     /// A rule's peers with ipBlocks: by the classes its selectors match and its blocks.
     with_blocks: HashMap<PeersKey, Arc<AddrSet>>,
+    /// An egress rule's ports (numbers, and named ports by the destinations resolving them).
+    egress_ports: HashMap<RuleOrigin, Arc<RulePorts>>,
     /// Intersections, by the addresses of the two sets (shared sets are the same `Arc`), each
     /// with both sets, which keeps those addresses from being reused.
     intersections: HashMap<(usize, usize), [Arc<AddrSet>; 3]>,
@@ -717,16 +722,29 @@ impl Engine {
             out.push(entry(all_peers(cache), None));
             return;
         };
-        let (numeric, named) = self.rule_ports(class, direction, specs, rc);
+        // An egress rule's ports resolve on its destinations, whichever class it applies to:
+        // found once per rule (a named port over every class would otherwise cost classes²).
+        let ports = match direction {
+            Direction::Egress => match cache.egress_ports.get(&origin) {
+                Some(ports) => ports.clone(),
+                None => {
+                    let ports = Arc::new(self.rule_ports(class, direction, specs, rc));
+                    cache.egress_ports.insert(origin.clone(), ports.clone());
+                    ports
+                }
+            },
+            Direction::Ingress => Arc::new(self.rule_ports(class, direction, specs, rc)),
+        };
+        let (numeric, named) = &*ports;
         if !numeric.is_empty() {
-            out.push(entry(all_peers(cache), Some(merge_ports(numeric))));
+            out.push(entry(all_peers(cache), Some(merge_ports(numeric.clone()))));
         }
-        for ((protocol, port), classes) in named {
-            let set = match cache.by_classes.get(&classes) {
+        for (&(protocol, port), classes) in named {
+            let set = match cache.by_classes.get(classes) {
                 Some(s) => s.clone(),
                 None => {
-                    let s = Arc::new(AddrSet::from_ranges(self.class_ranges(&classes)));
-                    cache.by_classes.insert(classes, s.clone());
+                    let s = Arc::new(AddrSet::from_ranges(self.class_ranges(classes)));
+                    cache.by_classes.insert(classes.clone(), s.clone());
                     s
                 }
             };
@@ -750,7 +768,7 @@ impl Engine {
         direction: Direction,
         specs: &[PortSpec],
         rc: &RuleClasses,
-    ) -> (Vec<PortRange>, NamedDestinations) {
+    ) -> RulePorts {
         let n = self.class_count();
         let (mut numeric, mut named) = (Vec::new(), BTreeMap::new());
         let range = |protocol, first, last| PortRange {
