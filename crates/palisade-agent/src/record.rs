@@ -266,6 +266,19 @@ pub struct Record {
     /// policies in force; omitted when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub staged_by: Vec<PolicyName>,
+    /// Deny records not of a dropped packet (not in GKE's format): `strict` when the agent cut an
+    /// established connection that a policy change denies (`--strict`); omitted otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<DenyReason>,
+}
+
+/// Why a deny record was written other than for a dropped packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DenyReason {
+    /// Strict mode removed the established connection's conntrack entry: its next packet is
+    /// judged as new, and dropped.
+    Strict,
 }
 
 impl Record {
@@ -323,6 +336,7 @@ mod tests {
             denied_by: None,
             would: None,
             staged_by: Vec::new(),
+            reason: None,
         };
         assert_eq!(
             record.to_line(),
