@@ -149,3 +149,115 @@ fn cut_event(tracked: &Tracked, direction: Direction) -> VerdictEvent {
         time: SystemTime::now(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_dataplane::conntrack::Tuple;
+    use palisade_model::{Loader, Protocol};
+    use palisade_policy::Audit;
+
+    /// Pods a (10.1.0.1, node n1) and b (10.1.0.2, node n2); b accepts nothing but port 80 from
+    /// a, and namespace `audited` (pod c, 10.1.0.3, on n1) is in audit mode, accepting nothing.
+    const STATE: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: audited, annotations: {policy.palisade.dev/audit-mode: "true"}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: x, labels: {app: a}}
+spec: {nodeName: n1, containers: [{name: c, image: i}]}
+status: {podIP: 10.1.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: x, labels: {app: b}}
+spec: {nodeName: n2, containers: [{name: c, image: i}]}
+status: {podIP: 10.1.0.2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: c, namespace: audited, labels: {app: c}}
+spec: {nodeName: n1, containers: [{name: c, image: i}]}
+status: {podIP: 10.1.0.3}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: b, namespace: x}
+spec:
+  podSelector: {matchLabels: {app: b}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: a}}}], ports: [{port: 80}]}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: none, namespace: audited}
+spec: {podSelector: {}, policyTypes: [Ingress]}
+"#;
+
+    fn tracked(src: &str, dst: &str, port: u16) -> Tracked {
+        let t = |src: &str, dst: &str, sport, dport| Tuple {
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            src_port: sport,
+            dst_port: dport,
+        };
+        Tracked {
+            protocol: Protocol::Tcp,
+            original: t(src, dst, 40000, port),
+            reply: t(dst, src, port, 40000),
+            zone: None,
+            id: None,
+        }
+    }
+
+    /// What node `node` (every node: `None`) cuts of each flow.
+    fn denials(node: Option<&str>, flows: &[Tracked]) -> Vec<Option<Direction>> {
+        let mut loader = Loader::new();
+        loader.load_str("state.yaml", STATE);
+        let engine = Engine::new(std::sync::Arc::new(loader.finish().0));
+        let enforcement = Enforcement {
+            audit: Audit::Annotated,
+            node: node.map(String::from),
+            placed: None,
+        };
+        let table = CompiledTable::of(&engine, enforcement.clone());
+        let judge = Judge {
+            engine: &engine,
+            table: &table,
+            enforcement: &enforcement,
+        };
+        flows.iter().map(|f| judge.denies(f)).collect()
+    }
+
+    /// Denied flows are cut by the node enforcing the denying end; allowed flows, flows of ends
+    /// enforced elsewhere, addresses of no pod and audited pods never.
+    #[test]
+    fn only_denied_flows_at_ends_enforced_here_are_cut() {
+        let flows = [
+            tracked("10.1.0.1", "10.1.0.2", 80),   // a → b:80, allowed
+            tracked("10.1.0.1", "10.1.0.2", 81),   // a → b:81, denied at b
+            tracked("192.0.2.9", "10.1.0.2", 80),  // outside → b:80, denied at b
+            tracked("10.1.0.1", "10.1.0.3", 80),   // a → c, audited
+            tracked("192.0.2.9", "192.0.2.8", 80), // no pod
+        ];
+        let ingress = Some(Direction::Ingress);
+        assert_eq!(denials(None, &flows), [None, ingress, ingress, None, None]);
+        assert_eq!(
+            denials(Some("n2"), &flows),
+            [None, ingress, ingress, None, None]
+        );
+        assert_eq!(denials(Some("n1"), &flows), [None; 5]);
+    }
+
+    /// A Service's connection is judged at its backend (the reply's source), as the kernel
+    /// judged it after DNAT.
+    #[test]
+    fn a_service_connection_is_judged_at_its_backend() {
+        let mut via_service = tracked("10.1.0.1", "10.96.0.1", 81);
+        via_service.reply.src = "10.1.0.2".parse().unwrap();
+        assert_eq!(denials(None, &[via_service]), [Some(Direction::Ingress)]);
+        via_service.reply.src_port = 80;
+        assert_eq!(denials(None, &[via_service]), [None]);
+    }
+}
