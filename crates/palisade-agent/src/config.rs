@@ -45,6 +45,9 @@ pub struct Config {
     /// Following an API server: also write a Kubernetes Event on a pod of this node whenever its
     /// policies drop a connection (`--deny-events`; needs the node's name).
     pub deny_events: bool,
+    /// Cut the established connections a new ruleset denies (`--strict`), rather than let them
+    /// run until they close.
+    pub strict: bool,
 }
 
 /// Policy action logging and the live view.
@@ -77,6 +80,7 @@ impl Config {
             metrics_addr: None,
             status_file: None,
             deny_events: false,
+            strict: false,
         }
     }
 

@@ -164,7 +164,12 @@ fn reconciler(config: &Config) -> Result<Reconciler, AgentError> {
             Source::Cluster(watch)
         }
     };
-    Ok(Reconciler::reading(source, config.netns.clone())
+    let reconciler = Reconciler::reading(source, config.netns.clone());
+    let reconciler = match config.strict {
+        true => reconciler.strict(),
+        false => reconciler,
+    };
+    Ok(reconciler
         .with_pinned_ips(config.pinned_ips.clone())
         .with_source(config.source)
         .with_enforcement(config.enforcement.clone())

@@ -19,6 +19,7 @@ pub mod record;
 pub mod safe_fs;
 pub mod state_file;
 mod status_out;
+mod strict;
 mod watch;
 
 pub use config::{Config, Input, LogConfig};

@@ -68,6 +68,13 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+/// A `direction` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabel {
+    /// `ingress` or `egress`.
+    pub direction: String,
+}
+
 /// A `disposition` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DispositionLabel {
@@ -140,6 +147,10 @@ pub struct Metrics {
     /// Observe clients turned away: `too_many_clients`, `request_too_large`, `request_timeout`,
     /// `bad_request`.
     pub observe_rejected: Family<ReasonLabel, Counter>,
+    /// Established connections strict mode cut, by the direction whose rules deny them.
+    pub strict_cut: Family<DirectionLabel, Counter>,
+    /// Strict mode's sweeps and removals that did not complete: `list`, `delete`, `capped`.
+    pub strict_failures: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -175,6 +186,8 @@ impl Metrics {
             source_relists: Family::default(),
             drift_repairs: Family::default(),
             observe_rejected: Family::default(),
+            strict_cut: Family::default(),
+            strict_failures: Family::default(),
         };
         m.register_policy_log();
         m.register_dataplane();
@@ -259,6 +272,16 @@ impl Metrics {
             "drift_repairs",
             "Times the kernel's table was found altered or missing and was replaced",
             self.drift_repairs.clone(),
+        );
+        registry.register(
+            "strict_connections_cut",
+            "Established connections strict mode removed from conntrack because a policy change denies them, by the denying direction",
+            self.strict_cut.clone(),
+        );
+        registry.register(
+            "strict_failures",
+            "Strict mode's conntrack listings and removals that did not complete, by reason (list, delete, capped)",
+            self.strict_failures.clone(),
         );
     }
 

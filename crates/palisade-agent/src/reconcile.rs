@@ -6,6 +6,7 @@ use crate::metrics::{Metrics, ReasonLabel, RejectionLabels};
 use crate::policy_log::PolicyLogger;
 use crate::state_file::StateFile;
 use crate::status_out::StatusOut;
+use crate::strict::{Judge, Strict};
 use palisade_dataplane::drift::{TableInfo, TableProbe};
 use palisade_dataplane::{build, ApplyError, Ruleset, TABLE};
 use palisade_kube::{SourceHealth, Watch};
@@ -122,6 +123,8 @@ pub struct Reconciler {
     restore: bool,
     /// It did.
     restored: bool,
+    /// Strict mode: established connections a new ruleset denies are cut.
+    strict: Option<Strict>,
 }
 
 impl Reconciler {
@@ -158,6 +161,7 @@ impl Reconciler {
             created: Instant::now(),
             restore: false,
             restored: false,
+            strict: None,
         }
     }
 
@@ -166,6 +170,13 @@ impl Reconciler {
     /// cluster or nothing).
     pub fn restoring_last_good(mut self) -> Self {
         self.restore = true;
+        self
+    }
+
+    /// Cuts the established connections each new ruleset denies (`--strict`), rather than letting
+    /// them run until they close.
+    pub fn strict(mut self) -> Self {
+        self.strict = Some(Strict::new(self.netns.clone()));
         self
     }
 
@@ -403,6 +414,19 @@ impl Reconciler {
         }
         self.enforced(&engines.enforced, &table, changed);
         self.compiled = Some((engines, table));
+    }
+
+    /// In strict mode, cuts the established connections the ruleset the kernel just took denies.
+    fn cut_denied(&mut self) {
+        let (Some(strict), Some((engines, table))) = (&mut self.strict, &self.compiled) else {
+            return;
+        };
+        let judge = Judge {
+            engine: &engines.enforced,
+            table,
+            enforcement: &self.enforcement,
+        };
+        strict.sweep(&judge, &self.metrics, self.logger.as_ref());
     }
 
     /// Brings the kernel's table to `table`; false when it holds it already. Where `table` was
@@ -684,6 +708,7 @@ impl Reconciler {
                 self.publish(true);
                 self.record_table();
                 self.kernel_ok();
+                self.cut_denied();
                 Outcome::Applied { rejected, elapsed }
             }
             Err(e) => {

@@ -266,6 +266,19 @@ pub struct Record {
     /// policies in force; omitted when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub staged_by: Vec<PolicyName>,
+    /// Deny records not of a dropped packet (not in GKE's format): `strict` when the agent cut an
+    /// established connection that a policy change denies (`--strict`); omitted otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<DenyReason>,
+}
+
+/// Why a deny record was written other than for a dropped packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DenyReason {
+    /// Strict mode removed the established connection's conntrack entry: its next packet is
+    /// judged as new, and dropped.
+    Strict,
 }
 
 impl Record {
@@ -323,6 +336,7 @@ mod tests {
             denied_by: None,
             would: None,
             staged_by: Vec::new(),
+            reason: None,
         };
         assert_eq!(
             record.to_line(),
@@ -359,8 +373,19 @@ mod tests {
         let line = icmp.to_line();
         assert!(line.starts_with(r#"{"connection":{"src_ip":"10.8.1.20","dest_ip":"10.8.0.7","protocol":"icmp","direction":"egress"},"disposition":"allow","policies":[{"name":"p","namespace":"default","kind":"NetworkPolicy"}],"src":{"node_name":"node-a","workload_kind":"Node"},"dest":{"instance":"192.0.2.1"},"count":1,"#), "{line}");
         assert!(line.trim_end().ends_with(r#","audit":true}"#), "{line}");
+        // Strict mode's cut: the reason last, the other fields as before.
+        let cut = Record {
+            reason: Some(DenyReason::Strict),
+            ..record.clone()
+        };
+        let line = cut.to_line();
+        assert_eq!(
+            line,
+            record.to_line().replace("}\n", ",\"reason\":\"strict\"}\n"),
+            "{line}"
+        );
         // Records read back equal what was written.
-        for r in [&record, &icmp] {
+        for r in [&record, &icmp, &cut] {
             let back: Record = serde_json::from_str(&r.to_line()).unwrap();
             assert_eq!(&back, r);
         }

@@ -13,6 +13,8 @@ pub(crate) const NLMSG_HDRLEN: usize = 16;
 pub(crate) const NFGEN_HDRLEN: usize = 4;
 /// `NLMSG_ERROR`: an error or (code 0) an acknowledgement.
 pub(crate) const NLMSG_ERROR: u16 = 2;
+/// `NLMSG_DONE`: the end of a dump.
+const NLMSG_DONE: u16 = 3;
 /// Set on attributes that hold attributes.
 pub(crate) const NLA_F_NESTED: u16 = 0x8000;
 /// Set on attributes whose payload is in network byte order.
@@ -181,14 +183,34 @@ impl Socket {
                     take(&frame);
                     continue;
                 }
-                return match error_code(frame.payload) {
-                    Some(0) => Ok(()),
-                    Some(code) => Err(os_error(code)),
-                    None => Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "truncated netlink error message",
-                    )),
-                };
+                return acknowledged(frame.payload);
+            }
+        }
+    }
+
+    /// Sends dump request `kind` for `family` and hands each message of the answer to `take`
+    /// until the kernel says it is done (true) or `take` says stop (false: the rest of the dump
+    /// may still arrive, so the socket should not be used again).
+    pub fn dump(
+        &mut self,
+        kind: u16,
+        family: u8,
+        mut take: impl FnMut(&Frame) -> bool,
+    ) -> io::Result<bool> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let mut msg = Vec::new();
+        let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
+        message(&mut msg, kind, flags, seq, family, 0, &[]);
+        self.send(&msg)?;
+        loop {
+            for frame in frames(self.recv()?).filter(|f| f.seq == seq) {
+                match frame.kind {
+                    NLMSG_DONE => return Ok(true),
+                    NLMSG_ERROR => return acknowledged(frame.payload).map(|()| true),
+                    _ if !take(&frame) => return Ok(false),
+                    _ => {}
+                }
             }
         }
     }
@@ -332,6 +354,18 @@ pub(crate) fn attributes(mut data: &[u8]) -> impl Iterator<Item = (u16, &[u8])> 
 /// The error code of an `NLMSG_ERROR` payload (0: acknowledgement).
 pub(crate) fn error_code(payload: &[u8]) -> Option<i32> {
     Some(i32::from_ne_bytes(payload.get(0..4)?.try_into().ok()?))
+}
+
+/// An `NLMSG_ERROR` payload as a result: Ok for an acknowledgement, else the kernel's error.
+fn acknowledged(payload: &[u8]) -> io::Result<()> {
+    match error_code(payload) {
+        Some(0) => Ok(()),
+        Some(code) => Err(os_error(code)),
+        None => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "truncated netlink error message",
+        )),
+    }
 }
 
 /// The error of a non-zero `NLMSG_ERROR` code: the kernel sends the errno negated (whatever else

@@ -100,7 +100,8 @@ impl SourceArgs {
     }
 }
 
-/// Policy action logging, audit mode, live view and metrics options, shared by `agent` and `lab up`.
+/// Policy action logging, audit and strict mode, live view and metrics options, shared by `agent`
+/// and `lab up`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct LogArgs {
     /// The policy action log (JSON lines); default /var/log/network/policy_action.log (for a lab:
@@ -148,6 +149,12 @@ pub struct LogArgs {
     /// namespace: annotate it `policy.palisade.dev/audit-mode: "true"`.
     #[arg(long)]
     pub policy_audit_mode: bool,
+    /// Strict mode: after each new ruleset, cut the established connections it denies (their
+    /// conntrack entries are removed, so their next packet is judged again and dropped), each
+    /// logged as a deny record with `"reason": "strict"`. Default: established connections run
+    /// until they close.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 impl LogArgs {
@@ -201,6 +208,9 @@ impl LogArgs {
         }
         if self.policy_audit_mode {
             out.push("--policy-audit-mode".into());
+        }
+        if self.strict {
+            out.push("--strict".into());
         }
         out.extend([
             "--deny-aggregation-window".into(),
@@ -381,6 +391,7 @@ fn config(args: &Args, mut enforcement: Enforcement) -> Result<Config, palisade_
         metrics_addr: args.logging.metrics_addr,
         status_file,
         deny_events: args.deny_events,
+        strict: args.logging.strict,
         input: match &args.manifests {
             Some(folder) => Input::Manifests(folder.clone()),
             None => Input::Cluster(palisade_kube::Connection {
@@ -427,6 +438,22 @@ mod tests {
                 "{bad:?}: {err}"
             );
         }
+    }
+
+    /// `--strict` reaches the agent's configuration and, through `lab up`, each lab agent's
+    /// command line; off by default.
+    #[test]
+    fn strict_mode_is_off_unless_asked_and_passed_on() {
+        let strict = |args: &[&str]| {
+            let args = parse(args).unwrap();
+            config(&args, Enforcement::default()).unwrap().strict
+        };
+        assert!(!strict(&[]));
+        assert!(strict(&["--strict"]));
+        let passed = parse(&["--strict"]).unwrap().logging.to_args();
+        assert!(passed.iter().any(|a| a == "--strict"), "{passed:?}");
+        let default = parse(&[]).unwrap().logging.to_args();
+        assert!(!default.iter().any(|a| a == "--strict"), "{default:?}");
     }
 
     #[test]

@@ -150,6 +150,7 @@ mod tests {
             denied_by: None,
             would: None,
             staged_by: Vec::new(),
+            reason: None,
         }
     }
 

@@ -5,15 +5,15 @@
 //! ends, one record goes out with the first event's source port and timestamp. The number of open
 //! windows is bounded; events that would open one more are dropped (and counted by the caller).
 
-use crate::record::{Disposition, Record};
+use crate::record::{DenyReason, Disposition, Record};
 use palisade_model::Protocol;
 use palisade_policy::Direction;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
-/// The flow, whether it was audited and what staged policies would do (audited, staged and
-/// dropped attempts are reported apart).
+/// The flow, whether it was audited, what staged policies would do and why a deny record is not
+/// of a dropped packet (audited, staged, cut and dropped attempts are reported apart).
 type Key = (
     IpAddr,
     IpAddr,
@@ -22,6 +22,7 @@ type Key = (
     Direction,
     bool,
     Option<Disposition>,
+    Option<DenyReason>,
 );
 
 fn key(r: &Record) -> Key {
@@ -34,6 +35,7 @@ fn key(r: &Record) -> Key {
         c.direction,
         r.audit,
         r.would,
+        r.reason,
     )
 }
 
@@ -146,6 +148,7 @@ mod tests {
             denied_by: None,
             would: None,
             staged_by: Vec::new(),
+            reason: None,
         }
     }
 

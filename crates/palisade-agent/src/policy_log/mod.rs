@@ -15,7 +15,7 @@ pub use palisade_kube::bucket;
 
 use crate::metrics::{DispositionLabel, Metrics, StagedLabels, TierRuleLabels, VerdictLabels};
 use crate::observe::Hub;
-use crate::record::{self, Connection, Disposition, PolicyName, Record};
+use crate::record::{self, Connection, DenyReason, Disposition, PolicyName, Record};
 use aggregate::{Added, DenyAggregator};
 use bucket::TokenBucket;
 use palisade_dataplane::events::{Action, EventReader, VerdictEvent};
@@ -323,6 +323,22 @@ impl PolicyLogger {
         self.take(state, record, event, &pod.namespace);
     }
 
+    /// Takes a connection strict mode cut (`--strict`; `event` says which side's rules deny it):
+    /// shown to `observe` clients and, as deny logging says, logged as a deny record with
+    /// `"reason": "strict"` (aggregated apart from dropped packets).
+    pub fn cut(&mut self, event: &VerdictEvent) {
+        let Some(engines) = self.engines.clone() else {
+            return;
+        };
+        let state = engines.enforced.state();
+        let Some(pod) = state.pod_by_ip(event.enforcing()) else {
+            return;
+        };
+        let mut record = self.record(state, event, Disposition::Deny, Vec::new());
+        record.reason = Some(DenyReason::Strict);
+        self.take(state, record, event, &state.pods[pod].namespace);
+    }
+
     /// Shows `record` (of a connection at a pod of `namespace`) to `observe` clients and logs it
     /// as its disposition's switches say.
     fn take(
@@ -529,6 +545,7 @@ impl PolicyLogger {
             denied_by: None,
             would: None,
             staged_by: Vec::new(),
+            reason: None,
         }
     }
 
