@@ -12,7 +12,7 @@ use palisade_dataplane::events::EventReader;
 use palisade_dataplane::netns::within_netns;
 use palisade_kube::events::EventWriter;
 use palisade_model::ClusterState;
-use palisade_policy::{CompiledTable, Enforcement, Engine};
+use palisade_policy::{CompiledTable, Enforcement, Engines};
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -86,10 +86,12 @@ impl OnceReport {
     }
 }
 
-/// The ruleset the agent would apply for `state`, as an `nft -f` script (`--dry-run`).
+/// The ruleset the agent would apply for `state`, as an `nft -f` script (`--dry-run`): staged
+/// policies left out of enforcement and their classes marked, as a pass does.
 pub fn script(state: ClusterState, enforcement: Enforcement) -> String {
-    let engine = Engine::new(Arc::new(state));
-    palisade_dataplane::render(&CompiledTable::of(&engine, enforcement))
+    let engines = Engines::new(Arc::new(state));
+    let table = CompiledTable::of(&engines.enforced, enforcement);
+    palisade_dataplane::render(&engines.mark_staged(table))
 }
 
 /// One pass: reads the source (starting from the last good state; an API server: once every kind

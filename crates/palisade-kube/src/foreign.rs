@@ -2,8 +2,10 @@
 //! FQDNNetworkPolicy…), which Palisade does not enforce: asked of the API server after a listing,
 //! so that an answer read from a cluster says what it ignores, as one read from manifests does.
 //! Per group of `palisade_model::foreign_policy_groups`: the group (absent: nothing to say), its
-//! preferred version's resources, and of each such kind a list of at most one object. What cannot
-//! be asked (403, a timeout) is logged and left: this says more, it never says less than before.
+//! versions' resources (the preferred first; a kind found once is not asked again), and of each
+//! such kind a list of at most one object's metadata. What cannot be asked (403, a timeout) is
+//! logged and left: this says more, it never says less than before. All of it within the request
+//! timeout, twice: an aggregated API that hangs costs a listing that much at most.
 
 use crate::bounded::get;
 use kube::Client;
@@ -31,6 +33,8 @@ pub struct Foreign {
 struct Group {
     #[serde(rename = "preferredVersion")]
     preferred_version: GroupVersion,
+    #[serde(default)]
+    versions: Vec<GroupVersion>,
 }
 
 #[derive(Deserialize)]
@@ -72,7 +76,11 @@ async fn ask<T: for<'de> Deserialize<'de>>(
     path: &str,
     timeout: Duration,
 ) -> Answer<T> {
-    let Ok(request) = http::Request::get(path).body(Vec::new()) else {
+    // Lists as metadata only: a policy's spec is not read (nor bounded) here.
+    let accept =
+        "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
+    let request = http::Request::get(path).header(http::header::ACCEPT, accept);
+    let Ok(request) = request.body(Vec::new()) else {
         return Answer::None;
     };
     match tokio::time::timeout(timeout, get::<T>(client, request, MAX_ANSWER)).await {
@@ -91,42 +99,66 @@ async fn ask<T: for<'de> Deserialize<'de>>(
 }
 
 /// The foreign network policy kinds of which the cluster at `server` holds at least one object, or
-/// may (it serves the kind but refuses to list it).
+/// may (it serves the kind but refuses to list it); within twice `timeout` in all.
 pub(crate) async fn foreign_policies(
     client: &Client,
     server: &str,
     timeout: Duration,
 ) -> Vec<Foreign> {
     let mut found = Vec::new();
+    let asked = tokio::time::timeout(2 * timeout, ask_groups(client, server, timeout, &mut found));
+    if asked.await.is_err() {
+        tracing::debug!(%server, "out of time asking whether the cluster holds policies of other plugins");
+    }
+    found
+}
+
+async fn ask_groups(client: &Client, server: &str, timeout: Duration, found: &mut Vec<Foreign>) {
     for (group, kinds) in palisade_model::foreign_policy_groups() {
         let path = format!("/apis/{group}");
         let Answer::Read(g) = ask::<Group>(client, server, &path, timeout).await else {
             continue;
         };
-        let version = g.preferred_version.group_version;
-        let path = format!("/apis/{version}");
-        let Answer::Read(resources) = ask::<Resources>(client, server, &path, timeout).await else {
-            continue;
-        };
-        for r in resources.resources {
-            // Subresources (`x/status`) are not kinds of objects.
-            if r.name.contains('/') || !kinds.contains(&r.kind.as_str()) {
-                continue;
+        // The preferred version first, then the others.
+        let preferred = g.preferred_version.group_version;
+        let others = (g.versions.into_iter()).map(|v| v.group_version);
+        let versions: Vec<String> = std::iter::once(preferred.clone())
+            .chain(others.filter(|v| *v != preferred))
+            .collect();
+        let mut left: Vec<&str> = kinds.to_vec();
+        for version in &versions {
+            if left.is_empty() {
+                break;
             }
-            let list = format!("/apis/{version}/{}", r.name);
-            let unreadable =
-                match ask::<Items>(client, server, &format!("{list}?limit=1"), timeout).await {
-                    Answer::Read(one) if !one.items.is_empty() => false,
-                    Answer::Refused => true,
-                    Answer::Read(_) | Answer::None => continue,
+            let path = format!("/apis/{version}");
+            let Answer::Read(resources) = ask::<Resources>(client, server, &path, timeout).await
+            else {
+                continue;
+            };
+            for r in resources.resources {
+                // Subresources (`x/status`) are not kinds of objects; a kind is asked once.
+                let Some(at) = left.iter().position(|k| *k == r.kind) else {
+                    continue;
                 };
-            found.push(Foreign {
-                api_version: version.clone(),
-                kind: r.kind,
-                url: format!("{server}{list}"),
-                unreadable,
-            });
+                if r.name.contains('/') {
+                    continue;
+                }
+                // Asked once, whatever the answer: at most as many lists as known kinds.
+                left.swap_remove(at);
+                let list = format!("/apis/{version}/{}", r.name);
+                let unreadable =
+                    match ask::<Items>(client, server, &format!("{list}?limit=1"), timeout).await {
+                        Answer::Read(one) if !one.items.is_empty() => false,
+                        Answer::Refused => true,
+                        Answer::Read(_) | Answer::None => continue,
+                    };
+                found.push(Foreign {
+                    api_version: version.clone(),
+                    kind: r.kind,
+                    url: format!("{server}{list}"),
+                    unreadable,
+                });
+            }
         }
     }
-    found
 }

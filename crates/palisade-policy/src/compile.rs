@@ -450,6 +450,9 @@ type PeersKey = (BitSet<Class>, Vec<Id<IpBlock>>);
 /// Shared peer address sets, built once per compile.
 #[derive(Default)]
 pub struct AddrCache {
+    /// The engine (its id) the sets by classes and rules are of: class ids and rules are an
+    /// engine's own, so a cache handed to another engine forgets them.
+    engine: Option<u64>,
     by_classes: HashMap<BitSet<Class>, Arc<AddrSet>>,
     /// A rule's peers with ipBlocks: by the classes its selectors match and its blocks.
     with_blocks: HashMap<PeersKey, Arc<AddrSet>>,
@@ -461,6 +464,16 @@ pub struct AddrCache {
 }
 
 impl AddrCache {
+    /// Forgets what was found for another engine than `engine`.
+    fn for_engine(&mut self, engine: u64) {
+        if self.engine != Some(engine) {
+            self.by_classes.clear();
+            self.with_blocks.clear();
+            self.egress_ports.clear();
+            self.engine = Some(engine);
+        }
+    }
+
     /// The addresses in both `a` and `b`.
     fn intersection(&mut self, a: &Arc<AddrSet>, b: &Arc<AddrSet>) -> Arc<AddrSet> {
         let key = (Arc::as_ptr(a) as usize, Arc::as_ptr(b) as usize);
@@ -647,6 +660,7 @@ impl Engine {
     /// Compiles what the dataplane enforces for class `class`. Named ports resolve on the class
     /// (ingress) or on each destination class (egress); `cache` shares peer sets across classes.
     pub fn compile_class(&self, class: ClassId, cache: &mut AddrCache) -> ClassRules {
+        cache.for_engine(self.id());
         let compile = |direction: Direction, cache: &mut AddrCache| -> Option<DirectionRules> {
             let tiers = self.tier_policies(class, direction);
             let isolating = self.selecting(class, direction);

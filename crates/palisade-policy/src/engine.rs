@@ -317,12 +317,6 @@ impl Engine {
         staged
     }
 
-    /// True when `key` names a policy of this engine annotated
-    /// `policy.palisade.dev/audit-mode: "true"` (staged: an engine of the enforced state has none).
-    pub fn is_staged(&self, key: &ObjectKey) -> bool {
-        (self.policies.iter_enumerated()).any(|(id, p)| *p.key == *key && self.staged.contains(id))
-    }
-
     /// True when a staged policy governs `pod` for `direction` (a NetworkPolicy selecting it, or
     /// a cluster-wide one whose subject holds it): where its verdicts may differ from the enforced
     /// ones.

@@ -5,7 +5,7 @@ use crate::input::{self, Inputs, Namespaces};
 use palisade_analyze::lint::lint;
 use palisade_analyze::report::{build, to_html, Limits};
 use palisade_analyze::{default_probes, Matrix, Probe};
-use palisade_policy::Engine;
+use palisade_policy::{enforced_state, Engine};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -38,7 +38,9 @@ pub fn run(args: Args, verbose: u8) -> u8 {
         Err(code) => return code,
     };
     let started = Instant::now();
-    let engine = Engine::new(Arc::new(loaded.state));
+    // What is enforced, as `matrix` says: staged policies are logged, not enforced.
+    let state = enforced_state(&loaded.state).unwrap_or(loaded.state);
+    let engine = Engine::new(Arc::new(state));
     let findings = lint(&engine, &loaded.diagnostics, &[], args.inputs.lint_input());
     let pods = Matrix::pods_in(&engine, &scope);
     let probes = if args.probes.is_empty() {

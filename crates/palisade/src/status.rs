@@ -4,7 +4,7 @@
 use crate::exit;
 use palisade_analyze::status::{scheduled, status, to_text, Reported, Status};
 use palisade_model::{AgentStatus, PodInfo, PodKey, StatusRecord};
-use palisade_policy::Engine;
+use palisade_policy::{enforced_state, Engine};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -98,7 +98,9 @@ fn cluster_status(args: &Args, verbose: u8) -> Result<Status, u8> {
     for why in &reports.unread {
         eprintln!("warning: {why}");
     }
-    let engine = Engine::new(Arc::new(loaded.state));
+    // What agents enforce: staged policies are logged, not enforced, and not in their Leases.
+    let state = enforced_state(&loaded.state).unwrap_or(loaded.state);
+    let engine = Engine::new(Arc::new(state));
     let now = SystemTime::now();
     let agents: Vec<Reported> = (reports.agents.iter())
         .map(|l| reported(&l.status, l.renewed, l.duration, now))
@@ -116,7 +118,9 @@ fn lab_status(name: &str) -> Result<Status, u8> {
     let folder = lab.manifests_folder().map_err(|e| fail(&e))?;
     let loader = palisade_model::Loader::new().pin_ips(lab.pinned_ips());
     let loaded = crate::input::load_with(loader, &[folder.to_path_buf()], 0);
-    let engine = Engine::new(Arc::new(loaded.state));
+    // What agents enforce: staged policies are logged, not enforced, and not in their Leases.
+    let state = enforced_state(&loaded.state).unwrap_or(loaded.state);
+    let engine = Engine::new(Arc::new(state));
     let now = SystemTime::now();
     let mut records = Vec::new();
     for i in 0..lab.nodes.len() {

@@ -125,7 +125,8 @@ fn map_of(direction: Direction, ip: IpAddr) -> usize {
 }
 
 /// The chain bodies of `class`, with peer sets by id in `sets`: `None` for a direction no policy
-/// governs (or whose rules, flattened, leave everything allowed). A chain is the direction's rules
+/// governs and no staged policy watches (or whose rules, flattened, leave everything allowed
+/// without logging). A chain is the direction's rules
 /// as one first-match list ([`palisade_policy::DirectionRules::flatten`]): each entry allows (ingress: accept;
 /// egress: return, so that the destination's ingress is still evaluated) or drops — in an audited
 /// class, logs as audit and allows, except an Admin-tier Deny: audit mode (a namespace's or the

@@ -126,9 +126,9 @@ impl Ruleset {
     /// otherwise. The patched ruleset enforces what [`build`](super::build) gives, and its update is
     /// as small: only new sets and chains may be named otherwise.
     ///
-    /// Only the classes whose rules, audit mode or addresses changed are looked at: a class with
-    /// the rules and audit mode it had keeps its chains (their peer sets keep their names and
-    /// content), so only its addresses' jumps can change. A set takes new content (an edit of its
+    /// Only the classes whose rules, audit mode, staged marks or addresses changed are looked at:
+    /// a class with the rules, audit mode and marks it had keeps its chains (their peer sets keep
+    /// their names and content), so only its addresses' jumps can change. A set takes new content (an edit of its
     /// elements) only when no rule of the new table still needs the old one.
     pub fn patch(&self, old: &CompiledTable, new: &CompiledTable) -> Option<Patch> {
         let fits = self.index.built_for == Some(old.id())
