@@ -312,6 +312,33 @@ impl ClusterState {
         self
     }
 
+    /// The annotations of the policy of `kind` (a NetworkPolicy, in `namespace`, or a
+    /// cluster-wide kind) called `name`, when it is in this state and has any.
+    pub fn policy_annotations(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+    ) -> Option<&BTreeMap<String, String>> {
+        if kind == Kind::NetworkPolicy {
+            // Sorted by namespace, then name.
+            let at = (self.policies).binary_search_by(|p| {
+                (p.namespace.as_str(), p.name.as_str()).cmp(&(namespace, name))
+            });
+            return at.ok().and_then(|i| {
+                self.policies[i]
+                    .policy
+                    .object()
+                    .metadata
+                    .annotations
+                    .as_ref()
+            });
+        }
+        (self.tier_policies.iter())
+            .find(|p| p.kind() == kind && p.name == name)
+            .and_then(|p| p.policy.object().metadata.annotations.as_ref())
+    }
+
     /// The node called `name`.
     pub fn node(&self, name: &str) -> Option<&NodeInfo> {
         let at = self.nodes.binary_search_by(|n| n.name.as_str().cmp(name));

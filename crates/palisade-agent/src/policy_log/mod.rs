@@ -470,24 +470,8 @@ impl PolicyLogger {
         // A staged would-allow names no enforced policy to delegate by: `allow.log` decides.
         if allow.delegate && record.would.is_none() {
             record.policies.retain(|p| {
-                let annotations = if p.namespace.is_empty() {
-                    (state.tier_policies.iter())
-                        .find(|q| q.kind().as_str() == p.kind && q.name == p.name)
-                        .and_then(|q| q.policy.object().metadata.annotations.as_ref())
-                } else {
-                    let i = state.policies.binary_search_by(|q| {
-                        (q.namespace.as_str(), q.name.as_str())
-                            .cmp(&(p.namespace.as_str(), p.name.as_str()))
-                    });
-                    (i.ok()).and_then(|i| {
-                        state.policies[i]
-                            .policy
-                            .object()
-                            .metadata
-                            .annotations
-                            .as_ref()
-                    })
-                };
+                let annotations = palisade_model::Kind::parse(&p.kind)
+                    .and_then(|kind| state.policy_annotations(kind, &p.namespace, &p.name));
                 annotations
                     .is_some_and(|a| logging::annotation_enabled(a, logging::POLICY_ANNOTATION))
             });

@@ -382,33 +382,13 @@ fn silenced(ix: &Index, finding: &Finding) -> bool {
         return false;
     };
     let own = match kind {
-        Some(Kind::NetworkPolicy) => {
-            // The state's policies are sorted by namespace, then name.
-            let key = (
-                object.namespace.as_deref().unwrap_or_default(),
-                name.as_str(),
-            );
-            (state
-                .policies
-                .binary_search_by(|p| (p.namespace.as_str(), p.name.as_str()).cmp(&key)))
-            .ok()
-            .and_then(|i| {
-                state.policies[i]
-                    .policy
-                    .object()
-                    .metadata
-                    .annotations
-                    .as_ref()
-            })
-            .is_some_and(names_rule)
-        }
         Some(Kind::Namespace) => state
             .namespace(name)
             .is_some_and(|n| names_rule(&n.annotations)),
-        Some(kind) if palisade_model::TIER_KINDS.contains(&kind) => (state.tier_policies.iter())
-            .find(|p| p.kind() == kind && &p.name == name)
-            .and_then(|p| p.policy.object().metadata.annotations.as_ref())
-            .is_some_and(names_rule),
+        Some(kind) => {
+            let namespace = object.namespace.as_deref().unwrap_or_default();
+            (state.policy_annotations(kind, namespace, name)).is_some_and(names_rule)
+        }
         _ => false,
     };
     let namespace = (object.namespace.as_deref())
