@@ -109,6 +109,9 @@ pub fn once(config: &Config) -> Result<OnceReport, AgentError> {
     if let Outcome::Waiting(why) = &outcome {
         tracing::error!("{why}");
     }
+    if let Input::Cluster(connection) = &config.input {
+        warn_of_foreign_policies(connection);
+    }
     reconciler.write_state(true);
     Ok(OnceReport {
         outcome,
@@ -127,6 +130,14 @@ pub fn run(config: &Config) -> Result<(), AgentError> {
         tracing::info!("metrics at http://{bound}/metrics");
     }
     let stop = stop_on_signals()?;
+    if let Input::Cluster(connection) = &config.input {
+        // Off the loop: an aggregated API that hangs must not hold enforcement back.
+        let connection = connection.clone();
+        let asked = std::thread::Builder::new().name("foreign-policies".into());
+        if let Err(e) = asked.spawn(move || warn_of_foreign_policies(&connection)) {
+            tracing::debug!(%e, "cannot ask for the policies of other plugins");
+        }
+    }
     let events = start_events(config, &metrics)?;
     let (logger, logging) = start_logging(config, metrics, stop.clone(), events.as_ref())?;
     let mut reconciler = reconciler.with_logger(logger).restoring_last_good();
@@ -153,6 +164,27 @@ pub fn run(config: &Config) -> Result<(), AgentError> {
     drop(events);
     tracing::info!("agent stopped; the kernel keeps the last ruleset");
     Ok(())
+}
+
+/// Warns of the network policy kinds of other plugins the cluster holds objects of: the agent
+/// enforces none of them (what `matrix` and `explain` say of a cluster, said in the agent's log).
+fn warn_of_foreign_policies(connection: &palisade_kube::Connection) {
+    match palisade_kube::foreign_policies(connection) {
+        Ok(found) => {
+            for f in found {
+                let holds = if f.unreadable { "may hold" } else { "holds" };
+                tracing::warn!(
+                    api_version = %f.api_version,
+                    kind = %f.kind,
+                    url = %f.url,
+                    "the cluster {holds} {} objects: this kind {}",
+                    f.kind,
+                    palisade_model::UNENFORCED
+                );
+            }
+        }
+        Err(e) => tracing::debug!(%e, "cannot ask for the policies of other plugins"),
+    }
 }
 
 /// The reconciler `config` describes, starting from its state file (with metrics and health of its

@@ -100,11 +100,7 @@ async fn ask<T: for<'de> Deserialize<'de>>(
 
 /// The foreign network policy kinds of which the cluster at `server` holds at least one object, or
 /// may (it serves the kind but refuses to list it); within twice `timeout` in all.
-pub(crate) async fn foreign_policies(
-    client: &Client,
-    server: &str,
-    timeout: Duration,
-) -> Vec<Foreign> {
+pub async fn foreign_policies(client: &Client, server: &str, timeout: Duration) -> Vec<Foreign> {
     let mut found = Vec::new();
     let asked = tokio::time::timeout(2 * timeout, ask_groups(client, server, timeout, &mut found));
     if asked.await.is_err() {

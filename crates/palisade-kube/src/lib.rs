@@ -24,6 +24,7 @@ mod list;
 pub mod status;
 mod watch;
 
+pub use foreign::Foreign;
 pub use list::{list_into, Listed};
 pub use watch::{KindHealth, SourceHealth, Watch};
 
@@ -226,6 +227,16 @@ impl SourceError {
             _ => None,
         }
     }
+}
+
+/// The network policy kinds of other plugins the cluster `connection` names holds objects of
+/// (see `foreign.rs`): for the agent, which watches only the kinds it reads.
+pub fn foreign_policies(connection: &Connection) -> Result<Vec<Foreign>, SourceError> {
+    runtime()?.block_on(async {
+        let (client, server) = client(connection).await?;
+        let timeout = connection.request_timeout;
+        Ok(foreign::foreign_policies(&client, &server, timeout).await)
+    })
 }
 
 /// A runtime for the client, on the calling thread: the only async code in Palisade.

@@ -304,7 +304,35 @@ fn once_applies_the_listed_cluster_or_nothing() {
     assert_eq!(netns.table(), None, "applied without the pods");
     let pods = vec![pod("redis", "n1", "10.1.0.5", "redis", "10")];
     api.set(PODS, list("v1", "PodList", pods, None));
+    // The cluster also holds a Cilium policy, which the agent does not enforce: it says so.
+    api.set(
+        "/apis/cilium.io",
+        Reply::ok(json!({"kind": "APIGroup", "name": "cilium.io",
+            "preferredVersion": {"groupVersion": "cilium.io/v2", "version": "v2"}})),
+    );
+    api.set(
+        "/apis/cilium.io/v2",
+        Reply::ok(json!({"kind": "APIResourceList", "resources": [
+            {"name": "ciliumnetworkpolicies", "kind": "CiliumNetworkPolicy", "namespaced": true}]})),
+    );
+    let cilium = json!({"metadata": {"name": "l7", "namespace": "shop"}});
+    api.set(
+        "/apis/cilium.io/v2/ciliumnetworkpolicies",
+        list(
+            "cilium.io/v2",
+            "CiliumNetworkPolicyList",
+            vec![cilium],
+            None,
+        ),
+    );
     let up = once();
     assert_eq!(up.status.code(), Some(0), "{up:?}");
     assert!(netns.table().is_some_and(|t| t.contains("10.1.0.5")));
+    let stderr = String::from_utf8_lossy(&up.stderr);
+    assert!(
+        stderr.contains(
+            "the cluster holds CiliumNetworkPolicy objects: this kind is not enforced by Palisade"
+        ),
+        "{stderr}"
+    );
 }
