@@ -983,6 +983,7 @@ fn rule_ids_are_stable_and_unknown_ones_list_the_valid() {
             "unenforced-policy-kind",
             "tier-priority-tie",
             "tier-versions-mixed",
+            "tier-rule-matches-everything",
         ]
     );
     for r in Rule::ALL {
@@ -1141,4 +1142,38 @@ spec:
     // Covered at both: redundant.
     let (_, report) = run(&policies("{app: web}"));
     assert_eq!(z(&report), 1, "{:#?}", report.findings);
+}
+
+/// A Deny or Pass rule with a peer Palisade cannot read matches everything (failing closed), which
+/// hides every later rule of its tier: named at the entry. An Accept rule's fails to nothing: no
+/// finding; nor once the peer is spelt right.
+#[test]
+fn a_tier_rule_that_fails_closed_to_everything_is_named() {
+    let cnp = |action: &str, peer: &str| {
+        format!(
+            "---\napiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {{name: guard}}\n\
+             spec: {{tier: Admin, priority: 1, subject: {{namespaces: {{}}}}, ingress: [{{action: {action}, from: [{{namespaces: {{}}}}, {peer}]}}, {{action: Deny, from: [{{namespaces: {{}}}}]}}]}}\n"
+        )
+    };
+    let (text, report) = run(&cnp("Pass", "{namespaceSelectr: {}}"));
+    let f = one(
+        &text,
+        &report,
+        Rule::TierRuleMatchesEverything,
+        "ClusterNetworkPolicy guard",
+        Some("spec.ingress[0].from[1]"),
+        "name: guard",
+    );
+    assert!(f.message.contains("this Pass rule"), "{}", f.message);
+    for fine in [
+        cnp("Accept", "{namespaceSelectr: {}}"),
+        cnp("Pass", "{namespaces: {}}"),
+    ] {
+        let (_, report) = run(&fine);
+        assert!(
+            of(&report, Rule::TierRuleMatchesEverything).is_empty(),
+            "{:#?}",
+            report.findings
+        );
+    }
 }

@@ -203,7 +203,7 @@ fn sarif_output_is_valid_sarif_2_1_0() {
     assert_eq!(log["version"], "2.1.0");
     let run = &log["runs"][0];
     let rules = run["tool"]["driver"]["rules"].as_array().unwrap();
-    assert_eq!(rules.len(), 14);
+    assert_eq!(rules.len(), 15);
     for r in rules {
         assert!(
             r["id"].is_string() && r["shortDescription"]["text"].is_string(),

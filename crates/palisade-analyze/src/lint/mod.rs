@@ -115,6 +115,8 @@ rules! {
         "Two cluster-wide policies of one tier have the same priority and hold the same pods: the API leaves their order undefined.";
     TierVersionsMixed = "tier-versions-mixed", Warning,
         "A v1alpha1 and a v1alpha2 cluster-wide policy of one tier hold the same pods: their relative order is undefined.";
+    TierRuleMatchesEverything = "tier-rule-matches-everything", Warning,
+        "A Deny or Pass rule of a cluster-wide policy has an entry Palisade cannot read, so it matches everything (failing closed) and hides the rules after it.";
 }
 
 impl Rule {
@@ -322,7 +324,11 @@ pub fn lint_in(
             addresses::check,
         ),
         (
-            &[Rule::TierPriorityTie, Rule::TierVersionsMixed],
+            &[
+                Rule::TierPriorityTie,
+                Rule::TierVersionsMixed,
+                Rule::TierRuleMatchesEverything,
+            ],
             tiers::check,
         ),
     ];

@@ -6,15 +6,19 @@
 //! by priority, then kind).
 //!
 //! One pass over the classes, each class's policies per direction from the engine; a pair is
-//! reported once, with a pod both hold as the example.
+//! reported once, with a pod both hold as the example. And `tier-rule-matches-everything`: a Deny
+//! or Pass rule with a peer or port entry Palisade cannot read, which fails closed by matching
+//! everything — after it, no rule of the tier is reached for that traffic (a typo in an Admin Pass
+//! skips every Admin Deny below it).
 
 use super::index::Index;
 use super::{Finding, Rule};
-use palisade_model::{Kind, ValidTierPolicy};
+use palisade_model::{Kind, TierAction, TierPeer, TierPort, ValidTierPolicy};
 use palisade_policy::Direction;
 use std::collections::BTreeSet;
 
 pub(super) fn check(ix: &Index, out: &mut Vec<Finding>) {
+    unreadable_entries(ix, out);
     let engine = ix.engine;
     let state = engine.state();
     let mut tied: BTreeSet<(String, String)> = BTreeSet::new();
@@ -107,5 +111,54 @@ fn finding(ix: &Index, rule: Rule, a: &ValidTierPolicy, b: &ValidTierPolicy, pod
         field: Some("spec.priority".into()),
         message,
         fix,
+    }
+}
+
+/// `tier-rule-matches-everything`: each entry of a Deny or Pass rule that fails closed.
+fn unreadable_entries(ix: &Index, out: &mut Vec<Finding>) {
+    for info in &ix.state.tier_policies {
+        let spec = info.policy.spec();
+        for (direction, rules) in [
+            (Direction::Ingress, &spec.ingress),
+            (Direction::Egress, &spec.egress),
+        ] {
+            let (list, what) = match direction {
+                Direction::Ingress => ("from", "source"),
+                Direction::Egress => ("to", "destination"),
+            };
+            for (r, rule) in rules
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.action != TierAction::Accept)
+            {
+                let rule_at = format!("spec.{}[{r}]", direction.as_str());
+                let peers = (rule.peers.iter().enumerate())
+                    .filter(|(_, p)| matches!(p, TierPeer::Unknown))
+                    .map(|(i, _)| (format!("{rule_at}.{list}[{i}]"), format!("every {what}")));
+                let ports = (rule.ports.iter().flatten().enumerate())
+                    .filter(|(_, p)| matches!(p, TierPort::Unknown))
+                    .map(|(i, _)| {
+                        (
+                            format!("{rule_at}.protocols[{i}]"),
+                            "every port".to_string(),
+                        )
+                    });
+                for (field, matched) in peers.chain(ports) {
+                    out.push(Finding {
+                        rule: Rule::TierRuleMatchesEverything,
+                        severity: Rule::TierRuleMatchesEverything.severity(),
+                        object: info.key().into(),
+                        origin: Some(info.origin.clone()),
+                        field: Some(field),
+                        message: format!(
+                            "this {} rule has an entry with no field Palisade knows: as the API says, it fails closed, matching {matched} — no later rule of the {} tier is reached for that traffic",
+                            rule.action.as_str(),
+                            spec.tier.as_str()
+                        ),
+                        fix: "spell the entry with one known field (peers: namespaces, pods, networks, nodes; protocols: tcp, udp, sctp, destinationNamedPort), or check the CRD version this policy was written for".into(),
+                    });
+                }
+            }
+        }
     }
 }
