@@ -41,7 +41,7 @@ pub use reason::{
     PortMiss, RuleMiss, UnenforcedReason,
 };
 pub use selector::{LabelRequirement, SelectorMiss, SelectorTerm};
-pub use staged::{enforced_state, Engines};
+pub use staged::{enforced_engine, Engines};
 pub use table::{Audit, CompiledTable, Enforcement, TableClass};
 pub use verdict::{
     Decision, Endpoint, Flow, RuleRef, Side, TierPolicyRef, TierRuleRef, TierWalk, Verdict,

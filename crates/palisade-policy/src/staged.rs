@@ -81,8 +81,14 @@ impl From<Arc<Engine>> for Engines {
     }
 }
 
+/// The engine of what is enforced in `state`: without its staged policies (what `matrix`,
+/// `status`, `report`, `diff` and the lab's probes answer).
+pub fn enforced_engine(state: ClusterState) -> Engine {
+    Engine::new(Arc::new(enforced_state(&state).unwrap_or(state)))
+}
+
 /// `state` without its staged policies; `None` when none is staged.
-pub fn enforced_state(state: &ClusterState) -> Option<ClusterState> {
+fn enforced_state(state: &ClusterState) -> Option<ClusterState> {
     let staged = (state.policies.iter()).any(|p| p.policy.audit_annotated())
         || (state.tier_policies.iter()).any(|p| p.policy.audit_annotated());
     staged.then(|| {

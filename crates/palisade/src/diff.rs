@@ -4,9 +4,8 @@ use crate::exit;
 use crate::input::{self, Inputs, Loaded};
 use palisade_analyze::diff::{diff, to_json, to_markdown, to_text, unlisted, DiffError};
 use palisade_analyze::Scope;
-use palisade_policy::{enforced_state, Engine};
+use palisade_policy::{enforced_engine, Engine};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 /// Arguments of `palisade diff`.
@@ -94,10 +93,7 @@ pub fn run(args: Args, verbose: u8) -> u8 {
     let rejected = before.rejected || after.rejected;
     let started = Instant::now();
     // Connectivity as enforced: staging a policy changes none (it is logged, not enforced).
-    let [before, after] = [before, after].map(|l: Loaded| {
-        let state = enforced_state(&l.state).unwrap_or(l.state);
-        Engine::new(Arc::new(state))
-    });
+    let [before, after] = [before, after].map(|l: Loaded| enforced_engine(l.state));
     let scope = if args.namespaces.is_empty() {
         Scope::All
     } else {

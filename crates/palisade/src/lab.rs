@@ -6,9 +6,8 @@ use crate::input;
 use palisade_analyze::{render, Format, Probe};
 use palisade_lab::{self as lab, Lab, Launch, Measured};
 use palisade_model::Loader;
-use palisade_policy::{enforced_state, Engine};
+use palisade_policy::{enforced_engine, Engine};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Arguments of `palisade lab`.
@@ -302,8 +301,7 @@ fn probe(
     let dir = lab.manifests_folder()?.to_path_buf();
     let loaded = input::load_with(Loader::new().pin_ips(lab.pinned_ips()), &[dir], 0);
     // The kernel enforces the state without its staged policies.
-    let state = enforced_state(&loaded.state).unwrap_or(loaded.state);
-    let engine = Engine::new(Arc::new(state));
+    let engine = enforced_engine(loaded.state);
     let (measured, skipped) = lab::measure(&lab, &engine, probes, timeout)?;
     for p in skipped {
         eprintln!("warning: probe {p} skipped: the lab probes TCP and UDP only");

@@ -3,9 +3,8 @@
 use crate::exit;
 use crate::input::{self, Inputs, Namespaces};
 use palisade_analyze::{default_probes, render, Format, Matrix, Probe};
-use palisade_policy::{enforced_state, Engine};
+use palisade_policy::enforced_engine;
 use std::io::Write;
-use std::sync::Arc;
 use std::time::Instant;
 
 /// Arguments of `palisade matrix`.
@@ -32,8 +31,7 @@ pub fn run(args: Args, verbose: u8) -> u8 {
     };
     let started = Instant::now();
     // The matrix answers what is enforced: staged policies are left out.
-    let state = enforced_state(&loaded.state).unwrap_or(loaded.state);
-    let engine = Engine::new(Arc::new(state));
+    let engine = enforced_engine(loaded.state);
     tracing::info!(
         classes = engine.class_count(),
         elapsed_ms = started.elapsed().as_secs_f64() * 1e3,

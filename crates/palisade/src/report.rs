@@ -5,9 +5,8 @@ use crate::input::{self, Inputs, Namespaces};
 use palisade_analyze::lint::lint;
 use palisade_analyze::report::{build, to_html, Limits};
 use palisade_analyze::{default_probes, Matrix, Probe};
-use palisade_policy::{enforced_state, Engine};
+use palisade_policy::enforced_engine;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 /// Arguments of `palisade report`.
@@ -39,8 +38,7 @@ pub fn run(args: Args, verbose: u8) -> u8 {
     };
     let started = Instant::now();
     // What is enforced, as `matrix` says: staged policies are logged, not enforced.
-    let state = enforced_state(&loaded.state).unwrap_or(loaded.state);
-    let engine = Engine::new(Arc::new(state));
+    let engine = enforced_engine(loaded.state);
     let findings = lint(&engine, &loaded.diagnostics, &[], args.inputs.lint_input());
     let pods = Matrix::pods_in(&engine, &scope);
     let probes = if args.probes.is_empty() {

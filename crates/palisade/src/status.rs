@@ -4,10 +4,9 @@
 use crate::exit;
 use palisade_analyze::status::{scheduled, status, to_text, Reported, Status};
 use palisade_model::{AgentStatus, PodInfo, PodKey, StatusRecord};
-use palisade_policy::{enforced_state, Engine};
+use palisade_policy::enforced_engine;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// Arguments of `palisade status`.
@@ -99,8 +98,7 @@ fn cluster_status(args: &Args, verbose: u8) -> Result<Status, u8> {
         eprintln!("warning: {why}");
     }
     // What agents enforce: staged policies are logged, not enforced, and not in their Leases.
-    let state = enforced_state(&loaded.state).unwrap_or(loaded.state);
-    let engine = Engine::new(Arc::new(state));
+    let engine = enforced_engine(loaded.state);
     let now = SystemTime::now();
     let agents: Vec<Reported> = (reports.agents.iter())
         .map(|l| reported(&l.status, l.renewed, l.duration, now))
@@ -119,8 +117,7 @@ fn lab_status(name: &str) -> Result<Status, u8> {
     let loader = palisade_model::Loader::new().pin_ips(lab.pinned_ips());
     let loaded = crate::input::load_with(loader, &[folder.to_path_buf()], 0);
     // What agents enforce: staged policies are logged, not enforced, and not in their Leases.
-    let state = enforced_state(&loaded.state).unwrap_or(loaded.state);
-    let engine = Engine::new(Arc::new(state));
+    let engine = enforced_engine(loaded.state);
     let now = SystemTime::now();
     let mut records = Vec::new();
     for i in 0..lab.nodes.len() {
