@@ -2,6 +2,7 @@
 //! into a [`Config`], and [`crate::run`] or [`crate::once`] does the rest. Paths left unset take
 //! the agent's defaults.
 
+use crate::flow_log::FlowLimits;
 use crate::policy_log::{self, Limits};
 use crate::reconcile::SourceOptions;
 use crate::{observe, state_file};
@@ -64,6 +65,10 @@ pub struct LogConfig {
     pub group: Option<u32>,
     /// Aggregation, rate and rotation limits.
     pub limits: Limits,
+    /// The flow log (`--flow-log`); off when `None`.
+    pub flow_log: Option<PathBuf>,
+    /// The flow log's interval, bounds and rotation.
+    pub flow_limits: FlowLimits,
 }
 
 impl Config {

@@ -3,6 +3,7 @@
 //! reconcile loop until SIGTERM or SIGINT.
 
 use crate::config::{Config, Input};
+use crate::flow_log::{self, FlowLogger};
 use crate::metrics::{self, Metrics};
 use crate::observe::{self, Hub};
 use crate::policy_log::{self, PolicyLogger};
@@ -50,6 +51,13 @@ pub enum AgentError {
     /// The policy action log cannot be opened (the error names the path).
     #[error("policy action logging: {source}")]
     PolicyLog {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The flow log cannot be opened (the error names the path).
+    #[error("flow log: {source}")]
+    FlowLog {
         path: PathBuf,
         #[source]
         source: io::Error,
@@ -140,6 +148,7 @@ pub fn run(config: &Config) -> Result<(), AgentError> {
     }
     let events = start_events(config, &metrics)?;
     let (logger, logging) = start_logging(config, metrics, stop.clone(), events.as_ref())?;
+    let flows = start_flow_log(config, &reconciler, &logger, stop.clone())?;
     let mut reconciler = reconciler.with_logger(logger).restoring_last_good();
     // The status is renewed only while the loop turns: a stuck agent's goes stale.
     let health = reconciler.health().clone();
@@ -161,6 +170,9 @@ pub fn run(config: &Config) -> Result<(), AgentError> {
     crate::watch::run(&mut reconciler, &stop);
     stop.store(true, Ordering::Relaxed);
     let _ = logging.join();
+    if let Some(flows) = flows {
+        let _ = flows.join();
+    }
     drop(events);
     tracing::info!("agent stopped; the kernel keeps the last ruleset");
     Ok(())
@@ -284,6 +296,42 @@ fn start_logging(
         }
     });
     Ok((logger, thread))
+}
+
+/// With `--flow-log`, opens the flow log and starts the thread that writes it until `stop` is
+/// set, attributing with the engines `logger` holds.
+fn start_flow_log(
+    config: &Config,
+    reconciler: &Reconciler,
+    logger: &Arc<Mutex<PolicyLogger>>,
+    stop: Arc<AtomicBool>,
+) -> Result<Option<JoinHandle<()>>, AgentError> {
+    let opts = &config.logging;
+    let Some(path) = &opts.flow_log else {
+        return Ok(None);
+    };
+    let (node, metrics) = (opts.node_name(), reconciler.metrics().clone());
+    let flows =
+        FlowLogger::new(path, &node, &opts.flow_limits, opts.group, metrics).map_err(|source| {
+            AgentError::FlowLog {
+                path: path.clone(),
+                source,
+            }
+        })?;
+    tracing::info!(path = %path.display(), interval = ?opts.flow_limits.interval, "flow log");
+    let (netns, policy, health) = (
+        config.netns.clone(),
+        logger.clone(),
+        reconciler.health().clone(),
+    );
+    let thread = std::thread::Builder::new()
+        .name("flow-log".into())
+        .spawn(move || flow_log::run(flows, netns, &policy, &health, &stop))
+        .map_err(|source| AgentError::FlowLog {
+            path: path.clone(),
+            source,
+        })?;
+    Ok(Some(thread))
 }
 
 #[cfg(test)]

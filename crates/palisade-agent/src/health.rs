@@ -20,6 +20,8 @@ pub enum Part {
     Kernel,
     /// The host: the forward hook sees the pods' traffic (see `host.rs`).
     Host,
+    /// The flow log (when on): conntrack listed, its endings heard, its counters on.
+    FlowLog,
 }
 
 impl Part {
@@ -29,6 +31,7 @@ impl Part {
             Part::Input => "input",
             Part::Kernel => "kernel",
             Part::Host => "host",
+            Part::FlowLog => "flow_log",
         }
     }
 }

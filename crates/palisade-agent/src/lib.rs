@@ -9,6 +9,7 @@
 
 mod config;
 mod daemon;
+pub mod flow_log;
 pub mod health;
 mod host;
 pub mod metrics;

@@ -61,6 +61,16 @@ pub struct StagedLabels {
     pub rule: String,
 }
 
+/// Labels of flow log traffic: the namespaces of its ends (empty for an end that is not a pod;
+/// `_other` for the pairs beyond the flow log's bound).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FlowLabels {
+    /// The source pod's namespace.
+    pub src_namespace: String,
+    /// The destination pod's namespace.
+    pub dest_namespace: String,
+}
+
 /// A single `reason` (or `event`) label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
@@ -151,6 +161,16 @@ pub struct Metrics {
     pub strict_cut: Family<DirectionLabel, Counter>,
     /// Strict mode's sweeps and removals that did not complete: `list`, `delete`, `capped`.
     pub strict_failures: Family<ReasonLabel, Counter>,
+    /// Bytes (both ways) the flow log told, by the namespaces of the ends.
+    pub flow_bytes: Family<FlowLabels, Counter>,
+    /// Connections the flow log saw start, by the namespaces of the ends.
+    pub flow_connections: Family<FlowLabels, Counter>,
+    /// Records written to the flow log.
+    pub flow_records: Counter,
+    /// What the flow log could not tell, by reason.
+    pub flow_dropped: Family<ReasonLabel, Counter>,
+    /// Connections the flow log's last listing held.
+    pub flow_tracked: Gauge,
 }
 
 impl Default for Metrics {
@@ -188,8 +208,14 @@ impl Metrics {
             observe_rejected: Family::default(),
             strict_cut: Family::default(),
             strict_failures: Family::default(),
+            flow_bytes: Family::default(),
+            flow_connections: Family::default(),
+            flow_records: Counter::default(),
+            flow_dropped: Family::default(),
+            flow_tracked: Gauge::default(),
         };
         m.register_policy_log();
+        m.register_flow_log();
         m.register_dataplane();
         m.register_source();
         m
@@ -252,6 +278,36 @@ impl Metrics {
             "observe_connections_rejected",
             "Observe clients turned away, by reason",
             self.observe_rejected.clone(),
+        );
+    }
+
+    /// What the flow log saw and could not tell.
+    fn register_flow_log(&mut self) {
+        let registry = &mut self.registry;
+        registry.register(
+            "flow_bytes",
+            "Bytes (both ways) of the connections the flow log told, by source and destination namespace (empty: not a pod)",
+            self.flow_bytes.clone(),
+        );
+        registry.register(
+            "flow_connections",
+            "Connections the flow log saw start, by source and destination namespace (empty: not a pod)",
+            self.flow_connections.clone(),
+        );
+        registry.register(
+            "flow_log_records",
+            "Records written to the flow log",
+            self.flow_records.clone(),
+        );
+        registry.register(
+            "flow_log_dropped",
+            "What the flow log could not tell, by reason: rate_limit and write_error (records), too_many_connections (a listing stopped at its bound), too_many_endings, endings_lost and ending_unseen (connections whose last traffic is unknown), list_error",
+            self.flow_dropped.clone(),
+        );
+        registry.register(
+            "flow_log_connections",
+            "Connections the flow log's last listing of conntrack held",
+            self.flow_tracked.clone(),
         );
     }
 

@@ -22,32 +22,32 @@ pub fn timestamp(time: SystemTime) -> String {
         .unwrap_or_else(|_| "1970-01-01T00:00:00.000000000Z".into())
 }
 
-fn parse_timestamp<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+pub(crate) fn parse_timestamp<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
     let text = String::deserialize(d)?;
     OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
         .map(SystemTime::from)
         .map_err(|e| serde::de::Error::custom(format!("timestamp {text:?}: {e}")))
 }
 
-fn parse_protocol<'de, D: Deserializer<'de>>(d: D) -> Result<Protocol, D::Error> {
+pub(crate) fn parse_protocol<'de, D: Deserializer<'de>>(d: D) -> Result<Protocol, D::Error> {
     String::deserialize(d)?
         .parse()
         .map_err(serde::de::Error::custom)
 }
 
-fn one() -> u64 {
+pub(crate) fn one() -> u64 {
     1
 }
 
-fn is_zero(port: &u16) -> bool {
+pub(crate) fn is_zero(port: &u16) -> bool {
     *port == 0
 }
 
-fn lowercase<S: Serializer>(p: &Protocol, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn lowercase<S: Serializer>(p: &Protocol, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&p.as_str().to_ascii_lowercase())
 }
 
-fn rfc3339<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn rfc3339<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&timestamp(*t))
 }
 

@@ -92,7 +92,7 @@ impl Strict {
             Ok(listing) => listing,
             Err(e) => return self.failed(metrics, &e),
         };
-        for tracked in &listing.tracked {
+        for tracked in listing.entries.iter().map(|e| &e.tracked) {
             let Some(direction) = judge.denies(tracked) else {
                 continue;
             };

@@ -2,7 +2,9 @@
 //! and NFLOG (`linux/netfilter/nfnetlink_conntrack.h`). The table accepts `established,related`
 //! first, so a policy change judges only new connections; forgetting a tracked one makes its next
 //! packet new again. [`forget_connections`] forgets them all (tests, probes); [`Conntrack`] lists
-//! them and forgets one at a time (the agent's strict mode, which asks the policy which to forget).
+//! them, with their counters, and forgets one at a time (the agent's strict mode, which asks the
+//! policy which to forget, and its flow log); [`Endings`] hears of the connections the kernel
+//! forgets, with their last counters (the flow log's connections that end between listings).
 
 use crate::netlink::{attr, attribute, attributes, be32, nest, Socket, NFGEN_HDRLEN};
 use crate::netns::within_netns;
@@ -18,6 +20,9 @@ const IPCTNL_MSG_CT_DELETE: u16 = 2;
 
 const CTA_TUPLE_ORIG: u16 = 1;
 const CTA_TUPLE_REPLY: u16 = 2;
+const CTA_PROTOINFO: u16 = 4;
+const CTA_COUNTERS_ORIG: u16 = 9;
+const CTA_COUNTERS_REPLY: u16 = 10;
 const CTA_ID: u16 = 12;
 const CTA_ZONE: u16 = 18;
 
@@ -32,6 +37,21 @@ const CTA_IP_V6_DST: u16 = 4;
 const CTA_PROTO_NUM: u16 = 1;
 const CTA_PROTO_SRC_PORT: u16 = 2;
 const CTA_PROTO_DST_PORT: u16 = 3;
+
+const CTA_PROTOINFO_TCP: u16 = 1;
+const CTA_PROTOINFO_TCP_STATE: u16 = 1;
+const TCP_CONNTRACK_TIME_WAIT: u8 = 7;
+const TCP_CONNTRACK_CLOSE: u8 = 8;
+
+const CTA_COUNTERS_PACKETS: u16 = 1;
+const CTA_COUNTERS_BYTES: u16 = 2;
+
+/// nfnetlink's multicast group of conntrack entries being destroyed (`NFNLGRP_CONNTRACK_DESTROY`).
+const NFNLGRP_CONNTRACK_DESTROY: libc::c_int = 3;
+
+/// The switch that makes the kernel count packets and bytes per connection (per network
+/// namespace; entries created before it was on have no counters).
+const ACCOUNTING: &str = "/proc/sys/net/netfilter/nf_conntrack_acct";
 
 /// How long the kernel may take to answer.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -61,7 +81,7 @@ pub fn forget_connections(netns: &str) -> io::Result<()> {
 }
 
 /// One direction of a tracked connection, as the kernel keys it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Tuple {
     /// Source address.
     pub src: IpAddr,
@@ -75,7 +95,7 @@ pub struct Tuple {
 
 /// A tracked TCP, UDP or SCTP connection (the only ones with ports a policy can tell apart; ICMP
 /// and the rest are never listed).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Tracked {
     /// The protocol.
     pub protocol: Protocol,
@@ -103,11 +123,63 @@ impl Tracked {
     }
 }
 
+/// Packets and bytes a connection has carried, each way, since it was first tracked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Packets the way its first packet went (from the source).
+    pub packets_sent: u64,
+    /// Bytes the way its first packet went.
+    pub bytes_sent: u64,
+    /// Packets the way the answers come back.
+    pub packets_received: u64,
+    /// Bytes the way the answers come back.
+    pub bytes_received: u64,
+}
+
+impl Counters {
+    /// What was carried since `earlier` (counters never go back; a smaller value reads as 0).
+    pub fn since(&self, earlier: &Counters) -> Counters {
+        Counters {
+            packets_sent: self.packets_sent.saturating_sub(earlier.packets_sent),
+            bytes_sent: self.bytes_sent.saturating_sub(earlier.bytes_sent),
+            packets_received: self
+                .packets_received
+                .saturating_sub(earlier.packets_received),
+            bytes_received: self.bytes_received.saturating_sub(earlier.bytes_received),
+        }
+    }
+
+    /// Adds `other` (for connections summed into one record).
+    pub fn add(&mut self, other: &Counters) {
+        self.packets_sent = self.packets_sent.saturating_add(other.packets_sent);
+        self.bytes_sent = self.bytes_sent.saturating_add(other.bytes_sent);
+        self.packets_received = self.packets_received.saturating_add(other.packets_received);
+        self.bytes_received = self.bytes_received.saturating_add(other.bytes_received);
+    }
+
+    /// Nothing carried.
+    pub fn is_zero(&self) -> bool {
+        *self == Counters::default()
+    }
+}
+
+/// A tracked connection as a listing or an ending reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The connection.
+    pub tracked: Tracked,
+    /// Its counters; `None` when accounting was off as it was first tracked.
+    pub counters: Option<Counters>,
+    /// A TCP connection that is over (closed or reset: `TIME_WAIT`, `CLOSE`), though still
+    /// tracked a while.
+    pub closed: bool,
+}
+
 /// What one listing read.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Listing {
     /// The TCP, UDP and SCTP connections read.
-    pub tracked: Vec<Tracked>,
+    pub entries: Vec<Entry>,
     /// The listing stopped at the cap: more entries may be tracked than were read.
     pub capped: bool,
 }
@@ -142,7 +214,7 @@ impl Conntrack {
                     return false;
                 }
                 read += 1;
-                listing.tracked.extend(parse(frame.payload));
+                listing.entries.extend(parse(frame.payload));
                 true
             })?;
         listing.capped = !complete;
@@ -163,6 +235,73 @@ impl Conntrack {
     }
 }
 
+/// Switches accounting on in network namespace `netns` (or the current one), so that connections
+/// tracked from now on count their packets and bytes. Needs root there.
+pub fn enable_accounting(netns: Option<&str>) -> io::Result<()> {
+    within_netns(netns, || {
+        if std::fs::read_to_string(ACCOUNTING)?.trim() == "1" {
+            return Ok(());
+        }
+        std::fs::write(ACCOUNTING, "1")
+    })
+    .map_err(|e| io::Error::new(e.kind(), format!("{ACCOUNTING}: {e}")))
+}
+
+/// The connections the kernel stops tracking in one network namespace, with their last counters:
+/// those that end between two listings are known only from here.
+pub struct Endings {
+    socket: Socket,
+    pending: std::collections::VecDeque<Entry>,
+    overruns: u64,
+}
+
+impl Endings {
+    /// Listens in network namespace `netns` (or the current one). Needs `CAP_NET_ADMIN` there.
+    pub fn open(netns: Option<&str>) -> io::Result<Endings> {
+        within_netns(netns, || {
+            let socket = Socket::open()?;
+            socket.bind()?;
+            // Bursts of endings (a flood of short connections timing out together) must not be
+            // lost: 4 MiB, beyond `rmem_max` when allowed.
+            let _ = socket.set_receive_buffer(4 << 20);
+            socket.join_group(NFNLGRP_CONNTRACK_DESTROY)?;
+            Ok(Endings {
+                socket,
+                pending: Default::default(),
+                overruns: 0,
+            })
+        })
+    }
+
+    /// The next connection no longer tracked; `None` when `timeout` passes first. When the kernel
+    /// had to drop endings because they were not read fast enough, reading goes on and
+    /// [`Endings::overruns`] counts it.
+    pub fn next(&mut self, timeout: Duration) -> io::Result<Option<Entry>> {
+        loop {
+            if let Some(e) = self.pending.pop_front() {
+                return Ok(Some(e));
+            }
+            if !self.socket.readable(Some(timeout))? {
+                return Ok(None);
+            }
+            match self.socket.recv() {
+                Ok(data) => {
+                    let destroyed = kind(IPCTNL_MSG_CT_DELETE);
+                    let frames = crate::netlink::frames(data).filter(|f| f.kind == destroyed);
+                    self.pending.extend(frames.filter_map(|f| parse(f.payload)));
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => self.overruns += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// How many times the kernel dropped endings because they were not read fast enough.
+    pub fn overruns(&self) -> u64 {
+        self.overruns
+    }
+}
+
 /// An address attribute's payload.
 fn address(value: &[u8]) -> Option<IpAddr> {
     match value.len() {
@@ -177,6 +316,18 @@ fn address(value: &[u8]) -> Option<IpAddr> {
 /// A big-endian `u16` attribute.
 fn be16(value: &[u8]) -> Option<u16> {
     Some(u16::from_be_bytes(value.get(..2)?.try_into().ok()?))
+}
+
+/// A big-endian `u64` attribute.
+fn be64(value: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(value.get(..8)?.try_into().ok()?))
+}
+
+/// A `CTA_COUNTERS_*` nest: (packets, bytes).
+fn counted(nested: &[u8]) -> Option<(u64, u64)> {
+    let packets = attribute(nested, CTA_COUNTERS_PACKETS).and_then(be64)?;
+    let bytes = attribute(nested, CTA_COUNTERS_BYTES).and_then(be64)?;
+    Some((packets, bytes))
 }
 
 /// A `CTA_TUPLE_*` nest: its tuple and IP protocol number; `None` when a part is missing.
@@ -202,9 +353,9 @@ fn tuple(nested: &[u8]) -> Option<(Tuple, u8)> {
     Some((tuple, number))
 }
 
-/// The connection a `IPCTNL_MSG_CT_NEW` message (what follows its netlink header) describes;
-/// `None` when it is not a ported protocol or a part is missing or malformed.
-pub(crate) fn parse(payload: &[u8]) -> Option<Tracked> {
+/// The connection a `IPCTNL_MSG_CT_NEW` or `_DELETE` message (what follows its netlink header)
+/// describes; `None` when it is not a ported protocol or a part is missing or malformed.
+pub(crate) fn parse(payload: &[u8]) -> Option<Entry> {
     let attrs = payload.get(NFGEN_HDRLEN..)?;
     let (original, number) = tuple(attribute(attrs, CTA_TUPLE_ORIG)?)?;
     let (reply, _) = tuple(attribute(attrs, CTA_TUPLE_REPLY)?)?;
@@ -215,7 +366,7 @@ pub(crate) fn parse(payload: &[u8]) -> Option<Tracked> {
     if !same_family(&original) || !same_family(&reply) {
         return None;
     }
-    Some(Tracked {
+    let tracked = Tracked {
         protocol,
         original,
         reply,
@@ -223,6 +374,26 @@ pub(crate) fn parse(payload: &[u8]) -> Option<Tracked> {
             .and_then(be16)
             .filter(|&z| z != 0),
         id: attribute(attrs, CTA_ID).and_then(be32),
+    };
+    let sent = attribute(attrs, CTA_COUNTERS_ORIG).and_then(counted);
+    let received = attribute(attrs, CTA_COUNTERS_REPLY).and_then(counted);
+    let counters = sent.zip(received).map(|(sent, received)| Counters {
+        packets_sent: sent.0,
+        bytes_sent: sent.1,
+        packets_received: received.0,
+        bytes_received: received.1,
+    });
+    let tcp_state = attribute(attrs, CTA_PROTOINFO)
+        .and_then(|info| attribute(info, CTA_PROTOINFO_TCP))
+        .and_then(|tcp| attribute(tcp, CTA_PROTOINFO_TCP_STATE))
+        .and_then(|state| state.first().copied());
+    Some(Entry {
+        tracked,
+        counters,
+        closed: matches!(
+            tcp_state,
+            Some(TCP_CONNTRACK_TIME_WAIT | TCP_CONNTRACK_CLOSE)
+        ),
     })
 }
 
@@ -313,10 +484,17 @@ mod tests {
         }
     }
 
+    /// What parsing read of a message's connection.
+    fn read(message: &[u8]) -> Option<Tracked> {
+        parse(message).map(|e| e.tracked)
+    }
+
     #[test]
     fn entries_are_read_with_the_flow_the_policy_judged() {
         let c = through_a_service();
-        assert_eq!(parse(&new_message(&c, 6)), Some(c));
+        let entry = parse(&new_message(&c, 6)).unwrap();
+        assert_eq!(entry.tracked, c);
+        assert_eq!((entry.counters, entry.closed), (None, false));
         assert_eq!(c.judged(), tuple("10.0.0.1", 40000, "10.0.0.2", 8080));
         let v6 = Tracked {
             protocol: Protocol::Udp,
@@ -325,13 +503,65 @@ mod tests {
             zone: Some(7),
             id: None,
         };
-        assert_eq!(parse(&new_message(&v6, 17)), Some(v6));
+        assert_eq!(read(&new_message(&v6, 17)), Some(v6));
+    }
+
+    /// Counters are read each way when both are there; a TCP state of `TIME_WAIT` or `CLOSE` is
+    /// a closed connection, any other is not.
+    #[test]
+    fn counters_and_the_end_of_a_tcp_connection_are_read() {
+        let c = through_a_service();
+        let with = |state: u8, counters: &[(u16, u64, u64)]| {
+            let mut message = new_message(&c, 6);
+            nest(&mut message, CTA_PROTOINFO, |out| {
+                nest(out, CTA_PROTOINFO_TCP, |out| {
+                    attr(out, CTA_PROTOINFO_TCP_STATE, &[state])
+                })
+            });
+            for &(which, packets, bytes) in counters {
+                nest(&mut message, which, |out| {
+                    attr(out, CTA_COUNTERS_PACKETS, &packets.to_be_bytes());
+                    attr(out, CTA_COUNTERS_BYTES, &bytes.to_be_bytes());
+                });
+            }
+            parse(&message).unwrap()
+        };
+        let both = [(CTA_COUNTERS_ORIG, 3, 180), (CTA_COUNTERS_REPLY, 2, 5000)];
+        let established = with(3, &both);
+        assert!(!established.closed);
+        let counters = established.counters.unwrap();
+        assert_eq!(
+            counters,
+            Counters {
+                packets_sent: 3,
+                bytes_sent: 180,
+                packets_received: 2,
+                bytes_received: 5000
+            }
+        );
+        assert!(with(TCP_CONNTRACK_TIME_WAIT, &both).closed);
+        assert!(with(TCP_CONNTRACK_CLOSE, &both).closed);
+        assert!(!with(5, &both).closed); // CLOSE_WAIT: one side still sends
+        assert_eq!(with(3, &both[..1]).counters, None, "one way only");
+        // Differences never go below zero; sums never overflow.
+        let later = Counters {
+            bytes_sent: 100,
+            ..counters
+        };
+        assert_eq!(later.since(&counters).bytes_sent, 0);
+        assert_eq!(counters.since(&later).bytes_sent, 80);
+        let mut sum = Counters {
+            bytes_received: u64::MAX,
+            ..Counters::default()
+        };
+        sum.add(&counters);
+        assert_eq!(sum.bytes_received, u64::MAX);
     }
 
     #[test]
     fn icmp_and_other_protocols_are_not_listed() {
         for number in [1, 58, 47] {
-            assert_eq!(parse(&new_message(&through_a_service(), number)), None);
+            assert_eq!(read(&new_message(&through_a_service(), number)), None);
         }
     }
 
@@ -364,9 +594,9 @@ mod tests {
         let c = through_a_service();
         let message = new_message(&c, 6);
         for len in 0..message.len() {
-            if let Some(read) = parse(&message[..len]) {
+            if let Some(got) = read(&message[..len]) {
                 assert_eq!(
-                    (read.original, read.reply),
+                    (got.original, got.reply),
                     (c.original, c.reply),
                     "cut at {len}"
                 );
@@ -385,7 +615,7 @@ mod tests {
         nest(&mut odd, CTA_TUPLE_REPLY, |out| {
             attr(out, CTA_TUPLE_IP, &[0xff; 3])
         });
-        assert_eq!(parse(&odd), None);
-        assert_eq!(parse(&[0xff; 64]), None);
+        assert_eq!(read(&odd), None);
+        assert_eq!(read(&[0xff; 64]), None);
     }
 }

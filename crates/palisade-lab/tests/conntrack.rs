@@ -7,7 +7,9 @@
 mod support;
 
 use palisade_dataplane::build;
-use palisade_dataplane::conntrack::{forget_connections, Conntrack, Tuple};
+use palisade_dataplane::conntrack::{
+    enable_accounting, forget_connections, Conntrack, Counters, Endings, Tuple,
+};
 use palisade_dataplane::netns::in_netns;
 use palisade_lab::{DownOnDrop, Lab};
 use palisade_model::{PodKey, Protocol};
@@ -44,14 +46,15 @@ fn answered(socket: &UdpSocket) -> bool {
     socket.send(b"ping").is_ok() && socket.recv(&mut buf).is_ok()
 }
 
-/// A lab of the two pods, the client's flow to the server established (answered) under no
-/// policy, then the denying policy applied: the lab, its guard and the client's socket.
-fn established_then_denied(prefix: &str) -> (Lab, DownOnDrop, UdpSocket) {
+/// A lab of the two pods under no policy (`before` run in its node first), and the client's
+/// flow to the server established (answered): the lab, its guard and the client's socket.
+fn established(prefix: &str, before: impl FnOnce(&Lab)) -> (Lab, DownOnDrop, UdpSocket) {
     let open = engine(PODS);
     let (lab, teardown) = support::served_lab(prefix, open.state());
     build(&CompiledTable::of(&open, Audit::Annotated), None)
         .apply(Some(&lab.node))
         .unwrap();
+    before(&lab);
     // One socket, one flow (same source port) throughout.
     let server: SocketAddr = "10.78.0.2:53".parse().unwrap();
     let socket = in_netns(
@@ -70,6 +73,12 @@ fn established_then_denied(prefix: &str) -> (Lab, DownOnDrop, UdpSocket) {
     .unwrap()
     .unwrap();
     assert!(answered(&socket), "no policy: the flow is allowed");
+    (lab, teardown, socket)
+}
+
+/// [`established`], then the denying policy applied.
+fn established_then_denied(prefix: &str) -> (Lab, DownOnDrop, UdpSocket) {
+    let (lab, teardown, socket) = established(prefix, |_| {});
     build(
         &CompiledTable::of(&engine(&format!("{PODS}---\n{DENY}")), Audit::Annotated),
         None,
@@ -81,6 +90,44 @@ fn established_then_denied(prefix: &str) -> (Lab, DownOnDrop, UdpSocket) {
         "the established flow outlives the policy change"
     );
     (lab, teardown, socket)
+}
+
+/// The flow log's kernel half: with accounting on, a listing counts each way's packets and bytes
+/// (a 4-byte datagram is 32 bytes with its IP and UDP headers), and a connection forgotten is
+/// heard of with its last counters.
+#[test]
+fn connections_are_counted_and_their_endings_heard() {
+    let mut endings = None;
+    let (lab, _teardown, socket) = established("a", |lab| {
+        enable_accounting(Some(&lab.node)).expect("accounting on");
+        // Connections tracked from now on are told when they end.
+        endings = Some(Endings::open(Some(&lab.node)).expect("conntrack endings"));
+    });
+    assert!(answered(&socket));
+    let port = socket.local_addr().unwrap().port();
+    let mut conntrack = Conntrack::open(Some(&lab.node)).unwrap();
+    let listing = conntrack.list(1000).unwrap();
+    let entry = (listing.entries.iter())
+        .find(|e| e.tracked.original.src_port == port && e.tracked.protocol == Protocol::Udp)
+        .unwrap_or_else(|| panic!("port {port} not in {listing:?}"));
+    let counted = |packets, bytes| Counters {
+        packets_sent: packets,
+        bytes_sent: bytes,
+        packets_received: packets,
+        bytes_received: bytes,
+    };
+    assert_eq!(
+        entry.counters,
+        Some(counted(2, 64)),
+        "two datagrams each way"
+    );
+    assert!(!entry.closed, "UDP has no close");
+    conntrack.forget(&entry.tracked).unwrap();
+    let ended = endings.unwrap().next(Duration::from_secs(1)).unwrap();
+    assert_eq!(
+        ended.map(|e| (e.tracked, e.counters)),
+        Some((entry.tracked, entry.counters))
+    );
 }
 
 #[test]
@@ -100,7 +147,7 @@ fn one_tracked_flow_is_listed_and_forgotten() {
     let (lab, _teardown, socket) = established_then_denied("c");
     let mut capped = Conntrack::open(Some(&lab.node)).unwrap();
     let listing = capped.list(0).unwrap();
-    assert!(listing.capped && listing.tracked.is_empty(), "{listing:?}");
+    assert!(listing.capped && listing.entries.is_empty(), "{listing:?}");
     let mut conntrack = Conntrack::open(Some(&lab.node)).expect("ctnetlink socket");
     let listing = conntrack.list(1000).expect("listing");
     assert!(!listing.capped, "{listing:?}");
@@ -111,7 +158,7 @@ fn one_tracked_flow_is_listed_and_forgotten() {
         src_port: port,
         dst_port: 53,
     };
-    let tracked = (listing.tracked.iter())
+    let tracked = (listing.entries.iter().map(|e| &e.tracked))
         .find(|t| t.judged() == flow && t.protocol == Protocol::Udp)
         .unwrap_or_else(|| panic!("{flow:?} not in {listing:?}"));
     conntrack.forget(tracked).expect("delete");

@@ -1,6 +1,7 @@
 //! `palisade agent`.
 
 use crate::exit;
+use palisade_agent::flow_log::FlowLimits;
 use palisade_agent::policy_log::Limits;
 use palisade_agent::{Config, Input, LogConfig, SourceOptions};
 use palisade_policy::{Audit, Enforcement};
@@ -155,6 +156,38 @@ pub struct LogArgs {
     /// until they close.
     #[arg(long)]
     pub strict: bool,
+    /// The flow log (JSON lines): every connection's packets and bytes each way, per interval it
+    /// was active, from conntrack, with its ends' pods and workloads and each side's verdict.
+    /// Off unless given.
+    #[arg(long, value_name = "PATH")]
+    pub flow_log: Option<PathBuf>,
+    /// The flow log's interval (1s to 1h; GKE's finest is 5s): each connection is told once per
+    /// interval, at its end.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = flow_interval)]
+    pub flow_log_interval: Duration,
+    /// Flow records written per second on average (one interval's worth may come at once); the
+    /// excess is dropped and counted.
+    #[arg(long, value_name = "N", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub flow_log_rate: u32,
+    /// Connections the flow log accounts at most (per listing of conntrack, and ended per
+    /// interval); the rest are counted as dropped. About 250 bytes of memory each.
+    #[arg(long, value_name = "N", default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1..))]
+    pub flow_log_max_connections: u32,
+    /// Rotate the flow log when it reaches this size.
+    #[arg(long, value_name = "SIZE", default_value = "50MiB", value_parser = parse_size)]
+    pub flow_log_max_size: u64,
+    /// Rotated flow log files kept.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub flow_log_max_files: usize,
+}
+
+/// A flow log interval: 1s to 1h.
+fn flow_interval(s: &str) -> Result<Duration, String> {
+    let interval = parse_duration(s)?;
+    if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&interval) {
+        return Err(format!("{s:?}: the interval must be 1s to 1h"));
+    }
+    Ok(interval)
 }
 
 impl LogArgs {
@@ -174,6 +207,14 @@ impl LogArgs {
             observe_socket: self.observe_socket.clone(),
             group: self.group,
             limits: self.limits(),
+            flow_log: self.flow_log.clone(),
+            flow_limits: FlowLimits {
+                interval: self.flow_log_interval,
+                max_connections: self.flow_log_max_connections as usize,
+                records_per_second: self.flow_log_rate,
+                max_file_bytes: self.flow_log_max_size,
+                max_files: self.flow_log_max_files,
+            },
         }
     }
 
@@ -212,6 +253,9 @@ impl LogArgs {
         if self.strict {
             out.push("--strict".into());
         }
+        if let Some(p) = &self.flow_log {
+            out.extend(["--flow-log".into(), p.display().to_string()]);
+        }
         out.extend([
             "--deny-aggregation-window".into(),
             format!("{}ms", self.deny_aggregation_window.as_millis()),
@@ -225,6 +269,16 @@ impl LogArgs {
             self.policy_log_max_size.to_string(),
             "--policy-log-max-files".into(),
             self.policy_log_max_files.to_string(),
+            "--flow-log-interval".into(),
+            format!("{}ms", self.flow_log_interval.as_millis()),
+            "--flow-log-rate".into(),
+            self.flow_log_rate.to_string(),
+            "--flow-log-max-connections".into(),
+            self.flow_log_max_connections.to_string(),
+            "--flow-log-max-size".into(),
+            self.flow_log_max_size.to_string(),
+            "--flow-log-max-files".into(),
+            self.flow_log_max_files.to_string(),
         ]);
         out
     }
@@ -454,6 +508,40 @@ mod tests {
         assert!(passed.iter().any(|a| a == "--strict"), "{passed:?}");
         let default = parse(&[]).unwrap().logging.to_args();
         assert!(!default.iter().any(|a| a == "--strict"), "{default:?}");
+    }
+
+    /// The flow log is off unless asked; its options reach the configuration and, through `lab
+    /// up`, each lab agent's command line; an interval outside 1s..1h is refused.
+    #[test]
+    fn the_flow_log_is_off_unless_asked_and_its_options_are_passed_on() {
+        let logging = |args: &[&str]| {
+            config(&parse(args).unwrap(), Enforcement::default())
+                .unwrap()
+                .logging
+        };
+        assert_eq!(logging(&[]).flow_log, None);
+        let given = [
+            "--flow-log",
+            "/f.log",
+            "--flow-log-interval",
+            "2s",
+            "--flow-log-rate",
+            "10",
+            "--flow-log-max-connections",
+            "100",
+        ];
+        let on = logging(&given);
+        assert_eq!(on.flow_log.as_deref(), Some(std::path::Path::new("/f.log")));
+        assert_eq!(on.flow_limits.interval, Duration::from_secs(2));
+        assert_eq!(on.flow_limits.records_per_second, 10);
+        assert_eq!(on.flow_limits.max_connections, 100);
+        let passed = parse(&given).unwrap().logging.to_args();
+        let again = parse(&passed.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
+        assert_eq!(again.logging.config().flow_limits, on.flow_limits);
+        assert_eq!(again.logging.flow_log, on.flow_log);
+        for bad in ["500ms", "2h", "0"] {
+            assert!(parse(&["--flow-log-interval", bad]).is_err(), "{bad}");
+        }
     }
 
     #[test]

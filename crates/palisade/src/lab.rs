@@ -32,7 +32,7 @@ enum LabCommand {
         #[arg(long, value_name = "N", default_value_t = 1)]
         nodes: usize,
         #[command(flatten)]
-        logging: LogArgs,
+        logging: Box<LogArgs>,
     },
     /// Remove everything the lab created (namespaces, links, processes), and nothing else.
     Down,
@@ -77,7 +77,7 @@ pub fn run(args: Args, verbose: u8) -> u8 {
             dir,
             nodes,
             logging,
-        } => up(&args.name, &dir, nodes, logging, verbose),
+        } => up(&args.name, &dir, nodes, *logging, verbose),
         LabCommand::Down => down(&args.name),
         LabCommand::Status => status(&args.name),
         LabCommand::Exec { pod, command } => exec(&args.name, &pod, &command),
@@ -156,6 +156,9 @@ fn up(name: &str, dir: &Path, nodes: usize, mut logging: LogArgs, verbose: u8) -
         if let Some(path) = &node_logging.policy_log {
             println!("policy action log{on}: {}", path.display());
         }
+        if let Some(path) = &node_logging.flow_log {
+            println!("flow log{on}: {}", path.display());
+        }
         match &node_logging.observe_socket {
             Some(socket) if lab.nodes.len() > 1 => println!(
                 "live view{on}: palisade observe --socket {} --follow",
@@ -194,6 +197,7 @@ fn node_logging(lab: &Lab, logging: &LogArgs, node: usize) -> Result<LogArgs> {
     if lab.nodes.len() > 1 {
         own.node_name = Some(lab.nodes[node].name.clone());
         own.policy_log = own.policy_log.map(|p| lab.node_file(&p, node));
+        own.flow_log = own.flow_log.map(|p| lab.node_file(&p, node));
         own.observe_socket = own.observe_socket.map(|p| lab.node_file(&p, node));
         if let Some(addr) = &mut own.metrics_addr {
             let port = u16::try_from(node)
@@ -370,10 +374,13 @@ mod tests {
             "/l/p.log",
             "--observe-socket",
             "/l/o.sock",
+            "--flow-log",
+            "/l/f.log",
             "--metrics-addr",
             "127.0.0.1:9090",
         ]);
         let own = node_logging(&lab, &given, 2).unwrap();
+        assert_eq!(own.flow_log.as_deref(), Some(Path::new("/l/f-node-2.log")));
         assert_eq!(own.node_name.as_deref(), Some("node-2"));
         assert_eq!(own.policy_log.unwrap(), Path::new("/l/p-node-2.log"));
         assert_eq!(own.observe_socket.unwrap(), Path::new("/l/o-node-2.sock"));

@@ -79,7 +79,7 @@ enum Command {
     /// findings, and why for any cell on click.
     Report(report::Args),
     /// Enforce a manifests folder or a cluster in the kernel (nftables), re-applying on every change.
-    Agent(agent::Args),
+    Agent(Box<agent::Args>),
     /// Is NetworkPolicy enforced on every node, and is each policy in force? (a cluster, or a lab)
     Status(status::Args),
     /// Verdict events live from a running agent, or from policy action log files, filtered.
@@ -112,7 +112,7 @@ fn main() -> ExitCode {
         Command::Diff(args) => diff::run(args, cli.verbose),
         Command::Report(args) => report::run(args, cli.verbose),
         Command::Gen(args) => synth::run(args),
-        Command::Agent(args) => agent::run(args),
+        Command::Agent(args) => agent::run(*args),
         Command::Status(args) => status::run(args, cli.verbose),
         Command::Observe(args) => observe::run(args),
         Command::Lab(args) => lab::run(args, cli.verbose),

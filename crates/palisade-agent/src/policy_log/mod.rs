@@ -22,7 +22,9 @@ use palisade_dataplane::events::{Action, EventReader, VerdictEvent};
 use palisade_kube::events::{Recorder, Regarding};
 use palisade_model::logging::{self, LoggingConfig, LoggingObject, LoggingSwitches};
 use palisade_model::{ClusterState, PodId, TierAction};
-use palisade_policy::{Decision, Endpoint, Engine, Engines, Flow, PolicyRef, TierRuleRef};
+use palisade_policy::{
+    Decision, Direction, Endpoint, Engine, Engines, Flow, PolicyRef, TierRuleRef,
+};
 use rotate::RotatingFile;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -76,7 +78,7 @@ pub enum ConfigChange {
 }
 
 /// Node addresses by IP, from the pods' `status.hostIP` and `spec.nodeName`.
-fn node_index(state: &ClusterState) -> HashMap<IpAddr, String> {
+pub(crate) fn node_index(state: &ClusterState) -> HashMap<IpAddr, String> {
     state
         .pods
         .iter()
@@ -94,15 +96,15 @@ fn flow(event: &VerdictEvent) -> Flow {
     }
 }
 
-/// A cluster-wide rule as a record names it.
-fn tier_rule_name(event: &VerdictEvent, rule: &TierRuleRef) -> PolicyName {
+/// A cluster-wide rule of `direction` as a record names it.
+fn tier_rule_name(direction: Direction, rule: &TierRuleRef) -> PolicyName {
     PolicyName {
         name: rule.policy.name.clone(),
         namespace: String::new(),
         kind: rule.policy.kind.as_str().into(),
         tier: rule.policy.tier.as_str().into(),
         rule: (rule.name.clone())
-            .unwrap_or_else(|| format!("{}[{}]", event.direction.as_str(), rule.rule)),
+            .unwrap_or_else(|| format!("{}[{}]", direction.as_str(), rule.rule)),
     }
 }
 
@@ -121,11 +123,11 @@ fn network_policies(policies: impl Iterator<Item = PolicyRef>) -> Vec<PolicyName
         .collect()
 }
 
-/// Who decides `decision`: the cluster-wide rule, the allowing NetworkPolicies or the isolating
-/// ones; nobody where no policy decided.
-fn deciders(event: &VerdictEvent, decision: Decision) -> Vec<PolicyName> {
+/// Who decides `decision` of `direction`: the cluster-wide rule, the allowing NetworkPolicies or
+/// the isolating ones; nobody where no policy decided.
+pub(crate) fn deciders(direction: Direction, decision: Decision) -> Vec<PolicyName> {
     match decision {
-        Decision::Tier { rule } => vec![tier_rule_name(event, &rule)],
+        Decision::Tier { rule } => vec![tier_rule_name(direction, &rule)],
         Decision::Allowed { by } => network_policies(by.into_iter().map(|r| r.policy)),
         Decision::Denied { isolating } => network_policies(isolating.into_iter().map(|m| m.policy)),
         Decision::Unenforced { .. } | Decision::NotIsolated => Vec::new(),
@@ -210,6 +212,12 @@ impl PolicyLogger {
     /// The log file.
     pub fn path(&self) -> &Path {
         self.file.path()
+    }
+
+    /// The engines whose ruleset the kernel holds (the flow log attributes with them too); `None`
+    /// before the first pass.
+    pub fn engines(&self) -> Option<Engines> {
+        self.engines.clone()
     }
 
     /// The switches in effect.
@@ -374,7 +382,7 @@ impl PolicyLogger {
         if would == enforced {
             return None;
         }
-        let staged_by = deciders(event, side.decision);
+        let staged_by = deciders(event.direction, side.decision);
         for p in &staged_by {
             let labels = StagedLabels {
                 direction: event.direction.as_str().into(),
@@ -425,7 +433,7 @@ impl PolicyLogger {
 
     /// A cluster-wide rule as a record names it, counted by rule.
     fn tier_rule(&self, event: &VerdictEvent, rule: &TierRuleRef) -> PolicyName {
-        let name = tier_rule_name(event, rule);
+        let name = tier_rule_name(event.direction, rule);
         let labels = TierRuleLabels {
             direction: event.direction.as_str().into(),
             action: rule.action.as_str().into(),
