@@ -12,6 +12,10 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod traffic;
+
+use traffic::{conn_rate, median, serve_echo};
+
 use palisade_agent::{Outcome, Reconciler};
 use palisade_dataplane::netns::in_netns;
 use palisade_dataplane::{apply, build, render};
@@ -19,19 +23,14 @@ use palisade_lab::{self as lab, Lab};
 use palisade_model::{ClusterState, DocumentCache, Loader, PodId, Protocol};
 use palisade_policy::{Audit, CompiledTable, Direction, Engine};
 use palisade_synth::{generate, SynthConfig};
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SECONDS: f64 = 2.0;
 /// Interleaved rounds per traffic scenario; the median is reported.
 const ROUNDS: usize = 5;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
 
 /// A pair of pods (src, dst) and a port such that both are isolated in the relevant direction and
 /// policy allows src -> dst on that TCP port.
@@ -63,52 +62,6 @@ fn enforced_pair(engine: &Engine) -> (PodId, PodId, u16) {
     panic!("the synthetic cluster has no enforced, allowed pair");
 }
 
-/// Makes the close send a reset: no TIME_WAIT, so the client's ports can be reused at once (otherwise
-/// a few seconds of connections exhaust the ephemeral range).
-fn abort(s: &TcpStream) {
-    use std::os::fd::AsRawFd;
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: setsockopt on a valid socket with a correctly sized value.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "SO_LINGER");
-}
-
-fn conn_rate(client: &str, server: SocketAddr) -> f64 {
-    in_netns(client, move || {
-        let start = Instant::now();
-        let mut n = 0u64;
-        while start.elapsed().as_secs_f64() < SECONDS {
-            // A short request/response connection: connect, one byte each way, close.
-            let mut s = match TcpStream::connect_timeout(&server, Duration::from_secs(1)) {
-                Ok(s) => s,
-                Err(e) => panic!("connect #{n} after {:?}: {e}", start.elapsed()),
-            };
-            let mut byte = [0u8; 1];
-            s.write_all(b"x")
-                .and_then(|_| s.read_exact(&mut byte))
-                .expect("echo");
-            abort(&s);
-            drop(s);
-            n += 1;
-        }
-        n as f64 / start.elapsed().as_secs_f64()
-    })
-    .join()
-    .unwrap()
-    .unwrap()
-}
-
 fn throughput_gbit(client: &str, server: SocketAddr) -> f64 {
     in_netns(client, move || {
         let mut s = TcpStream::connect_timeout(&server, Duration::from_secs(1)).expect("connect");
@@ -124,31 +77,6 @@ fn throughput_gbit(client: &str, server: SocketAddr) -> f64 {
     .join()
     .unwrap()
     .unwrap()
-}
-
-/// The server pod: echoes what each connection sends (reading in 64 KiB chunks, so bulk senders are
-/// limited by the network path, not by the echo).
-fn serve_echo(netns: &str, port: u16) {
-    in_netns(netns, move || {
-        let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).unwrap();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                std::thread::spawn(move || {
-                    let mut s = stream;
-                    let mut buf = vec![0u8; 1 << 16];
-                    // Echo the first chunk (the short-connection byte), discard the rest.
-                    if let Ok(n) = s.read(&mut buf) {
-                        if n > 0 && s.write_all(&buf[..1]).is_ok() {
-                            while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
-                        }
-                    }
-                });
-            }
-        });
-    })
-    .join()
-    .unwrap()
-    .unwrap();
 }
 
 fn main() {
@@ -255,7 +183,7 @@ fn main() {
     for _ in 0..ROUNDS {
         for (i, (_, rules)) in scenarios.iter().enumerate() {
             apply(rules, Some(&lab.node)).unwrap();
-            samples[i].0.push(conn_rate(&client, server));
+            samples[i].0.push(conn_rate(&client, server, SECONDS));
             samples[i].1.push(throughput_gbit(&client, server));
         }
     }

@@ -159,7 +159,8 @@ pub struct Metrics {
     pub observe_rejected: Family<ReasonLabel, Counter>,
     /// Established connections strict mode cut, by the direction whose rules deny them.
     pub strict_cut: Family<DirectionLabel, Counter>,
-    /// Strict mode's sweeps and removals that did not complete: `list`, `delete`, `capped`.
+    /// Strict mode's sweeps and removals that did not complete: `list`, `delete`, `capped`,
+    /// `pickup`.
     pub strict_failures: Family<ReasonLabel, Counter>,
     /// Bytes (both ways) the flow log told, by the namespaces of the ends.
     pub flow_bytes: Family<FlowLabels, Counter>,
@@ -336,7 +337,7 @@ impl Metrics {
         );
         registry.register(
             "strict_failures",
-            "Strict mode's conntrack listings and removals that did not complete, by reason (list, delete, capped)",
+            "Strict mode's conntrack listings and removals that did not complete, by reason (list, delete, capped; pickup: mid-stream pickup of TCP connections could not be refused)",
             self.strict_failures.clone(),
         );
     }

@@ -53,6 +53,9 @@ const NFNLGRP_CONNTRACK_DESTROY: libc::c_int = 3;
 /// namespace; entries created before it was on have no counters).
 const ACCOUNTING: &str = "/proc/sys/net/netfilter/nf_conntrack_acct";
 
+/// The switch that lets the kernel start tracking a TCP connection from a packet in mid-stream.
+const TCP_LOOSE: &str = "/proc/sys/net/netfilter/nf_conntrack_tcp_loose";
+
 /// How long the kernel may take to answer.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -238,13 +241,27 @@ impl Conntrack {
 /// Switches accounting on in network namespace `netns` (or the current one), so that connections
 /// tracked from now on count their packets and bytes. Needs root there.
 pub fn enable_accounting(netns: Option<&str>) -> io::Result<()> {
-    within_netns(netns, || {
-        if std::fs::read_to_string(ACCOUNTING)?.trim() == "1" {
+    set_switch(netns, ACCOUNTING, "1")
+}
+
+/// Stops the kernel in network namespace `netns` (or the current one) from picking up a TCP
+/// connection it does not track from a packet in mid-stream: once strict mode forgets a denied
+/// connection, an answer still in flight would otherwise start tracking it afresh as a new
+/// connection from the server, judged by other rules. Such packets are invalid from then on, and
+/// the table drops them. Needs root there.
+pub fn refuse_mid_stream_pickup(netns: Option<&str>) -> io::Result<()> {
+    set_switch(netns, TCP_LOOSE, "0")
+}
+
+/// Writes `value` to the per-namespace sysctl `path` unless it holds it already.
+fn set_switch(netns: Option<&str>, path: &'static str, value: &'static str) -> io::Result<()> {
+    within_netns(netns, move || {
+        if std::fs::read_to_string(path)?.trim() == value {
             return Ok(());
         }
-        std::fs::write(ACCOUNTING, "1")
+        std::fs::write(path, value)
     })
-    .map_err(|e| io::Error::new(e.kind(), format!("{ACCOUNTING}: {e}")))
+    .map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))
 }
 
 /// The connections the kernel stops tracking in one network namespace, with their last counters:

@@ -34,6 +34,8 @@ struct Setup {
     metrics: String,
     cart: LabPod,
     redis: LabPod,
+    /// The lab node's network namespace.
+    node: String,
 }
 
 fn up(prefix: &str, extra: &[&str]) -> Setup {
@@ -59,6 +61,7 @@ fn up(prefix: &str, extra: &[&str]) -> Setup {
         metrics,
         cart,
         redis,
+        node: lab.node.clone(),
     }
 }
 
@@ -187,4 +190,56 @@ fn without_strict_mode_an_established_connection_keeps_running() {
         !metrics.contains("palisade_strict_connections_cut_total{"),
         "{metrics}"
     );
+}
+
+/// Sends on `stream` for `period` without waiting for the echoes (writes and reads time out
+/// quickly), so that answers are in flight all along.
+fn pump(mut stream: &TcpStream, period: Duration) {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let (chunk, mut buf) = (vec![b'x'; 64 << 10], vec![0u8; 1 << 20]);
+    let start = std::time::Instant::now();
+    while start.elapsed() < period {
+        let _ = stream.write(&chunk);
+        let _ = stream.read(&mut buf);
+    }
+}
+
+/// True if `stream` still carries traffic: what was received already is read away (until 0.5 s
+/// pass without any), then a message is sent, and its echo must come back within a second.
+fn alive(mut stream: &TcpStream) -> bool {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
+    stream
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    stream.write_all(b"still there?").is_ok() && matches!(stream.read(&mut buf), Ok(n) if n > 0)
+}
+
+/// A connection busy both ways has answers in flight whenever it is cut: the kernel must not
+/// pick it up again mid-stream from the server's side (as `nf_conntrack_tcp_loose` would, judged
+/// then by rules that allow it: here nothing isolates redis-cart's egress or cartservice's
+/// ingress), so strict mode turns that off in the enforced namespace.
+#[test]
+fn strict_mode_cuts_a_connection_busy_both_ways() {
+    let (setup, stream) = deny_an_established_connection("b", &["--strict"]);
+    // Cut while busy: sending all along, for as long as the cut may take.
+    pump(&stream, Duration::from_secs(3));
+    assert!(
+        !alive(&stream),
+        "the connection runs on after the cut; the agent's log:\n{}",
+        agent_log(&setup)
+    );
+    let loose = in_netns(&setup.node, || {
+        std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_tcp_loose")
+    });
+    let loose = loose.join().unwrap().unwrap().unwrap();
+    assert_eq!(loose.trim(), "0", "mid-stream pickup refused in the node");
 }
