@@ -20,7 +20,7 @@ use palisade_analyze::diff::diff;
 use palisade_analyze::lint::{lint, Input};
 use palisade_analyze::Scope;
 use palisade_model::{ClusterState, Loader};
-use palisade_policy::Engine;
+use palisade_policy::{Engine, Engines};
 use palisade_synth::{generate, SynthConfig};
 use std::fmt::Write;
 use std::sync::Arc;
@@ -131,10 +131,10 @@ fn lint_bench(pod_count: usize, policy_count: usize) {
         state.pods.len(),
         state.policies.len()
     );
-    let engine = Engine::new(Arc::new(state));
+    let engines = Engines::new(Arc::new(state));
     for run in 1..=RUNS {
         let started = Instant::now();
-        let report = lint(&engine, &[], &[], Input::Manifests);
+        let report = lint(&engines, &[], &[], Input::Manifests);
         let elapsed = started.elapsed();
         let notices: Vec<&str> = (report.findings.iter())
             .filter(|f| f.message.contains("stopped"))

@@ -3,7 +3,7 @@
 use crate::exit;
 use crate::input::{self, Inputs, Namespaces};
 use palisade_analyze::lint::{lint_in, to_json, to_sarif, to_text, Rule};
-use palisade_policy::Engine;
+use palisade_policy::Engines;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -36,9 +36,9 @@ pub fn run(args: Args, verbose: u8) -> u8 {
         Err(code) => return code,
     };
     let started = Instant::now();
-    let engine = Engine::new(Arc::new(loaded.state));
+    let engines = Engines::new(Arc::new(loaded.state));
     let report = lint_in(
-        &engine,
+        &engines,
         &loaded.diagnostics,
         &args.disable,
         args.inputs.lint_input(),

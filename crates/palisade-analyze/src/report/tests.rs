@@ -2,7 +2,7 @@ use super::*;
 use crate::lint::{lint, Finding, Input, ObjectRef, Report, Rule};
 use crate::Probe;
 use palisade_model::Loader;
-use palisade_policy::Engine;
+use palisade_policy::{Engine, Engines};
 use std::sync::Arc;
 
 /// `web` (a Deployment of 2), `db` and `client` (pods alone) in `shop`; `db` admits `web` on
@@ -55,7 +55,8 @@ fn page_of(engine: &Engine, probe_list: &[&str], limits: Limits) -> Page {
         Matrix::pods_in(engine, &crate::Scope::All),
         &probes(probe_list),
     );
-    build(&matrix, &lint(engine, &[], &[], Input::Manifests), limits)
+    let engines = Engines::new(engine.state_arc());
+    build(&matrix, &lint(&engines, &[], &[], Input::Manifests), limits)
 }
 
 fn index(page: &Page, label_start: &str) -> usize {
@@ -230,7 +231,12 @@ fn the_page_of_the_synthetic_cluster_is_bounded() {
     );
     let page = build(
         &matrix,
-        &lint(&engine, &[], &[], Input::Manifests),
+        &lint(
+            &Engines::new(engine.state_arc()),
+            &[],
+            &[],
+            Input::Manifests,
+        ),
         Limits::default(),
     );
     assert_eq!(page.groups.len(), 50);
