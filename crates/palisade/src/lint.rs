@@ -24,9 +24,16 @@ pub struct Args {
     /// Output format: txt, json or sarif (SARIF 2.1.0).
     #[arg(short = 'o', long = "output", default_value = "txt", value_parser = ["txt", "text", "json", "sarif"])]
     output: String,
-    /// Do not run this rule (repeatable), e.g. --disable redundant-rule.
+    #[command(flatten)]
+    disable: Disabled,
+}
+
+/// `--disable RULE`: lint's and report's, one parser of rule ids (an unknown one lists the valid).
+#[derive(clap::Args, Debug)]
+pub struct Disabled {
+    /// Do not run this lint rule (repeatable), e.g. --disable redundant-rule.
     #[arg(long = "disable", value_name = "RULE", value_parser = Rule::parse)]
-    disable: Vec<Rule>,
+    pub rules: Vec<Rule>,
 }
 
 /// Runs the command: exit 1 if an error-severity finding exists, 2 on unusable input, else 0.
@@ -40,7 +47,7 @@ pub fn run(args: Args, verbose: u8) -> u8 {
     let report = lint_in(
         &engines,
         &loaded.diagnostics,
-        &args.disable,
+        &args.disable.rules,
         args.inputs.lint_input(),
         &scope,
     );

@@ -21,6 +21,9 @@ pub struct Args {
     probes: Vec<Probe>,
     #[command(flatten)]
     scope: Namespaces,
+    /// Lint rules left out of the findings (as `palisade lint --disable`).
+    #[command(flatten)]
+    disable: crate::lint::Disabled,
     /// The HTML file to write (replaced whole; a symbolic link or anything but a regular file there
     /// is refused).
     #[arg(short = 'o', long = "output", value_name = "FILE")]
@@ -41,7 +44,12 @@ pub fn run(args: Args, verbose: u8) -> u8 {
     // Lint sees staged policies; the cells are what is enforced, as `matrix` says (staged
     // policies are logged, not enforced).
     let engines = Engines::new(Arc::new(loaded.state));
-    let findings = lint(&engines, &loaded.diagnostics, &[], args.inputs.lint_input());
+    let findings = lint(
+        &engines,
+        &loaded.diagnostics,
+        &args.disable.rules,
+        args.inputs.lint_input(),
+    );
     let engine = &*engines.enforced;
     let pods = Matrix::pods_in(engine, &scope);
     let probes = if args.probes.is_empty() {

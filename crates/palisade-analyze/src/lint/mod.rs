@@ -18,6 +18,7 @@ mod redundant;
 mod services;
 mod tiers;
 
+pub(crate) use index::service_selects;
 pub use output::{to_json, to_sarif, to_text};
 
 use crate::matrix::Scope;

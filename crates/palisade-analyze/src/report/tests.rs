@@ -300,3 +300,54 @@ fn strings_from_manifests_cannot_close_the_script_or_inject_markup() {
     assert_eq!(data["groups"][0]["label"], HOSTILE);
     assert_eq!(data["source"], HOSTILE);
 }
+
+/// Each finding is linked to the groups holding the pods its object concerns — a policy's
+/// selected pods, a Service's, a Namespace's — and the page links both ways: the table's row to
+/// the groups, a cell's explanation to the findings on its groups (by `finding_groups`).
+#[test]
+fn findings_are_linked_to_the_groups_of_the_pods_they_concern() {
+    let service = "---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec: {selector: {app: web}, ports: [{port: 80}]}\n";
+    let engine = engine(&format!("{SHOP}{service}"));
+    let matrix = Matrix::compute(
+        &engine,
+        Matrix::pods_in(&engine, &crate::Scope::All),
+        &probes(&["80/TCP"]),
+    );
+    let on = |kind: &str, namespace: Option<&str>, name: &str| Finding {
+        object: ObjectRef {
+            kind: kind.into(),
+            namespace: namespace.map(Into::into),
+            name: Some(name.into()),
+        },
+        ..finding("m")
+    };
+    let report = Report {
+        findings: vec![
+            on("NetworkPolicy", Some("shop"), "db-from-web"),
+            on("Service", Some("shop"), "web"),
+            on("Namespace", None, "shop"),
+            on("NetworkPolicy", Some("shop"), "gone"),
+            on("Service", Some("other"), "web"),
+        ],
+        ..Report::default()
+    };
+    let page = build(&matrix, &report, Limits::default());
+    let (web, db, client) = (
+        index(&page, "shop/web-"),
+        index(&page, "shop/db"),
+        index(&page, "shop/client"),
+    );
+    let mut all = vec![web, db, client];
+    all.sort_unstable();
+    assert_eq!(
+        page.finding_groups,
+        [vec![db], vec![web], all, vec![], vec![]]
+    );
+    let html = to_html(&page);
+    assert!(html.contains("<tr id=\"finding-0\""), "{html}");
+    assert!(
+        html.contains(&format!("<a href=\"#row={db}\">shop/db</a>")),
+        "{html}"
+    );
+    assert!(html.contains("\"finding_groups\":[["), "{html}");
+}
