@@ -1,12 +1,15 @@
 //! The inputs that once made `diff` and `lint` run for tens of seconds (the review of issue 13),
 //! timed as the commands run them, three runs each, one line per run; inputs are built in memory:
 //! `cargo bench -p palisade-analyze --bench bounds [WHICH]`, WHICH one of `diff`, `diff-rules`,
-//! `diff-peers`, `lint [PODS POLICIES]` (all by default).
+//! `diff-peers`, `fix`, `lint [PODS POLICIES]` (all by default).
 //!
 //! - `diff`: the 10,000-pod synthetic cluster, and after it the same with one policy added whose
 //!   one rule lists 2,000 single ports; `diff-rules`: the same ports in 2,000 rules with the same
 //!   peers; `diff-peers`: in 2,000 rules each with peers of its own (2,000 port classes: past the
 //!   work bound, refused).
+//! - `fix`: `explain --record`'s fix (`fix::propose`: the new policies, and what else they allow,
+//!   by `diff`) for a denied flow of the 10,000-pod synthetic cluster — the first pod to a
+//!   container port of a pod halfway through the cluster.
 //! - `lint [PODS POLICIES]`: 2,000 pods of distinct labels in one namespace and 250 policies
 //!   selecting them all, each allowing ingress on port 80 from every pod but one of its own
 //!   (crafted so that every policy is a redundancy candidate at every class, against all the
@@ -17,10 +20,12 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use palisade_analyze::diff::diff;
+use palisade_analyze::fix::propose;
 use palisade_analyze::lint::{lint, Input};
 use palisade_analyze::Scope;
+use palisade_model::PodId;
 use palisade_model::{ClusterState, Loader};
-use palisade_policy::Engine;
+use palisade_policy::{enforced_engine, Endpoint, Engine, Engines, Flow};
 use palisade_synth::{generate, SynthConfig};
 use std::fmt::Write;
 use std::sync::Arc;
@@ -105,6 +110,60 @@ fn diff_bench(how: Ports) {
     }
 }
 
+/// A denied flow of `engine`'s cluster: from its first pod to a declared port of a pod at or
+/// after its middle.
+fn denied_flow(engine: &Engine) -> Flow {
+    let pods = &engine.state().pods;
+    (pods.len() / 2..pods.len())
+        .flat_map(|dst| pods[PodId::new(dst)].ports.iter().map(move |p| (dst, p)))
+        .map(|(dst, p)| Flow {
+            src: Endpoint::Pod(PodId::new(0)),
+            dst: Endpoint::Pod(PodId::new(dst)),
+            port: p.port,
+            protocol: p.protocol,
+        })
+        .find(|flow| !engine.verdict(flow).allowed)
+        .expect("the benchmark cluster denies some flow")
+}
+
+fn fix_bench() {
+    let synth = generate(&SynthConfig::BENCHMARK);
+    let files: Vec<(String, String)> = (synth.files.iter())
+        .map(|f| (f.name.clone(), f.contents.clone()))
+        .collect();
+    let engine = enforced_engine(load(&files));
+    let flow = denied_flow(&engine);
+    let pod = |e: Endpoint| match e {
+        Endpoint::Pod(id) => engine.state().pods[id].key().to_string(),
+        other => format!("{other:?}"),
+    };
+    println!(
+        "fix: {} pods, {} policies; {} -> {} {:?} {}",
+        engine.state().pods.len(),
+        engine.state().policies.len(),
+        pod(flow.src),
+        pod(flow.dst),
+        flow.protocol,
+        flow.port
+    );
+    for run in 1..=RUNS {
+        let started = Instant::now();
+        let fix = propose(&engine, &flow);
+        let elapsed = started.elapsed();
+        let what = match &fix {
+            Ok(Some(fix)) => format!(
+                "{} policies, {} groups added, exact: {}",
+                fix.policies.len(),
+                fix.report.groups.len(),
+                fix.exact
+            ),
+            Ok(None) => "allowed already".into(),
+            Err(e) => format!("error: {e}"),
+        };
+        println!("  run {run}: {:.3} s, {what}", elapsed.as_secs_f64());
+    }
+}
+
 fn lint_bench(pod_count: usize, policy_count: usize) {
     let mut pods = String::from("apiVersion: v1\nkind: Namespace\nmetadata: {name: lab}\n");
     for i in 0..pod_count {
@@ -131,10 +190,10 @@ fn lint_bench(pod_count: usize, policy_count: usize) {
         state.pods.len(),
         state.policies.len()
     );
-    let engine = Engine::new(Arc::new(state));
+    let engines = Engines::new(Arc::new(state));
     for run in 1..=RUNS {
         let started = Instant::now();
-        let report = lint(&engine, &[], &[], Input::Manifests);
+        let report = lint(&engines, &[], &[], Input::Manifests);
         let elapsed = started.elapsed();
         let notices: Vec<&str> = (report.findings.iter())
             .filter(|f| f.message.contains("stopped"))
@@ -164,6 +223,9 @@ fn main() {
     }
     if wants("diff-peers") {
         diff_bench(Ports::RuleEachOwnPeers);
+    }
+    if wants("fix") {
+        fix_bench();
     }
     if wants("lint") {
         let sizes: Vec<usize> = words.iter().filter_map(|w| w.parse().ok()).collect();

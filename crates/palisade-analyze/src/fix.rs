@@ -86,7 +86,8 @@ pub fn propose(engine: &Engine, flow: &Flow) -> Result<Option<Fix>, String> {
             _ => {}
         }
     }
-    let after = Engine::new(Arc::new(with_policies(state, &policies)?));
+    // Only the new policies are compiled: the rest is `engine`'s (the same answers as a fresh one).
+    let after = Engine::new_from(engine, Arc::new(with_policies(state, &policies)?));
     let report = diff::diff(engine, &after, &Scope::All).map_err(|e| e.to_string())?;
     let exact = is_exact(state, flow, &report);
     Ok(Some(Fix {

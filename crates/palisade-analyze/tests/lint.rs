@@ -4,7 +4,7 @@
 
 use palisade_analyze::lint::{lint, Finding, Input, Report, Rule, Severity};
 use palisade_model::Loader;
-use palisade_policy::Engine;
+use palisade_policy::Engines;
 use std::sync::Arc;
 
 /// A namespace `shop` with two `web` pods behind Service `web` (port 80 → `http`, 8080) and a
@@ -82,8 +82,8 @@ fn run_as(input: Input, extra: &str) -> (String, Report) {
         diagnostics.iter().all(|d| !d.is_error()),
         "{diagnostics:#?}"
     );
-    let engine = Engine::new(Arc::new(state));
-    let report = lint(&engine, &diagnostics, &[], input);
+    let engines = Engines::new(Arc::new(state));
+    let report = lint(&engines, &diagnostics, &[], input);
     (text, report)
 }
 
@@ -378,7 +378,7 @@ fn egress_isolation_without_dns() {
         loader.load_str("t.yaml", &text);
         let (state, diagnostics) = loader.finish();
         lint(
-            &Engine::new(Arc::new(state)),
+            &Engines::new(Arc::new(state)),
             &diagnostics,
             &[],
             Input::Manifests,
@@ -478,7 +478,7 @@ fn namespace_selectors_are_judged_only_on_a_whole_cluster() {
         let mut loader = Loader::new();
         loader.load_str("t.yaml", text);
         let (state, diagnostics) = loader.finish();
-        let report = lint(&Engine::new(Arc::new(state)), &diagnostics, &[], input);
+        let report = lint(&Engines::new(Arc::new(state)), &diagnostics, &[], input);
         of(&report, Rule::SelectorMatchesNothing).len()
     };
     // lint's own DNS fix, and the same with every namespace, in a folder holding shop alone.
@@ -835,7 +835,7 @@ fn a_namespace_left_open_while_others_are_isolated() {
     loader.load_str("t.yaml", &system_open);
     let (state, diagnostics) = loader.finish();
     let report = lint(
-        &Engine::new(Arc::new(state)),
+        &Engines::new(Arc::new(state)),
         &diagnostics,
         &[],
         Input::Manifests,
@@ -845,6 +845,65 @@ fn a_namespace_left_open_while_others_are_isolated() {
         "{:#?}",
         report.findings
     );
+}
+
+/// `text` with the policy `{name: NAME, namespace: NS}` staged (annotated audit-mode "true").
+fn stage(text: &str, name_and_namespace: &str) -> String {
+    let meta = format!("{{name: {name_and_namespace}}}");
+    assert!(text.contains(&meta), "{meta} not in {text}");
+    text.replace(
+        &meta,
+        &format!(
+            "{{name: {name_and_namespace}, annotations: {{policy.palisade.dev/audit-mode: \"true\"}}}}"
+        ),
+    )
+}
+
+/// Staged policies are logged, not enforced: connectivity (isolation, DNS, redundancy) is judged
+/// without them, as `matrix` answers; each object's own mistakes are still found on them, and
+/// those findings say the policy is staged.
+#[test]
+fn staged_policies_are_judged_as_written_but_enforce_nothing() {
+    // A staged egress lockdown isolates nothing: no DNS finding.
+    let (_, report) = run(&stage(EGRESS_LOCKDOWN, "lockdown, namespace: ops"));
+    assert!(
+        of(&report, Rule::EgressWithoutDns).is_empty(),
+        "{:#?}",
+        report.findings
+    );
+    // A staged default deny leaves its namespace open.
+    let deny_shop = DENY_ALL
+        .replace("namespace: ops", "namespace: shop")
+        .replace("name: deny,", "name: deny-shop,");
+    let (_, report) = run(&stage(&deny_shop, "deny-shop, namespace: shop"));
+    let open: Vec<String> = (of(&report, Rule::NamespaceNotIsolated).iter())
+        .map(|f| f.object.to_string())
+        .collect();
+    assert_eq!(open, ["Namespace shop"], "{:#?}", report.findings);
+    // A staged policy neither is redundant nor makes an enforced one redundant.
+    for staged in ["web-a", "web-b"] {
+        let (_, report) = run(&stage(TWO_POLICIES, &format!("{staged}, namespace: shop")));
+        assert!(
+            of(&report, Rule::RedundantPolicy).is_empty(),
+            "{staged}: {:#?}",
+            report.findings
+        );
+    }
+    // Selectors matching nothing are found on a staged policy, which the finding says.
+    let (text, report) = run(&stage(SELECTORS, "typos, namespace: shop"));
+    let found = of(&report, Rule::SelectorMatchesNothing);
+    assert_eq!(found.len(), 2, "{:#?}", report.findings);
+    for f in found {
+        assert!(f.message.contains("this policy is staged"), "{}", f.message);
+        let line = f.origin.as_ref().and_then(|o| o.line);
+        assert_eq!(line, Some(line_of(&text, "name: typos")));
+    }
+    // Nothing staged: no finding says so.
+    let (_, report) = run(SELECTORS);
+    assert!(report
+        .findings
+        .iter()
+        .all(|f| !f.message.contains("staged")));
 }
 
 #[test]
@@ -912,11 +971,11 @@ fn disabled_rules_and_the_annotation_silence_findings() {
     let mut loader = Loader::new();
     loader.load_str("t.yaml", &text);
     let (state, diagnostics) = loader.finish();
-    let engine = Engine::new(Arc::new(state));
-    let all = lint(&engine, &diagnostics, &[], Input::Manifests);
+    let engines = Engines::new(Arc::new(state));
+    let all = lint(&engines, &diagnostics, &[], Input::Manifests);
     assert!(!of(&all, Rule::ServicePortNotTargetPort).is_empty());
     let disabled = lint(
-        &engine,
+        &engines,
         &diagnostics,
         &[Rule::ServicePortNotTargetPort],
         Input::Manifests,
@@ -949,7 +1008,7 @@ fn disabled_rules_and_the_annotation_silence_findings() {
     loader.load_str("t.yaml", &text);
     let (state, diagnostics) = loader.finish();
     let report = lint(
-        &Engine::new(Arc::new(state)),
+        &Engines::new(Arc::new(state)),
         &diagnostics,
         &[],
         Input::Manifests,
@@ -1019,7 +1078,7 @@ spec: {podSelector: {}, policyTypes: [Ingress]}
 /// Redundancy is worked out only up to a bound of rules per pod class: past it, no finding (never
 /// a wrong one) and bounded time.
 #[test]
-fn redundancy_past_the_bound_is_left_alone_quickly() {
+fn redundancy_past_the_bound_is_left_alone_quickly_and_said_so() {
     let policies: String = (0..300)
         .map(|i| {
             format!(
@@ -1030,7 +1089,21 @@ fn redundancy_past_the_bound_is_left_alone_quickly() {
         .collect();
     let started = std::time::Instant::now();
     let (_, report) = run(&policies);
-    assert!(of(&report, Rule::RedundantPolicy).is_empty());
+    // Not judged, and said so: one info finding per rule naming the policies left.
+    for rule in [Rule::RedundantPolicy, Rule::RedundantRule] {
+        let found = of(&report, rule);
+        assert_eq!(found.len(), 1, "{rule}: {:#?}", found);
+        assert_eq!(found[0].severity, Severity::Info);
+        assert!(
+            found[0].message.contains(&format!(
+                "not checked for {rule}, nor the 299 other policies of namespace shop"
+            )) && found[0]
+                .message
+                .contains("ingress is allowed by 300 entries"),
+            "{}",
+            found[0].message
+        );
+    }
     assert!(
         started.elapsed() < std::time::Duration::from_secs(10),
         "{:?}",

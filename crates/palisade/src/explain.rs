@@ -3,7 +3,7 @@
 use crate::exit;
 use crate::input::{self, Inputs};
 use palisade_analyze::explain::{explain_staged, resolve_endpoint, resolve_port, to_text, PortArg};
-use palisade_policy::{Engines, Flow};
+use palisade_policy::{enforced_engine, Engines, Flow};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -51,9 +51,10 @@ pub fn run(args: Args, verbose: u8) -> u8 {
             output: &args.output,
             apply_fix: args.apply_fix.as_deref(),
         };
-        // Records are what the kernel enforced: explained and fixed against that.
-        let engines = Engines::new(Arc::new(loaded.state));
-        return crate::explain_record::run(&engines.enforced, record, &options, loaded.rejected);
+        // Records are what the kernel enforced: explained and fixed against that (one compile:
+        // the would-engine of staged policies is not needed).
+        let engine = enforced_engine(loaded.state);
+        return crate::explain_record::run(&engine, record, &options, loaded.rejected);
     }
     let (Some(from), Some(to), Some(port)) = (&args.from, &args.to, &args.port) else {
         return usage("--from, --to and --port are required without --record");

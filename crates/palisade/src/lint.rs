@@ -3,7 +3,7 @@
 use crate::exit;
 use crate::input::{self, Inputs, Namespaces};
 use palisade_analyze::lint::{lint_in, to_json, to_sarif, to_text, Rule};
-use palisade_policy::Engine;
+use palisade_policy::Engines;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -24,9 +24,16 @@ pub struct Args {
     /// Output format: txt, json or sarif (SARIF 2.1.0).
     #[arg(short = 'o', long = "output", default_value = "txt", value_parser = ["txt", "text", "json", "sarif"])]
     output: String,
-    /// Do not run this rule (repeatable), e.g. --disable redundant-rule.
+    #[command(flatten)]
+    disable: Disabled,
+}
+
+/// `--disable RULE`: lint's and report's, one parser of rule ids (an unknown one lists the valid).
+#[derive(clap::Args, Debug)]
+pub struct Disabled {
+    /// Do not run this lint rule (repeatable), e.g. --disable redundant-rule.
     #[arg(long = "disable", value_name = "RULE", value_parser = Rule::parse)]
-    disable: Vec<Rule>,
+    pub rules: Vec<Rule>,
 }
 
 /// Runs the command: exit 1 if an error-severity finding exists, 2 on unusable input, else 0.
@@ -36,11 +43,11 @@ pub fn run(args: Args, verbose: u8) -> u8 {
         Err(code) => return code,
     };
     let started = Instant::now();
-    let engine = Engine::new(Arc::new(loaded.state));
+    let engines = Engines::new(Arc::new(loaded.state));
     let report = lint_in(
-        &engine,
+        &engines,
         &loaded.diagnostics,
-        &args.disable,
+        &args.disable.rules,
         args.inputs.lint_input(),
         &scope,
     );

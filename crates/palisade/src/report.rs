@@ -5,8 +5,9 @@ use crate::input::{self, Inputs, Namespaces};
 use palisade_analyze::lint::lint;
 use palisade_analyze::report::{build, to_html, Limits};
 use palisade_analyze::{default_probes, Matrix, Probe};
-use palisade_policy::enforced_engine;
+use palisade_policy::Engines;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Arguments of `palisade report`.
@@ -20,6 +21,9 @@ pub struct Args {
     probes: Vec<Probe>,
     #[command(flatten)]
     scope: Namespaces,
+    /// Lint rules left out of the findings (as `palisade lint --disable`).
+    #[command(flatten)]
+    disable: crate::lint::Disabled,
     /// The HTML file to write (replaced whole; a symbolic link or anything but a regular file there
     /// is refused).
     #[arg(short = 'o', long = "output", value_name = "FILE")]
@@ -37,16 +41,23 @@ pub fn run(args: Args, verbose: u8) -> u8 {
         Err(code) => return code,
     };
     let started = Instant::now();
-    // What is enforced, as `matrix` says: staged policies are logged, not enforced.
-    let engine = enforced_engine(loaded.state);
-    let findings = lint(&engine, &loaded.diagnostics, &[], args.inputs.lint_input());
-    let pods = Matrix::pods_in(&engine, &scope);
+    // Lint sees staged policies; the cells are what is enforced, as `matrix` says (staged
+    // policies are logged, not enforced).
+    let engines = Engines::new(Arc::new(loaded.state));
+    let findings = lint(
+        &engines,
+        &loaded.diagnostics,
+        &args.disable.rules,
+        args.inputs.lint_input(),
+    );
+    let engine = &*engines.enforced;
+    let pods = Matrix::pods_in(engine, &scope);
     let probes = if args.probes.is_empty() {
         default_probes(engine.state(), &pods)
     } else {
         args.probes.clone()
     };
-    let matrix = Matrix::compute(&engine, pods, &probes);
+    let matrix = Matrix::compute(engine, pods, &probes);
     tracing::info!(
         probes = probes.len(),
         elapsed_ms = started.elapsed().as_secs_f64() * 1e3,

@@ -1,6 +1,12 @@
 //! `palisade explain --record` through the binary: policy_action.log lines from a file or standard
-//! input, bad lines, and `--apply-fix`.
+//! input, bad lines, `--apply-fix`, and a live cluster (`--kubeconfig`, served by the in-process
+//! API server of the kube crate's tests) as the source.
 
+#[path = "../../palisade-kube/tests/support/fake_api.rs"]
+mod fake_api;
+
+use fake_api::FakeApi;
+use serde_json::json;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -31,6 +37,7 @@ const DENY: &str = r#"{"connection":{"src_ip":"10.1.0.1","dest_ip":"10.1.0.2","s
 fn palisade(args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
         .args(args)
+        .env_remove("KUBECONFIG")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -207,5 +214,89 @@ fn apply_fix_writes_a_new_manifest_once_and_the_flow_is_then_allowed() {
         text(&out.stderr).contains("is a symbolic link"),
         "{}",
         text(&out.stderr)
+    );
+}
+
+/// `CLUSTER` as a live cluster serves it: the recorded drop is explained from the API server's
+/// objects (the policy named with its URL), and the fix is proposed and written as from files.
+#[test]
+fn a_recorded_drop_is_explained_and_fixed_from_a_live_cluster() {
+    let pod = |name: &str, ip: &str| {
+        json!({
+            "metadata": {"name": name, "namespace": "shop", "labels": {"app": name}},
+            "spec": {"containers": [{"name": "m", "image": "i"}]},
+            "status": {"phase": "Running", "podIP": ip},
+        })
+    };
+    let policy = json!({
+        "metadata": {"name": "db-ingress", "namespace": "shop"},
+        "spec": {"podSelector": {"matchLabels": {"app": "db"}},
+                 "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "api"}}}]}]},
+    });
+    let namespace = json!({"metadata": {"name": "shop"}});
+    let pods = vec![pod("web", "10.1.0.1"), pod("db", "10.1.0.2")];
+    let api = FakeApi::start(fake_api::cluster(vec![namespace], pods, vec![policy]));
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path());
+    let fixes = dir.path().join("fixes");
+    std::fs::create_dir(&fixes).unwrap();
+    let args = [
+        "explain",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--record",
+        "-",
+        "--apply-fix",
+        fixes.to_str().unwrap(),
+    ];
+    let out = palisade(&args, DENY);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(&format!("read the cluster at http://{}", api.addr)),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("pod shop/web (10.1.0.1) -> pod shop/db (10.1.0.2) TCP 5432: DENIED"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  - NetworkPolicy shop/db-ingress"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("It allows this flow's workload pair on this port, nothing else:\n+ shop/web -> shop/db: TCP 5432"),
+        "{stdout}"
+    );
+    let fix = std::fs::read_to_string(fixes.join("shop-allow-web-to-db-tcp-5432.yaml")).unwrap();
+    for part in [
+        "kind: NetworkPolicy",
+        "name: allow-web-to-db-tcp-5432",
+        "app: web",
+        "app: db",
+        "port: 5432",
+    ] {
+        assert!(fix.contains(part), "{part}: {fix}");
+    }
+    // The live cluster with the fix beside it (as files cannot be mixed with a cluster, the
+    // cluster as manifests plus the fix) allows the recorded flow.
+    let manifests = cluster(dir.path());
+    let with_fix = palisade(
+        &[
+            "explain",
+            "-f",
+            &manifests,
+            "-f",
+            fixes.to_str().unwrap(),
+            "--record",
+            "-",
+        ],
+        DENY,
+    );
+    assert_eq!(
+        with_fix.status.code(),
+        Some(0),
+        "{}",
+        text(&with_fix.stdout)
     );
 }

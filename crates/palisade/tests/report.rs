@@ -168,6 +168,25 @@ fn the_page_loads_cleanly_and_a_click_on_a_cell_shows_its_explanation() {
         dom.contains("class=\"partial sel\" id=\"cell-2-1\""),
         "the clicked cell is not marked"
     );
+    // The finding on db's policy is listed with the cell, linked to its table row, which links
+    // back to db's row of the heatmap; #row= marks that row and column.
+    assert!(
+        explain.contains("Lint findings on these pods")
+            && explain.contains("<a href=\"#finding-0\">warning selector-matches-nothing: NetworkPolicy shop/db-from-web</a>"),
+        "{explain}"
+    );
+    assert!(dom.contains("<a href=\"#row=1\">shop/db</a>"), "{dom}");
+    let (marked, _) = chromium(dir.path(), &url(&page, "row=1"), &["--dump-dom".into()]);
+    for cell in ["cell-1-0", "cell-0-1", "cell-1-2"] {
+        assert!(
+            marked.contains(&format!("class=\"denied hl\" id=\"{cell}\""))
+                || marked.contains(&format!("class=\"partial hl\" id=\"{cell}\""))
+                || marked.contains(&format!("class=\"allowed hl\" id=\"{cell}\""))
+                || marked.contains(&format!("class=\"empty hl\" id=\"{cell}\"")),
+            "{cell} not marked"
+        );
+    }
+    assert!(!marked.contains("hl\" id=\"cell-0-2\""));
     // The lint table is there, the hostile folder in it as text.
     assert!(dom.contains("selector-matches-nothing"));
     assert!(dom.contains("a&lt;/script&gt;&lt;script&gt;document.title='pwned'"));
@@ -247,4 +266,40 @@ fn the_output_is_not_written_through_a_link_or_over_a_non_regular_file() {
     assert!(std::fs::read_to_string(&out)
         .unwrap()
         .starts_with("<!DOCTYPE html>"));
+}
+
+/// `--disable` leaves a rule's findings out of the page, with lint's parser: an unknown rule is
+/// unusable input listing the valid ones.
+#[test]
+fn disabled_rules_are_left_out_of_the_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("shop.yaml");
+    std::fs::write(&input, SHOP).unwrap();
+    let out = dir.path().join("report.html");
+    let run = |rule: &str| {
+        palisade(&[
+            "report".as_ref(),
+            "-f".as_ref(),
+            input.as_os_str(),
+            "--disable".as_ref(),
+            rule.as_ref(),
+            "-o".as_ref(),
+            out.as_os_str(),
+        ])
+    };
+    let o = run("selector-matches-nothing");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(&out).unwrap();
+    assert!(html.contains("<p>No findings.</p>"), "{html}");
+    let o = run("redundant-rule");
+    assert!(o.status.success());
+    let html = std::fs::read_to_string(&out).unwrap();
+    assert!(html.contains("<code>selector-matches-nothing</code>"));
+    let o = run("no-such-rule");
+    assert_eq!(o.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("unknown lint rule \"no-such-rule\"; valid: service-port-not-target-port,"),
+        "{stderr}"
+    );
 }

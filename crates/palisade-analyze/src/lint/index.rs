@@ -212,19 +212,21 @@ impl<'a> Index<'a> {
 
     /// The classes whose pods `service` selects (none for a Service without a selector).
     pub fn service_classes(&self, service: &ServiceInfo) -> Vec<ClassId> {
-        let Some(selector) = service.selector.as_ref().filter(|s| !s.is_empty()) else {
-            return Vec::new();
-        };
         let Some(ns) = self.state.namespace_id(&service.namespace) else {
             return Vec::new();
         };
         (self.by_namespace[ns].iter().copied())
-            .filter(|&c| {
-                let labels = &self.pod(c).labels;
-                selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-            })
+            .filter(|&c| service_selects(service, self.pod(c)))
             .collect()
     }
+}
+
+/// True if `service` sends traffic to `pod`: a pod of its namespace whose labels its selector (not
+/// empty: a Service without one has no pods) matches.
+pub(crate) fn service_selects(service: &ServiceInfo, pod: &PodInfo) -> bool {
+    let selector = service.selector.as_ref().filter(|s| !s.is_empty());
+    pod.namespace == service.namespace
+        && selector.is_some_and(|sel| sel.iter().all(|(k, v)| pod.labels.get(k) == Some(v)))
 }
 
 /// The directions `spec` governs.

@@ -18,13 +18,15 @@ mod redundant;
 mod services;
 mod tiers;
 
+pub(crate) use index::service_selects;
 pub use output::{to_json, to_sarif, to_text};
 
 use crate::matrix::Scope;
 use index::Index;
+use palisade_model::logging::{annotation_enabled, AUDIT_ANNOTATION};
 use palisade_model::selector::SelectorSpec;
 use palisade_model::{Diagnostic, Kind, ObjectKey, Origin, PolicyInfo};
-use palisade_policy::{Direction, Engine};
+use palisade_policy::{Direction, Engines};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -57,7 +59,7 @@ impl Severity {
 }
 
 macro_rules! rules {
-    ($($variant:ident = $id:literal, $severity:ident, $summary:literal;)*) => {
+    ($($variant:ident = $id:literal, $severity:ident, $basis:ident, $summary:literal;)*) => {
         /// A lint rule. Its id is stable: scripts, `--disable` and annotations name it.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub enum Rule {
@@ -78,6 +80,11 @@ macro_rules! rules {
                 match self { $(Rule::$variant => Severity::$severity,)* }
             }
 
+            /// What it judges a staged policy on.
+            fn basis(self) -> Basis {
+                match self { $(Rule::$variant => Basis::$basis,)* }
+            }
+
             /// What it checks, in one sentence.
             pub fn summary(self) -> &'static str {
                 match self { $(Rule::$variant => $summary,)* }
@@ -87,35 +94,35 @@ macro_rules! rules {
 }
 
 rules! {
-    ServicePortNotTargetPort = "service-port-not-target-port", Error,
+    ServicePortNotTargetPort = "service-port-not-target-port", Error, Written,
         "A policy port is a Service's port, but the Service forwards to a different targetPort: policies see the pod's port.";
-    PolicySplitsService = "policy-splits-service", Warning,
+    PolicySplitsService = "policy-splits-service", Warning, Written,
         "A policy selects some but not all pods of a Service.";
-    ServicePodsUncovered = "service-pods-uncovered", Warning,
+    ServicePodsUncovered = "service-pods-uncovered", Warning, Enforced,
         "Some pods of a Service are isolated by no policy while the others are.";
-    EgressWithoutDns = "egress-without-dns", Warning,
+    EgressWithoutDns = "egress-without-dns", Warning, Enforced,
         "Pods isolated for egress may not reach the cluster DNS on UDP and TCP 53.";
-    SelectorMatchesNothing = "selector-matches-nothing", Warning,
+    SelectorMatchesNothing = "selector-matches-nothing", Warning, Written,
         "A podSelector or namespaceSelector (of the policy or of a peer) matches nothing.";
-    NamedPortUnresolved = "named-port-unresolved", Warning,
+    NamedPortUnresolved = "named-port-unresolved", Warning, Written,
         "A named port resolves on none of the destination pods.";
-    PeersLookLikeAnd = "peers-look-like-and", Warning,
+    PeersLookLikeAnd = "peers-look-like-and", Warning, Written,
         "A namespaceSelector-only peer and a podSelector-only peer in one from/to (OR), where one peer with both (AND) was probably meant.";
-    RedundantPolicy = "redundant-policy", Warning,
+    RedundantPolicy = "redundant-policy", Warning, Enforced,
         "A policy allows nothing beyond what other policies allow, and isolates nothing they do not.";
-    RedundantRule = "redundant-rule", Info,
+    RedundantRule = "redundant-rule", Info, Enforced,
         "A rule allows nothing beyond what other rules allow.";
-    IpBlockCoversPods = "ipblock-covers-pods", Warning,
+    IpBlockCoversPods = "ipblock-covers-pods", Warning, Written,
         "An ipBlock covers pod or Service addresses, which network plugins treat differently.";
-    NamespaceNotIsolated = "namespace-not-isolated", Warning,
+    NamespaceNotIsolated = "namespace-not-isolated", Warning, Enforced,
         "A namespace has no pod isolated for ingress while other namespaces do.";
-    UnenforcedPolicyKind = "unenforced-policy-kind", Warning,
+    UnenforcedPolicyKind = "unenforced-policy-kind", Warning, Written,
         "The input holds a policy kind Palisade does not enforce (nor analyse).";
-    TierPriorityTie = "tier-priority-tie", Warning,
+    TierPriorityTie = "tier-priority-tie", Warning, Enforced,
         "Two cluster-wide policies of one tier have the same priority and hold the same pods: the API leaves their order undefined.";
-    TierVersionsMixed = "tier-versions-mixed", Warning,
+    TierVersionsMixed = "tier-versions-mixed", Warning, Enforced,
         "A v1alpha1 and a v1alpha2 cluster-wide policy of one tier hold the same pods: their relative order is undefined.";
-    TierRuleMatchesEverything = "tier-rule-matches-everything", Warning,
+    TierRuleMatchesEverything = "tier-rule-matches-everything", Warning, Written,
         "A Deny or Pass rule of a cluster-wide policy has an entry Palisade cannot read, so it matches everything (failing closed) and hides the rules after it.";
 }
 
@@ -270,32 +277,91 @@ impl Report {
     }
 }
 
-/// Runs every rule not in `disabled` on `engine`'s cluster; `diagnostics` are the loader's (for
-/// the policy kinds it skipped); `input` says whether it is the whole cluster. Findings on an
-/// object annotated with [`DISABLE_ANNOTATION`] naming their rule (or in a namespace so annotated)
-/// are counted as silenced, not reported.
+/// What a rule judges a staged policy (annotated `policy.palisade.dev/audit-mode: "true"`) on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Basis {
+    /// Each object as written, staged ones too: a selector matching nothing is a mistake before
+    /// the policy is enforced as after.
+    Written,
+    /// What is enforced (the cluster without its staged policies), as `matrix` answers:
+    /// connectivity — isolation, coverage, redundancy, order.
+    Enforced,
+}
+
+/// Runs every rule not in `disabled` on the cluster of `engines` (see [`Engines::new`]): the
+/// rules on connectivity on what is enforced, those on each object as written on every policy,
+/// staged ones too, whose findings say they are staged. `diagnostics` are the loader's (for the
+/// policy kinds it skipped); `input` says whether it is the whole cluster. Findings on an object
+/// annotated with [`DISABLE_ANNOTATION`] naming their rule (or in a namespace so annotated) are
+/// counted as silenced, not reported.
 pub fn lint(
-    engine: &Engine,
+    engines: &Engines,
     diagnostics: &[Diagnostic],
     disabled: &[Rule],
     input: Input,
 ) -> Report {
-    lint_in(engine, diagnostics, disabled, input, &Scope::All)
+    lint_in(engines, diagnostics, disabled, input, &Scope::All)
 }
 
 /// [`lint`], reporting only the findings in `scope`: on objects of its namespaces, on those
 /// Namespaces themselves, and on cluster-scoped objects (they concern every namespace). The rules
 /// still see the whole cluster, so that what other namespaces' pods and policies do stays right.
 pub fn lint_in(
-    engine: &Engine,
+    engines: &Engines,
     diagnostics: &[Diagnostic],
     disabled: &[Rule],
     input: Input,
     scope: &Scope,
 ) -> Report {
-    let ix = Index::new(engine, input);
-    let mut found = Vec::new();
+    let written = Index::new(engines.would.as_deref().unwrap_or(&engines.enforced), input);
     let on = |rule: Rule| !disabled.contains(&rule);
+    let mut found = Vec::new();
+    match engines.would {
+        None => run_checks(&written, &|r| on(r), &mut found),
+        Some(_) => {
+            let enforced = Index::new(&engines.enforced, input);
+            run_checks(
+                &written,
+                &|r| on(r) && r.basis() == Basis::Written,
+                &mut found,
+            );
+            run_checks(
+                &enforced,
+                &|r| on(r) && r.basis() == Basis::Enforced,
+                &mut found,
+            );
+            for f in &mut found {
+                if staged(&written, &f.object) {
+                    f.message += &format!(
+                        " (this policy is staged, annotated {AUDIT_ANNOTATION}: \"true\": its \
+                         traffic is logged, not enforced yet)"
+                    );
+                }
+            }
+        }
+    }
+    if on(Rule::UnenforcedPolicyKind) {
+        kinds::check(diagnostics, &mut found);
+    }
+    found.retain(|f| in_scope(&f.object, scope));
+    let before = found.len();
+    found.retain(|f| !silenced(&written, f));
+    found.sort_by(|a, b| {
+        (b.severity(), &a.object, &a.field, a.rule).cmp(&(
+            a.severity(),
+            &b.object,
+            &b.field,
+            b.rule,
+        ))
+    });
+    Report {
+        silenced: before - found.len(),
+        findings: found,
+    }
+}
+
+/// Runs on `ix` each check some of whose rules `wanted`, keeping the findings of those rules.
+fn run_checks(ix: &Index, wanted: &dyn Fn(Rule) -> bool, found: &mut Vec<Finding>) {
     type Check = fn(&Index, &mut Vec<Finding>);
     let checks: [(&[Rule], Check); 6] = [
         (
@@ -333,28 +399,22 @@ pub fn lint_in(
         ),
     ];
     for (rules, check) in checks {
-        if rules.iter().copied().any(on) {
-            check(&ix, &mut found);
+        if rules.iter().any(|&r| wanted(r)) {
+            let mut some = Vec::new();
+            check(ix, &mut some);
+            found.extend(some.into_iter().filter(|f| wanted(f.rule)));
         }
     }
-    if on(Rule::UnenforcedPolicyKind) {
-        kinds::check(diagnostics, &mut found);
-    }
-    found.retain(|f| on(f.rule) && in_scope(&f.object, scope));
-    let before = found.len();
-    found.retain(|f| !silenced(&ix, f));
-    found.sort_by(|a, b| {
-        (b.severity(), &a.object, &a.field, a.rule).cmp(&(
-            a.severity(),
-            &b.object,
-            &b.field,
-            b.rule,
-        ))
-    });
-    Report {
-        silenced: before - found.len(),
-        findings: found,
-    }
+}
+
+/// True if `object` is a policy of `ix`'s cluster that is staged.
+fn staged(ix: &Index, object: &ObjectRef) -> bool {
+    let (Some(kind), Some(name)) = (Kind::parse(&object.kind), &object.name) else {
+        return false;
+    };
+    let namespace = object.namespace.as_deref().unwrap_or_default();
+    (ix.state.policy_annotations(kind, namespace, name))
+        .is_some_and(|a| annotation_enabled(a, AUDIT_ANNOTATION))
 }
 
 /// True if a finding on `object` is in `scope` (see [`lint_in`]).

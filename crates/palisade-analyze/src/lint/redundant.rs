@@ -17,12 +17,13 @@ use super::index::{governs, rules, Index};
 use super::{plural, rule_field, some_of, Finding, Rule, Severity};
 use palisade_model::{PolicyPeer, PolicyRule, Protocol};
 use palisade_policy::{AddrSet, Allow, ClassId, Direction, Peers, PortRange};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
-/// The most entries of one class and direction whose coverage is worked out.
+/// The most entries of one class and direction whose coverage is worked out (coverage grows with
+/// their square); past it, what depends on that class is not judged, and a finding says so.
 const MAX_ENTRIES: usize = 256;
 
 /// An inclusive address range: (IPv6?, first, last).
@@ -42,6 +43,21 @@ const MAX_COMPARISONS: u64 = 50_000_000;
 /// The check ran out of [`MAX_COMPARISONS`].
 struct Stopped;
 
+/// How far the check goes: [`MAX_COMPARISONS`] and [`MAX_ENTRIES`] (smaller in tests).
+#[derive(Clone, Copy)]
+struct Bounds {
+    comparisons: u64,
+    entries: usize,
+}
+
+const BOUNDS: Bounds = Bounds {
+    comparisons: MAX_COMPARISONS,
+    entries: MAX_ENTRIES,
+};
+
+/// A class and direction past [`Bounds::entries`], and how many entries it has.
+type Over = (ClassId, Direction, usize);
+
 /// A class's entries for one direction, and the id of that list.
 type Listed<'i> = (usize, Rc<[Entry<'i>]>);
 
@@ -55,10 +71,14 @@ type Signature = Vec<(Origin, usize, Option<Vec<PortRange>>)>;
 struct Lists<'i> {
     ix: &'i Index<'i>,
     position: HashMap<(&'i str, &'i str), usize>,
-    /// Per class and direction: the list's id and its entries; `None` past [`MAX_ENTRIES`].
-    read: HashMap<(ClassId, Direction), Option<Listed<'i>>>,
+    /// Per class and direction: the list's id and its entries, or how many entries it has past
+    /// [`Bounds::entries`].
+    read: HashMap<(ClassId, Direction), Result<Listed<'i>, usize>>,
     ids: HashMap<Signature, usize>,
     budget: Budget,
+    max_entries: usize,
+    /// The candidates (rule, policy) left unjudged for a list past the bound: the first such.
+    unjudged: BTreeMap<(Rule, usize), Over>,
 }
 
 /// Comparisons left of [`MAX_COMPARISONS`].
@@ -75,7 +95,7 @@ impl Budget {
 }
 
 impl<'i> Lists<'i> {
-    fn new(ix: &'i Index<'i>, max: u64) -> Lists<'i> {
+    fn new(ix: &'i Index<'i>, bounds: Bounds) -> Lists<'i> {
         let position = (ix.state.policies.iter().enumerate())
             .map(|(i, p)| ((p.namespace.as_str(), p.name.as_str()), i))
             .collect();
@@ -84,13 +104,17 @@ impl<'i> Lists<'i> {
             position,
             read: HashMap::new(),
             ids: HashMap::new(),
-            budget: Budget { left: max },
+            budget: Budget {
+                left: bounds.comparisons,
+            },
+            max_entries: bounds.entries,
+            unjudged: BTreeMap::new(),
         }
     }
 
-    /// The entries of class `c` for direction `d` with their list's id; `None` beyond
-    /// [`MAX_ENTRIES`] (coverage grows with their square: no finding rather than unbounded time).
-    fn get(&mut self, c: ClassId, d: Direction) -> Option<Listed<'i>> {
+    /// The entries of class `c` for direction `d` with their list's id; past the bound on
+    /// entries, how many there are.
+    fn get(&mut self, c: ClassId, d: Direction) -> Result<Listed<'i>, usize> {
         if let Some(known) = self.read.get(&(c, d)) {
             return known.clone();
         }
@@ -110,7 +134,8 @@ impl<'i> Lists<'i> {
                 Some(((*policy?, a.origin.direction, a.origin.rule), a))
             })
             .collect();
-        let found = (list.len() <= MAX_ENTRIES).then(|| {
+        let entries = list.len();
+        let found = (entries <= self.max_entries).then(|| {
             // Peer sets are shared: the same address is the same peers (the sets live as long as
             // the index, so no address is reused for another).
             let signature = (list.iter())
@@ -125,18 +150,28 @@ impl<'i> Lists<'i> {
             let next = self.ids.len();
             (*self.ids.entry(signature).or_insert(next), Rc::from(list))
         });
+        let found = found.ok_or(entries);
         self.read.insert((c, d), found.clone());
         found
+    }
+
+    /// The entries of class `c` for direction `d`, as [`Lists::get`]; past the bound, notes that
+    /// `rule` was not judged on policy `pi` because of them.
+    fn judging(&mut self, rule: Rule, pi: usize, c: ClassId, d: Direction) -> Option<Listed<'i>> {
+        self.get(c, d)
+            .map_err(|n| self.unjudged.entry((rule, pi)).or_insert((c, d, n)))
+            .ok()
     }
 }
 
 pub(super) fn check(ix: &Index, out: &mut Vec<Finding>) {
-    check_within(ix, out, MAX_COMPARISONS);
+    check_within(ix, out, BOUNDS);
 }
 
-/// [`check`] within `max` comparisons.
-fn check_within(ix: &Index, out: &mut Vec<Finding>, max: u64) {
-    let mut lists = Lists::new(ix, max);
+/// [`check`] within `bounds`.
+fn check_within(ix: &Index, out: &mut Vec<Finding>, bounds: Bounds) {
+    let max = bounds.comparisons;
+    let mut lists = Lists::new(ix, bounds);
     let mut gone_policies = vec![false; ix.state.policies.len()];
     let mut at = 0;
     if policies(&mut lists, &mut gone_policies, &mut at, out).is_err() {
@@ -145,6 +180,58 @@ fn check_within(ix: &Index, out: &mut Vec<Finding>, max: u64) {
     } else if policy_rules(&mut lists, &gone_policies, &mut at, out).is_err() {
         out.extend(stopped(ix, at, Rule::RedundantRule, false, max));
     }
+    out.extend(too_many(ix, &lists.unjudged, bounds));
+}
+
+/// What is said of the candidates left unjudged for the entries of a class they apply to: per
+/// rule and namespace, a notice on the first such policy naming the others — never silence.
+fn too_many(ix: &Index, unjudged: &BTreeMap<(Rule, usize), Over>, bounds: Bounds) -> Vec<Finding> {
+    let mut groups: BTreeMap<(Rule, &str), Vec<(usize, Over)>> = BTreeMap::new();
+    for (&(rule, pi), &over) in unjudged {
+        let namespace = ix.state.policies[pi].namespace.as_str();
+        groups
+            .entry((rule, namespace))
+            .or_default()
+            .push((pi, over));
+    }
+    let notice = |(rule, namespace): (Rule, &str), group: Vec<(usize, Over)>| {
+        let (pi, (class, direction, entries)) = group[0];
+        let others = match group.len() - 1 {
+            0 => String::new(),
+            1 => format!(
+                ", nor the other policy of namespace {namespace} it holds for ({})",
+                ix.state.policies[group[1].0].name
+            ),
+            n => format!(
+                ", nor the {n} other policies of namespace {namespace} it holds for ({})",
+                some_of(
+                    (group[1..].iter()).map(|&(q, _)| ix.state.policies[q].name.clone()),
+                    3
+                )
+            ),
+        };
+        Finding {
+            severity: Severity::Info,
+            ..Finding::policy(
+                rule,
+                &ix.state.policies[pi],
+                None,
+                format!(
+                    "not checked for {rule}{others}: at pods it applies to ({}), {} is allowed \
+                     by {entries} entries (of the policies' rules and peers), more than the \
+                     redundancy check's bound of {} per pod (its time grows with their square)",
+                    ix.examples(&[class]),
+                    direction.as_str(),
+                    bounds.entries,
+                ),
+                "judge by hand whether these allow anything the other policies selecting those \
+                 pods do not; fewer policies with rules for the same pods (one per set of peers) \
+                 bring them under the bound"
+                    .into(),
+            )
+        }
+    };
+    groups.into_iter().map(|(k, g)| notice(k, g)).collect()
 }
 
 /// What is said of `rule` when the check ran out of comparisons at policy `at` (candidates are
@@ -201,7 +288,11 @@ fn policies(
                 let isolated_by_others = ix.selecting[c][d]
                     .iter()
                     .any(|&q| q != pi && !gone_policies[q] && selects_as_written(ix, q, pi));
-                let Some((id, list)) = lists.get(c, d).filter(|_| isolated_by_others) else {
+                let list = match isolated_by_others {
+                    true => lists.judging(Rule::RedundantPolicy, pi, c, d),
+                    false => None,
+                };
+                let Some((id, list)) = list else {
                     redundant = false;
                     break 'directions;
                 };
@@ -283,7 +374,7 @@ fn policy_rules(
             let mut judged: HashMap<usize, (bool, bool)> = HashMap::new();
             let mut redundant = !classes.is_empty();
             for &c in classes {
-                let Some((id, list)) = lists.get(c, d) else {
+                let Some((id, list)) = lists.judging(Rule::RedundantRule, pi, c, d) else {
                     redundant = false;
                     break;
                 };
@@ -403,12 +494,14 @@ fn selects_as_written(ix: &Index, q: usize, pi: usize) -> bool {
     theirs.namespace == mine.namespace && (theirs_sel.is_empty() || theirs_sel == mine_sel)
 }
 
-/// True if some rule of policy `pi` allows something somewhere.
+/// True if some rule of policy `pi` allows something somewhere, or may (a list past the bound:
+/// left to the judgement, which says it was not made).
 fn allows_anything(lists: &mut Lists, pi: usize) -> bool {
     let ix = lists.ix;
     Direction::BOTH.iter().any(|&d| {
-        (ix.selected[pi][d].iter()).any(|&c| {
-            (lists.get(c, d)).is_some_and(|(_, l)| l.iter().any(|(o, a)| o.0 == pi && !is_empty(a)))
+        (ix.selected[pi][d].iter()).any(|&c| match lists.get(c, d) {
+            Ok((_, l)) => l.iter().any(|(o, a)| o.0 == pi && !is_empty(a)),
+            Err(_) => true,
         })
     })
 }
@@ -583,9 +676,56 @@ mod tests {
     }
 
     fn run(engine: &Engine, max: u64) -> Vec<Finding> {
+        let bounds = Bounds {
+            comparisons: max,
+            ..BOUNDS
+        };
+        run_within(engine, bounds)
+    }
+
+    fn run_within(engine: &Engine, bounds: Bounds) -> Vec<Finding> {
         let mut out = Vec::new();
-        check_within(&Index::new(engine, Input::Manifests), &mut out, max);
+        check_within(&Index::new(engine, Input::Manifests), &mut out, bounds);
         out
+    }
+
+    /// Past the bound on one class's entries, every candidate judged there says it was not
+    /// judged; at the bound, everything is judged.
+    #[test]
+    fn classes_past_the_entries_bound_are_named_not_skipped_silently() {
+        // 10 policies each with one ingress rule: 10 entries at every pod.
+        let engine = crafted(4, 10);
+        let all = run_within(&engine, BOUNDS);
+        assert_eq!(all.len(), 8, "{all:#?}");
+        let at_bound = Bounds {
+            entries: 10,
+            ..BOUNDS
+        };
+        assert_eq!(run_within(&engine, at_bound), all);
+        let past = Bounds {
+            entries: 9,
+            ..BOUNDS
+        };
+        let notices = run_within(&engine, past);
+        // Nothing judged, nothing found: per rule, one notice naming every policy.
+        let rules: Vec<Rule> = notices.iter().map(|f| f.rule).collect();
+        assert_eq!(rules, [Rule::RedundantPolicy, Rule::RedundantRule]);
+        for f in &notices {
+            assert_eq!(f.severity, Severity::Info);
+            assert_eq!(f.object.to_string(), "NetworkPolicy lab/all-but-00");
+            let said = format!(
+                "not checked for {}, nor the 9 other policies of namespace lab it holds for \
+                 (all-but-01, all-but-02, all-but-03 and 6 more): at pods it applies to (lab/p",
+                f.rule
+            );
+            assert!(f.message.contains(&said), "{}", f.message);
+            assert!(
+                f.message.contains("ingress is allowed by 10 entries")
+                    && f.message.contains("bound of 9 per pod"),
+                "{}",
+                f.message
+            );
+        }
     }
 
     #[test]

@@ -113,9 +113,9 @@ fn findings(page: &Page, out: &mut String) {
     }
     out.push_str(
         "<div class=\"scroll\"><table class=\"findings\"><thead><tr><th>severity</th><th>rule</th><th>object</th>\
-         <th>where</th><th>field</th><th>what is wrong</th><th>fix</th></tr></thead><tbody>",
+         <th>where</th><th>field</th><th>what is wrong</th><th>fix</th><th>pods in</th></tr></thead><tbody>",
     );
-    for f in &page.findings {
+    for (k, f) in page.findings.iter().enumerate() {
         let sev = f.severity().as_str();
         let origin = f
             .origin
@@ -124,13 +124,14 @@ fn findings(page: &Page, out: &mut String) {
             .unwrap_or_default();
         let _ = write!(
             out,
-            "<tr class=\"{sev}\"><td>{sev}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+            "<tr id=\"finding-{k}\" class=\"{sev}\"><td>{sev}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
             f.rule.id(),
             escape_html(&f.object.to_string()),
             escape_html(&origin),
             escape_html(f.field.as_deref().unwrap_or("")),
             escape_html(&f.message),
             escape_html(&f.fix),
+            group_links(page, page.finding_groups.get(k).map_or(&[], Vec::as_slice)),
         );
     }
     out.push_str("</tbody></table></div>");
@@ -143,3 +144,20 @@ fn findings(page: &Page, out: &mut String) {
     }
     out.push_str("</section>\n");
 }
+
+/// Links to the heatmap rows of `groups` (`#row=G` marks its row and column), the first
+/// [`MAX_LINKS`], then how many more.
+fn group_links(page: &Page, groups: &[usize]) -> String {
+    let mut out = String::new();
+    for &g in groups.iter().take(MAX_LINKS) {
+        let label = page.groups.get(g).map_or("", |g| g.label.as_str());
+        let _ = write!(out, "<a href=\"#row={g}\">{}</a> ", escape_html(label));
+    }
+    if groups.len() > MAX_LINKS {
+        let _ = write!(out, "and {} more", groups.len() - MAX_LINKS);
+    }
+    out
+}
+
+/// Group links per finding.
+const MAX_LINKS: usize = 5;

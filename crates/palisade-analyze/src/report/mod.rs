@@ -19,7 +19,7 @@ use crate::lint;
 use crate::Matrix;
 use palisade_policy::{ClassId, Endpoint, Flow};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The page's bounds.
 #[derive(Clone, Copy, Debug)]
@@ -144,6 +144,10 @@ pub struct Page {
     /// The lint findings (not serialized into the script: rendered as an escaped table).
     #[serde(skip)]
     pub findings: Vec<lint::Finding>,
+    /// Per finding listed, the groups holding pods its object concerns: those a policy selects
+    /// (a cluster-wide policy's subject), a Service's pods, a Namespace's. The table links to
+    /// their rows; a cell's explanation lists the findings on its two groups.
+    pub finding_groups: Vec<Vec<usize>>,
     /// Findings by severity.
     pub counts: lint::Counts,
     /// Findings left out of the table.
@@ -187,6 +191,11 @@ pub fn build(matrix: &Matrix, report: &lint::Report, limits: Limits) -> Page {
         ));
     }
     let findings_omitted = report.findings.len().saturating_sub(limits.findings);
+    let findings: Vec<lint::Finding> = (report.findings.iter())
+        .take(limits.findings)
+        .cloned()
+        .collect();
+    let finding_groups = concerned(matrix, &groups, &findings);
     Page {
         source: String::new(),
         level,
@@ -197,14 +206,59 @@ pub fn build(matrix: &Matrix, report: &lint::Report, limits: Limits) -> Page {
         classes: matrix.engine().class_count(),
         notes,
         explanations,
-        findings: report
-            .findings
-            .iter()
-            .take(limits.findings)
-            .cloned()
-            .collect(),
+        findings,
+        finding_groups,
         counts: report.counts(),
         findings_omitted,
+    }
+}
+
+/// Per finding, the groups holding pods its object concerns (see [`Page::finding_groups`]): one
+/// pass over each group's classes, asking the engine which policies select each.
+fn concerned(matrix: &Matrix, groups: &[Group], findings: &[lint::Finding]) -> Vec<Vec<usize>> {
+    let engine = matrix.engine();
+    let state = engine.state();
+    let wanted: BTreeSet<&lint::ObjectRef> = findings.iter().map(|f| &f.object).collect();
+    let services = wanted.iter().any(|o| o.kind == "Service");
+    let mut by_object: BTreeMap<lint::ObjectRef, BTreeSet<usize>> = BTreeMap::new();
+    let mut add = |object: lint::ObjectRef, g: usize| {
+        if wanted.contains(&object) {
+            by_object.entry(object).or_default().insert(g);
+        }
+    };
+    for (g, group) in groups.iter().enumerate() {
+        let classes: BTreeSet<ClassId> = group.members.iter().map(|&i| matrix.class(i)).collect();
+        for class in classes {
+            let pod = &state.pods[engine.class_pods(class)[0]];
+            add(object("Namespace", None, &pod.namespace), g);
+            for p in engine.policies_selecting(class) {
+                let meta = &p.object().metadata;
+                let name = meta.name.as_deref().unwrap_or_default();
+                add(object("NetworkPolicy", Some(&pod.namespace), name), g);
+            }
+            for t in engine.tier_policies_selecting(class) {
+                add(object(t.kind().as_str(), None, t.name()), g);
+            }
+            let of_pod = (state.services.iter().filter(|_| services))
+                .filter(|s| lint::service_selects(s, pod));
+            for service in of_pod {
+                add(
+                    object("Service", Some(&service.namespace), &service.name),
+                    g,
+                );
+            }
+        }
+    }
+    (findings.iter())
+        .map(|f| (by_object.get(&f.object).into_iter().flatten().copied()).collect())
+        .collect()
+}
+
+fn object(kind: &str, namespace: Option<&str>, name: &str) -> lint::ObjectRef {
+    lint::ObjectRef {
+        kind: kind.into(),
+        namespace: namespace.map(Into::into),
+        name: Some(name.into()),
     }
 }
 

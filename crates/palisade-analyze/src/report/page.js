@@ -48,6 +48,38 @@
     if (x.text !== null) box.appendChild(el("pre", "text", x.text));
     else box.appendChild(el("p", "help", "Not embedded (the page's budget for explanations is spent): run"));
     box.appendChild(el("div", "cmd", cmd));
+    findingsOn(box, r, c);
+  }
+
+  // The lint findings whose object concerns pods of group r or c, linked to their table rows.
+  function findingsOn(box, r, c) {
+    var rows = document.querySelectorAll("#lint tr[id^='finding-']"), list = el("ul", "onfindings");
+    data.finding_groups.forEach(function (gs, k) {
+      if (gs.indexOf(r) < 0 && gs.indexOf(c) < 0) return;
+      var tr = document.getElementById("finding-" + k);
+      if (!tr) return;
+      var a = el("a", null, tr.cells[0].textContent + " " + tr.cells[1].textContent + ": " + tr.cells[2].textContent);
+      a.href = "#finding-" + k;
+      var li = el("li");
+      li.appendChild(a);
+      list.appendChild(li);
+    });
+    if (!list.firstChild) return;
+    box.appendChild(el("h4", null, "Lint findings on these pods"));
+    box.appendChild(list);
+  }
+
+  // Marks group g's row and column in the heatmap (a finding's "pods in" link).
+  var marked = [];
+  function mark(g) {
+    marked.forEach(function (e) { e.classList.remove("hl"); });
+    marked = [];
+    for (var i = 0; i < n; i++) {
+      [document.getElementById("cell-" + g + "-" + i), document.getElementById("cell-" + i + "-" + g)]
+        .forEach(function (e) { if (e) { e.classList.add("hl"); marked.push(e); } });
+    }
+    var first = document.getElementById("cell-" + g + "-0");
+    if (first) first.scrollIntoView({ block: "center", inline: "nearest" });
   }
 
   function heatmap() {
@@ -140,8 +172,11 @@
     document.getElementById("graphbox").appendChild(box);
   }
 
-  // #cell=R,C shows a cell (a link to it); #click=R,C clicks it, as a user would (for tests).
+  // #cell=R,C shows a cell (a link to it); #click=R,C clicks it, as a user would (for tests);
+  // #row=G marks a group's row and column.
   function fromHash() {
+    var g = /^#row=(\d+)$/.exec(location.hash);
+    if (g) return mark(+g[1]);
     var m = /^#(cell|click)=(\d+),(\d+)$/.exec(location.hash);
     if (!m) return;
     if (m[1] === "cell") show(+m[2], +m[3]);

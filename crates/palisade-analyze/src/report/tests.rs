@@ -2,7 +2,7 @@ use super::*;
 use crate::lint::{lint, Finding, Input, ObjectRef, Report, Rule};
 use crate::Probe;
 use palisade_model::Loader;
-use palisade_policy::Engine;
+use palisade_policy::{Engine, Engines};
 use std::sync::Arc;
 
 /// `web` (a Deployment of 2), `db` and `client` (pods alone) in `shop`; `db` admits `web` on
@@ -55,7 +55,8 @@ fn page_of(engine: &Engine, probe_list: &[&str], limits: Limits) -> Page {
         Matrix::pods_in(engine, &crate::Scope::All),
         &probes(probe_list),
     );
-    build(&matrix, &lint(engine, &[], &[], Input::Manifests), limits)
+    let engines = Engines::new(engine.state_arc());
+    build(&matrix, &lint(&engines, &[], &[], Input::Manifests), limits)
 }
 
 fn index(page: &Page, label_start: &str) -> usize {
@@ -230,7 +231,12 @@ fn the_page_of_the_synthetic_cluster_is_bounded() {
     );
     let page = build(
         &matrix,
-        &lint(&engine, &[], &[], Input::Manifests),
+        &lint(
+            &Engines::new(engine.state_arc()),
+            &[],
+            &[],
+            Input::Manifests,
+        ),
         Limits::default(),
     );
     assert_eq!(page.groups.len(), 50);
@@ -293,4 +299,55 @@ fn strings_from_manifests_cannot_close_the_script_or_inject_markup() {
     let data: serde_json::Value = serde_json::from_str(&html[start..end]).unwrap();
     assert_eq!(data["groups"][0]["label"], HOSTILE);
     assert_eq!(data["source"], HOSTILE);
+}
+
+/// Each finding is linked to the groups holding the pods its object concerns — a policy's
+/// selected pods, a Service's, a Namespace's — and the page links both ways: the table's row to
+/// the groups, a cell's explanation to the findings on its groups (by `finding_groups`).
+#[test]
+fn findings_are_linked_to_the_groups_of_the_pods_they_concern() {
+    let service = "---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec: {selector: {app: web}, ports: [{port: 80}]}\n";
+    let engine = engine(&format!("{SHOP}{service}"));
+    let matrix = Matrix::compute(
+        &engine,
+        Matrix::pods_in(&engine, &crate::Scope::All),
+        &probes(&["80/TCP"]),
+    );
+    let on = |kind: &str, namespace: Option<&str>, name: &str| Finding {
+        object: ObjectRef {
+            kind: kind.into(),
+            namespace: namespace.map(Into::into),
+            name: Some(name.into()),
+        },
+        ..finding("m")
+    };
+    let report = Report {
+        findings: vec![
+            on("NetworkPolicy", Some("shop"), "db-from-web"),
+            on("Service", Some("shop"), "web"),
+            on("Namespace", None, "shop"),
+            on("NetworkPolicy", Some("shop"), "gone"),
+            on("Service", Some("other"), "web"),
+        ],
+        ..Report::default()
+    };
+    let page = build(&matrix, &report, Limits::default());
+    let (web, db, client) = (
+        index(&page, "shop/web-"),
+        index(&page, "shop/db"),
+        index(&page, "shop/client"),
+    );
+    let mut all = vec![web, db, client];
+    all.sort_unstable();
+    assert_eq!(
+        page.finding_groups,
+        [vec![db], vec![web], all, vec![], vec![]]
+    );
+    let html = to_html(&page);
+    assert!(html.contains("<tr id=\"finding-0\""), "{html}");
+    assert!(
+        html.contains(&format!("<a href=\"#row={db}\">shop/db</a>")),
+        "{html}"
+    );
+    assert!(html.contains("\"finding_groups\":[["), "{html}");
 }
