@@ -162,6 +162,21 @@ fn main() {
         };
         metrics.flow_dropped.get_or_create(&label).get()
     };
+    let text = metrics.encode();
+    let value = |name: &str| -> f64 {
+        (text.lines())
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let (sum, count) = (
+        value("palisade_flow_log_close_seconds_sum "),
+        value("palisade_flow_log_close_seconds_count "),
+    );
+    println!(
+        "  closing an interval (list, account, write): {:.2} ms on average over {count} intervals; the last listing held {} connections",
+        sum * 1e3 / count.max(1.0),
+        value("palisade_flow_log_connections ")
+    );
     println!(
         "  flow log: {} records written; dropped: rate_limit {}, too_many_connections {}, too_many_endings {}, endings_lost {}, ending_unseen {}",
         metrics.flow_records.get(),

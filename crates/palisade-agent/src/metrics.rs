@@ -172,6 +172,8 @@ pub struct Metrics {
     pub flow_dropped: Family<ReasonLabel, Counter>,
     /// Connections the flow log's last listing held.
     pub flow_tracked: Gauge,
+    /// Seconds each interval's close took: listing conntrack, accounting, writing the records.
+    pub flow_close_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -214,6 +216,7 @@ impl Metrics {
             flow_records: Counter::default(),
             flow_dropped: Family::default(),
             flow_tracked: Gauge::default(),
+            flow_close_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
         };
         m.register_policy_log();
         m.register_flow_log();
@@ -309,6 +312,11 @@ impl Metrics {
             "flow_log_connections",
             "Connections the flow log's last listing of conntrack held",
             self.flow_tracked.clone(),
+        );
+        registry.register(
+            "flow_log_close_seconds",
+            "Time the flow log took to close an interval: list conntrack, account, attribute and write the records",
+            self.flow_close_seconds.clone(),
         );
     }
 

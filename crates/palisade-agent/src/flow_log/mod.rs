@@ -468,6 +468,7 @@ pub fn run(
             (logger.metrics.flow_dropped.get_or_create(&label)).inc_by(e.overruns() - lost);
             lost = e.overruns();
         }
+        let closing = std::time::Instant::now();
         let listed = conntrack
             .take()
             .map_or_else(|| Conntrack::open(netns), Ok)
@@ -492,6 +493,8 @@ pub fn run(
                     logger.close(listing, start, end);
                 }
                 start = end;
+                let took = closing.elapsed().as_secs_f64();
+                logger.metrics.flow_close_seconds.observe(took);
             }
             Err(e) => {
                 Metrics::inc(&logger.metrics.flow_dropped, "list_error");
