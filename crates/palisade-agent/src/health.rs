@@ -34,6 +34,12 @@ impl Part {
             Part::FlowLog => "flow_log",
         }
     }
+
+    /// A problem of this part means the kernel may not enforce what the source says (so the agent
+    /// is not ready); the others (the flow log) are degraded observability only.
+    fn enforcing(self) -> bool {
+        self != Part::FlowLog
+    }
 }
 
 /// The agent's health, shared between its loop and the metrics endpoint.
@@ -90,20 +96,33 @@ impl Health {
         self.lock().last_turn = Instant::now();
     }
 
-    /// Ready: a ruleset applied and no problem; otherwise why not, one line per problem.
+    /// Ready: a ruleset applied and no problem of enforcement (a flow log's problem degrades the
+    /// agent, but its enforcement is whole); otherwise why not, one line per problem.
     pub fn ready(&self) -> Result<(), Vec<String>> {
-        let state = self.lock();
-        let mut why: Vec<String> = (state.problems.iter())
-            .map(|(part, p)| format!("{}: {p}", part.as_str()))
-            .collect();
-        if !state.applied_once {
-            why.insert(0, "kernel: no ruleset applied yet".into());
-        }
+        let why = self.lines(Part::enforcing);
         if why.is_empty() {
             Ok(())
         } else {
             Err(why)
         }
+    }
+
+    /// Every problem, one line each (what the node's status says is degraded).
+    pub fn problems(&self) -> Vec<String> {
+        self.lines(|_| true)
+    }
+
+    /// The lines of the problems of the parts `counted` keeps, after a missing first ruleset.
+    fn lines(&self, counted: impl Fn(Part) -> bool) -> Vec<String> {
+        let state = self.lock();
+        let mut lines: Vec<String> = (state.problems.iter())
+            .filter(|(part, _)| counted(**part))
+            .map(|(part, p)| format!("{}: {p}", part.as_str()))
+            .collect();
+        if !state.applied_once {
+            lines.insert(0, "kernel: no ruleset applied yet".into());
+        }
+        lines
     }
 
     /// Alive: the loop turned recently (within 60 s); otherwise for how long it has not.
@@ -145,5 +164,10 @@ mod tests {
         assert!(h.set(Part::Source, None));
         assert_eq!(h.ready(), Ok(()));
         assert_eq!(h.alive(), Ok(()));
+        // The flow log's problem degrades the agent; enforcement is whole, so it stays ready.
+        assert!(h.set(Part::FlowLog, Some("cannot list".into())));
+        assert!(h.degraded());
+        assert_eq!(h.ready(), Ok(()));
+        assert_eq!(h.problems(), ["flow_log: cannot list"]);
     }
 }

@@ -197,7 +197,7 @@ impl Reconciler {
     /// Hands the Lease keeper what this agent says now.
     fn publish_status(&self) {
         if let Some((keeper, status)) = &self.lease {
-            let errors = self.health.ready().err().unwrap_or_default();
+            let errors = self.health.problems();
             keeper.publish(AgentStatus {
                 errors,
                 ..status.clone()

@@ -11,7 +11,7 @@ use crate::netns::within_netns;
 use palisade_model::Protocol;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 const IPCTNL_MSG_CT_NEW: u16 = 0;
@@ -25,6 +25,8 @@ const CTA_COUNTERS_ORIG: u16 = 9;
 const CTA_COUNTERS_REPLY: u16 = 10;
 const CTA_ID: u16 = 12;
 const CTA_ZONE: u16 = 18;
+const CTA_TIMESTAMP: u16 = 20;
+const CTA_TIMESTAMP_START: u16 = 1;
 
 const CTA_TUPLE_IP: u16 = 1;
 const CTA_TUPLE_PROTO: u16 = 2;
@@ -52,6 +54,9 @@ const NFNLGRP_CONNTRACK_DESTROY: libc::c_int = 3;
 /// The switch that makes the kernel count packets and bytes per connection (per network
 /// namespace; entries created before it was on have no counters).
 const ACCOUNTING: &str = "/proc/sys/net/netfilter/nf_conntrack_acct";
+
+/// The switch that makes the kernel stamp each connection with the time it was first tracked.
+const TIMESTAMPS: &str = "/proc/sys/net/netfilter/nf_conntrack_timestamp";
 
 /// The switch that lets the kernel start tracking a TCP connection from a packet in mid-stream.
 const TCP_LOOSE: &str = "/proc/sys/net/netfilter/nf_conntrack_tcp_loose";
@@ -176,6 +181,8 @@ pub struct Entry {
     /// A TCP connection that is over (closed or reset: `TIME_WAIT`, `CLOSE`), though still
     /// tracked a while.
     pub closed: bool,
+    /// When the kernel began tracking it; `None` when timestamps were off then.
+    pub start: Option<SystemTime>,
 }
 
 /// What one listing read.
@@ -238,10 +245,12 @@ impl Conntrack {
     }
 }
 
-/// Switches accounting on in network namespace `netns` (or the current one), so that connections
-/// tracked from now on count their packets and bytes. Needs root there.
+/// Switches accounting and timestamps on in network namespace `netns` (or the current one), so
+/// that connections tracked from now on count their packets and bytes and say when they began.
+/// Needs root there.
 pub fn enable_accounting(netns: Option<&str>) -> io::Result<()> {
-    set_switch(netns, ACCOUNTING, "1")
+    set_switch(netns, ACCOUNTING, "1")?;
+    set_switch(netns, TIMESTAMPS, "1")
 }
 
 /// Stops the kernel in network namespace `netns` (or the current one) from picking up a TCP
@@ -404,6 +413,11 @@ pub(crate) fn parse(payload: &[u8]) -> Option<Entry> {
         .and_then(|info| attribute(info, CTA_PROTOINFO_TCP))
         .and_then(|tcp| attribute(tcp, CTA_PROTOINFO_TCP_STATE))
         .and_then(|state| state.first().copied());
+    let start = attribute(attrs, CTA_TIMESTAMP)
+        .and_then(|stamps| attribute(stamps, CTA_TIMESTAMP_START))
+        .and_then(be64)
+        .filter(|&ns| ns > 0)
+        .map(|ns| UNIX_EPOCH + Duration::from_nanos(ns));
     Some(Entry {
         tracked,
         counters,
@@ -411,6 +425,7 @@ pub(crate) fn parse(payload: &[u8]) -> Option<Entry> {
             tcp_state,
             Some(TCP_CONNTRACK_TIME_WAIT | TCP_CONNTRACK_CLOSE)
         ),
+        start,
     })
 }
 
@@ -546,6 +561,19 @@ mod tests {
         let both = [(CTA_COUNTERS_ORIG, 3, 180), (CTA_COUNTERS_REPLY, 2, 5000)];
         let established = with(3, &both);
         assert!(!established.closed);
+        assert_eq!(established.start, None, "no timestamp");
+        let mut stamped = new_message(&c, 6);
+        nest(&mut stamped, CTA_TIMESTAMP, |out| {
+            attr(
+                out,
+                CTA_TIMESTAMP_START,
+                &1_795_341_600_000_000_007u64.to_be_bytes(),
+            )
+        });
+        assert_eq!(
+            parse(&stamped).unwrap().start,
+            Some(UNIX_EPOCH + Duration::from_nanos(1_795_341_600_000_000_007))
+        );
         let counters = established.counters.unwrap();
         assert_eq!(
             counters,

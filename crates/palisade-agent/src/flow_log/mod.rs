@@ -90,13 +90,16 @@ struct Verdict {
 /// The engines in use, and what records are attributed with.
 struct Attribution {
     engines: Engines,
+    /// The state before, for the pods deleted since (a connection of the interval may have been
+    /// theirs).
+    previous: Option<Arc<ClusterState>>,
     nodes: HashMap<IpAddr, String>,
     services: HashMap<IpAddr, (String, String)>,
     verdicts: HashMap<FlowKey, Arc<Verdict>>,
 }
 
 impl Attribution {
-    fn new(engines: Engines) -> Attribution {
+    fn new(engines: Engines, previous: Option<Arc<ClusterState>>) -> Attribution {
         let state = engines.enforced.state();
         let services = (state.services.iter())
             .filter_map(|s| {
@@ -108,12 +111,29 @@ impl Attribution {
             nodes: node_index(state),
             services,
             verdicts: HashMap::new(),
+            previous,
             engines,
         }
     }
 
-    fn state(&self) -> &ClusterState {
-        self.engines.enforced.state()
+    /// The state that knows `ip` as a pod's: the current one, else the one before; the current
+    /// one when neither does.
+    fn state_of(&self, ip: IpAddr) -> &ClusterState {
+        let current = self.engines.enforced.state();
+        match &self.previous {
+            Some(p) if current.pod_by_ip(ip).is_none() && p.pod_by_ip(ip).is_some() => p,
+            _ => current,
+        }
+    }
+
+    /// The record's end at `ip`.
+    fn peer(&self, ip: IpAddr) -> Peer {
+        peer(self.state_of(ip), &self.nodes, ip)
+    }
+
+    /// `ip` is a pod's, now or before the last change.
+    fn is_pod(&self, ip: IpAddr) -> bool {
+        self.state_of(ip).pod_by_ip(ip).is_some()
     }
 
     /// The verdict of `key`, cached.
@@ -153,6 +173,14 @@ fn side(engine: &Engine, direction: Direction, flow: &Flow) -> Option<SideVerdic
         disposition,
         policies: deciders(direction, decision),
     })
+}
+
+/// Connections of one interval that make one record: one connection, or short ones of one flow
+/// summed.
+struct Group {
+    first: Observed,
+    connections: u64,
+    carried: Option<conntrack::Counters>,
 }
 
 /// Turns what conntrack tells into flow records.
@@ -202,14 +230,15 @@ impl FlowLogger {
     /// Attributes later records with `engines` (those whose ruleset the kernel holds); the
     /// verdicts cached start over when they change.
     fn set_engines(&mut self, engines: Engines) {
-        let same = self
-            .attribution
-            .as_ref()
-            .is_some_and(|a| Arc::ptr_eq(&a.engines.enforced, &engines.enforced));
-        if !same {
-            let old = self.attribution.replace(Attribution::new(engines));
-            crate::drop_later(old);
+        let current = self.attribution.as_ref().map(|a| &a.engines.enforced);
+        if current.is_some_and(|c| Arc::ptr_eq(c, &engines.enforced)) {
+            return;
         }
+        let previous = current.map(|e| e.state_arc());
+        let old = self
+            .attribution
+            .replace(Attribution::new(engines, previous));
+        crate::drop_later(old);
     }
 
     /// A connection the kernel no longer tracks.
@@ -217,81 +246,102 @@ impl FlowLogger {
         self.accounting.ended(entry);
     }
 
-    /// Closes the interval `start..end` with `listing`, what the kernel tracks at its end, and
-    /// writes its records.
-    fn close(&mut self, listing: Listing, start: SystemTime, end: SystemTime) {
-        if listing.capped {
-            Metrics::inc(&self.metrics.flow_dropped, "too_many_connections");
-        }
-        let interval = self.accounting.close(listing);
-        self.metrics
-            .flow_tracked
-            .set(self.accounting.tracked() as i64);
-        let lost = [
-            ("ending_unseen", interval.unseen_endings),
-            ("too_many_endings", interval.endings_dropped),
-        ];
-        for (reason, n) in lost {
-            if n > 0 {
-                let label = ReasonLabel {
-                    reason: reason.into(),
-                };
-                self.metrics
-                    .flow_dropped
-                    .get_or_create(&label)
-                    .inc_by(n as u64);
-            }
-        }
-        let records = self.records(interval.observed, start, end);
-        for record in records {
-            self.count(&record);
-            self.emit(&record, end);
+    /// Counts `n` things the flow log could not tell, for `reason`.
+    fn dropped(&self, reason: &str, n: usize) {
+        if n > 0 {
+            let label = ReasonLabel {
+                reason: reason.into(),
+            };
+            (self.metrics.flow_dropped.get_or_create(&label)).inc_by(n as u64);
         }
     }
 
-    /// The records of `observed` in `start..end`: connections with a pod at one end at least,
-    /// short ones of one flow summed.
-    fn records(
-        &mut self,
-        observed: Vec<Observed>,
+    /// Closes the interval `start..end` with `listing`, what the kernel tracks at its end, and
+    /// writes its records (the first listing only sets the baseline).
+    fn close(&mut self, listing: Listing, start: SystemTime, end: SystemTime) {
+        self.dropped("too_many_connections", usize::from(listing.capped));
+        let interval = self.accounting.close(listing, start);
+        let tracked = self.accounting.tracked();
+        self.metrics.flow_tracked.set(tracked as i64);
+        self.dropped("ending_unseen", interval.unseen_endings);
+        self.dropped("too_many_endings", interval.endings_dropped);
+        let Some(mut attribution) = self.attribution.take() else {
+            // No ruleset in the kernel yet: nothing to attribute with.
+            self.dropped("no_attribution", interval.observed.len());
+            return;
+        };
+        for group in groups(&attribution, interval.observed) {
+            // Within the rate, records are built one at a time: what is dropped costs nothing.
+            if !self.bucket.take(end) {
+                Metrics::inc(&self.metrics.flow_dropped, "rate_limit");
+                continue;
+            }
+            let record = self.record(&mut attribution, &group, start, end);
+            self.count(&record);
+            self.write(&record);
+        }
+        self.attribution = Some(attribution);
+    }
+
+    /// The record of `group` in `start..end`.
+    fn record(
+        &self,
+        attribution: &mut Attribution,
+        group: &Group,
         start: SystemTime,
         end: SystemTime,
-    ) -> Vec<FlowRecord> {
-        let Some(attribution) = &mut self.attribution else {
-            return Vec::new();
-        };
-        let mut records: Vec<FlowRecord> = Vec::new();
-        let mut summed: HashMap<SumKey, usize> = HashMap::new();
-        for o in observed {
-            let judged = o.tracked.judged();
-            let key = (judged.src, judged.dst, judged.dst_port, o.tracked.protocol);
-            let state = attribution.state();
-            if state.pod_by_ip(key.0).is_none() && state.pod_by_ip(key.1).is_none() {
-                continue; // the node's own traffic
-            }
-            let short = o.started && o.ended;
-            let sum_key = (key, o.tracked.original.dst, o.tracked.original.dst_port);
-            if short {
-                if let Some(&i) = summed.get(&sum_key) {
-                    let r = &mut records[i];
-                    r.connections += 1;
-                    r.connection.src_port = 0;
-                    add(r, o.carried.as_ref());
-                    continue;
-                }
-                summed.insert(sum_key, records.len());
-            }
-            let verdict = attribution.verdict(key);
-            records.push(flow_record(
-                attribution,
-                &self.node_name,
-                &o,
-                &verdict,
-                start,
-                end,
-            ));
+    ) -> FlowRecord {
+        let o = &group.first;
+        let judged = o.tracked.judged();
+        let original = o.tracked.original;
+        let verdict =
+            attribution.verdict((judged.src, judged.dst, judged.dst_port, o.tracked.protocol));
+        let service = (original.dst != judged.dst || original.dst_port != judged.dst_port)
+            .then(|| attribution.services.get(&original.dst))
+            .flatten()
+            .map(|(namespace, name)| ServiceName {
+                name: name.clone(),
+                namespace: namespace.clone(),
+                ip: original.dst,
+                port: original.dst_port,
+            });
+        let denied = [&verdict.egress, &verdict.ingress]
+            .into_iter()
+            .flatten()
+            .any(|s| s.disposition == Disposition::Deny);
+        let c = group.carried;
+        FlowRecord {
+            connection: FlowConnection {
+                src_ip: judged.src,
+                dest_ip: judged.dst,
+                src_port: if group.connections > 1 {
+                    0
+                } else {
+                    judged.src_port
+                },
+                dest_port: judged.dst_port,
+                protocol: o.tracked.protocol,
+            },
+            src: attribution.peer(judged.src),
+            dest: attribution.peer(judged.dst),
+            service,
+            disposition: match denied {
+                true => Disposition::Deny,
+                false => Disposition::Allow,
+            },
+            egress: verdict.egress.clone(),
+            ingress: verdict.ingress.clone(),
+            packets_sent: c.map(|c| c.packets_sent),
+            bytes_sent: c.map(|c| c.bytes_sent),
+            packets_received: c.map(|c| c.packets_received),
+            bytes_received: c.map(|c| c.bytes_received),
+            connections: group.connections,
+            started: o.started,
+            ended: o.ended,
+            start_time: start,
+            end_time: end,
+            node_name: self.node_name.clone(),
         }
-        records
     }
 
     /// Counts `record` in the per-namespace metrics.
@@ -318,11 +368,7 @@ impl FlowLogger {
         }
     }
 
-    fn emit(&mut self, record: &FlowRecord, now: SystemTime) {
-        if !self.bucket.take(now) {
-            Metrics::inc(&self.metrics.flow_dropped, "rate_limit");
-            return;
-        }
+    fn write(&mut self, record: &FlowRecord) {
         match self.file.write_line(&record.to_line()) {
             Ok(()) => {
                 self.write_failing = false;
@@ -342,72 +388,40 @@ impl FlowLogger {
     }
 }
 
-/// Adds what one more short connection carried to a summed record.
-fn add(record: &mut FlowRecord, carried: Option<&conntrack::Counters>) {
-    let Some(c) = carried else {
-        return;
-    };
-    let sum = |field: &mut Option<u64>, n: u64| *field = Some(field.unwrap_or(0).saturating_add(n));
-    sum(&mut record.packets_sent, c.packets_sent);
-    sum(&mut record.bytes_sent, c.bytes_sent);
-    sum(&mut record.packets_received, c.packets_received);
-    sum(&mut record.bytes_received, c.bytes_received);
-}
-
-/// The record of one connection's interval.
-fn flow_record(
-    attribution: &Attribution,
-    node_name: &str,
-    o: &Observed,
-    verdict: &Verdict,
-    start: SystemTime,
-    end: SystemTime,
-) -> FlowRecord {
-    let (state, nodes) = (attribution.state(), &attribution.nodes);
-    let judged = o.tracked.judged();
-    let original = o.tracked.original;
-    let service = (original.dst != judged.dst || original.dst_port != judged.dst_port)
-        .then(|| attribution.services.get(&original.dst))
-        .flatten()
-        .map(|(namespace, name)| ServiceName {
-            name: name.clone(),
-            namespace: namespace.clone(),
-            ip: original.dst,
-            port: original.dst_port,
+/// The records `observed` makes: connections with a pod at one end at least (the node's own
+/// traffic is left out), short ones (started and ended in the interval) of one flow — source,
+/// destination, port, protocol, and the address the client used — summed into one.
+fn groups(attribution: &Attribution, observed: Vec<Observed>) -> Vec<Group> {
+    let mut groups: Vec<Group> = Vec::new();
+    let mut short: HashMap<SumKey, usize> = HashMap::new();
+    for o in observed {
+        let judged = o.tracked.judged();
+        if !attribution.is_pod(judged.src) && !attribution.is_pod(judged.dst) {
+            continue;
+        }
+        if o.started && o.ended {
+            let key = (
+                (judged.src, judged.dst, judged.dst_port, o.tracked.protocol),
+                o.tracked.original.dst,
+                o.tracked.original.dst_port,
+            );
+            if let Some(&i) = short.get(&key) {
+                let group = &mut groups[i];
+                group.connections += 1;
+                if let Some(c) = &o.carried {
+                    group.carried.get_or_insert_with(Default::default).add(c);
+                }
+                continue;
+            }
+            short.insert(key, groups.len());
+        }
+        groups.push(Group {
+            carried: o.carried,
+            first: o,
+            connections: 1,
         });
-    let denied = [&verdict.egress, &verdict.ingress]
-        .into_iter()
-        .flatten()
-        .any(|s| s.disposition == Disposition::Deny);
-    let c = o.carried;
-    FlowRecord {
-        connection: FlowConnection {
-            src_ip: judged.src,
-            dest_ip: judged.dst,
-            src_port: judged.src_port,
-            dest_port: judged.dst_port,
-            protocol: o.tracked.protocol,
-        },
-        src: peer(state, nodes, judged.src),
-        dest: peer(state, nodes, judged.dst),
-        service,
-        disposition: match denied {
-            true => Disposition::Deny,
-            false => Disposition::Allow,
-        },
-        egress: verdict.egress.clone(),
-        ingress: verdict.ingress.clone(),
-        packets_sent: c.map(|c| c.packets_sent),
-        bytes_sent: c.map(|c| c.bytes_sent),
-        packets_received: c.map(|c| c.packets_received),
-        bytes_received: c.map(|c| c.bytes_received),
-        connections: 1,
-        started: o.started,
-        ended: o.ended,
-        start_time: start,
-        end_time: end,
-        node_name: node_name.to_string(),
     }
+    groups
 }
 
 /// The end of the interval that holds `now`: the next multiple of `interval` since the epoch, so
@@ -422,9 +436,76 @@ fn interval_end(now: SystemTime, interval: Duration) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(end.min(u128::from(u64::MAX)) as u64)
 }
 
+/// What the flow log reads the kernel with in one network namespace.
+struct Kernel<'a> {
+    netns: Option<&'a str>,
+    /// Why counters are missing, if they are.
+    accounting: Option<String>,
+    endings: Option<Endings>,
+    /// Endings overruns counted so far.
+    lost: u64,
+    conntrack: Option<Conntrack>,
+}
+
+impl Kernel<'_> {
+    /// Hears endings until `end` (or `stop`, checked every 200 ms: true when set).
+    fn hear_until(&mut self, logger: &mut FlowLogger, end: SystemTime, stop: &AtomicBool) -> bool {
+        while let Ok(left) = end.duration_since(SystemTime::now()) {
+            if stop.load(Ordering::Relaxed) {
+                return true;
+            }
+            self.hear(logger, left.min(Duration::from_millis(200)));
+        }
+        stop.load(Ordering::Relaxed)
+    }
+
+    /// Hears the endings that come within `wait` (none: those already there), counting what the
+    /// kernel could not deliver.
+    fn hear(&mut self, logger: &mut FlowLogger, wait: Duration) {
+        let Some(endings) = &mut self.endings else {
+            return std::thread::sleep(wait);
+        };
+        loop {
+            match endings.next(wait) {
+                Ok(Some(entry)) => logger.ended(entry),
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::error!("hearing conntrack endings: {e}");
+                    self.endings = None;
+                    return;
+                }
+            }
+            if wait > Duration::ZERO {
+                break;
+            }
+        }
+        if endings.overruns() > self.lost {
+            let times = endings.overruns() - self.lost;
+            logger.dropped("endings_lost", times as usize);
+            self.lost = endings.overruns();
+        }
+    }
+
+    /// Lists what the kernel tracks (a new socket after a failure or a capped listing, which
+    /// may still be arriving).
+    fn list(&mut self, cap: usize) -> std::io::Result<Listing> {
+        let mut conntrack = match self.conntrack.take() {
+            Some(c) => c,
+            None => Conntrack::open(self.netns)?,
+        };
+        let listing = conntrack.list(cap)?;
+        if !listing.capped {
+            self.conntrack = Some(conntrack);
+        }
+        Ok(listing)
+    }
+}
+
 /// Runs the flow log in network namespace `netns` until `stop` is set: accounting on, endings
-/// heard, a listing per interval, attributed with the engines `policy` holds. Failures are logged,
-/// counted and shown in `health`; listing starts over on the next interval.
+/// heard, a listing at the start (the baseline) and at the end of each interval, attributed with
+/// the engines `policy` holds; at `stop`, the interval so far is closed. Failures are logged,
+/// counted and shown in `health` (degraded, still ready: enforcement is whole); listing starts
+/// over at the next interval.
 pub fn run(
     mut logger: FlowLogger,
     netns: Option<String>,
@@ -433,66 +514,38 @@ pub fn run(
     stop: &AtomicBool,
 ) {
     let netns = netns.as_deref();
-    let accounting = conntrack::enable_accounting(netns).err().map(|e| {
-        format!(
-            "cannot switch on conntrack accounting ({e}): records carry no packet or byte counts"
-        )
-    });
-    let mut endings = Endings::open(netns)
-        .map_err(|e| tracing::error!("cannot hear conntrack endings: {e}"))
-        .ok();
-    let mut conntrack: Option<Conntrack> = None;
-    let (mut lost, mut start, mut baseline) = (0, SystemTime::now(), true);
-    while !stop.load(Ordering::Relaxed) {
-        let end = interval_end(SystemTime::now(), logger.limits.interval);
-        // Endings until the interval's end, waking every 200 ms to see `stop`.
-        while let Ok(left) = end.duration_since(SystemTime::now()) {
-            if stop.load(Ordering::Relaxed) {
-                return;
-            }
-            let wait = left.min(Duration::from_millis(200));
-            match endings.as_mut().map(|e| e.next(wait)) {
-                Some(Ok(Some(entry))) => logger.ended(entry),
-                Some(Ok(None)) => {}
-                Some(Err(e)) => {
-                    tracing::error!("hearing conntrack endings: {e}");
-                    endings = None;
-                }
-                None => std::thread::sleep(wait),
-            }
-        }
-        if let Some(e) = endings.as_ref().filter(|e| e.overruns() > lost) {
-            let label = ReasonLabel {
-                reason: "endings_lost".into(),
-            };
-            (logger.metrics.flow_dropped.get_or_create(&label)).inc_by(e.overruns() - lost);
-            lost = e.overruns();
-        }
+    let mut kernel = Kernel {
+        netns,
+        accounting: conntrack::enable_accounting(netns).err().map(|e| {
+            format!("cannot switch on conntrack accounting ({e}): records carry no packet or byte counts")
+        }),
+        endings: Endings::open(netns)
+            .map_err(|e| tracing::error!("cannot hear conntrack endings: {e}"))
+            .ok(),
+        lost: 0,
+        conntrack: None,
+    };
+    let mut start = SystemTime::now();
+    let mut stopped = false;
+    let mut end = start;
+    loop {
         let closing = std::time::Instant::now();
-        let listed = conntrack
-            .take()
-            .map_or_else(|| Conntrack::open(netns), Ok)
-            .and_then(|mut c| Ok((c.list(logger.limits.max_connections)?, c)));
-        let mut problems: Vec<String> = accounting.iter().cloned().collect();
-        if endings.is_none() {
+        let listed = kernel.list(logger.limits.max_connections);
+        // Endings of what the listing no longer held come while it is read: heard before closing.
+        kernel.hear(&mut logger, Duration::ZERO);
+        let mut problems: Vec<String> = kernel.accounting.iter().cloned().collect();
+        if kernel.endings.is_none() {
             problems.push("conntrack endings are not heard: connections that end between intervals are not told".into());
         }
         match listed {
-            Ok((listing, c)) => {
-                // A capped listing may still be arriving: a new socket next time.
-                if !listing.capped {
-                    conntrack = Some(c);
-                }
+            Ok(listing) => {
                 let engines = policy.lock().unwrap_or_else(|e| e.into_inner()).engines();
                 if let Some(engines) = engines {
                     logger.set_engines(engines);
                 }
-                if std::mem::take(&mut baseline) {
-                    logger.accounting.close(listing);
-                } else {
-                    logger.close(listing, start, end);
-                }
-                start = end;
+                // Wall-clock steps back never make an interval end before it starts.
+                logger.close(listing, start, end.max(start));
+                start = end.max(start);
                 let took = closing.elapsed().as_secs_f64();
                 logger.metrics.flow_close_seconds.observe(took);
             }
@@ -507,6 +560,14 @@ pub fn run(
                 Some(p) => tracing::warn!("flow log degraded: {p}"),
                 None => tracing::info!("flow log working again"),
             }
+        }
+        if stopped {
+            return;
+        }
+        end = interval_end(SystemTime::now(), logger.limits.interval);
+        stopped = kernel.hear_until(&mut logger, end, stop);
+        if stopped {
+            end = SystemTime::now();
         }
     }
 }
