@@ -159,8 +159,7 @@ pub struct Metrics {
     pub observe_rejected: Family<ReasonLabel, Counter>,
     /// Established connections strict mode cut, by the direction whose rules deny them.
     pub strict_cut: Family<DirectionLabel, Counter>,
-    /// Strict mode's sweeps and removals that did not complete: `list`, `delete`, `capped`,
-    /// `pickup`.
+    /// Strict mode's sweeps and removals that did not complete: `list`, `delete`, `capped`.
     pub strict_failures: Family<ReasonLabel, Counter>,
     /// Bytes (both ways) the flow log told, by the namespaces of the ends.
     pub flow_bytes: Family<FlowLabels, Counter>,
@@ -345,7 +344,7 @@ impl Metrics {
         );
         registry.register(
             "strict_failures",
-            "Strict mode's conntrack listings and removals that did not complete, by reason (list, delete, capped; pickup: mid-stream pickup of TCP connections could not be refused)",
+            "Strict mode's conntrack listings and removals that did not complete, by reason (list, delete, capped)",
             self.strict_failures.clone(),
         );
     }

@@ -16,7 +16,7 @@
 
 use crate::metrics::{DirectionLabel, Metrics};
 use crate::policy_log::PolicyLogger;
-use palisade_dataplane::conntrack::{self, Conntrack, Tracked};
+use palisade_dataplane::conntrack::{Conntrack, Tracked};
 use palisade_dataplane::events::{Action, VerdictEvent};
 use palisade_policy::{CompiledTable, Direction, Enforcement, Engine};
 use std::sync::{Arc, Mutex};
@@ -30,9 +30,6 @@ pub const MAX_ENTRIES: usize = 65_536;
 pub(crate) struct Strict {
     netns: Option<String>,
     conntrack: Option<Conntrack>,
-    /// The kernel no longer picks up TCP connections mid-stream (see
-    /// [`conntrack::refuse_mid_stream_pickup`]).
-    pickup_refused: bool,
 }
 
 /// What a sweep judges with: the engine and the table the kernel holds, and whose pods are
@@ -72,7 +69,6 @@ impl Strict {
         Strict {
             netns,
             conntrack: None,
-            pickup_refused: false,
         }
     }
 
@@ -85,15 +81,6 @@ impl Strict {
         logger: Option<&Arc<Mutex<PolicyLogger>>>,
     ) {
         let mut cut = 0;
-        if !self.pickup_refused {
-            match conntrack::refuse_mid_stream_pickup(self.netns.as_deref()) {
-                Ok(()) => self.pickup_refused = true,
-                Err(e) => {
-                    Metrics::inc(&metrics.strict_failures, "pickup");
-                    tracing::warn!("strict mode: {e}; a cut TCP connection may be picked up again mid-stream by an answer in flight");
-                }
-            }
-        }
         let conntrack = match &mut self.conntrack {
             Some(c) => c,
             None => match Conntrack::open(self.netns.as_deref()) {
@@ -233,6 +220,7 @@ spec: {podSelector: {}, policyTypes: [Ingress]}
             audit: Audit::Annotated,
             node: node.map(String::from),
             placed: None,
+            strict: false,
         };
         let table = CompiledTable::of(&engine, enforcement.clone());
         let judge = Judge {

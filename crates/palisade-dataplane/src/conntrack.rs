@@ -58,9 +58,6 @@ const ACCOUNTING: &str = "/proc/sys/net/netfilter/nf_conntrack_acct";
 /// The switch that makes the kernel stamp each connection with the time it was first tracked.
 const TIMESTAMPS: &str = "/proc/sys/net/netfilter/nf_conntrack_timestamp";
 
-/// The switch that lets the kernel start tracking a TCP connection from a packet in mid-stream.
-const TCP_LOOSE: &str = "/proc/sys/net/netfilter/nf_conntrack_tcp_loose";
-
 /// How long the kernel may take to answer.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -251,15 +248,6 @@ impl Conntrack {
 pub fn enable_accounting(netns: Option<&str>) -> io::Result<()> {
     set_switch(netns, ACCOUNTING, "1")?;
     set_switch(netns, TIMESTAMPS, "1")
-}
-
-/// Stops the kernel in network namespace `netns` (or the current one) from picking up a TCP
-/// connection it does not track from a packet in mid-stream: once strict mode forgets a denied
-/// connection, an answer still in flight would otherwise start tracking it afresh as a new
-/// connection from the server, judged by other rules. Such packets are invalid from then on, and
-/// the table drops them. Needs root there.
-pub fn refuse_mid_stream_pickup(netns: Option<&str>) -> io::Result<()> {
-    set_switch(netns, TCP_LOOSE, "0")
 }
 
 /// Writes `value` to the per-namespace sysctl `path` unless it holds it already.

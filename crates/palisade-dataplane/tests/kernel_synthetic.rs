@@ -6,7 +6,7 @@
 
 use palisade_dataplane::{apply, build, Ruleset};
 use palisade_model::{ClusterState, NamespaceInfo, PodInfo, PolicyInfo};
-use palisade_policy::{Audit, CompiledTable, Engine};
+use palisade_policy::{Audit, CompiledTable, Enforcement, Engine};
 use palisade_synth::{generate, SynthConfig};
 use std::process::Command;
 use std::sync::Arc;
@@ -181,14 +181,27 @@ fn incremental_updates_leave_the_table_a_full_apply_would() {
             Audit::Annotated,
         ),
         ("audit mode", base.clone(), Audit::All),
+        ("strict mode", base.clone(), Audit::Annotated),
+        ("strict mode off", base.clone(), Audit::Annotated),
         ("another cluster", cluster(2), Audit::Annotated),
     ];
     let mut previous: Option<palisade_dataplane::Ruleset> = None;
     let mut update_text = String::new();
     for (what, state, audit) in steps {
+        // Strict mode's base chain drops TCP packets that would start tracking in mid-stream.
+        let enforcement = Enforcement {
+            audit,
+            strict: what == "strict mode",
+            ..Enforcement::default()
+        };
         let ruleset = build(
-            &CompiledTable::of(&Engine::new(Arc::new(state)), audit),
+            &CompiledTable::of(&Engine::new(Arc::new(state)), enforcement),
             previous.as_ref(),
+        );
+        let strict_rule = "ct state new tcp flags & (fin | syn | rst | ack) != syn drop";
+        assert_eq!(
+            ruleset.script().contains(strict_rule),
+            what == "strict mode"
         );
         let applied = match &previous {
             Some(old) => {

@@ -37,6 +37,10 @@ pub struct Enforcement {
     /// places them (a multi-node lab, whose manifests need not name nodes): only these are
     /// enforced, of those `node` lets through. `None`: placement by `node` alone.
     pub placed: Option<Arc<BTreeSet<PodKey>>>,
+    /// Strict mode (`--strict`): a connection lives only as long as the kernel tracks it — a TCP
+    /// packet that would start tracking one in mid-stream is dropped (the agent also cuts the
+    /// connections a change denies).
+    pub strict: bool,
 }
 
 impl Enforcement {
@@ -86,6 +90,8 @@ pub struct CompiledTable {
     derived: Option<(u64, IdVec<Class, Option<ClassId>>)>,
     /// Every class of the engine.
     pub classes: IdVec<Class, TableClass>,
+    /// Strict mode ([`Enforcement::strict`]).
+    pub strict: bool,
 }
 
 impl CompiledTable {
@@ -124,6 +130,7 @@ impl CompiledTable {
             id: engine.id(),
             derived: engine.derived_classes(),
             classes,
+            strict: enforcement.strict,
         }
     }
 

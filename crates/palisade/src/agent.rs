@@ -405,6 +405,7 @@ fn enforcement(args: &Args) -> Result<Enforcement, String> {
         audit: args.logging.audit(),
         node,
         placed: None,
+        strict: args.logging.strict,
     })
 }
 

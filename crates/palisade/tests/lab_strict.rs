@@ -224,9 +224,10 @@ fn alive(mut stream: &TcpStream) -> bool {
 }
 
 /// A connection busy both ways has answers in flight whenever it is cut: the kernel must not
-/// pick it up again mid-stream from the server's side (as `nf_conntrack_tcp_loose` would, judged
-/// then by rules that allow it: here nothing isolates redis-cart's egress or cartservice's
-/// ingress), so strict mode turns that off in the enforced namespace.
+/// start tracking it again from the server's side (`nf_conntrack_tcp_loose` picks up mid-stream
+/// packets, judged then by rules that allow them: here nothing isolates redis-cart's egress or
+/// cartservice's ingress), so strict mode's table drops TCP packets that would start tracking a
+/// connection in mid-stream.
 #[test]
 fn strict_mode_cuts_a_connection_busy_both_ways() {
     let (setup, stream) = deny_an_established_connection("b", &["--strict"]);
@@ -237,9 +238,23 @@ fn strict_mode_cuts_a_connection_busy_both_ways() {
         "the connection runs on after the cut; the agent's log:\n{}",
         agent_log(&setup)
     );
-    let loose = in_netns(&setup.node, || {
-        std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_tcp_loose")
-    });
-    let loose = loose.join().unwrap().unwrap().unwrap();
-    assert_eq!(loose.trim(), "0", "mid-stream pickup refused in the node");
+    let chain = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &setup.node,
+            "nft",
+            "list",
+            "chain",
+            "inet",
+            "palisade",
+            "forward",
+        ])
+        .output()
+        .unwrap();
+    let chain = String::from_utf8_lossy(&chain.stdout);
+    assert!(
+        chain.contains("ct state new tcp flags != syn / fin,syn,rst,ack drop"),
+        "{chain}"
+    );
 }

@@ -141,27 +141,45 @@ pub(crate) fn destination_port(out: &mut Vec<u8>, l4proto: u8) {
     payload(out, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);
 }
 
-/// `ct state` has any of `states` (a conntrack state bit mask, in host order as the kernel loads it).
-pub(crate) fn ct_state_any(out: &mut Vec<u8>, states: u32) {
-    const CT_DREG: u16 = 1;
-    const CT_KEY: u16 = 2;
-    const NFT_CT_STATE: u32 = 0;
+/// `tcp flags & (fin | syn | rst | ack) != syn`: a TCP packet other than a connection's first.
+pub(crate) fn tcp_flags_not_syn(out: &mut Vec<u8>) {
+    const FIN: u8 = 0x01;
+    const SYN: u8 = 0x02;
+    const RST: u8 = 0x04;
+    const ACK: u8 = 0x10;
+    meta(out, NFT_META_L4PROTO);
+    cmp(out, CMP_EQ, &[libc::IPPROTO_TCP as u8]);
+    payload(out, NFT_PAYLOAD_TRANSPORT_HEADER, 13, 1);
+    bitwise(out, 1, &[FIN | SYN | RST | ACK]);
+    cmp(out, CMP_NEQ, &[SYN]);
+}
+
+/// `reg 1 = (reg 1 & MASK) ^ 0` over `len` bytes.
+fn bitwise(out: &mut Vec<u8>, len: u32, mask: &[u8]) {
     const BW_SREG: u16 = 1;
     const BW_DREG: u16 = 2;
     const BW_LEN: u16 = 3;
     const BW_MASK: u16 = 4;
     const BW_XOR: u16 = 5;
+    expr(out, "bitwise", |out| {
+        be32(out, BW_SREG, NFT_REG_1);
+        be32(out, BW_DREG, NFT_REG_1);
+        be32(out, BW_LEN, len);
+        value(out, BW_MASK, mask);
+        value(out, BW_XOR, &vec![0; mask.len()]);
+    });
+}
+
+/// `ct state` has any of `states` (a conntrack state bit mask, in host order as the kernel loads it).
+pub(crate) fn ct_state_any(out: &mut Vec<u8>, states: u32) {
+    const CT_DREG: u16 = 1;
+    const CT_KEY: u16 = 2;
+    const NFT_CT_STATE: u32 = 0;
     expr(out, "ct", |out| {
         be32(out, CT_DREG, NFT_REG_1);
         be32(out, CT_KEY, NFT_CT_STATE);
     });
-    expr(out, "bitwise", |out| {
-        be32(out, BW_SREG, NFT_REG_1);
-        be32(out, BW_DREG, NFT_REG_1);
-        be32(out, BW_LEN, 4);
-        value(out, BW_MASK, &states.to_ne_bytes());
-        value(out, BW_XOR, &[0; 4]);
-    });
+    bitwise(out, 4, &states.to_ne_bytes());
     cmp(out, CMP_NEQ, &[0; 4]);
 }
 

@@ -258,7 +258,10 @@ pub fn build(table: &CompiledTable, previous: Option<&Ruleset>) -> Ruleset {
     }
     let names = sets.names(previous.map(|p| (&p.index, &p.sets)), &|_| true);
     let chains = drafts.named(&names, |_| None);
-    let mut ruleset = Ruleset::default();
+    let mut ruleset = Ruleset {
+        strict: table.strict,
+        ..Ruleset::default()
+    };
     for (id, def) in sets.defs.into_iter().enumerate() {
         ruleset.add_set(names[id].clone(), def);
     }

@@ -132,7 +132,8 @@ impl Ruleset {
     /// elements) only when no rule of the new table still needs the old one.
     pub fn patch(&self, old: &CompiledTable, new: &CompiledTable) -> Option<Patch> {
         let fits = self.index.built_for == Some(old.id())
-            && self.index.class_chains.len() == old.classes.len();
+            && self.index.class_chains.len() == old.classes.len()
+            && self.strict == new.strict;
         if !fits {
             return None;
         }

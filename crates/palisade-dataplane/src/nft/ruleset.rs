@@ -23,15 +23,25 @@ pub(crate) const MAPS: [(&str, &str); 4] = [
 /// The base chain's name.
 const FORWARD: &str = "forward";
 
-/// The base chain as nft text: conntrack first, then the verdict maps (egress of the source, then
-/// ingress of the destination).
-const FORWARD_TEXT: &str = "  chain forward {\n    type filter hook forward priority filter; policy accept;\n    ct state established,related accept\n    ct state invalid drop\n    ip saddr vmap @egress4\n    ip6 saddr vmap @egress6\n    ip daddr vmap @ingress4\n    ip6 daddr vmap @ingress6\n  }\n";
+/// The base chain as nft text: conntrack first, then (in strict mode) TCP packets that would
+/// start tracking a connection in mid-stream dropped, then the verdict maps (egress of the
+/// source, then ingress of the destination).
+fn forward_text(strict: bool) -> String {
+    let pickup = match strict {
+        true => "    ct state new tcp flags & (fin | syn | rst | ack) != syn drop\n",
+        false => "",
+    };
+    format!(
+        "  chain forward {{\n    type filter hook forward priority filter; policy accept;\n    ct state established,related accept\n    ct state invalid drop\n{pickup}    ip saddr vmap @egress4\n    ip6 saddr vmap @egress6\n    ip daddr vmap @ingress4\n    ip6 daddr vmap @ingress6\n  }}\n"
+    )
+}
 
-/// Adds the base chain, exactly as [`FORWARD_TEXT`] says.
-fn add_forward(batch: &mut Batch) {
+/// Adds the base chain, exactly as [`forward_text`] says.
+fn add_forward(batch: &mut Batch, strict: bool) {
     const INVALID: u32 = 1;
     const ESTABLISHED: u32 = 2;
     const RELATED: u32 = 4;
+    const NEW: u32 = 8;
     batch.add_forward_chain(FORWARD);
     for (states, verdict) in [
         (ESTABLISHED | RELATED, expr::NF_ACCEPT),
@@ -40,6 +50,15 @@ fn add_forward(batch: &mut Batch) {
         let mut rule = Vec::new();
         expr::ct_state_any(&mut rule, states);
         expr::verdict(&mut rule, verdict);
+        batch.add_expressions(FORWARD, &rule, None);
+    }
+    if strict {
+        // Strict mode forgets the connections a change denies; an answer in flight must not start
+        // one afresh (`nf_conntrack_tcp_loose` picks up mid-stream packets), judged by other rules.
+        let mut rule = Vec::new();
+        expr::ct_state_any(&mut rule, NEW);
+        expr::tcp_flags_not_syn(&mut rule);
+        expr::verdict(&mut rule, expr::NF_DROP);
         batch.add_expressions(FORWARD, &rule, None);
     }
     for (map, v6, source) in [
@@ -91,12 +110,18 @@ pub struct Ruleset {
     pub(crate) maps: [BTreeMap<IpAddr, String>; 4],
     /// What it was built for, and its reference counts: what patching it needs.
     pub(crate) index: Index,
+    /// Strict mode: the base chain drops TCP packets that would start tracking a connection in
+    /// mid-stream.
+    pub(crate) strict: bool,
 }
 
 /// Equal when the kernel would hold the same table (how sets came by their names does not count).
 impl PartialEq for Ruleset {
     fn eq(&self, other: &Self) -> bool {
-        self.sets == other.sets && self.chains == other.chains && self.maps == other.maps
+        self.sets == other.sets
+            && self.chains == other.chains
+            && self.maps == other.maps
+            && self.strict == other.strict
     }
 }
 
@@ -201,7 +226,7 @@ impl Ruleset {
         for (name, rules) in &self.chains {
             out.push_str(&chain_text(name, rules));
         }
-        out.push_str(FORWARD_TEXT);
+        out.push_str(&forward_text(self.strict));
         out.push_str("}\n");
         out
     }
@@ -248,6 +273,7 @@ impl Ruleset {
         }
         update.old_chains = gone(&old.chains, &self.chains);
         update.old_sets = gone(&old.sets, &self.sets);
+        update.forward = (self.strict != old.strict).then_some(self.strict);
         update
     }
 
@@ -268,7 +294,7 @@ impl Ruleset {
                 jumps.iter().map(|(ip, c)| (*ip, c.as_str())).collect();
             batch.add_jumps(map, &jumps);
         }
-        add_forward(&mut batch);
+        add_forward(&mut batch, self.strict);
         commit(batch, netns)
     }
 }
@@ -369,6 +395,8 @@ pub struct Update {
     pub(super) old_chains: Vec<String>,
     /// Sets no longer used.
     pub(super) old_sets: Vec<String>,
+    /// The base chain again, when strict mode differs (`Some(strict)`).
+    pub(super) forward: Option<bool>,
 }
 
 /// How much of the kernel's table an [`Update`] touches.
@@ -436,6 +464,7 @@ impl Update {
             && self.jumps.is_empty()
             && self.old_chains.is_empty()
             && self.old_sets.is_empty()
+            && self.forward.is_none()
     }
 
     /// The update as one batch, in an order the kernel accepts: what is added before what uses it,
@@ -463,6 +492,11 @@ impl Update {
         }
         for name in &self.old_sets {
             batch.delete_set(name);
+        }
+        if let Some(strict) = self.forward {
+            // Deleting a chain deletes its rules: the base chain is replaced in the transaction.
+            batch.delete_chain(FORWARD);
+            add_forward(&mut batch, strict);
         }
         batch
     }
@@ -518,6 +552,10 @@ impl std::fmt::Display for Update {
         }
         for name in &self.old_sets {
             writeln!(f, "delete set inet {TABLE} {name}")?;
+        }
+        if let Some(strict) = self.forward {
+            writeln!(f, "delete chain inet {TABLE} {FORWARD}")?;
+            writeln!(f, "table inet {TABLE} {{\n{}}}", forward_text(strict))?;
         }
         Ok(())
     }
