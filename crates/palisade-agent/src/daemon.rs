@@ -310,6 +310,16 @@ fn start_flow_log(
     let Some(path) = &opts.flow_log else {
         return Ok(None);
     };
+    if *path == opts.policy_log() {
+        let clash = std::io::Error::other(format!(
+            "{}: the flow log cannot be the policy action log",
+            path.display()
+        ));
+        return Err(AgentError::FlowLog {
+            path: path.clone(),
+            source: clash,
+        });
+    }
     let (node, metrics) = (opts.node_name(), reconciler.metrics().clone());
     let flows =
         FlowLogger::new(path, &node, &opts.flow_limits, opts.group, metrics).map_err(|source| {

@@ -304,7 +304,7 @@ impl Metrics {
         );
         registry.register(
             "flow_log_dropped",
-            "What the flow log could not tell, by reason: rate_limit and write_error (records), too_many_connections (a listing stopped at its bound), too_many_endings, endings_lost and ending_unseen (connections whose last traffic is unknown), list_error",
+            "What the flow log could not tell, by reason: rate_limit and write_error (records), too_many_connections (a listing stopped at its bound), too_many_endings, ending_unseen (connections whose last traffic is unknown) and endings_lost (times the kernel dropped endings, each time one or more), no_attribution (no ruleset yet), list_error",
             self.flow_dropped.clone(),
         );
         registry.register(

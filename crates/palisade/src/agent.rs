@@ -170,7 +170,8 @@ pub struct LogArgs {
     #[arg(long, value_name = "N", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
     pub flow_log_rate: u32,
     /// Connections the flow log accounts at most (per listing of conntrack, and ended per
-    /// interval); the rest are counted as dropped. About 250 bytes of memory each.
+    /// interval); the rest are counted as dropped. What the flow log keeps is bounded by it (the
+    /// last listing, what went missing from it, one interval's endings).
     #[arg(long, value_name = "N", default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1..))]
     pub flow_log_max_connections: u32,
     /// Rotate the flow log when it reaches this size.
