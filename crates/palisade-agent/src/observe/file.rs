@@ -1,5 +1,7 @@
-//! Reading and following `policy_action.log` files for `observe --file`.
+//! Reading and following `policy_action.log` and flow log files for `observe --file` (and
+//! `matrix --observed`).
 
+use super::Observable;
 use crate::record::Record;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
@@ -7,15 +9,11 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// One line of a log: a record, or why it is not one (`file:line: reason`).
-pub type Line = Result<Record, String>;
+pub type Line<T = Record> = Result<T, String>;
 
-fn parse(path: &Path, number: usize, text: &str) -> Line {
-    serde_json::from_str(text).map_err(|e| {
-        format!(
-            "{}:{number}: not a policy action record: {e}",
-            path.display()
-        )
-    })
+fn parse<T: Observable>(path: &Path, number: usize, text: &str) -> Line<T> {
+    serde_json::from_str(text)
+        .map_err(|e| format!("{}:{number}: not a {}: {e}", path.display(), T::WHAT))
 }
 
 /// Follows a log file as it grows, from its start; after rotation (the path now names another file,
@@ -53,8 +51,8 @@ impl Tail {
         Ok(())
     }
 
-    /// Every complete line appended since the last call.
-    pub fn read_new(&mut self) -> io::Result<Vec<Line>> {
+    /// Every complete line appended since the last call, read as `T`s.
+    pub fn read_new<T: Observable>(&mut self) -> io::Result<Vec<Line<T>>> {
         if let Ok(meta) = std::fs::metadata(&self.path) {
             if meta.ino() != self.inode || meta.len() < self.offset {
                 // Drain what the old file still holds before switching.
@@ -67,7 +65,7 @@ impl Tail {
         self.read_available()
     }
 
-    fn read_available(&mut self) -> io::Result<Vec<Line>> {
+    fn read_available<T: Observable>(&mut self) -> io::Result<Vec<Line<T>>> {
         let mut out = Vec::new();
         let Some(reader) = self.reader.as_mut() else {
             return Ok(out);
@@ -108,7 +106,7 @@ mod tests {
         let mut f = File::create(&path).unwrap();
         writeln!(f, "{RECORD}\nnot json").unwrap();
         let mut tail = Tail::open(&path).unwrap();
-        let lines = tail.read_new().unwrap();
+        let lines = tail.read_new::<Record>().unwrap();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0].as_ref().unwrap().count, 2);
         assert!(lines[1]
@@ -117,19 +115,19 @@ mod tests {
             .contains("policy_action.log:2: not a policy action record"));
         // Half a line, then the rest.
         write!(f, "{}", &RECORD[..40]).unwrap();
-        assert!(tail.read_new().unwrap().is_empty());
+        assert!(tail.read_new::<Record>().unwrap().is_empty());
         writeln!(f, "{}", &RECORD[40..]).unwrap();
-        assert_eq!(tail.read_new().unwrap().len(), 1);
+        assert_eq!(tail.read_new::<Record>().unwrap().len(), 1);
         // Rotation: the file is renamed away and a new one starts.
         std::fs::rename(&path, dir.path().join("policy_action-1.log")).unwrap();
         writeln!(f, "{RECORD}").unwrap(); // late write to the old file
         let mut g = File::create(&path).unwrap();
         writeln!(g, "{RECORD}").unwrap();
         assert_eq!(
-            tail.read_new().unwrap().len(),
+            tail.read_new::<Record>().unwrap().len(),
             2,
             "old file's tail, then the new file"
         );
-        assert!(tail.read_new().unwrap().is_empty());
+        assert!(tail.read_new::<Record>().unwrap().is_empty());
     }
 }
