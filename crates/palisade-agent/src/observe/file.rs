@@ -4,7 +4,7 @@
 use super::Observable;
 use crate::record::Record;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -14,6 +14,42 @@ pub type Line<T = Record> = Result<T, String>;
 fn parse<T: Observable>(path: &Path, number: usize, text: &str) -> Line<T> {
     serde_json::from_str(text)
         .map_err(|e| format!("{}:{number}: not a {}: {e}", path.display(), T::WHAT))
+}
+
+/// Longest line [`read_all`] reads as a record; a longer one is skipped, and said.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// Reads every line of `path` in order, a record or why it is not one, into `each`, holding one
+/// line (of at most [`MAX_LINE`] bytes) at a time.
+pub fn read_all<T: Observable>(path: &Path, mut each: impl FnMut(Line<T>)) -> io::Result<()> {
+    let mut reader = BufReader::new(File::open(path)?);
+    let (mut line, mut number) = (Vec::new(), 0);
+    let limit = MAX_LINE as u64 + 1;
+    loop {
+        line.clear();
+        if (&mut reader).take(limit).read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        number += 1;
+        if line.len() > MAX_LINE {
+            while !line.ends_with(b"\n") {
+                line.clear();
+                if (&mut reader).take(limit).read_until(b'\n', &mut line)? == 0 {
+                    break;
+                }
+            }
+            let at = path.display();
+            each(Err(format!(
+                "{at}:{number}: not a {}: longer than {MAX_LINE} bytes",
+                T::WHAT
+            )));
+            continue;
+        }
+        let text = String::from_utf8_lossy(&line);
+        if !text.trim().is_empty() {
+            each(parse(path, number, text.trim_end()));
+        }
+    }
 }
 
 /// Follows a log file as it grows, from its start; after rotation (the path now names another file,
@@ -98,6 +134,25 @@ mod tests {
     use std::io::Write;
 
     const RECORD: &str = r#"{"connection":{"src_ip":"10.0.0.1","dest_ip":"10.0.0.2","dest_port":80,"protocol":"tcp","direction":"ingress"},"disposition":"deny","src":{"instance":"10.0.0.1"},"dest":{"instance":"10.0.0.2"},"count":2,"node_name":"n","timestamp":"2026-11-22T10:00:00.000000001Z"}"#;
+
+    #[test]
+    fn read_all_says_where_bad_and_overlong_lines_are_and_reads_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy_action.log");
+        let long = "x".repeat(MAX_LINE + 10);
+        std::fs::write(&path, format!("{RECORD}\n{{\n\n{long}\n{RECORD}")).unwrap();
+        let mut lines: Vec<Line> = Vec::new();
+        read_all(&path, |l| lines.push(l)).unwrap();
+        assert_eq!(lines.len(), 4, "{lines:?}");
+        assert!(lines[0].is_ok() && lines[3].is_ok(), "{lines:?}");
+        let e = lines[1].as_ref().unwrap_err();
+        assert!(
+            e.contains("policy_action.log:2: not a policy action record"),
+            "{e}"
+        );
+        let e = lines[2].as_ref().unwrap_err();
+        assert!(e.contains("policy_action.log:4: not a policy action record: longer than"));
+    }
 
     #[test]
     fn follows_appends_partial_lines_and_rotation() {
