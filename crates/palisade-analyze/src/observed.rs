@@ -74,34 +74,27 @@ impl Summary {
         )];
         let named = |map: &BTreeMap<String, u64>| {
             let items: Vec<String> = map.iter().map(|(k, n)| format!("{k} ({n})")).collect();
-            items.join(", ")
+            (map.values().sum::<u64>(), format!(": {}", items.join(", ")))
         };
-        let sum = |map: &BTreeMap<String, u64>| map.values().sum::<u64>();
-        if s.not_between_pods > 0 {
-            lines.push(format!(
-                "{prefix}{} records with an end that is not a pod (a node, or outside the cluster)",
-                s.not_between_pods
-            ));
-        }
-        if !s.unknown_pods.is_empty() {
-            lines.push(format!(
-                "{prefix}{} records of pods not in the input: {}",
-                sum(&s.unknown_pods),
-                named(&s.unknown_pods)
-            ));
-        }
-        if s.outside_scope > 0 {
-            lines.push(format!(
-                "{prefix}{} records of pods outside the namespaces shown",
-                s.outside_scope
-            ));
-        }
-        if !s.unprobed.is_empty() {
-            lines.push(format!(
-                "{prefix}{} records on ports not probed: {}",
-                sum(&s.unprobed),
-                named(&s.unprobed)
-            ));
+        let (unknown, unprobed) = (named(&s.unknown_pods), named(&s.unprobed));
+        let unmarked = [
+            (
+                s.not_between_pods,
+                "with an end that is not a pod (a node, or outside the cluster)",
+                String::new(),
+            ),
+            (unknown.0, "of pods not in the input", unknown.1),
+            (
+                s.outside_scope,
+                "of pods outside the namespaces shown",
+                String::new(),
+            ),
+            (unprobed.0, "on ports not probed", unprobed.1),
+        ];
+        for (n, what, which) in unmarked {
+            if n > 0 {
+                lines.push(format!("{prefix}{n} records {what}{which}"));
+            }
         }
         lines
     }

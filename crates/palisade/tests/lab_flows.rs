@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use support::{records, sample, scrape, within, Demo};
+use support::{records, sample, scrape, within, Demo, Reaped};
 
 /// A lab on the demo with a flow log of 1 s intervals and metrics, `extra` options added.
 struct Setup {
@@ -243,16 +243,6 @@ fn a_flood_of_short_connections_is_summed_counted_and_keeps_memory_bounded() {
     let grown = rss().saturating_sub(before);
     eprintln!("flood: {made} connections, {} records summing {summed}, capped {capped}, agent grew {grown} KiB from {before} KiB", flood.len());
     assert!(grown < 20_000, "the agent grew by {grown} KiB");
-}
-
-/// Kills the child it holds (by its PID) and reaps it when dropped, even when a test fails.
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]

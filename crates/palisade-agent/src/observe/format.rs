@@ -60,6 +60,27 @@ fn ends<R: Observable>(r: &R) -> [String; 4] {
     ]
 }
 
+/// The accessors whose fields both kinds of record name alike.
+macro_rules! same_fields {
+    () => {
+        fn ends(&self) -> (&Peer, &Peer) {
+            (&self.src, &self.dest)
+        }
+
+        fn ports(&self) -> (u16, u16) {
+            (self.connection.src_port, self.connection.dest_port)
+        }
+
+        fn protocol(&self) -> Protocol {
+            self.connection.protocol
+        }
+
+        fn disposition(&self) -> Disposition {
+            self.disposition
+        }
+    };
+}
+
 impl Observable for Record {
     const WHAT: &'static str = "policy action record";
     const HEADER: &'static [&'static str] = &[
@@ -73,21 +94,7 @@ impl Observable for Record {
         "POLICIES",
     ];
 
-    fn ends(&self) -> (&Peer, &Peer) {
-        (&self.src, &self.dest)
-    }
-
-    fn ports(&self) -> (u16, u16) {
-        (self.connection.src_port, self.connection.dest_port)
-    }
-
-    fn protocol(&self) -> Protocol {
-        self.connection.protocol
-    }
-
-    fn disposition(&self) -> Disposition {
-        self.disposition
-    }
+    same_fields!();
 
     fn audit(&self) -> bool {
         self.audit
@@ -175,21 +182,7 @@ impl Observable for FlowRecord {
         "POLICIES",
     ];
 
-    fn ends(&self) -> (&Peer, &Peer) {
-        (&self.src, &self.dest)
-    }
-
-    fn ports(&self) -> (u16, u16) {
-        (self.connection.src_port, self.connection.dest_port)
-    }
-
-    fn protocol(&self) -> Protocol {
-        self.connection.protocol
-    }
-
-    fn disposition(&self) -> Disposition {
-        self.disposition
-    }
+    same_fields!();
 
     /// A flow record does not tell whether audit mode let it through.
     fn audit(&self) -> bool {
