@@ -10,7 +10,6 @@ pub mod hub;
 use crate::record::{Disposition, Peer};
 use palisade_model::Protocol;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 use std::time::SystemTime;
 
 pub use filter::{Filter, PodPattern, VerdictFilter};
@@ -21,7 +20,7 @@ pub const DEFAULT_SOCKET: &str = "/run/palisade/observe.sock";
 
 /// What `observe` shows — a policy action record or a flow record —, seen the same way by the
 /// filters, the formats, the file reader and the live view, so that neither has its own copy.
-pub trait Observable: Serialize + DeserializeOwned + Send + Sync + 'static {
+pub trait Observable: DeserializeOwned + Send + Sync + 'static {
     /// What one is called in messages (`policy action record`).
     const WHAT: &'static str;
     /// The table's header row.
