@@ -147,8 +147,10 @@ pub fn run(config: &Config) -> Result<(), AgentError> {
         }
     }
     let events = start_events(config, &metrics)?;
-    let (logger, logging) = start_logging(config, metrics, stop.clone(), events.as_ref())?;
-    let flows = start_flow_log(config, &reconciler, &logger, stop.clone())?;
+    // The live view: verdicts from the policy action log, flows from the flow log.
+    let hub = Arc::new(Hub::default());
+    let (logger, logging) = start_logging(config, &hub, metrics, stop.clone(), events.as_ref())?;
+    let flows = start_flow_log(config, &reconciler, &logger, hub, stop.clone())?;
     let mut reconciler = reconciler.with_logger(logger).restoring_last_good();
     // The status is renewed only while the loop turns: a stuck agent's goes stale.
     let health = reconciler.health().clone();
@@ -253,18 +255,18 @@ fn start_events(
     Ok(Some((writer, deny_events)))
 }
 
-/// Serves the live view, opens the policy action log (telling what `events` says as Kubernetes
-/// Events) and starts the thread that feeds it from the kernel's verdict events until `stop` is
-/// set.
+/// Serves the live view `hub`, opens the policy action log (telling what `events` says as
+/// Kubernetes Events) and starts the thread that feeds it from the kernel's verdict events until
+/// `stop` is set.
 fn start_logging(
     config: &Config,
+    hub: &Arc<Hub>,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
     events: Option<&(EventWriter, Option<String>)>,
 ) -> Result<(Arc<Mutex<PolicyLogger>>, JoinHandle<()>), AgentError> {
     let opts = &config.logging;
     let (path, node, socket) = (opts.policy_log(), opts.node_name(), opts.observe_socket());
-    let hub = Arc::new(Hub::default());
     observe::hub::serve(&socket, hub.clone(), opts.group, metrics.clone()).map_err(|source| {
         AgentError::ObserveSocket {
             path: socket.clone(),
@@ -276,7 +278,7 @@ fn start_logging(
             path: path.clone(),
             source,
         })?
-        .with_hub(hub);
+        .with_hub(hub.clone());
     let logger = match events {
         Some((writer, deny_events)) => logger.with_events(writer.recorder(), deny_events.clone()),
         None => logger,
@@ -298,12 +300,14 @@ fn start_logging(
     Ok((logger, thread))
 }
 
-/// With `--flow-log`, opens the flow log and starts the thread that writes it until `stop` is
-/// set, attributing with the engines `logger` holds.
+/// With `--flow-log`, opens the flow log and starts the thread that writes it (and shows it to
+/// `observe --flows` through `hub`) until `stop` is set, attributing with the engines `logger`
+/// holds.
 fn start_flow_log(
     config: &Config,
     reconciler: &Reconciler,
     logger: &Arc<Mutex<PolicyLogger>>,
+    hub: Arc<Hub>,
     stop: Arc<AtomicBool>,
 ) -> Result<Option<JoinHandle<()>>, AgentError> {
     let opts = &config.logging;
@@ -321,13 +325,12 @@ fn start_flow_log(
         });
     }
     let (node, metrics) = (opts.node_name(), reconciler.metrics().clone());
-    let flows =
-        FlowLogger::new(path, &node, &opts.flow_limits, opts.group, metrics).map_err(|source| {
-            AgentError::FlowLog {
-                path: path.clone(),
-                source,
-            }
-        })?;
+    let flows = FlowLogger::new(path, &node, &opts.flow_limits, opts.group, metrics)
+        .map_err(|source| AgentError::FlowLog {
+            path: path.clone(),
+            source,
+        })?
+        .with_hub(hub);
     tracing::info!(path = %path.display(), interval = ?opts.flow_limits.interval, "flow log");
     let (netns, policy, health) = (
         config.netns.clone(),

@@ -1,6 +1,7 @@
 //! The observe socket as a hostile local user meets it: what it replaces at its path, its mode and
 //! group, and the bounds on clients, request size and time, and slow followers.
 
+use palisade_agent::flow_log::record::FlowRecord;
 use palisade_agent::metrics::Metrics;
 use palisade_agent::observe::hub::{self, MAX_CLIENTS, MAX_FILTER_VALUES, MAX_REQUEST};
 use palisade_agent::observe::{Hub, Request};
@@ -17,6 +18,14 @@ const RECORD: &str = r#"{"connection":{"src_ip":"10.0.0.1","dest_ip":"10.0.0.2",
 
 fn record() -> Record {
     serde_json::from_str(RECORD).unwrap()
+}
+
+const FLOW: &str = r#"{"connection":{"src_ip":"10.0.0.1","dest_ip":"10.0.0.2","src_port":40000,"dest_port":6379,"protocol":"tcp"},"src":{"pod_name":"cart","namespace":"shop"},"dest":{"pod_name":"redis","namespace":"shop"},"disposition":"allow","bytes_sent":100,"packets_sent":2,"started":true,"ended":false,"start_time":"2026-11-22T10:00:00Z","end_time":"2026-11-22T10:00:05Z"}"#;
+
+fn flow(port: u16) -> FlowRecord {
+    let mut flow: FlowRecord = serde_json::from_str(FLOW).unwrap();
+    flow.connection.dest_port = port;
+    flow
 }
 
 struct Server {
@@ -78,7 +87,7 @@ fn served(path: &Path) -> bool {
         last: Some(1),
         ..Default::default()
     };
-    hub::connect(path, &request)
+    hub::connect::<Record>(path, &request)
         .is_ok_and(|mut records| records.all(|r| r.is_ok_and(|r| r.count == 1)))
 }
 
@@ -169,7 +178,7 @@ fn clients_beyond_the_limit_are_told_counted_and_served_once_a_place_is_free() {
         "{reply}"
     );
     // What `palisade observe` shows then, whether or not it could send its request.
-    let e = hub::connect(&s.path, &Request::default())
+    let e = hub::connect::<Record>(&s.path, &Request::default())
         .and_then(|mut records| records.next().unwrap().map(drop))
         .unwrap_err()
         .to_string();
@@ -245,7 +254,7 @@ fn bad_requests_are_answered_and_the_client_shows_why() {
         },
         ..Default::default()
     };
-    let e = hub::connect(&s.path, &request)
+    let e = hub::connect::<Record>(&s.path, &request)
         .unwrap()
         .next()
         .unwrap()
@@ -278,4 +287,63 @@ fn a_follower_that_does_not_read_never_slows_the_publisher() {
     let mut first = [0; 1];
     (&stuck).read_exact(&mut first).unwrap();
     assert_eq!(&first, b"{", "it still gets what fit in its queue");
+}
+
+#[test]
+fn flows_are_served_apart_from_verdicts_and_refused_when_the_agent_writes_none() {
+    let s = server();
+    let flows = |follow: bool, ports: Vec<u16>| Request {
+        flows: true,
+        follow,
+        filter: palisade_agent::observe::Filter {
+            ports,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    // Without a flow logger: told at once, not left waiting.
+    let e = hub::connect::<FlowRecord>(&s.path, &flows(true, vec![]))
+        .and_then(|mut records| records.next().unwrap().map(drop))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("writes no flow log"), "{e}");
+    assert_eq!(s.rejected("no_flow_log"), 1.0);
+
+    s.hub.offer_flows();
+    s.hub.publish(record());
+    s.hub.publish(flow(6379));
+    s.hub.publish(flow(80));
+    let past: Vec<FlowRecord> = hub::connect(&s.path, &flows(false, vec![80]))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(past, [flow(80)], "the filter applies to flows");
+    let verdicts: Vec<Record> = hub::connect(&s.path, &Request::default())
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        verdicts,
+        [record()],
+        "an old client's request gets verdicts only"
+    );
+
+    // A follower of flows is sent each new one, and no verdict.
+    let mut live = hub::connect::<FlowRecord>(&s.path, &flows(true, vec![443])).unwrap();
+    let start = Instant::now();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(live.next().map(Result::unwrap));
+    });
+    // Published until the server has subscribed it.
+    let followed = loop {
+        if let Ok(got) = rx.try_recv() {
+            break got;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "no flow followed");
+        s.hub.publish(record());
+        s.hub.publish(flow(443));
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(followed, Some(flow(443)));
 }

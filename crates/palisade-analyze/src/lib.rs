@@ -7,6 +7,7 @@ pub mod explain;
 pub mod fix;
 pub mod lint;
 pub mod matrix;
+pub mod observed;
 pub mod probe;
 pub mod reason;
 pub mod render;

@@ -1,6 +1,7 @@
 //! Matrix renderers: `txt` truth tables, `json`, `csv`, `md` and `dot`. All stream row by row, so a
 //! 10,000-pod matrix never exists in memory as pods × pods.
 
+use crate::observed::Usage;
 use crate::probe::Probe;
 use std::io::{self, Write};
 use std::str::FromStr;
@@ -50,20 +51,54 @@ pub trait Grid {
 
 /// Writes `matrix` in `format`.
 pub fn write(matrix: &dyn Grid, format: Format, out: &mut dyn Write) -> io::Result<()> {
+    render(matrix, None, format, out)
+}
+
+/// Writes `matrix` in `format` with the cells `usage` says the recorded flows used marked
+/// (`matrix --observed`), and what could not be marked summed up.
+pub fn write_observed(
+    matrix: &dyn Grid,
+    usage: &Usage,
+    format: Format,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    render(matrix, Some(usage), format, out)
+}
+
+fn render(
+    matrix: &dyn Grid,
+    usage: Option<&Usage>,
+    format: Format,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     match format {
-        Format::Txt => txt(matrix, out),
-        Format::Json => json(matrix, out),
-        Format::Csv => csv(matrix, out),
-        Format::Md => md(matrix, out),
-        Format::Dot => dot(matrix, out),
+        Format::Txt => txt(matrix, usage, out),
+        Format::Json => json(matrix, usage, out),
+        Format::Csv => csv(matrix, usage, out),
+        Format::Md => md(matrix, usage, out),
+        Format::Dot => dot(matrix, usage, out),
     }
 }
 
-fn txt(matrix: &dyn Grid, out: &mut dyn Write) -> io::Result<()> {
+/// Whether the recorded flows used the cell of `probe` from `src` to `dest` (never, without
+/// observed flows).
+fn used(usage: Option<&Usage>, probe: usize, src: usize, dest: usize) -> bool {
+    usage.is_some_and(|u| u.get(probe, src, dest).is_some())
+}
+
+/// The txt legend of observed marks.
+const TXT_LEGEND: &str = "# observed flows: U allowed and used, . allowed and never used, \
+                              X denied, ! denied yet used (established before a policy change, \
+                              or audit mode)";
+
+fn txt(matrix: &dyn Grid, usage: Option<&Usage>, out: &mut dyn Write) -> io::Result<()> {
     let names = matrix.names();
     let mut row = Vec::new();
     let width = names.iter().map(|n| n.len()).max().unwrap_or(1).max(1);
     let mut line = Vec::new();
+    if usage.is_some() {
+        writeln!(out, "{TXT_LEGEND}")?;
+    }
     for (pi, probe) in matrix.probes().iter().enumerate() {
         writeln!(out, "# probe {} {}", probe.port, probe.protocol)?;
         line.clear();
@@ -79,17 +114,61 @@ fn txt(matrix: &dyn Grid, out: &mut dyn Write) -> io::Result<()> {
             line.clear();
             line.extend_from_slice(format!("{src:width$}").as_bytes());
             matrix.row_into(pi, i, &mut row);
-            for &cell in &row {
+            for (j, &cell) in row.iter().enumerate() {
                 line.push(b' ');
-                line.push(if cell { b'.' } else { b'X' });
+                line.push(match (cell, used(usage, pi, i, j)) {
+                    (true, false) => b'.',
+                    (false, false) => b'X',
+                    (true, true) => b'U',
+                    (false, true) => b'!',
+                });
                 line.resize(line.len() + width - 1, b' ');
             }
             trim_end(&mut line);
             out.write_all(&line)?;
             out.write_all(b"\n")?;
         }
+        if let Some(usage) = usage {
+            txt_used(matrix, usage, pi, &names, out)?;
+        }
+    }
+    if let Some(usage) = usage {
+        for line in usage.summary.lines("# ") {
+            writeln!(out, "{line}")?;
+        }
     }
     Ok(())
+}
+
+/// Under a probe's table: what each used cell carried, and how many allowed pairs of different
+/// pods were never used.
+fn txt_used(
+    matrix: &dyn Grid,
+    usage: &Usage,
+    probe: usize,
+    names: &[String],
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let mut row = Vec::new();
+    let mut unused = 0;
+    for (i, src) in names.iter().enumerate() {
+        matrix.row_into(probe, i, &mut row);
+        for (j, &allowed) in row.iter().enumerate() {
+            match usage.get(probe, i, j) {
+                Some(u) => writeln!(
+                    out,
+                    "# used {src} -> {}: {} connections, {} bytes{}",
+                    names[j],
+                    u.connections,
+                    u.bytes,
+                    if allowed { "" } else { " (denied now)" }
+                )?,
+                None if allowed && i != j => unused += 1,
+                None => {}
+            }
+        }
+    }
+    writeln!(out, "# allowed and never used: {unused} pairs")
 }
 
 fn trim_end(line: &mut Vec<u8>) {
@@ -98,7 +177,7 @@ fn trim_end(line: &mut Vec<u8>) {
     }
 }
 
-fn json(matrix: &dyn Grid, out: &mut dyn Write) -> io::Result<()> {
+fn json(matrix: &dyn Grid, usage: Option<&Usage>, out: &mut dyn Write) -> io::Result<()> {
     let names = matrix.names();
     let mut row = Vec::new();
     out.write_all(b"{\"pods\":")?;
@@ -130,9 +209,43 @@ fn json(matrix: &dyn Grid, out: &mut dyn Write) -> io::Result<()> {
             line.push(b']');
             out.write_all(&line)?;
         }
-        out.write_all(b"]}")?;
+        out.write_all(b"]")?;
+        if let Some(usage) = usage {
+            json_observed(usage, pi, names.len(), out)?;
+        }
+        out.write_all(b"}")?;
     }
-    out.write_all(b"]}\n")
+    out.write_all(b"]")?;
+    if let Some(usage) = usage {
+        out.write_all(b",\"observed\":")?;
+        serde_json::to_writer(&mut *out, &usage.summary)?;
+    }
+    out.write_all(b"}\n")
+}
+
+/// A probe's `observed` cells beside its `allowed` ones: `null`, or what the flows carried.
+fn json_observed(usage: &Usage, probe: usize, pods: usize, out: &mut dyn Write) -> io::Result<()> {
+    out.write_all(b",\"observed\":[")?;
+    let mut line = Vec::new();
+    for i in 0..pods {
+        line.clear();
+        if i > 0 {
+            line.push(b',');
+        }
+        line.push(b'[');
+        for j in 0..pods {
+            if j > 0 {
+                line.push(b',');
+            }
+            match usage.get(probe, i, j) {
+                Some(u) => serde_json::to_writer(&mut line, u)?,
+                None => line.extend_from_slice(b"null"),
+            }
+        }
+        line.push(b']');
+        out.write_all(&line)?;
+    }
+    out.write_all(b"]")
 }
 
 fn csv_field(s: &str) -> String {
@@ -143,7 +256,7 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-fn csv(matrix: &dyn Grid, out: &mut dyn Write) -> io::Result<()> {
+fn csv(matrix: &dyn Grid, usage: Option<&Usage>, out: &mut dyn Write) -> io::Result<()> {
     let names = matrix.names();
     let mut row = Vec::new();
     let mut line = Vec::new();
@@ -161,8 +274,11 @@ fn csv(matrix: &dyn Grid, out: &mut dyn Write) -> io::Result<()> {
                 format!("{},{},{}", probe.port, probe.protocol, csv_field(src)).as_bytes(),
             );
             matrix.row_into(pi, i, &mut row);
-            for &cell in &row {
+            for (j, &cell) in row.iter().enumerate() {
                 line.extend_from_slice(if cell { b",1" } else { b",0" });
+                if used(usage, pi, i, j) {
+                    line.push(b'u');
+                }
             }
             line.push(b'\n');
             out.write_all(&line)?;
@@ -171,9 +287,16 @@ fn csv(matrix: &dyn Grid, out: &mut dyn Write) -> io::Result<()> {
     Ok(())
 }
 
-fn md(matrix: &dyn Grid, out: &mut dyn Write) -> io::Result<()> {
+fn md(matrix: &dyn Grid, usage: Option<&Usage>, out: &mut dyn Write) -> io::Result<()> {
     let names = matrix.names();
     let mut row = Vec::new();
+    if usage.is_some() {
+        writeln!(
+            out,
+            "✓ allowed, ✗ denied, ● used by the observed flows (✓ without ● : allowed and never \
+             used)\n"
+        )?;
+    }
     for (pi, probe) in matrix.probes().iter().enumerate() {
         if pi > 0 {
             writeln!(out)?;
@@ -183,14 +306,27 @@ fn md(matrix: &dyn Grid, out: &mut dyn Write) -> io::Result<()> {
         writeln!(out, "|---|{}", "---|".repeat(names.len()))?;
         for (i, src) in names.iter().enumerate() {
             matrix.row_into(pi, i, &mut row);
-            let cells: Vec<&str> = row.iter().map(|&c| if c { "✓" } else { "✗" }).collect();
+            let cells: Vec<&str> = (row.iter().enumerate())
+                .map(|(j, &c)| match (c, used(usage, pi, i, j)) {
+                    (true, false) => "✓",
+                    (false, false) => "✗",
+                    (true, true) => "✓●",
+                    (false, true) => "✗●",
+                })
+                .collect();
             writeln!(out, "| **{src}** | {} |", cells.join(" | "))?;
+        }
+    }
+    if let Some(usage) = usage {
+        writeln!(out)?;
+        for line in usage.summary.lines("- ") {
+            writeln!(out, "{line}")?;
         }
     }
     Ok(())
 }
 
-fn dot(matrix: &dyn Grid, out: &mut dyn Write) -> io::Result<()> {
+fn dot(matrix: &dyn Grid, usage: Option<&Usage>, out: &mut dyn Write) -> io::Result<()> {
     let names = matrix.names();
     let probes = matrix.probes();
     writeln!(out, "digraph connectivity {{")?;
@@ -229,16 +365,27 @@ fn dot(matrix: &dyn Grid, out: &mut dyn Write) -> io::Result<()> {
             if i == j {
                 continue;
             }
-            let labels: Vec<String> = probes
-                .iter()
-                .enumerate()
-                .filter(|(pi, _)| rows[*pi][i][j])
-                .map(|(_, p)| p.to_string())
-                .collect();
+            let (mut labels, mut any_used) = (Vec::new(), false);
+            for (pi, p) in probes.iter().enumerate() {
+                let (allowed, used) = (rows[pi][i][j], used(usage, pi, i, j));
+                any_used |= used;
+                match (allowed, used) {
+                    (true, false) => labels.push(p.to_string()),
+                    (true, true) => labels.push(format!("{p} used")),
+                    (false, true) => labels.push(format!("{p} used, denied")),
+                    (false, false) => {}
+                }
+            }
+            // Observed: used edges bold, allowed but never used ones dashed.
+            let style = match (usage, any_used) {
+                (None, _) => "",
+                (Some(_), true) => ", style=bold",
+                (Some(_), false) => ", style=dashed",
+            };
             if !labels.is_empty() {
                 writeln!(
                     out,
-                    "  {:?} -> {:?} [label={:?}];",
+                    "  {:?} -> {:?} [label={:?}{style}];",
                     names[i],
                     names[j],
                     labels.join(",")

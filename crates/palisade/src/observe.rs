@@ -1,9 +1,11 @@
-//! `palisade observe`: verdict events live from an agent, or records from `policy_action.log` files.
+//! `palisade observe`: verdict events live from an agent, or records from `policy_action.log` files;
+//! with `--flows`, flow records, live or from flow log files.
 
 use crate::exit;
+use palisade_agent::flow_log::record::FlowRecord;
 use palisade_agent::observe::file::{Line, Tail};
-use palisade_agent::observe::format::{align, compact, table_row, TABLE_HEADER};
-use palisade_agent::observe::{self, Filter, PodPattern, Request, VerdictFilter};
+use palisade_agent::observe::format::align;
+use palisade_agent::observe::{self, Filter, Observable, PodPattern, Request, VerdictFilter};
 use palisade_agent::record::Record;
 use palisade_model::Protocol;
 use std::io::Write;
@@ -15,7 +17,7 @@ use std::time::Duration;
 enum Output {
     /// One line per flow.
     Compact,
-    /// The records as JSON lines (the `policy_action.log` format).
+    /// The records as JSON lines (as their log writes them).
     Json,
     /// Aligned columns.
     Table,
@@ -30,9 +32,14 @@ pub struct Args {
     /// Observe the agent of this lab.
     #[arg(long, value_name = "NAME", conflicts_with = "file")]
     lab: Option<String>,
-    /// Read records from policy action log files instead of a running agent (repeatable).
+    /// Read records from policy action log files (flow log files with --flows) instead of a
+    /// running agent (repeatable: rotated files too).
     #[arg(long, value_name = "PATH")]
     file: Vec<PathBuf>,
+    /// Flow records (the traffic of each connection per interval, from the flow log) instead of
+    /// verdicts.
+    #[arg(long)]
+    flows: bool,
     /// Flows from these pods: [namespace/]name-prefix (namespace default when omitted).
     #[arg(long, value_name = "POD")]
     from_pod: Vec<PodPattern>,
@@ -45,7 +52,8 @@ pub struct Args {
     /// Flows with an end in these namespaces.
     #[arg(short = 'n', long, value_name = "NS")]
     namespace: Vec<String>,
-    /// Flows with this verdict: allowed, denied (including audited), audit.
+    /// Flows with this verdict: allowed, denied (including audited), audit; with --flows, a
+    /// record's disposition (denied: policies deny it now).
     #[arg(long, value_name = "VERDICT")]
     verdict: Vec<VerdictFilter>,
     /// Flows with this source or destination port (1-65535).
@@ -69,20 +77,22 @@ pub struct Args {
 /// Prints records in the chosen format; the table is aligned over what it has seen so far.
 struct Printer {
     output: Output,
+    header: &'static [&'static str],
     widths: Vec<usize>,
     header_done: bool,
 }
 
 impl Printer {
-    fn new(output: Output) -> Self {
+    fn new<T: Observable>(output: Output) -> Self {
         Printer {
             output,
-            widths: TABLE_HEADER.iter().map(|h| h.len()).collect(),
+            header: T::HEADER,
+            widths: T::HEADER.iter().map(|h| h.len()).collect(),
             header_done: false,
         }
     }
 
-    fn print(&mut self, records: &[Record]) -> std::io::Result<()> {
+    fn print<T: Observable>(&mut self, records: &[T]) -> std::io::Result<()> {
         let mut out = std::io::stdout().lock();
         match self.output {
             Output::Json => {
@@ -92,18 +102,18 @@ impl Printer {
             }
             Output::Compact => {
                 for r in records {
-                    writeln!(out, "{}", compact(r))?;
+                    writeln!(out, "{}", r.compact())?;
                 }
             }
             Output::Table => {
-                let rows: Vec<[String; 8]> = records.iter().map(table_row).collect();
+                let rows: Vec<Vec<String>> = records.iter().map(T::row).collect();
                 for row in &rows {
                     for (w, cell) in self.widths.iter_mut().zip(row) {
                         *w = (*w).max(cell.len());
                     }
                 }
                 if !self.header_done {
-                    let header = TABLE_HEADER.map(String::from);
+                    let header: Vec<String> = self.header.iter().map(|h| h.to_string()).collect();
                     writeln!(out, "{}", align(&header, &self.widths))?;
                     self.header_done = true;
                 }
@@ -118,21 +128,17 @@ impl Printer {
 
 /// Runs `observe`. Exit 2 when the agent or a file cannot be read.
 pub fn run(args: Args) -> u8 {
-    let filter = Filter {
-        from_pods: args.from_pod.clone(),
-        to_pods: args.to_pod.clone(),
-        pods: args.pod.clone(),
-        namespaces: args.namespace.clone(),
-        verdicts: args.verdict.clone(),
-        ports: args.port.clone(),
-        protocols: args.protocol.clone(),
-    };
-    let last = args.last.unwrap_or(if args.follow { 0 } else { 20 });
-    let mut printer = Printer::new(args.output);
-    let result = if args.file.is_empty() {
-        live(&args, filter, last, &mut printer)
+    if args.flows && args.verdict.contains(&VerdictFilter::Audit) {
+        eprintln!(
+            "error: --verdict audit: a flow record does not tell whether audit mode let it \
+             through; use --verdict denied (traffic the policies deny now)"
+        );
+        return exit::INVALID;
+    }
+    let result = if args.flows {
+        observe::<FlowRecord>(&args)
     } else {
-        files(&args, &filter, last, &mut printer)
+        observe::<Record>(&args)
     };
     match result {
         Ok(()) => exit::OK,
@@ -145,7 +151,31 @@ pub fn run(args: Args) -> u8 {
     }
 }
 
-fn live(args: &Args, filter: Filter, last: usize, printer: &mut Printer) -> std::io::Result<()> {
+fn observe<T: Observable>(args: &Args) -> std::io::Result<()> {
+    let filter = Filter {
+        from_pods: args.from_pod.clone(),
+        to_pods: args.to_pod.clone(),
+        pods: args.pod.clone(),
+        namespaces: args.namespace.clone(),
+        verdicts: args.verdict.clone(),
+        ports: args.port.clone(),
+        protocols: args.protocol.clone(),
+    };
+    let last = args.last.unwrap_or(if args.follow { 0 } else { 20 });
+    let mut printer = Printer::new::<T>(args.output);
+    if args.file.is_empty() {
+        live::<T>(args, filter, last, &mut printer)
+    } else {
+        files::<T>(args, &filter, last, &mut printer)
+    }
+}
+
+fn live<T: Observable>(
+    args: &Args,
+    filter: Filter,
+    last: usize,
+    printer: &mut Printer,
+) -> std::io::Result<()> {
     let socket = match (&args.socket, &args.lab) {
         (Some(path), _) => path.clone(),
         (None, Some(lab)) => palisade_lab::observe_socket(lab),
@@ -155,31 +185,37 @@ fn live(args: &Args, filter: Filter, last: usize, printer: &mut Printer) -> std:
         filter,
         last: Some(last),
         follow: args.follow,
+        flows: args.flows,
     };
-    for record in observe::hub::connect(&socket, &request)? {
+    for record in observe::hub::connect::<T>(&socket, &request)? {
         printer.print(&[record?])?;
     }
     Ok(())
 }
 
-fn report(lines: Vec<Line>) -> Vec<Record> {
+fn report<T>(lines: Vec<Line<T>>) -> Vec<T> {
     lines
         .into_iter()
         .filter_map(|l| l.map_err(|e| eprintln!("warning: {e}")).ok())
         .collect()
 }
 
-fn files(args: &Args, filter: &Filter, last: usize, printer: &mut Printer) -> std::io::Result<()> {
+fn files<T: Observable>(
+    args: &Args,
+    filter: &Filter,
+    last: usize,
+    printer: &mut Printer,
+) -> std::io::Result<()> {
     let mut tails = Vec::new();
     let mut records = Vec::new();
     for path in &args.file {
         let mut tail = Tail::open(path)
             .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-        records.extend(report(tail.read_new()?));
+        records.extend(report(tail.read_new::<T>()?));
         tails.push(tail);
     }
     // Several files (e.g. rotated ones) interleave by time.
-    records.sort_by_key(|r| r.timestamp);
+    records.sort_by_key(|r| r.time());
     records.retain(|r| filter.matches(r));
     let skip = if args.follow || args.last.is_some() {
         records.len().saturating_sub(last)
@@ -193,7 +229,7 @@ fn files(args: &Args, filter: &Filter, last: usize, printer: &mut Printer) -> st
     loop {
         std::thread::sleep(Duration::from_millis(200));
         for tail in &mut tails {
-            let mut new = report(tail.read_new()?);
+            let mut new = report(tail.read_new::<T>()?);
             new.retain(|r| filter.matches(r));
             printer.print(&new)?;
         }

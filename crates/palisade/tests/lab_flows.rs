@@ -2,7 +2,8 @@
 //! (cartservice → redis-cart's echo responder) is told with its bytes within an interval and a
 //! second, once per interval it is active, with its pods, workloads and the policy that let it in;
 //! its end is told; a flood of short connections is summed, counted where it exceeds the bounds,
-//! and leaves the agent's memory bounded.
+//! and leaves the agent's memory bounded; `observe --flows` shows a connection's record live and
+//! from the file.
 
 mod support;
 
@@ -13,11 +14,11 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use support::{records, sample, scrape, within, Demo};
+use support::{records, sample, scrape, within, Demo, Reaped};
 
 /// A lab on the demo with a flow log of 1 s intervals and metrics, `extra` options added.
 struct Setup {
-    _demo: Demo,
+    demo: Demo,
     flows: PathBuf,
     metrics: String,
     cart: LabPod,
@@ -50,7 +51,7 @@ fn up(prefix: &str, extra: &[&str]) -> Setup {
     assert!(baseline.is_some(), "no flow log metrics");
     std::thread::sleep(Duration::from_millis(1200));
     Setup {
-        _demo: demo,
+        demo,
         flows,
         metrics,
         cart,
@@ -312,6 +313,77 @@ fn past_its_bound_the_flow_log_counts_what_it_cannot_tell() {
         "{before} -> {first} KiB"
     );
     assert!(last.saturating_sub(warm) < 1_000, "{warm} -> {last} KiB");
+}
+
+#[test]
+fn observe_flows_follows_a_connection_live_and_reads_it_from_the_flow_log() {
+    let setup = up("fv", &[]);
+    let cart = setup.cart.key.to_string();
+    let mut follow = Reaped(
+        std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .args(["observe", "--flows", "--lab", &setup.demo.name, "--follow"])
+            .args([
+                "-o",
+                "json",
+                "--from-pod",
+                &cart,
+                "--to-pod",
+                "default/redis-cart",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = follow.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300)); // subscribed
+    let stream = connect(&setup.cart, &setup.redis);
+    let port = stream.local_addr().unwrap().port();
+    exchange(&stream, 5_000);
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let live: Value = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .expect("the connection's flow record followed within an interval and 3 s");
+        let record: Value = serde_json::from_str(&line).unwrap();
+        if record["connection"]["src_port"] == port {
+            break record;
+        }
+    };
+    drop(follow);
+    carries(&live, "sent", 5_000);
+    assert_eq!(live["src"]["pod_name"], setup.cart.key.name, "{live:#}");
+    assert_eq!(live["started"], true, "{live:#}");
+    assert_eq!(live["disposition"], "allow", "{live:#}");
+
+    // The same record, from the lab's flow log, as a table.
+    let written = within(Duration::from_secs(3), || {
+        !of_port(&setup.flows, port).is_empty()
+    });
+    assert!(written.is_some(), "{:#?}", records(&setup.flows));
+    let port_arg = port.to_string();
+    let file = setup.flows.to_str().unwrap();
+    let o = support::palisade(&[
+        "observe", "--flows", "--file", file, "--port", &port_arg, "-o", "table",
+    ]);
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(table.starts_with("END "), "{table}");
+    let first = table.lines().nth(1).expect("a row");
+    assert!(first.contains(&format!("{cart}:{port}")), "{table}");
+    assert!(
+        first.contains(" ALLOWED ") && first.contains(" started"),
+        "{table}"
+    );
 }
 
 /// Pods a on node-0 and b on node-1 (port 80), no policy.

@@ -22,6 +22,7 @@ pub mod record;
 
 use crate::health::{Health, Part};
 use crate::metrics::{FlowLabels, Metrics, ReasonLabel};
+use crate::observe::Hub;
 use crate::policy_log::{deciders, node_index, rotate::RotatingFile, PolicyLogger};
 use crate::record::{peer, Disposition, Peer};
 use accounting::{Accounting, Observed};
@@ -193,6 +194,7 @@ pub struct FlowLogger {
     file: RotatingFile,
     write_failing: bool,
     metrics: Arc<Metrics>,
+    hub: Option<Arc<Hub>>,
     /// Namespace pairs the metrics have series of.
     pairs: std::collections::HashSet<(String, String)>,
 }
@@ -217,9 +219,17 @@ impl FlowLogger {
             file: RotatingFile::open(path, limits.max_file_bytes, limits.max_files, group)?,
             write_failing: false,
             metrics,
+            hub: None,
             pairs: Default::default(),
             limits: limits.clone(),
         })
+    }
+
+    /// Also shows every record it writes to `observe --flows` clients through `hub`.
+    pub fn with_hub(mut self, hub: Arc<Hub>) -> Self {
+        hub.offer_flows();
+        self.hub = Some(hub);
+        self
     }
 
     /// The log file.
@@ -369,6 +379,9 @@ impl FlowLogger {
     }
 
     fn write(&mut self, record: &FlowRecord) {
+        if let Some(hub) = &self.hub {
+            hub.publish(record.clone());
+        }
         match self.file.write_line(&record.to_line()) {
             Ok(()) => {
                 self.write_failing = false;

@@ -1,21 +1,55 @@
-//! Reading and following `policy_action.log` files for `observe --file`.
+//! Reading and following `policy_action.log` and flow log files for `observe --file` (and
+//! `matrix --observed`).
 
+use super::Observable;
 use crate::record::Record;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// One line of a log: a record, or why it is not one (`file:line: reason`).
-pub type Line = Result<Record, String>;
+pub type Line<T = Record> = Result<T, String>;
 
-fn parse(path: &Path, number: usize, text: &str) -> Line {
-    serde_json::from_str(text).map_err(|e| {
-        format!(
-            "{}:{number}: not a policy action record: {e}",
-            path.display()
-        )
-    })
+fn parse<T: Observable>(path: &Path, number: usize, text: &str) -> Line<T> {
+    serde_json::from_str(text)
+        .map_err(|e| format!("{}:{number}: not a {}: {e}", path.display(), T::WHAT))
+}
+
+/// Longest line [`read_all`] reads as a record; a longer one is skipped, and said.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// Reads every line of `path` in order, a record or why it is not one, into `each`, holding one
+/// line (of at most [`MAX_LINE`] bytes) at a time.
+pub fn read_all<T: Observable>(path: &Path, mut each: impl FnMut(Line<T>)) -> io::Result<()> {
+    let mut reader = BufReader::new(File::open(path)?);
+    let (mut line, mut number) = (Vec::new(), 0);
+    let limit = MAX_LINE as u64 + 1;
+    loop {
+        line.clear();
+        if (&mut reader).take(limit).read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        number += 1;
+        if line.len() > MAX_LINE {
+            while !line.ends_with(b"\n") {
+                line.clear();
+                if (&mut reader).take(limit).read_until(b'\n', &mut line)? == 0 {
+                    break;
+                }
+            }
+            let at = path.display();
+            each(Err(format!(
+                "{at}:{number}: not a {}: longer than {MAX_LINE} bytes",
+                T::WHAT
+            )));
+            continue;
+        }
+        let text = String::from_utf8_lossy(&line);
+        if !text.trim().is_empty() {
+            each(parse(path, number, text.trim_end()));
+        }
+    }
 }
 
 /// Follows a log file as it grows, from its start; after rotation (the path now names another file,
@@ -53,8 +87,8 @@ impl Tail {
         Ok(())
     }
 
-    /// Every complete line appended since the last call.
-    pub fn read_new(&mut self) -> io::Result<Vec<Line>> {
+    /// Every complete line appended since the last call, read as `T`s.
+    pub fn read_new<T: Observable>(&mut self) -> io::Result<Vec<Line<T>>> {
         if let Ok(meta) = std::fs::metadata(&self.path) {
             if meta.ino() != self.inode || meta.len() < self.offset {
                 // Drain what the old file still holds before switching.
@@ -67,7 +101,7 @@ impl Tail {
         self.read_available()
     }
 
-    fn read_available(&mut self) -> io::Result<Vec<Line>> {
+    fn read_available<T: Observable>(&mut self) -> io::Result<Vec<Line<T>>> {
         let mut out = Vec::new();
         let Some(reader) = self.reader.as_mut() else {
             return Ok(out);
@@ -102,13 +136,32 @@ mod tests {
     const RECORD: &str = r#"{"connection":{"src_ip":"10.0.0.1","dest_ip":"10.0.0.2","dest_port":80,"protocol":"tcp","direction":"ingress"},"disposition":"deny","src":{"instance":"10.0.0.1"},"dest":{"instance":"10.0.0.2"},"count":2,"node_name":"n","timestamp":"2026-11-22T10:00:00.000000001Z"}"#;
 
     #[test]
+    fn read_all_says_where_bad_and_overlong_lines_are_and_reads_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy_action.log");
+        let long = "x".repeat(MAX_LINE + 10);
+        std::fs::write(&path, format!("{RECORD}\n{{\n\n{long}\n{RECORD}")).unwrap();
+        let mut lines: Vec<Line> = Vec::new();
+        read_all(&path, |l| lines.push(l)).unwrap();
+        assert_eq!(lines.len(), 4, "{lines:?}");
+        assert!(lines[0].is_ok() && lines[3].is_ok(), "{lines:?}");
+        let e = lines[1].as_ref().unwrap_err();
+        assert!(
+            e.contains("policy_action.log:2: not a policy action record"),
+            "{e}"
+        );
+        let e = lines[2].as_ref().unwrap_err();
+        assert!(e.contains("policy_action.log:4: not a policy action record: longer than"));
+    }
+
+    #[test]
     fn follows_appends_partial_lines_and_rotation() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("policy_action.log");
         let mut f = File::create(&path).unwrap();
         writeln!(f, "{RECORD}\nnot json").unwrap();
         let mut tail = Tail::open(&path).unwrap();
-        let lines = tail.read_new().unwrap();
+        let lines = tail.read_new::<Record>().unwrap();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0].as_ref().unwrap().count, 2);
         assert!(lines[1]
@@ -117,19 +170,19 @@ mod tests {
             .contains("policy_action.log:2: not a policy action record"));
         // Half a line, then the rest.
         write!(f, "{}", &RECORD[..40]).unwrap();
-        assert!(tail.read_new().unwrap().is_empty());
+        assert!(tail.read_new::<Record>().unwrap().is_empty());
         writeln!(f, "{}", &RECORD[40..]).unwrap();
-        assert_eq!(tail.read_new().unwrap().len(), 1);
+        assert_eq!(tail.read_new::<Record>().unwrap().len(), 1);
         // Rotation: the file is renamed away and a new one starts.
         std::fs::rename(&path, dir.path().join("policy_action-1.log")).unwrap();
         writeln!(f, "{RECORD}").unwrap(); // late write to the old file
         let mut g = File::create(&path).unwrap();
         writeln!(g, "{RECORD}").unwrap();
         assert_eq!(
-            tail.read_new().unwrap().len(),
+            tail.read_new::<Record>().unwrap().len(),
             2,
             "old file's tail, then the new file"
         );
-        assert!(tail.read_new().unwrap().is_empty());
+        assert!(tail.read_new::<Record>().unwrap().is_empty());
     }
 }

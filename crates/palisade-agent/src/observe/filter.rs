@@ -1,6 +1,7 @@
 //! Hubble-like flow filters: values of one flag OR, different flags AND.
 
-use crate::record::{Disposition, Peer, Record};
+use super::Observable;
+use crate::record::{Disposition, Peer};
 use palisade_model::Protocol;
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
@@ -94,28 +95,29 @@ fn namespace(peer: &Peer) -> Option<&str> {
 
 impl Filter {
     /// True when `r` passes every flag.
-    pub fn matches(&self, r: &Record) -> bool {
-        let c = &r.connection;
-        any(&self.from_pods, |p| p.matches(&r.src))
-            && any(&self.to_pods, |p| p.matches(&r.dest))
-            && any(&self.pods, |p| p.matches(&r.src) || p.matches(&r.dest))
+    pub fn matches<R: Observable>(&self, r: &R) -> bool {
+        let ((src, dest), (src_port, dest_port)) = (r.ends(), r.ports());
+        any(&self.from_pods, |p| p.matches(src))
+            && any(&self.to_pods, |p| p.matches(dest))
+            && any(&self.pods, |p| p.matches(src) || p.matches(dest))
             && any(&self.namespaces, |n| {
-                namespace(&r.src) == Some(n) || namespace(&r.dest) == Some(n)
+                namespace(src) == Some(n) || namespace(dest) == Some(n)
             })
             && any(&self.verdicts, |v| match v {
-                VerdictFilter::Allowed => r.disposition == Disposition::Allow,
-                VerdictFilter::Denied => r.disposition == Disposition::Deny,
-                VerdictFilter::Audit => r.audit,
+                VerdictFilter::Allowed => r.disposition() == Disposition::Allow,
+                VerdictFilter::Denied => r.disposition() == Disposition::Deny,
+                VerdictFilter::Audit => r.audit(),
             })
-            && any(&self.ports, |&p| c.src_port == p || c.dest_port == p)
-            && any(&self.protocols, |&p| c.protocol == p)
+            && any(&self.ports, |&p| src_port == p || dest_port == p)
+            && any(&self.protocols, |&p| r.protocol() == p)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Connection;
+    use crate::flow_log::record::FlowRecord;
+    use crate::record::{Connection, Record};
     use palisade_policy::Direction;
     use std::time::UNIX_EPOCH;
 
@@ -197,5 +199,51 @@ mod tests {
         assert!(verdicts(vec![VerdictFilter::Allowed]).matches(&record(Disposition::Allow, false)));
         assert!("a/b/c".parse::<PodPattern>().is_err());
         assert!("/x".parse::<PodPattern>().is_err());
+    }
+
+    #[test]
+    fn flow_records_pass_the_same_flags() {
+        let line = r#"{"connection":{"src_ip":"10.0.0.1","dest_ip":"10.0.0.2","src_port":40000,"dest_port":6379,"protocol":"tcp"},"src":{"pod_name":"rogue","namespace":"default"},"dest":{"pod_name":"redis-cart-abc","namespace":"shop"},"disposition":"deny","started":true,"ended":false,"start_time":"2026-11-22T10:00:00Z","end_time":"2026-11-22T10:00:05Z"}"#;
+        let flow: FlowRecord = serde_json::from_str(line).unwrap();
+        let yes = |f: Filter| assert!(f.matches(&flow), "{f:?}");
+        let no = |f: Filter| assert!(!f.matches(&flow), "{f:?}");
+        yes(Filter {
+            from_pods: parse(&["rogue"]),
+            to_pods: parse(&["shop/redis"]),
+            namespaces: vec!["shop".into()],
+            ports: vec![40000],
+            protocols: vec![Protocol::Tcp],
+            verdicts: vec![VerdictFilter::Denied],
+            ..Default::default()
+        });
+        no(Filter {
+            to_pods: parse(&["rogue"]),
+            ..Default::default()
+        });
+        no(Filter {
+            pods: parse(&["shop/cart"]),
+            ..Default::default()
+        });
+        no(Filter {
+            namespaces: vec!["kube-system".into()],
+            ..Default::default()
+        });
+        no(Filter {
+            ports: vec![80],
+            ..Default::default()
+        });
+        no(Filter {
+            protocols: vec![Protocol::Udp],
+            ..Default::default()
+        });
+        no(Filter {
+            verdicts: vec![VerdictFilter::Allowed],
+            ..Default::default()
+        });
+        // A flow record does not tell audit mode.
+        no(Filter {
+            verdicts: vec![VerdictFilter::Audit],
+            ..Default::default()
+        });
     }
 }

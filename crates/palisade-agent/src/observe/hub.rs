@@ -1,7 +1,8 @@
 //! The live view: every verdict event, as a record, goes to a ring buffer and to the clients
-//! following it over a local (Unix) socket. A client sends one JSON request line (filter, how many
-//! past records, whether to follow) and reads JSON lines back; a refused request gets one line
-//! `{"error": "..."}` instead.
+//! following it over a local (Unix) socket; so does every flow record, in a ring of its own, when
+//! the agent writes a flow log. A client sends one JSON request line (filter, how many past
+//! records, whether to follow, verdicts or flows) and reads JSON lines back; a refused request
+//! gets one line `{"error": "..."}` instead.
 //!
 //! A local client costs the agent little and never slows it: at most [`MAX_CLIENTS`] at once (one
 //! thread each), a request of at most [`MAX_REQUEST`] bytes and [`MAX_FILTER_VALUES`] filter values
@@ -9,9 +10,12 @@
 //! the publisher only ever queues (a full queue makes the client miss records).
 
 use super::filter::Filter;
+use super::Observable;
+use crate::flow_log::record::FlowRecord;
 use crate::metrics::Metrics;
 use crate::record::Record;
 use crate::safe_fs::{self, at, refused};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::fs::Permissions;
@@ -19,12 +23,12 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Records kept for `--last`.
+/// Records kept for `--last` (of each kind).
 pub const RING: usize = 4096;
 /// Records queued for a slow client before it misses some.
 const QUEUE: usize = 1024;
@@ -50,58 +54,89 @@ pub struct Request {
     pub last: Option<usize>,
     /// Then keep streaming new ones.
     pub follow: bool,
+    /// Flow records instead of verdicts; omitted (as older clients do) when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub flows: bool,
 }
 
-struct Subscriber {
+struct Subscriber<T> {
     id: u64,
     filter: Filter,
-    tx: SyncSender<Arc<Record>>,
+    tx: SyncSender<Arc<T>>,
 }
 
-#[derive(Default)]
-struct Inner {
-    ring: VecDeque<Arc<Record>>,
-    subscribers: Vec<Subscriber>,
+struct Inner<T> {
+    ring: VecDeque<Arc<T>>,
+    subscribers: Vec<Subscriber<T>>,
     next_id: u64,
     missed: u64,
 }
 
-/// A following client's stream of new records; it unsubscribes when dropped (even if no record
-/// is ever published again).
-pub struct Subscription<'a> {
-    hub: &'a Hub,
-    id: u64,
-    rx: Receiver<Arc<Record>>,
+/// One kind of record's ring buffer and followers.
+pub struct Channel<T> {
+    inner: Mutex<Inner<T>>,
 }
 
-impl Subscription<'_> {
+impl<T> Default for Channel<T> {
+    fn default() -> Self {
+        Channel {
+            inner: Mutex::new(Inner {
+                ring: VecDeque::new(),
+                subscribers: Vec::new(),
+                next_id: 0,
+                missed: 0,
+            }),
+        }
+    }
+}
+
+/// A kind of record the hub carries: verdicts ([`Record`]) or flows ([`FlowRecord`]).
+pub trait Carried: Observable {
+    /// Its channel in `hub`.
+    fn channel(hub: &Hub) -> &Channel<Self>;
+}
+
+impl Carried for Record {
+    fn channel(hub: &Hub) -> &Channel<Self> {
+        &hub.records
+    }
+}
+
+impl Carried for FlowRecord {
+    fn channel(hub: &Hub) -> &Channel<Self> {
+        &hub.flows
+    }
+}
+
+/// A following client's stream of new records; it unsubscribes when dropped (even if no record
+/// is ever published again).
+pub struct Subscription<'a, T> {
+    channel: &'a Channel<T>,
+    id: u64,
+    rx: Receiver<Arc<T>>,
+}
+
+impl<T> Subscription<'_, T> {
     /// The next record, waiting at most `timeout`.
-    pub fn recv_timeout(&self, timeout: Duration) -> Result<Arc<Record>, RecvTimeoutError> {
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Arc<T>, RecvTimeoutError> {
         self.rx.recv_timeout(timeout)
     }
 }
 
-impl Drop for Subscription<'_> {
+impl<T> Drop for Subscription<'_, T> {
     fn drop(&mut self) {
-        self.hub.lock().subscribers.retain(|s| s.id != self.id);
+        self.channel.lock().subscribers.retain(|s| s.id != self.id);
     }
 }
 
-/// The ring buffer and the following clients.
-#[derive(Default)]
-pub struct Hub {
-    inner: Mutex<Inner>,
-}
-
-impl Hub {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+impl<T> Channel<T> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner<T>> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
 
-    /// Adds a record: into the ring, and to every client whose filter matches (a client whose queue
-    /// is full misses it). A gone client is not here: its [`Subscription`], the only holder of its
-    /// queue's receiving end, removes it under the lock when dropped.
-    pub fn publish(&self, record: Record) {
+impl<T: Observable> Channel<T> {
+    fn publish(&self, record: T) {
         let record = Arc::new(record);
         let mut inner = self.lock();
         if inner.ring.len() == RING {
@@ -110,7 +145,7 @@ impl Hub {
         inner.ring.push_back(record.clone());
         let mut missed = 0;
         for s in &inner.subscribers {
-            if s.filter.matches(&record)
+            if s.filter.matches(&*record)
                 && matches!(s.tx.try_send(record.clone()), Err(TrySendError::Full(_)))
             {
                 missed += 1;
@@ -119,18 +154,12 @@ impl Hub {
         inner.missed += missed;
     }
 
-    /// Records a client missed because it read too slowly.
-    pub fn missed(&self) -> u64 {
-        self.lock().missed
-    }
-
-    /// The buffered records `request` asks for, and (when following) the stream of new ones.
-    pub fn subscribe(&self, request: &Request) -> (Vec<Arc<Record>>, Option<Subscription<'_>>) {
+    fn subscribe(&self, request: &Request) -> (Vec<Arc<T>>, Option<Subscription<'_, T>>) {
         let mut inner = self.lock();
-        let matching: Vec<Arc<Record>> = inner
+        let matching: Vec<Arc<T>> = inner
             .ring
             .iter()
-            .filter(|r| request.filter.matches(r))
+            .filter(|r| request.filter.matches(&***r))
             .cloned()
             .collect();
         let skip = request.last.map_or(0, |n| matching.len().saturating_sub(n));
@@ -144,9 +173,50 @@ impl Hub {
                 filter: request.filter.clone(),
                 tx,
             });
-            Subscription { hub: self, id, rx }
+            Subscription {
+                channel: self,
+                id,
+                rx,
+            }
         });
         (past, subscription)
+    }
+}
+
+/// The ring buffers and the following clients, of verdicts and of flows.
+#[derive(Default)]
+pub struct Hub {
+    records: Channel<Record>,
+    flows: Channel<FlowRecord>,
+    /// A flow logger publishes here: clients may ask for flows.
+    flows_offered: AtomicBool,
+}
+
+impl Hub {
+    /// Adds a record: into its ring, and to every client of its kind whose filter matches (a
+    /// client whose queue is full misses it). A gone client is not here: its [`Subscription`],
+    /// the only holder of its queue's receiving end, removes it under the lock when dropped.
+    pub fn publish<T: Carried>(&self, record: T) {
+        T::channel(self).publish(record);
+    }
+
+    /// Records clients missed because they read too slowly.
+    pub fn missed(&self) -> u64 {
+        self.records.lock().missed + self.flows.lock().missed
+    }
+
+    /// The buffered records `request` asks for, and (when following) the stream of new ones.
+    pub fn subscribe<T: Carried>(
+        &self,
+        request: &Request,
+    ) -> (Vec<Arc<T>>, Option<Subscription<'_, T>>) {
+        T::channel(self).subscribe(request)
+    }
+
+    /// Lets clients ask for flow records (without it, they are told the agent writes no flow
+    /// log rather than waiting for records that never come).
+    pub fn offer_flows(&self) {
+        self.flows_offered.store(true, Ordering::Relaxed);
     }
 }
 
@@ -320,8 +390,26 @@ fn client(stream: &UnixStream, hub: &Hub, metrics: &Metrics) -> io::Result<()> {
             return Ok(());
         }
     };
+    if !request.flows {
+        return send::<Record>(stream, hub, &request);
+    }
+    if !hub.flows_offered.load(Ordering::Relaxed) {
+        let refusal = Refusal {
+            reason: "no_flow_log",
+            message: "this agent writes no flow log: there are no flow records to observe \
+                      (start it with --flow-log PATH, or `lab up --flow-log PATH`)"
+                .into(),
+        };
+        refuse(stream, &refusal, metrics);
+        return Ok(());
+    }
+    send::<FlowRecord>(stream, hub, &request)
+}
+
+/// Sends the `T`s `request` asks for: the buffered ones, then (following) each new one.
+fn send<T: Carried>(stream: &UnixStream, hub: &Hub, request: &Request) -> io::Result<()> {
     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
-    let (past, subscription) = hub.subscribe(&request);
+    let (past, subscription) = hub.subscribe::<T>(request);
     let mut out = io::BufWriter::new(stream);
     for r in past {
         out.write_all(r.to_line().as_bytes())?;
@@ -429,11 +517,12 @@ fn parse_request(line: &[u8]) -> Result<Request, Refusal> {
     Ok(request)
 }
 
-/// Connects to the agent at `path` and sends `request`; yields the records it sends back.
-pub fn connect(
+/// Connects to the agent at `path` and sends `request`; yields the records it sends back (flow
+/// records when `request.flows`).
+pub fn connect<T: DeserializeOwned>(
     path: &Path,
     request: &Request,
-) -> io::Result<impl Iterator<Item = io::Result<Record>>> {
+) -> io::Result<impl Iterator<Item = io::Result<T>>> {
     let mut stream = UnixStream::connect(path).map_err(|e| {
         io::Error::new(
             e.kind(),
