@@ -169,6 +169,26 @@ pub struct PortRange {
     pub last: u16,
 }
 
+impl PortRange {
+    /// Sorts port ranges and merges those of a protocol that overlap or touch: kernel interval
+    /// sets reject overlapping elements, and people read `80-90` better than `80-85, 86-90`.
+    pub fn merge(mut ports: Vec<PortRange>) -> Vec<PortRange> {
+        ports.sort_unstable();
+        let mut out: Vec<PortRange> = Vec::with_capacity(ports.len());
+        for p in ports {
+            match out.last_mut() {
+                Some(last)
+                    if last.protocol == p.protocol && p.first <= last.last.saturating_add(1) =>
+                {
+                    last.last = last.last.max(p.last);
+                }
+                _ => out.push(p),
+            }
+        }
+        out
+    }
+}
+
 /// Which policy rule something comes from: the policy's identity (kind, namespace and name), the
 /// direction and the rule's index in it — never a position in a list, so that it, and what is named
 /// after it in the kernel, survives any unrelated change.
@@ -297,7 +317,7 @@ impl Allow {
     }
 }
 
-/// The ports in both `a` and `b` (each sorted and merged, [`merge_ports`]).
+/// The ports in both `a` and `b` (each sorted and merged, [`PortRange::merge`]).
 fn port_intersection(a: &[PortRange], b: &[PortRange]) -> Vec<PortRange> {
     let mut out = Vec::new();
     for x in a {
@@ -312,7 +332,7 @@ fn port_intersection(a: &[PortRange], b: &[PortRange]) -> Vec<PortRange> {
             }
         }
     }
-    merge_ports(out)
+    PortRange::merge(out)
 }
 
 impl DirectionRules {
@@ -419,22 +439,6 @@ impl ClassRules {
         };
         (rules.as_ref()).is_none_or(|r| r.allows(peer, port, protocol))
     }
-}
-
-/// Sorts port ranges and merges those of a protocol that overlap or touch: kernel interval sets
-/// reject overlapping elements.
-fn merge_ports(mut ports: Vec<PortRange>) -> Vec<PortRange> {
-    ports.sort_unstable();
-    let mut out: Vec<PortRange> = Vec::with_capacity(ports.len());
-    for p in ports {
-        match out.last_mut() {
-            Some(last) if last.protocol == p.protocol && p.first <= last.last.saturating_add(1) => {
-                last.last = last.last.max(p.last);
-            }
-            _ => out.push(p),
-        }
-    }
-    out
 }
 
 /// For the named ports of an egress rule: the destination classes that resolve a name, by the
@@ -751,7 +755,10 @@ impl Engine {
         };
         let (numeric, named) = &*ports;
         if !numeric.is_empty() {
-            out.push(entry(all_peers(cache), Some(merge_ports(numeric.clone()))));
+            out.push(entry(
+                all_peers(cache),
+                Some(PortRange::merge(numeric.clone())),
+            ));
         }
         for (&(protocol, port), classes) in named {
             let set = match cache.by_classes.get(classes) {
@@ -862,7 +869,7 @@ mod tests {
             first,
             last,
         };
-        let merged = merge_ports(vec![
+        let merged = PortRange::merge(vec![
             r(Protocol::Tcp, 9102, 9102),
             r(Protocol::Tcp, 9100, 9199),
             r(Protocol::Udp, 53, 53),

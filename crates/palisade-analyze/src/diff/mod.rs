@@ -18,6 +18,7 @@ pub use output::{ports_text, to_json, to_markdown, to_text, unlisted, why_text};
 use crate::matrix::Scope;
 use foldhash::{HashMap, HashMapExt, HashSet};
 use palisade_model::{ClusterState, PodId, PodInfo, PortMatch, Protocol, TierAction, TierPort};
+pub use palisade_policy::PortRange;
 use palisade_policy::{ClassId, Decision, Endpoint, Engine, Flow, Side};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -26,17 +27,6 @@ use std::rc::Rc;
 /// At most so many changed (joint class, joint class) pairs are held: beyond, the answer would be
 /// unreadable anyway (narrow it with `-n`), and memory stays bounded.
 pub const MAX_CHANGED_CLASS_PAIRS: usize = 1_000_000;
-
-/// Ports `first..=last` of one protocol.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PortRange {
-    /// Protocol.
-    pub protocol: Protocol,
-    /// First port.
-    pub first: u16,
-    /// Last port (inclusive).
-    pub last: u16,
-}
 
 /// Whether a group's connections are allowed after the change and were not, or the reverse.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -600,21 +590,6 @@ fn changed_pairs(
     Ok(changed)
 }
 
-/// Sorted ranges with adjacent ones of a protocol merged.
-fn merge(mut ranges: Vec<PortRange>) -> Vec<PortRange> {
-    ranges.sort_unstable();
-    let mut out: Vec<PortRange> = Vec::with_capacity(ranges.len());
-    for r in ranges {
-        match out.last_mut() {
-            Some(l) if l.protocol == r.protocol && u32::from(l.last) + 1 >= u32::from(r.first) => {
-                l.last = l.last.max(r.last);
-            }
-            _ => out.push(r),
-        }
-    }
-    out
-}
-
 /// Why `engine` decides a connection from `src` to `dst` on `port` as it does.
 fn why(engine: &Engine, src: PodId, dst: PodId, port: PortRange) -> Why {
     let verdict = engine.verdict(&Flow {
@@ -691,7 +666,7 @@ fn group(before: &Engine, after: &Engine, joints: &[Joint], changed: Changed) ->
             if ports.is_empty() {
                 continue;
             }
-            let ports = merge(ports);
+            let ports = PortRange::merge(ports);
             let before_why = why(before, src.0, dst.0, ports[0]);
             let after_why = why(after, src.1, dst.1, ports[0]);
             for (from, from_pods) in &workloads[s] {
