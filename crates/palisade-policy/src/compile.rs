@@ -48,11 +48,14 @@ fn from_u128(v6: bool, v: u128) -> IpAddr {
     }
 }
 
+/// An inclusive address range as integers, `(IPv6?, first, last)`: what set arithmetic walks.
+pub type RawRange = (bool, u128, u128);
+
 impl AddrSet {
-    /// Builds a set from possibly overlapping ranges: sorts and merges.
-    pub fn from_ranges(mut raw: Vec<(bool, u128, u128)>) -> AddrSet {
+    /// Sorts ranges and merges those of a family that overlap or touch.
+    pub fn merge_raw(mut raw: Vec<RawRange>) -> Vec<RawRange> {
         raw.sort_unstable();
-        let mut merged: Vec<(bool, u128, u128)> = Vec::with_capacity(raw.len());
+        let mut merged: Vec<RawRange> = Vec::with_capacity(raw.len());
         for (v6, lo, hi) in raw {
             match merged.last_mut() {
                 Some((lv6, _, lhi)) if *lv6 == v6 && lo <= lhi.saturating_add(1) => {
@@ -61,15 +64,27 @@ impl AddrSet {
                 _ => merged.push((v6, lo, hi)),
             }
         }
+        merged
+    }
+
+    /// Builds a set from possibly overlapping ranges: sorts and merges.
+    pub fn from_ranges(raw: Vec<RawRange>) -> AddrSet {
         AddrSet {
-            ranges: merged
-                .into_iter()
+            ranges: (AddrSet::merge_raw(raw).into_iter())
                 .map(|(v6, lo, hi)| AddrRange {
                     first: from_u128(v6, lo),
                     last: from_u128(v6, hi),
                 })
                 .collect(),
         }
+    }
+
+    /// The ranges as integers, in order.
+    pub fn raw(&self) -> impl Iterator<Item = RawRange> + '_ {
+        self.ranges.iter().map(|r| {
+            let (v6, first) = to_u128(r.first);
+            (v6, first, to_u128(r.last).1)
+        })
     }
 
     /// True if `ip` is in the set.
@@ -89,13 +104,10 @@ impl AddrSet {
 
     /// The addresses in both sets: one walk over both (each sorted, disjoint).
     pub fn intersection(&self, other: &AddrSet) -> AddrSet {
-        let bounds = |r: &AddrRange| {
-            let (v6, lo) = to_u128(r.first);
-            ((v6, lo), (v6, to_u128(r.last).1))
-        };
+        let bounds = |(v6, lo, hi): RawRange| ((v6, lo), (v6, hi));
         let (a, b): (Vec<_>, Vec<_>) = (
-            self.ranges.iter().map(bounds).collect(),
-            other.ranges.iter().map(bounds).collect(),
+            self.raw().map(bounds).collect(),
+            other.raw().map(bounds).collect(),
         );
         let (mut i, mut j, mut ranges) = (0, 0, Vec::new());
         while i < a.len() && j < b.len() {
