@@ -317,6 +317,9 @@ struct PolicyMissJson<'a> {
 #[derive(Serialize)]
 struct RuleMissJson {
     rule: usize,
+    /// Every `ports` entry of a rule that missed on its ports (`80/TCP`, `http/TCP`, `any/UDP`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ports: Option<Vec<String>>,
     reasons: Vec<String>,
 }
 
@@ -357,6 +360,8 @@ impl<'a> SideJson<'a> {
                         rules: (m.rules.iter())
                             .map(|r| RuleMissJson {
                                 rule: r.rule,
+                                ports: (r.ports.as_ref())
+                                    .map(|p| p.allowed.iter().map(reason::port_spec).collect()),
                                 reasons: reason::rule_miss(r, direction),
                             })
                             .collect(),

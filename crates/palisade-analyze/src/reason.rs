@@ -39,10 +39,10 @@ pub fn rule_miss(miss: &RuleMiss, direction: Direction) -> Vec<String> {
     ports.chain(peers).collect()
 }
 
-/// E.g. `allows TCP 80, UDP 53 only (named port http is 8080 on pod x/web)`.
+/// E.g. `allows ports 80, 443/TCP, 53/UDP only (named port http is 8080 on pod x/web)`: every
+/// port the rule lists.
 pub fn port_miss(miss: &PortMiss) -> String {
-    let specs: Vec<String> = miss.allowed.iter().map(port_spec).collect();
-    let mut text = format!("allows {} only", specs.join(", "));
+    let mut text = format!("allows {} only", ports_list(&miss.allowed));
     if miss.protocol == Protocol::Icmp {
         text.push_str("; ICMP is allowed only by rules without ports");
     }
@@ -53,14 +53,48 @@ pub fn port_miss(miss: &PortMiss) -> String {
     text
 }
 
-/// A `ports` entry: `TCP 80`, `TCP 8000-8010`, `TCP http`, `UDP (any port)`.
+/// A rule's `ports`, every one, compactly: per protocol (in the order first written) its ports as
+/// written, then the protocol — `ports 80, 443, 8000-8080, http/TCP, 53/UDP`, `port 22/TCP` —,
+/// and `every UDP port` for a protocol with an entry without a port.
+pub fn ports_list(specs: &[PortSpec]) -> String {
+    let mut protocols: Vec<Protocol> = Vec::new();
+    for s in specs {
+        if !protocols.contains(&s.protocol) {
+            protocols.push(s.protocol);
+        }
+    }
+    let (mut listed, mut every, mut count) = (Vec::new(), Vec::new(), 0);
+    for protocol in protocols {
+        let of = || specs.iter().filter(move |s| s.protocol == protocol);
+        if of().any(|s| s.port == PortMatch::Any) {
+            every.push(format!("every {protocol} port"));
+            continue;
+        }
+        let ports: Vec<String> = of().map(|s| port_text(&s.port)).collect();
+        count += ports.len();
+        listed.push(format!("{}/{protocol}", ports.join(", ")));
+    }
+    let word = match count {
+        1 => "port",
+        _ => "ports",
+    };
+    let listed = (!listed.is_empty()).then(|| format!("{word} {}", listed.join(", ")));
+    (listed.into_iter().chain(every))
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
+/// A `ports` entry: `80/TCP`, `8000-8010/TCP`, `http/TCP`, `any/UDP` (an entry without a port).
 pub fn port_spec(spec: &PortSpec) -> String {
-    let protocol = spec.protocol;
-    match &spec.port {
-        PortMatch::Any => format!("{protocol} (any port)"),
-        PortMatch::Range(lo, hi) if lo == hi => format!("{protocol} {lo}"),
-        PortMatch::Range(lo, hi) => format!("{protocol} {lo}-{hi}"),
-        PortMatch::Named(name) => format!("{protocol} {name}"),
+    format!("{}/{}", port_text(&spec.port), spec.protocol)
+}
+
+fn port_text(port: &PortMatch) -> String {
+    match port {
+        PortMatch::Any => "any".into(),
+        PortMatch::Range(lo, hi) if lo == hi => lo.to_string(),
+        PortMatch::Range(lo, hi) => format!("{lo}-{hi}"),
+        PortMatch::Named(name) => name.clone(),
     }
 }
 
@@ -292,21 +326,18 @@ mod tests {
 
     #[test]
     fn port_specs_and_requirements() {
-        assert_eq!(
-            port_spec(&spec(Protocol::Udp, PortMatch::Any)),
-            "UDP (any port)"
-        );
+        assert_eq!(port_spec(&spec(Protocol::Udp, PortMatch::Any)), "any/UDP");
         assert_eq!(
             port_spec(&spec(Protocol::Tcp, PortMatch::Range(80, 80))),
-            "TCP 80"
+            "80/TCP"
         );
         assert_eq!(
             port_spec(&spec(Protocol::Sctp, PortMatch::Range(30000, 32767))),
-            "SCTP 30000-32767"
+            "30000-32767/SCTP"
         );
         assert_eq!(
             port_spec(&spec(Protocol::Tcp, PortMatch::Named("http".into()))),
-            "TCP http"
+            "http/TCP"
         );
         let cases = [
             (LabelOperator::In, &["fe"][..], "tier=fe"),
@@ -347,7 +378,7 @@ mod tests {
         };
         assert_eq!(
             port_miss(&miss),
-            "allows TCP http, UDP 53, TCP web only (named port http is 8080 on pod x/s1; \
+            "allows ports http, web/TCP, 53/UDP only (named port http is 8080 on pod x/s1; \
              named port web not found on pod x/s1)"
         );
         let miss = PortMiss {
@@ -359,7 +390,7 @@ mod tests {
         };
         assert_eq!(
             port_miss(&miss),
-            "allows TCP http, UDP 53, TCP web only (named port http never matches an ipBlock \
+            "allows ports http, web/TCP, 53/UDP only (named port http never matches an ipBlock \
              destination; named port web needs a destination pod)"
         );
         let icmp = PortMiss {
@@ -370,7 +401,44 @@ mod tests {
         };
         assert_eq!(
             port_miss(&icmp),
-            "allows TCP (any port) only; ICMP is allowed only by rules without ports"
+            "allows every TCP port only; ICMP is allowed only by rules without ports"
+        );
+    }
+
+    /// Every port a rule lists is said, however many: grouped by protocol, in written order.
+    #[test]
+    fn port_lists_say_every_port_compactly() {
+        let tcp = |lo, hi| spec(Protocol::Tcp, PortMatch::Range(lo, hi));
+        let many = [
+            tcp(80, 80),
+            spec(Protocol::Udp, PortMatch::Range(53, 53)),
+            tcp(443, 443),
+            tcp(8000, 8080),
+            spec(Protocol::Tcp, PortMatch::Named("http".into())),
+        ];
+        assert_eq!(
+            ports_list(&many),
+            "ports 80, 443, 8000-8080, http/TCP, 53/UDP"
+        );
+        let with_any = [
+            tcp(80, 80),
+            spec(Protocol::Udp, PortMatch::Any),
+            tcp(443, 443),
+        ];
+        assert_eq!(
+            ports_list(&with_any),
+            "ports 80, 443/TCP and every UDP port"
+        );
+        assert_eq!(ports_list(&[tcp(22, 22)]), "port 22/TCP");
+        let miss = PortMiss {
+            allowed: many.to_vec(),
+            port: 9000,
+            protocol: Protocol::Tcp,
+            named: Vec::new(),
+        };
+        assert_eq!(
+            port_miss(&miss),
+            "allows ports 80, 443, 8000-8080, http/TCP, 53/UDP only"
         );
     }
 
@@ -501,7 +569,7 @@ mod tests {
         assert_eq!(
             rule_miss(&miss, Direction::Egress),
             [
-                "allows TCP 80 only",
+                "allows port 80/TCP only",
                 "to[0]: selects pods; unknown endpoint is not a pod",
                 "to[1]: ipBlock 10.0.0.0/8 does not contain 192.0.2.1",
             ]

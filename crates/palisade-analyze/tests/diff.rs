@@ -268,6 +268,36 @@ fn pods_of_a_workload_that_differ_are_not_claimed() {
     );
 }
 
+/// Ports a change adds through different policies are told apart: each group's reasons hold for
+/// every one of its ports.
+#[test]
+fn ports_allowed_by_different_policies_are_groups_of_their_own() {
+    let before = engine(&[PODS, DENY_DB]);
+    let pg = allow_web("{app: web}", "[{port: 5432}]");
+    let metrics = pg
+        .replace("db-from-web", "db-metrics")
+        .replace("port: 5432", "port: 9187");
+    let after = engine(&[PODS, DENY_DB, &pg, &metrics]);
+    let report = diff(&before, &after, &Scope::All).unwrap();
+    let by: Vec<(String, DirectionWhy)> = (report.groups.iter())
+        .map(|g| {
+            assert_eq!((g.change, g.pairs), (Change::Added, 6), "{g:#?}");
+            (
+                palisade_analyze::diff::ports_text(&g.ports),
+                g.after.ingress.clone(),
+            )
+        })
+        .collect();
+    let allowed = |p: &str| DirectionWhy::AllowedBy(vec![format!("shop/{p}")]);
+    assert_eq!(
+        by,
+        [
+            ("TCP 5432".to_string(), allowed("db-from-web")),
+            ("TCP 9187".to_string(), allowed("db-metrics")),
+        ]
+    );
+}
+
 #[test]
 fn pods_on_one_side_only_are_listed_apart_and_scope_narrows() {
     let extra = "apiVersion: v1\nkind: Pod\nmetadata: {name: new, namespace: other}\nspec: {containers: [{name: a, image: a}]}\nstatus: {podIP: 10.2.0.1}\n";

@@ -184,7 +184,7 @@ fn an_address_outside_the_cluster_misses_selectors_blocks_and_ports() {
 Egress: allowed (203.0.113.7 is not a pod in the cluster: its egress is not governed by NetworkPolicy)
 Ingress of shop/db: DENIED (isolated for ingress by 1 policy; no rule allows this flow)
   - NetworkPolicy shop/db-ingress
-      rule 0: allows TCP sql, TCP 6000-6010 only (named port sql is 5432 on pod shop/db)
+      rule 0: allows ports sql, 6000-6010/TCP only (named port sql is 5432 on pod shop/db)
       rule 0: from[0]: selects pods; 203.0.113.7 is not a pod
       rule 0: from[1]: ipBlock 10.1.0.0/16 does not contain 203.0.113.7
       rule 1: from[0]: selects pods; 203.0.113.7 is not a pod
@@ -217,8 +217,12 @@ Ingress of shop/db: DENIED (isolated for ingress by 1 policy; no rule allows thi
         "rules": [
           {
             "rule": 0,
+            "ports": [
+              "sql/TCP",
+              "6000-6010/TCP"
+            ],
             "reasons": [
-              "allows TCP sql, TCP 6000-6010 only (named port sql is 5432 on pod shop/db)",
+              "allows ports sql, 6000-6010/TCP only (named port sql is 5432 on pod shop/db)",
               "from[0]: selects pods; 203.0.113.7 is not a pod",
               "from[1]: ipBlock 10.1.0.0/16 does not contain 203.0.113.7"
             ]
@@ -246,7 +250,7 @@ fn icmp_misses_every_rule_with_ports() {
         r#"pod shop/web (10.1.0.1) -> 203.0.113.7 ICMP 0: DENIED
 Egress of shop/web: DENIED (isolated for egress by 1 policy; no rule allows this flow)
   - NetworkPolicy shop/web-egress
-      rule 0: allows TCP sql only; ICMP is allowed only by rules without ports
+      rule 0: allows port sql/TCP only; ICMP is allowed only by rules without ports
       rule 0: to[0]: selects pods; 203.0.113.7 is not a pod
 Ingress: allowed (203.0.113.7 is not a pod in the cluster: its ingress is not governed by NetworkPolicy)
 "#

@@ -623,6 +623,43 @@ fn a_policy_that_allows_nothing_the_others_do_not() {
     assert!(of(&run(&twice).1, Rule::RedundantPolicy).is_empty());
 }
 
+/// Address ranges that touch cover what spans them: two halves of a /24 cover a rule allowing the
+/// whole /24, while they allow one more port, so that they are needed.
+#[test]
+fn adjacent_blocks_together_cover_the_block_they_span() {
+    let policies = r#"---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: halves, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - from: [{ipBlock: {cidr: 10.9.0.0/25}}]
+    ports: [{port: 80}, {port: 81}]
+  - from: [{ipBlock: {cidr: 10.9.0.128/25}}]
+    ports: [{port: 80}, {port: 81}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: whole, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - from: [{ipBlock: {cidr: 10.9.0.0/24}}]
+    ports: [{port: 80}]
+"#;
+    let (_, report) = run(policies);
+    let redundant: Vec<String> = (of(&report, Rule::RedundantPolicy).iter())
+        .map(|f| f.object.to_string())
+        .collect();
+    assert_eq!(
+        redundant,
+        ["NetworkPolicy shop/whole"],
+        "{:#?}",
+        report.findings
+    );
+}
+
 /// Policies whose redundancy holds only for the pods in the input: a peer that selects no pod
 /// here (a namespace not in the folder) and a policy selecting more pods than the others do as
 /// written may matter for pods that are not in the input.

@@ -48,11 +48,14 @@ fn from_u128(v6: bool, v: u128) -> IpAddr {
     }
 }
 
+/// An inclusive address range as integers, `(IPv6?, first, last)`: what set arithmetic walks.
+pub type RawRange = (bool, u128, u128);
+
 impl AddrSet {
-    /// Builds a set from possibly overlapping ranges: sorts and merges.
-    pub fn from_ranges(mut raw: Vec<(bool, u128, u128)>) -> AddrSet {
+    /// Sorts ranges and merges those of a family that overlap or touch.
+    pub fn merge_raw(mut raw: Vec<RawRange>) -> Vec<RawRange> {
         raw.sort_unstable();
-        let mut merged: Vec<(bool, u128, u128)> = Vec::with_capacity(raw.len());
+        let mut merged: Vec<RawRange> = Vec::with_capacity(raw.len());
         for (v6, lo, hi) in raw {
             match merged.last_mut() {
                 Some((lv6, _, lhi)) if *lv6 == v6 && lo <= lhi.saturating_add(1) => {
@@ -61,15 +64,27 @@ impl AddrSet {
                 _ => merged.push((v6, lo, hi)),
             }
         }
+        merged
+    }
+
+    /// Builds a set from possibly overlapping ranges: sorts and merges.
+    pub fn from_ranges(raw: Vec<RawRange>) -> AddrSet {
         AddrSet {
-            ranges: merged
-                .into_iter()
+            ranges: (AddrSet::merge_raw(raw).into_iter())
                 .map(|(v6, lo, hi)| AddrRange {
                     first: from_u128(v6, lo),
                     last: from_u128(v6, hi),
                 })
                 .collect(),
         }
+    }
+
+    /// The ranges as integers, in order.
+    pub fn raw(&self) -> impl Iterator<Item = RawRange> + '_ {
+        self.ranges.iter().map(|r| {
+            let (v6, first) = to_u128(r.first);
+            (v6, first, to_u128(r.last).1)
+        })
     }
 
     /// True if `ip` is in the set.
@@ -89,13 +104,10 @@ impl AddrSet {
 
     /// The addresses in both sets: one walk over both (each sorted, disjoint).
     pub fn intersection(&self, other: &AddrSet) -> AddrSet {
-        let bounds = |r: &AddrRange| {
-            let (v6, lo) = to_u128(r.first);
-            ((v6, lo), (v6, to_u128(r.last).1))
-        };
+        let bounds = |(v6, lo, hi): RawRange| ((v6, lo), (v6, hi));
         let (a, b): (Vec<_>, Vec<_>) = (
-            self.ranges.iter().map(bounds).collect(),
-            other.ranges.iter().map(bounds).collect(),
+            self.raw().map(bounds).collect(),
+            other.raw().map(bounds).collect(),
         );
         let (mut i, mut j, mut ranges) = (0, 0, Vec::new());
         while i < a.len() && j < b.len() {
@@ -167,6 +179,26 @@ pub struct PortRange {
     pub first: u16,
     /// Last port.
     pub last: u16,
+}
+
+impl PortRange {
+    /// Sorts port ranges and merges those of a protocol that overlap or touch: kernel interval
+    /// sets reject overlapping elements, and people read `80-90` better than `80-85, 86-90`.
+    pub fn merge(mut ports: Vec<PortRange>) -> Vec<PortRange> {
+        ports.sort_unstable();
+        let mut out: Vec<PortRange> = Vec::with_capacity(ports.len());
+        for p in ports {
+            match out.last_mut() {
+                Some(last)
+                    if last.protocol == p.protocol && p.first <= last.last.saturating_add(1) =>
+                {
+                    last.last = last.last.max(p.last);
+                }
+                _ => out.push(p),
+            }
+        }
+        out
+    }
 }
 
 /// Which policy rule something comes from: the policy's identity (kind, namespace and name), the
@@ -297,7 +329,7 @@ impl Allow {
     }
 }
 
-/// The ports in both `a` and `b` (each sorted and merged, [`merge_ports`]).
+/// The ports in both `a` and `b` (each sorted and merged, [`PortRange::merge`]).
 fn port_intersection(a: &[PortRange], b: &[PortRange]) -> Vec<PortRange> {
     let mut out = Vec::new();
     for x in a {
@@ -312,7 +344,7 @@ fn port_intersection(a: &[PortRange], b: &[PortRange]) -> Vec<PortRange> {
             }
         }
     }
-    merge_ports(out)
+    PortRange::merge(out)
 }
 
 impl DirectionRules {
@@ -419,22 +451,6 @@ impl ClassRules {
         };
         (rules.as_ref()).is_none_or(|r| r.allows(peer, port, protocol))
     }
-}
-
-/// Sorts port ranges and merges those of a protocol that overlap or touch: kernel interval sets
-/// reject overlapping elements.
-fn merge_ports(mut ports: Vec<PortRange>) -> Vec<PortRange> {
-    ports.sort_unstable();
-    let mut out: Vec<PortRange> = Vec::with_capacity(ports.len());
-    for p in ports {
-        match out.last_mut() {
-            Some(last) if last.protocol == p.protocol && p.first <= last.last.saturating_add(1) => {
-                last.last = last.last.max(p.last);
-            }
-            _ => out.push(p),
-        }
-    }
-    out
 }
 
 /// For the named ports of an egress rule: the destination classes that resolve a name, by the
@@ -751,7 +767,10 @@ impl Engine {
         };
         let (numeric, named) = &*ports;
         if !numeric.is_empty() {
-            out.push(entry(all_peers(cache), Some(merge_ports(numeric.clone()))));
+            out.push(entry(
+                all_peers(cache),
+                Some(PortRange::merge(numeric.clone())),
+            ));
         }
         for (&(protocol, port), classes) in named {
             let set = match cache.by_classes.get(classes) {
@@ -862,7 +881,7 @@ mod tests {
             first,
             last,
         };
-        let merged = merge_ports(vec![
+        let merged = PortRange::merge(vec![
             r(Protocol::Tcp, 9102, 9102),
             r(Protocol::Tcp, 9100, 9199),
             r(Protocol::Udp, 53, 53),

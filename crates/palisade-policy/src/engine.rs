@@ -9,6 +9,7 @@ use crate::policy::{
 };
 use crate::selector::{Interner, LabelSet, Selector};
 use foldhash::{HashMap, HashMapExt};
+use palisade_model::selector::SelectorSpec;
 use palisade_model::{
     ClusterState, Id, IdVec, IpBlock, NamespaceId, NamespaceInfo, NodeInfo, ObjectKey, PodId,
     Protocol, Tier, TierAction, TierPolicyInfo,
@@ -429,10 +430,7 @@ impl Engine {
                 Scope::Cluster {
                     namespaces, pods, ..
                 } => {
-                    let matched = (self.namespace_labels.iter_enumerated())
-                        .filter(|(_, labels)| namespaces.matches(labels))
-                        .map(|(ns, _)| ns)
-                        .collect();
+                    let matched = self.namespaces_of(namespaces).iter().collect();
                     (&mut tiers, matched, pods)
                 }
             };
@@ -530,15 +528,9 @@ impl Engine {
                 match namespaces {
                     NamespaceScope::Own(ns) => add_namespace(*ns),
                     NamespaceScope::Selected(sel) => {
-                        let nss = ns_cache.entry(sel).or_insert_with(|| {
-                            let mut s = BitSet::new(self.namespace_labels.len());
-                            for (i, l) in self.namespace_labels.iter_enumerated() {
-                                if sel.matches(l) {
-                                    s.insert(i);
-                                }
-                            }
-                            s
-                        });
+                        let nss = ns_cache
+                            .entry(sel)
+                            .or_insert_with(|| self.namespaces_of(sel));
                         for ns in nss.iter() {
                             add_namespace(ns);
                         }
@@ -547,6 +539,41 @@ impl Engine {
             }
         }
         set
+    }
+
+    /// The namespaces whose labels `sel` matches.
+    fn namespaces_of(&self, sel: &Selector) -> BitSet<NamespaceInfo> {
+        let mut set = BitSet::new(self.namespace_labels.len());
+        for (i, labels) in self.namespace_labels.iter_enumerated() {
+            if sel.matches(labels) {
+                set.insert(i);
+            }
+        }
+        set
+    }
+
+    /// The namespaces a `namespaceSelector` as written matches.
+    pub fn namespaces_matching(&self, sel: &SelectorSpec) -> BitSet<NamespaceInfo> {
+        self.namespaces_of(&self.interner.known_selector(sel))
+    }
+
+    /// The classes a selector peer as written matches in a NetworkPolicy of namespace `own`:
+    /// those (never `hostNetwork`) whose labels `pods` matches, in the namespaces `namespaces`
+    /// matches or, without it, in `own` — matched as the engine matches its policies' peers.
+    pub fn peer_classes_matching(
+        &self,
+        own: NamespaceId,
+        namespaces: Option<&SelectorSpec>,
+        pods: &SelectorSpec,
+    ) -> BitSet<Class> {
+        let peer = Peer::Pods {
+            namespaces: match namespaces {
+                Some(sel) => NamespaceScope::Selected(self.interner.known_selector(sel)),
+                None => NamespaceScope::Own(own),
+            },
+            pods: self.interner.known_selector(pods),
+        };
+        self.peer_classes(&peer, &mut HashMap::new())
     }
 
     /// Class-level reachability for one probe (destination port and protocol).

@@ -30,7 +30,7 @@ pub use bitset::BitSet;
 pub use classes::{Class, ClassId, ClassKey, ClassPort};
 pub use compile::{
     AddrCache, AddrRange, AddrSet, Allow, ClassRules, DirectionRules, Disposition, Flat, FlatEntry,
-    Peers, PortRange, RuleOrigin, TierEntry,
+    Peers, PortRange, RawRange, RuleOrigin, TierEntry,
 };
 pub use direction::{Direction, PerDirection};
 pub use engine::{Engine, Reach};

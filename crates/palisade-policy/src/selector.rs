@@ -53,38 +53,49 @@ impl Interner {
         LabelSet(set)
     }
 
-    fn key(&mut self, k: &str) -> u32 {
-        Self::intern(&mut self.keys, k)
-    }
-
-    fn value(&mut self, v: &str) -> u32 {
-        Self::intern(&mut self.values, v)
-    }
-
-    /// Compiles a selector.
+    /// Compiles a selector, interning what it asks for.
     pub fn selector(&mut self, sel: &SelectorSpec) -> Selector {
-        let mut reqs = Vec::new();
-        for (k, v) in &sel.match_labels {
-            reqs.push(Requirement {
-                term: SelectorTerm::MatchLabels,
-                key: (self.key(k), k.clone()),
-                op: LabelOperator::In,
-                values: vec![(self.value(v), v.clone())],
-            });
-        }
-        for (i, e) in sel.match_expressions.iter().enumerate() {
-            let values = (e.values.iter())
-                .map(|v| (self.value(v), v.clone()))
-                .collect();
-            reqs.push(Requirement {
-                term: SelectorTerm::MatchExpressions(i),
-                key: (self.key(&e.key), e.key.clone()),
-                op: e.operator,
-                values,
-            });
-        }
-        Selector { reqs }
+        compile(
+            sel,
+            |k| Self::intern(&mut self.keys, k),
+            |v| Self::intern(&mut self.values, v),
+        )
     }
+
+    /// Compiles a selector without interning: a key or value no object has gets an id no label
+    /// set holds, so the selector matches exactly as [`Interner::selector`]'s would, on the
+    /// objects interned so far (for questions asked of a compiled engine).
+    pub fn known_selector(&self, sel: &SelectorSpec) -> Selector {
+        let known = |map: &HashMap<String, u32>, s: &str| map.get(s).copied().unwrap_or(u32::MAX);
+        compile(sel, |k| known(&self.keys, k), |v| known(&self.values, v))
+    }
+}
+
+/// `sel` with `key` and `value` giving label ids.
+fn compile(
+    sel: &SelectorSpec,
+    mut key: impl FnMut(&str) -> u32,
+    mut value: impl FnMut(&str) -> u32,
+) -> Selector {
+    let mut reqs = Vec::new();
+    for (k, v) in &sel.match_labels {
+        reqs.push(Requirement {
+            term: SelectorTerm::MatchLabels,
+            key: (key(k), k.clone()),
+            op: LabelOperator::In,
+            values: vec![(value(v), v.clone())],
+        });
+    }
+    for (i, e) in sel.match_expressions.iter().enumerate() {
+        let values = (e.values.iter()).map(|v| (value(v), v.clone())).collect();
+        reqs.push(Requirement {
+            term: SelectorTerm::MatchExpressions(i),
+            key: (key(&e.key), e.key.clone()),
+            op: e.operator,
+            values,
+        });
+    }
+    Selector { reqs }
 }
 
 /// Where a selector requirement was written.

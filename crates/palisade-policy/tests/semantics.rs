@@ -3196,3 +3196,79 @@ fn v1alpha1_kinds_take_their_tiers() {
         TierAction::Accept,
     );
 }
+
+/// `Engine::peer_classes_matching` (for analyses asking what a peer as written selects) matches
+/// as the reference says: namespace scope, labels, `hostNetwork` pods never — selectors naming
+/// keys and values no object has included (they are not interned, yet must match as written).
+#[test]
+fn peer_classes_matching_follows_the_reference_for_selectors_as_written() {
+    use palisade_model::PolicyPeer;
+    let peers = [
+        "{podSelector: {matchLabels: {app: web}}}",
+        "{podSelector: {matchLabels: {app: nowhere}}}",
+        "{podSelector: {matchExpressions: [{key: app, operator: NotIn, values: [nowhere]}]}}",
+        "{podSelector: {matchExpressions: [{key: absent, operator: DoesNotExist}]}}",
+        "{podSelector: {matchExpressions: [{key: absent, operator: Exists}]}}",
+        "{namespaceSelector: {matchLabels: {team: b}}, podSelector: {}}",
+        "{namespaceSelector: {matchLabels: {team: z}}}",
+        "{namespaceSelector: {}, podSelector: {matchLabels: {app: web}}}",
+    ];
+    let mut docs = vec![ns("a", "{team: a}"), ns("b", "{team: b}")];
+    for (n, (name, labels, ip)) in [
+        ("web", "{app: web}", "10.0.0.1"),
+        ("db", "{app: db}", "10.0.0.2"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        docs.push(pod("a", name, labels, ip));
+        docs.push(pod("b", name, labels, &format!("10.0.1.{}", n + 1)));
+    }
+    docs.push(host_pod("a", "agent", "{app: web}", "n0", "192.168.0.100"));
+    // Labels with the keys and values interned first (the namespaces'), which an unknown key or
+    // value must never be taken for.
+    docs.push(pod("a", "odd", "{app: a, team: a}", "10.0.0.3"));
+    let c = cluster(&docs);
+    // The peers come from another load: their keys and values are not interned by `c`'s engine.
+    for (i, peer) in peers.iter().enumerate() {
+        let spec = format!("{{podSelector: {{}}, ingress: [{{from: [{peer}]}}]}}");
+        docs.push(np("a", &format!("p{i}"), &spec));
+    }
+    let written = cluster(&docs);
+    let state = c.engine.state();
+    let own = state.namespace_id("a").unwrap();
+    let mut matched_some = 0;
+    for policy in &written.engine.state().policies {
+        let rule = &policy.policy.spec().ingress.as_ref().unwrap()[0];
+        let Some(PolicyPeer::Pods { namespaces, pods }) = rule.peers.as_ref().unwrap().first()
+        else {
+            panic!("{} has a selector peer", policy.name);
+        };
+        let expected: BTreeSet<String> = (state.pods.iter())
+            .filter(|p| !p.host_network && pods.matches(&p.labels))
+            .filter(|p| match namespaces {
+                None => p.namespace == "a",
+                Some(sel) => {
+                    sel.matches(&state.namespaces[state.namespace_id(&p.namespace).unwrap()].labels)
+                }
+            })
+            .map(|p| p.key().to_string())
+            .collect();
+        let classes = c
+            .engine
+            .peer_classes_matching(own, namespaces.as_ref(), pods);
+        let got: BTreeSet<String> = (classes.iter())
+            .flat_map(|class| c.engine.class_pods(class))
+            .map(|&p| state.pods[p].key().to_string())
+            .collect();
+        assert_eq!(
+            got,
+            expected,
+            "{}: {}",
+            policy.name,
+            peers[policy.name[1..].parse::<usize>().unwrap()]
+        );
+        matched_some += usize::from(!got.is_empty());
+    }
+    assert_eq!(matched_some, 5, "the peers that match pods here match some");
+}

@@ -214,7 +214,7 @@ fn explain_denied_says_why_and_exits_1() {
     );
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        stdout(&o).contains("rule 0: allows TCP 9200 only"),
+        stdout(&o).contains("rule 0: allows port 9200/TCP only"),
         "{}",
         stdout(&o)
     );

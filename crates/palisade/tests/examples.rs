@@ -71,7 +71,7 @@ fn trial_cluster_release_agents_reach_elasticsearch_only_on_9200() {
     );
     let (code, text) = explain(dir, "tenant-a/release-agent", "vamp/elasticsearch", "9300");
     assert_eq!(code, 1);
-    assert!(text.contains("allows TCP 9200 only"), "{text}");
+    assert!(text.contains("allows port 9200/TCP only"), "{text}");
     assert_eq!(
         explain(dir, "tenant-b/release-agent", "vamp/vamp", "8080").0,
         1
@@ -80,7 +80,7 @@ fn trial_cluster_release_agents_reach_elasticsearch_only_on_9200() {
     assert_eq!(code, 1);
     assert!(
         text.contains("Egress of tenant-a/trial-app")
-            && text.contains("allows UDP 53, TCP 53 only"),
+            && text.contains("allows ports 53/UDP, 53/TCP only"),
         "{text}"
     );
     assert!(

@@ -2,6 +2,9 @@
 //! SARIF validated against the SARIF 2.1.0 JSON schema, `tests/data/sarif-2.1.0-rtm.5.json`, the
 //! schema `@microsoft/jest-sarif` ships, with Python's `jsonschema`).
 
+#[path = "../../palisade-kube/tests/support/fake_api.rs"]
+mod fake_api;
+
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -181,25 +184,9 @@ fn sarif_output_is_valid_sarif_2_1_0() {
     let dir = tempfile::tempdir().unwrap();
     let o = lint(dir.path(), CLUSTER, &["-o", "sarif"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let log_path = dir.path().join("lint.sarif");
-    std::fs::write(&log_path, &o.stdout).unwrap();
-    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sarif-2.1.0-rtm.5.json");
-    let check = Command::new("python3")
-        .arg("-c")
-        .arg(
-            "import json, sys, jsonschema\n\
-             schema = json.load(open(sys.argv[1])); log = json.load(open(sys.argv[2]))\n\
-             jsonschema.validators.validator_for(schema)(schema, format_checker=jsonschema.FormatChecker()).validate(log)\n\
-             print('valid')",
-        )
-        .arg(&schema)
-        .arg(&log_path)
-        .output()
-        .expect("python3 (with the jsonschema module) validates SARIF");
-    assert_eq!(stdout(&check).trim(), "valid", "{}", stderr(&check));
+    let log = valid_sarif(dir.path(), &o.stdout);
 
     // What code-scanning tools read, field by field.
-    let log: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(log["version"], "2.1.0");
     let run = &log["runs"][0];
     let rules = run["tool"]["driver"]["rules"].as_array().unwrap();
@@ -240,6 +227,82 @@ fn sarif_output_is_valid_sarif_2_1_0() {
         "NetworkPolicy shop/web-in"
     );
     assert_eq!(run["results"].as_array().unwrap().len(), 2);
+}
+
+/// The SARIF log `bytes`, checked against the SARIF 2.1.0 schema (written to `dir` for Python).
+fn valid_sarif(dir: &Path, bytes: &[u8]) -> Value {
+    let log_path = dir.join("lint.sarif");
+    std::fs::write(&log_path, bytes).unwrap();
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sarif-2.1.0-rtm.5.json");
+    let check = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import json, sys, jsonschema\n\
+             schema = json.load(open(sys.argv[1])); log = json.load(open(sys.argv[2]))\n\
+             jsonschema.validators.validator_for(schema)(schema, format_checker=jsonschema.FormatChecker()).validate(log)\n\
+             print('valid')",
+        )
+        .arg(&schema)
+        .arg(&log_path)
+        .output()
+        .expect("python3 (with the jsonschema module) validates SARIF");
+    assert_eq!(stdout(&check).trim(), "valid", "{}", stderr(&check));
+    serde_json::from_slice(bytes).unwrap()
+}
+
+/// A live cluster's findings point at their objects' API paths relative to a base naming the
+/// server (`CLUSTER`), not at the server's URL: the same URI whatever address the server has, so
+/// code-scanning tools track a finding from run to run.
+#[test]
+fn sarif_of_a_live_cluster_names_objects_relative_to_the_server() {
+    let policy = serde_json::json!({
+        "metadata": {"name": "web-in", "namespace": "shop"},
+        "spec": {"podSelector": {"matchLabels": {"app": "wbe"}}, "policyTypes": ["Ingress"]},
+    });
+    let pod = serde_json::json!({
+        "metadata": {"name": "web-1", "namespace": "shop", "labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "m", "image": "i"}]},
+        "status": {"phase": "Running", "podIP": "10.244.1.1"},
+    });
+    let namespace = serde_json::json!({"metadata": {"name": "shop"}});
+    let dir = tempfile::tempdir().unwrap();
+    let mut uris = Vec::new();
+    // Two servers (two runs), one cluster: the same artifact URI.
+    for _ in 0..2 {
+        let routes = fake_api::cluster(
+            vec![namespace.clone()],
+            vec![pod.clone()],
+            vec![policy.clone()],
+        );
+        let api = fake_api::FakeApi::start(routes);
+        let kubeconfig = api.kubeconfig(dir.path());
+        let o = Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .args(["lint", "-o", "sarif", "--kubeconfig"])
+            .arg(&kubeconfig)
+            .env_remove("KUBECONFIG")
+            .output()
+            .expect("run palisade");
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let log = valid_sarif(dir.path(), &o.stdout);
+        let run = &log["runs"][0];
+        let result = &run["results"][0];
+        assert_eq!(result["ruleId"], "selector-matches-nothing", "{log}");
+        let artifact = &result["locations"][0]["physicalLocation"]["artifactLocation"];
+        assert_eq!(artifact["uriBaseId"], "CLUSTER", "{artifact}");
+        assert_eq!(
+            run["originalUriBaseIds"]["CLUSTER"]["uri"],
+            format!("http://{}/", api.addr)
+        );
+        uris.push((
+            artifact["uri"].clone(),
+            result["partialFingerprints"].clone(),
+        ));
+    }
+    assert_eq!(
+        uris[0].0,
+        "apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/web-in"
+    );
+    assert_eq!(uris[0], uris[1]);
 }
 
 /// The rules and objects of `-o json`'s findings.

@@ -18,6 +18,7 @@ pub use output::{ports_text, to_json, to_markdown, to_text, unlisted, why_text};
 use crate::matrix::Scope;
 use foldhash::{HashMap, HashMapExt, HashSet};
 use palisade_model::{ClusterState, PodId, PodInfo, PortMatch, Protocol, TierAction, TierPort};
+pub use palisade_policy::PortRange;
 use palisade_policy::{ClassId, Decision, Endpoint, Engine, Flow, Side};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -26,17 +27,6 @@ use std::rc::Rc;
 /// At most so many changed (joint class, joint class) pairs are held: beyond, the answer would be
 /// unreadable anyway (narrow it with `-n`), and memory stays bounded.
 pub const MAX_CHANGED_CLASS_PAIRS: usize = 1_000_000;
-
-/// Ports `first..=last` of one protocol.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PortRange {
-    /// Protocol.
-    pub protocol: Protocol,
-    /// First port.
-    pub first: u16,
-    /// Last port (inclusive).
-    pub last: u16,
-}
 
 /// Whether a group's connections are allowed after the change and were not, or the reverse.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -71,7 +61,7 @@ pub enum DirectionWhy {
 }
 
 /// Why a connection was decided as it was on one side: the egress of the source, the ingress of
-/// the destination (a representative pod pair and the group's first port).
+/// the destination (for a representative pod pair; alike on every port of its group).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Why {
     /// The source's egress.
@@ -260,7 +250,7 @@ fn diff_within(
     let joints = joint_classes(before, after, &local, &in_scope);
     let ports = port_classes([b, a], &mut budget)?;
     let changed = changed_pairs(before, after, &joints, &local, &ports, &mut budget)?;
-    report.groups = group(before, after, &joints, changed);
+    report.groups = group([before, after], &joints, &ports, changed);
     Ok(report)
 }
 
@@ -521,8 +511,9 @@ fn port_classes(
     Ok(classes)
 }
 
-/// Per changed pair of joint classes (source, destination), the port ranges added and removed.
-type Changed = HashMap<(usize, usize), [Vec<PortRange>; 2]>;
+/// Per changed pair of joint classes (source, destination), the port classes (indices) added and
+/// removed.
+type Changed = HashMap<(usize, usize), [Vec<usize>; 2]>;
 
 /// Asks every pair with a dirty joint class and an end in scope, per port class.
 fn changed_pairs(
@@ -568,7 +559,7 @@ fn changed_pairs(
             after.class_count()
         )
     })?;
-    for class in ports {
+    for (index, class) in ports.iter().enumerate() {
         let (port, protocol) = (class.probe.first, class.probe.protocol);
         let (reach_b, reach_a) = (before.reach(port, protocol), after.reach(port, protocol));
         let mut ask = |s: usize, d: usize| -> Result<(), DiffError> {
@@ -587,8 +578,7 @@ fn changed_pairs(
             if changed.len() >= MAX_CHANGED_CLASS_PAIRS && !changed.contains_key(&(s, d)) {
                 return Err(DiffError::TooManyChanges);
             }
-            let entry = &mut changed.entry((s, d)).or_default()[usize::from(was)];
-            entry.extend_from_slice(&class.ranges);
+            changed.entry((s, d)).or_default()[usize::from(was)].push(index);
             Ok(())
         };
         for (s, joint) in joints.iter().enumerate() {
@@ -598,21 +588,6 @@ fn changed_pairs(
         }
     }
     Ok(changed)
-}
-
-/// Sorted ranges with adjacent ones of a protocol merged.
-fn merge(mut ranges: Vec<PortRange>) -> Vec<PortRange> {
-    ranges.sort_unstable();
-    let mut out: Vec<PortRange> = Vec::with_capacity(ranges.len());
-    for r in ranges {
-        match out.last_mut() {
-            Some(l) if l.protocol == r.protocol && u32::from(l.last) + 1 >= u32::from(r.first) => {
-                l.last = l.last.max(r.last);
-            }
-            _ => out.push(r),
-        }
-    }
-    out
 }
 
 /// Why `engine` decides a connection from `src` to `dst` on `port` as it does.
@@ -652,23 +627,30 @@ fn names<'a>(policies: impl Iterator<Item = &'a palisade_policy::PolicyRef>) -> 
     set.into_iter().collect()
 }
 
+/// What the parts of one group share: the change, the source's and destination's workloads,
+/// the ports, and the reasons before and after.
+type Alike = (Change, Workload, Workload, Vec<PortRange>, Why, Why);
+
 /// One changed pair of joint classes, narrowed to one source and one destination workload.
 struct Part {
     src: usize,
     dst: usize,
     from_pods: Rc<BTreeSet<String>>,
     to_pods: Rc<BTreeSet<String>>,
-    ports: Vec<PortRange>,
-    before: Why,
-    after: Why,
 }
 
-/// The changed pairs as groups: per change and workload pair, one group when its parts all have
-/// the same ports and reasons and together cover every pod pair of the two workloads' parts;
-/// else one group per part, so that a group never claims a pair that did not change so.
-fn group(before: &Engine, after: &Engine, joints: &[Joint], changed: Changed) -> Vec<Group> {
+/// The changed pairs as groups: per change, workload pair, ports and reasons, one group when its
+/// parts together cover every pod pair of the two workloads' parts; else one group per part, so
+/// that a group never claims a pair that did not change so. A pair's ports decided for different
+/// reasons (other policies) are parts apart, so that a group's reasons hold for each of its ports.
+fn group(
+    [before, after]: [&Engine; 2],
+    joints: &[Joint],
+    port_classes: &[PortClass],
+    changed: Changed,
+) -> Vec<Group> {
     let b = before.state();
-    let mut parts: BTreeMap<(Change, Workload, Workload), Vec<Part>> = BTreeMap::new();
+    let mut parts: BTreeMap<Alike, Vec<Part>> = BTreeMap::new();
     // Per joint class, its pods by workload (`ns/name`), shared by the parts naming them.
     let workloads: Vec<Vec<(Workload, Rc<BTreeSet<String>>)>> = (joints.iter())
         .map(|j| {
@@ -687,45 +669,50 @@ fn group(before: &Engine, after: &Engine, joints: &[Joint], changed: Changed) ->
         // A representative pair of distinct pods.
         let src = js.pods[0];
         let dst = *jd.pods.iter().find(|p| p.0 != src.0).unwrap_or(&jd.pods[0]);
-        for (change, ports) in [(Change::Added, added), (Change::Removed, removed)] {
-            if ports.is_empty() {
-                continue;
+        for (change, classes) in [(Change::Added, added), (Change::Removed, removed)] {
+            // Per reasons before and after (asked on each port class's probe), its ports.
+            let mut by_why: BTreeMap<(Why, Why), Vec<PortRange>> = BTreeMap::new();
+            for class in classes.into_iter().map(|c| &port_classes[c]) {
+                let whys = (
+                    why(before, src.0, dst.0, class.probe),
+                    why(after, src.1, dst.1, class.probe),
+                );
+                (by_why.entry(whys).or_default()).extend_from_slice(&class.ranges);
             }
-            let ports = merge(ports);
-            let before_why = why(before, src.0, dst.0, ports[0]);
-            let after_why = why(after, src.1, dst.1, ports[0]);
-            for (from, from_pods) in &workloads[s] {
-                for (to, to_pods) in &workloads[d] {
-                    parts
-                        .entry((change, from.clone(), to.clone()))
-                        .or_default()
-                        .push(Part {
+            for ((before_why, after_why), ports) in by_why {
+                let ports = PortRange::merge(ports);
+                for (from, from_pods) in &workloads[s] {
+                    for (to, to_pods) in &workloads[d] {
+                        let (w, why) = ((from.clone(), to.clone()), (&before_why, &after_why));
+                        let alike = (
+                            change,
+                            w.0,
+                            w.1,
+                            ports.clone(),
+                            why.0.clone(),
+                            why.1.clone(),
+                        );
+                        parts.entry(alike).or_default().push(Part {
                             src: s,
                             dst: d,
                             from_pods: from_pods.clone(),
                             to_pods: to_pods.clone(),
-                            ports: ports.clone(),
-                            before: before_why.clone(),
-                            after: after_why.clone(),
                         });
+                    }
                 }
             }
         }
     }
     let mut groups = Vec::new();
-    for ((change, from, to), parts) in parts {
+    for ((change, from, to, ports, before, after), parts) in parts {
         let sources: BTreeSet<usize> = parts.iter().map(|p| p.src).collect();
         let destinations: BTreeSet<usize> = parts.iter().map(|p| p.dst).collect();
-        let alike = parts.iter().all(|p| {
-            (p.ports.as_slice(), &p.before, &p.after)
-                == (parts[0].ports.as_slice(), &parts[0].before, &parts[0].after)
-        });
         // Every (source, destination) part present, but a lone pod with itself.
         let lone = (sources.intersection(&destinations))
             .filter(|&&j| joints[j].pods.len() < 2)
             .count();
         let whole = parts.len() + lone == sources.len() * destinations.len();
-        let merged: Vec<Part> = if alike && whole {
+        let merged: Vec<Part> = if whole {
             let union = |pods: &dyn Fn(&Part) -> &BTreeSet<String>| {
                 Rc::new(parts.iter().flat_map(|p| pods(p).iter().cloned()).collect())
             };
@@ -751,9 +738,9 @@ fn group(before: &Engine, after: &Engine, joints: &[Joint], changed: Changed) ->
                 pairs: p.from_pods.len() * p.to_pods.len() - same,
                 from_pods: p.from_pods.iter().cloned().collect(),
                 to_pods: p.to_pods.iter().cloned().collect(),
-                ports: p.ports,
-                before: p.before,
-                after: p.after,
+                ports: ports.clone(),
+                before: before.clone(),
+                after: after.clone(),
             });
         }
     }

@@ -122,22 +122,19 @@ impl<'a> Index<'a> {
         set
     }
 
-    /// The namespaces `sel` matches.
+    /// The namespaces `sel` matches (the engine's matching).
     pub fn namespaces_matching(&self, sel: &SelectorSpec) -> Vec<NamespaceId> {
         let key = super::selector_text(sel);
         if let Some(found) = self.namespaces.borrow().get(&key) {
             return found.clone();
         }
-        let found: Vec<NamespaceId> = (self.state.namespaces.iter_enumerated())
-            .filter(|(_, ns)| sel.matches(&ns.labels))
-            .map(|(id, _)| id)
-            .collect();
+        let found: Vec<NamespaceId> = self.engine.namespaces_matching(sel).iter().collect();
         self.namespaces.borrow_mut().insert(key, found.clone());
         found
     }
 
     /// The classes a selector peer matches: pods matching `pods` in the namespaces `namespaces`
-    /// selects, or in `own` without it.
+    /// selects, or in `own` without it (the engine's matching).
     pub fn peer_classes(
         &self,
         own: NamespaceId,
@@ -155,18 +152,7 @@ impl<'a> Index<'a> {
         if let Some(found) = self.peers.borrow().get(&key) {
             return found.clone();
         }
-        let scope = match namespaces {
-            Some(sel) => self.namespaces_matching(sel),
-            None => vec![own],
-        };
-        let mut set = self.no_classes();
-        for ns in scope {
-            for &c in &self.by_namespace[ns] {
-                if pods.matches(&self.pod(c).labels) {
-                    set.insert(c);
-                }
-            }
-        }
+        let set = (self.engine).peer_classes_matching(own, namespaces, pods);
         self.peers.borrow_mut().insert(key, set.clone());
         set
     }

@@ -16,18 +16,14 @@
 use super::index::{governs, rules, Index};
 use super::{plural, rule_field, some_of, Finding, Rule, Severity};
 use palisade_model::{PolicyPeer, PolicyRule, Protocol};
-use palisade_policy::{AddrSet, Allow, ClassId, Direction, Peers, PortRange};
+use palisade_policy::{AddrSet, Allow, ClassId, Direction, Peers, PortRange, RawRange};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
 /// The most entries of one class and direction whose coverage is worked out (coverage grows with
 /// their square); past it, what depends on that class is not judged, and a finding says so.
 const MAX_ENTRIES: usize = 256;
-
-/// An inclusive address range: (IPv6?, first, last).
-type Range = (bool, u128, u128);
 
 /// Ports as (protocol, first, last); ICMP as port 0.
 type PortSpan = (Protocol, u16, u16);
@@ -524,27 +520,11 @@ fn ports_of(allow: &Allow) -> Vec<PortSpan> {
     }
 }
 
-fn bits(ip: IpAddr) -> (bool, u128) {
-    match ip {
-        IpAddr::V4(a) => (false, u32::from(a).into()),
-        IpAddr::V6(a) => (true, u128::from(a)),
-    }
-}
-
-fn ranges_of(allow: &Allow) -> Vec<Range> {
+fn ranges_of(allow: &Allow) -> Vec<RawRange> {
     match &allow.peers {
         Peers::Any => vec![(false, 0, u32::MAX.into()), (true, 0, u128::MAX)],
-        Peers::Addrs(set) => addr_ranges(set),
+        Peers::Addrs(set) => set.raw().collect(),
     }
-}
-
-fn addr_ranges(set: &AddrSet) -> Vec<Range> {
-    (set.ranges.iter())
-        .map(|r| {
-            let (v6, first) = bits(r.first);
-            (v6, first, bits(r.last).1)
-        })
-        .collect()
 }
 
 /// True if `a`'s peers × ports lie within the union of `others`' (each of which that overlaps it
@@ -559,7 +539,7 @@ fn covered(
     if addresses.is_empty() || mine.is_empty() {
         return Ok(true);
     }
-    let theirs: Vec<(Origin, Vec<PortSpan>, Vec<Range>)> = (others.iter())
+    let theirs: Vec<(Origin, Vec<PortSpan>, Vec<RawRange>)> = (others.iter())
         .map(|(o, b)| (*o, ports_of(b), ranges_of(b)))
         .collect();
     for (o, ports, ranges) in &theirs {
@@ -585,7 +565,7 @@ fn covered(
         let cuts: Vec<u32> = cuts.into_iter().collect();
         for w in cuts.windows(2) {
             let piece = (protocol, w[0], w[1] - 1);
-            let union: Vec<Range> = (theirs.iter())
+            let union: Vec<RawRange> = (theirs.iter())
                 .filter(|(_, ports, _)| {
                     ports.iter().any(|&(p, f, l)| {
                         p == piece.0 && u32::from(f) <= piece.1 && piece.2 <= u32::from(l)
@@ -594,7 +574,7 @@ fn covered(
                 .flat_map(|(_, _, ranges)| ranges.iter().copied())
                 .collect();
             budget.spend(theirs.len() + union.len() + addresses.len())?;
-            if !contains(&merge(union), &addresses) {
+            if !contains(&AddrSet::merge_raw(union), &addresses) {
                 return Ok(false);
             }
         }
@@ -603,7 +583,7 @@ fn covered(
 }
 
 /// True if two sorted lists of disjoint ranges share an address: one walk over both.
-fn meet(a: &[Range], b: &[Range]) -> bool {
+fn meet(a: &[RawRange], b: &[RawRange]) -> bool {
     let (mut i, mut j) = (0, 0);
     while let (Some(x), Some(y)) = (a.get(i), b.get(j)) {
         if x.0 == y.0 && x.1 <= y.2 && y.1 <= x.2 {
@@ -623,23 +603,8 @@ fn overlap(a: &PortSpan, b: &PortSpan) -> bool {
     a.0 == b.0 && a.1 <= b.2 && b.1 <= a.2
 }
 
-/// Sorted, merged ranges.
-fn merge(mut ranges: Vec<Range>) -> Vec<Range> {
-    ranges.sort_unstable();
-    let mut out: Vec<Range> = Vec::with_capacity(ranges.len());
-    for r in ranges {
-        match out.last_mut() {
-            Some(last) if last.0 == r.0 && r.1 <= last.2.saturating_add(1) => {
-                last.2 = last.2.max(r.2)
-            }
-            _ => out.push(r),
-        }
-    }
-    out
-}
-
 /// True if every range of `inner` lies within one range of `outer` (sorted and merged).
-fn contains(outer: &[Range], inner: &[Range]) -> bool {
+fn contains(outer: &[RawRange], inner: &[RawRange]) -> bool {
     inner.iter().all(|&(v6, first, last)| {
         let i = outer.partition_point(|r| (r.0, r.2) < (v6, first));
         outer

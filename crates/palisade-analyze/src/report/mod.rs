@@ -293,35 +293,24 @@ fn group(matrix: &Matrix, limits: Limits, notes: &mut Vec<String>) -> (Level, Ve
         by_workload.len(),
         limits.groups
     ));
+    let namespace_group = |(ns, members): (&str, Vec<usize>)| {
+        new_group(
+            matrix,
+            ns.into(),
+            ns.into(),
+            "Namespace".into(),
+            members,
+            limits,
+        )
+    };
     let mut namespaces = by_ns.into_iter();
-    let mut groups: Vec<Group> = namespaces
-        .by_ref()
-        .take(limits.groups - 1)
-        .map(|(ns, members)| {
-            new_group(
-                matrix,
-                ns.into(),
-                ns.into(),
-                "Namespace".into(),
-                members,
-                limits,
-            )
-        })
+    let mut groups: Vec<Group> = (namespaces.by_ref().take(limits.groups - 1))
+        .map(namespace_group)
         .collect();
     let rest: Vec<(&str, Vec<usize>)> = namespaces.collect();
     match rest.len() {
         0 => {}
-        1 => {
-            let (ns, members) = rest.into_iter().next().unwrap_or_default();
-            groups.push(new_group(
-                matrix,
-                ns.into(),
-                ns.into(),
-                "Namespace".into(),
-                members,
-                limits,
-            ));
-        }
+        1 => groups.extend(rest.into_iter().map(namespace_group)),
         n => {
             let (first, last) = (rest[0].0, rest[n - 1].0);
             notes.push(format!(
