@@ -496,13 +496,5 @@ fn connections_across_nodes_and_to_the_outside_are_told_by_each_node() {
 
 /// A TCP connection from `from`'s namespace to `to`.
 fn connect_to(from: &LabPod, to: SocketAddr) -> TcpStream {
-    in_netns(&from.netns, move || {
-        let stream = TcpStream::connect_timeout(&to, Duration::from_secs(1))?;
-        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-        Ok::<_, std::io::Error>(stream)
-    })
-    .join()
-    .unwrap()
-    .unwrap()
-    .expect("connect")
+    support::connect_from(from, to, Duration::from_secs(2))
 }

@@ -4,7 +4,6 @@
 
 mod support;
 
-use palisade_dataplane::netns::in_netns;
 use palisade_lab::LabPod;
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -67,16 +66,11 @@ fn up(prefix: &str, extra: &[&str]) -> Setup {
 
 /// A TCP connection from `from`'s namespace to `to`:6379 (the lab's echo responder).
 fn connect(from: &LabPod, to: &LabPod) -> TcpStream {
-    let server = SocketAddr::new(to.ip, 6379);
-    in_netns(&from.netns, move || {
-        let stream = TcpStream::connect_timeout(&server, Duration::from_secs(1))?;
-        stream.set_read_timeout(Some(Duration::from_millis(300)))?;
-        Ok::<_, std::io::Error>(stream)
-    })
-    .join()
-    .unwrap()
-    .unwrap()
-    .expect("connect to the responder")
+    support::connect_from(
+        from,
+        SocketAddr::new(to.ip, 6379),
+        Duration::from_millis(300),
+    )
 }
 
 /// True if a message on `stream` comes back.

@@ -499,6 +499,20 @@ impl Kernel<'_> {
         }
     }
 
+    /// Tries again what failed before: switching accounting on, hearing endings.
+    fn repair(&mut self) {
+        if self.accounting.is_some() {
+            self.accounting = conntrack::enable_accounting(self.netns).err().map(|e| {
+                format!("cannot switch on conntrack accounting ({e}): records carry no packet or byte counts")
+            });
+        }
+        if self.endings.is_none() {
+            self.endings = Endings::open(self.netns)
+                .map_err(|e| tracing::debug!("cannot hear conntrack endings: {e}"))
+                .ok();
+        }
+    }
+
     /// Lists what the kernel tracks (a new socket after a failure or a capped listing, which
     /// may still be arriving).
     fn list(&mut self, cap: usize) -> std::io::Result<Listing> {
@@ -517,8 +531,8 @@ impl Kernel<'_> {
 /// Runs the flow log in network namespace `netns` until `stop` is set: accounting on, endings
 /// heard, a listing at the start (the baseline) and at the end of each interval, attributed with
 /// the engines `policy` holds; at `stop`, the interval so far is closed. Failures are logged,
-/// counted and shown in `health` (degraded, still ready: enforcement is whole); listing starts
-/// over at the next interval.
+/// counted and shown in `health` (degraded, still ready: enforcement is whole), and tried again
+/// at the next interval.
 pub fn run(
     mut logger: FlowLogger,
     netns: Option<String>,
@@ -529,12 +543,8 @@ pub fn run(
     let netns = netns.as_deref();
     let mut kernel = Kernel {
         netns,
-        accounting: conntrack::enable_accounting(netns).err().map(|e| {
-            format!("cannot switch on conntrack accounting ({e}): records carry no packet or byte counts")
-        }),
-        endings: Endings::open(netns)
-            .map_err(|e| tracing::error!("cannot hear conntrack endings: {e}"))
-            .ok(),
+        accounting: Some(String::new()),
+        endings: None,
         lost: 0,
         conntrack: None,
     };
@@ -542,6 +552,7 @@ pub fn run(
     let mut stopped = false;
     let mut end = start;
     loop {
+        kernel.repair();
         let closing = std::time::Instant::now();
         let listed = kernel.list(logger.limits.max_connections);
         // Endings of what the listing no longer held come while it is read: heard before closing.

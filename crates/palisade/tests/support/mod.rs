@@ -29,6 +29,24 @@ pub fn connects(lab: &str, pod: &impl Display, target: &str, port: u16) -> bool 
     out.status.success()
 }
 
+/// A TCP connection from the namespace of `from` to `to` (connected within a second), whose reads
+/// time out after `read_timeout`.
+pub fn connect_from(
+    from: &palisade_lab::LabPod,
+    to: std::net::SocketAddr,
+    read_timeout: Duration,
+) -> std::net::TcpStream {
+    palisade_dataplane::netns::in_netns(&from.netns, move || {
+        let stream = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(1))?;
+        stream.set_read_timeout(Some(read_timeout))?;
+        Ok::<_, std::io::Error>(stream)
+    })
+    .join()
+    .unwrap()
+    .unwrap()
+    .unwrap_or_else(|e| panic!("connect from {} to {to}: {e}", from.key))
+}
+
 /// Polls `f` every 20 ms for up to `limit`; returns how long it took to become true.
 pub fn within(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
     let start = Instant::now();
