@@ -314,7 +314,7 @@ fn start_flow_log(
     let Some(path) = &opts.flow_log else {
         return Ok(None);
     };
-    if *path == opts.policy_log() {
+    if same_file(path, &opts.policy_log()) {
         let clash = std::io::Error::other(format!(
             "{}: the flow log cannot be the policy action log",
             path.display()
@@ -347,6 +347,20 @@ fn start_flow_log(
     Ok(Some(thread))
 }
 
+/// `a` and `b` name the same file, however named: a relative path, a linked folder.
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    let canonical = |p: &std::path::Path| {
+        let folder = (p.parent())
+            .map(|f| match f.as_os_str().is_empty() {
+                true => std::path::Path::new("."),
+                false => f,
+            })
+            .and_then(|f| std::fs::canonicalize(f).ok());
+        folder.zip(p.file_name()).map(|(f, n)| f.join(n))
+    };
+    a == b || canonical(a).is_some_and(|a| Some(a) == canonical(b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,6 +378,22 @@ mod tests {
         assert!(!report(applied(1), false).clean());
         assert!(!report(Outcome::Failed("refused".into()), false).clean());
         assert!(!report(Outcome::Unchanged, true).clean());
+    }
+
+    #[test]
+    fn the_same_file_is_recognised_however_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("logs");
+        std::fs::create_dir(&real).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert!(same_file(&real.join("a.log"), &link.join("a.log")));
+        assert!(same_file(&real.join("a.log"), &real.join("./a.log")));
+        assert!(!same_file(&real.join("a.log"), &real.join("b.log")));
+        assert!(same_file(
+            std::path::Path::new("x.log"),
+            std::path::Path::new("./x.log")
+        ));
     }
 
     #[test]

@@ -55,6 +55,13 @@ impl Judge<'_> {
             if !info.enforceable() || !self.enforcement.enforces(info) {
                 return None;
             }
+            // A pod and its own node (its address, or a hostNetwork pod there): no policy
+            // governs that traffic, and it never crosses the forward hook.
+            let node = info.host_ip == Some(peer)
+                && (state.pod_by_ip(peer)).is_none_or(|p| state.pods[p].host_network);
+            if node || peer == here {
+                return None;
+            }
             let class = &self.table.classes[self.engine.class_of(pod)];
             let allowed = class.audited
                 || (class.rules).allows(direction, Some(peer), flow.dst_port, tracked.protocol);
@@ -174,7 +181,7 @@ apiVersion: v1
 kind: Pod
 metadata: {name: b, namespace: x, labels: {app: b}}
 spec: {nodeName: n2, containers: [{name: c, image: i}]}
-status: {podIP: 10.1.0.2}
+status: {podIP: 10.1.0.2, hostIP: 192.168.0.2}
 ---
 apiVersion: v1
 kind: Pod
@@ -232,23 +239,27 @@ spec: {podSelector: {}, policyTypes: [Ingress]}
     }
 
     /// Denied flows are cut by the node enforcing the denying end; allowed flows, flows of ends
-    /// enforced elsewhere, addresses of no pod and audited pods never.
+    /// enforced elsewhere, addresses of no pod, audited pods and a pod's own node never.
     #[test]
     fn only_denied_flows_at_ends_enforced_here_are_cut() {
         let flows = [
-            tracked("10.1.0.1", "10.1.0.2", 80),   // a → b:80, allowed
-            tracked("10.1.0.1", "10.1.0.2", 81),   // a → b:81, denied at b
-            tracked("192.0.2.9", "10.1.0.2", 80),  // outside → b:80, denied at b
-            tracked("10.1.0.1", "10.1.0.3", 80),   // a → c, audited
-            tracked("192.0.2.9", "192.0.2.8", 80), // no pod
+            tracked("10.1.0.1", "10.1.0.2", 80),    // a → b:80, allowed
+            tracked("10.1.0.1", "10.1.0.2", 81),    // a → b:81, denied at b
+            tracked("192.0.2.9", "10.1.0.2", 80),   // outside → b:80, denied at b
+            tracked("10.1.0.1", "10.1.0.3", 80),    // a → c, audited
+            tracked("192.0.2.9", "192.0.2.8", 80),  // no pod
+            tracked("192.168.0.2", "10.1.0.2", 81), // b's node → b:81, node-local
         ];
         let ingress = Some(Direction::Ingress);
-        assert_eq!(denials(None, &flows), [None, ingress, ingress, None, None]);
+        assert_eq!(
+            denials(None, &flows),
+            [None, ingress, ingress, None, None, None]
+        );
         assert_eq!(
             denials(Some("n2"), &flows),
-            [None, ingress, ingress, None, None]
+            [None, ingress, ingress, None, None, None]
         );
-        assert_eq!(denials(Some("n1"), &flows), [None; 5]);
+        assert_eq!(denials(Some("n1"), &flows), [None; 6]);
     }
 
     /// A Service's connection is judged at its backend (the reply's source), as the kernel

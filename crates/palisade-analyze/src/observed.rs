@@ -102,6 +102,8 @@ impl Summary {
 
 /// Counts `n` under `key`, naming at most [`MAX_NAMED`] keys (the rest under `…`).
 fn count(map: &mut BTreeMap<String, u64>, key: String, n: u64) {
+    // Names read from files are shown: never as terminal control.
+    let key = palisade_model::printable(&key).into_owned();
     let key = if map.len() < MAX_NAMED || map.contains_key(&key) {
         key
     } else {
@@ -140,9 +142,9 @@ impl Usage {
                 .filter(|p| !known.contains(*p))
                 .collect();
             if !unknown.is_empty() {
-                for pod in unknown {
-                    count(&mut s.unknown_pods, pod.clone(), used.records);
-                }
+                // Once per record, however many of its ends are unknown.
+                let pods: Vec<&str> = unknown.iter().map(|p| p.as_str()).collect();
+                count(&mut s.unknown_pods, pods.join(" → "), used.records);
                 continue;
             }
             let (Some(&src), Some(&dest)) = (positions.get(&pair.src), positions.get(&pair.dest))
@@ -173,17 +175,29 @@ impl Usage {
     }
 }
 
-/// The probes to draw with observed flows: `probes`, and the port and protocol of every flow
-/// between two pods of `pods` (`ns/name`) that they miss.
+/// Probes added from observed flows at most: each is a whole matrix, and a log can hold many
+/// ports (a UDP answer after its entry expired is recorded to the client's ephemeral port).
+pub const MAX_OBSERVED_PROBES: usize = 32;
+
+/// The probes to draw with observed flows: `probes`, and the port and protocol of the flows
+/// between two pods of `pods` (`ns/name`) that they miss — the [`MAX_OBSERVED_PROBES`] with the
+/// most records; the flows of the others are counted as on ports not probed.
 pub fn with_observed(
     mut probes: Vec<Probe>,
     flows: &BTreeMap<Pair, Use>,
     pods: &HashSet<String>,
 ) -> Vec<Probe> {
-    let seen = (flows.keys())
-        .filter(|p| pods.contains(&p.src) && pods.contains(&p.dest))
-        .map(|p| p.probe);
-    probes.extend(seen);
+    let mut seen: HashMap<Probe, u64> = HashMap::new();
+    let between_pods =
+        (flows.iter()).filter(|(p, _)| pods.contains(&p.src) && pods.contains(&p.dest));
+    for (pair, used) in between_pods {
+        if !probes.contains(&pair.probe) {
+            *seen.entry(pair.probe).or_default() += used.records;
+        }
+    }
+    let mut seen: Vec<(Probe, u64)> = seen.into_iter().collect();
+    seen.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    probes.extend(seen.into_iter().take(MAX_OBSERVED_PROBES).map(|(p, _)| p));
     probes.sort();
     probes.dedup();
     probes
@@ -308,6 +322,28 @@ mod tests {
         let pods: HashSet<String> = ["shop/api".into(), "shop/web".into()].into();
         let probes = with_observed(vec![tcp(80), tcp(8080)], &flows(), &pods);
         assert_eq!(probes, [tcp(80), tcp(8080), tcp(9000)], "not other/x's");
+        // Ports of many flows: only the busiest are probed.
+        let many: BTreeMap<Pair, Use> = (0..MAX_OBSERVED_PROBES as u16 + 10)
+            .map(|i| flow("shop/web", "shop/api", 10_000 + i, 1 + u64::from(i)))
+            .collect();
+        let probes = with_observed(vec![tcp(80)], &many, &pods);
+        assert_eq!(probes.len(), MAX_OBSERVED_PROBES + 1);
+        assert!(probes.contains(&tcp(10_000 + MAX_OBSERVED_PROBES as u16 + 9)));
+        assert!(!probes.contains(&tcp(10_000)), "the quietest is left out");
+    }
+
+    /// A record whose two ends are unknown is counted once.
+    #[test]
+    fn a_record_of_two_unknown_pods_counts_once() {
+        let engine = engine();
+        let pods = Matrix::pods_in(&engine, &Scope::Namespaces(vec!["shop".into()]));
+        let matrix = Matrix::compute(&engine, pods, &[tcp(8080)]);
+        let both = [flow("shop/gone-1", "shop/gone-2", 8080, 3)]
+            .into_iter()
+            .collect();
+        let usage = Usage::mark(&matrix, &both, Summary::default());
+        let s = &usage.summary;
+        assert_eq!(s.unknown_pods.values().sum::<u64>(), 3, "{s:?}");
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub mod selector;
 mod snapshot;
 mod state;
 mod store;
+mod text;
 mod tier;
 pub mod validate;
 mod workload;
@@ -49,6 +50,7 @@ pub use state::{
     PodInfo, PolicyInfo, ServiceInfo, ServicePortInfo, TierPolicyInfo,
 };
 pub use store::{ObjectEvent, ObjectStore};
+pub use text::printable;
 pub use tier::{
     NamespacedPods, Subject, Tier, TierAction, TierObject, TierPeer, TierPolicySpec, TierPort,
     TierRule, ValidTierPolicy, TIER_KINDS,

@@ -211,12 +211,14 @@ fn files<T: Observable>(
     for path in &args.file {
         let mut tail = Tail::open(path)
             .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-        records.extend(report(tail.read_new::<T>()?));
+        // Only the records that pass are kept, file by file.
+        let mut read = report(tail.read_new::<T>()?);
+        read.retain(|r| filter.matches(r));
+        records.extend(read);
         tails.push(tail);
     }
     // Several files (e.g. rotated ones) interleave by time.
     records.sort_by_key(|r| r.time());
-    records.retain(|r| filter.matches(r));
     let skip = if args.follow || args.last.is_some() {
         records.len().saturating_sub(last)
     } else {

@@ -14,7 +14,7 @@
 //! the traffic beyond those bounds.
 
 use palisade_dataplane::conntrack::{Counters, Entry, Listing, Tracked};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
 
 /// What one connection did in an interval.
@@ -114,13 +114,20 @@ impl Accounting {
             since,
             capped: listing.capped,
         };
-        for entry in std::mem::take(&mut self.endings) {
+        let endings = std::mem::take(&mut self.endings);
+        // A connection listed, then ended before the endings were read, is in both: its ending
+        // has the later counters and the end.
+        let ended: HashSet<Tracked> = endings.iter().map(|e| e.tracked).collect();
+        for entry in endings {
             let old = last(&entry.tracked);
             interval
                 .observed
                 .extend(window.observed(&entry, old.as_ref(), true));
         }
         for entry in listing.entries {
+            if ended.contains(&entry.tracked) {
+                continue;
+            }
             let old = last(&entry.tracked);
             let observed = window.observed(&entry, old.as_ref(), entry.closed);
             interval.observed.extend(observed);
@@ -360,6 +367,28 @@ mod tests {
             "1 by difference after an absence; 3 began in the interval; 4 before it"
         );
         assert_eq!(out.unseen_endings, 0);
+    }
+
+    /// A connection listed and then ended before its ending was read is in both: told once, from
+    /// its ending, and never reported missing after.
+    #[test]
+    fn a_connection_both_listed_and_ended_is_told_once() {
+        let mut a = Accounting::new(10);
+        a.close(
+            listing(vec![entry(1, 500, false), entry(2, 60, true)]),
+            at(0),
+        );
+        a.ended(entry(1, 900, false));
+        a.ended(entry(2, 60, true));
+        let both = a.close(
+            listing(vec![entry(1, 850, false), entry(2, 60, true)]),
+            at(5),
+        );
+        assert_eq!(summary(&both), [(1, Some(400), false, true)]);
+        for t in [10, 15] {
+            let after = a.close(listing(vec![]), at(t));
+            assert_eq!((summary(&after), after.unseen_endings), (vec![], 0));
+        }
     }
 
     /// Endings beyond the cap are counted, not kept; endings before the baseline are ignored;

@@ -281,13 +281,14 @@ impl FlowLogger {
             return;
         };
         for group in groups(&attribution, interval.observed) {
+            // The metrics count every connection, written or not.
+            self.count(&attribution, &group);
             // Within the rate, records are built one at a time: what is dropped costs nothing.
             if !self.bucket.take(end) {
                 Metrics::inc(&self.metrics.flow_dropped, "rate_limit");
                 continue;
             }
             let record = self.record(&mut attribution, &group, start, end);
-            self.count(&record);
             self.write(&record);
         }
         self.attribution = Some(attribution);
@@ -354,13 +355,14 @@ impl FlowLogger {
         }
     }
 
-    /// Counts `record` in the per-namespace metrics.
-    fn count(&mut self, record: &FlowRecord) {
-        let namespace = |p: &Peer| match p {
-            Peer::Pod { namespace, .. } => namespace.clone(),
-            _ => String::new(),
+    /// Counts `group`'s bytes and started connections in the per-namespace metrics.
+    fn count(&mut self, attribution: &Attribution, group: &Group) {
+        let judged = group.first.tracked.judged();
+        let namespace = |ip| {
+            let state = attribution.state_of(ip);
+            (state.pod_by_ip(ip)).map_or_else(String::new, |p| state.pods[p].namespace.clone())
         };
-        let mut pair = (namespace(&record.src), namespace(&record.dest));
+        let mut pair = (namespace(judged.src), namespace(judged.dst));
         if !self.pairs.contains(&pair) {
             if self.pairs.len() >= MAX_NAMESPACE_PAIRS {
                 pair = ("_other".into(), "_other".into());
@@ -372,9 +374,11 @@ impl FlowLogger {
             src_namespace: pair.0,
             dest_namespace: pair.1,
         };
-        (self.metrics.flow_bytes.get_or_create(&labels)).inc_by(record.bytes());
-        if record.started {
-            (self.metrics.flow_connections.get_or_create(&labels)).inc_by(record.connections);
+        let c = group.carried.unwrap_or_default();
+        let bytes = c.bytes_sent.saturating_add(c.bytes_received);
+        (self.metrics.flow_bytes.get_or_create(&labels)).inc_by(bytes);
+        if group.first.started {
+            (self.metrics.flow_connections.get_or_create(&labels)).inc_by(group.connections);
         }
     }
 
@@ -461,15 +465,18 @@ struct Kernel<'a> {
 }
 
 impl Kernel<'_> {
-    /// Hears endings until `end` (or `stop`, checked every 200 ms: true when set).
+    /// Hears endings until `end` (or `stop`, checked every 200 ms: true when set). The wait is
+    /// measured on the monotonic clock: a wall clock stepped back does not stretch it.
     fn hear_until(&mut self, logger: &mut FlowLogger, end: SystemTime, stop: &AtomicBool) -> bool {
-        while let Ok(left) = end.duration_since(SystemTime::now()) {
-            if stop.load(Ordering::Relaxed) {
-                return true;
+        let wait = end.duration_since(SystemTime::now()).unwrap_or_default();
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if stop.load(Ordering::Relaxed) || left.is_zero() {
+                return stop.load(Ordering::Relaxed);
             }
             self.hear(logger, left.min(Duration::from_millis(200)));
         }
-        stop.load(Ordering::Relaxed)
     }
 
     /// Hears the endings that come within `wait` (none: those already there), counting what the

@@ -60,7 +60,8 @@ pub struct Tail {
     inode: u64,
     offset: u64,
     line: usize,
-    partial: String,
+    /// Inside a line longer than [`MAX_LINE`], said already: read to its end, unparsed.
+    skipping: bool,
 }
 
 impl Tail {
@@ -72,7 +73,7 @@ impl Tail {
             inode: 0,
             offset: 0,
             line: 0,
-            partial: String::new(),
+            skipping: false,
         };
         tail.reopen()?;
         Ok(tail)
@@ -82,8 +83,7 @@ impl Tail {
         let file = File::open(&self.path)?;
         self.inode = file.metadata()?.ino();
         self.reader = Some(BufReader::new(file));
-        (self.offset, self.line) = (0, 0);
-        self.partial.clear();
+        (self.offset, self.line, self.skipping) = (0, 0, false);
         Ok(())
     }
 
@@ -101,29 +101,46 @@ impl Tail {
         self.read_available()
     }
 
+    /// The complete lines from the offset on, each of at most [`MAX_LINE`] bytes held (a longer
+    /// one is said and skipped; bytes that are not UTF-8 are read as U+FFFD); an incomplete last
+    /// line is read again, whole, next time.
     fn read_available<T: Observable>(&mut self) -> io::Result<Vec<Line<T>>> {
         let mut out = Vec::new();
         let Some(reader) = self.reader.as_mut() else {
             return Ok(out);
         };
         reader.seek(SeekFrom::Start(self.offset))?;
+        let mut line = Vec::new();
         loop {
-            let n = reader.read_line(&mut self.partial)?;
-            if n == 0 || !self.partial.ends_with('\n') {
-                // An incomplete last line is kept and finished on the next call.
-                self.offset += n as u64;
+            line.clear();
+            let n = (&mut *reader)
+                .take(MAX_LINE as u64 + 1)
+                .read_until(b'\n', &mut line)?;
+            let complete = line.ends_with(b"\n");
+            if n == 0 || (!complete && line.len() <= MAX_LINE && !self.skipping) {
                 break;
             }
             self.offset += n as u64;
+            if self.skipping {
+                self.skipping = !complete;
+                continue;
+            }
             self.line += 1;
-            let text = std::mem::take(&mut self.partial);
+            if !complete {
+                self.skipping = true;
+                let at = self.path.display();
+                let what = T::WHAT;
+                out.push(Err(format!(
+                    "{at}:{}: not a {what}: longer than {MAX_LINE} bytes",
+                    self.line
+                )));
+                continue;
+            }
+            let text = String::from_utf8_lossy(&line);
             if !text.trim().is_empty() {
                 out.push(parse(&self.path, self.line, text.trim_end()));
             }
         }
-        // Re-read the partial line from its start next time.
-        self.offset -= self.partial.len() as u64;
-        self.partial.clear();
         Ok(out)
     }
 }
@@ -152,6 +169,37 @@ mod tests {
         );
         let e = lines[2].as_ref().unwrap_err();
         assert!(e.contains("policy_action.log:4: not a policy action record: longer than"));
+    }
+
+    /// A follower holds at most one line's bytes: an overlong line is said once and skipped, even
+    /// while it is still being written; bytes that are not UTF-8 make a bad line, not an error.
+    #[test]
+    fn a_follower_skips_overlong_and_binary_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy_action.log");
+        let mut f = File::create(&path).unwrap();
+        f.write_all(&vec![b'x'; MAX_LINE + 10]).unwrap();
+        let mut tail = Tail::open(&path).unwrap();
+        let lines = tail.read_new::<Record>().unwrap();
+        assert_eq!(lines.len(), 1, "said while still being written");
+        assert!(lines[0]
+            .as_ref()
+            .unwrap_err()
+            .contains(":1: not a policy action record: longer than"));
+        f.write_all(&vec![b'x'; MAX_LINE]).unwrap();
+        assert!(
+            tail.read_new::<Record>().unwrap().is_empty(),
+            "still the same line"
+        );
+        f.write_all(b"\n\xff\xfe\n").unwrap();
+        writeln!(f, "{RECORD}").unwrap();
+        let lines = tail.read_new::<Record>().unwrap();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0]
+            .as_ref()
+            .unwrap_err()
+            .contains(":2: not a policy action record"));
+        assert_eq!(lines[1].as_ref().unwrap().count, 2);
     }
 
     #[test]

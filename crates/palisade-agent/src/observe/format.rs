@@ -17,8 +17,9 @@ fn peer(p: &Peer, port: u16) -> String {
         Peer::Node { node_name, .. } => format!("node/{node_name}"),
         Peer::External { instance } => instance.clone(),
     };
+    let name = palisade_model::printable(&name);
     if port == 0 {
-        name
+        name.into_owned()
     } else {
         format!("{name}:{port}")
     }
@@ -40,7 +41,7 @@ fn policies<'a>(names: impl IntoIterator<Item = &'a PolicyName>) -> String {
             seen.push(name);
         }
     }
-    seen.join(",")
+    palisade_model::printable(&seen.join(",")).into_owned()
 }
 
 /// `time source -> destination protocol`: how a compact line starts.
@@ -261,6 +262,19 @@ mod tests {
             r.compact(),
             "2026-11-22T10:00:00.500000000Z shop/cart-1:40000 -> node/n1:6379 tcp ingress ALLOWED by shop/p"
         );
+        // Names from a hostile file are shown escaped, never as terminal control.
+        let mut hostile = r.clone();
+        hostile.src = Peer::External {
+            instance: "\u{1b}]0;owned\u{7}".into(),
+        };
+        hostile.policies[0].name = "p\u{1b}[2J".into();
+        let line = hostile.compact();
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert!(line.contains("\\u{1b}]0;owned\\u{7}:40000"), "{line}");
+        assert!(hostile
+            .row()
+            .iter()
+            .all(|c| !c.chars().any(char::is_control)));
         let mut d = r.clone();
         d.disposition = Disposition::Deny;
         (d.policies, d.audit, d.count) = (vec![], true, 3);
