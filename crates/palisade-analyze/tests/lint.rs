@@ -1398,6 +1398,20 @@ fn rules_decided_first_by_earlier_rules_are_shadowed() {
         f.message
     );
     assert!(!f.fix.contains("priority"), "{}", f.fix);
+    // A rule shadowed itself (the Admin Accept of the same traffic, after the Deny) is not named
+    // as deciding.
+    let (_, report) = run(&[guard(1, ""), allow_ops(FROM_OPS, ""), web_in(from_ops)].concat());
+    let found = of(&report, Rule::TierRuleShadowed);
+    let web = (found.iter())
+        .find(|f| f.object.to_string() == "NetworkPolicy shop/web-in")
+        .expect("web-in shadowed");
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(
+        web.message
+            .ends_with("decided first by ClusterNetworkPolicy guard spec.ingress[0]"),
+        "{}",
+        web.message
+    );
     let (_, report) = run(&[
         guard(1, ""),
         web_in("{podSelector: {matchLabels: {app: client}}}"),

@@ -19,7 +19,7 @@ use super::index::Index;
 use super::redundant::{covered, is_empty, overlapping, Budget, Stopped, MAX_COMPARISONS};
 use super::{plural, rule_field, some_of, Finding, Rule, Severity};
 use palisade_model::{ObjectKey, Tier, TierAction};
-use palisade_policy::{Allow, ClassId, Direction, DirectionRules};
+use palisade_policy::{Allow, ClassId, Direction, DirectionRules, Peers, PortRange};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// The policy a rule is of: its index among the state's cluster-wide policies or NetworkPolicies.
@@ -33,22 +33,38 @@ enum Of {
 type RuleId = (Of, Direction, usize);
 
 /// The part of a class's rules for one direction that a rule's entries are in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Section {
     Admin,
     Policy,
     Baseline,
 }
 
-/// Where a rule's entries are: `start..end` of a section of `class`'s rules for `direction`.
+/// Where a rule's entries are: `start..end` of a section of `class`'s rules for `direction`,
+/// whose entries are the list `list` (classes with the same list are judged once).
 #[derive(Clone, Copy, Debug)]
 struct Place {
     class: ClassId,
     direction: Direction,
+    list: usize,
     section: Section,
     start: usize,
     end: usize,
 }
+
+/// One entry as far as judging goes: its rule, action, peer set's address (`0`: any peer; the
+/// sets are shared and live as long as the index, so the same address is the same peers) and
+/// ports.
+type Signed = (
+    Option<RuleId>,
+    Option<TierAction>,
+    usize,
+    Option<Vec<PortRange>>,
+);
+
+/// What makes two classes' rules for a direction alike: the entries of each section (`None`: no
+/// NetworkPolicy isolates).
+type Signature = (Vec<Signed>, Option<Vec<Signed>>, Vec<Signed>);
 
 /// What one rule's places say.
 #[derive(Default)]
@@ -77,20 +93,30 @@ fn check_within(ix: &Index, out: &mut Vec<Finding>, max: u64) {
     let mut order: Vec<&RuleId> = places.keys().collect();
     order.sort_by_key(|&&(p, d, r)| (p, d == Direction::Egress, r));
     let mut budget = Budget { left: max };
+    let mut found: Vec<(RuleId, Judged)> = Vec::new();
     for (i, &&id) in order.iter().enumerate() {
         let Ok(judged) = judge(ix, &of, &places[&id], &mut budget) else {
             out.extend(
                 [Rule::TierRuleShadowed, Rule::TierPassToNothing]
                     .map(|rule| stopped(ix, id, rule, order.len() - i - 1, max)),
             );
-            return;
+            break;
         };
-        if judged.shadowed {
-            out.push(shadowed(ix, id, &judged));
-        }
         if !judged.to_nothing.is_empty() {
             out.push(to_nothing(ix, id, &judged.to_nothing));
         }
+        if judged.shadowed {
+            found.push((id, judged));
+        }
+    }
+    // Name the rules that decide, not those shadowed themselves (unless no other is left).
+    let gone: HashSet<RuleId> = found.iter().map(|(id, _)| *id).collect();
+    for (id, mut judged) in found {
+        let deciding: HashSet<RuleId> = judged.by.difference(&gone).copied().collect();
+        if !deciding.is_empty() {
+            judged.by = deciding;
+        }
+        out.push(shadowed(ix, id, &judged));
     }
 }
 
@@ -127,11 +153,14 @@ fn section(rules: &DirectionRules, section: Section) -> Vec<(Option<TierAction>,
 /// consecutive).
 fn places(ix: &Index, of: &HashMap<ObjectKey, Of>) -> HashMap<RuleId, Vec<Place>> {
     let mut out: HashMap<RuleId, Vec<Place>> = HashMap::new();
+    let mut lists: HashMap<Signature, usize> = HashMap::new();
     for class in ix.engine.class_ids() {
         for direction in Direction::BOTH {
             let Some(rules) = side(ix, class, direction) else {
                 continue;
             };
+            let next = lists.len();
+            let list = *lists.entry(signature(of, rules)).or_insert(next);
             for s in [Section::Admin, Section::Policy, Section::Baseline] {
                 let entries = section(rules, s);
                 let mut start = 0;
@@ -146,6 +175,7 @@ fn places(ix: &Index, of: &HashMap<ObjectKey, Of>) -> HashMap<RuleId, Vec<Place>
                             .push(Place {
                                 class,
                                 direction,
+                                list,
                                 section: s,
                                 start,
                                 end,
@@ -157,6 +187,37 @@ fn places(ix: &Index, of: &HashMap<ObjectKey, Of>) -> HashMap<RuleId, Vec<Place>
         }
     }
     out
+}
+
+/// The [`Signature`] of `rules`.
+fn signature(of: &HashMap<ObjectKey, Of>, rules: &DirectionRules) -> Signature {
+    let sign = |s: Section| -> Vec<Signed> {
+        (section(rules, s).into_iter())
+            .map(|(action, a)| {
+                let peers = match &a.peers {
+                    Peers::Any => 0,
+                    Peers::Addrs(set) => std::sync::Arc::as_ptr(set) as usize,
+                };
+                let rule =
+                    (of.get(&*a.origin.policy)).map(|&p| (p, a.origin.direction, a.origin.rule));
+                (rule, action, peers, a.ports.clone())
+            })
+            .collect()
+    };
+    (
+        sign(Section::Admin),
+        rules.policy.is_some().then(|| sign(Section::Policy)),
+        sign(Section::Baseline),
+    )
+}
+
+/// What a rule's entries in one list say: all decided first (adding the rules deciding some to
+/// `by`), and, for a Pass, whether what it passes falls to the default.
+#[derive(Clone, Default)]
+struct Here {
+    covered: bool,
+    to_nothing: bool,
+    by: HashSet<RuleId>,
 }
 
 /// Judges a rule at its `places`.
@@ -175,11 +236,11 @@ fn judge(
         of.get(&*a.origin.policy)
             .map(|&p| (p, a.origin.direction, a.origin.rule))
     };
+    let mut lists: HashMap<(usize, Section, usize), Here> = HashMap::new();
     for place in places {
         let Some(rules) = side(ix, place.class, place.direction) else {
             continue;
         };
-        let admin = section(rules, Section::Admin);
         let entries = section(rules, place.section);
         let mine = &entries[place.start..place.end];
         let pass = mine
@@ -188,34 +249,63 @@ fn judge(
         if !judged.shadowed && !pass {
             break;
         }
-        // What decides before it: its tier's earlier entries, and (after the Admin tier) the
-        // Admin entries that do not hand on.
-        let deciding = (admin.iter()).filter(|(action, _)| *action != Some(TierAction::Pass));
-        let earlier: Vec<(RuleId, &Allow)> = match place.section {
-            Section::Admin => admin[..place.start].iter().collect::<Vec<_>>(),
-            Section::Policy => deciding.collect(),
-            Section::Baseline => deciding.chain(&entries[..place.start]).collect(),
-        }
-        .into_iter()
-        .filter_map(|(_, a)| Some((id(a)?, *a)))
-        .collect();
-        let earlier: Vec<&(RuleId, &Allow)> = earlier.iter().collect();
         anything |= mine.iter().any(|(_, a)| !is_empty(a));
         judged.classes.insert(place.class);
-        let mut here = true;
-        for (_, a) in mine {
-            if !covered(a, &earlier, &mut judged.by, budget)? {
-                here = false;
-                break;
+        let here = match lists.get(&(place.list, place.section, place.start)) {
+            Some(known) => known.clone(),
+            None => {
+                let here = judge_here(rules, place, pass, &id, budget)?;
+                lists.insert((place.list, place.section, place.start), here.clone());
+                here
             }
-        }
-        judged.shadowed &= here;
-        if pass && !here && rules.policy.is_none() && !reaches_baseline(rules, mine, budget)? {
+        };
+        judged.by.extend(here.by);
+        judged.shadowed &= here.covered;
+        if here.to_nothing {
             judged.to_nothing.insert(place.class);
         }
     }
     judged.shadowed &= anything;
     Ok(judged)
+}
+
+/// Judges a rule's entries at one place of `rules` (`pass`: it is an Admin Pass); `id` names an
+/// entry's rule.
+fn judge_here(
+    rules: &DirectionRules,
+    place: &Place,
+    pass: bool,
+    id: &dyn Fn(&Allow) -> Option<RuleId>,
+    budget: &mut Budget,
+) -> Result<Here, Stopped> {
+    let admin = section(rules, Section::Admin);
+    let entries = section(rules, place.section);
+    let mine = &entries[place.start..place.end];
+    // What decides before it: its tier's earlier entries, and (after the Admin tier) the
+    // Admin entries that do not hand on.
+    let deciding = (admin.iter()).filter(|(action, _)| *action != Some(TierAction::Pass));
+    let earlier: Vec<(RuleId, &Allow)> = match place.section {
+        Section::Admin => admin[..place.start].iter().collect::<Vec<_>>(),
+        Section::Policy => deciding.collect(),
+        Section::Baseline => deciding.chain(&entries[..place.start]).collect(),
+    }
+    .into_iter()
+    .filter_map(|(_, a)| Some((id(a)?, *a)))
+    .collect();
+    let earlier: Vec<&(RuleId, &Allow)> = earlier.iter().collect();
+    let mut here = Here {
+        covered: true,
+        ..Here::default()
+    };
+    for (_, a) in mine {
+        if !covered(a, &earlier, &mut here.by, budget)? {
+            here.covered = false;
+            break;
+        }
+    }
+    here.to_nothing =
+        pass && !here.covered && rules.policy.is_none() && !reaches_baseline(rules, mine, budget)?;
+    Ok(here)
 }
 
 /// True if a Baseline entry of `rules` shares a peer and a port with one of `mine`.
