@@ -1080,6 +1080,8 @@ fn rule_ids_are_stable_and_unknown_ones_list_the_valid() {
             "tier-priority-tie",
             "tier-versions-mixed",
             "tier-rule-matches-everything",
+            "tier-rule-shadowed",
+            "tier-pass-to-nothing",
         ]
     );
     for r in Rule::ALL {
@@ -1283,6 +1285,238 @@ fn a_tier_rule_that_fails_closed_to_everything_is_named() {
         assert!(
             of(&report, Rule::TierRuleMatchesEverything).is_empty(),
             "{:#?}",
+            report.findings
+        );
+    }
+}
+
+/// A ClusterNetworkPolicy `name` of `tier` at `priority` holding the pods of the namespaces
+/// `subject` selects, with ingress rules `rules` (flow style), and `extra` metadata.
+fn cnp(name: &str, extra: &str, tier: &str, priority: u32, subject: &str, rules: &str) -> String {
+    format!(
+        "---\napiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {{name: {name}{extra}}}\n\
+         spec: {{tier: {tier}, priority: {priority}, subject: {{namespaces: {subject}}}, ingress: [{rules}]}}\n"
+    )
+}
+
+const FROM_OPS: &str = "from: [{namespaces: {matchLabels: {team: ops}}}]";
+const STAGED: &str = ", annotations: {policy.palisade.dev/audit-mode: \"true\"}";
+
+/// An Admin Deny of ingress from `ops` everywhere, first: an Admin Accept of the same traffic
+/// later, a NetworkPolicy rule allowing only it and a Baseline Deny of it never decide anything,
+/// each named with the rule that decides first. Near misses: the Accept reaching further than the
+/// Deny (partly shadowed), a NetworkPolicy rule for other peers, the Deny evaluated after the
+/// Accept (it still decides in the namespaces the Accept does not hold), a Baseline rule after
+/// an Admin Pass. A staged Deny shadows nothing (judged on what is enforced); the annotation
+/// silences the finding.
+#[test]
+fn rules_decided_first_by_earlier_rules_are_shadowed() {
+    let guard = |priority: u32, extra: &str| {
+        cnp(
+            "guard",
+            extra,
+            "Admin",
+            priority,
+            "{}",
+            &format!("{{action: Deny, {FROM_OPS}}}"),
+        )
+    };
+    let shop = "{matchLabels: {team: shop}}";
+    let allow_ops = |from: &str, extra: &str| {
+        cnp(
+            "allow-ops",
+            extra,
+            "Admin",
+            5,
+            shop,
+            &format!("{{action: Accept, {from}}}"),
+        )
+    };
+    let (text, report) = run(&[guard(1, ""), allow_ops(FROM_OPS, "")].concat());
+    let f = one(
+        &text,
+        &report,
+        Rule::TierRuleShadowed,
+        "ClusterNetworkPolicy allow-ops",
+        Some("spec.ingress[0]"),
+        "name: allow-ops",
+    );
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(
+        f.message.contains("never decides anything: at the 3 pods it applies to (shop/client, shop/web-1, shop/web-2), everything it matches is decided first by ClusterNetworkPolicy guard spec.ingress[0]"),
+        "{}",
+        f.message
+    );
+    assert!(
+        f.fix.contains("delete spec.ingress[0]") && f.fix.contains("lower spec.priority"),
+        "{}",
+        f.fix
+    );
+    for fine in [
+        [guard(1, ""), allow_ops("from: [{namespaces: {}}]", "")].concat(),
+        [guard(9, ""), allow_ops(FROM_OPS, "")].concat(),
+        [guard(1, STAGED), allow_ops(FROM_OPS, "")].concat(),
+    ] {
+        let (_, report) = run(&fine);
+        assert!(
+            of(&report, Rule::TierRuleShadowed).is_empty(),
+            "{fine}\n{:#?}",
+            report.findings
+        );
+    }
+    let silenced = allow_ops(
+        FROM_OPS,
+        ", annotations: {policy.palisade.dev/lint-disable: tier-rule-shadowed}",
+    );
+    let (_, report) = run(&[guard(1, ""), silenced].concat());
+    assert!(of(&report, Rule::TierRuleShadowed).is_empty());
+    assert_eq!(report.silenced, 1, "{:#?}", report.findings);
+
+    // A NetworkPolicy rule: the Admin Deny decides before NetworkPolicy.
+    let web_in = |from: &str| {
+        format!(
+            "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: web-in, namespace: shop}}\n\
+             spec: {{podSelector: {{matchLabels: {{app: web}}}}, ingress: [{{from: [{from}]}}]}}\n"
+        )
+    };
+    let from_ops = "{namespaceSelector: {matchLabels: {team: ops}}}";
+    let (text, report) = run(&[guard(1, ""), web_in(from_ops)].concat());
+    let f = one(
+        &text,
+        &report,
+        Rule::TierRuleShadowed,
+        "NetworkPolicy shop/web-in",
+        Some("spec.ingress[0]"),
+        "name: web-in",
+    );
+    assert!(
+        f.message
+            .contains("the 2 pods it applies to (shop/web-1, shop/web-2)")
+            && f.message
+                .contains("by ClusterNetworkPolicy guard spec.ingress[0]"),
+        "{}",
+        f.message
+    );
+    assert!(!f.fix.contains("priority"), "{}", f.fix);
+    // A rule shadowed itself (the Admin Accept of the same traffic, after the Deny) is not named
+    // as deciding.
+    let (_, report) = run(&[guard(1, ""), allow_ops(FROM_OPS, ""), web_in(from_ops)].concat());
+    let found = of(&report, Rule::TierRuleShadowed);
+    let web = (found.iter())
+        .find(|f| f.object.to_string() == "NetworkPolicy shop/web-in")
+        .expect("web-in shadowed");
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(
+        web.message
+            .ends_with("decided first by ClusterNetworkPolicy guard spec.ingress[0]"),
+        "{}",
+        web.message
+    );
+    let (_, report) = run(&[
+        guard(1, ""),
+        web_in("{podSelector: {matchLabels: {app: client}}}"),
+    ]
+    .concat());
+    assert!(
+        of(&report, Rule::TierRuleShadowed).is_empty(),
+        "{:#?}",
+        report.findings
+    );
+
+    // A Baseline rule, judged where the Baseline tier is reached (shop: ops and kube-system are
+    // isolated by NetworkPolicies).
+    let base = cnp(
+        "base",
+        "",
+        "Baseline",
+        1,
+        "{}",
+        &format!("{{action: Deny, {FROM_OPS}}}"),
+    );
+    let (text, report) = run(&[guard(1, ""), base.clone()].concat());
+    let f = one(
+        &text,
+        &report,
+        Rule::TierRuleShadowed,
+        "ClusterNetworkPolicy base",
+        Some("spec.ingress[0]"),
+        "name: base",
+    );
+    assert!(
+        f.message.contains("the 3 pods it applies to"),
+        "{}",
+        f.message
+    );
+    let pass = cnp(
+        "guard",
+        "",
+        "Admin",
+        1,
+        "{}",
+        &format!("{{action: Pass, {FROM_OPS}}}"),
+    );
+    let (_, report) = run(&[pass, base].concat());
+    assert!(
+        of(&report, Rule::TierRuleShadowed).is_empty(),
+        "{:#?}",
+        report.findings
+    );
+}
+
+/// An Admin Pass holding `shop`, where no NetworkPolicy isolates ingress and no Baseline rule
+/// matches, allows what it passes: named with the namespace. Near misses: a NetworkPolicy
+/// isolating `shop` below it, a Baseline rule matching the traffic; a staged NetworkPolicy does
+/// not count (judged on what is enforced).
+#[test]
+fn an_admin_pass_with_nothing_below_it_acts_as_an_accept() {
+    let pass = cnp(
+        "delegate",
+        "",
+        "Admin",
+        1,
+        "{}",
+        "{action: Pass, from: [{namespaces: {}}]}",
+    );
+    let isolate = |extra: &str| {
+        format!(
+            "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: deny, namespace: shop{extra}}}\n\
+             spec: {{podSelector: {{}}, policyTypes: [Ingress]}}\n"
+        )
+    };
+    for open in [pass.clone(), [pass.clone(), isolate(STAGED)].concat()] {
+        let (text, report) = run(&open);
+        let f = one(
+            &text,
+            &report,
+            Rule::TierPassToNothing,
+            "ClusterNetworkPolicy delegate",
+            Some("spec.ingress[0]"),
+            "name: delegate",
+        );
+        assert_eq!(f.severity, Severity::Warning);
+        assert!(
+            f.message.contains("at 3 pods of its subject (namespace shop): no NetworkPolicy isolates their ingress"),
+            "{}",
+            f.message
+        );
+        assert!(f.fix.contains("action: Accept"), "{}", f.fix);
+    }
+    let baseline = cnp(
+        "base",
+        "",
+        "Baseline",
+        1,
+        "{}",
+        &format!("{{action: Deny, {FROM_OPS}}}"),
+    );
+    for fine in [
+        [pass.clone(), isolate("")].concat(),
+        [pass, baseline].concat(),
+    ] {
+        let (_, report) = run(&fine);
+        assert!(
+            of(&report, Rule::TierPassToNothing).is_empty(),
+            "{fine}\n{:#?}",
             report.findings
         );
     }

@@ -190,7 +190,7 @@ fn sarif_output_is_valid_sarif_2_1_0() {
     assert_eq!(log["version"], "2.1.0");
     let run = &log["runs"][0];
     let rules = run["tool"]["driver"]["rules"].as_array().unwrap();
-    assert_eq!(rules.len(), 15);
+    assert_eq!(rules.len(), 17);
     for r in rules {
         assert!(
             r["id"].is_string() && r["shortDescription"]["text"].is_string(),
@@ -367,4 +367,38 @@ fn namespaces_scope_the_findings_not_the_analysis() {
     );
     let o = lint(dir.path(), &cluster, &["-n", "shop", "-A"]);
     assert_eq!(o.status.code(), Some(2));
+}
+
+/// A cluster-wide rule shadowed by an earlier one: a valid SARIF result at the policy's line and
+/// the rule's field, named as a cluster-scoped object; `--disable` drops it.
+#[test]
+fn a_shadowed_tier_rule_in_sarif_and_disabled() {
+    let tiers = "---\napiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {name: guard}\n\
+                 spec: {tier: Admin, priority: 1, subject: {namespaces: {}}, ingress: [{action: Deny, from: [{namespaces: {}}]}]}\n\
+                 ---\napiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {name: late}\n\
+                 spec: {tier: Admin, priority: 2, subject: {namespaces: {}}, ingress: [{action: Accept, from: [{namespaces: {}}]}]}\n";
+    let text = format!("{CLUSTER}{tiers}");
+    // The document's first line: `apiVersion`, two above `metadata`.
+    let line = text[..text.find("name: late").unwrap()].lines().count() - 2;
+    let dir = tempfile::tempdir().unwrap();
+    let o = lint(dir.path(), &text, &["-o", "sarif"]);
+    let log = valid_sarif(dir.path(), &o.stdout);
+    let results = log["runs"][0]["results"].as_array().unwrap();
+    let shadowed: Vec<&Value> = (results.iter())
+        .filter(|r| r["ruleId"] == "tier-rule-shadowed")
+        .filter(|r| r["locations"][0]["logicalLocations"][0]["name"] == "ClusterNetworkPolicy late")
+        .collect();
+    assert_eq!(shadowed.len(), 1, "{results:#?}");
+    let location = &shadowed[0]["locations"][0];
+    assert_eq!(location["physicalLocation"]["region"]["startLine"], line);
+    assert!(
+        (shadowed[0]["message"]["text"].as_str().unwrap())
+            .contains("ClusterNetworkPolicy late: this rule never decides anything"),
+        "{}",
+        shadowed[0]
+    );
+    assert_eq!(shadowed[0]["properties"]["field"], "spec.ingress[0]");
+    let o = lint(dir.path(), &text, &["--disable", "tier-rule-shadowed"]);
+    assert!(!stdout(&o).contains("tier-rule-shadowed"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("service-port-not-target-port"));
 }

@@ -6,7 +6,9 @@
 //! pairs, so that a 10,000-pod cluster takes well under a second. One file per group of rules:
 //! `services.rs` (Service ports and Services split by policies), `dns.rs`, `peers.rs` (selectors
 //! and named ports that match nothing, peers that look like an AND), `redundant.rs`, `addresses.rs`
-//! (ipBlocks over pod addresses, namespaces left open) and `kinds.rs` (policy kinds not enforced).
+//! (ipBlocks over pod addresses, namespaces left open), `kinds.rs` (policy kinds not enforced),
+//! `tiers.rs` (cluster-wide policies' ambiguities) and `shadowed.rs` (what the tiers' order makes
+//! of a rule).
 
 mod addresses;
 mod dns;
@@ -16,6 +18,7 @@ mod output;
 mod peers;
 mod redundant;
 mod services;
+mod shadowed;
 mod tiers;
 
 pub(crate) use index::service_selects;
@@ -124,6 +127,10 @@ rules! {
         "A v1alpha1 and a v1alpha2 cluster-wide policy of one tier hold the same pods: their relative order is undefined.";
     TierRuleMatchesEverything = "tier-rule-matches-everything", Warning, Written,
         "A Deny or Pass rule of a cluster-wide policy has an entry Palisade cannot read, so it matches everything (failing closed) and hides the rules after it.";
+    TierRuleShadowed = "tier-rule-shadowed", Warning, Enforced,
+        "A rule never decides anything: earlier rules of its tier, or Admin Accept and Deny rules, decide everything it matches first.";
+    TierPassToNothing = "tier-pass-to-nothing", Warning, Enforced,
+        "An Admin Pass rule hands traffic to nothing (no NetworkPolicy isolates the pods, no Baseline rule matches), so it allows it as an Accept would.";
 }
 
 impl Rule {
@@ -363,7 +370,7 @@ pub fn lint_in(
 /// Runs on `ix` each check some of whose rules `wanted`, keeping the findings of those rules.
 fn run_checks(ix: &Index, wanted: &dyn Fn(Rule) -> bool, found: &mut Vec<Finding>) {
     type Check = fn(&Index, &mut Vec<Finding>);
-    let checks: [(&[Rule], Check); 6] = [
+    let checks: [(&[Rule], Check); 7] = [
         (
             &[
                 Rule::ServicePortNotTargetPort,
@@ -396,6 +403,10 @@ fn run_checks(ix: &Index, wanted: &dyn Fn(Rule) -> bool, found: &mut Vec<Finding
                 Rule::TierRuleMatchesEverything,
             ],
             tiers::check,
+        ),
+        (
+            &[Rule::TierRuleShadowed, Rule::TierPassToNothing],
+            shadowed::check,
         ),
     ];
     for (rules, check) in checks {

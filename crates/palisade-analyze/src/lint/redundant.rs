@@ -18,6 +18,7 @@ use super::{plural, rule_field, some_of, Finding, Rule, Severity};
 use palisade_model::{PolicyPeer, PolicyRule, Protocol};
 use palisade_policy::{AddrSet, Allow, ClassId, Direction, Peers, PortRange, RawRange};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::Hash;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -34,10 +35,10 @@ type Origin = (usize, Direction, usize);
 /// The most comparisons the check makes — one address range or port span of an entry looked at
 /// while judging whether other rules' entries cover a candidate's — before it stops and says so:
 /// 1–2 s on the project machine (`BENCHMARKS.md`).
-const MAX_COMPARISONS: u64 = 50_000_000;
+pub(super) const MAX_COMPARISONS: u64 = 50_000_000;
 
 /// The check ran out of [`MAX_COMPARISONS`].
-struct Stopped;
+pub(super) struct Stopped;
 
 /// How far the check goes: [`MAX_COMPARISONS`] and [`MAX_ENTRIES`] (smaller in tests).
 #[derive(Clone, Copy)]
@@ -78,13 +79,13 @@ struct Lists<'i> {
 }
 
 /// Comparisons left of [`MAX_COMPARISONS`].
-struct Budget {
-    left: u64,
+pub(super) struct Budget {
+    pub left: u64,
 }
 
 impl Budget {
     /// Takes `n` comparisons, or fails once none are left.
-    fn spend(&mut self, n: usize) -> Result<(), Stopped> {
+    pub fn spend(&mut self, n: usize) -> Result<(), Stopped> {
         self.left = self.left.checked_sub(n as u64).ok_or(Stopped)?;
         Ok(())
     }
@@ -503,7 +504,7 @@ fn allows_anything(lists: &mut Lists, pi: usize) -> bool {
 }
 
 /// True if `allow` admits nothing.
-fn is_empty(allow: &Allow) -> bool {
+pub(super) fn is_empty(allow: &Allow) -> bool {
     matches!(&allow.peers, Peers::Addrs(set) if set.is_empty())
         || allow.ports.as_ref().is_some_and(Vec::is_empty)
 }
@@ -527,33 +528,46 @@ fn ranges_of(allow: &Allow) -> Vec<RawRange> {
     }
 }
 
+/// Adds to `by` each of `others` that shares a peer and a port with `a`.
+pub(super) fn overlapping<O: Copy + Eq + Hash>(
+    a: &Allow,
+    others: &[&(O, &Allow)],
+    by: &mut HashSet<O>,
+    budget: &mut Budget,
+) -> Result<(), Stopped> {
+    let (mine, addresses) = (ports_of(a), ranges_of(a));
+    for (o, b) in others {
+        let (ports, ranges) = (ports_of(b), ranges_of(b));
+        budget.spend(ports.len() * mine.len() + ranges.len() + addresses.len())?;
+        let ports_meet = ports.iter().any(|p| mine.iter().any(|m| overlap(m, p)));
+        if ports_meet && meet(&ranges, &addresses) {
+            by.insert(*o);
+        }
+    }
+    Ok(())
+}
+
 /// True if `a`'s peers × ports lie within the union of `others`' (each of which that overlaps it
 /// is added to `by`).
-fn covered(
+pub(super) fn covered<O: Copy + Eq + Hash>(
     a: &Allow,
-    others: &[&Entry],
-    by: &mut HashSet<Origin>,
+    others: &[&(O, &Allow)],
+    by: &mut HashSet<O>,
     budget: &mut Budget,
 ) -> Result<bool, Stopped> {
     let (mine, addresses) = (ports_of(a), ranges_of(a));
     if addresses.is_empty() || mine.is_empty() {
         return Ok(true);
     }
-    let theirs: Vec<(Origin, Vec<PortSpan>, Vec<RawRange>)> = (others.iter())
-        .map(|(o, b)| (*o, ports_of(b), ranges_of(b)))
+    overlapping(a, others, by, budget)?;
+    let theirs: Vec<(Vec<PortSpan>, Vec<RawRange>)> = (others.iter())
+        .map(|(_, b)| (ports_of(b), ranges_of(b)))
         .collect();
-    for (o, ports, ranges) in &theirs {
-        budget.spend(ports.len() * mine.len() + ranges.len() + addresses.len())?;
-        let ports_meet = ports.iter().any(|p| mine.iter().any(|m| overlap(m, p)));
-        if ports_meet && meet(ranges, &addresses) {
-            by.insert(*o);
-        }
-    }
     // Cut `a`'s ports where any other entry's port spans start or end: within one piece, each
     // other entry admits all ports or none.
     for &(protocol, first, last) in &mine {
         let mut cuts: BTreeSet<u32> = BTreeSet::from([u32::from(first), u32::from(last) + 1]);
-        for (_, ports, _) in &theirs {
+        for (ports, _) in &theirs {
             for &(_, f, l) in ports.iter().filter(|s| s.0 == protocol) {
                 for edge in [u32::from(f), u32::from(l) + 1] {
                     if edge > u32::from(first) && edge <= u32::from(last) {
@@ -566,12 +580,12 @@ fn covered(
         for w in cuts.windows(2) {
             let piece = (protocol, w[0], w[1] - 1);
             let union: Vec<RawRange> = (theirs.iter())
-                .filter(|(_, ports, _)| {
+                .filter(|(ports, _)| {
                     ports.iter().any(|&(p, f, l)| {
                         p == piece.0 && u32::from(f) <= piece.1 && piece.2 <= u32::from(l)
                     })
                 })
-                .flat_map(|(_, _, ranges)| ranges.iter().copied())
+                .flat_map(|(_, ranges)| ranges.iter().copied())
                 .collect();
             budget.spend(theirs.len() + union.len() + addresses.len())?;
             if !contains(&AddrSet::merge_raw(union), &addresses) {
