@@ -98,9 +98,7 @@ fn deny_an_established_connection(prefix: &str, extra: &[&str]) -> (Setup, TcpSt
 #[test]
 fn strict_mode_cuts_an_established_connection_a_new_policy_denies() {
     let (setup, stream) = deny_an_established_connection("s", &["--strict"]);
-    // A client sending periodically. (An echo in flight at the moment of removal would be picked
-    // up mid-stream as a new connection from the server, which no policy here denies: see the
-    // README's strict mode.)
+    // A client sending periodically (one busy both ways: the test below).
     let cut = within(Duration::from_millis(1500), || {
         std::thread::sleep(Duration::from_millis(100));
         !echoes(&stream)
