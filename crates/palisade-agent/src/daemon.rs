@@ -330,6 +330,7 @@ fn start_flow_log(
             path: path.clone(),
             source,
         })?
+        .with_enforcement(config.enforcement.clone())
         .with_hub(hub);
     tracing::info!(path = %path.display(), interval = ?opts.flow_limits.interval, "flow log");
     let (netns, policy, health) = (

@@ -129,6 +129,10 @@ fn a_connection_is_told_with_its_bytes_once_per_interval_it_is_active() {
         !first["node_name"].as_str().unwrap().is_empty(),
         "{first:#}"
     );
+    assert_eq!(
+        first["reporter"], "both",
+        "one node holds both pods: {first:#}"
+    );
     // The demo's redis-cart admits cartservice by its policy: the verdict names it.
     assert_eq!(first["disposition"], "allow", "{first:#}");
     assert_eq!(first["ingress"]["disposition"], "allow", "{first:#}");
@@ -414,6 +418,12 @@ fn connections_across_nodes_and_to_the_outside_are_told_by_each_node() {
     std::fs::write(dir.path().join("cluster.yaml"), TWO_NODES).unwrap();
     let _teardown = palisade_lab::DownOnDrop(name.clone());
     let flows = dir.path().join("flows.log");
+    // Two free ports in a row: node i serves metrics on the given port + i.
+    let port = (0..50)
+        .map(|_| support::free_port())
+        .find(|&p| std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok())
+        .unwrap();
+    let metrics = format!("127.0.0.1:{port}");
     let out = support::palisade(&[
         "lab",
         "--name",
@@ -427,6 +437,8 @@ fn connections_across_nodes_and_to_the_outside_are_told_by_each_node() {
         flows.to_str().unwrap(),
         "--flow-log-interval",
         "1s",
+        "--metrics-addr",
+        &metrics,
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -469,19 +481,30 @@ fn connections_across_nodes_and_to_the_outside_are_told_by_each_node() {
         to_b.local_addr().unwrap().port(),
         to_outside.local_addr().unwrap().port(),
     );
-    for (i, node) in ["node-0", "node-1"].into_iter().enumerate() {
+    for (i, (node, reporter)) in [("node-0", "src"), ("node-1", "dest")]
+        .into_iter()
+        .enumerate()
+    {
         let told = within(Duration::from_secs(3), || {
             !of_port(&node_log(i), b_port).is_empty()
         });
         assert!(told.is_some(), "{node}: {:#?}", records(&node_log(i)));
         let r = &of_port(&node_log(i), b_port)[0];
         assert_eq!(r["node_name"], node, "{r:#}");
+        assert_eq!(r["reporter"], reporter, "each node says its end: {r:#}");
         assert_eq!(
             (&r["src"]["pod_name"], &r["dest"]["pod_name"]),
             (&Value::from("a"), &Value::from("b"))
         );
         carries(r, "sent", 3_000);
     }
+    // The metrics count a connection once in the cluster: on its source's node.
+    let fl = r#"palisade_flow_bytes_total{src_namespace="fl",dest_namespace="fl"}"#;
+    let bytes = |node: u16| sample(&scrape(&format!("127.0.0.1:{}", port + node)), fl);
+    assert!(bytes(0) >= 3_000.0, "node-0 counts it");
+    let node1 = scrape(&format!("127.0.0.1:{}", port + 1));
+    assert!(node1.contains("palisade_flow_log_records_total"), "{node1}");
+    assert_eq!(bytes(1), 0.0, "node-1 tells it but does not count it again");
     let told = within(Duration::from_secs(3), || {
         !of_port(&node_log(0), out_port).is_empty()
     });
@@ -489,6 +512,7 @@ fn connections_across_nodes_and_to_the_outside_are_told_by_each_node() {
     let r = &of_port(&node_log(0), out_port)[0];
     assert_eq!(r["dest"]["instance"], "169.254.100.2", "{r:#}");
     assert_eq!(r["src"]["pod_name"], "a", "{r:#}");
+    assert_eq!(r["reporter"], "src", "{r:#}");
     assert!(r.get("ingress").is_none(), "no pod receives it: {r:#}");
     carries(r, "sent", 100);
     carries(r, "received", 5_000);

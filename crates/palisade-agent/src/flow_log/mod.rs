@@ -29,8 +29,8 @@ use accounting::{Accounting, Observed};
 use palisade_dataplane::conntrack::{self, Conntrack, Endings, Listing};
 use palisade_kube::bucket::TokenBucket;
 use palisade_model::{ClusterState, Protocol};
-use palisade_policy::{Decision, Direction, Endpoint, Engine, Engines, Flow};
-use record::{FlowConnection, FlowRecord, ServiceName, SideVerdict};
+use palisade_policy::{Decision, Direction, Endpoint, Enforcement, Engine, Engines, Flow};
+use record::{FlowConnection, FlowRecord, Reporter, ServiceName, SideVerdict};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
@@ -137,6 +137,12 @@ impl Attribution {
         self.state_of(ip).pod_by_ip(ip).is_some()
     }
 
+    /// `ip` is a pod `enforcement` says this node enforces.
+    fn enforced_here(&self, ip: IpAddr, enforcement: &Enforcement) -> bool {
+        let state = self.state_of(ip);
+        (state.pod_by_ip(ip)).is_some_and(|p| enforcement.enforces(&state.pods[p]))
+    }
+
     /// The verdict of `key`, cached.
     fn verdict(&mut self, key: FlowKey) -> Arc<Verdict> {
         if let Some(v) = self.verdicts.get(&key) {
@@ -195,6 +201,8 @@ pub struct FlowLogger {
     write_failing: bool,
     metrics: Arc<Metrics>,
     hub: Option<Arc<Hub>>,
+    /// Whose pods this node enforces: which ends it reports.
+    enforcement: Enforcement,
     /// Namespace pairs the metrics have series of.
     pairs: std::collections::HashSet<(String, String)>,
 }
@@ -220,9 +228,17 @@ impl FlowLogger {
             write_failing: false,
             metrics,
             hub: None,
+            enforcement: Enforcement::default(),
             pairs: Default::default(),
             limits: limits.clone(),
         })
+    }
+
+    /// Reports the ends of connections that `enforcement` says this node enforces (default:
+    /// every pod, as a single node).
+    pub fn with_enforcement(mut self, enforcement: Enforcement) -> Self {
+        self.enforcement = enforcement;
+        self
     }
 
     /// Also shows every record it writes to `observe --flows` clients through `hub`.
@@ -352,12 +368,24 @@ impl FlowLogger {
             start_time: start,
             end_time: end,
             node_name: self.node_name.clone(),
+            reporter: Reporter::of(
+                attribution.enforced_here(judged.src, &self.enforcement),
+                attribution.enforced_here(judged.dst, &self.enforcement),
+            ),
         }
     }
 
-    /// Counts `group`'s bytes and started connections in the per-namespace metrics.
+    /// Counts `group`'s bytes and started connections in the per-namespace metrics — once in the
+    /// cluster: by the node of the source pod, or of the destination when the source is no pod.
     fn count(&mut self, attribution: &Attribution, group: &Group) {
         let judged = group.first.tracked.judged();
+        let counted_here = match attribution.is_pod(judged.src) {
+            true => attribution.enforced_here(judged.src, &self.enforcement),
+            false => attribution.enforced_here(judged.dst, &self.enforcement),
+        };
+        if !counted_here {
+            return;
+        }
         let namespace = |ip| {
             let state = attribution.state_of(ip);
             (state.pod_by_ip(ip)).map_or_else(String::new, |p| state.pods[p].namespace.clone())

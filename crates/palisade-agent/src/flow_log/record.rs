@@ -111,6 +111,34 @@ pub struct FlowRecord {
     /// The node that wrote the record.
     #[serde(default)]
     pub node_name: String,
+    /// Which ends that node enforces (a connection between nodes is told by both: each says its
+    /// end); omitted when it enforces neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reporter: Option<Reporter>,
+}
+
+/// The ends of a connection the reporting node enforces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reporter {
+    /// The source pod.
+    Src,
+    /// The destination pod.
+    Dest,
+    /// Both (pods of one node).
+    Both,
+}
+
+impl Reporter {
+    /// Which of the ends (source, destination) are enforced here.
+    pub fn of(src: bool, dest: bool) -> Option<Reporter> {
+        match (src, dest) {
+            (true, true) => Some(Reporter::Both),
+            (true, false) => Some(Reporter::Src),
+            (false, true) => Some(Reporter::Dest),
+            (false, false) => None,
+        }
+    }
 }
 
 impl FlowRecord {
@@ -185,11 +213,12 @@ mod tests {
             start_time: at(0),
             end_time: at(5),
             node_name: "node-a".into(),
+            reporter: Some(Reporter::Both),
         };
         let line = record.to_line();
         assert_eq!(
             line,
-            r#"{"connection":{"src_ip":"10.8.1.20","dest_ip":"10.8.0.7","src_port":40312,"dest_port":8080,"protocol":"tcp"},"src":{"pod_name":"web-1","workload_kind":"ReplicaSet","workload_name":"web-5d","pod_namespace":"shop","namespace":"shop"},"dest":{"pod_name":"api-1","workload_kind":"ReplicaSet","workload_name":"api-7c","pod_namespace":"shop","namespace":"shop"},"service":{"name":"api","namespace":"shop","ip":"10.96.0.12","port":80},"disposition":"allow","ingress":{"disposition":"allow","policies":[{"name":"api","namespace":"shop","kind":"NetworkPolicy"}]},"packets_sent":4,"bytes_sent":310,"packets_received":3,"bytes_received":5120,"started":true,"ended":false,"start_time":"2026-11-22T10:00:00.000000000Z","end_time":"2026-11-22T10:00:05.000000000Z","node_name":"node-a"}"#.to_owned() + "\n"
+            r#"{"connection":{"src_ip":"10.8.1.20","dest_ip":"10.8.0.7","src_port":40312,"dest_port":8080,"protocol":"tcp"},"src":{"pod_name":"web-1","workload_kind":"ReplicaSet","workload_name":"web-5d","pod_namespace":"shop","namespace":"shop"},"dest":{"pod_name":"api-1","workload_kind":"ReplicaSet","workload_name":"api-7c","pod_namespace":"shop","namespace":"shop"},"service":{"name":"api","namespace":"shop","ip":"10.96.0.12","port":80},"disposition":"allow","ingress":{"disposition":"allow","policies":[{"name":"api","namespace":"shop","kind":"NetworkPolicy"}]},"packets_sent":4,"bytes_sent":310,"packets_received":3,"bytes_received":5120,"started":true,"ended":false,"start_time":"2026-11-22T10:00:00.000000000Z","end_time":"2026-11-22T10:00:05.000000000Z","node_name":"node-a","reporter":"both"}"#.to_owned() + "\n"
         );
         assert_eq!(record.bytes(), 5430);
         let summed = FlowRecord {
