@@ -198,7 +198,6 @@ pub struct FlowLogger {
     attribution: Option<Attribution>,
     bucket: TokenBucket,
     file: RotatingFile,
-    write_failing: bool,
     metrics: Arc<Metrics>,
     hub: Option<Arc<Hub>>,
     /// Whose pods this node enforces: which ends it reports.
@@ -225,7 +224,6 @@ impl FlowLogger {
             attribution: None,
             bucket: TokenBucket::new(rate, burst.min(u64::from(u32::MAX)) as u32),
             file: RotatingFile::open(path, limits.max_file_bytes, limits.max_files, group)?,
-            write_failing: false,
             metrics,
             hub: None,
             enforcement: Enforcement::default(),
@@ -414,21 +412,10 @@ impl FlowLogger {
         if let Some(hub) = &self.hub {
             hub.publish(record.clone());
         }
-        match self.file.write_line(&record.to_line()) {
-            Ok(()) => {
-                self.write_failing = false;
-                self.metrics.flow_records.inc();
-            }
-            Err(e) => {
-                Metrics::inc(&self.metrics.flow_dropped, "write_error");
-                if !self.write_failing {
-                    tracing::error!(
-                        "writing {}: {e}; flow records are dropped",
-                        self.path().display()
-                    );
-                }
-                self.write_failing = true;
-            }
+        if self.file.append(&record.to_line(), "flow records") {
+            self.metrics.flow_records.inc();
+        } else {
+            Metrics::inc(&self.metrics.flow_dropped, "write_error");
         }
     }
 }

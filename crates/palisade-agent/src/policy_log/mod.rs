@@ -153,7 +153,6 @@ pub struct PolicyLogger {
     aggregator: DenyAggregator,
     bucket: TokenBucket,
     file: RotatingFile,
-    write_failing: bool,
     metrics: Arc<Metrics>,
     hub: Option<Arc<Hub>>,
     /// Where Kubernetes Events go (in a cluster).
@@ -185,7 +184,6 @@ impl PolicyLogger {
             aggregator: DenyAggregator::new(limits.aggregation_window, limits.max_open_keys),
             bucket: TokenBucket::new(limits.records_per_second, limits.burst),
             file: RotatingFile::open(path, limits.max_file_bytes, limits.max_files, group)?,
-            write_failing: false,
             metrics,
             hub: None,
             events: None,
@@ -570,24 +568,13 @@ impl PolicyLogger {
             Metrics::inc(&self.metrics.dropped, "rate_limit");
             return;
         }
-        match self.file.write_line(&record.to_line()) {
-            Ok(()) => {
-                self.write_failing = false;
-                let label = DispositionLabel {
-                    disposition: record.disposition.as_str().into(),
-                };
-                self.metrics.records.get_or_create(&label).inc();
-            }
-            Err(e) => {
-                Metrics::inc(&self.metrics.dropped, "write_error");
-                if !self.write_failing {
-                    tracing::error!(
-                        "writing {}: {e}; records are dropped",
-                        self.path().display()
-                    );
-                }
-                self.write_failing = true;
-            }
+        if self.file.append(&record.to_line(), "records") {
+            let label = DispositionLabel {
+                disposition: record.disposition.as_str().into(),
+            };
+            self.metrics.records.get_or_create(&label).inc();
+        } else {
+            Metrics::inc(&self.metrics.dropped, "write_error");
         }
     }
 }

@@ -26,6 +26,8 @@ pub struct RotatingFile {
     group: Option<u32>,
     file: Option<File>,
     size: u64,
+    /// The last write failed (said once per run of failures).
+    failing: bool,
 }
 
 impl RotatingFile {
@@ -40,6 +42,7 @@ impl RotatingFile {
             group,
             file: None,
             size: 0,
+            failing: false,
         };
         f.reopen()?;
         Ok(f)
@@ -56,6 +59,24 @@ impl RotatingFile {
         self.size = file.metadata().map_err(safe_fs::at(&self.path))?.len();
         self.file = Some(file);
         Ok(())
+    }
+
+    /// Appends one line of `what` (with its newline) as [`RotatingFile::write_line`] does; false
+    /// when it could not — the first failure of a run is logged, saying that `what` is dropped.
+    pub fn append(&mut self, line: &str, what: &str) -> bool {
+        match self.write_line(line) {
+            Ok(()) => {
+                self.failing = false;
+                true
+            }
+            Err(e) => {
+                if !self.failing {
+                    tracing::error!("writing {}: {e}; {what} are dropped", self.path.display());
+                }
+                self.failing = true;
+                false
+            }
+        }
     }
 
     /// Appends one line (with its newline) in a single write, rotating first if it would not fit.
