@@ -18,7 +18,7 @@ use crate::metrics::{DirectionLabel, Metrics};
 use crate::policy_log::PolicyLogger;
 use palisade_dataplane::conntrack::{Conntrack, Tracked};
 use palisade_dataplane::events::{Action, VerdictEvent};
-use palisade_policy::{CompiledTable, Direction, Enforcement, Engine};
+use palisade_policy::{CompiledTable, Direction, Endpoint, Enforcement, Engine};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -55,11 +55,12 @@ impl Judge<'_> {
             if !info.enforceable() || !self.enforcement.enforces(info) {
                 return None;
             }
-            // A pod and its own node (its address, or a hostNetwork pod there): no policy
-            // governs that traffic, and it never crosses the forward hook.
-            let node = info.host_ip == Some(peer)
-                && (state.pod_by_ip(peer)).is_none_or(|p| state.pods[p].host_network);
-            if node || peer == here {
+            // A pod and its own node: no policy governs that traffic, and it never crosses the
+            // forward hook.
+            if self
+                .engine
+                .ungoverned(Endpoint::Ip(here), Endpoint::Ip(peer))
+            {
                 return None;
             }
             let class = &self.table.classes[self.engine.class_of(pod)];

@@ -187,11 +187,15 @@ impl Engine {
     /// True for pod pairs whose traffic no policy governs: a pod and itself, and a pod and a
     /// hostNetwork pod on its node (which has the node's address).
     pub fn always_allowed(&self, src: PodId, dst: PodId) -> bool {
-        let (a, b) = (
-            self.resolve(Endpoint::Pod(src)),
-            self.resolve(Endpoint::Pod(dst)),
-        );
-        src == dst || node_local(&a, &b).is_some() || node_local(&b, &a).is_some()
+        self.ungoverned(Endpoint::Pod(src), Endpoint::Pod(dst))
+    }
+
+    /// True for ends whose traffic no policy governs, either way: a pod and itself, and a pod and
+    /// its node (the node's address, or a hostNetwork pod there).
+    pub fn ungoverned(&self, a: Endpoint, b: Endpoint) -> bool {
+        let (a, b) = (self.resolve(a), self.resolve(b));
+        let same_pod = matches!((a.pod, b.pod), (Some((x, _)), Some((y, _))) if x == y);
+        same_pod || node_local(&a, &b).is_some() || node_local(&b, &a).is_some()
     }
 
     fn resolve(&self, e: Endpoint) -> Resolved<'_> {
