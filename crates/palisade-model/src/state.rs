@@ -133,6 +133,13 @@ pub struct ServiceInfo {
     pub origin: Origin,
 }
 
+impl ServiceInfo {
+    /// `spec.clusterIP` as an address; `None` when absent or not one (`None`, headless).
+    pub fn address(&self) -> Option<IpAddr> {
+        self.cluster_ip.as_deref()?.parse().ok()
+    }
+}
+
 /// A validated NetworkPolicy.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PolicyInfo {

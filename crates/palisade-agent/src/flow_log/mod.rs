@@ -77,6 +77,12 @@ const MAX_NAMESPACE_PAIRS: usize = 10_000;
 /// How a flow is judged: addresses, port, protocol.
 type FlowKey = (IpAddr, IpAddr, u16, Protocol);
 
+/// The flow `tracked` was judged as (after DNAT).
+fn flow_key(tracked: &conntrack::Tracked) -> FlowKey {
+    let judged = tracked.judged();
+    (judged.src, judged.dst, judged.dst_port, tracked.protocol)
+}
+
 /// Short connections (started and ended in one interval) of the same flow, to the same address
 /// the client used, are summed into one record.
 type SumKey = (FlowKey, IpAddr, u16);
@@ -103,10 +109,7 @@ impl Attribution {
     fn new(engines: Engines, previous: Option<Arc<ClusterState>>) -> Attribution {
         let state = engines.enforced.state();
         let services = (state.services.iter())
-            .filter_map(|s| {
-                let ip = s.cluster_ip.as_deref()?.parse().ok()?;
-                Some((ip, (s.namespace.clone(), s.name.clone())))
-            })
+            .filter_map(|s| Some((s.address()?, (s.namespace.clone(), s.name.clone()))))
             .collect();
         Attribution {
             nodes: node_index(state),
@@ -319,8 +322,7 @@ impl FlowLogger {
         let o = &group.first;
         let judged = o.tracked.judged();
         let original = o.tracked.original;
-        let verdict =
-            attribution.verdict((judged.src, judged.dst, judged.dst_port, o.tracked.protocol));
+        let verdict = attribution.verdict(flow_key(&o.tracked));
         let service = (original.dst != judged.dst || original.dst_port != judged.dst_port)
             .then(|| attribution.services.get(&original.dst))
             .flatten()
@@ -432,11 +434,8 @@ fn groups(attribution: &Attribution, observed: Vec<Observed>) -> Vec<Group> {
             continue;
         }
         if o.started && o.ended {
-            let key = (
-                (judged.src, judged.dst, judged.dst_port, o.tracked.protocol),
-                o.tracked.original.dst,
-                o.tracked.original.dst_port,
-            );
+            let original = o.tracked.original;
+            let key = (flow_key(&o.tracked), original.dst, original.dst_port);
             if let Some(&i) = short.get(&key) {
                 let group = &mut groups[i];
                 group.connections += 1;

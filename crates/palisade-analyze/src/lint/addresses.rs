@@ -62,7 +62,7 @@ fn ip_blocks(ix: &Index, out: &mut Vec<Finding>) {
         .collect();
     pods.sort_unstable();
     let mut services: Vec<(IpAddr, usize)> = (ix.state.services.iter().enumerate())
-        .filter_map(|(i, s)| Some((s.cluster_ip.as_deref()?.parse().ok()?, i)))
+        .filter_map(|(i, s)| Some((s.address()?, i)))
         .collect();
     services.sort_unstable();
     for policy in &ix.state.policies {

@@ -7,7 +7,7 @@
 use super::index::{rules, Index};
 use super::{plural, Finding, Rule};
 use palisade_model::selector::SelectorSpec;
-use palisade_model::{PolicyPeer, PolicyRule, Protocol};
+use palisade_model::{PolicyPeer, PolicyRule, Protocol, ServiceInfo};
 use palisade_policy::{ClassId, Direction};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -49,7 +49,7 @@ impl Dns {
         if addresses.is_empty() {
             return None;
         }
-        addresses.extend(service.and_then(|s| s.cluster_ip.as_deref()?.parse::<IpAddr>().ok()));
+        addresses.extend(service.and_then(ServiceInfo::address));
         Some(Dns { addresses })
     }
 }
