@@ -16,40 +16,13 @@ fn parse<T: Observable>(path: &Path, number: usize, text: &str) -> Line<T> {
         .map_err(|e| format!("{}:{number}: not a {}: {e}", path.display(), T::WHAT))
 }
 
-/// Longest line [`read_all`] reads as a record; a longer one is skipped, and said.
+/// Longest line read as a record; a longer one is skipped, and said.
 pub const MAX_LINE: usize = 1 << 20;
 
 /// Reads every line of `path` in order, a record or why it is not one, into `each`, holding one
-/// line (of at most [`MAX_LINE`] bytes) at a time.
-pub fn read_all<T: Observable>(path: &Path, mut each: impl FnMut(Line<T>)) -> io::Result<()> {
-    let mut reader = BufReader::new(File::open(path)?);
-    let (mut line, mut number) = (Vec::new(), 0);
-    let limit = MAX_LINE as u64 + 1;
-    loop {
-        line.clear();
-        if (&mut reader).take(limit).read_until(b'\n', &mut line)? == 0 {
-            return Ok(());
-        }
-        number += 1;
-        if line.len() > MAX_LINE {
-            while !line.ends_with(b"\n") {
-                line.clear();
-                if (&mut reader).take(limit).read_until(b'\n', &mut line)? == 0 {
-                    break;
-                }
-            }
-            let at = path.display();
-            each(Err(format!(
-                "{at}:{number}: not a {}: longer than {MAX_LINE} bytes",
-                T::WHAT
-            )));
-            continue;
-        }
-        let text = String::from_utf8_lossy(&line);
-        if !text.trim().is_empty() {
-            each(parse(path, number, text.trim_end()));
-        }
-    }
+/// line (of at most [`MAX_LINE`] bytes) at a time; an unfinished last line is read too.
+pub fn read_all<T: Observable>(path: &Path, each: impl FnMut(Line<T>)) -> io::Result<()> {
+    Tail::open(path)?.each_available(true, each)
 }
 
 /// Follows a log file as it grows, from its start; after rotation (the path now names another file,
@@ -101,13 +74,24 @@ impl Tail {
         self.read_available()
     }
 
-    /// The complete lines from the offset on, each of at most [`MAX_LINE`] bytes held (a longer
-    /// one is said and skipped; bytes that are not UTF-8 are read as U+FFFD); an incomplete last
-    /// line is read again, whole, next time.
+    /// The complete lines from the offset on.
     fn read_available<T: Observable>(&mut self) -> io::Result<Vec<Line<T>>> {
         let mut out = Vec::new();
+        self.each_available(false, |line| out.push(line))?;
+        Ok(out)
+    }
+
+    /// The lines from the offset on into `each`, holding at most [`MAX_LINE`] bytes of one (a
+    /// longer one is said and skipped; bytes that are not UTF-8 are read as U+FFFD). An unfinished
+    /// last line is read when `to_end` (a file read whole); otherwise it is read again, whole,
+    /// next time.
+    fn each_available<T: Observable>(
+        &mut self,
+        to_end: bool,
+        mut each: impl FnMut(Line<T>),
+    ) -> io::Result<()> {
         let Some(reader) = self.reader.as_mut() else {
-            return Ok(out);
+            return Ok(());
         };
         reader.seek(SeekFrom::Start(self.offset))?;
         let mut line = Vec::new();
@@ -116,21 +100,22 @@ impl Tail {
             let n = (&mut *reader)
                 .take(MAX_LINE as u64 + 1)
                 .read_until(b'\n', &mut line)?;
-            let complete = line.ends_with(b"\n");
-            if n == 0 || (!complete && line.len() <= MAX_LINE && !self.skipping) {
-                break;
+            let overlong = line.len() > MAX_LINE;
+            let complete = line.ends_with(b"\n") || (to_end && !overlong);
+            if n == 0 || (!complete && !overlong && !self.skipping) {
+                return Ok(());
             }
             self.offset += n as u64;
             if self.skipping {
-                self.skipping = !complete;
+                self.skipping = !line.ends_with(b"\n");
                 continue;
             }
             self.line += 1;
-            if !complete {
-                self.skipping = true;
+            if overlong {
+                self.skipping = !line.ends_with(b"\n");
                 let at = self.path.display();
                 let what = T::WHAT;
-                out.push(Err(format!(
+                each(Err(format!(
                     "{at}:{}: not a {what}: longer than {MAX_LINE} bytes",
                     self.line
                 )));
@@ -138,10 +123,9 @@ impl Tail {
             }
             let text = String::from_utf8_lossy(&line);
             if !text.trim().is_empty() {
-                out.push(parse(&self.path, self.line, text.trim_end()));
+                each(parse(&self.path, self.line, text.trim_end()));
             }
         }
-        Ok(out)
     }
 }
 
